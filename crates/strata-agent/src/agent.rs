@@ -1,0 +1,423 @@
+//! The agent's main loops: registration, heartbeats, and the sync loop that keeps the
+//! supervisors in line with the node's assignments.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use strata_core::api::{Assignment, RegisterNode};
+use strata_core::spec::DriverKind;
+use strata_core::{DesiredState, InstanceState, InstanceStatus, Node, Resources};
+use strata_runtime::exec::ExecDriver;
+use strata_runtime::Driver;
+
+use crate::client::{ClientError, ControlClient};
+use crate::logs::InstanceLiveness;
+use crate::supervisor::{read_records, Adopted, AgentDirs, Supervisor, SupervisorContext};
+
+/// How an agent is set up.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub name: String,
+    /// The control plane's base URL.
+    pub control_url: String,
+    pub data_dir: PathBuf,
+    pub labels: BTreeMap<String, String>,
+    /// `None`: detected from the machine.
+    pub capacity: Option<Resources>,
+    /// Where the agent's own API (logs) listens.
+    pub listen_addr: SocketAddr,
+    /// Host instances are reached at by other nodes.
+    pub advertise_host: String,
+    /// Address instances bind.
+    pub bind_host: String,
+    pub heartbeat_interval: Duration,
+    pub drain_delay: Duration,
+}
+
+impl AgentConfig {
+    pub fn local(name: &str, control_url: &str, data_dir: PathBuf) -> Self {
+        Self {
+            name: name.to_string(),
+            control_url: control_url.to_string(),
+            data_dir,
+            labels: BTreeMap::new(),
+            capacity: None,
+            listen_addr: "127.0.0.1:0".parse().expect("valid address"),
+            advertise_host: "127.0.0.1".into(),
+            bind_host: "127.0.0.1".into(),
+            heartbeat_interval: Duration::from_millis(200),
+            drain_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent API cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("agent data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Control(#[from] ClientError),
+}
+
+/// A running agent.
+pub struct Agent {
+    config: AgentConfig,
+    client: ControlClient,
+    ctx: Arc<SupervisorContext>,
+    drivers: BTreeMap<DriverKind, Arc<dyn Driver>>,
+    supervisors: Arc<StdMutex<HashMap<String, Supervisor>>>,
+    epoch: AtomicU64,
+    agent_url: String,
+}
+
+struct Liveness(Arc<StdMutex<HashMap<String, Supervisor>>>);
+
+impl InstanceLiveness for Liveness {
+    fn is_running_here(&self, id: &str) -> bool {
+        self.0
+            .lock()
+            .expect("supervisors lock")
+            .get(id)
+            .is_some_and(|s| !s.is_finished())
+    }
+}
+
+fn detect_capacity() -> Resources {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u64;
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("MemTotal:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(1 << 30);
+    Resources {
+        cpu_millis: cpus * 1000,
+        memory_bytes: memory,
+    }
+}
+
+impl Agent {
+    /// Binds the agent's API and prepares its data directory. Call [`Agent::run`] next.
+    pub async fn start(config: AgentConfig) -> Result<(Arc<Agent>, tokio::net::TcpListener), AgentError> {
+        let root = config.data_dir.clone();
+        std::fs::create_dir_all(root.join("instances")).map_err(|source| AgentError::DataDir {
+            path: root.display().to_string(),
+            source,
+        })?;
+        let listener = tokio::net::TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| AgentError::Listen {
+                addr: config.listen_addr,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| AgentError::Listen {
+            addr: config.listen_addr,
+            source,
+        })?;
+        let agent_url = format!("http://{}:{}", config.advertise_host, local.port());
+        let client = ControlClient::new(&config.control_url);
+        let ctx = Arc::new(SupervisorContext {
+            node: config.name.clone(),
+            client: client.clone(),
+            health_client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("http client builds"),
+            dirs: AgentDirs { root },
+            bind_host: config.bind_host.clone(),
+            advertise_host: config.advertise_host.clone(),
+            drain_delay: config.drain_delay,
+        });
+        let mut drivers: BTreeMap<DriverKind, Arc<dyn Driver>> = BTreeMap::new();
+        drivers.insert(DriverKind::Exec, Arc::new(ExecDriver));
+        let agent = Arc::new(Agent {
+            config,
+            client,
+            ctx,
+            drivers,
+            supervisors: Arc::new(StdMutex::new(HashMap::new())),
+            epoch: AtomicU64::new(0),
+            agent_url,
+        });
+        Ok((agent, listener))
+    }
+
+    pub fn agent_url(&self) -> &str {
+        &self.agent_url
+    }
+
+    /// Runs the agent: serves its API, registers, re-adopts, heartbeats and syncs. Returns
+    /// only if the API server fails.
+    pub async fn run(self: Arc<Self>, listener: tokio::net::TcpListener) -> Result<(), AgentError> {
+        let router = crate::logs::router(
+            self.ctx.dirs.clone(),
+            Arc::new(Liveness(self.supervisors.clone())),
+        );
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        self.register_until_accepted().await;
+        self.adopt_existing().await;
+        tokio::spawn(self.clone().heartbeat_loop());
+        tokio::spawn(self.clone().sync_loop());
+        match server.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(AgentError::Listen {
+                addr: self.config.listen_addr,
+                source,
+            }),
+            Err(join) => Err(AgentError::Listen {
+                addr: self.config.listen_addr,
+                source: std::io::Error::other(join.to_string()),
+            }),
+        }
+    }
+
+    fn epoch_file(&self) -> PathBuf {
+        self.ctx.dirs.root.join("epoch")
+    }
+
+    async fn register_once(&self) -> Result<Node, ClientError> {
+        let last_epoch = std::fs::read_to_string(self.epoch_file())
+            .ok()
+            .and_then(|text| text.trim().parse().ok());
+        let request = RegisterNode {
+            name: self.config.name.clone(),
+            agent_url: self.agent_url.clone(),
+            labels: self.config.labels.clone(),
+            capacity: self.config.capacity.unwrap_or_else(detect_capacity),
+            drivers: self.drivers.keys().copied().collect(),
+            last_epoch,
+        };
+        let node = self.client.register(&request).await?;
+        self.epoch.store(node.epoch, Ordering::SeqCst);
+        if let Err(error) = std::fs::write(self.epoch_file(), node.epoch.to_string()) {
+            tracing::warn!(%error, "cannot persist the node epoch");
+        }
+        Ok(node)
+    }
+
+    async fn register_until_accepted(&self) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.register_once().await {
+                Ok(node) => {
+                    tracing::info!(node = %node.name, epoch = node.epoch, "registered");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "registration failed; retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Re-adopts instances a previous agent process started. Those no longer assigned are
+    /// stopped by the first sync.
+    async fn adopt_existing(&self) {
+        let assignments = match self.client.assignments(&self.config.name).await {
+            Ok(found) => found.assignments,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read assignments to re-adopt instances");
+                Vec::new()
+            }
+        };
+        for record in read_records(&self.ctx.dirs) {
+            let Some(driver) = self.drivers.get(&record.driver).cloned() else {
+                continue;
+            };
+            let handle = match driver.adopt(&record.instance_id, &record.process).await {
+                Ok(Some(handle)) => handle,
+                Ok(None) => {
+                    let _ = std::fs::remove_file(self.ctx.dirs.record(&record.instance_id));
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot re-adopt");
+                    continue;
+                }
+            };
+            let assignment = assignments
+                .iter()
+                .find(|a| a.instance.id == record.instance_id && a.instance.desired == DesiredState::Running)
+                .cloned();
+            match assignment {
+                Some(assignment) => {
+                    tracing::info!(instance = %record.instance_id, pid = ?handle.pid(), "re-adopted");
+                    let supervisor = Supervisor::spawn(
+                        self.ctx.clone(),
+                        driver,
+                        assignment,
+                        Some(Adopted {
+                            handle,
+                            port: record.port,
+                        }),
+                    );
+                    self.supervisors
+                        .lock()
+                        .expect("supervisors lock")
+                        .insert(record.instance_id.clone(), supervisor);
+                }
+                None => {
+                    tracing::info!(instance = %record.instance_id, "found an instance no longer assigned; stopping it");
+                    handle.stop(Duration::from_secs(5)).await;
+                    let _ = std::fs::remove_file(self.ctx.dirs.record(&record.instance_id));
+                }
+            }
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.config.heartbeat_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let epoch = self.epoch.load(Ordering::SeqCst);
+            match self.client.heartbeat(&self.config.name, epoch).await {
+                Ok(ack) if ack.reregister => {
+                    tracing::warn!("control plane asks this node to register again");
+                    if let Err(error) = self.register_once().await {
+                        tracing::warn!(%error, "re-registration failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "heartbeat failed"),
+            }
+        }
+    }
+
+    /// Keeps supervisors in line with assignments: woken by the control plane's watch of
+    /// instances, and at least every second regardless (a missed change is never fatal).
+    async fn sync_loop(self: Arc<Self>) {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(watch_instances(self.client.clone(), wake.clone()));
+        loop {
+            match self.client.assignments(&self.config.name).await {
+                Ok(found) => self.sync(found.assignments).await,
+                Err(error) => tracing::debug!(%error, "cannot read assignments"),
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    async fn sync(&self, assignments: Vec<Assignment>) {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let mut to_report = Vec::new();
+        {
+            let mut supervisors = self.supervisors.lock().expect("supervisors lock");
+            supervisors.retain(|_, s| !s.is_finished());
+            let wanted: HashMap<&str, &Assignment> = assignments
+                .iter()
+                .map(|a| (a.instance.id.as_str(), a))
+                .collect();
+            // Stop what is no longer wanted here.
+            for (id, supervisor) in supervisors.iter() {
+                let keep = wanted.get(id.as_str()).is_some_and(|a| {
+                    a.instance.desired == DesiredState::Running && a.instance.node_epoch >= epoch
+                });
+                if !keep {
+                    supervisor.stop();
+                }
+            }
+            for assignment in &assignments {
+                let id = &assignment.instance.id;
+                if supervisors.contains_key(id) {
+                    continue;
+                }
+                if assignment.instance.desired == DesiredState::Stopped {
+                    // Nothing runs here for it: tell the control plane it is done.
+                    to_report.push((id.clone(), InstanceState::Stopped, "stopped".to_string()));
+                    continue;
+                }
+                if assignment.instance.node_epoch < epoch {
+                    to_report.push((
+                        id.clone(),
+                        InstanceState::Failed,
+                        format!(
+                            "fenced: placed under node epoch {}, node is now at epoch {epoch}",
+                            assignment.instance.node_epoch
+                        ),
+                    ));
+                    continue;
+                }
+                let Some(driver) = self.drivers.get(&assignment.release.spec.driver).cloned() else {
+                    to_report.push((
+                        id.clone(),
+                        InstanceState::Failed,
+                        format!("this node has no `{}` driver", assignment.release.spec.driver.as_str()),
+                    ));
+                    continue;
+                };
+                let supervisor = Supervisor::spawn(self.ctx.clone(), driver, assignment.clone(), None);
+                supervisors.insert(id.clone(), supervisor);
+            }
+        }
+        for (id, state, message) in to_report {
+            let status = InstanceStatus {
+                id,
+                node: self.config.name.clone(),
+                state,
+                address: None,
+                pid: None,
+                restarts: 0,
+                last_exit: None,
+                message,
+                updated_at: 0,
+            };
+            if let Err(error) = self.client.report(&status).await {
+                tracing::debug!(%error, "status report failed");
+            }
+        }
+    }
+
+    /// Stops every instance (used by tests and an orderly shutdown; a crash leaves them
+    /// running for the next agent to adopt).
+    pub async fn stop_all(&self) {
+        let supervisors: Vec<Supervisor> = self
+            .supervisors
+            .lock()
+            .expect("supervisors lock")
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for supervisor in &supervisors {
+            supervisor.stop();
+        }
+        for supervisor in supervisors {
+            let _ = tokio::time::timeout(Duration::from_secs(30), supervisor.task).await;
+        }
+    }
+}
+
+/// Notifies `wake` on every change of instance records (an SSE watch), reconnecting forever.
+async fn watch_instances(client: ControlClient, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        if let Ok(response) = client.watch(strata_core::keys::INSTANCES).await {
+            let mut body = response.bytes_stream();
+            while let Some(Ok(_chunk)) = body.next().await {
+                wake.notify_one();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

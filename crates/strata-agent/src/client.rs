@@ -1,0 +1,202 @@
+//! The control plane's API as an agent uses it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use strata_core::api::{Assignments, ErrorBody, Heartbeat, HeartbeatAck, RegisterNode, Registered};
+use strata_core::{InstanceStatus, Node};
+use tokio::io::AsyncWriteExt;
+
+/// Why a call to the control plane failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("control plane at {url} unreachable: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("control plane refused {what}: {message}")]
+    Refused {
+        what: String,
+        status: u16,
+        message: String,
+    },
+    #[error("artifact {digest}: {reason}")]
+    Artifact { digest: String, reason: String },
+}
+
+impl ClientError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Refused { status: 404, .. })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl ControlClient {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .build()
+                .expect("http client builds"),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn check(&self, what: &str, response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let message = match response.json::<ErrorBody>().await {
+            Ok(body) => body.message,
+            Err(_) => format!("HTTP {status}"),
+        };
+        Err(ClientError::Refused {
+            what: what.to_string(),
+            status,
+            message,
+        })
+    }
+
+    fn unreachable(&self) -> impl Fn(reqwest::Error) -> ClientError + '_ {
+        |source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        }
+    }
+
+    pub async fn register(&self, request: &RegisterNode) -> Result<Node, ClientError> {
+        let response = self
+            .http
+            .post(format!("{}/v1/nodes", self.base))
+            .timeout(Duration::from_secs(5))
+            .json(request)
+            .send()
+            .await
+            .map_err(self.unreachable())?;
+        let registered: Registered = self
+            .check("registration", response)
+            .await?
+            .json()
+            .await
+            .map_err(self.unreachable())?;
+        Ok(registered.node)
+    }
+
+    pub async fn heartbeat(&self, node: &str, epoch: u64) -> Result<HeartbeatAck, ClientError> {
+        let response = self
+            .http
+            .post(format!("{}/v1/nodes/{node}/heartbeat", self.base))
+            .timeout(Duration::from_secs(2))
+            .json(&Heartbeat { epoch })
+            .send()
+            .await
+            .map_err(self.unreachable())?;
+        self.check("heartbeat", response)
+            .await?
+            .json()
+            .await
+            .map_err(self.unreachable())
+    }
+
+    pub async fn assignments(&self, node: &str) -> Result<Assignments, ClientError> {
+        let response = self
+            .http
+            .get(format!("{}/v1/nodes/{node}/assignments", self.base))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(self.unreachable())?;
+        self.check("assignments", response)
+            .await?
+            .json()
+            .await
+            .map_err(self.unreachable())
+    }
+
+    pub async fn report(&self, status: &InstanceStatus) -> Result<(), ClientError> {
+        let response = self
+            .http
+            .put(format!("{}/v1/instances/{}/status", self.base, status.id))
+            .timeout(Duration::from_secs(5))
+            .json(status)
+            .send()
+            .await
+            .map_err(self.unreachable())?;
+        self.check("status report", response).await.map(|_| ())
+    }
+
+    /// Opens the SSE watch of a prefix; yields once per change (the content is re-read through
+    /// [`ControlClient::assignments`], so a missed change costs nothing but a resync).
+    pub async fn watch(&self, prefix: &str) -> Result<reqwest::Response, ClientError> {
+        let response = self
+            .http
+            .get(format!("{}/v1/watch", self.base))
+            .query(&[("prefix", prefix)])
+            .send()
+            .await
+            .map_err(self.unreachable())?;
+        self.check("watch", response).await
+    }
+
+    /// Downloads a blob into `dest` (atomically: a temporary file renamed into place), checking
+    /// its digest.
+    pub async fn download(&self, digest: &str, dest: &Path) -> Result<(), ClientError> {
+        let fail = |reason: String| ClientError::Artifact {
+            digest: digest.to_string(),
+            reason,
+        };
+        let response = self
+            .http
+            .get(format!("{}/v1/blobs/{digest}", self.base))
+            .send()
+            .await
+            .map_err(self.unreachable())?;
+        let response = self.check("artifact download", response).await?;
+        let dir = dest.parent().ok_or_else(|| fail("bad cache path".into()))?;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        let temp = dir.join(format!(".download-{}", rand::random::<u64>()));
+        let result = async {
+            let mut file = tokio::fs::File::create(&temp)
+                .await
+                .map_err(|e| fail(format!("cannot write {}: {e}", temp.display())))?;
+            let mut hasher = Sha256::new();
+            let mut body = response.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| fail(format!("download interrupted: {e}")))?;
+                hasher.update(&chunk);
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| fail(format!("cannot write: {e}")))?;
+            }
+            file.sync_all().await.map_err(|e| fail(e.to_string()))?;
+            let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+            if actual != digest {
+                return Err(fail(format!("downloaded bytes have digest {actual}")));
+            }
+            use std::os::unix::fs::PermissionsExt;
+            tokio::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o555))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            tokio::fs::rename(&temp, dest)
+                .await
+                .map_err(|e| fail(e.to_string()))
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&temp).await;
+        }
+        result
+    }
+}

@@ -1,0 +1,23 @@
+//! Strata's node agent.
+//!
+//! An agent registers its node with the control plane, heartbeats, and keeps the instances
+//! assigned to it running: it watches its assignments, starts each instance through its
+//! driver, checks its health, restarts it with backoff when it crashes, drains and stops it
+//! when it is no longer wanted, and reports every change of state. It talks to the control
+//! plane only over its HTTP API, the same in `strata dev` (one process) as across machines.
+//!
+//! An agent that restarts re-adopts the instances it had started (their records are kept in
+//! its data directory) and stops any it finds that are no longer assigned: nothing is
+//! orphaned.
+//!
+//! Modules: [`client`] (the control plane's API as the agent uses it), [`supervisor`] (one
+//! instance's lifecycle), [`health`] (checks), [`logs`] (the agent's own API serving logs).
+
+pub mod client;
+pub mod health;
+pub mod logs;
+pub mod supervisor;
+
+mod agent;
+
+pub use agent::{Agent, AgentConfig, AgentError};

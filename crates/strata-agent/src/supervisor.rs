@@ -1,0 +1,447 @@
+//! One instance's lifecycle on a node: fetch its artifact, start it through the driver, check
+//! its health, restart it with backoff when it crashes, and, when asked, drain and stop it.
+//! Every change of state is reported to the control plane.
+//!
+//! The supervisor persists a record of the running process (driver record and port) next to
+//! the instance's log, so a later agent can re-adopt it.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use strata_core::api::Assignment;
+use strata_core::spec::PortSpec;
+use strata_core::{restart_backoff_ms, ExitInfo, InstanceState, InstanceStatus};
+use strata_runtime::{Driver, Exit, InstanceHandle, StartSpec};
+use tokio::sync::{watch, Mutex};
+
+use crate::client::ControlClient;
+use crate::health::{check, HealthTracker};
+
+/// Where an agent keeps things, under its data directory.
+#[derive(Debug, Clone)]
+pub struct AgentDirs {
+    pub root: PathBuf,
+}
+
+impl AgentDirs {
+    pub fn instances(&self) -> PathBuf {
+        self.root.join("instances")
+    }
+    pub fn instance(&self, id: &str) -> PathBuf {
+        self.instances().join(id)
+    }
+    pub fn log(&self, id: &str) -> PathBuf {
+        self.instance(id).join("output.log")
+    }
+    pub fn record(&self, id: &str) -> PathBuf {
+        self.instance(id).join("record.json")
+    }
+    pub fn artifact(&self, digest: &str) -> PathBuf {
+        self.root
+            .join("artifacts")
+            .join(digest.replace(':', "/"))
+    }
+}
+
+/// What is persisted of a running instance, for re-adoption.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub instance_id: String,
+    pub port: u16,
+    pub driver: strata_core::spec::DriverKind,
+    pub process: serde_json::Value,
+}
+
+/// What the supervisors of one agent share.
+pub struct SupervisorContext {
+    pub node: String,
+    pub client: ControlClient,
+    pub health_client: reqwest::Client,
+    pub dirs: AgentDirs,
+    /// Address instances bind (`HOST`).
+    pub bind_host: String,
+    /// Host other nodes reach instances at.
+    pub advertise_host: String,
+    /// Time between leaving the routing table and SIGTERM, so in-flight routing catches up.
+    pub drain_delay: Duration,
+}
+
+/// A running instance re-adopted after an agent restart.
+pub struct Adopted {
+    pub handle: Box<dyn InstanceHandle>,
+    pub port: u16,
+}
+
+/// The agent's handle on one supervisor task.
+pub struct Supervisor {
+    stop: watch::Sender<bool>,
+    pub status: Arc<Mutex<InstanceStatus>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Supervisor {
+    pub fn spawn(
+        ctx: Arc<SupervisorContext>,
+        driver: Arc<dyn Driver>,
+        assignment: Assignment,
+        adopted: Option<Adopted>,
+    ) -> Self {
+        let (stop, stop_rx) = watch::channel(false);
+        let status = Arc::new(Mutex::new(InstanceStatus {
+            id: assignment.instance.id.clone(),
+            node: ctx.node.clone(),
+            state: InstanceState::Pending,
+            address: None,
+            pid: None,
+            restarts: 0,
+            last_exit: None,
+            message: "assigned".into(),
+            updated_at: now_millis(),
+        }));
+        let run = Run {
+            ctx,
+            driver,
+            assignment,
+            status: status.clone(),
+            stop: stop_rx,
+            reported: true,
+        };
+        let task = tokio::spawn(run.run(adopted));
+        Self { stop, status, task }
+    }
+
+    /// Asks the instance to drain and stop. Idempotent.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Consecutive crashes are forgiven after this long running.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// Health polling while an instance starts, so it serves as soon as it can.
+const STARTUP_POLL: Duration = Duration::from_millis(50);
+
+struct Run {
+    ctx: Arc<SupervisorContext>,
+    driver: Arc<dyn Driver>,
+    assignment: Assignment,
+    status: Arc<Mutex<InstanceStatus>>,
+    stop: watch::Receiver<bool>,
+    /// Whether the last report reached the control plane.
+    reported: bool,
+}
+
+enum Ended {
+    Stopped(Exit),
+    Crashed(Exit),
+}
+
+impl Run {
+    fn id(&self) -> &str {
+        &self.assignment.instance.id
+    }
+
+    async fn set(&mut self, state: InstanceState, message: String, change: impl FnOnce(&mut InstanceStatus)) {
+        let snapshot = {
+            let mut status = self.status.lock().await;
+            if !status.state.can_become(state) {
+                tracing::debug!(instance = %status.id, from = ?status.state, to = ?state, "ignored transition");
+                return;
+            }
+            status.state = state;
+            status.message = message;
+            status.updated_at = now_millis();
+            change(&mut status);
+            status.clone()
+        };
+        self.report(&snapshot).await;
+    }
+
+    async fn report(&mut self, status: &InstanceStatus) {
+        match self.ctx.client.report(status).await {
+            Ok(()) => self.reported = true,
+            Err(error) if error.is_not_found() => {
+                // No longer wanted: the sync loop will stop us; nothing to report to.
+                self.reported = true;
+            }
+            Err(error) => {
+                self.reported = false;
+                tracing::warn!(instance = %status.id, %error, "status report failed; will retry");
+            }
+        }
+    }
+
+    async fn stop_requested(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn run(mut self, adopted: Option<Adopted>) {
+        let mut adopted = adopted;
+        let mut consecutive_crashes: u32 = 0;
+        let mut restarts: u32 = 0;
+        loop {
+            if self.stop_requested().await {
+                if adopted.is_none() {
+                    self.set(InstanceState::Stopped, "stopped before it started".into(), |_| {}).await;
+                    self.forget_record();
+                    return;
+                }
+            }
+            let was_adopted = adopted.is_some();
+            let (handle, port) = match adopted.take() {
+                Some(adopted) => (adopted.handle, adopted.port),
+                None => match self.start().await {
+                    Ok(started) => started,
+                    Err(message) => {
+                        // Could not even start: report, back off, try again (the cause may be
+                        // transient, e.g. the control plane was unreachable for the download).
+                        consecutive_crashes += 1;
+                        restarts += 1;
+                        let delay = restart_backoff_ms(consecutive_crashes);
+                        let text = format!("{message}; retrying in {delay} ms");
+                        self.set(InstanceState::Backoff, text, |s| s.restarts = restarts).await;
+                        if self.sleep_or_stop(Duration::from_millis(delay)).await {
+                            self.set(InstanceState::Stopped, "stopped".into(), |_| {}).await;
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let started_at = Instant::now();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("valid address");
+            let advertised = format!("{}:{port}", self.ctx.advertise_host);
+            let pid = handle.pid();
+            if was_adopted {
+                // The control plane still has it as it was (usually running): change nothing
+                // there until the first health check says otherwise, so traffic keeps flowing.
+                let mut status = self.status.lock().await;
+                status.state = InstanceState::Starting;
+                status.pid = pid;
+                status.address = Some(advertised);
+                status.message = format!("re-adopted (pid {})", pid.unwrap_or_default());
+            } else {
+                self.set(InstanceState::Starting, format!("started (pid {})", pid.unwrap_or_default()), |s| {
+                    s.pid = pid;
+                    s.address = Some(advertised);
+                })
+                .await;
+            }
+            match self.watch_running(handle.as_ref(), addr).await {
+                Ended::Stopped(exit) => {
+                    let message = format!("stopped: {}", exit.describe());
+                    self.set(InstanceState::Stopped, message, |s| {
+                        s.last_exit = Some(exit_info(&exit));
+                    })
+                    .await;
+                    self.forget_record();
+                    return;
+                }
+                Ended::Crashed(exit) => {
+                    if started_at.elapsed() >= STABLE_AFTER {
+                        consecutive_crashes = 0;
+                    }
+                    consecutive_crashes += 1;
+                    restarts += 1;
+                    let delay = restart_backoff_ms(consecutive_crashes - 1);
+                    let message = format!(
+                        "crashed: {} after {:.1}s; restart {restarts} in {delay} ms",
+                        exit.describe(),
+                        started_at.elapsed().as_secs_f64()
+                    );
+                    self.forget_record();
+                    self.set(InstanceState::Backoff, message, |s| {
+                        s.last_exit = Some(exit_info(&exit));
+                        s.restarts = restarts;
+                        s.pid = None;
+                        s.address = None;
+                    })
+                    .await;
+                    if self.sleep_or_stop(Duration::from_millis(delay)).await {
+                        self.set(InstanceState::Stopped, "stopped while waiting to restart".into(), |_| {})
+                            .await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps, or returns `true` early if a stop is requested.
+    async fn sleep_or_stop(&mut self, duration: Duration) -> bool {
+        let deadline = tokio::time::sleep(duration);
+        tokio::pin!(deadline);
+        loop {
+            if *self.stop.borrow() {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut deadline => return false,
+                changed = self.stop.changed() => {
+                    if changed.is_err() {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Health-checks a running instance until it exits or is asked to stop.
+    async fn watch_running(&mut self, handle: &dyn InstanceHandle, addr: SocketAddr) -> Ended {
+        let health_spec = self.assignment.release.spec.health.clone();
+        let interval = Duration::from_millis(health_spec.as_ref().map(|h| h.interval_ms).unwrap_or(1000));
+        let mut tracker = HealthTracker::for_spec(health_spec.as_ref());
+        let mut next_check = tokio::time::Instant::now();
+        let mut resend = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                exit = handle.wait() => {
+                    if *self.stop.borrow() {
+                        return Ended::Stopped(exit);
+                    }
+                    return Ended::Crashed(exit);
+                }
+                changed = self.stop.changed() => {
+                    if changed.is_err() || *self.stop.borrow() {
+                        return Ended::Stopped(self.drain_and_stop(handle).await);
+                    }
+                }
+                _ = tokio::time::sleep_until(next_check) => {
+                    let result = check(&self.ctx.health_client, addr, health_spec.as_ref()).await;
+                    let passed = result.is_ok();
+                    match tracker.record(passed) {
+                        Some(true) => self.set(InstanceState::Running, "healthy".into(), |_| {}).await,
+                        Some(false) => {
+                            let why = result.err().unwrap_or_default();
+                            self.set(InstanceState::Unhealthy, why, |_| {}).await
+                        }
+                        None => {}
+                    }
+                    let period = if tracker.is_healthy() { interval } else { STARTUP_POLL.min(interval) };
+                    next_check = tokio::time::Instant::now() + period;
+                }
+                _ = resend.tick() => {
+                    if !self.reported {
+                        let snapshot = self.status.lock().await.clone();
+                        self.report(&snapshot).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn drain_and_stop(&mut self, handle: &dyn InstanceHandle) -> Exit {
+        let grace = Duration::from_millis(self.assignment.release.spec.stop_timeout_ms);
+        self.set(InstanceState::Stopping, "draining".into(), |_| {}).await;
+        tokio::time::sleep(self.ctx.drain_delay).await;
+        handle.stop(grace).await
+    }
+
+    /// Fetches the artifact, picks the port, starts the process and persists its record.
+    async fn start(&mut self) -> Result<(Box<dyn InstanceHandle>, u16), String> {
+        let release = &self.assignment.release;
+        let spec = &release.spec;
+        let (program, mut args) = match &release.artifact_digest {
+            Some(digest) => {
+                let path = self.ctx.dirs.artifact(digest);
+                if !path.exists() {
+                    self.ctx
+                        .client
+                        .download(digest, &path)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                (path, Vec::new())
+            }
+            None => {
+                let mut command = spec.command.iter();
+                let program = command
+                    .next()
+                    .ok_or_else(|| "the release has neither an artifact nor a command".to_string())?;
+                (PathBuf::from(program), command.cloned().collect())
+            }
+        };
+        args.extend(spec.args.iter().cloned());
+        let port = match spec.port {
+            PortSpec::Fixed(port) => port,
+            PortSpec::Auto => free_port(&self.ctx.bind_host).map_err(|e| format!("no free port: {e}"))?,
+        };
+        let mut env: BTreeMap<String, String> = self.assignment.config.values.clone();
+        let instance = &self.assignment.instance;
+        env.insert("PORT".into(), port.to_string());
+        env.insert("HOST".into(), self.ctx.bind_host.clone());
+        env.insert("STRATA_SERVICE".into(), instance.service.clone());
+        env.insert("STRATA_ENV".into(), instance.env.clone());
+        env.insert("STRATA_INSTANCE".into(), instance.id.clone());
+        env.insert("STRATA_RELEASE".into(), instance.release.to_string());
+        let start = StartSpec {
+            instance_id: self.id().to_string(),
+            program,
+            args,
+            env,
+            log_path: self.ctx.dirs.log(self.id()),
+            work_dir: self.ctx.dirs.instance(self.id()).join("work"),
+        };
+        let handle = self.driver.start(&start).await.map_err(|e| e.to_string())?;
+        let record = InstanceRecord {
+            instance_id: self.id().to_string(),
+            port,
+            driver: self.driver.kind(),
+            process: handle.record(),
+        };
+        if let Err(error) = write_record(&self.ctx.dirs.record(self.id()), &record) {
+            tracing::warn!(instance = %self.id(), %error, "cannot persist instance record; it will not be re-adopted after an agent restart");
+        }
+        Ok((handle, port))
+    }
+
+    fn forget_record(&self) {
+        let _ = std::fs::remove_file(self.ctx.dirs.record(self.id()));
+    }
+}
+
+fn exit_info(exit: &Exit) -> ExitInfo {
+    ExitInfo {
+        code: exit.code,
+        signal: exit.signal,
+        at: now_millis(),
+        description: exit.describe(),
+    }
+}
+
+fn free_port(host: &str) -> std::io::Result<u16> {
+    Ok(TcpListener::bind((host, 0))?.local_addr()?.port())
+}
+
+fn write_record(path: &Path, record: &InstanceRecord) -> std::io::Result<()> {
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, serde_json::to_vec(record).expect("record serializes"))?;
+    std::fs::rename(temp, path)
+}
+
+/// Reads every persisted instance record (for re-adoption at start).
+pub fn read_records(dirs: &AgentDirs) -> Vec<InstanceRecord> {
+    let Ok(entries) = std::fs::read_dir(dirs.instances()) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read(entry.path().join("record.json")).ok())
+        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+        .collect()
+}

@@ -1,0 +1,200 @@
+//! `strata`: the single binary. The CLI (deploy, status, logs, delete) talks to the control
+//! plane's HTTP API; `strata dev` runs a whole one-machine platform in one process.
+//!
+//! Exit codes: 0 success, 1 the operation failed, 2 bad input (a spec error, a bad flag).
+
+mod api;
+mod commands;
+mod dev;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Where the CLI finds the control plane.
+const DEFAULT_ADDR: &str = "http://127.0.0.1:7700";
+
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about = "Deliver services onto a fleet of small nodes, push-button.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct ApiArgs {
+    /// The control plane's API.
+    #[arg(long, env = "STRATA_ADDR", default_value = DEFAULT_ADDR, global = true)]
+    addr: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a one-machine platform: control plane, node agent and ingress in one process,
+    /// state in an embedded store.
+    Dev {
+        /// Where state, artifacts and instance logs live.
+        #[arg(long, default_value = ".strata")]
+        data_dir: PathBuf,
+        /// Where the API listens.
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        api_addr: String,
+        /// Where the ingress listens (it serves http://SERVICE.ENV.localhost/).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        ingress_addr: String,
+    },
+    /// Deploy the services of a spec file: upload artifacts, create releases, roll them out
+    /// and wait until every instance is healthy.
+    Deploy {
+        /// The spec file (TOML; see docs/spec.md).
+        file: PathBuf,
+        /// The environment to deploy to.
+        #[arg(long, default_value = "dev")]
+        env: String,
+        /// Give up waiting for the rollout after this long (e.g. 90s, 5m).
+        #[arg(long, default_value = "2m", value_parser = humantime_duration)]
+        timeout: std::time::Duration,
+        /// Return once the releases are created, without waiting for the rollout.
+        #[arg(long)]
+        detach: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show services, their releases and instances.
+    Status {
+        /// Only this service.
+        service: Option<String>,
+        /// Only this environment (default: all; `dev` when a service is named).
+        #[arg(long)]
+        env: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print the logs of every instance of a service.
+    Logs {
+        service: String,
+        #[arg(long, default_value = "dev")]
+        env: String,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+        /// Lines from the end of each instance's log.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a service; its instances are stopped.
+    Delete {
+        service: String,
+        #[arg(long, default_value = "dev")]
+        env: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show the event log.
+    Events {
+        /// Only events of this service.
+        service: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+fn humantime_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 90s or 5m"))
+}
+
+/// How a command failed, which decides the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// The user's input is wrong (exit 2).
+    BadInput(anyhow::Error),
+    /// The operation failed (exit 1).
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::Failed(error.into())
+    }
+}
+
+pub type CliResult = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return match error.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(2),
+            };
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::BadInput(error)) => {
+            eprintln!("{}", format_error(&error));
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(error)) => {
+            eprintln!("error: {}", format_error(&error));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn format_error(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        text.push_str(&format!(": {cause}"));
+    }
+    text
+}
+
+async fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Dev {
+            data_dir,
+            api_addr,
+            ingress_addr,
+        } => dev::run(data_dir, &api_addr, &ingress_addr).await,
+        Command::Deploy {
+            file,
+            env,
+            timeout,
+            detach,
+            api,
+        } => commands::deploy(&api::Api::new(&api.addr), &file, &env, timeout, detach).await,
+        Command::Status {
+            service,
+            env,
+            json,
+            api,
+        } => commands::status(&api::Api::new(&api.addr), service.as_deref(), env.as_deref(), json).await,
+        Command::Logs {
+            service,
+            env,
+            follow,
+            tail,
+            api,
+        } => commands::logs(&api::Api::new(&api.addr), &service, &env, follow, tail).await,
+        Command::Delete { service, env, api } => commands::delete(&api::Api::new(&api.addr), &service, &env).await,
+        Command::Events { service, limit, api } => {
+            commands::events(&api::Api::new(&api.addr), service.as_deref(), limit).await
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The HTTP/JSON API. Handlers parse and validate the request, call [`ControlPlane`], and map
+//! its errors to a status and a JSON [`ErrorBody`]. Nothing here decides anything.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::Deserialize;
+use strata_core::api::{
+    Assignments, DeployRequest, DeployResponse, ErrorBody, EventList, Heartbeat, HeartbeatAck,
+    RegisterNode, Registered, RouteTable, ServiceStatus, WatchChange,
+};
+use strata_core::{Environment, InstanceStatus, InstanceView, Node, Release};
+use strata_store::WatchEvent;
+use utoipa::{IntoParams, OpenApi};
+
+use crate::{ControlError, ControlPlane};
+
+type Plane = State<Arc<ControlPlane>>;
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ControlError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ControlError::Conflict { .. } => StatusCode::CONFLICT,
+            ControlError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ControlError::Corrupt { .. } | ControlError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let body = ErrorBody {
+            error: self.code().to_string(),
+            message: self.to_string(),
+            hint: self.hint(),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Turns axum's own rejections (bad JSON, wrong content type) into our error body.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ControlError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(ControlError::bad_request(
+                format!("request body: {}", rejection.body_text()),
+                Some("send JSON as described at /openapi.json".to_string()),
+            )),
+        }
+    }
+}
+
+/// The API router.
+pub fn router(plane: Arc<ControlPlane>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(openapi_json))
+        .route("/v1/envs", get(list_envs))
+        .route("/v1/envs/{env}/deploy", post(deploy))
+        .route("/v1/envs/{env}/services", get(list_services))
+        .route(
+            "/v1/envs/{env}/services/{service}",
+            get(get_service).delete(delete_service),
+        )
+        .route("/v1/envs/{env}/services/{service}/releases", get(list_releases))
+        .route("/v1/envs/{env}/services/{service}/logs", get(service_logs))
+        .route("/v1/services", get(list_all_services))
+        .route("/v1/instances", get(list_instances))
+        .route("/v1/instances/{id}/status", put(report_status))
+        .route("/v1/nodes", get(list_nodes).post(register_node))
+        .route("/v1/nodes/{name}/heartbeat", post(heartbeat))
+        .route("/v1/nodes/{name}/assignments", get(assignments))
+        .route("/v1/routes", get(routes))
+        .route("/v1/events", get(list_events))
+        .route("/v1/watch", get(watch))
+        .route(
+            "/v1/blobs/{digest}",
+            put(put_blob).get(get_blob).head(head_blob),
+        )
+        .fallback(|| async {
+            ControlError::not_found(
+                "no such API endpoint",
+                Some("the endpoints are listed at /openapi.json".to_string()),
+            )
+        })
+        .with_state(plane)
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    Json(crate::openapi::ApiDoc::openapi())
+}
+
+/// Lists environments.
+#[utoipa::path(get, path = "/v1/envs", responses((status = 200, body = [Environment])))]
+pub async fn list_envs(State(plane): Plane) -> Result<Json<Vec<Environment>>, ControlError> {
+    Ok(Json(plane.environments().await?))
+}
+
+/// Deploys services: creates a release for every changed one and rolls it out.
+#[utoipa::path(post, path = "/v1/envs/{env}/deploy", request_body = DeployRequest,
+    params(("env" = String, Path, description = "environment")),
+    responses((status = 200, body = DeployResponse), (status = 400, body = ErrorBody)))]
+pub async fn deploy(
+    State(plane): Plane,
+    Path(env): Path<String>,
+    ApiJson(request): ApiJson<DeployRequest>,
+) -> Result<Json<DeployResponse>, ControlError> {
+    Ok(Json(plane.deploy(&env, request).await?))
+}
+
+/// Lists the services of one environment with their instances.
+#[utoipa::path(get, path = "/v1/envs/{env}/services",
+    params(("env" = String, Path, description = "environment")),
+    responses((status = 200, body = [ServiceStatus])))]
+pub async fn list_services(
+    State(plane): Plane,
+    Path(env): Path<String>,
+) -> Result<Json<Vec<ServiceStatus>>, ControlError> {
+    Ok(Json(plane.services(Some(&env)).await?))
+}
+
+/// Lists the services of every environment.
+#[utoipa::path(get, path = "/v1/services", responses((status = 200, body = [ServiceStatus])))]
+pub async fn list_all_services(
+    State(plane): Plane,
+) -> Result<Json<Vec<ServiceStatus>>, ControlError> {
+    Ok(Json(plane.services(None).await?))
+}
+
+/// One service: its desired release and instances.
+#[utoipa::path(get, path = "/v1/envs/{env}/services/{service}",
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
+    responses((status = 200, body = ServiceStatus), (status = 404, body = ErrorBody)))]
+pub async fn get_service(
+    State(plane): Plane,
+    Path((env, service)): Path<(String, String)>,
+) -> Result<Json<ServiceStatus>, ControlError> {
+    Ok(Json(plane.service_status(&env, &service).await?))
+}
+
+/// Deletes a service; its instances are stopped.
+#[utoipa::path(delete, path = "/v1/envs/{env}/services/{service}",
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_service(
+    State(plane): Plane,
+    Path((env, service)): Path<(String, String)>,
+) -> Result<StatusCode, ControlError> {
+    plane.delete_service(&env, &service).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A service's releases, oldest first.
+#[utoipa::path(get, path = "/v1/envs/{env}/services/{service}/releases",
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
+    responses((status = 200, body = [Release]), (status = 404, body = ErrorBody)))]
+pub async fn list_releases(
+    State(plane): Plane,
+    Path((env, service)): Path<(String, String)>,
+) -> Result<Json<Vec<Release>>, ControlError> {
+    Ok(Json(plane.releases(&env, &service).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LogParams {
+    /// Lines from the end of each instance's log (default 100).
+    pub tail: Option<usize>,
+    /// Keep streaming new lines.
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// The logs of every instance of a service, each line prefixed with its instance id.
+#[utoipa::path(get, path = "/v1/envs/{env}/services/{service}/logs",
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service"), LogParams),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
+pub async fn service_logs(
+    State(plane): Plane,
+    Path((env, service)): Path<(String, String)>,
+    Query(params): Query<LogParams>,
+) -> Result<Response, ControlError> {
+    let stream = crate::logs::service_logs(&plane, &env, &service, params.tail.unwrap_or(100), params.follow).await?;
+    Ok(Response::builder()
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Body::from_stream(stream))
+        .expect("static response"))
+}
+
+/// Every instance with its observed status.
+#[utoipa::path(get, path = "/v1/instances", responses((status = 200, body = [InstanceView])))]
+pub async fn list_instances(State(plane): Plane) -> Result<Json<Vec<InstanceView>>, ControlError> {
+    Ok(Json(plane.instance_views().await?))
+}
+
+/// An agent reports what it observed of an instance.
+#[utoipa::path(put, path = "/v1/instances/{id}/status", request_body = InstanceStatus,
+    params(("id" = String, Path, description = "instance id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn report_status(
+    State(plane): Plane,
+    Path(id): Path<String>,
+    ApiJson(status): ApiJson<InstanceStatus>,
+) -> Result<StatusCode, ControlError> {
+    if status.id != id {
+        return Err(ControlError::bad_request(
+            format!("status is for instance `{}` but was sent to `{id}`", status.id),
+            None,
+        ));
+    }
+    plane.report_status(status).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lists nodes.
+#[utoipa::path(get, path = "/v1/nodes", responses((status = 200, body = [Node])))]
+pub async fn list_nodes(State(plane): Plane) -> Result<Json<Vec<Node>>, ControlError> {
+    Ok(Json(plane.nodes().await?))
+}
+
+/// An agent registers its node.
+#[utoipa::path(post, path = "/v1/nodes", request_body = RegisterNode,
+    responses((status = 200, body = Registered), (status = 400, body = ErrorBody)))]
+pub async fn register_node(
+    State(plane): Plane,
+    ApiJson(request): ApiJson<RegisterNode>,
+) -> Result<Json<Registered>, ControlError> {
+    Ok(Json(Registered {
+        node: plane.register_node(request).await?,
+    }))
+}
+
+/// An agent's heartbeat.
+#[utoipa::path(post, path = "/v1/nodes/{name}/heartbeat", request_body = Heartbeat,
+    params(("name" = String, Path, description = "node")),
+    responses((status = 200, body = HeartbeatAck)))]
+pub async fn heartbeat(
+    State(plane): Plane,
+    Path(name): Path<String>,
+    ApiJson(beat): ApiJson<Heartbeat>,
+) -> Result<Json<HeartbeatAck>, ControlError> {
+    Ok(Json(HeartbeatAck {
+        reregister: plane.heartbeat(&name, beat.epoch).await?,
+    }))
+}
+
+/// What a node must run.
+#[utoipa::path(get, path = "/v1/nodes/{name}/assignments",
+    params(("name" = String, Path, description = "node")),
+    responses((status = 200, body = Assignments)))]
+pub async fn assignments(
+    State(plane): Plane,
+    Path(name): Path<String>,
+) -> Result<Json<Assignments>, ControlError> {
+    Ok(Json(plane.assignments(&name).await?))
+}
+
+/// The ingress routing table.
+#[utoipa::path(get, path = "/v1/routes", responses((status = 200, body = RouteTable)))]
+pub async fn routes(State(plane): Plane) -> Result<Json<RouteTable>, ControlError> {
+    Ok(Json(plane.routes().await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventParams {
+    /// Only events of this service.
+    pub service: Option<String>,
+    /// The newest this many (default 100).
+    pub limit: Option<usize>,
+}
+
+/// The event log, oldest first.
+#[utoipa::path(get, path = "/v1/events", params(EventParams),
+    responses((status = 200, body = EventList)))]
+pub async fn list_events(
+    State(plane): Plane,
+    Query(params): Query<EventParams>,
+) -> Result<Json<EventList>, ControlError> {
+    Ok(Json(EventList {
+        events: plane
+            .events(params.service.as_deref(), params.limit.unwrap_or(100))
+            .await?,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct WatchParams {
+    /// Key prefix to watch, e.g. `/instances/` (default: everything).
+    pub prefix: Option<String>,
+    /// Replay changes from this revision (default: only new ones).
+    pub from: Option<u64>,
+}
+
+/// Server-sent events: one `data:` line of [`WatchChange`] JSON per change, with the revision
+/// as the event id.
+#[utoipa::path(get, path = "/v1/watch", params(WatchParams),
+    responses((status = 200, content_type = "text/event-stream", body = WatchChange)))]
+pub async fn watch(
+    State(plane): Plane,
+    Query(params): Query<WatchParams>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ControlError> {
+    let prefix = params.prefix.unwrap_or_else(|| "/".to_string());
+    let changes = plane.store().watch(&prefix, params.from.unwrap_or(0)).await?;
+    let events = changes.map(|change| {
+        let event = match change {
+            Ok(WatchEvent::Put(kv)) => {
+                let change = WatchChange {
+                    revision: kv.mod_revision,
+                    key: kv.key.clone(),
+                    kind: "put".into(),
+                    value: serde_json::from_slice(&kv.value).ok(),
+                };
+                SseEvent::default()
+                    .id(kv.mod_revision.to_string())
+                    .json_data(change)
+                    .expect("change serializes")
+            }
+            Ok(WatchEvent::Delete { key, revision, .. }) => {
+                let change = WatchChange {
+                    revision,
+                    key,
+                    kind: "delete".into(),
+                    value: None,
+                };
+                SseEvent::default()
+                    .id(revision.to_string())
+                    .json_data(change)
+                    .expect("change serializes")
+            }
+            Err(error) => SseEvent::default().event("error").data(error.to_string()),
+        };
+        Ok(event)
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
+}
+
+/// Uploads an artifact. The body's sha256 must match the digest in the path.
+#[utoipa::path(put, path = "/v1/blobs/{digest}", request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    params(("digest" = String, Path, description = "sha256:<hex>")),
+    responses((status = 201), (status = 400, body = ErrorBody)))]
+pub async fn put_blob(
+    State(plane): Plane,
+    Path(digest): Path<String>,
+    body: Body,
+) -> Result<StatusCode, ControlError> {
+    let stream = body.into_data_stream();
+    plane.blobs().put(&digest, stream).await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// Downloads an artifact.
+#[utoipa::path(get, path = "/v1/blobs/{digest}",
+    params(("digest" = String, Path, description = "sha256:<hex>")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ErrorBody)))]
+pub async fn get_blob(
+    State(plane): Plane,
+    Path(digest): Path<String>,
+) -> Result<Response, ControlError> {
+    let path = plane.blobs().path(&digest)?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ControlError::not_found(format!("blob {digest}"), None))?;
+    let stream = tokio_util::io::ReaderStream::new(file).map_err(std::io::Error::other);
+    Ok(Response::builder()
+        .header("content-type", "application/octet-stream")
+        .body(Body::from_stream(stream))
+        .expect("static response"))
+}
+
+/// Whether an artifact is stored.
+#[utoipa::path(head, path = "/v1/blobs/{digest}",
+    params(("digest" = String, Path, description = "sha256:<hex>")),
+    responses((status = 200), (status = 404)))]
+pub async fn head_blob(
+    State(plane): Plane,
+    Path(digest): Path<String>,
+) -> Result<StatusCode, ControlError> {
+    if plane.blobs().exists(&digest).await? {
+        Ok(StatusCode::OK)
+    } else {
+        Err(ControlError::not_found(format!("blob {digest}"), None))
+    }
+}

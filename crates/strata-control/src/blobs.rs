@@ -1,0 +1,126 @@
+//! The content-addressed blob store for artifacts: `sha256:<hex>` -> bytes, one file each
+//! under `<data>/blobs/sha256/`. An upload is written to a temporary file while its digest is
+//! computed, and renamed into place only if the digest matches the one claimed, so a blob on
+//! disk is always complete and correct.
+
+use std::path::{Path, PathBuf};
+
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::ControlError;
+
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    dir: PathBuf,
+}
+
+/// Checks a digest is `sha256:` and 64 lowercase hex digits; returns the hex.
+pub fn parse_digest(digest: &str) -> Result<&str, ControlError> {
+    let hex = digest.strip_prefix("sha256:").ok_or_else(|| {
+        ControlError::bad_request(
+            format!("digest `{digest}` is not a sha256 digest"),
+            Some("write it as sha256:<64 hex digits>".to_string()),
+        )
+    })?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(ControlError::bad_request(
+            format!("digest `{digest}` must have 64 lowercase hex digits"),
+            None,
+        ));
+    }
+    Ok(hex)
+}
+
+impl BlobStore {
+    pub fn open(dir: &Path) -> Result<Self, ControlError> {
+        let dir = dir.join("sha256");
+        std::fs::create_dir_all(&dir).map_err(|error| {
+            ControlError::Internal(format!("cannot create blob dir {}: {error}", dir.display()))
+        })?;
+        Ok(Self { dir })
+    }
+
+    pub fn path(&self, digest: &str) -> Result<PathBuf, ControlError> {
+        Ok(self.dir.join(parse_digest(digest)?))
+    }
+
+    pub async fn exists(&self, digest: &str) -> Result<bool, ControlError> {
+        Ok(tokio::fs::try_exists(self.path(digest)?).await.unwrap_or(false))
+    }
+
+    /// Stores a stream of bytes as `digest`, verifying it. Returns the size.
+    pub async fn put<S, E>(&self, digest: &str, mut body: S) -> Result<u64, ControlError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let final_path = self.path(digest)?;
+        let temp_path = self
+            .dir
+            .join(format!(".upload-{}-{}", std::process::id(), rand::random::<u64>()));
+        let io = |error: std::io::Error| ControlError::Internal(format!("writing blob: {error}"));
+        let mut file = tokio::fs::File::create(&temp_path).await.map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let result: Result<(), ControlError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|error| {
+                    ControlError::bad_request(format!("upload interrupted: {error}"), None)
+                })?;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                file.write_all(&chunk).await.map_err(io)?;
+            }
+            file.sync_all().await.map_err(io)?;
+            let actual = format!("sha256:{}", hex::encode(hasher.finalize_reset()));
+            if actual != digest {
+                return Err(ControlError::bad_request(
+                    format!("uploaded bytes have digest {actual}, not {digest}"),
+                    Some("the file changed during upload, or the digest is wrong; deploy again".to_string()),
+                ));
+            }
+            tokio::fs::rename(&temp_path, &final_path).await.map_err(io)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&temp_path).await;
+        }
+        result.map(|()| size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest_of(bytes: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    }
+
+    #[tokio::test]
+    async fn put_verifies_the_digest_and_leaves_nothing_on_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let good = digest_of(b"hello");
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("hello"))]);
+        assert_eq!(blobs.put(&good, body).await.unwrap(), 5);
+        assert!(blobs.exists(&good).await.unwrap());
+
+        let wrong = digest_of(b"other");
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("hello"))]);
+        let error = blobs.put(&wrong, body).await.unwrap_err().to_string();
+        assert!(error.contains("not sha256:"), "{error}");
+        assert!(!blobs.exists(&wrong).await.unwrap());
+        let leftovers = std::fs::read_dir(dir.path().join("sha256")).unwrap().count();
+        assert_eq!(leftovers, 1, "only the good blob remains");
+    }
+
+    #[test]
+    fn digests_are_checked() {
+        for bad in ["md5:abc", "sha256:xyz", "sha256:ABCDEF", "sha256:../../etc/passwd"] {
+            assert!(parse_digest(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The control plane's errors. Each says what went wrong and, where there is something to do,
+//! how to fix it; the API maps each to an HTTP status and a JSON [`strata_core::api::ErrorBody`].
+
+use strata_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("{what} not found")]
+    NotFound { what: String, hint: Option<String> },
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("state store: {0}")]
+    Store(#[from] StoreError),
+    #[error("stored record {key} cannot be read: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ControlError {
+    pub fn not_found(what: impl Into<String>, hint: impl Into<Option<String>>) -> Self {
+        ControlError::NotFound {
+            what: what.into(),
+            hint: hint.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>, hint: impl Into<Option<String>>) -> Self {
+        ControlError::BadRequest {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ControlError::NotFound { hint, .. }
+            | ControlError::BadRequest { hint, .. }
+            | ControlError::Conflict { hint, .. } => hint.clone(),
+            ControlError::Store(_) | ControlError::Corrupt { .. } | ControlError::Internal(_) => {
+                None
+            }
+        }
+    }
+    pub fn code(&self) -> &'static str {
+        match self {
+            ControlError::NotFound { .. } => "not_found",
+            ControlError::BadRequest { .. } => "bad_request",
+            ControlError::Conflict { .. } => "conflict",
+            ControlError::Store(_) => "store_unavailable",
+            ControlError::Corrupt { .. } => "corrupt_state",
+            ControlError::Internal(_) => "internal",
+        }
+    }
+}

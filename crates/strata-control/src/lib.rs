@@ -1,0 +1,29 @@
+//! Strata's control plane.
+//!
+//! - [`plane::ControlPlane`]: the typed operations (deploy, delete, register a node, report an
+//!   instance's status, ...) over the [`strata_store::Store`]. It never sees HTTP.
+//! - [`api`]: the HTTP/JSON API (axum) that parses and validates requests, calls the plane
+//!   and maps its errors to JSON bodies a person can act on; SSE watches; `/openapi.json`.
+//! - [`reconcile`]: the level-triggered controller that turns desired state into instances on
+//!   nodes, using the pure planners of strata-sched.
+//! - [`blobs`]: the content-addressed store for uploaded artifacts.
+
+pub mod api;
+pub mod blobs;
+pub mod error;
+pub mod logs;
+pub mod openapi;
+pub mod plane;
+pub mod reconcile;
+
+pub use error::ControlError;
+pub use plane::{ControlConfig, ControlPlane};
+
+/// Milliseconds since the Unix epoch, now. The only place the control plane reads the clock;
+/// pure functions get the time passed in.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}

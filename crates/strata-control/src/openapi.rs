@@ -1,0 +1,34 @@
+//! The OpenAPI document served at `/openapi.json`, generated from the handlers and the wire
+//! types themselves (utoipa), so it cannot drift from the code.
+
+use utoipa::OpenApi;
+
+use crate::api;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Strata control plane API", description = "Environments, services, releases, instances, nodes and events of a Strata platform."),
+    paths(
+        api::list_envs,
+        api::deploy,
+        api::list_services,
+        api::list_all_services,
+        api::get_service,
+        api::delete_service,
+        api::list_releases,
+        api::service_logs,
+        api::list_instances,
+        api::report_status,
+        api::list_nodes,
+        api::register_node,
+        api::heartbeat,
+        api::assignments,
+        api::routes,
+        api::list_events,
+        api::watch,
+        api::put_blob,
+        api::get_blob,
+        api::head_blob,
+    )
+)]
+pub struct ApiDoc;

@@ -1,0 +1,761 @@
+//! The control plane's typed operations over the store. Every write that can race is a
+//! transaction guarded by the revisions it read (compare-and-swap), retried a bounded number
+//! of times on conflict.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use strata_core::api::{
+    default_host, Assignment, Assignments, DeployRequest, DeployResponse, DeployService,
+    DeployedService, RegisterNode, Route, RouteTable, ServiceStatus,
+};
+use strata_core::spec::{config_hash, DriverKind};
+use strata_core::{
+    keys, ConfigVersion, DesiredState, Environment, Event, Instance, InstanceState,
+    InstanceStatus, InstanceView, Node, NodeState, Release, Service,
+};
+use strata_sched::liveness::LivenessThresholds;
+use strata_store::{KeyValue, Store, Txn, TxnOutcome};
+use tokio::sync::Notify;
+
+use crate::blobs::BlobStore;
+use crate::{now_millis, ControlError};
+
+/// How many times a read-modify-write is retried when another writer got there first.
+const CAS_ATTEMPTS: usize = 16;
+
+/// Settings of a control plane.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    pub data_dir: PathBuf,
+    pub liveness: LivenessThresholds,
+    /// The port the ingress listens on, for the URLs `status` shows (`None`: unknown).
+    pub ingress_port: Option<u16>,
+}
+
+/// The control plane: typed operations over the store, shared by the API and the controllers.
+pub struct ControlPlane {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) blobs: BlobStore,
+    pub(crate) config: ControlConfig,
+    /// Wakes the reconciler early (after a deploy, a status report, ...).
+    pub(crate) kick: Notify,
+    event_counter: AtomicU64,
+    pub(crate) http: reqwest::Client,
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, ControlError> {
+    serde_json::from_slice(&kv.value).map_err(|error| ControlError::Corrupt {
+        key: kv.key.clone(),
+        reason: error.to_string(),
+    })
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialize")
+}
+
+/// A DNS label: what environment and service names must be.
+pub fn valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1] != b'-'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), ControlError> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(ControlError::bad_request(
+            format!("{kind} name `{name}` is not valid"),
+            Some(
+                "use lowercase letters, digits and `-`, starting with a letter, at most 63 characters"
+                    .to_string(),
+            ),
+        ))
+    }
+}
+
+impl ControlPlane {
+    pub fn new(store: Arc<dyn Store>, config: ControlConfig) -> Result<Arc<Self>, ControlError> {
+        let blobs = BlobStore::open(&config.data_dir.join("blobs"))?;
+        Ok(Arc::new(Self {
+            store,
+            blobs,
+            config,
+            kick: Notify::new(),
+            event_counter: AtomicU64::new(0),
+            http: reqwest::Client::new(),
+        }))
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(T, u64)>, ControlError> {
+        match self.store.get(key).await? {
+            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn list<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(T, u64)>, ControlError> {
+        let page = self.store.list(prefix).await?;
+        page.kvs
+            .iter()
+            .map(|kv| Ok((decode(kv)?, kv.mod_revision)))
+            .collect()
+    }
+
+    /// Appends an event. Events are best effort: a failure is logged, never fatal.
+    pub async fn record(&self, mut event: Event) {
+        let now = now_millis();
+        let counter = self.event_counter.fetch_add(1, Ordering::Relaxed) % 1000;
+        event.seq = now * 1000 + counter;
+        event.at = now;
+        tracing::info!(kind = %event.kind, service = ?event.service, "{}", event.message);
+        let key = keys::event(event.seq);
+        if let Err(error) = self.store.txn(Txn::new().when(&key, 0).put(&key, encode(&event))).await {
+            tracing::warn!(%error, "could not record event");
+        }
+    }
+
+    pub(crate) fn event(kind: &str, message: impl Into<String>) -> Event {
+        Event {
+            seq: 0,
+            at: 0,
+            kind: kind.to_string(),
+            env: None,
+            service: None,
+            instance: None,
+            node: None,
+            message: message.into(),
+            actor: "controller".into(),
+        }
+    }
+
+    // ----- deploys -----------------------------------------------------------------------
+
+    /// Creates a new release for every service whose spec, artifact or config changed, and
+    /// makes it the desired one. Unchanged services keep their release (replicas may change).
+    pub async fn deploy(
+        &self,
+        env: &str,
+        request: DeployRequest,
+    ) -> Result<DeployResponse, ControlError> {
+        check_name("environment", env)?;
+        if request.services.is_empty() {
+            return Err(ControlError::bad_request(
+                "the deploy names no services",
+                Some("add at least one [service.NAME] table to the spec".to_string()),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for item in &request.services {
+            self.validate(item).await?;
+            if !seen.insert(item.spec.name.clone()) {
+                return Err(ControlError::bad_request(
+                    format!("service `{}` appears twice in the deploy", item.spec.name),
+                    None,
+                ));
+            }
+        }
+        let env_key = keys::env(env);
+        if self.store.get(&env_key).await?.is_none() {
+            let record = Environment {
+                name: env.to_string(),
+                created_at: now_millis(),
+            };
+            self.store
+                .txn(Txn::new().when(&env_key, 0).put(&env_key, encode(&record)))
+                .await?;
+        }
+        let mut services = Vec::new();
+        for item in request.services {
+            services.push(self.deploy_one(env, item).await?);
+        }
+        self.kick.notify_one();
+        Ok(DeployResponse {
+            env: env.to_string(),
+            services,
+        })
+    }
+
+    async fn validate(&self, item: &DeployService) -> Result<(), ControlError> {
+        let spec = &item.spec;
+        check_name("service", &spec.name)?;
+        if spec.driver != DriverKind::Exec {
+            return Err(ControlError::bad_request(
+                format!(
+                    "service `{}`: driver `{}` is not available on this control plane yet",
+                    spec.name,
+                    spec.driver.as_str()
+                ),
+                Some("use driver = \"exec\"".to_string()),
+            ));
+        }
+        match (&spec.artifact, &item.artifact_digest) {
+            (Some(path), None) => {
+                return Err(ControlError::bad_request(
+                    format!("service `{}`: artifact `{path}` has no digest", spec.name),
+                    Some("upload it to /v1/blobs/DIGEST and send its digest (strata deploy does both)".to_string()),
+                ))
+            }
+            (_, Some(digest)) => {
+                if !self.blobs.exists(digest).await? {
+                    return Err(ControlError::bad_request(
+                        format!("service `{}`: artifact {digest} was never uploaded", spec.name),
+                        Some(format!("PUT its bytes to /v1/blobs/{digest} first")),
+                    ));
+                }
+            }
+            (None, None) if spec.command.is_empty() => {
+                return Err(ControlError::bad_request(
+                    format!("service `{}` has neither an artifact nor a command", spec.name),
+                    Some("set `artifact` (a file to upload) or `command`".to_string()),
+                ))
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    async fn deploy_one(
+        &self,
+        env: &str,
+        item: DeployService,
+    ) -> Result<DeployedService, ControlError> {
+        let name = item.spec.name.clone();
+        let service_key = keys::service(env, &name);
+        let values = item.spec.config_for(env);
+        let values_hash = config_hash(&values);
+        let spec_hash = item.spec.spec_hash(item.artifact_digest.as_deref());
+        for _ in 0..CAS_ATTEMPTS {
+            let now = now_millis();
+            let existing: Option<(Service, u64)> = self.get(&service_key).await?;
+            let (mut service, revision) = match existing {
+                Some(found) => found,
+                None => (
+                    Service {
+                        env: env.to_string(),
+                        name: name.clone(),
+                        desired_release: 0,
+                        latest_release: 0,
+                        latest_config: 0,
+                        replicas: item.spec.scale.replicas,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                    0,
+                ),
+            };
+            let current_release: Option<Release> = self
+                .get(&keys::release(env, &name, service.desired_release))
+                .await?
+                .map(|(release, _)| release);
+            let latest_config: Option<ConfigVersion> = self
+                .get(&keys::config(env, &name, service.latest_config))
+                .await?
+                .map(|(config, _)| config);
+
+            let mut txn = Txn::new().when(&service_key, revision);
+            let config_version = match &latest_config {
+                Some(config) if config.hash == values_hash => config.version,
+                _ => {
+                    let version = service.latest_config + 1;
+                    let record = ConfigVersion {
+                        env: env.to_string(),
+                        service: name.clone(),
+                        version,
+                        values: values.clone(),
+                        hash: values_hash.clone(),
+                        created_at: now,
+                    };
+                    txn = txn.put(keys::config(env, &name, version), encode(&record));
+                    service.latest_config = version;
+                    version
+                }
+            };
+            let unchanged = current_release.as_ref().is_some_and(|release| {
+                release.spec_hash == spec_hash && release.config_version == config_version
+            });
+            let replicas_changed = service.replicas != item.spec.scale.replicas;
+            if unchanged && !replicas_changed {
+                return Ok(DeployedService {
+                    name,
+                    release: service.desired_release,
+                    created: false,
+                    replicas: service.replicas,
+                });
+            }
+            let mut new_release = None;
+            if !unchanged {
+                let number = service.latest_release + 1;
+                let release = Release {
+                    env: env.to_string(),
+                    service: name.clone(),
+                    number,
+                    artifact_digest: item.artifact_digest.clone(),
+                    config_version,
+                    spec_hash: spec_hash.clone(),
+                    spec: item.spec.clone(),
+                    created_at: now,
+                };
+                txn = txn.put(keys::release(env, &name, number), encode(&release));
+                service.latest_release = number;
+                service.desired_release = number;
+                new_release = Some(release);
+            }
+            service.replicas = item.spec.scale.replicas;
+            service.updated_at = now;
+            txn = txn.put(&service_key, encode(&service));
+            match self.store.txn(txn).await? {
+                TxnOutcome::Committed(_) => {
+                    let mut event = match &new_release {
+                        Some(release) => Self::event(
+                            "release.created",
+                            format!(
+                                "{name}: release {} ({}, config v{}), {} replica(s)",
+                                release.number,
+                                release
+                                    .artifact_digest
+                                    .as_deref()
+                                    .map(short_digest)
+                                    .unwrap_or_else(|| "host command".to_string()),
+                                release.config_version,
+                                service.replicas
+                            ),
+                        ),
+                        None => Self::event(
+                            "service.scaled",
+                            format!("{name}: {} replica(s)", service.replicas),
+                        ),
+                    };
+                    event.env = Some(env.to_string());
+                    event.service = Some(name.clone());
+                    event.actor = "api".into();
+                    self.record(event).await;
+                    return Ok(DeployedService {
+                        name,
+                        release: service.desired_release,
+                        created: new_release.is_some(),
+                        replicas: service.replicas,
+                    });
+                }
+                TxnOutcome::Conflict { .. } => continue,
+            }
+        }
+        Err(ControlError::Conflict {
+            message: format!("service `{name}` kept changing during the deploy"),
+            hint: Some("another deploy of it is running; try again".to_string()),
+        })
+    }
+
+    /// Deletes a service: its instances are stopped by the reconciler; its releases and
+    /// configs are removed.
+    pub async fn delete_service(&self, env: &str, name: &str) -> Result<(), ControlError> {
+        let key = keys::service(env, name);
+        if self.store.get(&key).await?.is_none() {
+            return Err(self.service_not_found(env, name).await);
+        }
+        let mut txn = Txn::new().delete(&key);
+        for prefix in [keys::releases_of(env, name), keys::configs_of(env, name)] {
+            for kv in self.store.list(&prefix).await?.kvs {
+                txn = txn.delete(kv.key);
+            }
+        }
+        self.store.txn(txn).await?;
+        let mut event = Self::event("service.deleted", format!("{name}: deleted"));
+        event.env = Some(env.to_string());
+        event.service = Some(name.to_string());
+        event.actor = "api".into();
+        self.record(event).await;
+        self.kick.notify_one();
+        Ok(())
+    }
+
+    async fn service_not_found(&self, env: &str, name: &str) -> ControlError {
+        let names: Vec<String> = self
+            .list::<Service>(&keys::services_of(env))
+            .await
+            .map(|services| services.into_iter().map(|(s, _)| s.name).collect())
+            .unwrap_or_default();
+        let hint = if names.is_empty() {
+            format!("environment `{env}` has no services; deploy one with `strata deploy FILE --env {env}`")
+        } else {
+            format!("services in `{env}`: {}", names.join(", "))
+        };
+        ControlError::not_found(format!("service `{name}` in environment `{env}`"), Some(hint))
+    }
+
+    // ----- reads --------------------------------------------------------------------------
+
+    pub async fn environments(&self) -> Result<Vec<Environment>, ControlError> {
+        Ok(self.list(keys::ENVS).await?.into_iter().map(|(e, _)| e).collect())
+    }
+
+    pub async fn instance_views(&self) -> Result<Vec<InstanceView>, ControlError> {
+        let instances: Vec<(Instance, u64)> = self.list(keys::INSTANCES).await?;
+        let mut statuses: BTreeMap<String, InstanceStatus> = self
+            .list::<InstanceStatus>(keys::STATUS)
+            .await?
+            .into_iter()
+            .map(|(s, _)| (s.id.clone(), s))
+            .collect();
+        Ok(instances
+            .into_iter()
+            .map(|(instance, _)| {
+                let status = statuses.remove(&instance.id);
+                InstanceView { instance, status }
+            })
+            .collect())
+    }
+
+    pub async fn service_status(&self, env: &str, name: &str) -> Result<ServiceStatus, ControlError> {
+        let Some((service, _)) = self.get::<Service>(&keys::service(env, name)).await? else {
+            return Err(self.service_not_found(env, name).await);
+        };
+        let views = self.instance_views().await?;
+        self.status_of(service, &views).await
+    }
+
+    async fn status_of(
+        &self,
+        service: Service,
+        views: &[InstanceView],
+    ) -> Result<ServiceStatus, ControlError> {
+        let release: Option<Release> = self
+            .get(&keys::release(&service.env, &service.name, service.desired_release))
+            .await?
+            .map(|(r, _)| r);
+        let instances = views
+            .iter()
+            .filter(|v| v.instance.env == service.env && v.instance.service == service.name)
+            .cloned()
+            .collect();
+        let port = self
+            .config
+            .ingress_port
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        let mut hosts = vec![default_host(&service.name, &service.env)];
+        if let Some(release) = &release {
+            if !release.spec.route.public {
+                hosts.clear();
+            } else {
+                hosts.extend(release.spec.route.hosts.iter().cloned());
+            }
+        }
+        let hosts = hosts.into_iter().map(|h| format!("http://{h}{port}/")).collect();
+        Ok(ServiceStatus {
+            service,
+            release,
+            instances,
+            hosts,
+        })
+    }
+
+    pub async fn services(&self, env: Option<&str>) -> Result<Vec<ServiceStatus>, ControlError> {
+        let prefix = match env {
+            Some(env) => keys::services_of(env),
+            None => keys::SERVICES.to_string(),
+        };
+        let services: Vec<(Service, u64)> = self.list(&prefix).await?;
+        let views = self.instance_views().await?;
+        let mut out = Vec::new();
+        for (service, _) in services {
+            out.push(self.status_of(service, &views).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn releases(&self, env: &str, name: &str) -> Result<Vec<Release>, ControlError> {
+        if self.store.get(&keys::service(env, name)).await?.is_none() {
+            return Err(self.service_not_found(env, name).await);
+        }
+        Ok(self
+            .list(&keys::releases_of(env, name))
+            .await?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect())
+    }
+
+    pub async fn events(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Event>, ControlError> {
+        let events: Vec<Event> = self
+            .list::<Event>(keys::EVENTS)
+            .await?
+            .into_iter()
+            .map(|(e, _)| e)
+            .filter(|e| service.is_none() || e.service.as_deref() == service)
+            .collect();
+        let skip = events.len().saturating_sub(limit);
+        Ok(events.into_iter().skip(skip).collect())
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<Node>, ControlError> {
+        Ok(self.list(keys::NODES).await?.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// The ingress's routing table: every public service's hosts and healthy endpoints.
+    pub async fn routes(&self) -> Result<RouteTable, ControlError> {
+        let revision = self.store.revision().await?;
+        let services = self.services(None).await?;
+        let routes = services
+            .into_iter()
+            .filter_map(|status| {
+                let release = status.release?;
+                if !release.spec.route.public {
+                    return None;
+                }
+                let mut hosts = vec![default_host(&status.service.name, &status.service.env)];
+                hosts.extend(release.spec.route.hosts.iter().cloned());
+                let endpoints = status
+                    .instances
+                    .iter()
+                    .filter(|v| v.is_routable())
+                    .filter_map(|v| v.status.as_ref().and_then(|s| s.address.clone()))
+                    .collect();
+                Some(Route {
+                    env: status.service.env,
+                    service: status.service.name,
+                    hosts,
+                    endpoints,
+                    desired: status.service.replicas,
+                })
+            })
+            .collect();
+        Ok(RouteTable { revision, routes })
+    }
+
+    // ----- nodes and agents --------------------------------------------------------------
+
+    /// Registers (or re-registers) a node. A node that comes back with the epoch it had and
+    /// was never declared down keeps it, and re-adopts its instances; otherwise its epoch
+    /// moves on and instances placed under the old one are fenced.
+    pub async fn register_node(&self, request: RegisterNode) -> Result<Node, ControlError> {
+        check_name("node", &request.name)?;
+        let key = keys::node(&request.name);
+        for _ in 0..CAS_ATTEMPTS {
+            let now = now_millis();
+            let existing: Option<(Node, u64)> = self.get(&key).await?;
+            let revision = existing.as_ref().map(|(_, r)| *r).unwrap_or(0);
+            let epoch = match &existing {
+                Some((node, _))
+                    if node.state != NodeState::Down && request.last_epoch == Some(node.epoch) =>
+                {
+                    node.epoch
+                }
+                Some((node, _)) => node.epoch + 1,
+                None => 1,
+            };
+            let node = Node {
+                name: request.name.clone(),
+                agent_url: request.agent_url.clone(),
+                labels: request.labels.clone(),
+                capacity: request.capacity,
+                drivers: request.drivers.clone(),
+                epoch,
+                state: NodeState::Ready,
+                last_heartbeat: now,
+                registered_at: existing.as_ref().map(|(n, _)| n.registered_at).unwrap_or(now),
+            };
+            if self
+                .store
+                .txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
+                .await?
+                .is_committed()
+            {
+                let mut event = Self::event(
+                    "node.registered",
+                    format!("node {} registered at {} (epoch {epoch})", node.name, node.agent_url),
+                );
+                event.node = Some(node.name.clone());
+                event.actor = format!("agent:{}", node.name);
+                self.record(event).await;
+                self.kick.notify_one();
+                return Ok(node);
+            }
+        }
+        Err(ControlError::Conflict {
+            message: format!("node `{}` kept changing during registration", request.name),
+            hint: Some("retry".into()),
+        })
+    }
+
+    /// Records a heartbeat. Returns whether the agent must register again (unknown node, or
+    /// its epoch is stale because it was declared down meanwhile).
+    pub async fn heartbeat(&self, name: &str, epoch: u64) -> Result<bool, ControlError> {
+        let key = keys::node(name);
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((mut node, revision)) = self.get::<Node>(&key).await? else {
+                return Ok(true);
+            };
+            if node.epoch != epoch || node.state == NodeState::Down {
+                return Ok(true);
+            }
+            node.last_heartbeat = now_millis();
+            if node.state == NodeState::Suspect {
+                node.state = NodeState::Ready;
+            }
+            if self
+                .store
+                .txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
+                .await?
+                .is_committed()
+            {
+                return Ok(false);
+            }
+        }
+        Ok(false)
+    }
+
+    /// What a node must run: its instances with their releases and configs.
+    pub async fn assignments(&self, node: &str) -> Result<Assignments, ControlError> {
+        let revision = self.store.revision().await?;
+        let instances: Vec<(Instance, u64)> = self.list(keys::INSTANCES).await?;
+        let mut assignments = Vec::new();
+        let mut releases: BTreeMap<String, Option<Release>> = BTreeMap::new();
+        let mut configs: BTreeMap<String, Option<ConfigVersion>> = BTreeMap::new();
+        for (instance, _) in instances.into_iter().filter(|(i, _)| i.node == node) {
+            let release_key = keys::release(&instance.env, &instance.service, instance.release);
+            if !releases.contains_key(&release_key) {
+                let found = self.get(&release_key).await?.map(|(r, _)| r);
+                releases.insert(release_key.clone(), found);
+            }
+            let Some(release) = releases[&release_key].clone() else {
+                continue;
+            };
+            let config_key =
+                keys::config(&instance.env, &instance.service, release.config_version);
+            if !configs.contains_key(&config_key) {
+                let found = self.get(&config_key).await?.map(|(c, _)| c);
+                configs.insert(config_key.clone(), found);
+            }
+            let Some(config) = configs[&config_key].clone() else {
+                continue;
+            };
+            assignments.push(Assignment {
+                instance,
+                release,
+                config,
+            });
+        }
+        Ok(Assignments {
+            revision,
+            assignments,
+        })
+    }
+
+    /// Stores an agent's report on an instance; records an event when its state changes.
+    /// Fails with not-found if the instance is no longer wanted (the agent then stops it).
+    pub async fn report_status(&self, status: InstanceStatus) -> Result<(), ControlError> {
+        let Some((instance, _)) = self.get::<Instance>(&keys::instance(&status.id)).await? else {
+            return Err(ControlError::not_found(
+                format!("instance `{}`", status.id),
+                Some("it is no longer wanted; stop it".to_string()),
+            ));
+        };
+        if instance.node != status.node {
+            return Err(ControlError::Conflict {
+                message: format!(
+                    "instance `{}` belongs to node {}, not {}",
+                    status.id, instance.node, status.node
+                ),
+                hint: Some("stop it".to_string()),
+            });
+        }
+        let key = keys::status(&status.id);
+        let previous: Option<(InstanceStatus, u64)> = self.get(&key).await?;
+        self.store.put(&key, encode(&status)).await?;
+        let changed = previous.as_ref().map(|(p, _)| p.state) != Some(status.state);
+        if changed {
+            let kind = match status.state {
+                InstanceState::Running => "instance.healthy",
+                InstanceState::Backoff => "instance.crashed",
+                InstanceState::Unhealthy => "instance.unhealthy",
+                InstanceState::Failed => "instance.failed",
+                InstanceState::Stopped => "instance.stopped",
+                InstanceState::Starting => "instance.started",
+                InstanceState::Stopping => "instance.stopping",
+                InstanceState::Pending => "instance.pending",
+            };
+            let mut event = Self::event(
+                kind,
+                format!("{}: {}", status.id, status.message),
+            );
+            event.env = Some(instance.env.clone());
+            event.service = Some(instance.service.clone());
+            event.instance = Some(status.id.clone());
+            event.node = Some(status.node.clone());
+            event.actor = format!("agent:{}", status.node);
+            self.record(event).await;
+            self.kick.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Marks an instance as no longer wanted (idempotent).
+    pub(crate) async fn request_stop(&self, id: &str, why: &str) -> Result<(), ControlError> {
+        let key = keys::instance(id);
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((mut instance, revision)) = self.get::<Instance>(&key).await? else {
+                return Ok(());
+            };
+            if instance.desired == DesiredState::Stopped {
+                return Ok(());
+            }
+            instance.desired = DesiredState::Stopped;
+            instance.stop_requested_at = Some(now_millis());
+            if self
+                .store
+                .txn(Txn::new().when(&key, revision).put(&key, encode(&instance)))
+                .await?
+                .is_committed()
+            {
+                let mut event = Self::event("instance.stop", format!("{id}: stopping ({why})"));
+                event.env = Some(instance.env.clone());
+                event.service = Some(instance.service.clone());
+                event.instance = Some(id.to_string());
+                event.node = Some(instance.node.clone());
+                self.record(event).await;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Wakes the reconciler.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+}
+
+/// `sha256:0123456789ab` (the first 12 hex digits), for messages.
+pub fn short_digest(digest: &str) -> String {
+    digest.chars().take("sha256:".len() + 12).collect()
+}

@@ -1,0 +1,288 @@
+//! The reconciler: a level-triggered controller. Each pass reads desired state (services,
+//! releases) and actual state (instances, their statuses, nodes) from the store, asks the pure
+//! planners of strata-sched what should change, and applies that. It never relies on having
+//! seen an event: a pass over the same state asks for nothing more, and a missed event is
+//! caught by the next pass (one runs at least every second, and at once after any change).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use strata_core::spec::PortSpec;
+use strata_core::{
+    keys, DesiredState, Instance, InstanceView, Node, NodeState, Release, Resources, Service,
+};
+use strata_sched::liveness::node_state;
+use strata_sched::{place, plan_service, Demand, NodeView};
+use strata_store::Txn;
+use tokio::sync::Mutex;
+
+use crate::plane::{encode, ControlPlane};
+use crate::{now_millis, ControlError};
+
+/// The longest the reconciler sleeps without a change.
+const RESYNC: Duration = Duration::from_secs(1);
+
+/// Runs reconcile passes until the task is dropped.
+pub async fn run(plane: Arc<ControlPlane>) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(watch_changes(plane.clone(), wake.clone()));
+    let memory = Mutex::new(Memory::default());
+    loop {
+        if let Err(error) = reconcile_once(&plane, &memory).await {
+            tracing::warn!(%error, "reconcile pass failed; retrying");
+        }
+        tokio::select! {
+            _ = plane.kick.notified() => {}
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(RESYNC) => {}
+        }
+        // Let a burst of changes land before the next pass.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Wakes the reconciler on every change of desired or actual state.
+async fn watch_changes(plane: Arc<ControlPlane>, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        match plane.store.watch("/", 0).await {
+            Ok(mut changes) => {
+                while let Some(change) = changes.next().await {
+                    match change {
+                        Ok(change) if !change.key().starts_with(keys::EVENTS) => wake.notify_one(),
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, "store watch failed; resubscribing");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "store watch failed; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What the reconciler remembers between passes, only to avoid repeating itself in events.
+#[derive(Default)]
+pub struct Memory {
+    placement_errors: BTreeMap<String, String>,
+}
+
+/// One pass. Public so tests can drive the controller step by step.
+pub async fn reconcile_once(plane: &ControlPlane, memory: &Mutex<Memory>) -> Result<(), ControlError> {
+    let now = now_millis();
+    let nodes = update_liveness(plane, now).await?;
+    let services: Vec<(Service, u64)> = plane.list(keys::SERVICES).await?;
+    let views = plane.instance_views().await?;
+
+    let mut releases: BTreeMap<(String, String, u64), Option<Release>> = BTreeMap::new();
+    for view in &views {
+        let i = &view.instance;
+        let id = (i.env.clone(), i.service.clone(), i.release);
+        if !releases.contains_key(&id) {
+            let found = plane.get(&keys::release(&i.env, &i.service, i.release)).await?;
+            releases.insert(id, found.map(|(r, _)| r));
+        }
+    }
+    for (service, _) in &services {
+        let id = (service.env.clone(), service.name.clone(), service.desired_release);
+        if !releases.contains_key(&id) {
+            let found = plane
+                .get(&keys::release(&service.env, &service.name, service.desired_release))
+                .await?;
+            releases.insert(id, found.map(|(r, _)| r));
+        }
+    }
+
+    let node_states: BTreeMap<String, NodeState> =
+        nodes.iter().map(|n| (n.name.clone(), n.state)).collect();
+    let mut by_service: BTreeMap<(String, String), Vec<InstanceView>> = BTreeMap::new();
+    for view in &views {
+        by_service
+            .entry((view.instance.env.clone(), view.instance.service.clone()))
+            .or_default()
+            .push(view.clone());
+    }
+    let mut groups: BTreeSet<(String, String)> = by_service.keys().cloned().collect();
+    let service_map: BTreeMap<(String, String), &Service> = services
+        .iter()
+        .map(|(s, _)| ((s.env.clone(), s.name.clone()), s))
+        .collect();
+    groups.extend(service_map.keys().cloned());
+
+    // Capacity and ports already taken, from every live instance.
+    let mut node_views: Vec<NodeView> = nodes
+        .iter()
+        .map(|node| NodeView {
+            name: node.name.clone(),
+            state: node.state,
+            labels: node.labels.clone(),
+            capacity: node.capacity,
+            allocated: Resources::default(),
+            drivers: node.drivers.clone(),
+            static_ports: BTreeSet::new(),
+            instances_of_service: 0,
+        })
+        .collect();
+    for view in views.iter().filter(|v| v.instance.desired == DesiredState::Running) {
+        let i = &view.instance;
+        let Some(Some(release)) = releases.get(&(i.env.clone(), i.service.clone(), i.release)) else {
+            continue;
+        };
+        if let Some(node) = node_views.iter_mut().find(|n| n.name == i.node) {
+            node.allocated = node.allocated.add(release.spec.resources);
+            if let PortSpec::Fixed(port) = release.spec.port {
+                node.static_ports.insert(port);
+            }
+        }
+    }
+
+    let empty = Vec::new();
+    for (env, name) in groups {
+        let instances = by_service.get(&(env.clone(), name.clone())).unwrap_or(&empty);
+        let service = service_map.get(&(env.clone(), name.clone()));
+        let desired_release = service.map(|s| s.desired_release);
+        let replicas = service.map(|s| s.replicas).unwrap_or(0);
+        let plan = plan_service(desired_release, replicas, instances, &node_states);
+
+        for (id, why) in &plan.stop {
+            plane.request_stop(id, why.describe()).await?;
+        }
+        for id in &plan.forget {
+            plane
+                .store
+                .txn(Txn::new().delete(keys::instance(id)).delete(keys::status(id)))
+                .await?;
+        }
+        if plan.start == 0 {
+            memory.lock().await.placement_errors.remove(&format!("{env}/{name}"));
+            continue;
+        }
+        let (Some(service), Some(release_number)) = (service, desired_release) else {
+            continue;
+        };
+        let Some(Some(release)) = releases.get(&(env.clone(), name.clone(), release_number)) else {
+            continue;
+        };
+        for node in node_views.iter_mut() {
+            node.instances_of_service = instances
+                .iter()
+                .filter(|v| v.instance.node == node.name && v.instance.desired == DesiredState::Running)
+                .count() as u32;
+        }
+        let demand = Demand {
+            resources: release.spec.resources,
+            driver: release.spec.driver,
+            static_port: match release.spec.port {
+                PortSpec::Fixed(port) => Some(port),
+                PortSpec::Auto => None,
+            },
+            constraints: BTreeMap::new(),
+        };
+        let (placed, error) = match place(&mut node_views, &demand, plan.start as usize) {
+            Ok(placed) => (placed, None),
+            Err((placed, error)) => (placed, Some(error)),
+        };
+        for node_name in placed {
+            let node = nodes.iter().find(|n| n.name == node_name).expect("placed on a known node");
+            create_instance(plane, service, release.number, node, now).await?;
+        }
+        let key = format!("{env}/{name}");
+        let mut memory = memory.lock().await;
+        match error {
+            Some(error) => {
+                let message = error.to_string();
+                if memory.placement_errors.get(&key) != Some(&message) {
+                    let mut event = ControlPlane::event(
+                        "placement.failed",
+                        format!("{name}: cannot place instances: {message}"),
+                    );
+                    event.env = Some(env.clone());
+                    event.service = Some(name.clone());
+                    plane.record(event).await;
+                    memory.placement_errors.insert(key, message);
+                }
+            }
+            None => {
+                memory.placement_errors.remove(&key);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn create_instance(
+    plane: &ControlPlane,
+    service: &Service,
+    release: u64,
+    node: &Node,
+    now: u64,
+) -> Result<(), ControlError> {
+    let id = format!("{}-{}-{:06x}", service.name, release, rand::random::<u32>() & 0xff_ffff);
+    let instance = Instance {
+        id: id.clone(),
+        env: service.env.clone(),
+        service: service.name.clone(),
+        release,
+        node: node.name.clone(),
+        node_epoch: node.epoch,
+        desired: DesiredState::Running,
+        created_at: now,
+        stop_requested_at: None,
+    };
+    let key = keys::instance(&id);
+    plane
+        .store
+        .txn(Txn::new().when(&key, 0).put(&key, encode(&instance)))
+        .await?;
+    let mut event = ControlPlane::event(
+        "instance.placed",
+        format!("{id}: release {release} placed on node {}", node.name),
+    );
+    event.env = Some(service.env.clone());
+    event.service = Some(service.name.clone());
+    event.instance = Some(id);
+    event.node = Some(node.name.clone());
+    plane.record(event).await;
+    Ok(())
+}
+
+/// Moves nodes between ready, suspect and down by heartbeat age; returns the nodes as they
+/// are now.
+async fn update_liveness(plane: &ControlPlane, now: u64) -> Result<Vec<Node>, ControlError> {
+    let nodes: Vec<(Node, u64)> = plane.list(keys::NODES).await?;
+    let mut out = Vec::with_capacity(nodes.len());
+    for (mut node, revision) in nodes {
+        let next = node_state(node.state, node.last_heartbeat, now, plane.config.liveness);
+        if next != node.state {
+            let previous = node.state;
+            node.state = next;
+            let key = keys::node(&node.name);
+            let committed = plane
+                .store
+                .txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
+                .await?
+                .is_committed();
+            if !committed {
+                // A heartbeat landed meanwhile; the next pass judges again.
+                node.state = previous;
+            } else {
+                let mut event = ControlPlane::event(
+                    &format!("node.{}", format!("{next:?}").to_lowercase()),
+                    format!(
+                        "node {}: {previous:?} -> {next:?} (last heartbeat {} ms ago)",
+                        node.name,
+                        now.saturating_sub(node.last_heartbeat)
+                    ),
+                );
+                event.node = Some(node.name.clone());
+                plane.record(event).await;
+            }
+        }
+        out.push(node);
+    }
+    Ok(out)
+}

@@ -1,0 +1,151 @@
+//! The wire types of the control plane's HTTP API, shared by the server, the agent, the
+//! ingress and the CLI so they cannot drift apart.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::model::{
+    ConfigVersion, Event, Instance, InstanceStatus, InstanceView, Node, Release, Resources,
+    Service,
+};
+use crate::spec::{DriverKind, ServiceSpec};
+
+/// An error as every endpoint returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable machine-readable code: `not_found`, `bad_request`, `conflict`, ...
+    pub error: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// How to fix it, when there is something to do.
+    pub hint: Option<String>,
+}
+
+/// One service of a deploy: its spec and what the CLI resolved locally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeployService {
+    pub spec: ServiceSpec,
+    /// `sha256:<hex>` of the artifact, already uploaded to `/v1/blobs`.
+    pub artifact_digest: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeployRequest {
+    pub services: Vec<DeployService>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeployedService {
+    pub name: String,
+    /// The release the service now wants.
+    pub release: u64,
+    /// Whether this deploy made a new release (false: spec, artifact and config unchanged).
+    pub created: bool,
+    pub replicas: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeployResponse {
+    pub env: String,
+    pub services: Vec<DeployedService>,
+}
+
+/// A service with its releases and instances, as `strata status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceStatus {
+    pub service: Service,
+    /// The desired release.
+    pub release: Option<Release>,
+    pub instances: Vec<InstanceView>,
+    /// `http://SERVICE.ENV.localhost:PORT/` style URLs the ingress serves it at.
+    pub hosts: Vec<String>,
+}
+
+/// Sent by an agent when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RegisterNode {
+    pub name: String,
+    pub agent_url: String,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Resources,
+    pub drivers: Vec<DriverKind>,
+    /// The epoch this agent last ran under (from its data dir), so a restart of a node that
+    /// was never declared down keeps its epoch and re-adopts its instances.
+    pub last_epoch: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Registered {
+    pub node: Node,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Heartbeat {
+    pub epoch: u64,
+}
+
+/// The answer to a heartbeat: whether the node must register again (its epoch moved on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatAck {
+    pub reregister: bool,
+}
+
+/// An instance an agent must run (or stop), with what it needs to run it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Assignment {
+    pub instance: Instance,
+    pub release: Release,
+    pub config: ConfigVersion,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Assignments {
+    /// The store revision the assignments were read at.
+    pub revision: u64,
+    pub assignments: Vec<Assignment>,
+}
+
+/// Where the ingress sends traffic for one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Route {
+    pub env: String,
+    pub service: String,
+    /// Host names (without port) that route here.
+    pub hosts: Vec<String>,
+    /// `host:port` of every healthy instance.
+    pub endpoints: Vec<String>,
+    /// Instances wanted (for the 503 message when none is healthy).
+    pub desired: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RouteTable {
+    pub revision: u64,
+    pub routes: Vec<Route>,
+}
+
+/// A change under a watched prefix, as sent on `/v1/watch` (one SSE `data:` per change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WatchChange {
+    pub revision: u64,
+    pub key: String,
+    /// `put` or `delete`.
+    pub kind: String,
+    /// The new value (JSON), for puts.
+    pub value: Option<serde_json::Value>,
+}
+
+/// Sent by an agent about one of its instances.
+pub type StatusReport = InstanceStatus;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<Event>,
+}
+
+/// The default host the ingress serves a service at.
+pub fn default_host(service: &str, env: &str) -> String {
+    format!("{service}.{env}.localhost")
+}

@@ -1,0 +1,73 @@
+//! The key layout of Strata's state in the store.
+//!
+//! All state lives under a few prefixes so a controller can list or watch one kind of record.
+//! Desired state (written by the control plane) and observed state (reported by agents) are
+//! kept under different keys, so the two writers never contend for one revision.
+
+/// `/envs/{env}`: an [`crate::Environment`].
+pub const ENVS: &str = "/envs/";
+/// `/services/{env}/{service}`: a [`crate::Service`].
+pub const SERVICES: &str = "/services/";
+/// `/releases/{env}/{service}/{number:010}`: an immutable [`crate::Release`].
+pub const RELEASES: &str = "/releases/";
+/// `/configs/{env}/{service}/{version:010}`: an immutable [`crate::ConfigVersion`].
+pub const CONFIGS: &str = "/configs/";
+/// `/instances/{id}`: an [`crate::Instance`], the control plane's desired instance.
+pub const INSTANCES: &str = "/instances/";
+/// `/status/{id}`: an [`crate::InstanceStatus`], what the instance's agent observed.
+pub const STATUS: &str = "/status/";
+/// `/nodes/{name}`: a [`crate::Node`].
+pub const NODES: &str = "/nodes/";
+/// `/events/{seq:016}`: an append-only [`crate::Event`].
+pub const EVENTS: &str = "/events/";
+
+pub fn env(env: &str) -> String {
+    format!("{ENVS}{env}")
+}
+pub fn service(env: &str, service: &str) -> String {
+    format!("{SERVICES}{env}/{service}")
+}
+pub fn services_of(env: &str) -> String {
+    format!("{SERVICES}{env}/")
+}
+pub fn release(env: &str, service: &str, number: u64) -> String {
+    format!("{RELEASES}{env}/{service}/{number:010}")
+}
+pub fn releases_of(env: &str, service: &str) -> String {
+    format!("{RELEASES}{env}/{service}/")
+}
+pub fn config(env: &str, service: &str, version: u64) -> String {
+    format!("{CONFIGS}{env}/{service}/{version:010}")
+}
+pub fn configs_of(env: &str, service: &str) -> String {
+    format!("{CONFIGS}{env}/{service}/")
+}
+pub fn instance(id: &str) -> String {
+    format!("{INSTANCES}{id}")
+}
+pub fn status(id: &str) -> String {
+    format!("{STATUS}{id}")
+}
+pub fn node(name: &str) -> String {
+    format!("{NODES}{name}")
+}
+pub fn event(seq: u64) -> String {
+    format!("{EVENTS}{seq:016}")
+}
+
+/// The last path segment of a key (`/instances/abc` -> `abc`).
+pub fn last_segment(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_keys_sort_in_number_order() {
+        assert!(release("dev", "a", 9) < release("dev", "a", 10));
+        assert!(event(99) < event(100));
+        assert_eq!(last_segment(&instance("x-1")), "x-1");
+    }
+}

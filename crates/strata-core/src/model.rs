@@ -1,0 +1,307 @@
+//! The records the control plane keeps, and the pure rules over them (instance state
+//! transitions, restart backoff).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::spec::ServiceSpec;
+
+/// Milliseconds since the Unix epoch. Every timestamp in a record is one of these, passed in by
+/// the caller (pure code never reads the clock).
+pub type Millis = u64;
+
+/// An environment (dev, qa, staging, prod, or any name): a namespace for services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Environment {
+    pub name: String,
+    pub created_at: Millis,
+}
+
+/// A service in one environment: which release should run and how many copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Service {
+    pub env: String,
+    pub name: String,
+    /// The release every instance should run; older ones are rolled away.
+    pub desired_release: u64,
+    /// The newest release number ever made (release numbers are never reused).
+    pub latest_release: u64,
+    /// The newest config version ever made.
+    pub latest_config: u64,
+    pub replicas: u32,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// An immutable, numbered release: what runs, with which configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Release {
+    pub env: String,
+    pub service: String,
+    pub number: u64,
+    /// `sha256:<hex>` of the artifact, when the service has one.
+    pub artifact_digest: Option<String>,
+    pub config_version: u64,
+    /// `sha256:<hex>` over the spec (without config) and the artifact digest.
+    pub spec_hash: String,
+    pub spec: ServiceSpec,
+    pub created_at: Millis,
+}
+
+/// A version of a service's configuration in one environment, kept apart from the artifact and
+/// injected at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConfigVersion {
+    pub env: String,
+    pub service: String,
+    pub version: u64,
+    pub values: BTreeMap<String, String>,
+    /// `sha256:<hex>` of the values, to tell whether a deploy changed them.
+    pub hash: String,
+    pub created_at: Millis,
+}
+
+/// What the control plane wants of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DesiredState {
+    Running,
+    Stopped,
+}
+
+/// A copy of a release placed on a node: the control plane's desired record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Instance {
+    pub id: String,
+    pub env: String,
+    pub service: String,
+    pub release: u64,
+    pub node: String,
+    /// The node's epoch when the instance was placed; an agent whose epoch moved on must not
+    /// run it (fencing).
+    pub node_epoch: u64,
+    pub desired: DesiredState,
+    pub created_at: Millis,
+    /// When `desired` became `Stopped`.
+    pub stop_requested_at: Option<Millis>,
+}
+
+/// The lifecycle of an instance as its agent sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    /// Placed; the agent has not started it yet.
+    Pending,
+    /// The process runs; its health check has not passed yet.
+    Starting,
+    /// Running and healthy: it receives traffic.
+    Running,
+    /// Running but failing its health check: no traffic.
+    Unhealthy,
+    /// Exited unexpectedly; waiting out its restart backoff.
+    Backoff,
+    /// Being stopped (draining, then signalled).
+    Stopping,
+    /// Stopped on request. Terminal.
+    Stopped,
+    /// Could not be started at all (bad artifact, driver error). Terminal.
+    Failed,
+}
+
+impl InstanceState {
+    /// Whether the agent may move an instance from `self` to `next`.
+    pub fn can_become(self, next: InstanceState) -> bool {
+        use InstanceState::*;
+        match (self, next) {
+            (a, b) if a == b => true,
+            (Stopped | Failed, _) => false,
+            (_, Stopping | Stopped | Failed) => true,
+            (Pending, Starting) => true,
+            (Starting | Running | Unhealthy, Running | Unhealthy | Backoff) => true,
+            (Backoff, Starting) => true,
+            (Stopping, _) => false,
+            _ => false,
+        }
+    }
+
+    /// Whether the instance is done and its record may be removed.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, InstanceState::Stopped | InstanceState::Failed)
+    }
+
+    /// Whether a process of this instance may be alive.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Starting
+                | InstanceState::Running
+                | InstanceState::Unhealthy
+                | InstanceState::Stopping
+        )
+    }
+}
+
+/// What an agent observed of an instance, reported to the control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceStatus {
+    pub id: String,
+    pub node: String,
+    pub state: InstanceState,
+    /// `host:port` where the instance serves, once it runs.
+    pub address: Option<String>,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub last_exit: Option<ExitInfo>,
+    /// A sentence a person can act on ("health check /healthz: connection refused").
+    pub message: String,
+    pub updated_at: Millis,
+}
+
+/// How an instance's process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub at: Millis,
+    pub description: String,
+}
+
+/// How long to wait before restarting an instance that crashed `restarts` times in a row:
+/// 250 ms doubling to a cap of 30 s (Kubernetes' CrashLoopBackOff, faster at first).
+pub fn restart_backoff_ms(restarts: u32) -> u64 {
+    const BASE: u64 = 250;
+    const CAP: u64 = 30_000;
+    BASE.saturating_mul(1u64 << restarts.min(16)).min(CAP)
+}
+
+/// An instance as the API shows it: the desired record joined with the observed status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceView {
+    #[serde(flatten)]
+    pub instance: Instance,
+    pub status: Option<InstanceStatus>,
+}
+
+impl InstanceView {
+    pub fn state(&self) -> InstanceState {
+        self.status
+            .as_ref()
+            .map(|s| s.state)
+            .unwrap_or(InstanceState::Pending)
+    }
+
+    /// Serving traffic: wanted, healthy and reachable.
+    pub fn is_routable(&self) -> bool {
+        self.instance.desired == DesiredState::Running
+            && self.state() == InstanceState::Running
+            && self.status.as_ref().and_then(|s| s.address.as_ref()).is_some()
+    }
+}
+
+/// A node's liveness as the control plane judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Ready,
+    Suspect,
+    Down,
+    Draining,
+}
+
+/// Capacity or a demand on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Resources {
+    /// Thousandths of a CPU core.
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+impl Resources {
+    pub fn saturating_sub(self, other: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_sub(other.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_sub(other.memory_bytes),
+        }
+    }
+    pub fn add(self, other: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis + other.cpu_millis,
+            memory_bytes: self.memory_bytes + other.memory_bytes,
+        }
+    }
+    pub fn fits_in(self, free: Resources) -> bool {
+        self.cpu_millis <= free.cpu_millis && self.memory_bytes <= free.memory_bytes
+    }
+}
+
+/// A machine that runs instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Node {
+    pub name: String,
+    /// Base URL of the node agent's API (logs), e.g. `http://10.0.0.2:7701`.
+    pub agent_url: String,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Resources,
+    pub drivers: Vec<crate::spec::DriverKind>,
+    /// Bumped at every registration; instances carry the epoch they were placed under.
+    pub epoch: u64,
+    pub state: NodeState,
+    pub last_heartbeat: Millis,
+    pub registered_at: Millis,
+}
+
+/// An append-only record of something that happened: who did what, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    pub seq: u64,
+    pub at: Millis,
+    /// A dotted kind: `release.created`, `instance.placed`, `instance.crashed`, ...
+    pub kind: String,
+    pub env: Option<String>,
+    pub service: Option<String>,
+    pub instance: Option<String>,
+    pub node: Option<String>,
+    pub message: String,
+    /// Who caused it: `cli`, `controller`, `agent:<node>`.
+    pub actor: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InstanceState::*;
+    use super::*;
+
+    #[test]
+    fn instance_state_transitions() {
+        let table = [
+            (Pending, Starting, true),
+            (Pending, Running, false),
+            (Starting, Running, true),
+            (Running, Unhealthy, true),
+            (Unhealthy, Running, true),
+            (Running, Backoff, true),
+            (Backoff, Starting, true),
+            (Backoff, Running, false),
+            (Running, Stopping, true),
+            (Stopping, Stopped, true),
+            (Stopping, Running, false),
+            (Stopped, Starting, false),
+            (Failed, Running, false),
+            (Pending, Failed, true),
+            (Stopped, Stopped, true),
+        ];
+        for (from, to, ok) in table {
+            assert_eq!(from.can_become(to), ok, "{from:?} -> {to:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_cap() {
+        let table = [(0, 250), (1, 500), (2, 1000), (6, 16_000), (7, 30_000), (40, 30_000)];
+        for (restarts, ms) in table {
+            assert_eq!(restart_backoff_ms(restarts), ms, "restarts={restarts}");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The service spec: the TOML file a user writes (`strata.toml`), parsed into validated,
+//! normalized types.
+//!
+//! [`parse`] turns the text into a [`SpecFile`]; every problem it finds is a [`SpecError`]
+//! naming the file, line and column, the key, and a hint. The normalized [`ServiceSpec`] is
+//! what travels to the control plane (as JSON) and is stored in each release.
+//! docs/spec.md is the user's reference for every key.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+mod parse;
+
+pub use parse::{parse, SpecError, SpecErrors};
+
+use crate::model::Resources;
+
+/// Which driver runs a service's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverKind {
+    /// A host process (the artifact file, or a host command), with `PORT` set.
+    Exec,
+    /// A WebAssembly component (wasi:http).
+    Wasm,
+    /// An isolated container from layered images.
+    Container,
+}
+
+impl DriverKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriverKind::Exec => "exec",
+            DriverKind::Wasm => "wasm",
+            DriverKind::Container => "container",
+        }
+    }
+}
+
+/// Where an instance listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PortSpec {
+    /// The node picks a free port and passes it in `PORT`.
+    Auto,
+    /// The instance listens on this port (one such instance per node for `exec`).
+    Fixed(u16),
+}
+
+/// A parsed spec file: one or more services, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SpecFile {
+    pub services: Vec<ServiceSpec>,
+}
+
+/// One service, validated and with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceSpec {
+    /// A DNS label: lowercase letters, digits and `-`, at most 63 characters.
+    pub name: String,
+    pub driver: DriverKind,
+    /// A file uploaded into the content store at deploy (path as written in the spec, relative
+    /// to the spec file's directory). For `exec`, it is the program that runs.
+    pub artifact: Option<String>,
+    /// For `exec` without an artifact: a host command, program first.
+    pub command: Vec<String>,
+    /// Arguments appended to the artifact or command.
+    pub args: Vec<String>,
+    pub port: PortSpec,
+    pub scale: ScaleSpec,
+    pub route: RouteSpec,
+    /// Configuration for every environment (injected as environment variables at start).
+    pub config: BTreeMap<String, String>,
+    /// Per-environment overrides of `config`, by environment name.
+    pub env_config: BTreeMap<String, BTreeMap<String, String>>,
+    pub health: Option<HealthSpec>,
+    pub resources: Resources,
+    /// How long a stopping instance gets between SIGTERM and SIGKILL.
+    pub stop_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScaleSpec {
+    pub replicas: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RouteSpec {
+    /// Served by the ingress at `SERVICE.ENV.localhost` (and `hosts`). `false`: mesh only.
+    pub public: bool,
+    /// Extra Host names the ingress routes to this service.
+    pub hosts: Vec<String>,
+}
+
+/// An HTTP health check the agent runs against each instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthSpec {
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive passes before an instance is healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failures before an instance is unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+impl ServiceSpec {
+    /// The configuration synthesized for one environment: `config` overlaid with that
+    /// environment's overrides.
+    pub fn config_for(&self, env: &str) -> BTreeMap<String, String> {
+        let mut values = self.config.clone();
+        if let Some(overrides) = self.env_config.get(env) {
+            values.extend(overrides.clone());
+        }
+        values
+    }
+
+    /// `sha256:<hex>` of everything that defines what runs, except configuration (versioned
+    /// apart) and scale (changing replicas is not a new release).
+    pub fn spec_hash(&self, artifact_digest: Option<&str>) -> String {
+        let mut shape = self.clone();
+        shape.config.clear();
+        shape.env_config.clear();
+        shape.scale = ScaleSpec { replicas: 0 };
+        let json = serde_json::to_vec(&(shape, artifact_digest)).expect("spec serializes");
+        sha256_digest(&json)
+    }
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// `sha256:<hex>` of configuration values (order-independent: the map is sorted).
+pub fn config_hash(values: &BTreeMap<String, String>) -> String {
+    sha256_digest(&serde_json::to_vec(values).expect("config serializes"))
+}

@@ -1,0 +1,319 @@
+//! The ingress: an HTTP/1.1 reverse proxy that routes by Host to a healthy instance.
+//!
+//! - Unknown host: 404 naming the hosts that are routed.
+//! - Known service with no healthy instance: 503 saying so and what to look at.
+//! - Instances are taken in turn; a request that fails to reach its instance is retried once
+//!   on another one when that is safe: the connection failed (nothing was sent) or the method
+//!   is idempotent. Clients see no error while an instance stops or dies.
+//! - Every request has a deadline (504 past it).
+//!
+//! Request bodies are buffered (up to [`IngressConfig::max_body`]) so a retry can resend them.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::routes::RoutingTable;
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+#[derive(Debug, Clone)]
+pub struct IngressConfig {
+    /// Deadline of one request, all attempts included.
+    pub request_timeout: Duration,
+    /// Largest request body accepted (413 above).
+    pub max_body: usize,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_body: 16 << 20,
+        }
+    }
+}
+
+/// The ingress proxy.
+pub struct Ingress {
+    table: Arc<RoutingTable>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    next: AtomicUsize,
+    config: IngressConfig,
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+impl Ingress {
+    pub fn new(table: Arc<RoutingTable>, config: IngressConfig) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build(connector);
+        Arc::new(Self {
+            table,
+            client,
+            next: AtomicUsize::new(0),
+            config,
+        })
+    }
+
+    /// Serves connections from `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "ingress accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let ingress = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let ingress = ingress.clone();
+                    async move { Ok::<_, Infallible>(ingress.handle(request, peer).await) }
+                });
+                if let Err(error) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(%error, "ingress connection ended");
+                }
+            });
+        }
+    }
+
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        match tokio::time::timeout(self.config.request_timeout, self.route(request, peer)).await {
+            Ok(response) => response,
+            Err(_) => plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "strata: the service did not answer within {} ms\n",
+                    self.config.request_timeout.as_millis()
+                ),
+            ),
+        }
+    }
+
+    async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let Some(host) = request_host(&request) else {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "strata: the request has no Host header; use http://SERVICE.ENV.localhost/\n".into(),
+            );
+        };
+        let Some(route) = self.table.lookup(&host) else {
+            let hosts = self.table.hosts();
+            let known = if hosts.is_empty() {
+                "no services are deployed yet (strata deploy FILE)".to_string()
+            } else {
+                format!("routed hosts: {}", hosts.join(", "))
+            };
+            return plain(
+                StatusCode::NOT_FOUND,
+                format!("strata: no service is routed at host `{host}`; {known}\n"),
+            );
+        };
+        if route.endpoints.is_empty() {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "strata: service `{}` in environment `{}` has no healthy instance ({} wanted); see `strata status {} --env {}`\n",
+                    route.service, route.env, route.desired, route.service, route.env
+                ),
+            );
+        }
+        let (parts, body) = request.into_parts();
+        let body = match Limited::new(body, self.config.max_body).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) => {
+                let too_large = error.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                return if too_large {
+                    plain(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("strata: request body over {} bytes\n", self.config.max_body),
+                    )
+                } else {
+                    plain(StatusCode::BAD_REQUEST, format!("strata: reading the request body: {error}\n"))
+                };
+            }
+        };
+        let idempotent = matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+        );
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let attempts = route.endpoints.len().min(2);
+        let mut last_error = String::new();
+        for attempt in 0..attempts {
+            let endpoint = &route.endpoints[(first + attempt) % route.endpoints.len()];
+            let upstream = match upstream_request(&parts, &body, endpoint, &host, peer) {
+                Ok(upstream) => upstream,
+                Err(error) => return plain(StatusCode::BAD_REQUEST, format!("strata: {error}\n")),
+            };
+            match self.client.request(upstream).await {
+                Ok(response) => {
+                    let (mut parts, body) = response.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    return Response::from_parts(parts, body.boxed());
+                }
+                Err(error) => {
+                    let safe = error.is_connect() || idempotent;
+                    last_error = format!("instance {endpoint}: {error}");
+                    tracing::debug!(%last_error, safe, "upstream request failed");
+                    if !safe {
+                        break;
+                    }
+                }
+            }
+        }
+        plain(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "strata: service `{}` could not be reached ({last_error})\n",
+                route.service
+            ),
+        )
+    }
+}
+
+fn request_host<B>(request: &Request<B>) -> Option<String> {
+    let raw = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().host())?;
+    let host = host_without_port(raw).trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+/// `hello.dev.localhost:8080` -> `hello.dev.localhost`; `[::1]:80` -> `::1`.
+fn host_without_port(raw: &str) -> &str {
+    if let Some(rest) = raw.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match raw.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => raw,
+    }
+}
+
+fn upstream_request(
+    parts: &http::request::Parts,
+    body: &Bytes,
+    endpoint: &str,
+    host: &str,
+    peer: SocketAddr,
+) -> Result<Request<Full<Bytes>>, String> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri: Uri = format!("http://{endpoint}{path}")
+        .parse()
+        .map_err(|error| format!("bad request path `{path}`: {error}"))?;
+    let mut request = Request::builder()
+        .method(parts.method.clone())
+        .uri(uri)
+        .version(http::Version::HTTP_11)
+        .body(Full::new(body.clone()))
+        .map_err(|error| error.to_string())?;
+    let headers = request.headers_mut();
+    headers.clone_from(&parts.headers);
+    strip_hop_by_hop(headers);
+    let forwarded_for = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(previous) => format!("{previous}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(host) {
+        headers.insert("x-forwarded-host", value);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    Ok(request)
+}
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(named) {
+        headers.remove(name.as_str());
+    }
+}
+
+fn plain(status: StatusCode, text: String) -> Response<ProxyBody> {
+    let mut response = Response::new(Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_table() {
+        let table = [
+            ("hello.dev.localhost:8080", Some("hello.dev.localhost")),
+            ("Hello.Dev.Localhost", Some("hello.dev.localhost")),
+            ("hello.dev.localhost.", Some("hello.dev.localhost")),
+            ("[::1]:8080", Some("::1")),
+            ("127.0.0.1:80", Some("127.0.0.1")),
+            (":80", None),
+        ];
+        for (raw, want) in table {
+            let request = Request::builder().header(header::HOST, raw).body(()).unwrap();
+            assert_eq!(request_host(&request).as_deref(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("connection", HeaderValue::from_static("close, x-private"));
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        let names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["x-kept"]);
+    }
+}

@@ -1,0 +1,110 @@
+//! The ingress's routing table and the task that keeps it current from the control plane.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use strata_core::api::{Route, RouteTable};
+
+/// Host (lowercase, without port) -> route. Swapped whole on every update.
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    current: RwLock<Arc<HashMap<String, Arc<Route>>>>,
+}
+
+impl RoutingTable {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn lookup(&self, host: &str) -> Option<Arc<Route>> {
+        self.current.read().expect("routes lock").get(host).cloned()
+    }
+
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self.current.read().expect("routes lock").keys().cloned().collect();
+        hosts.sort();
+        hosts
+    }
+
+    pub fn replace(&self, table: &RouteTable) {
+        let mut by_host = HashMap::new();
+        for route in &table.routes {
+            let route = Arc::new(route.clone());
+            for host in &route.hosts {
+                by_host.insert(host.to_ascii_lowercase(), route.clone());
+            }
+        }
+        *self.current.write().expect("routes lock") = Arc::new(by_host);
+    }
+}
+
+/// Fetches the routing table from the control plane and keeps it current.
+#[derive(Debug, Clone)]
+pub struct RouteSource {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl RouteSource {
+    pub fn new(control_url: &str) -> Self {
+        Self {
+            base: control_url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .build()
+                .expect("http client builds"),
+        }
+    }
+
+    pub async fn fetch(&self) -> Result<RouteTable, reqwest::Error> {
+        self.http
+            .get(format!("{}/v1/routes", self.base))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+
+    /// Refreshes `table` whenever the control plane's state changes (SSE watch), and at least
+    /// every `resync`. Runs forever.
+    pub async fn run(self, table: Arc<RoutingTable>, resync: Duration) {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(self.clone().watch(wake.clone()));
+        loop {
+            match self.fetch().await {
+                Ok(routes) => table.replace(&routes),
+                Err(error) => tracing::debug!(%error, "cannot fetch routes"),
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(resync) => {}
+            }
+        }
+    }
+
+    async fn watch(self, wake: Arc<tokio::sync::Notify>) {
+        loop {
+            let response = self
+                .http
+                .get(format!("{}/v1/watch", self.base))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status());
+            if let Ok(response) = response {
+                let mut body = response.bytes_stream();
+                while let Some(Ok(chunk)) = body.next().await {
+                    // Events are logged for people; they never change routing.
+                    let text = String::from_utf8_lossy(&chunk);
+                    if !text.contains("\"key\":\"/events/") {
+                        wake.notify_one();
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}

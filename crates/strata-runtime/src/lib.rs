@@ -1,0 +1,102 @@
+//! Strata's drivers: how a node runs an instance.
+//!
+//! A [`Driver`] starts an instance from a [`StartSpec`] and returns an [`InstanceHandle`] to
+//! wait on and stop it. A handle can be persisted ([`InstanceHandle::record`]) and re-adopted
+//! by a later agent process ([`Driver::adopt`]), so an agent restart neither loses nor orphans
+//! running instances. The agent supervises handles (health, restarts); drivers only run things.
+//!
+//! Drivers here: [`exec::ExecDriver`] (host processes). `wasm` and `container` plug into the
+//! same trait.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use strata_core::spec::DriverKind;
+
+pub mod exec;
+
+/// Everything a driver needs to start one instance.
+#[derive(Debug, Clone)]
+pub struct StartSpec {
+    pub instance_id: String,
+    /// The program: an artifact in the node's cache, or a host command's program.
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Environment of the instance: its configuration plus `PORT` and `STRATA_*`.
+    pub env: BTreeMap<String, String>,
+    /// Where the instance's stdout and stderr go (appended).
+    pub log_path: PathBuf,
+    /// The instance's own scratch directory (its working directory).
+    pub work_dir: PathBuf,
+}
+
+/// How an instance ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl Exit {
+    pub fn describe(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, None) => "exited (status unknown: adopted after an agent restart)".into(),
+        }
+    }
+}
+
+/// A driver's error: says what failed and for which instance.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("instance {instance}: cannot start {program}: {source}")]
+    Spawn {
+        instance: String,
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("instance {instance}: cannot open log file {path}: {source}")]
+    Log {
+        instance: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("instance {instance}: cannot signal process {pid}: {reason}")]
+    Signal {
+        instance: String,
+        pid: u32,
+        reason: String,
+    },
+    #[error("instance {instance}: saved record cannot be read: {reason}")]
+    Record { instance: String, reason: String },
+}
+
+/// A running instance.
+#[async_trait]
+pub trait InstanceHandle: Send + Sync {
+    fn pid(&self) -> Option<u32>;
+    /// Waits until the instance ends. Cancel-safe.
+    async fn wait(&self) -> Exit;
+    /// Asks the instance to stop (SIGTERM), then forces it after `grace` (SIGKILL). Returns
+    /// once it is gone.
+    async fn stop(&self, grace: Duration) -> Exit;
+    /// What a later agent needs to re-adopt this instance.
+    fn record(&self) -> serde_json::Value;
+}
+
+/// A way to run instances.
+#[async_trait]
+pub trait Driver: Send + Sync {
+    fn kind(&self) -> DriverKind;
+    async fn start(&self, spec: &StartSpec) -> Result<Box<dyn InstanceHandle>, DriverError>;
+    /// Re-adopts an instance from its saved record, if it still runs. `Ok(None)`: it is gone.
+    async fn adopt(
+        &self,
+        instance_id: &str,
+        record: &serde_json::Value,
+    ) -> Result<Option<Box<dyn InstanceHandle>>, DriverError>;
+}

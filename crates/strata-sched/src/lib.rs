@@ -1,0 +1,13 @@
+//! Strata's pure decisions: where new instances go ([`placement`]) and what a service's
+//! instances should become next ([`plan`]: scale, rollouts, replacement of lost instances).
+//!
+//! Everything here is a function over a snapshot passed in by the caller; nothing reads a
+//! clock, a store or a socket. Controllers in strata-control build the snapshot, call these
+//! functions and apply the result.
+
+pub mod liveness;
+pub mod placement;
+pub mod plan;
+
+pub use placement::{place, Demand, NodeView, PlacementError};
+pub use plan::{plan_service, ServicePlan, StopReason};

@@ -1,0 +1,407 @@
+//! The service plan: given a service's desired release and scale and the instances it has,
+//! what to start, stop and forget next. Called on every reconcile; the answer depends only on
+//! the snapshot, so applying it twice is harmless (level-triggered).
+//!
+//! Rollouts are zero-downtime by construction: instances of the new release are started
+//! first; an old instance is stopped only when enough new ones are healthy to keep
+//! `replicas` serving. Stopping removes an instance from routing at once (its desired state
+//! flips to stopped); its agent drains it before signalling it.
+
+use std::collections::BTreeMap;
+
+use strata_core::{DesiredState, InstanceState, InstanceView, NodeState};
+
+/// Why an instance is being stopped (recorded in the event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The service was deleted.
+    ServiceDeleted,
+    /// More instances of the desired release than replicas.
+    ScaleDown,
+    /// Replaced by enough healthy instances of the new release.
+    Superseded,
+    /// Its node is down; a replacement was started elsewhere. The agent stops it if it ever
+    /// comes back (fenced).
+    NodeLost,
+    /// It failed for good (could not be started).
+    FailedToStart,
+}
+
+impl StopReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::ServiceDeleted => "service deleted",
+            StopReason::ScaleDown => "scaled down",
+            StopReason::Superseded => "superseded by the new release",
+            StopReason::NodeLost => "node lost; replaced elsewhere",
+            StopReason::FailedToStart => "failed to start; replaced",
+        }
+    }
+}
+
+/// What to do next for one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServicePlan {
+    /// How many instances of the desired release to place.
+    pub start: u32,
+    /// Instances whose desired state becomes stopped, with why.
+    pub stop: Vec<(String, StopReason)>,
+    /// Stopped-and-done instances whose records can be deleted.
+    pub forget: Vec<String>,
+}
+
+/// Plans one service. `desired_release` is `None` when the service was deleted.
+/// `node_states` gives the state of every node an instance is on (missing: down).
+pub fn plan_service(
+    desired_release: Option<u64>,
+    replicas: u32,
+    instances: &[InstanceView],
+    node_states: &BTreeMap<String, NodeState>,
+) -> ServicePlan {
+    let mut plan = ServicePlan::default();
+    let node_down = |view: &InstanceView| {
+        matches!(
+            node_states.get(&view.instance.node),
+            None | Some(NodeState::Down)
+        )
+    };
+
+    // Instances already asked to stop: forget them once their agent says they are done, or
+    // once their node is gone (the agent fences them if it comes back).
+    let (stopping, wanted): (Vec<&InstanceView>, Vec<&InstanceView>) = instances
+        .iter()
+        .partition(|view| view.instance.desired == DesiredState::Stopped);
+    for view in stopping {
+        if view.state().is_terminal() || node_down(view) {
+            plan.forget.push(view.instance.id.clone());
+        }
+    }
+
+    let Some(release) = desired_release else {
+        for view in wanted {
+            plan.stop.push((view.instance.id.clone(), StopReason::ServiceDeleted));
+        }
+        return plan;
+    };
+
+    // Lost or failed instances are stopped and replaced.
+    let mut alive = Vec::new();
+    for view in wanted {
+        if node_down(view) {
+            plan.stop.push((view.instance.id.clone(), StopReason::NodeLost));
+        } else if view.state() == InstanceState::Failed {
+            plan.stop.push((view.instance.id.clone(), StopReason::FailedToStart));
+        } else {
+            alive.push(view);
+        }
+    }
+
+    let (mut current, mut old): (Vec<&InstanceView>, Vec<&InstanceView>) = alive
+        .into_iter()
+        .partition(|view| view.instance.release == release);
+
+    // Serving instances last, so the ones stopped first are those not serving anyway.
+    let serving_last = |view: &&InstanceView| {
+        (
+            view.state() == InstanceState::Running,
+            std::cmp::Reverse(view.instance.created_at),
+            view.instance.id.clone(),
+        )
+    };
+    current.sort_by_key(serving_last);
+    old.sort_by_key(serving_last);
+
+    let wanted_count = replicas as usize;
+    if current.len() < wanted_count {
+        plan.start = (wanted_count - current.len()) as u32;
+    } else {
+        let extra = current.len() - wanted_count;
+        for view in current.iter().take(extra) {
+            plan.stop.push((view.instance.id.clone(), StopReason::ScaleDown));
+        }
+        current.drain(..extra);
+    }
+
+    // Keep just enough old instances to cover what the new release does not serve yet.
+    let healthy_current = current
+        .iter()
+        .filter(|view| view.state() == InstanceState::Running)
+        .count();
+    let keep_old = wanted_count.saturating_sub(healthy_current);
+    let stop_old = old.len().saturating_sub(keep_old);
+    for view in old.iter().take(stop_old) {
+        plan.stop.push((view.instance.id.clone(), StopReason::Superseded));
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_core::{Instance, InstanceStatus};
+
+    /// `(id, release, state, desired running?, node)`
+    type Row = (&'static str, u64, InstanceState, bool, &'static str);
+
+    fn views(rows: &[Row]) -> Vec<InstanceView> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, (id, release, state, running, node))| InstanceView {
+                instance: Instance {
+                    id: id.to_string(),
+                    env: "dev".into(),
+                    service: "web".into(),
+                    release: *release,
+                    node: node.to_string(),
+                    node_epoch: 1,
+                    desired: if *running {
+                        DesiredState::Running
+                    } else {
+                        DesiredState::Stopped
+                    },
+                    created_at: i as u64,
+                    stop_requested_at: None,
+                },
+                status: Some(InstanceStatus {
+                    id: id.to_string(),
+                    node: node.to_string(),
+                    state: *state,
+                    address: Some("127.0.0.1:1".into()),
+                    pid: None,
+                    restarts: 0,
+                    last_exit: None,
+                    message: String::new(),
+                    updated_at: 0,
+                }),
+            })
+            .collect()
+    }
+
+    struct Case {
+        name: &'static str,
+        release: Option<u64>,
+        replicas: u32,
+        rows: Vec<Row>,
+        start: u32,
+        stop: Vec<(&'static str, StopReason)>,
+        forget: Vec<&'static str>,
+    }
+
+    #[test]
+    fn service_plan_table() {
+        use InstanceState::*;
+        use StopReason::*;
+        let nodes: BTreeMap<String, NodeState> = [
+            ("n1".to_string(), NodeState::Ready),
+            ("n2".to_string(), NodeState::Down),
+        ]
+        .into();
+        let cases = vec![
+            Case {
+                name: "first deploy places every replica",
+                release: Some(1),
+                replicas: 3,
+                rows: vec![],
+                start: 3,
+                stop: vec![],
+                forget: vec![],
+            },
+            Case {
+                name: "steady state does nothing",
+                release: Some(1),
+                replicas: 2,
+                rows: vec![("a", 1, Running, true, "n1"), ("b", 1, Running, true, "n1")],
+                start: 0,
+                stop: vec![],
+                forget: vec![],
+            },
+            Case {
+                name: "a crashed instance in backoff is restarted by its agent, not replaced",
+                release: Some(1),
+                replicas: 1,
+                rows: vec![("a", 1, Backoff, true, "n1")],
+                start: 0,
+                stop: vec![],
+                forget: vec![],
+            },
+            Case {
+                name: "rollout starts the new release and keeps the old serving",
+                release: Some(2),
+                replicas: 2,
+                rows: vec![("a", 1, Running, true, "n1"), ("b", 1, Running, true, "n1")],
+                start: 2,
+                stop: vec![],
+                forget: vec![],
+            },
+            Case {
+                name: "rollout: new ones starting, old ones stay",
+                release: Some(2),
+                replicas: 2,
+                rows: vec![
+                    ("a", 1, Running, true, "n1"),
+                    ("b", 1, Running, true, "n1"),
+                    ("c", 2, Starting, true, "n1"),
+                    ("d", 2, Pending, true, "n1"),
+                ],
+                start: 0,
+                stop: vec![],
+                forget: vec![],
+            },
+            Case {
+                name: "rollout: one new healthy stops one old",
+                release: Some(2),
+                replicas: 2,
+                rows: vec![
+                    ("a", 1, Running, true, "n1"),
+                    ("b", 1, Running, true, "n1"),
+                    ("c", 2, Running, true, "n1"),
+                    ("d", 2, Starting, true, "n1"),
+                ],
+                start: 0,
+                stop: vec![("b", Superseded)],
+                forget: vec![],
+            },
+            Case {
+                name: "rollout: unhealthy old ones go first",
+                release: Some(2),
+                replicas: 2,
+                rows: vec![
+                    ("a", 1, Running, true, "n1"),
+                    ("b", 1, Backoff, true, "n1"),
+                    ("c", 2, Running, true, "n1"),
+                    ("d", 2, Starting, true, "n1"),
+                ],
+                start: 0,
+                stop: vec![("b", Superseded)],
+                forget: vec![],
+            },
+            Case {
+                name: "rollout done: all old stopped, stopped ones forgotten",
+                release: Some(2),
+                replicas: 2,
+                rows: vec![
+                    ("a", 1, Running, true, "n1"),
+                    ("b", 1, Stopped, false, "n1"),
+                    ("c", 2, Running, true, "n1"),
+                    ("d", 2, Running, true, "n1"),
+                ],
+                start: 0,
+                stop: vec![("a", Superseded)],
+                forget: vec!["b"],
+            },
+            Case {
+                name: "a stopping instance is not forgotten before it stopped",
+                release: Some(1),
+                replicas: 0,
+                rows: vec![("a", 1, Stopping, false, "n1")],
+                start: 0,
+                stop: vec![],
+                forget: vec![],
+            },
+            Case {
+                name: "crash-looping new release keeps the old one serving",
+                release: Some(2),
+                replicas: 1,
+                rows: vec![("a", 1, Running, true, "n1"), ("b", 2, Backoff, true, "n1")],
+                start: 0,
+                stop: vec![],
+                forget: vec![],
+            },
+            Case {
+                name: "scale up",
+                release: Some(1),
+                replicas: 3,
+                rows: vec![("a", 1, Running, true, "n1")],
+                start: 2,
+                stop: vec![],
+                forget: vec![],
+            },
+            Case {
+                name: "scale down stops the not-serving and newest first",
+                release: Some(1),
+                replicas: 1,
+                rows: vec![
+                    ("a", 1, Running, true, "n1"),
+                    ("b", 1, Running, true, "n1"),
+                    ("c", 1, Starting, true, "n1"),
+                ],
+                start: 0,
+                stop: vec![("c", ScaleDown), ("b", ScaleDown)],
+                forget: vec![],
+            },
+            Case {
+                name: "scale to zero",
+                release: Some(1),
+                replicas: 0,
+                rows: vec![("a", 1, Running, true, "n1")],
+                start: 0,
+                stop: vec![("a", ScaleDown)],
+                forget: vec![],
+            },
+            Case {
+                name: "deleted service stops everything",
+                release: None,
+                replicas: 2,
+                rows: vec![("a", 1, Running, true, "n1"), ("b", 2, Starting, true, "n1")],
+                start: 0,
+                stop: vec![("a", ServiceDeleted), ("b", ServiceDeleted)],
+                forget: vec![],
+            },
+            Case {
+                name: "instance on a down node is replaced",
+                release: Some(1),
+                replicas: 2,
+                rows: vec![("a", 1, Running, true, "n1"), ("b", 1, Running, true, "n2")],
+                start: 1,
+                stop: vec![("b", NodeLost)],
+                forget: vec![],
+            },
+            Case {
+                name: "instance on an unknown node is replaced, stopped ones there forgotten",
+                release: Some(1),
+                replicas: 1,
+                rows: vec![("a", 1, Running, true, "gone"), ("b", 1, Stopping, false, "gone")],
+                start: 1,
+                stop: vec![("a", NodeLost)],
+                forget: vec!["b"],
+            },
+            Case {
+                name: "failed instance is replaced",
+                release: Some(1),
+                replicas: 1,
+                rows: vec![("a", 1, Failed, true, "n1")],
+                start: 1,
+                stop: vec![("a", FailedToStart)],
+                forget: vec![],
+            },
+        ];
+        for case in cases {
+            let plan = plan_service(case.release, case.replicas, &views(&case.rows), &nodes);
+            assert_eq!(plan.start, case.start, "{}: start", case.name);
+            let stop: Vec<(&str, StopReason)> =
+                plan.stop.iter().map(|(id, why)| (id.as_str(), *why)).collect();
+            assert_eq!(stop, case.stop, "{}: stop", case.name);
+            assert_eq!(plan.forget, case.forget, "{}: forget", case.name);
+        }
+    }
+
+    #[test]
+    fn planning_is_idempotent_once_applied() {
+        // Applying a plan and planning again over the result asks for nothing more.
+        let nodes: BTreeMap<String, NodeState> = [("n1".to_string(), NodeState::Ready)].into();
+        let rows = vec![
+            ("a", 1, InstanceState::Running, true, "n1"),
+            ("c", 2, InstanceState::Running, true, "n1"),
+        ];
+        let mut instances = views(&rows);
+        let plan = plan_service(Some(2), 1, &instances, &nodes);
+        assert_eq!(plan.stop.len(), 1);
+        for view in &mut instances {
+            if plan.stop.iter().any(|(id, _)| *id == view.instance.id) {
+                view.instance.desired = DesiredState::Stopped;
+            }
+        }
+        let again = plan_service(Some(2), 1, &instances, &nodes);
+        assert_eq!(again, ServicePlan::default());
+    }
+}

@@ -1,0 +1,44 @@
+//! Strata's example service: a small HTTP server.
+//!
+//! It does what a well-behaved service on Strata does: listens where the platform says
+//! (`HOST`, `PORT`), takes its configuration from the environment (`GREETING`), answers a
+//! health check, and finishes in-flight requests before exiting on SIGTERM.
+
+use std::net::SocketAddr;
+
+use axum::routing::get;
+use axum::Router;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port: u16 = match std::env::var("PORT").map(|p| p.parse()) {
+        Ok(Ok(port)) => port,
+        Ok(Err(_)) => {
+            eprintln!("hello: PORT is not a port number");
+            std::process::exit(2);
+        }
+        Err(_) => 8000,
+    };
+    let greeting = std::env::var("GREETING").unwrap_or_else(|_| "Hello".into());
+    let instance = std::env::var("STRATA_INSTANCE").unwrap_or_else(|_| "local".into());
+    let release = std::env::var("STRATA_RELEASE").unwrap_or_else(|_| "-".into());
+    let reply = format!("{greeting} from {instance} (release {release})\n");
+
+    let app = Router::new()
+        .route("/", get(move || async move { reply.clone() }))
+        .route("/healthz", get(|| async { "ok\n" }));
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host}:{port}: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("hello: listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler installs");
+            term.recv().await;
+            println!("hello: SIGTERM, finishing in-flight requests");
+        })
+        .await
+}
