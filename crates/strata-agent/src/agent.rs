@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -81,6 +81,8 @@ pub struct Agent {
     supervisors: Arc<StdMutex<HashMap<String, Supervisor>>>,
     epoch: AtomicU64,
     agent_url: String,
+    /// Set by [`Agent::stop_all`]: no new instance starts after it.
+    shutting_down: AtomicBool,
 }
 
 struct Liveness(Arc<StdMutex<HashMap<String, Supervisor>>>);
@@ -96,7 +98,9 @@ impl InstanceLiveness for Liveness {
 }
 
 fn detect_capacity() -> Resources {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u64;
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as u64;
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
@@ -115,7 +119,9 @@ fn detect_capacity() -> Resources {
 
 impl Agent {
     /// Binds the agent's API and prepares its data directory. Call [`Agent::run`] next.
-    pub async fn start(config: AgentConfig) -> Result<(Arc<Agent>, tokio::net::TcpListener), AgentError> {
+    pub async fn start(
+        config: AgentConfig,
+    ) -> Result<(Arc<Agent>, tokio::net::TcpListener), AgentError> {
         let root = config.data_dir.clone();
         std::fs::create_dir_all(root.join("instances")).map_err(|source| AgentError::DataDir {
             path: root.display().to_string(),
@@ -155,6 +161,7 @@ impl Agent {
             supervisors: Arc::new(StdMutex::new(HashMap::new())),
             epoch: AtomicU64::new(0),
             agent_url,
+            shutting_down: AtomicBool::new(false),
         });
         Ok((agent, listener))
     }
@@ -256,7 +263,10 @@ impl Agent {
             };
             let assignment = assignments
                 .iter()
-                .find(|a| a.instance.id == record.instance_id && a.instance.desired == DesiredState::Running)
+                .find(|a| {
+                    a.instance.id == record.instance_id
+                        && a.instance.desired == DesiredState::Running
+                })
                 .cloned();
             match assignment {
                 Some(assignment) => {
@@ -321,6 +331,9 @@ impl Agent {
     }
 
     async fn sync(&self, assignments: Vec<Assignment>) {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
         let epoch = self.epoch.load(Ordering::SeqCst);
         let mut to_report = Vec::new();
         {
@@ -360,15 +373,20 @@ impl Agent {
                     ));
                     continue;
                 }
-                let Some(driver) = self.drivers.get(&assignment.release.spec.driver).cloned() else {
+                let Some(driver) = self.drivers.get(&assignment.release.spec.driver).cloned()
+                else {
                     to_report.push((
                         id.clone(),
                         InstanceState::Failed,
-                        format!("this node has no `{}` driver", assignment.release.spec.driver.as_str()),
+                        format!(
+                            "this node has no `{}` driver",
+                            assignment.release.spec.driver.as_str()
+                        ),
                     ));
                     continue;
                 };
-                let supervisor = Supervisor::spawn(self.ctx.clone(), driver, assignment.clone(), None);
+                let supervisor =
+                    Supervisor::spawn(self.ctx.clone(), driver, assignment.clone(), None);
                 supervisors.insert(id.clone(), supervisor);
             }
         }
@@ -393,6 +411,7 @@ impl Agent {
     /// Stops every instance (used by tests and an orderly shutdown; a crash leaves them
     /// running for the next agent to adopt).
     pub async fn stop_all(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
         let supervisors: Vec<Supervisor> = self
             .supervisors
             .lock()

@@ -51,7 +51,11 @@ impl ControlClient {
         &self.base
     }
 
-    async fn check(&self, what: &str, response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+    async fn check(
+        &self,
+        what: &str,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, ClientError> {
         if response.status().is_success() {
             return Ok(response);
         }

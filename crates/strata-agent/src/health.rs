@@ -14,7 +14,11 @@ use strata_core::spec::HealthSpec;
 pub type CheckResult = Result<(), String>;
 
 /// Runs one check against `addr`.
-pub async fn check(client: &reqwest::Client, addr: SocketAddr, spec: Option<&HealthSpec>) -> CheckResult {
+pub async fn check(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    spec: Option<&HealthSpec>,
+) -> CheckResult {
     match spec {
         Some(spec) => {
             let url = format!("http://{addr}{}", spec.path);
@@ -24,8 +28,16 @@ pub async fn check(client: &reqwest::Client, addr: SocketAddr, spec: Option<&Hea
                 .send()
                 .await
             {
-                Ok(response) if response.status().is_success() || response.status().is_redirection() => Ok(()),
-                Ok(response) => Err(format!("health check GET {} answered {}", spec.path, response.status())),
+                Ok(response)
+                    if response.status().is_success() || response.status().is_redirection() =>
+                {
+                    Ok(())
+                }
+                Ok(response) => Err(format!(
+                    "health check GET {} answered {}",
+                    spec.path,
+                    response.status()
+                )),
                 Err(error) if error.is_timeout() => Err(format!(
                     "health check GET {} timed out after {} ms",
                     spec.path, spec.timeout_ms
@@ -38,11 +50,15 @@ pub async fn check(client: &reqwest::Client, addr: SocketAddr, spec: Option<&Hea
                 Err(error) => Err(format!("health check GET {}: {error}", spec.path)),
             }
         }
-        None => match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(format!("port {}: {error}", addr.port())),
-            Err(_) => Err(format!("port {}: connect timed out", addr.port())),
-        },
+        None => {
+            match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+                .await
+            {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(format!("port {}: {error}", addr.port())),
+                Err(_) => Err(format!("port {}: connect timed out", addr.port())),
+            }
+        }
     }
 }
 
@@ -106,19 +122,44 @@ mod tests {
     #[test]
     fn thresholds_table() {
         // (healthy_threshold, unhealthy_threshold, results, flips)
-        let table: &[(u32, u32, &[bool], &[Option<bool>])] = &[
+        // (healthy threshold, unhealthy threshold, results, flips)
+        type Row = (u32, u32, &'static [bool], &'static [Option<bool>]);
+        let table: &[Row] = &[
             (1, 3, &[true], &[Some(true)]),
             (2, 3, &[true, true], &[None, Some(true)]),
-            (2, 3, &[true, false, true, true], &[None, None, None, Some(true)]),
-            (1, 3, &[true, false, false, false], &[Some(true), None, None, Some(false)]),
-            (1, 3, &[true, false, false, true, false], &[Some(true), None, None, None, None]),
+            (
+                2,
+                3,
+                &[true, false, true, true],
+                &[None, None, None, Some(true)],
+            ),
+            (
+                1,
+                3,
+                &[true, false, false, false],
+                &[Some(true), None, None, Some(false)],
+            ),
+            (
+                1,
+                3,
+                &[true, false, false, true, false],
+                &[Some(true), None, None, None, None],
+            ),
             (1, 1, &[false, false], &[None, None]),
-            (1, 2, &[true, false, false, true], &[Some(true), None, Some(false), Some(true)]),
+            (
+                1,
+                2,
+                &[true, false, false, true],
+                &[Some(true), None, Some(false), Some(true)],
+            ),
         ];
         for (healthy, unhealthy, results, flips) in table {
             let mut tracker = HealthTracker::new(*healthy, *unhealthy);
             let got: Vec<Option<bool>> = results.iter().map(|r| tracker.record(*r)).collect();
-            assert_eq!(&got, flips, "thresholds {healthy}/{unhealthy}, results {results:?}");
+            assert_eq!(
+                &got, flips,
+                "thresholds {healthy}/{unhealthy}, results {results:?}"
+            );
         }
     }
 }

@@ -54,13 +54,21 @@ async fn instance_logs(
     }
     let path = state.dirs.log(&id);
     let Ok(mut file) = tokio::fs::File::open(&path).await else {
-        return (StatusCode::NOT_FOUND, format!("no logs for instance {id} on this node\n")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no logs for instance {id} on this node\n"),
+        )
+            .into_response();
     };
     let tail = params.tail.unwrap_or(100);
     let (initial, offset) = match read_tail(&mut file, tail).await {
         Ok(found) => found,
         Err(error) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read log: {error}\n")).into_response()
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read log: {error}\n"),
+            )
+                .into_response()
         }
     };
     if !params.follow {
@@ -81,7 +89,11 @@ async fn read_tail(file: &mut tokio::fs::File, lines: usize) -> std::io::Result<
     file.take(len - start).read_to_end(&mut buf).await?;
     let mut cut = buf.len();
     let mut seen = 0;
-    let body_end = if buf.ends_with(b"\n") { buf.len() - 1 } else { buf.len() };
+    let body_end = if buf.ends_with(b"\n") {
+        buf.len() - 1
+    } else {
+        buf.len()
+    };
     for (i, byte) in buf[..body_end].iter().enumerate().rev() {
         if *byte == b'\n' {
             seen += 1;
@@ -104,38 +116,46 @@ fn follow_stream(
     id: String,
     liveness: Arc<dyn InstanceLiveness>,
 ) -> impl futures::Stream<Item = std::io::Result<Bytes>> {
-    futures::stream::unfold((path, offset, id, liveness, false), |(path, mut offset, id, liveness, ending)| async move {
-        loop {
-            let mut file = match tokio::fs::File::open(&path).await {
-                Ok(file) => file,
-                Err(_) => return None,
-            };
-            let len = file.metadata().await.map(|m| m.len()).unwrap_or(offset);
-            if len < offset {
-                offset = 0; // truncated
-            }
-            if len > offset {
-                let mut buf = Vec::new();
-                if file.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
+    futures::stream::unfold(
+        (path, offset, id, liveness, false),
+        |(path, mut offset, id, liveness, ending)| async move {
+            loop {
+                let mut file = match tokio::fs::File::open(&path).await {
+                    Ok(file) => file,
+                    Err(_) => return None,
+                };
+                let len = file.metadata().await.map(|m| m.len()).unwrap_or(offset);
+                if len < offset {
+                    offset = 0; // truncated
+                }
+                if len > offset {
+                    let mut buf = Vec::new();
+                    if file.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
+                        return None;
+                    }
+                    if (&mut file)
+                        .take(len - offset)
+                        .read_to_end(&mut buf)
+                        .await
+                        .is_err()
+                    {
+                        return None;
+                    }
+                    offset = len;
+                    return Some((Ok(Bytes::from(buf)), (path, offset, id, liveness, ending)));
+                }
+                if ending {
                     return None;
                 }
-                if (&mut file).take(len - offset).read_to_end(&mut buf).await.is_err() {
-                    return None;
+                let running = liveness.is_running_here(&id);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if !running {
+                    // One last read after it stopped, then end.
+                    return Some((Ok(Bytes::new()), (path, offset, id, liveness, true)));
                 }
-                offset = len;
-                return Some((Ok(Bytes::from(buf)), (path, offset, id, liveness, ending)));
             }
-            if ending {
-                return None;
-            }
-            let running = liveness.is_running_here(&id);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if !running {
-                // One last read after it stopped, then end.
-                return Some((Ok(Bytes::new()), (path, offset, id, liveness, true)));
-            }
-        }
-    })
+        },
+    )
 }
 
 #[cfg(test)]
@@ -158,7 +178,11 @@ mod tests {
             std::fs::write(&path, content).unwrap();
             let mut file = tokio::fs::File::open(&path).await.unwrap();
             let (got, len) = read_tail(&mut file, *lines).await.unwrap();
-            assert_eq!(String::from_utf8(got).unwrap(), *want, "{content:?} tail {lines}");
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                *want,
+                "{content:?} tail {lines}"
+            );
             assert_eq!(len, content.len() as u64);
         }
     }

@@ -41,9 +41,7 @@ impl AgentDirs {
         self.instance(id).join("record.json")
     }
     pub fn artifact(&self, digest: &str) -> PathBuf {
-        self.root
-            .join("artifacts")
-            .join(digest.replace(':', "/"))
+        self.root.join("artifacts").join(digest.replace(':', "/"))
     }
 }
 
@@ -156,7 +154,12 @@ impl Run {
         &self.assignment.instance.id
     }
 
-    async fn set(&mut self, state: InstanceState, message: String, change: impl FnOnce(&mut InstanceStatus)) {
+    async fn set(
+        &mut self,
+        state: InstanceState,
+        message: String,
+        change: impl FnOnce(&mut InstanceStatus),
+    ) {
         let snapshot = {
             let mut status = self.status.lock().await;
             if !status.state.can_become(state) {
@@ -186,7 +189,7 @@ impl Run {
         }
     }
 
-    async fn stop_requested(&self) -> bool {
+    fn stop_requested(&self) -> bool {
         *self.stop.borrow()
     }
 
@@ -195,12 +198,15 @@ impl Run {
         let mut consecutive_crashes: u32 = 0;
         let mut restarts: u32 = 0;
         loop {
-            if self.stop_requested().await {
-                if adopted.is_none() {
-                    self.set(InstanceState::Stopped, "stopped before it started".into(), |_| {}).await;
-                    self.forget_record();
-                    return;
-                }
+            if self.stop_requested() && adopted.is_none() {
+                self.set(
+                    InstanceState::Stopped,
+                    "stopped before it started".into(),
+                    |_| {},
+                )
+                .await;
+                self.forget_record();
+                return;
             }
             let was_adopted = adopted.is_some();
             let (handle, port) = match adopted.take() {
@@ -214,9 +220,11 @@ impl Run {
                         restarts += 1;
                         let delay = restart_backoff_ms(consecutive_crashes);
                         let text = format!("{message}; retrying in {delay} ms");
-                        self.set(InstanceState::Backoff, text, |s| s.restarts = restarts).await;
+                        self.set(InstanceState::Backoff, text, |s| s.restarts = restarts)
+                            .await;
                         if self.sleep_or_stop(Duration::from_millis(delay)).await {
-                            self.set(InstanceState::Stopped, "stopped".into(), |_| {}).await;
+                            self.set(InstanceState::Stopped, "stopped".into(), |_| {})
+                                .await;
                             return;
                         }
                         continue;
@@ -236,10 +244,14 @@ impl Run {
                 status.address = Some(advertised);
                 status.message = format!("re-adopted (pid {})", pid.unwrap_or_default());
             } else {
-                self.set(InstanceState::Starting, format!("started (pid {})", pid.unwrap_or_default()), |s| {
-                    s.pid = pid;
-                    s.address = Some(advertised);
-                })
+                self.set(
+                    InstanceState::Starting,
+                    format!("started (pid {})", pid.unwrap_or_default()),
+                    |s| {
+                        s.pid = pid;
+                        s.address = Some(advertised);
+                    },
+                )
                 .await;
             }
             match self.watch_running(handle.as_ref(), addr).await {
@@ -273,8 +285,12 @@ impl Run {
                     })
                     .await;
                     if self.sleep_or_stop(Duration::from_millis(delay)).await {
-                        self.set(InstanceState::Stopped, "stopped while waiting to restart".into(), |_| {})
-                            .await;
+                        self.set(
+                            InstanceState::Stopped,
+                            "stopped while waiting to restart".into(),
+                            |_| {},
+                        )
+                        .await;
                         return;
                     }
                 }
@@ -304,7 +320,8 @@ impl Run {
     /// Health-checks a running instance until it exits or is asked to stop.
     async fn watch_running(&mut self, handle: &dyn InstanceHandle, addr: SocketAddr) -> Ended {
         let health_spec = self.assignment.release.spec.health.clone();
-        let interval = Duration::from_millis(health_spec.as_ref().map(|h| h.interval_ms).unwrap_or(1000));
+        let interval =
+            Duration::from_millis(health_spec.as_ref().map(|h| h.interval_ms).unwrap_or(1000));
         let mut tracker = HealthTracker::for_spec(health_spec.as_ref());
         let mut next_check = tokio::time::Instant::now();
         let mut resend = tokio::time::interval(Duration::from_secs(2));
@@ -347,7 +364,8 @@ impl Run {
 
     async fn drain_and_stop(&mut self, handle: &dyn InstanceHandle) -> Exit {
         let grace = Duration::from_millis(self.assignment.release.spec.stop_timeout_ms);
-        self.set(InstanceState::Stopping, "draining".into(), |_| {}).await;
+        self.set(InstanceState::Stopping, "draining".into(), |_| {})
+            .await;
         tokio::time::sleep(self.ctx.drain_delay).await;
         handle.stop(grace).await
     }
@@ -370,16 +388,18 @@ impl Run {
             }
             None => {
                 let mut command = spec.command.iter();
-                let program = command
-                    .next()
-                    .ok_or_else(|| "the release has neither an artifact nor a command".to_string())?;
+                let program = command.next().ok_or_else(|| {
+                    "the release has neither an artifact nor a command".to_string()
+                })?;
                 (PathBuf::from(program), command.cloned().collect())
             }
         };
         args.extend(spec.args.iter().cloned());
         let port = match spec.port {
             PortSpec::Fixed(port) => port,
-            PortSpec::Auto => free_port(&self.ctx.bind_host).map_err(|e| format!("no free port: {e}"))?,
+            PortSpec::Auto => {
+                free_port(&self.ctx.bind_host).map_err(|e| format!("no free port: {e}"))?
+            }
         };
         let mut env: BTreeMap<String, String> = self.assignment.config.values.clone();
         let instance = &self.assignment.instance;
@@ -430,7 +450,10 @@ fn free_port(host: &str) -> std::io::Result<u16> {
 
 fn write_record(path: &Path, record: &InstanceRecord) -> std::io::Result<()> {
     let temp = path.with_extension("tmp");
-    std::fs::write(&temp, serde_json::to_vec(record).expect("record serializes"))?;
+    std::fs::write(
+        &temp,
+        serde_json::to_vec(record).expect("record serializes"),
+    )?;
     std::fs::rename(temp, path)
 }
 

@@ -34,10 +34,6 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
     fn unreachable(&self, error: reqwest::Error) -> Failure {
         Failure::Failed(anyhow!(
             "cannot reach the control plane at {}: {error}\n  hint: is `strata dev` running? Point the CLI elsewhere with --addr or STRATA_ADDR",
@@ -78,7 +74,11 @@ impl Api {
         Ok(self.check(response).await?.json().await?)
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, Failure> {
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Failure> {
         let response = self
             .http
             .post(self.url(path))

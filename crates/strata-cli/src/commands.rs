@@ -32,7 +32,8 @@ fn load_spec(file: &Path) -> Result<(spec::SpecFile, BTreeMap<String, PathBuf>),
             "error: cannot read spec file {shown}: {error}\n  hint: pass the path of a strata.toml (see docs/spec.md)"
         ))
     })?;
-    let parsed = spec::parse(&shown, &source).map_err(bad_input)?;
+    let parsed =
+        spec::parse(&shown, &source).map_err(|errors| bad_input(errors.render(&source)))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let mut artifacts = BTreeMap::new();
     let mut errors = Vec::new();
@@ -45,31 +46,50 @@ fn load_spec(file: &Path) -> Result<(spec::SpecFile, BTreeMap<String, PathBuf>),
             artifacts.insert(service.name.clone(), path);
             continue;
         }
-        let (line, column) = spec::locate(&source, &["service", &service.name, "artifact"]).unwrap_or((1, 1));
-        let why = if path.exists() { "is not a file" } else { "does not exist" };
+        let (line, column) =
+            spec::locate(&source, &["service", &service.name, "artifact"]).unwrap_or((1, 1));
+        let why = if path.exists() {
+            "is not a file"
+        } else {
+            "does not exist"
+        };
         errors.push(SpecError {
             file: shown.clone(),
             line,
             column,
             key: Some(format!("service.{}.artifact", service.name)),
-            message: format!("artifact `{artifact}` {why} (looked for {})", path.display()),
-            hint: Some("build it first, or fix the path (relative to the spec file's directory)".to_string()),
+            message: format!(
+                "artifact `{artifact}` {why} (looked for {})",
+                path.display()
+            ),
+            hint: Some(
+                "build it first, or fix the path (relative to the spec file's directory)"
+                    .to_string(),
+            ),
         });
     }
     if !errors.is_empty() {
-        return Err(bad_input(SpecErrors(errors)));
+        return Err(bad_input(SpecErrors(errors).render(&source)));
     }
     Ok((parsed, artifacts))
 }
 
 fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut file, &mut hasher).with_context(|| format!("cannot read {}", path.display()))?;
+    let size = std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
 }
 
-pub async fn deploy(api: &Api, file: &Path, env: &str, timeout: Duration, detach: bool) -> CliResult {
+pub async fn deploy(
+    api: &Api,
+    file: &Path,
+    env: &str,
+    timeout: Duration,
+    detach: bool,
+) -> CliResult {
     let (parsed, artifacts) = load_spec(file)?;
     let progress = MultiProgress::new();
     let tty = std::io::stderr().is_terminal();
@@ -92,10 +112,17 @@ pub async fn deploy(api: &Api, file: &Path, env: &str, timeout: Duration, detach
     }
     let started = strata_control::now_millis();
     let response: DeployResponse = api
-        .post(&format!("/v1/envs/{env}/deploy"), &DeployRequest { services })
+        .post(
+            &format!("/v1/envs/{env}/deploy"),
+            &DeployRequest { services },
+        )
         .await?;
     for service in &response.services {
-        let what = if service.created { "created" } else { "unchanged" };
+        let what = if service.created {
+            "created"
+        } else {
+            "unchanged"
+        };
         eprintln!(
             "{}: release {} {what} ({} replica{})",
             service.name,
@@ -114,9 +141,11 @@ pub async fn deploy(api: &Api, file: &Path, env: &str, timeout: Duration, detach
         .map(|s| {
             let bar = progress.add(ProgressBar::new(u64::from(s.replicas)));
             bar.set_style(
-                ProgressStyle::with_template("{prefix:>12} {spinner} [{bar:20}] {pos}/{len} healthy  {msg}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>12} {spinner} [{bar:20}] {pos}/{len} healthy  {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             bar.set_prefix(s.name.clone());
             if !tty {
@@ -139,7 +168,12 @@ pub async fn deploy(api: &Api, file: &Path, env: &str, timeout: Duration, detach
             bar.set_message(rollout.describe());
             bar.tick();
             if !tty {
-                let line = format!("{name}: {}/{} healthy, {}", rollout.healthy, status.service.replicas, rollout.describe());
+                let line = format!(
+                    "{name}: {}/{} healthy, {}",
+                    rollout.healthy,
+                    status.service.replicas,
+                    rollout.describe()
+                );
                 if last_line.get(name) != Some(&line) {
                     eprintln!("{line}");
                     last_line.insert(name.clone(), line);
@@ -158,7 +192,10 @@ pub async fn deploy(api: &Api, file: &Path, env: &str, timeout: Duration, detach
             if rollout.complete(status.service.replicas) {
                 bar.finish_with_message("done");
                 let urls = status.hosts.join(" ");
-                eprintln!("{name}: release {release} is serving{}{urls}", if urls.is_empty() { "" } else { " at " });
+                eprintln!(
+                    "{name}: release {release} is serving{}{urls}",
+                    if urls.is_empty() { "" } else { " at " }
+                );
                 if !urls.is_empty() {
                     println!("{}", status.hosts[0]);
                 }
@@ -184,7 +221,10 @@ pub async fn deploy(api: &Api, file: &Path, env: &str, timeout: Duration, detach
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(Failure::Failed(anyhow!("deploy failed:\n{}", failures.join("\n"))))
+        Err(Failure::Failed(anyhow!(
+            "deploy failed:\n{}",
+            failures.join("\n")
+        )))
     }
 }
 
@@ -206,7 +246,11 @@ async fn upload(
     bar.set_prefix(name.to_string());
     if !tty {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        eprintln!("{name}: uploading {} ({size} bytes, {})", path.display(), strata_control::plane::short_digest(digest));
+        eprintln!(
+            "{name}: uploading {} ({size} bytes, {})",
+            path.display(),
+            strata_control::plane::short_digest(digest)
+        );
     }
     let file = tokio::fs::File::open(path)
         .await
@@ -218,12 +262,15 @@ async fn upload(
         }
         chunk
     });
-    api.upload(digest, reqwest::Body::wrap_stream(stream)).await?;
+    api.upload(digest, reqwest::Body::wrap_stream(stream))
+        .await?;
     bar.finish_and_clear();
     Ok(())
 }
 
-fn tokio_util_stream(file: tokio::fs::File) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> {
+fn tokio_util_stream(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> {
     futures::stream::unfold(file, |mut file| async move {
         use tokio::io::AsyncReadExt;
         let mut buf = vec![0u8; 256 * 1024];
@@ -296,13 +343,19 @@ impl Rollout {
 
 async fn crash_report(api: &Api, env: &str, name: &str, view: &InstanceView) -> String {
     let status = view.status.clone();
-    let message = status.as_ref().map(|s| s.message.clone()).unwrap_or_default();
+    let message = status
+        .as_ref()
+        .map(|s| s.message.clone())
+        .unwrap_or_default();
     let restarts = status.as_ref().map(|s| s.restarts).unwrap_or(0);
     let mut report = format!(
         "{name}: instance {} of release {} is crash-looping ({restarts} restarts): {message}",
         view.instance.id, view.instance.release
     );
-    if let Ok(response) = api.stream(&format!("/v1/envs/{env}/services/{name}/logs?tail=20")).await {
+    if let Ok(response) = api
+        .stream(&format!("/v1/envs/{env}/services/{name}/logs?tail=20"))
+        .await
+    {
         if let Ok(text) = response.text().await {
             let prefix = format!("[{}] ", view.instance.id);
             let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
@@ -320,7 +373,10 @@ async fn crash_report(api: &Api, env: &str, name: &str, view: &InstanceView) -> 
 }
 
 async fn placement_failure(api: &Api, name: &str, since: u64) -> Option<String> {
-    let events: EventList = api.get(&format!("/v1/events?service={name}&limit=20")).await.ok()?;
+    let events: EventList = api
+        .get(&format!("/v1/events?service={name}&limit=20"))
+        .await
+        .ok()?;
     events
         .events
         .into_iter()
@@ -333,7 +389,10 @@ pub async fn status(api: &Api, service: Option<&str>, env: Option<&str>, json: b
     let services: Vec<ServiceStatus> = match (service, env) {
         (Some(service), env) => {
             let env = env.unwrap_or("dev");
-            vec![api.get(&format!("/v1/envs/{env}/services/{service}")).await?]
+            vec![
+                api.get(&format!("/v1/envs/{env}/services/{service}"))
+                    .await?,
+            ]
         }
         (None, Some(env)) => api.get(&format!("/v1/envs/{env}/services")).await?,
         (None, None) => api.get("/v1/services").await?,
@@ -384,7 +443,8 @@ pub async fn status(api: &Api, service: Option<&str>, env: Option<&str>, json: b
                 view.instance.release,
                 view.instance.node,
                 state,
-                s.and_then(|s| s.address.clone()).unwrap_or_else(|| "-".into()),
+                s.and_then(|s| s.address.clone())
+                    .unwrap_or_else(|| "-".into()),
                 s.map(|s| s.restarts).unwrap_or(0),
                 s.map(|s| s.message.clone()).unwrap_or_default()
             ));
@@ -396,7 +456,9 @@ pub async fn status(api: &Api, service: Option<&str>, env: Option<&str>, json: b
 
 pub async fn logs(api: &Api, service: &str, env: &str, follow: bool, tail: usize) -> CliResult {
     let response = api
-        .stream(&format!("/v1/envs/{env}/services/{service}/logs?tail={tail}&follow={follow}"))
+        .stream(&format!(
+            "/v1/envs/{env}/services/{service}/logs?tail={tail}&follow={follow}"
+        ))
         .await?;
     let mut body = response.bytes_stream();
     let mut stdout = std::io::stdout();
@@ -409,7 +471,8 @@ pub async fn logs(api: &Api, service: &str, env: &str, follow: bool, tail: usize
 }
 
 pub async fn delete(api: &Api, service: &str, env: &str) -> CliResult {
-    api.delete(&format!("/v1/envs/{env}/services/{service}")).await?;
+    api.delete(&format!("/v1/envs/{env}/services/{service}"))
+        .await?;
     eprintln!("{service} ({env}): deleted; its instances are stopping");
     Ok(())
 }

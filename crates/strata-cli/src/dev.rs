@@ -54,7 +54,8 @@ pub async fn run(data_dir: PathBuf, api_addr: &str, ingress_addr: &str) -> CliRe
     let api = tokio::spawn(async move { axum::serve(api_listener, router).await });
     tokio::spawn(reconcile::run(plane.clone()));
 
-    let (agent, agent_listener) = Agent::start(AgentConfig::local("local", &api_url, agent_dir(&data_dir))).await?;
+    let (agent, agent_listener) =
+        Agent::start(AgentConfig::local("local", &api_url, agent_dir(&data_dir))).await?;
     let agent_task = tokio::spawn(agent.clone().run(agent_listener));
 
     let table = RoutingTable::new();

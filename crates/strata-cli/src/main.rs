@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 const DEFAULT_ADDR: &str = "http://127.0.0.1:7700";
 
 #[derive(Debug, Parser)]
-#[command(name = "strata", version, about = "Deliver services onto a fleet of small nodes, push-button.")]
+#[command(
+    name = "strata",
+    version,
+    about = "Deliver services onto a fleet of small nodes, push-button."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -108,7 +112,8 @@ enum Command {
 }
 
 fn humantime_duration(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 90s or 5m"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 90s or 5m"))
 }
 
 /// How a command failed, which decides the exit code.
@@ -134,7 +139,9 @@ fn main() -> ExitCode {
         Err(error) => {
             let _ = error.print();
             return match error.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
                 _ => ExitCode::from(2),
             };
         }
@@ -184,7 +191,15 @@ async fn run(cli: Cli) -> CliResult {
             env,
             json,
             api,
-        } => commands::status(&api::Api::new(&api.addr), service.as_deref(), env.as_deref(), json).await,
+        } => {
+            commands::status(
+                &api::Api::new(&api.addr),
+                service.as_deref(),
+                env.as_deref(),
+                json,
+            )
+            .await
+        }
         Command::Logs {
             service,
             env,
@@ -192,9 +207,13 @@ async fn run(cli: Cli) -> CliResult {
             tail,
             api,
         } => commands::logs(&api::Api::new(&api.addr), &service, &env, follow, tail).await,
-        Command::Delete { service, env, api } => commands::delete(&api::Api::new(&api.addr), &service, &env).await,
-        Command::Events { service, limit, api } => {
-            commands::events(&api::Api::new(&api.addr), service.as_deref(), limit).await
+        Command::Delete { service, env, api } => {
+            commands::delete(&api::Api::new(&api.addr), &service, &env).await
         }
+        Command::Events {
+            service,
+            limit,
+            api,
+        } => commands::events(&api::Api::new(&api.addr), service.as_deref(), limit).await,
     }
 }

@@ -79,7 +79,10 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
             "/v1/envs/{env}/services/{service}",
             get(get_service).delete(delete_service),
         )
-        .route("/v1/envs/{env}/services/{service}/releases", get(list_releases))
+        .route(
+            "/v1/envs/{env}/services/{service}/releases",
+            get(list_releases),
+        )
         .route("/v1/envs/{env}/services/{service}/logs", get(service_logs))
         .route("/v1/services", get(list_all_services))
         .route("/v1/instances", get(list_instances))
@@ -196,7 +199,14 @@ pub async fn service_logs(
     Path((env, service)): Path<(String, String)>,
     Query(params): Query<LogParams>,
 ) -> Result<Response, ControlError> {
-    let stream = crate::logs::service_logs(&plane, &env, &service, params.tail.unwrap_or(100), params.follow).await?;
+    let stream = crate::logs::service_logs(
+        &plane,
+        &env,
+        &service,
+        params.tail.unwrap_or(100),
+        params.follow,
+    )
+    .await?;
     Ok(Response::builder()
         .header("content-type", "text/plain; charset=utf-8")
         .body(Body::from_stream(stream))
@@ -220,7 +230,10 @@ pub async fn report_status(
 ) -> Result<StatusCode, ControlError> {
     if status.id != id {
         return Err(ControlError::bad_request(
-            format!("status is for instance `{}` but was sent to `{id}`", status.id),
+            format!(
+                "status is for instance `{}` but was sent to `{id}`",
+                status.id
+            ),
             None,
         ));
     }
@@ -316,7 +329,10 @@ pub async fn watch(
     Query(params): Query<WatchParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ControlError> {
     let prefix = params.prefix.unwrap_or_else(|| "/".to_string());
-    let changes = plane.store().watch(&prefix, params.from.unwrap_or(0)).await?;
+    let changes = plane
+        .store()
+        .watch(&prefix, params.from.unwrap_or(0))
+        .await?;
     let events = changes.map(|change| {
         let event = match change {
             Ok(WatchEvent::Put(kv)) => {

@@ -24,7 +24,11 @@ pub fn parse_digest(digest: &str) -> Result<&str, ControlError> {
             Some("write it as sha256:<64 hex digits>".to_string()),
         )
     })?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Err(ControlError::bad_request(
             format!("digest `{digest}` must have 64 lowercase hex digits"),
             None,
@@ -47,7 +51,9 @@ impl BlobStore {
     }
 
     pub async fn exists(&self, digest: &str) -> Result<bool, ControlError> {
-        Ok(tokio::fs::try_exists(self.path(digest)?).await.unwrap_or(false))
+        Ok(tokio::fs::try_exists(self.path(digest)?)
+            .await
+            .unwrap_or(false))
     }
 
     /// Stores a stream of bytes as `digest`, verifying it. Returns the size.
@@ -57,9 +63,11 @@ impl BlobStore {
         E: std::fmt::Display,
     {
         let final_path = self.path(digest)?;
-        let temp_path = self
-            .dir
-            .join(format!(".upload-{}-{}", std::process::id(), rand::random::<u64>()));
+        let temp_path = self.dir.join(format!(
+            ".upload-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         let io = |error: std::io::Error| ControlError::Internal(format!("writing blob: {error}"));
         let mut file = tokio::fs::File::create(&temp_path).await.map_err(io)?;
         let mut hasher = Sha256::new();
@@ -78,7 +86,10 @@ impl BlobStore {
             if actual != digest {
                 return Err(ControlError::bad_request(
                     format!("uploaded bytes have digest {actual}, not {digest}"),
-                    Some("the file changed during upload, or the digest is wrong; deploy again".to_string()),
+                    Some(
+                        "the file changed during upload, or the digest is wrong; deploy again"
+                            .to_string(),
+                    ),
                 ));
             }
             tokio::fs::rename(&temp_path, &final_path).await.map_err(io)
@@ -113,13 +124,20 @@ mod tests {
         let error = blobs.put(&wrong, body).await.unwrap_err().to_string();
         assert!(error.contains("not sha256:"), "{error}");
         assert!(!blobs.exists(&wrong).await.unwrap());
-        let leftovers = std::fs::read_dir(dir.path().join("sha256")).unwrap().count();
+        let leftovers = std::fs::read_dir(dir.path().join("sha256"))
+            .unwrap()
+            .count();
         assert_eq!(leftovers, 1, "only the good blob remains");
     }
 
     #[test]
     fn digests_are_checked() {
-        for bad in ["md5:abc", "sha256:xyz", "sha256:ABCDEF", "sha256:../../etc/passwd"] {
+        for bad in [
+            "md5:abc",
+            "sha256:xyz",
+            "sha256:ABCDEF",
+            "sha256:../../etc/passwd",
+        ] {
             assert!(parse_digest(bad).is_err(), "{bad}");
         }
     }

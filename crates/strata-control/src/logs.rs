@@ -19,7 +19,11 @@ pub async fn service_logs(
     tail: usize,
     follow: bool,
 ) -> Result<LogStream, ControlError> {
-    if plane.get::<Service>(&keys::service(env, service)).await?.is_none() {
+    if plane
+        .get::<Service>(&keys::service(env, service))
+        .await?
+        .is_none()
+    {
         // Still show logs of a deleted service's remaining instances, if any.
         let any = plane
             .instance_views()
@@ -51,13 +55,23 @@ pub async fn service_logs(
         let response = match plane.http.get(&url).send().await {
             Ok(response) if response.status().is_success() => response,
             Ok(response) => {
-                let line = format!("[{id}] (logs unavailable: agent answered {})\n", response.status());
-                streams.push(Box::pin(futures::stream::once(async move { Ok(Bytes::from(line)) })));
+                let line = format!(
+                    "[{id}] (logs unavailable: agent answered {})\n",
+                    response.status()
+                );
+                streams.push(Box::pin(futures::stream::once(async move {
+                    Ok(Bytes::from(line))
+                })));
                 continue;
             }
             Err(error) => {
-                let line = format!("[{id}] (logs unavailable: node {} unreachable: {error})\n", node.name);
-                streams.push(Box::pin(futures::stream::once(async move { Ok(Bytes::from(line)) })));
+                let line = format!(
+                    "[{id}] (logs unavailable: node {} unreachable: {error})\n",
+                    node.name
+                );
+                streams.push(Box::pin(futures::stream::once(async move {
+                    Ok(Bytes::from(line))
+                })));
                 continue;
             }
         };
@@ -72,31 +86,34 @@ where
     S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
 {
     let state = (Box::pin(body), Vec::<u8>::new(), id, false);
-    Box::pin(futures::stream::unfold(state, |(mut body, mut pending, id, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            if let Some(newline) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=newline).collect();
-                let mut out = format!("[{id}] ").into_bytes();
-                out.extend_from_slice(&line);
-                return Some((Ok(Bytes::from(out)), (body, pending, id, false)));
+    Box::pin(futures::stream::unfold(
+        state,
+        |(mut body, mut pending, id, done)| async move {
+            if done {
+                return None;
             }
-            match body.next().await {
-                Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
-                Some(Err(error)) => {
-                    let out = Bytes::from(format!("[{id}] (log stream ended: {error})\n"));
-                    return Some((Ok(out), (body, pending, id, true)));
-                }
-                None if pending.is_empty() => return None,
-                None => {
+            loop {
+                if let Some(newline) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=newline).collect();
                     let mut out = format!("[{id}] ").into_bytes();
-                    out.append(&mut pending);
-                    out.push(b'\n');
-                    return Some((Ok(Bytes::from(out)), (body, pending, id, true)));
+                    out.extend_from_slice(&line);
+                    return Some((Ok(Bytes::from(out)), (body, pending, id, false)));
+                }
+                match body.next().await {
+                    Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+                    Some(Err(error)) => {
+                        let out = Bytes::from(format!("[{id}] (log stream ended: {error})\n"));
+                        return Some((Ok(out), (body, pending, id, true)));
+                    }
+                    None if pending.is_empty() => return None,
+                    None => {
+                        let mut out = format!("[{id}] ").into_bytes();
+                        out.append(&mut pending);
+                        out.push(b'\n');
+                        return Some((Ok(Bytes::from(out)), (body, pending, id, true)));
+                    }
                 }
             }
-        }
-    }))
+        },
+    ))
 }

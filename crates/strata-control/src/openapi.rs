@@ -7,7 +7,10 @@ use crate::api;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Strata control plane API", description = "Environments, services, releases, instances, nodes and events of a Strata platform."),
+    info(
+        title = "Strata control plane API",
+        description = "Environments, services, releases, instances, nodes and events of a Strata platform."
+    ),
     paths(
         api::list_envs,
         api::deploy,

@@ -15,8 +15,8 @@ use strata_core::api::{
 };
 use strata_core::spec::{config_hash, DriverKind};
 use strata_core::{
-    keys, ConfigVersion, DesiredState, Environment, Event, Instance, InstanceState,
-    InstanceStatus, InstanceView, Node, NodeState, Release, Service,
+    keys, ConfigVersion, DesiredState, Environment, Event, Instance, InstanceState, InstanceStatus,
+    InstanceView, Node, NodeState, Release, Service,
 };
 use strata_sched::liveness::LivenessThresholds;
 use strata_store::{KeyValue, Store, Txn, TxnOutcome};
@@ -135,7 +135,11 @@ impl ControlPlane {
         event.at = now;
         tracing::info!(kind = %event.kind, service = ?event.service, "{}", event.message);
         let key = keys::event(event.seq);
-        if let Err(error) = self.store.txn(Txn::new().when(&key, 0).put(&key, encode(&event))).await {
+        if let Err(error) = self
+            .store
+            .txn(Txn::new().when(&key, 0).put(&key, encode(&event)))
+            .await
+        {
             tracing::warn!(%error, "could not record event");
         }
     }
@@ -215,23 +219,30 @@ impl ControlPlane {
             ));
         }
         match (&spec.artifact, &item.artifact_digest) {
-            (Some(path), None) => {
-                return Err(ControlError::bad_request(
-                    format!("service `{}`: artifact `{path}` has no digest", spec.name),
-                    Some("upload it to /v1/blobs/DIGEST and send its digest (strata deploy does both)".to_string()),
-                ))
-            }
+            (Some(path), None) => return Err(ControlError::bad_request(
+                format!("service `{}`: artifact `{path}` has no digest", spec.name),
+                Some(
+                    "upload it to /v1/blobs/DIGEST and send its digest (strata deploy does both)"
+                        .to_string(),
+                ),
+            )),
             (_, Some(digest)) => {
                 if !self.blobs.exists(digest).await? {
                     return Err(ControlError::bad_request(
-                        format!("service `{}`: artifact {digest} was never uploaded", spec.name),
+                        format!(
+                            "service `{}`: artifact {digest} was never uploaded",
+                            spec.name
+                        ),
                         Some(format!("PUT its bytes to /v1/blobs/{digest} first")),
                     ));
                 }
             }
             (None, None) if spec.command.is_empty() => {
                 return Err(ControlError::bad_request(
-                    format!("service `{}` has neither an artifact nor a command", spec.name),
+                    format!(
+                        "service `{}` has neither an artifact nor a command",
+                        spec.name
+                    ),
                     Some("set `artifact` (a file to upload) or `command`".to_string()),
                 ))
             }
@@ -405,13 +416,21 @@ impl ControlPlane {
         } else {
             format!("services in `{env}`: {}", names.join(", "))
         };
-        ControlError::not_found(format!("service `{name}` in environment `{env}`"), Some(hint))
+        ControlError::not_found(
+            format!("service `{name}` in environment `{env}`"),
+            Some(hint),
+        )
     }
 
     // ----- reads --------------------------------------------------------------------------
 
     pub async fn environments(&self) -> Result<Vec<Environment>, ControlError> {
-        Ok(self.list(keys::ENVS).await?.into_iter().map(|(e, _)| e).collect())
+        Ok(self
+            .list(keys::ENVS)
+            .await?
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect())
     }
 
     pub async fn instance_views(&self) -> Result<Vec<InstanceView>, ControlError> {
@@ -431,7 +450,11 @@ impl ControlPlane {
             .collect())
     }
 
-    pub async fn service_status(&self, env: &str, name: &str) -> Result<ServiceStatus, ControlError> {
+    pub async fn service_status(
+        &self,
+        env: &str,
+        name: &str,
+    ) -> Result<ServiceStatus, ControlError> {
         let Some((service, _)) = self.get::<Service>(&keys::service(env, name)).await? else {
             return Err(self.service_not_found(env, name).await);
         };
@@ -445,7 +468,11 @@ impl ControlPlane {
         views: &[InstanceView],
     ) -> Result<ServiceStatus, ControlError> {
         let release: Option<Release> = self
-            .get(&keys::release(&service.env, &service.name, service.desired_release))
+            .get(&keys::release(
+                &service.env,
+                &service.name,
+                service.desired_release,
+            ))
             .await?
             .map(|(r, _)| r);
         let instances = views
@@ -466,7 +493,10 @@ impl ControlPlane {
                 hosts.extend(release.spec.route.hosts.iter().cloned());
             }
         }
-        let hosts = hosts.into_iter().map(|h| format!("http://{h}{port}/")).collect();
+        let hosts = hosts
+            .into_iter()
+            .map(|h| format!("http://{h}{port}/"))
+            .collect();
         Ok(ServiceStatus {
             service,
             release,
@@ -518,7 +548,12 @@ impl ControlPlane {
     }
 
     pub async fn nodes(&self) -> Result<Vec<Node>, ControlError> {
-        Ok(self.list(keys::NODES).await?.into_iter().map(|(n, _)| n).collect())
+        Ok(self
+            .list(keys::NODES)
+            .await?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
     }
 
     /// The ingress's routing table: every public service's hosts and healthy endpoints.
@@ -582,7 +617,10 @@ impl ControlPlane {
                 epoch,
                 state: NodeState::Ready,
                 last_heartbeat: now,
-                registered_at: existing.as_ref().map(|(n, _)| n.registered_at).unwrap_or(now),
+                registered_at: existing
+                    .as_ref()
+                    .map(|(n, _)| n.registered_at)
+                    .unwrap_or(now),
             };
             if self
                 .store
@@ -592,7 +630,10 @@ impl ControlPlane {
             {
                 let mut event = Self::event(
                     "node.registered",
-                    format!("node {} registered at {} (epoch {epoch})", node.name, node.agent_url),
+                    format!(
+                        "node {} registered at {} (epoch {epoch})",
+                        node.name, node.agent_url
+                    ),
                 );
                 event.node = Some(node.name.clone());
                 event.actor = format!("agent:{}", node.name);
@@ -650,8 +691,7 @@ impl ControlPlane {
             let Some(release) = releases[&release_key].clone() else {
                 continue;
             };
-            let config_key =
-                keys::config(&instance.env, &instance.service, release.config_version);
+            let config_key = keys::config(&instance.env, &instance.service, release.config_version);
             if !configs.contains_key(&config_key) {
                 let found = self.get(&config_key).await?.map(|(c, _)| c);
                 configs.insert(config_key.clone(), found);
@@ -704,10 +744,7 @@ impl ControlPlane {
                 InstanceState::Stopping => "instance.stopping",
                 InstanceState::Pending => "instance.pending",
             };
-            let mut event = Self::event(
-                kind,
-                format!("{}: {}", status.id, status.message),
-            );
+            let mut event = Self::event(kind, format!("{}: {}", status.id, status.message));
             event.env = Some(instance.env.clone());
             event.service = Some(instance.service.clone());
             event.instance = Some(status.id.clone());

@@ -72,29 +72,35 @@ pub struct Memory {
 }
 
 /// One pass. Public so tests can drive the controller step by step.
-pub async fn reconcile_once(plane: &ControlPlane, memory: &Mutex<Memory>) -> Result<(), ControlError> {
+pub async fn reconcile_once(
+    plane: &ControlPlane,
+    memory: &Mutex<Memory>,
+) -> Result<(), ControlError> {
     let now = now_millis();
     let nodes = update_liveness(plane, now).await?;
     let services: Vec<(Service, u64)> = plane.list(keys::SERVICES).await?;
     let views = plane.instance_views().await?;
 
+    // Every release a live instance or a service refers to, read once.
+    let wanted_releases: BTreeSet<(String, String, u64)> = views
+        .iter()
+        .map(|v| {
+            (
+                v.instance.env.clone(),
+                v.instance.service.clone(),
+                v.instance.release,
+            )
+        })
+        .chain(
+            services
+                .iter()
+                .map(|(s, _)| (s.env.clone(), s.name.clone(), s.desired_release)),
+        )
+        .collect();
     let mut releases: BTreeMap<(String, String, u64), Option<Release>> = BTreeMap::new();
-    for view in &views {
-        let i = &view.instance;
-        let id = (i.env.clone(), i.service.clone(), i.release);
-        if !releases.contains_key(&id) {
-            let found = plane.get(&keys::release(&i.env, &i.service, i.release)).await?;
-            releases.insert(id, found.map(|(r, _)| r));
-        }
-    }
-    for (service, _) in &services {
-        let id = (service.env.clone(), service.name.clone(), service.desired_release);
-        if !releases.contains_key(&id) {
-            let found = plane
-                .get(&keys::release(&service.env, &service.name, service.desired_release))
-                .await?;
-            releases.insert(id, found.map(|(r, _)| r));
-        }
+    for id in wanted_releases {
+        let found = plane.get(&keys::release(&id.0, &id.1, id.2)).await?;
+        releases.insert(id, found.map(|(release, _)| release));
     }
 
     let node_states: BTreeMap<String, NodeState> =
@@ -127,13 +133,17 @@ pub async fn reconcile_once(plane: &ControlPlane, memory: &Mutex<Memory>) -> Res
             instances_of_service: 0,
         })
         .collect();
-    for view in views.iter().filter(|v| v.instance.desired == DesiredState::Running) {
+    for view in views
+        .iter()
+        .filter(|v| v.instance.desired == DesiredState::Running)
+    {
         let i = &view.instance;
-        let Some(Some(release)) = releases.get(&(i.env.clone(), i.service.clone(), i.release)) else {
+        let Some(Some(release)) = releases.get(&(i.env.clone(), i.service.clone(), i.release))
+        else {
             continue;
         };
         if let Some(node) = node_views.iter_mut().find(|n| n.name == i.node) {
-            node.allocated = node.allocated.add(release.spec.resources);
+            node.allocated = node.allocated + release.spec.resources;
             if let PortSpec::Fixed(port) = release.spec.port {
                 node.static_ports.insert(port);
             }
@@ -142,7 +152,9 @@ pub async fn reconcile_once(plane: &ControlPlane, memory: &Mutex<Memory>) -> Res
 
     let empty = Vec::new();
     for (env, name) in groups {
-        let instances = by_service.get(&(env.clone(), name.clone())).unwrap_or(&empty);
+        let instances = by_service
+            .get(&(env.clone(), name.clone()))
+            .unwrap_or(&empty);
         let service = service_map.get(&(env.clone(), name.clone()));
         let desired_release = service.map(|s| s.desired_release);
         let replicas = service.map(|s| s.replicas).unwrap_or(0);
@@ -154,11 +166,19 @@ pub async fn reconcile_once(plane: &ControlPlane, memory: &Mutex<Memory>) -> Res
         for id in &plan.forget {
             plane
                 .store
-                .txn(Txn::new().delete(keys::instance(id)).delete(keys::status(id)))
+                .txn(
+                    Txn::new()
+                        .delete(keys::instance(id))
+                        .delete(keys::status(id)),
+                )
                 .await?;
         }
         if plan.start == 0 {
-            memory.lock().await.placement_errors.remove(&format!("{env}/{name}"));
+            memory
+                .lock()
+                .await
+                .placement_errors
+                .remove(&format!("{env}/{name}"));
             continue;
         }
         let (Some(service), Some(release_number)) = (service, desired_release) else {
@@ -170,7 +190,9 @@ pub async fn reconcile_once(plane: &ControlPlane, memory: &Mutex<Memory>) -> Res
         for node in node_views.iter_mut() {
             node.instances_of_service = instances
                 .iter()
-                .filter(|v| v.instance.node == node.name && v.instance.desired == DesiredState::Running)
+                .filter(|v| {
+                    v.instance.node == node.name && v.instance.desired == DesiredState::Running
+                })
                 .count() as u32;
         }
         let demand = Demand {
@@ -187,7 +209,10 @@ pub async fn reconcile_once(plane: &ControlPlane, memory: &Mutex<Memory>) -> Res
             Err((placed, error)) => (placed, Some(error)),
         };
         for node_name in placed {
-            let node = nodes.iter().find(|n| n.name == node_name).expect("placed on a known node");
+            let node = nodes
+                .iter()
+                .find(|n| n.name == node_name)
+                .expect("placed on a known node");
             create_instance(plane, service, release.number, node, now).await?;
         }
         let key = format!("{env}/{name}");
@@ -221,7 +246,12 @@ async fn create_instance(
     node: &Node,
     now: u64,
 ) -> Result<(), ControlError> {
-    let id = format!("{}-{}-{:06x}", service.name, release, rand::random::<u32>() & 0xff_ffff);
+    let id = format!(
+        "{}-{}-{:06x}",
+        service.name,
+        release,
+        rand::random::<u32>() & 0xff_ffff
+    );
     let instance = Instance {
         id: id.clone(),
         env: service.env.clone(),

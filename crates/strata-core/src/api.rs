@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::model::{
-    ConfigVersion, Event, Instance, InstanceStatus, InstanceView, Node, Release, Resources,
-    Service,
+    ConfigVersion, Event, Instance, InstanceStatus, InstanceView, Node, Release, Resources, Service,
 };
 use crate::spec::{DriverKind, ServiceSpec};
 

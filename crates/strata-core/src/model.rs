@@ -196,7 +196,11 @@ impl InstanceView {
     pub fn is_routable(&self) -> bool {
         self.instance.desired == DesiredState::Running
             && self.state() == InstanceState::Running
-            && self.status.as_ref().and_then(|s| s.address.as_ref()).is_some()
+            && self
+                .status
+                .as_ref()
+                .and_then(|s| s.address.as_ref())
+                .is_some()
     }
 }
 
@@ -225,14 +229,18 @@ impl Resources {
             memory_bytes: self.memory_bytes.saturating_sub(other.memory_bytes),
         }
     }
-    pub fn add(self, other: Resources) -> Resources {
-        Resources {
-            cpu_millis: self.cpu_millis + other.cpu_millis,
-            memory_bytes: self.memory_bytes + other.memory_bytes,
-        }
-    }
     pub fn fits_in(self, free: Resources) -> bool {
         self.cpu_millis <= free.cpu_millis && self.memory_bytes <= free.memory_bytes
+    }
+}
+
+impl std::ops::Add for Resources {
+    type Output = Resources;
+    fn add(self, other: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_add(other.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_add(other.memory_bytes),
+        }
     }
 }
 
@@ -299,7 +307,14 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_a_cap() {
-        let table = [(0, 250), (1, 500), (2, 1000), (6, 16_000), (7, 30_000), (40, 30_000)];
+        let table = [
+            (0, 250),
+            (1, 500),
+            (2, 1000),
+            (6, 16_000),
+            (7, 30_000),
+            (40, 30_000),
+        ];
         for (restarts, ms) in table {
             assert_eq!(restart_backoff_ms(restarts), ms, "restarts={restarts}");
         }

@@ -109,7 +109,11 @@ impl Ingress {
         }
     }
 
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
         match tokio::time::timeout(self.config.request_timeout, self.route(request, peer)).await {
             Ok(response) => response,
             Err(_) => plain(
@@ -126,7 +130,8 @@ impl Ingress {
         let Some(host) = request_host(&request) else {
             return plain(
                 StatusCode::BAD_REQUEST,
-                "strata: the request has no Host header; use http://SERVICE.ENV.localhost/\n".into(),
+                "strata: the request has no Host header; use http://SERVICE.ENV.localhost/\n"
+                    .into(),
             );
         };
         let Some(route) = self.table.lookup(&host) else {
@@ -154,20 +159,30 @@ impl Ingress {
         let body = match Limited::new(body, self.config.max_body).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) => {
-                let too_large = error.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                let too_large = error
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
                 return if too_large {
                     plain(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         format!("strata: request body over {} bytes\n", self.config.max_body),
                     )
                 } else {
-                    plain(StatusCode::BAD_REQUEST, format!("strata: reading the request body: {error}\n"))
+                    plain(
+                        StatusCode::BAD_REQUEST,
+                        format!("strata: reading the request body: {error}\n"),
+                    )
                 };
             }
         };
         let idempotent = matches!(
             parts.method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
         );
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let attempts = route.endpoints.len().min(2);
@@ -210,7 +225,9 @@ fn request_host<B>(request: &Request<B>) -> Option<String> {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().host())?;
-    let host = host_without_port(raw).trim_end_matches('.').to_ascii_lowercase();
+    let host = host_without_port(raw)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     (!host.is_empty()).then_some(host)
 }
 
@@ -249,7 +266,11 @@ fn upstream_request(
     let headers = request.headers_mut();
     headers.clone_from(&parts.headers);
     strip_hop_by_hop(headers);
-    let forwarded_for = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let forwarded_for = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
         Some(previous) => format!("{previous}, {}", peer.ip()),
         None => peer.ip().to_string(),
     };
@@ -276,7 +297,11 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
 }
 
 fn plain(status: StatusCode, text: String) -> Response<ProxyBody> {
-    let mut response = Response::new(Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed());
+    let mut response = Response::new(
+        Full::new(Bytes::from(text))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -300,7 +325,10 @@ mod tests {
             (":80", None),
         ];
         for (raw, want) in table {
-            let request = Request::builder().header(header::HOST, raw).body(()).unwrap();
+            let request = Request::builder()
+                .header(header::HOST, raw)
+                .body(())
+                .unwrap();
             assert_eq!(request_host(&request).as_deref(), want, "{raw}");
         }
     }

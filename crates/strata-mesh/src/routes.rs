@@ -23,7 +23,13 @@ impl RoutingTable {
     }
 
     pub fn hosts(&self) -> Vec<String> {
-        let mut hosts: Vec<String> = self.current.read().expect("routes lock").keys().cloned().collect();
+        let mut hosts: Vec<String> = self
+            .current
+            .read()
+            .expect("routes lock")
+            .keys()
+            .cloned()
+            .collect();
         hosts.sort();
         hosts
     }

@@ -272,7 +272,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Ignores SIGTERM and forks a child: both must be gone after stop.
         let handle = ExecDriver
-            .start(&spec(dir.path(), "trap '' TERM; sleep 60 & echo $! > child.pid; wait"))
+            .start(&spec(
+                dir.path(),
+                "trap '' TERM; sleep 60 & echo $! > child.pid; wait",
+            ))
             .await
             .unwrap();
         let child_pid_file = dir.path().join("work/child.pid");
@@ -295,7 +298,10 @@ mod tests {
         .unwrap();
         assert_eq!(exit.signal, Some(9));
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(proc_start_time(child_pid).is_none(), "forked child survived");
+        assert!(
+            proc_start_time(child_pid).is_none(),
+            "forked child survived"
+        );
     }
 
     #[tokio::test]
@@ -336,6 +342,9 @@ mod tests {
         let mut spec = spec(dir.path(), "");
         spec.program = "/nonexistent/program".into();
         let error = ExecDriver.start(&spec).await.err().unwrap().to_string();
-        assert!(error.contains("cannot start /nonexistent/program"), "{error}");
+        assert!(
+            error.contains("cannot start /nonexistent/program"),
+            "{error}"
+        );
     }
 }

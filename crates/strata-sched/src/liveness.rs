@@ -70,7 +70,11 @@ mod tests {
             (Ready, 2000, 1000, Ready), // clock skew: heartbeat "in the future"
         ];
         for (current, last, now, want) in table {
-            assert_eq!(node_state(current, last, now, t), want, "{current:?} {last} {now}");
+            assert_eq!(
+                node_state(current, last, now, t),
+                want,
+                "{current:?} {last} {now}"
+            );
         }
     }
 }

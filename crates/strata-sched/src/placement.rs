@@ -57,13 +57,12 @@ pub struct PlacementError {
 
 impl fmt::Display for PlacementError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "placed {} of {} instances; ",
-            self.placed, self.wanted
-        )?;
+        write!(f, "placed {} of {} instances; ", self.placed, self.wanted)?;
         if self.refusals.is_empty() {
-            return write!(f, "no nodes are registered (start `strata agent` or `strata dev`)");
+            return write!(
+                f,
+                "no nodes are registered (start `strata agent` or `strata dev`)"
+            );
         }
         let reasons: Vec<String> = self
             .refusals
@@ -136,9 +135,18 @@ pub fn place(
             .enumerate()
             .filter(|(_, node)| refusal(node, demand).is_none())
             .min_by_key(|(_, node)| {
-                let zone = node.zone().and_then(|z| zone_load.get(z)).copied().unwrap_or(0);
+                let zone = node
+                    .zone()
+                    .and_then(|z| zone_load.get(z))
+                    .copied()
+                    .unwrap_or(0);
                 let free_after = node.free().memory_bytes - demand.resources.memory_bytes;
-                (node.instances_of_service, zone, free_after, node.name.clone())
+                (
+                    node.instances_of_service,
+                    zone,
+                    free_after,
+                    node.name.clone(),
+                )
             })
             .map(|(index, _)| index);
         let Some(index) = best else {
@@ -154,7 +162,7 @@ pub fn place(
             return Err((chosen, error));
         };
         let node = &mut nodes[index];
-        node.allocated = node.allocated.add(demand.resources);
+        node.allocated = node.allocated + demand.resources;
         node.instances_of_service += 1;
         if let Some(port) = demand.static_port {
             node.static_ports.insert(port);

@@ -79,7 +79,8 @@ pub fn plan_service(
 
     let Some(release) = desired_release else {
         for view in wanted {
-            plan.stop.push((view.instance.id.clone(), StopReason::ServiceDeleted));
+            plan.stop
+                .push((view.instance.id.clone(), StopReason::ServiceDeleted));
         }
         return plan;
     };
@@ -88,9 +89,11 @@ pub fn plan_service(
     let mut alive = Vec::new();
     for view in wanted {
         if node_down(view) {
-            plan.stop.push((view.instance.id.clone(), StopReason::NodeLost));
+            plan.stop
+                .push((view.instance.id.clone(), StopReason::NodeLost));
         } else if view.state() == InstanceState::Failed {
-            plan.stop.push((view.instance.id.clone(), StopReason::FailedToStart));
+            plan.stop
+                .push((view.instance.id.clone(), StopReason::FailedToStart));
         } else {
             alive.push(view);
         }
@@ -117,7 +120,8 @@ pub fn plan_service(
     } else {
         let extra = current.len() - wanted_count;
         for view in current.iter().take(extra) {
-            plan.stop.push((view.instance.id.clone(), StopReason::ScaleDown));
+            plan.stop
+                .push((view.instance.id.clone(), StopReason::ScaleDown));
         }
         current.drain(..extra);
     }
@@ -130,7 +134,8 @@ pub fn plan_service(
     let keep_old = wanted_count.saturating_sub(healthy_current);
     let stop_old = old.len().saturating_sub(keep_old);
     for view in old.iter().take(stop_old) {
-        plan.stop.push((view.instance.id.clone(), StopReason::Superseded));
+        plan.stop
+            .push((view.instance.id.clone(), StopReason::Superseded));
     }
     plan
 }
@@ -342,7 +347,10 @@ mod tests {
                 name: "deleted service stops everything",
                 release: None,
                 replicas: 2,
-                rows: vec![("a", 1, Running, true, "n1"), ("b", 2, Starting, true, "n1")],
+                rows: vec![
+                    ("a", 1, Running, true, "n1"),
+                    ("b", 2, Starting, true, "n1"),
+                ],
                 start: 0,
                 stop: vec![("a", ServiceDeleted), ("b", ServiceDeleted)],
                 forget: vec![],
@@ -360,7 +368,10 @@ mod tests {
                 name: "instance on an unknown node is replaced, stopped ones there forgotten",
                 release: Some(1),
                 replicas: 1,
-                rows: vec![("a", 1, Running, true, "gone"), ("b", 1, Stopping, false, "gone")],
+                rows: vec![
+                    ("a", 1, Running, true, "gone"),
+                    ("b", 1, Stopping, false, "gone"),
+                ],
                 start: 1,
                 stop: vec![("a", NodeLost)],
                 forget: vec!["b"],
@@ -378,8 +389,11 @@ mod tests {
         for case in cases {
             let plan = plan_service(case.release, case.replicas, &views(&case.rows), &nodes);
             assert_eq!(plan.start, case.start, "{}: start", case.name);
-            let stop: Vec<(&str, StopReason)> =
-                plan.stop.iter().map(|(id, why)| (id.as_str(), *why)).collect();
+            let stop: Vec<(&str, StopReason)> = plan
+                .stop
+                .iter()
+                .map(|(id, why)| (id.as_str(), *why))
+                .collect();
             assert_eq!(stop, case.stop, "{}: stop", case.name);
             assert_eq!(plan.forget, case.forget, "{}: forget", case.name);
         }

@@ -91,7 +91,12 @@ impl Txn {
         });
         self
     }
-    pub fn put_with_lease(mut self, key: impl Into<String>, value: Vec<u8>, lease: LeaseId) -> Self {
+    pub fn put_with_lease(
+        mut self,
+        key: impl Into<String>,
+        value: Vec<u8>,
+        lease: LeaseId,
+    ) -> Self {
         self.ops.push(Op::Put {
             key: key.into(),
             value,
@@ -228,8 +233,14 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Put only if the key is at `expected` (0: absent).
-    async fn cas(&self, key: &str, expected: Revision, value: Vec<u8>) -> Result<TxnOutcome, StoreError> {
-        self.txn(Txn::new().when(key, expected).put(key, value)).await
+    async fn cas(
+        &self,
+        key: &str,
+        expected: Revision,
+        value: Vec<u8>,
+    ) -> Result<TxnOutcome, StoreError> {
+        self.txn(Txn::new().when(key, expected).put(key, value))
+            .await
     }
 
     /// Unconditional delete; returns whether the key existed.

@@ -28,15 +28,19 @@ async fn main() -> std::io::Result<()> {
     let app = Router::new()
         .route("/", get(move || async move { reply.clone() }))
         .route("/healthz", get(|| async { "ok\n" }));
-    let addr: SocketAddr = format!("{host}:{port}")
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host}:{port}: {e}")))?;
+    let addr: SocketAddr = format!("{host}:{port}").parse().map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{host}:{port}: {e}"),
+        )
+    })?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("hello: listening on http://{addr}");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler installs");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler installs");
             term.recv().await;
             println!("hello: SIGTERM, finishing in-flight requests");
         })

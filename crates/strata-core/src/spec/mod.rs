@@ -14,12 +14,14 @@ use utoipa::ToSchema;
 
 mod parse;
 
-pub use parse::{parse, SpecError, SpecErrors};
+pub use parse::{locate, parse, SpecError, SpecErrors};
 
 use crate::model::Resources;
 
 /// Which driver runs a service's instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DriverKind {
     /// A host process (the artifact file, or a host command), with `PORT` set.

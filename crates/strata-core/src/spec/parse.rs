@@ -1,0 +1,3282 @@
+//! Parsing a spec file: TOML text in, a validated [`SpecFile`] or every problem found out.
+//!
+//! The text is parsed with `toml_edit`, whose tree keeps the byte span of every key and value,
+//! and then walked by hand: each table's keys are checked against the keys it allows, each value
+//! against the type and range it must have. Every problem becomes a [`SpecError`] pointing at
+//! the exact key or value, with a hint; all of them are collected in one pass and returned
+//! sorted by position. docs/spec.md describes the format for users.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+
+use toml_edit::{ImDocument, Item, Key, TableLike, TomlError, Value};
+
+use super::{DriverKind, HealthSpec, PortSpec, RouteSpec, ScaleSpec, ServiceSpec, SpecFile};
+use crate::model::Resources;
+
+const DEFAULT_STOP_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_INTERVAL_MS: u64 = 1_000;
+const DEFAULT_TIMEOUT_MS: u64 = 500;
+const MIN_INTERVAL_MS: u64 = 50;
+const DEFAULT_HEALTHY_THRESHOLD: u32 = 1;
+const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+const MAX_THRESHOLD: i64 = 100;
+const DEFAULT_REPLICAS: u32 = 1;
+const MAX_REPLICAS: i64 = 1_000;
+const DEFAULT_CPU_MILLIS: u64 = 100;
+const MAX_CPU_MILLIS: u64 = 1_024_000;
+const MI: u64 = 1 << 20;
+const DEFAULT_MEMORY_BYTES: u64 = 64 * MI;
+const MIN_MEMORY_BYTES: u64 = MI;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// One problem in a spec file, pointing at the key or value at fault.
+///
+/// `Display` prints `{file}:{line}:{column}: {message}` and, when there is a hint, a second line
+/// `  hint: {hint}`. [`SpecError::render`] adds the offending source line with a caret under it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    /// The spec file's path as shown to the user.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub column: usize,
+    /// The dotted path of the key at fault, like `service.hello.scale.replicas`.
+    pub key: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl SpecError {
+    /// An error at a known line and column (1-based).
+    pub fn new(
+        file: impl Into<String>,
+        line: usize,
+        column: usize,
+        key: Option<String>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Self {
+        SpecError {
+            file: file.into(),
+            line,
+            column,
+            key,
+            message: message.into(),
+            hint,
+        }
+    }
+
+    /// An error at a byte span of `source` (only its start matters); the line and column are
+    /// computed from it, the column counted in characters. Out-of-range offsets are clamped.
+    pub fn at(
+        file: &str,
+        source: &str,
+        byte_span: Range<usize>,
+        key: Option<String>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Self {
+        let (line, column) = line_col(source, byte_span.start);
+        SpecError::new(file, line, column, key, message, hint)
+    }
+
+    /// An error at the key `key_path` (a dotted path split into segments, as for [`locate`]),
+    /// for problems found after parsing, e.g. an artifact file that does not exist. Falls back
+    /// to line 1, column 1 when the key is not in `source`.
+    pub fn at_key(
+        file: &str,
+        source: &str,
+        key_path: &[&str],
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Self {
+        let (line, column) = locate(source, key_path).unwrap_or((1, 1));
+        let key = if key_path.first() == Some(&"service") || key_path.is_empty() {
+            Path::from_segments(key_path)
+        } else {
+            Path::from_segments(&[&["service"], key_path].concat())
+        };
+        SpecError::new(file, line, column, Some(key.to_string()), message, hint)
+    }
+
+    /// The error as the user should see it, with the source line it points at:
+    ///
+    /// ```text
+    /// strata.toml:5:1: unknown key `service.hello.scale.replcas`
+    ///    5 | replcas = 2
+    ///      | ^^^^^^^
+    ///   hint: did you mean `replicas`?
+    /// ```
+    pub fn render(&self, source: &str) -> String {
+        let mut out = format!(
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        );
+        if let Some(snippet) = snippet(source, self.line, self.column) {
+            out.push('\n');
+            out.push_str(&snippet);
+        }
+        if let Some(hint) = &self.hint {
+            out.push_str("\n  hint: ");
+            out.push_str(hint);
+        }
+        out
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in a spec file, sorted by position; never empty when returned by
+/// [`parse`]. `Display` prints each error, with a blank line between them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecErrors(pub Vec<SpecError>);
+
+impl SpecErrors {
+    pub fn iter(&self) -> std::slice::Iter<'_, SpecError> {
+        self.0.iter()
+    }
+
+    /// Every error rendered with its source line (see [`SpecError::render`]), with a blank line
+    /// between them. `source` is the text given to [`parse`].
+    pub fn render(&self, source: &str) -> String {
+        self.0
+            .iter()
+            .map(|e| e.render(source))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+}
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, "\n\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<'a> IntoIterator for &'a SpecErrors {
+    type Item = &'a SpecError;
+    type IntoIter = std::slice::Iter<'a, SpecError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset, clamped to the text.
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = source[line_start..offset].chars().count() + 1;
+    (line, column)
+}
+
+/// `   5 | text` and a caret line under the token at `column`.
+fn snippet(source: &str, line: usize, column: usize) -> Option<String> {
+    let text = source.split('\n').nth(line.checked_sub(1)?)?;
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    let width = line.to_string().len().max(4);
+    let pad: String = text
+        .chars()
+        .take(column.saturating_sub(1))
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    let rest: String = text.chars().skip(column.saturating_sub(1)).collect();
+    let carets = "^".repeat(token_len(&rest).max(1));
+    Some(format!(
+        "{line:>width$} | {text}\n{blank:>width$} | {pad}{carets}",
+        blank = ""
+    ))
+}
+
+/// How many characters the TOML token at the start of `rest` spans, roughly (for carets).
+fn token_len(rest: &str) -> usize {
+    let chars: Vec<char> = rest.chars().collect();
+    let Some(&first) = chars.first() else {
+        return 1;
+    };
+    match first {
+        '"' | '\'' => {
+            let mut escaped = false;
+            for (i, &c) in chars.iter().enumerate().skip(1) {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && first == '"' {
+                    escaped = true;
+                } else if c == first {
+                    return i + 1;
+                }
+            }
+            chars.len()
+        }
+        '[' | '{' => {
+            let close = if first == '[' { ']' } else { '}' };
+            let mut depth = 0usize;
+            let mut quote: Option<char> = None;
+            for (i, &c) in chars.iter().enumerate() {
+                match quote {
+                    Some(q) if c == q => quote = None,
+                    Some(_) => {}
+                    None if c == '"' || c == '\'' => quote = Some(c),
+                    None if c == first => depth += 1,
+                    None if c == close => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    None => {}
+                }
+            }
+            rest.trim_end().chars().count()
+        }
+        _ => {
+            let numeric = first.is_ascii_digit() || first == '+' || first == '-';
+            1 + chars[1..]
+                .iter()
+                .take_while(|&&c| {
+                    !(c.is_whitespace()
+                        || matches!(c, '=' | ',' | ']' | '}' | '[' | '{' | '#')
+                        || (c == '.' && !numeric))
+                })
+                .count()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key paths
+// ---------------------------------------------------------------------------------------------
+
+/// A dotted key path; segments that are not bare TOML keys are quoted when displayed.
+#[derive(Debug, Clone, Default)]
+struct Path(Vec<String>);
+
+impl Path {
+    fn from_segments(segments: &[&str]) -> Path {
+        Path(segments.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn child(&self, segment: &str) -> Path {
+        let mut segments = self.0.clone();
+        segments.push(segment.to_string());
+        Path(segments)
+    }
+
+    fn index(&self, i: usize) -> String {
+        format!("{self}[{i}]")
+    }
+
+    fn last(&self) -> &str {
+        self.0.last().map_or("", String::as_str)
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            write!(f, "{}", display_key(segment))?;
+        }
+        Ok(())
+    }
+}
+
+fn is_bare_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A key as it would be written in TOML: bare if possible, else quoted.
+fn display_key(s: &str) -> String {
+    if is_bare_key(s) {
+        s.to_string()
+    } else {
+        format!("{s:?}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locating keys after parsing
+// ---------------------------------------------------------------------------------------------
+
+/// Where a key of a service is written in the source (line, column, 1-based), for errors found
+/// after parsing (e.g. a missing artifact file).
+///
+/// `key_path` is the dotted path split into segments, from the top of the file:
+/// `["service", "hello", "artifact"]`. A path that does not start with `service` is also tried
+/// relative to the `service` table (`["hello", "artifact"]`). Returns `None` when the key is not
+/// written in the source or the source is not valid TOML.
+pub fn locate(source: &str, key_path: &[&str]) -> Option<(usize, usize)> {
+    let doc = ImDocument::parse(source).ok()?;
+    let root: &dyn TableLike = doc.as_table();
+    let span = find_key(root, key_path).or_else(|| {
+        if key_path.first() == Some(&"service") {
+            None
+        } else {
+            find_key(root.get("service")?.as_table_like()?, key_path)
+        }
+    })?;
+    Some(line_col(source, span.start))
+}
+
+fn find_key(root: &dyn TableLike, key_path: &[&str]) -> Option<Range<usize>> {
+    let (last, parents) = key_path.split_last()?;
+    let mut table = root;
+    for segment in parents {
+        table = table.get(segment)?.as_table_like()?;
+    }
+    table.get_key_value(last)?.0.span()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------------------------
+
+/// Parses a spec file. `file` is the path as shown to the user in errors; `source` is its text.
+///
+/// On success every default is filled in. On failure, every problem found (all of them, not
+/// just the first) is returned sorted by position. Never panics.
+pub fn parse(file: &str, source: &str) -> Result<SpecFile, SpecErrors> {
+    let mut cx = Checker {
+        file,
+        source,
+        errors: Vec::new(),
+    };
+    let services = match ImDocument::parse(source) {
+        Ok(doc) => cx.document(doc.as_table()),
+        Err(err) => {
+            let error = cx.syntax_error(&err);
+            cx.errors.push(error);
+            Vec::new()
+        }
+    };
+    if cx.errors.is_empty() {
+        return Ok(SpecFile { services });
+    }
+    let mut errors = cx.errors;
+    errors.sort_by_key(|e| (e.line, e.column));
+    errors.dedup();
+    Err(SpecErrors(errors))
+}
+
+/// The tables of a service, for checking keys and telling where a misplaced key belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Service,
+    Scale,
+    Route,
+    Health,
+    Resources,
+    Environment,
+}
+
+impl Section {
+    const NESTED: [Section; 4] = [
+        Section::Scale,
+        Section::Route,
+        Section::Health,
+        Section::Resources,
+    ];
+
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            Section::Service => &[
+                "driver",
+                "artifact",
+                "command",
+                "args",
+                "port",
+                "stop_timeout",
+                "scale",
+                "route",
+                "config",
+                "environments",
+                "health",
+                "resources",
+            ],
+            Section::Scale => &["replicas"],
+            Section::Route => &["public", "hosts"],
+            Section::Health => &[
+                "path",
+                "interval",
+                "timeout",
+                "healthy_threshold",
+                "unhealthy_threshold",
+            ],
+            Section::Resources => &["cpu", "memory"],
+            Section::Environment => &["config"],
+        }
+    }
+
+    /// The key of this table in the service table.
+    fn name(self) -> &'static str {
+        match self {
+            Section::Service => "",
+            Section::Scale => "scale",
+            Section::Route => "route",
+            Section::Health => "health",
+            Section::Resources => "resources",
+            Section::Environment => "environments",
+        }
+    }
+}
+
+struct Checker<'s> {
+    file: &'s str,
+    source: &'s str,
+    errors: Vec<SpecError>,
+}
+
+/// Where to point for a problem with a value: the value itself if it is written inline, else
+/// its key (a `[table]` header's span starts at the bracket, the key is more precise).
+fn value_span(key: &Key, item: &Item) -> Option<Range<usize>> {
+    match item {
+        Item::Value(v) => v.span().or_else(|| key.span()),
+        _ => key.span(),
+    }
+}
+
+/// "a string", "an integer", ... for "found ..." messages.
+fn describe(item: &Item) -> &'static str {
+    match item {
+        Item::None => "nothing",
+        Item::Table(_) => "a table",
+        Item::ArrayOfTables(_) => "an array of tables",
+        Item::Value(v) => describe_value(v),
+    }
+}
+
+fn describe_value(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "an array",
+        Value::InlineTable(_) => "a table",
+    }
+}
+
+/// The closest of `candidates` to `name`, if close enough to be a likely typo.
+fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let lower = name.to_lowercase().replace('-', "_");
+    let mut best: Option<(usize, f64, &'a str)> = None;
+    for &candidate in candidates {
+        let distance = strsim::damerau_levenshtein(&lower, candidate);
+        let similarity = strsim::jaro_winkler(&lower, candidate);
+        let allowed = match candidate.chars().count().max(lower.chars().count()) {
+            0..=3 => 1,
+            4..=7 => 2,
+            _ => 3,
+        };
+        if distance > allowed && similarity < 0.9 {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some((d, s, _)) => distance < d || (distance == d && similarity > s),
+        };
+        if better {
+            best = Some((distance, similarity, candidate));
+        }
+    }
+    best.map(|(_, _, candidate)| candidate)
+}
+
+/// "`a`, `b` and `c`".
+fn list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("`{s}`")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1] != b'-'
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+}
+
+/// A valid DNS label resembling `s`.
+fn suggest_label(s: &str, fallback: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let mut label: String = out
+        .trim_start_matches(|c: char| !c.is_ascii_lowercase())
+        .chars()
+        .take(63)
+        .collect();
+    while label.ends_with('-') {
+        label.pop();
+    }
+    if label.is_empty() {
+        fallback.to_string()
+    } else {
+        label
+    }
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn suggest_env_name(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// A host name, lowercased; or why it is not valid and a hint.
+fn check_host(host: &str) -> Result<String, (String, String)> {
+    let before = |s: &str, chars: &[char]| -> String {
+        s.split(|c| chars.contains(&c))
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let just = |h: String| {
+        if h.is_empty() {
+            "a host name looks like \"hello.example.com\"".to_string()
+        } else {
+            format!("write just the host name: {}", quote(&h))
+        }
+    };
+    if let Some((_, rest)) = host.split_once("://") {
+        return Err((
+            "must be a host name, not a URL".into(),
+            just(before(rest, &['/', ':', '?'])),
+        ));
+    }
+    if host.contains('/') {
+        return Err((
+            "must be a host name, without a path".into(),
+            just(before(host, &['/', ':'])),
+        ));
+    }
+    if host.contains(':') {
+        return Err((
+            "must be a host name, without a port".into(),
+            just(before(host, &[':'])),
+        ));
+    }
+    if host.starts_with("*.") {
+        return Err((
+            "cannot be a wildcard".into(),
+            "list each host name, like \"hello.example.com\"".into(),
+        ));
+    }
+    let lower = host.to_ascii_lowercase();
+    let valid = !lower.is_empty()
+        && lower.len() <= 253
+        && lower.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        });
+    if valid {
+        return Ok(lower);
+    }
+    let labels: Vec<String> = lower
+        .split('.')
+        .map(|l| suggest_label(l, ""))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let suggestion = labels.join(".");
+    let hint = if suggestion.is_empty() || suggestion == lower {
+        "a host name is labels of letters, digits and `-` separated by dots, like \"hello.example.com\"".to_string()
+    } else {
+        format!("did you mean {}?", quote(&suggestion))
+    };
+    Err(("is not a valid host name".into(), hint))
+}
+
+enum MemoryError {
+    Invalid,
+    Unit(String, Option<String>),
+    TooLarge,
+}
+
+/// Bytes of a memory size: `"128Mi"`, `"1G"`, `"1.5Gi"`, `"1048576"`.
+fn parse_memory(s: &str) -> Result<u64, MemoryError> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = (&s[..split], s[split..].trim());
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return Err(MemoryError::Invalid);
+    }
+    let multiplier: u64 = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "K" | "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        other => {
+            // "mi" -> "Mi", "MB" -> "M", "MiB" -> "Mi"
+            let mut fixed: String = other
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect();
+            if fixed.len() > 1 && fixed.ends_with('b') {
+                fixed.pop();
+            }
+            let known = ["Ki", "Mi", "Gi", "Ti", "K", "M", "G", "T"];
+            let suggestion = known
+                .contains(&fixed.as_str())
+                .then(|| format!("{number}{fixed}"));
+            return Err(MemoryError::Unit(other.to_string(), suggestion));
+        }
+    };
+    if number.contains('.') {
+        let value: f64 = number.parse().map_err(|_| MemoryError::Invalid)?;
+        let bytes = (value * multiplier as f64).round();
+        if bytes >= u64::MAX as f64 {
+            return Err(MemoryError::TooLarge);
+        }
+        Ok(bytes as u64)
+    } else {
+        let value: u64 = number.parse().map_err(|_| MemoryError::TooLarge)?;
+        value.checked_mul(multiplier).ok_or(MemoryError::TooLarge)
+    }
+}
+
+/// A memory size as the user would write it: `64Mi` when exact, else bytes.
+fn format_memory(bytes: u64) -> String {
+    for (unit, size) in [
+        ("Ti", 1u64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
+        if bytes >= size && bytes / size * size == bytes {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+fn format_ms(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+}
+
+/// A TOML string literal for `s`.
+fn quote(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// `["a", "b"]` from the words of a string.
+fn words_array(s: &str) -> String {
+    let words: Vec<String> = s.split_whitespace().map(quote).collect();
+    format!("[{}]", words.join(", "))
+}
+
+/// The segments of a (possibly dotted) TOML key starting at byte `at` (after blanks), with the
+/// byte span of each segment.
+fn scan_key_path(source: &str, at: usize) -> Option<Vec<(String, Range<usize>)>> {
+    let bytes = source.as_bytes();
+    let mut i = at;
+    let skip_blanks = |mut i: usize| {
+        while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+            i += 1;
+        }
+        i
+    };
+    let mut segments = Vec::new();
+    loop {
+        i = skip_blanks(i);
+        let start = i;
+        let name = match bytes.get(i)? {
+            b'"' => {
+                let mut name = String::new();
+                let mut chars = source.get(i + 1..)?.char_indices();
+                loop {
+                    let (j, c) = chars.next()?;
+                    match c {
+                        '"' => {
+                            i = i + 1 + j + 1;
+                            break;
+                        }
+                        '\\' => {
+                            let (_, escaped) = chars.next()?;
+                            name.push(match escaped {
+                                'n' => '\n',
+                                't' => '\t',
+                                other => other,
+                            });
+                        }
+                        '\n' => return None,
+                        c => name.push(c),
+                    }
+                }
+                name
+            }
+            b'\'' => {
+                let rest = source.get(i + 1..)?;
+                let end = rest.find(['\'', '\n'])?;
+                if !rest[end..].starts_with('\'') {
+                    return None;
+                }
+                i = i + 1 + end + 1;
+                rest[..end].to_string()
+            }
+            _ => {
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'-')
+                {
+                    i += 1;
+                }
+                if i == start {
+                    return None;
+                }
+                source[start..i].to_string()
+            }
+        };
+        segments.push((name, start..i));
+        i = skip_blanks(i);
+        if bytes.get(i) == Some(&b'.') {
+            i += 1;
+        } else {
+            return Some(segments);
+        }
+    }
+}
+
+impl<'s> Checker<'s> {
+    fn push(
+        &mut self,
+        span: Option<Range<usize>>,
+        key: Option<String>,
+        message: String,
+        hint: Option<String>,
+    ) {
+        let span = span.unwrap_or(0..0);
+        self.errors.push(SpecError::at(
+            self.file,
+            self.source,
+            span,
+            key,
+            message,
+            hint,
+        ));
+    }
+
+    fn raw(&self, span: Option<Range<usize>>) -> Option<&'s str> {
+        self.source.get(span?)
+    }
+
+    /// Turns toml_edit's syntax error into ours, rewording duplicates and adding hints.
+    fn syntax_error(&self, err: &TomlError) -> SpecError {
+        let message = err.message().trim();
+        let span = err.span();
+        if message.contains("duplicate key") {
+            if let Some(error) = self.duplicate(message, span.clone()) {
+                return error;
+            }
+        }
+        let lines: Vec<&str> = message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let text = if lines.is_empty() {
+            "invalid TOML".to_string()
+        } else {
+            lines.join(": ")
+        };
+        let offset = span.map_or(0, |s| s.start);
+        let hint = self.syntax_hint(message, offset);
+        SpecError::at(self.file, self.source, offset..offset, None, text, hint)
+    }
+
+    fn syntax_hint(&self, message: &str, offset: usize) -> Option<String> {
+        let offset = offset.min(self.source.len());
+        let rest = self.source.get(offset..)?;
+        let line_start = self.source[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let before = &self.source[line_start..offset];
+        if message.starts_with("invalid string") {
+            let word: String = rest
+                .chars()
+                .take_while(|c| !(c.is_whitespace() || matches!(c, ',' | ']' | '}' | '#')))
+                .collect();
+            if !word.is_empty() {
+                return Some(format!(
+                    "strings are quoted in TOML: `{}{}`",
+                    before.trim_start(),
+                    quote(&word)
+                ));
+            }
+            return Some("a value is missing after `=`".into());
+        }
+        if message.starts_with("invalid basic string")
+            || message.starts_with("invalid literal string")
+        {
+            return Some(
+                "close the string with a quote on the same line (use \"\"\" for text over several lines)"
+                    .into(),
+            );
+        }
+        if message.starts_with("invalid table header") {
+            return Some("a table header looks like `[service.hello]`".into());
+        }
+        if message.contains("expected `.`, `=`") {
+            return Some("a key is followed by `=` and a value, like `replicas = 2`".into());
+        }
+        None
+    }
+
+    /// Rewords toml_edit's "duplicate key" errors.
+    fn duplicate(&self, message: &str, span: Option<Range<usize>>) -> Option<SpecError> {
+        let offset = span?.start;
+        let rest = self.source.get(offset..)?;
+        if rest.starts_with('[') {
+            let inner = offset + if rest.starts_with("[[") { 2 } else { 1 };
+            let segments = scan_key_path(self.source, inner)?;
+            let (last, _) = segments.split_last()?;
+            let names: Vec<&str> = segments.iter().map(|(s, _)| s.as_str()).collect();
+            let path = Path::from_segments(&names);
+            let (text, hint) = if names.len() == 2 && names[0] == "service" {
+                (
+                    format!("service `{}` is defined twice", names[1]),
+                    "rename one of them or merge the two tables".to_string(),
+                )
+            } else {
+                (
+                    format!("table `{path}` is defined twice"),
+                    format!("merge the two [{path}] tables into one"),
+                )
+            };
+            return Some(SpecError::at(
+                self.file,
+                self.source,
+                last.1.clone(),
+                Some(path.to_string()),
+                text,
+                Some(hint),
+            ));
+        }
+        let segments = scan_key_path(self.source, offset)?;
+        let table: Vec<String> = if let Some(i) = message.find("in table `") {
+            let inner = &message[i + "in table `".len()..];
+            let inner = &inner[..inner.rfind('`')?];
+            inner.split('.').map(str::to_string).collect()
+        } else if message.contains("in document root") {
+            Vec::new()
+        } else {
+            self.header_before(offset)
+        };
+        let mut names = table;
+        names.extend(segments.iter().map(|(s, _)| s.clone()));
+        let path = Path(names);
+        Some(SpecError::at(
+            self.file,
+            self.source,
+            segments.first()?.1.clone(),
+            Some(path.to_string()),
+            format!("`{path}` is set twice"),
+            Some("remove one of them".into()),
+        ))
+    }
+
+    /// The key path of the last `[table]` header before `offset`.
+    fn header_before(&self, offset: usize) -> Vec<String> {
+        let mut pos = 0;
+        let mut header = Vec::new();
+        for line in self.source[..offset.min(self.source.len())].split_inclusive('\n') {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with('[') {
+                let at = pos + (line.len() - trimmed.len());
+                let inner = at + if trimmed.starts_with("[[") { 2 } else { 1 };
+                if let Some(segments) = scan_key_path(self.source, inner) {
+                    header = segments.into_iter().map(|(s, _)| s).collect();
+                }
+            }
+            pos += line.len();
+        }
+        header
+    }
+
+    // -- documents and services ----------------------------------------------------------------
+
+    fn document(&mut self, root: &dyn TableLike) -> Vec<ServiceSpec> {
+        const NO_SERVICES: &str = "no services defined; add a [service.NAME] table";
+        const MINIMAL: &str =
+            "a minimal service is `[service.hello]` with `artifact = \"build/hello\"`";
+        let mut services = Vec::new();
+        let mut service_seen = false;
+        let mut unknown_seen = false;
+        for (name, _) in root.iter() {
+            let Some((key, item)) = root.get_key_value(name) else {
+                continue;
+            };
+            if name != "service" {
+                self.unknown_top_level(name, key, item);
+                unknown_seen = true;
+                continue;
+            }
+            service_seen = true;
+            let Some(table) = item.as_table_like() else {
+                let hint = match item {
+                    Item::ArrayOfTables(_) => {
+                        "name each service: write [service.hello] instead of [[service]]".into()
+                    }
+                    _ => "declare each service as a table: [service.hello]".into(),
+                };
+                self.push(
+                    value_span(key, item),
+                    Some("service".into()),
+                    format!(
+                        "`service` must be a table of named services, found {}",
+                        describe(item)
+                    ),
+                    Some(hint),
+                );
+                continue;
+            };
+            if table.is_empty() {
+                self.push(
+                    key.span(),
+                    Some("service".into()),
+                    NO_SERVICES.into(),
+                    Some(MINIMAL.into()),
+                );
+                continue;
+            }
+            let mut entries: Vec<(&Key, &Item)> = table
+                .iter()
+                .filter_map(|(n, _)| table.get_key_value(n))
+                .collect();
+            entries.sort_by_key(|(k, _)| k.span().map_or(0, |s| s.start));
+            for (key, item) in entries {
+                if let Some(spec) = self.service(key, item) {
+                    services.push(spec);
+                }
+            }
+        }
+        // An unknown top-level key's hint already tells where services go.
+        if !service_seen && !unknown_seen {
+            self.push(Some(0..0), None, NO_SERVICES.into(), Some(MINIMAL.into()));
+        }
+        services
+    }
+
+    fn unknown_top_level(&mut self, name: &str, key: &Key, item: &Item) {
+        let hint = if let Some(s) = closest(name, &["service"]) {
+            format!("did you mean `{s}`?")
+        } else if Section::Service.keys().contains(&name)
+            || Section::NESTED.iter().any(|s| s.keys().contains(&name))
+        {
+            format!("`{name}` belongs in a service's table, under [service.NAME]")
+        } else if item.is_table_like() {
+            format!(
+                "services are declared under `service`: write [service.{}]",
+                display_key(&suggest_label(name, "hello"))
+            )
+        } else {
+            "the only top-level table is `service`, as in [service.hello]".into()
+        };
+        self.push(
+            key.span(),
+            Some(display_key(name)),
+            format!("unknown key `{}`", display_key(name)),
+            Some(hint),
+        );
+    }
+
+    /// Checks that every key of `table` is allowed in `section`.
+    fn check_keys(&mut self, table: &dyn TableLike, path: &Path, service: &Path, section: Section) {
+        let allowed = section.keys();
+        for (name, item) in table.iter() {
+            if allowed.contains(&name) {
+                continue;
+            }
+            let key = table.get_key_value(name).map(|(k, _)| k);
+            let span = key.and_then(Key::span);
+            let hint = self.unknown_key_hint(name, item, path, service, section);
+            self.push(
+                span,
+                Some(path.child(name).to_string()),
+                format!("unknown key `{}`", path.child(name)),
+                Some(hint),
+            );
+        }
+    }
+
+    fn unknown_key_hint(
+        &self,
+        name: &str,
+        item: &Item,
+        path: &Path,
+        service: &Path,
+        section: Section,
+    ) -> String {
+        let raw = match item {
+            Item::Value(v) => self.raw(v.span()),
+            _ => None,
+        };
+        // Words people use for something the spec calls differently.
+        let alias = match (section, name) {
+            (Section::Service, "name") => {
+                return "a service's name is its table key, as in [service.NAME]".into()
+            }
+            (Section::Service, "image") => Some("artifact"),
+            (Section::Service, "cmd" | "entrypoint" | "exec" | "run") => Some("command"),
+            (Section::Service, "arguments" | "argv") => Some("args"),
+            (Section::Service, "env" | "vars" | "variables" | "environment_variables") => {
+                return format!(
+                    "environment variables go in [{service}.config]; values for one environment in [{service}.environments.ENV.config]"
+                )
+            }
+            (Section::Service, "timeout") => {
+                return format!(
+                    "did you mean `stop_timeout`? (a health check's `timeout` belongs in [{service}.health])"
+                )
+            }
+            (Section::Service, "healthcheck" | "health_check" | "check") => Some("health"),
+            (Section::Service, "host" | "hostname" | "domain" | "domains") => {
+                return format!("host names go in [{service}.route] as `hosts = [\"{}\"]`", "hello.example.com")
+            }
+            (Section::Service | Section::Scale, "instances" | "count" | "replica") => {
+                if section == Section::Scale {
+                    Some("replicas")
+                } else {
+                    return format!(
+                        "the number of instances is `replicas`, in [{service}.scale]: write `scale.replicas = {}`",
+                        raw.unwrap_or("2")
+                    );
+                }
+            }
+            (Section::Resources, "cpus" | "cores") => Some("cpu"),
+            (Section::Resources, "mem" | "ram") => Some("memory"),
+            (Section::Health, "url" | "endpoint") => Some("path"),
+            _ => None,
+        };
+        if let Some(alias) = alias {
+            return format!("did you mean `{alias}`?");
+        }
+        if section == Section::Environment {
+            if let Some(suggestion) = closest(name, section.keys()) {
+                return format!("did you mean `{suggestion}`?");
+            }
+            let service_key = Section::Service.keys().contains(&name)
+                || Section::NESTED.iter().any(|s| s.keys().contains(&name));
+            if !service_key && is_env_name(name) && item.is_value() {
+                return format!(
+                    "values for one environment go in its `config` table: write `config.{name} = {}`, or put it under [{path}.config]",
+                    raw.unwrap_or("\"...\"")
+                );
+            }
+            return format!("only `config` can be set per environment, as in [{path}.config]");
+        }
+        // A key of another table of the service, written in the wrong one.
+        if section != Section::Service && Section::Service.keys().contains(&name) {
+            return format!("`{name}` belongs directly in [{service}], not in [{path}]");
+        }
+        if let Some(home) = Section::NESTED
+            .iter()
+            .find(|s| **s != section && s.keys().contains(&name))
+        {
+            let table = service.child(home.name());
+            return match (section, raw) {
+                (Section::Service, Some(raw)) => format!(
+                    "`{name}` belongs in [{table}]: write `{}.{name} = {raw}` here, or put it under [{table}]",
+                    home.name()
+                ),
+                _ => format!("`{name}` belongs in [{table}]"),
+            };
+        }
+        if let Some(suggestion) = closest(name, section.keys()) {
+            return format!("did you mean `{suggestion}`?");
+        }
+        format!("[{path}] accepts {}", list(section.keys()))
+    }
+
+    fn service(&mut self, key: &Key, item: &Item) -> Option<ServiceSpec> {
+        let name = key.get();
+        let path = Path::from_segments(&["service", name]);
+        let header = key.span();
+        if !is_dns_label(name) {
+            self.push(
+                header.clone(),
+                Some(path.to_string()),
+                format!("invalid service name `{name}`"),
+                Some(format!(
+                    "a service name is a DNS label (lowercase letters, digits and `-`, starting with a letter, at most 63 characters), for example `{}`",
+                    suggest_label(name, "hello")
+                )),
+            );
+        }
+        let Some(table) = item.as_table_like() else {
+            let hint = if Section::Service.keys().contains(&name) {
+                format!("`{name}` belongs in a service's table: [service.NAME]")
+            } else {
+                format!("declare the service as a table: [{path}]")
+            };
+            self.push(
+                value_span(key, item),
+                Some(path.to_string()),
+                format!("`{path}` must be a table, found {}", describe(item)),
+                Some(hint),
+            );
+            return None;
+        };
+        self.check_keys(table, &path, &path, Section::Service);
+        let field = |n: &str| table.get_key_value(n);
+
+        // driver
+        let driver = match field("driver") {
+            None => Some(DriverKind::Exec),
+            Some((k, i)) => self.driver(&path.child("driver"), k, i),
+        };
+
+        // artifact / command
+        let artifact = field("artifact").and_then(|(k, i)| {
+            let p = path.child("artifact");
+            let (s, span) =
+                self.string(&p, k, i, "a string", "`artifact = \"build/hello\"`")?;
+            if s.trim().is_empty() {
+                self.push(
+                    span,
+                    Some(p.to_string()),
+                    format!("`{p}` must not be empty"),
+                    Some("give the path of a file, relative to the spec file, like `artifact = \"build/hello\"`".into()),
+                );
+                return None;
+            }
+            Some(s.to_string())
+        });
+        let command = field("command").and_then(|(k, i)| {
+            let p = path.child("command");
+            let (list, span) = self.string_list(&p, k, i, "command", "[\"python3\", \"-m\", \"http.server\"]")?;
+            if list.is_empty() {
+                self.push(
+                    span,
+                    Some(p.to_string()),
+                    format!("`{p}` must not be empty"),
+                    Some("give the program first, then its arguments: `command = [\"python3\", \"app.py\"]`".into()),
+                );
+                return None;
+            }
+            if list[0].trim().is_empty() {
+                self.push(
+                    span,
+                    Some(p.index(0)),
+                    format!("`{}` (the program) must not be empty", p.index(0)),
+                    Some("the first element is the program to run, like `\"python3\"`".into()),
+                );
+                return None;
+            }
+            Some(list)
+        });
+        let artifact_entry = field("artifact");
+        let command_entry = field("command");
+        match driver {
+            Some(DriverKind::Exec) => match (artifact_entry, command_entry) {
+                (Some((ak, _)), Some((ck, _))) => {
+                    let a = ak.span().map_or(0, |s| s.start);
+                    let c = ck.span().map_or(0, |s| s.start);
+                    let (later, later_name) = if c >= a { (ck, "command") } else { (ak, "artifact") };
+                    self.push(
+                        later.span(),
+                        Some(path.child(later_name).to_string()),
+                        format!("`{path}` sets both `artifact` and `command`"),
+                        Some("an exec service runs either an uploaded `artifact` or a host `command`; remove one of them".into()),
+                    );
+                }
+                (None, None) => self.push(
+                    header.clone(),
+                    Some(path.to_string()),
+                    format!("`{path}` needs an `artifact` or a `command`"),
+                    Some("add `artifact = \"build/hello\"` (a program uploaded at deploy) or `command = [\"python3\", \"app.py\"]` (a program on the node)".into()),
+                ),
+                _ => {}
+            },
+            Some(kind @ (DriverKind::Wasm | DriverKind::Container)) => {
+                if let Some((ck, _)) = command_entry {
+                    self.push(
+                        ck.span(),
+                        Some(path.child("command").to_string()),
+                        format!("`command` is only for the `exec` driver, and `{path}` uses `{}`", kind.as_str()),
+                        Some(format!("a {} service runs its `artifact`; remove `command`", kind.as_str())),
+                    );
+                }
+                if artifact_entry.is_none() {
+                    let example = match kind {
+                        DriverKind::Wasm => "build/hello.wasm",
+                        _ => "build/hello.tar",
+                    };
+                    self.push(
+                        header.clone(),
+                        Some(path.child("artifact").to_string()),
+                        format!("`{path}` uses the `{}` driver and needs an `artifact`", kind.as_str()),
+                        Some(format!("add `artifact = \"{example}\"`, a file uploaded at deploy")),
+                    );
+                }
+            }
+            None => {}
+        }
+
+        let args = field("args")
+            .and_then(|(k, i)| {
+                self.string_list(&path.child("args"), k, i, "args", "[\"--verbose\"]")
+                    .map(|(list, _)| list)
+            })
+            .unwrap_or_default();
+
+        let port = match field("port") {
+            None => PortSpec::Auto,
+            Some((k, i)) => self
+                .port(&path.child("port"), k, i)
+                .unwrap_or(PortSpec::Auto),
+        };
+
+        let stop_timeout_ms = match field("stop_timeout") {
+            None => DEFAULT_STOP_TIMEOUT_MS,
+            Some((k, i)) => self
+                .duration(&path.child("stop_timeout"), k, i, "5s")
+                .map_or(DEFAULT_STOP_TIMEOUT_MS, |(ms, _)| ms),
+        };
+
+        let scale = self.scale(field("scale"), &path);
+        let route = self.route(field("route"), &path);
+        let config = match field("config") {
+            None => BTreeMap::new(),
+            Some((k, i)) => self.config(&path.child("config"), k, i),
+        };
+        let env_config = match field("environments") {
+            None => BTreeMap::new(),
+            Some((k, i)) => self.environments(&path, k, i),
+        };
+        let health = field("health").and_then(|(k, i)| self.health(&path, k, i));
+        let resources = self.resources(field("resources"), &path);
+
+        Some(ServiceSpec {
+            name: name.to_string(),
+            driver: driver.unwrap_or(DriverKind::Exec),
+            artifact,
+            command: command.unwrap_or_default(),
+            args,
+            port,
+            scale,
+            route,
+            config,
+            env_config,
+            health,
+            resources,
+            stop_timeout_ms,
+        })
+    }
+
+    // -- typed values ---------------------------------------------------------------------------
+
+    fn type_error(&mut self, path: &Path, key: &Key, item: &Item, expected: &str, hint: String) {
+        self.push(
+            value_span(key, item),
+            Some(path.to_string()),
+            format!("`{path}` must be {expected}, found {}", describe(item)),
+            Some(hint),
+        );
+    }
+
+    /// A string value, or a type error whose hint is `for example {example}`.
+    fn string<'i>(
+        &mut self,
+        path: &Path,
+        key: &Key,
+        item: &'i Item,
+        expected: &str,
+        example: &str,
+    ) -> Option<(&'i str, Option<Range<usize>>)> {
+        match item {
+            Item::Value(Value::String(s)) => Some((s.value().as_str(), s.span())),
+            _ => {
+                let hint = match (item, self.raw(item.span())) {
+                    (
+                        Item::Value(Value::Integer(_) | Value::Float(_) | Value::Boolean(_)),
+                        Some(raw),
+                    ) => {
+                        format!("quote it: `{} = {}`", path.last(), quote(raw))
+                    }
+                    _ => format!("for example {example}"),
+                };
+                self.type_error(path, key, item, expected, hint);
+                None
+            }
+        }
+    }
+
+    /// An array of strings. `example` is an array literal for the hint.
+    fn string_list(
+        &mut self,
+        path: &Path,
+        key: &Key,
+        item: &Item,
+        name: &str,
+        example: &str,
+    ) -> Option<(Vec<String>, Option<Range<usize>>)> {
+        let Some(array) = item.as_array() else {
+            let hint = match item {
+                Item::Value(Value::String(s)) => {
+                    format!("write a list: `{name} = {}`", words_array(s.value()))
+                }
+                _ => format!("for example `{name} = {example}`"),
+            };
+            self.type_error(path, key, item, "an array of strings", hint);
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, value) in array.iter().enumerate() {
+            match value {
+                Value::String(s) => out.push(s.value().clone()),
+                other => {
+                    ok = false;
+                    let hint = match other {
+                        Value::Integer(_) | Value::Float(_) | Value::Boolean(_) => self
+                            .raw(other.span())
+                            .map(|raw| format!("quote it: `{}`", quote(raw))),
+                        _ => None,
+                    }
+                    .unwrap_or_else(|| format!("for example `{name} = {example}`"));
+                    self.push(
+                        other.span().or_else(|| key.span()),
+                        Some(path.to_string()),
+                        format!(
+                            "`{}` must be a string, found {}",
+                            path.index(i),
+                            describe_value(other)
+                        ),
+                        Some(hint),
+                    );
+                }
+            }
+        }
+        ok.then_some((out, array.span()))
+    }
+
+    fn integer(
+        &mut self,
+        path: &Path,
+        key: &Key,
+        item: &Item,
+        example: i64,
+    ) -> Option<(i64, Option<Range<usize>>)> {
+        match item {
+            Item::Value(Value::Integer(i)) => Some((*i.value(), i.span())),
+            _ => {
+                let name = path.last();
+                let hint = match item {
+                    Item::Value(Value::String(s)) if s.value().trim().parse::<i64>().is_ok() => {
+                        format!(
+                            "write the number without quotes: `{name} = {}`",
+                            s.value().trim()
+                        )
+                    }
+                    Item::Value(Value::Float(f))
+                        if f.value().fract() == 0.0 && f.value().is_finite() =>
+                    {
+                        format!("write a whole number: `{name} = {}`", *f.value() as i64)
+                    }
+                    _ => format!("for example `{name} = {example}`"),
+                };
+                self.type_error(path, key, item, "an integer", hint);
+                None
+            }
+        }
+    }
+
+    /// An integer in `min..=max`.
+    fn bounded(
+        &mut self,
+        path: &Path,
+        (key, item): (&Key, &Item),
+        min: i64,
+        max: i64,
+        example: i64,
+        hint: &str,
+    ) -> Option<u32> {
+        let (value, span) = self.integer(path, key, item, example)?;
+        if value < min || value > max {
+            self.push(
+                span,
+                Some(path.to_string()),
+                format!("`{path}` must be between {min} and {max}, found {value}"),
+                Some(hint.to_string()),
+            );
+            return None;
+        }
+        u32::try_from(value).ok()
+    }
+
+    fn boolean(&mut self, path: &Path, key: &Key, item: &Item, example: bool) -> Option<bool> {
+        match item {
+            Item::Value(Value::Boolean(b)) => Some(*b.value()),
+            _ => {
+                let name = path.last();
+                let hint = match item {
+                    Item::Value(Value::String(s))
+                        if matches!(s.value().as_str(), "true" | "false") =>
+                    {
+                        format!("write it without quotes: `{name} = {}`", s.value())
+                    }
+                    _ => format!("for example `{name} = {example}`"),
+                };
+                self.type_error(path, key, item, "a boolean (`true` or `false`)", hint);
+                None
+            }
+        }
+    }
+
+    /// A duration string, in milliseconds.
+    fn duration(
+        &mut self,
+        path: &Path,
+        key: &Key,
+        item: &Item,
+        example: &str,
+    ) -> Option<(u64, Option<Range<usize>>)> {
+        let name = path.last();
+        match item {
+            Item::Value(Value::String(s)) => {
+                let text = s.value().trim();
+                match humantime::parse_duration(text) {
+                    Ok(d) => Some((u64::try_from(d.as_millis()).unwrap_or(u64::MAX), s.span())),
+                    Err(_) => {
+                        let hint = if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+                            format!("add a unit: `{name} = \"{text}s\"` or `\"{text}ms\"`")
+                        } else {
+                            format!("write a number and a unit, like \"500ms\", \"{example}\" or \"1m 30s\"")
+                        };
+                        self.push(
+                            s.span(),
+                            Some(path.to_string()),
+                            format!("`{path}` is not a duration: {}", quote(s.value())),
+                            Some(hint),
+                        );
+                        None
+                    }
+                }
+            }
+            _ => {
+                let hint = match item {
+                    Item::Value(Value::Integer(i)) => format!(
+                        "durations are strings with a unit: `{name} = \"{}s\"` or `\"{}ms\"`",
+                        i.value(),
+                        i.value()
+                    ),
+                    _ => format!("for example `{name} = \"{example}\"`"),
+                };
+                self.type_error(path, key, item, "a duration string", hint);
+                None
+            }
+        }
+    }
+
+    fn table<'i>(
+        &mut self,
+        path: &Path,
+        key: &Key,
+        item: &'i Item,
+        hint: String,
+    ) -> Option<&'i dyn TableLike> {
+        match item.as_table_like() {
+            Some(t) => Some(t),
+            None => {
+                let hint = if matches!(item, Item::ArrayOfTables(_)) {
+                    format!("use single brackets: [{path}]")
+                } else {
+                    hint
+                };
+                self.type_error(path, key, item, "a table", hint);
+                None
+            }
+        }
+    }
+
+    // -- fields ----------------------------------------------------------------------------------
+
+    fn driver(&mut self, path: &Path, key: &Key, item: &Item) -> Option<DriverKind> {
+        let (s, span) = self.string(path, key, item, "a string", "`driver = \"exec\"`")?;
+        match s {
+            "exec" => Some(DriverKind::Exec),
+            "wasm" => Some(DriverKind::Wasm),
+            "container" => Some(DriverKind::Container),
+            other => {
+                let drivers = ["exec", "wasm", "container"];
+                let hint = match closest(other, &drivers) {
+                    Some(d) => format!("did you mean `{d}`? The drivers are {}", list(&drivers)),
+                    None if matches!(other, "docker" | "oci" | "podman" | "image") => format!(
+                        "the drivers are {}; to run an image, use `driver = \"container\"`",
+                        list(&drivers)
+                    ),
+                    None => format!("the drivers are {}", list(&drivers)),
+                };
+                self.push(
+                    span,
+                    Some(path.to_string()),
+                    format!("unknown driver `{other}`"),
+                    Some(hint),
+                );
+                None
+            }
+        }
+    }
+
+    fn port(&mut self, path: &Path, key: &Key, item: &Item) -> Option<PortSpec> {
+        match item {
+            Item::Value(Value::Integer(i)) => {
+                let value = *i.value();
+                match u16::try_from(value) {
+                    Ok(port) if port >= 1 => Some(PortSpec::Fixed(port)),
+                    _ => {
+                        self.push(
+                            i.span(),
+                            Some(path.to_string()),
+                            format!("`{path}` must be between 1 and 65535, found {value}"),
+                            Some("or let the node pick a free port: `port = \"auto\"`".into()),
+                        );
+                        None
+                    }
+                }
+            }
+            Item::Value(Value::String(s)) if s.value() == "auto" => Some(PortSpec::Auto),
+            Item::Value(Value::String(s)) => {
+                let text = s.value().trim();
+                let hint = if text.parse::<u16>().is_ok() {
+                    format!("write the number without quotes: `port = {text}`")
+                } else {
+                    "write `port = \"auto\"` (the node picks a port and sets PORT) or a number, like `port = 8080`".into()
+                };
+                self.push(
+                    s.span(),
+                    Some(path.to_string()),
+                    format!(
+                        "`{path}` must be \"auto\" or a port number, found {}",
+                        quote(s.value())
+                    ),
+                    Some(hint),
+                );
+                None
+            }
+            _ => {
+                self.type_error(
+                    path,
+                    key,
+                    item,
+                    "\"auto\" or an integer",
+                    "write `port = \"auto\"` (the node picks a port and sets PORT) or a number, like `port = 8080`".into(),
+                );
+                None
+            }
+        }
+    }
+
+    fn scale(&mut self, entry: Option<(&Key, &Item)>, service: &Path) -> ScaleSpec {
+        let mut scale = ScaleSpec {
+            replicas: DEFAULT_REPLICAS,
+        };
+        let Some((key, item)) = entry else {
+            return scale;
+        };
+        let path = service.child("scale");
+        let hint = match item {
+            Item::Value(Value::Integer(i)) => format!("write `scale.replicas = {}`", i.value()),
+            _ => format!("write it as a table: [{path}] with `replicas = 2`"),
+        };
+        let Some(table) = self.table(&path, key, item, hint) else {
+            return scale;
+        };
+        self.check_keys(table, &path, service, Section::Scale);
+        if let Some((k, i)) = table.get_key_value("replicas") {
+            if let Some(n) = self.bounded(
+                &path.child("replicas"),
+                (k, i),
+                0,
+                MAX_REPLICAS,
+                2,
+                "replicas is how many instances run, from 0 to 1000",
+            ) {
+                scale.replicas = n;
+            }
+        }
+        scale
+    }
+
+    fn route(&mut self, entry: Option<(&Key, &Item)>, service: &Path) -> RouteSpec {
+        let mut route = RouteSpec {
+            public: true,
+            hosts: Vec::new(),
+        };
+        let Some((key, item)) = entry else {
+            return route;
+        };
+        let path = service.child("route");
+        let hint = match item {
+            Item::Value(Value::Boolean(b)) => format!("write `route.public = {}`", b.value()),
+            _ => format!("write it as a table: [{path}] with `public = true`"),
+        };
+        let Some(table) = self.table(&path, key, item, hint) else {
+            return route;
+        };
+        self.check_keys(table, &path, service, Section::Route);
+        if let Some((k, i)) = table.get_key_value("public") {
+            if let Some(b) = self.boolean(&path.child("public"), k, i, true) {
+                route.public = b;
+            }
+        }
+        if let Some((k, i)) = table.get_key_value("hosts") {
+            let p = path.child("hosts");
+            if let Some(array) = i.as_array() {
+                let mut seen = BTreeSet::new();
+                for (n, value) in array.iter().enumerate() {
+                    let Value::String(s) = value else {
+                        self.push(
+                            value.span(),
+                            Some(p.to_string()),
+                            format!(
+                                "`{}` must be a string, found {}",
+                                p.index(n),
+                                describe_value(value)
+                            ),
+                            Some("for example `hosts = [\"hello.example.com\"]`".into()),
+                        );
+                        continue;
+                    };
+                    match check_host(s.value()) {
+                        Ok(host) => {
+                            if seen.insert(host.clone()) {
+                                route.hosts.push(host);
+                            } else {
+                                self.push(
+                                    s.span(),
+                                    Some(p.to_string()),
+                                    format!("host {} is listed twice in `{p}`", quote(&host)),
+                                    Some("remove one of them".into()),
+                                );
+                            }
+                        }
+                        Err((why, hint)) => {
+                            self.push(
+                                s.span(),
+                                Some(p.to_string()),
+                                format!("`{}` {why}: {}", p.index(n), quote(s.value())),
+                                Some(hint),
+                            );
+                        }
+                    }
+                }
+            } else {
+                let hint = match i {
+                    Item::Value(Value::String(s)) => {
+                        format!("write a list: `hosts = [{}]`", quote(s.value()))
+                    }
+                    _ => "for example `hosts = [\"hello.example.com\"]`".into(),
+                };
+                self.type_error(&p, k, i, "an array of host names", hint);
+            }
+        }
+        route
+    }
+
+    /// A config table: environment variable names to string values.
+    fn config(&mut self, path: &Path, key: &Key, item: &Item) -> BTreeMap<String, String> {
+        let mut values = BTreeMap::new();
+        let Some(table) = self.table(
+            path,
+            key,
+            item,
+            format!("write it as a table: [{path}] with lines like `GREETING = \"hello\"`"),
+        ) else {
+            return values;
+        };
+        for (name, value_item) in table.iter() {
+            let Some((k, _)) = table.get_key_value(name) else {
+                continue;
+            };
+            let p = path.child(name);
+            if !is_env_name(name) {
+                self.push(
+                    k.span(),
+                    Some(p.to_string()),
+                    format!("`{name}` is not a valid environment variable name"),
+                    Some(format!(
+                        "config keys become environment variables: letters, digits and `_`, not starting with a digit, like `{}`",
+                        suggest_env_name(name)
+                    )),
+                );
+                continue;
+            }
+            if name == "PORT" {
+                self.push(
+                    k.span(),
+                    Some(p.to_string()),
+                    "`PORT` is set by the platform and cannot be configured".into(),
+                    Some("to choose the port, set `port = 8080` on the service".into()),
+                );
+                continue;
+            }
+            let text = match value_item {
+                Item::Value(Value::String(s)) => Some(s.value().clone()),
+                Item::Value(Value::Integer(i)) => Some(i.value().to_string()),
+                Item::Value(Value::Float(f)) => Some(
+                    self.raw(f.span())
+                        .map(|raw| raw.replace('_', ""))
+                        .unwrap_or_else(|| format!("{:?}", f.value())),
+                ),
+                Item::Value(Value::Boolean(b)) => Some(b.value().to_string()),
+                other => {
+                    let hint = match other {
+                        Item::Value(v @ (Value::Datetime(_) | Value::Array(_))) => format!(
+                            "config values become environment variables; quote it to pass the text: `{name} = {}`",
+                            quote(self.raw(v.span()).unwrap_or("..."))
+                        ),
+                        _ => format!(
+                            "config values become environment variables; write text: `{name} = \"...\"`"
+                        ),
+                    };
+                    self.type_error(&p, k, other, "a string, number or boolean", hint);
+                    None
+                }
+            };
+            if let Some(text) = text {
+                values.insert(name.to_string(), text);
+            }
+        }
+        values
+    }
+
+    fn environments(
+        &mut self,
+        service: &Path,
+        key: &Key,
+        item: &Item,
+    ) -> BTreeMap<String, BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        let path = service.child("environments");
+        let Some(table) = self.table(
+            &path,
+            key,
+            item,
+            format!("write per-environment config as [{path}.prod.config]"),
+        ) else {
+            return out;
+        };
+        for (env, env_item) in table.iter() {
+            let Some((env_key, _)) = table.get_key_value(env) else {
+                continue;
+            };
+            let env_path = path.child(env);
+            if !is_dns_label(env) {
+                self.push(
+                    env_key.span(),
+                    Some(env_path.to_string()),
+                    format!("invalid environment name `{env}`"),
+                    Some(format!(
+                        "an environment name is a DNS label (lowercase letters, digits and `-`, starting with a letter), for example `{}`",
+                        suggest_label(env, "prod")
+                    )),
+                );
+            }
+            let Some(env_table) = self.table(
+                &env_path,
+                env_key,
+                env_item,
+                format!("write it as a table: [{env_path}.config]"),
+            ) else {
+                continue;
+            };
+            self.check_keys(env_table, &env_path, service, Section::Environment);
+            if let Some((k, i)) = env_table.get_key_value("config") {
+                let values = self.config(&env_path.child("config"), k, i);
+                out.insert(env.to_string(), values);
+            }
+        }
+        out
+    }
+
+    fn health(&mut self, service: &Path, key: &Key, item: &Item) -> Option<HealthSpec> {
+        let path = service.child("health");
+        let hint = match item {
+            Item::Value(Value::String(s)) if s.value().starts_with('/') => {
+                format!("write `health.path = {}`", quote(s.value()))
+            }
+            _ => format!("write it as a table: [{path}] with `path = \"/healthz\"`"),
+        };
+        let table = self.table(&path, key, item, hint)?;
+        self.check_keys(table, &path, service, Section::Health);
+        let mut ok = true;
+
+        let path_value = match table.get_key_value("path") {
+            None => {
+                self.push(
+                    key.span(),
+                    Some(path.child("path").to_string()),
+                    format!("`{path}` needs a `path`"),
+                    Some(
+                        "add `path = \"/healthz\"`, the URL path the health check requests".into(),
+                    ),
+                );
+                None
+            }
+            Some((k, i)) => {
+                let p = path.child("path");
+                self.string(&p, k, i, "a string", "`path = \"/healthz\"`")
+                    .and_then(|(s, span)| {
+                        let problem = if let Some((_, rest)) = s.split_once("://") {
+                            let only = rest.find('/').map_or("/", |i| &rest[i..]);
+                            Some((
+                                format!("`{p}` must be a path, not a URL"),
+                                format!("write just the path: `path = {}`", quote(only)),
+                            ))
+                        } else if !s.starts_with('/') {
+                            Some((
+                                format!("`{p}` must start with `/`, found {}", quote(s)),
+                                format!("write `path = {}`", quote(&format!("/{}", s.trim()))),
+                            ))
+                        } else if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                            Some((
+                                format!("`{p}` must not contain spaces, found {}", quote(s)),
+                                "percent-encode spaces as %20".into(),
+                            ))
+                        } else {
+                            None
+                        };
+                        match problem {
+                            Some((message, hint)) => {
+                                self.push(span, Some(p.to_string()), message, Some(hint));
+                                None
+                            }
+                            None => Some(s.to_string()),
+                        }
+                    })
+            }
+        };
+        ok &= path_value.is_some();
+
+        let interval_ms = match table.get_key_value("interval") {
+            None => Some(DEFAULT_INTERVAL_MS),
+            Some((k, i)) => {
+                let p = path.child("interval");
+                self.duration(&p, k, i, "1s").and_then(|(ms, span)| {
+                    if ms < MIN_INTERVAL_MS {
+                        self.push(
+                            span,
+                            Some(p.to_string()),
+                            format!("`{p}` must be at least 50ms, found {}", format_ms(ms)),
+                            Some("for example `interval = \"1s\"`".into()),
+                        );
+                        None
+                    } else {
+                        Some(ms)
+                    }
+                })
+            }
+        };
+        ok &= interval_ms.is_some();
+
+        let timeout_ms = match table.get_key_value("timeout") {
+            None => Some(DEFAULT_TIMEOUT_MS.min(interval_ms.unwrap_or(DEFAULT_INTERVAL_MS))),
+            Some((k, i)) => {
+                let p = path.child("timeout");
+                self.duration(&p, k, i, "500ms").and_then(|(ms, span)| {
+                    if ms == 0 {
+                        self.push(
+                            span,
+                            Some(p.to_string()),
+                            format!("`{p}` must be more than 0"),
+                            Some("for example `timeout = \"500ms\"`".into()),
+                        );
+                        return None;
+                    }
+                    match interval_ms {
+                        Some(interval) if ms > interval => {
+                            self.push(
+                                span,
+                                Some(p.to_string()),
+                                format!(
+                                    "`{p}` ({}) must not be longer than the interval ({})",
+                                    format_ms(ms),
+                                    format_ms(interval)
+                                ),
+                                Some("lower `timeout` or raise `interval`".into()),
+                            );
+                            None
+                        }
+                        _ => Some(ms),
+                    }
+                })
+            }
+        };
+        ok &= timeout_ms.is_some();
+
+        let mut threshold = |name: &str, default: u32, meaning: &str| -> Option<u32> {
+            match table.get_key_value(name) {
+                None => Some(default),
+                Some((k, i)) => self.bounded(
+                    &path.child(name),
+                    (k, i),
+                    1,
+                    MAX_THRESHOLD,
+                    i64::from(default),
+                    &format!("{name} is how many consecutive checks must {meaning}, from 1 to 100"),
+                ),
+            }
+        };
+        let healthy_threshold = threshold("healthy_threshold", DEFAULT_HEALTHY_THRESHOLD, "pass");
+        let unhealthy_threshold =
+            threshold("unhealthy_threshold", DEFAULT_UNHEALTHY_THRESHOLD, "fail");
+
+        if !ok {
+            return None;
+        }
+        Some(HealthSpec {
+            path: path_value?,
+            interval_ms: interval_ms?,
+            timeout_ms: timeout_ms?,
+            healthy_threshold: healthy_threshold?,
+            unhealthy_threshold: unhealthy_threshold?,
+        })
+    }
+
+    fn resources(&mut self, entry: Option<(&Key, &Item)>, service: &Path) -> Resources {
+        let mut resources = Resources {
+            cpu_millis: DEFAULT_CPU_MILLIS,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+        };
+        let Some((key, item)) = entry else {
+            return resources;
+        };
+        let path = service.child("resources");
+        let Some(table) = self.table(
+            &path,
+            key,
+            item,
+            format!("write it as a table: [{path}] with `cpu = 0.5` and `memory = \"128Mi\"`"),
+        ) else {
+            return resources;
+        };
+        self.check_keys(table, &path, service, Section::Resources);
+        if let Some((k, i)) = table.get_key_value("cpu") {
+            if let Some(millis) = self.cpu(&path.child("cpu"), k, i) {
+                resources.cpu_millis = millis;
+            }
+        }
+        if let Some((k, i)) = table.get_key_value("memory") {
+            if let Some(bytes) = self.memory(&path.child("memory"), k, i) {
+                resources.memory_bytes = bytes;
+            }
+        }
+        resources
+    }
+
+    fn cpu(&mut self, path: &Path, key: &Key, item: &Item) -> Option<u64> {
+        const EXAMPLE: &str =
+            "for example `cpu = 0.5` (half a core) or `cpu = \"500m\"` (500 millicores)";
+        let (cores, span) = match item {
+            Item::Value(Value::Integer(i)) => (*i.value() as f64, i.span()),
+            Item::Value(Value::Float(f)) => (*f.value(), f.span()),
+            Item::Value(Value::String(s)) => {
+                let text = s.value().trim();
+                if let Some(m) = text.strip_suffix('m') {
+                    match m.trim().parse::<u64>() {
+                        Ok(millis) if (1..=MAX_CPU_MILLIS).contains(&millis) => {
+                            return Some(millis)
+                        }
+                        Ok(millis) => {
+                            self.push(
+                                s.span(),
+                                Some(path.to_string()),
+                                format!("`{path}` must be between 1m and 1024000m (1024 cores), found {millis}m"),
+                                Some(EXAMPLE.into()),
+                            );
+                            return None;
+                        }
+                        Err(_) => {}
+                    }
+                } else if let Ok(cores) = text.parse::<f64>() {
+                    return self.cores(path, s.span(), cores);
+                }
+                self.push(
+                    s.span(),
+                    Some(path.to_string()),
+                    format!("`{path}` is not a CPU amount: {}", quote(s.value())),
+                    Some(EXAMPLE.into()),
+                );
+                return None;
+            }
+            _ => {
+                self.type_error(
+                    path,
+                    key,
+                    item,
+                    "a number of cores or a string of millicores",
+                    EXAMPLE.into(),
+                );
+                return None;
+            }
+        };
+        self.cores(path, span, cores)
+    }
+
+    fn cores(&mut self, path: &Path, span: Option<Range<usize>>, cores: f64) -> Option<u64> {
+        let raw = self.raw(span.clone()).unwrap_or("").to_string();
+        let problem = if !cores.is_finite() || cores <= 0.0 {
+            Some(format!("`{path}` must be more than 0, found {raw}"))
+        } else if cores > 1024.0 {
+            Some(format!("`{path}` must be at most 1024 cores, found {raw}"))
+        } else if (cores * 1000.0).round() < 1.0 {
+            Some(format!(
+                "`{path}` must be at least 0.001 (one millicore), found {raw}"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            self.push(
+                span,
+                Some(path.to_string()),
+                message,
+                Some(
+                    "for example `cpu = 0.5` (half a core) or `cpu = \"500m\"` (500 millicores)"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+        Some((cores * 1000.0).round() as u64)
+    }
+
+    fn memory(&mut self, path: &Path, key: &Key, item: &Item) -> Option<u64> {
+        const UNITS: &str =
+            "units are Ki, Mi, Gi, Ti (powers of 1024) and K, M, G, T (powers of 1000), as in \"128Mi\"";
+        let (bytes, span) = match item {
+            Item::Value(Value::Integer(i)) => {
+                let value = *i.value();
+                let Ok(bytes) = u64::try_from(value) else {
+                    self.push(
+                        i.span(),
+                        Some(path.to_string()),
+                        format!("`{path}` must be more than 0, found {value}"),
+                        Some("for example `memory = \"128Mi\"`".into()),
+                    );
+                    return None;
+                };
+                (bytes, i.span())
+            }
+            Item::Value(Value::String(s)) => match parse_memory(s.value()) {
+                Ok(bytes) => (bytes, s.span()),
+                Err(err) => {
+                    let (message, hint) = match err {
+                        MemoryError::Invalid => (
+                            format!("`{path}` is not a memory size: {}", quote(s.value())),
+                            format!("write a number and a unit; {UNITS}"),
+                        ),
+                        MemoryError::Unit(unit, Some(suggestion)) => (
+                            format!("unknown memory unit `{unit}` in `{path}`"),
+                            format!("did you mean {}? {UNITS}", quote(&suggestion)),
+                        ),
+                        MemoryError::Unit(unit, None) => (
+                            format!("unknown memory unit `{unit}` in `{path}`"),
+                            UNITS.to_string(),
+                        ),
+                        MemoryError::TooLarge => (
+                            format!("`{path}` is too large: {}", quote(s.value())),
+                            "for example `memory = \"128Mi\"`".into(),
+                        ),
+                    };
+                    self.push(s.span(), Some(path.to_string()), message, Some(hint));
+                    return None;
+                }
+            },
+            _ => {
+                self.type_error(
+                    path,
+                    key,
+                    item,
+                    "a number of bytes or a string like \"128Mi\"",
+                    "for example `memory = \"128Mi\"`".into(),
+                );
+                return None;
+            }
+        };
+        if bytes < MIN_MEMORY_BYTES {
+            let found = self
+                .raw(span.clone())
+                .map_or_else(|| format_memory(bytes), str::to_string);
+            self.push(
+                span,
+                Some(path.to_string()),
+                format!("`{path}` must be at least 1Mi, found {found}"),
+                Some(
+                    "memory is in bytes unless it has a unit; for example `memory = \"64Mi\"`"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"# Every key, set.
+[service.hello]
+driver = "exec"
+artifact = "build/hello"
+args = ["--verbose"]
+port = 8080
+stop_timeout = "10s"
+
+[service.hello.scale]
+replicas = 2
+
+[service.hello.route]
+public = true
+hosts = ["hello.example.com", "Hello.Example.org"]
+
+[service.hello.config]
+GREETING = "hello"
+WORKERS = 4
+RATIO = 0.50
+DEBUG = false
+
+[service.hello.environments.prod.config]
+GREETING = "hello from prod"
+
+[service.hello.health]
+path = "/healthz"
+interval = "2s"
+timeout = "1s"
+healthy_threshold = 2
+unhealthy_threshold = 5
+
+[service.hello.resources]
+cpu = 0.5
+memory = "128Mi"
+
+[service.static]
+command = ["python3", "-m", "http.server"]
+route = { public = false }
+"#;
+
+    fn errors(source: &str) -> Vec<SpecError> {
+        match parse("strata.toml", source) {
+            Ok(spec) => panic!("expected errors, parsed {spec:?}"),
+            Err(SpecErrors(errors)) => {
+                assert!(!errors.is_empty());
+                errors
+            }
+        }
+    }
+
+    /// The only error of `source`.
+    fn error(source: &str) -> SpecError {
+        let errors = errors(source);
+        assert_eq!(
+            errors.len(),
+            1,
+            "{}",
+            SpecErrors(errors.clone()).render(source)
+        );
+        errors.into_iter().next().unwrap()
+    }
+
+    /// (line, column, key, message, hint)
+    fn summary(e: &SpecError) -> (usize, usize, Option<&str>, &str, Option<&str>) {
+        (
+            e.line,
+            e.column,
+            e.key.as_deref(),
+            e.message.as_str(),
+            e.hint.as_deref(),
+        )
+    }
+
+    fn service(body: &str) -> String {
+        format!("[service.hello]\nartifact = \"build/hello\"\n{body}")
+    }
+
+    fn only_service(source: &str) -> ServiceSpec {
+        let spec = parse("strata.toml", source).unwrap_or_else(|e| panic!("{}", e.render(source)));
+        assert_eq!(spec.services.len(), 1);
+        spec.services.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn full_spec_parses_with_every_key() {
+        let spec = parse("strata.toml", FULL).unwrap_or_else(|e| panic!("{}", e.render(FULL)));
+        let config = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            spec.services,
+            vec![
+                ServiceSpec {
+                    name: "hello".into(),
+                    driver: DriverKind::Exec,
+                    artifact: Some("build/hello".into()),
+                    command: vec![],
+                    args: vec!["--verbose".into()],
+                    port: PortSpec::Fixed(8080),
+                    scale: ScaleSpec { replicas: 2 },
+                    route: RouteSpec {
+                        public: true,
+                        hosts: vec!["hello.example.com".into(), "hello.example.org".into()],
+                    },
+                    config: config(&[
+                        ("GREETING", "hello"),
+                        ("WORKERS", "4"),
+                        ("RATIO", "0.50"),
+                        ("DEBUG", "false"),
+                    ]),
+                    env_config: BTreeMap::from([(
+                        "prod".to_string(),
+                        config(&[("GREETING", "hello from prod")]),
+                    )]),
+                    health: Some(HealthSpec {
+                        path: "/healthz".into(),
+                        interval_ms: 2_000,
+                        timeout_ms: 1_000,
+                        healthy_threshold: 2,
+                        unhealthy_threshold: 5,
+                    }),
+                    resources: Resources {
+                        cpu_millis: 500,
+                        memory_bytes: 128 << 20,
+                    },
+                    stop_timeout_ms: 10_000,
+                },
+                ServiceSpec {
+                    name: "static".into(),
+                    driver: DriverKind::Exec,
+                    artifact: None,
+                    command: vec!["python3".into(), "-m".into(), "http.server".into()],
+                    args: vec![],
+                    port: PortSpec::Auto,
+                    scale: ScaleSpec { replicas: 1 },
+                    route: RouteSpec {
+                        public: false,
+                        hosts: vec![],
+                    },
+                    config: BTreeMap::new(),
+                    env_config: BTreeMap::new(),
+                    health: None,
+                    resources: Resources {
+                        cpu_millis: 100,
+                        memory_bytes: 64 << 20,
+                    },
+                    stop_timeout_ms: 5_000,
+                },
+            ]
+        );
+        assert_eq!(
+            spec.services[0].config_for("prod")["GREETING"],
+            "hello from prod"
+        );
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let s = only_service("[service.hello]\nartifact = \"build/hello\"\n");
+        assert_eq!(s.driver, DriverKind::Exec);
+        assert_eq!(s.port, PortSpec::Auto);
+        assert_eq!(s.scale, ScaleSpec { replicas: 1 });
+        assert_eq!(
+            s.route,
+            RouteSpec {
+                public: true,
+                hosts: vec![]
+            }
+        );
+        assert!(s.args.is_empty() && s.command.is_empty() && s.config.is_empty());
+        assert!(s.env_config.is_empty());
+        assert_eq!(s.health, None);
+        assert_eq!(
+            s.resources,
+            Resources {
+                cpu_millis: 100,
+                memory_bytes: 64 << 20
+            }
+        );
+        assert_eq!(s.stop_timeout_ms, 5_000);
+
+        // A health table with only a path gets the defaults.
+        let s = only_service(&service("[service.hello.health]\npath = \"/\"\n"));
+        assert_eq!(
+            s.health,
+            Some(HealthSpec {
+                path: "/".into(),
+                interval_ms: 1_000,
+                timeout_ms: 500,
+                healthy_threshold: 1,
+                unhealthy_threshold: 3,
+            })
+        );
+        // The default timeout never exceeds a short interval.
+        let s = only_service(&service(
+            "[service.hello.health]\npath = \"/\"\ninterval = \"200ms\"\n",
+        ));
+        assert_eq!(s.health.unwrap().timeout_ms, 200);
+    }
+
+    #[test]
+    fn other_drivers_and_inline_tables() {
+        let source = r#"
+service.web = { driver = "wasm", artifact = "web.wasm", scale = { replicas = 0 } }
+[service.db]
+driver = "container"
+artifact = "db.tar"
+port = "auto"
+resources.cpu = "250m"
+resources.memory = 1073741824
+"#;
+        let spec = parse("strata.toml", source).unwrap();
+        let web = &spec.services[0];
+        assert_eq!((web.name.as_str(), web.driver), ("web", DriverKind::Wasm));
+        assert_eq!(web.scale.replicas, 0);
+        let db = &spec.services[1];
+        assert_eq!((db.name.as_str(), db.driver), ("db", DriverKind::Container));
+        assert_eq!(db.resources.cpu_millis, 250);
+        assert_eq!(db.resources.memory_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn units() {
+        let cpu = |v: &str| {
+            only_service(&service(&format!("resources.cpu = {v}\n")))
+                .resources
+                .cpu_millis
+        };
+        assert_eq!(cpu("2"), 2_000);
+        assert_eq!(cpu("0.25"), 250);
+        assert_eq!(cpu("\"1500m\""), 1_500);
+        assert_eq!(cpu("\"1.5\""), 1_500);
+        assert_eq!(cpu("1024"), 1_024_000);
+        let memory = |v: &str| {
+            only_service(&service(&format!("resources.memory = {v}\n")))
+                .resources
+                .memory_bytes
+        };
+        assert_eq!(memory("\"1Mi\""), 1 << 20);
+        assert_eq!(memory("\"2Gi\""), 2 << 30);
+        assert_eq!(memory("\"1.5Gi\""), 3 << 29);
+        assert_eq!(memory("\"1Ti\""), 1 << 40);
+        assert_eq!(memory("\"2048K\""), 2_048_000);
+        assert_eq!(memory("\"2M\""), 2_000_000);
+        assert_eq!(memory("\"3G\""), 3_000_000_000);
+        assert_eq!(memory("\"1T\""), 1_000_000_000_000);
+        assert_eq!(memory("\"2097152\""), 2 << 20);
+        let stop =
+            |v: &str| only_service(&service(&format!("stop_timeout = {v}\n"))).stop_timeout_ms;
+        assert_eq!(stop("\"1m 30s\""), 90_000);
+        assert_eq!(stop("\"250ms\""), 250);
+        assert_eq!(stop("\"0s\""), 0);
+    }
+
+    #[test]
+    fn unknown_keys_point_at_the_key_and_suggest() {
+        let e = error(&service("[service.hello.scale]\nreplcas = 2\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                4,
+                1,
+                Some("service.hello.scale.replcas"),
+                "unknown key `service.hello.scale.replcas`",
+                Some("did you mean `replicas`?")
+            )
+        );
+
+        let e = error(&service("  drivr = \"exec\"\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                3,
+                3,
+                Some("service.hello.drivr"),
+                "unknown key `service.hello.drivr`",
+                Some("did you mean `driver`?")
+            )
+        );
+
+        // Nothing close: the hint lists the table's keys.
+        let e = error(&service("[service.hello.route]\nxyzzy = 1\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                4,
+                1,
+                Some("service.hello.route.xyzzy"),
+                "unknown key `service.hello.route.xyzzy`",
+                Some("[service.hello.route] accepts `public` and `hosts`")
+            )
+        );
+
+        let e = error(&service(
+            "[service.hello.health]\npath = \"/\"\nintervall = \"1s\"\n",
+        ));
+        assert_eq!(
+            (e.line, e.column, e.hint.as_deref()),
+            (5, 1, Some("did you mean `interval`?"))
+        );
+
+        let e = error(&service("[service.hello.resources]\nmem = \"1Gi\"\n"));
+        assert_eq!(
+            (e.line, e.column, e.hint.as_deref()),
+            (4, 1, Some("did you mean `memory`?"))
+        );
+
+        // Inside an inline table, at the key's column.
+        let e = error(&service("scale = { replicas = 1, replica = 2 }\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                3,
+                25,
+                Some("service.hello.scale.replica"),
+                "unknown key `service.hello.scale.replica`",
+                Some("did you mean `replicas`?")
+            )
+        );
+    }
+
+    #[test]
+    fn misplaced_keys_say_where_they_belong() {
+        let e = error(&service("replicas = 3\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                3,
+                1,
+                Some("service.hello.replicas"),
+                "unknown key `service.hello.replicas`",
+                Some("`replicas` belongs in [service.hello.scale]: write `scale.replicas = 3` here, or put it under [service.hello.scale]")
+            )
+        );
+        let e = error(&service("[service.hello.scale]\ndriver = \"exec\"\n"));
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("`driver` belongs directly in [service.hello], not in [service.hello.scale]")
+        );
+        let e = error(&service("[service.hello.route]\nmemory = \"1Gi\"\n"));
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("`memory` belongs in [service.hello.resources]")
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_keys() {
+        let e = error("name = \"x\"\n[service.hello]\nartifact = \"a\"\n");
+        assert_eq!(
+            summary(&e),
+            (
+                1,
+                1,
+                Some("name"),
+                "unknown key `name`",
+                Some("the only top-level table is `service`, as in [service.hello]")
+            )
+        );
+        let e = error("[services.hello]\nartifact = \"a\"\n");
+        assert_eq!(
+            summary(&e),
+            (
+                1,
+                2,
+                Some("services"),
+                "unknown key `services`",
+                Some("did you mean `service`?")
+            )
+        );
+        let e = error("[Hello]\nartifact = \"a\"\n");
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("services are declared under `service`: write [service.hello]")
+        );
+    }
+
+    #[test]
+    fn environment_tables_only_hold_config() {
+        let e = error(&service(
+            "[service.hello.environments.prod]\nreplicas = 3\n",
+        ));
+        assert_eq!(
+            summary(&e),
+            (
+                4,
+                1,
+                Some("service.hello.environments.prod.replicas"),
+                "unknown key `service.hello.environments.prod.replicas`",
+                Some("only `config` can be set per environment, as in [service.hello.environments.prod.config]")
+            )
+        );
+        let e = error(&service(
+            "[service.hello.environments.prod]\nGREETING = \"hi\"\n",
+        ));
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("values for one environment go in its `config` table: write `config.GREETING = \"hi\"`, or put it under [service.hello.environments.prod.config]")
+        );
+        let e = error(&service(
+            "[service.hello.environments.prod]\nconfg.A = \"hi\"\n",
+        ));
+        assert_eq!(e.hint.as_deref(), Some("did you mean `config`?"));
+        let e = error(&service(
+            "[service.hello.environments.Prod.config]\nA = 1\n",
+        ));
+        assert_eq!(
+            summary(&e),
+            (
+                3,
+                29,
+                Some("service.hello.environments.Prod"),
+                "invalid environment name `Prod`",
+                Some("an environment name is a DNS label (lowercase letters, digits and `-`, starting with a letter), for example `prod`")
+            )
+        );
+    }
+
+    #[test]
+    fn wrong_types_point_at_the_value() {
+        let e = error(&service("[service.hello.scale]\nreplicas = \"two\"\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                4,
+                12,
+                Some("service.hello.scale.replicas"),
+                "`service.hello.scale.replicas` must be an integer, found a string",
+                Some("for example `replicas = 2`")
+            )
+        );
+        let e = error(&service("[service.hello.scale]\nreplicas = \"3\"\n"));
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("write the number without quotes: `replicas = 3`")
+        );
+        let e = error(&service("port = true\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                3,
+                8,
+                Some("service.hello.port"),
+                "`service.hello.port` must be \"auto\" or an integer, found a boolean",
+                Some("write `port = \"auto\"` (the node picks a port and sets PORT) or a number, like `port = 8080`")
+            )
+        );
+        let e = error(&service("port = \"8080\"\n"));
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("write the number without quotes: `port = 8080`")
+        );
+        let e = error(&service("args = \"x\"\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                3,
+                8,
+                Some("service.hello.args"),
+                "`service.hello.args` must be an array of strings, found a string",
+                Some("write a list: `args = [\"x\"]`")
+            )
+        );
+        let e = error(&service("args = [\"a\", 2]\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                3,
+                14,
+                Some("service.hello.args"),
+                "`service.hello.args[1]` must be a string, found an integer",
+                Some("quote it: `\"2\"`")
+            )
+        );
+        let e = error(&service("stop_timeout = 5\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                3,
+                16,
+                Some("service.hello.stop_timeout"),
+                "`service.hello.stop_timeout` must be a duration string, found an integer",
+                Some("durations are strings with a unit: `stop_timeout = \"5s\"` or `\"5ms\"`")
+            )
+        );
+        let e = error(&service("[service.hello.route]\npublic = \"yes\"\n"));
+        assert_eq!(
+            (e.line, e.column, e.message.as_str(), e.hint.as_deref()),
+            (
+                4,
+                10,
+                "`service.hello.route.public` must be a boolean (`true` or `false`), found a string",
+                Some("for example `public = true`")
+            )
+        );
+        let e = error(&service("scale = 3\n"));
+        assert_eq!(
+            (e.line, e.column, e.message.as_str(), e.hint.as_deref()),
+            (
+                3,
+                9,
+                "`service.hello.scale` must be a table, found an integer",
+                Some("write `scale.replicas = 3`")
+            )
+        );
+        let e = error(&service("[service.hello.config]\nLIST = [1, 2]\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                4,
+                8,
+                Some("service.hello.config.LIST"),
+                "`service.hello.config.LIST` must be a string, number or boolean, found an array",
+                Some("config values become environment variables; quote it to pass the text: `LIST = \"[1, 2]\"`")
+            )
+        );
+        let e = error("[service.hello]\ndriver = 1\n");
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (
+                2,
+                10,
+                "`service.hello.driver` must be a string, found an integer"
+            )
+        );
+    }
+
+    #[test]
+    fn bad_values_point_at_the_value() {
+        type Expected<'a> = (usize, usize, &'a str, &'a str, &'a str);
+        let cases: &[(&str, Expected)] = &[
+            (
+                "[service.hello.scale]\nreplicas = -1\n",
+                (4, 12, "service.hello.scale.replicas",
+                 "`service.hello.scale.replicas` must be between 0 and 1000, found -1",
+                 "replicas is how many instances run, from 0 to 1000"),
+            ),
+            (
+                "port = 70000\n",
+                (3, 8, "service.hello.port",
+                 "`service.hello.port` must be between 1 and 65535, found 70000",
+                 "or let the node pick a free port: `port = \"auto\"`"),
+            ),
+            (
+                "port = \"any\"\n",
+                (3, 8, "service.hello.port",
+                 "`service.hello.port` must be \"auto\" or a port number, found \"any\"",
+                 "write `port = \"auto\"` (the node picks a port and sets PORT) or a number, like `port = 8080`"),
+            ),
+            (
+                "[service.hello.resources]\nmemory = \"12Qi\"\n",
+                (4, 10, "service.hello.resources.memory",
+                 "unknown memory unit `Qi` in `service.hello.resources.memory`",
+                 "units are Ki, Mi, Gi, Ti (powers of 1024) and K, M, G, T (powers of 1000), as in \"128Mi\""),
+            ),
+            (
+                "[service.hello.resources]\nmemory = \"256MiB\"\n",
+                (4, 10, "service.hello.resources.memory",
+                 "unknown memory unit `MiB` in `service.hello.resources.memory`",
+                 "did you mean \"256Mi\"? units are Ki, Mi, Gi, Ti (powers of 1024) and K, M, G, T (powers of 1000), as in \"128Mi\""),
+            ),
+            (
+                "[service.hello.resources]\nmemory = \"512Ki\"\n",
+                (4, 10, "service.hello.resources.memory",
+                 "`service.hello.resources.memory` must be at least 1Mi, found \"512Ki\"",
+                 "memory is in bytes unless it has a unit; for example `memory = \"64Mi\"`"),
+            ),
+            (
+                "[service.hello.resources]\ncpu = 0\n",
+                (4, 7, "service.hello.resources.cpu",
+                 "`service.hello.resources.cpu` must be more than 0, found 0",
+                 "for example `cpu = 0.5` (half a core) or `cpu = \"500m\"` (500 millicores)"),
+            ),
+            (
+                "[service.hello.resources]\ncpu = 2000\n",
+                (4, 7, "service.hello.resources.cpu",
+                 "`service.hello.resources.cpu` must be at most 1024 cores, found 2000",
+                 "for example `cpu = 0.5` (half a core) or `cpu = \"500m\"` (500 millicores)"),
+            ),
+            (
+                "[service.hello.health]\npath = \"/\"\ninterval = \"fast\"\n",
+                (5, 12, "service.hello.health.interval",
+                 "`service.hello.health.interval` is not a duration: \"fast\"",
+                 "write a number and a unit, like \"500ms\", \"1s\" or \"1m 30s\""),
+            ),
+            (
+                "[service.hello.health]\npath = \"/\"\ninterval = \"10\"\n",
+                (5, 12, "service.hello.health.interval",
+                 "`service.hello.health.interval` is not a duration: \"10\"",
+                 "add a unit: `interval = \"10s\"` or `\"10ms\"`"),
+            ),
+            (
+                "[service.hello.health]\npath = \"/\"\ninterval = \"10ms\"\n",
+                (5, 12, "service.hello.health.interval",
+                 "`service.hello.health.interval` must be at least 50ms, found 10ms",
+                 "for example `interval = \"1s\"`"),
+            ),
+            (
+                "[service.hello.health]\npath = \"/\"\ntimeout = \"2s\"\n",
+                (5, 11, "service.hello.health.timeout",
+                 "`service.hello.health.timeout` (2s) must not be longer than the interval (1s)",
+                 "lower `timeout` or raise `interval`"),
+            ),
+            (
+                "[service.hello.health]\npath = \"/\"\ntimeout = \"0s\"\n",
+                (5, 11, "service.hello.health.timeout",
+                 "`service.hello.health.timeout` must be more than 0",
+                 "for example `timeout = \"500ms\"`"),
+            ),
+            (
+                "[service.hello.health]\npath = \"healthz\"\n",
+                (4, 8, "service.hello.health.path",
+                 "`service.hello.health.path` must start with `/`, found \"healthz\"",
+                 "write `path = \"/healthz\"`"),
+            ),
+            (
+                "[service.hello.health]\npath = \"http://localhost/ready\"\n",
+                (4, 8, "service.hello.health.path",
+                 "`service.hello.health.path` must be a path, not a URL",
+                 "write just the path: `path = \"/ready\"`"),
+            ),
+            (
+                "[service.hello.health]\npath = \"/\"\nunhealthy_threshold = 101\n",
+                (5, 23, "service.hello.health.unhealthy_threshold",
+                 "`service.hello.health.unhealthy_threshold` must be between 1 and 100, found 101",
+                 "unhealthy_threshold is how many consecutive checks must fail, from 1 to 100"),
+            ),
+            (
+                "[service.hello.health]\ninterval = \"1s\"\n",
+                (3, 16, "service.hello.health.path",
+                 "`service.hello.health` needs a `path`",
+                 "add `path = \"/healthz\"`, the URL path the health check requests"),
+            ),
+            (
+                "[service.hello.route]\nhosts = [\"https://hello.example.com/x\"]\n",
+                (4, 10, "service.hello.route.hosts",
+                 "`service.hello.route.hosts[0]` must be a host name, not a URL: \"https://hello.example.com/x\"",
+                 "write just the host name: \"hello.example.com\""),
+            ),
+            (
+                "[service.hello.route]\nhosts = [\"a.com\", \"hello.example.com:8080\"]\n",
+                (4, 19, "service.hello.route.hosts",
+                 "`service.hello.route.hosts[1]` must be a host name, without a port: \"hello.example.com:8080\"",
+                 "write just the host name: \"hello.example.com\""),
+            ),
+            (
+                "[service.hello.route]\nhosts = [\"my_app.example.com\"]\n",
+                (4, 10, "service.hello.route.hosts",
+                 "`service.hello.route.hosts[0]` is not a valid host name: \"my_app.example.com\"",
+                 "did you mean \"my-app.example.com\"?"),
+            ),
+            (
+                "[service.hello.config]\nLOG-LEVEL = \"debug\"\n",
+                (4, 1, "service.hello.config.LOG-LEVEL",
+                 "`LOG-LEVEL` is not a valid environment variable name",
+                 "config keys become environment variables: letters, digits and `_`, not starting with a digit, like `LOG_LEVEL`"),
+            ),
+            (
+                "[service.hello.config]\nPORT = 80\n",
+                (4, 1, "service.hello.config.PORT",
+                 "`PORT` is set by the platform and cannot be configured",
+                 "to choose the port, set `port = 8080` on the service"),
+            ),
+        ];
+        for (body, (line, column, key, message, hint)) in cases {
+            let source = service(body);
+            let e = error(&source);
+            assert_eq!(
+                summary(&e),
+                (*line, *column, Some(*key), *message, Some(*hint)),
+                "\n{}",
+                e.render(&source)
+            );
+        }
+    }
+
+    #[test]
+    fn drivers_and_artifacts() {
+        let e = error("[service.hello]\ndriver = \"docker\"\nartifact = \"x\"\n");
+        assert_eq!(
+            summary(&e),
+            (
+                2,
+                10,
+                Some("service.hello.driver"),
+                "unknown driver `docker`",
+                Some("the drivers are `exec`, `wasm` and `container`; to run an image, use `driver = \"container\"`")
+            )
+        );
+        let e = error("[service.hello]\ndriver = \"wasn\"\nartifact = \"x\"\n");
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("did you mean `wasm`? The drivers are `exec`, `wasm` and `container`")
+        );
+        let e = error("[service.hello]\ndriver = \"lambda\"\nartifact = \"x\"\n");
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("the drivers are `exec`, `wasm` and `container`")
+        );
+
+        let e = error("[service.hello]\nartifact = \"build/hello\"\ncommand = [\"python3\"]\n");
+        assert_eq!(
+            summary(&e),
+            (
+                3,
+                1,
+                Some("service.hello.command"),
+                "`service.hello` sets both `artifact` and `command`",
+                Some("an exec service runs either an uploaded `artifact` or a host `command`; remove one of them")
+            )
+        );
+        let e = error("[service.hello]\nport = 8080\n");
+        assert_eq!(
+            summary(&e),
+            (
+                1,
+                10,
+                Some("service.hello"),
+                "`service.hello` needs an `artifact` or a `command`",
+                Some("add `artifact = \"build/hello\"` (a program uploaded at deploy) or `command = [\"python3\", \"app.py\"]` (a program on the node)")
+            )
+        );
+        let e = error("[service.hello]\ndriver = \"wasm\"\n");
+        assert_eq!(
+            summary(&e),
+            (
+                1,
+                10,
+                Some("service.hello.artifact"),
+                "`service.hello` uses the `wasm` driver and needs an `artifact`",
+                Some("add `artifact = \"build/hello.wasm\"`, a file uploaded at deploy")
+            )
+        );
+        let e = error(
+            "[service.hello]\ndriver = \"container\"\nartifact = \"a.tar\"\ncommand = [\"sh\"]\n",
+        );
+        assert_eq!(
+            summary(&e),
+            (
+                4,
+                1,
+                Some("service.hello.command"),
+                "`command` is only for the `exec` driver, and `service.hello` uses `container`",
+                Some("a container service runs its `artifact`; remove `command`")
+            )
+        );
+        let e = error("[service.hello]\ncommand = []\n");
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (2, 11, "`service.hello.command` must not be empty")
+        );
+        let e = error("[service.hello]\nartifact = \"\"\n");
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (2, 12, "`service.hello.artifact` must not be empty")
+        );
+    }
+
+    #[test]
+    fn service_names_must_be_dns_labels() {
+        let e = error("[service.Hello_World]\nartifact = \"x\"\n");
+        assert_eq!(
+            summary(&e),
+            (
+                1,
+                10,
+                Some("service.Hello_World"),
+                "invalid service name `Hello_World`",
+                Some("a service name is a DNS label (lowercase letters, digits and `-`, starting with a letter, at most 63 characters), for example `hello-world`")
+            )
+        );
+        let e = error("[service.\"my app\"]\nartifact = \"x\"\n");
+        assert_eq!(e.key.as_deref(), Some("service.\"my app\""));
+        assert!(e.hint.unwrap().ends_with("for example `my-app`"));
+        let e = error(&format!("[service.{}]\nartifact = \"x\"\n", "a".repeat(64)));
+        assert_eq!((e.line, e.column), (1, 10));
+        for good in ["a", "a1", "hello-world", &"a".repeat(63)] {
+            parse("f", &format!("[service.{good}]\nartifact = \"x\"\n")).unwrap();
+        }
+    }
+
+    #[test]
+    fn no_services() {
+        for source in ["", "# nothing\n", "[service]\n"] {
+            let e = error(source);
+            assert_eq!(e.message, "no services defined; add a [service.NAME] table");
+            assert_eq!(
+                e.hint.as_deref(),
+                Some("a minimal service is `[service.hello]` with `artifact = \"build/hello\"`")
+            );
+        }
+        let e = error("[[service]]\nartifact = \"x\"\n");
+        assert_eq!(
+            summary(&e),
+            (
+                1,
+                3,
+                Some("service"),
+                "`service` must be a table of named services, found an array of tables",
+                Some("name each service: write [service.hello] instead of [[service]]")
+            )
+        );
+        let e = error("[service]\ndriver = \"exec\"\n");
+        assert_eq!(
+            summary(&e),
+            (
+                2,
+                10,
+                Some("service.driver"),
+                "`service.driver` must be a table, found a string",
+                Some("`driver` belongs in a service's table: [service.NAME]")
+            )
+        );
+    }
+
+    #[test]
+    fn duplicate_service() {
+        let source = "[service.hello]\nartifact = \"a\"\n\n[service.other]\nartifact = \"b\"\n\n  [service.hello]\nartifact = \"c\"\n";
+        let e = error(source);
+        assert_eq!(
+            summary(&e),
+            (
+                7,
+                12,
+                Some("service.hello"),
+                "service `hello` is defined twice",
+                Some("rename one of them or merge the two tables")
+            )
+        );
+        // Also when the first definition is dotted keys.
+        let e = error("service.hello.artifact = \"a\"\n[service.hello]\n");
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (2, 10, "service `hello` is defined twice")
+        );
+        let e = error("[service.hello]\nartifact = \"a\"\nartifact = \"b\"\n");
+        assert_eq!(
+            summary(&e),
+            (
+                3,
+                1,
+                Some("service.hello.artifact"),
+                "`service.hello.artifact` is set twice",
+                Some("remove one of them")
+            )
+        );
+        let e = error("[service.hello]\nscale.replicas = 1\nscale.replicas = 2\n");
+        assert_eq!(
+            (e.line, e.column, e.key.as_deref()),
+            (3, 1, Some("service.hello.scale.replicas"))
+        );
+    }
+
+    #[test]
+    fn syntax_errors() {
+        let e = error("[service.hello]\ndriver = exec\n");
+        assert_eq!(
+            summary(&e),
+            (
+                2,
+                10,
+                None,
+                "invalid string: expected `\"`, `'`",
+                Some("strings are quoted in TOML: `driver = \"exec\"`")
+            )
+        );
+        let e = error("[service.hello\nartifact = \"x\"\n");
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (1, 15, "invalid table header: expected `.`, `]`")
+        );
+        let e = error("[service.hello]\nartifact = \"x\ndriver = \"exec\"\n");
+        assert_eq!(
+            (e.line, e.column, e.message.as_str()),
+            (2, 14, "invalid basic string")
+        );
+        let e = error("[service.hello]\nartifact\n");
+        assert_eq!((e.line, e.column), (2, 9));
+        assert!(!e.message.contains('\n'));
+    }
+
+    #[test]
+    fn all_errors_are_collected_in_order() {
+        let source = r#"[service.web]
+drivr = "exec"
+artifact = "build/web"
+port = 0
+
+[service.Api]
+command = ["./api"]
+
+[service.Api.scale]
+replicas = 5000
+
+[service.web.resources]
+memory = "lots"
+"#;
+        let errors = errors(source);
+        let got: Vec<(usize, usize, Option<&str>)> = errors
+            .iter()
+            .map(|e| (e.line, e.column, e.key.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, 1, Some("service.web.drivr")),
+                (4, 8, Some("service.web.port")),
+                (6, 10, Some("service.Api")),
+                (10, 12, Some("service.Api.scale.replicas")),
+                (13, 10, Some("service.web.resources.memory")),
+            ]
+        );
+    }
+
+    #[test]
+    fn display_and_render() {
+        let source = service("[service.hello.scale]\nreplcas = 2\n");
+        let errors = parse("app/strata.toml", &source).unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "app/strata.toml:4:1: unknown key `service.hello.scale.replcas`\n  hint: did you mean `replicas`?"
+        );
+        assert_eq!(
+            errors.render(&source),
+            "app/strata.toml:4:1: unknown key `service.hello.scale.replcas`\n   4 | replcas = 2\n     | ^^^^^^^\n  hint: did you mean `replicas`?"
+        );
+        let two = service("port = true\n\t[service.hello.scale]\nreplicas = \"x\"\n");
+        let errors = parse("s.toml", &two).unwrap_err();
+        assert_eq!(errors.0.len(), 2);
+        assert_eq!(
+            errors.to_string(),
+            format!("{}\n\n{}", errors.0[0], errors.0[1])
+        );
+        assert!(errors
+            .render(&two)
+            .contains("   5 | replicas = \"x\"\n     |            ^^^\n"));
+        let no_hint = SpecError::new("f", 1, 2, None, "m", None);
+        assert_eq!(no_hint.to_string(), "f:1:2: m");
+    }
+
+    #[test]
+    fn positions_locate_and_at() {
+        // Columns count characters, not bytes.
+        let source = "# é\n[service.hello]\nartifact = \"é\" # ü\nargs = [\"ü\", 1]\n";
+        let e = error(source);
+        assert_eq!((e.line, e.column), (4, 14));
+
+        // CRLF line endings.
+        let source = "[service.hello]\r\nartifact = 1\r\n";
+        let e = error(source);
+        assert_eq!((e.line, e.column), (2, 12));
+        assert!(e
+            .render(source)
+            .contains("   2 | artifact = 1\n     |            ^\n"));
+
+        assert_eq!(
+            locate(FULL, &["service", "hello", "artifact"]),
+            Some((4, 1))
+        );
+        assert_eq!(locate(FULL, &["hello", "artifact"]), Some((4, 1)));
+        assert_eq!(locate(FULL, &["service", "hello"]), Some((2, 10)));
+        assert_eq!(
+            locate(FULL, &["service", "hello", "scale", "replicas"]),
+            Some((10, 1))
+        );
+        assert_eq!(
+            locate(FULL, &["service", "static", "route", "public"]),
+            Some((38, 11))
+        );
+        assert_eq!(locate(FULL, &["service", "hello", "nope"]), None);
+        assert_eq!(locate("not toml [", &["service"]), None);
+        assert_eq!(locate(FULL, &[]), None);
+
+        let e = SpecError::at_key(
+            "strata.toml",
+            FULL,
+            &["service", "hello", "artifact"],
+            "artifact `build/hello` not found",
+            Some("build it first".into()),
+        );
+        assert_eq!(
+            e.to_string(),
+            "strata.toml:4:1: artifact `build/hello` not found\n  hint: build it first"
+        );
+        assert_eq!(e.key.as_deref(), Some("service.hello.artifact"));
+        let e = SpecError::at_key("f", FULL, &["hello", "artifact"], "m", None);
+        assert_eq!(
+            (e.line, e.column, e.key.as_deref()),
+            (4, 1, Some("service.hello.artifact"))
+        );
+
+        let e = SpecError::at("f", "ab\ncé\nx", 7..8, None, "m", None);
+        assert_eq!((e.line, e.column), (3, 1));
+        let e = SpecError::at("f", "ab\ncé", 5..6, None, "m", None); // inside 'é'
+        assert_eq!((e.line, e.column), (2, 2));
+        let e = SpecError::at("f", "ab", 100..100, None, "m", None);
+        assert_eq!((e.line, e.column), (1, 3));
+    }
+
+    #[test]
+    fn nothing_panics_on_malformed_input() {
+        let mut inputs: Vec<String> = Vec::new();
+        // Every prefix of a valid spec.
+        for (i, _) in FULL.char_indices() {
+            inputs.push(FULL[..i].to_string());
+        }
+        // Every line removed; every line duplicated.
+        let lines: Vec<&str> = FULL.lines().collect();
+        for i in 0..lines.len() {
+            let mut without = lines.clone();
+            without.remove(i);
+            inputs.push(without.join("\n"));
+            let mut twice = lines.clone();
+            twice.insert(i, lines[i]);
+            inputs.push(twice.join("\n"));
+        }
+        // A troublesome character inserted at every position.
+        for (i, _) in FULL.char_indices().step_by(3) {
+            for c in [
+                "\"", "[", "]", "=", ".", "\n", "{", "'", "é", "\t", "#", "0",
+            ] {
+                inputs.push(format!("{}{c}{}", &FULL[..i], &FULL[i..]));
+            }
+        }
+        inputs.extend(
+            [
+                "\u{feff}",
+                "\0",
+                "[",
+                "]",
+                "=",
+                "[service.]",
+                "[service.\"\"]\nartifact = \"x\"",
+                "service = 1",
+                "service = []",
+                "service = [{}]",
+                "service.hello = []",
+                "service.hello = { scale = [] }",
+                "[service.hello]\nscale.replicas = 99999999999999999999",
+                "[service.hello]\nartifact = \"a\"\nport = -9223372036854775808",
+                "[service.hello]\nartifact = \"a\"\nresources.cpu = nan",
+                "[service.hello]\nartifact = \"a\"\nresources.cpu = inf",
+                "[service.hello]\nartifact = \"a\"\nresources.cpu = 1e-9",
+                "[service.hello]\nartifact = \"a\"\nresources.cpu = \"-5m\"",
+                "[service.hello]\nartifact = \"a\"\nresources.cpu = \"m\"",
+                "[service.hello]\nartifact = \"a\"\nresources.memory = \"99999999999999999999Ti\"",
+                "[service.hello]\nartifact = \"a\"\nresources.memory = \"1e400Gi\"",
+                "[service.hello]\nartifact = \"a\"\nresources.memory = \"9999999999999.5Ti\"",
+                "[service.hello]\nartifact = \"a\"\nresources.memory = \".\"",
+                "[service.hello]\nartifact = \"a\"\nresources.memory = -1",
+                "[service.hello]\nartifact = \"a\"\nstop_timeout = \"99999999999999999999999y\"",
+                "[service.hello]\nartifact = \"a\"\nhealth = \"/x\"",
+                "[service.hello]\nartifact = \"a\"\nhealth.path = \"/\"\nhealth.interval = \"1000000000y\"",
+                "[service.hello]\nartifact = \"a\"\nroute.hosts = [\"\", \".\", \"*.x\", \"a..b\", \"-a\", \"é.com\", \"://\"]",
+                "[service.hello]\nartifact = \"a\"\n[service.hello.environments]\nprod = 1",
+                "[service.hello]\nartifact = \"a\"\n[[service.hello.environments.prod.config]]",
+                "[service.hello]\nartifact = \"a\"\nconfig = { \"\" = 1, \"1\" = 2, \"é\" = 3, T = 1979-05-27 }",
+                "[[service.hello]]\nartifact = \"a\"",
+                "[service.hello]\ncommand = [\"\"]",
+                "[service.hello]\ncommand = [[\"a\"]]",
+                "a.b.c.d.e.f = 1\n\"\" = 2",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        for input in &inputs {
+            let result = std::panic::catch_unwind(|| parse("f.toml", input));
+            let result = result.unwrap_or_else(|_| panic!("parse panicked on {input:?}"));
+            if let Err(errors) = result {
+                assert!(!errors.0.is_empty(), "{input:?}");
+                let sorted = errors
+                    .0
+                    .windows(2)
+                    .all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column));
+                assert!(sorted, "{input:?}");
+                let _ = errors.render(input);
+                let _ = errors.to_string();
+            }
+            let _ = locate(input, &["service", "hello", "artifact"]);
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Test kit for end-to-end tests: starts the real `strata` binary (`strata dev`) on ports it
+//! picks (port 0, read back from its output) in a temporary data directory, runs CLI
+//! commands against it, and cleans up every process it started, instances included.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_core::api::ServiceStatus;
+
+pub fn strata_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_strata"))
+}
+
+/// The example service's binary, built next to `strata` by `cargo build --workspace --bins`.
+pub fn hello_bin() -> PathBuf {
+    let path = strata_bin().with_file_name("hello");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build -p hello` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A spec for the example service with the given settings, written into `dir`.
+pub fn hello_spec(dir: &Path, replicas: u32, greeting: &str) -> PathBuf {
+    let spec = format!(
+        r#"
+[service.hello]
+artifact = "{artifact}"
+[service.hello.scale]
+replicas = {replicas}
+[service.hello.config]
+GREETING = "{greeting}"
+[service.hello.health]
+path = "/healthz"
+interval = "200ms"
+timeout = "200ms"
+"#,
+        artifact = hello_bin().display()
+    );
+    let path = dir.join(format!("hello-{replicas}-{}.toml", greeting.len()));
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+/// A running `strata dev`.
+pub struct Dev {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub api: String,
+    pub ingress: SocketAddr,
+}
+
+impl Dev {
+    pub fn start(data_dir: &Path) -> Dev {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("dev.log"))
+            .unwrap();
+        let mut child = Command::new(strata_bin())
+            .args(["dev", "--data-dir"])
+            .arg(data_dir)
+            .args(["--api-addr", "127.0.0.1:0", "--ingress-addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("strata dev starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut api = None;
+        let mut ingress = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while api.is_none() || ingress.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "strata dev did not announce its addresses; its log:\n{}",
+                    std::fs::read_to_string(data_dir.join("dev.log")).unwrap_or_default()
+                )
+            });
+            if let Some(url) = line.strip_prefix("api: ") {
+                api = Some(url.to_string());
+            }
+            if let Some(url) = line.strip_prefix("ingress: http://") {
+                ingress = Some(url.parse().unwrap());
+            }
+        }
+        Dev {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            api: api.unwrap(),
+            ingress: ingress.unwrap(),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("dev.log")).unwrap_or_default()
+    }
+
+    /// Runs a CLI command against this control plane.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(strata_bin())
+            .args(args)
+            .env("STRATA_ADDR", &self.api)
+            .output()
+            .expect("strata runs")
+    }
+
+    pub fn status(&self, service: &str) -> ServiceStatus {
+        let output = self.cli(&["status", service, "--json"]);
+        assert!(
+            output.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut list: Vec<ServiceStatus> = serde_json::from_slice(&output.stdout).unwrap();
+        list.remove(0)
+    }
+
+    /// An HTTP client that sends `*.localhost` to this ingress.
+    pub fn client(&self, hosts: &[&str]) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(0);
+        for host in hosts {
+            builder = builder.resolve(host, self.ingress);
+        }
+        builder.build().unwrap()
+    }
+
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.ingress.port())
+    }
+
+    /// kill -9 of the `strata dev` process alone (its instances survive).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Waits until `check` holds, polling; panics with `what` and the dev log after `limit`.
+    pub async fn eventually<F: FnMut() -> bool>(&self, limit: Duration, what: &str, mut check: F) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "timed out after {limit:?} waiting for: {what}\n--- strata dev log ---\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Orderly stop: strata dev stops its instances on SIGTERM.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        kill_instances(&self.data_dir);
+    }
+}
+
+/// Kills every instance process recorded in a data dir (the safety net of every test).
+pub fn kill_instances(data_dir: &Path) {
+    for pid in recorded_pids(data_dir) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Pids of the instances an agent recorded as running.
+pub fn recorded_pids(data_dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("agent/instances")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("record.json")).ok())
+        .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .filter_map(|v| v["process"]["pid"].as_u64())
+        .map(|pid| pid as u32)
+        .collect()
+}
+
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            !after.starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

@@ -1,0 +1,440 @@
+//! End-to-end: the real `strata` binary, real processes, real HTTP.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use strata_core::{DesiredState, InstanceState};
+
+const HOST: &str = "hello.dev.localhost";
+
+fn running_of_release(status: &strata_core::api::ServiceStatus, release: u64) -> usize {
+    status
+        .instances
+        .iter()
+        .filter(|v| v.instance.release == release && v.is_routable())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_serves_through_the_ingress_and_status_lists_running_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let spec = hello_spec(dir.path(), 2, "Howdy");
+    let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "deploy failed: {}\n{}",
+        stderr(&output),
+        dev.log()
+    );
+    assert_eq!(
+        stdout(&output).trim(),
+        dev.url(HOST, "/"),
+        "deploy prints the service's URL"
+    );
+
+    let client = dev.client(&[HOST]);
+    let response = client.get(dev.url(HOST, "/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert!(body.starts_with("Howdy from hello-1-"), "{body}");
+    assert!(body.contains("(release 1)"), "{body}");
+
+    let status = dev.status("hello");
+    assert_eq!(status.service.desired_release, 1);
+    assert_eq!(status.instances.len(), 2);
+    for view in &status.instances {
+        assert_eq!(view.instance.release, 1);
+        assert_eq!(view.state(), InstanceState::Running);
+        assert!(view.status.as_ref().unwrap().address.is_some());
+    }
+    let table = dev.cli(&["status"]);
+    assert!(stdout(&table).contains("hello"), "{}", stdout(&table));
+    assert!(stdout(&table).contains("2/2"), "{}", stdout(&table));
+
+    // Logs of both instances, prefixed by instance id.
+    let logs = dev.cli(&["logs", "hello"]);
+    assert!(logs.status.success(), "{}", stderr(&logs));
+    let text = stdout(&logs);
+    for view in &status.instances {
+        assert!(
+            text.contains(&format!("[{}] hello: listening", view.instance.id)),
+            "{text}"
+        );
+    }
+
+    // Deploying the same spec again changes nothing.
+    let again = dev.cli(&["deploy", spec.to_str().unwrap()]);
+    assert!(again.status.success());
+    assert!(
+        stderr(&again).contains("release 1 unchanged"),
+        "{}",
+        stderr(&again)
+    );
+
+    // Delete: instances stop, the host no longer routes.
+    let pids: Vec<u32> = status
+        .instances
+        .iter()
+        .filter_map(|v| v.status.as_ref()?.pid)
+        .collect();
+    let deleted = dev.cli(&["delete", "hello"]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    dev.eventually(
+        Duration::from_secs(20),
+        "instances of a deleted service stop",
+        || pids.iter().all(|pid| !alive(*pid)),
+    )
+    .await;
+    let gone = client.get(dev.url(HOST, "/")).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingress_answers_404_for_unknown_hosts_and_503_without_healthy_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let client = dev.client(&["nope.dev.localhost", "never.dev.localhost"]);
+    let response = client
+        .get(dev.url("nope.dev.localhost", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("no service is routed at host `nope.dev.localhost`"));
+
+    // A service whose instances never become healthy (nothing listens on its port).
+    let spec = dir.path().join("never.toml");
+    std::fs::write(&spec, "[service.never]\ncommand = [\"sleep\", \"600\"]\n").unwrap();
+    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--detach"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut last = String::new();
+    for _ in 0..100 {
+        let response = client
+            .get(dev.url("never.dev.localhost", "/"))
+            .send()
+            .await
+            .unwrap();
+        last = format!("{} {}", response.status(), response.text().await.unwrap());
+        if last.starts_with("503") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(last.starts_with("503"), "{last}");
+    assert!(
+        last.contains("service `never` in environment `dev` has no healthy instance"),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_instance_is_restarted_and_serves_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let spec = hello_spec(dir.path(), 1, "Hi");
+    let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let before = dev.status("hello");
+    let pid = before.instances[0].status.as_ref().unwrap().pid.unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    dev.eventually(
+        Duration::from_secs(20),
+        "the killed instance runs again with a new pid",
+        || {
+            let status = dev.status("hello");
+            status.instances.iter().any(|v| {
+                v.state() == InstanceState::Running
+                    && v.status
+                        .as_ref()
+                        .is_some_and(|s| s.pid != Some(pid) && s.restarts >= 1)
+            })
+        },
+    )
+    .await;
+    let status = dev.status("hello");
+    let crashed = status
+        .instances
+        .iter()
+        .find(|v| v.state() == InstanceState::Running)
+        .unwrap();
+    let exit = crashed.status.as_ref().unwrap().last_exit.as_ref().unwrap();
+    assert_eq!(exit.signal, Some(9), "{exit:?}");
+    let client = dev.client(&[HOST]);
+    let response = client.get(dev.url(HOST, "/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let events = stdout(&dev.cli(&["events", "hello"]));
+    assert!(events.contains("instance.crashed"), "{events}");
+    assert!(events.contains("killed by signal 9"), "{events}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_release_rolls_out_without_a_failed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let first = hello_spec(dir.path(), 2, "One");
+    let output = dev.cli(&["deploy", first.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let client = dev.client(&[HOST]);
+    let url = dev.url(HOST, "/");
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let loop_task = {
+        let (stop, ok) = (stop.clone(), ok.clone());
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut seen_two = false;
+            // Bounded: at most 20,000 requests, and it ends when told to.
+            for _ in 0..20_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                match client.get(&url).send().await {
+                    Ok(response) if response.status() == 200 => {
+                        let body = response.text().await.unwrap_or_default();
+                        seen_two |= body.contains("(release 2)");
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(response) => failures.push(format!(
+                        "{} {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
+                    )),
+                    Err(error) => failures.push(error.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (failures, seen_two)
+        })
+    };
+    let second = hello_spec(dir.path(), 2, "Two, changed");
+    let output = dev.cli(&["deploy", second.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "deploy 2 failed: {}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("release 2 created"),
+        "{}",
+        stderr(&output)
+    );
+    // Keep the load on a little after the rollout, across the old instances' stop.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (failures, seen_two) = loop_task.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "failed requests during rollout: {failures:?}\n{}",
+        dev.log()
+    );
+    assert!(seen_two, "release 2 never served");
+    assert!(
+        ok.load(Ordering::SeqCst) > 50,
+        "the request loop barely ran"
+    );
+
+    let status = dev.status("hello");
+    assert_eq!(status.service.desired_release, 2);
+    assert_eq!(running_of_release(&status, 2), 2);
+    assert!(status
+        .instances
+        .iter()
+        .all(|v| v.instance.release == 2 || v.instance.desired == DesiredState::Stopped));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_kill_9_of_strata_dev_a_restart_readopts_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = Dev::start(dir.path());
+    let spec = hello_spec(dir.path(), 2, "Persistent");
+    let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let before = dev.status("hello");
+    let mut pids: Vec<u32> = before
+        .instances
+        .iter()
+        .filter_map(|v| v.status.as_ref()?.pid)
+        .collect();
+    pids.sort();
+    assert_eq!(pids.len(), 2);
+
+    dev.kill9();
+    assert!(
+        pids.iter().all(|pid| alive(*pid)),
+        "instances outlive a kill -9 of strata dev"
+    );
+
+    // Same data dir, new ports: the service is back without a deploy, on the same processes.
+    let dev = Dev::start(dir.path());
+    let client = dev.client(&[HOST]);
+    let url = dev.url(HOST, "/");
+    let mut served = false;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(&url).send().await {
+            if response.status() == 200 {
+                served = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "service not back after restart\n{}", dev.log());
+    let after = dev.status("hello");
+    assert_eq!(after.service.desired_release, 1);
+    let mut now: Vec<u32> = after
+        .instances
+        .iter()
+        .filter_map(|v| v.status.as_ref()?.pid)
+        .collect();
+    now.sort();
+    assert_eq!(
+        now,
+        pids,
+        "the same processes were re-adopted\n{}",
+        dev.log()
+    );
+    assert!(dev.log().contains("re-adopted"), "{}", dev.log());
+    drop(dev);
+    // An orderly stop stops what it adopted: nothing is left holding a port.
+    for pid in pids {
+        assert!(!alive(pid), "instance {pid} orphaned");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_cleans_up_instances_no_longer_wanted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = Dev::start(dir.path());
+    let spec = hello_spec(dir.path(), 1, "Temporary");
+    assert!(dev
+        .cli(&["deploy", spec.to_str().unwrap()])
+        .status
+        .success());
+    let pid = dev.status("hello").instances[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .pid
+        .unwrap();
+    dev.kill9();
+    // While strata dev is down, forget the service in the store's eyes by removing its
+    // instances' desired records: simulate with a fresh data dir sharing only the agent's
+    // records, i.e. an agent that finds a process nobody assigned.
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(fresh.path().join("agent")).unwrap();
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(dir.path().join("agent/instances"))
+        .arg(fresh.path().join("agent/"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dev2 = Dev::start(fresh.path());
+    dev2.eventually(
+        Duration::from_secs(20),
+        "the unassigned instance is stopped",
+        || !alive(pid),
+    )
+    .await;
+    assert!(dev2.log().contains("no longer assigned"), "{}", dev2.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_looping_release_fails_the_deploy_with_its_last_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let spec = dir.path().join("crash.toml");
+    std::fs::write(
+        &spec,
+        "[service.crashy]\ncommand = [\"sh\", \"-c\", \"echo starting up; echo 'fatal: no database' >&2; exit 3\"]\n",
+    )
+    .unwrap();
+    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("crash-looping"), "{err}");
+    assert!(err.contains("exited with code 3"), "{err}");
+    assert!(err.contains("fatal: no database"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_serves_an_openapi_document_and_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let client = reqwest::Client::new();
+    let doc: serde_json::Value = client
+        .get(format!("{}/openapi.json", dev.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/envs/{env}/deploy",
+        "/v1/watch",
+        "/v1/nodes",
+        "/v1/events",
+        "/v1/instances",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from openapi.json"
+        );
+    }
+    let response = client
+        .get(format!("{}/v1/envs/dev/services/ghost", dev.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: strata_core::api::ErrorBody = response.json().await.unwrap();
+    assert_eq!(body.error, "not_found");
+    assert!(body.message.contains("service `ghost`"), "{body:?}");
+    assert!(body.hint.is_some());
+
+    let response = client
+        .post(format!("{}/v1/envs/dev/deploy", dev.api))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: strata_core::api::ErrorBody = response.json().await.unwrap();
+    assert_eq!(body.error, "bad_request");
+
+    // The watch streams changes as server-sent events.
+    let mut watch = client
+        .get(format!("{}/v1/watch?prefix=/envs/", dev.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(watch.headers()["content-type"], "text/event-stream");
+    let spec = hello_spec(dir.path(), 1, "Watched");
+    let deploy = dev.cli(&["deploy", spec.to_str().unwrap(), "--detach"]);
+    assert!(deploy.status.success());
+    let chunk = tokio::time::timeout(Duration::from_secs(10), watch.chunk())
+        .await
+        .expect("a change arrives")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&chunk);
+    assert!(text.contains("\"key\":\"/envs/dev\""), "{text}");
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Sets up Strata on this machine and runs its main job: `strata dev` with the example service
+# deployed. Ctrl-C stops everything.
+#
+#   ./scripts/dev.sh            # data in ./.strata, API on 127.0.0.1:7700, ingress on :8080
+#
+# Needs: a Rust toolchain (rustup) and a C compiler (Debian: build-essential). Installs nothing
+# else system-wide.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+API_ADDR=${STRATA_API_ADDR:-127.0.0.1:7700}
+INGRESS_ADDR=${STRATA_INGRESS_ADDR:-127.0.0.1:8080}
+DATA_DIR=${STRATA_DATA_DIR:-.strata}
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: $1 is missing. $2" >&2; exit 1; }; }
+need cargo "Install Rust from https://rustup.rs (curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh)."
+need cc "Install a C compiler: sudo apt-get install -y build-essential"
+need curl "Install curl: sudo apt-get install -y curl"
+
+echo "==> building strata and the example service (release; the first build takes a few minutes)"
+cargo build --release --locked -p strata-cli -p hello
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo target)
+mkdir -p examples/hello/build
+cp "$target_dir/release/hello" examples/hello/build/hello
+strata="$target_dir/release/strata"
+
+echo "==> starting strata dev (data in $DATA_DIR)"
+"$strata" dev --data-dir "$DATA_DIR" --api-addr "$API_ADDR" --ingress-addr "$INGRESS_ADDR" &
+dev_pid=$!
+trap 'kill -TERM $dev_pid 2>/dev/null; wait $dev_pid 2>/dev/null' INT TERM EXIT
+
+for _ in $(seq 1 100); do
+  curl -fsS "http://$API_ADDR/healthz" >/dev/null 2>&1 && break
+  kill -0 $dev_pid 2>/dev/null || { echo "strata dev exited; see the messages above" >&2; exit 1; }
+  sleep 0.1
+done
+
+echo "==> deploying examples/hello/strata.toml"
+url=$(STRATA_ADDR="http://$API_ADDR" "$strata" deploy examples/hello/strata.toml --env dev)
+echo
+echo "The example is served at $url"
+echo "  try:  curl $url"
+echo "        $strata status   (STRATA_ADDR=http://$API_ADDR)"
+echo "Ctrl-C stops strata dev and its instances."
+wait $dev_pid

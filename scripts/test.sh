@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs Strata's whole test suite: unit, integration and end-to-end tests (the end-to-end ones
+# start the real `strata` binary and the example service as processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "==> building binaries the end-to-end tests start"
+cargo build --locked --workspace --bins
+echo "==> running the tests"
+cargo test --locked --workspace --all-features -- "$@"
