@@ -37,6 +37,8 @@ pub struct AgentConfig {
     pub bind_host: String,
     pub heartbeat_interval: Duration,
     pub drain_delay: Duration,
+    /// The cluster's join token.
+    pub token: Option<String>,
 }
 
 impl AgentConfig {
@@ -50,8 +52,9 @@ impl AgentConfig {
             listen_addr: "127.0.0.1:0".parse().expect("valid address"),
             advertise_host: "127.0.0.1".into(),
             bind_host: "127.0.0.1".into(),
-            heartbeat_interval: Duration::from_millis(200),
+            heartbeat_interval: Duration::from_millis(100),
             drain_delay: Duration::from_millis(500),
+            token: None,
         }
     }
 }
@@ -137,8 +140,13 @@ impl Agent {
             addr: config.listen_addr,
             source,
         })?;
-        let agent_url = format!("http://{}:{}", config.advertise_host, local.port());
-        let client = ControlClient::new(&config.control_url);
+        let host = if local.ip().is_unspecified() {
+            config.advertise_host.clone()
+        } else {
+            local.ip().to_string()
+        };
+        let agent_url = format!("http://{host}:{}", local.port());
+        let client = ControlClient::new(&config.control_url, config.token.as_deref());
         let ctx = Arc::new(SupervisorContext {
             node: config.name.clone(),
             client: client.clone(),
@@ -178,7 +186,7 @@ impl Agent {
             Arc::new(Liveness(self.supervisors.clone())),
         );
         let server = tokio::spawn(async move { axum::serve(listener, router).await });
-        self.register_until_accepted().await;
+        self.register_until_accepted().await?;
         self.adopt_existing().await;
         tokio::spawn(self.clone().heartbeat_loop());
         tokio::spawn(self.clone().sync_loop());
@@ -219,14 +227,15 @@ impl Agent {
         Ok(node)
     }
 
-    async fn register_until_accepted(&self) {
+    async fn register_until_accepted(&self) -> Result<(), AgentError> {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.register_once().await {
                 Ok(node) => {
                     tracing::info!(node = %node.name, epoch = node.epoch, "registered");
-                    return;
+                    return Ok(());
                 }
+                Err(error) if error.is_permanent() => return Err(AgentError::Control(error)),
                 Err(error) => {
                     tracing::warn!(%error, "registration failed; retrying in {delay:?}");
                     tokio::time::sleep(delay).await;

@@ -28,6 +28,17 @@ impl ClientError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::Refused { status: 404, .. })
     }
+
+    /// A refusal that retrying cannot fix (a wrong token, an invalid request).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Refused {
+                status: 400 | 401 | 403,
+                ..
+            }
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -37,11 +48,19 @@ pub struct ControlClient {
 }
 
 impl ControlClient {
-    pub fn new(base: &str) -> Self {
+    /// A client of the control plane at `base`, presenting the join token `token`.
+    pub fn new(base: &str, token: Option<&str>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+        }
         Self {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(2))
+                .connect_timeout(Duration::from_secs(1))
+                .default_headers(headers)
                 .build()
                 .expect("http client builds"),
         }
@@ -61,6 +80,11 @@ impl ControlClient {
         }
         let status = response.status().as_u16();
         let message = match response.json::<ErrorBody>().await {
+            Ok(ErrorBody {
+                message,
+                hint: Some(hint),
+                ..
+            }) => format!("{message}\n  hint: {hint}"),
             Ok(body) => body.message,
             Err(_) => format!("HTTP {status}"),
         };

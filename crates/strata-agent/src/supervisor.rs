@@ -232,7 +232,7 @@ impl Run {
                 },
             };
             let started_at = Instant::now();
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("valid address");
+            let addr = check_address(&self.ctx.bind_host, port);
             let advertised = format!("{}:{port}", self.ctx.advertise_host);
             let pid = handle.pid();
             if was_adopted {
@@ -442,6 +442,16 @@ fn exit_info(exit: &Exit) -> ExitInfo {
         at: now_millis(),
         description: exit.describe(),
     }
+}
+
+/// Where the node reaches an instance for health checks: the address it binds (loopback when
+/// it binds every address).
+fn check_address(bind_host: &str, port: u16) -> SocketAddr {
+    let ip = match bind_host.parse::<std::net::IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() => ip,
+        _ => std::net::IpAddr::from([127, 0, 0, 1]),
+    };
+    SocketAddr::new(ip, port)
 }
 
 fn free_port(host: &str) -> std::io::Result<u16> {

@@ -4,8 +4,10 @@
 //! Exit codes: 0 success, 1 the operation failed, 2 bad input (a spec error, a bad flag).
 
 mod api;
+mod cluster;
 mod commands;
 mod dev;
+mod platform;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +49,59 @@ enum Command {
         /// Where the ingress listens (it serves http://SERVICE.ENV.localhost/).
         #[arg(long, default_value = "127.0.0.1:8080")]
         ingress_addr: String,
+    },
+    /// Run the control plane alone (nodes join it with `strata agent`). Prints the join token.
+    Server {
+        #[command(subcommand)]
+        action: Option<ServerAction>,
+        /// Where state, artifacts and the join token live.
+        #[arg(long, default_value = ".strata-server", global = true)]
+        data_dir: PathBuf,
+        /// Where the API listens (agents on other hosts must reach it).
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        api_addr: String,
+        /// Silence after which a node is suspect (no new work).
+        #[arg(long, default_value = "300ms", value_parser = humantime_duration)]
+        suspect_after: std::time::Duration,
+        /// Silence after which a node is down (its instances are replaced elsewhere).
+        #[arg(long, default_value = "600ms", value_parser = humantime_duration)]
+        down_after: std::time::Duration,
+    },
+    /// Run a node: join a control plane and run the instances it assigns, with an ingress.
+    Agent {
+        /// The control plane's URL, e.g. http://10.0.0.1:7700.
+        #[arg(long)]
+        join: String,
+        /// The cluster's join token (`strata server token` prints it).
+        #[arg(long, env = "STRATA_JOIN_TOKEN")]
+        token: String,
+        /// The node's name (default: the hostname).
+        #[arg(long)]
+        name: Option<String>,
+        /// Node labels, KEY=VALUE, comma-separated or repeated (e.g. zone=eu-1).
+        #[arg(long)]
+        labels: Vec<String>,
+        /// The IP address other nodes reach this one at; instances bind it.
+        #[arg(long, default_value = "127.0.0.1")]
+        advertise_addr: String,
+        /// Where the agent's own API (logs) listens (default ADVERTISE_ADDR:7701).
+        #[arg(long)]
+        api_addr: Option<String>,
+        /// Where this node's ingress listens (default ADVERTISE_ADDR:8080).
+        #[arg(long)]
+        ingress_addr: Option<String>,
+        #[arg(long, default_value = ".strata-agent")]
+        data_dir: PathBuf,
+        /// How often the agent heartbeats.
+        #[arg(long, default_value = "100ms", value_parser = humantime_duration)]
+        heartbeat_interval: std::time::Duration,
+    },
+    /// List, drain and undrain nodes.
+    Node {
+        #[command(subcommand)]
+        action: NodeAction,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Deploy the services of a spec file: upload artifacts, create releases, roll them out
     /// and wait until every instance is healthy.
@@ -109,6 +164,30 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerAction {
+    /// Print the join token agents need (from --data-dir).
+    Token,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeAction {
+    /// List nodes: name, agent address, state, epoch, instances, labels.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move every instance off a node with no downtime, and keep new work off it.
+    Drain {
+        node: String,
+        /// Give up waiting after this long.
+        #[arg(long, default_value = "2m", value_parser = humantime_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Let a drained node take work again.
+    Undrain { node: String },
 }
 
 fn humantime_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -179,6 +258,62 @@ async fn run(cli: Cli) -> CliResult {
             api_addr,
             ingress_addr,
         } => dev::run(data_dir, &api_addr, &ingress_addr).await,
+        Command::Server {
+            action: Some(ServerAction::Token),
+            data_dir,
+            ..
+        } => cluster::server_token(&data_dir),
+        Command::Server {
+            action: None,
+            data_dir,
+            api_addr,
+            suspect_after,
+            down_after,
+        } => {
+            cluster::server(cluster::ServerArgs {
+                data_dir,
+                api_addr,
+                suspect_after,
+                down_after,
+            })
+            .await
+        }
+        Command::Agent {
+            join,
+            token,
+            name,
+            labels,
+            advertise_addr,
+            api_addr,
+            ingress_addr,
+            data_dir,
+            heartbeat_interval,
+        } => {
+            cluster::agent(cluster::AgentArgs {
+                join,
+                token,
+                name,
+                labels,
+                advertise_addr,
+                api_addr,
+                ingress_addr,
+                data_dir,
+                heartbeat_interval,
+            })
+            .await
+        }
+        Command::Node { action, api } => {
+            let api = api::Api::new(&api.addr);
+            match action {
+                NodeAction::Ls { json } => cluster::node_ls(&api, json).await,
+                NodeAction::Drain { node, timeout } => {
+                    cluster::node_drain(&api, &node, true, timeout).await
+                }
+                NodeAction::Undrain { node } => {
+                    cluster::node_drain(&api, &node, false, std::time::Duration::ZERO).await
+                }
+            }
+        }
         Command::Deploy {
             file,
             env,

@@ -32,6 +32,7 @@ impl IntoResponse for ControlError {
             ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
             ControlError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ControlError::Conflict { .. } => StatusCode::CONFLICT,
+            ControlError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ControlError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Corrupt { .. } | ControlError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -67,6 +68,25 @@ where
     }
 }
 
+/// Proof that the request carries the cluster's join token (agents' endpoints).
+pub struct AgentToken;
+
+impl axum::extract::FromRequestParts<Arc<ControlPlane>> for AgentToken {
+    type Rejection = ControlError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        plane: &Arc<ControlPlane>,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        plane.check_token(presented).map(|()| AgentToken)
+    }
+}
+
 /// The API router.
 pub fn router(plane: Arc<ControlPlane>) -> Router {
     Router::new()
@@ -89,6 +109,8 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/instances/{id}/status", put(report_status))
         .route("/v1/nodes", get(list_nodes).post(register_node))
         .route("/v1/nodes/{name}/heartbeat", post(heartbeat))
+        .route("/v1/nodes/{name}/drain", post(drain_node))
+        .route("/v1/nodes/{name}/undrain", post(undrain_node))
         .route("/v1/nodes/{name}/assignments", get(assignments))
         .route("/v1/routes", get(routes))
         .route("/v1/events", get(list_events))
@@ -224,6 +246,7 @@ pub async fn list_instances(State(plane): Plane) -> Result<Json<Vec<InstanceView
     params(("id" = String, Path, description = "instance id")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn report_status(
+    _token: AgentToken,
     State(plane): Plane,
     Path(id): Path<String>,
     ApiJson(status): ApiJson<InstanceStatus>,
@@ -249,8 +272,9 @@ pub async fn list_nodes(State(plane): Plane) -> Result<Json<Vec<Node>>, ControlE
 
 /// An agent registers its node.
 #[utoipa::path(post, path = "/v1/nodes", request_body = RegisterNode,
-    responses((status = 200, body = Registered), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Registered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn register_node(
+    _token: AgentToken,
     State(plane): Plane,
     ApiJson(request): ApiJson<RegisterNode>,
 ) -> Result<Json<Registered>, ControlError> {
@@ -264,6 +288,7 @@ pub async fn register_node(
     params(("name" = String, Path, description = "node")),
     responses((status = 200, body = HeartbeatAck)))]
 pub async fn heartbeat(
+    _token: AgentToken,
     State(plane): Plane,
     Path(name): Path<String>,
     ApiJson(beat): ApiJson<Heartbeat>,
@@ -273,11 +298,34 @@ pub async fn heartbeat(
     }))
 }
 
+/// Drains a node: its instances move elsewhere with no downtime; it takes no new work.
+#[utoipa::path(post, path = "/v1/nodes/{name}/drain",
+    params(("name" = String, Path, description = "node")),
+    responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
+pub async fn drain_node(
+    State(plane): Plane,
+    Path(name): Path<String>,
+) -> Result<Json<Node>, ControlError> {
+    Ok(Json(plane.set_draining(&name, true).await?))
+}
+
+/// Ends a drain: the node takes new work again.
+#[utoipa::path(post, path = "/v1/nodes/{name}/undrain",
+    params(("name" = String, Path, description = "node")),
+    responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
+pub async fn undrain_node(
+    State(plane): Plane,
+    Path(name): Path<String>,
+) -> Result<Json<Node>, ControlError> {
+    Ok(Json(plane.set_draining(&name, false).await?))
+}
+
 /// What a node must run.
 #[utoipa::path(get, path = "/v1/nodes/{name}/assignments",
     params(("name" = String, Path, description = "node")),
     responses((status = 200, body = Assignments)))]
 pub async fn assignments(
+    _token: AgentToken,
     State(plane): Plane,
     Path(name): Path<String>,
 ) -> Result<Json<Assignments>, ControlError> {

@@ -17,6 +17,8 @@ pub enum ControlError {
         message: String,
         hint: Option<String>,
     },
+    #[error("{message}")]
+    Unauthorized { message: String, hint: String },
     #[error("state store: {0}")]
     Store(#[from] StoreError),
     #[error("stored record {key} cannot be read: {reason}")]
@@ -43,6 +45,7 @@ impl ControlError {
             ControlError::NotFound { hint, .. }
             | ControlError::BadRequest { hint, .. }
             | ControlError::Conflict { hint, .. } => hint.clone(),
+            ControlError::Unauthorized { hint, .. } => Some(hint.clone()),
             ControlError::Store(_) | ControlError::Corrupt { .. } | ControlError::Internal(_) => {
                 None
             }
@@ -53,6 +56,7 @@ impl ControlError {
             ControlError::NotFound { .. } => "not_found",
             ControlError::BadRequest { .. } => "bad_request",
             ControlError::Conflict { .. } => "conflict",
+            ControlError::Unauthorized { .. } => "unauthorized",
             ControlError::Store(_) => "store_unavailable",
             ControlError::Corrupt { .. } => "corrupt_state",
             ControlError::Internal(_) => "internal",

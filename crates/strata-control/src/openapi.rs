@@ -25,6 +25,8 @@ use crate::api;
         api::list_nodes,
         api::register_node,
         api::heartbeat,
+        api::drain_node,
+        api::undrain_node,
         api::assignments,
         api::routes,
         api::list_events,

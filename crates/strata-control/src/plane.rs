@@ -35,6 +35,10 @@ pub struct ControlConfig {
     pub liveness: LivenessThresholds,
     /// The port the ingress listens on, for the URLs `status` shows (`None`: unknown).
     pub ingress_port: Option<u16>,
+    /// The secret agents present to join (`Authorization: Bearer TOKEN`).
+    pub join_token: String,
+    /// How often node liveness is judged.
+    pub liveness_tick: std::time::Duration,
 }
 
 /// The control plane: typed operations over the store, shared by the API and the controllers.
@@ -46,6 +50,11 @@ pub struct ControlPlane {
     pub(crate) kick: Notify,
     event_counter: AtomicU64,
     pub(crate) http: reqwest::Client,
+    /// Last heartbeat of each node, in [`ControlPlane::monotonic_ms`]. Kept in memory, never
+    /// written to the store: a heartbeat costs no disk write and wakes no watcher. After a
+    /// restart every node gets a full grace period (as Nomad resets TTLs on a new leader).
+    heartbeats: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    clock_start: std::time::Instant,
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, ControlError> {
@@ -95,7 +104,69 @@ impl ControlPlane {
             kick: Notify::new(),
             event_counter: AtomicU64::new(0),
             http: reqwest::Client::new(),
+            heartbeats: std::sync::Mutex::new(std::collections::HashMap::new()),
+            clock_start: std::time::Instant::now(),
         }))
+    }
+
+    /// Milliseconds on a monotonic clock since this control plane started.
+    pub fn monotonic_ms(&self) -> u64 {
+        self.clock_start.elapsed().as_millis() as u64
+    }
+
+    /// When `node` last heartbeated (monotonic ms), if it has since this process started.
+    pub(crate) fn last_heartbeat(&self, node: &str) -> Option<u64> {
+        self.heartbeats
+            .lock()
+            .expect("heartbeats lock")
+            .get(node)
+            .copied()
+    }
+
+    /// Forgives every node's silence up to now (used when this process itself stalled).
+    pub(crate) fn refresh_heartbeats(&self, now: u64) {
+        for last in self
+            .heartbeats
+            .lock()
+            .expect("heartbeats lock")
+            .values_mut()
+        {
+            *last = (*last).max(now);
+        }
+    }
+
+    fn note_heartbeat(&self, node: &str) {
+        let now = self.monotonic_ms();
+        self.heartbeats
+            .lock()
+            .expect("heartbeats lock")
+            .insert(node.to_string(), now);
+    }
+
+    /// Checks an agent's join token (constant time).
+    pub fn check_token(&self, presented: Option<&str>) -> Result<(), ControlError> {
+        let expected = self.config.join_token.as_bytes();
+        let Some(presented) = presented else {
+            return Err(ControlError::Unauthorized {
+                message: "this endpoint is for agents and needs the cluster's join token".into(),
+                hint: "start the agent with --token TOKEN (`strata server token` prints it)".into(),
+            });
+        };
+        let presented = presented.as_bytes();
+        let same = expected.len() == presented.len()
+            && expected
+                .iter()
+                .zip(presented)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(ControlError::Unauthorized {
+                message: "the join token is not this cluster's".into(),
+                hint: "copy the token `strata server` printed (or `strata server token` shows) to --token".into(),
+            })
+        }
     }
 
     pub fn blobs(&self) -> &BlobStore {
@@ -616,6 +687,7 @@ impl ControlPlane {
                 drivers: request.drivers.clone(),
                 epoch,
                 state: NodeState::Ready,
+                draining: existing.as_ref().is_some_and(|(n, _)| n.draining),
                 last_heartbeat: now,
                 registered_at: existing
                     .as_ref()
@@ -628,6 +700,7 @@ impl ControlPlane {
                 .await?
                 .is_committed()
             {
+                self.note_heartbeat(&node.name);
                 let mut event = Self::event(
                     "node.registered",
                     format!(
@@ -648,31 +721,79 @@ impl ControlPlane {
         })
     }
 
-    /// Records a heartbeat. Returns whether the agent must register again (unknown node, or
-    /// its epoch is stale because it was declared down meanwhile).
+    /// Records a heartbeat (in memory). Returns whether the agent must register again
+    /// (unknown node, or its epoch is stale because it was declared down meanwhile).
     pub async fn heartbeat(&self, name: &str, epoch: u64) -> Result<bool, ControlError> {
+        let key = keys::node(name);
+        let Some((mut node, revision)) = self.get::<Node>(&key).await? else {
+            return Ok(true);
+        };
+        if node.epoch != epoch || node.state == NodeState::Down {
+            return Ok(true);
+        }
+        self.note_heartbeat(name);
+        if node.state == NodeState::Suspect {
+            node.state = NodeState::Ready;
+            node.last_heartbeat = now_millis();
+            let committed = self
+                .store
+                .txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
+                .await?
+                .is_committed();
+            if committed {
+                let mut event = Self::event(
+                    "node.ready",
+                    format!("node {name}: suspect -> ready (heartbeats resumed)"),
+                );
+                event.node = Some(name.to_string());
+                self.record(event).await;
+            }
+        }
+        Ok(false)
+    }
+
+    /// Starts or ends a drain of a node. A drain moves the node's instances elsewhere with no
+    /// downtime (replacements first) and keeps new work off it.
+    pub async fn set_draining(&self, name: &str, draining: bool) -> Result<Node, ControlError> {
         let key = keys::node(name);
         for _ in 0..CAS_ATTEMPTS {
             let Some((mut node, revision)) = self.get::<Node>(&key).await? else {
-                return Ok(true);
+                let names: Vec<String> = self.nodes().await?.into_iter().map(|n| n.name).collect();
+                return Err(ControlError::not_found(
+                    format!("node `{name}`"),
+                    Some(format!("nodes: {}", names.join(", "))),
+                ));
             };
-            if node.epoch != epoch || node.state == NodeState::Down {
-                return Ok(true);
+            if node.draining == draining {
+                return Ok(node);
             }
-            node.last_heartbeat = now_millis();
-            if node.state == NodeState::Suspect {
-                node.state = NodeState::Ready;
-            }
+            node.draining = draining;
             if self
                 .store
                 .txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
                 .await?
                 .is_committed()
             {
-                return Ok(false);
+                let (kind, what) = if draining {
+                    (
+                        "node.draining",
+                        "draining: its instances move to other nodes",
+                    )
+                } else {
+                    ("node.undrained", "undrained: takes new work again")
+                };
+                let mut event = Self::event(kind, format!("node {name}: {what}"));
+                event.node = Some(name.to_string());
+                event.actor = "api".into();
+                self.record(event).await;
+                self.kick.notify_one();
+                return Ok(node);
             }
         }
-        Ok(false)
+        Err(ControlError::Conflict {
+            message: format!("node `{name}` kept changing"),
+            hint: Some("retry".into()),
+        })
     }
 
     /// What a node must run: its instances with their releases and configs.

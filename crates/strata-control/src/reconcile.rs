@@ -77,7 +77,7 @@ pub async fn reconcile_once(
     memory: &Mutex<Memory>,
 ) -> Result<(), ControlError> {
     let now = now_millis();
-    let nodes = update_liveness(plane, now).await?;
+    let nodes: Vec<Node> = plane.nodes().await?;
     let services: Vec<(Service, u64)> = plane.list(keys::SERVICES).await?;
     let views = plane.instance_views().await?;
 
@@ -103,8 +103,10 @@ pub async fn reconcile_once(
         releases.insert(id, found.map(|(release, _)| release));
     }
 
-    let node_states: BTreeMap<String, NodeState> =
-        nodes.iter().map(|n| (n.name.clone(), n.state)).collect();
+    let node_states: BTreeMap<String, NodeState> = nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.effective_state()))
+        .collect();
     let mut by_service: BTreeMap<(String, String), Vec<InstanceView>> = BTreeMap::new();
     for view in &views {
         by_service
@@ -124,7 +126,7 @@ pub async fn reconcile_once(
         .iter()
         .map(|node| NodeView {
             name: node.name.clone(),
-            state: node.state,
+            state: node.effective_state(),
             labels: node.labels.clone(),
             capacity: node.capacity,
             allocated: Resources::default(),
@@ -202,7 +204,7 @@ pub async fn reconcile_once(
                 PortSpec::Fixed(port) => Some(port),
                 PortSpec::Auto => None,
             },
-            constraints: BTreeMap::new(),
+            constraints: release.spec.constraints.clone(),
         };
         let (placed, error) = match place(&mut node_views, &demand, plan.start as usize) {
             Ok(placed) => (placed, None),
@@ -280,39 +282,65 @@ async fn create_instance(
     Ok(())
 }
 
-/// Moves nodes between ready, suspect and down by heartbeat age; returns the nodes as they
-/// are now.
-async fn update_liveness(plane: &ControlPlane, now: u64) -> Result<Vec<Node>, ControlError> {
-    let nodes: Vec<(Node, u64)> = plane.list(keys::NODES).await?;
-    let mut out = Vec::with_capacity(nodes.len());
-    for (mut node, revision) in nodes {
-        let next = node_state(node.state, node.last_heartbeat, now, plane.config.liveness);
-        if next != node.state {
-            let previous = node.state;
-            node.state = next;
-            let key = keys::node(&node.name);
-            let committed = plane
-                .store
-                .txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
-                .await?
-                .is_committed();
-            if !committed {
-                // A heartbeat landed meanwhile; the next pass judges again.
-                node.state = previous;
-            } else {
-                let mut event = ControlPlane::event(
-                    &format!("node.{}", format!("{next:?}").to_lowercase()),
-                    format!(
-                        "node {}: {previous:?} -> {next:?} (last heartbeat {} ms ago)",
-                        node.name,
-                        now.saturating_sub(node.last_heartbeat)
-                    ),
-                );
-                event.node = Some(node.name.clone());
-                plane.record(event).await;
-            }
+/// Judges node liveness every `liveness_tick` from the heartbeats held in memory, and writes
+/// each change of state (which wakes the reconciler through the store's watch). Runs until the
+/// task is dropped.
+pub async fn run_liveness(plane: Arc<ControlPlane>) {
+    let tick = plane.config.liveness_tick;
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = plane.monotonic_ms();
+    loop {
+        ticker.tick().await;
+        let now = plane.monotonic_ms();
+        // If this process itself stalled (a long GC-like pause, a suspended VM), nodes did not
+        // go silent: forgive the gap instead of declaring them down.
+        if now.saturating_sub(last_tick) > plane.config.liveness.suspect_after_ms {
+            tracing::warn!(
+                stalled_ms = now - last_tick,
+                "liveness checker stalled; not blaming nodes"
+            );
+            plane.refresh_heartbeats(now);
         }
-        out.push(node);
+        last_tick = now;
+        if let Err(error) = judge_liveness(&plane, now).await {
+            tracing::warn!(%error, "liveness pass failed");
+        }
     }
-    Ok(out)
+}
+
+async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), ControlError> {
+    let nodes: Vec<(Node, u64)> = plane.list(keys::NODES).await?;
+    for (mut node, revision) in nodes {
+        // A node not heard from since this process started gets a grace period from start.
+        let last = plane.last_heartbeat(&node.name).unwrap_or(0);
+        let next = node_state(node.state, last, now, plane.config.liveness);
+        if next == node.state {
+            continue;
+        }
+        let previous = node.state;
+        node.state = next;
+        let key = keys::node(&node.name);
+        let committed = plane
+            .store
+            .txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
+            .await?
+            .is_committed();
+        if committed {
+            let mut event = ControlPlane::event(
+                &format!("node.{}", format!("{next:?}").to_lowercase()),
+                format!(
+                    "node {}: {} -> {} (no heartbeat for {} ms)",
+                    node.name,
+                    format!("{previous:?}").to_lowercase(),
+                    format!("{next:?}").to_lowercase(),
+                    now.saturating_sub(last)
+                ),
+            );
+            event.node = Some(node.name.clone());
+            plane.record(event).await;
+            plane.kick();
+        }
+    }
+    Ok(())
 }

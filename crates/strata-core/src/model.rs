@@ -204,13 +204,19 @@ impl InstanceView {
     }
 }
 
-/// A node's liveness as the control plane judges it.
+/// A node's state as the control plane judges it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
+    /// Heartbeating: takes new work.
     Ready,
+    /// Missed heartbeats: takes no new work; its instances still count.
     Suspect,
+    /// Silent past the down threshold: its instances are replaced elsewhere; when it comes
+    /// back it must register again under a new epoch, and its old instances are fenced.
     Down,
+    /// Ready, but an operator is draining it: takes no new work; its instances move away.
+    /// Derived from [`Node::draining`] (see [`Node::effective_state`]), never stored.
     Draining,
 }
 
@@ -255,9 +261,23 @@ pub struct Node {
     pub drivers: Vec<crate::spec::DriverKind>,
     /// Bumped at every registration; instances carry the epoch they were placed under.
     pub epoch: u64,
+    /// Liveness: ready, suspect or down.
     pub state: NodeState,
+    /// Set by `strata node drain`, cleared by `strata node undrain`.
+    #[serde(default)]
+    pub draining: bool,
     pub last_heartbeat: Millis,
     pub registered_at: Millis,
+}
+
+impl Node {
+    /// The state placement and planning act on: liveness, with a drain on a live node.
+    pub fn effective_state(&self) -> NodeState {
+        match self.state {
+            NodeState::Ready | NodeState::Suspect if self.draining => NodeState::Draining,
+            state => state,
+        }
+    }
 }
 
 /// An append-only record of something that happened: who did what, when.

@@ -68,7 +68,9 @@ const HOP_BY_HOP: [&str; 8] = [
 impl Ingress {
     pub fn new(table: Arc<RoutingTable>, config: IngressConfig) -> Arc<Self> {
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        // Short: an instance on a node whose link is cut never answers the SYN; the request
+        // is retried on another instance after this long instead of hanging.
+        connector.set_connect_timeout(Some(Duration::from_millis(500)));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(5))
@@ -184,22 +186,36 @@ impl Ingress {
                 | Method::DELETE
                 | Method::TRACE
         );
-        let first = self.next.fetch_add(1, Ordering::Relaxed);
-        let attempts = route.endpoints.len().min(2);
+        let mut tried: Vec<String> = Vec::new();
         let mut last_error = String::new();
-        for attempt in 0..attempts {
-            let endpoint = &route.endpoints[(first + attempt) % route.endpoints.len()];
-            let upstream = match upstream_request(&parts, &body, endpoint, &host, peer) {
+        // At most two attempts: the first instance, and one retry on another when safe.
+        for _ in 0..2 {
+            // Each attempt reads the current table: a retry goes where traffic goes now.
+            let Some(route) = self.table.lookup(&host) else {
+                break;
+            };
+            let candidates: Vec<&String> = route
+                .endpoints
+                .iter()
+                .filter(|e| !tried.contains(e))
+                .collect();
+            if candidates.is_empty() {
+                break;
+            }
+            let endpoint =
+                candidates[self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()].clone();
+            tried.push(endpoint.clone());
+            let upstream = match upstream_request(&parts, &body, &endpoint, &host, peer) {
                 Ok(upstream) => upstream,
                 Err(error) => return plain(StatusCode::BAD_REQUEST, format!("strata: {error}\n")),
             };
-            match self.client.request(upstream).await {
-                Ok(response) => {
+            match self.attempt(upstream, &host, &endpoint).await {
+                Attempt::Answered(response) => {
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
                     return Response::from_parts(parts, body.boxed());
                 }
-                Err(error) => {
+                Attempt::Failed(error) => {
                     let safe = error.is_connect() || idempotent;
                     last_error = format!("instance {endpoint}: {error}");
                     tracing::debug!(%last_error, safe, "upstream request failed");
@@ -207,16 +223,58 @@ impl Ingress {
                         break;
                     }
                 }
+                Attempt::Withdrawn => {
+                    last_error =
+                        format!("instance {endpoint} was withdrawn while it handled the request");
+                    tracing::debug!(%last_error, idempotent, "instance withdrawn mid-request");
+                    if !idempotent {
+                        break;
+                    }
+                }
             }
         }
         plain(
             StatusCode::BAD_GATEWAY,
-            format!(
-                "strata: service `{}` could not be reached ({last_error})\n",
-                route.service
-            ),
+            format!("strata: service at `{host}` could not be reached ({last_error})\n"),
         )
     }
+
+    /// Sends one request to one instance. Gives up early if the platform withdraws the
+    /// instance from the table meanwhile (its node went down, it is being stopped): a request
+    /// to an instance behind a cut link would otherwise hang until the deadline.
+    async fn attempt(&self, upstream: Request<Full<Bytes>>, host: &str, endpoint: &str) -> Attempt {
+        let mut changes = self.table.subscribe();
+        let request = self.client.request(upstream);
+        tokio::pin!(request);
+        loop {
+            tokio::select! {
+                result = &mut request => {
+                    return match result {
+                        Ok(response) => Attempt::Answered(response),
+                        Err(error) => Attempt::Failed(error),
+                    };
+                }
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // The table is gone (shutting down): let the request finish.
+                        return match request.await {
+                            Ok(response) => Attempt::Answered(response),
+                            Err(error) => Attempt::Failed(error),
+                        };
+                    }
+                    if !self.table.routes_to(host, endpoint) {
+                        return Attempt::Withdrawn;
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Attempt {
+    Answered(Response<Incoming>),
+    Failed(hyper_util::client::legacy::Error),
+    Withdrawn,
 }
 
 fn request_host<B>(request: &Request<B>) -> Option<String> {

@@ -8,14 +8,36 @@ use futures::StreamExt;
 use strata_core::api::{Route, RouteTable};
 
 /// Host (lowercase, without port) -> route. Swapped whole on every update.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RoutingTable {
     current: RwLock<Arc<HashMap<String, Arc<Route>>>>,
+    /// Bumped at every update, so in-flight requests can notice their instance was withdrawn.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for RoutingTable {
+    fn default() -> Self {
+        Self {
+            current: RwLock::default(),
+            changes: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl RoutingTable {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// A receiver that wakes at every update of the table.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Whether `endpoint` still serves `host`.
+    pub fn routes_to(&self, host: &str, endpoint: &str) -> bool {
+        self.lookup(host)
+            .is_some_and(|route| route.endpoints.iter().any(|e| e == endpoint))
     }
 
     pub fn lookup(&self, host: &str) -> Option<Arc<Route>> {
@@ -43,6 +65,7 @@ impl RoutingTable {
             }
         }
         *self.current.write().expect("routes lock") = Arc::new(by_host);
+        self.changes.send_modify(|generation| *generation += 1);
     }
 }
 
@@ -54,11 +77,18 @@ pub struct RouteSource {
 }
 
 impl RouteSource {
-    pub fn new(control_url: &str) -> Self {
+    pub fn new(control_url: &str, token: Option<&str>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+        }
         Self {
             base: control_url.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(2))
+                .default_headers(headers)
+                .connect_timeout(Duration::from_secs(1))
                 .build()
                 .expect("http client builds"),
         }

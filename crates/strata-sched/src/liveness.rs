@@ -12,16 +12,29 @@ pub struct LivenessThresholds {
     pub down_after_ms: u64,
 }
 
-impl Default for LivenessThresholds {
-    fn default() -> Self {
+impl LivenessThresholds {
+    /// For `strata dev`, where the node and the control plane share one process and a node
+    /// cannot fail alone: only a very long silence (a suspended process) counts.
+    pub fn lenient() -> Self {
         Self {
-            suspect_after_ms: 600,
-            down_after_ms: 2_000,
+            suspect_after_ms: 5_000,
+            down_after_ms: 15_000,
         }
     }
 }
 
-/// The state a node should be in now. A draining node stays draining while it heartbeats.
+/// The defaults of `strata server`, for agents heartbeating every 100 ms: a node is suspect
+/// after 3 missed heartbeats and down after 6, so its work serves elsewhere within a second.
+impl Default for LivenessThresholds {
+    fn default() -> Self {
+        Self {
+            suspect_after_ms: 300,
+            down_after_ms: 600,
+        }
+    }
+}
+
+/// The liveness a node should have now (ready, suspect or down; drains are a separate flag).
 pub fn node_state(
     current: NodeState,
     last_heartbeat: Millis,
@@ -31,18 +44,13 @@ pub fn node_state(
     let silence = now.saturating_sub(last_heartbeat);
     if silence >= thresholds.down_after_ms {
         NodeState::Down
+    } else if current == NodeState::Down {
+        // A down node stays down until it registers again (new epoch): fenced.
+        NodeState::Down
     } else if silence >= thresholds.suspect_after_ms {
-        match current {
-            NodeState::Down => NodeState::Down,
-            _ => NodeState::Suspect,
-        }
+        NodeState::Suspect
     } else {
-        match current {
-            NodeState::Draining => NodeState::Draining,
-            // A down node stays down until it registers again (new epoch): fenced.
-            NodeState::Down => NodeState::Down,
-            _ => NodeState::Ready,
-        }
+        NodeState::Ready
     }
 }
 
@@ -64,9 +72,7 @@ mod tests {
             (Suspect, 900, 1000, Ready),
             (Ready, 0, 1000, Down),
             (Down, 900, 1000, Down),
-            (Draining, 900, 1000, Draining),
-            (Draining, 0, 500, Suspect),
-            (Draining, 0, 5000, Down),
+            (Down, 0, 500, Down),
             (Ready, 2000, 1000, Ready), // clock skew: heartbeat "in the future"
         ];
         for (current, last, now, want) in table {

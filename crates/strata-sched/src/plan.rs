@@ -18,7 +18,8 @@ pub enum StopReason {
     ServiceDeleted,
     /// More instances of the desired release than replicas.
     ScaleDown,
-    /// Replaced by enough healthy instances of the new release.
+    /// Replaced by enough healthy instances of the new release, or, on a draining node, by
+    /// healthy instances elsewhere.
     Superseded,
     /// Its node is down; a replacement was started elsewhere. The agent stops it if it ever
     /// comes back (fenced).
@@ -51,7 +52,8 @@ pub struct ServicePlan {
 }
 
 /// Plans one service. `desired_release` is `None` when the service was deleted.
-/// `node_states` gives the state of every node an instance is on (missing: down).
+/// `node_states` gives the effective state of every node an instance is on (missing: down;
+/// see `Node::effective_state`).
 pub fn plan_service(
     desired_release: Option<u64>,
     replicas: u32,
@@ -99,9 +101,13 @@ pub fn plan_service(
         }
     }
 
+    // Instances on a draining node are moved like old ones: replaced first, stopped once
+    // their replacements serve.
+    let draining =
+        |view: &InstanceView| node_states.get(&view.instance.node) == Some(&NodeState::Draining);
     let (mut current, mut old): (Vec<&InstanceView>, Vec<&InstanceView>) = alive
         .into_iter()
-        .partition(|view| view.instance.release == release);
+        .partition(|view| view.instance.release == release && !draining(view));
 
     // Serving instances last, so the ones stopped first are those not serving anyway.
     let serving_last = |view: &&InstanceView| {
@@ -199,6 +205,7 @@ mod tests {
         let nodes: BTreeMap<String, NodeState> = [
             ("n1".to_string(), NodeState::Ready),
             ("n2".to_string(), NodeState::Down),
+            ("n3".to_string(), NodeState::Draining),
         ]
         .into();
         let cases = vec![
@@ -375,6 +382,41 @@ mod tests {
                 start: 1,
                 stop: vec![("a", NodeLost)],
                 forget: vec!["b"],
+            },
+            Case {
+                name: "drain: instances on a draining node are replaced first",
+                release: Some(1),
+                replicas: 2,
+                rows: vec![("a", 1, Running, true, "n1"), ("b", 1, Running, true, "n3")],
+                start: 1,
+                stop: vec![],
+                forget: vec![],
+            },
+            Case {
+                name: "drain: the replacement is starting, the drained one keeps serving",
+                release: Some(1),
+                replicas: 2,
+                rows: vec![
+                    ("a", 1, Running, true, "n1"),
+                    ("b", 1, Running, true, "n3"),
+                    ("c", 1, Starting, true, "n1"),
+                ],
+                start: 0,
+                stop: vec![],
+                forget: vec![],
+            },
+            Case {
+                name: "drain: once the replacement serves, the drained one stops",
+                release: Some(1),
+                replicas: 2,
+                rows: vec![
+                    ("a", 1, Running, true, "n1"),
+                    ("b", 1, Running, true, "n3"),
+                    ("c", 1, Running, true, "n1"),
+                ],
+                start: 0,
+                stop: vec![("b", Superseded)],
+                forget: vec![],
             },
             Case {
                 name: "failed instance is replaced",

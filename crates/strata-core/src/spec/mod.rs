@@ -80,6 +80,12 @@ pub struct ServiceSpec {
     pub env_config: BTreeMap<String, BTreeMap<String, String>>,
     pub health: Option<HealthSpec>,
     pub resources: Resources,
+    /// Node labels an instance's node must carry (from `[placement] labels`).
+    ///
+    /// Omitted from the JSON when empty, so releases stored before it existed still read and
+    /// hash the same.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub constraints: BTreeMap<String, String>,
     /// How long a stopping instance gets between SIGTERM and SIGKILL.
     pub stop_timeout_ms: u64,
 }

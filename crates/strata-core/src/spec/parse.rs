@@ -29,6 +29,10 @@ const MAX_CPU_MILLIS: u64 = 1_024_000;
 const MI: u64 = 1 << 20;
 const DEFAULT_MEMORY_BYTES: u64 = 64 * MI;
 const MIN_MEMORY_BYTES: u64 = MI;
+const MAX_LABEL_LEN: usize = 63;
+const LABEL_KEY_RULE: &str = "a label key is 1 to 63 letters, digits, `.`, `_` and `-`, optionally after a prefix of the same and a `/`, like `zone` or `\"example.com/tier\"`";
+const LABEL_VALUE_RULE: &str =
+    "a label value is 1 to 63 letters, digits, `.`, `_` and `-`, like \"eu-1\"";
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -398,15 +402,17 @@ enum Section {
     Route,
     Health,
     Resources,
+    Placement,
     Environment,
 }
 
 impl Section {
-    const NESTED: [Section; 4] = [
+    const NESTED: [Section; 5] = [
         Section::Scale,
         Section::Route,
         Section::Health,
         Section::Resources,
+        Section::Placement,
     ];
 
     fn keys(self) -> &'static [&'static str] {
@@ -424,6 +430,7 @@ impl Section {
                 "environments",
                 "health",
                 "resources",
+                "placement",
             ],
             Section::Scale => &["replicas"],
             Section::Route => &["public", "hosts"],
@@ -435,6 +442,7 @@ impl Section {
                 "unhealthy_threshold",
             ],
             Section::Resources => &["cpu", "memory"],
+            Section::Placement => &["labels"],
             Section::Environment => &["config"],
         }
     }
@@ -447,6 +455,7 @@ impl Section {
             Section::Route => "route",
             Section::Health => "health",
             Section::Resources => "resources",
+            Section::Placement => "placement",
             Section::Environment => "environments",
         }
     }
@@ -582,6 +591,54 @@ fn suggest_env_name(s: &str) -> String {
         out.insert(0, '_');
     }
     out
+}
+
+/// A label value, or one side of a label key's `/`: 1 to 63 of `[A-Za-z0-9._-]`.
+fn is_label_part(s: &str) -> bool {
+    (1..=MAX_LABEL_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// A node label key: a name, or a prefix, `/` and a name (`example.com/tier`).
+fn is_label_key(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((prefix, name)) => is_label_part(prefix) && is_label_part(name),
+        None => is_label_part(s),
+    }
+}
+
+/// A valid label part resembling `s`: other characters become `-`, cut to 63 characters.
+fn suggest_label_part(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let mut out: String = out.chars().take(MAX_LABEL_LEN).collect();
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+/// A valid label key resembling `s`, if there is one.
+fn suggest_label_key(s: &str) -> Option<String> {
+    let suggestion = match s.split_once('/') {
+        Some((prefix, name)) => {
+            let (prefix, name) = (suggest_label_part(prefix), suggest_label_part(name));
+            match (prefix.is_empty(), name.is_empty()) {
+                (false, false) => format!("{prefix}/{name}"),
+                (true, _) => name,
+                (false, true) => prefix,
+            }
+        }
+        None => suggest_label_part(s),
+    };
+    (is_label_key(&suggestion) && suggestion != s).then_some(suggestion)
 }
 
 /// A host name, lowercased; or why it is not valid and a hint.
@@ -742,6 +799,20 @@ fn quote(s: &str) -> String {
 fn words_array(s: &str) -> String {
     let words: Vec<String> = s.split_whitespace().map(quote).collect();
     format!("[{}]", words.join(", "))
+}
+
+/// `{ zone = "eu-1", disk = "ssd" }` from `zone=eu-1,disk=ssd` (as given to an agent's
+/// `--labels`), if it is that form.
+fn labels_table(s: &str) -> Option<String> {
+    let pairs: Option<Vec<String>> = s
+        .split(',')
+        .map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            let (k, v) = (k.trim(), v.trim());
+            (!k.is_empty()).then(|| format!("{} = {}", display_key(k), quote(v)))
+        })
+        .collect();
+    Some(format!("{{ {} }}", pairs?.join(", ")))
 }
 
 /// The segments of a (possibly dotted) TOML key starting at byte `at` (after blanks), with the
@@ -1122,6 +1193,17 @@ impl<'s> Checker<'s> {
             (Section::Resources, "cpus" | "cores") => Some("cpu"),
             (Section::Resources, "mem" | "ram") => Some("memory"),
             (Section::Health, "url" | "endpoint") => Some("path"),
+            (
+                Section::Service,
+                "constraints" | "constraint" | "node_selector" | "nodeSelector" | "affinity",
+            ) => {
+                return format!(
+                    "node label constraints go in [{service}.placement] as `labels = {{ zone = \"eu-1\" }}`"
+                )
+            }
+            (Section::Placement, "constraints" | "node_labels" | "node_selector" | "selector") => {
+                Some("labels")
+            }
             _ => None,
         };
         if let Some(alias) = alias {
@@ -1160,6 +1242,16 @@ impl<'s> Checker<'s> {
         }
         if let Some(suggestion) = closest(name, section.keys()) {
             return format!("did you mean `{suggestion}`?");
+        }
+        // A node label written directly in [placement].
+        if section == Section::Placement && is_label_key(name) {
+            if let Item::Value(Value::String(s)) = item {
+                return format!(
+                    "node labels go in the `labels` table: write `labels.{} = {}`, or put it under [{path}.labels]",
+                    display_key(name),
+                    self.raw(s.span()).map_or_else(|| quote(s.value()), str::to_string)
+                );
+            }
         }
         format!("[{path}] accepts {}", list(section.keys()))
     }
@@ -1322,6 +1414,7 @@ impl<'s> Checker<'s> {
         };
         let health = field("health").and_then(|(k, i)| self.health(&path, k, i));
         let resources = self.resources(field("resources"), &path);
+        let constraints = self.placement(field("placement"), &path);
 
         Some(ServiceSpec {
             name: name.to_string(),
@@ -1336,6 +1429,7 @@ impl<'s> Checker<'s> {
             env_config,
             health,
             resources,
+            constraints,
             stop_timeout_ms,
         })
     }
@@ -1368,7 +1462,7 @@ impl<'s> Checker<'s> {
                         Item::Value(Value::Integer(_) | Value::Float(_) | Value::Boolean(_)),
                         Some(raw),
                     ) => {
-                        format!("quote it: `{} = {}`", path.last(), quote(raw))
+                        format!("quote it: `{} = {}`", display_key(path.last()), quote(raw))
                     }
                     _ => format!("for example {example}"),
                 };
@@ -2042,6 +2136,118 @@ impl<'s> Checker<'s> {
         resources
     }
 
+    /// `[placement]`: the node labels an instance's node must carry.
+    fn placement(
+        &mut self,
+        entry: Option<(&Key, &Item)>,
+        service: &Path,
+    ) -> BTreeMap<String, String> {
+        let mut constraints = BTreeMap::new();
+        let Some((key, item)) = entry else {
+            return constraints;
+        };
+        let path = service.child("placement");
+        let Some(table) = self.table(
+            &path,
+            key,
+            item,
+            format!("write it as a table: [{path}] with `labels = {{ zone = \"eu-1\" }}`"),
+        ) else {
+            return constraints;
+        };
+        self.check_keys(table, &path, service, Section::Placement);
+        let Some((k, i)) = table.get_key_value("labels") else {
+            return constraints;
+        };
+        let path = path.child("labels");
+        let hint = match i {
+            Item::Value(Value::String(s)) => match labels_table(s.value()) {
+                Some(inline) => format!("write a table: `labels = {inline}`"),
+                None => "for example `labels = { zone = \"eu-1\", disk = \"ssd\" }`".into(),
+            },
+            Item::Value(Value::Array(a)) => {
+                let pairs: Option<Vec<&str>> = a.iter().map(Value::as_str).collect();
+                match pairs.and_then(|p| labels_table(&p.join(","))) {
+                    Some(inline) => format!("write a table: `labels = {inline}`"),
+                    None => "for example `labels = { zone = \"eu-1\", disk = \"ssd\" }`".into(),
+                }
+            }
+            _ => "for example `labels = { zone = \"eu-1\", disk = \"ssd\" }`".into(),
+        };
+        let Some(labels) = self.table(&path, k, i, hint) else {
+            return constraints;
+        };
+        for (name, value_item) in labels.iter() {
+            let Some((label_key, _)) = labels.get_key_value(name) else {
+                continue;
+            };
+            let p = path.child(name);
+            let key_ok = is_label_key(name);
+            if !key_ok {
+                let too_long = name.split('/').any(|p| p.chars().count() > MAX_LABEL_LEN);
+                let hint = if too_long && name.contains('/') {
+                    "a label key's prefix and name are each at most 63 characters".to_string()
+                } else if too_long {
+                    format!(
+                        "a label key is at most 63 characters; this one has {}",
+                        name.chars().count()
+                    )
+                } else {
+                    match suggest_label_key(name) {
+                        Some(s) => format!("did you mean `{}`? {LABEL_KEY_RULE}", display_key(&s)),
+                        None => LABEL_KEY_RULE.to_string(),
+                    }
+                };
+                self.push(
+                    label_key.span(),
+                    Some(p.to_string()),
+                    format!("`{name}` is not a valid node label key"),
+                    Some(hint),
+                );
+            }
+            let example = format!("`{} = \"...\"`", display_key(name));
+            let Some((value, span)) = self.string(&p, label_key, value_item, "a string", &example)
+            else {
+                continue;
+            };
+            if value.is_empty() {
+                self.push(
+                    span,
+                    Some(p.to_string()),
+                    format!("`{p}` must not be empty"),
+                    Some(LABEL_VALUE_RULE.into()),
+                );
+                continue;
+            }
+            if !is_label_part(value) {
+                let hint = if value.chars().count() > MAX_LABEL_LEN {
+                    format!(
+                        "a label value is at most 63 characters; this one has {}",
+                        value.chars().count()
+                    )
+                } else {
+                    let suggestion = suggest_label_part(value);
+                    if suggestion.is_empty() || suggestion == value {
+                        LABEL_VALUE_RULE.to_string()
+                    } else {
+                        format!("did you mean {}? {LABEL_VALUE_RULE}", quote(&suggestion))
+                    }
+                };
+                self.push(
+                    span,
+                    Some(p.to_string()),
+                    format!("`{p}` is not a valid label value: {}", quote(value)),
+                    Some(hint),
+                );
+                continue;
+            }
+            if key_ok {
+                constraints.insert(name.to_string(), value.to_string());
+            }
+        }
+        constraints
+    }
+
     fn cpu(&mut self, path: &Path, key: &Key, item: &Item) -> Option<u64> {
         const EXAMPLE: &str =
             "for example `cpu = 0.5` (half a core) or `cpu = \"500m\"` (500 millicores)";
@@ -2233,6 +2439,7 @@ memory = "128Mi"
 [service.static]
 command = ["python3", "-m", "http.server"]
 route = { public = false }
+placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
 "#;
 
     fn errors(source: &str) -> Vec<SpecError> {
@@ -2323,6 +2530,7 @@ route = { public = false }
                         cpu_millis: 500,
                         memory_bytes: 128 << 20,
                     },
+                    constraints: BTreeMap::new(),
                     stop_timeout_ms: 10_000,
                 },
                 ServiceSpec {
@@ -2344,6 +2552,7 @@ route = { public = false }
                         cpu_millis: 100,
                         memory_bytes: 64 << 20,
                     },
+                    constraints: config(&[("zone", "eu-1"), ("example.com/tier", "web")]),
                     stop_timeout_ms: 5_000,
                 },
             ]
@@ -2378,6 +2587,7 @@ route = { public = false }
             }
         );
         assert_eq!(s.stop_timeout_ms, 5_000);
+        assert!(s.constraints.is_empty());
 
         // A health table with only a path gets the defaults.
         let s = only_service(&service("[service.hello.health]\npath = \"/\"\n"));
@@ -2875,6 +3085,250 @@ resources.memory = 1073741824
     }
 
     #[test]
+    fn placement_labels() {
+        // Valid: every form gives the same constraints.
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let long = "a".repeat(63);
+        let valid: &[(String, BTreeMap<String, String>)] = &[
+            (
+                "[service.hello.placement]\nlabels = { zone = \"eu-1\", disk = \"ssd\" }\n".into(),
+                labels(&[("zone", "eu-1"), ("disk", "ssd")]),
+            ),
+            (
+                "[service.hello.placement.labels]\nzone = \"eu-1\"\ndisk = \"ssd\"\n".into(),
+                labels(&[("zone", "eu-1"), ("disk", "ssd")]),
+            ),
+            (
+                "placement.labels.zone = \"eu-1\"\nplacement.labels.disk = \"ssd\"\n".into(),
+                labels(&[("zone", "eu-1"), ("disk", "ssd")]),
+            ),
+            (
+                "placement = { labels = { zone = \"eu-1\", disk = \"ssd\" } }\n".into(),
+                labels(&[("zone", "eu-1"), ("disk", "ssd")]),
+            ),
+            (
+                "[service.hello.placement]\nlabels = { \"example.com/tier\" = \"Web_1.x\", A-b_c = \"-\" }\n".into(),
+                labels(&[("example.com/tier", "Web_1.x"), ("A-b_c", "-")]),
+            ),
+            (
+                format!("[service.hello.placement.labels]\n{long} = \"{long}\"\n\"{long}/{long}\" = \"x\"\n"),
+                labels(&[(&long, &long), (&format!("{long}/{long}"), "x")]),
+            ),
+            ("[service.hello.placement]\n".into(), BTreeMap::new()),
+            ("placement.labels = {}\n".into(), BTreeMap::new()),
+        ];
+        for (body, expected) in valid {
+            let source = service(body);
+            assert_eq!(&only_service(&source).constraints, expected, "{source}");
+        }
+
+        // Errors: (line, column, key, message, hint).
+        type Expected<'a> = (usize, usize, &'a str, &'a str, &'a str);
+        let long_key = format!("{}x", long);
+        let long_key_message = format!("`{long_key}` is not a valid node label key");
+        let long_value_body = format!("placement.labels.zone = \"{long_key}\"\n");
+        let long_value_message = format!(
+            "`service.hello.placement.labels.zone` is not a valid label value: \"{long_key}\""
+        );
+        let long_key_body = format!("placement.labels.{long_key} = \"x\"\n");
+        let long_key_path = format!("service.hello.placement.labels.{long_key}");
+        let cases: &[(&str, Expected)] = &[
+            // Wrong types.
+            (
+                "[service.hello.placement]\nlabels = { zone = 1 }\n",
+                (4, 19, "service.hello.placement.labels.zone",
+                 "`service.hello.placement.labels.zone` must be a string, found an integer",
+                 "quote it: `zone = \"1\"`"),
+            ),
+            (
+                "[service.hello.placement.labels]\nssd = true\n",
+                (4, 7, "service.hello.placement.labels.ssd",
+                 "`service.hello.placement.labels.ssd` must be a string, found a boolean",
+                 "quote it: `ssd = \"true\"`"),
+            ),
+            (
+                "[service.hello.placement.labels]\n\"example.com/tier\" = 2\n",
+                (4, 22, "service.hello.placement.labels.\"example.com/tier\"",
+                 "`service.hello.placement.labels.\"example.com/tier\"` must be a string, found an integer",
+                 "quote it: `\"example.com/tier\" = \"2\"`"),
+            ),
+            (
+                "[service.hello.placement]\nlabels = { zone = [\"eu-1\"] }\n",
+                (4, 19, "service.hello.placement.labels.zone",
+                 "`service.hello.placement.labels.zone` must be a string, found an array",
+                 "for example `zone = \"...\"`"),
+            ),
+            (
+                "[service.hello.placement]\nlabels = \"zone=eu-1,disk=ssd\"\n",
+                (4, 10, "service.hello.placement.labels",
+                 "`service.hello.placement.labels` must be a table, found a string",
+                 "write a table: `labels = { zone = \"eu-1\", disk = \"ssd\" }`"),
+            ),
+            (
+                "[service.hello.placement]\nlabels = [\"zone=eu-1\"]\n",
+                (4, 10, "service.hello.placement.labels",
+                 "`service.hello.placement.labels` must be a table, found an array",
+                 "write a table: `labels = { zone = \"eu-1\" }`"),
+            ),
+            (
+                "[service.hello.placement]\nlabels = 3\n",
+                (4, 10, "service.hello.placement.labels",
+                 "`service.hello.placement.labels` must be a table, found an integer",
+                 "for example `labels = { zone = \"eu-1\", disk = \"ssd\" }`"),
+            ),
+            (
+                "placement = \"zone=eu-1\"\n",
+                (3, 13, "service.hello.placement",
+                 "`service.hello.placement` must be a table, found a string",
+                 "write it as a table: [service.hello.placement] with `labels = { zone = \"eu-1\" }`"),
+            ),
+            // Bad labels.
+            (
+                "[service.hello.placement.labels]\n\"disk type\" = \"ssd\"\n",
+                (4, 1, "service.hello.placement.labels.\"disk type\"",
+                 "`disk type` is not a valid node label key",
+                 "did you mean `disk-type`? a label key is 1 to 63 letters, digits, `.`, `_` and `-`, optionally after a prefix of the same and a `/`, like `zone` or `\"example.com/tier\"`"),
+            ),
+            (
+                "[service.hello.placement.labels]\n\"a/b/c\" = \"x\"\n",
+                (4, 1, "service.hello.placement.labels.\"a/b/c\"",
+                 "`a/b/c` is not a valid node label key",
+                 "did you mean `\"a/b-c\"`? a label key is 1 to 63 letters, digits, `.`, `_` and `-`, optionally after a prefix of the same and a `/`, like `zone` or `\"example.com/tier\"`"),
+            ),
+            (
+                "[service.hello.placement.labels]\n\"/tier\" = \"x\"\n",
+                (4, 1, "service.hello.placement.labels.\"/tier\"",
+                 "`/tier` is not a valid node label key",
+                 "did you mean `tier`? a label key is 1 to 63 letters, digits, `.`, `_` and `-`, optionally after a prefix of the same and a `/`, like `zone` or `\"example.com/tier\"`"),
+            ),
+            (
+                &long_key_body,
+                (3, 18, &long_key_path,
+                 &long_key_message,
+                 "a label key is at most 63 characters; this one has 64"),
+            ),
+            (
+                "[service.hello.placement]\nlabels = { zone = \"eu 1\" }\n",
+                (4, 19, "service.hello.placement.labels.zone",
+                 "`service.hello.placement.labels.zone` is not a valid label value: \"eu 1\"",
+                 "did you mean \"eu-1\"? a label value is 1 to 63 letters, digits, `.`, `_` and `-`, like \"eu-1\""),
+            ),
+            (
+                "[service.hello.placement]\nlabels = { zone = \"\" }\n",
+                (4, 19, "service.hello.placement.labels.zone",
+                 "`service.hello.placement.labels.zone` must not be empty",
+                 "a label value is 1 to 63 letters, digits, `.`, `_` and `-`, like \"eu-1\""),
+            ),
+            (
+                "[service.hello.placement]\nlabels = { tier = \"web/api\" }\n",
+                (4, 19, "service.hello.placement.labels.tier",
+                 "`service.hello.placement.labels.tier` is not a valid label value: \"web/api\"",
+                 "did you mean \"web-api\"? a label value is 1 to 63 letters, digits, `.`, `_` and `-`, like \"eu-1\""),
+            ),
+            (
+                &long_value_body,
+                (3, 25, "service.hello.placement.labels.zone",
+                 &long_value_message,
+                 "a label value is at most 63 characters; this one has 64"),
+            ),
+            // Unknown keys, with hints.
+            (
+                "[service.hello.placement]\nlables = { zone = \"eu-1\" }\n",
+                (4, 1, "service.hello.placement.lables",
+                 "unknown key `service.hello.placement.lables`",
+                 "did you mean `labels`?"),
+            ),
+            (
+                "placement = { label = { zone = \"eu-1\" } }\n",
+                (3, 15, "service.hello.placement.label",
+                 "unknown key `service.hello.placement.label`",
+                 "did you mean `labels`?"),
+            ),
+            (
+                "[service.hello.placement]\nnode_selector = { zone = \"eu-1\" }\n",
+                (4, 1, "service.hello.placement.node_selector",
+                 "unknown key `service.hello.placement.node_selector`",
+                 "did you mean `labels`?"),
+            ),
+            (
+                "[service.hello.placement]\nzone = \"eu-1\"\n",
+                (4, 1, "service.hello.placement.zone",
+                 "unknown key `service.hello.placement.zone`",
+                 "node labels go in the `labels` table: write `labels.zone = \"eu-1\"`, or put it under [service.hello.placement.labels]"),
+            ),
+            (
+                "[service.hello.placement]\nreplicas = 2\n",
+                (4, 1, "service.hello.placement.replicas",
+                 "unknown key `service.hello.placement.replicas`",
+                 "`replicas` belongs in [service.hello.scale]"),
+            ),
+            (
+                "labels = { zone = \"eu-1\" }\n",
+                (3, 1, "service.hello.labels",
+                 "unknown key `service.hello.labels`",
+                 "`labels` belongs in [service.hello.placement]: write `placement.labels = { zone = \"eu-1\" }` here, or put it under [service.hello.placement]"),
+            ),
+            (
+                "constraints = { zone = \"eu-1\" }\n",
+                (3, 1, "service.hello.constraints",
+                 "unknown key `service.hello.constraints`",
+                 "node label constraints go in [service.hello.placement] as `labels = { zone = \"eu-1\" }`"),
+            ),
+            (
+                "[service.hello.placment]\nlabels = {}\n",
+                (3, 16, "service.hello.placment",
+                 "unknown key `service.hello.placment`",
+                 "did you mean `placement`?"),
+            ),
+            (
+                "[service.hello.environments.prod]\nplacement.labels = { zone = \"eu-1\" }\n",
+                (4, 1, "service.hello.environments.prod.placement",
+                 "unknown key `service.hello.environments.prod.placement`",
+                 "only `config` can be set per environment, as in [service.hello.environments.prod.config]"),
+            ),
+        ];
+        for (body, (line, column, key, message, hint)) in cases {
+            let source = service(body);
+            let e = error(&source);
+            assert_eq!(
+                summary(&e),
+                (*line, *column, Some(*key), *message, Some(*hint)),
+                "\n{}",
+                e.render(&source)
+            );
+        }
+
+        // A bad key and a bad value are both reported.
+        let errors = errors(&service(
+            "[service.hello.placement.labels]\n\"a b\" = \"c d\"\nok = 1\n",
+        ));
+        let got: Vec<(usize, usize)> = errors.iter().map(|e| (e.line, e.column)).collect();
+        assert_eq!(got, vec![(4, 1), (4, 9), (5, 6)]);
+    }
+
+    #[test]
+    fn empty_constraints_leave_the_json_and_hash_unchanged() {
+        let mut spec = only_service("[service.hello]\nartifact = \"build/hello\"\n");
+        let json = serde_json::to_value(&spec).unwrap();
+        assert!(json.get("constraints").is_none(), "{json}");
+        // JSON stored before `constraints` existed still reads.
+        let read: ServiceSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(read, spec);
+        let before = spec.spec_hash(None);
+        spec.constraints.insert("zone".into(), "eu-1".into());
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["constraints"]["zone"], "eu-1");
+        assert_eq!(serde_json::from_value::<ServiceSpec>(json).unwrap(), spec);
+        // Placement is part of what defines a release.
+        assert_ne!(spec.spec_hash(None), before);
+    }
+
+    #[test]
     fn drivers_and_artifacts() {
         let e = error("[service.hello]\ndriver = \"docker\"\nartifact = \"x\"\n");
         assert_eq!(
@@ -3257,6 +3711,11 @@ memory = "lots"
                 "[service.hello]\nartifact = \"a\"\nconfig = { \"\" = 1, \"1\" = 2, \"é\" = 3, T = 1979-05-27 }",
                 "[[service.hello]]\nartifact = \"a\"",
                 "[service.hello]\ncommand = [\"\"]",
+                "[service.hello]\nartifact = \"a\"\nplacement = []",
+                "[service.hello]\nartifact = \"a\"\nplacement.labels = \"=,=\"",
+                "[service.hello]\nartifact = \"a\"\nplacement.labels = [1, \"a=b\"]",
+                "[service.hello]\nartifact = \"a\"\nplacement.labels = { \"\" = \"\", \"/\" = \"/\", \"a/b/c\" = [], \"é\" = \"é\", \"-/-\" = \"-\" }",
+                "[service.hello]\nartifact = \"a\"\n[[service.hello.placement.labels]]",
                 "[service.hello]\ncommand = [[\"a\"]]",
                 "a.b.c.d.e.f = 1\n\"\" = 2",
             ]

@@ -1,0 +1,236 @@
+//! `strata server` (the control plane alone), `strata agent` (a node joining it), and
+//! `strata node` (list, drain, undrain).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use strata_agent::AgentConfig;
+use strata_core::{InstanceView, Node};
+use strata_sched::liveness::LivenessThresholds;
+
+use crate::api::Api;
+use crate::platform::{self, bind};
+use crate::{CliResult, Failure};
+
+pub struct ServerArgs {
+    pub data_dir: PathBuf,
+    pub api_addr: String,
+    pub suspect_after: Duration,
+    pub down_after: Duration,
+}
+
+pub async fn server(args: ServerArgs) -> CliResult {
+    if args.down_after <= args.suspect_after {
+        return Err(Failure::BadInput(anyhow!(
+            "error: --down-after ({:?}) must be longer than --suspect-after ({:?})",
+            args.down_after,
+            args.suspect_after
+        )));
+    }
+    platform::init_tracing();
+    let data_dir = platform::absolute(args.data_dir)?;
+    let listener = bind("api", &args.api_addr).await?;
+    let liveness = LivenessThresholds {
+        suspect_after_ms: args.suspect_after.as_millis() as u64,
+        down_after_ms: args.down_after.as_millis() as u64,
+    };
+    let control = platform::start_control_plane(&data_dir, listener, liveness, None).await?;
+    println!("api: {}", control.api_url);
+    println!("join token: {}", control.token);
+    eprintln!(
+        "strata server is up. Join nodes with:\n  strata agent --join {} --token {} --advertise-addr NODE_IP",
+        control.api_url, control.token
+    );
+    tokio::select! {
+        result = control.api => Err(Failure::Failed(anyhow!("the API server stopped: {result:?}"))),
+        _ = platform::shutdown_signal() => Ok(()),
+    }
+}
+
+pub fn server_token(data_dir: &Path) -> CliResult {
+    let path = data_dir.join("join-token");
+    let token = std::fs::read_to_string(&path).map_err(|error| {
+        Failure::Failed(anyhow!(
+            "cannot read the join token at {}: {error}\n  hint: start `strata server --data-dir {}` once; it makes the token",
+            path.display(),
+            data_dir.display()
+        ))
+    })?;
+    println!("{}", token.trim());
+    Ok(())
+}
+
+pub struct AgentArgs {
+    pub join: String,
+    pub token: String,
+    pub name: Option<String>,
+    pub labels: Vec<String>,
+    pub advertise_addr: String,
+    pub api_addr: Option<String>,
+    pub ingress_addr: Option<String>,
+    pub data_dir: PathBuf,
+    pub heartbeat_interval: Duration,
+}
+
+/// `zone=a,disk=ssd` (and repeated flags) -> labels.
+pub fn parse_labels(values: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    let mut labels = BTreeMap::new();
+    for item in values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .filter(|s| !s.is_empty())
+    {
+        let (key, value) = item.split_once('=').ok_or_else(|| {
+            Failure::BadInput(anyhow!(
+                "error: label `{item}` is not KEY=VALUE\n  hint: --labels zone=eu-1,disk=ssd"
+            ))
+        })?;
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+        };
+        if !valid(key) || !valid(value) {
+            return Err(Failure::BadInput(anyhow!(
+                "error: label `{item}`: keys and values are 1-63 letters, digits, `.`, `_`, `-` or `/`"
+            )));
+        }
+        labels.insert(key.to_string(), value.to_string());
+    }
+    Ok(labels)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+pub async fn agent(args: AgentArgs) -> CliResult {
+    let labels = parse_labels(&args.labels)?;
+    let advertise: std::net::IpAddr = args.advertise_addr.parse().map_err(|_| {
+        Failure::BadInput(anyhow!(
+            "error: --advertise-addr `{}` is not an IP address\n  hint: the address other nodes reach this one at, e.g. 10.0.0.2",
+            args.advertise_addr
+        ))
+    })?;
+    platform::init_tracing();
+    let data_dir = platform::absolute(args.data_dir)?;
+    let name = args.name.unwrap_or_else(hostname);
+    let api_addr: SocketAddr = match &args.api_addr {
+        Some(addr) => addr.parse().map_err(|_| {
+            Failure::BadInput(anyhow!("error: --api-addr `{addr}` is not HOST:PORT"))
+        })?,
+        None => SocketAddr::new(advertise, 7701),
+    };
+    let mut config = AgentConfig::local(&name, &args.join, data_dir.clone());
+    config.labels = labels;
+    config.listen_addr = api_addr;
+    config.advertise_host = advertise.to_string();
+    config.bind_host = advertise.to_string();
+    config.heartbeat_interval = args.heartbeat_interval;
+    config.token = Some(args.token.clone());
+    let (agent, agent_task) = platform::start_agent(config).await?;
+    let ingress_addr = args
+        .ingress_addr
+        .unwrap_or_else(|| format!("{advertise}:8080"));
+    let ingress = bind("ingress", &ingress_addr).await?;
+    let ingress_local = ingress.local_addr()?;
+    platform::start_ingress(&args.join, Some(&args.token), ingress);
+    println!("agent: {} (node {name})", agent.agent_url());
+    println!("ingress: http://{ingress_local}");
+    tokio::select! {
+        result = agent_task => match result {
+            Ok(Err(error)) => Err(Failure::Failed(anyhow!("{error}"))),
+            other => Err(Failure::Failed(anyhow!("the node agent stopped: {other:?}"))),
+        },
+        _ = platform::shutdown_signal() => {
+            eprintln!("stopping every instance on this node...");
+            agent.stop_all().await;
+            Ok(())
+        }
+    }
+}
+
+pub async fn node_ls(api: &Api, json: bool) -> CliResult {
+    let nodes: Vec<Node> = api.get("/v1/nodes").await?;
+    let instances: Vec<InstanceView> = api.get("/v1/instances").await?;
+    if json {
+        let rows: Vec<serde_json::Value> = nodes
+            .iter()
+            .map(|node| {
+                let mut value = serde_json::to_value(node).expect("node serializes");
+                let ids: Vec<&str> = instances
+                    .iter()
+                    .filter(|v| v.instance.node == node.name)
+                    .map(|v| v.instance.id.as_str())
+                    .collect();
+                value["instances"] = serde_json::json!(ids);
+                value["effective_state"] =
+                    serde_json::to_value(node.effective_state()).expect("state serializes");
+                value
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<26} {:<10} {:>5} {:>9}  LABELS",
+        "NODE", "AGENT", "STATE", "EPOCH", "INSTANCES"
+    );
+    for node in &nodes {
+        let count = instances
+            .iter()
+            .filter(|v| v.instance.node == node.name)
+            .count();
+        let labels: Vec<String> = node
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!(
+            "{:<16} {:<26} {:<10} {:>5} {:>9}  {}",
+            node.name,
+            node.agent_url,
+            format!("{:?}", node.effective_state()).to_lowercase(),
+            node.epoch,
+            count,
+            labels.join(",")
+        );
+    }
+    Ok(())
+}
+
+pub async fn node_drain(api: &Api, name: &str, drain: bool, timeout: Duration) -> CliResult {
+    let path = if drain { "drain" } else { "undrain" };
+    let _node: Node = api
+        .post(&format!("/v1/nodes/{name}/{path}"), &serde_json::json!({}))
+        .await?;
+    if !drain {
+        eprintln!("node {name}: undrained; it takes new work again");
+        return Ok(());
+    }
+    eprintln!("node {name}: draining; moving its instances (replacements start first)");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let instances: Vec<InstanceView> = api.get("/v1/instances").await?;
+        let left = instances.iter().filter(|v| v.instance.node == name).count();
+        if left == 0 {
+            eprintln!("node {name}: drained");
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure::Failed(anyhow!(
+                "node {name}: {left} instance(s) still there after {}; see `strata status` and `strata events`",
+                humantime::format_duration(timeout)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,139 @@
+//! The pieces `strata dev`, `strata server` and `strata agent` are made of, started the same
+//! way by each: the control plane (API, reconciler, liveness), a node agent, an ingress.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use strata_agent::{Agent, AgentConfig};
+use strata_control::{reconcile, ControlConfig, ControlPlane};
+use strata_mesh::{Ingress, IngressConfig, RouteSource, RoutingTable};
+use strata_sched::liveness::LivenessThresholds;
+use strata_store::RedbStore;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::Failure;
+
+pub async fn bind(what: &str, addr: &str) -> Result<TcpListener, Failure> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
+            format!(
+                "\n  hint: another process listens there; pick another address with --{what}-addr"
+            )
+        } else {
+            String::new()
+        };
+        Failure::Failed(anyhow!(
+            "cannot listen for the {what} on {addr}: {error}{hint}"
+        ))
+    })
+}
+
+/// The join token of the control plane whose data lives in `data_dir`, made on first use
+/// (32 random bytes, hex) and kept in `DATA_DIR/join-token`, readable by its owner only.
+pub fn join_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("join-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let bytes: [u8; 32] = rand::random();
+    let token = hex::encode(bytes);
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, token.as_bytes())?;
+    Ok(token)
+}
+
+/// A started control plane.
+pub struct ControlPlaneTasks {
+    pub api_url: String,
+    pub token: String,
+    pub api: JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn start_control_plane(
+    data_dir: &Path,
+    api_listener: TcpListener,
+    liveness: LivenessThresholds,
+    ingress_port: Option<u16>,
+) -> Result<ControlPlaneTasks, Failure> {
+    let api_url = format!("http://{}", api_listener.local_addr()?);
+    let token = join_token(data_dir)?;
+    let store = RedbStore::open(&data_dir.join("store.redb"))
+        .await
+        .with_context(|| format!("cannot open the state store in {}", data_dir.display()))?;
+    let plane = ControlPlane::new(
+        Arc::new(store),
+        ControlConfig {
+            data_dir: data_dir.to_path_buf(),
+            liveness,
+            ingress_port,
+            join_token: token.clone(),
+            liveness_tick: Duration::from_millis(50),
+        },
+    )?;
+    let router = strata_control::api::router(plane.clone());
+    let api = tokio::spawn(async move { axum::serve(api_listener, router).await });
+    tokio::spawn(reconcile::run(plane.clone()));
+    tokio::spawn(reconcile::run_liveness(plane.clone()));
+    Ok(ControlPlaneTasks {
+        api_url,
+        token,
+        api,
+    })
+}
+
+pub async fn start_agent(
+    config: AgentConfig,
+) -> Result<(Arc<Agent>, JoinHandle<Result<(), strata_agent::AgentError>>), Failure> {
+    let (agent, listener) = Agent::start(config).await?;
+    let task = tokio::spawn(agent.clone().run(listener));
+    Ok((agent, task))
+}
+
+/// Starts an ingress that routes with the control plane's table.
+pub fn start_ingress(control_url: &str, token: Option<&str>, listener: TcpListener) {
+    let table = RoutingTable::new();
+    tokio::spawn(RouteSource::new(control_url, token).run(table.clone(), Duration::from_secs(2)));
+    let ingress = Ingress::new(table, IngressConfig::default());
+    tokio::spawn(ingress.serve(listener));
+}
+
+pub fn absolute(dir: PathBuf) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    Ok(dir.canonicalize().unwrap_or(dir))
+}
+
+pub async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,strata_control=info,strata_agent=info,strata_mesh=info,strata_cli=info",
+        )
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,310 @@
+//! A real cluster: `strata server` and `strata agent`s, each agent in its own network
+//! namespace. Nodes are killed (`kill -9` of everything they run), frozen (SIGSTOP), cut off
+//! (link down) and drained while a bounded request loop runs through a surviving node's
+//! ingress: no request may fail, the service gets its replacement, and the returning node's
+//! stale instance is fenced.
+//!
+//! These tests need root and network namespaces; without them they say why and skip.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_core::api::ServiceStatus;
+use strata_core::DesiredState;
+use strata_testkit::{Cluster, Options};
+
+const HOST: &str = "hello.dev.localhost";
+
+fn cluster(nodes: usize) -> Option<Cluster> {
+    if let Some(why) = strata_testkit::unavailable() {
+        eprintln!("SKIPPED: cluster tests {why}");
+        return None;
+    }
+    let labels = (0..nodes).map(|i| format!("zone=z{i}")).collect();
+    Some(Cluster::start(Options {
+        strata: common::strata_bin(),
+        node_labels: labels,
+        server_args: vec![],
+    }))
+}
+
+fn deploy_hello(cluster: &Cluster, replicas: u32) {
+    let dir = cluster.root.path();
+    let spec = common::hello_spec(dir, replicas, "Clustered");
+    let output = cluster.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
+    assert!(
+        output.status.success(),
+        "deploy failed: {}\n{}",
+        common::stderr(&output),
+        cluster.logs()
+    );
+}
+
+fn status(cluster: &Cluster) -> ServiceStatus {
+    let output = cluster.cli(&["status", "hello", "--json"]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let mut list: Vec<ServiceStatus> = serde_json::from_slice(&output.stdout).unwrap();
+    list.remove(0)
+}
+
+/// Nodes running a wanted, healthy instance of hello.
+fn serving_nodes(cluster: &Cluster) -> Vec<String> {
+    let mut nodes: Vec<String> = status(cluster)
+        .instances
+        .iter()
+        .filter(|v| v.is_routable())
+        .map(|v| v.instance.node.clone())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+fn node_index(cluster: &Cluster, name: &str) -> usize {
+    cluster.nodes.iter().position(|n| n.name == name).unwrap()
+}
+
+/// Requests through `ingress` until stopped (at most 60 s); returns failures and successes.
+fn request_loop(
+    ingress: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<String>, usize)> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let client = reqwest::Client::builder()
+                .resolve(HOST, ingress.parse().unwrap())
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap();
+            let url = format!("http://{HOST}:8080/");
+            let (mut failures, mut ok) = (Vec::new(), 0);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match client.get(&url).send().await {
+                    Ok(response) if response.status() == 200 => ok += 1,
+                    Ok(response) => failures.push(format!(
+                        "{}: {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
+                    )),
+                    Err(error) => failures.push(format!("{error:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (failures, ok)
+        })
+    })
+}
+
+fn wait_until(cluster: &Cluster, limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {limit:?}: {what}\n{}", cluster.logs());
+}
+
+/// How a node fails in a scenario.
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    Kill9,
+    Freeze,
+    CutLink,
+}
+
+fn failover(failure: Failure) {
+    let Some(mut cluster) = cluster(3) else {
+        return;
+    };
+    deploy_hello(&cluster, 2);
+    let serving = serving_nodes(&cluster);
+    assert_eq!(serving.len(), 2, "two replicas on two nodes: {serving:?}");
+    assert_ne!(serving[0], serving[1], "replicas spread over nodes");
+    let victim = node_index(&cluster, &serving[0]);
+    let survivor = node_index(&cluster, &serving[1]);
+    let spare = (0..3).find(|i| *i != victim && *i != survivor).unwrap();
+    let victim_pids = cluster.nodes[victim].pids();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = request_loop(cluster.nodes[survivor].ingress(), stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    match failure {
+        Failure::Kill9 => cluster.kill_node(victim),
+        Failure::Freeze => cluster.freeze_agent(victim, true),
+        Failure::CutLink => cluster.cut_link(victim, true),
+    }
+    let spare_name = cluster.nodes[spare].name.clone();
+    wait_until(
+        &cluster,
+        Duration::from_secs(20),
+        "a replacement serves on the spare node",
+        || serving_nodes(&cluster).contains(&spare_name),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The node comes back: its stale instance is fenced, never left beside its replacement.
+    match failure {
+        Failure::Kill9 => cluster.start_agent(victim),
+        Failure::Freeze => cluster.freeze_agent(victim, false),
+        Failure::CutLink => cluster.cut_link(victim, false),
+    }
+    wait_until(
+        &cluster,
+        Duration::from_secs(20),
+        "the returning node's old instance is stopped",
+        || {
+            let pids = cluster.nodes[victim].pids();
+            let agent = cluster.nodes[victim].agent_pid();
+            pids.iter()
+                .all(|pid| Some(*pid) == agent || !victim_pids.contains(pid))
+                && pids.iter().filter(|pid| Some(**pid) != agent).count() == 0
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let (failures, ok) = load.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{failure:?}: {} failed requests: {failures:?}\n{}",
+        failures.len(),
+        cluster.logs()
+    );
+    assert!(ok > 50, "the request loop barely ran ({ok})");
+
+    // Settled: exactly two wanted instances, both serving, none on a node twice.
+    let status = status(&cluster);
+    let wanted: Vec<_> = status
+        .instances
+        .iter()
+        .filter(|v| v.instance.desired == DesiredState::Running)
+        .collect();
+    assert_eq!(wanted.len(), 2, "{:#?}", status.instances);
+    let events =
+        String::from_utf8_lossy(&cluster.cli(&["events", "--limit", "200"]).stdout).into_owned();
+    assert!(events.contains("-> down"), "{events}");
+}
+
+#[test]
+fn kill_9_of_a_node_fails_over_with_no_failed_request() {
+    failover(Failure::Kill9);
+}
+
+#[test]
+fn a_frozen_agent_is_detected_and_fenced_when_it_thaws() {
+    failover(Failure::Freeze);
+}
+
+#[test]
+fn a_cut_link_is_detected_and_fenced_when_it_heals() {
+    failover(Failure::CutLink);
+}
+
+#[test]
+fn drain_moves_instances_with_no_failed_request() {
+    let Some(cluster) = cluster(3) else { return };
+    deploy_hello(&cluster, 2);
+    let serving = serving_nodes(&cluster);
+    let victim = node_index(&cluster, &serving[0]);
+    let survivor = node_index(&cluster, &serving[1]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = request_loop(cluster.nodes[survivor].ingress(), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let victim_name = cluster.nodes[victim].name.clone();
+    let output = cluster.cli(&["node", "drain", &victim_name, "--timeout", "60s"]);
+    assert!(
+        output.status.success(),
+        "drain failed: {}\n{}",
+        common::stderr(&output),
+        cluster.logs()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let (failures, ok) = load.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "failed requests during drain: {failures:?}"
+    );
+    assert!(ok > 20);
+    let serving = serving_nodes(&cluster);
+    assert_eq!(serving.len(), 2);
+    assert!(!serving.contains(&victim_name), "{serving:?}");
+
+    let nodes = String::from_utf8_lossy(&cluster.cli(&["node", "ls"]).stdout).into_owned();
+    assert!(nodes.contains("draining"), "{nodes}");
+    assert!(cluster
+        .cli(&["node", "undrain", &victim_name])
+        .status
+        .success());
+    let nodes = String::from_utf8_lossy(&cluster.cli(&["node", "ls"]).stdout).into_owned();
+    assert!(!nodes.contains("draining"), "{nodes}");
+}
+
+#[test]
+fn an_agent_with_a_wrong_token_is_refused() {
+    // Needs no namespaces: a server and an agent on loopback.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = std::process::Command::new(common::strata_bin())
+        .args(["server", "--data-dir"])
+        .arg(dir.path().join("server"))
+        .args(["--api-addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = server.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let api = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("api: ")
+        .unwrap()
+        .to_string();
+    let token_line = lines.next().unwrap().unwrap();
+    assert!(token_line.starts_with("join token: "));
+    let shown = std::process::Command::new(common::strata_bin())
+        .args(["server", "token", "--data-dir"])
+        .arg(dir.path().join("server"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        common::stdout(&shown).trim(),
+        token_line.strip_prefix("join token: ").unwrap()
+    );
+
+    let agent = std::process::Command::new(common::strata_bin())
+        .args([
+            "agent",
+            "--join",
+            &api,
+            "--token",
+            "not-the-token",
+            "--name",
+            "intruder",
+        ])
+        .args([
+            "--api-addr",
+            "127.0.0.1:0",
+            "--ingress-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("agent"))
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(agent.status.code(), Some(1), "{}", common::stderr(&agent));
+    let err = common::stderr(&agent);
+    assert!(err.contains("join token is not this cluster's"), "{err}");
+    assert!(err.contains("strata server token"), "{err}");
+}
