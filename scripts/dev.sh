@@ -4,8 +4,8 @@
 #
 #   ./scripts/dev.sh            # data in ./.strata, API on 127.0.0.1:7700, ingress on :8080
 #
-# Needs: a Rust toolchain (rustup) and a C compiler (Debian: build-essential). Installs nothing
-# else system-wide.
+# Needs: a Rust toolchain (rustup) and a C compiler (Debian: build-essential). Installs protoc
+# (Debian's protobuf-compiler) if missing, with sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,7 @@ need cargo "Install Rust from https://rustup.rs (curl --proto '=https' --tlsv1.2
 need cc "Install a C compiler: sudo apt-get install -y build-essential"
 need curl "Install curl: sudo apt-get install -y curl"
 
+bash scripts/deps.sh build
 echo "==> building strata and the example service (release; the first build takes a few minutes)"
 cargo build --release --locked -p strata-cli -p hello
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo target)

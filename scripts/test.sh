@@ -3,6 +3,7 @@
 # start the real `strata` binary and the example service as processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/deps.sh test
 echo "==> building binaries the end-to-end tests start"
 cargo build --locked --workspace --bins
 echo "==> running the tests"

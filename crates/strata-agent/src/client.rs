@@ -1,6 +1,8 @@
 //! The control plane's API as an agent uses it.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -41,23 +43,33 @@ impl ClientError {
     }
 }
 
+/// The control plane's API, on one or several servers: a request whose connection fails moves
+/// on to the next server (and stays there).
 #[derive(Debug, Clone)]
 pub struct ControlClient {
-    base: String,
+    bases: Arc<Vec<String>>,
+    current: Arc<AtomicUsize>,
     http: reqwest::Client,
 }
 
 impl ControlClient {
-    /// A client of the control plane at `base`, presenting the join token `token`.
-    pub fn new(base: &str, token: Option<&str>) -> Self {
+    /// A client of the control plane at `bases` (one URL, or several separated by commas),
+    /// presenting the join token `token`.
+    pub fn new(bases: &str, token: Option<&str>) -> Self {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token {
             if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
                 headers.insert(reqwest::header::AUTHORIZATION, value);
             }
         }
+        let bases: Vec<String> = bases
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_string())
+            .filter(|b| !b.is_empty())
+            .collect();
         Self {
-            base: base.trim_end_matches('/').to_string(),
+            bases: Arc::new(bases),
+            current: Arc::new(AtomicUsize::new(0)),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(1))
                 .default_headers(headers)
@@ -66,8 +78,45 @@ impl ControlClient {
         }
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
+    /// The server currently used.
+    pub fn base(&self) -> String {
+        let index = self.current.load(Ordering::Relaxed) % self.bases.len().max(1);
+        self.bases.get(index).cloned().unwrap_or_default()
+    }
+
+    /// Sends a request built for a server's base URL; on a connection failure, tries each
+    /// other server once.
+    async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let start = self.current.load(Ordering::Relaxed);
+        let count = self.bases.len().max(1);
+        let mut last = None;
+        for step in 0..count {
+            let index = (start + step) % count;
+            let base = &self.bases[index];
+            match build(&self.http, base).send().await {
+                Ok(response) => {
+                    if step > 0 {
+                        self.current.store(index, Ordering::Relaxed);
+                        tracing::info!(server = %base, "switched to another control plane server");
+                    }
+                    return Ok(response);
+                }
+                Err(error) if error.is_connect() || error.is_timeout() => {
+                    last = Some((base.clone(), error))
+                }
+                Err(source) => {
+                    return Err(ClientError::Unreachable {
+                        url: base.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        let (url, source) = last.expect("at least one server was tried");
+        Err(ClientError::Unreachable { url, source })
     }
 
     async fn check(
@@ -95,71 +144,68 @@ impl ControlClient {
         })
     }
 
-    fn unreachable(&self) -> impl Fn(reqwest::Error) -> ClientError + '_ {
-        |source| ClientError::Unreachable {
-            url: self.base.clone(),
+    fn decode_error(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            url: self.base(),
             source,
         }
     }
 
     pub async fn register(&self, request: &RegisterNode) -> Result<Node, ClientError> {
         let response = self
-            .http
-            .post(format!("{}/v1/nodes", self.base))
-            .timeout(Duration::from_secs(5))
-            .json(request)
-            .send()
-            .await
-            .map_err(self.unreachable())?;
+            .send(|http, base| {
+                http.post(format!("{base}/v1/nodes"))
+                    .timeout(Duration::from_secs(5))
+                    .json(request)
+            })
+            .await?;
         let registered: Registered = self
             .check("registration", response)
             .await?
             .json()
             .await
-            .map_err(self.unreachable())?;
+            .map_err(|e| self.decode_error(e))?;
         Ok(registered.node)
     }
 
     pub async fn heartbeat(&self, node: &str, epoch: u64) -> Result<HeartbeatAck, ClientError> {
+        let beat = Heartbeat { epoch };
         let response = self
-            .http
-            .post(format!("{}/v1/nodes/{node}/heartbeat", self.base))
-            .timeout(Duration::from_secs(2))
-            .json(&Heartbeat { epoch })
-            .send()
-            .await
-            .map_err(self.unreachable())?;
+            .send(|http, base| {
+                http.post(format!("{base}/v1/nodes/{node}/heartbeat"))
+                    .timeout(Duration::from_secs(2))
+                    .json(&beat)
+            })
+            .await?;
         self.check("heartbeat", response)
             .await?
             .json()
             .await
-            .map_err(self.unreachable())
+            .map_err(|e| self.decode_error(e))
     }
 
     pub async fn assignments(&self, node: &str) -> Result<Assignments, ClientError> {
         let response = self
-            .http
-            .get(format!("{}/v1/nodes/{node}/assignments", self.base))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(self.unreachable())?;
+            .send(|http, base| {
+                http.get(format!("{base}/v1/nodes/{node}/assignments"))
+                    .timeout(Duration::from_secs(5))
+            })
+            .await?;
         self.check("assignments", response)
             .await?
             .json()
             .await
-            .map_err(self.unreachable())
+            .map_err(|e| self.decode_error(e))
     }
 
     pub async fn report(&self, status: &InstanceStatus) -> Result<(), ClientError> {
         let response = self
-            .http
-            .put(format!("{}/v1/instances/{}/status", self.base, status.id))
-            .timeout(Duration::from_secs(5))
-            .json(status)
-            .send()
-            .await
-            .map_err(self.unreachable())?;
+            .send(|http, base| {
+                http.put(format!("{base}/v1/instances/{}/status", status.id))
+                    .timeout(Duration::from_secs(5))
+                    .json(status)
+            })
+            .await?;
         self.check("status report", response).await.map(|_| ())
     }
 
@@ -167,12 +213,11 @@ impl ControlClient {
     /// [`ControlClient::assignments`], so a missed change costs nothing but a resync).
     pub async fn watch(&self, prefix: &str) -> Result<reqwest::Response, ClientError> {
         let response = self
-            .http
-            .get(format!("{}/v1/watch", self.base))
-            .query(&[("prefix", prefix)])
-            .send()
-            .await
-            .map_err(self.unreachable())?;
+            .send(|http, base| {
+                http.get(format!("{base}/v1/watch"))
+                    .query(&[("prefix", prefix)])
+            })
+            .await?;
         self.check("watch", response).await
     }
 
@@ -184,11 +229,8 @@ impl ControlClient {
             reason,
         };
         let response = self
-            .http
-            .get(format!("{}/v1/blobs/{digest}", self.base))
-            .send()
-            .await
-            .map_err(self.unreachable())?;
+            .send(|http, base| http.get(format!("{base}/v1/blobs/{digest}")))
+            .await?;
         let response = self.check("artifact download", response).await?;
         let dir = dest.parent().ok_or_else(|| fail("bad cache path".into()))?;
         tokio::fs::create_dir_all(dir)

@@ -14,13 +14,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use strata_core::api::{ServiceStatus, WatchChange};
-use strata_testkit::{Cluster, Options};
+use strata_testkit::{request_loop, Cluster, Options};
 
 const HOST: &str = "hello.dev.localhost";
 
@@ -147,32 +147,7 @@ fn main() {
 
         // Load through the survivor's ingress while the victim dies.
         let stop = Arc::new(AtomicBool::new(false));
-        let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let ingress = cluster.nodes[survivor].ingress();
-        let load = {
-            let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
-            runtime.spawn(async move {
-                let client = reqwest::Client::builder()
-                    .resolve(HOST, ingress.parse().unwrap())
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .unwrap();
-                let url = format!("http://{HOST}:8080/");
-                for _ in 0..100_000 {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    sent.fetch_add(1, Ordering::SeqCst);
-                    match client.get(&url).send().await {
-                        Ok(r) if r.status() == 200 => {}
-                        _ => {
-                            failed.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-        };
+        let load = request_loop(HOST, cluster.nodes[survivor].ingress(), stop.clone());
         std::thread::sleep(Duration::from_millis(300));
         let start = Instant::now();
         let api = cluster.api.clone();
@@ -184,8 +159,8 @@ fn main() {
         };
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::SeqCst);
-        runtime.block_on(load).unwrap();
-        let (sent, failed) = (sent.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+        let (failures, ok) = load.join().unwrap();
+        let (sent, failed) = (ok + failures.len(), failures.len());
         total_failed += failed;
         println!("{run:>4} {down:>14.0} {serving:>22.0} {sent:>10} {failed:>9}");
         downs.push(down);

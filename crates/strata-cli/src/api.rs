@@ -9,35 +9,85 @@ use strata_core::api::ErrorBody;
 
 use crate::Failure;
 
+/// The control plane's API on one server or several (`--addr a,b,c`): a request whose
+/// connection fails is sent to the next server.
 pub struct Api {
-    base: String,
+    bases: Vec<String>,
+    current: std::sync::atomic::AtomicUsize,
     http: reqwest::Client,
 }
 
 impl Api {
-    pub fn new(addr: &str) -> Self {
-        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
+    pub fn new(addrs: &str) -> Self {
+        let bases = addrs
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|addr| {
+                let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+                    addr.to_string()
+                } else {
+                    format!("http://{addr}")
+                };
+                base.trim_end_matches('/').to_string()
+            })
+            .collect();
         Self {
-            base: base.trim_end_matches('/').to_string(),
+            bases,
+            current: std::sync::atomic::AtomicUsize::new(0),
             http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(3))
+                .connect_timeout(Duration::from_secs(2))
                 .build()
                 .expect("http client builds"),
         }
     }
 
+    fn base(&self) -> &str {
+        let index =
+            self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len().max(1);
+        self.bases
+            .get(index)
+            .map(String::as_str)
+            .unwrap_or("http://127.0.0.1:7700")
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.base())
+    }
+
+    /// Sends a request built for a server's base URL, moving to the next server when the
+    /// connection fails.
+    async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Failure> {
+        let count = self.bases.len().max(1);
+        let start = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let mut last = None;
+        for step in 0..count {
+            let index = (start + step) % count;
+            let base = self
+                .bases
+                .get(index)
+                .map(String::as_str)
+                .unwrap_or("http://127.0.0.1:7700");
+            match build(&self.http, base).send().await {
+                Ok(response) => {
+                    self.current
+                        .store(index, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(response);
+                }
+                Err(error) if error.is_connect() => last = Some(error),
+                Err(error) => return Err(self.unreachable(error)),
+            }
+        }
+        Err(self.unreachable(last.expect("a server was tried")))
     }
 
     fn unreachable(&self, error: reqwest::Error) -> Failure {
         Failure::Failed(anyhow!(
             "cannot reach the control plane at {}: {error}\n  hint: is `strata dev` running? Point the CLI elsewhere with --addr or STRATA_ADDR",
-            self.base
+            self.bases.join(", ")
         ))
     }
 
@@ -65,12 +115,11 @@ impl Api {
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
         let response = self
-            .http
-            .get(self.url(path))
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+            .send(|http, base| {
+                http.get(format!("{base}{path}"))
+                    .timeout(Duration::from_secs(30))
+            })
+            .await?;
         Ok(self.check(response).await?.json().await?)
     }
 
@@ -80,46 +129,40 @@ impl Api {
         body: &B,
     ) -> Result<T, Failure> {
         let response = self
-            .http
-            .post(self.url(path))
-            .timeout(Duration::from_secs(60))
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+            .send(|http, base| {
+                http.post(format!("{base}{path}"))
+                    .timeout(Duration::from_secs(60))
+                    .json(body)
+            })
+            .await?;
         Ok(self.check(response).await?.json().await?)
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), Failure> {
         let response = self
-            .http
-            .delete(self.url(path))
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+            .send(|http, base| {
+                http.delete(format!("{base}{path}"))
+                    .timeout(Duration::from_secs(30))
+            })
+            .await?;
         self.check(response).await.map(|_| ())
     }
 
     /// A streaming GET (logs).
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response, Failure> {
         let response = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+            .send(|http, base| http.get(format!("{base}{path}")))
+            .await?;
         self.check(response).await
     }
 
     pub async fn blob_exists(&self, digest: &str) -> Result<bool, Failure> {
         let response = self
-            .http
-            .head(self.url(&format!("/v1/blobs/{digest}")))
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+            .send(|http, base| {
+                http.head(format!("{base}/v1/blobs/{digest}"))
+                    .timeout(Duration::from_secs(30))
+            })
+            .await?;
         Ok(response.status().is_success())
     }
 

@@ -17,6 +17,8 @@ use crate::{CliResult, Failure};
 
 pub struct ServerArgs {
     pub data_dir: PathBuf,
+    /// `etcd://...`, or `None` for the embedded store.
+    pub store: Option<String>,
     pub api_addr: String,
     pub suspect_after: Duration,
     pub down_after: Duration,
@@ -37,7 +39,9 @@ pub async fn server(args: ServerArgs) -> CliResult {
         suspect_after_ms: args.suspect_after.as_millis() as u64,
         down_after_ms: args.down_after.as_millis() as u64,
     };
-    let control = platform::start_control_plane(&data_dir, listener, liveness, None).await?;
+    let control =
+        platform::start_control_plane(&data_dir, args.store.as_deref(), listener, liveness, None)
+            .await?;
     println!("api: {}", control.api_url);
     println!("join token: {}", control.token);
     eprintln!(

@@ -23,6 +23,7 @@ pub async fn run(data_dir: PathBuf, api_addr: &str, ingress_addr: &str) -> CliRe
     let ingress_local = ingress_listener.local_addr()?;
     let control = platform::start_control_plane(
         &data_dir,
+        None,
         api_listener,
         LivenessThresholds::lenient(),
         Some(ingress_local.port()),

@@ -8,6 +8,7 @@ mod cluster;
 mod commands;
 mod dev;
 mod platform;
+mod store_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +61,10 @@ enum Command {
         /// Where the API listens (agents on other hosts must reach it).
         #[arg(long, default_value = "127.0.0.1:7700")]
         api_addr: String,
+        /// Keep state on etcd, shared by every server given the same URL:
+        /// etcd://HOST:PORT[,HOST:PORT...][/NAMESPACE] (default: an embedded store in --data-dir).
+        #[arg(long)]
+        store: Option<String>,
         /// Silence after which a node is suspect (no new work).
         #[arg(long, default_value = "300ms", value_parser = humantime_duration)]
         suspect_after: std::time::Duration,
@@ -95,6 +100,11 @@ enum Command {
         /// How often the agent heartbeats.
         #[arg(long, default_value = "100ms", value_parser = humantime_duration)]
         heartbeat_interval: std::time::Duration,
+    },
+    /// Back up and restore the whole state (also: move a one-machine install onto etcd).
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
     },
     /// List, drain and undrain nodes.
     Node {
@@ -170,6 +180,35 @@ enum Command {
 enum ServerAction {
     /// Print the join token agents need (from --data-dir).
     Token,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreAction {
+    /// Write every key and every artifact as JSON lines (stop the servers first).
+    Export {
+        /// The data directory (its embedded store and artifacts).
+        #[arg(long, default_value = ".strata")]
+        data_dir: PathBuf,
+        /// Read from etcd instead of the embedded store: etcd://HOST:PORT[,...][/NAMESPACE].
+        #[arg(long)]
+        store: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Load an export into a store (empty unless --force) and a server's data directory.
+    Import {
+        file: PathBuf,
+        /// The data directory of the server that will run on this state (artifacts go there).
+        #[arg(long, default_value = ".strata")]
+        data_dir: PathBuf,
+        /// Write to etcd instead of the embedded store.
+        #[arg(long)]
+        store: Option<String>,
+        /// Import even if the target already has services.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,11 +306,13 @@ async fn run(cli: Cli) -> CliResult {
             action: None,
             data_dir,
             api_addr,
+            store,
             suspect_after,
             down_after,
         } => {
             cluster::server(cluster::ServerArgs {
                 data_dir,
+                store,
                 api_addr,
                 suspect_after,
                 down_after,
@@ -302,6 +343,23 @@ async fn run(cli: Cli) -> CliResult {
             })
             .await
         }
+        Command::Store {
+            action:
+                StoreAction::Export {
+                    data_dir,
+                    store,
+                    output,
+                },
+        } => store_cmd::export(&data_dir, store.as_deref(), output.as_deref()).await,
+        Command::Store {
+            action:
+                StoreAction::Import {
+                    file,
+                    data_dir,
+                    store,
+                    force,
+                },
+        } => store_cmd::import(&file, &data_dir, store.as_deref(), force).await,
         Command::Node { action, api } => {
             let api = api::Api::new(&api.addr);
             match action {

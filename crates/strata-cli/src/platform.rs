@@ -10,7 +10,7 @@ use strata_agent::{Agent, AgentConfig};
 use strata_control::{reconcile, ControlConfig, ControlPlane};
 use strata_mesh::{Ingress, IngressConfig, RouteSource, RoutingTable};
 use strata_sched::liveness::LivenessThresholds;
-use strata_store::RedbStore;
+use strata_store::{EtcdOptions, EtcdStore, RedbStore, Store, Txn};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -31,18 +31,65 @@ pub async fn bind(what: &str, addr: &str) -> Result<TcpListener, Failure> {
     })
 }
 
-/// The join token of the control plane whose data lives in `data_dir`, made on first use
-/// (32 random bytes, hex) and kept in `DATA_DIR/join-token`, readable by its owner only.
-pub fn join_token(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("join-token");
-    if let Ok(token) = std::fs::read_to_string(&path) {
-        let token = token.trim().to_string();
-        if !token.is_empty() {
-            return Ok(token);
+/// Where a control plane keeps its state: the embedded redb file in its data directory, or an
+/// etcd cluster (`etcd://HOST:PORT[,HOST:PORT...][/NAMESPACE]`).
+pub async fn open_store(
+    data_dir: &Path,
+    store_url: Option<&str>,
+) -> Result<Arc<dyn Store>, Failure> {
+    match store_url {
+        None => {
+            let path = data_dir.join("store.redb");
+            let store = RedbStore::open(&path)
+                .await
+                .with_context(|| format!("cannot open the state store {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        Some(url) => {
+            let options = EtcdOptions::parse(url)
+                .map_err(|error| Failure::BadInput(anyhow!("error: --store: {error}")))?;
+            let shown = options.display_url();
+            let store = EtcdStore::connect(options)
+                .await
+                .with_context(|| format!("cannot connect to the state store at {shown}"))?;
+            Ok(Arc::new(store))
         }
     }
-    let bytes: [u8; 32] = rand::random();
-    let token = hex::encode(bytes);
+}
+
+/// This server's stable identity, made on first start and kept in `DATA_DIR/server-id`.
+pub fn server_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("server-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let id = format!("server-{:08x}", rand::random::<u32>());
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
+/// The cluster's join token: made once (32 random bytes, hex) and kept in the store, so every
+/// server sharing the store has the same one; also written to `DATA_DIR/join-token` (mode
+/// 0600) for `strata server token`.
+pub async fn join_token(store: &Arc<dyn Store>, data_dir: &Path) -> anyhow::Result<String> {
+    const KEY: &str = "/cluster/join-token";
+    if store.get(KEY).await?.is_none() {
+        let bytes: [u8; 32] = rand::random();
+        let fresh = hex::encode(bytes);
+        // Only one server's token wins if several start at once.
+        store
+            .txn(Txn::new().when(KEY, 0).put(KEY, fresh.into_bytes()))
+            .await?;
+    }
+    let stored = store
+        .get(KEY)
+        .await?
+        .ok_or_else(|| anyhow!("the join token vanished from the store"))?;
+    let token = String::from_utf8(stored.value).context("the stored join token is not text")?;
+    let path = data_dir.join("join-token");
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -64,25 +111,29 @@ pub struct ControlPlaneTasks {
 
 pub async fn start_control_plane(
     data_dir: &Path,
+    store_url: Option<&str>,
     api_listener: TcpListener,
     liveness: LivenessThresholds,
     ingress_port: Option<u16>,
 ) -> Result<ControlPlaneTasks, Failure> {
     let api_url = format!("http://{}", api_listener.local_addr()?);
-    let token = join_token(data_dir)?;
-    let store = RedbStore::open(&data_dir.join("store.redb"))
-        .await
-        .with_context(|| format!("cannot open the state store in {}", data_dir.display()))?;
+    let store = open_store(data_dir, store_url).await?;
+    let token = join_token(&store, data_dir).await?;
     let plane = ControlPlane::new(
-        Arc::new(store),
+        store,
         ControlConfig {
             data_dir: data_dir.to_path_buf(),
             liveness,
             ingress_port,
             join_token: token.clone(),
             liveness_tick: Duration::from_millis(50),
+            server_id: server_id(data_dir)?,
+            api_url: api_url.clone(),
+            lease_ttl: Duration::from_secs(2),
         },
     )?;
+    plane.start_election();
+    tokio::spawn(strata_control::replicate::run(plane.clone()));
     let router = strata_control::api::router(plane.clone());
     let api = tokio::spawn(async move { axum::serve(api_listener, router).await });
     tokio::spawn(reconcile::run(plane.clone()));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use strata_core::api::ServiceStatus;
 use strata_core::DesiredState;
-use strata_testkit::{Cluster, Options};
+use strata_testkit::{request_loop, Cluster, Options};
 
 const HOST: &str = "hello.dev.localhost";
 
@@ -66,42 +66,6 @@ fn node_index(cluster: &Cluster, name: &str) -> usize {
     cluster.nodes.iter().position(|n| n.name == name).unwrap()
 }
 
-/// Requests through `ingress` until stopped (at most 60 s); returns failures and successes.
-fn request_loop(
-    ingress: String,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<(Vec<String>, usize)> {
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let client = reqwest::Client::builder()
-                .resolve(HOST, ingress.parse().unwrap())
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap();
-            let url = format!("http://{HOST}:8080/");
-            let (mut failures, mut ok) = (Vec::new(), 0);
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-                match client.get(&url).send().await {
-                    Ok(response) if response.status() == 200 => ok += 1,
-                    Ok(response) => failures.push(format!(
-                        "{}: {}",
-                        response.status(),
-                        response.text().await.unwrap_or_default()
-                    )),
-                    Err(error) => failures.push(format!("{error:?}")),
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            (failures, ok)
-        })
-    })
-}
-
 fn wait_until(cluster: &Cluster, limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -135,7 +99,7 @@ fn failover(failure: Failure) {
     let victim_pids = cluster.nodes[victim].pids();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let load = request_loop(cluster.nodes[survivor].ingress(), stop.clone());
+    let load = request_loop(HOST, cluster.nodes[survivor].ingress(), stop.clone());
     std::thread::sleep(Duration::from_millis(500));
     match failure {
         Failure::Kill9 => cluster.kill_node(victim),
@@ -216,7 +180,7 @@ fn drain_moves_instances_with_no_failed_request() {
     let victim = node_index(&cluster, &serving[0]);
     let survivor = node_index(&cluster, &serving[1]);
     let stop = Arc::new(AtomicBool::new(false));
-    let load = request_loop(cluster.nodes[survivor].ingress(), stop.clone());
+    let load = request_loop(HOST, cluster.nodes[survivor].ingress(), stop.clone());
     std::thread::sleep(Duration::from_millis(300));
     let victim_name = cluster.nodes[victim].name.clone();
     let output = cluster.cli(&["node", "drain", &victim_name, "--timeout", "60s"]);

@@ -33,7 +33,7 @@ impl IntoResponse for ControlError {
             ControlError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ControlError::Conflict { .. } => StatusCode::CONFLICT,
             ControlError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ControlError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ControlError::Store(_) | ControlError::NotLeader => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Corrupt { .. } | ControlError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -113,6 +113,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/nodes/{name}/undrain", post(undrain_node))
         .route("/v1/nodes/{name}/assignments", get(assignments))
         .route("/v1/routes", get(routes))
+        .route("/v1/leader", get(leader))
         .route("/v1/events", get(list_events))
         .route("/v1/watch", get(watch))
         .route(
@@ -291,8 +292,13 @@ pub async fn heartbeat(
     _token: AgentToken,
     State(plane): Plane,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     ApiJson(beat): ApiJson<Heartbeat>,
 ) -> Result<Json<HeartbeatAck>, ControlError> {
+    if plane.term().is_none() {
+        // Liveness is judged by the leader: hand the heartbeat on.
+        return Ok(Json(plane.forward_heartbeat(&name, &beat, &headers).await?));
+    }
     Ok(Json(HeartbeatAck {
         reregister: plane.heartbeat(&name, beat.epoch).await?,
     }))
@@ -330,6 +336,28 @@ pub async fn assignments(
     Path(name): Path<String>,
 ) -> Result<Json<Assignments>, ControlError> {
     Ok(Json(plane.assignments(&name).await?))
+}
+
+/// Which server leads (runs the controllers), if any.
+#[utoipa::path(get, path = "/v1/leader", responses((status = 200, body = LeaderInfo), (status = 503, body = ErrorBody)))]
+pub async fn leader(State(plane): Plane) -> Result<Json<LeaderInfo>, ControlError> {
+    let record = crate::leader::current_leader(plane.store())
+        .await
+        .ok_or(ControlError::NotLeader)?;
+    Ok(Json(LeaderInfo {
+        server_id: record.server_id,
+        api_url: record.api_url,
+        this_server: plane.server_id().to_string(),
+    }))
+}
+
+/// The leader, as `GET /v1/leader` shows it.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LeaderInfo {
+    pub server_id: String,
+    pub api_url: String,
+    /// The id of the server that answered.
+    pub this_server: String,
 }
 
 /// The ingress routing table.
@@ -381,6 +409,13 @@ pub async fn watch(
         .store()
         .watch(&prefix, params.from.unwrap_or(0))
         .await?;
+    // Cluster secrets (the join token) and the election are never streamed.
+    let changes = changes.filter(|change| {
+        let private = change.as_ref().is_ok_and(|c| {
+            c.key().starts_with("/cluster/") || c.key() == crate::leader::LEADER_KEY
+        });
+        futures::future::ready(!private)
+    });
     let events = changes.map(|change| {
         let event = match change {
             Ok(WatchEvent::Put(kv)) => {
@@ -424,7 +459,8 @@ pub async fn put_blob(
     body: Body,
 ) -> Result<StatusCode, ControlError> {
     let stream = body.into_data_stream();
-    plane.blobs().put(&digest, stream).await?;
+    let size = plane.blobs().put(&digest, stream).await?;
+    plane.note_blob_held(&digest, size).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -437,6 +473,10 @@ pub async fn get_blob(
     Path(digest): Path<String>,
 ) -> Result<Response, ControlError> {
     let path = plane.blobs().path(&digest)?;
+    if !plane.blobs().exists(&digest).await? {
+        // Uploaded to another server and not copied here yet: fetch it now.
+        plane.fetch_blob_from_peers(&digest).await?;
+    }
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|_| ControlError::not_found(format!("blob {digest}"), None))?;
@@ -455,7 +495,12 @@ pub async fn head_blob(
     State(plane): Plane,
     Path(digest): Path<String>,
 ) -> Result<StatusCode, ControlError> {
-    if plane.blobs().exists(&digest).await? {
+    let recorded = plane
+        .store()
+        .get(&format!("{}{digest}", crate::replicate::BLOBS))
+        .await?
+        .is_some();
+    if plane.blobs().exists(&digest).await? || recorded {
         Ok(StatusCode::OK)
     } else {
         Err(ControlError::not_found(format!("blob {digest}"), None))

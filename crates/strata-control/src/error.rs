@@ -19,6 +19,8 @@ pub enum ControlError {
     },
     #[error("{message}")]
     Unauthorized { message: String, hint: String },
+    #[error("this server is not the leader (controllers run on the leader only)")]
+    NotLeader,
     #[error("state store: {0}")]
     Store(#[from] StoreError),
     #[error("stored record {key} cannot be read: {reason}")]
@@ -46,6 +48,9 @@ impl ControlError {
             | ControlError::BadRequest { hint, .. }
             | ControlError::Conflict { hint, .. } => hint.clone(),
             ControlError::Unauthorized { hint, .. } => Some(hint.clone()),
+            ControlError::NotLeader => {
+                Some("retry in a moment; a leader is elected within the lease".into())
+            }
             ControlError::Store(_) | ControlError::Corrupt { .. } | ControlError::Internal(_) => {
                 None
             }
@@ -58,6 +63,7 @@ impl ControlError {
             ControlError::Conflict { .. } => "conflict",
             ControlError::Unauthorized { .. } => "unauthorized",
             ControlError::Store(_) => "store_unavailable",
+            ControlError::NotLeader => "not_leader",
             ControlError::Corrupt { .. } => "corrupt_state",
             ControlError::Internal(_) => "internal",
         }

@@ -7,14 +7,18 @@
 //! - [`reconcile`]: the level-triggered controller that turns desired state into instances on
 //!   nodes, using the pure planners of strata-sched.
 //! - [`blobs`]: the content-addressed store for uploaded artifacts.
+//! - [`leader`]: the election that lets exactly one of many servers run the controllers, and
+//!   the fence on every controller write.
 
 pub mod api;
 pub mod blobs;
 pub mod error;
+pub mod leader;
 pub mod logs;
 pub mod openapi;
 pub mod plane;
 pub mod reconcile;
+pub mod replicate;
 
 pub use error::ControlError;
 pub use plane::{ControlConfig, ControlPlane};

@@ -29,6 +29,7 @@ use crate::api;
         api::undrain_node,
         api::assignments,
         api::routes,
+        api::leader,
         api::list_events,
         api::watch,
         api::put_blob,

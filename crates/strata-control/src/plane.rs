@@ -23,6 +23,7 @@ use strata_store::{KeyValue, Store, Txn, TxnOutcome};
 use tokio::sync::Notify;
 
 use crate::blobs::BlobStore;
+use crate::leader::{ElectionConfig, LeaderTerm};
 use crate::{now_millis, ControlError};
 
 /// How many times a read-modify-write is retried when another writer got there first.
@@ -39,6 +40,12 @@ pub struct ControlConfig {
     pub join_token: String,
     /// How often node liveness is judged.
     pub liveness_tick: std::time::Duration,
+    /// This server's stable identity (kept in its data directory).
+    pub server_id: String,
+    /// This server's API as other servers reach it (heartbeats are forwarded to the leader).
+    pub api_url: String,
+    /// The leader's lease: how long a dead leader blocks the controllers at most.
+    pub lease_ttl: std::time::Duration,
 }
 
 /// The control plane: typed operations over the store, shared by the API and the controllers.
@@ -55,6 +62,8 @@ pub struct ControlPlane {
     /// restart every node gets a full grace period (as Nomad resets TTLs on a new leader).
     heartbeats: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     clock_start: std::time::Instant,
+    terms: tokio::sync::watch::Sender<Option<LeaderTerm>>,
+    led_since: AtomicU64,
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, ControlError> {
@@ -106,9 +115,107 @@ impl ControlPlane {
             http: reqwest::Client::new(),
             heartbeats: std::sync::Mutex::new(std::collections::HashMap::new()),
             clock_start: std::time::Instant::now(),
+            terms: tokio::sync::watch::channel(None).0,
+            led_since: AtomicU64::new(0),
         }))
     }
 
+    /// Starts campaigning for leadership (see [`crate::leader`]).
+    pub fn start_election(self: &Arc<Self>) {
+        let config = ElectionConfig {
+            server_id: self.config.server_id.clone(),
+            api_url: self.config.api_url.clone(),
+            lease_ttl: self.config.lease_ttl,
+        };
+        tokio::spawn(crate::leader::campaign(
+            self.store.clone(),
+            config,
+            self.terms.clone(),
+        ));
+        let plane = self.clone();
+        tokio::spawn(async move {
+            let mut terms = plane.terms.subscribe();
+            while terms.changed().await.is_ok() {
+                let term = *terms.borrow_and_update();
+                if let Some(term) = term {
+                    let event = Self::event(
+                        "leader.elected",
+                        format!(
+                            "server {} at {} leads (term {})",
+                            plane.config.server_id, plane.config.api_url, term.revision
+                        ),
+                    );
+                    plane.record(event).await;
+                }
+            }
+        });
+    }
+
+    /// This server's current term as leader, if it leads.
+    pub fn term(&self) -> Option<LeaderTerm> {
+        *self.terms.borrow()
+    }
+
+    /// Wakes when leadership changes.
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<Option<LeaderTerm>> {
+        self.terms.subscribe()
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.config.server_id
+    }
+
+    /// Applies a controller's write, fenced by this server's term: it lands only while this
+    /// server still leads. A deposed leader gets [`ControlError::NotLeader`].
+    pub async fn controller_txn(&self, txn: Txn) -> Result<TxnOutcome, ControlError> {
+        let term = self.term().ok_or(ControlError::NotLeader)?;
+        match self.store.txn(term.fence(txn)).await? {
+            TxnOutcome::Conflict { key } if key == crate::leader::LEADER_KEY => {
+                tracing::warn!("a controller write was fenced off: this server no longer leads");
+                Err(ControlError::NotLeader)
+            }
+            outcome => Ok(outcome),
+        }
+    }
+
+    /// Hands an agent's heartbeat to the leader (liveness is judged there).
+    pub async fn forward_heartbeat(
+        &self,
+        node: &str,
+        beat: &strata_core::api::Heartbeat,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<strata_core::api::HeartbeatAck, ControlError> {
+        let leader = crate::leader::current_leader(&self.store)
+            .await
+            .ok_or(ControlError::NotLeader)?;
+        if leader.server_id == self.config.server_id {
+            return Err(ControlError::NotLeader);
+        }
+        let mut request = self
+            .http
+            .post(format!(
+                "{}/v1/nodes/{node}/heartbeat",
+                leader.api_url.trim_end_matches('/')
+            ))
+            .timeout(std::time::Duration::from_secs(2))
+            .json(beat);
+        if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
+            request = request.header(axum::http::header::AUTHORIZATION, auth.clone());
+        }
+        let response = request.send().await.map_err(|error| {
+            ControlError::Internal(format!("leader {} unreachable: {error}", leader.api_url))
+        })?;
+        if !response.status().is_success() {
+            return Err(ControlError::Internal(format!(
+                "leader {} refused the heartbeat: HTTP {}",
+                leader.api_url,
+                response.status()
+            )));
+        }
+        response.json().await.map_err(|error| {
+            ControlError::Internal(format!("leader {} answered badly: {error}", leader.api_url))
+        })
+    }
     /// Milliseconds on a monotonic clock since this control plane started.
     pub fn monotonic_ms(&self) -> u64 {
         self.clock_start.elapsed().as_millis() as u64
@@ -121,6 +228,16 @@ impl ControlPlane {
             .expect("heartbeats lock")
             .get(node)
             .copied()
+    }
+
+    /// Remembers when this server began to lead; nodes it has not heard from yet count their
+    /// silence from then.
+    pub(crate) fn grace_unknown_nodes(&self, now: u64) {
+        self.led_since.store(now, Ordering::SeqCst);
+    }
+
+    pub(crate) fn led_since(&self) -> u64 {
+        self.led_since.load(Ordering::SeqCst)
     }
 
     /// Forgives every node's silence up to now (used when this process itself stalled).
@@ -198,20 +315,34 @@ impl ControlPlane {
             .collect()
     }
 
-    /// Appends an event. Events are best effort: a failure is logged, never fatal.
+    /// Appends an event. Events are best effort: a failure is logged, never fatal. A
+    /// controller's events are fenced like its other writes: a deposed leader records nothing.
     pub async fn record(&self, mut event: Event) {
         let now = now_millis();
         let counter = self.event_counter.fetch_add(1, Ordering::Relaxed) % 1000;
         event.seq = now * 1000 + counter;
         event.at = now;
-        tracing::info!(kind = %event.kind, service = ?event.service, "{}", event.message);
+        let from_controller = event.actor == "controller";
+        if from_controller {
+            event.actor = format!("controller@{}", self.config.server_id);
+        }
         let key = keys::event(event.seq);
-        if let Err(error) = self
-            .store
-            .txn(Txn::new().when(&key, 0).put(&key, encode(&event)))
-            .await
-        {
-            tracing::warn!(%error, "could not record event");
+        let txn = Txn::new().when(&key, 0).put(&key, encode(&event));
+        let written = if from_controller {
+            self.controller_txn(txn).await.map(|_| ())
+        } else {
+            self.store
+                .txn(txn)
+                .await
+                .map(|_| ())
+                .map_err(ControlError::from)
+        };
+        match written {
+            Ok(()) => {
+                tracing::info!(kind = %event.kind, service = ?event.service, "{}", event.message)
+            }
+            Err(ControlError::NotLeader) => {}
+            Err(error) => tracing::warn!(%error, "could not record event"),
         }
     }
 
@@ -298,7 +429,12 @@ impl ControlPlane {
                 ),
             )),
             (_, Some(digest)) => {
-                if !self.blobs.exists(digest).await? {
+                let recorded = self
+                    .store
+                    .get(&format!("{}{digest}", crate::replicate::BLOBS))
+                    .await?
+                    .is_some();
+                if !self.blobs.exists(digest).await? && !recorded {
                     return Err(ControlError::bad_request(
                         format!(
                             "service `{}`: artifact {digest} was never uploaded",
@@ -736,8 +872,7 @@ impl ControlPlane {
             node.state = NodeState::Ready;
             node.last_heartbeat = now_millis();
             let committed = self
-                .store
-                .txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
+                .controller_txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
                 .await?
                 .is_committed();
             if committed {
@@ -890,8 +1025,7 @@ impl ControlPlane {
             instance.desired = DesiredState::Stopped;
             instance.stop_requested_at = Some(now_millis());
             if self
-                .store
-                .txn(Txn::new().when(&key, revision).put(&key, encode(&instance)))
+                .controller_txn(Txn::new().when(&key, revision).put(&key, encode(&instance)))
                 .await?
                 .is_committed()
             {

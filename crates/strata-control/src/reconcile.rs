@@ -29,13 +29,24 @@ pub async fn run(plane: Arc<ControlPlane>) {
     let wake = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(watch_changes(plane.clone(), wake.clone()));
     let memory = Mutex::new(Memory::default());
+    let mut leadership = plane.leadership();
     loop {
-        if let Err(error) = reconcile_once(&plane, &memory).await {
-            tracing::warn!(%error, "reconcile pass failed; retrying");
+        if plane.term().is_none() {
+            // Only the leader reconciles; wait to be elected.
+            if leadership.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        match reconcile_once(&plane, &memory).await {
+            Ok(()) => {}
+            Err(ControlError::NotLeader) => continue,
+            Err(error) => tracing::warn!(%error, "reconcile pass failed; retrying"),
         }
         tokio::select! {
             _ = plane.kick.notified() => {}
             _ = wake.notified() => {}
+            _ = leadership.changed() => {}
             _ = tokio::time::sleep(RESYNC) => {}
         }
         // Let a burst of changes land before the next pass.
@@ -167,8 +178,7 @@ pub async fn reconcile_once(
         }
         for id in &plan.forget {
             plane
-                .store
-                .txn(
+                .controller_txn(
                     Txn::new()
                         .delete(keys::instance(id))
                         .delete(keys::status(id)),
@@ -267,8 +277,7 @@ async fn create_instance(
     };
     let key = keys::instance(&id);
     plane
-        .store
-        .txn(Txn::new().when(&key, 0).put(&key, encode(&instance)))
+        .controller_txn(Txn::new().when(&key, 0).put(&key, encode(&instance)))
         .await?;
     let mut event = ControlPlane::event(
         "instance.placed",
@@ -290,9 +299,21 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_tick = plane.monotonic_ms();
+    let mut led_before = false;
     loop {
         ticker.tick().await;
         let now = plane.monotonic_ms();
+        let leads = plane.term().is_some();
+        if leads && !led_before {
+            // A new leader knows no heartbeats yet: every node gets a full grace period.
+            plane.refresh_heartbeats(now);
+            plane.grace_unknown_nodes(now);
+        }
+        led_before = leads;
+        if !leads {
+            last_tick = now;
+            continue;
+        }
         // If this process itself stalled (a long GC-like pause, a suspended VM), nodes did not
         // go silent: forgive the gap instead of declaring them down.
         if now.saturating_sub(last_tick) > plane.config.liveness.suspect_after_ms {
@@ -303,8 +324,9 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
             plane.refresh_heartbeats(now);
         }
         last_tick = now;
-        if let Err(error) = judge_liveness(&plane, now).await {
-            tracing::warn!(%error, "liveness pass failed");
+        match judge_liveness(&plane, now).await {
+            Ok(()) | Err(ControlError::NotLeader) => {}
+            Err(error) => tracing::warn!(%error, "liveness pass failed"),
         }
     }
 }
@@ -312,8 +334,10 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
 async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), ControlError> {
     let nodes: Vec<(Node, u64)> = plane.list(keys::NODES).await?;
     for (mut node, revision) in nodes {
-        // A node not heard from since this process started gets a grace period from start.
-        let last = plane.last_heartbeat(&node.name).unwrap_or(0);
+        // A node not heard from since this server began to lead gets a grace period.
+        let last = plane
+            .last_heartbeat(&node.name)
+            .unwrap_or(plane.led_since());
         let next = node_state(node.state, last, now, plane.config.liveness);
         if next == node.state {
             continue;
@@ -322,8 +346,7 @@ async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), ControlErr
         node.state = next;
         let key = keys::node(&node.name);
         let committed = plane
-            .store
-            .txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
+            .controller_txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
             .await?
             .is_committed();
         if committed {

@@ -72,7 +72,9 @@ impl RoutingTable {
 /// Fetches the routing table from the control plane and keeps it current.
 #[derive(Debug, Clone)]
 pub struct RouteSource {
-    base: String,
+    /// One or several servers; the source moves to the next when one fails.
+    bases: Arc<Vec<String>>,
+    current: Arc<std::sync::atomic::AtomicUsize>,
     http: reqwest::Client,
 }
 
@@ -84,8 +86,14 @@ impl RouteSource {
                 headers.insert(reqwest::header::AUTHORIZATION, value);
             }
         }
+        let bases = control_url
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_string())
+            .filter(|b| !b.is_empty())
+            .collect();
         Self {
-            base: control_url.trim_end_matches('/').to_string(),
+            bases: Arc::new(bases),
+            current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             http: reqwest::Client::builder()
                 .default_headers(headers)
                 .connect_timeout(Duration::from_secs(1))
@@ -94,9 +102,29 @@ impl RouteSource {
         }
     }
 
+    fn base(&self) -> String {
+        let index =
+            self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len().max(1);
+        self.bases.get(index).cloned().unwrap_or_default()
+    }
+
+    /// Moves to the next server (after a failure).
+    fn rotate(&self) {
+        self.current
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub async fn fetch(&self) -> Result<RouteTable, reqwest::Error> {
+        let result = self.fetch_from(&self.base()).await;
+        if result.is_err() {
+            self.rotate();
+        }
+        result
+    }
+
+    async fn fetch_from(&self, base: &str) -> Result<RouteTable, reqwest::Error> {
         self.http
-            .get(format!("{}/v1/routes", self.base))
+            .get(format!("{base}/v1/routes"))
             .timeout(Duration::from_secs(5))
             .send()
             .await?
@@ -126,7 +154,7 @@ impl RouteSource {
         loop {
             let response = self
                 .http
-                .get(format!("{}/v1/watch", self.base))
+                .get(format!("{}/v1/watch", self.base()))
                 .send()
                 .await
                 .and_then(|r| r.error_for_status());
@@ -140,6 +168,7 @@ impl RouteSource {
                     }
                 }
             }
+            self.rotate();
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }

@@ -8,7 +8,12 @@
 //!
 //! - [`redb::RedbStore`]: the embedded default, one file in the data directory, durable at
 //!   every commit (survives `kill -9`).
+//! - [`etcd::EtcdStore`]: the state in an etcd v3 cluster (`etcd://HOST:PORT,.../NAMESPACE`),
+//!   for highly available control planes; several Strata clusters can share one etcd under
+//!   different namespaces.
 //! - [`conformance`] (feature `test-util`): the behaviour suite every backend must pass.
+//! - [`testing`] (feature `test-util`): a real etcd (one member or a cluster) started on
+//!   loopback for tests.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -19,8 +24,12 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
+pub mod etcd;
 pub mod redb;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
+pub use crate::etcd::{EtcdOptions, EtcdStore};
 pub use crate::redb::RedbStore;
 
 /// A store-wide revision. Every write transaction gets the next one. 0 means "never written".

@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod process;
+
+pub use process::{request_loop, AgentProcess, ServerProcess};
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -52,7 +56,7 @@ fn ip(args: &[&str]) {
 }
 
 /// Reads `prefix...` lines from a child's stdout until all `prefixes` are seen or `limit`.
-fn read_announcements(
+pub(crate) fn read_announcements(
     child: &mut Child,
     prefixes: &[&str],
     limit: Duration,

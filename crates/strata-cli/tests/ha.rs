@@ -1,0 +1,336 @@
+//! A highly available control plane: several `strata server`s on a real etcd cluster (members
+//! started by the test on loopback ports it picked). The leader is killed or frozen while
+//! deploys and scale changes go on; etcd members die; a one-machine install moves onto etcd.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use strata_core::api::ServiceStatus;
+use strata_store::testing::{etcd_unavailable, EtcdServer};
+use strata_testkit::{AgentProcess, ServerProcess};
+
+fn server(dir: &Path, store: &str) -> ServerProcess {
+    ServerProcess::start(&common::strata_bin(), dir, Some(store))
+}
+
+fn agent(dir: &Path, join: &str, token: &str) -> AgentProcess {
+    AgentProcess::start(&common::strata_bin(), dir, join, token)
+}
+
+fn cli(addr: &str, args: &[&str]) -> std::process::Output {
+    Command::new(common::strata_bin())
+        .args(args)
+        .env("STRATA_ADDR", addr)
+        .output()
+        .unwrap()
+}
+
+fn leader_id(addr: &str) -> Option<String> {
+    let output = Command::new("curl")
+        .args(["-fsS", &format!("{addr}/v1/leader")])
+        .output()
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    value["server_id"].as_str().map(str::to_string)
+}
+
+fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {limit:?}: {what}");
+}
+
+fn skip() -> bool {
+    match etcd_unavailable() {
+        Some(why) => {
+            eprintln!("SKIPPED: HA tests need etcd: {why}");
+            true
+        }
+        None => false,
+    }
+}
+
+fn hello_spec(dir: &Path, replicas: u32, greeting: &str) -> PathBuf {
+    common::hello_spec(dir, replicas, greeting)
+}
+
+/// Deploys through every server, by name, for tests that kill some of them.
+fn deploy(addrs: &str, spec: &Path) -> std::process::Output {
+    cli(addrs, &["deploy", spec.to_str().unwrap(), "--detach"])
+}
+
+#[test]
+fn killing_the_leader_loses_no_acknowledged_write() {
+    if skip() {
+        return;
+    }
+    let etcd = EtcdServer::cluster(3);
+    let store = etcd.url("/strata-ha");
+    let root = tempfile::tempdir().unwrap();
+    let mut servers: Vec<ServerProcess> = (0..3)
+        .map(|i| server(&root.path().join(format!("s{i}")), &store))
+        .collect();
+    let addrs = servers
+        .iter()
+        .map(|s| s.api.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    wait_until(Duration::from_secs(20), "a leader is elected", || {
+        leader_id(&servers[0].api).is_some()
+    });
+    let agent = agent(&root.path().join("agent"), &addrs, &servers[0].token());
+
+    // Deploys and scale changes go on while the leader is killed.
+    let mut acknowledged: Vec<(u32, String)> = Vec::new();
+    let mut killed = None;
+    for round in 0..8u32 {
+        if round == 3 {
+            let leader = leader_id(&servers[0].api).unwrap();
+            let index = servers.iter().position(|s| s.id() == leader).unwrap();
+            servers[index].kill9();
+            killed = Some(index);
+        }
+        let replicas = 1 + round % 3;
+        let greeting = format!("round {round}");
+        let spec = hello_spec(root.path(), replicas, &greeting);
+        let output = deploy(&addrs, &spec);
+        if output.status.success() {
+            acknowledged.push((replicas, greeting));
+        } else {
+            eprintln!(
+                "deploy of round {round} not acknowledged: {}",
+                common::stderr(&output)
+            );
+        }
+    }
+    let killed = killed.unwrap();
+    let survivor = servers.iter().find(|s| s.is_running()).unwrap().api.clone();
+    wait_until(Duration::from_secs(20), "a new leader", || {
+        leader_id(&survivor).is_some_and(|id| id != servers[killed].id())
+    });
+    assert!(
+        acknowledged.len() >= 6,
+        "most deploys must be acknowledged: {acknowledged:?}"
+    );
+
+    // Every acknowledged change is there: the last one is the desired state, and each made
+    // a release whose config is in the store.
+    let (replicas, greeting) = acknowledged.last().unwrap().clone();
+    let status: Vec<ServiceStatus> =
+        serde_json::from_slice(&cli(&addrs, &["status", "hello", "--json"]).stdout).unwrap();
+    assert_eq!(status[0].service.replicas, replicas);
+    let releases = String::from_utf8_lossy(
+        &Command::new("curl")
+            .args([
+                "-fsS",
+                &format!("{survivor}/v1/envs/dev/services/hello/releases"),
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    let releases: Vec<strata_core::Release> = serde_json::from_str(&releases).unwrap();
+    assert!(
+        releases.len() >= acknowledged.len(),
+        "{} releases for {} acknowledged deploys",
+        releases.len(),
+        acknowledged.len()
+    );
+
+    // The new leader converges the service to the last acknowledged state, and it serves.
+    let client = curl::get_via(&agent.ingress);
+    wait_until(
+        Duration::from_secs(30),
+        "the last acknowledged deploy serves",
+        || client("http://hello.dev.localhost/").is_some_and(|body| body.starts_with(&greeting)),
+    );
+    let _ = &servers[killed].log();
+}
+
+/// Minimal blocking GET through an ingress (Host header set), for tests.
+mod curl {
+    pub fn get_via(ingress: &str) -> impl Fn(&str) -> Option<String> + '_ {
+        move |url: &str| {
+            let host = url
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            let output = std::process::Command::new("curl")
+                .args([
+                    "-fsS",
+                    "--max-time",
+                    "5",
+                    "-H",
+                    &format!("Host: {host}"),
+                    &format!("http://{ingress}/"),
+                ])
+                .output()
+                .ok()?;
+            output
+                .status
+                .success()
+                .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+        }
+    }
+}
+
+#[test]
+fn a_frozen_leader_is_fenced_and_acts_no_more() {
+    if skip() {
+        return;
+    }
+    let etcd = EtcdServer::cluster(1);
+    let store = etcd.url("/strata-fence");
+    let root = tempfile::tempdir().unwrap();
+    let servers: Vec<ServerProcess> = (0..2)
+        .map(|i| server(&root.path().join(format!("s{i}")), &store))
+        .collect();
+    wait_until(Duration::from_secs(20), "a leader is elected", || {
+        leader_id(&servers[0].api).is_some()
+    });
+    let old = leader_id(&servers[0].api).unwrap();
+    let old_index = servers.iter().position(|s| s.id() == old).unwrap();
+    let other = &servers[1 - old_index];
+    servers[old_index].freeze(true);
+    wait_until(
+        Duration::from_secs(20),
+        "the other server takes over",
+        || leader_id(&other.api).is_some_and(|id| id != old),
+    );
+    let taken_over = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Give the old leader work to do when it wakes: a deploy it would reconcile.
+    let spec = hello_spec(root.path(), 1, "fenced");
+    let output = cli(&other.api, &["deploy", spec.to_str().unwrap(), "--detach"]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    servers[old_index].freeze(false);
+    std::thread::sleep(Duration::from_secs(3));
+    let events: strata_core::api::EventList = serde_json::from_slice(
+        &Command::new("curl")
+            .args(["-fsS", &format!("{}/v1/events?limit=1000", other.api)])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let late: Vec<_> = events
+        .events
+        .iter()
+        .filter(|e| e.actor == format!("controller@{old}") && e.at > taken_over)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the deposed leader acted after losing its lease: {late:#?}\n{}",
+        servers[old_index].log()
+    );
+    assert!(
+        events
+            .events
+            .iter()
+            .any(|e| e.actor == format!("controller@{}", other.id())
+                && e.kind == "placement.failed"
+                && e.service.as_deref() == Some("hello")),
+        "the new leader reconciles the deploy (no node joined, so placement fails, as an event)"
+    );
+}
+
+#[test]
+fn the_fleet_goes_on_when_an_etcd_member_dies() {
+    if skip() {
+        return;
+    }
+    let mut etcd = EtcdServer::cluster(3);
+    let store = etcd.url("/strata-member");
+    let root = tempfile::tempdir().unwrap();
+    let server = server(&root.path().join("s0"), &store);
+    wait_until(Duration::from_secs(20), "a leader is elected", || {
+        leader_id(&server.api).is_some()
+    });
+    etcd.kill(0);
+    let spec = hello_spec(root.path(), 1, "one member down");
+    let output = cli(&server.api, &["deploy", spec.to_str().unwrap(), "--detach"]);
+    assert!(
+        output.status.success(),
+        "deploy with one etcd member down: {}\n{}",
+        common::stderr(&output),
+        server.log()
+    );
+    let status: Vec<ServiceStatus> =
+        serde_json::from_slice(&cli(&server.api, &["status", "hello", "--json"]).stdout).unwrap();
+    assert_eq!(status[0].service.desired_release, 1);
+}
+
+#[test]
+fn a_one_machine_install_moves_onto_etcd() {
+    if skip() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dev_dir = root.path().join("dev");
+    std::fs::create_dir_all(&dev_dir).unwrap();
+    {
+        let dev = common::Dev::start(&dev_dir);
+        let spec = hello_spec(root.path(), 1, "moved");
+        let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
+        assert!(output.status.success(), "{}", common::stderr(&output));
+    } // strata dev stops (SIGTERM) here.
+    let backup = root.path().join("backup.jsonl");
+    let output = Command::new(common::strata_bin())
+        .args(["store", "export", "--data-dir"])
+        .arg(&dev_dir)
+        .arg("--output")
+        .arg(&backup)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "export: {}",
+        common::stderr(&output)
+    );
+
+    let etcd = EtcdServer::cluster(1);
+    let store = etcd.url("/strata-moved");
+    let server_dir = root.path().join("server");
+    std::fs::create_dir_all(&server_dir).unwrap();
+    let output = Command::new(common::strata_bin())
+        .args(["store", "import"])
+        .arg(&backup)
+        .args(["--store", &store, "--data-dir"])
+        .arg(&server_dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "import: {}",
+        common::stderr(&output)
+    );
+    assert!(
+        common::stderr(&output).contains("1 artifacts"),
+        "{}",
+        common::stderr(&output)
+    );
+
+    let server = server(&server_dir, &store);
+    let agent = agent(&root.path().join("agent"), &server.api, &server.token());
+    let get = curl::get_via(&agent.ingress);
+    wait_until(
+        Duration::from_secs(30),
+        "the imported service serves",
+        || {
+            get("http://hello.dev.localhost/")
+                .is_some_and(|body| body.starts_with("moved from hello-1-"))
+        },
+    );
+}

@@ -1,0 +1,182 @@
+//! Leader election: of all the servers sharing one store, exactly one runs the controllers
+//! (reconciler, liveness) at a time.
+//!
+//! A server campaigns by creating the key `/leader` bound to a lease of its own (a
+//! transaction that succeeds only if the key is absent). While it keeps the lease alive it is
+//! the leader; its *term* is the revision at which it created the key. Every controller write
+//! carries the compare "`/leader` is still at my term's revision" ([`LeaderTerm::fence`]), so a
+//! deposed leader (paused, partitioned, slow to notice) cannot write: once its lease expires
+//! the key is deleted, and once another server wins it is recreated at a later revision.
+//! Followers watch the key and campaign again when it disappears.
+//!
+//! A server restarting with the same identity (its data directory's `server-id`) revokes its
+//! own stale lease at once instead of waiting for it to expire.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use strata_store::{LeaseId, Revision, Store, Txn, TxnOutcome, WatchEvent};
+use tokio::sync::watch;
+
+/// The key the leader holds.
+pub const LEADER_KEY: &str = "/leader";
+
+/// What `/leader` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderRecord {
+    pub server_id: String,
+    /// The leader's API, where followers forward heartbeats.
+    pub api_url: String,
+    pub lease: LeaseId,
+}
+
+/// One term of leadership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderTerm {
+    pub lease: LeaseId,
+    /// The revision at which this server created `/leader`.
+    pub revision: Revision,
+}
+
+impl LeaderTerm {
+    /// Adds the fencing compare to a controller's transaction.
+    pub fn fence(&self, txn: Txn) -> Txn {
+        txn.when(LEADER_KEY, self.revision)
+    }
+}
+
+/// Election settings.
+#[derive(Debug, Clone)]
+pub struct ElectionConfig {
+    pub server_id: String,
+    pub api_url: String,
+    /// The leader's lease. etcd rounds it up to whole seconds with a minimum near 2 s.
+    pub lease_ttl: Duration,
+}
+
+/// Campaigns forever, publishing the current term (`None` while not leader) on `terms`.
+pub async fn campaign(
+    store: Arc<dyn Store>,
+    config: ElectionConfig,
+    terms: watch::Sender<Option<LeaderTerm>>,
+) {
+    loop {
+        match try_lead(&store, &config).await {
+            Ok(Some(term)) => {
+                tracing::info!(server = %config.server_id, term = term.revision, "elected leader");
+                let _ = terms.send(Some(term));
+                hold(&store, &config, term).await;
+                let _ = terms.send(None);
+                tracing::warn!(server = %config.server_id, "lost leadership");
+            }
+            Ok(None) => wait_for_vacancy(&store).await,
+            Err(error) => {
+                tracing::warn!(%error, "campaign failed; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// One attempt to become leader.
+async fn try_lead(
+    store: &Arc<dyn Store>,
+    config: &ElectionConfig,
+) -> Result<Option<LeaderTerm>, strata_store::StoreError> {
+    if let Some(current) = store.get(LEADER_KEY).await? {
+        let record: Option<LeaderRecord> = serde_json::from_slice(&current.value).ok();
+        match record {
+            // Our own key from before a restart: take it back now.
+            Some(record) if record.server_id == config.server_id => {
+                let _ = store.revoke_lease(record.lease).await;
+                let _ = store
+                    .txn(
+                        Txn::new()
+                            .when(LEADER_KEY, current.mod_revision)
+                            .delete(LEADER_KEY),
+                    )
+                    .await;
+            }
+            _ => return Ok(None),
+        }
+    }
+    let lease = store.grant_lease(config.lease_ttl).await?;
+    let record = LeaderRecord {
+        server_id: config.server_id.clone(),
+        api_url: config.api_url.clone(),
+        lease,
+    };
+    let value = serde_json::to_vec(&record).expect("record serializes");
+    match store
+        .txn(
+            Txn::new()
+                .when(LEADER_KEY, 0)
+                .put_with_lease(LEADER_KEY, value, lease),
+        )
+        .await?
+    {
+        TxnOutcome::Committed(revision) => Ok(Some(LeaderTerm { lease, revision })),
+        TxnOutcome::Conflict { .. } => {
+            let _ = store.revoke_lease(lease).await;
+            Ok(None)
+        }
+    }
+}
+
+/// Keeps the lease alive until it cannot, or the key is no longer ours.
+async fn hold(store: &Arc<dyn Store>, config: &ElectionConfig, term: LeaderTerm) {
+    let period = (config.lease_ttl / 4).max(Duration::from_millis(100));
+    let deadline_after = config.lease_ttl;
+    let mut last_renewal = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(period).await;
+        let renewed = tokio::time::timeout(period, store.keep_alive(term.lease)).await;
+        match renewed {
+            Ok(Ok(())) => last_renewal = tokio::time::Instant::now(),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "leader lease lost");
+                return;
+            }
+            Err(_) => tracing::warn!("leader lease renewal timed out"),
+        }
+        // Step down before the lease can have expired on the store's side.
+        if last_renewal.elapsed() >= deadline_after.mul_f32(0.75) {
+            return;
+        }
+        match store.get(LEADER_KEY).await {
+            Ok(Some(kv)) if kv.mod_revision == term.revision => {}
+            Ok(_) => return,
+            Err(_) => {}
+        }
+    }
+}
+
+/// Returns when `/leader` is deleted (or after a while, to look again).
+async fn wait_for_vacancy(store: &Arc<dyn Store>) {
+    let Ok(mut changes) = store.watch(LEADER_KEY, 0).await else {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        return;
+    };
+    // The key may have gone between our read and the watch.
+    if matches!(store.get(LEADER_KEY).await, Ok(None)) {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(change) = changes.next().await {
+            match change {
+                Ok(WatchEvent::Delete { key, .. }) if key == LEADER_KEY => return,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
+
+/// The current leader's record, if any.
+pub async fn current_leader(store: &Arc<dyn Store>) -> Option<LeaderRecord> {
+    let kv = store.get(LEADER_KEY).await.ok()??;
+    serde_json::from_slice(&kv.value).ok()
+}

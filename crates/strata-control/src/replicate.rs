@@ -1,0 +1,151 @@
+//! Artifacts across servers. Each server keeps artifact bytes on its own disk; the store
+//! records which servers hold each one (`/blobs/{digest}`) and where each server is
+//! (`/servers/{id}`). Every server copies every artifact it lacks from a holder as soon as it
+//! learns of it (a watch), so any server can serve any artifact to an agent, and an artifact
+//! survives the loss of the server it was uploaded to.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use strata_store::{Txn, WatchEvent};
+
+use crate::plane::{decode, encode};
+use crate::{ControlError, ControlPlane};
+
+pub const BLOBS: &str = "/blobs/";
+pub const SERVERS: &str = "/servers/";
+
+/// Which servers hold an artifact.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRecord {
+    pub size: u64,
+    pub holders: BTreeSet<String>,
+}
+
+/// Where a server is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerRecord {
+    pub server_id: String,
+    pub api_url: String,
+}
+
+impl ControlPlane {
+    /// Publishes this server's address, for peers fetching artifacts from it.
+    pub async fn announce_server(&self) -> Result<(), ControlError> {
+        let record = ServerRecord {
+            server_id: self.config.server_id.clone(),
+            api_url: self.config.api_url.clone(),
+        };
+        self.store
+            .put(&format!("{SERVERS}{}", record.server_id), encode(&record))
+            .await?;
+        Ok(())
+    }
+
+    /// Records that this server holds `digest`.
+    pub async fn note_blob_held(&self, digest: &str, size: u64) -> Result<(), ControlError> {
+        let key = format!("{BLOBS}{digest}");
+        for _ in 0..16 {
+            let current = self.store.get(&key).await?;
+            let revision = current.as_ref().map(|kv| kv.mod_revision).unwrap_or(0);
+            let mut record: BlobRecord = match &current {
+                Some(kv) => decode(kv)?,
+                None => BlobRecord::default(),
+            };
+            if !record.holders.insert(self.config.server_id.clone()) {
+                return Ok(());
+            }
+            record.size = size;
+            if self
+                .store
+                .txn(Txn::new().when(&key, revision).put(&key, encode(&record)))
+                .await?
+                .is_committed()
+            {
+                return Ok(());
+            }
+        }
+        Err(ControlError::Internal(format!(
+            "could not record blob {digest}"
+        )))
+    }
+
+    /// Copies `digest` from a server that holds it into this server's blob store.
+    pub async fn fetch_blob_from_peers(&self, digest: &str) -> Result<(), ControlError> {
+        let key = format!("{BLOBS}{digest}");
+        let Some(kv) = self.store.get(&key).await? else {
+            return Err(ControlError::not_found(format!("blob {digest}"), None));
+        };
+        let record: BlobRecord = decode(&kv)?;
+        let mut last_error = format!("no server holds blob {digest}");
+        for holder in record
+            .holders
+            .iter()
+            .filter(|h| **h != self.config.server_id)
+        {
+            let Some(server) = self.store.get(&format!("{SERVERS}{holder}")).await? else {
+                continue;
+            };
+            let server: ServerRecord = decode(&server)?;
+            let url = format!("{}/v1/blobs/{digest}", server.api_url.trim_end_matches('/'));
+            match self.http.get(&url).send().await {
+                Ok(response) if response.status().is_success() => {
+                    let size = self.blobs.put(digest, response.bytes_stream()).await?;
+                    self.note_blob_held(digest, size).await?;
+                    return Ok(());
+                }
+                Ok(response) => last_error = format!("{url}: HTTP {}", response.status()),
+                Err(error) => last_error = format!("{url}: {error}"),
+            }
+        }
+        Err(ControlError::Internal(format!(
+            "cannot fetch blob {digest}: {last_error}"
+        )))
+    }
+}
+
+/// Keeps this server's blob store complete: copies every artifact recorded in the store that
+/// it lacks. Runs until the task is dropped.
+pub async fn run(plane: Arc<ControlPlane>) {
+    if let Err(error) = plane.announce_server().await {
+        tracing::warn!(%error, "cannot announce this server");
+    }
+    loop {
+        let listing = match plane.store.list(BLOBS).await {
+            Ok(listing) => listing,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list blobs");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for kv in &listing.kvs {
+            copy_if_missing(&plane, &kv.key).await;
+        }
+        let Ok(mut changes) = plane.store.watch(BLOBS, listing.revision + 1).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        while let Some(change) = changes.next().await {
+            match change {
+                Ok(WatchEvent::Put(kv)) => copy_if_missing(&plane, &kv.key).await,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn copy_if_missing(plane: &ControlPlane, key: &str) {
+    let digest = key.trim_start_matches(BLOBS);
+    if plane.blobs.exists(digest).await.unwrap_or(true) {
+        return;
+    }
+    if let Err(error) = plane.fetch_blob_from_peers(digest).await {
+        tracing::warn!(%error, "artifact not replicated yet");
+    }
+}

@@ -1,0 +1,200 @@
+//! Single `strata` processes for tests and benchmarks: a server (on any store) and an agent on
+//! loopback, each announcing its addresses on stdout, killed on drop; and a bounded request
+//! loop through an ingress.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::read_announcements;
+
+fn spawn(command: &mut Command, log: &Path) -> Child {
+    command
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("log file"),
+        )
+        .spawn()
+        .expect("strata starts")
+}
+
+/// A `strata server`.
+pub struct ServerProcess {
+    child: Option<Child>,
+    pub api: String,
+    pub dir: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts a server with its data in `dir`, on `store` (`None`: the embedded store).
+    pub fn start(strata: &Path, dir: &Path, store: Option<&str>) -> ServerProcess {
+        std::fs::create_dir_all(dir).expect("server dir");
+        let mut command = Command::new(strata);
+        command
+            .args(["server", "--data-dir"])
+            .arg(dir)
+            .args(["--api-addr", "127.0.0.1:0"]);
+        if let Some(store) = store {
+            command.args(["--store", store]);
+        }
+        let log = dir.join("server.log");
+        let mut child = spawn(&mut command, &log);
+        let api =
+            read_announcements(&mut child, &["api: "], Duration::from_secs(30), &log).remove(0);
+        ServerProcess {
+            child: Some(child),
+            api,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The server's stable identity.
+    pub fn id(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server-id"))
+            .map(|id| id.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("join-token"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// SIGSTOP (true) or SIGCONT (false).
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(pid) = self.pid() {
+            let signal = if frozen {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            };
+            kill(Pid::from_raw(pid), signal).expect("signal the server");
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.freeze(false);
+        self.kill9();
+    }
+}
+
+/// A `strata agent` on loopback.
+pub struct AgentProcess {
+    child: Child,
+    /// `host:port` of its ingress.
+    pub ingress: String,
+    pub dir: PathBuf,
+}
+
+impl AgentProcess {
+    pub fn start(strata: &Path, dir: &Path, join: &str, token: &str) -> AgentProcess {
+        std::fs::create_dir_all(dir).expect("agent dir");
+        let mut command = Command::new(strata);
+        command
+            .args(["agent", "--join", join, "--token", token, "--name", "local"])
+            .args([
+                "--api-addr",
+                "127.0.0.1:0",
+                "--ingress-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir);
+        let log = dir.join("agent.log");
+        let mut child = spawn(&mut command, &log);
+        let ingress = read_announcements(
+            &mut child,
+            &["ingress: http://"],
+            Duration::from_secs(30),
+            &log,
+        )
+        .remove(0);
+        AgentProcess {
+            child,
+            ingress,
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GETs `http://HOST:PORT/` through `ingress` every 5-10 ms until `stop` (at most 60 s);
+/// returns the failures (status and body, or the error) and the number of successes.
+pub fn request_loop(
+    host: &'static str,
+    ingress: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<String>, usize)> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let addr: std::net::SocketAddr = ingress.parse().expect("ingress address");
+            let client = reqwest::Client::builder()
+                .resolve(host, addr)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client");
+            let url = format!("http://{host}:{}/", addr.port());
+            let (mut failures, mut ok) = (Vec::new(), 0);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match client.get(&url).send().await {
+                    Ok(response) if response.status() == 200 => ok += 1,
+                    Ok(response) => failures.push(format!(
+                        "{}: {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
+                    )),
+                    Err(error) => failures.push(format!("{error:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (failures, ok)
+        })
+    })
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Strata needs, if missing:
+#   scripts/deps.sh build   protoc (the etcd client's gRPC code is generated at build time)
+#   scripts/deps.sh test    + etcd (HA tests start real etcd members) and iproute2 (cluster
+#                            tests put nodes in network namespaces)
+set -euo pipefail
+want=(protobuf-compiler)
+[ "${1:-build}" = test ] && want+=(etcd-server iproute2)
+
+missing=()
+for pkg in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "deps: please install: ${missing[*]} (Debian/Ubuntu package names)" >&2
+  exit 1
+fi
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+echo "==> installing ${missing[*]}"
+$sudo apt-get install -y -q "${missing[@]}" >/dev/null || {
+  $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "${missing[@]}" >/dev/null
+}
