@@ -135,6 +135,43 @@ fn main() {
     }
     let (median, _, max) = stats(takeovers);
     println!("median {median:.0} ms, max {max:.0} ms\n");
+
+    // The same with a frozen leader (SIGSTOP): it still holds its socket, so only its lease
+    // ending deposes it.
+    println!("{:>4} {:>26}", "run", "SIGSTOP -> new leader ms");
+    let mut frozen_takeovers = Vec::new();
+    for run in 1..=runs.min(5) {
+        let current = runtime.block_on(async {
+            loop {
+                if let Some(id) = leader(&client, &servers[0].api).await {
+                    break id;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let index = servers.iter().position(|s| s.id() == current).unwrap();
+        let survivor = servers[(index + 1) % 3].api.clone();
+        let start = Instant::now();
+        servers[index].freeze(true);
+        let ms = runtime.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(id) = leader(&client, &survivor).await {
+                    if id != current {
+                        break start.elapsed().as_secs_f64() * 1000.0;
+                    }
+                }
+                assert!(Instant::now() < deadline, "no new leader within 30 s");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        servers[index].freeze(false);
+        println!("{run:>4} {ms:>26.0}");
+        frozen_takeovers.push(ms);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let (median, _, max) = stats(frozen_takeovers);
+    println!("median {median:.0} ms, max {max:.0} ms\n");
     drop(servers);
 
     // 2. API writes, redb and etcd in the same run.

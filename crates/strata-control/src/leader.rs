@@ -11,6 +11,12 @@
 //!
 //! A server restarting with the same identity (its data directory's `server-id`) revokes its
 //! own stale lease at once instead of waiting for it to expire.
+//!
+//! A crashed leader is replaced faster than its lease: followers probe the leader's API, and
+//! when its address refuses connections (the process is gone while its host is up) on two
+//! probes in a row, they revoke its lease. A leader that is merely slow, frozen or cut off
+//! still answers the TCP handshake or times out instead; it loses only by lease expiry. Either
+//! way the fence keeps a deposed leader from writing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,17 +159,18 @@ async fn hold(store: &Arc<dyn Store>, config: &ElectionConfig, term: LeaderTerm)
     }
 }
 
-/// Returns when `/leader` is deleted (or after a while, to look again).
+/// Returns when `/leader` is deleted (or after a while, to look again). Meanwhile probes
+/// the leader, and revokes its lease if its process is plainly gone.
 async fn wait_for_vacancy(store: &Arc<dyn Store>) {
     let Ok(mut changes) = store.watch(LEADER_KEY, 0).await else {
         tokio::time::sleep(Duration::from_millis(250)).await;
         return;
     };
     // The key may have gone between our read and the watch.
-    if matches!(store.get(LEADER_KEY).await, Ok(None)) {
+    let Some(leader) = current_leader(store).await else {
         return;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    };
+    let vacated = async {
         while let Some(change) = changes.next().await {
             match change {
                 Ok(WatchEvent::Delete { key, .. }) if key == LEADER_KEY => return,
@@ -171,8 +178,52 @@ async fn wait_for_vacancy(store: &Arc<dyn Store>) {
                 Err(_) => return,
             }
         }
+    };
+    let probe = async {
+        let mut refused = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if leader_refuses_connections(&leader.api_url).await {
+                refused += 1;
+            } else {
+                refused = 0;
+            }
+            if refused >= 2 {
+                tracing::warn!(leader = %leader.server_id, url = %leader.api_url, "the leader's process is gone; revoking its lease");
+                let _ = store.revoke_lease(leader.lease).await;
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::select! {
+            _ = vacated => {}
+            _ = probe => {}
+        }
     })
     .await;
+}
+
+/// Whether the leader's API address actively refuses TCP connections (nothing listens there:
+/// the process is gone). A timeout or an unreachable host is not proof: those wait for the
+/// lease.
+async fn leader_refuses_connections(api_url: &str) -> bool {
+    let authority = api_url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    match tokio::time::timeout(
+        Duration::from_millis(300),
+        tokio::net::TcpStream::connect(authority),
+    )
+    .await
+    {
+        Ok(Err(error)) => error.kind() == std::io::ErrorKind::ConnectionRefused,
+        _ => false,
+    }
 }
 
 /// The current leader's record, if any.

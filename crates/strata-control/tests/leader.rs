@@ -101,3 +101,34 @@ async fn a_restarted_server_takes_its_own_leadership_back_at_once() {
     );
     assert_ne!(again.term().unwrap().revision, old.revision);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_process_is_gone_is_replaced_before_its_lease_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        RedbStore::open(&dir.path().join("store.redb"))
+            .await
+            .unwrap(),
+    );
+    // A leader whose API address refuses connections, as a crashed server's would, but whose
+    // lease is still being renewed: only the followers' probe can depose it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut gone = config(dir.path(), "gone");
+    gone.api_url = format!("http://{closed}");
+    let gone = ControlPlane::new(store.clone(), gone).unwrap();
+    gone.start_election();
+    assert!(until(Duration::from_secs(10), || gone.term().is_some()).await);
+    let follower = ControlPlane::new(store.clone(), config(dir.path(), "follower")).unwrap();
+    follower.start_election();
+    assert!(
+        until(Duration::from_secs(10), || follower.term().is_some()).await,
+        "the follower deposes a leader whose address refuses connections"
+    );
+    assert!(
+        until(Duration::from_secs(5), || gone.term().is_none()).await,
+        "the old leader steps down"
+    );
+}
