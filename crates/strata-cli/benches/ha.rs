@@ -37,6 +37,30 @@ async fn leader(client: &reqwest::Client, api: &str) -> Option<String> {
     value["server_id"].as_str().map(str::to_string)
 }
 
+/// The current leader's id, waiting until there is one.
+async fn wait_leader(client: &reqwest::Client, api: &str) -> String {
+    loop {
+        if let Some(id) = leader(client, api).await {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Milliseconds from `start` until `api` names a leader other than `old`.
+async fn wait_new_leader(client: &reqwest::Client, api: &str, old: &str, start: Instant) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(id) = leader(client, api).await {
+            if id != old {
+                return start.elapsed().as_secs_f64() * 1000.0;
+            }
+        }
+        assert!(Instant::now() < deadline, "no new leader within 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn stats(mut samples: Vec<f64>) -> (f64, f64, f64) {
     samples.sort_by(f64::total_cmp);
     let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
@@ -104,30 +128,12 @@ fn main() {
     println!("{:>4} {:>26}", "run", "kill -9 -> new leader ms");
     let mut takeovers = Vec::new();
     for run in 1..=runs {
-        let current = runtime.block_on(async {
-            loop {
-                if let Some(id) = leader(&client, &servers[0].api).await {
-                    break id;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
+        let current = runtime.block_on(wait_leader(&client, &servers[0].api));
         let index = servers.iter().position(|s| s.id() == current).unwrap();
         let survivor = servers[(index + 1) % 3].api.clone();
         let start = Instant::now();
         servers[index].kill9();
-        let ms = runtime.block_on(async {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Some(id) = leader(&client, &survivor).await {
-                    if id != current {
-                        break start.elapsed().as_secs_f64() * 1000.0;
-                    }
-                }
-                assert!(Instant::now() < deadline, "no new leader within 30 s");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
+        let ms = runtime.block_on(wait_new_leader(&client, &survivor, &current, start));
         println!("{run:>4} {ms:>26.0}");
         takeovers.push(ms);
         let dir = root.path().join(format!("l{index}"));
@@ -141,30 +147,12 @@ fn main() {
     println!("{:>4} {:>26}", "run", "SIGSTOP -> new leader ms");
     let mut frozen_takeovers = Vec::new();
     for run in 1..=runs.min(5) {
-        let current = runtime.block_on(async {
-            loop {
-                if let Some(id) = leader(&client, &servers[0].api).await {
-                    break id;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
+        let current = runtime.block_on(wait_leader(&client, &servers[0].api));
         let index = servers.iter().position(|s| s.id() == current).unwrap();
         let survivor = servers[(index + 1) % 3].api.clone();
         let start = Instant::now();
         servers[index].freeze(true);
-        let ms = runtime.block_on(async {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Some(id) = leader(&client, &survivor).await {
-                    if id != current {
-                        break start.elapsed().as_secs_f64() * 1000.0;
-                    }
-                }
-                assert!(Instant::now() < deadline, "no new leader within 30 s");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
+        let ms = runtime.block_on(wait_new_leader(&client, &survivor, &current, start));
         servers[index].freeze(false);
         println!("{run:>4} {ms:>26.0}");
         frozen_takeovers.push(ms);

@@ -17,8 +17,8 @@ use crate::{CliResult, Failure};
 
 pub struct ServerArgs {
     pub data_dir: PathBuf,
-    /// `etcd://...`, or `None` for the embedded store.
-    pub store: Option<String>,
+    /// `etcd://...` or `etcds://...` with its TLS files, or `None` for the embedded store.
+    pub store: Option<platform::EtcdArgs>,
     pub api_addr: String,
     pub suspect_after: Duration,
     pub down_after: Duration,
@@ -40,7 +40,7 @@ pub async fn server(args: ServerArgs) -> CliResult {
         down_after_ms: args.down_after.as_millis() as u64,
     };
     let control =
-        platform::start_control_plane(&data_dir, args.store.as_deref(), listener, liveness, None)
+        platform::start_control_plane(&data_dir, args.store.as_ref(), listener, liveness, None)
             .await?;
     println!("api: {}", control.api_url);
     println!("join token: {}", control.token);

@@ -36,6 +36,29 @@ struct ApiArgs {
     addr: String,
 }
 
+/// TLS to the etcd store (`--store etcds://...`).
+#[derive(Debug, clap::Args)]
+struct StoreTlsArgs {
+    /// PEM file of the CA that signed the etcd members' certificates, for an etcds:// --store
+    /// (default: the system's trust roots).
+    #[arg(long, value_name = "FILE", requires = "store")]
+    store_ca: Option<PathBuf>,
+    /// PEM file of the client certificate to present to etcd: mutual TLS, for an etcd run with
+    /// --client-cert-auth. Needs --store-key.
+    #[arg(long, value_name = "FILE", requires_all = ["store", "store_key"])]
+    store_cert: Option<PathBuf>,
+    /// PEM file of the private key of --store-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["store", "store_cert"])]
+    store_key: Option<PathBuf>,
+}
+
+impl StoreTlsArgs {
+    /// The etcd store of `--store` with these files, or `None` for the embedded store.
+    fn with_url(self, url: Option<String>) -> Result<Option<platform::EtcdArgs>, Failure> {
+        platform::EtcdArgs::from_flags(url, self.store_ca, self.store_cert, self.store_key)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a one-machine platform: control plane, node agent and ingress in one process,
@@ -62,9 +85,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:7700")]
         api_addr: String,
         /// Keep state on etcd, shared by every server given the same URL:
-        /// etcd://HOST:PORT[,HOST:PORT...][/NAMESPACE] (default: an embedded store in --data-dir).
+        /// etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][/NAMESPACE], or etcds://... for TLS
+        /// (default: an embedded store in --data-dir).
         #[arg(long)]
         store: Option<String>,
+        #[command(flatten)]
+        store_tls: StoreTlsArgs,
         /// Silence after which a node is suspect (no new work).
         #[arg(long, default_value = "300ms", value_parser = humantime_duration)]
         suspect_after: std::time::Duration,
@@ -189,9 +215,12 @@ enum StoreAction {
         /// The data directory (its embedded store and artifacts).
         #[arg(long, default_value = ".strata")]
         data_dir: PathBuf,
-        /// Read from etcd instead of the embedded store: etcd://HOST:PORT[,...][/NAMESPACE].
+        /// Read from etcd instead of the embedded store: etcd://HOST:PORT[,...][/NAMESPACE]
+        /// (etcds://... for TLS).
         #[arg(long)]
         store: Option<String>,
+        #[command(flatten)]
+        store_tls: StoreTlsArgs,
         /// Write here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -202,9 +231,11 @@ enum StoreAction {
         /// The data directory of the server that will run on this state (artifacts go there).
         #[arg(long, default_value = ".strata")]
         data_dir: PathBuf,
-        /// Write to etcd instead of the embedded store.
+        /// Write to etcd instead of the embedded store (etcd://... or, for TLS, etcds://...).
         #[arg(long)]
         store: Option<String>,
+        #[command(flatten)]
+        store_tls: StoreTlsArgs,
         /// Import even if the target already has services.
         #[arg(long)]
         force: bool,
@@ -307,12 +338,13 @@ async fn run(cli: Cli) -> CliResult {
             data_dir,
             api_addr,
             store,
+            store_tls,
             suspect_after,
             down_after,
         } => {
             cluster::server(cluster::ServerArgs {
                 data_dir,
-                store,
+                store: store_tls.with_url(store)?,
                 api_addr,
                 suspect_after,
                 down_after,
@@ -348,18 +380,26 @@ async fn run(cli: Cli) -> CliResult {
                 StoreAction::Export {
                     data_dir,
                     store,
+                    store_tls,
                     output,
                 },
-        } => store_cmd::export(&data_dir, store.as_deref(), output.as_deref()).await,
+        } => {
+            let store = store_tls.with_url(store)?;
+            store_cmd::export(&data_dir, store.as_ref(), output.as_deref()).await
+        }
         Command::Store {
             action:
                 StoreAction::Import {
                     file,
                     data_dir,
                     store,
+                    store_tls,
                     force,
                 },
-        } => store_cmd::import(&file, &data_dir, store.as_deref(), force).await,
+        } => {
+            let store = store_tls.with_url(store)?;
+            store_cmd::import(&file, &data_dir, store.as_ref(), force).await
+        }
         Command::Node { action, api } => {
             let api = api::Api::new(&api.addr);
             match action {

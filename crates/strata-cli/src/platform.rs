@@ -10,7 +10,8 @@ use strata_agent::{Agent, AgentConfig};
 use strata_control::{reconcile, ControlConfig, ControlPlane};
 use strata_mesh::{Ingress, IngressConfig, RouteSource, RoutingTable};
 use strata_sched::liveness::LivenessThresholds;
-use strata_store::{EtcdOptions, EtcdStore, RedbStore, Store, Txn};
+use strata_store::etcd::EtcdTls;
+use strata_store::{EtcdOptions, EtcdStore, RedbStore, Store, StoreError, Txn};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -31,13 +32,100 @@ pub async fn bind(what: &str, addr: &str) -> Result<TcpListener, Failure> {
     })
 }
 
-/// Where a control plane keeps its state: the embedded redb file in its data directory, or an
-/// etcd cluster (`etcd://HOST:PORT[,HOST:PORT...][/NAMESPACE]`).
+/// An etcd store as the command line gives it: `--store URL` and its TLS files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdArgs {
+    /// `etcd://...` (plain text) or `etcds://...` (TLS).
+    pub url: String,
+    /// `--store-ca`: the CA that signed etcd's certificates (else the system's roots).
+    pub ca: Option<PathBuf>,
+    /// `--store-cert` and `--store-key`: the client certificate for mutual TLS.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl EtcdArgs {
+    /// `--store` and the `--store-ca`, `--store-cert` and `--store-key` flags: `None` (the
+    /// embedded store) without `--store`. The TLS flags need `--store`, and the certificate
+    /// and key go together.
+    pub fn from_flags(
+        url: Option<String>,
+        ca: Option<PathBuf>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<Option<EtcdArgs>, Failure> {
+        let Some(url) = url else {
+            if ca.is_some() || cert.is_some() || key.is_some() {
+                return Err(Failure::BadInput(anyhow!(
+                    "error: --store-ca, --store-cert and --store-key are for an etcd store over TLS\n  hint: add --store etcds://HOST:PORT[,HOST:PORT...][/NAMESPACE]"
+                )));
+            }
+            return Ok(None);
+        };
+        if cert.is_some() != key.is_some() {
+            return Err(Failure::BadInput(anyhow!(
+                "error: --store-cert and --store-key go together (mutual TLS needs the client certificate and its private key)"
+            )));
+        }
+        Ok(Some(EtcdArgs { url, ca, cert, key }))
+    }
+
+    /// The etcd options: the URL, with the TLS files read.
+    fn options(&self) -> Result<EtcdOptions, Failure> {
+        let options = EtcdOptions::parse(&self.url)
+            .map_err(|error| Failure::BadInput(anyhow!("error: --store: {error}")))?;
+        let files = [
+            ("--store-ca", &self.ca),
+            ("--store-cert", &self.cert),
+            ("--store-key", &self.key),
+        ];
+        let given: Vec<&str> = files
+            .iter()
+            .filter(|(_, path)| path.is_some())
+            .map(|(flag, _)| *flag)
+            .collect();
+        if given.is_empty() {
+            return Ok(options);
+        }
+        if !options.uses_tls() {
+            return Err(Failure::BadInput(anyhow!(
+                "error: {} given, but --store {} is plain text (etcd://)\n  hint: use etcds://... to connect to etcd over TLS",
+                given.join(", "),
+                options.display_url()
+            )));
+        }
+        let tls = EtcdTls::from_files(
+            self.ca.as_deref(),
+            self.cert.as_deref(),
+            self.key.as_deref(),
+        )
+        .map_err(|error| match error {
+            StoreError::Open { path, reason } => {
+                let flag = files
+                    .iter()
+                    .find(|(_, file)| {
+                        file.as_ref()
+                            .is_some_and(|file| file.display().to_string() == path)
+                    })
+                    .map_or("--store-cert/--store-key", |(flag, _)| *flag);
+                Failure::BadInput(anyhow!("error: {flag} {path}: {reason}"))
+            }
+            other => Failure::BadInput(anyhow!("error: {other}")),
+        })?;
+        options
+            .with_tls(tls)
+            .map_err(|error| Failure::BadInput(anyhow!("error: --store: {error}")))
+    }
+}
+
+/// Where a control plane keeps its state: the embedded redb file in its data directory
+/// (`None`), or an etcd cluster (`etcd://HOST:PORT[,HOST:PORT...][/NAMESPACE]`, `etcds://`
+/// for TLS, with the CA and client certificate files of `store`).
 pub async fn open_store(
     data_dir: &Path,
-    store_url: Option<&str>,
+    store: Option<&EtcdArgs>,
 ) -> Result<Arc<dyn Store>, Failure> {
-    match store_url {
+    match store {
         None => {
             let path = data_dir.join("store.redb");
             let store = RedbStore::open(&path)
@@ -45,9 +133,8 @@ pub async fn open_store(
                 .with_context(|| format!("cannot open the state store {}", path.display()))?;
             Ok(Arc::new(store))
         }
-        Some(url) => {
-            let options = EtcdOptions::parse(url)
-                .map_err(|error| Failure::BadInput(anyhow!("error: --store: {error}")))?;
+        Some(etcd) => {
+            let options = etcd.options()?;
             let shown = options.display_url();
             let store = EtcdStore::connect(options)
                 .await
@@ -109,15 +196,16 @@ pub struct ControlPlaneTasks {
     pub api: JoinHandle<std::io::Result<()>>,
 }
 
+/// Starts a control plane on `store` (`None`: the embedded store in `data_dir`).
 pub async fn start_control_plane(
     data_dir: &Path,
-    store_url: Option<&str>,
+    store: Option<&EtcdArgs>,
     api_listener: TcpListener,
     liveness: LivenessThresholds,
     ingress_port: Option<u16>,
 ) -> Result<ControlPlaneTasks, Failure> {
     let api_url = format!("http://{}", api_listener.local_addr()?);
-    let store = open_store(data_dir, store_url).await?;
+    let store = open_store(data_dir, store).await?;
     let token = join_token(&store, data_dir).await?;
     let plane = ControlPlane::new(
         store,

@@ -19,7 +19,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use strata_store::{Store, Txn};
 
-use crate::platform::{open_store, server_id};
+use crate::platform::{open_store, server_id, EtcdArgs};
 use crate::{CliResult, Failure};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,8 +38,8 @@ enum Line {
     },
 }
 
-pub async fn export(data_dir: &Path, store_url: Option<&str>, output: Option<&Path>) -> CliResult {
-    let store: Arc<dyn Store> = open_store(data_dir, store_url).await?;
+pub async fn export(data_dir: &Path, store: Option<&EtcdArgs>, output: Option<&Path>) -> CliResult {
+    let store: Arc<dyn Store> = open_store(data_dir, store).await?;
     let listing = store.list("/").await?;
     let mut out: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -96,13 +96,13 @@ pub async fn export(data_dir: &Path, store_url: Option<&str>, output: Option<&Pa
 pub async fn import(
     file: &Path,
     data_dir: &Path,
-    store_url: Option<&str>,
+    store: Option<&EtcdArgs>,
     force: bool,
 ) -> CliResult {
     let reader = std::io::BufReader::new(std::fs::File::open(file).map_err(|error| {
         Failure::BadInput(anyhow!("error: cannot read {}: {error}", file.display()))
     })?);
-    let store: Arc<dyn Store> = open_store(data_dir, store_url).await?;
+    let store: Arc<dyn Store> = open_store(data_dir, store).await?;
     if !force && !store.list_page("/services/", None, 1).await?.kvs.is_empty() {
         return Err(Failure::Failed(anyhow!(
             "the target store already has services; importing would mix two states\n  hint: import into an empty store, or pass --force to overwrite key by key"

@@ -8,13 +8,29 @@
 //! # Connecting
 //!
 //! [`EtcdOptions::parse`] reads the URL form
-//! `etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][/NAMESPACE]`; [`EtcdStore::connect`]
+//! `etcd[s]://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][/NAMESPACE]`; [`EtcdStore::connect`]
 //! connects to every endpoint (requests are balanced over them; one that fails because its
 //! member is down is retried, see below) and fails with [`StoreError::Open`] naming the
 //! endpoints if no member answers a linearizable read within
-//! [`EtcdOptions::connect_timeout`]. Connections
-//! are plain-text gRPC (there is no TLS support yet). With a user, the client authenticates
-//! and refreshes its token when it expires.
+//! [`EtcdOptions::connect_timeout`].
+//!
+//! - `etcd://` is plain-text gRPC (`http://` to every member).
+//! - `etcds://` is gRPC over TLS (`https://` to every member; rustls, no OpenSSL). The
+//!   members' certificates are checked against the CA of [`EtcdTls::ca_pem`], or the
+//!   system's trust roots without one, and must name the host as written in the URL (a DNS
+//!   name, or an IP address in the certificate's subject alternative names). With
+//!   [`EtcdTls::client_cert_pem`] and [`EtcdTls::client_key_pem`] the client also presents
+//!   a certificate: mutual TLS, for an etcd started with `--client-cert-auth` and
+//!   `--trusted-ca-file`. [`EtcdTls::from_files`] reads the three PEM files (Strata's
+//!   `--store-ca`, `--store-cert` and `--store-key`); [`EtcdOptions::with_tls`] sets them and
+//!   refuses them for a plain `etcd://` URL. A member whose certificate is not trusted, or
+//!   that refuses the client's (or the lack of one), fails the connect at once with
+//!   [`StoreError::Open`] naming the endpoints and what the TLS handshake said.
+//! - `USER:PASSWORD@` is etcd's own authentication (`etcdctl auth enable`), independent of
+//!   TLS (and best only used over it, as the password crosses the network): the client
+//!   authenticates and refreshes its token when it expires. With mutual TLS and etcd's
+//!   authentication on, etcd takes the user from the client certificate's common name
+//!   when no `USER:PASSWORD@` is given.
 //!
 //! # Namespaces
 //!
@@ -79,16 +95,19 @@
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use etcd_client::proto::{PbEvent, PbKeyValue, PbResponseHeader, PbTxnOpResponse};
 use etcd_client::{
-    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, GetOptions, KvClient, LeaseClient,
-    PutOptions, TxnOp, WatchClient, WatchOptions,
+    Certificate, Client, Compare as EtcdCompare, CompareOp, ConnectOptions, GetOptions, Identity,
+    KvClient, LeaseClient, PutOptions, TlsOptions, TxnOp, WatchClient, WatchOptions,
 };
 use futures::StreamExt;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch as signal;
 use tonic::Code;
 
@@ -97,8 +116,8 @@ use crate::{
     WatchStream,
 };
 
-/// The URL form [`EtcdOptions::parse`] reads.
-pub const URL_FORM: &str = "etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][/NAMESPACE]";
+/// The URL form [`EtcdOptions::parse`] reads (`etcds://`: TLS).
+pub const URL_FORM: &str = "etcd[s]://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][/NAMESPACE]";
 
 /// The [`EtcdOptions::connect_timeout`] that [`EtcdOptions::parse`] and [`EtcdOptions::new`]
 /// give.
@@ -128,7 +147,8 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 /// Where and how to reach etcd. See [`EtcdOptions::parse`] for the URL form.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EtcdOptions {
-    /// Client URLs of the members, `http://HOST:PORT` (a bare `HOST:PORT` is taken as http).
+    /// Client URLs of the members, `http://HOST:PORT`, or `https://HOST:PORT` for TLS (all
+    /// alike; a bare `HOST:PORT` is taken as http, or https with [`EtcdOptions::tls`]).
     pub endpoints: Vec<String>,
     /// Prefix of every key, `""` (keys as they are) or like `/strata` (a trailing `/` is
     /// dropped and a missing leading one added).
@@ -137,6 +157,157 @@ pub struct EtcdOptions {
     pub user: Option<(String, String)>,
     /// How long [`EtcdStore::connect`] waits for a member to answer.
     pub connect_timeout: Duration,
+    /// TLS (`etcds://`), or `None` for plain text. `https://` endpoints without it use TLS
+    /// with the system's trust roots and no client certificate.
+    pub tls: Option<EtcdTls>,
+}
+
+/// TLS to etcd: whom to trust, and the client's certificate for mutual TLS. See the
+/// [module docs](self#connecting).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// PEM certificate(s) of the CA that signed the members' certificates; `None`: the
+    /// system's trust roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The client's PEM certificate (chain), for mutual TLS; needs `client_key_pem`.
+    pub client_cert_pem: Option<Vec<u8>>,
+    /// The PEM private key of `client_cert_pem` (PKCS#8, PKCS#1 or SEC1); needs it.
+    pub client_key_pem: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let size = |pem: &Option<Vec<u8>>| pem.as_ref().map(|p| format!("{} bytes", p.len()));
+        f.debug_struct("EtcdTls")
+            .field(
+                "ca_pem",
+                &size(&self.ca_pem).unwrap_or_else(|| "system roots".into()),
+            )
+            .field("client_cert_pem", &size(&self.client_cert_pem))
+            .field(
+                "client_key_pem",
+                &self.client_key_pem.as_ref().map(|_| "***"),
+            )
+            .finish()
+    }
+}
+
+/// Which PEM file of [`EtcdTls`] a check is about.
+#[derive(Clone, Copy)]
+enum PemKind {
+    Ca,
+    Cert,
+    Key,
+}
+
+impl PemKind {
+    fn what(self) -> &'static str {
+        match self {
+            PemKind::Ca => "the etcd CA certificate",
+            PemKind::Cert => "the etcd client certificate",
+            PemKind::Key => "the etcd client key",
+        }
+    }
+
+    /// Checks that `pem` holds what it should, for a clear message instead of a failed
+    /// handshake later (rustls skips certificates it cannot parse).
+    fn check(self, pem: &[u8]) -> Result<(), String> {
+        let what = self.what();
+        match self {
+            PemKind::Ca | PemKind::Cert => {
+                let mut count = 0;
+                for cert in CertificateDer::pem_slice_iter(pem) {
+                    cert.map_err(|e| format!("{what} is not valid PEM: {e}"))?;
+                    count += 1;
+                }
+                if count == 0 {
+                    return Err(format!(
+                        "{what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                    ));
+                }
+                Ok(())
+            }
+            PemKind::Key => match PrivateKeyDer::from_pem_slice(pem) {
+                Ok(_) => Ok(()),
+                Err(rustls_pki_types::pem::Error::NoItemsFound) => Err(format!(
+                    "{what} holds no PEM private key (-----BEGIN PRIVATE KEY-----, \
+                     -----BEGIN RSA PRIVATE KEY----- or -----BEGIN EC PRIVATE KEY-----)"
+                )),
+                Err(e) => Err(format!("{what} is not a valid PEM private key: {e}")),
+            },
+        }
+    }
+}
+
+impl EtcdTls {
+    /// Reads the PEM files: the CA to trust (`None`: the system's roots), and the client's
+    /// certificate and key for mutual TLS (both or neither). Fails with [`StoreError::Open`]
+    /// naming the file that cannot be read or does not hold what it should.
+    pub fn from_files(
+        ca: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<EtcdTls, StoreError> {
+        let read = |path: Option<&Path>, kind: PemKind| -> Result<Option<Vec<u8>>, StoreError> {
+            let Some(path) = path else {
+                return Ok(None);
+            };
+            let fail = |reason: String| StoreError::Open {
+                path: path.display().to_string(),
+                reason,
+            };
+            let pem = std::fs::read(path)
+                .map_err(|e| fail(format!("cannot read {} from it: {e}", kind.what())))?;
+            kind.check(&pem).map_err(fail)?;
+            Ok(Some(pem))
+        };
+        let tls = EtcdTls {
+            ca_pem: read(ca, PemKind::Ca)?,
+            client_cert_pem: read(cert, PemKind::Cert)?,
+            client_key_pem: read(key, PemKind::Key)?,
+        };
+        tls.check_pair().map_err(|reason| StoreError::Open {
+            path: cert
+                .or(key)
+                .map_or_else(String::new, |p| p.display().to_string()),
+            reason,
+        })?;
+        Ok(tls)
+    }
+
+    /// Whether the client certificate and key come as a pair.
+    fn check_pair(&self) -> Result<(), String> {
+        match (&self.client_cert_pem, &self.client_key_pem) {
+            (Some(_), None) => Err("a client certificate was given without its private key \
+                 (mutual TLS needs both)"
+                .into()),
+            (None, Some(_)) => Err("a client private key was given without its certificate \
+                 (mutual TLS needs both)"
+                .into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks every part, then the client's TLS configuration.
+    fn client_config(&self) -> Result<TlsOptions, String> {
+        self.check_pair()?;
+        // Go's TLS (etcd's) negotiates HTTP/2 with ALPN; if some proxy in front does not,
+        // gRPC still speaks HTTP/2.
+        let mut config = TlsOptions::new().assume_http2(true);
+        config = match &self.ca_pem {
+            Some(ca) => {
+                PemKind::Ca.check(ca)?;
+                config.ca_certificate(Certificate::from_pem(ca))
+            }
+            None => config.with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&self.client_cert_pem, &self.client_key_pem) {
+            PemKind::Cert.check(cert)?;
+            PemKind::Key.check(key)?;
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        Ok(config)
+    }
 }
 
 impl fmt::Debug for EtcdOptions {
@@ -146,6 +317,7 @@ impl fmt::Debug for EtcdOptions {
             .field("namespace", &self.namespace)
             .field("user", &self.user.as_ref().map(|(user, _)| (user, "***")))
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -162,11 +334,15 @@ impl EtcdOptions {
             namespace: String::new(),
             user: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: None,
         }
     }
 
-    /// Reads `etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][/NAMESPACE]`.
+    /// Reads `etcd[s]://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][/NAMESPACE]`.
     ///
+    /// - `etcd://` connects in plain text (`http://` endpoints); `etcds://` with TLS
+    ///   (`https://` endpoints, and [`EtcdOptions::tls`] set to trust the system's roots with
+    ///   no client certificate: see [`EtcdOptions::with_tls`] for a CA and mutual TLS).
     /// - `HOST` is a name, an IPv4 address or an IPv6 address in brackets; `PORT` is
     ///   required (etcd's client port is usually 2379).
     /// - `USER:PASSWORD@` is optional; either may be percent-encoded (`%40` for `@`).
@@ -181,11 +357,20 @@ impl EtcdOptions {
             path: redact(url),
             reason: format!("{reason}; expected {URL_FORM}"),
         };
-        let rest = url
-            .get(..7)
-            .filter(|scheme| scheme.eq_ignore_ascii_case("etcd://"))
-            .map(|_| &url[7..])
-            .ok_or_else(|| fail("not an etcd URL (it must start with etcd://)".into()))?;
+        let scheme = |scheme: &str| {
+            url.get(..scheme.len())
+                .filter(|s| s.eq_ignore_ascii_case(scheme))
+                .map(|_| &url[scheme.len()..])
+        };
+        let (rest, tls) = match (scheme("etcd://"), scheme("etcds://")) {
+            (Some(rest), _) => (rest, false),
+            (None, Some(rest)) => (rest, true),
+            (None, None) => {
+                return Err(fail(
+                    "not an etcd URL (it must start with etcd:// or, for TLS, etcds://)".into(),
+                ))
+            }
+        };
         if rest.contains(['?', '#']) {
             return Err(fail("query strings and fragments are not supported".into()));
         }
@@ -203,9 +388,10 @@ impl EtcdOptions {
         if hosts.is_empty() {
             return Err(fail("no HOST:PORT given".into()));
         }
+        let url_scheme = if tls { "https" } else { "http" };
         let endpoints = hosts
             .split(',')
-            .map(parse_endpoint)
+            .map(|hostport| parse_endpoint(hostport, url_scheme))
             .collect::<Result<Vec<_>, _>>()
             .map_err(fail)?;
         let namespace = parse_namespace(path).map_err(fail)?;
@@ -214,10 +400,30 @@ impl EtcdOptions {
             namespace,
             user,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: tls.then(EtcdTls::default),
         })
     }
 
-    /// The options as an `etcd://` URL, the password masked (for messages).
+    /// These options with `tls` (a CA to trust, a client certificate): only for TLS ones
+    /// (`etcds://`: `https://` or bare endpoints). For plain-text ones (`etcd://`, whose
+    /// endpoints are `http://`) it fails with [`StoreError::Open`] saying to use `etcds://`.
+    pub fn with_tls(mut self, tls: EtcdTls) -> Result<EtcdOptions, StoreError> {
+        if let Some(plain) = self.endpoints.iter().find(|e| is_http(e)) {
+            return Err(StoreError::Open {
+                path: self.display_url(),
+                reason: plain_text_with_tls(plain),
+            });
+        }
+        self.tls = Some(tls);
+        Ok(self)
+    }
+
+    /// Whether these options connect with TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some() || self.endpoints.iter().any(|e| is_https(e))
+    }
+
+    /// The options as an `etcd://` (or `etcds://`) URL, the password masked (for messages).
     pub fn display_url(&self) -> String {
         let hosts: Vec<&str> = self
             .endpoints
@@ -233,11 +439,31 @@ impl EtcdOptions {
             None => String::new(),
         };
         format!(
-            "etcd://{user}{}{}",
+            "{}://{user}{}{}",
+            if self.uses_tls() { "etcds" } else { "etcd" },
             hosts.join(","),
             normalize_namespace(&self.namespace)
         )
     }
+}
+
+fn is_https(endpoint: &str) -> bool {
+    endpoint
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
+fn is_http(endpoint: &str) -> bool {
+    endpoint
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+}
+
+fn plain_text_with_tls(endpoint: &str) -> String {
+    format!(
+        "TLS settings (a CA or a client certificate) were given for the plain-text endpoint \
+         {endpoint}; use an etcds:// URL (https:// endpoints) to connect with TLS"
+    )
 }
 
 fn parse_user(userinfo: &str) -> Result<(String, String), String> {
@@ -275,7 +501,7 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn parse_endpoint(hostport: &str) -> Result<String, String> {
+fn parse_endpoint(hostport: &str, scheme: &str) -> Result<String, String> {
     if hostport.is_empty() {
         return Err("an empty HOST:PORT (two commas in a row, or a trailing comma)".into());
     }
@@ -306,7 +532,7 @@ fn parse_endpoint(hostport: &str) -> Result<String, String> {
     };
     let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
     match port.parse::<u16>() {
-        Ok(port) if digits && port > 0 => Ok(format!("http://{host}:{port}")),
+        Ok(port) if digits && port > 0 => Ok(format!("{scheme}://{host}:{port}")),
         _ => Err(format!("{hostport:?}: {port:?} is not a port (1-65535)")),
     }
 }
@@ -463,6 +689,29 @@ impl Failure {
 }
 
 impl Failure {
+    /// If this is a TLS handshake that failed for good (a certificate not trusted by one
+    /// side or the other), what to check.
+    fn tls_refusal(&self) -> Option<&'static str> {
+        let text = self.to_string();
+        if text.contains("invalid peer certificate") {
+            Some(
+                "etcd's certificate is not trusted: use the CA that signed it (without one, \
+                 the system's trust roots are used), and a certificate that names the host as \
+                 written in the URL",
+            )
+        } else if text.contains("fatal alert") {
+            Some(
+                "etcd refused the client's certificate or its lack of one: an etcd started \
+                 with --client-cert-auth wants a client certificate (and key) signed by a CA \
+                 of its --trusted-ca-file",
+            )
+        } else if text.contains("native certs") || text.contains("NativeCertsNotFound") {
+            Some("no trust roots found on this system: give the CA that signed etcd's certificate")
+        } else {
+            None
+        }
+    }
+
     /// Whether the request certainly never reached etcd, so that even a write can be sent
     /// again: the client could not connect (tonic hands a failed reconnect to the next
     /// request routed to that member), or the member refused it for having no leader
@@ -483,19 +732,33 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Etcd(etcd_client::Error::GRpcStatus(status)) => {
-                write!(f, "{} ({:?})", status.message(), status.code())?;
+                let text = format!("{} ({:?})", status.message(), status.code());
                 // What the client saw underneath ("transport error" alone says little).
-                let mut source = std::error::Error::source(status);
-                while let Some(cause) = source {
-                    write!(f, ": {cause}")?;
-                    source = cause.source();
-                }
-                Ok(())
+                f.write_str(&with_causes(text, std::error::Error::source(status)))
+            }
+            Failure::Etcd(etcd_client::Error::TransportError(e)) => {
+                // tonic's own message is "transport error".
+                let text = e.to_string();
+                f.write_str(&with_causes(text, std::error::Error::source(e)))
             }
             Failure::Etcd(e) => write!(f, "{e}"),
             Failure::Timeout => write!(f, "no answer within {REQUEST_TIMEOUT:?}"),
         }
     }
+}
+
+/// `text`, then `: cause` for each cause in the chain from `source` that it does not already
+/// say (causes often repeat their own source's message).
+fn with_causes(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !said.is_empty() && !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 // ---------------------------------------------------------------------------------------
@@ -552,7 +815,34 @@ impl EtcdStore {
         if options.endpoints.is_empty() {
             return Err(open("no etcd endpoint given".into()));
         }
-        let endpoints = options.endpoints.join(", ");
+        let https = options.endpoints.iter().filter(|e| is_https(e)).count();
+        if https > 0 && https < options.endpoints.len() {
+            return Err(open(format!(
+                "some endpoints are https:// and some not ({}): all must be alike",
+                options.endpoints.join(", ")
+            )));
+        }
+        let tls = match (&options.tls, https > 0) {
+            (Some(tls), _) => Some(tls.clone()),
+            (None, true) => Some(EtcdTls::default()),
+            (None, false) => None,
+        };
+        // etcd-client takes a bare HOST:PORT as https when given TLS settings.
+        let endpoints_list: Vec<String> = match &tls {
+            Some(_) => options
+                .endpoints
+                .iter()
+                .map(|e| {
+                    if is_https(e) || is_http(e) {
+                        e.clone()
+                    } else {
+                        format!("https://{e}")
+                    }
+                })
+                .collect(),
+            None => options.endpoints.clone(),
+        };
+        let endpoints = endpoints_list.join(", ");
         let timeout = options.connect_timeout.max(Duration::from_millis(1));
         let deadline = Instant::now() + timeout;
         let mut connect = ConnectOptions::new()
@@ -564,21 +854,44 @@ impl EtcdStore {
                 .with_user(user.clone(), password.clone())
                 .with_auto_token_refresh(true);
         }
+        if let Some(tls) = &tls {
+            if let Some(plain) = endpoints_list.iter().find(|e| is_http(e)) {
+                return Err(open(plain_text_with_tls(plain)));
+            }
+            connect = connect.with_tls(tls.client_config().map_err(open)?);
+        }
+        // A TLS handshake that failed for good (a certificate not trusted by one side or
+        // the other) fails the connect at once.
+        let tls_refused = |failure: &Failure| {
+            let hint = failure.tls_refusal().filter(|_| tls.is_some())?;
+            Some(format!(
+                "TLS with etcd at {endpoints} failed: {failure}\n  hint: {hint}"
+            ))
+        };
         let no_answer = |detail: String| {
             open(format!(
                 "no etcd member answered within {timeout:?} (endpoints: {endpoints}){detail}"
             ))
         };
         let client =
-            match tokio::time::timeout(timeout, Client::connect(&options.endpoints, Some(connect)))
+            match tokio::time::timeout(timeout, Client::connect(&endpoints_list, Some(connect)))
                 .await
             {
                 Ok(Ok(client)) => client,
                 Ok(Err(e)) => {
+                    // Setting TLS up, or authenticating (the first request, with a user).
+                    let failure = Failure::Etcd(e);
+                    if let Some(refused) = tls_refused(&failure) {
+                        return Err(open(refused));
+                    }
+                    let hint = if tls.is_some() && failure.to_string().contains("KeyMismatch") {
+                        "\n  hint: the client's private key is not the key of its certificate"
+                    } else {
+                        ""
+                    };
                     return Err(open(format!(
-                        "cannot connect to etcd at {endpoints}: {}",
-                        Failure::Etcd(e)
-                    )))
+                        "cannot connect to etcd at {endpoints}: {failure}{hint}"
+                    )));
                 }
                 Err(_) => return Err(no_answer(String::new())),
             };
@@ -609,6 +922,9 @@ impl EtcdStore {
                 Ok(Ok(_)) => break,
                 Ok(Err(e)) => {
                     let failure = Failure::Etcd(e);
+                    if let Some(refused) = tls_refused(&failure) {
+                        return Err(open(refused));
+                    }
                     if !failure.is_unavailable() {
                         return Err(open(format!("etcd at {endpoints} refused: {failure}")));
                     }

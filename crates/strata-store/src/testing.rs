@@ -18,6 +18,12 @@
 //! let store = strata_store::EtcdStore::connect_url(&etcd.url("/test")).await?;
 //! ```
 //!
+//! [`EtcdServer::start_tls`] (and [`EtcdServer::cluster_tls`]) start etcd serving its clients
+//! over TLS only, with the certificates of a [`TlsMaterial`] (made by the test, e.g. with
+//! `rcgen`), and optionally requiring client certificates signed by its CA (mutual TLS). The
+//! members then talk to each other in plain text on loopback, and answer health checks on a
+//! separate plain-HTTP metrics port.
+//!
 //! The binary is `$STRATA_ETCD_BIN` if set, else `etcd` on the `PATH`, else `/usr/bin/etcd`.
 //! Each member's output goes to `member-N.log` in the temporary directory; a member that
 //! does not start (within [`START_TIMEOUT`]) panics with its log. Every wait is bounded.
@@ -136,11 +142,49 @@ fn unique_token() -> String {
     )
 }
 
+/// What an [`EtcdServer`] started with [`EtcdServer::start_tls`] serves its clients with. The
+/// PEM texts are written to files in the server's temporary directory
+/// ([`EtcdServer::tls_file`]).
+#[derive(Clone)]
+pub struct TlsMaterial {
+    /// The CA certificate etcd trusts for client certificates (and clients trust for etcd's).
+    pub ca_pem: String,
+    /// etcd's server certificate: it must be valid for `127.0.0.1` (an IP address subject
+    /// alternative name). etcd also presents it as a client certificate on its own internal
+    /// connections, so give it both the server and the client extended key usage.
+    pub server_cert_pem: String,
+    /// The private key of `server_cert_pem`.
+    pub server_key_pem: String,
+    /// Require and verify client certificates signed by `ca_pem` (`--client-cert-auth`).
+    pub client_cert_auth: bool,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("client_cert_auth", &self.client_cert_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The files a TLS [`EtcdServer`] reads its [`TlsMaterial`] from.
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client_cert_auth: bool,
+}
+
 /// One member of an [`EtcdServer`].
 struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// The plain-HTTP port of `/health` and `/metrics` (used for health checks with TLS).
+    metrics_port: u16,
+    /// Whether clients talk TLS to it.
+    tls: bool,
     data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -148,7 +192,21 @@ struct Member {
 
 impl Member {
     fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.metrics_port)
+    }
+
+    /// Where `/health` answers in plain HTTP.
+    fn health_port(&self) -> u16 {
+        if self.tls {
+            self.metrics_port
+        } else {
+            self.client_port
+        }
     }
 
     fn peer_url(&self) -> String {
@@ -172,6 +230,7 @@ pub struct EtcdServer {
     token: String,
     initial_cluster: String,
     members: Vec<Member>,
+    tls: Option<TlsFiles>,
 }
 
 impl std::fmt::Debug for EtcdServer {
@@ -194,6 +253,23 @@ impl EtcdServer {
     /// `--initial-cluster`) and waits until every member answers. Panics (with the members'
     /// logs) if etcd is missing or the cluster does not come up within [`START_TIMEOUT`].
     pub fn cluster(n: usize) -> EtcdServer {
+        Self::cluster_with(n, None)
+    }
+
+    /// Starts a one-member etcd that serves its clients over TLS only (`https://`, URLs
+    /// `etcds://`), with `tls`'s certificates, and waits until it answers. Panics like
+    /// [`EtcdServer::start`].
+    pub fn start_tls(tls: &TlsMaterial) -> EtcdServer {
+        Self::cluster_with(1, Some(tls))
+    }
+
+    /// [`EtcdServer::cluster`] serving its clients over TLS only, like
+    /// [`EtcdServer::start_tls`] (every member with the same certificate).
+    pub fn cluster_tls(n: usize, tls: &TlsMaterial) -> EtcdServer {
+        Self::cluster_with(n, Some(tls))
+    }
+
+    fn cluster_with(n: usize, tls: Option<&TlsMaterial>) -> EtcdServer {
         assert!(n > 0, "an etcd cluster needs at least one member");
         let binary = etcd_binary().unwrap_or_else(|| {
             panic!(
@@ -205,12 +281,27 @@ impl EtcdServer {
             .prefix("strata-etcd-")
             .tempdir()
             .expect("create a temporary directory for etcd");
+        let tls = tls.map(|material| {
+            let write = |name: &str, pem: &str| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, pem)
+                    .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+                path
+            };
+            TlsFiles {
+                ca: write("tls-ca.pem", &material.ca_pem),
+                cert: write("tls-server.pem", &material.server_cert_pem),
+                key: write("tls-server-key.pem", &material.server_key_pem),
+                client_cert_auth: material.client_cert_auth,
+            }
+        });
         let mut server = EtcdServer {
             binary,
             dir,
             token: String::new(),
             initial_cluster: String::new(),
             members: Vec::new(),
+            tls,
         };
         let mut failures = Vec::new();
         for attempt in 0..START_ATTEMPTS {
@@ -237,7 +328,7 @@ impl EtcdServer {
     /// Gives the `n` members fresh ports, data directories and a new cluster token.
     fn assign_ports(&mut self, n: usize, attempt: usize) {
         // Hold every listener until all ports are picked, so that no port is picked twice.
-        let listeners: Vec<TcpListener> = (0..2 * n)
+        let listeners: Vec<TcpListener> = (0..3 * n)
             .map(|_| {
                 TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free loopback port")
             })
@@ -252,8 +343,10 @@ impl EtcdServer {
         self.members = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
-                client_port: ports[2 * i],
-                peer_port: ports[2 * i + 1],
+                client_port: ports[3 * i],
+                peer_port: ports[3 * i + 1],
+                metrics_port: ports[3 * i + 2],
+                tls: self.tls.is_some(),
                 data_dir: dir.join(format!("attempt-{attempt}/member-{i}")),
                 log: dir.join(format!("member-{i}.log")),
                 child: None,
@@ -321,7 +414,21 @@ impl EtcdServer {
             .arg("--logger")
             .arg("zap")
             .arg("--log-outputs")
-            .arg("stderr")
+            .arg("stderr");
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg(format!("--client-cert-auth={}", tls.client_cert_auth))
+                // Health checks, in plain HTTP.
+                .arg("--listen-metrics-urls")
+                .arg(member.metrics_url());
+        }
+        command
             .envs(unsupported_arch())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -336,7 +443,7 @@ impl EtcdServer {
     /// Waits until member `i` reports itself healthy (it has a leader and serves), or fails
     /// with why and the logs.
     fn wait_healthy(&mut self, i: usize, deadline: Instant) -> Result<(), String> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.members[i].client_port));
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.members[i].health_port()));
         loop {
             if let Some(child) = self.members[i].child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -395,24 +502,42 @@ impl EtcdServer {
         }
     }
 
-    /// The members' client URLs (`http://127.0.0.1:PORT`).
+    /// The members' client URLs (`http://127.0.0.1:PORT`, `https://` with TLS).
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(Member::client_url).collect()
     }
 
-    /// The store URL of the whole cluster: `etcd://127.0.0.1:P1,.../NAMESPACE` (no namespace
-    /// part if `namespace` is empty).
+    /// Whether the members serve their clients over TLS ([`EtcdServer::start_tls`]).
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The file holding a PEM of the [`TlsMaterial`]: `"ca"`, `"cert"` (the server's
+    /// certificate) or `"key"` (its key); `None` without TLS. Panics on another name.
+    pub fn tls_file(&self, which: &str) -> Option<&Path> {
+        let tls = self.tls.as_ref()?;
+        Some(match which {
+            "ca" => &tls.ca,
+            "cert" => &tls.cert,
+            "key" => &tls.key,
+            other => panic!("no TLS file {other:?} (ca, cert or key)"),
+        })
+    }
+
+    /// The store URL of the whole cluster: `etcd://127.0.0.1:P1,.../NAMESPACE` (`etcds://`
+    /// with TLS; no namespace part if `namespace` is empty).
     pub fn url(&self, namespace: &str) -> String {
         let hosts: Vec<String> = self
             .members
             .iter()
             .map(|m| format!("127.0.0.1:{}", m.client_port))
             .collect();
+        let scheme = if self.tls() { "etcds" } else { "etcd" };
         let namespace = namespace.trim_matches('/');
         if namespace.is_empty() {
-            format!("etcd://{}", hosts.join(","))
+            format!("{scheme}://{}", hosts.join(","))
         } else {
-            format!("etcd://{}/{namespace}", hosts.join(","))
+            format!("{scheme}://{}/{namespace}", hosts.join(","))
         }
     }
 

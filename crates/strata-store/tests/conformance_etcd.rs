@@ -1,7 +1,8 @@
 //! The store conformance suite against [`EtcdStore`] on a real etcd, plus what only the etcd
 //! backend promises: URL parsing, a clear and bounded failure to connect, namespaces that
-//! isolate stores sharing one etcd, compaction reported as such, authentication, and
-//! watches that survive etcd members being killed and restarted.
+//! isolate stores sharing one etcd, compaction reported as such, authentication, TLS (the
+//! suite again over mutual TLS, and clients refused for a missing or untrusted certificate),
+//! and watches that survive etcd members being killed and restarted.
 //!
 //! Every test that needs etcd starts its own ([`EtcdServer`], the binary of Debian's
 //! `etcd-server`). Without one they print `SKIPPED: <why>` and pass, unless
@@ -17,7 +18,8 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use strata_store::conformance::{self, Harness};
-use strata_store::testing::{etcd_unavailable, EtcdServer};
+use strata_store::etcd::EtcdTls;
+use strata_store::testing::{etcd_unavailable, EtcdServer, TlsMaterial};
 use strata_store::{
     EtcdOptions, EtcdStore, KeyValue, LeaseId, Page, Revision, Store, StoreError, Txn, TxnOutcome,
     WatchEvent, WatchStream,
@@ -64,12 +66,32 @@ async fn next(watch: &mut WatchStream) -> WatchEvent {
 struct EtcdHarness {
     etcd: EtcdServer,
     count: AtomicUsize,
+    /// The client's TLS settings, for an etcd started with [`EtcdServer::start_tls`].
+    tls: Option<EtcdTls>,
 }
 
 impl EtcdHarness {
     async fn store(&self) -> Result<EtcdStore, StoreError> {
         let n = self.count.fetch_add(1, Ordering::Relaxed);
-        EtcdStore::connect_url(&self.etcd.url(&format!("/conformance/check-{n:03}"))).await
+        let mut options =
+            EtcdOptions::parse(&self.etcd.url(&format!("/conformance/check-{n:03}")))?;
+        if let Some(tls) = &self.tls {
+            options = options.with_tls(tls.clone())?;
+        }
+        EtcdStore::connect(options).await
+    }
+
+    /// etcd-client's own options, for the compacting client.
+    fn client_options(&self) -> Option<etcd_client::ConnectOptions> {
+        let tls = self.tls.as_ref()?;
+        let mut config = etcd_client::TlsOptions::new();
+        if let Some(ca) = &tls.ca_pem {
+            config = config.ca_certificate(etcd_client::Certificate::from_pem(ca));
+        }
+        if let (Some(cert), Some(key)) = (&tls.client_cert_pem, &tls.client_key_pem) {
+            config = config.identity(etcd_client::Identity::from_pem(cert, key));
+        }
+        Some(etcd_client::ConnectOptions::new().with_tls(config))
     }
 }
 
@@ -89,9 +111,10 @@ impl Harness for EtcdHarness {
         Some(
             async move {
                 let store = self.store().await?;
-                let client = etcd_client::Client::connect(self.etcd.endpoints(), None)
-                    .await
-                    .map_err(|e| StoreError::Backend(format!("connect for compaction: {e}")))?;
+                let client =
+                    etcd_client::Client::connect(self.etcd.endpoints(), self.client_options())
+                        .await
+                        .map_err(|e| StoreError::Backend(format!("connect for compaction: {e}")))?;
                 Ok(Arc::new(CompactingStore {
                     store,
                     client,
@@ -184,6 +207,7 @@ async fn etcd_passes_the_conformance_suite() {
     let harness = EtcdHarness {
         etcd: start_etcd(1),
         count: AtomicUsize::new(0),
+        tls: None,
     };
     let report = conformance::run_all(&harness).await;
     assert!(report.skipped.is_empty(), "skipped: {:?}", report.skipped);
@@ -572,6 +596,386 @@ async fn user_and_password_authenticate() {
         Ok(anonymous) => assert!(anonymous.get("/k").await.is_err()),
         Err(StoreError::Open { .. }) => {}
         Err(e) => panic!("unexpected error without a user: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS.
+
+/// A test PKI: a CA, etcd's certificate for 127.0.0.1 and localhost, and a client
+/// certificate, all signed by the CA.
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let key = || KeyPair::generate().expect("generate a key pair");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} CA"));
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = key();
+        let ca = ca_params.self_signed(&ca_key).expect("self-sign the CA");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |names: Vec<String>, cn: &str, usages: Vec<ExtendedKeyUsagePurpose>| {
+            let mut params = CertificateParams::new(names).expect("leaf params");
+            params.distinguished_name.push(DnType::CommonName, cn);
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.extended_key_usages = usages;
+            let key = key();
+            let cert = params.signed_by(&key, &issuer).expect("sign a leaf");
+            (cert.pem(), key.serialize_pem())
+        };
+        // etcd also presents its server certificate as a client one (its gateway dials
+        // itself), so it gets both usages.
+        let (server_cert, server_key) = leaf(
+            vec!["127.0.0.1".into(), "localhost".into()],
+            "etcd",
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        );
+        let (client_cert, client_key) = leaf(
+            Vec::new(),
+            "strata",
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        );
+        Pki {
+            ca: ca.pem(),
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
+        }
+    }
+
+    /// What etcd serves with; `client_cert_auth`: etcd requires client certificates.
+    fn material(&self, client_cert_auth: bool) -> TlsMaterial {
+        TlsMaterial {
+            ca_pem: self.ca.clone(),
+            server_cert_pem: self.server_cert.clone(),
+            server_key_pem: self.server_key.clone(),
+            client_cert_auth,
+        }
+    }
+
+    /// A client trusting this CA, with this PKI's client certificate (mutual TLS).
+    fn client(&self) -> EtcdTls {
+        EtcdTls {
+            ca_pem: Some(self.ca.clone().into_bytes()),
+            client_cert_pem: Some(self.client_cert.clone().into_bytes()),
+            client_key_pem: Some(self.client_key.clone().into_bytes()),
+        }
+    }
+}
+
+fn start_etcd_tls(material: &TlsMaterial) -> EtcdServer {
+    tokio::task::block_in_place(|| EtcdServer::start_tls(material))
+}
+
+/// Connects to `url` with `tls` within `timeout`, expecting a refusal: returns its message.
+async fn refused(url: &str, tls: Option<EtcdTls>, timeout: Duration) -> String {
+    let mut options = EtcdOptions::parse(url).expect("parse");
+    if let Some(tls) = tls {
+        options = options.with_tls(tls).expect("TLS options for etcds://");
+    }
+    options.connect_timeout = timeout;
+    let started = Instant::now();
+    let result = EtcdStore::connect(options).await;
+    let took = started.elapsed();
+    assert!(
+        took < timeout + Duration::from_secs(2),
+        "refusing {url} took {took:?} with a {timeout:?} timeout"
+    );
+    match result {
+        Err(e @ StoreError::Open { .. }) => e.to_string(),
+        other => panic!("{url} should be refused, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_passes_the_conformance_suite_over_mutual_tls() {
+    if skip() {
+        return;
+    }
+    let started = Instant::now();
+    let pki = Pki::new("suite");
+    let harness = EtcdHarness {
+        etcd: start_etcd_tls(&pki.material(true)),
+        count: AtomicUsize::new(0),
+        tls: Some(pki.client()),
+    };
+    assert!(harness.etcd.url("").starts_with("etcds://127.0.0.1:"));
+    let report = conformance::run_all(&harness).await;
+    assert!(report.skipped.is_empty(), "skipped: {:?}", report.skipped);
+    assert!(report.failed.is_empty(), "failed: {:?}", report.failed);
+    assert_eq!(report.passed.len(), conformance::checks().len() + 1);
+    println!(
+        "{} conformance checks passed on etcd over mutual TLS in {:?}",
+        report.passed.len(),
+        started.elapsed()
+    );
+}
+
+/// An etcd requiring client certificates refuses a client without one, or with one from
+/// another CA; a client trusting another CA (or only the system's roots) refuses etcd. Each
+/// fails at connect, within the timeout, naming the endpoint and what TLS said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_refusals_are_clear_and_bounded() {
+    if skip() {
+        return;
+    }
+    let pki = Pki::new("strata-test");
+    let other = Pki::new("other");
+    let etcd = start_etcd_tls(&pki.material(true));
+    let url = etcd.url("/tls");
+    let endpoint = etcd.endpoints().remove(0);
+    let timeout = Duration::from_secs(3);
+
+    // The files, read by EtcdTls::from_files as `strata --store-ca/--store-cert/--store-key`
+    // do, connect.
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let (ca, cert, key) = (
+        write("ca.pem", &pki.ca),
+        write("client.pem", &pki.client_cert),
+        write("client-key.pem", &pki.client_key),
+    );
+    let tls = EtcdTls::from_files(Some(&ca), Some(&cert), Some(&key)).expect("read the files");
+    assert_eq!(tls, pki.client());
+    let store = EtcdStore::connect(EtcdOptions::parse(&url).unwrap().with_tls(tls).unwrap())
+        .await
+        .expect("connect with mutual TLS");
+    let rev = store.put("/k", b"v".to_vec()).await.unwrap();
+    assert_eq!(store.get("/k").await.unwrap().unwrap().mod_revision, rev);
+    drop(store);
+
+    let no_cert = EtcdTls {
+        client_cert_pem: None,
+        client_key_pem: None,
+        ..pki.client()
+    };
+    let cases = [
+        ("no client certificate", Some(no_cert), "certificate"),
+        (
+            "a client certificate of another CA",
+            Some(EtcdTls {
+                ca_pem: Some(pki.ca.clone().into_bytes()),
+                ..other.client()
+            }),
+            "certificate",
+        ),
+        (
+            "trusting another CA",
+            Some(EtcdTls {
+                ca_pem: Some(other.ca.clone().into_bytes()),
+                ..pki.client()
+            }),
+            "UnknownIssuer",
+        ),
+        (
+            "trusting the system's roots",
+            Some(EtcdTls {
+                ca_pem: None,
+                ..pki.client()
+            }),
+            "certificate",
+        ),
+    ];
+    for (case, tls, says) in cases {
+        let message = refused(&url, tls, timeout).await;
+        println!("{case}: {message}");
+        assert!(
+            message.contains(&endpoint),
+            "{case}: {message:?} names {endpoint}"
+        );
+        assert!(
+            message.contains("TLS"),
+            "{case}: {message:?} says it is TLS"
+        );
+        assert!(message.contains(says), "{case}: {message:?} says {says:?}");
+    }
+    // Plain text to a TLS port fails too, within the timeout.
+    let plain = url.replacen("etcds://", "etcd://", 1);
+    let message = refused(&plain, None, timeout).await;
+    println!("plain text: {message}");
+    assert!(
+        message.contains(&endpoint.replacen("https", "http", 1)),
+        "{message}"
+    );
+
+    // etcd's own authentication (USER:PASSWORD@) works over mutual TLS too.
+    let harness = EtcdHarness {
+        etcd,
+        count: AtomicUsize::new(0),
+        tls: Some(pki.client()),
+    };
+    let mut admin =
+        etcd_client::Client::connect(harness.etcd.endpoints(), harness.client_options())
+            .await
+            .unwrap();
+    admin.user_add("root", "root-pw", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    // The client certificate's common name is a user too: with it, no password is needed.
+    admin.user_add("strata", "unused-pw", None).await.unwrap();
+    admin.user_grant_role("strata", "root").await.unwrap();
+    admin.auth_enable().await.unwrap();
+    let with_user = |user: &str| url.replacen("etcds://", &format!("etcds://{user}@"), 1);
+    let options = EtcdOptions::parse(&with_user("root:root-pw"))
+        .unwrap()
+        .with_tls(pki.client())
+        .unwrap();
+    let store = EtcdStore::connect(options)
+        .await
+        .expect("connect with a user over mutual TLS");
+    let rev = store.put("/auth", b"v".to_vec()).await.unwrap();
+    assert_eq!(store.get("/auth").await.unwrap().unwrap().mod_revision, rev);
+    let message = refused(&with_user("root:wrong-pw"), Some(pki.client()), timeout).await;
+    println!("wrong password over TLS: {message}");
+    assert!(
+        message.contains(&endpoint) && !message.contains("wrong-pw"),
+        "{message}"
+    );
+    let store = EtcdStore::connect(
+        EtcdOptions::parse(&url)
+            .unwrap()
+            .with_tls(pki.client())
+            .unwrap(),
+    )
+    .await
+    .expect("connect as the certificate's common name");
+    store
+        .put("/cn", b"v".to_vec())
+        .await
+        .expect("write as the common name");
+}
+
+/// `etcds://` URLs, the TLS options, and their errors (no etcd needed).
+#[test]
+fn tls_options_parse_and_fail_clearly() {
+    let o = EtcdOptions::parse("etcds://a.example:2379,127.0.0.1:2380/strata").unwrap();
+    assert_eq!(
+        o.endpoints,
+        ["https://a.example:2379", "https://127.0.0.1:2380"]
+    );
+    assert_eq!(o.tls, Some(EtcdTls::default()));
+    assert_eq!(
+        o.display_url(),
+        "etcds://a.example:2379,127.0.0.1:2380/strata"
+    );
+    let o = EtcdOptions::parse("ETCDS://u:pw@h:1").unwrap();
+    assert_eq!(o.user, Some(("u".into(), "pw".into())));
+    assert_eq!(o.display_url(), "etcds://u:***@h:1");
+    assert_eq!(EtcdOptions::parse("etcd://h:1").unwrap().tls, None);
+
+    let pki = Pki::new("options");
+    // TLS settings for a plain-text URL say to use etcds://.
+    let message = EtcdOptions::parse("etcd://h:1")
+        .unwrap()
+        .with_tls(pki.client())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("etcds://"), "{message}");
+    let o = EtcdOptions::parse("etcds://h:1")
+        .unwrap()
+        .with_tls(pki.client())
+        .unwrap();
+    assert_eq!(o.tls, Some(pki.client()));
+    // The key never shows.
+    let debug = format!("{o:?}");
+    assert!(
+        !debug.contains("PRIVATE KEY") && debug.contains("***"),
+        "{debug}"
+    );
+
+    // Files: each error names the file and what is wrong with it.
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca = write("ca.pem", &pki.ca);
+    let cert = write("cert.pem", &pki.client_cert);
+    let key = write("key.pem", &pki.client_key);
+    let junk = write("junk.pem", "not a PEM file\n");
+    let missing = dir.path().join("missing.pem");
+    let tls = EtcdTls::from_files(Some(&ca), None, None).unwrap();
+    assert!(tls.ca_pem.is_some() && tls.client_cert_pem.is_none());
+    assert_eq!(
+        EtcdTls::from_files(None, None, None).unwrap(),
+        EtcdTls::default()
+    );
+    let fails = [
+        (
+            Some(&missing),
+            None,
+            None,
+            &missing,
+            "cannot read the etcd CA certificate",
+        ),
+        (Some(&junk), None, None, &junk, "no PEM certificate"),
+        (Some(&key), None, None, &key, "no PEM certificate"),
+        (
+            None,
+            Some(&junk),
+            Some(&key),
+            &junk,
+            "client certificate holds no PEM",
+        ),
+        (None, Some(&cert), Some(&cert), &cert, "no PEM private key"),
+        (
+            None,
+            Some(&cert),
+            Some(&missing),
+            &missing,
+            "cannot read the etcd client key",
+        ),
+        (
+            Some(&ca),
+            Some(&cert),
+            None,
+            &cert,
+            "without its private key",
+        ),
+        (Some(&ca), None, Some(&key), &key, "without its certificate"),
+    ];
+    for (ca, cert, key, names, says) in fails {
+        let message = EtcdTls::from_files(
+            ca.map(|p| p.as_path()),
+            cert.map(|p| p.as_path()),
+            key.map(|p| p.as_path()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.contains(&names.display().to_string()) && message.contains(says),
+            "{message:?} should name {} and say {says:?}",
+            names.display()
+        );
     }
 }
 
