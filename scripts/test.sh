@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh test
+echo "==> building the example wasm guest (wasm32-wasip2)"
+bash examples/hello-wasm/build.sh
 echo "==> building binaries the end-to-end tests start"
 cargo build --locked --workspace --bins
 echo "==> running the tests"

@@ -37,7 +37,17 @@ fn leader_id(addr: &str) -> Option<String> {
     value["server_id"].as_str().map(str::to_string)
 }
 
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+fn wait_until(limit: Duration, what: &str, check: impl FnMut() -> bool) {
+    wait_or_explain(limit, what, check, String::new);
+}
+
+/// Like `wait_until`, with `explain()` (logs) in the failure message.
+fn wait_or_explain(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+    explain: impl Fn() -> String,
+) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if check() {
@@ -45,7 +55,23 @@ fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("timed out after {limit:?}: {what}");
+    panic!("timed out after {limit:?}: {what}\n{}", explain());
+}
+
+fn logs_of(servers: &[ServerProcess], agent: Option<&AgentProcess>) -> String {
+    let mut text = String::new();
+    for server in servers {
+        text.push_str(&format!(
+            "--- server {} ---\n{}\n",
+            server.id(),
+            server.log()
+        ));
+    }
+    if let Some(agent) = agent {
+        let log = std::fs::read_to_string(agent.dir.join("agent.log")).unwrap_or_default();
+        text.push_str(&format!("--- agent ---\n{log}\n"));
+    }
+    text
 }
 
 fn skip() -> bool {
@@ -113,9 +139,12 @@ fn killing_the_leader_loses_no_acknowledged_write() {
     }
     let killed = killed.unwrap();
     let survivor = servers.iter().find(|s| s.is_running()).unwrap().api.clone();
-    wait_until(Duration::from_secs(20), "a new leader", || {
-        leader_id(&survivor).is_some_and(|id| id != servers[killed].id())
-    });
+    wait_or_explain(
+        Duration::from_secs(30),
+        "a new leader",
+        || leader_id(&survivor).is_some_and(|id| id != servers[killed].id()),
+        || logs_of(&servers, Some(&agent)),
+    );
     assert!(
         acknowledged.len() >= 6,
         "most deploys must be acknowledged: {acknowledged:?}"

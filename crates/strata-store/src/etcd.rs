@@ -868,9 +868,18 @@ impl EtcdStore {
                 "TLS with etcd at {endpoints} failed: {failure}\n  hint: {hint}"
             ))
         };
+        // A server that refuses a client certificate may close the connection before its TLS
+        // alert reaches us: say what to check then too.
+        let tls_hint = if tls.is_some() {
+            "\n  hint: over TLS, a member that closes the connection during the handshake usually \
+             refused the client's certificate (an etcd started with --client-cert-auth wants one \
+             signed by a CA of its --trusted-ca-file); also check that etcd speaks TLS there"
+        } else {
+            ""
+        };
         let no_answer = |detail: String| {
             open(format!(
-                "no etcd member answered within {timeout:?} (endpoints: {endpoints}){detail}"
+                "no etcd member answered within {timeout:?} (endpoints: {endpoints}){detail}{tls_hint}"
             ))
         };
         let client =
