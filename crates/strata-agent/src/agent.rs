@@ -121,9 +121,19 @@ fn detect_capacity() -> Resources {
 }
 
 impl Agent {
-    /// Binds the agent's API and prepares its data directory. Call [`Agent::run`] next.
+    /// Binds the agent's API and prepares its data directory, with the `exec` driver only.
+    /// Call [`Agent::run`] next.
     pub async fn start(
         config: AgentConfig,
+    ) -> Result<(Arc<Agent>, tokio::net::TcpListener), AgentError> {
+        Self::start_with_drivers(config, Vec::new()).await
+    }
+
+    /// Like [`Agent::start`], with more drivers beside `exec` (e.g. `wasm`); the node reports
+    /// every driver it has, so placement sends it only what it can run.
+    pub async fn start_with_drivers(
+        config: AgentConfig,
+        extra_drivers: Vec<Arc<dyn Driver>>,
     ) -> Result<(Arc<Agent>, tokio::net::TcpListener), AgentError> {
         let root = config.data_dir.clone();
         std::fs::create_dir_all(root.join("instances")).map_err(|source| AgentError::DataDir {
@@ -161,6 +171,9 @@ impl Agent {
         });
         let mut drivers: BTreeMap<DriverKind, Arc<dyn Driver>> = BTreeMap::new();
         drivers.insert(DriverKind::Exec, Arc::new(ExecDriver));
+        for driver in extra_drivers {
+            drivers.insert(driver.kind(), driver);
+        }
         let agent = Arc::new(Agent {
             config,
             client,

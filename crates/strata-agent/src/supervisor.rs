@@ -409,6 +409,16 @@ impl Run {
         env.insert("STRATA_ENV".into(), instance.env.clone());
         env.insert("STRATA_INSTANCE".into(), instance.id.clone());
         env.insert("STRATA_RELEASE".into(), instance.release.to_string());
+        if let Some(digest) = &release.artifact_digest {
+            env.insert("STRATA_ARTIFACT_DIGEST".into(), digest.clone());
+        }
+        if spec.driver == strata_core::spec::DriverKind::Wasm {
+            // The wasm driver's per-instance memory limit comes from the spec's resources.
+            env.insert(
+                "STRATA_WASM_MEMORY_BYTES".into(),
+                spec.resources.memory_bytes.to_string(),
+            );
+        }
         let start = StartSpec {
             instance_id: self.id().to_string(),
             program,

@@ -140,13 +140,14 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     config.bind_host = advertise.to_string();
     config.heartbeat_interval = args.heartbeat_interval;
     config.token = Some(args.token.clone());
-    let (agent, agent_task) = platform::start_agent(config).await?;
+    let table = strata_mesh::RoutingTable::new();
+    let (agent, agent_task) = platform::start_agent(config, table.clone()).await?;
     let ingress_addr = args
         .ingress_addr
         .unwrap_or_else(|| format!("{advertise}:8080"));
     let ingress = bind("ingress", &ingress_addr).await?;
     let ingress_local = ingress.local_addr()?;
-    platform::start_ingress(&args.join, Some(&args.token), ingress);
+    platform::start_ingress(&args.join, Some(&args.token), table, ingress);
     println!("agent: {} (node {name})", agent.agent_url());
     println!("ingress: http://{ingress_local}");
     tokio::select! {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use strata_agent::AgentConfig;
+use strata_mesh::RoutingTable;
 use strata_sched::liveness::LivenessThresholds;
 
 use crate::platform::{self, bind};
@@ -31,8 +32,9 @@ pub async fn run(data_dir: PathBuf, api_addr: &str, ingress_addr: &str) -> CliRe
     .await?;
     let mut agent_config = AgentConfig::local("local", &control.api_url, data_dir.join("agent"));
     agent_config.token = Some(control.token.clone());
-    let (agent, agent_task) = platform::start_agent(agent_config).await?;
-    platform::start_ingress(&control.api_url, None, ingress_listener);
+    let table = RoutingTable::new();
+    let (agent, agent_task) = platform::start_agent(agent_config, table.clone()).await?;
+    platform::start_ingress(&control.api_url, None, table, ingress_listener);
 
     let api_url = &control.api_url;
     println!("api: {api_url}");

@@ -9,9 +9,11 @@ use anyhow::{anyhow, Context};
 use strata_agent::{Agent, AgentConfig};
 use strata_control::{reconcile, ControlConfig, ControlPlane};
 use strata_mesh::{Ingress, IngressConfig, RouteSource, RoutingTable};
+use strata_runtime::{Driver, StartSpec};
 use strata_sched::liveness::LivenessThresholds;
 use strata_store::etcd::EtcdTls;
 use strata_store::{EtcdOptions, EtcdStore, RedbStore, Store, StoreError, Txn};
+use strata_wasm::{OutboundRouter, WasmDriver, WasmHost, WasmHostConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -233,20 +235,74 @@ pub async fn start_control_plane(
     })
 }
 
+/// Starts a node agent with the `exec` and `wasm` drivers; wasm guests' outbound calls
+/// resolve service names with `table` (the node's routing table).
 pub async fn start_agent(
     config: AgentConfig,
+    table: Arc<RoutingTable>,
 ) -> Result<(Arc<Agent>, JoinHandle<Result<(), strata_agent::AgentError>>), Failure> {
-    let (agent, listener) = Agent::start(config).await?;
+    let wasm = wasm_driver(&config.data_dir, table)?;
+    let (agent, listener) = Agent::start_with_drivers(config, vec![wasm]).await?;
     let task = tokio::spawn(agent.clone().run(listener));
     Ok((agent, task))
 }
 
-/// Starts an ingress that routes with the control plane's table.
-pub fn start_ingress(control_url: &str, token: Option<&str>, listener: TcpListener) {
-    let table = RoutingTable::new();
+/// Starts an ingress that routes with `table`, kept current from the control plane.
+pub fn start_ingress(
+    control_url: &str,
+    token: Option<&str>,
+    table: Arc<RoutingTable>,
+    listener: TcpListener,
+) {
     tokio::spawn(RouteSource::new(control_url, token).run(table.clone(), Duration::from_secs(2)));
     let ingress = Ingress::new(table, IngressConfig::default());
     tokio::spawn(ingress.serve(listener));
+}
+
+/// The node's `wasm` driver: one wasmtime host (compile cache in `DATA_DIR/wasm-cache`);
+/// guests' outbound calls by service name go to healthy instances from the node's routing
+/// table, in the caller's environment.
+pub fn wasm_driver(agent_dir: &Path, table: Arc<RoutingTable>) -> Result<Arc<dyn Driver>, Failure> {
+    let host = WasmHost::new(WasmHostConfig::new(agent_dir.join("wasm-cache")))
+        .map_err(|error| Failure::Failed(anyhow!("cannot start the wasm runtime: {error}")))?;
+    let driver = WasmDriver::new(host, move |spec: &StartSpec| -> Arc<dyn OutboundRouter> {
+        Arc::new(MeshRouter {
+            table: table.clone(),
+            env: spec
+                .env
+                .get("STRATA_ENV")
+                .cloned()
+                .unwrap_or_else(|| "dev".into()),
+            caller: spec.env.get("STRATA_SERVICE").cloned().unwrap_or_default(),
+        })
+    });
+    Ok(Arc::new(driver))
+}
+
+/// Routes a wasm guest's `http://SERVICE/` to a healthy instance of SERVICE in its environment.
+struct MeshRouter {
+    table: Arc<RoutingTable>,
+    env: String,
+    caller: String,
+}
+
+impl OutboundRouter for MeshRouter {
+    fn resolve(&self, service: &str) -> Option<std::net::SocketAddr> {
+        let route = self
+            .table
+            .lookup(&strata_core::api::default_host(service, &self.env))?;
+        let pick = rand::random::<usize>() % route.endpoints.len().max(1);
+        route.endpoints.get(pick)?.parse().ok()
+    }
+
+    fn refused(&self, destination: &str) {
+        tracing::warn!(
+            caller = %self.caller,
+            env = %self.env,
+            destination,
+            "outbound call refused: only Strata services are reachable, as http://SERVICE/"
+        );
+    }
 }
 
 pub fn absolute(dir: PathBuf) -> anyhow::Result<PathBuf> {

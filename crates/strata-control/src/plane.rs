@@ -410,14 +410,16 @@ impl ControlPlane {
     async fn validate(&self, item: &DeployService) -> Result<(), ControlError> {
         let spec = &item.spec;
         check_name("service", &spec.name)?;
-        if spec.driver != DriverKind::Exec {
+        if spec.driver == DriverKind::Wasm {
+            self.validate_wasm(item).await?;
+        } else if spec.driver != DriverKind::Exec {
             return Err(ControlError::bad_request(
                 format!(
                     "service `{}`: driver `{}` is not available on this control plane yet",
                     spec.name,
                     spec.driver.as_str()
                 ),
-                Some("use driver = \"exec\"".to_string()),
+                Some("use driver = \"exec\" or \"wasm\"".to_string()),
             ));
         }
         match (&spec.artifact, &item.artifact_digest) {
@@ -455,6 +457,36 @@ impl ControlPlane {
             }
             (None, None) => {}
         }
+        Ok(())
+    }
+
+    /// A wasm service's artifact must be a `wasi:http/proxy` component; anything else fails
+    /// the deploy with what it is and how to fix it, before any release is made.
+    async fn validate_wasm(&self, item: &DeployService) -> Result<(), ControlError> {
+        let name = &item.spec.name;
+        let Some(digest) = &item.artifact_digest else {
+            return Err(ControlError::bad_request(
+                format!("service `{name}`: a wasm service needs an `artifact` (the component)"),
+                Some("set artifact = \"build/app.wasm\"".to_string()),
+            ));
+        };
+        if !self.blobs.exists(digest).await? {
+            // Uploaded to another server: fetch it to look at it.
+            self.fetch_blob_from_peers(digest).await?;
+        }
+        let path = self.blobs.path(digest)?;
+        let bytes = tokio::fs::read(&path).await.map_err(|error| {
+            ControlError::Internal(format!("reading artifact {digest}: {error}"))
+        })?;
+        strata_wasm::inspect_component(&bytes).map_err(|error| {
+            ControlError::bad_request(
+                format!(
+                    "service `{name}`: artifact `{}` is not a usable component: {error}",
+                    item.spec.artifact.as_deref().unwrap_or(digest)
+                ),
+                None,
+            )
+        })?;
         Ok(())
     }
 

@@ -1,0 +1,143 @@
+//! End-to-end: wasm services through `strata dev`: a `wasi:http/proxy` component deployed from
+//! a spec serves through the ingress, calls another service by name through the platform's
+//! outbound hook, is refused anything else, and a bad artifact fails the deploy with a message
+//! that says what it is, with nothing running disturbed.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+
+/// The example guest, built by examples/hello-wasm/build.sh (scripts/test.sh runs it).
+fn hello_wasm() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/hello-wasm/build/hello.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: run examples/hello-wasm/build.sh (scripts/test.sh does)",
+        path.display()
+    );
+    path.canonicalize().unwrap()
+}
+
+fn wasm_spec(dir: &std::path::Path, artifact: &std::path::Path) -> PathBuf {
+    let spec = format!(
+        r#"
+[service.greeter]
+driver = "wasm"
+artifact = "{artifact}"
+[service.greeter.config]
+GREETING = "Hello from the greeter"
+[service.greeter.health]
+path = "/healthz"
+interval = "200ms"
+timeout = "200ms"
+
+[service.front]
+driver = "wasm"
+artifact = "{artifact}"
+[service.front.config]
+GREETING = "Hello from the front"
+"#,
+        artifact = artifact.display()
+    );
+    let path = dir.join("wasm.toml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wasm_services_serve_call_each_other_by_name_and_bad_artifacts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let spec = wasm_spec(dir.path(), &hello_wasm());
+    let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "deploy failed: {}\n{}",
+        stderr(&output),
+        dev.log()
+    );
+
+    let greeter = "greeter.dev.localhost";
+    let front = "front.dev.localhost";
+    let client = dev.client(&[greeter, front]);
+    let body = client
+        .get(dev.url(greeter, "/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "Hello from wasm: Hello from the greeter\n");
+
+    // A call by name, routed by the platform to a healthy greeter.
+    let response = client
+        .get(dev.url(front, "/call/greeter"))
+        .send()
+        .await
+        .unwrap();
+    let body = response.text().await.unwrap();
+    assert!(body.contains("Hello from the greeter"), "{body}");
+
+    // Anything else is refused to the guest.
+    let response = client
+        .get(dev.url(front, "/call/example.com"))
+        .send()
+        .await
+        .unwrap();
+    let body = response.text().await.unwrap();
+    assert!(
+        body.to_lowercase().contains("denied") || body.to_lowercase().contains("refused"),
+        "{body}"
+    );
+    assert!(dev.log().contains("outbound call refused"), "{}", dev.log());
+
+    // Bad artifacts fail the deploy (exit 2) and say what they are; greeter keeps serving.
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("random.wasm", b"definitely not wasm", "not"),
+        (
+            "core.wasm",
+            b"\0asm\x01\0\0\0",
+            "core WebAssembly module, not a component",
+        ),
+    ];
+    for (name, bytes, says) in cases {
+        let artifact = dir.path().join(name);
+        std::fs::write(&artifact, bytes).unwrap();
+        let bad = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &bad,
+            format!(
+                "[service.greeter]\ndriver = \"wasm\"\nartifact = \"{}\"\n",
+                artifact.display()
+            ),
+        )
+        .unwrap();
+        let output = dev.cli(&["deploy", bad.to_str().unwrap(), "--timeout", "30s"]);
+        assert_eq!(output.status.code(), Some(2), "{name}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(says),
+            "{name}: {}",
+            stderr(&output)
+        );
+    }
+    let status = dev.status("greeter");
+    assert_eq!(
+        status.service.desired_release, 1,
+        "no release was made for a bad artifact"
+    );
+    let body = client
+        .get(dev.url(greeter, "/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "Hello from wasm: Hello from the greeter\n");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
