@@ -8,6 +8,15 @@
 
 mod common;
 
+/// These tests each start several processes (servers, agents, etcd members): run them one at
+/// a time so that, on a small machine, their timing reflects the platform and not each other.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,21 +168,25 @@ fn failover(failure: Failure) {
 
 #[test]
 fn kill_9_of_a_node_fails_over_with_no_failed_request() {
+    let _serial = serial();
     failover(Failure::Kill9);
 }
 
 #[test]
 fn a_frozen_agent_is_detected_and_fenced_when_it_thaws() {
+    let _serial = serial();
     failover(Failure::Freeze);
 }
 
 #[test]
 fn a_cut_link_is_detected_and_fenced_when_it_heals() {
+    let _serial = serial();
     failover(Failure::CutLink);
 }
 
 #[test]
 fn drain_moves_instances_with_no_failed_request() {
+    let _serial = serial();
     let Some(cluster) = cluster(3) else { return };
     deploy_hello(&cluster, 2);
     let serving = serving_nodes(&cluster);
@@ -214,6 +227,7 @@ fn drain_moves_instances_with_no_failed_request() {
 
 #[test]
 fn an_agent_with_a_wrong_token_is_refused() {
+    let _serial = serial();
     // Needs no namespaces: a server and an agent on loopback.
     let dir = tempfile::tempdir().unwrap();
     let mut server = std::process::Command::new(common::strata_bin())
