@@ -67,15 +67,33 @@ pub fn server_token(data_dir: &Path) -> CliResult {
     Ok(())
 }
 
+#[derive(Debug, clap::Args)]
 pub struct AgentArgs {
+    /// The control plane's URL, e.g. http://10.0.0.1:7700 (several, comma-separated).
+    #[arg(long)]
     pub join: String,
+    /// The cluster's join token (`strata server token` prints it).
+    #[arg(long, env = "STRATA_JOIN_TOKEN")]
     pub token: String,
+    /// The node's name (default: the hostname).
+    #[arg(long)]
     pub name: Option<String>,
+    /// Node labels, KEY=VALUE, comma-separated or repeated (e.g. zone=eu-1).
+    #[arg(long)]
     pub labels: Vec<String>,
+    /// The IP address other nodes reach this one at; instances bind it.
+    #[arg(long, default_value = "127.0.0.1")]
     pub advertise_addr: String,
+    /// Where the agent's own API (logs) listens (default ADVERTISE_ADDR:7701).
+    #[arg(long)]
     pub api_addr: Option<String>,
+    /// Where this node's ingress listens (default ADVERTISE_ADDR:8080).
+    #[arg(long)]
     pub ingress_addr: Option<String>,
+    #[arg(long, default_value = ".strata-agent")]
     pub data_dir: PathBuf,
+    /// How often the agent heartbeats.
+    #[arg(long, default_value = "100ms", value_parser = crate::humantime_duration)]
     pub heartbeat_interval: Duration,
 }
 

@@ -99,34 +99,7 @@ enum Command {
         down_after: std::time::Duration,
     },
     /// Run a node: join a control plane and run the instances it assigns, with an ingress.
-    Agent {
-        /// The control plane's URL, e.g. http://10.0.0.1:7700.
-        #[arg(long)]
-        join: String,
-        /// The cluster's join token (`strata server token` prints it).
-        #[arg(long, env = "STRATA_JOIN_TOKEN")]
-        token: String,
-        /// The node's name (default: the hostname).
-        #[arg(long)]
-        name: Option<String>,
-        /// Node labels, KEY=VALUE, comma-separated or repeated (e.g. zone=eu-1).
-        #[arg(long)]
-        labels: Vec<String>,
-        /// The IP address other nodes reach this one at; instances bind it.
-        #[arg(long, default_value = "127.0.0.1")]
-        advertise_addr: String,
-        /// Where the agent's own API (logs) listens (default ADVERTISE_ADDR:7701).
-        #[arg(long)]
-        api_addr: Option<String>,
-        /// Where this node's ingress listens (default ADVERTISE_ADDR:8080).
-        #[arg(long)]
-        ingress_addr: Option<String>,
-        #[arg(long, default_value = ".strata-agent")]
-        data_dir: PathBuf,
-        /// How often the agent heartbeats.
-        #[arg(long, default_value = "100ms", value_parser = humantime_duration)]
-        heartbeat_interval: std::time::Duration,
-    },
+    Agent(cluster::AgentArgs),
     /// Back up and restore the whole state (also: move a one-machine install onto etcd).
     Store {
         #[command(subcommand)]
@@ -260,7 +233,7 @@ enum NodeAction {
     Undrain { node: String },
 }
 
-fn humantime_duration(text: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn humantime_duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 90s or 5m"))
 }
@@ -351,30 +324,7 @@ async fn run(cli: Cli) -> CliResult {
             })
             .await
         }
-        Command::Agent {
-            join,
-            token,
-            name,
-            labels,
-            advertise_addr,
-            api_addr,
-            ingress_addr,
-            data_dir,
-            heartbeat_interval,
-        } => {
-            cluster::agent(cluster::AgentArgs {
-                join,
-                token,
-                name,
-                labels,
-                advertise_addr,
-                api_addr,
-                ingress_addr,
-                data_dir,
-                heartbeat_interval,
-            })
-            .await
-        }
+        Command::Agent(args) => cluster::agent(args).await,
         Command::Store {
             action:
                 StoreAction::Export {
