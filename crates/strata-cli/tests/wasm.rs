@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use common::*;
 
@@ -139,5 +138,4 @@ async fn wasm_services_serve_call_each_other_by_name_and_bad_artifacts_are_refus
         .await
         .unwrap();
     assert_eq!(body, "Hello from wasm: Hello from the greeter\n");
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
