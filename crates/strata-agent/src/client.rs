@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use strata_core::api::{Assignments, ErrorBody, Heartbeat, HeartbeatAck, RegisterNode, Registered};
+use strata_core::api::{Assignments, ErrorBody, Heartbeat, HeartbeatAck, NodeEvent, RegisterNode, Registered};
 use strata_core::{InstanceStatus, Node};
 use tokio::io::AsyncWriteExt;
 
@@ -196,6 +196,18 @@ impl ControlClient {
             .json()
             .await
             .map_err(|e| self.decode_error(e))
+    }
+
+    /// Records an event this node observed in the cluster's event log.
+    pub async fn event(&self, node: &str, event: &NodeEvent) -> Result<(), ClientError> {
+        let response = self
+            .send(|http, base| {
+                http.post(format!("{base}/v1/nodes/{node}/events"))
+                    .timeout(Duration::from_secs(5))
+                    .json(event)
+            })
+            .await?;
+        self.check("event", response).await.map(|_| ())
     }
 
     pub async fn report(&self, status: &InstanceStatus) -> Result<(), ClientError> {

@@ -11,9 +11,11 @@
 //! orphaned.
 //!
 //! Modules: [`client`] (the control plane's API as the agent uses it), [`supervisor`] (one
-//! instance's lifecycle), [`health`] (checks), [`logs`] (the agent's own API serving logs).
+//! instance's lifecycle), [`health`] (checks), [`logs`] (the agent's own API serving logs),
+//! [`events`] (what the node observes, folded and sent to the event log).
 
 pub mod client;
+pub mod events;
 pub mod health;
 pub mod logs;
 pub mod supervisor;

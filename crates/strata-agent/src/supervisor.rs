@@ -235,6 +235,10 @@ impl Run {
             let addr = check_address(&self.ctx.bind_host, port);
             let advertised = format!("{}:{port}", self.ctx.advertise_host);
             let pid = handle.pid();
+            let process = match pid {
+                Some(pid) => format!("pid {pid}"),
+                None => format!("{} driver, in the agent's process", self.driver.kind().as_str()),
+            };
             if was_adopted {
                 // The control plane still has it as it was (usually running): change nothing
                 // there until the first health check says otherwise, so traffic keeps flowing.
@@ -242,11 +246,11 @@ impl Run {
                 status.state = InstanceState::Starting;
                 status.pid = pid;
                 status.address = Some(advertised);
-                status.message = format!("re-adopted (pid {})", pid.unwrap_or_default());
+                status.message = format!("re-adopted ({process})");
             } else {
                 self.set(
                     InstanceState::Starting,
-                    format!("started (pid {})", pid.unwrap_or_default()),
+                    format!("started ({process})"),
                     |s| {
                         s.pid = pid;
                         s.address = Some(advertised);
@@ -418,6 +422,14 @@ impl Run {
                 "STRATA_WASM_MEMORY_BYTES".into(),
                 spec.resources.memory_bytes.to_string(),
             );
+            // `[wasm]` limits; absent ones keep the driver's defaults.
+            let limits = spec.wasm.unwrap_or_default();
+            if let Some(ms) = limits.request_timeout_ms {
+                env.insert("STRATA_WASM_DEADLINE_MS".into(), ms.to_string());
+            }
+            if let Some(n) = limits.max_concurrency {
+                env.insert("STRATA_WASM_MAX_CONCURRENCY".into(), n.to_string());
+            }
         }
         let start = StartSpec {
             instance_id: self.id().to_string(),

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use strata_agent::client::ControlClient;
+use strata_agent::events::EventReporter;
 use strata_agent::{Agent, AgentConfig};
+use strata_core::api::NodeEvent;
 use strata_control::{reconcile, ControlConfig, ControlPlane};
 use strata_mesh::{Ingress, IngressConfig, RouteSource, RoutingTable};
 use strata_runtime::{Driver, StartSpec};
@@ -241,7 +244,11 @@ pub async fn start_agent(
     config: AgentConfig,
     table: Arc<RoutingTable>,
 ) -> Result<(Arc<Agent>, JoinHandle<Result<(), strata_agent::AgentError>>), Failure> {
-    let wasm = wasm_driver(&config.data_dir, table)?;
+    let events = EventReporter::start(
+        ControlClient::new(&config.control_url, config.token.as_deref()),
+        config.name.clone(),
+    );
+    let wasm = wasm_driver(&config.data_dir, table, events)?;
     let (agent, listener) = Agent::start_with_drivers(config, vec![wasm]).await?;
     let task = tokio::spawn(agent.clone().run(listener));
     Ok((agent, task))
@@ -261,8 +268,12 @@ pub fn start_ingress(
 
 /// The node's `wasm` driver: one wasmtime host (compile cache in `DATA_DIR/wasm-cache`);
 /// guests' outbound calls by service name go to healthy instances from the node's routing
-/// table, in the caller's environment.
-pub fn wasm_driver(agent_dir: &Path, table: Arc<RoutingTable>) -> Result<Arc<dyn Driver>, Failure> {
+/// table, in the caller's environment; refused calls are reported as `outbound.refused` events.
+fn wasm_driver(
+    agent_dir: &Path,
+    table: Arc<RoutingTable>,
+    events: EventReporter,
+) -> Result<Arc<dyn Driver>, Failure> {
     let host = WasmHost::new(WasmHostConfig::new(agent_dir.join("wasm-cache")))
         .map_err(|error| Failure::Failed(anyhow!("cannot start the wasm runtime: {error}")))?;
     let driver = WasmDriver::new(host, move |spec: &StartSpec| -> Arc<dyn OutboundRouter> {
@@ -274,6 +285,8 @@ pub fn wasm_driver(agent_dir: &Path, table: Arc<RoutingTable>) -> Result<Arc<dyn
                 .cloned()
                 .unwrap_or_else(|| "dev".into()),
             caller: spec.env.get("STRATA_SERVICE").cloned().unwrap_or_default(),
+            instance: spec.instance_id.clone(),
+            events: events.clone(),
         })
     });
     Ok(Arc::new(driver))
@@ -284,6 +297,8 @@ struct MeshRouter {
     table: Arc<RoutingTable>,
     env: String,
     caller: String,
+    instance: String,
+    events: EventReporter,
 }
 
 impl OutboundRouter for MeshRouter {
@@ -302,6 +317,16 @@ impl OutboundRouter for MeshRouter {
             destination,
             "outbound call refused: only Strata services are reachable, as http://SERVICE/"
         );
+        self.events.report(NodeEvent {
+            kind: "outbound.refused".into(),
+            env: Some(self.env.clone()),
+            service: Some(self.caller.clone()),
+            instance: Some(self.instance.clone()),
+            message: format!(
+                "{} called {destination}: refused; a wasm service reaches only Strata services, as http://SERVICE/",
+                self.caller
+            ),
+        });
     }
 }
 
@@ -323,7 +348,7 @@ pub async fn shutdown_signal() {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "warn,strata_control=info,strata_agent=info,strata_mesh=info,strata_cli=info",
+            "warn,strata_control=info,strata_agent=info,strata_mesh=info,strata_wasm=info,strata_cli=info",
         )
     });
     tracing_subscriber::fmt()

@@ -33,6 +33,9 @@ GREETING = "Hello from the greeter"
 path = "/healthz"
 interval = "200ms"
 timeout = "200ms"
+[service.greeter.wasm]
+request_timeout = "500ms"
+max_concurrency = 4
 
 [service.front]
 driver = "wasm"
@@ -94,6 +97,42 @@ async fn wasm_services_serve_call_each_other_by_name_and_bad_artifacts_are_refus
         "{body}"
     );
     assert!(dev.log().contains("outbound call refused"), "{}", dev.log());
+    // ... and recorded in the cluster's event log, naming caller and destination.
+    let mut events = String::new();
+    for _ in 0..50 {
+        events = reqwest::get(format!("{}/v1/events?service=front", dev.api))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if events.contains("outbound.refused") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        events.contains("outbound.refused") && events.contains("front called http://example.com"),
+        "{events}"
+    );
+
+    // `[service.greeter.wasm] request_timeout = "500ms"`: a guest that never returns is cut
+    // off with 504 at its deadline while the same service answers other requests.
+    let started = std::time::Instant::now();
+    let looping = client.get(dev.url(greeter, "/loop")).send();
+    let other = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        client.get(dev.url(greeter, "/")).send().await.unwrap()
+    };
+    let (looping, other) = tokio::join!(looping, other);
+    let looping = looping.unwrap();
+    assert_eq!(looping.status(), 504, "{:?}", looping.text().await);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "504 after {:?}, deadline was 500ms",
+        started.elapsed()
+    );
+    assert_eq!(other.status(), 200);
 
     // Bad artifacts fail the deploy (exit 2) and say what they are; greeter keeps serving.
     let cases: &[(&str, &[u8], &str)] = &[
@@ -138,4 +177,32 @@ async fn wasm_services_serve_call_each_other_by_name_and_bad_artifacts_are_refus
         .await
         .unwrap();
     assert_eq!(body, "Hello from wasm: Hello from the greeter\n");
+
+    // Restart `strata dev` on the same data directory: the instances come back from the
+    // precompiled cache, nothing is compiled again.
+    drop(dev);
+    let log_before = std::fs::read_to_string(dir.path().join("dev.log")).unwrap_or_default();
+    assert!(log_before.contains("wasm component compiled and cached"));
+    let dev = Dev::start(dir.path());
+    let client = dev.client(&[greeter, front]);
+    let mut served = false;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(dev.url(greeter, "/")).send().await {
+            if response.status() == 200 {
+                served = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let log_after = dev.log()[log_before.len()..].to_string();
+    assert!(served, "greeter did not serve after a restart:\n{log_after}");
+    assert!(
+        log_after.contains("loaded from the precompiled cache (no compilation)"),
+        "{log_after}"
+    );
+    assert!(
+        !log_after.contains("compiled and cached"),
+        "recompiled after a restart:\n{log_after}"
+    );
 }

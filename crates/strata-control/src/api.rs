@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use strata_core::api::{
     Assignments, DeployRequest, DeployResponse, ErrorBody, EventList, Heartbeat, HeartbeatAck,
-    RegisterNode, Registered, RouteTable, ServiceStatus, WatchChange,
+    NodeEvent, RegisterNode, Registered, RouteTable, ServiceStatus, WatchChange,
 };
 use strata_core::{Environment, InstanceStatus, InstanceView, Node, Release};
 use strata_store::WatchEvent;
@@ -109,6 +109,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/instances/{id}/status", put(report_status))
         .route("/v1/nodes", get(list_nodes).post(register_node))
         .route("/v1/nodes/{name}/heartbeat", post(heartbeat))
+        .route("/v1/nodes/{name}/events", post(node_event))
         .route("/v1/nodes/{name}/drain", post(drain_node))
         .route("/v1/nodes/{name}/undrain", post(undrain_node))
         .route("/v1/nodes/{name}/assignments", get(assignments))
@@ -302,6 +303,21 @@ pub async fn heartbeat(
     Ok(Json(HeartbeatAck {
         reregister: plane.heartbeat(&name, beat.epoch).await?,
     }))
+}
+
+/// Records an event a node observed (agents only; the kind must be one nodes may report).
+#[utoipa::path(post, path = "/v1/nodes/{name}/events",
+    params(("name" = String, Path, description = "the reporting node")),
+    request_body = NodeEvent,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn node_event(
+    _token: AgentToken,
+    State(plane): Plane,
+    Path(name): Path<String>,
+    ApiJson(event): ApiJson<NodeEvent>,
+) -> Result<StatusCode, ControlError> {
+    plane.record_node_event(&name, event).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Drains a node: its instances move elsewhere with no downtime; it takes no new work.

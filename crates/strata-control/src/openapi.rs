@@ -25,6 +25,7 @@ use crate::api;
         api::list_nodes,
         api::register_node,
         api::heartbeat,
+        api::node_event,
         api::drain_node,
         api::undrain_node,
         api::assignments,

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use strata_core::api::{
     default_host, Assignment, Assignments, DeployRequest, DeployResponse, DeployService,
-    DeployedService, RegisterNode, Route, RouteTable, ServiceStatus,
+    DeployedService, NodeEvent, RegisterNode, Route, RouteTable, ServiceStatus,
 };
 use strata_core::spec::{config_hash, DriverKind};
 use strata_core::{
@@ -344,6 +344,35 @@ impl ControlPlane {
             Err(ControlError::NotLeader) => {}
             Err(error) => tracing::warn!(%error, "could not record event"),
         }
+    }
+
+    /// Records what node `node` reports having seen. Only the kinds in [`NodeEvent::KINDS`]
+    /// are accepted: a node cannot write what looks like a controller's decision.
+    pub async fn record_node_event(&self, node: &str, event: NodeEvent) -> Result<(), ControlError> {
+        if !NodeEvent::KINDS.contains(&event.kind.as_str()) {
+            return Err(ControlError::bad_request(
+                format!("nodes cannot record events of kind `{}`", event.kind),
+                Some(format!("the kinds a node may record are {}", NodeEvent::KINDS.join(", "))),
+            ));
+        }
+        let mut message = event.message;
+        if message.len() > NodeEvent::MAX_MESSAGE {
+            let mut cut = NodeEvent::MAX_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        self.record(Event {
+            env: event.env,
+            service: event.service,
+            instance: event.instance,
+            node: Some(node.to_string()),
+            actor: format!("agent:{node}"),
+            ..Self::event(&event.kind, message)
+        })
+        .await;
+        Ok(())
     }
 
     pub(crate) fn event(kind: &str, message: impl Into<String>) -> Event {

@@ -85,6 +85,26 @@ pub struct Heartbeat {
     pub epoch: u64,
 }
 
+/// Something a node saw that belongs in the cluster's event log (e.g. a guest's outbound call
+/// the platform refused). Recorded with the node's name and `agent:<node>` as the actor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeEvent {
+    /// A dotted kind from [`NodeEvent::KINDS`], e.g. `outbound.refused`.
+    pub kind: String,
+    pub env: Option<String>,
+    pub service: Option<String>,
+    pub instance: Option<String>,
+    pub message: String,
+}
+
+impl NodeEvent {
+    /// The kinds a node may record: nodes report what they observe, never what the
+    /// controller decides.
+    pub const KINDS: [&'static str; 1] = ["outbound.refused"];
+    /// The longest message kept; longer ones are cut.
+    pub const MAX_MESSAGE: usize = 2048;
+}
+
 /// The answer to a heartbeat: whether the node must register again (its epoch moved on).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatAck {

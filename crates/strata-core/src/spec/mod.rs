@@ -88,6 +88,25 @@ pub struct ServiceSpec {
     pub constraints: BTreeMap<String, String>,
     /// How long a stopping instance gets between SIGTERM and SIGKILL.
     pub stop_timeout_ms: u64,
+    /// `[wasm]`: limits of a wasm service beyond `resources` (absent: the driver's defaults).
+    ///
+    /// Omitted from the JSON when absent, so releases stored before it existed still read and
+    /// hash the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm: Option<WasmLimits>,
+}
+
+/// Limits of a `wasm` service: each request runs in a fresh instance, so these bound one
+/// request and how many run at once on one node's instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WasmLimits {
+    /// A request still running after this long is interrupted and answered 504
+    /// (driver default: 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
+    /// Requests one instance serves at once; more get 503 (driver default: 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -12,7 +12,9 @@ use std::ops::Range;
 
 use toml_edit::{ImDocument, Item, Key, TableLike, TomlError, Value};
 
-use super::{DriverKind, HealthSpec, PortSpec, RouteSpec, ScaleSpec, ServiceSpec, SpecFile};
+use super::{
+    DriverKind, HealthSpec, PortSpec, RouteSpec, ScaleSpec, ServiceSpec, SpecFile, WasmLimits,
+};
 use crate::model::Resources;
 
 const DEFAULT_STOP_TIMEOUT_MS: u64 = 5_000;
@@ -24,6 +26,8 @@ const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
 const MAX_THRESHOLD: i64 = 100;
 const DEFAULT_REPLICAS: u32 = 1;
 const MAX_REPLICAS: i64 = 1_000;
+const MAX_WASM_CONCURRENCY: i64 = 10_000;
+const MAX_WASM_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
 const DEFAULT_CPU_MILLIS: u64 = 100;
 const MAX_CPU_MILLIS: u64 = 1_024_000;
 const MI: u64 = 1 << 20;
@@ -403,16 +407,18 @@ enum Section {
     Health,
     Resources,
     Placement,
+    Wasm,
     Environment,
 }
 
 impl Section {
-    const NESTED: [Section; 5] = [
+    const NESTED: [Section; 6] = [
         Section::Scale,
         Section::Route,
         Section::Health,
         Section::Resources,
         Section::Placement,
+        Section::Wasm,
     ];
 
     fn keys(self) -> &'static [&'static str] {
@@ -431,6 +437,7 @@ impl Section {
                 "health",
                 "resources",
                 "placement",
+                "wasm",
             ],
             Section::Scale => &["replicas"],
             Section::Route => &["public", "hosts"],
@@ -443,6 +450,7 @@ impl Section {
             ],
             Section::Resources => &["cpu", "memory"],
             Section::Placement => &["labels"],
+            Section::Wasm => &["request_timeout", "max_concurrency"],
             Section::Environment => &["config"],
         }
     }
@@ -456,6 +464,7 @@ impl Section {
             Section::Health => "health",
             Section::Resources => "resources",
             Section::Placement => "placement",
+            Section::Wasm => "wasm",
             Section::Environment => "environments",
         }
     }
@@ -1415,6 +1424,7 @@ impl<'s> Checker<'s> {
         let health = field("health").and_then(|(k, i)| self.health(&path, k, i));
         let resources = self.resources(field("resources"), &path);
         let constraints = self.placement(field("placement"), &path);
+        let wasm = self.wasm(field("wasm"), &path, driver);
 
         Some(ServiceSpec {
             name: name.to_string(),
@@ -1431,6 +1441,7 @@ impl<'s> Checker<'s> {
             resources,
             constraints,
             stop_timeout_ms,
+            wasm,
         })
     }
 
@@ -2136,6 +2147,64 @@ impl<'s> Checker<'s> {
         resources
     }
 
+    /// `[wasm]`: the per-request deadline and the cap on concurrent instances of a wasm
+    /// service. Only meaningful for `driver = "wasm"`.
+    fn wasm(
+        &mut self,
+        entry: Option<(&Key, &Item)>,
+        service: &Path,
+        driver: Option<DriverKind>,
+    ) -> Option<WasmLimits> {
+        let (key, item) = entry?;
+        let path = service.child("wasm");
+        let table = self.table(
+            &path,
+            key,
+            item,
+            format!("write it as a table: [{path}] with `request_timeout = \"10s\"` and `max_concurrency = 100`"),
+        )?;
+        if let Some(kind) = driver.filter(|d| *d != DriverKind::Wasm) {
+            self.push(
+                key.span(),
+                Some(path.to_string()),
+                format!(
+                    "`[{path}]` sets wasm limits, and `{service}` uses the `{}` driver",
+                    kind.as_str()
+                ),
+                Some("remove the table, or set `driver = \"wasm\"`".into()),
+            );
+            return None;
+        }
+        self.check_keys(table, &path, service, Section::Wasm);
+        let mut limits = WasmLimits::default();
+        if let Some((k, i)) = table.get_key_value("request_timeout") {
+            let p = path.child("request_timeout");
+            if let Some((ms, span)) = self.duration(&p, k, i, "10s") {
+                if ms == 0 || ms > MAX_WASM_REQUEST_TIMEOUT_MS {
+                    self.push(
+                        span.or_else(|| value_span(k, i)),
+                        Some(p.to_string()),
+                        format!("`{p}` must be between 1ms and 1h"),
+                        Some("for example `request_timeout = \"10s\"`".into()),
+                    );
+                } else {
+                    limits.request_timeout_ms = Some(ms);
+                }
+            }
+        }
+        if let Some((k, i)) = table.get_key_value("max_concurrency") {
+            limits.max_concurrency = self.bounded(
+                &path.child("max_concurrency"),
+                (k, i),
+                1,
+                MAX_WASM_CONCURRENCY,
+                100,
+                "max_concurrency is how many requests one instance serves at once, from 1 to 10000",
+            );
+        }
+        Some(limits)
+    }
+
     /// `[placement]`: the node labels an instance's node must carry.
     fn placement(
         &mut self,
@@ -2532,6 +2601,7 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
                     },
                     constraints: BTreeMap::new(),
                     stop_timeout_ms: 10_000,
+                    wasm: None,
                 },
                 ServiceSpec {
                     name: "static".into(),
@@ -2554,6 +2624,7 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
                     },
                     constraints: config(&[("zone", "eu-1"), ("example.com/tier", "web")]),
                     stop_timeout_ms: 5_000,
+                    wasm: None,
                 },
             ]
         );
@@ -2627,6 +2698,48 @@ resources.memory = 1073741824
         assert_eq!((db.name.as_str(), db.driver), ("db", DriverKind::Container));
         assert_eq!(db.resources.cpu_millis, 250);
         assert_eq!(db.resources.memory_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn wasm_limits() {
+        let source = "[service.web]\ndriver = \"wasm\"\nartifact = \"web.wasm\"\n\
+                      [service.web.wasm]\nrequest_timeout = \"2s\"\nmax_concurrency = 8\n";
+        let spec = parse("strata.toml", source).unwrap();
+        assert_eq!(
+            spec.services[0].wasm,
+            Some(WasmLimits {
+                request_timeout_ms: Some(2_000),
+                max_concurrency: Some(8),
+            })
+        );
+        let cases = [
+            (
+                "driver = \"exec\"\ncommand = [\"x\"]\nwasm.max_concurrency = 2\n",
+                "uses the `exec` driver",
+            ),
+            (
+                "driver = \"wasm\"\nartifact = \"a.wasm\"\nwasm.max_concurrency = 0\n",
+                "from 1 to 10000",
+            ),
+            (
+                "driver = \"wasm\"\nartifact = \"a.wasm\"\nwasm.request_timeout = 5\n",
+                "durations are strings with a unit",
+            ),
+            (
+                "driver = \"wasm\"\nartifact = \"a.wasm\"\nwasm.request_timeout = \"0s\"\n",
+                "between 1ms and 1h",
+            ),
+            (
+                "driver = \"wasm\"\nartifact = \"a.wasm\"\nwasm.deadline = \"1s\"\n",
+                "wasm.deadline",
+            ),
+        ];
+        for (body, expected) in cases {
+            let source = format!("[service.web]\n{body}");
+            let errors = parse("strata.toml", &source).unwrap_err();
+            let text = errors.to_string();
+            assert!(text.contains(expected), "{body:?}: {text}");
+        }
     }
 
     #[test]
