@@ -3,9 +3,13 @@
 #   scripts/deps.sh build   protoc (the etcd client's gRPC code is generated at build time)
 #   scripts/deps.sh test    + etcd (HA tests start real etcd members) and iproute2 (cluster
 #                            tests put nodes in network namespaces)
+#   scripts/deps.sh bench   + wrk (the load generator of the benchmarks)
 set -euo pipefail
 want=(protobuf-compiler)
-[ "${1:-build}" = test ] && want+=(etcd-server iproute2)
+case "${1:-build}" in
+  test) want+=(etcd-server iproute2) ;;
+  bench) want+=(etcd-server iproute2 wrk) ;;
+esac
 
 missing=()
 for pkg in "${want[@]}"; do

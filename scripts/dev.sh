@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up Strata on this machine and runs its main job: `strata dev` with the example service
-# deployed. Ctrl-C stops everything.
+# Sets up Strata on this machine and runs its main job: `strata dev` with the examples
+# deployed (examples/hello, an exec service, and examples/hello-wasm, two wasm services).
+# Ctrl-C stops everything.
 #
 #   ./scripts/dev.sh            # data in ./.strata, API on 127.0.0.1:7700, ingress on :8080
 #
@@ -25,6 +26,8 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 mkdir -p examples/hello/build
 cp "$target_dir/release/hello" examples/hello/build/hello
 strata="$target_dir/release/strata"
+echo "==> building the wasm example (adds the wasm32-wasip2 target with rustup if missing)"
+CARGO_BUILD_QUIET=1 bash examples/hello-wasm/build.sh
 
 echo "==> starting strata dev (data in $DATA_DIR)"
 "$strata" dev --data-dir "$DATA_DIR" --api-addr "$API_ADDR" --ingress-addr "$INGRESS_ADDR" &
@@ -39,9 +42,14 @@ done
 
 echo "==> deploying examples/hello/strata.toml"
 url=$(STRATA_ADDR="http://$API_ADDR" "$strata" deploy examples/hello/strata.toml --env dev)
+echo "==> deploying examples/hello-wasm/strata.toml"
+STRATA_ADDR="http://$API_ADDR" "$strata" deploy examples/hello-wasm/strata.toml --env dev >/dev/null
+ingress_port=${INGRESS_ADDR##*:}
 echo
 echo "The example is served at $url"
 echo "  try:  curl $url"
+echo "        curl http://greeter.dev.localhost:$ingress_port/            (wasm)"
+echo "        curl http://front.dev.localhost:$ingress_port/call/greeter  (wasm calling wasm by name)"
 echo "        $strata status   (STRATA_ADDR=http://$API_ADDR)"
 echo "Ctrl-C stops strata dev and its instances."
 wait $dev_pid

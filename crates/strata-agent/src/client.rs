@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use strata_core::api::{Assignments, ErrorBody, Heartbeat, HeartbeatAck, NodeEvent, RegisterNode, Registered};
+use strata_core::api::{
+    Assignments, ErrorBody, Heartbeat, HeartbeatAck, NodeEvent, RegisterNode, Registered,
+};
 use strata_core::{InstanceStatus, Node};
 use tokio::io::AsyncWriteExt;
 

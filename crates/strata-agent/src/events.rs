@@ -119,7 +119,9 @@ async fn flush(
                     "{} ({} more in the last {})",
                     open.event.message,
                     open.repeats,
-                    humantime::format_duration(Duration::from_secs(open.opened.elapsed().as_secs().max(1)))
+                    humantime::format_duration(Duration::from_secs(
+                        open.opened.elapsed().as_secs().max(1)
+                    ))
                 ),
                 ..open.event
             };
@@ -184,7 +186,8 @@ mod tests {
     async fn repeats_fold_into_one_summary_per_window() {
         let (url, received, server) = receiver().await;
         let window = Duration::from_millis(300);
-        let reporter = EventReporter::with_window(ControlClient::new(&url, None), "n1".into(), window);
+        let reporter =
+            EventReporter::with_window(ControlClient::new(&url, None), "n1".into(), window);
         for _ in 0..30 {
             reporter.report(refused("http://example.com"));
         }
@@ -203,9 +206,15 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("n1".into(), "front called http://example.com: refused".into()),
+                (
+                    "n1".into(),
+                    "front called http://example.com: refused".into()
+                ),
                 ("n1".into(), "front called http://10.0.0.1: refused".into()),
-                ("n1".into(), "front called http://example.com: refused (29 more in the last 1s)".into()),
+                (
+                    "n1".into(),
+                    "front called http://example.com: refused (29 more in the last 1s)".into()
+                ),
             ]
         );
         server.abort();

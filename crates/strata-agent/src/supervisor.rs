@@ -237,7 +237,10 @@ impl Run {
             let pid = handle.pid();
             let process = match pid {
                 Some(pid) => format!("pid {pid}"),
-                None => format!("{} driver, in the agent's process", self.driver.kind().as_str()),
+                None => format!(
+                    "{} driver, in the agent's process",
+                    self.driver.kind().as_str()
+                ),
             };
             if was_adopted {
                 // The control plane still has it as it was (usually running): change nothing

@@ -196,7 +196,10 @@ async fn wasm_services_serve_call_each_other_by_name_and_bad_artifacts_are_refus
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let log_after = dev.log()[log_before.len()..].to_string();
-    assert!(served, "greeter did not serve after a restart:\n{log_after}");
+    assert!(
+        served,
+        "greeter did not serve after a restart:\n{log_after}"
+    );
     assert!(
         log_after.contains("loaded from the precompiled cache (no compilation)"),
         "{log_after}"

@@ -348,11 +348,18 @@ impl ControlPlane {
 
     /// Records what node `node` reports having seen. Only the kinds in [`NodeEvent::KINDS`]
     /// are accepted: a node cannot write what looks like a controller's decision.
-    pub async fn record_node_event(&self, node: &str, event: NodeEvent) -> Result<(), ControlError> {
+    pub async fn record_node_event(
+        &self,
+        node: &str,
+        event: NodeEvent,
+    ) -> Result<(), ControlError> {
         if !NodeEvent::KINDS.contains(&event.kind.as_str()) {
             return Err(ControlError::bad_request(
                 format!("nodes cannot record events of kind `{}`", event.kind),
-                Some(format!("the kinds a node may record are {}", NodeEvent::KINDS.join(", "))),
+                Some(format!(
+                    "the kinds a node may record are {}",
+                    NodeEvent::KINDS.join(", ")
+                )),
             ));
         }
         let mut message = event.message;
