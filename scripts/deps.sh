@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Strata needs, if missing:
 #   scripts/deps.sh build   protoc (the etcd client's gRPC code is generated at build time)
-#   scripts/deps.sh test    + etcd (HA tests start real etcd members) and iproute2 (cluster
-#                            tests put nodes in network namespaces)
+#   scripts/deps.sh test    + etcd (HA tests start real etcd members), iproute2 (cluster
+#                            tests put nodes in network namespaces), runc and nftables (the
+#                            container driver's runtime and its network isolation)
 #   scripts/deps.sh bench   + wrk (the load generator of the benchmarks)
 set -euo pipefail
 want=(protobuf-compiler)
 case "${1:-build}" in
-  test) want+=(etcd-server iproute2) ;;
-  bench) want+=(etcd-server iproute2 wrk) ;;
+  test) want+=(etcd-server iproute2 runc nftables) ;;
+  bench) want+=(etcd-server iproute2 runc nftables wrk) ;;
 esac
 
 missing=()

@@ -165,11 +165,13 @@ impl InstanceHandle for ExecHandle {
                         Exit {
                             code: status.code(),
                             signal: status.signal(),
+                            reason: None,
                         }
                     }
                     Err(_) => Exit {
                         code: None,
                         signal: None,
+                        reason: None,
                     },
                 },
                 None => {
@@ -180,6 +182,7 @@ impl InstanceHandle for ExecHandle {
                     Exit {
                         code: None,
                         signal: None,
+                        reason: None,
                     }
                 }
             }

@@ -38,10 +38,17 @@ pub struct StartSpec {
 pub struct Exit {
     pub code: Option<i32>,
     pub signal: Option<i32>,
+    /// Why, when the driver knows better than the exit status (e.g. "killed: memory limit
+    /// 64Mi reached" for an OOM kill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Exit {
     pub fn describe(&self) -> String {
+        if let Some(reason) = &self.reason {
+            return reason.clone();
+        }
         match (self.code, self.signal) {
             (Some(code), _) => format!("exited with code {code}"),
             (None, Some(signal)) => format!("killed by signal {signal}"),

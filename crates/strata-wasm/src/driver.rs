@@ -665,6 +665,7 @@ impl InstanceHandle for WasmHandle {
         found.unwrap_or(Exit {
             code: None,
             signal: None,
+            reason: None,
         })
     }
 
@@ -682,6 +683,7 @@ impl InstanceHandle for WasmHandle {
                 Exit {
                     code: Some(0),
                     signal: None,
+                    reason: None,
                 }
             }
             Err(_) => {
@@ -695,6 +697,7 @@ impl InstanceHandle for WasmHandle {
                 Exit {
                     code: None,
                     signal: Some(9),
+                    reason: None,
                 }
             }
         };

@@ -1,0 +1,336 @@
+//! The OCI runtime bundle of one instance: `config.json` (oci-spec's typed [`Spec`]) next to
+//! the instance's root file system.
+//!
+//! What every container gets, whatever its image says: new pid, mount, uts, ipc and cgroup
+//! namespaces and the instance's own network namespace (made by [`crate::net`]); no
+//! capabilities at all unless the service asks for some; `no_new_privs`; the default seccomp
+//! profile ([`default_seccomp`]); a device cgroup that denies every device but the runtime's
+//! standard set (null, zero, full, random, urandom, tty, ptmx); `/proc` paths that leak host
+//! information masked. Limits are not in the bundle: they are on the instance's parent cgroup
+//! ([`crate::cgroup`]), which outlives the runtime's own, so an OOM kill can be read after the
+//! container is gone.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    Arch, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccomp,
+    LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
+};
+
+use crate::ContainerError;
+
+/// What the bundle is made from.
+#[derive(Debug, Clone)]
+pub struct BundleSpec {
+    /// The instance's merged root (the overlayfs mount point).
+    pub rootfs: PathBuf,
+    /// Program and arguments.
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub hostname: String,
+    /// `/var/run/netns/NAME` of the instance's network namespace.
+    pub netns: PathBuf,
+    /// The runtime's cgroup, below the instance's parent cgroup.
+    pub cgroups_path: String,
+    /// Capabilities the service asked for, e.g. `CAP_NET_BIND_SERVICE`; none by default.
+    pub capabilities: Vec<oci_spec::runtime::Capability>,
+}
+
+/// Syscalls the default profile refuses with `EPERM`: the ones Docker's and Podman's default
+/// profiles block for unprivileged containers (kernel modules, mounts, namespaces, tracing
+/// other processes, clocks, keyrings, BPF, swap, reboot, ...). Everything else is allowed, so
+/// ordinary programs run unchanged.
+pub const SECCOMP_DENIED: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "personality",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "query_module",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "stime",
+    "swapoff",
+    "swapon",
+    "sysfs",
+    "syslog",
+    "umount",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vm86",
+    "vm86old",
+];
+
+/// The default seccomp profile: allow, except [`SECCOMP_DENIED`] (EPERM).
+pub fn default_seccomp() -> Result<LinuxSeccomp, ContainerError> {
+    let denied = LinuxSyscallBuilder::default()
+        .names(
+            SECCOMP_DENIED
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .action(LinuxSeccompAction::ScmpActErrno)
+        .errno_ret(libc_eperm())
+        .build()
+        .map_err(spec_error)?;
+    LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .architectures(vec![
+            Arch::ScmpArchX86_64,
+            Arch::ScmpArchX86,
+            Arch::ScmpArchX32,
+        ])
+        .syscalls(vec![denied])
+        .build()
+        .map_err(spec_error)
+}
+
+fn libc_eperm() -> u32 {
+    nix::errno::Errno::EPERM as u32
+}
+
+fn spec_error(error: oci_spec::OciSpecError) -> ContainerError {
+    ContainerError::Bundle(error.to_string())
+}
+
+fn namespace(
+    typ: LinuxNamespaceType,
+    path: Option<&Path>,
+) -> Result<LinuxNamespace, ContainerError> {
+    let mut builder = LinuxNamespaceBuilder::default().typ(typ);
+    if let Some(path) = path {
+        builder = builder.path(path.to_path_buf());
+    }
+    builder.build().map_err(spec_error)
+}
+
+/// The runtime spec of one instance.
+pub fn runtime_spec(bundle: &BundleSpec) -> Result<Spec, ContainerError> {
+    let capabilities: std::collections::HashSet<_> = bundle.capabilities.iter().copied().collect();
+    let caps = LinuxCapabilitiesBuilder::default()
+        .bounding(capabilities.clone())
+        .effective(capabilities.clone())
+        .permitted(capabilities.clone())
+        .inheritable(std::collections::HashSet::new())
+        .ambient(capabilities)
+        .build()
+        .map_err(spec_error)?;
+    let env: Vec<String> = bundle.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .args(bundle.args.clone())
+        .env(env)
+        .cwd(bundle.cwd.clone())
+        .user(
+            UserBuilder::default()
+                .uid(bundle.uid)
+                .gid(bundle.gid)
+                .build()
+                .map_err(spec_error)?,
+        )
+        .no_new_privileges(true)
+        .capabilities(caps)
+        .rlimits(
+            oci_spec::runtime::Process::default()
+                .rlimits()
+                .clone()
+                .unwrap_or_default(),
+        )
+        .build()
+        .map_err(spec_error)?;
+    let namespaces = vec![
+        namespace(LinuxNamespaceType::Pid, None)?,
+        namespace(LinuxNamespaceType::Mount, None)?,
+        namespace(LinuxNamespaceType::Uts, None)?,
+        namespace(LinuxNamespaceType::Ipc, None)?,
+        namespace(LinuxNamespaceType::Cgroup, None)?,
+        namespace(LinuxNamespaceType::Network, Some(&bundle.netns))?,
+    ];
+    let deny_devices = LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()
+        .map_err(spec_error)?;
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(&bundle.cgroups_path))
+        .resources(
+            LinuxResourcesBuilder::default()
+                .devices(vec![deny_devices])
+                .build()
+                .map_err(spec_error)?,
+        )
+        .seccomp(default_seccomp()?)
+        .masked_paths(
+            oci_spec::runtime::Linux::default()
+                .masked_paths()
+                .clone()
+                .unwrap_or_default(),
+        )
+        .readonly_paths(
+            oci_spec::runtime::Linux::default()
+                .readonly_paths()
+                .clone()
+                .unwrap_or_default(),
+        )
+        .build()
+        .map_err(spec_error)?;
+    SpecBuilder::default()
+        .version("1.0.2")
+        .hostname(bundle.hostname.clone())
+        .root(
+            RootBuilder::default()
+                .path(bundle.rootfs.clone())
+                .readonly(false)
+                .build()
+                .map_err(spec_error)?,
+        )
+        .process(process)
+        .mounts(oci_spec::runtime::get_default_mounts())
+        .linux(linux)
+        .build()
+        .map_err(spec_error)
+}
+
+/// Writes `config.json` into `dir`.
+pub fn write(dir: &Path, spec: &Spec) -> Result<(), ContainerError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ContainerError::io("create the bundle directory", dir, e))?;
+    let path = dir.join("config.json");
+    spec.save(&path)
+        .map_err(|e| ContainerError::Bundle(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> BundleSpec {
+        BundleSpec {
+            rootfs: "/x/rootfs".into(),
+            args: vec!["/bin/hello".into()],
+            env: BTreeMap::from([("PORT".to_string(), "8080".to_string())]),
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            hostname: "hello-1".into(),
+            netns: "/var/run/netns/strata-abc".into(),
+            cgroups_path: "/strata/hello-1/ctr".into(),
+            capabilities: vec![],
+        }
+    }
+
+    #[test]
+    fn isolation_is_the_default() {
+        let spec = runtime_spec(&example()).unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        let process = &json["process"];
+        assert_eq!(process["noNewPrivileges"], true);
+        for set in [
+            "bounding",
+            "effective",
+            "permitted",
+            "ambient",
+            "inheritable",
+        ] {
+            assert_eq!(process["capabilities"][set], serde_json::json!([]), "{set}");
+        }
+        assert_eq!(process["env"], serde_json::json!(["PORT=8080"]));
+        let namespaces: Vec<&str> = json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        for wanted in ["pid", "mount", "uts", "ipc", "network", "cgroup"] {
+            assert!(namespaces.contains(&wanted), "{wanted} in {namespaces:?}");
+        }
+        let network = json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["type"] == "network")
+            .unwrap();
+        assert_eq!(network["path"], "/var/run/netns/strata-abc");
+        assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        let denied = &json["linux"]["seccomp"]["syscalls"][0];
+        assert_eq!(denied["action"], "SCMP_ACT_ERRNO");
+        for syscall in ["mount", "ptrace", "unshare", "setns", "bpf", "init_module"] {
+            assert!(
+                denied["names"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n == syscall),
+                "{syscall} denied"
+            );
+        }
+        assert_eq!(
+            json["linux"]["resources"]["devices"],
+            serde_json::json!([{"allow": false, "access": "rwm"}])
+        );
+        assert!(json["linux"]["maskedPaths"].as_array().unwrap().len() > 3);
+        assert_eq!(json["linux"]["cgroupsPath"], "/strata/hello-1/ctr");
+    }
+
+    #[test]
+    fn asked_capabilities_are_granted() {
+        let mut bundle = example();
+        bundle.capabilities = vec![oci_spec::runtime::Capability::NetBindService];
+        let json = serde_json::to_value(runtime_spec(&bundle).unwrap()).unwrap();
+        assert_eq!(
+            json["process"]["capabilities"]["effective"],
+            serde_json::json!(["CAP_NET_BIND_SERVICE"])
+        );
+        assert_eq!(
+            json["process"]["capabilities"]["inheritable"],
+            serde_json::json!([])
+        );
+    }
+}

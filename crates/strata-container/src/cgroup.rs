@@ -1,0 +1,295 @@
+//! Per-instance cgroups that Strata owns: `strata/<instance>` in each hierarchy, holding the
+//! instance's limits (memory, cpu, pids). The OCI runtime puts the container one level below,
+//! in `strata/<instance>/ctr`, and removes that when the container ends; the parent stays
+//! until the driver removes it, so the driver can still read whether the container was killed
+//! for memory (cgroup v1 keeps no OOM count of a removed child, and its parent's own
+//! `oom_kill` counter does not count descendants).
+//!
+//! Both layouts are handled: cgroup v1 (one hierarchy per controller, as on this project's
+//! machines, with a cgroup2 mount beside them holding no controllers) and cgroup v2 (one
+//! unified hierarchy with the controllers enabled for `strata/`).
+
+use std::path::{Path, PathBuf};
+
+use crate::ContainerError;
+
+/// The limits of one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    /// Thousandths of a CPU: 500 is half a core (CFS quota per 100 ms period).
+    pub cpu_millis: u64,
+    /// The most processes and threads the instance may have at once.
+    pub pids: u64,
+}
+
+/// Where the host's cgroups are and which layout they have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// A directory per controller under `root` (`root/memory`, `root/cpu`, `root/pids`).
+    V1 { root: PathBuf },
+    /// One unified hierarchy at `root`.
+    V2 { root: PathBuf },
+}
+
+const CFS_PERIOD_US: u64 = 100_000;
+
+impl Hierarchy {
+    /// Reads the layout of `/sys/fs/cgroup`.
+    pub fn detect() -> Result<Self, ContainerError> {
+        Self::detect_at(Path::new("/sys/fs/cgroup"))
+    }
+
+    pub fn detect_at(root: &Path) -> Result<Self, ContainerError> {
+        if root.join("memory/memory.limit_in_bytes").exists() {
+            return Ok(Hierarchy::V1 {
+                root: root.to_path_buf(),
+            });
+        }
+        let controllers =
+            std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        if ["memory", "pids", "cpu"]
+            .iter()
+            .all(|c| controllers.split_whitespace().any(|have| have == *c))
+        {
+            return Ok(Hierarchy::V2 {
+                root: root.to_path_buf(),
+            });
+        }
+        Err(ContainerError::Cgroups(format!(
+            "{} has neither cgroup v1 memory, cpu and pids hierarchies nor a cgroup v2 hierarchy with those controllers; mount them (or boot with systemd.unified_cgroup_hierarchy=1)",
+            root.display()
+        )))
+    }
+}
+
+/// The cgroup `strata/<instance>` in every hierarchy that limits it.
+#[derive(Debug, Clone)]
+pub struct InstanceCgroup {
+    hierarchy: Hierarchy,
+    name: String,
+    limits: Limits,
+}
+
+impl InstanceCgroup {
+    /// Creates (or takes over, after an agent restart) the instance's cgroup and sets its
+    /// limits.
+    pub fn create(
+        hierarchy: &Hierarchy,
+        instance: &str,
+        limits: Limits,
+    ) -> Result<Self, ContainerError> {
+        let cgroup = Self::open(hierarchy, instance, limits);
+        match hierarchy {
+            Hierarchy::V1 { root } => {
+                let memory = root.join("memory").join(&cgroup.name);
+                let cpu = root.join("cpu").join(&cgroup.name);
+                let pids = root.join("pids").join(&cgroup.name);
+                for dir in [&memory, &cpu, &pids] {
+                    mkdir(dir)?;
+                }
+                write(&memory.join("memory.limit_in_bytes"), limits.memory_bytes)?;
+                // No swapping past the limit either, where the kernel accounts swap.
+                let memsw = memory.join("memory.memsw.limit_in_bytes");
+                if memsw.exists() {
+                    write(&memsw, limits.memory_bytes)?;
+                }
+                write(&cpu.join("cpu.cfs_period_us"), CFS_PERIOD_US)?;
+                write(&cpu.join("cpu.cfs_quota_us"), cpu_quota(limits.cpu_millis))?;
+                write(&pids.join("pids.max"), limits.pids)?;
+            }
+            Hierarchy::V2 { root } => {
+                let strata = root.join("strata");
+                mkdir(&strata)?;
+                enable_controllers(root)?;
+                enable_controllers(&strata)?;
+                let dir = root.join(&cgroup.name);
+                mkdir(&dir)?;
+                enable_controllers(&dir)?;
+                write(&dir.join("memory.max"), limits.memory_bytes)?;
+                let swap = dir.join("memory.swap.max");
+                if swap.exists() {
+                    write(&swap, 0)?;
+                }
+                std::fs::write(
+                    dir.join("cpu.max"),
+                    format!("{} {CFS_PERIOD_US}", cpu_quota(limits.cpu_millis)),
+                )
+                .map_err(|e| ContainerError::io("set cpu.max", &dir, e))?;
+                write(&dir.join("pids.max"), limits.pids)?;
+            }
+        }
+        Ok(cgroup)
+    }
+
+    /// The cgroup of an instance, without touching the file system.
+    pub fn open(hierarchy: &Hierarchy, instance: &str, limits: Limits) -> Self {
+        Self {
+            hierarchy: hierarchy.clone(),
+            name: format!("strata/{instance}"),
+            limits,
+        }
+    }
+
+    /// The OCI runtime's `cgroupsPath`: a child of the instance's cgroup.
+    pub fn runtime_path(&self) -> String {
+        format!("/{}/ctr", self.name)
+    }
+
+    /// Whether the instance hit its memory limit and the kernel killed for it.
+    pub fn oom_killed(&self) -> bool {
+        match &self.hierarchy {
+            Hierarchy::V1 { root } => {
+                let dir = root.join("memory").join(&self.name);
+                // Usage reached the limit (the peak is at it, or charges failed against it):
+                // with the container killed by SIGKILL, that is the OOM killer at this
+                // cgroup's limit.
+                let failcnt = read_u64(&dir.join("memory.failcnt")).unwrap_or(0);
+                let peak = read_u64(&dir.join("memory.max_usage_in_bytes")).unwrap_or(0);
+                failcnt > 0 || peak + 4096 * 16 >= self.limits.memory_bytes
+            }
+            Hierarchy::V2 { root } => {
+                let events = std::fs::read_to_string(root.join(&self.name).join("memory.events"))
+                    .unwrap_or_default();
+                events.lines().any(|line| {
+                    line.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+                })
+            }
+        }
+    }
+
+    /// Processes now in the instance (pids controller).
+    pub fn pids_current(&self) -> Option<u64> {
+        let path = match &self.hierarchy {
+            Hierarchy::V1 { root } => root.join("pids").join(&self.name).join("pids.current"),
+            Hierarchy::V2 { root } => root.join(&self.name).join("pids.current"),
+        };
+        read_u64(&path)
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Removes the instance's cgroups (and a `ctr` child the runtime left). Processes still in
+    /// them are killed first. Idempotent.
+    pub fn remove(&self) {
+        let dirs: Vec<PathBuf> = match &self.hierarchy {
+            Hierarchy::V1 { root } => ["memory", "cpu", "pids"]
+                .iter()
+                .map(|c| root.join(c).join(&self.name))
+                .collect(),
+            Hierarchy::V2 { root } => vec![root.join(&self.name)],
+        };
+        for dir in dirs {
+            for cgroup in [dir.join("ctr"), dir.clone()] {
+                if !cgroup.exists() {
+                    continue;
+                }
+                kill_all(&cgroup);
+                for _ in 0..50 {
+                    match std::fs::remove_dir(&cgroup) {
+                        Ok(()) => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn cpu_quota(cpu_millis: u64) -> u64 {
+    // At least 1 ms per period: the kernel's minimum quota.
+    (cpu_millis * CFS_PERIOD_US / 1000).max(1000)
+}
+
+fn kill_all(cgroup: &Path) {
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+fn enable_controllers(dir: &Path) -> Result<(), ContainerError> {
+    std::fs::write(dir.join("cgroup.subtree_control"), "+memory +pids +cpu")
+        .map_err(|e| ContainerError::io("enable the memory, pids and cpu controllers", dir, e))
+}
+
+fn mkdir(dir: &Path) -> Result<(), ContainerError> {
+    std::fs::create_dir_all(dir).map_err(|e| ContainerError::io("create cgroup", dir, e))
+}
+
+fn write(path: &Path, value: u64) -> Result<(), ContainerError> {
+    std::fs::write(path, value.to_string())
+        .map_err(|e| ContainerError::io("write cgroup limit", path, e))
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_quota_per_period() {
+        let table = [
+            (1000, 100_000),
+            (500, 50_000),
+            (2500, 250_000),
+            (1, 1000),
+            (0, 1000),
+        ];
+        for (millis, quota) in table {
+            assert_eq!(cpu_quota(millis), quota, "{millis}m");
+        }
+    }
+
+    #[test]
+    fn layouts_are_told_apart() {
+        let v1 = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(v1.path().join("memory")).unwrap();
+        std::fs::write(v1.path().join("memory/memory.limit_in_bytes"), "max").unwrap();
+        assert!(matches!(
+            Hierarchy::detect_at(v1.path()),
+            Ok(Hierarchy::V1 { .. })
+        ));
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::write(
+            v2.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Hierarchy::detect_at(v2.path()),
+            Ok(Hierarchy::V2 { .. })
+        ));
+        let none = tempfile::tempdir().unwrap();
+        std::fs::write(none.path().join("cgroup.controllers"), "\n").unwrap();
+        let error = Hierarchy::detect_at(none.path()).unwrap_err().to_string();
+        assert!(error.contains("neither cgroup v1"), "{error}");
+    }
+
+    #[test]
+    fn runtime_cgroup_is_a_child() {
+        let cgroup = InstanceCgroup::open(
+            &Hierarchy::V1 {
+                root: "/sys/fs/cgroup".into(),
+            },
+            "web-1-abc",
+            Limits {
+                memory_bytes: 1,
+                cpu_millis: 1,
+                pids: 1,
+            },
+        );
+        assert_eq!(cgroup.runtime_path(), "/strata/web-1-abc/ctr");
+    }
+}

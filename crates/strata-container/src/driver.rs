@@ -1,0 +1,523 @@
+//! [`ContainerDriver`]: prepares an instance (root, cgroup, network, bundle), runs it with
+//! `runc run` under the `exec` driver's supervision, forwards its port, and cleans up after it.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use strata_core::spec::DriverKind;
+use strata_runtime::exec::ExecDriver;
+use strata_runtime::{Driver, DriverError, Exit, InstanceHandle, StartSpec};
+use tokio::task::JoinHandle;
+
+use crate::cgroup::{Hierarchy, InstanceCgroup, Limits};
+use crate::net::{InstanceNetwork, NodeNetwork};
+use crate::{bundle, ContainerError, ImageSource};
+
+/// Limits the agent passes in the instance's environment (from the spec's `resources`).
+pub const ENV_MEMORY_BYTES: &str = "STRATA_CONTAINER_MEMORY_BYTES";
+pub const ENV_CPU_MILLIS: &str = "STRATA_CONTAINER_CPU_MILLIS";
+pub const ENV_PIDS: &str = "STRATA_CONTAINER_PIDS";
+const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
+const DEFAULT_CPU_MILLIS: u64 = 1000;
+const DEFAULT_PIDS: u64 = 1024;
+
+/// How the node runs containers.
+#[derive(Debug, Clone)]
+pub struct ContainerConfig {
+    /// The agent's directory for container state (runc's state, address leases).
+    pub state_dir: PathBuf,
+    /// The OCI runtime binary.
+    pub runtime: PathBuf,
+    pub bridge: String,
+    pub gateway: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl ContainerConfig {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            runtime: PathBuf::from("runc"),
+            bridge: crate::net::DEFAULT_BRIDGE.into(),
+            gateway: crate::net::DEFAULT_GATEWAY,
+            prefix_len: crate::net::DEFAULT_PREFIX_LEN,
+        }
+    }
+}
+
+/// Runs instances as containers.
+pub struct ContainerDriver {
+    config: ContainerConfig,
+    network: NodeNetwork,
+    cgroups: Hierarchy,
+    images: Arc<dyn ImageSource>,
+    exec: ExecDriver,
+}
+
+/// What a later agent needs to re-adopt (or clean up after) a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ContainerRecord {
+    exec: serde_json::Value,
+    network: InstanceNetwork,
+    memory_bytes: u64,
+    cpu_millis: u64,
+    pids: u64,
+    /// The instance's container directory (bundle, rootfs, upper).
+    dir: PathBuf,
+    /// Where the node forwards from, and the container's port.
+    listen: SocketAddr,
+    port: u16,
+}
+
+/// Everything made for one instance; [`Prepared::cleanup`] undoes it all.
+struct Prepared {
+    id: String,
+    runtime: PathBuf,
+    runtime_root: PathBuf,
+    network: NodeNetwork,
+    instance_net: InstanceNetwork,
+    cgroup: InstanceCgroup,
+    dir: PathBuf,
+}
+
+impl Prepared {
+    /// Removes the runtime's state, the root mount, the network and the cgroup. Idempotent.
+    fn cleanup(&self) {
+        let runtime = |args: &[&str]| {
+            let _ = std::process::Command::new(&self.runtime)
+                .arg("--root")
+                .arg(&self.runtime_root)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        };
+        runtime(&["kill", &self.id, "KILL"]);
+        runtime(&["delete", "--force", &self.id]);
+        self.cgroup.remove();
+        let rootfs = self.dir.join("rootfs");
+        let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+        self.network.detach(&self.instance_net);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl ContainerDriver {
+    /// Sets up the node's container network and checks the cgroup layout and the runtime.
+    pub fn new(
+        config: ContainerConfig,
+        images: Arc<dyn ImageSource>,
+    ) -> Result<Self, ContainerError> {
+        let cgroups = Hierarchy::detect()?;
+        let version = std::process::Command::new(&config.runtime)
+            .arg("--version")
+            .output();
+        if !version.is_ok_and(|o| o.status.success()) {
+            return Err(ContainerError::Config(format!(
+                "the OCI runtime `{}` does not run; install runc (Debian: apt-get install runc; scripts/deps.sh does)",
+                config.runtime.display()
+            )));
+        }
+        let network = NodeNetwork::ensure(
+            &config.bridge,
+            config.gateway,
+            config.prefix_len,
+            &config.state_dir,
+        )?;
+        Ok(Self {
+            config,
+            network,
+            cgroups,
+            images,
+            exec: ExecDriver,
+        })
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.config.state_dir.join("runc")
+    }
+
+    fn prepared(&self, id: &str, record: &ContainerRecord) -> Prepared {
+        Prepared {
+            id: id.to_string(),
+            runtime: self.config.runtime.clone(),
+            runtime_root: self.runtime_root(),
+            network: self.network.clone(),
+            instance_net: record.network.clone(),
+            cgroup: InstanceCgroup::open(
+                &self.cgroups,
+                id,
+                Limits {
+                    memory_bytes: record.memory_bytes,
+                    cpu_millis: record.cpu_millis,
+                    pids: record.pids,
+                },
+            ),
+            dir: record.dir.clone(),
+        }
+    }
+
+    fn prepare(
+        &self,
+        spec: &StartSpec,
+    ) -> Result<(Prepared, ContainerRecord, StartSpec), ContainerError> {
+        let id = spec.instance_id.as_str();
+        let image = self.images.resolve(&spec.program)?;
+        if image.lower_dirs.is_empty() {
+            return Err(ContainerError::Image(format!(
+                "{} has no layers",
+                spec.program.display()
+            )));
+        }
+        let limits = Limits {
+            memory_bytes: env_u64(&spec.env, ENV_MEMORY_BYTES, DEFAULT_MEMORY_BYTES)?,
+            cpu_millis: env_u64(&spec.env, ENV_CPU_MILLIS, DEFAULT_CPU_MILLIS)?,
+            pids: env_u64(&spec.env, ENV_PIDS, DEFAULT_PIDS)?,
+        };
+        let port: u16 = spec
+            .env
+            .get("PORT")
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| ContainerError::Config("the instance has no PORT".into()))?;
+        let bind_host = spec
+            .env
+            .get("HOST")
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let listen: SocketAddr = format!("{bind_host}:{port}")
+            .parse()
+            .map_err(|_| ContainerError::Config(format!("cannot listen on {bind_host}:{port}")))?;
+        let dir = spec.work_dir.join("container");
+        let record_base = |network: InstanceNetwork| ContainerRecord {
+            exec: serde_json::Value::Null,
+            network,
+            memory_bytes: limits.memory_bytes,
+            cpu_millis: limits.cpu_millis,
+            pids: limits.pids,
+            dir: dir.clone(),
+            listen,
+            port,
+        };
+        // A previous attempt of the same instance may have left things behind.
+        let stale = self.prepared(
+            id,
+            &record_base(InstanceNetwork {
+                netns: String::new(),
+                host_veth: String::new(),
+                address: Ipv4Addr::UNSPECIFIED,
+            }),
+        );
+        stale.cleanup();
+
+        let cgroup = InstanceCgroup::create(&self.cgroups, id, limits)?;
+        let instance_net = match self.network.attach(id) {
+            Ok(net) => net,
+            Err(error) => {
+                cgroup.remove();
+                return Err(error);
+            }
+        };
+        let record = record_base(instance_net.clone());
+        let prepared = self.prepared(id, &record);
+        let made = (|| {
+            let rootfs = dir.join("rootfs");
+            let upper = dir.join("upper");
+            let work = dir.join("overlay-work");
+            for d in [&rootfs, &upper, &work] {
+                std::fs::create_dir_all(d).map_err(|e| ContainerError::io("create", d, e))?;
+            }
+            mount_overlay(&image.lower_dirs, &upper, &work, &rootfs)?;
+            let mut env: BTreeMap<String, String> = BTreeMap::new();
+            env.insert(
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            );
+            env.extend(image.env.iter().cloned());
+            for (key, value) in &spec.env {
+                if !key.starts_with("STRATA_CONTAINER_") {
+                    env.insert(key.clone(), value.clone());
+                }
+            }
+            // Inside its own namespace the instance listens on every address it has.
+            env.insert("HOST".into(), "0.0.0.0".into());
+            let mut args: Vec<String> = if spec.args.is_empty() {
+                image
+                    .entrypoint
+                    .iter()
+                    .chain(image.cmd.iter())
+                    .cloned()
+                    .collect()
+            } else if image.entrypoint.is_empty() {
+                spec.args.clone()
+            } else {
+                image
+                    .entrypoint
+                    .iter()
+                    .chain(spec.args.iter())
+                    .cloned()
+                    .collect()
+            };
+            if args.is_empty() {
+                return Err(ContainerError::Image(format!(
+                    "{} names no program to run (no entrypoint or cmd) and the spec gives no args",
+                    spec.program.display()
+                )));
+            }
+            args.shrink_to_fit();
+            let runtime_spec = bundle::runtime_spec(&bundle::BundleSpec {
+                rootfs: rootfs.clone(),
+                args,
+                env,
+                cwd: image.working_dir.clone().unwrap_or_else(|| "/".into()),
+                uid: image.uid,
+                gid: image.gid,
+                hostname: id.chars().take(63).collect(),
+                netns: instance_net.netns_path(),
+                cgroups_path: cgroup.runtime_path(),
+                capabilities: Vec::new(),
+            })?;
+            bundle::write(&dir.join("bundle"), &runtime_spec)?;
+            Ok(())
+        })();
+        if let Err(error) = made {
+            prepared.cleanup();
+            return Err(error);
+        }
+        let runtime_root = self.runtime_root();
+        std::fs::create_dir_all(&runtime_root)
+            .map_err(|e| ContainerError::io("create", &runtime_root, e))?;
+        let run = StartSpec {
+            instance_id: id.to_string(),
+            program: self.config.runtime.clone(),
+            args: vec![
+                "--root".into(),
+                runtime_root.display().to_string(),
+                "run".into(),
+                "--bundle".into(),
+                dir.join("bundle").display().to_string(),
+                id.to_string(),
+            ],
+            env: BTreeMap::new(),
+            log_path: spec.log_path.clone(),
+            work_dir: dir.join("bundle"),
+        };
+        Ok((prepared, record, run))
+    }
+
+    fn handle(
+        &self,
+        inner: Box<dyn InstanceHandle>,
+        prepared: Prepared,
+        mut record: ContainerRecord,
+    ) -> Result<Box<dyn InstanceHandle>, DriverError> {
+        record.exec = inner.record();
+        let target = SocketAddr::from((record.network.address, record.port));
+        let forwarder = match forward(record.listen, target) {
+            Ok(task) => task,
+            Err(error) => {
+                return Err(DriverError::Spawn {
+                    instance: prepared.id.clone(),
+                    program: format!("port forward {} -> {target}", record.listen),
+                    source: error,
+                })
+            }
+        };
+        Ok(Box::new(ContainerHandle {
+            inner,
+            prepared: Arc::new(prepared),
+            record,
+            forwarder,
+            finished: tokio::sync::Mutex::new(None),
+        }))
+    }
+}
+
+#[async_trait]
+impl Driver for ContainerDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Container
+    }
+
+    async fn start(&self, spec: &StartSpec) -> Result<Box<dyn InstanceHandle>, DriverError> {
+        let failed = |error: ContainerError| DriverError::Spawn {
+            instance: spec.instance_id.clone(),
+            program: spec.program.display().to_string(),
+            source: std::io::Error::other(error.to_string()),
+        };
+        let (prepared, record, run) = {
+            let this = self;
+            let spec = spec.clone();
+            // Mounts, namespaces and cgroups are blocking calls.
+            tokio::task::block_in_place(|| this.prepare(&spec)).map_err(failed)?
+        };
+        let inner = match self.exec.start(&run).await {
+            Ok(inner) => inner,
+            Err(error) => {
+                prepared.cleanup();
+                return Err(error);
+            }
+        };
+        self.handle(inner, prepared, record)
+    }
+
+    async fn adopt(
+        &self,
+        instance_id: &str,
+        record: &serde_json::Value,
+    ) -> Result<Option<Box<dyn InstanceHandle>>, DriverError> {
+        let record: ContainerRecord =
+            serde_json::from_value(record.clone()).map_err(|error| DriverError::Record {
+                instance: instance_id.to_string(),
+                reason: error.to_string(),
+            })?;
+        let prepared = self.prepared(instance_id, &record);
+        match self.exec.adopt(instance_id, &record.exec).await? {
+            Some(inner) => self.handle(inner, prepared, record).map(Some),
+            None => {
+                prepared.cleanup();
+                Ok(None)
+            }
+        }
+    }
+}
+
+struct ContainerHandle {
+    inner: Box<dyn InstanceHandle>,
+    prepared: Arc<Prepared>,
+    record: ContainerRecord,
+    forwarder: JoinHandle<()>,
+    finished: tokio::sync::Mutex<Option<Exit>>,
+}
+
+impl ContainerHandle {
+    /// Once the runtime has exited: says why (an OOM kill by name) and removes everything.
+    async fn finish(&self, mut exit: Exit) -> Exit {
+        let mut finished = self.finished.lock().await;
+        if let Some(exit) = finished.as_ref() {
+            return exit.clone();
+        }
+        self.forwarder.abort();
+        let killed = exit.signal == Some(9) || exit.code == Some(128 + 9);
+        if killed && self.prepared.cgroup.oom_killed() {
+            exit.reason = Some(format!(
+                "killed: memory limit {} reached",
+                bytes(self.prepared.cgroup.limits().memory_bytes)
+            ));
+        }
+        let prepared = self.prepared.clone();
+        let _ = tokio::task::spawn_blocking(move || prepared.cleanup()).await;
+        *finished = Some(exit.clone());
+        exit
+    }
+}
+
+#[async_trait]
+impl InstanceHandle for ContainerHandle {
+    fn pid(&self) -> Option<u32> {
+        self.inner.pid()
+    }
+
+    async fn wait(&self) -> Exit {
+        let exit = self.inner.wait().await;
+        self.finish(exit).await
+    }
+
+    async fn stop(&self, grace: Duration) -> Exit {
+        let exit = self.inner.stop(grace).await;
+        self.finish(exit).await
+    }
+
+    fn record(&self) -> serde_json::Value {
+        serde_json::to_value(&self.record).expect("record serializes")
+    }
+}
+
+/// `64Mi`-style, as the spec writes memory.
+fn bytes(n: u64) -> String {
+    for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+        if n >= size && n.is_multiple_of(size) {
+            return format!("{}{unit}", n / size);
+        }
+    }
+    n.to_string()
+}
+
+fn env_u64(env: &BTreeMap<String, String>, key: &str, default: u64) -> Result<u64, ContainerError> {
+    match env.get(key) {
+        None => Ok(default),
+        Some(value) => value
+            .parse()
+            .map_err(|_| ContainerError::Config(format!("{key}={value} is not a whole number"))),
+    }
+}
+
+fn mount_overlay(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), ContainerError> {
+    let lowerdir: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowerdir.join(":"),
+        upper.display(),
+        work.display()
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(|errno| ContainerError::Mount {
+        path: target.display().to_string(),
+        reason: format!("overlayfs: {}", errno.desc()),
+    })
+}
+
+/// Forwards connections to `listen` (the node's address for the instance) to `target` (the
+/// container's address), until aborted.
+fn forward(listen: SocketAddr, target: SocketAddr) -> std::io::Result<JoinHandle<()>> {
+    let std_listener = std::net::TcpListener::bind(listen)?;
+    std_listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = inbound.set_nodelay(true);
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = outbound.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_written_as_the_spec_writes_it() {
+        let table = [
+            (64 << 20, "64Mi"),
+            (1 << 30, "1Gi"),
+            (1536, "1536"),
+            (2048, "2Ki"),
+        ];
+        for (n, text) in table {
+            assert_eq!(bytes(n), text);
+        }
+    }
+}

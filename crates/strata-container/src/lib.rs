@@ -1,0 +1,83 @@
+//! Strata's `container` driver: an instance is an isolated Linux container run from an image's
+//! content-addressed layers.
+//!
+//! For each instance the driver
+//! 1. resolves the artifact to the image's unpacked layers and its config ([`ImageSource`]);
+//! 2. mounts an overlayfs root: the layers read-only below, a per-instance upper dir on top;
+//! 3. creates the instance's cgroup with its memory, cpu and pids limits ([`cgroup`]);
+//! 4. makes its network namespace on the node's bridge ([`net`]);
+//! 5. writes an OCI runtime bundle ([`bundle`]) and runs it with `runc run`, supervised like
+//!    an `exec` instance (its own process group, logs straight to the instance's log file,
+//!    re-adopted after an agent restart);
+//! 6. forwards the instance's port on the node (`HOST:PORT`, as for every driver) to the
+//!    container's address, so health checks and the routing table work unchanged.
+//!
+//! When the container ends, the driver reads whether the kernel killed it at its memory limit
+//! (reported as "killed: memory limit 64Mi reached", not a bare exit status) and removes
+//! everything it made: the runtime's state, the mount, the namespace, the cgroup.
+//!
+//! Why runc: it is the reference OCI runtime, packaged by every distribution (Debian's works
+//! on this project's hybrid cgroup v1 hosts, where Debian's crun refuses), and running it as a
+//! separate process keeps container creation (clone, pivot_root, seccomp) out of the agent's
+//! multi-threaded process, and lets containers outlive an agent restart.
+
+pub mod bundle;
+pub mod cgroup;
+mod driver;
+pub mod net;
+
+use std::path::{Path, PathBuf};
+
+pub use driver::{ContainerConfig, ContainerDriver};
+
+/// What the driver needs of an image: its unpacked layers and how to run it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvedImage {
+    /// Unpacked layer directories, TOP layer first (overlayfs `lowerdir` order).
+    pub lower_dirs: Vec<PathBuf>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` pairs from the image.
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Turns an instance's artifact (the file the node downloaded) into an image.
+pub trait ImageSource: Send + Sync {
+    fn resolve(&self, artifact: &Path) -> Result<ResolvedImage, ContainerError>;
+}
+
+/// A container driver error: what failed, where, and how to fix it when we know.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cgroups: {0}")]
+    Cgroups(String),
+    #[error("container network: {0}")]
+    Network(String),
+    #[error("OCI bundle: {0}")]
+    Bundle(String),
+    #[error("image: {0}")]
+    Image(String),
+    #[error("cannot mount the instance's root at {path}: {reason}")]
+    Mount { path: String, reason: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ContainerError {
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        ContainerError::Io {
+            action,
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Container networking on a node: a bridge (`strata0`, 10.89.0.1/16 by default) and, for each
+//! instance, its own network namespace joined to the bridge by a veth pair.
+//!
+//! What an instance can reach: nothing but what connects to it. The node's proxy (in the
+//! host's namespace) connects to the instance's address; the replies are let back in. A
+//! connection the instance opens is dropped: to the host's own listeners (nftables `input`),
+//! through the host to anywhere (`forward`), and to other instances on the bridge (bridge
+//! ports are `isolated`). The mesh issue opens exactly one way out: the node's proxy.
+//!
+//! The kernel is driven with iproute2 (`ip`) and nftables (`nft`), the tools every Linux
+//! distribution ships for this; each call's failure is reported with the command and what it
+//! printed.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::ContainerError;
+
+/// The node's container network.
+#[derive(Debug, Clone)]
+pub struct NodeNetwork {
+    pub bridge: String,
+    pub gateway: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Where address leases are kept (one file per address in use).
+    leases: PathBuf,
+}
+
+/// One instance's network: its namespace, host-side veth and address.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InstanceNetwork {
+    pub netns: String,
+    pub host_veth: String,
+    pub address: Ipv4Addr,
+}
+
+impl InstanceNetwork {
+    /// The namespace's bind-mount path, for the OCI bundle.
+    pub fn netns_path(&self) -> PathBuf {
+        Path::new("/var/run/netns").join(&self.netns)
+    }
+}
+
+pub const DEFAULT_BRIDGE: &str = "strata0";
+pub const DEFAULT_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 1);
+pub const DEFAULT_PREFIX_LEN: u8 = 16;
+
+impl NodeNetwork {
+    /// Creates the bridge and the firewall rules if they are missing (idempotent; the rules
+    /// are replaced as a whole). `state_dir` keeps address leases.
+    pub fn ensure(
+        bridge: &str,
+        gateway: Ipv4Addr,
+        prefix_len: u8,
+        state_dir: &Path,
+    ) -> Result<Self, ContainerError> {
+        let leases = state_dir.join("leases");
+        std::fs::create_dir_all(&leases).map_err(|e| ContainerError::io("create", &leases, e))?;
+        if !Path::new("/sys/class/net").join(bridge).exists() {
+            run("ip", &["link", "add", bridge, "type", "bridge"])?;
+        }
+        let cidr = format!("{gateway}/{prefix_len}");
+        let addresses = output("ip", &["-4", "-o", "addr", "show", "dev", bridge])?;
+        if !addresses.contains(&cidr) {
+            run("ip", &["addr", "add", &cidr, "dev", bridge])?;
+        }
+        run("ip", &["link", "set", bridge, "up"])?;
+        nft(&firewall(bridge))?;
+        Ok(Self {
+            bridge: bridge.to_string(),
+            gateway,
+            prefix_len,
+            leases,
+        })
+    }
+
+    /// Makes the instance's namespace, veth pair and address. Idempotent for the same
+    /// instance (an earlier half-made attempt is cleaned first).
+    pub fn attach(&self, instance: &str) -> Result<InstanceNetwork, ContainerError> {
+        let tag = short_hash(instance);
+        let netns = format!("strata-{tag}");
+        let host_veth = format!("sv{tag}");
+        let peer = format!("sp{tag}");
+        self.detach_names(&netns, &host_veth);
+        let address = self.lease(instance)?;
+        let made = (|| {
+            run("ip", &["netns", "add", &netns])?;
+            run(
+                "ip",
+                &[
+                    "link", "add", &host_veth, "type", "veth", "peer", "name", &peer, "netns",
+                    &netns,
+                ],
+            )?;
+            run("ip", &["link", "set", &host_veth, "master", &self.bridge])?;
+            run(
+                "ip",
+                &[
+                    "link",
+                    "set",
+                    "dev",
+                    &host_veth,
+                    "type",
+                    "bridge_slave",
+                    "isolated",
+                    "on",
+                ],
+            )?;
+            run("ip", &["link", "set", &host_veth, "up"])?;
+            run("ip", &["-n", &netns, "link", "set", &peer, "name", "eth0"])?;
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &netns,
+                    "addr",
+                    "add",
+                    &format!("{address}/{}", self.prefix_len),
+                    "dev",
+                    "eth0",
+                ],
+            )?;
+            run("ip", &["-n", &netns, "link", "set", "eth0", "up"])?;
+            run("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &netns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &self.gateway.to_string(),
+                ],
+            )?;
+            Ok(())
+        })();
+        let network = InstanceNetwork {
+            netns,
+            host_veth,
+            address,
+        };
+        if let Err(error) = made {
+            self.detach(&network);
+            return Err(error);
+        }
+        Ok(network)
+    }
+
+    /// Removes the instance's namespace and veth and frees its address. Idempotent.
+    pub fn detach(&self, network: &InstanceNetwork) {
+        self.detach_names(&network.netns, &network.host_veth);
+        let _ = std::fs::remove_file(self.leases.join(network.address.to_string()));
+    }
+
+    fn detach_names(&self, netns: &str, host_veth: &str) {
+        if Path::new("/sys/class/net").join(host_veth).exists() {
+            let _ = run("ip", &["link", "del", host_veth]);
+        }
+        if Path::new("/var/run/netns").join(netns).exists() {
+            let _ = run("ip", &["netns", "del", netns]);
+        }
+    }
+
+    /// Claims a free address for `instance` (a lease file created with `create_new`, so two
+    /// instances never get the same one). An instance that already holds one keeps it.
+    fn lease(&self, instance: &str) -> Result<Ipv4Addr, ContainerError> {
+        let base = u32::from(self.gateway) & !((1u32 << (32 - self.prefix_len)) - 1);
+        let size = 1u32 << (32 - self.prefix_len);
+        if let Ok(entries) = std::fs::read_dir(&self.leases) {
+            for entry in entries.flatten() {
+                if std::fs::read_to_string(entry.path()).is_ok_and(|holder| holder == instance) {
+                    if let Ok(address) = entry.file_name().to_string_lossy().parse() {
+                        return Ok(address);
+                    }
+                }
+            }
+        }
+        // Start from a point derived from the name: fewer collisions to walk past.
+        let start = u32::from_str_radix(&short_hash(instance), 16).unwrap_or(0) % size;
+        for step in 0..size {
+            let offset = (start + step) % size;
+            let address = Ipv4Addr::from(base + offset);
+            if offset == 0 || offset == size - 1 || address == self.gateway {
+                continue;
+            }
+            let path = self.leases.join(address.to_string());
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(_) => {
+                    std::fs::write(&path, instance)
+                        .map_err(|e| ContainerError::io("write lease", &path, e))?;
+                    return Ok(address);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(ContainerError::io("write lease", &path, e)),
+            }
+        }
+        Err(ContainerError::Network(format!(
+            "no free address left in {}/{} for instance {instance}",
+            self.gateway, self.prefix_len
+        )))
+    }
+}
+
+/// The nftables rules of the node's container network (one table, replaced as a whole).
+pub fn firewall(bridge: &str) -> String {
+    format!(
+        r#"table inet strata {{}}
+delete table inet strata
+table inet strata {{
+    chain input {{
+        type filter hook input priority 0; policy accept;
+        iifname "{bridge}" ct state established,related accept
+        iifname "{bridge}" drop
+    }}
+    chain forward {{
+        type filter hook forward priority 0; policy accept;
+        iifname "{bridge}" drop
+        oifname "{bridge}" drop
+    }}
+}}
+"#
+    )
+}
+
+/// Eight hex digits naming an instance in interface and namespace names (at most 15 bytes).
+fn short_hash(instance: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(instance.as_bytes());
+    hex::encode(&digest[..4])
+}
+
+fn nft(rules: &str) -> Result<(), ContainerError> {
+    use std::io::Write;
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| missing_tool("nft", "nftables", e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(rules.as_bytes())
+            .map_err(|e| ContainerError::Network(format!("nft: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| ContainerError::Network(format!("nft: {e}")))?;
+    if !out.status.success() {
+        return Err(ContainerError::Network(format!(
+            "nft -f - (the node's container firewall) failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+fn missing_tool(tool: &str, package: &str, error: std::io::Error) -> ContainerError {
+    ContainerError::Network(format!(
+        "cannot run `{tool}`: {error}; install it (Debian: apt-get install {package}; scripts/deps.sh does)"
+    ))
+}
+
+fn output(program: &str, args: &[&str]) -> Result<String, ContainerError> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| missing_tool(program, "iproute2", e))?;
+    if !out.status.success() {
+        return Err(ContainerError::Network(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), ContainerError> {
+    output(program, args).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_interface_limits() {
+        for instance in ["a", "hello-1-3f1c64", &"x".repeat(200)] {
+            let tag = short_hash(instance);
+            assert_eq!(tag.len(), 8);
+            assert!(format!("sv{tag}").len() <= 15);
+        }
+        assert_ne!(short_hash("a-1"), short_hash("a-2"));
+    }
+
+    #[test]
+    fn leases_are_unique_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = NodeNetwork {
+            bridge: "unused".into(),
+            gateway: Ipv4Addr::new(10, 89, 0, 1),
+            prefix_len: 29, // 8 addresses: 6 usable, minus the gateway: 5
+            leases: dir.path().to_path_buf(),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..5 {
+            let address = network.lease(&format!("i{i}")).unwrap();
+            assert!(seen.insert(address), "{address} given twice");
+            assert_ne!(address, network.gateway);
+            assert_ne!(address, Ipv4Addr::new(10, 89, 0, 0));
+            assert_ne!(address, Ipv4Addr::new(10, 89, 0, 7));
+        }
+        // The same instance keeps its address; a sixth is refused, clearly.
+        let again = network.lease("i3").unwrap();
+        assert!(seen.contains(&again));
+        let error = network.lease("i5").unwrap_err().to_string();
+        assert!(error.contains("no free address"), "{error}");
+    }
+}

@@ -1,0 +1,385 @@
+//! The container driver against the real kernel and runc: what an instance can see and do.
+//!
+//! Needs root, runc, iproute2 and nftables (scripts/deps.sh test installs them). Without them
+//! each test says why and skips, unless STRATA_REQUIRE_ROOT=1 (CI), where skipping fails.
+//!
+//! The image is made here: one layer with a shell and a few tools from the host, each with the
+//! closure of its shared libraries (read with `ldd`), nothing else.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_container::{
+    ContainerConfig, ContainerDriver, ContainerError, ImageSource, ResolvedImage,
+};
+use strata_runtime::{Driver, StartSpec};
+
+/// One container test at a time: they share the node's bridge and firewall.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn can_run() -> bool {
+    let missing: Vec<&str> = [("runc", "--version"), ("ip", "-V"), ("nft", "--version")]
+        .into_iter()
+        .filter(|(tool, arg)| {
+            !Command::new(tool)
+                .arg(arg)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(tool, _)| tool)
+        .collect();
+    let root = nix::unistd::geteuid().is_root();
+    if root && missing.is_empty() {
+        return true;
+    }
+    let why = if root {
+        format!(
+            "{} not installed (scripts/deps.sh test installs them)",
+            missing.join(", ")
+        )
+    } else {
+        "not running as root (containers need namespaces, cgroups and mounts)".to_string()
+    };
+    if std::env::var("STRATA_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
+        panic!("container tests cannot run: {why}");
+    }
+    eprintln!("SKIPPED: container tests: {why}");
+    false
+}
+
+/// Copies `binary` and the shared libraries `ldd` lists for it into `root`, at their paths.
+fn install(root: &Path, binary: &Path, at: &str) {
+    let copy = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    };
+    copy(binary, &root.join(at.trim_start_matches('/')));
+    let ldd = Command::new("ldd").arg(binary).output().unwrap();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line
+            .split_whitespace()
+            .find(|word| word.starts_with('/'))
+            .map(PathBuf::from);
+        if let Some(path) = path {
+            copy(&path, &root.join(path.strip_prefix("/").unwrap()));
+        }
+    }
+}
+
+fn host_tool(name: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/bin"] {
+        let path = Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("{name} is not on this host");
+}
+
+/// A root with a shell and a few tools; every test's container runs from it.
+fn base_root(dir: &Path) -> PathBuf {
+    let root = dir.join("layer");
+    for tool in ["dash", "bash", "cat", "sleep", "timeout", "ls"] {
+        install(&root, &host_tool(tool), &format!("/bin/{tool}"));
+    }
+    std::os::unix::fs::symlink("dash", root.join("bin/sh")).unwrap();
+    for d in ["proc", "dev", "sys", "tmp", "etc"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    root
+}
+
+struct OneLayer(PathBuf);
+
+impl ImageSource for OneLayer {
+    fn resolve(&self, _artifact: &Path) -> Result<ResolvedImage, ContainerError> {
+        Ok(ResolvedImage {
+            lower_dirs: vec![self.0.clone()],
+            ..ResolvedImage::default()
+        })
+    }
+}
+
+struct Node {
+    dir: tempfile::TempDir,
+    driver: ContainerDriver,
+}
+
+fn node() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let root = base_root(dir.path());
+    let driver = ContainerDriver::new(
+        ContainerConfig::new(dir.path().join("state")),
+        Arc::new(OneLayer(root)),
+    )
+    .expect("container driver starts");
+    Node { dir, driver }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Node {
+    fn spec(&self, id: &str, script: &str, limits: &[(&str, &str)]) -> StartSpec {
+        let mut env = BTreeMap::from([
+            ("PORT".to_string(), free_port().to_string()),
+            ("HOST".to_string(), "127.0.0.1".to_string()),
+        ]);
+        for (k, v) in limits {
+            env.insert(k.to_string(), v.to_string());
+        }
+        StartSpec {
+            instance_id: id.to_string(),
+            program: self.dir.path().join("image.tar"),
+            args: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env,
+            log_path: self.dir.path().join(format!("{id}.log")),
+            work_dir: self.dir.path().join(id),
+        }
+    }
+
+    fn log(&self, id: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{id}.log"))).unwrap_or_default()
+    }
+
+    async fn run(&self, spec: &StartSpec) -> strata_runtime::Exit {
+        let handle = self.driver.start(spec).await.expect("container starts");
+        let exit = tokio::time::timeout(Duration::from_secs(60), handle.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} did not end within 60 s: {}",
+                    spec.instance_id,
+                    self.log(&spec.instance_id)
+                )
+            });
+        assert_cleaned(&spec.instance_id, &spec.work_dir);
+        exit
+    }
+}
+
+/// Nothing of an ended instance is left: cgroup, root mount, container directory.
+fn assert_cleaned(id: &str, work_dir: &Path) {
+    for controller in ["memory", "pids", "cpu"] {
+        let cgroup = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join("strata")
+            .join(id);
+        assert!(!cgroup.exists(), "{} left behind", cgroup.display());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&work_dir.display().to_string()),
+        "mount left behind"
+    );
+    assert!(
+        !work_dir.join("container").exists(),
+        "container directory left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_sees_only_its_own_processes_and_its_own_root() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let node = node();
+    let secret = std::env::temp_dir().join(format!("strata-secret-{}", std::process::id()));
+    std::fs::write(&secret, "host secret").unwrap();
+    let script = format!(
+        "echo processes: /proc/[0-9]*; cat {} || echo no-host-file; ls /",
+        secret.display()
+    );
+    let spec = node.spec("iso-1", &script, &[]);
+    let exit = node.run(&spec).await;
+    let log = node.log("iso-1");
+    std::fs::remove_file(&secret).unwrap();
+    assert_eq!(exit.code, Some(0), "{log}");
+    let processes: Vec<&str> = log
+        .lines()
+        .find_map(|l| l.strip_prefix("processes: "))
+        .expect("the script ran")
+        .split_whitespace()
+        .collect();
+    assert!(processes.contains(&"/proc/1"), "{processes:?}");
+    assert!(processes.len() <= 3, "sees other processes: {processes:?}");
+    assert!(
+        log.contains("no-host-file") && !log.contains("host secret"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("home") && !log.contains("root\n"),
+        "host root visible: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_hog_is_oom_killed_and_reported_as_such() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let node = node();
+    let spec = node.spec(
+        "hog-1",
+        "x=$(cat /dev/urandom); echo survived",
+        &[("STRATA_CONTAINER_MEMORY_BYTES", &(32u64 << 20).to_string())],
+    );
+    let exit = node.run(&spec).await;
+    assert_eq!(
+        exit.describe(),
+        "killed: memory limit 32Mi reached",
+        "{exit:?}: {}",
+        node.log("hog-1")
+    );
+    assert!(!node.log("hog-1").contains("survived"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_bomb_stops_at_the_pids_limit() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let node = node();
+    let spec = node.spec(
+        "bomb-1",
+        // The bomb runs in a subshell (dash gives up at the first refused fork); the
+        // container's init stays, so the cgroups can be read while it runs.
+        "(i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; echo spawned); exec sleep 30",
+        &[("STRATA_CONTAINER_PIDS", "16")],
+    );
+    let handle = node.driver.start(&spec).await.expect("container starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && !node.log("bomb-1").contains("Cannot fork") {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The pids controller counts the forks it refused (cgroup v1 counts them on the
+    // forking cgroup, the runtime's child of the instance's; v2 on the limited one).
+    let refused: u64 = ["pids.events", "ctr/pids.events"]
+        .iter()
+        .map(|file| {
+            std::fs::read_to_string(Path::new("/sys/fs/cgroup/pids/strata/bomb-1").join(file))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("max ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+        })
+        .sum();
+    let log = node.log("bomb-1");
+    let exit = handle.stop(Duration::from_secs(2)).await;
+    assert_cleaned("bomb-1", &spec.work_dir);
+    assert!(log.contains("Cannot fork"), "forks were refused: {log}");
+    assert!(!log.contains("spawned"), "200 processes started: {log}");
+    assert!(refused > 0, "the pids limit refused no fork");
+    let _ = exit;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_cannot_connect_to_the_host_but_its_port_is_reached() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let node = node();
+    // A listener in the host's namespace, on the bridge's own address (made by the driver):
+    // the host itself can connect to it; the instance must not.
+    let listener = std::net::TcpListener::bind("10.89.0.1:0").expect("bridge address");
+    let port = listener.local_addr().unwrap().port();
+    assert!(std::net::TcpStream::connect(("10.89.0.1", port)).is_ok());
+    let _ = listener.accept().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let script = format!(
+        "if timeout 3 bash -c 'echo hi > /dev/tcp/10.89.0.1/{port}'; then echo CONNECTED; else echo BLOCKED; fi"
+    );
+    let spec = node.spec("net-1", &script, &[]);
+    let exit = node.run(&spec).await;
+    let log = node.log("net-1");
+    assert_eq!(exit.code, Some(0), "{log}");
+    assert!(
+        log.contains("BLOCKED") && !log.contains("CONNECTED"),
+        "{log}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the host listener saw a connection"
+    );
+}
+
+/// The example service's binary, built beside this test by `cargo build --workspace --bins`.
+fn hello_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("hello");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p hello` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_reaches_the_instance_port() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = base_root(dir.path());
+    install(&root, &hello_bin(), "/hello");
+    let driver = ContainerDriver::new(
+        ContainerConfig::new(dir.path().join("state")),
+        Arc::new(OneLayer(root)),
+    )
+    .unwrap();
+    let node = Node { dir, driver };
+    let mut spec = node.spec("web-1", "", &[]);
+    spec.args = vec!["/hello".into()];
+    spec.env
+        .insert("GREETING".into(), "hello from a container".into());
+    let port = spec.env["PORT"].clone();
+    let handle = node.driver.start(&spec).await.expect("container starts");
+    let mut answer = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && answer.is_none() {
+        answer = http_get(&format!("127.0.0.1:{port}")).ok();
+        if answer.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let exit = handle.stop(Duration::from_secs(5)).await;
+    assert_cleaned("web-1", &spec.work_dir);
+    let answer =
+        answer.unwrap_or_else(|| panic!("no answer on port {port}: {}", node.log("web-1")));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("hello from a container"), "{answer}");
+    assert_ne!(
+        exit.reason.as_deref(),
+        Some("killed: memory limit 64Mi reached")
+    );
+}
+
+fn http_get(addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: hello\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    if answer.is_empty() {
+        return Err(std::io::Error::other("empty answer"));
+    }
+    Ok(answer)
+}
