@@ -3,13 +3,14 @@
 #   scripts/deps.sh build   protoc (the etcd client's gRPC code is generated at build time)
 #   scripts/deps.sh test    + etcd (HA tests start real etcd members), iproute2 (cluster
 #                            tests put nodes in network namespaces), runc and nftables (the
-#                            container driver's runtime and its network isolation)
+#                            container driver's runtime and its network isolation), redis
+#                            (the container example packages Debian's redis-server)
 #   scripts/deps.sh bench   + wrk (the load generator of the benchmarks)
 set -euo pipefail
 want=(protobuf-compiler)
 case "${1:-build}" in
-  test) want+=(etcd-server iproute2 runc nftables) ;;
-  bench) want+=(etcd-server iproute2 runc nftables wrk) ;;
+  test) want+=(etcd-server iproute2 runc nftables redis-server redis-tools) ;;
+  bench) want+=(etcd-server iproute2 runc nftables redis-server redis-tools wrk) ;;
 esac
 
 missing=()

@@ -419,6 +419,17 @@ impl Run {
         if let Some(digest) = &release.artifact_digest {
             env.insert("STRATA_ARTIFACT_DIGEST".into(), digest.clone());
         }
+        if spec.driver == strata_core::spec::DriverKind::Container {
+            // The container driver puts these limits on the instance's cgroup.
+            env.insert(
+                "STRATA_CONTAINER_MEMORY_BYTES".into(),
+                spec.resources.memory_bytes.to_string(),
+            );
+            env.insert(
+                "STRATA_CONTAINER_CPU_MILLIS".into(),
+                spec.resources.cpu_millis.to_string(),
+            );
+        }
         if spec.driver == strata_core::spec::DriverKind::Wasm {
             // The wasm driver's per-instance memory limit comes from the spec's resources.
             env.insert(

@@ -7,6 +7,7 @@ mod api;
 mod cluster;
 mod commands;
 mod dev;
+mod image_cmd;
 mod platform;
 mod store_cmd;
 
@@ -104,6 +105,12 @@ enum Command {
     Store {
         #[command(subcommand)]
         action: StoreAction,
+    },
+    /// Container images: build (a directory, or --jeos BINARY), import, ls, inspect, rm,
+    /// save (the file a container service deploys), gc.
+    Image {
+        #[command(subcommand)]
+        action: image_cmd::ImageAction,
     },
     /// List, drain and undrain nodes.
     Node {
@@ -350,6 +357,7 @@ async fn run(cli: Cli) -> CliResult {
             let store = store_tls.with_url(store)?;
             store_cmd::import(&file, &data_dir, store.as_ref(), force).await
         }
+        Command::Image { action } => image_cmd::run(action),
         Command::Node { action, api } => {
             let api = api::Api::new(&api.addr);
             match action {

@@ -249,7 +249,11 @@ pub async fn start_agent(
         config.name.clone(),
     );
     let wasm = wasm_driver(&config.data_dir, table, events)?;
-    let (agent, listener) = Agent::start_with_drivers(config, vec![wasm]).await?;
+    let mut drivers = vec![wasm];
+    if let Some(container) = container_driver(&config.data_dir) {
+        drivers.push(container);
+    }
+    let (agent, listener) = Agent::start_with_drivers(config, drivers).await?;
     let task = tokio::spawn(agent.clone().run(listener));
     Ok((agent, task))
 }
@@ -264,6 +268,34 @@ pub fn start_ingress(
     tokio::spawn(RouteSource::new(control_url, token).run(table.clone(), Duration::from_secs(2)));
     let ingress = Ingress::new(table, IngressConfig::default());
     tokio::spawn(ingress.serve(listener));
+}
+
+/// The node's `container` driver, when this node can run containers (root, runc, iproute2,
+/// nftables, cgroups); otherwise the node does not offer it (placement then puts container
+/// services elsewhere) and the log says why. Images live in `DATA_DIR/images`.
+fn container_driver(agent_dir: &Path) -> Option<Arc<dyn Driver>> {
+    if !nix::unistd::geteuid().is_root() {
+        tracing::info!("this node does not run containers: the agent is not root");
+        return None;
+    }
+    let images = match strata_image::ImageStore::open(agent_dir.join("images")) {
+        Ok(store) => store,
+        Err(error) => {
+            tracing::warn!(%error, "this node does not run containers: no image store");
+            return None;
+        }
+    };
+    let config = strata_container::ContainerConfig::new(agent_dir.join("containers"));
+    match strata_container::ContainerDriver::new(
+        config,
+        Arc::new(strata_container::StoreImages::new(images)),
+    ) {
+        Ok(driver) => Some(Arc::new(driver)),
+        Err(error) => {
+            tracing::warn!(%error, "this node does not run containers");
+            None
+        }
+    }
 }
 
 /// The node's `wasm` driver: one wasmtime host (compile cache in `DATA_DIR/wasm-cache`);

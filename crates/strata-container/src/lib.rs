@@ -24,11 +24,13 @@
 pub mod bundle;
 pub mod cgroup;
 mod driver;
+pub mod images;
 pub mod net;
 
 use std::path::{Path, PathBuf};
 
 pub use driver::{ContainerConfig, ContainerDriver};
+pub use images::StoreImages;
 
 /// What the driver needs of an image: its unpacked layers and how to run it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -446,17 +446,10 @@ impl ControlPlane {
     async fn validate(&self, item: &DeployService) -> Result<(), ControlError> {
         let spec = &item.spec;
         check_name("service", &spec.name)?;
-        if spec.driver == DriverKind::Wasm {
-            self.validate_wasm(item).await?;
-        } else if spec.driver != DriverKind::Exec {
-            return Err(ControlError::bad_request(
-                format!(
-                    "service `{}`: driver `{}` is not available on this control plane yet",
-                    spec.name,
-                    spec.driver.as_str()
-                ),
-                Some("use driver = \"exec\" or \"wasm\"".to_string()),
-            ));
+        match spec.driver {
+            DriverKind::Wasm => self.validate_wasm(item).await?,
+            DriverKind::Container => self.validate_image(item).await?,
+            DriverKind::Exec => {}
         }
         match (&spec.artifact, &item.artifact_digest) {
             (Some(path), None) => return Err(ControlError::bad_request(
@@ -498,6 +491,37 @@ impl ControlPlane {
 
     /// A wasm service's artifact must be a `wasi:http/proxy` component; anything else fails
     /// the deploy with what it is and how to fix it, before any release is made.
+    /// A container service's artifact must be an image archive (OCI image layout or docker
+    /// save); anything else fails the deploy with what it is, before any release is made.
+    async fn validate_image(&self, item: &DeployService) -> Result<(), ControlError> {
+        let name = &item.spec.name;
+        let Some(digest) = &item.artifact_digest else {
+            return Err(ControlError::bad_request(
+                format!("service `{name}`: a container service needs an `artifact` (the image)"),
+                Some(
+                    "set artifact = \"build/app.tar\", written by `strata image save`".to_string(),
+                ),
+            ));
+        };
+        if !self.blobs.exists(digest).await? {
+            self.fetch_blob_from_peers(digest).await?;
+        }
+        let path = self.blobs.path(digest)?;
+        tokio::task::spawn_blocking(move || strata_container::images::check_archive(&path))
+            .await
+            .map_err(|e| ControlError::Internal(format!("checking artifact {digest}: {e}")))?
+            .map_err(|error| {
+                ControlError::bad_request(
+                    format!(
+                        "service `{name}`: artifact `{}` is not an image: {error}",
+                        item.spec.artifact.as_deref().unwrap_or(digest)
+                    ),
+                    None,
+                )
+            })?;
+        Ok(())
+    }
+
     async fn validate_wasm(&self, item: &DeployService) -> Result<(), ControlError> {
         let name = &item.spec.name;
         let Some(digest) = &item.artifact_digest else {

@@ -1,0 +1,257 @@
+//! Container start benchmark: from "start this instance" until it answers HTTP, for the
+//! example service packaged with `--jeos`, against `runc run` of the same root in the same
+//! run.
+//!
+//!   cargo build --release -p hello && cargo bench -p strata-container --bench start [-- RUNS]
+//!
+//! Needs root, runc, iproute2 and nftables. Strata's figure is the whole path a node takes
+//! for a new instance: overlayfs root, cgroup with limits, network namespace and veth,
+//! bundle, `runc run`, the process up and answering through the node's port. The peer is
+//! `runc run -d` of a bundle over the same unpacked layer, whose network namespace and
+//! parent cgroup were made once beforehand (so runc does strictly less work per start),
+//! until the same server answers on the container's address.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_container::bundle::{runtime_spec, BundleSpec};
+use strata_container::net::NodeNetwork;
+use strata_container::{ContainerConfig, ContainerDriver, StoreImages};
+use strata_image::{ImageStore, JeosOptions, Tag};
+use strata_runtime::{Driver, StartSpec};
+
+fn hello_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("hello");
+    assert!(
+        path.exists(),
+        "{} is missing: cargo build --release -p hello",
+        path.display()
+    );
+    path
+}
+
+fn answers(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = [0u8; 12];
+    stream.read_exact(&mut answer).is_ok() && answer.starts_with(b"HTTP/1.1 200")
+}
+
+/// Milliseconds from `since` until `addr` answers 200 (polling every 0.5 ms, at most 10 s).
+fn until_ready(since: Instant, addr: SocketAddr) -> f64 {
+    let deadline = since + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if answers(addr) {
+            return since.elapsed().as_secs_f64() * 1000.0;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    panic!("{addr} did not answer within 10 s");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(20);
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("the container start benchmark needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path().join("images")).unwrap();
+    let report = store
+        .build_jeos(
+            &hello_bin(),
+            &[],
+            &JeosOptions {
+                tag: Some(Tag::parse("hello:bench").unwrap()),
+                ..JeosOptions::default()
+            },
+        )
+        .unwrap();
+    let archive = dir.path().join("hello.tar");
+    store
+        .export_oci_layout("hello:bench", std::fs::File::create(&archive).unwrap())
+        .unwrap();
+    println!(
+        "container start benchmark: {runs} runs; image hello:bench, {} files, {:.1} MiB; {}",
+        report.files.len(),
+        report.image_size as f64 / (1u64 << 20) as f64,
+        String::from_utf8_lossy(
+            &Command::new("runc")
+                .arg("--version")
+                .output()
+                .unwrap()
+                .stdout
+        )
+        .lines()
+        .next()
+        .unwrap_or("runc")
+    );
+
+    // -- Strata: the driver's whole path -------------------------------------------------------
+    let node_images = ImageStore::open(dir.path().join("node-images")).unwrap();
+    let driver = ContainerDriver::new(
+        ContainerConfig::new(dir.path().join("state")),
+        Arc::new(StoreImages::new(node_images)),
+    )
+    .unwrap();
+    let mut strata_ms = Vec::new();
+    let mut first_ms = None;
+    for run in 0..=runs {
+        let port = free_port();
+        let spec = StartSpec {
+            instance_id: format!("bench-{run}"),
+            program: archive.clone(),
+            args: vec![],
+            env: BTreeMap::from([
+                ("PORT".to_string(), port.to_string()),
+                ("HOST".to_string(), "127.0.0.1".to_string()),
+            ]),
+            log_path: dir.path().join(format!("bench-{run}.log")),
+            work_dir: dir.path().join(format!("bench-{run}")),
+        };
+        let started = Instant::now();
+        let handle = driver.start(&spec).await.expect("container starts");
+        let ms = until_ready(started, SocketAddr::from(([127, 0, 0, 1], port)));
+        // The first run also imports the image and unpacks its layer.
+        if run == 0 {
+            first_ms = Some(ms);
+        } else {
+            strata_ms.push(ms);
+        }
+        handle.stop(Duration::from_secs(5)).await;
+    }
+
+    // -- runc run of the same root -------------------------------------------------------------
+    let layer = ImageStore::open(dir.path().join("node-images"))
+        .unwrap()
+        .lower_dirs("hello:bench")
+        .ok()
+        .and_then(|dirs| dirs.into_iter().next())
+        .or_else(|| store.lower_dirs("hello:bench").ok()?.into_iter().next())
+        .unwrap();
+    let network = NodeNetwork::ensure(
+        "strata0",
+        "10.89.0.1".parse().unwrap(),
+        16,
+        &dir.path().join("state"),
+    )
+    .unwrap();
+    let peer_net = network.attach("bench-runc-peer").unwrap();
+    let runc_root = dir.path().join("runc-peer");
+    let mut runc_ms = Vec::new();
+    for run in 0..runs {
+        let bundle_dir = dir.path().join(format!("peer-{run}"));
+        let spec = runtime_spec(&BundleSpec {
+            rootfs: layer.clone(),
+            args: vec!["/bin/hello".into()],
+            env: BTreeMap::from([
+                ("PORT".to_string(), "8080".to_string()),
+                ("HOST".to_string(), "0.0.0.0".to_string()),
+            ]),
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            hostname: "peer".into(),
+            netns: peer_net.netns_path(),
+            cgroups_path: format!("/strata-bench-peer/{run}"),
+            capabilities: vec![],
+        })
+        .unwrap();
+        let mut json = serde_json::to_value(&spec).unwrap();
+        json["root"]["readonly"] = serde_json::Value::Bool(true);
+        std::fs::create_dir_all(&bundle_dir).unwrap();
+        std::fs::write(bundle_dir.join("config.json"), json.to_string()).unwrap();
+        let id = format!("peer-{run}");
+        let started = Instant::now();
+        let status = Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["run", "-d", "--bundle"])
+            .arg(&bundle_dir)
+            .arg(&id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "runc run failed");
+        runc_ms.push(until_ready(
+            started,
+            SocketAddr::from((peer_net.address, 8080)),
+        ));
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["delete", "--force", &id])
+            .status();
+    }
+    network.detach(&peer_net);
+    for controller in [
+        "memory", "cpu", "pids", "cpuset", "devices", "freezer", "blkio", "cpuacct", "systemd",
+    ] {
+        let _ = std::fs::remove_dir(
+            Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join("strata-bench-peer"),
+        );
+    }
+
+    let row = |name: &str, values: &mut Vec<f64>| {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {} |",
+            percentile(values, 0.5),
+            percentile(values, 0.9),
+            percentile(values, 1.0),
+            values.len()
+        );
+    };
+    println!("\n| start -> answering HTTP (ms) | median | p90 | max | runs |");
+    println!("|---|---:|---:|---:|---:|");
+    let strata_median = percentile(&mut strata_ms, 0.5);
+    let runc_median = percentile(&mut runc_ms, 0.5);
+    row(
+        "Strata container driver (root, cgroup, netns, bundle, runc run, port)",
+        &mut strata_ms,
+    );
+    row(
+        "runc run -d, same root, netns and cgroup parent made beforehand",
+        &mut runc_ms,
+    );
+    println!(
+        "\nStrata / runc (median): {:.2}x; Strata's first start of the image (import + unpack): {:.1} ms",
+        strata_median / runc_median,
+        first_ms.unwrap_or_default()
+    );
+}

@@ -1,0 +1,209 @@
+//! [`StoreImages`]: the node's image store as the container driver's [`ImageSource`].
+//!
+//! A container service's artifact is an image archive (an OCI image layout tar, or a
+//! `docker save` archive, as `strata image save` or `docker save` write them). The node
+//! downloads it once per digest; the first instance imports it into the node's
+//! [`ImageStore`] (layers deduplicated by digest, unpacked once and shared by every instance)
+//! and later ones reuse the import.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use strata_image::{ImageStore, ImportOptions, ManifestDigest};
+
+use crate::{ContainerError, ImageSource, ResolvedImage};
+
+pub struct StoreImages {
+    store: ImageStore,
+    /// Artifact file -> the image imported from it.
+    imported: Mutex<HashMap<PathBuf, ManifestDigest>>,
+}
+
+impl StoreImages {
+    pub fn new(store: ImageStore) -> Self {
+        Self {
+            store,
+            imported: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn import(&self, artifact: &Path) -> Result<ManifestDigest, ContainerError> {
+        if let Some(digest) = self.imported.lock().expect("not poisoned").get(artifact) {
+            return Ok(digest.clone());
+        }
+        let images = self
+            .store
+            .import(artifact, &ImportOptions::default())
+            .map_err(|e| ContainerError::Image(e.to_string()))?;
+        let digest = match images.as_slice() {
+            [one] => one.image.digest.clone(),
+            [] => {
+                return Err(ContainerError::Image(format!(
+                    "{} holds no image",
+                    artifact.display()
+                )))
+            }
+            more => {
+                return Err(ContainerError::Image(format!(
+                    "{} holds {} images; a service runs one: save just that image (strata image save NAME:VERSION)",
+                    artifact.display(),
+                    more.len()
+                )))
+            }
+        };
+        self.imported
+            .lock()
+            .expect("not poisoned")
+            .insert(artifact.to_path_buf(), digest.clone());
+        Ok(digest)
+    }
+}
+
+impl ImageSource for StoreImages {
+    fn resolve(&self, artifact: &Path) -> Result<ResolvedImage, ContainerError> {
+        let digest = self.import(artifact)?;
+        let image = self
+            .store
+            .inspect(&digest)
+            .map_err(|e| ContainerError::Image(e.to_string()))?;
+        let lower_dirs = self
+            .store
+            .lower_dirs(&digest)
+            .map_err(|e| ContainerError::Image(e.to_string()))?;
+        let config = image.manifest.config;
+        let (uid, gid) = user_ids(config.user.as_deref())?;
+        Ok(ResolvedImage {
+            lower_dirs,
+            entrypoint: config.entrypoint,
+            cmd: config.cmd,
+            env: config
+                .env
+                .iter()
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            working_dir: config.working_dir,
+            uid,
+            gid,
+        })
+    }
+}
+
+/// The image's `user` as numeric ids: `""`/`root` is 0:0, `UID` or `UID:GID` as written. A
+/// user name would need the image's /etc/passwd, which a JEOS image does not have: refused
+/// with how to fix it.
+pub fn user_ids(user: Option<&str>) -> Result<(u32, u32), ContainerError> {
+    let user = user.unwrap_or("").trim();
+    if user.is_empty() || user == "root" || user == "root:root" {
+        return Ok((0, 0));
+    }
+    let (u, g) = user.split_once(':').unwrap_or((user, user));
+    match (u.parse::<u32>(), g.parse::<u32>()) {
+        (Ok(uid), Ok(gid)) => Ok((uid, gid)),
+        _ => Err(ContainerError::Image(format!(
+            "the image's user `{user}` is not numeric; set it as UID or UID:GID (e.g. 65534:65534) when building the image"
+        ))),
+    }
+}
+
+/// What kind of image archive a file is, read from its tar headers alone (cheap enough for
+/// the control plane to run at deploy): `"OCI image layout"` or `"docker save archive"`.
+/// Anything else is refused with what it is and how to make a good one; the node verifies
+/// every digest when it imports the archive.
+pub fn check_archive(path: &Path) -> Result<&'static str, ContainerError> {
+    let how = "make one with `strata image save NAME:VERSION -o FILE` (or `docker save`)";
+    let file = std::fs::File::open(path).map_err(|e| ContainerError::io("open", path, e))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let entries = archive
+        .entries()
+        .map_err(|e| ContainerError::Image(format!("not a tar archive ({e}); {how}")))?;
+    let (mut oci_layout, mut index, mut docker_manifest, mut seen) = (false, false, false, 0u64);
+    for entry in entries {
+        let entry = entry.map_err(|e| {
+            ContainerError::Image(format!("not a readable tar archive ({e}); {how}"))
+        })?;
+        seen += 1;
+        let name = entry
+            .path()
+            .map(|p| p.to_string_lossy().trim_start_matches("./").to_string())
+            .unwrap_or_default();
+        match name.as_str() {
+            "oci-layout" => oci_layout = true,
+            "index.json" => index = true,
+            "manifest.json" => docker_manifest = true,
+            _ => {}
+        }
+        if (oci_layout && index) || docker_manifest || seen > 100_000 {
+            break;
+        }
+    }
+    if oci_layout && index {
+        Ok("OCI image layout")
+    } else if docker_manifest {
+        Ok("docker save archive")
+    } else if seen == 0 {
+        Err(ContainerError::Image(format!(
+            "not a tar archive (no entries); {how}"
+        )))
+    } else {
+        Err(ContainerError::Image(format!(
+            "a tar archive, but neither an OCI image layout (oci-layout and index.json) nor a docker save archive (manifest.json); {how}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar_of = |name: &str, files: &[&str]| {
+            let path = dir.path().join(name);
+            let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
+            for file in files {
+                let mut header = tar::Header::new_gnu();
+                header.set_size(2);
+                header.set_mode(0o644);
+                header.set_cksum();
+                builder.append_data(&mut header, file, &b"{}"[..]).unwrap();
+            }
+            builder.finish().unwrap();
+            path
+        };
+        let oci = tar_of("oci.tar", &["oci-layout", "index.json", "blobs/sha256/ab"]);
+        assert_eq!(check_archive(&oci).unwrap(), "OCI image layout");
+        let docker = tar_of("docker.tar", &["abc/layer.tar", "manifest.json"]);
+        assert_eq!(check_archive(&docker).unwrap(), "docker save archive");
+        let other = tar_of("other.tar", &["etc/passwd"]);
+        let error = check_archive(&other).unwrap_err().to_string();
+        assert!(error.contains("neither an OCI image layout"), "{error}");
+        let junk = dir.path().join("junk");
+        std::fs::write(&junk, b"hello").unwrap();
+        let error = check_archive(&junk).unwrap_err().to_string();
+        assert!(
+            error.contains("not a tar archive") || error.contains("not a readable tar"),
+            "{error}"
+        );
+        assert!(error.contains("strata image save"), "{error}");
+    }
+
+    #[test]
+    fn users() {
+        type Ids = Option<(u32, u32)>;
+        let table: [(Option<&str>, Ids); 7] = [
+            (None, Some((0, 0))),
+            (Some(""), Some((0, 0))),
+            (Some("root"), Some((0, 0))),
+            (Some("1000"), Some((1000, 1000))),
+            (Some("1000:100"), Some((1000, 100))),
+            (Some("nobody"), None),
+            (Some("1000:staff"), None),
+        ];
+        for (user, expected) in table {
+            assert_eq!(user_ids(user).ok(), expected, "{user:?}");
+        }
+    }
+}
