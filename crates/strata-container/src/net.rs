@@ -57,13 +57,27 @@ impl NodeNetwork {
     ) -> Result<Self, ContainerError> {
         let leases = state_dir.join("leases");
         std::fs::create_dir_all(&leases).map_err(|e| ContainerError::io("create", &leases, e))?;
-        if !Path::new("/sys/class/net").join(bridge).exists() {
-            run("ip", &["link", "add", bridge, "type", "bridge"])?;
+        // Several agents of one host (tests, `strata dev` beside an agent) may get here at
+        // once: losing the race to create the bridge or its address is success.
+        let bridge_path = Path::new("/sys/class/net").join(bridge);
+        if !bridge_path.exists() {
+            if let Err(error) = run("ip", &["link", "add", bridge, "type", "bridge"]) {
+                if !bridge_path.exists() {
+                    return Err(error);
+                }
+            }
         }
         let cidr = format!("{gateway}/{prefix_len}");
-        let addresses = output("ip", &["-4", "-o", "addr", "show", "dev", bridge])?;
-        if !addresses.contains(&cidr) {
-            run("ip", &["addr", "add", &cidr, "dev", bridge])?;
+        let has_address = || {
+            output("ip", &["-4", "-o", "addr", "show", "dev", bridge])
+                .is_ok_and(|addresses| addresses.contains(&cidr))
+        };
+        if !has_address() {
+            if let Err(error) = run("ip", &["addr", "add", &cidr, "dev", bridge]) {
+                if !has_address() {
+                    return Err(error);
+                }
+            }
         }
         run("ip", &["link", "set", bridge, "up"])?;
         nft(&firewall(bridge))?;
