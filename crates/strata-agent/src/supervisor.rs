@@ -429,6 +429,16 @@ impl Run {
                 "STRATA_CONTAINER_CPU_MILLIS".into(),
                 spec.resources.cpu_millis.to_string(),
             );
+            let settings = spec.container.clone().unwrap_or_default();
+            if let Some(pids) = settings.pids {
+                env.insert("STRATA_CONTAINER_PIDS".into(), pids.to_string());
+            }
+            if !settings.capabilities.is_empty() {
+                env.insert(
+                    "STRATA_CONTAINER_CAPABILITIES".into(),
+                    settings.capabilities.join(","),
+                );
+            }
         }
         if spec.driver == strata_core::spec::DriverKind::Wasm {
             // The wasm driver's per-instance memory limit comes from the spec's resources.

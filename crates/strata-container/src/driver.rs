@@ -22,6 +22,8 @@ use crate::{bundle, ContainerError, ImageSource};
 pub const ENV_MEMORY_BYTES: &str = "STRATA_CONTAINER_MEMORY_BYTES";
 pub const ENV_CPU_MILLIS: &str = "STRATA_CONTAINER_CPU_MILLIS";
 pub const ENV_PIDS: &str = "STRATA_CONTAINER_PIDS";
+/// Capabilities granted, comma-separated names (`NET_BIND_SERVICE`, with or without `CAP_`).
+pub const ENV_CAPABILITIES: &str = "STRATA_CONTAINER_CAPABILITIES";
 const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
 const DEFAULT_CPU_MILLIS: u64 = 1000;
 const DEFAULT_PIDS: u64 = 1024;
@@ -279,7 +281,7 @@ impl ContainerDriver {
                 hostname: id.chars().take(63).collect(),
                 netns: instance_net.netns_path(),
                 cgroups_path: cgroup.runtime_path(),
-                capabilities: Vec::new(),
+                capabilities: capabilities(&spec.env)?,
             })?;
             bundle::write(&dir.join("bundle"), &runtime_spec)?;
             Ok(())
@@ -447,6 +449,27 @@ fn bytes(n: u64) -> String {
     n.to_string()
 }
 
+fn capabilities(
+    env: &BTreeMap<String, String>,
+) -> Result<Vec<oci_spec::runtime::Capability>, ContainerError> {
+    let Some(list) = env.get(ENV_CAPABILITIES) else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            let bare = name.to_ascii_uppercase();
+            let bare = bare.strip_prefix("CAP_").unwrap_or(&bare).to_string();
+            bare.parse().map_err(|_| {
+                ContainerError::Config(format!(
+                    "{ENV_CAPABILITIES}: `{name}` is not a Linux capability"
+                ))
+            })
+        })
+        .collect()
+}
+
 fn env_u64(env: &BTreeMap<String, String>, key: &str, default: u64) -> Result<u64, ContainerError> {
     match env.get(key) {
         None => Ok(default),
@@ -507,6 +530,21 @@ fn forward(listen: SocketAddr, target: SocketAddr) -> std::io::Result<JoinHandle
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capabilities_from_the_environment() {
+        use oci_spec::runtime::Capability;
+        let env = |v: &str| BTreeMap::from([(ENV_CAPABILITIES.to_string(), v.to_string())]);
+        assert_eq!(capabilities(&BTreeMap::new()).unwrap(), vec![]);
+        assert_eq!(
+            capabilities(&env("NET_BIND_SERVICE, cap_chown")).unwrap(),
+            vec![Capability::NetBindService, Capability::Chown]
+        );
+        assert!(capabilities(&env("FLY"))
+            .unwrap_err()
+            .to_string()
+            .contains("`FLY`"));
+    }
 
     #[test]
     fn memory_is_written_as_the_spec_writes_it() {

@@ -383,3 +383,29 @@ fn http_get(addr: &str) -> std::io::Result<String> {
     }
     Ok(answer)
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_capabilities_unless_granted() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let node = node();
+    let effective = |log: &str| -> String {
+        log.lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no CapEff in {log}"))
+    };
+    let spec = node.spec("caps-1", "cat /proc/self/status", &[]);
+    assert_eq!(node.run(&spec).await.code, Some(0));
+    assert_eq!(effective(&node.log("caps-1")), "0000000000000000");
+    // NET_BIND_SERVICE is capability 10: bit 0x400.
+    let spec = node.spec(
+        "caps-2",
+        "cat /proc/self/status",
+        &[("STRATA_CONTAINER_CAPABILITIES", "NET_BIND_SERVICE")],
+    );
+    assert_eq!(node.run(&spec).await.code, Some(0));
+    assert_eq!(effective(&node.log("caps-2")), "0000000000000400");
+}

@@ -94,6 +94,20 @@ pub struct ServiceSpec {
     /// hash the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasm: Option<WasmLimits>,
+    /// `[container]`: what a container service may do beyond the default isolation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerSettings>,
+}
+
+/// Settings of a `container` service beyond `resources`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ContainerSettings {
+    /// Linux capabilities granted (names without `CAP_`, upper case); none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// The most processes and threads of one instance (driver default: 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u32>,
 }
 
 /// Limits of a `wasm` service: each request runs in a fresh instance, so these bound one

@@ -13,7 +13,8 @@ use std::ops::Range;
 use toml_edit::{ImDocument, Item, Key, TableLike, TomlError, Value};
 
 use super::{
-    DriverKind, HealthSpec, PortSpec, RouteSpec, ScaleSpec, ServiceSpec, SpecFile, WasmLimits,
+    ContainerSettings, DriverKind, HealthSpec, PortSpec, RouteSpec, ScaleSpec, ServiceSpec,
+    SpecFile, WasmLimits,
 };
 use crate::model::Resources;
 
@@ -27,6 +28,51 @@ const MAX_THRESHOLD: i64 = 100;
 const DEFAULT_REPLICAS: u32 = 1;
 const MAX_REPLICAS: i64 = 1_000;
 const MAX_WASM_CONCURRENCY: i64 = 10_000;
+const MAX_CONTAINER_PIDS: i64 = 1_000_000;
+/// Linux capabilities (capabilities(7)), without the `CAP_` prefix.
+const CAPABILITIES: [&str; 41] = [
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "SYSLOG",
+    "WAKE_ALARM",
+];
 const MAX_WASM_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
 const DEFAULT_CPU_MILLIS: u64 = 100;
 const MAX_CPU_MILLIS: u64 = 1_024_000;
@@ -408,17 +454,19 @@ enum Section {
     Resources,
     Placement,
     Wasm,
+    Container,
     Environment,
 }
 
 impl Section {
-    const NESTED: [Section; 6] = [
+    const NESTED: [Section; 7] = [
         Section::Scale,
         Section::Route,
         Section::Health,
         Section::Resources,
         Section::Placement,
         Section::Wasm,
+        Section::Container,
     ];
 
     fn keys(self) -> &'static [&'static str] {
@@ -438,6 +486,7 @@ impl Section {
                 "resources",
                 "placement",
                 "wasm",
+                "container",
             ],
             Section::Scale => &["replicas"],
             Section::Route => &["public", "hosts"],
@@ -451,6 +500,7 @@ impl Section {
             Section::Resources => &["cpu", "memory"],
             Section::Placement => &["labels"],
             Section::Wasm => &["request_timeout", "max_concurrency"],
+            Section::Container => &["capabilities", "pids"],
             Section::Environment => &["config"],
         }
     }
@@ -465,6 +515,7 @@ impl Section {
             Section::Resources => "resources",
             Section::Placement => "placement",
             Section::Wasm => "wasm",
+            Section::Container => "container",
             Section::Environment => "environments",
         }
     }
@@ -1425,6 +1476,7 @@ impl<'s> Checker<'s> {
         let resources = self.resources(field("resources"), &path);
         let constraints = self.placement(field("placement"), &path);
         let wasm = self.wasm(field("wasm"), &path, driver);
+        let container = self.container(field("container"), &path, driver);
 
         Some(ServiceSpec {
             name: name.to_string(),
@@ -1442,6 +1494,7 @@ impl<'s> Checker<'s> {
             constraints,
             stop_timeout_ms,
             wasm,
+            container,
         })
     }
 
@@ -2205,6 +2258,79 @@ impl<'s> Checker<'s> {
         Some(limits)
     }
 
+    /// `[container]`: what a container service may do beyond the default isolation.
+    fn container(
+        &mut self,
+        entry: Option<(&Key, &Item)>,
+        service: &Path,
+        driver: Option<DriverKind>,
+    ) -> Option<ContainerSettings> {
+        let (key, item) = entry?;
+        let path = service.child("container");
+        let table = self.table(
+            &path,
+            key,
+            item,
+            format!("write it as a table: [{path}] with `capabilities = [\"NET_BIND_SERVICE\"]`"),
+        )?;
+        if let Some(kind) = driver.filter(|d| *d != DriverKind::Container) {
+            self.push(
+                key.span(),
+                Some(path.to_string()),
+                format!(
+                    "`[{path}]` sets container settings, and `{service}` uses the `{}` driver",
+                    kind.as_str()
+                ),
+                Some("remove the table, or set `driver = \"container\"`".into()),
+            );
+            return None;
+        }
+        self.check_keys(table, &path, service, Section::Container);
+        let mut settings = ContainerSettings::default();
+        if let Some((k, i)) = table.get_key_value("capabilities") {
+            let p = path.child("capabilities");
+            if let Some((names, span)) =
+                self.string_list(&p, k, i, "capabilities", "[\"NET_BIND_SERVICE\"]")
+            {
+                for name in &names {
+                    let upper = name.trim().to_ascii_uppercase();
+                    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper).to_string();
+                    if CAPABILITIES.contains(&bare.as_str()) {
+                        if !settings.capabilities.contains(&bare) {
+                            settings.capabilities.push(bare);
+                        }
+                    } else {
+                        let prefixed = CAPABILITIES
+                            .iter()
+                            .find(|c| !bare.is_empty() && c.starts_with(bare.as_str()))
+                            .copied();
+                        let hint = match prefixed.or_else(|| closest(&bare, &CAPABILITIES)) {
+                            Some(c) => format!("did you mean `{c}`? Capabilities are named as in capabilities(7), without `CAP_`"),
+                            None => "capabilities are named as in capabilities(7), e.g. `NET_BIND_SERVICE`".into(),
+                        };
+                        self.push(
+                            span.clone(),
+                            Some(p.to_string()),
+                            format!("`{p}`: {} is not a Linux capability", quote(name)),
+                            Some(hint),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some((k, i)) = table.get_key_value("pids") {
+            settings.pids = self.bounded(
+                &path.child("pids"),
+                (k, i),
+                1,
+                MAX_CONTAINER_PIDS,
+                1024,
+                "pids is how many processes and threads an instance may have at once, from 1 to 1000000",
+            );
+        }
+        Some(settings)
+    }
+
     /// `[placement]`: the node labels an instance's node must carry.
     fn placement(
         &mut self,
@@ -2602,6 +2728,7 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
                     constraints: BTreeMap::new(),
                     stop_timeout_ms: 10_000,
                     wasm: None,
+                    container: None,
                 },
                 ServiceSpec {
                     name: "static".into(),
@@ -2625,6 +2752,7 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
                     constraints: config(&[("zone", "eu-1"), ("example.com/tier", "web")]),
                     stop_timeout_ms: 5_000,
                     wasm: None,
+                    container: None,
                 },
             ]
         );
@@ -2738,6 +2866,30 @@ resources.memory = 1073741824
             let source = format!("[service.web]\n{body}");
             let errors = parse("strata.toml", &source).unwrap_err();
             let text = errors.to_string();
+            assert!(text.contains(expected), "{body:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn container_settings() {
+        let source = "[service.db]\ndriver = \"container\"\nartifact = \"db.tar\"\n\
+                      [service.db.container]\ncapabilities = [\"net_bind_service\", \"CAP_CHOWN\"]\npids = 64\n";
+        let spec = parse("strata.toml", source).unwrap();
+        assert_eq!(
+            spec.services[0].container,
+            Some(ContainerSettings {
+                capabilities: vec!["NET_BIND_SERVICE".into(), "CHOWN".into()],
+                pids: Some(64),
+            })
+        );
+        let cases = [
+            ("driver = \"wasm\"\nartifact = \"a.wasm\"\ncontainer.pids = 2\n", "uses the `wasm` driver"),
+            ("driver = \"container\"\nartifact = \"a.tar\"\ncontainer.capabilities = [\"NET_BIND\"]\n", "did you mean `NET_BIND_SERVICE`"),
+            ("driver = \"container\"\nartifact = \"a.tar\"\ncontainer.pids = 0\n", "from 1 to 1000000"),
+        ];
+        for (body, expected) in cases {
+            let source = format!("[service.db]\n{body}");
+            let text = parse("strata.toml", &source).unwrap_err().to_string();
             assert!(text.contains(expected), "{body:?}: {text}");
         }
     }
