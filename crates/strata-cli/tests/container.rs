@@ -1,6 +1,7 @@
 //! End-to-end: container services through `strata dev`. A JEOS image of the example service
-//! (`strata image build --jeos`, saved with `strata image save`) deploys with
-//! `driver = "container"` and serves through the ingress; a memory hog's kill is reported as
+//! (`strata image build --jeos`, saved with `strata image save`, rewritten as a `docker save`
+//! archive) deploys with `driver = "container"` and serves through the ingress; the memory
+//! hog's image deploys as the OCI image layout `strata image save` writes; a memory hog's kill is reported as
 //! an OOM kill in the events; a file that is not an image fails the deploy and says so.
 //!
 //! Needs root, runc, iproute2 and nftables (scripts/deps.sh test). Without them the test says
@@ -60,6 +61,65 @@ fn image(images: &Path, args: &[&str]) -> std::process::Output {
     output
 }
 
+/// Rewrites an OCI image layout tar (what `strata image save` writes) as a classic
+/// `docker save` archive: `manifest.json` (Config, RepoTags, Layers), the config as
+/// `<hex>.json`, each layer as `<hex>/layer.tar`; what users of Docker already have.
+fn oci_to_docker_save(oci: &Path, docker: &Path, repo_tag: &str) {
+    use std::collections::BTreeMap;
+    use std::io::Read;
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(oci).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        files.insert(name, bytes);
+    }
+    let blob = |digest: &str| {
+        files[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))].clone()
+    };
+    let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    let config_digest = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let mut out = tar::Builder::new(std::fs::File::create(docker).unwrap());
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        out.append_data(&mut header, name, bytes).unwrap();
+    };
+    let config_name = format!("{config_digest}.json");
+    add(&config_name, &blob(config_digest));
+    let mut layers = Vec::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let digest = layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let name = format!("{digest}/layer.tar");
+        add(&name, &blob(digest));
+        layers.push(name);
+    }
+    let docker_manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [repo_tag],
+        "Layers": layers,
+    }]);
+    add("manifest.json", docker_manifest.to_string().as_bytes());
+    out.finish().unwrap();
+}
+
 fn host_tool(name: &str) -> PathBuf {
     ["/usr/bin", "/bin"]
         .iter()
@@ -91,11 +151,14 @@ async fn container_services_serve_and_report_oom_kills() {
         "{}",
         stdout(&output)
     );
-    let hello_tar = dir.path().join("hello.tar");
+    let oci_tar = dir.path().join("hello-oci.tar");
     image(
         &images,
-        &["save", "hello:1", "-o", hello_tar.to_str().unwrap()],
+        &["save", "hello:1", "-o", oci_tar.to_str().unwrap()],
     );
+    // The service deploys the image as a `docker save` archive: the node imports that too.
+    let hello_tar = dir.path().join("hello-docker.tar");
+    oci_to_docker_save(&oci_tar, &hello_tar, "hello:docker");
     // A shell, for a program that eats memory.
     image(
         &images,
