@@ -201,7 +201,7 @@ timeout = "200ms"
     .unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let dev = Dev::start(&data);
+    let mut dev = Dev::start(&data);
     let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
     assert!(
         output.status.success(),
@@ -274,6 +274,40 @@ timeout = "200ms"
         .await
         .unwrap();
     assert!(body.contains("Hello from a container"), "{body}");
+
+    // kill -9 of the agent: the container keeps running (runc and the container are not the
+    // agent's process group) and the next agent re-adopts it instead of starting another.
+    let before = dev.status("web");
+    let pid_before = before.instances[0].status.as_ref().and_then(|s| s.pid);
+    dev.kill9();
+    let dev = Dev::start(&data);
+    let client = dev.client(&[host]);
+    let mut served = false;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(dev.url(host, "/")).send().await {
+            if response.status() == 200 {
+                served = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        served,
+        "web did not serve after the agent restarted:\n{}",
+        dev.log()
+    );
+    let after = dev.status("web");
+    assert_eq!(
+        after.instances[0].instance.id,
+        before.instances[0].instance.id
+    );
+    assert_eq!(
+        after.instances[0].status.as_ref().and_then(|s| s.pid),
+        pid_before,
+        "re-adopted, not restarted"
+    );
+    assert!(dev.log().contains("re-adopted"), "{}", dev.log());
 }
 
 /// A server nobody on the project wrote: Debian's redis-server, packaged with `--jeos` (its
