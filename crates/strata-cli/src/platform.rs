@@ -290,7 +290,12 @@ fn container_driver(agent_dir: &Path) -> Option<Arc<dyn Driver>> {
         config,
         Arc::new(strata_container::StoreImages::new(images)),
     ) {
-        Ok(driver) => Some(Arc::new(driver)),
+        Ok(driver) => {
+            let driver = Arc::new(driver);
+            // Images no instance has used for half an hour go, with the layers only they had.
+            driver.spawn_garbage_collection(Duration::from_secs(600), Duration::from_secs(1800));
+            Some(driver)
+        }
         Err(error) => {
             tracing::warn!(%error, "this node does not run containers");
             None

@@ -59,6 +59,56 @@ pub struct ContainerDriver {
     cgroups: Hierarchy,
     images: Arc<dyn ImageSource>,
     exec: ExecDriver,
+    usage: Arc<ImageUsage>,
+}
+
+/// Which image each running instance uses, and when each image was last used: what image
+/// garbage collection must keep.
+#[derive(Default)]
+struct ImageUsage {
+    running: std::sync::Mutex<BTreeMap<String, String>>,
+    last_used: std::sync::Mutex<BTreeMap<String, std::time::Instant>>,
+}
+
+impl ImageUsage {
+    fn start(&self, instance: &str, image: &str) {
+        self.running
+            .lock()
+            .expect("not poisoned")
+            .insert(instance.to_string(), image.to_string());
+        self.touch(image);
+    }
+
+    fn end(&self, instance: &str) {
+        let image = self.running.lock().expect("not poisoned").remove(instance);
+        if let Some(image) = image {
+            self.touch(&image);
+        }
+    }
+
+    fn touch(&self, image: &str) {
+        self.last_used
+            .lock()
+            .expect("not poisoned")
+            .insert(image.to_string(), std::time::Instant::now());
+    }
+
+    /// Images a running instance uses or that were used within `grace`.
+    fn keep(&self, grace: Duration) -> Vec<String> {
+        let mut keep: Vec<String> = self
+            .running
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect();
+        let mut last_used = self.last_used.lock().expect("not poisoned");
+        last_used.retain(|_, at| at.elapsed() < grace);
+        keep.extend(last_used.keys().cloned());
+        keep.sort();
+        keep.dedup();
+        keep
+    }
 }
 
 /// What a later agent needs to re-adopt (or clean up after) a container.
@@ -74,6 +124,9 @@ struct ContainerRecord {
     /// Where the node forwards from, and the container's port.
     listen: SocketAddr,
     port: u16,
+    /// The image's id in the image source (kept from garbage collection while it runs).
+    #[serde(default)]
+    image: String,
 }
 
 /// Everything made for one instance; [`Prepared::cleanup`] undoes it all.
@@ -137,6 +190,37 @@ impl ContainerDriver {
             cgroups,
             images,
             exec: ExecDriver,
+            usage: Arc::default(),
+        })
+    }
+
+    /// Removes the images no instance runs and none used within `grace` (and the layers only
+    /// they had). Returns what was freed.
+    pub fn collect_garbage(&self, grace: Duration) -> Result<String, ContainerError> {
+        self.images.collect(&self.usage.keep(grace))
+    }
+
+    /// Collects unused images every `every`, keeping those used within `grace`.
+    pub fn spawn_garbage_collection(
+        self: &Arc<Self>,
+        every: Duration,
+        grace: Duration,
+    ) -> JoinHandle<()> {
+        let driver = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(driver) = driver.upgrade() else {
+                    return;
+                };
+                match tokio::task::spawn_blocking(move || driver.collect_garbage(grace)).await {
+                    Ok(Ok(summary)) => tracing::info!("image garbage collection: {summary}"),
+                    Ok(Err(error)) => tracing::warn!(%error, "image garbage collection failed"),
+                    Err(_) => {}
+                }
+            }
         })
     }
 
@@ -204,6 +288,7 @@ impl ContainerDriver {
             dir: dir.clone(),
             listen,
             port,
+            image: image.id.clone(),
         };
         // A previous attempt of the same instance may have left things behind.
         let stale = self.prepared(
@@ -329,12 +414,14 @@ impl ContainerDriver {
                 })
             }
         };
+        self.usage.start(&prepared.id, &record.image);
         Ok(Box::new(ContainerHandle {
             inner,
             prepared: Arc::new(prepared),
             record,
             forwarder,
             finished: tokio::sync::Mutex::new(None),
+            usage: self.usage.clone(),
         }))
     }
 }
@@ -394,6 +481,7 @@ struct ContainerHandle {
     record: ContainerRecord,
     forwarder: JoinHandle<()>,
     finished: tokio::sync::Mutex<Option<Exit>>,
+    usage: Arc<ImageUsage>,
 }
 
 impl ContainerHandle {
@@ -413,6 +501,7 @@ impl ContainerHandle {
         }
         let prepared = self.prepared.clone();
         let _ = tokio::task::spawn_blocking(move || prepared.cleanup()).await;
+        self.usage.end(&self.prepared.id);
         *finished = Some(exit.clone());
         exit
     }

@@ -34,7 +34,13 @@ impl StoreImages {
         }
         let images = self
             .store
-            .import(artifact, &ImportOptions::default())
+            // Untagged on the node: an image no instance has used for a while is collected.
+            .import(
+                artifact,
+                &ImportOptions {
+                    tags: Some(Vec::new()),
+                },
+            )
             .map_err(|e| ContainerError::Image(e.to_string()))?;
         let digest = match images.as_slice() {
             [one] => one.image.digest.clone(),
@@ -74,6 +80,7 @@ impl ImageSource for StoreImages {
         let config = image.manifest.config;
         let (uid, gid) = user_ids(config.user.as_deref())?;
         Ok(ResolvedImage {
+            id: digest.to_string(),
             lower_dirs,
             entrypoint: config.entrypoint,
             cmd: config.cmd,
@@ -87,6 +94,27 @@ impl ImageSource for StoreImages {
             uid,
             gid,
         })
+    }
+
+    fn collect(&self, keep: &[String]) -> Result<String, ContainerError> {
+        let keep: Vec<ManifestDigest> = keep
+            .iter()
+            .filter_map(|id| ManifestDigest::parse(id).ok())
+            .collect();
+        self.imported
+            .lock()
+            .expect("not poisoned")
+            .retain(|_, digest| keep.contains(digest));
+        let report = self
+            .store
+            .gc(&keep)
+            .map_err(|e| ContainerError::Image(e.to_string()))?;
+        Ok(format!(
+            "{} images, {} layers removed, {} bytes freed",
+            report.manifests_removed.len(),
+            report.layers_removed.len(),
+            report.bytes_freed
+        ))
     }
 }
 

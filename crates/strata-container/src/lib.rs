@@ -35,6 +35,8 @@ pub use images::StoreImages;
 /// What the driver needs of an image: its unpacked layers and how to run it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResolvedImage {
+    /// The image's identity in the source (its manifest digest), for garbage collection.
+    pub id: String,
     /// Unpacked layer directories, TOP layer first (overlayfs `lowerdir` order).
     pub lower_dirs: Vec<PathBuf>,
     pub entrypoint: Vec<String>,
@@ -49,6 +51,13 @@ pub struct ResolvedImage {
 /// Turns an instance's artifact (the file the node downloaded) into an image.
 pub trait ImageSource: Send + Sync {
     fn resolve(&self, artifact: &Path) -> Result<ResolvedImage, ContainerError>;
+
+    /// Frees every image but `keep` (ids from [`ResolvedImage::id`]) and what only they use;
+    /// returns a summary for the log.
+    fn collect(&self, keep: &[String]) -> Result<String, ContainerError> {
+        let _ = keep;
+        Ok(String::new())
+    }
 }
 
 /// A container driver error: what failed, where, and how to fix it when we know.

@@ -409,3 +409,61 @@ async fn no_capabilities_unless_granted() {
     assert_eq!(node.run(&spec).await.code, Some(0));
     assert_eq!(effective(&node.log("caps-2")), "0000000000000400");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unused_images_are_collected_and_running_ones_kept() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = base_root(dir.path());
+    // An image made by the store itself, saved to the archive a service deploys.
+    let build = strata_image::ImageStore::open(dir.path().join("build")).unwrap();
+    build
+        .build_from_dir(
+            &root,
+            &strata_image::BuildOptions {
+                tag: Some(strata_image::Tag::parse("tools:1").unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let archive = dir.path().join("tools.tar");
+    build
+        .export_oci_layout("tools:1", std::fs::File::create(&archive).unwrap())
+        .unwrap();
+    let node_store = dir.path().join("node-images");
+    let driver = ContainerDriver::new(
+        ContainerConfig::new(dir.path().join("state")),
+        Arc::new(strata_container::StoreImages::new(
+            strata_image::ImageStore::open(&node_store).unwrap(),
+        )),
+    )
+    .unwrap();
+    let node = Node { dir, driver };
+    let layers = || {
+        std::fs::read_dir(node_store.join("layers"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut spec = node.spec("gc-1", "exec sleep 30", &[]);
+    spec.program = archive.clone();
+    let handle = node.driver.start(&spec).await.expect("container starts");
+    assert_eq!(layers(), 1, "the image's layer is unpacked");
+    node.driver.collect_garbage(Duration::ZERO).unwrap();
+    assert_eq!(layers(), 1, "an image a running instance uses is kept");
+    handle.stop(Duration::from_secs(2)).await;
+    node.driver
+        .collect_garbage(Duration::from_secs(3600))
+        .unwrap();
+    assert_eq!(layers(), 1, "an image used within the grace period is kept");
+    let summary = node.driver.collect_garbage(Duration::ZERO).unwrap();
+    assert_eq!(layers(), 0, "an unused image is collected: {summary}");
+    assert!(summary.contains("1 images"), "{summary}");
+}
