@@ -447,6 +447,9 @@ impl Agent {
         for supervisor in supervisors {
             let _ = tokio::time::timeout(Duration::from_secs(30), supervisor.task).await;
         }
+        for driver in self.drivers.values() {
+            driver.shutdown().await;
+        }
     }
 }
 

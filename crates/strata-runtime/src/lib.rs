@@ -106,4 +106,7 @@ pub trait Driver: Send + Sync {
         instance_id: &str,
         record: &serde_json::Value,
     ) -> Result<Option<Box<dyn InstanceHandle>>, DriverError>;
+    /// Releases what the driver holds for the node (not its instances: those are stopped, or
+    /// left running for the next agent, by the agent). Called once when the agent stops.
+    async fn shutdown(&self) {}
 }
