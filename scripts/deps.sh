@@ -5,11 +5,14 @@
 #                            tests put nodes in network namespaces), runc and nftables (the
 #                            container driver's runtime and its network isolation), redis
 #                            (the container example packages Debian's redis-server)
+#   scripts/deps.sh containers  protoc, runc, nftables, iproute2 (what `strata dev` needs to
+#                            run container services)
 #   scripts/deps.sh bench   + wrk (the load generator of the benchmarks)
 set -euo pipefail
 want=(protobuf-compiler)
 case "${1:-build}" in
   test) want+=(etcd-server iproute2 runc nftables redis-server redis-tools) ;;
+  containers) want+=(runc nftables iproute2) ;;
   bench) want+=(etcd-server iproute2 runc nftables redis-server redis-tools wrk) ;;
 esac
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up Strata on this machine and runs its main job: `strata dev` with the examples
-# deployed (examples/hello, an exec service, and examples/hello-wasm, two wasm services).
-# Ctrl-C stops everything.
+# deployed (examples/hello, an exec service; examples/hello-wasm, two wasm services; and, when
+# run as root, examples/hello-container, the exec example packaged with --jeos as a
+# container). Ctrl-C stops everything.
 #
 #   ./scripts/dev.sh            # data in ./.strata, API on 127.0.0.1:7700, ingress on :8080
 #
@@ -20,6 +21,13 @@ need cc "Install a C compiler: sudo apt-get install -y build-essential"
 need curl "Install curl: sudo apt-get install -y curl"
 
 bash scripts/deps.sh build
+containers=""
+if [ "$(id -u)" = 0 ]; then
+  # Containers need root, runc, iproute2 and nftables.
+  bash scripts/deps.sh containers && containers=1
+else
+  echo "note: not root, so the container example is skipped (containers need namespaces and cgroups)" >&2
+fi
 echo "==> building strata and the example service (release; the first build takes a few minutes)"
 cargo build --release --locked -p strata-cli -p hello
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo target)
@@ -44,12 +52,18 @@ echo "==> deploying examples/hello/strata.toml"
 url=$(STRATA_ADDR="http://$API_ADDR" "$strata" deploy examples/hello/strata.toml --env dev)
 echo "==> deploying examples/hello-wasm/strata.toml"
 STRATA_ADDR="http://$API_ADDR" "$strata" deploy examples/hello-wasm/strata.toml --env dev >/dev/null
+if [ -n "$containers" ]; then
+  echo "==> building and deploying examples/hello-container (strata image build --jeos)"
+  bash examples/hello-container/build.sh "$strata" "$target_dir/release/hello" >/dev/null
+  STRATA_ADDR="http://$API_ADDR" "$strata" deploy examples/hello-container/strata.toml --env dev >/dev/null
+fi
 ingress_port=${INGRESS_ADDR##*:}
 echo
 echo "The example is served at $url"
 echo "  try:  curl $url"
 echo "        curl http://greeter.dev.localhost:$ingress_port/            (wasm)"
 echo "        curl http://front.dev.localhost:$ingress_port/call/greeter  (wasm calling wasm by name)"
+[ -n "$containers" ] && echo "        curl http://hello-container.dev.localhost:$ingress_port/   (a container)"
 echo "        $strata status   (STRATA_ADDR=http://$API_ADDR)"
 echo "Ctrl-C stops strata dev and its instances."
 wait $dev_pid

@@ -218,6 +218,8 @@ async fn main() {
             .status();
     }
     network.detach(&peer_net);
+    network.close();
+    drop(driver);
     for controller in [
         "memory", "cpu", "pids", "cpuset", "devices", "freezer", "blkio", "cpuacct", "systemd",
     ] {
