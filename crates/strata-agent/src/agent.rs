@@ -194,10 +194,20 @@ impl Agent {
     /// Runs the agent: serves its API, registers, re-adopts, heartbeats and syncs. Returns
     /// only if the API server fails.
     pub async fn run(self: Arc<Self>, listener: tokio::net::TcpListener) -> Result<(), AgentError> {
+        self.run_with(listener, axum::Router::new()).await
+    }
+
+    /// [`Agent::run`], with more routes on the agent's API (e.g. `/metrics`).
+    pub async fn run_with(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        extra: axum::Router,
+    ) -> Result<(), AgentError> {
         let router = crate::logs::router(
             self.ctx.dirs.clone(),
             Arc::new(Liveness(self.supervisors.clone())),
-        );
+        )
+        .merge(extra);
         let server = tokio::spawn(async move { axum::serve(listener, router).await });
         self.register_until_accepted().await?;
         self.adopt_existing().await;

@@ -159,13 +159,14 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     config.heartbeat_interval = args.heartbeat_interval;
     config.token = Some(args.token.clone());
     let table = strata_mesh::RoutingTable::new();
-    let (agent, agent_task) = platform::start_agent(config, table.clone()).await?;
+    let metrics = platform::NodeMetrics::new();
+    let (agent, agent_task) = platform::start_agent(config, table.clone(), &metrics).await?;
     let ingress_addr = args
         .ingress_addr
         .unwrap_or_else(|| format!("{advertise}:8080"));
     let ingress = bind("ingress", &ingress_addr).await?;
     let ingress_local = ingress.local_addr()?;
-    platform::start_ingress(&args.join, Some(&args.token), table, ingress);
+    platform::start_ingress(&args.join, Some(&args.token), table, ingress, &metrics);
     println!("agent: {} (node {name})", agent.agent_url());
     println!("ingress: http://{ingress_local}");
     tokio::select! {

@@ -33,8 +33,9 @@ pub async fn run(data_dir: PathBuf, api_addr: &str, ingress_addr: &str) -> CliRe
     let mut agent_config = AgentConfig::local("local", &control.api_url, data_dir.join("agent"));
     agent_config.token = Some(control.token.clone());
     let table = RoutingTable::new();
-    let (agent, agent_task) = platform::start_agent(agent_config, table.clone()).await?;
-    platform::start_ingress(&control.api_url, None, table, ingress_listener);
+    let metrics = platform::NodeMetrics::new();
+    let (agent, agent_task) = platform::start_agent(agent_config, table.clone(), &metrics).await?;
+    platform::start_ingress(&control.api_url, None, table, ingress_listener, &metrics);
 
     let api_url = &control.api_url;
     println!("api: {api_url}");

@@ -11,7 +11,7 @@ use strata_agent::events::EventReporter;
 use strata_agent::{Agent, AgentConfig};
 use strata_control::{reconcile, ControlConfig, ControlPlane};
 use strata_core::api::NodeEvent;
-use strata_mesh::{Ingress, IngressConfig, RouteSource, RoutingTable};
+use strata_mesh::{Ingress, IngressConfig, MeshMetrics, RouteSource, RoutingTable};
 use strata_runtime::{Driver, StartSpec};
 use strata_sched::liveness::LivenessThresholds;
 use strata_store::etcd::EtcdTls;
@@ -238,11 +238,52 @@ pub async fn start_control_plane(
     })
 }
 
-/// Starts a node agent with the `exec` and `wasm` drivers; wasm guests' outbound calls
-/// resolve service names with `table` (the node's routing table).
+/// The node's Prometheus registry: the proxy's request metrics, served at the agent's
+/// `/metrics`.
+#[derive(Clone)]
+pub struct NodeMetrics {
+    registry: Arc<prometheus_client::registry::Registry>,
+    mesh: MeshMetrics,
+}
+
+impl NodeMetrics {
+    pub fn new() -> Self {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let mesh = MeshMetrics::register(&mut registry);
+        Self {
+            registry: Arc::new(registry),
+            mesh,
+        }
+    }
+
+    /// `GET /metrics`: OpenMetrics text.
+    fn router(&self) -> axum::Router {
+        let registry = self.registry.clone();
+        axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let registry = registry.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        strata_mesh::metrics::encode(&registry),
+                    )
+                }
+            }),
+        )
+    }
+}
+
+/// Starts a node agent with the `exec`, `wasm` and (when the node can) `container` drivers;
+/// wasm guests' outbound calls resolve service names with `table` (the node's routing table).
+/// The agent's API serves `metrics` at `/metrics`.
 pub async fn start_agent(
     config: AgentConfig,
     table: Arc<RoutingTable>,
+    metrics: &NodeMetrics,
 ) -> Result<(Arc<Agent>, JoinHandle<Result<(), strata_agent::AgentError>>), Failure> {
     let events = EventReporter::start(
         ControlClient::new(&config.control_url, config.token.as_deref()),
@@ -254,19 +295,22 @@ pub async fn start_agent(
         drivers.push(container);
     }
     let (agent, listener) = Agent::start_with_drivers(config, drivers).await?;
-    let task = tokio::spawn(agent.clone().run(listener));
+    let task = tokio::spawn(agent.clone().run_with(listener, metrics.router()));
     Ok((agent, task))
 }
 
-/// Starts an ingress that routes with `table`, kept current from the control plane.
+/// Starts an ingress that routes with `table`, kept current from the control plane, and
+/// records every request in `metrics`.
 pub fn start_ingress(
     control_url: &str,
     token: Option<&str>,
     table: Arc<RoutingTable>,
     listener: TcpListener,
+    metrics: &NodeMetrics,
 ) {
     tokio::spawn(RouteSource::new(control_url, token).run(table.clone(), Duration::from_secs(2)));
-    let ingress = Ingress::new(table, IngressConfig::default());
+    let ingress =
+        Ingress::with_metrics(table, IngressConfig::default(), Some(metrics.mesh.clone()));
     tokio::spawn(ingress.serve(listener));
 }
 

@@ -44,6 +44,30 @@ async fn deploy_serves_through_the_ingress_and_status_lists_running_instances() 
     assert!(body.starts_with("Howdy from hello-1-"), "{body}");
     assert!(body.contains("(release 1)"), "{body}");
 
+    // The node's /metrics counts that request for the service, by status class.
+    let nodes: Vec<strata_core::Node> = reqwest::get(format!("{}/v1/nodes", dev.api))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", nodes[0].agent_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"strata_proxy_requests_total{env="dev",service="hello",code="2xx"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"strata_proxy_request_duration_seconds_count{env="dev",service="hello"} 1"#
+        ),
+        "{metrics}"
+    );
+
     let status = dev.status("hello");
     assert_eq!(status.service.desired_release, 1);
     assert_eq!(status.instances.len(), 2);

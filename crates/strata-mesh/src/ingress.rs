@@ -25,6 +25,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use crate::metrics::MeshMetrics;
 use crate::routes::RoutingTable;
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -49,6 +50,7 @@ impl Default for IngressConfig {
 /// The ingress proxy.
 pub struct Ingress {
     table: Arc<RoutingTable>,
+    metrics: Option<MeshMetrics>,
     client: Client<HttpConnector, Full<Bytes>>,
     next: AtomicUsize,
     config: IngressConfig,
@@ -67,6 +69,15 @@ const HOP_BY_HOP: [&str; 8] = [
 
 impl Ingress {
     pub fn new(table: Arc<RoutingTable>, config: IngressConfig) -> Arc<Self> {
+        Self::with_metrics(table, config, None)
+    }
+
+    /// An ingress that records every request in `metrics`.
+    pub fn with_metrics(
+        table: Arc<RoutingTable>,
+        config: IngressConfig,
+        metrics: Option<MeshMetrics>,
+    ) -> Arc<Self> {
         let mut connector = HttpConnector::new();
         // Short: an instance on a node whose link is cut never answers the SYN; the request
         // is retried on another instance after this long instead of hanging.
@@ -77,6 +88,7 @@ impl Ingress {
             .build(connector);
         Arc::new(Self {
             table,
+            metrics,
             client,
             next: AtomicUsize::new(0),
             config,
@@ -116,6 +128,24 @@ impl Ingress {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
+        let timer = self.metrics.as_ref().and_then(|metrics| {
+            let route = request_host(&request).and_then(|host| self.table.lookup(&host));
+            match route {
+                Some(route) => Some(metrics.start(&route.env, &route.service)),
+                None => {
+                    metrics.unrouted();
+                    None
+                }
+            }
+        });
+        let response = self.answer(request, peer).await;
+        if let Some(timer) = timer {
+            timer.finish(response.status().as_u16());
+        }
+        response
+    }
+
+    async fn answer(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
         match tokio::time::timeout(self.config.request_timeout, self.route(request, peer)).await {
             Ok(response) => response,
             Err(_) => plain(
@@ -189,7 +219,12 @@ impl Ingress {
         let mut tried: Vec<String> = Vec::new();
         let mut last_error = String::new();
         // At most two attempts: the first instance, and one retry on another when safe.
-        for _ in 0..2 {
+        for attempt in 0..2 {
+            if attempt > 0 {
+                if let Some(metrics) = &self.metrics {
+                    metrics.retried(&route.env, &route.service);
+                }
+            }
             // Each attempt reads the current table: a retry goes where traffic goes now.
             let Some(route) = self.table.lookup(&host) else {
                 break;

@@ -6,9 +6,13 @@
 //!   periodic resync guarantees it converges even if a change is missed).
 //! - [`ingress`]: the HTTP proxy: Host routing, 404/503 bodies a person can act on, one retry
 //!   on another instance when that is safe, a per-request deadline.
+//! - [`metrics`]: requests, errors, latency histograms and in-flight counts per service, in
+//!   Prometheus' registry.
 
 pub mod ingress;
+pub mod metrics;
 pub mod routes;
 
 pub use ingress::{Ingress, IngressConfig};
+pub use metrics::MeshMetrics;
 pub use routes::{RouteSource, RoutingTable};
