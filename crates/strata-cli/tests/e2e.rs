@@ -68,6 +68,22 @@ async fn deploy_serves_through_the_ingress_and_status_lists_running_instances() 
         "{metrics}"
     );
 
+    // The server's /metrics: the fleet as this server sees it.
+    let server_metrics = reqwest::get(format!("{}/metrics", dev.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"strata_nodes{state="ready"} 1"#,
+        r#"strata_instances{state="running"} 2"#,
+        "strata_services 1",
+        "strata_leader 1",
+    ] {
+        assert!(server_metrics.contains(line), "{line} in {server_metrics}");
+    }
+
     let status = dev.status("hello");
     assert_eq!(status.service.desired_release, 1);
     assert_eq!(status.instances.len(), 2);

@@ -92,6 +92,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics))
         .route("/v1/envs", get(list_envs))
         .route("/v1/envs/{env}/deploy", post(deploy))
         .route("/v1/envs/{env}/services", get(list_services))
@@ -128,6 +129,18 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
             )
         })
         .with_state(plane)
+}
+
+/// Prometheus' scrape: OpenMetrics text.
+async fn metrics(State(plane): Plane) -> Result<impl IntoResponse, ControlError> {
+    let text = crate::metrics::scrape(&plane).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
 }
 
 async fn openapi_json() -> impl IntoResponse {

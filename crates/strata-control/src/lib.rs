@@ -9,12 +9,14 @@
 //! - [`blobs`]: the content-addressed store for uploaded artifacts.
 //! - [`leader`]: the election that lets exactly one of many servers run the controllers, and
 //!   the fence on every controller write.
+//! - [`metrics`]: `/metrics` for Prometheus: nodes and instances by state, leadership.
 
 pub mod api;
 pub mod blobs;
 pub mod error;
 pub mod leader;
 pub mod logs;
+pub mod metrics;
 pub mod openapi;
 pub mod plane;
 pub mod reconcile;
