@@ -8,7 +8,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use strata_core::api::{
-    Assignments, ErrorBody, Heartbeat, HeartbeatAck, NodeEvent, RegisterNode, Registered,
+    Assignments, ErrorBody, Heartbeat, HeartbeatAck, MetricsReport, NodeEvent, RegisterNode,
+    Registered,
 };
 use strata_core::{InstanceStatus, Node};
 use tokio::io::AsyncWriteExt;
@@ -198,6 +199,18 @@ impl ControlClient {
             .json()
             .await
             .map_err(|e| self.decode_error(e))
+    }
+
+    /// Sends this node's per-service traffic of the last window.
+    pub async fn metrics(&self, node: &str, report: &MetricsReport) -> Result<(), ClientError> {
+        let response = self
+            .send(|http, base| {
+                http.post(format!("{base}/v1/nodes/{node}/metrics"))
+                    .timeout(Duration::from_secs(2))
+                    .json(report)
+            })
+            .await?;
+        self.check("metrics report", response).await.map(|_| ())
     }
 
     /// Records an event this node observed in the cluster's event log.

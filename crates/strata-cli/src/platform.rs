@@ -294,9 +294,34 @@ pub async fn start_agent(
     if let Some(container) = container_driver(&config.data_dir) {
         drivers.push(container);
     }
+    let reporter = ControlClient::new(&config.control_url, config.token.as_deref());
+    let node = config.name.clone();
     let (agent, listener) = Agent::start_with_drivers(config, drivers).await?;
     let task = tokio::spawn(agent.clone().run_with(listener, metrics.router()));
+    tokio::spawn(report_traffic(reporter, node, metrics.mesh.clone()));
     Ok((agent, task))
+}
+
+/// Every second, sends the control plane what the node's proxy saw of each service (only
+/// when it saw something). A lost report is a lost second of traffic data, nothing more.
+async fn report_traffic(client: ControlClient, node: String, mesh: MeshMetrics) {
+    const WINDOW: Duration = Duration::from_secs(1);
+    let mut tick = tokio::time::interval(WINDOW);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let services = mesh.take_window();
+        if services.is_empty() {
+            continue;
+        }
+        let report = strata_core::api::MetricsReport {
+            window_ms: WINDOW.as_millis() as u64,
+            services,
+        };
+        if let Err(error) = client.metrics(&node, &report).await {
+            tracing::debug!(%error, "traffic report not delivered");
+        }
+    }
 }
 
 /// Starts an ingress that routes with `table`, kept current from the control plane, and

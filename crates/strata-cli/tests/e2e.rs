@@ -68,6 +68,24 @@ async fn deploy_serves_through_the_ingress_and_status_lists_running_instances() 
         "{metrics}"
     );
 
+    // ... and that request reaches the control plane in the node's per-second report.
+    let mut served = 0;
+    for _ in 0..50 {
+        let traffic: strata_core::api::ServiceMetrics =
+            reqwest::get(format!("{}/v1/envs/dev/services/hello/metrics", dev.api))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        served = traffic.seconds.iter().map(|s| s.requests).sum::<u64>();
+        if served > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(served, 1, "the control plane has the node's traffic report");
+
     // The server's /metrics: the fleet as this server sees it.
     let server_metrics = reqwest::get(format!("{}/metrics", dev.api))
         .await

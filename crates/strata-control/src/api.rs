@@ -16,7 +16,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use strata_core::api::{
     Assignments, DeployRequest, DeployResponse, ErrorBody, EventList, Heartbeat, HeartbeatAck,
-    NodeEvent, RegisterNode, Registered, RouteTable, ServiceStatus, WatchChange,
+    MetricsReport, NodeEvent, RegisterNode, Registered, RouteTable, ServiceMetrics, ServiceStatus,
+    WatchChange,
 };
 use strata_core::{Environment, InstanceStatus, InstanceView, Node, Release};
 use strata_store::WatchEvent;
@@ -111,6 +112,11 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/nodes", get(list_nodes).post(register_node))
         .route("/v1/nodes/{name}/heartbeat", post(heartbeat))
         .route("/v1/nodes/{name}/events", post(node_event))
+        .route("/v1/nodes/{name}/metrics", post(node_metrics))
+        .route(
+            "/v1/envs/{env}/services/{service}/metrics",
+            get(service_metrics),
+        )
         .route("/v1/nodes/{name}/drain", post(drain_node))
         .route("/v1/nodes/{name}/undrain", post(undrain_node))
         .route("/v1/nodes/{name}/assignments", get(assignments))
@@ -331,6 +337,62 @@ pub async fn node_event(
 ) -> Result<StatusCode, ControlError> {
     plane.record_node_event(&name, event).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A node's per-service traffic of the last window (agents only). Followers hand it to the
+/// leader, where autoscaling and SLO reports read it.
+#[utoipa::path(post, path = "/v1/nodes/{name}/metrics",
+    params(("name" = String, Path, description = "the reporting node")),
+    request_body = MetricsReport,
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn node_metrics(
+    _token: AgentToken,
+    State(plane): Plane,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    ApiJson(report): ApiJson<MetricsReport>,
+) -> Result<StatusCode, ControlError> {
+    if plane.term().is_none() {
+        plane
+            .forward_to_leader(
+                reqwest::Method::POST,
+                &format!("/v1/nodes/{name}/metrics"),
+                Some(&report),
+                &headers,
+            )
+            .await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    plane.record_traffic(&report);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A service's traffic over the last five minutes, per second, over every node (from the
+/// leader; a follower asks it).
+#[utoipa::path(get, path = "/v1/envs/{env}/services/{service}/metrics",
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
+    responses((status = 200, body = ServiceMetrics)))]
+pub async fn service_metrics(
+    State(plane): Plane,
+    Path((env, service)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<ServiceMetrics>, ControlError> {
+    if plane.term().is_none() {
+        let response = plane
+            .forward_to_leader(
+                reqwest::Method::GET,
+                &format!("/v1/envs/{env}/services/{service}/metrics"),
+                None::<&()>,
+                &headers,
+            )
+            .await?;
+        let metrics = response
+            .json()
+            .await
+            .map_err(|e| ControlError::Internal(format!("the leader answered badly: {e}")))?;
+        return Ok(Json(metrics));
+    }
+    Ok(Json(plane.traffic(&env, &service)))
 }
 
 /// Drains a node: its instances move elsewhere with no downtime; it takes no new work.

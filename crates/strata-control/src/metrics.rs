@@ -1,6 +1,16 @@
-//! The control plane's `/metrics` (OpenMetrics text): what the fleet looks like from this
-//! server, read from the store at scrape time (nodes and instances by state, services), and
-//! whether this server leads and in which term.
+//! The control plane's metrics.
+//!
+//! - [`scrape`]: `/metrics` (OpenMetrics text): what the fleet looks like from this server,
+//!   read from the store at scrape time (nodes and instances by state, services), and whether
+//!   this server leads and in which term.
+//! - [`TrafficLog`]: every node's per-service summaries ([`MetricsReport`], one a second),
+//!   merged per second over nodes and kept five minutes in memory on the leader: the input
+//!   of SLO reports and autoscaling. Not in the store: traffic is recent or useless, and a new
+//!   leader has it again within a second.
+
+use std::collections::{BTreeMap, HashMap};
+
+use strata_core::api::{MetricsReport, SecondSample, ServiceMetrics};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -61,4 +71,153 @@ pub async fn scrape(plane: &ControlPlane) -> Result<String, ControlError> {
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .map_err(|e| ControlError::Internal(format!("encoding metrics: {e}")))?;
     Ok(text)
+}
+
+/// How long per-second samples are kept.
+pub const TRAFFIC_KEPT_MS: u64 = 300_000;
+
+/// Per-service, per-second traffic over every node.
+#[derive(Debug, Default)]
+pub struct TrafficLog {
+    seconds: HashMap<(String, String), BTreeMap<u64, SecondSample>>,
+}
+
+impl TrafficLog {
+    /// Adds a node's report, received at `now_ms`, to that second; drops what is older than
+    /// [`TRAFFIC_KEPT_MS`].
+    pub fn record(&mut self, now_ms: u64, report: &MetricsReport) {
+        let second = now_ms / 1000 * 1000;
+        for window in &report.services {
+            let samples = self
+                .seconds
+                .entry((window.env.clone(), window.service.clone()))
+                .or_default();
+            let sample = samples.entry(second).or_insert(SecondSample {
+                at: second,
+                requests: 0,
+                errors: 0,
+                in_flight: 0,
+                p99_ms: 0.0,
+            });
+            sample.requests += window.requests;
+            sample.errors += window.errors;
+            sample.in_flight += window.in_flight;
+            if window.requests > 0 {
+                sample.p99_ms = sample.p99_ms.max(window.p99_ms);
+            }
+        }
+        let oldest = now_ms.saturating_sub(TRAFFIC_KEPT_MS);
+        self.seconds.retain(|_, samples| {
+            samples.retain(|at, _| *at >= oldest);
+            !samples.is_empty()
+        });
+    }
+
+    /// A service's kept seconds, oldest first.
+    pub fn service(&self, env: &str, service: &str) -> ServiceMetrics {
+        ServiceMetrics {
+            env: env.to_string(),
+            service: service.to_string(),
+            seconds: self
+                .seconds
+                .get(&(env.to_string(), service.to_string()))
+                .map(|samples| samples.values().cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_core::api::ServiceWindow;
+
+    use super::*;
+
+    fn window(
+        service: &str,
+        requests: u64,
+        errors: u64,
+        in_flight: i64,
+        p99_ms: f64,
+    ) -> ServiceWindow {
+        ServiceWindow {
+            env: "dev".into(),
+            service: service.into(),
+            requests,
+            errors,
+            in_flight,
+            p50_ms: p99_ms / 2.0,
+            p99_ms,
+        }
+    }
+
+    fn report(windows: Vec<ServiceWindow>) -> MetricsReport {
+        MetricsReport {
+            window_ms: 1000,
+            services: windows,
+        }
+    }
+
+    #[test]
+    fn reports_of_one_second_merge_over_nodes() {
+        let mut log = TrafficLog::default();
+        // Two nodes report the same second; a third report lands in the next one.
+        log.record(
+            10_100,
+            &report(vec![
+                window("web", 100, 2, 3, 12.0),
+                window("api", 5, 0, 0, 1.0),
+            ]),
+        );
+        log.record(10_900, &report(vec![window("web", 50, 0, 1, 40.0)]));
+        log.record(
+            11_050,
+            &report(vec![
+                window("web", 10, 1, 0, 5.0),
+                window("web-idle", 0, 0, 2, 0.0),
+            ]),
+        );
+        let web = log.service("dev", "web");
+        assert_eq!(
+            web.seconds,
+            vec![
+                SecondSample {
+                    at: 10_000,
+                    requests: 150,
+                    errors: 2,
+                    in_flight: 4,
+                    p99_ms: 40.0
+                },
+                SecondSample {
+                    at: 11_000,
+                    requests: 10,
+                    errors: 1,
+                    in_flight: 0,
+                    p99_ms: 5.0
+                },
+            ]
+        );
+        // A second with requests in flight but none answered has no latency.
+        assert_eq!(log.service("dev", "web-idle").seconds[0].p99_ms, 0.0);
+        assert!(log.service("dev", "nothing").seconds.is_empty());
+        assert!(log.service("prod", "web").seconds.is_empty());
+    }
+
+    #[test]
+    fn old_seconds_are_dropped() {
+        let mut log = TrafficLog::default();
+        log.record(1_000, &report(vec![window("web", 1, 0, 0, 1.0)]));
+        log.record(
+            1_000 + TRAFFIC_KEPT_MS,
+            &report(vec![window("web", 2, 0, 0, 1.0)]),
+        );
+        let seconds = log.service("dev", "web").seconds;
+        assert_eq!(seconds.len(), 2, "exactly five minutes old is kept");
+        log.record(2_000 + TRAFFIC_KEPT_MS, &report(vec![]));
+        let seconds = log.service("dev", "web").seconds;
+        assert_eq!(
+            seconds.iter().map(|s| s.requests).collect::<Vec<_>>(),
+            vec![2]
+        );
+    }
 }

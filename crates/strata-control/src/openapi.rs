@@ -26,6 +26,8 @@ use crate::api;
         api::register_node,
         api::heartbeat,
         api::node_event,
+        api::node_metrics,
+        api::service_metrics,
         api::drain_node,
         api::undrain_node,
         api::assignments,

@@ -64,6 +64,8 @@ pub struct ControlPlane {
     clock_start: std::time::Instant,
     terms: tokio::sync::watch::Sender<Option<LeaderTerm>>,
     led_since: AtomicU64,
+    /// Every node's per-service traffic, per second (see [`crate::metrics::TrafficLog`]).
+    traffic: std::sync::Mutex<crate::metrics::TrafficLog>,
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, ControlError> {
@@ -117,6 +119,7 @@ impl ControlPlane {
             clock_start: std::time::Instant::now(),
             terms: tokio::sync::watch::channel(None).0,
             led_since: AtomicU64::new(0),
+            traffic: std::sync::Mutex::default(),
         }))
     }
 
@@ -216,6 +219,63 @@ impl ControlPlane {
             ControlError::Internal(format!("leader {} answered badly: {error}", leader.api_url))
         })
     }
+    /// Adds a node's per-service traffic report (on the leader; followers forward it).
+    pub fn record_traffic(&self, report: &strata_core::api::MetricsReport) {
+        self.traffic
+            .lock()
+            .expect("traffic lock")
+            .record(crate::now_millis(), report);
+    }
+
+    /// A service's traffic over the last minutes, per second.
+    pub fn traffic(&self, env: &str, service: &str) -> strata_core::api::ServiceMetrics {
+        self.traffic
+            .lock()
+            .expect("traffic lock")
+            .service(env, service)
+    }
+
+    /// Sends `request` to the leader's API at `path` (with the caller's credentials), for the
+    /// requests only the leader can answer. `NotLeader` when no other server leads.
+    pub async fn forward_to_leader(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<reqwest::Response, ControlError> {
+        let leader = crate::leader::current_leader(&self.store)
+            .await
+            .ok_or(ControlError::NotLeader)?;
+        if leader.server_id == self.config.server_id {
+            return Err(ControlError::NotLeader);
+        }
+        let mut request = self
+            .http
+            .request(
+                method,
+                format!("{}{path}", leader.api_url.trim_end_matches('/')),
+            )
+            .timeout(std::time::Duration::from_secs(2));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
+            request = request.header(axum::http::header::AUTHORIZATION, auth.clone());
+        }
+        let response = request.send().await.map_err(|error| {
+            ControlError::Internal(format!("leader {} unreachable: {error}", leader.api_url))
+        })?;
+        if !response.status().is_success() {
+            return Err(ControlError::Internal(format!(
+                "leader {} refused {path}: HTTP {}",
+                leader.api_url,
+                response.status()
+            )));
+        }
+        Ok(response)
+    }
+
     /// Milliseconds on a monotonic clock since this control plane started.
     pub fn monotonic_ms(&self) -> u64 {
         self.clock_start.elapsed().as_millis() as u64

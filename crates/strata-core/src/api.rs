@@ -105,6 +105,51 @@ impl NodeEvent {
     pub const MAX_MESSAGE: usize = 2048;
 }
 
+/// What a node's proxy saw of one service during one window (usually a second).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceWindow {
+    pub env: String,
+    pub service: String,
+    /// Requests answered in the window.
+    pub requests: u64,
+    /// Of those, answered 5xx.
+    pub errors: u64,
+    /// Requests in flight at the window's end.
+    pub in_flight: i64,
+    /// Latency to the response's headers, over the window's requests.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// A node's per-service summaries for one window, sent to the control plane (the input of
+/// SLO reports and autoscaling).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MetricsReport {
+    pub window_ms: u64,
+    pub services: Vec<ServiceWindow>,
+}
+
+/// One second of a service, over every node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SecondSample {
+    /// Start of the second (milliseconds since the epoch, as received).
+    pub at: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub in_flight: i64,
+    /// The highest node p99 of that second (an upper bound of the service's p99).
+    pub p99_ms: f64,
+}
+
+/// A service's recent traffic, as the control plane has it from every node's reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceMetrics {
+    pub env: String,
+    pub service: String,
+    /// The last seconds, oldest first (at most five minutes).
+    pub seconds: Vec<SecondSample>,
+}
+
 /// The answer to a heartbeat: whether the node must register again (its epoch moved on).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatAck {

@@ -3,7 +3,11 @@
 //! requests in flight and retries. Registered in the process's Prometheus registry and served
 //! at `/metrics` (OpenMetrics text) by the node's agent.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use strata_core::api::ServiceWindow;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -35,6 +39,27 @@ pub struct MeshMetrics {
     in_flight: Family<ServiceLabels, Gauge>,
     retries: Family<ServiceLabels, Counter>,
     unrouted: Counter,
+    /// The current window's per-service counts and latencies, taken by [`MeshMetrics::take_window`].
+    window: Arc<Mutex<HashMap<ServiceLabels, Window>>>,
+}
+
+/// One service's requests in the current window.
+struct Window {
+    requests: u64,
+    errors: u64,
+    /// Microseconds, 1 us to 1 h, 3 significant digits.
+    latency: hdrhistogram::Histogram<u64>,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            requests: 0,
+            errors: 0,
+            latency: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
+        }
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -51,6 +76,7 @@ impl MeshMetrics {
             in_flight: Family::default(),
             retries: Family::default(),
             unrouted: Counter::default(),
+            window: Arc::default(),
         };
         let proxy = registry.sub_registry_with_prefix("strata_proxy");
         proxy.register(
@@ -88,6 +114,11 @@ impl MeshMetrics {
             service: service.to_string(),
         };
         self.in_flight.get_or_create(&labels).inc();
+        self.window
+            .lock()
+            .expect("not poisoned")
+            .entry(labels.clone())
+            .or_insert_with(Window::new);
         RequestTimer {
             metrics: self.clone(),
             labels,
@@ -107,6 +138,39 @@ impl MeshMetrics {
     pub fn unrouted(&self) {
         self.unrouted.inc();
     }
+
+    /// The per-service summaries of the window since the last call (services with requests
+    /// then or in flight now), and a new window begins.
+    pub fn take_window(&self) -> Vec<ServiceWindow> {
+        let taken = {
+            let mut window = self.window.lock().expect("not poisoned");
+            let taken = std::mem::take(&mut *window);
+            // A service with requests still in flight is in the next window too.
+            for labels in taken.keys() {
+                if self.in_flight.get_or_create(labels).get() > 0 {
+                    window.insert(labels.clone(), Window::new());
+                }
+            }
+            taken
+        };
+        let mut summaries: Vec<ServiceWindow> = taken
+            .into_iter()
+            .map(|(labels, window)| {
+                let in_flight = self.in_flight.get_or_create(&labels).get();
+                ServiceWindow {
+                    env: labels.env,
+                    service: labels.service,
+                    requests: window.requests,
+                    errors: window.errors,
+                    in_flight,
+                    p50_ms: window.latency.value_at_quantile(0.5) as f64 / 1000.0,
+                    p99_ms: window.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                }
+            })
+            .collect();
+        summaries.sort_by(|a, b| (&a.env, &a.service).cmp(&(&b.env, &b.service)));
+        summaries
+    }
 }
 
 /// One request in flight. Dropped without [`RequestTimer::finish`] (the client went away),
@@ -119,6 +183,20 @@ pub struct RequestTimer {
 
 impl RequestTimer {
     pub fn finish(self, status: u16) {
+        let elapsed = self.started.elapsed();
+        {
+            let mut windows = self.metrics.window.lock().expect("not poisoned");
+            let window = windows
+                .entry(self.labels.clone())
+                .or_insert_with(Window::new);
+            window.requests += 1;
+            if status >= 500 {
+                window.errors += 1;
+            }
+            let _ = window
+                .latency
+                .record((elapsed.as_micros() as u64).clamp(1, 3_600_000_000));
+        }
         let code = format!("{}xx", status / 100);
         self.metrics
             .requests
@@ -131,7 +209,7 @@ impl RequestTimer {
         self.metrics
             .duration
             .get_or_create(&self.labels)
-            .observe(self.started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -194,6 +272,22 @@ mod tests {
         assert!(
             text.contains("strata_proxy_unrouted_requests_total 1"),
             "{text}"
+        );
+        let window = metrics.take_window();
+        let web = window.iter().find(|w| w.service == "web").unwrap();
+        assert_eq!((web.requests, web.errors, web.in_flight), (3, 1, 0));
+        assert!(web.p99_ms >= web.p50_ms && web.p50_ms >= 0.0);
+        let api = window.iter().find(|w| w.service == "api").unwrap();
+        assert_eq!(
+            (api.requests, api.in_flight),
+            (0, 1),
+            "in flight, nothing answered yet"
+        );
+        let next = metrics.take_window();
+        assert_eq!(
+            next.len(),
+            1,
+            "a new window begins, with what is still in flight: {next:?}"
         );
         drop(open);
         let text = encode(&registry);
