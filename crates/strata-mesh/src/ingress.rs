@@ -2,7 +2,8 @@
 //!
 //! - Unknown host: 404 naming the hosts that are routed.
 //! - Known service with no healthy instance: 503 saying so and what to look at.
-//! - Instances are taken in turn; a request that fails to reach its instance is retried once
+//! - Instances are picked by power of two choices over latency and load, unhealthy ones
+//!   ejected for a while ([`crate::balance`]); a request that fails to reach its instance is retried once
 //!   on another one when that is safe: the connection failed (nothing was sent) or the method
 //!   is idempotent. Clients see no error while an instance stops or dies.
 //! - Every request has a deadline (504 past it).
@@ -25,6 +26,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use crate::balance::Balancer;
 use crate::metrics::MeshMetrics;
 use crate::routes::RoutingTable;
 
@@ -52,7 +54,8 @@ pub struct Ingress {
     table: Arc<RoutingTable>,
     metrics: Option<MeshMetrics>,
     client: Client<HttpConnector, Full<Bytes>>,
-    next: AtomicUsize,
+    balancer: Balancer,
+    requests: AtomicUsize,
     config: IngressConfig,
 }
 
@@ -90,7 +93,8 @@ impl Ingress {
             table,
             metrics,
             client,
-            next: AtomicUsize::new(0),
+            balancer: Balancer::default(),
+            requests: AtomicUsize::new(0),
             config,
         })
     }
@@ -237,14 +241,31 @@ impl Ingress {
             if candidates.is_empty() {
                 break;
             }
-            let endpoint =
-                candidates[self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()].clone();
+            let endpoint = self.balancer.pick(
+                std::time::Instant::now(),
+                &candidates,
+                rand::random::<usize>,
+            );
             tried.push(endpoint.clone());
+            if self.requests.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+                let routed = self.table.endpoints();
+                self.balancer.retain(|e| routed.contains(e));
+            }
             let upstream = match upstream_request(&parts, &body, &endpoint, &host, peer) {
                 Ok(upstream) => upstream,
                 Err(error) => return plain(StatusCode::BAD_REQUEST, format!("strata: {error}\n")),
             };
-            match self.attempt(upstream, &host, &endpoint).await {
+            let pending = self.balancer.start(&endpoint);
+            let outcome = self.attempt(upstream, &host, &endpoint).await;
+            match &outcome {
+                Attempt::Answered(response) => {
+                    pending.answered(!response.status().is_server_error())
+                }
+                Attempt::Failed(_) => pending.failed(),
+                // Withdrawn by the platform: says nothing about the instance.
+                Attempt::Withdrawn => drop(pending),
+            }
+            match outcome {
                 Attempt::Answered(response) => {
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);

@@ -6,9 +6,12 @@
 //!   periodic resync guarantees it converges even if a change is missed).
 //! - [`ingress`]: the HTTP proxy: Host routing, 404/503 bodies a person can act on, one retry
 //!   on another instance when that is safe, a per-request deadline.
+//! - [`balance`]: power of two choices over an EWMA of latency times load, with passive
+//!   outlier ejection.
 //! - [`metrics`]: requests, errors, latency histograms and in-flight counts per service, in
 //!   Prometheus' registry.
 
+pub mod balance;
 pub mod ingress;
 pub mod metrics;
 pub mod routes;

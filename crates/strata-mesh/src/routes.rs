@@ -44,6 +44,16 @@ impl RoutingTable {
         self.current.read().expect("routes lock").get(host).cloned()
     }
 
+    /// Every routed instance address.
+    pub fn endpoints(&self) -> std::collections::HashSet<String> {
+        self.current
+            .read()
+            .expect("routes lock")
+            .values()
+            .flat_map(|route| route.endpoints.iter().cloned())
+            .collect()
+    }
+
     pub fn hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self
             .current
