@@ -21,33 +21,7 @@ use strata_runtime::{Driver, StartSpec};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn can_run() -> bool {
-    let missing: Vec<&str> = [("runc", "--version"), ("ip", "-V"), ("nft", "--version")]
-        .into_iter()
-        .filter(|(tool, arg)| {
-            !Command::new(tool)
-                .arg(arg)
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .map(|(tool, _)| tool)
-        .collect();
-    let root = nix::unistd::geteuid().is_root();
-    if root && missing.is_empty() {
-        return true;
-    }
-    let why = if root {
-        format!(
-            "{} not installed (scripts/deps.sh test installs them)",
-            missing.join(", ")
-        )
-    } else {
-        "not running as root (containers need namespaces, cgroups and mounts)".to_string()
-    };
-    if std::env::var("STRATA_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
-        panic!("container tests cannot run: {why}");
-    }
-    eprintln!("SKIPPED: container tests: {why}");
-    false
+    strata_testkit::containers_available("container tests")
 }
 
 /// Copies `binary` and the shared libraries `ldd` lists for it into `root`, at their paths.

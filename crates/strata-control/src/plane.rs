@@ -188,36 +188,16 @@ impl ControlPlane {
         beat: &strata_core::api::Heartbeat,
         headers: &axum::http::HeaderMap,
     ) -> Result<strata_core::api::HeartbeatAck, ControlError> {
-        let leader = crate::leader::current_leader(&self.store)
-            .await
-            .ok_or(ControlError::NotLeader)?;
-        if leader.server_id == self.config.server_id {
-            return Err(ControlError::NotLeader);
-        }
-        let mut request = self
-            .http
-            .post(format!(
-                "{}/v1/nodes/{node}/heartbeat",
-                leader.api_url.trim_end_matches('/')
-            ))
-            .timeout(std::time::Duration::from_secs(2))
-            .json(beat);
-        if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
-            request = request.header(axum::http::header::AUTHORIZATION, auth.clone());
-        }
-        let response = request.send().await.map_err(|error| {
-            ControlError::Internal(format!("leader {} unreachable: {error}", leader.api_url))
-        })?;
-        if !response.status().is_success() {
-            return Err(ControlError::Internal(format!(
-                "leader {} refused the heartbeat: HTTP {}",
-                leader.api_url,
-                response.status()
-            )));
-        }
-        response.json().await.map_err(|error| {
-            ControlError::Internal(format!("leader {} answered badly: {error}", leader.api_url))
-        })
+        self.forward_to_leader(
+            reqwest::Method::POST,
+            &format!("/v1/nodes/{node}/heartbeat"),
+            Some(beat),
+            headers,
+        )
+        .await?
+        .json()
+        .await
+        .map_err(|error| ControlError::Internal(format!("the leader answered badly: {error}")))
     }
     /// Adds a node's per-service traffic report (on the leader; followers forward it).
     pub fn record_traffic(&self, report: &strata_core::api::MetricsReport) {

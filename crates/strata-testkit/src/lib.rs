@@ -44,6 +44,39 @@ pub fn unavailable() -> Option<String> {
     }
 }
 
+/// Whether this machine can run containers (root, runc, iproute2, nftables). When it cannot,
+/// prints why `what` skips and returns false, unless STRATA_REQUIRE_ROOT=1 (CI), where it
+/// panics: there the container tests must run.
+pub fn containers_available(what: &str) -> bool {
+    let missing: Vec<&str> = [("runc", "--version"), ("ip", "-V"), ("nft", "--version")]
+        .into_iter()
+        .filter(|(tool, arg)| {
+            !Command::new(tool)
+                .arg(arg)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(tool, _)| tool)
+        .collect();
+    let root = nix::unistd::geteuid().is_root();
+    if root && missing.is_empty() {
+        return true;
+    }
+    let why = if root {
+        format!(
+            "{} not installed (scripts/deps.sh test installs them)",
+            missing.join(", ")
+        )
+    } else {
+        "not running as root (containers need namespaces, cgroups and mounts)".to_string()
+    };
+    if std::env::var("STRATA_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
+        panic!("{what} cannot run: {why}");
+    }
+    eprintln!("SKIPPED: {what}: {why}");
+    false
+}
+
 /// Runs `ip ARGS`, panicking with its stderr if it fails.
 fn ip(args: &[&str]) {
     let output = Command::new("ip").args(args).output().expect("ip runs");
