@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Strata needs, if missing:
-#   scripts/deps.sh build   protoc (the etcd client's gRPC code is generated at build time)
+#   scripts/deps.sh build   protoc (the etcd client's gRPC code is generated at build time),
+#                            libseccomp-dev and pkg-config (the container runtime's seccomp)
 #   scripts/deps.sh test    + etcd (HA tests start real etcd members), iproute2 (cluster
-#                            tests put nodes in network namespaces), runc and nftables (the
-#                            container driver's runtime and its network isolation), redis
-#                            (the container example packages Debian's redis-server)
-#   scripts/deps.sh containers  protoc, runc, nftables, iproute2 (what `strata dev` needs to
+#                            tests put nodes in network namespaces), nftables (the container
+#                            network's isolation), redis (the container example packages
+#                            Debian's redis-server)
+#   scripts/deps.sh containers  the build's, nftables, iproute2 (what `strata dev` needs to
 #                            run container services)
-#   scripts/deps.sh bench   + wrk (the load generator of the benchmarks)
+#   scripts/deps.sh bench   + wrk (the load generator of the benchmarks) and runc (the
+#                            container start benchmark's peer)
 set -euo pipefail
-want=(protobuf-compiler)
+want=(protobuf-compiler libseccomp-dev pkg-config)
 case "${1:-build}" in
-  test) want+=(etcd-server iproute2 runc nftables redis-server redis-tools) ;;
-  containers) want+=(runc nftables iproute2) ;;
+  test) want+=(etcd-server iproute2 nftables redis-server redis-tools) ;;
+  containers) want+=(nftables iproute2) ;;
   bench) want+=(etcd-server iproute2 runc nftables redis-server redis-tools wrk) ;;
 esac
 

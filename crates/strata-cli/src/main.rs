@@ -112,6 +112,19 @@ enum Command {
         #[command(subcommand)]
         action: image_cmd::ImageAction,
     },
+    /// (Internal) The process a node runs for each container: creates it with youki's
+    /// libcontainer and stands for it until it ends.
+    #[command(hide = true)]
+    ContainerShim {
+        /// The runtime's state directory.
+        #[arg(long)]
+        root: PathBuf,
+        /// The OCI bundle.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The container's id.
+        id: String,
+    },
     /// List, drain and undrain nodes.
     Node {
         #[command(subcommand)]
@@ -275,6 +288,12 @@ fn main() -> ExitCode {
             };
         }
     };
+    // The shim creates processes with a raw clone3: it must stay single-threaded, so it runs
+    // before (and instead of) the tokio runtime.
+    if let Command::ContainerShim { root, bundle, id } = &cli.command {
+        let code = strata_container::shim::run(root, bundle, id);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -358,6 +377,7 @@ async fn run(cli: Cli) -> CliResult {
             store_cmd::import(&file, &data_dir, store.as_ref(), force).await
         }
         Command::Image { action } => image_cmd::run(action),
+        Command::ContainerShim { .. } => unreachable!("the shim runs before the runtime starts"),
         Command::Node { action, api } => {
             let api = api::Api::new(&api.addr);
             match action {

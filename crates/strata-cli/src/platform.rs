@@ -339,7 +339,7 @@ pub fn start_ingress(
     tokio::spawn(ingress.serve(listener));
 }
 
-/// The node's `container` driver, when this node can run containers (root, runc, iproute2,
+/// The node's `container` driver, when this node can run containers (root, iproute2,
 /// nftables, cgroups); otherwise the node does not offer it (placement then puts container
 /// services elsewhere) and the log says why. Images live in `DATA_DIR/images`.
 fn container_driver(agent_dir: &Path) -> Option<Arc<dyn Driver>> {
@@ -354,7 +354,15 @@ fn container_driver(agent_dir: &Path) -> Option<Arc<dyn Driver>> {
             return None;
         }
     };
-    let config = strata_container::ContainerConfig::new(agent_dir.join("containers"));
+    // Each container runs in `strata container-shim`: this very binary, re-executed.
+    let shim = match std::env::current_exe() {
+        Ok(exe) => vec![exe.display().to_string(), "container-shim".to_string()],
+        Err(error) => {
+            tracing::warn!(%error, "this node does not run containers: cannot find its own binary");
+            return None;
+        }
+    };
+    let config = strata_container::ContainerConfig::new(agent_dir.join("containers"), shim);
     match strata_container::ContainerDriver::new(
         config,
         Arc::new(strata_container::StoreImages::new(images)),

@@ -4,12 +4,13 @@
 //!
 //!   cargo build --release -p hello && cargo bench -p strata-container --bench start [-- RUNS]
 //!
-//! Needs root, runc, iproute2 and nftables. Strata's figure is the whole path a node takes
-//! for a new instance: overlayfs root, cgroup with limits, network namespace and veth,
-//! bundle, `runc run`, the process up and answering through the node's port. The peer is
-//! `runc run -d` of a bundle over the same unpacked layer, whose network namespace and
-//! parent cgroup were made once beforehand (so runc does strictly less work per start),
-//! until the same server answers on the container's address.
+//! Needs root, runc, iproute2 and nftables (scripts/deps.sh bench). Strata's figure is the
+//! whole path a node takes for a new instance: overlayfs root, cgroup with limits, network
+//! namespace and veth, bundle, the container shim (youki's libcontainer), the process up and
+//! answering through the node's port. The peer is `runc run -d` of a bundle over the same
+//! unpacked layer, whose network namespace and parent cgroup were made once beforehand (so
+//! runc does strictly less work per start), until the same server answers on the container's
+//! address. A third row runs that same bundle in Strata's shim alone.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -122,7 +123,10 @@ async fn main() {
     // -- Strata: the driver's whole path -------------------------------------------------------
     let node_images = ImageStore::open(dir.path().join("node-images")).unwrap();
     let driver = ContainerDriver::new(
-        ContainerConfig::new(dir.path().join("state")),
+        ContainerConfig::new(
+            dir.path().join("state"),
+            vec![env!("CARGO_BIN_EXE_strata-container-shim").to_string()],
+        ),
         Arc::new(StoreImages::new(node_images)),
     )
     .unwrap();
@@ -170,7 +174,9 @@ async fn main() {
     .unwrap();
     let peer_net = network.attach("bench-runc-peer").unwrap();
     let runc_root = dir.path().join("runc-peer");
+    let shim_root = dir.path().join("shim-peer");
     let mut runc_ms = Vec::new();
+    let mut shim_ms = Vec::new();
     for run in 0..runs {
         let bundle_dir = dir.path().join(format!("peer-{run}"));
         let spec = runtime_spec(&BundleSpec {
@@ -216,6 +222,33 @@ async fn main() {
             .arg(&runc_root)
             .args(["delete", "--force", &id])
             .status();
+
+        // The same bundle in Strata's shim alone (libcontainer), as runc ran it above.
+        let id = format!("shim-{run}");
+        let started = Instant::now();
+        let mut shim = Command::new(env!("CARGO_BIN_EXE_strata-container-shim"))
+            .arg("--root")
+            .arg(&shim_root)
+            .arg("--bundle")
+            .arg(&bundle_dir)
+            .arg(&id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        shim_ms.push(until_ready(
+            started,
+            SocketAddr::from((peer_net.address, 8080)),
+        ));
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(shim_root.join(&id).join("state.json")).unwrap())
+                .unwrap();
+        let pid = state["pid"].as_i64().expect("the shim's state has the pid") as i32;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = shim.wait();
     }
     network.detach(&peer_net);
     network.close();
@@ -244,12 +277,16 @@ async fn main() {
     let strata_median = percentile(&mut strata_ms, 0.5);
     let runc_median = percentile(&mut runc_ms, 0.5);
     row(
-        "Strata container driver (root, cgroup, netns, bundle, runc run, port)",
+        "Strata container driver (overlay root, cgroup, netns, bundle, shim, port)",
         &mut strata_ms,
     );
     row(
         "runc run -d, same root, netns and cgroup parent made beforehand",
         &mut runc_ms,
+    );
+    row(
+        "Strata's shim alone (libcontainer), the same bundle as runc",
+        &mut shim_ms,
     );
     println!(
         "\nStrata / runc (median): {:.2}x; Strata's first start of the image (import + unpack): {:.1} ms",

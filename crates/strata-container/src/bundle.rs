@@ -150,6 +150,9 @@ fn namespace(
     builder.build().map_err(spec_error)
 }
 
+/// The PATH of a container whose image and spec set none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The runtime spec of one instance.
 pub fn runtime_spec(bundle: &BundleSpec) -> Result<Spec, ContainerError> {
     let capabilities: std::collections::HashSet<_> = bundle.capabilities.iter().copied().collect();
@@ -161,7 +164,11 @@ pub fn runtime_spec(bundle: &BundleSpec) -> Result<Spec, ContainerError> {
         .ambient(capabilities)
         .build()
         .map_err(spec_error)?;
-    let env: Vec<String> = bundle.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut env: Vec<String> = bundle.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // The runtime looks the program up on PATH (and refuses to start without one).
+    if !bundle.env.contains_key("PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
     let process = ProcessBuilder::default()
         .terminal(false)
         .args(bundle.args.clone())
@@ -281,7 +288,11 @@ mod tests {
         ] {
             assert_eq!(process["capabilities"][set], serde_json::json!([]), "{set}");
         }
-        assert_eq!(process["env"], serde_json::json!(["PORT=8080"]));
+        assert_eq!(
+            process["env"],
+            serde_json::json!(["PORT=8080", format!("PATH={DEFAULT_PATH}")]),
+            "a PATH is always set"
+        );
         let namespaces: Vec<&str> = json["linux"]["namespaces"]
             .as_array()
             .unwrap()

@@ -63,6 +63,106 @@ impl Hierarchy {
     }
 }
 
+/// How to remount a cgroup2 file system with `favordynmods`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remount {
+    pub target: PathBuf,
+    /// The mount's own flags, kept as they are (a remount applies the flags it is given).
+    pub flags: nix::mount::MsFlags,
+    /// The file system's options, with `favordynmods` added.
+    pub data: String,
+}
+
+/// From `/proc/self/mountinfo`: the remount that turns on `favordynmods` for the cgroup2 file
+/// system, or `None` when there is no cgroup2 mount or it already has it.
+///
+/// Why: every container start moves a process into cgroups, and by default the first move
+/// after ~50 ms without one waits for an RCU grace period (6 to 20 ms on this project's
+/// machines, more than the rest of a start). `favordynmods` makes moves cheap at a small cost
+/// to fork and exit; the switch is global, so the cgroup2 mount of a hybrid host speeds up
+/// moves in the v1 hierarchies as well. systemd turns it on for the same reason where it can.
+pub fn favordynmods_remount(mountinfo: &str) -> Option<Remount> {
+    use nix::mount::MsFlags;
+    for line in mountinfo.lines() {
+        // ID PARENT MAJ:MIN ROOT TARGET MOUNT-OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER-OPTIONS
+        let Some((mount, fs)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut fs = fs.split(' ');
+        if fs.next() != Some("cgroup2") {
+            continue;
+        }
+        let super_options = fs.nth(1).unwrap_or("");
+        let mut fields = mount.split(' ');
+        let (Some(target), Some(mount_options)) = (fields.nth(4), fields.next()) else {
+            continue;
+        };
+        let options: Vec<&str> = super_options
+            .split(',')
+            .filter(|o| !o.is_empty() && *o != "rw" && *o != "ro")
+            .collect();
+        if options.contains(&"favordynmods") {
+            return None;
+        }
+        let mut flags = MsFlags::MS_REMOUNT;
+        for option in mount_options.split(',') {
+            flags |= match option {
+                "ro" => MsFlags::MS_RDONLY,
+                "nosuid" => MsFlags::MS_NOSUID,
+                "nodev" => MsFlags::MS_NODEV,
+                "noexec" => MsFlags::MS_NOEXEC,
+                "relatime" => MsFlags::MS_RELATIME,
+                "noatime" => MsFlags::MS_NOATIME,
+                "nodiratime" => MsFlags::MS_NODIRATIME,
+                _ => MsFlags::empty(),
+            };
+        }
+        let mut data = options.join(",");
+        if !data.is_empty() {
+            data.push(',');
+        }
+        data.push_str("favordynmods");
+        // Octal escapes (`\040` for a space) as the kernel writes them.
+        let target = target.replace("\\040", " ");
+        return Some(Remount {
+            target: PathBuf::from(target),
+            flags,
+            data,
+        });
+    }
+    None
+}
+
+/// Turns on `favordynmods` ([`favordynmods_remount`]) if the host has a cgroup2 mount without
+/// it. Returns what it did, for the log.
+pub fn favor_dynamic_changes() -> Result<Option<String>, ContainerError> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| ContainerError::io("read", Path::new("/proc/self/mountinfo"), e))?;
+    let Some(remount) = favordynmods_remount(&mountinfo) else {
+        return Ok(None);
+    };
+    nix::mount::mount(
+        None::<&str>,
+        &remount.target,
+        None::<&str>,
+        remount.flags,
+        Some(remount.data.as_str()),
+    )
+    .map_err(|errno| {
+        ContainerError::Cgroups(format!(
+            "cannot remount {} with {}: {}",
+            remount.target.display(),
+            remount.data,
+            errno.desc()
+        ))
+    })?;
+    Ok(Some(format!(
+        "remounted {} with {} (cheap cgroup moves: faster container starts)",
+        remount.target.display(),
+        remount.data
+    )))
+}
+
 /// The cgroup `strata/<instance>` in every hierarchy that limits it.
 #[derive(Debug, Clone)]
 pub struct InstanceCgroup {
@@ -275,6 +375,100 @@ mod tests {
         std::fs::write(none.path().join("cgroup.controllers"), "\n").unwrap();
         let error = Hierarchy::detect_at(none.path()).unwrap_err().to_string();
         assert!(error.contains("neither cgroup v1"), "{error}");
+    }
+
+    /// The unified layout, on a directory laid out as cgroup2 is (this project's hosts bind
+    /// every controller to v1, so the kernel's v2 cannot run here): which files get which
+    /// values, and how an OOM kill is read back.
+    #[test]
+    fn cgroup_v2_limits_and_oom_kills() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpu memory pids io\n",
+        )
+        .unwrap();
+        let hierarchy = Hierarchy::detect_at(root.path()).unwrap();
+        let limits = Limits {
+            memory_bytes: 64 << 20,
+            cpu_millis: 250,
+            pids: 100,
+        };
+        let cgroup = InstanceCgroup::create(&hierarchy, "web-1", limits).unwrap();
+        let read = |path: &str| std::fs::read_to_string(root.path().join(path)).unwrap();
+        for dir in ["", "strata/", "strata/web-1/"] {
+            assert_eq!(
+                read(&format!("{dir}cgroup.subtree_control")),
+                "+memory +pids +cpu",
+                "{dir}"
+            );
+        }
+        assert_eq!(read("strata/web-1/memory.max"), (64u64 << 20).to_string());
+        assert_eq!(read("strata/web-1/cpu.max"), "25000 100000");
+        assert_eq!(read("strata/web-1/pids.max"), "100");
+        assert_eq!(cgroup.runtime_path(), "/strata/web-1/ctr");
+
+        assert!(!cgroup.oom_killed(), "no memory.events yet");
+        let events = root.path().join("strata/web-1/memory.events");
+        std::fs::write(&events, "low 0\nhigh 0\nmax 12\noom 1\noom_kill 0\n").unwrap();
+        assert!(!cgroup.oom_killed(), "at the limit, but nothing killed");
+        std::fs::write(&events, "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n").unwrap();
+        assert!(cgroup.oom_killed());
+        std::fs::write(root.path().join("strata/web-1/pids.current"), "7\n").unwrap();
+        assert_eq!(cgroup.pids_current(), Some(7));
+
+        // Removal takes the instance's directory away (files first, as the kernel's vanish).
+        for file in std::fs::read_dir(root.path().join("strata/web-1")).unwrap() {
+            std::fs::remove_file(file.unwrap().path()).unwrap();
+        }
+        cgroup.remove();
+        assert!(!root.path().join("strata/web-1").exists());
+    }
+
+    #[test]
+    fn favordynmods_is_added_to_the_cgroup2_mount_keeping_its_options() {
+        use nix::mount::MsFlags;
+        let hybrid = "25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+31 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+32 31 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
+33 31 0:28 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,memory";
+        let remount = favordynmods_remount(hybrid).unwrap();
+        assert_eq!(remount.target, Path::new("/sys/fs/cgroup/unified"));
+        assert_eq!(remount.data, "nsdelegate,favordynmods");
+        assert_eq!(
+            remount.flags,
+            MsFlags::MS_REMOUNT
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC
+                | MsFlags::MS_RELATIME
+        );
+        let table = [
+            // Already on: nothing to do.
+            (
+                "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,favordynmods",
+                None,
+            ),
+            // v1 only: no cgroup2 mount.
+            (
+                "33 31 0:28 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory",
+                None,
+            ),
+            // Pure v2 with no options of its own.
+            (
+                "35 25 0:30 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw",
+                Some("favordynmods"),
+            ),
+            // Garbage is not a mount.
+            ("not a mountinfo line", None),
+        ];
+        for (line, data) in table {
+            assert_eq!(
+                favordynmods_remount(line).map(|r| r.data),
+                data.map(String::from),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! [`ContainerDriver`]: prepares an instance (root, cgroup, network, bundle), runs it with
-//! `runc run` under the `exec` driver's supervision, forwards its port, and cleans up after it.
+//! [`ContainerDriver`]: prepares an instance (root, cgroup, network, bundle), runs it in the
+//! container shim ([`crate::shim`]) under the `exec` driver's supervision, forwards its port, and cleans up after it.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -31,20 +31,22 @@ const DEFAULT_PIDS: u64 = 1024;
 /// How the node runs containers.
 #[derive(Debug, Clone)]
 pub struct ContainerConfig {
-    /// The agent's directory for container state (runc's state, address leases).
+    /// The agent's directory for container state (the runtime's state, address leases).
     pub state_dir: PathBuf,
-    /// The OCI runtime binary.
-    pub runtime: PathBuf,
+    /// The command that runs [`crate::shim`]: a program and its first arguments, to which
+    /// the driver adds `--root DIR --bundle DIR ID`. A node runs `strata container-shim`.
+    pub shim: Vec<String>,
     pub bridge: String,
     pub gateway: Ipv4Addr,
     pub prefix_len: u8,
 }
 
 impl ContainerConfig {
-    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+    /// `shim` is the program (and first arguments) that runs [`crate::shim`].
+    pub fn new(state_dir: impl Into<PathBuf>, shim: Vec<String>) -> Self {
         Self {
             state_dir: state_dir.into(),
-            runtime: PathBuf::from("runc"),
+            shim,
             bridge: crate::net::DEFAULT_BRIDGE.into(),
             gateway: crate::net::DEFAULT_GATEWAY,
             prefix_len: crate::net::DEFAULT_PREFIX_LEN,
@@ -139,7 +141,6 @@ struct ContainerRecord {
 /// Everything made for one instance; [`Prepared::cleanup`] undoes it all.
 struct Prepared {
     id: String,
-    runtime: PathBuf,
     runtime_root: PathBuf,
     network: NodeNetwork,
     instance_net: InstanceNetwork,
@@ -150,21 +151,16 @@ struct Prepared {
 impl Prepared {
     /// Removes the runtime's state, the root mount, the network and the cgroup. Idempotent.
     fn cleanup(&self) {
-        let runtime = |args: &[&str]| {
-            let _ = std::process::Command::new(&self.runtime)
-                .arg("--root")
-                .arg(&self.runtime_root)
-                .args(args)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-        };
-        // runc keeps a state directory per container it knows: no directory, nothing to ask
-        // it (each call is a process start of a Go binary, ~5 ms).
-        if self.runtime_root.join(&self.id).exists() {
-            runtime(&["kill", &self.id, "KILL"]);
-            runtime(&["delete", "--force", &self.id]);
+        // The shim deletes its container when the container ends; state left behind means
+        // the shim itself was killed, and the container may still run: kill and delete it.
+        let state = self.runtime_root.join(&self.id);
+        if state.join("state.json").exists() {
+            if let Ok(mut container) = libcontainer::container::Container::load(state.clone()) {
+                let _ = container.kill(nix::sys::signal::Signal::SIGKILL, true);
+                let _ = container.delete(true);
+            }
         }
+        let _ = std::fs::remove_dir_all(&state);
         self.cgroup.remove();
         let rootfs = self.dir.join("rootfs");
         let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
@@ -180,14 +176,20 @@ impl ContainerDriver {
         images: Arc<dyn ImageSource>,
     ) -> Result<Self, ContainerError> {
         let cgroups = Hierarchy::detect()?;
-        let version = std::process::Command::new(&config.runtime)
-            .arg("--version")
-            .output();
-        if !version.is_ok_and(|o| o.status.success()) {
-            return Err(ContainerError::Config(format!(
-                "the OCI runtime `{}` does not run; install runc (Debian: apt-get install runc; scripts/deps.sh does)",
-                config.runtime.display()
-            )));
+        match crate::cgroup::favor_dynamic_changes() {
+            Ok(Some(done)) => tracing::info!("{done}"),
+            Ok(None) => {}
+            // Slower starts, nothing worse.
+            Err(error) => tracing::warn!(%error, "container starts will wait for cgroup moves"),
+        }
+        match config.shim.first() {
+            Some(program) if Path::new(program).is_file() => {}
+            _ => {
+                return Err(ContainerError::Config(format!(
+                    "the container shim {:?} is not a program; a node runs `strata container-shim`",
+                    config.shim
+                )))
+            }
         }
         let network = NodeNetwork::ensure(
             &config.bridge,
@@ -236,13 +238,12 @@ impl ContainerDriver {
     }
 
     fn runtime_root(&self) -> PathBuf {
-        self.config.state_dir.join("runc")
+        self.config.state_dir.join("runtime")
     }
 
     fn prepared(&self, id: &str, record: &ContainerRecord) -> Prepared {
         Prepared {
             id: id.to_string(),
-            runtime: self.config.runtime.clone(),
             runtime_root: self.runtime_root(),
             network: self.network.clone(),
             instance_net: record.network.clone(),
@@ -331,10 +332,7 @@ impl ContainerDriver {
             }
             mount_overlay(&image.lower_dirs, &upper, &work, &rootfs)?;
             let mut env: BTreeMap<String, String> = BTreeMap::new();
-            env.insert(
-                "PATH".into(),
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            );
+            env.insert("PATH".into(), bundle::DEFAULT_PATH.into());
             env.extend(image.env.iter().cloned());
             for (key, value) in &spec.env {
                 if !key.starts_with("STRATA_CONTAINER_") {
@@ -389,17 +387,18 @@ impl ContainerDriver {
         let runtime_root = self.runtime_root();
         std::fs::create_dir_all(&runtime_root)
             .map_err(|e| ContainerError::io("create", &runtime_root, e))?;
+        let mut args: Vec<String> = self.config.shim[1..].to_vec();
+        args.extend([
+            "--root".into(),
+            runtime_root.display().to_string(),
+            "--bundle".into(),
+            dir.join("bundle").display().to_string(),
+            id.to_string(),
+        ]);
         let run = StartSpec {
             instance_id: id.to_string(),
-            program: self.config.runtime.clone(),
-            args: vec![
-                "--root".into(),
-                runtime_root.display().to_string(),
-                "run".into(),
-                "--bundle".into(),
-                dir.join("bundle").display().to_string(),
-                id.to_string(),
-            ],
+            program: PathBuf::from(&self.config.shim[0]),
+            args,
             env: BTreeMap::new(),
             log_path: spec.log_path.clone(),
             work_dir: dir.join("bundle"),

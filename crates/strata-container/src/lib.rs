@@ -6,7 +6,8 @@
 //! 2. mounts an overlayfs root: the layers read-only below, a per-instance upper dir on top;
 //! 3. creates the instance's cgroup with its memory, cpu and pids limits ([`cgroup`]);
 //! 4. makes its network namespace on the node's bridge ([`net`]);
-//! 5. writes an OCI runtime bundle ([`bundle`]) and runs it with `runc run`, supervised like
+//! 5. writes an OCI runtime bundle ([`bundle`]) and runs it in the container shim ([`shim`]:
+//!    youki's libcontainer in a process of its own), supervised like
 //!    an `exec` instance (its own process group, logs straight to the instance's log file,
 //!    re-adopted after an agent restart);
 //! 6. forwards the instance's port on the node (`HOST:PORT`, as for every driver) to the
@@ -16,16 +17,20 @@
 //! (reported as "killed: memory limit 64Mi reached", not a bare exit status) and removes
 //! everything it made: the runtime's state, the mount, the namespace, the cgroup.
 //!
-//! Why runc: it is the reference OCI runtime, packaged by every distribution (Debian's works
-//! on this project's hybrid cgroup v1 hosts, where Debian's crun refuses), and running it as a
-//! separate process keeps container creation (clone, pivot_root, seccomp) out of the agent's
-//! multi-threaded process, and lets containers outlive an agent restart.
+//! Why youki's libcontainer in a shim process: it is an OCI runtime written in Rust, used as
+//! a library, so creating a container costs no Go runtime start and no re-execution into
+//! `runc init`, which makes a node start containers faster than `runc run` (the benchmark in
+//! docs/benchmarks.md measures both in one run). It runs in a process of its own, not in the
+//! agent, because it creates processes with a raw `clone3` (unsound in a multi-threaded
+//! process) and so that containers outlive an agent restart. runc stays the benchmark's
+//! peer; Debian's crun refuses this project's hybrid cgroup v1 hosts.
 
 pub mod bundle;
 pub mod cgroup;
 mod driver;
 pub mod images;
 pub mod net;
+pub mod shim;
 
 use std::path::{Path, PathBuf};
 

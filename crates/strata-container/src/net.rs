@@ -226,12 +226,14 @@ impl NodeNetwork {
                 Some(&netns),
                 &format!(
                     "link set {peer} name eth0\n\
+                     link set eth0 address {mac}\n\
                      addr add {address}/{prefix} dev eth0\n\
                      link set eth0 up\n\
                      link set lo up\n\
                      route add default via {gateway}\n",
                     prefix = self.prefix_len,
-                    gateway = self.gateway
+                    gateway = self.gateway,
+                    mac = mac_for(address),
                 ),
             )
         })();
@@ -358,6 +360,15 @@ fn short_hash(instance: &str) -> String {
     hex::encode(&digest[..4])
 }
 
+/// The instance's MAC address, derived from its IPv4 address (locally administered, `02:53`
+/// then the four address bytes). An address is reused by later instances; with the same MAC,
+/// the node's neighbour cache entry for it stays right, where a random MAC would leave a stale
+/// entry and the first SYN to the new instance lost (a 1 s retransmission).
+pub fn mac_for(address: Ipv4Addr) -> String {
+    let [a, b, c, d] = address.octets();
+    format!("02:53:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
 /// `ip [-n NETNS] -batch -` with `commands`, one per line.
 fn batch(netns: Option<&str>, commands: &str) -> Result<(), ContainerError> {
     let mut args = Vec::new();
@@ -430,6 +441,16 @@ fn run(program: &str, args: &[&str]) -> Result<(), ContainerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_follow_addresses() {
+        assert_eq!(mac_for(Ipv4Addr::new(10, 89, 0, 2)), "02:53:0a:59:00:02");
+        assert_eq!(mac_for(Ipv4Addr::new(10, 89, 255, 254)), "02:53:0a:59:ff:fe");
+        assert_ne!(
+            mac_for(Ipv4Addr::new(10, 89, 1, 2)),
+            mac_for(Ipv4Addr::new(10, 89, 2, 1))
+        );
+    }
 
     #[test]
     fn names_fit_interface_limits() {

@@ -1,6 +1,7 @@
-//! The container driver against the real kernel and runc: what an instance can see and do.
+//! The container driver against the real kernel, with its shim (youki's libcontainer): what an
+//! instance can see and do, and what is left when it ends.
 //!
-//! Needs root, runc, iproute2 and nftables (scripts/deps.sh test installs them). Without them
+//! Needs root, iproute2 and nftables (scripts/deps.sh test installs them). Without them
 //! each test says why and skips, unless STRATA_REQUIRE_ROOT=1 (CI), where skipping fails.
 //!
 //! The image is made here: one layer with a shell and a few tools from the host, each with the
@@ -86,7 +87,10 @@ fn node() -> Node {
     let dir = tempfile::tempdir().unwrap();
     let root = base_root(dir.path());
     let driver = ContainerDriver::new(
-        ContainerConfig::new(dir.path().join("state")),
+        ContainerConfig::new(
+            dir.path().join("state"),
+            vec![env!("CARGO_BIN_EXE_strata-container-shim").to_string()],
+        ),
         Arc::new(OneLayer(root)),
     )
     .expect("container driver starts");
@@ -314,7 +318,10 @@ async fn the_node_reaches_the_instance_port() {
     let root = base_root(dir.path());
     install(&root, &hello_bin(), "/hello");
     let driver = ContainerDriver::new(
-        ContainerConfig::new(dir.path().join("state")),
+        ContainerConfig::new(
+            dir.path().join("state"),
+            vec![env!("CARGO_BIN_EXE_strata-container-shim").to_string()],
+        ),
         Arc::new(OneLayer(root)),
     )
     .unwrap();
@@ -382,6 +389,92 @@ async fn no_capabilities_unless_granted() {
     );
     assert_eq!(node.run(&spec).await.code, Some(0));
     assert_eq!(effective(&node.log("caps-2")), "0000000000000400");
+    // And whatever it was granted, it cannot gain more, and its syscalls are filtered.
+    let log = node.log("caps-1");
+    let field = |name: &str| {
+        log.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {log}"))
+    };
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2", "2 is a seccomp filter");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_forwards_sigterm_and_leaves_nothing_behind() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let node = node();
+    // The shell is the container's first process: it gets SIGTERM only if the shim passes
+    // it on, and says so before it ends.
+    let spec = node.spec(
+        "stop-1",
+        "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.05; done",
+        &[],
+    );
+    let handle = node.driver.start(&spec).await.expect("container starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !node.log("stop-1").contains("ready") {
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {}",
+            node.log("stop-1")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = Instant::now();
+    let exit = handle.stop(Duration::from_secs(10)).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the container ended only at the grace period's end: {exit:?}"
+    );
+    assert_eq!(exit.code, Some(3), "{exit:?}: {}", node.log("stop-1"));
+    assert!(node.log("stop-1").contains("got TERM"));
+    let state = node.dir.path().join("state/runtime/stop-1");
+    assert!(!state.exists(), "{} is left", state.display());
+
+    // A shim killed outright (SIGKILL cannot be forwarded) leaves the container running;
+    // the driver kills and removes it.
+    let spec = node.spec("stop-2", "echo ready; exec sleep 1000", &[]);
+    let handle = node.driver.start(&spec).await.expect("container starts");
+    while !node.log("stop-2").contains("ready") {
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {}",
+            node.log("stop-2")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shim = handle.pid().expect("the shim has a pid");
+    let state = node.dir.path().join("state/runtime/stop-2/state.json");
+    let state_json = std::fs::read_to_string(&state).expect("the runtime keeps state");
+    let container_pid = serde_json::from_str::<serde_json::Value>(&state_json).unwrap()["pid"]
+        .as_i64()
+        .expect("the state names the container's pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(20), handle.wait())
+        .await
+        .expect("the killed shim is seen to end");
+    assert_eq!(exit.signal, Some(9), "{exit:?}");
+    let gone = Path::new("/proc").join(container_pid.to_string());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gone.exists()
+        && !std::fs::read_to_string(gone.join("stat")).is_ok_and(|s| s.contains(") Z "))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the container's process {container_pid} still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!state.parent().unwrap().exists(), "runtime state is left");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -409,7 +502,10 @@ async fn unused_images_are_collected_and_running_ones_kept() {
         .unwrap();
     let node_store = dir.path().join("node-images");
     let driver = ContainerDriver::new(
-        ContainerConfig::new(dir.path().join("state")),
+        ContainerConfig::new(
+            dir.path().join("state"),
+            vec![env!("CARGO_BIN_EXE_strata-container-shim").to_string()],
+        ),
         Arc::new(strata_container::StoreImages::new(
             strata_image::ImageStore::open(&node_store).unwrap(),
         )),
@@ -440,4 +536,43 @@ async fn unused_images_are_collected_and_running_ones_kept() {
     let summary = node.driver.collect_garbage(Duration::ZERO).unwrap();
     assert_eq!(layers(), 0, "an unused image is collected: {summary}");
     assert!(summary.contains("1 images"), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_makes_cgroup_moves_cheap() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let mountinfo = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let cgroup2 = |text: &str| -> Option<String> {
+        text.lines()
+            .find(|line| line.contains(" - cgroup2 "))
+            .map(str::to_string)
+    };
+    let Some(line) = cgroup2(&mountinfo()) else {
+        eprintln!("skipped: this host has no cgroup2 mount to set favordynmods on");
+        return;
+    };
+    // Take the option off (as a host that never had it), keeping the mount's other options.
+    let without = line.replace(",favordynmods", "");
+    let remount = strata_container::cgroup::favordynmods_remount(&without).unwrap();
+    let data = remount
+        .data
+        .trim_end_matches("favordynmods")
+        .trim_end_matches(',');
+    nix::mount::mount(
+        None::<&str>,
+        &remount.target,
+        None::<&str>,
+        remount.flags,
+        Some(data),
+    )
+    .unwrap();
+    assert!(!cgroup2(&mountinfo()).unwrap().contains("favordynmods"));
+    let _node = node();
+    let after = cgroup2(&mountinfo()).unwrap();
+    assert!(after.contains("favordynmods"), "{after}");
+    // Nothing else about the mount changed.
+    assert_eq!(after.replace(",favordynmods", ""), without);
 }

@@ -44,11 +44,11 @@ pub fn unavailable() -> Option<String> {
     }
 }
 
-/// Whether this machine can run containers (root, runc, iproute2, nftables). When it cannot,
+/// Whether this machine can run containers (root, iproute2, nftables). When it cannot,
 /// prints why `what` skips and returns false, unless STRATA_REQUIRE_ROOT=1 (CI), where it
 /// panics: there the container tests must run.
 pub fn containers_available(what: &str) -> bool {
-    let missing: Vec<&str> = [("runc", "--version"), ("ip", "-V"), ("nft", "--version")]
+    let missing: Vec<&str> = [("ip", "-V"), ("nft", "--version")]
         .into_iter()
         .filter(|(tool, arg)| {
             !Command::new(tool)

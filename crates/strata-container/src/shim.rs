@@ -1,0 +1,165 @@
+//! The container shim: the small process that creates one container with youki's
+//! `libcontainer`, in-process, and then stands for it until it ends.
+//!
+//! The node runs it as `strata container-shim --root DIR --bundle DIR ID` (the `strata` binary
+//! re-executing itself; tests use the `strata-container-shim` binary of this crate, which is
+//! the same function). It is a process of its own because:
+//! - libcontainer creates the container's processes with a raw `clone3`, which is only sound
+//!   in a single-threaded process, and the agent is a multi-threaded tokio process;
+//! - a container must outlive an agent restart and be re-adopted: the agent supervises the
+//!   shim like any `exec` instance (process group, log file, pid record).
+//!
+//! What it does: create and start the container from the bundle (namespaces, pivot_root into
+//! the overlayfs root, capabilities, `no_new_privs`, seccomp, the `ctr` cgroup), then forward
+//! SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the container's first process,
+//! reap it, delete the container's state and exit with its status (`128 + signal` when a
+//! signal ended it, as a shell reports it). A container that cannot be created exits 125 with
+//! the reason on stderr, which is the instance's log.
+//!
+//! Why libcontainer rather than `runc run`: runc is a Go program that re-executes itself to
+//! enter the namespaces (`runc init`); creating the same container from Rust in one process
+//! saves most of that, which is what lets a node start a container faster than `runc run`
+//! does (docs/benchmarks.md has the figures).
+
+use std::path::Path;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// The exit code of a shim that could not create or start its container (as `docker run`).
+pub const EXIT_CANNOT_CREATE: i32 = 125;
+
+/// Signals the shim passes on to the container.
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Runs the shim with its command-line arguments (`--root DIR --bundle DIR ID`, the program
+/// name already taken off); returns the process's exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
+    let mut root = None;
+    let mut bundle = None;
+    let mut id = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--root" => root = args.next(),
+            "--bundle" => bundle = args.next(),
+            _ if id.is_none() && !arg.starts_with('-') => id = Some(arg),
+            other => {
+                eprintln!("strata container-shim: unexpected argument `{other}`");
+                return 2;
+            }
+        }
+    }
+    let (Some(root), Some(bundle), Some(id)) = (root, bundle, id) else {
+        eprintln!("usage: strata container-shim --root DIR --bundle DIR ID");
+        return 2;
+    };
+    run(Path::new(&root), Path::new(&bundle), &id)
+}
+
+/// Creates container `id` from `bundle` (state under `root`), runs it to its end and returns
+/// the exit code to leave with.
+pub fn run(root: &Path, bundle: &Path, id: &str) -> i32 {
+    // libcontainer reports through `tracing`; its errors belong in the instance's log. (Its
+    // warnings, such as syscalls of the seccomp profile this architecture lacks, do not.)
+    // STRATA_SHIM_LOG=debug shows every step, with timestamps, to see where a start goes.
+    let level = std::env::var("STRATA_SHIM_LOG")
+        .ok()
+        .and_then(|level| level.parse().ok())
+        .unwrap_or(tracing::Level::ERROR);
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+    let mut container = match create_and_start(root, bundle, id) {
+        Ok(container) => container,
+        Err(reason) => {
+            eprintln!("strata container-shim: cannot start container {id}: {reason}");
+            if root.join(id).join("state.json").exists() {
+                if let Ok(mut container) = Container::load(root.join(id)) {
+                    let _ = container.delete(true);
+                }
+            }
+            return EXIT_CANNOT_CREATE;
+        }
+    };
+    let Some(init) = container.pid() else {
+        eprintln!("strata container-shim: container {id} started without a process");
+        let _ = container.delete(true);
+        return EXIT_CANNOT_CREATE;
+    };
+    let code = supervise(init);
+    // The container's processes are gone with its pid namespace's first process; what is
+    // left is its state directory and its `ctr` cgroup.
+    if let Err(error) = container.delete(true) {
+        eprintln!("strata container-shim: cannot delete container {id}: {error}");
+    }
+    code
+}
+
+fn create_and_start(root: &Path, bundle: &Path, id: &str) -> Result<Container, String> {
+    std::fs::create_dir_all(root)
+        .map_err(|error| format!("cannot create {}: {error}", root.display()))?;
+    let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .validate_id()
+        .and_then(|builder| builder.with_root_path(root))
+        .map_err(|error| error.to_string())?
+        .as_init(bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|error| error.to_string())?;
+    container.start().map_err(|error| error.to_string())?;
+    Ok(container)
+}
+
+/// Forwards signals to `init` until it ends; returns its exit code (`128 + signal` if a
+/// signal ended it).
+fn supervise(init: Pid) -> i32 {
+    let mut signals = SigSet::empty();
+    for signal in FORWARDED {
+        signals.add(signal);
+    }
+    signals.add(Signal::SIGCHLD);
+    // Blocked, the signals queue up for `wait` below instead of ending the shim. (The
+    // container was started before this, so it does not inherit the mask.)
+    if let Err(errno) = signals.thread_block() {
+        eprintln!("strata container-shim: cannot block signals: {errno}");
+    }
+    loop {
+        // Reap every child that ended; the container's first process is the one that counts.
+        loop {
+            match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == init => return code,
+                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == init => {
+                    return 128 + signal as i32
+                }
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                // No children at all: the first process is gone and was reaped elsewhere.
+                Err(_) => return EXIT_CANNOT_CREATE,
+            }
+        }
+        match signals.wait() {
+            Ok(Signal::SIGCHLD) => {}
+            Ok(signal) => {
+                let _ = nix::sys::signal::kill(init, signal);
+            }
+            Err(_) => {}
+        }
+    }
+}
