@@ -1,10 +1,11 @@
 //! End-to-end: container services through `strata dev`. A JEOS image of the example service
 //! (`strata image build --jeos`, saved with `strata image save`, rewritten as a `docker save`
 //! archive) deploys with `driver = "container"` and serves through the ingress; the memory
-//! hog's image deploys as the OCI image layout `strata image save` writes; a memory hog's kill is reported as
-//! an OOM kill in the events; a file that is not an image fails the deploy and says so.
+//! hog's image deploys as the OCI image layout `strata image save` writes; a memory hog's
+//! kill is reported as an OOM kill in the events; a file that is not an image fails the
+//! deploy and says so.
 //!
-//! Needs root, runc, iproute2 and nftables (scripts/deps.sh test). Without them the test says
+//! Needs root, iproute2 and nftables (scripts/deps.sh test). Without them the test says
 //! why and skips, unless STRATA_REQUIRE_ROOT=1 (CI), where skipping fails.
 
 mod common;
@@ -249,8 +250,8 @@ timeout = "200ms"
         .unwrap();
     assert!(body.contains("Hello from a container"), "{body}");
 
-    // kill -9 of the agent: the container keeps running (runc and the container are not the
-    // agent's process group) and the next agent re-adopts it instead of starting another.
+    // kill -9 of the agent: the container keeps running (its shim and the container are not
+    // in the agent's process group) and the next agent re-adopts it instead of starting another.
     let before = dev.status("web");
     let pid_before = before.instances[0].status.as_ref().and_then(|s| s.pid);
     dev.kill9();

@@ -445,7 +445,10 @@ mod tests {
     #[test]
     fn macs_follow_addresses() {
         assert_eq!(mac_for(Ipv4Addr::new(10, 89, 0, 2)), "02:53:0a:59:00:02");
-        assert_eq!(mac_for(Ipv4Addr::new(10, 89, 255, 254)), "02:53:0a:59:ff:fe");
+        assert_eq!(
+            mac_for(Ipv4Addr::new(10, 89, 255, 254)),
+            "02:53:0a:59:ff:fe"
+        );
         assert_ne!(
             mac_for(Ipv4Addr::new(10, 89, 1, 2)),
             mac_for(Ipv4Addr::new(10, 89, 2, 1))
