@@ -39,6 +39,45 @@ pub struct AgentConfig {
     pub drain_delay: Duration,
     /// The cluster's join token.
     pub token: Option<String>,
+    /// How instances reach the node's mesh proxy (`HTTP_PROXY`); `None`: they are not told.
+    pub mesh: Option<MeshAccess>,
+}
+
+/// What an instance is told about the node's mesh proxy: the `HTTP_PROXY` URL, with the
+/// credentials of its service, for each (environment, service).
+#[derive(Clone)]
+pub struct MeshAccess {
+    proxy_url: Arc<ProxyUrlFn>,
+}
+
+/// `(env, service) -> HTTP_PROXY URL`.
+type ProxyUrlFn = dyn Fn(&str, &str) -> String + Send + Sync;
+
+impl MeshAccess {
+    /// `proxy_url(env, service)` gives the `HTTP_PROXY` value of that service's instances.
+    pub fn new(proxy_url: impl Fn(&str, &str) -> String + Send + Sync + 'static) -> Self {
+        Self {
+            proxy_url: Arc::new(proxy_url),
+        }
+    }
+
+    /// The environment variables an instance of `service` in `env` gets: `HTTP_PROXY` and
+    /// `http_proxy` (clients read one or the other), and `NO_PROXY` for its own loopback.
+    pub fn instance_env(&self, env: &str, service: &str) -> Vec<(String, String)> {
+        let url = (self.proxy_url)(env, service);
+        vec![
+            ("HTTP_PROXY".into(), url.clone()),
+            ("http_proxy".into(), url),
+            ("NO_PROXY".into(), "localhost,127.0.0.1,::1".into()),
+            ("no_proxy".into(), "localhost,127.0.0.1,::1".into()),
+        ]
+    }
+}
+
+impl std::fmt::Debug for MeshAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeshAccess(..)")
+    }
 }
 
 impl AgentConfig {
@@ -55,6 +94,7 @@ impl AgentConfig {
             heartbeat_interval: Duration::from_millis(100),
             drain_delay: Duration::from_millis(500),
             token: None,
+            mesh: None,
         }
     }
 }
@@ -168,6 +208,7 @@ impl Agent {
             bind_host: config.bind_host.clone(),
             advertise_host: config.advertise_host.clone(),
             drain_delay: config.drain_delay,
+            mesh: config.mesh.clone(),
         });
         let mut drivers: BTreeMap<DriverKind, Arc<dyn Driver>> = BTreeMap::new();
         drivers.insert(DriverKind::Exec, Arc::new(ExecDriver));

@@ -22,4 +22,4 @@ pub mod supervisor;
 
 mod agent;
 
-pub use agent::{Agent, AgentConfig, AgentError};
+pub use agent::{Agent, AgentConfig, AgentError, MeshAccess};

@@ -66,6 +66,8 @@ pub struct SupervisorContext {
     pub advertise_host: String,
     /// Time between leaving the routing table and SIGTERM, so in-flight routing catches up.
     pub drain_delay: Duration,
+    /// How instances reach the node's mesh proxy.
+    pub mesh: Option<crate::agent::MeshAccess>,
 }
 
 /// A running instance re-adopted after an agent restart.
@@ -416,6 +418,13 @@ impl Run {
         env.insert("STRATA_ENV".into(), instance.env.clone());
         env.insert("STRATA_INSTANCE".into(), instance.id.clone());
         env.insert("STRATA_RELEASE".into(), instance.release.to_string());
+        // Other services, by name, through the node's mesh proxy (not for wasm: its outbound
+        // hook is its only way out and goes through the proxy itself).
+        if spec.driver != strata_core::spec::DriverKind::Wasm {
+            if let Some(mesh) = &self.ctx.mesh {
+                env.extend(mesh.instance_env(&instance.env, &instance.service));
+            }
+        }
         if let Some(digest) = &release.artifact_digest {
             env.insert("STRATA_ARTIFACT_DIGEST".into(), digest.clone());
         }

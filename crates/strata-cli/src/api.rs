@@ -138,6 +138,21 @@ impl Api {
         Ok(self.check(response).await?.json().await?)
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Failure> {
+        let response = self
+            .send(|http, base| {
+                http.put(format!("{base}{path}"))
+                    .timeout(Duration::from_secs(30))
+                    .json(body)
+            })
+            .await?;
+        Ok(self.check(response).await?.json().await?)
+    }
+
     pub async fn delete(&self, path: &str) -> Result<(), Failure> {
         let response = self
             .send(|http, base| {

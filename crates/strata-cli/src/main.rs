@@ -125,6 +125,13 @@ enum Command {
         /// The container's id.
         id: String,
     },
+    /// Environments: list them; set who may call whom by default.
+    Env {
+        #[command(subcommand)]
+        action: EnvAction,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// List, drain and undrain nodes.
     Node {
         #[command(subcommand)]
@@ -232,6 +239,19 @@ enum StoreAction {
         /// Import even if the target already has services.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EnvAction {
+    /// List environments and their call policy.
+    Ls,
+    /// Set an environment's default for calls between its services: `allow` (any service may
+    /// call any other) or `deny` (only what a service's `[mesh] allow_from` names).
+    Policy {
+        env: String,
+        #[arg(value_parser = ["allow", "deny"])]
+        policy: String,
     },
 }
 
@@ -378,6 +398,35 @@ async fn run(cli: Cli) -> CliResult {
         }
         Command::Image { action } => image_cmd::run(action),
         Command::ContainerShim { .. } => unreachable!("the shim runs before the runtime starts"),
+        Command::Env { action, api } => {
+            let api = api::Api::new(&api.addr);
+            match action {
+                EnvAction::Ls => {
+                    let envs: Vec<strata_core::Environment> = api.get("/v1/envs").await?;
+                    println!("{:<20} {:<8}", "ENVIRONMENT", "CALLS");
+                    for env in envs {
+                        println!("{:<20} {:<8}", env.name, env.default_policy);
+                    }
+                    Ok(())
+                }
+                EnvAction::Policy { env, policy } => {
+                    let policy: strata_core::CallPolicy = policy
+                        .parse()
+                        .map_err(|e: String| Failure::BadInput(anyhow::anyhow!(e)))?;
+                    let updated: strata_core::Environment = api
+                        .put(
+                            &format!("/v1/envs/{env}/policy"),
+                            &strata_core::api::EnvPolicyRequest { policy },
+                        )
+                        .await?;
+                    println!(
+                        "environment {}: calls between services default to {}",
+                        updated.name, updated.default_policy
+                    );
+                    Ok(())
+                }
+            }
+        }
         Command::Node { action, api } => {
             let api = api::Api::new(&api.addr);
             match action {

@@ -8,10 +8,12 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use strata_agent::client::ControlClient;
 use strata_agent::events::EventReporter;
-use strata_agent::{Agent, AgentConfig};
+use strata_agent::{Agent, AgentConfig, MeshAccess};
 use strata_control::{reconcile, ControlConfig, ControlPlane};
 use strata_core::api::NodeEvent;
-use strata_mesh::{Ingress, IngressConfig, MeshMetrics, RouteSource, RoutingTable};
+use strata_mesh::{
+    CallerKeys, Denial, Ingress, IngressConfig, MeshMetrics, MeshProxy, RouteSource, RoutingTable,
+};
 use strata_runtime::{Driver, StartSpec};
 use strata_sched::liveness::LivenessThresholds;
 use strata_store::etcd::EtcdTls;
@@ -281,7 +283,7 @@ impl NodeMetrics {
 /// wasm guests' outbound calls resolve service names with `table` (the node's routing table).
 /// The agent's API serves `metrics` at `/metrics`.
 pub async fn start_agent(
-    config: AgentConfig,
+    mut config: AgentConfig,
     table: Arc<RoutingTable>,
     metrics: &NodeMetrics,
 ) -> Result<(Arc<Agent>, JoinHandle<Result<(), strata_agent::AgentError>>), Failure> {
@@ -289,17 +291,102 @@ pub async fn start_agent(
         ControlClient::new(&config.control_url, config.token.as_deref()),
         config.name.clone(),
     );
-    let wasm = wasm_driver(&config.data_dir, table, events)?;
+    let mesh = start_mesh_proxy(&config.data_dir, table.clone(), metrics, events.clone()).await?;
+    let wasm = wasm_driver(&config.data_dir, table, events, mesh.clone())?;
     let mut drivers = vec![wasm];
     if let Some(container) = container_driver(&config.data_dir) {
+        // Containers reach the mesh proxy at the bridge's gateway, the one way out of their
+        // namespace; their HTTP_PROXY is pointed there.
+        let at = std::net::SocketAddr::from((container.gateway(), mesh.address.port()));
+        match TcpListener::bind(at).await {
+            Ok(listener) => {
+                tokio::spawn(mesh.proxy.clone().serve(listener));
+                if let Err(error) = container.allow_mesh_proxy(at.port()) {
+                    tracing::warn!(%error, "containers cannot reach the mesh proxy");
+                }
+            }
+            Err(error) => tracing::warn!(%error, %at, "containers cannot reach the mesh proxy"),
+        }
         drivers.push(container);
     }
+    config.mesh = Some(MeshAccess::new(move |env, service| {
+        mesh.keys.proxy_url(mesh.address, env, service)
+    }));
     let reporter = ControlClient::new(&config.control_url, config.token.as_deref());
     let node = config.name.clone();
     let (agent, listener) = Agent::start_with_drivers(config, drivers).await?;
     let task = tokio::spawn(agent.clone().run_with(listener, metrics.router()));
     tokio::spawn(report_traffic(reporter, node, metrics.mesh.clone()));
     Ok((agent, task))
+}
+
+/// Where the node's mesh proxy listens, and the key of its callers' credentials.
+#[derive(Clone)]
+struct MeshEndpoint {
+    address: std::net::SocketAddr,
+    keys: CallerKeys,
+    proxy: Arc<MeshProxy>,
+}
+
+/// Starts the node's mesh proxy on loopback. Its port and key are kept in the agent's data
+/// directory, so instances re-adopted after an agent restart still reach it with the
+/// `HTTP_PROXY` they were started with. Refused calls become `policy.denied` events.
+async fn start_mesh_proxy(
+    agent_dir: &Path,
+    table: Arc<RoutingTable>,
+    metrics: &NodeMetrics,
+    events: EventReporter,
+) -> Result<MeshEndpoint, Failure> {
+    let keys = CallerKeys::load_or_create(&agent_dir.join("mesh.key"))
+        .with_context(|| format!("cannot keep the mesh key in {}", agent_dir.display()))?;
+    let port_file = agent_dir.join("mesh.port");
+    let kept_port = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u16>().ok());
+    let listener = match kept_port {
+        Some(port) => match TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, port, "the mesh proxy's port is taken; instances started before must be restarted to reach it");
+                TcpListener::bind(("127.0.0.1", 0)).await?
+            }
+        },
+        None => TcpListener::bind(("127.0.0.1", 0)).await?,
+    };
+    let address = listener.local_addr()?;
+    std::fs::write(&port_file, address.port().to_string())
+        .with_context(|| format!("cannot write {}", port_file.display()))?;
+    let forwarder = Ingress::with_metrics(
+        table.clone(),
+        IngressConfig::default(),
+        Some(metrics.mesh.clone()),
+    );
+    let proxy = MeshProxy::new(forwarder, table, keys.clone(), move |denial: Denial| {
+        tracing::warn!(
+            env = %denial.env,
+            caller = %denial.caller,
+            callee = %denial.callee,
+            rule = %denial.rule,
+            "call refused by policy"
+        );
+        events.report(NodeEvent {
+            kind: "policy.denied".into(),
+            env: Some(denial.env.clone()),
+            service: Some(denial.callee.clone()),
+            instance: None,
+            message: format!(
+                "{} called {}: refused ({})",
+                denial.caller, denial.callee, denial.rule
+            ),
+        });
+    });
+    tokio::spawn(proxy.clone().serve(listener));
+    tracing::info!(%address, "mesh proxy listening");
+    Ok(MeshEndpoint {
+        address,
+        keys,
+        proxy,
+    })
 }
 
 /// Every second, sends the control plane what the node's proxy saw of each service (only
@@ -342,7 +429,7 @@ pub fn start_ingress(
 /// The node's `container` driver, when this node can run containers (root, iproute2,
 /// nftables, cgroups); otherwise the node does not offer it (placement then puts container
 /// services elsewhere) and the log says why. Images live in `DATA_DIR/images`.
-fn container_driver(agent_dir: &Path) -> Option<Arc<dyn Driver>> {
+fn container_driver(agent_dir: &Path) -> Option<Arc<strata_container::ContainerDriver>> {
     if !nix::unistd::geteuid().is_root() {
         tracing::info!("this node does not run containers: the agent is not root");
         return None;
@@ -387,18 +474,23 @@ fn wasm_driver(
     agent_dir: &Path,
     table: Arc<RoutingTable>,
     events: EventReporter,
+    mesh: MeshEndpoint,
 ) -> Result<Arc<dyn Driver>, Failure> {
     let host = WasmHost::new(WasmHostConfig::new(agent_dir.join("wasm-cache")))
         .map_err(|error| Failure::Failed(anyhow!("cannot start the wasm runtime: {error}")))?;
     let driver = WasmDriver::new(host, move |spec: &StartSpec| -> Arc<dyn OutboundRouter> {
+        let env = spec
+            .env
+            .get("STRATA_ENV")
+            .cloned()
+            .unwrap_or_else(|| "dev".into());
+        let caller = spec.env.get("STRATA_SERVICE").cloned().unwrap_or_default();
         Arc::new(MeshRouter {
             table: table.clone(),
-            env: spec
-                .env
-                .get("STRATA_ENV")
-                .cloned()
-                .unwrap_or_else(|| "dev".into()),
-            caller: spec.env.get("STRATA_SERVICE").cloned().unwrap_or_default(),
+            authorization: mesh.keys.authorization(&env, &caller),
+            proxy: mesh.address,
+            env,
+            caller,
             instance: spec.instance_id.clone(),
             events: events.clone(),
         })
@@ -406,9 +498,11 @@ fn wasm_driver(
     Ok(Arc::new(driver))
 }
 
-/// Routes a wasm guest's `http://SERVICE/` to a healthy instance of SERVICE in its environment.
+/// Sends a wasm guest's `http://SERVICE/` through the node's mesh proxy, as its service.
 struct MeshRouter {
     table: Arc<RoutingTable>,
+    proxy: std::net::SocketAddr,
+    authorization: String,
     env: String,
     caller: String,
     instance: String,
@@ -417,11 +511,13 @@ struct MeshRouter {
 
 impl OutboundRouter for MeshRouter {
     fn resolve(&self, service: &str) -> Option<std::net::SocketAddr> {
-        let route = self
-            .table
-            .lookup(&strata_core::api::default_host(service, &self.env))?;
-        let pick = rand::random::<usize>() % route.endpoints.len().max(1);
-        route.endpoints.get(pick)?.parse().ok()
+        self.table
+            .lookup(&strata_core::api::default_host(service, &self.env))
+            .map(|_| self.proxy)
+    }
+
+    fn authorization(&self) -> Option<String> {
+        Some(self.authorization.clone())
     }
 
     fn refused(&self, destination: &str) {

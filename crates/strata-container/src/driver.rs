@@ -207,6 +207,17 @@ impl ContainerDriver {
         })
     }
 
+    /// Opens the way from instances to the node's mesh proxy listening at
+    /// [`ContainerDriver::gateway`]`:port`; instances' `HTTP_PROXY` on loopback is pointed there.
+    pub fn allow_mesh_proxy(&self, port: u16) -> Result<(), ContainerError> {
+        self.network.allow_mesh_port(port)
+    }
+
+    /// The node's address on the container bridge.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.network.gateway()
+    }
+
     /// Removes the images no instance runs and none used within `grace` (and the layers only
     /// they had). Returns what was freed.
     pub fn collect_garbage(&self, grace: Duration) -> Result<String, ContainerError> {
@@ -341,6 +352,12 @@ impl ContainerDriver {
             }
             // Inside its own namespace the instance listens on every address it has.
             env.insert("HOST".into(), "0.0.0.0".into());
+            // Its loopback is its own: the node's mesh proxy is at the bridge's gateway.
+            for key in ["HTTP_PROXY", "http_proxy"] {
+                if let Some(url) = env.get_mut(key) {
+                    *url = url.replace("@127.0.0.1:", &format!("@{}:", self.network.gateway()));
+                }
+            }
             let mut args: Vec<String> = if spec.args.is_empty() {
                 image
                     .entrypoint

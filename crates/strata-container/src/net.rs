@@ -5,7 +5,8 @@
 //! host's namespace) connects to the instance's address; the replies are let back in. A
 //! connection the instance opens is dropped: to the host's own listeners (nftables `input`),
 //! through the host to anywhere (`forward`), and to other instances on the bridge (bridge
-//! ports are `isolated`). The mesh issue opens exactly one way out: the node's proxy.
+//! ports are `isolated`). Exactly one way out is open: the node's mesh proxy, at the bridge's
+//! gateway address on the proxy's port ([`NodeNetwork::allow_mesh_port`]).
 //!
 //! The kernel is driven with iproute2 (`ip`) and nftables (`nft`), the tools every Linux
 //! distribution ships for this; each call's failure is reported with the command and what it
@@ -91,7 +92,7 @@ impl NodeNetwork {
             }
         }
         run("ip", &["link", "set", bridge, "up"])?;
-        nft(&firewall(bridge))?;
+        nft(&firewall(bridge, gateway))?;
         let network = Self {
             bridge: bridge.to_string(),
             gateway,
@@ -141,6 +142,19 @@ impl NodeNetwork {
             }
             network.filling.store(false, Ordering::SeqCst);
         });
+    }
+
+    /// The node's address on the bridge: where instances reach the node's mesh proxy.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.gateway
+    }
+
+    /// Lets instances open connections to the node's mesh proxy at `gateway:port`, the one way
+    /// out of their namespace.
+    pub fn allow_mesh_port(&self, port: u16) -> Result<(), ContainerError> {
+        nft(&format!(
+            "add element inet strata mesh_ports {{ {port} }}\n"
+        ))
     }
 
     /// Removes the namespaces kept ready and stops making more (the driver is going away).
@@ -332,23 +346,21 @@ fn rand_u64() -> u64 {
     hasher.finish()
 }
 
-/// The nftables rules of the node's container network (one table, replaced as a whole).
-pub fn firewall(bridge: &str) -> String {
+/// The nftables rules of the node's container network. The chains' rules are replaced as a
+/// whole; the set of mesh proxy ports is kept (each agent of the host adds its own port).
+pub fn firewall(bridge: &str, gateway: Ipv4Addr) -> String {
     format!(
-        r#"table inet strata {{}}
-delete table inet strata
-table inet strata {{
-    chain input {{
-        type filter hook input priority 0; policy accept;
-        iifname "{bridge}" ct state established,related accept
-        iifname "{bridge}" drop
-    }}
-    chain forward {{
-        type filter hook forward priority 0; policy accept;
-        iifname "{bridge}" drop
-        oifname "{bridge}" drop
-    }}
-}}
+        r#"add table inet strata
+add set inet strata mesh_ports {{ type inet_service; }}
+add chain inet strata input {{ type filter hook input priority 0; policy accept; }}
+add chain inet strata forward {{ type filter hook forward priority 0; policy accept; }}
+flush chain inet strata input
+flush chain inet strata forward
+add rule inet strata input iifname "{bridge}" ct state established,related accept
+add rule inet strata input iifname "{bridge}" ip daddr {gateway} tcp dport @mesh_ports accept
+add rule inet strata input iifname "{bridge}" drop
+add rule inet strata forward iifname "{bridge}" drop
+add rule inet strata forward oifname "{bridge}" drop
 "#
     )
 }

@@ -15,9 +15,9 @@ use axum::{Json, Router};
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use strata_core::api::{
-    Assignments, DeployRequest, DeployResponse, ErrorBody, EventList, Heartbeat, HeartbeatAck,
-    MetricsReport, NodeEvent, RegisterNode, Registered, RouteTable, ServiceMetrics, ServiceStatus,
-    WatchChange,
+    Assignments, DeployRequest, DeployResponse, EnvPolicyRequest, ErrorBody, EventList, Heartbeat,
+    HeartbeatAck, MetricsReport, NodeEvent, RegisterNode, Registered, RouteTable, ServiceMetrics,
+    ServiceStatus, WatchChange,
 };
 use strata_core::{Environment, InstanceStatus, InstanceView, Node, Release};
 use strata_store::WatchEvent;
@@ -96,6 +96,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/envs", get(list_envs))
         .route("/v1/envs/{env}/deploy", post(deploy))
+        .route("/v1/envs/{env}/policy", put(set_env_policy))
         .route("/v1/envs/{env}/services", get(list_services))
         .route(
             "/v1/envs/{env}/services/{service}",
@@ -157,6 +158,21 @@ async fn openapi_json() -> impl IntoResponse {
 #[utoipa::path(get, path = "/v1/envs", responses((status = 200, body = [Environment])))]
 pub async fn list_envs(State(plane): Plane) -> Result<Json<Vec<Environment>>, ControlError> {
     Ok(Json(plane.environments().await?))
+}
+
+/// Sets an environment's default for calls between its services: `allow` (any service may
+/// call any other) or `deny` (only what a service's `[mesh] allow_from` names). An event.
+#[utoipa::path(put, path = "/v1/envs/{env}/policy", request_body = EnvPolicyRequest,
+    params(("env" = String, Path, description = "environment")),
+    responses((status = 200, body = Environment), (status = 400, body = ErrorBody)))]
+pub async fn set_env_policy(
+    State(plane): Plane,
+    Path(env): Path<String>,
+    ApiJson(request): ApiJson<EnvPolicyRequest>,
+) -> Result<Json<Environment>, ControlError> {
+    Ok(Json(
+        plane.set_env_policy(&env, request.policy, "api").await?,
+    ))
 }
 
 /// Deploys services: creates a release for every changed one and rolls it out.

@@ -13,6 +13,7 @@ use crate::api;
     ),
     paths(
         api::list_envs,
+        api::set_env_policy,
         api::deploy,
         api::list_services,
         api::list_all_services,

@@ -15,8 +15,8 @@ use strata_core::api::{
 };
 use strata_core::spec::{config_hash, DriverKind};
 use strata_core::{
-    keys, ConfigVersion, DesiredState, Environment, Event, Instance, InstanceState, InstanceStatus,
-    InstanceView, Node, NodeState, Release, Service,
+    keys, CallPolicy, ConfigVersion, DesiredState, Environment, Event, Instance, InstanceState,
+    InstanceStatus, InstanceView, Node, NodeState, Release, Service,
 };
 use strata_sched::liveness::LivenessThresholds;
 use strata_store::{KeyValue, Store, Txn, TxnOutcome};
@@ -467,6 +467,7 @@ impl ControlPlane {
             let record = Environment {
                 name: env.to_string(),
                 created_at: now_millis(),
+                default_policy: CallPolicy::default(),
             };
             self.store
                 .txn(Txn::new().when(&env_key, 0).put(&env_key, encode(&record)))
@@ -895,17 +896,21 @@ impl ControlPlane {
             .collect())
     }
 
-    /// The ingress's routing table: every public service's hosts and healthy endpoints.
+    /// The routing table of every node's ingress and mesh proxy: every service's hosts,
+    /// healthy endpoints, whether the ingress serves it, and who may call it.
     pub async fn routes(&self) -> Result<RouteTable, ControlError> {
         let revision = self.store.revision().await?;
+        let policies: BTreeMap<String, CallPolicy> = self
+            .environments()
+            .await?
+            .into_iter()
+            .map(|env| (env.name, env.default_policy))
+            .collect();
         let services = self.services(None).await?;
         let routes = services
             .into_iter()
             .filter_map(|status| {
                 let release = status.release?;
-                if !release.spec.route.public {
-                    return None;
-                }
                 let mut hosts = vec![default_host(&status.service.name, &status.service.env)];
                 hosts.extend(release.spec.route.hosts.iter().cloned());
                 let endpoints = status
@@ -914,16 +919,81 @@ impl ControlPlane {
                     .filter(|v| v.is_routable())
                     .filter_map(|v| v.status.as_ref().and_then(|s| s.address.clone()))
                     .collect();
+                let env_policy = policies
+                    .get(&status.service.env)
+                    .copied()
+                    .unwrap_or_default();
+                let (allow_from, policy_rule) = call_policy(
+                    &status.service.name,
+                    &status.service.env,
+                    release
+                        .spec
+                        .mesh
+                        .as_ref()
+                        .and_then(|m| m.allow_from.as_ref()),
+                    env_policy,
+                );
                 Some(Route {
                     env: status.service.env,
                     service: status.service.name,
                     hosts,
                     endpoints,
                     desired: status.service.replicas,
+                    public: release.spec.route.public,
+                    allow_from,
+                    policy_rule,
                 })
             })
             .collect();
         Ok(RouteTable { revision, routes })
+    }
+
+    /// Sets environment `env`'s default for calls between its services (an audit event).
+    pub async fn set_env_policy(
+        &self,
+        env: &str,
+        policy: CallPolicy,
+        actor: &str,
+    ) -> Result<Environment, ControlError> {
+        check_name("environment", env)?;
+        let key = keys::env(env);
+        for _ in 0..CAS_ATTEMPTS {
+            let existing: Option<(Environment, u64)> = self.get(&key).await?;
+            let (mut record, revision) = existing.unwrap_or_else(|| {
+                (
+                    Environment {
+                        name: env.to_string(),
+                        created_at: now_millis(),
+                        default_policy: CallPolicy::default(),
+                    },
+                    0,
+                )
+            });
+            let before = record.default_policy;
+            record.default_policy = policy;
+            let written = self
+                .store
+                .txn(Txn::new().when(&key, revision).put(&key, encode(&record)))
+                .await?;
+            if let TxnOutcome::Committed(_) = written {
+                self.record(Event {
+                    env: Some(env.to_string()),
+                    actor: actor.to_string(),
+                    ..Self::event(
+                        "env.policy",
+                        format!(
+                            "environment {env}: calls between services default to {policy} (was {before})"
+                        ),
+                    )
+                })
+                .await;
+                return Ok(record);
+            }
+        }
+        Err(ControlError::Conflict {
+            message: format!("environment {env} kept changing while its policy was set"),
+            hint: Some("try again".into()),
+        })
     }
 
     // ----- nodes and agents --------------------------------------------------------------
@@ -1182,4 +1252,73 @@ impl ControlPlane {
 /// `sha256:0123456789ab` (the first 12 hex digits), for messages.
 pub fn short_digest(digest: &str) -> String {
     digest.chars().take("sha256:".len() + 12).collect()
+}
+
+/// Who may call service `service` of `env` through the mesh, and the rule that says so: its
+/// own `allow_from` if it has one, else the environment's default.
+pub fn call_policy(
+    service: &str,
+    env: &str,
+    allow_from: Option<&Vec<String>>,
+    env_policy: CallPolicy,
+) -> (Option<Vec<String>>, String) {
+    match (allow_from, env_policy) {
+        (Some(list), _) => (
+            Some(list.clone()),
+            format!("{service}.allow_from = [{}]", list.join(", ")),
+        ),
+        (None, CallPolicy::Allow) => (
+            None,
+            format!("environment {env} allows calls between its services"),
+        ),
+        (None, CallPolicy::Deny) => (
+            Some(Vec::new()),
+            format!(
+                "environment {env} denies calls by default and {service} sets no [mesh] allow_from"
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_rule_wins_over_the_environment_default() {
+        let admin = vec!["admin".to_string()];
+        let table = [
+            (
+                Some(&admin),
+                CallPolicy::Allow,
+                Some(vec!["admin"]),
+                "vault.allow_from = [admin]",
+            ),
+            (
+                Some(&admin),
+                CallPolicy::Deny,
+                Some(vec!["admin"]),
+                "vault.allow_from = [admin]",
+            ),
+            (
+                None,
+                CallPolicy::Allow,
+                None,
+                "environment prod allows calls between its services",
+            ),
+            (
+                None,
+                CallPolicy::Deny,
+                Some(vec![]),
+                "environment prod denies calls by default and vault sets no [mesh] allow_from",
+            ),
+        ];
+        for (allow_from, env_policy, want, rule) in table {
+            let (got, got_rule) = call_policy("vault", "prod", allow_from, env_policy);
+            let want: Option<Vec<String>> =
+                want.map(|list| list.into_iter().map(String::from).collect());
+            assert_eq!(got, want, "{allow_from:?} {env_policy}");
+            assert_eq!(got_rule, rule);
+        }
+    }
 }

@@ -100,7 +100,7 @@ pub struct NodeEvent {
 impl NodeEvent {
     /// The kinds a node may record: nodes report what they observe, never what the
     /// controller decides.
-    pub const KINDS: [&'static str; 1] = ["outbound.refused"];
+    pub const KINDS: [&'static str; 2] = ["outbound.refused", "policy.denied"];
     /// The longest message kept; longer ones are cut.
     pub const MAX_MESSAGE: usize = 2048;
 }
@@ -171,6 +171,12 @@ pub struct Assignments {
     pub assignments: Vec<Assignment>,
 }
 
+/// `PUT /v1/envs/{env}/policy`: an environment's default for calls between its services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnvPolicyRequest {
+    pub policy: crate::CallPolicy,
+}
+
 /// Where the ingress sends traffic for one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Route {
@@ -182,6 +188,22 @@ pub struct Route {
     pub endpoints: Vec<String>,
     /// Instances wanted (for the 503 message when none is healthy).
     pub desired: u32,
+    /// Whether the ingress serves it (`route.public`). Every service is reachable by name
+    /// from the services of its environment, through the mesh.
+    #[serde(default = "public_by_default")]
+    pub public: bool,
+    /// Which services of its environment may call it through the mesh: `None`, any; a list,
+    /// those (`*`: any). From the service's `[mesh] allow_from`, else the environment's
+    /// default policy.
+    #[serde(default)]
+    pub allow_from: Option<Vec<String>>,
+    /// The rule behind `allow_from`, as 403 bodies and audit events name it.
+    #[serde(default)]
+    pub policy_rule: String,
+}
+
+fn public_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -17,6 +17,41 @@ pub type Millis = u64;
 pub struct Environment {
     pub name: String,
     pub created_at: Millis,
+    /// Who may call a service of this environment that sets no `[mesh] allow_from`.
+    #[serde(default)]
+    pub default_policy: CallPolicy,
+}
+
+/// An environment's default for calls between its services.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CallPolicy {
+    /// Any service of the environment may call it.
+    #[default]
+    Allow,
+    /// Only the services its `allow_from` names.
+    Deny,
+}
+
+impl std::fmt::Display for CallPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CallPolicy::Allow => "allow",
+            CallPolicy::Deny => "deny",
+        })
+    }
+}
+
+impl std::str::FromStr for CallPolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "allow" => Ok(CallPolicy::Allow),
+            "deny" => Ok(CallPolicy::Deny),
+            other => Err(format!("`{other}` is not a policy: use allow or deny")),
+        }
+    }
 }
 
 /// A service in one environment: which release should run and how many copies.

@@ -30,7 +30,7 @@ use crate::balance::Balancer;
 use crate::metrics::MeshMetrics;
 use crate::routes::RoutingTable;
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 #[derive(Debug, Clone)]
 pub struct IngressConfig {
@@ -101,39 +101,42 @@ impl Ingress {
 
     /// Serves connections from `listener` until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "ingress accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let ingress = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let ingress = ingress.clone();
-                    async move { Ok::<_, Infallible>(ingress.handle(request, peer).await) }
-                });
-                if let Err(error) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%error, "ingress connection ended");
-                }
-            });
-        }
+        let ingress = self.clone();
+        serve_http1(listener, move |request, peer| {
+            let ingress = ingress.clone();
+            async move { ingress.handle(request, peer).await }
+        })
+        .await
     }
 
+    /// A request from outside: served if its host is a public service's.
     pub async fn handle(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
+        self.measured(request, peer, Audience::Public).await
+    }
+
+    /// A call between services, already authorized by the mesh proxy: any service's host.
+    pub async fn forward(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        self.measured(request, peer, Audience::Mesh).await
+    }
+
+    async fn measured(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        audience: Audience,
+    ) -> Response<ProxyBody> {
         let timer = self.metrics.as_ref().and_then(|metrics| {
-            let route = request_host(&request).and_then(|host| self.table.lookup(&host));
+            let route = request_host(&request)
+                .and_then(|host| self.table.lookup(&host))
+                .filter(|route| audience == Audience::Mesh || route.public);
             match route {
                 Some(route) => Some(metrics.start(&route.env, &route.service)),
                 None => {
@@ -142,15 +145,25 @@ impl Ingress {
                 }
             }
         });
-        let response = self.answer(request, peer).await;
+        let response = self.answer(request, peer, audience).await;
         if let Some(timer) = timer {
             timer.finish(response.status().as_u16());
         }
         response
     }
 
-    async fn answer(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
-        match tokio::time::timeout(self.config.request_timeout, self.route(request, peer)).await {
+    async fn answer(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        audience: Audience,
+    ) -> Response<ProxyBody> {
+        match tokio::time::timeout(
+            self.config.request_timeout,
+            self.route(request, peer, audience),
+        )
+        .await
+        {
             Ok(response) => response,
             Err(_) => plain(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -162,7 +175,12 @@ impl Ingress {
         }
     }
 
-    async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    async fn route(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        audience: Audience,
+    ) -> Response<ProxyBody> {
         let Some(host) = request_host(&request) else {
             return plain(
                 StatusCode::BAD_REQUEST,
@@ -170,8 +188,13 @@ impl Ingress {
                     .into(),
             );
         };
-        let Some(route) = self.table.lookup(&host) else {
-            let hosts = self.table.hosts();
+        // Services that are not public are reached only through the mesh, by name.
+        let route = self
+            .table
+            .lookup(&host)
+            .filter(|route| audience == Audience::Mesh || route.public);
+        let Some(route) = route else {
+            let hosts = self.table.public_hosts();
             let known = if hosts.is_empty() {
                 "no services are deployed yet (strata deploy FILE)".to_string()
             } else {
@@ -327,6 +350,46 @@ impl Ingress {
     }
 }
 
+/// Who a request comes from: outside (the ingress: public services only) or another service
+/// through the mesh proxy (every service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    Public,
+    Mesh,
+}
+
+/// Serves HTTP/1.1 connections from `listener` with `handler` until the task is dropped.
+pub(crate) async fn serve_http1<F, Fut>(listener: TcpListener, handler: F)
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "proxy accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(handler(request, peer).await) }
+            });
+            if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%error, "proxy connection ended");
+            }
+        });
+    }
+}
+
 enum Attempt {
     Answered(Response<Incoming>),
     Failed(hyper_util::client::legacy::Error),
@@ -410,7 +473,7 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
-fn plain(status: StatusCode, text: String) -> Response<ProxyBody> {
+pub(crate) fn plain(status: StatusCode, text: String) -> Response<ProxyBody> {
     let mut response = Response::new(
         Full::new(Bytes::from(text))
             .map_err(|never| match never {})

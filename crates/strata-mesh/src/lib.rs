@@ -1,6 +1,6 @@
-//! Strata's data plane. For now: the ingress, which serves `http://SERVICE.ENV.localhost/`
-//! (and each service's extra hosts) by proxying to a healthy instance, with its routing table
-//! fed by the control plane's watch.
+//! Strata's data plane: the ingress, which serves `http://SERVICE.ENV.localhost/` (and each
+//! public service's extra hosts) by proxying to a healthy instance, and the mesh proxy through
+//! which services call each other by name; both fed by the control plane's watch.
 //!
 //! - [`routes`]: the routing table and the task that keeps it current (a watch wakes it; a
 //!   periodic resync guarantees it converges even if a change is missed).
@@ -10,12 +10,18 @@
 //!   outlier ejection.
 //! - [`metrics`]: requests, errors, latency histograms and in-flight counts per service, in
 //!   Prometheus' registry.
+//! - [`proxy`]: the node's mesh proxy: instances call other services by name through it
+//!   (`HTTP_PROXY` with the caller's credentials); it authenticates the caller, applies
+//!   [`policy`] (403 and an audit event for a forbidden call) and forwards like the ingress.
 
 pub mod balance;
 pub mod ingress;
 pub mod metrics;
+pub mod policy;
+pub mod proxy;
 pub mod routes;
 
 pub use ingress::{Ingress, IngressConfig};
 pub use metrics::MeshMetrics;
+pub use proxy::{CallerKeys, Denial, MeshProxy};
 pub use routes::{RouteSource, RoutingTable};

@@ -54,6 +54,20 @@ impl RoutingTable {
             .collect()
     }
 
+    /// Hosts of public services (what the ingress serves).
+    pub fn public_hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self
+            .current
+            .read()
+            .expect("routes lock")
+            .iter()
+            .filter(|(_, route)| route.public)
+            .map(|(host, _)| host.clone())
+            .collect();
+        hosts.sort();
+        hosts
+    }
+
     pub fn hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self
             .current

@@ -43,6 +43,9 @@ async fn a_slow_instance_gets_less_traffic_and_a_dead_one_costs_nothing() {
             hosts: vec!["web.dev.localhost".into()],
             desired: endpoints.len() as u32,
             endpoints,
+            public: true,
+            allow_from: None,
+            policy_rule: String::new(),
         }],
     };
     table.replace(&route(vec![fast.to_string(), slow.to_string()]));

@@ -24,13 +24,17 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use crate::log::InstanceLog;
 
-/// Where the platform routes a guest's outbound calls. The agent implements it: `resolve` picks
-/// a healthy instance of a service in the caller's environment, `refused` records an event.
-/// This is also where who-may-call-whom will be enforced (return `None`).
+/// Where the platform routes a guest's outbound calls. The agent implements it: `resolve` gives
+/// where to send a call to a service of the caller's environment (the node's mesh proxy, which
+/// balances, retries and applies who-may-call-whom), `authorization` the caller's credentials
+/// for it, `refused` records an event.
 pub trait OutboundRouter: Send + Sync + 'static {
-    /// The address of a healthy instance of `service`, or `None` when there is none (or the
-    /// caller may not reach it).
+    /// Where to send a call to `service`, or `None` when no such service exists.
     fn resolve(&self, service: &str) -> Option<SocketAddr>;
+    /// The `Proxy-Authorization` value proving the caller's identity to the mesh proxy.
+    fn authorization(&self) -> Option<String> {
+        None
+    }
     /// A guest tried to reach `destination` (`scheme://authority`), which is not a Strata
     /// service; the request was refused.
     fn refused(&self, destination: &str);
@@ -160,10 +164,22 @@ impl WasiHttpHooks for OutboundHooks {
             Err(_) => return Box::new(async { Err(HttpError::HttpRequestUriInvalid) }),
         };
         *request.uri_mut() = target;
-        if !request.headers().contains_key(http::header::HOST) {
-            if let Ok(host) = http::HeaderValue::from_str(&service) {
-                request.headers_mut().insert(http::header::HOST, host);
-            }
+        // The service's name travels as the Host: the proxy resolves it.
+        if let Ok(host) = http::HeaderValue::from_str(&service) {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+        // Set here, never by the guest: its identity is not its to choose.
+        request
+            .headers_mut()
+            .remove(http::header::PROXY_AUTHORIZATION);
+        if let Some(value) = self
+            .router
+            .authorization()
+            .and_then(|a| http::HeaderValue::from_str(&a).ok())
+        {
+            request
+                .headers_mut()
+                .insert(http::header::PROXY_AUTHORIZATION, value);
         }
         let timeout = options.and_then(|o| o.first_byte_timeout.or(o.connect_timeout));
         let client = self.client.client.clone();

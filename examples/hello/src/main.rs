@@ -3,9 +3,16 @@
 //! It does what a well-behaved service on Strata does: listens where the platform says
 //! (`HOST`, `PORT`), takes its configuration from the environment (`GREETING`), answers a
 //! health check, and finishes in-flight requests before exiting on SIGTERM.
+//!
+//! `GET /call/SERVICE` calls another service of its environment by name, `http://SERVICE/`,
+//! and returns what it said (with the status it answered): the application names the
+//! service; the platform's mesh proxy (`HTTP_PROXY`, which the HTTP client honours) finds an
+//! instance, retries, and decides whether the call is allowed. No addresses, no retry loop.
 
 use std::net::SocketAddr;
 
+use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 
@@ -26,8 +33,18 @@ async fn main() -> std::io::Result<()> {
     let reply = format!("{greeting} from {instance} (release {release})\n");
 
     let app = Router::new()
-        .route("/", get(move || async move { reply.clone() }))
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route(
+            "/",
+            get(move |headers: axum::http::HeaderMap| async move {
+                // The mesh says which service called (never the caller itself).
+                match headers.get("strata-caller").and_then(|v| v.to_str().ok()) {
+                    Some(caller) => format!("{} (called by {caller})\n", reply.trim_end()),
+                    None => reply.clone(),
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/call/{service}", get(call));
     let addr: SocketAddr = format!("{host}:{port}").parse().map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -45,4 +62,20 @@ async fn main() -> std::io::Result<()> {
             println!("hello: SIGTERM, finishing in-flight requests");
         })
         .await
+}
+
+/// Calls `http://SERVICE/` and relays its answer.
+async fn call(Path(service): Path<String>) -> (StatusCode, String) {
+    let client = reqwest::Client::new();
+    match client.get(format!("http://{service}/")).send().await {
+        Ok(response) => {
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, response.text().await.unwrap_or_default())
+        }
+        Err(error) => (
+            StatusCode::BAD_GATEWAY,
+            format!("calling {service}: {error}\n"),
+        ),
+    }
 }

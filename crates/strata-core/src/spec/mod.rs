@@ -97,6 +97,52 @@ pub struct ServiceSpec {
     /// `[container]`: what a container service may do beyond the default isolation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerSettings>,
+    /// `[mesh]`: who may call the service through the mesh, and how the proxy calls it
+    /// (absent: the defaults, see [`ServiceSpec::mesh_settings`]).
+    ///
+    /// Omitted from the JSON when absent, so releases stored before it existed still read and
+    /// hash the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<MeshSettings>,
+}
+
+/// How the mesh treats calls to a service: who may make them, and the deadline, retries and
+/// circuit breaker every node's proxy applies to them. Any driver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MeshSettings {
+    /// The services of the same environment allowed to call this one: service names, or `*`
+    /// (any service); empty, none. `None`: the environment's default policy applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_from: Option<Vec<String>>,
+    /// The deadline of a call through the mesh, all attempts included (default 30 s).
+    pub request_timeout_ms: u64,
+    /// Extra attempts on another instance when the proxy deems it safe, `0..=5` (default 1).
+    pub retries: u32,
+    /// The most retries, in thousandths of the requests over the last 10 s, `0..=1000`
+    /// (default 200, i.e. 0.2), so that retries never multiply an outage.
+    pub retry_budget_permille: u32,
+    /// Circuit breaker: requests in flight to this service from one node's proxy beyond which
+    /// the proxy answers 503 at once, at least 1 (default 1024).
+    pub max_concurrent: u32,
+}
+
+impl MeshSettings {
+    pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+    pub const DEFAULT_RETRIES: u32 = 1;
+    pub const DEFAULT_RETRY_BUDGET_PERMILLE: u32 = 200;
+    pub const DEFAULT_MAX_CONCURRENT: u32 = 1024;
+}
+
+impl Default for MeshSettings {
+    fn default() -> Self {
+        MeshSettings {
+            allow_from: None,
+            request_timeout_ms: Self::DEFAULT_REQUEST_TIMEOUT_MS,
+            retries: Self::DEFAULT_RETRIES,
+            retry_budget_permille: Self::DEFAULT_RETRY_BUDGET_PERMILLE,
+            max_concurrent: Self::DEFAULT_MAX_CONCURRENT,
+        }
+    }
 }
 
 /// Settings of a `container` service beyond `resources`.
@@ -157,6 +203,11 @@ impl ServiceSpec {
             values.extend(overrides.clone());
         }
         values
+    }
+
+    /// The service's `[mesh]` settings, or the defaults when it has no such table.
+    pub fn mesh_settings(&self) -> MeshSettings {
+        self.mesh.clone().unwrap_or_default()
     }
 
     /// `sha256:<hex>` of everything that defines what runs, except configuration (versioned

@@ -13,8 +13,8 @@ use std::ops::Range;
 use toml_edit::{ImDocument, Item, Key, TableLike, TomlError, Value};
 
 use super::{
-    ContainerSettings, DriverKind, HealthSpec, PortSpec, RouteSpec, ScaleSpec, ServiceSpec,
-    SpecFile, WasmLimits,
+    ContainerSettings, DriverKind, HealthSpec, MeshSettings, PortSpec, RouteSpec, ScaleSpec,
+    ServiceSpec, SpecFile, WasmLimits,
 };
 use crate::model::Resources;
 
@@ -74,6 +74,9 @@ const CAPABILITIES: [&str; 41] = [
     "WAKE_ALARM",
 ];
 const MAX_WASM_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
+const MAX_MESH_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
+const MAX_MESH_RETRIES: i64 = 5;
+const SERVICE_NAME_RULE: &str = "lowercase letters, digits and -";
 const DEFAULT_CPU_MILLIS: u64 = 100;
 const MAX_CPU_MILLIS: u64 = 1_024_000;
 const MI: u64 = 1 << 20;
@@ -455,11 +458,12 @@ enum Section {
     Placement,
     Wasm,
     Container,
+    Mesh,
     Environment,
 }
 
 impl Section {
-    const NESTED: [Section; 7] = [
+    const NESTED: [Section; 8] = [
         Section::Scale,
         Section::Route,
         Section::Health,
@@ -467,6 +471,7 @@ impl Section {
         Section::Placement,
         Section::Wasm,
         Section::Container,
+        Section::Mesh,
     ];
 
     fn keys(self) -> &'static [&'static str] {
@@ -487,6 +492,7 @@ impl Section {
                 "placement",
                 "wasm",
                 "container",
+                "mesh",
             ],
             Section::Scale => &["replicas"],
             Section::Route => &["public", "hosts"],
@@ -501,6 +507,13 @@ impl Section {
             Section::Placement => &["labels"],
             Section::Wasm => &["request_timeout", "max_concurrency"],
             Section::Container => &["capabilities", "pids"],
+            Section::Mesh => &[
+                "allow_from",
+                "request_timeout",
+                "retries",
+                "retry_budget",
+                "max_concurrent",
+            ],
             Section::Environment => &["config"],
         }
     }
@@ -516,6 +529,7 @@ impl Section {
             Section::Placement => "placement",
             Section::Wasm => "wasm",
             Section::Container => "container",
+            Section::Mesh => "mesh",
             Section::Environment => "environments",
         }
     }
@@ -1264,6 +1278,40 @@ impl<'s> Checker<'s> {
             (Section::Placement, "constraints" | "node_labels" | "node_selector" | "selector") => {
                 Some("labels")
             }
+            // `request_timeout` is a key of both [wasm] and [mesh], with different meanings.
+            (Section::Service, "request_timeout") => {
+                return format!(
+                    "`request_timeout` belongs in [{service}.mesh] (the deadline of a call through the mesh) or, for a wasm service, in [{service}.wasm] (the deadline of one request inside the instance)"
+                )
+            }
+            (Section::Mesh, "max_concurrency") => {
+                return format!(
+                    "did you mean `max_concurrent`? (`max_concurrency`, the requests one wasm instance serves at once, belongs in [{service}.wasm])"
+                )
+            }
+            (Section::Wasm, "max_concurrent") => {
+                return format!(
+                    "did you mean `max_concurrency`? (`max_concurrent`, the mesh's circuit breaker, belongs in [{service}.mesh])"
+                )
+            }
+            (Section::Mesh, "deny" | "deny_from" | "block" | "block_from") => {
+                return "there is no deny list: `allow_from` lists the services allowed to call this one (`allow_from = []`: none)".into()
+            }
+            (Section::Mesh, "timeout" | "deadline" | "call_timeout") => Some("request_timeout"),
+            (
+                Section::Mesh,
+                "allow" | "allowed" | "allow_list" | "allowlist" | "callers" | "allowed_callers"
+                | "from",
+            ) => Some("allow_from"),
+            (Section::Mesh, "retry" | "max_retries" | "attempts" | "retry_attempts") => {
+                Some("retries")
+            }
+            (Section::Mesh, "budget" | "retry_ratio" | "retry_percent") => Some("retry_budget"),
+            (
+                Section::Mesh,
+                "concurrency" | "max_connections" | "max_requests" | "max_in_flight"
+                | "circuit_breaker",
+            ) => Some("max_concurrent"),
             _ => None,
         };
         if let Some(alias) = alias {
@@ -1477,6 +1525,7 @@ impl<'s> Checker<'s> {
         let constraints = self.placement(field("placement"), &path);
         let wasm = self.wasm(field("wasm"), &path, driver);
         let container = self.container(field("container"), &path, driver);
+        let mesh = self.mesh(field("mesh"), &path);
 
         Some(ServiceSpec {
             name: name.to_string(),
@@ -1495,6 +1544,7 @@ impl<'s> Checker<'s> {
             stop_timeout_ms,
             wasm,
             container,
+            mesh,
         })
     }
 
@@ -2331,6 +2381,221 @@ impl<'s> Checker<'s> {
         Some(settings)
     }
 
+    /// `[mesh]`: who may call the service through the mesh, and how every node's proxy calls
+    /// it. Any driver; a key not set takes its default (see [`MeshSettings`]).
+    fn mesh(&mut self, entry: Option<(&Key, &Item)>, service: &Path) -> Option<MeshSettings> {
+        let (key, item) = entry?;
+        let path = service.child("mesh");
+        let hint = match item {
+            Item::Value(v @ Value::Array(_)) => format!(
+                "write `mesh.allow_from = {}`",
+                self.raw(v.span()).unwrap_or("[\"web\"]")
+            ),
+            _ => format!(
+                "write it as a table: [{path}] with `allow_from = [\"web\"]` and `retries = 1`"
+            ),
+        };
+        let table = self.table(&path, key, item, hint)?;
+        self.check_keys(table, &path, service, Section::Mesh);
+        let mut settings = MeshSettings::default();
+        if let Some((k, i)) = table.get_key_value("allow_from") {
+            settings.allow_from = self.allow_from(&path.child("allow_from"), k, i);
+        }
+        if let Some((k, i)) = table.get_key_value("request_timeout") {
+            let p = path.child("request_timeout");
+            if let Some((ms, span)) = self.duration(&p, k, i, "10s") {
+                if ms == 0 || ms > MAX_MESH_REQUEST_TIMEOUT_MS {
+                    let span = span.or_else(|| value_span(k, i));
+                    let found = self.raw(span.clone()).unwrap_or("").to_string();
+                    self.push(
+                        span,
+                        Some(p.to_string()),
+                        format!("`{p}` must be between 1ms and 1h, found {found}"),
+                        Some("it is the deadline of a whole call, retries included; for example `request_timeout = \"10s\"`".into()),
+                    );
+                } else {
+                    settings.request_timeout_ms = ms;
+                }
+            }
+        }
+        if let Some((k, i)) = table.get_key_value("retries") {
+            if let Some(n) = self.bounded(
+                &path.child("retries"),
+                (k, i),
+                0,
+                MAX_MESH_RETRIES,
+                1,
+                "retries is how many extra attempts a call may make on another instance, from 0 to 5",
+            ) {
+                settings.retries = n;
+            }
+        }
+        if let Some((k, i)) = table.get_key_value("retry_budget") {
+            if let Some(permille) = self.retry_budget(&path.child("retry_budget"), k, i) {
+                settings.retry_budget_permille = permille;
+            }
+        }
+        if let Some((k, i)) = table.get_key_value("max_concurrent") {
+            let p = path.child("max_concurrent");
+            if let Some((n, span)) = self.integer(&p, k, i, 1024) {
+                match u32::try_from(n) {
+                    Ok(n) if n >= 1 => settings.max_concurrent = n,
+                    _ => {
+                        let message = if n < 1 {
+                            format!("`{p}` must be at least 1, found {n}")
+                        } else {
+                            format!("`{p}` must be at most {}, found {n}", u32::MAX)
+                        };
+                        self.push(
+                            span,
+                            Some(p.to_string()),
+                            message,
+                            Some("max_concurrent is how many requests one node's proxy has in flight to this service before it answers 503, for example `max_concurrent = 1024`".into()),
+                        );
+                    }
+                }
+            }
+        }
+        Some(settings)
+    }
+
+    /// `[mesh] allow_from`: service names, or `"*"` alone.
+    fn allow_from(&mut self, path: &Path, key: &Key, item: &Item) -> Option<Vec<String>> {
+        // Reports a value that is not an array, and each element that is not a string; the
+        // strings are checked all the same, so that every problem is reported at once.
+        let mut ok = self
+            .string_list(path, key, item, "allow_from", "[\"web\", \"worker\"]")
+            .is_some();
+        let array = item.as_array()?;
+        let mut out: Vec<String> = Vec::new();
+        let mut star = None;
+        for value in array.iter() {
+            let Value::String(s) = value else {
+                continue;
+            };
+            let name = s.value();
+            let span = value.span().or_else(|| key.span());
+            if name == "*" {
+                star = Some(span.clone());
+            } else if name.is_empty() {
+                ok = false;
+                self.push(
+                    span,
+                    Some(path.to_string()),
+                    format!("`{path}` has an empty service name"),
+                    Some("write a service name, like \"web\", or \"*\" for any service".into()),
+                );
+                continue;
+            } else if !is_dns_label(name) {
+                ok = false;
+                let suggestion = suggest_label(name, "");
+                let hint = if name.contains('*') {
+                    "patterns are not supported: list each service by name, or write \"*\" alone for any service".to_string()
+                } else if suggestion.is_empty() || suggestion == *name {
+                    "a service name is a DNS label: lowercase letters, digits and `-`, starting with a letter, at most 63 characters; or \"*\" for any service".to_string()
+                } else {
+                    format!(
+                        "did you mean {}? A service name is a DNS label: lowercase letters, digits and `-`, starting with a letter, at most 63 characters; or \"*\" for any service",
+                        quote(&suggestion)
+                    )
+                };
+                self.push(
+                    span,
+                    Some(path.to_string()),
+                    format!("`{path}`: `{name}` is not a service name ({SERVICE_NAME_RULE})"),
+                    Some(hint),
+                );
+                continue;
+            }
+            if out.contains(name) {
+                ok = false;
+                self.push(
+                    span,
+                    Some(path.to_string()),
+                    format!("{} is listed twice in `{path}`", quote(name)),
+                    Some("remove one of them".into()),
+                );
+                continue;
+            }
+            out.push(name.clone());
+        }
+        if let Some(span) = star.filter(|_| out.len() > 1) {
+            ok = false;
+            self.push(
+                span,
+                Some(path.to_string()),
+                format!("`{path}` lists \"*\" (any service) and service names"),
+                Some("\"*\" already allows every service of the environment: write `allow_from = [\"*\"]`, or remove \"*\" to allow only the services named".into()),
+            );
+        }
+        ok.then_some(out)
+    }
+
+    /// `[mesh] retry_budget`: a fraction from 0.0 to 1.0, in thousandths.
+    fn retry_budget(&mut self, path: &Path, key: &Key, item: &Item) -> Option<u32> {
+        const MEANING: &str = "retry_budget is the most retries as a fraction of the requests over the last 10 s, from 0.0 to 1.0, for example `retry_budget = 0.2`";
+        let fraction = |value: f64| format!("{}", (value * 1000.0).round() / 1000.0);
+        let (value, span) = match item {
+            Item::Value(Value::Float(f)) => (*f.value(), f.span()),
+            Item::Value(Value::Integer(i)) => (*i.value() as f64, i.span()),
+            _ => {
+                let hint = match item {
+                    Item::Value(Value::String(s)) => {
+                        let text = s.value().trim();
+                        let percent = text
+                            .strip_suffix('%')
+                            .and_then(|t| t.trim().parse::<f64>().ok())
+                            .filter(|p| (0.0..=100.0).contains(p));
+                        match (percent, text.parse::<f64>()) {
+                            (Some(p), _) => {
+                                format!(
+                                    "write a fraction: `retry_budget = {}`",
+                                    fraction(p / 100.0)
+                                )
+                            }
+                            (None, Ok(_)) => {
+                                format!("write the number without quotes: `retry_budget = {text}`")
+                            }
+                            _ => MEANING.to_string(),
+                        }
+                    }
+                    _ => MEANING.to_string(),
+                };
+                self.type_error(path, key, item, "a number from 0.0 to 1.0", hint);
+                return None;
+            }
+        };
+        let found = self.raw(span.clone()).unwrap_or("").to_string();
+        if !(0.0..=1.0).contains(&value) {
+            let hint = if value > 1.0 && value <= 100.0 {
+                format!(
+                    "it is a fraction, not a percentage: for {found}% write `retry_budget = {}`",
+                    fraction(value / 100.0)
+                )
+            } else {
+                MEANING.to_string()
+            };
+            self.push(
+                span,
+                Some(path.to_string()),
+                format!("`{path}` must be between 0.0 and 1.0, found {found}"),
+                Some(hint),
+            );
+            return None;
+        }
+        let permille = (value * 1000.0).round() as u32;
+        if permille == 0 && value > 0.0 {
+            self.push(
+                span,
+                Some(path.to_string()),
+                format!("`{path}` is counted in thousandths, and {found} rounds to 0"),
+                Some("write at least 0.001, or `retry_budget = 0` for no retries".into()),
+            );
+            return None;
+        }
+        Some(permille)
+    }
+
     /// `[placement]`: the node labels an instance's node must carry.
     fn placement(
         &mut self,
@@ -2729,6 +2994,7 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
                     stop_timeout_ms: 10_000,
                     wasm: None,
                     container: None,
+                    mesh: None,
                 },
                 ServiceSpec {
                     name: "static".into(),
@@ -2753,6 +3019,7 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
                     stop_timeout_ms: 5_000,
                     wasm: None,
                     container: None,
+                    mesh: None,
                 },
             ]
         );
@@ -2892,6 +3159,298 @@ resources.memory = 1073741824
             let text = parse("strata.toml", &source).unwrap_err().to_string();
             assert!(text.contains(expected), "{body:?}: {text}");
         }
+    }
+
+    #[test]
+    fn mesh_settings() {
+        // Every key set.
+        let s = only_service(&service(
+            "[service.hello.mesh]\nallow_from = [\"web\", \"worker-2\"]\nrequest_timeout = \"2s\"\n\
+             retries = 3\nretry_budget = 0.25\nmax_concurrent = 64\n",
+        ));
+        let full = MeshSettings {
+            allow_from: Some(vec!["web".into(), "worker-2".into()]),
+            request_timeout_ms: 2_000,
+            retries: 3,
+            retry_budget_permille: 250,
+            max_concurrent: 64,
+        };
+        assert_eq!(s.mesh, Some(full.clone()));
+        assert_eq!(s.mesh_settings(), full);
+
+        // Keys not set take the defaults; an empty table is all defaults.
+        let defaults = MeshSettings {
+            allow_from: None,
+            request_timeout_ms: 30_000,
+            retries: 1,
+            retry_budget_permille: 200,
+            max_concurrent: 1024,
+        };
+        assert_eq!(MeshSettings::default(), defaults);
+        let s = only_service(&service("[service.hello.mesh]\n"));
+        assert_eq!(s.mesh, Some(defaults.clone()));
+        let s = only_service(&service("mesh = { retries = 0 }\n"));
+        assert_eq!(
+            s.mesh,
+            Some(MeshSettings {
+                retries: 0,
+                ..defaults.clone()
+            })
+        );
+
+        // No table: None, and the defaults apply.
+        let s = only_service(&service(""));
+        assert_eq!(s.mesh, None);
+        assert_eq!(s.mesh_settings(), defaults);
+
+        // Any driver may have it.
+        let s = only_service(
+            "[service.web]\ndriver = \"wasm\"\nartifact = \"web.wasm\"\nmesh.retries = 2\n",
+        );
+        assert_eq!(s.mesh_settings().retries, 2);
+
+        // allow_from: "*" (anyone), [] (nobody).
+        let allow = |v: &str| {
+            only_service(&service(&format!("mesh.allow_from = {v}\n")))
+                .mesh_settings()
+                .allow_from
+        };
+        assert_eq!(allow("[\"*\"]"), Some(vec!["*".to_string()]));
+        assert_eq!(allow("[]"), Some(vec![]));
+        assert_eq!(allow("[\"hello\"]"), Some(vec!["hello".to_string()]));
+
+        // retry_budget: floats and the integers 0 and 1, in thousandths.
+        let budget = |v: &str| {
+            only_service(&service(&format!("mesh.retry_budget = {v}\n")))
+                .mesh_settings()
+                .retry_budget_permille
+        };
+        assert_eq!(budget("0"), 0);
+        assert_eq!(budget("1"), 1_000);
+        assert_eq!(budget("0.0"), 0);
+        assert_eq!(budget("1.0"), 1_000);
+        assert_eq!(budget("0.1"), 100);
+        assert_eq!(budget("0.001"), 1);
+
+        let timeout = |v: &str| {
+            only_service(&service(&format!("mesh.request_timeout = {v}\n")))
+                .mesh_settings()
+                .request_timeout_ms
+        };
+        assert_eq!(timeout("\"500ms\""), 500);
+        assert_eq!(timeout("\"1ms\""), 1);
+        assert_eq!(timeout("\"1h\""), 3_600_000);
+        assert_eq!(timeout("\"1m 30s\""), 90_000);
+
+        let s = only_service(&service("mesh.max_concurrent = 1\nmesh.retries = 5\n"));
+        assert_eq!(
+            (s.mesh_settings().max_concurrent, s.mesh_settings().retries),
+            (1, 5)
+        );
+
+        // Absent and empty serialize differently, and absent is omitted (old hashes hold).
+        let json = |s: &ServiceSpec| serde_json::to_value(s).unwrap();
+        let plain = only_service(&service(""));
+        assert!(json(&plain).get("mesh").is_none());
+        let nobody = only_service(&service("mesh.allow_from = []\n"));
+        assert_eq!(json(&nobody)["mesh"]["allow_from"], serde_json::json!([]));
+        let back: ServiceSpec = serde_json::from_value(json(&nobody)).unwrap();
+        assert_eq!(back, nobody);
+        let defaults_only = only_service(&service("[service.hello.mesh]\n"));
+        assert!(json(&defaults_only)["mesh"].get("allow_from").is_none());
+        let back: ServiceSpec = serde_json::from_value(json(&defaults_only)).unwrap();
+        assert_eq!(back, defaults_only);
+        assert_ne!(plain.spec_hash(None), nobody.spec_hash(None));
+    }
+
+    #[test]
+    fn mesh_errors() {
+        // (body under [service.hello], line, column, key, message, hint)
+        let cases: [(&str, usize, usize, &str, &str, &str); 14] = [
+            (
+                "[service.hello.mesh]\nallow_from = [\"web\", \"Web_1\"]\n",
+                4,
+                22,
+                "service.hello.mesh.allow_from",
+                "`service.hello.mesh.allow_from`: `Web_1` is not a service name (lowercase letters, digits and -)",
+                "did you mean \"web-1\"? A service name is a DNS label: lowercase letters, digits and `-`, starting with a letter, at most 63 characters; or \"*\" for any service",
+            ),
+            (
+                "[service.hello.mesh]\nallow_from = [\"web-*\"]\n",
+                4,
+                15,
+                "service.hello.mesh.allow_from",
+                "`service.hello.mesh.allow_from`: `web-*` is not a service name (lowercase letters, digits and -)",
+                "patterns are not supported: list each service by name, or write \"*\" alone for any service",
+            ),
+            (
+                "[service.hello.mesh]\nallow_from = \"web\"\n",
+                4,
+                14,
+                "service.hello.mesh.allow_from",
+                "`service.hello.mesh.allow_from` must be an array of strings, found a string",
+                "write a list: `allow_from = [\"web\"]`",
+            ),
+            (
+                "[service.hello.mesh]\nallow_from = [\"web\", \"web\"]\n",
+                4,
+                22,
+                "service.hello.mesh.allow_from",
+                "\"web\" is listed twice in `service.hello.mesh.allow_from`",
+                "remove one of them",
+            ),
+            (
+                "[service.hello.mesh]\nallow_from = [\"*\", \"web\"]\n",
+                4,
+                15,
+                "service.hello.mesh.allow_from",
+                "`service.hello.mesh.allow_from` lists \"*\" (any service) and service names",
+                "\"*\" already allows every service of the environment: write `allow_from = [\"*\"]`, or remove \"*\" to allow only the services named",
+            ),
+            (
+                "[service.hello.mesh]\nrequest_timeout = \"0s\"\n",
+                4,
+                19,
+                "service.hello.mesh.request_timeout",
+                "`service.hello.mesh.request_timeout` must be between 1ms and 1h, found \"0s\"",
+                "it is the deadline of a whole call, retries included; for example `request_timeout = \"10s\"`",
+            ),
+            (
+                "[service.hello.mesh]\nrequest_timeout = \"2h\"\n",
+                4,
+                19,
+                "service.hello.mesh.request_timeout",
+                "`service.hello.mesh.request_timeout` must be between 1ms and 1h, found \"2h\"",
+                "it is the deadline of a whole call, retries included; for example `request_timeout = \"10s\"`",
+            ),
+            (
+                "[service.hello.mesh]\nrequest_timeout = 5\n",
+                4,
+                19,
+                "service.hello.mesh.request_timeout",
+                "`service.hello.mesh.request_timeout` must be a duration string, found an integer",
+                "durations are strings with a unit: `request_timeout = \"5s\"` or `\"5ms\"`",
+            ),
+            (
+                "[service.hello.mesh]\nretries = 9\n",
+                4,
+                11,
+                "service.hello.mesh.retries",
+                "`service.hello.mesh.retries` must be between 0 and 5, found 9",
+                "retries is how many extra attempts a call may make on another instance, from 0 to 5",
+            ),
+            (
+                "[service.hello.mesh]\nretry_budget = 20\n",
+                4,
+                16,
+                "service.hello.mesh.retry_budget",
+                "`service.hello.mesh.retry_budget` must be between 0.0 and 1.0, found 20",
+                "it is a fraction, not a percentage: for 20% write `retry_budget = 0.2`",
+            ),
+            (
+                "[service.hello.mesh]\nretry_budget = \"20%\"\n",
+                4,
+                16,
+                "service.hello.mesh.retry_budget",
+                "`service.hello.mesh.retry_budget` must be a number from 0.0 to 1.0, found a string",
+                "write a fraction: `retry_budget = 0.2`",
+            ),
+            (
+                "[service.hello.mesh]\nretry_budget = 0.0001\n",
+                4,
+                16,
+                "service.hello.mesh.retry_budget",
+                "`service.hello.mesh.retry_budget` is counted in thousandths, and 0.0001 rounds to 0",
+                "write at least 0.001, or `retry_budget = 0` for no retries",
+            ),
+            (
+                "[service.hello.mesh]\nmax_concurrent = 0\n",
+                4,
+                18,
+                "service.hello.mesh.max_concurrent",
+                "`service.hello.mesh.max_concurrent` must be at least 1, found 0",
+                "max_concurrent is how many requests one node's proxy has in flight to this service before it answers 503, for example `max_concurrent = 1024`",
+            ),
+            (
+                "mesh = [\"web\"]\n",
+                3,
+                8,
+                "service.hello.mesh",
+                "`service.hello.mesh` must be a table, found an array",
+                "write `mesh.allow_from = [\"web\"]`",
+            ),
+        ];
+        for (body, line, column, key, message, hint) in cases {
+            let e = error(&service(body));
+            assert_eq!(
+                summary(&e),
+                (line, column, Some(key), message, Some(hint)),
+                "{body:?}"
+            );
+        }
+
+        // Unknown keys: did you mean, and keys of a sibling table.
+        let hint = |body: &str| error(&service(body)).hint.unwrap();
+        let e = error(&service("[service.hello.mesh]\nretrys = 2\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                4,
+                1,
+                Some("service.hello.mesh.retrys"),
+                "unknown key `service.hello.mesh.retrys`",
+                Some("did you mean `retries`?")
+            )
+        );
+        assert_eq!(
+            hint("[service.hello.mesh]\nallow-from = [\"web\"]\n"),
+            "did you mean `allow_from`?"
+        );
+        assert_eq!(
+            hint("[service.hello.mesh]\ntimeout = \"1s\"\n"),
+            "did you mean `request_timeout`?"
+        );
+        assert_eq!(
+            hint("[service.hello.mesh]\nmax_concurrency = 10\n"),
+            "did you mean `max_concurrent`? (`max_concurrency`, the requests one wasm instance serves at once, belongs in [service.hello.wasm])"
+        );
+        assert_eq!(
+            hint("[service.hello.mesh]\nxyzzy = 1\n"),
+            "[service.hello.mesh] accepts `allow_from`, `request_timeout`, `retries`, `retry_budget` and `max_concurrent`"
+        );
+        assert_eq!(
+            hint("[service.hello.mesh]\nreplicas = 1\n"),
+            "`replicas` belongs in [service.hello.scale]"
+        );
+        assert_eq!(
+            hint("retries = 2\n"),
+            "`retries` belongs in [service.hello.mesh]: write `mesh.retries = 2` here, or put it under [service.hello.mesh]"
+        );
+        assert_eq!(
+            hint("request_timeout = \"1s\"\n"),
+            "`request_timeout` belongs in [service.hello.mesh] (the deadline of a call through the mesh) or, for a wasm service, in [service.hello.wasm] (the deadline of one request inside the instance)"
+        );
+        assert_eq!(
+            hint("mesh.deny_from = [\"web\"]\n"),
+            "there is no deny list: `allow_from` lists the services allowed to call this one (`allow_from = []`: none)"
+        );
+        let e = error(
+            "[service.web]\ndriver = \"wasm\"\nartifact = \"a.wasm\"\nwasm.max_concurrent = 2\n",
+        );
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("did you mean `max_concurrency`? (`max_concurrent`, the mesh's circuit breaker, belongs in [service.web.mesh])")
+        );
+
+        // Every bad value is reported, in order.
+        let source = service(
+            "[service.hello.mesh]\nallow_from = [\"A\", 1]\nrequest_timeout = \"soon\"\nretries = -1\nretry_budget = 1.5\nmax_concurrent = \"8\"\n",
+        );
+        let got: Vec<(usize, usize)> = errors(&source).iter().map(|e| (e.line, e.column)).collect();
+        assert_eq!(
+            got,
+            vec![(4, 15), (4, 20), (5, 19), (6, 11), (7, 16), (8, 18)]
+        );
     }
 
     #[test]
@@ -3982,6 +4541,16 @@ memory = "lots"
                 "[service.hello]\nartifact = \"a\"\nplacement.labels = { \"\" = \"\", \"/\" = \"/\", \"a/b/c\" = [], \"é\" = \"é\", \"-/-\" = \"-\" }",
                 "[service.hello]\nartifact = \"a\"\n[[service.hello.placement.labels]]",
                 "[service.hello]\ncommand = [[\"a\"]]",
+                "[service.hello]\nartifact = \"a\"\nmesh.retry_budget = nan",
+                "[service.hello]\nartifact = \"a\"\nmesh.retry_budget = -inf",
+                "[service.hello]\nartifact = \"a\"\nmesh.retry_budget = 1e308",
+                "[service.hello]\nartifact = \"a\"\nmesh.retry_budget = \"%\"",
+                "[service.hello]\nartifact = \"a\"\nmesh.retry_budget = \"1e400%\"",
+                "[service.hello]\nartifact = \"a\"\nmesh.max_concurrent = 99999999999",
+                "[service.hello]\nartifact = \"a\"\nmesh.request_timeout = \"99999999999999999999y\"",
+                "[service.hello]\nartifact = \"a\"\nmesh.allow_from = [[], {}, \"\", \"*\", \"*\", \"-\", \"é\"]",
+                "[service.hello]\nartifact = \"a\"\n[[service.hello.mesh]]",
+                "[service.hello]\nartifact = \"a\"\nmesh = 1",
                 "a.b.c.d.e.f = 1\n\"\" = 2",
             ]
             .iter()
