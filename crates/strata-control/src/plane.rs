@@ -942,6 +942,7 @@ impl ControlPlane {
                     public: release.spec.route.public,
                     allow_from,
                     policy_rule,
+                    limits: (&release.spec.mesh_settings()).into(),
                 })
             })
             .collect();

@@ -200,10 +200,43 @@ pub struct Route {
     /// The rule behind `allow_from`, as 403 bodies and audit events name it.
     #[serde(default)]
     pub policy_rule: String,
+    /// Deadline, retries and circuit breaker of calls to it (the service's `[mesh]`).
+    #[serde(default)]
+    pub limits: CallLimits,
 }
 
 fn public_by_default() -> bool {
     true
+}
+
+/// How every node's proxy bounds calls to one service: from its `[mesh]` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CallLimits {
+    /// Deadline of one call, all attempts included (504 past it).
+    pub request_timeout_ms: u64,
+    /// Extra attempts on other instances, when safe and within the budget.
+    pub retries: u32,
+    /// Retries allowed, in thousandths of the requests of the last 10 s.
+    pub retry_budget_permille: u32,
+    /// Requests in flight from one proxy beyond which it answers 503 at once.
+    pub max_concurrent: u32,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        Self::from(&crate::spec::MeshSettings::default())
+    }
+}
+
+impl From<&crate::spec::MeshSettings> for CallLimits {
+    fn from(settings: &crate::spec::MeshSettings) -> Self {
+        Self {
+            request_timeout_ms: settings.request_timeout_ms,
+            retries: settings.retries,
+            retry_budget_permille: settings.retry_budget_permille,
+            max_concurrent: settings.max_concurrent,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -3,10 +3,15 @@
 //! - Unknown host: 404 naming the hosts that are routed.
 //! - Known service with no healthy instance: 503 saying so and what to look at.
 //! - Instances are picked by power of two choices over latency and load, unhealthy ones
-//!   ejected for a while ([`crate::balance`]); a request that fails to reach its instance is retried once
-//!   on another one when that is safe: the connection failed (nothing was sent) or the method
-//!   is idempotent. Clients see no error while an instance stops or dies.
-//! - Every request has a deadline (504 past it).
+//!   ejected for a while ([`crate::balance`]); a request that fails to reach its instance is
+//!   retried on another one (the service's `retries`, default 1) when that is safe: the
+//!   connection failed (nothing was sent) or the method is idempotent, and when the service's
+//!   retry budget allows ([`crate::resilience`]). Clients see no error while an instance stops
+//!   or dies.
+//! - Every request has a deadline: the service's `request_timeout_ms`, capped by the node's
+//!   (504 past it).
+//! - A circuit breaker: past the service's `max_concurrent` requests in flight from this
+//!   proxy, it answers 503 at once.
 //!
 //! Request bodies are buffered (up to [`IngressConfig::max_body`]) so a retry can resend them.
 
@@ -28,13 +33,15 @@ use tokio::net::TcpListener;
 
 use crate::balance::Balancer;
 use crate::metrics::MeshMetrics;
+use crate::resilience::Limiter;
 use crate::routes::RoutingTable;
+use strata_core::api::default_host;
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 #[derive(Debug, Clone)]
 pub struct IngressConfig {
-    /// Deadline of one request, all attempts included.
+    /// Longest deadline of one request, all attempts included, whatever the service asks.
     pub request_timeout: Duration,
     /// Largest request body accepted (413 above).
     pub max_body: usize,
@@ -55,6 +62,7 @@ pub struct Ingress {
     metrics: Option<MeshMetrics>,
     client: Client<HttpConnector, Full<Bytes>>,
     balancer: Balancer,
+    limiter: Limiter,
     requests: AtomicUsize,
     config: IngressConfig,
 }
@@ -94,6 +102,7 @@ impl Ingress {
             metrics,
             client,
             balancer: Balancer::default(),
+            limiter: Limiter::default(),
             requests: AtomicUsize::new(0),
             config,
         })
@@ -158,18 +167,19 @@ impl Ingress {
         peer: SocketAddr,
         audience: Audience,
     ) -> Response<ProxyBody> {
-        match tokio::time::timeout(
-            self.config.request_timeout,
-            self.route(request, peer, audience),
-        )
-        .await
-        {
+        let deadline = request_host(&request)
+            .and_then(|host| self.table.lookup(&host))
+            .map(|route| Duration::from_millis(route.limits.request_timeout_ms))
+            .map_or(self.config.request_timeout, |service| {
+                service.min(self.config.request_timeout)
+            });
+        match tokio::time::timeout(deadline, self.route(request, peer, audience)).await {
             Ok(response) => response,
             Err(_) => plain(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
                     "strata: the service did not answer within {} ms\n",
-                    self.config.request_timeout.as_millis()
+                    deadline.as_millis()
                 ),
             ),
         }
@@ -214,6 +224,18 @@ impl Ingress {
                 ),
             );
         }
+        let Some(_admitted) =
+            self.limiter
+                .admit(&route.env, &route.service, route.limits.max_concurrent)
+        else {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "strata: service `{}` in environment `{}` already has {} requests in flight from this node (its [mesh] max_concurrent); try again shortly\n",
+                    route.service, route.env, route.limits.max_concurrent
+                ),
+            );
+        };
         let (parts, body) = request.into_parts();
         let body = match Limited::new(body, self.config.max_body).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -245,9 +267,14 @@ impl Ingress {
         );
         let mut tried: Vec<String> = Vec::new();
         let mut last_error = String::new();
-        // At most two attempts: the first instance, and one retry on another when safe.
-        for attempt in 0..2 {
+        // The first instance, then up to `retries` others when safe and within the budget.
+        for attempt in 0..=route.limits.retries {
             if attempt > 0 {
+                let permille = route.limits.retry_budget_permille;
+                if !self.limiter.try_retry(&route.env, &route.service, permille) {
+                    last_error.push_str("; not retried: the service's retry budget is spent");
+                    break;
+                }
                 if let Some(metrics) = &self.metrics {
                     metrics.retried(&route.env, &route.service);
                 }
@@ -273,6 +300,9 @@ impl Ingress {
             if self.requests.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
                 let routed = self.table.endpoints();
                 self.balancer.retain(|e| routed.contains(e));
+                self.limiter.retain(|env, service| {
+                    self.table.lookup(&default_host(service, env)).is_some()
+                });
             }
             let upstream = match upstream_request(&parts, &body, &endpoint, &host, peer) {
                 Ok(upstream) => upstream,

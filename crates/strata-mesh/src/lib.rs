@@ -8,6 +8,7 @@
 //!   on another instance when that is safe, a per-request deadline.
 //! - [`balance`]: power of two choices over an EWMA of latency times load, with passive
 //!   outlier ejection.
+//! - [`resilience`]: per service, a retry budget and a circuit breaker on requests in flight.
 //! - [`metrics`]: requests, errors, latency histograms and in-flight counts per service, in
 //!   Prometheus' registry.
 //! - [`proxy`]: the node's mesh proxy: instances call other services by name through it
@@ -19,6 +20,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod resilience;
 pub mod routes;
 
 pub use ingress::{Ingress, IngressConfig};

@@ -28,6 +28,7 @@ mod tests {
             public: false,
             allow_from: allow_from.map(|list| list.iter().map(|s| s.to_string()).collect()),
             policy_rule: "the rule".into(),
+            limits: Default::default(),
         }
     }
 

@@ -46,6 +46,7 @@ async fn a_slow_instance_gets_less_traffic_and_a_dead_one_costs_nothing() {
             public: true,
             allow_from: None,
             policy_rule: String::new(),
+            limits: Default::default(),
         }],
     };
     table.replace(&route(vec![fast.to_string(), slow.to_string()]));
