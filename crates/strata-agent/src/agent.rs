@@ -41,6 +41,8 @@ pub struct AgentConfig {
     pub token: Option<String>,
     /// How instances reach the node's mesh proxy (`HTTP_PROXY`); `None`: they are not told.
     pub mesh: Option<MeshAccess>,
+    /// `host:port` where the node's proxy takes calls from other nodes (mutual TLS).
+    pub mesh_addr: Option<String>,
 }
 
 /// What an instance is told about the node's mesh proxy: the `HTTP_PROXY` URL, with the
@@ -95,6 +97,7 @@ impl AgentConfig {
             drain_delay: Duration::from_millis(500),
             token: None,
             mesh: None,
+            mesh_addr: None,
         }
     }
 }
@@ -282,6 +285,7 @@ impl Agent {
             capacity: self.config.capacity.unwrap_or_else(detect_capacity),
             drivers: self.drivers.keys().copied().collect(),
             last_epoch,
+            mesh_addr: self.config.mesh_addr.clone(),
         };
         let node = self.client.register(&request).await?;
         self.epoch.store(node.epoch, Ordering::SeqCst);

@@ -22,6 +22,7 @@ pub struct ServerArgs {
     pub api_addr: String,
     pub suspect_after: Duration,
     pub down_after: Duration,
+    pub node_cert_ttl: Duration,
 }
 
 pub async fn server(args: ServerArgs) -> CliResult {
@@ -39,9 +40,15 @@ pub async fn server(args: ServerArgs) -> CliResult {
         suspect_after_ms: args.suspect_after.as_millis() as u64,
         down_after_ms: args.down_after.as_millis() as u64,
     };
-    let control =
-        platform::start_control_plane(&data_dir, args.store.as_ref(), listener, liveness, None)
-            .await?;
+    let control = platform::start_control_plane(
+        &data_dir,
+        args.store.as_ref(),
+        listener,
+        liveness,
+        None,
+        args.node_cert_ttl,
+    )
+    .await?;
     println!("api: {}", control.api_url);
     println!("join token: {}", control.token);
     eprintln!(

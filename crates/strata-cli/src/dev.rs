@@ -28,6 +28,7 @@ pub async fn run(data_dir: PathBuf, api_addr: &str, ingress_addr: &str) -> CliRe
         api_listener,
         LivenessThresholds::lenient(),
         Some(ingress_local.port()),
+        strata_control::DEFAULT_NODE_CERT_TTL,
     )
     .await?;
     let mut agent_config = AgentConfig::local("local", &control.api_url, data_dir.join("agent"));

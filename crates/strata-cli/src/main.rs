@@ -98,6 +98,10 @@ enum Command {
         /// Silence after which a node is down (its instances are replaced elsewhere).
         #[arg(long, default_value = "600ms", value_parser = humantime_duration)]
         down_after: std::time::Duration,
+        /// How long nodes' certificates (mutual TLS between their proxies) are valid; nodes
+        /// renew them at two thirds of it.
+        #[arg(long, default_value = "24h", value_parser = humantime_duration)]
+        node_cert_ttl: std::time::Duration,
     },
     /// Run a node: join a control plane and run the instances it assigns, with an ingress.
     Agent(cluster::AgentArgs),
@@ -360,6 +364,7 @@ async fn run(cli: Cli) -> CliResult {
             store_tls,
             suspect_after,
             down_after,
+            node_cert_ttl,
         } => {
             cluster::server(cluster::ServerArgs {
                 data_dir,
@@ -367,6 +372,7 @@ async fn run(cli: Cli) -> CliResult {
                 api_addr,
                 suspect_after,
                 down_after,
+                node_cert_ttl,
             })
             .await
         }

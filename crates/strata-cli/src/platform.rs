@@ -210,6 +210,7 @@ pub async fn start_control_plane(
     api_listener: TcpListener,
     liveness: LivenessThresholds,
     ingress_port: Option<u16>,
+    node_cert_ttl: Duration,
 ) -> Result<ControlPlaneTasks, Failure> {
     let api_url = format!("http://{}", api_listener.local_addr()?);
     let store = open_store(data_dir, store).await?;
@@ -225,8 +226,13 @@ pub async fn start_control_plane(
             server_id: server_id(data_dir)?,
             api_url: api_url.clone(),
             lease_ttl: Duration::from_secs(2),
+            node_cert_ttl,
         },
     )?;
+    plane
+        .cluster_ca()
+        .await
+        .context("cannot read or make the cluster CA")?;
     plane.start_election();
     tokio::spawn(strata_control::replicate::run(plane.clone()));
     let router = strata_control::api::router(plane.clone());

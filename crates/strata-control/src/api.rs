@@ -15,9 +15,9 @@ use axum::{Json, Router};
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use strata_core::api::{
-    Assignments, DeployRequest, DeployResponse, EnvPolicyRequest, ErrorBody, EventList, Heartbeat,
-    HeartbeatAck, MetricsReport, NodeEvent, RegisterNode, Registered, RouteTable, ServiceMetrics,
-    ServiceStatus, WatchChange,
+    Assignments, CertificateRequest, DeployRequest, DeployResponse, EnvPolicyRequest, ErrorBody,
+    EventList, Heartbeat, HeartbeatAck, MetricsReport, NodeCertificate, NodeEvent, RegisterNode,
+    Registered, RouteTable, ServiceMetrics, ServiceStatus, WatchChange,
 };
 use strata_core::{Environment, InstanceStatus, InstanceView, Node, Release};
 use strata_store::WatchEvent;
@@ -114,6 +114,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/nodes/{name}/heartbeat", post(heartbeat))
         .route("/v1/nodes/{name}/events", post(node_event))
         .route("/v1/nodes/{name}/metrics", post(node_metrics))
+        .route("/v1/nodes/{name}/certificate", post(node_certificate))
         .route(
             "/v1/envs/{env}/services/{service}/metrics",
             get(service_metrics),
@@ -353,6 +354,21 @@ pub async fn node_event(
 ) -> Result<StatusCode, ControlError> {
     plane.record_node_event(&name, event).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Signs a node's certificate for mutual TLS between nodes' proxies (agents only): on join
+/// and at every renewal. Any server can: the CA is in the store.
+#[utoipa::path(post, path = "/v1/nodes/{name}/certificate",
+    params(("name" = String, Path, description = "the node")),
+    request_body = CertificateRequest,
+    responses((status = 200, body = NodeCertificate), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn node_certificate(
+    _token: AgentToken,
+    State(plane): Plane,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<CertificateRequest>,
+) -> Result<Json<NodeCertificate>, ControlError> {
+    Ok(Json(plane.issue_node_certificate(&name, &request).await?))
 }
 
 /// A node's per-service traffic of the last window (agents only). Followers hand it to the

@@ -23,7 +23,7 @@ pub mod reconcile;
 pub mod replicate;
 
 pub use error::ControlError;
-pub use plane::{ControlConfig, ControlPlane};
+pub use plane::{ControlConfig, ControlPlane, DEFAULT_NODE_CERT_TTL};
 
 /// Milliseconds since the Unix epoch, now. The only place the control plane reads the clock;
 /// pure functions get the time passed in.

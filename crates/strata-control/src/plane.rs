@@ -10,8 +10,9 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use strata_core::api::{
-    default_host, Assignment, Assignments, DeployRequest, DeployResponse, DeployService,
-    DeployedService, NodeEvent, RegisterNode, Route, RouteTable, ServiceStatus,
+    default_host, Assignment, Assignments, CertificateRequest, DeployRequest, DeployResponse,
+    DeployService, DeployedService, NodeCertificate, NodeEvent, RegisterNode, Route, RouteTable,
+    ServiceStatus,
 };
 use strata_core::spec::{config_hash, DriverKind};
 use strata_core::{
@@ -21,6 +22,8 @@ use strata_core::{
 use strata_sched::liveness::LivenessThresholds;
 use strata_store::{KeyValue, Store, Txn, TxnOutcome};
 use tokio::sync::Notify;
+
+use strata_mesh::identity::ClusterCa;
 
 use crate::blobs::BlobStore;
 use crate::leader::{ElectionConfig, LeaderTerm};
@@ -46,7 +49,12 @@ pub struct ControlConfig {
     pub api_url: String,
     /// The leader's lease: how long a dead leader blocks the controllers at most.
     pub lease_ttl: std::time::Duration,
+    /// How long a node's certificate is valid (nodes renew at two thirds of it).
+    pub node_cert_ttl: std::time::Duration,
 }
+
+/// Nodes' certificates are valid a day unless the server is told otherwise.
+pub const DEFAULT_NODE_CERT_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// The control plane: typed operations over the store, shared by the API and the controllers.
 pub struct ControlPlane {
@@ -62,6 +70,8 @@ pub struct ControlPlane {
     /// restart every node gets a full grace period (as Nomad resets TTLs on a new leader).
     heartbeats: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     clock_start: std::time::Instant,
+    /// The cluster CA, once read or made ([`ControlPlane::cluster_ca`]).
+    cluster_ca: tokio::sync::OnceCell<ClusterCa>,
     terms: tokio::sync::watch::Sender<Option<LeaderTerm>>,
     led_since: AtomicU64,
     /// Every node's per-service traffic, per second (see [`crate::metrics::TrafficLog`]).
@@ -120,7 +130,79 @@ impl ControlPlane {
             terms: tokio::sync::watch::channel(None).0,
             led_since: AtomicU64::new(0),
             traffic: std::sync::Mutex::default(),
+            cluster_ca: tokio::sync::OnceCell::new(),
         }))
+    }
+
+    /// The cluster's CA: read from the store, or made and stored if this is the cluster's
+    /// first server (two servers racing agree on the first one written).
+    pub async fn cluster_ca(&self) -> Result<ClusterCa, ControlError> {
+        self.cluster_ca
+            .get_or_try_init(|| async {
+                let key = keys::CLUSTER_CA;
+                for _ in 0..CAS_ATTEMPTS {
+                    if let Some((stored, _)) = self.get::<serde_json::Value>(key).await? {
+                        return ClusterCa::from_json(&stored).map_err(|error| {
+                            ControlError::Corrupt {
+                                key: key.to_string(),
+                                reason: error.to_string(),
+                            }
+                        });
+                    }
+                    let made = ClusterCa::generate()
+                        .map_err(|error| ControlError::Internal(error.to_string()))?;
+                    let txn = Txn::new().when(key, 0).put(key, encode(&made.to_json()));
+                    if self.store.txn(txn).await?.is_committed() {
+                        tracing::info!("made the cluster CA");
+                        return Ok(made);
+                    }
+                }
+                Err(ControlError::Internal(
+                    "the cluster CA could not be stored: too many concurrent writers".into(),
+                ))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Signs node `name`'s certificate request: the certificate names the node and the
+    /// address other nodes reach its proxy at, for [`ControlConfig::node_cert_ttl`].
+    pub async fn issue_node_certificate(
+        &self,
+        name: &str,
+        request: &CertificateRequest,
+    ) -> Result<NodeCertificate, ControlError> {
+        check_name("node", name)?;
+        let address = match &request.address {
+            None => None,
+            Some(address) => {
+                let host = address
+                    .parse::<std::net::SocketAddr>()
+                    .map(|a| a.ip())
+                    .or_else(|_| address.parse::<std::net::IpAddr>());
+                Some(host.map_err(|_| {
+                    ControlError::bad_request(
+                        format!("certificate request of node {name}: address `{address}` is not IP:PORT"),
+                        None,
+                    )
+                })?)
+            }
+        };
+        let ca = self.cluster_ca().await?;
+        let signed = ca
+            .sign_node(&request.csr, name, address, self.config.node_cert_ttl)
+            .map_err(|error| {
+                ControlError::bad_request(
+                    format!("certificate request of node {name}: {error}"),
+                    Some("the agent sends a PKCS #10 request in PEM".to_string()),
+                )
+            })?;
+        Ok(NodeCertificate {
+            certificate: signed.cert_pem,
+            ca: ca.cert_pem,
+            issued_at: signed.not_after - self.config.node_cert_ttl.as_secs(),
+            not_after: signed.not_after,
+        })
     }
 
     /// Starts campaigning for leadership (see [`crate::leader`]).
@@ -907,18 +989,28 @@ impl ControlPlane {
             .map(|env| (env.name, env.default_policy))
             .collect();
         let services = self.services(None).await?;
+        let peers: BTreeMap<String, String> = self
+            .nodes()
+            .await?
+            .into_iter()
+            .filter_map(|node| Some((node.name, node.mesh_addr?)))
+            .collect();
         let routes = services
             .into_iter()
             .filter_map(|status| {
                 let release = status.release?;
                 let mut hosts = vec![default_host(&status.service.name, &status.service.env)];
                 hosts.extend(release.spec.route.hosts.iter().cloned());
-                let endpoints = status
+                let endpoint_nodes: BTreeMap<String, String> = status
                     .instances
                     .iter()
                     .filter(|v| v.is_routable())
-                    .filter_map(|v| v.status.as_ref().and_then(|s| s.address.clone()))
+                    .filter_map(|v| {
+                        let address = v.status.as_ref()?.address.clone()?;
+                        Some((address, v.instance.node.clone()))
+                    })
                     .collect();
+                let endpoints = endpoint_nodes.keys().cloned().collect();
                 let env_policy = policies
                     .get(&status.service.env)
                     .copied()
@@ -943,10 +1035,15 @@ impl ControlPlane {
                     allow_from,
                     policy_rule,
                     limits: (&release.spec.mesh_settings()).into(),
+                    endpoint_nodes,
                 })
             })
             .collect();
-        Ok(RouteTable { revision, routes })
+        Ok(RouteTable {
+            revision,
+            routes,
+            peers,
+        })
     }
 
     /// Sets environment `env`'s default for calls between its services (an audit event).
@@ -1027,6 +1124,7 @@ impl ControlPlane {
                 epoch,
                 state: NodeState::Ready,
                 draining: existing.as_ref().is_some_and(|(n, _)| n.draining),
+                mesh_addr: request.mesh_addr.clone(),
                 last_heartbeat: now,
                 registered_at: existing
                     .as_ref()

@@ -17,6 +17,7 @@ fn config(dir: &std::path::Path, id: &str) -> ControlConfig {
         server_id: id.into(),
         api_url: format!("http://{id}.invalid"),
         lease_ttl: Duration::from_secs(2),
+        node_cert_ttl: strata_control::DEFAULT_NODE_CERT_TTL,
     }
 }
 

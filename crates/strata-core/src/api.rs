@@ -73,6 +73,10 @@ pub struct RegisterNode {
     /// The epoch this agent last ran under (from its data dir), so a restart of a node that
     /// was never declared down keeps its epoch and re-adopts its instances.
     pub last_epoch: Option<u64>,
+    /// `host:port` where its proxy takes calls from other nodes (mutual TLS); `None`: it
+    /// takes none (a single-node `strata dev`).
+    #[serde(default)]
+    pub mesh_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -203,6 +207,10 @@ pub struct Route {
     /// Deadline, retries and circuit breaker of calls to it (the service's `[mesh]`).
     #[serde(default)]
     pub limits: CallLimits,
+    /// The node each endpoint runs on: a proxy reaches endpoints on other nodes through that
+    /// node's proxy, over mutual TLS.
+    #[serde(default)]
+    pub endpoint_nodes: BTreeMap<String, String>,
 }
 
 fn public_by_default() -> bool {
@@ -243,6 +251,28 @@ impl From<&crate::spec::MeshSettings> for CallLimits {
 pub struct RouteTable {
     pub revision: u64,
     pub routes: Vec<Route>,
+    /// Where each node's proxy takes calls from other nodes (mutual TLS), by node name.
+    #[serde(default)]
+    pub peers: BTreeMap<String, String>,
+}
+
+/// A node's request for its certificate (agents only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CertificateRequest {
+    /// PKCS #10, PEM; the key stays on the node.
+    pub csr: String,
+    /// The address other nodes' proxies reach it at (named in the certificate).
+    pub address: Option<String>,
+}
+
+/// A node's certificate and the CA that signed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeCertificate {
+    pub certificate: String,
+    pub ca: String,
+    /// When it was issued and until when it is valid, in seconds since the epoch.
+    pub issued_at: u64,
+    pub not_after: u64,
 }
 
 /// A change under a watched prefix, as sent on `/v1/watch` (one SSE `data:` per change).

@@ -20,6 +20,8 @@ pub const STATUS: &str = "/status/";
 pub const NODES: &str = "/nodes/";
 /// `/events/{seq:016}`: an append-only [`crate::Event`].
 pub const EVENTS: &str = "/events/";
+/// The cluster CA's certificate and key (JSON), made at the first server's init.
+pub const CLUSTER_CA: &str = "/pki/ca";
 
 pub fn env(env: &str) -> String {
     format!("{ENVS}{env}")

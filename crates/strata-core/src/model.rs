@@ -301,6 +301,9 @@ pub struct Node {
     /// Set by `strata node drain`, cleared by `strata node undrain`.
     #[serde(default)]
     pub draining: bool,
+    /// Where its proxy takes calls from other nodes (mutual TLS).
+    #[serde(default)]
+    pub mesh_addr: Option<String>,
     pub last_heartbeat: Millis,
     pub registered_at: Millis,
 }

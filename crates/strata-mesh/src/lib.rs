@@ -8,6 +8,8 @@
 //!   on another instance when that is safe, a per-request deadline.
 //! - [`balance`]: power of two choices over an EWMA of latency times load, with passive
 //!   outlier ejection.
+//! - [`identity`]: the cluster CA, node certificates, and the rustls configurations of mutual
+//!   TLS between nodes' proxies.
 //! - [`resilience`]: per service, a retry budget and a circuit breaker on requests in flight.
 //! - [`metrics`]: requests, errors, latency histograms and in-flight counts per service, in
 //!   Prometheus' registry.
@@ -16,6 +18,7 @@
 //!   [`policy`] (403 and an audit event for a forbidden call) and forwards like the ingress.
 
 pub mod balance;
+pub mod identity;
 pub mod ingress;
 pub mod metrics;
 pub mod policy;

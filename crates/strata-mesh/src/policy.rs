@@ -29,6 +29,7 @@ mod tests {
             allow_from: allow_from.map(|list| list.iter().map(|s| s.to_string()).collect()),
             policy_rule: "the rule".into(),
             limits: Default::default(),
+            endpoint_nodes: Default::default(),
         }
     }
 

@@ -47,7 +47,9 @@ async fn a_slow_instance_gets_less_traffic_and_a_dead_one_costs_nothing() {
             allow_from: None,
             policy_rule: String::new(),
             limits: Default::default(),
+            endpoint_nodes: Default::default(),
         }],
+        peers: Default::default(),
     };
     table.replace(&route(vec![fast.to_string(), slow.to_string()]));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

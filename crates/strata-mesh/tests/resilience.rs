@@ -31,7 +31,9 @@ async fn proxy(
             allow_from: None,
             policy_rule: String::new(),
             limits,
+            endpoint_nodes: Default::default(),
         }],
+        peers: Default::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -45,7 +47,10 @@ fn client(proxy: SocketAddr) -> (reqwest::Client, String) {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    (client, format!("http://web.dev.localhost:{}/", proxy.port()))
+    (
+        client,
+        format!("http://web.dev.localhost:{}/", proxy.port()),
+    )
 }
 
 /// A server that reads each request and closes the connection without answering (the request
@@ -133,7 +138,12 @@ async fn only_idempotent_requests_are_retried_once_sent() {
     let response = client.get(&url).send().await.unwrap();
     assert_eq!(response.status(), 502);
     assert_eq!(hits(), 3, "the GET went to both instances");
-    assert_eq!(a_hits.load(Ordering::SeqCst).min(b_hits.load(Ordering::SeqCst)), 1);
+    assert_eq!(
+        a_hits
+            .load(Ordering::SeqCst)
+            .min(b_hits.load(Ordering::SeqCst)),
+        1
+    );
     proxy_task.abort();
     a_task.abort();
     b_task.abort();
@@ -203,12 +213,20 @@ async fn the_circuit_breaker_sheds_requests_past_max_concurrent() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(entered.load(Ordering::SeqCst), 2, "two requests are in flight");
+    assert_eq!(
+        entered.load(Ordering::SeqCst),
+        2,
+        "two requests are in flight"
+    );
 
     let shed = client.get(&url).send().await.unwrap();
     assert_eq!(shed.status(), 503);
     assert!(shed.text().await.unwrap().contains("max_concurrent"));
-    assert_eq!(entered.load(Ordering::SeqCst), 2, "the instance never saw it");
+    assert_eq!(
+        entered.load(Ordering::SeqCst),
+        2,
+        "the instance never saw it"
+    );
 
     // Releasing both; notify_waiters wakes only those already waiting, so retry until done.
     for request in held {
@@ -229,7 +247,11 @@ async fn the_circuit_breaker_sheds_requests_past_max_concurrent() {
             break admitted.await.unwrap().unwrap();
         }
     };
-    assert_eq!(response.status(), 200, "the circuit closed once requests ended");
+    assert_eq!(
+        response.status(),
+        200,
+        "the circuit closed once requests ended"
+    );
     proxy_task.abort();
     server.abort();
 }
