@@ -214,11 +214,10 @@ impl TlsConfigs {
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain.clone(), key.clone_key())?;
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let mut client = ClientConfig::builder_with_provider(provider())
+        let client = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)?;
-        client.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             server: Arc::new(server),
             client: Arc::new(client),

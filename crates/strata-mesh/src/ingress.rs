@@ -13,6 +13,10 @@
 //! - A circuit breaker: past the service's `max_concurrent` requests in flight from this
 //!   proxy, it answers 503 at once.
 //!
+//! - An instance on another node is reached through that node's proxy, over mutual TLS with
+//!   this node's certificate ([`Ingress::enable_peering`]); the request names the instance in
+//!   `strata-endpoint` and keeps the caller's identity (`strata-caller`).
+//!
 //! Request bodies are buffered (up to [`IngressConfig::max_body`]) so a retry can resend them.
 
 use std::convert::Infallible;
@@ -32,6 +36,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::balance::Balancer;
+use crate::identity::NodeIdentity;
+use crate::proxy::CALLER_HEADER;
 use crate::metrics::MeshMetrics;
 use crate::resilience::Limiter;
 use crate::routes::RoutingTable;
@@ -65,6 +71,53 @@ pub struct Ingress {
     limiter: Limiter,
     requests: AtomicUsize,
     config: IngressConfig,
+    peering: std::sync::OnceLock<Peering>,
+}
+
+/// The header naming, on a call between nodes' proxies, the instance it is for.
+pub const ENDPOINT_HEADER: &str = "strata-endpoint";
+
+type PeerClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// How this node reaches instances on other nodes: through their proxies, over mutual TLS.
+struct Peering {
+    node: String,
+    identity: Arc<NodeIdentity>,
+    /// The client of the current certificate (rebuilt when it is renewed), by its expiry.
+    client: std::sync::Mutex<Option<(u64, PeerClient)>>,
+}
+
+impl Peering {
+    fn client(&self) -> PeerClient {
+        let configs = self.identity.current();
+        let mut cached = self.client.lock().expect("not poisoned");
+        if let Some((not_after, client)) = cached.as_ref() {
+            if *not_after == configs.not_after {
+                return client.clone();
+            }
+        }
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*configs.client).clone())
+            .https_only()
+            .enable_http1()
+            .wrap_connector(instance_connector(false));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        *cached = Some((configs.not_after, client.clone()));
+        client
+    }
+}
+
+/// The connector to instances (and, under TLS, to other nodes' proxies).
+fn instance_connector(enforce_http: bool) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    // Short: an instance on a node whose link is cut never answers the SYN; the request
+    // is retried on another instance after this long instead of hanging.
+    connector.set_connect_timeout(Some(Duration::from_millis(500)));
+    connector.set_nodelay(true);
+    connector.enforce_http(enforce_http);
+    connector
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -89,14 +142,9 @@ impl Ingress {
         config: IngressConfig,
         metrics: Option<MeshMetrics>,
     ) -> Arc<Self> {
-        let mut connector = HttpConnector::new();
-        // Short: an instance on a node whose link is cut never answers the SYN; the request
-        // is retried on another instance after this long instead of hanging.
-        connector.set_connect_timeout(Some(Duration::from_millis(500)));
-        connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(5))
-            .build(connector);
+            .build(instance_connector(true));
         Arc::new(Self {
             table,
             metrics,
@@ -105,7 +153,91 @@ impl Ingress {
             limiter: Limiter::default(),
             requests: AtomicUsize::new(0),
             config,
+            peering: std::sync::OnceLock::new(),
         })
+    }
+
+    /// From now on, instances that run on other nodes than `node` are reached through their
+    /// node's proxy over mutual TLS with `identity` (which may be renewed meanwhile).
+    pub fn enable_peering(&self, node: &str, identity: Arc<NodeIdentity>) {
+        let _ = self.peering.set(Peering {
+            node: node.to_string(),
+            identity,
+            client: std::sync::Mutex::new(None),
+        });
+    }
+
+    /// The proxy `endpoint` of `route` is reached through, when it runs on another node.
+    fn via_peer(&self, route: &strata_core::api::Route, endpoint: &str) -> Option<String> {
+        let peering = self.peering.get()?;
+        let node = route.endpoint_nodes.get(endpoint)?;
+        if *node == peering.node {
+            return None;
+        }
+        self.table.peer(node)
+    }
+
+    /// A call from another node's proxy for `endpoint`, an instance of this node: sent as it
+    /// is, once (the calling proxy balances and retries).
+    pub async fn deliver(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        endpoint: &str,
+    ) -> Response<ProxyBody> {
+        let host = request_host(&request).unwrap_or_default();
+        let (parts, body) = request.into_parts();
+        let body = match self.collect_body(body).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        let upstream =
+            match upstream_request(&parts, &body, endpoint, None, &host, peer, Audience::Mesh) {
+                Ok(upstream) => upstream,
+                Err(error) => return plain(StatusCode::BAD_REQUEST, format!("strata: {error}\n")),
+            };
+        match tokio::time::timeout(self.config.request_timeout, self.client.request(upstream))
+            .await
+        {
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, body.boxed())
+            }
+            Ok(Err(error)) => plain(
+                StatusCode::BAD_GATEWAY,
+                format!("strata: instance {endpoint} could not be reached: {error}\n"),
+            ),
+            Err(_) => plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "strata: instance {endpoint} did not answer within {} ms\n",
+                    self.config.request_timeout.as_millis()
+                ),
+            ),
+        }
+    }
+
+    async fn collect_body(&self, body: Incoming) -> Result<Bytes, Response<ProxyBody>> {
+        match Limited::new(body, self.config.max_body).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) => {
+                let too_large = error
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
+                Err(if too_large {
+                    plain(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("strata: request body over {} bytes\n", self.config.max_body),
+                    )
+                } else {
+                    plain(
+                        StatusCode::BAD_REQUEST,
+                        format!("strata: reading the request body: {error}\n"),
+                    )
+                })
+            }
+        }
     }
 
     /// Serves connections from `listener` until the task is dropped.
@@ -237,24 +369,9 @@ impl Ingress {
             );
         };
         let (parts, body) = request.into_parts();
-        let body = match Limited::new(body, self.config.max_body).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) => {
-                let too_large = error
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some();
-                return if too_large {
-                    plain(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("strata: request body over {} bytes\n", self.config.max_body),
-                    )
-                } else {
-                    plain(
-                        StatusCode::BAD_REQUEST,
-                        format!("strata: reading the request body: {error}\n"),
-                    )
-                };
-            }
+        let body = match self.collect_body(body).await {
+            Ok(body) => body,
+            Err(response) => return response,
         };
         let idempotent = matches!(
             parts.method,
@@ -304,12 +421,31 @@ impl Ingress {
                     self.table.lookup(&default_host(service, env)).is_some()
                 });
             }
-            let upstream = match upstream_request(&parts, &body, &endpoint, &host, peer) {
+            let via = self.via_peer(&route, &endpoint);
+            let upstream = match upstream_request(
+                &parts,
+                &body,
+                &endpoint,
+                via.as_deref(),
+                &host,
+                peer,
+                audience,
+            ) {
                 Ok(upstream) => upstream,
                 Err(error) => return plain(StatusCode::BAD_REQUEST, format!("strata: {error}\n")),
             };
             let pending = self.balancer.start(&endpoint);
-            let outcome = self.attempt(upstream, &host, &endpoint).await;
+            let outcome = match (&via, self.peering.get()) {
+                (Some(_), Some(peering)) => {
+                    let client = peering.client();
+                    self.attempt(client.request(upstream), &host, &endpoint)
+                        .await
+                }
+                _ => {
+                    self.attempt(self.client.request(upstream), &host, &endpoint)
+                        .await
+                }
+            };
             match &outcome {
                 Attempt::Answered(response) => {
                     pending.answered(!response.status().is_server_error())
@@ -351,9 +487,15 @@ impl Ingress {
     /// Sends one request to one instance. Gives up early if the platform withdraws the
     /// instance from the table meanwhile (its node went down, it is being stopped): a request
     /// to an instance behind a cut link would otherwise hang until the deadline.
-    async fn attempt(&self, upstream: Request<Full<Bytes>>, host: &str, endpoint: &str) -> Attempt {
+    async fn attempt(
+        &self,
+        request: impl std::future::Future<
+            Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+        >,
+        host: &str,
+        endpoint: &str,
+    ) -> Attempt {
         let mut changes = self.table.subscribe();
-        let request = self.client.request(upstream);
         tokio::pin!(request);
         loop {
             tokio::select! {
@@ -449,19 +591,28 @@ fn host_without_port(raw: &str) -> &str {
     }
 }
 
+/// The request to send to `endpoint`: directly, or `via` its node's proxy (over TLS, naming
+/// the instance in [`ENDPOINT_HEADER`]). A caller's identity is kept only on calls between
+/// services: from outside, a `strata-caller` header is dropped, never believed.
 fn upstream_request(
     parts: &http::request::Parts,
     body: &Bytes,
     endpoint: &str,
+    via: Option<&str>,
     host: &str,
     peer: SocketAddr,
+    audience: Audience,
 ) -> Result<Request<Full<Bytes>>, String> {
     let path = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let uri: Uri = format!("http://{endpoint}{path}")
+    let target = match via {
+        Some(proxy) => format!("https://{proxy}{path}"),
+        None => format!("http://{endpoint}{path}"),
+    };
+    let uri: Uri = target
         .parse()
         .map_err(|error| format!("bad request path `{path}`: {error}"))?;
     let mut request = Request::builder()
@@ -473,6 +624,14 @@ fn upstream_request(
     let headers = request.headers_mut();
     headers.clone_from(&parts.headers);
     strip_hop_by_hop(headers);
+    headers.remove(ENDPOINT_HEADER);
+    if audience == Audience::Public {
+        headers.remove(CALLER_HEADER);
+    }
+    if via.is_some() {
+        let value = HeaderValue::from_str(endpoint).map_err(|error| error.to_string())?;
+        headers.insert(ENDPOINT_HEADER, value);
+    }
     let forwarded_for = match parts
         .headers
         .get("x-forwarded-for")

@@ -10,6 +10,8 @@
 //!   outlier ejection.
 //! - [`identity`]: the cluster CA, node certificates, and the rustls configurations of mutual
 //!   TLS between nodes' proxies.
+//! - [`peer`]: the inter-node port, where other nodes' proxies deliver calls for this node's
+//!   instances over mutual TLS.
 //! - [`resilience`]: per service, a retry budget and a circuit breaker on requests in flight.
 //! - [`metrics`]: requests, errors, latency histograms and in-flight counts per service, in
 //!   Prometheus' registry.
@@ -21,6 +23,7 @@ pub mod balance;
 pub mod identity;
 pub mod ingress;
 pub mod metrics;
+pub mod peer;
 pub mod policy;
 pub mod proxy;
 pub mod resilience;
@@ -28,5 +31,6 @@ pub mod routes;
 
 pub use ingress::{Ingress, IngressConfig};
 pub use metrics::MeshMetrics;
+pub use peer::PeerListener;
 pub use proxy::{CallerKeys, Denial, MeshProxy};
 pub use routes::{RouteSource, RoutingTable};

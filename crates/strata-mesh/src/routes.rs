@@ -11,6 +11,8 @@ use strata_core::api::{Route, RouteTable};
 #[derive(Debug)]
 pub struct RoutingTable {
     current: RwLock<Arc<HashMap<String, Arc<Route>>>>,
+    /// Node -> where its proxy takes calls from other nodes.
+    peers: RwLock<Arc<std::collections::BTreeMap<String, String>>>,
     /// Bumped at every update, so in-flight requests can notice their instance was withdrawn.
     changes: tokio::sync::watch::Sender<u64>,
 }
@@ -19,6 +21,7 @@ impl Default for RoutingTable {
     fn default() -> Self {
         Self {
             current: RwLock::default(),
+            peers: RwLock::default(),
             changes: tokio::sync::watch::channel(0).0,
         }
     }
@@ -38,6 +41,11 @@ impl RoutingTable {
     pub fn routes_to(&self, host: &str, endpoint: &str) -> bool {
         self.lookup(host)
             .is_some_and(|route| route.endpoints.iter().any(|e| e == endpoint))
+    }
+
+    /// Where node `node`'s proxy takes calls from other nodes.
+    pub fn peer(&self, node: &str) -> Option<String> {
+        self.peers.read().expect("routes lock").get(node).cloned()
     }
 
     pub fn lookup(&self, host: &str) -> Option<Arc<Route>> {
@@ -89,6 +97,7 @@ impl RoutingTable {
             }
         }
         *self.current.write().expect("routes lock") = Arc::new(by_host);
+        *self.peers.write().expect("routes lock") = Arc::new(table.peers.clone());
         self.changes.send_modify(|generation| *generation += 1);
     }
 }

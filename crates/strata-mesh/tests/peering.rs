@@ -1,0 +1,286 @@
+//! Two nodes' proxies in one process, on loopback, with real certificates from a cluster CA:
+//! a call for an instance of the other node goes through that node's inter-node port over
+//! mutual TLS, keeping the caller's identity; plain text, a client without a certificate and
+//! one with a certificate of another CA are refused; a renewed certificate is served to the
+//! next connections.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::Router;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use strata_core::api::{Route, RouteTable};
+use strata_mesh::identity::{node_key_and_csr, ClusterCa, NodeIdentity, TlsConfigs};
+use strata_mesh::{CallerKeys, Ingress, IngressConfig, MeshProxy, PeerListener, RoutingTable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn identity(ca: &ClusterCa, node: &str, ttl: Duration) -> (TlsConfigs, String) {
+    let (key, csr) = node_key_and_csr(node).unwrap();
+    let signed = ca
+        .sign_node(&csr, node, Some("127.0.0.1".parse().unwrap()), ttl)
+        .unwrap();
+    let configs = TlsConfigs::new(&signed.cert_pem, &key, &ca.cert_pem, signed.not_after).unwrap();
+    (configs, signed.cert_pem)
+}
+
+/// The instance: answers with who called it and through how many hops.
+async fn instance() -> SocketAddr {
+    let app = Router::new().route(
+        "/",
+        get(|headers: HeaderMap| async move {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            format!(
+                "caller={} forwarded-for={}",
+                header("strata-caller"),
+                header("x-forwarded-for")
+            )
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+struct TwoNodes {
+    ca: ClusterCa,
+    /// node-a's ingress (public traffic) and mesh proxy (calls between services).
+    ingress_a: SocketAddr,
+    proxy_a: SocketAddr,
+    keys_a: CallerKeys,
+    /// node-b's inter-node port and identity.
+    peer_b: SocketAddr,
+    identity_b: Arc<NodeIdentity>,
+    instance: SocketAddr,
+}
+
+async fn two_nodes() -> TwoNodes {
+    let ca = ClusterCa::generate().unwrap();
+    let instance = instance().await;
+    let peer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer_b = peer_listener.local_addr().unwrap();
+    let route = |service: &str, public: bool| Route {
+        env: "dev".into(),
+        service: service.into(),
+        hosts: vec![format!("{service}.dev.localhost")],
+        endpoints: vec![instance.to_string()],
+        desired: 1,
+        public,
+        allow_from: Some(vec!["web".into()]),
+        policy_rule: format!("{service}.allow_from = [web]"),
+        limits: Default::default(),
+        endpoint_nodes: BTreeMap::from([(instance.to_string(), "node-b".to_string())]),
+    };
+    let table = RouteTable {
+        revision: 1,
+        routes: vec![route("db", false), route("site", true)],
+        peers: BTreeMap::from([("node-b".to_string(), peer_b.to_string())]),
+    };
+    // Each node has its own table, fed the same routes.
+    let table_a = RoutingTable::new();
+    table_a.replace(&table);
+    let table_b = RoutingTable::new();
+    table_b.replace(&table);
+
+    let identity_a = NodeIdentity::new(identity(&ca, "node-a", Duration::from_secs(3600)).0);
+    let identity_b = NodeIdentity::new(identity(&ca, "node-b", Duration::from_secs(3600)).0);
+
+    let forwarder_a = Ingress::new(table_a.clone(), IngressConfig::default());
+    forwarder_a.enable_peering("node-a", identity_a.clone());
+    let keys_a = CallerKeys::new([1; 32]);
+    let proxy = MeshProxy::new(forwarder_a.clone(), table_a.clone(), keys_a.clone(), |_| {});
+    let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_a = proxy_listener.local_addr().unwrap();
+    tokio::spawn(proxy.serve(proxy_listener));
+    let ingress_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ingress_a = ingress_listener.local_addr().unwrap();
+    tokio::spawn(forwarder_a.serve(ingress_listener));
+
+    let deliverer_b = Ingress::new(table_b.clone(), IngressConfig::default());
+    deliverer_b.enable_peering("node-b", identity_b.clone());
+    let peer = PeerListener::new("node-b", deliverer_b, table_b, identity_b.clone(), |_| {});
+    tokio::spawn(peer.serve(peer_listener));
+    TwoNodes {
+        ca,
+        ingress_a,
+        proxy_a,
+        keys_a,
+        peer_b,
+        identity_b,
+        instance,
+    }
+}
+
+fn mesh_client(nodes: &TwoNodes, service: &str) -> reqwest::Client {
+    let url = nodes.keys_a.proxy_url(nodes.proxy_a, "dev", service);
+    reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(url).unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_for_another_nodes_instance_goes_over_mutual_tls_with_the_callers_identity() {
+    let nodes = two_nodes().await;
+    let response = mesh_client(&nodes, "web")
+        .get("http://db/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert!(body.starts_with("caller=web "), "{body}");
+    // Two proxies handled it: node-a's, then node-b's inter-node port.
+    assert_eq!(
+        body.matches("127.0.0.1").count(),
+        2,
+        "forwarded through two proxies: {body}"
+    );
+
+    // Policy at node-a: a forbidden caller never leaves it.
+    let response = mesh_client(&nodes, "intruder")
+        .get("http://db/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+
+    // Public traffic through node-a's ingress takes the same way; a caller header sent from
+    // outside is dropped, never believed.
+    let client = reqwest::Client::builder()
+        .resolve("site.dev.localhost", nodes.ingress_a)
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!(
+            "http://site.dev.localhost:{}/",
+            nodes.ingress_a.port()
+        ))
+        .header("strata-caller", "web")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().starts_with("caller=- "));
+}
+
+/// A TLS client with `roots`, and with `client_auth` if given; the handshake's result.
+async fn tls_handshake(
+    peer: SocketAddr,
+    ca_pem: &str,
+    client_auth: Option<&TlsConfigs>,
+) -> Result<Vec<u8>, std::io::Error> {
+    let config = match client_auth {
+        Some(configs) => (*configs.client).clone(),
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+                roots.add(cert.unwrap()).unwrap();
+            }
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+        }
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let stream = TcpStream::connect(peer).await?;
+    let name = ServerName::IpAddress("127.0.0.1".parse::<std::net::IpAddr>().unwrap().into());
+    let mut tls = connector.connect(name, stream).await?;
+    // TLS 1.3 clients learn of a refused certificate on their first read.
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: db.dev.localhost\r\n\r\n")
+        .await?;
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut answer))
+        .await
+        .map_err(std::io::Error::other)??;
+    if n == 0 {
+        return Err(std::io::Error::other("closed without an answer"));
+    }
+    let (_, connection) = tls.get_ref();
+    Ok(connection
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|cert| cert.to_vec())
+        .unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_inter_node_port_refuses_plain_text_and_strangers() {
+    let nodes = two_nodes().await;
+
+    // Plain HTTP: no HTTP answer, ever.
+    let mut stream = TcpStream::connect(nodes.peer_b).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET / HTTP/1.1\r\nHost: db.dev.localhost\r\nstrata-endpoint: {}\r\n\r\n",
+                nodes.instance
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("HTTP/1.1"),
+        "plain text got an HTTP answer: {answer:?}"
+    );
+
+    // TLS without a client certificate.
+    let refused = tls_handshake(nodes.peer_b, &nodes.ca.cert_pem, None).await;
+    assert!(refused.is_err(), "a client without a certificate was served");
+
+    // A certificate of another cluster's CA.
+    let stranger_ca = ClusterCa::generate().unwrap();
+    let (stranger, _) = identity(&stranger_ca, "node-x", Duration::from_secs(3600));
+    let refused = tls_handshake(nodes.peer_b, &stranger_ca.cert_pem, Some(&stranger)).await;
+    assert!(refused.is_err(), "another CA's node was served");
+
+    // A node of this cluster is served.
+    let (member, _) = identity(&nodes.ca, "node-c", Duration::from_secs(3600));
+    tls_handshake(nodes.peer_b, &nodes.ca.cert_pem, Some(&member))
+        .await
+        .expect("a node of the cluster is served");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renewed_certificate_serves_the_next_connections() {
+    let nodes = two_nodes().await;
+    let (member, _) = identity(&nodes.ca, "node-c", Duration::from_secs(3600));
+    let before = tls_handshake(nodes.peer_b, &nodes.ca.cert_pem, Some(&member))
+        .await
+        .unwrap();
+    let (renewed, renewed_pem) = identity(&nodes.ca, "node-b", Duration::from_secs(7200));
+    nodes.identity_b.replace(renewed);
+    let after = tls_handshake(nodes.peer_b, &nodes.ca.cert_pem, Some(&member))
+        .await
+        .unwrap();
+    let renewed_der = CertificateDer::from_pem_slice(renewed_pem.as_bytes()).unwrap();
+    assert_ne!(before, after);
+    assert_eq!(after, renewed_der.to_vec(), "the renewed certificate is served");
+    // Calls keep flowing.
+    let response = mesh_client(&nodes, "web")
+        .get("http://db/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
