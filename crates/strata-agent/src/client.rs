@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use strata_core::api::{
-    Assignments, ErrorBody, Heartbeat, HeartbeatAck, MetricsReport, NodeEvent, RegisterNode,
-    Registered,
+    Assignments, CertificateRequest, ErrorBody, Heartbeat, HeartbeatAck, MetricsReport,
+    NodeCertificate, NodeEvent, RegisterNode, Registered,
 };
 use strata_core::{InstanceStatus, Node};
 use tokio::io::AsyncWriteExt;
@@ -152,6 +152,26 @@ impl ControlClient {
             url: self.base(),
             source,
         }
+    }
+
+    /// Has the control plane sign this node's certificate (mutual TLS between proxies).
+    pub async fn certificate(
+        &self,
+        node: &str,
+        request: &CertificateRequest,
+    ) -> Result<NodeCertificate, ClientError> {
+        let response = self
+            .send(|http, base| {
+                http.post(format!("{base}/v1/nodes/{node}/certificate"))
+                    .timeout(Duration::from_secs(5))
+                    .json(request)
+            })
+            .await?;
+        self.check("certificate request", response)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.decode_error(e))
     }
 
     pub async fn register(&self, request: &RegisterNode) -> Result<Node, ClientError> {

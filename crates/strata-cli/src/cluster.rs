@@ -97,6 +97,10 @@ pub struct AgentArgs {
     /// Where this node's ingress listens (default ADVERTISE_ADDR:8080).
     #[arg(long)]
     pub ingress_addr: Option<String>,
+    /// Where this node's proxy takes calls from other nodes' proxies, mutual TLS only
+    /// (default ADVERTISE_ADDR:7443).
+    #[arg(long)]
+    pub mesh_addr: Option<String>,
     #[arg(long, default_value = ".strata-agent")]
     pub data_dir: PathBuf,
     /// How often the agent heartbeats.
@@ -165,15 +169,30 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     config.bind_host = advertise.to_string();
     config.heartbeat_interval = args.heartbeat_interval;
     config.token = Some(args.token.clone());
+    let mesh_addr = args
+        .mesh_addr
+        .unwrap_or_else(|| format!("{advertise}:7443"));
+    let peer_listener = bind("mesh", &mesh_addr).await?;
+    config.mesh_addr = Some(peer_listener.local_addr()?.to_string());
     let table = strata_mesh::RoutingTable::new();
     let metrics = platform::NodeMetrics::new();
-    let (agent, agent_task) = platform::start_agent(config, table.clone(), &metrics).await?;
+    let started =
+        platform::start_agent(config, table.clone(), &metrics, Some(peer_listener)).await?;
+    let (agent, agent_task) = (started.agent, started.task);
     let ingress_addr = args
         .ingress_addr
         .unwrap_or_else(|| format!("{advertise}:8080"));
     let ingress = bind("ingress", &ingress_addr).await?;
     let ingress_local = ingress.local_addr()?;
-    platform::start_ingress(&args.join, Some(&args.token), table, ingress, &metrics);
+    let peering = started.identity.map(|identity| (name.as_str(), identity));
+    platform::start_ingress(
+        &args.join,
+        Some(&args.token),
+        table,
+        ingress,
+        &metrics,
+        peering,
+    );
     println!("agent: {} (node {name})", agent.agent_url());
     println!("ingress: http://{ingress_local}");
     tokio::select! {

@@ -35,8 +35,17 @@ pub async fn run(data_dir: PathBuf, api_addr: &str, ingress_addr: &str) -> CliRe
     agent_config.token = Some(control.token.clone());
     let table = RoutingTable::new();
     let metrics = platform::NodeMetrics::new();
-    let (agent, agent_task) = platform::start_agent(agent_config, table.clone(), &metrics).await?;
-    platform::start_ingress(&control.api_url, None, table, ingress_listener, &metrics);
+    // One node: every instance is local, no inter-node port.
+    let started = platform::start_agent(agent_config, table.clone(), &metrics, None).await?;
+    let (agent, agent_task) = (started.agent, started.task);
+    platform::start_ingress(
+        &control.api_url,
+        None,
+        table,
+        ingress_listener,
+        &metrics,
+        None,
+    );
 
     let api_url = &control.api_url;
     println!("api: {api_url}");

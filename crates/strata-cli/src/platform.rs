@@ -11,8 +11,10 @@ use strata_agent::events::EventReporter;
 use strata_agent::{Agent, AgentConfig, MeshAccess};
 use strata_control::{reconcile, ControlConfig, ControlPlane};
 use strata_core::api::NodeEvent;
+use strata_mesh::identity::{NodeIdentity, TlsConfigs};
 use strata_mesh::{
-    CallerKeys, Denial, Ingress, IngressConfig, MeshMetrics, MeshProxy, RouteSource, RoutingTable,
+    CallerKeys, Denial, Ingress, IngressConfig, MeshMetrics, MeshProxy, PeerListener, RouteSource,
+    RoutingTable,
 };
 use strata_runtime::{Driver, StartSpec};
 use strata_sched::liveness::LivenessThresholds;
@@ -285,19 +287,46 @@ impl NodeMetrics {
     }
 }
 
+/// A node agent as [`start_agent`] started it.
+pub struct StartedAgent {
+    pub agent: Arc<Agent>,
+    pub task: JoinHandle<Result<(), strata_agent::AgentError>>,
+    /// The node's certificate, when it takes calls from other nodes (`mesh_addr`).
+    pub identity: Option<Arc<NodeIdentity>>,
+}
+
 /// Starts a node agent with the `exec`, `wasm` and (when the node can) `container` drivers;
 /// wasm guests' outbound calls resolve service names with `table` (the node's routing table).
-/// The agent's API serves `metrics` at `/metrics`.
+/// The agent's API serves `metrics` at `/metrics`. With `peer_listener` (at the config's
+/// `mesh_addr`), the node gets its certificate and takes calls from other nodes' proxies there.
 pub async fn start_agent(
     mut config: AgentConfig,
     table: Arc<RoutingTable>,
     metrics: &NodeMetrics,
-) -> Result<(Arc<Agent>, JoinHandle<Result<(), strata_agent::AgentError>>), Failure> {
+    peer_listener: Option<TcpListener>,
+) -> Result<StartedAgent, Failure> {
     let events = EventReporter::start(
         ControlClient::new(&config.control_url, config.token.as_deref()),
         config.name.clone(),
     );
     let mesh = start_mesh_proxy(&config.data_dir, table.clone(), metrics, events.clone()).await?;
+    let identity = match peer_listener {
+        Some(listener) => {
+            let identity = node_identity(&config).await?;
+            mesh.forwarder
+                .enable_peering(&config.name, identity.clone());
+            let peers = PeerListener::new(
+                &config.name,
+                mesh.forwarder.clone(),
+                table.clone(),
+                identity.clone(),
+                denial_reporter(events.clone()),
+            );
+            tokio::spawn(peers.serve(listener));
+            Some(identity)
+        }
+        None => None,
+    };
     let wasm = wasm_driver(&config.data_dir, table, events, mesh.clone())?;
     let mut drivers = vec![wasm];
     if let Some(container) = container_driver(&config.data_dir) {
@@ -323,7 +352,133 @@ pub async fn start_agent(
     let (agent, listener) = Agent::start_with_drivers(config, drivers).await?;
     let task = tokio::spawn(agent.clone().run_with(listener, metrics.router()));
     tokio::spawn(report_traffic(reporter, node, metrics.mesh.clone()));
-    Ok((agent, task))
+    Ok(StartedAgent {
+        agent,
+        task,
+        identity,
+    })
+}
+
+/// The node's certificate, from the control plane (retried while it does not answer, for a
+/// minute), kept current: renewed at two thirds of its life with a fresh key. The key, the
+/// certificate and the CA are also written to `DATA_DIR/tls/` for operators to inspect.
+async fn node_identity(config: &AgentConfig) -> Result<Arc<NodeIdentity>, Failure> {
+    let client = ControlClient::new(&config.control_url, config.token.as_deref());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (configs, issued_at) = loop {
+        match request_certificate(&client, config).await {
+            Ok(got) => break got,
+            // A wrong token, a refused request: asking again cannot help.
+            Err(error)
+                if error
+                    .downcast_ref::<strata_agent::client::ClientError>()
+                    .is_some_and(|error| error.is_permanent()) =>
+            {
+                return Err(Failure::Failed(anyhow!("{error}")));
+            }
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(%error, "no node certificate yet; asking again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => {
+                return Err(Failure::Failed(anyhow!(
+                    "cannot get this node's certificate from {}: {error}\n  hint: check that the server is up and --token is its join token",
+                    config.control_url
+                )))
+            }
+        }
+    };
+    let identity = NodeIdentity::new(configs);
+    let renewing = identity.clone();
+    let config = config.clone();
+    tokio::spawn(async move {
+        let mut issued_at = issued_at;
+        loop {
+            let not_after = renewing.current().not_after;
+            let renew_at = NodeIdentity::renew_at(issued_at, not_after);
+            let wait = renew_at.saturating_sub(unix_now()).max(1);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            match request_certificate(&client, &config).await {
+                Ok((configs, issued)) => {
+                    tracing::info!(not_after = configs.not_after, "node certificate renewed");
+                    renewing.replace(configs);
+                    issued_at = issued;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "node certificate not renewed; trying again");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    });
+    Ok(identity)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// One certificate request with a fresh key; the TLS configurations and when it was issued.
+async fn request_certificate(
+    client: &ControlClient,
+    config: &AgentConfig,
+) -> anyhow::Result<(TlsConfigs, u64)> {
+    let (key, csr) = strata_mesh::identity::node_key_and_csr(&config.name)?;
+    let signed = client
+        .certificate(
+            &config.name,
+            &strata_core::api::CertificateRequest {
+                csr,
+                address: config.mesh_addr.clone(),
+            },
+        )
+        .await?;
+    let configs = TlsConfigs::new(&signed.certificate, &key, &signed.ca, signed.not_after)?;
+    let dir = config.data_dir.join("tls");
+    std::fs::create_dir_all(&dir)?;
+    write_private(&dir.join("node.key"), &key)?;
+    std::fs::write(dir.join("node.crt"), &signed.certificate)?;
+    std::fs::write(dir.join("ca.crt"), &signed.ca)?;
+    Ok((configs, signed.issued_at))
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+/// Refused calls become `policy.denied` events (and a warning in the log).
+fn denial_reporter(events: EventReporter) -> impl Fn(Denial) + Send + Sync + 'static {
+    move |denial: Denial| {
+        tracing::warn!(
+            env = %denial.env,
+            caller = %denial.caller,
+            callee = %denial.callee,
+            rule = %denial.rule,
+            "call refused by policy"
+        );
+        events.report(NodeEvent {
+            kind: "policy.denied".into(),
+            env: Some(denial.env.clone()),
+            service: Some(denial.callee.clone()),
+            instance: None,
+            message: format!(
+                "{} called {}: refused ({})",
+                denial.caller, denial.callee, denial.rule
+            ),
+        });
+    }
 }
 
 /// Where the node's mesh proxy listens, and the key of its callers' credentials.
@@ -332,6 +487,8 @@ struct MeshEndpoint {
     address: std::net::SocketAddr,
     keys: CallerKeys,
     proxy: Arc<MeshProxy>,
+    /// What the proxy forwards through (its balancer, limits and peering).
+    forwarder: Arc<Ingress>,
 }
 
 /// Starts the node's mesh proxy on loopback. Its port and key are kept in the agent's data
@@ -367,31 +524,19 @@ async fn start_mesh_proxy(
         IngressConfig::default(),
         Some(metrics.mesh.clone()),
     );
-    let proxy = MeshProxy::new(forwarder, table, keys.clone(), move |denial: Denial| {
-        tracing::warn!(
-            env = %denial.env,
-            caller = %denial.caller,
-            callee = %denial.callee,
-            rule = %denial.rule,
-            "call refused by policy"
-        );
-        events.report(NodeEvent {
-            kind: "policy.denied".into(),
-            env: Some(denial.env.clone()),
-            service: Some(denial.callee.clone()),
-            instance: None,
-            message: format!(
-                "{} called {}: refused ({})",
-                denial.caller, denial.callee, denial.rule
-            ),
-        });
-    });
+    let proxy = MeshProxy::new(
+        forwarder.clone(),
+        table,
+        keys.clone(),
+        denial_reporter(events),
+    );
     tokio::spawn(proxy.clone().serve(listener));
     tracing::info!(%address, "mesh proxy listening");
     Ok(MeshEndpoint {
         address,
         keys,
         proxy,
+        forwarder,
     })
 }
 
@@ -425,10 +570,14 @@ pub fn start_ingress(
     table: Arc<RoutingTable>,
     listener: TcpListener,
     metrics: &NodeMetrics,
+    peering: Option<(&str, Arc<NodeIdentity>)>,
 ) {
     tokio::spawn(RouteSource::new(control_url, token).run(table.clone(), Duration::from_secs(2)));
     let ingress =
         Ingress::with_metrics(table, IngressConfig::default(), Some(metrics.mesh.clone()));
+    if let Some((node, identity)) = peering {
+        ingress.enable_peering(node, identity);
+    }
     tokio::spawn(ingress.serve(listener));
 }
 

@@ -274,6 +274,8 @@ fn an_agent_with_a_wrong_token_is_refused() {
             "127.0.0.1:0",
             "--ingress-addr",
             "127.0.0.1:0",
+            "--mesh-addr",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(dir.path().join("agent"))
@@ -285,4 +287,130 @@ fn an_agent_with_a_wrong_token_is_refused() {
     let err = common::stderr(&agent);
     assert!(err.contains("join token is not this cluster's"), "{err}");
     assert!(err.contains("strata server token"), "{err}");
+}
+
+/// Services call each other by name across nodes: `front` on node-0 calls `greeter` (not
+/// public) on node-1 through node-0's mesh proxy, which reaches node-1's inter-node port over
+/// mutual TLS with the certificate the node got when it joined; that port refuses plain text.
+#[test]
+fn a_call_by_name_crosses_nodes_over_mutual_tls() {
+    let _serial = serial();
+    let Some(cluster) = cluster(2) else { return };
+    let hello = common::hello_bin();
+    let service = |name: &str, greeting: &str, zone: &str, public: bool| {
+        format!(
+            r#"
+[service.{name}]
+artifact = "{hello}"
+[service.{name}.config]
+GREETING = "{greeting}"
+[service.{name}.health]
+path = "/healthz"
+interval = "200ms"
+timeout = "200ms"
+[service.{name}.placement]
+labels = {{ zone = "{zone}" }}
+[service.{name}.route]
+public = {public}
+"#,
+            hello = hello.display()
+        )
+    };
+    let spec = cluster.root.path().join("mesh.toml");
+    std::fs::write(
+        &spec,
+        [
+            service("front", "Front", "z0", true),
+            service("greeter", "Hi from node-1", "z1", false),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let output = cluster.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
+    assert!(
+        output.status.success(),
+        "deploy failed: {}\n{}",
+        common::stderr(&output),
+        cluster.logs()
+    );
+    let runs_on = |service: &str| {
+        let output = cluster.cli(&["status", service, "--json"]);
+        let list: Vec<ServiceStatus> = serde_json::from_slice(&output.stdout).unwrap();
+        list[0]
+            .instances
+            .iter()
+            .filter(|v| v.is_routable())
+            .map(|v| v.instance.node.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(runs_on("front"), ["node-0"]);
+    assert_eq!(runs_on("greeter"), ["node-1"]);
+
+    // Through node-0's ingress to front, which calls greeter by name.
+    let ingress = cluster.nodes[0].ingress();
+    let mut last = String::new();
+    let mut served = false;
+    // Routes reach every node within a watch round trip; a few tries at most.
+    for _ in 0..50 {
+        let output = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "5", "-H", "Host: front.dev.localhost"])
+            .arg(format!("http://{ingress}/call/greeter"))
+            .output()
+            .expect("curl runs");
+        last = common::stdout(&output);
+        if last.contains("Hi from node-1") {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        served,
+        "front could not call greeter: {last}\n{}",
+        cluster.logs()
+    );
+    assert!(last.contains("(called by front)"), "{last}");
+    // It went through node-1's inter-node port, not straight to the instance.
+    let metrics = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "5"])
+        .arg(format!("http://{}:7701/metrics", cluster.nodes[1].ip))
+        .output()
+        .expect("curl runs");
+    let metrics = common::stdout(&metrics);
+    let delivered = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("strata_proxy_peer_deliveries_total") && l.contains("service=\"greeter\"")
+        })
+        .unwrap_or_else(|| panic!("node-1 counted no delivery for greeter:\n{metrics}"));
+    assert!(!delivered.ends_with(" 0"), "{delivered}");
+
+    // node-1 holds the certificate the cluster CA gave it, its key readable by root only.
+    let tls = cluster.nodes[1].data_dir.join("tls");
+    let cert = std::fs::read_to_string(tls.join("node.crt")).expect("node certificate");
+    assert!(cert.contains("BEGIN CERTIFICATE"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(tls.join("node.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The inter-node port speaks mutual TLS only: plain HTTP gets no HTTP answer.
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect((cluster.nodes[1].ip, 7443)).expect("the port is open");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: greeter.dev.localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("HTTP/1.1"),
+        "plain text was answered: {}",
+        String::from_utf8_lossy(&answer)
+    );
 }

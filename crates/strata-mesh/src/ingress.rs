@@ -37,8 +37,8 @@ use tokio::net::TcpListener;
 
 use crate::balance::Balancer;
 use crate::identity::NodeIdentity;
-use crate::proxy::CALLER_HEADER;
 use crate::metrics::MeshMetrics;
+use crate::proxy::CALLER_HEADER;
 use crate::resilience::Limiter;
 use crate::routes::RoutingTable;
 use strata_core::api::default_host;
@@ -183,8 +183,12 @@ impl Ingress {
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
+        route: &strata_core::api::Route,
         endpoint: &str,
     ) -> Response<ProxyBody> {
+        if let Some(metrics) = &self.metrics {
+            metrics.delivered_for_peer(&route.env, &route.service);
+        }
         let host = request_host(&request).unwrap_or_default();
         let (parts, body) = request.into_parts();
         let body = match self.collect_body(body).await {
@@ -196,8 +200,7 @@ impl Ingress {
                 Ok(upstream) => upstream,
                 Err(error) => return plain(StatusCode::BAD_REQUEST, format!("strata: {error}\n")),
             };
-        match tokio::time::timeout(self.config.request_timeout, self.client.request(upstream))
-            .await
+        match tokio::time::timeout(self.config.request_timeout, self.client.request(upstream)).await
         {
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();

@@ -38,6 +38,7 @@ pub struct MeshMetrics {
     duration: Family<ServiceLabels, Histogram>,
     in_flight: Family<ServiceLabels, Gauge>,
     retries: Family<ServiceLabels, Counter>,
+    peer_deliveries: Family<ServiceLabels, Counter>,
     unrouted: Counter,
     /// The current window's per-service counts and latencies, taken by [`MeshMetrics::take_window`].
     window: Arc<Mutex<HashMap<ServiceLabels, Window>>>,
@@ -75,6 +76,7 @@ impl MeshMetrics {
             duration: Family::new_with_constructor(latency_histogram),
             in_flight: Family::default(),
             retries: Family::default(),
+            peer_deliveries: Family::default(),
             unrouted: Counter::default(),
             window: Arc::default(),
         };
@@ -93,6 +95,11 @@ impl MeshMetrics {
             "requests_in_flight",
             "Requests being handled",
             metrics.in_flight.clone(),
+        );
+        proxy.register(
+            "peer_deliveries",
+            "Requests other nodes' proxies sent (mutual TLS) for this node's instances",
+            metrics.peer_deliveries.clone(),
         );
         proxy.register(
             "retries",
@@ -128,6 +135,16 @@ impl MeshMetrics {
 
     pub fn retried(&self, env: &str, service: &str) {
         self.retries
+            .get_or_create(&ServiceLabels {
+                env: env.to_string(),
+                service: service.to_string(),
+            })
+            .inc();
+    }
+
+    /// Another node's proxy sent a request for an instance of `service` on this node.
+    pub fn delivered_for_peer(&self, env: &str, service: &str) {
+        self.peer_deliveries
             .get_or_create(&ServiceLabels {
                 env: env.to_string(),
                 service: service.to_string(),

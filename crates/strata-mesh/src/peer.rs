@@ -68,24 +68,21 @@ impl PeerListener {
             let acceptor = TlsAcceptor::from(self.identity.current().server);
             let this = self.clone();
             tokio::spawn(async move {
-                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                    .await
-                {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::info!(%peer, %error, "inter-node connection refused");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::info!(%peer, "inter-node TLS handshake timed out");
-                        return;
-                    }
-                };
+                let stream =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::info!(%peer, %error, "inter-node connection refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%peer, "inter-node TLS handshake timed out");
+                            return;
+                        }
+                    };
                 let service = hyper::service::service_fn(move |request| {
                     let this = this.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(this.handle(request, peer).await)
-                    }
+                    async move { Ok::<_, std::convert::Infallible>(this.handle(request, peer).await) }
                 });
                 if let Err(error) = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -118,7 +115,10 @@ impl PeerListener {
         let Some(route) = self.table.lookup(&host) else {
             return plain(
                 StatusCode::NOT_FOUND,
-                format!("strata: no service is routed at host `{host}` on node {}\n", self.node),
+                format!(
+                    "strata: no service is routed at host `{host}` on node {}\n",
+                    self.node
+                ),
             );
         };
         if route.endpoint_nodes.get(&endpoint) != Some(&self.node) {
@@ -154,6 +154,6 @@ impl PeerListener {
                 format!("strata: call to `{}` refused ({rule})\n", route.service),
             );
         }
-        self.ingress.deliver(request, peer, &endpoint).await
+        self.ingress.deliver(request, peer, &route, &endpoint).await
     }
 }

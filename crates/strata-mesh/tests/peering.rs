@@ -246,7 +246,10 @@ async fn the_inter_node_port_refuses_plain_text_and_strangers() {
 
     // TLS without a client certificate.
     let refused = tls_handshake(nodes.peer_b, &nodes.ca.cert_pem, None).await;
-    assert!(refused.is_err(), "a client without a certificate was served");
+    assert!(
+        refused.is_err(),
+        "a client without a certificate was served"
+    );
 
     // A certificate of another cluster's CA.
     let stranger_ca = ClusterCa::generate().unwrap();
@@ -275,7 +278,11 @@ async fn a_renewed_certificate_serves_the_next_connections() {
         .unwrap();
     let renewed_der = CertificateDer::from_pem_slice(renewed_pem.as_bytes()).unwrap();
     assert_ne!(before, after);
-    assert_eq!(after, renewed_der.to_vec(), "the renewed certificate is served");
+    assert_eq!(
+        after,
+        renewed_der.to_vec(),
+        "the renewed certificate is served"
+    );
     // Calls keep flowing.
     let response = mesh_client(&nodes, "web")
         .get("http://db/")
