@@ -28,6 +28,10 @@ use strata_testkit::{request_loop, Cluster, Options};
 const HOST: &str = "hello.dev.localhost";
 
 fn cluster(nodes: usize) -> Option<Cluster> {
+    cluster_with(nodes, &[])
+}
+
+fn cluster_with(nodes: usize, server_args: &[&str]) -> Option<Cluster> {
     if let Some(why) = strata_testkit::unavailable() {
         eprintln!("SKIPPED: cluster tests {why}");
         return None;
@@ -36,7 +40,7 @@ fn cluster(nodes: usize) -> Option<Cluster> {
     Some(Cluster::start(Options {
         strata: common::strata_bin(),
         node_labels: labels,
-        server_args: vec![],
+        server_args: server_args.iter().map(|s| s.to_string()).collect(),
     }))
 }
 
@@ -292,10 +296,13 @@ fn an_agent_with_a_wrong_token_is_refused() {
 /// Services call each other by name across nodes: `front` on node-0 calls `greeter` (not
 /// public) on node-1 through node-0's mesh proxy, which reaches node-1's inter-node port over
 /// mutual TLS with the certificate the node got when it joined; that port refuses plain text.
+/// Certificates live 6 s here: nodes renew them (at 4 s) and calls go on.
 #[test]
 fn a_call_by_name_crosses_nodes_over_mutual_tls() {
     let _serial = serial();
-    let Some(cluster) = cluster(2) else { return };
+    let Some(cluster) = cluster_with(2, &["--node-cert-ttl", "6s"]) else {
+        return;
+    };
     let hello = common::hello_bin();
     let service = |name: &str, greeting: &str, zone: &str, public: bool| {
         format!(
@@ -348,27 +355,24 @@ public = {public}
 
     // Through node-0's ingress to front, which calls greeter by name.
     let ingress = cluster.nodes[0].ingress();
-    let mut last = String::new();
-    let mut served = false;
-    // Routes reach every node within a watch round trip; a few tries at most.
-    for _ in 0..50 {
-        let output = std::process::Command::new("curl")
-            .args(["-s", "--max-time", "5", "-H", "Host: front.dev.localhost"])
-            .arg(format!("http://{ingress}/call/greeter"))
-            .output()
-            .expect("curl runs");
-        last = common::stdout(&output);
-        if last.contains("Hi from node-1") {
-            served = true;
-            break;
+    let call = || {
+        let mut last = String::new();
+        // Routes reach every node within a watch round trip; a few tries at most.
+        for _ in 0..50 {
+            let output = std::process::Command::new("curl")
+                .args(["-s", "--max-time", "5", "-H", "Host: front.dev.localhost"])
+                .arg(format!("http://{ingress}/call/greeter"))
+                .output()
+                .expect("curl runs");
+            last = common::stdout(&output);
+            if last.contains("Hi from node-1") {
+                return last;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        served,
-        "front could not call greeter: {last}\n{}",
-        cluster.logs()
-    );
+        panic!("front could not call greeter: {last}\n{}", cluster.logs());
+    };
+    let last = call();
     assert!(last.contains("(called by front)"), "{last}");
     // It went through node-1's inter-node port, not straight to the instance.
     let metrics = std::process::Command::new("curl")
@@ -395,6 +399,24 @@ public = {public}
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+
+    // Renewal: both nodes get new certificates before the old ones expire; calls go on.
+    let cert_0 = std::fs::read_to_string(cluster.nodes[0].data_dir.join("tls/node.crt")).unwrap();
+    wait_until(
+        &cluster,
+        Duration::from_secs(15),
+        "both nodes renewed their certificates",
+        || {
+            let now_0 =
+                std::fs::read_to_string(cluster.nodes[0].data_dir.join("tls/node.crt")).unwrap();
+            let now_1 = std::fs::read_to_string(tls.join("node.crt")).unwrap();
+            now_0 != cert_0 && now_1 != cert
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    // The first certificates have expired by now (6 s): this call uses the renewed ones.
+    let after = call();
+    assert!(after.contains("(called by front)"), "{after}");
 
     // The inter-node port speaks mutual TLS only: plain HTTP gets no HTTP answer.
     use std::io::{Read, Write};
