@@ -576,3 +576,88 @@ async fn the_node_makes_cgroup_moves_cheap() {
     // Nothing else about the mount changed.
     assert_eq!(after.replace(",favordynmods", ""), without);
 }
+
+/// The address leased to `instance` under the driver's state directory.
+fn leased_address(state: &Path, instance: &str) -> Option<String> {
+    let mut dirs = vec![state.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if dir.file_name().is_some_and(|n| n == "leases")
+                && std::fs::read_to_string(&path).is_ok_and(|text| text.contains(instance))
+            {
+                return Some(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    None
+}
+
+/// A container reaches the node's mesh proxy port on the gateway (the one way out) and
+/// nothing else: not another instance, even on the same bridge (its bridge port is isolated,
+/// and where the host passes bridged traffic through netfilter, the forward chain drops it
+/// too).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_reaches_the_mesh_proxy_but_not_another_instance() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = base_root(dir.path());
+    install(&root, &hello_bin(), "/hello");
+    let driver = ContainerDriver::new(
+        ContainerConfig::new(
+            dir.path().join("state"),
+            vec![env!("CARGO_BIN_EXE_strata-container-shim").to_string()],
+        ),
+        Arc::new(OneLayer(root)),
+    )
+    .unwrap();
+    let node = Node { dir, driver };
+
+    // The other instance: an HTTP server on the bridge.
+    let mut web = node.spec("peer-web", "", &[]);
+    web.args = vec!["/hello".into()];
+    let web_port = web.env["PORT"].clone();
+    let web_handle = node.driver.start(&web).await.expect("container starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(&format!("127.0.0.1:{web_port}")).is_err() {
+        assert!(Instant::now() < deadline, "{}", node.log("peer-web"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let web_address = leased_address(&node.dir.path().join("state"), "peer-web")
+        .expect("the instance has an address lease");
+
+    // The mesh proxy stand-in: a listener at the gateway on a port the node allows.
+    let gateway = node.driver.gateway();
+    let proxy = std::net::TcpListener::bind((gateway, 0)).expect("gateway address");
+    let proxy_port = proxy.local_addr().unwrap().port();
+    node.driver.allow_mesh_proxy(proxy_port).unwrap();
+
+    let probe = |target: &str, label: &str| {
+        format!(
+            "if timeout 3 bash -c 'echo hi > /dev/tcp/{target}'; then echo {label}-CONNECTED; else echo {label}-BLOCKED; fi; "
+        )
+    };
+    let script = [
+        probe(&format!("{gateway}/{proxy_port}"), "PROXY"),
+        probe(&format!("{web_address}/{web_port}"), "PEER"),
+    ]
+    .concat();
+    let spec = node.spec("prober", &script, &[]);
+    let exit = node.run(&spec).await;
+    let log = node.log("prober");
+    let _ = web_handle.stop(Duration::from_secs(5)).await;
+    assert_eq!(exit.code, Some(0), "{log}");
+    assert!(
+        log.contains("PROXY-CONNECTED"),
+        "the mesh proxy port: {log}"
+    );
+    assert!(
+        log.contains("PEER-BLOCKED") && !log.contains("PEER-CONNECTED"),
+        "another instance's address {web_address}:{web_port}: {log}"
+    );
+}
