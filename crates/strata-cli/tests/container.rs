@@ -1,6 +1,7 @@
 //! End-to-end: container services through `strata dev`. A JEOS image of the example service
 //! (`strata image build --jeos`, saved with `strata image save`, rewritten as a `docker save`
-//! archive) deploys with `driver = "container"` and serves through the ingress; the memory
+//! archive) deploys with `driver = "container"` and serves through the ingress, and calls a
+//! process service by name through the node's mesh proxy (its one way out); the memory
 //! hog's image deploys as the OCI image layout `strata image save` writes; a memory hog's
 //! kill is reported as an OOM kill in the events; a file that is not an image fails the
 //! deploy and says so.
@@ -169,8 +170,16 @@ GREETING = "Hello from a container"
 path = "/healthz"
 interval = "200ms"
 timeout = "200ms"
+
+[service.greeter]
+artifact = "{process}"
+[service.greeter.config]
+GREETING = "Hi from a process"
+[service.greeter.route]
+public = false
 "#,
-            hello = hello_tar.display()
+            hello = hello_tar.display(),
+            process = hello_bin().display()
         ),
     )
     .unwrap();
@@ -195,6 +204,21 @@ timeout = "200ms"
         .await
         .unwrap();
     assert!(body.contains("Hello from a container"), "{body}");
+    // The container calls another service by name: its HTTP_PROXY is the node's mesh proxy
+    // at the bridge's gateway, its one way out.
+    let body = client
+        .get(dev.url(host, "/call/greeter"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains("Hi from a process") && body.contains("(called by web)"),
+        "{body}\n{}",
+        dev.log()
+    );
 
     // A memory hog: killed at its limit, and said so.
     let hog = dir.path().join("hog.toml");
