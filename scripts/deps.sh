@@ -8,14 +8,15 @@
 #                            Debian's redis-server)
 #   scripts/deps.sh containers  the build's, nftables, iproute2 (what `strata dev` needs to
 #                            run container services)
-#   scripts/deps.sh bench   + wrk (the load generator of the benchmarks) and runc (the
-#                            container start benchmark's peer)
+#   scripts/deps.sh bench   + wrk (the load generator of the benchmarks), runc (the
+#                            container start benchmark's peer) and nginx (the mesh proxy
+#                            benchmark's peer)
 set -euo pipefail
 want=(protobuf-compiler libseccomp-dev pkg-config)
 case "${1:-build}" in
   test) want+=(etcd-server iproute2 nftables redis-server redis-tools) ;;
   containers) want+=(nftables iproute2) ;;
-  bench) want+=(etcd-server iproute2 runc nftables redis-server redis-tools wrk) ;;
+  bench) want+=(etcd-server iproute2 runc nftables redis-server redis-tools wrk nginx) ;;
 esac
 
 missing=()

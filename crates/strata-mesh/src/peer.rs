@@ -136,14 +136,13 @@ impl PeerListener {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let allowed = match &caller {
-            Some(caller) => policy::decide(caller, &route).map_err(|rule| {
+            Some(caller) => policy::decide(caller, &route).inspect_err(|rule| {
                 (self.on_denial)(Denial {
                     env: route.env.clone(),
                     caller: caller.clone(),
                     callee: route.service.clone(),
                     rule: rule.clone(),
                 });
-                rule
             }),
             None if route.public => Ok(()),
             None => Err(format!("{} is not public", route.service)),
