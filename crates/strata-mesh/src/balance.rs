@@ -146,7 +146,7 @@ impl Balancer {
     /// abandoned, which says nothing about the instance).
     pub fn start<'a>(&'a self, endpoint: &str) -> Pending<'a> {
         let mut stats = self.stats.lock().expect("balancer lock");
-        stats.entry(endpoint.to_string()).or_default().in_flight += 1;
+        entry(&mut stats, endpoint).in_flight += 1;
         Pending {
             balancer: self,
             endpoint: endpoint.to_string(),
@@ -159,7 +159,7 @@ impl Balancer {
     /// answered at all (`latency` none).
     pub fn end(&self, now: Instant, endpoint: &str, latency: Option<Duration>, ok: bool) {
         let mut stats = self.stats.lock().expect("balancer lock");
-        let entry = stats.entry(endpoint.to_string()).or_default();
+        let entry = entry(&mut stats, endpoint);
         entry.in_flight = entry.in_flight.saturating_sub(1);
         match latency {
             Some(latency) => entry.observe(now, latency, ok),
@@ -182,6 +182,17 @@ impl Balancer {
             .get(endpoint)
             .cloned()
     }
+}
+
+/// `endpoint`'s stats, made if new (allocating only then: this is on every request's path).
+fn entry<'a>(
+    stats: &'a mut HashMap<String, EndpointStats>,
+    endpoint: &str,
+) -> &'a mut EndpointStats {
+    if !stats.contains_key(endpoint) {
+        stats.insert(endpoint.to_string(), EndpointStats::default());
+    }
+    stats.get_mut(endpoint).expect("inserted above")
 }
 
 /// One request to one instance, in flight.

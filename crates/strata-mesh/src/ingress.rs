@@ -277,19 +277,20 @@ impl Ingress {
         peer: SocketAddr,
         audience: Audience,
     ) -> Response<ProxyBody> {
-        let timer = self.metrics.as_ref().and_then(|metrics| {
-            let route = request_host(&request)
-                .and_then(|host| self.table.lookup(&host))
-                .filter(|route| audience == Audience::Mesh || route.public);
-            match route {
-                Some(route) => Some(metrics.start(&route.env, &route.service)),
-                None => {
-                    metrics.unrouted();
-                    None
-                }
+        let host = request_host(&request);
+        // Services that are not public are reached only through the mesh, by name.
+        let route = host
+            .as_deref()
+            .and_then(|host| self.table.lookup(host))
+            .filter(|route| audience == Audience::Mesh || route.public);
+        let timer = self.metrics.as_ref().and_then(|metrics| match &route {
+            Some(route) => Some(metrics.start(&route.env, &route.service)),
+            None => {
+                metrics.unrouted();
+                None
             }
         });
-        let response = self.answer(request, peer, audience).await;
+        let response = self.answer(request, peer, host, route, audience).await;
         if let Some(timer) = timer {
             timer.finish(response.status().as_u16());
         }
@@ -300,15 +301,18 @@ impl Ingress {
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
+        host: Option<String>,
+        route: Option<Arc<strata_core::api::Route>>,
         audience: Audience,
     ) -> Response<ProxyBody> {
-        let deadline = request_host(&request)
-            .and_then(|host| self.table.lookup(&host))
+        let deadline = route
+            .as_ref()
             .map(|route| Duration::from_millis(route.limits.request_timeout_ms))
             .map_or(self.config.request_timeout, |service| {
                 service.min(self.config.request_timeout)
             });
-        match tokio::time::timeout(deadline, self.route(request, peer, audience)).await {
+        let routed = self.route(request, peer, host, route, audience);
+        match tokio::time::timeout(deadline, routed).await {
             Ok(response) => response,
             Err(_) => plain(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -320,24 +324,23 @@ impl Ingress {
         }
     }
 
+    /// `host` and `route`: the request's, as [`Ingress::measured`] found them (`route` only
+    /// if this audience may reach it).
     async fn route(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
+        host: Option<String>,
+        route: Option<Arc<strata_core::api::Route>>,
         audience: Audience,
     ) -> Response<ProxyBody> {
-        let Some(host) = request_host(&request) else {
+        let Some(host) = host else {
             return plain(
                 StatusCode::BAD_REQUEST,
                 "strata: the request has no Host header; use http://SERVICE.ENV.localhost/\n"
                     .into(),
             );
         };
-        // Services that are not public are reached only through the mesh, by name.
-        let route = self
-            .table
-            .lookup(&host)
-            .filter(|route| audience == Audience::Mesh || route.public);
         let Some(route) = route else {
             let hosts = self.table.public_hosts();
             let known = if hosts.is_empty() {
@@ -399,8 +402,13 @@ impl Ingress {
                     metrics.retried(&route.env, &route.service);
                 }
             }
-            // Each attempt reads the current table: a retry goes where traffic goes now.
-            let Some(route) = self.table.lookup(&host) else {
+            // A retry reads the current table: it goes where traffic goes now.
+            let current = if attempt == 0 {
+                Some(route.clone())
+            } else {
+                self.table.lookup(&host)
+            };
+            let Some(route) = current else {
                 break;
             };
             let candidates: Vec<&String> = route

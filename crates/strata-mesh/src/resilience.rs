@@ -73,7 +73,9 @@ impl RetryBudget {
 /// Per service: its retry budget and the requests this proxy has in flight to it.
 #[derive(Default)]
 pub struct Limiter {
-    services: Mutex<HashMap<(String, String), ServiceLimits>>,
+    /// environment -> service -> limits (nested, so the request path looks up by `&str`
+    /// without allocating).
+    services: Mutex<HashMap<String, HashMap<String, ServiceLimits>>>,
 }
 
 struct ServiceLimits {
@@ -95,11 +97,19 @@ impl Drop for Admitted {
 impl Limiter {
     fn with<T>(&self, env: &str, service: &str, f: impl FnOnce(&mut ServiceLimits) -> T) -> T {
         let mut services = self.services.lock().expect("not poisoned");
-        let key = (env.to_string(), service.to_string());
-        let limits = services.entry(key).or_insert_with(|| ServiceLimits {
-            budget: RetryBudget::new(Instant::now()),
-            in_flight: Arc::default(),
-        });
+        if !services.get(env).is_some_and(|s| s.contains_key(service)) {
+            services.entry(env.to_string()).or_default().insert(
+                service.to_string(),
+                ServiceLimits {
+                    budget: RetryBudget::new(Instant::now()),
+                    in_flight: Arc::default(),
+                },
+            );
+        }
+        let limits = services
+            .get_mut(env)
+            .and_then(|s| s.get_mut(service))
+            .expect("inserted above");
         f(limits)
     }
 
@@ -132,12 +142,13 @@ impl Limiter {
 
     /// Forgets services that are no longer routed.
     pub fn retain(&self, routed: impl Fn(&str, &str) -> bool) {
-        self.services
-            .lock()
-            .expect("not poisoned")
-            .retain(|(env, service), limits| {
+        let mut services = self.services.lock().expect("not poisoned");
+        for (env, of_env) in services.iter_mut() {
+            of_env.retain(|service, limits| {
                 routed(env, service) || limits.in_flight.load(Ordering::Acquire) > 0
             });
+        }
+        services.retain(|_, of_env| !of_env.is_empty());
     }
 }
 
@@ -211,6 +222,6 @@ mod tests {
         let third = limiter.admit("dev", "db", 2).expect("a place was freed");
         drop((second, third));
         limiter.retain(|_, service| service == "web");
-        assert!(limiter.services.lock().unwrap().len() == 1);
+        assert_eq!(limiter.services.lock().unwrap()["dev"].len(), 1);
     }
 }
