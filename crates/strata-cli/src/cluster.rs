@@ -192,7 +192,7 @@ pub async fn agent(args: AgentArgs) -> CliResult {
         ingress,
         &metrics,
         peering,
-    );
+    )?;
     println!("agent: {} (node {name})", agent.agent_url());
     println!("ingress: http://{ingress_local}");
     tokio::select! {

@@ -45,7 +45,7 @@ pub async fn run(data_dir: PathBuf, api_addr: &str, ingress_addr: &str) -> CliRe
         ingress_listener,
         &metrics,
         None,
-    );
+    )?;
 
     let api_url = &control.api_url;
     println!("api: {api_url}");

@@ -12,6 +12,7 @@ use strata_agent::{Agent, AgentConfig, MeshAccess};
 use strata_control::{reconcile, ControlConfig, ControlPlane};
 use strata_core::api::NodeEvent;
 use strata_mesh::identity::{NodeIdentity, TlsConfigs};
+use strata_mesh::ingress::{proxy_threads, serve_on_threads};
 use strata_mesh::{
     CallerKeys, Denial, Ingress, IngressConfig, MeshMetrics, MeshProxy, PeerListener, RouteSource,
     RoutingTable,
@@ -322,7 +323,9 @@ pub async fn start_agent(
                 identity.clone(),
                 denial_reporter(events.clone()),
             );
-            tokio::spawn(peers.serve(listener));
+            serve_on_threads("mesh-peers", listener, proxy_threads(), move |l| {
+                peers.clone().serve(l)
+            })?;
             Some(identity)
         }
         None => None,
@@ -335,7 +338,10 @@ pub async fn start_agent(
         let at = std::net::SocketAddr::from((container.gateway(), mesh.address.port()));
         match TcpListener::bind(at).await {
             Ok(listener) => {
-                tokio::spawn(mesh.proxy.clone().serve(listener));
+                let proxy = mesh.proxy.clone();
+                serve_on_threads("mesh-gateway", listener, proxy_threads(), move |l| {
+                    proxy.clone().serve(l)
+                })?;
                 if let Err(error) = container.allow_mesh_proxy(at.port()) {
                     tracing::warn!(%error, "containers cannot reach the mesh proxy");
                 }
@@ -530,7 +536,10 @@ async fn start_mesh_proxy(
         keys.clone(),
         denial_reporter(events),
     );
-    tokio::spawn(proxy.clone().serve(listener));
+    let serving = proxy.clone();
+    serve_on_threads("mesh-proxy", listener, proxy_threads(), move |l| {
+        serving.clone().serve(l)
+    })?;
     tracing::info!(%address, "mesh proxy listening");
     Ok(MeshEndpoint {
         address,
@@ -571,14 +580,18 @@ pub fn start_ingress(
     listener: TcpListener,
     metrics: &NodeMetrics,
     peering: Option<(&str, Arc<NodeIdentity>)>,
-) {
+) -> Result<(), Failure> {
     tokio::spawn(RouteSource::new(control_url, token).run(table.clone(), Duration::from_secs(2)));
     let ingress =
         Ingress::with_metrics(table, IngressConfig::default(), Some(metrics.mesh.clone()));
     if let Some((node, identity)) = peering {
         ingress.enable_peering(node, identity);
     }
-    tokio::spawn(ingress.serve(listener));
+    serve_on_threads("ingress", listener, proxy_threads(), move |l| {
+        ingress.clone().serve(l)
+    })
+    .context("cannot start the ingress's threads")?;
+    Ok(())
 }
 
 /// The node's `container` driver, when this node can run containers (root, iproute2,

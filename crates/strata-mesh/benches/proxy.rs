@@ -18,8 +18,10 @@
 //! - nginx, 2 hops: nginx to nginx over mutual TLS (client certificate verified, sessions
 //!   reused, keep-alive), then to the upstream.
 //!
-//! Strata's proxies run in this process (a 2-thread tokio runtime); nginx runs with
-//! `worker_processes 2`. The load generator shares the machine's cores with them.
+//! Strata's proxies run in this process as on a node: each on two threads with a
+//! single-threaded runtime apiece (`serve_on_threads`); nginx runs with `worker_processes 2`;
+//! the upstream on a 2-thread tokio runtime. The load generator shares the machine's two cores
+//! with them.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,11 +31,14 @@ use std::time::Duration;
 
 use strata_core::api::{Route, RouteTable};
 use strata_mesh::identity::{node_key_and_csr, ClusterCa, NodeIdentity, TlsConfigs};
+use strata_mesh::ingress::serve_on_threads;
 use strata_mesh::{Ingress, IngressConfig, PeerListener, RoutingTable};
 use tokio::net::TcpListener;
 
 const RATES: [u32; 2] = [1000, 4000];
 const CONNECTIONS: u32 = 32;
+/// Threads of each Strata proxy and of nginx: one per core of this machine.
+const THREADS: usize = 2;
 const HOST: &str = "bench.dev.localhost";
 
 fn tool(var: &str, name: &str) -> PathBuf {
@@ -117,7 +122,11 @@ async fn strata(upstream: SocketAddr, ca: &ClusterCa) -> (SocketAddr, SocketAddr
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let one_hop = listener.local_addr().unwrap();
-    tokio::spawn(Ingress::new(table, IngressConfig::default()).serve(listener));
+    let ingress = Ingress::new(table, IngressConfig::default());
+    serve_on_threads("bench-1hop", listener, THREADS, move |l| {
+        ingress.clone().serve(l)
+    })
+    .unwrap();
 
     // Two hops: the instance is node B's.
     let peer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -137,14 +146,20 @@ async fn strata(upstream: SocketAddr, ca: &ClusterCa) -> (SocketAddr, SocketAddr
     ingress_a.enable_peering("node-a", identity("node-a"));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let two_hops = listener.local_addr().unwrap();
-    tokio::spawn(ingress_a.serve(listener));
+    serve_on_threads("bench-2hop-a", listener, THREADS, move |l| {
+        ingress_a.clone().serve(l)
+    })
+    .unwrap();
     let table_b = RoutingTable::new();
     table_b.replace(&routes);
     let identity_b = identity("node-b");
     let deliverer = Ingress::new(table_b.clone(), IngressConfig::default());
     deliverer.enable_peering("node-b", identity_b.clone());
     let peers = PeerListener::new("node-b", deliverer, table_b, identity_b, |_| {});
-    tokio::spawn(peers.serve(peer_listener));
+    serve_on_threads("bench-2hop-b", peer_listener, THREADS, move |l| {
+        peers.clone().serve(l)
+    })
+    .unwrap();
     (one_hop, two_hops)
 }
 

@@ -66,7 +66,8 @@ impl Default for IngressConfig {
 pub struct Ingress {
     table: Arc<RoutingTable>,
     metrics: Option<MeshMetrics>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// Names this ingress's client pools in each thread's cache ([`Ingress::client`]).
+    id: u64,
     balancer: Balancer,
     limiter: Limiter,
     requests: AtomicUsize,
@@ -78,34 +79,50 @@ pub struct Ingress {
 pub const ENDPOINT_HEADER: &str = "strata-endpoint";
 
 type PeerClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type InstanceClient = Client<HttpConnector, Full<Bytes>>;
+
+thread_local! {
+    /// Each serving thread's client pools, by ingress: a pooled connection is driven by a
+    /// task of the thread that made it, so requests of that thread never wait on another
+    /// (see [`serve_on_threads`]).
+    static INSTANCE_CLIENTS: std::cell::RefCell<std::collections::HashMap<u64, InstanceClient>> =
+        Default::default();
+    /// The same for other nodes' proxies, with the expiry of the certificate each was made with.
+    static PEER_CLIENTS: std::cell::RefCell<std::collections::HashMap<u64, (u64, PeerClient)>> =
+        Default::default();
+}
+
+static NEXT_INGRESS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How this node reaches instances on other nodes: through their proxies, over mutual TLS.
 struct Peering {
     node: String,
     identity: Arc<NodeIdentity>,
-    /// The client of the current certificate (rebuilt when it is renewed), by its expiry.
-    client: std::sync::Mutex<Option<(u64, PeerClient)>>,
 }
 
 impl Peering {
-    fn client(&self) -> PeerClient {
+    /// This thread's client of ingress `id` with the current certificate (rebuilt when it is
+    /// renewed).
+    fn client(&self, id: u64) -> PeerClient {
         let configs = self.identity.current();
-        let mut cached = self.client.lock().expect("not poisoned");
-        if let Some((not_after, client)) = cached.as_ref() {
-            if *not_after == configs.not_after {
-                return client.clone();
+        PEER_CLIENTS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some((not_after, client)) = cache.get(&id) {
+                if *not_after == configs.not_after {
+                    return client.clone();
+                }
             }
-        }
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*configs.client).clone())
-            .https_only()
-            .enable_http1()
-            .wrap_connector(instance_connector(false));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        *cached = Some((configs.not_after, client.clone()));
-        client
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config((*configs.client).clone())
+                .https_only()
+                .enable_http1()
+                .wrap_connector(instance_connector(false));
+            let client = Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector);
+            cache.insert(id, (configs.not_after, client.clone()));
+            client
+        })
     }
 }
 
@@ -142,13 +159,10 @@ impl Ingress {
         config: IngressConfig,
         metrics: Option<MeshMetrics>,
     ) -> Arc<Self> {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(5))
-            .build(instance_connector(true));
         Arc::new(Self {
             table,
             metrics,
-            client,
+            id: NEXT_INGRESS_ID.fetch_add(1, Ordering::Relaxed),
             balancer: Balancer::default(),
             limiter: Limiter::default(),
             requests: AtomicUsize::new(0),
@@ -163,8 +177,22 @@ impl Ingress {
         let _ = self.peering.set(Peering {
             node: node.to_string(),
             identity,
-            client: std::sync::Mutex::new(None),
         });
+    }
+
+    /// This thread's client pool to instances.
+    fn client(&self) -> InstanceClient {
+        INSTANCE_CLIENTS.with(|cache| {
+            cache
+                .borrow_mut()
+                .entry(self.id)
+                .or_insert_with(|| {
+                    Client::builder(TokioExecutor::new())
+                        .pool_idle_timeout(Duration::from_secs(5))
+                        .build(instance_connector(true))
+                })
+                .clone()
+        })
     }
 
     /// The proxy `endpoint` of `route` is reached through, when it runs on another node.
@@ -200,7 +228,8 @@ impl Ingress {
                 Ok(upstream) => upstream,
                 Err(error) => return plain(StatusCode::BAD_REQUEST, format!("strata: {error}\n")),
             };
-        match tokio::time::timeout(self.config.request_timeout, self.client.request(upstream)).await
+        match tokio::time::timeout(self.config.request_timeout, self.client().request(upstream))
+            .await
         {
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
@@ -448,12 +477,12 @@ impl Ingress {
             let pending = self.balancer.start(&endpoint);
             let outcome = match (&via, self.peering.get()) {
                 (Some(_), Some(peering)) => {
-                    let client = peering.client();
+                    let client = peering.client(self.id);
                     self.attempt(client.request(upstream), &host, &endpoint)
                         .await
                 }
                 _ => {
-                    self.attempt(self.client.request(upstream), &host, &endpoint)
+                    self.attempt(self.client().request(upstream), &host, &endpoint)
                         .await
                 }
             };
@@ -539,6 +568,47 @@ impl Ingress {
 enum Audience {
     Public,
     Mesh,
+}
+
+/// Runs `serve` on `threads` threads, each with a single-threaded runtime of its own and the
+/// same listening socket: a connection is accepted, proxied and answered by one thread, with
+/// that thread's connection pools, as nginx's workers do. (A work-stealing runtime passes each
+/// request between threads; this serves ~1.5x the requests on the same cores,
+/// docs/benchmarks.md.) The threads run for the rest of the process.
+pub fn serve_on_threads<F, Fut>(
+    name: &str,
+    listener: TcpListener,
+    threads: usize,
+    serve: F,
+) -> std::io::Result<()>
+where
+    F: Fn(TcpListener) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let listener = listener.into_std()?;
+    for i in 0..threads.max(1) {
+        let socket = listener.try_clone()?;
+        let serve = serve.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("{name}-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(socket) {
+                        Ok(listener) => serve(listener).await,
+                        Err(error) => tracing::error!(%error, "cannot serve on this thread"),
+                    }
+                })
+            })?;
+    }
+    Ok(())
+}
+
+/// How many threads the node's proxies serve on: one per core.
+pub fn proxy_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Serves HTTP/1.1 connections from `listener` with `handler` until the task is dropped.
