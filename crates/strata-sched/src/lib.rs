@@ -1,10 +1,12 @@
-//! Strata's pure decisions: where new instances go ([`placement`]) and what a service's
-//! instances should become next ([`plan`]: scale, rollouts, replacement of lost instances).
+//! Strata's pure decisions: where new instances go ([`placement`]), what a service's
+//! instances should become next ([`plan`]: scale, rollouts, replacement of lost instances) and
+//! how many it should run for its traffic ([`autoscale`]).
 //!
 //! Everything here is a function over a snapshot passed in by the caller; nothing reads a
 //! clock, a store or a socket. Controllers in strata-control build the snapshot, call these
 //! functions and apply the result.
 
+pub mod autoscale;
 pub mod liveness;
 pub mod placement;
 pub mod plan;
