@@ -196,6 +196,16 @@ mod tests {
         seconds
     }
 
+    /// (case, current, changed at, policy, samples, wanted count and reason)
+    type Case = (
+        &'static str,
+        u32,
+        u64,
+        ScalePolicy,
+        Vec<SecondSample>,
+        Option<(u32, &'static str)>,
+    );
+
     #[test]
     fn decisions_table() {
         let now = 1_000_000;
@@ -205,8 +215,7 @@ mod tests {
             slo_p99_ms: None,
             ..POLICY
         };
-        // (case, current, changed at, policy, samples, want)
-        let cases: Vec<(&str, u32, u64, ScalePolicy, Vec<SecondSample>, Option<(u32, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "a spike: 10x the load is answered at once",
                 1,
