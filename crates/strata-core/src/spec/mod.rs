@@ -104,6 +104,13 @@ pub struct ServiceSpec {
     /// hash the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mesh: Option<MeshSettings>,
+    /// `[slo]`: the service level objective the autoscaler defends and `strata status` reports
+    /// attainment and error budget against (absent: none).
+    ///
+    /// Not part of the spec hash (changing an SLO does not roll instances), and omitted from the
+    /// JSON when absent, so releases stored before it existed still read the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<SloSpec>,
 }
 
 /// How the mesh treats calls to a service: who may make them, and the deadline, retries and
@@ -169,10 +176,157 @@ pub struct WasmLimits {
     pub max_concurrency: Option<u32>,
 }
 
+/// How many instances run: a fixed count, or a range the autoscaler moves in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ScaleSpec {
+    /// Without `autoscale`: how many instances run. With it: the count to start with, within
+    /// `[min, max]` (the spec's `replicas`, or `min` when not written).
     pub replicas: u32,
+    /// `min` and `max` in `[scale]`: the control plane sets the instance count between them
+    /// from the requests in flight (absent: a fixed count of `replicas`).
+    ///
+    /// Not part of the spec hash, and omitted from the JSON when absent, so releases stored
+    /// before it existed still read the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<AutoscaleSpec>,
 }
+
+impl ScaleSpec {
+    /// A fixed count of instances, without autoscaling.
+    pub const fn fixed(replicas: u32) -> ScaleSpec {
+        ScaleSpec {
+            replicas,
+            autoscale: None,
+        }
+    }
+}
+
+/// Autoscaling bounds: the control plane keeps the instance count between `min` and `max`,
+/// aiming at `target_concurrency` requests in flight per instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AutoscaleSpec {
+    /// The fewest instances, `0..=max`. `0`: the last instance stops after
+    /// `scale_to_zero_after` without requests.
+    pub min: u32,
+    /// The most instances, `1..=1000`.
+    pub max: u32,
+    /// Requests in flight per instance the autoscaler aims at, `1..=10000` (default 10).
+    pub target_concurrency: u32,
+    /// With `min = 0`: how long without requests before the last instance stops, 1 s to 24 h
+    /// (default 60 s). Kept at the default, and unused, when `min > 0`.
+    pub scale_to_zero_after_ms: u64,
+}
+
+impl AutoscaleSpec {
+    pub const DEFAULT_TARGET_CONCURRENCY: u32 = 10;
+    pub const DEFAULT_SCALE_TO_ZERO_AFTER_MS: u64 = 60_000;
+}
+
+/// A service level objective: what the autoscaler defends, and what `strata status` reports
+/// attainment and error budget against. At least one objective is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SloSpec {
+    /// The 99th-percentile latency to stay under, in milliseconds, `1..=600000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<u64>,
+    /// The largest fraction of requests that may fail, strictly between 0 and 1 (`0.01`: 1%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<Ratio>,
+    /// The smallest fraction of time the service must be available, strictly between 0 and 1
+    /// (`0.999`: 99.9%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Ratio>,
+}
+
+/// A fraction from 0 to 1, held exactly in parts per million so that it has `Eq`, `Ord` and
+/// `Hash`. In JSON it is a number (`0.999`). `Display` shows a percentage: `99.9%`, `0.05%`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ratio {
+    ppm: u32,
+}
+
+impl Ratio {
+    /// Parts per million in one whole.
+    pub const ONE_PPM: u32 = 1_000_000;
+    pub const ZERO: Ratio = Ratio { ppm: 0 };
+    pub const ONE: Ratio = Ratio { ppm: Self::ONE_PPM };
+
+    /// A ratio of `ppm` parts per million; more than a million is clamped to 1.
+    pub const fn from_ppm(ppm: u32) -> Ratio {
+        Ratio {
+            ppm: if ppm > Self::ONE_PPM {
+                Self::ONE_PPM
+            } else {
+                ppm
+            },
+        }
+    }
+
+    /// The ratio nearest to `value` in parts per million, or `None` when `value` is not a
+    /// number from 0 to 1.
+    pub fn from_f64(value: f64) -> Option<Ratio> {
+        if !(0.0..=1.0).contains(&value) {
+            return None;
+        }
+        Some(Ratio::from_ppm(
+            (value * f64::from(Self::ONE_PPM)).round() as u32
+        ))
+    }
+
+    /// Parts per million, `0..=1_000_000`.
+    pub const fn ppm(self) -> u32 {
+        self.ppm
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.ppm) / f64::from(Self::ONE_PPM)
+    }
+}
+
+impl std::fmt::Display for Ratio {
+    /// A percentage, exact: `99.9%`, `1%`, `0.0001%`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // 1% is 10_000 ppm.
+        let (whole, rest) = (self.ppm / 10_000, self.ppm % 10_000);
+        if rest == 0 {
+            return write!(f, "{whole}%");
+        }
+        let decimals = format!("{rest:04}");
+        write!(f, "{whole}.{}%", decimals.trim_end_matches('0'))
+    }
+}
+
+impl Serialize for Ratio {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.as_f64())
+    }
+}
+
+impl<'de> Deserialize<'de> for Ratio {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        Ratio::from_f64(value).ok_or_else(|| {
+            serde::de::Error::custom(format_args!("a ratio must be from 0 to 1, found {value}"))
+        })
+    }
+}
+
+impl utoipa::PartialSchema for Ratio {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Number)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Double)))
+            .minimum(Some(0.0))
+            .maximum(Some(1.0))
+            .description(Some(
+                "A fraction from 0 to 1, in steps of one millionth (0.999 is 99.9%).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Ratio {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RouteSpec {
@@ -211,12 +365,14 @@ impl ServiceSpec {
     }
 
     /// `sha256:<hex>` of everything that defines what runs, except configuration (versioned
-    /// apart) and scale (changing replicas is not a new release).
+    /// apart), scale (changing replicas or the autoscaling bounds is not a new release) and the
+    /// SLO (changing an objective does not roll instances).
     pub fn spec_hash(&self, artifact_digest: Option<&str>) -> String {
         let mut shape = self.clone();
         shape.config.clear();
         shape.env_config.clear();
-        shape.scale = ScaleSpec { replicas: 0 };
+        shape.scale = ScaleSpec::fixed(0);
+        shape.slo = None;
         let json = serde_json::to_vec(&(shape, artifact_digest)).expect("spec serializes");
         sha256_digest(&json)
     }

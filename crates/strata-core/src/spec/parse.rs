@@ -13,8 +13,8 @@ use std::ops::Range;
 use toml_edit::{ImDocument, Item, Key, TableLike, TomlError, Value};
 
 use super::{
-    ContainerSettings, DriverKind, HealthSpec, MeshSettings, PortSpec, RouteSpec, ScaleSpec,
-    ServiceSpec, SpecFile, WasmLimits,
+    AutoscaleSpec, ContainerSettings, DriverKind, HealthSpec, MeshSettings, PortSpec, Ratio,
+    RouteSpec, ScaleSpec, ServiceSpec, SloSpec, SpecFile, WasmLimits,
 };
 use crate::model::Resources;
 
@@ -27,6 +27,10 @@ const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
 const MAX_THRESHOLD: i64 = 100;
 const DEFAULT_REPLICAS: u32 = 1;
 const MAX_REPLICAS: i64 = 1_000;
+const MAX_TARGET_CONCURRENCY: i64 = 10_000;
+const MIN_SCALE_TO_ZERO_AFTER_MS: u64 = 1_000;
+const MAX_SCALE_TO_ZERO_AFTER_MS: u64 = 24 * 3_600_000;
+const MAX_SLO_P99_MS: i64 = 600_000;
 const MAX_WASM_CONCURRENCY: i64 = 10_000;
 const MAX_CONTAINER_PIDS: i64 = 1_000_000;
 /// Linux capabilities (capabilities(7)), without the `CAP_` prefix.
@@ -459,11 +463,12 @@ enum Section {
     Wasm,
     Container,
     Mesh,
+    Slo,
     Environment,
 }
 
 impl Section {
-    const NESTED: [Section; 8] = [
+    const NESTED: [Section; 9] = [
         Section::Scale,
         Section::Route,
         Section::Health,
@@ -472,6 +477,7 @@ impl Section {
         Section::Wasm,
         Section::Container,
         Section::Mesh,
+        Section::Slo,
     ];
 
     fn keys(self) -> &'static [&'static str] {
@@ -493,8 +499,15 @@ impl Section {
                 "wasm",
                 "container",
                 "mesh",
+                "slo",
             ],
-            Section::Scale => &["replicas"],
+            Section::Scale => &[
+                "replicas",
+                "min",
+                "max",
+                "target_concurrency",
+                "scale_to_zero_after",
+            ],
             Section::Route => &["public", "hosts"],
             Section::Health => &[
                 "path",
@@ -514,6 +527,7 @@ impl Section {
                 "retry_budget",
                 "max_concurrent",
             ],
+            Section::Slo => &["p99_ms", "error_rate", "availability"],
             Section::Environment => &["config"],
         }
     }
@@ -530,6 +544,7 @@ impl Section {
             Section::Wasm => "wasm",
             Section::Container => "container",
             Section::Mesh => "mesh",
+            Section::Slo => "slo",
             Section::Environment => "environments",
         }
     }
@@ -1264,6 +1279,39 @@ impl<'s> Checker<'s> {
                     );
                 }
             }
+            (Section::Service, "autoscale" | "autoscaling" | "autoscaler") => {
+                return format!(
+                    "autoscaling is set in [{service}.scale]: write `min` and `max` there, like `scale = {{ min = 1, max = 10 }}`"
+                )
+            }
+            (Section::Service, "sla" | "slos" | "objective" | "objectives") => Some("slo"),
+            (
+                Section::Scale,
+                "min_replicas" | "minimum" | "min_instances" | "min_count" | "min_scale",
+            ) => Some("min"),
+            (
+                Section::Scale,
+                "max_replicas" | "maximum" | "max_instances" | "max_count" | "max_scale",
+            ) => Some("max"),
+            (
+                Section::Scale,
+                "concurrency" | "target" | "target_requests" | "requests_per_instance"
+                | "concurrency_target" | "max_concurrency" | "max_concurrent",
+            ) => Some("target_concurrency"),
+            (
+                Section::Scale,
+                "scale_to_zero" | "idle_timeout" | "idle" | "scale_down_after"
+                | "scale_to_zero_delay" | "zero_after",
+            ) => Some("scale_to_zero_after"),
+            (Section::Slo, "p99" | "latency" | "latency_ms" | "p99_latency" | "p99_latency_ms") => {
+                Some("p99_ms")
+            }
+            (Section::Slo, "errors" | "error_ratio" | "max_error_rate" | "error_budget") => {
+                Some("error_rate")
+            }
+            (Section::Slo, "uptime" | "available" | "target" | "objective") => {
+                Some("availability")
+            }
             (Section::Resources, "cpus" | "cores") => Some("cpu"),
             (Section::Resources, "mem" | "ram") => Some("memory"),
             (Section::Health, "url" | "endpoint") => Some("path"),
@@ -1526,6 +1574,7 @@ impl<'s> Checker<'s> {
         let wasm = self.wasm(field("wasm"), &path, driver);
         let container = self.container(field("container"), &path, driver);
         let mesh = self.mesh(field("mesh"), &path);
+        let slo = self.slo(field("slo"), &path);
 
         Some(ServiceSpec {
             name: name.to_string(),
@@ -1545,6 +1594,7 @@ impl<'s> Checker<'s> {
             wasm,
             container,
             mesh,
+            slo,
         })
     }
 
@@ -1852,10 +1902,10 @@ impl<'s> Checker<'s> {
         }
     }
 
+    /// `[scale]`: a fixed `replicas`, or autoscaling between `min` and `max` (both required
+    /// together), with `replicas` then the starting count (default `min`).
     fn scale(&mut self, entry: Option<(&Key, &Item)>, service: &Path) -> ScaleSpec {
-        let mut scale = ScaleSpec {
-            replicas: DEFAULT_REPLICAS,
-        };
+        let mut scale = ScaleSpec::fixed(DEFAULT_REPLICAS);
         let Some((key, item)) = entry else {
             return scale;
         };
@@ -1868,18 +1918,199 @@ impl<'s> Checker<'s> {
             return scale;
         };
         self.check_keys(table, &path, service, Section::Scale);
-        if let Some((k, i)) = table.get_key_value("replicas") {
-            if let Some(n) = self.bounded(
+        let replicas_entry = table.get_key_value("replicas");
+        let min_entry = table.get_key_value("min");
+        let max_entry = table.get_key_value("max");
+        let target_entry = table.get_key_value("target_concurrency");
+        let zero_entry = table.get_key_value("scale_to_zero_after");
+
+        let replicas = replicas_entry.and_then(|(k, i)| {
+            self.bounded(
                 &path.child("replicas"),
                 (k, i),
                 0,
                 MAX_REPLICAS,
                 2,
                 "replicas is how many instances run, from 0 to 1000",
-            ) {
-                scale.replicas = n;
-            }
+            )
+        });
+        if let Some(n) = replicas {
+            scale.replicas = n;
         }
+        let min = min_entry.and_then(|(k, i)| {
+            self.bounded(
+                &path.child("min"),
+                (k, i),
+                0,
+                MAX_REPLICAS,
+                1,
+                "min is the fewest instances the autoscaler keeps running, from 0 to 1000",
+            )
+        });
+        let max = max_entry.and_then(|(k, i)| {
+            self.bounded(
+                &path.child("max"),
+                (k, i),
+                1,
+                MAX_REPLICAS,
+                10,
+                "max is the most instances the autoscaler runs, from 1 to 1000",
+            )
+        });
+        let target_concurrency = match target_entry {
+            None => Some(AutoscaleSpec::DEFAULT_TARGET_CONCURRENCY),
+            Some((k, i)) => self.bounded(
+                &path.child("target_concurrency"),
+                (k, i),
+                1,
+                MAX_TARGET_CONCURRENCY,
+                i64::from(AutoscaleSpec::DEFAULT_TARGET_CONCURRENCY),
+                "target_concurrency is how many requests in flight per instance the autoscaler aims at, from 1 to 10000",
+            ),
+        };
+        let scale_to_zero_after_ms = match zero_entry {
+            None => Some(AutoscaleSpec::DEFAULT_SCALE_TO_ZERO_AFTER_MS),
+            Some((k, i)) => {
+                let p = path.child("scale_to_zero_after");
+                self.duration(&p, k, i, "5m").and_then(|(ms, span)| {
+                    if (MIN_SCALE_TO_ZERO_AFTER_MS..=MAX_SCALE_TO_ZERO_AFTER_MS).contains(&ms) {
+                        return Some(ms);
+                    }
+                    let span = span.or_else(|| value_span(k, i));
+                    let found = self.raw(span.clone()).unwrap_or("").to_string();
+                    self.push(
+                        span,
+                        Some(p.to_string()),
+                        format!("`{p}` must be between 1s and 24h, found {found}"),
+                        Some("it is how long without requests before the last instance stops; for example `scale_to_zero_after = \"5m\"`".into()),
+                    );
+                    None
+                })
+            }
+        };
+
+        // A misspelt bound (`maxx`, `max_replicas`) is already reported as an unknown key with
+        // a "did you mean": do not also report it missing.
+        let misspelt = |this: &Self, bound: &str| {
+            let hint = format!("did you mean `{bound}`?");
+            table.iter().any(|(name, item)| {
+                !Section::Scale.keys().contains(&name)
+                    && this.unknown_key_hint(name, item, &path, service, Section::Scale) == hint
+            })
+        };
+        let min_entry = match (min_entry, max_entry) {
+            (Some(entry), Some(_)) => entry,
+            (None, None) if misspelt(self, "min") || misspelt(self, "max") => return scale,
+            (Some(_), None) if misspelt(self, "max") => return scale,
+            (None, Some(_)) if misspelt(self, "min") => return scale,
+            (None, None) => {
+                // Autoscaling keys without the bounds that turn autoscaling on.
+                for (name, entry, example_min) in [
+                    ("target_concurrency", target_entry, 1),
+                    ("scale_to_zero_after", zero_entry, 0),
+                ] {
+                    let Some((k, _)) = entry else {
+                        continue;
+                    };
+                    let p = path.child(name);
+                    self.push(
+                        k.span(),
+                        Some(p.to_string()),
+                        format!("`{p}` is set without `min` and `max`: autoscaling needs min and max"),
+                        Some(format!(
+                            "to autoscale, add `min = {example_min}` and `max = 10` to [{path}]; for a fixed count of instances, remove `{name}` and set `replicas`"
+                        )),
+                    );
+                }
+                return scale;
+            }
+            (Some((k, _)), None) | (None, Some((k, _))) => {
+                // One bound without the other.
+                let (present, missing) = if min_entry.is_some() {
+                    ("min", "max")
+                } else {
+                    ("max", "min")
+                };
+                let (example_min, example_max) = match (min, max) {
+                    (Some(n), _) => (
+                        n,
+                        if n < 10 {
+                            10
+                        } else {
+                            n.saturating_mul(2).min(1_000)
+                        },
+                    ),
+                    (_, Some(n)) => (n.min(1), n),
+                    _ => (1, 10),
+                };
+                self.push(
+                    k.span(),
+                    Some(path.child(missing).to_string()),
+                    format!("`{path}` sets `{present}` without `{missing}`: autoscaling needs both"),
+                    Some(format!(
+                        "add `{missing}`: write both bounds, like `min = {example_min}` and `max = {example_max}`"
+                    )),
+                );
+                return scale;
+            }
+        };
+        let (Some(min), Some(max)) = (min, max) else {
+            return scale;
+        };
+        let mut ok = true;
+        if min > max {
+            ok = false;
+            let (k, i) = min_entry;
+            self.push(
+                value_span(k, i),
+                Some(path.child("min").to_string()),
+                format!("`{path}`: min ({min}) is above max ({max})"),
+                Some(format!(
+                    "min is the fewest instances and max the most: write `min = {max}` and `max = {min}`"
+                )),
+            );
+        }
+        if let Some((k, _)) = zero_entry.filter(|_| min > 0) {
+            ok = false;
+            let p = path.child("scale_to_zero_after");
+            self.push(
+                k.span(),
+                Some(p.to_string()),
+                format!("`{p}` is only allowed with `min = 0`, and min is {min}"),
+                Some(format!(
+                    "the last instance stops after a time without requests only when `min = 0`: set `min = 0`, or remove `scale_to_zero_after` to keep at least {min} running"
+                )),
+            );
+        }
+        match (replicas_entry, replicas) {
+            (Some((k, i)), Some(n)) if ok && !(min..=max).contains(&n) => {
+                ok = false;
+                self.push(
+                    value_span(k, i),
+                    Some(path.child("replicas").to_string()),
+                    format!(
+                        "`{path}.replicas` must be between min ({min}) and max ({max}) when autoscaling, found {n}"
+                    ),
+                    Some(format!(
+                        "with `min` and `max`, replicas is how many instances to start with: write a number from {min} to {max}, or remove `replicas` to start at min"
+                    )),
+                );
+            }
+            (Some(_), Some(_)) => {}
+            (Some(_), None) => ok = false,
+            (None, _) => scale.replicas = min,
+        }
+        let (Some(target_concurrency), Some(scale_to_zero_after_ms), true) =
+            (target_concurrency, scale_to_zero_after_ms, ok)
+        else {
+            return scale;
+        };
+        scale.autoscale = Some(AutoscaleSpec {
+            min,
+            max,
+            target_concurrency,
+            scale_to_zero_after_ms,
+        });
         scale
     }
 
@@ -2596,6 +2827,179 @@ impl<'s> Checker<'s> {
         Some(permille)
     }
 
+    /// `[slo]`: the objectives the autoscaler defends and `strata status` reports against. At
+    /// least one key; none has a default.
+    fn slo(&mut self, entry: Option<(&Key, &Item)>, service: &Path) -> Option<SloSpec> {
+        const SET_ONE: &str = "set at least one of `p99_ms` (milliseconds), `error_rate` and `availability` (fractions between 0 and 1), like `availability = 0.999`, or remove the table";
+        let (key, item) = entry?;
+        let path = service.child("slo");
+        let hint = match item {
+            Item::Value(Value::Float(f)) => format!(
+                "write it as a table: `slo = {{ availability = {} }}`",
+                self.raw(f.span()).unwrap_or("0.999")
+            ),
+            _ => format!(
+                "write it as a table: [{path}] with `availability = 0.999` and `p99_ms = 300`"
+            ),
+        };
+        let table = self.table(&path, key, item, hint)?;
+        self.check_keys(table, &path, service, Section::Slo);
+        if table.is_empty() {
+            self.push(
+                key.span(),
+                Some(path.to_string()),
+                format!("`{path}` sets no objective"),
+                Some(SET_ONE.into()),
+            );
+            return None;
+        }
+        let mut ok = true;
+        let mut slo = SloSpec::default();
+        if let Some((k, i)) = table.get_key_value("p99_ms") {
+            let p = path.child("p99_ms");
+            if let Item::Value(Value::String(s)) = i {
+                // A duration where milliseconds are expected.
+                let millis = humantime::parse_duration(s.value().trim())
+                    .ok()
+                    .and_then(|d| u64::try_from(d.as_millis()).ok());
+                let hint = match millis {
+                    Some(ms) => {
+                        format!("p99_ms is a number of milliseconds: write `p99_ms = {ms}`")
+                    }
+                    None if s.value().trim().parse::<u64>().is_ok() => format!(
+                        "write the number without quotes: `p99_ms = {}`",
+                        s.value().trim()
+                    ),
+                    None => "p99_ms is a number of milliseconds, for example `p99_ms = 300`".into(),
+                };
+                self.type_error(&p, k, i, "an integer", hint);
+                ok = false;
+            } else {
+                slo.p99_ms = self
+                    .bounded(
+                        &p,
+                        (k, i),
+                        1,
+                        MAX_SLO_P99_MS,
+                        300,
+                        "p99_ms is the latency 99% of requests stay under, in milliseconds, from 1 to 600000 (10 minutes)",
+                    )
+                    .map(u64::from);
+                ok &= slo.p99_ms.is_some();
+            }
+        }
+        if let Some((k, i)) = table.get_key_value("error_rate") {
+            slo.error_rate = self.ratio(
+                &path.child("error_rate"),
+                k,
+                i,
+                "0.01",
+                "error_rate is the largest fraction of requests that may fail, between 0 and 1 (exclusive): for example `error_rate = 0.01` (1%)",
+            );
+            ok &= slo.error_rate.is_some();
+        }
+        if let Some((k, i)) = table.get_key_value("availability") {
+            slo.availability = self.ratio(
+                &path.child("availability"),
+                k,
+                i,
+                "0.999",
+                "availability is the fraction of time the service must be up, between 0 and 1 (exclusive): for example `availability = 0.999` (99.9%)",
+            );
+            ok &= slo.availability.is_some();
+        }
+        ok.then_some(slo)
+    }
+
+    /// A fraction strictly between 0 and 1, written as a float, counted in millionths.
+    fn ratio(
+        &mut self,
+        path: &Path,
+        key: &Key,
+        item: &Item,
+        example: &str,
+        meaning: &str,
+    ) -> Option<Ratio> {
+        const EXPECTED: &str = "a float between 0 and 1";
+        let name = path.last();
+        let fraction = |value: f64| format!("{}", (value * 1e6).round() / 1e6);
+        let percent_hint = |value: f64| {
+            (value > 1.0 && value < 100.0).then(|| {
+                format!(
+                    "it is a fraction, not a percentage: for {value}% write `{name} = {}`",
+                    fraction(value / 100.0)
+                )
+            })
+        };
+        let (value, span) = match item {
+            Item::Value(Value::Float(f)) => (*f.value(), f.span()),
+            Item::Value(Value::Integer(i)) => {
+                let n = *i.value();
+                let hint = match n {
+                    2..=99 => format!(
+                        "write a fraction with a decimal point: for {n}% write `{name} = {}`",
+                        fraction(n as f64 / 100.0)
+                    ),
+                    _ => meaning.to_string(),
+                };
+                self.type_error(path, key, item, EXPECTED, hint);
+                return None;
+            }
+            _ => {
+                let hint = match item {
+                    Item::Value(Value::String(s)) => {
+                        let text = s.value().trim();
+                        let percent = text
+                            .strip_suffix('%')
+                            .and_then(|t| t.trim().parse::<f64>().ok())
+                            .filter(|p| *p > 0.0 && *p < 100.0);
+                        match (percent, text.parse::<f64>()) {
+                            (Some(p), _) => {
+                                format!("write a fraction: `{name} = {}`", fraction(p / 100.0))
+                            }
+                            (None, Ok(v)) if v.is_finite() => {
+                                format!("write the number without quotes: `{name} = {text}`")
+                            }
+                            _ => meaning.to_string(),
+                        }
+                    }
+                    _ => meaning.to_string(),
+                };
+                self.type_error(path, key, item, EXPECTED, hint);
+                return None;
+            }
+        };
+        let found = self
+            .raw(span.clone())
+            .map_or_else(|| value.to_string(), str::to_string);
+        if !(value > 0.0 && value < 1.0) {
+            let hint = percent_hint(value).unwrap_or_else(|| meaning.to_string());
+            self.push(
+                span,
+                Some(path.to_string()),
+                format!("`{path}` must be between 0 and 1 (exclusive), found {found}"),
+                Some(hint),
+            );
+            return None;
+        }
+        let ratio = Ratio::from_f64(value)?;
+        if ratio.ppm() == 0 || ratio == Ratio::ONE {
+            let (rounds_to, bound) = if ratio.ppm() == 0 {
+                ("0", "at least 0.000001")
+            } else {
+                ("1", "at most 0.999999")
+            };
+            self.push(
+                span,
+                Some(path.to_string()),
+                format!("`{path}` is counted in millionths, and {found} rounds to {rounds_to}"),
+                Some(format!("write {bound}; for example `{name} = {example}`")),
+            );
+            return None;
+        }
+        Some(ratio)
+    }
+
     /// `[placement]`: the node labels an instance's node must carry.
     fn placement(
         &mut self,
@@ -2871,6 +3275,9 @@ stop_timeout = "10s"
 
 [service.hello.scale]
 replicas = 2
+min = 1
+max = 4
+target_concurrency = 20
 
 [service.hello.route]
 public = true
@@ -2896,9 +3303,15 @@ unhealthy_threshold = 5
 cpu = 0.5
 memory = "128Mi"
 
+[service.hello.slo]
+p99_ms = 250
+error_rate = 0.001
+availability = 0.999
+
 [service.static]
 command = ["python3", "-m", "http.server"]
 route = { public = false }
+scale = { min = 0, max = 3, scale_to_zero_after = "5m" }
 placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
 "#;
 
@@ -2964,7 +3377,15 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
                     command: vec![],
                     args: vec!["--verbose".into()],
                     port: PortSpec::Fixed(8080),
-                    scale: ScaleSpec { replicas: 2 },
+                    scale: ScaleSpec {
+                        replicas: 2,
+                        autoscale: Some(AutoscaleSpec {
+                            min: 1,
+                            max: 4,
+                            target_concurrency: 20,
+                            scale_to_zero_after_ms: 60_000,
+                        }),
+                    },
                     route: RouteSpec {
                         public: true,
                         hosts: vec!["hello.example.com".into(), "hello.example.org".into()],
@@ -2995,6 +3416,11 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
                     wasm: None,
                     container: None,
                     mesh: None,
+                    slo: Some(SloSpec {
+                        p99_ms: Some(250),
+                        error_rate: Some(Ratio::from_ppm(1_000)),
+                        availability: Some(Ratio::from_ppm(999_000)),
+                    }),
                 },
                 ServiceSpec {
                     name: "static".into(),
@@ -3003,7 +3429,15 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
                     command: vec!["python3".into(), "-m".into(), "http.server".into()],
                     args: vec![],
                     port: PortSpec::Auto,
-                    scale: ScaleSpec { replicas: 1 },
+                    scale: ScaleSpec {
+                        replicas: 0,
+                        autoscale: Some(AutoscaleSpec {
+                            min: 0,
+                            max: 3,
+                            target_concurrency: 10,
+                            scale_to_zero_after_ms: 300_000,
+                        }),
+                    },
                     route: RouteSpec {
                         public: false,
                         hosts: vec![],
@@ -3020,6 +3454,7 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
                     wasm: None,
                     container: None,
                     mesh: None,
+                    slo: None,
                 },
             ]
         );
@@ -3034,7 +3469,8 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
         let s = only_service("[service.hello]\nartifact = \"build/hello\"\n");
         assert_eq!(s.driver, DriverKind::Exec);
         assert_eq!(s.port, PortSpec::Auto);
-        assert_eq!(s.scale, ScaleSpec { replicas: 1 });
+        assert_eq!(s.scale, ScaleSpec::fixed(1));
+        assert_eq!(s.slo, None);
         assert_eq!(
             s.route,
             RouteSpec {
@@ -3451,6 +3887,675 @@ resources.memory = 1073741824
             got,
             vec![(4, 15), (4, 20), (5, 19), (6, 11), (7, 16), (8, 18)]
         );
+    }
+
+    #[test]
+    fn autoscale() {
+        let scale = |body: &str| only_service(&service(body)).scale;
+        let auto = |min, max, target_concurrency, scale_to_zero_after_ms| {
+            Some(AutoscaleSpec {
+                min,
+                max,
+                target_concurrency,
+                scale_to_zero_after_ms,
+            })
+        };
+
+        // `replicas` alone: a fixed count, as before.
+        assert_eq!(
+            scale("[service.hello.scale]\nreplicas = 3\n"),
+            ScaleSpec::fixed(3)
+        );
+
+        // min and max only: start at min, the other keys take their defaults.
+        assert_eq!(
+            scale("[service.hello.scale]\nmin = 2\nmax = 5\n"),
+            ScaleSpec {
+                replicas: 2,
+                autoscale: auto(2, 5, 10, 60_000),
+            }
+        );
+        assert_eq!(
+            (
+                AutoscaleSpec::DEFAULT_TARGET_CONCURRENCY,
+                AutoscaleSpec::DEFAULT_SCALE_TO_ZERO_AFTER_MS
+            ),
+            (10, 60_000)
+        );
+
+        // replicas inside [min, max] is the starting count; bounds included.
+        assert_eq!(
+            scale(
+                "[service.hello.scale]\nreplicas = 3\nmin = 1\nmax = 8\ntarget_concurrency = 50\n"
+            ),
+            ScaleSpec {
+                replicas: 3,
+                autoscale: auto(1, 8, 50, 60_000),
+            }
+        );
+        assert_eq!(
+            scale("scale = { replicas = 1, min = 1, max = 8 }\n").replicas,
+            1
+        );
+        assert_eq!(
+            scale("scale = { replicas = 8, min = 1, max = 8 }\n").replicas,
+            8
+        );
+        assert_eq!(
+            scale("scale = { min = 1, max = 1 }\n"),
+            ScaleSpec {
+                replicas: 1,
+                autoscale: auto(1, 1, 10, 60_000),
+            }
+        );
+        assert_eq!(
+            scale("scale.min = 0\nscale.max = 1000\nscale.target_concurrency = 10000\n").autoscale,
+            auto(0, 1000, 10_000, 60_000)
+        );
+
+        // min = 0: scale to zero, after the default or the time given.
+        assert_eq!(
+            scale("[service.hello.scale]\nmin = 0\nmax = 4\n"),
+            ScaleSpec {
+                replicas: 0,
+                autoscale: auto(0, 4, 10, 60_000),
+            }
+        );
+        assert_eq!(
+            scale("[service.hello.scale]\nmin = 0\nmax = 4\nscale_to_zero_after = \"30s\"\n"),
+            ScaleSpec {
+                replicas: 0,
+                autoscale: auto(0, 4, 10, 30_000),
+            }
+        );
+        let zero_after = |v: &str| {
+            scale(&format!(
+                "scale = {{ min = 0, max = 2, scale_to_zero_after = {v} }}\n"
+            ))
+            .autoscale
+            .unwrap()
+            .scale_to_zero_after_ms
+        };
+        assert_eq!(zero_after("\"5m\""), 300_000);
+        assert_eq!(zero_after("\"1s\""), 1_000);
+        assert_eq!(zero_after("\"24h\""), 86_400_000);
+        assert_eq!(zero_after("\"1m 30s\""), 90_000);
+        assert_eq!(
+            scale("scale = { replicas = 2, min = 0, max = 2, scale_to_zero_after = \"10m\" }\n"),
+            ScaleSpec {
+                replicas: 2,
+                autoscale: auto(0, 2, 10, 600_000),
+            }
+        );
+
+        // Absent autoscaling is omitted from the JSON; present, it round-trips.
+        let json = |s: &ServiceSpec| serde_json::to_value(s).unwrap();
+        let fixed = only_service(&service("scale.replicas = 2\n"));
+        assert_eq!(json(&fixed)["scale"], serde_json::json!({ "replicas": 2 }));
+        let auto_spec = only_service(&service("scale = { min = 1, max = 3 }\n"));
+        assert_eq!(
+            json(&auto_spec)["scale"],
+            serde_json::json!({
+                "replicas": 1,
+                "autoscale": {
+                    "min": 1,
+                    "max": 3,
+                    "target_concurrency": 10,
+                    "scale_to_zero_after_ms": 60_000
+                }
+            })
+        );
+        let back: ServiceSpec = serde_json::from_value(json(&auto_spec)).unwrap();
+        assert_eq!(back, auto_spec);
+    }
+
+    #[test]
+    fn autoscale_errors() {
+        // (body under [service.hello], line, column, key, message, hint)
+        let cases: &[(&str, usize, usize, &str, &str, &str)] = &[
+            (
+                "[service.hello.scale]\nmin = 2\n",
+                4,
+                1,
+                "service.hello.scale.max",
+                "`service.hello.scale` sets `min` without `max`: autoscaling needs both",
+                "add `max`: write both bounds, like `min = 2` and `max = 10`",
+            ),
+            (
+                "[service.hello.scale]\nreplicas = 2\nmax = 4\n",
+                5,
+                1,
+                "service.hello.scale.min",
+                "`service.hello.scale` sets `max` without `min`: autoscaling needs both",
+                "add `min`: write both bounds, like `min = 1` and `max = 4`",
+            ),
+            (
+                "[service.hello.scale]\nmin = 5\nmax = 3\n",
+                4,
+                7,
+                "service.hello.scale.min",
+                "`service.hello.scale`: min (5) is above max (3)",
+                "min is the fewest instances and max the most: write `min = 3` and `max = 5`",
+            ),
+            (
+                "[service.hello.scale]\nmin = 0\nmax = 0\n",
+                5,
+                7,
+                "service.hello.scale.max",
+                "`service.hello.scale.max` must be between 1 and 1000, found 0",
+                "max is the most instances the autoscaler runs, from 1 to 1000",
+            ),
+            (
+                "[service.hello.scale]\nmin = 1\nmax = 1001\n",
+                5,
+                7,
+                "service.hello.scale.max",
+                "`service.hello.scale.max` must be between 1 and 1000, found 1001",
+                "max is the most instances the autoscaler runs, from 1 to 1000",
+            ),
+            (
+                "[service.hello.scale]\nmin = -1\nmax = 3\n",
+                4,
+                7,
+                "service.hello.scale.min",
+                "`service.hello.scale.min` must be between 0 and 1000, found -1",
+                "min is the fewest instances the autoscaler keeps running, from 0 to 1000",
+            ),
+            (
+                "[service.hello.scale]\nmin = 1\nmax = 3\ntarget_concurrency = 0\n",
+                6,
+                22,
+                "service.hello.scale.target_concurrency",
+                "`service.hello.scale.target_concurrency` must be between 1 and 10000, found 0",
+                "target_concurrency is how many requests in flight per instance the autoscaler aims at, from 1 to 10000",
+            ),
+            (
+                "[service.hello.scale]\nmin = 1\nmax = 3\ntarget_concurrency = 20000\n",
+                6,
+                22,
+                "service.hello.scale.target_concurrency",
+                "`service.hello.scale.target_concurrency` must be between 1 and 10000, found 20000",
+                "target_concurrency is how many requests in flight per instance the autoscaler aims at, from 1 to 10000",
+            ),
+            (
+                "[service.hello.scale]\nmin = 1\nmax = 3\ntarget_concurrency = \"10\"\n",
+                6,
+                22,
+                "service.hello.scale.target_concurrency",
+                "`service.hello.scale.target_concurrency` must be an integer, found a string",
+                "write the number without quotes: `target_concurrency = 10`",
+            ),
+            (
+                "[service.hello.scale]\nmin = 0\nmax = 2\nscale_to_zero_after = \"500ms\"\n",
+                6,
+                23,
+                "service.hello.scale.scale_to_zero_after",
+                "`service.hello.scale.scale_to_zero_after` must be between 1s and 24h, found \"500ms\"",
+                "it is how long without requests before the last instance stops; for example `scale_to_zero_after = \"5m\"`",
+            ),
+            (
+                "[service.hello.scale]\nmin = 0\nmax = 2\nscale_to_zero_after = \"25h\"\n",
+                6,
+                23,
+                "service.hello.scale.scale_to_zero_after",
+                "`service.hello.scale.scale_to_zero_after` must be between 1s and 24h, found \"25h\"",
+                "it is how long without requests before the last instance stops; for example `scale_to_zero_after = \"5m\"`",
+            ),
+            (
+                "[service.hello.scale]\nmin = 0\nmax = 2\nscale_to_zero_after = 30\n",
+                6,
+                23,
+                "service.hello.scale.scale_to_zero_after",
+                "`service.hello.scale.scale_to_zero_after` must be a duration string, found an integer",
+                "durations are strings with a unit: `scale_to_zero_after = \"30s\"` or `\"30ms\"`",
+            ),
+            (
+                "[service.hello.scale]\nmin = 0\nmax = 2\nscale_to_zero_after = \"soon\"\n",
+                6,
+                23,
+                "service.hello.scale.scale_to_zero_after",
+                "`service.hello.scale.scale_to_zero_after` is not a duration: \"soon\"",
+                "write a number and a unit, like \"500ms\", \"5m\" or \"1m 30s\"",
+            ),
+            (
+                "[service.hello.scale]\nmin = 2\nmax = 4\nscale_to_zero_after = \"5m\"\n",
+                6,
+                1,
+                "service.hello.scale.scale_to_zero_after",
+                "`service.hello.scale.scale_to_zero_after` is only allowed with `min = 0`, and min is 2",
+                "the last instance stops after a time without requests only when `min = 0`: set `min = 0`, or remove `scale_to_zero_after` to keep at least 2 running",
+            ),
+            (
+                "[service.hello.scale]\nreplicas = 2\ntarget_concurrency = 5\n",
+                5,
+                1,
+                "service.hello.scale.target_concurrency",
+                "`service.hello.scale.target_concurrency` is set without `min` and `max`: autoscaling needs min and max",
+                "to autoscale, add `min = 1` and `max = 10` to [service.hello.scale]; for a fixed count of instances, remove `target_concurrency` and set `replicas`",
+            ),
+            (
+                "scale = { scale_to_zero_after = \"5m\" }\n",
+                3,
+                11,
+                "service.hello.scale.scale_to_zero_after",
+                "`service.hello.scale.scale_to_zero_after` is set without `min` and `max`: autoscaling needs min and max",
+                "to autoscale, add `min = 0` and `max = 10` to [service.hello.scale]; for a fixed count of instances, remove `scale_to_zero_after` and set `replicas`",
+            ),
+            (
+                "[service.hello.scale]\nreplicas = 12\nmin = 2\nmax = 10\n",
+                4,
+                12,
+                "service.hello.scale.replicas",
+                "`service.hello.scale.replicas` must be between min (2) and max (10) when autoscaling, found 12",
+                "with `min` and `max`, replicas is how many instances to start with: write a number from 2 to 10, or remove `replicas` to start at min",
+            ),
+            (
+                "[service.hello.scale]\nreplicas = 0\nmin = 1\nmax = 3\n",
+                4,
+                12,
+                "service.hello.scale.replicas",
+                "`service.hello.scale.replicas` must be between min (1) and max (3) when autoscaling, found 0",
+                "with `min` and `max`, replicas is how many instances to start with: write a number from 1 to 3, or remove `replicas` to start at min",
+            ),
+        ];
+        for (body, line, column, key, message, hint) in cases {
+            let source = service(body);
+            let e = error(&source);
+            assert_eq!(
+                summary(&e),
+                (*line, *column, Some(*key), *message, Some(*hint)),
+                "\n{}",
+                e.render(&source)
+            );
+        }
+
+        // Unknown keys: did you mean, and keys written in the wrong table.
+        let hint = |body: &str| error(&service(body)).hint.unwrap();
+        // A misspelt bound is that one error, not also a missing bound.
+        let e = error(&service("[service.hello.scale]\nmin = 1\nmaxx = 3\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                5,
+                1,
+                Some("service.hello.scale.maxx"),
+                "unknown key `service.hello.scale.maxx`",
+                Some("did you mean `max`?")
+            )
+        );
+        assert_eq!(
+            hint("[service.hello.scale]\nmin_replicas = 1\nmax = 4\n"),
+            "did you mean `min`?"
+        );
+        let hints: Vec<String> = errors(&service(
+            "[service.hello.scale]\nmin_replicas = 1\nmax_replicas = 4\ntarget_concurrency = 5\n",
+        ))
+        .into_iter()
+        .filter_map(|e| e.hint)
+        .collect();
+        assert_eq!(hints, ["did you mean `min`?", "did you mean `max`?"]);
+        assert_eq!(
+            hint("[service.hello.scale]\nmax_replicas = 1\n"),
+            "did you mean `max`?"
+        );
+        assert_eq!(
+            hint("[service.hello.scale]\nconcurrency = 1\n"),
+            "did you mean `target_concurrency`?"
+        );
+        assert_eq!(
+            hint("[service.hello.scale]\ntarget_concurency = 1\n"),
+            "did you mean `target_concurrency`?"
+        );
+        assert_eq!(
+            hint("[service.hello.scale]\nidle_timeout = \"1m\"\n"),
+            "did you mean `scale_to_zero_after`?"
+        );
+        assert_eq!(
+            hint("[service.hello.scale]\nxyzzy = 1\n"),
+            "[service.hello.scale] accepts `replicas`, `min`, `max`, `target_concurrency` and `scale_to_zero_after`"
+        );
+        assert_eq!(
+            hint("min = 1\n"),
+            "`min` belongs in [service.hello.scale]: write `scale.min = 1` here, or put it under [service.hello.scale]"
+        );
+        assert_eq!(
+            hint("autoscale = true\n"),
+            "autoscaling is set in [service.hello.scale]: write `min` and `max` there, like `scale = { min = 1, max = 10 }`"
+        );
+
+        // Every bad value is reported, in order.
+        let source = service(
+            "[service.hello.scale]\nreplicas = \"x\"\nmin = -1\nmax = 0\ntarget_concurrency = 0\nscale_to_zero_after = 5\n",
+        );
+        let got: Vec<(usize, usize)> = errors(&source).iter().map(|e| (e.line, e.column)).collect();
+        assert_eq!(got, vec![(4, 12), (5, 7), (6, 7), (7, 22), (8, 23)]);
+    }
+
+    #[test]
+    fn slo() {
+        let slo = |body: &str| only_service(&service(body)).slo;
+        assert_eq!(
+            slo("[service.hello.slo]\np99_ms = 300\nerror_rate = 0.01\navailability = 0.999\n"),
+            Some(SloSpec {
+                p99_ms: Some(300),
+                error_rate: Some(Ratio::from_ppm(10_000)),
+                availability: Some(Ratio::from_ppm(999_000)),
+            })
+        );
+        // Any one objective is enough; the others stay unset.
+        assert_eq!(
+            slo("[service.hello.slo]\navailability = 0.9995\n"),
+            Some(SloSpec {
+                availability: Some(Ratio::from_ppm(999_500)),
+                ..SloSpec::default()
+            })
+        );
+        assert_eq!(
+            slo("slo = { p99_ms = 1 }\n"),
+            Some(SloSpec {
+                p99_ms: Some(1),
+                ..SloSpec::default()
+            })
+        );
+        assert_eq!(slo("slo.p99_ms = 600000\n").unwrap().p99_ms, Some(600_000));
+        assert_eq!(
+            slo("slo.error_rate = 0.000001\n").unwrap().error_rate,
+            Some(Ratio::from_ppm(1))
+        );
+        assert_eq!(
+            slo("slo.availability = 0.999999\n").unwrap().availability,
+            Some(Ratio::from_ppm(999_999))
+        );
+        assert_eq!(slo(""), None);
+
+        // Ratio: exact in millionths, a float in JSON, a percentage when displayed.
+        let r = Ratio::from_ppm(999_000);
+        assert_eq!((r.ppm(), r.as_f64()), (999_000, 0.999));
+        assert_eq!(Ratio::from_ppm(2_000_000), Ratio::ONE);
+        assert_eq!(Ratio::from_f64(0.01), Some(Ratio::from_ppm(10_000)));
+        assert_eq!(Ratio::from_f64(1.5), None);
+        assert_eq!(Ratio::from_f64(f64::NAN), None);
+        assert!(Ratio::from_ppm(1) < Ratio::from_ppm(2));
+        let shown: Vec<String> = [999_000, 10_000, 500, 1, 0, 1_000_000, 999_999]
+            .iter()
+            .map(|&ppm| Ratio::from_ppm(ppm).to_string())
+            .collect();
+        assert_eq!(
+            shown,
+            ["99.9%", "1%", "0.05%", "0.0001%", "0%", "100%", "99.9999%"]
+        );
+        assert_eq!(serde_json::to_string(&r).unwrap(), "0.999");
+        assert_eq!(serde_json::from_str::<Ratio>("0.999").unwrap(), r);
+        assert_eq!(serde_json::from_str::<Ratio>("1").unwrap(), Ratio::ONE);
+        assert!(serde_json::from_str::<Ratio>("1.5").is_err());
+        assert!(serde_json::from_str::<Ratio>("-0.1").is_err());
+        assert!(serde_json::from_str::<Ratio>("\"0.5\"").is_err());
+
+        // In the service's JSON: floats; absent objectives and an absent SLO are omitted.
+        let json = |s: &ServiceSpec| serde_json::to_value(s).unwrap();
+        let with = only_service(&service(
+            "[service.hello.slo]\np99_ms = 300\nerror_rate = 0.01\navailability = 0.999\n",
+        ));
+        assert_eq!(
+            json(&with)["slo"],
+            serde_json::json!({ "p99_ms": 300, "error_rate": 0.01, "availability": 0.999 })
+        );
+        let back: ServiceSpec = serde_json::from_value(json(&with)).unwrap();
+        assert_eq!(back, with);
+        let partial = only_service(&service("slo.availability = 0.99\n"));
+        assert_eq!(
+            json(&partial)["slo"],
+            serde_json::json!({ "availability": 0.99 })
+        );
+        let without = only_service(&service(""));
+        assert!(json(&without).get("slo").is_none());
+    }
+
+    #[test]
+    fn slo_errors() {
+        const SET_ONE: &str = "set at least one of `p99_ms` (milliseconds), `error_rate` and `availability` (fractions between 0 and 1), like `availability = 0.999`, or remove the table";
+        const ERROR_RATE: &str = "error_rate is the largest fraction of requests that may fail, between 0 and 1 (exclusive): for example `error_rate = 0.01` (1%)";
+        const AVAILABILITY: &str = "availability is the fraction of time the service must be up, between 0 and 1 (exclusive): for example `availability = 0.999` (99.9%)";
+        const P99: &str = "p99_ms is the latency 99% of requests stay under, in milliseconds, from 1 to 600000 (10 minutes)";
+        // (body under [service.hello], line, column, key, message, hint)
+        let cases: &[(&str, usize, usize, &str, &str, &str)] = &[
+            (
+                "[service.hello.slo]\n",
+                3,
+                16,
+                "service.hello.slo",
+                "`service.hello.slo` sets no objective",
+                SET_ONE,
+            ),
+            (
+                "slo = {}\n",
+                3,
+                1,
+                "service.hello.slo",
+                "`service.hello.slo` sets no objective",
+                SET_ONE,
+            ),
+            (
+                "slo = 0.999\n",
+                3,
+                7,
+                "service.hello.slo",
+                "`service.hello.slo` must be a table, found a float",
+                "write it as a table: `slo = { availability = 0.999 }`",
+            ),
+            (
+                "[service.hello.slo]\np99_ms = 0\n",
+                4,
+                10,
+                "service.hello.slo.p99_ms",
+                "`service.hello.slo.p99_ms` must be between 1 and 600000, found 0",
+                P99,
+            ),
+            (
+                "[service.hello.slo]\np99_ms = 600001\n",
+                4,
+                10,
+                "service.hello.slo.p99_ms",
+                "`service.hello.slo.p99_ms` must be between 1 and 600000, found 600001",
+                P99,
+            ),
+            (
+                "[service.hello.slo]\np99_ms = \"300ms\"\n",
+                4,
+                10,
+                "service.hello.slo.p99_ms",
+                "`service.hello.slo.p99_ms` must be an integer, found a string",
+                "p99_ms is a number of milliseconds: write `p99_ms = 300`",
+            ),
+            (
+                "[service.hello.slo]\np99_ms = 2.5\n",
+                4,
+                10,
+                "service.hello.slo.p99_ms",
+                "`service.hello.slo.p99_ms` must be an integer, found a float",
+                "for example `p99_ms = 300`",
+            ),
+            (
+                "[service.hello.slo]\nerror_rate = 1\n",
+                4,
+                14,
+                "service.hello.slo.error_rate",
+                "`service.hello.slo.error_rate` must be a float between 0 and 1, found an integer",
+                ERROR_RATE,
+            ),
+            (
+                "[service.hello.slo]\nerror_rate = 5\n",
+                4,
+                14,
+                "service.hello.slo.error_rate",
+                "`service.hello.slo.error_rate` must be a float between 0 and 1, found an integer",
+                "write a fraction with a decimal point: for 5% write `error_rate = 0.05`",
+            ),
+            (
+                "[service.hello.slo]\nerror_rate = 0.0\n",
+                4,
+                14,
+                "service.hello.slo.error_rate",
+                "`service.hello.slo.error_rate` must be between 0 and 1 (exclusive), found 0.0",
+                ERROR_RATE,
+            ),
+            (
+                "[service.hello.slo]\nerror_rate = 1.5\n",
+                4,
+                14,
+                "service.hello.slo.error_rate",
+                "`service.hello.slo.error_rate` must be between 0 and 1 (exclusive), found 1.5",
+                "it is a fraction, not a percentage: for 1.5% write `error_rate = 0.015`",
+            ),
+            (
+                "[service.hello.slo]\nerror_rate = 1e-9\n",
+                4,
+                14,
+                "service.hello.slo.error_rate",
+                "`service.hello.slo.error_rate` is counted in millionths, and 1e-9 rounds to 0",
+                "write at least 0.000001; for example `error_rate = 0.01`",
+            ),
+            (
+                "[service.hello.slo]\nerror_rate = \"1%\"\n",
+                4,
+                14,
+                "service.hello.slo.error_rate",
+                "`service.hello.slo.error_rate` must be a float between 0 and 1, found a string",
+                "write a fraction: `error_rate = 0.01`",
+            ),
+            (
+                "[service.hello.slo]\navailability = 99.9\n",
+                4,
+                16,
+                "service.hello.slo.availability",
+                "`service.hello.slo.availability` must be between 0 and 1 (exclusive), found 99.9",
+                "it is a fraction, not a percentage: for 99.9% write `availability = 0.999`",
+            ),
+            (
+                "[service.hello.slo]\navailability = 1.0\n",
+                4,
+                16,
+                "service.hello.slo.availability",
+                "`service.hello.slo.availability` must be between 0 and 1 (exclusive), found 1.0",
+                AVAILABILITY,
+            ),
+            (
+                "[service.hello.slo]\navailability = 1\n",
+                4,
+                16,
+                "service.hello.slo.availability",
+                "`service.hello.slo.availability` must be a float between 0 and 1, found an integer",
+                AVAILABILITY,
+            ),
+            (
+                "[service.hello.slo]\navailability = \"99.9%\"\n",
+                4,
+                16,
+                "service.hello.slo.availability",
+                "`service.hello.slo.availability` must be a float between 0 and 1, found a string",
+                "write a fraction: `availability = 0.999`",
+            ),
+            (
+                "[service.hello.slo]\navailability = \"0.99\"\n",
+                4,
+                16,
+                "service.hello.slo.availability",
+                "`service.hello.slo.availability` must be a float between 0 and 1, found a string",
+                "write the number without quotes: `availability = 0.99`",
+            ),
+            (
+                "[service.hello.slo]\navailability = 0.9999999\n",
+                4,
+                16,
+                "service.hello.slo.availability",
+                "`service.hello.slo.availability` is counted in millionths, and 0.9999999 rounds to 1",
+                "write at most 0.999999; for example `availability = 0.999`",
+            ),
+        ];
+        for (body, line, column, key, message, hint) in cases {
+            let source = service(body);
+            let e = error(&source);
+            assert_eq!(
+                summary(&e),
+                (*line, *column, Some(*key), *message, Some(*hint)),
+                "\n{}",
+                e.render(&source)
+            );
+        }
+
+        // Unknown keys: did you mean, and keys written in the wrong table. A table holding only
+        // an unknown key is that one error.
+        let hint = |body: &str| error(&service(body)).hint.unwrap();
+        let e = error(&service("[service.hello.slo]\np99 = 300\n"));
+        assert_eq!(
+            summary(&e),
+            (
+                4,
+                1,
+                Some("service.hello.slo.p99"),
+                "unknown key `service.hello.slo.p99`",
+                Some("did you mean `p99_ms`?")
+            )
+        );
+        assert_eq!(
+            hint("[service.hello.slo]\nerror-rate = 0.01\n"),
+            "did you mean `error_rate`?"
+        );
+        assert_eq!(
+            hint("[service.hello.slo]\nlatency = 300\n"),
+            "did you mean `p99_ms`?"
+        );
+        assert_eq!(
+            hint("[service.hello.slo]\nuptime = 0.99\n"),
+            "did you mean `availability`?"
+        );
+        assert_eq!(
+            hint("[service.hello.slo]\nxyzzy = 1\n"),
+            "[service.hello.slo] accepts `p99_ms`, `error_rate` and `availability`"
+        );
+        assert_eq!(
+            hint("[service.hello.slo]\nreplicas = 1\n"),
+            "`replicas` belongs in [service.hello.scale]"
+        );
+        assert_eq!(
+            hint("availability = 0.99\n"),
+            "`availability` belongs in [service.hello.slo]: write `slo.availability = 0.99` here, or put it under [service.hello.slo]"
+        );
+        assert_eq!(hint("sla.availability = 0.99\n"), "did you mean `slo`?");
+
+        // Every bad value is reported, in order.
+        let source =
+            service("[service.hello.slo]\np99_ms = -1\nerror_rate = 2\navailability = \"high\"\n");
+        let got: Vec<(usize, usize)> = errors(&source).iter().map(|e| (e.line, e.column)).collect();
+        assert_eq!(got, vec![(4, 10), (5, 14), (6, 16)]);
+    }
+
+    #[test]
+    fn scale_and_slo_leave_the_spec_hash_unchanged() {
+        let base = only_service(&service(""));
+        let hash = base.spec_hash(Some("sha256:aa"));
+        for body in [
+            "scale.replicas = 7\n",
+            "scale = { min = 1, max = 5 }\n",
+            "scale = { replicas = 3, min = 0, max = 9, target_concurrency = 50, scale_to_zero_after = \"2m\" }\n",
+            "slo.availability = 0.999\n",
+            "slo = { p99_ms = 200, error_rate = 0.01 }\n",
+            "scale = { min = 2, max = 4 }\nslo.p99_ms = 100\n",
+        ] {
+            let spec = only_service(&service(body));
+            assert_ne!(spec, base, "{body:?}");
+            assert_eq!(spec.spec_hash(Some("sha256:aa")), hash, "{body:?}");
+        }
+        // The hash of a spec without autoscaling or SLO is what it was before they existed:
+        // neither appears in its JSON.
+        let json = serde_json::to_value(&base).unwrap();
+        assert!(json.get("slo").is_none() && json["scale"].get("autoscale").is_none());
+        // What runs still changes it: the artifact, its digest, an SLO beside another change.
+        let other = only_service("[service.hello]\nartifact = \"build/other\"\n");
+        assert_ne!(other.spec_hash(Some("sha256:aa")), hash);
+        assert_ne!(base.spec_hash(Some("sha256:bb")), hash);
+        let both = only_service(&service("slo.availability = 0.9\nargs = [\"-v\"]\n"));
+        assert_ne!(both.spec_hash(Some("sha256:aa")), hash);
     }
 
     #[test]
@@ -4443,7 +5548,7 @@ memory = "lots"
         );
         assert_eq!(
             locate(FULL, &["service", "static", "route", "public"]),
-            Some((38, 11))
+            Some((46, 11))
         );
         assert_eq!(locate(FULL, &["service", "hello", "nope"]), None);
         assert_eq!(locate("not toml [", &["service"]), None);
@@ -4551,6 +5656,18 @@ memory = "lots"
                 "[service.hello]\nartifact = \"a\"\nmesh.allow_from = [[], {}, \"\", \"*\", \"*\", \"-\", \"é\"]",
                 "[service.hello]\nartifact = \"a\"\n[[service.hello.mesh]]",
                 "[service.hello]\nartifact = \"a\"\nmesh = 1",
+                "[service.hello]\nartifact = \"a\"\nscale = { min = 99999999999999999999, max = -1 }",
+                "[service.hello]\nartifact = \"a\"\nscale = { min = 0, max = 1, scale_to_zero_after = \"99999999999999999999y\" }",
+                "[service.hello]\nartifact = \"a\"\nscale = { min = 0, max = 1, target_concurrency = 99999999999 }",
+                "[service.hello]\nartifact = \"a\"\nscale = { min = \"a\", replicas = [] }",
+                "[service.hello]\nartifact = \"a\"\nscale = { max = {}, scale_to_zero_after = [] }",
+                "[service.hello]\nartifact = \"a\"\n[[service.hello.slo]]",
+                "[service.hello]\nartifact = \"a\"\nslo = []",
+                "[service.hello]\nartifact = \"a\"\nslo = { error_rate = nan, availability = inf }",
+                "[service.hello]\nartifact = \"a\"\nslo = { error_rate = -inf, availability = 1e308 }",
+                "[service.hello]\nartifact = \"a\"\nslo = { error_rate = \"%\", availability = \"1e400%\" }",
+                "[service.hello]\nartifact = \"a\"\nslo = { error_rate = 9223372036854775807, availability = -9223372036854775808 }",
+                "[service.hello]\nartifact = \"a\"\nslo = { p99_ms = \"99999999999999999999y\", error_rate = 1e-320 }",
                 "a.b.c.d.e.f = 1\n\"\" = 2",
             ]
             .iter()
