@@ -1036,6 +1036,7 @@ impl ControlPlane {
                     policy_rule,
                     limits: (&release.spec.mesh_settings()).into(),
                     endpoint_nodes,
+                    scale_from_zero: false,
                 })
             })
             .collect();

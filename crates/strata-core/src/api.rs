@@ -211,6 +211,10 @@ pub struct Route {
     /// node's proxy, over mutual TLS.
     #[serde(default)]
     pub endpoint_nodes: BTreeMap<String, String>,
+    /// The service scales to zero (autoscaled with `min = 0`): with no instance, a request is
+    /// held while one starts instead of answered 503 at once.
+    #[serde(default)]
+    pub scale_from_zero: bool,
 }
 
 fn public_by_default() -> bool {

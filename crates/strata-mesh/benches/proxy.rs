@@ -94,6 +94,7 @@ fn route(endpoint: SocketAddr, node: &str) -> Route {
         policy_rule: String::new(),
         limits: Default::default(),
         endpoint_nodes: BTreeMap::from([(endpoint.to_string(), node.to_string())]),
+        scale_from_zero: false,
     }
 }
 

@@ -51,6 +51,11 @@ pub struct IngressConfig {
     pub request_timeout: Duration,
     /// Largest request body accepted (413 above).
     pub max_body: usize,
+    /// How long a request for a service at zero instances waits for one to start (503 past
+    /// it).
+    pub cold_start_wait: Duration,
+    /// How many requests per service may wait for it to start from zero (503 beyond).
+    pub max_waiting: u32,
 }
 
 impl Default for IngressConfig {
@@ -58,9 +63,15 @@ impl Default for IngressConfig {
         Self {
             request_timeout: Duration::from_secs(30),
             max_body: 16 << 20,
+            cold_start_wait: Duration::from_secs(20),
+            max_waiting: 256,
         }
     }
 }
+
+/// Told, at most every half second per service, that requests wait for a service at zero
+/// instances: `(env, service)`.
+pub type Waker = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// The ingress proxy.
 pub struct Ingress {
@@ -73,6 +84,10 @@ pub struct Ingress {
     requests: AtomicUsize,
     config: IngressConfig,
     peering: std::sync::OnceLock<Peering>,
+    waker: std::sync::OnceLock<Waker>,
+    /// When each service at zero was last woken (milliseconds on `started`'s clock).
+    woken: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    started: std::time::Instant,
 }
 
 /// The header naming, on a call between nodes' proxies, the instance it is for.
@@ -168,7 +183,80 @@ impl Ingress {
             requests: AtomicUsize::new(0),
             config,
             peering: std::sync::OnceLock::new(),
+            waker: std::sync::OnceLock::new(),
+            woken: Default::default(),
+            started: std::time::Instant::now(),
         })
+    }
+
+    /// `waker` is told when requests wait for a service at zero instances (the platform asks
+    /// the control plane to start one).
+    pub fn set_waker(&self, waker: Waker) {
+        let _ = self.waker.set(waker);
+    }
+
+    fn wake(&self, route: &strata_core::api::Route) {
+        let Some(waker) = self.waker.get() else {
+            return;
+        };
+        let now = self.started.elapsed().as_millis() as u64;
+        let key = format!("{}/{}", route.env, route.service);
+        {
+            let mut woken = self.woken.lock().expect("not poisoned");
+            if woken.get(&key).is_some_and(|at| now < at + 500) {
+                return;
+            }
+            woken.insert(key, now);
+        }
+        waker(&route.env, &route.service);
+    }
+
+    /// Holds a request for `route`'s service, at zero instances, until an instance is routed
+    /// (the route then) or the wait is over (the answer to give).
+    async fn until_started(
+        &self,
+        host: &str,
+        route: &strata_core::api::Route,
+    ) -> Result<Arc<strata_core::api::Route>, Response<ProxyBody>> {
+        let Some(_waiting) = self
+            .limiter
+            .wait(&route.env, &route.service, self.config.max_waiting)
+        else {
+            return Err(plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "strata: service `{}` in environment `{}` is starting from zero and {} requests already wait for it; try again in a few seconds\n",
+                    route.service, route.env, self.config.max_waiting
+                ),
+            ));
+        };
+        let deadline = tokio::time::Instant::now() + self.config.cold_start_wait;
+        let mut changes = self.table.subscribe();
+        loop {
+            self.wake(route);
+            if let Some(current) = self.table.lookup(host) {
+                if !current.endpoints.is_empty() {
+                    return Ok(current);
+                }
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                // Wake again now and then: a lost wake-up must not leave requests waiting.
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "strata: service `{}` in environment `{}` is starting from zero and no instance was ready within {} ms; try again shortly, or keep one running with [service.{}.scale] min = 1\n",
+                            route.service,
+                            route.env,
+                            self.config.cold_start_wait.as_millis(),
+                            route.service
+                        ),
+                    ));
+                }
+            }
+        }
     }
 
     /// From now on, instances that run on other nodes than `node` are reached through their
@@ -381,6 +469,14 @@ impl Ingress {
                 StatusCode::NOT_FOUND,
                 format!("strata: no service is routed at host `{host}`; {known}\n"),
             );
+        };
+        let route = if route.endpoints.is_empty() && route.scale_from_zero {
+            match self.until_started(&host, &route).await {
+                Ok(route) => route,
+                Err(answer) => return answer,
+            }
+        } else {
+            route
         };
         if route.endpoints.is_empty() {
             return plain(

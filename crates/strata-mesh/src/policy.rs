@@ -30,6 +30,7 @@ mod tests {
             policy_rule: "the rule".into(),
             limits: Default::default(),
             endpoint_nodes: Default::default(),
+            scale_from_zero: false,
         }
     }
 

@@ -81,6 +81,8 @@ pub struct Limiter {
 struct ServiceLimits {
     budget: RetryBudget,
     in_flight: Arc<AtomicU32>,
+    /// Requests waiting for the service to start from zero.
+    waiting: Arc<AtomicU32>,
 }
 
 /// A request admitted by the circuit breaker; dropping it frees its place.
@@ -103,6 +105,7 @@ impl Limiter {
                 ServiceLimits {
                     budget: RetryBudget::new(Instant::now()),
                     in_flight: Arc::default(),
+                    waiting: Arc::default(),
                 },
             );
         }
@@ -133,6 +136,22 @@ impl Limiter {
         })
     }
 
+    /// A place among the requests waiting for `service` to start from zero, unless
+    /// `max_waiting` already wait.
+    pub fn wait(&self, env: &str, service: &str, max_waiting: u32) -> Option<Admitted> {
+        self.with(env, service, |limits| {
+            limits
+                .waiting
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max_waiting).then_some(n + 1)
+                })
+                .ok()
+                .map(|_| Admitted {
+                    in_flight: limits.waiting.clone(),
+                })
+        })
+    }
+
     /// Whether a retry to `service` fits its budget (and counts it if so).
     pub fn try_retry(&self, env: &str, service: &str, permille: u32) -> bool {
         self.with(env, service, |limits| {
@@ -145,7 +164,9 @@ impl Limiter {
         let mut services = self.services.lock().expect("not poisoned");
         for (env, of_env) in services.iter_mut() {
             of_env.retain(|service, limits| {
-                routed(env, service) || limits.in_flight.load(Ordering::Acquire) > 0
+                routed(env, service)
+                    || limits.in_flight.load(Ordering::Acquire) > 0
+                    || limits.waiting.load(Ordering::Acquire) > 0
             });
         }
         services.retain(|_, of_env| !of_env.is_empty());

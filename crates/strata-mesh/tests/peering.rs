@@ -82,6 +82,7 @@ async fn two_nodes() -> TwoNodes {
         policy_rule: format!("{service}.allow_from = [web]"),
         limits: Default::default(),
         endpoint_nodes: BTreeMap::from([(instance.to_string(), "node-b".to_string())]),
+        scale_from_zero: false,
     };
     let table = RouteTable {
         revision: 1,

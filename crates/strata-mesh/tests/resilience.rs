@@ -32,6 +32,7 @@ async fn proxy(
             policy_rule: String::new(),
             limits,
             endpoint_nodes: Default::default(),
+            scale_from_zero: false,
         }],
         peers: Default::default(),
     });
