@@ -154,6 +154,17 @@ impl ControlClient {
         }
     }
 
+    /// A request waits for `env/service` at zero instances: the control plane starts one.
+    pub async fn wake(&self, env: &str, service: &str) -> Result<(), ClientError> {
+        let response = self
+            .send(|http, base| {
+                http.post(format!("{base}/v1/envs/{env}/services/{service}/wake"))
+                    .timeout(Duration::from_secs(5))
+            })
+            .await?;
+        self.check("wake-up", response).await.map(|_| ())
+    }
+
     /// Has the control plane sign this node's certificate (mutual TLS between proxies).
     pub async fn certificate(
         &self,

@@ -23,6 +23,7 @@ pub struct ServerArgs {
     pub suspect_after: Duration,
     pub down_after: Duration,
     pub node_cert_ttl: Duration,
+    pub scale_down_window: Duration,
 }
 
 pub async fn server(args: ServerArgs) -> CliResult {
@@ -47,6 +48,7 @@ pub async fn server(args: ServerArgs) -> CliResult {
         liveness,
         None,
         args.node_cert_ttl,
+        args.scale_down_window,
     )
     .await?;
     println!("api: {}", control.api_url);

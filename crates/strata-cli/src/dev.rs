@@ -16,7 +16,12 @@ use strata_sched::liveness::LivenessThresholds;
 use crate::platform::{self, bind};
 use crate::{CliResult, Failure};
 
-pub async fn run(data_dir: PathBuf, api_addr: &str, ingress_addr: &str) -> CliResult {
+pub async fn run(
+    data_dir: PathBuf,
+    api_addr: &str,
+    ingress_addr: &str,
+    scale_down_window: std::time::Duration,
+) -> CliResult {
     platform::init_tracing();
     let data_dir = platform::absolute(data_dir)?;
     let api_listener = bind("api", api_addr).await?;
@@ -29,6 +34,7 @@ pub async fn run(data_dir: PathBuf, api_addr: &str, ingress_addr: &str) -> CliRe
         LivenessThresholds::lenient(),
         Some(ingress_local.port()),
         strata_control::DEFAULT_NODE_CERT_TTL,
+        scale_down_window,
     )
     .await?;
     let mut agent_config = AgentConfig::local("local", &control.api_url, data_dir.join("agent"));

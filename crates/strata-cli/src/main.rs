@@ -74,6 +74,10 @@ enum Command {
         /// Where the ingress listens (it serves http://SERVICE.ENV.localhost/).
         #[arg(long, default_value = "127.0.0.1:8080")]
         ingress_addr: String,
+        /// How long an autoscaled service's count holds before it may go down (the traffic
+        /// of this window decides how far).
+        #[arg(long, default_value = "30s", value_parser = humantime_duration)]
+        scale_down_window: std::time::Duration,
     },
     /// Run the control plane alone (nodes join it with `strata agent`). Prints the join token.
     Server {
@@ -102,6 +106,10 @@ enum Command {
         /// renew them at two thirds of it.
         #[arg(long, default_value = "24h", value_parser = humantime_duration)]
         node_cert_ttl: std::time::Duration,
+        /// How long an autoscaled service's count holds before it may go down (the traffic
+        /// of this window decides how far).
+        #[arg(long, default_value = "30s", value_parser = humantime_duration)]
+        scale_down_window: std::time::Duration,
     },
     /// Run a node: join a control plane and run the instances it assigns, with an ingress.
     Agent(cluster::AgentArgs),
@@ -184,6 +192,23 @@ enum Command {
         /// Lines from the end of each instance's log.
         #[arg(long, default_value_t = 100)]
         tail: usize,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Change a service's scale by hand: a count, and/or autoscaling bounds (an event; the
+    /// next `strata deploy` of its spec sets the spec's again).
+    Scale {
+        service: String,
+        /// Instances to run now (within --min/--max when it is autoscaled).
+        replicas: Option<u32>,
+        /// Autoscale no lower than this (with --max, turns autoscaling on).
+        #[arg(long)]
+        min: Option<u32>,
+        /// Autoscale no higher than this.
+        #[arg(long)]
+        max: Option<u32>,
+        #[arg(long, default_value = "dev")]
+        env: String,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -350,7 +375,8 @@ async fn run(cli: Cli) -> CliResult {
             data_dir,
             api_addr,
             ingress_addr,
-        } => dev::run(data_dir, &api_addr, &ingress_addr).await,
+            scale_down_window,
+        } => dev::run(data_dir, &api_addr, &ingress_addr, scale_down_window).await,
         Command::Server {
             action: Some(ServerAction::Token),
             data_dir,
@@ -365,6 +391,7 @@ async fn run(cli: Cli) -> CliResult {
             suspect_after,
             down_after,
             node_cert_ttl,
+            scale_down_window,
         } => {
             cluster::server(cluster::ServerArgs {
                 data_dir,
@@ -373,6 +400,7 @@ async fn run(cli: Cli) -> CliResult {
                 suspect_after,
                 down_after,
                 node_cert_ttl,
+                scale_down_window,
             })
             .await
         }
@@ -473,6 +501,35 @@ async fn run(cli: Cli) -> CliResult {
             tail,
             api,
         } => commands::logs(&api::Api::new(&api.addr), &service, &env, follow, tail).await,
+        Command::Scale {
+            service,
+            replicas,
+            min,
+            max,
+            env,
+            api,
+        } => {
+            if replicas.is_none() && min.is_none() && max.is_none() {
+                return Err(Failure::BadInput(anyhow::anyhow!(
+                    "error: say what to change: strata scale {service} N, or --min M --max X"
+                )));
+            }
+            let api = api::Api::new(&api.addr);
+            let scaled: strata_core::Service = api
+                .put(
+                    &format!("/v1/envs/{env}/services/{service}/scale"),
+                    &strata_core::api::ScaleRequest { replicas, min, max },
+                )
+                .await?;
+            match scaled.autoscale {
+                Some(bounds) => println!(
+                    "{service}: {} instance(s), autoscaled {}..{}",
+                    scaled.replicas, bounds.min, bounds.max
+                ),
+                None => println!("{service}: {} instance(s)", scaled.replicas),
+            }
+            Ok(())
+        }
         Command::Delete { service, env, api } => {
             commands::delete(&api::Api::new(&api.addr), &service, &env).await
         }

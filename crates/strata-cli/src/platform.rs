@@ -214,6 +214,7 @@ pub async fn start_control_plane(
     liveness: LivenessThresholds,
     ingress_port: Option<u16>,
     node_cert_ttl: Duration,
+    scale_down_window: Duration,
 ) -> Result<ControlPlaneTasks, Failure> {
     let api_url = format!("http://{}", api_listener.local_addr()?);
     let store = open_store(data_dir, store).await?;
@@ -230,6 +231,7 @@ pub async fn start_control_plane(
             api_url: api_url.clone(),
             lease_ttl: Duration::from_secs(2),
             node_cert_ttl,
+            scale_down_window,
         },
     )?;
     plane
@@ -242,6 +244,7 @@ pub async fn start_control_plane(
     let api = tokio::spawn(async move { axum::serve(api_listener, router).await });
     tokio::spawn(reconcile::run(plane.clone()));
     tokio::spawn(reconcile::run_liveness(plane.clone()));
+    tokio::spawn(strata_control::autoscaler::run(plane.clone()));
     Ok(ControlPlaneTasks {
         api_url,
         token,
@@ -310,7 +313,14 @@ pub async fn start_agent(
         ControlClient::new(&config.control_url, config.token.as_deref()),
         config.name.clone(),
     );
-    let mesh = start_mesh_proxy(&config.data_dir, table.clone(), metrics, events.clone()).await?;
+    let mesh = start_mesh_proxy(
+        &config.data_dir,
+        table.clone(),
+        metrics,
+        events.clone(),
+        ControlClient::new(&config.control_url, config.token.as_deref()),
+    )
+    .await?;
     let identity = match peer_listener {
         Some(listener) => {
             let identity = node_identity(&config).await?;
@@ -464,6 +474,18 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     file.write_all(contents.as_bytes())
 }
 
+/// Asks the control plane to start an instance of a service at zero that a request waits for.
+fn waker(control: ControlClient) -> strata_mesh::ingress::Waker {
+    Arc::new(move |env: &str, service: &str| {
+        let (control, env, service) = (control.clone(), env.to_string(), service.to_string());
+        tokio::spawn(async move {
+            if let Err(error) = control.wake(&env, &service).await {
+                tracing::warn!(%error, env, service, "could not wake the service");
+            }
+        });
+    })
+}
+
 /// Refused calls become `policy.denied` events (and a warning in the log).
 fn denial_reporter(events: EventReporter) -> impl Fn(Denial) + Send + Sync + 'static {
     move |denial: Denial| {
@@ -505,6 +527,7 @@ async fn start_mesh_proxy(
     table: Arc<RoutingTable>,
     metrics: &NodeMetrics,
     events: EventReporter,
+    control: ControlClient,
 ) -> Result<MeshEndpoint, Failure> {
     let keys = CallerKeys::load_or_create(&agent_dir.join("mesh.key"))
         .with_context(|| format!("cannot keep the mesh key in {}", agent_dir.display()))?;
@@ -530,6 +553,7 @@ async fn start_mesh_proxy(
         IngressConfig::default(),
         Some(metrics.mesh.clone()),
     );
+    forwarder.set_waker(waker(control.clone()));
     let proxy = MeshProxy::new(
         forwarder.clone(),
         table,
@@ -584,6 +608,7 @@ pub fn start_ingress(
     tokio::spawn(RouteSource::new(control_url, token).run(table.clone(), Duration::from_secs(2)));
     let ingress =
         Ingress::with_metrics(table, IngressConfig::default(), Some(metrics.mesh.clone()));
+    ingress.set_waker(waker(ControlClient::new(control_url, token)));
     if let Some((node, identity)) = peering {
         ingress.enable_peering(node, identity);
     }

@@ -17,9 +17,9 @@ use serde::Deserialize;
 use strata_core::api::{
     Assignments, CertificateRequest, DeployRequest, DeployResponse, EnvPolicyRequest, ErrorBody,
     EventList, Heartbeat, HeartbeatAck, MetricsReport, NodeCertificate, NodeEvent, RegisterNode,
-    Registered, RouteTable, ServiceMetrics, ServiceStatus, WatchChange,
+    Registered, RouteTable, ScaleRequest, ServiceMetrics, ServiceStatus, WatchChange,
 };
-use strata_core::{Environment, InstanceStatus, InstanceView, Node, Release};
+use strata_core::{Environment, InstanceStatus, InstanceView, Node, Release, Service};
 use strata_store::WatchEvent;
 use utoipa::{IntoParams, OpenApi};
 
@@ -103,6 +103,11 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
             get(get_service).delete(delete_service),
         )
         .route(
+            "/v1/envs/{env}/services/{service}/scale",
+            put(scale_service),
+        )
+        .route("/v1/envs/{env}/services/{service}/wake", post(wake_service))
+        .route(
             "/v1/envs/{env}/services/{service}/releases",
             get(list_releases),
         )
@@ -174,6 +179,47 @@ pub async fn set_env_policy(
     Ok(Json(
         plane.set_env_policy(&env, request.policy, "api").await?,
     ))
+}
+
+/// Changes a service's scale by hand: a count (within its autoscaling bounds, if any) and/or
+/// the bounds (`min` and `max`; both turn autoscaling on for a fixed service). An event.
+#[utoipa::path(put, path = "/v1/envs/{env}/services/{service}/scale", request_body = ScaleRequest,
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
+    responses((status = 200, body = Service), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn scale_service(
+    State(plane): Plane,
+    Path((env, service)): Path<(String, String)>,
+    ApiJson(request): ApiJson<ScaleRequest>,
+) -> Result<Json<Service>, ControlError> {
+    Ok(Json(
+        plane.scale_by_hand(&env, &service, &request, "api").await?,
+    ))
+}
+
+/// A request waits for a service at zero instances (nodes' proxies only): if it scales to
+/// zero, the leader starts an instance now.
+#[utoipa::path(post, path = "/v1/envs/{env}/services/{service}/wake",
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn wake_service(
+    _token: AgentToken,
+    State(plane): Plane,
+    Path((env, service)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> Result<StatusCode, ControlError> {
+    if plane.term().is_none() {
+        plane
+            .forward_to_leader(
+                reqwest::Method::POST,
+                &format!("/v1/envs/{env}/services/{service}/wake"),
+                None::<&()>,
+                &headers,
+            )
+            .await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    plane.wake(&env, &service).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Deploys services: creates a release for every changed one and rolls it out.

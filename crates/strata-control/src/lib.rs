@@ -12,6 +12,7 @@
 //! - [`metrics`]: `/metrics` for Prometheus: nodes and instances by state, leadership.
 
 pub mod api;
+pub mod autoscaler;
 pub mod blobs;
 pub mod error;
 pub mod leader;
@@ -23,7 +24,7 @@ pub mod reconcile;
 pub mod replicate;
 
 pub use error::ControlError;
-pub use plane::{ControlConfig, ControlPlane, DEFAULT_NODE_CERT_TTL};
+pub use plane::{ControlConfig, ControlPlane, DEFAULT_NODE_CERT_TTL, DEFAULT_SCALE_DOWN_WINDOW};
 
 /// Milliseconds since the Unix epoch, now. The only place the control plane reads the clock;
 /// pure functions get the time passed in.

@@ -30,7 +30,7 @@ use crate::leader::{ElectionConfig, LeaderTerm};
 use crate::{now_millis, ControlError};
 
 /// How many times a read-modify-write is retried when another writer got there first.
-const CAS_ATTEMPTS: usize = 16;
+pub(crate) const CAS_ATTEMPTS: usize = 16;
 
 /// Settings of a control plane.
 #[derive(Debug, Clone)]
@@ -51,7 +51,14 @@ pub struct ControlConfig {
     pub lease_ttl: std::time::Duration,
     /// How long a node's certificate is valid (nodes renew at two thirds of it).
     pub node_cert_ttl: std::time::Duration,
+    /// How long an autoscaled count must hold, with the traffic of that window, before it
+    /// goes down.
+    pub scale_down_window: std::time::Duration,
 }
+
+/// The default of [`ControlConfig::scale_down_window`].
+pub const DEFAULT_SCALE_DOWN_WINDOW: std::time::Duration =
+    std::time::Duration::from_millis(strata_sched::autoscale::DEFAULT_STABLE_WINDOW_MS);
 
 /// Nodes' certificates are valid a day unless the server is told otherwise.
 pub const DEFAULT_NODE_CERT_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
@@ -696,6 +703,9 @@ impl ControlPlane {
                         latest_release: 0,
                         latest_config: 0,
                         replicas: item.spec.scale.replicas,
+                        autoscale: item.spec.scale.autoscale,
+                        slo: item.spec.slo,
+                        scaled_at: now,
                         created_at: now,
                         updated_at: now,
                     },
@@ -732,8 +742,16 @@ impl ControlPlane {
             let unchanged = current_release.as_ref().is_some_and(|release| {
                 release.spec_hash == spec_hash && release.config_version == config_version
             });
-            let replicas_changed = service.replicas != item.spec.scale.replicas;
-            if unchanged && !replicas_changed {
+            // An autoscaled service keeps the autoscaler's count (within the new bounds); a
+            // fixed one takes the spec's.
+            let replicas = match (&item.spec.scale.autoscale, &service.autoscale) {
+                (Some(bounds), Some(_)) => service.replicas.clamp(bounds.min, bounds.max),
+                _ => item.spec.scale.replicas,
+            };
+            let replicas_changed = service.replicas != replicas;
+            let bounds_changed =
+                service.autoscale != item.spec.scale.autoscale || service.slo != item.spec.slo;
+            if unchanged && !replicas_changed && !bounds_changed {
                 return Ok(DeployedService {
                     name,
                     release: service.desired_release,
@@ -759,7 +777,12 @@ impl ControlPlane {
                 service.desired_release = number;
                 new_release = Some(release);
             }
-            service.replicas = item.spec.scale.replicas;
+            if replicas_changed {
+                service.scaled_at = now;
+            }
+            service.replicas = replicas;
+            service.autoscale = item.spec.scale.autoscale;
+            service.slo = item.spec.slo;
             service.updated_at = now;
             txn = txn.put(&service_key, encode(&service));
             match self.store.txn(txn).await? {
@@ -781,7 +804,16 @@ impl ControlPlane {
                         ),
                         None => Self::event(
                             "service.scaled",
-                            format!("{name}: {} replica(s)", service.replicas),
+                            match &service.autoscale {
+                                Some(bounds) => format!(
+                                    "{name}: {} replica(s), autoscaled {}..{} at {} in flight per instance",
+                                    service.replicas,
+                                    bounds.min,
+                                    bounds.max,
+                                    bounds.target_concurrency
+                                ),
+                                None => format!("{name}: {} replica(s)", service.replicas),
+                            },
                         ),
                     };
                     event.env = Some(env.to_string());
@@ -1036,7 +1068,10 @@ impl ControlPlane {
                     policy_rule,
                     limits: (&release.spec.mesh_settings()).into(),
                     endpoint_nodes,
-                    scale_from_zero: false,
+                    scale_from_zero: status
+                        .service
+                        .autoscale
+                        .is_some_and(|bounds| bounds.min == 0),
                 })
             })
             .collect();

@@ -18,6 +18,7 @@ fn config(dir: &std::path::Path, id: &str) -> ControlConfig {
         api_url: format!("http://{id}.invalid"),
         lease_ttl: Duration::from_secs(2),
         node_cert_ttl: strata_control::DEFAULT_NODE_CERT_TTL,
+        scale_down_window: strata_control::DEFAULT_SCALE_DOWN_WINDOW,
     }
 }
 

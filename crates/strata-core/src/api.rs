@@ -175,6 +175,17 @@ pub struct Assignments {
     pub assignments: Vec<Assignment>,
 }
 
+/// `PUT /v1/envs/{env}/services/{service}/scale`: a count and/or autoscaling bounds, by hand.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScaleRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+}
+
 /// `PUT /v1/envs/{env}/policy`: an environment's default for calls between its services.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EnvPolicyRequest {

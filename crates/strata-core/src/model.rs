@@ -65,7 +65,18 @@ pub struct Service {
     pub latest_release: u64,
     /// The newest config version ever made.
     pub latest_config: u64,
+    /// Instances wanted now: the spec's count, or the autoscaler's within `autoscale`.
     pub replicas: u32,
+    /// Bounds the autoscaler keeps `replicas` within (the spec's `[scale]` min/max); `None`:
+    /// `replicas` is fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<crate::spec::AutoscaleSpec>,
+    /// What the autoscaler defends and `strata status` reports against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<crate::spec::SloSpec>,
+    /// When `replicas` last changed (a change is given time to show before the next).
+    #[serde(default)]
+    pub scaled_at: Millis,
     pub created_at: Millis,
     pub updated_at: Millis,
 }

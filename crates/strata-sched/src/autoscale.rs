@@ -6,7 +6,8 @@
 //!   `ceil(in flight / target_concurrency)` instances; a p99 over the SLO while requests queue
 //!   (at least one in flight per instance) doubles the count. A spike is answered within
 //!   seconds (Knative's panic window needs 6 s of data, HPA looks every 15 s).
-//! - Down, slowly: only to the most the last [`STABLE_WINDOW_MS`] asked for, only once the
+//! - Down, slowly: only to the most the last stable window (default
+//!   [`DEFAULT_STABLE_WINDOW_MS`]) asked for, only once the
 //!   count has not changed for that long (a flapping load does not flap the instances), and
 //!   not while the p99 misses the SLO.
 //! - To zero (`min = 0`): after `scale_to_zero_after` with no request and none in flight; from
@@ -20,8 +21,9 @@ use strata_core::api::SecondSample;
 
 /// The window that reacts to spikes.
 pub const FAST_WINDOW_MS: u64 = 2_000;
-/// The window that must agree before the count goes down.
-pub const STABLE_WINDOW_MS: u64 = 30_000;
+/// The window that must agree before the count goes down, unless the platform is told
+/// otherwise (`--scale-down-window`).
+pub const DEFAULT_STABLE_WINDOW_MS: u64 = 30_000;
 
 /// What bounds a service's scale, from its spec.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,6 +36,9 @@ pub struct ScalePolicy {
     pub scale_to_zero_after_ms: u64,
     /// The SLO's p99, if it has one.
     pub slo_p99_ms: Option<f64>,
+    /// How long the count must have held, and the window whose busiest second it may go down
+    /// to.
+    pub stable_window_ms: u64,
 }
 
 /// A change of scale and why.
@@ -141,10 +146,11 @@ pub fn decide(
     }
 
     // Down, only as far as the whole stable window allows, and never while the SLO is missed.
-    if now_ms < changed_at_ms + STABLE_WINDOW_MS || slo_breached {
+    let stable = policy.stable_window_ms;
+    if now_ms < changed_at_ms + stable || slo_breached {
         return None;
     }
-    let busiest = within(STABLE_WINDOW_MS)
+    let busiest = within(stable)
         .map(|s| s.in_flight.max(0) as f64)
         .fold(0.0, f64::max);
     let wanted = need(busiest).max(min).max(1);
@@ -153,7 +159,7 @@ pub fn decide(
             wanted,
             format!(
                 "at most {busiest:.0} in flight over {} s, {} per instance",
-                STABLE_WINDOW_MS / 1000,
+                stable / 1000,
                 policy.target_concurrency
             ),
         );
@@ -171,6 +177,7 @@ mod tests {
         target_concurrency: 10,
         scale_to_zero_after_ms: 60_000,
         slo_p99_ms: Some(100.0),
+        stable_window_ms: DEFAULT_STABLE_WINDOW_MS,
     };
 
     /// Seconds ending at `now`: `in_flight[i]` with 100 requests and a p99 of 20 ms each.

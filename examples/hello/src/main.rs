@@ -4,6 +4,9 @@
 //! (`HOST`, `PORT`), takes its configuration from the environment (`GREETING`), answers a
 //! health check, and finishes in-flight requests before exiting on SIGTERM.
 //!
+//! `GET /work/MS` answers after MS milliseconds (at most 10 s), as a request that takes time
+//! would: load for the autoscaler.
+//!
 //! `GET /call/SERVICE` calls another service of its environment by name, `http://SERVICE/`,
 //! and returns what it said (with the status it answered): the application names the
 //! service; the platform's mesh proxy (`HTTP_PROXY`, which the HTTP client honours) finds an
@@ -44,7 +47,14 @@ async fn main() -> std::io::Result<()> {
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/call/{service}", get(call));
+        .route("/call/{service}", get(call))
+        .route(
+            "/work/{ms}",
+            get(|Path(ms): Path<u64>| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(ms.min(10_000))).await;
+                format!("worked {ms} ms\n")
+            }),
+        );
     let addr: SocketAddr = format!("{host}:{port}").parse().map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,

@@ -59,6 +59,11 @@ pub struct Dev {
 
 impl Dev {
     pub fn start(data_dir: &Path) -> Dev {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// `strata dev` with extra flags.
+    pub fn start_with(data_dir: &Path, flags: &[&str]) -> Dev {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -68,6 +73,7 @@ impl Dev {
             .args(["dev", "--data-dir"])
             .arg(data_dir)
             .args(["--api-addr", "127.0.0.1:0", "--ingress-addr", "127.0.0.1:0"])
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
