@@ -407,8 +407,8 @@ pub async fn status(api: &Api, service: Option<&str>, env: Option<&str>, json: b
     }
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<20} {:<8} {:>7} {:>9}  {}\n",
-        "SERVICE", "ENV", "RELEASE", "HEALTHY", "URL"
+        "{:<20} {:<8} {:>7} {:>9} {:>10}  {}\n",
+        "SERVICE", "ENV", "RELEASE", "HEALTHY", "SCALE", "URL"
     ));
     for status in &services {
         let healthy = status
@@ -416,14 +416,64 @@ pub async fn status(api: &Api, service: Option<&str>, env: Option<&str>, json: b
             .iter()
             .filter(|v| v.instance.release == status.service.desired_release && v.is_routable())
             .count();
+        let scale = match &status.service.autoscale {
+            Some(bounds) => format!("{}..{}", bounds.min, bounds.max),
+            None => "fixed".to_string(),
+        };
         out.push_str(&format!(
-            "{:<20} {:<8} {:>7} {:>9}  {}\n",
+            "{:<20} {:<8} {:>7} {:>9} {:>10}  {}\n",
             status.service.name,
             status.service.env,
             status.service.desired_release,
             format!("{healthy}/{}", status.service.replicas),
+            scale,
             status.hosts.first().cloned().unwrap_or_default()
         ));
+    }
+    let with_slo: Vec<&ServiceStatus> = services
+        .iter()
+        .filter(|s| s.service.slo.is_some())
+        .collect();
+    if !with_slo.is_empty() {
+        out.push('\n');
+        out.push_str(&format!(
+            "{:<20} {:<8} {:>9} {:>9} {:>8} {:>12} {:>16} {:>10}\n",
+            "SLO (LAST HOUR)",
+            "ENV",
+            "REQUESTS",
+            "SUCCESS",
+            "TARGET",
+            "BUDGET LEFT",
+            "P99 MET",
+            "WORST P99"
+        ));
+        for status in with_slo {
+            let (env, name) = (&status.service.env, &status.service.name);
+            let report: Option<strata_core::api::SloReport> = api
+                .get(&format!("/v1/envs/{env}/services/{name}/slo"))
+                .await?;
+            let Some(report) = report else { continue };
+            let percent =
+                |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
+            let p99 = match (report.p99_target_ms, report.p99_attainment) {
+                (Some(target), Some(met)) => format!("{:.1}% <={target}ms", met * 100.0),
+                (Some(target), None) => format!("- <={target}ms"),
+                _ => "-".to_string(),
+            };
+            out.push_str(&format!(
+                "{:<20} {:<8} {:>9} {:>9} {:>8} {:>12} {:>16} {:>10}\n",
+                name,
+                env,
+                report.requests,
+                percent(report.success),
+                percent(report.allowed_failures.map(|f| 1.0 - f)),
+                percent(report.error_budget_left),
+                p99,
+                report
+                    .worst_p99_ms
+                    .map_or("-".to_string(), |ms| format!("{ms:.0} ms"))
+            ));
+        }
     }
     out.push('\n');
     out.push_str(&format!(

@@ -32,7 +32,10 @@ timeout = "200ms"
         )
     };
     let text = [
-        service("web", "min = 1\nmax = 4\ntarget_concurrency = 2"),
+        service(
+            "web",
+            "min = 1\nmax = 4\ntarget_concurrency = 2\n[service.web.slo]\np99_ms = 2000\navailability = 0.999",
+        ),
         service("lazy", "min = 0\nmax = 2\nscale_to_zero_after = \"2s\""),
     ]
     .concat();
@@ -119,6 +122,23 @@ async fn services_scale_with_their_load_and_to_zero() {
         log.contains("in flight over 3 s, 2 per instance:"),
         "the scale-in says why:\n{log}"
     );
+
+    // `strata status` reports web's SLO over the last hour: every request served, within 2 s.
+    let status = dev.cli(&["status", "web"]);
+    let text = stdout(&status);
+    let slo_line = text
+        .lines()
+        .skip_while(|l| !l.starts_with("SLO (LAST HOUR)"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no SLO section:\n{text}"));
+    assert!(slo_line.starts_with("web"), "{text}");
+    for expected in ["100.00%", "99.90%", "100.0% <=2000ms"] {
+        assert!(
+            slo_line.contains(expected),
+            "{expected} in {slo_line}\n{text}"
+        );
+    }
+    assert!(text.contains("1..4"), "the scale bounds are shown:\n{text}");
 
     // lazy: at zero, its first request is held while an instance starts.
     let cold = Instant::now();

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use strata_core::api::{
     Assignments, CertificateRequest, DeployRequest, DeployResponse, EnvPolicyRequest, ErrorBody,
     EventList, Heartbeat, HeartbeatAck, MetricsReport, NodeCertificate, NodeEvent, RegisterNode,
-    Registered, RouteTable, ScaleRequest, ServiceMetrics, ServiceStatus, WatchChange,
+    Registered, RouteTable, ScaleRequest, ServiceMetrics, ServiceStatus, SloReport, WatchChange,
 };
 use strata_core::{Environment, InstanceStatus, InstanceView, Node, Release, Service};
 use strata_store::WatchEvent;
@@ -107,6 +107,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
             put(scale_service),
         )
         .route("/v1/envs/{env}/services/{service}/wake", post(wake_service))
+        .route("/v1/envs/{env}/services/{service}/slo", get(service_slo))
         .route(
             "/v1/envs/{env}/services/{service}/releases",
             get(list_releases),
@@ -471,6 +472,34 @@ pub async fn service_metrics(
         return Ok(Json(metrics));
     }
     Ok(Json(plane.traffic(&env, &service)))
+}
+
+/// How a service did against its SLO over the last hour: success ratio, error budget left,
+/// p99 attainment (from the leader; a follower asks it). `null` when it has no SLO.
+#[utoipa::path(get, path = "/v1/envs/{env}/services/{service}/slo",
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
+    responses((status = 200, body = Option<SloReport>), (status = 404, body = ErrorBody)))]
+pub async fn service_slo(
+    State(plane): Plane,
+    Path((env, service)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Option<SloReport>>, ControlError> {
+    if plane.term().is_none() {
+        let response = plane
+            .forward_to_leader(
+                reqwest::Method::GET,
+                &format!("/v1/envs/{env}/services/{service}/slo"),
+                None::<&()>,
+                &headers,
+            )
+            .await?;
+        let report = response
+            .json()
+            .await
+            .map_err(|e| ControlError::Internal(format!("the leader answered badly: {e}")))?;
+        return Ok(Json(report));
+    }
+    Ok(Json(plane.slo_report(&env, &service).await?))
 }
 
 /// Drains a node: its instances move elsewhere with no downtime; it takes no new work.

@@ -73,7 +73,17 @@ async fn tick(plane: &ControlPlane) -> Result<(), ControlError> {
         let Some(bounds) = service.autoscale else {
             continue;
         };
-        let traffic = plane.traffic(&service.env, &service.name);
+        // What the decision looks at: the stable window, and the idle period of a service
+        // that scales to zero.
+        let span = plane
+            .config
+            .scale_down_window
+            .max(Duration::from_millis(bounds.scale_to_zero_after_ms));
+        let traffic = plane.traffic_since(
+            &service.env,
+            &service.name,
+            now.saturating_sub(span.as_millis() as u64 + 1000),
+        );
         let decision = decide(
             now,
             service.replicas,

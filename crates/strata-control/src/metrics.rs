@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use strata_core::api::{MetricsReport, SecondSample, ServiceMetrics};
+use strata_core::api::{MetricsReport, SecondSample, ServiceMetrics, SloReport};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -74,7 +74,9 @@ pub async fn scrape(plane: &ControlPlane) -> Result<String, ControlError> {
 }
 
 /// How long per-second samples are kept.
-pub const TRAFFIC_KEPT_MS: u64 = 300_000;
+pub const TRAFFIC_KEPT_MS: u64 = 3_600_000;
+/// What `GET .../metrics` returns: the last five minutes.
+pub const RECENT_TRAFFIC_MS: u64 = 300_000;
 
 /// Per-service, per-second traffic over every node.
 #[derive(Debug, Default)]
@@ -114,16 +116,62 @@ impl TrafficLog {
     }
 
     /// A service's kept seconds, oldest first.
-    pub fn service(&self, env: &str, service: &str) -> ServiceMetrics {
+    /// `service`'s seconds from `from_ms` on.
+    pub fn service(&self, env: &str, service: &str, from_ms: u64) -> ServiceMetrics {
         ServiceMetrics {
             env: env.to_string(),
             service: service.to_string(),
             seconds: self
                 .seconds
                 .get(&(env.to_string(), service.to_string()))
-                .map(|samples| samples.values().cloned().collect())
+                .map(|samples| samples.range(from_ms..).map(|(_, s)| s.clone()).collect())
                 .unwrap_or_default(),
         }
+    }
+}
+
+/// How `traffic` (a service's seconds) measures up to `slo`. Success is per request (a 5xx is
+/// a failure); the error budget is the failures the SLO allows (`1 - availability`, or
+/// `error_rate`, whichever is stricter) and what is left of it; latency is the fraction of
+/// seconds with requests whose p99 met the target.
+pub fn slo_report(slo: &strata_core::spec::SloSpec, traffic: &ServiceMetrics) -> SloReport {
+    let seconds = &traffic.seconds;
+    let requests: u64 = seconds.iter().map(|s| s.requests).sum();
+    let errors: u64 = seconds.iter().map(|s| s.errors).sum();
+    let success = (requests > 0).then(|| 1.0 - errors as f64 / requests as f64);
+    let allowed_failures = [
+        slo.availability.map(|a| 1.0 - a.as_f64()),
+        slo.error_rate.map(|r| r.as_f64()),
+    ]
+    .into_iter()
+    .flatten()
+    .reduce(f64::min);
+    let error_budget_left = match (success, allowed_failures) {
+        (Some(success), Some(allowed)) if allowed > 0.0 => Some(1.0 - (1.0 - success) / allowed),
+        _ => None,
+    };
+    let busy: Vec<&SecondSample> = seconds.iter().filter(|s| s.requests > 0).collect();
+    let p99_attainment = slo.p99_ms.filter(|_| !busy.is_empty()).map(|target| {
+        let met = busy.iter().filter(|s| s.p99_ms <= target as f64).count();
+        met as f64 / busy.len() as f64
+    });
+    let worst_p99_ms = busy.iter().map(|s| s.p99_ms).reduce(f64::max);
+    let covered_s = match (seconds.first(), seconds.last()) {
+        (Some(first), Some(last)) => (last.at - first.at) / 1000 + 1,
+        _ => 0,
+    };
+    SloReport {
+        env: traffic.env.clone(),
+        service: traffic.service.clone(),
+        covered_s,
+        requests,
+        errors,
+        success,
+        allowed_failures,
+        error_budget_left,
+        p99_target_ms: slo.p99_ms,
+        p99_attainment,
+        worst_p99_ms,
     }
 }
 
@@ -177,7 +225,7 @@ mod tests {
                 window("web-idle", 0, 0, 2, 0.0),
             ]),
         );
-        let web = log.service("dev", "web");
+        let web = log.service("dev", "web", 0);
         assert_eq!(
             web.seconds,
             vec![
@@ -198,9 +246,9 @@ mod tests {
             ]
         );
         // A second with requests in flight but none answered has no latency.
-        assert_eq!(log.service("dev", "web-idle").seconds[0].p99_ms, 0.0);
-        assert!(log.service("dev", "nothing").seconds.is_empty());
-        assert!(log.service("prod", "web").seconds.is_empty());
+        assert_eq!(log.service("dev", "web-idle", 0).seconds[0].p99_ms, 0.0);
+        assert!(log.service("dev", "nothing", 0).seconds.is_empty());
+        assert!(log.service("prod", "web", 0).seconds.is_empty());
     }
 
     #[test]
@@ -211,13 +259,110 @@ mod tests {
             1_000 + TRAFFIC_KEPT_MS,
             &report(vec![window("web", 2, 0, 0, 1.0)]),
         );
-        let seconds = log.service("dev", "web").seconds;
+        let seconds = log.service("dev", "web", 0).seconds;
         assert_eq!(seconds.len(), 2, "exactly five minutes old is kept");
         log.record(2_000 + TRAFFIC_KEPT_MS, &report(vec![]));
-        let seconds = log.service("dev", "web").seconds;
+        let seconds = log.service("dev", "web", 0).seconds;
         assert_eq!(
             seconds.iter().map(|s| s.requests).collect::<Vec<_>>(),
             vec![2]
         );
+    }
+
+    fn second(at: u64, requests: u64, errors: u64, p99_ms: f64) -> SecondSample {
+        SecondSample {
+            at,
+            requests,
+            errors,
+            in_flight: 0,
+            p99_ms,
+        }
+    }
+
+    #[test]
+    fn slo_reports_table() {
+        use strata_core::spec::{Ratio, SloSpec};
+        let slo =
+            |p99_ms: Option<u64>, availability: Option<f64>, error_rate: Option<f64>| SloSpec {
+                p99_ms,
+                availability: availability.and_then(Ratio::from_f64),
+                error_rate: error_rate.and_then(Ratio::from_f64),
+            };
+        let traffic = |seconds: Vec<SecondSample>| ServiceMetrics {
+            env: "dev".into(),
+            service: "web".into(),
+            seconds,
+        };
+        let close = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+            (a, b) => a == b,
+        };
+        // (case, slo, seconds, success, budget left, p99 attainment)
+        let cases = [
+            (
+                "half the budget spent: 0.05% failed of 0.1% allowed",
+                slo(None, Some(0.999), None),
+                vec![second(0, 10_000, 5, 10.0), second(1000, 10_000, 5, 10.0)],
+                Some(0.9995),
+                Some(0.5),
+                None,
+            ),
+            (
+                "overspent: 0.3% failed of 0.1% allowed",
+                slo(None, Some(0.999), None),
+                vec![second(0, 1000, 3, 10.0)],
+                Some(0.997),
+                Some(-2.0),
+                None,
+            ),
+            (
+                "the stricter of availability and error rate sets the budget",
+                slo(None, Some(0.99), Some(0.001)),
+                vec![second(0, 1000, 1, 10.0)],
+                Some(0.999),
+                Some(0.0),
+                None,
+            ),
+            (
+                "p99 met in 3 of 4 busy seconds; idle seconds do not count",
+                slo(Some(100), None, None),
+                vec![
+                    second(0, 10, 0, 50.0),
+                    second(1000, 10, 0, 212.0),
+                    second(2000, 0, 0, 0.0),
+                    second(3000, 10, 0, 99.0),
+                    second(4000, 10, 0, 100.0),
+                ],
+                Some(1.0),
+                None,
+                Some(0.75),
+            ),
+            (
+                "no traffic: nothing to judge",
+                slo(Some(100), Some(0.999), None),
+                vec![],
+                None,
+                None,
+                None,
+            ),
+        ];
+        for (case, slo, seconds, success, budget, p99) in cases {
+            let report = slo_report(&slo, &traffic(seconds));
+            assert!(
+                close(report.success, success),
+                "{case}: success {:?}",
+                report.success
+            );
+            assert!(
+                close(report.error_budget_left, budget),
+                "{case}: budget {:?}",
+                report.error_budget_left
+            );
+            assert!(
+                close(report.p99_attainment, p99),
+                "{case}: p99 {:?}",
+                report.p99_attainment
+            );
+        }
     }
 }

@@ -32,6 +32,7 @@ use crate::api;
         api::node_event,
         api::node_metrics,
         api::service_metrics,
+        api::service_slo,
         api::drain_node,
         api::undrain_node,
         api::assignments,

@@ -298,10 +298,41 @@ impl ControlPlane {
 
     /// A service's traffic over the last minutes, per second.
     pub fn traffic(&self, env: &str, service: &str) -> strata_core::api::ServiceMetrics {
+        let from = now_millis().saturating_sub(crate::metrics::RECENT_TRAFFIC_MS);
+        self.traffic_since(env, service, from)
+    }
+
+    /// A service's traffic per second from `from_ms` on (at most the last hour).
+    pub fn traffic_since(
+        &self,
+        env: &str,
+        service: &str,
+        from_ms: u64,
+    ) -> strata_core::api::ServiceMetrics {
         self.traffic
             .lock()
             .expect("traffic lock")
-            .service(env, service)
+            .service(env, service, from_ms)
+    }
+
+    /// How `env/service` did against its SLO over the last hour (`None`: it has no SLO).
+    pub async fn slo_report(
+        &self,
+        env: &str,
+        service: &str,
+    ) -> Result<Option<strata_core::api::SloReport>, ControlError> {
+        let Some((record, _)) = self.get::<Service>(&keys::service(env, service)).await? else {
+            return Err(ControlError::not_found(
+                format!("service {service} in environment {env}"),
+                None,
+            ));
+        };
+        let Some(slo) = record.slo else {
+            return Ok(None);
+        };
+        let from = now_millis().saturating_sub(crate::metrics::TRAFFIC_KEPT_MS);
+        let traffic = self.traffic_since(env, service, from);
+        Ok(Some(crate::metrics::slo_report(&slo, &traffic)))
     }
 
     /// Sends `request` to the leader's API at `path` (with the caller's credentials), for the

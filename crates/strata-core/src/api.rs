@@ -145,6 +145,30 @@ pub struct SecondSample {
     pub p99_ms: f64,
 }
 
+/// How a service did against its SLO over the last hour (from the nodes' traffic reports).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SloReport {
+    pub env: String,
+    pub service: String,
+    /// The seconds of traffic the report covers (at most an hour; less after a leader change).
+    pub covered_s: u64,
+    pub requests: u64,
+    /// Of those, answered 5xx.
+    pub errors: u64,
+    /// The fraction of requests answered without a server error (none: no request).
+    pub success: Option<f64>,
+    /// The fraction of requests that may fail, from the SLO's `availability` or `error_rate`
+    /// (the stricter).
+    pub allowed_failures: Option<f64>,
+    /// What is left of the error budget: 1 untouched, 0 spent, below 0 overspent.
+    pub error_budget_left: Option<f64>,
+    pub p99_target_ms: Option<u64>,
+    /// The fraction of seconds with requests whose p99 met the target.
+    pub p99_attainment: Option<f64>,
+    /// The worst second's p99.
+    pub worst_p99_ms: Option<f64>,
+}
+
 /// A service's recent traffic, as the control plane has it from every node's reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ServiceMetrics {
