@@ -4,7 +4,8 @@
 //! process service by name through the node's mesh proxy (its one way out); the memory
 //! hog's image deploys as the OCI image layout `strata image save` writes; a memory hog's
 //! kill is reported as an OOM kill in the events; a file that is not an image fails the
-//! deploy and says so.
+//! deploy and says so; a container service at zero instances serves its first request after
+//! a cold start.
 //!
 //! Needs root, iproute2 and nftables (scripts/deps.sh test). Without them the test says
 //! why and skips, unless STRATA_REQUIRE_ROOT=1 (CI), where skipping fails.
@@ -273,6 +274,32 @@ public = false
         .await
         .unwrap();
     assert!(body.contains("Hello from a container"), "{body}");
+
+    // A container service that scales to zero starts at zero; its first request is held
+    // while a container starts, then served.
+    let lazy = dir.path().join("lazy.toml");
+    std::fs::write(
+        &lazy,
+        format!(
+            "[service.lazy]\ndriver = \"container\"\nartifact = \"{}\"\n[service.lazy.scale]\nmin = 0\nmax = 1\n[service.lazy.config]\nGREETING = \"Cold started\"\n[service.lazy.health]\npath = \"/healthz\"\ninterval = \"200ms\"\n",
+            hello_tar.display()
+        ),
+    )
+    .unwrap();
+    let output = dev.cli(&["deploy", lazy.to_str().unwrap(), "--timeout", "60s"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(dev.status("lazy").service.replicas, 0);
+    let lazy_client = dev.client(&["lazy.dev.localhost"]);
+    let cold = std::time::Instant::now();
+    let response = lazy_client
+        .get(dev.url("lazy.dev.localhost", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", dev.log());
+    assert!(response.text().await.unwrap().contains("Cold started"));
+    eprintln!("container cold start from zero: {:?}", cold.elapsed());
+    assert_eq!(dev.status("lazy").service.replicas, 1);
 
     // kill -9 of the agent: the container keeps running (its shim and the container are not
     // in the agent's process group) and the next agent re-adopts it instead of starting another.
