@@ -5,7 +5,9 @@
 //! health check, and finishes in-flight requests before exiting on SIGTERM.
 //!
 //! `GET /work/MS` answers after MS milliseconds (at most 10 s), as a request that takes time
-//! would: load for the autoscaler.
+//! would: load for the autoscaler. With `WORK_SLOTS=N`, an instance works on at most N such
+//! requests at once and the others queue, as a server with N workers does: more load than
+//! its instances can take shows as latency.
 //!
 //! `GET /call/SERVICE` calls another service of its environment by name, `http://SERVICE/`,
 //! and returns what it said (with the status it answered): the application names the
@@ -35,6 +37,11 @@ async fn main() -> std::io::Result<()> {
     let release = std::env::var("STRATA_RELEASE").unwrap_or_else(|_| "-".into());
     let reply = format!("{greeting} from {instance} (release {release})\n");
 
+    let slots = std::env::var("WORK_SLOTS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n)));
     let app = Router::new()
         .route(
             "/",
@@ -50,9 +57,16 @@ async fn main() -> std::io::Result<()> {
         .route("/call/{service}", get(call))
         .route(
             "/work/{ms}",
-            get(|Path(ms): Path<u64>| async move {
-                tokio::time::sleep(std::time::Duration::from_millis(ms.min(10_000))).await;
-                format!("worked {ms} ms\n")
+            get(move |Path(ms): Path<u64>| {
+                let slots = slots.clone();
+                async move {
+                    let _slot = match &slots {
+                        Some(slots) => slots.clone().acquire_owned().await.ok(),
+                        None => None,
+                    };
+                    tokio::time::sleep(std::time::Duration::from_millis(ms.min(10_000))).await;
+                    format!("worked {ms} ms\n")
+                }
             }),
         );
     let addr: SocketAddr = format!("{host}:{port}").parse().map_err(|e| {
