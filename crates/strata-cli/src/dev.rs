@@ -46,7 +46,7 @@ pub async fn run(
     let (agent, agent_task) = (started.agent, started.task);
     platform::start_ingress(
         &control.api_url,
-        None,
+        Some(&control.token),
         table,
         ingress_listener,
         &metrics,
