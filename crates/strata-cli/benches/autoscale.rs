@@ -8,8 +8,10 @@
 //! - Cold start from zero: a service with `min = 0` at zero instances, one request: the time
 //!   to its response (process, wasm and, when the node can run them, container services).
 //!
-//!   cargo build --release -p hello && examples/hello-wasm/build.sh \
-//!     && cargo bench -p strata-cli --bench autoscale [-- RUNS]
+//! ```sh
+//! cargo build --release -p hello && examples/hello-wasm/build.sh
+//! cargo bench -p strata-cli --bench autoscale [-- RUNS]
+//! ```
 //!
 //! The peers' figures are their published defaults (ANCHORS.md): Kubernetes' HPA looks every
 //! 15 s; Knative's panic mode needs a 6 s window; Knative cold starts are reported at 2-18 s.
