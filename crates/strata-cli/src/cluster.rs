@@ -90,7 +90,8 @@ pub struct AgentArgs {
     /// Node labels, KEY=VALUE, comma-separated or repeated (e.g. zone=eu-1).
     #[arg(long)]
     pub labels: Vec<String>,
-    /// The IP address other nodes reach this one at; instances bind it.
+    /// The IP address other nodes reach this one at (its ingress, API and inter-node port;
+    /// instances listen on loopback, reached through the node's proxies).
     #[arg(long, default_value = "127.0.0.1")]
     pub advertise_addr: String,
     /// Where the agent's own API (logs) listens (default ADVERTISE_ADDR:7701).
@@ -168,7 +169,9 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     config.labels = labels;
     config.listen_addr = api_addr;
     config.advertise_host = advertise.to_string();
-    config.bind_host = advertise.to_string();
+    // Instances listen on loopback: this node's proxies reach them there, other nodes only
+    // through its inter-node port (mutual TLS); nothing else on the network can.
+    config.bind_host = "127.0.0.1".to_string();
     config.heartbeat_interval = args.heartbeat_interval;
     config.token = Some(args.token.clone());
     let mesh_addr = args
@@ -186,7 +189,11 @@ pub async fn agent(args: AgentArgs) -> CliResult {
         .unwrap_or_else(|| format!("{advertise}:8080"));
     let ingress = bind("ingress", &ingress_addr).await?;
     let ingress_local = ingress.local_addr()?;
-    let peering = started.identity.map(|identity| (name.as_str(), identity));
+    let peering = started.identity.map(|identity| platform::Peering {
+        node: &name,
+        identity,
+        instances_listen_on: "127.0.0.1",
+    });
     platform::start_ingress(
         &args.join,
         Some(&args.token),

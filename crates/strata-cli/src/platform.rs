@@ -291,6 +291,14 @@ impl NodeMetrics {
     }
 }
 
+/// How a node's ingress reaches instances: its own on the host they listen on, other nodes'
+/// through their inter-node port with the node's certificate.
+pub struct Peering<'a> {
+    pub node: &'a str,
+    pub identity: Arc<NodeIdentity>,
+    pub instances_listen_on: &'a str,
+}
+
 /// A node agent as [`start_agent`] started it.
 pub struct StartedAgent {
     pub agent: Arc<Agent>,
@@ -326,6 +334,7 @@ pub async fn start_agent(
             let identity = node_identity(&config).await?;
             mesh.forwarder
                 .enable_peering(&config.name, identity.clone());
+            mesh.forwarder.instances_listen_on(&config.bind_host);
             let peers = PeerListener::new(
                 &config.name,
                 mesh.forwarder.clone(),
@@ -603,14 +612,15 @@ pub fn start_ingress(
     table: Arc<RoutingTable>,
     listener: TcpListener,
     metrics: &NodeMetrics,
-    peering: Option<(&str, Arc<NodeIdentity>)>,
+    peering: Option<Peering<'_>>,
 ) -> Result<(), Failure> {
     tokio::spawn(RouteSource::new(control_url, token).run(table.clone(), Duration::from_secs(2)));
     let ingress =
         Ingress::with_metrics(table, IngressConfig::default(), Some(metrics.mesh.clone()));
     ingress.set_waker(waker(ControlClient::new(control_url, token)));
-    if let Some((node, identity)) = peering {
-        ingress.enable_peering(node, identity);
+    if let Some(peering) = peering {
+        ingress.enable_peering(peering.node, peering.identity);
+        ingress.instances_listen_on(peering.instances_listen_on);
     }
     serve_on_threads("ingress", listener, proxy_threads(), move |l| {
         ingress.clone().serve(l)

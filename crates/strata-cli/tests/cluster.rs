@@ -389,6 +389,26 @@ public = {public}
         .unwrap_or_else(|| panic!("node-1 counted no delivery for greeter:\n{metrics}"));
     assert!(!delivered.ends_with(" 0"), "{delivered}");
 
+    // greeter's instance listens on node-1's loopback: its advertised address is only a name
+    // for the proxies; from the network, a direct connection to it is refused.
+    let output = cluster.cli(&["status", "greeter", "--json"]);
+    let list: Vec<ServiceStatus> = serde_json::from_slice(&output.stdout).unwrap();
+    let address = list[0]
+        .instances
+        .iter()
+        .find_map(|v| v.status.as_ref().and_then(|s| s.address.clone()))
+        .expect("greeter has an address");
+    assert!(
+        address.starts_with(&cluster.nodes[1].ip.to_string()),
+        "{address}"
+    );
+    let direct =
+        std::net::TcpStream::connect_timeout(&address.parse().unwrap(), Duration::from_secs(2));
+    assert!(
+        direct.is_err(),
+        "a direct connection to {address} was accepted"
+    );
+
     // node-1 holds the certificate the cluster CA gave it, its key readable by root only.
     let tls = cluster.nodes[1].data_dir.join("tls");
     let cert = std::fs::read_to_string(tls.join("node.crt")).expect("node certificate");

@@ -84,6 +84,8 @@ pub struct Ingress {
     requests: AtomicUsize,
     config: IngressConfig,
     peering: std::sync::OnceLock<Peering>,
+    /// Where this node's instances listen, when not on the address they are advertised at.
+    instance_host: std::sync::OnceLock<String>,
     waker: std::sync::OnceLock<Waker>,
     /// When each service at zero was last woken (milliseconds on `started`'s clock).
     woken: std::sync::Mutex<std::collections::HashMap<String, u64>>,
@@ -183,6 +185,7 @@ impl Ingress {
             requests: AtomicUsize::new(0),
             config,
             peering: std::sync::OnceLock::new(),
+            instance_host: std::sync::OnceLock::new(),
             waker: std::sync::OnceLock::new(),
             woken: Default::default(),
             started: std::time::Instant::now(),
@@ -283,6 +286,28 @@ impl Ingress {
         })
     }
 
+    /// This node's instances listen on `host` (loopback in a cluster: only the node's own
+    /// proxies reach them, other nodes through the inter-node port), though they are
+    /// advertised at the node's address.
+    pub fn instances_listen_on(&self, host: &str) {
+        let _ = self.instance_host.set(host.to_string());
+    }
+
+    /// Where to connect for `endpoint`, an instance of this node.
+    fn local_target(&self, endpoint: &str) -> String {
+        match (self.instance_host.get(), endpoint.rsplit_once(':')) {
+            (Some(host), Some((_, port))) => format!("{host}:{port}"),
+            _ => endpoint.to_string(),
+        }
+    }
+
+    /// Whether `endpoint` of `route` runs on this node (known only with peering).
+    fn is_local(&self, route: &strata_core::api::Route, endpoint: &str) -> bool {
+        self.peering
+            .get()
+            .is_some_and(|peering| route.endpoint_nodes.get(endpoint) == Some(&peering.node))
+    }
+
     /// The proxy `endpoint` of `route` is reached through, when it runs on another node.
     fn via_peer(&self, route: &strata_core::api::Route, endpoint: &str) -> Option<String> {
         let peering = self.peering.get()?;
@@ -311,11 +336,18 @@ impl Ingress {
             Ok(body) => body,
             Err(response) => return response,
         };
-        let upstream =
-            match upstream_request(&parts, &body, endpoint, None, &host, peer, Audience::Mesh) {
-                Ok(upstream) => upstream,
-                Err(error) => return plain(StatusCode::BAD_REQUEST, format!("strata: {error}\n")),
-            };
+        let upstream = match upstream_request(
+            &parts,
+            &body,
+            &self.local_target(endpoint),
+            None,
+            &host,
+            peer,
+            Audience::Mesh,
+        ) {
+            Ok(upstream) => upstream,
+            Err(error) => return plain(StatusCode::BAD_REQUEST, format!("strata: {error}\n")),
+        };
         match tokio::time::timeout(self.config.request_timeout, self.client().request(upstream))
             .await
         {
@@ -558,10 +590,17 @@ impl Ingress {
                 });
             }
             let via = self.via_peer(&route, &endpoint);
+            // Through a peer, the request names the instance as routed; a local instance is
+            // dialled where it listens.
+            let target = if via.is_none() && self.is_local(&route, &endpoint) {
+                self.local_target(&endpoint)
+            } else {
+                endpoint.clone()
+            };
             let upstream = match upstream_request(
                 &parts,
                 &body,
-                &endpoint,
+                &target,
                 via.as_deref(),
                 &host,
                 peer,
