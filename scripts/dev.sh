@@ -61,6 +61,7 @@ ingress_port=${INGRESS_ADDR##*:}
 echo
 echo "The example is served at $url"
 echo "  try:  curl $url"
+echo "        curl ${url}call/backend   (hello calling a private service by name, through the mesh)"
 echo "        curl http://greeter.dev.localhost:$ingress_port/            (wasm)"
 echo "        curl http://front.dev.localhost:$ingress_port/call/greeter  (wasm calling wasm by name)"
 [ -n "$containers" ] && echo "        curl http://hello-container.dev.localhost:$ingress_port/   (a container)"
