@@ -442,7 +442,7 @@ pub async fn node_metrics(
             .await?;
         return Ok(StatusCode::NO_CONTENT);
     }
-    plane.record_traffic(&report);
+    plane.record_traffic(&name, &report);
     Ok(StatusCode::NO_CONTENT)
 }
 

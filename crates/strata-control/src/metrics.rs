@@ -81,42 +81,62 @@ pub const RECENT_TRAFFIC_MS: u64 = 300_000;
 /// Per-service, per-second traffic over every node.
 #[derive(Debug, Default)]
 pub struct TrafficLog {
-    seconds: HashMap<(String, String), BTreeMap<u64, SecondSample>>,
+    seconds: HashMap<(String, String), BTreeMap<u64, Second>>,
+}
+
+/// One second of a service: the merged sample, and each node's latest in-flight count (a
+/// node may report more than once in a second; its requests add up, its in-flight count is
+/// a gauge and replaces its previous one).
+#[derive(Debug)]
+struct Second {
+    sample: SecondSample,
+    in_flight_by_node: BTreeMap<String, i64>,
 }
 
 impl TrafficLog {
-    /// Adds a node's report, received at `now_ms`, to that second; drops what is older than
-    /// [`TRAFFIC_KEPT_MS`].
-    pub fn record(&mut self, now_ms: u64, report: &MetricsReport) {
+    /// Adds node `node`'s report, received at `now_ms`, to that second; drops what is older
+    /// than [`TRAFFIC_KEPT_MS`].
+    pub fn record(&mut self, now_ms: u64, node: &str, report: &MetricsReport) {
         let second = now_ms / 1000 * 1000;
+        let oldest = now_ms.saturating_sub(TRAFFIC_KEPT_MS);
         for window in &report.services {
-            let samples = self
+            let seconds = self
                 .seconds
                 .entry((window.env.clone(), window.service.clone()))
                 .or_default();
-            let sample = samples.entry(second).or_insert(SecondSample {
-                at: second,
-                requests: 0,
-                errors: 0,
-                in_flight: 0,
-                p99_ms: 0.0,
+            let entry = seconds.entry(second).or_insert_with(|| Second {
+                sample: SecondSample {
+                    at: second,
+                    requests: 0,
+                    errors: 0,
+                    in_flight: 0,
+                    p99_ms: 0.0,
+                },
+                in_flight_by_node: BTreeMap::new(),
             });
-            sample.requests += window.requests;
-            sample.errors += window.errors;
-            sample.in_flight += window.in_flight;
+            entry.sample.requests += window.requests;
+            entry.sample.errors += window.errors;
+            entry
+                .in_flight_by_node
+                .insert(node.to_string(), window.in_flight);
+            entry.sample.in_flight = entry.in_flight_by_node.values().sum();
             if window.requests > 0 {
-                sample.p99_ms = sample.p99_ms.max(window.p99_ms);
+                entry.sample.p99_ms = entry.sample.p99_ms.max(window.p99_ms);
             }
         }
-        let oldest = now_ms.saturating_sub(TRAFFIC_KEPT_MS);
-        self.seconds.retain(|_, samples| {
-            samples.retain(|at, _| *at >= oldest);
-            !samples.is_empty()
+        // Oldest first: drop from the front only (no scan of the hour kept).
+        self.seconds.retain(|_, seconds| {
+            while let Some(first) = seconds.first_entry() {
+                if *first.key() >= oldest {
+                    break;
+                }
+                first.remove();
+            }
+            !seconds.is_empty()
         });
     }
 
-    /// A service's kept seconds, oldest first.
-    /// `service`'s seconds from `from_ms` on.
+    /// `service`'s seconds from `from_ms` on, oldest first.
     pub fn service(&self, env: &str, service: &str, from_ms: u64) -> ServiceMetrics {
         ServiceMetrics {
             env: env.to_string(),
@@ -124,7 +144,12 @@ impl TrafficLog {
             seconds: self
                 .seconds
                 .get(&(env.to_string(), service.to_string()))
-                .map(|samples| samples.range(from_ms..).map(|(_, s)| s.clone()).collect())
+                .map(|seconds| {
+                    seconds
+                        .range(from_ms..)
+                        .map(|(_, s)| s.sample.clone())
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -212,14 +237,20 @@ mod tests {
         // Two nodes report the same second; a third report lands in the next one.
         log.record(
             10_100,
+            "node-a",
             &report(vec![
                 window("web", 100, 2, 3, 12.0),
                 window("api", 5, 0, 0, 1.0),
             ]),
         );
-        log.record(10_900, &report(vec![window("web", 50, 0, 1, 40.0)]));
+        log.record(
+            10_900,
+            "node-b",
+            &report(vec![window("web", 50, 0, 1, 40.0)]),
+        );
         log.record(
             11_050,
+            "node-a",
             &report(vec![
                 window("web", 10, 1, 0, 5.0),
                 window("web-idle", 0, 0, 2, 0.0),
@@ -252,16 +283,37 @@ mod tests {
     }
 
     #[test]
+    fn a_node_reporting_twice_in_a_second_adds_requests_but_not_in_flight() {
+        let mut log = TrafficLog::default();
+        log.record(5_000, "node-a", &report(vec![window("web", 10, 0, 8, 5.0)]));
+        log.record(5_250, "node-b", &report(vec![window("web", 4, 0, 2, 5.0)]));
+        // node-a again, 500 ms later: its in-flight count replaces its earlier one.
+        log.record(
+            5_500,
+            "node-a",
+            &report(vec![window("web", 10, 1, 20, 9.0)]),
+        );
+        let seconds = log.service("dev", "web", 0).seconds;
+        assert_eq!(seconds.len(), 1);
+        assert_eq!(
+            (seconds[0].requests, seconds[0].errors, seconds[0].in_flight),
+            (24, 1, 22)
+        );
+        assert_eq!(seconds[0].p99_ms, 9.0);
+    }
+
+    #[test]
     fn old_seconds_are_dropped() {
         let mut log = TrafficLog::default();
-        log.record(1_000, &report(vec![window("web", 1, 0, 0, 1.0)]));
+        log.record(1_000, "node-a", &report(vec![window("web", 1, 0, 0, 1.0)]));
         log.record(
             1_000 + TRAFFIC_KEPT_MS,
+            "node-a",
             &report(vec![window("web", 2, 0, 0, 1.0)]),
         );
         let seconds = log.service("dev", "web", 0).seconds;
         assert_eq!(seconds.len(), 2, "exactly five minutes old is kept");
-        log.record(2_000 + TRAFFIC_KEPT_MS, &report(vec![]));
+        log.record(2_000 + TRAFFIC_KEPT_MS, "node-a", &report(vec![]));
         let seconds = log.service("dev", "web", 0).seconds;
         assert_eq!(
             seconds.iter().map(|s| s.requests).collect::<Vec<_>>(),

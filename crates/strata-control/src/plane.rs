@@ -289,11 +289,11 @@ impl ControlPlane {
         .map_err(|error| ControlError::Internal(format!("the leader answered badly: {error}")))
     }
     /// Adds a node's per-service traffic report (on the leader; followers forward it).
-    pub fn record_traffic(&self, report: &strata_core::api::MetricsReport) {
+    pub fn record_traffic(&self, node: &str, report: &strata_core::api::MetricsReport) {
         self.traffic
             .lock()
             .expect("traffic lock")
-            .record(crate::now_millis(), report);
+            .record(crate::now_millis(), node, report);
     }
 
     /// A service's traffic over the last minutes, per second.

@@ -156,6 +156,18 @@ impl MeshMetrics {
         self.unrouted.inc();
     }
 
+    /// Requests in flight now, per service of the current window: `(env, service, count)`.
+    pub fn in_flight_now(&self) -> Vec<(String, String, i64)> {
+        let window = self.window.lock().expect("not poisoned");
+        window
+            .keys()
+            .map(|labels| {
+                let count = self.in_flight.get_or_create(labels).get();
+                (labels.env.clone(), labels.service.clone(), count)
+            })
+            .collect()
+    }
+
     /// The per-service summaries of the window since the last call (services with requests
     /// then or in flight now), and a new window begins.
     pub fn take_window(&self) -> Vec<ServiceWindow> {

@@ -2,8 +2,8 @@
 //! decision, a pure function of the per-second samples every node's proxy reports (merged by
 //! the control plane), the current count and the service's bounds and SLO.
 //!
-//! - Up, fast: the requests in flight over the last [`FAST_WINDOW_MS`] ask for
-//!   `ceil(in flight / target_concurrency)` instances; a p99 over the SLO while requests queue
+//! - Up, fast: the most requests in flight in a second of the last [`FAST_WINDOW_MS`] ask
+//!   for `ceil(in flight / target_concurrency)` instances; a p99 over the SLO while requests queue
 //!   (at least one in flight per instance) doubles the count. A spike is answered within
 //!   seconds (Knative's panic window needs 6 s of data, HPA looks every 15 s).
 //! - Down, slowly: only to the most the last stable window (default
@@ -85,8 +85,11 @@ pub fn decide(
     let fast: Vec<&SecondSample> = within(FAST_WINDOW_MS).collect();
     let mut slo_breached = false;
     if !fast.is_empty() {
-        let in_flight =
-            fast.iter().map(|s| s.in_flight.max(0) as f64).sum::<f64>() / fast.len() as f64;
+        // The busiest second of the window: a step shows in the first report after it.
+        let in_flight = fast
+            .iter()
+            .map(|s| s.in_flight.max(0) as f64)
+            .fold(0.0, f64::max);
         let requests: u64 = fast.iter().map(|s| s.requests).sum();
         if current == 0 && (in_flight > 0.0 || requests > 0) {
             let wanted = need(in_flight).max(1).max(min);
@@ -333,7 +336,7 @@ mod tests {
                 long_ago,
                 zero,
                 load(now, &[0, 35]),
-                Some((2, "18 waiting at zero instances: 0 -> 2")),
+                Some((4, "35 waiting at zero instances: 0 -> 4")),
             ),
             (
                 "at zero and idle: stays at zero",
