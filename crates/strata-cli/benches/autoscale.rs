@@ -86,7 +86,16 @@ fn clients(
                                 latency_ms: sent.elapsed().as_secs_f64() * 1000.0,
                             });
                         }
-                        _ => failed += 1,
+                        Ok(response) => {
+                            let status = response.status();
+                            let body = response.text().await.unwrap_or_default();
+                            eprintln!("failed request: {status} {}", body.trim());
+                            failed += 1;
+                        }
+                        Err(error) => {
+                            eprintln!("failed request: {error}");
+                            failed += 1;
+                        }
                     }
                 }
                 failed

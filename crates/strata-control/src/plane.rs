@@ -1052,9 +1052,13 @@ impl ControlPlane {
             .map(|env| (env.name, env.default_policy))
             .collect();
         let services = self.services(None).await?;
-        let peers: BTreeMap<String, String> = self
-            .nodes()
-            .await?
+        let nodes = self.nodes().await?;
+        let live_nodes: std::collections::BTreeSet<String> = nodes
+            .iter()
+            .filter(|node| node.state != NodeState::Down)
+            .map(|node| node.name.clone())
+            .collect();
+        let peers: BTreeMap<String, String> = nodes
             .into_iter()
             .filter_map(|node| Some((node.name, node.mesh_addr?)))
             .collect();
@@ -1074,6 +1078,17 @@ impl ControlPlane {
                     })
                     .collect();
                 let endpoints = endpoint_nodes.keys().cloned().collect();
+                // Being stopped on a live node: its requests in flight finish there.
+                let draining = status
+                    .instances
+                    .iter()
+                    .filter(|v| v.instance.desired == DesiredState::Stopped)
+                    .filter(|v| {
+                        matches!(v.state(), InstanceState::Running | InstanceState::Stopping)
+                    })
+                    .filter(|v| live_nodes.contains(&v.instance.node))
+                    .filter_map(|v| v.status.as_ref()?.address.clone())
+                    .collect();
                 let env_policy = policies
                     .get(&status.service.env)
                     .copied()
@@ -1103,6 +1118,7 @@ impl ControlPlane {
                         .service
                         .autoscale
                         .is_some_and(|bounds| bounds.min == 0),
+                    draining,
                 })
             })
             .collect();

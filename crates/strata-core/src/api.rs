@@ -250,6 +250,11 @@ pub struct Route {
     /// held while one starts instead of answered 503 at once.
     #[serde(default)]
     pub scale_from_zero: bool,
+    /// Instances being stopped on nodes that are up: they get no new request, but those they
+    /// are handling finish (they drain). An instance neither here nor in `endpoints` is gone:
+    /// its requests are retried elsewhere.
+    #[serde(default)]
+    pub draining: Vec<String>,
 }
 
 fn public_by_default() -> bool {

@@ -95,6 +95,7 @@ fn route(endpoint: SocketAddr, node: &str) -> Route {
         limits: Default::default(),
         endpoint_nodes: BTreeMap::from([(endpoint.to_string(), node.to_string())]),
         scale_from_zero: false,
+        draining: Vec::new(),
     }
 }
 

@@ -31,6 +31,7 @@ mod tests {
             limits: Default::default(),
             endpoint_nodes: Default::default(),
             scale_from_zero: false,
+            draining: Vec::new(),
         }
     }
 

@@ -37,10 +37,12 @@ impl RoutingTable {
         self.changes.subscribe()
     }
 
-    /// Whether `endpoint` still serves `host`.
+    /// Whether `endpoint` still serves `host`'s requests in flight: routed, or draining.
     pub fn routes_to(&self, host: &str, endpoint: &str) -> bool {
-        self.lookup(host)
-            .is_some_and(|route| route.endpoints.iter().any(|e| e == endpoint))
+        self.lookup(host).is_some_and(|route| {
+            route.endpoints.iter().any(|e| e == endpoint)
+                || route.draining.iter().any(|e| e == endpoint)
+        })
     }
 
     /// Where node `node`'s proxy takes calls from other nodes.

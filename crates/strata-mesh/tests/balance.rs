@@ -49,6 +49,7 @@ async fn a_slow_instance_gets_less_traffic_and_a_dead_one_costs_nothing() {
             limits: Default::default(),
             endpoint_nodes: Default::default(),
             scale_from_zero: false,
+            draining: Vec::new(),
         }],
         peers: Default::default(),
     };

@@ -28,6 +28,7 @@ fn table(endpoints: Vec<String>) -> RouteTable {
             limits: Default::default(),
             endpoint_nodes: Default::default(),
             scale_from_zero: true,
+            draining: Vec::new(),
         }],
         peers: Default::default(),
     }

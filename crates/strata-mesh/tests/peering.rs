@@ -83,6 +83,7 @@ async fn two_nodes() -> TwoNodes {
         limits: Default::default(),
         endpoint_nodes: BTreeMap::from([(instance.to_string(), "node-b".to_string())]),
         scale_from_zero: false,
+        draining: Vec::new(),
     };
     let table = RouteTable {
         revision: 1,

@@ -1,5 +1,6 @@
 //! A service's `[mesh]` limits, applied by the proxy against real servers on loopback: its
-//! deadline, retries only where safe, the retry budget and the circuit breaker.
+//! deadline, retries only where safe, the retry budget and the circuit breaker; and requests
+//! in flight to an instance that drains finish, those to one that is gone are left.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +34,7 @@ async fn proxy(
             limits,
             endpoint_nodes: Default::default(),
             scale_from_zero: false,
+            draining: Vec::new(),
         }],
         peers: Default::default(),
     });
@@ -253,6 +255,68 @@ async fn the_circuit_breaker_sheds_requests_past_max_concurrent() {
         200,
         "the circuit closed once requests ended"
     );
+    proxy_task.abort();
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_draining_instance_finishes_its_requests_and_a_gone_one_is_left() {
+    let app = Router::new().route(
+        "/",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            "finished"
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let instance = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let table = RoutingTable::new();
+    let routes = |endpoints: Vec<String>, draining: Vec<String>| RouteTable {
+        revision: 1,
+        routes: vec![Route {
+            env: "dev".into(),
+            service: "web".into(),
+            hosts: vec!["web.dev.localhost".into()],
+            desired: 1,
+            endpoints,
+            public: true,
+            allow_from: None,
+            policy_rule: String::new(),
+            limits: limits(0, 200),
+            endpoint_nodes: Default::default(),
+            scale_from_zero: false,
+            draining,
+        }],
+        peers: Default::default(),
+    };
+    table.replace(&routes(vec![instance.to_string()], vec![]));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let proxy_task =
+        tokio::spawn(Ingress::new(table.clone(), IngressConfig::default()).serve(listener));
+    let (client, url) = client(address);
+
+    // Scaled down: the instance drains. Its request in flight is answered.
+    let request = tokio::spawn({
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.get(&url).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    table.replace(&routes(vec![], vec![instance.to_string()]));
+    let response = request.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "finished");
+
+    // Its node is gone: the request is left at once (and, with no retry allowed, 502).
+    table.replace(&routes(vec![instance.to_string()], vec![]));
+    let request = tokio::spawn(async move { client.get(&url).send().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    table.replace(&routes(vec![], vec![]));
+    let response = request.await.unwrap().unwrap();
+    // Had the proxy waited, the instance would have answered 200 "finished".
+    assert_eq!(response.status(), 502);
+    assert!(response.text().await.unwrap().contains("withdrawn"));
     proxy_task.abort();
     server.abort();
 }
