@@ -128,14 +128,8 @@ impl Api {
         path: &str,
         body: &B,
     ) -> Result<T, Failure> {
-        let response = self
-            .send(|http, base| {
-                http.post(format!("{base}{path}"))
-                    .timeout(Duration::from_secs(60))
-                    .json(body)
-            })
-            .await?;
-        Ok(self.check(response).await?.json().await?)
+        self.with_json(reqwest::Method::POST, path, body, Duration::from_secs(60))
+            .await
     }
 
     pub async fn put<B: Serialize, T: DeserializeOwned>(
@@ -143,10 +137,22 @@ impl Api {
         path: &str,
         body: &B,
     ) -> Result<T, Failure> {
+        self.with_json(reqwest::Method::PUT, path, body, Duration::from_secs(30))
+            .await
+    }
+
+    /// `method path` with a JSON body; the JSON answer.
+    async fn with_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<T, Failure> {
         let response = self
             .send(|http, base| {
-                http.put(format!("{base}{path}"))
-                    .timeout(Duration::from_secs(30))
+                http.request(method.clone(), format!("{base}{path}"))
+                    .timeout(timeout)
                     .json(body)
             })
             .await?;

@@ -84,8 +84,16 @@ struct Node {
 }
 
 fn node() -> Node {
+    node_with(&[])
+}
+
+/// A node whose image also holds each `(binary, at)` (with its libraries).
+fn node_with(binaries: &[(&Path, &str)]) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let root = base_root(dir.path());
+    for (binary, at) in binaries {
+        install(&root, binary, at);
+    }
     let driver = ContainerDriver::new(
         ContainerConfig::new(
             dir.path().join("state"),
@@ -314,18 +322,7 @@ async fn the_node_reaches_the_instance_port() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = base_root(dir.path());
-    install(&root, &hello_bin(), "/hello");
-    let driver = ContainerDriver::new(
-        ContainerConfig::new(
-            dir.path().join("state"),
-            vec![env!("CARGO_BIN_EXE_strata-container-shim").to_string()],
-        ),
-        Arc::new(OneLayer(root)),
-    )
-    .unwrap();
-    let node = Node { dir, driver };
+    let node = node_with(&[(&hello_bin(), "/hello")]);
     let mut spec = node.spec("web-1", "", &[]);
     spec.args = vec!["/hello".into()];
     spec.env
@@ -605,18 +602,7 @@ async fn an_instance_reaches_the_mesh_proxy_but_not_another_instance() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = base_root(dir.path());
-    install(&root, &hello_bin(), "/hello");
-    let driver = ContainerDriver::new(
-        ContainerConfig::new(
-            dir.path().join("state"),
-            vec![env!("CARGO_BIN_EXE_strata-container-shim").to_string()],
-        ),
-        Arc::new(OneLayer(root)),
-    )
-    .unwrap();
-    let node = Node { dir, driver };
+    let node = node_with(&[(&hello_bin(), "/hello")]);
 
     // The other instance: an HTTP server on the bridge.
     let mut web = node.spec("peer-web", "", &[]);
