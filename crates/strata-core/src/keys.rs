@@ -22,6 +22,14 @@ pub const NODES: &str = "/nodes/";
 pub const EVENTS: &str = "/events/";
 /// The cluster CA's certificate and key (JSON), made at the first server's init.
 pub const CLUSTER_CA: &str = "/pki/ca";
+/// `/auth/tokens/{name}`: a [`crate::auth::TokenRecord`] (the secret's hash, never the secret).
+pub const TOKENS: &str = "/auth/tokens/";
+/// `/audit/{seq:016}`: an append-only [`crate::auth::AuditRecord`].
+pub const AUDIT: &str = "/audit/";
+/// The key the control plane derives node and server credentials with (HMAC-SHA256).
+pub const CREDENTIAL_KEY: &str = "/cluster/credential-key";
+/// The cluster's join token.
+pub const JOIN_TOKEN: &str = "/cluster/join-token";
 
 pub fn env(env: &str) -> String {
     format!("{ENVS}{env}")
@@ -52,6 +60,12 @@ pub fn status(id: &str) -> String {
 }
 pub fn node(name: &str) -> String {
     format!("{NODES}{name}")
+}
+pub fn token(name: &str) -> String {
+    format!("{TOKENS}{name}")
+}
+pub fn audit(seq: u64) -> String {
+    format!("{AUDIT}{seq:016}")
 }
 pub fn event(seq: u64) -> String {
     format!("{EVENTS}{seq:016}")

@@ -5,6 +5,7 @@
 //! every other crate (store, scheduler, control plane, agent, CLI) shares one vocabulary.
 
 pub mod api;
+pub mod auth;
 pub mod keys;
 pub mod model;
 pub mod spec;

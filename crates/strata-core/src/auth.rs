@@ -1,0 +1,566 @@
+//! Who may do what: the identities that call Strata's API, the actions they ask for, and the
+//! one pure decision between them ([`authorize`]), plus which stored keys each identity may
+//! read ([`may_read_key`]). No IO: the API edge resolves a credential into a [`Principal`],
+//! maps the route to an [`Action`], and asks here.
+//!
+//! The roles are cumulative: `viewer` reads; `deployer` also deploys, scales, deletes and
+//! reads logs in its environments; `operator` also manages nodes and policies and reads the
+//! audit log; `admin` also manages tokens. Anything that is not about one environment (nodes,
+//! policies of the cluster, the audit log, tokens) needs a token scoped to every environment.
+//! Nodes act only as themselves; the join token only bootstraps a node's credential.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A person's or CI's role. Ordered: each role may do what the ones before it may.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads services, releases, instances, nodes and events.
+    Viewer,
+    /// + deploys, scales, deletes services and reads their logs, in its environments.
+    Deployer,
+    /// + drains nodes, sets call policies and quotas, reads the audit log and every log.
+    Operator,
+    /// + creates and revokes tokens.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Deployer, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Deployer => "deployer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == text)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The environments a token acts in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvScope {
+    /// Every environment, and what belongs to none (nodes, the audit log, tokens).
+    All,
+    /// Only these environments.
+    Only(BTreeSet<String>),
+}
+
+impl EnvScope {
+    pub fn covers(&self, env: &str) -> bool {
+        match self {
+            EnvScope::All => true,
+            EnvScope::Only(envs) => envs.contains(env),
+        }
+    }
+
+    pub fn is_all(&self) -> bool {
+        matches!(self, EnvScope::All)
+    }
+}
+
+impl fmt::Display for EnvScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvScope::All => f.write_str("all environments"),
+            EnvScope::Only(envs) => {
+                let list: Vec<&str> = envs.iter().map(String::as_str).collect();
+                write!(f, "{}", list.join(", "))
+            }
+        }
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// No credential at all.
+    Anonymous,
+    /// A person or CI, by its API token.
+    User {
+        name: String,
+        role: Role,
+        envs: EnvScope,
+    },
+    /// A node, by its node credential: may act only as itself.
+    Node { name: String },
+    /// Whoever holds the cluster's join token: may only fetch a node's first credential.
+    Bootstrap,
+    /// Another server of the control plane (replication, forwarding).
+    Server { id: String },
+}
+
+impl Principal {
+    /// How audit records and events name the caller.
+    pub fn display_name(&self) -> String {
+        match self {
+            Principal::Anonymous => "anonymous".into(),
+            Principal::User { name, .. } => name.clone(),
+            Principal::Node { name } => format!("node:{name}"),
+            Principal::Bootstrap => "join-token".into(),
+            Principal::Server { id } => format!("server:{id}"),
+        }
+    }
+
+    /// Whether this caller sees environment `env` in lists (services, instances, events).
+    pub fn sees_env(&self, env: &str) -> bool {
+        match self {
+            Principal::User { envs, .. } => envs.covers(env),
+            Principal::Node { .. } | Principal::Server { .. } => true,
+            Principal::Anonymous | Principal::Bootstrap => false,
+        }
+    }
+}
+
+/// What a request asks to do. Environment-scoped actions carry no environment here: it is
+/// passed to [`authorize`] beside the action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Read services, releases, instances, SLOs and traffic of an environment (or of all).
+    Read,
+    /// Read the event log.
+    ReadEvents,
+    /// Read instances' logs.
+    ReadLogs,
+    /// List nodes.
+    ReadNodes,
+    /// The routing table (nodes' proxies; operators).
+    ReadRoutes,
+    /// A server's Prometheus metrics.
+    ReadServerMetrics,
+    /// Stream changes of the store (each change is then filtered by [`may_read_key`]).
+    Watch,
+    /// Deploy (make releases and roll them out).
+    Deploy,
+    /// Change a service's scale by hand.
+    Scale,
+    /// Delete a service.
+    Delete,
+    /// Upload an artifact.
+    UploadBlob,
+    /// Download an artifact (nodes; deployers).
+    DownloadBlob,
+    /// Start a service at zero for a waiting request (nodes' proxies; deployers).
+    Wake,
+    /// Set an environment's call policy.
+    SetPolicy,
+    /// Set an environment's quota.
+    SetQuota,
+    /// Drain or undrain a node.
+    ManageNodes,
+    /// Read the audit log.
+    ReadAudit,
+    /// Create, list and revoke API tokens.
+    ManageTokens,
+    /// A node's first credential, for node `node` (the join token's only use).
+    JoinNode { node: String },
+    /// What only node `node` itself may do: register, heartbeat, fetch its assignments,
+    /// report its events and traffic, renew its certificate.
+    ActAsNode { node: String },
+    /// Report an instance's status (a node; the plane checks the instance is placed on it).
+    ReportStatus,
+}
+
+impl Action {
+    /// The least role a person needs for this action, or `None` when no person may do it
+    /// (the node-only actions).
+    pub fn role_needed(&self) -> Option<Role> {
+        Some(match self {
+            Action::Read | Action::ReadEvents | Action::ReadNodes | Action::ReadServerMetrics => {
+                Role::Viewer
+            }
+            Action::Watch => Role::Viewer,
+            Action::Deploy
+            | Action::Scale
+            | Action::Delete
+            | Action::UploadBlob
+            | Action::DownloadBlob
+            | Action::Wake
+            | Action::ReadLogs => Role::Deployer,
+            Action::ReadRoutes
+            | Action::SetPolicy
+            | Action::SetQuota
+            | Action::ManageNodes
+            | Action::ReadAudit => Role::Operator,
+            Action::ManageTokens => Role::Admin,
+            Action::JoinNode { .. } | Action::ActAsNode { .. } | Action::ReportStatus => {
+                return None
+            }
+        })
+    }
+
+    /// Whether the action concerns the whole cluster rather than one environment: a person
+    /// then needs a token scoped to every environment.
+    pub fn cluster_wide(&self) -> bool {
+        matches!(
+            self,
+            Action::ReadNodes
+                | Action::ReadRoutes
+                | Action::ReadServerMetrics
+                | Action::ManageNodes
+                | Action::ReadAudit
+                | Action::ManageTokens
+        )
+    }
+}
+
+/// The answer to "may this principal do this?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// No valid credential: 401.
+    Unauthenticated { hint: String },
+    /// A known caller without the right: 403.
+    Forbidden { reason: String },
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow)
+    }
+}
+
+/// Decides whether `principal` may do `action` in environment `env` (`None`: the action is
+/// about no single environment, or about every environment the caller sees). Pure.
+pub fn authorize(principal: &Principal, action: &Action, env: Option<&str>) -> Decision {
+    match principal {
+        Principal::Anonymous => Decision::Unauthenticated {
+            hint: "send a token: run `strata login URL --token-file FILE`, or set STRATA_TOKEN"
+                .into(),
+        },
+        Principal::Bootstrap => match action {
+            Action::JoinNode { .. } => Decision::Allow,
+            _ => Decision::Forbidden {
+                reason: "the join token only lets a node fetch its first credential".into(),
+            },
+        },
+        Principal::Node { name } => {
+            let allowed = match action {
+                Action::JoinNode { node } | Action::ActAsNode { node } => node == name,
+                Action::ReportStatus
+                | Action::Watch
+                | Action::ReadRoutes
+                | Action::DownloadBlob
+                | Action::Wake => true,
+                _ => false,
+            };
+            if allowed {
+                Decision::Allow
+            } else {
+                Decision::Forbidden {
+                    reason: match action {
+                        Action::JoinNode { node } | Action::ActAsNode { node } => {
+                            format!("node `{name}` may act only as itself, not as node `{node}`")
+                        }
+                        _ => format!("node `{name}` may not do this: it is for people's tokens"),
+                    },
+                }
+            }
+        }
+        Principal::Server { .. } => match action {
+            Action::DownloadBlob | Action::Read | Action::ReadRoutes | Action::Watch => {
+                Decision::Allow
+            }
+            _ => Decision::Forbidden {
+                reason: "servers only copy artifacts and read state from each other".into(),
+            },
+        },
+        Principal::User { name, role, envs } => {
+            let Some(needed) = action.role_needed() else {
+                return Decision::Forbidden {
+                    reason: format!("token `{name}` is a person's; only nodes may do this"),
+                };
+            };
+            if *role < needed {
+                return Decision::Forbidden {
+                    reason: format!(
+                        "token `{name}` has role {role}; this needs role {needed} or higher"
+                    ),
+                };
+            }
+            if action.cluster_wide() && !envs.is_all() {
+                return Decision::Forbidden {
+                    reason: format!(
+                        "token `{name}` is scoped to {envs}; this concerns the whole cluster and needs a token for all environments"
+                    ),
+                };
+            }
+            match env {
+                Some(env) if !envs.covers(env) => Decision::Forbidden {
+                    reason: format!(
+                        "token `{name}` is scoped to {envs}, not to environment `{env}`"
+                    ),
+                },
+                _ => Decision::Allow,
+            }
+        }
+    }
+}
+
+/// Store key prefixes nobody reads through the API: the cluster's secrets (join token,
+/// credential key), the CA and its key, token records, the election, the audit log (read
+/// only through its own route).
+const NEVER_READABLE: [&str; 5] = ["/cluster/", "/pki/", "/auth/", "/leader", "/audit/"];
+
+/// Whether `principal` may see the stored record at `key` (through the watch). An
+/// allow-list: a key under a prefix not named here is readable by no one.
+pub fn may_read_key(principal: &Principal, key: &str) -> bool {
+    if NEVER_READABLE.iter().any(|prefix| key.starts_with(prefix)) {
+        return false;
+    }
+    // Records keyed by environment: `/PREFIX/ENV/...` or `/envs/ENV`.
+    const BY_ENV: [&str; 4] = ["/envs/", "/services/", "/releases/", "/configs/"];
+    // Records of the whole cluster, or not keyed by environment.
+    const CLUSTER: [&str; 5] = ["/instances/", "/status/", "/nodes/", "/events/", "/blobs/"];
+    let env_of = |key: &str| {
+        BY_ENV.iter().find_map(|prefix| {
+            key.strip_prefix(prefix)
+                .map(|rest| rest.split('/').next().unwrap_or(rest).to_string())
+        })
+    };
+    match principal {
+        Principal::Anonymous | Principal::Bootstrap => false,
+        Principal::Node { .. } | Principal::Server { .. } => {
+            env_of(key).is_some() || CLUSTER.iter().any(|p| key.starts_with(p))
+        }
+        Principal::User { role, envs, .. } => {
+            if let Some(env) = env_of(key) {
+                // Configuration values are not a viewer's to read.
+                if key.starts_with("/configs/") && *role < Role::Deployer {
+                    return false;
+                }
+                return envs.covers(&env);
+            }
+            envs.is_all() && CLUSTER.iter().any(|p| key.starts_with(p))
+        }
+    }
+}
+
+/// An API token as the store keeps it (`/auth/tokens/{name}`): never the secret, only its
+/// sha256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub name: String,
+    pub role: Role,
+    pub envs: EnvScope,
+    pub created_at: u64,
+    /// Milliseconds since the epoch after which the token is refused (`None`: never).
+    pub expires_at: Option<u64>,
+    /// Who made it.
+    pub created_by: String,
+    /// Hex sha256 of the token's secret part.
+    pub secret_sha256: String,
+}
+
+impl TokenRecord {
+    /// What may be shown of it.
+    pub fn info(&self) -> TokenInfo {
+        TokenInfo {
+            name: self.name.clone(),
+            role: self.role,
+            envs: self.envs.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            created_by: self.created_by.clone(),
+        }
+    }
+}
+
+/// A token as `GET /v1/tokens` shows it: everything but its secret and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    pub envs: EnvScope,
+    pub created_at: u64,
+    pub expires_at: Option<u64>,
+    pub created_by: String,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreateToken {
+    pub name: String,
+    pub role: Role,
+    /// The environments it acts in; empty: all.
+    #[serde(default)]
+    pub envs: Vec<String>,
+    /// Seconds until it expires (`None`: never).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+/// The answer to `POST /v1/tokens`: the token itself, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    pub info: TokenInfo,
+    pub token: String,
+}
+
+/// One audited call (`/audit/{seq}`): who did what, from where, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditRecord {
+    pub seq: u64,
+    /// Milliseconds since the epoch.
+    pub at: u64,
+    /// The caller: a token's name, `node:NAME`, `server:ID`, `join-token` or `anonymous`.
+    pub who: String,
+    /// The caller's address.
+    pub from: String,
+    /// `METHOD /route/{template}`.
+    pub route: String,
+    pub env: Option<String>,
+    /// What was asked, in a few words (service, node, release, count).
+    pub summary: String,
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// Why it was refused, when it was.
+    pub denied: Option<String>,
+}
+
+/// `GET /v1/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditList {
+    pub records: Vec<AuditRecord>,
+}
+
+/// `GET /v1/nodes/{name}/credential`: what a node presents from then on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeCredential {
+    pub credential: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(role: Role, envs: &[&str]) -> Principal {
+        Principal::User {
+            name: "t".into(),
+            role,
+            envs: if envs.is_empty() {
+                EnvScope::All
+            } else {
+                EnvScope::Only(envs.iter().map(|e| e.to_string()).collect())
+            },
+        }
+    }
+
+    fn node(name: &str) -> Principal {
+        Principal::Node { name: name.into() }
+    }
+
+    #[test]
+    fn authorize_table() {
+        use Action::*;
+        let join = |n: &str| JoinNode { node: n.into() };
+        let act = |n: &str| ActAsNode { node: n.into() };
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Principal, Action, Option<&str>, bool)> = vec![
+            ("no credential reads nothing", Principal::Anonymous, Read, Some("dev"), false),
+            ("no credential deploys nothing", Principal::Anonymous, Deploy, Some("dev"), false),
+            ("a viewer reads", user(Role::Viewer, &[]), Read, Some("dev"), true),
+            ("a viewer reads events", user(Role::Viewer, &[]), ReadEvents, None, true),
+            ("a viewer cannot deploy", user(Role::Viewer, &[]), Deploy, Some("dev"), false),
+            ("a viewer cannot read logs", user(Role::Viewer, &[]), ReadLogs, Some("dev"), false),
+            ("a deployer deploys in its env", user(Role::Deployer, &["dev"]), Deploy, Some("dev"), true),
+            ("a deployer for dev cannot deploy to prod", user(Role::Deployer, &["dev"]), Deploy, Some("prod"), false),
+            ("a deployer for dev cannot read prod", user(Role::Deployer, &["dev"]), Read, Some("prod"), false),
+            ("a deployer reads its logs", user(Role::Deployer, &["dev"]), ReadLogs, Some("dev"), true),
+            ("a deployer scales and deletes", user(Role::Deployer, &[]), Delete, Some("dev"), true),
+            ("a deployer cannot drain nodes", user(Role::Deployer, &[]), ManageNodes, None, false),
+            ("a deployer cannot set policy", user(Role::Deployer, &[]), SetPolicy, Some("dev"), false),
+            ("an operator drains nodes", user(Role::Operator, &[]), ManageNodes, None, true),
+            ("an operator scoped to dev cannot drain nodes", user(Role::Operator, &["dev"]), ManageNodes, None, false),
+            ("an operator sets policy", user(Role::Operator, &["dev"]), SetPolicy, Some("dev"), true),
+            ("an operator reads the audit log", user(Role::Operator, &[]), ReadAudit, None, true),
+            ("an operator cannot make tokens", user(Role::Operator, &[]), ManageTokens, None, false),
+            ("an admin makes tokens", user(Role::Admin, &[]), ManageTokens, None, true),
+            ("an admin scoped to dev cannot make tokens", user(Role::Admin, &["dev"]), ManageTokens, None, false),
+            ("an admin cannot heartbeat for a node", user(Role::Admin, &[]), act("n1"), None, false),
+            ("an admin cannot report instance status", user(Role::Admin, &[]), ReportStatus, None, false),
+            ("a node acts as itself", node("n1"), act("n1"), None, true),
+            ("a node cannot act as another", node("n1"), act("n2"), None, false),
+            ("a node reports status", node("n1"), ReportStatus, None, true),
+            ("a node reads routes", node("n1"), ReadRoutes, None, true),
+            ("a node downloads artifacts", node("n1"), DownloadBlob, None, true),
+            ("a node cannot deploy", node("n1"), Deploy, Some("dev"), false),
+            ("a node cannot make tokens", node("n1"), ManageTokens, None, false),
+            ("a node cannot drain", node("n1"), ManageNodes, None, false),
+            ("the join token joins a node", Principal::Bootstrap, join("n1"), None, true),
+            ("the join token cannot heartbeat", Principal::Bootstrap, act("n1"), None, false),
+            ("the join token cannot read", Principal::Bootstrap, Read, None, false),
+            ("the join token cannot deploy", Principal::Bootstrap, Deploy, Some("dev"), false),
+            ("a server copies blobs", Principal::Server { id: "s".into() }, DownloadBlob, None, true),
+            ("a server cannot deploy", Principal::Server { id: "s".into() }, Deploy, Some("dev"), false),
+        ];
+        for (name, principal, action, env, allowed) in cases {
+            let decision = authorize(&principal, &action, env);
+            assert_eq!(decision.is_allowed(), allowed, "{name}: {decision:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let decision = authorize(&user(Role::Viewer, &[]), &Action::Deploy, Some("dev"));
+        assert_eq!(
+            decision,
+            Decision::Forbidden {
+                reason: "token `t` has role viewer; this needs role deployer or higher".into()
+            }
+        );
+        let decision = authorize(&Principal::Anonymous, &Action::Read, None);
+        assert!(matches!(decision, Decision::Unauthenticated { hint } if hint.contains("strata login")));
+    }
+
+    #[test]
+    fn readable_keys_table() {
+        let admin = user(Role::Admin, &[]);
+        let viewer_dev = user(Role::Viewer, &["dev"]);
+        let deployer_dev = user(Role::Deployer, &["dev"]);
+        let a_node = node("n");
+        #[rustfmt::skip]
+        let cases: Vec<(&str, &Principal, &str, bool)> = vec![
+            ("the CA key, to an admin", &admin, "/pki/ca", false),
+            ("the CA key, to a node", &a_node, "/pki/ca", false),
+            ("the join token", &admin, "/cluster/join-token", false),
+            ("token hashes", &admin, "/auth/tokens/ci", false),
+            ("the election", &admin, "/leader", false),
+            ("the audit log", &admin, "/audit/0000000000000001", false),
+            ("an unknown prefix", &admin, "/secret-thing", false),
+            ("anything, to the anonymous", &Principal::Anonymous, "/services/dev/a", false),
+            ("anything, to the join token", &Principal::Bootstrap, "/instances/x", false),
+            ("a service, to an admin", &admin, "/services/prod/a", true),
+            ("a service of its env", &viewer_dev, "/services/dev/a", true),
+            ("a service of another env", &viewer_dev, "/services/prod/a", false),
+            ("the env record", &viewer_dev, "/envs/dev", true),
+            ("another env record", &viewer_dev, "/envs/prod", false),
+            ("configs, to a viewer", &viewer_dev, "/configs/dev/a/0000000001", false),
+            ("configs, to a deployer", &deployer_dev, "/configs/dev/a/0000000001", true),
+            ("instances, to a scoped token", &viewer_dev, "/instances/x", false),
+            ("instances, to an all-env token", &admin, "/instances/x", true),
+            ("instances, to a node", &a_node, "/instances/x", true),
+        ];
+        for (name, principal, key, readable) in cases {
+            assert_eq!(may_read_key(principal, key), readable, "{name}");
+        }
+    }
+}
