@@ -37,7 +37,8 @@ pub struct AgentConfig {
     pub bind_host: String,
     pub heartbeat_interval: Duration,
     pub drain_delay: Duration,
-    /// The cluster's join token.
+    /// The node's credential (`sn.NAME.MAC`), presented to the control plane and required of
+    /// callers of the agent's log API.
     pub token: Option<String>,
     /// How instances reach the node's mesh proxy (`HTTP_PROXY`); `None`: they are not told.
     pub mesh: Option<MeshAccess>,
@@ -250,6 +251,7 @@ impl Agent {
         let router = crate::logs::router(
             self.ctx.dirs.clone(),
             Arc::new(Liveness(self.supervisors.clone())),
+            self.config.token.clone(),
         )
         .merge(extra);
         let server = tokio::spawn(async move { axum::serve(listener, router).await });

@@ -185,10 +185,35 @@ impl ControlClient {
             .map_err(|e| self.decode_error(e))
     }
 
+    /// Who the control plane takes this client's credential for (a check that it is valid).
+    pub async fn whoami(&self) -> Result<(), ClientError> {
+        let response = self
+            .send(|http, base| http.get(format!("{base}/v1/whoami")).timeout(Duration::from_secs(5)))
+            .await?;
+        self.check("whoami", response).await.map(|_| ())
+    }
+
+    /// This node's credential: asked with the join token once (or with the node's own).
+    pub async fn credential(&self, node: &str) -> Result<String, ClientError> {
+        let response = self
+            .send(|http, base| {
+                http.post(format!("{base}/v1/nodes/{node}/credential"))
+                    .timeout(Duration::from_secs(5))
+            })
+            .await?;
+        let answer: strata_core::auth::NodeCredential = self
+            .check("node credential", response)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.decode_error(e))?;
+        Ok(answer.credential)
+    }
+
     pub async fn register(&self, request: &RegisterNode) -> Result<Node, ClientError> {
         let response = self
             .send(|http, base| {
-                http.post(format!("{base}/v1/nodes"))
+                http.post(format!("{base}/v1/nodes/{}/register", request.name))
                     .timeout(Duration::from_secs(5))
                     .json(request)
             })

@@ -25,13 +25,40 @@ pub trait InstanceLiveness: Send + Sync + 'static {
 struct LogState {
     dirs: AgentDirs,
     liveness: Arc<dyn InstanceLiveness>,
+    /// What a caller must present (`Authorization: Bearer`): the node's own credential, which
+    /// only the node and the control plane (which derives it) know. `None`: no check (a node
+    /// that has no credential, as in the agent's own tests).
+    credential: Option<String>,
 }
 
-pub fn router(dirs: AgentDirs, liveness: Arc<dyn InstanceLiveness>) -> Router {
+/// The log API. With `credential`, every log request must present it.
+pub fn router(
+    dirs: AgentDirs,
+    liveness: Arc<dyn InstanceLiveness>,
+    credential: Option<String>,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/instances/{id}/logs", get(instance_logs))
-        .with_state(Arc::new(LogState { dirs, liveness }))
+        .with_state(Arc::new(LogState {
+            dirs,
+            liveness,
+            credential,
+        }))
+}
+
+fn presents(headers: &axum::http::HeaderMap, credential: &str) -> bool {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    presented.len() == credential.len()
+        && presented
+            .bytes()
+            .zip(credential.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,7 +75,17 @@ async fn instance_logs(
     State(state): State<Arc<LogState>>,
     Path(id): Path<String>,
     Query(params): Query<LogParams>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
+    if let Some(credential) = &state.credential {
+        if !presents(&headers, credential) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "instance logs are for the control plane only: read them with `strata logs`\n",
+            )
+                .into_response();
+        }
+    }
     if id.contains('/') || id.contains("..") {
         return (StatusCode::BAD_REQUEST, "bad instance id\n").into_response();
     }

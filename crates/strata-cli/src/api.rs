@@ -18,25 +18,36 @@ pub struct Api {
 }
 
 impl Api {
+    /// The API at `addrs` (comma-separated), with the credential of [`crate::context`]
+    /// (`STRATA_TOKEN`, or the context recorded for the first address).
     pub fn new(addrs: &str) -> Self {
-        let bases = addrs
+        let bases: Vec<String> = addrs
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
-            .map(|addr| {
-                let base = if addr.starts_with("http://") || addr.starts_with("https://") {
-                    addr.to_string()
-                } else {
-                    format!("http://{addr}")
-                };
-                base.trim_end_matches('/').to_string()
-            })
+            .map(crate::context::normalize_url)
             .collect();
+        let token = bases.first().and_then(|url| crate::context::token_for(url));
+        Self::with_token(bases, token.as_deref())
+    }
+
+    /// The API at `bases`, presenting `token`.
+    pub fn with_token(bases: Vec<String>, token: Option<&str>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            if let Ok(mut value) =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            {
+                value.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+        }
         Self {
             bases,
             current: std::sync::atomic::AtomicUsize::new(0),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(2))
+                .default_headers(headers)
                 .build()
                 .expect("http client builds"),
         }
@@ -104,6 +115,11 @@ impl Api {
                 None => body.message,
             },
             Err(_) => format!("HTTP {status}: {text}"),
+        };
+        let message = match status.as_u16() {
+            401 => format!("not logged in to {}: {message}", self.base()),
+            403 => format!("refused: {message}"),
+            _ => message,
         };
         let error = anyhow!("{message}");
         Err(if status.as_u16() == 400 {

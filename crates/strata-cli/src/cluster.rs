@@ -24,6 +24,8 @@ pub struct ServerArgs {
     pub down_after: Duration,
     pub node_cert_ttl: Duration,
     pub scale_down_window: Duration,
+    pub max_artifact_size: u64,
+    pub audit_retention: Duration,
 }
 
 pub async fn server(args: ServerArgs) -> CliResult {
@@ -42,20 +44,27 @@ pub async fn server(args: ServerArgs) -> CliResult {
         down_after_ms: args.down_after.as_millis() as u64,
     };
     let control = platform::start_control_plane(
-        &data_dir,
-        args.store.as_ref(),
+        platform::ControlSettings {
+            data_dir: &data_dir,
+            store: args.store.as_ref(),
+            liveness,
+            ingress_port: None,
+            node_cert_ttl: args.node_cert_ttl,
+            scale_down_window: args.scale_down_window,
+            max_artifact_size: args.max_artifact_size,
+            audit_retention: args.audit_retention,
+            local_only: false,
+        },
         listener,
-        liveness,
-        None,
-        args.node_cert_ttl,
-        args.scale_down_window,
     )
     .await?;
     println!("api: {}", control.api_url);
     println!("join token: {}", control.token);
     eprintln!(
-        "strata server is up. Join nodes with:\n  strata agent --join {} --token {} --advertise-addr NODE_IP",
-        control.api_url, control.token
+        "strata server is up. Join nodes with (the join token file is {}):\n  strata agent --join {} --token-file JOIN_TOKEN_FILE --advertise-addr NODE_IP\nThis machine's CLI uses the admin token in {} (`strata token create` makes others).",
+        data_dir.join("join-token").display(),
+        control.api_url,
+        data_dir.join("admin-token").display()
     );
     tokio::select! {
         result = control.api => Err(Failure::Failed(anyhow!("the API server stopped: {result:?}"))),
@@ -81,9 +90,14 @@ pub struct AgentArgs {
     /// The control plane's URL, e.g. http://10.0.0.1:7700 (several, comma-separated).
     #[arg(long)]
     pub join: String,
-    /// The cluster's join token (`strata server token` prints it).
-    #[arg(long, env = "STRATA_JOIN_TOKEN")]
-    pub token: String,
+    /// The cluster's join token (`strata server token` prints it). Prefer --token-file or
+    /// STRATA_JOIN_TOKEN: a flag's value shows in `ps`. Only the node's first start needs
+    /// it; the node keeps its own credential in --data-dir.
+    #[arg(long, env = "STRATA_JOIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the join token.
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
     /// The node's name (default: the hostname).
     #[arg(long)]
     pub name: Option<String>,
@@ -173,7 +187,26 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     // through its inter-node port (mutual TLS); nothing else on the network can.
     config.bind_host = "127.0.0.1".to_string();
     config.heartbeat_interval = args.heartbeat_interval;
-    config.token = Some(args.token.clone());
+    config.token = match (&args.token, &args.token_file) {
+        (Some(token), _) => Some(token.trim().to_string()),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|error| {
+                    Failure::BadInput(anyhow!(
+                        "error: cannot read --token-file {}: {error}",
+                        file.display()
+                    ))
+                })?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) if data_dir.join("node-credential").exists() => None,
+        (None, None) => {
+            return Err(Failure::BadInput(anyhow!(
+                "error: a node's first start needs the cluster's join token\n  hint: --token-file FILE or STRATA_JOIN_TOKEN (`strata server token` prints it)"
+            )))
+        }
+    };
     let mesh_addr = args
         .mesh_addr
         .unwrap_or_else(|| format!("{advertise}:7443"));
@@ -196,7 +229,7 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     });
     platform::start_ingress(
         &args.join,
-        Some(&args.token),
+        Some(&started.credential),
         table,
         ingress,
         &metrics,

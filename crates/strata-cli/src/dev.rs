@@ -1,7 +1,8 @@
 //! `strata dev`: the whole platform on one machine, in one process: the control plane (API,
 //! reconciler, liveness) on the embedded store, one node agent, and the ingress. The agent
-//! and the ingress reach the control plane over its HTTP API, with the join token, exactly as
-//! they do across machines.
+//! and the ingress reach the control plane over its HTTP API, with the node's credential
+//! (got with the join token), exactly as they do across machines. The CLI on this machine
+//! finds the admin token through the context `strata dev` records.
 //!
 //! Ctrl-C (or SIGTERM) stops every instance and exits. A `kill -9` leaves instances running;
 //! the next `strata dev` on the same data directory re-adopts them.
@@ -16,25 +17,38 @@ use strata_sched::liveness::LivenessThresholds;
 use crate::platform::{self, bind};
 use crate::{CliResult, Failure};
 
-pub async fn run(
-    data_dir: PathBuf,
-    api_addr: &str,
-    ingress_addr: &str,
-    scale_down_window: std::time::Duration,
-) -> CliResult {
+/// `strata dev`'s flags.
+pub struct DevArgs {
+    pub data_dir: PathBuf,
+    pub api_addr: String,
+    pub ingress_addr: String,
+    pub scale_down_window: std::time::Duration,
+    pub max_artifact_size: u64,
+    pub audit_retention: std::time::Duration,
+}
+
+pub async fn run(args: DevArgs) -> CliResult {
     platform::init_tracing();
-    let data_dir = platform::absolute(data_dir)?;
-    let api_listener = bind("api", api_addr).await?;
-    let ingress_listener = bind("ingress", ingress_addr).await?;
+    let data_dir = platform::absolute(args.data_dir)?;
+    let api_listener = bind("api", &args.api_addr).await?;
+    let ingress_listener = bind("ingress", &args.ingress_addr).await?;
     let ingress_local = ingress_listener.local_addr()?;
+    // On loopback the API answers only to its own address (no DNS rebinding, no cross-site
+    // requests); on another address it is the operator's choice to expose it.
+    let local_only = api_listener.local_addr()?.ip().is_loopback();
     let control = platform::start_control_plane(
-        &data_dir,
-        None,
+        platform::ControlSettings {
+            data_dir: &data_dir,
+            store: None,
+            liveness: LivenessThresholds::lenient(),
+            ingress_port: Some(ingress_local.port()),
+            node_cert_ttl: strata_control::DEFAULT_NODE_CERT_TTL,
+            scale_down_window: args.scale_down_window,
+            max_artifact_size: args.max_artifact_size,
+            audit_retention: args.audit_retention,
+            local_only,
+        },
         api_listener,
-        LivenessThresholds::lenient(),
-        Some(ingress_local.port()),
-        strata_control::DEFAULT_NODE_CERT_TTL,
-        scale_down_window,
     )
     .await?;
     let mut agent_config = AgentConfig::local("local", &control.api_url, data_dir.join("agent"));
@@ -46,7 +60,7 @@ pub async fn run(
     let (agent, agent_task) = (started.agent, started.task);
     platform::start_ingress(
         &control.api_url,
-        Some(&control.token),
+        Some(&started.credential),
         table,
         ingress_listener,
         &metrics,

@@ -3,9 +3,11 @@
 //!
 //! Exit codes: 0 success, 1 the operation failed, 2 bad input (a spec error, a bad flag).
 
+mod access_cmd;
 mod api;
 mod cluster;
 mod commands;
+mod context;
 mod dev;
 mod image_cmd;
 mod platform;
@@ -78,6 +80,12 @@ enum Command {
         /// of this window decides how far).
         #[arg(long, default_value = "30s", value_parser = humantime_duration)]
         scale_down_window: std::time::Duration,
+        /// The largest artifact the API takes (refused with 413 before it is read whole).
+        #[arg(long, default_value = "1Gi", value_parser = size_bytes)]
+        max_artifact_size: u64,
+        /// How long audit records are kept.
+        #[arg(long, default_value = "90d", value_parser = humantime_duration)]
+        audit_retention: std::time::Duration,
     },
     /// Run the control plane alone (nodes join it with `strata agent`). Prints the join token.
     Server {
@@ -110,6 +118,12 @@ enum Command {
         /// of this window decides how far).
         #[arg(long, default_value = "30s", value_parser = humantime_duration)]
         scale_down_window: std::time::Duration,
+        /// The largest artifact the API takes (refused with 413 before it is read whole).
+        #[arg(long, default_value = "1Gi", value_parser = size_bytes)]
+        max_artifact_size: u64,
+        /// How long audit records are kept.
+        #[arg(long, default_value = "90d", value_parser = humantime_duration)]
+        audit_retention: std::time::Duration,
     },
     /// Run a node: join a control plane and run the instances it assigns, with an ingress.
     Agent(cluster::AgentArgs),
@@ -220,6 +234,40 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// API tokens for people and CI: create (printed once), ls, revoke.
+    Token {
+        #[command(subcommand)]
+        action: access_cmd::TokenAction,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The audit log: every change and every refused call, who made it and from where.
+    Audit {
+        /// Only calls about this environment.
+        #[arg(long)]
+        env: Option<String>,
+        /// Only calls by this caller (a token's name, node:NAME).
+        #[arg(long)]
+        who: Option<String>,
+        /// Only the last this long (e.g. 1h, 7d).
+        #[arg(long, value_parser = humantime_duration)]
+        since: Option<std::time::Duration>,
+        /// The newest this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Use a token for an API from now on (records it as the CLI's context for that URL).
+    Login {
+        /// The API, e.g. http://10.0.0.1:7700.
+        url: String,
+        /// A file holding the token (`strata token create` printed it).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+    },
     /// Show the event log.
     Events {
         /// Only events of this service.
@@ -250,9 +298,13 @@ enum StoreAction {
         store: Option<String>,
         #[command(flatten)]
         store_tls: StoreTlsArgs,
-        /// Write here instead of standard output.
+        /// Write here (mode 0600) instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Also export the cluster's secrets (join token, CA key, credential key, API token
+        /// hashes), so the imported state keeps its nodes and tokens. Keep such a file safe.
+        #[arg(long)]
+        include_secrets: bool,
     },
     /// Load an export into a store (empty unless --force) and a server's data directory.
     Import {
@@ -300,6 +352,10 @@ enum NodeAction {
     },
     /// Let a drained node take work again.
     Undrain { node: String },
+}
+
+pub(crate) fn size_bytes(text: &str) -> Result<u64, String> {
+    strata_core::spec::parse_size(text)
 }
 
 pub(crate) fn humantime_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -376,7 +432,19 @@ async fn run(cli: Cli) -> CliResult {
             api_addr,
             ingress_addr,
             scale_down_window,
-        } => dev::run(data_dir, &api_addr, &ingress_addr, scale_down_window).await,
+            max_artifact_size,
+            audit_retention,
+        } => {
+            dev::run(dev::DevArgs {
+                data_dir,
+                api_addr,
+                ingress_addr,
+                scale_down_window,
+                max_artifact_size,
+                audit_retention,
+            })
+            .await
+        }
         Command::Server {
             action: Some(ServerAction::Token),
             data_dir,
@@ -392,6 +460,8 @@ async fn run(cli: Cli) -> CliResult {
             down_after,
             node_cert_ttl,
             scale_down_window,
+            max_artifact_size,
+            audit_retention,
         } => {
             cluster::server(cluster::ServerArgs {
                 data_dir,
@@ -401,6 +471,8 @@ async fn run(cli: Cli) -> CliResult {
                 down_after,
                 node_cert_ttl,
                 scale_down_window,
+                max_artifact_size,
+                audit_retention,
             })
             .await
         }
@@ -412,10 +484,11 @@ async fn run(cli: Cli) -> CliResult {
                     store,
                     store_tls,
                     output,
+                    include_secrets,
                 },
         } => {
             let store = store_tls.with_url(store)?;
-            store_cmd::export(&data_dir, store.as_ref(), output.as_deref()).await
+            store_cmd::export(&data_dir, store.as_ref(), output.as_deref(), include_secrets).await
         }
         Command::Store {
             action:
@@ -538,5 +611,27 @@ async fn run(cli: Cli) -> CliResult {
             limit,
             api,
         } => commands::events(&api::Api::new(&api.addr), service.as_deref(), limit).await,
+        Command::Token { action, api } => {
+            access_cmd::token(&api::Api::new(&api.addr), action).await
+        }
+        Command::Audit {
+            env,
+            who,
+            since,
+            limit,
+            json,
+            api,
+        } => {
+            access_cmd::audit(
+                &api::Api::new(&api.addr),
+                env.as_deref(),
+                who.as_deref(),
+                since,
+                limit,
+                json,
+            )
+            .await
+        }
+        Command::Login { url, token_file } => access_cmd::login(&url, &token_file).await,
     }
 }

@@ -202,46 +202,95 @@ pub async fn join_token(store: &Arc<dyn Store>, data_dir: &Path) -> anyhow::Resu
 /// A started control plane.
 pub struct ControlPlaneTasks {
     pub api_url: String,
+    /// The cluster's join token (for a node's first credential only).
     pub token: String,
     pub api: JoinHandle<std::io::Result<()>>,
 }
 
-/// Starts a control plane on `store` (`None`: the embedded store in `data_dir`).
+/// How a control plane is started.
+pub struct ControlSettings<'a> {
+    pub data_dir: &'a Path,
+    /// `None`: the embedded store in `data_dir`.
+    pub store: Option<&'a EtcdArgs>,
+    pub liveness: LivenessThresholds,
+    pub ingress_port: Option<u16>,
+    pub node_cert_ttl: Duration,
+    pub scale_down_window: Duration,
+    pub max_artifact_size: u64,
+    pub audit_retention: Duration,
+    /// Answer only requests addressed to the API's loopback address (`strata dev`).
+    pub local_only: bool,
+}
+
+
+/// Starts a control plane. Its data directory is made private (0700); it keeps an admin
+/// token in `DATA_DIR/admin-token` and records it as the CLI's context for its API URL, so
+/// the CLI on this machine works with no flag.
 pub async fn start_control_plane(
-    data_dir: &Path,
-    store: Option<&EtcdArgs>,
+    settings: ControlSettings<'_>,
     api_listener: TcpListener,
-    liveness: LivenessThresholds,
-    ingress_port: Option<u16>,
-    node_cert_ttl: Duration,
-    scale_down_window: Duration,
 ) -> Result<ControlPlaneTasks, Failure> {
-    let api_url = format!("http://{}", api_listener.local_addr()?);
-    let store = open_store(data_dir, store).await?;
+    let data_dir = settings.data_dir;
+    make_private_dir(data_dir)?;
+    let api_addr = api_listener.local_addr()?;
+    let api_url = format!("http://{api_addr}");
+    let store = open_store(data_dir, settings.store).await?;
+    if settings.store.is_none() {
+        make_private_file(&data_dir.join("store.redb"))?;
+    }
     let token = join_token(&store, data_dir).await?;
+    let credential_key = strata_control::credentials::credential_key(&store)
+        .await
+        .context("cannot read or make the cluster's credential key")?;
+    let server_id = server_id(data_dir)?;
     let plane = ControlPlane::new(
         store,
         ControlConfig {
             data_dir: data_dir.to_path_buf(),
-            liveness,
-            ingress_port,
+            liveness: settings.liveness,
+            ingress_port: settings.ingress_port,
             join_token: token.clone(),
+            credential_key,
+            max_artifact_size: settings.max_artifact_size,
+            audit_retention: settings.audit_retention,
             liveness_tick: Duration::from_millis(50),
-            server_id: server_id(data_dir)?,
+            server_id: server_id.clone(),
             api_url: api_url.clone(),
             lease_ttl: Duration::from_secs(2),
-            node_cert_ttl,
-            scale_down_window,
+            node_cert_ttl: settings.node_cert_ttl,
+            scale_down_window: settings.scale_down_window,
         },
     )?;
     plane
         .cluster_ca()
         .await
         .context("cannot read or make the cluster CA")?;
+    plane
+        .credentials()
+        .ensure_admin_token(data_dir, &server_id)
+        .await
+        .context("cannot keep the admin token")?;
+    let admin_token = data_dir.join(strata_control::credentials::ADMIN_TOKEN_FILE);
+    if let Err(error) = crate::context::record(&api_url, &admin_token) {
+        tracing::warn!(%error, "cannot record the CLI's context; use STRATA_TOKEN");
+    }
     plane.start_election();
     tokio::spawn(strata_control::replicate::run(plane.clone()));
-    let router = strata_control::api::router(plane.clone());
-    let api = tokio::spawn(async move { axum::serve(api_listener, router).await });
+    tokio::spawn(strata_control::audit::run_retention(plane.clone()));
+    let mut router = strata_control::api::router(plane.clone());
+    if settings.local_only {
+        let port = api_addr.port();
+        router = router.layer(axum::middleware::from_fn(move |request, next| {
+            strata_control::guard::local_only(port, request, next)
+        }));
+    }
+    let api = tokio::spawn(async move {
+        axum::serve(
+            api_listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
     tokio::spawn(reconcile::run(plane.clone()));
     tokio::spawn(reconcile::run_liveness(plane.clone()));
     tokio::spawn(strata_control::autoscaler::run(plane.clone()));
@@ -250,6 +299,58 @@ pub async fn start_control_plane(
         token,
         api,
     })
+}
+
+/// Makes `dir` (and creates it) readable by its owner only.
+pub fn make_private_dir(dir: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .with_context(|| format!("cannot make {} private", dir.display()))?;
+    Ok(())
+}
+
+fn make_private_file(path: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
+    Ok(())
+}
+
+/// This node's credential: the one kept in `AGENT_DIR/node-credential` while the control
+/// plane accepts it, otherwise asked for with the join token (once; kept, mode 0600).
+/// Retried while the control plane does not answer, for a minute.
+async fn node_credential(config: &AgentConfig) -> Result<String, Failure> {
+    let path = config.data_dir.join("node-credential");
+    std::fs::create_dir_all(&config.data_dir)?;
+    if let Ok(kept) = std::fs::read_to_string(&path) {
+        let kept = kept.trim().to_string();
+        let client = ControlClient::new(&config.control_url, Some(&kept));
+        if client.whoami().await.is_ok() {
+            return Ok(kept);
+        }
+    }
+    let client = ControlClient::new(&config.control_url, config.token.as_deref());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.credential(&config.name).await {
+            Ok(credential) => {
+                strata_control::credentials::write_private(&path, &credential)?;
+                return Ok(credential);
+            }
+            Err(error) if error.is_permanent() || tokio::time::Instant::now() >= deadline => {
+                return Err(Failure::Failed(anyhow!(
+                    "node {} cannot join {}: {error}",
+                    config.name,
+                    config.control_url
+                )));
+            }
+            Err(error) => {
+                tracing::info!(%error, "no node credential yet; asking again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }
 
 /// The node's Prometheus registry: the proxy's request metrics, served at the agent's
@@ -305,6 +406,8 @@ pub struct StartedAgent {
     pub task: JoinHandle<Result<(), strata_agent::AgentError>>,
     /// The node's certificate, when it takes calls from other nodes (`mesh_addr`).
     pub identity: Option<Arc<NodeIdentity>>,
+    /// What the node presents to the control plane (its ingress too).
+    pub credential: String,
 }
 
 /// Starts a node agent with the `exec`, `wasm` and (when the node can) `container` drivers;
@@ -317,6 +420,9 @@ pub async fn start_agent(
     metrics: &NodeMetrics,
     peer_listener: Option<TcpListener>,
 ) -> Result<StartedAgent, Failure> {
+    // The join token only gets the node its credential; from here on the node presents that.
+    let credential = node_credential(&config).await?;
+    config.token = Some(credential.clone());
     let events = EventReporter::start(
         ControlClient::new(&config.control_url, config.token.as_deref()),
         config.name.clone(),
@@ -381,6 +487,7 @@ pub async fn start_agent(
         agent,
         task,
         identity,
+        credential,
     })
 }
 
@@ -470,18 +577,7 @@ async fn request_certificate(
     Ok((configs, signed.issued_at))
 }
 
-/// Writes a file only its owner can read.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents.as_bytes())
-}
+use strata_control::credentials::write_private;
 
 /// Asks the control plane to start an instance of a service at zero that a request waits for.
 fn waker(control: ControlClient) -> strata_mesh::ingress::Waker {

@@ -38,18 +38,40 @@ enum Line {
     },
 }
 
-pub async fn export(data_dir: &Path, store: Option<&EtcdArgs>, output: Option<&Path>) -> CliResult {
+/// The keys that hold the cluster's secrets: the join token and credential key, the CA
+/// with its private key, API tokens' hashes. Exported only when asked.
+const SECRET_PREFIXES: [&str; 3] = ["/cluster/", "/pki/", "/auth/"];
+
+pub async fn export(
+    data_dir: &Path,
+    store: Option<&EtcdArgs>,
+    output: Option<&Path>,
+    include_secrets: bool,
+) -> CliResult {
     let store: Arc<dyn Store> = open_store(data_dir, store).await?;
     let listing = store.list("/").await?;
     let mut out: Box<dyn Write> = match output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        )),
+        Some(path) => {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            Box::new(std::io::BufWriter::new(file))
+        }
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
     let mut keys = 0;
+    let mut secrets_left_out = 0;
     for kv in listing.kvs.iter().filter(|kv| kv.lease.is_none()) {
+        if !include_secrets && SECRET_PREFIXES.iter().any(|p| kv.key.starts_with(p)) {
+            secrets_left_out += 1;
+            continue;
+        }
         let line = match serde_json::from_slice::<serde_json::Value>(&kv.value) {
             Ok(value) => Line::Key {
                 key: kv.key.clone(),
@@ -90,6 +112,11 @@ pub async fn export(data_dir: &Path, store: Option<&EtcdArgs>, output: Option<&P
         "exported {keys} keys (at revision {}) and {blobs} artifacts",
         listing.revision
     );
+    if secrets_left_out > 0 {
+        eprintln!(
+            "left out {secrets_left_out} secret keys (join token, CA key, credential key, token hashes): a server on the imported state makes new ones, and nodes join again; pass --include-secrets to keep them"
+        );
+    }
     Ok(())
 }
 
@@ -176,7 +203,7 @@ pub async fn import(
                 })?;
                 let stream =
                     futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(bytes))]);
-                blob_store.put(&blob, stream).await?;
+                blob_store.put(&blob, stream, u64::MAX).await?;
                 blobs += 1;
             }
         }

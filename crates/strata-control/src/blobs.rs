@@ -57,7 +57,12 @@ impl BlobStore {
     }
 
     /// Stores a stream of bytes as `digest`, verifying it. Returns the size.
-    pub async fn put<S, E>(&self, digest: &str, mut body: S) -> Result<u64, ControlError>
+    pub async fn put<S, E>(
+        &self,
+        digest: &str,
+        mut body: S,
+        limit: u64,
+    ) -> Result<u64, ControlError>
     where
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -79,6 +84,9 @@ impl BlobStore {
                 })?;
                 hasher.update(&chunk);
                 size += chunk.len() as u64;
+                if size > limit {
+                    return Err(too_large(limit));
+                }
                 file.write_all(&chunk).await.map_err(io)?;
             }
             file.sync_all().await.map_err(io)?;
@@ -116,18 +124,47 @@ mod tests {
         let blobs = BlobStore::open(dir.path()).unwrap();
         let good = digest_of(b"hello");
         let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("hello"))]);
-        assert_eq!(blobs.put(&good, body).await.unwrap(), 5);
+        assert_eq!(blobs.put(&good, body, u64::MAX).await.unwrap(), 5);
         assert!(blobs.exists(&good).await.unwrap());
 
         let wrong = digest_of(b"other");
         let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("hello"))]);
-        let error = blobs.put(&wrong, body).await.unwrap_err().to_string();
+        let error = blobs.put(&wrong, body, u64::MAX).await.unwrap_err().to_string();
         assert!(error.contains("not sha256:"), "{error}");
         assert!(!blobs.exists(&wrong).await.unwrap());
         let leftovers = std::fs::read_dir(dir.path().join("sha256"))
             .unwrap()
             .count();
         assert_eq!(leftovers, 1, "only the good blob remains");
+    }
+
+    #[tokio::test]
+    async fn a_blob_over_the_limit_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let big = vec![7u8; 10_000];
+        let digest = digest_of(&big);
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = big
+            .chunks(1000)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        let error = blobs
+            .put(&digest, futures::stream::iter(chunks), 4096)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ControlError::TooLarge { .. }), "{error}");
+        assert!(!blobs.exists(&digest).await.unwrap());
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".upload")
+            })
+            .count();
+        assert_eq!(leftovers, 0, "no partial upload is left");
     }
 
     #[test]
@@ -140,5 +177,13 @@ mod tests {
         ] {
             assert!(parse_digest(bad).is_err(), "{bad}");
         }
+    }
+}
+
+/// The refusal of an artifact over `--max-artifact-size`.
+pub fn too_large(limit: u64) -> ControlError {
+    ControlError::TooLarge {
+        message: format!("the artifact is larger than this server takes ({limit} bytes)"),
+        hint: "make it smaller (a JEOS image: `strata image build --jeos`), or start the server with a larger --max-artifact-size".into(),
     }
 }

@@ -19,6 +19,12 @@ pub enum ControlError {
     },
     #[error("{message}")]
     Unauthorized { message: String, hint: String },
+    #[error("{message}")]
+    Forbidden { message: String, hint: String },
+    #[error("{message}")]
+    TooLarge { message: String, hint: String },
+    #[error("{message}")]
+    TooManyRequests { message: String, hint: String },
     #[error("this server is not the leader (controllers run on the leader only)")]
     NotLeader,
     #[error("state store: {0}")]
@@ -47,7 +53,10 @@ impl ControlError {
             ControlError::NotFound { hint, .. }
             | ControlError::BadRequest { hint, .. }
             | ControlError::Conflict { hint, .. } => hint.clone(),
-            ControlError::Unauthorized { hint, .. } => Some(hint.clone()),
+            ControlError::Unauthorized { hint, .. }
+            | ControlError::Forbidden { hint, .. }
+            | ControlError::TooLarge { hint, .. }
+            | ControlError::TooManyRequests { hint, .. } => Some(hint.clone()),
             ControlError::NotLeader => {
                 Some("retry in a moment; a leader is elected within the lease".into())
             }
@@ -62,6 +71,9 @@ impl ControlError {
             ControlError::BadRequest { .. } => "bad_request",
             ControlError::Conflict { .. } => "conflict",
             ControlError::Unauthorized { .. } => "unauthorized",
+            ControlError::Forbidden { .. } => "forbidden",
+            ControlError::TooLarge { .. } => "too_large",
+            ControlError::TooManyRequests { .. } => "too_many_requests",
             ControlError::Store(_) => "store_unavailable",
             ControlError::NotLeader => "not_leader",
             ControlError::Corrupt { .. } => "corrupt_state",

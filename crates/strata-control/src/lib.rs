@@ -12,9 +12,12 @@
 //! - [`metrics`]: `/metrics` for Prometheus: nodes and instances by state, leadership.
 
 pub mod api;
+pub mod audit;
 pub mod autoscaler;
 pub mod blobs;
+pub mod credentials;
 pub mod error;
+pub mod guard;
 pub mod leader;
 pub mod logs;
 pub mod metrics;

@@ -43,6 +43,28 @@ use crate::api;
         api::put_blob,
         api::get_blob,
         api::head_blob,
-    )
+        api::node_credential,
+        api::list_tokens,
+        api::create_token,
+        api::revoke_token,
+        api::list_audit,
+        api::whoami,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 pub struct ApiDoc;
+
+/// Every route but `/healthz` and `/openapi.json` takes `Authorization: Bearer TOKEN`.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

@@ -39,8 +39,14 @@ pub struct ControlConfig {
     pub liveness: LivenessThresholds,
     /// The port the ingress listens on, for the URLs `status` shows (`None`: unknown).
     pub ingress_port: Option<u16>,
-    /// The secret agents present to join (`Authorization: Bearer TOKEN`).
+    /// The secret a new node presents once, for its node credential.
     pub join_token: String,
+    /// The key node and server credentials are derived with ([`crate::credentials`]).
+    pub credential_key: Vec<u8>,
+    /// The largest artifact `PUT /v1/blobs` takes.
+    pub max_artifact_size: u64,
+    /// How long audit records are kept.
+    pub audit_retention: std::time::Duration,
     /// How often node liveness is judged.
     pub liveness_tick: std::time::Duration,
     /// This server's stable identity (kept in its data directory).
@@ -83,6 +89,12 @@ pub struct ControlPlane {
     led_since: AtomicU64,
     /// Every node's per-service traffic, per second (see [`crate::metrics::TrafficLog`]).
     traffic: std::sync::Mutex<crate::metrics::TrafficLog>,
+    /// Tokens and node credentials: who a request is.
+    credentials: crate::credentials::Credentials,
+    /// Audit records written, for their sequence numbers.
+    pub(crate) audit_counter: AtomicU64,
+    /// Open watches per identity.
+    watchers: crate::guard::Watchers,
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, ControlError> {
@@ -125,7 +137,15 @@ fn check_name(kind: &str, name: &str) -> Result<(), ControlError> {
 impl ControlPlane {
     pub fn new(store: Arc<dyn Store>, config: ControlConfig) -> Result<Arc<Self>, ControlError> {
         let blobs = BlobStore::open(&config.data_dir.join("blobs"))?;
+        let credentials = crate::credentials::Credentials::new(
+            store.clone(),
+            config.credential_key.clone(),
+            config.join_token.clone(),
+        );
         Ok(Arc::new(Self {
+            credentials,
+            audit_counter: AtomicU64::new(0),
+            watchers: crate::guard::Watchers::default(),
             store,
             blobs,
             config,
@@ -412,6 +432,16 @@ impl ControlPlane {
         }
     }
 
+    /// Whether this server heard from node `name` within the down threshold.
+    pub fn heard_from_recently(&self, name: &str) -> bool {
+        let now = self.monotonic_ms();
+        self.heartbeats
+            .lock()
+            .expect("heartbeats lock")
+            .get(name)
+            .is_some_and(|last| now.saturating_sub(*last) < self.config.liveness.down_after_ms)
+    }
+
     fn note_heartbeat(&self, node: &str) {
         let now = self.monotonic_ms();
         self.heartbeats
@@ -420,30 +450,19 @@ impl ControlPlane {
             .insert(node.to_string(), now);
     }
 
-    /// Checks an agent's join token (constant time).
-    pub fn check_token(&self, presented: Option<&str>) -> Result<(), ControlError> {
-        let expected = self.config.join_token.as_bytes();
-        let Some(presented) = presented else {
-            return Err(ControlError::Unauthorized {
-                message: "this endpoint is for agents and needs the cluster's join token".into(),
-                hint: "start the agent with --token TOKEN (`strata server token` prints it)".into(),
-            });
-        };
-        let presented = presented.as_bytes();
-        let same = expected.len() == presented.len()
-            && expected
-                .iter()
-                .zip(presented)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
-            Ok(())
-        } else {
-            Err(ControlError::Unauthorized {
-                message: "the join token is not this cluster's".into(),
-                hint: "copy the token `strata server` printed (or `strata server token` shows) to --token".into(),
-            })
-        }
+    /// Who requests are, and the API tokens.
+    pub fn credentials(&self) -> &crate::credentials::Credentials {
+        &self.credentials
+    }
+
+    /// Open watches per identity.
+    pub fn watchers(&self) -> &crate::guard::Watchers {
+        &self.watchers
+    }
+
+    /// The settings this control plane runs with.
+    pub fn config(&self) -> &ControlConfig {
+        &self.config
     }
 
     pub fn blobs(&self) -> &BlobStore {
@@ -564,6 +583,7 @@ impl ControlPlane {
         &self,
         env: &str,
         request: DeployRequest,
+        actor: &str,
     ) -> Result<DeployResponse, ControlError> {
         check_name("environment", env)?;
         if request.services.is_empty() {
@@ -595,7 +615,7 @@ impl ControlPlane {
         }
         let mut services = Vec::new();
         for item in request.services {
-            services.push(self.deploy_one(env, item).await?);
+            services.push(self.deploy_one(env, item, actor).await?);
         }
         self.kick.notify_one();
         Ok(DeployResponse {
@@ -715,6 +735,7 @@ impl ControlPlane {
         &self,
         env: &str,
         item: DeployService,
+        actor: &str,
     ) -> Result<DeployedService, ControlError> {
         let name = item.spec.name.clone();
         let service_key = keys::service(env, &name);
@@ -849,7 +870,7 @@ impl ControlPlane {
                     };
                     event.env = Some(env.to_string());
                     event.service = Some(name.clone());
-                    event.actor = "api".into();
+                    event.actor = actor.to_string();
                     self.record(event).await;
                     return Ok(DeployedService {
                         name,
@@ -869,7 +890,12 @@ impl ControlPlane {
 
     /// Deletes a service: its instances are stopped by the reconciler; its releases and
     /// configs are removed.
-    pub async fn delete_service(&self, env: &str, name: &str) -> Result<(), ControlError> {
+    pub async fn delete_service(
+        &self,
+        env: &str,
+        name: &str,
+        actor: &str,
+    ) -> Result<(), ControlError> {
         let key = keys::service(env, name);
         if self.store.get(&key).await?.is_none() {
             return Err(self.service_not_found(env, name).await);
@@ -884,7 +910,7 @@ impl ControlPlane {
         let mut event = Self::event("service.deleted", format!("{name}: deleted"));
         event.env = Some(env.to_string());
         event.service = Some(name.to_string());
-        event.actor = "api".into();
+        event.actor = actor.to_string();
         self.record(event).await;
         self.kick.notify_one();
         Ok(())
@@ -1273,7 +1299,12 @@ impl ControlPlane {
 
     /// Starts or ends a drain of a node. A drain moves the node's instances elsewhere with no
     /// downtime (replacements first) and keeps new work off it.
-    pub async fn set_draining(&self, name: &str, draining: bool) -> Result<Node, ControlError> {
+    pub async fn set_draining(
+        &self,
+        name: &str,
+        draining: bool,
+        actor: &str,
+    ) -> Result<Node, ControlError> {
         let key = keys::node(name);
         for _ in 0..CAS_ATTEMPTS {
             let Some((mut node, revision)) = self.get::<Node>(&key).await? else {
@@ -1303,7 +1334,7 @@ impl ControlPlane {
                 };
                 let mut event = Self::event(kind, format!("node {name}: {what}"));
                 event.node = Some(name.to_string());
-                event.actor = "api".into();
+                event.actor = actor.to_string();
                 self.record(event).await;
                 self.kick.notify_one();
                 return Ok(node);

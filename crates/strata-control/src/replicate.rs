@@ -91,9 +91,17 @@ impl ControlPlane {
             };
             let server: ServerRecord = decode(&server)?;
             let url = format!("{}/v1/blobs/{digest}", server.api_url.trim_end_matches('/'));
-            match self.http.get(&url).send().await {
+            let credential = self.credentials().server_credential(&self.config.server_id);
+            match self.http.get(&url).bearer_auth(credential).send().await {
                 Ok(response) if response.status().is_success() => {
-                    let size = self.blobs.put(digest, response.bytes_stream()).await?;
+                    let size = self
+                        .blobs
+                        .put(
+                            digest,
+                            response.bytes_stream(),
+                            self.config.max_artifact_size,
+                        )
+                        .await?;
                     self.note_blob_held(digest, size).await?;
                     return Ok(());
                 }

@@ -120,6 +120,15 @@ impl Principal {
         }
     }
 
+    /// Whether this caller sees what belongs to no environment (nodes' events).
+    pub fn sees_cluster(&self) -> bool {
+        match self {
+            Principal::User { envs, .. } => envs.is_all(),
+            Principal::Node { .. } | Principal::Server { .. } => true,
+            Principal::Anonymous | Principal::Bootstrap => false,
+        }
+    }
+
     /// Whether this caller sees environment `env` in lists (services, instances, events).
     pub fn sees_env(&self, env: &str) -> bool {
         match self {
@@ -177,6 +186,8 @@ pub enum Action {
     ActAsNode { node: String },
     /// Report an instance's status (a node; the plane checks the instance is placed on it).
     ReportStatus,
+    /// Say who the caller is (any valid credential).
+    WhoAmI,
 }
 
 impl Action {
@@ -184,9 +195,11 @@ impl Action {
     /// (the node-only actions).
     pub fn role_needed(&self) -> Option<Role> {
         Some(match self {
-            Action::Read | Action::ReadEvents | Action::ReadNodes | Action::ReadServerMetrics => {
-                Role::Viewer
-            }
+            Action::Read
+            | Action::ReadEvents
+            | Action::ReadNodes
+            | Action::ReadServerMetrics
+            | Action::WhoAmI => Role::Viewer,
             Action::Watch => Role::Viewer,
             Action::Deploy
             | Action::Scale
@@ -256,6 +269,7 @@ pub fn authorize(principal: &Principal, action: &Action, env: Option<&str>) -> D
             let allowed = match action {
                 Action::JoinNode { node } | Action::ActAsNode { node } => node == name,
                 Action::ReportStatus
+                | Action::WhoAmI
                 | Action::Watch
                 | Action::ReadRoutes
                 | Action::DownloadBlob
@@ -276,9 +290,12 @@ pub fn authorize(principal: &Principal, action: &Action, env: Option<&str>) -> D
             }
         }
         Principal::Server { .. } => match action {
-            Action::DownloadBlob | Action::Read | Action::ReadRoutes | Action::Watch => {
-                Decision::Allow
-            }
+            Action::DownloadBlob
+            | Action::Read
+            | Action::ReadNodes
+            | Action::ReadRoutes
+            | Action::Watch
+            | Action::WhoAmI => Decision::Allow,
             _ => Decision::Forbidden {
                 reason: "servers only copy artifacts and read state from each other".into(),
             },

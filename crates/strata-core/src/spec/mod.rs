@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 mod parse;
 
-pub use parse::{locate, parse, SpecError, SpecErrors};
+pub use parse::{locate, parse, parse_size, SpecError, SpecErrors};
 
 use crate::model::Resources;
 

@@ -860,6 +860,20 @@ fn parse_memory(s: &str) -> Result<u64, MemoryError> {
     }
 }
 
+/// Bytes of a size as a flag gives it (`"1Gi"`, `"512Mi"`, `"1048576"`), or why not.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    parse_memory(text).map_err(|error| match error {
+        MemoryError::Invalid => format!("`{text}` is not a size; write e.g. 512Mi or 1Gi"),
+        MemoryError::Unit(unit, Some(fixed)) => {
+            format!("`{text}`: unknown unit `{unit}`; did you mean {fixed}?")
+        }
+        MemoryError::Unit(unit, None) => {
+            format!("`{text}`: unknown unit `{unit}`; use Ki, Mi, Gi, Ti (or K, M, G, T)")
+        }
+        MemoryError::TooLarge => format!("`{text}` is too large"),
+    })
+}
+
 /// A memory size as the user would write it: `64Mi` when exact, else bytes.
 fn format_memory(bytes: u64) -> String {
     for (unit, size) in [

@@ -23,7 +23,11 @@ use strata_core::{Environment, InstanceStatus, InstanceView, Node, Release, Serv
 use strata_store::WatchEvent;
 use utoipa::{IntoParams, OpenApi};
 
+use crate::guard::{AuditNote, Caller};
 use crate::{ControlError, ControlPlane};
+
+mod access;
+pub use access::*;
 
 type Plane = State<Arc<ControlPlane>>;
 
@@ -34,6 +38,9 @@ impl IntoResponse for ControlError {
             ControlError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ControlError::Conflict { .. } => StatusCode::CONFLICT,
             ControlError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ControlError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ControlError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ControlError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ControlError::Store(_) | ControlError::NotLeader => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Corrupt { .. } | ControlError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -69,24 +76,8 @@ where
     }
 }
 
-/// Proof that the request carries the cluster's join token (agents' endpoints).
-pub struct AgentToken;
-
-impl axum::extract::FromRequestParts<Arc<ControlPlane>> for AgentToken {
-    type Rejection = ControlError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        plane: &Arc<ControlPlane>,
-    ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        plane.check_token(presented).map(|()| AgentToken)
-    }
-}
+/// The largest JSON request body the API reads (a deploy of many services' specs).
+pub const MAX_JSON_BODY: usize = 4 * 1024 * 1024;
 
 /// The API router.
 pub fn router(plane: Arc<ControlPlane>) -> Router {
@@ -116,7 +107,13 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/services", get(list_all_services))
         .route("/v1/instances", get(list_instances))
         .route("/v1/instances/{id}/status", put(report_status))
-        .route("/v1/nodes", get(list_nodes).post(register_node))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{name}/register", post(register_node))
+        .route("/v1/nodes/{name}/credential", post(node_credential))
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{name}", axum::routing::delete(revoke_token))
+        .route("/v1/audit", get(list_audit))
+        .route("/v1/whoami", get(whoami))
         .route("/v1/nodes/{name}/heartbeat", post(heartbeat))
         .route("/v1/nodes/{name}/events", post(node_event))
         .route("/v1/nodes/{name}/metrics", post(node_metrics))
@@ -136,6 +133,13 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
             "/v1/blobs/{digest}",
             put(put_blob).get(get_blob).head(head_blob),
         )
+        // Every route passes the gate: who is asking, and may they?
+        .route_layer(axum::middleware::from_fn_with_state(
+            plane.clone(),
+            crate::guard::gate,
+        ))
+        // JSON bodies are small; artifacts stream with their own limit.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY))
         .fallback(|| async {
             ControlError::not_found(
                 "no such API endpoint",
@@ -163,8 +167,13 @@ async fn openapi_json() -> impl IntoResponse {
 
 /// Lists environments.
 #[utoipa::path(get, path = "/v1/envs", responses((status = 200, body = [Environment])))]
-pub async fn list_envs(State(plane): Plane) -> Result<Json<Vec<Environment>>, ControlError> {
-    Ok(Json(plane.environments().await?))
+pub async fn list_envs(
+    caller: Caller,
+    State(plane): Plane,
+) -> Result<Json<Vec<Environment>>, ControlError> {
+    let mut envs = plane.environments().await?;
+    envs.retain(|e| caller.principal.sees_env(&e.name));
+    Ok(Json(envs))
 }
 
 /// Sets an environment's default for calls between its services: `allow` (any service may
@@ -173,12 +182,15 @@ pub async fn list_envs(State(plane): Plane) -> Result<Json<Vec<Environment>>, Co
     params(("env" = String, Path, description = "environment")),
     responses((status = 200, body = Environment), (status = 400, body = ErrorBody)))]
 pub async fn set_env_policy(
+    caller: Caller,
     State(plane): Plane,
     Path(env): Path<String>,
     ApiJson(request): ApiJson<EnvPolicyRequest>,
 ) -> Result<Json<Environment>, ControlError> {
     Ok(Json(
-        plane.set_env_policy(&env, request.policy, "api").await?,
+        plane
+            .set_env_policy(&env, request.policy, &caller.name())
+            .await?,
     ))
 }
 
@@ -188,12 +200,15 @@ pub async fn set_env_policy(
     params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
     responses((status = 200, body = Service), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn scale_service(
+    caller: Caller,
     State(plane): Plane,
     Path((env, service)): Path<(String, String)>,
     ApiJson(request): ApiJson<ScaleRequest>,
 ) -> Result<Json<Service>, ControlError> {
     Ok(Json(
-        plane.scale_by_hand(&env, &service, &request, "api").await?,
+        plane
+            .scale_by_hand(&env, &service, &request, &caller.name())
+            .await?,
     ))
 }
 
@@ -203,7 +218,6 @@ pub async fn scale_service(
     params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn wake_service(
-    _token: AgentToken,
     State(plane): Plane,
     Path((env, service)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
@@ -228,11 +242,21 @@ pub async fn wake_service(
     params(("env" = String, Path, description = "environment")),
     responses((status = 200, body = DeployResponse), (status = 400, body = ErrorBody)))]
 pub async fn deploy(
+    caller: Caller,
     State(plane): Plane,
     Path(env): Path<String>,
     ApiJson(request): ApiJson<DeployRequest>,
-) -> Result<Json<DeployResponse>, ControlError> {
-    Ok(Json(plane.deploy(&env, request).await?))
+) -> Result<Response, ControlError> {
+    let deployed = plane.deploy(&env, request, &caller.name()).await?;
+    let note = deployed
+        .services
+        .iter()
+        .map(|s| format!("{}#{} x{}", s.name, s.release, s.replicas))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut response = Json(deployed).into_response();
+    response.extensions_mut().insert(AuditNote(note));
+    Ok(response)
 }
 
 /// Lists the services of one environment with their instances.
@@ -249,9 +273,12 @@ pub async fn list_services(
 /// Lists the services of every environment.
 #[utoipa::path(get, path = "/v1/services", responses((status = 200, body = [ServiceStatus])))]
 pub async fn list_all_services(
+    caller: Caller,
     State(plane): Plane,
 ) -> Result<Json<Vec<ServiceStatus>>, ControlError> {
-    Ok(Json(plane.services(None).await?))
+    let mut services = plane.services(None).await?;
+    services.retain(|s| caller.principal.sees_env(&s.service.env));
+    Ok(Json(services))
 }
 
 /// One service: its desired release and instances.
@@ -270,10 +297,11 @@ pub async fn get_service(
     params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete_service(
+    caller: Caller,
     State(plane): Plane,
     Path((env, service)): Path<(String, String)>,
 ) -> Result<StatusCode, ControlError> {
-    plane.delete_service(&env, &service).await?;
+    plane.delete_service(&env, &service, &caller.name()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -322,8 +350,13 @@ pub async fn service_logs(
 
 /// Every instance with its observed status.
 #[utoipa::path(get, path = "/v1/instances", responses((status = 200, body = [InstanceView])))]
-pub async fn list_instances(State(plane): Plane) -> Result<Json<Vec<InstanceView>>, ControlError> {
-    Ok(Json(plane.instance_views().await?))
+pub async fn list_instances(
+    caller: Caller,
+    State(plane): Plane,
+) -> Result<Json<Vec<InstanceView>>, ControlError> {
+    let mut views = plane.instance_views().await?;
+    views.retain(|v| caller.principal.sees_env(&v.instance.env));
+    Ok(Json(views))
 }
 
 /// An agent reports what it observed of an instance.
@@ -331,11 +364,22 @@ pub async fn list_instances(State(plane): Plane) -> Result<Json<Vec<InstanceView
     params(("id" = String, Path, description = "instance id")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn report_status(
-    _token: AgentToken,
+    caller: Caller,
     State(plane): Plane,
     Path(id): Path<String>,
     ApiJson(status): ApiJson<InstanceStatus>,
 ) -> Result<StatusCode, ControlError> {
+    if !matches!(&caller.principal, strata_core::auth::Principal::Node { name } if *name == status.node)
+    {
+        return Err(ControlError::Forbidden {
+            message: format!(
+                "{} may not report the status of instances on node `{}`",
+                caller.name(),
+                status.node
+            ),
+            hint: "a node reports only its own instances".into(),
+        });
+    }
     if status.id != id {
         return Err(ControlError::bad_request(
             format!(
@@ -355,14 +399,24 @@ pub async fn list_nodes(State(plane): Plane) -> Result<Json<Vec<Node>>, ControlE
     Ok(Json(plane.nodes().await?))
 }
 
-/// An agent registers its node.
-#[utoipa::path(post, path = "/v1/nodes", request_body = RegisterNode,
-    responses((status = 200, body = Registered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+/// An agent registers its node (with the node's own credential).
+#[utoipa::path(post, path = "/v1/nodes/{name}/register", request_body = RegisterNode,
+    params(("name" = String, Path, description = "node")),
+    responses((status = 200, body = Registered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn register_node(
-    _token: AgentToken,
     State(plane): Plane,
+    Path(name): Path<String>,
     ApiJson(request): ApiJson<RegisterNode>,
 ) -> Result<Json<Registered>, ControlError> {
+    if request.name != name {
+        return Err(ControlError::bad_request(
+            format!(
+                "the registration is for node `{}` but was sent to `{name}`",
+                request.name
+            ),
+            None,
+        ));
+    }
     Ok(Json(Registered {
         node: plane.register_node(request).await?,
     }))
@@ -373,7 +427,6 @@ pub async fn register_node(
     params(("name" = String, Path, description = "node")),
     responses((status = 200, body = HeartbeatAck)))]
 pub async fn heartbeat(
-    _token: AgentToken,
     State(plane): Plane,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
@@ -394,7 +447,6 @@ pub async fn heartbeat(
     request_body = NodeEvent,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn node_event(
-    _token: AgentToken,
     State(plane): Plane,
     Path(name): Path<String>,
     ApiJson(event): ApiJson<NodeEvent>,
@@ -410,7 +462,6 @@ pub async fn node_event(
     request_body = CertificateRequest,
     responses((status = 200, body = NodeCertificate), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn node_certificate(
-    _token: AgentToken,
     State(plane): Plane,
     Path(name): Path<String>,
     ApiJson(request): ApiJson<CertificateRequest>,
@@ -425,7 +476,6 @@ pub async fn node_certificate(
     request_body = MetricsReport,
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn node_metrics(
-    _token: AgentToken,
     State(plane): Plane,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
@@ -507,10 +557,11 @@ pub async fn service_slo(
     params(("name" = String, Path, description = "node")),
     responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
 pub async fn drain_node(
+    caller: Caller,
     State(plane): Plane,
     Path(name): Path<String>,
 ) -> Result<Json<Node>, ControlError> {
-    Ok(Json(plane.set_draining(&name, true).await?))
+    Ok(Json(plane.set_draining(&name, true, &caller.name()).await?))
 }
 
 /// Ends a drain: the node takes new work again.
@@ -518,10 +569,11 @@ pub async fn drain_node(
     params(("name" = String, Path, description = "node")),
     responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
 pub async fn undrain_node(
+    caller: Caller,
     State(plane): Plane,
     Path(name): Path<String>,
 ) -> Result<Json<Node>, ControlError> {
-    Ok(Json(plane.set_draining(&name, false).await?))
+    Ok(Json(plane.set_draining(&name, false, &caller.name()).await?))
 }
 
 /// What a node must run.
@@ -529,7 +581,6 @@ pub async fn undrain_node(
     params(("name" = String, Path, description = "node")),
     responses((status = 200, body = Assignments)))]
 pub async fn assignments(
-    _token: AgentToken,
     State(plane): Plane,
     Path(name): Path<String>,
 ) -> Result<Json<Assignments>, ControlError> {
@@ -576,14 +627,20 @@ pub struct EventParams {
 #[utoipa::path(get, path = "/v1/events", params(EventParams),
     responses((status = 200, body = EventList)))]
 pub async fn list_events(
+    caller: Caller,
     State(plane): Plane,
     Query(params): Query<EventParams>,
 ) -> Result<Json<EventList>, ControlError> {
-    Ok(Json(EventList {
-        events: plane
-            .events(params.service.as_deref(), params.limit.unwrap_or(100))
-            .await?,
-    }))
+    let mut events = plane
+        .events(params.service.as_deref(), params.limit.unwrap_or(100))
+        .await?;
+    // A token scoped to some environments sees their events; cluster-wide events (nodes,
+    // no environment) only a token for every environment sees.
+    events.retain(|event| match &event.env {
+        Some(env) => caller.principal.sees_env(env),
+        None => caller.principal.sees_cluster(),
+    });
+    Ok(Json(EventList { events }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -599,22 +656,29 @@ pub struct WatchParams {
 #[utoipa::path(get, path = "/v1/watch", params(WatchParams),
     responses((status = 200, content_type = "text/event-stream", body = WatchChange)))]
 pub async fn watch(
+    caller: Caller,
     State(plane): Plane,
     Query(params): Query<WatchParams>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ControlError> {
     let prefix = params.prefix.unwrap_or_else(|| "/".to_string());
+    let slot = plane.watchers().enter(&caller.name())?;
     let changes = plane
         .store()
         .watch(&prefix, params.from.unwrap_or(0))
         .await?;
-    // Cluster secrets (the join token) and the election are never streamed.
-    let changes = changes.filter(|change| {
-        let private = change.as_ref().is_ok_and(|c| {
-            c.key().starts_with("/cluster/") || c.key() == crate::leader::LEADER_KEY
-        });
-        futures::future::ready(!private)
+    // An allow-list: each change (replayed history too) reaches the caller only if its role
+    // may read that key. Secrets (the CA key, the join token, token hashes, the credential
+    // key) are readable by no one.
+    let principal = caller.principal;
+    let changes = changes.filter(move |change| {
+        let readable = match change {
+            Ok(change) => strata_core::auth::may_read_key(&principal, change.key()),
+            Err(_) => true,
+        };
+        futures::future::ready(readable)
     });
-    let events = changes.map(|change| {
+    let events = changes.map(move |change| {
+        let _held = &slot;
         let event = match change {
             Ok(WatchEvent::Put(kv)) => {
                 let change = WatchChange {
@@ -654,10 +718,19 @@ pub async fn watch(
 pub async fn put_blob(
     State(plane): Plane,
     Path(digest): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ControlError> {
+    let limit = plane.config().max_artifact_size;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|size| size > limit) {
+        return Err(crate::blobs::too_large(limit));
+    }
     let stream = body.into_data_stream();
-    let size = plane.blobs().put(&digest, stream).await?;
+    let size = plane.blobs().put(&digest, stream, limit).await?;
     plane.note_blob_held(&digest, size).await?;
     Ok(StatusCode::CREATED)
 }

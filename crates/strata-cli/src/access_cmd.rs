@@ -1,0 +1,195 @@
+//! `strata token` (create, ls, revoke), `strata audit` and `strata login`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::Subcommand;
+use strata_core::auth::{AuditList, CreateToken, CreatedToken, EnvScope, Role, TokenInfo};
+
+use crate::api::Api;
+use crate::{CliResult, Failure};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Make an API token; it is printed once, alone on the last line.
+    Create {
+        /// The token's name (lowercase letters, digits and `-`): how audit records name it.
+        name: String,
+        /// viewer (read), deployer (+ deploy, scale, delete, logs), operator (+ nodes,
+        /// policies, audit), admin (+ tokens).
+        #[arg(long, value_parser = ["viewer", "deployer", "operator", "admin"])]
+        role: String,
+        /// An environment it acts in (repeat for several; none: all).
+        #[arg(long = "env")]
+        envs: Vec<String>,
+        /// Refused after this long (e.g. 30d, 12h; default: never).
+        #[arg(long, value_parser = crate::humantime_duration)]
+        expires: Option<Duration>,
+    },
+    /// List tokens (never their secrets).
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: its next request, on any server, is refused.
+    Revoke { name: String },
+}
+
+pub async fn token(api: &Api, action: TokenAction) -> CliResult {
+    match action {
+        TokenAction::Create {
+            name,
+            role,
+            envs,
+            expires,
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                Failure::BadInput(anyhow!("error: --role {role} is not a role"))
+            })?;
+            let created: CreatedToken = api
+                .post(
+                    "/v1/tokens",
+                    &CreateToken {
+                        name,
+                        role,
+                        envs,
+                        ttl_secs: expires.map(|d| d.as_secs()),
+                    },
+                )
+                .await?;
+            eprintln!(
+                "token {} (role {}, {}{}) made; it is shown this once:",
+                created.info.name,
+                created.info.role,
+                created.info.envs,
+                created
+                    .info
+                    .expires_at
+                    .map(|at| format!(", expires {}", format_time(at)))
+                    .unwrap_or_default()
+            );
+            println!("{}", created.token);
+            Ok(())
+        }
+        TokenAction::Ls { json } => {
+            let tokens: Vec<TokenInfo> = api.get("/v1/tokens").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+                return Ok(());
+            }
+            println!(
+                "{:<24} {:<9} {:<20} {:<22} {:<22} CREATED BY",
+                "NAME", "ROLE", "ENVIRONMENTS", "CREATED", "EXPIRES"
+            );
+            for token in tokens {
+                let envs = match &token.envs {
+                    EnvScope::All => "*".to_string(),
+                    EnvScope::Only(envs) => envs.iter().cloned().collect::<Vec<_>>().join(","),
+                };
+                println!(
+                    "{:<24} {:<9} {:<20} {:<22} {:<22} {}",
+                    token.name,
+                    token.role,
+                    envs,
+                    format_time(token.created_at),
+                    token.expires_at.map(format_time).unwrap_or("never".into()),
+                    token.created_by
+                );
+            }
+            Ok(())
+        }
+        TokenAction::Revoke { name } => {
+            api.delete(&format!("/v1/tokens/{name}")).await?;
+            println!("token {name} revoked");
+            Ok(())
+        }
+    }
+}
+
+/// `strata audit`: who did what, when, from where, and how it ended.
+pub async fn audit(
+    api: &Api,
+    env: Option<&str>,
+    who: Option<&str>,
+    since: Option<Duration>,
+    limit: usize,
+    json: bool,
+) -> CliResult {
+    let mut query = vec![format!("limit={limit}")];
+    if let Some(env) = env {
+        query.push(format!("env={env}"));
+    }
+    if let Some(who) = who {
+        query.push(format!("who={who}"));
+    }
+    if let Some(since) = since {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        query.push(format!(
+            "since={}",
+            now.saturating_sub(since).as_millis()
+        ));
+    }
+    let list: AuditList = api.get(&format!("/v1/audit?{}", query.join("&"))).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list.records)?);
+        return Ok(());
+    }
+    println!(
+        "{:<22} {:<20} {:<22} {:<6} {:<44} {:<8} SUMMARY",
+        "WHEN", "WHO", "FROM", "STATUS", "ROUTE", "ENV"
+    );
+    for record in list.records {
+        let summary = match &record.denied {
+            Some(denied) => format!("{} (refused: {denied})", record.summary),
+            None => record.summary.clone(),
+        };
+        println!(
+            "{:<22} {:<20} {:<22} {:<6} {:<44} {:<8} {}",
+            format_time(record.at),
+            record.who,
+            record.from,
+            record.status,
+            record.route,
+            record.env.as_deref().unwrap_or("-"),
+            summary.trim()
+        );
+    }
+    Ok(())
+}
+
+/// `strata login URL --token-file F`: checks the token against the API and records it as
+/// the CLI's context for that URL.
+pub async fn login(url: &str, token_file: &Path) -> CliResult {
+    let token = std::fs::read_to_string(token_file).map_err(|error| {
+        Failure::BadInput(anyhow!(
+            "error: cannot read --token-file {}: {error}",
+            token_file.display()
+        ))
+    })?;
+    let token = token.trim().to_string();
+    let base = crate::context::normalize_url(url);
+    let api = Api::with_token(vec![base.clone()], Some(&token));
+    let me: strata_control::api::WhoAmI = api.get("/v1/whoami").await?;
+    let path = crate::context::record(&base, token_file)
+        .map_err(|error| Failure::Failed(anyhow!("cannot record the context: {error}")))?;
+    println!(
+        "logged in to {base} as {} ({}{}); context: {}",
+        me.name,
+        me.role.map(|r| format!("role {r}")).unwrap_or(me.kind),
+        me.envs
+            .map(|e| format!(", environments {}", e.join(",")))
+            .unwrap_or_default(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn format_time(ms: u64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    let text = humantime::format_rfc3339_seconds(time).to_string();
+    text.trim_end_matches('Z').replace('T', " ")
+}

@@ -1,0 +1,100 @@
+//! Where the CLI finds its credential for an API: `STRATA_TOKEN`, else the context recorded
+//! for that API's URL by `strata dev`, `strata server` (their data directory's
+//! `admin-token`) or `strata login` (a token file). A context names the token's file, never
+//! the token, so the secret stays in one file only its owner reads.
+//!
+//! Contexts live in `$STRATA_CONFIG_DIR`, else `$XDG_CONFIG_HOME/strata`, else
+//! `~/.config/strata`, one file per API URL under `contexts/`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One API's credential, by reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Context {
+    pub url: String,
+    pub token_file: PathBuf,
+}
+
+/// The CLI's configuration directory.
+pub fn config_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("STRATA_CONFIG_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("strata"));
+    }
+    std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .map(|home| PathBuf::from(home).join(".config").join("strata"))
+}
+
+/// `http://HOST:PORT` for an address given as `HOST:PORT` or a URL.
+pub fn normalize_url(addr: &str) -> String {
+    let addr = addr.trim();
+    let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    base.trim_end_matches('/').to_string()
+}
+
+fn file_for(dir: &Path, url: &str) -> PathBuf {
+    let name: String = normalize_url(url)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    dir.join("contexts").join(format!("{name}.json"))
+}
+
+/// Records that the API at `url` is reached with the token in `token_file`.
+pub fn record(url: &str, token_file: &Path) -> std::io::Result<PathBuf> {
+    let dir = config_dir().ok_or_else(|| std::io::Error::other("no HOME to keep contexts in"))?;
+    let path = file_for(&dir, url);
+    let parent = path.parent().expect("a context file has a directory");
+    std::fs::create_dir_all(parent)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let context = Context {
+        url: normalize_url(url),
+        token_file: std::path::absolute(token_file)?,
+    };
+    let json = serde_json::to_string_pretty(&context).expect("a context serializes");
+    strata_control::credentials::write_private(&path, &json)?;
+    Ok(path)
+}
+
+/// The token for the API at `url`: `STRATA_TOKEN`, else its context's token file.
+pub fn token_for(url: &str) -> Option<String> {
+    if let Some(token) = std::env::var("STRATA_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Some(token.trim().to_string());
+    }
+    let path = file_for(&config_dir()?, url);
+    let context: Context = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let token = std::fs::read_to_string(context.token_file).ok()?;
+    Some(token.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_normalize() {
+        assert_eq!(normalize_url("127.0.0.1:7700"), "http://127.0.0.1:7700");
+        assert_eq!(normalize_url("http://127.0.0.1:7700/"), "http://127.0.0.1:7700");
+        let dir = Path::new("/c");
+        assert_eq!(
+            file_for(dir, "127.0.0.1:7700"),
+            file_for(dir, "http://127.0.0.1:7700")
+        );
+    }
+}
