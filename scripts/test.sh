@@ -9,4 +9,9 @@ bash examples/hello-wasm/build.sh
 echo "==> building binaries the end-to-end tests start"
 cargo build --locked --workspace --bins
 echo "==> running the tests"
+# The servers the tests start record the CLI's contexts (which token for which API) here,
+# not in the user's own configuration.
+STRATA_CONFIG_DIR="$(mktemp -d)"
+export STRATA_CONFIG_DIR
+trap 'rm -rf "$STRATA_CONFIG_DIR"' EXIT
 cargo test --locked --workspace --all-features -- "$@"

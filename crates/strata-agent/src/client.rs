@@ -188,7 +188,10 @@ impl ControlClient {
     /// Who the control plane takes this client's credential for (a check that it is valid).
     pub async fn whoami(&self) -> Result<(), ClientError> {
         let response = self
-            .send(|http, base| http.get(format!("{base}/v1/whoami")).timeout(Duration::from_secs(5)))
+            .send(|http, base| {
+                http.get(format!("{base}/v1/whoami"))
+                    .timeout(Duration::from_secs(5))
+            })
             .await?;
         self.check("whoami", response).await.map(|_| ())
     }

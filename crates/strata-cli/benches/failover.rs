@@ -34,12 +34,13 @@ fn status(cluster: &Cluster) -> ServiceStatus {
 /// (not in `known`) running on another node.
 async fn observe(
     api: &str,
+    token: &str,
     victim: &str,
     known: BTreeSet<String>,
     start: Instant,
     kill: impl FnOnce(),
 ) -> (f64, f64) {
-    let client = reqwest::Client::new();
+    let client = strata_testkit::api_client(token);
     let response = client
         .get(format!("{api}/v1/watch?prefix=/"))
         .send()
@@ -151,11 +152,17 @@ fn main() {
         std::thread::sleep(Duration::from_millis(300));
         let start = Instant::now();
         let api = cluster.api.clone();
+        let admin = cluster.admin_token();
         let (down, serving) = {
             let cluster_ref = &mut cluster;
-            runtime.block_on(observe(&api, &victim_name, known, start, || {
-                cluster_ref.kill_node(victim)
-            }))
+            runtime.block_on(observe(
+                &api,
+                &admin,
+                &victim_name,
+                known,
+                start,
+                || cluster_ref.kill_node(victim),
+            ))
         };
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::SeqCst);

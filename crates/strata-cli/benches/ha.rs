@@ -68,8 +68,8 @@ fn stats(mut samples: Vec<f64>) -> (f64, f64, f64) {
 }
 
 /// `count` config-changing deploys of `services` services from `clients` concurrent clients.
-async fn write_load(api: &str, clients: usize, per_client: usize) -> (Vec<f64>, f64) {
-    let client = reqwest::Client::new();
+async fn write_load(api: &str, token: &str, clients: usize, per_client: usize) -> (Vec<f64>, f64) {
+    let client = strata_testkit::api_client(token);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -123,7 +123,7 @@ fn main() {
     let mut servers: Vec<ServerProcess> = (0..3)
         .map(|i| start_server(&root.path().join(format!("l{i}")), Some(&store)))
         .collect();
-    let client = reqwest::Client::new();
+    let client = strata_testkit::api_client(&servers[0].admin_token());
     println!("leader loss: 3 servers on a 3-member etcd, leader lease 2 s");
     println!("{:>4} {:>26}", "run", "kill -9 -> new leader ms");
     let mut takeovers = Vec::new();
@@ -176,8 +176,12 @@ fn main() {
     );
     for (name, server) in [("redb", &redb), ("etcd", &on_etcd)] {
         for clients in [1usize, 8] {
-            let (latencies, throughput) =
-                runtime.block_on(write_load(&server.api, clients, 200 / clients.min(4)));
+            let (latencies, throughput) = runtime.block_on(write_load(
+                &server.api,
+                &server.admin_token(),
+                clients,
+                200 / clients.min(4),
+            ));
             let (p50, p99, max) = stats(latencies);
             println!("{name:<6} {clients:>8} {p50:>9.2} {p99:>9.2} {max:>9.2} {throughput:>12.0}");
         }

@@ -44,9 +44,8 @@ pub async fn token(api: &Api, action: TokenAction) -> CliResult {
             envs,
             expires,
         } => {
-            let role = Role::parse(&role).ok_or_else(|| {
-                Failure::BadInput(anyhow!("error: --role {role} is not a role"))
-            })?;
+            let role = Role::parse(&role)
+                .ok_or_else(|| Failure::BadInput(anyhow!("error: --role {role} is not a role")))?;
             let created: CreatedToken = api
                 .post(
                     "/v1/tokens",
@@ -127,10 +126,7 @@ pub async fn audit(
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        query.push(format!(
-            "since={}",
-            now.saturating_sub(since).as_millis()
-        ));
+        query.push(format!("since={}", now.saturating_sub(since).as_millis()));
     }
     let list: AuditList = api.get(&format!("/v1/audit?{}", query.join("&"))).await?;
     if json {

@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn urls_normalize() {
         assert_eq!(normalize_url("127.0.0.1:7700"), "http://127.0.0.1:7700");
-        assert_eq!(normalize_url("http://127.0.0.1:7700/"), "http://127.0.0.1:7700");
+        assert_eq!(
+            normalize_url("http://127.0.0.1:7700/"),
+            "http://127.0.0.1:7700"
+        );
         let dir = Path::new("/c");
         assert_eq!(
             file_for(dir, "127.0.0.1:7700"),

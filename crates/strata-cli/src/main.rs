@@ -488,7 +488,13 @@ async fn run(cli: Cli) -> CliResult {
                 },
         } => {
             let store = store_tls.with_url(store)?;
-            store_cmd::export(&data_dir, store.as_ref(), output.as_deref(), include_secrets).await
+            store_cmd::export(
+                &data_dir,
+                store.as_ref(),
+                output.as_deref(),
+                include_secrets,
+            )
+            .await
         }
         Command::Store {
             action:

@@ -222,7 +222,6 @@ pub struct ControlSettings<'a> {
     pub local_only: bool,
 }
 
-
 /// Starts a control plane. Its data directory is made private (0700); it keeps an admin
 /// token in `DATA_DIR/admin-token` and records it as the CLI's context for its API URL, so
 /// the CLI on this machine works with no flag.

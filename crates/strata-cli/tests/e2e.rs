@@ -45,12 +45,7 @@ async fn deploy_serves_through_the_ingress_and_status_lists_running_instances() 
     assert!(body.contains("(release 1)"), "{body}");
 
     // The node's /metrics counts that request for the service, by status class.
-    let nodes: Vec<strata_core::Node> = reqwest::get(format!("{}/v1/nodes", dev.api))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let nodes: Vec<strata_core::Node> = dev.api_get("/v1/nodes").await.json().await.unwrap();
     let metrics = reqwest::get(format!("{}/metrics", nodes[0].agent_url))
         .await
         .unwrap()
@@ -71,13 +66,12 @@ async fn deploy_serves_through_the_ingress_and_status_lists_running_instances() 
     // ... and that request reaches the control plane in the node's per-second report.
     let mut served = 0;
     for _ in 0..50 {
-        let traffic: strata_core::api::ServiceMetrics =
-            reqwest::get(format!("{}/v1/envs/dev/services/hello/metrics", dev.api))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+        let traffic: strata_core::api::ServiceMetrics = dev
+            .api_get("/v1/envs/dev/services/hello/metrics")
+            .await
+            .json()
+            .await
+            .unwrap();
         served = traffic.seconds.iter().map(|s| s.requests).sum::<u64>();
         if served > 0 {
             break;
@@ -87,12 +81,7 @@ async fn deploy_serves_through_the_ingress_and_status_lists_running_instances() 
     assert_eq!(served, 1, "the control plane has the node's traffic report");
 
     // The server's /metrics: the fleet as this server sees it.
-    let server_metrics = reqwest::get(format!("{}/metrics", dev.api))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let server_metrics = dev.api_get("/metrics").await.text().await.unwrap();
     for line in [
         r#"strata_nodes{state="ready"} 1"#,
         r#"strata_instances{state="running"} 2"#,
@@ -435,7 +424,7 @@ async fn a_crash_looping_release_fails_the_deploy_with_its_last_log_lines() {
 async fn the_api_serves_an_openapi_document_and_json_errors() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
-    let client = reqwest::Client::new();
+    let client = dev.api_client();
     let doc: serde_json::Value = client
         .get(format!("{}/openapi.json", dev.api))
         .send()

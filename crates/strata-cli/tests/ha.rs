@@ -37,9 +37,20 @@ fn cli(addr: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn leader_id(addr: &str) -> Option<String> {
+/// `curl -fsS` of an API path with `token`.
+fn curl_api(addr: &str, path: &str, token: &str) -> Vec<u8> {
+    Command::new("curl")
+        .args(["-fsS", "-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("{addr}{path}"))
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default()
+}
+
+fn leader_id(addr: &str, token: &str) -> Option<String> {
     let output = Command::new("curl")
-        .args(["-fsS", &format!("{addr}/v1/leader")])
+        .args(["-fsS", "-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("{addr}/v1/leader"))
         .output()
         .ok()?;
     let value: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
@@ -119,8 +130,9 @@ fn killing_the_leader_loses_no_acknowledged_write() {
         .map(|s| s.api.clone())
         .collect::<Vec<_>>()
         .join(",");
+    let token = servers[0].admin_token();
     wait_until(Duration::from_secs(20), "a leader is elected", || {
-        leader_id(&servers[0].api).is_some()
+        leader_id(&servers[0].api, &token).is_some()
     });
     let agent = agent(&root.path().join("agent"), &addrs, &servers[0].token());
 
@@ -129,7 +141,7 @@ fn killing_the_leader_loses_no_acknowledged_write() {
     let mut killed = None;
     for round in 0..8u32 {
         if round == 3 {
-            let leader = leader_id(&servers[0].api).unwrap();
+            let leader = leader_id(&servers[0].api, &token).unwrap();
             let index = servers.iter().position(|s| s.id() == leader).unwrap();
             servers[index].kill9();
             killed = Some(index);
@@ -152,7 +164,7 @@ fn killing_the_leader_loses_no_acknowledged_write() {
     wait_or_explain(
         Duration::from_secs(30),
         "a new leader",
-        || leader_id(&survivor).is_some_and(|id| id != servers[killed].id()),
+        || leader_id(&survivor, &token).is_some_and(|id| id != servers[killed].id()),
         || logs_of(&servers, Some(&agent)),
     );
     assert!(
@@ -166,16 +178,11 @@ fn killing_the_leader_loses_no_acknowledged_write() {
     let status: Vec<ServiceStatus> =
         serde_json::from_slice(&cli(&addrs, &["status", "hello", "--json"]).stdout).unwrap();
     assert_eq!(status[0].service.replicas, replicas);
-    let releases = String::from_utf8_lossy(
-        &Command::new("curl")
-            .args([
-                "-fsS",
-                &format!("{survivor}/v1/envs/dev/services/hello/releases"),
-            ])
-            .output()
-            .unwrap()
-            .stdout,
-    )
+    let releases = String::from_utf8_lossy(&curl_api(
+        &survivor,
+        "/v1/envs/dev/services/hello/releases",
+        &token,
+    ))
     .into_owned();
     let releases: Vec<strata_core::Release> = serde_json::from_str(&releases).unwrap();
     assert!(
@@ -235,17 +242,18 @@ fn a_frozen_leader_is_fenced_and_acts_no_more() {
     let servers: Vec<ServerProcess> = (0..2)
         .map(|i| server(&root.path().join(format!("s{i}")), &store))
         .collect();
+    let token = servers[0].admin_token();
     wait_until(Duration::from_secs(20), "a leader is elected", || {
-        leader_id(&servers[0].api).is_some()
+        leader_id(&servers[0].api, &token).is_some()
     });
-    let old = leader_id(&servers[0].api).unwrap();
+    let old = leader_id(&servers[0].api, &token).unwrap();
     let old_index = servers.iter().position(|s| s.id() == old).unwrap();
     let other = &servers[1 - old_index];
     servers[old_index].freeze(true);
     wait_until(
         Duration::from_secs(20),
         "the other server takes over",
-        || leader_id(&other.api).is_some_and(|id| id != old),
+        || leader_id(&other.api, &token).is_some_and(|id| id != old),
     );
     let taken_over = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -257,14 +265,8 @@ fn a_frozen_leader_is_fenced_and_acts_no_more() {
     assert!(output.status.success(), "{}", common::stderr(&output));
     servers[old_index].freeze(false);
     std::thread::sleep(Duration::from_secs(3));
-    let events: strata_core::api::EventList = serde_json::from_slice(
-        &Command::new("curl")
-            .args(["-fsS", &format!("{}/v1/events?limit=1000", other.api)])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let events: strata_core::api::EventList =
+        serde_json::from_slice(&curl_api(&other.api, "/v1/events?limit=1000", &token)).unwrap();
     let late: Vec<_> = events
         .events
         .iter()
@@ -297,7 +299,7 @@ fn the_fleet_goes_on_when_an_etcd_member_dies() {
     let root = tempfile::tempdir().unwrap();
     let server = server(&root.path().join("s0"), &store);
     wait_until(Duration::from_secs(20), "a leader is elected", || {
-        leader_id(&server.api).is_some()
+        leader_id(&server.api, &server.admin_token()).is_some()
     });
     etcd.kill(0);
     let spec = hello_spec(root.path(), 1, "one member down");
@@ -330,7 +332,7 @@ fn a_one_machine_install_moves_onto_etcd() {
     } // strata dev stops (SIGTERM) here.
     let backup = root.path().join("backup.jsonl");
     let output = Command::new(common::strata_bin())
-        .args(["store", "export", "--data-dir"])
+        .args(["store", "export", "--include-secrets", "--data-dir"])
         .arg(&dev_dir)
         .arg("--output")
         .arg(&backup)

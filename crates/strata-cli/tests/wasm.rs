@@ -100,9 +100,9 @@ async fn wasm_services_serve_call_each_other_by_name_and_bad_artifacts_are_refus
     // ... and recorded in the cluster's event log, naming caller and destination.
     let mut events = String::new();
     for _ in 0..50 {
-        events = reqwest::get(format!("{}/v1/events?service=front", dev.api))
+        events = dev
+            .api_get("/v1/events?service=front")
             .await
-            .unwrap()
             .text()
             .await
             .unwrap();

@@ -146,18 +146,59 @@ mod tests {
                 .unwrap();
         }
         let all = |q: AuditQuery| AuditQuery { limit: 100, ..q };
-        let by_alice = read(&store, &all(AuditQuery { who: Some("alice".into()), ..Default::default() })).await.unwrap();
-        assert_eq!(by_alice.iter().map(|r| r.at).collect::<Vec<_>>(), [1_000, 3_000]);
-        let prod = read(&store, &all(AuditQuery { env: Some("prod".into()), ..Default::default() })).await.unwrap();
+        let by_alice = read(
+            &store,
+            &all(AuditQuery {
+                who: Some("alice".into()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            by_alice.iter().map(|r| r.at).collect::<Vec<_>>(),
+            [1_000, 3_000]
+        );
+        let prod = read(
+            &store,
+            &all(AuditQuery {
+                env: Some("prod".into()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
         assert_eq!(prod.len(), 2);
-        let since = read(&store, &all(AuditQuery { since: 3_000, ..Default::default() })).await.unwrap();
-        assert_eq!(since.iter().map(|r| r.at).collect::<Vec<_>>(), [3_000, 4_000]);
-        let newest = read(&store, &AuditQuery { limit: 1, ..Default::default() }).await.unwrap();
+        let since = read(
+            &store,
+            &all(AuditQuery {
+                since: 3_000,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            since.iter().map(|r| r.at).collect::<Vec<_>>(),
+            [3_000, 4_000]
+        );
+        let newest = read(
+            &store,
+            &AuditQuery {
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(newest[0].at, 4_000, "the limit keeps the newest");
 
         assert_eq!(prune(&store, 2_500).await.unwrap(), 2);
         let left = read(&store, &all(AuditQuery::default())).await.unwrap();
-        assert_eq!(left.iter().map(|r| r.at).collect::<Vec<_>>(), [3_000, 4_000]);
+        assert_eq!(
+            left.iter().map(|r| r.at).collect::<Vec<_>>(),
+            [3_000, 4_000]
+        );
         assert_eq!(prune(&store, 2_500).await.unwrap(), 0);
     }
 }

@@ -110,6 +110,14 @@ impl BlobStore {
     }
 }
 
+/// The refusal of an artifact over `--max-artifact-size`.
+pub fn too_large(limit: u64) -> ControlError {
+    ControlError::TooLarge {
+        message: format!("the artifact is larger than this server takes ({limit} bytes)"),
+        hint: "make it smaller (a JEOS image: `strata image build --jeos`), or start the server with a larger --max-artifact-size".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,7 +137,11 @@ mod tests {
 
         let wrong = digest_of(b"other");
         let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("hello"))]);
-        let error = blobs.put(&wrong, body, u64::MAX).await.unwrap_err().to_string();
+        let error = blobs
+            .put(&wrong, body, u64::MAX)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not sha256:"), "{error}");
         assert!(!blobs.exists(&wrong).await.unwrap());
         let leftovers = std::fs::read_dir(dir.path().join("sha256"))
@@ -177,13 +189,5 @@ mod tests {
         ] {
             assert!(parse_digest(bad).is_err(), "{bad}");
         }
-    }
-}
-
-/// The refusal of an artifact over `--max-artifact-size`.
-pub fn too_large(limit: u64) -> ControlError {
-    ControlError::TooLarge {
-        message: format!("the artifact is larger than this server takes ({limit} bytes)"),
-        hint: "make it smaller (a JEOS image: `strata image build --jeos`), or start the server with a larger --max-artifact-size".into(),
     }
 }

@@ -131,7 +131,9 @@ impl Credentials {
         if constant_time_eq(bearer.as_bytes(), self.join_token.as_bytes()) {
             return Ok(Principal::Bootstrap);
         }
-        Err(unauthorized("the token presented is not a Strata token of this cluster"))
+        Err(unauthorized(
+            "the token presented is not a Strata token of this cluster",
+        ))
     }
 
     async fn token_principal(&self, name: &str, secret: &str) -> Result<Principal, ControlError> {
@@ -327,7 +329,9 @@ mod tests {
             .await
             .unwrap();
         let who = creds.authenticate(Some(&created.token)).await.unwrap();
-        assert!(matches!(who, Principal::User { ref name, role: Role::Deployer, .. } if name == "ci"));
+        assert!(
+            matches!(who, Principal::User { ref name, role: Role::Deployer, .. } if name == "ci")
+        );
         // A forged secret, a token of another name, nothing at all.
         let forged = format!("{}x", &created.token[..created.token.len() - 1]);
         assert!(creds.authenticate(Some(&forged)).await.is_err());
@@ -408,7 +412,10 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(creds.ensure_admin_token(dir.path(), "s1").await.unwrap(), first);
+        assert_eq!(
+            creds.ensure_admin_token(dir.path(), "s1").await.unwrap(),
+            first
+        );
         // Another server's data directory gets a token of its own.
         let other = tempfile::tempdir().unwrap();
         let second = creds.ensure_admin_token(other.path(), "s2").await.unwrap();

@@ -135,7 +135,11 @@ pub fn path_params(route: &str, path: &str) -> BTreeMap<String, String> {
 }
 
 /// The layer (`axum::middleware::from_fn_with_state`) every API route passes through.
-pub async fn gate(State(plane): State<Arc<ControlPlane>>, mut request: Request, next: Next) -> Response {
+pub async fn gate(
+    State(plane): State<Arc<ControlPlane>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let Some(route) = request
         .extensions()
         .get::<MatchedPath>()
@@ -299,7 +303,9 @@ pub async fn local_only(port: u16, request: Request, next: Next) -> Response {
             .unwrap_or(origin);
         if !is_local_host(origin_host, port) {
             return ControlError::Forbidden {
-                message: format!("requests from web pages of other origins (`{origin}`) are refused"),
+                message: format!(
+                    "requests from web pages of other origins (`{origin}`) are refused"
+                ),
                 hint: "call the API from the CLI, or from a page of the API's own origin".into(),
             }
             .into_response();
@@ -364,7 +370,10 @@ mod tests {
             .map(|_| watchers.enter("ci").unwrap())
             .collect();
         assert!(watchers.enter("ci").is_err());
-        assert!(watchers.enter("other").is_ok(), "another identity is not affected");
+        assert!(
+            watchers.enter("other").is_ok(),
+            "another identity is not affected"
+        );
         drop(held);
         assert!(watchers.enter("ci").is_ok());
     }

@@ -240,9 +240,13 @@ impl Action {
 pub enum Decision {
     Allow,
     /// No valid credential: 401.
-    Unauthenticated { hint: String },
+    Unauthenticated {
+        hint: String,
+    },
     /// A known caller without the right: 403.
-    Forbidden { reason: String },
+    Forbidden {
+        reason: String,
+    },
 }
 
 impl Decision {
@@ -545,7 +549,9 @@ mod tests {
             }
         );
         let decision = authorize(&Principal::Anonymous, &Action::Read, None);
-        assert!(matches!(decision, Decision::Unauthenticated { hint } if hint.contains("strata login")));
+        assert!(
+            matches!(decision, Decision::Unauthenticated { hint } if hint.contains("strata login"))
+        );
     }
 
     #[test]

@@ -20,6 +20,18 @@ pub use process::{request_loop, AgentProcess, ServerProcess};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// An HTTP client of a Strata API presenting `token` (`Authorization: Bearer`).
+pub fn api_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("http client builds")
+}
+
 /// Why this machine cannot run a cluster (not root, no `ip`, no network namespaces), if so.
 pub fn unavailable() -> Option<String> {
     if !nix::unistd::Uid::effective().is_root() {
@@ -327,6 +339,13 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The admin token the server keeps in its data directory.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("server/admin-token"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
     }
 
     /// Runs a CLI command against the server.

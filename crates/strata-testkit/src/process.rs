@@ -64,6 +64,13 @@ impl ServerProcess {
             .unwrap_or_default()
     }
 
+    /// The admin token this server keeps (valid on every server of the same store).
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("admin-token"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
+    }
+
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.dir.join("join-token"))
             .map(|t| t.trim().to_string())

@@ -117,6 +117,42 @@ impl Dev {
         std::fs::read_to_string(self.data_dir.join("dev.log")).unwrap_or_default()
     }
 
+    /// The admin token `strata dev` keeps in its data directory.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .expect("strata dev keeps an admin token")
+            .trim()
+            .to_string()
+    }
+
+    /// An HTTP client of the API presenting `token`.
+    pub fn api_client_with(&self, token: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
+    /// An HTTP client of the API presenting the admin token.
+    pub fn api_client(&self) -> reqwest::Client {
+        self.api_client_with(&self.admin_token())
+    }
+
+    /// `GET path` on the API as the admin.
+    pub async fn api_get(&self, path: &str) -> reqwest::Response {
+        self.api_client()
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Runs a CLI command against this control plane.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(strata_bin())

@@ -37,9 +37,10 @@ pub async fn node_credential(
     if caller.principal == Principal::Bootstrap && plane.heard_from_recently(&name) {
         return Err(ControlError::Conflict {
             message: format!("node `{name}` is alive; the join token cannot take its name"),
-            hint: Some(format!(
+            hint: Some(
                 "start the agent with its own data directory (it keeps the node's credential), or give this node another --name; a node whose agent is gone can join again once it is down"
-            )),
+                    .to_string(),
+            ),
         });
     }
     Ok(Json(NodeCredential {

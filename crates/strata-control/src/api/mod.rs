@@ -573,7 +573,9 @@ pub async fn undrain_node(
     State(plane): Plane,
     Path(name): Path<String>,
 ) -> Result<Json<Node>, ControlError> {
-    Ok(Json(plane.set_draining(&name, false, &caller.name()).await?))
+    Ok(Json(
+        plane.set_draining(&name, false, &caller.name()).await?,
+    ))
 }
 
 /// What a node must run.

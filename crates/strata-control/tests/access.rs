@@ -1,0 +1,353 @@
+//! Who may call what, over real HTTP against a real control plane (embedded store): every
+//! route of the OpenAPI document, called by every kind of caller, is allowed or refused
+//! exactly as `strata_core::auth::authorize` says; a route without a policy fails here; the
+//! watch never replays a secret; nodes act only as themselves; refusals are audited.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_control::guard::{route_action, PUBLIC_ROUTES};
+use strata_control::{ControlConfig, ControlPlane};
+use strata_core::auth::{authorize, CreateToken, Decision, Principal, Role};
+use strata_store::{RedbStore, Store};
+
+const JOIN_TOKEN: &str = "the-join-token-0123456789";
+
+struct Api {
+    url: String,
+    plane: Arc<ControlPlane>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        RedbStore::open(&dir.path().join("store.redb"))
+            .await
+            .unwrap(),
+    );
+    let key = strata_control::credentials::credential_key(&store)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let plane = ControlPlane::new(
+        store,
+        ControlConfig {
+            data_dir: dir.path().to_path_buf(),
+            liveness: Default::default(),
+            ingress_port: None,
+            join_token: JOIN_TOKEN.into(),
+            credential_key: key,
+            max_artifact_size: 1024,
+            audit_retention: Duration::from_secs(3600),
+            liveness_tick: Duration::from_millis(50),
+            server_id: "s1".into(),
+            api_url: url.clone(),
+            lease_ttl: Duration::from_secs(2),
+            node_cert_ttl: strata_control::DEFAULT_NODE_CERT_TTL,
+            scale_down_window: strata_control::DEFAULT_SCALE_DOWN_WINDOW,
+        },
+    )
+    .unwrap();
+    plane.cluster_ca().await.unwrap();
+    let router = strata_control::api::router(plane.clone());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    Api {
+        url,
+        plane,
+        _dir: dir,
+    }
+}
+
+async fn token(plane: &ControlPlane, name: &str, role: Role, envs: &[&str]) -> String {
+    plane
+        .credentials()
+        .create_token(
+            &CreateToken {
+                name: name.into(),
+                role,
+                envs: envs.iter().map(|e| e.to_string()).collect(),
+                ttl_secs: None,
+            },
+            "test",
+        )
+        .await
+        .unwrap()
+        .token
+}
+
+/// Every (method, route template) of the OpenAPI document.
+async fn documented_routes(url: &str) -> Vec<(reqwest::Method, String)> {
+    let doc: serde_json::Value = reqwest::get(format!("{url}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut routes = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            routes.push((method.to_uppercase().parse().unwrap(), path.clone()));
+        }
+    }
+    assert!(routes.len() > 30, "the document lists the API: {routes:?}");
+    routes
+}
+
+fn concrete(route: &str) -> (String, BTreeMap<String, String>) {
+    let values = [
+        ("env", "dev"),
+        ("service", "web"),
+        ("name", "n1"),
+        ("id", "i1"),
+        (
+            "digest",
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ),
+    ];
+    let mut path = route.to_string();
+    let mut params = BTreeMap::new();
+    for (name, value) in values {
+        let placeholder = format!("{{{name}}}");
+        if path.contains(&placeholder) {
+            path = path.replace(&placeholder, value);
+            params.insert(name.to_string(), value.to_string());
+        }
+    }
+    (path, params)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_by_every_caller_is_allowed_or_refused_as_authorize_says() {
+    let api = start().await;
+    let plane = &api.plane;
+    let callers: Vec<(&str, Option<String>, Principal)> = vec![
+        ("anonymous", None, Principal::Anonymous),
+        (
+            "viewer",
+            Some(token(plane, "viewer", Role::Viewer, &[]).await),
+            Principal::User {
+                name: "viewer".into(),
+                role: Role::Viewer,
+                envs: strata_core::auth::EnvScope::All,
+            },
+        ),
+        (
+            "deployer for prod",
+            Some(token(plane, "deployer-prod", Role::Deployer, &["prod"]).await),
+            Principal::User {
+                name: "deployer-prod".into(),
+                role: Role::Deployer,
+                envs: strata_core::auth::EnvScope::Only(["prod".to_string()].into()),
+            },
+        ),
+        (
+            "deployer for dev",
+            Some(token(plane, "deployer-dev", Role::Deployer, &["dev"]).await),
+            Principal::User {
+                name: "deployer-dev".into(),
+                role: Role::Deployer,
+                envs: strata_core::auth::EnvScope::Only(["dev".to_string()].into()),
+            },
+        ),
+        (
+            "operator",
+            Some(token(plane, "operator", Role::Operator, &[]).await),
+            Principal::User {
+                name: "operator".into(),
+                role: Role::Operator,
+                envs: strata_core::auth::EnvScope::All,
+            },
+        ),
+        (
+            "admin",
+            Some(token(plane, "admin", Role::Admin, &[]).await),
+            Principal::User {
+                name: "admin".into(),
+                role: Role::Admin,
+                envs: strata_core::auth::EnvScope::All,
+            },
+        ),
+        (
+            "node n1",
+            Some(plane.credentials().node_credential("n1")),
+            Principal::Node { name: "n1".into() },
+        ),
+        (
+            "node n2",
+            Some(plane.credentials().node_credential("n2")),
+            Principal::Node { name: "n2".into() },
+        ),
+        (
+            "join token",
+            Some(JOIN_TOKEN.to_string()),
+            Principal::Bootstrap,
+        ),
+    ];
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut checked = 0;
+    for (method, route) in documented_routes(&api.url).await {
+        if PUBLIC_ROUTES.contains(&route.as_str()) {
+            continue;
+        }
+        let (path, params) = concrete(&route);
+        let (action, env) = route_action(&method, &route, &params).unwrap_or_else(|| {
+            panic!("{method} {route} has no access policy in guard::route_action")
+        });
+        for (who, credential, principal) in &callers {
+            let expected = authorize(principal, &action, env.as_deref());
+            let mut request = client
+                .request(method.clone(), format!("{}{path}", api.url))
+                .header("content-type", "application/json");
+            if let Some(credential) = credential {
+                request = request.bearer_auth(credential);
+            }
+            // A body no handler accepts: an allowed call ends in its handler (400, 404, ...),
+            // a refused one at the gate (401, 403), before any handler reads anything.
+            let status = request.body("{}").send().await.unwrap().status().as_u16();
+            match expected {
+                Decision::Allow => assert!(
+                    status != 401 && status != 403,
+                    "{who}: {method} {route} should pass the gate, got {status}"
+                ),
+                Decision::Unauthenticated { .. } => {
+                    assert_eq!(status, 401, "{who}: {method} {route}")
+                }
+                Decision::Forbidden { .. } => assert_eq!(status, 403, "{who}: {method} {route}"),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 300, "{checked} calls checked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_watch_replays_no_secret_with_or_without_credentials() {
+    let api = start().await;
+    let admin = token(&api.plane, "admin", Role::Admin, &[]).await;
+    // Without a credential: refused.
+    let response = reqwest::get(format!("{}/v1/watch?from=1", api.url))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // With the admin's and a node's: the history from revision 1, which holds the CA with its
+    // key, the join token, the credential key and token hashes, shows none of them.
+    for credential in [admin, api.plane.credentials().node_credential("n1")] {
+        let response = reqwest::Client::new()
+            .get(format!("{}/v1/watch?from=1", api.url))
+            .bearer_auth(&credential)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.bytes_stream();
+        let mut text = String::new();
+        use futures::StreamExt;
+        while let Ok(Some(Ok(chunk))) =
+            tokio::time::timeout(Duration::from_millis(700), body.next()).await
+        {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        for secret in ["PRIVATE KEY", "/pki/", "/cluster/", "/auth/", JOIN_TOKEN] {
+            assert!(
+                !text.contains(secret),
+                "the watch streamed {secret}: {text}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_acts_only_as_itself_and_refusals_are_audited() {
+    let api = start().await;
+    let n1 = api.plane.credentials().node_credential("n1");
+    let client = reqwest::Client::new();
+    // n1 heartbeats for n2: refused, and audited as n1.
+    let response = client
+        .post(format!("{}/v1/nodes/n2/heartbeat", api.url))
+        .bearer_auth(&n1)
+        .json(&serde_json::json!({"epoch": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body: strata_core::api::ErrorBody = response.json().await.unwrap();
+    assert!(body.message.contains("may act only as itself"), "{body:?}");
+    // n1 registers as n2 through its own route: refused too.
+    let response = client
+        .post(format!("{}/v1/nodes/n1/register", api.url))
+        .bearer_auth(&n1)
+        .json(&serde_json::json!({"name": "n2", "agent_url": "http://x", "labels": {}, "drivers": []}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    // The join token fetches a new node's credential, but not a live node's.
+    let response = client
+        .post(format!("{}/v1/nodes/n3/credential", api.url))
+        .bearer_auth(JOIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let got: strata_core::auth::NodeCredential = response.json().await.unwrap();
+    assert_eq!(
+        got.credential,
+        api.plane.credentials().node_credential("n3")
+    );
+
+    let audit = strata_control::audit::read(
+        api.plane.store(),
+        &strata_control::audit::AuditQuery {
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let refused = audit
+        .iter()
+        .find(|r| r.route == "POST /v1/nodes/{name}/heartbeat")
+        .expect("the refused heartbeat is audited");
+    assert_eq!(refused.who, "node:n1");
+    assert_eq!(refused.status, 403);
+    assert!(refused.summary.contains("name=n2"), "{refused:?}");
+    assert!(refused.from.starts_with("127.0.0.1:"), "{refused:?}");
+    let joined = audit
+        .iter()
+        .find(|r| r.route == "POST /v1/nodes/{name}/credential")
+        .expect("a join is audited");
+    assert_eq!((joined.who.as_str(), joined.status), ("join-token", 200));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_artifact_over_the_limit_is_refused_before_it_is_read() {
+    let api = start().await;
+    let admin = token(&api.plane, "admin", Role::Admin, &[]).await;
+    let body = vec![0u8; 4096];
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
+    );
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/blobs/{digest}", api.url))
+        .bearer_auth(&admin)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: strata_core::api::ErrorBody = response.json().await.unwrap();
+    assert!(body.hint.unwrap().contains("--max-artifact-size"));
+}
