@@ -155,14 +155,9 @@ fn main() {
         let admin = cluster.admin_token();
         let (down, serving) = {
             let cluster_ref = &mut cluster;
-            runtime.block_on(observe(
-                &api,
-                &admin,
-                &victim_name,
-                known,
-                start,
-                || cluster_ref.kill_node(victim),
-            ))
+            runtime.block_on(observe(&api, &admin, &victim_name, known, start, || {
+                cluster_ref.kill_node(victim)
+            }))
         };
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::SeqCst);

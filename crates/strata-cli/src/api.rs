@@ -200,7 +200,26 @@ impl Api {
                     .timeout(Duration::from_secs(30))
             })
             .await?;
-        Ok(response.status().is_success())
+        match response.status().as_u16() {
+            401 => Err(Failure::Failed(anyhow!(
+                "not logged in to {}: artifacts need a token\n  hint: run `strata login URL --token-file FILE`, or set STRATA_TOKEN",
+                self.base()
+            ))),
+            403 => {
+                let who = match self.get::<serde_json::Value>("/v1/whoami").await {
+                    Ok(me) => format!(
+                        "token `{}` has role {}",
+                        me["name"].as_str().unwrap_or("?"),
+                        me["role"].as_str().unwrap_or("?")
+                    ),
+                    Err(_) => "this token".to_string(),
+                };
+                Err(Failure::Failed(anyhow!(
+                    "refused: {who}; uploading artifacts needs role deployer or higher\n  hint: ask an admin for a deployer token (`strata token create NAME --role deployer --env ENV`)"
+                )))
+            }
+            _ => Ok(response.status().is_success()),
+        }
     }
 
     pub async fn upload(&self, digest: &str, body: reqwest::Body) -> Result<(), Failure> {

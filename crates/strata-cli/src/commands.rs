@@ -527,12 +527,16 @@ pub async fn delete(api: &Api, service: &str, env: &str) -> CliResult {
     Ok(())
 }
 
-pub async fn events(api: &Api, service: Option<&str>, limit: usize) -> CliResult {
+pub async fn events(api: &Api, service: Option<&str>, limit: usize, json: bool) -> CliResult {
     let path = match service {
         Some(service) => format!("/v1/events?service={service}&limit={limit}"),
         None => format!("/v1/events?limit={limit}"),
     };
     let events: EventList = api.get(&path).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&events.events)?);
+        return Ok(());
+    }
     for event in events.events {
         let at = std::time::UNIX_EPOCH + Duration::from_millis(event.at);
         println!(

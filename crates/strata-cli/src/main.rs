@@ -274,6 +274,9 @@ enum Command {
         service: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -615,8 +618,9 @@ async fn run(cli: Cli) -> CliResult {
         Command::Events {
             service,
             limit,
+            json,
             api,
-        } => commands::events(&api::Api::new(&api.addr), service.as_deref(), limit).await,
+        } => commands::events(&api::Api::new(&api.addr), service.as_deref(), limit, json).await,
         Command::Token { action, api } => {
             access_cmd::token(&api::Api::new(&api.addr), action).await
         }

@@ -337,6 +337,13 @@ async fn node_credential(config: &AgentConfig) -> Result<String, Failure> {
                 strata_control::credentials::write_private(&path, &credential)?;
                 return Ok(credential);
             }
+            Err(strata_agent::client::ClientError::Refused { status: 401, .. }) => {
+                return Err(Failure::Failed(anyhow!(
+                    "node {} cannot join {}: the join token is not this cluster's\n  hint: give the agent the token `strata server token` prints (--token-file FILE or STRATA_JOIN_TOKEN)",
+                    config.name,
+                    config.control_url
+                )));
+            }
             Err(error) if error.is_permanent() || tokio::time::Instant::now() >= deadline => {
                 return Err(Failure::Failed(anyhow!(
                     "node {} cannot join {}: {error}",
