@@ -40,6 +40,8 @@ pub struct AgentConfig {
     /// The node's credential (`sn.NAME.MAC`), presented to the control plane and required of
     /// callers of the agent's log API.
     pub token: Option<String>,
+    /// The cluster CA (PEM) an HTTPS control plane's certificate must chain to.
+    pub control_ca: Option<String>,
     /// How instances reach the node's mesh proxy (`HTTP_PROXY`); `None`: they are not told.
     pub mesh: Option<MeshAccess>,
     /// `host:port` where the node's proxy takes calls from other nodes (mutual TLS).
@@ -97,6 +99,7 @@ impl AgentConfig {
             heartbeat_interval: Duration::from_millis(100),
             drain_delay: Duration::from_millis(500),
             token: None,
+            control_ca: None,
             mesh: None,
             mesh_addr: None,
         }
@@ -200,7 +203,11 @@ impl Agent {
             local.ip().to_string()
         };
         let agent_url = format!("http://{host}:{}", local.port());
-        let client = ControlClient::new(&config.control_url, config.token.as_deref());
+        let client = ControlClient::trusting(
+            &config.control_url,
+            config.token.as_deref(),
+            config.control_ca.as_deref(),
+        );
         let ctx = Arc::new(SupervisorContext {
             node: config.name.clone(),
             client: client.clone(),

@@ -59,6 +59,11 @@ impl ControlClient {
     /// A client of the control plane at `bases` (one URL, or several separated by commas),
     /// presenting the join token `token`.
     pub fn new(bases: &str, token: Option<&str>) -> Self {
+        Self::trusting(bases, token, None)
+    }
+
+    /// A client presenting `token` that trusts `ca_pem` (the cluster CA) for an HTTPS API.
+    pub fn trusting(bases: &str, token: Option<&str>, ca_pem: Option<&str>) -> Self {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token {
             if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
@@ -73,11 +78,19 @@ impl ControlClient {
         Self {
             bases: Arc::new(bases),
             current: Arc::new(AtomicUsize::new(0)),
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .default_headers(headers)
-                .build()
-                .expect("http client builds"),
+            http: {
+                let mut builder = reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(1))
+                    .default_headers(headers);
+                if let Some(root) =
+                    ca_pem.and_then(|pem| reqwest::Certificate::from_pem(pem.as_bytes()).ok())
+                {
+                    builder = builder
+                        .tls_built_in_root_certs(false)
+                        .add_root_certificate(root);
+                }
+                builder.build().expect("http client builds")
+            },
         }
     }
 

@@ -34,13 +34,12 @@ fn status(cluster: &Cluster) -> ServiceStatus {
 /// (not in `known`) running on another node.
 async fn observe(
     api: &str,
-    token: &str,
+    client: reqwest::Client,
     victim: &str,
     known: BTreeSet<String>,
     start: Instant,
     kill: impl FnOnce(),
 ) -> (f64, f64) {
-    let client = strata_testkit::api_client(token);
     let response = client
         .get(format!("{api}/v1/watch?prefix=/"))
         .send()
@@ -152,10 +151,10 @@ fn main() {
         std::thread::sleep(Duration::from_millis(300));
         let start = Instant::now();
         let api = cluster.api.clone();
-        let admin = cluster.admin_token();
+        let admin = cluster.api_client();
         let (down, serving) = {
             let cluster_ref = &mut cluster;
-            runtime.block_on(observe(&api, &admin, &victim_name, known, start, || {
+            runtime.block_on(observe(&api, admin, &victim_name, known, start, || {
                 cluster_ref.kill_node(victim)
             }))
         };

@@ -68,8 +68,12 @@ fn stats(mut samples: Vec<f64>) -> (f64, f64, f64) {
 }
 
 /// `count` config-changing deploys of `services` services from `clients` concurrent clients.
-async fn write_load(api: &str, token: &str, clients: usize, per_client: usize) -> (Vec<f64>, f64) {
-    let client = strata_testkit::api_client(token);
+async fn write_load(
+    api: &str,
+    client: reqwest::Client,
+    clients: usize,
+    per_client: usize,
+) -> (Vec<f64>, f64) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -123,7 +127,7 @@ fn main() {
     let mut servers: Vec<ServerProcess> = (0..3)
         .map(|i| start_server(&root.path().join(format!("l{i}")), Some(&store)))
         .collect();
-    let client = strata_testkit::api_client(&servers[0].admin_token());
+    let client = servers[0].api_client();
     println!("leader loss: 3 servers on a 3-member etcd, leader lease 2 s");
     println!("{:>4} {:>26}", "run", "kill -9 -> new leader ms");
     let mut takeovers = Vec::new();
@@ -178,7 +182,7 @@ fn main() {
         for clients in [1usize, 8] {
             let (latencies, throughput) = runtime.block_on(write_load(
                 &server.api,
-                &server.admin_token(),
+                server.api_client(),
                 clients,
                 200 / clients.min(4),
             ));

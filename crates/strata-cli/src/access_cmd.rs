@@ -157,8 +157,15 @@ pub async fn audit(
 }
 
 /// `strata login URL --token-file F`: checks the token against the API and records it as
-/// the CLI's context for that URL.
-pub async fn login(url: &str, token_file: &Path) -> CliResult {
+/// the CLI's context for that URL. For HTTPS it trusts the CA of `--ca-file`, or the one the
+/// server presents, showing its fingerprint (and refusing one that differs from
+/// `--ca-fingerprint`).
+pub async fn login(
+    url: &str,
+    token_file: &Path,
+    ca_file: Option<&Path>,
+    ca_fingerprint: Option<&str>,
+) -> CliResult {
     let token = std::fs::read_to_string(token_file).map_err(|error| {
         Failure::BadInput(anyhow!(
             "error: cannot read --token-file {}: {error}",
@@ -167,9 +174,49 @@ pub async fn login(url: &str, token_file: &Path) -> CliResult {
     })?;
     let token = token.trim().to_string();
     let base = crate::context::normalize_url(url);
-    let api = Api::with_token(vec![base.clone()], Some(&token));
+    let mut trusted: Option<std::path::PathBuf> = None;
+    let mut ca_pem: Option<String> = None;
+    if base.starts_with("https://") {
+        let pem = match ca_file {
+            Some(file) => std::fs::read_to_string(file).map_err(|error| {
+                Failure::BadInput(anyhow!(
+                    "error: cannot read --ca-file {}: {error}",
+                    file.display()
+                ))
+            })?,
+            None => fetch_ca(&base).await?,
+        };
+        let fingerprint = strata_mesh::identity::ca_fingerprint(&pem)
+            .map_err(|error| Failure::Failed(anyhow!("the CA is not usable: {error}")))?;
+        if let Some(expected) = ca_fingerprint {
+            if !expected.eq_ignore_ascii_case(&fingerprint) {
+                return Err(Failure::Failed(anyhow!(
+                    "the server's CA has fingerprint {fingerprint}, not {expected}: not logging in"
+                )));
+            }
+        }
+        eprintln!("trusting the cluster CA with SHA-256 fingerprint {fingerprint}");
+        ca_pem = Some(pem);
+    }
+    let api = Api::with_token(
+        vec![base.clone()],
+        Some(&token),
+        ca_pem.as_deref().map(str::as_bytes),
+    );
     let me: strata_control::api::WhoAmI = api.get("/v1/whoami").await?;
-    let path = crate::context::record(&base, token_file)
+    if let Some(pem) = &ca_pem {
+        let dir = crate::context::ca_dir()
+            .ok_or_else(|| Failure::Failed(anyhow!("no HOME to keep the CA in")))?;
+        std::fs::create_dir_all(&dir)?;
+        let name: String = base
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = dir.join(format!("{name}.pem"));
+        strata_control::credentials::write_private(&path, pem)?;
+        trusted = Some(path);
+    }
+    let path = crate::context::record(&base, token_file, trusted.as_deref())
         .map_err(|error| Failure::Failed(anyhow!("cannot record the context: {error}")))?;
     println!(
         "logged in to {base} as {} ({}{}); context: {}",
@@ -181,6 +228,25 @@ pub async fn login(url: &str, token_file: &Path) -> CliResult {
         path.display()
     );
     Ok(())
+}
+
+/// The CA an HTTPS server presents at `/v1/ca` (public; trusted only by its fingerprint).
+async fn fetch_ca(base: &str) -> Result<String, Failure> {
+    let probe = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|error| Failure::Failed(anyhow!("{error}")))?;
+    let response = probe
+        .get(format!("{base}/v1/ca"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|error| Failure::Failed(anyhow!("cannot fetch the CA from {base}: {error}")))?;
+    response
+        .text()
+        .await
+        .map_err(|error| Failure::Failed(anyhow!("cannot fetch the CA from {base}: {error}")))
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).

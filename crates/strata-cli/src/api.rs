@@ -28,11 +28,12 @@ impl Api {
             .map(crate::context::normalize_url)
             .collect();
         let token = bases.first().and_then(|url| crate::context::token_for(url));
-        Self::with_token(bases, token.as_deref())
+        let ca = bases.first().and_then(|url| crate::context::ca_for(url));
+        Self::with_token(bases, token.as_deref(), ca.as_deref())
     }
 
-    /// The API at `bases`, presenting `token`.
-    pub fn with_token(bases: Vec<String>, token: Option<&str>) -> Self {
+    /// The API at `bases`, presenting `token`, trusting the CA `ca_pem` (HTTPS).
+    pub fn with_token(bases: Vec<String>, token: Option<&str>, ca_pem: Option<&[u8]>) -> Self {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token {
             if let Ok(mut value) =
@@ -45,11 +46,18 @@ impl Api {
         Self {
             bases,
             current: std::sync::atomic::AtomicUsize::new(0),
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .default_headers(headers)
-                .build()
-                .expect("http client builds"),
+            http: {
+                let mut builder = reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .default_headers(headers);
+                if let Some(root) = ca_pem.and_then(|pem| reqwest::Certificate::from_pem(pem).ok())
+                {
+                    builder = builder
+                        .tls_built_in_root_certs(false)
+                        .add_root_certificate(root);
+                }
+                builder.build().expect("http client builds")
+            },
         }
     }
 

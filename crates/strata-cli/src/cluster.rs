@@ -26,6 +26,8 @@ pub struct ServerArgs {
     pub scale_down_window: Duration,
     pub max_artifact_size: u64,
     pub audit_retention: Duration,
+    /// More names for the API's certificate (DNS names or IPs other hosts reach it by).
+    pub api_sans: Vec<String>,
 }
 
 pub async fn server(args: ServerArgs) -> CliResult {
@@ -54,6 +56,9 @@ pub async fn server(args: ServerArgs) -> CliResult {
             max_artifact_size: args.max_artifact_size,
             audit_retention: args.audit_retention,
             local_only: false,
+            tls: platform::ApiTls::ClusterCa {
+                extra_names: args.api_sans.clone(),
+            },
         },
         listener,
     )
@@ -212,6 +217,12 @@ pub async fn agent(args: AgentArgs) -> CliResult {
         .unwrap_or_else(|| format!("{advertise}:7443"));
     let peer_listener = bind("mesh", &mesh_addr).await?;
     config.mesh_addr = Some(peer_listener.local_addr()?.to_string());
+    let join_token = config
+        .token
+        .as_deref()
+        .map(strata_core::auth::JoinToken::parse);
+    let ca = platform::control_plane_ca(&args.join, join_token.as_ref(), &data_dir).await?;
+    config.control_ca = ca.clone();
     let table = strata_mesh::RoutingTable::new();
     let metrics = platform::NodeMetrics::new();
     let started =
@@ -230,6 +241,7 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     platform::start_ingress(
         &args.join,
         Some(&started.credential),
+        ca.as_deref(),
         table,
         ingress,
         &metrics,

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub struct Context {
     pub url: String,
     pub token_file: PathBuf,
+    /// The CA an HTTPS API's certificate must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The CLI's configuration directory.
@@ -49,8 +52,9 @@ fn file_for(dir: &Path, url: &str) -> PathBuf {
     dir.join("contexts").join(format!("{name}.json"))
 }
 
-/// Records that the API at `url` is reached with the token in `token_file`.
-pub fn record(url: &str, token_file: &Path) -> std::io::Result<PathBuf> {
+/// Records that the API at `url` is reached with the token in `token_file`, trusting the CA
+/// in `ca_file` (HTTPS).
+pub fn record(url: &str, token_file: &Path, ca_file: Option<&Path>) -> std::io::Result<PathBuf> {
     let dir = config_dir().ok_or_else(|| std::io::Error::other("no HOME to keep contexts in"))?;
     let path = file_for(&dir, url);
     let parent = path.parent().expect("a context file has a directory");
@@ -63,10 +67,29 @@ pub fn record(url: &str, token_file: &Path) -> std::io::Result<PathBuf> {
     let context = Context {
         url: normalize_url(url),
         token_file: std::path::absolute(token_file)?,
+        ca_file: ca_file.map(std::path::absolute).transpose()?,
     };
     let json = serde_json::to_string_pretty(&context).expect("a context serializes");
     strata_control::credentials::write_private(&path, &json)?;
     Ok(path)
+}
+
+fn context_of(url: &str) -> Option<Context> {
+    let path = file_for(&config_dir()?, url);
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// The CA (PEM) to trust for the API at `url`: the file `STRATA_CA` names, else its context's.
+pub fn ca_for(url: &str) -> Option<Vec<u8>> {
+    if let Some(path) = std::env::var_os("STRATA_CA").filter(|p| !p.is_empty()) {
+        return std::fs::read(path).ok();
+    }
+    std::fs::read(context_of(url)?.ca_file?).ok()
+}
+
+/// The directory `strata login` keeps the CAs it was shown in.
+pub fn ca_dir() -> Option<PathBuf> {
+    config_dir().map(|dir| dir.join("cas"))
 }
 
 /// The token for the API at `url`: `STRATA_TOKEN`, else its context's token file.
@@ -77,9 +100,7 @@ pub fn token_for(url: &str) -> Option<String> {
     {
         return Some(token.trim().to_string());
     }
-    let path = file_for(&config_dir()?, url);
-    let context: Context = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    let token = std::fs::read_to_string(context.token_file).ok()?;
+    let token = std::fs::read_to_string(context_of(url)?.token_file).ok()?;
     Some(token.trim().to_string()).filter(|t| !t.is_empty())
 }
 

@@ -47,6 +47,7 @@ pub async fn run(args: DevArgs) -> CliResult {
             max_artifact_size: args.max_artifact_size,
             audit_retention: args.audit_retention,
             local_only,
+            tls: platform::ApiTls::Plain,
         },
         api_listener,
     )
@@ -61,6 +62,7 @@ pub async fn run(args: DevArgs) -> CliResult {
     platform::start_ingress(
         &control.api_url,
         Some(&started.credential),
+        None,
         table,
         ingress_listener,
         &metrics,

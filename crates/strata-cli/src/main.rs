@@ -94,9 +94,14 @@ enum Command {
         /// Where state, artifacts and the join token live.
         #[arg(long, default_value = ".strata-server", global = true)]
         data_dir: PathBuf,
-        /// Where the API listens (agents on other hosts must reach it).
+        /// Where the API listens (agents on other hosts must reach it). It serves HTTPS with
+        /// a certificate of the cluster CA.
         #[arg(long, default_value = "127.0.0.1:7700")]
         api_addr: String,
+        /// Another name the API's certificate carries (a DNS name or IP other hosts reach it
+        /// by; repeat for several). Its listen address, localhost and loopback always are.
+        #[arg(long = "api-san", value_name = "NAME")]
+        api_sans: Vec<String>,
         /// Keep state on etcd, shared by every server given the same URL:
         /// etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][/NAMESPACE], or etcds://... for TLS
         /// (default: an embedded store in --data-dir).
@@ -262,11 +267,19 @@ enum Command {
     },
     /// Use a token for an API from now on (records it as the CLI's context for that URL).
     Login {
-        /// The API, e.g. http://10.0.0.1:7700.
+        /// The API, e.g. https://10.0.0.1:7700.
         url: String,
         /// A file holding the token (`strata token create` printed it).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
+        /// For HTTPS: the cluster CA's certificate (the server's DATA_DIR/ca.pem). Without
+        /// it, the CA is fetched from the server and its fingerprint shown (and checked
+        /// against --ca-fingerprint when given).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        /// The CA's SHA-256 fingerprint to insist on (the middle part of a join token).
+        #[arg(long, value_name = "HEX")]
+        ca_fingerprint: Option<String>,
     },
     /// Show the event log.
     Events {
@@ -465,8 +478,10 @@ async fn run(cli: Cli) -> CliResult {
             scale_down_window,
             max_artifact_size,
             audit_retention,
+            api_sans,
         } => {
             cluster::server(cluster::ServerArgs {
+                api_sans,
                 data_dir,
                 store: store_tls.with_url(store)?,
                 api_addr,
@@ -642,6 +657,19 @@ async fn run(cli: Cli) -> CliResult {
             )
             .await
         }
-        Command::Login { url, token_file } => access_cmd::login(&url, &token_file).await,
+        Command::Login {
+            url,
+            token_file,
+            ca_file,
+            ca_fingerprint,
+        } => {
+            access_cmd::login(
+                &url,
+                &token_file,
+                ca_file.as_deref(),
+                ca_fingerprint.as_deref(),
+            )
+            .await
+        }
     }
 }

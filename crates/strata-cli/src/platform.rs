@@ -168,11 +168,10 @@ pub fn server_id(data_dir: &Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// The cluster's join token: made once (32 random bytes, hex) and kept in the store, so every
-/// server sharing the store has the same one; also written to `DATA_DIR/join-token` (mode
-/// 0600) for `strata server token`.
-pub async fn join_token(store: &Arc<dyn Store>, data_dir: &Path) -> anyhow::Result<String> {
-    const KEY: &str = "/cluster/join-token";
+/// The cluster's join secret: made once (32 random bytes, hex) and kept in the store, so
+/// every server sharing the store has the same one.
+pub async fn join_secret(store: &Arc<dyn Store>) -> anyhow::Result<String> {
+    const KEY: &str = strata_core::keys::JOIN_TOKEN;
     if store.get(KEY).await?.is_none() {
         let bytes: [u8; 32] = rand::random();
         let fresh = hex::encode(bytes);
@@ -185,18 +184,47 @@ pub async fn join_token(store: &Arc<dyn Store>, data_dir: &Path) -> anyhow::Resu
         .get(KEY)
         .await?
         .ok_or_else(|| anyhow!("the join token vanished from the store"))?;
-    let token = String::from_utf8(stored.value).context("the stored join token is not text")?;
-    let path = data_dir.join("join-token");
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut file, token.as_bytes())?;
-    Ok(token)
+    String::from_utf8(stored.value).context("the stored join token is not text")
+}
+
+/// How a control plane serves its API.
+#[derive(Debug, Clone)]
+pub enum ApiTls {
+    /// Plain HTTP: `strata dev`, on loopback.
+    Plain,
+    /// HTTPS with a certificate of the cluster CA naming the API's address, `localhost`,
+    /// loopback and these extra names (`--api-san`: DNS names or IP addresses).
+    ClusterCa { extra_names: Vec<String> },
+}
+
+/// The names an API certificate carries: DNS names and IP addresses.
+fn api_certificate_names(
+    addr: std::net::SocketAddr,
+    extra: &[String],
+) -> (Vec<String>, Vec<std::net::IpAddr>) {
+    let mut dns = vec!["localhost".to_string()];
+    let mut ips: Vec<std::net::IpAddr> = vec![
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::Ipv6Addr::LOCALHOST.into(),
+    ];
+    if !addr.ip().is_unspecified() {
+        ips.push(addr.ip());
+    }
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim().to_lowercase();
+        if !host.is_empty() {
+            dns.push(host);
+        }
+    }
+    for name in extra {
+        match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(name.clone()),
+        }
+    }
+    dns.dedup();
+    ips.dedup();
+    (dns, ips)
 }
 
 /// A started control plane.
@@ -220,6 +248,7 @@ pub struct ControlSettings<'a> {
     pub audit_retention: Duration,
     /// Answer only requests addressed to the API's loopback address (`strata dev`).
     pub local_only: bool,
+    pub tls: ApiTls,
 }
 
 /// Starts a control plane. Its data directory is made private (0700); it keeps an admin
@@ -232,12 +261,16 @@ pub async fn start_control_plane(
     let data_dir = settings.data_dir;
     make_private_dir(data_dir)?;
     let api_addr = api_listener.local_addr()?;
-    let api_url = format!("http://{api_addr}");
+    let scheme = match settings.tls {
+        ApiTls::Plain => "http",
+        ApiTls::ClusterCa { .. } => "https",
+    };
+    let api_url = format!("{scheme}://{api_addr}");
     let store = open_store(data_dir, settings.store).await?;
     if settings.store.is_none() {
         make_private_file(&data_dir.join("store.redb"))?;
     }
-    let token = join_token(&store, data_dir).await?;
+    let secret = join_secret(&store).await?;
     let credential_key = strata_control::credentials::credential_key(&store)
         .await
         .context("cannot read or make the cluster's credential key")?;
@@ -248,7 +281,7 @@ pub async fn start_control_plane(
             data_dir: data_dir.to_path_buf(),
             liveness: settings.liveness,
             ingress_port: settings.ingress_port,
-            join_token: token.clone(),
+            join_token: secret.clone(),
             credential_key,
             max_artifact_size: settings.max_artifact_size,
             audit_retention: settings.audit_retention,
@@ -260,17 +293,50 @@ pub async fn start_control_plane(
             scale_down_window: settings.scale_down_window,
         },
     )?;
-    plane
+    let ca = plane
         .cluster_ca()
         .await
         .context("cannot read or make the cluster CA")?;
+    let ca_file = data_dir.join("ca.pem");
+    write_private(&ca_file, &ca.cert_pem)
+        .with_context(|| format!("cannot write {}", ca_file.display()))?;
+    let tls = match &settings.tls {
+        ApiTls::Plain => None,
+        ApiTls::ClusterCa { extra_names } => {
+            let (dns, ips) = api_certificate_names(api_addr, extra_names);
+            let issued = ca
+                .issue_api_server(&dns, &ips, Duration::from_secs(365 * 86_400))
+                .context("cannot make the API's certificate")?;
+            let config =
+                strata_mesh::identity::api_server_config(&issued.cert_pem, &issued.key_pem)
+                    .context("cannot use the API's certificate")?;
+            Some(Arc::new(config))
+        }
+    };
+    // The join token carries the CA's fingerprint when the API is HTTPS, so a joining node
+    // checks the server before it sends the secret.
+    let token = strata_core::auth::JoinToken {
+        ca_fingerprint: match tls {
+            Some(_) => Some(
+                strata_mesh::identity::ca_fingerprint(&ca.cert_pem)
+                    .context("cannot read the cluster CA")?,
+            ),
+            None => None,
+        },
+        secret,
+    }
+    .to_string();
+    let token_file = data_dir.join("join-token");
+    write_private(&token_file, &token)
+        .with_context(|| format!("cannot write {}", token_file.display()))?;
     plane
         .credentials()
         .ensure_admin_token(data_dir, &server_id)
         .await
         .context("cannot keep the admin token")?;
     let admin_token = data_dir.join(strata_control::credentials::ADMIN_TOKEN_FILE);
-    if let Err(error) = crate::context::record(&api_url, &admin_token) {
+    let trusted = tls.is_some().then_some(ca_file.as_path());
+    if let Err(error) = crate::context::record(&api_url, &admin_token, trusted) {
         tracing::warn!(%error, "cannot record the CLI's context; use STRATA_TOKEN");
     }
     plane.start_election();
@@ -283,13 +349,16 @@ pub async fn start_control_plane(
             strata_control::guard::local_only(port, request, next)
         }));
     }
-    let api = tokio::spawn(async move {
-        axum::serve(
-            api_listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-    });
+    let api = match tls {
+        Some(tls) => tokio::spawn(strata_control::serve::serve_tls(api_listener, tls, router)),
+        None => tokio::spawn(async move {
+            axum::serve(
+                api_listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+        }),
+    };
     tokio::spawn(reconcile::run(plane.clone()));
     tokio::spawn(reconcile::run_liveness(plane.clone()));
     tokio::spawn(strata_control::autoscaler::run(plane.clone()));
@@ -316,6 +385,79 @@ fn make_private_file(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A client of the control plane as node `config` reaches it (its CA, if HTTPS).
+fn control_client(config: &AgentConfig, token: Option<&str>) -> ControlClient {
+    ControlClient::trusting(&config.control_url, token, config.control_ca.as_deref())
+}
+
+/// The cluster CA an HTTPS control plane at `join` (one URL or several) must present: the one
+/// kept in `AGENT_DIR/ca.pem`, or else fetched from the server and accepted only if its
+/// SHA-256 is the fingerprint the join token carries. Nothing secret is sent before that
+/// check. `None` for a plain-HTTP control plane (`strata dev`).
+pub async fn control_plane_ca(
+    join: &str,
+    token: Option<&strata_core::auth::JoinToken>,
+    data_dir: &Path,
+) -> Result<Option<String>, Failure> {
+    if !join
+        .split(',')
+        .any(|url| url.trim().starts_with("https://"))
+    {
+        return Ok(None);
+    }
+    let kept = data_dir.join("ca.pem");
+    if let Ok(pem) = std::fs::read_to_string(&kept) {
+        return Ok(Some(pem));
+    }
+    let Some(expected) = token.and_then(|t| t.ca_fingerprint.clone()) else {
+        return Err(Failure::BadInput(anyhow!(
+            "error: the join token carries no CA fingerprint, so the server at {join} cannot be verified\n  hint: use the token `strata server token` prints (sj1.FINGERPRINT.SECRET)"
+        )));
+    };
+    // The CA is public; its authenticity is the fingerprint's to prove, not the connection's.
+    let probe = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|error| Failure::Failed(anyhow!("{error}")))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut last = String::new();
+        for url in join.split(',').map(|u| u.trim().trim_end_matches('/')) {
+            let fetched = async {
+                probe
+                    .get(format!("{url}/v1/ca"))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .text()
+                    .await
+            }
+            .await;
+            match fetched {
+                Ok(pem) => {
+                    let got = strata_mesh::identity::ca_fingerprint(&pem).unwrap_or_default();
+                    if got != expected {
+                        return Err(Failure::Failed(anyhow!(
+                            "the server at {url} is not the cluster this join token is for: its CA has fingerprint {got}, the token expects {expected}\n  hint: check --join, and copy the token `strata server token` prints on that cluster"
+                        )));
+                    }
+                    write_private(&kept, &pem)?;
+                    return Ok(Some(pem));
+                }
+                Err(error) => last = format!("{url}: {error}"),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Failure::Failed(anyhow!(
+                "cannot fetch the cluster CA: {last}"
+            )));
+        }
+        tracing::info!(%last, "control plane not reachable yet; asking again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// This node's credential: the one kept in `AGENT_DIR/node-credential` while the control
 /// plane accepts it, otherwise asked for with the join token (once; kept, mode 0600).
 /// Retried while the control plane does not answer, for a minute.
@@ -324,12 +466,12 @@ async fn node_credential(config: &AgentConfig) -> Result<String, Failure> {
     std::fs::create_dir_all(&config.data_dir)?;
     if let Ok(kept) = std::fs::read_to_string(&path) {
         let kept = kept.trim().to_string();
-        let client = ControlClient::new(&config.control_url, Some(&kept));
+        let client = control_client(config, Some(&kept));
         if client.whoami().await.is_ok() {
             return Ok(kept);
         }
     }
-    let client = ControlClient::new(&config.control_url, config.token.as_deref());
+    let client = control_client(config, config.token.as_deref());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         match client.credential(&config.name).await {
@@ -430,7 +572,7 @@ pub async fn start_agent(
     let credential = node_credential(&config).await?;
     config.token = Some(credential.clone());
     let events = EventReporter::start(
-        ControlClient::new(&config.control_url, config.token.as_deref()),
+        control_client(&config, config.token.as_deref()),
         config.name.clone(),
     );
     let mesh = start_mesh_proxy(
@@ -438,7 +580,7 @@ pub async fn start_agent(
         table.clone(),
         metrics,
         events.clone(),
-        ControlClient::new(&config.control_url, config.token.as_deref()),
+        control_client(&config, config.token.as_deref()),
     )
     .await?;
     let identity = match peer_listener {
@@ -484,7 +626,7 @@ pub async fn start_agent(
     config.mesh = Some(MeshAccess::new(move |env, service| {
         mesh.keys.proxy_url(mesh.address, env, service)
     }));
-    let reporter = ControlClient::new(&config.control_url, config.token.as_deref());
+    let reporter = control_client(&config, config.token.as_deref());
     let node = config.name.clone();
     let (agent, listener) = Agent::start_with_drivers(config, drivers).await?;
     let task = tokio::spawn(agent.clone().run_with(listener, metrics.router()));
@@ -501,7 +643,7 @@ pub async fn start_agent(
 /// minute), kept current: renewed at two thirds of its life with a fresh key. The key, the
 /// certificate and the CA are also written to `DATA_DIR/tls/` for operators to inspect.
 async fn node_identity(config: &AgentConfig) -> Result<Arc<NodeIdentity>, Failure> {
-    let client = ControlClient::new(&config.control_url, config.token.as_deref());
+    let client = control_client(config, config.token.as_deref());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let (configs, issued_at) = loop {
         match request_certificate(&client, config).await {
@@ -732,15 +874,23 @@ async fn report_traffic(client: ControlClient, node: String, mesh: MeshMetrics) 
 pub fn start_ingress(
     control_url: &str,
     token: Option<&str>,
+    control_ca: Option<&str>,
     table: Arc<RoutingTable>,
     listener: TcpListener,
     metrics: &NodeMetrics,
     peering: Option<Peering<'_>>,
 ) -> Result<(), Failure> {
-    tokio::spawn(RouteSource::new(control_url, token).run(table.clone(), Duration::from_secs(2)));
+    tokio::spawn(
+        RouteSource::trusting(control_url, token, control_ca)
+            .run(table.clone(), Duration::from_secs(2)),
+    );
     let ingress =
         Ingress::with_metrics(table, IngressConfig::default(), Some(metrics.mesh.clone()));
-    ingress.set_waker(waker(ControlClient::new(control_url, token)));
+    ingress.set_waker(waker(ControlClient::trusting(
+        control_url,
+        token,
+        control_ca,
+    )));
     if let Some(peering) = peering {
         ingress.enable_peering(peering.node, peering.identity);
         ingress.instances_listen_on(peering.instances_listen_on);

@@ -229,14 +229,11 @@ fn drain_moves_instances_with_no_failed_request() {
     assert!(!nodes.contains("draining"), "{nodes}");
 }
 
-#[test]
-fn an_agent_with_a_wrong_token_is_refused() {
-    let _serial = serial();
-    // Needs no namespaces: a server and an agent on loopback.
-    let dir = tempfile::tempdir().unwrap();
+/// A `strata server` on loopback (no namespaces needed): its API URL and join token.
+fn loopback_server(dir: &std::path::Path) -> (std::process::Child, String, String) {
     let mut server = std::process::Command::new(common::strata_bin())
         .args(["server", "--data-dir"])
-        .arg(dir.path().join("server"))
+        .arg(dir)
         .args(["--api-addr", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -252,27 +249,18 @@ fn an_agent_with_a_wrong_token_is_refused() {
         .unwrap()
         .to_string();
     let token_line = lines.next().unwrap().unwrap();
-    assert!(token_line.starts_with("join token: "));
-    let shown = std::process::Command::new(common::strata_bin())
-        .args(["server", "token", "--data-dir"])
-        .arg(dir.path().join("server"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        common::stdout(&shown).trim(),
-        token_line.strip_prefix("join token: ").unwrap()
-    );
+    let token = token_line.strip_prefix("join token: ").unwrap().to_string();
+    (server, api, token)
+}
 
-    let agent = std::process::Command::new(common::strata_bin())
-        .args([
-            "agent",
-            "--join",
-            &api,
-            "--token",
-            "not-the-token",
-            "--name",
-            "intruder",
-        ])
+/// `strata agent --join api` with `token` from a file; its output.
+fn join(api: &str, token: &str, dir: &std::path::Path) -> std::process::Output {
+    std::fs::create_dir_all(dir).unwrap();
+    let token_file = dir.join("join-token");
+    std::fs::write(&token_file, token).unwrap();
+    std::process::Command::new(common::strata_bin())
+        .args(["agent", "--join", api, "--name", "intruder", "--token-file"])
+        .arg(&token_file)
         .args([
             "--api-addr",
             "127.0.0.1:0",
@@ -282,15 +270,60 @@ fn an_agent_with_a_wrong_token_is_refused() {
             "127.0.0.1:0",
             "--data-dir",
         ])
-        .arg(dir.path().join("agent"))
+        .arg(dir.join("agent"))
+        .output()
+        .unwrap()
+}
+
+/// The API is HTTPS and the join token carries its CA's fingerprint: an agent refuses a
+/// server of another cluster before it sends anything, a token without the fingerprint
+/// cannot verify the server, and a wrong secret is refused by the server.
+#[test]
+fn an_agent_checks_the_server_and_a_wrong_token_is_refused() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, api, token) = loopback_server(&dir.path().join("server"));
+    let (mut other, other_api, _) = loopback_server(&dir.path().join("other"));
+    assert!(api.starts_with("https://"), "{api}");
+    assert!(token.starts_with("sj1."), "{token}");
+    let shown = std::process::Command::new(common::strata_bin())
+        .args(["server", "token", "--data-dir"])
+        .arg(dir.path().join("server"))
         .output()
         .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    assert_eq!(common::stdout(&shown).trim(), token);
+    let joint = strata_core::auth::JoinToken::parse(&token);
+
+    // The right fingerprint, a wrong secret: the server refuses.
+    let wrong_secret = strata_core::auth::JoinToken {
+        secret: "not-the-secret".into(),
+        ..joint.clone()
+    };
+    let agent = join(&api, &wrong_secret.to_string(), &dir.path().join("a1"));
     assert_eq!(agent.status.code(), Some(1), "{}", common::stderr(&agent));
     let err = common::stderr(&agent);
     assert!(err.contains("join token is not this cluster's"), "{err}");
     assert!(err.contains("strata server token"), "{err}");
+
+    // This cluster's token, another cluster's server: refused by the agent itself.
+    let agent = join(&other_api, &token, &dir.path().join("a2"));
+    assert_eq!(agent.status.code(), Some(1), "{}", common::stderr(&agent));
+    let err = common::stderr(&agent);
+    assert!(
+        err.contains("not the cluster this join token is for"),
+        "{err}"
+    );
+    assert!(!dir.path().join("a2/agent/ca.pem").exists());
+
+    // A bare secret cannot verify an HTTPS server.
+    let agent = join(&api, &joint.secret, &dir.path().join("a3"));
+    assert_eq!(agent.status.code(), Some(2), "{}", common::stderr(&agent));
+    assert!(common::stderr(&agent).contains("no CA fingerprint"));
+
+    for child in [&mut server, &mut other] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// Services call each other by name across nodes: `front` on node-0 calls `greeter` (not

@@ -37,19 +37,32 @@ fn cli(addr: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// `curl -fsS` of an API path with `token`.
-fn curl_api(addr: &str, path: &str, token: &str) -> Vec<u8> {
+/// `curl -fsS` of an API path, with the admin token and CA of `with` (any server of the
+/// cluster: they share the store, so the token and the CA).
+fn curl_api(addr: &str, path: &str, with: &ServerProcess) -> Vec<u8> {
     Command::new("curl")
-        .args(["-fsS", "-H", &format!("Authorization: Bearer {token}")])
+        .args([
+            "-fsS",
+            "-H",
+            &format!("Authorization: Bearer {}", with.admin_token()),
+        ])
+        .arg("--cacert")
+        .arg(with.dir.join("ca.pem"))
         .arg(format!("{addr}{path}"))
         .output()
         .map(|o| o.stdout)
         .unwrap_or_default()
 }
 
-fn leader_id(addr: &str, token: &str) -> Option<String> {
+fn leader_id(addr: &str, with: &ServerProcess) -> Option<String> {
     let output = Command::new("curl")
-        .args(["-fsS", "-H", &format!("Authorization: Bearer {token}")])
+        .args([
+            "-fsS",
+            "-H",
+            &format!("Authorization: Bearer {}", with.admin_token()),
+        ])
+        .arg("--cacert")
+        .arg(with.dir.join("ca.pem"))
         .arg(format!("{addr}/v1/leader"))
         .output()
         .ok()?;
@@ -130,9 +143,8 @@ fn killing_the_leader_loses_no_acknowledged_write() {
         .map(|s| s.api.clone())
         .collect::<Vec<_>>()
         .join(",");
-    let token = servers[0].admin_token();
     wait_until(Duration::from_secs(20), "a leader is elected", || {
-        leader_id(&servers[0].api, &token).is_some()
+        leader_id(&servers[0].api, &servers[0]).is_some()
     });
     let agent = agent(&root.path().join("agent"), &addrs, &servers[0].token());
 
@@ -141,7 +153,7 @@ fn killing_the_leader_loses_no_acknowledged_write() {
     let mut killed = None;
     for round in 0..8u32 {
         if round == 3 {
-            let leader = leader_id(&servers[0].api, &token).unwrap();
+            let leader = leader_id(&servers[0].api, &servers[0]).unwrap();
             let index = servers.iter().position(|s| s.id() == leader).unwrap();
             servers[index].kill9();
             killed = Some(index);
@@ -164,7 +176,10 @@ fn killing_the_leader_loses_no_acknowledged_write() {
     wait_or_explain(
         Duration::from_secs(30),
         "a new leader",
-        || leader_id(&survivor, &token).is_some_and(|id| id != servers[killed].id()),
+        || {
+            leader_id(&survivor, &servers[(killed + 1) % 3])
+                .is_some_and(|id| id != servers[killed].id())
+        },
         || logs_of(&servers, Some(&agent)),
     );
     assert!(
@@ -181,7 +196,7 @@ fn killing_the_leader_loses_no_acknowledged_write() {
     let releases = String::from_utf8_lossy(&curl_api(
         &survivor,
         "/v1/envs/dev/services/hello/releases",
-        &token,
+        &servers[(killed + 1) % 3],
     ))
     .into_owned();
     let releases: Vec<strata_core::Release> = serde_json::from_str(&releases).unwrap();
@@ -242,18 +257,17 @@ fn a_frozen_leader_is_fenced_and_acts_no_more() {
     let servers: Vec<ServerProcess> = (0..2)
         .map(|i| server(&root.path().join(format!("s{i}")), &store))
         .collect();
-    let token = servers[0].admin_token();
     wait_until(Duration::from_secs(20), "a leader is elected", || {
-        leader_id(&servers[0].api, &token).is_some()
+        leader_id(&servers[0].api, &servers[0]).is_some()
     });
-    let old = leader_id(&servers[0].api, &token).unwrap();
+    let old = leader_id(&servers[0].api, &servers[0]).unwrap();
     let old_index = servers.iter().position(|s| s.id() == old).unwrap();
     let other = &servers[1 - old_index];
     servers[old_index].freeze(true);
     wait_until(
         Duration::from_secs(20),
         "the other server takes over",
-        || leader_id(&other.api, &token).is_some_and(|id| id != old),
+        || leader_id(&other.api, other).is_some_and(|id| id != old),
     );
     let taken_over = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -266,7 +280,7 @@ fn a_frozen_leader_is_fenced_and_acts_no_more() {
     servers[old_index].freeze(false);
     std::thread::sleep(Duration::from_secs(3));
     let events: strata_core::api::EventList =
-        serde_json::from_slice(&curl_api(&other.api, "/v1/events?limit=1000", &token)).unwrap();
+        serde_json::from_slice(&curl_api(&other.api, "/v1/events?limit=1000", other)).unwrap();
     let late: Vec<_> = events
         .events
         .iter()
@@ -299,7 +313,7 @@ fn the_fleet_goes_on_when_an_etcd_member_dies() {
     let root = tempfile::tempdir().unwrap();
     let server = server(&root.path().join("s0"), &store);
     wait_until(Duration::from_secs(20), "a leader is elected", || {
-        leader_id(&server.api, &server.admin_token()).is_some()
+        leader_id(&server.api, &server).is_some()
     });
     etcd.kill(0);
     let spec = hello_spec(root.path(), 1, "one member down");

@@ -128,7 +128,8 @@ impl Credentials {
             let (name, secret) = rest.split_once('.').unwrap_or((rest, ""));
             return self.token_principal(name, secret).await;
         }
-        if constant_time_eq(bearer.as_bytes(), self.join_token.as_bytes()) {
+        let join = strata_core::auth::JoinToken::parse(bearer);
+        if constant_time_eq(join.secret.as_bytes(), self.join_token.as_bytes()) {
             return Ok(Principal::Bootstrap);
         }
         Err(unauthorized(

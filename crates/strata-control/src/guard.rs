@@ -22,7 +22,7 @@ use crate::plane::encode;
 use crate::{now_millis, ControlError, ControlPlane};
 
 /// Routes anyone may call.
-pub const PUBLIC_ROUTES: [&str; 2] = ["/healthz", "/openapi.json"];
+pub const PUBLIC_ROUTES: [&str; 3] = ["/healthz", "/openapi.json", "/v1/ca"];
 
 /// Who called, as the gate found it; handlers read it to filter what they return and to
 /// name the actor of events.

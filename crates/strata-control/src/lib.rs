@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod plane;
 pub mod reconcile;
 pub mod replicate;
+pub mod serve;
 
 pub use error::ControlError;
 pub use plane::{ControlConfig, ControlPlane, DEFAULT_NODE_CERT_TTL, DEFAULT_SCALE_DOWN_WINDOW};

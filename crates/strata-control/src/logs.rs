@@ -55,7 +55,7 @@ pub async fn service_logs(
         // The agent serves logs only to whoever presents its node credential, which the
         // control plane derives.
         let credential = plane.credentials().node_credential(&node.name);
-        let response = match plane.http.get(&url).bearer_auth(credential).send().await {
+        let response = match plane.http().get(&url).bearer_auth(credential).send().await {
             Ok(response) if response.status().is_success() => response,
             Ok(response) => {
                 let line = format!(

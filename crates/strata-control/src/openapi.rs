@@ -49,6 +49,7 @@ use crate::api;
         api::revoke_token,
         api::list_audit,
         api::whoami,
+        api::cluster_ca,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

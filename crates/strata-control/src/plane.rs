@@ -77,7 +77,9 @@ pub struct ControlPlane {
     /// Wakes the reconciler early (after a deploy, a status report, ...).
     pub(crate) kick: Notify,
     event_counter: AtomicU64,
-    pub(crate) http: reqwest::Client,
+    /// Calls to other servers (forwarding to the leader, copying artifacts) and to agents;
+    /// trusts the cluster CA once it is known ([`ControlPlane::cluster_ca`]).
+    http: std::sync::RwLock<reqwest::Client>,
     /// Last heartbeat of each node, in [`ControlPlane::monotonic_ms`]. Kept in memory, never
     /// written to the store: a heartbeat costs no disk write and wakes no watcher. After a
     /// restart every node gets a full grace period (as Nomad resets TTLs on a new leader).
@@ -151,7 +153,7 @@ impl ControlPlane {
             config,
             kick: Notify::new(),
             event_counter: AtomicU64::new(0),
-            http: reqwest::Client::new(),
+            http: std::sync::RwLock::new(reqwest::Client::new()),
             heartbeats: std::sync::Mutex::new(std::collections::HashMap::new()),
             clock_start: std::time::Instant::now(),
             terms: tokio::sync::watch::channel(None).0,
@@ -169,18 +171,21 @@ impl ControlPlane {
                 let key = keys::CLUSTER_CA;
                 for _ in 0..CAS_ATTEMPTS {
                     if let Some((stored, _)) = self.get::<serde_json::Value>(key).await? {
-                        return ClusterCa::from_json(&stored).map_err(|error| {
+                        let ca = ClusterCa::from_json(&stored).map_err(|error| {
                             ControlError::Corrupt {
                                 key: key.to_string(),
                                 reason: error.to_string(),
                             }
-                        });
+                        })?;
+                        self.trust(&ca);
+                        return Ok(ca);
                     }
                     let made = ClusterCa::generate()
                         .map_err(|error| ControlError::Internal(error.to_string()))?;
                     let txn = Txn::new().when(key, 0).put(key, encode(&made.to_json()));
                     if self.store.txn(txn).await?.is_committed() {
                         tracing::info!("made the cluster CA");
+                        self.trust(&made);
                         return Ok(made);
                     }
                 }
@@ -190,6 +195,25 @@ impl ControlPlane {
             })
             .await
             .cloned()
+    }
+
+    /// Makes this server's outgoing calls trust `ca` (other servers' HTTPS APIs).
+    fn trust(&self, ca: &ClusterCa) {
+        match reqwest::Certificate::from_pem(ca.cert_pem.as_bytes()).and_then(|root| {
+            reqwest::Client::builder()
+                .add_root_certificate(root)
+                .build()
+        }) {
+            Ok(client) => *self.http.write().expect("http lock") = client,
+            Err(error) => {
+                tracing::warn!(%error, "cannot trust the cluster CA for calls to other servers")
+            }
+        }
+    }
+
+    /// The HTTP client for other servers and agents.
+    pub(crate) fn http(&self) -> reqwest::Client {
+        self.http.read().expect("http lock").clone()
     }
 
     /// Signs node `name`'s certificate request: the certificate names the node and the
@@ -371,7 +395,7 @@ impl ControlPlane {
             return Err(ControlError::NotLeader);
         }
         let mut request = self
-            .http
+            .http()
             .request(
                 method,
                 format!("{}{path}", leader.api_url.trim_end_matches('/')),

@@ -375,6 +375,45 @@ pub fn may_read_key(principal: &Principal, key: &str) -> bool {
     }
 }
 
+/// A join token as printed by `strata server`: `sj1.CA_FINGERPRINT.SECRET`, the fingerprint
+/// being the hex SHA-256 of the cluster CA's certificate, so a joining node verifies the
+/// server before it sends the secret (as kubeadm's discovery hash does). A bare secret is a
+/// join token without a fingerprint (`strata dev`, plain HTTP on loopback).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    pub ca_fingerprint: Option<String>,
+    pub secret: String,
+}
+
+impl JoinToken {
+    const PREFIX: &'static str = "sj1.";
+
+    pub fn parse(text: &str) -> JoinToken {
+        let text = text.trim();
+        if let Some(rest) = text.strip_prefix(Self::PREFIX) {
+            if let Some((fingerprint, secret)) = rest.split_once('.') {
+                return JoinToken {
+                    ca_fingerprint: Some(fingerprint.to_ascii_lowercase()),
+                    secret: secret.to_string(),
+                };
+            }
+        }
+        JoinToken {
+            ca_fingerprint: None,
+            secret: text.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for JoinToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.ca_fingerprint {
+            Some(fingerprint) => write!(f, "{}{fingerprint}.{}", Self::PREFIX, self.secret),
+            None => f.write_str(&self.secret),
+        }
+    }
+}
+
 /// An API token as the store keeps it (`/auth/tokens/{name}`): never the secret, only its
 /// sha256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -537,6 +576,19 @@ mod tests {
             let decision = authorize(&principal, &action, env);
             assert_eq!(decision.is_allowed(), allowed, "{name}: {decision:?}");
         }
+    }
+
+    #[test]
+    fn join_tokens_carry_the_ca_fingerprint() {
+        let token = JoinToken::parse("sj1.ABCDEF.s3cret");
+        assert_eq!(token.ca_fingerprint.as_deref(), Some("abcdef"));
+        assert_eq!(token.secret, "s3cret");
+        assert_eq!(token.to_string(), "sj1.abcdef.s3cret");
+        let bare = JoinToken::parse(" s3cret\n");
+        assert_eq!(
+            (bare.ca_fingerprint, bare.secret.as_str()),
+            (None, "s3cret")
+        );
     }
 
     #[test]

@@ -155,6 +155,82 @@ impl ClusterCa {
     }
 }
 
+/// A server certificate and its key (PEM), as [`ClusterCa::issue_api_server`] makes them.
+#[derive(Clone)]
+pub struct ServerCertificate {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl ClusterCa {
+    /// A certificate for a control-plane server's HTTPS API, naming `dns_names` and `ips`,
+    /// valid `ttl`, with a key made here (it never leaves the server's memory).
+    pub fn issue_api_server(
+        &self,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        ttl: Duration,
+    ) -> Result<ServerCertificate, IdentityError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(dns_names.to_vec())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "strata api");
+        for ip in ips {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = offset(-60);
+        params.not_after = offset(ttl.as_secs() as i64);
+        let ca_key = KeyPair::from_pem(&self.key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, ca_key)?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(ServerCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// The fingerprint a join token carries: the hex SHA-256 of the (first) certificate's DER in
+/// `cert_pem`.
+pub fn ca_fingerprint(cert_pem: &str) -> Result<String, IdentityError> {
+    use sha2::Digest;
+    let der = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .next()
+        .ok_or(IdentityError::BadPem {
+            what: "CA certificate",
+            reason: "no certificate in it".into(),
+        })?
+        .map_err(|error| IdentityError::BadPem {
+            what: "CA certificate",
+            reason: error.to_string(),
+        })?;
+    Ok(hex::encode(sha2::Sha256::digest(der.as_ref())))
+}
+
+/// The rustls configuration of an HTTPS API serving `cert_pem` (with its chain) and
+/// `key_pem`; clients are not asked for certificates.
+pub fn api_server_config(cert_pem: &str, key_pem: &str) -> Result<ServerConfig, IdentityError> {
+    let bad = |what: &'static str| {
+        move |error: rustls_pki_types::pem::Error| IdentityError::BadPem {
+            what,
+            reason: error.to_string(),
+        }
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(bad("API certificate"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(bad("API key"))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// A node's fresh key pair and the CSR to send the control plane.
 pub fn node_key_and_csr(node: &str) -> Result<(String, String), IdentityError> {
     let key = KeyPair::generate()?;
@@ -272,6 +348,27 @@ mod tests {
             ca.sign_node("not a csr", "node-1", None, Duration::from_secs(60)),
             Err(IdentityError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn an_api_certificate_names_its_addresses_and_the_fingerprint_is_stable() {
+        let ca = ClusterCa::generate().unwrap();
+        let issued = ca
+            .issue_api_server(
+                &["localhost".into()],
+                &["127.0.0.1".parse().unwrap()],
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+        api_server_config(&issued.cert_pem, &issued.key_pem).unwrap();
+        let fingerprint = ca_fingerprint(&ca.cert_pem).unwrap();
+        assert_eq!(fingerprint.len(), 64);
+        assert_eq!(fingerprint, ca_fingerprint(&ca.cert_pem).unwrap());
+        assert_ne!(
+            fingerprint,
+            ca_fingerprint(&ClusterCa::generate().unwrap().cert_pem).unwrap()
+        );
+        assert!(ca_fingerprint("not pem").is_err());
     }
 
     #[test]

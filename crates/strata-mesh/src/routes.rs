@@ -104,6 +104,20 @@ impl RoutingTable {
     }
 }
 
+/// `builder`, trusting `ca_pem` (when given and valid) as its only root.
+fn trust(builder: reqwest::ClientBuilder, ca_pem: Option<&str>) -> reqwest::ClientBuilder {
+    match ca_pem.map(|pem| reqwest::Certificate::from_pem(pem.as_bytes())) {
+        Some(Ok(root)) => builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(root),
+        Some(Err(error)) => {
+            tracing::warn!(%error, "the cluster CA is not valid PEM");
+            builder
+        }
+        None => builder,
+    }
+}
+
 /// Fetches the routing table from the control plane and keeps it current.
 #[derive(Debug, Clone)]
 pub struct RouteSource {
@@ -115,6 +129,11 @@ pub struct RouteSource {
 
 impl RouteSource {
     pub fn new(control_url: &str, token: Option<&str>) -> Self {
+        Self::trusting(control_url, token, None)
+    }
+
+    /// A source presenting `token`, trusting `ca_pem` (the cluster CA) for an HTTPS API.
+    pub fn trusting(control_url: &str, token: Option<&str>, ca_pem: Option<&str>) -> Self {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token {
             if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
@@ -129,11 +148,14 @@ impl RouteSource {
         Self {
             bases: Arc::new(bases),
             current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            http: reqwest::Client::builder()
-                .default_headers(headers)
-                .connect_timeout(Duration::from_secs(1))
-                .build()
-                .expect("http client builds"),
+            http: trust(
+                reqwest::Client::builder()
+                    .default_headers(headers)
+                    .connect_timeout(Duration::from_secs(1)),
+                ca_pem,
+            )
+            .build()
+            .expect("http client builds"),
         }
     }
 

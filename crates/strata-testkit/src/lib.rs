@@ -20,16 +20,21 @@ pub use process::{request_loop, AgentProcess, ServerProcess};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// An HTTP client of a Strata API presenting `token` (`Authorization: Bearer`).
-pub fn api_client(token: &str) -> reqwest::Client {
+/// An HTTP client of a Strata API presenting `token` (`Authorization: Bearer`), trusting the
+/// CA in the PEM file `ca` (a server's `DATA_DIR/ca.pem`) for HTTPS.
+pub fn api_client(token: &str, ca: Option<&Path>) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Ok(value) = format!("Bearer {token}").parse() {
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .expect("http client builds")
+    let mut builder = reqwest::Client::builder().default_headers(headers);
+    if let Some(root) = ca
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|pem| reqwest::Certificate::from_pem(&pem).ok())
+    {
+        builder = builder.add_root_certificate(root);
+    }
+    builder.build().expect("http client builds")
 }
 
 /// Why this machine cannot run a cluster (not root, no `ip`, no network namespaces), if so.
@@ -339,6 +344,14 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// A client of the server's API as its admin.
+    pub fn api_client(&self) -> reqwest::Client {
+        api_client(
+            &self.admin_token(),
+            Some(&self.root.path().join("server/ca.pem")),
+        )
     }
 
     /// The admin token the server keeps in its data directory.

@@ -64,6 +64,11 @@ impl ServerProcess {
             .unwrap_or_default()
     }
 
+    /// A client of this server's API as its admin (trusting its CA).
+    pub fn api_client(&self) -> reqwest::Client {
+        crate::api_client(&self.admin_token(), Some(&self.dir.join("ca.pem")))
+    }
+
     /// The admin token this server keeps (valid on every server of the same store).
     pub fn admin_token(&self) -> String {
         std::fs::read_to_string(self.dir.join("admin-token"))

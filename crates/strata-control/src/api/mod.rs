@@ -84,6 +84,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(openapi_json))
+        .route("/v1/ca", get(cluster_ca))
         .route("/metrics", get(metrics))
         .route("/v1/envs", get(list_envs))
         .route("/v1/envs/{env}/deploy", post(deploy))
@@ -159,6 +160,19 @@ async fn metrics(State(plane): Plane) -> Result<impl IntoResponse, ControlError>
         )],
         text,
     ))
+}
+
+/// The cluster CA's certificate (PEM; public). A joining node checks its SHA-256 against the
+/// fingerprint its join token carries before it trusts this server with anything.
+#[utoipa::path(get, path = "/v1/ca", security(()),
+    responses((status = 200, content_type = "application/x-pem-file", body = String)))]
+pub async fn cluster_ca(State(plane): Plane) -> Result<Response, ControlError> {
+    let ca = plane.cluster_ca().await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+        ca.cert_pem,
+    )
+        .into_response())
 }
 
 async fn openapi_json() -> impl IntoResponse {
