@@ -341,8 +341,26 @@ enum StoreAction {
 
 #[derive(Debug, Subcommand)]
 enum EnvAction {
-    /// List environments and their call policy.
-    Ls,
+    /// List environments, their call policy and quota.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set an environment's quota: the most its services may use together (an autoscaled
+    /// service counts for its maximum). Checked at every deploy and scale change. Without a
+    /// limit flag, removes the quota.
+    Quota {
+        env: String,
+        /// Instances.
+        #[arg(long)]
+        instances: Option<u32>,
+        /// Memory, e.g. 8Gi.
+        #[arg(long, value_parser = size_bytes)]
+        memory: Option<u64>,
+        /// CPU cores, e.g. 4 or 0.5.
+        #[arg(long)]
+        cpu: Option<f64>,
+    },
     /// Set an environment's default for calls between its services: `allow` (any service may
     /// call any other) or `deny` (only what a service's `[mesh] allow_from` names).
     Policy {
@@ -368,6 +386,23 @@ enum NodeAction {
     },
     /// Let a drained node take work again.
     Undrain { node: String },
+}
+
+fn show_quota(quota: Option<&strata_core::Quota>) -> String {
+    let Some(quota) = quota else {
+        return "-".into();
+    };
+    let mut parts = Vec::new();
+    if let Some(n) = quota.instances {
+        parts.push(format!("{n} instances"));
+    }
+    if let Some(bytes) = quota.memory_bytes {
+        parts.push(format!("{}Mi", bytes.div_ceil(1 << 20)));
+    }
+    if let Some(millis) = quota.cpu_millis {
+        parts.push(format!("{} cpu", millis as f64 / 1000.0));
+    }
+    parts.join(", ")
 }
 
 pub(crate) fn size_bytes(text: &str) -> Result<u64, String> {
@@ -532,12 +567,46 @@ async fn run(cli: Cli) -> CliResult {
         Command::Env { action, api } => {
             let api = api::Api::new(&api.addr);
             match action {
-                EnvAction::Ls => {
+                EnvAction::Ls { json } => {
                     let envs: Vec<strata_core::Environment> = api.get("/v1/envs").await?;
-                    println!("{:<20} {:<8}", "ENVIRONMENT", "CALLS");
-                    for env in envs {
-                        println!("{:<20} {:<8}", env.name, env.default_policy);
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&envs)?);
+                        return Ok(());
                     }
+                    println!("{:<20} {:<8} QUOTA", "ENVIRONMENT", "CALLS");
+                    for env in envs {
+                        println!(
+                            "{:<20} {:<8} {}",
+                            env.name,
+                            env.default_policy,
+                            show_quota(env.quota.as_ref())
+                        );
+                    }
+                    Ok(())
+                }
+                EnvAction::Quota {
+                    env,
+                    instances,
+                    memory,
+                    cpu,
+                } => {
+                    if cpu.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+                        return Err(Failure::BadInput(anyhow::anyhow!(
+                            "error: --cpu must be a positive number of cores, e.g. 4 or 0.5"
+                        )));
+                    }
+                    let quota = strata_core::Quota {
+                        instances,
+                        memory_bytes: memory,
+                        cpu_millis: cpu.map(|c| (c * 1000.0).round() as u64),
+                    };
+                    let updated: strata_core::Environment =
+                        api.put(&format!("/v1/envs/{env}/quota"), &quota).await?;
+                    println!(
+                        "environment {}: quota {}",
+                        updated.name,
+                        show_quota(updated.quota.as_ref())
+                    );
                     Ok(())
                 }
                 EnvAction::Policy { env, policy } => {

@@ -316,3 +316,58 @@ async fn no_response_log_or_export_shows_a_secret() {
         "--include-secrets keeps them"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_environment_quota_refuses_deploys_and_scale_changes_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    // A deployer cannot give itself more room.
+    let deployer = create_token(&dev, &["ci", "--role", "deployer", "--env", "dev"]);
+    let output = cli_as(
+        &dev,
+        &deployer,
+        &["env", "quota", "dev", "--instances", "100"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+
+    let output = dev.cli(&["env", "quota", "dev", "--instances", "2", "--memory", "1Gi"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = dev.cli(&["env", "ls", "--json"]);
+    let envs: Vec<strata_core::Environment> = serde_json::from_slice(&output.stdout).unwrap();
+    let quota = envs
+        .iter()
+        .find(|e| e.name == "dev")
+        .unwrap()
+        .quota
+        .unwrap();
+    assert_eq!(quota.instances, Some(2));
+    assert_eq!(quota.memory_bytes, Some(1 << 30));
+
+    // Three instances do not fit in two: refused before anything is written, saying why.
+    let three = hello_spec(dir.path(), 3, "Too many");
+    let output = cli_as(&dev, &deployer, &["deploy", three.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("quota allows 2 instances; this would take 3 (hello 3)"),
+        "{err}"
+    );
+    assert!(err.contains("strata env quota dev --instances 3"), "{err}");
+    let output = dev.cli(&["status", "--json"]);
+    assert_eq!(stdout(&output).trim(), "[]", "nothing was deployed");
+
+    // Two fit; scaling to three by hand does not.
+    let two = hello_spec(dir.path(), 2, "Fits");
+    let output = cli_as(&dev, &deployer, &["deploy", two.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = cli_as(&dev, &deployer, &["scale", "hello", "3"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("quota allows 2 instances"),
+        "{}",
+        stderr(&output)
+    );
+    // Another environment has no quota.
+    let output = dev.cli(&["deploy", three.to_str().unwrap(), "--env", "qa", "--detach"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}

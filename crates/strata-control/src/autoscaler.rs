@@ -262,6 +262,20 @@ impl ControlPlane {
             if before == (replicas, bounds) {
                 return Ok(service);
             }
+            let release: Option<(strata_core::Release, u64)> = self
+                .get(&keys::release(env, name, service.desired_release))
+                .await?;
+            if let Some((release, _)) = release {
+                self.check_quota(
+                    env,
+                    &[strata_sched::quota::ServiceDemand {
+                        service: name.to_string(),
+                        instances: crate::quota::most_instances(replicas, bounds.as_ref()),
+                        per_instance: release.spec.resources,
+                    }],
+                )
+                .await?;
+            }
             let now = now_millis();
             if replicas != service.replicas {
                 service.scaled_at = now;

@@ -71,6 +71,7 @@ pub fn route_action(
         ("GET", "/v1/envs") | ("GET", "/v1/services") | ("GET", "/v1/instances") => Action::Read,
         ("POST", "/v1/envs/{env}/deploy") => Action::Deploy,
         ("PUT", "/v1/envs/{env}/policy") => Action::SetPolicy,
+        ("PUT", "/v1/envs/{env}/quota") => Action::SetQuota,
         ("GET", "/v1/envs/{env}/services")
         | ("GET", "/v1/envs/{env}/services/{service}")
         | ("GET", "/v1/envs/{env}/services/{service}/slo")

@@ -23,6 +23,7 @@ pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod plane;
+pub mod quota;
 pub mod reconcile;
 pub mod replicate;
 pub mod serve;

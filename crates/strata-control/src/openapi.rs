@@ -14,6 +14,7 @@ use crate::api;
     paths(
         api::list_envs,
         api::set_env_policy,
+        api::set_env_quota,
         api::deploy,
         api::list_services,
         api::list_all_services,

@@ -626,12 +626,26 @@ impl ControlPlane {
                 ));
             }
         }
+        let demands: Vec<strata_sched::quota::ServiceDemand> = request
+            .services
+            .iter()
+            .map(|item| strata_sched::quota::ServiceDemand {
+                service: item.spec.name.clone(),
+                instances: crate::quota::most_instances(
+                    item.spec.scale.replicas,
+                    item.spec.scale.autoscale.as_ref(),
+                ),
+                per_instance: item.spec.resources,
+            })
+            .collect();
+        self.check_quota(env, &demands).await?;
         let env_key = keys::env(env);
         if self.store.get(&env_key).await?.is_none() {
             let record = Environment {
                 name: env.to_string(),
                 created_at: now_millis(),
                 default_policy: CallPolicy::default(),
+                quota: None,
             };
             self.store
                 .txn(Txn::new().when(&env_key, 0).put(&env_key, encode(&record)))
@@ -1196,6 +1210,7 @@ impl ControlPlane {
                         name: env.to_string(),
                         created_at: now_millis(),
                         default_policy: CallPolicy::default(),
+                        quota: None,
                     },
                     0,
                 )

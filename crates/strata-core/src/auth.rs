@@ -229,6 +229,7 @@ impl Action {
                 | Action::ReadRoutes
                 | Action::ReadServerMetrics
                 | Action::ManageNodes
+                | Action::SetQuota
                 | Action::ReadAudit
                 | Action::ManageTokens
         )
@@ -551,6 +552,8 @@ mod tests {
             ("an operator drains nodes", user(Role::Operator, &[]), ManageNodes, None, true),
             ("an operator scoped to dev cannot drain nodes", user(Role::Operator, &["dev"]), ManageNodes, None, false),
             ("an operator sets policy", user(Role::Operator, &["dev"]), SetPolicy, Some("dev"), true),
+            ("an operator sets quotas", user(Role::Operator, &[]), SetQuota, Some("dev"), true),
+            ("an operator scoped to dev cannot set dev's quota", user(Role::Operator, &["dev"]), SetQuota, Some("dev"), false),
             ("an operator reads the audit log", user(Role::Operator, &[]), ReadAudit, None, true),
             ("an operator cannot make tokens", user(Role::Operator, &[]), ManageTokens, None, false),
             ("an admin makes tokens", user(Role::Admin, &[]), ManageTokens, None, true),

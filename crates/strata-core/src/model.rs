@@ -20,6 +20,19 @@ pub struct Environment {
     /// Who may call a service of this environment that sets no `[mesh] allow_from`.
     #[serde(default)]
     pub default_policy: CallPolicy,
+    /// The most its services may use (`None`: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+}
+
+/// The most an environment's services may use together; each limit is optional. A service
+/// counts for its autoscaling maximum when it autoscales.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Quota {
+    pub instances: Option<u32>,
+    /// Thousandths of a CPU core.
+    pub cpu_millis: Option<u64>,
+    pub memory_bytes: Option<u64>,
 }
 
 /// An environment's default for calls between its services.

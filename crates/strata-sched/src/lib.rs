@@ -1,6 +1,7 @@
 //! Strata's pure decisions: where new instances go ([`placement`]), what a service's
 //! instances should become next ([`plan`]: scale, rollouts, replacement of lost instances) and
-//! how many it should run for its traffic ([`autoscale`]).
+//! how many it should run for its traffic ([`autoscale`]), and whether an environment's
+//! services fit its quota ([`quota`]).
 //!
 //! Everything here is a function over a snapshot passed in by the caller; nothing reads a
 //! clock, a store or a socket. Controllers in strata-control build the snapshot, call these
@@ -10,6 +11,7 @@ pub mod autoscale;
 pub mod liveness;
 pub mod placement;
 pub mod plan;
+pub mod quota;
 
 pub use placement::{place, Demand, NodeView, PlacementError};
 pub use plan::{plan_service, ServicePlan, StopReason};

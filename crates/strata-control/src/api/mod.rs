@@ -89,6 +89,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/envs", get(list_envs))
         .route("/v1/envs/{env}/deploy", post(deploy))
         .route("/v1/envs/{env}/policy", put(set_env_policy))
+        .route("/v1/envs/{env}/quota", put(set_env_quota))
         .route("/v1/envs/{env}/services", get(list_services))
         .route(
             "/v1/envs/{env}/services/{service}",
@@ -206,6 +207,21 @@ pub async fn set_env_policy(
             .set_env_policy(&env, request.policy, &caller.name())
             .await?,
     ))
+}
+
+/// Sets an environment's quota: the most instances, CPU and memory its services may use
+/// together (each limit optional; an autoscaled service counts for its maximum). Checked at
+/// every deploy and scale change. An event.
+#[utoipa::path(put, path = "/v1/envs/{env}/quota", request_body = strata_core::Quota,
+    params(("env" = String, Path, description = "environment")),
+    responses((status = 200, body = Environment), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn set_env_quota(
+    caller: Caller,
+    State(plane): Plane,
+    Path(env): Path<String>,
+    ApiJson(quota): ApiJson<strata_core::Quota>,
+) -> Result<Json<Environment>, ControlError> {
+    Ok(Json(plane.set_quota(&env, quota, &caller.name()).await?))
 }
 
 /// Changes a service's scale by hand: a count (within its autoscaling bounds, if any) and/or
