@@ -258,9 +258,12 @@ impl Agent {
         let router = crate::logs::router(
             self.ctx.dirs.clone(),
             Arc::new(Liveness(self.supervisors.clone())),
-            self.config.token.clone(),
         )
         .merge(extra);
+        let router = match self.config.token.clone() {
+            Some(credential) => crate::logs::guarded(router, credential),
+            None => router,
+        };
         let server = tokio::spawn(async move { axum::serve(listener, router).await });
         self.register_until_accepted().await?;
         self.adopt_existing().await;

@@ -25,26 +25,38 @@ pub trait InstanceLiveness: Send + Sync + 'static {
 struct LogState {
     dirs: AgentDirs,
     liveness: Arc<dyn InstanceLiveness>,
-    /// What a caller must present (`Authorization: Bearer`): the node's own credential, which
-    /// only the node and the control plane (which derives it) know. `None`: no check (a node
-    /// that has no credential, as in the agent's own tests).
-    credential: Option<String>,
 }
 
-/// The log API. With `credential`, every log request must present it.
-pub fn router(
-    dirs: AgentDirs,
-    liveness: Arc<dyn InstanceLiveness>,
-    credential: Option<String>,
-) -> Router {
+/// The log API.
+pub fn router(dirs: AgentDirs, liveness: Arc<dyn InstanceLiveness>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/instances/{id}/logs", get(instance_logs))
-        .with_state(Arc::new(LogState {
-            dirs,
-            liveness,
-            credential,
-        }))
+        .with_state(Arc::new(LogState { dirs, liveness }))
+}
+
+/// `router` with every route but `/healthz` requiring `credential` (`Authorization: Bearer`):
+/// the node's own credential, which only the node and the control plane (which derives it)
+/// know. Logs and metrics of a node are the control plane's to hand out, by role.
+pub fn guarded(router: Router, credential: String) -> Router {
+    let credential = Arc::new(credential);
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let credential = credential.clone();
+            async move {
+                if request.uri().path() == "/healthz" || presents(request.headers(), &credential)
+                {
+                    next.run(request).await
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        "this node's API is for the control plane only: read logs with `strata logs`, metrics with the node's credential\n",
+                    )
+                        .into_response()
+                }
+            }
+        },
+    ))
 }
 
 fn presents(headers: &axum::http::HeaderMap, credential: &str) -> bool {
@@ -75,17 +87,7 @@ async fn instance_logs(
     State(state): State<Arc<LogState>>,
     Path(id): Path<String>,
     Query(params): Query<LogParams>,
-    headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Some(credential) = &state.credential {
-        if !presents(&headers, credential) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                "instance logs are for the control plane only: read them with `strata logs`\n",
-            )
-                .into_response();
-        }
-    }
     if id.contains('/') || id.contains("..") {
         return (StatusCode::BAD_REQUEST, "bad instance id\n").into_response();
     }

@@ -222,6 +222,22 @@ async fn the_loopback_api_refuses_other_hosts_and_other_origins() {
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
+    // The node's own API (logs, metrics) answers only the node's credential.
+    let nodes: Vec<strata_core::Node> = dev.api_get("/v1/nodes").await.json().await.unwrap();
+    let agent = &nodes[0].agent_url;
+    let response = reqwest::get(format!("{agent}/metrics")).await.unwrap();
+    assert_eq!(response.status(), 401);
+    let response = reqwest::get(format!("{agent}/v1/instances/x/logs"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let response = dev
+        .api_client()
+        .get(format!("{agent}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "not even with an admin's API token");
     // Its own names pass.
     for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
         let response = client

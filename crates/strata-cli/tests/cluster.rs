@@ -408,8 +408,26 @@ public = {public}
     let last = call();
     assert!(last.contains("(called by front)"), "{last}");
     // It went through node-1's inter-node port, not straight to the instance.
+    // The node's API answers only its own credential (the control plane's to derive).
+    let credential =
+        std::fs::read_to_string(cluster.nodes[1].data_dir.join("node-credential")).unwrap();
+    let refused = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .arg(format!("http://{}:7701/metrics", cluster.nodes[1].ip))
+        .output()
+        .expect("curl runs");
+    assert_eq!(common::stdout(&refused), "401");
     let metrics = std::process::Command::new("curl")
-        .args(["-s", "--max-time", "5"])
+        .args(["-s", "--max-time", "5", "-H"])
+        .arg(format!("Authorization: Bearer {}", credential.trim()))
         .arg(format!("http://{}:7701/metrics", cluster.nodes[1].ip))
         .output()
         .expect("curl runs");

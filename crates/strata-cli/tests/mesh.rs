@@ -169,7 +169,9 @@ async fn agent_metrics(dev: &Dev) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no agent_url in {nodes}"))
         .to_string();
-    reqwest::get(format!("{agent}/metrics"))
+    dev.api_client_with(&dev.node_credential())
+        .get(format!("{agent}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()

@@ -242,8 +242,75 @@ async fn refuse(plane: &ControlPlane, mut audit: AuditRecord, error: ControlErro
     let response = error.into_response();
     audit.status = response.status().as_u16();
     audit.denied = Some(error_message(&audit, response.status()));
-    write_audit(plane, audit).await;
+    let source = audit
+        .from
+        .rsplit_once(':')
+        .map_or(audit.from.as_str(), |(ip, _)| ip)
+        .to_string();
+    let key = (audit.who.clone(), source, audit.route.clone());
+    if let Some(folded) = plane.refusals().admit(key, now_millis()) {
+        if folded > 0 {
+            audit.summary = format!(
+                "{} (+{folded} like it in the {} s before)",
+                audit.summary,
+                REFUSAL_WINDOW_MS / 1000
+            )
+            .trim()
+            .to_string();
+        }
+        write_audit(plane, audit).await;
+    }
     response
+}
+
+/// Within this window, repeats of one refusal (same caller, source address and route) are
+/// folded into the next record written.
+pub const REFUSAL_WINDOW_MS: u64 = 10_000;
+
+/// Refused calls are audited, but a flood of the same refusal (a scanner, a client with a
+/// revoked token in a loop) must not fill the store: per (caller, source address, route) one
+/// record per window; the next one says how many it stands for. Bounded memory.
+#[derive(Default)]
+pub struct RefusalFolder {
+    /// Per refusal: when its last record was written, and how many were folded since.
+    seen: std::sync::Mutex<std::collections::HashMap<RefusalKey, (u64, u64)>>,
+}
+
+/// A refusal: the caller, its source address, the route.
+pub type RefusalKey = (String, String, String);
+
+impl RefusalFolder {
+    /// Kept entries past which old ones are dropped.
+    const MAX_KEYS: usize = 10_000;
+
+    /// Whether to write a record for this refusal at `now` (milliseconds), and how many
+    /// refusals since the last record it stands for; `None`: folded.
+    pub fn admit(&self, key: RefusalKey, now: u64) -> Option<u64> {
+        let mut seen = self.seen.lock().expect("refusals lock");
+        if seen.len() >= Self::MAX_KEYS {
+            seen.retain(|_, (written, _)| now.saturating_sub(*written) < REFUSAL_WINDOW_MS);
+            if seen.len() >= Self::MAX_KEYS {
+                // Every key is fresh: a flood from many sources; keep writing, forget detail.
+                seen.clear();
+            }
+        }
+        match seen.get_mut(&key) {
+            Some((written, folded)) if now.saturating_sub(*written) < REFUSAL_WINDOW_MS => {
+                *folded += 1;
+                None
+            }
+            Some((written, folded)) => {
+                let before = *folded;
+                *written = now;
+                *folded = 0;
+                Some(before)
+            }
+            None => {
+                seen.insert(key, (now, 0));
+                Some(0)
+            }
+        }
+    }
 }
 
 fn error_message(audit: &AuditRecord, status: axum::http::StatusCode) -> String {
@@ -363,6 +430,32 @@ impl Drop for WatchSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_refusals_are_folded_per_window() {
+        let folder = RefusalFolder::default();
+        let key = |who: &str| {
+            (
+                who.to_string(),
+                "10.0.0.9".to_string(),
+                "GET /v1/services".to_string(),
+            )
+        };
+        // (caller, at ms, expected): written with how many it stands for, or folded.
+        let steps = [
+            ("a", 0, Some(0)),
+            ("a", 1, None),
+            ("a", 9_999, None),
+            ("b", 5_000, Some(0)),
+            ("a", 10_000, Some(2)),
+            ("a", 10_001, None),
+            ("a", 30_000, Some(1)),
+            ("a", 45_000, Some(0)),
+        ];
+        for (who, at, expected) in steps {
+            assert_eq!(folder.admit(key(who), at), expected, "{who} at {at}");
+        }
+    }
 
     #[test]
     fn watches_per_identity_are_bounded_and_freed() {

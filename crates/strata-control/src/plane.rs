@@ -97,6 +97,8 @@ pub struct ControlPlane {
     pub(crate) audit_counter: AtomicU64,
     /// Open watches per identity.
     watchers: crate::guard::Watchers,
+    /// Repeated refusals folded into one audit record per window.
+    refusals: crate::guard::RefusalFolder,
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, ControlError> {
@@ -148,6 +150,7 @@ impl ControlPlane {
             credentials,
             audit_counter: AtomicU64::new(0),
             watchers: crate::guard::Watchers::default(),
+            refusals: crate::guard::RefusalFolder::default(),
             store,
             blobs,
             config,
@@ -477,6 +480,11 @@ impl ControlPlane {
     /// Who requests are, and the API tokens.
     pub fn credentials(&self) -> &crate::credentials::Credentials {
         &self.credentials
+    }
+
+    /// Repeated refusals, folded for the audit log.
+    pub fn refusals(&self) -> &crate::guard::RefusalFolder {
+        &self.refusals
     }
 
     /// Open watches per identity.

@@ -93,7 +93,12 @@ mod tests {
     }
 
     /// A case: its name, the quota, the demands, and the limit exceeded with what is wanted.
-    type Case = (&'static str, Quota, Vec<ServiceDemand>, Option<(&'static str, u64)>);
+    type Case = (
+        &'static str,
+        Quota,
+        Vec<ServiceDemand>,
+        Option<(&'static str, u64)>,
+    );
 
     #[test]
     fn quota_table() {

@@ -125,6 +125,14 @@ impl Dev {
             .to_string()
     }
 
+    /// The credential of `strata dev`'s node (its agent's API requires it).
+    pub fn node_credential(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("agent/node-credential"))
+            .expect("the node keeps its credential")
+            .trim()
+            .to_string()
+    }
+
     /// An HTTP client of the API presenting `token`.
     pub fn api_client_with(&self, token: &str) -> reqwest::Client {
         let mut headers = reqwest::header::HeaderMap::new();

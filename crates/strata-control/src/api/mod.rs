@@ -15,11 +15,10 @@ use axum::{Json, Router};
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use strata_core::api::{
-    Assignments, CertificateRequest, DeployRequest, DeployResponse, EnvPolicyRequest, ErrorBody,
-    EventList, Heartbeat, HeartbeatAck, MetricsReport, NodeCertificate, NodeEvent, RegisterNode,
-    Registered, RouteTable, ScaleRequest, ServiceMetrics, ServiceStatus, SloReport, WatchChange,
+    DeployRequest, DeployResponse, EnvPolicyRequest, ErrorBody, EventList, RouteTable,
+    ScaleRequest, ServiceMetrics, ServiceStatus, SloReport, WatchChange,
 };
-use strata_core::{Environment, InstanceStatus, InstanceView, Node, Release, Service};
+use strata_core::{Environment, InstanceView, Release, Service};
 use strata_store::WatchEvent;
 use utoipa::{IntoParams, OpenApi};
 
@@ -27,7 +26,9 @@ use crate::guard::{AuditNote, Caller};
 use crate::{ControlError, ControlPlane};
 
 mod access;
+mod nodes;
 pub use access::*;
+pub use nodes::*;
 
 type Plane = State<Arc<ControlPlane>>;
 
@@ -389,143 +390,6 @@ pub async fn list_instances(
     Ok(Json(views))
 }
 
-/// An agent reports what it observed of an instance.
-#[utoipa::path(put, path = "/v1/instances/{id}/status", request_body = InstanceStatus,
-    params(("id" = String, Path, description = "instance id")),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn report_status(
-    caller: Caller,
-    State(plane): Plane,
-    Path(id): Path<String>,
-    ApiJson(status): ApiJson<InstanceStatus>,
-) -> Result<StatusCode, ControlError> {
-    if !matches!(&caller.principal, strata_core::auth::Principal::Node { name } if *name == status.node)
-    {
-        return Err(ControlError::Forbidden {
-            message: format!(
-                "{} may not report the status of instances on node `{}`",
-                caller.name(),
-                status.node
-            ),
-            hint: "a node reports only its own instances".into(),
-        });
-    }
-    if status.id != id {
-        return Err(ControlError::bad_request(
-            format!(
-                "status is for instance `{}` but was sent to `{id}`",
-                status.id
-            ),
-            None,
-        ));
-    }
-    plane.report_status(status).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Lists nodes.
-#[utoipa::path(get, path = "/v1/nodes", responses((status = 200, body = [Node])))]
-pub async fn list_nodes(State(plane): Plane) -> Result<Json<Vec<Node>>, ControlError> {
-    Ok(Json(plane.nodes().await?))
-}
-
-/// An agent registers its node (with the node's own credential).
-#[utoipa::path(post, path = "/v1/nodes/{name}/register", request_body = RegisterNode,
-    params(("name" = String, Path, description = "node")),
-    responses((status = 200, body = Registered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn register_node(
-    State(plane): Plane,
-    Path(name): Path<String>,
-    ApiJson(request): ApiJson<RegisterNode>,
-) -> Result<Json<Registered>, ControlError> {
-    if request.name != name {
-        return Err(ControlError::bad_request(
-            format!(
-                "the registration is for node `{}` but was sent to `{name}`",
-                request.name
-            ),
-            None,
-        ));
-    }
-    Ok(Json(Registered {
-        node: plane.register_node(request).await?,
-    }))
-}
-
-/// An agent's heartbeat.
-#[utoipa::path(post, path = "/v1/nodes/{name}/heartbeat", request_body = Heartbeat,
-    params(("name" = String, Path, description = "node")),
-    responses((status = 200, body = HeartbeatAck)))]
-pub async fn heartbeat(
-    State(plane): Plane,
-    Path(name): Path<String>,
-    headers: axum::http::HeaderMap,
-    ApiJson(beat): ApiJson<Heartbeat>,
-) -> Result<Json<HeartbeatAck>, ControlError> {
-    if plane.term().is_none() {
-        // Liveness is judged by the leader: hand the heartbeat on.
-        return Ok(Json(plane.forward_heartbeat(&name, &beat, &headers).await?));
-    }
-    Ok(Json(HeartbeatAck {
-        reregister: plane.heartbeat(&name, beat.epoch).await?,
-    }))
-}
-
-/// Records an event a node observed (agents only; the kind must be one nodes may report).
-#[utoipa::path(post, path = "/v1/nodes/{name}/events",
-    params(("name" = String, Path, description = "the reporting node")),
-    request_body = NodeEvent,
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn node_event(
-    State(plane): Plane,
-    Path(name): Path<String>,
-    ApiJson(event): ApiJson<NodeEvent>,
-) -> Result<StatusCode, ControlError> {
-    plane.record_node_event(&name, event).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Signs a node's certificate for mutual TLS between nodes' proxies (agents only): on join
-/// and at every renewal. Any server can: the CA is in the store.
-#[utoipa::path(post, path = "/v1/nodes/{name}/certificate",
-    params(("name" = String, Path, description = "the node")),
-    request_body = CertificateRequest,
-    responses((status = 200, body = NodeCertificate), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn node_certificate(
-    State(plane): Plane,
-    Path(name): Path<String>,
-    ApiJson(request): ApiJson<CertificateRequest>,
-) -> Result<Json<NodeCertificate>, ControlError> {
-    Ok(Json(plane.issue_node_certificate(&name, &request).await?))
-}
-
-/// A node's per-service traffic of the last window (agents only). Followers hand it to the
-/// leader, where autoscaling and SLO reports read it.
-#[utoipa::path(post, path = "/v1/nodes/{name}/metrics",
-    params(("name" = String, Path, description = "the reporting node")),
-    request_body = MetricsReport,
-    responses((status = 204), (status = 401, body = ErrorBody)))]
-pub async fn node_metrics(
-    State(plane): Plane,
-    Path(name): Path<String>,
-    headers: axum::http::HeaderMap,
-    ApiJson(report): ApiJson<MetricsReport>,
-) -> Result<StatusCode, ControlError> {
-    if plane.term().is_none() {
-        plane
-            .forward_to_leader(
-                reqwest::Method::POST,
-                &format!("/v1/nodes/{name}/metrics"),
-                Some(&report),
-                &headers,
-            )
-            .await?;
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    plane.record_traffic(&name, &report);
-    Ok(StatusCode::NO_CONTENT)
-}
-
 /// A service's traffic over the last five minutes, per second, over every node (from the
 /// leader; a follower asks it).
 #[utoipa::path(get, path = "/v1/envs/{env}/services/{service}/metrics",
@@ -580,43 +444,6 @@ pub async fn service_slo(
         return Ok(Json(report));
     }
     Ok(Json(plane.slo_report(&env, &service).await?))
-}
-
-/// Drains a node: its instances move elsewhere with no downtime; it takes no new work.
-#[utoipa::path(post, path = "/v1/nodes/{name}/drain",
-    params(("name" = String, Path, description = "node")),
-    responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
-pub async fn drain_node(
-    caller: Caller,
-    State(plane): Plane,
-    Path(name): Path<String>,
-) -> Result<Json<Node>, ControlError> {
-    Ok(Json(plane.set_draining(&name, true, &caller.name()).await?))
-}
-
-/// Ends a drain: the node takes new work again.
-#[utoipa::path(post, path = "/v1/nodes/{name}/undrain",
-    params(("name" = String, Path, description = "node")),
-    responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
-pub async fn undrain_node(
-    caller: Caller,
-    State(plane): Plane,
-    Path(name): Path<String>,
-) -> Result<Json<Node>, ControlError> {
-    Ok(Json(
-        plane.set_draining(&name, false, &caller.name()).await?,
-    ))
-}
-
-/// What a node must run.
-#[utoipa::path(get, path = "/v1/nodes/{name}/assignments",
-    params(("name" = String, Path, description = "node")),
-    responses((status = 200, body = Assignments)))]
-pub async fn assignments(
-    State(plane): Plane,
-    Path(name): Path<String>,
-) -> Result<Json<Assignments>, ControlError> {
-    Ok(Json(plane.assignments(&name).await?))
 }
 
 /// Which server leads (runs the controllers), if any.

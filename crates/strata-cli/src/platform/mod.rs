@@ -1,0 +1,61 @@
+//! The pieces `strata dev`, `strata server` and `strata agent` are made of, started the same
+//! way by each: the control plane (API, reconciler, liveness), a node agent, an ingress.
+//!
+//! - [`control`]: a control plane (store, credentials, CA, HTTPS API, controllers).
+//! - [`node`]: a node (its credential and CA, agent, drivers, mesh proxy, ingress).
+
+mod control;
+mod node;
+
+pub use control::*;
+pub use node::*;
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use tokio::net::TcpListener;
+
+use crate::Failure;
+
+pub async fn bind(what: &str, addr: &str) -> Result<TcpListener, Failure> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
+            format!(
+                "\n  hint: another process listens there; pick another address with --{what}-addr"
+            )
+        } else {
+            String::new()
+        };
+        Failure::Failed(anyhow!(
+            "cannot listen for the {what} on {addr}: {error}{hint}"
+        ))
+    })
+}
+
+pub fn absolute(dir: PathBuf) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    Ok(dir.canonicalize().unwrap_or(dir))
+}
+
+pub async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,strata_control=info,strata_agent=info,strata_mesh=info,strata_wasm=info,strata_cli=info",
+        )
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
