@@ -389,20 +389,7 @@ enum NodeAction {
 }
 
 fn show_quota(quota: Option<&strata_core::Quota>) -> String {
-    let Some(quota) = quota else {
-        return "-".into();
-    };
-    let mut parts = Vec::new();
-    if let Some(n) = quota.instances {
-        parts.push(format!("{n} instances"));
-    }
-    if let Some(bytes) = quota.memory_bytes {
-        parts.push(format!("{}Mi", bytes.div_ceil(1 << 20)));
-    }
-    if let Some(millis) = quota.cpu_millis {
-        parts.push(format!("{} cpu", millis as f64 / 1000.0));
-    }
-    parts.join(", ")
+    quota.map_or_else(|| "-".to_string(), ToString::to_string)
 }
 
 pub(crate) fn size_bytes(text: &str) -> Result<u64, String> {

@@ -55,18 +55,8 @@ fn curl_api(addr: &str, path: &str, with: &ServerProcess) -> Vec<u8> {
 }
 
 fn leader_id(addr: &str, with: &ServerProcess) -> Option<String> {
-    let output = Command::new("curl")
-        .args([
-            "-fsS",
-            "-H",
-            &format!("Authorization: Bearer {}", with.admin_token()),
-        ])
-        .arg("--cacert")
-        .arg(with.dir.join("ca.pem"))
-        .arg(format!("{addr}/v1/leader"))
-        .output()
-        .ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&curl_api(addr, "/v1/leader", with)).ok()?;
     value["server_id"].as_str().map(str::to_string)
 }
 

@@ -1208,6 +1208,24 @@ impl ControlPlane {
         policy: CallPolicy,
         actor: &str,
     ) -> Result<Environment, ControlError> {
+        self.update_environment(env, actor, "env.policy", |record| {
+            let before = record.default_policy;
+            record.default_policy = policy;
+            format!("environment {env}: calls between services default to {policy} (was {before})")
+        })
+        .await
+    }
+
+    /// Changes environment `env`'s record (made if it does not exist) with `change`, which
+    /// returns the message of the `kind` event recorded once the change is written
+    /// (compare-and-swap on the record's revision).
+    pub(crate) async fn update_environment(
+        &self,
+        env: &str,
+        actor: &str,
+        kind: &str,
+        change: impl Fn(&mut Environment) -> String,
+    ) -> Result<Environment, ControlError> {
         check_name("environment", env)?;
         let key = keys::env(env);
         for _ in 0..CAS_ATTEMPTS {
@@ -1223,8 +1241,7 @@ impl ControlPlane {
                     0,
                 )
             });
-            let before = record.default_policy;
-            record.default_policy = policy;
+            let message = change(&mut record);
             let written = self
                 .store
                 .txn(Txn::new().when(&key, revision).put(&key, encode(&record)))
@@ -1233,19 +1250,14 @@ impl ControlPlane {
                 self.record(Event {
                     env: Some(env.to_string()),
                     actor: actor.to_string(),
-                    ..Self::event(
-                        "env.policy",
-                        format!(
-                            "environment {env}: calls between services default to {policy} (was {before})"
-                        ),
-                    )
+                    ..Self::event(kind, message)
                 })
                 .await;
                 return Ok(record);
             }
         }
         Err(ControlError::Conflict {
-            message: format!("environment {env} kept changing while its policy was set"),
+            message: format!("environment {env} kept changing while it was updated"),
             hint: Some("try again".into()),
         })
     }

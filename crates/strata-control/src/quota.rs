@@ -2,12 +2,10 @@
 //! deploy or a scale change against it before anything is written. The decision is
 //! `strata_sched::quota::check`; this reads the environment's services for it.
 
-use strata_core::{keys, CallPolicy, Environment, Event, Quota, Release, Service};
+use strata_core::{keys, Environment, Quota, Release, Service};
 use strata_sched::quota::{check, ServiceDemand};
-use strata_store::{Txn, TxnOutcome};
 
-use crate::plane::{encode, CAS_ATTEMPTS};
-use crate::{now_millis, ControlError, ControlPlane};
+use crate::{ControlError, ControlPlane};
 
 /// The most instances a service may run: its count, or its autoscaling maximum.
 pub fn most_instances(replicas: u32, autoscale: Option<&strata_core::spec::AutoscaleSpec>) -> u32 {
@@ -15,56 +13,19 @@ pub fn most_instances(replicas: u32, autoscale: Option<&strata_core::spec::Autos
 }
 
 impl ControlPlane {
-    /// Sets environment `env`'s quota (made if it does not exist). It applies to the next
-    /// deploy or scale change; what already runs is not stopped.
+    /// Sets environment `env`'s quota (made if it does not exist); no limit at all removes
+    /// it. It applies to the next deploy or scale change; what already runs is not stopped.
     pub async fn set_quota(
         &self,
         env: &str,
         quota: Quota,
         actor: &str,
     ) -> Result<Environment, ControlError> {
-        if !crate::plane::valid_name(env) {
-            return Err(ControlError::bad_request(
-                format!("environment name `{env}` is not valid"),
-                None,
-            ));
-        }
-        let key = keys::env(env);
-        for _ in 0..CAS_ATTEMPTS {
-            let existing: Option<(Environment, u64)> = self.get(&key).await?;
-            let (mut record, revision) = existing.unwrap_or_else(|| {
-                (
-                    Environment {
-                        name: env.to_string(),
-                        created_at: now_millis(),
-                        default_policy: CallPolicy::default(),
-                        quota: None,
-                    },
-                    0,
-                )
-            });
+        self.update_environment(env, actor, "env.quota", |record| {
             record.quota = Some(quota).filter(|q| *q != Quota::default());
-            let written = self
-                .store
-                .txn(Txn::new().when(&key, revision).put(&key, encode(&record)))
-                .await?;
-            if let TxnOutcome::Committed(_) = written {
-                self.record(Event {
-                    env: Some(env.to_string()),
-                    actor: actor.to_string(),
-                    ..Self::event(
-                        "env.quota",
-                        format!("environment {env}: quota {}", show(&quota)),
-                    )
-                })
-                .await;
-                return Ok(record);
-            }
-        }
-        Err(ControlError::Conflict {
-            message: format!("environment {env} kept changing while its quota was set"),
-            hint: Some("try again".into()),
+            format!("environment {env}: quota {quota}")
         })
+        .await
     }
 
     /// Checks that environment `env`'s services, with `changed` in place of what they are
@@ -123,23 +84,5 @@ impl ControlPlane {
                 ),
             }
         })
-    }
-}
-
-fn show(quota: &Quota) -> String {
-    let mut parts = Vec::new();
-    if let Some(n) = quota.instances {
-        parts.push(format!("{n} instances"));
-    }
-    if let Some(bytes) = quota.memory_bytes {
-        parts.push(format!("{}Mi memory", bytes.div_ceil(1 << 20)));
-    }
-    if let Some(millis) = quota.cpu_millis {
-        parts.push(format!("{} cpu", millis as f64 / 1000.0));
-    }
-    if parts.is_empty() {
-        "none".into()
-    } else {
-        parts.join(", ")
     }
 }

@@ -35,6 +35,27 @@ pub struct Quota {
     pub memory_bytes: Option<u64>,
 }
 
+impl std::fmt::Display for Quota {
+    /// `4 instances, 8192Mi memory, 2 cpu`, or `none`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(n) = self.instances {
+            parts.push(format!("{n} instances"));
+        }
+        if let Some(bytes) = self.memory_bytes {
+            parts.push(format!("{}Mi memory", bytes.div_ceil(1 << 20)));
+        }
+        if let Some(millis) = self.cpu_millis {
+            parts.push(format!("{} cpu", millis as f64 / 1000.0));
+        }
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
 /// An environment's default for calls between its services.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
