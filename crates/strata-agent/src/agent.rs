@@ -42,6 +42,10 @@ pub struct AgentConfig {
     pub token: Option<String>,
     /// The cluster CA (PEM) an HTTPS control plane's certificate must chain to.
     pub control_ca: Option<String>,
+    /// A client to use instead of one made from `control_url`, `token` and `control_ca`: one
+    /// shared with the node's other parts, so that once it presents the node's certificate
+    /// they all do.
+    pub client: Option<ControlClient>,
     /// How instances reach the node's mesh proxy (`HTTP_PROXY`); `None`: they are not told.
     pub mesh: Option<MeshAccess>,
     /// `host:port` where the node's proxy takes calls from other nodes (mutual TLS).
@@ -100,6 +104,7 @@ impl AgentConfig {
             drain_delay: Duration::from_millis(500),
             token: None,
             control_ca: None,
+            client: None,
             mesh: None,
             mesh_addr: None,
         }
@@ -203,11 +208,13 @@ impl Agent {
             local.ip().to_string()
         };
         let agent_url = format!("http://{host}:{}", local.port());
-        let client = ControlClient::trusting(
-            &config.control_url,
-            config.token.as_deref(),
-            config.control_ca.as_deref(),
-        );
+        let client = config.client.clone().unwrap_or_else(|| {
+            ControlClient::trusting(
+                &config.control_url,
+                config.token.as_deref(),
+                config.control_ca.as_deref(),
+            )
+        });
         let ctx = Arc::new(SupervisorContext {
             node: config.name.clone(),
             client: client.clone(),

@@ -27,6 +27,8 @@ pub enum ClientError {
     },
     #[error("artifact {digest}: {reason}")]
     Artifact { digest: String, reason: String },
+    #[error("the node's certificate cannot be used: {0}")]
+    Certificate(String),
 }
 
 impl ClientError {
@@ -52,7 +54,38 @@ impl ClientError {
 pub struct ControlClient {
     bases: Arc<Vec<String>>,
     current: Arc<AtomicUsize>,
-    http: reqwest::Client,
+    /// Shared by every clone: when the node starts presenting its certificate
+    /// ([`ControlClient::present_certificate`]), all of them do.
+    http: Arc<std::sync::RwLock<reqwest::Client>>,
+    ca_pem: Option<Arc<String>>,
+}
+
+/// An HTTP client presenting `token` (a bearer credential) or `identity` (a client
+/// certificate), trusting `ca_pem` alone for HTTPS when given.
+fn http_client(
+    token: Option<&str>,
+    ca_pem: Option<&str>,
+    identity: Option<reqwest::Identity>,
+) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+    }
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .default_headers(headers);
+    if let Some(root) = ca_pem.and_then(|pem| reqwest::Certificate::from_pem(pem.as_bytes()).ok()) {
+        builder = builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(root);
+    }
+    if let Some(identity) = identity {
+        builder = builder.identity(identity);
+    }
+    builder.build().expect("http client builds")
 }
 
 impl ControlClient {
@@ -64,12 +97,6 @@ impl ControlClient {
 
     /// A client presenting `token` that trusts `ca_pem` (the cluster CA) for an HTTPS API.
     pub fn trusting(bases: &str, token: Option<&str>, ca_pem: Option<&str>) -> Self {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token {
-            if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
-                headers.insert(reqwest::header::AUTHORIZATION, value);
-            }
-        }
         let bases: Vec<String> = bases
             .split(',')
             .map(|b| b.trim().trim_end_matches('/').to_string())
@@ -78,20 +105,27 @@ impl ControlClient {
         Self {
             bases: Arc::new(bases),
             current: Arc::new(AtomicUsize::new(0)),
-            http: {
-                let mut builder = reqwest::Client::builder()
-                    .connect_timeout(Duration::from_secs(1))
-                    .default_headers(headers);
-                if let Some(root) =
-                    ca_pem.and_then(|pem| reqwest::Certificate::from_pem(pem.as_bytes()).ok())
-                {
-                    builder = builder
-                        .tls_built_in_root_certs(false)
-                        .add_root_certificate(root);
-                }
-                builder.build().expect("http client builds")
-            },
+            http: Arc::new(std::sync::RwLock::new(http_client(token, ca_pem, None))),
+            ca_pem: ca_pem.map(|pem| Arc::new(pem.to_string())),
         }
+    }
+
+    /// From now on (this client and every clone) the node authenticates with its certificate
+    /// (mutual TLS) instead of its bearer credential: at join, and at every renewal.
+    pub fn present_certificate(&self, cert_pem: &str, key_pem: &str) -> Result<(), ClientError> {
+        let identity = reqwest::Identity::from_pem(format!("{key_pem}\n{cert_pem}").as_bytes())
+            .map_err(|error| ClientError::Certificate(error.to_string()))?;
+        let client = http_client(
+            None,
+            self.ca_pem.as_deref().map(String::as_str),
+            Some(identity),
+        );
+        *self.http.write().expect("http lock") = client;
+        Ok(())
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http.read().expect("http lock").clone()
     }
 
     /// The server currently used.
@@ -109,10 +143,11 @@ impl ControlClient {
         let start = self.current.load(Ordering::Relaxed);
         let count = self.bases.len().max(1);
         let mut last = None;
+        let http = self.http();
         for step in 0..count {
             let index = (start + step) % count;
             let base = &self.bases[index];
-            match build(&self.http, base).send().await {
+            match build(&http, base).send().await {
                 Ok(response) => {
                     if step > 0 {
                         self.current.store(index, Ordering::Relaxed);

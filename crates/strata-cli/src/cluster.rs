@@ -238,15 +238,7 @@ pub async fn agent(args: AgentArgs) -> CliResult {
         identity,
         instances_listen_on: "127.0.0.1",
     });
-    platform::start_ingress(
-        &args.join,
-        Some(&started.credential),
-        ca.as_deref(),
-        table,
-        ingress,
-        &metrics,
-        peering,
-    )?;
+    platform::start_ingress(&started.access, table, ingress, &metrics, peering)?;
     println!("agent: {} (node {name})", agent.agent_url());
     println!("ingress: http://{ingress_local}");
     tokio::select! {

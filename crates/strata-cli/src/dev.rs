@@ -59,15 +59,7 @@ pub async fn run(args: DevArgs) -> CliResult {
     // One node: every instance is local, no inter-node port.
     let started = platform::start_agent(agent_config, table.clone(), &metrics, None).await?;
     let (agent, agent_task) = (started.agent, started.task);
-    platform::start_ingress(
-        &control.api_url,
-        Some(&started.credential),
-        None,
-        table,
-        ingress_listener,
-        &metrics,
-        None,
-    )?;
+    platform::start_ingress(&started.access, table, ingress_listener, &metrics, None)?;
 
     let api_url = &control.api_url;
     println!("api: {api_url}");

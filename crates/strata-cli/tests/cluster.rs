@@ -326,6 +326,117 @@ fn an_agent_checks_the_server_and_a_wrong_token_is_refused() {
     }
 }
 
+/// On the HTTPS API a node acts by its certificate (mutual TLS): its bearer credential only
+/// gets it the certificate, and the certificate lets it act as itself alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_acts_by_its_certificate_and_only_as_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, api, token) = loopback_server(&dir.path().join("server"));
+    let ca = std::fs::read(dir.path().join("server/ca.pem")).unwrap();
+    let client = |identity: Option<reqwest::Identity>, bearer: Option<&str>| {
+        let mut builder = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap());
+        if let Some(identity) = identity {
+            builder = builder.identity(identity);
+        }
+        if let Some(bearer) = bearer {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {bearer}").parse().unwrap(),
+            );
+            builder = builder.default_headers(headers);
+        }
+        builder.build().unwrap()
+    };
+    // The join token gets node n9 its credential.
+    let joining = client(None, Some(&token));
+    let credential: strata_core::auth::NodeCredential = joining
+        .post(format!("{api}/v1/nodes/n9/credential"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let with_credential = client(None, Some(&credential.credential));
+    // The credential gets the certificate ...
+    let (key, csr) = strata_mesh::identity::node_key_and_csr("n9").unwrap();
+    let signed: strata_core::api::NodeCertificate = with_credential
+        .post(format!("{api}/v1/nodes/n9/certificate"))
+        .json(&strata_core::api::CertificateRequest { csr, address: None })
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // ... and nothing else.
+    let beat = serde_json::json!({"epoch": 1});
+    let response = with_credential
+        .post(format!("{api}/v1/nodes/n9/heartbeat"))
+        .json(&beat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body: strata_core::api::ErrorBody = response.json().await.unwrap();
+    assert!(
+        body.message.contains("must present its node certificate"),
+        "{body:?}"
+    );
+
+    // With the certificate: as itself, yes; as another node, or as a person, no.
+    let identity =
+        reqwest::Identity::from_pem(format!("{key}\n{}", signed.certificate).as_bytes()).unwrap();
+    let node = client(Some(identity), None);
+    let response = node
+        .post(format!("{api}/v1/nodes/n9/heartbeat"))
+        .json(&beat)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let who: serde_json::Value = node
+        .get(format!("{api}/v1/whoami"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["name"], "node:n9");
+    let response = node
+        .post(format!("{api}/v1/nodes/n8/heartbeat"))
+        .json(&beat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let response = node.get(format!("{api}/v1/services")).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    // A certificate of another CA is not accepted by the TLS handshake itself.
+    let other = strata_mesh::identity::ClusterCa::generate().unwrap();
+    let (key, csr) = strata_mesh::identity::node_key_and_csr("n9").unwrap();
+    let forged = other
+        .sign_node(&csr, "n9", None, std::time::Duration::from_secs(60))
+        .unwrap();
+    let identity =
+        reqwest::Identity::from_pem(format!("{key}\n{}", forged.cert_pem).as_bytes()).unwrap();
+    let result = client(Some(identity), None)
+        .post(format!("{api}/v1/nodes/n9/heartbeat"))
+        .json(&beat)
+        .send()
+        .await;
+    assert!(
+        result.as_ref().is_err() || result.as_ref().unwrap().status() == 401,
+        "{result:?}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 /// Services call each other by name across nodes: `front` on node-0 calls `greeter` (not
 /// public) on node-1 through node-0's mesh proxy, which reaches node-1's inter-node port over
 /// mutual TLS with the certificate the node got when it joined; that port refuses plain text.

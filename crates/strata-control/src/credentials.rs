@@ -26,7 +26,8 @@ use crate::plane::{decode, encode, valid_name};
 use crate::{now_millis, ControlError};
 
 const TOKEN_PREFIX: &str = "st.";
-const NODE_PREFIX: &str = "sn.";
+/// How a node credential begins.
+pub const NODE_PREFIX: &str = "sn.";
 const SERVER_PREFIX: &str = "ss.";
 
 /// The file in a server's (or `strata dev`'s) data directory holding its admin token.

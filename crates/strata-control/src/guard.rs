@@ -53,6 +53,49 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     }
 }
 
+/// The node whose certificate (of the cluster CA, verified in the TLS handshake) the
+/// connection presented ([`crate::serve::serve_tls`]).
+#[derive(Debug, Clone)]
+pub struct PeerNode(pub String);
+
+/// The header a server forwarding a node's request to the leader names the node in (with its
+/// own server credential): servers vouch for the nodes they heard from.
+pub const ON_BEHALF_OF: &str = "strata-on-behalf-of";
+
+/// What a node may do with its bearer credential when the API asks nodes for their
+/// certificate: fetch the credential itself, get (or renew) its certificate, say who it is.
+fn credential_suffices(route: &str) -> bool {
+    matches!(
+        route,
+        "/v1/nodes/{name}/credential" | "/v1/nodes/{name}/certificate" | "/v1/whoami"
+    )
+}
+
+/// The headers to forward a request to the leader with: the caller's own credential, or, for
+/// a node that authenticated by its certificate (which cannot be forwarded), this server's
+/// credential vouching for the node.
+pub fn forwarding_headers(
+    plane: &ControlPlane,
+    caller: &Caller,
+    headers: &axum::http::HeaderMap,
+) -> axum::http::HeaderMap {
+    let mut forwarded = headers.clone();
+    if let (Principal::Node { name }, None) = (
+        &caller.principal,
+        headers.get(axum::http::header::AUTHORIZATION),
+    ) {
+        let credential = plane.credentials().server_credential(plane.server_id());
+        if let (Ok(auth), Ok(node)) = (
+            format!("Bearer {credential}").parse(),
+            axum::http::HeaderValue::from_str(name),
+        ) {
+            forwarded.insert(axum::http::header::AUTHORIZATION, auth);
+            forwarded.insert(ON_BEHALF_OF, node);
+        }
+    }
+    forwarded
+}
+
 /// A few words a handler adds to its call's audit record (a release, a count).
 #[derive(Debug, Clone)]
 pub struct AuditNote(pub String);
@@ -174,14 +217,46 @@ pub async fn gate(
         status: 0,
         denied: None,
     };
-    let principal = match plane.credentials().authenticate(bearer.as_deref()).await {
-        Ok(principal) => principal,
-        Err(error) => {
-            audit.who = "invalid-credential".into();
-            return refuse(&plane, audit, error).await;
-        }
+    let peer_node = request.extensions().get::<PeerNode>().cloned();
+    let principal = match (bearer.as_deref(), peer_node) {
+        // A verified node certificate and no other credential: that node.
+        (None, Some(PeerNode(name))) => Principal::Node { name },
+        (bearer, _) => match plane.credentials().authenticate(bearer).await {
+            Ok(principal) => principal,
+            Err(error) => {
+                audit.who = "invalid-credential".into();
+                return refuse(&plane, audit, error).await;
+            }
+        },
+    };
+    // A server forwarding a node's request vouches for the node.
+    let on_behalf = request
+        .headers()
+        .get(ON_BEHALF_OF)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let principal = match (principal, on_behalf) {
+        (Principal::Server { .. }, Some(node)) => Principal::Node { name: node },
+        (principal, _) => principal,
     };
     audit.who = principal.display_name();
+    // Where nodes have certificates (an HTTPS API), a node's bearer credential only gets it
+    // its certificate; everything else it does by presenting that certificate.
+    if plane.config().node_certificates_required
+        && bearer
+            .as_deref()
+            .is_some_and(|b| b.starts_with(crate::credentials::NODE_PREFIX))
+        && !credential_suffices(&route)
+    {
+        let error = ControlError::Forbidden {
+            message: format!(
+                "{} must present its node certificate (mutual TLS) for {method} {route}; its credential only gets it the certificate",
+                audit.who
+            ),
+            hint: "a node's agent does this by itself once it has its certificate".into(),
+        };
+        return refuse(&plane, audit, error).await;
+    }
     let Some((action, env)) = route_action(&method, &route, &params) else {
         let error = ControlError::Forbidden {
             message: format!("{method} {route} has no access policy"),

@@ -47,6 +47,9 @@ pub struct ControlConfig {
     pub max_artifact_size: u64,
     /// How long audit records are kept.
     pub audit_retention: std::time::Duration,
+    /// Nodes act by their certificate (mutual TLS on an HTTPS API); their bearer credential
+    /// only gets them the certificate. Off for `strata dev`'s plain-HTTP API.
+    pub node_certificates_required: bool,
     /// How often node liveness is judged.
     pub liveness_tick: std::time::Duration,
     /// This server's stable identity (kept in its data directory).
@@ -407,8 +410,15 @@ impl ControlPlane {
         if let Some(body) = body {
             request = request.json(body);
         }
-        if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
-            request = request.header(axum::http::header::AUTHORIZATION, auth.clone());
+        // The caller's credential, or this server's vouching for a node
+        // (`crate::guard::forwarding_headers`).
+        for name in [
+            axum::http::header::AUTHORIZATION,
+            axum::http::HeaderName::from_static(crate::guard::ON_BEHALF_OF),
+        ] {
+            if let Some(value) = headers.get(&name) {
+                request = request.header(name.clone(), value.clone());
+            }
         }
         let response = request.send().await.map_err(|error| {
             ControlError::Internal(format!("leader {} unreachable: {error}", leader.api_url))

@@ -1,5 +1,7 @@
 //! Serving the API over HTTPS: a TLS accept loop (tokio-rustls) in front of the axum router,
-//! each connection served by hyper with the caller's address attached (the gate audits it).
+//! each connection served by hyper with the caller's address attached (the gate audits it)
+//! and, when the client presented a node certificate of the cluster CA (rustls verified it),
+//! the node it names ([`crate::guard::PeerNode`]).
 //! A handshake that does not finish within ten seconds is dropped, so a slow or silent
 //! client cannot hold a task forever.
 
@@ -43,17 +45,28 @@ pub async fn serve_tls(
                 }
                 Err(_) => return,
             };
-            serve_connection(stream, remote, router).await;
+            let node = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|der| strata_mesh::identity::node_of_certificate(der));
+            serve_connection(stream, remote, node, router).await;
         });
     }
 }
 
-async fn serve_connection<S>(stream: S, remote: SocketAddr, router: Router)
+async fn serve_connection<S>(stream: S, remote: SocketAddr, node: Option<String>, router: Router)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         request.extensions_mut().insert(ConnectInfo(remote));
+        if let Some(node) = &node {
+            request
+                .extensions_mut()
+                .insert(crate::guard::PeerNode(node.clone()));
+        }
         tower::ServiceExt::oneshot(router.clone(), request)
     });
     if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

@@ -16,6 +16,7 @@ fn config(dir: &std::path::Path, id: &str) -> ControlConfig {
         credential_key: vec![7; 32],
         max_artifact_size: 1 << 30,
         audit_retention: Duration::from_secs(86_400),
+        node_certificates_required: false,
         liveness_tick: Duration::from_millis(50),
         server_id: id.into(),
         api_url: format!("http://{id}.invalid"),

@@ -210,9 +210,32 @@ pub fn ca_fingerprint(cert_pem: &str) -> Result<String, IdentityError> {
     Ok(hex::encode(sha2::Sha256::digest(der.as_ref())))
 }
 
+/// The node a (verified) certificate names: `NAME` from its `NAME.node.strata` DNS name.
+/// `None` for any other certificate (the API's own, a malformed one).
+pub fn node_of_certificate(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let names = cert.subject_alternative_name().ok()??;
+    names
+        .value
+        .general_names
+        .iter()
+        .find_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => dns
+                .strip_suffix(".node.strata")
+                .filter(|node| !node.is_empty() && !node.contains('.'))
+                .map(str::to_string),
+            _ => None,
+        })
+}
+
 /// The rustls configuration of an HTTPS API serving `cert_pem` (with its chain) and
-/// `key_pem`; clients are not asked for certificates.
-pub fn api_server_config(cert_pem: &str, key_pem: &str) -> Result<ServerConfig, IdentityError> {
+/// `key_pem`. With `client_ca_pem`, clients may present a certificate of that CA (nodes, by
+/// their node certificate); clients without one are served too, and authenticate otherwise.
+pub fn api_server_config(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+) -> Result<ServerConfig, IdentityError> {
     let bad = |what: &'static str| {
         move |error: rustls_pki_types::pem::Error| IdentityError::BadPem {
             what,
@@ -223,10 +246,23 @@ pub fn api_server_config(cert_pem: &str, key_pem: &str) -> Result<ServerConfig, 
         .collect::<Result<_, _>>()
         .map_err(bad("API certificate"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(bad("API key"))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca_pem) => {
+            let mut roots = RootCertStore::empty();
+            for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+                roots.add(ca.map_err(bad("cluster CA"))?)?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|error| IdentityError::Verifier(error.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -360,7 +396,25 @@ mod tests {
                 Duration::from_secs(3600),
             )
             .unwrap();
-        api_server_config(&issued.cert_pem, &issued.key_pem).unwrap();
+        api_server_config(&issued.cert_pem, &issued.key_pem, Some(&ca.cert_pem)).unwrap();
+        // A node certificate names its node; the API's does not.
+        let (key, csr) = node_key_and_csr("node-7").unwrap();
+        let signed = ca
+            .sign_node(&csr, "node-7", None, Duration::from_secs(60))
+            .unwrap();
+        let der = |pem: &str| {
+            CertificateDer::pem_slice_iter(pem.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(
+            node_of_certificate(&der(&signed.cert_pem)).as_deref(),
+            Some("node-7")
+        );
+        assert_eq!(node_of_certificate(&der(&issued.cert_pem)), None);
+        assert_eq!(node_of_certificate(b"junk"), None);
+        let _ = key;
         let fingerprint = ca_fingerprint(&ca.cert_pem).unwrap();
         assert_eq!(fingerprint.len(), 64);
         assert_eq!(fingerprint, ca_fingerprint(&ca.cert_pem).unwrap());

@@ -124,7 +124,9 @@ pub struct RouteSource {
     /// One or several servers; the source moves to the next when one fails.
     bases: Arc<Vec<String>>,
     current: Arc<std::sync::atomic::AtomicUsize>,
-    http: reqwest::Client,
+    /// Shared by clones: [`RouteSource::present_certificate`] switches all of them.
+    http: Arc<std::sync::RwLock<reqwest::Client>>,
+    ca_pem: Option<Arc<String>>,
 }
 
 impl RouteSource {
@@ -148,15 +150,36 @@ impl RouteSource {
         Self {
             bases: Arc::new(bases),
             current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            http: trust(
-                reqwest::Client::builder()
-                    .default_headers(headers)
-                    .connect_timeout(Duration::from_secs(1)),
-                ca_pem,
-            )
-            .build()
-            .expect("http client builds"),
+            http: Arc::new(std::sync::RwLock::new(
+                trust(
+                    reqwest::Client::builder()
+                        .default_headers(headers)
+                        .connect_timeout(Duration::from_secs(1)),
+                    ca_pem,
+                )
+                .build()
+                .expect("http client builds"),
+            )),
+            ca_pem: ca_pem.map(|pem| Arc::new(pem.to_string())),
         }
+    }
+
+    /// From now on the source authenticates with the node's certificate (mutual TLS) instead
+    /// of its bearer credential.
+    pub fn present_certificate(&self, cert_pem: &str, key_pem: &str) -> Result<(), reqwest::Error> {
+        let identity = reqwest::Identity::from_pem(format!("{key_pem}\n{cert_pem}").as_bytes())?;
+        let client = trust(
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(1)),
+            self.ca_pem.as_deref().map(String::as_str),
+        )
+        .identity(identity)
+        .build()?;
+        *self.http.write().expect("routes http lock") = client;
+        Ok(())
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http.read().expect("routes http lock").clone()
     }
 
     fn base(&self) -> String {
@@ -180,7 +203,7 @@ impl RouteSource {
     }
 
     async fn fetch_from(&self, base: &str) -> Result<RouteTable, reqwest::Error> {
-        self.http
+        self.http()
             .get(format!("{base}/v1/routes"))
             .timeout(Duration::from_secs(5))
             .send()
@@ -210,7 +233,7 @@ impl RouteSource {
     async fn watch(self, wake: Arc<tokio::sync::Notify>) {
         loop {
             let response = self
-                .http
+                .http()
                 .get(format!("{}/v1/watch", self.base()))
                 .send()
                 .await

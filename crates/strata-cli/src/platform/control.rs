@@ -261,6 +261,7 @@ pub async fn start_control_plane(
             credential_key,
             max_artifact_size: settings.max_artifact_size,
             audit_retention: settings.audit_retention,
+            node_certificates_required: !matches!(settings.tls, ApiTls::Plain),
             liveness_tick: Duration::from_millis(50),
             server_id: server_id.clone(),
             api_url: api_url.clone(),
@@ -283,9 +284,13 @@ pub async fn start_control_plane(
             let issued = ca
                 .issue_api_server(&dns, &ips, Duration::from_secs(365 * 86_400))
                 .context("cannot make the API's certificate")?;
-            let config =
-                strata_mesh::identity::api_server_config(&issued.cert_pem, &issued.key_pem)
-                    .context("cannot use the API's certificate")?;
+            // Nodes may present their certificates (of the same CA): that is how they act.
+            let config = strata_mesh::identity::api_server_config(
+                &issued.cert_pem,
+                &issued.key_pem,
+                Some(&ca.cert_pem),
+            )
+            .context("cannot use the API's certificate")?;
             Some(Arc::new(config))
         }
     };

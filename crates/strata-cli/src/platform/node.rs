@@ -195,8 +195,24 @@ pub struct StartedAgent {
     pub task: JoinHandle<Result<(), strata_agent::AgentError>>,
     /// The node's certificate, when it takes calls from other nodes (`mesh_addr`).
     pub identity: Option<Arc<NodeIdentity>>,
-    /// What the node presents to the control plane (its ingress too).
+    /// How the node's parts reach the control plane (its ingress too).
+    pub access: ControlAccess,
+}
+
+/// A node's certificate and key (PEM).
+pub type NodePem = (String, String);
+
+/// How a node's parts reach the control plane: its URL(s), the node's credential, the CA an
+/// HTTPS control plane must present, one client shared by the agent, its reports and its
+/// proxies (which presents the node's certificate once the node has one), and the node's
+/// certificate as it is renewed, for parts with clients of their own (the route source).
+#[derive(Clone)]
+pub struct ControlAccess {
+    pub url: String,
     pub credential: String,
+    pub ca: Option<String>,
+    pub client: ControlClient,
+    pub certificates: tokio::sync::watch::Receiver<Option<NodePem>>,
 }
 
 /// Starts a node agent with the `exec`, `wasm` and (when the node can) `container` drivers;
@@ -209,24 +225,25 @@ pub async fn start_agent(
     metrics: &NodeMetrics,
     peer_listener: Option<TcpListener>,
 ) -> Result<StartedAgent, Failure> {
-    // The join token only gets the node its credential; from here on the node presents that.
+    // The join token only gets the node its credential; from here on the node presents that,
+    // and, where it has a certificate (a cluster node), its certificate instead.
     let credential = node_credential(&config).await?;
     config.token = Some(credential.clone());
-    let events = EventReporter::start(
-        control_client(&config, config.token.as_deref()),
-        config.name.clone(),
-    );
+    let control = control_client(&config, config.token.as_deref());
+    config.client = Some(control.clone());
+    let (certificates_tx, certificates) = tokio::sync::watch::channel(None);
+    let events = EventReporter::start(control.clone(), config.name.clone());
     let mesh = start_mesh_proxy(
         &config.data_dir,
         table.clone(),
         metrics,
         events.clone(),
-        control_client(&config, config.token.as_deref()),
+        control.clone(),
     )
     .await?;
     let identity = match peer_listener {
         Some(listener) => {
-            let identity = node_identity(&config).await?;
+            let identity = node_identity(&config, control.clone(), certificates_tx).await?;
             mesh.forwarder
                 .enable_peering(&config.name, identity.clone());
             mesh.forwarder.instances_listen_on(&config.bind_host);
@@ -267,26 +284,37 @@ pub async fn start_agent(
     config.mesh = Some(MeshAccess::new(move |env, service| {
         mesh.keys.proxy_url(mesh.address, env, service)
     }));
-    let reporter = control_client(&config, config.token.as_deref());
+    let access = ControlAccess {
+        url: config.control_url.clone(),
+        credential,
+        ca: config.control_ca.clone(),
+        client: control.clone(),
+        certificates,
+    };
     let node = config.name.clone();
     let (agent, listener) = Agent::start_with_drivers(config, drivers).await?;
     let task = tokio::spawn(agent.clone().run_with(listener, metrics.router()));
-    tokio::spawn(report_traffic(reporter, node, metrics.mesh.clone()));
+    tokio::spawn(report_traffic(control, node, metrics.mesh.clone()));
     Ok(StartedAgent {
         agent,
         task,
         identity,
-        credential,
+        access,
     })
 }
 
 /// The node's certificate, from the control plane (retried while it does not answer, for a
-/// minute), kept current: renewed at two thirds of its life with a fresh key. The key, the
-/// certificate and the CA are also written to `DATA_DIR/tls/` for operators to inspect.
-async fn node_identity(config: &AgentConfig) -> Result<Arc<NodeIdentity>, Failure> {
-    let client = control_client(config, config.token.as_deref());
+/// minute), kept current: renewed at two thirds of its life with a fresh key. Each one is
+/// presented to the control plane from then on (mutual TLS: `client` and every clone of it,
+/// and whoever watches `certificates`). The key, the certificate and the CA are also written
+/// to `DATA_DIR/tls/` for operators to inspect.
+async fn node_identity(
+    config: &AgentConfig,
+    client: ControlClient,
+    certificates: tokio::sync::watch::Sender<Option<NodePem>>,
+) -> Result<Arc<NodeIdentity>, Failure> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let (configs, issued_at) = loop {
+    let (configs, issued_at, pem) = loop {
         match request_certificate(&client, config).await {
             Ok(got) => break got,
             // A wrong token, a refused request: asking again cannot help.
@@ -309,6 +337,7 @@ async fn node_identity(config: &AgentConfig) -> Result<Arc<NodeIdentity>, Failur
             }
         }
     };
+    present(&client, &certificates, pem)?;
     let identity = NodeIdentity::new(configs);
     let renewing = identity.clone();
     let config = config.clone();
@@ -320,10 +349,13 @@ async fn node_identity(config: &AgentConfig) -> Result<Arc<NodeIdentity>, Failur
             let wait = renew_at.saturating_sub(unix_now()).max(1);
             tokio::time::sleep(Duration::from_secs(wait)).await;
             match request_certificate(&client, &config).await {
-                Ok((configs, issued)) => {
+                Ok((configs, issued, pem)) => {
                     tracing::info!(not_after = configs.not_after, "node certificate renewed");
                     renewing.replace(configs);
                     issued_at = issued;
+                    if let Err(error) = present(&client, &certificates, pem) {
+                        tracing::warn!(?error, "the renewed certificate cannot be presented");
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "node certificate not renewed; trying again");
@@ -342,11 +374,25 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// One certificate request with a fresh key; the TLS configurations and when it was issued.
+/// Presents `pem` (the node's certificate and key) to the control plane from now on.
+fn present(
+    client: &ControlClient,
+    certificates: &tokio::sync::watch::Sender<Option<NodePem>>,
+    pem: NodePem,
+) -> Result<(), Failure> {
+    client
+        .present_certificate(&pem.0, &pem.1)
+        .map_err(|error| Failure::Failed(anyhow!("{error}")))?;
+    certificates.send_replace(Some(pem));
+    Ok(())
+}
+
+/// One certificate request with a fresh key; the TLS configurations, when it was issued, and
+/// the certificate and key.
 async fn request_certificate(
     client: &ControlClient,
     config: &AgentConfig,
-) -> anyhow::Result<(TlsConfigs, u64)> {
+) -> anyhow::Result<(TlsConfigs, u64, NodePem)> {
     let (key, csr) = strata_mesh::identity::node_key_and_csr(&config.name)?;
     let signed = client
         .certificate(
@@ -363,7 +409,7 @@ async fn request_certificate(
     write_private(&dir.join("node.key"), &key)?;
     std::fs::write(dir.join("node.crt"), &signed.certificate)?;
     std::fs::write(dir.join("ca.crt"), &signed.ca)?;
-    Ok((configs, signed.issued_at))
+    Ok((configs, signed.issued_at, (signed.certificate, key)))
 }
 
 /// Asks the control plane to start an instance of a service at zero that a request waits for.
@@ -511,25 +557,34 @@ async fn report_traffic(client: ControlClient, node: String, mesh: MeshMetrics) 
 /// Starts an ingress that routes with `table`, kept current from the control plane, and
 /// records every request in `metrics`.
 pub fn start_ingress(
-    control_url: &str,
-    token: Option<&str>,
-    control_ca: Option<&str>,
+    access: &ControlAccess,
     table: Arc<RoutingTable>,
     listener: TcpListener,
     metrics: &NodeMetrics,
     peering: Option<Peering<'_>>,
 ) -> Result<(), Failure> {
-    tokio::spawn(
-        RouteSource::trusting(control_url, token, control_ca)
-            .run(table.clone(), Duration::from_secs(2)),
-    );
+    let source = RouteSource::trusting(&access.url, Some(&access.credential), access.ca.as_deref());
+    // The route source presents the node's certificate too: the current one before its first
+    // request, each renewed one from then on.
+    let present = |source: &RouteSource, pem: Option<NodePem>| {
+        if let Some((cert, key)) = pem {
+            if let Err(error) = source.present_certificate(&cert, &key) {
+                tracing::warn!(%error, "the route source cannot present the node's certificate");
+            }
+        }
+    };
+    let mut certificates = access.certificates.clone();
+    present(&source, certificates.borrow_and_update().clone());
+    let presenting = source.clone();
+    tokio::spawn(async move {
+        while certificates.changed().await.is_ok() {
+            present(&presenting, certificates.borrow_and_update().clone());
+        }
+    });
+    tokio::spawn(source.run(table.clone(), Duration::from_secs(2)));
     let ingress =
         Ingress::with_metrics(table, IngressConfig::default(), Some(metrics.mesh.clone()));
-    ingress.set_waker(waker(ControlClient::trusting(
-        control_url,
-        token,
-        control_ca,
-    )));
+    ingress.set_waker(waker(access.client.clone()));
     if let Some(peering) = peering {
         ingress.enable_peering(peering.node, peering.identity);
         ingress.instances_listen_on(peering.instances_listen_on);

@@ -249,6 +249,7 @@ pub async fn scale_service(
     params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn wake_service(
+    caller: Caller,
     State(plane): Plane,
     Path((env, service)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
@@ -259,7 +260,7 @@ pub async fn wake_service(
                 reqwest::Method::POST,
                 &format!("/v1/envs/{env}/services/{service}/wake"),
                 None::<&()>,
-                &headers,
+                &crate::guard::forwarding_headers(&plane, &caller, &headers),
             )
             .await?;
         return Ok(StatusCode::NO_CONTENT);
@@ -396,6 +397,7 @@ pub async fn list_instances(
     params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
     responses((status = 200, body = ServiceMetrics)))]
 pub async fn service_metrics(
+    caller: Caller,
     State(plane): Plane,
     Path((env, service)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
@@ -406,7 +408,7 @@ pub async fn service_metrics(
                 reqwest::Method::GET,
                 &format!("/v1/envs/{env}/services/{service}/metrics"),
                 None::<&()>,
-                &headers,
+                &crate::guard::forwarding_headers(&plane, &caller, &headers),
             )
             .await?;
         let metrics = response
@@ -424,6 +426,7 @@ pub async fn service_metrics(
     params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
     responses((status = 200, body = Option<SloReport>), (status = 404, body = ErrorBody)))]
 pub async fn service_slo(
+    caller: Caller,
     State(plane): Plane,
     Path((env, service)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
@@ -434,7 +437,7 @@ pub async fn service_slo(
                 reqwest::Method::GET,
                 &format!("/v1/envs/{env}/services/{service}/slo"),
                 None::<&()>,
-                &headers,
+                &crate::guard::forwarding_headers(&plane, &caller, &headers),
             )
             .await?;
         let report = response

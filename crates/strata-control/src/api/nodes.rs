@@ -82,6 +82,7 @@ pub async fn register_node(
     params(("name" = String, Path, description = "node")),
     responses((status = 200, body = HeartbeatAck)))]
 pub async fn heartbeat(
+    caller: Caller,
     State(plane): Plane,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
@@ -89,7 +90,15 @@ pub async fn heartbeat(
 ) -> Result<Json<HeartbeatAck>, ControlError> {
     if plane.term().is_none() {
         // Liveness is judged by the leader: hand the heartbeat on.
-        return Ok(Json(plane.forward_heartbeat(&name, &beat, &headers).await?));
+        return Ok(Json(
+            plane
+                .forward_heartbeat(
+                    &name,
+                    &beat,
+                    &crate::guard::forwarding_headers(&plane, &caller, &headers),
+                )
+                .await?,
+        ));
     }
     Ok(Json(HeartbeatAck {
         reregister: plane.heartbeat(&name, beat.epoch).await?,
@@ -131,6 +140,7 @@ pub async fn node_certificate(
     request_body = MetricsReport,
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn node_metrics(
+    caller: Caller,
     State(plane): Plane,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
@@ -142,7 +152,7 @@ pub async fn node_metrics(
                 reqwest::Method::POST,
                 &format!("/v1/nodes/{name}/metrics"),
                 Some(&report),
-                &headers,
+                &crate::guard::forwarding_headers(&plane, &caller, &headers),
             )
             .await?;
         return Ok(StatusCode::NO_CONTENT);
