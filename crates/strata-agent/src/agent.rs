@@ -268,7 +268,9 @@ impl Agent {
         )
         .merge(extra);
         let router = match self.config.token.clone() {
-            Some(credential) => crate::logs::guarded(router, credential),
+            Some(credential) => {
+                crate::logs::guarded(router, strata_core::auth::node_api_key(&credential))
+            }
             None => router,
         };
         let server = tokio::spawn(async move { axum::serve(listener, router).await });

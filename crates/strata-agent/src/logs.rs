@@ -36,8 +36,9 @@ pub fn router(dirs: AgentDirs, liveness: Arc<dyn InstanceLiveness>) -> Router {
 }
 
 /// `router` with every route but `/healthz` requiring `credential` (`Authorization: Bearer`):
-/// the node's own credential, which only the node and the control plane (which derives it)
-/// know. Logs and metrics of a node are the control plane's to hand out, by role.
+/// the node's API key (`strata_core::auth::node_api_key`), which only the node and the
+/// control plane (which derives it) know. Logs and metrics of a node are the control plane's
+/// to hand out, by role.
 pub fn guarded(router: Router, credential: String) -> Router {
     let credential = Arc::new(credential);
     router.layer(axum::middleware::from_fn(
@@ -50,7 +51,7 @@ pub fn guarded(router: Router, credential: String) -> Router {
                 } else {
                     (
                         StatusCode::UNAUTHORIZED,
-                        "this node's API is for the control plane only: read logs with `strata logs`, metrics with the node's credential\n",
+                        "this node's API is for the control plane only: read logs with `strata logs`, metrics with the node's API key\n",
                     )
                         .into_response()
                 }

@@ -330,6 +330,7 @@ fn an_agent_checks_the_server_and_a_wrong_token_is_refused() {
 /// gets it the certificate, and the certificate lets it act as itself alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_acts_by_its_certificate_and_only_as_itself() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (mut server, api, token) = loopback_server(&dir.path().join("server"));
     let ca = std::fs::read(dir.path().join("server/ca.pem")).unwrap();
@@ -519,9 +520,27 @@ public = {public}
     let last = call();
     assert!(last.contains("(called by front)"), "{last}");
     // It went through node-1's inter-node port, not straight to the instance.
-    // The node's API answers only its own credential (the control plane's to derive).
+    // The node's API answers only its API key (the control plane's to derive), not even the
+    // node's credential.
     let credential =
         std::fs::read_to_string(cluster.nodes[1].data_dir.join("node-credential")).unwrap();
+    let with_credential = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            "-H",
+        ])
+        .arg(format!("Authorization: Bearer {}", credential.trim()))
+        .arg(format!("http://{}:7701/metrics", cluster.nodes[1].ip))
+        .output()
+        .expect("curl runs");
+    assert_eq!(common::stdout(&with_credential), "401");
+    let api_key = strata_core::auth::node_api_key(credential.trim());
     let refused = std::process::Command::new("curl")
         .args([
             "-s",
@@ -538,7 +557,7 @@ public = {public}
     assert_eq!(common::stdout(&refused), "401");
     let metrics = std::process::Command::new("curl")
         .args(["-s", "--max-time", "5", "-H"])
-        .arg(format!("Authorization: Bearer {}", credential.trim()))
+        .arg(format!("Authorization: Bearer {api_key}"))
         .arg(format!("http://{}:7701/metrics", cluster.nodes[1].ip))
         .output()
         .expect("curl runs");

@@ -47,7 +47,7 @@ async fn deploy_serves_through_the_ingress_and_status_lists_running_instances() 
     // The node's /metrics counts that request for the service, by status class.
     let nodes: Vec<strata_core::Node> = dev.api_get("/v1/nodes").await.json().await.unwrap();
     let metrics = dev
-        .api_client_with(&dev.node_credential())
+        .api_client_with(&dev.node_api_key())
         .get(format!("{}/metrics", nodes[0].agent_url))
         .send()
         .await

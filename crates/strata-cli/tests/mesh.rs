@@ -169,7 +169,7 @@ async fn agent_metrics(dev: &Dev) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no agent_url in {nodes}"))
         .to_string();
-    dev.api_client_with(&dev.node_credential())
+    dev.api_client_with(&dev.node_api_key())
         .get(format!("{agent}/metrics"))
         .send()
         .await

@@ -52,9 +52,10 @@ pub async fn service_logs(
             "{}/v1/instances/{id}/logs?tail={tail}&follow={follow}",
             node.agent_url.trim_end_matches('/')
         );
-        // The agent serves logs only to whoever presents its node credential, which the
-        // control plane derives.
-        let credential = plane.credentials().node_credential(&node.name);
+        // The agent serves logs only to whoever presents its API key, which the control plane
+        // derives from the node's credential.
+        let credential =
+            strata_core::auth::node_api_key(&plane.credentials().node_credential(&node.name));
         let response = match plane.http().get(&url).bearer_auth(credential).send().await {
             Ok(response) if response.status().is_success() => response,
             Ok(response) => {

@@ -415,6 +415,18 @@ impl fmt::Display for JoinToken {
     }
 }
 
+/// The key a node's own API (logs, metrics) requires: a one-way function of the node's
+/// credential, so the node and the control plane (which derives the credential) both know
+/// it, and whoever sees it on the wire (that API is plain HTTP) learns nothing that lets it
+/// act as the node.
+pub fn node_api_key(node_credential: &str) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"strata node api\0");
+    hash.update(node_credential.as_bytes());
+    format!("sk.{}", hex::encode(hash.finalize()))
+}
+
 /// An API token as the store keeps it (`/auth/tokens/{name}`): never the secret, only its
 /// sha256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -579,6 +591,14 @@ mod tests {
             let decision = authorize(&principal, &action, env);
             assert_eq!(decision.is_allowed(), allowed, "{name}: {decision:?}");
         }
+    }
+
+    #[test]
+    fn a_node_api_key_is_stable_and_not_the_credential() {
+        let key = node_api_key("sn.n1.abc");
+        assert_eq!(key, node_api_key("sn.n1.abc"));
+        assert_ne!(key, node_api_key("sn.n2.abc"));
+        assert!(!key.contains("sn.n1"));
     }
 
     #[test]

@@ -133,6 +133,11 @@ impl Dev {
             .to_string()
     }
 
+    /// The key of `strata dev`'s node's own API (logs, metrics).
+    pub fn node_api_key(&self) -> String {
+        strata_core::auth::node_api_key(&self.node_credential())
+    }
+
     /// An HTTP client of the API presenting `token`.
     pub fn api_client_with(&self, token: &str) -> reqwest::Client {
         let mut headers = reqwest::header::HeaderMap::new();
