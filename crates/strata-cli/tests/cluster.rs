@@ -328,9 +328,15 @@ fn an_agent_checks_the_server_and_a_wrong_token_is_refused() {
 
 /// On the HTTPS API a node acts by its certificate (mutual TLS): its bearer credential only
 /// gets it the certificate, and the certificate lets it act as itself alone.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_node_acts_by_its_certificate_and_only_as_itself() {
+#[test]
+fn a_node_acts_by_its_certificate_and_only_as_itself() {
     let _serial = serial();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(node_by_certificate());
+}
+
+async fn node_by_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, api, token) = loopback_server(&dir.path().join("server"));
     let ca = std::fs::read(dir.path().join("server/ca.pem")).unwrap();
