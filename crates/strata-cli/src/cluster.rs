@@ -28,6 +28,8 @@ pub struct ServerArgs {
     pub audit_retention: Duration,
     /// More names for the API's certificate (DNS names or IPs other hosts reach it by).
     pub api_sans: Vec<String>,
+    /// The operator's certificate, key and CA for the API, instead of the cluster CA's.
+    pub tls_files: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 pub async fn server(args: ServerArgs) -> CliResult {
@@ -56,8 +58,11 @@ pub async fn server(args: ServerArgs) -> CliResult {
             max_artifact_size: args.max_artifact_size,
             audit_retention: args.audit_retention,
             local_only: false,
-            tls: platform::ApiTls::ClusterCa {
-                extra_names: args.api_sans.clone(),
+            tls: match args.tls_files.clone() {
+                Some((cert, key, ca)) => platform::ApiTls::Files { cert, key, ca },
+                None => platform::ApiTls::ClusterCa {
+                    extra_names: args.api_sans.clone(),
+                },
             },
         },
         listener,

@@ -102,6 +102,17 @@ enum Command {
         /// by; repeat for several). Its listen address, localhost and loopback always are.
         #[arg(long = "api-san", value_name = "NAME")]
         api_sans: Vec<String>,
+        /// Serve the API with this certificate (PEM, with its chain) instead of one of the
+        /// cluster CA. Needs --tls-key and --tls-ca.
+        #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_ca"])]
+        tls_key: Option<PathBuf>,
+        /// The CA that clients verify --tls-cert with (PEM); the join token carries its
+        /// fingerprint.
+        #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_key"])]
+        tls_ca: Option<PathBuf>,
         /// Keep state on etcd, shared by every server given the same URL:
         /// etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][/NAMESPACE], or etcds://... for TLS
         /// (default: an embedded store in --data-dir).
@@ -501,9 +512,16 @@ async fn run(cli: Cli) -> CliResult {
             max_artifact_size,
             audit_retention,
             api_sans,
+            tls_cert,
+            tls_key,
+            tls_ca,
         } => {
             cluster::server(cluster::ServerArgs {
                 api_sans,
+                tls_files: match (tls_cert, tls_key, tls_ca) {
+                    (Some(cert), Some(key), Some(ca)) => Some((cert, key, ca)),
+                    _ => None,
+                },
                 data_dir,
                 store: store_tls.with_url(store)?,
                 api_addr,

@@ -231,10 +231,19 @@ fn drain_moves_instances_with_no_failed_request() {
 
 /// A `strata server` on loopback (no namespaces needed): its API URL and join token.
 fn loopback_server(dir: &std::path::Path) -> (std::process::Child, String, String) {
+    loopback_server_with(dir, &[])
+}
+
+/// [`loopback_server`] with more flags.
+fn loopback_server_with(
+    dir: &std::path::Path,
+    flags: &[&std::ffi::OsStr],
+) -> (std::process::Child, String, String) {
     let mut server = std::process::Command::new(common::strata_bin())
         .args(["server", "--data-dir"])
         .arg(dir)
         .args(["--api-addr", "127.0.0.1:0"])
+        .args(flags)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -440,6 +449,96 @@ async fn node_by_certificate() {
         result.as_ref().is_err() || result.as_ref().unwrap().status() == 401,
         "{result:?}"
     );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// The operator gives the API's certificate (`--tls-cert`, `--tls-key`, `--tls-ca`): the
+/// API presents it, the join token carries its CA's fingerprint, a node joins trusting that
+/// CA, and still acts by its node certificate of the cluster CA.
+#[test]
+fn an_operator_given_certificate_serves_the_api() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let operator = strata_mesh::identity::ClusterCa::generate().unwrap();
+    let issued = operator
+        .issue_api_server(
+            &["localhost".to_string()],
+            &["127.0.0.1".parse().unwrap()],
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    let files = dir.path().join("tls");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("api.crt"), &issued.cert_pem).unwrap();
+    std::fs::write(files.join("api.key"), &issued.key_pem).unwrap();
+    std::fs::write(files.join("ca.crt"), &operator.cert_pem).unwrap();
+    let flags: Vec<std::ffi::OsString> = vec![
+        "--tls-cert".into(),
+        files.join("api.crt").into(),
+        "--tls-key".into(),
+        files.join("api.key").into(),
+        "--tls-ca".into(),
+        files.join("ca.crt").into(),
+    ];
+    let flags: Vec<&std::ffi::OsStr> = flags.iter().map(|f| f.as_os_str()).collect();
+    let (mut server, api, token) = loopback_server_with(&dir.path().join("server"), &flags);
+    let fingerprint = strata_mesh::identity::ca_fingerprint(&operator.cert_pem).unwrap();
+    assert_eq!(
+        strata_core::auth::JoinToken::parse(&token).ca_fingerprint,
+        Some(fingerprint)
+    );
+    // Only the operator's CA verifies the API.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let get_ca = |root: &str| {
+        let client = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            client
+                .get(format!("{api}/v1/ca"))
+                .send()
+                .await
+                .map(|r| r.status())
+        })
+    };
+    assert!(get_ca(&operator.cert_pem).is_ok_and(|s| s.is_success()));
+    // A node joins with the token, and becomes ready (acting by its node certificate).
+    let agent = strata_testkit::AgentProcess::start(
+        &common::strata_bin(),
+        &dir.path().join("agent"),
+        &api,
+        &token,
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let output = std::process::Command::new(common::strata_bin())
+            .args(["node", "ls", "--json"])
+            .env("STRATA_ADDR", &api)
+            .output()
+            .unwrap();
+        if common::stdout(&output).contains("\"ready\"") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not become ready: {}\n{}",
+            common::stderr(&output),
+            std::fs::read_to_string(agent.dir.join("agent.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        agent.dir.join("tls/node.crt").exists(),
+        "the node has its certificate"
+    );
+    // Its certificate is of the cluster CA, which does not verify the API.
+    let cluster_ca = std::fs::read_to_string(agent.dir.join("tls/ca.crt")).unwrap();
+    assert_ne!(cluster_ca, operator.cert_pem);
+    assert!(get_ca(&cluster_ca).is_err());
+    drop(agent);
     let _ = server.kill();
     let _ = server.wait();
 }

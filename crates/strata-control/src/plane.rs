@@ -50,6 +50,9 @@ pub struct ControlConfig {
     /// Nodes act by their certificate (mutual TLS on an HTTPS API); their bearer credential
     /// only gets them the certificate. Off for `strata dev`'s plain-HTTP API.
     pub node_certificates_required: bool,
+    /// The CA of the API's certificate when the operator gives it (`--tls-ca`); `None`: the
+    /// cluster CA signs it. `GET /v1/ca` serves this one, and servers trust both.
+    pub api_ca_pem: Option<String>,
     /// How often node liveness is judged.
     pub liveness_tick: std::time::Duration,
     /// This server's stable identity (kept in its data directory).
@@ -205,11 +208,14 @@ impl ControlPlane {
 
     /// Makes this server's outgoing calls trust `ca` (other servers' HTTPS APIs).
     fn trust(&self, ca: &ClusterCa) {
-        match reqwest::Certificate::from_pem(ca.cert_pem.as_bytes()).and_then(|root| {
-            reqwest::Client::builder()
-                .add_root_certificate(root)
-                .build()
-        }) {
+        let roots = std::iter::once(ca.cert_pem.as_str()).chain(self.config.api_ca_pem.as_deref());
+        let client = roots
+            .map(|pem| reqwest::Certificate::from_pem(pem.as_bytes()))
+            .try_fold(reqwest::Client::builder(), |builder, root| {
+                root.map(|root| builder.add_root_certificate(root))
+            })
+            .and_then(|builder| builder.build());
+        match client {
             Ok(client) => *self.http.write().expect("http lock") = client,
             Err(error) => {
                 tracing::warn!(%error, "cannot trust the cluster CA for calls to other servers")
@@ -500,6 +506,15 @@ impl ControlPlane {
     /// Open watches per identity.
     pub fn watchers(&self) -> &crate::guard::Watchers {
         &self.watchers
+    }
+
+    /// The CA (PEM) clients verify this API's certificate with: the operator's, or the
+    /// cluster's.
+    pub async fn api_ca_pem(&self) -> Result<String, ControlError> {
+        match &self.config.api_ca_pem {
+            Some(pem) => Ok(pem.clone()),
+            None => Ok(self.cluster_ca().await?.cert_pem),
+        }
     }
 
     /// The settings this control plane runs with.

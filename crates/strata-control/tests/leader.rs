@@ -17,6 +17,7 @@ fn config(dir: &std::path::Path, id: &str) -> ControlConfig {
         max_artifact_size: 1 << 30,
         audit_retention: Duration::from_secs(86_400),
         node_certificates_required: false,
+        api_ca_pem: None,
         liveness_tick: Duration::from_millis(50),
         server_id: id.into(),
         api_url: format!("http://{id}.invalid"),

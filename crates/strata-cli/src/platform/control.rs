@@ -171,6 +171,19 @@ pub enum ApiTls {
     /// HTTPS with a certificate of the cluster CA naming the API's address, `localhost`,
     /// loopback and these extra names (`--api-san`: DNS names or IP addresses).
     ClusterCa { extra_names: Vec<String> },
+    /// HTTPS with the operator's certificate (and chain) and key, which clients verify with
+    /// the operator's CA (`--tls-cert`, `--tls-key`, `--tls-ca`).
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+        ca: PathBuf,
+    },
+}
+
+/// Reads an operator-given TLS file, or says which flag names a file that cannot be read.
+fn read_tls_file(flag: &str, path: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path)
+        .map_err(|error| Failure::BadInput(anyhow!("error: {flag} {}: {error}", path.display())))
 }
 
 /// The names an API certificate carries: DNS names and IP addresses.
@@ -239,7 +252,12 @@ pub async fn start_control_plane(
     let api_addr = api_listener.local_addr()?;
     let scheme = match settings.tls {
         ApiTls::Plain => "http",
-        ApiTls::ClusterCa { .. } => "https",
+        ApiTls::ClusterCa { .. } | ApiTls::Files { .. } => "https",
+    };
+    // The CA clients verify the API with: the operator's, when it gives its own certificate.
+    let operator_ca = match &settings.tls {
+        ApiTls::Files { ca, .. } => Some(read_tls_file("--tls-ca", ca)?),
+        _ => None,
     };
     let api_url = format!("{scheme}://{api_addr}");
     let store = open_store(data_dir, settings.store).await?;
@@ -262,6 +280,7 @@ pub async fn start_control_plane(
             max_artifact_size: settings.max_artifact_size,
             audit_retention: settings.audit_retention,
             node_certificates_required: !matches!(settings.tls, ApiTls::Plain),
+            api_ca_pem: operator_ca.clone(),
             liveness_tick: Duration::from_millis(50),
             server_id: server_id.clone(),
             api_url: api_url.clone(),
@@ -274,8 +293,10 @@ pub async fn start_control_plane(
         .cluster_ca()
         .await
         .context("cannot read or make the cluster CA")?;
+    // What clients of the API trust (the context's, a joining node's): the API's CA.
+    let api_ca_pem = operator_ca.clone().unwrap_or_else(|| ca.cert_pem.clone());
     let ca_file = data_dir.join("ca.pem");
-    write_private(&ca_file, &ca.cert_pem)
+    write_private(&ca_file, &api_ca_pem)
         .with_context(|| format!("cannot write {}", ca_file.display()))?;
     let tls = match &settings.tls {
         ApiTls::Plain => None,
@@ -293,15 +314,26 @@ pub async fn start_control_plane(
             .context("cannot use the API's certificate")?;
             Some(Arc::new(config))
         }
+        ApiTls::Files { cert, key, .. } => {
+            let cert = read_tls_file("--tls-cert", cert)?;
+            let key = read_tls_file("--tls-key", key)?;
+            // Nodes still present certificates of the cluster CA.
+            let config = strata_mesh::identity::api_server_config(&cert, &key, Some(&ca.cert_pem))
+                .map_err(|error| {
+                    Failure::BadInput(anyhow!(
+                        "error: --tls-cert/--tls-key cannot serve HTTPS: {error}"
+                    ))
+                })?;
+            Some(Arc::new(config))
+        }
     };
     // The join token carries the CA's fingerprint when the API is HTTPS, so a joining node
     // checks the server before it sends the secret.
     let token = strata_core::auth::JoinToken {
         ca_fingerprint: match tls {
-            Some(_) => Some(
-                strata_mesh::identity::ca_fingerprint(&ca.cert_pem)
-                    .context("cannot read the cluster CA")?,
-            ),
+            Some(_) => Some(strata_mesh::identity::ca_fingerprint(&api_ca_pem).map_err(
+                |error| Failure::BadInput(anyhow!("error: the API's CA is not usable: {error}")),
+            )?),
             None => None,
         },
         secret,

@@ -164,15 +164,16 @@ async fn metrics(State(plane): Plane) -> Result<impl IntoResponse, ControlError>
     ))
 }
 
-/// The cluster CA's certificate (PEM; public). A joining node checks its SHA-256 against the
-/// fingerprint its join token carries before it trusts this server with anything.
+/// The CA of the API's certificate (PEM; public): the cluster CA, or the operator's. A
+/// joining node checks its SHA-256 against the fingerprint its join token carries before it
+/// trusts this server with anything.
 #[utoipa::path(get, path = "/v1/ca", security(()),
     responses((status = 200, content_type = "application/x-pem-file", body = String)))]
 pub async fn cluster_ca(State(plane): Plane) -> Result<Response, ControlError> {
-    let ca = plane.cluster_ca().await?;
+    let pem = plane.api_ca_pem().await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
-        ca.cert_pem,
+        pem,
     )
         .into_response())
 }
