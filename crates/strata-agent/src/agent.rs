@@ -42,6 +42,8 @@ pub struct AgentConfig {
     pub token: Option<String>,
     /// The cluster CA (PEM) an HTTPS control plane's certificate must chain to.
     pub control_ca: Option<String>,
+    /// The agent's own API is served over TLS (its URL is `https://`).
+    pub api_https: bool,
     /// A client to use instead of one made from `control_url`, `token` and `control_ca`: one
     /// shared with the node's other parts, so that once it presents the node's certificate
     /// they all do.
@@ -105,6 +107,7 @@ impl AgentConfig {
             token: None,
             control_ca: None,
             client: None,
+            api_https: false,
             mesh: None,
             mesh_addr: None,
         }
@@ -207,7 +210,8 @@ impl Agent {
         } else {
             local.ip().to_string()
         };
-        let agent_url = format!("http://{host}:{}", local.port());
+        let scheme = if config.api_https { "https" } else { "http" };
+        let agent_url = format!("{scheme}://{host}:{}", local.port());
         let client = config.client.clone().unwrap_or_else(|| {
             ControlClient::trusting(
                 &config.control_url,
@@ -262,18 +266,35 @@ impl Agent {
         listener: tokio::net::TcpListener,
         extra: axum::Router,
     ) -> Result<(), AgentError> {
+        self.run_serving(extra, None, move |router| {
+            tokio::spawn(async move { axum::serve(listener, router).await })
+        })
+        .await
+    }
+
+    /// [`Agent::run_with`], with the agent's API served by `serve` (e.g. over TLS). With
+    /// `control_plane`, a request that passes it (a client certificate of a control-plane
+    /// server) may read logs; without it, the node's API key does.
+    pub async fn run_serving(
+        self: Arc<Self>,
+        extra: axum::Router,
+        control_plane: Option<crate::logs::FromControlPlane>,
+        serve: impl FnOnce(axum::Router) -> tokio::task::JoinHandle<std::io::Result<()>>,
+    ) -> Result<(), AgentError> {
         let router = crate::logs::router(
             self.ctx.dirs.clone(),
             Arc::new(Liveness(self.supervisors.clone())),
         )
         .merge(extra);
         let router = match self.config.token.clone() {
-            Some(credential) => {
-                crate::logs::guarded(router, strata_core::auth::node_api_key(&credential))
-            }
+            Some(credential) => crate::logs::guarded(
+                router,
+                strata_core::auth::node_api_key(&credential),
+                control_plane,
+            ),
             None => router,
         };
-        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        let server = serve(router);
         self.register_until_accepted().await?;
         self.adopt_existing().await;
         tokio::spawn(self.clone().heartbeat_loop());

@@ -35,18 +35,37 @@ pub fn router(dirs: AgentDirs, liveness: Arc<dyn InstanceLiveness>) -> Router {
         .with_state(Arc::new(LogState { dirs, liveness }))
 }
 
-/// `router` with every route but `/healthz` requiring `credential` (`Authorization: Bearer`):
-/// the node's API key (`strata_core::auth::node_api_key`), which only the node and the
-/// control plane (which derives it) know. Logs and metrics of a node are the control plane's
-/// to hand out, by role.
-pub fn guarded(router: Router, credential: String) -> Router {
+/// Whether a request comes from the control plane by its client certificate (the TLS layer
+/// that serves the agent's API knows; see `strata_mesh::serve`).
+pub type FromControlPlane = Arc<dyn Fn(&axum::extract::Request) -> bool + Send + Sync>;
+
+/// `router` with every route but `/healthz` closed to strangers. Without `control_plane`
+/// (plain HTTP), every route takes the node's API key (`strata_core::auth::node_api_key`,
+/// `Authorization: Bearer`), which only the node and the control plane (which derives it)
+/// know. With it (the API is served over mutual TLS), instance logs are served only to the
+/// control plane, proven by its client certificate; `/metrics` also takes the API key (for
+/// Prometheus). Logs and metrics of a node are the control plane's to hand out, by role.
+pub fn guarded(
+    router: Router,
+    credential: String,
+    control_plane: Option<FromControlPlane>,
+) -> Router {
     let credential = Arc::new(credential);
     router.layer(axum::middleware::from_fn(
         move |request: axum::extract::Request, next: axum::middleware::Next| {
             let credential = credential.clone();
+            let control_plane = control_plane.clone();
             async move {
-                if request.uri().path() == "/healthz" || presents(request.headers(), &credential)
-                {
+                let path = request.uri().path();
+                let allowed = match &control_plane {
+                    _ if path == "/healthz" => true,
+                    None => presents(request.headers(), &credential),
+                    Some(from_control_plane) => {
+                        from_control_plane(&request)
+                            || (path == "/metrics" && presents(request.headers(), &credential))
+                    }
+                };
+                if allowed {
                     next.run(request).await
                 } else {
                     (

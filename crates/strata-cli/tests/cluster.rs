@@ -641,7 +641,9 @@ public = {public}
             "-H",
         ])
         .arg(format!("Authorization: Bearer {}", credential.trim()))
-        .arg(format!("http://{}:7701/metrics", cluster.nodes[1].ip))
+        .arg("--cacert")
+        .arg(cluster.nodes[1].data_dir.join("tls/ca.crt"))
+        .arg(format!("https://{}:7701/metrics", cluster.nodes[1].ip))
         .output()
         .expect("curl runs");
     assert_eq!(common::stdout(&with_credential), "401");
@@ -656,14 +658,18 @@ public = {public}
             "--max-time",
             "5",
         ])
-        .arg(format!("http://{}:7701/metrics", cluster.nodes[1].ip))
+        .arg("--cacert")
+        .arg(cluster.nodes[1].data_dir.join("tls/ca.crt"))
+        .arg(format!("https://{}:7701/metrics", cluster.nodes[1].ip))
         .output()
         .expect("curl runs");
     assert_eq!(common::stdout(&refused), "401");
     let metrics = std::process::Command::new("curl")
         .args(["-s", "--max-time", "5", "-H"])
         .arg(format!("Authorization: Bearer {api_key}"))
-        .arg(format!("http://{}:7701/metrics", cluster.nodes[1].ip))
+        .arg("--cacert")
+        .arg(cluster.nodes[1].data_dir.join("tls/ca.crt"))
+        .arg(format!("https://{}:7701/metrics", cluster.nodes[1].ip))
         .output()
         .expect("curl runs");
     let metrics = common::stdout(&metrics);
@@ -674,6 +680,37 @@ public = {public}
         })
         .unwrap_or_else(|| panic!("node-1 counted no delivery for greeter:\n{metrics}"));
     assert!(!delivered.ends_with(" 0"), "{delivered}");
+    // The node's API is TLS with its certificate; instance logs there are for the control
+    // plane alone (its client certificate), not even for the API key ...
+    let logs = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            "-H",
+        ])
+        .arg(format!("Authorization: Bearer {api_key}"))
+        .arg("--cacert")
+        .arg(cluster.nodes[1].data_dir.join("tls/ca.crt"))
+        .arg(format!(
+            "https://{}:7701/v1/instances/x/logs",
+            cluster.nodes[1].ip
+        ))
+        .output()
+        .expect("curl runs");
+    assert_eq!(common::stdout(&logs), "401");
+    // ... which reads them for `strata logs`.
+    let output = cluster.cli(&["logs", "greeter", "--tail", "5"]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let lines = common::stdout(&output);
+    assert!(
+        lines.contains("[greeter-") && !lines.contains("logs unavailable"),
+        "{lines}"
+    );
 
     // greeter's instance listens on node-1's loopback: its advertised address is only a name
     // for the proxies; from the network, a direct connection to it is refused.

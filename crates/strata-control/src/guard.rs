@@ -53,11 +53,6 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     }
 }
 
-/// The node whose certificate (of the cluster CA, verified in the TLS handshake) the
-/// connection presented ([`crate::serve::serve_tls`]).
-#[derive(Debug, Clone)]
-pub struct PeerNode(pub String);
-
 /// The header a server forwarding a node's request to the leader names the node in (with its
 /// own server credential): servers vouch for the nodes they heard from.
 pub const ON_BEHALF_OF: &str = "strata-on-behalf-of";
@@ -217,10 +212,14 @@ pub async fn gate(
         status: 0,
         denied: None,
     };
-    let peer_node = request.extensions().get::<PeerNode>().cloned();
-    let principal = match (bearer.as_deref(), peer_node) {
-        // A verified node certificate and no other credential: that node.
-        (None, Some(PeerNode(name))) => Principal::Node { name },
+    let peer = request
+        .extensions()
+        .get::<strata_mesh::identity::Peer>()
+        .cloned();
+    let principal = match (bearer.as_deref(), peer) {
+        // A verified node certificate and no other credential: that node
+        // (`strata_mesh::serve::serve_tls` found it in the TLS handshake).
+        (None, Some(strata_mesh::identity::Peer::Node(name))) => Principal::Node { name },
         (bearer, _) => match plane.credentials().authenticate(bearer).await {
             Ok(principal) => principal,
             Err(error) => {

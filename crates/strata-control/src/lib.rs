@@ -26,7 +26,6 @@ pub mod plane;
 pub mod quota;
 pub mod reconcile;
 pub mod replicate;
-pub mod serve;
 
 pub use error::ControlError;
 pub use plane::{ControlConfig, ControlPlane, DEFAULT_NODE_CERT_TTL, DEFAULT_SCALE_DOWN_WINDOW};

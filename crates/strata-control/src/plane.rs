@@ -208,17 +208,41 @@ impl ControlPlane {
 
     /// Makes this server's outgoing calls trust `ca` (other servers' HTTPS APIs).
     fn trust(&self, ca: &ClusterCa) {
-        let roots = std::iter::once(ca.cert_pem.as_str()).chain(self.config.api_ca_pem.as_deref());
+        self.rebuild_http(&ca.cert_pem, None);
+    }
+
+    /// From now on this server presents `cert_pem` (a client certificate of the cluster CA
+    /// naming it, `ID.server.strata`) on its outgoing calls: how nodes' own APIs know it is
+    /// the control plane.
+    pub async fn use_client_certificate(
+        &self,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<(), ControlError> {
+        let ca = self.cluster_ca().await?;
+        self.rebuild_http(&ca.cert_pem, Some((cert_pem, key_pem)));
+        Ok(())
+    }
+
+    fn rebuild_http(&self, cluster_ca_pem: &str, identity: Option<(&str, &str)>) {
+        let roots = std::iter::once(cluster_ca_pem).chain(self.config.api_ca_pem.as_deref());
         let client = roots
             .map(|pem| reqwest::Certificate::from_pem(pem.as_bytes()))
             .try_fold(reqwest::Client::builder(), |builder, root| {
                 root.map(|root| builder.add_root_certificate(root))
             })
+            .and_then(|builder| match identity {
+                Some((cert, key)) => {
+                    reqwest::Identity::from_pem(format!("{key}\n{cert}").as_bytes())
+                        .map(|identity| builder.identity(identity))
+                }
+                None => Ok(builder),
+            })
             .and_then(|builder| builder.build());
         match client {
             Ok(client) => *self.http.write().expect("http lock") = client,
             Err(error) => {
-                tracing::warn!(%error, "cannot trust the cluster CA for calls to other servers")
+                tracing::warn!(%error, "cannot set up calls to other servers and nodes")
             }
         }
     }

@@ -210,9 +210,18 @@ pub fn ca_fingerprint(cert_pem: &str) -> Result<String, IdentityError> {
     Ok(hex::encode(sha2::Sha256::digest(der.as_ref())))
 }
 
-/// The node a (verified) certificate names: `NAME` from its `NAME.node.strata` DNS name.
-/// `None` for any other certificate (the API's own, a malformed one).
-pub fn node_of_certificate(der: &[u8]) -> Option<String> {
+/// Who a verified client certificate of the cluster CA names: a node (`NAME.node.strata`) or
+/// a control-plane server (`ID.server.strata`). Kept on each request of a mutual-TLS
+/// connection ([`crate::serve::serve_tls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    Node(String),
+    Server(String),
+}
+
+/// The peer a (verified) certificate names; `None` for any other certificate (an API's own,
+/// a malformed one).
+pub fn peer_of_certificate(der: &[u8]) -> Option<Peer> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let names = cert.subject_alternative_name().ok()??;
     names
@@ -220,12 +229,53 @@ pub fn node_of_certificate(der: &[u8]) -> Option<String> {
         .general_names
         .iter()
         .find_map(|name| match name {
-            x509_parser::extensions::GeneralName::DNSName(dns) => dns
-                .strip_suffix(".node.strata")
-                .filter(|node| !node.is_empty() && !node.contains('.'))
-                .map(str::to_string),
+            x509_parser::extensions::GeneralName::DNSName(dns) => {
+                let label = |suffix: &str| {
+                    dns.strip_suffix(suffix)
+                        .filter(|name| !name.is_empty() && !name.contains('.'))
+                        .map(str::to_string)
+                };
+                label(".node.strata")
+                    .map(Peer::Node)
+                    .or_else(|| label(".server.strata").map(Peer::Server))
+            }
             _ => None,
         })
+}
+
+/// The node a (verified) certificate names: `NAME` from its `NAME.node.strata` DNS name.
+pub fn node_of_certificate(der: &[u8]) -> Option<String> {
+    match peer_of_certificate(der)? {
+        Peer::Node(name) => Some(name),
+        Peer::Server(_) => None,
+    }
+}
+
+impl ClusterCa {
+    /// A client certificate for control-plane server `server_id` (`ID.server.strata`): how it
+    /// proves itself to nodes' own APIs (reading instance logs). Its key is made here.
+    pub fn issue_server_client(
+        &self,
+        server_id: &str,
+        ttl: Duration,
+    ) -> Result<ServerCertificate, IdentityError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![format!("{server_id}.server.strata")])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, server_id);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = offset(-60);
+        params.not_after = offset(ttl.as_secs() as i64);
+        let ca_key = KeyPair::from_pem(&self.key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, ca_key)?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(ServerCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
 }
 
 /// The rustls configuration of an HTTPS API serving `cert_pem` (with its chain) and
@@ -414,6 +464,22 @@ mod tests {
         );
         assert_eq!(node_of_certificate(&der(&issued.cert_pem)), None);
         assert_eq!(node_of_certificate(b"junk"), None);
+        let server = ca
+            .issue_server_client("server-1a2b", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            peer_of_certificate(&der(&server.cert_pem)),
+            Some(Peer::Server("server-1a2b".into()))
+        );
+        assert_eq!(node_of_certificate(&der(&server.cert_pem)), None);
+        let server = ca
+            .issue_server_client("server-1a2b", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            peer_of_certificate(&der(&server.cert_pem)),
+            Some(Peer::Server("server-1a2b".into()))
+        );
+        assert_eq!(node_of_certificate(&der(&server.cert_pem)), None);
         let _ = key;
         let fingerprint = ca_fingerprint(&ca.cert_pem).unwrap();
         assert_eq!(fingerprint.len(), 64);

@@ -18,6 +18,8 @@
 //! - [`proxy`]: the node's mesh proxy: instances call other services by name through it
 //!   (`HTTP_PROXY` with the caller's credentials); it authenticates the caller, applies
 //!   [`policy`] (403 and an audit event for a forbidden call) and forwards like the ingress.
+//! - [`serve`]: an HTTP API over TLS that knows which node or server (by its certificate of
+//!   the cluster CA) each connection is: the control plane's API and a node's own.
 
 pub mod balance;
 pub mod identity;
@@ -28,6 +30,7 @@ pub mod policy;
 pub mod proxy;
 pub mod resilience;
 pub mod routes;
+pub mod serve;
 
 pub use ingress::{Ingress, IngressConfig};
 pub use metrics::MeshMetrics;

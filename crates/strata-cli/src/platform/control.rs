@@ -327,6 +327,16 @@ pub async fn start_control_plane(
             Some(Arc::new(config))
         }
     };
+    if tls.is_some() {
+        // How this server proves to nodes' own APIs that it is the control plane.
+        let client = ca
+            .issue_server_client(&server_id, Duration::from_secs(365 * 86_400))
+            .context("cannot make this server's client certificate")?;
+        plane
+            .use_client_certificate(&client.cert_pem, &client.key_pem)
+            .await
+            .context("cannot use this server's client certificate")?;
+    }
     // The join token carries the CA's fingerprint when the API is HTTPS, so a joining node
     // checks the server before it sends the secret.
     let token = strata_core::auth::JoinToken {
@@ -363,7 +373,7 @@ pub async fn start_control_plane(
         }));
     }
     let api = match tls {
-        Some(tls) => tokio::spawn(strata_control::serve::serve_tls(api_listener, tls, router)),
+        Some(tls) => tokio::spawn(strata_mesh::serve::serve_tls(api_listener, tls, router)),
         None => tokio::spawn(async move {
             axum::serve(
                 api_listener,

@@ -292,8 +292,35 @@ pub async fn start_agent(
         certificates,
     };
     let node = config.name.clone();
+    // A cluster node serves its own API over TLS with its certificate; the control plane
+    // proves itself there with its client certificate.
+    let api_tls = match &identity {
+        Some(_) => Some(node_api_tls(&config.data_dir, access.certificates.clone())?),
+        None => None,
+    };
+    config.api_https = api_tls.is_some();
     let (agent, listener) = Agent::start_with_drivers(config, drivers).await?;
-    let task = tokio::spawn(agent.clone().run_with(listener, metrics.router()));
+    let task = match api_tls {
+        Some(current) => {
+            let from_control_plane: strata_agent::logs::FromControlPlane =
+                Arc::new(|request: &axum::extract::Request| {
+                    matches!(
+                        request.extensions().get::<strata_mesh::identity::Peer>(),
+                        Some(strata_mesh::identity::Peer::Server(_))
+                    )
+                });
+            tokio::spawn(agent.clone().run_serving(
+                metrics.router(),
+                Some(from_control_plane),
+                move |router| {
+                    tokio::spawn(strata_mesh::serve::serve_tls_current(
+                        listener, current, router,
+                    ))
+                },
+            ))
+        }
+        None => tokio::spawn(agent.clone().run_with(listener, metrics.router())),
+    };
     tokio::spawn(report_traffic(control, node, metrics.mesh.clone()));
     Ok(StartedAgent {
         agent,
@@ -372,6 +399,42 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The TLS configuration of the node's own API: its current certificate (followed at every
+/// renewal), asking clients for a certificate of the cluster CA (the control plane's) but
+/// serving those without one too (`/healthz`, Prometheus with the API key).
+fn node_api_tls(
+    agent_dir: &Path,
+    mut certificates: tokio::sync::watch::Receiver<Option<NodePem>>,
+) -> Result<strata_mesh::serve::CurrentTls, Failure> {
+    let ca_file = agent_dir.join("tls/ca.crt");
+    let ca = std::fs::read_to_string(&ca_file)
+        .with_context(|| format!("cannot read {}", ca_file.display()))?;
+    let build = move |pem: &NodePem| {
+        strata_mesh::identity::api_server_config(&pem.0, &pem.1, Some(&ca)).map(Arc::new)
+    };
+    let first = certificates
+        .borrow_and_update()
+        .clone()
+        .ok_or_else(|| Failure::Failed(anyhow!("the node has no certificate yet")))?;
+    let current = Arc::new(std::sync::RwLock::new(
+        build(&first).map_err(|error| Failure::Failed(anyhow!("{error}")))?,
+    ));
+    let updating = current.clone();
+    tokio::spawn(async move {
+        while certificates.changed().await.is_ok() {
+            let pem = certificates.borrow_and_update().clone();
+            match pem.as_ref().map(&build) {
+                Some(Ok(config)) => *updating.write().expect("tls lock") = config,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "the renewed certificate cannot serve the node's API")
+                }
+                None => {}
+            }
+        }
+    });
+    Ok(Arc::new(move || current.read().expect("tls lock").clone()))
 }
 
 /// Presents `pem` (the node's certificate and key) to the control plane from now on.

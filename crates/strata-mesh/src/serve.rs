@@ -1,7 +1,8 @@
-//! Serving the API over HTTPS: a TLS accept loop (tokio-rustls) in front of the axum router,
-//! each connection served by hyper with the caller's address attached (the gate audits it)
-//! and, when the client presented a node certificate of the cluster CA (rustls verified it),
-//! the node it names ([`crate::guard::PeerNode`]).
+//! Serving an HTTP API over TLS (the control plane's, a node's own): a TLS accept loop
+//! (tokio-rustls) in front of an axum router, each connection served by hyper with the
+//! caller's address attached (`ConnectInfo`) and, when the client presented a certificate of
+//! the cluster CA (rustls verified it), who it names ([`crate::identity::Peer`]). The TLS
+//! configuration is read at each connection, so a renewed certificate takes effect at once.
 //! A handshake that does not finish within ten seconds is dropped, so a slow or silent
 //! client cannot hold a task forever.
 
@@ -11,6 +12,9 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
+
+/// The TLS configuration to accept the next connection with.
+pub type CurrentTls = Arc<dyn Fn() -> Arc<rustls::ServerConfig> + Send + Sync>;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
@@ -23,7 +27,15 @@ pub async fn serve_tls(
     tls: Arc<rustls::ServerConfig>,
     router: Router,
 ) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    serve_tls_current(listener, Arc::new(move || tls.clone()), router).await
+}
+
+/// [`serve_tls`] with the configuration `current` gives at each connection.
+pub async fn serve_tls_current(
+    listener: TcpListener,
+    current: CurrentTls,
+    router: Router,
+) -> std::io::Result<()> {
     loop {
         let (tcp, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -34,7 +46,7 @@ pub async fn serve_tls(
                 continue;
             }
         };
-        let acceptor = acceptor.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(current());
         let router = router.clone();
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -45,27 +57,29 @@ pub async fn serve_tls(
                 }
                 Err(_) => return,
             };
-            let node = stream
+            let peer = stream
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|chain| chain.first())
-                .and_then(|der| strata_mesh::identity::node_of_certificate(der));
-            serve_connection(stream, remote, node, router).await;
+                .and_then(|der| crate::identity::peer_of_certificate(der));
+            serve_connection(stream, remote, peer, router).await;
         });
     }
 }
 
-async fn serve_connection<S>(stream: S, remote: SocketAddr, node: Option<String>, router: Router)
-where
+async fn serve_connection<S>(
+    stream: S,
+    remote: SocketAddr,
+    peer: Option<crate::identity::Peer>,
+    router: Router,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         request.extensions_mut().insert(ConnectInfo(remote));
-        if let Some(node) = &node {
-            request
-                .extensions_mut()
-                .insert(crate::guard::PeerNode(node.clone()));
+        if let Some(peer) = &peer {
+            request.extensions_mut().insert(peer.clone());
         }
         tower::ServiceExt::oneshot(router.clone(), request)
     });
