@@ -275,6 +275,26 @@ impl ControlPlane {
                 })?)
             }
         };
+        // A registered node gets certificates only for the address it registered.
+        if let (Some(address), Some((node, _))) =
+            (address, self.get::<Node>(&keys::node(name)).await?)
+        {
+            let registered = node.mesh_addr.as_deref().and_then(|a| {
+                a.parse::<std::net::SocketAddr>()
+                    .map(|a| a.ip())
+                    .or_else(|_| a.parse::<std::net::IpAddr>())
+                    .ok()
+            });
+            if registered.is_some_and(|registered| registered != address) {
+                return Err(ControlError::Forbidden {
+                    message: format!(
+                        "node {name} is registered at {}; it may get certificates only for its own address, not {address}",
+                        node.mesh_addr.as_deref().unwrap_or_default()
+                    ),
+                    hint: "a node that moved registers again with its new --mesh-addr first".into(),
+                });
+            }
+        }
         let ca = self.cluster_ca().await?;
         let signed = ca
             .sign_node(&request.csr, name, address, self.config.node_cert_ttl)

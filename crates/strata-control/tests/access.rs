@@ -334,6 +334,49 @@ async fn a_node_acts_only_as_itself_and_refusals_are_audited() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_node_gets_certificates_only_for_its_own_address() {
+    let api = start().await;
+    let n1 = api.plane.credentials().node_credential("n1");
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/v1/nodes/n1/register", api.url))
+        .bearer_auth(&n1)
+        .json(&strata_core::api::RegisterNode {
+            name: "n1".into(),
+            agent_url: "http://127.0.0.5:7701".into(),
+            labels: Default::default(),
+            capacity: Default::default(),
+            drivers: vec![],
+            last_epoch: None,
+            mesh_addr: Some("127.0.0.5:7443".into()),
+        })
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let ask = |address: &str| {
+        let (_, csr) = strata_mesh::identity::node_key_and_csr("n1").unwrap();
+        client
+            .post(format!("{}/v1/nodes/n1/certificate", api.url))
+            .bearer_auth(&n1)
+            .json(&strata_core::api::CertificateRequest {
+                csr,
+                address: Some(address.into()),
+            })
+            .send()
+    };
+    let response = ask("127.0.0.9:7443").await.unwrap();
+    assert_eq!(response.status(), 403);
+    let body: strata_core::api::ErrorBody = response.json().await.unwrap();
+    assert!(
+        body.message.contains("only for its own address"),
+        "{body:?}"
+    );
+    let response = ask("127.0.0.5:7443").await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_artifact_over_the_limit_is_refused_before_it_is_read() {
     let api = start().await;
     let admin = token(&api.plane, "admin", Role::Admin, &[]).await;
