@@ -625,54 +625,32 @@ public = {public}
     let last = call();
     assert!(last.contains("(called by front)"), "{last}");
     // It went through node-1's inter-node port, not straight to the instance.
-    // The node's API answers only its API key (the control plane's to derive), not even the
-    // node's credential.
+    // The node's API (HTTPS with its certificate) answers only its API key (the control
+    // plane's to derive), not even the node's credential.
     let credential =
         std::fs::read_to_string(cluster.nodes[1].data_dir.join("node-credential")).unwrap();
-    let with_credential = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-            "-H",
-        ])
-        .arg(format!("Authorization: Bearer {}", credential.trim()))
-        .arg("--cacert")
-        .arg(cluster.nodes[1].data_dir.join("tls/ca.crt"))
-        .arg(format!("https://{}:7701/metrics", cluster.nodes[1].ip))
-        .output()
-        .expect("curl runs");
-    assert_eq!(common::stdout(&with_credential), "401");
     let api_key = strata_core::auth::node_api_key(credential.trim());
-    let refused = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-        ])
-        .arg("--cacert")
-        .arg(cluster.nodes[1].data_dir.join("tls/ca.crt"))
-        .arg(format!("https://{}:7701/metrics", cluster.nodes[1].ip))
-        .output()
-        .expect("curl runs");
-    assert_eq!(common::stdout(&refused), "401");
-    let metrics = std::process::Command::new("curl")
-        .args(["-s", "--max-time", "5", "-H"])
-        .arg(format!("Authorization: Bearer {api_key}"))
-        .arg("--cacert")
-        .arg(cluster.nodes[1].data_dir.join("tls/ca.crt"))
-        .arg(format!("https://{}:7701/metrics", cluster.nodes[1].ip))
-        .output()
-        .expect("curl runs");
-    let metrics = common::stdout(&metrics);
+    let node_api = |path: &str, bearer: Option<&str>| {
+        let mut command = std::process::Command::new("curl");
+        command.args(["-s", "--max-time", "5", "-w", "\n%{http_code}", "--cacert"]);
+        command.arg(cluster.nodes[1].data_dir.join("tls/ca.crt"));
+        if let Some(bearer) = bearer {
+            command
+                .arg("-H")
+                .arg(format!("Authorization: Bearer {bearer}"));
+        }
+        let output = command
+            .arg(format!("https://{}:7701{path}", cluster.nodes[1].ip))
+            .output()
+            .expect("curl runs");
+        let text = common::stdout(&output);
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+        (status.to_string(), body.to_string())
+    };
+    assert_eq!(node_api("/metrics", Some(credential.trim())).0, "401");
+    assert_eq!(node_api("/metrics", None).0, "401");
+    let (status, metrics) = node_api("/metrics", Some(&api_key));
+    assert_eq!(status, "200");
     let delivered = metrics
         .lines()
         .find(|l| {
@@ -680,29 +658,9 @@ public = {public}
         })
         .unwrap_or_else(|| panic!("node-1 counted no delivery for greeter:\n{metrics}"));
     assert!(!delivered.ends_with(" 0"), "{delivered}");
-    // The node's API is TLS with its certificate; instance logs there are for the control
-    // plane alone (its client certificate), not even for the API key ...
-    let logs = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-            "-H",
-        ])
-        .arg(format!("Authorization: Bearer {api_key}"))
-        .arg("--cacert")
-        .arg(cluster.nodes[1].data_dir.join("tls/ca.crt"))
-        .arg(format!(
-            "https://{}:7701/v1/instances/x/logs",
-            cluster.nodes[1].ip
-        ))
-        .output()
-        .expect("curl runs");
-    assert_eq!(common::stdout(&logs), "401");
+    // Instance logs there are for the control plane alone (its client certificate), not even
+    // for the API key ...
+    assert_eq!(node_api("/v1/instances/x/logs", Some(&api_key)).0, "401");
     // ... which reads them for `strata logs`.
     let output = cluster.cli(&["logs", "greeter", "--tail", "5"]);
     assert!(output.status.success(), "{}", common::stderr(&output));

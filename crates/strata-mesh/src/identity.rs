@@ -179,8 +179,19 @@ impl ClusterCa {
         for ip in ips {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
         }
+        self.sign_with_key(params, key, ExtendedKeyUsagePurpose::ServerAuth, ttl)
+    }
+
+    /// Signs `params` for `key` with one extended usage, valid from a minute ago for `ttl`.
+    fn sign_with_key(
+        &self,
+        mut params: CertificateParams,
+        key: KeyPair,
+        usage: ExtendedKeyUsagePurpose,
+        ttl: Duration,
+    ) -> Result<ServerCertificate, IdentityError> {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![usage];
         params.not_before = offset(-60);
         params.not_after = offset(ttl.as_secs() as i64);
         let ca_key = KeyPair::from_pem(&self.key_pem)?;
@@ -264,17 +275,7 @@ impl ClusterCa {
         params
             .distinguished_name
             .push(DnType::CommonName, server_id);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.not_before = offset(-60);
-        params.not_after = offset(ttl.as_secs() as i64);
-        let ca_key = KeyPair::from_pem(&self.key_pem)?;
-        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, ca_key)?;
-        let cert = params.signed_by(&key, &issuer)?;
-        Ok(ServerCertificate {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        self.sign_with_key(params, key, ExtendedKeyUsagePurpose::ClientAuth, ttl)
     }
 }
 

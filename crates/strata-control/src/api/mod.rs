@@ -404,21 +404,30 @@ pub async fn service_metrics(
     headers: axum::http::HeaderMap,
 ) -> Result<Json<ServiceMetrics>, ControlError> {
     if plane.term().is_none() {
-        let response = plane
-            .forward_to_leader(
-                reqwest::Method::GET,
-                &format!("/v1/envs/{env}/services/{service}/metrics"),
-                None::<&()>,
-                &crate::guard::forwarding_headers(&plane, &caller, &headers),
-            )
-            .await?;
-        let metrics = response
-            .json()
-            .await
-            .map_err(|e| ControlError::Internal(format!("the leader answered badly: {e}")))?;
-        return Ok(Json(metrics));
+        let path = format!("/v1/envs/{env}/services/{service}/metrics");
+        return Ok(Json(from_leader(&plane, &caller, &headers, &path).await?));
     }
     Ok(Json(plane.traffic(&env, &service)))
+}
+
+/// `GET path` answered by the leader (what only it holds: traffic, SLOs), as the caller.
+async fn from_leader<T: serde::de::DeserializeOwned>(
+    plane: &ControlPlane,
+    caller: &Caller,
+    headers: &axum::http::HeaderMap,
+    path: &str,
+) -> Result<T, ControlError> {
+    plane
+        .forward_to_leader(
+            reqwest::Method::GET,
+            path,
+            None::<&()>,
+            &crate::guard::forwarding_headers(plane, caller, headers),
+        )
+        .await?
+        .json()
+        .await
+        .map_err(|e| ControlError::Internal(format!("the leader answered badly: {e}")))
 }
 
 /// How a service did against its SLO over the last hour: success ratio, error budget left,
@@ -433,19 +442,8 @@ pub async fn service_slo(
     headers: axum::http::HeaderMap,
 ) -> Result<Json<Option<SloReport>>, ControlError> {
     if plane.term().is_none() {
-        let response = plane
-            .forward_to_leader(
-                reqwest::Method::GET,
-                &format!("/v1/envs/{env}/services/{service}/slo"),
-                None::<&()>,
-                &crate::guard::forwarding_headers(&plane, &caller, &headers),
-            )
-            .await?;
-        let report = response
-            .json()
-            .await
-            .map_err(|e| ControlError::Internal(format!("the leader answered badly: {e}")))?;
-        return Ok(Json(report));
+        let path = format!("/v1/envs/{env}/services/{service}/slo");
+        return Ok(Json(from_leader(&plane, &caller, &headers, &path).await?));
     }
     Ok(Json(plane.slo_report(&env, &service).await?))
 }
