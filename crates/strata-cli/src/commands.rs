@@ -527,25 +527,73 @@ pub async fn delete(api: &Api, service: &str, env: &str) -> CliResult {
     Ok(())
 }
 
-pub async fn events(api: &Api, service: Option<&str>, limit: usize, json: bool) -> CliResult {
-    let path = match service {
-        Some(service) => format!("/v1/events?service={service}&limit={limit}"),
-        None => format!("/v1/events?limit={limit}"),
+pub async fn events(
+    api: &Api,
+    service: Option<&str>,
+    limit: usize,
+    json: bool,
+    follow: bool,
+) -> CliResult {
+    let filter = service.map(|s| format!("service={s}")).unwrap_or_default();
+    // Following: the stream is open before the list is read, so nothing falls between.
+    let stream = match follow {
+        true => Some(api.stream(&format!("/v1/events/follow?{filter}")).await?),
+        false => None,
     };
-    let events: EventList = api.get(&path).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&events.events)?);
+    let events: EventList = api
+        .get(&format!("/v1/events?limit={limit}&{filter}"))
+        .await?;
+    let Some(stream) = stream else {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&events.events)?);
+        } else {
+            events.events.iter().for_each(print_event);
+        }
         return Ok(());
+    };
+    let show = |event: &strata_core::Event| {
+        if json {
+            // One JSON object a line while following.
+            println!("{}", serde_json::to_string(event).unwrap_or_default());
+        } else {
+            print_event(event);
+        }
+        let _ = std::io::stdout().flush();
+    };
+    let mut last = 0;
+    for event in &events.events {
+        show(event);
+        last = last.max(event.seq);
     }
-    for event in events.events {
-        let at = std::time::UNIX_EPOCH + Duration::from_millis(event.at);
-        println!(
-            "{}  {:<18} {:<16} {}",
-            humantime::format_rfc3339_millis(at),
-            event.kind,
-            event.actor,
-            event.message
-        );
+    let mut body = stream.bytes_stream();
+    let mut buffer = String::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("event stream interrupted")?;
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let message: String = buffer.drain(..end + 2).collect();
+            for data in message.lines().filter_map(|l| l.strip_prefix("data:")) {
+                if let Ok(event) = serde_json::from_str::<strata_core::Event>(data.trim()) {
+                    if event.seq > last {
+                        last = event.seq;
+                        show(&event);
+                    }
+                }
+            }
+        }
     }
-    Ok(())
+    Err(Failure::Failed(anyhow::anyhow!(
+        "the control plane closed the event stream"
+    )))
+}
+
+fn print_event(event: &strata_core::Event) {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(event.at);
+    println!(
+        "{}  {:<18} {:<16} {}",
+        humantime::format_rfc3339_millis(at),
+        event.kind,
+        event.actor,
+        event.message
+    );
 }

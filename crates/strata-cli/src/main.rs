@@ -298,9 +298,12 @@ enum Command {
         service: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// Print JSON instead of lines.
+        /// Print JSON instead of lines (one object a line with --follow).
         #[arg(long)]
         json: bool,
+        /// Keep printing new events as they are recorded.
+        #[arg(short, long)]
+        follow: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -708,8 +711,18 @@ async fn run(cli: Cli) -> CliResult {
             service,
             limit,
             json,
+            follow,
             api,
-        } => commands::events(&api::Api::new(&api.addr), service.as_deref(), limit, json).await,
+        } => {
+            commands::events(
+                &api::Api::new(&api.addr),
+                service.as_deref(),
+                limit,
+                json,
+                follow,
+            )
+            .await
+        }
         Command::Token { action, api } => {
             access_cmd::token(&api::Api::new(&api.addr), action).await
         }

@@ -488,3 +488,49 @@ async fn the_api_serves_an_openapi_document_and_json_errors() {
     let text = String::from_utf8_lossy(&chunk);
     assert!(text.contains("\"key\":\"/envs/dev\""), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_follow_prints_new_events_as_they_are_recorded() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let mut follower = std::process::Command::new(strata_bin())
+        .args(["events", "--follow", "hello"])
+        .env("STRATA_ADDR", &dev.api)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Give the follower a moment to open its stream, then make events.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let spec = hello_spec(dir.path(), 1, "Followed");
+    let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("instance.healthy")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("events --follow printed only: {seen:#?}"),
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("release.created")),
+        "{seen:#?}"
+    );
+    let _ = follower.kill();
+    let _ = follower.wait();
+}

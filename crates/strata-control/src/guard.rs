@@ -132,7 +132,7 @@ pub fn route_action(
             Action::ManageNodes
         }
         ("GET", "/v1/routes") => Action::ReadRoutes,
-        ("GET", "/v1/events") => Action::ReadEvents,
+        ("GET", "/v1/events") | ("GET", "/v1/events/follow") => Action::ReadEvents,
         ("GET", "/v1/watch") => Action::Watch,
         ("PUT", "/v1/blobs/{digest}") => Action::UploadBlob,
         ("GET", "/v1/blobs/{digest}") | ("HEAD", "/v1/blobs/{digest}") => Action::DownloadBlob,

@@ -40,6 +40,7 @@ use crate::api;
         api::routes,
         api::leader,
         api::list_events,
+        api::follow_events,
         api::watch,
         api::put_blob,
         api::get_blob,

@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use strata_core::api::{
-    DeployRequest, DeployResponse, EnvPolicyRequest, ErrorBody, EventList, RouteTable,
-    ScaleRequest, ServiceMetrics, ServiceStatus, SloReport, WatchChange,
+    DeployRequest, DeployResponse, EnvPolicyRequest, ErrorBody, RouteTable, ScaleRequest,
+    ServiceMetrics, ServiceStatus, SloReport, WatchChange,
 };
 use strata_core::{Environment, InstanceView, Release, Service};
 use strata_store::WatchEvent;
@@ -26,8 +26,10 @@ use crate::guard::{AuditNote, Caller};
 use crate::{ControlError, ControlPlane};
 
 mod access;
+mod events;
 mod nodes;
 pub use access::*;
+pub use events::*;
 pub use nodes::*;
 
 type Plane = State<Arc<ControlPlane>>;
@@ -131,6 +133,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/routes", get(routes))
         .route("/v1/leader", get(leader))
         .route("/v1/events", get(list_events))
+        .route("/v1/events/follow", get(follow_events))
         .route("/v1/watch", get(watch))
         .route(
             "/v1/blobs/{digest}",
@@ -474,34 +477,6 @@ pub struct LeaderInfo {
 #[utoipa::path(get, path = "/v1/routes", responses((status = 200, body = RouteTable)))]
 pub async fn routes(State(plane): Plane) -> Result<Json<RouteTable>, ControlError> {
     Ok(Json(plane.routes().await?))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct EventParams {
-    /// Only events of this service.
-    pub service: Option<String>,
-    /// The newest this many (default 100).
-    pub limit: Option<usize>,
-}
-
-/// The event log, oldest first.
-#[utoipa::path(get, path = "/v1/events", params(EventParams),
-    responses((status = 200, body = EventList)))]
-pub async fn list_events(
-    caller: Caller,
-    State(plane): Plane,
-    Query(params): Query<EventParams>,
-) -> Result<Json<EventList>, ControlError> {
-    let mut events = plane
-        .events(params.service.as_deref(), params.limit.unwrap_or(100))
-        .await?;
-    // A token scoped to some environments sees their events; cluster-wide events (nodes,
-    // no environment) only a token for every environment sees.
-    events.retain(|event| match &event.env {
-        Some(env) => caller.principal.sees_env(env),
-        None => caller.principal.sees_cluster(),
-    });
-    Ok(Json(EventList { events }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
