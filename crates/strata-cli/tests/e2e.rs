@@ -534,3 +534,36 @@ async fn events_follow_prints_new_events_as_they_are_recorded() {
     let _ = follower.kill();
     let _ = follower.wait();
 }
+
+/// An instance that cannot even start (no such program) says so at once, in its status and
+/// in an event, and the deploy fails with the reason instead of waiting out its timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_program_fails_the_deploy_at_once_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let spec = dir.path().join("ghost.toml");
+    std::fs::write(
+        &spec,
+        "[service.ghost]\ncommand = [\"/nonexistent/prog\"]\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the deploy waited {:?}",
+        started.elapsed()
+    );
+    let err = stderr(&output);
+    assert!(err.contains("cannot start /nonexistent/prog"), "{err}");
+    let status = dev.status("ghost");
+    let instance = &status.instances[0];
+    let message = &instance.status.as_ref().expect("a reported status").message;
+    assert!(message.contains("No such file or directory"), "{message}");
+    let events = stdout(&dev.cli(&["events", "ghost"]));
+    assert!(
+        events.contains("cannot start /nonexistent/prog"),
+        "{events}"
+    );
+}

@@ -198,7 +198,9 @@ impl InstanceState {
             (a, b) if a == b => true,
             (Stopped | Failed, _) => false,
             (_, Stopping | Stopped | Failed) => true,
-            (Pending, Starting) => true,
+            // Could not even start (no such program, a failed download): it backs off and
+            // says why, rather than staying silently pending.
+            (Pending, Starting | Backoff) => true,
             (Starting | Running | Unhealthy, Running | Unhealthy | Backoff) => true,
             (Backoff, Starting) => true,
             (Stopping, _) => false,
@@ -389,6 +391,7 @@ mod tests {
         let table = [
             (Pending, Starting, true),
             (Pending, Running, false),
+            (Pending, Backoff, true),
             (Starting, Running, true),
             (Running, Unhealthy, true),
             (Unhealthy, Running, true),
