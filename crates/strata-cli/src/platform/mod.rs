@@ -2,13 +2,17 @@
 //! way by each: the control plane (API, reconciler, liveness), a node agent, an ingress.
 //!
 //! - [`control`]: a control plane (store, credentials, CA, HTTPS API, controllers).
-//! - [`node`]: a node (its credential and CA, agent, drivers, mesh proxy, ingress).
+//! - [`node`]: a node (agent, drivers, mesh proxy, traffic reports, ingress).
+//! - [`trust`]: a node's trust in the control plane and its identity there (the CA checked
+//!   against the join token, its credential, its certificate, the TLS of its own API).
 
 mod control;
 mod node;
+mod trust;
 
 pub use control::*;
 pub use node::*;
+pub use trust::*;
 
 use std::path::PathBuf;
 
