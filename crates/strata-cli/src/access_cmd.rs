@@ -205,14 +205,11 @@ pub async fn login(
     );
     let me: strata_control::api::WhoAmI = api.get("/v1/whoami").await?;
     if let Some(pem) = &ca_pem {
-        let dir = crate::context::ca_dir()
+        let path = crate::context::ca_file_for(&base)
             .ok_or_else(|| Failure::Failed(anyhow!("no HOME to keep the CA in")))?;
-        std::fs::create_dir_all(&dir)?;
-        let name: String = base
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let path = dir.join(format!("{name}.pem"));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         strata_control::credentials::write_private(&path, pem)?;
         trusted = Some(path);
     }

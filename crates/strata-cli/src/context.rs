@@ -44,12 +44,16 @@ pub fn normalize_url(addr: &str) -> String {
     base.trim_end_matches('/').to_string()
 }
 
-fn file_for(dir: &Path, url: &str) -> PathBuf {
-    let name: String = normalize_url(url)
+/// A file name for the API at `url` (its normalized URL, letters and digits kept).
+fn name_for(url: &str) -> String {
+    normalize_url(url)
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    dir.join("contexts").join(format!("{name}.json"))
+        .collect()
+}
+
+fn file_for(dir: &Path, url: &str) -> PathBuf {
+    dir.join("contexts").join(format!("{}.json", name_for(url)))
 }
 
 /// Records that the API at `url` is reached with the token in `token_file`, trusting the CA
@@ -87,9 +91,9 @@ pub fn ca_for(url: &str) -> Option<Vec<u8>> {
     std::fs::read(context_of(url)?.ca_file?).ok()
 }
 
-/// The directory `strata login` keeps the CAs it was shown in.
-pub fn ca_dir() -> Option<PathBuf> {
-    config_dir().map(|dir| dir.join("cas"))
+/// Where `strata login` keeps the CA it was shown for the API at `url`.
+pub fn ca_file_for(url: &str) -> Option<PathBuf> {
+    config_dir().map(|dir| dir.join("cas").join(format!("{}.pem", name_for(url))))
 }
 
 /// The token for the API at `url`: `STRATA_TOKEN`, else its context's token file.
