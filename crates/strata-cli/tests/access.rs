@@ -223,7 +223,7 @@ async fn the_loopback_api_refuses_other_hosts_and_other_origins() {
         .unwrap();
     assert_eq!(response.status(), 403);
     // The node's own API (logs, metrics) answers only the node's credential.
-    let nodes: Vec<strata_core::Node> = dev.api_get("/v1/nodes").await.json().await.unwrap();
+    let nodes = dev.nodes().await;
     let agent = &nodes[0].agent_url;
     let response = reqwest::get(format!("{agent}/metrics")).await.unwrap();
     assert_eq!(response.status(), 401);

@@ -45,7 +45,7 @@ async fn deploy_serves_through_the_ingress_and_status_lists_running_instances() 
     assert!(body.contains("(release 1)"), "{body}");
 
     // The node's /metrics counts that request for the service, by status class.
-    let nodes: Vec<strata_core::Node> = dev.api_get("/v1/nodes").await.json().await.unwrap();
+    let nodes = dev.nodes().await;
     let metrics = dev
         .api_client_with(&dev.node_api_key())
         .get(format!("{}/metrics", nodes[0].agent_url))

@@ -163,12 +163,7 @@ async fn services_call_each_other_by_name_and_policy_decides_who_may() {
 
 /// The node's /metrics (the agent's API serves it).
 async fn agent_metrics(dev: &Dev) -> String {
-    let nodes = stdout(&dev.cli(&["node", "ls", "--json"]));
-    let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
-    let agent = nodes[0]["agent_url"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no agent_url in {nodes}"))
-        .to_string();
+    let agent = dev.nodes().await.remove(0).agent_url;
     dev.api_client_with(&dev.node_api_key())
         .get(format!("{agent}/metrics"))
         .send()

@@ -166,6 +166,25 @@ impl Dev {
             .unwrap()
     }
 
+    /// The cluster's nodes, once `strata dev`'s node has registered (it joins
+    /// just after the API announces itself). Waits at most 15 s.
+    pub async fn nodes(&self) -> Vec<strata_core::Node> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let nodes: Vec<strata_core::Node> =
+                self.api_get("/v1/nodes").await.json().await.unwrap();
+            if !nodes.is_empty() {
+                return nodes;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strata dev's node never registered; its log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Runs a CLI command against this control plane.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(strata_bin())
