@@ -520,6 +520,7 @@ impl Agent {
                 last_exit: None,
                 message,
                 updated_at: 0,
+                ready_since: None,
             };
             if let Err(error) = self.client.report(&status).await {
                 tracing::debug!(%error, "status report failed");

@@ -1,6 +1,8 @@
 //! Health checks of one instance: an HTTP GET of the spec's path, or, without a health check
 //! in the spec, a TCP connect to the instance's port (so "running" always means "accepts
 //! connections", and a rollout never shifts traffic to an instance that cannot take it).
+//! Checks go to the program's own address (a container's, not the node's forwarder), so they
+//! pass only when the program itself answers. `[liveness]` checks use the same [`Probe`].
 //!
 //! [`HealthTracker`] turns a series of check results into healthy/unhealthy transitions with
 //! the spec's thresholds; it is pure and table-tested.
@@ -8,55 +10,80 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use strata_core::spec::HealthSpec;
+use strata_core::spec::{HealthSpec, LivenessSpec};
 
 /// The outcome of one check: `Err` carries a sentence for the instance's status message.
 pub type CheckResult = Result<(), String>;
 
-/// Runs one check against `addr`.
-pub async fn check(
-    client: &reqwest::Client,
-    addr: SocketAddr,
-    spec: Option<&HealthSpec>,
-) -> CheckResult {
-    match spec {
-        Some(spec) => {
-            let url = format!("http://{addr}{}", spec.path);
-            match client
-                .get(&url)
-                .timeout(Duration::from_millis(spec.timeout_ms))
-                .send()
-                .await
-            {
+/// What one check does: GET a path (2xx or 3xx passes) or, without one, connect over TCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub path: Option<String>,
+    pub timeout: Duration,
+    pub interval: Duration,
+}
+
+impl Probe {
+    /// The readiness check: the spec's `[health]`, else a TCP connect every second.
+    pub fn readiness(spec: Option<&HealthSpec>) -> Self {
+        match spec {
+            Some(spec) => Self {
+                path: Some(spec.path.clone()),
+                timeout: Duration::from_millis(spec.timeout_ms),
+                interval: Duration::from_millis(spec.interval_ms),
+            },
+            None => Self {
+                path: None,
+                timeout: Duration::from_secs(1),
+                interval: Duration::from_secs(1),
+            },
+        }
+    }
+
+    /// The spec's `[liveness]` check.
+    pub fn liveness(spec: &LivenessSpec) -> Self {
+        Self {
+            path: spec.path.clone(),
+            timeout: Duration::from_millis(spec.timeout_ms),
+            interval: Duration::from_millis(spec.interval_ms),
+        }
+    }
+}
+
+/// Runs one check against `addr`, the program's own address.
+pub async fn check(client: &reqwest::Client, addr: SocketAddr, probe: &Probe) -> CheckResult {
+    let timeout_ms = probe.timeout.as_millis();
+    match &probe.path {
+        Some(path) => {
+            let url = format!("http://{addr}{path}");
+            match client.get(&url).timeout(probe.timeout).send().await {
                 Ok(response)
                     if response.status().is_success() || response.status().is_redirection() =>
                 {
                     Ok(())
                 }
                 Ok(response) => Err(format!(
-                    "health check GET {} answered {}",
-                    spec.path,
+                    "health check GET {path} answered {}",
                     response.status()
                 )),
                 Err(error) if error.is_timeout() => Err(format!(
-                    "health check GET {} timed out after {} ms",
-                    spec.path, spec.timeout_ms
+                    "health check GET {path} timed out after {timeout_ms} ms"
                 )),
                 Err(error) if error.is_connect() => Err(format!(
-                    "health check GET {}: nothing accepts connections on port {}",
-                    spec.path,
+                    "health check GET {path}: nothing accepts connections on port {}",
                     addr.port()
                 )),
-                Err(error) => Err(format!("health check GET {}: {error}", spec.path)),
+                Err(error) => Err(format!("health check GET {path}: {error}")),
             }
         }
         None => {
-            match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
-                .await
-            {
+            match tokio::time::timeout(probe.timeout, tokio::net::TcpStream::connect(addr)).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(error)) => Err(format!("port {}: {error}", addr.port())),
-                Err(_) => Err(format!("port {}: connect timed out", addr.port())),
+                Err(_) => Err(format!(
+                    "port {}: connect timed out after {timeout_ms} ms",
+                    addr.port()
+                )),
             }
         }
     }
@@ -90,6 +117,13 @@ impl HealthTracker {
         }
     }
 
+    /// A liveness tracker: alive until `unhealthy_threshold` failures in a row.
+    pub fn alive(unhealthy_threshold: u32) -> Self {
+        let mut tracker = Self::new(1, unhealthy_threshold);
+        tracker.healthy = true;
+        tracker
+    }
+
     pub fn is_healthy(&self) -> bool {
         self.healthy
     }
@@ -121,7 +155,6 @@ mod tests {
 
     #[test]
     fn thresholds_table() {
-        // (healthy_threshold, unhealthy_threshold, results, flips)
         // (healthy threshold, unhealthy threshold, results, flips)
         type Row = (u32, u32, &'static [bool], &'static [Option<bool>]);
         let table: &[Row] = &[
@@ -161,5 +194,43 @@ mod tests {
                 "thresholds {healthy}/{unhealthy}, results {results:?}"
             );
         }
+    }
+
+    #[test]
+    fn liveness_fails_after_the_threshold_in_a_row() {
+        let table: &[(u32, &[bool], Option<usize>)] = &[
+            (3, &[false, false, false], Some(2)),
+            (3, &[false, false, true, false, false], None),
+            (1, &[true, false], Some(1)),
+            (2, &[true, true, true], None),
+        ];
+        for (threshold, results, dies_at) in table {
+            let mut tracker = HealthTracker::alive(*threshold);
+            let died = results
+                .iter()
+                .position(|passed| tracker.record(*passed) == Some(false));
+            assert_eq!(died, *dies_at, "threshold {threshold}, results {results:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_reaches_the_address_or_says_why() {
+        let client = reqwest::Client::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        let tcp = Probe::readiness(None);
+        assert_eq!(check(&client, open, &tcp).await, Ok(()));
+        drop(listener);
+        let refused = check(&client, open, &tcp).await.unwrap_err();
+        assert!(
+            refused.starts_with(&format!("port {}:", open.port())),
+            "{refused}"
+        );
+        let http = Probe {
+            path: Some("/healthz".into()),
+            ..Probe::readiness(None)
+        };
+        let refused = check(&client, open, &http).await.unwrap_err();
+        assert!(refused.contains("nothing accepts connections"), "{refused}");
     }
 }

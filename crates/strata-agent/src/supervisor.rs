@@ -19,7 +19,7 @@ use strata_runtime::{Driver, Exit, InstanceHandle, StartSpec};
 use tokio::sync::{watch, Mutex};
 
 use crate::client::ControlClient;
-use crate::health::{check, HealthTracker};
+use crate::health::{check, HealthTracker, Probe};
 
 /// Where an agent keeps things, under its data directory.
 #[derive(Debug, Clone)]
@@ -101,6 +101,7 @@ impl Supervisor {
             last_exit: None,
             message: "assigned".into(),
             updated_at: now_millis(),
+            ready_since: None,
         }));
         let run = Run {
             ctx,
@@ -135,6 +136,10 @@ fn now_millis() -> u64 {
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Health polling while an instance starts, so it serves as soon as it can.
 const STARTUP_POLL: Duration = Duration::from_millis(50);
+/// How long an instance may start before its status says why it does not serve yet, and how
+/// often that is refreshed.
+const NOT_SERVING_NOTE_AFTER: Duration = Duration::from_secs(2);
+const NOT_SERVING_NOTE_EVERY: Duration = Duration::from_secs(2);
 
 struct Run {
     ctx: Arc<SupervisorContext>,
@@ -234,7 +239,10 @@ impl Run {
                 },
             };
             let started_at = Instant::now();
-            let addr = check_address(&self.ctx.bind_host, port);
+            // The program's own address: a container's, not the node's forwarder to it.
+            let addr = handle
+                .program_address()
+                .unwrap_or_else(|| check_address(&self.ctx.bind_host, port));
             let advertised = format!("{}:{port}", self.ctx.advertise_host);
             let pid = handle.pid();
             let process = match pid {
@@ -263,7 +271,7 @@ impl Run {
                 )
                 .await;
             }
-            match self.watch_running(handle.as_ref(), addr).await {
+            match self.watch_running(handle.as_ref(), addr, port).await {
                 Ended::Stopped(exit) => {
                     let message = format!("stopped: {}", exit.describe());
                     self.set(InstanceState::Stopped, message, |s| {
@@ -326,15 +334,33 @@ impl Run {
         }
     }
 
-    /// Health-checks a running instance until it exits or is asked to stop.
-    async fn watch_running(&mut self, handle: &dyn InstanceHandle, addr: SocketAddr) -> Ended {
-        let health_spec = self.assignment.release.spec.health.clone();
-        let interval =
-            Duration::from_millis(health_spec.as_ref().map(|h| h.interval_ms).unwrap_or(1000));
-        let mut tracker = HealthTracker::for_spec(health_spec.as_ref());
-        let mut next_check = tokio::time::Instant::now();
+    /// Health-checks a running instance until it exits, is asked to stop, or fails its
+    /// liveness check (then it is stopped and reported as crashed, to be restarted).
+    async fn watch_running(
+        &mut self,
+        handle: &dyn InstanceHandle,
+        addr: SocketAddr,
+        port: u16,
+    ) -> Ended {
+        let spec = &self.assignment.release.spec;
+        let readiness = Probe::readiness(spec.health.as_ref());
+        let mut tracker = HealthTracker::for_spec(spec.health.as_ref());
+        let liveness = spec.liveness.as_ref().map(|l| {
+            (
+                Probe::liveness(l),
+                HealthTracker::alive(l.unhealthy_threshold),
+            )
+        });
+        let (liveness_probe, mut liveness_tracker) = liveness.unzip();
+        let started = tokio::time::Instant::now();
+        let mut next_check = started;
+        // Liveness checks start once the instance has first been healthy.
+        let mut next_liveness: Option<tokio::time::Instant> = None;
+        let mut next_note = started + NOT_SERVING_NOTE_AFTER;
+        let mut ever_healthy = false;
         let mut resend = tokio::time::interval(Duration::from_secs(2));
         loop {
+            let liveness_due = next_liveness.unwrap_or(started + Duration::from_secs(86_400));
             tokio::select! {
                 exit = handle.wait() => {
                     if *self.stop.borrow() {
@@ -348,18 +374,57 @@ impl Run {
                     }
                 }
                 _ = tokio::time::sleep_until(next_check) => {
-                    let result = check(&self.ctx.health_client, addr, health_spec.as_ref()).await;
-                    let passed = result.is_ok();
-                    match tracker.record(passed) {
-                        Some(true) => self.set(InstanceState::Running, "healthy".into(), |_| {}).await,
+                    let result = check(&self.ctx.health_client, addr, &readiness).await;
+                    match tracker.record(result.is_ok()) {
+                        Some(true) => {
+                            ever_healthy = true;
+                            if let Some(probe) = &liveness_probe {
+                                next_liveness.get_or_insert(tokio::time::Instant::now() + probe.interval);
+                            }
+                            self.set(InstanceState::Running, "healthy".into(), |_| {}).await
+                        }
                         Some(false) => {
-                            let why = result.err().unwrap_or_default();
+                            let why = result.as_ref().err().cloned().unwrap_or_default();
                             self.set(InstanceState::Unhealthy, why, |_| {}).await
                         }
                         None => {}
                     }
-                    let period = if tracker.is_healthy() { interval } else { STARTUP_POLL.min(interval) };
-                    next_check = tokio::time::Instant::now() + period;
+                    let now = tokio::time::Instant::now();
+                    if !ever_healthy && now >= next_note {
+                        // Still not serving: say why, from what the program listens on.
+                        let message = not_serving(handle, port, result.err());
+                        if self.status.lock().await.message != message {
+                            self.set(InstanceState::Starting, message, |_| {}).await;
+                        }
+                        next_note = now + NOT_SERVING_NOTE_EVERY;
+                    }
+                    let period = if tracker.is_healthy() {
+                        readiness.interval
+                    } else {
+                        STARTUP_POLL.min(readiness.interval)
+                    };
+                    next_check = now + period;
+                }
+                _ = tokio::time::sleep_until(liveness_due), if next_liveness.is_some() => {
+                    let (Some(probe), Some(tracker)) = (&liveness_probe, liveness_tracker.as_mut()) else {
+                        next_liveness = None;
+                        continue;
+                    };
+                    let result = check(&self.ctx.health_client, addr, probe).await;
+                    if tracker.record(result.is_ok()) == Some(false) {
+                        let why = format!(
+                            "liveness check failed {} times in a row ({})",
+                            self.assignment
+                                .release
+                                .spec
+                                .liveness
+                                .as_ref()
+                                .map_or(1, |l| l.unhealthy_threshold),
+                            result.err().unwrap_or_default()
+                        );
+                        return Ended::Crashed(self.restart(handle, why).await);
+                    }
+                    next_liveness = Some(tokio::time::Instant::now() + probe.interval);
                 }
                 _ = resend.tick() => {
                     if !self.reported {
@@ -369,6 +434,19 @@ impl Run {
                 }
             }
         }
+    }
+
+    /// Takes a hung instance out of routing and stops it, for the restart loop to start it
+    /// again. The returned exit says why.
+    async fn restart(&mut self, handle: &dyn InstanceHandle, why: String) -> Exit {
+        tracing::warn!(instance = %self.id(), %why, "restarting");
+        self.set(InstanceState::Unhealthy, why.clone(), |_| {})
+            .await;
+        tokio::time::sleep(self.ctx.drain_delay).await;
+        let grace = Duration::from_millis(self.assignment.release.spec.stop_timeout_ms);
+        let mut exit = handle.stop(grace).await;
+        exit.reason = Some(format!("restarted: {why}"));
+        exit
     }
 
     async fn drain_and_stop(&mut self, handle: &dyn InstanceHandle) -> Exit {
@@ -487,6 +565,23 @@ impl Run {
 
     fn forget_record(&self) {
         let _ = std::fs::remove_file(self.ctx.dirs.record(self.id()));
+    }
+}
+
+/// Why a started instance does not serve yet: nothing listens on its port (and what it
+/// listens on instead), or what its health check answers.
+fn not_serving(handle: &dyn InstanceHandle, port: u16, check: Option<String>) -> String {
+    let processes = handle.processes();
+    let listening = strata_runtime::sockets::listening(&processes);
+    if !processes.is_empty() && !listening.iter().any(|a| a.port() == port) {
+        return format!(
+            "not serving: nothing listens on PORT={port} (listening on: {}); the program must listen on the port in $PORT",
+            strata_runtime::sockets::describe(&listening)
+        );
+    }
+    match check {
+        Some(why) => format!("not serving yet: {why}"),
+        None => "not serving yet".to_string(),
     }
 }
 

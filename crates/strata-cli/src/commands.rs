@@ -208,12 +208,18 @@ pub async fn deploy(
             break;
         }
         if Instant::now() >= deadline {
-            let names: Vec<&str> = pending.iter().map(|i| bars[*i].0.as_str()).collect();
-            failures.push(format!(
-                "rollout of {} did not finish within {}; see `strata status` and `strata logs`",
-                names.join(", "),
-                humantime::format_duration(timeout)
-            ));
+            for index in &pending {
+                let (name, release, bar) = &bars[*index];
+                bar.abandon_with_message("timed out");
+                let status: ServiceStatus =
+                    api.get(&format!("/v1/envs/{env}/services/{name}")).await?;
+                let placement = placement_failure(api, name, started).await;
+                failures.push(format!(
+                    "{name}: release {release} did not finish rolling out within {}:\n{}",
+                    humantime::format_duration(timeout),
+                    waiting_report(&status, *release, placement.as_deref())
+                ));
+            }
             break;
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -288,6 +294,8 @@ fn tokio_util_stream(
 /// Where a rollout stands, from a service's status.
 struct Rollout {
     healthy: usize,
+    /// Healthy for the release's `min_ready` without a break (the control plane's count).
+    available: usize,
     starting: usize,
     old_live: usize,
     crash_loop: Option<InstanceView>,
@@ -297,6 +305,11 @@ impl Rollout {
     fn of(status: &ServiceStatus, release: u64) -> Self {
         let mut rollout = Rollout {
             healthy: 0,
+            available: if status.service.desired_release == release {
+                status.available as usize
+            } else {
+                0
+            },
             starting: 0,
             old_live: 0,
             crash_loop: None,
@@ -322,11 +335,17 @@ impl Rollout {
     }
 
     fn complete(&self, replicas: u32) -> bool {
-        self.healthy >= replicas as usize && self.old_live == 0
+        self.available >= replicas as usize && self.old_live == 0
     }
 
     fn describe(&self) -> String {
         let mut parts = Vec::new();
+        if self.healthy > self.available {
+            parts.push(format!(
+                "{} healthy, not yet for min_ready",
+                self.healthy - self.available
+            ));
+        }
         if self.starting > 0 {
             parts.push(format!("{} starting", self.starting));
         }
@@ -370,6 +389,50 @@ async fn crash_report(api: &Api, env: &str, name: &str, view: &InstanceView) -> 
         }
     }
     report
+}
+
+/// Per instance of the release (and of the one it replaces), its state and last reason; and
+/// why instances still wait to be placed, if they do. For a deploy that timed out.
+fn waiting_report(status: &ServiceStatus, release: u64, placement: Option<&str>) -> String {
+    let mut lines = Vec::new();
+    let wanted = |v: &&InstanceView| v.instance.desired == DesiredState::Running;
+    let new = status
+        .instances
+        .iter()
+        .filter(wanted)
+        .filter(|v| v.instance.release == release)
+        .count();
+    for view in status
+        .instances
+        .iter()
+        .filter(|v| wanted(v) || v.state().is_live())
+    {
+        let (state, message) = match &view.status {
+            Some(s) => (format!("{:?}", s.state).to_lowercase(), s.message.clone()),
+            None => (
+                "pending".to_string(),
+                "not yet started by its node".to_string(),
+            ),
+        };
+        let stopping = if wanted(&view) { "" } else { ", stopping" };
+        lines.push(format!(
+            "  {} (release {}, node {}{stopping}): {state}: {message}",
+            view.instance.id, view.instance.release, view.instance.node
+        ));
+    }
+    let replicas = status.service.replicas as usize;
+    if new < replicas {
+        let why = placement.unwrap_or("waiting for the control plane to place them");
+        lines.push(format!(
+            "  {} of {replicas} instances not placed: {why}",
+            replicas - new
+        ));
+    }
+    if lines.is_empty() {
+        lines.push("  no instances".into());
+    }
+    lines.push("see `strata status`, `strata logs` and `strata events`".into());
+    lines.join("\n")
 }
 
 async fn placement_failure(api: &Api, name: &str, since: u64) -> Option<String> {

@@ -269,6 +269,24 @@ impl InstanceCgroup {
         read_u64(&path)
     }
 
+    /// The processes in the instance's cgroup and its runtime's `ctr` child.
+    pub fn processes(&self) -> Vec<u32> {
+        let dir = match &self.hierarchy {
+            Hierarchy::V1 { root } => root.join("pids").join(&self.name),
+            Hierarchy::V2 { root } => root.join(&self.name),
+        };
+        [dir.join("ctr"), dir]
+            .iter()
+            .flat_map(|cgroup| {
+                std::fs::read_to_string(cgroup.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|line| line.trim().parse::<u32>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     pub fn limits(&self) -> Limits {
         self.limits
     }

@@ -558,6 +558,17 @@ impl InstanceHandle for ContainerHandle {
     fn record(&self) -> serde_json::Value {
         serde_json::to_value(&self.record).expect("record serializes")
     }
+
+    fn program_address(&self) -> Option<SocketAddr> {
+        Some(SocketAddr::from((
+            self.record.network.address,
+            self.record.port,
+        )))
+    }
+
+    fn processes(&self) -> Vec<u32> {
+        self.prepared.cgroup.processes()
+    }
 }
 
 /// `64Mi`-style, as the spec writes memory.

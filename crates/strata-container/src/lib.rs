@@ -11,7 +11,9 @@
 //!    an `exec` instance (its own process group, logs straight to the instance's log file,
 //!    re-adopted after an agent restart);
 //! 6. forwards the instance's port on the node (`HOST:PORT`, as for every driver) to the
-//!    container's address, so health checks and the routing table work unchanged.
+//!    container's address, so the routing table works unchanged. Health checks skip the
+//!    forwarder and go to the container's own address (`program_address`): the forwarder
+//!    accepts even when nothing listens inside.
 //!
 //! When the container ends, the driver reads whether the kernel killed it at its memory limit
 //! (reported as "killed: memory limit 64Mi reached", not a bare exit status) and removes

@@ -1101,11 +1101,22 @@ impl ControlPlane {
             ))
             .await?
             .map(|(r, _)| r);
-        let instances = views
+        let instances: Vec<InstanceView> = views
             .iter()
             .filter(|v| v.instance.env == service.env && v.instance.service == service.name)
             .cloned()
             .collect();
+        let min_ready_ms = release
+            .as_ref()
+            .map_or(strata_core::spec::DEFAULT_MIN_READY_MS, |r| {
+                r.spec.min_ready_ms
+            });
+        let now = now_millis();
+        let available = instances
+            .iter()
+            .filter(|v| v.instance.release == service.desired_release)
+            .filter(|v| v.is_available(now, min_ready_ms))
+            .count() as u32;
         let port = self
             .config
             .ingress_port
@@ -1128,6 +1139,7 @@ impl ControlPlane {
             release,
             instances,
             hosts,
+            available,
         })
     }
 
@@ -1530,6 +1542,16 @@ impl ControlPlane {
         }
         let key = keys::status(&status.id);
         let previous: Option<(InstanceStatus, u64)> = self.get(&key).await?;
+        let mut status = status;
+        // Healthy since when, by this plane's clock: kept across reports while it stays
+        // running, so `min_ready` measures an unbroken stretch.
+        status.ready_since = match (status.state, &previous) {
+            (InstanceState::Running, Some((p, _))) if p.state == InstanceState::Running => {
+                p.ready_since.or(Some(now_millis()))
+            }
+            (InstanceState::Running, _) => Some(now_millis()),
+            _ => None,
+        };
         self.store.put(&key, encode(&status)).await?;
         let changed = previous.as_ref().map(|(p, _)| p.state) != Some(status.state);
         if changed {

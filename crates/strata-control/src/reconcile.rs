@@ -14,7 +14,7 @@ use strata_core::{
     keys, DesiredState, Instance, InstanceView, Node, NodeState, Release, Resources, Service,
 };
 use strata_sched::liveness::node_state;
-use strata_sched::{place, plan_service, Demand, NodeView};
+use strata_sched::{place, plan_service, Demand, NodeView, Readiness};
 use strata_store::Txn;
 use tokio::sync::Mutex;
 
@@ -43,11 +43,16 @@ pub async fn run(plane: Arc<ControlPlane>) {
             Err(ControlError::NotLeader) => continue,
             Err(error) => tracing::warn!(%error, "reconcile pass failed; retrying"),
         }
+        // Sooner than the resync when a rollout waits for an instance's `min_ready`.
+        let sleep = match memory.lock().await.recheck_at.take() {
+            Some(at) => RESYNC.min(Duration::from_millis(at.saturating_sub(now_millis()))),
+            None => RESYNC,
+        };
         tokio::select! {
             _ = plane.kick.notified() => {}
             _ = wake.notified() => {}
             _ = leadership.changed() => {}
-            _ = tokio::time::sleep(RESYNC) => {}
+            _ = tokio::time::sleep(sleep) => {}
         }
         // Let a burst of changes land before the next pass.
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -80,6 +85,8 @@ async fn watch_changes(plane: Arc<ControlPlane>, wake: Arc<tokio::sync::Notify>)
 #[derive(Default)]
 pub struct Memory {
     placement_errors: BTreeMap<String, String>,
+    /// The earliest time a plan asked to be made again (see `ServicePlan::recheck_at`).
+    recheck_at: Option<u64>,
 }
 
 /// One pass. Public so tests can drive the controller step by step.
@@ -142,7 +149,7 @@ pub async fn reconcile_once(
             capacity: node.capacity,
             allocated: Resources::default(),
             drivers: node.drivers.clone(),
-            static_ports: BTreeSet::new(),
+            static_ports: BTreeMap::new(),
             instances_of_service: 0,
         })
         .collect();
@@ -158,7 +165,11 @@ pub async fn reconcile_once(
         if let Some(node) = node_views.iter_mut().find(|n| n.name == i.node) {
             node.allocated = node.allocated + release.spec.resources;
             if let PortSpec::Fixed(port) = release.spec.port {
-                node.static_ports.insert(port);
+                let holder = format!(
+                    "instance {} ({}/{} release {})",
+                    i.id, i.env, i.service, i.release
+                );
+                node.static_ports.insert(port, holder);
             }
         }
     }
@@ -171,10 +182,41 @@ pub async fn reconcile_once(
         let service = service_map.get(&(env.clone(), name.clone()));
         let desired_release = service.map(|s| s.desired_release);
         let replicas = service.map(|s| s.replicas).unwrap_or(0);
-        let plan = plan_service(desired_release, replicas, instances, &node_states);
+        let min_ready_ms = desired_release
+            .and_then(|number| releases.get(&(env.clone(), name.clone(), number)))
+            .and_then(Option::as_ref)
+            .map_or(strata_core::spec::DEFAULT_MIN_READY_MS, |r| {
+                r.spec.min_ready_ms
+            });
+        let readiness = Readiness { now, min_ready_ms };
+        let plan = plan_service(
+            desired_release,
+            replicas,
+            instances,
+            &node_states,
+            readiness,
+        );
+        if let Some(at) = plan.recheck_at {
+            let mut memory = memory.lock().await;
+            memory.recheck_at = Some(memory.recheck_at.map_or(at, |earlier| earlier.min(at)));
+        }
 
         for (id, why) in &plan.stop {
             plane.request_stop(id, why.describe()).await?;
+            // What it held on its node is free for this pass's placements (later passes
+            // count only wanted instances anyway): a crash-looping instance of a superseded
+            // release must not keep its replacement's fixed port.
+            if let Some(view) = instances.iter().find(|v| v.instance.id == *id) {
+                let i = &view.instance;
+                let release = releases.get(&(i.env.clone(), i.service.clone(), i.release));
+                let node = node_views.iter_mut().find(|n| n.name == i.node);
+                if let (Some(Some(release)), Some(node)) = (release, node) {
+                    node.allocated = node.allocated.saturating_sub(release.spec.resources);
+                    if let PortSpec::Fixed(port) = release.spec.port {
+                        node.static_ports.remove(&port);
+                    }
+                }
+            }
         }
         for id in &plan.forget {
             plane
@@ -186,11 +228,12 @@ pub async fn reconcile_once(
                 .await?;
         }
         if plan.start == 0 {
+            let prefix = format!("{env}/{name}/");
             memory
                 .lock()
                 .await
                 .placement_errors
-                .remove(&format!("{env}/{name}"));
+                .retain(|key, _| !key.starts_with(&prefix));
             continue;
         }
         let (Some(service), Some(release_number)) = (service, desired_release) else {
@@ -227,7 +270,8 @@ pub async fn reconcile_once(
                 .expect("placed on a known node");
             create_instance(plane, service, release.number, node, now).await?;
         }
-        let key = format!("{env}/{name}");
+        // Per release: a redeploy that cannot be placed for the same reason says so again.
+        let key = format!("{env}/{name}/{release_number}");
         let mut memory = memory.lock().await;
         match error {
             Some(error) => {

@@ -60,6 +60,10 @@ pub struct ServiceStatus {
     pub instances: Vec<InstanceView>,
     /// `http://SERVICE.ENV.localhost:PORT/` style URLs the ingress serves it at.
     pub hosts: Vec<String>,
+    /// Instances of the desired release available: healthy without a break for the
+    /// release's `min_ready` (what a rollout and `deploy` wait for).
+    #[serde(default)]
+    pub available: u32,
 }
 
 /// Sent by an agent when it starts.

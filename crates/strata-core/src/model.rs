@@ -239,6 +239,10 @@ pub struct InstanceStatus {
     /// A sentence a person can act on ("health check /healthz: connection refused").
     pub message: String,
     pub updated_at: Millis,
+    /// Since when the instance has been healthy without a break, by the control plane's clock
+    /// (it stamps this when it stores a report; agents leave it out). `None` unless running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_since: Option<Millis>,
 }
 
 /// How an instance's process ended.
@@ -272,6 +276,27 @@ impl InstanceView {
             .as_ref()
             .map(|s| s.state)
             .unwrap_or(InstanceState::Pending)
+    }
+
+    /// Available to a rollout: routable, and healthy without a break for `min_ready_ms` at
+    /// `now` (the control plane's clock). A running status stored before `ready_since`
+    /// existed counts as available.
+    pub fn is_available(&self, now: Millis, min_ready_ms: u64) -> bool {
+        self.is_routable()
+            && self
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_since)
+                .is_none_or(|since| now.saturating_sub(since) >= min_ready_ms)
+    }
+
+    /// When a routable instance that is not yet available becomes so, if it stays healthy.
+    pub fn available_at(&self, min_ready_ms: u64) -> Option<Millis> {
+        if !self.is_routable() {
+            return None;
+        }
+        let since = self.status.as_ref()?.ready_since?;
+        Some(since + min_ready_ms)
     }
 
     /// Serving traffic: wanted, healthy and reachable.

@@ -9,6 +9,7 @@
 //! same trait.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use strata_core::spec::DriverKind;
 
 pub mod exec;
+pub mod sockets;
 
 /// Everything a driver needs to start one instance.
 #[derive(Debug, Clone)]
@@ -93,6 +95,16 @@ pub trait InstanceHandle: Send + Sync {
     async fn stop(&self, grace: Duration) -> Exit;
     /// What a later agent needs to re-adopt this instance.
     fn record(&self) -> serde_json::Value;
+    /// Where the program itself takes connections when that is not the node's `HOST:PORT`
+    /// (a container's own address, behind the node's port forwarder). Health checks go
+    /// here, so that they reach the program and never a forwarder that accepts for it.
+    fn program_address(&self) -> Option<SocketAddr> {
+        None
+    }
+    /// The instance's processes now (for what they listen on; see [`sockets`]).
+    fn processes(&self) -> Vec<u32> {
+        self.pid().map(sockets::process_tree).unwrap_or_default()
+    }
 }
 
 /// A way to run instances.

@@ -14,4 +14,4 @@ pub mod plan;
 pub mod quota;
 
 pub use placement::{place, Demand, NodeView, PlacementError};
-pub use plan::{plan_service, ServicePlan, StopReason};
+pub use plan::{plan_service, Readiness, ServicePlan, StopReason};

@@ -5,7 +5,7 @@
 //! of this service on the node, then in its zone), bin-packing second (the node with the least
 //! free memory that still fits), node name last so the result is deterministic.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use strata_core::spec::DriverKind;
@@ -21,8 +21,9 @@ pub struct NodeView {
     /// The sum of the demands of the live instances already on the node.
     pub allocated: Resources,
     pub drivers: Vec<DriverKind>,
-    /// Static ports taken by instances on the node.
-    pub static_ports: BTreeSet<u16>,
+    /// Static ports taken on the node, each with who holds it ("instance web-1-ab12 (dev/web
+    /// release 1)"), so a refusal can name it.
+    pub static_ports: BTreeMap<u16, String>,
     /// Instances of the service being placed already on the node.
     pub instances_of_service: u32,
 }
@@ -103,8 +104,8 @@ fn refusal(node: &NodeView, demand: &Demand) -> Option<String> {
         ));
     }
     if let Some(port) = demand.static_port {
-        if node.static_ports.contains(&port) {
-            return Some(format!("port {port} already taken"));
+        if let Some(holder) = node.static_ports.get(&port) {
+            return Some(format!("port {port} is held by {holder}"));
         }
     }
     None
@@ -165,7 +166,8 @@ pub fn place(
         node.allocated = node.allocated + demand.resources;
         node.instances_of_service += 1;
         if let Some(port) = demand.static_port {
-            node.static_ports.insert(port);
+            node.static_ports
+                .insert(port, "another instance placed now".to_string());
         }
         chosen.push(node.name.clone());
     }
@@ -189,7 +191,7 @@ mod tests {
             },
             allocated: Resources::default(),
             drivers: vec![DriverKind::Exec],
-            static_ports: BTreeSet::new(),
+            static_ports: BTreeMap::new(),
             instances_of_service: 0,
         }
     }
@@ -225,7 +227,9 @@ mod tests {
         let mut busy = node("a", "z1", 1000, 1024);
         busy.instances_of_service = 2;
         let mut port_taken = node("a", "z1", 1000, 1024);
-        port_taken.static_ports.insert(8080);
+        port_taken
+            .static_ports
+            .insert(8080, "instance web-1-abc (dev/web release 1)".into());
         let mut with_port = demand(100, 64);
         with_port.static_port = Some(8080);
         let mut needs_ssd = demand(100, 64);
@@ -347,5 +351,16 @@ mod tests {
         );
         let (_, error) = place(&mut [], &demand(100, 64), 1).unwrap_err();
         assert!(error.to_string().contains("no nodes are registered"));
+        // A port conflict names who holds the port.
+        let mut held = node("a", "z1", 1000, 1024);
+        held.static_ports
+            .insert(8080, "instance web-1-abc (dev/web release 1)".into());
+        let mut with_port = demand(100, 64);
+        with_port.static_port = Some(8080);
+        let (_, error) = place(&mut [held], &with_port, 1).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "placed 0 of 1 instances; node a: port 8080 is held by instance web-1-abc (dev/web release 1)"
+        );
     }
 }

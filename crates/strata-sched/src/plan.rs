@@ -49,6 +49,17 @@ pub struct ServicePlan {
     pub stop: Vec<(String, StopReason)>,
     /// Stopped-and-done instances whose records can be deleted.
     pub forget: Vec<String>,
+    /// When an instance now healthy becomes available (its `min_ready` passes), if that may
+    /// change the plan: plan again then.
+    pub recheck_at: Option<u64>,
+}
+
+/// When instances count as available to a rollout: healthy for `min_ready_ms` at `now` (the
+/// control plane's clock, as `InstanceStatus::ready_since`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    pub now: u64,
+    pub min_ready_ms: u64,
 }
 
 /// Plans one service. `desired_release` is `None` when the service was deleted.
@@ -59,6 +70,7 @@ pub fn plan_service(
     replicas: u32,
     instances: &[InstanceView],
     node_states: &BTreeMap<String, NodeState>,
+    readiness: Readiness,
 ) -> ServicePlan {
     let mut plan = ServicePlan::default();
     let node_down = |view: &InstanceView| {
@@ -132,16 +144,30 @@ pub fn plan_service(
         current.drain(..extra);
     }
 
-    // Keep just enough old instances to cover what the new release does not serve yet.
-    let healthy_current = current
+    // Keep just enough old instances to cover what the new release does not serve yet:
+    // new instances count once available (healthy for `min_ready`), and old ones that serve
+    // nothing (crash-looping, starting, unhealthy) are never kept, so they hold no port or
+    // capacity the new release needs.
+    let Readiness { now, min_ready_ms } = readiness;
+    let available_current = current
         .iter()
-        .filter(|view| view.state() == InstanceState::Running)
+        .filter(|view| view.is_available(now, min_ready_ms))
         .count();
-    let keep_old = wanted_count.saturating_sub(healthy_current);
-    let stop_old = old.len().saturating_sub(keep_old);
+    let serving_old = old.iter().filter(|view| view.is_routable()).count();
+    let keep_old = wanted_count
+        .saturating_sub(available_current)
+        .min(serving_old);
+    let stop_old = old.len() - keep_old;
     for view in old.iter().take(stop_old) {
         plan.stop
             .push((view.instance.id.clone(), StopReason::Superseded));
+    }
+    if keep_old > 0 {
+        plan.recheck_at = current
+            .iter()
+            .filter(|view| !view.is_available(now, min_ready_ms))
+            .filter_map(|view| view.available_at(min_ready_ms))
+            .min();
     }
     plan
 }
@@ -150,6 +176,12 @@ pub fn plan_service(
 mod tests {
     use super::*;
     use strata_core::{Instance, InstanceStatus};
+
+    /// Every running instance in the tables has been ready long enough.
+    const LONG_READY: Readiness = Readiness {
+        now: 1_000_000,
+        min_ready_ms: 1_000,
+    };
 
     /// `(id, release, state, desired running?, node)`
     type Row = (&'static str, u64, InstanceState, bool, &'static str);
@@ -183,6 +215,7 @@ mod tests {
                     last_exit: None,
                     message: String::new(),
                     updated_at: 0,
+                    ready_since: None,
                 }),
             })
             .collect()
@@ -419,6 +452,28 @@ mod tests {
                 forget: vec![],
             },
             Case {
+                name: "a crash-looping old instance is stopped before the new one serves",
+                release: Some(2),
+                replicas: 1,
+                rows: vec![("a", 1, Backoff, true, "n1"), ("b", 2, Pending, true, "n1")],
+                start: 0,
+                stop: vec![("a", Superseded)],
+                forget: vec![],
+            },
+            Case {
+                name:
+                    "an old instance serving nothing is stopped even before a replacement is placed",
+                release: Some(2),
+                replicas: 2,
+                rows: vec![
+                    ("a", 1, Running, true, "n1"),
+                    ("b", 1, Unhealthy, true, "n1"),
+                ],
+                start: 2,
+                stop: vec![("b", Superseded)],
+                forget: vec![],
+            },
+            Case {
                 name: "failed instance is replaced",
                 release: Some(1),
                 replicas: 1,
@@ -429,7 +484,13 @@ mod tests {
             },
         ];
         for case in cases {
-            let plan = plan_service(case.release, case.replicas, &views(&case.rows), &nodes);
+            let plan = plan_service(
+                case.release,
+                case.replicas,
+                &views(&case.rows),
+                &nodes,
+                LONG_READY,
+            );
             assert_eq!(plan.start, case.start, "{}: start", case.name);
             let stop: Vec<(&str, StopReason)> = plan
                 .stop
@@ -442,6 +503,45 @@ mod tests {
     }
 
     #[test]
+    fn old_instances_stop_only_once_new_ones_were_ready_for_min_ready() {
+        let nodes: BTreeMap<String, NodeState> = [("n1".to_string(), NodeState::Ready)].into();
+        let mut instances = views(&[
+            ("old", 1, InstanceState::Running, true, "n1"),
+            ("new", 2, InstanceState::Running, true, "n1"),
+        ]);
+        instances[1].status.as_mut().unwrap().ready_since = Some(10_000);
+        // (now, min_ready, stops the old one?, recheck at)
+        let table = [
+            (10_000, 1_000, false, Some(11_000)),
+            (10_999, 1_000, false, Some(11_000)),
+            (11_000, 1_000, true, None),
+            (10_000, 0, true, None),
+            (20_000, 30_000, false, Some(40_000)),
+        ];
+        for (now, min_ready_ms, stops, recheck_at) in table {
+            let readiness = Readiness { now, min_ready_ms };
+            let plan = plan_service(Some(2), 1, &instances, &nodes, readiness);
+            assert_eq!(
+                !plan.stop.is_empty(),
+                stops,
+                "now {now}, min_ready {min_ready_ms}"
+            );
+            assert_eq!(
+                plan.recheck_at, recheck_at,
+                "now {now}, min_ready {min_ready_ms}"
+            );
+        }
+        // A new instance that stopped being healthy is not available, however long ago it was.
+        instances[1].status.as_mut().unwrap().state = InstanceState::Unhealthy;
+        let readiness = Readiness {
+            now: 99_000,
+            min_ready_ms: 1_000,
+        };
+        let plan = plan_service(Some(2), 1, &instances, &nodes, readiness);
+        assert!(plan.stop.is_empty(), "{plan:?}");
+    }
+
+    #[test]
     fn planning_is_idempotent_once_applied() {
         // Applying a plan and planning again over the result asks for nothing more.
         let nodes: BTreeMap<String, NodeState> = [("n1".to_string(), NodeState::Ready)].into();
@@ -450,14 +550,14 @@ mod tests {
             ("c", 2, InstanceState::Running, true, "n1"),
         ];
         let mut instances = views(&rows);
-        let plan = plan_service(Some(2), 1, &instances, &nodes);
+        let plan = plan_service(Some(2), 1, &instances, &nodes, LONG_READY);
         assert_eq!(plan.stop.len(), 1);
         for view in &mut instances {
             if plan.stop.iter().any(|(id, _)| *id == view.instance.id) {
                 view.instance.desired = DesiredState::Stopped;
             }
         }
-        let again = plan_service(Some(2), 1, &instances, &nodes);
+        let again = plan_service(Some(2), 1, &instances, &nodes, LONG_READY);
         assert_eq!(again, ServicePlan::default());
     }
 }

@@ -27,6 +27,17 @@ pub fn hello_bin() -> PathBuf {
     path
 }
 
+/// The test kit's misbehaving service (see crates/strata-testkit/src/bin/misbehave.rs).
+pub fn misbehave_bin() -> PathBuf {
+    let path = strata_bin().with_file_name("misbehave");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
 /// A spec for the example service with the given settings, written into `dir`.
 pub fn hello_spec(dir: &Path, replicas: u32, greeting: &str) -> PathBuf {
     let spec = format!(

@@ -79,6 +79,23 @@ pub struct ServiceSpec {
     /// Per-environment overrides of `config`, by environment name.
     pub env_config: BTreeMap<String, BTreeMap<String, String>>,
     pub health: Option<HealthSpec>,
+    /// `[liveness]`: a check whose repeated failure restarts the instance (absent: none; a
+    /// failing `[health]` check only takes an instance out of routing).
+    ///
+    /// Omitted from the JSON when absent, so releases stored before it existed still read and
+    /// hash the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<LivenessSpec>,
+    /// How long an instance must stay healthy before a rollout counts it as available (and
+    /// stops an old instance for it), and before `deploy` calls a release serving.
+    ///
+    /// Omitted from the JSON at its default, so releases stored before it existed still read
+    /// and hash the same.
+    #[serde(
+        default = "default_min_ready_ms",
+        skip_serializing_if = "is_default_min_ready"
+    )]
+    pub min_ready_ms: u64,
     pub resources: Resources,
     /// Node labels an instance's node must carry (from `[placement] labels`).
     ///
@@ -334,6 +351,30 @@ pub struct RouteSpec {
     pub public: bool,
     /// Extra Host names the ingress routes to this service.
     pub hosts: Vec<String>,
+}
+
+/// How long an instance stays healthy before it counts as available, unless the spec says.
+pub const DEFAULT_MIN_READY_MS: u64 = 1_000;
+
+fn default_min_ready_ms() -> u64 {
+    DEFAULT_MIN_READY_MS
+}
+
+fn is_default_min_ready(ms: &u64) -> bool {
+    *ms == DEFAULT_MIN_READY_MS
+}
+
+/// A liveness check: after `unhealthy_threshold` consecutive failures the agent restarts the
+/// instance. Checks start once the instance has first been healthy, so a slow start is not
+/// mistaken for a hang.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LivenessSpec {
+    /// The URL path to GET (2xx or 3xx passes); absent: a TCP connect to the program's port.
+    pub path: Option<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive failures before the instance is restarted.
+    pub unhealthy_threshold: u32,
 }
 
 /// An HTTP health check the agent runs against each instance.

@@ -13,8 +13,8 @@ use std::ops::Range;
 use toml_edit::{ImDocument, Item, Key, TableLike, TomlError, Value};
 
 use super::{
-    AutoscaleSpec, ContainerSettings, DriverKind, HealthSpec, MeshSettings, PortSpec, Ratio,
-    RouteSpec, ScaleSpec, ServiceSpec, SloSpec, SpecFile, WasmLimits,
+    AutoscaleSpec, ContainerSettings, DriverKind, HealthSpec, LivenessSpec, MeshSettings, PortSpec,
+    Ratio, RouteSpec, ScaleSpec, ServiceSpec, SloSpec, SpecFile, WasmLimits, DEFAULT_MIN_READY_MS,
 };
 use crate::model::Resources;
 
@@ -25,6 +25,7 @@ const MIN_INTERVAL_MS: u64 = 50;
 const DEFAULT_HEALTHY_THRESHOLD: u32 = 1;
 const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
 const MAX_THRESHOLD: i64 = 100;
+const MAX_MIN_READY_MS: u64 = 3_600_000;
 const DEFAULT_REPLICAS: u32 = 1;
 const MAX_REPLICAS: i64 = 1_000;
 const MAX_TARGET_CONCURRENCY: i64 = 10_000;
@@ -458,6 +459,7 @@ enum Section {
     Scale,
     Route,
     Health,
+    Liveness,
     Resources,
     Placement,
     Wasm,
@@ -468,10 +470,11 @@ enum Section {
 }
 
 impl Section {
-    const NESTED: [Section; 9] = [
+    const NESTED: [Section; 10] = [
         Section::Scale,
         Section::Route,
         Section::Health,
+        Section::Liveness,
         Section::Resources,
         Section::Placement,
         Section::Wasm,
@@ -489,11 +492,13 @@ impl Section {
                 "args",
                 "port",
                 "stop_timeout",
+                "min_ready",
                 "scale",
                 "route",
                 "config",
                 "environments",
                 "health",
+                "liveness",
                 "resources",
                 "placement",
                 "wasm",
@@ -516,6 +521,7 @@ impl Section {
                 "healthy_threshold",
                 "unhealthy_threshold",
             ],
+            Section::Liveness => &["path", "interval", "timeout", "unhealthy_threshold"],
             Section::Resources => &["cpu", "memory"],
             Section::Placement => &["labels"],
             Section::Wasm => &["request_timeout", "max_concurrency"],
@@ -539,6 +545,7 @@ impl Section {
             Section::Scale => "scale",
             Section::Route => "route",
             Section::Health => "health",
+            Section::Liveness => "liveness",
             Section::Resources => "resources",
             Section::Placement => "placement",
             Section::Wasm => "wasm",
@@ -548,6 +555,15 @@ impl Section {
             Section::Environment => "environments",
         }
     }
+}
+
+/// The fields `[health]` and `[liveness]` share.
+struct Probe {
+    path: Option<String>,
+    interval_ms: u64,
+    timeout_ms: u64,
+    healthy_threshold: u32,
+    unhealthy_threshold: u32,
 }
 
 struct Checker<'s> {
@@ -1582,7 +1598,14 @@ impl<'s> Checker<'s> {
             None => BTreeMap::new(),
             Some((k, i)) => self.environments(&path, k, i),
         };
+        let min_ready_ms = match field("min_ready") {
+            None => DEFAULT_MIN_READY_MS,
+            Some((k, i)) => self
+                .min_ready(&path.child("min_ready"), k, i)
+                .unwrap_or(DEFAULT_MIN_READY_MS),
+        };
         let health = field("health").and_then(|(k, i)| self.health(&path, k, i));
+        let liveness = field("liveness").and_then(|(k, i)| self.liveness(&path, k, i));
         let resources = self.resources(field("resources"), &path);
         let constraints = self.placement(field("placement"), &path);
         let wasm = self.wasm(field("wasm"), &path, driver);
@@ -1602,6 +1625,8 @@ impl<'s> Checker<'s> {
             config,
             env_config,
             health,
+            liveness,
+            min_ready_ms,
             resources,
             constraints,
             stop_timeout_ms,
@@ -2321,18 +2346,56 @@ impl<'s> Checker<'s> {
     }
 
     fn health(&mut self, service: &Path, key: &Key, item: &Item) -> Option<HealthSpec> {
-        let path = service.child("health");
+        let probe = self.probe(service, key, item, Section::Health)?;
+        Some(HealthSpec {
+            path: probe.path?,
+            interval_ms: probe.interval_ms,
+            timeout_ms: probe.timeout_ms,
+            healthy_threshold: probe.healthy_threshold,
+            unhealthy_threshold: probe.unhealthy_threshold,
+        })
+    }
+
+    fn liveness(&mut self, service: &Path, key: &Key, item: &Item) -> Option<LivenessSpec> {
+        let probe = self.probe(service, key, item, Section::Liveness)?;
+        Some(LivenessSpec {
+            path: probe.path,
+            interval_ms: probe.interval_ms,
+            timeout_ms: probe.timeout_ms,
+            unhealthy_threshold: probe.unhealthy_threshold,
+        })
+    }
+
+    fn min_ready(&mut self, path: &Path, key: &Key, item: &Item) -> Option<u64> {
+        let (ms, span) = self.duration(path, key, item, "1s")?;
+        if ms > MAX_MIN_READY_MS {
+            self.push(
+                span,
+                Some(path.to_string()),
+                format!("`{path}` must be at most 1h, found {}", format_ms(ms)),
+                Some("for example `min_ready = \"5s\"` (`\"0s\"` counts an instance at its first passed check)".into()),
+            );
+            return None;
+        }
+        Some(ms)
+    }
+
+    /// A `[health]` or `[liveness]` table: what to check, how often, and how many results in
+    /// a row decide. `[health]` requires a path; `[liveness]` without one connects to the port.
+    fn probe(&mut self, service: &Path, key: &Key, item: &Item, section: Section) -> Option<Probe> {
+        let path = service.child(section.name());
         let hint = match item {
             Item::Value(Value::String(s)) if s.value().starts_with('/') => {
-                format!("write `health.path = {}`", quote(s.value()))
+                format!("write `{}.path = {}`", section.name(), quote(s.value()))
             }
             _ => format!("write it as a table: [{path}] with `path = \"/healthz\"`"),
         };
         let table = self.table(&path, key, item, hint)?;
-        self.check_keys(table, &path, service, Section::Health);
+        self.check_keys(table, &path, service, section);
         let mut ok = true;
 
         let path_value = match table.get_key_value("path") {
+            None if section == Section::Liveness => Some(None),
             None => {
                 self.push(
                     key.span(),
@@ -2372,7 +2435,7 @@ impl<'s> Checker<'s> {
                                 self.push(span, Some(p.to_string()), message, Some(hint));
                                 None
                             }
-                            None => Some(s.to_string()),
+                            None => Some(Some(s.to_string())),
                         }
                     })
             }
@@ -2455,7 +2518,7 @@ impl<'s> Checker<'s> {
         if !ok {
             return None;
         }
-        Some(HealthSpec {
+        Some(Probe {
             path: path_value?,
             interval_ms: interval_ms?,
             timeout_ms: timeout_ms?,
@@ -3286,6 +3349,7 @@ artifact = "build/hello"
 args = ["--verbose"]
 port = 8080
 stop_timeout = "10s"
+min_ready = "3s"
 
 [service.hello.scale]
 replicas = 2
@@ -3312,6 +3376,11 @@ interval = "2s"
 timeout = "1s"
 healthy_threshold = 2
 unhealthy_threshold = 5
+
+[service.hello.liveness]
+path = "/alive"
+interval = "5s"
+unhealthy_threshold = 4
 
 [service.hello.resources]
 cpu = 0.5
@@ -3421,6 +3490,13 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
                         healthy_threshold: 2,
                         unhealthy_threshold: 5,
                     }),
+                    liveness: Some(LivenessSpec {
+                        path: Some("/alive".into()),
+                        interval_ms: 5_000,
+                        timeout_ms: 500,
+                        unhealthy_threshold: 4,
+                    }),
+                    min_ready_ms: 3_000,
                     resources: Resources {
                         cpu_millis: 500,
                         memory_bytes: 128 << 20,
@@ -3459,6 +3535,8 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
                     config: BTreeMap::new(),
                     env_config: BTreeMap::new(),
                     health: None,
+                    liveness: None,
+                    min_ready_ms: DEFAULT_MIN_READY_MS,
                     resources: Resources {
                         cpu_millis: 100,
                         memory_bytes: 64 << 20,
@@ -3522,6 +3600,57 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
             "[service.hello.health]\npath = \"/\"\ninterval = \"200ms\"\n",
         ));
         assert_eq!(s.health.unwrap().timeout_ms, 200);
+        assert_eq!(s.min_ready_ms, DEFAULT_MIN_READY_MS);
+        assert_eq!(s.liveness, None);
+
+        // A liveness table may be empty: a TCP connect to the port, every second.
+        let s = only_service(&service("[service.hello.liveness]\n"));
+        assert_eq!(
+            s.liveness,
+            Some(LivenessSpec {
+                path: None,
+                interval_ms: 1_000,
+                timeout_ms: 500,
+                unhealthy_threshold: 3,
+            })
+        );
+    }
+
+    #[test]
+    fn liveness_and_min_ready_problems() {
+        let table = [
+            (
+                "min_ready = \"2h\"\n",
+                "`service.hello.min_ready` must be at most 1h, found 2h",
+            ),
+            (
+                "min_ready = 5\n",
+                "`service.hello.min_ready` must be a duration",
+            ),
+            ("liveness.healthy_threshold = 2\n", "healthy_threshold"),
+            (
+                "liveness.path = \"alive\"\n",
+                "`service.hello.liveness.path` must start with `/`",
+            ),
+            (
+                "liveness = \"/alive\"\n",
+                "write `liveness.path = \"/alive\"`",
+            ),
+        ];
+        for (extra, expected) in table {
+            let source = format!("[service.hello]\ncommand = [\"hello\"]\n{extra}");
+            let errors = parse("strata.toml", &source).unwrap_err().to_string();
+            assert!(errors.contains(expected), "{extra:?}: {errors}");
+        }
+        // The default is left out of the JSON, so older releases hash the same.
+        let s = only_service(&service(""));
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(
+            !json.contains("min_ready_ms") && !json.contains("liveness"),
+            "{json}"
+        );
+        let back: ServiceSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]
@@ -5558,11 +5687,11 @@ memory = "lots"
         assert_eq!(locate(FULL, &["service", "hello"]), Some((2, 10)));
         assert_eq!(
             locate(FULL, &["service", "hello", "scale", "replicas"]),
-            Some((10, 1))
+            Some((11, 1))
         );
         assert_eq!(
             locate(FULL, &["service", "static", "route", "public"]),
-            Some((46, 11))
+            Some((52, 11))
         );
         assert_eq!(locate(FULL, &["service", "hello", "nope"]), None);
         assert_eq!(locate("not toml [", &["service"]), None);

@@ -1,0 +1,174 @@
+//! Honest status, end to end: what `strata deploy`, `strata status` and `strata events` say
+//! about programs that misbehave (the test kit's `misbehave`), run by a real `strata dev`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{misbehave_bin, stderr, stdout, Dev};
+use strata_core::{DesiredState, InstanceState};
+
+/// A spec of one `misbehave` service, written into `dir`.
+fn misbehave_spec(dir: &Path, name: &str, args: &[&str], extra: &str) -> PathBuf {
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    let spec = format!(
+        "[service.{name}]\nartifact = \"{}\"\nargs = [{}]\n{extra}",
+        misbehave_bin().display(),
+        args.join(", ")
+    );
+    let path = dir.join(format!("{name}-{}.toml", rand_suffix()));
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+/// A program that listens, passes its first checks, then exits after 200 ms is never called
+/// serving: the deploy fails as a crash loop with its last words.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_program_that_exits_soon_after_listening_is_never_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let spec = misbehave_spec(dir.path(), "brief", &["exit-after", "200"], "");
+    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(!err.contains("is serving"), "{err}");
+    assert!(err.contains("crash-looping"), "{err}");
+    assert!(err.contains("exited with code 1"), "{err}");
+    assert!(err.contains("fatal: invalid configuration"), "{err}");
+    assert_eq!(dev.status("brief").available, 0);
+}
+
+/// A program listening on another port than `PORT`: the deploy's timeout says, for the
+/// instance, that nothing listens on its port and what it listens on instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_program_on_the_wrong_port_is_named_with_what_it_listens_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let wrong = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let wrong_port = wrong.local_addr().unwrap().port();
+    drop(wrong);
+    let spec = misbehave_spec(
+        dir.path(),
+        "deaf",
+        &["wrong-port", &wrong_port.to_string()],
+        "",
+    );
+    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "6s"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("release 1 did not finish rolling out within 6s"),
+        "{err}"
+    );
+    let expected = format!("(listening on: 127.0.0.1:{wrong_port})");
+    assert!(err.contains("nothing listens on PORT="), "{err}");
+    assert!(err.contains(&expected), "{err}");
+    assert!(err.contains("starting"), "{err}");
+    let status = dev.status("deaf");
+    let message = &status.instances[0].status.as_ref().unwrap().message;
+    assert!(message.contains(&expected), "{message}");
+}
+
+/// A program that hangs while it keeps running is restarted by its liveness check (it was
+/// only taken out of routing before).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_program_is_restarted_by_its_liveness_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let spec = misbehave_spec(
+        dir.path(),
+        "hangs",
+        &["hang-after", "1500"],
+        "min_ready = \"0s\"\n[service.hangs.liveness]\npath = \"/alive\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\nunhealthy_threshold = 2\n",
+    );
+    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "30s"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut events = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        events = stdout(&dev.cli(&["events", "hangs", "--limit", "100"]));
+        if events.contains("restarted: liveness check failed 2 times in a row") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        events.contains("restarted: liveness check failed 2 times in a row"),
+        "{events}\n{}",
+        dev.log()
+    );
+    assert!(events.contains("timed out after 200 ms"), "{events}");
+    // And it was started again, in place.
+    let restarted = |dev: &Dev| {
+        let status = dev.status("hangs");
+        status.instances[0]
+            .status
+            .as_ref()
+            .is_some_and(|s| s.restarts >= 1)
+    };
+    dev.eventually(
+        Duration::from_secs(10),
+        "the hung instance restarts",
+        || restarted(&dev),
+    )
+    .await;
+}
+
+/// A crash-looping release with a fixed port does not keep its replacement from being placed;
+/// and a service that wants a port a serving instance holds is told which instance holds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_loop_holds_no_port_and_a_port_conflict_names_its_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let fixed = format!("port = {port}\n");
+    let crashing = misbehave_spec(dir.path(), "fixed", &["exit-after", "100"], &fixed);
+    let output = dev.cli(&["deploy", crashing.to_str().unwrap(), "--detach"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    dev.eventually(Duration::from_secs(20), "release 1 crash-loops", || {
+        dev.status("fixed").instances.iter().any(|v| {
+            v.state() == InstanceState::Backoff
+                && v.status.as_ref().is_some_and(|s| s.restarts >= 2)
+        })
+    })
+    .await;
+    let fixed_spec = misbehave_spec(dir.path(), "fixed", &["serve"], &fixed);
+    let output = dev.cli(&["deploy", fixed_spec.to_str().unwrap(), "--timeout", "30s"]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stderr(&output),
+        dev.log()
+    );
+    let status = dev.status("fixed");
+    assert!(status
+        .instances
+        .iter()
+        .all(|v| v.instance.release == 2 || v.instance.desired == DesiredState::Stopped));
+    let holder = status
+        .instances
+        .iter()
+        .find(|v| v.instance.release == 2)
+        .unwrap()
+        .instance
+        .id
+        .clone();
+
+    // Another service on the same fixed port of the only node.
+    let other = misbehave_spec(dir.path(), "other", &["serve"], &fixed);
+    let output = dev.cli(&["deploy", other.to_str().unwrap(), "--timeout", "20s"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    let expected = format!("port {port} is held by instance {holder} (dev/fixed release 2)");
+    assert!(err.contains(&expected), "{err}");
+}

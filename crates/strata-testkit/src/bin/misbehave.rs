@@ -1,0 +1,79 @@
+//! A service that misbehaves on purpose, for the tests of what Strata says about it. It
+//! answers every HTTP request `200 ok` (so health checks of any path pass while it serves) and
+//! takes one mode:
+//!
+//! - `exit-after MS`: serves on `HOST:PORT` for MS milliseconds, then prints a fatal error and
+//!   exits with code 1 (a program that crashes on a bad configuration just after it starts);
+//! - `wrong-port PORT`: serves on `HOST:PORT` given here, not the one in `$PORT`;
+//! - `hang-after MS`: serves for MS milliseconds, then stops answering while it keeps running
+//!   (a deadlocked server; connections still queue in the kernel's backlog);
+//! - `serve`: serves on `HOST:PORT`, like a well-behaved service.
+//!
+//! Standard library only, so that a JEOS image of it holds just it and its libc.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8000".into());
+    let number = |i: usize| -> u64 {
+        args.get(i)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| usage())
+    };
+    let (listen_port, serve_for) = match args.first().map(String::as_str) {
+        Some("exit-after") => (port, Some(Duration::from_millis(number(1)))),
+        Some("hang-after") => (port, Some(Duration::from_millis(number(1)))),
+        Some("wrong-port") => (number(1).to_string(), None),
+        Some("serve") => (port, None),
+        _ => usage(),
+    };
+    let address = format!("{host}:{listen_port}");
+    let listener = TcpListener::bind(&address).unwrap_or_else(|error| {
+        eprintln!("misbehave: cannot listen on {address}: {error}");
+        std::process::exit(2)
+    });
+    println!("misbehave: listening on {address}");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let started = Instant::now();
+    loop {
+        if serve_for.is_some_and(|limit| started.elapsed() >= limit) {
+            break;
+        }
+        match listener.accept() {
+            Ok((stream, _)) => answer(stream),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(error) => eprintln!("misbehave: accept: {error}"),
+        }
+    }
+    if args[0] == "exit-after" {
+        eprintln!("misbehave: fatal: invalid configuration, exiting");
+        std::process::exit(1);
+    }
+    // hang-after: alive, listening, answering nothing.
+    eprintln!("misbehave: hanging");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn answer(mut stream: TcpStream) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut request = [0u8; 4096];
+    let _ = stream.read(&mut request);
+    let _ =
+        stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n");
+}
+
+fn usage() -> ! {
+    eprintln!("usage: misbehave exit-after MS | hang-after MS | wrong-port PORT | serve");
+    std::process::exit(2)
+}
