@@ -22,22 +22,6 @@ fn can_run() -> bool {
     strata_testkit::containers_available("container e2e test")
 }
 
-/// `strata image ...` against the test's own image store.
-fn image(images: &Path, args: &[&str]) -> std::process::Output {
-    let output = Command::new(strata_bin())
-        .arg("image")
-        .args(args)
-        .env("STRATA_IMAGES", images)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "strata image {args:?}: {}",
-        stderr(&output)
-    );
-    output
-}
-
 /// Rewrites an OCI image layout tar (what `strata image save` writes) as a classic
 /// `docker save` archive: `manifest.json` (Config, RepoTags, Layers), the config as
 /// `<hex>.json`, each layer as `<hex>/layer.tar`; what users of Docker already have.

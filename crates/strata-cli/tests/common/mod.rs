@@ -60,6 +60,22 @@ timeout = "200ms"
     path
 }
 
+/// `strata image ...` against the test's own image store.
+pub fn image(images: &Path, args: &[&str]) -> std::process::Output {
+    let output = Command::new(strata_bin())
+        .arg("image")
+        .args(args)
+        .env("STRATA_IMAGES", images)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "strata image {args:?}: {}",
+        stderr(&output)
+    );
+    output
+}
+
 /// A running `strata dev`.
 pub struct Dev {
     pub child: Option<Child>,
