@@ -9,49 +9,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use strata_core::DesiredState;
-
-/// The test kit's `misbehave`, packaged with `--jeos` and saved as an OCI layout tar.
-fn misbehave_image(dir: &Path) -> PathBuf {
-    let images = dir.join("images");
-    image(
-        &images,
-        &[
-            "build",
-            "--jeos",
-            misbehave_bin().to_str().unwrap(),
-            "--tag",
-            "misbehave:1",
-        ],
-    );
-    let tar = dir.join("misbehave.tar");
-    image(
-        &images,
-        &["save", "misbehave:1", "-o", tar.to_str().unwrap()],
-    );
-    tar
-}
-
-fn container_spec(dir: &Path, name: &str, tar: &Path, args: &[&str], extra: &str) -> PathBuf {
-    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    let path = dir.join(format!("{name}-{}.toml", args.join("-").replace('"', "")));
-    std::fs::write(
-        &path,
-        format!(
-            "[service.{name}]\ndriver = \"container\"\nartifact = \"{}\"\nargs = [{}]\n{extra}",
-            tar.display(),
-            args.join(", ")
-        ),
-    )
-    .unwrap();
-    path
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn container_health_checks_reach_the_program_not_the_forwarder() {

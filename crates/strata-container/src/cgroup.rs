@@ -61,6 +61,83 @@ impl Hierarchy {
             root.display()
         )))
     }
+
+    /// Every hierarchy a cgroup can be made in: with v1, each mounted controller (the OCI
+    /// runtime makes the container's cgroup in all of them, not only the three Strata limits
+    /// with), following no symbolic link (`cpu,cpuacct` aliases); with v2, the one.
+    fn mounts(&self) -> Vec<PathBuf> {
+        match self {
+            Hierarchy::V1 { root } => {
+                let mut mounts: Vec<PathBuf> = std::fs::read_dir(root)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|entry| entry.path())
+                    .collect();
+                mounts.sort();
+                mounts
+            }
+            Hierarchy::V2 { root } => vec![root.clone()],
+        }
+    }
+
+    /// Whether `strata/<instance>` is gone, or holds no process and is older than `min_age`
+    /// (in the hierarchy that always has it: memory with v1, the unified one with v2).
+    pub fn abandoned(&self, instance: &str, min_age: std::time::Duration) -> bool {
+        let dir = match self {
+            Hierarchy::V1 { root } => root.join("memory/strata").join(instance),
+            Hierarchy::V2 { root } => root.join("strata").join(instance),
+        };
+        let Ok(metadata) = std::fs::metadata(&dir) else {
+            return true;
+        };
+        let old_enough = metadata
+            .modified()
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age >= min_age);
+        old_enough
+            && [dir.join("ctr"), dir.clone()].iter().all(|cgroup| {
+                std::fs::read_to_string(cgroup.join("cgroup.procs"))
+                    .map_or(true, |procs| procs.trim().is_empty())
+            })
+    }
+
+    /// Removes the `strata/<instance>` cgroups, in every hierarchy, that hold no process and
+    /// are older than `min_age` (so one another agent is setting up right now is left alone):
+    /// what an agent killed before it cleaned up left behind. Returns how many it removed.
+    pub fn reap_empty(&self, min_age: std::time::Duration) -> usize {
+        let mut removed = 0;
+        for mount in self.mounts() {
+            let Ok(entries) = std::fs::read_dir(mount.join("strata")) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let dir = entry.path();
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let old_enough = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|at| at.elapsed().ok())
+                    .is_some_and(|age| age >= min_age);
+                let empty = [dir.join("ctr"), dir.clone()].iter().all(|cgroup| {
+                    std::fs::read_to_string(cgroup.join("cgroup.procs"))
+                        .map_or(true, |procs| procs.trim().is_empty())
+                });
+                if old_enough && empty {
+                    let _ = std::fs::remove_dir(dir.join("ctr"));
+                    if std::fs::remove_dir(&dir).is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        removed
+    }
 }
 
 /// How to remount a cgroup2 file system with `favordynmods`.
@@ -291,20 +368,25 @@ impl InstanceCgroup {
         self.limits
     }
 
-    /// Removes the instance's cgroups (and a `ctr` child the runtime left). Processes still in
-    /// them are killed first. Idempotent.
+    /// Removes the instance's cgroups in every hierarchy (and a `ctr` child the runtime left).
+    /// Processes still in them are killed first. Idempotent.
     pub fn remove(&self) {
-        let dirs: Vec<PathBuf> = match &self.hierarchy {
-            Hierarchy::V1 { root } => ["memory", "cpu", "pids"]
-                .iter()
-                .map(|c| root.join(c).join(&self.name))
-                .collect(),
-            Hierarchy::V2 { root } => vec![root.join(&self.name)],
-        };
+        let dirs: Vec<PathBuf> = self
+            .hierarchy
+            .mounts()
+            .iter()
+            .map(|mount| mount.join(&self.name))
+            .collect();
         for dir in dirs {
             for cgroup in [dir.join("ctr"), dir.clone()] {
                 if !cgroup.exists() {
                     continue;
+                }
+                // A frozen process cannot die: thaw first (a runtime that tried to freeze the
+                // cgroup to kill it, e.g. during an OOM, may have left it frozen).
+                let freezer = cgroup.join("freezer.state");
+                if freezer.exists() {
+                    let _ = std::fs::write(&freezer, "THAWED");
                 }
                 kill_all(&cgroup);
                 for _ in 0..50 {

@@ -197,6 +197,16 @@ impl ContainerDriver {
             config.prefix_len,
             &config.state_dir,
         )?;
+        // Mounts and cgroups of containers whose agent was killed before it removed them,
+        // and that nothing re-adopts.
+        let (mounts, cgroups_removed) = crate::reap::reap(&cgroups);
+        if mounts + cgroups_removed > 0 {
+            tracing::info!(
+                mounts,
+                cgroups = cgroups_removed,
+                "removed what killed agents left"
+            );
+        }
         Ok(Self {
             config,
             network,

@@ -32,6 +32,7 @@ pub mod cgroup;
 mod driver;
 pub mod images;
 pub mod net;
+pub mod reap;
 pub mod shim;
 
 use std::path::{Path, PathBuf};

@@ -33,7 +33,15 @@ pub struct NodeNetwork {
     filling: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
     pool_size: usize,
+    /// The mesh proxy port this node opened in `mesh_ports`, closed again with the driver.
+    mesh_port: Arc<Mutex<Option<u16>>>,
+    /// Host-wide: one file per namespace a driver made, naming the lease that owns it.
+    registry: PathBuf,
 }
+
+/// Where drivers record which lease owns each `strata-*` namespace (host-wide, on tmpfs like
+/// the namespaces themselves), so any agent can tell an orphan from another agent's.
+pub const NETNS_REGISTRY: &str = "/run/strata/netns";
 
 /// Namespaces kept ready by default: a start takes one instead of making one (~8 ms).
 pub const DEFAULT_POOL_SIZE: usize = 2;
@@ -102,6 +110,8 @@ impl NodeNetwork {
             filling: Arc::default(),
             closed: Arc::default(),
             pool_size: DEFAULT_POOL_SIZE,
+            mesh_port: Arc::default(),
+            registry: PathBuf::from(NETNS_REGISTRY),
         };
         // Pooled namespaces an earlier agent made and nobody claimed.
         for (holder, stale) in network.held() {
@@ -109,8 +119,55 @@ impl NodeNetwork {
                 network.detach(&stale);
             }
         }
+        let reaped = network.reap_orphans();
+        if reaped > 0 {
+            tracing::info!(
+                reaped,
+                "removed network namespaces and mesh ports that killed agents left"
+            );
+        }
         network.refill();
         Ok(network)
+    }
+
+    /// Removes what agents killed before they cleaned up left on this host: `strata-*`
+    /// namespaces whose owning lease is gone (its data directory deleted, or the lease freed),
+    /// and `mesh_ports` elements no process listens on any more. Returns how many.
+    pub fn reap_orphans(&self) -> usize {
+        let mut reaped = 0;
+        let names: Vec<String> = std::fs::read_dir("/var/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(NETNS_PREFIX))
+            .collect();
+        for netns in names {
+            let owned = std::fs::read_to_string(self.registry.join(&netns))
+                .ok()
+                .and_then(|lease| std::fs::read_to_string(lease.trim()).ok())
+                .is_some_and(|lease| lease.lines().nth(1) == Some(netns.as_str()));
+            if !owned {
+                let host_veth = format!("sv{}", &netns[NETNS_PREFIX.len()..]);
+                self.detach_names(&netns, &host_veth);
+                reaped += 1;
+            }
+        }
+        if let Ok(listing) = output(
+            "nft",
+            &["-j", "list", "set", "inet", "strata", "mesh_ports"],
+        ) {
+            let listening = listening_ports();
+            for port in set_elements(&listing) {
+                if !listening.contains(&port) {
+                    let _ = nft(&format!(
+                        "delete element inet strata mesh_ports {{ {port} }}\n"
+                    ));
+                    reaped += 1;
+                }
+            }
+        }
+        reaped
     }
 
     /// How many namespaces to keep ready (0: none; every start makes its own).
@@ -154,12 +211,20 @@ impl NodeNetwork {
     pub fn allow_mesh_port(&self, port: u16) -> Result<(), ContainerError> {
         nft(&format!(
             "add element inet strata mesh_ports {{ {port} }}\n"
-        ))
+        ))?;
+        *self.mesh_port.lock().expect("not poisoned") = Some(port);
+        Ok(())
     }
 
-    /// Removes the namespaces kept ready and stops making more (the driver is going away).
+    /// Removes the namespaces kept ready and the mesh port it opened, and stops making more
+    /// namespaces (the driver is going away).
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        if let Some(port) = self.mesh_port.lock().expect("not poisoned").take() {
+            let _ = nft(&format!(
+                "delete element inet strata mesh_ports {{ {port} }}\n"
+            ));
+        }
         let pooled: Vec<InstanceNetwork> =
             std::mem::take(&mut *self.pool.lock().expect("not poisoned"));
         for network in pooled {
@@ -217,11 +282,17 @@ impl NodeNetwork {
     /// Makes a namespace with its veth and address, leased to `holder`.
     fn make(&self, holder: &str) -> Result<InstanceNetwork, ContainerError> {
         let tag = short_hash(holder);
-        let netns = format!("strata-{tag}");
+        let netns = format!("{NETNS_PREFIX}{tag}");
         let host_veth = format!("sv{tag}");
         let peer = format!("sp{tag}");
         self.detach_names(&netns, &host_veth);
         let address = self.lease(holder, &netns, &host_veth)?;
+        // Recorded before it exists, so no agent ever sees it without an owner.
+        let owner = self.registry.join(&netns);
+        let lease = self.leases.join(address.to_string());
+        std::fs::create_dir_all(&self.registry)
+            .and_then(|()| std::fs::write(&owner, lease.display().to_string()))
+            .map_err(|e| ContainerError::io("record the owner of", &owner, e))?;
         // Three processes instead of ten: `ip -batch` runs the host side and the namespace
         // side each in one netlink session (saves ~13 ms per start here).
         let made = (|| {
@@ -276,6 +347,7 @@ impl NodeNetwork {
         if Path::new("/var/run/netns").join(netns).exists() {
             let _ = run("ip", &["netns", "del", netns]);
         }
+        let _ = std::fs::remove_file(self.registry.join(netns));
     }
 
     /// Claims a free address for `instance` (a lease file created with `create_new`, so two
@@ -328,6 +400,36 @@ impl NodeNetwork {
             self.gateway, self.prefix_len
         )))
     }
+}
+
+/// The names of the namespaces drivers make.
+const NETNS_PREFIX: &str = "strata-";
+
+/// The ports in an `nft -j list set` answer.
+fn set_elements(listing: &str) -> Vec<u16> {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(listing) else {
+        return Vec::new();
+    };
+    json["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["set"]["elem"].as_array())
+        .flatten()
+        .filter_map(|elem| elem.as_u64())
+        .filter_map(|port| u16::try_from(port).ok())
+        .collect()
+}
+
+/// The TCP ports something listens on in this network namespace.
+fn listening_ports() -> std::collections::BTreeSet<u16> {
+    let v4 = procfs::net::tcp().unwrap_or_default();
+    let v6 = procfs::net::tcp6().unwrap_or_default();
+    v4.into_iter()
+        .chain(v6)
+        .filter(|entry| entry.state == procfs::net::TcpState::Listen)
+        .map(|entry| entry.local_address.port())
+        .collect()
 }
 
 fn lease_text(holder: &str, network: &InstanceNetwork) -> String {
@@ -455,6 +557,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn set_elements_are_read_from_nft_json() {
+        let listing = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "inet", "name": "mesh_ports", "table": "strata", "type": "inet_service", "handle": 3, "elem": [32821, 33051]}}]}"#;
+        assert_eq!(set_elements(listing), vec![32821, 33051]);
+        let empty = r#"{"nftables": [{"metainfo": {}}, {"set": {"name": "mesh_ports"}}]}"#;
+        assert!(set_elements(empty).is_empty());
+        assert!(set_elements("not json").is_empty());
+    }
+
+    #[test]
     fn macs_follow_addresses() {
         assert_eq!(mac_for(Ipv4Addr::new(10, 89, 0, 2)), "02:53:0a:59:00:02");
         assert_eq!(
@@ -489,6 +600,8 @@ mod tests {
             filling: Arc::default(),
             closed: Arc::default(),
             pool_size: 0,
+            mesh_port: Arc::default(),
+            registry: dir.path().join("registry"),
         };
         let mut seen = std::collections::BTreeSet::new();
         for i in 0..5 {

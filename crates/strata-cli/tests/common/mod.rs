@@ -76,6 +76,43 @@ pub fn image(images: &Path, args: &[&str]) -> std::process::Output {
     output
 }
 
+/// The test kit's `misbehave`, packaged with `--jeos` and saved as an OCI layout tar.
+pub fn misbehave_image(dir: &Path) -> PathBuf {
+    let images = dir.join("images");
+    image(
+        &images,
+        &[
+            "build",
+            "--jeos",
+            misbehave_bin().to_str().unwrap(),
+            "--tag",
+            "misbehave:1",
+        ],
+    );
+    let tar = dir.join("misbehave.tar");
+    image(
+        &images,
+        &["save", "misbehave:1", "-o", tar.to_str().unwrap()],
+    );
+    tar
+}
+
+/// A spec of one container service running `tar` with `args`, written into `dir`.
+pub fn container_spec(dir: &Path, name: &str, tar: &Path, args: &[&str], extra: &str) -> PathBuf {
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    let path = dir.join(format!("{name}-{}.toml", args.join("-").replace('"', "")));
+    std::fs::write(
+        &path,
+        format!(
+            "[service.{name}]\ndriver = \"container\"\nartifact = \"{}\"\nargs = [{}]\n{extra}",
+            tar.display(),
+            args.join(", ")
+        ),
+    )
+    .unwrap();
+    path
+}
+
 /// A running `strata dev`.
 pub struct Dev {
     pub child: Option<Child>,

@@ -7,7 +7,8 @@
 //! - `wrong-port PORT`: serves on `HOST:PORT` given here, not the one in `$PORT`;
 //! - `hang-after MS`: serves for MS milliseconds, then stops answering while it keeps running
 //!   (a deadlocked server; connections still queue in the kernel's backlog);
-//! - `serve`: serves on `HOST:PORT`, like a well-behaved service.
+//! - `serve`: serves on `HOST:PORT`, like a well-behaved service;
+//! - `eat-memory`: serves, and takes memory (1 MiB a millisecond, touched) until it is killed.
 //!
 //! Standard library only, so that a JEOS image of it holds just it and its libc.
 
@@ -29,6 +30,10 @@ fn main() {
         Some("hang-after") => (port, Some(Duration::from_millis(number(1)))),
         Some("wrong-port") => (number(1).to_string(), None),
         Some("serve") => (port, None),
+        Some("eat-memory") => {
+            std::thread::spawn(eat_memory);
+            (port, None)
+        }
         _ => usage(),
     };
     let address = format!("{host}:{listen_port}");
@@ -64,6 +69,14 @@ fn main() {
     }
 }
 
+fn eat_memory() {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    loop {
+        held.push(vec![1u8; 1 << 20]);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn answer(mut stream: TcpStream) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
@@ -74,6 +87,8 @@ fn answer(mut stream: TcpStream) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: misbehave exit-after MS | hang-after MS | wrong-port PORT | serve");
+    eprintln!(
+        "usage: misbehave exit-after MS | hang-after MS | wrong-port PORT | serve | eat-memory"
+    );
     std::process::exit(2)
 }

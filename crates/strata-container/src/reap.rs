@@ -1,0 +1,138 @@
+//! Reaping what an agent killed before it cleaned up left on the host: overlay root mounts of
+//! containers that are dead (their cgroup is gone, or has been empty for a while) and empty
+//! cgroups. Network namespaces and mesh ports are
+//! reaped by [`crate::net::NodeNetwork::reap_orphans`].
+//!
+//! Run when a container driver starts. Several agents may share a host (tests, `strata dev`
+//! beside an agent), so nothing is taken that another agent may be setting up right now: an
+//! instance's cgroup is made before its mount, and a mount is reaped only when the cgroup is
+//! gone or has been empty for [`MIN_AGE`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cgroup::Hierarchy;
+
+/// How long a cgroup must have been empty before it is taken for abandoned.
+pub const MIN_AGE: Duration = Duration::from_secs(10);
+
+/// An instance's root mount, from `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootMount {
+    pub instance: String,
+    pub mount_point: PathBuf,
+    /// The instance's directory in its agent's data directory (`.../instances/<id>`).
+    pub instance_dir: PathBuf,
+}
+
+/// The overlay mounts of instances' roots (`.../instances/<id>/work/container/rootfs`) in a
+/// mountinfo text. Mount points are unescaped (`\040` is a space).
+pub fn root_mounts(mountinfo: &str) -> Vec<RootMount> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mount, source) = line.split_once(" - ")?;
+            if source.split_whitespace().next() != Some("overlay") {
+                return None;
+            }
+            let mount_point = PathBuf::from(unescape(mount.split_whitespace().nth(4)?));
+            let container = mount_point.strip_suffix_path("container/rootfs")?;
+            let instance_dir = container.strip_suffix_path("work")?;
+            let instance = instance_dir.file_name()?.to_str()?.to_string();
+            (instance_dir.parent()?.file_name()? == "instances").then_some(RootMount {
+                instance,
+                mount_point,
+                instance_dir,
+            })
+        })
+        .collect()
+}
+
+trait StripSuffixPath {
+    fn strip_suffix_path(&self, suffix: &str) -> Option<PathBuf>;
+}
+
+impl StripSuffixPath for Path {
+    fn strip_suffix_path(&self, suffix: &str) -> Option<PathBuf> {
+        let mut path = self.to_path_buf();
+        for part in suffix.rsplit('/') {
+            if path.file_name()? != part {
+                return None;
+            }
+            path.pop();
+        }
+        Some(path)
+    }
+}
+
+fn unescape(field: &str) -> String {
+    let mut out = String::new();
+    let mut chars = field.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let code: String = chars.clone().take(3).collect();
+            if let Ok(byte) = u8::from_str_radix(&code, 8) {
+                out.push(byte as char);
+                chars.nth(2);
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Unmounts the roots of containers whose cgroup is abandoned, then removes empty old
+/// cgroups. Returns how many mounts and cgroups it removed.
+pub fn reap(cgroups: &Hierarchy) -> (usize, usize) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounts = 0;
+    for mount in root_mounts(&mountinfo) {
+        // Its container is dead (a live one has processes in its cgroup): whoever owns the
+        // mount either re-adopts nothing or makes a new one at the next start.
+        if cgroups.abandoned(&mount.instance, MIN_AGE) {
+            let unmounted =
+                nix::mount::umount2(&mount.mount_point, nix::mount::MntFlags::MNT_DETACH);
+            if unmounted.is_ok() {
+                tracing::info!(instance = %mount.instance, mount = %mount.mount_point.display(), "unmounted an abandoned container root");
+                mounts += 1;
+            }
+        }
+    }
+    (mounts, cgroups.reap_empty(MIN_AGE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_roots_are_found_in_mountinfo() {
+        let mountinfo = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+301 22 0:52 / /tmp/x/data/agent/instances/web-1-abc/work/container/rootfs rw,relatime - overlay overlay rw,lowerdir=/a,upperdir=/b,workdir=/c
+302 22 0:53 / /tmp/with\\040space/agent/instances/db-2-def/work/container/rootfs rw - overlay overlay rw
+303 22 0:54 / /var/lib/docker/overlay2/abc/merged rw - overlay overlay rw
+304 22 0:55 / /tmp/x/agent/instances/web-1-abc/work/container/rootfs rw - tmpfs tmpfs rw
+305 22 0:56 / /tmp/x/other/web-1-abc/work/container/rootfs rw - overlay overlay rw
+";
+        let found = root_mounts(mountinfo);
+        assert_eq!(
+            found,
+            vec![
+                RootMount {
+                    instance: "web-1-abc".into(),
+                    mount_point: "/tmp/x/data/agent/instances/web-1-abc/work/container/rootfs"
+                        .into(),
+                    instance_dir: "/tmp/x/data/agent/instances/web-1-abc".into(),
+                },
+                RootMount {
+                    instance: "db-2-def".into(),
+                    mount_point: "/tmp/with space/agent/instances/db-2-def/work/container/rootfs"
+                        .into(),
+                    instance_dir: "/tmp/with space/agent/instances/db-2-def".into(),
+                },
+            ]
+        );
+    }
+}
