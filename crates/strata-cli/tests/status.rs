@@ -172,3 +172,72 @@ async fn a_crash_loop_holds_no_port_and_a_port_conflict_names_its_holder() {
     let expected = format!("port {port} is held by instance {holder} (dev/fixed release 2)");
     assert!(err.contains(&expected), "{err}");
 }
+
+/// `strata logs -f` follows the service, not the instances it started with: a rollout's new
+/// instance joins the stream, the replaced one leaves it, each with a marker line.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_the_service_across_a_rollout() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let one = common::hello_spec(dir.path(), 1, "One");
+    let output = dev.cli(&["deploy", one.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let first = dev.status("hello").instances[0].instance.id.clone();
+    let mut follower = std::process::Command::new(common::strata_bin())
+        .args(["logs", "-f", "hello"])
+        .env("STRATA_ADDR", &dev.api)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let two = common::hello_spec(dir.path(), 1, "Two, changed");
+    let output = dev.cli(&["deploy", two.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let second = dev
+        .status("hello")
+        .instances
+        .iter()
+        .find(|v| v.instance.release == 2)
+        .unwrap()
+        .instance
+        .id
+        .clone();
+    let wanted = [
+        format!("[{first}] hello: listening on"),
+        format!("--- {second} joined: release 2 on node "),
+        format!("[{second}] hello: listening on"),
+        format!("--- {first} left ---"),
+    ];
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !wanted
+        .iter()
+        .all(|w| seen.iter().any(|l: &String| l.starts_with(w)))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let still_following = follower.try_wait().unwrap().is_none();
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(still_following, "`strata logs -f` ended during the rollout");
+    for w in &wanted {
+        assert!(
+            seen.iter().any(|l| l.starts_with(w)),
+            "`strata logs -f` never printed {w:?}; it printed:\n{}",
+            seen.join("\n")
+        );
+    }
+}

@@ -371,7 +371,7 @@ pub async fn service_logs(
     Query(params): Query<LogParams>,
 ) -> Result<Response, ControlError> {
     let stream = crate::logs::service_logs(
-        &plane,
+        plane.clone(),
         &env,
         &service,
         params.tail.unwrap_or(100),
