@@ -5,7 +5,8 @@
 #   scripts/deps.sh test    + etcd (HA tests start real etcd members), iproute2 (cluster
 #                            tests put nodes in network namespaces), nftables (the container
 #                            network's isolation), redis (the container example packages
-#                            Debian's redis-server)
+#                            Debian's redis-server), python3 (code shipped with a command:
+#                            docs/spec.md's `command = ["python3", "app.py"]`)
 #   scripts/deps.sh containers  the build's, nftables, iproute2 (what `strata dev` needs to
 #                            run container services)
 #   scripts/deps.sh bench   + wrk (the load generator of the benchmarks), runc (the
@@ -14,9 +15,9 @@
 set -euo pipefail
 want=(protobuf-compiler libseccomp-dev pkg-config)
 case "${1:-build}" in
-  test) want+=(etcd-server iproute2 nftables redis-server redis-tools) ;;
+  test) want+=(etcd-server iproute2 nftables redis-server redis-tools python3) ;;
   containers) want+=(nftables iproute2) ;;
-  bench) want+=(etcd-server iproute2 runc nftables redis-server redis-tools wrk nginx) ;;
+  bench) want+=(etcd-server iproute2 runc nftables redis-server redis-tools python3 wrk nginx) ;;
 esac
 
 missing=()

@@ -461,7 +461,8 @@ impl Run {
     async fn start(&mut self) -> Result<(Box<dyn InstanceHandle>, u16), String> {
         let release = &self.assignment.release;
         let spec = &release.spec;
-        let (program, mut args) = match &release.artifact_digest {
+        let work_dir = self.ctx.dirs.instance(self.id()).join("work");
+        let artifact = match &release.artifact_digest {
             Some(digest) => {
                 let path = self.ctx.dirs.artifact(digest);
                 if !path.exists() {
@@ -471,14 +472,25 @@ impl Run {
                         .await
                         .map_err(|e| e.to_string())?;
                 }
-                (path, Vec::new())
+                Some(path)
             }
-            None => {
-                let mut command = spec.command.iter();
-                let program = command.next().ok_or_else(|| {
-                    "the release has neither an artifact nor a command".to_string()
-                })?;
-                (PathBuf::from(program), command.cloned().collect())
+            None => None,
+        };
+        let (program, mut args) = match (artifact, spec.command.split_first()) {
+            // Code with a command: the artifact is unpacked as the working directory, fresh
+            // at every start, and the command runs in it.
+            (Some(code), Some((program, rest))) => {
+                let into = work_dir.clone();
+                tokio::task::spawn_blocking(move || strata_runtime::code::unpack(&code, &into))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("cannot unpack the service's code: {e}"))?;
+                (PathBuf::from(program), rest.to_vec())
+            }
+            (Some(program), None) => (program, Vec::new()),
+            (None, Some((program, rest))) => (PathBuf::from(program), rest.to_vec()),
+            (None, None) => {
+                return Err("the release has neither an artifact nor a command".to_string())
             }
         };
         args.extend(spec.args.iter().cloned());
@@ -548,7 +560,7 @@ impl Run {
             args,
             env,
             log_path: self.ctx.dirs.log(self.id()),
-            work_dir: self.ctx.dirs.instance(self.id()).join("work"),
+            work_dir,
         };
         let handle = self.driver.start(&start).await.map_err(|e| e.to_string())?;
         let record = InstanceRecord {

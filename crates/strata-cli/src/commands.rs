@@ -23,9 +23,16 @@ fn bad_input(message: impl std::fmt::Display) -> Failure {
     Failure::BadInput(anyhow!("{message}"))
 }
 
+/// What a service uploads: its artifact as written, or, for a `command` service, its code
+/// packed into a tar (kept in `_packed` until the upload is done).
+struct Upload {
+    path: PathBuf,
+    _packed: Option<tempfile::TempDir>,
+}
+
 /// Reads and parses a spec file, and checks its artifacts exist. Any problem is bad input,
 /// reported with file:line:col.
-fn load_spec(file: &Path) -> Result<(spec::SpecFile, BTreeMap<String, PathBuf>), Failure> {
+fn load_spec(file: &Path) -> Result<(spec::SpecFile, BTreeMap<String, Upload>), Failure> {
     let shown = file.display().to_string();
     let source = std::fs::read_to_string(file).map_err(|error| {
         bad_input(format!(
@@ -42,13 +49,51 @@ fn load_spec(file: &Path) -> Result<(spec::SpecFile, BTreeMap<String, PathBuf>),
             continue;
         };
         let path = base.join(artifact);
+        let runs_code = !service.command.is_empty();
+        if runs_code && (path.is_dir() || path.is_file()) {
+            // The code `command` runs in: a tar as it is, a directory or a file packed into one.
+            if path.is_file() && strata_runtime::code::is_archive_name(&path) {
+                artifacts.insert(
+                    service.name.clone(),
+                    Upload {
+                        path,
+                        _packed: None,
+                    },
+                );
+                continue;
+            }
+            let packed = tempfile::tempdir().context("cannot make a temporary directory")?;
+            let tar = packed.path().join(format!("{}.tar", service.name));
+            strata_runtime::code::pack(&path, &tar).map_err(|error| {
+                bad_input(format!(
+                    "error: cannot pack the code of `{}`: {error}",
+                    service.name
+                ))
+            })?;
+            artifacts.insert(
+                service.name.clone(),
+                Upload {
+                    path: tar,
+                    _packed: Some(packed),
+                },
+            );
+            continue;
+        }
         if path.is_file() {
-            artifacts.insert(service.name.clone(), path);
+            artifacts.insert(
+                service.name.clone(),
+                Upload {
+                    path,
+                    _packed: None,
+                },
+            );
             continue;
         }
         let (line, column) =
             spec::locate(&source, &["service", &service.name, "artifact"]).unwrap_or((1, 1));
-        let why = if path.exists() {
+        let why = if path.is_dir() && service.driver == spec::DriverKind::Exec {
+            "is a directory; an exec service without `command` runs its artifact as the program (to ship code, add `command = [\"python3\", \"app.py\"]`, run in it)"
+        } else if path.exists() {
             "is not a file"
         } else {
             "does not exist"
@@ -95,7 +140,7 @@ pub async fn deploy(
     let tty = std::io::stderr().is_terminal();
     let mut services = Vec::new();
     for service in parsed.services {
-        let digest = match artifacts.get(&service.name) {
+        let digest = match artifacts.get(&service.name).map(|upload| &upload.path) {
             Some(path) => {
                 let (digest, size) = sha256_file(path)?;
                 if !api.blob_exists(&digest).await? {

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use strata_core::spec::DriverKind;
 
+pub mod code;
 pub mod exec;
 pub mod sockets;
 

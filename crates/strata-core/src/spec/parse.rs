@@ -1522,18 +1522,9 @@ impl<'s> Checker<'s> {
         let artifact_entry = field("artifact");
         let command_entry = field("command");
         match driver {
+            // With both, the artifact is the code the command runs in (a directory or a tar
+            // of one, unpacked as the instance's working directory).
             Some(DriverKind::Exec) => match (artifact_entry, command_entry) {
-                (Some((ak, _)), Some((ck, _))) => {
-                    let a = ak.span().map_or(0, |s| s.start);
-                    let c = ck.span().map_or(0, |s| s.start);
-                    let (later, later_name) = if c >= a { (ck, "command") } else { (ak, "artifact") };
-                    self.push(
-                        later.span(),
-                        Some(path.child(later_name).to_string()),
-                        format!("`{path}` sets both `artifact` and `command`"),
-                        Some("an exec service runs either an uploaded `artifact` or a host `command`; remove one of them".into()),
-                    );
-                }
                 (None, None) => self.push(
                     header.clone(),
                     Some(path.to_string()),
@@ -3616,6 +3607,37 @@ placement.labels = { zone = "eu-1", "example.com/tier" = "web" }
         );
     }
 
+    /// Every complete example in docs/spec.md (before its Errors section) parses, so the
+    /// reference never shows a spec Strata refuses.
+    #[test]
+    fn the_examples_of_docs_spec_md_parse() {
+        let doc = include_str!("../../../../docs/spec.md");
+        let reference = &doc[..doc.find("## Errors").expect("an Errors section")];
+        let mut checked = 0;
+        for block in reference.split("```toml\n").skip(1) {
+            let block = &block[..block.find("```").expect("closed block")];
+            // Fragments (a layout, one table) are not whole specs.
+            if !block.contains("[service.") || block.contains("NAME") {
+                continue;
+            }
+            let blocks_service = block
+                .lines()
+                .any(|l| l.starts_with("[service.") && l.matches('.').count() == 1);
+            let has_program = block.contains("artifact") || block.contains("command");
+            if !blocks_service || !has_program {
+                continue;
+            }
+            if let Err(errors) = parse("spec.md", block) {
+                panic!(
+                    "docs/spec.md example does not parse:\n{block}\n{}",
+                    errors.render(block)
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked >= 3, "only {checked} examples found");
+    }
+
     #[test]
     fn liveness_and_min_ready_problems() {
         let table = [
@@ -5424,17 +5446,14 @@ resources.memory = 1073741824
             Some("the drivers are `exec`, `wasm` and `container`")
         );
 
-        let e = error("[service.hello]\nartifact = \"build/hello\"\ncommand = [\"python3\"]\n");
-        assert_eq!(
-            summary(&e),
-            (
-                3,
-                1,
-                Some("service.hello.command"),
-                "`service.hello` sets both `artifact` and `command`",
-                Some("an exec service runs either an uploaded `artifact` or a host `command`; remove one of them")
-            )
-        );
+        // Both: the artifact is the code the command runs in (its working directory).
+        let both = parse(
+            "strata.toml",
+            "[service.hello]\nartifact = \"app\"\ncommand = [\"python3\", \"app.py\"]\n",
+        )
+        .unwrap();
+        assert_eq!(both.services[0].artifact.as_deref(), Some("app"));
+        assert_eq!(both.services[0].command, ["python3", "app.py"]);
         let e = error("[service.hello]\nport = 8080\n");
         assert_eq!(
             summary(&e),
