@@ -1524,22 +1524,29 @@ impl<'s> Checker<'s> {
         match driver {
             // With both, the artifact is the code the command runs in (a directory or a tar
             // of one, unpacked as the instance's working directory).
-            Some(DriverKind::Exec) => match (artifact_entry, command_entry) {
-                (None, None) => self.push(
-                    header.clone(),
-                    Some(path.to_string()),
-                    format!("`{path}` needs an `artifact` or a `command`"),
-                    Some("add `artifact = \"build/hello\"` (a program uploaded at deploy) or `command = [\"python3\", \"app.py\"]` (a program on the node)".into()),
-                ),
-                _ => {}
-            },
+            Some(DriverKind::Exec) => {
+                if artifact_entry.is_none() && command_entry.is_none() {
+                    self.push(
+                        header.clone(),
+                        Some(path.to_string()),
+                        format!("`{path}` needs an `artifact` or a `command`"),
+                        Some("add `artifact = \"build/hello\"` (a program uploaded at deploy) or `command = [\"python3\", \"app.py\"]` (a program on the node)".into()),
+                    );
+                }
+            }
             Some(kind @ (DriverKind::Wasm | DriverKind::Container)) => {
                 if let Some((ck, _)) = command_entry {
                     self.push(
                         ck.span(),
                         Some(path.child("command").to_string()),
-                        format!("`command` is only for the `exec` driver, and `{path}` uses `{}`", kind.as_str()),
-                        Some(format!("a {} service runs its `artifact`; remove `command`", kind.as_str())),
+                        format!(
+                            "`command` is only for the `exec` driver, and `{path}` uses `{}`",
+                            kind.as_str()
+                        ),
+                        Some(format!(
+                            "a {} service runs its `artifact`; remove `command`",
+                            kind.as_str()
+                        )),
                     );
                 }
                 if artifact_entry.is_none() {
@@ -1550,8 +1557,13 @@ impl<'s> Checker<'s> {
                     self.push(
                         header.clone(),
                         Some(path.child("artifact").to_string()),
-                        format!("`{path}` uses the `{}` driver and needs an `artifact`", kind.as_str()),
-                        Some(format!("add `artifact = \"{example}\"`, a file uploaded at deploy")),
+                        format!(
+                            "`{path}` uses the `{}` driver and needs an `artifact`",
+                            kind.as_str()
+                        ),
+                        Some(format!(
+                            "add `artifact = \"{example}\"`, a file uploaded at deploy"
+                        )),
                     );
                 }
             }
