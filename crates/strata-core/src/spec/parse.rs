@@ -1524,16 +1524,15 @@ impl<'s> Checker<'s> {
         match driver {
             // With both, the artifact is the code the command runs in (a directory or a tar
             // of one, unpacked as the instance's working directory).
-            Some(DriverKind::Exec) => {
-                if artifact_entry.is_none() && command_entry.is_none() {
-                    self.push(
-                        header.clone(),
-                        Some(path.to_string()),
-                        format!("`{path}` needs an `artifact` or a `command`"),
-                        Some("add `artifact = \"build/hello\"` (a program uploaded at deploy) or `command = [\"python3\", \"app.py\"]` (a program on the node)".into()),
-                    );
-                }
+            Some(DriverKind::Exec) if artifact_entry.is_none() && command_entry.is_none() => {
+                self.push(
+                    header.clone(),
+                    Some(path.to_string()),
+                    format!("`{path}` needs an `artifact` or a `command`"),
+                    Some("add `artifact = \"build/hello\"` (a program uploaded at deploy) or `command = [\"python3\", \"app.py\"]` (a program on the node)".into()),
+                );
             }
+            Some(DriverKind::Exec) => {}
             Some(kind @ (DriverKind::Wasm | DriverKind::Container)) => {
                 if let Some((ck, _)) = command_entry {
                     self.push(
