@@ -241,3 +241,47 @@ async fn logs_follow_the_service_across_a_rollout() {
         );
     }
 }
+
+/// A program that cannot start fails at once, saying why and what to fix, in the deploy's
+/// error and the instance's status.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_program_that_cannot_start_says_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path());
+    let plain = dir.path().join("notes.txt");
+    std::fs::write(&plain, "not a program\n").unwrap();
+    let foreign = dir.path().join("foreign");
+    // An ELF header for another machine (s390, big-endian): executable, but not here.
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 2, 1, 0];
+    elf.resize(64, 0);
+    elf[18] = 0;
+    elf[19] = 22;
+    std::fs::write(&foreign, elf).unwrap();
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let table = [
+        ("plain", plain, "it is not executable (chmod +x it)"),
+        ("foreign", foreign, "not a program for this machine"),
+    ];
+    for (name, program, expected) in table {
+        let spec = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &spec,
+            format!("[service.{name}]\ncommand = [\"{}\"]\n", program.display()),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(expected), "{name}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{name}: the deploy waited {:?}",
+            started.elapsed()
+        );
+        let status = dev.status(name);
+        let message = &status.instances[0].status.as_ref().unwrap().message;
+        assert!(message.contains(expected), "{name}: {message}");
+    }
+}

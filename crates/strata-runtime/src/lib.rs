@@ -63,7 +63,7 @@ impl Exit {
 /// A driver's error: says what failed and for which instance.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("instance {instance}: cannot start {program}: {source}")]
+    #[error("instance {instance}: cannot start {program}: {}", spawn_reason(.source))]
     Spawn {
         instance: String,
         program: String,
@@ -83,6 +83,23 @@ pub enum DriverError {
     },
     #[error("instance {instance}: saved record cannot be read: {reason}")]
     Record { instance: String, reason: String },
+}
+
+/// Why a program could not be started, in words that say what to fix.
+fn spawn_reason(error: &std::io::Error) -> String {
+    const ENOEXEC: i32 = 8;
+    match (error.kind(), error.raw_os_error()) {
+        (std::io::ErrorKind::NotFound, _) => format!(
+            "{error}: no such program on the node (install it, or ship it in the artifact's code)"
+        ),
+        (std::io::ErrorKind::PermissionDenied, _) => {
+            format!("{error}: it is not executable (chmod +x it)")
+        }
+        (_, Some(ENOEXEC)) => format!(
+            "{error}: not a program for this machine (built for another architecture, or a script without a #! line)"
+        ),
+        _ => error.to_string(),
+    }
 }
 
 /// A running instance.
