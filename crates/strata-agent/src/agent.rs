@@ -299,6 +299,11 @@ impl Agent {
         self.adopt_existing().await;
         tokio::spawn(self.clone().heartbeat_loop());
         tokio::spawn(self.clone().sync_loop());
+        tokio::spawn(crate::shipper::run(
+            self.client.clone(),
+            self.config.name.clone(),
+            self.ctx.dirs.clone(),
+        ));
         match server.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(source)) => Err(AgentError::Listen {

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use strata_core::api::{
     Assignments, CertificateRequest, ErrorBody, Heartbeat, HeartbeatAck, MetricsReport,
-    NodeCertificate, NodeEvent, RegisterNode, Registered,
+    NodeCertificate, NodeEvent, RegisterNode, Registered, ShippedLogs,
 };
 use strata_core::{InstanceStatus, Node};
 use tokio::io::AsyncWriteExt;
@@ -318,6 +318,18 @@ impl ControlClient {
             })
             .await?;
         self.check("metrics report", response).await.map(|_| ())
+    }
+
+    /// Sends what this node's instances wrote since the last shipment.
+    pub async fn ship_logs(&self, node: &str, logs: &ShippedLogs) -> Result<(), ClientError> {
+        let response = self
+            .send(|http, base| {
+                http.post(format!("{base}/v1/nodes/{node}/logs"))
+                    .timeout(Duration::from_secs(5))
+                    .json(logs)
+            })
+            .await?;
+        self.check("log shipment", response).await.map(|_| ())
     }
 
     /// Records an event this node observed in the cluster's event log.

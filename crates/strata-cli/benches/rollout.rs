@@ -141,7 +141,9 @@ async fn main() {
     for (driver, artifact) in &drivers {
         let (requests, failed, mut times, examples) =
             rollouts(&dev, dir.path(), driver, artifact, runs).await;
-        eprintln!("{driver}: {requests} requests, {failed} failed {examples:?}, rollouts {times:?} ms");
+        eprintln!(
+            "{driver}: {requests} requests, {failed} failed {examples:?}, rollouts {times:?} ms"
+        );
         let max = times.iter().copied().fold(f64::NAN, f64::max);
         rows.push((*driver, requests, failed, median(&mut times), max));
     }

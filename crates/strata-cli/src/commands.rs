@@ -612,10 +612,17 @@ pub async fn status(api: &Api, service: Option<&str>, env: Option<&str>, json: b
     Ok(())
 }
 
-pub async fn logs(api: &Api, service: &str, env: &str, follow: bool, tail: usize) -> CliResult {
+pub async fn logs(
+    api: &Api,
+    service: &str,
+    env: &str,
+    follow: bool,
+    tail: usize,
+    previous: bool,
+) -> CliResult {
     let response = api
         .stream(&format!(
-            "/v1/envs/{env}/services/{service}/logs?tail={tail}&follow={follow}"
+            "/v1/envs/{env}/services/{service}/logs?tail={tail}&follow={follow}&previous={previous}"
         ))
         .await?;
     let mut body = response.bytes_stream();

@@ -223,6 +223,10 @@ enum Command {
         /// Lines from the end of each instance's log.
         #[arg(long, default_value_t = 100)]
         tail: usize,
+        /// Also the last lines of instances that are gone (replaced, or on a node that
+        /// died), as the control plane kept them.
+        #[arg(long, conflicts_with = "follow")]
+        previous: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -577,8 +581,12 @@ async fn run(cli: Cli) -> CliResult {
             env,
             follow,
             tail,
+            previous,
             api,
-        } => commands::logs(&api::Api::new(&api.addr), &service, &env, follow, tail).await,
+        } => {
+            let api = api::Api::new(&api.addr);
+            commands::logs(&api, &service, &env, follow, tail, previous).await
+        }
         Command::Scale {
             service,
             replicas,

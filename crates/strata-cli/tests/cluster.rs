@@ -188,6 +188,59 @@ fn a_cut_link_is_detected_and_fenced_when_it_heals() {
     failover(Failure::CutLink);
 }
 
+/// A node that dies takes its log files with it, but not what its instances said last: its
+/// agent shipped their output to the control plane, and `strata logs --previous` shows it
+/// after the instance was replaced elsewhere.
+#[test]
+fn a_dead_nodes_last_log_lines_stay_readable() {
+    let _serial = serial();
+    let Some(mut cluster) = cluster(2) else {
+        return;
+    };
+    deploy_hello(&cluster, 1);
+    let first = status(&cluster).instances[0].clone();
+    let victim = node_index(&cluster, &first.instance.node);
+    let other = cluster.nodes[1 - victim].name.clone();
+    // Its first lines are shipped within a shipment period (2 s).
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.kill_node(victim);
+    wait_until(
+        &cluster,
+        Duration::from_secs(20),
+        "a replacement serves on the other node",
+        || serving_nodes(&cluster) == [other.clone()],
+    );
+    wait_until(
+        &cluster,
+        Duration::from_secs(10),
+        "the dead node's instance is forgotten",
+        || {
+            status(&cluster)
+                .instances
+                .iter()
+                .all(|v| v.instance.id != first.instance.id)
+        },
+    );
+    let output = cluster.cli(&["logs", "hello", "--previous"]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let logs = common::stdout(&output);
+    let id = &first.instance.id;
+    assert!(
+        logs.contains(&format!(
+            "[{id}] (gone: release 1 on node {}",
+            first.instance.node
+        )),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!("[{id}] hello: listening on")),
+        "{logs}"
+    );
+    // Without --previous, only the instances there are.
+    let output = cluster.cli(&["logs", "hello"]);
+    assert!(!common::stdout(&output).contains(&format!("[{id}]")));
+}
+
 #[test]
 fn drain_moves_instances_with_no_failed_request() {
     let _serial = serial();

@@ -126,6 +126,7 @@ pub fn route_action(
         | ("POST", "/v1/nodes/{name}/heartbeat")
         | ("POST", "/v1/nodes/{name}/events")
         | ("POST", "/v1/nodes/{name}/metrics")
+        | ("POST", "/v1/nodes/{name}/logs")
         | ("POST", "/v1/nodes/{name}/certificate")
         | ("GET", "/v1/nodes/{name}/assignments") => Action::ActAsNode { node: node() },
         ("POST", "/v1/nodes/{name}/drain") | ("POST", "/v1/nodes/{name}/undrain") => {
@@ -156,6 +157,7 @@ pub fn audited(method: &Method, route: &str) -> bool {
         "/v1/nodes/{name}/heartbeat"
             | "/v1/nodes/{name}/events"
             | "/v1/nodes/{name}/metrics"
+            | "/v1/nodes/{name}/logs"
             | "/v1/instances/{id}/status"
     );
     changes && !telemetry

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use strata_core::{keys, InstanceView, Node, Service};
+use strata_core::api::ShippedLogs;
+use strata_core::{keys, Instance, InstanceView, LogTail, Node, Service};
 
-use crate::{ControlError, ControlPlane};
+use crate::{now_millis, ControlError, ControlPlane};
 
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
@@ -29,8 +30,9 @@ pub async fn service_logs(
     service: &str,
     tail: usize,
     follow: bool,
+    previous_too: bool,
 ) -> Result<LogStream, ControlError> {
-    if !service_exists(&plane, env, service).await? {
+    if !service_exists(&plane, env, service).await? && !previous_too {
         return Err(ControlError::not_found(
             format!("service `{service}` in environment `{env}`"),
             Some("see `strata status` for the services there".to_string()),
@@ -39,10 +41,14 @@ pub async fn service_logs(
     let views = instances_of(&plane, env, service).await?;
     if !follow {
         let mut streams: Vec<LogStream> = Vec::new();
+        if previous_too {
+            streams.extend(previous(&plane, env, service, tail).await?);
+        }
         for view in views {
             streams.push(instance_logs(&plane, &view, tail, false).await?);
         }
-        return Ok(Box::pin(futures::stream::select_all(streams)));
+        // One instance after another: each is complete and its lines stay together.
+        return Ok(Box::pin(futures::stream::iter(streams).flatten()));
     }
     // Following: every instance's stream feeds one channel; instances that join (a rollout,
     // a scale-up, a replacement) are picked up as they appear, with a marker line, and one
@@ -155,11 +161,13 @@ async fn instance_logs(
     let id = view.instance.id.clone();
     let nodes: Vec<Node> = plane.nodes().await?;
     let Some(node) = nodes.iter().find(|n| n.name == view.instance.node) else {
-        return Ok(line(
-            &id,
-            &format!("(logs unavailable: node {} is gone)", view.instance.node),
-        ));
+        let why = format!("node {} is gone", view.instance.node);
+        return kept_or(plane, &id, tail, &why).await;
     };
+    if node.effective_state() == strata_core::NodeState::Down {
+        let why = format!("node {} is down", node.name);
+        return kept_or(plane, &id, tail, &why).await;
+    }
     let url = format!(
         "{}/v1/instances/{id}/logs?tail={tail}&follow={follow}",
         node.agent_url.trim_end_matches('/')
@@ -168,24 +176,155 @@ async fn instance_logs(
     // derives from the node's credential.
     let credential =
         strata_core::auth::node_api_key(&plane.credentials().node_credential(&node.name));
-    Ok(
-        match plane.http().get(&url).bearer_auth(credential).send().await {
-            Ok(response) if response.status().is_success() => {
-                prefix_lines(id, response.bytes_stream())
-            }
-            Ok(response) => line(
-                &id,
-                &format!("(logs unavailable: agent answered {})", response.status()),
-            ),
-            Err(error) => line(
-                &id,
-                &format!(
-                    "(logs unavailable: node {} unreachable: {error})",
-                    node.name
-                ),
-            ),
-        },
-    )
+    match plane.http().get(&url).bearer_auth(credential).send().await {
+        Ok(response) if response.status().is_success() => {
+            Ok(prefix_lines(id, response.bytes_stream()))
+        }
+        Ok(response) => {
+            let why = format!("node {}'s agent answered {}", node.name, response.status());
+            kept_or(plane, &id, tail, &why).await
+        }
+        Err(error) => {
+            let why = format!("node {} is unreachable: {error}", node.name);
+            kept_or(plane, &id, tail, &why).await
+        }
+    }
+}
+
+/// The last lines the control plane kept of an instance (its node shipped them), after a
+/// line saying why they come from there; or, when it kept none, that line alone.
+async fn kept_or(
+    plane: &ControlPlane,
+    id: &str,
+    tail: usize,
+    why: &str,
+) -> Result<LogStream, ControlError> {
+    let kept: Option<(LogTail, u64)> = plane.get(&keys::log_tail(id)).await?;
+    let Some((kept, _)) = kept else {
+        return Ok(line(id, &format!("(logs unavailable: {why})")));
+    };
+    Ok(kept_lines(
+        &kept,
+        tail,
+        &format!("{why}; its last lines, kept by the control plane"),
+    ))
+}
+
+/// A kept tail as log lines: a `(...)` note, then its last `tail` lines, each prefixed.
+fn kept_lines(kept: &LogTail, tail: usize, note: &str) -> LogStream {
+    let lines: Vec<&str> = kept.text.lines().collect();
+    let from = lines.len().saturating_sub(tail);
+    let mut out = format!("[{}] ({note})\n", kept.instance);
+    for text in &lines[from..] {
+        out.push_str(&format!("[{}] {text}\n", kept.instance));
+    }
+    let out = Bytes::from(out);
+    Box::pin(futures::stream::once(async move { Ok(out) }))
+}
+
+/// The kept tails of a service's instances that are gone (within the retention): what
+/// `strata logs --previous` shows first.
+pub async fn previous(
+    plane: &ControlPlane,
+    env: &str,
+    service: &str,
+    tail: usize,
+) -> Result<Vec<LogStream>, ControlError> {
+    let current: BTreeSet<String> = instances_of(plane, env, service)
+        .await?
+        .into_iter()
+        .map(|v| v.instance.id)
+        .collect();
+    let kept: Vec<(LogTail, u64)> = plane.list(keys::LOGS).await?;
+    let mut gone: Vec<LogTail> = kept
+        .into_iter()
+        .map(|(tail, _)| tail)
+        .filter(|t| t.env == env && t.service == service && !current.contains(&t.instance))
+        .collect();
+    gone.sort_by_key(|t| t.updated_at);
+    Ok(gone
+        .iter()
+        .map(|t| {
+            let note = format!(
+                "gone: release {} on node {}; its last lines, kept by the control plane",
+                t.release, t.node
+            );
+            kept_lines(t, tail, &note)
+        })
+        .collect())
+}
+
+/// Keeps what a node shipped of its instances' output: appended to each instance's tail,
+/// cut to the last [`LogTail::MAX_BYTES`]. Output of an instance that is not the node's is
+/// dropped.
+pub async fn keep(
+    plane: &ControlPlane,
+    node: &str,
+    shipped: ShippedLogs,
+) -> Result<(), ControlError> {
+    for chunk in shipped.chunks {
+        let Some((instance, _)) = plane
+            .get::<Instance>(&keys::instance(&chunk.instance))
+            .await?
+        else {
+            continue;
+        };
+        if instance.node != node {
+            continue;
+        }
+        let key = keys::log_tail(&instance.id);
+        let mut tail = match plane.get::<LogTail>(&key).await? {
+            Some((tail, _)) => tail,
+            None => LogTail {
+                instance: instance.id.clone(),
+                env: instance.env.clone(),
+                service: instance.service.clone(),
+                release: instance.release,
+                node: node.to_string(),
+                text: String::new(),
+                updated_at: 0,
+            },
+        };
+        tail.append(&chunk.data);
+        tail.updated_at = now_millis();
+        plane.store.put(&key, crate::plane::encode(&tail)).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the kept tails of instances that are gone and were last shipped before `before`;
+/// returns how many went.
+pub async fn prune(plane: &ControlPlane, before: u64) -> Result<usize, ControlError> {
+    let kept: Vec<(LogTail, u64)> = plane.list(keys::LOGS).await?;
+    let mut removed = 0;
+    for (tail, _) in kept.into_iter().filter(|(t, _)| t.updated_at < before) {
+        if plane
+            .get::<Instance>(&keys::instance(&tail.instance))
+            .await?
+            .is_none()
+        {
+            plane.store.delete(&keys::log_tail(&tail.instance)).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// On the leader, every minute: drops kept tails past the retention.
+pub async fn run_retention(plane: Arc<ControlPlane>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        if plane.term().is_none() {
+            continue;
+        }
+        let retention = plane.config().log_retention.as_millis() as u64;
+        match prune(&plane, now_millis().saturating_sub(retention)).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "kept log tails past their retention removed"),
+            Err(error) => tracing::warn!(%error, "cannot prune kept log tails"),
+        }
+    }
 }
 
 /// Splits a byte stream into lines and prefixes each with `[id] `.

@@ -32,6 +32,7 @@ use crate::api;
         api::heartbeat,
         api::node_event,
         api::node_metrics,
+        api::node_logs,
         api::service_metrics,
         api::service_slo,
         api::drain_node,

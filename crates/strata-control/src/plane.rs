@@ -47,6 +47,9 @@ pub struct ControlConfig {
     pub max_artifact_size: u64,
     /// How long audit records are kept.
     pub audit_retention: std::time::Duration,
+    /// How long the last lines of a gone instance's log are kept after its node last
+    /// shipped them.
+    pub log_retention: std::time::Duration,
     /// Nodes act by their certificate (mutual TLS on an HTTPS API); their bearer credential
     /// only gets them the certificate. Off for `strata dev`'s plain-HTTP API.
     pub node_certificates_required: bool,
@@ -71,6 +74,10 @@ pub struct ControlConfig {
 /// The default of [`ControlConfig::scale_down_window`].
 pub const DEFAULT_SCALE_DOWN_WINDOW: std::time::Duration =
     std::time::Duration::from_millis(strata_sched::autoscale::DEFAULT_STABLE_WINDOW_MS);
+
+/// The last lines of gone instances' logs are kept this long unless the server is told
+/// otherwise.
+pub const DEFAULT_LOG_RETENTION: std::time::Duration = std::time::Duration::from_secs(3_600);
 
 /// Nodes' certificates are valid a day unless the server is told otherwise.
 pub const DEFAULT_NODE_CERT_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);

@@ -66,7 +66,13 @@ async fn watch_changes(plane: Arc<ControlPlane>, wake: Arc<tokio::sync::Notify>)
             Ok(mut changes) => {
                 while let Some(change) = changes.next().await {
                     match change {
-                        Ok(change) if !change.key().starts_with(keys::EVENTS) => wake.notify_one(),
+                        // Events and kept log lines change no desired or actual state.
+                        Ok(change)
+                            if !change.key().starts_with(keys::EVENTS)
+                                && !change.key().starts_with(keys::LOGS) =>
+                        {
+                            wake.notify_one()
+                        }
                         Ok(_) => {}
                         Err(error) => {
                             tracing::warn!(%error, "store watch failed; resubscribing");

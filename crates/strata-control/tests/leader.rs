@@ -4,28 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_control::{ControlConfig, ControlError, ControlPlane};
-use strata_store::{RedbStore, Store, Txn};
+mod common;
 
-fn config(dir: &std::path::Path, id: &str) -> ControlConfig {
-    ControlConfig {
-        data_dir: dir.join(id),
-        liveness: Default::default(),
-        ingress_port: None,
-        join_token: "token".into(),
-        credential_key: vec![7; 32],
-        max_artifact_size: 1 << 30,
-        audit_retention: Duration::from_secs(86_400),
-        node_certificates_required: false,
-        api_ca_pem: None,
-        liveness_tick: Duration::from_millis(50),
-        server_id: id.into(),
-        api_url: format!("http://{id}.invalid"),
-        lease_ttl: Duration::from_secs(2),
-        node_cert_ttl: strata_control::DEFAULT_NODE_CERT_TTL,
-        scale_down_window: strata_control::DEFAULT_SCALE_DOWN_WINDOW,
-    }
-}
+use common::config;
+use strata_control::{ControlError, ControlPlane};
+use strata_store::{RedbStore, Store, Txn};
 
 async fn until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;

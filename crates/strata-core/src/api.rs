@@ -129,6 +129,19 @@ pub struct ServiceWindow {
     pub p99_ms: f64,
 }
 
+/// New output of a node's instances, shipped to the control plane every few seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ShippedLogs {
+    pub chunks: Vec<LogChunk>,
+}
+
+/// Output an instance wrote since the last shipment (UTF-8, invalid bytes replaced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogChunk {
+    pub instance: String,
+    pub data: String,
+}
+
 /// A node's per-service summaries for one window, sent to the control plane (the input of
 /// SLO reports and autoscaling).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

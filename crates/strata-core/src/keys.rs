@@ -30,6 +30,13 @@ pub const AUDIT: &str = "/audit/";
 pub const CREDENTIAL_KEY: &str = "/cluster/credential-key";
 /// The cluster's join token.
 pub const JOIN_TOKEN: &str = "/cluster/join-token";
+/// `/logs/{id}`: a [`crate::LogTail`], the last lines of an instance's log that its node
+/// shipped, kept past the node's death for the retention.
+pub const LOGS: &str = "/logs/";
+
+pub fn log_tail(id: &str) -> String {
+    format!("{LOGS}{id}")
+}
 
 pub fn env(env: &str) -> String {
     format!("{ENVS}{env}")

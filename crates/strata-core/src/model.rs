@@ -262,6 +262,39 @@ pub fn restart_backoff_ms(restarts: u32) -> u64 {
     BASE.saturating_mul(1u64 << restarts.min(16)).min(CAP)
 }
 
+/// The last lines of an instance's log, as its node shipped them to the control plane: what
+/// `strata logs` shows when the node cannot be reached, and after the instance is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogTail {
+    pub instance: String,
+    pub env: String,
+    pub service: String,
+    pub release: u64,
+    pub node: String,
+    /// Whole lines, at most [`LogTail::MAX_BYTES`] (the oldest are dropped first).
+    pub text: String,
+    /// When the node last shipped lines (the control plane's clock).
+    pub updated_at: Millis,
+}
+
+impl LogTail {
+    /// How much of an instance's log the control plane keeps.
+    pub const MAX_BYTES: usize = 16 * 1024;
+
+    /// Adds shipped output, keeping the last [`LogTail::MAX_BYTES`] cut at a line start.
+    pub fn append(&mut self, data: &str) {
+        self.text.push_str(data);
+        if self.text.len() > Self::MAX_BYTES {
+            let mut cut = self.text.len() - Self::MAX_BYTES;
+            while !self.text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            let start = self.text[cut..].find('\n').map_or(cut, |i| cut + i + 1);
+            self.text.drain(..start);
+        }
+    }
+}
+
 /// An instance as the API shows it: the desired record joined with the observed status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InstanceView {
@@ -410,6 +443,29 @@ pub struct Event {
 mod tests {
     use super::InstanceState::*;
     use super::*;
+
+    #[test]
+    fn a_log_tail_keeps_the_last_whole_lines() {
+        let mut tail = LogTail {
+            instance: "web-1-abc".into(),
+            env: "dev".into(),
+            service: "web".into(),
+            release: 1,
+            node: "n1".into(),
+            text: String::new(),
+            updated_at: 0,
+        };
+        tail.append("first\nsecond\n");
+        assert_eq!(tail.text, "first\nsecond\n");
+        let line = format!("{}\n", "x".repeat(99));
+        for _ in 0..1000 {
+            tail.append(&line);
+        }
+        tail.append("last é\n");
+        assert!(tail.text.len() <= LogTail::MAX_BYTES, "{}", tail.text.len());
+        assert!(tail.text.starts_with('x') && tail.text.ends_with("last é\n"));
+        assert!(tail.text.lines().all(|l| l.len() == 99 || l == "last é"));
+    }
 
     #[test]
     fn instance_state_transitions() {

@@ -122,6 +122,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/nodes/{name}/heartbeat", post(heartbeat))
         .route("/v1/nodes/{name}/events", post(node_event))
         .route("/v1/nodes/{name}/metrics", post(node_metrics))
+        .route("/v1/nodes/{name}/logs", post(node_logs))
         .route("/v1/nodes/{name}/certificate", post(node_certificate))
         .route(
             "/v1/envs/{env}/services/{service}/metrics",
@@ -359,6 +360,10 @@ pub struct LogParams {
     /// Keep streaming new lines.
     #[serde(default)]
     pub follow: bool,
+    /// Also the last lines of instances that are gone (replaced, or on a node that died),
+    /// as the control plane kept them.
+    #[serde(default)]
+    pub previous: bool,
 }
 
 /// The logs of every instance of a service, each line prefixed with its instance id.
@@ -376,6 +381,7 @@ pub async fn service_logs(
         &service,
         params.tail.unwrap_or(100),
         params.follow,
+        params.previous,
     )
     .await?;
     Ok(Response::builder()

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use strata_core::api::{
     Assignments, CertificateRequest, ErrorBody, Heartbeat, HeartbeatAck, MetricsReport,
-    NodeCertificate, NodeEvent, RegisterNode, Registered,
+    NodeCertificate, NodeEvent, RegisterNode, Registered, ShippedLogs,
 };
 use strata_core::{InstanceStatus, Node};
 
@@ -116,6 +116,21 @@ pub async fn node_event(
     ApiJson(event): ApiJson<NodeEvent>,
 ) -> Result<StatusCode, ControlError> {
     plane.record_node_event(&name, event).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a node's instances wrote since its last shipment (agents only): the control plane
+/// keeps the last lines of each, readable with `strata logs` once the node is gone.
+#[utoipa::path(post, path = "/v1/nodes/{name}/logs",
+    params(("name" = String, Path, description = "the shipping node")),
+    request_body = ShippedLogs,
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn node_logs(
+    State(plane): Plane,
+    Path(name): Path<String>,
+    ApiJson(shipped): ApiJson<ShippedLogs>,
+) -> Result<StatusCode, ControlError> {
+    crate::logs::keep(&plane, &name, shipped).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
