@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use strata_core::api::Assignment;
 use strata_core::spec::PortSpec;
 use strata_core::{restart_backoff_ms, ExitInfo, InstanceState, InstanceStatus};
-use strata_runtime::{Driver, Exit, InstanceHandle, StartSpec};
+use strata_runtime::{
+    ContainerSettings, Driver, DriverSettings, Exit, InstanceHandle, StartSpec, WasmSettings,
+};
 use tokio::sync::{watch, Mutex};
 
 use crate::client::ControlClient;
@@ -518,42 +520,27 @@ impl Run {
         if let Some(digest) = &release.artifact_digest {
             env.insert("STRATA_ARTIFACT_DIGEST".into(), digest.clone());
         }
-        if spec.driver == strata_core::spec::DriverKind::Container {
-            // The container driver puts these limits on the instance's cgroup.
-            env.insert(
-                "STRATA_CONTAINER_MEMORY_BYTES".into(),
-                spec.resources.memory_bytes.to_string(),
-            );
-            env.insert(
-                "STRATA_CONTAINER_CPU_MILLIS".into(),
-                spec.resources.cpu_millis.to_string(),
-            );
-            let settings = spec.container.clone().unwrap_or_default();
-            if let Some(pids) = settings.pids {
-                env.insert("STRATA_CONTAINER_PIDS".into(), pids.to_string());
+        // The platform's settings, typed, from the validated spec: never through `env`.
+        let settings = match spec.driver {
+            strata_core::spec::DriverKind::Exec => DriverSettings::Exec,
+            strata_core::spec::DriverKind::Wasm => {
+                let limits = spec.wasm.unwrap_or_default();
+                DriverSettings::Wasm(WasmSettings {
+                    memory_bytes: Some(spec.resources.memory_bytes),
+                    request_timeout_ms: limits.request_timeout_ms,
+                    max_concurrency: limits.max_concurrency,
+                })
             }
-            if !settings.capabilities.is_empty() {
-                env.insert(
-                    "STRATA_CONTAINER_CAPABILITIES".into(),
-                    settings.capabilities.join(","),
-                );
+            strata_core::spec::DriverKind::Container => {
+                let container = spec.container.clone().unwrap_or_default();
+                DriverSettings::Container(ContainerSettings {
+                    memory_bytes: spec.resources.memory_bytes,
+                    cpu_millis: spec.resources.cpu_millis,
+                    pids: container.pids.map(u64::from),
+                    capabilities: container.capabilities,
+                })
             }
-        }
-        if spec.driver == strata_core::spec::DriverKind::Wasm {
-            // The wasm driver's per-instance memory limit comes from the spec's resources.
-            env.insert(
-                "STRATA_WASM_MEMORY_BYTES".into(),
-                spec.resources.memory_bytes.to_string(),
-            );
-            // `[wasm]` limits; absent ones keep the driver's defaults.
-            let limits = spec.wasm.unwrap_or_default();
-            if let Some(ms) = limits.request_timeout_ms {
-                env.insert("STRATA_WASM_DEADLINE_MS".into(), ms.to_string());
-            }
-            if let Some(n) = limits.max_concurrency {
-                env.insert("STRATA_WASM_MAX_CONCURRENCY".into(), n.to_string());
-            }
-        }
+        };
         let start = StartSpec {
             instance_id: self.id().to_string(),
             program,
@@ -561,6 +548,7 @@ impl Run {
             env,
             log_path: self.ctx.dirs.log(self.id()),
             work_dir,
+            settings,
         };
         let handle = self.driver.start(&start).await.map_err(|e| e.to_string())?;
         let record = InstanceRecord {

@@ -144,6 +144,14 @@ async fn main() {
             ]),
             log_path: dir.path().join(format!("bench-{run}.log")),
             work_dir: dir.path().join(format!("bench-{run}")),
+            settings: strata_runtime::DriverSettings::Container(
+                strata_runtime::ContainerSettings {
+                    memory_bytes: 64 << 20,
+                    cpu_millis: 1000,
+                    pids: None,
+                    capabilities: Vec::new(),
+                },
+            ),
         };
         let started = Instant::now();
         let handle = driver.start(&spec).await.expect("container starts");

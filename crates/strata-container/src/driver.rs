@@ -11,21 +11,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use strata_core::spec::DriverKind;
 use strata_runtime::exec::ExecDriver;
-use strata_runtime::{Driver, DriverError, Exit, InstanceHandle, StartSpec};
+use strata_runtime::{Driver, DriverError, DriverSettings, Exit, InstanceHandle, StartSpec};
 use tokio::task::JoinHandle;
 
 use crate::cgroup::{Hierarchy, InstanceCgroup, Limits};
 use crate::net::{InstanceNetwork, NodeNetwork};
 use crate::{bundle, ContainerError, ImageSource};
 
-/// Limits the agent passes in the instance's environment (from the spec's `resources`).
-pub const ENV_MEMORY_BYTES: &str = "STRATA_CONTAINER_MEMORY_BYTES";
-pub const ENV_CPU_MILLIS: &str = "STRATA_CONTAINER_CPU_MILLIS";
-pub const ENV_PIDS: &str = "STRATA_CONTAINER_PIDS";
-/// Capabilities granted, comma-separated names (`NET_BIND_SERVICE`, with or without `CAP_`).
-pub const ENV_CAPABILITIES: &str = "STRATA_CONTAINER_CAPABILITIES";
-const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
-const DEFAULT_CPU_MILLIS: u64 = 1000;
+/// The most processes and threads of an instance unless its spec says (`[container] pids`).
 const DEFAULT_PIDS: u64 = 1024;
 
 /// How the node runs containers.
@@ -293,10 +286,17 @@ impl ContainerDriver {
                 spec.program.display()
             )));
         }
+        // Limits and privileges come from the spec, typed; the environment is the
+        // application's and grants nothing.
+        let DriverSettings::Container(settings) = &spec.settings else {
+            return Err(ContainerError::Config(format!(
+                "instance {id} has no container settings (is its service's driver `container`?)"
+            )));
+        };
         let limits = Limits {
-            memory_bytes: env_u64(&spec.env, ENV_MEMORY_BYTES, DEFAULT_MEMORY_BYTES)?,
-            cpu_millis: env_u64(&spec.env, ENV_CPU_MILLIS, DEFAULT_CPU_MILLIS)?,
-            pids: env_u64(&spec.env, ENV_PIDS, DEFAULT_PIDS)?,
+            memory_bytes: settings.memory_bytes,
+            cpu_millis: settings.cpu_millis,
+            pids: settings.pids.unwrap_or(DEFAULT_PIDS),
         };
         let port: u16 = spec
             .env
@@ -355,11 +355,7 @@ impl ContainerDriver {
             let mut env: BTreeMap<String, String> = BTreeMap::new();
             env.insert("PATH".into(), bundle::DEFAULT_PATH.into());
             env.extend(image.env.iter().cloned());
-            for (key, value) in &spec.env {
-                if !key.starts_with("STRATA_CONTAINER_") {
-                    env.insert(key.clone(), value.clone());
-                }
-            }
+            env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
             // Inside its own namespace the instance listens on every address it has.
             env.insert("HOST".into(), "0.0.0.0".into());
             // Its loopback is its own: the node's mesh proxy is at the bridge's gateway.
@@ -402,7 +398,7 @@ impl ContainerDriver {
                 hostname: id.chars().take(63).collect(),
                 netns: instance_net.netns_path(),
                 cgroups_path: cgroup.runtime_path(),
-                capabilities: capabilities(&spec.env)?,
+                capabilities: capabilities(&settings.capabilities)?,
             })?;
             bundle::write(&dir.join("bundle"), &runtime_spec)?;
             Ok(())
@@ -429,6 +425,7 @@ impl ContainerDriver {
             env: BTreeMap::new(),
             log_path: spec.log_path.clone(),
             work_dir: dir.join("bundle"),
+            settings: DriverSettings::Exec,
         };
         Ok((prepared, record, run))
     }
@@ -591,34 +588,22 @@ fn bytes(n: u64) -> String {
     n.to_string()
 }
 
-fn capabilities(
-    env: &BTreeMap<String, String>,
-) -> Result<Vec<oci_spec::runtime::Capability>, ContainerError> {
-    let Some(list) = env.get(ENV_CAPABILITIES) else {
-        return Ok(Vec::new());
-    };
-    list.split(',')
-        .map(str::trim)
+/// The spec's capability names (`NET_BIND_SERVICE`, with or without `CAP_`) as OCI's.
+fn capabilities(names: &[String]) -> Result<Vec<oci_spec::runtime::Capability>, ContainerError> {
+    names
+        .iter()
+        .map(|name| name.trim())
         .filter(|name| !name.is_empty())
         .map(|name| {
             let bare = name.to_ascii_uppercase();
             let bare = bare.strip_prefix("CAP_").unwrap_or(&bare).to_string();
             bare.parse().map_err(|_| {
                 ContainerError::Config(format!(
-                    "{ENV_CAPABILITIES}: `{name}` is not a Linux capability"
+                    "[container] capabilities: `{name}` is not a Linux capability"
                 ))
             })
         })
         .collect()
-}
-
-fn env_u64(env: &BTreeMap<String, String>, key: &str, default: u64) -> Result<u64, ContainerError> {
-    match env.get(key) {
-        None => Ok(default),
-        Some(value) => value
-            .parse()
-            .map_err(|_| ContainerError::Config(format!("{key}={value} is not a whole number"))),
-    }
 }
 
 fn mount_overlay(
@@ -676,13 +661,13 @@ mod tests {
     #[test]
     fn capabilities_from_the_environment() {
         use oci_spec::runtime::Capability;
-        let env = |v: &str| BTreeMap::from([(ENV_CAPABILITIES.to_string(), v.to_string())]);
-        assert_eq!(capabilities(&BTreeMap::new()).unwrap(), vec![]);
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(capabilities(&[]).unwrap(), vec![]);
         assert_eq!(
-            capabilities(&env("NET_BIND_SERVICE, cap_chown")).unwrap(),
+            capabilities(&names(&["NET_BIND_SERVICE", " cap_chown"])).unwrap(),
             vec![Capability::NetBindService, Capability::Chown]
         );
-        assert!(capabilities(&env("FLY"))
+        assert!(capabilities(&names(&["FLY"]))
             .unwrap_err()
             .to_string()
             .contains("`FLY`"));

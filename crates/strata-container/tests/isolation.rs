@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use strata_container::{
     ContainerConfig, ContainerDriver, ContainerError, ImageSource, ResolvedImage,
 };
-use strata_runtime::{Driver, StartSpec};
+use strata_runtime::{ContainerSettings, Driver, DriverSettings, StartSpec};
 
 /// One container test at a time: they share the node's bridge and firewall.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -113,13 +113,31 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A container's settings as a spec without `[container]` and `resources` makes them.
+fn defaults() -> ContainerSettings {
+    ContainerSettings {
+        memory_bytes: 64 << 20,
+        cpu_millis: 1000,
+        pids: None,
+        capabilities: Vec::new(),
+    }
+}
+
 impl Node {
-    fn spec(&self, id: &str, script: &str, limits: &[(&str, &str)]) -> StartSpec {
+    /// A start of `script`, with settings as the agent makes them from a spec, and extra
+    /// environment entries (the application's config).
+    fn spec_with(
+        &self,
+        id: &str,
+        script: &str,
+        settings: ContainerSettings,
+        config: &[(&str, &str)],
+    ) -> StartSpec {
         let mut env = BTreeMap::from([
             ("PORT".to_string(), free_port().to_string()),
             ("HOST".to_string(), "127.0.0.1".to_string()),
         ]);
-        for (k, v) in limits {
+        for (k, v) in config {
             env.insert(k.to_string(), v.to_string());
         }
         StartSpec {
@@ -129,7 +147,12 @@ impl Node {
             env,
             log_path: self.dir.path().join(format!("{id}.log")),
             work_dir: self.dir.path().join(id),
+            settings: DriverSettings::Container(settings),
         }
+    }
+
+    fn spec(&self, id: &str, script: &str, settings: ContainerSettings) -> StartSpec {
+        self.spec_with(id, script, settings, &[])
     }
 
     fn log(&self, id: &str) -> String {
@@ -185,7 +208,7 @@ async fn an_instance_sees_only_its_own_processes_and_its_own_root() {
         "echo processes: /proc/[0-9]*; cat {} || echo no-host-file; ls /",
         secret.display()
     );
-    let spec = node.spec("iso-1", &script, &[]);
+    let spec = node.spec("iso-1", &script, defaults());
     let exit = node.run(&spec).await;
     let log = node.log("iso-1");
     std::fs::remove_file(&secret).unwrap();
@@ -218,7 +241,10 @@ async fn a_memory_hog_is_oom_killed_and_reported_as_such() {
     let spec = node.spec(
         "hog-1",
         "x=$(cat /dev/urandom); echo survived",
-        &[("STRATA_CONTAINER_MEMORY_BYTES", &(32u64 << 20).to_string())],
+        ContainerSettings {
+            memory_bytes: 32 << 20,
+            ..defaults()
+        },
     );
     let exit = node.run(&spec).await;
     assert_eq!(
@@ -242,7 +268,10 @@ async fn a_fork_bomb_stops_at_the_pids_limit() {
         // The bomb runs in a subshell (dash gives up at the first refused fork); the
         // container's init stays, so the cgroups can be read while it runs.
         "(i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done; echo spawned); exec sleep 30",
-        &[("STRATA_CONTAINER_PIDS", "16")],
+        ContainerSettings {
+            pids: Some(16),
+            ..defaults()
+        },
     );
     let handle = node.driver.start(&spec).await.expect("container starts");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -290,7 +319,7 @@ async fn an_instance_cannot_connect_to_the_host_but_its_port_is_reached() {
     let script = format!(
         "if timeout 3 bash -c 'echo hi > /dev/tcp/10.89.0.1/{port}'; then echo CONNECTED; else echo BLOCKED; fi"
     );
-    let spec = node.spec("net-1", &script, &[]);
+    let spec = node.spec("net-1", &script, defaults());
     let exit = node.run(&spec).await;
     let log = node.log("net-1");
     assert_eq!(exit.code, Some(0), "{log}");
@@ -323,7 +352,7 @@ async fn the_node_reaches_the_instance_port() {
     }
     let _serial = SERIAL.lock().await;
     let node = node_with(&[(&hello_bin(), "/hello")]);
-    let mut spec = node.spec("web-1", "", &[]);
+    let mut spec = node.spec("web-1", "", defaults());
     spec.args = vec!["/hello".into()];
     spec.env
         .insert("GREETING".into(), "hello from a container".into());
@@ -375,17 +404,33 @@ async fn no_capabilities_unless_granted() {
             .map(|v| v.trim().to_string())
             .unwrap_or_else(|| panic!("no CapEff in {log}"))
     };
-    let spec = node.spec("caps-1", "cat /proc/self/status", &[]);
+    let spec = node.spec("caps-1", "cat /proc/self/status", defaults());
     assert_eq!(node.run(&spec).await.code, Some(0));
     assert_eq!(effective(&node.log("caps-1")), "0000000000000000");
     // NET_BIND_SERVICE is capability 10: bit 0x400.
     let spec = node.spec(
         "caps-2",
         "cat /proc/self/status",
-        &[("STRATA_CONTAINER_CAPABILITIES", "NET_BIND_SERVICE")],
+        ContainerSettings {
+            capabilities: vec!["NET_BIND_SERVICE".into()],
+            ..defaults()
+        },
     );
     assert_eq!(node.run(&spec).await.code, Some(0));
     assert_eq!(effective(&node.log("caps-2")), "0000000000000400");
+    // The application's config cannot grant one: an entry named like the old plumbing is
+    // only an environment variable.
+    let spec = node.spec_with(
+        "caps-3",
+        "cat /proc/self/status",
+        defaults(),
+        &[
+            ("STRATA_CONTAINER_CAPABILITIES", "SYS_ADMIN"),
+            ("STRATA_CONTAINER_PIDS", "100000"),
+        ],
+    );
+    assert_eq!(node.run(&spec).await.code, Some(0));
+    assert_eq!(effective(&node.log("caps-3")), "0000000000000000");
     // And whatever it was granted, it cannot gain more, and its syscalls are filtered.
     let log = node.log("caps-1");
     let field = |name: &str| {
@@ -410,7 +455,7 @@ async fn stopping_forwards_sigterm_and_leaves_nothing_behind() {
     let spec = node.spec(
         "stop-1",
         "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.05; done",
-        &[],
+        defaults(),
     );
     let handle = node.driver.start(&spec).await.expect("container starts");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -435,7 +480,7 @@ async fn stopping_forwards_sigterm_and_leaves_nothing_behind() {
 
     // A shim killed outright (SIGKILL cannot be forwarded) leaves the container running;
     // the driver kills and removes it.
-    let spec = node.spec("stop-2", "echo ready; exec sleep 1000", &[]);
+    let spec = node.spec("stop-2", "echo ready; exec sleep 1000", defaults());
     let handle = node.driver.start(&spec).await.expect("container starts");
     while !node.log("stop-2").contains("ready") {
         assert!(
@@ -519,7 +564,7 @@ async fn unused_images_are_collected_and_running_ones_kept() {
             })
             .unwrap_or(0)
     };
-    let mut spec = node.spec("gc-1", "exec sleep 30", &[]);
+    let mut spec = node.spec("gc-1", "exec sleep 30", defaults());
     spec.program = archive.clone();
     let handle = node.driver.start(&spec).await.expect("container starts");
     assert_eq!(layers(), 1, "the image's layer is unpacked");
@@ -605,7 +650,7 @@ async fn an_instance_reaches_the_mesh_proxy_but_not_another_instance() {
     let node = node_with(&[(&hello_bin(), "/hello")]);
 
     // The other instance: an HTTP server on the bridge.
-    let mut web = node.spec("peer-web", "", &[]);
+    let mut web = node.spec("peer-web", "", defaults());
     web.args = vec!["/hello".into()];
     let web_port = web.env["PORT"].clone();
     let web_handle = node.driver.start(&web).await.expect("container starts");
@@ -633,7 +678,7 @@ async fn an_instance_reaches_the_mesh_proxy_but_not_another_instance() {
         probe(&format!("{web_address}/{web_port}"), "PEER"),
     ]
     .concat();
-    let spec = node.spec("prober", &script, &[]);
+    let spec = node.spec("prober", &script, defaults());
     let exit = node.run(&spec).await;
     let log = node.log("prober");
     let _ = web_handle.stop(Duration::from_secs(5)).await;

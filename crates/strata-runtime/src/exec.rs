@@ -242,6 +242,7 @@ fn same_process_alive(pid: u32, start_time: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::DriverSettings;
     use std::collections::BTreeMap;
 
     fn spec(dir: &std::path::Path, script: &str) -> StartSpec {
@@ -252,6 +253,7 @@ mod tests {
             env: BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
             log_path: dir.join("out.log"),
             work_dir: dir.join("work"),
+            settings: DriverSettings::Exec,
         }
     }
 

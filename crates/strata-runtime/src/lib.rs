@@ -28,12 +28,50 @@ pub struct StartSpec {
     /// The program: an artifact in the node's cache, or a host command's program.
     pub program: PathBuf,
     pub args: Vec<String>,
-    /// Environment of the instance: its configuration plus `PORT` and `STRATA_*`.
+    /// Environment of the instance: its configuration plus `PORT` and `STRATA_*`. Never
+    /// read for a platform setting: those come in `settings`.
     pub env: BTreeMap<String, String>,
+    /// What the platform sets for the instance, from its validated spec.
+    pub settings: DriverSettings,
     /// Where the instance's stdout and stderr go (appended).
     pub log_path: PathBuf,
     /// The instance's own scratch directory (its working directory).
     pub work_dir: PathBuf,
+}
+
+/// The platform's settings of one instance, built from its validated spec. They never travel
+/// through the instance's environment, so nothing the application configures can change
+/// them (a `[config]` entry named like a setting is just an environment variable).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DriverSettings {
+    #[default]
+    Exec,
+    Wasm(WasmSettings),
+    Container(ContainerSettings),
+}
+
+/// A wasm instance's limits; `None` keeps the driver's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WasmSettings {
+    /// Linear memory of one instance (`resources.memory`).
+    pub memory_bytes: Option<u64>,
+    /// How long one request may run (`[wasm] request_timeout`).
+    pub request_timeout_ms: Option<u64>,
+    /// Instances that may run at once (`[wasm] max_concurrency`).
+    pub max_concurrency: Option<u32>,
+}
+
+/// A container's limits and privileges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSettings {
+    /// The cgroup's memory limit (`resources.memory`).
+    pub memory_bytes: u64,
+    /// The cgroup's CPU quota, in thousandths of a CPU (`resources.cpu`).
+    pub cpu_millis: u64,
+    /// The most processes and threads (`[container] pids`); `None`: the driver's default.
+    pub pids: Option<u64>,
+    /// Linux capabilities beyond none (`[container] capabilities`), as the spec names them.
+    pub capabilities: Vec<String>,
 }
 
 /// How an instance ended.

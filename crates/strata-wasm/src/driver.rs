@@ -6,7 +6,6 @@
 //! `Store` and instance from the pooling allocator, runs under the service's limits, and is
 //! thrown away afterwards: no state survives between requests and nothing runs while idle.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +19,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use sha2::{Digest, Sha256};
 use strata_core::spec::DriverKind;
-use strata_runtime::{Driver, DriverError, Exit, InstanceHandle, StartSpec};
+use strata_runtime::{
+    Driver, DriverError, DriverSettings, Exit, InstanceHandle, StartSpec, WasmSettings,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -38,19 +39,13 @@ use crate::log::InstanceLog;
 use crate::outbound::{OutboundHooks, OutboundRouter};
 use crate::state::{GuestState, MemoryLimiter};
 
-/// Linear memory per instance, in bytes (a plain number, or with a `Ki`/`Mi`/`Gi` suffix).
-pub const ENV_MEMORY_BYTES: &str = "STRATA_WASM_MEMORY_BYTES";
-/// Time a request may take, in milliseconds, from instantiation to the end of the guest's work.
-pub const ENV_DEADLINE_MS: &str = "STRATA_WASM_DEADLINE_MS";
-/// Instances of the service that may run at once; more requests wait for a free slot.
-pub const ENV_MAX_CONCURRENCY: &str = "STRATA_WASM_MAX_CONCURRENCY";
 /// The artifact's sha256 (hex, optionally `sha256:`-prefixed): the compile cache's key. Without
 /// it the driver hashes the file.
 pub const ENV_ARTIFACT_DIGEST: &str = "STRATA_ARTIFACT_DIGEST";
 
 /// Environment entries that are the driver's plumbing, not the guest's configuration.
 fn is_plumbing(key: &str) -> bool {
-    matches!(key, "HOST" | "PORT" | ENV_ARTIFACT_DIGEST) || key.starts_with("STRATA_WASM_")
+    matches!(key, "HOST" | "PORT" | ENV_ARTIFACT_DIGEST)
 }
 
 /// The limits one wasm service runs under.
@@ -76,68 +71,40 @@ impl Default for ServiceLimits {
 }
 
 impl ServiceLimits {
-    /// Reads the `STRATA_WASM_*` entries of an instance's environment; missing ones keep their
-    /// defaults. `host_memory` is the most the node allows per instance.
-    pub fn from_env(env: &BTreeMap<String, String>, host_memory: u64) -> Result<Self, String> {
+    /// The limits of the spec's settings; absent ones keep their defaults. `host_memory` is
+    /// the most the node allows per instance.
+    pub fn from_settings(settings: &WasmSettings, host_memory: u64) -> Result<Self, String> {
         let mut limits = ServiceLimits::default();
-        if let Some(text) = env.get(ENV_MEMORY_BYTES) {
-            let bytes = parse_bytes(text).ok_or_else(|| {
-                format!(
-                    "{ENV_MEMORY_BYTES}={text:?} is not a size in bytes (like 67108864 or 64Mi)"
-                )
-            })?;
-            if bytes < 64 << 10 {
+        match settings.memory_bytes {
+            Some(bytes) if bytes < 64 << 10 => {
                 return Err(format!(
-                    "{ENV_MEMORY_BYTES}={text} is below one WebAssembly page (64Ki)"
-                ));
+                    "resources.memory ({bytes} bytes) is below one WebAssembly page (64Ki)"
+                ))
             }
-            if bytes > host_memory {
+            Some(bytes) if bytes > host_memory => {
                 return Err(format!(
-                    "{ENV_MEMORY_BYTES}={text} is more than this node allows per instance ({host_memory} bytes)"
-                ));
+                    "resources.memory ({bytes} bytes) is more than this node allows per instance ({host_memory} bytes)"
+                ))
             }
-            limits.memory_bytes = bytes;
-        } else {
-            limits.memory_bytes = limits.memory_bytes.min(host_memory);
+            Some(bytes) => limits.memory_bytes = bytes,
+            None => limits.memory_bytes = limits.memory_bytes.min(host_memory),
         }
-        if let Some(text) = env.get(ENV_DEADLINE_MS) {
-            let ms: u64 = text
-                .trim()
-                .parse()
-                .ok()
-                .filter(|ms| (1..=86_400_000).contains(ms))
-                .ok_or_else(|| {
-                    format!("{ENV_DEADLINE_MS}={text:?} is not a number of milliseconds between 1 and 86400000")
-                })?;
+        if let Some(ms) = settings.request_timeout_ms {
+            if !(1..=86_400_000).contains(&ms) {
+                return Err(format!(
+                    "[wasm] request_timeout ({ms} ms) is not between 1 ms and 24 h"
+                ));
+            }
             limits.deadline = Duration::from_millis(ms);
         }
-        if let Some(text) = env.get(ENV_MAX_CONCURRENCY) {
-            limits.max_concurrency = text
-                .trim()
-                .parse()
-                .ok()
-                .filter(|n| (1..=Semaphore::MAX_PERMITS).contains(n))
-                .ok_or_else(|| {
-                    format!("{ENV_MAX_CONCURRENCY}={text:?} is not a positive number")
-                })?;
+        if let Some(n) = settings.max_concurrency {
+            if n == 0 {
+                return Err("[wasm] max_concurrency must be at least 1".into());
+            }
+            limits.max_concurrency = (n as usize).min(Semaphore::MAX_PERMITS);
         }
         Ok(limits)
     }
-}
-
-/// `123`, `64Ki`, `64Mi`, `1Gi` (also `K`/`M`/`G`, as powers of two).
-fn parse_bytes(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &text[digits.len()..];
-    let scale: u64 = match unit {
-        "" => 1,
-        "K" | "Ki" | "KiB" => 1 << 10,
-        "M" | "Mi" | "MiB" => 1 << 20,
-        "G" | "Gi" | "GiB" => 1 << 30,
-        _ => return None,
-    };
-    digits.trim().parse::<u64>().ok()?.checked_mul(scale)
 }
 
 /// Gives each instance the router for its outbound calls (the agent knows the instance's
@@ -197,7 +164,11 @@ impl Driver for WasmDriver {
         };
         let invalid = |message: String| fail(std::io::ErrorKind::InvalidInput, message);
 
-        let limits = ServiceLimits::from_env(&spec.env, self.host.config().max_memory_bytes)
+        let settings = match &spec.settings {
+            DriverSettings::Wasm(settings) => settings.clone(),
+            _ => WasmSettings::default(),
+        };
+        let limits = ServiceLimits::from_settings(&settings, self.host.config().max_memory_bytes)
             .map_err(invalid)?;
         let limits = ServiceLimits {
             max_concurrency: limits
@@ -625,7 +596,7 @@ fn report(service: &Service, what: &str, outcome: &Outcome) {
             service.limits.deadline.as_millis()
         ),
         Outcome::Memory { limit, asked } => format!(
-            "{what}: memory limit reached: the instance asked for {asked} bytes, the limit is {limit} ({ENV_MEMORY_BYTES}); the instance was discarded (500)"
+            "{what}: memory limit reached: the instance asked for {asked} bytes, the limit is {limit} (the service's resources.memory); the instance was discarded (500)"
         ),
         Outcome::Instantiate(reason) => format!("{what}: no instance could be started: {reason} (503)"),
         Outcome::Trap(reason) => format!("{what}: trap: {reason}; the instance was discarded (500)"),
@@ -715,24 +686,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_parse_with_and_without_units() {
-        assert_eq!(parse_bytes("65536"), Some(65536));
-        assert_eq!(parse_bytes("64Mi"), Some(64 << 20));
-        assert_eq!(parse_bytes("1Gi"), Some(1 << 30));
-        assert_eq!(parse_bytes("12Ki"), Some(12 << 10));
-        assert_eq!(parse_bytes("lots"), None);
-        assert_eq!(parse_bytes("12Xi"), None);
-        assert_eq!(parse_bytes(""), None);
-    }
-
-    #[test]
-    fn limits_come_from_the_environment() {
-        let env = BTreeMap::from([
-            (ENV_MEMORY_BYTES.to_string(), "32Mi".to_string()),
-            (ENV_DEADLINE_MS.to_string(), "250".to_string()),
-            (ENV_MAX_CONCURRENCY.to_string(), "3".to_string()),
-        ]);
-        let limits = ServiceLimits::from_env(&env, 1 << 30).unwrap();
+    fn limits_come_from_the_spec_settings() {
+        let settings = WasmSettings {
+            memory_bytes: Some(32 << 20),
+            request_timeout_ms: Some(250),
+            max_concurrency: Some(3),
+        };
+        let limits = ServiceLimits::from_settings(&settings, 1 << 30).unwrap();
         assert_eq!(
             limits,
             ServiceLimits {
@@ -741,29 +701,36 @@ mod tests {
                 max_concurrency: 3
             }
         );
-        let too_big = BTreeMap::from([(ENV_MEMORY_BYTES.to_string(), "2Gi".to_string())]);
-        let error = ServiceLimits::from_env(&too_big, 1 << 30).unwrap_err();
+        let too_big = WasmSettings {
+            memory_bytes: Some(2 << 30),
+            ..Default::default()
+        };
+        let error = ServiceLimits::from_settings(&too_big, 1 << 30).unwrap_err();
         assert!(error.contains("more than this node allows"), "{error}");
-        let zero = BTreeMap::from([(ENV_DEADLINE_MS.to_string(), "0".to_string())]);
-        assert!(ServiceLimits::from_env(&zero, 1 << 30).is_err());
+        let zero = WasmSettings {
+            request_timeout_ms: Some(0),
+            ..Default::default()
+        };
+        assert!(ServiceLimits::from_settings(&zero, 1 << 30).is_err());
         assert_eq!(
-            ServiceLimits::from_env(&BTreeMap::new(), 1 << 30).unwrap(),
+            ServiceLimits::from_settings(&WasmSettings::default(), 1 << 30).unwrap(),
             ServiceLimits::default()
         );
     }
 
     #[test]
     fn plumbing_is_not_configuration() {
-        for key in [
-            "HOST",
-            "PORT",
-            ENV_ARTIFACT_DIGEST,
-            ENV_MEMORY_BYTES,
-            ENV_DEADLINE_MS,
-        ] {
+        for key in ["HOST", "PORT", ENV_ARTIFACT_DIGEST] {
             assert!(is_plumbing(key), "{key}");
         }
-        for key in ["GREETING", "STRATA_SERVICE", "STRATA_ENV", "DATABASE_URL"] {
+        // A config entry named like a limit is the guest's, and sets no limit.
+        for key in [
+            "GREETING",
+            "STRATA_SERVICE",
+            "STRATA_ENV",
+            "DATABASE_URL",
+            "STRATA_WASM_MEMORY_BYTES",
+        ] {
             assert!(!is_plumbing(key), "{key}");
         }
     }

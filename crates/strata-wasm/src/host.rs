@@ -34,7 +34,7 @@ pub struct WasmHostConfig {
     /// Instances that may exist at once on the node, over all wasm services (the size of the
     /// pooling allocator). A request beyond it gets 503.
     pub max_instances: u32,
-    /// The most linear memory one instance may have; a service's `STRATA_WASM_MEMORY_BYTES`
+    /// The most linear memory one instance may have; a service's `resources.memory`
     /// may not exceed it.
     pub max_memory_bytes: u64,
     /// How often the epoch advances: the granularity of request deadlines (1-10 ms).

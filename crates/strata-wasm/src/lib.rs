@@ -16,9 +16,9 @@
 //! - [`OutboundRouter`]: the one way out of a guest. `http://SERVICE/...` goes to an instance
 //!   of that service; anything else is refused.
 //!
-//! Limits per service come from the instance's environment: [`ENV_MEMORY_BYTES`],
-//! [`ENV_DEADLINE_MS`], [`ENV_MAX_CONCURRENCY`] (see [`ServiceLimits`]). docs/wasm.md
-//! describes the whole model.
+//! Limits per service come from the spec, typed, in the start's
+//! [`strata_runtime::WasmSettings`] (see [`ServiceLimits`]), never from the instance's
+//! environment. docs/wasm.md describes the whole model.
 
 mod artifact;
 mod driver;
@@ -28,9 +28,6 @@ mod outbound;
 mod state;
 
 pub use artifact::{inspect_component, ComponentInfo, WasmArtifactError, INCOMING_HANDLER};
-pub use driver::{
-    OutboundRouters, ServiceLimits, WasmDriver, ENV_ARTIFACT_DIGEST, ENV_DEADLINE_MS,
-    ENV_MAX_CONCURRENCY, ENV_MEMORY_BYTES,
-};
+pub use driver::{OutboundRouters, ServiceLimits, WasmDriver, ENV_ARTIFACT_DIGEST};
 pub use host::{CacheStats, LoadSource, WasmHost, WasmHostConfig, WasmHostError};
 pub use outbound::{NoOutbound, OutboundRouter};

@@ -8,10 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use strata_runtime::{Driver, InstanceHandle};
-use strata_wasm::{
-    inspect_component, LoadSource, NoOutbound, WasmArtifactError, WasmDriver, ENV_DEADLINE_MS,
-    ENV_MAX_CONCURRENCY, ENV_MEMORY_BYTES,
-};
+use strata_wasm::{inspect_component, LoadSource, NoOutbound, WasmArtifactError, WasmDriver};
 
 /// Every test ends within this, whatever happens.
 const TEST_LIMIT: Duration = Duration::from_secs(240);
@@ -49,7 +46,10 @@ async fn serves_the_guest_with_its_config_and_nothing_else() {
             &driver,
             dir.path(),
             "hello",
-            &[("GREETING", "hi from the test"), (ENV_DEADLINE_MS, "5000")],
+            &[
+                ("GREETING", "hi from the test"),
+                (LIMIT_DEADLINE_MS, "5000"),
+            ],
         )
         .await;
         assert_eq!(handle.pid(), None);
@@ -66,7 +66,7 @@ async fn serves_the_guest_with_its_config_and_nothing_else() {
         let names: Vec<&str> = env.lines().collect();
         assert!(names.contains(&"GREETING"), "{env}");
         assert!(names.contains(&"STRATA_SERVICE"), "{env}");
-        for hidden in ["HOST", "PORT", ENV_DEADLINE_MS, "PATH", "HOME"] {
+        for hidden in ["HOST", "PORT", "PATH", "HOME"] {
             assert!(
                 !names.contains(&hidden),
                 "{hidden} leaked into the guest: {env}"
@@ -103,7 +103,7 @@ async fn a_looping_guest_gets_504_at_its_deadline_while_others_are_served() {
             &driver,
             dir.path(),
             "looper",
-            &[("GREETING", "still here"), (ENV_DEADLINE_MS, "1500")],
+            &[("GREETING", "still here"), (LIMIT_DEADLINE_MS, "1500")],
         )
         .await;
         // Warm up (first request after start) so timings below are the guest's.
@@ -153,7 +153,10 @@ async fn a_memory_hungry_guest_is_stopped_at_its_limit() {
             &driver,
             dir.path(),
             "hungry",
-            &[(ENV_MEMORY_BYTES, "16Mi"), (ENV_DEADLINE_MS, "20000")],
+            &[
+                (LIMIT_MEMORY_BYTES, "16777216"),
+                (LIMIT_DEADLINE_MS, "20000"),
+            ],
         )
         .await;
         let reply = get(port, "/alloc").await;
@@ -165,7 +168,7 @@ async fn a_memory_hungry_guest_is_stopped_at_its_limit() {
             reply.body
         );
         let log = log_contains(&dir.path().join("hungry.log"), "memory limit reached").await;
-        assert!(log.contains(ENV_MEMORY_BYTES), "{log}");
+        assert!(log.contains("resources.memory"), "{log}");
         // The service keeps serving.
         assert_eq!(get(port, "/").await.status, 200);
         assert_eq!(get(port, "/healthz").await.body, "ok");
@@ -265,7 +268,7 @@ async fn over_the_concurrency_cap_requests_wait() {
             &driver,
             dir.path(),
             "single",
-            &[(ENV_MAX_CONCURRENCY, "1"), (ENV_DEADLINE_MS, "1000")],
+            &[(LIMIT_MAX_CONCURRENCY, "1"), (LIMIT_DEADLINE_MS, "1000")],
         )
         .await;
         assert_eq!(get(port, "/").await.status, 200);
@@ -295,7 +298,7 @@ async fn stop_lets_requests_finish_within_grace_then_aborts() {
             &driver,
             dir.path(),
             "stopper",
-            &[(ENV_DEADLINE_MS, "60000")],
+            &[(LIMIT_DEADLINE_MS, "60000")],
         )
         .await;
         assert_eq!(get(port, "/").await.status, 200);
@@ -425,20 +428,20 @@ async fn bad_artifacts_get_messages_that_say_which_and_how_to_fix() {
         // Nothing was left listening.
         assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 
-        // Limits that make no sense are refused at start, with the variable's name.
+        // Limits that make no sense are refused at start, naming the spec's key.
         let error = driver
             .start(&spec(
                 dir.path(),
                 "bad",
                 &hello_wasm(),
                 port,
-                &[(ENV_MEMORY_BYTES, "lots")],
+                &[(LIMIT_MEMORY_BYTES, "1024")],
             ))
             .await
             .err()
             .expect("a bad limit must not start")
             .to_string();
-        assert!(error.contains(ENV_MEMORY_BYTES), "{error}");
+        assert!(error.contains("resources.memory"), "{error}");
     })
     .await;
 }

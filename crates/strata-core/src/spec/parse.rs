@@ -2268,6 +2268,15 @@ impl<'s> Checker<'s> {
                 );
                 continue;
             }
+            if name == "HOST" || name.starts_with("STRATA_") {
+                self.push(
+                    k.span(),
+                    Some(p.to_string()),
+                    format!("`{name}` is set by the platform and cannot be configured"),
+                    Some("`HOST` and names starting with `STRATA_` are the platform's (`STRATA_SERVICE`, `STRATA_ENV`, ...); rename it".into()),
+                );
+                continue;
+            }
             let text = match value_item {
                 Item::Value(Value::String(s)) => Some(s.value().clone()),
                 Item::Value(Value::Integer(i)) => Some(i.value().to_string()),
@@ -5175,6 +5184,18 @@ resources.memory = 1073741824
                 (4, 1, "service.hello.config.PORT",
                  "`PORT` is set by the platform and cannot be configured",
                  "to choose the port, set `port = 8080` on the service"),
+            ),
+            (
+                "[service.hello.config]\nSTRATA_CONTAINER_CAPABILITIES = \"SYS_ADMIN\"\n",
+                (4, 1, "service.hello.config.STRATA_CONTAINER_CAPABILITIES",
+                 "`STRATA_CONTAINER_CAPABILITIES` is set by the platform and cannot be configured",
+                 "`HOST` and names starting with `STRATA_` are the platform's (`STRATA_SERVICE`, `STRATA_ENV`, ...); rename it"),
+            ),
+            (
+                "[service.hello.environments.prod.config]\nHOST = \"0.0.0.0\"\n",
+                (4, 1, "service.hello.environments.prod.config.HOST",
+                 "`HOST` is set by the platform and cannot be configured",
+                 "`HOST` and names starting with `STRATA_` are the platform's (`STRATA_SERVICE`, `STRATA_ENV`, ...); rename it"),
             ),
         ];
         for (body, (line, column, key, message, hint)) in cases {

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use strata_runtime::StartSpec;
+use strata_runtime::{DriverSettings, StartSpec, WasmSettings};
 use strata_wasm::{OutboundRouter, WasmHost, WasmHostConfig};
 
 /// How long building the guest may take (a first build also installs the target).
@@ -143,10 +143,21 @@ pub fn spec(
     port: u16,
     config: &[(&str, &str)],
 ) -> StartSpec {
-    let mut env: BTreeMap<String, String> = config
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    // Limits are written beside the config for brevity (`LIMIT_*` keys); they go into the
+    // start's typed settings, as the agent puts the spec's there, never into the environment.
+    let mut settings = WasmSettings::default();
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in config {
+        let number = || value.parse::<u64>().expect("a limit is a number");
+        match *key {
+            LIMIT_MEMORY_BYTES => settings.memory_bytes = Some(number()),
+            LIMIT_DEADLINE_MS => settings.request_timeout_ms = Some(number()),
+            LIMIT_MAX_CONCURRENCY => settings.max_concurrency = Some(number() as u32),
+            _ => {
+                env.insert(key.to_string(), value.to_string());
+            }
+        }
+    }
     env.insert("PORT".into(), port.to_string());
     env.insert("HOST".into(), "127.0.0.1".into());
     env.insert("STRATA_SERVICE".into(), name.into());
@@ -157,8 +168,16 @@ pub fn spec(
         env,
         log_path: dir.join(format!("{name}.log")),
         work_dir: dir.join(format!("{name}-work")),
+        settings: DriverSettings::Wasm(settings),
     }
 }
+
+/// A limit given to [`spec`] beside the config: linear memory, in bytes.
+pub const LIMIT_MEMORY_BYTES: &str = "LIMIT_MEMORY_BYTES";
+/// A limit given to [`spec`] beside the config: a request's deadline, in milliseconds.
+pub const LIMIT_DEADLINE_MS: &str = "LIMIT_DEADLINE_MS";
+/// A limit given to [`spec`] beside the config: instances at once.
+pub const LIMIT_MAX_CONCURRENCY: &str = "LIMIT_MAX_CONCURRENCY";
 
 pub struct Reply {
     pub status: u16,
