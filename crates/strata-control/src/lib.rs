@@ -7,6 +7,7 @@
 //! - [`reconcile`]: the level-triggered controller that turns desired state into instances on
 //!   nodes, using the pure planners of strata-sched.
 //! - [`blobs`]: the content-addressed store for uploaded artifacts.
+//! - `cas`: the one read-decide-write loop on a record (`ControlPlane::update_cas`).
 //! - [`leader`]: the election that lets exactly one of many servers run the controllers, and
 //!   the fence on every controller write.
 //! - [`metrics`]: `/metrics` for Prometheus: nodes and instances by state, leadership.
@@ -15,6 +16,7 @@ pub mod api;
 pub mod audit;
 pub mod autoscaler;
 pub mod blobs;
+mod cas;
 pub mod credentials;
 pub mod error;
 pub mod guard;

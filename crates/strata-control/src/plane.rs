@@ -20,12 +20,14 @@ use strata_core::{
     InstanceStatus, InstanceView, Node, NodeState, Release, Service,
 };
 use strata_sched::liveness::LivenessThresholds;
+use strata_sched::{plan_deploy, DeployCurrent, DeployWant};
 use strata_store::{KeyValue, Store, Txn, TxnOutcome};
 use tokio::sync::Notify;
 
 use strata_mesh::identity::ClusterCa;
 
 use crate::blobs::BlobStore;
+use crate::cas::{Change, Writer};
 use crate::leader::{ElectionConfig, LeaderTerm};
 use crate::{now_millis, ControlError};
 
@@ -895,37 +897,20 @@ impl ControlPlane {
                 .await?
                 .map(|(config, _)| config);
 
-            let mut txn = Txn::new().when(&service_key, revision);
-            let config_version = match &latest_config {
-                Some(config) if config.hash == values_hash => config.version,
-                _ => {
-                    let version = service.latest_config + 1;
-                    let record = ConfigVersion {
-                        env: env.to_string(),
-                        service: name.clone(),
-                        version,
-                        values: values.clone(),
-                        hash: values_hash.clone(),
-                        created_at: now,
-                    };
-                    txn = txn.put(keys::config(env, &name, version), encode(&record));
-                    service.latest_config = version;
-                    version
-                }
-            };
-            let unchanged = current_release.as_ref().is_some_and(|release| {
-                release.spec_hash == spec_hash && release.config_version == config_version
-            });
-            // An autoscaled service keeps the autoscaler's count (within the new bounds); a
-            // fixed one takes the spec's.
-            let replicas = match (&item.spec.scale.autoscale, &service.autoscale) {
-                (Some(bounds), Some(_)) => service.replicas.clamp(bounds.min, bounds.max),
-                _ => item.spec.scale.replicas,
-            };
-            let replicas_changed = service.replicas != replicas;
-            let bounds_changed =
-                service.autoscale != item.spec.scale.autoscale || service.slo != item.spec.slo;
-            if unchanged && !replicas_changed && !bounds_changed {
+            let plan = plan_deploy(
+                DeployCurrent {
+                    service: (revision != 0).then_some(&service),
+                    release: current_release.as_ref(),
+                    config: latest_config.as_ref(),
+                },
+                &DeployWant {
+                    spec_hash: &spec_hash,
+                    config_hash: &values_hash,
+                    scale: &item.spec.scale,
+                    slo: item.spec.slo,
+                },
+            );
+            if plan.is_noop() {
                 return Ok(DeployedService {
                     name,
                     release: service.desired_release,
@@ -933,15 +918,27 @@ impl ControlPlane {
                     replicas: service.replicas,
                 });
             }
+            let mut txn = Txn::new().when(&service_key, revision);
+            if plan.new_config {
+                let record = ConfigVersion {
+                    env: env.to_string(),
+                    service: name.clone(),
+                    version: plan.config_version,
+                    values: values.clone(),
+                    hash: values_hash.clone(),
+                    created_at: now,
+                };
+                txn = txn.put(keys::config(env, &name, plan.config_version), encode(&record));
+                service.latest_config = plan.config_version;
+            }
             let mut new_release = None;
-            if !unchanged {
-                let number = service.latest_release + 1;
+            if let Some(number) = plan.new_release {
                 let release = Release {
                     env: env.to_string(),
                     service: name.clone(),
                     number,
                     artifact_digest: item.artifact_digest.clone(),
-                    config_version,
+                    config_version: plan.config_version,
                     spec_hash: spec_hash.clone(),
                     spec: item.spec.clone(),
                     created_at: now,
@@ -951,10 +948,10 @@ impl ControlPlane {
                 service.desired_release = number;
                 new_release = Some(release);
             }
-            if replicas_changed {
+            if plan.scaled {
                 service.scaled_at = now;
             }
-            service.replicas = replicas;
+            service.replicas = plan.replicas;
             service.autoscale = item.spec.scale.autoscale;
             service.slo = item.spec.slo;
             service.updated_at = now;
@@ -1316,38 +1313,30 @@ impl ControlPlane {
     ) -> Result<Environment, ControlError> {
         check_name("environment", env)?;
         let key = keys::env(env);
-        for _ in 0..CAS_ATTEMPTS {
-            let existing: Option<(Environment, u64)> = self.get(&key).await?;
-            let (mut record, revision) = existing.unwrap_or_else(|| {
-                (
-                    Environment {
+        let (record, message) = self
+            .update_cas(
+                &key,
+                &format!("environment `{env}`"),
+                Writer::Api,
+                |found: Option<Environment>| {
+                    let mut record = found.unwrap_or_else(|| Environment {
                         name: env.to_string(),
                         created_at: now_millis(),
                         default_policy: CallPolicy::default(),
                         quota: None,
-                    },
-                    0,
-                )
-            });
-            let message = change(&mut record);
-            let written = self
-                .store
-                .txn(Txn::new().when(&key, revision).put(&key, encode(&record)))
-                .await?;
-            if let TxnOutcome::Committed(_) = written {
-                self.record(Event {
-                    env: Some(env.to_string()),
-                    actor: actor.to_string(),
-                    ..Self::event(kind, message)
-                })
-                .await;
-                return Ok(record);
-            }
-        }
-        Err(ControlError::Conflict {
-            message: format!("environment {env} kept changing while it was updated"),
-            hint: Some("try again".into()),
+                    });
+                    let message = change(&mut record);
+                    Ok(Change::Write(record.clone(), (record, message)))
+                },
+            )
+            .await?;
+        self.record(Event {
+            env: Some(env.to_string()),
+            actor: actor.to_string(),
+            ..Self::event(kind, message)
         })
+        .await;
+        Ok(record)
     }
 
     // ----- nodes and agents --------------------------------------------------------------
@@ -1358,60 +1347,26 @@ impl ControlPlane {
     pub async fn register_node(&self, request: RegisterNode) -> Result<Node, ControlError> {
         check_name("node", &request.name)?;
         let key = keys::node(&request.name);
-        for _ in 0..CAS_ATTEMPTS {
-            let now = now_millis();
-            let existing: Option<(Node, u64)> = self.get(&key).await?;
-            let revision = existing.as_ref().map(|(_, r)| *r).unwrap_or(0);
-            let epoch = match &existing {
-                Some((node, _))
-                    if node.state != NodeState::Down && request.last_epoch == Some(node.epoch) =>
-                {
-                    node.epoch
-                }
-                Some((node, _)) => node.epoch + 1,
-                None => 1,
-            };
-            let node = Node {
-                name: request.name.clone(),
-                agent_url: request.agent_url.clone(),
-                labels: request.labels.clone(),
-                capacity: request.capacity,
-                drivers: request.drivers.clone(),
-                epoch,
-                state: NodeState::Ready,
-                draining: existing.as_ref().is_some_and(|(n, _)| n.draining),
-                mesh_addr: request.mesh_addr.clone(),
-                last_heartbeat: now,
-                registered_at: existing
-                    .as_ref()
-                    .map(|(n, _)| n.registered_at)
-                    .unwrap_or(now),
-            };
-            if self
-                .store
-                .txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
-                .await?
-                .is_committed()
-            {
-                self.note_heartbeat(&node.name);
-                let mut event = Self::event(
-                    "node.registered",
-                    format!(
-                        "node {} registered at {} (epoch {epoch})",
-                        node.name, node.agent_url
-                    ),
-                );
-                event.node = Some(node.name.clone());
-                event.actor = format!("agent:{}", node.name);
-                self.record(event).await;
-                self.kick.notify_one();
-                return Ok(node);
-            }
-        }
-        Err(ControlError::Conflict {
-            message: format!("node `{}` kept changing during registration", request.name),
-            hint: Some("retry".into()),
-        })
+        let what = format!("node `{}`", request.name);
+        let node = self
+            .update_cas(&key, &what, Writer::Api, |existing: Option<Node>| {
+                let node = registered(existing.as_ref(), &request, now_millis());
+                Ok(Change::Write(node.clone(), node))
+            })
+            .await?;
+        self.note_heartbeat(&node.name);
+        let mut event = Self::event(
+            "node.registered",
+            format!(
+                "node {} registered at {} (epoch {})",
+                node.name, node.agent_url, node.epoch
+            ),
+        );
+        event.node = Some(node.name.clone());
+        event.actor = format!("agent:{}", node.name);
+        self.record(event).await;
+        self.kick.notify_one();
+        Ok(node)
     }
 
     /// Records a heartbeat (in memory). Returns whether the agent must register again
@@ -1453,44 +1408,48 @@ impl ControlPlane {
         actor: &str,
     ) -> Result<Node, ControlError> {
         let key = keys::node(name);
-        for _ in 0..CAS_ATTEMPTS {
-            let Some((mut node, revision)) = self.get::<Node>(&key).await? else {
-                let names: Vec<String> = self.nodes().await?.into_iter().map(|n| n.name).collect();
-                return Err(ControlError::not_found(
-                    format!("node `{name}`"),
-                    Some(format!("nodes: {}", names.join(", "))),
-                ));
+        let changed = self
+            .update_cas(
+                &key,
+                &format!("node `{name}`"),
+                Writer::Api,
+                |found: Option<Node>| {
+                    Ok(match found {
+                        None => Change::Keep(None),
+                        Some(node) if node.draining == draining => {
+                            Change::Keep(Some((node, false)))
+                        }
+                        Some(mut node) => {
+                            node.draining = draining;
+                            Change::Write(node.clone(), Some((node, true)))
+                        }
+                    })
+                },
+            )
+            .await?;
+        let Some((node, changed)) = changed else {
+            let names: Vec<String> = self.nodes().await?.into_iter().map(|n| n.name).collect();
+            return Err(ControlError::not_found(
+                format!("node `{name}`"),
+                Some(format!("nodes: {}", names.join(", "))),
+            ));
+        };
+        if changed {
+            let (kind, what) = if draining {
+                (
+                    "node.draining",
+                    "draining: its instances move to other nodes",
+                )
+            } else {
+                ("node.undrained", "undrained: takes new work again")
             };
-            if node.draining == draining {
-                return Ok(node);
-            }
-            node.draining = draining;
-            if self
-                .store
-                .txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
-                .await?
-                .is_committed()
-            {
-                let (kind, what) = if draining {
-                    (
-                        "node.draining",
-                        "draining: its instances move to other nodes",
-                    )
-                } else {
-                    ("node.undrained", "undrained: takes new work again")
-                };
-                let mut event = Self::event(kind, format!("node {name}: {what}"));
-                event.node = Some(name.to_string());
-                event.actor = actor.to_string();
-                self.record(event).await;
-                self.kick.notify_one();
-                return Ok(node);
-            }
+            let mut event = Self::event(kind, format!("node {name}: {what}"));
+            event.node = Some(name.to_string());
+            event.actor = actor.to_string();
+            self.record(event).await;
+            self.kick.notify_one();
         }
-        Err(ControlError::Conflict {
-            message: format!("node `{name}` kept changing"),
-            hint: Some("retry".into()),
-        })
+        Ok(node)
     }
 
     /// What a node must run: its instances with their releases and configs.
@@ -1584,31 +1543,34 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Marks an instance as no longer wanted (idempotent).
+    /// Marks an instance as no longer wanted (idempotent). Fails, rather than giving up
+    /// silently, if the record keeps changing.
     pub(crate) async fn request_stop(&self, id: &str, why: &str) -> Result<(), ControlError> {
         let key = keys::instance(id);
-        for _ in 0..CAS_ATTEMPTS {
-            let Some((mut instance, revision)) = self.get::<Instance>(&key).await? else {
-                return Ok(());
-            };
-            if instance.desired == DesiredState::Stopped {
-                return Ok(());
-            }
-            instance.desired = DesiredState::Stopped;
-            instance.stop_requested_at = Some(now_millis());
-            if self
-                .controller_txn(Txn::new().when(&key, revision).put(&key, encode(&instance)))
-                .await?
-                .is_committed()
-            {
-                let mut event = Self::event("instance.stop", format!("{id}: stopping ({why})"));
-                event.env = Some(instance.env.clone());
-                event.service = Some(instance.service.clone());
-                event.instance = Some(id.to_string());
-                event.node = Some(instance.node.clone());
-                self.record(event).await;
-                return Ok(());
-            }
+        let stopped = self
+            .update_cas(
+                &key,
+                &format!("instance `{id}`"),
+                Writer::Controller,
+                |found: Option<Instance>| {
+                    Ok(match found {
+                        Some(mut instance) if instance.desired != DesiredState::Stopped => {
+                            instance.desired = DesiredState::Stopped;
+                            instance.stop_requested_at = Some(now_millis());
+                            Change::Write(instance.clone(), Some(instance))
+                        }
+                        _ => Change::Keep(None),
+                    })
+                },
+            )
+            .await?;
+        if let Some(instance) = stopped {
+            let mut event = Self::event("instance.stop", format!("{id}: stopping ({why})"));
+            event.env = Some(instance.env.clone());
+            event.service = Some(instance.service.clone());
+            event.instance = Some(id.to_string());
+            event.node = Some(instance.node.clone());
+            self.record(event).await;
         }
         Ok(())
     }
@@ -1616,6 +1578,33 @@ impl ControlPlane {
     /// Wakes the reconciler.
     pub fn kick(&self) {
         self.kick.notify_one();
+    }
+}
+
+/// The node record a registration makes of what was stored (`None`: a new node). A node
+/// that comes back with the epoch it had and was never declared down keeps it (and re-adopts
+/// its instances); otherwise its epoch moves on and instances placed under the old one are
+/// fenced.
+fn registered(existing: Option<&Node>, request: &RegisterNode, now: u64) -> Node {
+    let epoch = match existing {
+        Some(node) if node.state != NodeState::Down && request.last_epoch == Some(node.epoch) => {
+            node.epoch
+        }
+        Some(node) => node.epoch + 1,
+        None => 1,
+    };
+    Node {
+        name: request.name.clone(),
+        agent_url: request.agent_url.clone(),
+        labels: request.labels.clone(),
+        capacity: request.capacity,
+        drivers: request.drivers.clone(),
+        epoch,
+        state: NodeState::Ready,
+        draining: existing.is_some_and(|n| n.draining),
+        mesh_addr: request.mesh_addr.clone(),
+        last_heartbeat: now,
+        registered_at: existing.map_or(now, |n| n.registered_at),
     }
 }
 
@@ -1689,6 +1678,67 @@ mod tests {
                 want.map(|list| list.into_iter().map(String::from).collect());
             assert_eq!(got, want, "{allow_from:?} {env_policy}");
             assert_eq!(got_rule, rule);
+        }
+    }
+
+    #[test]
+    fn a_registration_keeps_the_epoch_only_of_a_node_that_never_went_down() {
+        let request = |last_epoch| RegisterNode {
+            name: "n1".into(),
+            agent_url: "http://10.0.0.1:7701".into(),
+            labels: BTreeMap::new(),
+            capacity: Default::default(),
+            drivers: vec![],
+            last_epoch,
+            mesh_addr: None,
+        };
+        let stored = |epoch, state, draining| Node {
+            epoch,
+            state,
+            draining,
+            registered_at: 5,
+            ..registered(None, &request(None), 5)
+        };
+        // (stored, last epoch the agent ran under, epoch, draining kept, registered_at)
+        let table = [
+            (None, None, 1, false, 100),
+            (
+                Some(stored(3, NodeState::Ready, false)),
+                Some(3),
+                3,
+                false,
+                5,
+            ),
+            (
+                Some(stored(3, NodeState::Suspect, true)),
+                Some(3),
+                3,
+                true,
+                5,
+            ),
+            (
+                Some(stored(3, NodeState::Down, false)),
+                Some(3),
+                4,
+                false,
+                5,
+            ),
+            (
+                Some(stored(3, NodeState::Ready, false)),
+                Some(2),
+                4,
+                false,
+                5,
+            ),
+            (Some(stored(3, NodeState::Ready, false)), None, 4, false, 5),
+        ];
+        for (existing, last, epoch, draining, since) in table {
+            let node = registered(existing.as_ref(), &request(last), 100);
+            assert_eq!(
+                (node.epoch, node.draining, node.registered_at, node.state),
+                (epoch, draining, since, NodeState::Ready),
+                "{existing:?} {last:?}"
+            );
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Strata's pure decisions: where new instances go ([`placement`]), what a service's
+//! Strata's pure decisions: what a deploy writes ([`deploy`]: a new configuration version, a
+//! new release, a count), where new instances go ([`placement`]), what a service's
 //! instances should become next ([`plan`]: scale, rollouts, replacement of lost instances) and
 //! how many it should run for its traffic ([`autoscale`]), and whether an environment's
 //! services fit its quota ([`quota`]).
@@ -8,10 +9,12 @@
 //! functions and apply the result.
 
 pub mod autoscale;
+pub mod deploy;
 pub mod liveness;
 pub mod placement;
 pub mod plan;
 pub mod quota;
 
+pub use deploy::{plan_deploy, DeployCurrent, DeployPlan, DeployWant};
 pub use placement::{place, Demand, NodeView, PlacementError};
 pub use plan::{plan_service, Readiness, ServicePlan, StopReason};
