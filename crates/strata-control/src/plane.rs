@@ -812,7 +812,7 @@ impl ControlPlane {
             self.fetch_blob_from_peers(digest).await?;
         }
         let path = self.blobs.path(digest)?;
-        tokio::task::spawn_blocking(move || strata_container::images::check_archive(&path))
+        tokio::task::spawn_blocking(move || strata_artifact::check_archive(&path))
             .await
             .map_err(|e| ControlError::Internal(format!("checking artifact {digest}: {e}")))?
             .map_err(|error| {
@@ -843,7 +843,7 @@ impl ControlPlane {
         let bytes = tokio::fs::read(&path).await.map_err(|error| {
             ControlError::Internal(format!("reading artifact {digest}: {error}"))
         })?;
-        strata_wasm::inspect_component(&bytes).map_err(|error| {
+        strata_artifact::inspect_component(&bytes).map_err(|error| {
             ControlError::bad_request(
                 format!(
                     "service `{name}`: artifact `{}` is not a usable component: {error}",
@@ -928,7 +928,10 @@ impl ControlPlane {
                     hash: values_hash.clone(),
                     created_at: now,
                 };
-                txn = txn.put(keys::config(env, &name, plan.config_version), encode(&record));
+                txn = txn.put(
+                    keys::config(env, &name, plan.config_version),
+                    encode(&record),
+                );
                 service.latest_config = plan.config_version;
             }
             let mut new_release = None;

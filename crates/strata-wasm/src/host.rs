@@ -22,9 +22,9 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::artifact::{inspect_component, WasmArtifactError};
 use crate::outbound::OutboundClient;
 use crate::state::GuestState;
+use strata_artifact::component::{inspect_component, WasmArtifactError};
 
 /// Settings of a node's [`WasmHost`].
 #[derive(Debug, Clone)]

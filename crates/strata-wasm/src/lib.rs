@@ -20,14 +20,15 @@
 //! [`strata_runtime::WasmSettings`] (see [`ServiceLimits`]), never from the instance's
 //! environment. docs/wasm.md describes the whole model.
 
-mod artifact;
 mod driver;
 mod host;
 mod log;
 mod outbound;
 mod state;
 
-pub use artifact::{inspect_component, ComponentInfo, WasmArtifactError, INCOMING_HANDLER};
 pub use driver::{OutboundRouters, ServiceLimits, WasmDriver, ENV_ARTIFACT_DIGEST};
 pub use host::{CacheStats, LoadSource, WasmHost, WasmHostConfig, WasmHostError};
 pub use outbound::{NoOutbound, OutboundRouter};
+pub use strata_artifact::component::{
+    inspect_component, ComponentInfo, WasmArtifactError, INCOMING_HANDLER,
+};
