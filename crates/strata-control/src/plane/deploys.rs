@@ -1,0 +1,428 @@
+//! Deploys and deletes: artifacts checked without the runtimes, the deploy decision
+//! (`strata_sched::plan_deploy`) written in one transaction, and environments' policies and
+//! quotas.
+
+use super::*;
+
+impl ControlPlane {
+    /// Creates a new release for every service whose spec, artifact or config changed, and
+    /// makes it the desired one. Unchanged services keep their release (replicas may change).
+    pub async fn deploy(
+        &self,
+        env: &str,
+        request: DeployRequest,
+        actor: &str,
+    ) -> Result<DeployResponse, ControlError> {
+        check_name("environment", env)?;
+        if request.services.is_empty() {
+            return Err(ControlError::bad_request(
+                "the deploy names no services",
+                Some("add at least one [service.NAME] table to the spec".to_string()),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for item in &request.services {
+            self.validate(item).await?;
+            if !seen.insert(item.spec.name.clone()) {
+                return Err(ControlError::bad_request(
+                    format!("service `{}` appears twice in the deploy", item.spec.name),
+                    None,
+                ));
+            }
+        }
+        let demands: Vec<strata_sched::quota::ServiceDemand> = request
+            .services
+            .iter()
+            .map(|item| strata_sched::quota::ServiceDemand {
+                service: item.spec.name.clone(),
+                instances: crate::quota::most_instances(
+                    item.spec.scale.replicas,
+                    item.spec.scale.autoscale.as_ref(),
+                ),
+                per_instance: item.spec.resources,
+            })
+            .collect();
+        self.check_quota(env, &demands).await?;
+        let env_key = keys::env(env);
+        if self.store.get(&env_key).await?.is_none() {
+            let record = Environment {
+                name: env.to_string(),
+                created_at: now_millis(),
+                default_policy: CallPolicy::default(),
+                quota: None,
+            };
+            self.store
+                .txn(Txn::new().when(&env_key, 0).put(&env_key, encode(&record)))
+                .await?;
+        }
+        let mut services = Vec::new();
+        for item in request.services {
+            services.push(self.deploy_one(env, item, actor).await?);
+        }
+        self.kick.notify_one();
+        Ok(DeployResponse {
+            env: env.to_string(),
+            services,
+        })
+    }
+
+    pub(super) async fn validate(&self, item: &DeployService) -> Result<(), ControlError> {
+        let spec = &item.spec;
+        check_name("service", &spec.name)?;
+        match spec.driver {
+            DriverKind::Wasm => self.validate_wasm(item).await?,
+            DriverKind::Container => self.validate_image(item).await?,
+            DriverKind::Exec => {}
+        }
+        match (&spec.artifact, &item.artifact_digest) {
+            (Some(path), None) => return Err(ControlError::bad_request(
+                format!("service `{}`: artifact `{path}` has no digest", spec.name),
+                Some(
+                    "upload it to /v1/blobs/DIGEST and send its digest (strata deploy does both)"
+                        .to_string(),
+                ),
+            )),
+            (_, Some(digest)) => {
+                let recorded = self
+                    .store
+                    .get(&format!("{}{digest}", crate::replicate::BLOBS))
+                    .await?
+                    .is_some();
+                if !self.blobs.exists(digest).await? && !recorded {
+                    return Err(ControlError::bad_request(
+                        format!(
+                            "service `{}`: artifact {digest} was never uploaded",
+                            spec.name
+                        ),
+                        Some(format!("PUT its bytes to /v1/blobs/{digest} first")),
+                    ));
+                }
+            }
+            (None, None) if spec.command.is_empty() => {
+                return Err(ControlError::bad_request(
+                    format!(
+                        "service `{}` has neither an artifact nor a command",
+                        spec.name
+                    ),
+                    Some("set `artifact` (a file to upload) or `command`".to_string()),
+                ))
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// A wasm service's artifact must be a `wasi:http/proxy` component; anything else fails
+    /// the deploy with what it is and how to fix it, before any release is made.
+    /// A container service's artifact must be an image archive (OCI image layout or docker
+    /// save); anything else fails the deploy with what it is, before any release is made.
+    pub(super) async fn validate_image(&self, item: &DeployService) -> Result<(), ControlError> {
+        let name = &item.spec.name;
+        let Some(digest) = &item.artifact_digest else {
+            return Err(ControlError::bad_request(
+                format!("service `{name}`: a container service needs an `artifact` (the image)"),
+                Some(
+                    "set artifact = \"build/app.tar\", written by `strata image save`".to_string(),
+                ),
+            ));
+        };
+        if !self.blobs.exists(digest).await? {
+            self.fetch_blob_from_peers(digest).await?;
+        }
+        let path = self.blobs.path(digest)?;
+        tokio::task::spawn_blocking(move || strata_artifact::check_archive(&path))
+            .await
+            .map_err(|e| ControlError::Internal(format!("checking artifact {digest}: {e}")))?
+            .map_err(|error| {
+                ControlError::bad_request(
+                    format!(
+                        "service `{name}`: artifact `{}` is not an image: {error}",
+                        item.spec.artifact.as_deref().unwrap_or(digest)
+                    ),
+                    None,
+                )
+            })?;
+        Ok(())
+    }
+
+    pub(super) async fn validate_wasm(&self, item: &DeployService) -> Result<(), ControlError> {
+        let name = &item.spec.name;
+        let Some(digest) = &item.artifact_digest else {
+            return Err(ControlError::bad_request(
+                format!("service `{name}`: a wasm service needs an `artifact` (the component)"),
+                Some("set artifact = \"build/app.wasm\"".to_string()),
+            ));
+        };
+        if !self.blobs.exists(digest).await? {
+            // Uploaded to another server: fetch it to look at it.
+            self.fetch_blob_from_peers(digest).await?;
+        }
+        let path = self.blobs.path(digest)?;
+        let bytes = tokio::fs::read(&path).await.map_err(|error| {
+            ControlError::Internal(format!("reading artifact {digest}: {error}"))
+        })?;
+        strata_artifact::inspect_component(&bytes).map_err(|error| {
+            ControlError::bad_request(
+                format!(
+                    "service `{name}`: artifact `{}` is not a usable component: {error}",
+                    item.spec.artifact.as_deref().unwrap_or(digest)
+                ),
+                None,
+            )
+        })?;
+        Ok(())
+    }
+
+    pub(super) async fn deploy_one(
+        &self,
+        env: &str,
+        item: DeployService,
+        actor: &str,
+    ) -> Result<DeployedService, ControlError> {
+        let name = item.spec.name.clone();
+        let service_key = keys::service(env, &name);
+        let values = item.spec.config_for(env);
+        let values_hash = config_hash(&values);
+        let spec_hash = item.spec.spec_hash(item.artifact_digest.as_deref());
+        for _ in 0..CAS_ATTEMPTS {
+            let now = now_millis();
+            let existing: Option<(Service, u64)> = self.get(&service_key).await?;
+            let (mut service, revision) = match existing {
+                Some(found) => found,
+                None => (
+                    Service {
+                        env: env.to_string(),
+                        name: name.clone(),
+                        desired_release: 0,
+                        latest_release: 0,
+                        latest_config: 0,
+                        replicas: item.spec.scale.replicas,
+                        autoscale: item.spec.scale.autoscale,
+                        slo: item.spec.slo,
+                        scaled_at: now,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                    0,
+                ),
+            };
+            let current_release: Option<Release> = self
+                .get(&keys::release(env, &name, service.desired_release))
+                .await?
+                .map(|(release, _)| release);
+            let latest_config: Option<ConfigVersion> = self
+                .get(&keys::config(env, &name, service.latest_config))
+                .await?
+                .map(|(config, _)| config);
+
+            let plan = plan_deploy(
+                DeployCurrent {
+                    service: (revision != 0).then_some(&service),
+                    release: current_release.as_ref(),
+                    config: latest_config.as_ref(),
+                },
+                &DeployWant {
+                    spec_hash: &spec_hash,
+                    config_hash: &values_hash,
+                    scale: &item.spec.scale,
+                    slo: item.spec.slo,
+                },
+            );
+            if plan.is_noop() {
+                return Ok(DeployedService {
+                    name,
+                    release: service.desired_release,
+                    created: false,
+                    replicas: service.replicas,
+                });
+            }
+            let mut txn = Txn::new().when(&service_key, revision);
+            if plan.new_config {
+                let record = ConfigVersion {
+                    env: env.to_string(),
+                    service: name.clone(),
+                    version: plan.config_version,
+                    values: values.clone(),
+                    hash: values_hash.clone(),
+                    created_at: now,
+                };
+                txn = txn.put(
+                    keys::config(env, &name, plan.config_version),
+                    encode(&record),
+                );
+                service.latest_config = plan.config_version;
+            }
+            let mut new_release = None;
+            if let Some(number) = plan.new_release {
+                let release = Release {
+                    env: env.to_string(),
+                    service: name.clone(),
+                    number,
+                    artifact_digest: item.artifact_digest.clone(),
+                    config_version: plan.config_version,
+                    spec_hash: spec_hash.clone(),
+                    spec: item.spec.clone(),
+                    created_at: now,
+                };
+                txn = txn.put(keys::release(env, &name, number), encode(&release));
+                service.latest_release = number;
+                service.desired_release = number;
+                new_release = Some(release);
+            }
+            if plan.scaled {
+                service.scaled_at = now;
+            }
+            service.replicas = plan.replicas;
+            service.autoscale = item.spec.scale.autoscale;
+            service.slo = item.spec.slo;
+            service.updated_at = now;
+            txn = txn.put(&service_key, encode(&service));
+            match self.store.txn(txn).await? {
+                TxnOutcome::Committed(_) => {
+                    let mut event = match &new_release {
+                        Some(release) => Self::event(
+                            "release.created",
+                            format!(
+                                "{name}: release {} ({}, config v{}), {} replica(s)",
+                                release.number,
+                                release
+                                    .artifact_digest
+                                    .as_deref()
+                                    .map(short_digest)
+                                    .unwrap_or_else(|| "host command".to_string()),
+                                release.config_version,
+                                service.replicas
+                            ),
+                        ),
+                        None => Self::event(
+                            "service.scaled",
+                            match &service.autoscale {
+                                Some(bounds) => format!(
+                                    "{name}: {} replica(s), autoscaled {}..{} at {} in flight per instance",
+                                    service.replicas,
+                                    bounds.min,
+                                    bounds.max,
+                                    bounds.target_concurrency
+                                ),
+                                None => format!("{name}: {} replica(s)", service.replicas),
+                            },
+                        ),
+                    };
+                    event.env = Some(env.to_string());
+                    event.service = Some(name.clone());
+                    event.actor = actor.to_string();
+                    self.record(event).await;
+                    return Ok(DeployedService {
+                        name,
+                        release: service.desired_release,
+                        created: new_release.is_some(),
+                        replicas: service.replicas,
+                    });
+                }
+                TxnOutcome::Conflict { .. } => continue,
+            }
+        }
+        Err(ControlError::Conflict {
+            message: format!("service `{name}` kept changing during the deploy"),
+            hint: Some("another deploy of it is running; try again".to_string()),
+        })
+    }
+
+    /// Deletes a service: its instances are stopped by the reconciler; its releases and
+    /// configs are removed.
+    pub async fn delete_service(
+        &self,
+        env: &str,
+        name: &str,
+        actor: &str,
+    ) -> Result<(), ControlError> {
+        let key = keys::service(env, name);
+        if self.store.get(&key).await?.is_none() {
+            return Err(self.service_not_found(env, name).await);
+        }
+        let mut txn = Txn::new().delete(&key);
+        for prefix in [keys::releases_of(env, name), keys::configs_of(env, name)] {
+            for kv in self.store.list(&prefix).await?.kvs {
+                txn = txn.delete(kv.key);
+            }
+        }
+        self.store.txn(txn).await?;
+        let mut event = Self::event("service.deleted", format!("{name}: deleted"));
+        event.env = Some(env.to_string());
+        event.service = Some(name.to_string());
+        event.actor = actor.to_string();
+        self.record(event).await;
+        self.kick.notify_one();
+        Ok(())
+    }
+
+    pub(super) async fn service_not_found(&self, env: &str, name: &str) -> ControlError {
+        let names: Vec<String> = self
+            .list::<Service>(&keys::services_of(env))
+            .await
+            .map(|services| services.into_iter().map(|(s, _)| s.name).collect())
+            .unwrap_or_default();
+        let hint = if names.is_empty() {
+            format!("environment `{env}` has no services; deploy one with `strata deploy FILE --env {env}`")
+        } else {
+            format!("services in `{env}`: {}", names.join(", "))
+        };
+        ControlError::not_found(
+            format!("service `{name}` in environment `{env}`"),
+            Some(hint),
+        )
+    }
+
+    /// Sets environment `env`'s default for calls between its services (an audit event).
+    pub async fn set_env_policy(
+        &self,
+        env: &str,
+        policy: CallPolicy,
+        actor: &str,
+    ) -> Result<Environment, ControlError> {
+        self.update_environment(env, actor, "env.policy", |record| {
+            let before = record.default_policy;
+            record.default_policy = policy;
+            format!("environment {env}: calls between services default to {policy} (was {before})")
+        })
+        .await
+    }
+
+    /// Changes environment `env`'s record (made if it does not exist) with `change`, which
+    /// returns the message of the `kind` event recorded once the change is written
+    /// (compare-and-swap on the record's revision).
+    pub(crate) async fn update_environment(
+        &self,
+        env: &str,
+        actor: &str,
+        kind: &str,
+        change: impl Fn(&mut Environment) -> String,
+    ) -> Result<Environment, ControlError> {
+        check_name("environment", env)?;
+        let key = keys::env(env);
+        let (record, message) = self
+            .update_cas(
+                &key,
+                &format!("environment `{env}`"),
+                Writer::Api,
+                |found: Option<Environment>| {
+                    let mut record = found.unwrap_or_else(|| Environment {
+                        name: env.to_string(),
+                        created_at: now_millis(),
+                        default_policy: CallPolicy::default(),
+                        quota: None,
+                    });
+                    let message = change(&mut record);
+                    Ok(Change::Write(record.clone(), (record, message)))
+                },
+            )
+            .await?;
+        self.record(Event {
+            env: Some(env.to_string()),
+            actor: actor.to_string(),
+            ..Self::event(kind, message)
+        })
+        .await;
+        Ok(record)
+    }
+}

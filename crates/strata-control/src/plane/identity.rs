@@ -1,0 +1,156 @@
+//! The cluster's identity on this server: the CA (read or made once), node certificates
+//! signed from CSRs, and the HTTP client that trusts the CA (and presents this server's
+//! certificate) for calls to other servers and agents.
+
+use super::*;
+
+impl ControlPlane {
+    /// The cluster's CA: read from the store, or made and stored if this is the cluster's
+    /// first server (two servers racing agree on the first one written).
+    pub async fn cluster_ca(&self) -> Result<ClusterCa, ControlError> {
+        self.cluster_ca
+            .get_or_try_init(|| async {
+                let key = keys::CLUSTER_CA;
+                for _ in 0..CAS_ATTEMPTS {
+                    if let Some((stored, _)) = self.get::<serde_json::Value>(key).await? {
+                        let ca = ClusterCa::from_json(&stored).map_err(|error| {
+                            ControlError::Corrupt {
+                                key: key.to_string(),
+                                reason: error.to_string(),
+                            }
+                        })?;
+                        self.trust(&ca);
+                        return Ok(ca);
+                    }
+                    let made = ClusterCa::generate()
+                        .map_err(|error| ControlError::Internal(error.to_string()))?;
+                    let txn = Txn::new().when(key, 0).put(key, encode(&made.to_json()));
+                    if self.store.txn(txn).await?.is_committed() {
+                        tracing::info!("made the cluster CA");
+                        self.trust(&made);
+                        return Ok(made);
+                    }
+                }
+                Err(ControlError::Internal(
+                    "the cluster CA could not be stored: too many concurrent writers".into(),
+                ))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Makes this server's outgoing calls trust `ca` (other servers' HTTPS APIs).
+    pub(super) fn trust(&self, ca: &ClusterCa) {
+        self.rebuild_http(&ca.cert_pem, None);
+    }
+
+    /// From now on this server presents `cert_pem` (a client certificate of the cluster CA
+    /// naming it, `ID.server.strata`) on its outgoing calls: how nodes' own APIs know it is
+    /// the control plane.
+    pub async fn use_client_certificate(
+        &self,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<(), ControlError> {
+        let ca = self.cluster_ca().await?;
+        self.rebuild_http(&ca.cert_pem, Some((cert_pem, key_pem)));
+        Ok(())
+    }
+
+    pub(super) fn rebuild_http(&self, cluster_ca_pem: &str, identity: Option<(&str, &str)>) {
+        let roots = std::iter::once(cluster_ca_pem).chain(self.config.api_ca_pem.as_deref());
+        let client = roots
+            .map(|pem| reqwest::Certificate::from_pem(pem.as_bytes()))
+            .try_fold(reqwest::Client::builder(), |builder, root| {
+                root.map(|root| builder.add_root_certificate(root))
+            })
+            .and_then(|builder| match identity {
+                Some((cert, key)) => {
+                    reqwest::Identity::from_pem(format!("{key}\n{cert}").as_bytes())
+                        .map(|identity| builder.identity(identity))
+                }
+                None => Ok(builder),
+            })
+            .and_then(|builder| builder.build());
+        match client {
+            Ok(client) => *self.http.write().expect("http lock") = client,
+            Err(error) => {
+                tracing::warn!(%error, "cannot set up calls to other servers and nodes")
+            }
+        }
+    }
+
+    /// The HTTP client for other servers and agents.
+    pub(crate) fn http(&self) -> reqwest::Client {
+        self.http.read().expect("http lock").clone()
+    }
+
+    /// Signs node `name`'s certificate request: the certificate names the node and the
+    /// address other nodes reach its proxy at, for [`ControlConfig::node_cert_ttl`].
+    pub async fn issue_node_certificate(
+        &self,
+        name: &str,
+        request: &CertificateRequest,
+    ) -> Result<NodeCertificate, ControlError> {
+        check_name("node", name)?;
+        let address = match &request.address {
+            None => None,
+            Some(address) => {
+                let host = address
+                    .parse::<std::net::SocketAddr>()
+                    .map(|a| a.ip())
+                    .or_else(|_| address.parse::<std::net::IpAddr>());
+                Some(host.map_err(|_| {
+                    ControlError::bad_request(
+                        format!("certificate request of node {name}: address `{address}` is not IP:PORT"),
+                        None,
+                    )
+                })?)
+            }
+        };
+        // A registered node gets certificates only for the address it registered.
+        if let (Some(address), Some((node, _))) =
+            (address, self.get::<Node>(&keys::node(name)).await?)
+        {
+            let registered = node.mesh_addr.as_deref().and_then(|a| {
+                a.parse::<std::net::SocketAddr>()
+                    .map(|a| a.ip())
+                    .or_else(|_| a.parse::<std::net::IpAddr>())
+                    .ok()
+            });
+            if registered.is_some_and(|registered| registered != address) {
+                return Err(ControlError::Forbidden {
+                    message: format!(
+                        "node {name} is registered at {}; it may get certificates only for its own address, not {address}",
+                        node.mesh_addr.as_deref().unwrap_or_default()
+                    ),
+                    hint: "a node that moved registers again with its new --mesh-addr first".into(),
+                });
+            }
+        }
+        let ca = self.cluster_ca().await?;
+        let signed = ca
+            .sign_node(&request.csr, name, address, self.config.node_cert_ttl)
+            .map_err(|error| {
+                ControlError::bad_request(
+                    format!("certificate request of node {name}: {error}"),
+                    Some("the agent sends a PKCS #10 request in PEM".to_string()),
+                )
+            })?;
+        Ok(NodeCertificate {
+            certificate: signed.cert_pem,
+            ca: ca.cert_pem,
+            issued_at: signed.not_after - self.config.node_cert_ttl.as_secs(),
+            not_after: signed.not_after,
+        })
+    }
+
+    /// The CA (PEM) clients verify this API's certificate with: the operator's, or the
+    /// cluster's.
+    pub async fn api_ca_pem(&self) -> Result<String, ControlError> {
+        match &self.config.api_ca_pem {
+            Some(pem) => Ok(pem.clone()),
+            None => Ok(self.cluster_ca().await?.cert_pem),
+        }
+    }
+}

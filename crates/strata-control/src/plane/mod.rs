@@ -1,0 +1,381 @@
+//! The control plane's typed operations over the store. Every write that can race is a
+//! transaction guarded by the revisions it read (compare-and-swap), retried a bounded number
+//! of times on conflict (`crate::cas`).
+//!
+//! This module holds the plane itself (its configuration, the store helpers, the election);
+//! its operations are split by concern: [`identity`] (CA, certificates), [`nodes`]
+//! (registration, heartbeats, drains, assignments, status), [`deploys`] (deploys, deletes,
+//! environments), [`reads`] (what the API lists), [`events`] and [`traffic`] (traffic, SLOs,
+//! forwarding to the leader).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use strata_core::api::{
+    default_host, Assignment, Assignments, CertificateRequest, DeployRequest, DeployResponse,
+    DeployService, DeployedService, NodeCertificate, NodeEvent, RegisterNode, Route, RouteTable,
+    ServiceStatus,
+};
+use strata_core::spec::{config_hash, DriverKind};
+use strata_core::{
+    keys, CallPolicy, ConfigVersion, DesiredState, Environment, Event, Instance, InstanceState,
+    InstanceStatus, InstanceView, Node, NodeState, Release, Service,
+};
+use strata_sched::liveness::LivenessThresholds;
+use strata_sched::{plan_deploy, DeployCurrent, DeployWant};
+use strata_store::{KeyValue, Store, Txn, TxnOutcome};
+use tokio::sync::Notify;
+
+use strata_mesh::identity::ClusterCa;
+
+use crate::blobs::BlobStore;
+use crate::cas::{Change, Writer};
+use crate::leader::{ElectionConfig, LeaderTerm};
+use crate::{now_millis, ControlError};
+
+mod deploys;
+mod events;
+mod identity;
+mod nodes;
+mod reads;
+mod traffic;
+
+/// How many times a read-modify-write is retried when another writer got there first.
+pub(crate) const CAS_ATTEMPTS: usize = 16;
+
+/// Settings of a control plane.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    pub data_dir: PathBuf,
+    pub liveness: LivenessThresholds,
+    /// The port the ingress listens on, for the URLs `status` shows (`None`: unknown).
+    pub ingress_port: Option<u16>,
+    /// The secret a new node presents once, for its node credential.
+    pub join_token: String,
+    /// The key node and server credentials are derived with ([`crate::credentials`]).
+    pub credential_key: Vec<u8>,
+    /// The largest artifact `PUT /v1/blobs` takes.
+    pub max_artifact_size: u64,
+    /// How long audit records are kept.
+    pub audit_retention: std::time::Duration,
+    /// How long the last lines of a gone instance's log are kept after its node last
+    /// shipped them.
+    pub log_retention: std::time::Duration,
+    /// Nodes act by their certificate (mutual TLS on an HTTPS API); their bearer credential
+    /// only gets them the certificate. Off for `strata dev`'s plain-HTTP API.
+    pub node_certificates_required: bool,
+    /// The CA of the API's certificate when the operator gives it (`--tls-ca`); `None`: the
+    /// cluster CA signs it. `GET /v1/ca` serves this one, and servers trust both.
+    pub api_ca_pem: Option<String>,
+    /// How often node liveness is judged.
+    pub liveness_tick: std::time::Duration,
+    /// This server's stable identity (kept in its data directory).
+    pub server_id: String,
+    /// This server's API as other servers reach it (heartbeats are forwarded to the leader).
+    pub api_url: String,
+    /// The leader's lease: how long a dead leader blocks the controllers at most.
+    pub lease_ttl: std::time::Duration,
+    /// How long a node's certificate is valid (nodes renew at two thirds of it).
+    pub node_cert_ttl: std::time::Duration,
+    /// How long an autoscaled count must hold, with the traffic of that window, before it
+    /// goes down.
+    pub scale_down_window: std::time::Duration,
+}
+
+/// The default of [`ControlConfig::scale_down_window`].
+pub const DEFAULT_SCALE_DOWN_WINDOW: std::time::Duration =
+    std::time::Duration::from_millis(strata_sched::autoscale::DEFAULT_STABLE_WINDOW_MS);
+
+/// The last lines of gone instances' logs are kept this long unless the server is told
+/// otherwise.
+pub const DEFAULT_LOG_RETENTION: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// Nodes' certificates are valid a day unless the server is told otherwise.
+pub const DEFAULT_NODE_CERT_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// The control plane: typed operations over the store, shared by the API and the controllers.
+pub struct ControlPlane {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) blobs: BlobStore,
+    pub(crate) config: ControlConfig,
+    /// Wakes the reconciler early (after a deploy, a status report, ...).
+    pub(crate) kick: Notify,
+    event_counter: AtomicU64,
+    /// Calls to other servers (forwarding to the leader, copying artifacts) and to agents;
+    /// trusts the cluster CA once it is known ([`ControlPlane::cluster_ca`]).
+    http: std::sync::RwLock<reqwest::Client>,
+    /// Last heartbeat of each node, in [`ControlPlane::monotonic_ms`]. Kept in memory, never
+    /// written to the store: a heartbeat costs no disk write and wakes no watcher. After a
+    /// restart every node gets a full grace period (as Nomad resets TTLs on a new leader).
+    heartbeats: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    clock_start: std::time::Instant,
+    /// The cluster CA, once read or made ([`ControlPlane::cluster_ca`]).
+    cluster_ca: tokio::sync::OnceCell<ClusterCa>,
+    terms: tokio::sync::watch::Sender<Option<LeaderTerm>>,
+    led_since: AtomicU64,
+    /// Every node's per-service traffic, per second (see [`crate::metrics::TrafficLog`]).
+    traffic: std::sync::Mutex<crate::metrics::TrafficLog>,
+    /// Tokens and node credentials: who a request is.
+    credentials: crate::credentials::Credentials,
+    /// Audit records written, for their sequence numbers.
+    pub(crate) audit_counter: AtomicU64,
+    /// Open watches per identity.
+    watchers: crate::guard::Watchers,
+    /// Repeated refusals folded into one audit record per window.
+    refusals: crate::guard::RefusalFolder,
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, ControlError> {
+    serde_json::from_slice(&kv.value).map_err(|error| ControlError::Corrupt {
+        key: kv.key.clone(),
+        reason: error.to_string(),
+    })
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialize")
+}
+
+/// A DNS label: what environment and service names must be.
+pub fn valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1] != b'-'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), ControlError> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(ControlError::bad_request(
+            format!("{kind} name `{name}` is not valid"),
+            Some(
+                "use lowercase letters, digits and `-`, starting with a letter, at most 63 characters"
+                    .to_string(),
+            ),
+        ))
+    }
+}
+impl ControlPlane {
+    pub fn new(store: Arc<dyn Store>, config: ControlConfig) -> Result<Arc<Self>, ControlError> {
+        let blobs = BlobStore::open(&config.data_dir.join("blobs"))?;
+        let credentials = crate::credentials::Credentials::new(
+            store.clone(),
+            config.credential_key.clone(),
+            config.join_token.clone(),
+        );
+        Ok(Arc::new(Self {
+            credentials,
+            audit_counter: AtomicU64::new(0),
+            watchers: crate::guard::Watchers::default(),
+            refusals: crate::guard::RefusalFolder::default(),
+            store,
+            blobs,
+            config,
+            kick: Notify::new(),
+            event_counter: AtomicU64::new(0),
+            http: std::sync::RwLock::new(reqwest::Client::new()),
+            heartbeats: std::sync::Mutex::new(std::collections::HashMap::new()),
+            clock_start: std::time::Instant::now(),
+            terms: tokio::sync::watch::channel(None).0,
+            led_since: AtomicU64::new(0),
+            traffic: std::sync::Mutex::default(),
+            cluster_ca: tokio::sync::OnceCell::new(),
+        }))
+    }
+
+    /// Starts campaigning for leadership (see [`crate::leader`]).
+    pub fn start_election(self: &Arc<Self>) {
+        let config = ElectionConfig {
+            server_id: self.config.server_id.clone(),
+            api_url: self.config.api_url.clone(),
+            lease_ttl: self.config.lease_ttl,
+        };
+        tokio::spawn(crate::leader::campaign(
+            self.store.clone(),
+            config,
+            self.terms.clone(),
+        ));
+        let plane = self.clone();
+        tokio::spawn(async move {
+            let mut terms = plane.terms.subscribe();
+            while terms.changed().await.is_ok() {
+                let term = *terms.borrow_and_update();
+                if let Some(term) = term {
+                    let event = Self::event(
+                        "leader.elected",
+                        format!(
+                            "server {} at {} leads (term {})",
+                            plane.config.server_id, plane.config.api_url, term.revision
+                        ),
+                    );
+                    plane.record(event).await;
+                }
+            }
+        });
+    }
+
+    /// This server's current term as leader, if it leads.
+    pub fn term(&self) -> Option<LeaderTerm> {
+        *self.terms.borrow()
+    }
+
+    /// Wakes when leadership changes.
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<Option<LeaderTerm>> {
+        self.terms.subscribe()
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.config.server_id
+    }
+
+    /// Applies a controller's write, fenced by this server's term: it lands only while this
+    /// server still leads. A deposed leader gets [`ControlError::NotLeader`].
+    pub async fn controller_txn(&self, txn: Txn) -> Result<TxnOutcome, ControlError> {
+        let term = self.term().ok_or(ControlError::NotLeader)?;
+        match self.store.txn(term.fence(txn)).await? {
+            TxnOutcome::Conflict { key } if key == crate::leader::LEADER_KEY => {
+                tracing::warn!("a controller write was fenced off: this server no longer leads");
+                Err(ControlError::NotLeader)
+            }
+            outcome => Ok(outcome),
+        }
+    }
+
+    /// Who requests are, and the API tokens.
+    pub fn credentials(&self) -> &crate::credentials::Credentials {
+        &self.credentials
+    }
+
+    /// Repeated refusals, folded for the audit log.
+    pub fn refusals(&self) -> &crate::guard::RefusalFolder {
+        &self.refusals
+    }
+
+    /// Open watches per identity.
+    pub fn watchers(&self) -> &crate::guard::Watchers {
+        &self.watchers
+    }
+
+    /// The settings this control plane runs with.
+    pub fn config(&self) -> &ControlConfig {
+        &self.config
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(T, u64)>, ControlError> {
+        match self.store.get(key).await? {
+            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn list<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(T, u64)>, ControlError> {
+        let page = self.store.list(prefix).await?;
+        page.kvs
+            .iter()
+            .map(|kv| Ok((decode(kv)?, kv.mod_revision)))
+            .collect()
+    }
+
+    /// Wakes the reconciler.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+}
+
+/// `sha256:0123456789ab` (the first 12 hex digits), for messages.
+pub fn short_digest(digest: &str) -> String {
+    digest.chars().take("sha256:".len() + 12).collect()
+}
+
+/// Who may call service `service` of `env` through the mesh, and the rule that says so: its
+/// own `allow_from` if it has one, else the environment's default.
+pub fn call_policy(
+    service: &str,
+    env: &str,
+    allow_from: Option<&Vec<String>>,
+    env_policy: CallPolicy,
+) -> (Option<Vec<String>>, String) {
+    match (allow_from, env_policy) {
+        (Some(list), _) => (
+            Some(list.clone()),
+            format!("{service}.allow_from = [{}]", list.join(", ")),
+        ),
+        (None, CallPolicy::Allow) => (
+            None,
+            format!("environment {env} allows calls between its services"),
+        ),
+        (None, CallPolicy::Deny) => (
+            Some(Vec::new()),
+            format!(
+                "environment {env} denies calls by default and {service} sets no [mesh] allow_from"
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_rule_wins_over_the_environment_default() {
+        let admin = vec!["admin".to_string()];
+        let table = [
+            (
+                Some(&admin),
+                CallPolicy::Allow,
+                Some(vec!["admin"]),
+                "vault.allow_from = [admin]",
+            ),
+            (
+                Some(&admin),
+                CallPolicy::Deny,
+                Some(vec!["admin"]),
+                "vault.allow_from = [admin]",
+            ),
+            (
+                None,
+                CallPolicy::Allow,
+                None,
+                "environment prod allows calls between its services",
+            ),
+            (
+                None,
+                CallPolicy::Deny,
+                Some(vec![]),
+                "environment prod denies calls by default and vault sets no [mesh] allow_from",
+            ),
+        ];
+        for (allow_from, env_policy, want, rule) in table {
+            let (got, got_rule) = call_policy("vault", "prod", allow_from, env_policy);
+            let want: Option<Vec<String>> =
+                want.map(|list| list.into_iter().map(String::from).collect());
+            assert_eq!(got, want, "{allow_from:?} {env_policy}");
+            assert_eq!(got_rule, rule);
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Nodes and their instances: registration (with the epoch rule that fences a returning
+//! node's stale instances), heartbeats (kept in memory), drains, assignments, status
+//! reports and stop requests.
+
+use super::*;
+
+impl ControlPlane {
+    /// Milliseconds on a monotonic clock since this control plane started.
+    pub fn monotonic_ms(&self) -> u64 {
+        self.clock_start.elapsed().as_millis() as u64
+    }
+
+    /// When `node` last heartbeated (monotonic ms), if it has since this process started.
+    pub(crate) fn last_heartbeat(&self, node: &str) -> Option<u64> {
+        self.heartbeats
+            .lock()
+            .expect("heartbeats lock")
+            .get(node)
+            .copied()
+    }
+
+    /// Remembers when this server began to lead; nodes it has not heard from yet count their
+    /// silence from then.
+    pub(crate) fn grace_unknown_nodes(&self, now: u64) {
+        self.led_since.store(now, Ordering::SeqCst);
+    }
+
+    pub(crate) fn led_since(&self) -> u64 {
+        self.led_since.load(Ordering::SeqCst)
+    }
+
+    /// Forgives every node's silence up to now (used when this process itself stalled).
+    pub(crate) fn refresh_heartbeats(&self, now: u64) {
+        for last in self
+            .heartbeats
+            .lock()
+            .expect("heartbeats lock")
+            .values_mut()
+        {
+            *last = (*last).max(now);
+        }
+    }
+
+    /// Whether this server heard from node `name` within the down threshold.
+    pub fn heard_from_recently(&self, name: &str) -> bool {
+        let now = self.monotonic_ms();
+        self.heartbeats
+            .lock()
+            .expect("heartbeats lock")
+            .get(name)
+            .is_some_and(|last| now.saturating_sub(*last) < self.config.liveness.down_after_ms)
+    }
+
+    pub(super) fn note_heartbeat(&self, node: &str) {
+        let now = self.monotonic_ms();
+        self.heartbeats
+            .lock()
+            .expect("heartbeats lock")
+            .insert(node.to_string(), now);
+    }
+
+    /// Registers (or re-registers) a node. A node that comes back with the epoch it had and
+    /// was never declared down keeps it, and re-adopts its instances; otherwise its epoch
+    /// moves on and instances placed under the old one are fenced.
+    pub async fn register_node(&self, request: RegisterNode) -> Result<Node, ControlError> {
+        check_name("node", &request.name)?;
+        let key = keys::node(&request.name);
+        let what = format!("node `{}`", request.name);
+        let node = self
+            .update_cas(&key, &what, Writer::Api, |existing: Option<Node>| {
+                let node = registered(existing.as_ref(), &request, now_millis());
+                Ok(Change::Write(node.clone(), node))
+            })
+            .await?;
+        self.note_heartbeat(&node.name);
+        let mut event = Self::event(
+            "node.registered",
+            format!(
+                "node {} registered at {} (epoch {})",
+                node.name, node.agent_url, node.epoch
+            ),
+        );
+        event.node = Some(node.name.clone());
+        event.actor = format!("agent:{}", node.name);
+        self.record(event).await;
+        self.kick.notify_one();
+        Ok(node)
+    }
+
+    /// Records a heartbeat (in memory). Returns whether the agent must register again
+    /// (unknown node, or its epoch is stale because it was declared down meanwhile).
+    pub async fn heartbeat(&self, name: &str, epoch: u64) -> Result<bool, ControlError> {
+        let key = keys::node(name);
+        let Some((mut node, revision)) = self.get::<Node>(&key).await? else {
+            return Ok(true);
+        };
+        if node.epoch != epoch || node.state == NodeState::Down {
+            return Ok(true);
+        }
+        self.note_heartbeat(name);
+        if node.state == NodeState::Suspect {
+            node.state = NodeState::Ready;
+            node.last_heartbeat = now_millis();
+            let committed = self
+                .controller_txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
+                .await?
+                .is_committed();
+            if committed {
+                let mut event = Self::event(
+                    "node.ready",
+                    format!("node {name}: suspect -> ready (heartbeats resumed)"),
+                );
+                event.node = Some(name.to_string());
+                self.record(event).await;
+            }
+        }
+        Ok(false)
+    }
+
+    /// Starts or ends a drain of a node. A drain moves the node's instances elsewhere with no
+    /// downtime (replacements first) and keeps new work off it.
+    pub async fn set_draining(
+        &self,
+        name: &str,
+        draining: bool,
+        actor: &str,
+    ) -> Result<Node, ControlError> {
+        let key = keys::node(name);
+        let changed = self
+            .update_cas(
+                &key,
+                &format!("node `{name}`"),
+                Writer::Api,
+                |found: Option<Node>| {
+                    Ok(match found {
+                        None => Change::Keep(None),
+                        Some(node) if node.draining == draining => {
+                            Change::Keep(Some((node, false)))
+                        }
+                        Some(mut node) => {
+                            node.draining = draining;
+                            Change::Write(node.clone(), Some((node, true)))
+                        }
+                    })
+                },
+            )
+            .await?;
+        let Some((node, changed)) = changed else {
+            let names: Vec<String> = self.nodes().await?.into_iter().map(|n| n.name).collect();
+            return Err(ControlError::not_found(
+                format!("node `{name}`"),
+                Some(format!("nodes: {}", names.join(", "))),
+            ));
+        };
+        if changed {
+            let (kind, what) = if draining {
+                (
+                    "node.draining",
+                    "draining: its instances move to other nodes",
+                )
+            } else {
+                ("node.undrained", "undrained: takes new work again")
+            };
+            let mut event = Self::event(kind, format!("node {name}: {what}"));
+            event.node = Some(name.to_string());
+            event.actor = actor.to_string();
+            self.record(event).await;
+            self.kick.notify_one();
+        }
+        Ok(node)
+    }
+
+    /// What a node must run: its instances with their releases and configs.
+    pub async fn assignments(&self, node: &str) -> Result<Assignments, ControlError> {
+        let revision = self.store.revision().await?;
+        let instances: Vec<(Instance, u64)> = self.list(keys::INSTANCES).await?;
+        let mut assignments = Vec::new();
+        let mut releases: BTreeMap<String, Option<Release>> = BTreeMap::new();
+        let mut configs: BTreeMap<String, Option<ConfigVersion>> = BTreeMap::new();
+        for (instance, _) in instances.into_iter().filter(|(i, _)| i.node == node) {
+            let release_key = keys::release(&instance.env, &instance.service, instance.release);
+            if !releases.contains_key(&release_key) {
+                let found = self.get(&release_key).await?.map(|(r, _)| r);
+                releases.insert(release_key.clone(), found);
+            }
+            let Some(release) = releases[&release_key].clone() else {
+                continue;
+            };
+            let config_key = keys::config(&instance.env, &instance.service, release.config_version);
+            if !configs.contains_key(&config_key) {
+                let found = self.get(&config_key).await?.map(|(c, _)| c);
+                configs.insert(config_key.clone(), found);
+            }
+            let Some(config) = configs[&config_key].clone() else {
+                continue;
+            };
+            assignments.push(Assignment {
+                instance,
+                release,
+                config,
+            });
+        }
+        Ok(Assignments {
+            revision,
+            assignments,
+        })
+    }
+
+    /// Stores an agent's report on an instance; records an event when its state changes.
+    /// Fails with not-found if the instance is no longer wanted (the agent then stops it).
+    pub async fn report_status(&self, status: InstanceStatus) -> Result<(), ControlError> {
+        let Some((instance, _)) = self.get::<Instance>(&keys::instance(&status.id)).await? else {
+            return Err(ControlError::not_found(
+                format!("instance `{}`", status.id),
+                Some("it is no longer wanted; stop it".to_string()),
+            ));
+        };
+        if instance.node != status.node {
+            return Err(ControlError::Conflict {
+                message: format!(
+                    "instance `{}` belongs to node {}, not {}",
+                    status.id, instance.node, status.node
+                ),
+                hint: Some("stop it".to_string()),
+            });
+        }
+        let key = keys::status(&status.id);
+        let previous: Option<(InstanceStatus, u64)> = self.get(&key).await?;
+        let mut status = status;
+        // Healthy since when, by this plane's clock: kept across reports while it stays
+        // running, so `min_ready` measures an unbroken stretch.
+        status.ready_since = match (status.state, &previous) {
+            (InstanceState::Running, Some((p, _))) if p.state == InstanceState::Running => {
+                p.ready_since.or(Some(now_millis()))
+            }
+            (InstanceState::Running, _) => Some(now_millis()),
+            _ => None,
+        };
+        self.store.put(&key, encode(&status)).await?;
+        let changed = previous.as_ref().map(|(p, _)| p.state) != Some(status.state);
+        if changed {
+            let kind = match status.state {
+                InstanceState::Running => "instance.healthy",
+                InstanceState::Backoff => "instance.crashed",
+                InstanceState::Unhealthy => "instance.unhealthy",
+                InstanceState::Failed => "instance.failed",
+                InstanceState::Stopped => "instance.stopped",
+                InstanceState::Starting => "instance.started",
+                InstanceState::Stopping => "instance.stopping",
+                InstanceState::Pending => "instance.pending",
+            };
+            let mut event = Self::event(kind, format!("{}: {}", status.id, status.message));
+            event.env = Some(instance.env.clone());
+            event.service = Some(instance.service.clone());
+            event.instance = Some(status.id.clone());
+            event.node = Some(status.node.clone());
+            event.actor = format!("agent:{}", status.node);
+            self.record(event).await;
+            self.kick.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Marks an instance as no longer wanted (idempotent). Fails, rather than giving up
+    /// silently, if the record keeps changing.
+    pub(crate) async fn request_stop(&self, id: &str, why: &str) -> Result<(), ControlError> {
+        let key = keys::instance(id);
+        let stopped = self
+            .update_cas(
+                &key,
+                &format!("instance `{id}`"),
+                Writer::Controller,
+                |found: Option<Instance>| {
+                    Ok(match found {
+                        Some(mut instance) if instance.desired != DesiredState::Stopped => {
+                            instance.desired = DesiredState::Stopped;
+                            instance.stop_requested_at = Some(now_millis());
+                            Change::Write(instance.clone(), Some(instance))
+                        }
+                        _ => Change::Keep(None),
+                    })
+                },
+            )
+            .await?;
+        if let Some(instance) = stopped {
+            let mut event = Self::event("instance.stop", format!("{id}: stopping ({why})"));
+            event.env = Some(instance.env.clone());
+            event.service = Some(instance.service.clone());
+            event.instance = Some(id.to_string());
+            event.node = Some(instance.node.clone());
+            self.record(event).await;
+        }
+        Ok(())
+    }
+}
+
+/// The node record a registration makes of what was stored (`None`: a new node). A node
+/// that comes back with the epoch it had and was never declared down keeps it (and re-adopts
+/// its instances); otherwise its epoch moves on and instances placed under the old one are
+/// fenced.
+fn registered(existing: Option<&Node>, request: &RegisterNode, now: u64) -> Node {
+    let epoch = match existing {
+        Some(node) if node.state != NodeState::Down && request.last_epoch == Some(node.epoch) => {
+            node.epoch
+        }
+        Some(node) => node.epoch + 1,
+        None => 1,
+    };
+    Node {
+        name: request.name.clone(),
+        agent_url: request.agent_url.clone(),
+        labels: request.labels.clone(),
+        capacity: request.capacity,
+        drivers: request.drivers.clone(),
+        epoch,
+        state: NodeState::Ready,
+        draining: existing.is_some_and(|n| n.draining),
+        mesh_addr: request.mesh_addr.clone(),
+        last_heartbeat: now,
+        registered_at: existing.map_or(now, |n| n.registered_at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registration_keeps_the_epoch_only_of_a_node_that_never_went_down() {
+        let request = |last_epoch| RegisterNode {
+            name: "n1".into(),
+            agent_url: "http://10.0.0.1:7701".into(),
+            labels: BTreeMap::new(),
+            capacity: Default::default(),
+            drivers: vec![],
+            last_epoch,
+            mesh_addr: None,
+        };
+        let stored = |epoch, state, draining| Node {
+            epoch,
+            state,
+            draining,
+            registered_at: 5,
+            ..registered(None, &request(None), 5)
+        };
+        // (stored, last epoch the agent ran under, epoch, draining kept, registered_at)
+        let table = [
+            (None, None, 1, false, 100),
+            (
+                Some(stored(3, NodeState::Ready, false)),
+                Some(3),
+                3,
+                false,
+                5,
+            ),
+            (
+                Some(stored(3, NodeState::Suspect, true)),
+                Some(3),
+                3,
+                true,
+                5,
+            ),
+            (
+                Some(stored(3, NodeState::Down, false)),
+                Some(3),
+                4,
+                false,
+                5,
+            ),
+            (
+                Some(stored(3, NodeState::Ready, false)),
+                Some(2),
+                4,
+                false,
+                5,
+            ),
+            (Some(stored(3, NodeState::Ready, false)), None, 4, false, 5),
+        ];
+        for (existing, last, epoch, draining, since) in table {
+            let node = registered(existing.as_ref(), &request(last), 100);
+            assert_eq!(
+                (node.epoch, node.draining, node.registered_at, node.state),
+                (epoch, draining, since, NodeState::Ready),
+                "{existing:?} {last:?}"
+            );
+        }
+    }
+}

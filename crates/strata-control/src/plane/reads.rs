@@ -1,0 +1,238 @@
+//! What the API reads: environments, services with their instances and status, releases,
+//! events, nodes and the routing table.
+
+use super::*;
+
+impl ControlPlane {
+    pub async fn environments(&self) -> Result<Vec<Environment>, ControlError> {
+        Ok(self
+            .list(keys::ENVS)
+            .await?
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect())
+    }
+
+    pub async fn instance_views(&self) -> Result<Vec<InstanceView>, ControlError> {
+        let instances: Vec<(Instance, u64)> = self.list(keys::INSTANCES).await?;
+        let mut statuses: BTreeMap<String, InstanceStatus> = self
+            .list::<InstanceStatus>(keys::STATUS)
+            .await?
+            .into_iter()
+            .map(|(s, _)| (s.id.clone(), s))
+            .collect();
+        Ok(instances
+            .into_iter()
+            .map(|(instance, _)| {
+                let status = statuses.remove(&instance.id);
+                InstanceView { instance, status }
+            })
+            .collect())
+    }
+
+    pub async fn service_status(
+        &self,
+        env: &str,
+        name: &str,
+    ) -> Result<ServiceStatus, ControlError> {
+        let Some((service, _)) = self.get::<Service>(&keys::service(env, name)).await? else {
+            return Err(self.service_not_found(env, name).await);
+        };
+        let views = self.instance_views().await?;
+        self.status_of(service, &views).await
+    }
+
+    pub(super) async fn status_of(
+        &self,
+        service: Service,
+        views: &[InstanceView],
+    ) -> Result<ServiceStatus, ControlError> {
+        let release: Option<Release> = self
+            .get(&keys::release(
+                &service.env,
+                &service.name,
+                service.desired_release,
+            ))
+            .await?
+            .map(|(r, _)| r);
+        let instances: Vec<InstanceView> = views
+            .iter()
+            .filter(|v| v.instance.env == service.env && v.instance.service == service.name)
+            .cloned()
+            .collect();
+        let min_ready_ms = release
+            .as_ref()
+            .map_or(strata_core::spec::DEFAULT_MIN_READY_MS, |r| {
+                r.spec.min_ready_ms
+            });
+        let now = now_millis();
+        let available = instances
+            .iter()
+            .filter(|v| v.instance.release == service.desired_release)
+            .filter(|v| v.is_available(now, min_ready_ms))
+            .count() as u32;
+        let port = self
+            .config
+            .ingress_port
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        let mut hosts = vec![default_host(&service.name, &service.env)];
+        if let Some(release) = &release {
+            if !release.spec.route.public {
+                hosts.clear();
+            } else {
+                hosts.extend(release.spec.route.hosts.iter().cloned());
+            }
+        }
+        let hosts = hosts
+            .into_iter()
+            .map(|h| format!("http://{h}{port}/"))
+            .collect();
+        Ok(ServiceStatus {
+            service,
+            release,
+            instances,
+            hosts,
+            available,
+        })
+    }
+
+    pub async fn services(&self, env: Option<&str>) -> Result<Vec<ServiceStatus>, ControlError> {
+        let prefix = match env {
+            Some(env) => keys::services_of(env),
+            None => keys::SERVICES.to_string(),
+        };
+        let services: Vec<(Service, u64)> = self.list(&prefix).await?;
+        let views = self.instance_views().await?;
+        let mut out = Vec::new();
+        for (service, _) in services {
+            out.push(self.status_of(service, &views).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn releases(&self, env: &str, name: &str) -> Result<Vec<Release>, ControlError> {
+        if self.store.get(&keys::service(env, name)).await?.is_none() {
+            return Err(self.service_not_found(env, name).await);
+        }
+        Ok(self
+            .list(&keys::releases_of(env, name))
+            .await?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect())
+    }
+
+    pub async fn events(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Event>, ControlError> {
+        let events: Vec<Event> = self
+            .list::<Event>(keys::EVENTS)
+            .await?
+            .into_iter()
+            .map(|(e, _)| e)
+            .filter(|e| service.is_none() || e.service.as_deref() == service)
+            .collect();
+        let skip = events.len().saturating_sub(limit);
+        Ok(events.into_iter().skip(skip).collect())
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<Node>, ControlError> {
+        Ok(self
+            .list(keys::NODES)
+            .await?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// The routing table of every node's ingress and mesh proxy: every service's hosts,
+    /// healthy endpoints, whether the ingress serves it, and who may call it.
+    pub async fn routes(&self) -> Result<RouteTable, ControlError> {
+        let revision = self.store.revision().await?;
+        let policies: BTreeMap<String, CallPolicy> = self
+            .environments()
+            .await?
+            .into_iter()
+            .map(|env| (env.name, env.default_policy))
+            .collect();
+        let services = self.services(None).await?;
+        let nodes = self.nodes().await?;
+        let live_nodes: std::collections::BTreeSet<String> = nodes
+            .iter()
+            .filter(|node| node.state != NodeState::Down)
+            .map(|node| node.name.clone())
+            .collect();
+        let peers: BTreeMap<String, String> = nodes
+            .into_iter()
+            .filter_map(|node| Some((node.name, node.mesh_addr?)))
+            .collect();
+        let routes = services
+            .into_iter()
+            .filter_map(|status| {
+                let release = status.release?;
+                let mut hosts = vec![default_host(&status.service.name, &status.service.env)];
+                hosts.extend(release.spec.route.hosts.iter().cloned());
+                let endpoint_nodes: BTreeMap<String, String> = status
+                    .instances
+                    .iter()
+                    .filter(|v| v.is_routable())
+                    .filter_map(|v| {
+                        let address = v.status.as_ref()?.address.clone()?;
+                        Some((address, v.instance.node.clone()))
+                    })
+                    .collect();
+                let endpoints = endpoint_nodes.keys().cloned().collect();
+                // Being stopped on a live node: its requests in flight finish there.
+                let draining = status
+                    .instances
+                    .iter()
+                    .filter(|v| v.instance.desired == DesiredState::Stopped)
+                    .filter(|v| {
+                        matches!(v.state(), InstanceState::Running | InstanceState::Stopping)
+                    })
+                    .filter(|v| live_nodes.contains(&v.instance.node))
+                    .filter_map(|v| v.status.as_ref()?.address.clone())
+                    .collect();
+                let env_policy = policies
+                    .get(&status.service.env)
+                    .copied()
+                    .unwrap_or_default();
+                let (allow_from, policy_rule) = call_policy(
+                    &status.service.name,
+                    &status.service.env,
+                    release
+                        .spec
+                        .mesh
+                        .as_ref()
+                        .and_then(|m| m.allow_from.as_ref()),
+                    env_policy,
+                );
+                Some(Route {
+                    env: status.service.env,
+                    service: status.service.name,
+                    hosts,
+                    endpoints,
+                    desired: status.service.replicas,
+                    public: release.spec.route.public,
+                    allow_from,
+                    policy_rule,
+                    limits: (&release.spec.mesh_settings()).into(),
+                    endpoint_nodes,
+                    scale_from_zero: status
+                        .service
+                        .autoscale
+                        .is_some_and(|bounds| bounds.min == 0),
+                    draining,
+                })
+            })
+            .collect();
+        Ok(RouteTable {
+            revision,
+            routes,
+            peers,
+        })
+    }
+}
