@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use strata_core::api::Assignment;
 use strata_core::spec::PortSpec;
-use strata_core::{restart_backoff_ms, ExitInfo, InstanceState, InstanceStatus};
+use strata_core::{now_millis, restart_backoff_ms, ExitInfo, InstanceState, InstanceStatus};
 use strata_runtime::{
     ContainerSettings, Driver, DriverSettings, Exit, InstanceHandle, StartSpec, WasmSettings,
 };
@@ -125,13 +125,6 @@ impl Supervisor {
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
     }
-}
-
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 /// Consecutive crashes are forgiven after this long running.

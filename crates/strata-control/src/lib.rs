@@ -32,11 +32,6 @@ pub mod replicate;
 pub use error::ControlError;
 pub use plane::{ControlConfig, ControlPlane, DEFAULT_NODE_CERT_TTL, DEFAULT_SCALE_DOWN_WINDOW};
 
-/// Milliseconds since the Unix epoch, now. The only place the control plane reads the clock;
-/// pure functions get the time passed in.
-pub fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
+/// The wall clock the control plane stamps records with; pure functions get the time passed
+/// in.
+pub use strata_core::now_millis;

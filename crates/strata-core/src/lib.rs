@@ -2,7 +2,9 @@
 //! (environments, services, releases, instances, nodes, events).
 //!
 //! This crate does no IO. Everything here is data, parsing and pure rules over that data, so
-//! every other crate (store, scheduler, control plane, agent, CLI) shares one vocabulary.
+//! every other crate (store, scheduler, control plane, agent, CLI) shares one vocabulary. The
+//! one exception is [`now_millis`], the wall clock every edge stamps records with (pure
+//! functions are given the time instead).
 
 pub mod api;
 pub mod auth;
@@ -12,3 +14,11 @@ pub mod spec;
 
 pub use model::*;
 pub use spec::{ServiceSpec, SpecError, SpecFile};
+
+/// Milliseconds since the Unix epoch, now: what records' timestamps are (`Millis`).
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
