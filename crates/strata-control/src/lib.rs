@@ -17,6 +17,7 @@ pub mod audit;
 pub mod autoscaler;
 pub mod blobs;
 mod cas;
+pub mod clock;
 pub mod credentials;
 pub mod error;
 pub mod guard;

@@ -19,7 +19,7 @@ use strata_store::Txn;
 use tokio::sync::Mutex;
 
 use crate::plane::{encode, ControlPlane};
-use crate::{now_millis, ControlError};
+use crate::ControlError;
 
 /// The longest the reconciler sleeps without a change.
 const RESYNC: Duration = Duration::from_secs(1);
@@ -45,7 +45,7 @@ pub async fn run(plane: Arc<ControlPlane>) {
         }
         // Sooner than the resync when a rollout waits for an instance's `min_ready`.
         let sleep = match memory.lock().await.recheck_at.take() {
-            Some(at) => RESYNC.min(Duration::from_millis(at.saturating_sub(now_millis()))),
+            Some(at) => RESYNC.min(Duration::from_millis(at.saturating_sub(plane.now()))),
             None => RESYNC,
         };
         tokio::select! {
@@ -100,7 +100,7 @@ pub async fn reconcile_once(
     plane: &ControlPlane,
     memory: &Mutex<Memory>,
 ) -> Result<(), ControlError> {
-    let now = now_millis();
+    let now = plane.now();
     let nodes: Vec<Node> = plane.nodes().await?;
     let services: Vec<(Service, u64)> = plane.list(keys::SERVICES).await?;
     let views = plane.instance_views().await?;
@@ -381,7 +381,9 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
     }
 }
 
-async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), ControlError> {
+/// One liveness pass at `now` (monotonic ms): every node's state from its last heartbeat,
+/// each change written. Public so tests can drive it with their own clock.
+pub async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), ControlError> {
     let nodes: Vec<(Node, u64)> = plane.list(keys::NODES).await?;
     for (mut node, revision) in nodes {
         // A node not heard from since this server began to lead gets a grace period.

@@ -112,7 +112,8 @@ pub struct ControlPlane {
     /// written to the store: a heartbeat costs no disk write and wakes no watcher. After a
     /// restart every node gets a full grace period (as Nomad resets TTLs on a new leader).
     heartbeats: std::sync::Mutex<std::collections::HashMap<String, u64>>,
-    clock_start: std::time::Instant,
+    /// The wall and monotonic clocks (a test's harness drives its own).
+    clock: Arc<dyn crate::clock::Clock>,
     /// The cluster CA, once read or made ([`ControlPlane::cluster_ca`]).
     cluster_ca: tokio::sync::OnceCell<ClusterCa>,
     terms: tokio::sync::watch::Sender<Option<LeaderTerm>>,
@@ -167,6 +168,19 @@ fn check_name(kind: &str, name: &str) -> Result<(), ControlError> {
 }
 impl ControlPlane {
     pub fn new(store: Arc<dyn Store>, config: ControlConfig) -> Result<Arc<Self>, ControlError> {
+        Self::with_clock(
+            store,
+            config,
+            Arc::new(crate::clock::SystemClock::default()),
+        )
+    }
+
+    /// A control plane reading `clock` for time (tests drive a [`crate::clock::ManualClock`]).
+    pub fn with_clock(
+        store: Arc<dyn Store>,
+        config: ControlConfig,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Arc<Self>, ControlError> {
         let blobs = BlobStore::open(&config.data_dir.join("blobs"))?;
         let credentials = crate::credentials::Credentials::new(
             store.clone(),
@@ -185,7 +199,7 @@ impl ControlPlane {
             event_counter: AtomicU64::new(0),
             http: std::sync::RwLock::new(reqwest::Client::new()),
             heartbeats: std::sync::Mutex::new(std::collections::HashMap::new()),
-            clock_start: std::time::Instant::now(),
+            clock,
             terms: tokio::sync::watch::channel(None).0,
             led_since: AtomicU64::new(0),
             traffic: std::sync::Mutex::default(),
@@ -298,6 +312,11 @@ impl ControlPlane {
             .iter()
             .map(|kv| Ok((decode(kv)?, kv.mod_revision)))
             .collect()
+    }
+
+    /// Milliseconds since the Unix epoch, by this plane's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now_millis()
     }
 
     /// Wakes the reconciler.

@@ -7,7 +7,7 @@ use super::*;
 impl ControlPlane {
     /// Milliseconds on a monotonic clock since this control plane started.
     pub fn monotonic_ms(&self) -> u64 {
-        self.clock_start.elapsed().as_millis() as u64
+        self.clock.monotonic_ms()
     }
 
     /// When `node` last heartbeated (monotonic ms), if it has since this process started.
@@ -68,7 +68,7 @@ impl ControlPlane {
         let what = format!("node `{}`", request.name);
         let node = self
             .update_cas(&key, &what, Writer::Api, |existing: Option<Node>| {
-                let node = registered(existing.as_ref(), &request, now_millis());
+                let node = registered(existing.as_ref(), &request, self.now());
                 Ok(Change::Write(node.clone(), node))
             })
             .await?;
@@ -100,7 +100,7 @@ impl ControlPlane {
         self.note_heartbeat(name);
         if node.state == NodeState::Suspect {
             node.state = NodeState::Ready;
-            node.last_heartbeat = now_millis();
+            node.last_heartbeat = self.now();
             let committed = self
                 .controller_txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
                 .await?
@@ -231,9 +231,9 @@ impl ControlPlane {
         // running, so `min_ready` measures an unbroken stretch.
         status.ready_since = match (status.state, &previous) {
             (InstanceState::Running, Some((p, _))) if p.state == InstanceState::Running => {
-                p.ready_since.or(Some(now_millis()))
+                p.ready_since.or(Some(self.now()))
             }
-            (InstanceState::Running, _) => Some(now_millis()),
+            (InstanceState::Running, _) => Some(self.now()),
             _ => None,
         };
         self.store.put(&key, encode(&status)).await?;
@@ -274,7 +274,7 @@ impl ControlPlane {
                     Ok(match found {
                         Some(mut instance) if instance.desired != DesiredState::Stopped => {
                             instance.desired = DesiredState::Stopped;
-                            instance.stop_requested_at = Some(now_millis());
+                            instance.stop_requested_at = Some(self.now());
                             Change::Write(instance.clone(), Some(instance))
                         }
                         _ => Change::Keep(None),

@@ -65,7 +65,7 @@ impl ControlPlane {
             .map_or(strata_core::spec::DEFAULT_MIN_READY_MS, |r| {
                 r.spec.min_ready_ms
             });
-        let now = now_millis();
+        let now = self.now();
         let available = instances
             .iter()
             .filter(|v| v.instance.release == service.desired_release)

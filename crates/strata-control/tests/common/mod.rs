@@ -25,3 +25,4 @@ pub fn config(dir: &std::path::Path, id: &str) -> ControlConfig {
         scale_down_window: strata_control::DEFAULT_SCALE_DOWN_WINDOW,
     }
 }
+pub mod harness;

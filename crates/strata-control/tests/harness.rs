@@ -1,0 +1,140 @@
+//! The control plane's glue, in-process: deploys, rollouts, node loss, fencing and leader
+//! hand-over driven step by step through the harness (tests/common/harness.rs): a real
+//! plane and store, a manual clock, fake agents. Each runs in milliseconds.
+
+mod common;
+
+use common::harness::Harness;
+use strata_core::{DesiredState, NodeState};
+
+fn spec(replicas: u32, version: &str) -> String {
+    format!(
+        "[service.web]\ncommand = [\"web\", \"{version}\"]\n[service.web.scale]\nreplicas = {replicas}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_spreads_its_instances_and_counts_them_available_after_min_ready() {
+    let mut h = Harness::start(&["n1", "n2", "n3"]).await;
+    let deployed = h.deploy(&spec(3, "v1")).await;
+    assert!(deployed.services[0].created);
+    h.step().await;
+    let nodes: Vec<String> = h.wanted("web").await.into_iter().map(|(_, n)| n).collect();
+    assert_eq!(nodes, ["n1", "n2", "n3"], "one per node");
+    // Healthy at once, available only after min_ready (1 s) of it.
+    assert_eq!(h.available("web").await, 0);
+    h.run_for(900).await;
+    assert_eq!(h.available("web").await, 0);
+    h.run_for(200).await;
+    assert_eq!(h.available("web").await, 3);
+    // The same spec again changes nothing.
+    assert!(!h.deploy(&spec(3, "v1")).await.services[0].created);
+    h.step().await;
+    assert_eq!(h.wanted("web").await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_stops_an_old_instance_only_once_its_replacement_was_ready_for_min_ready() {
+    let mut h = Harness::start(&["n1", "n2"]).await;
+    h.deploy(&spec(2, "v1")).await;
+    h.step().await;
+    h.run_for(1_100).await;
+    assert_eq!(h.available("web").await, 2);
+
+    let deployed = h.deploy(&spec(2, "v2")).await;
+    assert_eq!(deployed.services[0].release, 2);
+    h.step().await;
+    let releases = |wanted: &[(u64, String)]| {
+        let mut r: Vec<u64> = wanted.iter().map(|(r, _)| *r).collect();
+        r.sort();
+        r
+    };
+    // The new ones run beside the old; none of the old stops before min_ready.
+    assert_eq!(releases(&h.wanted("web").await), [1, 1, 2, 2]);
+    h.run_for(800).await;
+    assert_eq!(releases(&h.wanted("web").await), [1, 1, 2, 2]);
+    h.run_for(300).await;
+    assert_eq!(releases(&h.wanted("web").await), [2, 2]);
+    // The stopped ones are forgotten once their agents say so.
+    h.step().await;
+    h.step().await;
+    let left: Vec<u64> = h
+        .instances("web")
+        .await
+        .iter()
+        .map(|v| v.instance.release)
+        .collect();
+    assert_eq!(left, [2, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_node_is_replaced_and_its_old_instance_fenced_when_it_returns() {
+    let mut h = Harness::start(&["n1", "n2", "n3"]).await;
+    h.deploy(&spec(2, "v1")).await;
+    h.step().await;
+    let before = h.wanted("web").await;
+    let victim = before[0].1.clone();
+    let old_epoch = h.agents[&victim].epoch;
+    h.kill(&victim);
+    // Down after 600 ms of silence (the default thresholds), replaced elsewhere.
+    h.run_for(300).await;
+    assert_eq!(h.node_state(&victim).await, NodeState::Suspect);
+    h.run_for(400).await;
+    assert_eq!(h.node_state(&victim).await, NodeState::Down);
+    h.step().await;
+    let after = h.wanted("web").await;
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().all(|(_, node)| *node != victim), "{after:?}");
+    // It comes back: a new epoch; what it ran before is not its to run any more.
+    h.revive(&victim).await;
+    assert_eq!(h.agents[&victim].epoch, old_epoch + 1);
+    h.step().await;
+    assert!(
+        h.agents[&victim].running.is_empty(),
+        "the stale instance was stopped"
+    );
+    assert_eq!(h.node_state(&victim).await, NodeState::Ready);
+    assert_eq!(h.wanted("web").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_leader_finishes_the_rollout_the_old_one_began() {
+    let mut h = Harness::start(&["n1", "n2"]).await;
+    h.deploy(&spec(2, "v1")).await;
+    h.step().await;
+    h.run_for(1_100).await;
+    h.deploy(&spec(2, "v2")).await;
+    h.step().await;
+    assert_eq!(h.wanted("web").await.len(), 4, "mid-rollout");
+
+    // The leader's lease ends (it is paused, or gone); a second server takes over.
+    let second = Harness::server(&h.store, &h.clock, h.dir(), "s2").await;
+    let term = h.plane.term().expect("s1 leads");
+    h.store.revoke_lease(term.lease).await.unwrap();
+    Harness::elected(&second).await;
+    let first = std::mem::replace(&mut h.plane, second);
+    // Once the new instances are available, the old leader would stop the old ones: its
+    // controller writes are fenced off.
+    h.advance(1_100);
+    let fenced = strata_control::reconcile::reconcile_once(&first, &Default::default()).await;
+    assert!(
+        matches!(fenced, Err(strata_control::ControlError::NotLeader)),
+        "{fenced:?}"
+    );
+    h.run_for(200).await;
+    let wanted = h.wanted("web").await;
+    assert_eq!(wanted.len(), 2);
+    assert!(
+        wanted.iter().all(|(release, _)| *release == 2),
+        "{wanted:?}"
+    );
+    let all_wanted = h
+        .instances("web")
+        .await
+        .iter()
+        .all(|v| v.instance.desired == DesiredState::Running);
+    assert!(
+        all_wanted,
+        "the old release's instances were stopped and forgotten"
+    );
+}
