@@ -1,91 +1,24 @@
 //! The control plane's API as an agent uses it.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use strata_core::api::{
-    Assignments, CertificateRequest, ErrorBody, Heartbeat, HeartbeatAck, MetricsReport,
-    NodeCertificate, NodeEvent, RegisterNode, Registered, ShippedLogs,
+    Assignments, CertificateRequest, Heartbeat, HeartbeatAck, MetricsReport, NodeCertificate,
+    NodeEvent, RegisterNode, Registered, ShippedLogs,
 };
 use strata_core::{InstanceStatus, Node};
 use tokio::io::AsyncWriteExt;
 
-/// Why a call to the control plane failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("control plane at {url} unreachable: {source}")]
-    Unreachable { url: String, source: reqwest::Error },
-    #[error("control plane refused {what}: {message}")]
-    Refused {
-        what: String,
-        status: u16,
-        message: String,
-    },
-    #[error("artifact {digest}: {reason}")]
-    Artifact { digest: String, reason: String },
-    #[error("the node's certificate cannot be used: {0}")]
-    Certificate(String),
-}
+pub use strata_client::ClientError;
 
-impl ClientError {
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, ClientError::Refused { status: 404, .. })
-    }
-
-    /// A refusal that retrying cannot fix (a wrong token, an invalid request).
-    pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Refused {
-                status: 400 | 401 | 403,
-                ..
-            }
-        )
-    }
-}
-
-/// The control plane's API, on one or several servers: a request whose connection fails moves
-/// on to the next server (and stays there).
+/// The control plane's API as an agent uses it: typed calls over [`strata_client::Client`]
+/// (one or several servers with failover; the join credential, then the node's certificate).
 #[derive(Debug, Clone)]
 pub struct ControlClient {
-    bases: Arc<Vec<String>>,
-    current: Arc<AtomicUsize>,
-    /// Shared by every clone: when the node starts presenting its certificate
-    /// ([`ControlClient::present_certificate`]), all of them do.
-    http: Arc<std::sync::RwLock<reqwest::Client>>,
-    ca_pem: Option<Arc<String>>,
-}
-
-/// An HTTP client presenting `token` (a bearer credential) or `identity` (a client
-/// certificate), trusting `ca_pem` alone for HTTPS when given.
-fn http_client(
-    token: Option<&str>,
-    ca_pem: Option<&str>,
-    identity: Option<reqwest::Identity>,
-) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = token {
-        if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-    }
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .default_headers(headers);
-    if let Some(root) = ca_pem.and_then(|pem| reqwest::Certificate::from_pem(pem.as_bytes()).ok()) {
-        builder = builder
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(root);
-    }
-    if let Some(identity) = identity {
-        builder = builder.identity(identity);
-    }
-    builder.build().expect("http client builds")
+    api: strata_client::Client,
 }
 
 impl ControlClient {
@@ -97,77 +30,29 @@ impl ControlClient {
 
     /// A client presenting `token` that trusts `ca_pem` (the cluster CA) for an HTTPS API.
     pub fn trusting(bases: &str, token: Option<&str>, ca_pem: Option<&str>) -> Self {
-        let bases: Vec<String> = bases
-            .split(',')
-            .map(|b| b.trim().trim_end_matches('/').to_string())
-            .filter(|b| !b.is_empty())
-            .collect();
         Self {
-            bases: Arc::new(bases),
-            current: Arc::new(AtomicUsize::new(0)),
-            http: Arc::new(std::sync::RwLock::new(http_client(token, ca_pem, None))),
-            ca_pem: ca_pem.map(|pem| Arc::new(pem.to_string())),
+            api: strata_client::Client::new(bases, token, ca_pem),
         }
     }
 
     /// From now on (this client and every clone) the node authenticates with its certificate
     /// (mutual TLS) instead of its bearer credential: at join, and at every renewal.
     pub fn present_certificate(&self, cert_pem: &str, key_pem: &str) -> Result<(), ClientError> {
-        let identity = reqwest::Identity::from_pem(format!("{key_pem}\n{cert_pem}").as_bytes())
-            .map_err(|error| ClientError::Certificate(error.to_string()))?;
-        let client = http_client(
-            None,
-            self.ca_pem.as_deref().map(String::as_str),
-            Some(identity),
-        );
-        *self.http.write().expect("http lock") = client;
-        Ok(())
-    }
-
-    fn http(&self) -> reqwest::Client {
-        self.http.read().expect("http lock").clone()
+        self.api.present_certificate(cert_pem, key_pem)
     }
 
     /// The server currently used.
     pub fn base(&self) -> String {
-        let index = self.current.load(Ordering::Relaxed) % self.bases.len().max(1);
-        self.bases.get(index).cloned().unwrap_or_default()
+        self.api.base()
     }
 
-    /// Sends a request built for a server's base URL; on a connection failure, tries each
-    /// other server once.
+    /// Every call an agent makes is safe to repeat (registration, heartbeats, reports,
+    /// assignments): a hung server is passed over on a timeout too.
     async fn send(
         &self,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
-        let start = self.current.load(Ordering::Relaxed);
-        let count = self.bases.len().max(1);
-        let mut last = None;
-        let http = self.http();
-        for step in 0..count {
-            let index = (start + step) % count;
-            let base = &self.bases[index];
-            match build(&http, base).send().await {
-                Ok(response) => {
-                    if step > 0 {
-                        self.current.store(index, Ordering::Relaxed);
-                        tracing::info!(server = %base, "switched to another control plane server");
-                    }
-                    return Ok(response);
-                }
-                Err(error) if error.is_connect() || error.is_timeout() => {
-                    last = Some((base.clone(), error))
-                }
-                Err(source) => {
-                    return Err(ClientError::Unreachable {
-                        url: base.clone(),
-                        source,
-                    })
-                }
-            }
-        }
-        let (url, source) = last.expect("at least one server was tried");
-        Err(ClientError::Unreachable { url, source })
+        self.api.send_idempotent(build).await
     }
 
     async fn check(
@@ -175,24 +60,7 @@ impl ControlClient {
         what: &str,
         response: reqwest::Response,
     ) -> Result<reqwest::Response, ClientError> {
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let status = response.status().as_u16();
-        let message = match response.json::<ErrorBody>().await {
-            Ok(ErrorBody {
-                message,
-                hint: Some(hint),
-                ..
-            }) => format!("{message}\n  hint: {hint}"),
-            Ok(body) => body.message,
-            Err(_) => format!("HTTP {status}"),
-        };
-        Err(ClientError::Refused {
-            what: what.to_string(),
-            status,
-            message,
-        })
+        strata_client::Client::check(what, response).await
     }
 
     fn decode_error(&self, source: reqwest::Error) -> ClientError {

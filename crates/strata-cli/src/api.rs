@@ -5,16 +5,13 @@ use std::time::Duration;
 use anyhow::anyhow;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use strata_core::api::ErrorBody;
 
 use crate::Failure;
 
-/// The control plane's API on one server or several (`--addr a,b,c`): a request whose
-/// connection fails is sent to the next server.
+/// The control plane's API on one server or several (`--addr a,b,c`): a request whose server
+/// cannot be reached (or is unavailable) is sent to the next ([`strata_client::Client`]).
 pub struct Api {
-    bases: Vec<String>,
-    current: std::sync::atomic::AtomicUsize,
-    http: reqwest::Client,
+    api: strata_client::Client,
 }
 
 impl Api {
@@ -34,106 +31,66 @@ impl Api {
 
     /// The API at `bases`, presenting `token`, trusting the CA `ca_pem` (HTTPS).
     pub fn with_token(bases: Vec<String>, token: Option<&str>, ca_pem: Option<&[u8]>) -> Self {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token {
-            if let Ok(mut value) =
-                reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-            {
-                value.set_sensitive(true);
-                headers.insert(reqwest::header::AUTHORIZATION, value);
-            }
-        }
+        let ca_pem = ca_pem.map(String::from_utf8_lossy);
         Self {
-            bases,
-            current: std::sync::atomic::AtomicUsize::new(0),
-            http: {
-                let mut builder = reqwest::Client::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .default_headers(headers);
-                if let Some(root) = ca_pem.and_then(|pem| reqwest::Certificate::from_pem(pem).ok())
-                {
-                    builder = builder
-                        .tls_built_in_root_certs(false)
-                        .add_root_certificate(root);
-                }
-                builder.build().expect("http client builds")
-            },
+            api: strata_client::Client::with_connect_timeout(
+                bases,
+                token,
+                ca_pem.as_deref(),
+                Duration::from_secs(2),
+            ),
         }
     }
 
-    fn base(&self) -> &str {
-        let index =
-            self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len().max(1);
-        self.bases
-            .get(index)
-            .map(String::as_str)
-            .unwrap_or("http://127.0.0.1:7700")
+    fn base(&self) -> String {
+        match self.api.base() {
+            base if base.is_empty() => "http://127.0.0.1:7700".to_string(),
+            base => base,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base())
     }
 
-    /// Sends a request built for a server's base URL, moving to the next server when the
-    /// connection fails.
+    /// Sends a request built for a server's base URL, moving to the next server when one
+    /// cannot be reached.
     async fn send(
         &self,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Failure> {
-        let count = self.bases.len().max(1);
-        let start = self.current.load(std::sync::atomic::Ordering::Relaxed);
-        let mut last = None;
-        for step in 0..count {
-            let index = (start + step) % count;
-            let base = self
-                .bases
-                .get(index)
-                .map(String::as_str)
-                .unwrap_or("http://127.0.0.1:7700");
-            match build(&self.http, base).send().await {
-                Ok(response) => {
-                    self.current
-                        .store(index, std::sync::atomic::Ordering::Relaxed);
-                    return Ok(response);
-                }
-                Err(error) if error.is_connect() => last = Some(error),
-                Err(error) => return Err(self.unreachable(error)),
-            }
-        }
-        Err(self.unreachable(last.expect("a server was tried")))
+        self.api.send(build).await.map_err(|error| match error {
+            strata_client::ClientError::Unreachable { source, .. } => self.unreachable(source),
+            other => Failure::Failed(anyhow!("{other}")),
+        })
     }
 
     fn unreachable(&self, error: reqwest::Error) -> Failure {
         Failure::Failed(anyhow!(
             "cannot reach the control plane at {}: {error}\n  hint: is `strata dev` running? Point the CLI elsewhere with --addr or STRATA_ADDR",
-            self.bases.join(", ")
+            self.api.bases().join(", ")
         ))
     }
 
     /// Turns a non-success response into a failure: 400 is bad input (exit 2), others exit 1.
     pub async fn check(&self, response: reqwest::Response) -> Result<reqwest::Response, Failure> {
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let message = match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) => match body.hint {
-                Some(hint) => format!("{}\n  hint: {hint}", body.message),
-                None => body.message,
-            },
-            Err(_) => format!("HTTP {status}: {text}"),
+        let refused = match strata_client::Client::check("the request", response).await {
+            Ok(response) => return Ok(response),
+            Err(strata_client::ClientError::Refused {
+                status, message, ..
+            }) => (status, message),
+            Err(other) => return Err(Failure::Failed(anyhow!("{other}"))),
         };
-        let message = match status.as_u16() {
+        let (status, message) = refused;
+        let message = match status {
             401 => format!("not logged in to {}: {message}", self.base()),
             403 => format!("refused: {message}"),
             _ => message,
         };
-        let error = anyhow!("{message}");
-        Err(if status.as_u16() == 400 {
+        Err(if status == 400 {
             Failure::BadInput(anyhow!("error: {message}"))
         } else {
-            Failure::Failed(error)
+            Failure::Failed(anyhow!("{message}"))
         })
     }
 
@@ -232,7 +189,8 @@ impl Api {
 
     pub async fn upload(&self, digest: &str, body: reqwest::Body) -> Result<(), Failure> {
         let response = self
-            .http
+            .api
+            .http()
             .put(self.url(&format!("/v1/blobs/{digest}")))
             .header("content-type", "application/octet-stream")
             .body(body)

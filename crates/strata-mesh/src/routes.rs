@@ -104,29 +104,11 @@ impl RoutingTable {
     }
 }
 
-/// `builder`, trusting `ca_pem` (when given and valid) as its only root.
-fn trust(builder: reqwest::ClientBuilder, ca_pem: Option<&str>) -> reqwest::ClientBuilder {
-    match ca_pem.map(|pem| reqwest::Certificate::from_pem(pem.as_bytes())) {
-        Some(Ok(root)) => builder
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(root),
-        Some(Err(error)) => {
-            tracing::warn!(%error, "the cluster CA is not valid PEM");
-            builder
-        }
-        None => builder,
-    }
-}
-
 /// Fetches the routing table from the control plane and keeps it current.
 #[derive(Debug, Clone)]
 pub struct RouteSource {
-    /// One or several servers; the source moves to the next when one fails.
-    bases: Arc<Vec<String>>,
-    current: Arc<std::sync::atomic::AtomicUsize>,
-    /// Shared by clones: [`RouteSource::present_certificate`] switches all of them.
-    http: Arc<std::sync::RwLock<reqwest::Client>>,
-    ca_pem: Option<Arc<String>>,
+    /// One or several servers (failover), the credential and the CA trusted.
+    api: strata_client::Client,
 }
 
 impl RouteSource {
@@ -136,81 +118,37 @@ impl RouteSource {
 
     /// A source presenting `token`, trusting `ca_pem` (the cluster CA) for an HTTPS API.
     pub fn trusting(control_url: &str, token: Option<&str>, ca_pem: Option<&str>) -> Self {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token {
-            if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
-                headers.insert(reqwest::header::AUTHORIZATION, value);
-            }
-        }
-        let bases = control_url
-            .split(',')
-            .map(|b| b.trim().trim_end_matches('/').to_string())
-            .filter(|b| !b.is_empty())
-            .collect();
         Self {
-            bases: Arc::new(bases),
-            current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            http: Arc::new(std::sync::RwLock::new(
-                trust(
-                    reqwest::Client::builder()
-                        .default_headers(headers)
-                        .connect_timeout(Duration::from_secs(1)),
-                    ca_pem,
-                )
-                .build()
-                .expect("http client builds"),
-            )),
-            ca_pem: ca_pem.map(|pem| Arc::new(pem.to_string())),
+            api: strata_client::Client::new(control_url, token, ca_pem),
         }
     }
 
     /// From now on the source authenticates with the node's certificate (mutual TLS) instead
     /// of its bearer credential.
-    pub fn present_certificate(&self, cert_pem: &str, key_pem: &str) -> Result<(), reqwest::Error> {
-        let identity = reqwest::Identity::from_pem(format!("{key_pem}\n{cert_pem}").as_bytes())?;
-        let client = trust(
-            reqwest::Client::builder().connect_timeout(Duration::from_secs(1)),
-            self.ca_pem.as_deref().map(String::as_str),
-        )
-        .identity(identity)
-        .build()?;
-        *self.http.write().expect("routes http lock") = client;
-        Ok(())
+    pub fn present_certificate(
+        &self,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<(), strata_client::ClientError> {
+        self.api.present_certificate(cert_pem, key_pem)
     }
 
-    fn http(&self) -> reqwest::Client {
-        self.http.read().expect("routes http lock").clone()
-    }
-
-    fn base(&self) -> String {
-        let index =
-            self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len().max(1);
-        self.bases.get(index).cloned().unwrap_or_default()
-    }
-
-    /// Moves to the next server (after a failure).
-    fn rotate(&self) {
-        self.current
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub async fn fetch(&self) -> Result<RouteTable, reqwest::Error> {
-        let result = self.fetch_from(&self.base()).await;
-        if result.is_err() {
-            self.rotate();
-        }
-        result
-    }
-
-    async fn fetch_from(&self, base: &str) -> Result<RouteTable, reqwest::Error> {
-        self.http()
-            .get(format!("{base}/v1/routes"))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?
-            .error_for_status()?
+    pub async fn fetch(&self) -> Result<RouteTable, strata_client::ClientError> {
+        let response = self
+            .api
+            .send(|http, base| {
+                http.get(format!("{base}/v1/routes"))
+                    .timeout(Duration::from_secs(5))
+            })
+            .await?;
+        let response = strata_client::Client::check("the routes", response).await?;
+        response
             .json()
             .await
+            .map_err(|source| strata_client::ClientError::Unreachable {
+                url: self.api.base(),
+                source,
+            })
     }
 
     /// Refreshes `table` whenever the control plane's state changes (SSE watch), and at least
@@ -233,8 +171,9 @@ impl RouteSource {
     async fn watch(self, wake: Arc<tokio::sync::Notify>) {
         loop {
             let response = self
+                .api
                 .http()
-                .get(format!("{}/v1/watch", self.base()))
+                .get(format!("{}/v1/watch", self.api.base()))
                 .send()
                 .await
                 .and_then(|r| r.error_for_status());
@@ -248,7 +187,7 @@ impl RouteSource {
                     }
                 }
             }
-            self.rotate();
+            self.api.rotate();
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
