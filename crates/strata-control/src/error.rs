@@ -74,10 +74,46 @@ impl ControlError {
             ControlError::Forbidden { .. } => "forbidden",
             ControlError::TooLarge { .. } => "too_large",
             ControlError::TooManyRequests { .. } => "too_many_requests",
-            ControlError::Store(_) => "store_unavailable",
+            ControlError::Store(StoreError::Unavailable(_) | StoreError::Closed) => {
+                "store_unavailable"
+            }
+            ControlError::Store(_) => "store_error",
             ControlError::NotLeader => "not_leader",
             ControlError::Corrupt { .. } => "corrupt_state",
             ControlError::Internal(_) => "internal",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+
+    #[test]
+    fn store_errors_are_unavailable_only_when_retrying_can_help() {
+        let table = [
+            (
+                StoreError::Unavailable("no leader".into()),
+                503,
+                "store_unavailable",
+            ),
+            (StoreError::Closed, 503, "store_unavailable"),
+            (
+                StoreError::Corrupt {
+                    key: "/k".into(),
+                    reason: "truncated".into(),
+                },
+                500,
+                "store_error",
+            ),
+            (StoreError::InvalidKey("k".into()), 500, "store_error"),
+            (StoreError::Backend("disk full".into()), 500, "store_error"),
+        ];
+        for (error, status, code) in table {
+            let error = ControlError::Store(error);
+            assert_eq!(error.code(), code, "{error}");
+            assert_eq!(error.into_response().status().as_u16(), status, "{code}");
         }
     }
 }

@@ -39,7 +39,7 @@
 //! conflicts), so several Strata clusters, or the conformance suite's fresh stores, can share
 //! one etcd. In a namespaced store every key must start with `/` (Strata's keys all do), so
 //! that the namespaces `/a` and `/ab` can never see each other's keys; a key without the
-//! leading `/` is rejected with [`StoreError::Backend`]. The empty namespace stores keys as
+//! leading `/` is rejected with [`StoreError::InvalidKey`]. The empty namespace stores keys as
 //! they are.
 //!
 //! # Mapping
@@ -86,8 +86,9 @@
 //! # Errors and timeouts
 //!
 //! Every request is bounded by [`REQUEST_TIMEOUT`]. etcd and transport errors become
-//! [`StoreError::Backend`] naming the operation and key; when no member could be reached the
-//! message says so and lists the endpoints. Reads (get, list, revision, keep-alive, opening a
+//! [`StoreError::Backend`] naming the operation and key; when no member could be reached (or
+//! none has a leader) they are [`StoreError::Unavailable`], whose message lists the
+//! endpoints: the control plane answers those 503, which clients retry on another server. Reads (get, list, revision, keep-alive, opening a
 //! watch) are retried while the cluster is unavailable, within that bound. Writes are retried
 //! only when they certainly never reached etcd (no connection to the member, or the member
 //! had no leader); a write whose answer was lost may have been applied, so it fails instead.
@@ -967,14 +968,14 @@ impl Shared {
     fn key_in(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         if self.namespace.is_empty() {
             if key.is_empty() {
-                return Err(StoreError::Backend(
+                return Err(StoreError::InvalidKey(
                     "etcd cannot store the empty key".to_owned(),
                 ));
             }
             return Ok(key.as_bytes().to_vec());
         }
         if !key.starts_with('/') {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::InvalidKey(format!(
                 "key {key:?} does not start with '/', which every key of the etcd store \
                  namespaced {} must",
                 self.namespace
@@ -1091,7 +1092,7 @@ impl Shared {
     /// `failure` of the operation `what` (like "get of /k") as a [`StoreError`].
     fn fail(&self, what: &str, failure: Failure) -> StoreError {
         if failure.is_unavailable() {
-            StoreError::Backend(format!(
+            StoreError::Unavailable(format!(
                 "etcd {what} failed: the cluster is unavailable (endpoints: {}): {failure}",
                 self.endpoints
             ))

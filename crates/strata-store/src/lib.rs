@@ -186,6 +186,16 @@ pub enum StoreError {
     },
     #[error("lease {0} not found or expired")]
     LeaseNotFound(LeaseId),
+    /// The store cannot serve now (etcd unreachable, or without a leader): worth retrying,
+    /// on this server or another.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record does not decode: the data is damaged, retrying will not help.
+    #[error("corrupt record for key {key:?}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// A key the store cannot hold (empty, or outside its namespace).
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
     #[error("store backend failed: {0}")]
     Backend(String),
     #[error("store at {path} cannot be opened: {reason}")]

@@ -14,8 +14,8 @@
 //! | `lease_keys` | lease id (multimap) | the keys attached to the lease                         |
 //!
 //! Records are encoded with a small versioned binary codec (values are opaque bytes). A
-//! record that does not decode is reported as [`StoreError::Backend`] naming the key or
-//! revision; it never panics.
+//! record that does not decode is reported as [`StoreError::Corrupt`] (or, for a watch
+//! history entry, [`StoreError::Backend`]) naming the key or revision; it never panics.
 //!
 //! # Revisions and transactions
 //!
@@ -910,7 +910,10 @@ mod codec {
             r.finish()?;
             Ok::<_, String>(kv)
         };
-        decode().map_err(|e| StoreError::Backend(format!("corrupt record for key {key:?}: {e}")))
+        decode().map_err(|reason| StoreError::Corrupt {
+            key: key.to_string(),
+            reason,
+        })
     }
 
     pub(super) fn encode_events(events: &[WatchEvent]) -> Vec<u8> {
@@ -1154,7 +1157,7 @@ mod tests {
             store.put("/broken", b"x".to_vec()).await.unwrap_err(),
         ] {
             assert!(
-                matches!(&err, StoreError::Backend(m) if m.contains("/broken")),
+                matches!(&err, StoreError::Corrupt { key, .. } if key == "/broken"),
                 "{err}"
             );
         }

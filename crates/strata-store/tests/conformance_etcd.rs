@@ -392,10 +392,10 @@ async fn namespaces_isolate_stores_sharing_one_etcd() {
 
     // In a namespaced store keys start with '/'; nothing else can be stored or match.
     match a.put("k", vec![]).await {
-        Err(StoreError::Backend(message)) => assert!(message.contains("'/'"), "{message}"),
+        Err(StoreError::InvalidKey(message)) => assert!(message.contains("'/'"), "{message}"),
         other => panic!("a key without '/' should be refused, got {other:?}"),
     }
-    assert!(matches!(root.get("").await, Err(StoreError::Backend(_))));
+    assert!(matches!(root.get("").await, Err(StoreError::InvalidKey(_))));
     assert!(a.list("k").await.unwrap().kvs.is_empty());
     let mut nothing = a.watch("k", 0).await.unwrap();
     a.put("/k2", vec![]).await.unwrap();

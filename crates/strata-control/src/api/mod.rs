@@ -19,7 +19,7 @@ use strata_core::api::{
     ServiceMetrics, ServiceStatus, SloReport, WatchChange,
 };
 use strata_core::{Environment, InstanceView, Release, Service};
-use strata_store::WatchEvent;
+use strata_store::{StoreError, WatchEvent};
 use utoipa::{IntoParams, OpenApi};
 
 use crate::guard::{AuditNote, Caller};
@@ -44,7 +44,9 @@ impl IntoResponse for ControlError {
             ControlError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ControlError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ControlError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ControlError::Store(_) | ControlError::NotLeader => StatusCode::SERVICE_UNAVAILABLE,
+            ControlError::Store(StoreError::Unavailable(_) | StoreError::Closed)
+            | ControlError::NotLeader => StatusCode::SERVICE_UNAVAILABLE,
+            ControlError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ControlError::Corrupt { .. } | ControlError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
