@@ -8,6 +8,7 @@ mod api;
 mod cluster;
 mod commands;
 mod context;
+mod deploy_cmd;
 mod dev;
 mod env_cmd;
 mod image_cmd;
@@ -561,7 +562,7 @@ async fn run(cli: Cli) -> CliResult {
             timeout,
             detach,
             api,
-        } => commands::deploy(&api::Api::new(&api.addr), &file, &env, timeout, detach).await,
+        } => deploy_cmd::deploy(&api::Api::new(&api.addr), &file, &env, timeout, detach).await,
         Command::Status {
             service,
             env,
