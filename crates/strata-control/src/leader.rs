@@ -27,7 +27,7 @@ use strata_store::{LeaseId, Revision, Store, Txn, TxnOutcome, WatchEvent};
 use tokio::sync::watch;
 
 /// The key the leader holds.
-pub const LEADER_KEY: &str = "/leader";
+pub const LEADER_KEY: &str = strata_core::keys::LEADER;
 
 /// What `/leader` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

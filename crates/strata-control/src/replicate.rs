@@ -15,8 +15,7 @@ use strata_store::{Txn, WatchEvent};
 use crate::plane::{decode, encode};
 use crate::{ControlError, ControlPlane};
 
-pub const BLOBS: &str = "/blobs/";
-pub const SERVERS: &str = "/servers/";
+pub use strata_core::keys::{BLOBS, SERVERS};
 
 /// Which servers hold an artifact.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -337,42 +337,28 @@ pub fn authorize(principal: &Principal, action: &Action, env: Option<&str>) -> D
     }
 }
 
-/// Store key prefixes nobody reads through the API: the cluster's secrets (join token,
-/// credential key), the CA and its key, token records, the election, the audit log (read
-/// only through its own route).
-const NEVER_READABLE: [&str; 5] = ["/cluster/", "/pki/", "/auth/", "/leader", "/audit/"];
-
-/// Whether `principal` may see the stored record at `key` (through the watch). An
-/// allow-list: a key under a prefix not named here is readable by no one.
+/// Whether `principal` may see the stored record at `key` (through the watch), by the table
+/// of readers beside the store's keys ([`crate::keys::READERS`]): an allow-list, a key
+/// under no prefix there is readable by no one.
 pub fn may_read_key(principal: &Principal, key: &str) -> bool {
-    if NEVER_READABLE.iter().any(|prefix| key.starts_with(prefix)) {
-        return false;
-    }
-    // Records keyed by environment: `/PREFIX/ENV/...` or `/envs/ENV`.
-    const BY_ENV: [&str; 4] = ["/envs/", "/services/", "/releases/", "/configs/"];
-    // Records of the whole cluster, or not keyed by environment.
-    const CLUSTER: [&str; 5] = ["/instances/", "/status/", "/nodes/", "/events/", "/blobs/"];
+    use crate::keys::{readers, Readers};
+    let readers = readers(key);
+    // `/PREFIX/ENV/...`: the environment a record belongs to.
     let env_of = |key: &str| {
-        BY_ENV.iter().find_map(|prefix| {
-            key.strip_prefix(prefix)
-                .map(|rest| rest.split('/').next().unwrap_or(rest).to_string())
-        })
+        let rest = key.strip_prefix('/')?.split_once('/')?.1;
+        Some(rest.split('/').next().unwrap_or(rest).to_string())
     };
-    match principal {
-        Principal::Anonymous | Principal::Bootstrap => false,
-        Principal::Node { .. } | Principal::Server { .. } => {
-            env_of(key).is_some() || CLUSTER.iter().any(|p| key.starts_with(p))
-        }
-        Principal::User { role, envs, .. } => {
-            if let Some(env) = env_of(key) {
-                // Configuration values are not a viewer's to read.
-                if key.starts_with("/configs/") && *role < Role::Deployer {
-                    return false;
-                }
-                return envs.covers(&env);
+    match (principal, readers) {
+        (_, Readers::Nobody) | (Principal::Anonymous | Principal::Bootstrap, _) => false,
+        (Principal::Node { .. } | Principal::Server { .. }, _) => true,
+        (Principal::User { role, envs, .. }, Readers::ByEnvironment) => {
+            // Configuration values are not a viewer's to read.
+            if key.starts_with(crate::keys::CONFIGS) && *role < Role::Deployer {
+                return false;
             }
-            envs.is_all() && CLUSTER.iter().any(|p| key.starts_with(p))
+            env_of(key).is_some_and(|env| envs.covers(&env))
         }
+        (Principal::User { envs, .. }, Readers::Cluster) => envs.is_all(),
     }
 }
 

@@ -33,6 +33,56 @@ pub const JOIN_TOKEN: &str = "/cluster/join-token";
 /// `/logs/{id}`: a [`crate::LogTail`], the last lines of an instance's log that its node
 /// shipped, kept past the node's death for the retention.
 pub const LOGS: &str = "/logs/";
+/// `/blobs/{digest}`: which servers hold an uploaded artifact.
+pub const BLOBS: &str = "/blobs/";
+/// `/servers/{id}`: a server of the control plane and its API address.
+pub const SERVERS: &str = "/servers/";
+/// The leader's lease-bound record (the election).
+pub const LEADER: &str = "/leader";
+
+/// Who may read a prefix of the store through the API's watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readers {
+    /// Nobody: secrets, the election, the audit log and logs (read only through their own
+    /// routes, if at all).
+    Nobody,
+    /// Keyed by environment (`/PREFIX/ENV/...`): nodes, servers, and users of that
+    /// environment (configuration values: deployers and above).
+    ByEnvironment,
+    /// The cluster's records, not keyed by environment: nodes, servers, and users of every
+    /// environment.
+    Cluster,
+}
+
+/// Every prefix of the store with who may read it; a key under no prefix here is read by
+/// no one (`crate::auth::may_read_key` applies this table).
+pub const READERS: [(&str, Readers); 17] = [
+    (ENVS, Readers::ByEnvironment),
+    (SERVICES, Readers::ByEnvironment),
+    (RELEASES, Readers::ByEnvironment),
+    (CONFIGS, Readers::ByEnvironment),
+    (INSTANCES, Readers::Cluster),
+    (STATUS, Readers::Cluster),
+    (NODES, Readers::Cluster),
+    (EVENTS, Readers::Cluster),
+    (BLOBS, Readers::Cluster),
+    (SERVERS, Readers::Nobody),
+    (CLUSTER_CA, Readers::Nobody),
+    (TOKENS, Readers::Nobody),
+    (AUDIT, Readers::Nobody),
+    (CREDENTIAL_KEY, Readers::Nobody),
+    (JOIN_TOKEN, Readers::Nobody),
+    (LOGS, Readers::Nobody),
+    (LEADER, Readers::Nobody),
+];
+
+/// Who may read `key` ([`Readers::Nobody`] for a key under no known prefix).
+pub fn readers(key: &str) -> Readers {
+    READERS
+        .iter()
+        .find(|(prefix, _)| key.starts_with(prefix))
+        .map_or(Readers::Nobody, |(_, readers)| *readers)
+}
 
 pub fn log_tail(id: &str) -> String {
     format!("{LOGS}{id}")
@@ -92,5 +142,30 @@ mod tests {
         assert!(release("dev", "a", 9) < release("dev", "a", 10));
         assert!(event(99) < event(100));
         assert_eq!(last_segment(&instance("x-1")), "x-1");
+    }
+
+    #[test]
+    fn every_key_has_its_readers_and_unknown_ones_have_none() {
+        let table = [
+            (service("dev", "web"), Readers::ByEnvironment),
+            (config("prod", "web", 3), Readers::ByEnvironment),
+            (instance("web-1-abc"), Readers::Cluster),
+            (event(7), Readers::Cluster),
+            (log_tail("web-1-abc"), Readers::Nobody),
+            (token("ci"), Readers::Nobody),
+            (audit(1), Readers::Nobody),
+            (CLUSTER_CA.to_string(), Readers::Nobody),
+            (LEADER.to_string(), Readers::Nobody),
+            ("/somewhere/new".to_string(), Readers::Nobody),
+        ];
+        for (key, want) in table {
+            assert_eq!(readers(&key), want, "{key}");
+        }
+        // No prefix is listed twice, or shadowed by an earlier one.
+        for (i, (a, _)) in READERS.iter().enumerate() {
+            for (b, _) in &READERS[i + 1..] {
+                assert!(!b.starts_with(a) && !a.starts_with(b), "{a} and {b}");
+            }
+        }
     }
 }
