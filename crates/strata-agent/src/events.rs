@@ -52,7 +52,12 @@ impl EventReporter {
 }
 
 /// Identifies "the same event" for folding.
-type FoldKey = (String, Option<String>, Option<String>, String);
+type FoldKey = (
+    strata_core::EventKind,
+    Option<String>,
+    Option<String>,
+    String,
+);
 
 struct Folding {
     event: NodeEvent,
@@ -74,7 +79,7 @@ async fn send_loop(
             received = events.recv() => {
                 let Some(event) = received else { break };
                 let key = (
-                    event.kind.clone(),
+                    event.kind,
                     event.env.clone(),
                     event.service.clone(),
                     event.message.clone(),
@@ -174,7 +179,7 @@ mod tests {
 
     fn refused(destination: &str) -> NodeEvent {
         NodeEvent {
-            kind: "outbound.refused".into(),
+            kind: strata_core::EventKind::OutboundRefused,
             env: Some("dev".into()),
             service: Some("front".into()),
             instance: Some("front-1".into()),

@@ -492,6 +492,6 @@ async fn placement_failure(api: &Api, name: &str, since: u64) -> Option<String> 
         .events
         .into_iter()
         .rev()
-        .find(|e| e.kind == "placement.failed" && e.at >= since)
+        .find(|e| e.kind == strata_core::EventKind::PlacementFailed && e.at >= since)
         .map(|e| e.message)
 }

@@ -286,7 +286,7 @@ fn a_frozen_leader_is_fenced_and_acts_no_more() {
             .events
             .iter()
             .any(|e| e.actor == format!("controller@{}", other.id())
-                && e.kind == "placement.failed"
+                && e.kind == strata_core::EventKind::PlacementFailed
                 && e.service.as_deref() == Some("hello")),
         "the new leader reconciles the deploy (no node joined, so placement fails, as an event)"
     );

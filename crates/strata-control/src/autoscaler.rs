@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_core::spec::AutoscaleSpec;
-use strata_core::{keys, Service};
+use strata_core::{keys, EventKind, Service};
 use strata_sched::autoscale::{decide, ScalePolicy};
 use strata_store::{Txn, TxnOutcome};
 
@@ -140,8 +140,8 @@ impl ControlPlane {
             return Ok(false);
         }
         let (kind, who) = match actor {
-            ScaleActor::Autoscaler => ("service.autoscaled", "autoscaler".to_string()),
-            ScaleActor::User(who) => ("service.scaled", who.to_string()),
+            ScaleActor::Autoscaler => (EventKind::ServiceAutoscaled, "autoscaler".to_string()),
+            ScaleActor::User(who) => (EventKind::ServiceScaled, who.to_string()),
         };
         let mut event = Self::event(kind, format!("{name}: {reason}"));
         event.env = Some(env.to_string());
@@ -295,7 +295,7 @@ impl ControlPlane {
                         before.0, service.replicas
                     ),
                 };
-                let mut event = Self::event("service.scaled", message);
+                let mut event = Self::event(EventKind::ServiceScaled, message);
                 event.env = Some(env.to_string());
                 event.service = Some(name.to_string());
                 event.actor = actor.to_string();

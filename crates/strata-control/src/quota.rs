@@ -2,7 +2,7 @@
 //! deploy or a scale change against it before anything is written. The decision is
 //! `strata_sched::quota::check`; this reads the environment's services for it.
 
-use strata_core::{keys, Environment, Quota, Release, Service};
+use strata_core::{keys, Environment, EventKind, Quota, Release, Service};
 use strata_sched::quota::{check, ServiceDemand};
 
 use crate::{ControlError, ControlPlane};
@@ -21,7 +21,7 @@ impl ControlPlane {
         quota: Quota,
         actor: &str,
     ) -> Result<Environment, ControlError> {
-        self.update_environment(env, actor, "env.quota", |record| {
+        self.update_environment(env, actor, EventKind::EnvQuota, |record| {
             record.quota = Some(quota).filter(|q| *q != Quota::default());
             format!("environment {env}: quota {quota}")
         })

@@ -11,7 +11,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use strata_core::spec::PortSpec;
 use strata_core::{
-    keys, DesiredState, Instance, InstanceView, Node, NodeState, Release, Resources, Service,
+    keys, DesiredState, EventKind, Instance, InstanceView, Node, NodeState, Release, Resources,
+    Service,
 };
 use strata_sched::liveness::node_state;
 use strata_sched::{place, plan_service, Demand, NodeView, Readiness};
@@ -284,7 +285,7 @@ pub async fn reconcile_once(
                 let message = error.to_string();
                 if memory.placement_errors.get(&key) != Some(&message) {
                     let mut event = ControlPlane::event(
-                        "placement.failed",
+                        EventKind::PlacementFailed,
                         format!("{name}: cannot place instances: {message}"),
                     );
                     event.env = Some(env.clone());
@@ -330,7 +331,7 @@ async fn create_instance(
         .controller_txn(Txn::new().when(&key, 0).put(&key, encode(&instance)))
         .await?;
     let mut event = ControlPlane::event(
-        "instance.placed",
+        EventKind::InstancePlaced,
         format!("{id}: release {release} placed on node {}", node.name),
     );
     event.env = Some(service.env.clone());
@@ -403,7 +404,12 @@ pub async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), Contro
             .is_committed();
         if committed {
             let mut event = ControlPlane::event(
-                &format!("node.{}", format!("{next:?}").to_lowercase()),
+                match next {
+                    NodeState::Ready => EventKind::NodeReady,
+                    NodeState::Suspect => EventKind::NodeSuspect,
+                    NodeState::Down => EventKind::NodeDown,
+                    NodeState::Draining => EventKind::NodeDraining,
+                },
                 format!(
                     "node {}: {} -> {} (no heartbeat for {} ms)",
                     node.name,

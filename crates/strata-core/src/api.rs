@@ -97,8 +97,9 @@ pub struct Heartbeat {
 /// the platform refused). Recorded with the node's name and `agent:<node>` as the actor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NodeEvent {
-    /// A dotted kind from [`NodeEvent::KINDS`], e.g. `outbound.refused`.
-    pub kind: String,
+    /// A kind nodes may report ([`crate::EventKind::reported_by_nodes`]), e.g.
+    /// `outbound.refused`.
+    pub kind: crate::EventKind,
     pub env: Option<String>,
     pub service: Option<String>,
     pub instance: Option<String>,
@@ -106,9 +107,6 @@ pub struct NodeEvent {
 }
 
 impl NodeEvent {
-    /// The kinds a node may record: nodes report what they observe, never what the
-    /// controller decides.
-    pub const KINDS: [&'static str; 2] = ["outbound.refused", "policy.denied"];
     /// The longest message kept; longer ones are cut.
     pub const MAX_MESSAGE: usize = 2048;
 }

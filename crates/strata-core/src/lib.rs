@@ -8,10 +8,12 @@
 
 pub mod api;
 pub mod auth;
+mod event_kind;
 pub mod keys;
 pub mod model;
 pub mod spec;
 
+pub use event_kind::EventKind;
 pub use model::*;
 pub use spec::{ServiceSpec, SpecError, SpecFile};
 

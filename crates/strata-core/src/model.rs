@@ -428,8 +428,8 @@ impl Node {
 pub struct Event {
     pub seq: u64,
     pub at: Millis,
-    /// A dotted kind: `release.created`, `instance.placed`, `instance.crashed`, ...
-    pub kind: String,
+    /// What it is about (serialized dotted: `release.created`, `instance.crashed`, ...).
+    pub kind: crate::EventKind,
     pub env: Option<String>,
     pub service: Option<String>,
     pub instance: Option<String>,

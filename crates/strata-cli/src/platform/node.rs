@@ -222,7 +222,7 @@ fn denial_reporter(events: EventReporter) -> impl Fn(Denial) + Send + Sync + 'st
             "call refused by policy"
         );
         events.report(NodeEvent {
-            kind: "policy.denied".into(),
+            kind: strata_core::EventKind::PolicyDenied,
             env: Some(denial.env.clone()),
             service: Some(denial.callee.clone()),
             instance: None,
@@ -485,7 +485,7 @@ impl OutboundRouter for MeshRouter {
             "outbound call refused: only Strata services are reachable, as http://SERVICE/"
         );
         self.events.report(NodeEvent {
-            kind: "outbound.refused".into(),
+            kind: strata_core::EventKind::OutboundRefused,
             env: Some(self.env.clone()),
             service: Some(self.caller.clone()),
             instance: Some(self.instance.clone()),

@@ -93,7 +93,7 @@ mod tests {
         Event {
             seq: 1,
             at: 1,
-            kind: "release.created".into(),
+            kind: strata_core::EventKind::ReleaseCreated,
             env: env.map(String::from),
             service: service.map(String::from),
             instance: None,

@@ -281,7 +281,7 @@ impl ControlPlane {
                 TxnOutcome::Committed(_) => {
                     let mut event = match &new_release {
                         Some(release) => Self::event(
-                            "release.created",
+                            EventKind::ReleaseCreated,
                             format!(
                                 "{name}: release {} ({}, config v{}), {} replica(s)",
                                 release.number,
@@ -295,7 +295,7 @@ impl ControlPlane {
                             ),
                         ),
                         None => Self::event(
-                            "service.scaled",
+                            EventKind::ServiceScaled,
                             match &service.autoscale {
                                 Some(bounds) => format!(
                                     "{name}: {} replica(s), autoscaled {}..{} at {} in flight per instance",
@@ -347,7 +347,7 @@ impl ControlPlane {
             }
         }
         self.store.txn(txn).await?;
-        let mut event = Self::event("service.deleted", format!("{name}: deleted"));
+        let mut event = Self::event(EventKind::ServiceDeleted, format!("{name}: deleted"));
         event.env = Some(env.to_string());
         event.service = Some(name.to_string());
         event.actor = actor.to_string();
@@ -380,7 +380,7 @@ impl ControlPlane {
         policy: CallPolicy,
         actor: &str,
     ) -> Result<Environment, ControlError> {
-        self.update_environment(env, actor, "env.policy", |record| {
+        self.update_environment(env, actor, EventKind::EnvPolicy, |record| {
             let before = record.default_policy;
             record.default_policy = policy;
             format!("environment {env}: calls between services default to {policy} (was {before})")
@@ -395,7 +395,7 @@ impl ControlPlane {
         &self,
         env: &str,
         actor: &str,
-        kind: &str,
+        kind: EventKind,
         change: impl Fn(&mut Environment) -> String,
     ) -> Result<Environment, ControlError> {
         check_name("environment", env)?;

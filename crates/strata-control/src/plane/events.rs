@@ -35,19 +35,25 @@ impl ControlPlane {
         }
     }
 
-    /// Records what node `node` reports having seen. Only the kinds in [`NodeEvent::KINDS`]
+    /// Records what node `node` reports having seen. Only the kinds nodes may report
+    /// ([`strata_core::EventKind::reported_by_nodes`])
     /// are accepted: a node cannot write what looks like a controller's decision.
     pub async fn record_node_event(
         &self,
         node: &str,
         event: NodeEvent,
     ) -> Result<(), ControlError> {
-        if !NodeEvent::KINDS.contains(&event.kind.as_str()) {
+        if !event.kind.reported_by_nodes() {
             return Err(ControlError::bad_request(
                 format!("nodes cannot record events of kind `{}`", event.kind),
                 Some(format!(
                     "the kinds a node may record are {}",
-                    NodeEvent::KINDS.join(", ")
+                    strata_core::EventKind::ALL
+                        .iter()
+                        .filter(|kind| kind.reported_by_nodes())
+                        .map(|kind| kind.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             ));
         }
@@ -65,17 +71,17 @@ impl ControlPlane {
             instance: event.instance,
             node: Some(node.to_string()),
             actor: format!("agent:{node}"),
-            ..Self::event(&event.kind, message)
+            ..Self::event(event.kind, message)
         })
         .await;
         Ok(())
     }
 
-    pub(crate) fn event(kind: &str, message: impl Into<String>) -> Event {
+    pub(crate) fn event(kind: EventKind, message: impl Into<String>) -> Event {
         Event {
             seq: 0,
             at: 0,
-            kind: kind.to_string(),
+            kind,
             env: None,
             service: None,
             instance: None,

@@ -22,8 +22,8 @@ use strata_core::api::{
 };
 use strata_core::spec::{config_hash, DriverKind};
 use strata_core::{
-    keys, CallPolicy, ConfigVersion, DesiredState, Environment, Event, Instance, InstanceState,
-    InstanceStatus, InstanceView, Node, NodeState, Release, Service,
+    keys, CallPolicy, ConfigVersion, DesiredState, Environment, Event, EventKind, Instance,
+    InstanceState, InstanceStatus, InstanceView, Node, NodeState, Release, Service,
 };
 use strata_sched::liveness::LivenessThresholds;
 use strata_sched::{plan_deploy, DeployCurrent, DeployWant};
@@ -226,7 +226,7 @@ impl ControlPlane {
                 let term = *terms.borrow_and_update();
                 if let Some(term) = term {
                     let event = Self::event(
-                        "leader.elected",
+                        EventKind::LeaderElected,
                         format!(
                             "server {} at {} leads (term {})",
                             plane.config.server_id, plane.config.api_url, term.revision

@@ -74,7 +74,7 @@ impl ControlPlane {
             .await?;
         self.note_heartbeat(&node.name);
         let mut event = Self::event(
-            "node.registered",
+            EventKind::NodeRegistered,
             format!(
                 "node {} registered at {} (epoch {})",
                 node.name, node.agent_url, node.epoch
@@ -107,7 +107,7 @@ impl ControlPlane {
                 .is_committed();
             if committed {
                 let mut event = Self::event(
-                    "node.ready",
+                    EventKind::NodeReady,
                     format!("node {name}: suspect -> ready (heartbeats resumed)"),
                 );
                 event.node = Some(name.to_string());
@@ -155,11 +155,11 @@ impl ControlPlane {
         if changed {
             let (kind, what) = if draining {
                 (
-                    "node.draining",
+                    EventKind::NodeDraining,
                     "draining: its instances move to other nodes",
                 )
             } else {
-                ("node.undrained", "undrained: takes new work again")
+                (EventKind::NodeUndrained, "undrained: takes new work again")
             };
             let mut event = Self::event(kind, format!("node {name}: {what}"));
             event.node = Some(name.to_string());
@@ -240,14 +240,14 @@ impl ControlPlane {
         let changed = previous.as_ref().map(|(p, _)| p.state) != Some(status.state);
         if changed {
             let kind = match status.state {
-                InstanceState::Running => "instance.healthy",
-                InstanceState::Backoff => "instance.crashed",
-                InstanceState::Unhealthy => "instance.unhealthy",
-                InstanceState::Failed => "instance.failed",
-                InstanceState::Stopped => "instance.stopped",
-                InstanceState::Starting => "instance.started",
-                InstanceState::Stopping => "instance.stopping",
-                InstanceState::Pending => "instance.pending",
+                InstanceState::Running => EventKind::InstanceHealthy,
+                InstanceState::Backoff => EventKind::InstanceCrashed,
+                InstanceState::Unhealthy => EventKind::InstanceUnhealthy,
+                InstanceState::Failed => EventKind::InstanceFailed,
+                InstanceState::Stopped => EventKind::InstanceStopped,
+                InstanceState::Starting => EventKind::InstanceStarted,
+                InstanceState::Stopping => EventKind::InstanceStopping,
+                InstanceState::Pending => EventKind::InstancePending,
             };
             let mut event = Self::event(kind, format!("{}: {}", status.id, status.message));
             event.env = Some(instance.env.clone());
@@ -283,7 +283,7 @@ impl ControlPlane {
             )
             .await?;
         if let Some(instance) = stopped {
-            let mut event = Self::event("instance.stop", format!("{id}: stopping ({why})"));
+            let mut event = Self::event(EventKind::InstanceStop, format!("{id}: stopping ({why})"));
             event.env = Some(instance.env.clone());
             event.service = Some(instance.service.clone());
             event.instance = Some(id.to_string());

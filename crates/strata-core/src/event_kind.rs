@@ -1,0 +1,106 @@
+//! What an event is about: one enum, so every kind recorded is one the code knows, and its
+//! dotted name (`release.created`, as the API and `strata events` show it) is written once.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+macro_rules! event_kinds {
+    ($($variant:ident = $name:literal: $doc:literal,)*) => {
+        /// The kind of an [`crate::Event`]; serialized as its dotted name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        pub enum EventKind {
+            $(#[doc = $doc] #[serde(rename = $name)] $variant,)*
+        }
+
+        impl EventKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)*];
+
+            /// The dotted name: `release.created`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(EventKind::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    ReleaseCreated = "release.created": "A deploy made a new release.",
+    ServiceScaled = "service.scaled": "A service's instance count or bounds changed by a deploy or by hand.",
+    ServiceAutoscaled = "service.autoscaled": "The autoscaler changed a service's instance count.",
+    ServiceDeleted = "service.deleted": "A service was deleted.",
+    EnvPolicy = "env.policy": "An environment's default call policy changed.",
+    EnvQuota = "env.quota": "An environment's quota changed.",
+    PlacementFailed = "placement.failed": "Instances could not be placed, and why.",
+    InstancePlaced = "instance.placed": "An instance was placed on a node.",
+    InstanceStop = "instance.stop": "The control plane asked an instance to stop, and why.",
+    InstancePending = "instance.pending": "An instance waits for its node to start it.",
+    InstanceStarted = "instance.started": "An instance's process started.",
+    InstanceHealthy = "instance.healthy": "An instance passed its health check.",
+    InstanceUnhealthy = "instance.unhealthy": "An instance failed its health check.",
+    InstanceCrashed = "instance.crashed": "An instance exited (or could not start) and backs off.",
+    InstanceFailed = "instance.failed": "An instance failed for good.",
+    InstanceStopping = "instance.stopping": "An instance drains before it stops.",
+    InstanceStopped = "instance.stopped": "An instance stopped.",
+    NodeRegistered = "node.registered": "A node registered (or re-registered).",
+    NodeReady = "node.ready": "A node is heard from again.",
+    NodeSuspect = "node.suspect": "A node went silent: no new work goes there.",
+    NodeDown = "node.down": "A node is down: its instances are replaced.",
+    NodeDraining = "node.draining": "A node's instances move elsewhere.",
+    NodeUndrained = "node.undrained": "A node takes new work again.",
+    LeaderElected = "leader.elected": "A server became the leader.",
+    OutboundRefused = "outbound.refused": "A node refused an instance's call out (reported by the node).",
+    PolicyDenied = "policy.denied": "A node's mesh refused a call by policy (reported by the node).",
+}
+
+impl EventKind {
+    /// Whether a node may report this kind: nodes report what they observe, never what the
+    /// controller decides.
+    pub fn reported_by_nodes(self) -> bool {
+        matches!(self, EventKind::OutboundRefused | EventKind::PolicyDenied)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EventKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        EventKind::ALL
+            .iter()
+            .copied()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| format!("`{text}` is not an event kind"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_text_and_json() {
+        for kind in EventKind::ALL {
+            assert_eq!(kind.as_str().parse::<EventKind>(), Ok(*kind));
+            let json = serde_json::to_string(kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), *kind);
+        }
+        assert!("release.deleted".parse::<EventKind>().is_err());
+        let reported: Vec<&str> = EventKind::ALL
+            .iter()
+            .filter(|k| k.reported_by_nodes())
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(reported, ["outbound.refused", "policy.denied"]);
+    }
+}
