@@ -190,7 +190,7 @@ pub async fn deploy(
             let bar = progress.add(ProgressBar::new(u64::from(s.replicas)));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix:>12} {spinner} [{bar:20}] {pos}/{len} healthy  {msg}",
+                    "{prefix:>12} {spinner} [{bar:20}] {pos}/{len} available  {msg}",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
@@ -212,13 +212,13 @@ pub async fn deploy(
             let status: ServiceStatus = api.get(&format!("/v1/envs/{env}/services/{name}")).await?;
             let rollout = Rollout::of(&status, *release);
             bar.set_length(u64::from(status.service.replicas));
-            bar.set_position(rollout.healthy as u64);
+            bar.set_position(rollout.available as u64);
             bar.set_message(rollout.describe());
             bar.tick();
             if !tty {
                 let line = format!(
-                    "{name}: {}/{} healthy, {}",
-                    rollout.healthy,
+                    "{name}: {}/{} available, {}",
+                    rollout.available,
                     status.service.replicas,
                     rollout.describe()
                 );
@@ -390,7 +390,7 @@ impl Rollout {
         let mut parts = Vec::new();
         if self.healthy > self.available {
             parts.push(format!(
-                "{} healthy, not yet for min_ready",
+                "{} healthy, waiting out min_ready",
                 self.healthy - self.available
             ));
         }
