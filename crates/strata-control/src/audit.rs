@@ -3,14 +3,13 @@
 //! retention by the leader.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use strata_core::auth::AuditRecord;
 use strata_core::keys;
 use strata_store::{Store, Txn};
 
 use crate::plane::decode;
-use crate::{now_millis, ControlError, ControlPlane};
+use crate::{ControlError, ControlPlane};
 
 /// What `GET /v1/audit` asks for.
 #[derive(Debug, Clone, Default)]
@@ -94,20 +93,13 @@ pub async fn prune(store: &Arc<dyn Store>, before: u64) -> Result<usize, Control
 
 /// On the leader, every minute: drops audit records older than the retention.
 pub async fn run_retention(plane: Arc<ControlPlane>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        if plane.term().is_none() {
-            continue;
-        }
-        let retention = plane.config().audit_retention.as_millis() as u64;
-        let before = now_millis().saturating_sub(retention);
-        match prune(plane.store(), before).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "audit records past their retention removed"),
-            Err(error) => tracing::warn!(%error, "cannot prune the audit log"),
-        }
-    }
+    crate::leader::prune_on_leader(
+        plane,
+        "audit records",
+        |config| config.audit_retention,
+        |plane, before| async move { prune(plane.store(), before).await },
+    )
+    .await
 }
 
 #[cfg(test)]

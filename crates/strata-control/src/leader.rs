@@ -231,3 +231,31 @@ pub async fn current_leader(store: &Arc<dyn Store>) -> Option<LeaderRecord> {
     let kv = store.get(LEADER_KEY).await.ok()??;
     serde_json::from_slice(&kv.value).ok()
 }
+
+/// On the leader, every minute: `prune(plane, before)` drops the `what` older than their
+/// retention (`before` = now minus `retention(config)`), and says how many went. Followers
+/// skip their turn. Runs until the task is dropped.
+pub async fn prune_on_leader<F, Fut>(
+    plane: std::sync::Arc<crate::ControlPlane>,
+    what: &'static str,
+    retention: fn(&crate::ControlConfig) -> Duration,
+    prune: F,
+) where
+    F: Fn(std::sync::Arc<crate::ControlPlane>, u64) -> Fut,
+    Fut: std::future::Future<Output = Result<usize, crate::ControlError>>,
+{
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        if plane.term().is_none() {
+            continue;
+        }
+        let keep = retention(plane.config()).as_millis() as u64;
+        let before = plane.now().saturating_sub(keep);
+        match prune(plane.clone(), before).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "{what} past their retention removed"),
+            Err(error) => tracing::warn!(%error, "cannot prune {what}"),
+        }
+    }
+}
