@@ -18,8 +18,9 @@ use crate::{now_millis, ControlError, ControlPlane};
 
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
-/// How often a follower looks for instances that joined the service.
-const FOLLOW_POLL: Duration = Duration::from_millis(300);
+/// How often a follower looks for instances that joined the service when no change of the
+/// store's instances woke it first.
+const FOLLOW_RESYNC: Duration = Duration::from_secs(2);
 /// Lines of an instance that joins while a service is followed: all it has written (up to
 /// the agent's 1 MiB tail window).
 const JOINED_TAIL: usize = 100_000;
@@ -58,6 +59,9 @@ pub async fn service_logs(
     tokio::spawn(async move {
         let mut followed: BTreeSet<String> = BTreeSet::new();
         let mut first = true;
+        // Instances report a status when they start and stop: a change there is what makes
+        // an instance join or leave.
+        let mut changes = plane.store.watch(keys::STATUS, 0).await.ok();
         while !tx.is_closed() {
             let views = match instances_of(&plane, &env, &service).await {
                 Ok(views) => views,
@@ -67,7 +71,8 @@ pub async fn service_logs(
                 }
             };
             for view in views {
-                if !followed.insert(view.instance.id.clone()) {
+                // Its log exists once its node has started it (and said so).
+                if view.status.is_none() || !followed.insert(view.instance.id.clone()) {
                     continue;
                 }
                 let lines = if first { tail } else { JOINED_TAIL };
@@ -102,9 +107,21 @@ pub async fn service_logs(
                     .await;
                 return;
             }
+            // Look again when an instance's status changes, or after a while.
+            let changed = async {
+                match changes.as_mut() {
+                    Some(stream) => {
+                        if stream.next().await.is_none() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 _ = tx.closed() => return,
-                _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                _ = changed => {}
+                _ = tokio::time::sleep(FOLLOW_RESYNC) => {}
             }
         }
     });
@@ -312,19 +329,13 @@ pub async fn prune(plane: &ControlPlane, before: u64) -> Result<usize, ControlEr
 
 /// On the leader, every minute: drops kept tails past the retention.
 pub async fn run_retention(plane: Arc<ControlPlane>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        if plane.term().is_none() {
-            continue;
-        }
-        let retention = plane.config().log_retention.as_millis() as u64;
-        match prune(&plane, now_millis().saturating_sub(retention)).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "kept log tails past their retention removed"),
-            Err(error) => tracing::warn!(%error, "cannot prune kept log tails"),
-        }
-    }
+    crate::leader::prune_on_leader(
+        plane,
+        "kept log tails",
+        |config| config.log_retention,
+        |plane, before| async move { prune(&plane, before).await },
+    )
+    .await
 }
 
 /// Splits a byte stream into lines and prefixes each with `[id] `.
