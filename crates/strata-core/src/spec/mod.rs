@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+mod error;
 mod parse;
 
-pub use parse::{locate, parse, parse_size, SpecError, SpecErrors};
+pub use error::{SpecError, SpecErrors};
+pub use parse::{locate, parse, parse_size};
 
 use crate::model::Resources;
 

@@ -1,0 +1,198 @@
+//! `[health]`, `[liveness]` and `min_ready`: how an instance is checked.
+
+use super::*;
+
+impl<'s> Checker<'s> {
+    pub(super) fn health(&mut self, service: &Path, key: &Key, item: &Item) -> Option<HealthSpec> {
+        let probe = self.probe(service, key, item, Section::Health)?;
+        Some(HealthSpec {
+            path: probe.path?,
+            interval_ms: probe.interval_ms,
+            timeout_ms: probe.timeout_ms,
+            healthy_threshold: probe.healthy_threshold,
+            unhealthy_threshold: probe.unhealthy_threshold,
+        })
+    }
+
+    pub(super) fn liveness(
+        &mut self,
+        service: &Path,
+        key: &Key,
+        item: &Item,
+    ) -> Option<LivenessSpec> {
+        let probe = self.probe(service, key, item, Section::Liveness)?;
+        Some(LivenessSpec {
+            path: probe.path,
+            interval_ms: probe.interval_ms,
+            timeout_ms: probe.timeout_ms,
+            unhealthy_threshold: probe.unhealthy_threshold,
+        })
+    }
+
+    pub(super) fn min_ready(&mut self, path: &Path, key: &Key, item: &Item) -> Option<u64> {
+        let (ms, span) = self.duration(path, key, item, "1s")?;
+        if ms > MAX_MIN_READY_MS {
+            self.push(
+                span,
+                Some(path.to_string()),
+                format!("`{path}` must be at most 1h, found {}", format_ms(ms)),
+                Some("for example `min_ready = \"5s\"` (`\"0s\"` counts an instance at its first passed check)".into()),
+            );
+            return None;
+        }
+        Some(ms)
+    }
+
+    /// A `[health]` or `[liveness]` table: what to check, how often, and how many results in
+    /// a row decide. `[health]` requires a path; `[liveness]` without one connects to the port.
+    pub(super) fn probe(
+        &mut self,
+        service: &Path,
+        key: &Key,
+        item: &Item,
+        section: Section,
+    ) -> Option<Probe> {
+        let path = service.child(section.name());
+        let hint = match item {
+            Item::Value(Value::String(s)) if s.value().starts_with('/') => {
+                format!("write `{}.path = {}`", section.name(), quote(s.value()))
+            }
+            _ => format!("write it as a table: [{path}] with `path = \"/healthz\"`"),
+        };
+        let table = self.table(&path, key, item, hint)?;
+        self.check_keys(table, &path, service, section);
+        let mut ok = true;
+
+        let path_value = match table.get_key_value("path") {
+            None if section == Section::Liveness => Some(None),
+            None => {
+                self.push(
+                    key.span(),
+                    Some(path.child("path").to_string()),
+                    format!("`{path}` needs a `path`"),
+                    Some(
+                        "add `path = \"/healthz\"`, the URL path the health check requests".into(),
+                    ),
+                );
+                None
+            }
+            Some((k, i)) => {
+                let p = path.child("path");
+                self.string(&p, k, i, "a string", "`path = \"/healthz\"`")
+                    .and_then(|(s, span)| {
+                        let problem = if let Some((_, rest)) = s.split_once("://") {
+                            let only = rest.find('/').map_or("/", |i| &rest[i..]);
+                            Some((
+                                format!("`{p}` must be a path, not a URL"),
+                                format!("write just the path: `path = {}`", quote(only)),
+                            ))
+                        } else if !s.starts_with('/') {
+                            Some((
+                                format!("`{p}` must start with `/`, found {}", quote(s)),
+                                format!("write `path = {}`", quote(&format!("/{}", s.trim()))),
+                            ))
+                        } else if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                            Some((
+                                format!("`{p}` must not contain spaces, found {}", quote(s)),
+                                "percent-encode spaces as %20".into(),
+                            ))
+                        } else {
+                            None
+                        };
+                        match problem {
+                            Some((message, hint)) => {
+                                self.push(span, Some(p.to_string()), message, Some(hint));
+                                None
+                            }
+                            None => Some(Some(s.to_string())),
+                        }
+                    })
+            }
+        };
+        ok &= path_value.is_some();
+
+        let interval_ms = match table.get_key_value("interval") {
+            None => Some(DEFAULT_INTERVAL_MS),
+            Some((k, i)) => {
+                let p = path.child("interval");
+                self.duration(&p, k, i, "1s").and_then(|(ms, span)| {
+                    if ms < MIN_INTERVAL_MS {
+                        self.push(
+                            span,
+                            Some(p.to_string()),
+                            format!("`{p}` must be at least 50ms, found {}", format_ms(ms)),
+                            Some("for example `interval = \"1s\"`".into()),
+                        );
+                        None
+                    } else {
+                        Some(ms)
+                    }
+                })
+            }
+        };
+        ok &= interval_ms.is_some();
+
+        let timeout_ms = match table.get_key_value("timeout") {
+            None => Some(DEFAULT_TIMEOUT_MS.min(interval_ms.unwrap_or(DEFAULT_INTERVAL_MS))),
+            Some((k, i)) => {
+                let p = path.child("timeout");
+                self.duration(&p, k, i, "500ms").and_then(|(ms, span)| {
+                    if ms == 0 {
+                        self.push(
+                            span,
+                            Some(p.to_string()),
+                            format!("`{p}` must be more than 0"),
+                            Some("for example `timeout = \"500ms\"`".into()),
+                        );
+                        return None;
+                    }
+                    match interval_ms {
+                        Some(interval) if ms > interval => {
+                            self.push(
+                                span,
+                                Some(p.to_string()),
+                                format!(
+                                    "`{p}` ({}) must not be longer than the interval ({})",
+                                    format_ms(ms),
+                                    format_ms(interval)
+                                ),
+                                Some("lower `timeout` or raise `interval`".into()),
+                            );
+                            None
+                        }
+                        _ => Some(ms),
+                    }
+                })
+            }
+        };
+        ok &= timeout_ms.is_some();
+
+        let mut threshold = |name: &str, default: u32, meaning: &str| -> Option<u32> {
+            match table.get_key_value(name) {
+                None => Some(default),
+                Some((k, i)) => self.bounded(
+                    &path.child(name),
+                    (k, i),
+                    1,
+                    MAX_THRESHOLD,
+                    i64::from(default),
+                    &format!("{name} is how many consecutive checks must {meaning}, from 1 to 100"),
+                ),
+            }
+        };
+        let healthy_threshold = threshold("healthy_threshold", DEFAULT_HEALTHY_THRESHOLD, "pass");
+        let unhealthy_threshold =
+            threshold("unhealthy_threshold", DEFAULT_UNHEALTHY_THRESHOLD, "fail");
+
+        if !ok {
+            return None;
+        }
+        Some(Probe {
+            path: path_value?,
+            interval_ms: interval_ms?,
+            timeout_ms: timeout_ms?,
+            healthy_threshold: healthy_threshold?,
+            unhealthy_threshold: unhealthy_threshold?,
+        })
+    }
+}

@@ -1,0 +1,320 @@
+//! `[resources]`, `[wasm]` and `[container]`: what an instance may use and do.
+
+use super::*;
+
+impl<'s> Checker<'s> {
+    pub(super) fn resources(&mut self, entry: Option<(&Key, &Item)>, service: &Path) -> Resources {
+        let mut resources = Resources {
+            cpu_millis: DEFAULT_CPU_MILLIS,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+        };
+        let Some((key, item)) = entry else {
+            return resources;
+        };
+        let path = service.child("resources");
+        let Some(table) = self.table(
+            &path,
+            key,
+            item,
+            format!("write it as a table: [{path}] with `cpu = 0.5` and `memory = \"128Mi\"`"),
+        ) else {
+            return resources;
+        };
+        self.check_keys(table, &path, service, Section::Resources);
+        if let Some((k, i)) = table.get_key_value("cpu") {
+            if let Some(millis) = self.cpu(&path.child("cpu"), k, i) {
+                resources.cpu_millis = millis;
+            }
+        }
+        if let Some((k, i)) = table.get_key_value("memory") {
+            if let Some(bytes) = self.memory(&path.child("memory"), k, i) {
+                resources.memory_bytes = bytes;
+            }
+        }
+        resources
+    }
+
+    /// `[wasm]`: the per-request deadline and the cap on concurrent instances of a wasm
+    /// service. Only meaningful for `driver = "wasm"`.
+    pub(super) fn wasm(
+        &mut self,
+        entry: Option<(&Key, &Item)>,
+        service: &Path,
+        driver: Option<DriverKind>,
+    ) -> Option<WasmLimits> {
+        let (key, item) = entry?;
+        let path = service.child("wasm");
+        let table = self.table(
+            &path,
+            key,
+            item,
+            format!("write it as a table: [{path}] with `request_timeout = \"10s\"` and `max_concurrency = 100`"),
+        )?;
+        if let Some(kind) = driver.filter(|d| *d != DriverKind::Wasm) {
+            self.push(
+                key.span(),
+                Some(path.to_string()),
+                format!(
+                    "`[{path}]` sets wasm limits, and `{service}` uses the `{}` driver",
+                    kind.as_str()
+                ),
+                Some("remove the table, or set `driver = \"wasm\"`".into()),
+            );
+            return None;
+        }
+        self.check_keys(table, &path, service, Section::Wasm);
+        let mut limits = WasmLimits::default();
+        if let Some((k, i)) = table.get_key_value("request_timeout") {
+            let p = path.child("request_timeout");
+            if let Some((ms, span)) = self.duration(&p, k, i, "10s") {
+                if ms == 0 || ms > MAX_WASM_REQUEST_TIMEOUT_MS {
+                    self.push(
+                        span.or_else(|| value_span(k, i)),
+                        Some(p.to_string()),
+                        format!("`{p}` must be between 1ms and 1h"),
+                        Some("for example `request_timeout = \"10s\"`".into()),
+                    );
+                } else {
+                    limits.request_timeout_ms = Some(ms);
+                }
+            }
+        }
+        if let Some((k, i)) = table.get_key_value("max_concurrency") {
+            limits.max_concurrency = self.bounded(
+                &path.child("max_concurrency"),
+                (k, i),
+                1,
+                MAX_WASM_CONCURRENCY,
+                100,
+                "max_concurrency is how many requests one instance serves at once, from 1 to 10000",
+            );
+        }
+        Some(limits)
+    }
+
+    /// `[container]`: what a container service may do beyond the default isolation.
+    pub(super) fn container(
+        &mut self,
+        entry: Option<(&Key, &Item)>,
+        service: &Path,
+        driver: Option<DriverKind>,
+    ) -> Option<ContainerSettings> {
+        let (key, item) = entry?;
+        let path = service.child("container");
+        let table = self.table(
+            &path,
+            key,
+            item,
+            format!("write it as a table: [{path}] with `capabilities = [\"NET_BIND_SERVICE\"]`"),
+        )?;
+        if let Some(kind) = driver.filter(|d| *d != DriverKind::Container) {
+            self.push(
+                key.span(),
+                Some(path.to_string()),
+                format!(
+                    "`[{path}]` sets container settings, and `{service}` uses the `{}` driver",
+                    kind.as_str()
+                ),
+                Some("remove the table, or set `driver = \"container\"`".into()),
+            );
+            return None;
+        }
+        self.check_keys(table, &path, service, Section::Container);
+        let mut settings = ContainerSettings::default();
+        if let Some((k, i)) = table.get_key_value("capabilities") {
+            let p = path.child("capabilities");
+            if let Some((names, span)) =
+                self.string_list(&p, k, i, "capabilities", "[\"NET_BIND_SERVICE\"]")
+            {
+                for name in &names {
+                    let upper = name.trim().to_ascii_uppercase();
+                    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper).to_string();
+                    if CAPABILITIES.contains(&bare.as_str()) {
+                        if !settings.capabilities.contains(&bare) {
+                            settings.capabilities.push(bare);
+                        }
+                    } else {
+                        let prefixed = CAPABILITIES
+                            .iter()
+                            .find(|c| !bare.is_empty() && c.starts_with(bare.as_str()))
+                            .copied();
+                        let hint = match prefixed.or_else(|| closest(&bare, &CAPABILITIES)) {
+                            Some(c) => format!("did you mean `{c}`? Capabilities are named as in capabilities(7), without `CAP_`"),
+                            None => "capabilities are named as in capabilities(7), e.g. `NET_BIND_SERVICE`".into(),
+                        };
+                        self.push(
+                            span.clone(),
+                            Some(p.to_string()),
+                            format!("`{p}`: {} is not a Linux capability", quote(name)),
+                            Some(hint),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some((k, i)) = table.get_key_value("pids") {
+            settings.pids = self.bounded(
+                &path.child("pids"),
+                (k, i),
+                1,
+                MAX_CONTAINER_PIDS,
+                1024,
+                "pids is how many processes and threads an instance may have at once, from 1 to 1000000",
+            );
+        }
+        Some(settings)
+    }
+
+    pub(super) fn cpu(&mut self, path: &Path, key: &Key, item: &Item) -> Option<u64> {
+        const EXAMPLE: &str =
+            "for example `cpu = 0.5` (half a core) or `cpu = \"500m\"` (500 millicores)";
+        let (cores, span) = match item {
+            Item::Value(Value::Integer(i)) => (*i.value() as f64, i.span()),
+            Item::Value(Value::Float(f)) => (*f.value(), f.span()),
+            Item::Value(Value::String(s)) => {
+                let text = s.value().trim();
+                if let Some(m) = text.strip_suffix('m') {
+                    match m.trim().parse::<u64>() {
+                        Ok(millis) if (1..=MAX_CPU_MILLIS).contains(&millis) => {
+                            return Some(millis)
+                        }
+                        Ok(millis) => {
+                            self.push(
+                                s.span(),
+                                Some(path.to_string()),
+                                format!("`{path}` must be between 1m and 1024000m (1024 cores), found {millis}m"),
+                                Some(EXAMPLE.into()),
+                            );
+                            return None;
+                        }
+                        Err(_) => {}
+                    }
+                } else if let Ok(cores) = text.parse::<f64>() {
+                    return self.cores(path, s.span(), cores);
+                }
+                self.push(
+                    s.span(),
+                    Some(path.to_string()),
+                    format!("`{path}` is not a CPU amount: {}", quote(s.value())),
+                    Some(EXAMPLE.into()),
+                );
+                return None;
+            }
+            _ => {
+                self.type_error(
+                    path,
+                    key,
+                    item,
+                    "a number of cores or a string of millicores",
+                    EXAMPLE.into(),
+                );
+                return None;
+            }
+        };
+        self.cores(path, span, cores)
+    }
+
+    pub(super) fn cores(
+        &mut self,
+        path: &Path,
+        span: Option<Range<usize>>,
+        cores: f64,
+    ) -> Option<u64> {
+        let raw = self.raw(span.clone()).unwrap_or("").to_string();
+        let problem = if !cores.is_finite() || cores <= 0.0 {
+            Some(format!("`{path}` must be more than 0, found {raw}"))
+        } else if cores > 1024.0 {
+            Some(format!("`{path}` must be at most 1024 cores, found {raw}"))
+        } else if (cores * 1000.0).round() < 1.0 {
+            Some(format!(
+                "`{path}` must be at least 0.001 (one millicore), found {raw}"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            self.push(
+                span,
+                Some(path.to_string()),
+                message,
+                Some(
+                    "for example `cpu = 0.5` (half a core) or `cpu = \"500m\"` (500 millicores)"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+        Some((cores * 1000.0).round() as u64)
+    }
+
+    pub(super) fn memory(&mut self, path: &Path, key: &Key, item: &Item) -> Option<u64> {
+        const UNITS: &str =
+            "units are Ki, Mi, Gi, Ti (powers of 1024) and K, M, G, T (powers of 1000), as in \"128Mi\"";
+        let (bytes, span) = match item {
+            Item::Value(Value::Integer(i)) => {
+                let value = *i.value();
+                let Ok(bytes) = u64::try_from(value) else {
+                    self.push(
+                        i.span(),
+                        Some(path.to_string()),
+                        format!("`{path}` must be more than 0, found {value}"),
+                        Some("for example `memory = \"128Mi\"`".into()),
+                    );
+                    return None;
+                };
+                (bytes, i.span())
+            }
+            Item::Value(Value::String(s)) => match parse_memory(s.value()) {
+                Ok(bytes) => (bytes, s.span()),
+                Err(err) => {
+                    let (message, hint) = match err {
+                        MemoryError::Invalid => (
+                            format!("`{path}` is not a memory size: {}", quote(s.value())),
+                            format!("write a number and a unit; {UNITS}"),
+                        ),
+                        MemoryError::Unit(unit, Some(suggestion)) => (
+                            format!("unknown memory unit `{unit}` in `{path}`"),
+                            format!("did you mean {}? {UNITS}", quote(&suggestion)),
+                        ),
+                        MemoryError::Unit(unit, None) => (
+                            format!("unknown memory unit `{unit}` in `{path}`"),
+                            UNITS.to_string(),
+                        ),
+                        MemoryError::TooLarge => (
+                            format!("`{path}` is too large: {}", quote(s.value())),
+                            "for example `memory = \"128Mi\"`".into(),
+                        ),
+                    };
+                    self.push(s.span(), Some(path.to_string()), message, Some(hint));
+                    return None;
+                }
+            },
+            _ => {
+                self.type_error(
+                    path,
+                    key,
+                    item,
+                    "a number of bytes or a string like \"128Mi\"",
+                    "for example `memory = \"128Mi\"`".into(),
+                );
+                return None;
+            }
+        };
+        if bytes < MIN_MEMORY_BYTES {
+            let found = self
+                .raw(span.clone())
+                .map_or_else(|| format_memory(bytes), str::to_string);
+            self.push(
+                span,
+                Some(path.to_string()),
+                format!("`{path}` must be at least 1Mi, found {found}"),
+                Some(
+                    "memory is in bytes unless it has a unit; for example `memory = \"64Mi\"`"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+}
