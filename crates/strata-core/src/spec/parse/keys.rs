@@ -69,9 +69,7 @@ impl<'s> Checker<'s> {
     pub(super) fn unknown_top_level(&mut self, name: &str, key: &Key, item: &Item) {
         let hint = if let Some(s) = closest(name, &["service"]) {
             format!("did you mean `{s}`?")
-        } else if Section::Service.keys().contains(&name)
-            || Section::NESTED.iter().any(|s| s.keys().contains(&name))
-        {
+        } else if Section::Service.allows(name) || Section::NESTED.iter().any(|s| s.allows(name)) {
             format!("`{name}` belongs in a service's table, under [service.NAME]")
         } else if item.is_table_like() {
             format!(
@@ -97,9 +95,8 @@ impl<'s> Checker<'s> {
         service: &Path,
         section: Section,
     ) {
-        let allowed = section.keys();
         for (name, item) in table.iter() {
-            if allowed.contains(&name) {
+            if section.allows(name) {
                 continue;
             }
             let key = table.get_key_value(name).map(|(k, _)| k);
@@ -126,130 +123,61 @@ impl<'s> Checker<'s> {
             Item::Value(v) => self.raw(v.span()),
             _ => None,
         };
-        // Words people use for something the spec calls differently.
-        let alias = match (section, name) {
+        // Words people use for something that is not a key of this table: where it goes.
+        let redirect = match (section, name) {
             (Section::Service, "name") => {
-                return "a service's name is its table key, as in [service.NAME]".into()
+                Some("a service's name is its table key, as in [service.NAME]".into())
             }
-            (Section::Service, "image") => Some("artifact"),
-            (Section::Service, "cmd" | "entrypoint" | "exec" | "run") => Some("command"),
-            (Section::Service, "arguments" | "argv") => Some("args"),
-            (Section::Service, "env" | "vars" | "variables" | "environment_variables") => {
-                return format!(
-                    "environment variables go in [{service}.config]; values for one environment in [{service}.environments.ENV.config]"
-                )
-            }
-            (Section::Service, "timeout") => {
-                return format!(
-                    "did you mean `stop_timeout`? (a health check's `timeout` belongs in [{service}.health])"
-                )
-            }
-            (Section::Service, "healthcheck" | "health_check" | "check") => Some("health"),
-            (Section::Service, "host" | "hostname" | "domain" | "domains") => {
-                return format!("host names go in [{service}.route] as `hosts = [\"{}\"]`", "hello.example.com")
-            }
-            (Section::Service | Section::Scale, "instances" | "count" | "replica") => {
-                if section == Section::Scale {
-                    Some("replicas")
-                } else {
-                    return format!(
-                        "the number of instances is `replicas`, in [{service}.scale]: write `scale.replicas = {}`",
-                        raw.unwrap_or("2")
-                    );
-                }
-            }
-            (Section::Service, "autoscale" | "autoscaling" | "autoscaler") => {
-                return format!(
-                    "autoscaling is set in [{service}.scale]: write `min` and `max` there, like `scale = {{ min = 1, max = 10 }}`"
-                )
-            }
-            (Section::Service, "sla" | "slos" | "objective" | "objectives") => Some("slo"),
-            (
-                Section::Scale,
-                "min_replicas" | "minimum" | "min_instances" | "min_count" | "min_scale",
-            ) => Some("min"),
-            (
-                Section::Scale,
-                "max_replicas" | "maximum" | "max_instances" | "max_count" | "max_scale",
-            ) => Some("max"),
-            (
-                Section::Scale,
-                "concurrency" | "target" | "target_requests" | "requests_per_instance"
-                | "concurrency_target" | "max_concurrency" | "max_concurrent",
-            ) => Some("target_concurrency"),
-            (
-                Section::Scale,
-                "scale_to_zero" | "idle_timeout" | "idle" | "scale_down_after"
-                | "scale_to_zero_delay" | "zero_after",
-            ) => Some("scale_to_zero_after"),
-            (Section::Slo, "p99" | "latency" | "latency_ms" | "p99_latency" | "p99_latency_ms") => {
-                Some("p99_ms")
-            }
-            (Section::Slo, "errors" | "error_ratio" | "max_error_rate" | "error_budget") => {
-                Some("error_rate")
-            }
-            (Section::Slo, "uptime" | "available" | "target" | "objective") => {
-                Some("availability")
-            }
-            (Section::Resources, "cpus" | "cores") => Some("cpu"),
-            (Section::Resources, "mem" | "ram") => Some("memory"),
-            (Section::Health, "url" | "endpoint") => Some("path"),
+            (Section::Service, "env" | "vars" | "variables" | "environment_variables") => Some(format!(
+                "environment variables go in [{service}.config]; values for one environment in [{service}.environments.ENV.config]"
+            )),
+            (Section::Service, "timeout") => Some(format!(
+                "did you mean `stop_timeout`? (a health check's `timeout` belongs in [{service}.health])"
+            )),
+            (Section::Service, "host" | "hostname" | "domain" | "domains") => Some(format!(
+                "host names go in [{service}.route] as `hosts = [\"{}\"]`",
+                "hello.example.com"
+            )),
+            (Section::Service, "instances" | "count" | "replica") => Some(format!(
+                "the number of instances is `replicas`, in [{service}.scale]: write `scale.replicas = {}`",
+                raw.unwrap_or("2")
+            )),
+            (Section::Service, "autoscale" | "autoscaling" | "autoscaler") => Some(format!(
+                "autoscaling is set in [{service}.scale]: write `min` and `max` there, like `scale = {{ min = 1, max = 10 }}`"
+            )),
             (
                 Section::Service,
                 "constraints" | "constraint" | "node_selector" | "nodeSelector" | "affinity",
-            ) => {
-                return format!(
-                    "node label constraints go in [{service}.placement] as `labels = {{ zone = \"eu-1\" }}`"
-                )
-            }
-            (Section::Placement, "constraints" | "node_labels" | "node_selector" | "selector") => {
-                Some("labels")
-            }
+            ) => Some(format!(
+                "node label constraints go in [{service}.placement] as `labels = {{ zone = \"eu-1\" }}`"
+            )),
             // `request_timeout` is a key of both [wasm] and [mesh], with different meanings.
-            (Section::Service, "request_timeout") => {
-                return format!(
-                    "`request_timeout` belongs in [{service}.mesh] (the deadline of a call through the mesh) or, for a wasm service, in [{service}.wasm] (the deadline of one request inside the instance)"
-                )
-            }
-            (Section::Mesh, "max_concurrency") => {
-                return format!(
-                    "did you mean `max_concurrent`? (`max_concurrency`, the requests one wasm instance serves at once, belongs in [{service}.wasm])"
-                )
-            }
-            (Section::Wasm, "max_concurrent") => {
-                return format!(
-                    "did you mean `max_concurrency`? (`max_concurrent`, the mesh's circuit breaker, belongs in [{service}.mesh])"
-                )
-            }
-            (Section::Mesh, "deny" | "deny_from" | "block" | "block_from") => {
-                return "there is no deny list: `allow_from` lists the services allowed to call this one (`allow_from = []`: none)".into()
-            }
-            (Section::Mesh, "timeout" | "deadline" | "call_timeout") => Some("request_timeout"),
-            (
-                Section::Mesh,
-                "allow" | "allowed" | "allow_list" | "allowlist" | "callers" | "allowed_callers"
-                | "from",
-            ) => Some("allow_from"),
-            (Section::Mesh, "retry" | "max_retries" | "attempts" | "retry_attempts") => {
-                Some("retries")
-            }
-            (Section::Mesh, "budget" | "retry_ratio" | "retry_percent") => Some("retry_budget"),
-            (
-                Section::Mesh,
-                "concurrency" | "max_connections" | "max_requests" | "max_in_flight"
-                | "circuit_breaker",
-            ) => Some("max_concurrent"),
+            (Section::Service, "request_timeout") => Some(format!(
+                "`request_timeout` belongs in [{service}.mesh] (the deadline of a call through the mesh) or, for a wasm service, in [{service}.wasm] (the deadline of one request inside the instance)"
+            )),
+            (Section::Mesh, "max_concurrency") => Some(format!(
+                "did you mean `max_concurrent`? (`max_concurrency`, the requests one wasm instance serves at once, belongs in [{service}.wasm])"
+            )),
+            (Section::Wasm, "max_concurrent") => Some(format!(
+                "did you mean `max_concurrency`? (`max_concurrent`, the mesh's circuit breaker, belongs in [{service}.mesh])"
+            )),
+            (Section::Mesh, "deny" | "deny_from" | "block" | "block_from") => Some(
+                "there is no deny list: `allow_from` lists the services allowed to call this one (`allow_from = []`: none)".into(),
+            ),
             _ => None,
         };
-        if let Some(alias) = alias {
+        if let Some(redirect) = redirect {
+            return redirect;
+        }
+        if let Some(alias) = section.alias(name) {
             return format!("did you mean `{alias}`?");
         }
         if section == Section::Environment {
-            if let Some(suggestion) = closest(name, section.keys()) {
+            if let Some(suggestion) = closest(name, &section.names()) {
                 return format!("did you mean `{suggestion}`?");
             }
-            let service_key = Section::Service.keys().contains(&name)
-                || Section::NESTED.iter().any(|s| s.keys().contains(&name));
+            let service_key =
+                Section::Service.allows(name) || Section::NESTED.iter().any(|s| s.allows(name));
             if !service_key && is_env_name(name) && item.is_value() {
                 return format!(
                     "values for one environment go in its `config` table: write `config.{name} = {}`, or put it under [{path}.config]",
@@ -259,12 +187,12 @@ impl<'s> Checker<'s> {
             return format!("only `config` can be set per environment, as in [{path}.config]");
         }
         // A key of another table of the service, written in the wrong one.
-        if section != Section::Service && Section::Service.keys().contains(&name) {
+        if section != Section::Service && Section::Service.allows(name) {
             return format!("`{name}` belongs directly in [{service}], not in [{path}]");
         }
         if let Some(home) = Section::NESTED
             .iter()
-            .find(|s| **s != section && s.keys().contains(&name))
+            .find(|s| **s != section && s.allows(name))
         {
             let table = service.child(home.name());
             return match (section, raw) {
@@ -275,7 +203,7 @@ impl<'s> Checker<'s> {
                 _ => format!("`{name}` belongs in [{table}]"),
             };
         }
-        if let Some(suggestion) = closest(name, section.keys()) {
+        if let Some(suggestion) = closest(name, &section.names()) {
             return format!("did you mean `{suggestion}`?");
         }
         // A node label written directly in [placement].
@@ -288,6 +216,6 @@ impl<'s> Checker<'s> {
                 );
             }
         }
-        format!("[{path}] accepts {}", list(section.keys()))
+        format!("[{path}] accepts {}", list(&section.names()))
     }
 }

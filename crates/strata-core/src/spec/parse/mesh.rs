@@ -28,32 +28,19 @@ impl<'s> Checker<'s> {
         if let Some((k, i)) = table.get_key_value("allow_from") {
             settings.allow_from = self.allow_from(&path.child("allow_from"), k, i);
         }
-        if let Some((k, i)) = table.get_key_value("request_timeout") {
-            let p = path.child("request_timeout");
-            if let Some((ms, span)) = self.duration(&p, k, i, "10s") {
-                if ms == 0 || ms > MAX_MESH_REQUEST_TIMEOUT_MS {
-                    let span = span.or_else(|| value_span(k, i));
-                    let found = self.raw(span.clone()).unwrap_or("").to_string();
-                    self.push(
-                        span,
-                        Some(p.to_string()),
-                        format!("`{p}` must be between 1ms and 1h, found {found}"),
-                        Some("it is the deadline of a whole call, retries included; for example `request_timeout = \"10s\"`".into()),
-                    );
-                } else {
-                    settings.request_timeout_ms = ms;
-                }
+        if let Some(entry) = table.get_key_value("request_timeout") {
+            if let Some(ms) = self.duration_key(
+                &path.child("request_timeout"),
+                entry,
+                Section::Mesh.key("request_timeout"),
+            ) {
+                settings.request_timeout_ms = ms;
             }
         }
         if let Some((k, i)) = table.get_key_value("retries") {
-            if let Some(n) = self.bounded(
-                &path.child("retries"),
-                (k, i),
-                0,
-                MAX_MESH_RETRIES,
-                1,
-                "retries is how many extra attempts a call may make on another instance, from 0 to 5",
-            ) {
+            if let Some(n) =
+                self.integer_key(&path.child("retries"), (k, i), Section::Mesh.key("retries"))
+            {
                 settings.retries = n;
             }
         }

@@ -1,10 +1,12 @@
 //! Parsing a spec file: TOML text in, a validated [`SpecFile`] or every problem found out.
 //!
 //! The text is parsed with `toml_edit`, whose tree keeps the byte span of every key and value,
-//! and then walked by hand: each table's keys are checked against the keys it allows, each value
-//! against the type and range it must have. Every problem becomes a [`SpecError`] pointing at
-//! the exact key or value, with a hint; all of them are collected in one pass and returned
-//! sorted by position. docs/spec.md describes the format for users.
+//! and then checked against the schema ([`schema`]: per table, the keys it allows with their
+//! type, default, bounds and aliases). Each section of a service has its file (`service`,
+//! `scale`, `probes`, `runtime`, `mesh`, `slo`, `placement`, `config`); typed values are read
+//! in `values`. Every problem becomes a [`SpecError`] pointing at the exact key or value, with a
+//! hint; all of them are collected in one pass and returned sorted by position. docs/spec.md
+//! describes the format for users, and a test holds its key tables against the schema.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -47,19 +49,9 @@ use units::*;
 const DEFAULT_STOP_TIMEOUT_MS: u64 = 5_000;
 const DEFAULT_INTERVAL_MS: u64 = 1_000;
 const DEFAULT_TIMEOUT_MS: u64 = 500;
-const MIN_INTERVAL_MS: u64 = 50;
 const DEFAULT_HEALTHY_THRESHOLD: u32 = 1;
 const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
-const MAX_THRESHOLD: i64 = 100;
-const MAX_MIN_READY_MS: u64 = 3_600_000;
 const DEFAULT_REPLICAS: u32 = 1;
-const MAX_REPLICAS: i64 = 1_000;
-const MAX_TARGET_CONCURRENCY: i64 = 10_000;
-const MIN_SCALE_TO_ZERO_AFTER_MS: u64 = 1_000;
-const MAX_SCALE_TO_ZERO_AFTER_MS: u64 = 24 * 3_600_000;
-const MAX_SLO_P99_MS: i64 = 600_000;
-const MAX_WASM_CONCURRENCY: i64 = 10_000;
-const MAX_CONTAINER_PIDS: i64 = 1_000_000;
 /// Linux capabilities (capabilities(7)), without the `CAP_` prefix.
 const CAPABILITIES: [&str; 41] = [
     "AUDIT_CONTROL",
@@ -104,9 +96,6 @@ const CAPABILITIES: [&str; 41] = [
     "SYSLOG",
     "WAKE_ALARM",
 ];
-const MAX_WASM_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
-const MAX_MESH_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
-const MAX_MESH_RETRIES: i64 = 5;
 const SERVICE_NAME_RULE: &str = "lowercase letters, digits and -";
 const DEFAULT_CPU_MILLIS: u64 = 100;
 const MAX_CPU_MILLIS: u64 = 1_024_000;

@@ -30,17 +30,7 @@ impl<'s> Checker<'s> {
     }
 
     pub(super) fn min_ready(&mut self, path: &Path, key: &Key, item: &Item) -> Option<u64> {
-        let (ms, span) = self.duration(path, key, item, "1s")?;
-        if ms > MAX_MIN_READY_MS {
-            self.push(
-                span,
-                Some(path.to_string()),
-                format!("`{path}` must be at most 1h, found {}", format_ms(ms)),
-                Some("for example `min_ready = \"5s\"` (`\"0s\"` counts an instance at its first passed check)".into()),
-            );
-            return None;
-        }
-        Some(ms)
+        self.duration_key(path, (key, item), Section::Service.key("min_ready"))
     }
 
     /// A `[health]` or `[liveness]` table: what to check, how often, and how many results in
@@ -113,21 +103,8 @@ impl<'s> Checker<'s> {
 
         let interval_ms = match table.get_key_value("interval") {
             None => Some(DEFAULT_INTERVAL_MS),
-            Some((k, i)) => {
-                let p = path.child("interval");
-                self.duration(&p, k, i, "1s").and_then(|(ms, span)| {
-                    if ms < MIN_INTERVAL_MS {
-                        self.push(
-                            span,
-                            Some(p.to_string()),
-                            format!("`{p}` must be at least 50ms, found {}", format_ms(ms)),
-                            Some("for example `interval = \"1s\"`".into()),
-                        );
-                        None
-                    } else {
-                        Some(ms)
-                    }
-                })
+            Some(entry) => {
+                self.duration_key(&path.child("interval"), entry, section.key("interval"))
             }
         };
         ok &= interval_ms.is_some();
@@ -136,20 +113,11 @@ impl<'s> Checker<'s> {
             None => Some(DEFAULT_TIMEOUT_MS.min(interval_ms.unwrap_or(DEFAULT_INTERVAL_MS))),
             Some((k, i)) => {
                 let p = path.child("timeout");
-                self.duration(&p, k, i, "500ms").and_then(|(ms, span)| {
-                    if ms == 0 {
-                        self.push(
-                            span,
-                            Some(p.to_string()),
-                            format!("`{p}` must be more than 0"),
-                            Some("for example `timeout = \"500ms\"`".into()),
-                        );
-                        return None;
-                    }
-                    match interval_ms {
+                self.duration_key(&p, (k, i), section.key("timeout"))
+                    .and_then(|ms| match interval_ms {
                         Some(interval) if ms > interval => {
                             self.push(
-                                span,
+                                value_span(k, i),
                                 Some(p.to_string()),
                                 format!(
                                     "`{p}` ({}) must not be longer than the interval ({})",
@@ -161,28 +129,24 @@ impl<'s> Checker<'s> {
                             None
                         }
                         _ => Some(ms),
-                    }
-                })
+                    })
             }
         };
         ok &= timeout_ms.is_some();
 
-        let mut threshold = |name: &str, default: u32, meaning: &str| -> Option<u32> {
+        let mut threshold = |name: &str, default: u32| -> Option<u32> {
             match table.get_key_value(name) {
                 None => Some(default),
-                Some((k, i)) => self.bounded(
-                    &path.child(name),
-                    (k, i),
-                    1,
-                    MAX_THRESHOLD,
-                    i64::from(default),
-                    &format!("{name} is how many consecutive checks must {meaning}, from 1 to 100"),
-                ),
+                Some(entry) => self.integer_key(&path.child(name), entry, section.key(name)),
             }
         };
-        let healthy_threshold = threshold("healthy_threshold", DEFAULT_HEALTHY_THRESHOLD, "pass");
-        let unhealthy_threshold =
-            threshold("unhealthy_threshold", DEFAULT_UNHEALTHY_THRESHOLD, "fail");
+        // `[liveness]` has no healthy_threshold: its checks only count failures.
+        let healthy_threshold = if section.allows("healthy_threshold") {
+            threshold("healthy_threshold", DEFAULT_HEALTHY_THRESHOLD)
+        } else {
+            Some(DEFAULT_HEALTHY_THRESHOLD)
+        };
+        let unhealthy_threshold = threshold("unhealthy_threshold", DEFAULT_UNHEALTHY_THRESHOLD);
 
         if !ok {
             return None;

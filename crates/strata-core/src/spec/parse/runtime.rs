@@ -64,29 +64,20 @@ impl<'s> Checker<'s> {
         }
         self.check_keys(table, &path, service, Section::Wasm);
         let mut limits = WasmLimits::default();
-        if let Some((k, i)) = table.get_key_value("request_timeout") {
-            let p = path.child("request_timeout");
-            if let Some((ms, span)) = self.duration(&p, k, i, "10s") {
-                if ms == 0 || ms > MAX_WASM_REQUEST_TIMEOUT_MS {
-                    self.push(
-                        span.or_else(|| value_span(k, i)),
-                        Some(p.to_string()),
-                        format!("`{p}` must be between 1ms and 1h"),
-                        Some("for example `request_timeout = \"10s\"`".into()),
-                    );
-                } else {
-                    limits.request_timeout_ms = Some(ms);
-                }
+        if let Some(entry) = table.get_key_value("request_timeout") {
+            if let Some(ms) = self.duration_key(
+                &path.child("request_timeout"),
+                entry,
+                Section::Wasm.key("request_timeout"),
+            ) {
+                limits.request_timeout_ms = Some(ms);
             }
         }
         if let Some((k, i)) = table.get_key_value("max_concurrency") {
-            limits.max_concurrency = self.bounded(
+            limits.max_concurrency = self.integer_key(
                 &path.child("max_concurrency"),
                 (k, i),
-                1,
-                MAX_WASM_CONCURRENCY,
-                100,
-                "max_concurrency is how many requests one instance serves at once, from 1 to 10000",
+                Section::Wasm.key("max_concurrency"),
             );
         }
         Some(limits)
@@ -153,14 +144,8 @@ impl<'s> Checker<'s> {
             }
         }
         if let Some((k, i)) = table.get_key_value("pids") {
-            settings.pids = self.bounded(
-                &path.child("pids"),
-                (k, i),
-                1,
-                MAX_CONTAINER_PIDS,
-                1024,
-                "pids is how many processes and threads an instance may have at once, from 1 to 1000000",
-            );
+            settings.pids =
+                self.integer_key(&path.child("pids"), (k, i), Section::Container.key("pids"));
         }
         Some(settings)
     }

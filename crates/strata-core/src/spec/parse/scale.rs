@@ -26,68 +26,36 @@ impl<'s> Checker<'s> {
         let zero_entry = table.get_key_value("scale_to_zero_after");
 
         let replicas = replicas_entry.and_then(|(k, i)| {
-            self.bounded(
+            self.integer_key(
                 &path.child("replicas"),
                 (k, i),
-                0,
-                MAX_REPLICAS,
-                2,
-                "replicas is how many instances run, from 0 to 1000",
+                Section::Scale.key("replicas"),
             )
         });
         if let Some(n) = replicas {
             scale.replicas = n;
         }
         let min = min_entry.and_then(|(k, i)| {
-            self.bounded(
-                &path.child("min"),
-                (k, i),
-                0,
-                MAX_REPLICAS,
-                1,
-                "min is the fewest instances the autoscaler keeps running, from 0 to 1000",
-            )
+            self.integer_key(&path.child("min"), (k, i), Section::Scale.key("min"))
         });
         let max = max_entry.and_then(|(k, i)| {
-            self.bounded(
-                &path.child("max"),
-                (k, i),
-                1,
-                MAX_REPLICAS,
-                10,
-                "max is the most instances the autoscaler runs, from 1 to 1000",
-            )
+            self.integer_key(&path.child("max"), (k, i), Section::Scale.key("max"))
         });
         let target_concurrency = match target_entry {
             None => Some(AutoscaleSpec::DEFAULT_TARGET_CONCURRENCY),
-            Some((k, i)) => self.bounded(
+            Some((k, i)) => self.integer_key(
                 &path.child("target_concurrency"),
                 (k, i),
-                1,
-                MAX_TARGET_CONCURRENCY,
-                i64::from(AutoscaleSpec::DEFAULT_TARGET_CONCURRENCY),
-                "target_concurrency is how many requests in flight per instance the autoscaler aims at, from 1 to 10000",
+                Section::Scale.key("target_concurrency"),
             ),
         };
         let scale_to_zero_after_ms = match zero_entry {
             None => Some(AutoscaleSpec::DEFAULT_SCALE_TO_ZERO_AFTER_MS),
-            Some((k, i)) => {
-                let p = path.child("scale_to_zero_after");
-                self.duration(&p, k, i, "5m").and_then(|(ms, span)| {
-                    if (MIN_SCALE_TO_ZERO_AFTER_MS..=MAX_SCALE_TO_ZERO_AFTER_MS).contains(&ms) {
-                        return Some(ms);
-                    }
-                    let span = span.or_else(|| value_span(k, i));
-                    let found = self.raw(span.clone()).unwrap_or("").to_string();
-                    self.push(
-                        span,
-                        Some(p.to_string()),
-                        format!("`{p}` must be between 1s and 24h, found {found}"),
-                        Some("it is how long without requests before the last instance stops; for example `scale_to_zero_after = \"5m\"`".into()),
-                    );
-                    None
-                })
-            }
+            Some((k, i)) => self.duration_key(
+                &path.child("scale_to_zero_after"),
+                (k, i),
+                Section::Scale.key("scale_to_zero_after"),
+            ),
         };
 
         // A misspelt bound (`maxx`, `max_replicas`) is already reported as an unknown key with
@@ -95,7 +63,7 @@ impl<'s> Checker<'s> {
         let misspelt = |this: &Self, bound: &str| {
             let hint = format!("did you mean `{bound}`?");
             table.iter().any(|(name, item)| {
-                !Section::Scale.keys().contains(&name)
+                !Section::Scale.allows(name)
                     && this.unknown_key_hint(name, item, &path, service, Section::Scale) == hint
             })
         };

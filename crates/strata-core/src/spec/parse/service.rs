@@ -19,7 +19,7 @@ impl<'s> Checker<'s> {
             );
         }
         let Some(table) = item.as_table_like() else {
-            let hint = if Section::Service.keys().contains(&name) {
+            let hint = if Section::Service.allows(name) {
                 format!("`{name}` belongs in a service's table: [service.NAME]")
             } else {
                 format!("declare the service as a table: [{path}]")
@@ -146,9 +146,13 @@ impl<'s> Checker<'s> {
 
         let stop_timeout_ms = match field("stop_timeout") {
             None => DEFAULT_STOP_TIMEOUT_MS,
-            Some((k, i)) => self
-                .duration(&path.child("stop_timeout"), k, i, "5s")
-                .map_or(DEFAULT_STOP_TIMEOUT_MS, |(ms, _)| ms),
+            Some(entry) => self
+                .duration_key(
+                    &path.child("stop_timeout"),
+                    entry,
+                    Section::Service.key("stop_timeout"),
+                )
+                .unwrap_or(DEFAULT_STOP_TIMEOUT_MS),
         };
 
         let scale = self.scale(field("scale"), &path);

@@ -52,14 +52,7 @@ impl<'s> Checker<'s> {
                 ok = false;
             } else {
                 slo.p99_ms = self
-                    .bounded(
-                        &p,
-                        (k, i),
-                        1,
-                        MAX_SLO_P99_MS,
-                        300,
-                        "p99_ms is the latency 99% of requests stay under, in milliseconds, from 1 to 600000 (10 minutes)",
-                    )
+                    .integer_key(&p, (k, i), Section::Slo.key("p99_ms"))
                     .map(u64::from);
                 ok &= slo.p99_ms.is_some();
             }

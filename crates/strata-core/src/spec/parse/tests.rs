@@ -278,6 +278,97 @@ fn defaults_are_filled_in() {
 
 /// Every complete example in docs/spec.md (before its Errors section) parses, so the
 /// reference never shows a spec Strata refuses.
+/// The key tables of docs/spec.md, section by section: each row's key, type and default.
+fn documented_keys(doc: &str, heading: &str) -> Vec<(String, String, String)> {
+    let start = doc
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("docs/spec.md has no heading {heading}"));
+    let after = &doc[start + heading.len() + 2..];
+    let section = &after[..after.find("\n## ").unwrap_or(after.len())];
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with("| Key"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            (
+                cells[1].trim_matches('`').to_string(),
+                cells[2].to_string(),
+                cells[3].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn docs_spec_md_lists_every_key_of_the_schema_with_its_type_and_default() {
+    let doc = include_str!("../../../../../docs/spec.md");
+    for section in Section::ALL {
+        let heading = match section {
+            Section::Service => "## `[service.NAME]`".to_string(),
+            // Per-environment values are a `config` table, described in prose.
+            Section::Environment => continue,
+            other => format!("## `[service.NAME.{}]`", other.name()),
+        };
+        let schema: Vec<(String, String, String)> = section
+            .keys()
+            .iter()
+            .filter(|k| !matches!(k.rule, Rule::Table))
+            .map(|k| (k.name.to_string(), k.ty.to_string(), k.default.to_string()))
+            .collect();
+        assert_eq!(
+            documented_keys(doc, &heading),
+            schema,
+            "docs/spec.md's table under {heading} and the schema differ (key, type, default)"
+        );
+    }
+}
+
+#[test]
+fn the_schema_is_consistent() {
+    let mut aliases = BTreeSet::new();
+    for section in Section::ALL {
+        for def in section.keys() {
+            assert!(!def.doc.is_empty(), "`{}` has no doc line", def.name);
+            match def.rule {
+                Rule::Integer {
+                    min,
+                    max,
+                    example,
+                    hint,
+                } => {
+                    assert!(min <= example && example <= max, "`{}`'s example", def.name);
+                    assert!(
+                        hint.contains(&format!("from {min} to {max}")),
+                        "`{}`'s hint states other bounds than its rule: {hint}",
+                        def.name
+                    );
+                }
+                Rule::Duration { min_ms, max_ms, .. } => assert!(min_ms < max_ms),
+                Rule::Table => assert!(
+                    section == Section::Environment
+                        || Section::NESTED.iter().any(|s| s.name() == def.name)
+                        || matches!(def.name, "config" | "environments"),
+                    "`{}` is a table with no section",
+                    def.name
+                ),
+                Rule::Custom => {}
+            }
+            for alias in def.aliases {
+                assert!(
+                    !section.allows(alias),
+                    "alias `{alias}` is a key of its table"
+                );
+                assert!(
+                    aliases.insert((section.name(), *alias)),
+                    "alias `{alias}` names two keys"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn the_examples_of_docs_spec_md_parse() {
     let doc = include_str!("../../../../../docs/spec.md");
@@ -312,7 +403,7 @@ fn liveness_and_min_ready_problems() {
     let table = [
         (
             "min_ready = \"2h\"\n",
-            "`service.hello.min_ready` must be at most 1h, found 2h",
+            "`service.hello.min_ready` must be at most 1h, found \"2h\"",
         ),
         (
             "min_ready = 5\n",
@@ -1761,7 +1852,7 @@ fn bad_values_point_at_the_value() {
         (
             "[service.hello.health]\npath = \"/\"\ninterval = \"10ms\"\n",
             (5, 12, "service.hello.health.interval",
-             "`service.hello.health.interval` must be at least 50ms, found 10ms",
+             "`service.hello.health.interval` must be at least 50ms, found \"10ms\"",
              "for example `interval = \"1s\"`"),
         ),
         (
@@ -1773,7 +1864,7 @@ fn bad_values_point_at_the_value() {
         (
             "[service.hello.health]\npath = \"/\"\ntimeout = \"0s\"\n",
             (5, 11, "service.hello.health.timeout",
-             "`service.hello.health.timeout` must be more than 0",
+             "`service.hello.health.timeout` must be at least 1ms, found \"0s\"",
              "for example `timeout = \"500ms\"`"),
         ),
         (

@@ -94,3 +94,15 @@ pub(super) fn format_memory(bytes: u64) -> String {
 pub(super) fn format_ms(ms: u64) -> String {
     humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
 }
+
+/// A bound of a duration as docs/spec.md writes it: in the largest whole unit (`24h`, `1s`,
+/// `50ms`).
+pub(super) fn format_bound(ms: u64) -> String {
+    match ms {
+        0 => "0s".into(),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}

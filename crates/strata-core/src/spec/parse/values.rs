@@ -127,6 +127,64 @@ impl<'s> Checker<'s> {
         }
     }
 
+    /// A key whose rule in the schema is [`Rule::Integer`]: a whole number within its bounds.
+    pub(super) fn integer_key(
+        &mut self,
+        path: &Path,
+        entry: (&Key, &Item),
+        def: &KeyDef,
+    ) -> Option<u32> {
+        let Rule::Integer {
+            min,
+            max,
+            example,
+            hint,
+        } = def.rule
+        else {
+            panic!("`{}` is not an integer key of the schema", def.name);
+        };
+        self.bounded(path, entry, min, max, example, hint)
+    }
+
+    /// A key whose rule in the schema is [`Rule::Duration`]: a duration within its bounds, in
+    /// milliseconds.
+    pub(super) fn duration_key(
+        &mut self,
+        path: &Path,
+        (key, item): (&Key, &Item),
+        def: &KeyDef,
+    ) -> Option<u64> {
+        let Rule::Duration {
+            min_ms,
+            max_ms,
+            example,
+            hint,
+        } = def.rule
+        else {
+            panic!("`{}` is not a duration key of the schema", def.name);
+        };
+        let (ms, span) = self.duration(path, key, item, example)?;
+        if (min_ms..=max_ms).contains(&ms) {
+            return Some(ms);
+        }
+        let span = span.or_else(|| value_span(key, item));
+        let found = self
+            .raw(span.clone())
+            .map_or_else(|| format_ms(ms), str::to_string);
+        let bounds = match (min_ms, max_ms) {
+            (0, max) => format!("at most {}", format_bound(max)),
+            (min, u64::MAX) => format!("at least {}", format_bound(min)),
+            (min, max) => format!("between {} and {}", format_bound(min), format_bound(max)),
+        };
+        self.push(
+            span,
+            Some(path.to_string()),
+            format!("`{path}` must be {bounds}, found {found}"),
+            Some(hint.to_string()),
+        );
+        None
+    }
+
     /// An integer in `min..=max`.
     pub(super) fn bounded(
         &mut self,
