@@ -120,7 +120,7 @@ impl fmt::Display for SpecError {
 }
 
 /// Every problem found in a spec file, sorted by position; never empty when returned by
-/// [`parse`]. `Display` prints each error, with a blank line between them.
+/// [`parse`](super::parse()). `Display` prints each error, with a blank line between them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct SpecErrors(pub Vec<SpecError>);
 
@@ -130,7 +130,7 @@ impl SpecErrors {
     }
 
     /// Every error rendered with its source line (see [`SpecError::render`]), with a blank line
-    /// between them. `source` is the text given to [`parse`].
+    /// between them. `source` is the text given to [`parse`](super::parse()).
     pub fn render(&self, source: &str) -> String {
         self.0
             .iter()
