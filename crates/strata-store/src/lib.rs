@@ -145,6 +145,23 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+impl Page {
+    /// A page of `kvs` read at `revision`; `more`: keys follow the last one, so `next` names
+    /// it.
+    pub(crate) fn of(kvs: Vec<KeyValue>, revision: Revision, more: bool) -> Page {
+        let next = if more {
+            kvs.last().map(|kv| kv.key.clone())
+        } else {
+            None
+        };
+        Page {
+            kvs,
+            revision,
+            next,
+        }
+    }
+}
+
 /// A change seen by a watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {

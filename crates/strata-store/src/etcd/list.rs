@@ -1,0 +1,120 @@
+//! Listings: one page of a prefix, or all of it read in pages of [`LIST_PAGE`] keys at one
+//! revision.
+
+use etcd_client::GetOptions;
+
+use super::mapping::{before_end, header_revision, rev_in, rev_out};
+use super::{Shared, LIST_PAGE};
+use crate::{Page, StoreError};
+
+impl Shared {
+    /// [`Store::list_page`](crate::Store::list_page).
+    pub(super) async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let what = format!("list of {prefix}");
+        let empty = || async {
+            Ok(Page {
+                kvs: Vec::new(),
+                revision: self.revision().await?,
+                next: None,
+            })
+        };
+        let Some((mut start, end)) = self.range(prefix) else {
+            return empty().await;
+        };
+        if let Some(after) = start_after {
+            // The first key after `after` is `after` + "\0"; the namespace keeps the order.
+            let mut first = self.namespace.as_bytes().to_vec();
+            first.extend_from_slice(after.as_bytes());
+            first.push(0);
+            if first > start {
+                start = first;
+            }
+        }
+        if !before_end(&start, &end) {
+            return empty().await;
+        }
+        if limit == 0 {
+            return self.read_all(start, end, &what).await;
+        }
+        let options = GetOptions::new()
+            .with_range(end)
+            .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        let resp = self
+            .call(true, || {
+                let (mut kv, key, options) = (self.kv.clone(), start.clone(), options.clone());
+                async move { kv.get(key, Some(options)).await }
+            })
+            .await
+            .map_err(|f| self.fail(&what, f))?
+            .0;
+        let revision = header_revision(resp.header.as_ref(), &what)?;
+        let kvs = resp
+            .kvs
+            .into_iter()
+            .map(|kv| self.kv_out(kv))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::of(kvs, revision, resp.more))
+    }
+
+    /// Every key in `[start, end)`, read in pages at one revision.
+    async fn read_all(&self, start: Vec<u8>, end: Vec<u8>, what: &str) -> Result<Page, StoreError> {
+        const ATTEMPTS: usize = 3;
+        'attempt: for _ in 0..ATTEMPTS {
+            let mut kvs = Vec::new();
+            let mut revision: Option<i64> = None;
+            let mut from = start.clone();
+            loop {
+                let mut options = GetOptions::new()
+                    .with_range(end.clone())
+                    .with_limit(i64::try_from(LIST_PAGE).unwrap_or(i64::MAX));
+                if let Some(revision) = revision {
+                    options = options.with_revision(revision);
+                }
+                let resp = match self
+                    .call(true, || {
+                        let (mut kv, key, options) =
+                            (self.kv.clone(), from.clone(), options.clone());
+                        async move { kv.get(key, Some(options)).await }
+                    })
+                    .await
+                {
+                    Ok(resp) => resp.0,
+                    // The history at our revision was compacted between two pages: start over.
+                    Err(f) if revision.is_some() && f.is_compacted() => continue 'attempt,
+                    Err(f) => return Err(self.fail(what, f)),
+                };
+                let at = match revision {
+                    Some(at) => at,
+                    None => {
+                        let at = rev_in(header_revision(resp.header.as_ref(), what)?);
+                        revision = Some(at);
+                        at
+                    }
+                };
+                if let Some(last) = resp.kvs.last() {
+                    from = last.key.clone();
+                    from.push(0);
+                }
+                let done = !resp.more || resp.kvs.is_empty();
+                for kv in resp.kvs {
+                    kvs.push(self.kv_out(kv)?);
+                }
+                if done {
+                    return Ok(Page {
+                        kvs,
+                        revision: rev_out(at),
+                        next: None,
+                    });
+                }
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "etcd {what} failed: the revision being listed was compacted {ATTEMPTS} times in a row"
+        )))
+    }
+}
