@@ -37,6 +37,17 @@ async fn start(
     (handle, port)
 }
 
+/// `name` started with `config` by a driver of its own, in a new directory (kept as long as
+/// the returned one is).
+async fn start_alone(
+    name: &str,
+    config: &[(&str, &str)],
+) -> (tempfile::TempDir, Box<dyn InstanceHandle>, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let (handle, port) = start(&driver(), dir.path(), name, config).await;
+    (dir, handle, port)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_guest_with_its_config_and_nothing_else() {
     bounded(async {
@@ -96,12 +107,8 @@ async fn adopted_is_none(driver: &WasmDriver) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looping_guest_gets_504_at_its_deadline_while_others_are_served() {
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let driver = driver();
         let deadline = Duration::from_millis(1500);
-        let (handle, port) = start(
-            &driver,
-            dir.path(),
+        let (dir, handle, port) = start_alone(
             "looper",
             &[("GREETING", "still here"), (LIMIT_DEADLINE_MS, "1500")],
         )
@@ -147,11 +154,7 @@ async fn a_looping_guest_gets_504_at_its_deadline_while_others_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_hungry_guest_is_stopped_at_its_limit() {
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let driver = driver();
-        let (handle, port) = start(
-            &driver,
-            dir.path(),
+        let (dir, handle, port) = start_alone(
             "hungry",
             &[
                 (LIMIT_MEMORY_BYTES, "16777216"),
@@ -180,9 +183,7 @@ async fn a_memory_hungry_guest_is_stopped_at_its_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_is_a_500_with_its_message_in_the_log() {
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let driver = driver();
-        let (handle, port) = start(&driver, dir.path(), "trapper", &[]).await;
+        let (dir, handle, port) = start_alone("trapper", &[]).await;
         let reply = get(port, "/trap").await;
         assert_eq!(reply.status, 500, "{}", reply.body);
         assert!(reply.body.contains("trapped"), "{}", reply.body);
@@ -262,11 +263,7 @@ async fn services_call_each_other_by_name_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_concurrency_cap_requests_wait() {
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let driver = driver();
-        let (handle, port) = start(
-            &driver,
-            dir.path(),
+        let (_dir, handle, port) = start_alone(
             "single",
             &[(LIMIT_MAX_CONCURRENCY, "1"), (LIMIT_DEADLINE_MS, "1000")],
         )
@@ -292,15 +289,7 @@ async fn over_the_concurrency_cap_requests_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_lets_requests_finish_within_grace_then_aborts() {
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let driver = driver();
-        let (handle, port) = start(
-            &driver,
-            dir.path(),
-            "stopper",
-            &[(LIMIT_DEADLINE_MS, "60000")],
-        )
-        .await;
+        let (dir, handle, port) = start_alone("stopper", &[(LIMIT_DEADLINE_MS, "60000")]).await;
         assert_eq!(get(port, "/").await.status, 200);
         let looping = tokio::spawn(async move {
             let client = client();
