@@ -11,15 +11,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::digest::{HashingWriter, LayerDigest};
+use crate::digest::LayerDigest;
 use crate::error::{io_err, ImageError};
 use crate::manifest::{now_rfc3339, Image, ImageConfigSpec, Platform};
 use crate::reference::Tag;
-use crate::store::{ImageStore, ToReference, TMP_PREFIX};
+use crate::store::{ImageStore, ToReference};
 
 /// Who owns the entries of a layer made from files.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -332,27 +332,9 @@ impl ImageStore {
         &self,
         tree: &LayerTree,
     ) -> Result<(LayerDigest, u64, u64), ImageError> {
-        let dir = self.blobs_dir();
-        let temp = tempfile::Builder::new()
-            .prefix(TMP_PREFIX)
-            .tempfile_in(&dir)
-            .map_err(io_err("create a temporary file in", &dir))?;
-        let file = temp
-            .as_file()
-            .try_clone()
-            .map_err(io_err("open", temp.path()))?;
-        let (writer, entries) = tree.write_tar(HashingWriter::new(BufWriter::new(file)))?;
-        let (buffered, hex, size) = writer.finish();
-        let file = buffered
-            .into_inner()
-            .map_err(|e| ImageError::io("write", temp.path(), e.into_error()))?;
-        file.sync_all().map_err(io_err("sync", temp.path()))?;
-        let digest = LayerDigest::from_hex_unchecked(hex);
-        let path = self.blob_path(&digest);
-        if !path.is_file() {
-            temp.persist(&path)
-                .map_err(|e| ImageError::io("store the blob", &path, e.error))?;
-        }
+        let (temp, writer) = self.new_blob()?;
+        let (writer, entries) = tree.write_tar(writer)?;
+        let (digest, size) = self.keep_blob(temp, writer)?;
         Ok((digest, size, entries))
     }
 

@@ -71,14 +71,9 @@ impl Root {
 
 /// Writes an OCI image layout into `dir`: the base layer gzip'd, the app layer plain.
 fn write_oci_layout(dir: &Path, root: &Root, annotations: serde_json::Value, config: &[u8]) {
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
+    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     let base_gz = gzip(&root.base);
-    let put = |bytes: &[u8]| -> String {
-        let digest = sha256(bytes);
-        fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
-        digest
-    };
+    let put = |bytes: &[u8]| write_blob(dir, bytes);
     let base_digest = put(&base_gz);
     let app_digest = put(&root.app);
     let config_digest = put(config);
@@ -127,6 +122,51 @@ fn write_oci_layout(dir: &Path, root: &Root, annotations: serde_json::Value, con
     .unwrap();
 }
 
+/// Writes the OCI image layout of `root`, with its own config, into `dir`.
+fn write_root_layout(dir: &Path, root: &Root, annotations: serde_json::Value) {
+    write_oci_layout(dir, root, annotations, &root.config(&root.diff_ids()));
+}
+
+/// A scratch directory, the small root, and the root's OCI image layout (tagged
+/// `demo/app:1.0`) at `layout` in the scratch directory.
+fn demo_layout() -> (tempfile::TempDir, Root, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let root = Root::new();
+    let layout = temp.path().join("layout");
+    write_root_layout(
+        &layout,
+        &root,
+        json!({"org.opencontainers.image.ref.name": "demo/app:1.0"}),
+    );
+    (temp, root, layout)
+}
+
+/// Where the blob of `digest` (`sha256:<hex>`) is in the OCI image layout at `dir`.
+fn blob_path(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// Writes `bytes` as a blob of the OCI image layout at `dir`; returns its digest.
+fn write_blob(dir: &Path, bytes: &[u8]) -> String {
+    let digest = sha256(bytes);
+    fs::write(blob_path(dir, &digest), bytes).unwrap();
+    digest
+}
+
+/// The digest of the first manifest the `index.json` of the layout at `dir` lists, and the
+/// path of its blob.
+fn first_manifest(dir: &Path) -> (String, PathBuf) {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = blob_path(dir, &digest);
+    (digest, path)
+}
+
 /// A tar of everything under `dir` (paths relative to it).
 fn tar_dir(dir: &Path) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
@@ -134,6 +174,20 @@ fn tar_dir(dir: &Path) -> Vec<u8> {
     builder.append_dir_all(".", dir).unwrap();
     builder.into_inner().unwrap()
 }
+
+/// What the demo image's layers show merged (as root, the app layer's whiteout hides the
+/// base's `etc/hostname`).
+const MERGED_TREE: [&str; 9] = [
+    "app/",
+    "app/current",
+    "app/main.txt",
+    "bin",
+    "etc/",
+    "etc/os-release",
+    "usr/",
+    "usr/bin/",
+    "usr/bin/hello",
+];
 
 /// Checks an imported demo image: its tags, layers, config, and what its layers show.
 fn check_demo_image(store: &ImageStore, root: &Root, reference: &str, scratch: &Path) {
@@ -174,17 +228,7 @@ fn check_demo_image(store: &ImageStore, root: &Root, reference: &str, scratch: &
 
     let merged = scratch.join(format!("merged-{}", image.digest.hex()));
     merge_layers(&lower, &merged);
-    let mut expected = vec![
-        "app/",
-        "app/current",
-        "app/main.txt",
-        "bin",
-        "etc/",
-        "etc/os-release",
-        "usr/",
-        "usr/bin/",
-        "usr/bin/hello",
-    ];
+    let mut expected = MERGED_TREE.to_vec();
     if !is_root() {
         expected.push("etc/hostname");
         expected.sort();
@@ -202,15 +246,7 @@ fn check_demo_image(store: &ImageStore, root: &Root, reference: &str, scratch: &
 
 #[test]
 fn oci_layout_directory_tar_and_gzip_tar_import() {
-    let temp = tempfile::tempdir().unwrap();
-    let root = Root::new();
-    let layout = temp.path().join("layout");
-    write_oci_layout(
-        &layout,
-        &root,
-        json!({"org.opencontainers.image.ref.name": "demo/app:1.0"}),
-        &root.config(&root.diff_ids()),
-    );
+    let (temp, root, layout) = demo_layout();
 
     let store = ImageStore::open(temp.path().join("store-dir")).unwrap();
     let imported = store.import(&layout, &ImportOptions::default()).unwrap();
@@ -301,15 +337,9 @@ fn docker_save_archives_classic_and_docker_25() {
         }),
         &config_a,
     );
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(modern.join("index.json")).unwrap()).unwrap();
-    let manifest_hex = hex(index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string());
+    let (_, manifest_path) = first_manifest(&modern);
     let manifest: serde_json::Value =
-        serde_json::from_slice(&fs::read(modern.join("blobs/sha256").join(&manifest_hex)).unwrap())
-            .unwrap();
+        serde_json::from_slice(&fs::read(manifest_path).unwrap()).unwrap();
     let blob =
         |d: &serde_json::Value| format!("blobs/sha256/{}", hex(d.as_str().unwrap().to_string()));
     fs::write(
@@ -372,15 +402,7 @@ fn docker_save_archives_classic_and_docker_25() {
 
 #[test]
 fn export_then_import_round_trips() {
-    let temp = tempfile::tempdir().unwrap();
-    let root = Root::new();
-    let layout = temp.path().join("layout");
-    write_oci_layout(
-        &layout,
-        &root,
-        json!({"org.opencontainers.image.ref.name": "demo/app:1.0"}),
-        &root.config(&root.diff_ids()),
-    );
+    let (temp, root, layout) = demo_layout();
     let first = ImageStore::open(temp.path().join("first")).unwrap();
     let original = first.import(&layout, &ImportOptions::default()).unwrap()[0]
         .image
@@ -463,28 +485,13 @@ fn broken_archives_are_refused_naming_what_is_wrong() {
 
     // A zstd layer: refused, naming the media type.
     let zstd = temp.path().join("zstd");
-    write_oci_layout(&zstd, &root, json!({}), &root.config(&root.diff_ids()));
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(zstd.join("index.json")).unwrap()).unwrap();
-    let manifest_digest = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let manifest_path = zstd
-        .join("blobs/sha256")
-        .join(manifest_digest.trim_start_matches("sha256:"));
+    write_root_layout(&zstd, &root, json!({}));
+    let (manifest_digest, manifest_path) = first_manifest(&zstd);
     let text = fs::read_to_string(&manifest_path)
         .unwrap()
         .replace("v1.tar+gzip", "v1.tar+zstd");
-    fs::write(&manifest_path, &text).unwrap();
     // Point the index at the edited manifest.
-    let new_digest = sha256(text.as_bytes());
-    fs::write(
-        zstd.join("blobs/sha256")
-            .join(new_digest.trim_start_matches("sha256:")),
-        &text,
-    )
-    .unwrap();
+    let new_digest = write_blob(&zstd, text.as_bytes());
     let index_text = fs::read_to_string(zstd.join("index.json"))
         .unwrap()
         .replace(&manifest_digest, &new_digest);
@@ -500,16 +507,8 @@ fn broken_archives_are_refused_naming_what_is_wrong() {
 
     // A tampered manifest (its digest no longer matches the index).
     let tampered = temp.path().join("tampered");
-    write_oci_layout(&tampered, &root, json!({}), &root.config(&root.diff_ids()));
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(tampered.join("index.json")).unwrap()).unwrap();
-    let digest = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let path = tampered
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"));
+    write_root_layout(&tampered, &root, json!({}));
+    let (_, path) = first_manifest(&tampered);
     let text = fs::read_to_string(&path)
         .unwrap()
         .replace("\"schemaVersion\":2", "\"schemaVersion\": 2");
@@ -535,11 +534,10 @@ fn broken_archives_are_refused_naming_what_is_wrong() {
 
     // A version-only ref.name gives an untagged image and says why.
     let untagged = temp.path().join("untagged");
-    write_oci_layout(
+    write_root_layout(
         &untagged,
         &root,
         json!({"org.opencontainers.image.ref.name": "latest"}),
-        &root.config(&root.diff_ids()),
     );
     let imported = store.import(&untagged, &ImportOptions::default()).unwrap();
     assert!(imported[0].image.tags.is_empty());
@@ -558,15 +556,7 @@ fn lower_dirs_mount_as_overlayfs() {
         eprintln!("not root: skipping the overlayfs mount");
         return;
     }
-    let temp = tempfile::tempdir().unwrap();
-    let root = Root::new();
-    let layout = temp.path().join("layout");
-    write_oci_layout(
-        &layout,
-        &root,
-        json!({"org.opencontainers.image.ref.name": "demo/app:1.0"}),
-        &root.config(&root.diff_ids()),
-    );
+    let (temp, _root, layout) = demo_layout();
     let store = ImageStore::open(temp.path().join("store")).unwrap();
     store.import(&layout, &ImportOptions::default()).unwrap();
     let lower = store.lower_dirs("demo/app:1.0").unwrap();
@@ -603,20 +593,7 @@ fn lower_dirs_mount_as_overlayfs() {
         }
     }
     let _unmount = Unmount(merged.clone());
-    assert_eq!(
-        tree(&merged),
-        [
-            "app/",
-            "app/current",
-            "app/main.txt",
-            "bin",
-            "etc/",
-            "etc/os-release",
-            "usr/",
-            "usr/bin/",
-            "usr/bin/hello",
-        ]
-    );
+    assert_eq!(tree(&merged), MERGED_TREE);
     assert_eq!(
         fs::read(merged.join("bin/hello")).unwrap(),
         b"#!/bin/sh\necho hello\n"
@@ -642,7 +619,7 @@ fn a_multi_platform_index_imports_this_machines_image() {
     };
     for (name, with_host) in [("both", true), ("other-only", false)] {
         let layout = temp.path().join(name);
-        write_oci_layout(&layout, &root, json!({}), &root.config(&root.diff_ids()));
+        write_root_layout(&layout, &root, json!({}));
         let index: serde_json::Value =
             serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
         let mut host_manifest = index["manifests"][0].clone();
@@ -664,14 +641,7 @@ fn a_multi_platform_index_imports_this_machines_image() {
             "manifests": children
         }))
         .unwrap();
-        let nested_digest = sha256(&nested);
-        fs::write(
-            layout
-                .join("blobs/sha256")
-                .join(nested_digest.trim_start_matches("sha256:")),
-            &nested,
-        )
-        .unwrap();
+        let nested_digest = write_blob(&layout, &nested);
         fs::write(
             layout.join("index.json"),
             serde_json::to_vec(&json!({
