@@ -26,14 +26,7 @@ use strata_image::{ImageStore, JeosOptions, Tag};
 use strata_runtime::{Driver, StartSpec};
 
 fn hello_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("hello");
-    assert!(
-        path.exists(),
-        "{} is missing: cargo build --release -p hello",
-        path.display()
-    );
-    path
+    strata_testkit::workspace_bin("hello", "cargo build --release -p hello")
 }
 
 fn answers(addr: SocketAddr) -> bool {
@@ -65,14 +58,6 @@ fn until_ready(since: Instant, addr: SocketAddr) -> f64 {
     panic!("{addr} did not answer within 10 s");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[((values.len() - 1) as f64 * p).round() as usize]
@@ -80,10 +65,7 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let runs: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(20);
+    let runs = strata_testkit::bench_runs(20);
     if !nix::unistd::geteuid().is_root() {
         eprintln!("the container start benchmark needs root");
         return;
@@ -133,7 +115,7 @@ async fn main() {
     let mut strata_ms = Vec::new();
     let mut first_ms = None;
     for run in 0..=runs {
-        let port = free_port();
+        let port = strata_testkit::free_port();
         let spec = StartSpec {
             instance_id: format!("bench-{run}"),
             program: archive.clone(),

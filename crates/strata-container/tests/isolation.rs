@@ -105,14 +105,6 @@ fn node_with(binaries: &[(&Path, &str)]) -> Node {
     Node { dir, driver }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A container's settings as a spec without `[container]` and `resources` makes them.
 fn defaults() -> ContainerSettings {
     ContainerSettings {
@@ -134,7 +126,7 @@ impl Node {
         config: &[(&str, &str)],
     ) -> StartSpec {
         let mut env = BTreeMap::from([
-            ("PORT".to_string(), free_port().to_string()),
+            ("PORT".to_string(), strata_testkit::free_port().to_string()),
             ("HOST".to_string(), "127.0.0.1".to_string()),
         ]);
         for (k, v) in config {
@@ -335,14 +327,10 @@ async fn an_instance_cannot_connect_to_the_host_but_its_port_is_reached() {
 
 /// The example service's binary, built beside this test by `cargo build --workspace --bins`.
 fn hello_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("hello");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p hello` (scripts/test.sh does)",
-        path.display()
-    );
-    path
+    strata_testkit::workspace_bin(
+        "hello",
+        "build it with `cargo build -p hello` (scripts/test.sh does)",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

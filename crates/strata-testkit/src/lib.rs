@@ -20,6 +20,32 @@ pub use process::{request_loop, AgentProcess, ServerProcess};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// A port of 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// How many runs a benchmark makes: its first argument that is a number, or `default`.
+pub fn bench_runs(default: usize) -> usize {
+    std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A binary of the workspace built beside the running test or benchmark (`target/PROFILE/`);
+/// panics saying `how` to build it when it is missing.
+pub fn workspace_bin(name: &str, how: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(path.exists(), "{} is missing: {how}", path.display());
+    path
+}
+
 /// An HTTP client of a Strata API presenting `token` (`Authorization: Bearer`), trusting the
 /// CA in the PEM file `ca` (a server's `DATA_DIR/ca.pem`) for HTTPS.
 pub fn api_client(token: &str, ca: Option<&Path>) -> reqwest::Client {
