@@ -22,6 +22,15 @@ pub struct ServiceLabels {
     pub service: String,
 }
 
+impl ServiceLabels {
+    fn new(env: &str, service: &str) -> Self {
+        Self {
+            env: env.to_string(),
+            service: service.to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub env: String,
@@ -116,10 +125,7 @@ impl MeshMetrics {
 
     /// A request for `service` in `env` begins; [`RequestTimer::finish`] records its outcome.
     pub fn start(&self, env: &str, service: &str) -> RequestTimer {
-        let labels = ServiceLabels {
-            env: env.to_string(),
-            service: service.to_string(),
-        };
+        let labels = ServiceLabels::new(env, service);
         self.in_flight.get_or_create(&labels).inc();
         self.window
             .lock()
@@ -135,20 +141,14 @@ impl MeshMetrics {
 
     pub fn retried(&self, env: &str, service: &str) {
         self.retries
-            .get_or_create(&ServiceLabels {
-                env: env.to_string(),
-                service: service.to_string(),
-            })
+            .get_or_create(&ServiceLabels::new(env, service))
             .inc();
     }
 
     /// Another node's proxy sent a request for an instance of `service` on this node.
     pub fn delivered_for_peer(&self, env: &str, service: &str) {
         self.peer_deliveries
-            .get_or_create(&ServiceLabels {
-                env: env.to_string(),
-                service: service.to_string(),
-            })
+            .get_or_create(&ServiceLabels::new(env, service))
             .inc();
     }
 

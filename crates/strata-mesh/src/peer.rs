@@ -56,14 +56,8 @@ impl PeerListener {
     /// accepted with the certificate current at that moment (renewals apply to new ones).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "inter-node accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+            let (stream, peer) =
+                crate::ingress::accept(&listener, "inter-node accept failed").await;
             let _ = stream.set_nodelay(true);
             let acceptor = TlsAcceptor::from(self.identity.current().server);
             let this = self.clone();

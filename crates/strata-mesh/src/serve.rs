@@ -37,15 +37,8 @@ pub async fn serve_tls_current(
     router: Router,
 ) -> std::io::Result<()> {
     loop {
-        let (tcp, remote) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: wait a moment, keep serving.
-                tracing::warn!(%error, "cannot accept an API connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (tcp, remote) =
+            crate::ingress::accept(&listener, "cannot accept an API connection").await;
         let acceptor = tokio_rustls::TlsAcceptor::from(current());
         let router = router.clone();
         tokio::spawn(async move {

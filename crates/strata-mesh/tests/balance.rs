@@ -1,28 +1,24 @@
 //! The ingress's balancing against real HTTP servers on loopback: a slow instance gets less
 //! traffic than a fast one, and an instance that refuses connections costs no failed request.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use strata_core::api::{Route, RouteTable};
 use strata_mesh::{Ingress, IngressConfig, RoutingTable};
 
 async fn server(name: &'static str, delay: Duration) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let app = Router::new().route(
+    common::serve(Router::new().route(
         "/",
         get(move || async move {
             tokio::time::sleep(delay).await;
             name
         }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (addr, task)
+    ))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,36 +31,12 @@ async fn a_slow_instance_gets_less_traffic_and_a_dead_one_costs_nothing() {
         listener.local_addr().unwrap()
     };
     let table = RoutingTable::new();
-    let route = |endpoints: Vec<String>| RouteTable {
-        revision: 1,
-        routes: vec![Route {
-            env: "dev".into(),
-            service: "web".into(),
-            hosts: vec!["web.dev.localhost".into()],
-            desired: endpoints.len() as u32,
-            endpoints,
-            public: true,
-            allow_from: None,
-            policy_rule: String::new(),
-            limits: Default::default(),
-            endpoint_nodes: Default::default(),
-            scale_from_zero: false,
-            draining: Vec::new(),
-        }],
-        peers: Default::default(),
-    };
+    let route = |endpoints: Vec<String>| common::table(vec![common::route("web", endpoints)]);
     table.replace(&route(vec![fast.to_string(), slow.to_string()]));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ingress_addr = listener.local_addr().unwrap();
-    let ingress = Ingress::new(table.clone(), IngressConfig::default());
-    let ingress_task = tokio::spawn(ingress.serve(listener));
+    let (ingress_addr, ingress_task) =
+        common::serve_ingress(Ingress::new(table.clone(), IngressConfig::default())).await;
 
-    let client = reqwest::Client::builder()
-        .resolve("web.dev.localhost", ingress_addr)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let url = format!("http://web.dev.localhost:{}/", ingress_addr.port());
+    let (client, url) = common::client("web", ingress_addr, Duration::from_secs(5));
     let run = |n: usize| {
         let client = client.clone();
         let url = url.clone();

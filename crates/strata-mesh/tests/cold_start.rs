@@ -2,6 +2,8 @@
 //! time) and wakes the platform, then serves them when an instance is routed; past the bounds,
 //! a 503 that says why instead of a hang.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,27 +13,13 @@ use axum::routing::get;
 use axum::Router;
 use strata_core::api::{Route, RouteTable};
 use strata_mesh::{Ingress, IngressConfig, RoutingTable};
-use tokio::net::TcpListener;
 
+/// The table routing service `lazy`, which scales from zero, to `endpoints`.
 fn table(endpoints: Vec<String>) -> RouteTable {
-    RouteTable {
-        revision: 1,
-        routes: vec![Route {
-            env: "dev".into(),
-            service: "lazy".into(),
-            hosts: vec!["lazy.dev.localhost".into()],
-            desired: endpoints.len() as u32,
-            endpoints,
-            public: true,
-            allow_from: None,
-            policy_rule: String::new(),
-            limits: Default::default(),
-            endpoint_nodes: Default::default(),
-            scale_from_zero: true,
-            draining: Vec::new(),
-        }],
-        peers: Default::default(),
-    }
+    common::table(vec![Route {
+        scale_from_zero: true,
+        ..common::route("lazy", endpoints)
+    }])
 }
 
 async fn proxy(config: IngressConfig) -> (SocketAddr, Arc<RoutingTable>, Arc<AtomicUsize>) {
@@ -44,22 +32,12 @@ async fn proxy(config: IngressConfig) -> (SocketAddr, Arc<RoutingTable>, Arc<Ato
         assert_eq!((env, service), ("dev", "lazy"));
         counted.fetch_add(1, Ordering::SeqCst);
     }));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(ingress.serve(listener));
+    let (address, _) = common::serve_ingress(ingress).await;
     (address, routes, wakes)
 }
 
 fn client(address: SocketAddr) -> (reqwest::Client, String) {
-    let client = reqwest::Client::builder()
-        .resolve("lazy.dev.localhost", address)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    (
-        client,
-        format!("http://lazy.dev.localhost:{}/", address.port()),
-    )
+    common::client("lazy", address, Duration::from_secs(30))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -77,10 +55,8 @@ async fn a_request_at_zero_is_held_until_an_instance_starts() {
     assert!(wakes.load(Ordering::SeqCst) > 0, "the waker was called");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!held.is_finished(), "the request waits for an instance");
-    let app = Router::new().route("/", get(|| async { "warm now" }));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let instance = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (instance, server) =
+        common::serve(Router::new().route("/", get(|| async { "warm now" }))).await;
     routes.replace(&table(vec![instance.to_string()]));
     let response = held.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);

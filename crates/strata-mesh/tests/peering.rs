@@ -4,6 +4,8 @@
 //! one with a certificate of another CA are refused; a renewed certificate is served to the
 //! next connections.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,10 +50,7 @@ async fn instance() -> SocketAddr {
             )
         }),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    address
+    common::serve(app).await.0
 }
 
 struct TwoNodes {
@@ -72,18 +71,11 @@ async fn two_nodes() -> TwoNodes {
     let peer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peer_b = peer_listener.local_addr().unwrap();
     let route = |service: &str, public: bool| Route {
-        env: "dev".into(),
-        service: service.into(),
-        hosts: vec![format!("{service}.dev.localhost")],
-        endpoints: vec![instance.to_string()],
-        desired: 1,
         public,
         allow_from: Some(vec!["web".into()]),
         policy_rule: format!("{service}.allow_from = [web]"),
-        limits: Default::default(),
         endpoint_nodes: BTreeMap::from([(instance.to_string(), "node-b".to_string())]),
-        scale_from_zero: false,
-        draining: Vec::new(),
+        ..common::route(service, vec![instance.to_string()])
     };
     let table = RouteTable {
         revision: 1,
@@ -106,9 +98,7 @@ async fn two_nodes() -> TwoNodes {
     let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_a = proxy_listener.local_addr().unwrap();
     tokio::spawn(proxy.serve(proxy_listener));
-    let ingress_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ingress_a = ingress_listener.local_addr().unwrap();
-    tokio::spawn(forwarder_a.serve(ingress_listener));
+    let (ingress_a, _) = common::serve_ingress(forwarder_a).await;
 
     let deliverer_b = Ingress::new(table_b.clone(), IngressConfig::default());
     deliverer_b.enable_peering("node-b", identity_b.clone());
@@ -125,23 +115,24 @@ async fn two_nodes() -> TwoNodes {
     }
 }
 
-fn mesh_client(nodes: &TwoNodes, service: &str) -> reqwest::Client {
-    let url = nodes.keys_a.proxy_url(nodes.proxy_a, "dev", service);
+/// A call of service `db` by service `caller`, through node-a's mesh proxy.
+async fn call_db(nodes: &TwoNodes, caller: &str) -> reqwest::Response {
+    let url = nodes.keys_a.proxy_url(nodes.proxy_a, "dev", caller);
     reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(url).unwrap())
         .timeout(Duration::from_secs(5))
         .build()
+        .unwrap()
+        .get("http://db/")
+        .send()
+        .await
         .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_for_another_nodes_instance_goes_over_mutual_tls_with_the_callers_identity() {
     let nodes = two_nodes().await;
-    let response = mesh_client(&nodes, "web")
-        .get("http://db/")
-        .send()
-        .await
-        .unwrap();
+    let response = call_db(&nodes, "web").await;
     assert_eq!(response.status(), 200);
     let body = response.text().await.unwrap();
     assert!(body.starts_with("caller=web "), "{body}");
@@ -153,11 +144,7 @@ async fn a_call_for_another_nodes_instance_goes_over_mutual_tls_with_the_callers
     );
 
     // Policy at node-a: a forbidden caller never leaves it.
-    let response = mesh_client(&nodes, "intruder")
-        .get("http://db/")
-        .send()
-        .await
-        .unwrap();
+    let response = call_db(&nodes, "intruder").await;
     assert_eq!(response.status(), 403);
 
     // Public traffic through node-a's ingress takes the same way; a caller header sent from
@@ -286,10 +273,6 @@ async fn a_renewed_certificate_serves_the_next_connections() {
         "the renewed certificate is served"
     );
     // Calls keep flowing.
-    let response = mesh_client(&nodes, "web")
-        .get("http://db/")
-        .send()
-        .await
-        .unwrap();
+    let response = call_db(&nodes, "web").await;
     assert_eq!(response.status(), 200);
 }

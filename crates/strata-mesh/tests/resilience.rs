@@ -2,6 +2,8 @@
 //! deadline, retries only where safe, the retry budget and the circuit breaker; and requests
 //! in flight to an instance that drains finish, those to one that is gone are left.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use strata_core::api::{CallLimits, Route, RouteTable};
+use strata_core::api::{CallLimits, Route};
 use strata_mesh::{Ingress, IngressConfig, RoutingTable};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -20,40 +22,15 @@ async fn proxy(
     limits: CallLimits,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let table = RoutingTable::new();
-    table.replace(&RouteTable {
-        revision: 1,
-        routes: vec![Route {
-            env: "dev".into(),
-            service: "web".into(),
-            hosts: vec!["web.dev.localhost".into()],
-            desired: endpoints.len() as u32,
-            endpoints,
-            public: true,
-            allow_from: None,
-            policy_rule: String::new(),
-            limits,
-            endpoint_nodes: Default::default(),
-            scale_from_zero: false,
-            draining: Vec::new(),
-        }],
-        peers: Default::default(),
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let ingress = Ingress::new(table, IngressConfig::default());
-    (address, tokio::spawn(ingress.serve(listener)))
+    table.replace(&common::table(vec![Route {
+        limits,
+        ..common::route("web", endpoints)
+    }]));
+    common::serve_ingress(Ingress::new(table, IngressConfig::default())).await
 }
 
 fn client(proxy: SocketAddr) -> (reqwest::Client, String) {
-    let client = reqwest::Client::builder()
-        .resolve("web.dev.localhost", proxy)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    (
-        client,
-        format!("http://web.dev.localhost:{}/", proxy.port()),
-    )
+    common::client("web", proxy, Duration::from_secs(10))
 }
 
 /// A server that reads each request and closes the connection without answering (the request
@@ -103,9 +80,7 @@ async fn the_service_deadline_answers_504() {
             "late"
         }),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let slow = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (slow, server) = common::serve(app).await;
     let limits = CallLimits {
         request_timeout_ms: 200,
         ..CallLimits::default()
@@ -197,9 +172,7 @@ async fn the_circuit_breaker_sheds_requests_past_max_concurrent() {
             }),
         )
     };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let instance = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (instance, server) = common::serve(app).await;
     let limits = CallLimits {
         max_concurrent: 2,
         ..CallLimits::default()
@@ -268,33 +241,19 @@ async fn a_draining_instance_finishes_its_requests_and_a_gone_one_is_left() {
             "finished"
         }),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let instance = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (instance, server) = common::serve(app).await;
     let table = RoutingTable::new();
-    let routes = |endpoints: Vec<String>, draining: Vec<String>| RouteTable {
-        revision: 1,
-        routes: vec![Route {
-            env: "dev".into(),
-            service: "web".into(),
-            hosts: vec!["web.dev.localhost".into()],
+    let routes = |endpoints: Vec<String>, draining: Vec<String>| {
+        common::table(vec![Route {
             desired: 1,
-            endpoints,
-            public: true,
-            allow_from: None,
-            policy_rule: String::new(),
             limits: limits(0, 200),
-            endpoint_nodes: Default::default(),
-            scale_from_zero: false,
             draining,
-        }],
-        peers: Default::default(),
+            ..common::route("web", endpoints)
+        }])
     };
     table.replace(&routes(vec![instance.to_string()], vec![]));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let proxy_task =
-        tokio::spawn(Ingress::new(table.clone(), IngressConfig::default()).serve(listener));
+    let (address, proxy_task) =
+        common::serve_ingress(Ingress::new(table.clone(), IngressConfig::default())).await;
     let (client, url) = client(address);
 
     // Scaled down: the instance drains. Its request in flight is answered.
