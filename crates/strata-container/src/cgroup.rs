@@ -1,9 +1,11 @@
 //! Per-instance cgroups that Strata owns: `strata/<instance>` in each hierarchy, holding the
 //! instance's limits (memory, cpu, pids). The OCI runtime puts the container one level below,
 //! in `strata/<instance>/ctr`, and removes that when the container ends; the parent stays
-//! until the driver removes it, so the driver can still read whether the container was killed
-//! for memory (cgroup v1 keeps no OOM count of a removed child, and its parent's own
-//! `oom_kill` counter does not count descendants).
+//! until the driver removes it. Whether the container was killed for memory is counted by the
+//! kernel in `ctr` itself (v1 keeps no count of a removed child, and a parent's `oom_kill`
+//! does not count descendants, nor does v1's `failcnt` reliably move), so the container shim
+//! reads it before it removes `ctr` and leaves a mark in the bundle
+//! ([`crate::shim::OOM_KILLED_MARK`]); the parent's counters are the fallback.
 //!
 //! Both layouts are handled: cgroup v1 (one hierarchy per controller, as on this project's
 //! machines, with a cgroup2 mount beside them holding no controllers) and cgroup v2 (one
@@ -325,15 +327,10 @@ impl InstanceCgroup {
                 let peak = read_u64(&dir.join("memory.max_usage_in_bytes")).unwrap_or(0);
                 failcnt > 0 || peak + 4096 * 16 >= self.limits.memory_bytes
             }
-            Hierarchy::V2 { root } => {
-                let events = std::fs::read_to_string(root.join(&self.name).join("memory.events"))
-                    .unwrap_or_default();
-                events.lines().any(|line| {
-                    line.strip_prefix("oom_kill ")
-                        .and_then(|n| n.trim().parse::<u64>().ok())
-                        .is_some_and(|n| n > 0)
-                })
-            }
+            Hierarchy::V2 { root } => counts_oom_kills(
+                &std::fs::read_to_string(root.join(&self.name).join("memory.events"))
+                    .unwrap_or_default(),
+            ),
         }
     }
 
@@ -430,6 +427,15 @@ fn write(path: &Path, value: u64) -> Result<(), ContainerError> {
         .map_err(|e| ContainerError::io("write cgroup limit", path, e))
 }
 
+/// Whether a `memory.events` (v2) or `memory.oom_control` (v1) text counts an OOM kill.
+pub fn counts_oom_kills(text: &str) -> bool {
+    text.lines().any(|line| {
+        line.strip_prefix("oom_kill ")
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+    })
+}
+
 fn read_u64(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -475,6 +481,21 @@ mod tests {
         std::fs::write(none.path().join("cgroup.controllers"), "\n").unwrap();
         let error = Hierarchy::detect_at(none.path()).unwrap_err().to_string();
         assert!(error.contains("neither cgroup v1"), "{error}");
+    }
+
+    #[test]
+    fn oom_kills_are_read_from_v1_oom_control_and_v2_memory_events() {
+        let table = [
+            ("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n", false),
+            ("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n", true),
+            ("low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n", false),
+            ("low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n", true),
+            ("oom_kill_disable 1\n", false),
+            ("", false),
+        ];
+        for (text, killed) in table {
+            assert_eq!(counts_oom_kills(text), killed, "{text:?}");
+        }
     }
 
     /// The unified layout, on a directory laid out as cgroup2 is (this project's hosts bind

@@ -401,6 +401,8 @@ impl ContainerDriver {
                 capabilities: capabilities(&settings.capabilities)?,
             })?;
             bundle::write(&dir.join("bundle"), &runtime_spec)?;
+            // A mark of an earlier run's OOM kill must not name this run's end.
+            let _ = std::fs::remove_file(dir.join("bundle").join(crate::shim::OOM_KILLED_MARK));
             Ok(())
         })();
         if let Err(error) = made {
@@ -532,7 +534,13 @@ impl ContainerHandle {
         }
         self.forwarder.abort();
         let killed = exit.signal == Some(9) || exit.code == Some(128 + 9);
-        if killed && self.prepared.cgroup.oom_killed() {
+        let marked = self
+            .prepared
+            .dir
+            .join("bundle")
+            .join(crate::shim::OOM_KILLED_MARK)
+            .exists();
+        if killed && (marked || self.prepared.cgroup.oom_killed()) {
             exit.reason = Some(format!(
                 "killed: memory limit {} reached",
                 bytes(self.prepared.cgroup.limits().memory_bytes)

@@ -102,12 +102,42 @@ pub fn run(root: &Path, bundle: &Path, id: &str) -> i32 {
         return EXIT_CANNOT_CREATE;
     };
     let code = supervise(init);
+    // Killed: the kernel counts an OOM kill only in the container's own cgroup, which the
+    // delete below removes; say so in the bundle for the driver, which names the reason.
+    if code == 128 + Signal::SIGKILL as i32 && container_oom_killed(bundle) {
+        let _ = std::fs::write(bundle.join(OOM_KILLED_MARK), b"");
+    }
     // The container's processes are gone with its pid namespace's first process; what is
     // left is its state directory and its `ctr` cgroup.
     if let Err(error) = container.delete(true) {
         eprintln!("strata container-shim: cannot delete container {id}: {error}");
     }
     code
+}
+
+/// The file the shim leaves in the bundle when the kernel killed the container for memory.
+pub const OOM_KILLED_MARK: &str = "oom-killed";
+
+/// Whether the kernel's OOM killer killed a process of the bundle's container: the
+/// `oom_kill` count of its cgroup (`linux.cgroupsPath`), in the v1 memory hierarchy or the
+/// unified one.
+fn container_oom_killed(bundle: &Path) -> bool {
+    let Ok(spec) = oci_spec::runtime::Spec::load(bundle.join("config.json")) else {
+        return false;
+    };
+    let Some(path) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) else {
+        return false;
+    };
+    let relative = path.strip_prefix("/").unwrap_or(&path);
+    let root = Path::new("/sys/fs/cgroup");
+    [
+        root.join("memory")
+            .join(relative)
+            .join("memory.oom_control"),
+        root.join(relative).join("memory.events"),
+    ]
+    .iter()
+    .any(|file| crate::cgroup::counts_oom_kills(&std::fs::read_to_string(file).unwrap_or_default()))
 }
 
 fn create_and_start(root: &Path, bundle: &Path, id: &str) -> Result<Container, String> {
