@@ -79,7 +79,7 @@ async fn tick(plane: &ControlPlane) -> Result<(), ControlError> {
             .config
             .scale_down_window
             .max(Duration::from_millis(bounds.scale_to_zero_after_ms));
-        let traffic = plane.traffic_since(
+        let traffic = plane.traffic().since(
             &service.env,
             &service.name,
             now.saturating_sub(span.as_millis() as u64 + 1000),
@@ -143,12 +143,12 @@ impl ControlPlane {
             ScaleActor::Autoscaler => (EventKind::ServiceAutoscaled, "autoscaler".to_string()),
             ScaleActor::User(who) => (EventKind::ServiceScaled, who.to_string()),
         };
-        let mut event = Self::event(kind, format!("{name}: {reason}"));
+        let mut event = crate::event_log::event(kind, format!("{name}: {reason}"));
         event.env = Some(env.to_string());
         event.service = Some(name.to_string());
         event.actor = who;
         tracing::info!(env, service = name, reason, "scaled");
-        self.record(event).await;
+        self.event_log().record(event).await;
         self.kick.notify_one();
         Ok(true)
     }
@@ -295,11 +295,11 @@ impl ControlPlane {
                         before.0, service.replicas
                     ),
                 };
-                let mut event = Self::event(EventKind::ServiceScaled, message);
+                let mut event = crate::event_log::event(EventKind::ServiceScaled, message);
                 event.env = Some(env.to_string());
                 event.service = Some(name.to_string());
                 event.actor = actor.to_string();
-                self.record(event).await;
+                self.event_log().record(event).await;
                 self.kick.notify_one();
                 return Ok(service);
             }

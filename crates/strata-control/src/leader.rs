@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use strata_store::{LeaseId, Revision, Store, Txn, TxnOutcome, WatchEvent};
 use tokio::sync::watch;
 
+use crate::ControlError;
+
 /// The key the leader holds.
 pub const LEADER_KEY: &str = strata_core::keys::LEADER;
 
@@ -50,6 +52,39 @@ impl LeaderTerm {
     /// Adds the fencing compare to a controller's transaction.
     pub fn fence(&self, txn: Txn) -> Txn {
         txn.when(LEADER_KEY, self.revision)
+    }
+}
+
+/// What lets a controller write: the term this server leads in, checked by the store on every
+/// write ([`LeaderTerm::fence`]). Cloned into each part of the plane that writes as the
+/// controller (the event log, the reconciler through the plane).
+#[derive(Clone)]
+pub struct Fence {
+    store: Arc<dyn Store>,
+    terms: watch::Receiver<Option<LeaderTerm>>,
+}
+
+impl Fence {
+    pub fn new(store: Arc<dyn Store>, terms: watch::Receiver<Option<LeaderTerm>>) -> Fence {
+        Fence { store, terms }
+    }
+
+    /// This server's current term as leader, if it leads.
+    pub fn term(&self) -> Option<LeaderTerm> {
+        *self.terms.borrow()
+    }
+
+    /// Applies a controller's write, fenced by this server's term: it lands only while this
+    /// server still leads. A deposed leader gets [`ControlError::NotLeader`].
+    pub async fn txn(&self, txn: Txn) -> Result<TxnOutcome, ControlError> {
+        let term = self.term().ok_or(ControlError::NotLeader)?;
+        match self.store.txn(term.fence(txn)).await? {
+            TxnOutcome::Conflict { key } if key == LEADER_KEY => {
+                tracing::warn!("a controller write was fenced off: this server no longer leads");
+                Err(ControlError::NotLeader)
+            }
+            outcome => Ok(outcome),
+        }
     }
 }
 

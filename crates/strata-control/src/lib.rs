@@ -1,7 +1,9 @@
 //! Strata's control plane.
 //!
 //! - [`plane::ControlPlane`]: the typed operations (deploy, delete, register a node, report an
-//!   instance's status, ...) over the [`strata_store::Store`]. It never sees HTTP.
+//!   instance's status, ...) over the [`strata_store::Store`]. It never sees HTTP. It
+//!   composes the parts that own a concern: [`identity`] (cluster CA, node certificates),
+//!   [`event_log`], [`heartbeats`], [`traffic`] and the leader's fence ([`leader::Fence`]).
 //! - [`api`]: the HTTP/JSON API (axum) that parses and validates requests, calls the plane
 //!   and maps its errors to JSON bodies a person can act on; SSE watches; `/openapi.json`.
 //! - [`reconcile`]: the level-triggered controller that turns desired state into instances on
@@ -20,7 +22,10 @@ mod cas;
 pub mod clock;
 pub mod credentials;
 pub mod error;
+pub mod event_log;
 pub mod guard;
+pub mod heartbeats;
+pub mod identity;
 pub mod leader;
 pub mod logs;
 pub mod metrics;
@@ -29,6 +34,7 @@ pub mod plane;
 pub mod quota;
 pub mod reconcile;
 pub mod replicate;
+pub mod traffic;
 
 pub use error::ControlError;
 pub use plane::{ControlConfig, ControlPlane, DEFAULT_NODE_CERT_TTL, DEFAULT_SCALE_DOWN_WINDOW};

@@ -284,13 +284,13 @@ pub async fn reconcile_once(
             Some(error) => {
                 let message = error.to_string();
                 if memory.placement_errors.get(&key) != Some(&message) {
-                    let mut event = ControlPlane::event(
+                    let mut event = crate::event_log::event(
                         EventKind::PlacementFailed,
                         format!("{name}: cannot place instances: {message}"),
                     );
                     event.env = Some(env.clone());
                     event.service = Some(name.clone());
-                    plane.record(event).await;
+                    plane.event_log().record(event).await;
                     memory.placement_errors.insert(key, message);
                 }
             }
@@ -330,7 +330,7 @@ async fn create_instance(
     plane
         .controller_txn(Txn::new().when(&key, 0).put(&key, encode(&instance)))
         .await?;
-    let mut event = ControlPlane::event(
+    let mut event = crate::event_log::event(
         EventKind::InstancePlaced,
         format!("{id}: release {release} placed on node {}", node.name),
     );
@@ -338,7 +338,7 @@ async fn create_instance(
     event.service = Some(service.name.clone());
     event.instance = Some(id);
     event.node = Some(node.name.clone());
-    plane.record(event).await;
+    plane.event_log().record(event).await;
     Ok(())
 }
 
@@ -357,8 +357,8 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
         let leads = plane.term().is_some();
         if leads && !led_before {
             // A new leader knows no heartbeats yet: every node gets a full grace period.
-            plane.refresh_heartbeats(now);
-            plane.grace_unknown_nodes(now);
+            plane.heartbeats().forgive_until(now);
+            plane.heartbeats().grace_unknown_nodes(now);
         }
         led_before = leads;
         if !leads {
@@ -372,7 +372,7 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
                 stalled_ms = now - last_tick,
                 "liveness checker stalled; not blaming nodes"
             );
-            plane.refresh_heartbeats(now);
+            plane.heartbeats().forgive_until(now);
         }
         last_tick = now;
         match judge_liveness(&plane, now).await {
@@ -389,8 +389,9 @@ pub async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), Contro
     for (mut node, revision) in nodes {
         // A node not heard from since this server began to lead gets a grace period.
         let last = plane
-            .last_heartbeat(&node.name)
-            .unwrap_or(plane.led_since());
+            .heartbeats()
+            .last(&node.name)
+            .unwrap_or(plane.heartbeats().led_since());
         let next = node_state(node.state, last, now, plane.config.liveness);
         if next == node.state {
             continue;
@@ -403,7 +404,7 @@ pub async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), Contro
             .await?
             .is_committed();
         if committed {
-            let mut event = ControlPlane::event(
+            let mut event = crate::event_log::event(
                 match next {
                     NodeState::Ready => EventKind::NodeReady,
                     NodeState::Suspect => EventKind::NodeSuspect,
@@ -419,7 +420,7 @@ pub async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), Contro
                 ),
             );
             event.node = Some(node.name.clone());
-            plane.record(event).await;
+            plane.event_log().record(event).await;
             plane.kick();
         }
     }

@@ -54,7 +54,7 @@ async fn start() -> Api {
         },
     )
     .unwrap();
-    plane.cluster_ca().await.unwrap();
+    plane.identity().cluster_ca().await.unwrap();
     let router = strata_control::api::router(plane.clone());
     tokio::spawn(async move {
         axum::serve(

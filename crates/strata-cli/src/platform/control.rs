@@ -291,6 +291,7 @@ pub async fn start_control_plane(
         },
     )?;
     let ca = plane
+        .identity()
         .cluster_ca()
         .await
         .context("cannot read or make the cluster CA")?;
@@ -334,6 +335,7 @@ pub async fn start_control_plane(
             .issue_server_client(&server_id, Duration::from_secs(365 * 86_400))
             .context("cannot make this server's client certificate")?;
         plane
+            .identity()
             .use_client_certificate(&client.cert_pem, &client.key_pem)
             .await
             .context("cannot use this server's client certificate")?;

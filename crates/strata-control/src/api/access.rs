@@ -34,7 +34,7 @@ pub async fn node_credential(
             Some("use lowercase letters, digits and `-` (--name)".to_string()),
         ));
     }
-    if caller.principal == Principal::Bootstrap && plane.heard_from_recently(&name) {
+    if caller.principal == Principal::Bootstrap && plane.heartbeats().heard_from_recently(&name) {
         return Err(ControlError::Conflict {
             message: format!("node `{name}` is alive; the join token cannot take its name"),
             hint: Some(

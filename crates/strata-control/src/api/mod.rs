@@ -27,6 +27,7 @@ use crate::{ControlError, ControlPlane};
 
 mod access;
 mod events;
+pub mod forward;
 mod nodes;
 pub use access::*;
 pub use events::*;
@@ -176,7 +177,7 @@ async fn metrics(State(plane): Plane) -> Result<impl IntoResponse, ControlError>
 #[utoipa::path(get, path = "/v1/ca", security(()),
     responses((status = 200, content_type = "application/x-pem-file", body = String)))]
 pub async fn cluster_ca(State(plane): Plane) -> Result<Response, ControlError> {
-    let pem = plane.api_ca_pem().await?;
+    let pem = plane.identity().api_ca_pem().await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
         pem,
@@ -262,14 +263,14 @@ pub async fn wake_service(
     headers: axum::http::HeaderMap,
 ) -> Result<StatusCode, ControlError> {
     if plane.term().is_none() {
-        plane
-            .forward_to_leader(
-                reqwest::Method::POST,
-                &format!("/v1/envs/{env}/services/{service}/wake"),
-                None::<&()>,
-                &crate::guard::forwarding_headers(&plane, &caller, &headers),
-            )
-            .await?;
+        forward::to_leader(
+            &plane,
+            reqwest::Method::POST,
+            &format!("/v1/envs/{env}/services/{service}/wake"),
+            None::<&()>,
+            &crate::guard::forwarding_headers(&plane, &caller, &headers),
+        )
+        .await?;
         return Ok(StatusCode::NO_CONTENT);
     }
     plane.wake(&env, &service).await?;
@@ -418,7 +419,7 @@ pub async fn service_metrics(
         let path = format!("/v1/envs/{env}/services/{service}/metrics");
         return Ok(Json(from_leader(&plane, &caller, &headers, &path).await?));
     }
-    Ok(Json(plane.traffic(&env, &service)))
+    Ok(Json(plane.traffic().recent(&env, &service)))
 }
 
 /// `GET path` answered by the leader (what only it holds: traffic, SLOs), as the caller.
@@ -428,17 +429,17 @@ async fn from_leader<T: serde::de::DeserializeOwned>(
     headers: &axum::http::HeaderMap,
     path: &str,
 ) -> Result<T, ControlError> {
-    plane
-        .forward_to_leader(
-            reqwest::Method::GET,
-            path,
-            None::<&()>,
-            &crate::guard::forwarding_headers(plane, caller, headers),
-        )
-        .await?
-        .json()
-        .await
-        .map_err(|e| ControlError::Internal(format!("the leader answered badly: {e}")))
+    forward::to_leader(
+        plane,
+        reqwest::Method::GET,
+        path,
+        None::<&()>,
+        &crate::guard::forwarding_headers(plane, caller, headers),
+    )
+    .await?
+    .json()
+    .await
+    .map_err(|e| ControlError::Internal(format!("the leader answered badly: {e}")))
 }
 
 /// How a service did against its SLO over the last hour: success ratio, error budget left,

@@ -91,13 +91,13 @@ pub async fn heartbeat(
     if plane.term().is_none() {
         // Liveness is judged by the leader: hand the heartbeat on.
         return Ok(Json(
-            plane
-                .forward_heartbeat(
-                    &name,
-                    &beat,
-                    &crate::guard::forwarding_headers(&plane, &caller, &headers),
-                )
-                .await?,
+            super::forward::heartbeat(
+                &plane,
+                &name,
+                &beat,
+                &crate::guard::forwarding_headers(&plane, &caller, &headers),
+            )
+            .await?,
         ));
     }
     Ok(Json(HeartbeatAck {
@@ -115,7 +115,7 @@ pub async fn node_event(
     Path(name): Path<String>,
     ApiJson(event): ApiJson<NodeEvent>,
 ) -> Result<StatusCode, ControlError> {
-    plane.record_node_event(&name, event).await?;
+    plane.event_log().record_node_event(&name, event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -145,7 +145,12 @@ pub async fn node_certificate(
     Path(name): Path<String>,
     ApiJson(request): ApiJson<CertificateRequest>,
 ) -> Result<Json<NodeCertificate>, ControlError> {
-    Ok(Json(plane.issue_node_certificate(&name, &request).await?))
+    Ok(Json(
+        plane
+            .identity()
+            .issue_node_certificate(&name, &request)
+            .await?,
+    ))
 }
 
 /// A node's per-service traffic of the last window (agents only). Followers hand it to the
@@ -162,17 +167,17 @@ pub async fn node_metrics(
     ApiJson(report): ApiJson<MetricsReport>,
 ) -> Result<StatusCode, ControlError> {
     if plane.term().is_none() {
-        plane
-            .forward_to_leader(
-                reqwest::Method::POST,
-                &format!("/v1/nodes/{name}/metrics"),
-                Some(&report),
-                &crate::guard::forwarding_headers(&plane, &caller, &headers),
-            )
-            .await?;
+        super::forward::to_leader(
+            &plane,
+            reqwest::Method::POST,
+            &format!("/v1/nodes/{name}/metrics"),
+            Some(&report),
+            &crate::guard::forwarding_headers(&plane, &caller, &headers),
+        )
+        .await?;
         return Ok(StatusCode::NO_CONTENT);
     }
-    plane.record_traffic(&name, &report);
+    plane.traffic().record(&name, &report);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -280,7 +280,7 @@ impl ControlPlane {
             match self.store.txn(txn).await? {
                 TxnOutcome::Committed(_) => {
                     let mut event = match &new_release {
-                        Some(release) => Self::event(
+                        Some(release) => crate::event_log::event(
                             EventKind::ReleaseCreated,
                             format!(
                                 "{name}: release {} ({}, config v{}), {} replica(s)",
@@ -294,7 +294,7 @@ impl ControlPlane {
                                 service.replicas
                             ),
                         ),
-                        None => Self::event(
+                        None => crate::event_log::event(
                             EventKind::ServiceScaled,
                             match &service.autoscale {
                                 Some(bounds) => format!(
@@ -311,7 +311,7 @@ impl ControlPlane {
                     event.env = Some(env.to_string());
                     event.service = Some(name.clone());
                     event.actor = actor.to_string();
-                    self.record(event).await;
+                    self.event_log().record(event).await;
                     return Ok(DeployedService {
                         name,
                         release: service.desired_release,
@@ -347,11 +347,12 @@ impl ControlPlane {
             }
         }
         self.store.txn(txn).await?;
-        let mut event = Self::event(EventKind::ServiceDeleted, format!("{name}: deleted"));
+        let mut event =
+            crate::event_log::event(EventKind::ServiceDeleted, format!("{name}: deleted"));
         event.env = Some(env.to_string());
         event.service = Some(name.to_string());
         event.actor = actor.to_string();
-        self.record(event).await;
+        self.event_log().record(event).await;
         self.kick.notify_one();
         Ok(())
     }
@@ -417,12 +418,13 @@ impl ControlPlane {
                 },
             )
             .await?;
-        self.record(Event {
-            env: Some(env.to_string()),
-            actor: actor.to_string(),
-            ..Self::event(kind, message)
-        })
-        .await;
+        self.event_log()
+            .record(Event {
+                env: Some(env.to_string()),
+                actor: actor.to_string(),
+                ..crate::event_log::event(kind, message)
+            })
+            .await;
         Ok(record)
     }
 }

@@ -2,23 +2,26 @@
 //! transaction guarded by the revisions it read (compare-and-swap), retried a bounded number
 //! of times on conflict (`crate::cas`).
 //!
-//! This module holds the plane itself (its configuration, the store helpers, the election);
-//! its operations are split by concern: [`identity`] (CA, certificates), [`nodes`]
-//! (registration, heartbeats, drains, assignments, status), [`deploys`] (deploys, deletes,
-//! environments), [`reads`] (what the API lists), [`events`] and [`traffic`] (traffic, SLOs,
-//! forwarding to the leader).
+//! The plane composes the parts that each own a concern and its state: the cluster identity
+//! ([`crate::identity::Identity`]: CA, node certificates, the client to other servers), the
+//! event log ([`crate::event_log::EventLog`]), nodes' heartbeats
+//! ([`crate::heartbeats::Heartbeats`]), their traffic ([`crate::traffic::Traffic`]), the
+//! leader's fence ([`crate::leader::Fence`]) and the artifacts ([`BlobStore`]). Its own
+//! operations are the ones over the desired state, by concern: [`nodes`] (registration,
+//! heartbeats, drains, assignments, status), [`deploys`] (deploys, deletes, environments) and
+//! [`reads`] (what the API lists). It never sees HTTP: the API turns requests into these
+//! calls, and forwards to the leader itself (`crate::api::forward`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use strata_core::api::{
-    default_host, Assignment, Assignments, CertificateRequest, DeployRequest, DeployResponse,
-    DeployService, DeployedService, NodeCertificate, NodeEvent, RegisterNode, Route, RouteTable,
-    ServiceStatus,
+    default_host, Assignment, Assignments, DeployRequest, DeployResponse, DeployService,
+    DeployedService, RegisterNode, Route, RouteTable, ServiceStatus,
 };
 use strata_core::spec::{config_hash, DriverKind};
 use strata_core::{
@@ -30,19 +33,18 @@ use strata_sched::{plan_deploy, DeployCurrent, DeployWant};
 use strata_store::{KeyValue, Store, Txn, TxnOutcome};
 use tokio::sync::Notify;
 
-use strata_mesh::identity::ClusterCa;
-
 use crate::blobs::BlobStore;
 use crate::cas::{Change, Writer};
-use crate::leader::{ElectionConfig, LeaderTerm};
+use crate::event_log::{event, EventLog};
+use crate::heartbeats::Heartbeats;
+use crate::identity::Identity;
+use crate::leader::{ElectionConfig, Fence, LeaderTerm};
+use crate::traffic::Traffic;
 use crate::{now_millis, ControlError};
 
 mod deploys;
-mod events;
-mod identity;
 mod nodes;
 mod reads;
-mod traffic;
 
 /// How many times a read-modify-write is retried when another writer got there first.
 pub(crate) const CAS_ATTEMPTS: usize = 16;
@@ -104,22 +106,20 @@ pub struct ControlPlane {
     pub(crate) config: ControlConfig,
     /// Wakes the reconciler early (after a deploy, a status report, ...).
     pub(crate) kick: Notify,
-    event_counter: AtomicU64,
-    /// Calls to other servers (forwarding to the leader, copying artifacts) and to agents;
-    /// trusts the cluster CA once it is known ([`ControlPlane::cluster_ca`]).
-    http: std::sync::RwLock<reqwest::Client>,
-    /// Last heartbeat of each node, in [`ControlPlane::monotonic_ms`]. Kept in memory, never
-    /// written to the store: a heartbeat costs no disk write and wakes no watcher. After a
-    /// restart every node gets a full grace period (as Nomad resets TTLs on a new leader).
-    heartbeats: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// The wall and monotonic clocks (a test's harness drives its own).
     clock: Arc<dyn crate::clock::Clock>,
-    /// The cluster CA, once read or made ([`ControlPlane::cluster_ca`]).
-    cluster_ca: tokio::sync::OnceCell<ClusterCa>,
+    /// The CA, node certificates and the client to other servers and agents.
+    identity: Identity,
+    /// What happened, under `/events/`.
+    events: EventLog,
+    /// When each node was last heard from (in memory, on the leader).
+    heartbeats: Heartbeats,
+    /// Every node's per-service traffic, per second (in memory, on the leader).
+    traffic: Traffic,
+    /// This server's terms as leader, as the election publishes them.
     terms: tokio::sync::watch::Sender<Option<LeaderTerm>>,
-    led_since: AtomicU64,
-    /// Every node's per-service traffic, per second (see [`crate::metrics::TrafficLog`]).
-    traffic: std::sync::Mutex<crate::metrics::TrafficLog>,
+    /// What controllers' writes are checked against.
+    fence: Fence,
     /// Tokens and node credentials: who a request is.
     credentials: crate::credentials::Credentials,
     /// Audit records written, for their sequence numbers.
@@ -153,7 +153,7 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
-fn check_name(kind: &str, name: &str) -> Result<(), ControlError> {
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), ControlError> {
     if valid_name(name) {
         Ok(())
     } else {
@@ -187,23 +187,33 @@ impl ControlPlane {
             config.credential_key.clone(),
             config.join_token.clone(),
         );
+        let terms = tokio::sync::watch::channel(None).0;
+        let fence = Fence::new(store.clone(), terms.subscribe());
         Ok(Arc::new(Self {
             credentials,
             audit_counter: AtomicU64::new(0),
             watchers: crate::guard::Watchers::default(),
             refusals: crate::guard::RefusalFolder::default(),
+            identity: Identity::new(
+                store.clone(),
+                config.api_ca_pem.clone(),
+                config.node_cert_ttl,
+            ),
+            events: EventLog::new(
+                store.clone(),
+                fence.clone(),
+                clock.clone(),
+                config.server_id.clone(),
+            ),
+            heartbeats: Heartbeats::new(clock.clone(), config.liveness.down_after_ms),
+            traffic: Traffic::new(clock.clone()),
+            fence,
+            terms,
             store,
             blobs,
             config,
             kick: Notify::new(),
-            event_counter: AtomicU64::new(0),
-            http: std::sync::RwLock::new(reqwest::Client::new()),
-            heartbeats: std::sync::Mutex::new(std::collections::HashMap::new()),
             clock,
-            terms: tokio::sync::watch::channel(None).0,
-            led_since: AtomicU64::new(0),
-            traffic: std::sync::Mutex::default(),
-            cluster_ca: tokio::sync::OnceCell::new(),
         }))
     }
 
@@ -225,14 +235,14 @@ impl ControlPlane {
             while terms.changed().await.is_ok() {
                 let term = *terms.borrow_and_update();
                 if let Some(term) = term {
-                    let event = Self::event(
+                    let event = event(
                         EventKind::LeaderElected,
                         format!(
                             "server {} at {} leads (term {})",
                             plane.config.server_id, plane.config.api_url, term.revision
                         ),
                     );
-                    plane.record(event).await;
+                    plane.events.record(event).await;
                 }
             }
         });
@@ -240,7 +250,7 @@ impl ControlPlane {
 
     /// This server's current term as leader, if it leads.
     pub fn term(&self) -> Option<LeaderTerm> {
-        *self.terms.borrow()
+        self.fence.term()
     }
 
     /// Wakes when leadership changes.
@@ -252,17 +262,29 @@ impl ControlPlane {
         &self.config.server_id
     }
 
-    /// Applies a controller's write, fenced by this server's term: it lands only while this
-    /// server still leads. A deposed leader gets [`ControlError::NotLeader`].
+    /// Applies a controller's write, fenced by this server's term (see [`Fence::txn`]).
     pub async fn controller_txn(&self, txn: Txn) -> Result<TxnOutcome, ControlError> {
-        let term = self.term().ok_or(ControlError::NotLeader)?;
-        match self.store.txn(term.fence(txn)).await? {
-            TxnOutcome::Conflict { key } if key == crate::leader::LEADER_KEY => {
-                tracing::warn!("a controller write was fenced off: this server no longer leads");
-                Err(ControlError::NotLeader)
-            }
-            outcome => Ok(outcome),
-        }
+        self.fence.txn(txn).await
+    }
+
+    /// The CA, node certificates and the client to other servers and agents.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The event log.
+    pub fn event_log(&self) -> &EventLog {
+        &self.events
+    }
+
+    /// When each node was last heard from.
+    pub fn heartbeats(&self) -> &Heartbeats {
+        &self.heartbeats
+    }
+
+    /// Nodes' per-service traffic.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// Who requests are, and the API tokens.
@@ -317,6 +339,11 @@ impl ControlPlane {
     /// Milliseconds since the Unix epoch, by this plane's clock.
     pub fn now(&self) -> u64 {
         self.clock.now_millis()
+    }
+
+    /// Milliseconds on a monotonic clock since this control plane started.
+    pub fn monotonic_ms(&self) -> u64 {
+        self.clock.monotonic_ms()
     }
 
     /// Wakes the reconciler.

@@ -5,60 +5,6 @@
 use super::*;
 
 impl ControlPlane {
-    /// Milliseconds on a monotonic clock since this control plane started.
-    pub fn monotonic_ms(&self) -> u64 {
-        self.clock.monotonic_ms()
-    }
-
-    /// When `node` last heartbeated (monotonic ms), if it has since this process started.
-    pub(crate) fn last_heartbeat(&self, node: &str) -> Option<u64> {
-        self.heartbeats
-            .lock()
-            .expect("heartbeats lock")
-            .get(node)
-            .copied()
-    }
-
-    /// Remembers when this server began to lead; nodes it has not heard from yet count their
-    /// silence from then.
-    pub(crate) fn grace_unknown_nodes(&self, now: u64) {
-        self.led_since.store(now, Ordering::SeqCst);
-    }
-
-    pub(crate) fn led_since(&self) -> u64 {
-        self.led_since.load(Ordering::SeqCst)
-    }
-
-    /// Forgives every node's silence up to now (used when this process itself stalled).
-    pub(crate) fn refresh_heartbeats(&self, now: u64) {
-        for last in self
-            .heartbeats
-            .lock()
-            .expect("heartbeats lock")
-            .values_mut()
-        {
-            *last = (*last).max(now);
-        }
-    }
-
-    /// Whether this server heard from node `name` within the down threshold.
-    pub fn heard_from_recently(&self, name: &str) -> bool {
-        let now = self.monotonic_ms();
-        self.heartbeats
-            .lock()
-            .expect("heartbeats lock")
-            .get(name)
-            .is_some_and(|last| now.saturating_sub(*last) < self.config.liveness.down_after_ms)
-    }
-
-    pub(super) fn note_heartbeat(&self, node: &str) {
-        let now = self.monotonic_ms();
-        self.heartbeats
-            .lock()
-            .expect("heartbeats lock")
-            .insert(node.to_string(), now);
-    }
-
     /// Registers (or re-registers) a node. A node that comes back with the epoch it had and
     /// was never declared down keeps it, and re-adopts its instances; otherwise its epoch
     /// moves on and instances placed under the old one are fenced.
@@ -72,8 +18,8 @@ impl ControlPlane {
                 Ok(Change::Write(node.clone(), node))
             })
             .await?;
-        self.note_heartbeat(&node.name);
-        let mut event = Self::event(
+        self.heartbeats.note(&node.name);
+        let mut event = crate::event_log::event(
             EventKind::NodeRegistered,
             format!(
                 "node {} registered at {} (epoch {})",
@@ -82,7 +28,7 @@ impl ControlPlane {
         );
         event.node = Some(node.name.clone());
         event.actor = format!("agent:{}", node.name);
-        self.record(event).await;
+        self.event_log().record(event).await;
         self.kick.notify_one();
         Ok(node)
     }
@@ -97,7 +43,7 @@ impl ControlPlane {
         if node.epoch != epoch || node.state == NodeState::Down {
             return Ok(true);
         }
-        self.note_heartbeat(name);
+        self.heartbeats.note(name);
         if node.state == NodeState::Suspect {
             node.state = NodeState::Ready;
             node.last_heartbeat = self.now();
@@ -106,12 +52,12 @@ impl ControlPlane {
                 .await?
                 .is_committed();
             if committed {
-                let mut event = Self::event(
+                let mut event = crate::event_log::event(
                     EventKind::NodeReady,
                     format!("node {name}: suspect -> ready (heartbeats resumed)"),
                 );
                 event.node = Some(name.to_string());
-                self.record(event).await;
+                self.event_log().record(event).await;
             }
         }
         Ok(false)
@@ -161,10 +107,10 @@ impl ControlPlane {
             } else {
                 (EventKind::NodeUndrained, "undrained: takes new work again")
             };
-            let mut event = Self::event(kind, format!("node {name}: {what}"));
+            let mut event = crate::event_log::event(kind, format!("node {name}: {what}"));
             event.node = Some(name.to_string());
             event.actor = actor.to_string();
-            self.record(event).await;
+            self.event_log().record(event).await;
             self.kick.notify_one();
         }
         Ok(node)
@@ -249,13 +195,14 @@ impl ControlPlane {
                 InstanceState::Stopping => EventKind::InstanceStopping,
                 InstanceState::Pending => EventKind::InstancePending,
             };
-            let mut event = Self::event(kind, format!("{}: {}", status.id, status.message));
+            let mut event =
+                crate::event_log::event(kind, format!("{}: {}", status.id, status.message));
             event.env = Some(instance.env.clone());
             event.service = Some(instance.service.clone());
             event.instance = Some(status.id.clone());
             event.node = Some(status.node.clone());
             event.actor = format!("agent:{}", status.node);
-            self.record(event).await;
+            self.event_log().record(event).await;
             self.kick.notify_one();
         }
         Ok(())
@@ -283,12 +230,13 @@ impl ControlPlane {
             )
             .await?;
         if let Some(instance) = stopped {
-            let mut event = Self::event(EventKind::InstanceStop, format!("{id}: stopping ({why})"));
+            let mut event =
+                crate::event_log::event(EventKind::InstanceStop, format!("{id}: stopping ({why})"));
             event.env = Some(instance.env.clone());
             event.service = Some(instance.service.clone());
             event.instance = Some(id.to_string());
             event.node = Some(instance.node.clone());
-            self.record(event).await;
+            self.event_log().record(event).await;
         }
         Ok(())
     }

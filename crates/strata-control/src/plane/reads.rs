@@ -235,4 +235,24 @@ impl ControlPlane {
             peers,
         })
     }
+
+    /// How `env/service` did against its SLO over the last hour (`None`: it has no SLO).
+    pub async fn slo_report(
+        &self,
+        env: &str,
+        service: &str,
+    ) -> Result<Option<strata_core::api::SloReport>, ControlError> {
+        let Some((record, _)) = self.get::<Service>(&keys::service(env, service)).await? else {
+            return Err(ControlError::not_found(
+                format!("service {service} in environment {env}"),
+                None,
+            ));
+        };
+        let Some(slo) = record.slo else {
+            return Ok(None);
+        };
+        let from = self.now().saturating_sub(crate::metrics::TRAFFIC_KEPT_MS);
+        let traffic = self.traffic.since(env, service, from);
+        Ok(Some(crate::metrics::slo_report(&slo, &traffic)))
+    }
 }

@@ -1,10 +1,48 @@
-//! The cluster's identity on this server: the CA (read or made once), node certificates
-//! signed from CSRs, and the HTTP client that trusts the CA (and presents this server's
-//! certificate) for calls to other servers and agents.
+//! The cluster's identity on this server: the CA (read from the store or made once, under
+//! `/pki/ca`), node certificates signed from CSRs, and the HTTP client that trusts the CA (and
+//! presents this server's certificate) for calls to other servers and agents.
 
-use super::*;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-impl ControlPlane {
+use strata_core::api::{CertificateRequest, NodeCertificate};
+use strata_core::{keys, Node};
+use strata_mesh::identity::ClusterCa;
+use strata_store::{Store, Txn};
+use tokio::sync::OnceCell;
+
+use crate::plane::{check_name, decode, encode, CAS_ATTEMPTS};
+use crate::ControlError;
+
+/// The cluster CA and what is made with it.
+pub struct Identity {
+    store: Arc<dyn Store>,
+    /// The CA of the API's certificate when the operator gives it; `None`: the cluster CA's.
+    api_ca_pem: Option<String>,
+    /// How long a node's certificate is valid.
+    node_cert_ttl: Duration,
+    /// The cluster CA, once read or made.
+    cluster_ca: OnceCell<ClusterCa>,
+    /// Calls to other servers (forwarding to the leader, copying artifacts) and to agents;
+    /// trusts the cluster CA once it is known.
+    http: RwLock<reqwest::Client>,
+}
+
+impl Identity {
+    pub fn new(
+        store: Arc<dyn Store>,
+        api_ca_pem: Option<String>,
+        node_cert_ttl: Duration,
+    ) -> Identity {
+        Identity {
+            store,
+            api_ca_pem,
+            node_cert_ttl,
+            cluster_ca: OnceCell::new(),
+            http: RwLock::new(reqwest::Client::new()),
+        }
+    }
+
     /// The cluster's CA: read from the store, or made and stored if this is the cluster's
     /// first server (two servers racing agree on the first one written).
     pub async fn cluster_ca(&self) -> Result<ClusterCa, ControlError> {
@@ -12,13 +50,13 @@ impl ControlPlane {
             .get_or_try_init(|| async {
                 let key = keys::CLUSTER_CA;
                 for _ in 0..CAS_ATTEMPTS {
-                    if let Some((stored, _)) = self.get::<serde_json::Value>(key).await? {
-                        let ca = ClusterCa::from_json(&stored).map_err(|error| {
-                            ControlError::Corrupt {
+                    if let Some(stored) = self.store.get(key).await? {
+                        let json: serde_json::Value = decode(&stored)?;
+                        let ca =
+                            ClusterCa::from_json(&json).map_err(|error| ControlError::Corrupt {
                                 key: key.to_string(),
                                 reason: error.to_string(),
-                            }
-                        })?;
+                            })?;
                         self.trust(&ca);
                         return Ok(ca);
                     }
@@ -40,7 +78,7 @@ impl ControlPlane {
     }
 
     /// Makes this server's outgoing calls trust `ca` (other servers' HTTPS APIs).
-    pub(super) fn trust(&self, ca: &ClusterCa) {
+    fn trust(&self, ca: &ClusterCa) {
         self.rebuild_http(&ca.cert_pem, None);
     }
 
@@ -57,8 +95,8 @@ impl ControlPlane {
         Ok(())
     }
 
-    pub(super) fn rebuild_http(&self, cluster_ca_pem: &str, identity: Option<(&str, &str)>) {
-        let roots = std::iter::once(cluster_ca_pem).chain(self.config.api_ca_pem.as_deref());
+    fn rebuild_http(&self, cluster_ca_pem: &str, identity: Option<(&str, &str)>) {
+        let roots = std::iter::once(cluster_ca_pem).chain(self.api_ca_pem.as_deref());
         let client = roots
             .map(|pem| reqwest::Certificate::from_pem(pem.as_bytes()))
             .try_fold(reqwest::Client::builder(), |builder, root| {
@@ -81,12 +119,12 @@ impl ControlPlane {
     }
 
     /// The HTTP client for other servers and agents.
-    pub(crate) fn http(&self) -> reqwest::Client {
+    pub fn http(&self) -> reqwest::Client {
         self.http.read().expect("http lock").clone()
     }
 
     /// Signs node `name`'s certificate request: the certificate names the node and the
-    /// address other nodes reach its proxy at, for [`ControlConfig::node_cert_ttl`].
+    /// address other nodes reach its proxy at, for the configured node certificate lifetime.
     pub async fn issue_node_certificate(
         &self,
         name: &str,
@@ -95,29 +133,19 @@ impl ControlPlane {
         check_name("node", name)?;
         let address = match &request.address {
             None => None,
-            Some(address) => {
-                let host = address
-                    .parse::<std::net::SocketAddr>()
-                    .map(|a| a.ip())
-                    .or_else(|_| address.parse::<std::net::IpAddr>());
-                Some(host.map_err(|_| {
-                    ControlError::bad_request(
-                        format!("certificate request of node {name}: address `{address}` is not IP:PORT"),
-                        None,
-                    )
-                })?)
-            }
+            Some(address) => Some(ip_of(address).ok_or_else(|| {
+                ControlError::bad_request(
+                    format!(
+                        "certificate request of node {name}: address `{address}` is not IP:PORT"
+                    ),
+                    None,
+                )
+            })?),
         };
         // A registered node gets certificates only for the address it registered.
-        if let (Some(address), Some((node, _))) =
-            (address, self.get::<Node>(&keys::node(name)).await?)
-        {
-            let registered = node.mesh_addr.as_deref().and_then(|a| {
-                a.parse::<std::net::SocketAddr>()
-                    .map(|a| a.ip())
-                    .or_else(|_| a.parse::<std::net::IpAddr>())
-                    .ok()
-            });
+        if let (Some(address), Some(stored)) = (address, self.store.get(&keys::node(name)).await?) {
+            let node: Node = decode(&stored)?;
+            let registered = node.mesh_addr.as_deref().and_then(ip_of);
             if registered.is_some_and(|registered| registered != address) {
                 return Err(ControlError::Forbidden {
                     message: format!(
@@ -130,7 +158,7 @@ impl ControlPlane {
         }
         let ca = self.cluster_ca().await?;
         let signed = ca
-            .sign_node(&request.csr, name, address, self.config.node_cert_ttl)
+            .sign_node(&request.csr, name, address, self.node_cert_ttl)
             .map_err(|error| {
                 ControlError::bad_request(
                     format!("certificate request of node {name}: {error}"),
@@ -140,7 +168,7 @@ impl ControlPlane {
         Ok(NodeCertificate {
             certificate: signed.cert_pem,
             ca: ca.cert_pem,
-            issued_at: signed.not_after - self.config.node_cert_ttl.as_secs(),
+            issued_at: signed.not_after - self.node_cert_ttl.as_secs(),
             not_after: signed.not_after,
         })
     }
@@ -148,9 +176,18 @@ impl ControlPlane {
     /// The CA (PEM) clients verify this API's certificate with: the operator's, or the
     /// cluster's.
     pub async fn api_ca_pem(&self) -> Result<String, ControlError> {
-        match &self.config.api_ca_pem {
+        match &self.api_ca_pem {
             Some(pem) => Ok(pem.clone()),
             None => Ok(self.cluster_ca().await?.cert_pem),
         }
     }
+}
+
+/// The IP of `IP:PORT` or of a bare IP.
+fn ip_of(address: &str) -> Option<std::net::IpAddr> {
+    address
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| address.parse::<std::net::IpAddr>())
+        .ok()
 }
