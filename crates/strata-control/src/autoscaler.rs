@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_core::spec::AutoscaleSpec;
-use strata_core::{keys, EventKind, Service};
+use strata_core::{keys, Actor, EventKind, Service};
 use strata_sched::autoscale::{decide, ScalePolicy};
 use strata_store::{Txn, TxnOutcome};
 
@@ -22,15 +22,6 @@ use crate::{now_millis, ControlError};
 /// How often the autoscaler looks (nodes report every second; a tick of 250 ms acts on a
 /// report within a quarter of a second of its arrival).
 pub const TICK: Duration = Duration::from_millis(250);
-
-/// Who changed a service's scale, for the event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScaleActor<'a> {
-    /// The autoscaler (fenced: only the leader writes).
-    Autoscaler,
-    /// A person, through the API.
-    User(&'a str),
-}
 
 /// Runs the autoscaler until the task is dropped.
 pub async fn run(plane: Arc<ControlPlane>) {
@@ -99,7 +90,7 @@ async fn tick(plane: &ControlPlane) -> Result<(), ControlError> {
                     service.replicas,
                     decision.replicas,
                     &decision.reason,
-                    ScaleActor::Autoscaler,
+                    &Actor::Autoscaler,
                 )
                 .await?;
         }
@@ -118,7 +109,7 @@ impl ControlPlane {
         from: u32,
         to: u32,
         reason: &str,
-        actor: ScaleActor<'_>,
+        actor: &Actor,
     ) -> Result<bool, ControlError> {
         let key = keys::service(env, name);
         let Some((mut service, revision)) = self.get::<Service>(&key).await? else {
@@ -133,20 +124,21 @@ impl ControlPlane {
         service.updated_at = now;
         let txn = Txn::new().when(&key, revision).put(&key, encode(&service));
         let outcome = match actor {
-            ScaleActor::Autoscaler => self.controller_txn(txn).await?,
-            ScaleActor::User(_) => self.store.txn(txn).await?,
+            // The autoscaler is a controller: fenced, only the leader writes.
+            Actor::Autoscaler => self.controller_txn(txn).await?,
+            _ => self.store.txn(txn).await?,
         };
         if !matches!(outcome, TxnOutcome::Committed(_)) {
             return Ok(false);
         }
-        let (kind, who) = match actor {
-            ScaleActor::Autoscaler => (EventKind::ServiceAutoscaled, "autoscaler".to_string()),
-            ScaleActor::User(who) => (EventKind::ServiceScaled, who.to_string()),
+        let kind = match actor {
+            Actor::Autoscaler => EventKind::ServiceAutoscaled,
+            _ => EventKind::ServiceScaled,
         };
         let mut event = crate::event_log::event(kind, format!("{name}: {reason}"));
         event.env = Some(env.to_string());
         event.service = Some(name.to_string());
-        event.actor = who;
+        event.actor = actor.clone();
         tracing::info!(env, service = name, reason, "scaled");
         self.event_log().record(event).await;
         self.kick.notify_one();
@@ -174,7 +166,7 @@ impl ControlPlane {
                 0,
                 to,
                 &format!("a request waits at zero instances: 0 -> {to}"),
-                ScaleActor::Autoscaler,
+                &Actor::Autoscaler,
             )
             .await?;
         }
@@ -189,7 +181,7 @@ impl ControlPlane {
         env: &str,
         name: &str,
         request: &strata_core::api::ScaleRequest,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Service, ControlError> {
         let key = keys::service(env, name);
         for _ in 0..CAS_ATTEMPTS {
@@ -298,7 +290,7 @@ impl ControlPlane {
                 let mut event = crate::event_log::event(EventKind::ServiceScaled, message);
                 event.env = Some(env.to_string());
                 event.service = Some(name.to_string());
-                event.actor = actor.to_string();
+                event.actor = actor.clone();
                 self.event_log().record(event).await;
                 self.kick.notify_one();
                 return Ok(service);

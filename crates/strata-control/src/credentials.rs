@@ -178,6 +178,16 @@ impl Credentials {
                 ),
             ));
         }
+        // Events name a token's holder by the token's name: none may pose as the platform.
+        if strata_core::Actor::RESERVED.contains(&request.name.as_str()) {
+            return Err(ControlError::bad_request(
+                format!(
+                    "token name `{}` is the platform's own (events name its controllers, autoscaler and join token so)",
+                    request.name
+                ),
+                Some("name the token after whoever holds it, like `ci` or `alice`".to_string()),
+            ));
+        }
         for env in &request.envs {
             if !valid_name(env) {
                 return Err(ControlError::bad_request(
@@ -357,6 +367,24 @@ mod tests {
                 .await,
             Err(ControlError::Conflict { .. })
         ));
+        // No token may be named like the platform's own actors.
+        for reserved in strata_core::Actor::RESERVED {
+            let refused = creds
+                .create_token(
+                    &CreateToken {
+                        name: reserved.into(),
+                        role: Role::Admin,
+                        envs: vec![],
+                        ttl_secs: None,
+                    },
+                    "admin",
+                )
+                .await;
+            assert!(
+                matches!(refused, Err(ControlError::BadRequest { .. })),
+                "{reserved}: {refused:?}"
+            );
+        }
         creds.revoke("ci").await.unwrap();
         assert!(creds.authenticate(Some(&created.token)).await.is_err());
         // Expired at once.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use strata_core::api::NodeEvent;
-use strata_core::{keys, Event, EventKind};
+use strata_core::{keys, Actor, Event, EventKind};
 use strata_store::{Store, Txn};
 
 use crate::clock::Clock;
@@ -35,12 +35,9 @@ pub fn event(kind: EventKind, message: impl Into<String>) -> Event {
         instance: None,
         node: None,
         message: message.into(),
-        actor: CONTROLLER.into(),
+        actor: Actor::Controller { server: None },
     }
 }
-
-/// The actor of an event a controller records; the log names the server.
-const CONTROLLER: &str = "controller";
 
 impl EventLog {
     pub fn new(
@@ -65,9 +62,10 @@ impl EventLog {
         let counter = self.counter.fetch_add(1, Ordering::Relaxed) % 1000;
         event.seq = now * 1000 + counter;
         event.at = now;
-        let from_controller = event.actor == CONTROLLER;
+        // A controller's event names the server it ran on.
+        let from_controller = event.actor.is_controller();
         if from_controller {
-            event.actor = format!("{CONTROLLER}@{}", self.server_id);
+            event.actor = Actor::controller(&self.server_id);
         }
         let key = keys::event(event.seq);
         let txn = Txn::new().when(&key, 0).put(&key, encode(&event));
@@ -124,7 +122,7 @@ impl EventLog {
             service: report.service,
             instance: report.instance,
             node: Some(node.to_string()),
-            actor: format!("agent:{node}"),
+            actor: Actor::Agent(node.to_string()),
             ..event(report.kind, message)
         })
         .await;

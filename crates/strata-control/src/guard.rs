@@ -36,6 +36,11 @@ impl Caller {
     pub fn name(&self) -> String {
         self.principal.display_name()
     }
+
+    /// The caller as the actor of what it does (events name it).
+    pub fn actor(&self) -> strata_core::Actor {
+        self.principal.actor()
+    }
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {

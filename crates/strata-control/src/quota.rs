@@ -19,7 +19,7 @@ impl ControlPlane {
         &self,
         env: &str,
         quota: Quota,
-        actor: &str,
+        actor: &strata_core::Actor,
     ) -> Result<Environment, ControlError> {
         self.update_environment(env, actor, EventKind::EnvQuota, |record| {
             record.quota = Some(quota).filter(|q| *q != Quota::default());

@@ -111,12 +111,18 @@ pub enum Principal {
 impl Principal {
     /// How audit records and events name the caller.
     pub fn display_name(&self) -> String {
+        self.actor().to_string()
+    }
+
+    /// The caller as the actor of what it does.
+    pub fn actor(&self) -> crate::Actor {
+        use crate::Actor;
         match self {
-            Principal::Anonymous => "anonymous".into(),
-            Principal::User { name, .. } => name.clone(),
-            Principal::Node { name } => format!("node:{name}"),
-            Principal::Bootstrap => "join-token".into(),
-            Principal::Server { id } => format!("server:{id}"),
+            Principal::Anonymous => Actor::Anonymous,
+            Principal::User { name, .. } => Actor::User(name.clone()),
+            Principal::Node { name } => Actor::Node(name.clone()),
+            Principal::Bootstrap => Actor::JoinToken,
+            Principal::Server { id } => Actor::Server(id.clone()),
         }
     }
 

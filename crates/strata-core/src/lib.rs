@@ -6,6 +6,7 @@
 //! one exception is [`now_millis`], the wall clock every edge stamps records with (pure
 //! functions are given the time instead).
 
+mod actor;
 pub mod api;
 pub mod auth;
 mod event_kind;
@@ -13,6 +14,7 @@ pub mod keys;
 pub mod model;
 pub mod spec;
 
+pub use actor::Actor;
 pub use event_kind::EventKind;
 pub use model::*;
 pub use spec::{ServiceSpec, SpecError, SpecFile};

@@ -435,8 +435,9 @@ pub struct Event {
     pub instance: Option<String>,
     pub node: Option<String>,
     pub message: String,
-    /// Who caused it: `cli`, `controller`, `agent:<node>`.
-    pub actor: String,
+    /// Who caused it: a token's name, `agent:NODE`, `controller@SERVER`, `autoscaler`, ...
+    #[schema(value_type = String, example = "alice")]
+    pub actor: crate::Actor,
 }
 
 #[cfg(test)]

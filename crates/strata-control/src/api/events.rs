@@ -99,7 +99,7 @@ mod tests {
             instance: None,
             node: None,
             message: String::new(),
-            actor: "admin".into(),
+            actor: strata_core::Actor::User("admin".into()),
         }
     }
 

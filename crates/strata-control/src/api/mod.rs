@@ -213,7 +213,7 @@ pub async fn set_env_policy(
 ) -> Result<Json<Environment>, ControlError> {
     Ok(Json(
         plane
-            .set_env_policy(&env, request.policy, &caller.name())
+            .set_env_policy(&env, request.policy, &caller.actor())
             .await?,
     ))
 }
@@ -230,7 +230,7 @@ pub async fn set_env_quota(
     Path(env): Path<String>,
     ApiJson(quota): ApiJson<strata_core::Quota>,
 ) -> Result<Json<Environment>, ControlError> {
-    Ok(Json(plane.set_quota(&env, quota, &caller.name()).await?))
+    Ok(Json(plane.set_quota(&env, quota, &caller.actor()).await?))
 }
 
 /// Changes a service's scale by hand: a count (within its autoscaling bounds, if any) and/or
@@ -246,7 +246,7 @@ pub async fn scale_service(
 ) -> Result<Json<Service>, ControlError> {
     Ok(Json(
         plane
-            .scale_by_hand(&env, &service, &request, &caller.name())
+            .scale_by_hand(&env, &service, &request, &caller.actor())
             .await?,
     ))
 }
@@ -287,7 +287,7 @@ pub async fn deploy(
     Path(env): Path<String>,
     ApiJson(request): ApiJson<DeployRequest>,
 ) -> Result<Response, ControlError> {
-    let deployed = plane.deploy(&env, request, &caller.name()).await?;
+    let deployed = plane.deploy(&env, request, &caller.actor()).await?;
     let note = deployed
         .services
         .iter()
@@ -341,7 +341,9 @@ pub async fn delete_service(
     State(plane): Plane,
     Path((env, service)): Path<(String, String)>,
 ) -> Result<StatusCode, ControlError> {
-    plane.delete_service(&env, &service, &caller.name()).await?;
+    plane
+        .delete_service(&env, &service, &caller.actor())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -190,7 +190,9 @@ pub async fn drain_node(
     State(plane): Plane,
     Path(name): Path<String>,
 ) -> Result<Json<Node>, ControlError> {
-    Ok(Json(plane.set_draining(&name, true, &caller.name()).await?))
+    Ok(Json(
+        plane.set_draining(&name, true, &caller.actor()).await?,
+    ))
 }
 
 /// Ends a drain: the node takes new work again.
@@ -203,7 +205,7 @@ pub async fn undrain_node(
     Path(name): Path<String>,
 ) -> Result<Json<Node>, ControlError> {
     Ok(Json(
-        plane.set_draining(&name, false, &caller.name()).await?,
+        plane.set_draining(&name, false, &caller.actor()).await?,
     ))
 }
 

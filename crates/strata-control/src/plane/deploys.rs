@@ -11,7 +11,7 @@ impl ControlPlane {
         &self,
         env: &str,
         request: DeployRequest,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<DeployResponse, ControlError> {
         check_name("environment", env)?;
         if request.services.is_empty() {
@@ -177,7 +177,7 @@ impl ControlPlane {
         &self,
         env: &str,
         item: DeployService,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<DeployedService, ControlError> {
         let name = item.spec.name.clone();
         let service_key = keys::service(env, &name);
@@ -310,7 +310,7 @@ impl ControlPlane {
                     };
                     event.env = Some(env.to_string());
                     event.service = Some(name.clone());
-                    event.actor = actor.to_string();
+                    event.actor = actor.clone();
                     self.event_log().record(event).await;
                     return Ok(DeployedService {
                         name,
@@ -334,7 +334,7 @@ impl ControlPlane {
         &self,
         env: &str,
         name: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), ControlError> {
         let key = keys::service(env, name);
         if self.store.get(&key).await?.is_none() {
@@ -351,7 +351,7 @@ impl ControlPlane {
             crate::event_log::event(EventKind::ServiceDeleted, format!("{name}: deleted"));
         event.env = Some(env.to_string());
         event.service = Some(name.to_string());
-        event.actor = actor.to_string();
+        event.actor = actor.clone();
         self.event_log().record(event).await;
         self.kick.notify_one();
         Ok(())
@@ -379,7 +379,7 @@ impl ControlPlane {
         &self,
         env: &str,
         policy: CallPolicy,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Environment, ControlError> {
         self.update_environment(env, actor, EventKind::EnvPolicy, |record| {
             let before = record.default_policy;
@@ -395,7 +395,7 @@ impl ControlPlane {
     pub(crate) async fn update_environment(
         &self,
         env: &str,
-        actor: &str,
+        actor: &Actor,
         kind: EventKind,
         change: impl Fn(&mut Environment) -> String,
     ) -> Result<Environment, ControlError> {
@@ -421,7 +421,7 @@ impl ControlPlane {
         self.event_log()
             .record(Event {
                 env: Some(env.to_string()),
-                actor: actor.to_string(),
+                actor: actor.clone(),
                 ..crate::event_log::event(kind, message)
             })
             .await;

@@ -25,7 +25,7 @@ use strata_core::api::{
 };
 use strata_core::spec::{config_hash, DriverKind};
 use strata_core::{
-    keys, CallPolicy, ConfigVersion, DesiredState, Environment, Event, EventKind, Instance,
+    keys, Actor, CallPolicy, ConfigVersion, DesiredState, Environment, Event, EventKind, Instance,
     InstanceState, InstanceStatus, InstanceView, Node, NodeState, Release, Service,
 };
 use strata_sched::liveness::LivenessThresholds;

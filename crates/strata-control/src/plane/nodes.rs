@@ -27,7 +27,7 @@ impl ControlPlane {
             ),
         );
         event.node = Some(node.name.clone());
-        event.actor = format!("agent:{}", node.name);
+        event.actor = Actor::Agent(node.name.clone());
         self.event_log().record(event).await;
         self.kick.notify_one();
         Ok(node)
@@ -69,7 +69,7 @@ impl ControlPlane {
         &self,
         name: &str,
         draining: bool,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Node, ControlError> {
         let key = keys::node(name);
         let changed = self
@@ -109,7 +109,7 @@ impl ControlPlane {
             };
             let mut event = crate::event_log::event(kind, format!("node {name}: {what}"));
             event.node = Some(name.to_string());
-            event.actor = actor.to_string();
+            event.actor = actor.clone();
             self.event_log().record(event).await;
             self.kick.notify_one();
         }
@@ -201,7 +201,7 @@ impl ControlPlane {
             event.service = Some(instance.service.clone());
             event.instance = Some(status.id.clone());
             event.node = Some(status.node.clone());
-            event.actor = format!("agent:{}", status.node);
+            event.actor = Actor::Agent(status.node.clone());
             self.event_log().record(event).await;
             self.kick.notify_one();
         }

@@ -188,7 +188,11 @@ impl Harness {
             })
             .collect();
         self.plane
-            .deploy("dev", DeployRequest { services }, "test")
+            .deploy(
+                "dev",
+                DeployRequest { services },
+                &strata_core::Actor::User("test".into()),
+            )
             .await
             .unwrap()
     }
