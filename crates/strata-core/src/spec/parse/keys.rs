@@ -69,7 +69,7 @@ impl<'s> Checker<'s> {
     pub(super) fn unknown_top_level(&mut self, name: &str, key: &Key, item: &Item) {
         let hint = if let Some(s) = closest(name, &["service"]) {
             format!("did you mean `{s}`?")
-        } else if Section::Service.allows(name) || Section::NESTED.iter().any(|s| s.allows(name)) {
+        } else if Section::Service.allows(name) || Section::nested().any(|s| s.allows(name)) {
             format!("`{name}` belongs in a service's table, under [service.NAME]")
         } else if item.is_table_like() {
             format!(
@@ -177,7 +177,7 @@ impl<'s> Checker<'s> {
                 return format!("did you mean `{suggestion}`?");
             }
             let service_key =
-                Section::Service.allows(name) || Section::NESTED.iter().any(|s| s.allows(name));
+                Section::Service.allows(name) || Section::nested().any(|s| s.allows(name));
             if !service_key && is_env_name(name) && item.is_value() {
                 return format!(
                     "values for one environment go in its `config` table: write `config.{name} = {}`, or put it under [{path}.config]",
@@ -190,10 +190,7 @@ impl<'s> Checker<'s> {
         if section != Section::Service && Section::Service.allows(name) {
             return format!("`{name}` belongs directly in [{service}], not in [{path}]");
         }
-        if let Some(home) = Section::NESTED
-            .iter()
-            .find(|s| **s != section && s.allows(name))
-        {
+        if let Some(home) = Section::nested().find(|s| *s != section && s.allows(name)) {
             let table = service.child(home.name());
             return match (section, raw) {
                 (Section::Service, Some(raw)) => format!(

@@ -12,35 +12,25 @@ impl<'s> Checker<'s> {
         service: &Path,
     ) -> Option<MeshSettings> {
         let (key, item) = entry?;
-        let path = service.child("mesh");
         let hint = match item {
-            Item::Value(v @ Value::Array(_)) => format!(
+            Item::Value(v @ Value::Array(_)) => Some(format!(
                 "write `mesh.allow_from = {}`",
                 self.raw(v.span()).unwrap_or("[\"web\"]")
-            ),
-            _ => format!(
-                "write it as a table: [{path}] with `allow_from = [\"web\"]` and `retries = 1`"
-            ),
+            )),
+            _ => None,
         };
-        let table = self.table(&path, key, item, hint)?;
-        self.check_keys(table, &path, service, Section::Mesh);
+        let (path, table) = self.open_section((key, item), service, Section::Mesh, None, hint)?;
         let mut settings = MeshSettings::default();
         if let Some((k, i)) = table.get_key_value("allow_from") {
             settings.allow_from = self.allow_from(&path.child("allow_from"), k, i);
         }
         if let Some(entry) = table.get_key_value("request_timeout") {
-            if let Some(ms) = self.duration_key(
-                &path.child("request_timeout"),
-                entry,
-                Section::Mesh.key("request_timeout"),
-            ) {
+            if let Some(ms) = self.duration_key(&path, entry, Section::Mesh, "request_timeout") {
                 settings.request_timeout_ms = ms;
             }
         }
         if let Some((k, i)) = table.get_key_value("retries") {
-            if let Some(n) =
-                self.integer_key(&path.child("retries"), (k, i), Section::Mesh.key("retries"))
-            {
+            if let Some(n) = self.integer_key(&path, (k, i), Section::Mesh, "retries") {
                 settings.retries = n;
             }
         }

@@ -10,19 +10,11 @@ impl<'s> Checker<'s> {
         service: &Path,
     ) -> BTreeMap<String, String> {
         let mut constraints = BTreeMap::new();
-        let Some((key, item)) = entry else {
+        let Some((path, table)) = entry
+            .and_then(|entry| self.open_section(entry, service, Section::Placement, None, None))
+        else {
             return constraints;
         };
-        let path = service.child("placement");
-        let Some(table) = self.table(
-            &path,
-            key,
-            item,
-            format!("write it as a table: [{path}] with `labels = {{ zone = \"eu-1\" }}`"),
-        ) else {
-            return constraints;
-        };
-        self.check_keys(table, &path, service, Section::Placement);
         let Some((k, i)) = table.get_key_value("labels") else {
             return constraints;
         };

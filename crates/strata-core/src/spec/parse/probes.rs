@@ -29,10 +29,6 @@ impl<'s> Checker<'s> {
         })
     }
 
-    pub(super) fn min_ready(&mut self, path: &Path, key: &Key, item: &Item) -> Option<u64> {
-        self.duration_key(path, (key, item), Section::Service.key("min_ready"))
-    }
-
     /// A `[health]` or `[liveness]` table: what to check, how often, and how many results in
     /// a row decide. `[health]` requires a path; `[liveness]` without one connects to the port.
     pub(super) fn probe(
@@ -42,15 +38,15 @@ impl<'s> Checker<'s> {
         item: &Item,
         section: Section,
     ) -> Option<Probe> {
-        let path = service.child(section.name());
         let hint = match item {
-            Item::Value(Value::String(s)) if s.value().starts_with('/') => {
-                format!("write `{}.path = {}`", section.name(), quote(s.value()))
-            }
-            _ => format!("write it as a table: [{path}] with `path = \"/healthz\"`"),
+            Item::Value(Value::String(s)) if s.value().starts_with('/') => Some(format!(
+                "write `{}.path = {}`",
+                section.name(),
+                quote(s.value())
+            )),
+            _ => None,
         };
-        let table = self.table(&path, key, item, hint)?;
-        self.check_keys(table, &path, service, section);
+        let (path, table) = self.open_section((key, item), service, section, None, hint)?;
         let mut ok = true;
 
         let path_value = match table.get_key_value("path") {
@@ -103,9 +99,7 @@ impl<'s> Checker<'s> {
 
         let interval_ms = match table.get_key_value("interval") {
             None => Some(DEFAULT_INTERVAL_MS),
-            Some(entry) => {
-                self.duration_key(&path.child("interval"), entry, section.key("interval"))
-            }
+            Some(entry) => self.duration_key(&path, entry, section, "interval"),
         };
         ok &= interval_ms.is_some();
 
@@ -113,7 +107,7 @@ impl<'s> Checker<'s> {
             None => Some(DEFAULT_TIMEOUT_MS.min(interval_ms.unwrap_or(DEFAULT_INTERVAL_MS))),
             Some((k, i)) => {
                 let p = path.child("timeout");
-                self.duration_key(&p, (k, i), section.key("timeout"))
+                self.duration_key(&path, (k, i), section, "timeout")
                     .and_then(|ms| match interval_ms {
                         Some(interval) if ms > interval => {
                             self.push(
@@ -137,7 +131,7 @@ impl<'s> Checker<'s> {
         let mut threshold = |name: &str, default: u32| -> Option<u32> {
             match table.get_key_value(name) {
                 None => Some(default),
-                Some(entry) => self.integer_key(&path.child(name), entry, section.key(name)),
+                Some(entry) => self.integer_key(&path, entry, section, name),
             }
         };
         // `[liveness]` has no healthy_threshold: its checks only count failures.

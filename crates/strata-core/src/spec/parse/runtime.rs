@@ -8,19 +8,11 @@ impl<'s> Checker<'s> {
             cpu_millis: DEFAULT_CPU_MILLIS,
             memory_bytes: DEFAULT_MEMORY_BYTES,
         };
-        let Some((key, item)) = entry else {
+        let Some((path, table)) = entry
+            .and_then(|entry| self.open_section(entry, service, Section::Resources, None, None))
+        else {
             return resources;
         };
-        let path = service.child("resources");
-        let Some(table) = self.table(
-            &path,
-            key,
-            item,
-            format!("write it as a table: [{path}] with `cpu = 0.5` and `memory = \"128Mi\"`"),
-        ) else {
-            return resources;
-        };
-        self.check_keys(table, &path, service, Section::Resources);
         if let Some((k, i)) = table.get_key_value("cpu") {
             if let Some(millis) = self.cpu(&path.child("cpu"), k, i) {
                 resources.cpu_millis = millis;
@@ -42,43 +34,16 @@ impl<'s> Checker<'s> {
         service: &Path,
         driver: Option<DriverKind>,
     ) -> Option<WasmLimits> {
-        let (key, item) = entry?;
-        let path = service.child("wasm");
-        let table = self.table(
-            &path,
-            key,
-            item,
-            format!("write it as a table: [{path}] with `request_timeout = \"10s\"` and `max_concurrency = 100`"),
-        )?;
-        if let Some(kind) = driver.filter(|d| *d != DriverKind::Wasm) {
-            self.push(
-                key.span(),
-                Some(path.to_string()),
-                format!(
-                    "`[{path}]` sets wasm limits, and `{service}` uses the `{}` driver",
-                    kind.as_str()
-                ),
-                Some("remove the table, or set `driver = \"wasm\"`".into()),
-            );
-            return None;
-        }
-        self.check_keys(table, &path, service, Section::Wasm);
+        let (path, table) = self.open_section(entry?, service, Section::Wasm, driver, None)?;
         let mut limits = WasmLimits::default();
         if let Some(entry) = table.get_key_value("request_timeout") {
-            if let Some(ms) = self.duration_key(
-                &path.child("request_timeout"),
-                entry,
-                Section::Wasm.key("request_timeout"),
-            ) {
+            if let Some(ms) = self.duration_key(&path, entry, Section::Wasm, "request_timeout") {
                 limits.request_timeout_ms = Some(ms);
             }
         }
         if let Some((k, i)) = table.get_key_value("max_concurrency") {
-            limits.max_concurrency = self.integer_key(
-                &path.child("max_concurrency"),
-                (k, i),
-                Section::Wasm.key("max_concurrency"),
-            );
+            limits.max_concurrency =
+                self.integer_key(&path, (k, i), Section::Wasm, "max_concurrency");
         }
         Some(limits)
     }
@@ -90,27 +55,7 @@ impl<'s> Checker<'s> {
         service: &Path,
         driver: Option<DriverKind>,
     ) -> Option<ContainerSettings> {
-        let (key, item) = entry?;
-        let path = service.child("container");
-        let table = self.table(
-            &path,
-            key,
-            item,
-            format!("write it as a table: [{path}] with `capabilities = [\"NET_BIND_SERVICE\"]`"),
-        )?;
-        if let Some(kind) = driver.filter(|d| *d != DriverKind::Container) {
-            self.push(
-                key.span(),
-                Some(path.to_string()),
-                format!(
-                    "`[{path}]` sets container settings, and `{service}` uses the `{}` driver",
-                    kind.as_str()
-                ),
-                Some("remove the table, or set `driver = \"container\"`".into()),
-            );
-            return None;
-        }
-        self.check_keys(table, &path, service, Section::Container);
+        let (path, table) = self.open_section(entry?, service, Section::Container, driver, None)?;
         let mut settings = ContainerSettings::default();
         if let Some((k, i)) = table.get_key_value("capabilities") {
             let p = path.child("capabilities");
@@ -144,8 +89,7 @@ impl<'s> Checker<'s> {
             }
         }
         if let Some((k, i)) = table.get_key_value("pids") {
-            settings.pids =
-                self.integer_key(&path.child("pids"), (k, i), Section::Container.key("pids"));
+            settings.pids = self.integer_key(&path, (k, i), Section::Container, "pids");
         }
         Some(settings)
     }

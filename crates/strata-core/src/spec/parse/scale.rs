@@ -10,52 +10,39 @@ impl<'s> Checker<'s> {
         let Some((key, item)) = entry else {
             return scale;
         };
-        let path = service.child("scale");
         let hint = match item {
-            Item::Value(Value::Integer(i)) => format!("write `scale.replicas = {}`", i.value()),
-            _ => format!("write it as a table: [{path}] with `replicas = 2`"),
+            Item::Value(Value::Integer(i)) => {
+                Some(format!("write `scale.replicas = {}`", i.value()))
+            }
+            _ => None,
         };
-        let Some(table) = self.table(&path, key, item, hint) else {
+        let Some((path, table)) =
+            self.open_section((key, item), service, Section::Scale, None, hint)
+        else {
             return scale;
         };
-        self.check_keys(table, &path, service, Section::Scale);
         let replicas_entry = table.get_key_value("replicas");
         let min_entry = table.get_key_value("min");
         let max_entry = table.get_key_value("max");
         let target_entry = table.get_key_value("target_concurrency");
         let zero_entry = table.get_key_value("scale_to_zero_after");
 
-        let replicas = replicas_entry.and_then(|(k, i)| {
-            self.integer_key(
-                &path.child("replicas"),
-                (k, i),
-                Section::Scale.key("replicas"),
-            )
-        });
+        let replicas = replicas_entry
+            .and_then(|(k, i)| self.integer_key(&path, (k, i), Section::Scale, "replicas"));
         if let Some(n) = replicas {
             scale.replicas = n;
         }
-        let min = min_entry.and_then(|(k, i)| {
-            self.integer_key(&path.child("min"), (k, i), Section::Scale.key("min"))
-        });
-        let max = max_entry.and_then(|(k, i)| {
-            self.integer_key(&path.child("max"), (k, i), Section::Scale.key("max"))
-        });
+        let min =
+            min_entry.and_then(|(k, i)| self.integer_key(&path, (k, i), Section::Scale, "min"));
+        let max =
+            max_entry.and_then(|(k, i)| self.integer_key(&path, (k, i), Section::Scale, "max"));
         let target_concurrency = match target_entry {
             None => Some(AutoscaleSpec::DEFAULT_TARGET_CONCURRENCY),
-            Some((k, i)) => self.integer_key(
-                &path.child("target_concurrency"),
-                (k, i),
-                Section::Scale.key("target_concurrency"),
-            ),
+            Some((k, i)) => self.integer_key(&path, (k, i), Section::Scale, "target_concurrency"),
         };
         let scale_to_zero_after_ms = match zero_entry {
             None => Some(AutoscaleSpec::DEFAULT_SCALE_TO_ZERO_AFTER_MS),
-            Some((k, i)) => self.duration_key(
-                &path.child("scale_to_zero_after"),
-                (k, i),
-                Section::Scale.key("scale_to_zero_after"),
-            ),
+            Some((k, i)) => self.duration_key(&path, (k, i), Section::Scale, "scale_to_zero_after"),
         };
 
         // A misspelt bound (`maxx`, `max_replicas`) is already reported as an unknown key with
@@ -191,15 +178,15 @@ impl<'s> Checker<'s> {
         let Some((key, item)) = entry else {
             return route;
         };
-        let path = service.child("route");
         let hint = match item {
-            Item::Value(Value::Boolean(b)) => format!("write `route.public = {}`", b.value()),
-            _ => format!("write it as a table: [{path}] with `public = true`"),
+            Item::Value(Value::Boolean(b)) => Some(format!("write `route.public = {}`", b.value())),
+            _ => None,
         };
-        let Some(table) = self.table(&path, key, item, hint) else {
+        let Some((path, table)) =
+            self.open_section((key, item), service, Section::Route, None, hint)
+        else {
             return route;
         };
-        self.check_keys(table, &path, service, Section::Route);
         if let Some((k, i)) = table.get_key_value("public") {
             if let Some(b) = self.boolean(&path.child("public"), k, i, true) {
                 route.public = b;

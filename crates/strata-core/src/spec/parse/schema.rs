@@ -4,7 +4,7 @@
 //! belongs, "did you mean" for a known alias, and the bounds of every integer and duration; a
 //! test holds docs/spec.md's key tables against it.
 
-use crate::spec::AutoscaleSpec;
+use crate::spec::{AutoscaleSpec, DriverKind};
 
 /// The tables of a service, for checking keys and telling where a misplaced key belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,53 +405,105 @@ const SLO: &[KeyDef] = &[
 
 const ENVIRONMENT: &[KeyDef] = &[table("config", "environment variables in this environment")];
 
-impl Section {
-    pub(super) const NESTED: [Section; 10] = [
-        Section::Scale,
-        Section::Route,
-        Section::Health,
-        Section::Liveness,
-        Section::Resources,
-        Section::Placement,
-        Section::Wasm,
-        Section::Container,
-        Section::Mesh,
-        Section::Slo,
-    ];
+/// A table of a service: its name, its keys, the keys a "write it as a table" hint shows, and
+/// the driver it belongs to (with what it sets) when only one driver's services may have it.
+pub(super) struct SectionDef {
+    pub(super) section: Section,
+    pub(super) name: &'static str,
+    pub(super) keys: &'static [KeyDef],
+    pub(super) example: &'static str,
+    pub(super) driver: Option<(DriverKind, &'static str)>,
+}
 
-    /// Every section, for tests and docs.
-    #[cfg(test)]
-    pub(super) const ALL: [Section; 12] = [
-        Section::Service,
-        Section::Scale,
-        Section::Route,
-        Section::Health,
+const fn section(
+    section: Section,
+    name: &'static str,
+    keys: &'static [KeyDef],
+    example: &'static str,
+) -> SectionDef {
+    SectionDef {
+        section,
+        name,
+        keys,
+        example,
+        driver: None,
+    }
+}
+
+/// Every table, in the order of [`Section`]'s variants (a test holds the two together).
+pub(super) const SECTIONS: [SectionDef; 12] = [
+    section(Section::Service, "", SERVICE, ""),
+    section(Section::Scale, "scale", SCALE, "`replicas = 2`"),
+    section(Section::Route, "route", ROUTE, "`public = true`"),
+    section(Section::Health, "health", HEALTH, "`path = \"/healthz\"`"),
+    section(
         Section::Liveness,
+        "liveness",
+        LIVENESS,
+        "`path = \"/healthz\"`",
+    ),
+    section(
         Section::Resources,
+        "resources",
+        RESOURCES,
+        "`cpu = 0.5` and `memory = \"128Mi\"`",
+    ),
+    section(
         Section::Placement,
-        Section::Wasm,
-        Section::Container,
+        "placement",
+        PLACEMENT,
+        "`labels = { zone = \"eu-1\" }`",
+    ),
+    SectionDef {
+        driver: Some((DriverKind::Wasm, "wasm limits")),
+        ..section(
+            Section::Wasm,
+            "wasm",
+            WASM,
+            "`request_timeout = \"10s\"` and `max_concurrency = 100`",
+        )
+    },
+    SectionDef {
+        driver: Some((DriverKind::Container, "container settings")),
+        ..section(
+            Section::Container,
+            "container",
+            CONTAINER,
+            "`capabilities = [\"NET_BIND_SERVICE\"]`",
+        )
+    },
+    section(
         Section::Mesh,
+        "mesh",
+        MESH,
+        "`allow_from = [\"web\"]` and `retries = 1`",
+    ),
+    section(
         Section::Slo,
-        Section::Environment,
-    ];
+        "slo",
+        SLO,
+        "`availability = 0.999` and `p99_ms = 300`",
+    ),
+    // Per-environment values: `[service.NAME.environments.ENV]`.
+    section(Section::Environment, "environments", ENVIRONMENT, ""),
+];
+
+impl Section {
+    fn def(self) -> &'static SectionDef {
+        &SECTIONS[self as usize]
+    }
+
+    /// The tables nested in a service's table, each with keys of its own.
+    pub(super) fn nested() -> impl Iterator<Item = Section> {
+        SECTIONS[1..]
+            .iter()
+            .map(|def| def.section)
+            .filter(|s| *s != Section::Environment)
+    }
 
     /// The keys this table allows.
     pub(super) fn keys(self) -> &'static [KeyDef] {
-        match self {
-            Section::Service => SERVICE,
-            Section::Scale => SCALE,
-            Section::Route => ROUTE,
-            Section::Health => HEALTH,
-            Section::Liveness => LIVENESS,
-            Section::Resources => RESOURCES,
-            Section::Placement => PLACEMENT,
-            Section::Wasm => WASM,
-            Section::Container => CONTAINER,
-            Section::Mesh => MESH,
-            Section::Slo => SLO,
-            Section::Environment => ENVIRONMENT,
-        }
+        self.def().keys
     }
 
     /// The names of the keys this table allows, in order.
@@ -486,19 +538,17 @@ impl Section {
 
     /// The key of this table in the service table.
     pub(super) fn name(self) -> &'static str {
-        match self {
-            Section::Service => "",
-            Section::Scale => "scale",
-            Section::Route => "route",
-            Section::Health => "health",
-            Section::Liveness => "liveness",
-            Section::Resources => "resources",
-            Section::Placement => "placement",
-            Section::Wasm => "wasm",
-            Section::Container => "container",
-            Section::Mesh => "mesh",
-            Section::Slo => "slo",
-            Section::Environment => "environments",
-        }
+        self.def().name
+    }
+
+    /// The keys to show in "write it as a table" when the section is not one.
+    pub(super) fn example(self) -> &'static str {
+        self.def().example
+    }
+
+    /// The driver a section belongs to, and what it sets, for a section of another driver's
+    /// service.
+    pub(super) fn driver(self) -> Option<(DriverKind, &'static str)> {
+        self.def().driver
     }
 }

@@ -147,11 +147,7 @@ impl<'s> Checker<'s> {
         let stop_timeout_ms = match field("stop_timeout") {
             None => DEFAULT_STOP_TIMEOUT_MS,
             Some(entry) => self
-                .duration_key(
-                    &path.child("stop_timeout"),
-                    entry,
-                    Section::Service.key("stop_timeout"),
-                )
+                .duration_key(&path, entry, Section::Service, "stop_timeout")
                 .unwrap_or(DEFAULT_STOP_TIMEOUT_MS),
         };
 
@@ -167,8 +163,8 @@ impl<'s> Checker<'s> {
         };
         let min_ready_ms = match field("min_ready") {
             None => DEFAULT_MIN_READY_MS,
-            Some((k, i)) => self
-                .min_ready(&path.child("min_ready"), k, i)
+            Some(entry) => self
+                .duration_key(&path, entry, Section::Service, "min_ready")
                 .unwrap_or(DEFAULT_MIN_READY_MS),
         };
         let health = field("health").and_then(|(k, i)| self.health(&path, k, i));

@@ -8,18 +8,14 @@ impl<'s> Checker<'s> {
     pub(super) fn slo(&mut self, entry: Option<(&Key, &Item)>, service: &Path) -> Option<SloSpec> {
         const SET_ONE: &str = "set at least one of `p99_ms` (milliseconds), `error_rate` and `availability` (fractions between 0 and 1), like `availability = 0.999`, or remove the table";
         let (key, item) = entry?;
-        let path = service.child("slo");
         let hint = match item {
-            Item::Value(Value::Float(f)) => format!(
+            Item::Value(Value::Float(f)) => Some(format!(
                 "write it as a table: `slo = {{ availability = {} }}`",
                 self.raw(f.span()).unwrap_or("0.999")
-            ),
-            _ => format!(
-                "write it as a table: [{path}] with `availability = 0.999` and `p99_ms = 300`"
-            ),
+            )),
+            _ => None,
         };
-        let table = self.table(&path, key, item, hint)?;
-        self.check_keys(table, &path, service, Section::Slo);
+        let (path, table) = self.open_section((key, item), service, Section::Slo, None, hint)?;
         if table.is_empty() {
             self.push(
                 key.span(),
@@ -52,7 +48,7 @@ impl<'s> Checker<'s> {
                 ok = false;
             } else {
                 slo.p99_ms = self
-                    .integer_key(&p, (k, i), Section::Slo.key("p99_ms"))
+                    .integer_key(&path, (k, i), Section::Slo, "p99_ms")
                     .map(u64::from);
                 ok &= slo.p99_ms.is_some();
             }

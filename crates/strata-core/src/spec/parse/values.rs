@@ -127,13 +127,17 @@ impl<'s> Checker<'s> {
         }
     }
 
-    /// A key whose rule in the schema is [`Rule::Integer`]: a whole number within its bounds.
+    /// Key `name` of `section` (at `path`), whose rule in the schema is [`Rule::Integer`]: a
+    /// whole number within its bounds.
     pub(super) fn integer_key(
         &mut self,
         path: &Path,
         entry: (&Key, &Item),
-        def: &KeyDef,
+        section: Section,
+        name: &str,
     ) -> Option<u32> {
+        let def = section.key(name);
+        let path = &path.child(name);
         let Rule::Integer {
             min,
             max,
@@ -146,14 +150,17 @@ impl<'s> Checker<'s> {
         self.bounded(path, entry, min, max, example, hint)
     }
 
-    /// A key whose rule in the schema is [`Rule::Duration`]: a duration within its bounds, in
-    /// milliseconds.
+    /// Key `name` of `section` (at `path`), whose rule in the schema is [`Rule::Duration`]: a
+    /// duration within its bounds, in milliseconds.
     pub(super) fn duration_key(
         &mut self,
         path: &Path,
         (key, item): (&Key, &Item),
-        def: &KeyDef,
+        section: Section,
+        name: &str,
     ) -> Option<u64> {
+        let def = section.key(name);
+        let path = &path.child(name);
         let Rule::Duration {
             min_ms,
             max_ms,
@@ -276,6 +283,43 @@ impl<'s> Checker<'s> {
                 None
             }
         }
+    }
+
+    /// The steps every section of a service begins with: it must be a table (`hint`, or
+    /// "write it as a table" with the section's example keys, says how), of a service of the
+    /// driver it belongs to, and hold only the keys the schema gives it. Its path and table,
+    /// or `None` when it cannot be read further (each problem already reported).
+    pub(super) fn open_section<'i>(
+        &mut self,
+        (key, item): (&Key, &'i Item),
+        service: &Path,
+        section: Section,
+        driver: Option<DriverKind>,
+        hint: Option<String>,
+    ) -> Option<(Path, &'i dyn TableLike)> {
+        let path = service.child(section.name());
+        let hint = hint
+            .unwrap_or_else(|| format!("write it as a table: [{path}] with {}", section.example()));
+        let table = self.table(&path, key, item, hint)?;
+        if let (Some((belongs_to, what)), Some(kind)) = (section.driver(), driver) {
+            if kind != belongs_to {
+                self.push(
+                    key.span(),
+                    Some(path.to_string()),
+                    format!(
+                        "`[{path}]` sets {what}, and `{service}` uses the `{}` driver",
+                        kind.as_str()
+                    ),
+                    Some(format!(
+                        "remove the table, or set `driver = \"{}\"`",
+                        belongs_to.as_str()
+                    )),
+                );
+                return None;
+            }
+        }
+        self.check_keys(table, &path, service, section);
+        Some((path, table))
     }
 
     pub(super) fn table<'i>(

@@ -30,7 +30,7 @@ fn documented_keys(doc: &str, heading: &str) -> Vec<(String, String, String)> {
 #[test]
 fn docs_spec_md_lists_every_key_of_the_schema_with_its_type_and_default() {
     let doc = include_str!("../../../../../../docs/spec.md");
-    for section in Section::ALL {
+    for section in SECTIONS.iter().map(|def| def.section) {
         let heading = match section {
             Section::Service => "## `[service.NAME]`".to_string(),
             // Per-environment values are a `config` table, described in prose.
@@ -53,8 +53,14 @@ fn docs_spec_md_lists_every_key_of_the_schema_with_its_type_and_default() {
 
 #[test]
 fn the_schema_is_consistent() {
+    for (i, def) in SECTIONS.iter().enumerate() {
+        assert_eq!(
+            def.section as usize, i,
+            "SECTIONS is in the order of Section"
+        );
+    }
     let mut aliases = BTreeSet::new();
-    for section in Section::ALL {
+    for section in SECTIONS.iter().map(|def| def.section) {
         for def in section.keys() {
             assert!(!def.doc.is_empty(), "`{}` has no doc line", def.name);
             match def.rule {
@@ -74,7 +80,7 @@ fn the_schema_is_consistent() {
                 Rule::Duration { min_ms, max_ms, .. } => assert!(min_ms < max_ms),
                 Rule::Table => assert!(
                     section == Section::Environment
-                        || Section::NESTED.iter().any(|s| s.name() == def.name)
+                        || Section::nested().any(|s| s.name() == def.name)
                         || matches!(def.name, "config" | "environments"),
                     "`{}` is a table with no section",
                     def.name
