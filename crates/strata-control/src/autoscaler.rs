@@ -25,14 +25,8 @@ pub const TICK: Duration = Duration::from_millis(250);
 
 /// Runs the autoscaler until the task is dropped.
 pub async fn run(plane: Arc<ControlPlane>) {
-    let mut leadership = plane.leadership();
-    loop {
-        if plane.term().is_none() {
-            if leadership.changed().await.is_err() {
-                return;
-            }
-            continue;
-        }
+    let mut fence = plane.fence();
+    while fence.wait_to_lead().await {
         if let Err(error) = tick(&plane).await {
             if !matches!(error, ControlError::NotLeader) {
                 tracing::warn!(%error, "autoscaler pass failed; retrying");

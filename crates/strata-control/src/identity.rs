@@ -123,6 +123,11 @@ impl Identity {
         self.http.read().expect("http lock").clone()
     }
 
+    /// `GET url` of another server or an agent, presenting `credential` (a bearer token).
+    pub async fn get(&self, url: &str, credential: &str) -> reqwest::Result<reqwest::Response> {
+        self.http().get(url).bearer_auth(credential).send().await
+    }
+
     /// Signs node `name`'s certificate request: the certificate names the node and the
     /// address other nodes reach its proxy at, for the configured node certificate lifetime.
     pub async fn issue_node_certificate(

@@ -74,6 +74,17 @@ impl Fence {
         *self.terms.borrow()
     }
 
+    /// Waits until this server leads (at once if it does). `false` when the election is over
+    /// (the server is shutting down): a controller's loop ends then.
+    pub async fn wait_to_lead(&mut self) -> bool {
+        self.terms.wait_for(Option::is_some).await.is_ok()
+    }
+
+    /// Waits until leadership changes; `false` when the election is over.
+    pub async fn changed(&mut self) -> bool {
+        self.terms.changed().await.is_ok()
+    }
+
     /// Applies a controller's write, fenced by this server's term: it lands only while this
     /// server still leads. A deposed leader gets [`ControlError::NotLeader`].
     pub async fn txn(&self, txn: Txn) -> Result<TxnOutcome, ControlError> {

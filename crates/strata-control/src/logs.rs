@@ -193,14 +193,7 @@ async fn instance_logs(
     // derives from the node's credential.
     let credential =
         strata_core::auth::node_api_key(&plane.credentials().node_credential(&node.name));
-    match plane
-        .identity()
-        .http()
-        .get(&url)
-        .bearer_auth(credential)
-        .send()
-        .await
-    {
+    match plane.identity().get(&url, &credential).await {
         Ok(response) if response.status().is_success() => {
             Ok(prefix_lines(id, response.bytes_stream()))
         }

@@ -30,15 +30,9 @@ pub async fn run(plane: Arc<ControlPlane>) {
     let wake = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(watch_changes(plane.clone(), wake.clone()));
     let memory = Mutex::new(Memory::default());
-    let mut leadership = plane.leadership();
-    loop {
-        if plane.term().is_none() {
-            // Only the leader reconciles; wait to be elected.
-            if leadership.changed().await.is_err() {
-                return;
-            }
-            continue;
-        }
+    let mut fence = plane.fence();
+    // Only the leader reconciles; wait to be elected.
+    while fence.wait_to_lead().await {
         match reconcile_once(&plane, &memory).await {
             Ok(()) => {}
             Err(ControlError::NotLeader) => continue,
@@ -52,7 +46,7 @@ pub async fn run(plane: Arc<ControlPlane>) {
         tokio::select! {
             _ = plane.kick.notified() => {}
             _ = wake.notified() => {}
-            _ = leadership.changed() => {}
+            _ = fence.changed() => {}
             _ = tokio::time::sleep(sleep) => {}
         }
         // Let a burst of changes land before the next pass.

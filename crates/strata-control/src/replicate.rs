@@ -91,14 +91,7 @@ impl ControlPlane {
             let server: ServerRecord = decode(&server)?;
             let url = format!("{}/v1/blobs/{digest}", server.api_url.trim_end_matches('/'));
             let credential = self.credentials().server_credential(&self.config.server_id);
-            match self
-                .identity()
-                .http()
-                .get(&url)
-                .bearer_auth(credential)
-                .send()
-                .await
-            {
+            match self.identity().get(&url, &credential).await {
                 Ok(response) if response.status().is_success() => {
                     let size = self
                         .blobs

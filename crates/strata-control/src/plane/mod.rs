@@ -258,6 +258,11 @@ impl ControlPlane {
         self.terms.subscribe()
     }
 
+    /// A fence of its own for a controller's loop, to wait on leadership with.
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
+    }
+
     pub fn server_id(&self) -> &str {
         &self.config.server_id
     }
