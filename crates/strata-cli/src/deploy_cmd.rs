@@ -53,18 +53,11 @@ fn load_spec(file: &Path) -> Result<(spec::SpecFile, BTreeMap<String, Upload>), 
         };
         let path = base.join(artifact);
         let runs_code = !service.command.is_empty();
-        if runs_code && (path.is_dir() || path.is_file()) {
-            // The code `command` runs in: a tar as it is, a directory or a file packed into one.
-            if path.is_file() && strata_runtime::code::is_archive_name(&path) {
-                artifacts.insert(
-                    service.name.clone(),
-                    Upload {
-                        path,
-                        _packed: None,
-                    },
-                );
-                continue;
-            }
+        // The code `command` runs in: a directory or a file packed into one (a tar goes as it
+        // is, as any other file artifact).
+        let packs = runs_code
+            && (path.is_dir() || (path.is_file() && !strata_runtime::code::is_archive_name(&path)));
+        if packs {
             let packed = tempfile::tempdir().context("cannot make a temporary directory")?;
             let tar = packed.path().join(format!("{}.tar", service.name));
             strata_runtime::code::pack(&path, &tar).map_err(|error| {
