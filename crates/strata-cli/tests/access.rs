@@ -205,22 +205,18 @@ async fn the_loopback_api_refuses_other_hosts_and_other_origins() {
     let port = dev.api.rsplit(':').next().unwrap().to_string();
     let client = dev.api_client();
     // DNS rebinding: a page at evil.example resolved to 127.0.0.1 sends Host: evil.example.
-    let response = client
+    let request = client
         .get(format!("{}/v1/services", dev.api))
-        .header("host", format!("evil.example:{port}"))
-        .send()
-        .await
-        .unwrap();
+        .header("host", format!("evil.example:{port}"));
+    let response = send(request).await;
     assert_eq!(response.status(), 403);
     // A cross-site POST from a browser carries the page's Origin (and no credential).
-    let response = reqwest::Client::new()
+    let request = reqwest::Client::new()
         .post(format!("{}/v1/envs/dev/deploy", dev.api))
         .header("origin", "http://evil.example")
         .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+        .body("{}");
+    let response = send(request).await;
     assert_eq!(response.status(), 403);
     // The node's own API (logs, metrics) answers only the node's credential.
     let nodes = dev.nodes().await;
@@ -240,12 +236,10 @@ async fn the_loopback_api_refuses_other_hosts_and_other_origins() {
     assert_eq!(response.status(), 401, "not even with an admin's API token");
     // Its own names pass.
     for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
-        let response = client
+        let request = client
             .get(format!("{}/v1/services", dev.api))
-            .header("host", host)
-            .send()
-            .await
-            .unwrap();
+            .header("host", host);
+        let response = send(request).await;
         assert_eq!(response.status(), 200);
     }
 }
@@ -253,10 +247,7 @@ async fn the_loopback_api_refuses_other_hosts_and_other_origins() {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_response_log_or_export_shows_a_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let dev = Dev::start(dir.path());
-    let spec = hello_spec(dir.path(), 1, "Quiet");
-    let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let dev = dev_serving_hello(dir.path(), 1, "Quiet");
     let join = std::fs::read_to_string(dir.path().join("join-token")).unwrap();
     let admin = dev.admin_token();
     let admin_secret = admin.rsplit('.').next().unwrap().to_string();
@@ -391,6 +382,5 @@ async fn an_environment_quota_refuses_deploys_and_scale_changes_past_it() {
         stderr(&output)
     );
     // Another environment has no quota.
-    let output = dev.cli(&["deploy", three.to_str().unwrap(), "--env", "qa", "--detach"]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    dev.deploy(&three, &["--env", "qa", "--detach"]);
 }

@@ -15,21 +15,8 @@ use common::*;
 fn spec(dir: &std::path::Path) -> std::path::PathBuf {
     let hello = hello_bin();
     let service = |name: &str, scale: &str| {
-        format!(
-            r#"
-[service.{name}]
-artifact = "{hello}"
-[service.{name}.scale]
-{scale}
-[service.{name}.config]
-GREETING = "Hi from {name}"
-[service.{name}.health]
-path = "/healthz"
-interval = "200ms"
-timeout = "200ms"
-"#,
-            hello = hello.display()
-        )
+        let more = format!("[service.{name}.scale]\n{scale}");
+        service_toml(name, &hello, &format!("Hi from {name}"), &more)
     };
     let text = [
         service(
@@ -39,9 +26,7 @@ timeout = "200ms"
         service("lazy", "min = 0\nmax = 2\nscale_to_zero_after = \"2s\""),
     ]
     .concat();
-    let path = dir.join("autoscale.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_file(dir, "autoscale.toml", text)
 }
 
 fn events(dev: &Dev, service: &str) -> String {
@@ -53,8 +38,7 @@ async fn services_scale_with_their_load_and_to_zero() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start_with(dir.path(), &["--scale-down-window", "3s"]);
     let spec = spec(dir.path());
-    let deploy = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(deploy.status.success(), "deploy: {}", stderr(&deploy));
+    dev.deploy(&spec, &["--timeout", "60s"]);
     assert_eq!(dev.status("web").service.replicas, 1, "web starts at min");
     assert_eq!(
         dev.status("lazy").service.replicas,
@@ -142,11 +126,7 @@ async fn services_scale_with_their_load_and_to_zero() {
 
     // lazy: at zero, its first request is held while an instance starts.
     let cold = Instant::now();
-    let response = client
-        .get(dev.url("lazy.dev.localhost", "/"))
-        .send()
-        .await
-        .unwrap();
+    let response = send(client.get(dev.url("lazy.dev.localhost", "/"))).await;
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains("Hi from lazy"));
     eprintln!(

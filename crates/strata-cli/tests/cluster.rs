@@ -45,8 +45,13 @@ fn cluster_with(nodes: usize, server_args: &[&str]) -> Option<Cluster> {
 }
 
 fn deploy_hello(cluster: &Cluster, replicas: u32) {
-    let dir = cluster.root.path();
-    let spec = common::hello_spec(dir, replicas, "Clustered");
+    deploy(
+        cluster,
+        &common::hello_spec(cluster.root.path(), replicas, "Clustered"),
+    );
+}
+
+fn deploy(cluster: &Cluster, spec: &std::path::Path) {
     let output = cluster.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
     assert!(
         output.status.success(),
@@ -99,6 +104,7 @@ enum Failure {
 }
 
 fn failover(failure: Failure) {
+    let _serial = serial();
     let Some(mut cluster) = cluster(3) else {
         return;
     };
@@ -172,19 +178,16 @@ fn failover(failure: Failure) {
 
 #[test]
 fn kill_9_of_a_node_fails_over_with_no_failed_request() {
-    let _serial = serial();
     failover(Failure::Kill9);
 }
 
 #[test]
 fn a_frozen_agent_is_detected_and_fenced_when_it_thaws() {
-    let _serial = serial();
     failover(Failure::Freeze);
 }
 
 #[test]
 fn a_cut_link_is_detected_and_fenced_when_it_heals() {
-    let _serial = serial();
     failover(Failure::CutLink);
 }
 
@@ -421,34 +424,25 @@ async fn node_by_certificate() {
     };
     // The join token gets node n9 its credential.
     let joining = client(None, Some(&token));
-    let credential: strata_core::auth::NodeCredential = joining
-        .post(format!("{api}/v1/nodes/n9/credential"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let request = joining.post(format!("{api}/v1/nodes/n9/credential"));
+    let credential: strata_core::auth::NodeCredential = common::json_of(request).await;
     let with_credential = client(None, Some(&credential.credential));
     // The credential gets the certificate ...
     let (key, csr) = strata_mesh::identity::node_key_and_csr("n9").unwrap();
-    let signed: strata_core::api::NodeCertificate = with_credential
+    let request = with_credential
         .post(format!("{api}/v1/nodes/n9/certificate"))
-        .json(&strata_core::api::CertificateRequest { csr, address: None })
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json(&strata_core::api::CertificateRequest { csr, address: None });
+    let signed: strata_core::api::NodeCertificate = common::json_of(request).await;
     // ... and nothing else.
     let beat = serde_json::json!({"epoch": 1});
-    let response = with_credential
-        .post(format!("{api}/v1/nodes/n9/heartbeat"))
-        .json(&beat)
-        .send()
-        .await
-        .unwrap();
+    let heartbeat = |client: &reqwest::Client, node: &str| {
+        common::send(
+            client
+                .post(format!("{api}/v1/nodes/{node}/heartbeat"))
+                .json(&beat),
+        )
+    };
+    let response = heartbeat(&with_credential, "n9").await;
     assert_eq!(response.status(), 403);
     let body: strata_core::api::ErrorBody = response.json().await.unwrap();
     assert!(
@@ -460,28 +454,11 @@ async fn node_by_certificate() {
     let identity =
         reqwest::Identity::from_pem(format!("{key}\n{}", signed.certificate).as_bytes()).unwrap();
     let node = client(Some(identity), None);
-    let response = node
-        .post(format!("{api}/v1/nodes/n9/heartbeat"))
-        .json(&beat)
-        .send()
-        .await
-        .unwrap();
+    let response = heartbeat(&node, "n9").await;
     assert!(response.status().is_success(), "{}", response.status());
-    let who: serde_json::Value = node
-        .get(format!("{api}/v1/whoami"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let who: serde_json::Value = common::json_of(node.get(format!("{api}/v1/whoami"))).await;
     assert_eq!(who["name"], "node:n9");
-    let response = node
-        .post(format!("{api}/v1/nodes/n8/heartbeat"))
-        .json(&beat)
-        .send()
-        .await
-        .unwrap();
+    let response = heartbeat(&node, "n8").await;
     assert_eq!(response.status(), 403);
     let response = node.get(format!("{api}/v1/services")).send().await.unwrap();
     assert_eq!(response.status(), 403);
@@ -608,41 +585,22 @@ fn a_call_by_name_crosses_nodes_over_mutual_tls() {
     };
     let hello = common::hello_bin();
     let service = |name: &str, greeting: &str, zone: &str, public: bool| {
-        format!(
-            r#"
-[service.{name}]
-artifact = "{hello}"
-[service.{name}.config]
-GREETING = "{greeting}"
-[service.{name}.health]
-path = "/healthz"
-interval = "200ms"
-timeout = "200ms"
-[service.{name}.placement]
-labels = {{ zone = "{zone}" }}
-[service.{name}.route]
-public = {public}
-"#,
-            hello = hello.display()
-        )
+        let more = format!(
+            "[service.{name}.placement]\nlabels = {{ zone = \"{zone}\" }}\n\
+             [service.{name}.route]\npublic = {public}"
+        );
+        common::service_toml(name, &hello, greeting, &more)
     };
-    let spec = cluster.root.path().join("mesh.toml");
-    std::fs::write(
-        &spec,
+    let spec = common::write_file(
+        cluster.root.path(),
+        "mesh.toml",
         [
             service("front", "Front", "z0", true),
             service("greeter", "Hi from node-1", "z1", false),
         ]
         .concat(),
-    )
-    .unwrap();
-    let output = cluster.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(
-        output.status.success(),
-        "deploy failed: {}\n{}",
-        common::stderr(&output),
-        cluster.logs()
     );
+    deploy(&cluster, &spec);
     let runs_on = |service: &str| {
         let output = cluster.cli(&["status", service, "--json"]);
         let list: Vec<ServiceStatus> = serde_json::from_slice(&output.stdout).unwrap();

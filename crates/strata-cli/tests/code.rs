@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{misbehave_bin, stderr, Dev};
+use common::{misbehave_bin, send, stderr, text_of, write_file, Dev};
 
 const APP_PY: &str = r#"import http.server, os
 
@@ -30,78 +30,41 @@ async fn a_directory_of_code_runs_with_its_command() {
     // A program shipped with its code, started by a script by relative paths.
     std::fs::copy(misbehave_bin(), app.join("misbehave")).unwrap();
     std::fs::write(app.join("run.sh"), "exec ./misbehave serve\n").unwrap();
-    let spec = dir.path().join("strata.toml");
-    std::fs::write(
-        &spec,
+    let spec = write_file(
+        dir.path(),
+        "strata.toml",
         "[service.api]\nartifact = \"app\"\ncommand = [\"python3\", \"app.py\"]\n\n\
          [service.tool]\nartifact = \"app\"\ncommand = [\"sh\", \"run.sh\"]\n",
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let dev = Dev::start(&data);
-    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        stderr(&output),
-        dev.log()
     );
+    let dev = Dev::start(&dir.path().join("data"));
+    dev.deploy(&spec, &["--timeout", "60s"]);
     for (host, body) in [
         ("api.dev.localhost", "hello from app.py\n"),
         ("tool.dev.localhost", "ok\n"),
     ] {
-        let response = dev
-            .client(&[host])
-            .get(dev.url(host, "/"))
-            .send()
-            .await
-            .unwrap();
+        let response = send(dev.client(&[host]).get(dev.url(host, "/"))).await;
         assert_eq!(response.status(), 200, "{host}");
         assert_eq!(response.text().await.unwrap(), body, "{host}");
     }
 
     // The same directory again is the same artifact: no new release.
-    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("api: release 1 unchanged"),
-        "{}",
-        stderr(&output)
-    );
+    let err = stderr(&dev.deploy(&spec, &["--timeout", "60s"]));
+    assert!(err.contains("api: release 1 unchanged"), "{err}");
     // A changed file is a new release, serving the new code.
     std::fs::write(app.join("greeting.txt"), "hello again\n").unwrap();
-    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("api: release 2 created"),
-        "{}",
-        stderr(&output)
-    );
-    let body = dev
-        .client(&["api.dev.localhost"])
-        .get(dev.url("api.dev.localhost", "/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let err = stderr(&dev.deploy(&spec, &["--timeout", "60s"]));
+    assert!(err.contains("api: release 2 created"), "{err}");
+    let host = "api.dev.localhost";
+    let body = text_of(dev.client(&[host]).get(dev.url(host, "/"))).await;
     assert_eq!(body, "hello again\n");
 
     // A directory without a command is refused at deploy, saying what to do.
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[service.bad]\nartifact = \"app\"\n").unwrap();
-    let output = dev.cli(&["deploy", bad.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("is a directory"),
-        "{}",
-        stderr(&output)
+    let bad = write_file(
+        dir.path(),
+        "bad.toml",
+        "[service.bad]\nartifact = \"app\"\n",
     );
-    assert!(
-        stderr(&output).contains("add `command"),
-        "{}",
-        stderr(&output)
-    );
+    let err = dev.deploy_fails(&bad, &[], 2);
+    assert!(err.contains("is a directory"), "{err}");
+    assert!(err.contains("add `command"), "{err}");
 }

@@ -97,65 +97,28 @@ async fn container_services_serve_and_report_oom_kills() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     // The example service, alone in its root.
-    let output = image(
-        &images,
-        &[
-            "build",
-            "--jeos",
-            hello_bin().to_str().unwrap(),
-            "--tag",
-            "hello:1",
-        ],
-    );
-    assert!(
-        stdout(&output).contains("hello:1 sha256:"),
-        "{}",
-        stdout(&output)
-    );
+    let built = build_jeos(&images, &hello_bin(), &[], "hello:1");
+    assert!(built.contains("hello:1 sha256:"), "{built}");
     let oci_tar = dir.path().join("hello-oci.tar");
-    image(
-        &images,
-        &["save", "hello:1", "-o", oci_tar.to_str().unwrap()],
-    );
+    save_image(&images, "hello:1", &oci_tar);
     // The service deploys the image as a `docker save` archive: the node imports that too.
     let hello_tar = dir.path().join("hello-docker.tar");
     oci_to_docker_save(&oci_tar, &hello_tar, "hello:docker");
     // A shell, for a program that eats memory.
-    image(
-        &images,
-        &[
-            "build",
-            "--jeos",
-            host_tool("dash").to_str().unwrap(),
-            "--at",
-            "/bin/sh",
-            "--include",
-            host_tool("cat").to_str().unwrap(),
-            "--tag",
-            "shell:1",
-        ],
-    );
+    let cat = host_tool("cat");
+    let include = ["--at", "/bin/sh", "--include", cat.to_str().unwrap()];
+    build_jeos(&images, &host_tool("dash"), &include, "shell:1");
     let shell_tar = dir.path().join("shell.tar");
-    image(
-        &images,
-        &["save", "shell:1", "-o", shell_tar.to_str().unwrap()],
+    save_image(&images, "shell:1", &shell_tar);
+
+    let web = service_toml(
+        "web",
+        &hello_tar,
+        "Hello from a container",
+        r#"driver = "container""#,
     );
-
-    let spec = dir.path().join("containers.toml");
-    std::fs::write(
-        &spec,
-        format!(
-            r#"
-[service.web]
-driver = "container"
-artifact = "{hello}"
-[service.web.config]
-GREETING = "Hello from a container"
-[service.web.health]
-path = "/healthz"
-interval = "200ms"
-timeout = "200ms"
-
+    let greeter = format!(
+        r#"
 [service.greeter]
 artifact = "{process}"
 [service.greeter.config]
@@ -163,42 +126,19 @@ GREETING = "Hi from a process"
 [service.greeter.route]
 public = false
 "#,
-            hello = hello_tar.display(),
-            process = hello_bin().display()
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut dev = Dev::start(&data);
-    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(
-        output.status.success(),
-        "deploy failed: {}\n{}",
-        stderr(&output),
-        dev.log()
+        process = hello_bin().display()
     );
+    let spec = write_file(dir.path(), "containers.toml", web + &greeter);
+    let data = dir.path().join("data");
+    let mut dev = Dev::start(&data);
+    dev.deploy(&spec, &["--timeout", "60s"]);
     let host = "web.dev.localhost";
     let client = dev.client(&[host]);
-    let body = client
-        .get(dev.url(host, "/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = text_of(client.get(dev.url(host, "/"))).await;
     assert!(body.contains("Hello from a container"), "{body}");
     // The container calls another service by name: its HTTP_PROXY is the node's mesh proxy
     // at the bridge's gateway, its one way out.
-    let body = client
-        .get(dev.url(host, "/call/greeter"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = text_of(client.get(dev.url(host, "/call/greeter"))).await;
     assert!(
         body.contains("Hi from a process") && body.contains("(called by web)"),
         "{body}\n{}",
@@ -206,80 +146,52 @@ public = false
     );
 
     // A memory hog: killed at its limit, and said so.
-    let hog = dir.path().join("hog.toml");
-    std::fs::write(
-        &hog,
+    let hog = write_file(
+        dir.path(),
+        "hog.toml",
         format!(
             "[service.hog]\ndriver = \"container\"\nartifact = \"{}\"\nargs = [\"-c\", \"x=$(cat /dev/urandom)\"]\n[service.hog.resources]\nmemory = \"32Mi\"\n",
             shell_tar.display()
         ),
-    )
-    .unwrap();
-    let _ = dev.cli(&["deploy", hog.to_str().unwrap(), "--detach"]);
-    let mut events = String::new();
-    for _ in 0..150 {
-        events = String::from_utf8_lossy(&dev.cli(&["events", "hog"]).stdout).to_string();
-        if events.contains("killed: memory limit 32Mi reached") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        events.contains("killed: memory limit 32Mi reached"),
-        "{events}\n{}",
-        dev.log()
     );
+    let _ = dev.cli(&["deploy", hog.to_str().unwrap(), "--detach"]);
+    let reached = "killed: memory limit 32Mi reached";
+    let events = dev
+        .events_until(&["hog"], reached, Duration::from_secs(20))
+        .await;
+    assert!(events.contains(reached), "{events}\n{}", dev.log());
 
     // Not an image: refused at deploy (exit 2), saying what it is; web keeps serving.
     let junk = dir.path().join("junk.tar");
     std::fs::write(&junk, b"not an archive at all").unwrap();
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
+    let bad = write_file(
+        dir.path(),
+        "bad.toml",
         format!(
             "[service.web]\ndriver = \"container\"\nartifact = \"{}\"\n",
             junk.display()
         ),
-    )
-    .unwrap();
-    let output = dev.cli(&["deploy", bad.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("is not an image"),
-        "{}",
-        stderr(&output)
     );
-    let body = client
-        .get(dev.url(host, "/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let err = dev.deploy_fails(&bad, &[], 2);
+    assert!(err.contains("is not an image"), "{err}");
+    let body = text_of(client.get(dev.url(host, "/"))).await;
     assert!(body.contains("Hello from a container"), "{body}");
 
     // A container service that scales to zero starts at zero; its first request is held
     // while a container starts, then served.
-    let lazy = dir.path().join("lazy.toml");
-    std::fs::write(
-        &lazy,
+    let lazy = write_file(
+        dir.path(),
+        "lazy.toml",
         format!(
             "[service.lazy]\ndriver = \"container\"\nartifact = \"{}\"\n[service.lazy.scale]\nmin = 0\nmax = 1\n[service.lazy.config]\nGREETING = \"Cold started\"\n[service.lazy.health]\npath = \"/healthz\"\ninterval = \"200ms\"\n",
             hello_tar.display()
         ),
-    )
-    .unwrap();
-    let output = dev.cli(&["deploy", lazy.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    );
+    dev.deploy(&lazy, &["--timeout", "60s"]);
     assert_eq!(dev.status("lazy").service.replicas, 0);
     let lazy_client = dev.client(&["lazy.dev.localhost"]);
     let cold = std::time::Instant::now();
-    let response = lazy_client
-        .get(dev.url("lazy.dev.localhost", "/"))
-        .send()
-        .await
-        .unwrap();
+    let response = send(lazy_client.get(dev.url("lazy.dev.localhost", "/"))).await;
     assert_eq!(response.status(), 200, "{}", dev.log());
     assert!(response.text().await.unwrap().contains("Cold started"));
     eprintln!("container cold start from zero: {:?}", cold.elapsed());
@@ -291,19 +203,8 @@ public = false
     let pid_before = before.instances[0].status.as_ref().and_then(|s| s.pid);
     dev.kill9();
     let dev = Dev::start(&data);
-    let client = dev.client(&[host]);
-    let mut served = false;
-    for _ in 0..100 {
-        if let Ok(response) = client.get(dev.url(host, "/")).send().await {
-            if response.status() == 200 {
-                served = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        served,
+        dev.serves(host).await,
         "web did not serve after the agent restarted:\n{}",
         dev.log()
     );
@@ -341,31 +242,14 @@ async fn redis_packaged_with_jeos_serves_through_the_node() {
     };
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
-    let output = image(
-        &images,
-        &[
-            "build",
-            "--jeos",
-            redis.to_str().unwrap(),
-            "--tag",
-            "redis:1",
-        ],
-    );
-    assert!(
-        stdout(&output).contains("redis:1 sha256:"),
-        "{}",
-        stdout(&output)
-    );
+    let built = build_jeos(&images, &redis, &[], "redis:1");
+    assert!(built.contains("redis:1 sha256:"), "{built}");
     let tar = dir.path().join("redis.tar");
-    image(&images, &["save", "redis:1", "-o", tar.to_str().unwrap()]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let spec = dir.path().join("redis.toml");
-    std::fs::write(
-        &spec,
+    save_image(&images, "redis:1", &tar);
+    let port = free_port();
+    let spec = write_file(
+        dir.path(),
+        "redis.toml",
         format!(
             r#"
 [service.redis]
@@ -378,18 +262,9 @@ public = false
 "#,
             tar = tar.display()
         ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let dev = Dev::start(&data);
-    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(
-        output.status.success(),
-        "deploy failed: {}\n{}",
-        stderr(&output),
-        dev.log()
     );
+    let dev = Dev::start(&dir.path().join("data"));
+    dev.deploy(&spec, &["--timeout", "60s"]);
     let cli = |args: &[&str]| {
         Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])

@@ -14,40 +14,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use strata_core::DesiredState;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn container_health_checks_reach_the_program_not_the_forwarder() {
-    if !strata_testkit::containers_available("container status e2e test") {
+    let Some((dir, tar)) = misbehave_image_dir("container status e2e test") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let tar = misbehave_image(dir.path());
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let dev = Dev::start(&data);
+    };
+    let dev = Dev::start(&dir.path().join("data"));
 
     // Listens, then exits after 200 ms (nginx on a bad configuration): never serving.
     let brief = container_spec(dir.path(), "brief", &tar, &["exit-after", "200"], "");
-    let output = dev.cli(&["deploy", brief.to_str().unwrap(), "--timeout", "60s"]);
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{err}\n{}", dev.log());
+    let err = dev.deploy_fails(&brief, &["--timeout", "60s"], 1);
     assert!(!err.contains("is serving"), "{err}");
     assert!(err.contains("crash-looping"), "{err}");
     assert!(err.contains("fatal: invalid configuration"), "{err}");
-    let output = dev.cli(&["delete", "brief"]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    dev.delete("brief");
 
     // Listens on another port than PORT: the forwarder on the node accepts, the program
     // does not; the deploy says what the container listens on.
     let deaf = container_spec(dir.path(), "deaf", &tar, &["wrong-port", "9999"], "");
-    let output = dev.cli(&["deploy", deaf.to_str().unwrap(), "--timeout", "8s"]);
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{err}\n{}", dev.log());
+    let err = dev.deploy_fails(&deaf, &["--timeout", "8s"], 1);
     assert!(err.contains("nothing listens on PORT="), "{err}");
     assert!(err.contains("(listening on: 0.0.0.0:9999)"), "{err}");
-    let output = dev.cli(&["delete", "deaf"]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    dev.delete("deaf");
 
     // A rolling update with the default health check, under load: no failed request.
     let one = container_spec(
@@ -57,13 +46,7 @@ async fn container_health_checks_reach_the_program_not_the_forwarder() {
         &["serve", "one"],
         "[service.web.scale]\nreplicas = 2\n",
     );
-    let output = dev.cli(&["deploy", one.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        stderr(&output),
-        dev.log()
-    );
+    dev.deploy(&one, &["--timeout", "60s"]);
     let host = "web.dev.localhost";
     let client = dev.client(&[host]);
     let url = dev.url(host, "/");
@@ -96,13 +79,7 @@ async fn container_health_checks_reach_the_program_not_the_forwarder() {
         &["serve", "two"],
         "[service.web.scale]\nreplicas = 2\n",
     );
-    let output = dev.cli(&["deploy", two.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        stderr(&output),
-        dev.log()
-    );
+    dev.deploy(&two, &["--timeout", "60s"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
     let failures = load.await.unwrap();
@@ -117,8 +94,5 @@ async fn container_health_checks_reach_the_program_not_the_forwarder() {
     assert!(served > 100, "the load barely ran: {served} requests");
     let status = dev.status("web");
     assert_eq!(status.service.desired_release, 2);
-    assert!(status
-        .instances
-        .iter()
-        .all(|v| v.instance.release == 2 || v.instance.desired == DesiredState::Stopped));
+    assert!(rolled_out_to(&status, 2));
 }

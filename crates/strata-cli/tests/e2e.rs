@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use strata_core::{DesiredState, InstanceState};
+use strata_core::InstanceState;
 
 const HOST: &str = "hello.dev.localhost";
 
@@ -24,13 +24,7 @@ async fn deploy_serves_through_the_ingress_and_status_lists_running_instances() 
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
     let spec = hello_spec(dir.path(), 2, "Howdy");
-    let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "deploy failed: {}\n{}",
-        stderr(&output),
-        dev.log()
-    );
+    let output = dev.deploy(&spec, &[]);
     assert_eq!(
         stdout(&output).trim(),
         dev.url(HOST, "/"),
@@ -46,15 +40,8 @@ async fn deploy_serves_through_the_ingress_and_status_lists_running_instances() 
 
     // The node's /metrics counts that request for the service, by status class.
     let nodes = dev.nodes().await;
-    let metrics = dev
-        .api_client_with(&dev.node_api_key())
-        .get(format!("{}/metrics", nodes[0].agent_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let node_client = dev.api_client_with(&dev.node_api_key());
+    let metrics = text_of(node_client.get(format!("{}/metrics", nodes[0].agent_url))).await;
     assert!(
         metrics.contains(r#"strata_proxy_requests_total{env="dev",service="hello",code="2xx"} 1"#),
         "{metrics}"
@@ -118,22 +105,12 @@ async fn deploy_serves_through_the_ingress_and_status_lists_running_instances() 
     }
 
     // Deploying the same spec again changes nothing.
-    let again = dev.cli(&["deploy", spec.to_str().unwrap()]);
-    assert!(again.status.success());
-    assert!(
-        stderr(&again).contains("release 1 unchanged"),
-        "{}",
-        stderr(&again)
-    );
+    let again = stderr(&dev.deploy(&spec, &[]));
+    assert!(again.contains("release 1 unchanged"), "{again}");
 
     // Delete: instances stop, the host no longer routes.
-    let pids: Vec<u32> = status
-        .instances
-        .iter()
-        .filter_map(|v| v.status.as_ref()?.pid)
-        .collect();
-    let deleted = dev.cli(&["delete", "hello"]);
-    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let pids = instance_pids(&status);
+    dev.delete("hello");
     dev.eventually(
         Duration::from_secs(20),
         "instances of a deleted service stop",
@@ -149,11 +126,7 @@ async fn ingress_answers_404_for_unknown_hosts_and_503_without_healthy_instances
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
     let client = dev.client(&["nope.dev.localhost", "never.dev.localhost"]);
-    let response = client
-        .get(dev.url("nope.dev.localhost", "/"))
-        .send()
-        .await
-        .unwrap();
+    let response = send(client.get(dev.url("nope.dev.localhost", "/"))).await;
     assert_eq!(response.status(), 404);
     assert!(response
         .text()
@@ -162,17 +135,12 @@ async fn ingress_answers_404_for_unknown_hosts_and_503_without_healthy_instances
         .contains("no service is routed at host `nope.dev.localhost`"));
 
     // A service whose instances never become healthy (nothing listens on its port).
-    let spec = dir.path().join("never.toml");
-    std::fs::write(&spec, "[service.never]\ncommand = [\"sleep\", \"600\"]\n").unwrap();
-    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--detach"]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let never = "[service.never]\ncommand = [\"sleep\", \"600\"]\n";
+    let spec = write_file(dir.path(), "never.toml", never);
+    dev.deploy(&spec, &["--detach"]);
     let mut last = String::new();
     for _ in 0..100 {
-        let response = client
-            .get(dev.url("never.dev.localhost", "/"))
-            .send()
-            .await
-            .unwrap();
+        let response = send(client.get(dev.url("never.dev.localhost", "/"))).await;
         last = format!("{} {}", response.status(), response.text().await.unwrap());
         if last.starts_with("503") {
             break;
@@ -189,10 +157,7 @@ async fn ingress_answers_404_for_unknown_hosts_and_503_without_healthy_instances
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_instance_is_restarted_and_serves_again() {
     let dir = tempfile::tempdir().unwrap();
-    let dev = Dev::start(dir.path());
-    let spec = hello_spec(dir.path(), 1, "Hi");
-    let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let dev = dev_serving_hello(dir.path(), 1, "Hi");
     let before = dev.status("hello");
     let pid = before.instances[0].status.as_ref().unwrap().pid.unwrap();
     nix::sys::signal::kill(
@@ -235,10 +200,7 @@ async fn a_killed_instance_is_restarted_and_serves_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_release_rolls_out_without_a_failed_request() {
     let dir = tempfile::tempdir().unwrap();
-    let dev = Dev::start(dir.path());
-    let first = hello_spec(dir.path(), 2, "One");
-    let output = dev.cli(&["deploy", first.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let dev = dev_serving_hello(dir.path(), 2, "One");
 
     let client = dev.client(&[HOST]);
     let url = dev.url(HOST, "/");
@@ -273,17 +235,8 @@ async fn a_new_release_rolls_out_without_a_failed_request() {
         })
     };
     let second = hello_spec(dir.path(), 2, "Two, changed");
-    let output = dev.cli(&["deploy", second.to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "deploy 2 failed: {}",
-        stderr(&output)
-    );
-    assert!(
-        stderr(&output).contains("release 2 created"),
-        "{}",
-        stderr(&output)
-    );
+    let err = stderr(&dev.deploy(&second, &[]));
+    assert!(err.contains("release 2 created"), "{err}");
     // Keep the load on a little after the rollout, across the old instances' stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
@@ -302,25 +255,15 @@ async fn a_new_release_rolls_out_without_a_failed_request() {
     let status = dev.status("hello");
     assert_eq!(status.service.desired_release, 2);
     assert_eq!(running_of_release(&status, 2), 2);
-    assert!(status
-        .instances
-        .iter()
-        .all(|v| v.instance.release == 2 || v.instance.desired == DesiredState::Stopped));
+    assert!(rolled_out_to(&status, 2));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_kill_9_of_strata_dev_a_restart_readopts_instances() {
     let dir = tempfile::tempdir().unwrap();
-    let mut dev = Dev::start(dir.path());
-    let spec = hello_spec(dir.path(), 2, "Persistent");
-    let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let mut dev = dev_serving_hello(dir.path(), 2, "Persistent");
     let before = dev.status("hello");
-    let mut pids: Vec<u32> = before
-        .instances
-        .iter()
-        .filter_map(|v| v.status.as_ref()?.pid)
-        .collect();
+    let mut pids = instance_pids(&before);
     pids.sort();
     assert_eq!(pids.len(), 2);
 
@@ -332,26 +275,14 @@ async fn after_kill_9_of_strata_dev_a_restart_readopts_instances() {
 
     // Same data dir, new ports: the service is back without a deploy, on the same processes.
     let dev = Dev::start(dir.path());
-    let client = dev.client(&[HOST]);
-    let url = dev.url(HOST, "/");
-    let mut served = false;
-    for _ in 0..100 {
-        if let Ok(response) = client.get(&url).send().await {
-            if response.status() == 200 {
-                served = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(served, "service not back after restart\n{}", dev.log());
+    assert!(
+        dev.serves(HOST).await,
+        "service not back after restart\n{}",
+        dev.log()
+    );
     let after = dev.status("hello");
     assert_eq!(after.service.desired_release, 1);
-    let mut now: Vec<u32> = after
-        .instances
-        .iter()
-        .filter_map(|v| v.status.as_ref()?.pid)
-        .collect();
+    let mut now = instance_pids(&after);
     now.sort();
     assert_eq!(
         now,
@@ -370,12 +301,7 @@ async fn after_kill_9_of_strata_dev_a_restart_readopts_instances() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_cleans_up_instances_no_longer_wanted() {
     let dir = tempfile::tempdir().unwrap();
-    let mut dev = Dev::start(dir.path());
-    let spec = hello_spec(dir.path(), 1, "Temporary");
-    assert!(dev
-        .cli(&["deploy", spec.to_str().unwrap()])
-        .status
-        .success());
+    let mut dev = dev_serving_hello(dir.path(), 1, "Temporary");
     let pid = dev.status("hello").instances[0]
         .status
         .as_ref()
@@ -409,15 +335,12 @@ async fn a_restart_cleans_up_instances_no_longer_wanted() {
 async fn a_crash_looping_release_fails_the_deploy_with_its_last_log_lines() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
-    let spec = dir.path().join("crash.toml");
-    std::fs::write(
-        &spec,
+    let spec = write_file(
+        dir.path(),
+        "crash.toml",
         "[service.crashy]\ncommand = [\"sh\", \"-c\", \"echo starting up; echo 'fatal: no database' >&2; exit 3\"]\n",
-    )
-    .unwrap();
-    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    let err = stderr(&output);
+    );
+    let err = dev.deploy_fails(&spec, &["--timeout", "60s"], 1);
     assert!(err.contains("crash-looping"), "{err}");
     assert!(err.contains("exited with code 3"), "{err}");
     assert!(err.contains("fatal: no database"), "{err}");
@@ -428,14 +351,7 @@ async fn the_api_serves_an_openapi_document_and_json_errors() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
     let client = dev.api_client();
-    let doc: serde_json::Value = client
-        .get(format!("{}/openapi.json", dev.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: serde_json::Value = json_of(client.get(format!("{}/openapi.json", dev.api))).await;
     for path in [
         "/v1/envs/{env}/deploy",
         "/v1/watch",
@@ -448,24 +364,18 @@ async fn the_api_serves_an_openapi_document_and_json_errors() {
             "{path} missing from openapi.json"
         );
     }
-    let response = client
-        .get(format!("{}/v1/envs/dev/services/ghost", dev.api))
-        .send()
-        .await
-        .unwrap();
+    let response = send(client.get(format!("{}/v1/envs/dev/services/ghost", dev.api))).await;
     assert_eq!(response.status(), 404);
     let body: strata_core::api::ErrorBody = response.json().await.unwrap();
     assert_eq!(body.error, "not_found");
     assert!(body.message.contains("service `ghost`"), "{body:?}");
     assert!(body.hint.is_some());
 
-    let response = client
+    let request = client
         .post(format!("{}/v1/envs/dev/deploy", dev.api))
         .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+        .body("{not json");
+    let response = send(request).await;
     assert_eq!(response.status(), 400);
     let body: strata_core::api::ErrorBody = response.json().await.unwrap();
     assert_eq!(body.error, "bad_request");
@@ -478,8 +388,7 @@ async fn the_api_serves_an_openapi_document_and_json_errors() {
         .unwrap();
     assert_eq!(watch.headers()["content-type"], "text/event-stream");
     let spec = hello_spec(dir.path(), 1, "Watched");
-    let deploy = dev.cli(&["deploy", spec.to_str().unwrap(), "--detach"]);
-    assert!(deploy.status.success());
+    dev.deploy(&spec, &["--detach"]);
     let chunk = tokio::time::timeout(Duration::from_secs(10), watch.chunk())
         .await
         .expect("a change arrives")
@@ -516,8 +425,7 @@ async fn events_follow_prints_new_events_as_they_are_recorded() {
     // Give the follower a moment to open its stream, then make events.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let spec = hello_spec(dir.path(), 1, "Followed");
-    let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    dev.deploy(&spec, &[]);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut seen = Vec::new();
     while !seen.iter().any(|l: &String| l.contains("instance.healthy")) {
@@ -541,21 +449,15 @@ async fn events_follow_prints_new_events_as_they_are_recorded() {
 async fn a_missing_program_fails_the_deploy_at_once_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
-    let spec = dir.path().join("ghost.toml");
-    std::fs::write(
-        &spec,
-        "[service.ghost]\ncommand = [\"/nonexistent/prog\"]\n",
-    )
-    .unwrap();
+    let ghost = "[service.ghost]\ncommand = [\"/nonexistent/prog\"]\n";
+    let spec = write_file(dir.path(), "ghost.toml", ghost);
     let started = std::time::Instant::now();
-    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = dev.deploy_fails(&spec, &["--timeout", "60s"], 1);
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "the deploy waited {:?}",
         started.elapsed()
     );
-    let err = stderr(&output);
     assert!(err.contains("cannot start /nonexistent/prog"), "{err}");
     let status = dev.status("ghost");
     let instance = &status.instances[0];

@@ -25,6 +25,34 @@ fn server(dir: &Path, store: &str) -> ServerProcess {
     ServerProcess::start(&common::strata_bin(), dir, Some(store))
 }
 
+/// `count` servers on a new etcd cluster of `members` members (under the key prefix
+/// `prefix`), each in its own directory of `root`. The etcd cluster must outlive them.
+fn servers_on_etcd(
+    root: &Path,
+    members: usize,
+    prefix: &str,
+    count: usize,
+) -> (EtcdServer, Vec<ServerProcess>) {
+    let etcd = EtcdServer::cluster(members);
+    let store = etcd.url(prefix);
+    let servers = (0..count)
+        .map(|i| server(&root.join(format!("s{i}")), &store))
+        .collect();
+    (etcd, servers)
+}
+
+/// Runs `command`, which must succeed (`what` names it otherwise); its output.
+#[track_caller]
+fn run_ok(what: &str, command: &mut Command) -> std::process::Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{what}: {}",
+        common::stderr(&output)
+    );
+    output
+}
+
 fn agent(dir: &Path, join: &str, token: &str) -> AgentProcess {
     AgentProcess::start(&common::strata_bin(), dir, join, token)
 }
@@ -97,14 +125,14 @@ fn logs_of(servers: &[ServerProcess], agent: Option<&AgentProcess>) -> String {
     text
 }
 
-fn skip() -> bool {
-    match etcd_unavailable() {
-        Some(why) => {
-            eprintln!("SKIPPED: HA tests need etcd: {why}");
-            true
-        }
-        None => false,
+/// [`serial`]'s guard, or `None` where etcd is unavailable (the test says why and skips).
+fn serial_with_etcd() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let serial = serial();
+    if let Some(why) = etcd_unavailable() {
+        eprintln!("SKIPPED: HA tests need etcd: {why}");
+        return None;
     }
+    Some(serial)
 }
 
 fn hello_spec(dir: &Path, replicas: u32, greeting: &str) -> PathBuf {
@@ -118,16 +146,11 @@ fn deploy(addrs: &str, spec: &Path) -> std::process::Output {
 
 #[test]
 fn killing_the_leader_loses_no_acknowledged_write() {
-    let _serial = serial();
-    if skip() {
+    let Some(_serial) = serial_with_etcd() else {
         return;
-    }
-    let etcd = EtcdServer::cluster(3);
-    let store = etcd.url("/strata-ha");
+    };
     let root = tempfile::tempdir().unwrap();
-    let mut servers: Vec<ServerProcess> = (0..3)
-        .map(|i| server(&root.path().join(format!("s{i}")), &store))
-        .collect();
+    let (_etcd, mut servers) = servers_on_etcd(root.path(), 3, "/strata-ha", 3);
     let addrs = servers
         .iter()
         .map(|s| s.api.clone())
@@ -237,16 +260,11 @@ mod curl {
 
 #[test]
 fn a_frozen_leader_is_fenced_and_acts_no_more() {
-    let _serial = serial();
-    if skip() {
+    let Some(_serial) = serial_with_etcd() else {
         return;
-    }
-    let etcd = EtcdServer::cluster(1);
-    let store = etcd.url("/strata-fence");
+    };
     let root = tempfile::tempdir().unwrap();
-    let servers: Vec<ServerProcess> = (0..2)
-        .map(|i| server(&root.path().join(format!("s{i}")), &store))
-        .collect();
+    let (_etcd, servers) = servers_on_etcd(root.path(), 1, "/strata-fence", 2);
     wait_until(Duration::from_secs(20), "a leader is elected", || {
         leader_id(&servers[0].api, &servers[0]).is_some()
     });
@@ -274,7 +292,7 @@ fn a_frozen_leader_is_fenced_and_acts_no_more() {
     let late: Vec<_> = events
         .events
         .iter()
-        .filter(|e| e.actor == format!("controller@{old}") && e.at > taken_over)
+        .filter(|e| e.actor == strata_core::Actor::controller(old.as_str()) && e.at > taken_over)
         .collect();
     assert!(
         late.is_empty(),
@@ -285,7 +303,7 @@ fn a_frozen_leader_is_fenced_and_acts_no_more() {
         events
             .events
             .iter()
-            .any(|e| e.actor == format!("controller@{}", other.id())
+            .any(|e| e.actor == strata_core::Actor::controller(other.id())
                 && e.kind == strata_core::EventKind::PlacementFailed
                 && e.service.as_deref() == Some("hello")),
         "the new leader reconciles the deploy (no node joined, so placement fails, as an event)"
@@ -294,10 +312,9 @@ fn a_frozen_leader_is_fenced_and_acts_no_more() {
 
 #[test]
 fn the_fleet_goes_on_when_an_etcd_member_dies() {
-    let _serial = serial();
-    if skip() {
+    let Some(_serial) = serial_with_etcd() else {
         return;
-    }
+    };
     let mut etcd = EtcdServer::cluster(3);
     let store = etcd.url("/strata-member");
     let root = tempfile::tempdir().unwrap();
@@ -321,54 +338,40 @@ fn the_fleet_goes_on_when_an_etcd_member_dies() {
 
 #[test]
 fn a_one_machine_install_moves_onto_etcd() {
-    let _serial = serial();
-    if skip() {
+    let Some(_serial) = serial_with_etcd() else {
         return;
-    }
+    };
     let root = tempfile::tempdir().unwrap();
     let dev_dir = root.path().join("dev");
-    std::fs::create_dir_all(&dev_dir).unwrap();
     {
         let dev = common::Dev::start(&dev_dir);
         let spec = hello_spec(root.path(), 1, "moved");
-        let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
-        assert!(output.status.success(), "{}", common::stderr(&output));
+        dev.deploy(&spec, &[]);
     } // strata dev stops (SIGTERM) here.
     let backup = root.path().join("backup.jsonl");
-    let output = Command::new(common::strata_bin())
-        .args(["store", "export", "--include-secrets", "--data-dir"])
-        .arg(&dev_dir)
-        .arg("--output")
-        .arg(&backup)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "export: {}",
-        common::stderr(&output)
+    run_ok(
+        "export",
+        Command::new(common::strata_bin())
+            .args(["store", "export", "--include-secrets", "--data-dir"])
+            .arg(&dev_dir)
+            .arg("--output")
+            .arg(&backup),
     );
 
     let etcd = EtcdServer::cluster(1);
     let store = etcd.url("/strata-moved");
     let server_dir = root.path().join("server");
     std::fs::create_dir_all(&server_dir).unwrap();
-    let output = Command::new(common::strata_bin())
-        .args(["store", "import"])
-        .arg(&backup)
-        .args(["--store", &store, "--data-dir"])
-        .arg(&server_dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "import: {}",
-        common::stderr(&output)
+    let output = run_ok(
+        "import",
+        Command::new(common::strata_bin())
+            .args(["store", "import"])
+            .arg(&backup)
+            .args(["--store", &store, "--data-dir"])
+            .arg(&server_dir),
     );
-    assert!(
-        common::stderr(&output).contains("1 artifacts"),
-        "{}",
-        common::stderr(&output)
-    );
+    let err = common::stderr(&output);
+    assert!(err.contains("1 artifacts"), "{err}");
 
     let server = server(&server_dir, &store);
     let agent = agent(&root.path().join("agent"), &server.api, &server.token());

@@ -109,19 +109,13 @@ fn kill_containers(instances: &[String]) {
     }
 }
 
-fn deploy(dev: &Dev, spec: &Path) {
-    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        stderr(&output),
-        dev.log()
-    );
-}
-
-fn delete(dev: &Dev, service: &str) {
-    let output = dev.cli(&["delete", service]);
-    assert!(output.status.success(), "{}", stderr(&output));
+fn instance_ids(dev: &Dev, service: &str) -> Vec<String> {
+    let status = dev.status(service);
+    status
+        .instances
+        .iter()
+        .map(|v| v.instance.id.clone())
+        .collect()
 }
 
 async fn until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
@@ -134,22 +128,15 @@ async fn until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_is_left_behind() {
-    if !strata_testkit::containers_available("leak count test") {
+    let Some((dir, tar)) = misbehave_image_dir("leak count test") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let tar = misbehave_image(dir.path());
+    };
     // A first start reaps what earlier, killed agents left; its orderly stop removes its own.
-    {
-        let data = dir.path().join("first");
-        std::fs::create_dir_all(&data).unwrap();
-        let _dev = Dev::start(&data);
-    }
+    drop(Dev::start(&dir.path().join("first")));
     let before = footprint();
 
     // Deploys, an OOM kill, deletes, a kill -9 and a restart that re-adopts.
     let data = dir.path().join("a");
-    std::fs::create_dir_all(&data).unwrap();
     let mut dev = Dev::start(&data);
     let web = container_spec(
         dir.path(),
@@ -158,7 +145,7 @@ async fn nothing_is_left_behind() {
         &["serve"],
         "[service.web.scale]\nreplicas = 2\n",
     );
-    deploy(&dev, &web);
+    dev.deploy(&web, &["--timeout", "60s"]);
     let hog = container_spec(
         dir.path(),
         "hog",
@@ -171,14 +158,9 @@ async fn nothing_is_left_behind() {
         stdout(&dev.cli(&["events", "hog"])).contains("killed: memory limit 32Mi reached")
     })
     .await;
-    let hog_ids: Vec<String> = dev
-        .status("hog")
-        .instances
-        .iter()
-        .map(|v| v.instance.id.clone())
-        .collect();
+    let hog_ids = instance_ids(&dev, "hog");
     let deleting = Instant::now();
-    delete(&dev, "hog");
+    dev.delete("hog");
     until(
         Duration::from_secs(30),
         "the hog's cgroups are gone",
@@ -199,7 +181,7 @@ async fn nothing_is_left_behind() {
     dev.kill9();
     let dev = Dev::start(&data);
     assert!(dev.status("web").instances.len() >= 2);
-    delete(&dev, "web");
+    dev.delete("web");
     let data_path = data.display().to_string();
     until(
         Duration::from_secs(30),
@@ -217,15 +199,9 @@ async fn nothing_is_left_behind() {
     // A kill -9 whose containers then die too (a crash, a reboot) and whose data directory
     // is deleted: the next agent to start reaps what it left.
     let abandoned = dir.path().join("b");
-    std::fs::create_dir_all(&abandoned).unwrap();
     let mut dev = Dev::start(&abandoned);
-    deploy(&dev, &web);
-    let ids: Vec<String> = dev
-        .status("web")
-        .instances
-        .iter()
-        .map(|v| v.instance.id.clone())
-        .collect();
+    dev.deploy(&web, &["--timeout", "60s"]);
+    let ids = instance_ids(&dev, "web");
     dev.kill9();
     kill_containers(&ids);
     kill_instances(&abandoned);
@@ -236,7 +212,6 @@ async fn nothing_is_left_behind() {
     // that is setting one up.
     tokio::time::sleep(Duration::from_secs(11)).await;
     let data = dir.path().join("c");
-    std::fs::create_dir_all(&data).unwrap();
     let dev = Dev::start(&data);
     let log_c = data.join("dev.log");
     drop(dev);

@@ -13,22 +13,8 @@ use common::*;
 fn spec(dir: &std::path::Path) -> std::path::PathBuf {
     let hello = hello_bin();
     let service = |name: &str, greeting: &str, replicas: u32, extra: &str| {
-        format!(
-            r#"
-[service.{name}]
-artifact = "{hello}"
-[service.{name}.scale]
-replicas = {replicas}
-[service.{name}.config]
-GREETING = "{greeting}"
-[service.{name}.health]
-path = "/healthz"
-interval = "200ms"
-timeout = "200ms"
-{extra}
-"#,
-            hello = hello.display()
-        )
+        let more = format!("[service.{name}.scale]\nreplicas = {replicas}\n{extra}");
+        service_toml(name, &hello, greeting, &more)
     };
     let text = [
         service("front", "Front", 1, ""),
@@ -46,9 +32,7 @@ timeout = "200ms"
         ),
     ]
     .concat();
-    let path = dir.join("mesh.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_file(dir, "mesh.toml", text)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -56,8 +40,7 @@ async fn services_call_each_other_by_name_and_policy_decides_who_may() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
     let spec = spec(dir.path());
-    let deploy = dev.cli(&["deploy", spec.to_str().unwrap()]);
-    assert!(deploy.status.success(), "deploy: {}", stderr(&deploy));
+    dev.deploy(&spec, &[]);
     let client = dev.client(&["front.dev.localhost", "greeter.dev.localhost"]);
     let call = |service: &str| {
         let client = client.clone();
@@ -75,11 +58,7 @@ async fn services_call_each_other_by_name_and_policy_decides_who_may() {
     assert!(body.contains("Hi from greeter"), "{body}");
     assert!(body.contains("(called by front)"), "{body}");
     // greeter is not public: the ingress does not serve it.
-    let outside = client
-        .get(dev.url("greeter.dev.localhost", "/"))
-        .send()
-        .await
-        .unwrap();
+    let outside = send(client.get(dev.url("greeter.dev.localhost", "/"))).await;
     assert_eq!(outside.status().as_u16(), 404);
     // A name that is no service of the environment.
     let (status, body) = call("nobody").await;
@@ -88,11 +67,7 @@ async fn services_call_each_other_by_name_and_policy_decides_who_may() {
 
     // One greeter instance dies: callers see no error.
     let greeter = dev.status("greeter");
-    let pids: Vec<u32> = greeter
-        .instances
-        .iter()
-        .filter_map(|v| v.status.as_ref()?.pid)
-        .collect();
+    let pids = instance_pids(&greeter);
     assert_eq!(pids.len(), 2, "{greeter:?}");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pids[0] as i32),
@@ -164,12 +139,6 @@ async fn services_call_each_other_by_name_and_policy_decides_who_may() {
 /// The node's /metrics (the agent's API serves it).
 async fn agent_metrics(dev: &Dev) -> String {
     let agent = dev.nodes().await.remove(0).agent_url;
-    dev.api_client_with(&dev.node_api_key())
-        .get(format!("{agent}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    let client = dev.api_client_with(&dev.node_api_key());
+    text_of(client.get(format!("{agent}/metrics"))).await
 }

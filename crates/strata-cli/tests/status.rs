@@ -6,8 +6,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{misbehave_bin, stderr, stdout, Dev};
-use strata_core::{DesiredState, InstanceState};
+use common::{free_port, misbehave_bin, Dev};
+use strata_core::api::ServiceStatus;
+use strata_core::InstanceState;
 
 /// A spec of one `misbehave` service, written into `dir`.
 fn misbehave_spec(dir: &Path, name: &str, args: &[&str], extra: &str) -> PathBuf {
@@ -17,9 +18,16 @@ fn misbehave_spec(dir: &Path, name: &str, args: &[&str], extra: &str) -> PathBuf
         misbehave_bin().display(),
         args.join(", ")
     );
-    let path = dir.join(format!("{name}-{}.toml", rand_suffix()));
-    std::fs::write(&path, spec).unwrap();
-    path
+    common::write_file(dir, &format!("{name}-{}.toml", rand_suffix()), spec)
+}
+
+/// The id of `status`'s instance of `release`.
+fn id_of_release(status: &ServiceStatus, release: u64) -> String {
+    let view = status
+        .instances
+        .iter()
+        .find(|v| v.instance.release == release);
+    view.unwrap().instance.id.clone()
 }
 
 fn rand_suffix() -> u32 {
@@ -36,9 +44,7 @@ async fn a_program_that_exits_soon_after_listening_is_never_serving() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
     let spec = misbehave_spec(dir.path(), "brief", &["exit-after", "200"], "");
-    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{err}");
+    let err = dev.deploy_fails(&spec, &["--timeout", "60s"], 1);
     assert!(!err.contains("is serving"), "{err}");
     assert!(err.contains("crash-looping"), "{err}");
     assert!(err.contains("exited with code 1"), "{err}");
@@ -52,18 +58,14 @@ async fn a_program_that_exits_soon_after_listening_is_never_serving() {
 async fn a_program_on_the_wrong_port_is_named_with_what_it_listens_on() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
-    let wrong = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let wrong_port = wrong.local_addr().unwrap().port();
-    drop(wrong);
+    let wrong_port = free_port();
     let spec = misbehave_spec(
         dir.path(),
         "deaf",
         &["wrong-port", &wrong_port.to_string()],
         "",
     );
-    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "6s"]);
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{err}");
+    let err = dev.deploy_fails(&spec, &["--timeout", "6s"], 1);
     assert!(
         err.contains("release 1 did not finish rolling out within 6s"),
         "{err}"
@@ -89,22 +91,16 @@ async fn a_hung_program_is_restarted_by_its_liveness_check() {
         &["hang-after", "1500"],
         "min_ready = \"0s\"\n[service.hangs.liveness]\npath = \"/alive\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\nunhealthy_threshold = 2\n",
     );
-    let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "30s"]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let mut events = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        events = stdout(&dev.cli(&["events", "hangs", "--limit", "100"]));
-        if events.contains("restarted: liveness check failed 2 times in a row") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(
-        events.contains("restarted: liveness check failed 2 times in a row"),
-        "{events}\n{}",
-        dev.log()
-    );
+    dev.deploy(&spec, &["--timeout", "30s"]);
+    let restarted = "restarted: liveness check failed 2 times in a row";
+    let events = dev
+        .events_until(
+            &["hangs", "--limit", "100"],
+            restarted,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(events.contains(restarted), "{events}\n{}", dev.log());
     assert!(events.contains("timed out after 200 ms"), "{events}");
     // And it was started again, in place.
     let restarted = |dev: &Dev| {
@@ -128,13 +124,10 @@ async fn a_hung_program_is_restarted_by_its_liveness_check() {
 async fn a_crash_loop_holds_no_port_and_a_port_conflict_names_its_holder() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = free.local_addr().unwrap().port();
-    drop(free);
+    let port = free_port();
     let fixed = format!("port = {port}\n");
     let crashing = misbehave_spec(dir.path(), "fixed", &["exit-after", "100"], &fixed);
-    let output = dev.cli(&["deploy", crashing.to_str().unwrap(), "--detach"]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    dev.deploy(&crashing, &["--detach"]);
     dev.eventually(Duration::from_secs(20), "release 1 crash-loops", || {
         dev.status("fixed").instances.iter().any(|v| {
             v.state() == InstanceState::Backoff
@@ -143,32 +136,14 @@ async fn a_crash_loop_holds_no_port_and_a_port_conflict_names_its_holder() {
     })
     .await;
     let fixed_spec = misbehave_spec(dir.path(), "fixed", &["serve"], &fixed);
-    let output = dev.cli(&["deploy", fixed_spec.to_str().unwrap(), "--timeout", "30s"]);
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        stderr(&output),
-        dev.log()
-    );
+    dev.deploy(&fixed_spec, &["--timeout", "30s"]);
     let status = dev.status("fixed");
-    assert!(status
-        .instances
-        .iter()
-        .all(|v| v.instance.release == 2 || v.instance.desired == DesiredState::Stopped));
-    let holder = status
-        .instances
-        .iter()
-        .find(|v| v.instance.release == 2)
-        .unwrap()
-        .instance
-        .id
-        .clone();
+    assert!(common::rolled_out_to(&status, 2));
+    let holder = id_of_release(&status, 2);
 
     // Another service on the same fixed port of the only node.
     let other = misbehave_spec(dir.path(), "other", &["serve"], &fixed);
-    let output = dev.cli(&["deploy", other.to_str().unwrap(), "--timeout", "20s"]);
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{err}");
+    let err = dev.deploy_fails(&other, &["--timeout", "20s"], 1);
     let expected = format!("port {port} is held by instance {holder} (dev/fixed release 2)");
     assert!(err.contains(&expected), "{err}");
 }
@@ -181,8 +156,7 @@ async fn logs_follow_the_service_across_a_rollout() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
     let one = common::hello_spec(dir.path(), 1, "One");
-    let output = dev.cli(&["deploy", one.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    dev.deploy(&one, &[]);
     let first = dev.status("hello").instances[0].instance.id.clone();
     let mut follower = std::process::Command::new(common::strata_bin())
         .args(["logs", "-f", "hello"])
@@ -200,17 +174,8 @@ async fn logs_follow_the_service_across_a_rollout() {
         }
     });
     let two = common::hello_spec(dir.path(), 1, "Two, changed");
-    let output = dev.cli(&["deploy", two.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let second = dev
-        .status("hello")
-        .instances
-        .iter()
-        .find(|v| v.instance.release == 2)
-        .unwrap()
-        .instance
-        .id
-        .clone();
+    dev.deploy(&two, &[]);
+    let second = id_of_release(&dev.status("hello"), 2);
     let wanted = [
         format!("[{first}] hello: listening on"),
         format!("--- {second} joined: release 2 on node "),
@@ -264,16 +229,13 @@ async fn a_program_that_cannot_start_says_why() {
         ("foreign", foreign, "not a program for this machine"),
     ];
     for (name, program, expected) in table {
-        let spec = dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &spec,
+        let spec = common::write_file(
+            dir.path(),
+            &format!("{name}.toml"),
             format!("[service.{name}]\ncommand = [\"{}\"]\n", program.display()),
-        )
-        .unwrap();
+        );
         let started = Instant::now();
-        let output = dev.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-        let err = stderr(&output);
-        assert_eq!(output.status.code(), Some(1), "{name}: {err}");
+        let err = dev.deploy_fails(&spec, &["--timeout", "60s"], 1);
         assert!(err.contains(expected), "{name}: {err}");
         assert!(
             started.elapsed() < Duration::from_secs(30),

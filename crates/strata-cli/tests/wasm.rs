@@ -22,21 +22,14 @@ fn hello_wasm() -> PathBuf {
 }
 
 fn wasm_spec(dir: &std::path::Path, artifact: &std::path::Path) -> PathBuf {
-    let spec = format!(
+    let greeter = service_toml(
+        "greeter",
+        artifact,
+        "Hello from the greeter",
+        "driver = \"wasm\"\n[service.greeter.wasm]\nrequest_timeout = \"500ms\"\nmax_concurrency = 4",
+    );
+    let front = format!(
         r#"
-[service.greeter]
-driver = "wasm"
-artifact = "{artifact}"
-[service.greeter.config]
-GREETING = "Hello from the greeter"
-[service.greeter.health]
-path = "/healthz"
-interval = "200ms"
-timeout = "200ms"
-[service.greeter.wasm]
-request_timeout = "500ms"
-max_concurrency = 4
-
 [service.front]
 driver = "wasm"
 artifact = "{artifact}"
@@ -45,9 +38,7 @@ GREETING = "Hello from the front"
 "#,
         artifact = artifact.display()
     );
-    let path = dir.join("wasm.toml");
-    std::fs::write(&path, spec).unwrap();
-    path
+    write_file(dir, "wasm.toml", greeter + &front)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -55,43 +46,20 @@ async fn wasm_services_serve_call_each_other_by_name_and_bad_artifacts_are_refus
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
     let spec = wasm_spec(dir.path(), &hello_wasm());
-    let output = dev.cli(&["deploy", spec.to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "deploy failed: {}\n{}",
-        stderr(&output),
-        dev.log()
-    );
+    dev.deploy(&spec, &[]);
 
     let greeter = "greeter.dev.localhost";
     let front = "front.dev.localhost";
     let client = dev.client(&[greeter, front]);
-    let body = client
-        .get(dev.url(greeter, "/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = text_of(client.get(dev.url(greeter, "/"))).await;
     assert_eq!(body, "Hello from wasm: Hello from the greeter\n");
 
     // A call by name, routed by the platform to a healthy greeter.
-    let response = client
-        .get(dev.url(front, "/call/greeter"))
-        .send()
-        .await
-        .unwrap();
-    let body = response.text().await.unwrap();
+    let body = text_of(client.get(dev.url(front, "/call/greeter"))).await;
     assert!(body.contains("Hello from the greeter"), "{body}");
 
     // Anything else is refused to the guest.
-    let response = client
-        .get(dev.url(front, "/call/example.com"))
-        .send()
-        .await
-        .unwrap();
-    let body = response.text().await.unwrap();
+    let body = text_of(client.get(dev.url(front, "/call/example.com"))).await;
     assert!(
         body.to_lowercase().contains("denied") || body.to_lowercase().contains("refused"),
         "{body}"
@@ -144,38 +112,24 @@ async fn wasm_services_serve_call_each_other_by_name_and_bad_artifacts_are_refus
         ),
     ];
     for (name, bytes, says) in cases {
-        let artifact = dir.path().join(name);
-        std::fs::write(&artifact, bytes).unwrap();
-        let bad = dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &bad,
+        let artifact = write_file(dir.path(), name, bytes);
+        let bad = write_file(
+            dir.path(),
+            &format!("{name}.toml"),
             format!(
                 "[service.greeter]\ndriver = \"wasm\"\nartifact = \"{}\"\n",
                 artifact.display()
             ),
-        )
-        .unwrap();
-        let output = dev.cli(&["deploy", bad.to_str().unwrap(), "--timeout", "30s"]);
-        assert_eq!(output.status.code(), Some(2), "{name}: {}", stderr(&output));
-        assert!(
-            stderr(&output).contains(says),
-            "{name}: {}",
-            stderr(&output)
         );
+        let err = dev.deploy_fails(&bad, &["--timeout", "30s"], 2);
+        assert!(err.contains(says), "{name}: {err}");
     }
     let status = dev.status("greeter");
     assert_eq!(
         status.service.desired_release, 1,
         "no release was made for a bad artifact"
     );
-    let body = client
-        .get(dev.url(greeter, "/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = text_of(client.get(dev.url(greeter, "/"))).await;
     assert_eq!(body, "Hello from wasm: Hello from the greeter\n");
 
     // Restart `strata dev` on the same data directory: the instances come back from the
@@ -184,17 +138,7 @@ async fn wasm_services_serve_call_each_other_by_name_and_bad_artifacts_are_refus
     let log_before = std::fs::read_to_string(dir.path().join("dev.log")).unwrap_or_default();
     assert!(log_before.contains("wasm component compiled and cached"));
     let dev = Dev::start(dir.path());
-    let client = dev.client(&[greeter, front]);
-    let mut served = false;
-    for _ in 0..100 {
-        if let Ok(response) = client.get(dev.url(greeter, "/")).send().await {
-            if response.status() == 200 {
-                served = true;
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let served = dev.serves(greeter).await;
     let log_after = dev.log()[log_before.len()..].to_string();
     assert!(
         served,

@@ -11,53 +11,81 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use strata_core::api::ServiceStatus;
+use strata_core::DesiredState;
 
 pub fn strata_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_strata"))
 }
 
-/// The example service's binary, built next to `strata` by `cargo build --workspace --bins`.
-pub fn hello_bin() -> PathBuf {
-    let path = strata_bin().with_file_name("hello");
+/// A binary built next to `strata`; `build` is how to build it when it is missing.
+fn sibling_bin(name: &str, build: &str) -> PathBuf {
+    let path = strata_bin().with_file_name(name);
     assert!(
         path.exists(),
-        "{} is missing: build it first with `cargo build -p hello` (scripts/test.sh does)",
+        "{} is missing: build it first with `{build}` (scripts/test.sh does)",
         path.display()
     );
     path
 }
 
+/// The example service's binary, built next to `strata` by `cargo build --workspace --bins`.
+pub fn hello_bin() -> PathBuf {
+    sibling_bin("hello", "cargo build -p hello")
+}
+
 /// The test kit's misbehaving service (see crates/strata-testkit/src/bin/misbehave.rs).
 pub fn misbehave_bin() -> PathBuf {
-    let path = strata_bin().with_file_name("misbehave");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with `cargo build --workspace --bins` (scripts/test.sh does)",
-        path.display()
-    );
+    sibling_bin("misbehave", "cargo build --workspace --bins")
+}
+
+/// A spec's table for the service `name` running `artifact` with the config `GREETING`
+/// (what the example service, and its container and wasm builds, say), health-checked on
+/// `/healthz` every 200 ms. `more` goes just after its `artifact`: keys of the service
+/// (`driver = "wasm"`), then any of its tables.
+pub fn service_toml(name: &str, artifact: &Path, greeting: &str, more: &str) -> String {
+    format!(
+        r#"
+[service.{name}]
+artifact = "{artifact}"
+{more}
+[service.{name}.config]
+GREETING = "{greeting}"
+[service.{name}.health]
+path = "/healthz"
+interval = "200ms"
+timeout = "200ms"
+"#,
+        artifact = artifact.display()
+    )
+}
+
+/// Writes `contents` into `dir` as the file `name` (a spec, an artifact); its path.
+pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
     path
 }
 
 /// A spec for the example service with the given settings, written into `dir`.
 pub fn hello_spec(dir: &Path, replicas: u32, greeting: &str) -> PathBuf {
-    let spec = format!(
-        r#"
-[service.hello]
-artifact = "{artifact}"
-[service.hello.scale]
-replicas = {replicas}
-[service.hello.config]
-GREETING = "{greeting}"
-[service.hello.health]
-path = "/healthz"
-interval = "200ms"
-timeout = "200ms"
-"#,
-        artifact = hello_bin().display()
+    let spec = service_toml(
+        "hello",
+        &hello_bin(),
+        greeting,
+        &format!("[service.hello.scale]\nreplicas = {replicas}"),
     );
-    let path = dir.join(format!("hello-{replicas}-{}.toml", greeting.len()));
-    std::fs::write(&path, spec).unwrap();
-    path
+    write_file(
+        dir,
+        &format!("hello-{replicas}-{}.toml", greeting.len()),
+        spec,
+    )
+}
+
+/// A `strata dev` in `dir` with the example service deployed from [`hello_spec`].
+pub fn dev_serving_hello(dir: &Path, replicas: u32, greeting: &str) -> Dev {
+    let dev = Dev::start(dir);
+    dev.deploy(&hello_spec(dir, replicas, greeting), &[]);
+    dev
 }
 
 /// `strata image ...` against the test's own image store.
@@ -76,25 +104,36 @@ pub fn image(images: &Path, args: &[&str]) -> std::process::Output {
     output
 }
 
+/// `strata image build --jeos program extra... --tag tag` into `images`; its stdout.
+pub fn build_jeos(images: &Path, program: &Path, extra: &[&str], tag: &str) -> String {
+    let program = program.to_str().unwrap();
+    let args = [&["build", "--jeos", program], extra, &["--tag", tag]].concat();
+    stdout(&image(images, &args))
+}
+
+/// `strata image save tag -o tar`: the image as an OCI layout tar.
+pub fn save_image(images: &Path, tag: &str, tar: &Path) {
+    image(images, &["save", tag, "-o", tar.to_str().unwrap()]);
+}
+
 /// The test kit's `misbehave`, packaged with `--jeos` and saved as an OCI layout tar.
 pub fn misbehave_image(dir: &Path) -> PathBuf {
     let images = dir.join("images");
-    image(
-        &images,
-        &[
-            "build",
-            "--jeos",
-            misbehave_bin().to_str().unwrap(),
-            "--tag",
-            "misbehave:1",
-        ],
-    );
+    build_jeos(&images, &misbehave_bin(), &[], "misbehave:1");
     let tar = dir.join("misbehave.tar");
-    image(
-        &images,
-        &["save", "misbehave:1", "-o", tar.to_str().unwrap()],
-    );
+    save_image(&images, "misbehave:1", &tar);
     tar
+}
+
+/// A temporary directory holding [`misbehave_image`]'s tar, and the tar; `None` (the test
+/// skips, saying why) where this host cannot run containers.
+pub fn misbehave_image_dir(test: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+    if !strata_testkit::containers_available(test) {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tar = misbehave_image(dir.path());
+    Some((dir, tar))
 }
 
 /// A spec of one container service running `tar` with `args`, written into `dir`.
@@ -126,8 +165,9 @@ impl Dev {
         Self::start_with(data_dir, &[])
     }
 
-    /// `strata dev` with extra flags.
+    /// `strata dev` with extra flags (`data_dir` is created if missing).
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> Dev {
+        std::fs::create_dir_all(data_dir).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -258,6 +298,53 @@ impl Dev {
             .expect("strata runs")
     }
 
+    /// `strata deploy spec flags...`, which must succeed; its output.
+    #[track_caller]
+    pub fn deploy(&self, spec: &Path, flags: &[&str]) -> Output {
+        let output = self.cli(&[&["deploy", spec.to_str().unwrap()], flags].concat());
+        assert!(
+            output.status.success(),
+            "deploy failed: {}\n{}",
+            stderr(&output),
+            self.log()
+        );
+        output
+    }
+
+    /// `strata deploy spec flags...`, which must fail with exit code `code`; its stderr.
+    #[track_caller]
+    pub fn deploy_fails(&self, spec: &Path, flags: &[&str], code: i32) -> String {
+        let output = self.cli(&[&["deploy", spec.to_str().unwrap()], flags].concat());
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{err}\n{}", self.log());
+        err
+    }
+
+    /// Whether the ingress serves `host`'s `/` (200) within 10 s.
+    pub async fn serves(&self, host: &str) -> bool {
+        serves(&self.client(&[host]), &self.url(host, "/")).await
+    }
+
+    /// `strata delete service`, which must succeed.
+    #[track_caller]
+    pub fn delete(&self, service: &str) {
+        let output = self.cli(&["delete", service]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+
+    /// `strata events args...` until it prints `needle` or `limit` passes; what it printed
+    /// last.
+    pub async fn events_until(&self, args: &[&str], needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let events = stdout(&self.cli(&[&["events"], args].concat()));
+            if events.contains(needle) || Instant::now() >= deadline {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn status(&self, service: &str) -> ServiceStatus {
         let output = self.cli(&["status", service, "--json"]);
         assert!(
@@ -330,6 +417,23 @@ impl Drop for Dev {
     }
 }
 
+/// The pids of `status`'s instances that report one.
+pub fn instance_pids(status: &ServiceStatus) -> Vec<u32> {
+    status
+        .instances
+        .iter()
+        .filter_map(|v| v.status.as_ref()?.pid)
+        .collect()
+}
+
+/// Whether every instance of `status` is of `release`, or asked to stop (a rollout's end).
+pub fn rolled_out_to(status: &ServiceStatus, release: u64) -> bool {
+    status
+        .instances
+        .iter()
+        .all(|v| v.instance.release == release || v.instance.desired == DesiredState::Stopped)
+}
+
 /// Kills every instance process recorded in a data dir (the safety net of every test).
 pub fn kill_instances(data_dir: &Path) {
     for pid in recorded_pids(data_dir) {
@@ -354,6 +458,11 @@ pub fn recorded_pids(data_dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// A port of 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    strata_testkit::free_port()
+}
+
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|stat| {
@@ -361,6 +470,34 @@ pub fn alive(pid: u32) -> bool {
             !after.starts_with('Z')
         })
         .unwrap_or(false)
+}
+
+/// Sends `request` (panics if it cannot be sent).
+pub async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.unwrap()
+}
+
+/// Sends `request` and reads the answer's body as text.
+pub async fn text_of(request: reqwest::RequestBuilder) -> String {
+    send(request).await.text().await.unwrap()
+}
+
+/// Sends `request` and reads the answer's body as JSON.
+pub async fn json_of<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> T {
+    send(request).await.json().await.unwrap()
+}
+
+/// Whether `url` answers 200 within 10 s (not answering counts as not yet).
+async fn serves(client: &reqwest::Client, url: &str) -> bool {
+    for _ in 0..100 {
+        if let Ok(response) = client.get(url).send().await {
+            if response.status() == 200 {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 pub fn stdout(output: &Output) -> String {
