@@ -21,7 +21,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -241,34 +240,15 @@ interval = "100ms"
 
 #[tokio::main]
 async fn main() {
-    let runs: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(3);
+    let runs = strata_testkit::bench_runs(3);
     let dir = tempfile::tempdir().unwrap();
     // The container image: the example, packaged with --jeos, when this node runs containers.
     let container_image =
         strata_testkit::containers_available("the container cold start").then(|| {
             let images = dir.path().join("images");
             let image = dir.path().join("hello.tar");
-            for args in [
-                vec![
-                    "build",
-                    "--jeos",
-                    hello_bin().to_str().unwrap(),
-                    "--tag",
-                    "hello:1",
-                ],
-                vec!["save", "hello:1", "-o", image.to_str().unwrap()],
-            ] {
-                let output = Command::new(strata_bin())
-                    .arg("image")
-                    .args(&args)
-                    .env("STRATA_IMAGES", &images)
-                    .output()
-                    .unwrap();
-                assert!(output.status.success(), "strata image {args:?}");
-            }
+            build_jeos(&images, &hello_bin(), &[], "hello:1");
+            save_image(&images, "hello:1", &image);
             image
         });
     let wasm =

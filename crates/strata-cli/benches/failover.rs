@@ -93,10 +93,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let runs: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10);
+    let runs = strata_testkit::bench_runs(10);
     if let Some(why) = strata_testkit::unavailable() {
         eprintln!("failover benchmark skipped: it {why}");
         return;

@@ -110,10 +110,7 @@ async fn write_load(
 }
 
 fn main() {
-    let runs: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10);
+    let runs = strata_testkit::bench_runs(10);
     if let Some(why) = etcd_unavailable() {
         eprintln!("HA benchmark skipped: {why}");
         return;

@@ -112,26 +112,14 @@ fn median(values: &mut [f64]) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let runs: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(5);
+    let runs = strata_testkit::bench_runs(5);
     let dir = tempfile::tempdir().unwrap();
     let mut drivers: Vec<(&str, PathBuf)> = vec![("exec", hello_bin())];
     if strata_testkit::containers_available("the container rollout") {
         let images = dir.path().join("images");
         let tar = dir.path().join("hello.tar");
-        image(
-            &images,
-            &[
-                "build",
-                "--jeos",
-                hello_bin().to_str().unwrap(),
-                "--tag",
-                "hello:1",
-            ],
-        );
-        image(&images, &["save", "hello:1", "-o", tar.to_str().unwrap()]);
+        build_jeos(&images, &hello_bin(), &[], "hello:1");
+        save_image(&images, "hello:1", &tar);
         drivers.push(("container", tar));
     }
     let data = dir.path().join("data");

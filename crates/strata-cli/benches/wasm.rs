@@ -193,14 +193,6 @@ fn max(values: &[f64]) -> f64 {
     values.iter().cloned().fold(f64::MIN, f64::max)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `wasmtime serve` of `component`; killed when dropped.
 struct WasmtimeServe {
     child: std::process::Child,
@@ -241,10 +233,7 @@ fn version(tool_path: &Path) -> String {
 
 #[tokio::main]
 async fn main() {
-    let runs: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10);
+    let runs = strata_testkit::bench_runs(10);
     let wasmtime = tool("WASMTIME", "wasmtime");
     let wrk_path = tool("WRK", "wrk");
     let component = hello_wasm();
