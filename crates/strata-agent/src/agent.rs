@@ -11,7 +11,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use strata_core::api::{Assignment, RegisterNode};
 use strata_core::spec::DriverKind;
-use strata_core::{DesiredState, InstanceState, InstanceStatus, Node, Resources};
+use strata_core::{
+    DesiredState, InstanceId, InstanceState, InstanceStatus, Node, NodeName, Resources,
+};
 use strata_runtime::exec::ExecDriver;
 use strata_runtime::Driver;
 
@@ -22,7 +24,7 @@ use crate::supervisor::{read_records, Adopted, AgentDirs, Supervisor, Supervisor
 /// How an agent is set up.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub name: String,
+    pub name: NodeName,
     /// The control plane's base URL.
     pub control_url: String,
     pub data_dir: PathBuf,
@@ -92,9 +94,9 @@ impl std::fmt::Debug for MeshAccess {
 }
 
 impl AgentConfig {
-    pub fn local(name: &str, control_url: &str, data_dir: PathBuf) -> Self {
+    pub fn local(name: NodeName, control_url: &str, data_dir: PathBuf) -> Self {
         Self {
-            name: name.to_string(),
+            name,
             control_url: control_url.to_string(),
             data_dir,
             labels: BTreeMap::new(),
@@ -136,14 +138,14 @@ pub struct Agent {
     client: ControlClient,
     ctx: Arc<SupervisorContext>,
     drivers: BTreeMap<DriverKind, Arc<dyn Driver>>,
-    supervisors: Arc<StdMutex<HashMap<String, Supervisor>>>,
+    supervisors: Arc<StdMutex<HashMap<InstanceId, Supervisor>>>,
     epoch: AtomicU64,
     agent_url: String,
     /// Set by [`Agent::stop_all`]: no new instance starts after it.
     shutting_down: AtomicBool,
 }
 
-struct Liveness(Arc<StdMutex<HashMap<String, Supervisor>>>);
+struct Liveness(Arc<StdMutex<HashMap<InstanceId, Supervisor>>>);
 
 impl InstanceLiveness for Liveness {
     fn is_running_here(&self, id: &str) -> bool {
@@ -301,7 +303,7 @@ impl Agent {
         tokio::spawn(self.clone().sync_loop());
         tokio::spawn(crate::shipper::run(
             self.client.clone(),
-            self.config.name.clone(),
+            self.config.name.to_string(),
             self.ctx.dirs.clone(),
         ));
         match server.await {
@@ -395,6 +397,7 @@ impl Agent {
             match assignment {
                 Some(assignment) => {
                     tracing::info!(instance = %record.instance_id, pid = ?handle.pid(), "re-adopted");
+                    let id = assignment.instance.id.clone();
                     let supervisor = Supervisor::spawn(
                         self.ctx.clone(),
                         driver,
@@ -407,7 +410,7 @@ impl Agent {
                     self.supervisors
                         .lock()
                         .expect("supervisors lock")
-                        .insert(record.instance_id.clone(), supervisor);
+                        .insert(id, supervisor);
                 }
                 None => {
                     tracing::info!(instance = %record.instance_id, "found an instance no longer assigned; stopping it");

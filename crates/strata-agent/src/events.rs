@@ -54,8 +54,8 @@ impl EventReporter {
 /// Identifies "the same event" for folding.
 type FoldKey = (
     strata_core::EventKind,
-    Option<String>,
-    Option<String>,
+    Option<strata_core::EnvName>,
+    Option<strata_core::ServiceName>,
     String,
 );
 
@@ -180,9 +180,9 @@ mod tests {
     fn refused(destination: &str) -> NodeEvent {
         NodeEvent {
             kind: strata_core::EventKind::OutboundRefused,
-            env: Some("dev".into()),
-            service: Some("front".into()),
-            instance: Some("front-1".into()),
+            env: Some(strata_core::EnvName::from_static("dev")),
+            service: Some(strata_core::ServiceName::from_static("front")),
+            instance: Some(strata_core::InstanceId::from_static("front-1")),
             message: format!("front called {destination}: refused"),
         }
     }

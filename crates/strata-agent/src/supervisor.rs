@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use strata_core::api::Assignment;
 use strata_core::spec::PortSpec;
-use strata_core::{now_millis, restart_backoff_ms, ExitInfo, InstanceState, InstanceStatus};
+use strata_core::{
+    now_millis, restart_backoff_ms, ExitInfo, InstanceState, InstanceStatus, NodeName,
+};
 use strata_runtime::{
     ContainerSettings, Driver, DriverSettings, Exit, InstanceHandle, StartSpec, WasmSettings,
 };
@@ -58,7 +60,7 @@ pub struct InstanceRecord {
 
 /// What the supervisors of one agent share.
 pub struct SupervisorContext {
-    pub node: String,
+    pub node: NodeName,
     pub client: ControlClient,
     pub health_client: reqwest::Client,
     pub dirs: AgentDirs,
@@ -499,9 +501,9 @@ impl Run {
         let instance = &self.assignment.instance;
         env.insert("PORT".into(), port.to_string());
         env.insert("HOST".into(), self.ctx.bind_host.clone());
-        env.insert("STRATA_SERVICE".into(), instance.service.clone());
-        env.insert("STRATA_ENV".into(), instance.env.clone());
-        env.insert("STRATA_INSTANCE".into(), instance.id.clone());
+        env.insert("STRATA_SERVICE".into(), instance.service.to_string());
+        env.insert("STRATA_ENV".into(), instance.env.to_string());
+        env.insert("STRATA_INSTANCE".into(), instance.id.to_string());
         env.insert("STRATA_RELEASE".into(), instance.release.to_string());
         // Other services, by name, through the node's mesh proxy (not for wasm: its outbound
         // hook is its only way out and goes through the proxy itself).

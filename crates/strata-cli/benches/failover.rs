@@ -139,7 +139,7 @@ fn main() {
         let known: BTreeSet<String> = current
             .instances
             .iter()
-            .map(|v| v.instance.id.clone())
+            .map(|v| v.instance.id.to_string())
             .collect();
 
         // Load through the survivor's ingress while the victim dies.

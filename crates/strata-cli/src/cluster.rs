@@ -189,7 +189,12 @@ pub async fn agent(args: AgentArgs) -> CliResult {
         })?,
         None => SocketAddr::new(advertise, 7701),
     };
-    let mut config = AgentConfig::local(&name, &args.join, data_dir.clone());
+    let name = strata_core::NodeName::new(name).map_err(|error| {
+        Failure::BadInput(anyhow!(
+            "error: {error}\n  hint: name the node with --name (the machine's host name is the default)"
+        ))
+    })?;
+    let mut config = AgentConfig::local(name.clone(), &args.join, data_dir.clone());
     config.labels = labels;
     config.listen_addr = api_addr;
     config.advertise_host = advertise.to_string();

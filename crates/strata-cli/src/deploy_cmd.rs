@@ -35,7 +35,9 @@ struct Upload {
 
 /// Reads and parses a spec file, and checks its artifacts exist. Any problem is bad input,
 /// reported with file:line:col.
-fn load_spec(file: &Path) -> Result<(spec::SpecFile, BTreeMap<String, Upload>), Failure> {
+fn load_spec(
+    file: &Path,
+) -> Result<(spec::SpecFile, BTreeMap<strata_core::ServiceName, Upload>), Failure> {
     let shown = file.display().to_string();
     let source = std::fs::read_to_string(file).map_err(|error| {
         bad_input(format!(
@@ -188,11 +190,11 @@ pub async fn deploy(
                 .expect("valid template")
                 .progress_chars("=> "),
             );
-            bar.set_prefix(s.name.clone());
+            bar.set_prefix(s.name.to_string());
             if !tty {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
             }
-            (s.name.clone(), s.release, bar)
+            (s.name.to_string(), s.release, bar)
         })
         .collect();
     let deadline = Instant::now() + timeout;

@@ -52,7 +52,11 @@ pub async fn run(args: DevArgs) -> CliResult {
         api_listener,
     )
     .await?;
-    let mut agent_config = AgentConfig::local("local", &control.api_url, data_dir.join("agent"));
+    let mut agent_config = AgentConfig::local(
+        strata_core::NodeName::from_static("local"),
+        &control.api_url,
+        data_dir.join("agent"),
+    );
     agent_config.token = Some(control.token.clone());
     let table = RoutingTable::new();
     let metrics = platform::NodeMetrics::new();

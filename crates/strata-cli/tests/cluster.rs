@@ -74,7 +74,7 @@ fn serving_nodes(cluster: &Cluster) -> Vec<String> {
         .instances
         .iter()
         .filter(|v| v.is_routable())
-        .map(|v| v.instance.node.clone())
+        .map(|v| v.instance.node.to_string())
         .collect();
     nodes.sort();
     nodes

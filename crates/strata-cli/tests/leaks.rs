@@ -114,7 +114,7 @@ fn instance_ids(dev: &Dev, service: &str) -> Vec<String> {
     status
         .instances
         .iter()
-        .map(|v| v.instance.id.clone())
+        .map(|v| v.instance.id.to_string())
         .collect()
 }
 

@@ -27,7 +27,7 @@ fn id_of_release(status: &ServiceStatus, release: u64) -> String {
         .instances
         .iter()
         .find(|v| v.instance.release == release);
-    view.unwrap().instance.id.clone()
+    view.unwrap().instance.id.to_string()
 }
 
 fn rand_suffix() -> u32 {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_core::spec::AutoscaleSpec;
-use strata_core::{keys, Actor, EventKind, Service};
+use strata_core::{keys, Actor, EnvName, EventKind, Service, ServiceName};
 use strata_sched::autoscale::{decide, ScalePolicy};
 use strata_store::{Txn, TxnOutcome};
 
@@ -98,8 +98,8 @@ impl ControlPlane {
     /// `service.scaled` (a person) event. Returns whether it was written.
     pub async fn set_replicas(
         &self,
-        env: &str,
-        name: &str,
+        env: &EnvName,
+        name: &ServiceName,
         from: u32,
         to: u32,
         reason: &str,
@@ -130,10 +130,10 @@ impl ControlPlane {
             _ => EventKind::ServiceScaled,
         };
         let mut event = crate::event_log::event(kind, format!("{name}: {reason}"));
-        event.env = Some(env.to_string());
-        event.service = Some(name.to_string());
+        event.env = Some(env.clone());
+        event.service = Some(name.clone());
         event.actor = actor.clone();
-        tracing::info!(env, service = name, reason, "scaled");
+        tracing::info!(%env, service = %name, reason, "scaled");
         self.event_log().record(event).await;
         self.kick.notify_one();
         Ok(true)
@@ -141,7 +141,7 @@ impl ControlPlane {
 
     /// A request waits for `env/name`, at zero instances: if it scales to zero, one instance
     /// is started now rather than at the autoscaler's next look at the traffic.
-    pub async fn wake(&self, env: &str, name: &str) -> Result<(), ControlError> {
+    pub async fn wake(&self, env: &EnvName, name: &ServiceName) -> Result<(), ControlError> {
         let key = keys::service(env, name);
         let Some((service, _)) = self.get::<Service>(&key).await? else {
             return Err(ControlError::not_found(
@@ -172,8 +172,8 @@ impl ControlPlane {
     /// later deploy of the spec sets the spec's again.
     pub async fn scale_by_hand(
         &self,
-        env: &str,
-        name: &str,
+        env: &EnvName,
+        name: &ServiceName,
         request: &strata_core::api::ScaleRequest,
         actor: &Actor,
     ) -> Result<Service, ControlError> {
@@ -255,7 +255,7 @@ impl ControlPlane {
                 self.check_quota(
                     env,
                     &[strata_sched::quota::ServiceDemand {
-                        service: name.to_string(),
+                        service: name.clone(),
                         instances: crate::quota::most_instances(replicas, bounds.as_ref()),
                         per_instance: release.spec.resources,
                     }],
@@ -282,8 +282,8 @@ impl ControlPlane {
                     ),
                 };
                 let mut event = crate::event_log::event(EventKind::ServiceScaled, message);
-                event.env = Some(env.to_string());
-                event.service = Some(name.to_string());
+                event.env = Some(env.clone());
+                event.service = Some(name.clone());
                 event.actor = actor.clone();
                 self.event_log().record(event).await;
                 self.kick.notify_one();

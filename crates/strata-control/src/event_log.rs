@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use strata_core::api::NodeEvent;
-use strata_core::{keys, Actor, Event, EventKind};
+use strata_core::{keys, Actor, Event, EventKind, NodeName};
 use strata_store::{Store, Txn};
 
 use crate::clock::Clock;
@@ -92,7 +92,7 @@ impl EventLog {
     /// looks like a controller's decision.
     pub async fn record_node_event(
         &self,
-        node: &str,
+        node: &NodeName,
         report: NodeEvent,
     ) -> Result<(), ControlError> {
         if !report.kind.reported_by_nodes() {
@@ -121,7 +121,7 @@ impl EventLog {
             env: report.env,
             service: report.service,
             instance: report.instance,
-            node: Some(node.to_string()),
+            node: Some(node.clone()),
             actor: Actor::Agent(node.to_string()),
             ..event(report.kind, message)
         })

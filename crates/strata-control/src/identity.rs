@@ -6,12 +6,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use strata_core::api::{CertificateRequest, NodeCertificate};
-use strata_core::{keys, Node};
+use strata_core::{keys, Node, NodeName};
 use strata_mesh::identity::ClusterCa;
 use strata_store::{Store, Txn};
 use tokio::sync::OnceCell;
 
-use crate::plane::{check_name, decode, encode, CAS_ATTEMPTS};
+use crate::plane::{decode, encode, CAS_ATTEMPTS};
 use crate::ControlError;
 
 /// The cluster CA and what is made with it.
@@ -132,10 +132,9 @@ impl Identity {
     /// address other nodes reach its proxy at, for the configured node certificate lifetime.
     pub async fn issue_node_certificate(
         &self,
-        name: &str,
+        name: &NodeName,
         request: &CertificateRequest,
     ) -> Result<NodeCertificate, ControlError> {
-        check_name("node", name)?;
         let address = match &request.address {
             None => None,
             Some(address) => Some(ip_of(address).ok_or_else(|| {

@@ -12,7 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use strata_core::api::ShippedLogs;
-use strata_core::{keys, Instance, InstanceView, LogTail, Node, Service};
+use strata_core::{
+    keys, EnvName, Instance, InstanceId, InstanceView, LogTail, Node, NodeName, Service,
+    ServiceName,
+};
 
 use crate::{now_millis, ControlError, ControlPlane};
 
@@ -27,8 +30,8 @@ const JOINED_TAIL: usize = 100_000;
 
 pub async fn service_logs(
     plane: Arc<ControlPlane>,
-    env: &str,
-    service: &str,
+    env: &EnvName,
+    service: &ServiceName,
     tail: usize,
     follow: bool,
     previous_too: bool,
@@ -55,9 +58,9 @@ pub async fn service_logs(
     // a scale-up, a replacement) are picked up as they appear, with a marker line, and one
     // that stops says so. It ends when the client goes away or the service is deleted.
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
-    let (env, service) = (env.to_string(), service.to_string());
+    let (env, service) = (env.clone(), service.clone());
     tokio::spawn(async move {
-        let mut followed: BTreeSet<String> = BTreeSet::new();
+        let mut followed: BTreeSet<InstanceId> = BTreeSet::new();
         let mut first = true;
         // Instances report a status when they start and stop: a change there is what makes
         // an instance join or leave.
@@ -139,8 +142,8 @@ fn tokio_stream_from(
 /// Whether the service exists, or a deleted one still has instances whose logs can be read.
 async fn service_exists(
     plane: &ControlPlane,
-    env: &str,
-    service: &str,
+    env: &EnvName,
+    service: &ServiceName,
 ) -> Result<bool, ControlError> {
     if plane
         .get::<Service>(&keys::service(env, service))
@@ -154,8 +157,8 @@ async fn service_exists(
 
 async fn instances_of(
     plane: &ControlPlane,
-    env: &str,
-    service: &str,
+    env: &EnvName,
+    service: &ServiceName,
 ) -> Result<Vec<InstanceView>, ControlError> {
     let mut views = plane.instance_views().await?;
     views.retain(|v| v.instance.env == env && v.instance.service == service);
@@ -195,7 +198,7 @@ async fn instance_logs(
         strata_core::auth::node_api_key(&plane.credentials().node_credential(&node.name));
     match plane.identity().get(&url, &credential).await {
         Ok(response) if response.status().is_success() => {
-            Ok(prefix_lines(id, response.bytes_stream()))
+            Ok(prefix_lines(id.to_string(), response.bytes_stream()))
         }
         Ok(response) => {
             let why = format!("node {}'s agent answered {}", node.name, response.status());
@@ -243,11 +246,11 @@ fn kept_lines(kept: &LogTail, tail: usize, note: &str) -> LogStream {
 /// `strata logs --previous` shows first.
 pub async fn previous(
     plane: &ControlPlane,
-    env: &str,
-    service: &str,
+    env: &EnvName,
+    service: &ServiceName,
     tail: usize,
 ) -> Result<Vec<LogStream>, ControlError> {
-    let current: BTreeSet<String> = instances_of(plane, env, service)
+    let current: BTreeSet<InstanceId> = instances_of(plane, env, service)
         .await?
         .into_iter()
         .map(|v| v.instance.id)
@@ -276,7 +279,7 @@ pub async fn previous(
 /// dropped.
 pub async fn keep(
     plane: &ControlPlane,
-    node: &str,
+    node: &NodeName,
     shipped: ShippedLogs,
 ) -> Result<(), ControlError> {
     for chunk in shipped.chunks {
@@ -297,7 +300,7 @@ pub async fn keep(
                 env: instance.env.clone(),
                 service: instance.service.clone(),
                 release: instance.release,
-                node: node.to_string(),
+                node: node.clone(),
                 text: String::new(),
                 updated_at: 0,
             },

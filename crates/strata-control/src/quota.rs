@@ -2,7 +2,7 @@
 //! deploy or a scale change against it before anything is written. The decision is
 //! `strata_sched::quota::check`; this reads the environment's services for it.
 
-use strata_core::{keys, Environment, EventKind, Quota, Release, Service};
+use strata_core::{keys, EnvName, Environment, EventKind, Quota, Release, Service};
 use strata_sched::quota::{check, ServiceDemand};
 
 use crate::{ControlError, ControlPlane};
@@ -17,7 +17,7 @@ impl ControlPlane {
     /// it. It applies to the next deploy or scale change; what already runs is not stopped.
     pub async fn set_quota(
         &self,
-        env: &str,
+        env: &EnvName,
         quota: Quota,
         actor: &strata_core::Actor,
     ) -> Result<Environment, ControlError> {
@@ -33,7 +33,7 @@ impl ControlPlane {
     /// and how to fix it.
     pub(crate) async fn check_quota(
         &self,
-        env: &str,
+        env: &EnvName,
         changed: &[ServiceDemand],
     ) -> Result<(), ControlError> {
         let Some((environment, _)) = self.get::<Environment>(&keys::env(env)).await? else {

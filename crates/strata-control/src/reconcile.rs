@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use strata_core::spec::PortSpec;
 use strata_core::{
-    keys, DesiredState, EventKind, Instance, InstanceView, Node, NodeState, Release, Resources,
-    Service,
+    keys, DesiredState, EnvName, EventKind, Instance, InstanceId, InstanceView, Node, NodeName,
+    NodeState, Release, Resources, Service, ServiceName,
 };
 use strata_sched::liveness::node_state;
 use strata_sched::{place, plan_service, Demand, NodeView, Readiness};
@@ -101,7 +101,7 @@ pub async fn reconcile_once(
     let views = plane.instance_views().await?;
 
     // Every release a live instance or a service refers to, read once.
-    let wanted_releases: BTreeSet<(String, String, u64)> = views
+    let wanted_releases: BTreeSet<(EnvName, ServiceName, u64)> = views
         .iter()
         .map(|v| {
             (
@@ -116,25 +116,25 @@ pub async fn reconcile_once(
                 .map(|(s, _)| (s.env.clone(), s.name.clone(), s.desired_release)),
         )
         .collect();
-    let mut releases: BTreeMap<(String, String, u64), Option<Release>> = BTreeMap::new();
+    let mut releases: BTreeMap<(EnvName, ServiceName, u64), Option<Release>> = BTreeMap::new();
     for id in wanted_releases {
         let found = plane.get(&keys::release(&id.0, &id.1, id.2)).await?;
         releases.insert(id, found.map(|(release, _)| release));
     }
 
-    let node_states: BTreeMap<String, NodeState> = nodes
+    let node_states: BTreeMap<NodeName, NodeState> = nodes
         .iter()
         .map(|n| (n.name.clone(), n.effective_state()))
         .collect();
-    let mut by_service: BTreeMap<(String, String), Vec<InstanceView>> = BTreeMap::new();
+    let mut by_service: BTreeMap<(EnvName, ServiceName), Vec<InstanceView>> = BTreeMap::new();
     for view in &views {
         by_service
             .entry((view.instance.env.clone(), view.instance.service.clone()))
             .or_default()
             .push(view.clone());
     }
-    let mut groups: BTreeSet<(String, String)> = by_service.keys().cloned().collect();
-    let service_map: BTreeMap<(String, String), &Service> = services
+    let mut groups: BTreeSet<(EnvName, ServiceName)> = by_service.keys().cloned().collect();
+    let service_map: BTreeMap<(EnvName, ServiceName), &Service> = services
         .iter()
         .map(|(s, _)| ((s.env.clone(), s.name.clone()), s))
         .collect();
@@ -303,12 +303,7 @@ async fn create_instance(
     node: &Node,
     now: u64,
 ) -> Result<(), ControlError> {
-    let id = format!(
-        "{}-{}-{:06x}",
-        service.name,
-        release,
-        rand::random::<u32>() & 0xff_ffff
-    );
+    let id = InstanceId::for_release(&service.name, release, rand::random());
     let instance = Instance {
         id: id.clone(),
         env: service.env.clone(),
@@ -330,7 +325,7 @@ async fn create_instance(
     );
     event.env = Some(service.env.clone());
     event.service = Some(service.name.clone());
-    event.instance = Some(id);
+    event.instance = Some(id.clone());
     event.node = Some(node.name.clone());
     plane.event_log().record(event).await;
     Ok(())

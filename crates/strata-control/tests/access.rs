@@ -343,7 +343,7 @@ async fn a_node_gets_certificates_only_for_its_own_address() {
         .post(format!("{}/v1/nodes/n1/register", api.url))
         .bearer_auth(&n1)
         .json(&strata_core::api::RegisterNode {
-            name: "n1".into(),
+            name: strata_core::NodeName::from_static("n1"),
             agent_url: "http://127.0.0.5:7701".into(),
             labels: Default::default(),
             capacity: Default::default(),
@@ -396,4 +396,33 @@ async fn an_artifact_over_the_limit_is_refused_before_it_is_read() {
     assert_eq!(response.status(), 413);
     let body: strata_core::api::ErrorBody = response.json().await.unwrap();
     assert!(body.hint.unwrap().contains("--max-artifact-size"));
+}
+
+/// A name in a path is checked where it enters: one that is not valid for its kind is a 400
+/// that says which rule it breaks, before any handler (or the store) sees it.
+#[tokio::test]
+async fn names_in_paths_are_checked_at_the_edge() {
+    let api = start().await;
+    let admin = token(&api.plane, "admin", Role::Admin, &[]).await;
+    let cases = [
+        ("GET", "/v1/envs/Prod/services", "environment name `Prod`"),
+        ("GET", "/v1/envs/dev/services/web_1", "service name `web_1`"),
+        ("DELETE", "/v1/envs/-dev/services/web", "environment name `-dev`"),
+        ("POST", "/v1/nodes/Node.1/drain", "node name `Node.1`"),
+    ];
+    for (method, path, named) in cases {
+        let response = reqwest::Client::new()
+            .request(method.parse().unwrap(), format!("{}{path}", api.url))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{method} {path}");
+        let body: strata_core::api::ErrorBody = response.json().await.unwrap();
+        assert!(
+            body.message.contains(named) && body.message.contains("lowercase letters"),
+            "{method} {path}: {}",
+            body.message
+        );
+    }
 }

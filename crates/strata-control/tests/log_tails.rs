@@ -39,11 +39,11 @@ async fn shipped_lines_are_kept_from_the_right_node_and_pruned_once_gone() {
     );
     let plane = ControlPlane::new(store.clone(), config(dir.path(), "s1")).unwrap();
     let instance = Instance {
-        id: "web-1-abc".into(),
-        env: "dev".into(),
-        service: "web".into(),
+        id: strata_core::InstanceId::from_static("web-1-abc"),
+        env: strata_core::EnvName::from_static("dev"),
+        service: strata_core::ServiceName::from_static("web"),
         release: 1,
-        node: "n1".into(),
+        node: strata_core::NodeName::from_static("n1"),
         node_epoch: 1,
         desired: DesiredState::Running,
         created_at: 0,
@@ -57,16 +57,28 @@ async fn shipped_lines_are_kept_from_the_right_node_and_pruned_once_gone() {
         .await
         .unwrap();
 
-    strata_control::logs::keep(&plane, "n1", shipped("web-1-abc", "one\ntwo\n"))
-        .await
-        .unwrap();
+    strata_control::logs::keep(
+        &plane,
+        &strata_core::NodeName::from_static("n1"),
+        shipped("web-1-abc", "one\ntwo\n"),
+    )
+    .await
+    .unwrap();
     // Another node cannot write into it; an unknown instance is dropped.
-    strata_control::logs::keep(&plane, "n2", shipped("web-1-abc", "forged\n"))
-        .await
-        .unwrap();
-    strata_control::logs::keep(&plane, "n1", shipped("nobody-1-abc", "x\n"))
-        .await
-        .unwrap();
+    strata_control::logs::keep(
+        &plane,
+        &strata_core::NodeName::from_static("n2"),
+        shipped("web-1-abc", "forged\n"),
+    )
+    .await
+    .unwrap();
+    strata_control::logs::keep(
+        &plane,
+        &strata_core::NodeName::from_static("n1"),
+        shipped("nobody-1-abc", "x\n"),
+    )
+    .await
+    .unwrap();
     let tail = kept(&store, "web-1-abc").await.expect("kept");
     assert_eq!(tail.text, "one\ntwo\n");
     assert_eq!((tail.node.as_str(), tail.release), ("n1", 1));
@@ -75,9 +87,13 @@ async fn shipped_lines_are_kept_from_the_right_node_and_pruned_once_gone() {
     // Cut to the last 16 KiB of whole lines.
     let line = format!("{}\n", "z".repeat(1023));
     for _ in 0..40 {
-        strata_control::logs::keep(&plane, "n1", shipped("web-1-abc", &line))
-            .await
-            .unwrap();
+        strata_control::logs::keep(
+            &plane,
+            &strata_core::NodeName::from_static("n1"),
+            shipped("web-1-abc", &line),
+        )
+        .await
+        .unwrap();
     }
     let tail = kept(&store, "web-1-abc").await.unwrap();
     assert!(tail.text.len() <= LogTail::MAX_BYTES && tail.text.starts_with('z'));

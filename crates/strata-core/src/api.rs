@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::names::{EnvName, InstanceId, NodeName, ServiceName};
+
 use crate::model::{
     ConfigVersion, Event, Instance, InstanceStatus, InstanceView, Node, Release, Resources, Service,
 };
@@ -37,7 +39,7 @@ pub struct DeployRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeployedService {
-    pub name: String,
+    pub name: ServiceName,
     /// The release the service now wants.
     pub release: u64,
     /// Whether this deploy made a new release (false: spec, artifact and config unchanged).
@@ -47,7 +49,7 @@ pub struct DeployedService {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeployResponse {
-    pub env: String,
+    pub env: EnvName,
     pub services: Vec<DeployedService>,
 }
 
@@ -69,7 +71,7 @@ pub struct ServiceStatus {
 /// Sent by an agent when it starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RegisterNode {
-    pub name: String,
+    pub name: NodeName,
     pub agent_url: String,
     pub labels: BTreeMap<String, String>,
     pub capacity: Resources,
@@ -100,9 +102,9 @@ pub struct NodeEvent {
     /// A kind nodes may report ([`crate::EventKind::reported_by_nodes`]), e.g.
     /// `outbound.refused`.
     pub kind: crate::EventKind,
-    pub env: Option<String>,
-    pub service: Option<String>,
-    pub instance: Option<String>,
+    pub env: Option<EnvName>,
+    pub service: Option<ServiceName>,
+    pub instance: Option<InstanceId>,
     pub message: String,
 }
 
@@ -234,8 +236,8 @@ pub struct EnvPolicyRequest {
 /// Where the ingress sends traffic for one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Route {
-    pub env: String,
-    pub service: String,
+    pub env: EnvName,
+    pub service: ServiceName,
     /// Host names (without port) that route here.
     pub hosts: Vec<String>,
     /// `host:port` of every healthy instance.

@@ -12,11 +12,13 @@ pub mod auth;
 mod event_kind;
 pub mod keys;
 pub mod model;
+pub mod names;
 pub mod spec;
 
 pub use actor::Actor;
 pub use event_kind::EventKind;
 pub use model::*;
+pub use names::{EnvName, InstanceId, InvalidName, NodeName, ServiceName};
 pub use spec::{ServiceSpec, SpecError, SpecFile};
 
 /// Milliseconds since the Unix epoch, now: what records' timestamps are (`Millis`).

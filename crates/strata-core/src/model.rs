@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::names::{EnvName, InstanceId, NodeName, ServiceName};
 use crate::spec::ServiceSpec;
 
 /// Milliseconds since the Unix epoch. Every timestamp in a record is one of these, passed in by
@@ -15,7 +16,7 @@ pub type Millis = u64;
 /// An environment (dev, qa, staging, prod, or any name): a namespace for services.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Environment {
-    pub name: String,
+    pub name: EnvName,
     pub created_at: Millis,
     /// Who may call a service of this environment that sets no `[mesh] allow_from`.
     #[serde(default)]
@@ -91,8 +92,8 @@ impl std::str::FromStr for CallPolicy {
 /// A service in one environment: which release should run and how many copies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Service {
-    pub env: String,
-    pub name: String,
+    pub env: EnvName,
+    pub name: ServiceName,
     /// The release every instance should run; older ones are rolled away.
     pub desired_release: u64,
     /// The newest release number ever made (release numbers are never reused).
@@ -118,8 +119,8 @@ pub struct Service {
 /// An immutable, numbered release: what runs, with which configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Release {
-    pub env: String,
-    pub service: String,
+    pub env: EnvName,
+    pub service: ServiceName,
     pub number: u64,
     /// `sha256:<hex>` of the artifact, when the service has one.
     pub artifact_digest: Option<String>,
@@ -134,8 +135,8 @@ pub struct Release {
 /// injected at start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConfigVersion {
-    pub env: String,
-    pub service: String,
+    pub env: EnvName,
+    pub service: ServiceName,
     pub version: u64,
     pub values: BTreeMap<String, String>,
     /// `sha256:<hex>` of the values, to tell whether a deploy changed them.
@@ -154,11 +155,11 @@ pub enum DesiredState {
 /// A copy of a release placed on a node: the control plane's desired record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Instance {
-    pub id: String,
-    pub env: String,
-    pub service: String,
+    pub id: InstanceId,
+    pub env: EnvName,
+    pub service: ServiceName,
     pub release: u64,
-    pub node: String,
+    pub node: NodeName,
     /// The node's epoch when the instance was placed; an agent whose epoch moved on must not
     /// run it (fencing).
     pub node_epoch: u64,
@@ -228,8 +229,8 @@ impl InstanceState {
 /// What an agent observed of an instance, reported to the control plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InstanceStatus {
-    pub id: String,
-    pub node: String,
+    pub id: InstanceId,
+    pub node: NodeName,
     pub state: InstanceState,
     /// `host:port` where the instance serves, once it runs.
     pub address: Option<String>,
@@ -266,11 +267,11 @@ pub fn restart_backoff_ms(restarts: u32) -> u64 {
 /// `strata logs` shows when the node cannot be reached, and after the instance is gone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LogTail {
-    pub instance: String,
-    pub env: String,
-    pub service: String,
+    pub instance: InstanceId,
+    pub env: EnvName,
+    pub service: ServiceName,
     pub release: u64,
-    pub node: String,
+    pub node: NodeName,
     /// Whole lines, at most [`LogTail::MAX_BYTES`] (the oldest are dropped first).
     pub text: String,
     /// When the node last shipped lines (the control plane's clock).
@@ -393,7 +394,7 @@ impl std::ops::Add for Resources {
 /// A machine that runs instances.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Node {
-    pub name: String,
+    pub name: NodeName,
     /// Base URL of the node agent's API (logs), e.g. `http://10.0.0.2:7701`.
     pub agent_url: String,
     pub labels: BTreeMap<String, String>,
@@ -430,10 +431,10 @@ pub struct Event {
     pub at: Millis,
     /// What it is about (serialized dotted: `release.created`, `instance.crashed`, ...).
     pub kind: crate::EventKind,
-    pub env: Option<String>,
-    pub service: Option<String>,
-    pub instance: Option<String>,
-    pub node: Option<String>,
+    pub env: Option<EnvName>,
+    pub service: Option<ServiceName>,
+    pub instance: Option<InstanceId>,
+    pub node: Option<NodeName>,
     pub message: String,
     /// Who caused it: a token's name, `agent:NODE`, `controller@SERVER`, `autoscaler`, ...
     #[schema(value_type = String, example = "alice")]
@@ -448,11 +449,11 @@ mod tests {
     #[test]
     fn a_log_tail_keeps_the_last_whole_lines() {
         let mut tail = LogTail {
-            instance: "web-1-abc".into(),
-            env: "dev".into(),
-            service: "web".into(),
+            instance: InstanceId::from_static("web-1-abc"),
+            env: EnvName::from_static("dev"),
+            service: ServiceName::from_static("web"),
             release: 1,
-            node: "n1".into(),
+            node: NodeName::from_static("n1"),
             text: String::new(),
             updated_at: 0,
         };

@@ -84,8 +84,8 @@ async fn upstream() -> SocketAddr {
 
 fn route(endpoint: SocketAddr, node: &str) -> Route {
     Route {
-        env: "dev".into(),
-        service: "bench".into(),
+        env: strata_core::EnvName::from_static("dev"),
+        service: strata_core::ServiceName::from_static("bench"),
         hosts: vec![HOST.into()],
         endpoints: vec![endpoint.to_string()],
         desired: 1,

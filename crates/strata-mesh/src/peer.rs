@@ -132,9 +132,9 @@ impl PeerListener {
         let allowed = match &caller {
             Some(caller) => policy::decide(caller, &route).inspect_err(|rule| {
                 (self.on_denial)(Denial {
-                    env: route.env.clone(),
+                    env: route.env.to_string(),
                     caller: caller.clone(),
-                    callee: route.service.clone(),
+                    callee: route.service.to_string(),
                     rule: rule.clone(),
                 });
             }),

@@ -20,8 +20,8 @@ mod tests {
 
     fn route(allow_from: Option<&[&str]>) -> Route {
         Route {
-            env: "prod".into(),
-            service: "db".into(),
+            env: strata_core::EnvName::from_static("prod"),
+            service: strata_core::ServiceName::from_static("db"),
             hosts: vec!["db.prod.localhost".into()],
             endpoints: vec![],
             desired: 1,

@@ -70,7 +70,7 @@ async fn two_nodes() -> TwoNodes {
     let instance = instance().await;
     let peer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peer_b = peer_listener.local_addr().unwrap();
-    let route = |service: &str, public: bool| Route {
+    let route = |service: &'static str, public: bool| Route {
         public,
         allow_from: Some(vec!["web".into()]),
         policy_rule: format!("{service}.allow_from = [web]"),

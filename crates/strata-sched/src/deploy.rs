@@ -94,8 +94,8 @@ mod tests {
 
     fn service(replicas: u32, autoscale: Option<(u32, u32)>) -> Service {
         Service {
-            env: "dev".into(),
-            name: "web".into(),
+            env: strata_core::EnvName::from_static("dev"),
+            name: strata_core::ServiceName::from_static("web"),
             desired_release: 3,
             latest_release: 4,
             latest_config: 2,
@@ -124,8 +124,8 @@ mod tests {
                 .services
                 .remove(0);
         Release {
-            env: "dev".into(),
-            service: "web".into(),
+            env: strata_core::EnvName::from_static("dev"),
+            service: strata_core::ServiceName::from_static("web"),
             number: 3,
             artifact_digest: None,
             config_version,
@@ -137,8 +137,8 @@ mod tests {
 
     fn config(version: u64, hash: &str) -> ConfigVersion {
         ConfigVersion {
-            env: "dev".into(),
-            service: "web".into(),
+            env: strata_core::EnvName::from_static("dev"),
+            service: strata_core::ServiceName::from_static("web"),
             version,
             values: Default::default(),
             hash: hash.into(),

@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use strata_core::spec::DriverKind;
-use strata_core::{NodeState, Resources};
+use strata_core::{NodeName, NodeState, Resources};
 
 /// What placement knows of a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
-    pub name: String,
+    pub name: NodeName,
     pub state: NodeState,
     pub labels: BTreeMap<String, String>,
     pub capacity: Resources,
@@ -53,7 +53,7 @@ pub struct PlacementError {
     pub placed: usize,
     pub wanted: usize,
     /// `(node, reason)` for every node that was refused for the first unplaced instance.
-    pub refusals: Vec<(String, String)>,
+    pub refusals: Vec<(NodeName, String)>,
 }
 
 impl fmt::Display for PlacementError {
@@ -122,7 +122,7 @@ pub fn place(
     nodes: &mut [NodeView],
     demand: &Demand,
     count: usize,
-) -> Result<Vec<String>, (Vec<String>, PlacementError)> {
+) -> Result<Vec<NodeName>, (Vec<NodeName>, PlacementError)> {
     let mut chosen = Vec::with_capacity(count);
     for _ in 0..count {
         let mut zone_load: BTreeMap<&str, u32> = BTreeMap::new();
@@ -180,9 +180,9 @@ mod tests {
 
     const MI: u64 = 1024 * 1024;
 
-    fn node(name: &str, zone: &str, cpu: u64, mem_mi: u64) -> NodeView {
+    fn node(name: &'static str, zone: &str, cpu: u64, mem_mi: u64) -> NodeView {
         NodeView {
-            name: name.into(),
+            name: NodeName::from_static(name),
             state: NodeState::Ready,
             labels: [("zone".to_string(), zone.to_string())].into(),
             capacity: Resources {

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use strata_core::{DesiredState, InstanceState, InstanceView, NodeState};
+use strata_core::{DesiredState, InstanceId, InstanceState, InstanceView, NodeName, NodeState};
 
 /// Why an instance is being stopped (recorded in the event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +46,9 @@ pub struct ServicePlan {
     /// How many instances of the desired release to place.
     pub start: u32,
     /// Instances whose desired state becomes stopped, with why.
-    pub stop: Vec<(String, StopReason)>,
+    pub stop: Vec<(InstanceId, StopReason)>,
     /// Stopped-and-done instances whose records can be deleted.
-    pub forget: Vec<String>,
+    pub forget: Vec<InstanceId>,
     /// When an instance now healthy becomes available (its `min_ready` passes), if that may
     /// change the plan: plan again then.
     pub recheck_at: Option<u64>,
@@ -69,7 +69,7 @@ pub fn plan_service(
     desired_release: Option<u64>,
     replicas: u32,
     instances: &[InstanceView],
-    node_states: &BTreeMap<String, NodeState>,
+    node_states: &BTreeMap<NodeName, NodeState>,
     readiness: Readiness,
 ) -> ServicePlan {
     let mut plan = ServicePlan::default();
@@ -191,11 +191,11 @@ mod tests {
             .enumerate()
             .map(|(i, (id, release, state, running, node))| InstanceView {
                 instance: Instance {
-                    id: id.to_string(),
-                    env: "dev".into(),
-                    service: "web".into(),
+                    id: strata_core::InstanceId::from_static(id),
+                    env: strata_core::EnvName::from_static("dev"),
+                    service: strata_core::ServiceName::from_static("web"),
                     release: *release,
-                    node: node.to_string(),
+                    node: strata_core::NodeName::from_static(node),
                     node_epoch: 1,
                     desired: if *running {
                         DesiredState::Running
@@ -206,8 +206,8 @@ mod tests {
                     stop_requested_at: None,
                 },
                 status: Some(InstanceStatus {
-                    id: id.to_string(),
-                    node: node.to_string(),
+                    id: strata_core::InstanceId::from_static(id),
+                    node: strata_core::NodeName::from_static(node),
                     state: *state,
                     address: Some("127.0.0.1:1".into()),
                     pid: None,
@@ -235,10 +235,10 @@ mod tests {
     fn service_plan_table() {
         use InstanceState::*;
         use StopReason::*;
-        let nodes: BTreeMap<String, NodeState> = [
-            ("n1".to_string(), NodeState::Ready),
-            ("n2".to_string(), NodeState::Down),
-            ("n3".to_string(), NodeState::Draining),
+        let nodes: BTreeMap<NodeName, NodeState> = [
+            (NodeName::from_static("n1"), NodeState::Ready),
+            (NodeName::from_static("n2"), NodeState::Down),
+            (NodeName::from_static("n3"), NodeState::Draining),
         ]
         .into();
         let cases = vec![
@@ -504,7 +504,8 @@ mod tests {
 
     #[test]
     fn old_instances_stop_only_once_new_ones_were_ready_for_min_ready() {
-        let nodes: BTreeMap<String, NodeState> = [("n1".to_string(), NodeState::Ready)].into();
+        let nodes: BTreeMap<NodeName, NodeState> =
+            [(NodeName::from_static("n1"), NodeState::Ready)].into();
         let mut instances = views(&[
             ("old", 1, InstanceState::Running, true, "n1"),
             ("new", 2, InstanceState::Running, true, "n1"),
@@ -544,7 +545,8 @@ mod tests {
     #[test]
     fn planning_is_idempotent_once_applied() {
         // Applying a plan and planning again over the result asks for nothing more.
-        let nodes: BTreeMap<String, NodeState> = [("n1".to_string(), NodeState::Ready)].into();
+        let nodes: BTreeMap<NodeName, NodeState> =
+            [(NodeName::from_static("n1"), NodeState::Ready)].into();
         let rows = vec![
             ("a", 1, InstanceState::Running, true, "n1"),
             ("c", 2, InstanceState::Running, true, "n1"),

@@ -11,7 +11,7 @@ use strata_core::{Quota, Resources};
 /// What one service may use at most.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceDemand {
-    pub service: String,
+    pub service: strata_core::ServiceName,
     pub instances: u32,
     pub per_instance: Resources,
 }
@@ -24,7 +24,7 @@ pub struct QuotaExceeded {
     pub allowed: u64,
     pub wanted: u64,
     /// Each service's share, largest first.
-    pub by_service: Vec<(String, u64)>,
+    pub by_service: Vec<(strata_core::ServiceName, u64)>,
 }
 
 impl QuotaExceeded {
@@ -56,7 +56,7 @@ pub fn check(quota: &Quota, demands: &[ServiceDemand]) -> Result<(), QuotaExceed
     ];
     for (limit, allowed, usage) in limits {
         let Some(allowed) = allowed else { continue };
-        let mut by_service: Vec<(String, u64)> = demands
+        let mut by_service: Vec<(strata_core::ServiceName, u64)> = demands
             .iter()
             .map(|d| (d.service.clone(), usage(d)))
             .filter(|(_, used)| *used > 0)
@@ -81,9 +81,14 @@ pub fn check(quota: &Quota, demands: &[ServiceDemand]) -> Result<(), QuotaExceed
 mod tests {
     use super::*;
 
-    fn demand(service: &str, instances: u32, cpu_millis: u64, memory_mib: u64) -> ServiceDemand {
+    fn demand(
+        service: &'static str,
+        instances: u32,
+        cpu_millis: u64,
+        memory_mib: u64,
+    ) -> ServiceDemand {
         ServiceDemand {
-            service: service.into(),
+            service: strata_core::ServiceName::from_static(service),
             instances,
             per_instance: Resources {
                 cpu_millis,
@@ -133,7 +138,10 @@ mod tests {
         let error = check(&quota, &[demand("small", 1, 0, 0), demand("big", 3, 0, 0)]).unwrap_err();
         assert_eq!(
             error.by_service,
-            vec![("big".to_string(), 3), ("small".to_string(), 1)]
+            vec![
+                (strata_core::ServiceName::from_static("big"), 3),
+                (strata_core::ServiceName::from_static("small"), 1)
+            ]
         );
         assert_eq!(error.allowed, 3);
         let memory = QuotaExceeded {

@@ -101,7 +101,7 @@ pub async fn start_agent(
     let control = control_client(&config, config.token.as_deref());
     config.client = Some(control.clone());
     let (certificates_tx, certificates) = tokio::sync::watch::channel(None);
-    let events = EventReporter::start(control.clone(), config.name.clone());
+    let events = EventReporter::start(control.clone(), config.name.to_string());
     let mesh = start_mesh_proxy(
         &config.data_dir,
         table.clone(),
@@ -190,7 +190,11 @@ pub async fn start_agent(
         }
         None => tokio::spawn(agent.clone().run_with(listener, metrics.router())),
     };
-    tokio::spawn(report_traffic(control, node, metrics.mesh.clone()));
+    tokio::spawn(report_traffic(
+        control,
+        node.to_string(),
+        metrics.mesh.clone(),
+    ));
     Ok(StartedAgent {
         agent,
         task,
@@ -223,8 +227,9 @@ fn denial_reporter(events: EventReporter) -> impl Fn(Denial) + Send + Sync + 'st
         );
         events.report(NodeEvent {
             kind: strata_core::EventKind::PolicyDenied,
-            env: Some(denial.env.clone()),
-            service: Some(denial.callee.clone()),
+            // What the proxy saw; a name that is not valid is left out of the event.
+            env: strata_core::EnvName::new(denial.env.clone()).ok(),
+            service: strata_core::ServiceName::new(denial.callee.clone()).ok(),
             instance: None,
             message: format!(
                 "{} called {}: refused ({})",
@@ -486,9 +491,9 @@ impl OutboundRouter for MeshRouter {
         );
         self.events.report(NodeEvent {
             kind: strata_core::EventKind::OutboundRefused,
-            env: Some(self.env.clone()),
-            service: Some(self.caller.clone()),
-            instance: Some(self.instance.clone()),
+            env: strata_core::EnvName::new(self.env.clone()).ok(),
+            service: strata_core::ServiceName::new(self.caller.clone()).ok(),
+            instance: strata_core::InstanceId::new(self.instance.clone()).ok(),
             message: format!(
                 "{} called {destination}: refused; a wasm service reaches only Strata services, as http://SERVICE/",
                 self.caller

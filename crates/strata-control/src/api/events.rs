@@ -89,13 +89,13 @@ mod tests {
     use super::*;
     use strata_core::auth::{EnvScope, Role};
 
-    fn event(env: Option<&str>, service: Option<&str>) -> Event {
+    fn event(env: Option<&'static str>, service: Option<&'static str>) -> Event {
         Event {
             seq: 1,
             at: 1,
             kind: strata_core::EventKind::ReleaseCreated,
-            env: env.map(String::from),
-            service: service.map(String::from),
+            env: env.map(strata_core::EnvName::from_static),
+            service: service.map(strata_core::ServiceName::from_static),
             instance: None,
             node: None,
             message: String::new(),

@@ -18,7 +18,7 @@ use strata_core::api::{
     DeployRequest, DeployResponse, EnvPolicyRequest, ErrorBody, RouteTable, ScaleRequest,
     ServiceMetrics, ServiceStatus, SloReport, WatchChange,
 };
-use strata_core::{Environment, InstanceView, Release, Service};
+use strata_core::{EnvName, Environment, InstanceView, Release, Service, ServiceName};
 use strata_store::{StoreError, WatchEvent};
 use utoipa::{IntoParams, OpenApi};
 
@@ -77,6 +77,31 @@ where
             Err(rejection) => Err(ControlError::bad_request(
                 format!("request body: {}", rejection.body_text()),
                 Some("send JSON as described at /openapi.json".to_string()),
+            )),
+        }
+    }
+}
+
+/// Path parameters, each checked where it enters: a name that is not valid for its kind
+/// (an environment, a service, a node, an instance) is a 400 with the rule, in our error body.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ControlError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(ControlError::bad_request(
+                format!("request path: {}", rejection.body_text()),
+                Some("the paths are listed at /openapi.json".to_string()),
             )),
         }
     }
@@ -208,7 +233,7 @@ pub async fn list_envs(
 pub async fn set_env_policy(
     caller: Caller,
     State(plane): Plane,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<EnvName>,
     ApiJson(request): ApiJson<EnvPolicyRequest>,
 ) -> Result<Json<Environment>, ControlError> {
     Ok(Json(
@@ -227,7 +252,7 @@ pub async fn set_env_policy(
 pub async fn set_env_quota(
     caller: Caller,
     State(plane): Plane,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<EnvName>,
     ApiJson(quota): ApiJson<strata_core::Quota>,
 ) -> Result<Json<Environment>, ControlError> {
     Ok(Json(plane.set_quota(&env, quota, &caller.actor()).await?))
@@ -241,7 +266,7 @@ pub async fn set_env_quota(
 pub async fn scale_service(
     caller: Caller,
     State(plane): Plane,
-    Path((env, service)): Path<(String, String)>,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
     ApiJson(request): ApiJson<ScaleRequest>,
 ) -> Result<Json<Service>, ControlError> {
     Ok(Json(
@@ -259,7 +284,7 @@ pub async fn scale_service(
 pub async fn wake_service(
     caller: Caller,
     State(plane): Plane,
-    Path((env, service)): Path<(String, String)>,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
     headers: axum::http::HeaderMap,
 ) -> Result<StatusCode, ControlError> {
     if plane.term().is_none() {
@@ -284,7 +309,7 @@ pub async fn wake_service(
 pub async fn deploy(
     caller: Caller,
     State(plane): Plane,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<EnvName>,
     ApiJson(request): ApiJson<DeployRequest>,
 ) -> Result<Response, ControlError> {
     let deployed = plane.deploy(&env, request, &caller.actor()).await?;
@@ -305,7 +330,7 @@ pub async fn deploy(
     responses((status = 200, body = [ServiceStatus])))]
 pub async fn list_services(
     State(plane): Plane,
-    Path(env): Path<String>,
+    ApiPath(env): ApiPath<EnvName>,
 ) -> Result<Json<Vec<ServiceStatus>>, ControlError> {
     Ok(Json(plane.services(Some(&env)).await?))
 }
@@ -327,7 +352,7 @@ pub async fn list_all_services(
     responses((status = 200, body = ServiceStatus), (status = 404, body = ErrorBody)))]
 pub async fn get_service(
     State(plane): Plane,
-    Path((env, service)): Path<(String, String)>,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
 ) -> Result<Json<ServiceStatus>, ControlError> {
     Ok(Json(plane.service_status(&env, &service).await?))
 }
@@ -339,7 +364,7 @@ pub async fn get_service(
 pub async fn delete_service(
     caller: Caller,
     State(plane): Plane,
-    Path((env, service)): Path<(String, String)>,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
 ) -> Result<StatusCode, ControlError> {
     plane
         .delete_service(&env, &service, &caller.actor())
@@ -353,7 +378,7 @@ pub async fn delete_service(
     responses((status = 200, body = [Release]), (status = 404, body = ErrorBody)))]
 pub async fn list_releases(
     State(plane): Plane,
-    Path((env, service)): Path<(String, String)>,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
 ) -> Result<Json<Vec<Release>>, ControlError> {
     Ok(Json(plane.releases(&env, &service).await?))
 }
@@ -377,7 +402,7 @@ pub struct LogParams {
     responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
 pub async fn service_logs(
     State(plane): Plane,
-    Path((env, service)): Path<(String, String)>,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
     Query(params): Query<LogParams>,
 ) -> Result<Response, ControlError> {
     let stream = crate::logs::service_logs(
@@ -414,7 +439,7 @@ pub async fn list_instances(
 pub async fn service_metrics(
     caller: Caller,
     State(plane): Plane,
-    Path((env, service)): Path<(String, String)>,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<ServiceMetrics>, ControlError> {
     if plane.term().is_none() {
@@ -452,7 +477,7 @@ async fn from_leader<T: serde::de::DeserializeOwned>(
 pub async fn service_slo(
     caller: Caller,
     State(plane): Plane,
-    Path((env, service)): Path<(String, String)>,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<Option<SloReport>>, ControlError> {
     if plane.term().is_none() {

@@ -1,16 +1,16 @@
 //! The API of nodes: registration, heartbeats, assignments, status and event reports,
 //! traffic, certificates (each for the node itself only, as the gate enforces), and drains.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use strata_core::api::{
     Assignments, CertificateRequest, ErrorBody, Heartbeat, HeartbeatAck, MetricsReport,
     NodeCertificate, NodeEvent, RegisterNode, Registered, ShippedLogs,
 };
-use strata_core::{InstanceStatus, Node};
+use strata_core::{InstanceId, InstanceStatus, Node, NodeName};
 
-use super::{ApiJson, Plane};
+use super::{ApiJson, ApiPath, Plane};
 use crate::guard::Caller;
 use crate::ControlError;
 
@@ -21,7 +21,7 @@ use crate::ControlError;
 pub async fn report_status(
     caller: Caller,
     State(plane): Plane,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<InstanceId>,
     ApiJson(status): ApiJson<InstanceStatus>,
 ) -> Result<StatusCode, ControlError> {
     if !matches!(&caller.principal, strata_core::auth::Principal::Node { name } if *name == status.node)
@@ -60,7 +60,7 @@ pub async fn list_nodes(State(plane): Plane) -> Result<Json<Vec<Node>>, ControlE
     responses((status = 200, body = Registered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn register_node(
     State(plane): Plane,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<NodeName>,
     ApiJson(request): ApiJson<RegisterNode>,
 ) -> Result<Json<Registered>, ControlError> {
     if request.name != name {
@@ -84,7 +84,7 @@ pub async fn register_node(
 pub async fn heartbeat(
     caller: Caller,
     State(plane): Plane,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<NodeName>,
     headers: axum::http::HeaderMap,
     ApiJson(beat): ApiJson<Heartbeat>,
 ) -> Result<Json<HeartbeatAck>, ControlError> {
@@ -112,7 +112,7 @@ pub async fn heartbeat(
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn node_event(
     State(plane): Plane,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<NodeName>,
     ApiJson(event): ApiJson<NodeEvent>,
 ) -> Result<StatusCode, ControlError> {
     plane.event_log().record_node_event(&name, event).await?;
@@ -127,7 +127,7 @@ pub async fn node_event(
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn node_logs(
     State(plane): Plane,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<NodeName>,
     ApiJson(shipped): ApiJson<ShippedLogs>,
 ) -> Result<StatusCode, ControlError> {
     crate::logs::keep(&plane, &name, shipped).await?;
@@ -142,7 +142,7 @@ pub async fn node_logs(
     responses((status = 200, body = NodeCertificate), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn node_certificate(
     State(plane): Plane,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<NodeName>,
     ApiJson(request): ApiJson<CertificateRequest>,
 ) -> Result<Json<NodeCertificate>, ControlError> {
     Ok(Json(
@@ -162,7 +162,7 @@ pub async fn node_certificate(
 pub async fn node_metrics(
     caller: Caller,
     State(plane): Plane,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<NodeName>,
     headers: axum::http::HeaderMap,
     ApiJson(report): ApiJson<MetricsReport>,
 ) -> Result<StatusCode, ControlError> {
@@ -188,7 +188,7 @@ pub async fn node_metrics(
 pub async fn drain_node(
     caller: Caller,
     State(plane): Plane,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<NodeName>,
 ) -> Result<Json<Node>, ControlError> {
     Ok(Json(
         plane.set_draining(&name, true, &caller.actor()).await?,
@@ -202,7 +202,7 @@ pub async fn drain_node(
 pub async fn undrain_node(
     caller: Caller,
     State(plane): Plane,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<NodeName>,
 ) -> Result<Json<Node>, ControlError> {
     Ok(Json(
         plane.set_draining(&name, false, &caller.actor()).await?,
@@ -215,7 +215,7 @@ pub async fn undrain_node(
     responses((status = 200, body = Assignments)))]
 pub async fn assignments(
     State(plane): Plane,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<NodeName>,
 ) -> Result<Json<Assignments>, ControlError> {
     Ok(Json(plane.assignments(&name).await?))
 }

@@ -9,11 +9,10 @@ impl ControlPlane {
     /// makes it the desired one. Unchanged services keep their release (replicas may change).
     pub async fn deploy(
         &self,
-        env: &str,
+        env: &EnvName,
         request: DeployRequest,
         actor: &Actor,
     ) -> Result<DeployResponse, ControlError> {
-        check_name("environment", env)?;
         if request.services.is_empty() {
             return Err(ControlError::bad_request(
                 "the deploy names no services",
@@ -46,7 +45,7 @@ impl ControlPlane {
         let env_key = keys::env(env);
         if self.store.get(&env_key).await?.is_none() {
             let record = Environment {
-                name: env.to_string(),
+                name: env.clone(),
                 created_at: now_millis(),
                 default_policy: CallPolicy::default(),
                 quota: None,
@@ -61,14 +60,13 @@ impl ControlPlane {
         }
         self.kick.notify_one();
         Ok(DeployResponse {
-            env: env.to_string(),
+            env: env.clone(),
             services,
         })
     }
 
     pub(super) async fn validate(&self, item: &DeployService) -> Result<(), ControlError> {
         let spec = &item.spec;
-        check_name("service", &spec.name)?;
         match spec.driver {
             DriverKind::Wasm => self.validate_wasm(item).await?,
             DriverKind::Container => self.validate_image(item).await?,
@@ -175,7 +173,7 @@ impl ControlPlane {
 
     pub(super) async fn deploy_one(
         &self,
-        env: &str,
+        env: &EnvName,
         item: DeployService,
         actor: &Actor,
     ) -> Result<DeployedService, ControlError> {
@@ -191,7 +189,7 @@ impl ControlPlane {
                 Some(found) => found,
                 None => (
                     Service {
-                        env: env.to_string(),
+                        env: env.clone(),
                         name: name.clone(),
                         desired_release: 0,
                         latest_release: 0,
@@ -239,7 +237,7 @@ impl ControlPlane {
             let mut txn = Txn::new().when(&service_key, revision);
             if plan.new_config {
                 let record = ConfigVersion {
-                    env: env.to_string(),
+                    env: env.clone(),
                     service: name.clone(),
                     version: plan.config_version,
                     values: values.clone(),
@@ -255,7 +253,7 @@ impl ControlPlane {
             let mut new_release = None;
             if let Some(number) = plan.new_release {
                 let release = Release {
-                    env: env.to_string(),
+                    env: env.clone(),
                     service: name.clone(),
                     number,
                     artifact_digest: item.artifact_digest.clone(),
@@ -308,7 +306,7 @@ impl ControlPlane {
                             },
                         ),
                     };
-                    event.env = Some(env.to_string());
+                    event.env = Some(env.clone());
                     event.service = Some(name.clone());
                     event.actor = actor.clone();
                     self.event_log().record(event).await;
@@ -332,8 +330,8 @@ impl ControlPlane {
     /// configs are removed.
     pub async fn delete_service(
         &self,
-        env: &str,
-        name: &str,
+        env: &EnvName,
+        name: &ServiceName,
         actor: &Actor,
     ) -> Result<(), ControlError> {
         let key = keys::service(env, name);
@@ -349,19 +347,28 @@ impl ControlPlane {
         self.store.txn(txn).await?;
         let mut event =
             crate::event_log::event(EventKind::ServiceDeleted, format!("{name}: deleted"));
-        event.env = Some(env.to_string());
-        event.service = Some(name.to_string());
+        event.env = Some(env.clone());
+        event.service = Some(name.clone());
         event.actor = actor.clone();
         self.event_log().record(event).await;
         self.kick.notify_one();
         Ok(())
     }
 
-    pub(super) async fn service_not_found(&self, env: &str, name: &str) -> ControlError {
+    pub(super) async fn service_not_found(
+        &self,
+        env: &EnvName,
+        name: &ServiceName,
+    ) -> ControlError {
         let names: Vec<String> = self
             .list::<Service>(&keys::services_of(env))
             .await
-            .map(|services| services.into_iter().map(|(s, _)| s.name).collect())
+            .map(|services| {
+                services
+                    .into_iter()
+                    .map(|(s, _)| s.name.to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         let hint = if names.is_empty() {
             format!("environment `{env}` has no services; deploy one with `strata deploy FILE --env {env}`")
@@ -377,7 +384,7 @@ impl ControlPlane {
     /// Sets environment `env`'s default for calls between its services (an audit event).
     pub async fn set_env_policy(
         &self,
-        env: &str,
+        env: &EnvName,
         policy: CallPolicy,
         actor: &Actor,
     ) -> Result<Environment, ControlError> {
@@ -394,12 +401,11 @@ impl ControlPlane {
     /// (compare-and-swap on the record's revision).
     pub(crate) async fn update_environment(
         &self,
-        env: &str,
+        env: &EnvName,
         actor: &Actor,
         kind: EventKind,
         change: impl Fn(&mut Environment) -> String,
     ) -> Result<Environment, ControlError> {
-        check_name("environment", env)?;
         let key = keys::env(env);
         let (record, message) = self
             .update_cas(
@@ -408,7 +414,7 @@ impl ControlPlane {
                 Writer::Api,
                 |found: Option<Environment>| {
                     let mut record = found.unwrap_or_else(|| Environment {
-                        name: env.to_string(),
+                        name: env.clone(),
                         created_at: now_millis(),
                         default_policy: CallPolicy::default(),
                         quota: None,
@@ -420,7 +426,7 @@ impl ControlPlane {
             .await?;
         self.event_log()
             .record(Event {
-                env: Some(env.to_string()),
+                env: Some(env.clone()),
                 actor: actor.clone(),
                 ..crate::event_log::event(kind, message)
             })

@@ -25,8 +25,9 @@ use strata_core::api::{
 };
 use strata_core::spec::{config_hash, DriverKind};
 use strata_core::{
-    keys, Actor, CallPolicy, ConfigVersion, DesiredState, Environment, Event, EventKind, Instance,
-    InstanceState, InstanceStatus, InstanceView, Node, NodeState, Release, Service,
+    keys, Actor, CallPolicy, ConfigVersion, DesiredState, EnvName, Environment, Event, EventKind,
+    Instance, InstanceId, InstanceState, InstanceStatus, InstanceView, Node, NodeName, NodeState,
+    Release, Service, ServiceName,
 };
 use strata_sched::liveness::LivenessThresholds;
 use strata_sched::{plan_deploy, DeployCurrent, DeployWant};
@@ -141,31 +142,12 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialize")
 }
 
-/// A DNS label: what environment and service names must be.
+/// A DNS label: what token names must be (environment, service and node names are their own
+/// types, checked where they enter: [`strata_core::names`]).
 pub fn valid_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes[0].is_ascii_lowercase()
-        && bytes[bytes.len() - 1] != b'-'
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+    strata_core::names::is_dns_label(name)
 }
 
-pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), ControlError> {
-    if valid_name(name) {
-        Ok(())
-    } else {
-        Err(ControlError::bad_request(
-            format!("{kind} name `{name}` is not valid"),
-            Some(
-                "use lowercase letters, digits and `-`, starting with a letter, at most 63 characters"
-                    .to_string(),
-            ),
-        ))
-    }
-}
 impl ControlPlane {
     pub fn new(store: Arc<dyn Store>, config: ControlConfig) -> Result<Arc<Self>, ControlError> {
         Self::with_clock(

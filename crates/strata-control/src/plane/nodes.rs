@@ -9,7 +9,6 @@ impl ControlPlane {
     /// was never declared down keeps it, and re-adopts its instances; otherwise its epoch
     /// moves on and instances placed under the old one are fenced.
     pub async fn register_node(&self, request: RegisterNode) -> Result<Node, ControlError> {
-        check_name("node", &request.name)?;
         let key = keys::node(&request.name);
         let what = format!("node `{}`", request.name);
         let node = self
@@ -27,7 +26,7 @@ impl ControlPlane {
             ),
         );
         event.node = Some(node.name.clone());
-        event.actor = Actor::Agent(node.name.clone());
+        event.actor = Actor::Agent(node.name.to_string());
         self.event_log().record(event).await;
         self.kick.notify_one();
         Ok(node)
@@ -35,7 +34,7 @@ impl ControlPlane {
 
     /// Records a heartbeat (in memory). Returns whether the agent must register again
     /// (unknown node, or its epoch is stale because it was declared down meanwhile).
-    pub async fn heartbeat(&self, name: &str, epoch: u64) -> Result<bool, ControlError> {
+    pub async fn heartbeat(&self, name: &NodeName, epoch: u64) -> Result<bool, ControlError> {
         let key = keys::node(name);
         let Some((mut node, revision)) = self.get::<Node>(&key).await? else {
             return Ok(true);
@@ -56,7 +55,7 @@ impl ControlPlane {
                     EventKind::NodeReady,
                     format!("node {name}: suspect -> ready (heartbeats resumed)"),
                 );
-                event.node = Some(name.to_string());
+                event.node = Some(name.clone());
                 self.event_log().record(event).await;
             }
         }
@@ -67,7 +66,7 @@ impl ControlPlane {
     /// downtime (replacements first) and keeps new work off it.
     pub async fn set_draining(
         &self,
-        name: &str,
+        name: &NodeName,
         draining: bool,
         actor: &Actor,
     ) -> Result<Node, ControlError> {
@@ -92,7 +91,12 @@ impl ControlPlane {
             )
             .await?;
         let Some((node, changed)) = changed else {
-            let names: Vec<String> = self.nodes().await?.into_iter().map(|n| n.name).collect();
+            let names: Vec<String> = self
+                .nodes()
+                .await?
+                .into_iter()
+                .map(|n| n.name.to_string())
+                .collect();
             return Err(ControlError::not_found(
                 format!("node `{name}`"),
                 Some(format!("nodes: {}", names.join(", "))),
@@ -108,7 +112,7 @@ impl ControlPlane {
                 (EventKind::NodeUndrained, "undrained: takes new work again")
             };
             let mut event = crate::event_log::event(kind, format!("node {name}: {what}"));
-            event.node = Some(name.to_string());
+            event.node = Some(name.clone());
             event.actor = actor.clone();
             self.event_log().record(event).await;
             self.kick.notify_one();
@@ -117,7 +121,7 @@ impl ControlPlane {
     }
 
     /// What a node must run: its instances with their releases and configs.
-    pub async fn assignments(&self, node: &str) -> Result<Assignments, ControlError> {
+    pub async fn assignments(&self, node: &NodeName) -> Result<Assignments, ControlError> {
         let revision = self.store.revision().await?;
         let instances: Vec<(Instance, u64)> = self.list(keys::INSTANCES).await?;
         let mut assignments = Vec::new();
@@ -201,7 +205,7 @@ impl ControlPlane {
             event.service = Some(instance.service.clone());
             event.instance = Some(status.id.clone());
             event.node = Some(status.node.clone());
-            event.actor = Actor::Agent(status.node.clone());
+            event.actor = Actor::Agent(status.node.to_string());
             self.event_log().record(event).await;
             self.kick.notify_one();
         }
@@ -210,7 +214,11 @@ impl ControlPlane {
 
     /// Marks an instance as no longer wanted (idempotent). Fails, rather than giving up
     /// silently, if the record keeps changing.
-    pub(crate) async fn request_stop(&self, id: &str, why: &str) -> Result<(), ControlError> {
+    pub(crate) async fn request_stop(
+        &self,
+        id: &InstanceId,
+        why: &str,
+    ) -> Result<(), ControlError> {
         let key = keys::instance(id);
         let stopped = self
             .update_cas(
@@ -234,7 +242,7 @@ impl ControlPlane {
                 crate::event_log::event(EventKind::InstanceStop, format!("{id}: stopping ({why})"));
             event.env = Some(instance.env.clone());
             event.service = Some(instance.service.clone());
-            event.instance = Some(id.to_string());
+            event.instance = Some(id.clone());
             event.node = Some(instance.node.clone());
             self.event_log().record(event).await;
         }
@@ -276,7 +284,7 @@ mod tests {
     #[test]
     fn a_registration_keeps_the_epoch_only_of_a_node_that_never_went_down() {
         let request = |last_epoch| RegisterNode {
-            name: "n1".into(),
+            name: strata_core::NodeName::from_static("n1"),
             agent_url: "http://10.0.0.1:7701".into(),
             labels: BTreeMap::new(),
             capacity: Default::default(),

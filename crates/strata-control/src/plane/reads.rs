@@ -15,7 +15,7 @@ impl ControlPlane {
 
     pub async fn instance_views(&self) -> Result<Vec<InstanceView>, ControlError> {
         let instances: Vec<(Instance, u64)> = self.list(keys::INSTANCES).await?;
-        let mut statuses: BTreeMap<String, InstanceStatus> = self
+        let mut statuses: BTreeMap<InstanceId, InstanceStatus> = self
             .list::<InstanceStatus>(keys::STATUS)
             .await?
             .into_iter()
@@ -32,8 +32,8 @@ impl ControlPlane {
 
     pub async fn service_status(
         &self,
-        env: &str,
-        name: &str,
+        env: &EnvName,
+        name: &ServiceName,
     ) -> Result<ServiceStatus, ControlError> {
         let Some((service, _)) = self.get::<Service>(&keys::service(env, name)).await? else {
             return Err(self.service_not_found(env, name).await);
@@ -97,7 +97,10 @@ impl ControlPlane {
         })
     }
 
-    pub async fn services(&self, env: Option<&str>) -> Result<Vec<ServiceStatus>, ControlError> {
+    pub async fn services(
+        &self,
+        env: Option<&EnvName>,
+    ) -> Result<Vec<ServiceStatus>, ControlError> {
         let prefix = match env {
             Some(env) => keys::services_of(env),
             None => keys::SERVICES.to_string(),
@@ -111,7 +114,11 @@ impl ControlPlane {
         Ok(out)
     }
 
-    pub async fn releases(&self, env: &str, name: &str) -> Result<Vec<Release>, ControlError> {
+    pub async fn releases(
+        &self,
+        env: &EnvName,
+        name: &ServiceName,
+    ) -> Result<Vec<Release>, ControlError> {
         if self.store.get(&keys::service(env, name)).await?.is_none() {
             return Err(self.service_not_found(env, name).await);
         }
@@ -152,7 +159,7 @@ impl ControlPlane {
     /// healthy endpoints, whether the ingress serves it, and who may call it.
     pub async fn routes(&self) -> Result<RouteTable, ControlError> {
         let revision = self.store.revision().await?;
-        let policies: BTreeMap<String, CallPolicy> = self
+        let policies: BTreeMap<EnvName, CallPolicy> = self
             .environments()
             .await?
             .into_iter()
@@ -160,14 +167,14 @@ impl ControlPlane {
             .collect();
         let services = self.services(None).await?;
         let nodes = self.nodes().await?;
-        let live_nodes: std::collections::BTreeSet<String> = nodes
+        let live_nodes: std::collections::BTreeSet<NodeName> = nodes
             .iter()
             .filter(|node| node.state != NodeState::Down)
             .map(|node| node.name.clone())
             .collect();
         let peers: BTreeMap<String, String> = nodes
             .into_iter()
-            .filter_map(|node| Some((node.name, node.mesh_addr?)))
+            .filter_map(|node| Some((node.name.to_string(), node.mesh_addr?)))
             .collect();
         let routes = services
             .into_iter()
@@ -181,7 +188,7 @@ impl ControlPlane {
                     .filter(|v| v.is_routable())
                     .filter_map(|v| {
                         let address = v.status.as_ref()?.address.clone()?;
-                        Some((address, v.instance.node.clone()))
+                        Some((address, v.instance.node.to_string()))
                     })
                     .collect();
                 let endpoints = endpoint_nodes.keys().cloned().collect();
@@ -239,8 +246,8 @@ impl ControlPlane {
     /// How `env/service` did against its SLO over the last hour (`None`: it has no SLO).
     pub async fn slo_report(
         &self,
-        env: &str,
-        service: &str,
+        env: &EnvName,
+        service: &ServiceName,
     ) -> Result<Option<strata_core::api::SloReport>, ControlError> {
         let Some((record, _)) = self.get::<Service>(&keys::service(env, service)).await? else {
             return Err(ControlError::not_found(

@@ -18,26 +18,27 @@ use strata_control::reconcile::{judge_liveness, reconcile_once, Memory};
 use strata_control::{ControlError, ControlPlane};
 use strata_core::api::{DeployRequest, DeployResponse, DeployService, RegisterNode};
 use strata_core::{
-    DesiredState, InstanceState, InstanceStatus, InstanceView, Node, NodeState, Resources,
+    DesiredState, EnvName, InstanceId, InstanceState, InstanceStatus, InstanceView, Node, NodeName,
+    NodeState, Resources, ServiceName,
 };
 use strata_store::{RedbStore, Store};
 
 /// A node as its agent would be: it runs what it is assigned under its own epoch, and
 /// refuses (fences) anything placed under another.
 pub struct FakeAgent {
-    pub name: String,
+    pub name: NodeName,
     pub epoch: u64,
     /// Heartbeats and syncs only while alive.
     pub alive: bool,
     /// Instances it runs.
-    pub running: BTreeSet<String>,
+    pub running: BTreeSet<InstanceId>,
 }
 
 impl FakeAgent {
-    async fn register(plane: &ControlPlane, name: &str, last_epoch: Option<u64>) -> Node {
+    async fn register(plane: &ControlPlane, name: &NodeName, last_epoch: Option<u64>) -> Node {
         plane
             .register_node(RegisterNode {
-                name: name.to_string(),
+                name: name.clone(),
                 agent_url: format!("http://{name}.invalid:7701"),
                 labels: [("zone".to_string(), format!("zone-{name}"))].into(),
                 capacity: Resources {
@@ -52,9 +53,9 @@ impl FakeAgent {
             .unwrap()
     }
 
-    fn status(&self, id: &str, state: InstanceState, message: &str) -> InstanceStatus {
+    fn status(&self, id: &InstanceId, state: InstanceState, message: &str) -> InstanceStatus {
         InstanceStatus {
-            id: id.to_string(),
+            id: id.clone(),
             node: self.name.clone(),
             state,
             address: (state == InstanceState::Running).then(|| format!("{}:8080", self.name)),
@@ -133,11 +134,12 @@ impl Harness {
             dir,
         };
         for name in nodes {
-            let node = FakeAgent::register(&harness.plane, name, None).await;
+            let name = NodeName::new(*name).expect("a node name");
+            let node = FakeAgent::register(&harness.plane, &name, None).await;
             harness.agents.insert(
                 name.to_string(),
                 FakeAgent {
-                    name: name.to_string(),
+                    name,
                     epoch: node.epoch,
                     alive: true,
                     running: BTreeSet::new(),
@@ -189,7 +191,7 @@ impl Harness {
             .collect();
         self.plane
             .deploy(
-                "dev",
+                &dev(),
                 DeployRequest { services },
                 &strata_core::Actor::User("test".into()),
             )
@@ -239,8 +241,8 @@ impl Harness {
 
     /// The node's agent comes back and registers with the epoch it ran under.
     pub async fn revive(&mut self, node: &str) {
-        let last = self.agents[node].epoch;
-        let registered = FakeAgent::register(&self.plane, node, Some(last)).await;
+        let (last, name) = (self.agents[node].epoch, self.agents[node].name.clone());
+        let registered = FakeAgent::register(&self.plane, &name, Some(last)).await;
         let agent = self.agents.get_mut(node).unwrap();
         agent.epoch = registered.epoch;
         agent.alive = true;
@@ -260,7 +262,7 @@ impl Harness {
             .await
             .into_iter()
             .filter(|v| v.instance.desired == DesiredState::Running)
-            .map(|v| (v.instance.release, v.instance.node))
+            .map(|v| (v.instance.release, v.instance.node.to_string()))
             .collect()
     }
 
@@ -275,9 +277,14 @@ impl Harness {
 
     pub async fn available(&self, service: &str) -> u32 {
         self.plane
-            .service_status("dev", service)
+            .service_status(&dev(), &ServiceName::new(service).expect("a service name"))
             .await
             .unwrap()
             .available
     }
+}
+
+/// The environment the harness deploys to.
+fn dev() -> EnvName {
+    EnvName::from_static("dev")
 }

@@ -64,7 +64,7 @@ pub struct SpecFile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ServiceSpec {
     /// A DNS label: lowercase letters, digits and `-`, at most 63 characters.
-    pub name: String,
+    pub name: crate::ServiceName,
     pub driver: DriverKind,
     /// A file uploaded into the content store at deploy (path as written in the spec, relative
     /// to the spec file's directory). For `exec`, it is the program that runs.

@@ -15,10 +15,10 @@ use tokio::task::JoinHandle;
 
 /// A public route of `service` in environment `dev`, at `SERVICE.dev.localhost`, to
 /// `endpoints` (as many wanted), with default limits.
-pub fn route(service: &str, endpoints: Vec<String>) -> Route {
+pub fn route(service: &'static str, endpoints: Vec<String>) -> Route {
     Route {
-        env: "dev".into(),
-        service: service.into(),
+        env: strata_core::EnvName::from_static("dev"),
+        service: strata_core::ServiceName::from_static(service),
         hosts: vec![format!("{service}.dev.localhost")],
         desired: endpoints.len() as u32,
         endpoints,

@@ -3,15 +3,7 @@
 
 use super::*;
 
-pub(super) fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_lowercase()
-        && b[b.len() - 1] != b'-'
-        && b.iter()
-            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-}
+pub(super) use crate::names::is_dns_label;
 
 /// A valid DNS label resembling `s`.
 pub(super) fn suggest_label(s: &str, fallback: &str) -> String {

@@ -177,7 +177,8 @@ impl<'s> Checker<'s> {
         let slo = self.slo(field("slo"), &path);
 
         Some(ServiceSpec {
-            name: name.to_string(),
+            // Checked above (the problem is already reported).
+            name: crate::ServiceName::new(name).ok()?,
             driver: driver.unwrap_or(DriverKind::Exec),
             artifact,
             command: command.unwrap_or_default(),

@@ -120,7 +120,7 @@ fn full_spec_parses_with_every_key() {
         spec.services,
         vec![
             ServiceSpec {
-                name: "hello".into(),
+                name: crate::ServiceName::from_static("hello"),
                 driver: DriverKind::Exec,
                 artifact: Some("build/hello".into()),
                 command: vec![],
@@ -179,7 +179,7 @@ fn full_spec_parses_with_every_key() {
                 }),
             },
             ServiceSpec {
-                name: "static".into(),
+                name: crate::ServiceName::from_static("static"),
                 driver: DriverKind::Exec,
                 artifact: None,
                 command: vec!["python3".into(), "-m".into(), "http.server".into()],
