@@ -407,7 +407,11 @@ async fn names_in_paths_are_checked_at_the_edge() {
     let cases = [
         ("GET", "/v1/envs/Prod/services", "environment name `Prod`"),
         ("GET", "/v1/envs/dev/services/web_1", "service name `web_1`"),
-        ("DELETE", "/v1/envs/-dev/services/web", "environment name `-dev`"),
+        (
+            "DELETE",
+            "/v1/envs/-dev/services/web",
+            "environment name `-dev`",
+        ),
         ("POST", "/v1/nodes/Node.1/drain", "node name `Node.1`"),
     ];
     for (method, path, named) in cases {
