@@ -132,7 +132,9 @@ async fn nothing_is_left_behind() {
         return;
     };
     // A first start reaps what earlier, killed agents left; its orderly stop removes its own.
-    drop(Dev::start(&dir.path().join("first")));
+    let first = Dev::start(&dir.path().join("first"));
+    first.nodes().await; // its drivers are up (the container driver reaps as it starts)
+    drop(first);
     let before = footprint();
 
     // Deploys, an OOM kill, deletes, a kill -9 and a restart that re-adopts.
@@ -213,6 +215,8 @@ async fn nothing_is_left_behind() {
     tokio::time::sleep(Duration::from_secs(11)).await;
     let data = dir.path().join("c");
     let dev = Dev::start(&data);
+    // Its node has registered, so its drivers are up: the container driver reaps at its start.
+    dev.nodes().await;
     let log_c = data.join("dev.log");
     drop(dev);
     let after = footprint();

@@ -209,6 +209,10 @@ impl NodeNetwork {
     /// Lets instances open connections to the node's mesh proxy at `gateway:port`, the one way
     /// out of their namespace.
     pub fn allow_mesh_port(&self, port: u16) -> Result<(), ContainerError> {
+        // A driver shutting down opens nothing more (`close` would not see it).
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         nft(&format!(
             "add element inet strata mesh_ports {{ {port} }}\n"
         ))?;
@@ -220,6 +224,13 @@ impl NodeNetwork {
     /// namespaces (the driver is going away).
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        // A filler in the middle of making a namespace removes it itself once made (it sees
+        // `closed`): wait for it, bounded, so that nothing is left when the process exits
+        // right after (a node stopped just after it started).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.filling.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         if let Some(port) = self.mesh_port.lock().expect("not poisoned").take() {
             let _ = nft(&format!(
                 "delete element inet strata mesh_ports {{ {port} }}\n"
