@@ -242,6 +242,16 @@ async fn the_loopback_api_refuses_other_hosts_and_other_origins() {
         let response = send(request).await;
         assert_eq!(response.status(), 200);
     }
+    // Both refusals are in the audit log, before anyone was authenticated.
+    let audit = stdout(&dev.cli(&["audit", "--who", "anonymous", "--json"]));
+    assert!(
+        audit.contains("GET /v1/services") && audit.contains("evil.example"),
+        "the refused Host is audited: {audit}"
+    );
+    assert!(
+        audit.contains("POST /v1/envs/dev/deploy"),
+        "the refused cross-site POST is audited: {audit}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -276,6 +286,33 @@ async fn no_response_log_or_export_shows_a_secret() {
             .replace("{name}", "local")
             .replace("{digest}", "sha256:00");
         seen.push_str(&dev.api_get(&path).await.text().await.unwrap());
+    }
+    // Every POST and PUT route, as the admin, with a body it cannot take: the error answers
+    // (the drain and wake routes, which act without a body, are left out).
+    let client = dev.api_client();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if path.contains("drain") || path.contains("wake") {
+            continue;
+        }
+        let url = format!(
+            "{}{}",
+            dev.api,
+            path.replace("{env}", "dev")
+                .replace("{service}", "hello")
+                .replace("{name}", "local")
+                .replace("{id}", "hello-1-000000")
+                .replace("{digest}", "sha256:00")
+        );
+        for method in ["post", "put"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let request = client
+                .request(method.to_uppercase().parse().unwrap(), &url)
+                .header("content-type", "application/json")
+                .body("{\"not\": ");
+            seen.push_str(&send(request).await.text().await.unwrap());
+        }
     }
     for stream in ["/v1/watch?from=1", "/v1/events/follow"] {
         let mut stream = dev.api_get(stream).await;

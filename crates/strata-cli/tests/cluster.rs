@@ -748,3 +748,92 @@ fn a_call_by_name_crosses_nodes_over_mutual_tls() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// On another machine the CLI reaches an HTTPS server two ways: `STRATA_ADDR`, `STRATA_TOKEN`
+/// and `STRATA_CA` (the CA file it trusts), or `strata login URL --token-file F`, which shows
+/// the fingerprint of the CA it fetched and refuses one other than `--ca-fingerprint`. The
+/// server's data directory and its credential files are private to it.
+#[test]
+fn the_cli_reaches_an_https_server_by_env_or_login_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let (mut server, api, _token) = loopback_server_with(&data, &[]);
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for file in ["ca.pem", "admin-token", "join-token"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    let ca = data.join("ca.pem");
+    let admin = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    // A CLI with no context of this server: what it is told, and nothing else.
+    let cli = |config: &std::path::Path, env: &[(&str, &std::ffi::OsStr)], args: &[&str]| {
+        let mut command = std::process::Command::new(common::strata_bin());
+        command.args(args).env("STRATA_CONFIG_DIR", config);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().unwrap()
+    };
+    let fresh = tempfile::tempdir().unwrap();
+    let addr = std::ffi::OsString::from(&api);
+    let token = std::ffi::OsString::from(admin.trim());
+    let without_ca = cli(
+        fresh.path(),
+        &[("STRATA_ADDR", &addr), ("STRATA_TOKEN", &token)],
+        &["status"],
+    );
+    assert!(!without_ca.status.success(), "an unknown CA is not trusted");
+    let with_ca = cli(
+        fresh.path(),
+        &[
+            ("STRATA_ADDR", &addr),
+            ("STRATA_TOKEN", &token),
+            ("STRATA_CA", ca.as_os_str()),
+        ],
+        &["status"],
+    );
+    assert!(with_ca.status.success(), "{}", common::stderr(&with_ca));
+
+    // `strata login`: a fingerprint other than the server's is refused, nothing recorded.
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, admin.trim()).unwrap();
+    let token_path = token_file.to_str().unwrap();
+    let wrong = cli(
+        fresh.path(),
+        &[],
+        &[
+            "login",
+            &api,
+            "--token-file",
+            token_path,
+            "--ca-fingerprint",
+            &"0".repeat(64),
+        ],
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        common::stderr(&wrong).contains("not logging in"),
+        "{}",
+        common::stderr(&wrong)
+    );
+    let fingerprint =
+        strata_mesh::identity::ca_fingerprint(&std::fs::read_to_string(&ca).unwrap()).unwrap();
+    let login = cli(
+        fresh.path(),
+        &[],
+        &["login", &api, "--token-file", token_path],
+    );
+    assert!(login.status.success(), "{}", common::stderr(&login));
+    assert!(
+        common::stderr(&login).contains(&fingerprint),
+        "login shows the fingerprint it trusts: {}",
+        common::stderr(&login)
+    );
+    let status = cli(fresh.path(), &[("STRATA_ADDR", &addr)], &["status"]);
+    assert!(status.status.success(), "{}", common::stderr(&status));
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -428,39 +428,62 @@ pub fn is_local_host(host: &str, port: u16) -> bool {
 /// For an API on loopback (`strata dev`): refuses requests whose Host is not the API's own
 /// loopback address (a page the developer visits cannot reach it by DNS rebinding) and
 /// requests a browser sent from another origin (cross-site requests). `port` is the API's.
-pub async fn local_only(port: u16, request: Request, next: Next) -> Response {
+pub async fn local_only(
+    plane: Arc<ControlPlane>,
+    port: u16,
+    request: Request,
+    next: Next,
+) -> Response {
     let host = request
         .headers()
         .get(axum::http::header::HOST)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !is_local_host(host, port) {
-        return ControlError::Forbidden {
+        .unwrap_or("")
+        .to_string();
+    let refusal = if !is_local_host(&host, port) {
+        Some(ControlError::Forbidden {
             message: format!("this API answers only to 127.0.0.1:{port} or localhost:{port}, not to Host `{host}`"),
             hint: format!("use http://127.0.0.1:{port}"),
-        }
-        .into_response();
-    }
-    let origin = request
-        .headers()
-        .get(axum::http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    if let Some(origin) = origin {
-        let origin_host = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .unwrap_or(origin);
-        if !is_local_host(origin_host, port) {
-            return ControlError::Forbidden {
+        })
+    } else {
+        request
+            .headers()
+            .get(axum::http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .filter(|origin| {
+                let origin_host = origin
+                    .strip_prefix("http://")
+                    .or_else(|| origin.strip_prefix("https://"))
+                    .unwrap_or(origin);
+                !is_local_host(origin_host, port)
+            })
+            .map(|origin| ControlError::Forbidden {
                 message: format!(
                     "requests from web pages of other origins (`{origin}`) are refused"
                 ),
                 hint: "call the API from the CLI, or from a page of the API's own origin".into(),
-            }
-            .into_response();
-        }
-    }
-    next.run(request).await
+            })
+    };
+    let Some(error) = refusal else {
+        return next.run(request).await;
+    };
+    // Refused before anyone is authenticated: audited as such, folded like other refusals.
+    let audit = AuditRecord {
+        seq: 0,
+        at: 0,
+        who: "anonymous".into(),
+        from: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        route: format!("{} {}", request.method(), request.uri().path()),
+        env: None,
+        summary: format!("Host {host}"),
+        status: 0,
+        denied: None,
+    };
+    refuse(&plane, audit, error).await
 }
 
 /// How many watches one identity may hold open at once on one server.

@@ -53,6 +53,7 @@ use crate::api;
         api::list_audit,
         api::whoami,
         api::cluster_ca,
+        api::metrics,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

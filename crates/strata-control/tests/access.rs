@@ -430,3 +430,212 @@ async fn names_in_paths_are_checked_at_the_edge() {
         );
     }
 }
+
+/// Configuration is read only where a role may read config: a release or a service shows no
+/// value, to anyone, and a viewer's or another environment's token cannot reach one through
+/// any read (the lists, one service, its releases, the watch's history).
+#[tokio::test(flavor = "multi_thread")]
+async fn no_read_of_a_service_or_release_shows_a_config_value() {
+    let api = start().await;
+    let spec = r#"
+[service.web]
+command = ["web"]
+[service.web.config]
+API_KEY = "s3cret-everywhere"
+[service.web.environments.prod.config]
+API_KEY = "s3cret-in-prod"
+"#;
+    let services = strata_core::spec::parse("strata.toml", spec)
+        .unwrap()
+        .services
+        .into_iter()
+        .map(|spec| strata_core::api::DeployService {
+            spec,
+            artifact_digest: None,
+        })
+        .collect();
+    api.plane
+        .deploy(
+            &strata_core::EnvName::from_static("prod"),
+            strata_core::api::DeployRequest { services },
+            &strata_core::Actor::User("admin".into()),
+        )
+        .await
+        .unwrap();
+    let viewer = token(&api.plane, "viewer", Role::Viewer, &[]).await;
+    let dev_deployer = token(&api.plane, "dev-deployer", Role::Deployer, &["dev"]).await;
+    let admin = token(&api.plane, "admin", Role::Admin, &[]).await;
+    let reads = [
+        "/v1/services",
+        "/v1/envs/prod/services",
+        "/v1/envs/prod/services/web",
+        "/v1/envs/prod/services/web/releases",
+    ];
+    for (who, credential) in [
+        ("viewer", &viewer),
+        ("dev deployer", &dev_deployer),
+        ("admin", &admin),
+    ] {
+        for path in reads {
+            let response = reqwest::Client::new()
+                .get(format!("{}{path}", api.url))
+                .bearer_auth(credential)
+                .send()
+                .await
+                .unwrap();
+            let text = response.text().await.unwrap();
+            assert!(
+                !text.contains("s3cret"),
+                "{who} read a config value at {path}: {text}"
+            );
+        }
+        let response = reqwest::Client::new()
+            .get(format!("{}/v1/watch?from=1", api.url))
+            .bearer_auth(credential)
+            .send()
+            .await
+            .unwrap();
+        let mut body = response.bytes_stream();
+        let mut text = String::new();
+        use futures::StreamExt;
+        while let Ok(Some(Ok(chunk))) =
+            tokio::time::timeout(Duration::from_millis(500), body.next()).await
+        {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        if who != "admin" {
+            assert!(
+                !text.contains("s3cret"),
+                "{who} watched a config value: {text}"
+            );
+        }
+    }
+}
+
+/// A node reports status only for instances placed on it: naming another node is refused by
+/// the gate (403), and naming itself for an instance placed elsewhere is refused by the plane
+/// (409); the record stays as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_reports_status_only_for_its_own_instances() {
+    use strata_core::{
+        keys, DesiredState, EnvName, Instance, InstanceId, InstanceState, InstanceStatus, NodeName,
+        ServiceName,
+    };
+    let api = start().await;
+    let id = InstanceId::from_static("web-1-0a1b2c");
+    let instance = Instance {
+        id: id.clone(),
+        env: EnvName::from_static("dev"),
+        service: ServiceName::from_static("web"),
+        release: 1,
+        node: NodeName::from_static("n2"),
+        node_epoch: 1,
+        desired: DesiredState::Running,
+        created_at: 0,
+        stop_requested_at: None,
+    };
+    api.plane
+        .store()
+        .put(&keys::instance(&id), serde_json::to_vec(&instance).unwrap())
+        .await
+        .unwrap();
+    let status = |node: &'static str| InstanceStatus {
+        id: id.clone(),
+        node: NodeName::from_static(node),
+        state: InstanceState::Running,
+        address: Some("127.0.0.1:9".into()),
+        pid: None,
+        restarts: 0,
+        last_exit: None,
+        message: String::new(),
+        updated_at: 0,
+        ready_since: None,
+    };
+    let n1 = api.plane.credentials().node_credential("n1");
+    for (reported, expected) in [(status("n2"), 403), (status("n1"), 409)] {
+        let response = reqwest::Client::new()
+            .put(format!("{}/v1/instances/{id}/status", api.url))
+            .bearer_auth(&n1)
+            .json(&reported)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            expected,
+            "n1 reporting as {}",
+            reported.node
+        );
+    }
+    assert!(api
+        .plane
+        .store()
+        .get(&keys::status(&id))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// A JSON body past the API's limit is refused with 413 before it is parsed.
+#[tokio::test]
+async fn a_json_body_over_the_limit_is_refused() {
+    let api = start().await;
+    let admin = token(&api.plane, "admin", Role::Admin, &[]).await;
+    let body = format!(
+        "{{\"services\": [], \"pad\": \"{}\"}}",
+        "x".repeat(strata_control::api::MAX_JSON_BODY + 1)
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/envs/dev/deploy", api.url))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}
+
+/// A release stored with config values (before they were kept apart) loses them when a
+/// server starts, so the watch cannot stream them either.
+#[tokio::test]
+async fn releases_stored_with_config_are_rewritten_without_it() {
+    let api = start().await;
+    let mut spec = strata_core::spec::parse(
+        "strata.toml",
+        "[service.web]\ncommand = [\"web\"]\n[service.web.config]\nAPI_KEY = \"s3cret\"\n",
+    )
+    .unwrap()
+    .services
+    .remove(0);
+    spec.env_config.insert(
+        "prod".into(),
+        [("API_KEY".to_string(), "s3cret-prod".to_string())].into(),
+    );
+    let release = strata_core::Release {
+        env: strata_core::EnvName::from_static("prod"),
+        service: strata_core::ServiceName::from_static("web"),
+        number: 1,
+        artifact_digest: None,
+        config_version: 1,
+        spec_hash: String::new(),
+        spec,
+        created_at: 0,
+    };
+    let key = strata_core::keys::release("prod", "web", 1);
+    api.plane
+        .store()
+        .put(&key, serde_json::to_vec(&release).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(api.plane.strip_config_from_releases().await.unwrap(), 1);
+    assert_eq!(
+        api.plane.strip_config_from_releases().await.unwrap(),
+        0,
+        "once"
+    );
+    let stored = api.plane.store().get(&key).await.unwrap().unwrap();
+    assert!(!String::from_utf8_lossy(&stored.value).contains("s3cret"));
+    let stored: strata_core::Release = serde_json::from_slice(&stored.value).unwrap();
+    assert_eq!(stored.spec, release.spec.without_config());
+}

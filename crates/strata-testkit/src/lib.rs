@@ -316,15 +316,9 @@ impl Cluster {
         command
             .args(["netns", "exec", &node.netns])
             .arg(&self.strata)
-            .args([
-                "agent",
-                "--join",
-                &self.api,
-                "--token",
-                &self.token,
-                "--name",
-                &node.name,
-            ])
+            .args(["agent", "--join", &self.api, "--name", &node.name])
+            // The join token through the environment, as an operator keeps it off argv.
+            .env("STRATA_JOIN_TOKEN", &self.token)
             .args(["--advertise-addr", &node.ip.to_string(), "--data-dir"])
             .arg(&node.data_dir);
         if !node.labels.is_empty() {

@@ -365,6 +365,11 @@ pub async fn start_control_plane(
     if let Err(error) = crate::context::record(&api_url, &admin_token, trusted) {
         tracing::warn!(%error, "cannot record the CLI's context; use STRATA_TOKEN");
     }
+    match plane.strip_config_from_releases().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(releases = n, "kept configuration apart from old releases"),
+        Err(error) => tracing::warn!(%error, "cannot rewrite old releases without their config"),
+    }
     plane.start_election();
     tokio::spawn(strata_control::replicate::run(plane.clone()));
     tokio::spawn(strata_control::audit::run_retention(plane.clone()));
@@ -372,8 +377,9 @@ pub async fn start_control_plane(
     let mut router = strata_control::api::router(plane.clone());
     if settings.local_only {
         let port = api_addr.port();
+        let guarded = plane.clone();
         router = router.layer(axum::middleware::from_fn(move |request, next| {
-            strata_control::guard::local_only(port, request, next)
+            strata_control::guard::local_only(guarded.clone(), port, request, next)
         }));
     }
     let api = match tls {

@@ -74,6 +74,16 @@ where
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ControlError::TooLarge {
+                    message: format!(
+                        "the request body is over the API's limit of {} MiB",
+                        MAX_JSON_BODY >> 20
+                    ),
+                    hint: "deploy fewer services at once; artifacts go through PUT /v1/blobs"
+                        .to_string(),
+                })
+            }
             Err(rejection) => Err(ControlError::bad_request(
                 format!("request body: {}", rejection.body_text()),
                 Some("send JSON as described at /openapi.json".to_string()),
@@ -184,8 +194,10 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .with_state(plane)
 }
 
-/// Prometheus' scrape: OpenMetrics text.
-async fn metrics(State(plane): Plane) -> Result<impl IntoResponse, ControlError> {
+/// Prometheus' scrape: OpenMetrics text (nodes and instances by state, leadership).
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
+pub async fn metrics(State(plane): Plane) -> Result<impl IntoResponse, ControlError> {
     let text = crate::metrics::scrape(&plane).await?;
     Ok((
         [(
@@ -268,12 +280,20 @@ pub async fn scale_service(
     State(plane): Plane,
     ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
     ApiJson(request): ApiJson<ScaleRequest>,
-) -> Result<Json<Service>, ControlError> {
-    Ok(Json(
-        plane
-            .scale_by_hand(&env, &service, &request, &caller.actor())
-            .await?,
-    ))
+) -> Result<Response, ControlError> {
+    let scaled = plane
+        .scale_by_hand(&env, &service, &request, &caller.actor())
+        .await?;
+    let note = match &scaled.autoscale {
+        Some(bounds) => format!(
+            "{service} x{} (autoscaled {}..{})",
+            scaled.replicas, bounds.min, bounds.max
+        ),
+        None => format!("{service} x{}", scaled.replicas),
+    };
+    let mut response = Json(scaled).into_response();
+    response.extensions_mut().insert(AuditNote(note));
+    Ok(response)
 }
 
 /// A request waits for a service at zero instances (nodes' proxies only): if it scales to

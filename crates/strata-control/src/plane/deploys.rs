@@ -259,7 +259,8 @@ impl ControlPlane {
                     artifact_digest: item.artifact_digest.clone(),
                     config_version: plan.config_version,
                     spec_hash: spec_hash.clone(),
-                    spec: item.spec.clone(),
+                    // Configuration lives in its ConfigVersion only.
+                    spec: item.spec.without_config(),
                     created_at: now,
                 };
                 txn = txn.put(keys::release(env, &name, number), encode(&release));
@@ -432,5 +433,27 @@ impl ControlPlane {
             })
             .await;
         Ok(record)
+    }
+
+    /// Rewrites releases stored before configuration was kept apart, without their config
+    /// values (once, at a server's start; each write is guarded by the record's revision, so
+    /// servers starting together agree). Returns how many it rewrote.
+    pub async fn strip_config_from_releases(&self) -> Result<usize, ControlError> {
+        let mut rewritten = 0;
+        for (release, revision) in self.list::<Release>(keys::RELEASES).await? {
+            if release.spec.config.is_empty() && release.spec.env_config.is_empty() {
+                continue;
+            }
+            let key = keys::release(&release.env, &release.service, release.number);
+            let stripped = Release {
+                spec: release.spec.without_config(),
+                ..release
+            };
+            let txn = Txn::new().when(&key, revision).put(&key, encode(&stripped));
+            if self.store.txn(txn).await?.is_committed() {
+                rewritten += 1;
+            }
+        }
+        Ok(rewritten)
     }
 }

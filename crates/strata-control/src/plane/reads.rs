@@ -54,7 +54,7 @@ impl ControlPlane {
                 service.desired_release,
             ))
             .await?
-            .map(|(r, _)| r);
+            .map(|(r, _)| without_config(r));
         let instances: Vec<InstanceView> = views
             .iter()
             .filter(|v| v.instance.env == service.env && v.instance.service == service.name)
@@ -126,7 +126,7 @@ impl ControlPlane {
             .list(&keys::releases_of(env, name))
             .await?
             .into_iter()
-            .map(|(r, _)| r)
+            .map(|(r, _)| without_config(r))
             .collect())
     }
 
@@ -261,5 +261,14 @@ impl ControlPlane {
         let from = self.now().saturating_sub(crate::metrics::TRAFFIC_KEPT_MS);
         let traffic = self.traffic.since(env, service, from);
         Ok(Some(crate::metrics::slo_report(&slo, &traffic)))
+    }
+}
+
+/// A release as reads show it: never with configuration values (releases made before
+/// configuration was kept apart still carry them in the store).
+fn without_config(release: Release) -> Release {
+    Release {
+        spec: release.spec.without_config(),
+        ..release
     }
 }

@@ -402,6 +402,17 @@ impl ServiceSpec {
         values
     }
 
+    /// This spec without its configuration (`config` and every environment's overrides):
+    /// what a release keeps. Configuration is versioned apart ([`crate::ConfigVersion`],
+    /// readable only by roles that may read config) and reaches instances from there, so no
+    /// read of a release or a service can show a value.
+    pub fn without_config(&self) -> ServiceSpec {
+        let mut spec = self.clone();
+        spec.config.clear();
+        spec.env_config.clear();
+        spec
+    }
+
     /// The service's `[mesh]` settings, or the defaults when it has no such table.
     pub fn mesh_settings(&self) -> MeshSettings {
         self.mesh.clone().unwrap_or_default()
