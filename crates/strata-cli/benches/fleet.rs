@@ -1,0 +1,413 @@
+//! The fleet simulator (issue 22): N simulated nodes in this process speak the real agent
+//! protocol, through the real client (`strata_agent::client::ControlClient`), to a real
+//! `strata server`: each joins with the join token, gets its node certificate from a CSR,
+//! registers, heartbeats, fetches its assignments and reports its instances' status. Instances
+//! are simulated: a node reports one running `--start-ms` after it first sees it assigned.
+//!
+//!   cargo bench -p strata-cli --bench fleet -- [--nodes 100] [--instances 1000]
+//!       [--store etcd] [--heartbeat-ms 100] [--sync-ms 500] [--start-ms 50]
+//!
+//! It prints what it measured and, last, one JSON object (`nodes`, `instances`, `register_s`,
+//! `place_ack_s`, `failover_s`, `server_cpu_pct`, `server_rss_mib`, `api_p99_ms`) so scripts
+//! can compare runs. `--store etcd` needs etcd (Debian's etcd-server).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use strata_agent::client::ControlClient;
+use strata_core::api::{CertificateRequest, DeployRequest, DeployService, RegisterNode};
+use strata_core::{
+    DesiredState, InstanceId, InstanceState, InstanceStatus, InstanceView, NodeName, Resources,
+};
+use strata_store::testing::EtcdServer;
+use strata_testkit::ServerProcess;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+/// What to simulate.
+struct Args {
+    nodes: usize,
+    instances: usize,
+    etcd: bool,
+    heartbeat: Duration,
+    sync: Duration,
+    start: Duration,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        nodes: 100,
+        instances: 1_000,
+        etcd: false,
+        heartbeat: Duration::from_millis(100),
+        sync: Duration::from_millis(500),
+        start: Duration::from_millis(50),
+    };
+    let given: Vec<String> = std::env::args().skip(1).collect();
+    let mut words = given.iter();
+    while let Some(word) = words.next() {
+        let mut number = || -> u64 {
+            words
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{word} takes a number"))
+        };
+        match word.as_str() {
+            "--nodes" => args.nodes = number() as usize,
+            "--instances" => args.instances = number() as usize,
+            "--heartbeat-ms" => args.heartbeat = Duration::from_millis(number()),
+            "--sync-ms" => args.sync = Duration::from_millis(number()),
+            "--start-ms" => args.start = Duration::from_millis(number()),
+            "--store" => {
+                args.etcd = words.next().map(String::as_str) == Some("etcd");
+            }
+            // What cargo passes to every bench.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+/// Every call's latency, in microseconds, from every simulated node.
+type Latencies = Arc<Mutex<Histogram<u64>>>;
+
+/// One simulated node: a joined, registered node whose "instances" report running.
+struct SimNode {
+    name: NodeName,
+    client: ControlClient,
+    epoch: u64,
+    /// Heartbeats and syncs only while alive; cleared to simulate its death.
+    alive: Arc<AtomicBool>,
+}
+
+/// Joins as node `name`: the join token gets its credential, the credential its certificate,
+/// and it registers (with room for any number of simulated instances).
+async fn join(api: &str, join_token: &str, ca: &str, name: NodeName) -> SimNode {
+    let bootstrap = ControlClient::trusting(api, Some(join_token), Some(ca));
+    let credential = bootstrap
+        .credential(&name)
+        .await
+        .expect("a node credential");
+    let client = ControlClient::trusting(api, Some(&credential), Some(ca));
+    let (key, csr) = strata_mesh::identity::node_key_and_csr(&name).expect("a CSR");
+    let signed = client
+        .certificate(
+            &name,
+            &CertificateRequest {
+                csr,
+                address: Some("127.0.0.1:9".into()),
+            },
+        )
+        .await
+        .expect("a node certificate");
+    client
+        .present_certificate(&signed.certificate, &key)
+        .expect("the certificate is usable");
+    let zone = format!("zone-{}", name.len() % 4);
+    let node = client
+        .register(&RegisterNode {
+            name: name.clone(),
+            agent_url: "https://127.0.0.1:9".into(),
+            labels: [("zone".to_string(), zone)].into(),
+            capacity: Resources {
+                cpu_millis: 1_024_000,
+                memory_bytes: 1 << 40,
+            },
+            drivers: vec![strata_core::spec::DriverKind::Exec],
+            last_epoch: None,
+            mesh_addr: Some("127.0.0.1:9".into()),
+        })
+        .await
+        .expect("registered");
+    SimNode {
+        name,
+        client,
+        epoch: node.epoch,
+        alive: Arc::new(AtomicBool::new(true)),
+    }
+}
+
+/// What a node's agent does, without running anything: heartbeats every `args.heartbeat`,
+/// fetches its assignments every `args.sync`, and reports each new instance running after
+/// `args.start` (stopped ones stopped).
+async fn run(node: Arc<SimNode>, args: Arc<Args>, latencies: Latencies) {
+    let mut running: BTreeSet<InstanceId> = BTreeSet::new();
+    let mut next_sync = Instant::now();
+    while node.alive.load(Ordering::SeqCst) {
+        let beat = Instant::now();
+        if node.client.heartbeat(&node.name, node.epoch).await.is_ok() {
+            let micros = beat.elapsed().as_micros() as u64;
+            let _ = latencies.lock().unwrap().record(micros.max(1));
+        }
+        if Instant::now() >= next_sync {
+            next_sync += args.sync;
+            if let Ok(assigned) = node.client.assignments(&node.name).await {
+                for assignment in assigned.assignments {
+                    let instance = assignment.instance;
+                    if instance.node_epoch != node.epoch {
+                        continue;
+                    }
+                    let state = match (instance.desired, running.contains(&instance.id)) {
+                        (DesiredState::Running, false) => InstanceState::Running,
+                        (DesiredState::Stopped, true) => InstanceState::Stopped,
+                        _ => continue,
+                    };
+                    if state == InstanceState::Running {
+                        running.insert(instance.id.clone());
+                    } else {
+                        running.remove(&instance.id);
+                    }
+                    let (node, start) = (node.clone(), args.start);
+                    tokio::spawn(async move {
+                        if state == InstanceState::Running {
+                            tokio::time::sleep(start).await;
+                        }
+                        let _ = node.client.report(&status(&node, instance.id, state)).await;
+                    });
+                }
+            }
+        }
+        tokio::time::sleep(args.heartbeat.saturating_sub(beat.elapsed())).await;
+    }
+}
+
+fn status(node: &SimNode, id: InstanceId, state: InstanceState) -> InstanceStatus {
+    InstanceStatus {
+        id,
+        node: node.name.clone(),
+        state,
+        address: (state == InstanceState::Running).then(|| "127.0.0.1:9".to_string()),
+        pid: None,
+        restarts: 0,
+        last_exit: None,
+        message: "simulated".into(),
+        updated_at: strata_core::now_millis(),
+        ready_since: None,
+    }
+}
+
+/// Instances wanted and running, not on `except`.
+async fn serving(admin: &reqwest::Client, api: &str, except: Option<&NodeName>) -> usize {
+    let Ok(response) = admin.get(format!("{api}/v1/instances")).send().await else {
+        return 0;
+    };
+    let views: Vec<InstanceView> = response.json().await.unwrap_or_default();
+    views
+        .iter()
+        .filter(|v| v.instance.desired == DesiredState::Running)
+        .filter(|v| Some(&v.instance.node) != except)
+        .filter(|v| v.state() == InstanceState::Running)
+        .count()
+}
+
+/// Seconds until `count` instances serve (not on `except`), polled; `None` past `limit`.
+async fn until_serving(
+    admin: &reqwest::Client,
+    api: &str,
+    count: usize,
+    except: Option<&NodeName>,
+    limit: Duration,
+) -> Option<f64> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if serving(admin, api, except).await >= count {
+            return Some(start.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// The server's CPU time so far (user + system), from /proc, in seconds.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0 // USER_HZ
+}
+
+fn rss_mib(pid: i32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// A spec of services of at most 1,000 replicas each (the spec's limit), `total` in all.
+fn spec(total: usize) -> String {
+    let mut text = String::new();
+    let mut left = total;
+    let mut i = 0;
+    while left > 0 {
+        let replicas = left.min(1_000);
+        text.push_str(&format!(
+            "[service.sim-{i}]\ncommand = [\"sim\"]\n[service.sim-{i}.scale]\nreplicas = {replicas}\n[service.sim-{i}.resources]\ncpu = \"1m\"\nmemory = \"1Mi\"\n\n"
+        ));
+        left -= replicas;
+        i += 1;
+    }
+    text
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Arc::new(args());
+    let root = tempfile::tempdir().unwrap();
+    let etcd = args.etcd.then(|| EtcdServer::cluster(1));
+    let store = etcd.as_ref().map(|etcd| etcd.url("/fleet"));
+    let server = ServerProcess::start(
+        &common::strata_bin(),
+        &root.path().join("server"),
+        store.as_deref(),
+    );
+    let pid = server.pid().expect("the server runs");
+    let ca = std::fs::read_to_string(server.dir.join("ca.pem")).unwrap();
+    let join_token = server.token();
+    let admin = server.api_client();
+    let latencies: Latencies = Arc::new(Mutex::new(Histogram::new(3).unwrap()));
+    println!(
+        "fleet: {} nodes, {} instances, {} store; heartbeat {:?}, sync {:?}, start {:?}",
+        args.nodes,
+        args.instances,
+        if args.etcd { "etcd" } else { "redb" },
+        args.heartbeat,
+        args.sync,
+        args.start
+    );
+
+    // Registration: every node joins, 64 at a time.
+    let registering = Instant::now();
+    let names: Vec<NodeName> = (0..args.nodes)
+        .map(|i| NodeName::new(format!("sim-{i:05}")).unwrap())
+        .collect();
+    let mut nodes: Vec<Arc<SimNode>> = Vec::new();
+    for batch in names.chunks(64) {
+        let joins = batch
+            .iter()
+            .map(|name| join(&server.api, &join_token, &ca, name.clone()));
+        for node in futures::future::join_all(joins).await {
+            let node = Arc::new(node);
+            tokio::spawn(run(node.clone(), args.clone(), latencies.clone()));
+            nodes.push(node);
+        }
+    }
+    let register_s = registering.elapsed().as_secs_f64();
+    println!("registered {} nodes in {register_s:.2} s", nodes.len());
+
+    // Steady state: the idle fleet's cost to the server.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    latencies.lock().unwrap().reset();
+    let (cpu_before, window) = (cpu_seconds(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let server_cpu_pct = 100.0 * (cpu_seconds(pid) - cpu_before) / window.elapsed().as_secs_f64();
+    let api_p99_ms = latencies.lock().unwrap().value_at_quantile(0.99) as f64 / 1000.0;
+    let idle_rss = rss_mib(pid);
+    println!(
+        "idle fleet: server CPU {server_cpu_pct:.1}% of a core, RSS {idle_rss:.0} MiB, heartbeat p99 {api_p99_ms:.1} ms"
+    );
+
+    // Placement: every instance placed, reported running and counted.
+    let parsed = strata_core::spec::parse("fleet.toml", &spec(args.instances)).unwrap();
+    let request = DeployRequest {
+        services: parsed
+            .services
+            .into_iter()
+            .map(|spec| DeployService {
+                spec,
+                artifact_digest: None,
+            })
+            .collect(),
+    };
+    let placing = Instant::now();
+    let response = admin
+        .post(format!("{}/v1/envs/fleet/deploy", server.api))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+    let limit = Duration::from_secs(600);
+    let place_ack_s = until_serving(&admin, &server.api, args.instances, None, limit).await;
+    let place_ack = placing.elapsed().as_secs_f64();
+    let server_rss_mib = rss_mib(pid);
+    println!(
+        "placed and acknowledged {} instances in {}; server RSS {server_rss_mib:.0} MiB ({:.1} KiB per instance)",
+        args.instances,
+        place_ack_s.map_or_else(|| format!("more than {place_ack:.0} s"), |s| format!("{s:.2} s ({:.0}/s)", args.instances as f64 / s)),
+        (server_rss_mib - idle_rss).max(0.0) * 1024.0 / args.instances.max(1) as f64
+    );
+
+    // Failover: a node with instances dies (no more heartbeats or reports).
+    let views: Vec<InstanceView> = admin
+        .get(format!("{}/v1/instances", server.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let victim = views
+        .iter()
+        .find(|v| v.instance.desired == DesiredState::Running)
+        .map(|v| v.instance.node.clone());
+    let failover_s = match victim.and_then(|name| nodes.iter().find(|n| n.name == name).cloned()) {
+        Some(node) => {
+            let held = views
+                .iter()
+                .filter(|v| v.instance.node == node.name)
+                .count();
+            node.alive.store(false, Ordering::SeqCst);
+            let failed = until_serving(
+                &admin,
+                &server.api,
+                args.instances,
+                Some(&node.name),
+                Duration::from_secs(60),
+            )
+            .await;
+            println!(
+                "node {} with {held} instances died; all {} serving elsewhere after {}",
+                node.name,
+                args.instances,
+                failed.map_or_else(|| "more than 60 s".to_string(), |s| format!("{s:.2} s"))
+            );
+            failed
+        }
+        None => None,
+    };
+
+    let json = serde_json::json!({
+        "nodes": args.nodes,
+        "instances": args.instances,
+        "store": if args.etcd { "etcd" } else { "redb" },
+        "register_s": register_s,
+        "place_ack_s": place_ack_s,
+        "failover_s": failover_s,
+        "server_cpu_pct": server_cpu_pct,
+        "server_rss_mib": server_rss_mib,
+        "api_p99_ms": api_p99_ms,
+    });
+    println!("{json}");
+    for node in &nodes {
+        node.alive.store(false, Ordering::SeqCst);
+    }
+    drop(server);
+    drop(etcd);
+}
