@@ -87,6 +87,27 @@ async fn token(plane: &ControlPlane, name: &str, role: Role, envs: &[&str]) -> S
         .token
 }
 
+/// What the watch streams from revision 1 to `credential` within a moment (the history
+/// replay, then nothing new), as text.
+async fn watched_history(api: &Api, credential: &str) -> String {
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/watch?from=1", api.url))
+        .bearer_auth(credential)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    use futures::StreamExt;
+    while let Ok(Some(Ok(chunk))) =
+        tokio::time::timeout(Duration::from_millis(700), body.next()).await
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
 /// Every (method, route template) of the OpenAPI document.
 async fn documented_routes(url: &str) -> Vec<(reqwest::Method, String)> {
     let doc: serde_json::Value = reqwest::get(format!("{url}/openapi.json"))
@@ -247,21 +268,7 @@ async fn the_watch_replays_no_secret_with_or_without_credentials() {
     // With the admin's and a node's: the history from revision 1, which holds the CA with its
     // key, the join token, the credential key and token hashes, shows none of them.
     for credential in [admin, api.plane.credentials().node_credential("n1")] {
-        let response = reqwest::Client::new()
-            .get(format!("{}/v1/watch?from=1", api.url))
-            .bearer_auth(&credential)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let mut body = response.bytes_stream();
-        let mut text = String::new();
-        use futures::StreamExt;
-        while let Ok(Some(Ok(chunk))) =
-            tokio::time::timeout(Duration::from_millis(700), body.next()).await
-        {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
+        let text = watched_history(&api, &credential).await;
         for secret in ["PRIVATE KEY", "/pki/", "/cluster/", "/auth/", JOIN_TOKEN] {
             assert!(
                 !text.contains(secret),
@@ -489,20 +496,7 @@ API_KEY = "s3cret-in-prod"
                 "{who} read a config value at {path}: {text}"
             );
         }
-        let response = reqwest::Client::new()
-            .get(format!("{}/v1/watch?from=1", api.url))
-            .bearer_auth(credential)
-            .send()
-            .await
-            .unwrap();
-        let mut body = response.bytes_stream();
-        let mut text = String::new();
-        use futures::StreamExt;
-        while let Ok(Some(Ok(chunk))) =
-            tokio::time::timeout(Duration::from_millis(500), body.next()).await
-        {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
+        let text = watched_history(&api, credential).await;
         if who != "admin" {
             assert!(
                 !text.contains("s3cret"),
