@@ -205,7 +205,8 @@ async fn serving(admin: &reqwest::Client, api: &str, except: Option<&NodeName>) 
         .count()
 }
 
-/// Seconds until `count` instances serve (not on `except`), polled; `None` past `limit`.
+/// Seconds until `count` instances serve (not on `except`), polled; `None` past `limit`
+/// (then how many served, said on stdout).
 async fn until_serving(
     admin: &reqwest::Client,
     api: &str,
@@ -214,12 +215,19 @@ async fn until_serving(
     limit: Duration,
 ) -> Option<f64> {
     let start = Instant::now();
+    let mut last = 0;
     while start.elapsed() < limit {
-        if serving(admin, api, except).await >= count {
+        last = serving(admin, api, except).await;
+        if last >= count {
             return Some(start.elapsed().as_secs_f64());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    println!(
+        "  after {:.0} s, {last} of {count} serve ({:.1}/s)",
+        limit.as_secs_f64(),
+        last as f64 / limit.as_secs_f64()
+    );
     None
 }
 
@@ -343,7 +351,12 @@ async fn main() {
         "{}",
         response.text().await.unwrap()
     );
-    let limit = Duration::from_secs(600);
+    let limit = Duration::from_secs(
+        std::env::var("FLEET_LIMIT_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(600),
+    );
     let place_ack_s = until_serving(&admin, &server.api, args.instances, None, limit).await;
     let place_ack = placing.elapsed().as_secs_f64();
     let server_rss_mib = rss_mib(pid);
