@@ -325,7 +325,10 @@ impl InstanceCgroup {
                 // cgroup's limit.
                 let failcnt = read_u64(&dir.join("memory.failcnt")).unwrap_or(0);
                 let peak = read_u64(&dir.join("memory.max_usage_in_bytes")).unwrap_or(0);
-                failcnt > 0 || peak + 4096 * 16 >= self.limits.memory_bytes
+                // The kernel charges in batches (up to 64 pages), so a peak can stop short
+                // of the limit by a few hundred KiB when the charge that fails is a batch.
+                let slack = (self.limits.memory_bytes / 32).max(1 << 20);
+                failcnt > 0 || peak + slack >= self.limits.memory_bytes
             }
             Hierarchy::V2 { root } => counts_oom_kills(
                 &std::fs::read_to_string(root.join(&self.name).join("memory.events"))

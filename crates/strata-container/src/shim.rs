@@ -130,14 +130,22 @@ fn container_oom_killed(bundle: &Path) -> bool {
     };
     let relative = path.strip_prefix("/").unwrap_or(&path);
     let root = Path::new("/sys/fs/cgroup");
-    [
+    let files = [
         root.join("memory")
             .join(relative)
             .join("memory.oom_control"),
         root.join(relative).join("memory.events"),
-    ]
-    .iter()
-    .any(|file| crate::cgroup::counts_oom_kills(&std::fs::read_to_string(file).unwrap_or_default()))
+    ];
+    // The kernel counts the kill just after it sends the signal: look again, briefly, before
+    // saying it was not one.
+    (0..5).any(|attempt| {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        files.iter().any(|file| {
+            crate::cgroup::counts_oom_kills(&std::fs::read_to_string(file).unwrap_or_default())
+        })
+    })
 }
 
 fn create_and_start(root: &Path, bundle: &Path, id: &str) -> Result<Container, String> {
