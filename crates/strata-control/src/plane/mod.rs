@@ -235,11 +235,6 @@ impl ControlPlane {
         self.fence.term()
     }
 
-    /// Wakes when leadership changes.
-    pub fn leadership(&self) -> tokio::sync::watch::Receiver<Option<LeaderTerm>> {
-        self.terms.subscribe()
-    }
-
     /// A fence of its own for a controller's loop, to wait on leadership with.
     pub fn fence(&self) -> Fence {
         self.fence.clone()
