@@ -33,6 +33,7 @@ pub mod openapi;
 pub mod plane;
 pub mod quota;
 pub mod reconcile;
+pub mod reflector;
 pub mod replicate;
 pub mod traffic;
 

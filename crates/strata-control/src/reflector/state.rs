@@ -1,0 +1,453 @@
+//! The cluster's state as the store's watch last showed it: nodes, services, releases,
+//! configs, instances and their statuses, with the indexes the hot paths need (a node's
+//! instances, a service's instances, what each node holds) kept current change by change.
+//! Pure: [`ClusterState::apply`] takes the store's events; nothing here does IO.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use strata_core::spec::PortSpec;
+use strata_core::{
+    keys, ConfigVersion, DesiredState, EnvName, Instance, InstanceId, InstanceStatus,
+    InstanceView, Node, NodeName, Release, Resources, Service, ServiceName,
+};
+use strata_store::{KeyValue, Revision, WatchEvent};
+
+/// A record and the revision it was last written at (what a compare-and-swap needs).
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub revision: Revision,
+}
+
+/// An environment's service, as a key of the indexes.
+pub type ServiceKey = (EnvName, ServiceName);
+
+/// A live instance and what it holds on its node while it is wanted.
+#[derive(Debug, Clone)]
+struct Held {
+    instance: Versioned<Instance>,
+    /// Its release's resources and fixed port, counted on its node while `desired` is
+    /// running (remembered so the same amount is given back when that ends).
+    holds: Option<(Resources, Option<u16>)>,
+}
+
+/// What each node has given to wanted instances.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeLoad {
+    pub allocated: Resources,
+    /// Fixed ports taken, each with the instance that holds it.
+    pub static_ports: BTreeMap<u16, InstanceId>,
+}
+
+/// Which services a change concerns, for the reconciler's work queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dirty {
+    /// A change that can concern any service (a node's): plan every one.
+    pub all: bool,
+    pub services: BTreeSet<ServiceKey>,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.services.is_empty()
+    }
+}
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub struct ClusterState {
+    /// Every change up to this revision is applied.
+    revision: Revision,
+    nodes: BTreeMap<NodeName, Versioned<Node>>,
+    services: BTreeMap<ServiceKey, Versioned<Service>>,
+    /// Releases and config versions by key: written once (releases' specs rewritten only to
+    /// drop config), so shared.
+    releases: HashMap<String, Arc<Release>>,
+    configs: HashMap<String, Arc<ConfigVersion>>,
+    instances: HashMap<InstanceId, Held>,
+    statuses: HashMap<InstanceId, Versioned<InstanceStatus>>,
+    by_node: HashMap<NodeName, BTreeSet<InstanceId>>,
+    by_service: HashMap<ServiceKey, BTreeSet<InstanceId>>,
+    load: HashMap<NodeName, NodeLoad>,
+    /// The revision of the last change to each node's instances (what its agent must run).
+    node_changed: HashMap<NodeName, Revision>,
+    /// Nodes whose instances changed since the last [`ClusterState::take_touched_nodes`].
+    touched_nodes: BTreeSet<NodeName>,
+    dirty: Dirty,
+    /// Records that did not decode, by key (reported once each by the reflector).
+    corrupt: Vec<(String, String)>,
+}
+
+/// The prefixes the state follows.
+pub const FOLLOWED: [&str; 6] = [
+    keys::NODES,
+    keys::SERVICES,
+    keys::RELEASES,
+    keys::CONFIGS,
+    keys::INSTANCES,
+    keys::STATUS,
+];
+
+impl ClusterState {
+    /// Every change up to this revision is applied.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// Marks every change up to `revision` as applied (a listing read at it, or a watch
+    /// event's revision).
+    pub fn advance_to(&mut self, revision: Revision) {
+        self.revision = self.revision.max(revision);
+    }
+
+    /// Applies one change seen by the store's watch (or one listed record, as a put). A change
+    /// older than what is held for its key is ignored, so a listing and a watch that overlap
+    /// apply cleanly. Keys outside [`FOLLOWED`] are ignored.
+    pub fn apply(&mut self, event: &WatchEvent) {
+        let revision = event.revision();
+        match event {
+            WatchEvent::Put(kv) => self.put(kv),
+            WatchEvent::Delete { key, .. } => self.delete(key, revision),
+        }
+        self.advance_to(revision);
+    }
+
+    /// Takes in one record of a listing (no revision is marked applied: a listing of several
+    /// prefixes is not one revision's state; the caller says which revision it is complete
+    /// to with [`ClusterState::advance_to`]).
+    pub fn load_listed(&mut self, kv: &KeyValue) {
+        self.put(kv)
+    }
+
+    /// Whether some service needs planning.
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    fn put(&mut self, kv: &KeyValue) {
+        let key = kv.key.as_str();
+        let revision = kv.mod_revision;
+        if key.starts_with(keys::INSTANCES) {
+            if let Some(instance) = self.decode::<Instance>(kv) {
+                self.put_instance(instance, revision);
+            }
+        } else if key.starts_with(keys::STATUS) {
+            if let Some(status) = self.decode::<InstanceStatus>(kv) {
+                let id = status.id.clone();
+                if self.statuses.get(&id).is_some_and(|s| s.revision >= revision) {
+                    return;
+                }
+                self.mark_instance_service(&id);
+                self.statuses.insert(
+                    id,
+                    Versioned {
+                        value: status,
+                        revision,
+                    },
+                );
+            }
+        } else if key.starts_with(keys::NODES) {
+            if let Some(node) = self.decode::<Node>(kv) {
+                if self
+                    .nodes
+                    .get(&node.name)
+                    .is_some_and(|n| n.revision >= revision)
+                {
+                    return;
+                }
+                self.dirty.all = true;
+                self.nodes.insert(
+                    node.name.clone(),
+                    Versioned {
+                        value: node,
+                        revision,
+                    },
+                );
+            }
+        } else if key.starts_with(keys::SERVICES) {
+            if let Some(service) = self.decode::<Service>(kv) {
+                let id = (service.env.clone(), service.name.clone());
+                if self.services.get(&id).is_some_and(|s| s.revision >= revision) {
+                    return;
+                }
+                self.dirty.services.insert(id.clone());
+                self.services.insert(
+                    id,
+                    Versioned {
+                        value: service,
+                        revision,
+                    },
+                );
+            }
+        } else if key.starts_with(keys::RELEASES) {
+            if let Some(release) = self.decode::<Release>(kv) {
+                self.dirty
+                    .services
+                    .insert((release.env.clone(), release.service.clone()));
+                self.releases.insert(key.to_string(), Arc::new(release));
+            }
+        } else if key.starts_with(keys::CONFIGS) {
+            if let Some(config) = self.decode::<ConfigVersion>(kv) {
+                self.configs.insert(key.to_string(), Arc::new(config));
+            }
+        }
+    }
+
+    fn delete(&mut self, key: &str, revision: Revision) {
+        if let Some(id) = key.strip_prefix(keys::INSTANCES) {
+            let Some(held) = self.instances.get(id) else {
+                return;
+            };
+            if held.instance.revision >= revision {
+                return;
+            }
+            let held = self.instances.remove(id).expect("just found");
+            self.unindex(&held);
+            let instance = held.instance.value;
+            self.node_changed.insert(instance.node.clone(), revision);
+            self.touched_nodes.insert(instance.node.clone());
+            self.dirty.services.insert((instance.env, instance.service));
+        } else if let Some(id) = key.strip_prefix(keys::STATUS) {
+            if self.statuses.get(id).is_some_and(|s| s.revision < revision) {
+                self.statuses.remove(id);
+                self.mark_instance_service(id);
+            }
+        } else if let Some(name) = key.strip_prefix(keys::NODES) {
+            if self.nodes.get(name).is_some_and(|n| n.revision < revision) {
+                self.nodes.remove(name);
+                self.dirty.all = true;
+            }
+        } else if key.starts_with(keys::SERVICES) {
+            let found = self
+                .services
+                .iter()
+                .find(|(_, s)| keys::service(&s.value.env, &s.value.name) == key)
+                .map(|(id, s)| (id.clone(), s.revision));
+            if let Some((id, at)) = found {
+                if at < revision {
+                    self.services.remove(&id);
+                    self.dirty.services.insert(id);
+                }
+            }
+        } else if key.starts_with(keys::RELEASES) {
+            if let Some(release) = self.releases.remove(key) {
+                self.dirty
+                    .services
+                    .insert((release.env.clone(), release.service.clone()));
+            }
+        } else if key.starts_with(keys::CONFIGS) {
+            self.configs.remove(key);
+        }
+    }
+
+    fn put_instance(&mut self, instance: Instance, revision: Revision) {
+        if let Some(held) = self.instances.get(&instance.id) {
+            if held.instance.revision >= revision {
+                return;
+            }
+            let held = self.instances.remove(&instance.id).expect("just found");
+            self.unindex(&held);
+        }
+        let holds = (instance.desired == DesiredState::Running)
+            .then(|| {
+                let release = self.release(&instance.env, &instance.service, instance.release)?;
+                let port = match release.spec.port {
+                    PortSpec::Fixed(port) => Some(port),
+                    PortSpec::Auto => None,
+                };
+                Some((release.spec.resources, port))
+            })
+            .flatten();
+        let held = Held {
+            instance: Versioned {
+                value: instance,
+                revision,
+            },
+            holds,
+        };
+        let instance = &held.instance.value;
+        self.node_changed.insert(instance.node.clone(), revision);
+        self.touched_nodes.insert(instance.node.clone());
+        let service = (instance.env.clone(), instance.service.clone());
+        self.dirty.services.insert(service.clone());
+        self.by_service
+            .entry(service)
+            .or_default()
+            .insert(instance.id.clone());
+        self.by_node
+            .entry(instance.node.clone())
+            .or_default()
+            .insert(instance.id.clone());
+        if let Some((resources, port)) = held.holds {
+            let load = self.load.entry(instance.node.clone()).or_default();
+            load.allocated = load.allocated + resources;
+            if let Some(port) = port {
+                load.static_ports.insert(port, instance.id.clone());
+            }
+        }
+        self.instances.insert(instance.id.clone(), held);
+    }
+
+    /// Takes an instance out of the indexes and gives back what it held.
+    fn unindex(&mut self, held: &Held) {
+        let instance = &held.instance.value;
+        let service = (instance.env.clone(), instance.service.clone());
+        if let Some(ids) = self.by_service.get_mut(&service) {
+            ids.remove(&instance.id);
+            if ids.is_empty() {
+                self.by_service.remove(&service);
+            }
+        }
+        if let Some(ids) = self.by_node.get_mut(&instance.node) {
+            ids.remove(&instance.id);
+            if ids.is_empty() {
+                self.by_node.remove(&instance.node);
+            }
+        }
+        if let Some((resources, port)) = held.holds {
+            if let Some(load) = self.load.get_mut(&instance.node) {
+                load.allocated = load.allocated.saturating_sub(resources);
+                if let Some(port) = port {
+                    if load.static_ports.get(&port) == Some(&instance.id) {
+                        load.static_ports.remove(&port);
+                    }
+                }
+            }
+        }
+    }
+
+    fn mark_instance_service(&mut self, id: &str) {
+        if let Some(held) = self.instances.get(id) {
+            let i = &held.instance.value;
+            self.dirty
+                .services
+                .insert((i.env.clone(), i.service.clone()));
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&mut self, kv: &KeyValue) -> Option<T> {
+        match serde_json::from_slice(&kv.value) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.corrupt.push((kv.key.clone(), error.to_string()));
+                None
+            }
+        }
+    }
+
+    /// Records that did not decode since the last call (key, reason).
+    pub fn take_corrupt(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.corrupt)
+    }
+
+    /// Nodes whose instances changed since the last call.
+    pub fn take_touched_nodes(&mut self) -> BTreeSet<NodeName> {
+        std::mem::take(&mut self.touched_nodes)
+    }
+
+    /// Says every node's instances changed at `revision` (after a relisting, which cannot
+    /// tell what was deleted meanwhile), and that every service needs planning.
+    pub fn touch_everything(&mut self, revision: Revision) {
+        let names: BTreeSet<NodeName> = self
+            .nodes
+            .keys()
+            .chain(self.by_node.keys())
+            .chain(self.node_changed.keys())
+            .cloned()
+            .collect();
+        for name in names {
+            self.node_changed.insert(name.clone(), revision);
+            self.touched_nodes.insert(name);
+        }
+        self.dirty.all = true;
+    }
+
+    /// The services changes concerned since the last call.
+    pub fn take_dirty(&mut self) -> Dirty {
+        std::mem::take(&mut self.dirty)
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Versioned<Node>> {
+        self.nodes.get(name)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Versioned<Node>> {
+        self.nodes.values()
+    }
+
+    pub fn service(&self, id: &ServiceKey) -> Option<&Versioned<Service>> {
+        self.services.get(id)
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Versioned<Service>> {
+        self.services.values()
+    }
+
+    pub fn release(&self, env: &str, service: &str, number: u64) -> Option<&Arc<Release>> {
+        self.releases.get(&keys::release(env, service, number))
+    }
+
+    pub fn config(&self, env: &str, service: &str, version: u64) -> Option<&Arc<ConfigVersion>> {
+        self.configs.get(&keys::config(env, service, version))
+    }
+
+    pub fn instance(&self, id: &str) -> Option<&Versioned<Instance>> {
+        self.instances.get(id).map(|held| &held.instance)
+    }
+
+    pub fn status(&self, id: &str) -> Option<&Versioned<InstanceStatus>> {
+        self.statuses.get(id)
+    }
+
+    /// How many instance records there are.
+    pub fn instance_count(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// The instances placed on `node`, in id order.
+    pub fn instances_on<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Instance> + 'a {
+        self.by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.instances.get(id).map(|h| &h.instance.value))
+    }
+
+    /// The instances of `service` with their last reports, in id order.
+    pub fn views_of(&self, service: &ServiceKey) -> Vec<InstanceView> {
+        self.by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.view(id))
+            .collect()
+    }
+
+    /// Every service that has instances (a deleted service's may still be stopping).
+    pub fn services_with_instances(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.by_service.keys()
+    }
+
+    fn view(&self, id: &str) -> Option<InstanceView> {
+        let held = self.instances.get(id)?;
+        Some(InstanceView {
+            instance: held.instance.value.clone(),
+            status: self.statuses.get(id).map(|s| s.value.clone()),
+        })
+    }
+
+    /// What `node` has given to wanted instances.
+    pub fn node_load(&self, node: &str) -> NodeLoad {
+        self.load.get(node).cloned().unwrap_or_default()
+    }
+
+    /// The revision of the last change to what `node` must run (0: none seen).
+    pub fn node_changed(&self, node: &str) -> Revision {
+        self.node_changed.get(node).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests;
