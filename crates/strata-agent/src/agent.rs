@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use strata_core::api::{Assignment, RegisterNode};
 use strata_core::spec::DriverKind;
 use strata_core::{
@@ -18,6 +17,9 @@ use strata_runtime::exec::ExecDriver;
 use strata_runtime::Driver;
 
 use crate::client::{ClientError, ControlClient};
+
+/// The longest an assignments query is held open by the control plane when nothing changes.
+pub const ASSIGNMENTS_WAIT: Duration = Duration::from_secs(10);
 use crate::logs::InstanceLiveness;
 use crate::supervisor::{read_records, Adopted, AgentDirs, Supervisor, SupervisorContext};
 
@@ -440,19 +442,37 @@ impl Agent {
         }
     }
 
-    /// Keeps supervisors in line with assignments: woken by the control plane's watch of
-    /// instances, and at least every second regardless (a missed change is never fatal).
+    /// Keeps supervisors in line with assignments, read with a blocking query: the control
+    /// plane answers as soon as what this node must run changes (and every
+    /// [`ASSIGNMENTS_WAIT`] regardless, which also restarts what finished meanwhile).
     async fn sync_loop(self: Arc<Self>) {
-        let wake = Arc::new(tokio::sync::Notify::new());
-        tokio::spawn(watch_instances(self.client.clone(), wake.clone()));
+        let mut index: Option<u64> = None;
         loop {
-            match self.client.assignments(&self.config.name).await {
-                Ok(found) => self.sync(found.assignments).await,
-                Err(error) => tracing::debug!(%error, "cannot read assignments"),
-            }
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            let asked = tokio::time::Instant::now();
+            let answer = match index {
+                None => self.client.assignments(&self.config.name).await,
+                Some(index) => {
+                    self.client
+                        .assignments_after(&self.config.name, index, ASSIGNMENTS_WAIT)
+                        .await
+                }
+            };
+            match answer {
+                Ok(found) => {
+                    // A server that does not block (an older one) answers at once with
+                    // nothing new: ask it only every second.
+                    let unchanged = index == Some(found.revision);
+                    index = Some(found.revision);
+                    self.sync(found.assignments).await;
+                    if unchanged && asked.elapsed() < Duration::from_millis(50) {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "cannot read assignments");
+                    index = None;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
         }
     }
@@ -556,18 +576,5 @@ impl Agent {
         for driver in self.drivers.values() {
             driver.shutdown().await;
         }
-    }
-}
-
-/// Notifies `wake` on every change of instance records (an SSE watch), reconnecting forever.
-async fn watch_instances(client: ControlClient, wake: Arc<tokio::sync::Notify>) {
-    loop {
-        if let Ok(response) = client.watch(strata_core::keys::INSTANCES).await {
-            let mut body = response.bytes_stream();
-            while let Some(Ok(_chunk)) = body.next().await {
-                wake.notify_one();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

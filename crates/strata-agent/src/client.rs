@@ -176,6 +176,32 @@ impl ControlClient {
             .map_err(|e| self.decode_error(e))
     }
 
+    /// A blocking query: answers when what `node` must run changed after `index` (the
+    /// `revision` of the assignments it holds), or after `wait` with them unchanged.
+    pub async fn assignments_after(
+        &self,
+        node: &str,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Assignments, ClientError> {
+        let query = [
+            ("index", index.to_string()),
+            ("wait_ms", wait.as_millis().to_string()),
+        ];
+        let response = self
+            .send(|http, base| {
+                http.get(format!("{base}/v1/nodes/{node}/assignments"))
+                    .query(&query)
+                    .timeout(wait + Duration::from_secs(5))
+            })
+            .await?;
+        self.check("assignments", response)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.decode_error(e))
+    }
+
     /// Sends this node's per-service traffic of the last window.
     pub async fn metrics(&self, node: &str, report: &MetricsReport) -> Result<(), ClientError> {
         let response = self

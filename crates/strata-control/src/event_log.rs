@@ -57,17 +57,9 @@ impl EventLog {
 
     /// Appends an event. Events are best effort: a failure is logged, never fatal. A
     /// controller's events are fenced like its other writes: a deposed leader records nothing.
-    pub async fn record(&self, mut event: Event) {
-        let now = self.clock.now_millis();
-        let counter = self.counter.fetch_add(1, Ordering::Relaxed) % 1000;
-        event.seq = now * 1000 + counter;
-        event.at = now;
-        // A controller's event names the server it ran on.
+    pub async fn record(&self, event: Event) {
         let from_controller = event.actor.is_controller();
-        if from_controller {
-            event.actor = Actor::controller(&self.server_id);
-        }
-        let key = keys::event(event.seq);
+        let (key, event) = self.stamp(event);
         let txn = Txn::new().when(&key, 0).put(&key, encode(&event));
         let written = if from_controller {
             self.fence.txn(txn).await.map(|_| ())
@@ -85,6 +77,26 @@ impl EventLog {
             Err(ControlError::NotLeader) => {}
             Err(error) => tracing::warn!(%error, "could not record event"),
         }
+    }
+
+    /// Gives `event` its sequence number, time and (a controller's) server; returns its key.
+    fn stamp(&self, mut event: Event) -> (String, Event) {
+        let now = self.clock.now_millis();
+        let counter = self.counter.fetch_add(1, Ordering::Relaxed) % 1000;
+        event.seq = now * 1000 + counter;
+        event.at = now;
+        // A controller's event names the server it ran on.
+        if event.actor.is_controller() {
+            event.actor = Actor::controller(&self.server_id);
+        }
+        (keys::event(event.seq), event)
+    }
+
+    /// Adds a controller's `event` to `txn`, so it is written with (and only with) the
+    /// change it tells of. The caller logs it once the transaction commits.
+    pub fn stage(&self, txn: Txn, event: Event) -> Txn {
+        let (key, event) = self.stamp(event);
+        txn.when(&key, 0).put(&key, encode(&event))
     }
 
     /// Records what node `node` reports having seen. Only the kinds nodes may report

@@ -209,13 +209,35 @@ pub async fn undrain_node(
     ))
 }
 
-/// What a node must run.
+/// A blocking query of a node's assignments: `index` is the `revision` of the assignments
+/// the node holds; the answer comes when they change after it, or after `wait_ms`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct AssignmentsQuery {
+    /// Answer only once what the node must run changed after this revision.
+    pub index: Option<u64>,
+    /// How long to wait for that, in milliseconds (default 30,000, at most 60,000).
+    pub wait_ms: Option<u64>,
+}
+
+/// The longest a blocking assignments query is held.
+const MAX_ASSIGNMENTS_WAIT_MS: u64 = 60_000;
+
+/// What a node must run (with `index`: a blocking query that answers when it changes).
 #[utoipa::path(get, path = "/v1/nodes/{name}/assignments",
-    params(("name" = String, Path, description = "node")),
+    params(("name" = String, Path, description = "node"), AssignmentsQuery),
     responses((status = 200, body = Assignments)))]
 pub async fn assignments(
     State(plane): Plane,
     ApiPath(name): ApiPath<NodeName>,
+    axum::extract::Query(query): axum::extract::Query<AssignmentsQuery>,
 ) -> Result<Json<Assignments>, ControlError> {
-    Ok(Json(plane.assignments(&name).await?))
+    Ok(Json(match query.index {
+        Some(index) => {
+            let wait = query.wait_ms.unwrap_or(30_000).min(MAX_ASSIGNMENTS_WAIT_MS);
+            plane
+                .assignments_after(&name, index, std::time::Duration::from_millis(wait))
+                .await
+        }
+        None => plane.assignments(&name).await?,
+    }))
 }

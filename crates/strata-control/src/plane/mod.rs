@@ -129,6 +129,8 @@ pub struct ControlPlane {
     watchers: crate::guard::Watchers,
     /// Repeated refusals folded into one audit record per window.
     refusals: crate::guard::RefusalFolder,
+    /// The cluster's state kept current from the store's watch (what the hot paths read).
+    reflector: Arc<crate::reflector::Reflector>,
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, ControlError> {
@@ -172,6 +174,7 @@ impl ControlPlane {
         let terms = tokio::sync::watch::channel(None).0;
         let fence = Fence::new(store.clone(), terms.subscribe());
         Ok(Arc::new(Self {
+            reflector: crate::reflector::Reflector::start(store.clone()),
             credentials,
             audit_counter: AtomicU64::new(0),
             watchers: crate::guard::Watchers::default(),
@@ -262,6 +265,11 @@ impl ControlPlane {
     /// When each node was last heard from.
     pub fn heartbeats(&self) -> &Heartbeats {
         &self.heartbeats
+    }
+
+    /// The cluster's state as the store's watch last showed it.
+    pub fn reflector(&self) -> &crate::reflector::Reflector {
+        &self.reflector
     }
 
     /// Nodes' per-service traffic.

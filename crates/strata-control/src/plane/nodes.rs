@@ -35,6 +35,18 @@ impl ControlPlane {
     /// Records a heartbeat (in memory). Returns whether the agent must register again
     /// (unknown node, or its epoch is stale because it was declared down meanwhile).
     pub async fn heartbeat(&self, name: &NodeName, epoch: u64) -> Result<bool, ControlError> {
+        // The common case costs no store read: a ready node of this epoch, as the reflector
+        // holds it. Anything else (a node it has not seen yet, another epoch, a state to
+        // change) is decided on the store's record.
+        let known_ready = self
+            .reflector
+            .read()
+            .node(name)
+            .is_some_and(|n| n.value.epoch == epoch && n.value.state == NodeState::Ready);
+        if known_ready {
+            self.heartbeats.note(name);
+            return Ok(false);
+        }
         let key = keys::node(name);
         let Some((mut node, revision)) = self.get::<Node>(&key).await? else {
             return Ok(true);
@@ -120,40 +132,56 @@ impl ControlPlane {
         Ok(node)
     }
 
-    /// What a node must run: its instances with their releases and configs.
+    /// What a node must run: its instances with their releases and configs, as of every
+    /// write the store had committed when asked (read from the reflector's index of the
+    /// node, not a listing).
     pub async fn assignments(&self, node: &NodeName) -> Result<Assignments, ControlError> {
-        let revision = self.store.revision().await?;
-        let instances: Vec<(Instance, u64)> = self.list(keys::INSTANCES).await?;
-        let mut assignments = Vec::new();
-        let mut releases: BTreeMap<String, Option<Release>> = BTreeMap::new();
-        let mut configs: BTreeMap<String, Option<ConfigVersion>> = BTreeMap::new();
-        for (instance, _) in instances.into_iter().filter(|(i, _)| i.node == node) {
-            let release_key = keys::release(&instance.env, &instance.service, instance.release);
-            if !releases.contains_key(&release_key) {
-                let found = self.get(&release_key).await?.map(|(r, _)| r);
-                releases.insert(release_key.clone(), found);
-            }
-            let Some(release) = releases[&release_key].clone() else {
-                continue;
-            };
-            let config_key = keys::config(&instance.env, &instance.service, release.config_version);
-            if !configs.contains_key(&config_key) {
-                let found = self.get(&config_key).await?.map(|(c, _)| c);
-                configs.insert(config_key.clone(), found);
-            }
-            let Some(config) = configs[&config_key].clone() else {
-                continue;
-            };
-            assignments.push(Assignment {
-                instance,
-                release,
-                config,
-            });
+        if !self
+            .reflector
+            .caught_up_with(self.store.as_ref(), ASSIGNMENTS_CATCH_UP)
+            .await?
+        {
+            return Err(ControlError::Store(strata_store::StoreError::Unavailable(
+                "this server's view of the cluster is behind the store; ask again".into(),
+            )));
         }
-        Ok(Assignments {
-            revision,
+        Ok(self.assignments_now(node))
+    }
+
+    /// A blocking query (as Nomad's clients make for their allocations): waits at most
+    /// `wait` until what `node` must run changed after `index` (the `revision` of the
+    /// assignments the node holds), then answers with its assignments. An agent holds one
+    /// open instead of watching every instance of the cluster.
+    pub async fn assignments_after(
+        &self,
+        node: &NodeName,
+        index: u64,
+        wait: std::time::Duration,
+    ) -> Assignments {
+        self.reflector.node_changed_after(node, index, wait).await;
+        self.assignments_now(node)
+    }
+
+    /// What `node` must run, as the reflector holds it now.
+    fn assignments_now(&self, node: &NodeName) -> Assignments {
+        let state = self.reflector.read();
+        let assignments = state
+            .instances_on(node)
+            .filter_map(|instance| {
+                let release = state.release(&instance.env, &instance.service, instance.release)?;
+                let config =
+                    state.config(&instance.env, &instance.service, release.config_version)?;
+                Some(Assignment {
+                    instance: instance.clone(),
+                    release: release.as_ref().clone(),
+                    config: config.as_ref().clone(),
+                })
+            })
+            .collect();
+        Assignments {
+            revision: state.revision(),
             assignments,
-        })
+        }
     }
 
     /// Stores an agent's report on an instance; records an event when its state changes.
@@ -249,6 +277,9 @@ impl ControlPlane {
         Ok(())
     }
 }
+
+/// How long an assignments read waits for this server's reflector to reach the store.
+const ASSIGNMENTS_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The node record a registration makes of what was stored (`None`: a new node). A node
 /// that comes back with the epoch it had and was never declared down keeps it (and re-adopts

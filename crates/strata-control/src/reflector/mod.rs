@@ -17,6 +17,8 @@ use futures::StreamExt;
 use strata_store::{Revision, Store};
 use tokio::sync::Notify;
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod state;
 
 pub use state::{ClusterState, Dirty, NodeLoad, ServiceKey, Versioned, FOLLOWED};
@@ -89,7 +91,12 @@ impl Reflector {
 
     /// Waits (at most `wait`) until what `node` must run changed after `index`; returns the
     /// state's revision then (the next query's index).
-    pub async fn node_changed_after(&self, node: &str, index: Revision, wait: Duration) -> Revision {
+    pub async fn node_changed_after(
+        &self,
+        node: &str,
+        index: Revision,
+        wait: Duration,
+    ) -> Revision {
         let notify = self
             .node_waiters
             .lock()
@@ -129,7 +136,11 @@ impl Reflector {
             )
         };
         for (key, reason) in corrupt {
-            tracing::error!(key, reason, "a stored record does not decode; it is ignored");
+            tracing::error!(
+                key,
+                reason,
+                "a stored record does not decode; it is ignored"
+            );
         }
         let waiters = self.node_waiters.lock().unwrap_or_else(|e| e.into_inner());
         for node in &touched {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use strata_core::spec::PortSpec;
 use strata_core::{
-    keys, ConfigVersion, DesiredState, EnvName, Instance, InstanceId, InstanceStatus,
-    InstanceView, Node, NodeName, Release, Resources, Service, ServiceName,
+    keys, ConfigVersion, DesiredState, EnvName, Instance, InstanceId, InstanceStatus, InstanceView,
+    Node, NodeName, Release, Resources, Service, ServiceName,
 };
 use strata_store::{KeyValue, Revision, WatchEvent};
 
@@ -136,7 +136,11 @@ impl ClusterState {
         } else if key.starts_with(keys::STATUS) {
             if let Some(status) = self.decode::<InstanceStatus>(kv) {
                 let id = status.id.clone();
-                if self.statuses.get(&id).is_some_and(|s| s.revision >= revision) {
+                if self
+                    .statuses
+                    .get(&id)
+                    .is_some_and(|s| s.revision >= revision)
+                {
                     return;
                 }
                 self.mark_instance_service(&id);
@@ -169,7 +173,11 @@ impl ClusterState {
         } else if key.starts_with(keys::SERVICES) {
             if let Some(service) = self.decode::<Service>(kv) {
                 let id = (service.env.clone(), service.name.clone());
-                if self.services.get(&id).is_some_and(|s| s.revision >= revision) {
+                if self
+                    .services
+                    .get(&id)
+                    .is_some_and(|s| s.revision >= revision)
+                {
                     return;
                 }
                 self.dirty.services.insert(id.clone());

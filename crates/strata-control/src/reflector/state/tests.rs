@@ -1,66 +1,8 @@
 use super::*;
 
-use strata_core::spec::{parse, DriverKind};
+use crate::reflector::fixtures::*;
+use strata_core::spec::DriverKind;
 use strata_core::NodeState;
-
-const MI: u64 = 1 << 20;
-
-fn kv(key: String, value: Vec<u8>, revision: Revision) -> KeyValue {
-    KeyValue {
-        key,
-        value,
-        create_revision: revision,
-        mod_revision: revision,
-        version: 1,
-        lease: None,
-    }
-}
-
-fn put<T: serde::Serialize>(key: String, value: &T, revision: Revision) -> WatchEvent {
-    WatchEvent::Put(kv(key, serde_json::to_vec(value).unwrap(), revision))
-}
-
-fn delete(key: String, revision: Revision) -> WatchEvent {
-    WatchEvent::Delete {
-        key,
-        revision,
-        prev: None,
-    }
-}
-
-fn release(service: &str, number: u64, spec: &str) -> WatchEvent {
-    let text = format!("[service.{service}]\ncommand = [\"x\"]\n{spec}");
-    let spec = parse("t.toml", &text).unwrap().services.remove(0);
-    let release = Release {
-        env: EnvName::from_static("dev"),
-        service: ServiceName::new(service).unwrap(),
-        number,
-        artifact_digest: None,
-        config_version: 1,
-        spec_hash: String::new(),
-        spec,
-        created_at: 0,
-    };
-    put(keys::release("dev", service, number), &release, number)
-}
-
-fn instance(id: &str, service: &str, node: &str, desired: DesiredState) -> Instance {
-    Instance {
-        id: InstanceId::new(id).unwrap(),
-        env: EnvName::from_static("dev"),
-        service: ServiceName::new(service).unwrap(),
-        release: 1,
-        node: NodeName::new(node).unwrap(),
-        node_epoch: 1,
-        desired,
-        created_at: 0,
-        stop_requested_at: None,
-    }
-}
-
-fn place(i: &Instance, revision: Revision) -> WatchEvent {
-    put(keys::instance(&i.id), i, revision)
-}
 
 fn web() -> ServiceKey {
     (EnvName::from_static("dev"), ServiceName::from_static("web"))
@@ -82,34 +24,39 @@ fn a_node_holds_what_its_wanted_instances_hold_and_gets_it_back() {
     let fixed = "port = 8080\n[service.web.resources]\ncpu = \"100m\"\nmemory = \"64Mi\"\n";
     // (events after the release, memory held on n1, fixed ports held on n1)
     let table: Vec<(&str, Vec<WatchEvent>, u64, Vec<u16>)> = vec![
-        ("one wanted", vec![place(&running("a"), 10)], 64 * MI, vec![]),
+        (
+            "one wanted",
+            vec![placed(&running("a"), 10)],
+            64 * MI,
+            vec![],
+        ),
         (
             "two wanted",
-            vec![place(&running("a"), 10), place(&running("b"), 11)],
+            vec![placed(&running("a"), 10), placed(&running("b"), 11)],
             128 * MI,
             vec![],
         ),
         (
             "stop requested",
-            vec![place(&running("a"), 10), place(&stopped("a"), 11)],
+            vec![placed(&running("a"), 10), placed(&stopped("a"), 11)],
             0,
             vec![],
         ),
         (
             "deleted",
-            vec![place(&running("a"), 10), delete(keys::instance("a"), 11)],
+            vec![placed(&running("a"), 10), delete(keys::instance("a"), 11)],
             0,
             vec![],
         ),
         (
             "an older write comes late",
-            vec![place(&stopped("a"), 11), place(&running("a"), 10)],
+            vec![placed(&stopped("a"), 11), placed(&running("a"), 10)],
             0,
             vec![],
         ),
         (
             "a delete older than the record",
-            vec![place(&running("a"), 11), delete(keys::instance("a"), 10)],
+            vec![placed(&running("a"), 11), delete(keys::instance("a"), 10)],
             64 * MI,
             vec![],
         ),
@@ -127,15 +74,19 @@ fn a_node_holds_what_its_wanted_instances_hold_and_gets_it_back() {
         );
     }
     // A fixed port is held while wanted and given back after.
-    let state = state_of(&[release("web", 1, fixed), place(&running("a"), 10)]);
+    let state = state_of(&[release("web", 1, fixed), placed(&running("a"), 10)]);
     assert_eq!(
-        state.node_load("n1").static_ports.get(&8080).map(|id| id.as_str()),
+        state
+            .node_load("n1")
+            .static_ports
+            .get(&8080)
+            .map(|id| id.as_str()),
         Some("a")
     );
     let state = state_of(&[
         release("web", 1, fixed),
-        place(&running("a"), 10),
-        place(&stopped("a"), 12),
+        placed(&running("a"), 10),
+        placed(&stopped("a"), 12),
     ]);
     assert!(state.node_load("n1").static_ports.is_empty());
 }
@@ -145,7 +96,7 @@ fn the_indexes_follow_instances_between_nodes_and_services() {
     let a = instance("a", "web", "n1", DesiredState::Running);
     let b = instance("b", "api", "n1", DesiredState::Running);
     let c = instance("c", "web", "n2", DesiredState::Running);
-    let mut state = state_of(&[place(&a, 5), place(&b, 6), place(&c, 7)]);
+    let mut state = state_of(&[placed(&a, 5), placed(&b, 6), placed(&c, 7)]);
     let on = |state: &ClusterState, node| {
         state
             .instances_on(node)
@@ -155,17 +106,11 @@ fn the_indexes_follow_instances_between_nodes_and_services() {
     assert_eq!(on(&state, "n1"), ["a", "b"]);
     assert_eq!(on(&state, "n2"), ["c"]);
     assert_eq!(state.views_of(&web()).len(), 2);
-    assert_eq!(
-        (state.node_changed("n1"), state.node_changed("n2")),
-        (6, 7)
-    );
+    assert_eq!((state.node_changed("n1"), state.node_changed("n2")), (6, 7));
     state.apply(&delete(keys::instance("a"), 8));
     assert_eq!(on(&state, "n1"), ["b"]);
     assert_eq!(state.views_of(&web()).len(), 1);
-    assert_eq!(
-        (state.node_changed("n1"), state.node_changed("n2")),
-        (8, 7)
-    );
+    assert_eq!((state.node_changed("n1"), state.node_changed("n2")), (8, 7));
     assert_eq!(state.revision(), 8);
     // A change elsewhere moves the revision but not a node's.
     state.apply(&put(keys::event(1), &"x", 9));
@@ -175,7 +120,7 @@ fn the_indexes_follow_instances_between_nodes_and_services() {
 #[test]
 fn a_status_joins_its_instance_and_dirties_its_service() {
     let a = instance("a", "web", "n1", DesiredState::Running);
-    let mut state = state_of(&[place(&a, 5)]);
+    let mut state = state_of(&[placed(&a, 5)]);
     assert_eq!(
         state.take_dirty().services.into_iter().collect::<Vec<_>>(),
         [web()]

@@ -1,0 +1,245 @@
+//! The reconciler: a level-triggered controller over the reflector's state. A pass plans
+//! the services that changes concerned since the last one (the reflector's [`Dirty`] set, a
+//! work queue), those whose rollout asked to be looked at again, and every service at least
+//! every [`FULL_PASS`]; the pure planners of strata-sched say what should change
+//! ([`pass::plan_pass`]) and the pass applies it, placements in batches of one transaction
+//! each. It never relies on having seen an event: a pass over the same state asks for nothing
+//! more, and the periodic full pass catches anything a change did not say.
+//!
+//! [`Dirty`]: crate::reflector::Dirty
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_core::{keys, DesiredState, EventKind, Instance, InstanceId};
+use strata_store::{StoreError, Txn};
+use tokio::sync::Mutex;
+
+use crate::plane::{encode, ControlPlane};
+use crate::reflector::ServiceKey;
+use crate::ControlError;
+
+mod liveness;
+pub mod pass;
+
+pub use liveness::{judge_liveness, run_liveness};
+use pass::{every_service, plan_pass, PassPlan, Placement};
+
+/// The longest the reconciler sleeps without a change.
+const RESYNC: Duration = Duration::from_secs(1);
+
+/// Every service is planned at least this often, changed or not.
+pub const FULL_PASS: Duration = Duration::from_secs(10);
+
+/// How many instances one placement transaction creates (with an event each: within etcd's
+/// default limit of 128 operations per transaction).
+const PLACEMENT_BATCH: usize = 60;
+
+/// How long a pass waits for the reflector to reach the store's revision.
+const CATCH_UP: Duration = Duration::from_secs(5);
+
+/// Runs reconcile passes until the task is dropped.
+pub async fn run(plane: Arc<ControlPlane>) {
+    let memory = Mutex::new(Memory::default());
+    let mut fence = plane.fence();
+    // Only the leader reconciles; wait to be elected.
+    while fence.wait_to_lead().await {
+        match reconcile_once(&plane, &memory).await {
+            Ok(()) => {}
+            Err(ControlError::NotLeader) => continue,
+            Err(error) => tracing::warn!(%error, "reconcile pass failed; retrying"),
+        }
+        // Sooner than the resync when a rollout waits for an instance's `min_ready`.
+        let sleep = match memory.lock().await.next_recheck() {
+            Some(at) => RESYNC.min(Duration::from_millis(at.saturating_sub(plane.now()))),
+            None => RESYNC,
+        };
+        tokio::select! {
+            _ = plane.kick.notified() => {}
+            _ = plane.reflector().dirtied() => {}
+            _ = fence.changed() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+        // Let a burst of changes land before the next pass.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What the reconciler remembers between passes: when it last planned everything, which
+/// services asked to be planned again when, and the placement errors it already told of.
+#[derive(Default)]
+pub struct Memory {
+    placement_errors: BTreeMap<String, String>,
+    /// When each service asked to be planned again (see `ServicePlan::recheck_at`).
+    rechecks: BTreeMap<ServiceKey, u64>,
+    /// When (monotonic ms) the last full pass ran; `None`: never, or one failed since.
+    last_full: Option<u64>,
+}
+
+impl Memory {
+    fn next_recheck(&self) -> Option<u64> {
+        self.rechecks.values().min().copied()
+    }
+}
+
+/// One pass. Public so tests can drive the controller step by step.
+pub async fn reconcile_once(
+    plane: &ControlPlane,
+    memory: &Mutex<Memory>,
+) -> Result<(), ControlError> {
+    let mut memory = memory.lock().await;
+    let reflector = plane.reflector();
+    // The pass must see every write so far, its own last placements first of all: planning
+    // on an older state would place them again.
+    if !reflector
+        .caught_up_with(plane.store().as_ref(), CATCH_UP)
+        .await?
+    {
+        memory.last_full = None;
+        return Err(StoreError::Unavailable("the reflector is behind the store".into()).into());
+    }
+    let now = plane.now();
+    let monotonic = plane.monotonic_ms();
+    let dirty = reflector.take_dirty();
+    let full = dirty.all
+        || memory
+            .last_full
+            .is_none_or(|at| monotonic.saturating_sub(at) >= FULL_PASS.as_millis() as u64);
+    let due: Vec<ServiceKey> = memory
+        .rechecks
+        .iter()
+        .filter(|(_, at)| **at <= now)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let plan = {
+        let state = reflector.read();
+        let services = if full {
+            every_service(&state)
+        } else {
+            let mut some: Vec<ServiceKey> = dirty.services.into_iter().chain(due).collect();
+            some.sort();
+            some.dedup();
+            some
+        };
+        for id in &services {
+            memory.rechecks.remove(id);
+        }
+        plan_pass(&state, services, now)
+    };
+    if full {
+        memory.last_full = Some(monotonic);
+    }
+    for (id, at) in &plan.rechecks {
+        memory.rechecks.insert(id.clone(), *at);
+    }
+    let applied = apply(plane, &mut memory, plan, now).await;
+    if applied.is_err() {
+        // What this pass took from the work queue was not all done: plan everything next.
+        memory.last_full = None;
+    }
+    applied
+}
+
+/// Writes what a pass decided.
+async fn apply(
+    plane: &ControlPlane,
+    memory: &mut Memory,
+    plan: PassPlan,
+    now: u64,
+) -> Result<(), ControlError> {
+    for (id, why) in &plan.stops {
+        plane.request_stop(id, why).await?;
+    }
+    for id in &plan.forgets {
+        plane
+            .controller_txn(
+                Txn::new()
+                    .delete(keys::instance(id))
+                    .delete(keys::status(id)),
+            )
+            .await?;
+    }
+    for batch in plan.placements.chunks(PLACEMENT_BATCH) {
+        if !create_instances(plane, batch, now).await? {
+            // Nothing in the work queue says these are still missing: plan everything next.
+            memory.last_full = None;
+        }
+    }
+    for (env, name) in &plan.settled {
+        let prefix = format!("{env}/{name}/");
+        memory
+            .placement_errors
+            .retain(|key, _| !key.starts_with(&prefix));
+    }
+    for outcome in plan.outcomes {
+        let (env, name) = &outcome.service;
+        // Per release: a redeploy that cannot be placed for the same reason says so again.
+        let key = format!("{env}/{name}/{}", outcome.release);
+        let Some(message) = outcome.error else {
+            memory.placement_errors.remove(&key);
+            continue;
+        };
+        if memory.placement_errors.get(&key) != Some(&message) {
+            let mut event = crate::event_log::event(
+                EventKind::PlacementFailed,
+                format!("{name}: cannot place instances: {message}"),
+            );
+            event.env = Some(env.clone());
+            event.service = Some(name.clone());
+            plane.event_log().record(event).await;
+            memory.placement_errors.insert(key, message);
+        }
+    }
+    Ok(())
+}
+
+/// Creates the instances of `batch` (with an event each) in one fenced transaction; whether
+/// it committed.
+async fn create_instances(
+    plane: &ControlPlane,
+    batch: &[Placement],
+    now: u64,
+) -> Result<bool, ControlError> {
+    let mut txn = Txn::new();
+    for placement in batch {
+        let service = &placement.service;
+        let id = InstanceId::for_release(&service.name, placement.release, rand::random());
+        let instance = Instance {
+            id: id.clone(),
+            env: service.env.clone(),
+            service: service.name.clone(),
+            release: placement.release,
+            node: placement.node.clone(),
+            node_epoch: placement.node_epoch,
+            desired: DesiredState::Running,
+            created_at: now,
+            stop_requested_at: None,
+        };
+        let key = keys::instance(&id);
+        txn = txn.when(&key, 0).put(&key, encode(&instance));
+        let mut event = crate::event_log::event(
+            EventKind::InstancePlaced,
+            format!(
+                "{id}: release {} placed on node {}",
+                placement.release, placement.node
+            ),
+        );
+        event.env = Some(service.env.clone());
+        event.service = Some(service.name.clone());
+        event.instance = Some(id);
+        event.node = Some(placement.node.clone());
+        txn = plane.event_log().stage(txn, event);
+    }
+    let outcome = plane.controller_txn(txn).await?;
+    if outcome.is_committed() {
+        tracing::info!(count = batch.len(), "instances placed");
+    } else {
+        // Another id or event sequence was taken meanwhile (unlikely).
+        tracing::debug!(
+            ?outcome,
+            "a placement batch conflicted; the next pass retries"
+        );
+    }
+    Ok(outcome.is_committed())
+}

@@ -1,0 +1,202 @@
+//! One reconcile pass's decisions, made over the reflector's [`ClusterState`] with no IO: for
+//! each service to plan, the pure planners of strata-sched say what to stop, forget and start,
+//! and the starts are placed on nodes (what earlier services of the same pass placed counts).
+//! The caller applies the result to the store.
+
+use std::collections::BTreeMap;
+
+use strata_core::spec::PortSpec;
+use strata_core::{DesiredState, InstanceId, NodeName, NodeState, Service};
+use strata_sched::{place, plan_service, Demand, NodeView, Readiness};
+
+use crate::reflector::{ClusterState, ServiceKey};
+
+/// An instance to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub service: Service,
+    pub release: u64,
+    pub node: NodeName,
+    pub node_epoch: u64,
+}
+
+/// How placing a service's wanted instances went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementOutcome {
+    pub service: ServiceKey,
+    pub release: u64,
+    /// Why some could not be placed (`None`: all were).
+    pub error: Option<String>,
+}
+
+/// What one pass decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassPlan {
+    /// Instances to stop, with why.
+    pub stops: Vec<(InstanceId, &'static str)>,
+    /// Stopped-and-done instances whose records go.
+    pub forgets: Vec<InstanceId>,
+    pub placements: Vec<Placement>,
+    /// For each service that wanted instances placed.
+    pub outcomes: Vec<PlacementOutcome>,
+    /// Services that wanted nothing placed (their earlier placement errors are over).
+    pub settled: Vec<ServiceKey>,
+    /// When a service asked to be planned again (an instance's `min_ready` passes).
+    pub rechecks: Vec<(ServiceKey, u64)>,
+}
+
+/// The services every pass of `state` would plan: those with a record and those with
+/// instances (a deleted service's may still be stopping).
+pub fn every_service(state: &ClusterState) -> Vec<ServiceKey> {
+    let mut all: Vec<ServiceKey> = state
+        .services()
+        .map(|s| (s.value.env.clone(), s.value.name.clone()))
+        .chain(state.services_with_instances().cloned())
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// Plans `services` over `state` at `now` (the plane's wall clock, ms).
+pub fn plan_pass(
+    state: &ClusterState,
+    services: impl IntoIterator<Item = ServiceKey>,
+    now: u64,
+) -> PassPlan {
+    let node_states: BTreeMap<NodeName, NodeState> = state
+        .nodes()
+        .map(|n| (n.value.name.clone(), n.value.effective_state()))
+        .collect();
+    let mut node_views = node_views(state);
+    let mut pass = PassPlan::default();
+    for id in services {
+        let instances = state.views_of(&id);
+        let service = state.service(&id).map(|s| &s.value);
+        let desired_release = service.map(|s| s.desired_release);
+        let release =
+            desired_release.and_then(|number| state.release(&id.0, &id.1, number).cloned());
+        let min_ready_ms = release
+            .as_ref()
+            .map_or(strata_core::spec::DEFAULT_MIN_READY_MS, |r| {
+                r.spec.min_ready_ms
+            });
+        let plan = plan_service(
+            desired_release,
+            service.map_or(0, |s| s.replicas),
+            &instances,
+            &node_states,
+            Readiness { now, min_ready_ms },
+        );
+        if let Some(at) = plan.recheck_at {
+            pass.rechecks.push((id.clone(), at));
+        }
+        for (stopped, why) in &plan.stop {
+            pass.stops.push((stopped.clone(), why.describe()));
+            // What it held is free for this pass's placements: a crash-looping instance of a
+            // superseded release must not keep its replacement's fixed port.
+            let Some(view) = instances.iter().find(|v| v.instance.id == *stopped) else {
+                continue;
+            };
+            let i = &view.instance;
+            let held = state.release(&i.env, &i.service, i.release);
+            let node = node_views.iter_mut().find(|n| n.name == i.node);
+            if let (Some(release), Some(node), DesiredState::Running) = (held, node, i.desired) {
+                node.allocated = node.allocated.saturating_sub(release.spec.resources);
+                if let PortSpec::Fixed(port) = release.spec.port {
+                    node.static_ports.remove(&port);
+                }
+            }
+        }
+        pass.forgets.extend(plan.forget);
+        if plan.start == 0 {
+            pass.settled.push(id);
+            continue;
+        }
+        let (Some(service), Some(release)) = (service, release) else {
+            continue;
+        };
+        let mut on_node: BTreeMap<&NodeName, u32> = BTreeMap::new();
+        for view in &instances {
+            if view.instance.desired == DesiredState::Running {
+                *on_node.entry(&view.instance.node).or_default() += 1;
+            }
+        }
+        for node in node_views.iter_mut() {
+            node.instances_of_service = on_node.get(&node.name).copied().unwrap_or(0);
+        }
+        let demand = Demand {
+            resources: release.spec.resources,
+            driver: release.spec.driver,
+            static_port: match release.spec.port {
+                PortSpec::Fixed(port) => Some(port),
+                PortSpec::Auto => None,
+            },
+            constraints: release.spec.constraints.clone(),
+        };
+        let (placed, error) = match place(&mut node_views, &demand, plan.start as usize) {
+            Ok(placed) => (placed, None),
+            Err((placed, error)) => (placed, Some(error.to_string())),
+        };
+        for node in placed {
+            let Some(record) = state.node(&node) else {
+                continue;
+            };
+            pass.placements.push(Placement {
+                service: service.clone(),
+                release: release.number,
+                node_epoch: record.value.epoch,
+                node,
+            });
+        }
+        pass.outcomes.push(PlacementOutcome {
+            service: id,
+            release: release.number,
+            error,
+        });
+    }
+    pass
+}
+
+/// Every node with what it has given to wanted instances.
+fn node_views(state: &ClusterState) -> Vec<NodeView> {
+    state
+        .nodes()
+        .map(|versioned| {
+            let node = &versioned.value;
+            let load = state.node_load(&node.name);
+            let static_ports = load
+                .static_ports
+                .iter()
+                .map(|(port, id)| (*port, holder(state, id)))
+                .collect();
+            NodeView {
+                name: node.name.clone(),
+                state: node.effective_state(),
+                labels: node.labels.clone(),
+                capacity: node.capacity,
+                allocated: load.allocated,
+                drivers: node.drivers.clone(),
+                static_ports,
+                instances_of_service: 0,
+            }
+        })
+        .collect()
+}
+
+/// "instance web-1-ab12 (dev/web release 1)", for a refusal that names who holds a port.
+fn holder(state: &ClusterState, id: &InstanceId) -> String {
+    match state.instance(id) {
+        Some(i) => {
+            let i = &i.value;
+            format!(
+                "instance {} ({}/{} release {})",
+                i.id, i.env, i.service, i.release
+            )
+        }
+        None => format!("instance {id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+//! Records and store events for the tests of the reflector's state and of what is decided
+//! over it.
+
+use strata_core::spec::parse;
+use strata_core::{
+    keys, DesiredState, EnvName, Instance, InstanceId, NodeName, Release, ServiceName,
+};
+use strata_store::{KeyValue, Revision, WatchEvent};
+
+pub const MI: u64 = 1 << 20;
+
+pub fn kv(key: String, value: Vec<u8>, revision: Revision) -> KeyValue {
+    KeyValue {
+        key,
+        value,
+        create_revision: revision,
+        mod_revision: revision,
+        version: 1,
+        lease: None,
+    }
+}
+
+pub fn put<T: serde::Serialize>(key: String, value: &T, revision: Revision) -> WatchEvent {
+    WatchEvent::Put(kv(key, serde_json::to_vec(value).unwrap(), revision))
+}
+
+pub fn delete(key: String, revision: Revision) -> WatchEvent {
+    WatchEvent::Delete {
+        key,
+        revision,
+        prev: None,
+    }
+}
+
+pub fn release(service: &str, number: u64, spec: &str) -> WatchEvent {
+    let text = format!("[service.{service}]\ncommand = [\"x\"]\n{spec}");
+    let spec = parse("t.toml", &text).unwrap().services.remove(0);
+    let release = Release {
+        env: EnvName::from_static("dev"),
+        service: ServiceName::new(service).unwrap(),
+        number,
+        artifact_digest: None,
+        config_version: 1,
+        spec_hash: String::new(),
+        spec,
+        created_at: 0,
+    };
+    put(keys::release("dev", service, number), &release, number)
+}
+
+pub fn instance(id: &str, service: &str, node: &str, desired: DesiredState) -> Instance {
+    Instance {
+        id: InstanceId::new(id).unwrap(),
+        env: EnvName::from_static("dev"),
+        service: ServiceName::new(service).unwrap(),
+        release: 1,
+        node: NodeName::new(node).unwrap(),
+        node_epoch: 1,
+        desired,
+        created_at: 0,
+        stop_requested_at: None,
+    }
+}
+
+pub fn placed(i: &Instance, revision: Revision) -> WatchEvent {
+    put(keys::instance(&i.id), i, revision)
+}
+
+/// A ready node of epoch 1 in `zone`, with room for `memory_mib` MiB and 64 cores.
+pub fn node(name: &str, zone: &str, memory_mib: u64, revision: Revision) -> WatchEvent {
+    let node = strata_core::Node {
+        name: NodeName::new(name).unwrap(),
+        agent_url: String::new(),
+        labels: [("zone".to_string(), zone.to_string())].into(),
+        capacity: strata_core::Resources {
+            cpu_millis: 64_000,
+            memory_bytes: memory_mib * MI,
+        },
+        drivers: vec![strata_core::spec::DriverKind::Exec],
+        epoch: 1,
+        state: strata_core::NodeState::Ready,
+        draining: false,
+        mesh_addr: None,
+        last_heartbeat: 0,
+        registered_at: 0,
+    };
+    put(keys::node(name), &node, revision)
+}
+
+/// Service `name` of dev wanting `replicas` of release `release`.
+pub fn service(name: &str, release: u64, replicas: u32, revision: Revision) -> WatchEvent {
+    let service = strata_core::Service {
+        env: EnvName::from_static("dev"),
+        name: ServiceName::new(name).unwrap(),
+        desired_release: release,
+        latest_release: release,
+        latest_config: 1,
+        replicas,
+        autoscale: None,
+        slo: None,
+        scaled_at: 0,
+        created_at: 0,
+        updated_at: 0,
+    };
+    put(keys::service("dev", name), &service, revision)
+}
