@@ -1,27 +1,26 @@
 //! The fleet simulator (issue 22): N simulated nodes in this process speak the real agent
 //! protocol, through the real client (`strata_agent::client::ControlClient`), to a real
 //! `strata server`: each joins with the join token, gets its node certificate from a CSR,
-//! registers, heartbeats, fetches its assignments and reports its instances' status. Instances
+//! registers, heartbeats, holds its blocking assignments query open (`--sync-ms` is its
+//! longest wait) and reports its instances' status. Instances
 //! are simulated: a node reports one running `--start-ms` after it first sees it assigned.
 //!
 //!   cargo bench -p strata-cli --bench fleet -- [--nodes 100] [--instances 1000]
-//!       [--store etcd] [--heartbeat-ms 100] [--sync-ms 500] [--start-ms 50]
+//!       [--store etcd] [--heartbeat-ms 100] [--sync-ms 10000] [--start-ms 50]
 //!
 //! It prints what it measured and, last, one JSON object (`nodes`, `instances`, `register_s`,
 //! `place_ack_s`, `failover_s`, `server_cpu_pct`, `server_rss_mib`, `api_p99_ms`) so scripts
 //! can compare runs. `--store etcd` needs etcd (Debian's etcd-server).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use strata_agent::client::ControlClient;
 use strata_core::api::{CertificateRequest, DeployRequest, DeployService, RegisterNode};
-use strata_core::{
-    DesiredState, InstanceId, InstanceState, InstanceStatus, InstanceView, NodeName, Resources,
-};
+use strata_core::{DesiredState, InstanceId, InstanceState, InstanceStatus, NodeName, Resources};
 use strata_store::testing::EtcdServer;
 use strata_testkit::ServerProcess;
 
@@ -44,7 +43,7 @@ fn args() -> Args {
         instances: 1_000,
         etcd: false,
         heartbeat: Duration::from_millis(100),
-        sync: Duration::from_millis(500),
+        sync: Duration::from_millis(10_000),
         start: Duration::from_millis(50),
     };
     let given: Vec<String> = std::env::args().skip(1).collect();
@@ -83,6 +82,8 @@ struct SimNode {
     epoch: u64,
     /// Heartbeats and syncs only while alive; cleared to simulate its death.
     alive: Arc<AtomicBool>,
+    /// Its instances whose running report the server acknowledged (and not stopped since).
+    serving: AtomicUsize,
 }
 
 /// Joins as node `name`: the join token gets its credential, the credential its certificate,
@@ -129,50 +130,77 @@ async fn join(api: &str, join_token: &str, ca: &str, name: NodeName) -> SimNode 
         client,
         epoch: node.epoch,
         alive: Arc::new(AtomicBool::new(true)),
+        serving: AtomicUsize::new(0),
     }
 }
 
-/// What a node's agent does, without running anything: heartbeats every `args.heartbeat`,
-/// fetches its assignments every `args.sync`, and reports each new instance running after
-/// `args.start` (stopped ones stopped).
+/// What a node's agent does, without running anything: heartbeats every `args.heartbeat`
+/// and, beside that, holds the blocking assignments query open as the agent does, reporting
+/// each new instance running `args.start` after it sees it (stopped ones stopped).
 async fn run(node: Arc<SimNode>, args: Arc<Args>, latencies: Latencies) {
-    let mut running: BTreeSet<InstanceId> = BTreeSet::new();
-    let mut next_sync = Instant::now();
+    tokio::spawn(follow_assignments(node.clone(), args.clone()));
     while node.alive.load(Ordering::SeqCst) {
         let beat = Instant::now();
         if node.client.heartbeat(&node.name, node.epoch).await.is_ok() {
             let micros = beat.elapsed().as_micros() as u64;
             let _ = latencies.lock().unwrap().record(micros.max(1));
         }
-        if Instant::now() >= next_sync {
-            next_sync += args.sync;
-            if let Ok(assigned) = node.client.assignments(&node.name).await {
-                for assignment in assigned.assignments {
-                    let instance = assignment.instance;
-                    if instance.node_epoch != node.epoch {
-                        continue;
-                    }
-                    let state = match (instance.desired, running.contains(&instance.id)) {
-                        (DesiredState::Running, false) => InstanceState::Running,
-                        (DesiredState::Stopped, true) => InstanceState::Stopped,
-                        _ => continue,
-                    };
-                    if state == InstanceState::Running {
-                        running.insert(instance.id.clone());
-                    } else {
-                        running.remove(&instance.id);
-                    }
-                    let (node, start) = (node.clone(), args.start);
-                    tokio::spawn(async move {
-                        if state == InstanceState::Running {
-                            tokio::time::sleep(start).await;
-                        }
-                        let _ = node.client.report(&status(&node, instance.id, state)).await;
-                    });
-                }
-            }
-        }
         tokio::time::sleep(args.heartbeat.saturating_sub(beat.elapsed())).await;
+    }
+}
+
+/// The agent's sync loop, simulated: a blocking query for the node's assignments, each
+/// change acted on.
+async fn follow_assignments(node: Arc<SimNode>, args: Arc<Args>) {
+    let mut running: BTreeSet<InstanceId> = BTreeSet::new();
+    let mut index = None;
+    while node.alive.load(Ordering::SeqCst) {
+        let answer = match index {
+            None => node.client.assignments(&node.name).await,
+            Some(index) => {
+                node.client
+                    .assignments_after(&node.name, index, args.sync)
+                    .await
+            }
+        };
+        let Ok(assigned) = answer else {
+            index = None;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        index = Some(assigned.revision);
+        if !node.alive.load(Ordering::SeqCst) {
+            return;
+        }
+        for assignment in assigned.assignments {
+            let instance = assignment.instance;
+            if instance.node_epoch != node.epoch {
+                continue;
+            }
+            let state = match (instance.desired, running.contains(&instance.id)) {
+                (DesiredState::Running, false) => InstanceState::Running,
+                (DesiredState::Stopped, true) => InstanceState::Stopped,
+                _ => continue,
+            };
+            if state == InstanceState::Running {
+                running.insert(instance.id.clone());
+            } else {
+                running.remove(&instance.id);
+            }
+            let (node, start) = (node.clone(), args.start);
+            tokio::spawn(async move {
+                if state == InstanceState::Running {
+                    tokio::time::sleep(start).await;
+                }
+                let report = status(&node, instance.id, state);
+                if node.client.report(&report).await.is_ok() {
+                    match state {
+                        InstanceState::Running => node.serving.fetch_add(1, Ordering::SeqCst),
+                        _ => node.serving.fetch_sub(1, Ordering::SeqCst),
+                    };
+                }
+            });
+        }
     }
 }
 
@@ -191,25 +219,19 @@ fn status(node: &SimNode, id: InstanceId, state: InstanceState) -> InstanceStatu
     }
 }
 
-/// Instances wanted and running, not on `except`.
-async fn serving(admin: &reqwest::Client, api: &str, except: Option<&NodeName>) -> usize {
-    let Ok(response) = admin.get(format!("{api}/v1/instances")).send().await else {
-        return 0;
-    };
-    let views: Vec<InstanceView> = response.json().await.unwrap_or_default();
-    views
+/// Instances serving (their running report acknowledged), not on `except`.
+fn serving(nodes: &[Arc<SimNode>], except: Option<&NodeName>) -> usize {
+    nodes
         .iter()
-        .filter(|v| v.instance.desired == DesiredState::Running)
-        .filter(|v| Some(&v.instance.node) != except)
-        .filter(|v| v.state() == InstanceState::Running)
-        .count()
+        .filter(|n| Some(&n.name) != except)
+        .map(|n| n.serving.load(Ordering::SeqCst))
+        .sum()
 }
 
 /// Seconds until `count` instances serve (not on `except`), polled; `None` past `limit`
 /// (then how many served, said on stdout).
 async fn until_serving(
-    admin: &reqwest::Client,
-    api: &str,
+    nodes: &[Arc<SimNode>],
     count: usize,
     except: Option<&NodeName>,
     limit: Duration,
@@ -217,11 +239,11 @@ async fn until_serving(
     let start = Instant::now();
     let mut last = 0;
     while start.elapsed() < limit {
-        last = serving(admin, api, except).await;
+        last = serving(nodes, except);
         if last >= count {
             return Some(start.elapsed().as_secs_f64());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     println!(
         "  after {:.0} s, {last} of {count} serve ({:.1}/s)",
@@ -357,7 +379,7 @@ async fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(600),
     );
-    let place_ack_s = until_serving(&admin, &server.api, args.instances, None, limit).await;
+    let place_ack_s = until_serving(&nodes, args.instances, None, limit).await;
     let place_ack = placing.elapsed().as_secs_f64();
     let server_rss_mib = rss_mib(pid);
     println!(
@@ -368,28 +390,16 @@ async fn main() {
     );
 
     // Failover: a node with instances dies (no more heartbeats or reports).
-    let views: Vec<InstanceView> = admin
-        .get(format!("{}/v1/instances", server.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let victim = views
+    let victim = nodes
         .iter()
-        .find(|v| v.instance.desired == DesiredState::Running)
-        .map(|v| v.instance.node.clone());
-    let failover_s = match victim.and_then(|name| nodes.iter().find(|n| n.name == name).cloned()) {
+        .find(|n| n.serving.load(Ordering::SeqCst) > 0)
+        .cloned();
+    let failover_s = match victim {
         Some(node) => {
-            let held = views
-                .iter()
-                .filter(|v| v.instance.node == node.name)
-                .count();
+            let held = node.serving.load(Ordering::SeqCst);
             node.alive.store(false, Ordering::SeqCst);
             let failed = until_serving(
-                &admin,
-                &server.api,
+                &nodes,
                 args.instances,
                 Some(&node.name),
                 Duration::from_secs(60),

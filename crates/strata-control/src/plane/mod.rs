@@ -50,6 +50,9 @@ mod reads;
 /// How many times a read-modify-write is retried when another writer got there first.
 pub(crate) const CAS_ATTEMPTS: usize = 16;
 
+/// How long a read waits for this server's reflector to reach the store.
+pub const REFLECTOR_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Settings of a control plane.
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
@@ -270,6 +273,22 @@ impl ControlPlane {
     /// The cluster's state as the store's watch last showed it.
     pub fn reflector(&self) -> &crate::reflector::Reflector {
         &self.reflector
+    }
+
+    /// Waits until the reflector holds every write the store had committed when called
+    /// (what a read that must see acknowledged writes needs); fails as unavailable (worth
+    /// retrying) if it does not within [`REFLECTOR_CATCH_UP`].
+    pub(crate) async fn reflector_caught_up(&self) -> Result<(), ControlError> {
+        if self
+            .reflector
+            .caught_up_with(self.store.as_ref(), REFLECTOR_CATCH_UP)
+            .await?
+        {
+            return Ok(());
+        }
+        Err(ControlError::Store(strata_store::StoreError::Unavailable(
+            "this server's view of the cluster is behind the store; ask again".into(),
+        )))
     }
 
     /// Nodes' per-service traffic.

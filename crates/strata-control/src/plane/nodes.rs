@@ -136,15 +136,7 @@ impl ControlPlane {
     /// write the store had committed when asked (read from the reflector's index of the
     /// node, not a listing).
     pub async fn assignments(&self, node: &NodeName) -> Result<Assignments, ControlError> {
-        if !self
-            .reflector
-            .caught_up_with(self.store.as_ref(), ASSIGNMENTS_CATCH_UP)
-            .await?
-        {
-            return Err(ControlError::Store(strata_store::StoreError::Unavailable(
-                "this server's view of the cluster is behind the store; ask again".into(),
-            )));
-        }
+        self.reflector_caught_up().await?;
         Ok(self.assignments_now(node))
     }
 
@@ -277,9 +269,6 @@ impl ControlPlane {
         Ok(())
     }
 }
-
-/// How long an assignments read waits for this server's reflector to reach the store.
-const ASSIGNMENTS_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The node record a registration makes of what was stored (`None`: a new node). A node
 /// that comes back with the epoch it had and was never declared down keeps it (and re-adopts

@@ -13,21 +13,10 @@ impl ControlPlane {
             .collect())
     }
 
+    /// Every instance with its last report, as of every write committed when asked.
     pub async fn instance_views(&self) -> Result<Vec<InstanceView>, ControlError> {
-        let instances: Vec<(Instance, u64)> = self.list(keys::INSTANCES).await?;
-        let mut statuses: BTreeMap<InstanceId, InstanceStatus> = self
-            .list::<InstanceStatus>(keys::STATUS)
-            .await?
-            .into_iter()
-            .map(|(s, _)| (s.id.clone(), s))
-            .collect();
-        Ok(instances
-            .into_iter()
-            .map(|(instance, _)| {
-                let status = statuses.remove(&instance.id);
-                InstanceView { instance, status }
-            })
-            .collect())
+        self.reflector_caught_up().await?;
+        Ok(self.reflector.read().views())
     }
 
     pub async fn service_status(

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_core::{keys, DesiredState, EventKind, Instance, InstanceId};
-use strata_store::{StoreError, Txn};
+use strata_store::Txn;
 use tokio::sync::Mutex;
 
 use crate::plane::{encode, ControlPlane};
@@ -35,9 +35,6 @@ pub const FULL_PASS: Duration = Duration::from_secs(10);
 /// How many instances one placement transaction creates (with an event each: within etcd's
 /// default limit of 128 operations per transaction).
 const PLACEMENT_BATCH: usize = 60;
-
-/// How long a pass waits for the reflector to reach the store's revision.
-const CATCH_UP: Duration = Duration::from_secs(5);
 
 /// Runs reconcile passes until the task is dropped.
 pub async fn run(plane: Arc<ControlPlane>) {
@@ -92,12 +89,9 @@ pub async fn reconcile_once(
     let reflector = plane.reflector();
     // The pass must see every write so far, its own last placements first of all: planning
     // on an older state would place them again.
-    if !reflector
-        .caught_up_with(plane.store().as_ref(), CATCH_UP)
-        .await?
-    {
+    if let Err(error) = plane.reflector_caught_up().await {
         memory.last_full = None;
-        return Err(StoreError::Unavailable("the reflector is behind the store".into()).into());
+        return Err(error);
     }
     let now = plane.now();
     let monotonic = plane.monotonic_ms();

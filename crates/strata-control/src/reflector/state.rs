@@ -433,6 +433,13 @@ impl ClusterState {
             .collect()
     }
 
+    /// Every instance with its last report, in id order.
+    pub fn views(&self) -> Vec<InstanceView> {
+        let mut ids: Vec<&InstanceId> = self.instances.keys().collect();
+        ids.sort();
+        ids.into_iter().filter_map(|id| self.view(id)).collect()
+    }
+
     /// Every service that has instances (a deleted service's may still be stopping).
     pub fn services_with_instances(&self) -> impl Iterator<Item = &ServiceKey> {
         self.by_service.keys()
