@@ -19,12 +19,15 @@
 //!
 //! # Revisions and transactions
 //!
-//! Every [`Store::txn`] is one redb write transaction committed with
+//! Every [`Store::txn`] is committed with
 //! [`Durability::Immediate`](redb::Durability::Immediate) (redb's default): it returns only
 //! once the commit is on disk. A transaction that changes something bumps the revision by
 //! exactly one and all its ops share that revision; one that changes nothing (only compares,
 //! deletes of absent keys) leaves the revision as it is and writes nothing. Writers are
-//! serialized; blocking redb calls run on tokio's blocking pool.
+//! serialized; transactions that arrive while a commit is under way are committed together
+//! by the next one (group commit, `group.rs`), each still at its own revision with its own
+//! outcome, so one disk sync serves them all. Blocking redb calls run on tokio's blocking
+//! pool.
 //!
 //! # Watches
 //!
@@ -45,6 +48,7 @@
 //! passed: their keys are deleted in one transaction (one revision, one `Delete` event each).
 
 mod codec;
+mod group;
 mod reaper;
 mod tables;
 mod watch;
@@ -118,6 +122,8 @@ struct Inner {
     /// Held from the start of a write transaction until its events are published, so that
     /// revisions are published in order.
     writer: Mutex<()>,
+    /// Transactions waiting for the next group commit.
+    queue: Mutex<group::Queue>,
     events: broadcast::Sender<Arc<Batch>>,
     /// Wakes the lease reaper: on grant (a nearer deadline) and on drop (to stop it).
     reaper: Arc<Notify>,
@@ -155,6 +161,7 @@ impl RedbStore {
             path,
             history: u64::try_from(options.history.max(1)).unwrap_or(u64::MAX),
             writer: Mutex::new(()),
+            queue: Mutex::default(),
             events,
             reaper: Arc::new(Notify::new()),
         });
@@ -256,9 +263,7 @@ impl Store for RedbStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
-        let (conflict, revision) = self
-            .blocking(move |inner| inner.write(|w| w.apply(txn)))
-            .await?;
+        let (conflict, revision) = group::commit(&self.inner, txn).await?;
         Ok(match conflict {
             Some(key) => TxnOutcome::Conflict { key },
             None => TxnOutcome::Committed(revision),

@@ -1,6 +1,6 @@
-//! Writes: one redb write transaction per change, which applies a [`Txn`] (or a lease
-//! operation), logs its events at the next revision, compacts the log and publishes the
-//! events to live watchers.
+//! Writes: a redb write transaction applies one [`Txn`] (or a lease operation), or a group of
+//! them queued meanwhile (`group.rs`), each at its own revision; it logs their events, compacts
+//! the log, commits once and publishes the events to live watchers.
 
 use std::sync::{Arc, PoisonError};
 
@@ -53,6 +53,62 @@ impl Inner {
             let _ = self.events.send(Arc::new(batch));
         }
         Ok((out, revision))
+    }
+
+    /// Applies `txns` in order, each at its own revision as if committed alone, in one redb
+    /// write transaction with one commit (group commit: one disk sync for all). Returns, for
+    /// each, its failed compare (if any) and the revision the store was at after it, or the
+    /// error that refused it (a dead lease: nothing of it was applied). Any other error fails
+    /// the whole group and writes nothing (the caller then commits each alone, so only the
+    /// transaction at fault fails).
+    pub(super) fn write_group(
+        &self,
+        txns: &[Txn],
+    ) -> Result<Vec<Result<(Option<String>, Revision), StoreError>>, StoreError> {
+        let _serialized = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let txn = self.db.begin_write().map_err(backend)?;
+        let mut results = Vec::with_capacity(txns.len());
+        let mut batches = Vec::new();
+        {
+            let mut w = Writer::open(&txn)?;
+            let mut log = txn.open_table(EVENTS).map_err(backend)?;
+            for one in txns {
+                match w.apply(one.clone()) {
+                    Ok(conflict) => {
+                        let revision = if w.events.is_empty() {
+                            w.revision - 1
+                        } else {
+                            let revision = w.revision;
+                            log.insert(revision, codec::encode_events(&w.events).as_slice())
+                                .map_err(backend)?;
+                            let events = std::mem::take(&mut w.events);
+                            batches.push(Batch { revision, events });
+                            w.revision += 1;
+                            revision
+                        };
+                        results.push(Ok((conflict, revision)));
+                    }
+                    Err(refused @ StoreError::LeaseNotFound(_)) => results.push(Err(refused)),
+                    Err(error) => return Err(error),
+                }
+            }
+            if let Some(last) = batches.last() {
+                w.meta
+                    .insert(META_REVISION, last.revision)
+                    .map_err(backend)?;
+                self.compact(&mut log, &mut w.meta, last.revision)?;
+            }
+        }
+        if batches.is_empty() {
+            txn.abort().map_err(backend)?;
+        } else {
+            txn.commit().map_err(backend)?;
+        }
+        for batch in batches {
+            // No receiver (no watch open) is not an error.
+            let _ = self.events.send(Arc::new(batch));
+        }
+        Ok(results)
     }
 
     /// Drops the oldest log entries once the log holds `history` plus some slack (a tenth
@@ -110,11 +166,24 @@ impl<'t> Writer<'t> {
 
     /// Applies `txn`: `None` if every compare held and the ops were applied, else the key of
     /// the first failed compare.
+    /// A put with a dead lease refuses the whole transaction before anything of it is
+    /// applied, so only the backend's own errors can leave it half done (and they fail the
+    /// redb transaction).
     pub(super) fn apply(&mut self, txn: Txn) -> Result<Option<String>, StoreError> {
         for compare in txn.compares {
             let at = read_kv(&self.kv, &compare.key)?.map_or(0, |kv| kv.mod_revision);
             if at != compare.mod_revision {
                 return Ok(Some(compare.key));
+            }
+        }
+        for op in &txn.ops {
+            if let Op::Put {
+                lease: Some(id), ..
+            } = op
+            {
+                if self.live_lease(*id)?.is_none() {
+                    return Err(StoreError::LeaseNotFound(*id));
+                }
             }
         }
         for op in txn.ops {
