@@ -17,6 +17,7 @@ use strata_runtime::exec::ExecDriver;
 use strata_runtime::Driver;
 
 use crate::client::{ClientError, ControlClient};
+use crate::status::Reported;
 
 /// The longest an assignments query is held open by the control plane when nothing changes.
 pub const ASSIGNMENTS_WAIT: Duration = Duration::from_secs(10);
@@ -235,6 +236,7 @@ impl Agent {
             advertise_host: config.advertise_host.clone(),
             drain_delay: config.drain_delay,
             mesh: config.mesh.clone(),
+            statuses: crate::status::StatusReporter::start(client.clone(), config.name.clone()),
         });
         let mut drivers: BTreeMap<DriverKind, Arc<dyn Driver>> = BTreeMap::new();
         drivers.insert(DriverKind::Exec, Arc::new(ExecDriver));
@@ -550,7 +552,7 @@ impl Agent {
                 updated_at: 0,
                 ready_since: None,
             };
-            if let Err(error) = self.client.report(&status).await {
+            if let Reported::Failed(error) = self.ctx.statuses.report(status).await {
                 tracing::debug!(%error, "status report failed");
             }
         }

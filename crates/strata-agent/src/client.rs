@@ -7,7 +7,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use strata_core::api::{
     Assignments, CertificateRequest, Heartbeat, HeartbeatAck, MetricsReport, NodeCertificate,
-    NodeEvent, RegisterNode, Registered, ShippedLogs,
+    NodeEvent, RegisterNode, Registered, ShippedLogs, StatusReports, StatusReportsStored,
 };
 use strata_core::{InstanceStatus, Node};
 use tokio::io::AsyncWriteExt;
@@ -247,6 +247,26 @@ impl ControlClient {
             })
             .await?;
         self.check("status report", response).await.map(|_| ())
+    }
+
+    /// Reports what node `node` observed of its instances, many at once.
+    pub async fn report_statuses(
+        &self,
+        node: &str,
+        report: &StatusReports,
+    ) -> Result<StatusReportsStored, ClientError> {
+        let response = self
+            .send(|http, base| {
+                http.put(format!("{base}/v1/nodes/{node}/status"))
+                    .timeout(Duration::from_secs(10))
+                    .json(report)
+            })
+            .await?;
+        self.check("status report", response)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.decode_error(e))
     }
 
     /// Opens the SSE watch of a prefix; yields once per change (the content is re-read through

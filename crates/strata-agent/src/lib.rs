@@ -13,13 +13,15 @@
 //! Modules: [`client`] (the control plane's API as the agent uses it), [`supervisor`] (one
 //! instance's lifecycle), [`health`] (checks), [`logs`] (the agent's own API serving logs),
 //! [`events`] (what the node observes, folded and sent to the event log), [`shipper`] (the
-//! last lines of every instance's log, kept by the control plane past the node's death).
+//! last lines of every instance's log, kept by the control plane past the node's death),
+//! [`status`] (instances' statuses, reported in batches).
 
 pub mod client;
 pub mod events;
 pub mod health;
 pub mod logs;
 pub mod shipper;
+pub mod status;
 pub mod supervisor;
 
 mod agent;

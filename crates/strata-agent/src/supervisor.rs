@@ -24,6 +24,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::client::ControlClient;
 use crate::health::{check, HealthTracker, Probe};
+use crate::status::Reported;
 
 /// Where an agent keeps things, under its data directory.
 #[derive(Debug, Clone)]
@@ -72,6 +73,8 @@ pub struct SupervisorContext {
     pub drain_delay: Duration,
     /// How instances reach the node's mesh proxy.
     pub mesh: Option<crate::agent::MeshAccess>,
+    /// Sends statuses to the control plane, batched with the node's other instances'.
+    pub statuses: crate::status::StatusReporter,
 }
 
 /// A running instance re-adopted after an agent restart.
@@ -180,13 +183,11 @@ impl Run {
     }
 
     async fn report(&mut self, status: &InstanceStatus) {
-        match self.ctx.client.report(status).await {
-            Ok(()) => self.reported = true,
-            Err(error) if error.is_not_found() => {
-                // No longer wanted: the sync loop will stop us; nothing to report to.
-                self.reported = true;
-            }
-            Err(error) => {
+        match self.ctx.statuses.report(status.clone()).await {
+            Reported::Stored => self.reported = true,
+            // No longer wanted: the sync loop will stop us; nothing to report to.
+            Reported::NotWanted => self.reported = true,
+            Reported::Failed(error) => {
                 self.reported = false;
                 tracing::warn!(instance = %status.id, %error, "status report failed; will retry");
             }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use strata_agent::client::ControlClient;
+use strata_agent::status::{Reported, StatusReporter};
 use strata_core::api::{CertificateRequest, DeployRequest, DeployService, RegisterNode};
 use strata_core::{DesiredState, InstanceId, InstanceState, InstanceStatus, NodeName, Resources};
 use strata_store::testing::EtcdServer;
@@ -72,6 +73,9 @@ fn args() -> Args {
     args
 }
 
+/// Status reports sent again after a failure.
+static RETRIED: AtomicUsize = AtomicUsize::new(0);
+
 /// Every call's latency, in microseconds, from every simulated node.
 type Latencies = Arc<Mutex<Histogram<u64>>>;
 
@@ -84,6 +88,8 @@ struct SimNode {
     alive: Arc<AtomicBool>,
     /// Its instances whose running report the server acknowledged (and not stopped since).
     serving: AtomicUsize,
+    /// Reports statuses in batches, as the agent does.
+    statuses: StatusReporter,
 }
 
 /// Joins as node `name`: the join token gets its credential, the credential its certificate,
@@ -126,11 +132,12 @@ async fn join(api: &str, join_token: &str, ca: &str, name: NodeName) -> SimNode 
         .await
         .expect("registered");
     SimNode {
-        name,
-        client,
+        name: name.clone(),
         epoch: node.epoch,
         alive: Arc::new(AtomicBool::new(true)),
         serving: AtomicUsize::new(0),
+        statuses: StatusReporter::start(client.clone(), name.clone()),
+        client,
     }
 }
 
@@ -193,11 +200,29 @@ async fn follow_assignments(node: Arc<SimNode>, args: Arc<Args>) {
                     tokio::time::sleep(start).await;
                 }
                 let report = status(&node, instance.id, state);
-                if node.client.report(&report).await.is_ok() {
-                    match state {
-                        InstanceState::Running => node.serving.fetch_add(1, Ordering::SeqCst),
-                        _ => node.serving.fetch_sub(1, Ordering::SeqCst),
-                    };
+                // As the agent does, a report that fails is sent again.
+                for attempt in 0..20 {
+                    match node.statuses.report(report.clone()).await {
+                        Reported::Stored => {
+                            match state {
+                                InstanceState::Running => {
+                                    node.serving.fetch_add(1, Ordering::SeqCst)
+                                }
+                                _ => node.serving.fetch_sub(1, Ordering::SeqCst),
+                            };
+                            break;
+                        }
+                        Reported::NotWanted => break,
+                        Reported::Failed(error) => {
+                            if RETRIED.fetch_add(1, Ordering::SeqCst) < 3 {
+                                eprintln!(
+                                    "{}: report failed (attempt {attempt}): {error}",
+                                    node.name
+                                );
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
                 }
             });
         }
@@ -416,6 +441,10 @@ async fn main() {
         None => None,
     };
 
+    println!(
+        "status reports sent again after a failure: {}",
+        RETRIED.load(Ordering::SeqCst)
+    );
     let json = serde_json::json!({
         "nodes": args.nodes,
         "instances": args.instances,

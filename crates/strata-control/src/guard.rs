@@ -133,6 +133,7 @@ pub fn route_action(
         | ("POST", "/v1/nodes/{name}/metrics")
         | ("POST", "/v1/nodes/{name}/logs")
         | ("POST", "/v1/nodes/{name}/certificate")
+        | ("PUT", "/v1/nodes/{name}/status")
         | ("GET", "/v1/nodes/{name}/assignments") => Action::ActAsNode { node: node() },
         ("POST", "/v1/nodes/{name}/drain") | ("POST", "/v1/nodes/{name}/undrain") => {
             Action::ManageNodes
@@ -164,6 +165,7 @@ pub fn audited(method: &Method, route: &str) -> bool {
             | "/v1/nodes/{name}/metrics"
             | "/v1/nodes/{name}/logs"
             | "/v1/instances/{id}/status"
+            | "/v1/nodes/{name}/status"
     );
     changes && !telemetry
 }

@@ -38,6 +38,7 @@ use crate::api;
         api::drain_node,
         api::undrain_node,
         api::assignments,
+        api::report_statuses,
         api::routes,
         api::leader,
         api::list_events,

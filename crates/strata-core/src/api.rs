@@ -201,6 +201,25 @@ pub struct HeartbeatAck {
     pub reregister: bool,
 }
 
+/// `PUT /v1/nodes/{name}/status`: what a node observed of its instances since its last
+/// report, many at once (at most [`StatusReports::MAX`]), in the order it observed them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusReports {
+    pub statuses: Vec<crate::InstanceStatus>,
+}
+
+impl StatusReports {
+    /// The most statuses one report carries.
+    pub const MAX: usize = 1_000;
+}
+
+/// The answer to [`StatusReports`]: the instances reported that are no longer wanted (or not
+/// on this node), which the node stops; every other status was stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusReportsStored {
+    pub not_wanted: Vec<crate::InstanceId>,
+}
+
 /// An instance an agent must run (or stop), with what it needs to run it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Assignment {

@@ -169,6 +169,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/nodes/{name}/drain", post(drain_node))
         .route("/v1/nodes/{name}/undrain", post(undrain_node))
         .route("/v1/nodes/{name}/assignments", get(assignments))
+        .route("/v1/nodes/{name}/status", put(report_statuses))
         .route("/v1/routes", get(routes))
         .route("/v1/leader", get(leader))
         .route("/v1/events", get(list_events))

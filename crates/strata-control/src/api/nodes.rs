@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use strata_core::api::{
     Assignments, CertificateRequest, ErrorBody, Heartbeat, HeartbeatAck, MetricsReport,
-    NodeCertificate, NodeEvent, RegisterNode, Registered, ShippedLogs,
+    NodeCertificate, NodeEvent, RegisterNode, Registered, ShippedLogs, StatusReports,
+    StatusReportsStored,
 };
 use strata_core::{InstanceId, InstanceStatus, Node, NodeName};
 
@@ -46,6 +47,37 @@ pub async fn report_status(
     }
     plane.report_status(status).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An agent reports what it observed of its instances since its last report, many at once.
+#[utoipa::path(put, path = "/v1/nodes/{name}/status", request_body = StatusReports,
+    params(("name" = String, Path, description = "the reporting node")),
+    responses((status = 200, body = StatusReportsStored), (status = 400, body = ErrorBody)))]
+pub async fn report_statuses(
+    State(plane): Plane,
+    ApiPath(name): ApiPath<NodeName>,
+    ApiJson(report): ApiJson<StatusReports>,
+) -> Result<Json<StatusReportsStored>, ControlError> {
+    if report.statuses.len() > StatusReports::MAX {
+        return Err(ControlError::bad_request(
+            format!(
+                "{} statuses in one report; at most {} are taken",
+                report.statuses.len(),
+                StatusReports::MAX
+            ),
+            Some("send them in several reports".to_string()),
+        ));
+    }
+    if let Some(other) = report.statuses.iter().find(|s| s.node != name) {
+        return Err(ControlError::Forbidden {
+            message: format!(
+                "node `{name}` may not report the status of instances on node `{}`",
+                other.node
+            ),
+            hint: "a node reports only its own instances".into(),
+        });
+    }
+    Ok(Json(plane.report_statuses(&name, report.statuses).await?))
 }
 
 /// Lists nodes.

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use strata_core::api::{
     default_host, Assignment, Assignments, DeployRequest, DeployResponse, DeployService,
-    DeployedService, RegisterNode, Route, RouteTable, ServiceStatus,
+    DeployedService, RegisterNode, Route, RouteTable, ServiceStatus, StatusReportsStored,
 };
 use strata_core::spec::{config_hash, DriverKind};
 use strata_core::{

@@ -179,57 +179,102 @@ impl ControlPlane {
     /// Stores an agent's report on an instance; records an event when its state changes.
     /// Fails with not-found if the instance is no longer wanted (the agent then stops it).
     pub async fn report_status(&self, status: InstanceStatus) -> Result<(), ControlError> {
-        let Some((instance, _)) = self.get::<Instance>(&keys::instance(&status.id)).await? else {
-            return Err(ControlError::not_found(
-                format!("instance `{}`", status.id),
-                Some("it is no longer wanted; stop it".to_string()),
-            ));
-        };
-        if instance.node != status.node {
-            return Err(ControlError::Conflict {
+        let (id, node) = (status.id.clone(), status.node.clone());
+        let stored = self.report_statuses(&node, vec![status]).await?;
+        if stored.not_wanted.is_empty() {
+            return Ok(());
+        }
+        match self.get::<Instance>(&keys::instance(&id)).await? {
+            Some((instance, _)) => Err(ControlError::Conflict {
                 message: format!(
-                    "instance `{}` belongs to node {}, not {}",
-                    status.id, instance.node, status.node
+                    "instance `{id}` belongs to node {}, not {node}",
+                    instance.node
                 ),
                 hint: Some("stop it".to_string()),
-            });
+            }),
+            None => Err(ControlError::not_found(
+                format!("instance `{id}`"),
+                Some("it is no longer wanted; stop it".to_string()),
+            )),
         }
-        let key = keys::status(&status.id);
-        let previous: Option<(InstanceStatus, u64)> = self.get(&key).await?;
-        let mut status = status;
-        // Healthy since when, by this plane's clock: kept across reports while it stays
-        // running, so `min_ready` measures an unbroken stretch.
-        status.ready_since = match (status.state, &previous) {
-            (InstanceState::Running, Some((p, _))) if p.state == InstanceState::Running => {
-                p.ready_since.or(Some(self.now()))
+    }
+
+    /// Stores what `node` reports of its instances, in order, in one transaction with an
+    /// event for each change of state. Statuses of instances no longer wanted, or placed on
+    /// another node, are not stored: the answer names them (the agent stops them).
+    pub async fn report_statuses(
+        &self,
+        node: &NodeName,
+        statuses: Vec<InstanceStatus>,
+    ) -> Result<StatusReportsStored, ControlError> {
+        let mut stored = StatusReportsStored::default();
+        // The latest status of each instance so far: the store's, then this report's own.
+        let mut latest: BTreeMap<InstanceId, Option<InstanceStatus>> = BTreeMap::new();
+        let mut instances: BTreeMap<InstanceId, Option<Instance>> = BTreeMap::new();
+        let mut txn = Txn::new();
+        let mut events = Vec::new();
+        for mut status in statuses {
+            if !instances.contains_key(&status.id) {
+                let found = self.get::<Instance>(&keys::instance(&status.id)).await?;
+                instances.insert(status.id.clone(), found.map(|(i, _)| i));
             }
-            (InstanceState::Running, _) => Some(self.now()),
-            _ => None,
-        };
-        self.store.put(&key, encode(&status)).await?;
-        let changed = previous.as_ref().map(|(p, _)| p.state) != Some(status.state);
-        if changed {
-            let kind = match status.state {
-                InstanceState::Running => EventKind::InstanceHealthy,
-                InstanceState::Backoff => EventKind::InstanceCrashed,
-                InstanceState::Unhealthy => EventKind::InstanceUnhealthy,
-                InstanceState::Failed => EventKind::InstanceFailed,
-                InstanceState::Stopped => EventKind::InstanceStopped,
-                InstanceState::Starting => EventKind::InstanceStarted,
-                InstanceState::Stopping => EventKind::InstanceStopping,
-                InstanceState::Pending => EventKind::InstancePending,
+            let instance = match &instances[&status.id] {
+                Some(instance) if instance.node == *node && status.node == *node => instance,
+                _ => {
+                    if !stored.not_wanted.contains(&status.id) {
+                        stored.not_wanted.push(status.id.clone());
+                    }
+                    continue;
+                }
             };
-            let mut event =
-                crate::event_log::event(kind, format!("{}: {}", status.id, status.message));
-            event.env = Some(instance.env.clone());
-            event.service = Some(instance.service.clone());
-            event.instance = Some(status.id.clone());
-            event.node = Some(status.node.clone());
-            event.actor = Actor::Agent(status.node.to_string());
-            self.event_log().record(event).await;
+            if !latest.contains_key(&status.id) {
+                let found = self
+                    .get::<InstanceStatus>(&keys::status(&status.id))
+                    .await?;
+                latest.insert(status.id.clone(), found.map(|(s, _)| s));
+            }
+            let previous = latest[&status.id].as_ref();
+            // Healthy since when, by this plane's clock: kept across reports while it stays
+            // running, so `min_ready` measures an unbroken stretch.
+            status.ready_since = match (status.state, previous) {
+                (InstanceState::Running, Some(p)) if p.state == InstanceState::Running => {
+                    p.ready_since.or(Some(self.now()))
+                }
+                (InstanceState::Running, _) => Some(self.now()),
+                _ => None,
+            };
+            if previous.map(|p| p.state) != Some(status.state) {
+                events.push(status_event(instance, &status));
+            }
+            txn = txn.put(keys::status(&status.id), encode(&status));
+            latest.insert(status.id.clone(), Some(status));
+        }
+        if txn.ops.is_empty() {
+            return Ok(stored);
+        }
+        let changed = !events.is_empty();
+        let logged: Vec<(EventKind, String)> =
+            events.iter().map(|e| (e.kind, e.message.clone())).collect();
+        for event in events {
+            txn = self.events.stage(txn, event);
+        }
+        match self.store.txn(txn).await? {
+            TxnOutcome::Committed(_) => {}
+            // Only an event's sequence number can have been taken meanwhile: send again.
+            TxnOutcome::Conflict { key } => {
+                return Err(ControlError::Conflict {
+                    message: format!("event {key} was written meanwhile"),
+                    hint: Some("report again".into()),
+                })
+            }
+        }
+        for (kind, message) in logged {
+            tracing::info!(%kind, node = %node, "{message}");
+        }
+        if changed {
             self.kick.notify_one();
         }
-        Ok(())
+        Ok(stored)
     }
 
     /// Marks an instance as no longer wanted (idempotent). Fails, rather than giving up
@@ -268,6 +313,27 @@ impl ControlPlane {
         }
         Ok(())
     }
+}
+
+/// The event telling that `instance` is now as `status` says.
+fn status_event(instance: &Instance, status: &InstanceStatus) -> Event {
+    let kind = match status.state {
+        InstanceState::Running => EventKind::InstanceHealthy,
+        InstanceState::Backoff => EventKind::InstanceCrashed,
+        InstanceState::Unhealthy => EventKind::InstanceUnhealthy,
+        InstanceState::Failed => EventKind::InstanceFailed,
+        InstanceState::Stopped => EventKind::InstanceStopped,
+        InstanceState::Starting => EventKind::InstanceStarted,
+        InstanceState::Stopping => EventKind::InstanceStopping,
+        InstanceState::Pending => EventKind::InstancePending,
+    };
+    let mut event = crate::event_log::event(kind, format!("{}: {}", status.id, status.message));
+    event.env = Some(instance.env.clone());
+    event.service = Some(instance.service.clone());
+    event.instance = Some(status.id.clone());
+    event.node = Some(status.node.clone());
+    event.actor = Actor::Agent(status.node.to_string());
+    event
 }
 
 /// The node record a registration makes of what was stored (`None`: a new node). A node
