@@ -8,7 +8,8 @@ use std::sync::{Arc, PoisonError};
 use tokio::sync::oneshot;
 
 use super::Inner;
-use crate::{Revision, StoreError, Txn};
+use super::writer::Applied;
+use crate::{StoreError, Txn};
 
 /// The most transactions one commit takes.
 const MAX_GROUP: usize = 512;
@@ -16,7 +17,7 @@ const MAX_GROUP: usize = 512;
 /// A transaction waiting for a commit, and who waits for its outcome.
 pub(super) struct Queued {
     txn: Txn,
-    done: oneshot::Sender<Result<(Option<String>, Revision), StoreError>>,
+    done: oneshot::Sender<Result<Applied, StoreError>>,
 }
 
 /// Transactions waiting, and whether a committer is running.
@@ -31,7 +32,7 @@ pub(super) struct Queue {
 pub(super) async fn commit(
     inner: &Arc<Inner>,
     txn: Txn,
-) -> Result<(Option<String>, Revision), StoreError> {
+) -> Result<Applied, StoreError> {
     let (done, outcome) = oneshot::channel();
     let start_committer = {
         let mut queue = inner.queue.lock().unwrap_or_else(PoisonError::into_inner);

@@ -64,7 +64,7 @@ impl Inner {
     pub(super) fn write_group(
         &self,
         txns: &[Txn],
-    ) -> Result<Vec<Result<(Option<String>, Revision), StoreError>>, StoreError> {
+    ) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
         let _serialized = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let txn = self.db.begin_write().map_err(backend)?;
         let mut results = Vec::with_capacity(txns.len());
@@ -133,6 +133,10 @@ impl Inner {
         Ok(())
     }
 }
+/// What applying one [`Txn`] came to: its failed compare (if any) and the revision the store
+/// was at after it.
+pub(super) type Applied = (Option<String>, Revision);
+
 /// The tables of one write transaction, and the changes it has made so far.
 pub(super) struct Writer<'t> {
     kv: Table<'t, &'static str, &'static [u8]>,
