@@ -118,39 +118,22 @@ fn mebibytes(bytes: u64) -> String {
 /// Chooses a node for each of `count` new instances, updating the views as it goes (so two
 /// instances spread, and resources are counted). Returns node names in placement order, or the
 /// nodes placed so far with the reasons the rest could not be.
+///
+/// The ranking is the scan's (fewest instances of the service on the node, then in its zone,
+/// then least free memory, then name) without scanning every node for every instance: the
+/// feasible nodes are filtered once and kept ranked per zone (a zone's load is the same for all
+/// its nodes), so each instance costs a look at each zone's best node and one re-ranking of
+/// the node chosen: O(nodes + count x (zones + log nodes)), as Nomad's limit-and-rank
+/// iterators avoid ranking every node.
 pub fn place(
     nodes: &mut [NodeView],
     demand: &Demand,
     count: usize,
 ) -> Result<Vec<NodeName>, (Vec<NodeName>, PlacementError)> {
+    let mut ranking = Ranking::new(nodes, demand);
     let mut chosen = Vec::with_capacity(count);
     for _ in 0..count {
-        let mut zone_load: BTreeMap<&str, u32> = BTreeMap::new();
-        for node in nodes.iter() {
-            if let Some(zone) = node.zone() {
-                *zone_load.entry(zone).or_default() += node.instances_of_service;
-            }
-        }
-        let best = nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, node)| refusal(node, demand).is_none())
-            .min_by_key(|(_, node)| {
-                let zone = node
-                    .zone()
-                    .and_then(|z| zone_load.get(z))
-                    .copied()
-                    .unwrap_or(0);
-                let free_after = node.free().memory_bytes - demand.resources.memory_bytes;
-                (
-                    node.instances_of_service,
-                    zone,
-                    free_after,
-                    node.name.clone(),
-                )
-            })
-            .map(|(index, _)| index);
-        let Some(index) = best else {
+        let Some(index) = ranking.take_best() else {
             let refusals = nodes
                 .iter()
                 .filter_map(|node| refusal(node, demand).map(|why| (node.name.clone(), why)))
@@ -170,8 +153,113 @@ pub fn place(
                 .insert(port, "another instance placed now".to_string());
         }
         chosen.push(node.name.clone());
+        ranking.placed(nodes, index, demand);
     }
     Ok(chosen)
+}
+
+/// A feasible node's rank within its zone: instances of the service on it, free memory after
+/// one more instance, its name's rank, its index.
+type Rank = (u32, u64, usize, usize);
+
+/// The feasible nodes, ranked within each zone.
+struct Ranking {
+    zones: Vec<Zone>,
+    /// Each node's zone (an index into `zones`).
+    zone_of: Vec<usize>,
+    /// Each node's position in name order (the last tie-breaker).
+    name_rank: Vec<usize>,
+}
+
+struct Zone {
+    /// Instances of the service on all the zone's nodes, feasible or not (0, and never
+    /// counted, for the nodes with no zone).
+    load: u32,
+    counted: bool,
+    ranked: std::collections::BTreeSet<Rank>,
+}
+
+impl Ranking {
+    fn new(nodes: &[NodeView], demand: &Demand) -> Ranking {
+        let mut by_name: Vec<usize> = (0..nodes.len()).collect();
+        by_name.sort_by(|a, b| nodes[*a].name.cmp(&nodes[*b].name));
+        let mut name_rank = vec![0; nodes.len()];
+        for (rank, index) in by_name.into_iter().enumerate() {
+            name_rank[index] = rank;
+        }
+        // Zone 0 holds the nodes without a zone.
+        let mut zones = vec![Zone {
+            load: 0,
+            counted: false,
+            ranked: Default::default(),
+        }];
+        let mut zone_ids: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut zone_of = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let zone = match node.zone() {
+                None => 0,
+                Some(name) => *zone_ids.entry(name).or_insert_with(|| {
+                    zones.push(Zone {
+                        load: 0,
+                        counted: true,
+                        ranked: Default::default(),
+                    });
+                    zones.len() - 1
+                }),
+            };
+            if zones[zone].counted {
+                zones[zone].load += node.instances_of_service;
+            }
+            zone_of.push(zone);
+        }
+        let mut ranking = Ranking {
+            zones,
+            zone_of,
+            name_rank,
+        };
+        for (index, node) in nodes.iter().enumerate() {
+            ranking.rank(node, index, demand);
+        }
+        ranking
+    }
+
+    /// Ranks `node` in its zone if it can take one more instance.
+    fn rank(&mut self, node: &NodeView, index: usize, demand: &Demand) {
+        if refusal(node, demand).is_some() {
+            return;
+        }
+        let free_after = node.free().memory_bytes - demand.resources.memory_bytes;
+        let rank = (
+            node.instances_of_service,
+            free_after,
+            self.name_rank[index],
+            index,
+        );
+        self.zones[self.zone_of[index]].ranked.insert(rank);
+    }
+
+    /// Takes the best feasible node out of the ranking: its index.
+    fn take_best(&mut self) -> Option<usize> {
+        let (zone, rank) = self
+            .zones
+            .iter()
+            .enumerate()
+            .filter_map(|(z, zone)| zone.ranked.first().map(|rank| (z, zone.load, *rank)))
+            .min_by_key(|(_, load, (ios, free_after, name, _))| (*ios, *load, *free_after, *name))
+            .map(|(z, _, rank)| (z, rank))?;
+        self.zones[zone].ranked.remove(&rank);
+        Some(rank.3)
+    }
+
+    /// One more instance is on node `index` (taken out by `take_best`): count it in its zone
+    /// and rank the node again if it can take another.
+    fn placed(&mut self, nodes: &[NodeView], index: usize, demand: &Demand) {
+        let zone = &mut self.zones[self.zone_of[index]];
+        if zone.counted {
+            zone.load += 1;
+        }
+        self.rank(&nodes[index], index, demand);
+    }
 }
 
 #[cfg(test)]
@@ -362,5 +450,94 @@ mod tests {
             error.to_string(),
             "placed 0 of 1 instances; node a: port 8080 is held by instance web-1-abc (dev/web release 1)"
         );
+    }
+
+    /// The ranking as a scan of every node for every instance: what `place` must decide.
+    fn place_by_scan(nodes: &mut [NodeView], demand: &Demand, count: usize) -> Vec<NodeName> {
+        let mut chosen = Vec::new();
+        for _ in 0..count {
+            let mut zone_load: BTreeMap<&str, u32> = BTreeMap::new();
+            for node in nodes.iter() {
+                if let Some(zone) = node.zone() {
+                    *zone_load.entry(zone).or_default() += node.instances_of_service;
+                }
+            }
+            let best = nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, node)| refusal(node, demand).is_none())
+                .min_by_key(|(_, node)| {
+                    let zone = node.zone().and_then(|z| zone_load.get(z)).copied();
+                    let free_after = node.free().memory_bytes - demand.resources.memory_bytes;
+                    (
+                        node.instances_of_service,
+                        zone.unwrap_or(0),
+                        free_after,
+                        node.name.clone(),
+                    )
+                })
+                .map(|(index, _)| index);
+            let Some(index) = best else { break };
+            let node = &mut nodes[index];
+            node.allocated = node.allocated + demand.resources;
+            node.instances_of_service += 1;
+            if let Some(port) = demand.static_port {
+                node.static_ports
+                    .insert(port, "another instance placed now".to_string());
+            }
+            chosen.push(node.name.clone());
+        }
+        chosen
+    }
+
+    /// Random fleets (zones, no zone, busy, full, down, other drivers, held ports) and
+    /// demands: the indexed ranking places exactly where the scan would, in the same order.
+    #[test]
+    fn the_indexed_ranking_decides_as_the_scan_of_every_node() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(22);
+        for case in 0..300 {
+            let count_nodes = rng.gen_range(0..40);
+            let nodes: Vec<NodeView> = (0..count_nodes)
+                .map(|i| {
+                    let zone = ["z1", "z2", "z3", ""][rng.gen_range(0..4)];
+                    let name: &'static str =
+                        Box::leak(format!("n{:02}", (i * 7) % 40).into_boxed_str());
+                    let mut n = node(name, zone, rng.gen_range(0..4000), rng.gen_range(0..4096));
+                    if zone.is_empty() {
+                        n.labels.clear();
+                    }
+                    n.instances_of_service = rng.gen_range(0..3);
+                    n.allocated.memory_bytes = rng.gen_range(0..512) * MI;
+                    if rng.gen_bool(0.1) {
+                        n.state = NodeState::Down;
+                    }
+                    if rng.gen_bool(0.1) {
+                        n.drivers = vec![DriverKind::Wasm];
+                    }
+                    if rng.gen_bool(0.1) {
+                        n.static_ports.insert(8080, "someone".into());
+                    }
+                    n
+                })
+                .collect();
+            let mut want = demand(rng.gen_range(0..500), rng.gen_range(0..600));
+            if rng.gen_bool(0.2) {
+                want.static_port = Some(8080);
+            }
+            let count = rng.gen_range(0..60);
+            let mut by_index = nodes.clone();
+            let mut by_scan = nodes;
+            let placed = match place(&mut by_index, &want, count) {
+                Ok(placed) => placed,
+                Err((placed, error)) => {
+                    assert_eq!(error.placed, placed.len(), "case {case}");
+                    placed
+                }
+            };
+            let scanned = place_by_scan(&mut by_scan, &want, count);
+            assert_eq!(placed, scanned, "case {case}");
+            assert_eq!(by_index, by_scan, "case {case}");
+        }
     }
 }
