@@ -449,6 +449,8 @@ impl Agent {
     /// [`ASSIGNMENTS_WAIT`] regardless, which also restarts what finished meanwhile).
     async fn sync_loop(self: Arc<Self>) {
         let mut index: Option<u64> = None;
+        // What the node must run, as last read (a blocking query answers with changes only).
+        let mut held: HashMap<strata_core::InstanceId, Assignment> = HashMap::new();
         loop {
             let asked = tokio::time::Instant::now();
             let answer = match index {
@@ -464,8 +466,18 @@ impl Agent {
                     // A server that does not block (an older one) answers at once with
                     // nothing new: ask it only every second.
                     let unchanged = index == Some(found.revision);
-                    index = Some(found.revision);
-                    self.sync(found.assignments).await;
+                    let revision = found.revision;
+                    let Some(assignments) = found.merged_with(&held) else {
+                        // It names an instance this node never got: read everything.
+                        index = None;
+                        continue;
+                    };
+                    index = Some(revision);
+                    held = assignments
+                        .iter()
+                        .map(|a| (a.instance.id.clone(), a.clone()))
+                        .collect();
+                    self.sync(assignments).await;
                     if unchanged && asked.elapsed() < Duration::from_millis(50) {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }

@@ -179,6 +179,7 @@ async fn follow_assignments(node: Arc<SimNode>, args: Arc<Args>) {
         if !node.alive.load(Ordering::SeqCst) {
             return;
         }
+        // Only what changed comes in full; what did not is acted on already.
         for assignment in assigned.assignments {
             let instance = assignment.instance;
             if instance.node_epoch != node.epoch {

@@ -1,6 +1,7 @@
 //! What a node's agent and the control plane say to each other at fleet scale, against a real
 //! plane on a real (embedded) store: the blocking assignments query answers when the node's
-//! own instances change and not for another node's; statuses reported many at once are
+//! own instances change (and not for another node's) with the change in full and the rest by
+//! id; statuses reported many at once are
 //! stored in order, with one event per change, and the ones not wanted on the node are named.
 
 use std::sync::Arc;
@@ -45,6 +46,49 @@ async fn put(plane: &ControlPlane, instance: &Instance) -> u64 {
         .unwrap()
 }
 
+fn ids(assignments: &[strata_core::api::Assignment]) -> Vec<&str> {
+    assignments.iter().map(|a| a.instance.id.as_str()).collect()
+}
+
+/// Release 1 of dev/web and its config version 1.
+async fn store_release(plane: &ControlPlane) {
+    let spec = strata_core::spec::parse("t.toml", "[service.web]\ncommand = [\"x\"]\n")
+        .unwrap()
+        .services
+        .remove(0);
+    let release = strata_core::Release {
+        env: EnvName::from_static("dev"),
+        service: ServiceName::from_static("web"),
+        number: 1,
+        artifact_digest: None,
+        config_version: 1,
+        spec_hash: String::new(),
+        spec,
+        created_at: 0,
+    };
+    let config = strata_core::ConfigVersion {
+        env: EnvName::from_static("dev"),
+        service: ServiceName::from_static("web"),
+        version: 1,
+        values: Default::default(),
+        hash: String::new(),
+        created_at: 0,
+    };
+    let store = plane.store();
+    let release_key = keys::release("dev", "web", 1);
+    store
+        .put(&release_key, serde_json::to_vec(&release).unwrap())
+        .await
+        .unwrap();
+    store
+        .put(
+            &keys::config("dev", "web", 1),
+            serde_json::to_vec(&config).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
 fn status(id: &str, node: &str, state: InstanceState) -> InstanceStatus {
     InstanceStatus {
         id: InstanceId::new(id).unwrap(),
@@ -65,9 +109,14 @@ async fn a_blocking_assignments_query_answers_for_its_own_node_only() {
     let dir = tempfile::tempdir().unwrap();
     let plane = plane(dir.path()).await;
     let n1 = NodeName::from_static("n1");
-    // No release or config is stored: the answer's assignments are empty, its revision is
-    // what matters here.
+    store_release(&plane).await;
+    put(&plane, &instance("a-0", "n1", DesiredState::Running)).await;
     let first = plane.assignments(&n1).await.unwrap();
+    assert_eq!(ids(&first.assignments), ["a-0"]);
+    assert!(
+        first.unchanged.is_empty(),
+        "a full read names no instance by id"
+    );
     let waiting = {
         let plane = plane.clone();
         let n1 = n1.clone();
@@ -76,7 +125,7 @@ async fn a_blocking_assignments_query_answers_for_its_own_node_only() {
             let answer = plane
                 .assignments_after(&n1, first.revision, Duration::from_secs(10))
                 .await;
-            (asked.elapsed(), answer.revision)
+            (asked.elapsed(), answer)
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -85,12 +134,24 @@ async fn a_blocking_assignments_query_answers_for_its_own_node_only() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "n2's change answered n1's query");
     let written = put(&plane, &instance("a-1", "n1", DesiredState::Running)).await;
-    let (waited, revision) = tokio::time::timeout(Duration::from_secs(5), waiting)
+    let (waited, answer) = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
         .expect("n1's change answers at once")
         .unwrap();
+    let revision = answer.revision;
     assert!(revision >= written, "{revision} < {written}");
     assert!(waited < Duration::from_secs(5), "{waited:?}");
+    // Only the change comes in full; the rest by id, and merged it is the whole set.
+    assert_eq!(ids(&answer.assignments), ["a-1"]);
+    assert_eq!(answer.unchanged, [InstanceId::from_static("a-0")]);
+    let held = first
+        .assignments
+        .iter()
+        .map(|a| (a.instance.id.clone(), a.clone()))
+        .collect();
+    let whole = answer.clone().merged_with(&held).unwrap();
+    assert_eq!(ids(&whole), ["a-1", "a-0"]);
+    assert!(answer.merged_with(&Default::default()).is_none());
     // Nothing changes: the query ends after its wait, with the same revision.
     let asked = Instant::now();
     let idle = plane

@@ -232,7 +232,29 @@ pub struct Assignment {
 pub struct Assignments {
     /// The store revision the assignments were read at.
     pub revision: u64,
+    /// Every instance of the node; to a blocking query (`index` given), only those changed
+    /// after `index`.
     pub assignments: Vec<Assignment>,
+    /// To a blocking query: the node's other instances, unchanged since `index` (the caller
+    /// has them as it last got them). Empty to a full read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchanged: Vec<crate::InstanceId>,
+}
+
+impl Assignments {
+    /// The node's whole set, given the one the caller held (by instance id): what changed
+    /// with what did not. `None` if an instance said to be unchanged is not in `held` (read
+    /// everything again).
+    pub fn merged_with(
+        self,
+        held: &std::collections::HashMap<crate::InstanceId, Assignment>,
+    ) -> Option<Vec<Assignment>> {
+        let mut all = self.assignments;
+        for id in self.unchanged {
+            all.push(held.get(&id)?.clone());
+        }
+        Some(all)
+    }
 }
 
 /// `PUT /v1/envs/{env}/services/{service}/scale`: a count and/or autoscaling bounds, by hand.

@@ -142,8 +142,9 @@ impl ControlPlane {
 
     /// A blocking query (as Nomad's clients make for their allocations): waits at most
     /// `wait` until what `node` must run changed after `index` (the `revision` of the
-    /// assignments the node holds), then answers with its assignments. An agent holds one
-    /// open instead of watching every instance of the cluster.
+    /// assignments the node holds), then answers with what changed since `index` in full and
+    /// the rest by id. An agent holds one open instead of watching every instance of the
+    /// cluster, and a change costs an answer the size of the change.
     pub async fn assignments_after(
         &self,
         node: &NodeName,
@@ -151,28 +152,44 @@ impl ControlPlane {
         wait: std::time::Duration,
     ) -> Assignments {
         self.reflector.node_changed_after(node, index, wait).await;
-        self.assignments_now(node)
+        self.assignments_since(node, index)
     }
 
     /// What `node` must run, as the reflector holds it now.
     fn assignments_now(&self, node: &NodeName) -> Assignments {
+        self.assignments_since(node, 0)
+    }
+
+    /// What `node` must run: in full, the instances written after `index` (all, for 0); by
+    /// id, the others.
+    fn assignments_since(&self, node: &NodeName, index: u64) -> Assignments {
         let state = self.reflector.read();
-        let assignments = state
-            .instances_on(node)
-            .filter_map(|instance| {
-                let release = state.release(&instance.env, &instance.service, instance.release)?;
-                let config =
-                    state.config(&instance.env, &instance.service, release.config_version)?;
-                Some(Assignment {
-                    instance: instance.clone(),
-                    release: release.as_ref().clone(),
-                    config: config.as_ref().clone(),
-                })
-            })
-            .collect();
+        let mut assignments = Vec::new();
+        let mut unchanged = Vec::new();
+        for (instance, revision) in state.instances_on(node) {
+            if revision <= index {
+                unchanged.push(instance.id.clone());
+                continue;
+            }
+            let Some(release) = state.release(&instance.env, &instance.service, instance.release)
+            else {
+                continue;
+            };
+            let Some(config) =
+                state.config(&instance.env, &instance.service, release.config_version)
+            else {
+                continue;
+            };
+            assignments.push(Assignment {
+                instance: instance.clone(),
+                release: release.as_ref().clone(),
+                config: config.as_ref().clone(),
+            });
+        }
         Assignments {
             revision: state.revision(),
             assignments,
+            unchanged,
         }
     }
 

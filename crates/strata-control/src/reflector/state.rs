@@ -414,13 +414,20 @@ impl ClusterState {
         self.instances.len()
     }
 
-    /// The instances placed on `node`, in id order.
-    pub fn instances_on<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Instance> + 'a {
+    /// The instances placed on `node`, in id order, each with the revision it was last
+    /// written at.
+    pub fn instances_on<'a>(
+        &'a self,
+        node: &str,
+    ) -> impl Iterator<Item = (&'a Instance, Revision)> + 'a {
         self.by_node
             .get(node)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.instances.get(id).map(|h| &h.instance.value))
+            .filter_map(|id| {
+                let held = self.instances.get(id)?;
+                Some((&held.instance.value, held.instance.revision))
+            })
     }
 
     /// The instances of `service` with their last reports, in id order.

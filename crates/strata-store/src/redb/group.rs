@@ -7,8 +7,8 @@ use std::sync::{Arc, PoisonError};
 
 use tokio::sync::oneshot;
 
-use super::Inner;
 use super::writer::Applied;
+use super::Inner;
 use crate::{StoreError, Txn};
 
 /// The most transactions one commit takes.
@@ -29,10 +29,7 @@ pub(super) struct Queue {
 
 /// Applies `txn` in the next group commit; its failed compare (if any) and the revision after
 /// it.
-pub(super) async fn commit(
-    inner: &Arc<Inner>,
-    txn: Txn,
-) -> Result<Applied, StoreError> {
+pub(super) async fn commit(inner: &Arc<Inner>, txn: Txn) -> Result<Applied, StoreError> {
     let (done, outcome) = oneshot::channel();
     let start_committer = {
         let mut queue = inner.queue.lock().unwrap_or_else(PoisonError::into_inner);

@@ -100,7 +100,7 @@ fn the_indexes_follow_instances_between_nodes_and_services() {
     let on = |state: &ClusterState, node| {
         state
             .instances_on(node)
-            .map(|i| i.id.to_string())
+            .map(|(i, _)| i.id.to_string())
             .collect::<Vec<_>>()
     };
     assert_eq!(on(&state, "n1"), ["a", "b"]);
