@@ -112,6 +112,15 @@ pub async fn reconcile_once(
             every_service(&state)
         } else {
             let mut some: Vec<ServiceKey> = dirty.services.into_iter().chain(due).collect();
+            if dirty.nodes {
+                // A node came or changed: what could not be placed may fit now.
+                some.extend(memory.placement_errors.keys().filter_map(|key| {
+                    let mut parts = key.split('/');
+                    let env = strata_core::EnvName::new(parts.next()?).ok()?;
+                    let name = strata_core::ServiceName::new(parts.next()?).ok()?;
+                    Some((env, name))
+                }));
+            }
             some.sort();
             some.dedup();
             some

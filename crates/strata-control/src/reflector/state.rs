@@ -44,14 +44,17 @@ pub struct NodeLoad {
 /// Which services a change concerns, for the reconciler's work queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dirty {
-    /// A change that can concern any service (a node's): plan every one.
+    /// Plan every service (the state was listed anew).
     pub all: bool,
+    /// A node came, went or changed: besides its instances' services (in `services`), the
+    /// services some of whose instances could not be placed may fit now.
+    pub nodes: bool,
     pub services: BTreeSet<ServiceKey>,
 }
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
-        !self.all && self.services.is_empty()
+        !self.all && !self.nodes && self.services.is_empty()
     }
 }
 
@@ -161,7 +164,7 @@ impl ClusterState {
                 {
                     return;
                 }
-                self.dirty.all = true;
+                self.node_changed_services(&node.name);
                 self.nodes.insert(
                     node.name.clone(),
                     Versioned {
@@ -225,7 +228,7 @@ impl ClusterState {
         } else if let Some(name) = key.strip_prefix(keys::NODES) {
             if self.nodes.get(name).is_some_and(|n| n.revision < revision) {
                 self.nodes.remove(name);
-                self.dirty.all = true;
+                self.node_changed_services(name);
             }
         } else if key.starts_with(keys::SERVICES) {
             let found = self
@@ -324,6 +327,24 @@ impl ClusterState {
                 }
             }
         }
+    }
+
+    /// A node changed: its instances' services need planning, and so may any service short
+    /// of instances (see [`Dirty::nodes`]).
+    fn node_changed_services(&mut self, node: &str) {
+        self.dirty.nodes = true;
+        let services: Vec<ServiceKey> = self
+            .by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.instances.get(id))
+            .map(|held| {
+                let i = &held.instance.value;
+                (i.env.clone(), i.service.clone())
+            })
+            .collect();
+        self.dirty.services.extend(services);
     }
 
     fn mark_instance_service(&mut self, id: &str) {

@@ -146,7 +146,7 @@ fn a_status_joins_its_instance_and_dirties_its_service() {
 }
 
 #[test]
-fn a_node_change_dirties_every_service_and_a_relisting_touches_every_node() {
+fn a_node_change_dirties_its_instances_services_and_a_relisting_touches_every_node() {
     let node = Node {
         name: NodeName::from_static("n1"),
         agent_url: String::new(),
@@ -161,14 +161,31 @@ fn a_node_change_dirties_every_service_and_a_relisting_touches_every_node() {
         registered_at: 0,
     };
     let mut state = state_of(&[put(keys::node("n1"), &node, 3)]);
-    assert!(state.take_dirty().all);
-    assert_eq!(state.node("n1").map(|n| n.revision), Some(3));
+    let dirty = state.take_dirty();
+    assert!(
+        dirty.nodes && !dirty.all && dirty.services.is_empty(),
+        "{dirty:?}"
+    );
+    // With an instance on it, a change of the node concerns that instance's service.
+    state.apply(&placed(
+        &instance("a", "web", "n1", DesiredState::Running),
+        4,
+    ));
+    state.take_dirty();
+    let mut down = node.clone();
+    down.state = NodeState::Down;
+    state.apply(&put(keys::node("n1"), &down, 5));
+    let dirty = state.take_dirty();
+    assert!(dirty.nodes, "{dirty:?}");
+    assert_eq!(dirty.services.into_iter().collect::<Vec<_>>(), [web()]);
+    assert_eq!(state.node("n1").map(|n| n.revision), Some(5));
     state.touch_everything(40);
     assert_eq!(state.node_changed("n1"), 40);
     assert_eq!(
         state.take_touched_nodes().into_iter().collect::<Vec<_>>(),
         [NodeName::from_static("n1")]
     );
+    assert!(state.take_dirty().all);
     state.apply(&delete(keys::node("n1"), 41));
     assert!(state.node("n1").is_none());
 }
