@@ -428,11 +428,15 @@ impl Agent {
     async fn heartbeat_loop(self: Arc<Self>) {
         let mut ticker = tokio::time::interval(self.config.heartbeat_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heartbeater = crate::beats::Heartbeater::new(self.config.token.as_deref());
         loop {
             ticker.tick().await;
             let epoch = self.epoch.load(Ordering::SeqCst);
-            match self.client.heartbeat(&self.config.name, epoch).await {
-                Ok(ack) if ack.reregister => {
+            match heartbeater
+                .beat(&self.client, &self.config.name, epoch)
+                .await
+            {
+                Ok(Some(ack)) if ack.reregister => {
                     tracing::warn!("control plane asks this node to register again");
                     if let Err(error) = self.register_once().await {
                         tracing::warn!(%error, "re-registration failed");

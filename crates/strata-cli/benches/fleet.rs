@@ -1,12 +1,13 @@
 //! The fleet simulator (issue 22): N simulated nodes in this process speak the real agent
 //! protocol, through the real client (`strata_agent::client::ControlClient`), to a real
 //! `strata server`: each joins with the join token, gets its node certificate from a CSR,
-//! registers, heartbeats, holds its blocking assignments query open (`--sync-ms` is its
+//! registers, heartbeats (by datagram as agents do, with an HTTP beat a second; over HTTP
+//! only with `--http-beats`), holds its blocking assignments query open (`--sync-ms` is its
 //! longest wait) and reports its instances' status. Instances
 //! are simulated: a node reports one running `--start-ms` after it first sees it assigned.
 //!
 //!   cargo bench -p strata-cli --bench fleet -- [--nodes 100] [--instances 1000]
-//!       [--store etcd] [--heartbeat-ms 100] [--sync-ms 10000] [--start-ms 50]
+//!       [--store etcd] [--heartbeat-ms 100] [--sync-ms 10000] [--start-ms 50] [--http-beats]
 //!
 //! It prints what it measured and, last, one JSON object (`nodes`, `instances`, `register_s`,
 //! `place_ack_s`, `failover_s`, `server_cpu_pct`, `server_rss_mib`, `api_p99_ms`) so scripts
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use strata_agent::beats::Heartbeater;
 use strata_agent::client::ControlClient;
 use strata_agent::status::{Reported, StatusReporter};
 use strata_core::api::{CertificateRequest, DeployRequest, DeployService, RegisterNode};
@@ -36,6 +38,8 @@ struct Args {
     heartbeat: Duration,
     sync: Duration,
     start: Duration,
+    /// Beat over HTTP only (no datagrams), to compare.
+    http_beats: bool,
 }
 
 fn args() -> Args {
@@ -46,6 +50,7 @@ fn args() -> Args {
         heartbeat: Duration::from_millis(100),
         sync: Duration::from_millis(10_000),
         start: Duration::from_millis(50),
+        http_beats: false,
     };
     let given: Vec<String> = std::env::args().skip(1).collect();
     let mut words = given.iter();
@@ -62,6 +67,7 @@ fn args() -> Args {
             "--heartbeat-ms" => args.heartbeat = Duration::from_millis(number()),
             "--sync-ms" => args.sync = Duration::from_millis(number()),
             "--start-ms" => args.start = Duration::from_millis(number()),
+            "--http-beats" => args.http_beats = true,
             "--store" => {
                 args.etcd = words.next().map(String::as_str) == Some("etcd");
             }
@@ -84,6 +90,8 @@ struct SimNode {
     name: NodeName,
     client: ControlClient,
     epoch: u64,
+    /// Its credential (the key of its heartbeat datagrams).
+    credential: String,
     /// Heartbeats and syncs only while alive; cleared to simulate its death.
     alive: Arc<AtomicBool>,
     /// Its instances whose running report the server acknowledged (and not stopped since).
@@ -132,6 +140,7 @@ async fn join(api: &str, join_token: &str, ca: &str, name: NodeName) -> SimNode 
         .await
         .expect("registered");
     SimNode {
+        credential,
         name: name.clone(),
         epoch: node.epoch,
         alive: Arc::new(AtomicBool::new(true)),
@@ -146,9 +155,11 @@ async fn join(api: &str, join_token: &str, ca: &str, name: NodeName) -> SimNode 
 /// each new instance running `args.start` after it sees it (stopped ones stopped).
 async fn run(node: Arc<SimNode>, args: Arc<Args>, latencies: Latencies) {
     tokio::spawn(follow_assignments(node.clone(), args.clone()));
+    let mut heartbeater = Heartbeater::new((!args.http_beats).then_some(node.credential.as_str()));
     while node.alive.load(Ordering::SeqCst) {
         let beat = Instant::now();
-        if node.client.heartbeat(&node.name, node.epoch).await.is_ok() {
+        if let Ok(Some(_)) = heartbeater.beat(&node.client, &node.name, node.epoch).await {
+            // An HTTP beat: the API's latency.
             let micros = beat.elapsed().as_micros() as u64;
             let _ = latencies.lock().unwrap().record(micros.max(1));
         }
@@ -335,11 +346,12 @@ async fn main() {
     let admin = server.api_client();
     let latencies: Latencies = Arc::new(Mutex::new(Histogram::new(3).unwrap()));
     println!(
-        "fleet: {} nodes, {} instances, {} store; heartbeat {:?}, sync {:?}, start {:?}",
+        "fleet: {} nodes, {} instances, {} store; heartbeat {:?} ({}), sync {:?}, start {:?}",
         args.nodes,
         args.instances,
         if args.etcd { "etcd" } else { "redb" },
         args.heartbeat,
+        if args.http_beats { "HTTP" } else { "datagrams" },
         args.sync,
         args.start
     );
@@ -450,6 +462,7 @@ async fn main() {
         "nodes": args.nodes,
         "instances": args.instances,
         "store": if args.etcd { "etcd" } else { "redb" },
+        "beats": if args.http_beats { "http" } else { "datagrams" },
         "register_s": register_s,
         "place_ack_s": place_ack_s,
         "failover_s": failover_s,

@@ -18,6 +18,8 @@ pub struct Heartbeats {
     last: Mutex<HashMap<String, u64>>,
     /// When this server began to lead, in monotonic ms.
     led_since: AtomicU64,
+    /// Beats each node sent by datagram since its last HTTP heartbeat.
+    datagrams: Mutex<HashMap<String, u64>>,
 }
 
 impl Heartbeats {
@@ -27,6 +29,7 @@ impl Heartbeats {
             down_after_ms,
             last: Mutex::default(),
             led_since: AtomicU64::new(0),
+            datagrams: Mutex::default(),
         }
     }
 
@@ -37,6 +40,27 @@ impl Heartbeats {
             .lock()
             .expect("heartbeats lock")
             .insert(node.to_string(), now);
+    }
+
+    /// Notes a beat of `node` that came by datagram ([`crate::beats`]).
+    pub fn note_datagram(&self, node: &str) {
+        self.note(node);
+        *self
+            .datagrams
+            .lock()
+            .expect("heartbeats lock")
+            .entry(node.to_string())
+            .or_default() += 1;
+    }
+
+    /// How many beats `node` sent by datagram since the last call (what its HTTP heartbeat
+    /// tells it, so it knows its datagrams arrive).
+    pub fn take_datagrams(&self, node: &str) -> u64 {
+        self.datagrams
+            .lock()
+            .expect("heartbeats lock")
+            .remove(node)
+            .unwrap_or(0)
     }
 
     /// When `node` last heartbeated (monotonic ms), if it has since this process started.

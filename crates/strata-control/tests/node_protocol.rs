@@ -239,3 +239,74 @@ async fn statuses_reported_together_are_stored_in_order_with_an_event_per_change
     .unwrap();
     assert_eq!(after.ready_since, before.ready_since);
 }
+
+/// Polls `check` every 20 ms for at most 5 s.
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..250 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_heartbeat_datagram_counts_only_signed_by_its_node_and_never_twice() {
+    use strata_core::beat::{beat_key, encode};
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(dir.path()).await;
+    plane.start_election();
+    assert!(eventually(|| plane.term().is_some()).await, "never led");
+    let n1 = NodeName::from_static("n1");
+    let node = plane
+        .register_node(strata_core::api::RegisterNode {
+            name: n1.clone(),
+            agent_url: "http://127.0.0.1:9".into(),
+            labels: Default::default(),
+            capacity: Default::default(),
+            drivers: vec![],
+            last_epoch: None,
+            mesh_addr: None,
+        })
+        .await
+        .unwrap();
+    assert!(eventually(|| plane.reflector().read().node("n1").is_some()).await);
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = socket.local_addr().unwrap();
+    tokio::spawn(strata_control::beats::serve(plane.clone(), socket));
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let key = beat_key(&plane.credentials().node_credential("n1"));
+    let forged = beat_key("sn.n1.not-the-credential");
+    let stranger = beat_key(&plane.credentials().node_credential("n9"));
+    let datagrams = [
+        encode("n1", node.epoch, 100, &key),
+        // Signed with another key, a replay of number 100, an older number, a node the
+        // cluster does not know, another epoch, and not a beat at all.
+        encode("n1", node.epoch, 101, &forged),
+        encode("n1", node.epoch, 100, &key),
+        encode("n1", node.epoch, 99, &key),
+        encode("n9", 1, 102, &stranger),
+        encode("n1", node.epoch + 1, 103, &key),
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        // The second that counts.
+        encode("n1", node.epoch, 104, &key),
+    ];
+    for datagram in &datagrams {
+        sender.send_to(datagram, to).await.unwrap();
+    }
+    let mut counted = 0;
+    assert!(
+        eventually(|| {
+            counted += plane.heartbeats().take_datagrams("n1");
+            counted >= 2
+        })
+        .await,
+        "counted {counted}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    counted += plane.heartbeats().take_datagrams("n1");
+    assert_eq!(counted, 2);
+    assert_eq!(plane.heartbeats().take_datagrams("n9"), 0);
+    assert!(plane.heartbeats().last("n9").is_none());
+}

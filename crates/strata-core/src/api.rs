@@ -199,6 +199,10 @@ pub struct ServiceMetrics {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatAck {
     pub reregister: bool,
+    /// Beats the node sent by datagram that arrived since its last HTTP heartbeat (0: its
+    /// datagrams do not arrive, so it should beat over HTTP).
+    #[serde(default)]
+    pub datagrams: u64,
 }
 
 /// `PUT /v1/nodes/{name}/status`: what a node observed of its instances since its last

@@ -9,6 +9,7 @@
 mod actor;
 pub mod api;
 pub mod auth;
+pub mod beat;
 mod event_kind;
 pub mod keys;
 pub mod model;

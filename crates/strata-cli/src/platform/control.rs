@@ -392,6 +392,17 @@ pub async fn start_control_plane(
             .await
         }),
     };
+    // Nodes' heartbeat datagrams come to the API's address over UDP; without it they beat
+    // over HTTP.
+    match tokio::net::UdpSocket::bind(api_addr).await {
+        Ok(socket) => {
+            tokio::spawn(strata_control::beats::serve(plane.clone(), socket));
+        }
+        Err(error) => tracing::warn!(
+            %error,
+            "cannot take heartbeat datagrams on UDP {api_addr}; nodes will beat over HTTP"
+        ),
+    }
     tokio::spawn(reconcile::run(plane.clone()));
     tokio::spawn(reconcile::run_liveness(plane.clone()));
     tokio::spawn(strata_control::autoscaler::run(plane.clone()));

@@ -134,6 +134,7 @@ pub async fn heartbeat(
     }
     Ok(Json(HeartbeatAck {
         reregister: plane.heartbeat(&name, beat.epoch).await?,
+        datagrams: plane.heartbeats().take_datagrams(&name),
     }))
 }
 

@@ -1,0 +1,145 @@
+//! [`Heartbeater`]: how a node beats. Ten times a second, by a UDP datagram to the control
+//! plane's API address ([`strata_core::beat`]: signed with a key derived from the node's
+//! credential, numbered against replay), and once a second over HTTP, whose answer says
+//! whether the node must register again and how many of its datagrams arrived. A node beats
+//! both ways every time until an answer shows its datagrams arrive; if later none do (a
+//! firewall drops UDP, an older server), it goes back to HTTP every time, and tries datagrams
+//! again a while later. A node without a credential (`strata dev`) beats over HTTP.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use strata_core::api::HeartbeatAck;
+use strata_core::beat;
+use tokio::net::UdpSocket;
+
+use crate::client::{ClientError, ControlClient};
+
+/// One beat in this many goes over HTTP as well.
+pub const HTTP_EVERY: u64 = 10;
+
+/// How long a node whose datagrams did not arrive beats over HTTP before trying again.
+const DATAGRAMS_RETRY: Duration = Duration::from_secs(30);
+
+/// How a node beats now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Over HTTP only (no credential, or datagrams did not arrive: until then).
+    Http { until: Option<Instant> },
+    /// Both ways every time, until an answer shows datagrams arrive.
+    Probing,
+    /// By datagram, and over HTTP every [`HTTP_EVERY`]th beat.
+    Datagrams,
+}
+
+/// See the module docs.
+pub struct Heartbeater {
+    key: Option<[u8; 32]>,
+    /// The socket and the address datagrams go to, for the API URL they were resolved from.
+    target: Option<(String, UdpSocket, SocketAddr)>,
+    mode: Mode,
+    beats: u64,
+    /// Datagrams sent since the last HTTP beat.
+    sent: u64,
+}
+
+impl Heartbeater {
+    /// A node presenting `credential` beats by datagram; one without, over HTTP only.
+    pub fn new(credential: Option<&str>) -> Self {
+        Heartbeater {
+            key: credential.map(beat::beat_key),
+            target: None,
+            mode: match credential {
+                Some(_) => Mode::Probing,
+                None => Mode::Http { until: None },
+            },
+            beats: 0,
+            sent: 0,
+        }
+    }
+
+    /// How the node beats now.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// One beat of `node` at `epoch`; the HTTP answer when this beat made one.
+    pub async fn beat(
+        &mut self,
+        client: &ControlClient,
+        node: &str,
+        epoch: u64,
+    ) -> Result<Option<HeartbeatAck>, ClientError> {
+        self.beats += 1;
+        if let Mode::Http { until: Some(until) } = self.mode {
+            if Instant::now() >= until {
+                self.mode = Mode::Probing;
+            }
+        }
+        let datagram = matches!(self.mode, Mode::Probing | Mode::Datagrams);
+        if datagram && self.send(&client.base(), node, epoch).await {
+            self.sent += 1;
+        }
+        if self.mode == Mode::Datagrams && !self.beats.is_multiple_of(HTTP_EVERY) {
+            return Ok(None);
+        }
+        let ack = client.heartbeat(node, epoch).await?;
+        match self.mode {
+            Mode::Probing if ack.datagrams > 0 => self.mode = Mode::Datagrams,
+            Mode::Probing | Mode::Datagrams if self.sent >= HTTP_EVERY && ack.datagrams == 0 => {
+                tracing::warn!(
+                    "the control plane got none of this node's last {} heartbeat datagrams; beating over HTTP",
+                    self.sent
+                );
+                self.mode = Mode::Http {
+                    until: Some(Instant::now() + DATAGRAMS_RETRY),
+                };
+            }
+            _ => {}
+        }
+        if self.mode != Mode::Probing || ack.datagrams > 0 {
+            self.sent = 0;
+        }
+        Ok(Some(ack))
+    }
+
+    /// Sends one datagram to the API at `base`; whether it left.
+    async fn send(&mut self, base: &str, node: &str, epoch: u64) -> bool {
+        let Some(key) = self.key else {
+            return false;
+        };
+        if self.target.as_ref().is_none_or(|(url, _, _)| url != base) {
+            self.target = target(base).await;
+        }
+        let Some((_, socket, to)) = &self.target else {
+            return false;
+        };
+        let seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let datagram = beat::encode(node, epoch, seq, &key);
+        socket.send_to(&datagram, to).await.is_ok()
+    }
+}
+
+/// A socket to send datagrams to the API at `base` from, and its address.
+async fn target(base: &str) -> Option<(String, UdpSocket, SocketAddr)> {
+    let url = reqwest::Url::parse(base).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_or_known_default()?;
+    let to = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .ok()?
+        .next()?;
+    let local: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse().ok()?
+    } else {
+        "[::]:0".parse().ok()?
+    };
+    let socket = UdpSocket::bind(local).await.ok()?;
+    Some((base.to_string(), socket, to))
+}

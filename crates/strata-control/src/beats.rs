@@ -1,0 +1,136 @@
+//! Heartbeat datagrams ([`strata_core::beat`]) received over UDP on the API's address. A beat
+//! costs the server one datagram, a tag check and a map update: no connection, no HTTP, no
+//! store read (the node's epoch and state come from the reflector). Beats reaching a follower
+//! are passed on, as they came, to the leader's address, where liveness is judged. A beat
+//! that does not verify, names a node the cluster does not know, or repeats a number already
+//! seen is dropped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_core::beat;
+use strata_core::NodeState;
+use tokio::net::UdpSocket;
+
+use crate::ControlPlane;
+
+/// How often a follower looks up where the leader is.
+const LEADER_REFRESH: Duration = Duration::from_secs(1);
+
+/// Receives beats on `socket` until the task is dropped.
+pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
+    let mut receiver = Receiver {
+        plane,
+        keys: HashMap::new(),
+        last_seq: HashMap::new(),
+        leader: None,
+    };
+    let mut buffer = [0u8; 512];
+    loop {
+        match socket.recv_from(&mut buffer).await {
+            Ok((len, _from)) => receiver.take(&socket, &buffer[..len]).await,
+            Err(error) => {
+                tracing::debug!(%error, "heartbeat socket");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+struct Receiver {
+    plane: Arc<ControlPlane>,
+    /// Each known node's beat key, derived once.
+    keys: HashMap<String, [u8; 32]>,
+    /// The last beat number taken from each node.
+    last_seq: HashMap<String, u64>,
+    /// Where the leader takes beats, and when that was looked up.
+    leader: Option<(Instant, Option<SocketAddr>)>,
+}
+
+impl Receiver {
+    async fn take(&mut self, socket: &UdpSocket, datagram: &[u8]) {
+        let Ok(beat) = beat::parse(datagram) else {
+            return;
+        };
+        // Only nodes the cluster knows get a key (so junk cannot grow the map).
+        let known = self.plane.reflector().read().node(beat.node).is_some();
+        if !known && !self.keys.contains_key(beat.node) {
+            return;
+        }
+        let plane = &self.plane;
+        let key = self
+            .keys
+            .entry(beat.node.to_string())
+            .or_insert_with(|| beat::beat_key(&plane.credentials().node_credential(beat.node)));
+        if !beat.signed_by(key) {
+            return;
+        }
+        if plane.term().is_none() {
+            if let Some(leader) = self.leader_addr().await {
+                let _ = socket.send_to(datagram, leader).await;
+            }
+            return;
+        }
+        let last = self.last_seq.entry(beat.node.to_string()).or_default();
+        if beat.seq <= *last {
+            return;
+        }
+        *last = beat.seq;
+        let state = self
+            .plane
+            .reflector()
+            .read()
+            .node(beat.node)
+            .map(|n| (n.value.epoch, n.value.state));
+        match state {
+            Some((epoch, NodeState::Ready)) if epoch == beat.epoch => {
+                self.plane.heartbeats().note_datagram(beat.node);
+            }
+            // Suspect again: the HTTP path writes the change of state.
+            Some((epoch, NodeState::Suspect)) if epoch == beat.epoch => {
+                let plane = self.plane.clone();
+                let (name, epoch) = (beat.node.to_string(), beat.epoch);
+                tokio::spawn(async move {
+                    if let Ok(name) = strata_core::NodeName::new(name) {
+                        let _ = plane.heartbeat(&name, epoch).await;
+                        plane.heartbeats().note_datagram(&name);
+                    }
+                });
+            }
+            // Another epoch, or down: the node learns to register again from its HTTP beat.
+            _ => {}
+        }
+    }
+
+    /// The leader's beat address (its API's host and port), looked up at most every second.
+    async fn leader_addr(&mut self) -> Option<SocketAddr> {
+        if let Some((at, addr)) = self.leader {
+            if at.elapsed() < LEADER_REFRESH {
+                return addr;
+            }
+        }
+        let addr = match crate::leader::current_leader(self.plane.store()).await {
+            Some(leader) if leader.server_id != self.plane.server_id() => {
+                resolve(&leader.api_url).await
+            }
+            _ => None,
+        };
+        self.leader = Some((Instant::now(), addr));
+        addr
+    }
+}
+
+/// The address of an API URL's host and port (`https://host:port/...`).
+pub async fn resolve(api_url: &str) -> Option<SocketAddr> {
+    let url = reqwest::Url::parse(api_url).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_or_known_default()?;
+    let mut found = tokio::net::lookup_host((host.as_str(), port)).await.ok()?;
+    found.next()
+}
