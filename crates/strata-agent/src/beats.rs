@@ -7,6 +7,7 @@
 //! again a while later. A node without a credential (`strata dev`) beats over HTTP.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_core::api::HeartbeatAck;
@@ -36,7 +37,9 @@ pub enum Mode {
 pub struct Heartbeater {
     key: Option<[u8; 32]>,
     /// The socket and the address datagrams go to, for the API URL they were resolved from.
-    target: Option<(String, UdpSocket, SocketAddr)>,
+    target: Option<(String, Arc<UdpSocket>, SocketAddr)>,
+    /// A socket to send from, shared with other senders (else one is bound per target).
+    shared: Option<Arc<UdpSocket>>,
     mode: Mode,
     beats: u64,
     /// Datagrams sent since the last HTTP beat.
@@ -49,6 +52,7 @@ impl Heartbeater {
         Heartbeater {
             key: credential.map(beat::beat_key),
             target: None,
+            shared: None,
             mode: match credential {
                 Some(_) => Mode::Probing,
                 None => Mode::Http { until: None },
@@ -56,6 +60,13 @@ impl Heartbeater {
             beats: 0,
             sent: 0,
         }
+    }
+
+    /// Sends datagrams from `socket` (one many senders share, as a simulator of many nodes
+    /// in one process does) instead of binding one.
+    pub fn sharing(mut self, socket: Arc<UdpSocket>) -> Self {
+        self.shared = Some(socket);
+        self
     }
 
     /// How the node beats now.
@@ -109,7 +120,7 @@ impl Heartbeater {
             return false;
         };
         if self.target.as_ref().is_none_or(|(url, _, _)| url != base) {
-            self.target = target(base).await;
+            self.target = target(base, self.shared.clone()).await;
         }
         let Some((_, socket, to)) = &self.target else {
             return false;
@@ -122,8 +133,12 @@ impl Heartbeater {
     }
 }
 
-/// A socket to send datagrams to the API at `base` from, and its address.
-async fn target(base: &str) -> Option<(String, UdpSocket, SocketAddr)> {
+/// A socket to send datagrams to the API at `base` from (`shared`, or one bound for it), and
+/// its address.
+async fn target(
+    base: &str,
+    shared: Option<Arc<UdpSocket>>,
+) -> Option<(String, Arc<UdpSocket>, SocketAddr)> {
     let url = reqwest::Url::parse(base).ok()?;
     let host = url
         .host_str()?
@@ -135,11 +150,14 @@ async fn target(base: &str) -> Option<(String, UdpSocket, SocketAddr)> {
         .await
         .ok()?
         .next()?;
+    if let Some(socket) = shared {
+        return Some((base.to_string(), socket, to));
+    }
     let local: SocketAddr = if to.is_ipv4() {
         "0.0.0.0:0".parse().ok()?
     } else {
         "[::]:0".parse().ok()?
     };
     let socket = UdpSocket::bind(local).await.ok()?;
-    Some((base.to_string(), socket, to))
+    Some((base.to_string(), Arc::new(socket), to))
 }

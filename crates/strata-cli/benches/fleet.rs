@@ -153,9 +153,16 @@ async fn join(api: &str, join_token: &str, ca: &str, name: NodeName) -> SimNode 
 /// What a node's agent does, without running anything: heartbeats every `args.heartbeat`
 /// and, beside that, holds the blocking assignments query open as the agent does, reporting
 /// each new instance running `args.start` after it sees it (stopped ones stopped).
-async fn run(node: Arc<SimNode>, args: Arc<Args>, latencies: Latencies) {
+async fn run(
+    node: Arc<SimNode>,
+    args: Arc<Args>,
+    latencies: Latencies,
+    socket: Arc<tokio::net::UdpSocket>,
+) {
     tokio::spawn(follow_assignments(node.clone(), args.clone()));
-    let mut heartbeater = Heartbeater::new((!args.http_beats).then_some(node.credential.as_str()));
+    // The simulated nodes share one socket (a process has a limited number of descriptors).
+    let mut heartbeater =
+        Heartbeater::new((!args.http_beats).then_some(node.credential.as_str())).sharing(socket);
     while node.alive.load(Ordering::SeqCst) {
         let beat = Instant::now();
         if let Ok(Some(_)) = heartbeater.beat(&node.client, &node.name, node.epoch).await {
@@ -356,6 +363,7 @@ async fn main() {
         args.start
     );
 
+    let beats = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
     // Registration: every node joins, 64 at a time.
     let registering = Instant::now();
     let names: Vec<NodeName> = (0..args.nodes)
@@ -368,7 +376,12 @@ async fn main() {
             .map(|name| join(&server.api, &join_token, &ca, name.clone()));
         for node in futures::future::join_all(joins).await {
             let node = Arc::new(node);
-            tokio::spawn(run(node.clone(), args.clone(), latencies.clone()));
+            tokio::spawn(run(
+                node.clone(),
+                args.clone(),
+                latencies.clone(),
+                beats.clone(),
+            ));
             nodes.push(node);
         }
     }

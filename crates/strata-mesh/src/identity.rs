@@ -314,7 +314,9 @@ pub fn api_server_config(
         }
     };
     let mut config = builder.with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 lets a node hold its blocking assignments query, beat and report over one
+    // connection: a fleet of 10,000 nodes is 10,000 connections, not three times that.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
