@@ -174,6 +174,32 @@ fn failover(failure: Failure) {
     let events =
         String::from_utf8_lossy(&cluster.cli(&["events", "--limit", "200"]).stdout).into_owned();
     assert!(events.contains("-> down"), "{events}");
+
+    // The nodes beat by datagram (and none of theirs was refused as forged or unknown).
+    let metrics = server_metrics(&cluster);
+    let count = |outcome: &str| -> u64 {
+        let line = format!("strata_heartbeat_datagrams_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line}in\n{metrics}"))
+    };
+    assert!(count("taken") > 50, "{metrics}");
+    assert_eq!(count("refused"), 0, "{metrics}");
+}
+
+/// The server's `/metrics`, as its admin reads it.
+fn server_metrics(cluster: &Cluster) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let response = cluster
+            .api_client()
+            .get(format!("{}/metrics", cluster.api))
+            .send()
+            .await
+            .unwrap();
+        response.text().await.unwrap()
+    })
 }
 
 #[test]

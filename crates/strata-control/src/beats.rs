@@ -14,6 +14,7 @@ use strata_core::beat;
 use strata_core::NodeState;
 use tokio::net::UdpSocket;
 
+use crate::heartbeats::DatagramOutcome;
 use crate::ControlPlane;
 
 /// How often a follower looks up where the leader is.
@@ -51,13 +52,18 @@ struct Receiver {
 
 impl Receiver {
     async fn take(&mut self, socket: &UdpSocket, datagram: &[u8]) {
+        let outcome = self.judge(socket, datagram).await;
+        self.plane.heartbeats().count_datagram(outcome);
+    }
+
+    async fn judge(&mut self, socket: &UdpSocket, datagram: &[u8]) -> DatagramOutcome {
         let Ok(beat) = beat::parse(datagram) else {
-            return;
+            return DatagramOutcome::Refused;
         };
         // Only nodes the cluster knows get a key (so junk cannot grow the map).
         let known = self.plane.reflector().read().node(beat.node).is_some();
         if !known && !self.keys.contains_key(beat.node) {
-            return;
+            return DatagramOutcome::Refused;
         }
         let plane = &self.plane;
         let key = self
@@ -65,17 +71,17 @@ impl Receiver {
             .entry(beat.node.to_string())
             .or_insert_with(|| beat::beat_key(&plane.credentials().node_credential(beat.node)));
         if !beat.signed_by(key) {
-            return;
+            return DatagramOutcome::Refused;
         }
         if plane.term().is_none() {
             if let Some(leader) = self.leader_addr().await {
                 let _ = socket.send_to(datagram, leader).await;
             }
-            return;
+            return DatagramOutcome::Forwarded;
         }
         let last = self.last_seq.entry(beat.node.to_string()).or_default();
         if beat.seq <= *last {
-            return;
+            return DatagramOutcome::Replayed;
         }
         *last = beat.seq;
         let state = self
@@ -87,6 +93,7 @@ impl Receiver {
         match state {
             Some((epoch, NodeState::Ready)) if epoch == beat.epoch => {
                 self.plane.heartbeats().note_datagram(beat.node);
+                DatagramOutcome::Taken
             }
             // Suspect again: the HTTP path writes the change of state.
             Some((epoch, NodeState::Suspect)) if epoch == beat.epoch => {
@@ -98,9 +105,10 @@ impl Receiver {
                         plane.heartbeats().note_datagram(&name);
                     }
                 });
+                DatagramOutcome::Taken
             }
             // Another epoch, or down: the node learns to register again from its HTTP beat.
-            _ => {}
+            _ => DatagramOutcome::Stale,
         }
     }
 

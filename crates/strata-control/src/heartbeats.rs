@@ -9,6 +9,41 @@ use std::sync::{Arc, Mutex};
 
 use crate::clock::Clock;
 
+/// What became of a heartbeat datagram ([`crate::beats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DatagramOutcome {
+    /// A beat of a ready node at its epoch: noted.
+    Taken,
+    /// Received by a follower and passed to the leader.
+    Forwarded,
+    /// Not a beat, not signed by its node, or of a node the cluster does not know.
+    Refused,
+    /// A number already seen (a replay, or reordered on the way).
+    Replayed,
+    /// Of another epoch or a node declared down: it must register again (over HTTP).
+    Stale,
+}
+
+impl DatagramOutcome {
+    pub const ALL: [DatagramOutcome; 5] = [
+        DatagramOutcome::Taken,
+        DatagramOutcome::Forwarded,
+        DatagramOutcome::Refused,
+        DatagramOutcome::Replayed,
+        DatagramOutcome::Stale,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatagramOutcome::Taken => "taken",
+            DatagramOutcome::Forwarded => "forwarded",
+            DatagramOutcome::Refused => "refused",
+            DatagramOutcome::Replayed => "replayed",
+            DatagramOutcome::Stale => "stale",
+        }
+    }
+}
+
 /// When each node was last heard from.
 pub struct Heartbeats {
     clock: Arc<dyn Clock>,
@@ -20,6 +55,8 @@ pub struct Heartbeats {
     led_since: AtomicU64,
     /// Beats each node sent by datagram since its last HTTP heartbeat.
     datagrams: Mutex<HashMap<String, u64>>,
+    /// Datagrams received, by outcome (in [`DatagramOutcome::ALL`] order), since start.
+    outcomes: [AtomicU64; 5],
 }
 
 impl Heartbeats {
@@ -30,6 +67,7 @@ impl Heartbeats {
             last: Mutex::default(),
             led_since: AtomicU64::new(0),
             datagrams: Mutex::default(),
+            outcomes: Default::default(),
         }
     }
 
@@ -51,6 +89,24 @@ impl Heartbeats {
             .expect("heartbeats lock")
             .entry(node.to_string())
             .or_default() += 1;
+    }
+
+    /// Counts a datagram's outcome.
+    pub fn count_datagram(&self, outcome: DatagramOutcome) {
+        let index = DatagramOutcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .expect("every outcome is listed");
+        self.outcomes[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Datagrams received since start, by outcome.
+    pub fn datagram_outcomes(&self) -> Vec<(DatagramOutcome, u64)> {
+        DatagramOutcome::ALL
+            .iter()
+            .zip(&self.outcomes)
+            .map(|(outcome, count)| (*outcome, count.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// How many beats `node` sent by datagram since the last call (what its HTTP heartbeat

@@ -2,7 +2,7 @@
 //!
 //! - [`scrape`]: `/metrics` (OpenMetrics text): what the fleet looks like from this server,
 //!   read from the store at scrape time (nodes and instances by state, services), and whether
-//!   this server leads and in which term.
+//!   this server leads and in which term, and what became of nodes' heartbeat datagrams.
 //! - [`TrafficLog`]: every node's per-service summaries ([`MetricsReport`], one a second),
 //!   merged per second over nodes and kept five minutes in memory on the leader: the input
 //!   of SLO reports and autoscaling. Not in the store: traffic is recent or useless, and a new
@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use strata_core::api::{MetricsReport, SecondSample, ServiceMetrics, SloReport};
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -23,6 +24,11 @@ use crate::plane::ControlPlane;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
 }
 
 /// The metrics text for one scrape.
@@ -65,6 +71,20 @@ pub async fn scrape(plane: &ControlPlane) -> Result<String, ControlError> {
         "leader_term",
         "The revision of this server's leader term (0: not leader)",
         term,
+    );
+
+    let datagrams = Family::<OutcomeLabel, Counter>::default();
+    for (outcome, count) in plane.heartbeats().datagram_outcomes() {
+        datagrams
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str().to_string(),
+            })
+            .inc_by(count);
+    }
+    strata.register(
+        "heartbeat_datagrams",
+        "Heartbeat datagrams this server received, by what became of them",
+        datagrams,
     );
 
     let mut text = String::new();
