@@ -30,11 +30,20 @@ pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
     };
     let mut buffer = [0u8; 512];
     loop {
-        match socket.recv_from(&mut buffer).await {
-            Ok((len, _from)) => receiver.take(&socket, &buffer[..len]).await,
-            Err(error) => {
-                tracing::debug!(%error, "heartbeat socket");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        // One wake-up takes every datagram waiting, not one each.
+        if let Err(error) = socket.readable().await {
+            tracing::debug!(%error, "heartbeat socket");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        loop {
+            match socket.try_recv_from(&mut buffer) {
+                Ok((len, _from)) => receiver.take(&socket, &buffer[..len]).await,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(error) => {
+                    tracing::debug!(%error, "heartbeat socket");
+                    break;
+                }
             }
         }
     }
@@ -65,25 +74,32 @@ impl Receiver {
         if !known && !self.keys.contains_key(beat.node) {
             return DatagramOutcome::Refused;
         }
-        let plane = &self.plane;
-        let key = self
-            .keys
-            .entry(beat.node.to_string())
-            .or_insert_with(|| beat::beat_key(&plane.credentials().node_credential(beat.node)));
+        let key = match self.keys.get(beat.node) {
+            Some(key) => key,
+            None => {
+                let credential = self.plane.credentials().node_credential(beat.node);
+                self.keys
+                    .entry(beat.node.to_string())
+                    .or_insert(beat::beat_key(&credential))
+            }
+        };
         if !beat.signed_by(key) {
             return DatagramOutcome::Refused;
         }
+        let plane = &self.plane;
         if plane.term().is_none() {
             if let Some(leader) = self.leader_addr().await {
                 let _ = socket.send_to(datagram, leader).await;
             }
             return DatagramOutcome::Forwarded;
         }
-        let last = self.last_seq.entry(beat.node.to_string()).or_default();
-        if beat.seq <= *last {
-            return DatagramOutcome::Replayed;
+        match self.last_seq.get_mut(beat.node) {
+            Some(last) if beat.seq <= *last => return DatagramOutcome::Replayed,
+            Some(last) => *last = beat.seq,
+            None => {
+                self.last_seq.insert(beat.node.to_string(), beat.seq);
+            }
         }
-        *last = beat.seq;
         let state = self
             .plane
             .reflector()
