@@ -53,17 +53,26 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
 /// One liveness pass at `now` (monotonic ms): every node's state from its last heartbeat,
 /// each change written. Public so tests can drive it with their own clock.
 pub async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), ControlError> {
-    let nodes: Vec<(Node, u64)> = plane.list(keys::NODES).await?;
-    for (mut node, revision) in nodes {
-        // A node not heard from since this server began to lead gets a grace period.
-        let last = plane
-            .heartbeats()
-            .last(&node.name)
-            .unwrap_or(plane.heartbeats().led_since());
-        let next = node_state(node.state, last, now, plane.config.liveness);
-        if next == node.state {
-            continue;
-        }
+    // Every node is looked at from the reflector (no listing of the store each tick); only
+    // the ones whose state changes are copied out and written.
+    plane.reflector_caught_up().await?;
+    let changes: Vec<(Node, u64, NodeState, u64)> = {
+        let state = plane.reflector().read();
+        state
+            .nodes()
+            .filter_map(|versioned| {
+                let node = &versioned.value;
+                // A node not heard from since this server began to lead gets a grace period.
+                let last = plane
+                    .heartbeats()
+                    .last(&node.name)
+                    .unwrap_or(plane.heartbeats().led_since());
+                let next = node_state(node.state, last, now, plane.config.liveness);
+                (next != node.state).then(|| (node.clone(), versioned.revision, next, last))
+            })
+            .collect()
+    };
+    for (mut node, revision, next, last) in changes {
         let previous = node.state;
         node.state = next;
         let key = keys::node(&node.name);
