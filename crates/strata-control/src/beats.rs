@@ -69,9 +69,14 @@ impl Receiver {
         let Ok(beat) = beat::parse(datagram) else {
             return DatagramOutcome::Refused;
         };
+        let state = self
+            .plane
+            .reflector()
+            .read()
+            .node(beat.node)
+            .map(|n| (n.value.epoch, n.value.state));
         // Only nodes the cluster knows get a key (so junk cannot grow the map).
-        let known = self.plane.reflector().read().node(beat.node).is_some();
-        if !known && !self.keys.contains_key(beat.node) {
+        if state.is_none() && !self.keys.contains_key(beat.node) {
             return DatagramOutcome::Refused;
         }
         let key = match self.keys.get(beat.node) {
@@ -100,12 +105,6 @@ impl Receiver {
                 self.last_seq.insert(beat.node.to_string(), beat.seq);
             }
         }
-        let state = self
-            .plane
-            .reflector()
-            .read()
-            .node(beat.node)
-            .map(|n| (n.value.epoch, n.value.state));
         match state {
             Some((epoch, NodeState::Ready)) if epoch == beat.epoch => {
                 self.plane.heartbeats().note_datagram(beat.node);

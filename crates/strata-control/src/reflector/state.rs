@@ -63,7 +63,7 @@ impl Dirty {
 pub struct ClusterState {
     /// Every change up to this revision is applied.
     revision: Revision,
-    nodes: BTreeMap<NodeName, Versioned<Node>>,
+    nodes: HashMap<NodeName, Versioned<Node>>,
     services: BTreeMap<ServiceKey, Versioned<Service>>,
     /// Releases and config versions by key: written once (releases' specs rewritten only to
     /// drop config), so shared.
@@ -402,6 +402,7 @@ impl ClusterState {
         self.nodes.get(name)
     }
 
+    /// Every node, in no particular order.
     pub fn nodes(&self) -> impl Iterator<Item = &Versioned<Node>> {
         self.nodes.values()
     }
