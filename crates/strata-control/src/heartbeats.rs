@@ -74,21 +74,25 @@ impl Heartbeats {
     /// Notes a heartbeat of `node` now.
     pub fn note(&self, node: &str) {
         let now = self.clock.monotonic_ms();
-        self.last
-            .lock()
-            .expect("heartbeats lock")
-            .insert(node.to_string(), now);
+        let mut last = self.last.lock().expect("heartbeats lock");
+        match last.get_mut(node) {
+            Some(at) => *at = now,
+            None => {
+                last.insert(node.to_string(), now);
+            }
+        }
     }
 
     /// Notes a beat of `node` that came by datagram ([`crate::beats`]).
     pub fn note_datagram(&self, node: &str) {
         self.note(node);
-        *self
-            .datagrams
-            .lock()
-            .expect("heartbeats lock")
-            .entry(node.to_string())
-            .or_default() += 1;
+        let mut datagrams = self.datagrams.lock().expect("heartbeats lock");
+        match datagrams.get_mut(node) {
+            Some(count) => *count += 1,
+            None => {
+                datagrams.insert(node.to_string(), 1);
+            }
+        }
     }
 
     /// Counts a datagram's outcome.
