@@ -1,6 +1,6 @@
 //! [`Heartbeater`]: how a node beats. Ten times a second, by a UDP datagram to the control
 //! plane's API address ([`strata_core::beat`]: signed with a key derived from the node's
-//! credential, numbered against replay), and every 2 s over HTTP, whose answer says
+//! credential, numbered against replay), and every 5 s over HTTP, whose answer says
 //! whether the node must register again and how many of its datagrams arrived. A node beats
 //! both ways every time until an answer shows its datagrams arrive; if later none do (a
 //! firewall drops UDP, an older server), it goes back to HTTP every time, and tries datagrams
@@ -16,9 +16,13 @@ use tokio::net::UdpSocket;
 
 use crate::client::{ClientError, ControlClient};
 
-/// One beat in this many goes over HTTP as well (every 2 s at the default 100 ms): how soon a
-/// node learns it must register again.
-pub const HTTP_EVERY: u64 = 20;
+/// One beat in this many goes over HTTP as well (every 5 s at the default 100 ms): how soon a
+/// node learns it must register again (its instances on a node declared down are stopped
+/// through its assignments meanwhile), and that its datagrams still arrive.
+pub const HTTP_EVERY: u64 = 50;
+
+/// Datagrams sent with no answer counting any before a node gives up on them.
+const PROBES: u64 = 10;
 
 /// How long a node whose datagrams did not arrive beats over HTTP before trying again.
 const DATAGRAMS_RETRY: Duration = Duration::from_secs(30);
@@ -98,7 +102,7 @@ impl Heartbeater {
         let ack = client.heartbeat(node, epoch).await?;
         match self.mode {
             Mode::Probing if ack.datagrams > 0 => self.mode = Mode::Datagrams,
-            Mode::Probing | Mode::Datagrams if self.sent >= HTTP_EVERY && ack.datagrams == 0 => {
+            Mode::Probing | Mode::Datagrams if self.sent >= PROBES && ack.datagrams == 0 => {
                 tracing::warn!(
                     "the control plane got none of this node's last {} heartbeat datagrams; beating over HTTP",
                     self.sent

@@ -10,7 +10,7 @@
 //! its data directory) and stops any it finds that are no longer assigned: nothing is
 //! orphaned.
 //!
-//! Modules: [`beats`] (heartbeats: datagrams, and HTTP every 2 s), [`client`] (the control plane's API as the agent uses it), [`supervisor`] (one
+//! Modules: [`beats`] (heartbeats: datagrams, and HTTP every 5 s), [`client`] (the control plane's API as the agent uses it), [`supervisor`] (one
 //! instance's lifecycle), [`health`] (checks), [`logs`] (the agent's own API serving logs),
 //! [`events`] (what the node observes, folded and sent to the event log), [`shipper`] (the
 //! last lines of every instance's log, kept by the control plane past the node's death),
