@@ -155,9 +155,12 @@ public = false
         ),
     );
     let _ = dev.cli(&["deploy", hog.to_str().unwrap(), "--detach"]);
+    // On this machine, after the rest of the suite, the first kill sometimes comes after
+    // ~18 s and is not named (issue note of 2026-12-05): wait for a named one, restarts
+    // included.
     let reached = "killed: memory limit 32Mi reached";
     let events = dev
-        .events_until(&["hog"], reached, Duration::from_secs(20))
+        .events_until(&["hog"], reached, Duration::from_secs(60))
         .await;
     assert!(events.contains(reached), "{events}\n{}", dev.log());
 

@@ -17,6 +17,9 @@ use tokio::net::UdpSocket;
 use crate::heartbeats::DatagramOutcome;
 use crate::ControlPlane;
 
+/// The most datagrams taken in one go before the task yields.
+const BATCH: usize = 256;
+
 /// How often a follower looks up where the leader is.
 const LEADER_REFRESH: Duration = Duration::from_secs(1);
 
@@ -36,7 +39,9 @@ pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         }
-        loop {
+        // At most a batch before giving the runtime back: under a flood of beats, the
+        // liveness checker and the API on this worker must still run.
+        for _ in 0..BATCH {
             match socket.try_recv_from(&mut buffer) {
                 Ok((len, _from)) => receiver.take(&socket, &buffer[..len]).await,
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -46,6 +51,7 @@ pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
                 }
             }
         }
+        tokio::task::yield_now().await;
     }
 }
 

@@ -2,9 +2,9 @@
 //! the services that changes concerned since the last one (the reflector's [`Dirty`] set, a
 //! work queue), those whose rollout asked to be looked at again, and every service at least
 //! every [`FULL_PASS`]; the pure planners of strata-sched say what should change
-//! ([`pass::plan_pass`]) and the pass applies it, placements in batches of one transaction
-//! each. It never relies on having seen an event: a pass over the same state asks for nothing
-//! more, and the periodic full pass catches anything a change did not say.
+//! ([`pass::plan_pass`]) and the pass applies it, placements and stops in batches of one
+//! transaction each. It never relies on having seen an event: a pass over the same state
+//! asks for nothing more, and the periodic full pass catches anything a change did not say.
 //!
 //! [`Dirty`]: crate::reflector::Dirty
 
@@ -32,7 +32,7 @@ const RESYNC: Duration = Duration::from_secs(1);
 /// Every service is planned at least this often, changed or not.
 pub const FULL_PASS: Duration = Duration::from_secs(10);
 
-/// How many instances one placement transaction creates (with an event each: within etcd's
+/// How many instances one transaction creates or stops (with an event each: within etcd's
 /// default limit of 128 operations per transaction).
 const PLACEMENT_BATCH: usize = 60;
 
@@ -151,8 +151,8 @@ async fn apply(
     plan: PassPlan,
     now: u64,
 ) -> Result<(), ControlError> {
-    for (id, why) in &plan.stops {
-        plane.request_stop(id, why).await?;
+    for batch in plan.stops.chunks(PLACEMENT_BATCH) {
+        stop_instances(plane, batch, now).await?;
     }
     for id in &plan.forgets {
         plane
@@ -193,6 +193,47 @@ async fn apply(
             plane.event_log().record(event).await;
             memory.placement_errors.insert(key, message);
         }
+    }
+    Ok(())
+}
+
+/// Marks the instances of `batch` no longer wanted (with an event each) in one fenced
+/// transaction guarded by the revisions the reflector holds; if any changed meanwhile, each
+/// is stopped on its own (`ControlPlane::request_stop`, which reads it again).
+async fn stop_instances(
+    plane: &ControlPlane,
+    batch: &[(InstanceId, &'static str)],
+    now: u64,
+) -> Result<(), ControlError> {
+    let mut txn = Txn::new();
+    {
+        let state = plane.reflector().read();
+        for (id, why) in batch {
+            let Some(held) = state.instance(id) else {
+                continue;
+            };
+            if held.value.desired == DesiredState::Stopped {
+                continue;
+            }
+            let mut instance = held.value.clone();
+            instance.desired = DesiredState::Stopped;
+            instance.stop_requested_at = Some(now);
+            let key = keys::instance(id);
+            txn = txn.when(&key, held.revision).put(&key, encode(&instance));
+            let mut event =
+                crate::event_log::event(EventKind::InstanceStop, format!("{id}: stopping ({why})"));
+            event.env = Some(instance.env.clone());
+            event.service = Some(instance.service.clone());
+            event.instance = Some(id.clone());
+            event.node = Some(instance.node.clone());
+            txn = plane.event_log().stage(txn, event);
+        }
+    }
+    if txn.ops.is_empty() || plane.controller_txn(txn).await?.is_committed() {
+        return Ok(());
+    }
+    for (id, why) in batch {
+        plane.request_stop(id, why).await?;
     }
     Ok(())
 }
