@@ -163,6 +163,17 @@ impl Ingress {
                         .await
                 }
             };
+            // The peer refused to pass the request to an instance it does not hold (yet: its
+            // table lags this one's). Nothing reached an instance, so any method may go to
+            // another one.
+            let misdirected = matches!(&outcome, Attempt::Answered(response)
+                if via.is_some() && response.status() == StatusCode::MISDIRECTED_REQUEST);
+            if misdirected {
+                drop(pending);
+                last_error = format!("instance {endpoint}: its node does not route to it (yet)");
+                tracing::debug!(%last_error, "misdirected through a peer");
+                continue;
+            }
             match &outcome {
                 Attempt::Answered(response) => {
                     pending.answered(!response.status().is_server_error())
