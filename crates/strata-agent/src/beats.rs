@@ -144,17 +144,7 @@ async fn target(
     base: &str,
     shared: Option<Arc<UdpSocket>>,
 ) -> Option<(String, Arc<UdpSocket>, SocketAddr)> {
-    let url = reqwest::Url::parse(base).ok()?;
-    let host = url
-        .host_str()?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = url.port_or_known_default()?;
-    let to = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .ok()?
-        .next()?;
+    let to = strata_client::api_socket_addr(base).await?;
     if let Some(socket) = shared {
         return Some((base.to_string(), socket, to));
     }

@@ -301,6 +301,20 @@ fn serde_json_error(text: &str) -> Option<ErrorBody> {
     serde_json::from_str(text).ok()
 }
 
+/// The address of an API URL's host and port (`https://host:port/...`, the port the
+/// scheme's default when absent): where a node's heartbeat datagrams go, over UDP.
+pub async fn api_socket_addr(api_url: &str) -> Option<std::net::SocketAddr> {
+    let url = reqwest::Url::parse(api_url).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_or_known_default()?;
+    let mut found = tokio::net::lookup_host((host.as_str(), port)).await.ok()?;
+    found.next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,24 +142,11 @@ impl Receiver {
         }
         let addr = match crate::leader::current_leader(self.plane.store()).await {
             Some(leader) if leader.server_id != self.plane.server_id() => {
-                resolve(&leader.api_url).await
+                strata_client::api_socket_addr(&leader.api_url).await
             }
             _ => None,
         };
         self.leader = Some((Instant::now(), addr));
         addr
     }
-}
-
-/// The address of an API URL's host and port (`https://host:port/...`).
-pub async fn resolve(api_url: &str) -> Option<SocketAddr> {
-    let url = reqwest::Url::parse(api_url).ok()?;
-    let host = url
-        .host_str()?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = url.port_or_known_default()?;
-    let mut found = tokio::net::lookup_host((host.as_str(), port)).await.ok()?;
-    found.next()
 }

@@ -89,6 +89,12 @@ async fn store_release(plane: &ControlPlane) {
         .unwrap();
 }
 
+/// The status the store holds for instance `id`.
+async fn stored_status(plane: &ControlPlane, id: &str) -> InstanceStatus {
+    let kv = plane.store().get(&keys::status(id)).await.unwrap().unwrap();
+    serde_json::from_slice(&kv.value).unwrap()
+}
+
 fn status(id: &str, node: &str, state: InstanceState) -> InstanceStatus {
     InstanceStatus {
         id: InstanceId::new(id).unwrap(),
@@ -185,8 +191,7 @@ async fn statuses_reported_together_are_stored_in_order_with_an_event_per_change
         ("a-1", InstanceState::Running),
         ("a-2", InstanceState::Running),
     ] {
-        let kv = plane.store().get(&keys::status(id)).await.unwrap().unwrap();
-        let kept: InstanceStatus = serde_json::from_slice(&kv.value).unwrap();
+        let kept = stored_status(&plane, id).await;
         assert_eq!(kept.state, state, "{id}");
         assert!(kept.ready_since.is_some(), "{id}: running since when");
     }
@@ -213,30 +218,12 @@ async fn statuses_reported_together_are_stored_in_order_with_an_event_per_change
         ]
     );
     // Running again later keeps when it became healthy.
-    let before: InstanceStatus = serde_json::from_slice(
-        &plane
-            .store()
-            .get(&keys::status("a-1"))
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-    )
-    .unwrap();
+    let before = stored_status(&plane, "a-1").await;
     plane
         .report_statuses(&n1, vec![status("a-1", "n1", InstanceState::Running)])
         .await
         .unwrap();
-    let after: InstanceStatus = serde_json::from_slice(
-        &plane
-            .store()
-            .get(&keys::status("a-1"))
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-    )
-    .unwrap();
+    let after = stored_status(&plane, "a-1").await;
     assert_eq!(after.ready_since, before.ready_since);
 }
 

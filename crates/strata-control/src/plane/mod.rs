@@ -45,6 +45,8 @@ use crate::{now_millis, ControlError};
 
 mod deploys;
 mod nodes;
+
+pub(crate) use nodes::stop_event;
 mod reads;
 
 /// How many times a read-modify-write is retried when another writer got there first.

@@ -320,16 +320,22 @@ impl ControlPlane {
             )
             .await?;
         if let Some(instance) = stopped {
-            let mut event =
-                crate::event_log::event(EventKind::InstanceStop, format!("{id}: stopping ({why})"));
-            event.env = Some(instance.env.clone());
-            event.service = Some(instance.service.clone());
-            event.instance = Some(id.clone());
-            event.node = Some(instance.node.clone());
-            self.event_log().record(event).await;
+            self.event_log().record(stop_event(&instance, why)).await;
         }
         Ok(())
     }
+}
+
+/// The event telling that `instance` is being stopped, and why.
+pub(crate) fn stop_event(instance: &Instance, why: &str) -> Event {
+    let id = &instance.id;
+    let mut event =
+        crate::event_log::event(EventKind::InstanceStop, format!("{id}: stopping ({why})"));
+    event.env = Some(instance.env.clone());
+    event.service = Some(instance.service.clone());
+    event.instance = Some(id.clone());
+    event.node = Some(instance.node.clone());
+    event
 }
 
 /// The event telling that `instance` is now as `status` says.

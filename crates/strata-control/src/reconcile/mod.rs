@@ -220,13 +220,9 @@ async fn stop_instances(
             instance.stop_requested_at = Some(now);
             let key = keys::instance(id);
             txn = txn.when(&key, held.revision).put(&key, encode(&instance));
-            let mut event =
-                crate::event_log::event(EventKind::InstanceStop, format!("{id}: stopping ({why})"));
-            event.env = Some(instance.env.clone());
-            event.service = Some(instance.service.clone());
-            event.instance = Some(id.clone());
-            event.node = Some(instance.node.clone());
-            txn = plane.event_log().stage(txn, event);
+            txn = plane
+                .event_log()
+                .stage(txn, crate::plane::stop_event(&instance, why));
         }
     }
     if txn.ops.is_empty() || plane.controller_txn(txn).await?.is_committed() {
