@@ -561,6 +561,33 @@ async fn a_node_reports_status_only_for_its_own_instances() {
             reported.node
         );
     }
+    // Many at once: a status of another node's makes the whole report refused, too many
+    // statuses are refused, and n2's instance reported by n1 is named as not wanted there.
+    let batch = |statuses: Vec<InstanceStatus>| strata_core::api::StatusReports { statuses };
+    let too_many = batch(vec![status("n1"); strata_core::api::StatusReports::MAX + 1]);
+    for (report, expected) in [
+        (batch(vec![status("n1"), status("n2")]), 403),
+        (too_many, 400),
+        (batch(vec![status("n1")]), 200),
+    ] {
+        let response = reqwest::Client::new()
+            .put(format!("{}/v1/nodes/n1/status", api.url))
+            .bearer_auth(&n1)
+            .json(&report)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            expected,
+            "{} statuses",
+            report.statuses.len()
+        );
+        if expected == 200 {
+            let stored: strata_core::api::StatusReportsStored = response.json().await.unwrap();
+            assert_eq!(stored.not_wanted, [id.clone()]);
+        }
+    }
     assert!(api
         .plane
         .store()
