@@ -585,7 +585,7 @@ async fn a_node_reports_status_only_for_its_own_instances() {
         );
         if expected == 200 {
             let stored: strata_core::api::StatusReportsStored = response.json().await.unwrap();
-            assert_eq!(stored.not_wanted, [id.clone()]);
+            assert_eq!(stored.not_wanted, std::slice::from_ref(&id));
         }
     }
     assert!(api
