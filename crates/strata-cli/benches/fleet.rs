@@ -79,7 +79,7 @@ fn args() -> Args {
     args
 }
 
-/// Status reports sent again after a failure.
+/// Calls (joins, status reports) sent again after a failure.
 static RETRIED: AtomicUsize = AtomicUsize::new(0);
 
 /// Every call's latency, in microseconds, from every simulated node.
@@ -101,44 +101,35 @@ struct SimNode {
 }
 
 /// Joins as node `name`: the join token gets its credential, the credential its certificate,
-/// and it registers (with room for any number of simulated instances).
+/// and it registers (with room for any number of simulated instances). Each step is tried
+/// again (as an agent does) while the server is too busy to answer.
 async fn join(api: &str, join_token: &str, ca: &str, name: NodeName) -> SimNode {
     let bootstrap = ControlClient::trusting(api, Some(join_token), Some(ca));
-    let credential = bootstrap
-        .credential(&name)
-        .await
-        .expect("a node credential");
+    let credential = again(&name, || bootstrap.credential(&name)).await;
     let client = ControlClient::trusting(api, Some(&credential), Some(ca));
     let (key, csr) = strata_mesh::identity::node_key_and_csr(&name).expect("a CSR");
-    let signed = client
-        .certificate(
-            &name,
-            &CertificateRequest {
-                csr,
-                address: Some("127.0.0.1:9".into()),
-            },
-        )
-        .await
-        .expect("a node certificate");
+    let request = CertificateRequest {
+        csr,
+        address: Some("127.0.0.1:9".into()),
+    };
+    let signed = again(&name, || client.certificate(&name, &request)).await;
     client
         .present_certificate(&signed.certificate, &key)
         .expect("the certificate is usable");
     let zone = format!("zone-{}", name.len() % 4);
-    let node = client
-        .register(&RegisterNode {
-            name: name.clone(),
-            agent_url: "https://127.0.0.1:9".into(),
-            labels: [("zone".to_string(), zone)].into(),
-            capacity: Resources {
-                cpu_millis: 1_024_000,
-                memory_bytes: 1 << 40,
-            },
-            drivers: vec![strata_core::spec::DriverKind::Exec],
-            last_epoch: None,
-            mesh_addr: Some("127.0.0.1:9".into()),
-        })
-        .await
-        .expect("registered");
+    let registration = RegisterNode {
+        name: name.clone(),
+        agent_url: "https://127.0.0.1:9".into(),
+        labels: [("zone".to_string(), zone)].into(),
+        capacity: Resources {
+            cpu_millis: 1_024_000,
+            memory_bytes: 1 << 40,
+        },
+        drivers: vec![strata_core::spec::DriverKind::Exec],
+        last_epoch: None,
+        mesh_addr: Some("127.0.0.1:9".into()),
+    };
+    let node = again(&name, || client.register(&registration)).await;
     SimNode {
         credential,
         name: name.clone(),
@@ -148,6 +139,26 @@ async fn join(api: &str, join_token: &str, ca: &str, name: NodeName) -> SimNode 
         statuses: StatusReporter::start(client.clone(), name.clone()),
         client,
     }
+}
+
+/// `call`'s answer, asked again a second later while it fails (at most 10 times).
+async fn again<T, F>(name: &NodeName, call: impl Fn() -> F) -> T
+where
+    F: std::future::Future<Output = Result<T, strata_agent::client::ClientError>>,
+{
+    for attempt in 1.. {
+        match call().await {
+            Ok(answer) => return answer,
+            Err(error) if attempt < 10 => {
+                if RETRIED.fetch_add(1, Ordering::SeqCst) < 3 {
+                    eprintln!("{name}: join step failed (attempt {attempt}): {error}");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => panic!("{name} could not join: {error}"),
+        }
+    }
+    unreachable!("the loop returns or panics")
 }
 
 /// What a node's agent does, without running anything: heartbeats every `args.heartbeat`
@@ -468,7 +479,7 @@ async fn main() {
     };
 
     println!(
-        "status reports sent again after a failure: {}",
+        "calls sent again after a failure (joins, status reports): {}",
         RETRIED.load(Ordering::SeqCst)
     );
     let json = serde_json::json!({
@@ -486,6 +497,10 @@ async fn main() {
     println!("{json}");
     for node in &nodes {
         node.alive.store(false, Ordering::SeqCst);
+    }
+    // The server's log, kept where `FLEET_SERVER_LOG` says (the run's directory goes).
+    if let Ok(path) = std::env::var("FLEET_SERVER_LOG") {
+        let _ = std::fs::write(&path, server.log());
     }
     drop(server);
     drop(etcd);

@@ -80,6 +80,18 @@ fn serving_nodes(cluster: &Cluster) -> Vec<String> {
     nodes
 }
 
+/// `name`'s state as `strata node ls --json` shows it ("ready", "down", ...).
+fn node_state(cluster: &Cluster, name: &str) -> String {
+    let listed = cluster.cli(&["node", "ls", "--json"]);
+    let nodes: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap_or_default();
+    nodes
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| n["state"].as_str())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
 fn node_index(cluster: &Cluster, name: &str) -> usize {
     cluster.nodes.iter().position(|n| n.name == name).unwrap()
 }
@@ -152,6 +164,17 @@ fn failover(failure: Failure) {
                 && pids.iter().filter(|pid| Some(**pid) != agent).count() == 0
         },
     );
+    if !matches!(failure, Failure::Kill9) {
+        // The node that kept running learns it was declared down from the server's answer to
+        // its first beat back ("register again"), not from its HTTP beat 30 s away.
+        let victim_name = cluster.nodes[victim].name.clone();
+        wait_until(
+            &cluster,
+            Duration::from_secs(10),
+            "the returning node registers again",
+            || node_state(&cluster, &victim_name) == "ready",
+        );
+    }
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
     let (failures, ok) = load.join().unwrap();

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use crate::clock::Clock;
 
@@ -44,17 +44,41 @@ impl DatagramOutcome {
     }
 }
 
+/// One node's beats: when it was last heard from and how many datagrams it sent since its
+/// last HTTP heartbeat. The datagram receiver keeps each node's slot at hand, so a beat
+/// costs two atomic writes, no lock.
+#[derive(Debug, Default)]
+pub struct BeatSlot {
+    /// Monotonic ms of the last beat, plus one (0: never).
+    last: AtomicU64,
+    datagrams: AtomicU64,
+}
+
+impl BeatSlot {
+    fn beat(&self, now: u64) {
+        self.last.fetch_max(now + 1, Ordering::Relaxed);
+    }
+
+    /// Notes a beat by datagram at `now`.
+    pub fn datagram(&self, now: u64) {
+        self.beat(now);
+        self.datagrams.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Option<u64> {
+        self.last.load(Ordering::Relaxed).checked_sub(1)
+    }
+}
+
 /// When each node was last heard from.
 pub struct Heartbeats {
     clock: Arc<dyn Clock>,
     /// Silence longer than this makes a node down.
     down_after_ms: u64,
-    /// Last heartbeat of each node, in monotonic ms.
-    last: Mutex<HashMap<String, u64>>,
+    /// Each node's beats.
+    slots: RwLock<HashMap<String, Arc<BeatSlot>>>,
     /// When this server began to lead, in monotonic ms.
     led_since: AtomicU64,
-    /// Beats each node sent by datagram since its last HTTP heartbeat.
-    datagrams: Mutex<HashMap<String, u64>>,
     /// Datagrams received, by outcome (in [`DatagramOutcome::ALL`] order), since start.
     outcomes: [AtomicU64; 5],
 }
@@ -64,35 +88,38 @@ impl Heartbeats {
         Heartbeats {
             clock,
             down_after_ms,
-            last: Mutex::default(),
+            slots: RwLock::default(),
             led_since: AtomicU64::new(0),
-            datagrams: Mutex::default(),
             outcomes: Default::default(),
         }
     }
 
+    /// The monotonic clock beats are noted on.
+    pub fn now(&self) -> u64 {
+        self.clock.monotonic_ms()
+    }
+
+    /// `node`'s slot (made on its first beat).
+    pub fn slot(&self, node: &str) -> Arc<BeatSlot> {
+        if let Some(slot) = self.slots.read().expect("heartbeats lock").get(node) {
+            return slot.clone();
+        }
+        self.slots
+            .write()
+            .expect("heartbeats lock")
+            .entry(node.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// Notes a heartbeat of `node` now.
     pub fn note(&self, node: &str) {
-        let now = self.clock.monotonic_ms();
-        let mut last = self.last.lock().expect("heartbeats lock");
-        match last.get_mut(node) {
-            Some(at) => *at = now,
-            None => {
-                last.insert(node.to_string(), now);
-            }
-        }
+        self.slot(node).beat(self.now());
     }
 
     /// Notes a beat of `node` that came by datagram ([`crate::beats`]).
     pub fn note_datagram(&self, node: &str) {
-        self.note(node);
-        let mut datagrams = self.datagrams.lock().expect("heartbeats lock");
-        match datagrams.get_mut(node) {
-            Some(count) => *count += 1,
-            None => {
-                datagrams.insert(node.to_string(), 1);
-            }
-        }
+        self.slot(node).datagram(self.now());
     }
 
     /// Counts a datagram's outcome.
@@ -116,20 +143,27 @@ impl Heartbeats {
     /// How many beats `node` sent by datagram since the last call (what its HTTP heartbeat
     /// tells it, so it knows its datagrams arrive).
     pub fn take_datagrams(&self, node: &str) -> u64 {
-        self.datagrams
-            .lock()
+        self.slots
+            .read()
             .expect("heartbeats lock")
-            .remove(node)
-            .unwrap_or(0)
+            .get(node)
+            .map_or(0, |slot| slot.datagrams.swap(0, Ordering::Relaxed))
     }
 
     /// When `node` last heartbeated (monotonic ms), if it has since this process started.
     pub fn last(&self, node: &str) -> Option<u64> {
-        self.last
-            .lock()
+        self.slots
+            .read()
             .expect("heartbeats lock")
             .get(node)
-            .copied()
+            .and_then(|slot| slot.last())
+    }
+
+    /// Calls `judge` with a reader of every node's last heartbeat, under one lock (a liveness
+    /// pass over every node takes it once, not once per node).
+    pub fn with_lasts<R>(&self, judge: impl FnOnce(&dyn Fn(&str) -> Option<u64>) -> R) -> R {
+        let slots = self.slots.read().expect("heartbeats lock");
+        judge(&|node: &str| slots.get(node).and_then(|slot| slot.last()))
     }
 
     /// Whether `node` was heard from within the down threshold.
@@ -152,8 +186,10 @@ impl Heartbeats {
 
     /// Forgives every node's silence up to `now` (used when this process itself stalled).
     pub fn forgive_until(&self, now: u64) {
-        for last in self.last.lock().expect("heartbeats lock").values_mut() {
-            *last = (*last).max(now);
+        for slot in self.slots.read().expect("heartbeats lock").values() {
+            if slot.last().is_some() {
+                slot.beat(now);
+            }
         }
     }
 }

@@ -240,7 +240,7 @@ async fn eventually(mut check: impl FnMut() -> bool) -> bool {
 
 #[tokio::test]
 async fn a_heartbeat_datagram_counts_only_signed_by_its_node_and_never_twice() {
-    use strata_core::beat::{beat_key, encode};
+    use strata_core::beat::{beat_key, encode, parse, BeatKey, Kind};
     let dir = tempfile::tempdir().unwrap();
     let plane = plane(dir.path()).await;
     plane.start_election();
@@ -296,4 +296,18 @@ async fn a_heartbeat_datagram_counts_only_signed_by_its_node_and_never_twice() {
     assert_eq!(counted, 2);
     assert_eq!(plane.heartbeats().take_datagrams("n9"), 0);
     assert!(plane.heartbeats().last("n9").is_none());
+    // Only the verified beat of another epoch was answered: "register again", signed with
+    // n1's key, sent back to its sender (and nothing to the forged, replayed or unknown).
+    let mut buffer = [0u8; 256];
+    let len = tokio::time::timeout(Duration::from_secs(5), sender.recv(&mut buffer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let answer = parse(&buffer[..len]).unwrap();
+    assert_eq!(
+        (answer.kind, answer.node, answer.epoch, answer.seq),
+        (Kind::RegisterAgain, "n1", node.epoch + 1, 103)
+    );
+    assert!(answer.verified_by(&BeatKey::new(&key)));
+    assert!(sender.try_recv(&mut buffer).is_err(), "one answer only");
 }

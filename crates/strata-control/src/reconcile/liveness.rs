@@ -2,7 +2,9 @@
 //! node's state written to the store (which wakes the reconciler through the reflector).
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::StreamExt;
 use strata_core::{keys, EventKind, Node, NodeState};
 use strata_sched::liveness::node_state;
 use strata_store::Txn;
@@ -10,17 +12,25 @@ use strata_store::Txn;
 use crate::plane::{encode, ControlPlane};
 use crate::ControlError;
 
+/// How many nodes' changes of state are written at once (each its own transaction, which
+/// the store commits together): a pass after a mass event (a zone lost, a leader's first
+/// look) takes a few commits, not one per node, so the next pass is not held up.
+const WRITES_AT_ONCE: usize = 256;
+
 /// Judges node liveness every `liveness_tick` from the heartbeats held in memory, and writes
 /// each change of state (which wakes the reconciler through the store's watch). Runs until the
 /// task is dropped.
 pub async fn run_liveness(plane: Arc<ControlPlane>) {
     let tick = plane.config.liveness_tick;
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_tick = plane.monotonic_ms();
+    let stall = Duration::from_millis(plane.config.liveness.suspect_after_ms);
     let mut led_before = false;
+    let mut wake_at = tokio::time::Instant::now() + tick;
     loop {
-        ticker.tick().await;
+        tokio::time::sleep_until(wake_at).await;
+        // How late this task woke: the process or its runtime could not run (a suspended VM,
+        // a machine starved of CPU). How long the last pass took is not a stall: beats were
+        // received meanwhile on their own task.
+        let late = wake_at.elapsed();
         let now = plane.monotonic_ms();
         let leads = plane.term().is_some();
         if leads && !led_before {
@@ -29,77 +39,107 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
             plane.heartbeats().grace_unknown_nodes(now);
         }
         led_before = leads;
-        if !leads {
-            last_tick = now;
-            continue;
-        }
-        // If this process itself stalled (a long GC-like pause, a suspended VM), nodes did not
-        // go silent: forgive the gap instead of declaring them down.
-        if now.saturating_sub(last_tick) > plane.config.liveness.suspect_after_ms {
+        if leads && late > stall {
+            // Nodes did not go silent: this server did. Forgive the gap instead of
+            // declaring them down.
             tracing::warn!(
-                stalled_ms = now - last_tick,
-                "liveness checker stalled; not blaming nodes"
+                late_ms = late.as_millis() as u64,
+                "liveness checker woke late; not blaming nodes for the gap"
             );
             plane.heartbeats().forgive_until(now);
         }
-        last_tick = now;
-        match judge_liveness(&plane, now).await {
-            Ok(()) | Err(ControlError::NotLeader) => {}
-            Err(error) => tracing::warn!(%error, "liveness pass failed"),
+        if leads {
+            match judge_liveness(&plane, now).await {
+                Ok(()) | Err(ControlError::NotLeader) => {}
+                Err(error) => tracing::warn!(%error, "liveness pass failed"),
+            }
         }
+        wake_at = tokio::time::Instant::now() + tick;
     }
 }
 
 /// One liveness pass at `now` (monotonic ms): every node's state from its last heartbeat,
-/// each change written. Public so tests can drive it with their own clock.
+/// each change written (with its event, in the same transaction). Public so tests can drive
+/// it with their own clock.
 pub async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), ControlError> {
     // Every node is looked at from the reflector (no listing of the store each tick); only
     // the ones whose state changes are copied out and written.
     plane.reflector_caught_up().await?;
-    let changes: Vec<(Node, u64, NodeState, u64)> = {
+    let changes: Vec<(Node, u64, NodeState, u64)> = plane.heartbeats().with_lasts(|last_beat| {
         let state = plane.reflector().read();
+        // A node not heard from since this server began to lead gets a grace period.
+        let led_since = plane.heartbeats().led_since();
         state
             .nodes()
             .filter_map(|versioned| {
                 let node = &versioned.value;
-                // A node not heard from since this server began to lead gets a grace period.
-                let last = plane
-                    .heartbeats()
-                    .last(&node.name)
-                    .unwrap_or(plane.heartbeats().led_since());
+                let last = last_beat(&node.name).unwrap_or(led_since);
                 let next = node_state(node.state, last, now, plane.config.liveness);
                 (next != node.state).then(|| (node.clone(), versioned.revision, next, last))
             })
             .collect()
-    };
-    for (mut node, revision, next, last) in changes {
-        let previous = node.state;
-        node.state = next;
-        let key = keys::node(&node.name);
-        let committed = plane
-            .controller_txn(Txn::new().when(&key, revision).put(&key, encode(&node)))
-            .await?
-            .is_committed();
-        if committed {
-            let mut event = crate::event_log::event(
-                match next {
-                    NodeState::Ready => EventKind::NodeReady,
-                    NodeState::Suspect => EventKind::NodeSuspect,
-                    NodeState::Down => EventKind::NodeDown,
-                    NodeState::Draining => EventKind::NodeDraining,
-                },
-                format!(
-                    "node {}: {} -> {} (no heartbeat for {} ms)",
-                    node.name,
-                    format!("{previous:?}").to_lowercase(),
-                    format!("{next:?}").to_lowercase(),
-                    now.saturating_sub(last)
-                ),
-            );
-            event.node = Some(node.name.clone());
-            plane.event_log().record(event).await;
-            plane.kick();
-        }
+    });
+    if changes.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let written: Vec<Result<bool, ControlError>> = futures::stream::iter(changes)
+        .map(|(node, revision, next, last)| {
+            write_state(plane, node, revision, next, now.saturating_sub(last))
+        })
+        .buffer_unordered(WRITES_AT_ONCE)
+        .collect()
+        .await;
+    if written.iter().any(|w| matches!(w, Ok(true))) {
+        plane.kick();
+    }
+    // A node whose record changed meanwhile is judged again on the next tick.
+    written
+        .into_iter()
+        .find_map(Result::err)
+        .map_or(Ok(()), Err)
+}
+
+/// Writes `node`'s new state `next` if its record is still at `revision`, with its event;
+/// whether it was written.
+async fn write_state(
+    plane: &ControlPlane,
+    mut node: Node,
+    revision: u64,
+    next: NodeState,
+    silent_ms: u64,
+) -> Result<bool, ControlError> {
+    let previous = node.state;
+    node.state = next;
+    let key = keys::node(&node.name);
+    let mut event = crate::event_log::event(
+        match next {
+            NodeState::Ready => EventKind::NodeReady,
+            NodeState::Suspect => EventKind::NodeSuspect,
+            NodeState::Down => EventKind::NodeDown,
+            NodeState::Draining => EventKind::NodeDraining,
+        },
+        match next {
+            NodeState::Ready => format!(
+                "node {}: {} -> ready (heartbeats resumed)",
+                node.name,
+                format!("{previous:?}").to_lowercase()
+            ),
+            _ => format!(
+                "node {}: {} -> {} (no heartbeat for {silent_ms} ms)",
+                node.name,
+                format!("{previous:?}").to_lowercase(),
+                format!("{next:?}").to_lowercase(),
+            ),
+        },
+    );
+    event.node = Some(node.name.clone());
+    let message = event.message.clone();
+    let kind = event.kind;
+    let txn = Txn::new().when(&key, revision).put(&key, encode(&node));
+    let txn = plane.event_log().stage(txn, event);
+    let committed = plane.controller_txn(txn).await?.is_committed();
+    if committed {
+        tracing::info!(%kind, node = %node.name, "{message}");
+    }
+    Ok(committed)
 }
