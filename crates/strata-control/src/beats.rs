@@ -110,6 +110,9 @@ struct Peer {
     /// The last beat number taken.
     last_seq: u64,
     slot: Arc<BeatSlot>,
+    /// The node's epoch and state, as of a version of the node records (read again from
+    /// the reflector only when some node's record changed).
+    known: Option<(u64, u64, NodeState)>,
 }
 
 struct Receiver {
@@ -137,10 +140,12 @@ impl Receiver {
         {
             let plane = self.plane.clone();
             let state = plane.reflector().read();
+            let version = state.node_records_version();
             for (datagram, from) in datagrams {
                 let outcome = self.judge(
                     datagram,
                     *from,
+                    version,
                     |name| state.node(name).map(|n| (n.value.epoch, n.value.state)),
                     leads,
                     leader,
@@ -161,6 +166,7 @@ impl Receiver {
         &mut self,
         datagram: &[u8],
         from: SocketAddr,
+        version: u64,
         node: impl Fn(&str) -> Option<(u64, NodeState)>,
         leads: bool,
         leader: Option<SocketAddr>,
@@ -173,18 +179,26 @@ impl Receiver {
         if beat.kind != Kind::Beat {
             return DatagramOutcome::Refused;
         }
-        let state = node(beat.node);
         let peer = match self.peers.get_mut(beat.node) {
             Some(peer) => peer,
             // Only nodes the cluster knows get a key (so junk cannot grow the map).
-            None if state.is_none() => return DatagramOutcome::Refused,
+            None if node(beat.node).is_none() => return DatagramOutcome::Refused,
             None => {
                 let credential = self.plane.credentials().node_credential(beat.node);
                 self.peers.entry(beat.node.to_string()).or_insert(Peer {
                     key: BeatKey::new(&beat::beat_key(&credential)),
                     last_seq: 0,
                     slot: self.plane.heartbeats().slot(beat.node),
+                    known: None,
                 })
+            }
+        };
+        let state = match peer.known {
+            Some((seen, epoch, state)) if seen == version => Some((epoch, state)),
+            _ => {
+                let state = node(beat.node);
+                peer.known = state.map(|(epoch, state)| (version, epoch, state));
+                state
             }
         };
         if !beat.verified_by(&peer.key) {

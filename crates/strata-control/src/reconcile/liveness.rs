@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use strata_core::{keys, EventKind, Node, NodeState};
+use strata_core::{keys, EventKind, Node, NodeName, NodeState};
 use strata_sched::liveness::node_state;
 use strata_store::Txn;
 
@@ -65,20 +65,34 @@ pub async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), Contro
     // Every node is looked at from the reflector (no listing of the store each tick); only
     // the ones whose state changes are copied out and written.
     plane.reflector_caught_up().await?;
-    let changes: Vec<(Node, u64, NodeState, u64)> = plane.heartbeats().with_lasts(|last_beat| {
+    let changes: Vec<(Node, u64, NodeState, u64)> = {
         let state = plane.reflector().read();
+        let heartbeats = plane.heartbeats();
+        let roster = heartbeats.roster(state.node_set_version(), || {
+            state.nodes().map(|n| n.value.name.clone()).collect()
+        });
         // A node not heard from since this server began to lead gets a grace period.
-        let led_since = plane.heartbeats().led_since();
-        state
-            .nodes()
-            .filter_map(|versioned| {
+        let led_since = heartbeats.led_since();
+        let thresholds = plane.config.liveness;
+        // Only two kinds of node can change state: one silent past the suspect threshold,
+        // and one not ready now. The rest (nearly all, nearly always) stay ready.
+        let silent = roster.iter().filter_map(|(name, slot)| {
+            let last = slot.last().unwrap_or(led_since);
+            (now.saturating_sub(last) >= thresholds.suspect_after_ms).then_some(name)
+        });
+        let candidates: std::collections::BTreeSet<&NodeName> =
+            silent.chain(state.unready_nodes()).collect();
+        candidates
+            .into_iter()
+            .filter_map(|name| {
+                let versioned = state.node(name)?;
                 let node = &versioned.value;
-                let last = last_beat(&node.name).unwrap_or(led_since);
-                let next = node_state(node.state, last, now, plane.config.liveness);
+                let last = heartbeats.last(name).unwrap_or(led_since);
+                let next = node_state(node.state, last, now, thresholds);
                 (next != node.state).then(|| (node.clone(), versioned.revision, next, last))
             })
             .collect()
-    });
+    };
     if changes.is_empty() {
         return Ok(());
     }

@@ -4,13 +4,14 @@
 //! Pure: [`ClusterState::apply`] takes the store's events; nothing here does IO.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use strata_core::spec::PortSpec;
 use strata_core::{
     keys, ConfigVersion, DesiredState, EnvName, Instance, InstanceId, InstanceStatus, InstanceView,
-    Node, NodeName, Release, Resources, Service, ServiceName,
+    Node, NodeName, NodeState, Release, Resources, Service, ServiceName,
 };
 use strata_store::{KeyValue, Revision, WatchEvent};
 
@@ -64,6 +65,14 @@ pub struct ClusterState {
     /// Every change up to this revision is applied.
     revision: Revision,
     nodes: HashMap<NodeName, Versioned<Node>>,
+    /// Nodes whose state is not ready (suspect, down, draining): what a liveness pass looks
+    /// at besides the nodes gone silent.
+    unready: BTreeSet<NodeName>,
+    /// Changes (to a value never used before in this process) when a node is added or
+    /// removed.
+    node_set_version: u64,
+    /// Changes (likewise) when any node's record changes.
+    node_records_version: u64,
     services: BTreeMap<ServiceKey, Versioned<Service>>,
     /// Releases and config versions by key: written once (releases' specs rewritten only to
     /// drop config), so shared.
@@ -81,6 +90,13 @@ pub struct ClusterState {
     dirty: Dirty,
     /// Records that did not decode, by key (reported once each by the reflector).
     corrupt: Vec<(String, String)>,
+}
+
+/// A version number never handed out before in this process (so a state rebuilt from a
+/// listing never repeats one its predecessor had).
+fn next_version() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The prefixes the state follows.
@@ -165,13 +181,23 @@ impl ClusterState {
                     return;
                 }
                 self.node_changed_services(&node.name);
-                self.nodes.insert(
-                    node.name.clone(),
+                self.node_records_version = next_version();
+                if node.state == NodeState::Ready {
+                    self.unready.remove(&node.name);
+                } else {
+                    self.unready.insert(node.name.clone());
+                }
+                let name = node.name.clone();
+                let before = self.nodes.insert(
+                    name,
                     Versioned {
                         value: node,
                         revision,
                     },
                 );
+                if before.is_none() {
+                    self.node_set_version = next_version();
+                }
             }
         } else if key.starts_with(keys::SERVICES) {
             if let Some(service) = self.decode::<Service>(kv) {
@@ -228,6 +254,9 @@ impl ClusterState {
         } else if let Some(name) = key.strip_prefix(keys::NODES) {
             if self.nodes.get(name).is_some_and(|n| n.revision < revision) {
                 self.nodes.remove(name);
+                self.unready.remove(name);
+                self.node_set_version = next_version();
+                self.node_records_version = next_version();
                 self.node_changed_services(name);
             }
         } else if key.starts_with(keys::SERVICES) {
@@ -405,6 +434,21 @@ impl ClusterState {
     /// Every node, in no particular order.
     pub fn nodes(&self) -> impl Iterator<Item = &Versioned<Node>> {
         self.nodes.values()
+    }
+
+    /// The nodes whose state is not ready.
+    pub fn unready_nodes(&self) -> impl Iterator<Item = &NodeName> {
+        self.unready.iter()
+    }
+
+    /// Changes when a node is added or removed (not when one's record changes).
+    pub fn node_set_version(&self) -> u64 {
+        self.node_set_version
+    }
+
+    /// Changes when any node's record changes.
+    pub fn node_records_version(&self) -> u64 {
+        self.node_records_version
     }
 
     pub fn service(&self, id: &ServiceKey) -> Option<&Versioned<Service>> {

@@ -190,6 +190,100 @@ fn a_node_change_dirties_its_instances_services_and_a_relisting_touches_every_no
     assert!(state.node("n1").is_none());
 }
 
+/// What a liveness pass relies on: the nodes not ready, and versions that change with the
+/// set of nodes (a roster made again) and with any node's record (cached states read again).
+#[test]
+fn unready_nodes_and_node_versions_follow_the_records() {
+    let with_state = |name: &str, state: NodeState, revision| {
+        let WatchEvent::Put(kv) = node(name, "a", 64, revision) else {
+            unreachable!()
+        };
+        let mut record: Node = serde_json::from_slice(&kv.value).unwrap();
+        record.state = state;
+        put(keys::node(name), &record, revision)
+    };
+    let unready = |state: &ClusterState| -> Vec<String> {
+        state.unready_nodes().map(|n| n.to_string()).collect()
+    };
+    let mut state = ClusterState::default();
+    let versions = |state: &ClusterState| (state.node_set_version(), state.node_records_version());
+    // (change, nodes not ready after it, set changed, records changed)
+    let table: Vec<(&str, WatchEvent, Vec<&str>, bool, bool)> = vec![
+        (
+            "n1 joins",
+            with_state("n1", NodeState::Ready, 2),
+            vec![],
+            true,
+            true,
+        ),
+        (
+            "n2 joins",
+            with_state("n2", NodeState::Ready, 3),
+            vec![],
+            true,
+            true,
+        ),
+        (
+            "n1 suspect",
+            with_state("n1", NodeState::Suspect, 4),
+            vec!["n1"],
+            false,
+            true,
+        ),
+        (
+            "n2 down",
+            with_state("n2", NodeState::Down, 5),
+            vec!["n1", "n2"],
+            false,
+            true,
+        ),
+        (
+            "n1 ready again",
+            with_state("n1", NodeState::Ready, 6),
+            vec!["n2"],
+            false,
+            true,
+        ),
+        (
+            "an older n1 comes late",
+            with_state("n1", NodeState::Down, 5),
+            vec!["n2"],
+            false,
+            false,
+        ),
+        (
+            "n2 removed",
+            delete(keys::node("n2"), 7),
+            vec![],
+            true,
+            true,
+        ),
+        (
+            "n2 removed again",
+            delete(keys::node("n2"), 8),
+            vec![],
+            false,
+            false,
+        ),
+    ];
+    for (what, event, want, set_changed, records_changed) in table {
+        let before = versions(&state);
+        state.apply(&event);
+        let after = versions(&state);
+        assert_eq!(unready(&state), want, "{what}");
+        assert_eq!(before.0 != after.0, set_changed, "{what}: set version");
+        assert_eq!(
+            before.1 != after.1,
+            records_changed,
+            "{what}: records version"
+        );
+    }
+    // A state made again from a listing never repeats a version of its predecessor.
+    let mut rebuilt = ClusterState::default();
+    rebuilt.apply(&with_state("n1", NodeState::Ready, 6));
+    assert_ne!(rebuilt.node_set_version(), state.node_set_version());
+}
+
 #[test]
 fn a_record_that_does_not_decode_is_reported_and_skipped() {
     let mut state = ClusterState::default();
