@@ -1,10 +1,16 @@
 //! The fleet simulator (issue 22): N simulated nodes in this process speak the real agent
 //! protocol, through the real client (`strata_agent::client::ControlClient`), to a real
 //! `strata server`: each joins with the join token, gets its node certificate from a CSR,
-//! registers, heartbeats (by datagram as agents do, with an HTTP beat a second; over HTTP
-//! only with `--http-beats`), holds its blocking assignments query open (`--sync-ms` is its
-//! longest wait) and reports its instances' status. Instances
-//! are simulated: a node reports one running `--start-ms` after it first sees it assigned.
+//! registers, heartbeats (by datagram as agents do, with an HTTP beat every 30 s and when the
+//! server answers a datagram "register again", registering again when told; over HTTP only
+//! with `--http-beats`), holds its blocking assignments query open (`--sync-ms` is its
+//! longest wait) and reports its instances' status. Instances are simulated: a node reports
+//! one running `--start-ms` after it first sees it assigned. Every node's datagrams leave
+//! from one task and one socket, spread over the beat period (10,000 tasks waking ten
+//! times a second would cost the simulator the CPU the server needs).
+//!
+//! `FLEET_SERVER_LOG=path` keeps the server's log; `FLEET_LIMIT_S` bounds the wait for
+//! placement (600 s).
 //!
 //!   cargo bench -p strata-cli --bench fleet -- [--nodes 100] [--instances 1000]
 //!       [--store etcd] [--heartbeat-ms 100] [--sync-ms 10000] [--start-ms 50] [--http-beats]
@@ -13,16 +19,17 @@
 //! `place_ack_s`, `failover_s`, `server_cpu_pct`, `server_rss_mib`, `api_p99_ms`) so scripts
 //! can compare runs. `--store etcd` needs etcd (Debian's etcd-server).
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use strata_agent::beats::Heartbeater;
+use strata_agent::beats::{Heartbeater, HTTP_EVERY};
 use strata_agent::client::ControlClient;
 use strata_agent::status::{Reported, StatusReporter};
 use strata_core::api::{CertificateRequest, DeployRequest, DeployService, RegisterNode};
+use strata_core::beat::{self, BeatKey, Kind};
 use strata_core::{DesiredState, InstanceId, InstanceState, InstanceStatus, NodeName, Resources};
 use strata_store::testing::EtcdServer;
 use strata_testkit::ServerProcess;
@@ -79,6 +86,10 @@ fn args() -> Args {
     args
 }
 
+/// "Register again" answers to the simulated nodes' datagrams, and registrations again.
+static TOLD: AtomicUsize = AtomicUsize::new(0);
+static REREGISTERED: AtomicUsize = AtomicUsize::new(0);
+
 /// Calls (joins, status reports) sent again after a failure.
 static RETRIED: AtomicUsize = AtomicUsize::new(0);
 
@@ -89,9 +100,14 @@ type Latencies = Arc<Mutex<Histogram<u64>>>;
 struct SimNode {
     name: NodeName,
     client: ControlClient,
-    epoch: u64,
-    /// Its credential (the key of its heartbeat datagrams).
-    credential: String,
+    /// Its epoch (a new one each time it registers again).
+    epoch: AtomicU64,
+    /// What it registers with.
+    registration: RegisterNode,
+    /// The key of its heartbeat datagrams.
+    key: BeatKey,
+    /// Wakes its HTTP beat when the server answers a datagram "register again".
+    told: tokio::sync::Notify,
     /// Heartbeats and syncs only while alive; cleared to simulate its death.
     alive: Arc<AtomicBool>,
     /// Its instances whose running report the server acknowledged (and not stopped since).
@@ -131,9 +147,11 @@ async fn join(api: &str, join_token: &str, ca: &str, name: NodeName) -> SimNode 
     };
     let node = again(&name, || client.register(&registration)).await;
     SimNode {
-        credential,
+        key: BeatKey::new(&beat::beat_key(&credential)),
+        registration,
+        told: tokio::sync::Notify::new(),
         name: name.clone(),
-        epoch: node.epoch,
+        epoch: AtomicU64::new(node.epoch),
         alive: Arc::new(AtomicBool::new(true)),
         serving: AtomicUsize::new(0),
         statuses: StatusReporter::start(client.clone(), name.clone()),
@@ -161,27 +179,104 @@ where
     unreachable!("the loop returns or panics")
 }
 
-/// What a node's agent does, without running anything: heartbeats every `args.heartbeat`
-/// and, beside that, holds the blocking assignments query open as the agent does, reporting
-/// each new instance running `args.start` after it sees it (stopped ones stopped).
-async fn run(
-    node: Arc<SimNode>,
-    args: Arc<Args>,
-    latencies: Latencies,
-    socket: Arc<tokio::net::UdpSocket>,
-) {
+/// What a node's agent does, without running anything: holds the blocking assignments
+/// query open as the agent does, reporting each new instance running `args.start` after it
+/// sees it (stopped ones stopped), and beats over HTTP: every [`HTTP_EVERY`] beats (its
+/// datagrams leave from [`pump`]), when told to register again, or every beat with
+/// `--http-beats`. Told to register again, it does.
+async fn run(node: Arc<SimNode>, args: Arc<Args>, latencies: Latencies) {
     tokio::spawn(follow_assignments(node.clone(), args.clone()));
-    // The simulated nodes share one socket (a process has a limited number of descriptors).
-    let mut heartbeater =
-        Heartbeater::new((!args.http_beats).then_some(node.credential.as_str())).sharing(socket);
+    let period = if args.http_beats {
+        args.heartbeat
+    } else {
+        args.heartbeat * HTTP_EVERY as u32
+    };
+    // Nodes that joined together do not beat over HTTP together.
+    let jitter = rand::random::<u64>() % period.as_millis().max(1) as u64;
+    tokio::time::sleep(Duration::from_millis(jitter)).await;
+    let mut heartbeater = Heartbeater::new(None);
     while node.alive.load(Ordering::SeqCst) {
         let beat = Instant::now();
-        if let Ok(Some(_)) = heartbeater.beat(&node.client, &node.name, node.epoch).await {
-            // An HTTP beat: the API's latency.
+        let epoch = node.epoch.load(Ordering::SeqCst);
+        let answer = if args.http_beats {
+            heartbeater
+                .beat(&node.client, &node.name, epoch)
+                .await
+                .ok()
+                .flatten()
+        } else {
+            node.client.heartbeat(&node.name, epoch).await.ok()
+        };
+        if let Some(ack) = answer {
             let micros = beat.elapsed().as_micros() as u64;
             let _ = latencies.lock().unwrap().record(micros.max(1));
+            if ack.reregister && node.alive.load(Ordering::SeqCst) {
+                let registration = RegisterNode {
+                    last_epoch: Some(epoch),
+                    ..node.registration.clone()
+                };
+                if let Ok(registered) = node.client.register(&registration).await {
+                    node.epoch.store(registered.epoch, Ordering::SeqCst);
+                    REREGISTERED.fetch_add(1, Ordering::SeqCst);
+                }
+            }
         }
-        tokio::time::sleep(args.heartbeat.saturating_sub(beat.elapsed())).await;
+        tokio::select! {
+            _ = tokio::time::sleep(period.saturating_sub(beat.elapsed())) => {}
+            _ = node.told.notified() => {}
+        }
+    }
+}
+
+/// Every live node's heartbeat datagram each `period`, from one socket, a tenth of the nodes
+/// every tenth of the period; the server's "register again" answers wake the node's HTTP
+/// beat.
+async fn pump(
+    nodes: Arc<Mutex<Vec<Arc<SimNode>>>>,
+    period: Duration,
+    socket: tokio::net::UdpSocket,
+    to: std::net::SocketAddr,
+) {
+    const SLICES: usize = 10;
+    let mut ticker = tokio::time::interval(period / SLICES as u32);
+    let mut slice = 0;
+    let mut now: Vec<Arc<SimNode>> = Vec::new();
+    let mut by_name: HashMap<String, Arc<SimNode>> = HashMap::new();
+    let mut buffer = [0u8; beat::MAX_LEN + 1];
+    loop {
+        ticker.tick().await;
+        if slice == 0 {
+            now = nodes.lock().unwrap().clone();
+            if by_name.len() != now.len() {
+                by_name = now
+                    .iter()
+                    .map(|n| (n.name.to_string(), n.clone()))
+                    .collect();
+            }
+        }
+        let seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        for node in now.iter().skip(slice).step_by(SLICES) {
+            if !node.alive.load(Ordering::Relaxed) {
+                continue;
+            }
+            let epoch = node.epoch.load(Ordering::Relaxed);
+            let datagram = beat::encode_kind(Kind::Beat, &node.name, epoch, seq, &node.key);
+            let _ = socket.send_to(&datagram, to).await;
+        }
+        while let Ok(len) = socket.try_recv(&mut buffer) {
+            let Ok(answer) = beat::parse(&buffer[..len.min(buffer.len())]) else {
+                continue;
+            };
+            if let Some(node) = by_name.get(answer.node) {
+                if answer.kind == Kind::RegisterAgain && answer.verified_by(&node.key) {
+                    TOLD.fetch_add(1, Ordering::Relaxed);
+                    node.told.notify_one();
+                }
+            }
+        }
+        slice = (slice + 1) % SLICES;
     }
 }
 
@@ -211,7 +306,7 @@ async fn follow_assignments(node: Arc<SimNode>, args: Arc<Args>) {
         // Only what changed comes in full; what did not is acted on already.
         for assignment in assigned.assignments {
             let instance = assignment.instance;
-            if instance.node_epoch != node.epoch {
+            if instance.node_epoch != node.epoch.load(Ordering::SeqCst) {
                 continue;
             }
             let state = match (instance.desired, running.contains(&instance.id)) {
@@ -322,6 +417,22 @@ fn cpu_seconds(pid: i32) -> f64 {
     ticks as f64 / 100.0 // USER_HZ
 }
 
+/// Datagrams this machine's kernel dropped because a UDP socket's receive buffer was full
+/// (`RcvbufErrors` of /proc/net/snmp, every socket: nothing else here receives many).
+fn udp_drops() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RcvbufErrors")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0)
+}
+
 fn rss_mib(pid: i32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -374,7 +485,14 @@ async fn main() {
         args.start
     );
 
-    let beats = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let registered: Arc<Mutex<Vec<Arc<SimNode>>>> = Arc::default();
+    if !args.http_beats {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = strata_client::api_socket_addr(&server.api)
+            .await
+            .expect("the API's datagram address");
+        tokio::spawn(pump(registered.clone(), args.heartbeat, socket, to));
+    }
     // Registration: every node joins, 64 at a time.
     let registering = Instant::now();
     let names: Vec<NodeName> = (0..args.nodes)
@@ -387,12 +505,8 @@ async fn main() {
             .map(|name| join(&server.api, &join_token, &ca, name.clone()));
         for node in futures::future::join_all(joins).await {
             let node = Arc::new(node);
-            tokio::spawn(run(
-                node.clone(),
-                args.clone(),
-                latencies.clone(),
-                beats.clone(),
-            ));
+            tokio::spawn(run(node.clone(), args.clone(), latencies.clone()));
+            registered.lock().unwrap().push(node.clone());
             nodes.push(node);
         }
     }
@@ -403,12 +517,17 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     latencies.lock().unwrap().reset();
     let (cpu_before, window) = (cpu_seconds(pid), Instant::now());
+    let own_before = cpu_seconds(std::process::id() as i32);
+    let drops_before = udp_drops();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let server_cpu_pct = 100.0 * (cpu_seconds(pid) - cpu_before) / window.elapsed().as_secs_f64();
+    let sim_cpu_pct = 100.0 * (cpu_seconds(std::process::id() as i32) - own_before)
+        / window.elapsed().as_secs_f64();
+    let dropped = udp_drops().saturating_sub(drops_before);
     let api_p99_ms = latencies.lock().unwrap().value_at_quantile(0.99) as f64 / 1000.0;
     let idle_rss = rss_mib(pid);
     println!(
-        "idle fleet: server CPU {server_cpu_pct:.1}% of a core, RSS {idle_rss:.0} MiB, heartbeat p99 {api_p99_ms:.1} ms"
+        "idle fleet: server CPU {server_cpu_pct:.1}% of a core, RSS {idle_rss:.0} MiB, HTTP heartbeat p99 {api_p99_ms:.1} ms; simulator CPU {sim_cpu_pct:.0}%; beats dropped by the kernel (receive buffer full) {dropped} in 5 s"
     );
 
     // Placement: every instance placed, reported running and counted.
@@ -479,8 +598,10 @@ async fn main() {
     };
 
     println!(
-        "calls sent again after a failure (joins, status reports): {}",
-        RETRIED.load(Ordering::SeqCst)
+        "calls sent again after a failure (joins, status reports): {}; told to register again: {}, registered again: {}",
+        RETRIED.load(Ordering::SeqCst),
+        TOLD.load(Ordering::SeqCst),
+        REREGISTERED.load(Ordering::SeqCst)
     );
     let json = serde_json::json!({
         "nodes": args.nodes,
@@ -491,6 +612,8 @@ async fn main() {
         "place_ack_s": place_ack_s,
         "failover_s": failover_s,
         "server_cpu_pct": server_cpu_pct,
+        "sim_cpu_pct": sim_cpu_pct,
+        "idle_beats_dropped": dropped,
         "server_rss_mib": server_rss_mib,
         "api_p99_ms": api_p99_ms,
     });

@@ -10,15 +10,23 @@
 //! Under load the receiver takes datagrams in batches: after a wake-up that found many
 //! waiting, it lets [`GATHER`] pass before the next, so 100,000 beats a second cost a few
 //! hundred wake-ups, not 100,000. The socket's receive buffer is raised so a gathering
-//! interval's beats fit ([`RECEIVE_BUFFER`]).
+//! interval's beats fit ([`RECEIVE_BUFFER`]). If beats are lost anyway (the kernel counts
+//! what it drops for a full buffer, and says so with each datagram: `SO_RXQ_OVFL`), nobody
+//! can tell whose were lost: liveness forgives every node's silence up to then rather than
+//! declare down nodes whose beats this server failed to read.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::io::IoSliceMut;
+use std::os::fd::AsRawFd;
 use strata_core::beat::{self, BeatKey, Kind};
 use strata_core::NodeState;
+
+use nix::sys::socket::{recvmsg, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use crate::heartbeats::{BeatSlot, DatagramOutcome};
@@ -39,17 +47,25 @@ const GATHER: Duration = Duration::from_millis(5);
 /// the kernel's overhead per datagram, and room for a late wake-up.
 const RECEIVE_BUFFER: usize = 8 << 20;
 
+/// The least time between two "register again" answers to one node.
+const ANSWER_EVERY: Duration = Duration::from_secs(1);
+
 /// How often a follower looks up where the leader is.
 const LEADER_REFRESH: Duration = Duration::from_secs(1);
 
 /// Receives beats on `socket` until the task is dropped.
 pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
     raise_receive_buffer(&socket);
+    if let Err(error) = nix::sys::socket::setsockopt(&socket, sockopt::RxqOvfl, &1) {
+        tracing::info!(%error, "the kernel will not count heartbeat datagrams it drops");
+    }
     let mut receiver = Receiver {
         plane,
         peers: HashMap::new(),
         leader: None,
+        drops_seen: None,
     };
+    let mut control = nix::cmsg_space!(u32);
     let mut buffers = vec![[0u8; beat::MAX_LEN + 1]; BATCH];
     let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
     let mut received = [(0usize, unspecified); BATCH];
@@ -61,10 +77,13 @@ pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
         }
         let mut taken = 0;
         while taken < BATCH {
-            match socket.try_recv_from(&mut buffers[taken]) {
-                Ok(got) => {
-                    received[taken] = got;
+            match receive(&socket, &mut buffers[taken], &mut control) {
+                Ok((len, from, drops)) => {
+                    received[taken] = (len, from);
                     taken += 1;
+                    if let Some(drops) = drops {
+                        receiver.dropped_so_far(drops);
+                    }
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(error) => {
@@ -86,6 +105,44 @@ pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
             tokio::time::sleep(GATHER).await;
         }
     }
+}
+
+/// Reads one waiting datagram into `buffer`: its length, its sender, and how many datagrams
+/// the kernel has dropped on this socket so far (when it says).
+fn receive(
+    socket: &UdpSocket,
+    buffer: &mut [u8],
+    control: &mut Vec<u8>,
+) -> std::io::Result<(usize, SocketAddr, Option<u32>)> {
+    socket.try_io(Interest::READABLE, || {
+        let mut iov = [IoSliceMut::new(buffer)];
+        let message = recvmsg::<SockaddrStorage>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(control),
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(std::io::Error::from)?;
+        let from = message
+            .address
+            .and_then(|address| {
+                if let Some(v4) = address.as_sockaddr_in() {
+                    Some(SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                } else {
+                    address
+                        .as_sockaddr_in6()
+                        .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                }
+            })
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let drops = message.cmsgs().ok().and_then(|mut messages| {
+            messages.find_map(|m| match m {
+                ControlMessageOwned::RxqOvfl(drops) => Some(drops),
+                _ => None,
+            })
+        });
+        Ok((message.bytes, from, drops))
+    })
 }
 
 /// Asks for a receive buffer that holds a gathering interval's beats (as root, past the
@@ -113,6 +170,8 @@ struct Peer {
     /// The node's epoch and state, as of a version of the node records (read again from
     /// the reflector only when some node's record changed).
     known: Option<(u64, u64, NodeState)>,
+    /// When it was last told to register again (monotonic ms).
+    told_at: Option<u64>,
 }
 
 struct Receiver {
@@ -121,6 +180,8 @@ struct Receiver {
     peers: HashMap<String, Peer>,
     /// Where the leader takes beats, and when that was looked up.
     leader: Option<(Instant, Option<SocketAddr>)>,
+    /// The kernel's count of datagrams dropped on the socket, as last seen.
+    drops_seen: Option<u32>,
 }
 
 /// A datagram to send, and where: sent after a batch (sending waits; a batch is judged
@@ -128,6 +189,15 @@ struct Receiver {
 type Send = (Vec<u8>, SocketAddr);
 
 impl Receiver {
+    /// Notes the kernel's count of drops so far; what grew since the last look was lost.
+    fn dropped_so_far(&mut self, drops: u32) {
+        let lost = drops.wrapping_sub(self.drops_seen.unwrap_or(0));
+        self.drops_seen = Some(drops);
+        if lost > 0 {
+            self.plane.heartbeats().note_dropped(u64::from(lost));
+        }
+    }
+
     async fn take(&mut self, socket: &UdpSocket, datagrams: &[(&[u8], SocketAddr)]) {
         let leads = self.plane.term().is_some();
         let leader = if leads {
@@ -190,6 +260,7 @@ impl Receiver {
                     last_seq: 0,
                     slot: self.plane.heartbeats().slot(beat.node),
                     known: None,
+                    told_at: None,
                 })
             }
         };
@@ -220,9 +291,16 @@ impl Receiver {
                 peer.slot.datagram(now);
                 DatagramOutcome::Taken
             }
-            // Another epoch, or down: the node must register again, and is told so now.
+            // Another epoch, or down: the node must register again, and is told so now (at
+            // most once per [`ANSWER_EVERY`]: it beats ten times a second meanwhile).
             _ => {
-                sends.push((beat::register_again(&beat, &peer.key), from));
+                if peer
+                    .told_at
+                    .is_none_or(|at| now.saturating_sub(at) >= ANSWER_EVERY.as_millis() as u64)
+                {
+                    peer.told_at = Some(now);
+                    sends.push((beat::register_again(&beat, &peer.key), from));
+                }
                 DatagramOutcome::Stale
             }
         }

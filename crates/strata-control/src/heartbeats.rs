@@ -24,15 +24,20 @@ pub enum DatagramOutcome {
     Replayed,
     /// Of another epoch or a node declared down: it must register again (over HTTP).
     Stale,
+    /// Lost before it was read: the kernel dropped it, the socket's buffer being full (the
+    /// kernel's count). Nobody can tell whose it was, so liveness forgives every node's
+    /// silence up to then.
+    Dropped,
 }
 
 impl DatagramOutcome {
-    pub const ALL: [DatagramOutcome; 5] = [
+    pub const ALL: [DatagramOutcome; 6] = [
         DatagramOutcome::Taken,
         DatagramOutcome::Forwarded,
         DatagramOutcome::Refused,
         DatagramOutcome::Replayed,
         DatagramOutcome::Stale,
+        DatagramOutcome::Dropped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +47,7 @@ impl DatagramOutcome {
             DatagramOutcome::Refused => "refused",
             DatagramOutcome::Replayed => "replayed",
             DatagramOutcome::Stale => "stale",
+            DatagramOutcome::Dropped => "dropped",
         }
     }
 }
@@ -86,7 +92,10 @@ pub struct Heartbeats {
     /// When this server began to lead, in monotonic ms.
     led_since: AtomicU64,
     /// Datagrams received, by outcome (in [`DatagramOutcome::ALL`] order), since start.
-    outcomes: [AtomicU64; 5],
+    outcomes: [AtomicU64; 6],
+    /// When beats were last lost to a full socket buffer (monotonic ms, plus one; 0: not
+    /// since the last look).
+    dropped_at: AtomicU64,
     /// The roster, and the version of the set of nodes it was made for.
     roster: Mutex<(u64, Roster)>,
 }
@@ -99,6 +108,7 @@ impl Heartbeats {
             slots: RwLock::default(),
             led_since: AtomicU64::new(0),
             outcomes: Default::default(),
+            dropped_at: AtomicU64::new(0),
             roster: Mutex::default(),
         }
     }
@@ -133,11 +143,28 @@ impl Heartbeats {
 
     /// Counts a datagram's outcome.
     pub fn count_datagram(&self, outcome: DatagramOutcome) {
+        self.count_datagrams(outcome, 1);
+    }
+
+    /// Counts `count` datagrams of one outcome.
+    pub fn count_datagrams(&self, outcome: DatagramOutcome, count: u64) {
         let index = DatagramOutcome::ALL
             .iter()
             .position(|o| *o == outcome)
             .expect("every outcome is listed");
-        self.outcomes[index].fetch_add(1, Ordering::Relaxed);
+        self.outcomes[index].fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Notes that `count` beats were lost before they were read (the socket's buffer was
+    /// full): liveness cannot tell whose, and forgives every node's silence up to now.
+    pub fn note_dropped(&self, count: u64) {
+        self.count_datagrams(DatagramOutcome::Dropped, count);
+        self.dropped_at.fetch_max(self.now() + 1, Ordering::Relaxed);
+    }
+
+    /// When beats were last lost (monotonic ms), if they were since the last call.
+    pub fn take_dropped(&self) -> Option<u64> {
+        self.dropped_at.swap(0, Ordering::Relaxed).checked_sub(1)
     }
 
     /// Datagrams received since start, by outcome.

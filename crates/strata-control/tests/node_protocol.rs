@@ -311,3 +311,68 @@ async fn a_heartbeat_datagram_counts_only_signed_by_its_node_and_never_twice() {
     assert!(answer.verified_by(&BeatKey::new(&key)));
     assert!(sender.try_recv(&mut buffer).is_err(), "one answer only");
 }
+
+/// Beats lost before the server read them (its socket's buffer full) are counted from the
+/// kernel's own figure, and liveness learns that it cannot blame nodes for that gap.
+#[tokio::test]
+async fn heartbeat_datagrams_the_kernel_dropped_are_counted() {
+    use strata_control::heartbeats::DatagramOutcome;
+    use strata_core::beat::{beat_key, encode};
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(dir.path()).await;
+    plane.start_election();
+    assert!(eventually(|| plane.term().is_some()).await, "never led");
+    let node = plane
+        .register_node(strata_core::api::RegisterNode {
+            name: NodeName::from_static("n1"),
+            agent_url: "http://127.0.0.1:9".into(),
+            labels: Default::default(),
+            capacity: Default::default(),
+            drivers: vec![],
+            last_epoch: None,
+            mesh_addr: None,
+        })
+        .await
+        .unwrap();
+    assert!(eventually(|| plane.reflector().read().node("n1").is_some()).await);
+    // A socket nobody reads yet, with the smallest buffer, counting its drops.
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket2::SockRef::from(&socket)
+        .set_recv_buffer_size(1)
+        .unwrap();
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RxqOvfl, &1).unwrap();
+    let to = socket.local_addr().unwrap();
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let key = beat_key(&plane.credentials().node_credential("n1"));
+    for seq in 1..=500 {
+        sender
+            .send_to(&encode("n1", node.epoch, seq, &key), to)
+            .await
+            .unwrap();
+    }
+    tokio::spawn(strata_control::beats::serve(plane.clone(), socket));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The next beat carries the kernel's count of what it dropped before.
+    sender
+        .send_to(&encode("n1", node.epoch, 1_000, &key), to)
+        .await
+        .unwrap();
+    let dropped = || {
+        plane
+            .heartbeats()
+            .datagram_outcomes()
+            .into_iter()
+            .find(|(outcome, _)| *outcome == DatagramOutcome::Dropped)
+            .map_or(0, |(_, count)| count)
+    };
+    assert!(eventually(|| dropped() > 0).await, "no drop counted");
+    let taken = plane
+        .heartbeats()
+        .datagram_outcomes()
+        .into_iter()
+        .find(|(outcome, _)| *outcome == DatagramOutcome::Taken)
+        .map_or(0, |(_, count)| count);
+    assert_eq!(taken + dropped(), 501, "every beat taken or counted lost");
+    assert!(plane.heartbeats().take_dropped().is_some());
+    assert!(plane.heartbeats().take_dropped().is_none(), "taken once");
+}

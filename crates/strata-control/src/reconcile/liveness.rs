@@ -17,6 +17,9 @@ use crate::ControlError;
 /// look) takes a few commits, not one per node, so the next pass is not held up.
 const WRITES_AT_ONCE: usize = 256;
 
+/// The least time between two warnings that beats were lost.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// Judges node liveness every `liveness_tick` from the heartbeats held in memory, and writes
 /// each change of state (which wakes the reconciler through the store's watch). Runs until the
 /// task is dropped.
@@ -24,6 +27,7 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
     let tick = plane.config.liveness_tick;
     let stall = Duration::from_millis(plane.config.liveness.suspect_after_ms);
     let mut led_before = false;
+    let mut warned = None;
     let mut wake_at = tokio::time::Instant::now() + tick;
     loop {
         tokio::time::sleep_until(wake_at).await;
@@ -39,6 +43,17 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
             plane.heartbeats().grace_unknown_nodes(now);
         }
         led_before = leads;
+        if let Some(at) = plane.heartbeats().take_dropped().filter(|_| leads) {
+            // Beats were lost before they were read (this server's socket buffer was full):
+            // whose, nobody can tell. Forgive every node's silence up to then.
+            if warned.is_none_or(|w: tokio::time::Instant| w.elapsed() >= WARN_EVERY) {
+                warned = Some(tokio::time::Instant::now());
+                tracing::warn!(
+                    "heartbeat datagrams were lost at this server (its receive buffer was full): not blaming nodes for the gap; this server cannot keep up with its fleet's beats"
+                );
+            }
+            plane.heartbeats().forgive_until(at);
+        }
         if leads && late > stall {
             // Nodes did not go silent: this server did. Forgive the gap instead of
             // declaring them down.
