@@ -13,7 +13,10 @@
 //! interval's beats fit ([`RECEIVE_BUFFER`]). If beats are lost anyway (the kernel counts
 //! what it drops for a full buffer, and says so with each datagram: `SO_RXQ_OVFL`), nobody
 //! can tell whose were lost: liveness forgives every node's silence up to then rather than
-//! declare down nodes whose beats this server failed to read.
+//! declare down nodes whose beats this server failed to read. Nor does it judge silence past
+//! what the receiver has read: while beats wait in the socket (a busy server), liveness
+//! counts time only up to the moment the receiver last found the socket empty
+//! ([`crate::heartbeats::Heartbeats::judged_now`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,9 +46,10 @@ const BUSY: usize = 32;
 /// liveness thresholds (hundreds of milliseconds).
 const GATHER: Duration = Duration::from_millis(5);
 
-/// The socket receive buffer asked for: 100,000 beats a second gathered for [`GATHER`], with
-/// the kernel's overhead per datagram, and room for a late wake-up.
-const RECEIVE_BUFFER: usize = 8 << 20;
+/// The socket receive buffer asked for: a third of a second of 100,000 beats a second, at the
+/// kernel's cost of about a kilobyte per small datagram (a busy server's receiver can be
+/// late by that much, well under the liveness thresholds' scale).
+const RECEIVE_BUFFER: usize = 32 << 20;
 
 /// The least time between two "register again" answers to one node.
 const ANSWER_EVERY: Duration = Duration::from_secs(1);
@@ -69,13 +73,23 @@ pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
     let mut buffers = vec![[0u8; beat::MAX_LEN + 1]; BATCH];
     let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
     let mut received = [(0usize, unspecified); BATCH];
+    let heartbeats = receiver.plane.clone();
+    let heartbeats = heartbeats.heartbeats();
+    // Whether the last read found the socket empty.
+    let mut drained = true;
     loop {
-        if let Err(error) = socket.readable().await {
+        // Waiting on an empty socket, this receiver is behind by nothing; woken, it is behind
+        // by what arrived since it last found the socket empty, until it drains it again.
+        heartbeats.receiver_waits(drained);
+        let waited = socket.readable().await;
+        heartbeats.receiver_waits(false);
+        if let Err(error) = waited {
             tracing::debug!(%error, "heartbeat socket");
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         }
         let mut taken = 0;
+        let mut drained_at = None;
         while taken < BATCH {
             match receive(&socket, &mut buffers[taken], &mut control) {
                 Ok((len, from, drops)) => {
@@ -85,7 +99,10 @@ pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
                         receiver.dropped_so_far(drops);
                     }
                 }
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    drained_at = Some(heartbeats.now());
+                    break;
+                }
                 Err(error) => {
                     tracing::debug!(%error, "heartbeat socket");
                     break;
@@ -98,6 +115,11 @@ pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
             .map(|(buffer, (len, from))| (&buffer[..(*len).min(buffer.len())], *from))
             .collect();
         receiver.take(&socket, &datagrams).await;
+        // Every beat that arrived before the socket was found empty is noted now.
+        drained = drained_at.is_some();
+        if let Some(at) = drained_at {
+            heartbeats.read_up_to(at);
+        }
         if taken == BATCH {
             // More are waiting: the liveness checker and the API must still run.
             tokio::task::yield_now().await;
@@ -145,14 +167,15 @@ fn receive(
     })
 }
 
-/// Asks for a receive buffer that holds a gathering interval's beats (as root, past the
-/// system's `net.core.rmem_max`; otherwise up to it).
+/// Asks for a receive buffer that holds [`RECEIVE_BUFFER`] bytes of beats: past the system's
+/// `net.core.rmem_max` where this process may (`CAP_NET_ADMIN`), else up to it.
 fn raise_receive_buffer(socket: &UdpSocket) {
-    let socket = socket2::SockRef::from(socket);
-    if socket.set_recv_buffer_size(RECEIVE_BUFFER).is_err() {
-        tracing::debug!("could not raise the heartbeat socket's receive buffer");
+    // The kernel counts its own overhead in the buffer and doubles what is asked for it.
+    let asked = RECEIVE_BUFFER / 2;
+    if nix::sys::socket::setsockopt(socket, sockopt::RcvBufForce, &asked).is_err() {
+        let _ = nix::sys::socket::setsockopt(socket, sockopt::RcvBuf, &asked);
     }
-    let size = socket.recv_buffer_size().unwrap_or(0);
+    let size = nix::sys::socket::getsockopt(socket, sockopt::RcvBuf).unwrap_or(0);
     if size < RECEIVE_BUFFER {
         tracing::info!(
             bytes = size,

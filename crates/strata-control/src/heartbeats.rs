@@ -4,7 +4,7 @@
 //! a new leader). Liveness is judged from these by [`crate::reconcile::judge_liveness`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use strata_core::NodeName;
@@ -96,6 +96,10 @@ pub struct Heartbeats {
     /// When beats were last lost to a full socket buffer (monotonic ms, plus one; 0: not
     /// since the last look).
     dropped_at: AtomicU64,
+    /// Whether the datagram receiver waits on an empty socket (or there is none).
+    receiver_waiting: AtomicBool,
+    /// When the receiver last found its socket empty, every beat before noted (monotonic ms).
+    read_up_to: AtomicU64,
     /// The roster, and the version of the set of nodes it was made for.
     roster: Mutex<(u64, Roster)>,
 }
@@ -109,6 +113,8 @@ impl Heartbeats {
             led_since: AtomicU64::new(0),
             outcomes: Default::default(),
             dropped_at: AtomicU64::new(0),
+            receiver_waiting: AtomicBool::new(true),
+            read_up_to: AtomicU64::new(0),
             roster: Mutex::default(),
         }
     }
@@ -160,6 +166,28 @@ impl Heartbeats {
     pub fn note_dropped(&self, count: u64) {
         self.count_datagrams(DatagramOutcome::Dropped, count);
         self.dropped_at.fetch_max(self.now() + 1, Ordering::Relaxed);
+    }
+
+    /// Says whether the datagram receiver now waits on an empty socket.
+    pub fn receiver_waits(&self, waiting: bool) {
+        self.receiver_waiting.store(waiting, Ordering::SeqCst);
+    }
+
+    /// Says that every beat that arrived before `at` (monotonic ms) is noted.
+    pub fn read_up_to(&self, at: u64) {
+        self.read_up_to.fetch_max(at, Ordering::SeqCst);
+    }
+
+    /// The time up to which nodes' silence can be judged at `now`: `now` while the datagram
+    /// receiver waits on an empty socket, else when it last found the socket empty (beats
+    /// waiting in it are not silence). A receiver far behind pauses liveness rather than
+    /// blame nodes it has not read.
+    pub fn judged_now(&self, now: u64) -> u64 {
+        if self.receiver_waiting.load(Ordering::SeqCst) {
+            now
+        } else {
+            now.min(self.read_up_to.load(Ordering::SeqCst))
+        }
     }
 
     /// When beats were last lost (monotonic ms), if they were since the last call.
@@ -238,5 +266,64 @@ impl Heartbeats {
                 slot.beat(now);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// Silence is judged only up to what the datagram receiver has read.
+    #[test]
+    fn silence_is_judged_up_to_what_the_receiver_has_read() {
+        let beats = Heartbeats::new(Arc::new(ManualClock::starting_at(0)), 600);
+        // (receiver waits on an empty socket, read up to, now, judged now)
+        let table = [
+            ("no receiver yet", None, 0, 5_000, 5_000),
+            (
+                "waiting on an empty socket",
+                Some(true),
+                4_000,
+                5_000,
+                5_000,
+            ),
+            ("busy, read up to 4,900", Some(false), 4_900, 5_000, 4_900),
+            ("busy, far behind", Some(false), 4_900, 9_000, 4_900),
+            ("drained again", Some(false), 9_000, 9_000, 9_000),
+            ("never ahead of now", Some(false), 9_000, 8_000, 8_000),
+        ];
+        for (what, waiting, read, now, judged) in table {
+            if let Some(waiting) = waiting {
+                beats.receiver_waits(waiting);
+            }
+            beats.read_up_to(read);
+            assert_eq!(beats.judged_now(now), judged, "{what}");
+        }
+    }
+
+    #[test]
+    fn beats_lost_are_told_once_and_forgiveness_reaches_every_node_that_beat() {
+        let clock = Arc::new(ManualClock::starting_at(0));
+        let beats = Heartbeats::new(clock.clone(), 600);
+        beats.note("n1");
+        let _ = beats.slot("n2"); // never beat
+        clock.advance(1_000);
+        assert_eq!(beats.take_dropped(), None);
+        beats.note_dropped(3);
+        let at = beats.take_dropped().expect("lost beats told");
+        assert_eq!(beats.take_dropped(), None, "told once");
+        beats.forgive_until(at);
+        assert_eq!(beats.last("n1"), Some(at));
+        assert_eq!(
+            beats.last("n2"),
+            None,
+            "a node that never beat keeps its grace rule"
+        );
+        let dropped = beats
+            .datagram_outcomes()
+            .into_iter()
+            .find(|(o, _)| *o == DatagramOutcome::Dropped);
+        assert_eq!(dropped, Some((DatagramOutcome::Dropped, 3)));
     }
 }

@@ -337,9 +337,7 @@ async fn heartbeat_datagrams_the_kernel_dropped_are_counted() {
     assert!(eventually(|| plane.reflector().read().node("n1").is_some()).await);
     // A socket nobody reads yet, with the smallest buffer, counting its drops.
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    socket2::SockRef::from(&socket)
-        .set_recv_buffer_size(1)
-        .unwrap();
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &1).unwrap();
     nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RxqOvfl, &1).unwrap();
     let to = socket.local_addr().unwrap();
     let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();

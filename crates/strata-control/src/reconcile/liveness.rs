@@ -64,7 +64,17 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
             plane.heartbeats().forgive_until(now);
         }
         if leads {
-            match judge_liveness(&plane, now).await {
+            let judged = plane.heartbeats().judged_now(now);
+            if now.saturating_sub(judged) > plane.config.liveness.down_after_ms
+                && warned.is_none_or(|w: tokio::time::Instant| w.elapsed() >= WARN_EVERY)
+            {
+                warned = Some(tokio::time::Instant::now());
+                tracing::warn!(
+                    behind_ms = now - judged,
+                    "the heartbeat receiver is behind: liveness waits for it rather than blame nodes whose beats it has not read"
+                );
+            }
+            match judge_liveness(&plane, judged).await {
                 Ok(()) | Err(ControlError::NotLeader) => {}
                 Err(error) => tracing::warn!(%error, "liveness pass failed"),
             }
