@@ -284,6 +284,7 @@ async fn pump(
 /// change acted on.
 async fn follow_assignments(node: Arc<SimNode>, args: Arc<Args>) {
     let mut running: BTreeSet<InstanceId> = BTreeSet::new();
+    let mut seen: BTreeSet<InstanceId> = BTreeSet::new();
     let mut index = None;
     while node.alive.load(Ordering::SeqCst) {
         let answer = match index {
@@ -299,6 +300,12 @@ async fn follow_assignments(node: Arc<SimNode>, args: Arc<Args>) {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         };
+        // As the agent does (`Assignments::merged_with`): an answer naming by id an
+        // instance this node never got in full means reading everything again.
+        if assigned.unchanged.iter().any(|id| !seen.contains(id)) {
+            index = None;
+            continue;
+        }
         index = Some(assigned.revision);
         if !node.alive.load(Ordering::SeqCst) {
             return;
@@ -306,6 +313,7 @@ async fn follow_assignments(node: Arc<SimNode>, args: Arc<Args>) {
         // Only what changed comes in full; what did not is acted on already.
         for assignment in assigned.assignments {
             let instance = assignment.instance;
+            seen.insert(instance.id.clone());
             if instance.node_epoch != node.epoch.load(Ordering::SeqCst) {
                 continue;
             }
@@ -401,6 +409,39 @@ async fn until_serving(
         last as f64 / limit.as_secs_f64()
     );
     None
+}
+
+/// Says which wanted instances the server does not hold running (at most five), and on
+/// which node in which state, to tell a lost placement from a lost report.
+async fn not_serving(admin: &reqwest::Client, api: &str, nodes: &[Arc<SimNode>]) {
+    let Ok(response) = admin.get(format!("{api}/v1/instances")).send().await else {
+        return;
+    };
+    let views: Vec<strata_core::InstanceView> = response.json().await.unwrap_or_default();
+    let wanted = views
+        .iter()
+        .filter(|v| v.instance.desired == DesiredState::Running)
+        .count();
+    let waiting: Vec<_> = views
+        .iter()
+        .filter(|v| v.instance.desired == DesiredState::Running)
+        .filter(|v| v.state() != InstanceState::Running)
+        .collect();
+    println!(
+        "  the server holds {wanted} wanted instances, {} of them not running",
+        waiting.len()
+    );
+    for view in waiting.iter().take(5) {
+        let node = nodes.iter().find(|n| n.name == view.instance.node);
+        println!(
+            "  {} on {} (placed at epoch {}, node's epoch now {:?}): {:?}",
+            view.instance.id,
+            view.instance.node,
+            view.instance.node_epoch,
+            node.map(|n| n.epoch.load(Ordering::SeqCst)),
+            view.status.as_ref().map(|s| (s.state, &s.message)),
+        );
+    }
 }
 
 /// The server's CPU time so far (user + system), from /proc, in seconds.
@@ -561,6 +602,9 @@ async fn main() {
             .unwrap_or(600),
     );
     let place_ack_s = until_serving(&nodes, args.instances, None, limit).await;
+    if place_ack_s.is_none() {
+        not_serving(&admin, &server.api, &nodes).await;
+    }
     let place_ack = placing.elapsed().as_secs_f64();
     let server_rss_mib = rss_mib(pid);
     println!(

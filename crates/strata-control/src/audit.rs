@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use strata_core::auth::AuditRecord;
 use strata_core::keys;
-use strata_store::{Store, Txn};
+use strata_store::Store;
 
 use crate::plane::decode;
 use crate::{ControlError, ControlPlane};
@@ -66,29 +66,7 @@ pub async fn read(
 /// Deletes the records older than `before` (milliseconds since the epoch), a page at a
 /// time; returns how many went.
 pub async fn prune(store: &Arc<dyn Store>, before: u64) -> Result<usize, ControlError> {
-    let mut removed = 0;
-    let cutoff = keys::audit(before * 1000);
-    loop {
-        let page = store.list_page(keys::AUDIT, None, 500).await?;
-        let old: Vec<&str> = page
-            .kvs
-            .iter()
-            .map(|kv| kv.key.as_str())
-            .take_while(|key| *key < cutoff.as_str())
-            .collect();
-        if old.is_empty() {
-            return Ok(removed);
-        }
-        let mut txn = Txn::new();
-        for key in &old {
-            txn = txn.delete(*key);
-        }
-        store.txn(txn).await?;
-        removed += old.len();
-        if old.len() < page.kvs.len() {
-            return Ok(removed);
-        }
-    }
+    crate::leader::delete_keys_before(store, keys::AUDIT, &keys::audit(before * 1000)).await
 }
 
 /// On the leader, every minute: drops audit records older than the retention.

@@ -281,6 +281,37 @@ pub async fn current_leader(store: &Arc<dyn Store>) -> Option<LeaderRecord> {
 /// On the leader, every minute: `prune(plane, before)` drops the `what` older than their
 /// retention (`before` = now minus `retention(config)`), and says how many went. Followers
 /// skip their turn. Runs until the task is dropped.
+/// Deletes the keys under `prefix` that sort before `cutoff` (records keyed by time), a page
+/// of 500 to a transaction; returns how many went.
+pub async fn delete_keys_before(
+    store: &std::sync::Arc<dyn strata_store::Store>,
+    prefix: &str,
+    cutoff: &str,
+) -> Result<usize, crate::ControlError> {
+    let mut removed = 0;
+    loop {
+        let page = store.list_page(prefix, None, 500).await?;
+        let old: Vec<&str> = page
+            .kvs
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .take_while(|key| *key < cutoff)
+            .collect();
+        if old.is_empty() {
+            return Ok(removed);
+        }
+        let mut txn = strata_store::Txn::new();
+        for key in &old {
+            txn = txn.delete(*key);
+        }
+        store.txn(txn).await?;
+        removed += old.len();
+        if old.len() < page.kvs.len() {
+            return Ok(removed);
+        }
+    }
+}
+
 pub async fn prune_on_leader<F, Fut>(
     plane: std::sync::Arc<crate::ControlPlane>,
     what: &'static str,

@@ -43,6 +43,7 @@ async fn start() -> Api {
             max_artifact_size: 1024,
             audit_retention: Duration::from_secs(3600),
             log_retention: strata_control::plane::DEFAULT_LOG_RETENTION,
+            event_retention: strata_control::plane::DEFAULT_EVENT_RETENTION,
             node_certificates_required: false,
             api_ca_pem: None,
             liveness_tick: Duration::from_millis(50),

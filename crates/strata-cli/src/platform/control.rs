@@ -280,6 +280,7 @@ pub async fn start_control_plane(
             max_artifact_size: settings.max_artifact_size,
             audit_retention: settings.audit_retention,
             log_retention: strata_control::plane::DEFAULT_LOG_RETENTION,
+            event_retention: strata_control::plane::DEFAULT_EVENT_RETENTION,
             node_certificates_required: !matches!(settings.tls, ApiTls::Plain),
             api_ca_pem: operator_ca.clone(),
             liveness_tick: Duration::from_millis(50),
@@ -374,6 +375,7 @@ pub async fn start_control_plane(
     tokio::spawn(strata_control::replicate::run(plane.clone()));
     tokio::spawn(strata_control::audit::run_retention(plane.clone()));
     tokio::spawn(strata_control::logs::run_retention(plane.clone()));
+    tokio::spawn(strata_control::event_log::run_retention(plane.clone()));
     let mut router = strata_control::api::router(plane.clone());
     if settings.local_only {
         let port = api_addr.port();

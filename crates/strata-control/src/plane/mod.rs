@@ -73,6 +73,8 @@ pub struct ControlConfig {
     /// How long the last lines of a gone instance's log are kept after its node last
     /// shipped them.
     pub log_retention: std::time::Duration,
+    /// How long events are kept.
+    pub event_retention: std::time::Duration,
     /// Nodes act by their certificate (mutual TLS on an HTTPS API); their bearer credential
     /// only gets them the certificate. Off for `strata dev`'s plain-HTTP API.
     pub node_certificates_required: bool,
@@ -101,6 +103,10 @@ pub const DEFAULT_SCALE_DOWN_WINDOW: std::time::Duration =
 /// The last lines of gone instances' logs are kept this long unless the server is told
 /// otherwise.
 pub const DEFAULT_LOG_RETENTION: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// Events are kept a day unless the server is told otherwise: what `strata events` and the
+/// status's explanations read, and a fleet placing a million instances writes millions.
+pub const DEFAULT_EVENT_RETENTION: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// Nodes' certificates are valid a day unless the server is told otherwise.
 pub const DEFAULT_NODE_CERT_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);

@@ -160,6 +160,43 @@ impl Reflector {
     }
 }
 
+/// The most watch events applied under one write lock (more when a revision has more: a
+/// revision is applied whole).
+const BATCH: usize = 512;
+
+/// The watch's next events: what is ready, up to [`BATCH`], and then whatever is ready of
+/// the last one's revision, so a reader never sees a revision half applied (the state says
+/// it holds revision R only once all of R's changes are in: an assignments answer at R must
+/// hold every instance written at R). `None` when the watch ended.
+async fn next_batch<S>(
+    watch: &mut std::pin::Pin<Box<futures::stream::Peekable<S>>>,
+) -> Option<Vec<S::Item>>
+where
+    S: futures::Stream<Item = Result<strata_store::WatchEvent, strata_store::StoreError>>,
+{
+    use futures::FutureExt;
+    let first = watch.next().await?;
+    let mut batch = vec![first];
+    loop {
+        let last = batch
+            .last()
+            .and_then(|event| event.as_ref().ok())
+            .map(strata_store::WatchEvent::revision);
+        let take = match watch.as_mut().peek().now_or_never() {
+            Some(Some(Ok(next))) => batch.len() < BATCH || Some(next.revision()) == last,
+            Some(Some(Err(_))) => true,
+            _ => false,
+        };
+        if !take {
+            return Some(batch);
+        }
+        match watch.next().now_or_never() {
+            Some(Some(event)) => batch.push(event),
+            _ => return Some(batch),
+        }
+    }
+}
+
 /// Lists, then follows the watch; starts over (relists) whenever the watch ends or fails.
 async fn follow(reflector: std::sync::Weak<Reflector>, store: Arc<dyn Store>) {
     loop {
@@ -198,8 +235,8 @@ async fn follow_once(
         state.touch_everything(start);
     });
     drop(live);
-    let mut batches = watch.ready_chunks(512);
-    while let Some(batch) = batches.next().await {
+    let mut watch = Box::pin(watch.peekable());
+    while let Some(batch) = next_batch(&mut watch).await {
         let Some(live) = reflector.upgrade() else {
             return Ok(());
         };
@@ -220,4 +257,51 @@ async fn follow_once(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fixtures::put;
+
+    fn events(
+        revisions: &[(Revision, usize)],
+    ) -> Vec<Result<strata_store::WatchEvent, strata_store::StoreError>> {
+        revisions
+            .iter()
+            .flat_map(|(revision, count)| {
+                (0..*count)
+                    .map(move |i| Ok(put(format!("/instances/r{revision}-{i}"), &i, *revision)))
+            })
+            .collect()
+    }
+
+    /// A batch never ends in the middle of a revision, however many changes it has.
+    #[tokio::test]
+    async fn a_revision_is_applied_whole() {
+        // (what, changes per revision, the sizes of the batches taken)
+        type Case = (&'static str, Vec<(Revision, usize)>, Vec<usize>);
+        let table: Vec<Case> = vec![
+            ("one small revision", vec![(1, 3)], vec![3]),
+            ("a revision past the batch size", vec![(1, 600)], vec![600]),
+            (
+                "many revisions fill batches",
+                vec![(1, 300), (2, 300), (3, 10)],
+                vec![600, 10],
+            ),
+            (
+                "the batch ends where a revision does",
+                vec![(1, 500), (2, 20), (3, 5)],
+                vec![520, 5],
+            ),
+        ];
+        for (what, revisions, want) in table {
+            let mut watch = Box::pin(futures::stream::iter(events(&revisions)).peekable());
+            let mut sizes = Vec::new();
+            while let Some(batch) = next_batch(&mut watch).await {
+                sizes.push(batch.len());
+            }
+            assert_eq!(sizes, want, "{what}");
+        }
+    }
 }

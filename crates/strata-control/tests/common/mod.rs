@@ -15,6 +15,7 @@ pub fn config(dir: &std::path::Path, id: &str) -> ControlConfig {
         max_artifact_size: 1 << 30,
         audit_retention: Duration::from_secs(86_400),
         log_retention: strata_control::plane::DEFAULT_LOG_RETENTION,
+        event_retention: strata_control::plane::DEFAULT_EVENT_RETENTION,
         node_certificates_required: false,
         api_ca_pem: None,
         liveness_tick: Duration::from_millis(50),
