@@ -276,3 +276,83 @@ async fn a_renewed_certificate_serves_the_next_connections() {
     let response = call_db(&nodes, "web").await;
     assert_eq!(response.status(), 200);
 }
+
+/// An instance answering any method with its name, counting what reached it.
+async fn counted_instance(name: &'static str) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let reached = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reached.clone();
+    let app = Router::new().route(
+        "/",
+        axum::routing::any(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                name
+            }
+        }),
+    );
+    (common::serve(app).await.0, reached)
+}
+
+/// node-a's table routes `db` to two instances on node-b; node-b's table has not caught up
+/// with the first (it holds only the second). node-b refuses a call for the first as
+/// misdirected (421: nothing reached an instance), and node-a sends it to the other one,
+/// whatever its method: every call, a POST included, is answered by the instance node-b
+/// holds, and none reaches the one it does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_a_peer_refuses_as_misdirected_goes_to_another_instance() {
+    let ca = ClusterCa::generate().unwrap();
+    let (unknown, unknown_reached) = counted_instance("unknown").await;
+    let (known, known_reached) = counted_instance("known").await;
+    let peer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer_b = peer_listener.local_addr().unwrap();
+    let table = |endpoints: Vec<SocketAddr>| RouteTable {
+        revision: endpoints.len() as u64,
+        routes: vec![Route {
+            public: false,
+            endpoint_nodes: endpoints
+                .iter()
+                .map(|e| (e.to_string(), "node-b".to_string()))
+                .collect(),
+            ..common::route("db", endpoints.iter().map(|e| e.to_string()).collect())
+        }],
+        peers: BTreeMap::from([("node-b".to_string(), peer_b.to_string())]),
+    };
+    let table_a = RoutingTable::new();
+    table_a.replace(&table(vec![unknown, known]));
+    let table_b = RoutingTable::new();
+    table_b.replace(&table(vec![known]));
+
+    let identity_a = NodeIdentity::new(identity(&ca, "node-a", Duration::from_secs(3600)).0);
+    let identity_b = NodeIdentity::new(identity(&ca, "node-b", Duration::from_secs(3600)).0);
+    let forwarder_a = Ingress::new(table_a.clone(), IngressConfig::default());
+    forwarder_a.enable_peering("node-a", identity_a);
+    let keys_a = CallerKeys::new([1; 32]);
+    let proxy = MeshProxy::new(forwarder_a, table_a, keys_a.clone(), |_| {});
+    let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_a = proxy_listener.local_addr().unwrap();
+    tokio::spawn(proxy.serve(proxy_listener));
+    let deliverer_b = Ingress::new(table_b.clone(), IngressConfig::default());
+    deliverer_b.enable_peering("node-b", identity_b.clone());
+    let peer = PeerListener::new("node-b", deliverer_b, table_b, identity_b, |_| {});
+    tokio::spawn(peer.serve(peer_listener));
+
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(keys_a.proxy_url(proxy_a, "dev", "web")).unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for i in 0..30 {
+        let request = if i % 2 == 0 {
+            client.post("http://db/").body("not idempotent")
+        } else {
+            client.get("http://db/")
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!((status.as_u16(), body.as_str()), (200, "known"), "call {i}");
+    }
+    assert_eq!(known_reached.load(std::sync::atomic::Ordering::SeqCst), 30);
+    assert_eq!(unknown_reached.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

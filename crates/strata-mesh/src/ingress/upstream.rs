@@ -90,10 +90,16 @@ impl Ingress {
         let mut tried: Vec<String> = Vec::new();
         let mut last_error = String::new();
         // The first instance, then up to `retries` others when safe and within the budget.
+        // Whether the last attempt was refused as misdirected by a peer: nothing reached an
+        // instance, so going elsewhere spends none of the service's retry budget (which
+        // guards instances against retry storms).
+        let mut misdirected_before = false;
         for attempt in 0..=route.limits.retries {
             if attempt > 0 {
                 let permille = route.limits.retry_budget_permille;
-                if !self.limiter.try_retry(&route.env, &route.service, permille) {
+                if !misdirected_before
+                    && !self.limiter.try_retry(&route.env, &route.service, permille)
+                {
                     last_error.push_str("; not retried: the service's retry budget is spent");
                     break;
                 }
@@ -168,6 +174,7 @@ impl Ingress {
             // another one.
             let misdirected = matches!(&outcome, Attempt::Answered(response)
                 if via.is_some() && response.status() == StatusCode::MISDIRECTED_REQUEST);
+            misdirected_before = misdirected;
             if misdirected {
                 drop(pending);
                 last_error = format!("instance {endpoint}: its node does not route to it (yet)");
