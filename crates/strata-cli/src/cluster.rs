@@ -26,6 +26,7 @@ pub struct ServerArgs {
     pub scale_down_window: Duration,
     pub max_artifact_size: u64,
     pub audit_retention: Duration,
+    pub event_retention: Duration,
     /// More names for the API's certificate (DNS names or IPs other hosts reach it by).
     pub api_sans: Vec<String>,
     /// The operator's certificate, key and CA for the API, instead of the cluster CA's.
@@ -57,6 +58,7 @@ pub async fn server(args: ServerArgs) -> CliResult {
             scale_down_window: args.scale_down_window,
             max_artifact_size: args.max_artifact_size,
             audit_retention: args.audit_retention,
+            event_retention: args.event_retention,
             local_only: false,
             tls: match args.tls_files.clone() {
                 Some((cert, key, ca)) => platform::ApiTls::Files { cert, key, ca },

@@ -25,6 +25,7 @@ pub struct DevArgs {
     pub scale_down_window: std::time::Duration,
     pub max_artifact_size: u64,
     pub audit_retention: std::time::Duration,
+    pub event_retention: std::time::Duration,
 }
 
 pub async fn run(args: DevArgs) -> CliResult {
@@ -46,6 +47,7 @@ pub async fn run(args: DevArgs) -> CliResult {
             scale_down_window: args.scale_down_window,
             max_artifact_size: args.max_artifact_size,
             audit_retention: args.audit_retention,
+            event_retention: args.event_retention,
             local_only,
             tls: platform::ApiTls::Plain,
         },

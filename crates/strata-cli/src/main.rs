@@ -88,6 +88,9 @@ enum Command {
         /// How long audit records are kept.
         #[arg(long, default_value = "90d", value_parser = humantime_duration)]
         audit_retention: std::time::Duration,
+        /// How long events are kept (`strata events`, what status explains with).
+        #[arg(long, default_value = "1d", value_parser = humantime_duration)]
+        event_retention: std::time::Duration,
     },
     /// Run the control plane alone (nodes join it with `strata agent`). Prints the join token.
     Server {
@@ -142,6 +145,9 @@ enum Command {
         /// How long audit records are kept.
         #[arg(long, default_value = "90d", value_parser = humantime_duration)]
         audit_retention: std::time::Duration,
+        /// How long events are kept (`strata events`, what status explains with).
+        #[arg(long, default_value = "1d", value_parser = humantime_duration)]
+        event_retention: std::time::Duration,
     },
     /// Run a node: join a control plane and run the instances it assigns, with an ingress.
     Agent(cluster::AgentArgs),
@@ -457,6 +463,7 @@ async fn run(cli: Cli) -> CliResult {
             scale_down_window,
             max_artifact_size,
             audit_retention,
+            event_retention,
         } => {
             dev::run(dev::DevArgs {
                 data_dir,
@@ -465,6 +472,7 @@ async fn run(cli: Cli) -> CliResult {
                 scale_down_window,
                 max_artifact_size,
                 audit_retention,
+                event_retention,
             })
             .await
         }
@@ -485,6 +493,7 @@ async fn run(cli: Cli) -> CliResult {
             scale_down_window,
             max_artifact_size,
             audit_retention,
+            event_retention,
             api_sans,
             tls_cert,
             tls_key,
@@ -505,6 +514,7 @@ async fn run(cli: Cli) -> CliResult {
                 scale_down_window,
                 max_artifact_size,
                 audit_retention,
+                event_retention,
             })
             .await
         }

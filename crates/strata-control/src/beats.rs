@@ -195,6 +195,8 @@ struct Peer {
     known: Option<(u64, u64, NodeState)>,
     /// When it was last told to register again (monotonic ms).
     told_at: Option<u64>,
+    /// Where its beats last came from (kept by a follower, to relay the leader's answers).
+    address: Option<SocketAddr>,
 }
 
 struct Receiver {
@@ -269,9 +271,6 @@ impl Receiver {
         let Ok(beat) = beat::parse(datagram) else {
             return DatagramOutcome::Refused;
         };
-        if beat.kind != Kind::Beat {
-            return DatagramOutcome::Refused;
-        }
         let peer = match self.peers.get_mut(beat.node) {
             Some(peer) => peer,
             // Only nodes the cluster knows get a key (so junk cannot grow the map).
@@ -284,6 +283,7 @@ impl Receiver {
                     slot: self.plane.heartbeats().slot(beat.node),
                     known: None,
                     told_at: None,
+                    address: None,
                 })
             }
         };
@@ -298,7 +298,20 @@ impl Receiver {
         if !beat.verified_by(&peer.key) {
             return DatagramOutcome::Refused;
         }
+        if beat.kind == Kind::RegisterAgain {
+            // The leader's answer to a beat this follower passed on: relayed to where the
+            // node's beats come from (signed with the node's key, so only the leader, which
+            // derives it, could have made it: this is no open relay).
+            return match (leads, peer.address) {
+                (false, Some(node)) => {
+                    sends.push((datagram.to_vec(), node));
+                    DatagramOutcome::Forwarded
+                }
+                _ => DatagramOutcome::Refused,
+            };
+        }
         if !leads {
+            peer.address = Some(from);
             if let Some(leader) = leader {
                 sends.push((datagram.to_vec(), leader));
             }

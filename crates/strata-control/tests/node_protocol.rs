@@ -374,3 +374,55 @@ async fn heartbeat_datagrams_the_kernel_dropped_are_counted() {
     assert!(plane.heartbeats().take_dropped().is_some());
     assert!(plane.heartbeats().take_dropped().is_none(), "taken once");
 }
+
+/// A node beating to a follower with a stale epoch is told to register again: the follower
+/// passes the beat to the leader and relays the leader's answer back to the node.
+#[tokio::test]
+async fn a_follower_relays_the_leaders_register_again_answer() {
+    use strata_core::beat::{beat_key, encode, parse, BeatKey, Kind};
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(RedbStore::open(&dir.path().join("s.redb")).await.unwrap());
+    let socket_a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let socket_b = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to_b = socket_b.local_addr().unwrap();
+    let mut config_a = common::config(dir.path(), "s1");
+    config_a.api_url = format!("https://{}", socket_a.local_addr().unwrap());
+    let leader = ControlPlane::new(store.clone(), config_a).unwrap();
+    let follower = ControlPlane::new(store, common::config(dir.path(), "s2")).unwrap();
+    leader.start_election();
+    assert!(eventually(|| leader.term().is_some()).await, "never led");
+    let node = leader
+        .register_node(strata_core::api::RegisterNode {
+            name: NodeName::from_static("n1"),
+            agent_url: "http://127.0.0.1:9".into(),
+            labels: Default::default(),
+            capacity: Default::default(),
+            drivers: vec![],
+            last_epoch: None,
+            mesh_addr: None,
+        })
+        .await
+        .unwrap();
+    assert!(eventually(|| follower.reflector().read().node("n1").is_some()).await);
+    assert!(follower.term().is_none(), "the second server follows");
+    tokio::spawn(strata_control::beats::serve(leader.clone(), socket_a));
+    tokio::spawn(strata_control::beats::serve(follower.clone(), socket_b));
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let key = beat_key(&leader.credentials().node_credential("n1"));
+    sender
+        .send_to(&encode("n1", node.epoch + 1, 7, &key), to_b)
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 256];
+    let len = tokio::time::timeout(Duration::from_secs(5), sender.recv(&mut buffer))
+        .await
+        .expect("the leader's answer, relayed")
+        .unwrap();
+    let answer = parse(&buffer[..len]).unwrap();
+    assert_eq!(
+        (answer.kind, answer.node, answer.epoch),
+        (Kind::RegisterAgain, "n1", node.epoch + 1)
+    );
+    assert!(answer.verified_by(&BeatKey::new(&key)));
+}

@@ -235,6 +235,7 @@ pub struct ControlSettings<'a> {
     pub scale_down_window: Duration,
     pub max_artifact_size: u64,
     pub audit_retention: Duration,
+    pub event_retention: Duration,
     /// Answer only requests addressed to the API's loopback address (`strata dev`).
     pub local_only: bool,
     pub tls: ApiTls,
@@ -280,7 +281,7 @@ pub async fn start_control_plane(
             max_artifact_size: settings.max_artifact_size,
             audit_retention: settings.audit_retention,
             log_retention: strata_control::plane::DEFAULT_LOG_RETENTION,
-            event_retention: strata_control::plane::DEFAULT_EVENT_RETENTION,
+            event_retention: settings.event_retention,
             node_certificates_required: !matches!(settings.tls, ApiTls::Plain),
             api_ca_pem: operator_ca.clone(),
             liveness_tick: Duration::from_millis(50),
