@@ -547,14 +547,21 @@ async fn a_node_reports_status_only_for_its_own_instances() {
         ready_since: None,
     };
     let n1 = api.plane.credentials().node_credential("n1");
-    for (reported, expected) in [(status("n2"), 403), (status("n1"), 409)] {
-        let response = reqwest::Client::new()
-            .put(format!("{}/v1/instances/{id}/status", api.url))
+    // A PUT of `body` to `path` by node n1.
+    let put_as_n1 = |path: String, body: serde_json::Value| {
+        reqwest::Client::new()
+            .put(format!("{}{path}", api.url))
             .bearer_auth(&n1)
-            .json(&reported)
+            .json(&body)
             .send()
-            .await
-            .unwrap();
+    };
+    for (reported, expected) in [(status("n2"), 403), (status("n1"), 409)] {
+        let response = put_as_n1(
+            format!("/v1/instances/{id}/status"),
+            serde_json::to_value(&reported).unwrap(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             response.status(),
             expected,
@@ -571,13 +578,12 @@ async fn a_node_reports_status_only_for_its_own_instances() {
         (too_many, 400),
         (batch(vec![status("n1")]), 200),
     ] {
-        let response = reqwest::Client::new()
-            .put(format!("{}/v1/nodes/n1/status", api.url))
-            .bearer_auth(&n1)
-            .json(&report)
-            .send()
-            .await
-            .unwrap();
+        let response = put_as_n1(
+            "/v1/nodes/n1/status".into(),
+            serde_json::to_value(&report).unwrap(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             response.status(),
             expected,

@@ -227,6 +227,24 @@ async fn statuses_reported_together_are_stored_in_order_with_an_event_per_change
     assert_eq!(after.ready_since, before.ready_since);
 }
 
+/// Registers node `n1` and waits for the plane's reflector to hold it.
+async fn register_n1(plane: &ControlPlane) -> strata_core::Node {
+    let node = plane
+        .register_node(strata_core::api::RegisterNode {
+            name: NodeName::from_static("n1"),
+            agent_url: "http://127.0.0.1:9".into(),
+            labels: Default::default(),
+            capacity: Default::default(),
+            drivers: vec![],
+            last_epoch: None,
+            mesh_addr: None,
+        })
+        .await
+        .unwrap();
+    assert!(eventually(|| plane.reflector().read().node("n1").is_some()).await);
+    node
+}
+
 /// Polls `check` every 20 ms for at most 5 s.
 async fn eventually(mut check: impl FnMut() -> bool) -> bool {
     for _ in 0..250 {
@@ -245,20 +263,7 @@ async fn a_heartbeat_datagram_counts_only_signed_by_its_node_and_never_twice() {
     let plane = plane(dir.path()).await;
     plane.start_election();
     assert!(eventually(|| plane.term().is_some()).await, "never led");
-    let n1 = NodeName::from_static("n1");
-    let node = plane
-        .register_node(strata_core::api::RegisterNode {
-            name: n1.clone(),
-            agent_url: "http://127.0.0.1:9".into(),
-            labels: Default::default(),
-            capacity: Default::default(),
-            drivers: vec![],
-            last_epoch: None,
-            mesh_addr: None,
-        })
-        .await
-        .unwrap();
-    assert!(eventually(|| plane.reflector().read().node("n1").is_some()).await);
+    let node = register_n1(&plane).await;
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let to = socket.local_addr().unwrap();
     tokio::spawn(strata_control::beats::serve(plane.clone(), socket));
@@ -322,19 +327,7 @@ async fn heartbeat_datagrams_the_kernel_dropped_are_counted() {
     let plane = plane(dir.path()).await;
     plane.start_election();
     assert!(eventually(|| plane.term().is_some()).await, "never led");
-    let node = plane
-        .register_node(strata_core::api::RegisterNode {
-            name: NodeName::from_static("n1"),
-            agent_url: "http://127.0.0.1:9".into(),
-            labels: Default::default(),
-            capacity: Default::default(),
-            drivers: vec![],
-            last_epoch: None,
-            mesh_addr: None,
-        })
-        .await
-        .unwrap();
-    assert!(eventually(|| plane.reflector().read().node("n1").is_some()).await);
+    let node = register_n1(&plane).await;
     // A socket nobody reads yet, with the smallest buffer, counting its drops.
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &1).unwrap();
@@ -392,18 +385,7 @@ async fn a_follower_relays_the_leaders_register_again_answer() {
     let follower = ControlPlane::new(store, common::config(dir.path(), "s2")).unwrap();
     leader.start_election();
     assert!(eventually(|| leader.term().is_some()).await, "never led");
-    let node = leader
-        .register_node(strata_core::api::RegisterNode {
-            name: NodeName::from_static("n1"),
-            agent_url: "http://127.0.0.1:9".into(),
-            labels: Default::default(),
-            capacity: Default::default(),
-            drivers: vec![],
-            last_epoch: None,
-            mesh_addr: None,
-        })
-        .await
-        .unwrap();
+    let node = register_n1(&leader).await;
     assert!(eventually(|| follower.reflector().read().node("n1").is_some()).await);
     assert!(follower.term().is_none(), "the second server follows");
     tokio::spawn(strata_control::beats::serve(leader.clone(), socket_a));
