@@ -142,11 +142,6 @@ impl Heartbeats {
         self.slot(node).beat(self.now());
     }
 
-    /// Notes a beat of `node` that came by datagram ([`crate::beats`]).
-    pub fn note_datagram(&self, node: &str) {
-        self.slot(node).datagram(self.now());
-    }
-
     /// Counts a datagram's outcome.
     pub fn count_datagram(&self, outcome: DatagramOutcome) {
         self.count_datagrams(outcome, 1);
