@@ -556,18 +556,7 @@ impl Agent {
             }
         }
         for (id, state, message) in to_report {
-            let status = InstanceStatus {
-                id,
-                node: self.config.name.clone(),
-                state,
-                address: None,
-                pid: None,
-                restarts: 0,
-                last_exit: None,
-                message,
-                updated_at: 0,
-                ready_since: None,
-            };
+            let status = InstanceStatus::new(id, self.config.name.clone(), state, message);
             if let Reported::Failed(error) = self.ctx.statuses.report(status).await {
                 tracing::debug!(%error, "status report failed");
             }

@@ -70,15 +70,38 @@ impl ControlClient {
         }
     }
 
+    /// Sends the request `build` makes, checks the answer (`what` names the call in an
+    /// error) and decodes its JSON body.
+    async fn call_for<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let response = self.send(build).await?;
+        self.check(what, response)
+            .await?
+            .json()
+            .await
+            .map_err(|e| self.decode_error(e))
+    }
+
+    /// Sends the request `build` makes and checks the answer, whose body says nothing more.
+    async fn call(
+        &self,
+        what: &str,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<(), ClientError> {
+        let response = self.send(build).await?;
+        self.check(what, response).await.map(|_| ())
+    }
+
     /// A request waits for `env/service` at zero instances: the control plane starts one.
     pub async fn wake(&self, env: &str, service: &str) -> Result<(), ClientError> {
-        let response = self
-            .send(|http, base| {
-                http.post(format!("{base}/v1/envs/{env}/services/{service}/wake"))
-                    .timeout(Duration::from_secs(5))
-            })
-            .await?;
-        self.check("wake-up", response).await.map(|_| ())
+        self.call("wake-up", |http, base| {
+            http.post(format!("{base}/v1/envs/{env}/services/{service}/wake"))
+                .timeout(Duration::from_secs(5))
+        })
+        .await
     }
 
     /// Has the control plane sign this node's certificate (mutual TLS between proxies).
@@ -87,93 +110,61 @@ impl ControlClient {
         node: &str,
         request: &CertificateRequest,
     ) -> Result<NodeCertificate, ClientError> {
-        let response = self
-            .send(|http, base| {
-                http.post(format!("{base}/v1/nodes/{node}/certificate"))
-                    .timeout(Duration::from_secs(5))
-                    .json(request)
-            })
-            .await?;
-        self.check("certificate request", response)
-            .await?
-            .json()
-            .await
-            .map_err(|e| self.decode_error(e))
+        self.call_for("certificate request", |http, base| {
+            http.post(format!("{base}/v1/nodes/{node}/certificate"))
+                .timeout(Duration::from_secs(5))
+                .json(request)
+        })
+        .await
     }
 
     /// Who the control plane takes this client's credential for (a check that it is valid).
     pub async fn whoami(&self) -> Result<(), ClientError> {
-        let response = self
-            .send(|http, base| {
-                http.get(format!("{base}/v1/whoami"))
-                    .timeout(Duration::from_secs(5))
-            })
-            .await?;
-        self.check("whoami", response).await.map(|_| ())
+        self.call("whoami", |http, base| {
+            http.get(format!("{base}/v1/whoami"))
+                .timeout(Duration::from_secs(5))
+        })
+        .await
     }
 
     /// This node's credential: asked with the join token once (or with the node's own).
     pub async fn credential(&self, node: &str) -> Result<String, ClientError> {
-        let response = self
-            .send(|http, base| {
+        let answer: strata_core::auth::NodeCredential = self
+            .call_for("node credential", |http, base| {
                 http.post(format!("{base}/v1/nodes/{node}/credential"))
                     .timeout(Duration::from_secs(5))
             })
             .await?;
-        let answer: strata_core::auth::NodeCredential = self
-            .check("node credential", response)
-            .await?
-            .json()
-            .await
-            .map_err(|e| self.decode_error(e))?;
         Ok(answer.credential)
     }
 
     pub async fn register(&self, request: &RegisterNode) -> Result<Node, ClientError> {
-        let response = self
-            .send(|http, base| {
+        let registered: Registered = self
+            .call_for("registration", |http, base| {
                 http.post(format!("{base}/v1/nodes/{}/register", request.name))
                     .timeout(Duration::from_secs(5))
                     .json(request)
             })
             .await?;
-        let registered: Registered = self
-            .check("registration", response)
-            .await?
-            .json()
-            .await
-            .map_err(|e| self.decode_error(e))?;
         Ok(registered.node)
     }
 
     pub async fn heartbeat(&self, node: &str, epoch: u64) -> Result<HeartbeatAck, ClientError> {
         let beat = Heartbeat { epoch };
-        let response = self
-            .send(|http, base| {
-                http.post(format!("{base}/v1/nodes/{node}/heartbeat"))
-                    .timeout(Duration::from_secs(2))
-                    .json(&beat)
-            })
-            .await?;
-        self.check("heartbeat", response)
-            .await?
-            .json()
-            .await
-            .map_err(|e| self.decode_error(e))
+        self.call_for("heartbeat", |http, base| {
+            http.post(format!("{base}/v1/nodes/{node}/heartbeat"))
+                .timeout(Duration::from_secs(2))
+                .json(&beat)
+        })
+        .await
     }
 
     pub async fn assignments(&self, node: &str) -> Result<Assignments, ClientError> {
-        let response = self
-            .send(|http, base| {
-                http.get(format!("{base}/v1/nodes/{node}/assignments"))
-                    .timeout(Duration::from_secs(5))
-            })
-            .await?;
-        self.check("assignments", response)
-            .await?
-            .json()
-            .await
-            .map_err(|e| self.decode_error(e))
+        self.call_for("assignments", |http, base| {
+            http.get(format!("{base}/v1/nodes/{node}/assignments"))
+                .timeout(Duration::from_secs(5))
+        })
+        .await
     }
 
     /// A blocking query: answers when what `node` must run changed after `index` (the
@@ -188,65 +179,51 @@ impl ControlClient {
             ("index", index.to_string()),
             ("wait_ms", wait.as_millis().to_string()),
         ];
-        let response = self
-            .send(|http, base| {
-                http.get(format!("{base}/v1/nodes/{node}/assignments"))
-                    .query(&query)
-                    .timeout(wait + Duration::from_secs(5))
-            })
-            .await?;
-        self.check("assignments", response)
-            .await?
-            .json()
-            .await
-            .map_err(|e| self.decode_error(e))
+        self.call_for("assignments", |http, base| {
+            http.get(format!("{base}/v1/nodes/{node}/assignments"))
+                .query(&query)
+                .timeout(wait + Duration::from_secs(5))
+        })
+        .await
     }
 
     /// Sends this node's per-service traffic of the last window.
     pub async fn metrics(&self, node: &str, report: &MetricsReport) -> Result<(), ClientError> {
-        let response = self
-            .send(|http, base| {
-                http.post(format!("{base}/v1/nodes/{node}/metrics"))
-                    .timeout(Duration::from_secs(2))
-                    .json(report)
-            })
-            .await?;
-        self.check("metrics report", response).await.map(|_| ())
+        self.call("metrics report", |http, base| {
+            http.post(format!("{base}/v1/nodes/{node}/metrics"))
+                .timeout(Duration::from_secs(2))
+                .json(report)
+        })
+        .await
     }
 
     /// Sends what this node's instances wrote since the last shipment.
     pub async fn ship_logs(&self, node: &str, logs: &ShippedLogs) -> Result<(), ClientError> {
-        let response = self
-            .send(|http, base| {
-                http.post(format!("{base}/v1/nodes/{node}/logs"))
-                    .timeout(Duration::from_secs(5))
-                    .json(logs)
-            })
-            .await?;
-        self.check("log shipment", response).await.map(|_| ())
+        self.call("log shipment", |http, base| {
+            http.post(format!("{base}/v1/nodes/{node}/logs"))
+                .timeout(Duration::from_secs(5))
+                .json(logs)
+        })
+        .await
     }
 
     /// Records an event this node observed in the cluster's event log.
     pub async fn event(&self, node: &str, event: &NodeEvent) -> Result<(), ClientError> {
-        let response = self
-            .send(|http, base| {
-                http.post(format!("{base}/v1/nodes/{node}/events"))
-                    .timeout(Duration::from_secs(5))
-                    .json(event)
-            })
-            .await?;
-        self.check("event", response).await.map(|_| ())
+        self.call("event", |http, base| {
+            http.post(format!("{base}/v1/nodes/{node}/events"))
+                .timeout(Duration::from_secs(5))
+                .json(event)
+        })
+        .await
     }
 
     pub async fn report(&self, status: &InstanceStatus) -> Result<(), ClientError> {
-        let response = self
-            .send(|http, base| {
-                http.put(format!("{base}/v1/instances/{}/status", status.id))
-                    .timeout(Duration::from_secs(5))
-                    .json(status)
-            })
-            .await?;
-        self.check("status report", response).await.map(|_| ())
+        self.call("status report", |http, base| {
+            http.put(format!("{base}/v1/instances/{}/status", status.id))
+                .timeout(Duration::from_secs(5))
+                .json(status)
+        })
+        .await
     }
 
     /// Reports what node `node` observed of its instances, many at once.
@@ -255,18 +232,12 @@ impl ControlClient {
         node: &str,
         report: &StatusReports,
     ) -> Result<StatusReportsStored, ClientError> {
-        let response = self
-            .send(|http, base| {
-                http.put(format!("{base}/v1/nodes/{node}/status"))
-                    .timeout(Duration::from_secs(10))
-                    .json(report)
-            })
-            .await?;
-        self.check("status report", response)
-            .await?
-            .json()
-            .await
-            .map_err(|e| self.decode_error(e))
+        self.call_for("status report", |http, base| {
+            http.put(format!("{base}/v1/nodes/{node}/status"))
+                .timeout(Duration::from_secs(10))
+                .json(report)
+        })
+        .await
     }
 
     /// Opens the SSE watch of a prefix; yields once per change (the content is re-read through

@@ -99,16 +99,13 @@ impl Supervisor {
     ) -> Self {
         let (stop, stop_rx) = watch::channel(false);
         let status = Arc::new(Mutex::new(InstanceStatus {
-            id: assignment.instance.id.clone(),
-            node: ctx.node.clone(),
-            state: InstanceState::Pending,
-            address: None,
-            pid: None,
-            restarts: 0,
-            last_exit: None,
-            message: "assigned".into(),
             updated_at: now_millis(),
-            ready_since: None,
+            ..InstanceStatus::new(
+                assignment.instance.id.clone(),
+                ctx.node.clone(),
+                InstanceState::Pending,
+                "assigned",
+            )
         }));
         let run = Run {
             ctx,

@@ -364,16 +364,9 @@ async fn follow_assignments(node: Arc<SimNode>, args: Arc<Args>) {
 
 fn status(node: &SimNode, id: InstanceId, state: InstanceState) -> InstanceStatus {
     InstanceStatus {
-        id,
-        node: node.name.clone(),
-        state,
         address: (state == InstanceState::Running).then(|| "127.0.0.1:9".to_string()),
-        pid: None,
-        restarts: 0,
-        last_exit: None,
-        message: "simulated".into(),
         updated_at: strata_core::now_millis(),
-        ready_since: None,
+        ..InstanceStatus::new(id, node.name.clone(), state, "simulated")
     }
 }
 

@@ -535,16 +535,13 @@ async fn a_node_reports_status_only_for_its_own_instances() {
         .await
         .unwrap();
     let status = |node: &'static str| InstanceStatus {
-        id: id.clone(),
-        node: NodeName::from_static(node),
-        state: InstanceState::Running,
         address: Some("127.0.0.1:9".into()),
-        pid: None,
-        restarts: 0,
-        last_exit: None,
-        message: String::new(),
-        updated_at: 0,
-        ready_since: None,
+        ..InstanceStatus::new(
+            id.clone(),
+            NodeName::from_static(node),
+            InstanceState::Running,
+            "",
+        )
     };
     let n1 = api.plane.credentials().node_credential("n1");
     // A PUT of `body` to `path` by node n1.

@@ -96,18 +96,12 @@ async fn stored_status(plane: &ControlPlane, id: &str) -> InstanceStatus {
 }
 
 fn status(id: &str, node: &str, state: InstanceState) -> InstanceStatus {
-    InstanceStatus {
-        id: InstanceId::new(id).unwrap(),
-        node: NodeName::new(node).unwrap(),
+    InstanceStatus::new(
+        InstanceId::new(id).unwrap(),
+        NodeName::new(node).unwrap(),
         state,
-        address: None,
-        pid: None,
-        restarts: 0,
-        last_exit: None,
-        message: format!("{state:?}"),
-        updated_at: 0,
-        ready_since: None,
-    }
+        format!("{state:?}"),
+    )
 }
 
 #[tokio::test]

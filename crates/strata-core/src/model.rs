@@ -246,6 +246,31 @@ pub struct InstanceStatus {
     pub ready_since: Option<Millis>,
 }
 
+impl InstanceStatus {
+    /// A report of `state` with nothing else known yet: no address, process, restarts or
+    /// exit, stamped 0 (the control plane stamps what it stores). Set the rest with struct
+    /// update syntax.
+    pub fn new(
+        id: InstanceId,
+        node: NodeName,
+        state: InstanceState,
+        message: impl Into<String>,
+    ) -> Self {
+        InstanceStatus {
+            id,
+            node,
+            state,
+            address: None,
+            pid: None,
+            restarts: 0,
+            last_exit: None,
+            message: message.into(),
+            updated_at: 0,
+            ready_since: None,
+        }
+    }
+}
+
 /// How an instance's process ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ExitInfo {

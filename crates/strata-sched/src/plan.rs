@@ -206,16 +206,13 @@ mod tests {
                     stop_requested_at: None,
                 },
                 status: Some(InstanceStatus {
-                    id: strata_core::InstanceId::from_static(id),
-                    node: strata_core::NodeName::from_static(node),
-                    state: *state,
                     address: Some("127.0.0.1:1".into()),
-                    pid: None,
-                    restarts: 0,
-                    last_exit: None,
-                    message: String::new(),
-                    updated_at: 0,
-                    ready_since: None,
+                    ..InstanceStatus::new(
+                        strata_core::InstanceId::from_static(id),
+                        strata_core::NodeName::from_static(node),
+                        *state,
+                        "",
+                    )
                 }),
             })
             .collect()
@@ -231,6 +228,51 @@ mod tests {
         forget: Vec<&'static str>,
     }
 
+    /// A case that expects nothing unless `starts`, `stops` or `forgets` says otherwise.
+    fn case(name: &'static str) -> Case {
+        Case {
+            name,
+            release: Some(1),
+            replicas: 1,
+            rows: vec![],
+            start: 0,
+            stop: vec![],
+            forget: vec![],
+        }
+    }
+
+    impl Case {
+        /// The service's current release (`None`: deleted) and its replica count.
+        fn wants(self, release: Option<u64>, replicas: u32) -> Self {
+            Case {
+                release,
+                replicas,
+                ..self
+            }
+        }
+        fn rows(self, rows: &[Row]) -> Self {
+            Case {
+                rows: rows.to_vec(),
+                ..self
+            }
+        }
+        fn starts(self, start: u32) -> Self {
+            Case { start, ..self }
+        }
+        fn stops(self, stop: &[(&'static str, StopReason)]) -> Self {
+            Case {
+                stop: stop.to_vec(),
+                ..self
+            }
+        }
+        fn forgets(self, forget: &[&'static str]) -> Self {
+            Case {
+                forget: forget.to_vec(),
+                ..self
+            }
+        }
+    }
+
     #[test]
     fn service_plan_table() {
         use InstanceState::*;
@@ -241,247 +283,87 @@ mod tests {
             (NodeName::from_static("n3"), NodeState::Draining),
         ]
         .into();
-        let cases = vec![
-            Case {
-                name: "first deploy places every replica",
-                release: Some(1),
-                replicas: 3,
-                rows: vec![],
-                start: 3,
-                stop: vec![],
-                forget: vec![],
-            },
-            Case {
-                name: "steady state does nothing",
-                release: Some(1),
-                replicas: 2,
-                rows: vec![("a", 1, Running, true, "n1"), ("b", 1, Running, true, "n1")],
-                start: 0,
-                stop: vec![],
-                forget: vec![],
-            },
-            Case {
-                name: "a crashed instance in backoff is restarted by its agent, not replaced",
-                release: Some(1),
-                replicas: 1,
-                rows: vec![("a", 1, Backoff, true, "n1")],
-                start: 0,
-                stop: vec![],
-                forget: vec![],
-            },
-            Case {
-                name: "rollout starts the new release and keeps the old serving",
-                release: Some(2),
-                replicas: 2,
-                rows: vec![("a", 1, Running, true, "n1"), ("b", 1, Running, true, "n1")],
-                start: 2,
-                stop: vec![],
-                forget: vec![],
-            },
-            Case {
-                name: "rollout: new ones starting, old ones stay",
-                release: Some(2),
-                replicas: 2,
-                rows: vec![
-                    ("a", 1, Running, true, "n1"),
-                    ("b", 1, Running, true, "n1"),
-                    ("c", 2, Starting, true, "n1"),
-                    ("d", 2, Pending, true, "n1"),
-                ],
-                start: 0,
-                stop: vec![],
-                forget: vec![],
-            },
-            Case {
-                name: "rollout: one new healthy stops one old",
-                release: Some(2),
-                replicas: 2,
-                rows: vec![
-                    ("a", 1, Running, true, "n1"),
-                    ("b", 1, Running, true, "n1"),
-                    ("c", 2, Running, true, "n1"),
-                    ("d", 2, Starting, true, "n1"),
-                ],
-                start: 0,
-                stop: vec![("b", Superseded)],
-                forget: vec![],
-            },
-            Case {
-                name: "rollout: unhealthy old ones go first",
-                release: Some(2),
-                replicas: 2,
-                rows: vec![
-                    ("a", 1, Running, true, "n1"),
-                    ("b", 1, Backoff, true, "n1"),
-                    ("c", 2, Running, true, "n1"),
-                    ("d", 2, Starting, true, "n1"),
-                ],
-                start: 0,
-                stop: vec![("b", Superseded)],
-                forget: vec![],
-            },
-            Case {
-                name: "rollout done: all old stopped, stopped ones forgotten",
-                release: Some(2),
-                replicas: 2,
-                rows: vec![
-                    ("a", 1, Running, true, "n1"),
-                    ("b", 1, Stopped, false, "n1"),
-                    ("c", 2, Running, true, "n1"),
-                    ("d", 2, Running, true, "n1"),
-                ],
-                start: 0,
-                stop: vec![("a", Superseded)],
-                forget: vec!["b"],
-            },
-            Case {
-                name: "a stopping instance is not forgotten before it stopped",
-                release: Some(1),
-                replicas: 0,
-                rows: vec![("a", 1, Stopping, false, "n1")],
-                start: 0,
-                stop: vec![],
-                forget: vec![],
-            },
-            Case {
-                name: "crash-looping new release keeps the old one serving",
-                release: Some(2),
-                replicas: 1,
-                rows: vec![("a", 1, Running, true, "n1"), ("b", 2, Backoff, true, "n1")],
-                start: 0,
-                stop: vec![],
-                forget: vec![],
-            },
-            Case {
-                name: "scale up",
-                release: Some(1),
-                replicas: 3,
-                rows: vec![("a", 1, Running, true, "n1")],
-                start: 2,
-                stop: vec![],
-                forget: vec![],
-            },
-            Case {
-                name: "scale down stops the not-serving and newest first",
-                release: Some(1),
-                replicas: 1,
-                rows: vec![
-                    ("a", 1, Running, true, "n1"),
-                    ("b", 1, Running, true, "n1"),
-                    ("c", 1, Starting, true, "n1"),
-                ],
-                start: 0,
-                stop: vec![("c", ScaleDown), ("b", ScaleDown)],
-                forget: vec![],
-            },
-            Case {
-                name: "scale to zero",
-                release: Some(1),
-                replicas: 0,
-                rows: vec![("a", 1, Running, true, "n1")],
-                start: 0,
-                stop: vec![("a", ScaleDown)],
-                forget: vec![],
-            },
-            Case {
-                name: "deleted service stops everything",
-                release: None,
-                replicas: 2,
-                rows: vec![
-                    ("a", 1, Running, true, "n1"),
-                    ("b", 2, Starting, true, "n1"),
-                ],
-                start: 0,
-                stop: vec![("a", ServiceDeleted), ("b", ServiceDeleted)],
-                forget: vec![],
-            },
-            Case {
-                name: "instance on a down node is replaced",
-                release: Some(1),
-                replicas: 2,
-                rows: vec![("a", 1, Running, true, "n1"), ("b", 1, Running, true, "n2")],
-                start: 1,
-                stop: vec![("b", NodeLost)],
-                forget: vec![],
-            },
-            Case {
-                name: "instance on an unknown node is replaced, stopped ones there forgotten",
-                release: Some(1),
-                replicas: 1,
-                rows: vec![
-                    ("a", 1, Running, true, "gone"),
-                    ("b", 1, Stopping, false, "gone"),
-                ],
-                start: 1,
-                stop: vec![("a", NodeLost)],
-                forget: vec!["b"],
-            },
-            Case {
-                name: "drain: instances on a draining node are replaced first",
-                release: Some(1),
-                replicas: 2,
-                rows: vec![("a", 1, Running, true, "n1"), ("b", 1, Running, true, "n3")],
-                start: 1,
-                stop: vec![],
-                forget: vec![],
-            },
-            Case {
-                name: "drain: the replacement is starting, the drained one keeps serving",
-                release: Some(1),
-                replicas: 2,
-                rows: vec![
-                    ("a", 1, Running, true, "n1"),
-                    ("b", 1, Running, true, "n3"),
-                    ("c", 1, Starting, true, "n1"),
-                ],
-                start: 0,
-                stop: vec![],
-                forget: vec![],
-            },
-            Case {
-                name: "drain: once the replacement serves, the drained one stops",
-                release: Some(1),
-                replicas: 2,
-                rows: vec![
-                    ("a", 1, Running, true, "n1"),
-                    ("b", 1, Running, true, "n3"),
-                    ("c", 1, Running, true, "n1"),
-                ],
-                start: 0,
-                stop: vec![("b", Superseded)],
-                forget: vec![],
-            },
-            Case {
-                name: "a crash-looping old instance is stopped before the new one serves",
-                release: Some(2),
-                replicas: 1,
-                rows: vec![("a", 1, Backoff, true, "n1"), ("b", 2, Pending, true, "n1")],
-                start: 0,
-                stop: vec![("a", Superseded)],
-                forget: vec![],
-            },
-            Case {
-                name:
-                    "an old instance serving nothing is stopped even before a replacement is placed",
-                release: Some(2),
-                replicas: 2,
-                rows: vec![
-                    ("a", 1, Running, true, "n1"),
-                    ("b", 1, Unhealthy, true, "n1"),
-                ],
-                start: 2,
-                stop: vec![("b", Superseded)],
-                forget: vec![],
-            },
-            Case {
-                name: "failed instance is replaced",
-                release: Some(1),
-                replicas: 1,
-                rows: vec![("a", 1, Failed, true, "n1")],
-                start: 1,
-                stop: vec![("a", FailedToStart)],
-                forget: vec![],
-            },
+        let a_up = ("a", 1, Running, true, "n1");
+        let b_up = ("b", 1, Running, true, "n1");
+        let c2_up = ("c", 2, Running, true, "n1");
+        let cases =
+            vec![
+            case("first deploy places every replica").wants(Some(1), 3).starts(3),
+            case("steady state does nothing").wants(Some(1), 2).rows(&[a_up, b_up]),
+            case("a crashed instance in backoff is restarted by its agent, not replaced")
+                .rows(&[("a", 1, Backoff, true, "n1")]),
+            case("rollout starts the new release and keeps the old serving")
+                .wants(Some(2), 2)
+                .rows(&[a_up, b_up])
+                .starts(2),
+            case("rollout: new ones starting, old ones stay").wants(Some(2), 2).rows(&[
+                a_up,
+                b_up,
+                ("c", 2, Starting, true, "n1"),
+                ("d", 2, Pending, true, "n1"),
+            ]),
+            case("rollout: one new healthy stops one old")
+                .wants(Some(2), 2)
+                .rows(&[a_up, b_up, c2_up, ("d", 2, Starting, true, "n1")])
+                .stops(&[("b", Superseded)]),
+            case("rollout: unhealthy old ones go first")
+                .wants(Some(2), 2)
+                .rows(&[a_up, ("b", 1, Backoff, true, "n1"), c2_up, ("d", 2, Starting, true, "n1")])
+                .stops(&[("b", Superseded)]),
+            case("rollout done: all old stopped, stopped ones forgotten")
+                .wants(Some(2), 2)
+                .rows(&[a_up, ("b", 1, Stopped, false, "n1"), c2_up, ("d", 2, Running, true, "n1")])
+                .stops(&[("a", Superseded)])
+                .forgets(&["b"]),
+            case("a stopping instance is not forgotten before it stopped")
+                .wants(Some(1), 0)
+                .rows(&[("a", 1, Stopping, false, "n1")]),
+            case("crash-looping new release keeps the old one serving")
+                .wants(Some(2), 1)
+                .rows(&[a_up, ("b", 2, Backoff, true, "n1")]),
+            case("scale up").wants(Some(1), 3).rows(&[a_up]).starts(2),
+            case("scale down stops the not-serving and newest first")
+                .rows(&[a_up, b_up, ("c", 1, Starting, true, "n1")])
+                .stops(&[("c", ScaleDown), ("b", ScaleDown)]),
+            case("scale to zero").wants(Some(1), 0).rows(&[a_up]).stops(&[("a", ScaleDown)]),
+            case("deleted service stops everything")
+                .wants(None, 2)
+                .rows(&[a_up, ("b", 2, Starting, true, "n1")])
+                .stops(&[("a", ServiceDeleted), ("b", ServiceDeleted)]),
+            case("instance on a down node is replaced")
+                .wants(Some(1), 2)
+                .rows(&[a_up, ("b", 1, Running, true, "n2")])
+                .starts(1)
+                .stops(&[("b", NodeLost)]),
+            case("instance on an unknown node is replaced, stopped ones there forgotten")
+                .rows(&[("a", 1, Running, true, "gone"), ("b", 1, Stopping, false, "gone")])
+                .starts(1)
+                .stops(&[("a", NodeLost)])
+                .forgets(&["b"]),
+            case("drain: instances on a draining node are replaced first")
+                .wants(Some(1), 2)
+                .rows(&[a_up, ("b", 1, Running, true, "n3")])
+                .starts(1),
+            case("drain: the replacement is starting, the drained one keeps serving")
+                .wants(Some(1), 2)
+                .rows(&[a_up, ("b", 1, Running, true, "n3"), ("c", 1, Starting, true, "n1")]),
+            case("drain: once the replacement serves, the drained one stops")
+                .wants(Some(1), 2)
+                .rows(&[a_up, ("b", 1, Running, true, "n3"), ("c", 1, Running, true, "n1")])
+                .stops(&[("b", Superseded)]),
+            case("a crash-looping old instance is stopped before the new one serves")
+                .wants(Some(2), 1)
+                .rows(&[("a", 1, Backoff, true, "n1"), ("b", 2, Pending, true, "n1")])
+                .stops(&[("a", Superseded)]),
+            case("an old instance serving nothing is stopped even before a replacement is placed")
+                .wants(Some(2), 2)
+                .rows(&[a_up, ("b", 1, Unhealthy, true, "n1")])
+                .starts(2)
+                .stops(&[("b", Superseded)]),
+            case("failed instance is replaced")
+                .rows(&[("a", 1, Failed, true, "n1")])
+                .starts(1)
+                .stops(&[("a", FailedToStart)]),
         ];
         for case in cases {
             let plan = plan_service(

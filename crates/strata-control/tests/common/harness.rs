@@ -55,16 +55,8 @@ impl FakeAgent {
 
     fn status(&self, id: &InstanceId, state: InstanceState, message: &str) -> InstanceStatus {
         InstanceStatus {
-            id: id.clone(),
-            node: self.name.clone(),
-            state,
             address: (state == InstanceState::Running).then(|| format!("{}:8080", self.name)),
-            pid: None,
-            restarts: 0,
-            last_exit: None,
-            message: message.to_string(),
-            updated_at: 0,
-            ready_since: None,
+            ..InstanceStatus::new(id.clone(), self.name.clone(), state, message)
         }
     }
 

@@ -127,16 +127,13 @@ fn a_status_joins_its_instance_and_dirties_its_service() {
     );
     assert!(state.take_dirty().is_empty());
     let status = InstanceStatus {
-        id: a.id.clone(),
-        node: a.node.clone(),
-        state: strata_core::InstanceState::Running,
-        address: None,
-        pid: None,
-        restarts: 0,
-        last_exit: None,
-        message: String::new(),
-        updated_at: 0,
         ready_since: Some(1),
+        ..InstanceStatus::new(
+            a.id.clone(),
+            a.node.clone(),
+            strata_core::InstanceState::Running,
+            "",
+        )
     };
     state.apply(&put(keys::status("a"), &status, 6));
     assert_eq!(state.take_dirty().services.len(), 1);

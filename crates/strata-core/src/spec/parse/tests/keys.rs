@@ -309,7 +309,6 @@ fn wrong_types_point_at_the_value() {
 
 #[test]
 fn bad_values_point_at_the_value() {
-    type Expected<'a> = (usize, usize, &'a str, &'a str, &'a str);
     let cases: &[(&str, Expected)] = &[
         (
             "[service.hello.scale]\nreplicas = -1\n",
@@ -456,14 +455,7 @@ fn bad_values_point_at_the_value() {
              "`HOST` and names starting with `STRATA_` are the platform's (`STRATA_SERVICE`, `STRATA_ENV`, ...); rename it"),
         ),
     ];
-    for (body, (line, column, key, message, hint)) in cases {
-        let source = service(body);
-        let e = error(&source);
-        assert_eq!(
-            summary(&e),
-            (*line, *column, Some(*key), *message, Some(*hint)),
-            "\n{}",
-            e.render(&source)
-        );
+    for &(body, expected) in cases {
+        assert_service_error(body, expected);
     }
 }

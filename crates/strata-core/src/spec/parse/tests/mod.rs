@@ -97,6 +97,22 @@ fn summary(e: &SpecError) -> (usize, usize, Option<&str>, &str, Option<&str>) {
     )
 }
 
+/// `(line, column, key, message, hint)` of a spec's only error.
+type Expected<'a> = (usize, usize, &'a str, &'a str, &'a str);
+
+/// The only error of a service whose table holds `body` is `expected`.
+fn assert_service_error(body: &str, expected: Expected) {
+    let source = service(body);
+    let e = error(&source);
+    let (line, column, key, message, hint) = expected;
+    assert_eq!(
+        summary(&e),
+        (line, column, Some(key), message, Some(hint)),
+        "\n{}",
+        e.render(&source)
+    );
+}
+
 fn service(body: &str) -> String {
     format!("[service.hello]\nartifact = \"build/hello\"\n{body}")
 }

@@ -269,15 +269,8 @@ fn autoscale_errors() {
             "with `min` and `max`, replicas is how many instances to start with: write a number from 1 to 3, or remove `replicas` to start at min",
         ),
     ];
-    for (body, line, column, key, message, hint) in cases {
-        let source = service(body);
-        let e = error(&source);
-        assert_eq!(
-            summary(&e),
-            (*line, *column, Some(*key), *message, Some(*hint)),
-            "\n{}",
-            e.render(&source)
-        );
+    for &(body, line, column, key, message, hint) in cases {
+        assert_service_error(body, (line, column, key, message, hint));
     }
 
     // Unknown keys: did you mean, and keys written in the wrong table.
@@ -583,15 +576,8 @@ fn slo_errors() {
             "write at most 0.999999; for example `availability = 0.999`",
         ),
     ];
-    for (body, line, column, key, message, hint) in cases {
-        let source = service(body);
-        let e = error(&source);
-        assert_eq!(
-            summary(&e),
-            (*line, *column, Some(*key), *message, Some(*hint)),
-            "\n{}",
-            e.render(&source)
-        );
+    for &(body, line, column, key, message, hint) in cases {
+        assert_service_error(body, (line, column, key, message, hint));
     }
 
     // Unknown keys: did you mean, and keys written in the wrong table. A table holding only

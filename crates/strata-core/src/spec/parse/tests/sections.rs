@@ -346,12 +346,7 @@ fn mesh_errors() {
         ),
     ];
     for (body, line, column, key, message, hint) in cases {
-        let e = error(&service(body));
-        assert_eq!(
-            summary(&e),
-            (line, column, Some(key), message, Some(hint)),
-            "{body:?}"
-        );
+        assert_service_error(body, (line, column, key, message, hint));
     }
 
     // Unknown keys: did you mean, and keys of a sibling table.
@@ -461,7 +456,6 @@ fn placement_labels() {
     }
 
     // Errors: (line, column, key, message, hint).
-    type Expected<'a> = (usize, usize, &'a str, &'a str, &'a str);
     let long_key = format!("{}x", long);
     let long_key_message = format!("`{long_key}` is not a valid node label key");
     let long_value_body = format!("placement.labels.zone = \"{long_key}\"\n");
@@ -624,15 +618,8 @@ fn placement_labels() {
              "only `config` can be set per environment, as in [service.hello.environments.prod.config]"),
         ),
     ];
-    for (body, (line, column, key, message, hint)) in cases {
-        let source = service(body);
-        let e = error(&source);
-        assert_eq!(
-            summary(&e),
-            (*line, *column, Some(*key), *message, Some(*hint)),
-            "\n{}",
-            e.render(&source)
-        );
+    for &(body, expected) in cases {
+        assert_service_error(body, expected);
     }
 
     // A bad key and a bad value are both reported.
