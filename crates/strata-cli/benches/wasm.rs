@@ -34,18 +34,7 @@ const CONNECTIONS: u32 = 32;
 const IDLE: Duration = Duration::from_secs(3);
 
 fn tool(var: &str, name: &str) -> PathBuf {
-    if let Ok(path) = std::env::var(var) {
-        return PathBuf::from(path);
-    }
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    found.unwrap_or_else(|| {
-        panic!("`{name}` is not installed: run scripts/bench-wasm.sh, or set {var} to its path")
-    })
+    strata_testkit::bench_tool(var, name, "run scripts/bench-wasm.sh")
 }
 
 fn hello_wasm() -> Vec<u8> {

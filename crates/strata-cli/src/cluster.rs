@@ -23,10 +23,7 @@ pub struct ServerArgs {
     pub suspect_after: Duration,
     pub down_after: Duration,
     pub node_cert_ttl: Duration,
-    pub scale_down_window: Duration,
-    pub max_artifact_size: u64,
-    pub audit_retention: Duration,
-    pub event_retention: Duration,
+    pub plane: platform::PlaneFlags,
     /// More names for the API's certificate (DNS names or IPs other hosts reach it by).
     pub api_sans: Vec<String>,
     /// The operator's certificate, key and CA for the API, instead of the cluster CA's.
@@ -55,10 +52,7 @@ pub async fn server(args: ServerArgs) -> CliResult {
             liveness,
             ingress_port: None,
             node_cert_ttl: args.node_cert_ttl,
-            scale_down_window: args.scale_down_window,
-            max_artifact_size: args.max_artifact_size,
-            audit_retention: args.audit_retention,
-            event_retention: args.event_retention,
+            plane: args.plane.clone(),
             local_only: false,
             tls: match args.tls_files.clone() {
                 Some((cert, key, ca)) => platform::ApiTls::Files { cert, key, ca },

@@ -22,10 +22,7 @@ pub struct DevArgs {
     pub data_dir: PathBuf,
     pub api_addr: String,
     pub ingress_addr: String,
-    pub scale_down_window: std::time::Duration,
-    pub max_artifact_size: u64,
-    pub audit_retention: std::time::Duration,
-    pub event_retention: std::time::Duration,
+    pub plane: platform::PlaneFlags,
 }
 
 pub async fn run(args: DevArgs) -> CliResult {
@@ -44,10 +41,7 @@ pub async fn run(args: DevArgs) -> CliResult {
             liveness: LivenessThresholds::lenient(),
             ingress_port: Some(ingress_local.port()),
             node_cert_ttl: strata_control::DEFAULT_NODE_CERT_TTL,
-            scale_down_window: args.scale_down_window,
-            max_artifact_size: args.max_artifact_size,
-            audit_retention: args.audit_retention,
-            event_retention: args.event_retention,
+            plane: args.plane.clone(),
             local_only,
             tls: platform::ApiTls::Plain,
         },

@@ -78,19 +78,8 @@ enum Command {
         /// Where the ingress listens (it serves http://SERVICE.ENV.localhost/).
         #[arg(long, default_value = "127.0.0.1:8080")]
         ingress_addr: String,
-        /// How long an autoscaled service's count holds before it may go down (the traffic
-        /// of this window decides how far).
-        #[arg(long, default_value = "30s", value_parser = humantime_duration)]
-        scale_down_window: std::time::Duration,
-        /// The largest artifact the API takes (refused with 413 before it is read whole).
-        #[arg(long, default_value = "1Gi", value_parser = size_bytes)]
-        max_artifact_size: u64,
-        /// How long audit records are kept.
-        #[arg(long, default_value = "90d", value_parser = humantime_duration)]
-        audit_retention: std::time::Duration,
-        /// How long events are kept (`strata events`, what status explains with).
-        #[arg(long, default_value = "1d", value_parser = humantime_duration)]
-        event_retention: std::time::Duration,
+        #[command(flatten)]
+        plane: platform::PlaneFlags,
     },
     /// Run the control plane alone (nodes join it with `strata agent`). Prints the join token.
     Server {
@@ -135,19 +124,8 @@ enum Command {
         /// renew them at two thirds of it.
         #[arg(long, default_value = "24h", value_parser = humantime_duration)]
         node_cert_ttl: std::time::Duration,
-        /// How long an autoscaled service's count holds before it may go down (the traffic
-        /// of this window decides how far).
-        #[arg(long, default_value = "30s", value_parser = humantime_duration)]
-        scale_down_window: std::time::Duration,
-        /// The largest artifact the API takes (refused with 413 before it is read whole).
-        #[arg(long, default_value = "1Gi", value_parser = size_bytes)]
-        max_artifact_size: u64,
-        /// How long audit records are kept.
-        #[arg(long, default_value = "90d", value_parser = humantime_duration)]
-        audit_retention: std::time::Duration,
-        /// How long events are kept (`strata events`, what status explains with).
-        #[arg(long, default_value = "1d", value_parser = humantime_duration)]
-        event_retention: std::time::Duration,
+        #[command(flatten)]
+        plane: platform::PlaneFlags,
     },
     /// Run a node: join a control plane and run the instances it assigns, with an ingress.
     Agent(cluster::AgentArgs),
@@ -327,19 +305,26 @@ enum ServerAction {
     Token,
 }
 
+/// Where `strata store` reads or writes a server's state.
+#[derive(Debug, clap::Args)]
+struct StateFlags {
+    /// The server's data directory: its embedded store and its artifacts.
+    #[arg(long, default_value = ".strata")]
+    data_dir: PathBuf,
+    /// The state is on etcd instead of the embedded store: etcd://HOST:PORT[,...][/NAMESPACE]
+    /// (etcds://... for TLS).
+    #[arg(long)]
+    store: Option<String>,
+    #[command(flatten)]
+    store_tls: StoreTlsArgs,
+}
+
 #[derive(Debug, Subcommand)]
 enum StoreAction {
     /// Write every key and every artifact as JSON lines (stop the servers first).
     Export {
-        /// The data directory (its embedded store and artifacts).
-        #[arg(long, default_value = ".strata")]
-        data_dir: PathBuf,
-        /// Read from etcd instead of the embedded store: etcd://HOST:PORT[,...][/NAMESPACE]
-        /// (etcds://... for TLS).
-        #[arg(long)]
-        store: Option<String>,
         #[command(flatten)]
-        store_tls: StoreTlsArgs,
+        state: StateFlags,
         /// Write here (mode 0600) instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -351,14 +336,8 @@ enum StoreAction {
     /// Load an export into a store (empty unless --force) and a server's data directory.
     Import {
         file: PathBuf,
-        /// The data directory of the server that will run on this state (artifacts go there).
-        #[arg(long, default_value = ".strata")]
-        data_dir: PathBuf,
-        /// Write to etcd instead of the embedded store (etcd://... or, for TLS, etcds://...).
-        #[arg(long)]
-        store: Option<String>,
         #[command(flatten)]
-        store_tls: StoreTlsArgs,
+        state: StateFlags,
         /// Import even if the target already has services.
         #[arg(long)]
         force: bool,
@@ -460,19 +439,13 @@ async fn run(cli: Cli) -> CliResult {
             data_dir,
             api_addr,
             ingress_addr,
-            scale_down_window,
-            max_artifact_size,
-            audit_retention,
-            event_retention,
+            plane,
         } => {
             dev::run(dev::DevArgs {
                 data_dir,
                 api_addr,
                 ingress_addr,
-                scale_down_window,
-                max_artifact_size,
-                audit_retention,
-                event_retention,
+                plane,
             })
             .await
         }
@@ -490,10 +463,7 @@ async fn run(cli: Cli) -> CliResult {
             suspect_after,
             down_after,
             node_cert_ttl,
-            scale_down_window,
-            max_artifact_size,
-            audit_retention,
-            event_retention,
+            plane,
             api_sans,
             tls_cert,
             tls_key,
@@ -511,10 +481,7 @@ async fn run(cli: Cli) -> CliResult {
                 suspect_after,
                 down_after,
                 node_cert_ttl,
-                scale_down_window,
-                max_artifact_size,
-                audit_retention,
-                event_retention,
+                plane,
             })
             .await
         }
@@ -522,16 +489,14 @@ async fn run(cli: Cli) -> CliResult {
         Command::Store {
             action:
                 StoreAction::Export {
-                    data_dir,
-                    store,
-                    store_tls,
+                    state,
                     output,
                     include_secrets,
                 },
         } => {
-            let store = store_tls.with_url(store)?;
+            let store = state.store_tls.with_url(state.store)?;
             store_cmd::export(
-                &data_dir,
+                &state.data_dir,
                 store.as_ref(),
                 output.as_deref(),
                 include_secrets,
@@ -539,17 +504,10 @@ async fn run(cli: Cli) -> CliResult {
             .await
         }
         Command::Store {
-            action:
-                StoreAction::Import {
-                    file,
-                    data_dir,
-                    store,
-                    store_tls,
-                    force,
-                },
+            action: StoreAction::Import { file, state, force },
         } => {
-            let store = store_tls.with_url(store)?;
-            store_cmd::import(&file, &data_dir, store.as_ref(), force).await
+            let store = state.store_tls.with_url(state.store)?;
+            store_cmd::import(&file, &state.data_dir, store.as_ref(), force).await
         }
         Command::Image { action } => image_cmd::run(action),
         Command::ContainerShim { .. } => unreachable!("the shim runs before the runtime starts"),

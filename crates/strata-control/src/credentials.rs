@@ -152,13 +152,14 @@ impl Credentials {
         if !constant_time_eq(presented.as_bytes(), record.secret_sha256.as_bytes()) {
             return Err(unauthorized(format!("token `{name}`: wrong secret")));
         }
-        if record.expires_at.is_some_and(|at| at <= now_millis()) {
+        let info = record.info;
+        if info.expires_at.is_some_and(|at| at <= now_millis()) {
             return Err(unauthorized(format!("token `{name}` has expired")));
         }
         Ok(Principal::User {
-            name: record.name,
-            role: record.role,
-            envs: record.envs,
+            name: info.name,
+            role: info.role,
+            envs: info.envs,
         })
     }
 
@@ -199,37 +200,39 @@ impl Credentials {
         let now = now_millis();
         let secret = hex::encode(rand::random::<[u8; 32]>());
         let record = TokenRecord {
-            name: request.name.clone(),
-            role: request.role,
-            envs: if request.envs.is_empty() {
-                EnvScope::All
-            } else {
-                EnvScope::Only(request.envs.iter().cloned().collect())
+            info: TokenInfo {
+                name: request.name.clone(),
+                role: request.role,
+                envs: if request.envs.is_empty() {
+                    EnvScope::All
+                } else {
+                    EnvScope::Only(request.envs.iter().cloned().collect())
+                },
+                created_at: now,
+                expires_at: request
+                    .ttl_secs
+                    .map(|secs| now.saturating_add(secs.saturating_mul(1000))),
+                created_by: created_by.to_string(),
             },
-            created_at: now,
-            expires_at: request
-                .ttl_secs
-                .map(|secs| now.saturating_add(secs.saturating_mul(1000))),
-            created_by: created_by.to_string(),
             secret_sha256: hex::encode(Sha256::digest(secret.as_bytes())),
         };
-        let key = keys::token(&record.name);
+        let name = &record.info.name;
+        let key = keys::token(name);
         let written = self
             .store
             .txn(Txn::new().when(&key, 0).put(&key, encode(&record)))
             .await?;
         if !written.is_committed() {
             return Err(ControlError::Conflict {
-                message: format!("a token named `{}` exists", record.name),
+                message: format!("a token named `{name}` exists"),
                 hint: Some(format!(
-                    "pick another name, or revoke it first: strata token revoke {}",
-                    record.name
+                    "pick another name, or revoke it first: strata token revoke {name}"
                 )),
             });
         }
         Ok(CreatedToken {
-            info: record.info(),
-            token: format!("{TOKEN_PREFIX}{}.{secret}", record.name),
+            token: format!("{TOKEN_PREFIX}{name}.{secret}"),
+            info: record.info,
         })
     }
 
@@ -238,7 +241,7 @@ impl Credentials {
         let page = self.store.list(keys::TOKENS).await?;
         page.kvs
             .iter()
-            .map(|kv| decode::<TokenRecord>(kv).map(|record| record.info()))
+            .map(|kv| decode::<TokenRecord>(kv).map(|record| record.info))
             .collect()
     }
 

@@ -512,23 +512,11 @@ API_KEY = "s3cret-in-prod"
 /// (409); the record stays as it was.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_reports_status_only_for_its_own_instances() {
-    use strata_core::{
-        keys, DesiredState, EnvName, Instance, InstanceId, InstanceState, InstanceStatus, NodeName,
-        ServiceName,
-    };
+    use strata_core::{keys, DesiredState, InstanceId, InstanceState, InstanceStatus, NodeName};
     let api = start().await;
     let id = InstanceId::from_static("web-1-0a1b2c");
-    let instance = Instance {
-        id: id.clone(),
-        env: EnvName::from_static("dev"),
-        service: ServiceName::from_static("web"),
-        release: 1,
-        node: NodeName::from_static("n2"),
-        node_epoch: 1,
-        desired: DesiredState::Running,
-        created_at: 0,
-        stop_requested_at: None,
-    };
+    let instance =
+        strata_testkit::fixtures::instance(id.as_str(), "web", "n2", DesiredState::Running);
     api.plane
         .store()
         .put(&keys::instance(&id), serde_json::to_vec(&instance).unwrap())
@@ -637,16 +625,7 @@ async fn releases_stored_with_config_are_rewritten_without_it() {
         "prod".into(),
         [("API_KEY".to_string(), "s3cret-prod".to_string())].into(),
     );
-    let release = strata_core::Release {
-        env: strata_core::EnvName::from_static("prod"),
-        service: strata_core::ServiceName::from_static("web"),
-        number: 1,
-        artifact_digest: None,
-        config_version: 1,
-        spec_hash: String::new(),
-        spec,
-        created_at: 0,
-    };
+    let release = strata_testkit::fixtures::release("prod", "web", 1, spec);
     let key = strata_core::keys::release("prod", "web", 1);
     api.plane
         .store()

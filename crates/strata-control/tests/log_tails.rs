@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::config;
 use strata_control::ControlPlane;
 use strata_core::api::{LogChunk, ShippedLogs};
-use strata_core::{keys, DesiredState, Instance, LogTail};
+use strata_core::{keys, DesiredState, LogTail};
 use strata_store::{RedbStore, Store};
 
 fn shipped(instance: &str, data: &str) -> ShippedLogs {
@@ -38,17 +38,8 @@ async fn shipped_lines_are_kept_from_the_right_node_and_pruned_once_gone() {
             .unwrap(),
     );
     let plane = ControlPlane::new(store.clone(), config(dir.path(), "s1")).unwrap();
-    let instance = Instance {
-        id: strata_core::InstanceId::from_static("web-1-abc"),
-        env: strata_core::EnvName::from_static("dev"),
-        service: strata_core::ServiceName::from_static("web"),
-        release: 1,
-        node: strata_core::NodeName::from_static("n1"),
-        node_epoch: 1,
-        desired: DesiredState::Running,
-        created_at: 0,
-        stop_requested_at: None,
-    };
+    let instance =
+        strata_testkit::fixtures::instance("web-1-abc", "web", "n1", DesiredState::Running);
     store
         .put(
             &keys::instance(&instance.id),

@@ -22,17 +22,7 @@ async fn plane(dir: &std::path::Path) -> Arc<ControlPlane> {
 }
 
 fn instance(id: &str, node: &str, desired: DesiredState) -> Instance {
-    Instance {
-        id: InstanceId::new(id).unwrap(),
-        env: EnvName::from_static("dev"),
-        service: ServiceName::from_static("web"),
-        release: 1,
-        node: NodeName::new(node).unwrap(),
-        node_epoch: 1,
-        desired,
-        created_at: 0,
-        stop_requested_at: None,
-    }
+    strata_testkit::fixtures::instance(id, "web", node, desired)
 }
 
 async fn put(plane: &ControlPlane, instance: &Instance) -> u64 {
@@ -56,16 +46,7 @@ async fn store_release(plane: &ControlPlane) {
         .unwrap()
         .services
         .remove(0);
-    let release = strata_core::Release {
-        env: EnvName::from_static("dev"),
-        service: ServiceName::from_static("web"),
-        number: 1,
-        artifact_digest: None,
-        config_version: 1,
-        spec_hash: String::new(),
-        spec,
-        created_at: 0,
-    };
+    let release = strata_testkit::fixtures::release("dev", "web", 1, spec);
     let config = strata_core::ConfigVersion {
         env: EnvName::from_static("dev"),
         service: ServiceName::from_static("web"),
@@ -222,6 +203,15 @@ async fn statuses_reported_together_are_stored_in_order_with_an_event_per_change
 }
 
 /// Registers node `n1` and waits for the plane's reflector to hold it.
+/// A control plane that leads, with node n1 registered.
+async fn leading_with_n1(dir: &std::path::Path) -> (Arc<ControlPlane>, strata_core::Node) {
+    let plane = plane(dir).await;
+    plane.start_election();
+    assert!(eventually(|| plane.term().is_some()).await, "never led");
+    let node = register_n1(&plane).await;
+    (plane, node)
+}
+
 async fn register_n1(plane: &ControlPlane) -> strata_core::Node {
     let node = plane
         .register_node(strata_core::api::RegisterNode {
@@ -254,10 +244,7 @@ async fn eventually(mut check: impl FnMut() -> bool) -> bool {
 async fn a_heartbeat_datagram_counts_only_signed_by_its_node_and_never_twice() {
     use strata_core::beat::{beat_key, encode, parse, BeatKey, Kind};
     let dir = tempfile::tempdir().unwrap();
-    let plane = plane(dir.path()).await;
-    plane.start_election();
-    assert!(eventually(|| plane.term().is_some()).await, "never led");
-    let node = register_n1(&plane).await;
+    let (plane, node) = leading_with_n1(dir.path()).await;
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let to = socket.local_addr().unwrap();
     tokio::spawn(strata_control::beats::serve(plane.clone(), socket));
@@ -318,10 +305,7 @@ async fn heartbeat_datagrams_the_kernel_dropped_are_counted() {
     use strata_control::heartbeats::DatagramOutcome;
     use strata_core::beat::{beat_key, encode};
     let dir = tempfile::tempdir().unwrap();
-    let plane = plane(dir.path()).await;
-    plane.start_election();
-    assert!(eventually(|| plane.term().is_some()).await, "never led");
-    let node = register_n1(&plane).await;
+    let (plane, node) = leading_with_n1(dir.path()).await;
     // A socket nobody reads yet, with the smallest buffer, counting its drops.
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &1).unwrap();

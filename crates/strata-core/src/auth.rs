@@ -423,30 +423,11 @@ pub fn node_api_key(node_credential: &str) -> String {
 /// sha256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
-    pub name: String,
-    pub role: Role,
-    pub envs: EnvScope,
-    pub created_at: u64,
-    /// Milliseconds since the epoch after which the token is refused (`None`: never).
-    pub expires_at: Option<u64>,
-    /// Who made it.
-    pub created_by: String,
+    /// What may be shown of it (stored as fields of the record itself).
+    #[serde(flatten)]
+    pub info: TokenInfo,
     /// Hex sha256 of the token's secret part.
     pub secret_sha256: String,
-}
-
-impl TokenRecord {
-    /// What may be shown of it.
-    pub fn info(&self) -> TokenInfo {
-        TokenInfo {
-            name: self.name.clone(),
-            role: self.role,
-            envs: self.envs.clone(),
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-            created_by: self.created_by.clone(),
-        }
-    }
 }
 
 /// A token as `GET /v1/tokens` shows it: everything but its secret and hash.
@@ -456,7 +437,9 @@ pub struct TokenInfo {
     pub role: Role,
     pub envs: EnvScope,
     pub created_at: u64,
+    /// Milliseconds since the epoch after which the token is refused (`None`: never).
     pub expires_at: Option<u64>,
+    /// Who made it.
     pub created_by: String,
 }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod fixtures;
 mod process;
 
 pub use process::{request_loop, AgentProcess, ServerProcess};
@@ -35,6 +36,21 @@ pub fn bench_runs(default: usize) -> usize {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(default)
+}
+
+/// A program a benchmark measures or drives (a peer, a load generator): the path in the
+/// environment variable `var`, else `name` on the PATH; panics saying `how` to install it.
+pub fn bench_tool(var: &str, name: &str, how: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(var) {
+        return PathBuf::from(path);
+    }
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    found.unwrap_or_else(|| panic!("`{name}` is not installed: {how}, or set {var} to its path"))
 }
 
 /// A binary of the workspace built beside the running test or benchmark (`target/PROFILE/`);

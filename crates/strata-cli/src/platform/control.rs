@@ -225,6 +225,24 @@ pub struct ControlPlaneTasks {
 }
 
 /// How a control plane is started.
+/// The control plane's flags that `strata dev` and `strata server` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlaneFlags {
+    /// How long an autoscaled service's count holds before it may go down (the traffic
+    /// of this window decides how far).
+    #[arg(long, default_value = "30s", value_parser = crate::humantime_duration)]
+    pub scale_down_window: Duration,
+    /// The largest artifact the API takes (refused with 413 before it is read whole).
+    #[arg(long, default_value = "1Gi", value_parser = crate::size_bytes)]
+    pub max_artifact_size: u64,
+    /// How long audit records are kept.
+    #[arg(long, default_value = "90d", value_parser = crate::humantime_duration)]
+    pub audit_retention: Duration,
+    /// How long events are kept (`strata events`, what status explains with).
+    #[arg(long, default_value = "1d", value_parser = crate::humantime_duration)]
+    pub event_retention: Duration,
+}
+
 pub struct ControlSettings<'a> {
     pub data_dir: &'a Path,
     /// `None`: the embedded store in `data_dir`.
@@ -232,10 +250,7 @@ pub struct ControlSettings<'a> {
     pub liveness: LivenessThresholds,
     pub ingress_port: Option<u16>,
     pub node_cert_ttl: Duration,
-    pub scale_down_window: Duration,
-    pub max_artifact_size: u64,
-    pub audit_retention: Duration,
-    pub event_retention: Duration,
+    pub plane: PlaneFlags,
     /// Answer only requests addressed to the API's loopback address (`strata dev`).
     pub local_only: bool,
     pub tls: ApiTls,
@@ -278,10 +293,10 @@ pub async fn start_control_plane(
             ingress_port: settings.ingress_port,
             join_token: secret.clone(),
             credential_key,
-            max_artifact_size: settings.max_artifact_size,
-            audit_retention: settings.audit_retention,
+            max_artifact_size: settings.plane.max_artifact_size,
+            audit_retention: settings.plane.audit_retention,
             log_retention: strata_control::plane::DEFAULT_LOG_RETENTION,
-            event_retention: settings.event_retention,
+            event_retention: settings.plane.event_retention,
             node_certificates_required: !matches!(settings.tls, ApiTls::Plain),
             api_ca_pem: operator_ca.clone(),
             liveness_tick: Duration::from_millis(50),
@@ -289,7 +304,7 @@ pub async fn start_control_plane(
             api_url: api_url.clone(),
             lease_ttl: Duration::from_secs(2),
             node_cert_ttl: settings.node_cert_ttl,
-            scale_down_window: settings.scale_down_window,
+            scale_down_window: settings.plane.scale_down_window,
         },
     )?;
     let ca = plane

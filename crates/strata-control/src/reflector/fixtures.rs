@@ -2,9 +2,7 @@
 //! over it.
 
 use strata_core::spec::parse;
-use strata_core::{
-    keys, DesiredState, EnvName, Instance, InstanceId, NodeName, Release, ServiceName,
-};
+use strata_core::{keys, EnvName, Instance, NodeName, ServiceName};
 use strata_store::{KeyValue, Revision, WatchEvent};
 
 pub const MI: u64 = 1 << 20;
@@ -35,32 +33,11 @@ pub fn delete(key: String, revision: Revision) -> WatchEvent {
 pub fn release(service: &str, number: u64, spec: &str) -> WatchEvent {
     let text = format!("[service.{service}]\ncommand = [\"x\"]\n{spec}");
     let spec = parse("t.toml", &text).unwrap().services.remove(0);
-    let release = Release {
-        env: EnvName::from_static("dev"),
-        service: ServiceName::new(service).unwrap(),
-        number,
-        artifact_digest: None,
-        config_version: 1,
-        spec_hash: String::new(),
-        spec,
-        created_at: 0,
-    };
+    let release = strata_testkit::fixtures::release("dev", service, number, spec);
     put(keys::release("dev", service, number), &release, number)
 }
 
-pub fn instance(id: &str, service: &str, node: &str, desired: DesiredState) -> Instance {
-    Instance {
-        id: InstanceId::new(id).unwrap(),
-        env: EnvName::from_static("dev"),
-        service: ServiceName::new(service).unwrap(),
-        release: 1,
-        node: NodeName::new(node).unwrap(),
-        node_epoch: 1,
-        desired,
-        created_at: 0,
-        stop_requested_at: None,
-    }
-}
+pub use strata_testkit::fixtures::instance;
 
 pub fn placed(i: &Instance, revision: Revision) -> WatchEvent {
     put(keys::instance(&i.id), i, revision)
