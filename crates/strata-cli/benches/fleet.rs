@@ -379,15 +379,15 @@ fn serving(nodes: &[Arc<SimNode>], except: Option<&NodeName>) -> usize {
         .sum()
 }
 
-/// Seconds until `count` instances serve (not on `except`), polled; `None` past `limit`
-/// (then how many served, said on stdout).
+/// Seconds from `start` until `count` instances serve (not on `except`), polled; `None` past
+/// `limit` (then how many served, said on stdout).
 async fn until_serving(
     nodes: &[Arc<SimNode>],
     count: usize,
     except: Option<&NodeName>,
+    start: Instant,
     limit: Duration,
 ) -> Option<f64> {
-    let start = Instant::now();
     let mut last = 0;
     while start.elapsed() < limit {
         last = serving(nodes, except);
@@ -594,7 +594,7 @@ async fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(600),
     );
-    let place_ack_s = until_serving(&nodes, args.instances, None, limit).await;
+    let place_ack_s = until_serving(&nodes, args.instances, None, placing, limit).await;
     if place_ack_s.is_none() {
         not_serving(&admin, &server.api, &nodes).await;
     }
@@ -620,6 +620,7 @@ async fn main() {
                 &nodes,
                 args.instances,
                 Some(&node.name),
+                Instant::now(),
                 Duration::from_secs(60),
             )
             .await;

@@ -290,7 +290,10 @@ pub async fn delete_keys_before(
 ) -> Result<usize, crate::ControlError> {
     let mut removed = 0;
     loop {
-        let page = store.list_page(prefix, None, 500).await?;
+        // A page is one transaction's worth of deletes.
+        let page = store
+            .list_page(prefix, None, strata_store::MAX_TXN_OPS)
+            .await?;
         let old: Vec<&str> = page
             .kvs
             .iter()

@@ -138,3 +138,56 @@ async fn a_new_leader_finishes_the_rollout_the_old_one_began() {
         "the old release's instances were stopped and forgotten"
     );
 }
+
+/// What a busy node and a long-lived service write fits every backend's transaction limit
+/// (etcd's 128 operations, which the embedded store enforces too): a report of 100 changes
+/// of state, and the deletion of a service with more releases than one transaction holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_reports_and_deletes_fit_the_transactions_etcd_takes() {
+    use strata_core::{InstanceState, InstanceStatus, NodeName};
+    let small = |replicas: u32, version: &str| {
+        format!(
+            "{}[service.web.resources]\ncpu = \"10m\"\n",
+            spec(replicas, version)
+        )
+    };
+    let mut h = Harness::start(&["n1"]).await;
+    h.deploy(&small(100, "v1")).await;
+    h.step().await;
+    let running = h.instances("web").await;
+    assert_eq!(running.len(), 100);
+    assert!(running.iter().all(|v| v.state() == InstanceState::Running));
+    // All unhealthy at once: 100 statuses and 100 events, in one report.
+    let n1 = NodeName::from_static("n1");
+    let report: Vec<InstanceStatus> = running
+        .iter()
+        .map(|v| {
+            InstanceStatus::new(
+                v.instance.id.clone(),
+                n1.clone(),
+                InstanceState::Unhealthy,
+                "",
+            )
+        })
+        .collect();
+    let stored = h.plane.report_statuses(&n1, report).await.unwrap();
+    assert!(stored.not_wanted.is_empty());
+    let states: Vec<InstanceState> = h.instances("web").await.iter().map(|v| v.state()).collect();
+    assert_eq!(states, vec![InstanceState::Unhealthy; 100]);
+
+    // 130 releases, then the service is deleted with every one of them.
+    for version in 2..=130 {
+        h.deploy(&small(0, &format!("v{version}"))).await;
+    }
+    let env = strata_core::EnvName::from_static("dev");
+    let web = strata_core::ServiceName::from_static("web");
+    let releases = strata_core::keys::releases_of(&env, &web);
+    assert_eq!(h.store.list(&releases).await.unwrap().kvs.len(), 130);
+    h.plane
+        .delete_service(&env, &web, &strata_core::Actor::User("test".into()))
+        .await
+        .unwrap();
+    assert!(h.store.list(&releases).await.unwrap().kvs.is_empty());
+    let configs = strata_core::keys::configs_of(&env, &web);
+    assert!(h.store.list(&configs).await.unwrap().kvs.is_empty());
+}

@@ -330,9 +330,40 @@ pub struct InstanceView {
 }
 
 impl InstanceView {
+    /// The same, borrowed.
+    pub fn borrowed(&self) -> InstanceRef<'_> {
+        InstanceRef {
+            instance: &self.instance,
+            status: self.status.as_ref(),
+        }
+    }
+
+    pub fn state(&self) -> InstanceState {
+        self.borrowed().state()
+    }
+
+    /// See [`InstanceRef::is_available`].
+    pub fn is_available(&self, now: Millis, min_ready_ms: u64) -> bool {
+        self.borrowed().is_available(now, min_ready_ms)
+    }
+
+    /// See [`InstanceRef::is_routable`].
+    pub fn is_routable(&self) -> bool {
+        self.borrowed().is_routable()
+    }
+}
+
+/// An instance and its last report as the control plane holds them, borrowed: what the
+/// planners read, without copying a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceRef<'a> {
+    pub instance: &'a Instance,
+    pub status: Option<&'a InstanceStatus>,
+}
+
+impl InstanceRef<'_> {
     pub fn state(&self) -> InstanceState {
         self.status
-            .as_ref()
             .map(|s| s.state)
             .unwrap_or(InstanceState::Pending)
     }
@@ -344,7 +375,6 @@ impl InstanceView {
         self.is_routable()
             && self
                 .status
-                .as_ref()
                 .and_then(|s| s.ready_since)
                 .is_none_or(|since| now.saturating_sub(since) >= min_ready_ms)
     }
@@ -354,7 +384,7 @@ impl InstanceView {
         if !self.is_routable() {
             return None;
         }
-        let since = self.status.as_ref()?.ready_since?;
+        let since = self.status?.ready_since?;
         Some(since + min_ready_ms)
     }
 
@@ -362,11 +392,7 @@ impl InstanceView {
     pub fn is_routable(&self) -> bool {
         self.instance.desired == DesiredState::Running
             && self.state() == InstanceState::Running
-            && self
-                .status
-                .as_ref()
-                .and_then(|s| s.address.as_ref())
-                .is_some()
+            && self.status.and_then(|s| s.address.as_ref()).is_some()
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use strata_core::{DesiredState, InstanceId, InstanceState, InstanceView, NodeName, NodeState};
+use strata_core::{DesiredState, InstanceId, InstanceRef, InstanceState, NodeName, NodeState};
 
 /// Why an instance is being stopped (recorded in the event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +68,12 @@ pub struct Readiness {
 pub fn plan_service(
     desired_release: Option<u64>,
     replicas: u32,
-    instances: &[InstanceView],
+    instances: &[InstanceRef<'_>],
     node_states: &BTreeMap<NodeName, NodeState>,
     readiness: Readiness,
 ) -> ServicePlan {
     let mut plan = ServicePlan::default();
-    let node_down = |view: &InstanceView| {
+    let node_down = |view: &InstanceRef<'_>| {
         matches!(
             node_states.get(&view.instance.node),
             None | Some(NodeState::Down)
@@ -82,7 +82,7 @@ pub fn plan_service(
 
     // Instances already asked to stop: forget them once their agent says they are done, or
     // once their node is gone (the agent fences them if it comes back).
-    let (stopping, wanted): (Vec<&InstanceView>, Vec<&InstanceView>) = instances
+    let (stopping, wanted): (Vec<&InstanceRef<'_>>, Vec<&InstanceRef<'_>>) = instances
         .iter()
         .partition(|view| view.instance.desired == DesiredState::Stopped);
     for view in stopping {
@@ -116,21 +116,25 @@ pub fn plan_service(
     // Instances on a draining node are moved like old ones: replaced first, stopped once
     // their replacements serve.
     let draining =
-        |view: &InstanceView| node_states.get(&view.instance.node) == Some(&NodeState::Draining);
-    let (mut current, mut old): (Vec<&InstanceView>, Vec<&InstanceView>) = alive
+        |view: &InstanceRef<'_>| node_states.get(&view.instance.node) == Some(&NodeState::Draining);
+    let (mut current, mut old): (Vec<&InstanceRef<'_>>, Vec<&InstanceRef<'_>>) = alive
         .into_iter()
         .partition(|view| view.instance.release == release && !draining(view));
 
     // Serving instances last, so the ones stopped first are those not serving anyway.
-    let serving_last = |view: &&InstanceView| {
-        (
-            view.state() == InstanceState::Running,
-            std::cmp::Reverse(view.instance.created_at),
-            view.instance.id.clone(),
-        )
+    let serving_last = |a: &&InstanceRef<'_>, b: &&InstanceRef<'_>| {
+        let key = |view: &InstanceRef<'_>| {
+            (
+                view.state() == InstanceState::Running,
+                std::cmp::Reverse(view.instance.created_at),
+            )
+        };
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| a.instance.id.cmp(&b.instance.id))
     };
-    current.sort_by_key(serving_last);
-    old.sort_by_key(serving_last);
+    current.sort_by(serving_last);
+    old.sort_by(serving_last);
 
     let wanted_count = replicas as usize;
     if current.len() < wanted_count {
@@ -175,7 +179,7 @@ pub fn plan_service(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_core::{Instance, InstanceStatus};
+    use strata_core::{Instance, InstanceStatus, InstanceView};
 
     /// Every running instance in the tables has been ready long enough.
     const LONG_READY: Readiness = Readiness {
@@ -216,6 +220,10 @@ mod tests {
                 }),
             })
             .collect()
+    }
+
+    fn borrowed(views: &[InstanceView]) -> Vec<InstanceRef<'_>> {
+        views.iter().map(InstanceView::borrowed).collect()
     }
 
     struct Case {
@@ -366,10 +374,11 @@ mod tests {
                 .stops(&[("a", FailedToStart)]),
         ];
         for case in cases {
+            let instances = views(&case.rows);
             let plan = plan_service(
                 case.release,
                 case.replicas,
-                &views(&case.rows),
+                &borrowed(&instances),
                 &nodes,
                 LONG_READY,
             );
@@ -403,7 +412,7 @@ mod tests {
         ];
         for (now, min_ready_ms, stops, recheck_at) in table {
             let readiness = Readiness { now, min_ready_ms };
-            let plan = plan_service(Some(2), 1, &instances, &nodes, readiness);
+            let plan = plan_service(Some(2), 1, &borrowed(&instances), &nodes, readiness);
             assert_eq!(
                 !plan.stop.is_empty(),
                 stops,
@@ -420,7 +429,7 @@ mod tests {
             now: 99_000,
             min_ready_ms: 1_000,
         };
-        let plan = plan_service(Some(2), 1, &instances, &nodes, readiness);
+        let plan = plan_service(Some(2), 1, &borrowed(&instances), &nodes, readiness);
         assert!(plan.stop.is_empty(), "{plan:?}");
     }
 
@@ -434,14 +443,14 @@ mod tests {
             ("c", 2, InstanceState::Running, true, "n1"),
         ];
         let mut instances = views(&rows);
-        let plan = plan_service(Some(2), 1, &instances, &nodes, LONG_READY);
+        let plan = plan_service(Some(2), 1, &borrowed(&instances), &nodes, LONG_READY);
         assert_eq!(plan.stop.len(), 1);
         for view in &mut instances {
             if plan.stop.iter().any(|(id, _)| *id == view.instance.id) {
                 view.instance.desired = DesiredState::Stopped;
             }
         }
-        let again = plan_service(Some(2), 1, &instances, &nodes, LONG_READY);
+        let again = plan_service(Some(2), 1, &borrowed(&instances), &nodes, LONG_READY);
         assert_eq!(again, ServicePlan::default());
     }
 }

@@ -73,6 +73,11 @@ pub enum Op {
     },
 }
 
+/// The most compares, and the most puts and deletes, one transaction may carry: etcd's
+/// default `--max-txn-ops`. Every backend refuses more ([`StoreError::InvalidTxn`]), so a
+/// transaction that works on one works on all; split larger writes.
+pub const MAX_TXN_OPS: usize = 128;
+
 /// Writes applied atomically if every compare holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Txn {
@@ -81,6 +86,32 @@ pub struct Txn {
 }
 
 impl Txn {
+    /// Refuses a transaction larger than [`MAX_TXN_OPS`] (as etcd does before anything
+    /// else).
+    pub fn check_size(&self) -> Result<(), StoreError> {
+        if self.compares.len() > MAX_TXN_OPS || self.ops.len() > MAX_TXN_OPS {
+            return Err(StoreError::InvalidTxn(format!(
+                "{} compares and {} writes, more than the {MAX_TXN_OPS} of each a transaction \
+                 may carry",
+                self.compares.len(),
+                self.ops.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A key this transaction writes (puts or deletes) more than once, which etcd refuses
+    /// (after its compares: a failed compare is still a conflict).
+    pub fn key_written_twice(&self) -> Option<&str> {
+        let mut written = std::collections::HashSet::with_capacity(self.ops.len());
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, .. } | Op::Delete { key } => key.as_str(),
+            })
+            .find(|key| !written.insert(*key))
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -213,6 +244,10 @@ pub enum StoreError {
     /// A key the store cannot hold (empty, or outside its namespace).
     #[error("invalid key: {0}")]
     InvalidKey(String),
+    /// A transaction no backend may run: too large, or a key written twice. A bug of the
+    /// caller, never worth retrying as it is.
+    #[error("invalid transaction: {0}")]
+    InvalidTxn(String),
     #[error("store backend failed: {0}")]
     Backend(String),
     #[error("store at {path} cannot be opened: {reason}")]

@@ -441,10 +441,10 @@ async fn txn_edge_cases_of_etcd() {
         .put("/x", vec![1])
         .delete("/x");
     match store.txn(twice.clone()).await {
-        Err(StoreError::Backend(message)) => {
+        Err(StoreError::InvalidTxn(message)) => {
             assert!(message.contains("writes /x more than once"), "{message}")
         }
-        other => panic!("expected a Backend error, got {other:?}"),
+        other => panic!("expected an InvalidTxn error, got {other:?}"),
     }
     let stale = Txn {
         compares: vec![strata_store::Compare {

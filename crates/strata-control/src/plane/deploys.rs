@@ -54,10 +54,19 @@ impl ControlPlane {
                 .txn(Txn::new().when(&env_key, 0).put(&env_key, encode(&record)))
                 .await?;
         }
-        let mut services = Vec::new();
-        for item in request.services {
-            services.push(self.deploy_one(env, item, actor).await?);
-        }
+        // Services are independent: their transactions go together (sharing the store's disk
+        // syncs), answered in the request's order.
+        let services: Vec<DeployedService> = {
+            use futures::StreamExt;
+            let deploys: Vec<_> = request
+                .services
+                .into_iter()
+                .map(|item| self.deploy_one(env, item, actor))
+                .collect();
+            let results: Vec<Result<DeployedService, ControlError>> =
+                futures::stream::iter(deploys).buffered(16).collect().await;
+            results.into_iter().collect::<Result<_, _>>()?
+        };
         self.kick.notify_one();
         Ok(DeployResponse {
             env: env.clone(),
@@ -276,41 +285,14 @@ impl ControlPlane {
             service.slo = item.spec.slo;
             service.updated_at = now;
             txn = txn.put(&service_key, encode(&service));
+            let mut event = deploy_event(&service, new_release.as_ref());
+            event.actor = actor.clone();
+            let (kind, message) = (event.kind, event.message.clone());
+            // The event is written with the change it tells of, in the same transaction.
+            let txn = self.event_log().stage(txn, event);
             match self.store.txn(txn).await? {
                 TxnOutcome::Committed(_) => {
-                    let mut event = match &new_release {
-                        Some(release) => crate::event_log::event(
-                            EventKind::ReleaseCreated,
-                            format!(
-                                "{name}: release {} ({}, config v{}), {} replica(s)",
-                                release.number,
-                                release
-                                    .artifact_digest
-                                    .as_deref()
-                                    .map(short_digest)
-                                    .unwrap_or_else(|| "host command".to_string()),
-                                release.config_version,
-                                service.replicas
-                            ),
-                        ),
-                        None => crate::event_log::event(
-                            EventKind::ServiceScaled,
-                            match &service.autoscale {
-                                Some(bounds) => format!(
-                                    "{name}: {} replica(s), autoscaled {}..{} at {} in flight per instance",
-                                    service.replicas,
-                                    bounds.min,
-                                    bounds.max,
-                                    bounds.target_concurrency
-                                ),
-                                None => format!("{name}: {} replica(s)", service.replicas),
-                            },
-                        ),
-                    };
-                    event.env = Some(env.clone());
-                    event.service = Some(name.clone());
-                    event.actor = actor.clone();
-                    self.event_log().record(event).await;
+                    tracing::info!(%kind, service = %name, "{message}");
                     return Ok(DeployedService {
                         name,
                         release: service.desired_release,
@@ -339,13 +321,24 @@ impl ControlPlane {
         if self.store.get(&key).await?.is_none() {
             return Err(self.service_not_found(env, name).await);
         }
-        let mut txn = Txn::new().delete(&key);
+        // The service first (with it its releases are unreachable); then its releases and
+        // configs, a transaction's worth at a time. A release left behind by a crash
+        // meanwhile is overwritten by the next deploy of the name.
+        let mut keys_left = vec![key];
         for prefix in [keys::releases_of(env, name), keys::configs_of(env, name)] {
-            for kv in self.store.list(&prefix).await?.kvs {
-                txn = txn.delete(kv.key);
-            }
+            keys_left.extend(
+                self.store
+                    .list(&prefix)
+                    .await?
+                    .kvs
+                    .into_iter()
+                    .map(|kv| kv.key),
+            );
         }
-        self.store.txn(txn).await?;
+        for batch in keys_left.chunks(strata_store::MAX_TXN_OPS) {
+            let txn = batch.iter().fold(Txn::new(), |txn, key| txn.delete(key));
+            self.store.txn(txn).await?;
+        }
         let mut event =
             crate::event_log::event(EventKind::ServiceDeleted, format!("{name}: deleted"));
         event.env = Some(env.clone());
@@ -456,4 +449,38 @@ impl ControlPlane {
         }
         Ok(rewritten)
     }
+}
+
+/// What a deploy changed of `service`, as an event: a new release, or only its scale.
+fn deploy_event(service: &Service, new_release: Option<&Release>) -> strata_core::Event {
+    let name = &service.name;
+    let mut event = match new_release {
+        Some(release) => crate::event_log::event(
+            EventKind::ReleaseCreated,
+            format!(
+                "{name}: release {} ({}, config v{}), {} replica(s)",
+                release.number,
+                release
+                    .artifact_digest
+                    .as_deref()
+                    .map(short_digest)
+                    .unwrap_or_else(|| "host command".to_string()),
+                release.config_version,
+                service.replicas
+            ),
+        ),
+        None => crate::event_log::event(
+            EventKind::ServiceScaled,
+            match &service.autoscale {
+                Some(bounds) => format!(
+                    "{name}: {} replica(s), autoscaled {}..{} at {} in flight per instance",
+                    service.replicas, bounds.min, bounds.max, bounds.target_concurrency
+                ),
+                None => format!("{name}: {} replica(s)", service.replicas),
+            },
+        ),
+    };
+    event.env = Some(service.env.clone());
+    event.service = Some(name.clone());
+    event
 }

@@ -216,8 +216,8 @@ impl ControlPlane {
         }
     }
 
-    /// Stores what `node` reports of its instances, in order, in one transaction with an
-    /// event for each change of state. Statuses of instances no longer wanted, or placed on
+    /// Stores what `node` reports of its instances, in order, a transaction for each
+    /// [`STATUSES_PER_TXN`], with an event for each change of state. Statuses of instances no longer wanted, or placed on
     /// another node, are not stored: the answer names them (the agent stops them).
     pub async fn report_statuses(
         &self,
@@ -225,18 +225,100 @@ impl ControlPlane {
         statuses: Vec<InstanceStatus>,
     ) -> Result<StatusReportsStored, ControlError> {
         let mut stored = StatusReportsStored::default();
+        for chunk in statuses.chunks(STATUSES_PER_TXN) {
+            let part = self.report_some_statuses(node, chunk).await?;
+            for id in part.not_wanted {
+                if !stored.not_wanted.contains(&id) {
+                    stored.not_wanted.push(id);
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Stores `statuses` (at most [`STATUSES_PER_TXN`]) in one transaction: first judged on
+    /// what the reflector holds (no store read), each record guarded by the revision it was
+    /// read at; if one changed meanwhile, again on the store's records.
+    async fn report_some_statuses(
+        &self,
+        node: &NodeName,
+        statuses: &[InstanceStatus],
+    ) -> Result<StatusReportsStored, ControlError> {
+        let mut conflict = None;
+        for from_store in [false, true, true] {
+            let records = self.report_records(node, statuses, from_store).await?;
+            match self.store_reports(node, statuses, &records).await? {
+                Ok(stored) => return Ok(stored),
+                Err(key) => conflict = Some(key),
+            }
+        }
+        Err(ControlError::Conflict {
+            message: format!(
+                "{} kept changing while node {node}'s statuses were stored",
+                conflict.unwrap_or_default()
+            ),
+            hint: Some("report again".into()),
+        })
+    }
+
+    /// The instance and status records (with their revisions) of the instances `statuses`
+    /// name: from the reflector unless `from_store` (or it does not hold the instance yet).
+    async fn report_records(
+        &self,
+        node: &NodeName,
+        statuses: &[InstanceStatus],
+        from_store: bool,
+    ) -> Result<ReportRecords, ControlError> {
+        let mut records = ReportRecords::new();
+        if !from_store {
+            let state = self.reflector.read();
+            for status in statuses {
+                if let Some(held) = state.instance(&status.id) {
+                    let current = state
+                        .status(&status.id)
+                        .map(|s| (s.value.clone(), s.revision));
+                    records.insert(
+                        status.id.clone(),
+                        (Some((held.value.clone(), held.revision)), current),
+                    );
+                }
+            }
+        }
+        for status in statuses {
+            if records.contains_key(&status.id) {
+                continue;
+            }
+            let instance = self.get::<Instance>(&keys::instance(&status.id)).await?;
+            // Only a wanted instance's status is read (or stored).
+            let current = match &instance {
+                Some((instance, _)) if instance.node == *node => {
+                    self.get::<InstanceStatus>(&keys::status(&status.id))
+                        .await?
+                }
+                _ => None,
+            };
+            records.insert(status.id.clone(), (instance, current));
+        }
+        Ok(records)
+    }
+
+    /// Stores `statuses` over `records` in one transaction, with an event for each change of
+    /// state, guarded by the records' revisions; `Err(key)` if one of them changed.
+    async fn store_reports(
+        &self,
+        node: &NodeName,
+        statuses: &[InstanceStatus],
+        records: &ReportRecords,
+    ) -> Result<Result<StatusReportsStored, String>, ControlError> {
+        let mut stored = StatusReportsStored::default();
         // The latest status of each instance so far: the store's, then this report's own.
-        let mut latest: BTreeMap<InstanceId, Option<InstanceStatus>> = BTreeMap::new();
-        let mut instances: BTreeMap<InstanceId, Option<Instance>> = BTreeMap::new();
+        let mut latest: BTreeMap<&InstanceId, Option<InstanceStatus>> = BTreeMap::new();
         let mut txn = Txn::new();
         let mut events = Vec::new();
-        for mut status in statuses {
-            if !instances.contains_key(&status.id) {
-                let found = self.get::<Instance>(&keys::instance(&status.id)).await?;
-                instances.insert(status.id.clone(), found.map(|(i, _)| i));
-            }
-            let instance = match &instances[&status.id] {
-                Some(instance) if instance.node == *node && status.node == *node => instance,
+        for status in statuses {
+            let (instance, current) = &records[&status.id];
+            let instance = match instance {
+                Some((instance, _)) if instance.node == *node && status.node == *node => instance,
                 _ => {
                     if !stored.not_wanted.contains(&status.id) {
                         stored.not_wanted.push(status.id.clone());
@@ -244,30 +326,38 @@ impl ControlPlane {
                     continue;
                 }
             };
-            if !latest.contains_key(&status.id) {
-                let found = self
-                    .get::<InstanceStatus>(&keys::status(&status.id))
-                    .await?;
-                latest.insert(status.id.clone(), found.map(|(s, _)| s));
-            }
-            let previous = latest[&status.id].as_ref();
+            let previous = latest
+                .entry(&status.id)
+                .or_insert_with(|| current.as_ref().map(|(s, _)| s.clone()));
+            let mut status = status.clone();
             // Healthy since when, by this plane's clock: kept across reports while it stays
             // running, so `min_ready` measures an unbroken stretch.
-            status.ready_since = match (status.state, previous) {
+            status.ready_since = match (status.state, previous.as_ref()) {
                 (InstanceState::Running, Some(p)) if p.state == InstanceState::Running => {
                     p.ready_since.or(Some(self.now()))
                 }
                 (InstanceState::Running, _) => Some(self.now()),
                 _ => None,
             };
-            if previous.map(|p| p.state) != Some(status.state) {
+            if previous.as_ref().map(|p| p.state) != Some(status.state) {
                 events.push(status_event(instance, &status));
             }
-            txn = txn.put(keys::status(&status.id), encode(&status));
-            latest.insert(status.id.clone(), Some(status));
+            *previous = Some(status);
         }
-        if txn.ops.is_empty() {
-            return Ok(stored);
+        if latest.is_empty() {
+            return Ok(Ok(stored));
+        }
+        // Each instance's last status, once (a key is written once per transaction), guarded:
+        // every record this report was judged on is as read.
+        for (id, status) in &latest {
+            let (instance, current) = &records[*id];
+            let instance_revision = instance.as_ref().map_or(0, |(_, revision)| *revision);
+            let status_revision = current.as_ref().map_or(0, |(_, revision)| *revision);
+            let status = status.as_ref().expect("a report's own status");
+            txn = txn
+                .when(keys::instance(id), instance_revision)
+                .when(keys::status(id), status_revision)
+                .put(keys::status(id), encode(status));
         }
         let changed = !events.is_empty();
         let logged: Vec<(EventKind, String)> =
@@ -277,13 +367,7 @@ impl ControlPlane {
         }
         match self.store.txn(txn).await? {
             TxnOutcome::Committed(_) => {}
-            // Only an event's sequence number can have been taken meanwhile: send again.
-            TxnOutcome::Conflict { key } => {
-                return Err(ControlError::Conflict {
-                    message: format!("event {key} was written meanwhile"),
-                    hint: Some("report again".into()),
-                })
-            }
+            TxnOutcome::Conflict { key } => return Ok(Err(key)),
         }
         for (kind, message) in logged {
             tracing::info!(%kind, node = %node, "{message}");
@@ -291,7 +375,7 @@ impl ControlPlane {
         if changed {
             self.kick.notify_one();
         }
-        Ok(stored)
+        Ok(Ok(stored))
     }
 
     /// Marks an instance as no longer wanted (idempotent). Fails, rather than giving up
@@ -339,6 +423,20 @@ pub(crate) fn stop_event(instance: &Instance, why: &str) -> Event {
 }
 
 /// The event telling that `instance` is now as `status` says.
+/// How many statuses one transaction stores: each takes a put and two compares, and an event
+/// another put and compare, within etcd's default limit of 128 of each per transaction.
+const STATUSES_PER_TXN: usize = 40;
+
+/// What a status report is judged on, by instance: its record and its last stored status,
+/// each with the revision it was read at (`None`: there is none).
+type ReportRecords = BTreeMap<
+    InstanceId,
+    (
+        Option<(Instance, strata_store::Revision)>,
+        Option<(InstanceStatus, strata_store::Revision)>,
+    ),
+>;
+
 fn status_event(instance: &Instance, status: &InstanceStatus) -> Event {
     let kind = match status.state {
         InstanceState::Running => EventKind::InstanceHealthy,

@@ -36,6 +36,11 @@ pub const FULL_PASS: Duration = Duration::from_secs(10);
 /// default limit of 128 operations per transaction).
 const PLACEMENT_BATCH: usize = 60;
 
+/// How many of a pass's transactions are in flight at once: concurrent transactions share a
+/// disk sync (the embedded store's group commit; etcd batches its raft proposals likewise),
+/// where one after another each waits for its own.
+const BATCHES_AT_ONCE: usize = 16;
+
 /// Runs reconcile passes until the task is dropped.
 pub async fn run(plane: Arc<ControlPlane>) {
     let memory = Mutex::new(Memory::default());
@@ -151,23 +156,29 @@ async fn apply(
     plan: PassPlan,
     now: u64,
 ) -> Result<(), ControlError> {
+    let mut stops: Vec<Write<'_, ()>> = Vec::new();
     for batch in plan.stops.chunks(PLACEMENT_BATCH) {
-        stop_instances(plane, batch, now).await?;
+        stops.push(Box::pin(stop_instances(plane, batch, now)));
     }
-    for id in &plan.forgets {
-        plane
-            .controller_txn(
-                Txn::new()
-                    .delete(keys::instance(id))
-                    .delete(keys::status(id)),
-            )
-            .await?;
+    concurrently(stops).await?;
+    let mut forgets: Vec<Write<'_, ()>> = Vec::new();
+    for batch in plan.forgets.chunks(PLACEMENT_BATCH) {
+        let txn = batch.iter().fold(Txn::new(), |txn, id| {
+            txn.delete(keys::instance(id)).delete(keys::status(id))
+        });
+        forgets.push(Box::pin(async move {
+            plane.controller_txn(txn).await.map(|_| ())
+        }));
     }
+    concurrently(forgets).await?;
+    let mut placements: Vec<Write<'_, bool>> = Vec::new();
     for batch in plan.placements.chunks(PLACEMENT_BATCH) {
-        if !create_instances(plane, batch, now).await? {
-            // Nothing in the work queue says these are still missing: plan everything next.
-            memory.last_full = None;
-        }
+        placements.push(Box::pin(create_instances(plane, batch, now)));
+    }
+    let committed = concurrently(placements).await?;
+    if committed.contains(&false) {
+        // Nothing in the work queue says these are still missing: plan everything next.
+        memory.last_full = None;
     }
     for (env, name) in &plan.settled {
         let prefix = format!("{env}/{name}/");
@@ -195,6 +206,21 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+/// One of a pass's transactions, to run with others.
+type Write<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ControlError>> + Send + 'a>>;
+
+/// Runs `writes`, [`BATCHES_AT_ONCE`] at a time, to the end; their results, or the first
+/// error (after every write ended: none is left half-way when the pass returns).
+async fn concurrently<T>(writes: Vec<Write<'_, T>>) -> Result<Vec<T>, ControlError> {
+    use futures::StreamExt;
+    let results: Vec<Result<T, ControlError>> = futures::stream::iter(writes)
+        .buffer_unordered(BATCHES_AT_ONCE)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 /// Marks the instances of `batch` no longer wanted (with an event each) in one fenced

@@ -71,7 +71,7 @@ pub fn plan_pass(
     let mut node_views = node_views(state);
     let mut pass = PassPlan::default();
     for id in services {
-        let instances = state.views_of(&id);
+        let instances = state.instances_of(&id);
         let service = state.service(&id).map(|s| &s.value);
         let desired_release = service.map(|s| s.desired_release);
         let release =

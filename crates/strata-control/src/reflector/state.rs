@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use strata_core::spec::PortSpec;
 use strata_core::{
-    keys, ConfigVersion, DesiredState, EnvName, Instance, InstanceId, InstanceStatus, InstanceView,
-    Node, NodeName, NodeState, Release, Resources, Service, ServiceName,
+    keys, ConfigVersion, DesiredState, EnvName, Instance, InstanceId, InstanceRef, InstanceStatus,
+    InstanceView, Node, NodeName, NodeState, Release, Resources, Service, ServiceName,
 };
 use strata_store::{KeyValue, Revision, WatchEvent};
 
@@ -497,12 +497,17 @@ impl ClusterState {
     }
 
     /// The instances of `service` with their last reports, in id order.
-    pub fn views_of(&self, service: &ServiceKey) -> Vec<InstanceView> {
+    pub fn instances_of(&self, service: &ServiceKey) -> Vec<InstanceRef<'_>> {
         self.by_service
             .get(service)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.view(id))
+            .filter_map(|id| {
+                Some(InstanceRef {
+                    instance: &self.instances.get(id)?.instance.value,
+                    status: self.statuses.get(id).map(|s| &s.value),
+                })
+            })
             .collect()
     }
 

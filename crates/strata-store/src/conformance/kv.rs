@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::helpers::*;
-use crate::{KeyValue, Store, Txn, TxnOutcome};
+use crate::{KeyValue, Store, StoreError, Txn, TxnOutcome};
 
 /// A missing key reads as `None`, and reading does not bump the revision.
 pub async fn get_missing_key(store: Arc<dyn Store>) {
@@ -231,4 +231,61 @@ pub async fn delete_resets_create_revision(store: Arc<dyn Store>) {
         .await
         .expect("cas")
         .is_committed());
+}
+
+/// What etcd refuses every backend refuses, writing nothing: more than [`MAX_TXN_OPS`]
+/// writes or compares, a key written twice (after the compares: a failed one is a
+/// conflict). As many as the limit is a transaction like any other.
+///
+/// [`MAX_TXN_OPS`]: crate::MAX_TXN_OPS
+pub async fn txn_etcd_refuses_is_refused(store: Arc<dyn Store>) {
+    use crate::MAX_TXN_OPS;
+    let puts = |n: usize| {
+        (0..n).fold(Txn::new(), |txn, i| {
+            txn.put(format!("/many/{i:03}"), vec![1])
+        })
+    };
+    let too_many = store.txn(puts(MAX_TXN_OPS + 1)).await;
+    assert!(
+        matches!(too_many, Err(StoreError::InvalidTxn(_))),
+        "{} writes: {too_many:?}",
+        MAX_TXN_OPS + 1
+    );
+    let compares = (0..=MAX_TXN_OPS).fold(Txn::new(), |txn, _| txn.when("/c", 0));
+    let too_many = store.txn(compares.put("/c", vec![1])).await;
+    assert!(
+        matches!(too_many, Err(StoreError::InvalidTxn(_))),
+        "{} compares: {too_many:?}",
+        MAX_TXN_OPS + 1
+    );
+    assert!(
+        store.list("/").await.unwrap().kvs.is_empty(),
+        "nothing written"
+    );
+    assert!(store.txn(puts(MAX_TXN_OPS)).await.unwrap().is_committed());
+    let held = store.get("/many/000").await.unwrap().unwrap().mod_revision;
+
+    let twice = Txn::new()
+        .when("/many/000", held)
+        .put("/x", vec![1])
+        .delete("/x");
+    let refused = store.txn(twice.clone()).await;
+    assert!(
+        matches!(refused, Err(StoreError::InvalidTxn(_))),
+        "{refused:?}"
+    );
+    let stale = Txn {
+        compares: vec![crate::Compare {
+            key: "/many/000".into(),
+            mod_revision: held + 1,
+        }],
+        ops: twice.ops,
+    };
+    assert_eq!(
+        store.txn(stale).await.unwrap(),
+        TxnOutcome::Conflict {
+            key: "/many/000".into()
+        }
+    );
+    assert_eq!(store.get("/x").await.unwrap(), None);
 }

@@ -35,7 +35,7 @@ use crate::{Store, StoreError};
 pub use kv::{
     delete_resets_create_revision, get_missing_key, noop_txn_keeps_revision, put_get_roundtrip,
     revision_is_monotonic, txn_compare_and_swap, txn_conflict_writes_nothing,
-    txn_multi_op_is_atomic,
+    txn_etcd_refuses_is_refused, txn_multi_op_is_atomic,
 };
 pub use lease::{
     keep_alive_extends_lease, lease_expiry_deletes_keys, put_without_lease_detaches,
@@ -106,6 +106,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         txn_multi_op_is_atomic,
         txn_conflict_writes_nothing,
         noop_txn_keeps_revision,
+        txn_etcd_refuses_is_refused,
         delete_resets_create_revision,
         list_page_order_and_prefix,
         list_pagination,

@@ -14,6 +14,7 @@ use crate::{LeaseId, Op, Revision, StoreError, Txn, TxnOutcome};
 impl Shared {
     /// [`Store::txn`](crate::Store::txn).
     pub(super) async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        txn.check_size()?;
         let what =
             format!(
                 "txn on {}",
@@ -40,9 +41,9 @@ impl Shared {
             };
             let raw = self.key_in(&key)?;
             if !written.insert(raw.clone()) && impossible.is_none() {
-                impossible = Some(StoreError::Backend(format!(
-                    "etcd {what} failed: it writes {key} more than once, and etcd allows one \
-                     put or delete of a key per transaction"
+                impossible = Some(StoreError::InvalidTxn(format!(
+                    "{what} writes {key} more than once, and etcd allows one put or delete of \
+                     a key per transaction"
                 )));
             }
             match op {

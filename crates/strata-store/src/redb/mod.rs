@@ -263,6 +263,23 @@ impl Store for RedbStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        // What etcd refuses, refused here too.
+        txn.check_size()?;
+        if let Some(key) = txn.key_written_twice() {
+            let error = StoreError::InvalidTxn(format!(
+                "a transaction writes {key} more than once, and etcd allows one put or delete \
+                 of a key per transaction"
+            ));
+            // A failed compare is still a conflict, as etcd evaluates compares first.
+            let compares_only = Txn {
+                compares: txn.compares,
+                ops: Vec::new(),
+            };
+            return match group::commit(&self.inner, compares_only).await? {
+                (Some(key), _) => Ok(TxnOutcome::Conflict { key }),
+                (None, _) => Err(error),
+            };
+        }
         let (conflict, revision) = group::commit(&self.inner, txn).await?;
         Ok(match conflict {
             Some(key) => TxnOutcome::Conflict { key },

@@ -105,11 +105,11 @@ fn the_indexes_follow_instances_between_nodes_and_services() {
     };
     assert_eq!(on(&state, "n1"), ["a", "b"]);
     assert_eq!(on(&state, "n2"), ["c"]);
-    assert_eq!(state.views_of(&web()).len(), 2);
+    assert_eq!(state.instances_of(&web()).len(), 2);
     assert_eq!((state.node_changed("n1"), state.node_changed("n2")), (6, 7));
     state.apply(&delete(keys::instance("a"), 8));
     assert_eq!(on(&state, "n1"), ["b"]);
-    assert_eq!(state.views_of(&web()).len(), 1);
+    assert_eq!(state.instances_of(&web()).len(), 1);
     assert_eq!((state.node_changed("n1"), state.node_changed("n2")), (8, 7));
     assert_eq!(state.revision(), 8);
     // A change elsewhere moves the revision but not a node's.
@@ -137,9 +137,9 @@ fn a_status_joins_its_instance_and_dirties_its_service() {
     };
     state.apply(&put(keys::status("a"), &status, 6));
     assert_eq!(state.take_dirty().services.len(), 1);
-    assert!(state.views_of(&web())[0].status.is_some());
+    assert!(state.instances_of(&web())[0].status.is_some());
     state.apply(&delete(keys::status("a"), 7));
-    assert!(state.views_of(&web())[0].status.is_none());
+    assert!(state.instances_of(&web())[0].status.is_none());
 }
 
 #[test]
