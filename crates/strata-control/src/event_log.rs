@@ -2,11 +2,12 @@
 //! number and who did it. Controllers' events are fenced like their other writes (a deposed
 //! leader records nothing); nodes may record only the kinds they observe.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use strata_core::api::NodeEvent;
-use strata_core::{keys, Actor, Event, EventKind, NodeName};
+use strata_core::{keys, Actor, EnvName, Event, EventKind, NodeName, ServiceName};
 use strata_store::{Store, Txn};
 
 use crate::clock::Clock;
@@ -37,6 +38,94 @@ pub fn event(kind: EventKind, message: impl Into<String>) -> Event {
         message: message.into(),
         actor: Actor::Controller { server: None },
     }
+}
+
+/// How many instances a folded event names; the rest are counted.
+const FOLDED_NAMED: usize = 5;
+
+/// Folds the routine progress among `events` ([`EventKind::is_routine_progress`]): those
+/// of one kind, service and actor become one event telling how many instances made the
+/// step, on which node (or how many), naming the first few. A step only one instance made
+/// keeps its own event; problems and stops are never folded. Order is kept: a folded
+/// event stands where its first one stood. A placement of 60 instances writes one event,
+/// not 60, and the store's writer is what bounds placements a second.
+pub fn fold_routine_progress(events: Vec<Event>) -> Vec<Event> {
+    type Group = (EventKind, Option<EnvName>, Option<ServiceName>, Actor);
+    let group_of = |event: &Event| -> Option<Group> {
+        (event.kind.is_routine_progress() && event.instance.is_some()).then(|| {
+            (
+                event.kind,
+                event.env.clone(),
+                event.service.clone(),
+                event.actor.clone(),
+            )
+        })
+    };
+    let mut sizes: HashMap<Group, usize> = HashMap::new();
+    for group in events.iter().filter_map(group_of) {
+        *sizes.entry(group).or_default() += 1;
+    }
+    if sizes.values().all(|&size| size < 2) {
+        return events;
+    }
+    // Per group of more than one: where its event stands in the output, and its members.
+    let mut folded: HashMap<Group, (usize, Vec<Event>)> = HashMap::new();
+    let mut out: Vec<Option<Event>> = Vec::with_capacity(events.len());
+    for event in events {
+        match group_of(&event).filter(|group| sizes[group] > 1) {
+            Some(group) => {
+                let (_, members) = folded.entry(group).or_insert_with(|| {
+                    out.push(None);
+                    (out.len() - 1, Vec::new())
+                });
+                members.push(event);
+            }
+            None => out.push(Some(event)),
+        }
+    }
+    for (_, (at, members)) in folded {
+        out[at] = Some(one_for_all(members));
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// One event for `members` (two or more routine events of one kind, service and actor).
+fn one_for_all(members: Vec<Event>) -> Event {
+    let first = &members[0];
+    let nodes: BTreeSet<&NodeName> = members.iter().filter_map(|e| e.node.as_ref()).collect();
+    let step = first
+        .kind
+        .as_str()
+        .strip_prefix("instance.")
+        .unwrap_or(first.kind.as_str());
+    let service = first.service.as_ref().map_or("", |s| s.as_str());
+    let whereabouts = match nodes.len() {
+        0 => String::new(),
+        1 => format!(" on node {}", nodes.first().expect("one node")),
+        n => format!(" on {n} nodes"),
+    };
+    let named: Vec<&str> = members
+        .iter()
+        .filter_map(|e| e.instance.as_ref().map(|id| id.as_str()))
+        .take(FOLDED_NAMED)
+        .collect();
+    let more = members.len().saturating_sub(named.len());
+    let mut list = named.join(", ");
+    if more > 0 {
+        list.push_str(&format!(" and {more} more"));
+    }
+    let mut event = event(
+        first.kind,
+        format!(
+            "{service}: {} instances {step}{whereabouts} ({list})",
+            members.len()
+        ),
+    );
+    event.env = first.env.clone();
+    event.service = first.service.clone();
+    event.node = (nodes.len() == 1).then(|| (*nodes.first().expect("one node")).clone());
+    event.actor = first.actor.clone();
+    event
 }
 
 impl EventLog {
@@ -163,6 +252,127 @@ pub async fn run_retention(plane: Arc<crate::ControlPlane>) {
 mod tests {
     use super::*;
     use strata_store::RedbStore;
+
+    /// An instance's event of `kind`, by `actor` ("c": the controller, else an agent).
+    fn told(kind: EventKind, service: &str, instance: &str, node: &str, actor: &str) -> Event {
+        let mut told = event(kind, format!("{instance}: {}", kind.as_str()));
+        told.env = Some(EnvName::from_static("dev"));
+        told.service = Some(ServiceName::new(service).unwrap());
+        told.instance = Some(strata_core::InstanceId::new(instance).unwrap());
+        told.node = Some(NodeName::new(node).unwrap());
+        if actor != "c" {
+            told.actor = Actor::Agent(actor.to_string());
+        }
+        told
+    }
+
+    #[test]
+    fn routine_progress_is_folded_per_kind_service_and_actor() {
+        use EventKind::*;
+        // (case, events as (kind, service, instance, node, actor), wanted (kind, message)).
+        type Told = (
+            EventKind,
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+        );
+        let cases: &[(&str, &[Told], &[(EventKind, &str)])] = &[
+            (
+                "one of a kind stays as it is",
+                &[(InstancePlaced, "web", "web-1-a", "n1", "c")],
+                &[(InstancePlaced, "web-1-a: instance.placed")],
+            ),
+            (
+                "placements across nodes fold, in the first one's place",
+                &[
+                    (InstanceStop, "web", "web-1-z", "n3", "c"),
+                    (InstancePlaced, "web", "web-2-a", "n1", "c"),
+                    (InstancePlaced, "web", "web-2-b", "n2", "c"),
+                    (InstancePlaced, "api", "api-1-a", "n2", "c"),
+                    (InstancePlaced, "web", "web-2-c", "n1", "c"),
+                ],
+                &[
+                    (InstanceStop, "web-1-z: instance.stop"),
+                    (
+                        InstancePlaced,
+                        "web: 3 instances placed on 2 nodes (web-2-a, web-2-b, web-2-c)",
+                    ),
+                    (InstancePlaced, "api-1-a: instance.placed"),
+                ],
+            ),
+            (
+                "one node's report names its node; past five, the rest are counted",
+                &[
+                    (InstanceHealthy, "web", "w1", "n1", "n1"),
+                    (InstanceHealthy, "web", "w2", "n1", "n1"),
+                    (InstanceHealthy, "web", "w3", "n1", "n1"),
+                    (InstanceStarted, "web", "w7", "n1", "n1"),
+                    (InstanceHealthy, "web", "w4", "n1", "n1"),
+                    (InstanceHealthy, "web", "w5", "n1", "n1"),
+                    (InstanceHealthy, "web", "w6", "n1", "n1"),
+                ],
+                &[
+                    (
+                        InstanceHealthy,
+                        "web: 6 instances healthy on node n1 (w1, w2, w3, w4, w5 and 1 more)",
+                    ),
+                    (InstanceStarted, "w7: instance.started"),
+                ],
+            ),
+            (
+                "problems and stops are told one by one",
+                &[
+                    (InstanceCrashed, "web", "w1", "n1", "n1"),
+                    (InstanceCrashed, "web", "w2", "n1", "n1"),
+                    (InstanceStop, "web", "w3", "n1", "c"),
+                    (InstanceStop, "web", "w4", "n1", "c"),
+                ],
+                &[
+                    (InstanceCrashed, "w1: instance.crashed"),
+                    (InstanceCrashed, "w2: instance.crashed"),
+                    (InstanceStop, "w3: instance.stop"),
+                    (InstanceStop, "w4: instance.stop"),
+                ],
+            ),
+            (
+                "different actors are not folded together",
+                &[
+                    (InstanceStopped, "web", "w1", "n1", "n1"),
+                    (InstanceStopped, "web", "w2", "n2", "n2"),
+                ],
+                &[
+                    (InstanceStopped, "w1: instance.stopped"),
+                    (InstanceStopped, "w2: instance.stopped"),
+                ],
+            ),
+        ];
+        for (case, events, wanted) in cases {
+            let events = events
+                .iter()
+                .map(|(kind, service, id, node, actor)| told(*kind, service, id, node, actor))
+                .collect();
+            let folded = fold_routine_progress(events);
+            let got: Vec<(EventKind, &str)> = folded
+                .iter()
+                .map(|e| (e.kind, e.message.as_str()))
+                .collect();
+            assert_eq!(got, *wanted, "{case}");
+            for event in &folded {
+                let folded = event.message.contains(" instances ");
+                assert_eq!(event.instance.is_none(), folded, "{case}: {event:?}");
+                assert_eq!(event.env, Some(EnvName::from_static("dev")), "{case}");
+                assert!(event.service.is_some(), "{case}");
+            }
+        }
+        // A folded report's event keeps its node and actor.
+        let report = (1..=2)
+            .map(|i| told(InstanceHealthy, "web", &format!("w{i}"), "n1", "n1"))
+            .collect();
+        let folded = fold_routine_progress(report);
+        assert_eq!(folded[0].node, Some(NodeName::from_static("n1")));
+        assert_eq!(folded[0].actor, Actor::Agent("n1".to_string()));
+    }
 
     #[tokio::test]
     async fn events_past_the_retention_go_and_the_recent_stay() {

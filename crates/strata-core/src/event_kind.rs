@@ -63,6 +63,22 @@ impl EventKind {
     pub fn reported_by_nodes(self) -> bool {
         matches!(self, EventKind::OutboundRefused | EventKind::PolicyDenied)
     }
+
+    /// Whether this kind is an instance's routine progress (placed, started, healthy,
+    /// stopped, ...): when many instances of a service make the same step together, one
+    /// event tells of them all. Problems (crashed, unhealthy, failed) and the controller's
+    /// stops, each with its own reason, are always told one by one.
+    pub fn is_routine_progress(self) -> bool {
+        matches!(
+            self,
+            EventKind::InstancePlaced
+                | EventKind::InstancePending
+                | EventKind::InstanceStarted
+                | EventKind::InstanceHealthy
+                | EventKind::InstanceStopping
+                | EventKind::InstanceStopped
+        )
+    }
 }
 
 impl fmt::Display for EventKind {
@@ -102,5 +118,12 @@ mod tests {
             .map(|k| k.as_str())
             .collect();
         assert_eq!(reported, ["outbound.refused", "policy.denied"]);
+        for kind in EventKind::ALL {
+            if kind.is_routine_progress() {
+                assert!(kind.as_str().starts_with("instance."), "{kind}");
+            }
+        }
+        assert!(!EventKind::InstanceCrashed.is_routine_progress());
+        assert!(!EventKind::InstanceStop.is_routine_progress());
     }
 }

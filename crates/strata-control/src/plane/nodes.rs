@@ -217,7 +217,8 @@ impl ControlPlane {
     }
 
     /// Stores what `node` reports of its instances, in order, a transaction for each
-    /// [`STATUSES_PER_TXN`], with an event for each change of state. Statuses of instances no longer wanted, or placed on
+    /// [`STATUSES_PER_TXN`], with an event for each change of state (routine steps of one
+    /// service folded into one). Statuses of instances no longer wanted, or placed on
     /// another node, are not stored: the answer names them (the agent stops them).
     pub async fn report_statuses(
         &self,
@@ -303,7 +304,7 @@ impl ControlPlane {
     }
 
     /// Stores `statuses` over `records` in one transaction, with an event for each change of
-    /// state, guarded by the records' revisions; `Err(key)` if one of them changed.
+    /// state (routine steps of one service folded into one), guarded by the records' revisions; `Err(key)` if one of them changed.
     async fn store_reports(
         &self,
         node: &NodeName,
@@ -360,6 +361,7 @@ impl ControlPlane {
                 .put(keys::status(id), encode(status));
         }
         let changed = !events.is_empty();
+        let events = crate::event_log::fold_routine_progress(events);
         let logged: Vec<(EventKind, String)> =
             events.iter().map(|e| (e.kind, e.message.clone())).collect();
         for event in events {

@@ -260,14 +260,15 @@ async fn stop_instances(
     Ok(())
 }
 
-/// Creates the instances of `batch` (with an event each) in one fenced transaction; whether
-/// it committed.
+/// Creates the instances of `batch` in one fenced transaction, with their events (one per
+/// service when it places several); whether it committed.
 async fn create_instances(
     plane: &ControlPlane,
     batch: &[Placement],
     now: u64,
 ) -> Result<bool, ControlError> {
     let mut txn = Txn::new();
+    let mut events = Vec::with_capacity(batch.len());
     for placement in batch {
         let service = &placement.service;
         let id = InstanceId::for_release(&service.name, placement.release, rand::random());
@@ -295,6 +296,9 @@ async fn create_instances(
         event.service = Some(service.name.clone());
         event.instance = Some(id);
         event.node = Some(placement.node.clone());
+        events.push(event);
+    }
+    for event in crate::event_log::fold_routine_progress(events) {
         txn = plane.event_log().stage(txn, event);
     }
     let outcome = plane.controller_txn(txn).await?;
