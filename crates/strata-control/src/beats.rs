@@ -7,7 +7,8 @@
 //! another epoch or of a node declared down is answered "register again" (signed with the
 //! node's key, no bigger than the beat: nothing to reflect or amplify).
 //!
-//! Under load the receiver takes datagrams in batches: after a wake-up that found many
+//! Under load the receiver takes datagrams in batches, many to a system call (`recvmmsg`):
+//! after a wake-up that found many
 //! waiting, it lets [`GATHER`] pass before the next, so 100,000 beats a second cost a few
 //! hundred wake-ups, not 100,000. The socket's receive buffer is raised so a gathering
 //! interval's beats fit ([`RECEIVE_BUFFER`]). If beats are lost anyway (the kernel counts
@@ -28,7 +29,9 @@ use std::os::fd::AsRawFd;
 use strata_core::beat::{self, BeatKey, Kind};
 use strata_core::NodeState;
 
-use nix::sys::socket::{recvmsg, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use nix::sys::socket::{
+    recvmmsg, sockopt, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage,
+};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -37,6 +40,10 @@ use crate::ControlPlane;
 
 /// The most datagrams taken in one go before the task yields.
 const BATCH: usize = 256;
+
+/// How many datagrams the first read of a wake-up asks for (the headers of a read are made
+/// for it: a quiet socket's reads stay small).
+const FIRST_READ: usize = 16;
 
 /// A wake-up that finds at least this many datagrams waiting means beats arrive faster than
 /// wake-ups are worth: gather for a while before the next.
@@ -69,7 +76,6 @@ pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
         leader: None,
         drops_seen: None,
     };
-    let mut control = nix::cmsg_space!(u32);
     let mut buffers = vec![[0u8; beat::MAX_LEN + 1]; BATCH];
     let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
     let mut received = [(0usize, unspecified); BATCH];
@@ -91,10 +97,15 @@ pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
         let mut taken = 0;
         let mut drained_at = None;
         while taken < BATCH {
-            match receive(&socket, &mut buffers[taken], &mut control) {
-                Ok((len, from, drops)) => {
-                    received[taken] = (len, from);
-                    taken += 1;
+            // A first read sized for a quiet socket; the rest of the batch if it was full.
+            let upto = if taken == 0 { FIRST_READ } else { BATCH };
+            match receive(
+                &socket,
+                &mut buffers[taken..upto],
+                &mut received[taken..upto],
+            ) {
+                Ok((count, drops)) => {
+                    taken += count;
                     if let Some(drops) = drops {
                         receiver.dropped_so_far(drops);
                     }
@@ -129,42 +140,66 @@ pub async fn serve(plane: Arc<ControlPlane>, socket: UdpSocket) {
     }
 }
 
-/// Reads one waiting datagram into `buffer`: its length, its sender, and how many datagrams
-/// the kernel has dropped on this socket so far (when it says).
+/// Reads waiting datagrams, as many as `buffers` hold, in one system call (`recvmmsg`):
+/// each one's length and sender go to `received`. Returns how many, and how many datagrams
+/// the kernel has dropped on this socket so far (when it says); `WouldBlock` if none waits.
+///
+/// The message headers are made for each call: the kernel shrinks their control-buffer
+/// lengths to what it wrote, and nix's `recvmmsg` does not restore them, so reused headers
+/// stop carrying the drop count (nix-rust/nix#2813).
 fn receive(
     socket: &UdpSocket,
-    buffer: &mut [u8],
-    control: &mut Vec<u8>,
-) -> std::io::Result<(usize, SocketAddr, Option<u32>)> {
+    buffers: &mut [[u8; beat::MAX_LEN + 1]],
+    received: &mut [(usize, SocketAddr)],
+) -> std::io::Result<(usize, Option<u32>)> {
     socket.try_io(Interest::READABLE, || {
-        let mut iov = [IoSliceMut::new(buffer)];
-        let message = recvmsg::<SockaddrStorage>(
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
+            buffers.len(),
+            Some(nix::cmsg_space!(u32)),
+        );
+        let mut slices: Vec<[IoSliceMut; 1]> = buffers
+            .iter_mut()
+            .map(|buffer| [IoSliceMut::new(buffer)])
+            .collect();
+        let messages = recvmmsg(
             socket.as_raw_fd(),
-            &mut iov,
-            Some(control),
+            &mut headers,
+            slices.iter_mut(),
             MsgFlags::MSG_DONTWAIT,
+            None,
         )
         .map_err(std::io::Error::from)?;
-        let from = message
-            .address
-            .and_then(|address| {
-                if let Some(v4) = address.as_sockaddr_in() {
-                    Some(SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
-                } else {
-                    address
-                        .as_sockaddr_in6()
-                        .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
-                }
-            })
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let drops = message.cmsgs().ok().and_then(|mut messages| {
-            messages.find_map(|m| match m {
-                ControlMessageOwned::RxqOvfl(drops) => Some(drops),
-                _ => None,
-            })
-        });
-        Ok((message.bytes, from, drops))
+        let mut count = 0;
+        let mut drops = None;
+        for (message, slot) in messages.zip(received.iter_mut()) {
+            *slot = (message.bytes, sender(message.address));
+            if let Some(dropped) = message.cmsgs().ok().and_then(|mut messages| {
+                messages.find_map(|m| match m {
+                    ControlMessageOwned::RxqOvfl(dropped) => Some(dropped),
+                    _ => None,
+                })
+            }) {
+                drops = Some(dropped);
+            }
+            count += 1;
+        }
+        Ok((count, drops))
     })
+}
+
+/// A datagram's sender as a socket address (unspecified if the kernel gave none).
+fn sender(address: Option<SockaddrStorage>) -> SocketAddr {
+    address
+        .and_then(|address| {
+            if let Some(v4) = address.as_sockaddr_in() {
+                Some(SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+            } else {
+                address
+                    .as_sockaddr_in6()
+                    .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+            }
+        })
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// Asks for a receive buffer that holds [`RECEIVE_BUFFER`] bytes of beats: past the system's
