@@ -166,11 +166,14 @@ impl ControlPlane {
         let state = self.reflector.read();
         let mut assignments = Vec::new();
         let mut unchanged = Vec::new();
-        for (instance, revision) in state.instances_on(node) {
+        for (id, revision) in state.instance_revisions_on(node) {
             if revision <= index {
-                unchanged.push(instance.id.clone());
+                unchanged.push(id.clone());
                 continue;
             }
+            let Some(instance) = state.instance(id).map(|held| &held.value) else {
+                continue;
+            };
             let Some(release) = state.release(&instance.env, &instance.service, instance.release)
             else {
                 continue;

@@ -80,7 +80,9 @@ pub struct ClusterState {
     configs: HashMap<String, Arc<ConfigVersion>>,
     instances: HashMap<InstanceId, Held>,
     statuses: HashMap<InstanceId, Versioned<InstanceStatus>>,
-    by_node: HashMap<NodeName, BTreeSet<InstanceId>>,
+    /// Each node's instances, with the revision each was last written at (so a node's
+    /// changes since a revision are found without looking up each instance).
+    by_node: HashMap<NodeName, BTreeMap<InstanceId, Revision>>,
     by_service: HashMap<ServiceKey, BTreeSet<InstanceId>>,
     load: HashMap<NodeName, NodeLoad>,
     /// The revision of the last change to each node's instances (what its agent must run).
@@ -319,7 +321,7 @@ impl ClusterState {
         self.by_node
             .entry(instance.node.clone())
             .or_default()
-            .insert(instance.id.clone());
+            .insert(instance.id.clone(), revision);
         if let Some((resources, port)) = held.holds {
             let load = self.load.entry(instance.node.clone()).or_default();
             load.allocated = load.allocated + resources;
@@ -367,7 +369,7 @@ impl ClusterState {
             .get(node)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.instances.get(id))
+            .filter_map(|(id, _)| self.instances.get(id))
             .map(|held| {
                 let i = &held.instance.value;
                 (i.env.clone(), i.service.clone())
@@ -480,20 +482,17 @@ impl ClusterState {
         self.instances.len()
     }
 
-    /// The instances placed on `node`, in id order, each with the revision it was last
-    /// written at.
-    pub fn instances_on<'a>(
+    /// The ids of the instances placed on `node`, in id order, each with the revision it
+    /// was last written at: a node's whole set without a lookup per instance.
+    pub fn instance_revisions_on<'a>(
         &'a self,
         node: &str,
-    ) -> impl Iterator<Item = (&'a Instance, Revision)> + 'a {
+    ) -> impl Iterator<Item = (&'a InstanceId, Revision)> + 'a {
         self.by_node
             .get(node)
             .into_iter()
             .flatten()
-            .filter_map(|id| {
-                let held = self.instances.get(id)?;
-                Some((&held.instance.value, held.instance.revision))
-            })
+            .map(|(id, revision)| (id, *revision))
     }
 
     /// The instances of `service` with their last reports, in id order.

@@ -99,22 +99,29 @@ fn the_indexes_follow_instances_between_nodes_and_services() {
     let mut state = state_of(&[placed(&a, 5), placed(&b, 6), placed(&c, 7)]);
     let on = |state: &ClusterState, node| {
         state
-            .instances_on(node)
-            .map(|(i, _)| i.id.to_string())
+            .instance_revisions_on(node)
+            .map(|(id, revision)| (id.to_string(), revision))
             .collect::<Vec<_>>()
     };
-    assert_eq!(on(&state, "n1"), ["a", "b"]);
-    assert_eq!(on(&state, "n2"), ["c"]);
+    let at = |id: &str, revision| (id.to_string(), revision);
+    assert_eq!(on(&state, "n1"), [at("a", 5), at("b", 6)]);
+    assert_eq!(on(&state, "n2"), [at("c", 7)]);
     assert_eq!(state.instances_of(&web()).len(), 2);
     assert_eq!((state.node_changed("n1"), state.node_changed("n2")), (6, 7));
     state.apply(&delete(keys::instance("a"), 8));
-    assert_eq!(on(&state, "n1"), ["b"]);
+    assert_eq!(on(&state, "n1"), [at("b", 6)]);
     assert_eq!(state.instances_of(&web()).len(), 1);
     assert_eq!((state.node_changed("n1"), state.node_changed("n2")), (8, 7));
     assert_eq!(state.revision(), 8);
     // A change elsewhere moves the revision but not a node's.
     state.apply(&put(keys::event(1), &"x", 9));
     assert_eq!((state.revision(), state.node_changed("n1")), (9, 8));
+    // An instance written again is indexed at its new revision.
+    let mut stopping = b.clone();
+    stopping.desired = DesiredState::Stopped;
+    state.apply(&placed(&stopping, 10));
+    assert_eq!(on(&state, "n1"), [at("b", 10)]);
+    assert_eq!(state.node_changed("n1"), 10);
 }
 
 #[test]
