@@ -8,7 +8,7 @@
 //!
 //! [`Dirty`]: crate::reflector::Dirty
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,13 +24,16 @@ mod liveness;
 pub mod pass;
 
 pub use liveness::{judge_liveness, run_liveness};
-use pass::{every_service, plan_pass, PassPlan, Placement};
+use pass::{every_service, PassPlan, PassPlanner, Placement};
 
 /// The longest the reconciler sleeps without a change.
 const RESYNC: Duration = Duration::from_secs(1);
 
 /// Every service is planned at least this often, changed or not.
 pub const FULL_PASS: Duration = Duration::from_secs(10);
+
+/// About how many instances a pass plans before it lets go of the state for a moment.
+const PLAN_PART_INSTANCES: usize = 20_000;
 
 /// How many instances one transaction creates or stops (with an event each: within etcd's
 /// default limit of 128 operations per transaction).
@@ -111,7 +114,7 @@ pub async fn reconcile_once(
         .filter(|(_, at)| **at <= now)
         .map(|(id, _)| id.clone())
         .collect();
-    let plan = {
+    let (services, mut planner) = {
         let state = reflector.read();
         let services = if full {
             every_service(&state)
@@ -133,8 +136,26 @@ pub async fn reconcile_once(
         for id in &services {
             memory.rechecks.remove(id);
         }
-        plan_pass(&state, services, now)
+        (services, PassPlanner::new(&state))
     };
+    // Planned a part at a time, letting go of the state between parts: a pass over a million
+    // instances would otherwise hold it (and stall the reflector, the heartbeat receiver
+    // and every request waiting on it) for a second.
+    let mut services = services.into_iter().peekable();
+    while services.peek().is_some() {
+        let budget = planner.planned_instances + PLAN_PART_INSTANCES;
+        {
+            let state = reflector.read();
+            while planner.planned_instances < budget {
+                let Some(id) = services.next() else { break };
+                planner.plan(&state, [id], now);
+            }
+        }
+        if services.peek().is_some() {
+            tokio::task::yield_now().await;
+        }
+    }
+    let plan = planner.finish();
     if full {
         memory.last_full = Some(monotonic);
     }
@@ -156,8 +177,15 @@ async fn apply(
     plan: PassPlan,
     now: u64,
 ) -> Result<(), ControlError> {
+    // An instance stopped for two reasons is stopped once (a transaction writes a key once).
+    let mut stopping = HashSet::new();
+    let stops_once: Vec<(InstanceId, &'static str)> = plan
+        .stops
+        .into_iter()
+        .filter(|(id, _)| stopping.insert(id.clone()))
+        .collect();
     let mut stops: Vec<Write<'_, ()>> = Vec::new();
-    for batch in plan.stops.chunks(PLACEMENT_BATCH) {
+    for batch in stops_once.chunks(PLACEMENT_BATCH) {
         stops.push(Box::pin(stop_instances(plane, batch, now)));
     }
     concurrently(stops).await?;
@@ -269,9 +297,18 @@ async fn create_instances(
 ) -> Result<bool, ControlError> {
     let mut txn = Txn::new();
     let mut events = Vec::with_capacity(batch.len());
+    // Ids are random (24 bits a release): one already held, or drawn twice in this batch
+    // (a service of a thousand has a few per cent chance of it), is drawn again.
+    let mut ids = HashSet::with_capacity(batch.len());
     for placement in batch {
         let service = &placement.service;
-        let id = InstanceId::for_release(&service.name, placement.release, rand::random());
+        let id = loop {
+            let id = InstanceId::for_release(&service.name, placement.release, rand::random());
+            if !ids.contains(&id) && plane.reflector().read().instance(&id).is_none() {
+                ids.insert(id.clone());
+                break id;
+            }
+        };
         let instance = Instance {
             id: id.clone(),
             env: service.env.clone(),

@@ -64,14 +64,63 @@ pub fn plan_pass(
     services: impl IntoIterator<Item = ServiceKey>,
     now: u64,
 ) -> PassPlan {
-    let node_states: BTreeMap<NodeName, NodeState> = state
-        .nodes()
-        .map(|n| (n.value.name.clone(), n.value.effective_state()))
-        .collect();
-    let mut node_views = node_views(state);
-    let mut pass = PassPlan::default();
-    for id in services {
+    let mut planner = PassPlanner::new(state);
+    planner.plan(state, services, now);
+    planner.finish()
+}
+
+/// A pass planned a part at a time: the nodes are read once, and what earlier parts placed
+/// or stopped counts for later ones, so a pass over many services can let go of the state
+/// between parts (a million instances take about a second to plan) and plan each service
+/// over the state as it is then.
+pub struct PassPlanner {
+    node_states: BTreeMap<NodeName, NodeState>,
+    node_views: Vec<NodeView>,
+    pass: PassPlan,
+    /// Instances of the services planned so far.
+    pub planned_instances: usize,
+}
+
+impl PassPlanner {
+    /// A planner over the nodes of `state`.
+    pub fn new(state: &ClusterState) -> Self {
+        Self {
+            node_states: state
+                .nodes()
+                .map(|n| (n.value.name.clone(), n.value.effective_state()))
+                .collect(),
+            node_views: node_views(state),
+            pass: PassPlan::default(),
+            planned_instances: 0,
+        }
+    }
+
+    /// What the parts planned so far decided.
+    pub fn finish(self) -> PassPlan {
+        self.pass
+    }
+
+    /// Plans `services` over `state` at `now` (the plane's wall clock, ms).
+    pub fn plan(
+        &mut self,
+        state: &ClusterState,
+        services: impl IntoIterator<Item = ServiceKey>,
+        now: u64,
+    ) {
+        for id in services {
+            self.plan_service(state, id, now);
+        }
+    }
+
+    fn plan_service(&mut self, state: &ClusterState, id: ServiceKey, now: u64) {
+        let Self {
+            node_states,
+            node_views,
+            pass,
+            planned_instances,
+        } = self;
         let instances = state.instances_of(&id);
+        *planned_instances += instances.len();
         let service = state.service(&id).map(|s| &s.value);
         let desired_release = service.map(|s| s.desired_release);
         let release =
@@ -85,7 +134,7 @@ pub fn plan_pass(
             desired_release,
             service.map_or(0, |s| s.replicas),
             &instances,
-            &node_states,
+            node_states,
             Readiness { now, min_ready_ms },
         );
         if let Some(at) = plan.recheck_at {
@@ -111,10 +160,10 @@ pub fn plan_pass(
         pass.forgets.extend(plan.forget);
         if plan.start == 0 {
             pass.settled.push(id);
-            continue;
+            return;
         }
         let (Some(service), Some(release)) = (service, release) else {
-            continue;
+            return;
         };
         let mut on_node: BTreeMap<&NodeName, u32> = BTreeMap::new();
         for view in &instances {
@@ -134,7 +183,7 @@ pub fn plan_pass(
             },
             constraints: release.spec.constraints.clone(),
         };
-        let (placed, error) = match place(&mut node_views, &demand, plan.start as usize) {
+        let (placed, error) = match place(node_views, &demand, plan.start as usize) {
             Ok(placed) => (placed, None),
             Err((placed, error)) => (placed, Some(error.to_string())),
         };
@@ -155,7 +204,6 @@ pub fn plan_pass(
             error,
         });
     }
-    pass
 }
 
 /// Every node with what it has given to wanted instances.

@@ -132,6 +132,30 @@ fn a_pass_plans_only_the_services_it_is_given_and_every_service_lists_all() {
 }
 
 #[test]
+fn a_pass_planned_a_part_at_a_time_decides_what_one_planned_at_once_does() {
+    // One small node: what the first service places must count for the second, across parts.
+    let state = state_of(&[
+        node("a1", "a", 100, 1),
+        release("web", 1, "[service.web.resources]\nmemory = \"30Mi\"\n"),
+        service("web", 1, 2, 3),
+        release("api", 1, "[service.api.resources]\nmemory = \"30Mi\"\n"),
+        service("api", 1, 2, 4),
+        placed(&instance("old", "gone", "a1", Running), 5),
+    ]);
+    let at_once = plan_pass(&state, every_service(&state), 1_000);
+    let mut planner = PassPlanner::new(&state);
+    for id in every_service(&state) {
+        planner.plan(&state, [id], 1_000);
+    }
+    assert_eq!(planner.planned_instances, 1);
+    let in_parts = planner.finish();
+    assert_eq!(in_parts, at_once);
+    // The node holds three of 30Mi: the second service gets what the first left.
+    assert_eq!(in_parts.placements.len(), 3, "{:?}", in_parts.outcomes);
+    assert!(in_parts.outcomes.iter().any(|o| o.error.is_some()));
+}
+
+#[test]
 fn a_fixed_port_freed_by_a_stop_is_placed_again_in_the_same_pass() {
     let fixed = "port = 8080\n";
     let state = state_of(&[
