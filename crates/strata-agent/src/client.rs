@@ -168,7 +168,8 @@ impl ControlClient {
     }
 
     /// A blocking query: answers when what `node` must run changed after `index` (the
-    /// `revision` of the assignments it holds), or after `wait` with them unchanged.
+    /// `revision` of the assignments it holds), or after `wait` with them unchanged; by
+    /// removals where the server can ([`Assignments::merged_with`] reads either form).
     pub async fn assignments_after(
         &self,
         node: &str,
@@ -178,6 +179,7 @@ impl ControlClient {
         let query = [
             ("index", index.to_string()),
             ("wait_ms", wait.as_millis().to_string()),
+            ("removals", "true".to_string()),
         ];
         self.call_for("assignments", |http, base| {
             http.get(format!("{base}/v1/nodes/{node}/assignments"))

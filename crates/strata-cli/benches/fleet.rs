@@ -301,8 +301,14 @@ async fn follow_assignments(node: Arc<SimNode>, args: Arc<Args>) {
             continue;
         };
         // As the agent does (`Assignments::merged_with`): an answer naming by id an
-        // instance this node never got in full means reading everything again.
-        if assigned.unchanged.iter().any(|id| !seen.contains(id)) {
+        // instance this node never got in full means reading everything again; one by
+        // removals names what left.
+        if assigned.since.is_some() {
+            for id in &assigned.removed {
+                seen.remove(id);
+                running.remove(id);
+            }
+        } else if assigned.unchanged.iter().any(|id| !seen.contains(id)) {
             index = None;
             continue;
         }

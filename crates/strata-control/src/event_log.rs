@@ -277,7 +277,12 @@ mod tests {
             &'static str,
             &'static str,
         );
-        let cases: &[(&str, &[Told], &[(EventKind, &str)])] = &[
+        type Case = (
+            &'static str,
+            &'static [Told],
+            &'static [(EventKind, &'static str)],
+        );
+        let cases: &[Case] = &[
             (
                 "one of a kind stays as it is",
                 &[(InstancePlaced, "web", "web-1-a", "n1", "c")],

@@ -104,7 +104,7 @@ async fn a_blocking_assignments_query_answers_for_its_own_node_only() {
         tokio::spawn(async move {
             let asked = Instant::now();
             let answer = plane
-                .assignments_after(&n1, first.revision, Duration::from_secs(10))
+                .assignments_after(&n1, first.revision, Duration::from_secs(10), false)
                 .await;
             (asked.elapsed(), answer)
         })
@@ -136,10 +136,51 @@ async fn a_blocking_assignments_query_answers_for_its_own_node_only() {
     // Nothing changes: the query ends after its wait, with the same revision.
     let asked = Instant::now();
     let idle = plane
-        .assignments_after(&n1, revision, Duration::from_millis(200))
+        .assignments_after(&n1, revision, Duration::from_millis(200), false)
         .await;
     assert!(asked.elapsed() >= Duration::from_millis(200));
     assert_eq!(idle.revision, revision);
+}
+
+/// Asked for removals, a blocking query answers with what changed and what left the node:
+/// not every id that stayed, however many instances the node holds.
+#[tokio::test]
+async fn a_blocking_assignments_query_can_answer_by_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(dir.path()).await;
+    let n1 = NodeName::from_static("n1");
+    store_release(&plane).await;
+    for id in ["a-0", "a-1", "a-2"] {
+        put(&plane, &instance(id, "n1", DesiredState::Running)).await;
+    }
+    let first = plane.assignments(&n1).await.unwrap();
+    assert_eq!(first.since, None, "a full read is the whole set");
+    let held = first
+        .assignments
+        .iter()
+        .map(|a| (a.instance.id.clone(), a.clone()))
+        .collect();
+    // a-0 leaves, a-1 is asked to stop, a-2 stays as it was.
+    plane.store().delete(&keys::instance("a-0")).await.unwrap();
+    put(&plane, &instance("a-1", "n1", DesiredState::Stopped)).await;
+    let answer = plane
+        .assignments_after(&n1, first.revision, Duration::from_secs(5), true)
+        .await;
+    assert_eq!(answer.since, Some(first.revision));
+    assert_eq!(ids(&answer.assignments), ["a-1"]);
+    assert_eq!(answer.removed, [InstanceId::from_static("a-0")]);
+    assert!(answer.unchanged.is_empty(), "{:?}", answer.unchanged);
+    let mut whole = answer.clone().merged_with(&held).unwrap();
+    whole.sort_by(|a, b| a.instance.id.cmp(&b.instance.id));
+    assert_eq!(ids(&whole), ["a-1", "a-2"]);
+    assert_eq!(whole[0].instance.desired, DesiredState::Stopped);
+    // Not asked for removals (an older agent): the whole set, by id for the unchanged.
+    let whole_set = plane
+        .assignments_after(&n1, first.revision, Duration::from_secs(5), false)
+        .await;
+    assert_eq!(whole_set.since, None);
+    assert_eq!(ids(&whole_set.assignments), ["a-1"]);
+    assert_eq!(whole_set.unchanged, [InstanceId::from_static("a-2")]);
 }
 
 #[tokio::test]

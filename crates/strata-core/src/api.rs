@@ -240,9 +240,19 @@ pub struct Assignments {
     /// after `index`.
     pub assignments: Vec<Assignment>,
     /// To a blocking query: the node's other instances, unchanged since `index` (the caller
-    /// has them as it last got them). Empty to a full read.
+    /// has them as it last got them). Empty to a full read, and to an answer by removals.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unchanged: Vec<crate::InstanceId>,
+    /// To a blocking query that asked for removals (`removals=true`) and that the server
+    /// can answer so: the `index` the answer is a change from. The node's set is then what
+    /// the caller held at `index`, less [`Assignments::removed`], with `assignments` put in:
+    /// an answer the size of the change, however many instances the node holds. `None`: the
+    /// answer names the whole set (`assignments` and `unchanged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// With `since`: the instances no longer on the node since then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<crate::InstanceId>,
 }
 
 impl Assignments {
@@ -253,6 +263,20 @@ impl Assignments {
         self,
         held: &std::collections::HashMap<crate::InstanceId, Assignment>,
     ) -> Option<Vec<Assignment>> {
+        if self.since.is_some() {
+            let changed: std::collections::HashSet<&crate::InstanceId> =
+                self.assignments.iter().map(|a| &a.instance.id).collect();
+            let removed: std::collections::HashSet<&crate::InstanceId> =
+                self.removed.iter().collect();
+            let kept: Vec<Assignment> = held
+                .iter()
+                .filter(|(id, _)| !changed.contains(id) && !removed.contains(id))
+                .map(|(_, assignment)| assignment.clone())
+                .collect();
+            let mut all = self.assignments;
+            all.extend(kept);
+            return Some(all);
+        }
         let mut all = self.assignments;
         for id in self.unchanged {
             all.push(held.get(&id)?.clone());

@@ -250,6 +250,10 @@ pub struct AssignmentsQuery {
     pub index: Option<u64>,
     /// How long to wait for that, in milliseconds (default 30,000, at most 60,000).
     pub wait_ms: Option<u64>,
+    /// Whether the caller takes an answer by removals (`since` and `removed`) instead of
+    /// every unchanged id.
+    #[serde(default)]
+    pub removals: bool,
 }
 
 /// The longest a blocking assignments query is held.
@@ -268,7 +272,12 @@ pub async fn assignments(
         Some(index) => {
             let wait = query.wait_ms.unwrap_or(30_000).min(MAX_ASSIGNMENTS_WAIT_MS);
             plane
-                .assignments_after(&name, index, std::time::Duration::from_millis(wait))
+                .assignments_after(
+                    &name,
+                    index,
+                    std::time::Duration::from_millis(wait),
+                    query.removals,
+                )
                 .await
         }
         None => plane.assignments(&name).await?,

@@ -145,30 +145,41 @@ impl ControlPlane {
     /// assignments the node holds), then answers with what changed since `index` in full and
     /// the rest by id. An agent holds one open instead of watching every instance of the
     /// cluster, and a change costs an answer the size of the change.
+    ///
+    /// With `removals`, the caller takes an answer by removals when the server can give one
+    /// ([`Assignments::since`]): the changed instances and the ids of those that left, not
+    /// every id that stayed.
     pub async fn assignments_after(
         &self,
         node: &NodeName,
         index: u64,
         wait: std::time::Duration,
+        removals: bool,
     ) -> Assignments {
         self.reflector.node_changed_after(node, index, wait).await;
-        self.assignments_since(node, index)
+        self.assignments_since(node, index, removals)
     }
 
     /// What `node` must run, as the reflector holds it now.
     fn assignments_now(&self, node: &NodeName) -> Assignments {
-        self.assignments_since(node, 0)
+        self.assignments_since(node, 0, false)
     }
 
     /// What `node` must run: in full, the instances written after `index` (all, for 0); by
-    /// id, the others.
-    fn assignments_since(&self, node: &NodeName, index: u64) -> Assignments {
+    /// id, the others, or (`removals`, when the reflector knows every removal since `index`)
+    /// only those that left.
+    fn assignments_since(&self, node: &NodeName, index: u64, removals: bool) -> Assignments {
         let state = self.reflector.read();
+        let removed = (removals && index > 0)
+            .then(|| state.removed_from_node_since(node, index))
+            .flatten();
         let mut assignments = Vec::new();
         let mut unchanged = Vec::new();
         for (id, revision) in state.instance_revisions_on(node) {
             if revision <= index {
-                unchanged.push(id.clone());
+                if removed.is_none() {
+                    unchanged.push(id.clone());
+                }
                 continue;
             }
             let Some(instance) = state.instance(id).map(|held| &held.value) else {
@@ -193,6 +204,8 @@ impl ControlPlane {
             revision: state.revision(),
             assignments,
             unchanged,
+            since: removed.is_some().then_some(index),
+            removed: removed.unwrap_or_default().into_iter().cloned().collect(),
         }
     }
 

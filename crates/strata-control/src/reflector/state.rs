@@ -87,11 +87,29 @@ pub struct ClusterState {
     load: HashMap<NodeName, NodeLoad>,
     /// The revision of the last change to each node's instances (what its agent must run).
     node_changed: HashMap<NodeName, Revision>,
+    /// Each node's recent removals, so a blocking query can answer with what left the node
+    /// rather than with every id that stayed.
+    removals: HashMap<NodeName, NodeRemovals>,
+    /// The revision this state was first complete to (its listing's): what left a node
+    /// before it is not known here.
+    history_from: Option<Revision>,
     /// Nodes whose instances changed since the last [`ClusterState::take_touched_nodes`].
     touched_nodes: BTreeSet<NodeName>,
     dirty: Dirty,
     /// Records that did not decode, by key (reported once each by the reflector).
     corrupt: Vec<(String, String)>,
+}
+
+/// The most removals kept per node: a node that asks after more than this many left since
+/// its index is answered with its whole set.
+const REMOVALS_KEPT: usize = 4096;
+
+/// What left one node lately, oldest first.
+#[derive(Debug, Default)]
+struct NodeRemovals {
+    recent: std::collections::VecDeque<(Revision, InstanceId)>,
+    /// The revision of the newest removal no longer kept (0: none dropped).
+    forgotten_through: Revision,
 }
 
 /// A version number never handed out before in this process (so a state rebuilt from a
@@ -121,6 +139,7 @@ impl ClusterState {
     /// event's revision).
     pub fn advance_to(&mut self, revision: Revision) {
         self.revision = self.revision.max(revision);
+        self.history_from.get_or_insert(revision);
     }
 
     /// Applies one change seen by the store's watch (or one listed record, as a put). A change
@@ -245,6 +264,7 @@ impl ClusterState {
             let held = self.instances.remove(id).expect("just found");
             self.unindex(&held);
             let instance = held.instance.value;
+            self.note_removal(&instance.node, &instance.id, revision);
             self.node_changed.insert(instance.node.clone(), revision);
             self.touched_nodes.insert(instance.node.clone());
             self.dirty.services.insert((instance.env, instance.service));
@@ -291,6 +311,12 @@ impl ClusterState {
             }
             let held = self.instances.remove(&instance.id).expect("just found");
             self.unindex(&held);
+            let was_on = &held.instance.value.node;
+            if *was_on != instance.node {
+                self.note_removal(was_on, &instance.id, revision);
+                self.node_changed.insert(was_on.clone(), revision);
+                self.touched_nodes.insert(was_on.clone());
+            }
         }
         let holds = (instance.desired == DesiredState::Running)
             .then(|| {
@@ -330,6 +356,39 @@ impl ClusterState {
             }
         }
         self.instances.insert(instance.id.clone(), held);
+    }
+
+    /// Remembers that `id` left `node` at `revision` (the oldest go past [`REMOVALS_KEPT`]).
+    fn note_removal(&mut self, node: &NodeName, id: &InstanceId, revision: Revision) {
+        let removals = self.removals.entry(node.clone()).or_default();
+        removals.recent.push_back((revision, id.clone()));
+        while removals.recent.len() > REMOVALS_KEPT {
+            if let Some((dropped, _)) = removals.recent.pop_front() {
+                removals.forgotten_through = dropped;
+            }
+        }
+    }
+
+    /// The instances that left `node` after `index`, if this state knows them all (`None`:
+    /// some left before this state was listed, or too many for the history kept).
+    pub fn removed_from_node_since(&self, node: &str, index: Revision) -> Option<Vec<&InstanceId>> {
+        if self.history_from.is_none_or(|from| index < from) {
+            return None;
+        }
+        let Some(removals) = self.removals.get(node) else {
+            return Some(Vec::new());
+        };
+        if index < removals.forgotten_through {
+            return None;
+        }
+        Some(
+            removals
+                .recent
+                .iter()
+                .filter(|(at, _)| *at > index)
+                .map(|(_, id)| id)
+                .collect(),
+        )
     }
 
     /// Takes an instance out of the indexes and gives back what it held.

@@ -298,3 +298,39 @@ fn a_record_that_does_not_decode_is_reported_and_skipped() {
     assert_eq!(corrupt.len(), 1);
     assert_eq!(corrupt[0].0, keys::instance("a"));
 }
+
+#[test]
+fn removals_from_a_node_are_known_from_the_listing_on_and_up_to_a_bound() {
+    let a = instance("a", "web", "n1", DesiredState::Running);
+    let b = instance("b", "web", "n1", DesiredState::Running);
+    let mut state = ClusterState::default();
+    state.load_listed(&kv(keys::instance("a"), serde_json::to_vec(&a).unwrap(), 5));
+    state.load_listed(&kv(keys::instance("b"), serde_json::to_vec(&b).unwrap(), 6));
+    state.advance_to(6);
+    let removed = |state: &ClusterState, index| {
+        state
+            .removed_from_node_since("n1", index)
+            .map(|ids| ids.iter().map(|id| id.to_string()).collect::<Vec<_>>())
+    };
+    assert_eq!(removed(&state, 6), Some(vec![]));
+    // Before the listing: not known.
+    assert_eq!(removed(&state, 5), None);
+    state.apply(&delete(keys::instance("a"), 7));
+    assert_eq!(removed(&state, 6), Some(vec!["a".to_string()]));
+    assert_eq!(removed(&state, 7), Some(vec![]));
+    assert_eq!(state.removed_from_node_since("n2", 6), Some(vec![]));
+    // Past the history kept, the oldest removals are forgotten: an index before them is
+    // answered with the whole set.
+    for i in 0..REMOVALS_KEPT as u64 {
+        let id = format!("x{i}");
+        state.apply(&placed(
+            &instance(&id, "web", "n1", DesiredState::Running),
+            10 + 2 * i,
+        ));
+        state.apply(&delete(keys::instance(&id), 11 + 2 * i));
+    }
+    assert_eq!(removed(&state, 6), None);
+    let newest = 10 + 2 * REMOVALS_KEPT as u64;
+    assert_eq!(removed(&state, newest).map(|ids| ids.len()), Some(0));
+    assert_eq!(removed(&state, newest - 3).map(|ids| ids.len()), Some(1));
+}
