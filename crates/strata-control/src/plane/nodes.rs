@@ -173,15 +173,23 @@ impl ControlPlane {
         let removed = (removals && index > 0)
             .then(|| state.removed_from_node_since(node, index))
             .flatten();
-        let mut assignments = Vec::new();
         let mut unchanged = Vec::new();
-        for (id, revision) in state.instance_revisions_on(node) {
-            if revision <= index {
-                if removed.is_none() {
+        let changed: Vec<&InstanceId> = if removed.is_some() {
+            // By removals: only what changed is looked at, not all the node holds.
+            state.instances_on_changed_after(node, index).collect()
+        } else {
+            let mut changed = Vec::new();
+            for (id, revision) in state.instance_revisions_on(node) {
+                if revision <= index {
                     unchanged.push(id.clone());
+                } else {
+                    changed.push(id);
                 }
-                continue;
             }
+            changed
+        };
+        let mut assignments = Vec::with_capacity(changed.len());
+        for id in changed {
             let Some(instance) = state.instance(id).map(|held| &held.value) else {
                 continue;
             };

@@ -83,6 +83,9 @@ pub struct ClusterState {
     /// Each node's instances, with the revision each was last written at (so a node's
     /// changes since a revision are found without looking up each instance).
     by_node: HashMap<NodeName, BTreeMap<InstanceId, Revision>>,
+    /// The same, ordered by revision: what changed on a node since a revision, found
+    /// without walking all it holds.
+    by_node_revision: HashMap<NodeName, BTreeMap<Revision, Vec<InstanceId>>>,
     by_service: HashMap<ServiceKey, BTreeSet<InstanceId>>,
     load: HashMap<NodeName, NodeLoad>,
     /// The revision of the last change to each node's instances (what its agent must run).
@@ -348,6 +351,12 @@ impl ClusterState {
             .entry(instance.node.clone())
             .or_default()
             .insert(instance.id.clone(), revision);
+        self.by_node_revision
+            .entry(instance.node.clone())
+            .or_default()
+            .entry(revision)
+            .or_default()
+            .push(instance.id.clone());
         if let Some((resources, port)) = held.holds {
             let load = self.load.entry(instance.node.clone()).or_default();
             load.allocated = load.allocated + resources;
@@ -399,6 +408,17 @@ impl ClusterState {
             ids.remove(&instance.id);
             if ids.is_empty() {
                 self.by_service.remove(&service);
+            }
+        }
+        if let Some(changes) = self.by_node_revision.get_mut(&instance.node) {
+            if let Some(ids) = changes.get_mut(&held.instance.revision) {
+                ids.retain(|id| *id != instance.id);
+                if ids.is_empty() {
+                    changes.remove(&held.instance.revision);
+                }
+            }
+            if changes.is_empty() {
+                self.by_node_revision.remove(&instance.node);
             }
         }
         if let Some(ids) = self.by_node.get_mut(&instance.node) {
@@ -539,6 +559,19 @@ impl ClusterState {
     /// How many instance records there are.
     pub fn instance_count(&self) -> usize {
         self.instances.len()
+    }
+
+    /// The ids of the instances on `node` written after `index`, oldest first.
+    pub fn instances_on_changed_after<'a>(
+        &'a self,
+        node: &str,
+        index: Revision,
+    ) -> impl Iterator<Item = &'a InstanceId> + 'a {
+        self.by_node_revision
+            .get(node)
+            .into_iter()
+            .flat_map(move |changes| changes.range(index.saturating_add(1)..))
+            .flat_map(|(_, ids)| ids)
     }
 
     /// The ids of the instances placed on `node`, in id order, each with the revision it

@@ -122,6 +122,16 @@ fn the_indexes_follow_instances_between_nodes_and_services() {
     state.apply(&placed(&stopping, 10));
     assert_eq!(on(&state, "n1"), [at("b", 10)]);
     assert_eq!(state.node_changed("n1"), 10);
+    let changed_after = |state: &ClusterState, node, index| {
+        state
+            .instances_on_changed_after(node, index)
+            .map(|id| id.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(changed_after(&state, "n1", 9), ["b"]);
+    assert!(changed_after(&state, "n1", 10).is_empty());
+    assert_eq!(changed_after(&state, "n2", 0), ["c"]);
+    assert!(changed_after(&state, "n2", 7).is_empty());
 }
 
 #[test]
