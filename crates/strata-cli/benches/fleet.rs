@@ -6,7 +6,7 @@
 //! with `--http-beats`), holds its blocking assignments query open (`--sync-ms` is its
 //! longest wait) and reports its instances' status. Instances are simulated: a node reports
 //! one running `--start-ms` after it first sees it assigned. Every node's datagrams leave
-//! from one task and one socket, spread over the beat period (10,000 tasks waking ten
+//! from one task on a thread of its own and one socket, spread over the beat period (10,000 tasks waking ten
 //! times a second would cost the simulator the CPU the server needs).
 //!
 //! `FLEET_SERVER_LOG=path` keeps the server's log; `FLEET_LIMIT_S` bounds the wait for
@@ -527,11 +527,23 @@ async fn main() {
 
     let registered: Arc<Mutex<Vec<Arc<SimNode>>>> = Arc::default();
     if !args.http_beats {
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let to = strata_client::api_socket_addr(&server.api)
             .await
             .expect("the API's datagram address");
-        tokio::spawn(pump(registered.clone(), args.heartbeat, socket, to));
+        let (nodes, period) = (registered.clone(), args.heartbeat);
+        // On a thread of its own: a real node's beats never wait behind other nodes' work,
+        // so the simulated ones must not wait behind the simulator's (a million instances'
+        // tasks share its runtime); the thread ends with the process.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the beats");
+            runtime.block_on(async move {
+                let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                pump(nodes, period, socket, to).await
+            })
+        });
     }
     // Registration: every node joins, 64 at a time.
     let registering = Instant::now();
