@@ -176,6 +176,7 @@ async fn a_blocking_assignments_query_can_answer_by_removals() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let answer = answer.expect("the reflector reaches the last write");
+    let answered_at = answer.revision;
     assert_eq!(answer.since, Some(first.revision));
     assert_eq!(ids(&answer.assignments), ["a-1"]);
     assert_eq!(answer.removed, [InstanceId::from_static("a-0")]);
@@ -191,6 +192,34 @@ async fn a_blocking_assignments_query_can_answer_by_removals() {
     assert_eq!(whole_set.since, None);
     assert_eq!(ids(&whole_set.assignments), ["a-1"]);
     assert_eq!(whole_set.unchanged, [InstanceId::from_static("a-2")]);
+    // The service deleted with its release: a changed instance that can no longer run is
+    // named as removed, so the node stops it rather than keep what it held.
+    let held: std::collections::HashMap<_, _> = whole
+        .iter()
+        .map(|a| (a.instance.id.clone(), a.clone()))
+        .collect();
+    plane
+        .store()
+        .delete(&keys::release("dev", "web", 1))
+        .await
+        .unwrap();
+    let written = put(&plane, &instance("a-2", "n1", DesiredState::Stopped)).await;
+    let mut answer = None;
+    for _ in 0..50 {
+        let found = plane
+            .assignments_after(&n1, answered_at, Duration::from_secs(5), true)
+            .await;
+        if found.revision >= written {
+            answer = Some(found);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answer = answer.expect("the reflector reaches the last write");
+    assert!(answer.assignments.is_empty());
+    assert_eq!(answer.removed, [InstanceId::from_static("a-2")]);
+    let left = answer.merged_with(&held).unwrap();
+    assert_eq!(ids(&left), ["a-1"]);
 }
 
 #[tokio::test]

@@ -250,7 +250,8 @@ pub struct Assignments {
     /// answer names the whole set (`assignments` and `unchanged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
-    /// With `since`: the instances no longer on the node since then.
+    /// With `since`: the instances no longer on the node since then, or that changed and can
+    /// no longer run (their service deleted with its releases).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<crate::InstanceId>,
 }

@@ -189,17 +189,22 @@ impl ControlPlane {
             changed
         };
         let mut assignments = Vec::with_capacity(changed.len());
+        // A changed instance whose release or config is gone (its service deleted) cannot
+        // be run: it is left out of the set, so an answer by removals names it as removed.
+        let mut unrunnable = Vec::new();
         for id in changed {
-            let Some(instance) = state.instance(id).map(|held| &held.value) else {
-                continue;
-            };
-            let Some(release) = state.release(&instance.env, &instance.service, instance.release)
-            else {
-                continue;
-            };
-            let Some(config) =
-                state.config(&instance.env, &instance.service, release.config_version)
-            else {
+            let assignable = state
+                .instance(id)
+                .map(|held| &held.value)
+                .and_then(|instance| {
+                    let release =
+                        state.release(&instance.env, &instance.service, instance.release)?;
+                    let config =
+                        state.config(&instance.env, &instance.service, release.config_version)?;
+                    Some((instance, release, config))
+                });
+            let Some((instance, release, config)) = assignable else {
+                unrunnable.push(id.clone());
                 continue;
             };
             assignments.push(Assignment {
@@ -213,7 +218,10 @@ impl ControlPlane {
             assignments,
             unchanged,
             since: removed.is_some().then_some(index),
-            removed: removed.unwrap_or_default().into_iter().cloned().collect(),
+            removed: match removed {
+                Some(removed) => removed.into_iter().cloned().chain(unrunnable).collect(),
+                None => Vec::new(),
+            },
         }
     }
 
