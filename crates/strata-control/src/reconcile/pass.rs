@@ -3,7 +3,7 @@
 //! and the starts are placed on nodes (what earlier services of the same pass placed counts).
 //! The caller applies the result to the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use strata_core::spec::PortSpec;
 use strata_core::{DesiredState, InstanceId, NodeName, NodeState, Service};
@@ -76,6 +76,10 @@ pub fn plan_pass(
 pub struct PassPlanner {
     node_states: BTreeMap<NodeName, NodeState>,
     node_views: Vec<NodeView>,
+    /// Where each node is in `node_views`.
+    node_index: HashMap<NodeName, usize>,
+    /// The nodes whose `instances_of_service` the last service set (to clear for the next).
+    counted_nodes: Vec<usize>,
     pass: PassPlan,
     /// Instances of the services planned so far.
     pub planned_instances: usize,
@@ -84,12 +88,19 @@ pub struct PassPlanner {
 impl PassPlanner {
     /// A planner over the nodes of `state`.
     pub fn new(state: &ClusterState) -> Self {
+        let node_views = node_views(state);
         Self {
             node_states: state
                 .nodes()
                 .map(|n| (n.value.name.clone(), n.value.effective_state()))
                 .collect(),
-            node_views: node_views(state),
+            node_index: node_views
+                .iter()
+                .enumerate()
+                .map(|(index, node)| (node.name.clone(), index))
+                .collect(),
+            node_views,
+            counted_nodes: Vec::new(),
             pass: PassPlan::default(),
             planned_instances: 0,
         }
@@ -116,6 +127,8 @@ impl PassPlanner {
         let Self {
             node_states,
             node_views,
+            node_index,
+            counted_nodes,
             pass,
             planned_instances,
         } = self;
@@ -149,7 +162,7 @@ impl PassPlanner {
             };
             let i = &view.instance;
             let held = state.release(&i.env, &i.service, i.release);
-            let node = node_views.iter_mut().find(|n| n.name == i.node);
+            let node = node_index.get(&i.node).map(|index| &mut node_views[*index]);
             if let (Some(release), Some(node), DesiredState::Running) = (held, node, i.desired) {
                 node.allocated = node.allocated.saturating_sub(release.spec.resources);
                 if let PortSpec::Fixed(port) = release.spec.port {
@@ -171,8 +184,16 @@ impl PassPlanner {
                 *on_node.entry(&view.instance.node).or_default() += 1;
             }
         }
-        for node in node_views.iter_mut() {
-            node.instances_of_service = on_node.get(&node.name).copied().unwrap_or(0);
+        // Only the nodes the last service counted or placed on hold a count: clear those
+        // (not every node, for every service).
+        for index in counted_nodes.drain(..) {
+            node_views[index].instances_of_service = 0;
+        }
+        for (name, count) in on_node {
+            if let Some(&index) = node_index.get(name) {
+                node_views[index].instances_of_service = count;
+                counted_nodes.push(index);
+            }
         }
         let demand = Demand {
             resources: release.spec.resources,
@@ -188,6 +209,7 @@ impl PassPlanner {
             Err((placed, error)) => (placed, Some(error.to_string())),
         };
         for node in placed {
+            counted_nodes.extend(node_index.get(&node));
             let Some(record) = state.node(&node) else {
                 continue;
             };

@@ -156,6 +156,29 @@ fn a_pass_planned_a_part_at_a_time_decides_what_one_planned_at_once_does() {
 }
 
 #[test]
+fn each_service_is_spread_by_its_own_instances_not_the_last_planned_ones() {
+    // web holds two on a1 and places its third on a2 (spread); api, planned next, counts
+    // none of its own anywhere, so bin-packing decides: the fuller a1.
+    let state = state_of(&[
+        node("a1", "a", 1000, 1),
+        node("a2", "a", 1000, 2),
+        release("web", 1, SMALL),
+        service("web", 1, 3, 3),
+        placed(&instance("web-a", "web", "a1", Running), 4),
+        placed(&instance("web-b", "web", "a1", Running), 5),
+        release("api", 1, "[service.api.resources]\nmemory = \"10Mi\"\n"),
+        service("api", 1, 1, 6),
+    ]);
+    let pass = plan_pass(&state, [key("web"), key("api")], 1_000);
+    let placed: Vec<(&str, &str)> = pass
+        .placements
+        .iter()
+        .map(|p| (p.service.name.as_str(), p.node.as_str()))
+        .collect();
+    assert_eq!(placed, [("web", "a2"), ("api", "a1")]);
+}
+
+#[test]
 fn a_fixed_port_freed_by_a_stop_is_placed_again_in_the_same_pass() {
     let fixed = "port = 8080\n";
     let state = state_of(&[
