@@ -164,18 +164,7 @@ async fn a_blocking_assignments_query_can_answer_by_removals() {
     plane.store().delete(&keys::instance("a-0")).await.unwrap();
     let written = put(&plane, &instance("a-1", "n1", DesiredState::Stopped)).await;
     // The query may answer at the first change; ask until the answer holds both.
-    let mut answer = None;
-    for _ in 0..50 {
-        let found = plane
-            .assignments_after(&n1, first.revision, Duration::from_secs(5), true)
-            .await;
-        if found.revision >= written {
-            answer = Some(found);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let answer = answer.expect("the reflector reaches the last write");
+    let answer = answer_by_removals_holding(&plane, &n1, first.revision, written).await;
     let answered_at = answer.revision;
     assert_eq!(answer.since, Some(first.revision));
     assert_eq!(ids(&answer.assignments), ["a-1"]);
@@ -204,22 +193,31 @@ async fn a_blocking_assignments_query_can_answer_by_removals() {
         .await
         .unwrap();
     let written = put(&plane, &instance("a-2", "n1", DesiredState::Stopped)).await;
-    let mut answer = None;
-    for _ in 0..50 {
-        let found = plane
-            .assignments_after(&n1, answered_at, Duration::from_secs(5), true)
-            .await;
-        if found.revision >= written {
-            answer = Some(found);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let answer = answer.expect("the reflector reaches the last write");
+    let answer = answer_by_removals_holding(&plane, &n1, answered_at, written).await;
     assert!(answer.assignments.is_empty());
     assert_eq!(answer.removed, [InstanceId::from_static("a-2")]);
     let left = answer.merged_with(&held).unwrap();
     assert_eq!(ids(&left), ["a-1"]);
+}
+
+/// `node`'s blocking query after `index`, asked for removals until its answer holds the
+/// write at revision `written` (a query may answer at an earlier change).
+async fn answer_by_removals_holding(
+    plane: &ControlPlane,
+    node: &NodeName,
+    index: u64,
+    written: u64,
+) -> strata_core::api::Assignments {
+    for _ in 0..50 {
+        let found = plane
+            .assignments_after(node, index, Duration::from_secs(5), true)
+            .await;
+        if found.revision >= written {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the reflector never reached revision {written}");
 }
 
 #[tokio::test]
