@@ -336,7 +336,8 @@ impl ControlPlane {
     }
 
     /// Stores `statuses` over `records` in one transaction, with an event for each change of
-    /// state (routine steps of one service folded into one), guarded by the records' revisions; `Err(key)` if one of them changed.
+    /// state (routine steps of one service folded into one), guarded by the records'
+    /// revisions; `Err(key)` if one of them changed.
     async fn store_reports(
         &self,
         node: &NodeName,

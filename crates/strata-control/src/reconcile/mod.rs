@@ -177,15 +177,8 @@ async fn apply(
     plan: PassPlan,
     now: u64,
 ) -> Result<(), ControlError> {
-    // An instance stopped for two reasons is stopped once (a transaction writes a key once).
-    let mut stopping = HashSet::new();
-    let stops_once: Vec<(InstanceId, &'static str)> = plan
-        .stops
-        .into_iter()
-        .filter(|(id, _)| stopping.insert(id.clone()))
-        .collect();
     let mut stops: Vec<Write<'_, ()>> = Vec::new();
-    for batch in stops_once.chunks(PLACEMENT_BATCH) {
+    for batch in plan.stops.chunks(PLACEMENT_BATCH) {
         stops.push(Box::pin(stop_instances(plane, batch, now)));
     }
     concurrently(stops).await?;
@@ -300,40 +293,43 @@ async fn create_instances(
     // Ids are random (24 bits a release): one already held, or drawn twice in this batch
     // (a service of a thousand has a few per cent chance of it), is drawn again.
     let mut ids = HashSet::with_capacity(batch.len());
-    for placement in batch {
-        let service = &placement.service;
-        let id = loop {
-            let id = InstanceId::for_release(&service.name, placement.release, rand::random());
-            if !ids.contains(&id) && plane.reflector().read().instance(&id).is_none() {
-                ids.insert(id.clone());
-                break id;
-            }
-        };
-        let instance = Instance {
-            id: id.clone(),
-            env: service.env.clone(),
-            service: service.name.clone(),
-            release: placement.release,
-            node: placement.node.clone(),
-            node_epoch: placement.node_epoch,
-            desired: DesiredState::Running,
-            created_at: now,
-            stop_requested_at: None,
-        };
-        let key = keys::instance(&id);
-        txn = txn.when(&key, 0).put(&key, encode(&instance));
-        let mut event = crate::event_log::event(
-            EventKind::InstancePlaced,
-            format!(
-                "{id}: release {} placed on node {}",
-                placement.release, placement.node
-            ),
-        );
-        event.env = Some(service.env.clone());
-        event.service = Some(service.name.clone());
-        event.instance = Some(id);
-        event.node = Some(placement.node.clone());
-        events.push(event);
+    {
+        let state = plane.reflector().read();
+        for placement in batch {
+            let service = &placement.service;
+            let id = loop {
+                let id = InstanceId::for_release(&service.name, placement.release, rand::random());
+                if !ids.contains(&id) && state.instance(&id).is_none() {
+                    ids.insert(id.clone());
+                    break id;
+                }
+            };
+            let instance = Instance {
+                id: id.clone(),
+                env: service.env.clone(),
+                service: service.name.clone(),
+                release: placement.release,
+                node: placement.node.clone(),
+                node_epoch: placement.node_epoch,
+                desired: DesiredState::Running,
+                created_at: now,
+                stop_requested_at: None,
+            };
+            let key = keys::instance(&id);
+            txn = txn.when(&key, 0).put(&key, encode(&instance));
+            let mut event = crate::event_log::event(
+                EventKind::InstancePlaced,
+                format!(
+                    "{id}: release {} placed on node {}",
+                    placement.release, placement.node
+                ),
+            );
+            event.env = Some(service.env.clone());
+            event.service = Some(service.name.clone());
+            event.instance = Some(id);
+            event.node = Some(placement.node.clone());
+            events.push(event);
+        }
     }
     for event in crate::event_log::fold_routine_progress(events) {
         txn = plane.event_log().stage(txn, event);

@@ -3,7 +3,7 @@
 //! and the starts are placed on nodes (what earlier services of the same pass placed counts).
 //! The caller applies the result to the store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use strata_core::spec::PortSpec;
 use strata_core::{DesiredState, InstanceId, NodeName, NodeState, Service};
@@ -32,7 +32,7 @@ pub struct PlacementOutcome {
 /// What one pass decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassPlan {
-    /// Instances to stop, with why.
+    /// Instances to stop, with why (each once).
     pub stops: Vec<(InstanceId, &'static str)>,
     /// Stopped-and-done instances whose records go.
     pub forgets: Vec<InstanceId>,
@@ -80,6 +80,9 @@ pub struct PassPlanner {
     node_index: HashMap<NodeName, usize>,
     /// The nodes whose `instances_of_service` the last service set (to clear for the next).
     counted_nodes: Vec<usize>,
+    /// The instances this pass stops: each once, whatever the reasons (a transaction writes
+    /// a key once, and what one held is freed once).
+    stopping: HashSet<InstanceId>,
     pass: PassPlan,
     /// Instances of the services planned so far.
     pub planned_instances: usize,
@@ -101,6 +104,7 @@ impl PassPlanner {
                 .collect(),
             node_views,
             counted_nodes: Vec::new(),
+            stopping: HashSet::new(),
             pass: PassPlan::default(),
             planned_instances: 0,
         }
@@ -129,6 +133,7 @@ impl PassPlanner {
             node_views,
             node_index,
             counted_nodes,
+            stopping,
             pass,
             planned_instances,
         } = self;
@@ -154,6 +159,9 @@ impl PassPlanner {
             pass.rechecks.push((id.clone(), at));
         }
         for (stopped, why) in &plan.stop {
+            if !stopping.insert(stopped.clone()) {
+                continue;
+            }
             pass.stops.push((stopped.clone(), why.describe()));
             // What it held is free for this pass's placements: a crash-looping instance of a
             // superseded release must not keep its replacement's fixed port.
