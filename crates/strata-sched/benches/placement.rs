@@ -1,7 +1,7 @@
-//! Placement decisions alone (issue 22's "> 100,000/s"): `strata_sched::place` choosing nodes
+//! Placement decisions alone (issue 22's "> 100,000/s"): a `strata_sched::Placer` choosing nodes
 //! for services of 1,000 instances each across fleets of 100 to 10,000 nodes in four zones,
 //! until 1,000,000 instances are placed (or the fleet is full). No IO: what the reconciler's
-//! pass costs per instance.
+//! pass costs per instance (one `Placer` kept across the services, as the pass keeps it).
 //!
 //!   cargo bench -p strata-sched --bench placement
 //!
@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use strata_core::spec::DriverKind;
 use strata_core::{NodeName, NodeState, Resources};
-use strata_sched::{place, Demand, NodeView};
+use strata_sched::{Demand, NodeView, Placer};
 
 const MI: u64 = 1 << 20;
 
@@ -48,17 +48,14 @@ fn main() {
     println!("| nodes | instances | services | time | decisions/s |");
     println!("|---:|---:|---:|---:|---:|");
     for nodes in [100, 1_000, 10_000] {
-        let mut views = fleet(nodes);
+        let mut placer = Placer::new(fleet(nodes));
         let total = 1_000_000;
         let started = Instant::now();
         let mut placed = 0;
         let mut services = 0;
         while placed < total {
-            // Each service starts from nothing on every node, as the reconciler sets it.
-            for view in views.iter_mut() {
-                view.instances_of_service = 0;
-            }
-            match place(&mut views, &demand, 1_000) {
+            // Each service starts from nothing on every node.
+            match placer.place(&demand, 1_000, &[]) {
                 Ok(chosen) => placed += chosen.len(),
                 Err((chosen, _)) => {
                     placed += chosen.len();
@@ -79,15 +76,16 @@ fn main() {
     println!("| nodes | services of one instance | time | per service |");
     println!("|---:|---:|---:|---:|");
     for nodes in [1_000, 10_000] {
-        let mut views = fleet(nodes);
+        let mut placer = Placer::new(fleet(nodes));
         let services = 1_000;
         let started = Instant::now();
         for _ in 0..services {
-            place(&mut views, &demand, 1).expect("room for one");
+            placer.place(&demand, 1, &[]).expect("room for one");
         }
         let elapsed = started.elapsed().as_secs_f64();
         println!(
-            "| {nodes} | {services} | {elapsed:.3} s | {:.0} µs |",
+            "| {nodes} | {services} | {:.2} ms | {:.2} µs |",
+            elapsed * 1e3,
             elapsed * 1e6 / services as f64
         );
     }

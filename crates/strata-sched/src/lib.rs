@@ -16,5 +16,5 @@ pub mod plan;
 pub mod quota;
 
 pub use deploy::{plan_deploy, DeployCurrent, DeployPlan, DeployWant};
-pub use placement::{place, Demand, NodeView, PlacementError};
-pub use plan::{plan_service, Readiness, ServicePlan, StopReason};
+pub use placement::{place, Demand, NodeView, PlacementError, Placer};
+pub use plan::{plan_service, NodeStates, Readiness, ServicePlan, StopReason};

@@ -7,7 +7,8 @@
 //! `replicas` serving. Stopping removes an instance from routing at once (its desired state
 //! flips to stopped); its agent drains it before signalling it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 
 use strata_core::{DesiredState, InstanceId, InstanceRef, InstanceState, NodeName, NodeState};
 
@@ -54,6 +55,24 @@ pub struct ServicePlan {
     pub recheck_at: Option<u64>,
 }
 
+/// The effective state of the nodes instances are on, by name (see `Node::effective_state`).
+pub trait NodeStates {
+    /// `None`: no such node (its instances count as on a down node).
+    fn state_of(&self, node: &NodeName) -> Option<NodeState>;
+}
+
+impl NodeStates for BTreeMap<NodeName, NodeState> {
+    fn state_of(&self, node: &NodeName) -> Option<NodeState> {
+        self.get(node).copied()
+    }
+}
+
+impl<S: BuildHasher> NodeStates for HashMap<NodeName, NodeState, S> {
+    fn state_of(&self, node: &NodeName) -> Option<NodeState> {
+        self.get(node).copied()
+    }
+}
+
 /// When instances count as available to a rollout: healthy for `min_ready_ms` at `now` (the
 /// control plane's clock, as `InstanceStatus::ready_since`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,16 +88,11 @@ pub fn plan_service(
     desired_release: Option<u64>,
     replicas: u32,
     instances: &[InstanceRef<'_>],
-    node_states: &BTreeMap<NodeName, NodeState>,
+    node_states: &impl NodeStates,
     readiness: Readiness,
 ) -> ServicePlan {
     let mut plan = ServicePlan::default();
-    let node_down = |view: &InstanceRef<'_>| {
-        matches!(
-            node_states.get(&view.instance.node),
-            None | Some(NodeState::Down)
-        )
-    };
+    let lost = |state: Option<NodeState>| matches!(state, None | Some(NodeState::Down));
 
     // Instances already asked to stop: forget them once their agent says they are done, or
     // once their node is gone (the agent fences them if it comes back).
@@ -86,7 +100,7 @@ pub fn plan_service(
         .iter()
         .partition(|view| view.instance.desired == DesiredState::Stopped);
     for view in stopping {
-        if view.state().is_terminal() || node_down(view) {
+        if view.state().is_terminal() || lost(node_states.state_of(&view.instance.node)) {
             plan.forget.push(view.instance.id.clone());
         }
     }
@@ -99,27 +113,24 @@ pub fn plan_service(
         return plan;
     };
 
-    // Lost or failed instances are stopped and replaced.
-    let mut alive = Vec::new();
+    // Lost or failed instances are stopped and replaced. Instances on a draining node are
+    // moved like old ones: replaced first, stopped once their replacements serve.
+    let mut current = Vec::new();
+    let mut old = Vec::new();
     for view in wanted {
-        if node_down(view) {
+        let node = node_states.state_of(&view.instance.node);
+        if lost(node) {
             plan.stop
                 .push((view.instance.id.clone(), StopReason::NodeLost));
         } else if view.state() == InstanceState::Failed {
             plan.stop
                 .push((view.instance.id.clone(), StopReason::FailedToStart));
+        } else if view.instance.release == release && node != Some(NodeState::Draining) {
+            current.push(view);
         } else {
-            alive.push(view);
+            old.push(view);
         }
     }
-
-    // Instances on a draining node are moved like old ones: replaced first, stopped once
-    // their replacements serve.
-    let draining =
-        |view: &InstanceRef<'_>| node_states.get(&view.instance.node) == Some(&NodeState::Draining);
-    let (mut current, mut old): (Vec<&InstanceRef<'_>>, Vec<&InstanceRef<'_>>) = alive
-        .into_iter()
-        .partition(|view| view.instance.release == release && !draining(view));
 
     // Serving instances last, so the ones stopped first are those not serving anyway.
     let serving_last = |a: &&InstanceRef<'_>, b: &&InstanceRef<'_>| {
@@ -133,14 +144,12 @@ pub fn plan_service(
             .cmp(&key(b))
             .then_with(|| a.instance.id.cmp(&b.instance.id))
     };
-    current.sort_by(serving_last);
-    old.sort_by(serving_last);
-
     let wanted_count = replicas as usize;
     if current.len() < wanted_count {
         plan.start = (wanted_count - current.len()) as u32;
-    } else {
+    } else if current.len() > wanted_count {
         let extra = current.len() - wanted_count;
+        current.sort_by(serving_last);
         for view in current.iter().take(extra) {
             plan.stop
                 .push((view.instance.id.clone(), StopReason::ScaleDown));
@@ -162,6 +171,9 @@ pub fn plan_service(
         .saturating_sub(available_current)
         .min(serving_old);
     let stop_old = old.len() - keep_old;
+    if stop_old > 0 {
+        old.sort_by(serving_last);
+    }
     for view in old.iter().take(stop_old) {
         plan.stop
             .push((view.instance.id.clone(), StopReason::Superseded));

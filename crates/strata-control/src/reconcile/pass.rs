@@ -3,11 +3,11 @@
 //! and the starts are placed on nodes (what earlier services of the same pass placed counts).
 //! The caller applies the result to the store.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use strata_core::spec::PortSpec;
-use strata_core::{DesiredState, InstanceId, NodeName, NodeState, Service};
-use strata_sched::{place, plan_service, Demand, NodeView, Readiness};
+use strata_core::{DesiredState, Instance, InstanceId, NodeName, NodeState, Service};
+use strata_sched::{plan_service, Demand, NodeView, Placer, Readiness};
 
 use crate::reflector::{ClusterState, ServiceKey};
 
@@ -74,12 +74,9 @@ pub fn plan_pass(
 /// between parts (a million instances take about a second to plan) and plan each service
 /// over the state as it is then.
 pub struct PassPlanner {
-    node_states: BTreeMap<NodeName, NodeState>,
-    node_views: Vec<NodeView>,
-    /// Where each node is in `node_views`.
-    node_index: HashMap<NodeName, usize>,
-    /// The nodes whose `instances_of_service` the last service set (to clear for the next).
-    counted_nodes: Vec<usize>,
+    node_states: HashMap<NodeName, NodeState>,
+    /// The nodes ranked for placement, kept across the pass's services.
+    placer: Placer,
     /// The instances this pass stops: each once, whatever the reasons (a transaction writes
     /// a key once, and what one held is freed once).
     stopping: HashSet<InstanceId>,
@@ -91,19 +88,12 @@ pub struct PassPlanner {
 impl PassPlanner {
     /// A planner over the nodes of `state`.
     pub fn new(state: &ClusterState) -> Self {
-        let node_views = node_views(state);
         Self {
             node_states: state
                 .nodes()
                 .map(|n| (n.value.name.clone(), n.value.effective_state()))
                 .collect(),
-            node_index: node_views
-                .iter()
-                .enumerate()
-                .map(|(index, node)| (node.name.clone(), index))
-                .collect(),
-            node_views,
-            counted_nodes: Vec::new(),
+            placer: Placer::new(node_views(state)),
             stopping: HashSet::new(),
             pass: PassPlan::default(),
             planned_instances: 0,
@@ -130,9 +120,7 @@ impl PassPlanner {
     fn plan_service(&mut self, state: &ClusterState, id: ServiceKey, now: u64) {
         let Self {
             node_states,
-            node_views,
-            node_index,
-            counted_nodes,
+            placer,
             stopping,
             pass,
             planned_instances,
@@ -158,6 +146,13 @@ impl PassPlanner {
         if let Some(at) = plan.recheck_at {
             pass.rechecks.push((id.clone(), at));
         }
+        let by_id: HashMap<&InstanceId, &Instance> = match plan.stop.is_empty() {
+            true => HashMap::new(),
+            false => instances
+                .iter()
+                .map(|v| (&v.instance.id, v.instance))
+                .collect(),
+        };
         for (stopped, why) in &plan.stop {
             if !stopping.insert(stopped.clone()) {
                 continue;
@@ -165,17 +160,17 @@ impl PassPlanner {
             pass.stops.push((stopped.clone(), why.describe()));
             // What it held is free for this pass's placements: a crash-looping instance of a
             // superseded release must not keep its replacement's fixed port.
-            let Some(view) = instances.iter().find(|v| v.instance.id == *stopped) else {
+            let Some(i) = by_id.get(stopped) else {
                 continue;
             };
-            let i = &view.instance;
             let held = state.release(&i.env, &i.service, i.release);
-            let node = node_index.get(&i.node).map(|index| &mut node_views[*index]);
+            let node = placer.position(&i.node);
             if let (Some(release), Some(node), DesiredState::Running) = (held, node, i.desired) {
-                node.allocated = node.allocated.saturating_sub(release.spec.resources);
-                if let PortSpec::Fixed(port) = release.spec.port {
-                    node.static_ports.remove(&port);
-                }
+                let port = match release.spec.port {
+                    PortSpec::Fixed(port) => Some(port),
+                    PortSpec::Auto => None,
+                };
+                placer.release(node, release.spec.resources, port);
             }
         }
         pass.forgets.extend(plan.forget);
@@ -186,23 +181,15 @@ impl PassPlanner {
         let (Some(service), Some(release)) = (service, release) else {
             return;
         };
-        let mut on_node: BTreeMap<&NodeName, u32> = BTreeMap::new();
+        let mut holding: HashMap<usize, u32> = HashMap::new();
         for view in &instances {
             if view.instance.desired == DesiredState::Running {
-                *on_node.entry(&view.instance.node).or_default() += 1;
+                if let Some(node) = placer.position(&view.instance.node) {
+                    *holding.entry(node).or_default() += 1;
+                }
             }
         }
-        // Only the nodes the last service counted or placed on hold a count: clear those
-        // (not every node, for every service).
-        for index in counted_nodes.drain(..) {
-            node_views[index].instances_of_service = 0;
-        }
-        for (name, count) in on_node {
-            if let Some(&index) = node_index.get(name) {
-                node_views[index].instances_of_service = count;
-                counted_nodes.push(index);
-            }
-        }
+        let holding: Vec<(usize, u32)> = holding.into_iter().collect();
         let demand = Demand {
             resources: release.spec.resources,
             driver: release.spec.driver,
@@ -212,12 +199,12 @@ impl PassPlanner {
             },
             constraints: release.spec.constraints.clone(),
         };
-        let (placed, error) = match place(node_views, &demand, plan.start as usize) {
+        let (placed, error) = match placer.place(&demand, plan.start as usize, &holding) {
             Ok(placed) => (placed, None),
             Err((placed, error)) => (placed, Some(error.to_string())),
         };
-        for node in placed {
-            counted_nodes.extend(node_index.get(&node));
+        for index in placed {
+            let node = placer.nodes()[index].name.clone();
             let Some(record) = state.node(&node) else {
                 continue;
             };
