@@ -659,6 +659,10 @@ async fn main() {
         TOLD.load(Ordering::SeqCst),
         REREGISTERED.load(Ordering::SeqCst)
     );
+    // A server that loses its lease under its own load re-plans everything and has its
+    // writes in flight fenced off: count it.
+    let leader_losses = server.log().matches("lost leadership").count();
+    println!("leadership lost {leader_losses} times during the run (one server: always its own load)");
     let json = serde_json::json!({
         "nodes": args.nodes,
         "instances": args.instances,
@@ -672,6 +676,7 @@ async fn main() {
         "idle_beats_dropped": dropped,
         "server_rss_mib": server_rss_mib,
         "api_p99_ms": api_p99_ms,
+        "leader_losses": leader_losses,
     });
     println!("{json}");
     for node in &nodes {

@@ -184,9 +184,12 @@ async fn hold(store: &Arc<dyn Store>, config: &ElectionConfig, term: LeaderTerm)
     let mut last_renewal = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(period).await;
+        // The store counts the lease's life from when the renewal reached it, which is no
+        // earlier than when it was sent: counting from then keeps this side's deadline first.
+        let sent = tokio::time::Instant::now();
         let renewed = tokio::time::timeout(period, store.keep_alive(term.lease)).await;
         match renewed {
-            Ok(Ok(())) => last_renewal = tokio::time::Instant::now(),
+            Ok(Ok(())) => last_renewal = sent,
             Ok(Err(error)) => {
                 tracing::warn!(%error, "leader lease lost");
                 return;

@@ -141,6 +141,8 @@ pub async fn reconcile_once(
     // Planned a part at a time, letting go of the state between parts: a pass over a million
     // instances would otherwise hold it (and stall the reflector, the heartbeat receiver
     // and every request waiting on it) for a second.
+    let planning = std::time::Instant::now();
+    let service_count = services.len();
     let mut services = services.into_iter().peekable();
     while services.peek().is_some() {
         let budget = planner.planned_instances + PLAN_PART_INSTANCES;
@@ -155,7 +157,10 @@ pub async fn reconcile_once(
             tokio::task::yield_now().await;
         }
     }
+    let planned_instances = planner.planned_instances;
     let plan = planner.finish();
+    let planned_ms = planning.elapsed().as_millis() as u64;
+    let (stops, placements) = (plan.stops.len(), plan.placements.len());
     if full {
         memory.last_full = Some(monotonic);
     }
@@ -163,6 +168,16 @@ pub async fn reconcile_once(
         memory.rechecks.insert(id.clone(), *at);
     }
     let applied = apply(plane, &mut memory, plan, now).await;
+    tracing::debug!(
+        full,
+        services = service_count,
+        instances = planned_instances,
+        stops,
+        placements,
+        planned_ms,
+        applied_ms = planning.elapsed().as_millis() as u64 - planned_ms,
+        "reconcile pass"
+    );
     if applied.is_err() {
         // What this pass took from the work queue was not all done: plan everything next.
         memory.last_full = None;

@@ -2,6 +2,11 @@
 //! queue, and the next commit takes all of them (each still at its own revision, with its own
 //! outcome). One disk sync then serves many writers, as etcd batches its backend commits;
 //! every caller is still answered only after its commit is durable.
+//!
+//! Lease renewals wait in the same queue but go first: each group commit starts with the
+//! renewals that arrived during the last one, so a leader's lease is renewed within one
+//! commit however many writes are queued (a writer lock taken alone could be passed over by
+//! the committer again and again, and the lease lost to the server's own write load).
 
 use std::sync::{Arc, PoisonError};
 
@@ -9,10 +14,14 @@ use tokio::sync::oneshot;
 
 use super::writer::Applied;
 use super::Inner;
-use crate::{StoreError, Txn};
+use crate::{LeaseId, StoreError, Txn};
 
 /// The most transactions one commit takes.
 const MAX_GROUP: usize = 512;
+
+/// The most writes (puts and deletes) one commit takes, besides its first transaction: what
+/// bounds how long a commit takes, so how long a lease renewal arriving during one waits.
+const MAX_GROUP_OPS: usize = 2_048;
 
 /// A transaction waiting for a commit, and who waits for its outcome.
 pub(super) struct Queued {
@@ -20,10 +29,17 @@ pub(super) struct Queued {
     done: oneshot::Sender<Result<Applied, StoreError>>,
 }
 
-/// Transactions waiting, and whether a committer is running.
+/// A lease renewal waiting for the next commit, and who waits for its outcome.
+struct Renewal {
+    lease: LeaseId,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Transactions and renewals waiting, and whether a committer is running.
 #[derive(Default)]
 pub(super) struct Queue {
     waiting: Vec<Queued>,
+    renewals: Vec<Renewal>,
     committing: bool,
 }
 
@@ -31,32 +47,75 @@ pub(super) struct Queue {
 /// it.
 pub(super) async fn commit(inner: &Arc<Inner>, txn: Txn) -> Result<Applied, StoreError> {
     let (done, outcome) = oneshot::channel();
+    enqueue(inner, |queue| queue.waiting.push(Queued { txn, done }));
+    outcome
+        .await
+        .map_err(|_| StoreError::Backend("the store's committer stopped".into()))?
+}
+
+/// Renews `lease` at the start of the next group commit (before any transaction waiting).
+pub(super) async fn renew(inner: &Arc<Inner>, lease: LeaseId) -> Result<(), StoreError> {
+    let (done, outcome) = oneshot::channel();
+    enqueue(inner, |queue| queue.renewals.push(Renewal { lease, done }));
+    outcome
+        .await
+        .map_err(|_| StoreError::Backend("the store's committer stopped".into()))?
+}
+
+/// Adds to the queue with `add`, starting a committer if none runs.
+fn enqueue(inner: &Arc<Inner>, add: impl FnOnce(&mut Queue)) {
     let start_committer = {
         let mut queue = inner.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        queue.waiting.push(Queued { txn, done });
+        add(&mut queue);
         !std::mem::replace(&mut queue.committing, true)
     };
     if start_committer {
         let inner = Arc::clone(inner);
         tokio::task::spawn_blocking(move || commit_queued(&inner));
     }
-    outcome
-        .await
-        .map_err(|_| StoreError::Backend("the store's committer stopped".into()))?
 }
 
 /// Commits what is queued, group by group, until the queue is empty.
 fn commit_queued(inner: &Inner) {
     loop {
-        let group: Vec<Queued> = {
+        let (renewals, group): (Vec<Renewal>, Vec<Queued>) = {
             let mut queue = inner.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            if queue.waiting.is_empty() {
+            if queue.waiting.is_empty() && queue.renewals.is_empty() {
                 queue.committing = false;
                 return;
             }
-            let take = queue.waiting.len().min(MAX_GROUP);
-            queue.waiting.drain(..take).collect()
+            let mut take = 0;
+            let mut ops = 0;
+            for queued in queue.waiting.iter().take(MAX_GROUP) {
+                ops += queued.txn.ops.len();
+                if take > 0 && ops > MAX_GROUP_OPS {
+                    break;
+                }
+                take += 1;
+            }
+            let renewals = std::mem::take(&mut queue.renewals);
+            (renewals, queue.waiting.drain(..take).collect())
         };
+        if !renewals.is_empty() {
+            let leases: Vec<LeaseId> = renewals.iter().map(|r| r.lease).collect();
+            let renewed = inner.write(|w| Ok(leases.iter().map(|l| w.keep_alive(*l)).collect()));
+            match renewed {
+                Ok((outcomes, _)) => {
+                    let outcomes: Vec<Result<(), StoreError>> = outcomes;
+                    for (renewal, outcome) in renewals.into_iter().zip(outcomes) {
+                        let _ = renewal.done.send(outcome);
+                    }
+                }
+                Err(error) => {
+                    for renewal in renewals {
+                        let _ = renewal.done.send(Err(StoreError::Backend(error.to_string())));
+                    }
+                }
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
         let (txns, waiters): (Vec<Txn>, Vec<_>) =
             group.into_iter().map(|q| (q.txn, q.done)).unzip();
         match inner.write_group(&txns) {
@@ -139,5 +198,69 @@ mod tests {
         }
         let delivered: Vec<u64> = revisions.into_iter().collect();
         assert_eq!(seen, delivered);
+    }
+
+    /// A lease renewal does not wait behind the transactions queued before it: it is applied
+    /// at the start of the next group commit, so only the group being committed when it
+    /// arrived finishes first, and that group is bounded by its writes (`MAX_GROUP_OPS`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_renewal_goes_before_the_writes_queued_ahead_of_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("s.redb")).await.unwrap();
+        let lease = store
+            .grant_lease(std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        const QUEUED: usize = 2_000;
+        const PUTS: usize = 8;
+        let done = Arc::new(AtomicUsize::new(0));
+        // The writer is held, so the committer stops at its first group and the rest queue.
+        let held = store.inner.writer.lock().unwrap();
+        let writers: Vec<_> = (0..QUEUED)
+            .map(|i| {
+                let (store, done) = (store.clone(), Arc::clone(&done));
+                tokio::spawn(async move {
+                    let txn = (0..PUTS).fold(Txn::new(), |txn, k| {
+                        txn.put(format!("/queued/{i}/{k}"), vec![1])
+                    });
+                    store.txn(txn).await.unwrap();
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        let first_group = super::MAX_GROUP_OPS / PUTS;
+        let queued = || store.inner.queue.lock().unwrap().waiting.len();
+        for _ in 0..500 {
+            if queued() + first_group >= QUEUED {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(queued() + first_group >= QUEUED, "the writes queued");
+        let renewal = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.keep_alive(lease).await.unwrap();
+                done.load(Ordering::SeqCst)
+            })
+        };
+        // Until the renewal waits in the queue (or a second: the committer then takes it).
+        for _ in 0..200 {
+            if !store.inner.queue.lock().unwrap().renewals.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(held);
+        let finished_before = renewal.await.unwrap();
+        assert!(
+            finished_before <= first_group,
+            "{finished_before} of the {QUEUED} writes queued ahead finished before the renewal"
+        );
+        for writer in writers {
+            writer.await.unwrap();
+        }
     }
 }

@@ -345,9 +345,7 @@ impl Store for RedbStore {
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
-        self.blocking(move |inner| inner.write(|w| w.keep_alive(lease)))
-            .await
-            .map(|((), _)| ())
+        group::renew(&self.inner, lease).await
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
