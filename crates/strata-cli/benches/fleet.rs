@@ -662,7 +662,9 @@ async fn main() {
     // A server that loses its lease under its own load re-plans everything and has its
     // writes in flight fenced off: count it.
     let leader_losses = server.log().matches("lost leadership").count();
-    println!("leadership lost {leader_losses} times during the run (one server: always its own load)");
+    println!(
+        "leadership lost {leader_losses} times during the run (one server: always its own load)"
+    );
     let json = serde_json::json!({
         "nodes": args.nodes,
         "instances": args.instances,

@@ -189,7 +189,15 @@ async fn hold(store: &Arc<dyn Store>, config: &ElectionConfig, term: LeaderTerm)
         let sent = tokio::time::Instant::now();
         let renewed = tokio::time::timeout(period, store.keep_alive(term.lease)).await;
         match renewed {
-            Ok(Ok(())) => last_renewal = sent,
+            Ok(Ok(())) => {
+                if sent.elapsed() >= period / 2 {
+                    tracing::debug!(
+                        took_ms = sent.elapsed().as_millis() as u64,
+                        "leader lease renewal was slow"
+                    );
+                }
+                last_renewal = sent;
+            }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "leader lease lost");
                 return;

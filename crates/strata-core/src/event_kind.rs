@@ -53,6 +53,7 @@ event_kinds! {
     NodeDraining = "node.draining": "A node's instances move elsewhere.",
     NodeUndrained = "node.undrained": "A node takes new work again.",
     LeaderElected = "leader.elected": "A server became the leader.",
+    LivenessPaused = "liveness.paused": "The leader judged no node for a gap that was its own (it stalled, or lost beats it cannot attribute).",
     OutboundRefused = "outbound.refused": "A node refused an instance's call out (reported by the node).",
     PolicyDenied = "policy.denied": "A node's mesh refused a call by policy (reported by the node).",
 }

@@ -551,6 +551,23 @@ impl EtcdServer {
         self.dir.path()
     }
 
+    /// The member that is the raft leader now (by its `etcd_server_is_leader` metric), if a
+    /// running member says it is.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.members.len()).find(|&i| {
+            self.members[i].child.is_some()
+                && plain_get(
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, self.members[i].health_port())),
+                    "/metrics",
+                )
+                .is_some_and(|metrics| {
+                    metrics
+                        .lines()
+                        .any(|line| line.trim() == "etcd_server_is_leader 1")
+                })
+        })
+    }
+
     /// Kills member `member` with SIGKILL and reaps it. Panics if there is no such member.
     pub fn kill(&mut self, member: usize) {
         let count = self.members.len();
@@ -588,19 +605,19 @@ impl Drop for EtcdServer {
 
 /// Whether etcd's `/health` on `addr` says it is healthy (bounded: about 2 s at most).
 fn healthy(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
+    plain_get(addr, "/health").is_some_and(|body| body.contains("\"health\":\"true\""))
+}
+
+/// The response to a plain-HTTP `GET path` on `addr`, if it answers (bounded: about 2 s).
+fn plain_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     let timeout = Some(Duration::from_millis(1500));
-    if stream.set_read_timeout(timeout).is_err() || stream.set_write_timeout(timeout).is_err() {
-        return false;
-    }
-    let request = "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
+    stream.set_read_timeout(timeout).ok()?;
+    stream.set_write_timeout(timeout).ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut response = Vec::new();
-    let _ = stream.take(64 * 1024).read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response);
-    response.starts_with("HTTP/1.") && response.contains("\"health\":\"true\"")
+    let _ = stream.take(4 * 1024 * 1024).read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    response.starts_with("HTTP/1.").then_some(response)
 }

@@ -421,6 +421,18 @@ impl Cluster {
         }
     }
 
+    /// SIGSTOP (true) or SIGCONT (false) of the server.
+    pub fn freeze_server(&self, frozen: bool) {
+        if let Some(server) = &self.server {
+            let signal = if frozen {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            };
+            kill(Pid::from_raw(server.id() as i32), signal).expect("signal the server");
+        }
+    }
+
     /// SIGSTOP (true) or SIGCONT (false) of node `i`'s agent alone.
     pub fn freeze_agent(&self, i: usize, frozen: bool) {
         if let Some(pid) = self.nodes[i].agent_pid() {

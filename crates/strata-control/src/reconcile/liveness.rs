@@ -41,6 +41,13 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
             // A new leader knows no heartbeats yet: every node gets a full grace period.
             plane.heartbeats().forgive_until(now);
             plane.heartbeats().grace_unknown_nodes(now);
+            record_pause(
+                &plane,
+                format!(
+                    "liveness paused: this server began to lead; every node has {} ms to be heard from before it can be marked down",
+                    plane.config.liveness.down_after_ms
+                ),
+            );
         }
         led_before = leads;
         if let Some(at) = plane.heartbeats().take_dropped().filter(|_| leads) {
@@ -53,6 +60,10 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
                 );
             }
             plane.heartbeats().forgive_until(at);
+            record_pause(
+                &plane,
+                "liveness paused: heartbeat datagrams were lost at this server (its receive buffer was full); no node is blamed for the gap".to_string(),
+            );
         }
         if leads && late > stall {
             // Nodes did not go silent: this server did. Forgive the gap instead of
@@ -62,6 +73,13 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
                 "liveness checker woke late; not blaming nodes for the gap"
             );
             plane.heartbeats().forgive_until(now);
+            record_pause(
+                &plane,
+                format!(
+                    "liveness paused for {} ms: this server stalled (not its nodes); no node is blamed for the gap",
+                    late.as_millis()
+                ),
+            );
         }
         if leads {
             let judged = plane.heartbeats().judged_now(now);
@@ -81,6 +99,16 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
         }
         wake_at = tokio::time::Instant::now() + tick;
     }
+}
+
+/// Records that liveness forgave a gap of its own, in the event log, without holding up the
+/// next judgement (the store may be what is slow).
+fn record_pause(plane: &Arc<ControlPlane>, message: String) {
+    let plane = Arc::clone(plane);
+    tokio::spawn(async move {
+        let event = crate::event_log::event(EventKind::LivenessPaused, message);
+        plane.event_log().record(event).await;
+    });
 }
 
 /// One liveness pass at `now` (monotonic ms): every node's state from its last heartbeat,

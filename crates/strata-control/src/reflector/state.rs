@@ -78,8 +78,11 @@ pub struct ClusterState {
     /// drop config), so shared.
     releases: HashMap<String, Arc<Release>>,
     configs: HashMap<String, Arc<ConfigVersion>>,
-    instances: HashMap<InstanceId, Held>,
-    statuses: HashMap<InstanceId, Versioned<InstanceStatus>>,
+    /// Boxed, as `statuses`: the tables then hold a key and a pointer each, so growing one
+    /// (a rehash of a million entries, under the state's write lock) moves little memory
+    /// and stalls readers briefly rather than for a second.
+    instances: HashMap<InstanceId, Box<Held>>,
+    statuses: HashMap<InstanceId, Box<Versioned<InstanceStatus>>>,
     /// Each node's instances, with the revision each was last written at (so a node's
     /// changes since a revision are found without looking up each instance).
     by_node: HashMap<NodeName, BTreeMap<InstanceId, Revision>>,
@@ -120,6 +123,17 @@ struct NodeRemovals {
 fn next_version() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A node's state as the plan of the instances on it sees it: a suspect node's instances are
+/// planned as a ready node's (only a down node's are replaced, only a draining node's moved),
+/// so a node turning suspect, or ready again, does not make its services planned again (at
+/// a thousand services on a node, a second of a pass on the way to a failover).
+fn as_instances_see_it(state: NodeState) -> NodeState {
+    match state {
+        NodeState::Suspect => NodeState::Ready,
+        other => other,
+    }
 }
 
 /// The prefixes the state follows.
@@ -189,10 +203,10 @@ impl ClusterState {
                 self.mark_instance_service(&id);
                 self.statuses.insert(
                     id,
-                    Versioned {
+                    Box::new(Versioned {
                         value: status,
                         revision,
-                    },
+                    }),
                 );
             }
         } else if key.starts_with(keys::NODES) {
@@ -204,7 +218,17 @@ impl ClusterState {
                 {
                     return;
                 }
-                self.node_changed_services(&node.name);
+                let seen_before = self
+                    .nodes
+                    .get(&node.name)
+                    .map(|n| as_instances_see_it(n.value.effective_state()));
+                if seen_before == Some(as_instances_see_it(node.effective_state())) {
+                    // Its instances are planned as before (a ready node turned suspect, or
+                    // back): only what waits for a node may care.
+                    self.dirty.nodes = true;
+                } else {
+                    self.node_changed_services(&node.name);
+                }
                 self.node_records_version = next_version();
                 if node.state == NodeState::Ready {
                     self.unready.remove(&node.name);
@@ -364,7 +388,7 @@ impl ClusterState {
                 load.static_ports.insert(port, instance.id.clone());
             }
         }
-        self.instances.insert(instance.id.clone(), held);
+        self.instances.insert(instance.id.clone(), Box::new(held));
     }
 
     /// Remembers that `id` left `node` at `revision` (the oldest go past [`REMOVALS_KEPT`]).
@@ -553,7 +577,7 @@ impl ClusterState {
     }
 
     pub fn status(&self, id: &str) -> Option<&Versioned<InstanceStatus>> {
-        self.statuses.get(id)
+        self.statuses.get(id).map(|status| &**status)
     }
 
     /// How many instance records there are.

@@ -23,6 +23,9 @@ const MAX_GROUP: usize = 512;
 /// bounds how long a commit takes, so how long a lease renewal arriving during one waits.
 const MAX_GROUP_OPS: usize = 2_048;
 
+/// A commit taking this long is logged: it holds up every writer, lease renewals included.
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A transaction waiting for a commit, and who waits for its outcome.
 pub(super) struct Queued {
     txn: Txn,
@@ -75,6 +78,27 @@ fn enqueue(inner: &Arc<Inner>, add: impl FnOnce(&mut Queue)) {
     }
 }
 
+/// Renews the leases of `renewals` in one write, and answers each.
+fn renew_all(inner: &Inner, renewals: Vec<Renewal>) {
+    let leases: Vec<LeaseId> = renewals.iter().map(|r| r.lease).collect();
+    let renewed: Result<(Vec<Result<(), StoreError>>, _), StoreError> =
+        inner.write(|w| Ok(leases.iter().map(|l| w.keep_alive(*l)).collect()));
+    match renewed {
+        Ok((outcomes, _)) => {
+            for (renewal, outcome) in renewals.into_iter().zip(outcomes) {
+                let _ = renewal.done.send(outcome);
+            }
+        }
+        Err(error) => {
+            for renewal in renewals {
+                let _ = renewal
+                    .done
+                    .send(Err(StoreError::Backend(error.to_string())));
+            }
+        }
+    }
+}
+
 /// Commits what is queued, group by group, until the queue is empty.
 fn commit_queued(inner: &Inner) {
     loop {
@@ -97,28 +121,26 @@ fn commit_queued(inner: &Inner) {
             (renewals, queue.waiting.drain(..take).collect())
         };
         if !renewals.is_empty() {
-            let leases: Vec<LeaseId> = renewals.iter().map(|r| r.lease).collect();
-            let renewed = inner.write(|w| Ok(leases.iter().map(|l| w.keep_alive(*l)).collect()));
-            match renewed {
-                Ok((outcomes, _)) => {
-                    let outcomes: Vec<Result<(), StoreError>> = outcomes;
-                    for (renewal, outcome) in renewals.into_iter().zip(outcomes) {
-                        let _ = renewal.done.send(outcome);
-                    }
-                }
-                Err(error) => {
-                    for renewal in renewals {
-                        let _ = renewal.done.send(Err(StoreError::Backend(error.to_string())));
-                    }
-                }
-            }
+            renew_all(inner, renewals);
         }
         if group.is_empty() {
             continue;
         }
         let (txns, waiters): (Vec<Txn>, Vec<_>) =
             group.into_iter().map(|q| (q.txn, q.done)).unzip();
-        match inner.write_group(&txns) {
+        let started = std::time::Instant::now();
+        let written = inner.write_group(&txns);
+        let took = started.elapsed();
+        if took >= SLOW_COMMIT {
+            let ops: usize = txns.iter().map(|t| t.ops.len()).sum();
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                transactions = txns.len(),
+                writes = ops,
+                "a store commit was slow (the disk, or a machine short of CPU)"
+            );
+        }
+        match written {
             Ok(outcomes) => {
                 for (waiter, outcome) in waiters.into_iter().zip(outcomes) {
                     let _ = waiter.send(outcome);
@@ -216,8 +238,17 @@ mod tests {
         const QUEUED: usize = 2_000;
         const PUTS: usize = 8;
         let done = Arc::new(AtomicUsize::new(0));
-        // The writer is held, so the committer stops at its first group and the rest queue.
-        let held = store.inner.writer.lock().unwrap();
+        // The writer is held (by a thread of its own), so the committer stops at its first
+        // group and the rest queue.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (locked, is_locked) = std::sync::mpsc::channel::<()>();
+        let inner = Arc::clone(&store.inner);
+        let holder = std::thread::spawn(move || {
+            let _held = inner.writer.lock().unwrap();
+            locked.send(()).unwrap();
+            let _ = released.recv();
+        });
+        is_locked.recv().unwrap();
         let writers: Vec<_> = (0..QUEUED)
             .map(|i| {
                 let (store, done) = (store.clone(), Arc::clone(&done));
@@ -253,7 +284,8 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        drop(held);
+        release.send(()).unwrap();
+        holder.join().unwrap();
         let finished_before = renewal.await.unwrap();
         assert!(
             finished_before <= first_group,

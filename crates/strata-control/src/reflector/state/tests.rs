@@ -186,13 +186,36 @@ fn a_node_change_dirties_its_instances_services_and_a_relisting_touches_every_no
         4,
     ));
     state.take_dirty();
-    let mut down = node.clone();
-    down.state = NodeState::Down;
-    state.apply(&put(keys::node("n1"), &down, 5));
-    let dirty = state.take_dirty();
-    assert!(dirty.nodes, "{dirty:?}");
-    assert_eq!(dirty.services.into_iter().collect::<Vec<_>>(), [web()]);
-    assert_eq!(state.node("n1").map(|n| n.revision), Some(5));
+    // (state, draining, whether web is planned again): a suspect node's instances are
+    // planned as a ready node's; going down, draining or coming back from either is a change.
+    let table = [
+        (NodeState::Suspect, false, false),
+        (NodeState::Ready, false, false),
+        (NodeState::Suspect, false, false),
+        (NodeState::Down, false, true),
+        (NodeState::Down, false, false),
+        (NodeState::Ready, false, true),
+        (NodeState::Ready, true, true),
+        (NodeState::Suspect, true, false),
+        (NodeState::Ready, false, true),
+    ];
+    let mut revision = 4;
+    for (step, (next, draining, planned_again)) in table.into_iter().enumerate() {
+        revision += 1;
+        let mut changed = node.clone();
+        changed.state = next;
+        changed.draining = draining;
+        state.apply(&put(keys::node("n1"), &changed, revision));
+        let dirty = state.take_dirty();
+        assert!(dirty.nodes, "step {step}: {dirty:?}");
+        let services: Vec<_> = dirty.services.into_iter().collect();
+        let expected = if planned_again { vec![web()] } else { vec![] };
+        assert_eq!(
+            services, expected,
+            "step {step}: {next:?}, draining {draining}"
+        );
+    }
+    assert_eq!(state.node("n1").map(|n| n.revision), Some(revision));
     state.touch_everything(40);
     assert_eq!(state.node_changed("n1"), 40);
     assert_eq!(
