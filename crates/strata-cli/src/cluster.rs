@@ -309,6 +309,13 @@ pub async fn node_ls(api: &Api, json: bool) -> CliResult {
     Ok(())
 }
 
+/// `strata node rm NODE`: removes a down node's record.
+pub async fn node_rm(api: &Api, name: &str) -> CliResult {
+    api.delete(&format!("/v1/nodes/{name}")).await?;
+    eprintln!("node {name}: removed");
+    Ok(())
+}
+
 pub async fn node_drain(api: &Api, name: &str, drain: bool, timeout: Duration) -> CliResult {
     let path = if drain { "drain" } else { "undrain" };
     let _node: Node = api

@@ -108,7 +108,7 @@ enum Command {
         #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_key"])]
         tls_ca: Option<PathBuf>,
         /// Keep state on etcd, shared by every server given the same URL:
-        /// etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][/NAMESPACE], or etcds://... for TLS
+        /// etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/NAMESPACE (required), or etcds://... for TLS
         /// (default: an embedded store in --data-dir).
         #[arg(long)]
         store: Option<String>,
@@ -311,7 +311,7 @@ struct StateFlags {
     /// The server's data directory: its embedded store and its artifacts.
     #[arg(long, default_value = ".strata")]
     data_dir: PathBuf,
-    /// The state is on etcd instead of the embedded store: etcd://HOST:PORT[,...][/NAMESPACE]
+    /// The state is on etcd instead of the embedded store: etcd://HOST:PORT[,...]/NAMESPACE
     /// (etcds://... for TLS).
     #[arg(long)]
     store: Option<String>,
@@ -360,6 +360,9 @@ enum NodeAction {
     },
     /// Let a drained node take work again.
     Undrain { node: String },
+    /// Remove a down node from the cluster's records (refused while it is alive or holds
+    /// instances). Down nodes are also forgotten after the server's --forget-down-after.
+    Rm { node: String },
 }
 
 pub(crate) fn size_bytes(text: &str) -> Result<u64, String> {
@@ -528,6 +531,7 @@ async fn run(cli: Cli) -> CliResult {
                 NodeAction::Undrain { node } => {
                     cluster::node_drain(&api, &node, false, std::time::Duration::ZERO).await
                 }
+                NodeAction::Rm { node } => cluster::node_rm(&api, &node).await,
             }
         }
         Command::Deploy {

@@ -385,3 +385,34 @@ fn a_one_machine_install_moves_onto_etcd() {
         },
     );
 }
+
+/// An etcd URL without a namespace would put the cluster's keys at the root of etcd's
+/// keyspace (a forgotten namespace quietly makes a second, empty cluster): the server and the
+/// store commands refuse it as bad input, with the URL to use. No etcd is reached.
+#[test]
+fn an_etcd_url_without_a_namespace_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["server", "--store", "etcd://127.0.0.1:1"],
+        vec!["server", "--store", "etcd://127.0.0.1:1/"],
+        vec![
+            "store",
+            "export",
+            "--store",
+            "etcd://127.0.0.1:1,127.0.0.1:2",
+        ],
+    ] {
+        let output = Command::new(common::strata_bin())
+            .args(&args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = common::stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("names no namespace") && stderr.contains("/strata"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -189,4 +189,31 @@ fn the_server_blames_no_node_for_its_store_or_itself() {
                     .all(|(_, node)| *node != victim)
         },
     );
+
+    // The dead node is removed by hand once its instances are replaced; a live one is not.
+    let live = cluster.nodes[0].name.clone();
+    let refused = cluster.cli(&["node", "rm", &live]);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        common::stderr(&refused)
+    );
+    assert!(
+        common::stderr(&refused).contains("only a down node can be removed"),
+        "{}",
+        common::stderr(&refused)
+    );
+    wait_until(
+        &cluster,
+        Duration::from_secs(20),
+        "the dead node is removed",
+        || cluster.cli(&["node", "rm", &victim]).status.success(),
+    );
+    assert_eq!(
+        node_state(&cluster, &victim),
+        "unknown",
+        "it is no longer listed"
+    );
+    assert!(events(&cluster).contains(&format!("node {victim}: removed by hand")));
 }

@@ -135,9 +135,9 @@ pub fn route_action(
         | ("POST", "/v1/nodes/{name}/certificate")
         | ("PUT", "/v1/nodes/{name}/status")
         | ("GET", "/v1/nodes/{name}/assignments") => Action::ActAsNode { node: node() },
-        ("POST", "/v1/nodes/{name}/drain") | ("POST", "/v1/nodes/{name}/undrain") => {
-            Action::ManageNodes
-        }
+        ("POST", "/v1/nodes/{name}/drain")
+        | ("POST", "/v1/nodes/{name}/undrain")
+        | ("DELETE", "/v1/nodes/{name}") => Action::ManageNodes,
         ("GET", "/v1/routes") => Action::ReadRoutes,
         ("GET", "/v1/events") | ("GET", "/v1/events/follow") => Action::ReadEvents,
         ("GET", "/v1/watch") => Action::Watch,

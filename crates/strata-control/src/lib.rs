@@ -39,7 +39,11 @@ pub mod replicate;
 pub mod traffic;
 
 pub use error::ControlError;
-pub use plane::{ControlConfig, ControlPlane, DEFAULT_NODE_CERT_TTL, DEFAULT_SCALE_DOWN_WINDOW};
+pub use plane::lifecycle::Remover;
+pub use plane::{
+    ControlConfig, ControlPlane, DEFAULT_FORGET_DOWN_AFTER, DEFAULT_NODE_CERT_TTL,
+    DEFAULT_SCALE_DOWN_WINDOW,
+};
 
 /// The wall clock the control plane stamps records with; pure functions get the time passed
 /// in.

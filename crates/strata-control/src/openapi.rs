@@ -37,6 +37,7 @@ use crate::api;
         api::service_slo,
         api::drain_node,
         api::undrain_node,
+        api::remove_node,
         api::assignments,
         api::report_statuses,
         api::routes,

@@ -191,3 +191,59 @@ async fn large_reports_and_deletes_fit_the_transactions_etcd_takes() {
     let configs = strata_core::keys::configs_of(&env, &web);
     assert!(h.store.list(&configs).await.unwrap().kvs.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_down_node_is_removed_by_hand_or_forgotten_after_the_forget_period() {
+    use strata_control::Remover;
+    use strata_core::{Actor, NodeName};
+    let mut h = Harness::start(&["n1", "n2", "n3"]).await;
+    h.deploy(&spec(2, "v1")).await;
+    h.step().await;
+    let victim = h.wanted("web").await[0].1.clone();
+    let name = NodeName::new(victim.clone()).unwrap();
+    let operator = Actor::User("ops".to_string());
+    let by_hand = || Remover::Operator(operator.clone());
+    // Alive: refused, and it stays.
+    let refused = h.plane.remove_node(&name, by_hand()).await.unwrap_err();
+    assert!(refused.to_string().contains("is ready"), "{refused}");
+    h.kill(&victim);
+    h.run_for(700).await;
+    assert_eq!(h.node_state(&victim).await, NodeState::Down);
+    // Down, but not forgotten before the forget period: a day by default.
+    assert!(h.plane.nodes_to_forget().is_empty());
+    h.run_for(300).await;
+    let instances_left = h
+        .instances("web")
+        .await
+        .iter()
+        .filter(|v| v.instance.node == victim)
+        .count();
+    assert_eq!(
+        instances_left, 0,
+        "its instance record is forgotten once replaced"
+    );
+    let day = strata_control::DEFAULT_FORGET_DOWN_AFTER.as_millis() as u64;
+    h.advance(day);
+    assert_eq!(h.plane.nodes_to_forget(), [name.clone()]);
+    // An operator may remove it now (the leader would, unasked); then it is gone, with an
+    // event, and a second removal finds nothing.
+    h.plane.remove_node(&name, by_hand()).await.unwrap();
+    assert!(h
+        .plane
+        .nodes()
+        .await
+        .unwrap()
+        .iter()
+        .all(|n| n.name != victim));
+    let events = h.plane.events(None, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == strata_core::EventKind::NodeRemoved
+                && e.node.as_ref() == Some(&name)
+                && e.actor == operator),
+        "{events:#?}"
+    );
+    let again = h.plane.remove_node(&name, by_hand()).await.unwrap_err();
+    assert!(again.to_string().contains("no node"), "{again}");
+}

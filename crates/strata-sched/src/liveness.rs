@@ -54,10 +54,98 @@ pub fn node_state(
     }
 }
 
+/// What the control plane knows of a node it may remove: its state, whether this server heard
+/// from it within the down threshold, the instance records still on it, and (for forgetting
+/// it unasked) how long ago its last heartbeat was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeRemains {
+    pub state: NodeState,
+    pub heard_recently: bool,
+    pub instances: usize,
+}
+
+/// Why node `name` may not be removed now (`None`: it may): an operator removes only a node
+/// that is down, silent, and holds no instance record (its instances are replaced and their
+/// records forgotten soon after it goes down).
+pub fn removal_refusal(name: &str, node: NodeRemains) -> Option<(String, String)> {
+    if node.heard_recently || node.state != NodeState::Down {
+        return Some((
+            format!(
+                "node {name} is {} and heard from; only a down node can be removed",
+                format!("{:?}", node.state).to_lowercase()
+            ),
+            format!("stop its agent (or `strata node drain {name}` first to move its work with no downtime); once it is down, remove it"),
+        ));
+    }
+    if node.instances > 0 {
+        return Some((
+            format!(
+                "node {name} still holds {} instance record(s)",
+                node.instances
+            ),
+            "they are replaced elsewhere and forgotten shortly after the node goes down; try again in a few seconds (see `strata status`)".to_string(),
+        ));
+    }
+    None
+}
+
+/// Whether a down node is forgotten unasked: it may be removed ([`removal_refusal`]) and has
+/// been silent for `forget_after_ms` (0: never forget) by the control plane's clock.
+pub fn forget_now(
+    node: NodeRemains,
+    last_heartbeat: Millis,
+    now: Millis,
+    forget_after_ms: u64,
+) -> bool {
+    forget_after_ms > 0
+        && removal_refusal("", node).is_none()
+        && now.saturating_sub(last_heartbeat) >= forget_after_ms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use NodeState::*;
+
+    #[test]
+    fn removal_and_forgetting_table() {
+        let node = |state, heard_recently, instances| NodeRemains {
+            state,
+            heard_recently,
+            instances,
+        };
+        const DAY: u64 = 86_400_000;
+        // (node, last heartbeat, now, forget after, may be removed, forgotten unasked)
+        let table = [
+            (node(Down, false, 0), 0, DAY, DAY, true, true),
+            (node(Down, false, 0), 1, DAY, DAY, true, false),
+            (node(Down, false, 0), 0, DAY, 0, true, false),
+            (node(Down, false, 2), 0, 2 * DAY, DAY, false, false),
+            (node(Down, true, 0), 0, 2 * DAY, DAY, false, false),
+            (node(Suspect, false, 0), 0, 2 * DAY, DAY, false, false),
+            (node(Ready, true, 0), 0, 2 * DAY, DAY, false, false),
+            (node(Draining, false, 0), 0, 2 * DAY, DAY, false, false),
+        ];
+        for (row, (node, last, now, after, removable, forgotten)) in table.into_iter().enumerate() {
+            assert_eq!(
+                removal_refusal("n1", node).is_none(),
+                removable,
+                "row {row}: {node:?}"
+            );
+            assert_eq!(
+                forget_now(node, last, now, after),
+                forgotten,
+                "row {row}: {node:?}"
+            );
+        }
+        let (why, hint) = removal_refusal("n1", node(Ready, true, 0)).unwrap();
+        assert!(
+            why.contains("node n1 is ready") && hint.contains("drain n1"),
+            "{why} {hint}"
+        );
+        let (why, _) = removal_refusal("n1", node(Down, false, 3)).unwrap();
+        assert!(why.contains("3 instance record(s)"), "{why}");
+    }
 
     #[test]
     fn liveness_table() {

@@ -18,6 +18,16 @@ use tokio::task::JoinHandle;
 
 use crate::Failure;
 
+/// The leader's lease on etcd: how soon another server takes over from a dead leader.
+const SHARED_LEASE_TTL: Duration = Duration::from_secs(2);
+
+/// The leader's lease on the embedded store, which one process holds (the file is locked):
+/// no other server can take over, and a restarted server takes its own key back at once, so
+/// a short lease buys nothing and a server starved of CPU for a second and a half (a
+/// million instances placed on two cores) would lose its own leadership and plan
+/// everything again.
+const EMBEDDED_LEASE_TTL: Duration = Duration::from_secs(15);
+
 /// An etcd store as the command line gives it: `--store URL` and its TLS files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdArgs {
@@ -43,7 +53,7 @@ impl EtcdArgs {
         let Some(url) = url else {
             if ca.is_some() || cert.is_some() || key.is_some() {
                 return Err(Failure::BadInput(anyhow!(
-                    "error: --store-ca, --store-cert and --store-key are for an etcd store over TLS\n  hint: add --store etcds://HOST:PORT[,HOST:PORT...][/NAMESPACE]"
+                    "error: --store-ca, --store-cert and --store-key are for an etcd store over TLS\n  hint: add --store etcds://HOST:PORT[,HOST:PORT...]/NAMESPACE"
                 )));
             }
             return Ok(None);
@@ -60,6 +70,16 @@ impl EtcdArgs {
     fn options(&self) -> Result<EtcdOptions, Failure> {
         let options = EtcdOptions::parse(&self.url)
             .map_err(|error| Failure::BadInput(anyhow!("error: --store: {error}")))?;
+        if options.namespace.is_empty() {
+            // Without one, the cluster's keys would sit at the root of etcd's keyspace, beside
+            // whatever else uses it: a typo'd or forgotten namespace quietly makes a second,
+            // empty cluster there.
+            return Err(Failure::BadInput(anyhow!(
+                "error: --store {} names no namespace, so Strata's keys would sit at the root of etcd's keyspace\n  hint: add one, the same for every server of the cluster: {}/strata",
+                options.display_url(),
+                options.display_url().trim_end_matches('/')
+            )));
+        }
         let files = [
             ("--store-ca", &self.ca),
             ("--store-cert", &self.cert),
@@ -105,7 +125,7 @@ impl EtcdArgs {
 }
 
 /// Where a control plane keeps its state: the embedded redb file in its data directory
-/// (`None`), or an etcd cluster (`etcd://HOST:PORT[,HOST:PORT...][/NAMESPACE]`, `etcds://`
+/// (`None`), or an etcd cluster (`etcd://HOST:PORT[,HOST:PORT...]/NAMESPACE`, `etcds://`
 /// for TLS, with the CA and client certificate files of `store`).
 pub async fn open_store(
     data_dir: &Path,
@@ -232,6 +252,10 @@ pub struct PlaneFlags {
     /// of this window decides how far).
     #[arg(long, default_value = "30s", value_parser = crate::humantime_duration)]
     pub scale_down_window: Duration,
+    /// How long a node stays listed once it is down, silent and holds nothing, before it is
+    /// forgotten (with an event); 0 keeps it until `strata node rm`.
+    #[arg(long, default_value = "24h", value_parser = crate::humantime_duration)]
+    pub forget_down_after: Duration,
     /// The largest artifact the API takes (refused with 413 before it is read whole).
     #[arg(long, default_value = "1Gi", value_parser = crate::size_bytes)]
     pub max_artifact_size: u64,
@@ -302,9 +326,14 @@ pub async fn start_control_plane(
             liveness_tick: Duration::from_millis(50),
             server_id: server_id.clone(),
             api_url: api_url.clone(),
-            lease_ttl: Duration::from_secs(2),
+            lease_ttl: if settings.store.is_none() {
+                EMBEDDED_LEASE_TTL
+            } else {
+                SHARED_LEASE_TTL
+            },
             node_cert_ttl: settings.node_cert_ttl,
             scale_down_window: settings.plane.scale_down_window,
+            forget_down_after_ms: settings.plane.forget_down_after.as_millis() as u64,
         },
     )?;
     let ca = plane

@@ -228,6 +228,22 @@ pub async fn drain_node(
     ))
 }
 
+/// Removes a down node's record (`strata node rm`): refused (409) while the node is alive
+/// or holds instance records.
+#[utoipa::path(delete, path = "/v1/nodes/{name}",
+    params(("name" = String, Path, description = "node")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove_node(
+    caller: Caller,
+    State(plane): Plane,
+    ApiPath(name): ApiPath<NodeName>,
+) -> Result<axum::http::StatusCode, ControlError> {
+    plane
+        .remove_node(&name, crate::Remover::Operator(caller.actor()))
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
 /// Ends a drain: the node takes new work again.
 #[utoipa::path(post, path = "/v1/nodes/{name}/undrain",
     params(("name" = String, Path, description = "node")),

@@ -44,6 +44,7 @@ use crate::traffic::Traffic;
 use crate::{now_millis, ControlError};
 
 mod deploys;
+pub mod lifecycle;
 mod nodes;
 
 pub(crate) use nodes::stop_event;
@@ -94,7 +95,14 @@ pub struct ControlConfig {
     /// How long an autoscaled count must hold, with the traffic of that window, before it
     /// goes down.
     pub scale_down_window: std::time::Duration,
+    /// How long a node stays listed once down, silent and empty, before the leader forgets
+    /// it (0: never; `strata node rm` removes one at once).
+    pub forget_down_after_ms: u64,
 }
+
+/// The default of [`ControlConfig::forget_down_after_ms`]: a day.
+pub const DEFAULT_FORGET_DOWN_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(24 * 60 * 60);
 
 /// The default of [`ControlConfig::scale_down_window`].
 pub const DEFAULT_SCALE_DOWN_WINDOW: std::time::Duration =

@@ -17,6 +17,9 @@ use crate::ControlError;
 /// look) takes a few commits, not one per node, so the next pass is not held up.
 const WRITES_AT_ONCE: usize = 256;
 
+/// How often the leader looks for down nodes to forget.
+const FORGET_EVERY: Duration = Duration::from_secs(30);
+
 /// The least time between two warnings that beats were lost.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -29,6 +32,7 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
     let mut led_before = false;
     let mut warned = None;
     let mut wake_at = tokio::time::Instant::now() + tick;
+    let mut forget_at = tokio::time::Instant::now() + FORGET_EVERY;
     loop {
         tokio::time::sleep_until(wake_at).await;
         // How late this task woke: the process or its runtime could not run (a suspended VM,
@@ -97,8 +101,29 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
                 Err(error) => tracing::warn!(%error, "liveness pass failed"),
             }
         }
+        if leads && tokio::time::Instant::now() >= forget_at {
+            forget_at = tokio::time::Instant::now() + FORGET_EVERY;
+            forget_down_nodes(&plane);
+        }
         wake_at = tokio::time::Instant::now() + tick;
     }
+}
+
+/// Removes the nodes down, silent and empty for the forget period, each with an event, on a
+/// task of its own (the store may be slow; judging goes on).
+fn forget_down_nodes(plane: &Arc<ControlPlane>) {
+    let forgotten = plane.nodes_to_forget();
+    if forgotten.is_empty() {
+        return;
+    }
+    let plane = Arc::clone(plane);
+    tokio::spawn(async move {
+        for name in forgotten {
+            if let Err(error) = plane.remove_node(&name, crate::Remover::Leader).await {
+                tracing::debug!(node = %name, %error, "a down node was not forgotten");
+            }
+        }
+    });
 }
 
 /// Records that liveness forgave a gap of its own, in the event log, without holding up the
@@ -177,6 +202,11 @@ async fn write_state(
 ) -> Result<bool, ControlError> {
     let previous = node.state;
     node.state = next;
+    if next == NodeState::Down {
+        // When it was last heard from, by the wall clock: what its record keeps, and what
+        // forgetting a down node counts from.
+        node.last_heartbeat = plane.now().saturating_sub(silent_ms);
+    }
     let key = keys::node(&node.name);
     let mut event = crate::event_log::event(
         match next {

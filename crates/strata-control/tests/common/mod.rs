@@ -24,6 +24,7 @@ pub fn config(dir: &std::path::Path, id: &str) -> ControlConfig {
         lease_ttl: Duration::from_secs(2),
         node_cert_ttl: strata_control::DEFAULT_NODE_CERT_TTL,
         scale_down_window: strata_control::DEFAULT_SCALE_DOWN_WINDOW,
+        forget_down_after_ms: strata_control::DEFAULT_FORGET_DOWN_AFTER.as_millis() as u64,
     }
 }
 pub mod harness;
