@@ -224,7 +224,7 @@ async fn a_down_node_is_removed_by_hand_or_forgotten_after_the_forget_period() {
     );
     let day = strata_control::DEFAULT_FORGET_DOWN_AFTER.as_millis() as u64;
     h.advance(day);
-    assert_eq!(h.plane.nodes_to_forget(), [name.clone()]);
+    assert_eq!(h.plane.nodes_to_forget(), std::slice::from_ref(&name));
     // An operator may remove it now (the leader would, unasked); then it is gone, with an
     // event, and a second removal finds nothing.
     h.plane.remove_node(&name, by_hand()).await.unwrap();
