@@ -21,7 +21,7 @@ const MAX_GROUP: usize = 512;
 
 /// The most writes (puts and deletes) one commit takes, besides its first transaction: what
 /// bounds how long a commit takes, so how long a lease renewal arriving during one waits.
-const MAX_GROUP_OPS: usize = 2_048;
+const MAX_GROUP_OPS: usize = 8_192;
 
 /// A commit taking this long is logged: it holds up every writer, lease renewals included.
 const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(500);
