@@ -66,12 +66,12 @@ pub async fn server(args: ServerArgs) -> CliResult {
     .await?;
     println!("api: {}", control.api_url);
     println!("join token: {}", control.token);
-    eprintln!(
+    platform::announce(&format!(
         "strata server is up. Join nodes with (the join token file is {}):\n  strata agent --join {} --token-file JOIN_TOKEN_FILE --advertise-addr NODE_IP\nThis machine's CLI uses the admin token in {} (`strata token create` makes others).",
         data_dir.join("join-token").display(),
         control.api_url,
         data_dir.join("admin-token").display()
-    );
+    ));
     tokio::select! {
         result = control.api => Err(Failure::Failed(anyhow!("the API server stopped: {result:?}"))),
         _ = platform::shutdown_signal() => Ok(()),
@@ -253,7 +253,7 @@ pub async fn agent(args: AgentArgs) -> CliResult {
             other => Err(Failure::Failed(anyhow!("the node agent stopped: {other:?}"))),
         },
         _ = platform::shutdown_signal() => {
-            eprintln!("stopping every instance on this node...");
+            platform::announce("stopping every instance on this node...");
             agent.stop_all().await;
             Ok(())
         }

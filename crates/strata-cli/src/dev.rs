@@ -65,10 +65,10 @@ pub async fn run(args: DevArgs) -> CliResult {
     println!("api: {api_url}");
     println!("ingress: http://{ingress_local}");
     println!("data: {}", data_dir.display());
-    eprintln!(
+    platform::announce(&format!(
         "strata dev is up. Deploy with `strata deploy FILE` (STRATA_ADDR={api_url}); services are served at http://SERVICE.dev.localhost:{}/",
         ingress_local.port()
-    );
+    ));
     tokio::select! {
         result = control.api => {
             return Err(Failure::Failed(anyhow!("the API server stopped: {result:?}")));
@@ -78,7 +78,7 @@ pub async fn run(args: DevArgs) -> CliResult {
         }
         _ = platform::shutdown_signal() => {}
     }
-    eprintln!("stopping every instance...");
+    platform::announce("stopping every instance...");
     agent.stop_all().await;
     Ok(())
 }

@@ -32,6 +32,10 @@ const DEFAULT_ADDR: &str = "http://127.0.0.1:7700";
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How `server`, `agent` and `dev` write their log: text (coloured only on a terminal) or
+    /// json (one object a line).
+    #[arg(long, global = true, value_enum, env = "STRATA_LOG_FORMAT", default_value_t = platform::LogFormat::Text)]
+    log_format: platform::LogFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -416,6 +420,7 @@ fn main() -> ExitCode {
         let code = strata_container::shim::run(root, bundle, id);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    platform::set_log_format(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

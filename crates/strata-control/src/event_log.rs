@@ -161,7 +161,13 @@ impl EventLog {
         };
         match written {
             Ok(()) => {
-                tracing::info!(kind = %event.kind, service = ?event.service, "{}", event.message)
+                // Fields as plain values: a service only when there is one.
+                match &event.service {
+                    Some(service) => {
+                        tracing::info!(kind = %event.kind, %service, "{}", event.message)
+                    }
+                    None => tracing::info!(kind = %event.kind, "{}", event.message),
+                }
             }
             Err(ControlError::NotLeader) => {}
             Err(error) => tracing::warn!(%error, "could not record event"),

@@ -37,12 +37,23 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts a server with its data in `dir`, on `store` (`None`: the embedded store).
     pub fn start(strata: &Path, dir: &Path, store: Option<&str>) -> ServerProcess {
+        Self::start_with(strata, dir, store, &[])
+    }
+
+    /// [`ServerProcess::start`] with more `strata server` flags.
+    pub fn start_with(
+        strata: &Path,
+        dir: &Path,
+        store: Option<&str>,
+        flags: &[&str],
+    ) -> ServerProcess {
         std::fs::create_dir_all(dir).expect("server dir");
         let mut command = Command::new(strata);
         command
             .args(["server", "--data-dir"])
             .arg(dir)
-            .args(["--api-addr", "127.0.0.1:0"]);
+            .args(["--api-addr", "127.0.0.1:0"])
+            .args(flags);
         if let Some(store) = store {
             command.args(["--store", store]);
         }

@@ -51,15 +51,52 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// How the long-running commands (`server`, `agent`, `dev`) write their log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people; coloured only on a terminal (and never with `NO_COLOR` set).
+    #[default]
+    Text,
+    /// One JSON object a line, for log shippers.
+    Json,
+}
+
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// Sets the log format (`--log-format`) before a command starts its log.
+pub fn set_log_format(format: LogFormat) {
+    let _ = LOG_FORMAT.set(format);
+}
+
+/// Tells the operator of a long-running command something (it is up, it is stopping): a
+/// plain line on standard error, or a log record when the log is JSON, so that every line
+/// of a JSON log is JSON.
+pub fn announce(message: &str) {
+    match LOG_FORMAT.get().copied().unwrap_or_default() {
+        LogFormat::Text => eprintln!("{message}"),
+        LogFormat::Json => tracing::info!("{message}"),
+    }
+}
+
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
             "warn,strata_control=info,strata_agent=info,strata_mesh=info,strata_wasm=info,strata_cli=info",
         )
     });
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match LOG_FORMAT.get().copied().unwrap_or_default() {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }

@@ -198,7 +198,8 @@ pub(super) async fn node_identity(
                     renewing.replace(configs);
                     issued_at = issued;
                     if let Err(error) = present(&client, &certificates, pem) {
-                        tracing::warn!(?error, "the renewed certificate cannot be presented");
+                        let (Failure::BadInput(error) | Failure::Failed(error)) = error;
+                        tracing::warn!(error = %format!("{error:#}"), "the renewed certificate cannot be presented");
                     }
                 }
                 Err(error) => {
