@@ -29,7 +29,9 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 pub async fn run_liveness(plane: Arc<ControlPlane>) {
     let tick = plane.config.liveness_tick;
     let stall = Duration::from_millis(plane.config.liveness.suspect_after_ms);
-    let mut led_before = false;
+    // The term judged under last: a term this loop has not seen is a new leadership, even
+    // when it lost and won again between two of its turns (or while it waited on the store).
+    let mut term_before = None;
     let mut warned = None;
     let mut wake_at = tokio::time::Instant::now() + tick;
     let mut forget_at = tokio::time::Instant::now() + FORGET_EVERY;
@@ -40,8 +42,9 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
         // received meanwhile on their own task.
         let late = wake_at.elapsed();
         let now = plane.monotonic_ms();
-        let leads = plane.term().is_some();
-        if leads && !led_before {
+        let term = plane.term().map(|term| term.revision);
+        let leads = term.is_some();
+        if leads && term != term_before {
             // A new leader knows no heartbeats yet: every node gets a full grace period.
             plane.heartbeats().forgive_until(now);
             plane.heartbeats().grace_unknown_nodes(now);
@@ -53,7 +56,7 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
                 ),
             );
         }
-        led_before = leads;
+        term_before = term;
         if let Some(at) = plane.heartbeats().take_dropped().filter(|_| leads) {
             // Beats were lost before they were read (this server's socket buffer was full):
             // whose, nobody can tell. Forgive every node's silence up to then.
