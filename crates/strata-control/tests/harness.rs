@@ -247,3 +247,56 @@ async fn a_down_node_is_removed_by_hand_or_forgotten_after_the_forget_period() {
     let again = h.plane.remove_node(&name, by_hand()).await.unwrap_err();
     assert!(again.to_string().contains("no node"), "{again}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_nodes_name_is_not_taken_by_an_agent_elsewhere() {
+    use strata_core::api::RegisterNode;
+    let mut h = Harness::start(&["n1", "n2"]).await;
+    let holder = h.plane.nodes().await.unwrap()[0].clone();
+    let name = holder.name.clone();
+    let at = |url: &str, last_epoch: Option<u64>| RegisterNode {
+        name: name.clone(),
+        agent_url: url.to_string(),
+        labels: holder.labels.clone(),
+        capacity: holder.capacity,
+        drivers: holder.drivers.clone(),
+        last_epoch,
+        mesh_addr: None,
+    };
+    // A clone elsewhere, while the node is alive: refused, naming where the node is.
+    let refused = h
+        .plane
+        .register_node(at("http://10.9.9.9:7701", None))
+        .await
+        .unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        text.contains(&holder.agent_url) && text.contains("http://10.9.9.9:7701"),
+        "{text}"
+    );
+    let after = h.plane.nodes().await.unwrap();
+    let kept = after.iter().find(|n| n.name == name).unwrap();
+    assert_eq!(
+        (kept.epoch, &kept.agent_url),
+        (holder.epoch, &holder.agent_url),
+        "the node is untouched"
+    );
+    // Its own agent restarting at its address takes it back, epoch and all.
+    let back = h
+        .plane
+        .register_node(at(&holder.agent_url, Some(holder.epoch)))
+        .await
+        .unwrap();
+    assert_eq!(back.epoch, holder.epoch);
+    // Once the node is down, the name is free for an agent elsewhere (a new epoch).
+    h.kill(name.as_str());
+    h.run_for(700).await;
+    assert_eq!(h.node_state(name.as_str()).await, NodeState::Down);
+    let moved = h
+        .plane
+        .register_node(at("http://10.9.9.9:7701", None))
+        .await
+        .unwrap();
+    assert_eq!(moved.epoch, holder.epoch + 1);
+    assert_eq!(moved.agent_url, "http://10.9.9.9:7701");
+}

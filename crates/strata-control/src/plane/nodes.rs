@@ -11,8 +11,14 @@ impl ControlPlane {
     pub async fn register_node(&self, request: RegisterNode) -> Result<Node, ControlError> {
         let key = keys::node(&request.name);
         let what = format!("node `{}`", request.name);
+        let alive = self.heartbeats.heard_from_recently(&request.name);
         let node = self
             .update_cas(&key, &what, Writer::Api, |existing: Option<Node>| {
+                if let Some(holder) = existing.as_ref() {
+                    if let Some(refusal) = name_taken(holder, &request, alive) {
+                        return Err(refusal);
+                    }
+                }
                 let node = registered(existing.as_ref(), &request, self.now());
                 Ok(Change::Write(node.clone(), node))
             })
@@ -496,6 +502,23 @@ fn status_event(instance: &Instance, status: &InstanceStatus) -> Event {
 /// that comes back with the epoch it had and was never declared down keeps it (and re-adopts
 /// its instances); otherwise its epoch moves on and instances placed under the old one are
 /// fenced.
+/// One identity per node: an agent at another address cannot take the name of a node that
+/// is alive (heard from within the down threshold, and not down), as a cloned machine with
+/// the same host name would; the agent at the node's own address (a restart) can.
+fn name_taken(holder: &Node, request: &RegisterNode, alive: bool) -> Option<ControlError> {
+    let taken = alive && holder.state != NodeState::Down && holder.agent_url != request.agent_url;
+    taken.then(|| ControlError::Conflict {
+        message: format!(
+            "node `{}` is alive at {}; the agent at {} cannot take its name",
+            holder.name, holder.agent_url, request.agent_url
+        ),
+        hint: Some(
+            "give this agent its own --name (the default is the host name, which cloned machines share); if the node is gone, its name is free once it is down"
+                .to_string(),
+        ),
+    })
+}
+
 fn registered(existing: Option<&Node>, request: &RegisterNode, now: u64) -> Node {
     let epoch = match existing {
         Some(node) if node.state != NodeState::Down && request.last_epoch == Some(node.epoch) => {
