@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::cluster::{deploy, node_state, wait_until};
+
 /// These tests each start several processes (servers, agents, etcd members): run them one at
 /// a time so that, on a small machine, their timing reflects the platform and not each other.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -19,7 +21,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use strata_core::api::ServiceStatus;
 use strata_core::DesiredState;
@@ -51,16 +53,6 @@ fn deploy_hello(cluster: &Cluster, replicas: u32) {
     );
 }
 
-fn deploy(cluster: &Cluster, spec: &std::path::Path) {
-    let output = cluster.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(
-        output.status.success(),
-        "deploy failed: {}\n{}",
-        common::stderr(&output),
-        cluster.logs()
-    );
-}
-
 fn status(cluster: &Cluster) -> ServiceStatus {
     let output = cluster.cli(&["status", "hello", "--json"]);
     assert!(output.status.success(), "{}", common::stderr(&output));
@@ -80,31 +72,8 @@ fn serving_nodes(cluster: &Cluster) -> Vec<String> {
     nodes
 }
 
-/// `name`'s state as `strata node ls --json` shows it ("ready", "down", ...).
-fn node_state(cluster: &Cluster, name: &str) -> String {
-    let listed = cluster.cli(&["node", "ls", "--json"]);
-    let nodes: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap_or_default();
-    nodes
-        .iter()
-        .find(|n| n["name"] == name)
-        .and_then(|n| n["state"].as_str())
-        .unwrap_or("unknown")
-        .to_string()
-}
-
 fn node_index(cluster: &Cluster, name: &str) -> usize {
     cluster.nodes.iter().position(|n| n.name == name).unwrap()
-}
-
-fn wait_until(cluster: &Cluster, limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {limit:?}: {what}\n{}", cluster.logs());
 }
 
 /// How a node fails in a scenario.

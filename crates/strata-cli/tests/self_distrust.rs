@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::cluster::{deploy, node_state, wait_until};
+
 use std::time::{Duration, Instant};
 
 use strata_core::api::ServiceStatus;
@@ -58,31 +60,8 @@ fn serving(cluster: &Cluster) -> usize {
         .unwrap_or(0)
 }
 
-/// `name`'s state as `strata node ls --json` shows it ("ready", "down", ...).
-fn node_state(cluster: &Cluster, name: &str) -> String {
-    let listed = cluster.cli(&["node", "ls", "--json"]);
-    let nodes: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap_or_default();
-    nodes
-        .iter()
-        .find(|n| n["name"] == name)
-        .and_then(|n| n["state"].as_str())
-        .unwrap_or("unknown")
-        .to_string()
-}
-
 fn events(cluster: &Cluster) -> String {
     String::from_utf8_lossy(&cluster.cli(&["events", "--limit", "1000"]).stdout).into_owned()
-}
-
-fn wait_until(cluster: &Cluster, limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {limit:?}: {what}\n{}", cluster.logs());
 }
 
 /// Kills the etcd raft leader; returns which member it was.
@@ -109,13 +88,9 @@ fn the_server_blames_no_node_for_its_store_or_itself() {
     let Some(mut cluster) = cluster_on(2, &etcd.url("/strata-distrust")) else {
         return;
     };
-    let spec = common::hello_spec(cluster.root.path(), 2, "Trusted");
-    let output = cluster.cli(&["deploy", spec.to_str().unwrap(), "--timeout", "60s"]);
-    assert!(
-        output.status.success(),
-        "deploy failed: {}\n{}",
-        common::stderr(&output),
-        cluster.logs()
+    deploy(
+        &cluster,
+        &common::hello_spec(cluster.root.path(), 2, "Trusted"),
     );
     let before = wanted_instances(&cluster);
     assert_eq!(before.len(), 2, "{before:?}");
