@@ -300,3 +300,40 @@ async fn a_live_nodes_name_is_not_taken_by_an_agent_elsewhere() {
     assert_eq!(moved.epoch, holder.epoch + 1);
     assert_eq!(moved.agent_url, "http://10.9.9.9:7701");
 }
+
+/// A node that registers again through another server (which alone notes it as a beat) is
+/// not judged by the leader on its old silence: the registration's time in the record counts,
+/// so it is not marked down at once (and made to register again, over and over). With no
+/// beat after it, it goes down as any silent node does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_through_another_server_counts_as_a_sign_of_life() {
+    use strata_control::clock::Clock;
+    let mut h = Harness::start(&["n1", "n2"]).await;
+    h.kill("n1");
+    h.run_for(700).await;
+    assert_eq!(h.node_state("n1").await, NodeState::Down);
+    h.run_for(1_000).await;
+    // What a follower's registration writes: the node ready under a new epoch, heard now.
+    let key = strata_core::keys::node("n1");
+    let kv = h.store.get(&key).await.unwrap().unwrap();
+    let mut node: strata_core::Node = serde_json::from_slice(&kv.value).unwrap();
+    node.state = NodeState::Ready;
+    node.epoch += 1;
+    node.last_heartbeat = h.clock.now_millis();
+    h.store
+        .put(&key, serde_json::to_vec(&node).unwrap())
+        .await
+        .unwrap();
+    h.step().await;
+    assert_eq!(
+        h.node_state("n1").await,
+        NodeState::Ready,
+        "judged on its registration, not its old silence"
+    );
+    h.run_for(700).await;
+    assert_eq!(
+        h.node_state("n1").await,
+        NodeState::Down,
+        "no beat after it"
+    );
+}

@@ -163,12 +163,18 @@ pub async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), Contro
         });
         let candidates: std::collections::BTreeSet<&NodeName> =
             silent.chain(state.unready_nodes()).collect();
+        let wall_now = plane.now();
         candidates
             .into_iter()
             .filter_map(|name| {
                 let versioned = state.node(name)?;
                 let node = &versioned.value;
-                let last = heartbeats.last(name).unwrap_or(led_since);
+                // A registration is a sign of life too, whichever server took it (only that
+                // server noted it as a beat): the record's time of it counts, so a node that
+                // registered through a follower is not judged on the leader's stale beats
+                // (it was marked down at once, and registered again, every 100 ms).
+                let recorded = now.saturating_sub(wall_now.saturating_sub(node.last_heartbeat));
+                let last = heartbeats.last(name).unwrap_or(led_since).max(recorded);
                 let next = node_state(node.state, last, now, thresholds);
                 (next != node.state).then(|| (node.clone(), versioned.revision, next, last))
             })
