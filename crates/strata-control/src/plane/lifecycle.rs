@@ -3,11 +3,12 @@
 //! instance record left goes (`strata_sched::liveness::removal_refusal` decides); its agent,
 //! if it ever comes back, registers as a new node.
 
-use strata_core::{keys, Actor, EventKind, NodeName};
+use strata_core::{keys, Actor, EventKind, Node, NodeName, NodeState};
 use strata_sched::liveness::{forget_now, removal_refusal, NodeRemains};
 use strata_store::Txn;
 
 use super::ControlPlane;
+use crate::reflector::ClusterState;
 use crate::ControlError;
 
 /// Who removes a node, and so how the removal is written.
@@ -70,19 +71,26 @@ impl ControlPlane {
         }
         let now = self.now();
         let state = self.reflector.read();
+        // Only down nodes can go: the rest (nearly all) cost no count of what they hold.
         state
             .nodes()
+            .filter(|n| n.value.state == NodeState::Down)
             .filter(|n| {
-                let node = &n.value;
-                let remains = NodeRemains {
-                    state: node.state,
-                    heard_recently: self.heartbeats.heard_from_recently(&node.name),
-                    instances: state.instance_revisions_on(&node.name).count(),
-                };
-                forget_now(remains, node.last_heartbeat, now, forget_after)
+                let remains = self.remains(&state, &n.value);
+                forget_now(remains, n.value.last_heartbeat, now, forget_after)
             })
             .map(|n| n.value.name.clone())
             .collect()
+    }
+
+    /// What is left of `node`: its state, whether this server heard from it lately, the
+    /// instance records on it.
+    fn remains(&self, state: &ClusterState, node: &Node) -> NodeRemains {
+        NodeRemains {
+            state: node.state,
+            heard_recently: self.heartbeats.heard_from_recently(&node.name),
+            instances: state.instance_revisions_on(&node.name).count(),
+        }
     }
 
     /// What is left of node `name` as the reflector holds it, with its record's revision.
@@ -94,12 +102,7 @@ impl ControlPlane {
                 Some("see `strata node ls`".to_string()),
             ));
         };
-        let remains = NodeRemains {
-            state: node.value.state,
-            heard_recently: self.heartbeats.heard_from_recently(name),
-            instances: state.instance_revisions_on(name).count(),
-        };
-        Ok((remains, node.revision))
+        Ok((self.remains(&state, &node.value), node.revision))
     }
 }
 
