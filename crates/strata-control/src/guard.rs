@@ -147,6 +147,7 @@ pub fn route_action(
             Action::ManageTokens
         }
         ("GET", "/v1/audit") => Action::ReadAudit,
+        ("POST", "/v1/backup") => Action::Backup,
         ("GET", "/v1/whoami") => Action::WhoAmI,
         _ => return None,
     };

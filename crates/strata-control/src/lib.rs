@@ -17,6 +17,7 @@
 pub mod api;
 pub mod audit;
 pub mod autoscaler;
+pub mod backup;
 pub mod beats;
 pub mod blobs;
 mod cas;

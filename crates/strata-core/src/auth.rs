@@ -185,6 +185,8 @@ pub enum Action {
     ReadAudit,
     /// Create, list and revoke API tokens.
     ManageTokens,
+    /// Take a backup of the whole state (its secrets only sealed).
+    Backup,
     /// A node's first credential, for node `node` (the join token's only use).
     JoinNode { node: String },
     /// What only node `node` itself may do: register, heartbeat, fetch its assignments,
@@ -219,7 +221,7 @@ impl Action {
             | Action::SetQuota
             | Action::ManageNodes
             | Action::ReadAudit => Role::Operator,
-            Action::ManageTokens => Role::Admin,
+            Action::ManageTokens | Action::Backup => Role::Admin,
             Action::JoinNode { .. } | Action::ActAsNode { .. } | Action::ReportStatus => {
                 return None
             }
@@ -238,6 +240,7 @@ impl Action {
                 | Action::SetQuota
                 | Action::ReadAudit
                 | Action::ManageTokens
+                | Action::Backup
         )
     }
 }
@@ -544,6 +547,10 @@ mod tests {
             ("an operator reads the audit log", user(Role::Operator, &[]), ReadAudit, None, true),
             ("an operator cannot make tokens", user(Role::Operator, &[]), ManageTokens, None, false),
             ("an admin makes tokens", user(Role::Admin, &[]), ManageTokens, None, true),
+            ("an admin takes backups", user(Role::Admin, &[]), Backup, None, true),
+            ("an operator cannot take backups", user(Role::Operator, &[]), Backup, None, false),
+            ("an admin scoped to dev cannot take backups", user(Role::Admin, &["dev"]), Backup, None, false),
+            ("a node cannot take backups", node("n1"), Backup, None, false),
             ("an admin scoped to dev cannot make tokens", user(Role::Admin, &["dev"]), ManageTokens, None, false),
             ("an admin cannot heartbeat for a node", user(Role::Admin, &[]), act("n1"), None, false),
             ("an admin cannot report instance status", user(Role::Admin, &[]), ReportStatus, None, false),

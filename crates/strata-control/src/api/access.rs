@@ -154,3 +154,29 @@ pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
         envs,
     })
 }
+
+/// A backup of the whole state, streamed as JSON lines: every key as of one store revision
+/// (instances, nodes and other runtime facts left out), then every artifact, then an end line
+/// with the counts and a SHA-256 of all before it. Secrets are sealed with the key given, or
+/// left out. `strata store export` calls this and verifies what it gets.
+#[utoipa::path(post, path = "/v1/backup", request_body = crate::backup::BackupRequest,
+    responses((status = 200, content_type = "application/x-ndjson", body = String),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn backup(
+    State(plane): Plane,
+    ApiJson(request): ApiJson<crate::backup::BackupRequest>,
+) -> Result<Response, ControlError> {
+    let sealed = request.seal.is_some();
+    let chunks = plane.backup(request).await?;
+    let mut response = axum::response::Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(axum::body::Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(chunks),
+        ))
+        .map_err(|error| ControlError::Internal(error.to_string()))?;
+    response.extensions_mut().insert(AuditNote(format!(
+        "secrets={}",
+        if sealed { "sealed" } else { "left out" }
+    )));
+    Ok(response)
+}

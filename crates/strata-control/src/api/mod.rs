@@ -157,6 +157,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{name}", axum::routing::delete(revoke_token))
         .route("/v1/audit", get(list_audit))
+        .route("/v1/backup", post(backup))
         .route("/v1/whoami", get(whoami))
         .route("/v1/nodes/{name}/heartbeat", post(heartbeat))
         .route("/v1/nodes/{name}/events", post(node_event))
