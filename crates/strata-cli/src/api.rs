@@ -158,6 +158,19 @@ impl Api {
         self.check(response).await
     }
 
+    /// A POST with a JSON body whose answer streams (a backup). No timeout: the stream takes
+    /// as long as it takes.
+    pub async fn post_stream<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<reqwest::Response, Failure> {
+        let response = self
+            .send(|http, base| http.post(format!("{base}{path}")).json(body))
+            .await?;
+        self.check(response).await
+    }
+
     pub async fn blob_exists(&self, digest: &str) -> Result<bool, Failure> {
         let response = self
             .send(|http, base| {

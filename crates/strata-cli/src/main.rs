@@ -323,21 +323,52 @@ struct StateFlags {
     store_tls: StoreTlsArgs,
 }
 
+/// The passphrase that seals (or opens) a backup's secrets.
+#[derive(Debug, clap::Args)]
+struct PassphraseFlags {
+    /// Read the passphrase from this file (its first line); else STRATA_BACKUP_PASSPHRASE.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum StoreAction {
-    /// Write every key and every artifact as JSON lines (stop the servers first).
+    /// Back up the whole state, consistent at one store revision, with every artifact: from
+    /// the servers at --addr (a live cluster), or, with --data-dir or --store, from the store
+    /// itself. Instances, nodes and other runtime facts are left out: a restored cluster
+    /// places its services afresh.
     Export {
+        /// Read the store directly: this data directory's embedded store (stop its server
+        /// first) and artifacts.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Read the store directly: etcd://HOST:PORT[,...]/NAMESPACE (etcds:// for TLS);
+        /// artifacts come from --data-dir.
+        #[arg(long)]
+        store: Option<String>,
         #[command(flatten)]
-        state: StateFlags,
-        /// Write here (mode 0600) instead of standard output.
+        store_tls: StoreTlsArgs,
+        /// Write here (mode 0600, after it verified) instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// Also export the cluster's secrets (join token, CA key, credential key, API token
-        /// hashes), so the imported state keeps its nodes and tokens. Keep such a file safe.
+        /// Also back up the cluster's secrets (join token, CA key, credential key, API token
+        /// hashes), sealed with a passphrase, so a restore keeps its nodes and tokens.
         #[arg(long)]
         include_secrets: bool,
+        #[command(flatten)]
+        passphrase: PassphraseFlags,
+        #[command(flatten)]
+        api: ApiArgs,
     },
-    /// Load an export into a store (empty unless --force) and a server's data directory.
+    /// Check a backup whole: format, every line, artifacts against their names, the end
+    /// line's counts and digest, and, with the passphrase, the sealed secrets.
+    Verify {
+        file: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseFlags,
+    },
+    /// Restore a backup into a store (empty unless --force) and a server's data directory
+    /// (made if missing). The whole file is verified before anything is written.
     Import {
         file: PathBuf,
         #[command(flatten)]
@@ -345,6 +376,12 @@ enum StoreAction {
         /// Import even if the target already has services.
         #[arg(long)]
         force: bool,
+        /// Restore a backup with sealed secrets without them (a server on it makes new ones,
+        /// and nodes join again).
+        #[arg(long)]
+        without_secrets: bool,
+        #[command(flatten)]
+        passphrase: PassphraseFlags,
     },
 }
 
@@ -503,25 +540,57 @@ async fn run(cli: Cli) -> CliResult {
         Command::Store {
             action:
                 StoreAction::Export {
-                    state,
+                    data_dir,
+                    store,
+                    store_tls,
                     output,
                     include_secrets,
+                    passphrase,
+                    api,
                 },
         } => {
-            let store = state.store_tls.with_url(state.store)?;
-            store_cmd::export(
-                &state.data_dir,
-                store.as_ref(),
-                output.as_deref(),
-                include_secrets,
-            )
-            .await
+            let passphrase = include_secrets
+                .then(|| store_cmd::passphrase(passphrase.passphrase_file.as_deref(), true))
+                .transpose()?
+                .flatten();
+            let source = match (data_dir, store) {
+                (None, None) => store_cmd::Source::Api(api::Api::new(&api.addr)),
+                (data_dir, store) => store_cmd::Source::Store {
+                    data_dir: data_dir.unwrap_or_else(|| PathBuf::from(".strata")),
+                    store: store_tls.with_url(store)?,
+                },
+            };
+            store_cmd::export(source, output.as_deref(), passphrase.as_deref()).await
         }
         Command::Store {
-            action: StoreAction::Import { file, state, force },
+            action: StoreAction::Verify { file, passphrase },
         } => {
+            let passphrase = store_cmd::passphrase(passphrase.passphrase_file.as_deref(), false)?;
+            store_cmd::verify(&file, passphrase.as_deref())
+        }
+        Command::Store {
+            action:
+                StoreAction::Import {
+                    file,
+                    state,
+                    force,
+                    without_secrets,
+                    passphrase,
+                },
+        } => {
+            let passphrase = store_cmd::passphrase(passphrase.passphrase_file.as_deref(), false)?;
             let store = state.store_tls.with_url(state.store)?;
-            store_cmd::import(&file, &state.data_dir, store.as_ref(), force).await
+            store_cmd::import(
+                &file,
+                &state.data_dir,
+                store.as_ref(),
+                store_cmd::ImportOptions {
+                    force,
+                    without_secrets,
+                    passphrase,
+                },
+            )
+            .await
         }
         Command::Image { action } => image_cmd::run(action),
         Command::ContainerShim { .. } => unreachable!("the shim runs before the runtime starts"),

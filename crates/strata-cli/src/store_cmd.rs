@@ -1,216 +1,364 @@
-//! `strata store export` / `strata store import`: back up and restore a control plane's whole
-//! state, and move a one-machine install (the embedded store) onto etcd.
+//! `strata store export | verify | import`: back up a control plane's whole state and restore
+//! it, or move a one-machine install (the embedded store) onto etcd.
 //!
-//! The format is JSON lines: one `{"key": ..., "value": ...}` per key (the value as JSON when
-//! it is JSON, else `"value_base64"`), then one `{"blob": DIGEST, "base64": ...}` per artifact
-//! held in the data directory. Keys bound to a lease (the leader's) are not exported: they
-//! belong to a running server.
-//!
-//! Both commands work on the store directly; stop the servers using it first (the embedded
-//! store refuses to open while a server holds it).
+//! The file is [`strata_control::backup`]'s: JSON lines at one store revision, artifacts
+//! included, an end line with a digest of it all, secrets sealed under a passphrase or left
+//! out. An export goes through the servers (a live cluster: they fetch artifacts from each
+//! other) unless told to read a store directly. It is written to a temporary file beside the
+//! output, verified, and only then renamed into place, so a failed backup never replaces a
+//! good one. An import verifies the whole file before it writes anything.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use futures::StreamExt;
+use strata_control::backup::{
+    BackupError, BackupRequest, Entry, Reader, SealKey, Sealer, Summary, Writer,
+};
 use strata_store::{Store, Txn};
 
+use crate::api::Api;
 use crate::platform::{open_store, server_id, EtcdArgs};
 use crate::{CliResult, Failure};
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(untagged)]
-enum Line {
-    Key {
-        key: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        value: Option<serde_json::Value>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        value_base64: Option<String>,
-    },
-    Blob {
-        blob: String,
-        base64: String,
+/// Where an export reads the state.
+pub enum Source {
+    /// The servers' API: a live cluster.
+    Api(Api),
+    /// A store read directly, with the artifacts in `data_dir`.
+    Store {
+        data_dir: PathBuf,
+        store: Option<EtcdArgs>,
     },
 }
 
-/// The keys that hold the cluster's secrets: the join token and credential key, the CA
-/// with its private key, API tokens' hashes. Exported only when asked.
-const SECRET_PREFIXES: [&str; 3] = ["/cluster/", "/pki/", "/auth/"];
-
-pub async fn export(
-    data_dir: &Path,
-    store: Option<&EtcdArgs>,
-    output: Option<&Path>,
-    include_secrets: bool,
-) -> CliResult {
-    let store: Arc<dyn Store> = open_store(data_dir, store).await?;
-    let listing = store.list("/").await?;
-    let mut out: Box<dyn Write> = match output {
-        Some(path) => {
-            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            Box::new(std::io::BufWriter::new(file))
+/// The passphrase for a backup's secrets: the first line of `file`, else
+/// `STRATA_BACKUP_PASSPHRASE`. `required`: having none is bad input.
+pub fn passphrase(file: Option<&Path>, required: bool) -> Result<Option<Vec<u8>>, Failure> {
+    let phrase = match file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|error| {
+                Failure::BadInput(anyhow!(
+                    "error: cannot read the passphrase file {}: {error}",
+                    file.display()
+                ))
+            })?;
+            Some(text.lines().next().unwrap_or_default().to_string())
         }
-        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+        None => std::env::var("STRATA_BACKUP_PASSPHRASE").ok(),
     };
-    let mut keys = 0;
-    let mut secrets_left_out = 0;
-    for kv in listing.kvs.iter().filter(|kv| kv.lease.is_none()) {
-        if !include_secrets && SECRET_PREFIXES.iter().any(|p| kv.key.starts_with(p)) {
-            secrets_left_out += 1;
-            continue;
-        }
-        let line = match serde_json::from_slice::<serde_json::Value>(&kv.value) {
-            Ok(value) => Line::Key {
-                key: kv.key.clone(),
-                value: Some(value),
-                value_base64: None,
-            },
-            Err(_) => Line::Key {
-                key: kv.key.clone(),
-                value: None,
-                value_base64: Some(BASE64.encode(&kv.value)),
-            },
+    match phrase {
+        Some(phrase) if phrase.len() >= 8 => Ok(Some(phrase.into_bytes())),
+        Some(_) => Err(Failure::BadInput(anyhow!(
+            "error: the backup passphrase is shorter than 8 characters\n  hint: use a long passphrase; it is all that protects the sealed CA key and tokens"
+        ))),
+        None if required => Err(Failure::BadInput(anyhow!(
+            "error: --include-secrets seals the secrets with a passphrase, and none was given\n  hint: pass --passphrase-file FILE, or set STRATA_BACKUP_PASSPHRASE"
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// A file for the backup beside its destination (0600), renamed into place once verified.
+struct Staged {
+    file: tempfile::NamedTempFile,
+}
+
+impl Staged {
+    fn beside(output: Option<&Path>) -> Result<Self, Failure> {
+        let dir = match output.and_then(Path::parent) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            Some(_) => PathBuf::from("."),
+            None => std::env::temp_dir(),
         };
-        serde_json::to_writer(&mut out, &line)?;
-        out.write_all(b"\n")?;
-        keys += 1;
+        // tempfile makes it 0600.
+        let file = tempfile::Builder::new()
+            .prefix(".strata-backup-")
+            .tempfile_in(&dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        Ok(Self { file })
     }
-    let mut blobs = 0;
-    let blob_dir = data_dir.join("blobs/sha256");
-    if let Ok(entries) = std::fs::read_dir(&blob_dir) {
-        for entry in entries.filter_map(Result::ok) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
+
+    /// Verifies the staged file and moves it to `output` (or copies it to standard output).
+    fn verify_and_keep(self, output: Option<&Path>) -> Result<Summary, Failure> {
+        let reader = std::io::BufReader::new(self.file.reopen()?);
+        let summary = Reader::open(reader, "the backup", None)
+            .and_then(Reader::verify)
+            .map_err(|error| Failure::Failed(anyhow!("the backup did not verify: {error}")))?;
+        match output {
+            Some(path) => {
+                self.file
+                    .persist(path)
+                    .map_err(|error| anyhow!("cannot write {}: {}", path.display(), error.error))?;
             }
-            let bytes = std::fs::read(entry.path())
-                .with_context(|| format!("cannot read {}", entry.path().display()))?;
-            let line = Line::Blob {
-                blob: format!("sha256:{name}"),
-                base64: BASE64.encode(&bytes),
-            };
-            serde_json::to_writer(&mut out, &line)?;
-            out.write_all(b"\n")?;
-            blobs += 1;
+            None => {
+                let mut file = self.file.reopen()?;
+                std::io::copy(&mut file, &mut std::io::stdout().lock())?;
+            }
         }
+        Ok(summary)
     }
-    out.flush()?;
+}
+
+pub async fn export(source: Source, output: Option<&Path>, passphrase: Option<&[u8]>) -> CliResult {
+    let started = Instant::now();
+    let sealer = match passphrase {
+        Some(phrase) => Some(Sealer::for_new_backup(phrase).map_err(|e| anyhow!("{e}"))?),
+        None => None,
+    };
+    let mut staged = Staged::beside(output)?;
+    let left_out = match source {
+        Source::Api(api) => {
+            let request = BackupRequest {
+                seal: sealer.map(|(sealer, key)| SealKey {
+                    key: BASE64.encode(key),
+                    params: sealer.params(),
+                }),
+            };
+            let sealed = request.seal.is_some();
+            let response = api.post_stream("/v1/backup", &request).await?;
+            let bar = progress();
+            let mut body = response.bytes_stream();
+            let file = staged.file.as_file_mut();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|error| {
+                    anyhow!("the server stopped sending the backup part-way: {error}")
+                })?;
+                file.write_all(&chunk)?;
+                bar.inc(chunk.len() as u64);
+            }
+            file.sync_all()?;
+            bar.finish_and_clear();
+            !sealed
+        }
+        Source::Store { data_dir, store } => {
+            let store = open_store(&data_dir, store.as_ref()).await?;
+            let file = std::io::BufWriter::new(staged.file.as_file_mut());
+            let secrets_left_out =
+                write_from_store(store, &data_dir, file, sealer.map(|(s, _)| s)).await?;
+            staged.file.as_file().sync_all()?;
+            secrets_left_out > 0
+        }
+    };
+    let summary = staged.verify_and_keep(output)?;
     eprintln!(
-        "exported {keys} keys (at revision {}) and {blobs} artifacts",
-        listing.revision
+        "backed up {} keys and {} artifacts at store revision {} ({} bytes, {:.1} s){}",
+        summary.keys,
+        summary.artifacts,
+        summary.header.revision,
+        summary.bytes,
+        started.elapsed().as_secs_f64(),
+        match output {
+            Some(path) => format!(" to {}", path.display()),
+            None => String::new(),
+        }
     );
-    if secrets_left_out > 0 {
+    if summary.sealed > 0 {
         eprintln!(
-            "left out {secrets_left_out} secret keys (join token, CA key, credential key, token hashes): a server on the imported state makes new ones, and nodes join again; pass --include-secrets to keep them"
+            "{} secret keys are sealed: keep the passphrase apart from the file",
+            summary.sealed
+        );
+    } else if left_out {
+        eprintln!(
+            "secrets (join token, CA key, credential key, token hashes) are left out: a server on the restored state makes new ones, and nodes join again; pass --include-secrets to keep them, sealed"
         );
     }
     Ok(())
+}
+
+fn progress() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} backing up: {bytes} ({bytes_per_sec})")
+            .expect("valid template"),
+    );
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+/// Writes a backup of `store` (read at one revision) with the artifacts in `data_dir`; the
+/// number of secret keys left out.
+async fn write_from_store(
+    store: Arc<dyn Store>,
+    data_dir: &Path,
+    out: impl Write,
+    sealer: Option<Sealer>,
+) -> Result<usize, Failure> {
+    let page = store.list_page("/", None, 0).await?;
+    let mut writer = Writer::start(out, page.revision, "store", sealer)?;
+    let blob_store = strata_control::blobs::BlobStore::open(&data_dir.join("blobs"))?;
+    let mut digests = Vec::new();
+    for kv in &page.kvs {
+        writer.key(&kv.key, &kv.value)?;
+        if let Some(digest) = kv.key.strip_prefix(strata_core::keys::BLOBS) {
+            digests.push(digest.to_string());
+        }
+    }
+    let missing: Vec<&String> = {
+        let mut missing = Vec::new();
+        for digest in &digests {
+            if !blob_store.exists(digest).await? {
+                missing.push(digest);
+            }
+        }
+        missing
+    };
+    if let Some(first) = missing.first() {
+        return Err(Failure::Failed(anyhow!(
+            "{} artifacts the state names are not in {} (the first: {first}): the servers that hold them are elsewhere\n  hint: back up a live cluster through its servers: `strata store export` without --store or --data-dir, with --addr or STRATA_ADDR",
+            missing.len(),
+            data_dir.display()
+        )));
+    }
+    for digest in &digests {
+        let path = blob_store.path(digest)?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        writer.artifact(digest, &bytes)?;
+    }
+    let left_out = writer.secrets_left_out;
+    writer.finish()?;
+    Ok(left_out)
+}
+
+fn open_backup(file: &Path, passphrase: Option<&[u8]>) -> Result<Reader<impl BufRead>, Failure> {
+    let input = std::fs::File::open(file).map_err(|error| {
+        Failure::BadInput(anyhow!("error: cannot read {}: {error}", file.display()))
+    })?;
+    Reader::open(
+        std::io::BufReader::new(input),
+        &file.display().to_string(),
+        passphrase,
+    )
+    .map_err(bad_backup)
+}
+
+fn bad_backup(error: BackupError) -> Failure {
+    Failure::BadInput(anyhow!("error: {error}"))
+}
+
+pub fn verify(file: &Path, passphrase: Option<&[u8]>) -> CliResult {
+    let reader = open_backup(file, passphrase)?;
+    let opens = reader.opens_secrets();
+    let summary = reader
+        .verify()
+        .map_err(|error| Failure::Failed(anyhow!("{} does not verify: {error}", file.display())))?;
+    let taken = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(summary.header.taken_at_ms),
+    );
+    println!(
+        "{}: a good backup of {} keys and {} artifacts, at store revision {}, taken {taken} by {}",
+        file.display(),
+        summary.keys,
+        summary.artifacts,
+        summary.header.revision,
+        summary.header.taken_by
+    );
+    match (summary.sealed, opens) {
+        (0, _) => println!("secrets: left out"),
+        (n, true) => println!("secrets: {n} sealed, and the passphrase opens every one"),
+        (n, false) => {
+            println!("secrets: {n} sealed (not checked: give the passphrase to check them)")
+        }
+    }
+    Ok(())
+}
+
+/// How an import treats its target and the backup's secrets.
+pub struct ImportOptions {
+    pub force: bool,
+    pub without_secrets: bool,
+    pub passphrase: Option<Vec<u8>>,
 }
 
 pub async fn import(
     file: &Path,
     data_dir: &Path,
     store: Option<&EtcdArgs>,
-    force: bool,
+    options: ImportOptions,
 ) -> CliResult {
-    let reader = std::io::BufReader::new(std::fs::File::open(file).map_err(|error| {
-        Failure::BadInput(anyhow!("error: cannot read {}: {error}", file.display()))
-    })?);
+    let started = Instant::now();
+    // First the whole file is checked: a bad backup writes nothing.
+    let reader = open_backup(file, options.passphrase.as_deref())?;
+    if reader.header().seal.is_some() && !reader.opens_secrets() && !options.without_secrets {
+        return Err(Failure::BadInput(anyhow!(
+            "error: {}'s secrets are sealed and no passphrase was given\n  hint: pass --passphrase-file FILE or set STRATA_BACKUP_PASSPHRASE; or --without-secrets to restore all but them (nodes then join again)",
+            file.display()
+        )));
+    }
+    let summary = reader.verify().map_err(bad_backup)?;
+
+    create_private_dir(data_dir)?;
     let store: Arc<dyn Store> = open_store(data_dir, store).await?;
-    if !force && !store.list_page("/services/", None, 1).await?.kvs.is_empty() {
+    if !options.force && !store.list_page("/services/", None, 1).await?.kvs.is_empty() {
         return Err(Failure::Failed(anyhow!(
             "the target store already has services; importing would mix two states\n  hint: import into an empty store, or pass --force to overwrite key by key"
         )));
     }
     let me = server_id(data_dir)?;
     let blob_store = strata_control::blobs::BlobStore::open(&data_dir.join("blobs"))?;
-    let (mut keys, mut blobs) = (0usize, 0usize);
+    let mut reader = open_backup(file, options.passphrase.as_deref())?;
+    let (mut keys, mut artifacts, mut skipped) = (0usize, 0usize, 0usize);
     let mut batch = Txn::new();
-    for (number, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", file.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed: Line = serde_json::from_str(&line).map_err(|error| {
-            Failure::BadInput(anyhow!(
-                "error: {}:{}: not an export line: {error}",
-                file.display(),
-                number + 1
-            ))
-        })?;
-        match parsed {
-            Line::Key {
-                key,
-                value,
-                value_base64,
-            } => {
-                // The leader and this cluster's servers are runtime facts, not state to restore.
-                if key.starts_with(strata_control::replicate::SERVERS) {
-                    continue;
-                }
-                let bytes = match (value, value_base64) {
-                    (Some(value), _) => serde_json::to_vec(&value)?,
-                    (None, Some(encoded)) => BASE64.decode(&encoded).map_err(|error| {
-                        Failure::BadInput(anyhow!(
-                            "error: {}:{}: {error}",
-                            file.display(),
-                            number + 1
-                        ))
-                    })?,
-                    (None, None) => {
-                        return Err(Failure::BadInput(anyhow!(
-                            "error: {}:{}: a key without a value",
-                            file.display(),
-                            number + 1
-                        )))
-                    }
-                };
-                let bytes = if key.starts_with(strata_control::replicate::BLOBS) {
+    while let Some(entry) = reader.next_entry().map_err(bad_backup)? {
+        match entry {
+            Entry::Key { key, value } => {
+                let value = if key.starts_with(strata_core::keys::BLOBS) {
                     // Artifacts are held by the importing server now.
                     let mut record: strata_control::replicate::BlobRecord =
-                        serde_json::from_slice(&bytes)?;
+                        serde_json::from_slice(&value)
+                            .with_context(|| format!("{key} is not an artifact record"))?;
                     record.holders = [me.clone()].into();
                     serde_json::to_vec(&record)?
                 } else {
-                    bytes
+                    value
                 };
-                batch = batch.put(key, bytes);
+                batch = batch.put(key, value);
                 keys += 1;
                 if batch.ops.len() >= 64 {
                     store.txn(std::mem::take(&mut batch)).await?;
                 }
             }
-            Line::Blob { blob, base64 } => {
-                let bytes = BASE64.decode(&base64).map_err(|error| {
-                    Failure::BadInput(anyhow!(
-                        "error: {}:{}: artifact {blob}: {error}",
-                        file.display(),
-                        number + 1
-                    ))
-                })?;
+            Entry::Sealed { .. } => skipped += 1,
+            Entry::Artifact { digest, bytes } => {
                 let stream =
                     futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(bytes))]);
-                blob_store.put(&blob, stream, u64::MAX).await?;
-                blobs += 1;
+                blob_store.put(&digest, stream, u64::MAX).await?;
+                artifacts += 1;
             }
         }
     }
     if !batch.ops.is_empty() {
         store.txn(batch).await?;
     }
-    eprintln!("imported {keys} keys and {blobs} artifacts");
+    eprintln!(
+        "restored {keys} keys and {artifacts} artifacts from store revision {} ({:.1} s)",
+        summary.header.revision,
+        started.elapsed().as_secs_f64()
+    );
+    if skipped > 0 {
+        eprintln!("left out {skipped} sealed secret keys (--without-secrets)");
+    }
+    Ok(())
+}
+
+/// `dir` and its parents, made if missing; `dir` itself readable by its owner alone.
+fn create_private_dir(dir: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     Ok(())
 }

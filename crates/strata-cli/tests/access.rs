@@ -357,15 +357,28 @@ async fn no_response_log_or_export_shows_a_secret() {
             "the export shows a secret ({secret})"
         );
     }
-    let output = Command::new(strata_bin())
-        .args(["store", "export", "--include-secrets", "--data-dir"])
-        .arg(dir.path())
+    // Asked for, they are kept sealed under a passphrase, which must be given.
+    let with_secrets = || {
+        let mut command = Command::new(strata_bin());
+        command
+            .args(["store", "export", "--include-secrets", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("STRATA_BACKUP_PASSPHRASE");
+        command
+    };
+    let output = with_secrets().output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--passphrase-file"));
+    let output = with_secrets()
+        .env("STRATA_BACKUP_PASSPHRASE", "a long passphrase")
         .output()
         .unwrap();
-    assert!(
-        stdout(&output).contains("PRIVATE KEY"),
-        "--include-secrets keeps them"
-    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("\"sealed\"") && !text.contains("PRIVATE KEY"));
+    for secret in secrets {
+        assert!(!text.contains(secret), "a sealed export shows {secret}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

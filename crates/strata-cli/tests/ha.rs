@@ -354,6 +354,7 @@ fn a_one_machine_install_moves_onto_etcd() {
         Command::new(common::strata_bin())
             .args(["store", "export", "--include-secrets", "--data-dir"])
             .arg(&dev_dir)
+            .env("STRATA_BACKUP_PASSPHRASE", "moving day passphrase")
             .arg("--output")
             .arg(&backup),
     );
@@ -361,14 +362,14 @@ fn a_one_machine_install_moves_onto_etcd() {
     let etcd = EtcdServer::cluster(1);
     let store = etcd.url("/strata-moved");
     let server_dir = root.path().join("server");
-    std::fs::create_dir_all(&server_dir).unwrap();
     let output = run_ok(
         "import",
         Command::new(common::strata_bin())
             .args(["store", "import"])
             .arg(&backup)
             .args(["--store", &store, "--data-dir"])
-            .arg(&server_dir),
+            .arg(&server_dir)
+            .env("STRATA_BACKUP_PASSPHRASE", "moving day passphrase"),
     );
     let err = common::stderr(&output);
     assert!(err.contains("1 artifacts"), "{err}");
@@ -415,4 +416,176 @@ fn an_etcd_url_without_a_namespace_is_refused_with_the_fix() {
             "{args:?}: {stderr}"
         );
     }
+}
+
+/// A backup of a live cluster, taken through a server while deploys go on, restores into a
+/// fresh etcd namespace, and everything serves again: each service, the CA and the tokens
+/// (the old admin token and CA file work on the restored server). A damaged copy of the file
+/// is refused and writes nothing.
+#[test]
+fn a_live_cluster_backed_up_under_deploys_restores_and_serves() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(_serial) = serial_with_etcd() else {
+        return;
+    };
+    const PASSPHRASE: &str = "a passphrase for the test";
+    let root = tempfile::tempdir().unwrap();
+    let (etcd, servers) = servers_on_etcd(root.path(), 1, "/strata-live", 2);
+    let addrs = format!("{},{}", servers[0].api, servers[1].api);
+    wait_until(Duration::from_secs(20), "a leader is elected", || {
+        leader_id(&servers[0].api, &servers[0]).is_some()
+    });
+    let old_agent = agent(&root.path().join("agent"), &addrs, &servers[0].token());
+    let services = ["alpha", "beta", "gamma"];
+    let spec = |name: &str, greeting: &str| {
+        common::write_file(
+            root.path(),
+            &format!("{name}-{}.toml", greeting.len()),
+            common::service_toml(
+                name,
+                &common::hello_bin(),
+                greeting,
+                &format!("[service.{name}.scale]\nreplicas = 1"),
+            ),
+        )
+    };
+    for name in services {
+        let output = cli(
+            &servers[0].api,
+            &[
+                "deploy",
+                spec(name, &format!("{name} says")).to_str().unwrap(),
+            ],
+        );
+        assert!(
+            output.status.success(),
+            "{}\n{}",
+            common::stderr(&output),
+            logs_of(&servers, Some(&old_agent))
+        );
+    }
+
+    // Deploys go on (through the first server) while the second takes the backup.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let backup = root.path().join("backups/live.jsonl");
+    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
+    let export = std::thread::scope(|scope| {
+        let deploys = scope.spawn(|| {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && rounds < 50 {
+                rounds += 1;
+                let greeting = format!("alpha round {rounds:02}");
+                let _ = deploy(&servers[0].api, &spec("alpha", &greeting));
+            }
+            rounds
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let started = Instant::now();
+        let export = Command::new(common::strata_bin())
+            .args(["store", "export", "--include-secrets", "--output"])
+            .arg(&backup)
+            .env("STRATA_ADDR", &servers[1].api)
+            .env("STRATA_BACKUP_PASSPHRASE", PASSPHRASE)
+            .output()
+            .unwrap();
+        eprintln!("export took {:?}", started.elapsed());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let rounds = deploys.join().unwrap();
+        assert!(rounds >= 1, "deploys went on during the export");
+        export
+    });
+    assert!(
+        export.status.success(),
+        "{}\n{}",
+        common::stderr(&export),
+        logs_of(&servers, None)
+    );
+    assert_eq!(
+        std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&backup).unwrap();
+    assert!(!text.contains("PRIVATE KEY") && !text.contains("/instances/"));
+    let verified = Command::new(common::strata_bin())
+        .args(["store", "verify"])
+        .arg(&backup)
+        .env("STRATA_BACKUP_PASSPHRASE", PASSPHRASE)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout).into_owned();
+    assert!(
+        verified.status.success(),
+        "{said}{}",
+        common::stderr(&verified)
+    );
+    assert!(said.contains("the passphrase opens every one"), "{said}");
+    let (old_admin, old_ca) = (servers[0].admin_token(), servers[0].dir.join("ca.pem"));
+    drop(old_agent);
+    drop(servers);
+
+    // A damaged copy is refused (bad input) before anything is written.
+    let restored = etcd.url("/strata-restored");
+    let server_dir = root.path().join("restored/server");
+    let damaged = root.path().join("damaged.jsonl");
+    std::fs::write(&damaged, text.replacen("alpha says", "alpha lies", 1)).unwrap();
+    let import = |file: &Path| {
+        Command::new(common::strata_bin())
+            .args(["store", "import"])
+            .arg(file)
+            .args(["--store", &restored, "--data-dir"])
+            .arg(&server_dir)
+            .env("STRATA_BACKUP_PASSPHRASE", PASSPHRASE)
+            .output()
+            .unwrap()
+    };
+    let refused = import(&damaged);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "{}",
+        common::stderr(&refused)
+    );
+    assert!(
+        common::stderr(&refused).contains("altered"),
+        "{}",
+        common::stderr(&refused)
+    );
+
+    // The good one restores into the fresh namespace (the data directory is made), with no
+    // --force: the refused import wrote nothing.
+    let started = Instant::now();
+    let imported = import(&backup);
+    assert!(imported.status.success(), "{}", common::stderr(&imported));
+    eprintln!("import took {:?}", started.elapsed());
+    let server = server(&server_dir, &restored);
+    let new_agent = agent(
+        &root.path().join("restored/agent"),
+        &server.api,
+        &server.token(),
+    );
+    let get = curl::get_via(&new_agent.ingress);
+    for name in services {
+        wait_or_explain(
+            Duration::from_secs(60),
+            &format!("{name} serves on the restored cluster"),
+            || {
+                get(&format!("http://{name}.dev.localhost/"))
+                    .is_some_and(|body| body.starts_with(&format!("{name} ")))
+            },
+            || logs_of(std::slice::from_ref(&server), Some(&new_agent)),
+        );
+    }
+    // The CA and the tokens came back: the old admin token, checked against the old CA file.
+    let whoami = Command::new("curl")
+        .args(["-fsS", "-H", &format!("Authorization: Bearer {old_admin}")])
+        .arg("--cacert")
+        .arg(&old_ca)
+        .arg(format!("{}/v1/whoami", server.api))
+        .output()
+        .unwrap();
+    assert!(
+        whoami.status.success() && String::from_utf8_lossy(&whoami.stdout).contains("admin"),
+        "{}",
+        String::from_utf8_lossy(&whoami.stderr)
+    );
 }
