@@ -20,7 +20,7 @@ use strata_core::api::ErrorBody;
 /// Why a call to the control plane failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("control plane at {url} unreachable: {source}")]
+    #[error("control plane at {url} unreachable: {}", causes(source))]
     Unreachable { url: String, source: reqwest::Error },
     #[error("control plane refused {what}: {message}")]
     Refused {
@@ -33,6 +33,23 @@ pub enum ClientError {
     Certificate(String),
     #[error("artifact {digest}: {reason}")]
     Artifact { digest: String, reason: String },
+}
+
+/// `error` with every cause under it ("error sending request for url (...): client error
+/// (Connect): tcp connect error: Connection refused (os error 111)"): reqwest's own message
+/// alone does not say whether the server refused, timed out or failed the TLS handshake.
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 impl ClientError {
@@ -318,6 +335,21 @@ pub async fn api_socket_addr(api_url: &str) -> Option<std::net::SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An unreachable server's error says why: here, nothing listens on the port.
+    #[tokio::test]
+    async fn an_unreachable_server_is_told_with_its_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let error = reqwest::get(format!("{url}/v1/ca")).await.unwrap_err();
+        let error = ClientError::Unreachable { url, source: error };
+        let text = error.to_string();
+        assert!(text.to_lowercase().contains("connection refused"), "{text}");
+    }
 
     #[test]
     fn bases_are_split_and_trimmed() {

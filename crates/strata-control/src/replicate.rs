@@ -17,6 +17,9 @@ use crate::{ControlError, ControlPlane};
 
 pub use strata_core::keys::{BLOBS, SERVERS};
 
+/// How long an upload waits for a second server to copy the artifact.
+pub const COPY_WAIT: Duration = Duration::from_secs(15);
+
 /// Which servers hold an artifact.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRecord {
@@ -70,6 +73,42 @@ impl ControlPlane {
         Err(ControlError::Internal(format!(
             "could not record blob {digest}"
         )))
+    }
+
+    /// Waits (at most [`COPY_WAIT`]) until a second server holds `digest`, when another
+    /// server has announced itself; a copy that does not come in time is logged, and the
+    /// upload stands (the artifact is on this server's disk, and a client that finds no
+    /// server holding it uploads it again).
+    pub async fn await_blob_copy(&self, digest: &str) -> Result<(), ControlError> {
+        let peers = self
+            .store
+            .list(SERVERS)
+            .await?
+            .kvs
+            .iter()
+            .filter(|kv| !kv.key.ends_with(&self.config.server_id))
+            .count();
+        if peers == 0 {
+            return Ok(());
+        }
+        let key = format!("{BLOBS}{digest}");
+        let deadline = tokio::time::Instant::now() + COPY_WAIT;
+        loop {
+            if let Some(kv) = self.store.get(&key).await? {
+                let record: BlobRecord = decode(&kv)?;
+                if record.holders.len() >= 2 {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    digest,
+                    "no other server copied the artifact within {COPY_WAIT:?}: it is on this server alone for now"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Copies `digest` from a server that holds it into this server's blob store.

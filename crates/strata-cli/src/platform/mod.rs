@@ -82,7 +82,7 @@ pub fn init_tracing() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "warn,strata_control=info,strata_agent=info,strata_mesh=info,strata_wasm=info,strata_cli=info",
+            "warn,strata::platform=info,strata::cluster=info,strata::dev=info,strata_control=info,strata_agent=info,strata_mesh=info,strata_wasm=info,strata_cli=info",
         )
     });
     let builder = tracing_subscriber::fmt()

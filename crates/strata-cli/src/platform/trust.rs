@@ -44,6 +44,9 @@ pub async fn control_plane_ca(
             "error: the join token carries no CA fingerprint, so the server at {join} cannot be verified\n  hint: use the token `strata server token` prints (sj1.FINGERPRINT.SECRET)"
         )));
     };
+    tracing::info!(
+        "joining {join}: fetching the cluster CA, to check it against the join token's fingerprint"
+    );
     // The CA is public; its authenticity is the fingerprint's to prove, not the connection's.
     let probe = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
@@ -51,6 +54,7 @@ pub async fn control_plane_ca(
         .build()
         .map_err(|error| Failure::Failed(anyhow!("{error}")))?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (mut attempts, mut told) = (0u32, String::new());
     loop {
         let mut last = String::new();
         for url in join.split(',').map(|u| u.trim().trim_end_matches('/')) {
@@ -75,7 +79,7 @@ pub async fn control_plane_ca(
                     write_private(&kept, &pem)?;
                     return Ok(Some(pem));
                 }
-                Err(error) => last = format!("{url}: {error}"),
+                Err(error) => last = format!("{url}: {}", strata_client::causes(&error)),
             }
         }
         if tokio::time::Instant::now() >= deadline {
@@ -83,7 +87,14 @@ pub async fn control_plane_ca(
                 "cannot fetch the cluster CA: {last}"
             )));
         }
-        tracing::info!(%last, "control plane not reachable yet; asking again");
+        // Said at the first failure and every 5 s after (or when the cause changes).
+        if attempts % 10 == 0 || last != told {
+            tracing::warn!(
+                "joining: cannot fetch the cluster CA from {last}; asking again every 0.5 s for up to a minute"
+            );
+            told = last.clone();
+        }
+        attempts += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

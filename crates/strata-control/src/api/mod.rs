@@ -627,6 +627,9 @@ pub async fn put_blob(
     let stream = body.into_data_stream();
     let size = plane.blobs().put(&digest, stream, limit).await?;
     plane.note_blob_held(&digest, size).await?;
+    // Acknowledged once a second server holds it too (if there is one), so that losing this
+    // server right after does not lose the artifact a release names.
+    plane.await_blob_copy(&digest).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -653,7 +656,9 @@ pub async fn get_blob(
         .expect("static response"))
 }
 
-/// Whether an artifact is stored.
+/// Whether an artifact can be had: this server holds it, or fetches it now from a server
+/// that does. An artifact recorded but held by no server that answers is not there (a
+/// client uploads it again).
 #[utoipa::path(head, path = "/v1/blobs/{digest}",
     params(("digest" = String, Path, description = "sha256:<hex>")),
     responses((status = 200), (status = 404)))]
@@ -661,14 +666,15 @@ pub async fn head_blob(
     State(plane): Plane,
     Path(digest): Path<String>,
 ) -> Result<StatusCode, ControlError> {
-    let recorded = plane
-        .store()
-        .get(&format!("{}{digest}", crate::replicate::BLOBS))
-        .await?
-        .is_some();
-    if plane.blobs().exists(&digest).await? || recorded {
-        Ok(StatusCode::OK)
-    } else {
-        Err(ControlError::not_found(format!("blob {digest}"), None))
+    plane.blobs().path(&digest)?;
+    if plane.blobs().exists(&digest).await? {
+        return Ok(StatusCode::OK);
+    }
+    match plane.fetch_blob_from_peers(&digest).await {
+        Ok(()) => Ok(StatusCode::OK),
+        Err(error) => {
+            tracing::debug!(%error, "artifact asked about is not to be had");
+            Err(ControlError::not_found(format!("blob {digest}"), None))
+        }
     }
 }
