@@ -403,10 +403,49 @@ fn an_agent_checks_the_server_and_a_wrong_token_is_refused() {
     assert_eq!(agent.status.code(), Some(2), "{}", common::stderr(&agent));
     assert!(common::stderr(&agent).contains("no CA fingerprint"));
 
+    // Nothing listens at --join: the agent says at once what it tries and why it fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let said = join_for(
+        &format!("https://127.0.0.1:{closed}"),
+        &token,
+        &dir.path().join("a4"),
+        Duration::from_secs(3),
+    );
+    assert!(
+        said.contains(&format!("joining https://127.0.0.1:{closed}")),
+        "{said}"
+    );
+    assert!(said.to_lowercase().contains("connection refused"), "{said}");
+
     for child in [&mut server, &mut other] {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// `strata agent --join api` with `token`, stopped after `time`: what it said by then.
+fn join_for(api: &str, token: &str, dir: &std::path::Path, time: Duration) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = dir.join("agent.log");
+    let mut agent = std::process::Command::new(common::strata_bin())
+        .args([
+            "agent", "--join", api, "--name", "hopeful", "--token", token,
+        ])
+        .args(["--api-addr", "127.0.0.1:0", "--ingress-addr", "127.0.0.1:0"])
+        .args(["--mesh-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("agent"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(time);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    std::fs::read_to_string(&log).unwrap()
 }
 
 /// On the HTTPS API a node acts by its certificate (mutual TLS): its bearer credential only

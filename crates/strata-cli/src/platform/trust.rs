@@ -114,6 +114,7 @@ pub(super) async fn node_credential(config: &AgentConfig) -> Result<String, Fail
     }
     let client = control_client(config, config.token.as_deref());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut attempts = 0u32;
     loop {
         match client.credential(&config.name).await {
             Ok(credential) => {
@@ -135,7 +136,14 @@ pub(super) async fn node_credential(config: &AgentConfig) -> Result<String, Fail
                 )));
             }
             Err(error) => {
-                tracing::info!(%error, "no node credential yet; asking again");
+                // Said at the first failure and every 5 s after.
+                if attempts % 10 == 0 {
+                    tracing::warn!(
+                        "joining {}: no node credential yet ({error}); asking again every 0.5 s for up to a minute",
+                        config.control_url
+                    );
+                }
+                attempts += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
