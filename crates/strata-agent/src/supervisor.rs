@@ -536,6 +536,7 @@ impl Run {
         };
         let start = StartSpec {
             instance_id: self.id().to_string(),
+            name: self.assignment.instance.service.to_string(),
             program,
             args,
             env,

@@ -118,6 +118,7 @@ async fn main() {
         let port = strata_testkit::free_port();
         let spec = StartSpec {
             instance_id: format!("bench-{run}"),
+            name: "bench".into(),
             program: archive.clone(),
             args: vec![],
             env: BTreeMap::from([

@@ -422,6 +422,7 @@ impl ContainerDriver {
         ]);
         let run = StartSpec {
             instance_id: id.to_string(),
+            name: spec.name.clone(),
             program: PathBuf::from(&self.config.shim[0]),
             args,
             env: BTreeMap::new(),

@@ -134,6 +134,7 @@ impl Node {
         }
         StartSpec {
             instance_id: id.to_string(),
+            name: "isolated".into(),
             program: self.dir.path().join("image.tar"),
             args: vec!["/bin/sh".into(), "-c".into(), script.into()],
             env,

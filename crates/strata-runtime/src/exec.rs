@@ -57,7 +57,8 @@ impl Driver for ExecDriver {
             .open(&spec.log_path)
             .map_err(log_error)?;
         let log_err = log.try_clone().map_err(log_error)?;
-        let mut command = Command::new(&spec.program);
+        let program = named_program(spec).map_err(log_error)?;
+        let mut command = Command::new(&program);
         command
             .args(&spec.args)
             .env_clear()
@@ -106,6 +107,35 @@ impl Driver for ExecDriver {
             exit: Arc::new(Mutex::new(None)),
         })))
     }
+}
+
+/// The path to run `spec`'s program by. An artifact is kept under its digest; it runs
+/// through a link named after the service (in the instance's directory, beside its working
+/// directory), so `ps` and `top` show `hello`, not `3f9a…`: the kernel names a process after
+/// the file it was started by. A host command keeps its own name.
+fn named_program(spec: &StartSpec) -> std::io::Result<std::path::PathBuf> {
+    let digest_named = spec
+        .program
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()));
+    let named = strata_core::names::ServiceName::new(&spec.name).is_ok();
+    let Some(instance_dir) = spec.work_dir.parent() else {
+        return Ok(spec.program.clone());
+    };
+    if !digest_named || !named {
+        return Ok(spec.program.clone());
+    }
+    let bin = instance_dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let link = bin.join(&spec.name);
+    match std::fs::remove_file(&link) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    std::os::unix::fs::symlink(&spec.program, &link)?;
+    Ok(link)
 }
 
 /// The environment every instance gets before its own: a sane PATH and nothing of the agent's.
@@ -248,6 +278,7 @@ mod tests {
     fn spec(dir: &std::path::Path, script: &str) -> StartSpec {
         StartSpec {
             instance_id: "t-1".into(),
+            name: "t".into(),
             program: "/bin/sh".into(),
             args: vec!["-c".into(), script.into()],
             env: BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
@@ -270,6 +301,59 @@ mod tests {
         assert_eq!(exit.code, Some(3));
         let log = std::fs::read_to_string(dir.path().join("out.log")).unwrap();
         assert_eq!(log, "hi\noops\n");
+    }
+
+    /// An artifact is kept under its digest, and its process is still called after its
+    /// service in `ps` (comm) and in its command line; a host command keeps its name.
+    #[tokio::test]
+    async fn an_artifact_process_is_named_after_its_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let artifact = dir.path().join(format!("{:064x}", 0xabcdef_u64));
+        std::fs::copy("/bin/sleep", &artifact).unwrap();
+        let artifact_spec = StartSpec {
+            name: "hello".into(),
+            program: artifact.clone(),
+            args: vec!["30".into()],
+            ..spec(dir.path(), "")
+        };
+        // Twice: a restarted instance finds its link already there.
+        for _ in 0..2 {
+            let handle = ExecDriver.start(&artifact_spec).await.unwrap();
+            let pid = handle.pid().unwrap();
+            // Once it has exec'd (its command line is the program's).
+            let mut cmdline = Vec::new();
+            for _ in 0..100 {
+                cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if cmdline.ends_with(b"30\0") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+            assert_eq!(comm.trim(), "hello");
+            let argv0 = cmdline.split(|b| *b == 0).next().unwrap();
+            assert!(
+                argv0.ends_with(b"/bin/hello"),
+                "{:?}",
+                String::from_utf8_lossy(argv0)
+            );
+            handle.stop(Duration::from_secs(5)).await;
+        }
+        let host = ExecDriver
+            .start(&spec(dir.path(), "sleep 30"))
+            .await
+            .unwrap();
+        let pid = host.pid().unwrap();
+        for _ in 0..100 {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline.starts_with(b"/bin/sh\0") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert_eq!(comm.trim(), "sh");
+        host.stop(Duration::from_secs(5)).await;
     }
 
     #[tokio::test]

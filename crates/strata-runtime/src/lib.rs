@@ -25,6 +25,9 @@ pub mod sockets;
 #[derive(Debug, Clone)]
 pub struct StartSpec {
     pub instance_id: String,
+    /// What the instance's process is called where the driver can name it (`ps`, `top`): its
+    /// service's name.
+    pub name: String,
     /// The program: an artifact in the node's cache, or a host command's program.
     pub program: PathBuf,
     pub args: Vec<String>,
