@@ -563,6 +563,16 @@ impl Agent {
         }
     }
 
+    /// How many instances this agent runs (supervisors not finished).
+    pub fn instance_count(&self) -> usize {
+        self.supervisors
+            .lock()
+            .expect("supervisors lock")
+            .values()
+            .filter(|s| !s.is_finished())
+            .count()
+    }
+
     /// Stops every instance (used by tests and an orderly shutdown; a crash leaves them
     /// running for the next agent to adopt).
     pub async fn stop_all(&self) {

@@ -149,6 +149,15 @@ impl ControlClient {
         Ok(registered.node)
     }
 
+    /// Says this node's agent is stopping: the control plane moves its instances elsewhere.
+    pub async fn leave(&self, node: &str) -> Result<strata_core::api::Leaving, ClientError> {
+        self.call_for("leave", |http, base| {
+            http.post(format!("{base}/v1/nodes/{node}/leave"))
+                .timeout(Duration::from_secs(5))
+        })
+        .await
+    }
+
     pub async fn heartbeat(&self, node: &str, epoch: u64) -> Result<HeartbeatAck, ClientError> {
         let beat = Heartbeat { epoch };
         self.call_for("heartbeat", |http, base| {

@@ -129,6 +129,14 @@ pub struct AgentArgs {
     /// How often the agent heartbeats.
     #[arg(long, default_value = "100ms", value_parser = crate::humantime_duration)]
     pub heartbeat_interval: Duration,
+    /// On SIGTERM, how long to wait for the control plane to move this node's instances
+    /// elsewhere (replacements serving first) before stopping what is left.
+    #[arg(long, default_value = "60s", value_parser = crate::humantime_duration)]
+    pub stop_timeout: Duration,
+    /// On SIGTERM, leave the instances running for the next agent on this data directory to
+    /// adopt (an upgrade of the agent in place) instead of moving them off the node.
+    #[arg(long)]
+    pub keep_instances: bool,
 }
 
 /// `zone=a,disk=ssd` (and repeated flags) -> labels.
@@ -233,7 +241,7 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     let metrics = platform::NodeMetrics::new();
     let started =
         platform::start_agent(config, table.clone(), &metrics, Some(peer_listener)).await?;
-    let (agent, agent_task) = (started.agent, started.task);
+    let (agent, agent_task, access) = (started.agent, started.task, started.access);
     let ingress_addr = args
         .ingress_addr
         .unwrap_or_else(|| format!("{advertise}:8080"));
@@ -244,7 +252,7 @@ pub async fn agent(args: AgentArgs) -> CliResult {
         identity,
         instances_listen_on: "127.0.0.1",
     });
-    platform::start_ingress(&started.access, table, ingress, &metrics, peering)?;
+    platform::start_ingress(&access, table, ingress, &metrics, peering)?;
     println!("agent: {} (node {name})", agent.agent_url());
     println!("ingress: http://{ingress_local}");
     tokio::select! {
@@ -253,11 +261,58 @@ pub async fn agent(args: AgentArgs) -> CliResult {
             other => Err(Failure::Failed(anyhow!("the node agent stopped: {other:?}"))),
         },
         _ = platform::shutdown_signal() => {
-            platform::announce("stopping every instance on this node...");
-            agent.stop_all().await;
+            if args.keep_instances {
+                platform::announce(&format!(
+                    "stopping; {} instance(s) keep running for the next agent on {} to adopt",
+                    agent.instance_count(),
+                    data_dir.display()
+                ));
+                return Ok(());
+            }
+            leave(&agent, &access.client, &name, args.stop_timeout).await;
             Ok(())
         }
     }
+}
+
+/// A graceful leave: the control plane moves this node's instances elsewhere (replacements
+/// serving before each one here stops, as in a drain) while the agent goes on running them;
+/// what is still here after `timeout` (or when the control plane cannot be told) is stopped.
+async fn leave(
+    agent: &strata_agent::Agent,
+    control: &strata_agent::client::ControlClient,
+    name: &strata_core::NodeName,
+    timeout: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    match control.leave(name).await {
+        Ok(leaving) if leaving.nodes_taking_work == 0 => platform::announce(
+            "leaving: no other node takes work, so this node's instances cannot move",
+        ),
+        Ok(_) => {
+            platform::announce(&format!(
+                "leaving: moving {} instance(s) to other nodes before stopping (at most {})",
+                agent.instance_count(),
+                humantime::format_duration(timeout)
+            ));
+            while agent.instance_count() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Err(error) => tracing::warn!(
+            %error,
+            "cannot tell the control plane this node is leaving; stopping its instances now"
+        ),
+    }
+    let left = agent.instance_count();
+    if left > 0 {
+        platform::announce(&format!(
+            "stopping the {left} instance(s) still on this node..."
+        ));
+    } else {
+        platform::announce("every instance moved to other nodes; stopping");
+    }
+    agent.stop_all().await;
 }
 
 pub async fn node_ls(api: &Api, json: bool) -> CliResult {

@@ -303,6 +303,63 @@ fn drain_moves_instances_with_no_failed_request() {
     assert!(!nodes.contains("draining"), "{nodes}");
 }
 
+/// SIGTERM on an agent is a graceful leave: the control plane moves the node's instances
+/// (here the service's only one) elsewhere, the replacement serving before the original
+/// stops, so not one request fails; then the agent exits. Started again, the node takes
+/// work again.
+#[test]
+fn sigterm_moves_a_nodes_instances_before_its_agent_stops() {
+    let _serial = serial();
+    let Some(mut cluster) = cluster(2) else {
+        return;
+    };
+    deploy_hello(&cluster, 1);
+    let serving = serving_nodes(&cluster);
+    let victim = node_index(&cluster, &serving[0]);
+    let survivor = 1 - victim;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = request_loop(HOST, cluster.nodes[survivor].ingress(), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let exit = cluster.terminate_agent(victim, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let (failures, ok) = load.join().unwrap();
+    assert!(
+        exit.is_some_and(|status| status.success()),
+        "the agent exits by itself once its instances moved: {exit:?}\n{}",
+        cluster.logs()
+    );
+    assert!(
+        failures.is_empty(),
+        "failed requests while the node left: {failures:?}\n{}",
+        cluster.logs()
+    );
+    assert!(ok > 20);
+    let survivor_name = cluster.nodes[survivor].name.clone();
+    assert_eq!(serving_nodes(&cluster), [survivor_name]);
+    let events = common::stdout(&cluster.cli(&["events"]));
+    assert!(events.contains("node.leaving"), "{events}");
+    let log = std::fs::read_to_string(cluster.nodes[victim].data_dir.join("agent.log")).unwrap();
+    assert!(log.contains("every instance moved to other nodes"), "{log}");
+
+    // Back, it takes work again.
+    cluster.start_agent(victim);
+    let name = cluster.nodes[victim].name.clone();
+    wait_until(
+        &cluster,
+        Duration::from_secs(10),
+        "the node takes work again",
+        || {
+            let listed = cluster.cli(&["node", "ls", "--json"]);
+            let nodes: Vec<serde_json::Value> =
+                serde_json::from_slice(&listed.stdout).unwrap_or_default();
+            nodes
+                .iter()
+                .any(|n| n["name"] == name.as_str() && n["effective_state"] == "ready")
+        },
+    );
+}
+
 /// A `strata server` on loopback (no namespaces needed): its API URL and join token.
 fn loopback_server(dir: &std::path::Path) -> (std::process::Child, String, String) {
     loopback_server_with(dir, &[])

@@ -133,6 +133,7 @@ pub fn route_action(
         | ("POST", "/v1/nodes/{name}/metrics")
         | ("POST", "/v1/nodes/{name}/logs")
         | ("POST", "/v1/nodes/{name}/certificate")
+        | ("POST", "/v1/nodes/{name}/leave")
         | ("PUT", "/v1/nodes/{name}/status")
         | ("GET", "/v1/nodes/{name}/assignments") => Action::ActAsNode { node: node() },
         ("POST", "/v1/nodes/{name}/drain")

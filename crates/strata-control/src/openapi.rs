@@ -53,6 +53,7 @@ use crate::api;
         api::create_token,
         api::revoke_token,
         api::list_audit,
+        api::leave_node,
         api::backup,
         api::whoami,
         api::cluster_ca,

@@ -90,6 +90,14 @@ pub struct Registered {
     pub node: Node,
 }
 
+/// `POST /v1/nodes/{name}/leave`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Leaving {
+    pub node: Node,
+    /// Other nodes that take new work now: with none, the node's instances cannot move.
+    pub nodes_taking_work: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Heartbeat {
     pub epoch: u64,

@@ -458,6 +458,10 @@ pub struct Node {
     /// Set by `strata node drain`, cleared by `strata node undrain`.
     #[serde(default)]
     pub draining: bool,
+    /// Set when the node's agent is stopping (SIGTERM): its instances move elsewhere first,
+    /// as in a drain. Cleared when an agent registers the node again.
+    #[serde(default)]
+    pub leaving: bool,
     /// Where its proxy takes calls from other nodes (mutual TLS).
     #[serde(default)]
     pub mesh_addr: Option<String>,
@@ -469,7 +473,9 @@ impl Node {
     /// The state placement and planning act on: liveness, with a drain on a live node.
     pub fn effective_state(&self) -> NodeState {
         match self.state {
-            NodeState::Ready | NodeState::Suspect if self.draining => NodeState::Draining,
+            NodeState::Ready | NodeState::Suspect if self.draining || self.leaving => {
+                NodeState::Draining
+            }
             state => state,
         }
     }

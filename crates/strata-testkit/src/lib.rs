@@ -360,6 +360,27 @@ impl Cluster {
         self.nodes[i].agent = Some(child);
     }
 
+    /// Sends node `i`'s agent SIGTERM and waits (at most `limit`) for it to exit: its exit
+    /// status, or `None` if it was still running (it is then killed).
+    pub fn terminate_agent(
+        &mut self,
+        i: usize,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let mut agent = self.nodes[i].agent.take()?;
+        let _ = kill(Pid::from_raw(agent.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = agent.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = agent.kill();
+        let _ = agent.wait();
+        None
+    }
+
     /// Waits until `count` nodes are ready.
     pub fn wait_ready(&self, count: usize, limit: Duration) {
         let deadline = Instant::now() + limit;

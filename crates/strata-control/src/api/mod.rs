@@ -170,6 +170,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         )
         .route("/v1/nodes/{name}/drain", post(drain_node))
         .route("/v1/nodes/{name}/undrain", post(undrain_node))
+        .route("/v1/nodes/{name}/leave", post(leave_node))
         .route("/v1/nodes/{name}/assignments", get(assignments))
         .route("/v1/nodes/{name}/status", put(report_statuses))
         .route("/v1/routes", get(routes))

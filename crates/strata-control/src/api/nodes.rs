@@ -244,6 +244,27 @@ pub async fn remove_node(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
+/// The node's agent is stopping: its instances move elsewhere first (the node itself only).
+#[utoipa::path(post, path = "/v1/nodes/{name}/leave",
+    params(("name" = String, Path, description = "node")),
+    responses((status = 200, body = strata_core::api::Leaving), (status = 404, body = ErrorBody)))]
+pub async fn leave_node(
+    State(plane): Plane,
+    ApiPath(name): ApiPath<NodeName>,
+) -> Result<Json<strata_core::api::Leaving>, ControlError> {
+    let node = plane.set_leaving(&name).await?;
+    let nodes_taking_work = plane
+        .nodes()
+        .await?
+        .iter()
+        .filter(|n| n.name != name && n.effective_state() == strata_core::NodeState::Ready)
+        .count();
+    Ok(Json(strata_core::api::Leaving {
+        node,
+        nodes_taking_work,
+    }))
+}
+
 /// Ends a drain: the node takes new work again.
 #[utoipa::path(post, path = "/v1/nodes/{name}/undrain",
     params(("name" = String, Path, description = "node")),

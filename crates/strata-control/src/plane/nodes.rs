@@ -138,6 +138,45 @@ impl ControlPlane {
         Ok(node)
     }
 
+    /// The node's agent is stopping: its instances move elsewhere (replacements first, as in
+    /// a drain) before it stops them. Its next registration takes new work again.
+    pub async fn set_leaving(&self, name: &NodeName) -> Result<Node, ControlError> {
+        let key = keys::node(name);
+        let changed = self
+            .update_cas(
+                &key,
+                &format!("node `{name}`"),
+                Writer::Api,
+                |found: Option<Node>| {
+                    Ok(match found {
+                        None => Change::Keep(None),
+                        Some(node) if node.leaving => Change::Keep(Some((node, false))),
+                        Some(mut node) => {
+                            node.leaving = true;
+                            Change::Write(node.clone(), Some((node, true)))
+                        }
+                    })
+                },
+            )
+            .await?;
+        let Some((node, changed)) = changed else {
+            return Err(ControlError::not_found(format!("node `{name}`"), None));
+        };
+        if changed {
+            let mut event = crate::event_log::event(
+                EventKind::NodeLeaving,
+                format!(
+                    "node {name}: its agent is stopping; its instances move to other nodes first"
+                ),
+            );
+            event.node = Some(name.clone());
+            event.actor = Actor::Node(name.to_string());
+            self.event_log().record(event).await;
+            self.kick.notify_one();
+        }
+        Ok(node)
+    }
+
     /// What a node must run: its instances with their releases and configs, as of every
     /// write the store had committed when asked (read from the reflector's index of the
     /// node, not a listing).
@@ -536,6 +575,7 @@ fn registered(existing: Option<&Node>, request: &RegisterNode, now: u64) -> Node
         epoch,
         state: NodeState::Ready,
         draining: existing.is_some_and(|n| n.draining),
+        leaving: false,
         mesh_addr: request.mesh_addr.clone(),
         last_heartbeat: now,
         registered_at: existing.map_or(now, |n| n.registered_at),

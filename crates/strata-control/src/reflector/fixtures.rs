@@ -57,6 +57,7 @@ pub fn node(name: &str, zone: &str, memory_mib: u64, revision: Revision) -> Watc
         epoch: 1,
         state: strata_core::NodeState::Ready,
         draining: false,
+        leaving: false,
         mesh_addr: None,
         last_heartbeat: 0,
         registered_at: 0,
