@@ -57,6 +57,34 @@ pub struct AgentConfig {
     pub mesh: Option<MeshAccess>,
     /// `host:port` where the node's proxy takes calls from other nodes (mutual TLS).
     pub mesh_addr: Option<String>,
+    /// The API's listening socket, handed over by the agent process before this one; when
+    /// empty the agent binds `listen_addr`.
+    pub listener: InheritedListener,
+}
+
+/// A listening socket handed over by a previous agent process (an in-place upgrade).
+#[derive(Clone, Default)]
+pub struct InheritedListener(Arc<StdMutex<Option<std::net::TcpListener>>>);
+
+impl InheritedListener {
+    pub fn new(listener: std::net::TcpListener) -> Self {
+        Self(Arc::new(StdMutex::new(Some(listener))))
+    }
+
+    fn take(&self) -> Option<std::net::TcpListener> {
+        self.0.lock().expect("listener lock").take()
+    }
+}
+
+impl std::fmt::Debug for InheritedListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.0.lock().map(|l| l.is_some()).unwrap_or(false);
+        write!(
+            f,
+            "InheritedListener({})",
+            if held { "held" } else { "none" }
+        )
+    }
 }
 
 /// What an instance is told about the node's mesh proxy: the `HTTP_PROXY` URL, with the
@@ -115,6 +143,7 @@ impl AgentConfig {
             api_https: false,
             mesh: None,
             mesh_addr: None,
+            listener: InheritedListener::default(),
         }
     }
 }
@@ -146,6 +175,8 @@ pub struct Agent {
     agent_url: String,
     /// Set by [`Agent::stop_all`]: no new instance starts after it.
     shutting_down: AtomicBool,
+    /// The loops [`Agent::run_serving`] started (heartbeats, assignments, log shipping).
+    loops: StdMutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 struct Liveness(Arc<StdMutex<HashMap<InstanceId, Supervisor>>>);
@@ -200,12 +231,22 @@ impl Agent {
             path: root.display().to_string(),
             source,
         })?;
-        let listener = tokio::net::TcpListener::bind(config.listen_addr)
-            .await
-            .map_err(|source| AgentError::Listen {
-                addr: config.listen_addr,
-                source,
-            })?;
+        let listener = match config.listener.take() {
+            // Handed over by the agent process before this one.
+            Some(inherited) => inherited
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(inherited))
+                .map_err(|source| AgentError::Listen {
+                    addr: config.listen_addr,
+                    source,
+                })?,
+            None => tokio::net::TcpListener::bind(config.listen_addr)
+                .await
+                .map_err(|source| AgentError::Listen {
+                    addr: config.listen_addr,
+                    source,
+                })?,
+        };
         let local = listener.local_addr().map_err(|source| AgentError::Listen {
             addr: config.listen_addr,
             source,
@@ -252,6 +293,7 @@ impl Agent {
             epoch: AtomicU64::new(0),
             agent_url,
             shutting_down: AtomicBool::new(false),
+            loops: StdMutex::new(Vec::new()),
         });
         Ok((agent, listener))
     }
@@ -303,13 +345,16 @@ impl Agent {
         let server = serve(router);
         self.register_until_accepted().await?;
         self.adopt_existing().await;
-        tokio::spawn(self.clone().heartbeat_loop());
-        tokio::spawn(self.clone().sync_loop());
-        tokio::spawn(crate::shipper::run(
-            self.client.clone(),
-            self.config.name.to_string(),
-            self.ctx.dirs.clone(),
-        ));
+        let loops = [
+            tokio::spawn(self.clone().heartbeat_loop()),
+            tokio::spawn(self.clone().sync_loop()),
+            tokio::spawn(crate::shipper::run(
+                self.client.clone(),
+                self.config.name.to_string(),
+                self.ctx.dirs.clone(),
+            )),
+        ];
+        self.loops.lock().expect("loops lock").extend(loops);
         match server.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(source)) => Err(AgentError::Listen {
@@ -560,6 +605,28 @@ impl Agent {
             if let Reported::Failed(error) = self.ctx.statuses.report(status).await {
                 tracing::debug!(%error, "status report failed");
             }
+        }
+    }
+
+    /// Hands the node to a new agent process (an in-place upgrade): stops heartbeating,
+    /// following assignments and shipping logs, and lets go of every instance without
+    /// stopping it; the new process re-adopts them from their records. Instances that live
+    /// inside this process (wasm) end with it, and the new one starts them again.
+    pub fn hand_over(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        for task in self.loops.lock().expect("loops lock").drain(..) {
+            task.abort();
+        }
+        let supervisors: Vec<Supervisor> = self
+            .supervisors
+            .lock()
+            .expect("supervisors lock")
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for supervisor in supervisors {
+            // Aborted, not stopped: the process goes on, only its watcher here ends.
+            supervisor.task.abort();
         }
     }
 

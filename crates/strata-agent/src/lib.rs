@@ -27,4 +27,4 @@ pub mod supervisor;
 
 mod agent;
 
-pub use agent::{Agent, AgentConfig, AgentError, MeshAccess};
+pub use agent::{Agent, AgentConfig, AgentError, InheritedListener, MeshAccess};

@@ -74,7 +74,11 @@ pub async fn server(args: ServerArgs) -> CliResult {
     ));
     tokio::select! {
         result = control.api => Err(Failure::Failed(anyhow!("the API server stopped: {result:?}"))),
-        _ = platform::shutdown_signal() => Ok(()),
+        _ = platform::shutdown_signal() => {
+            // Another server leads at once, not when this one's lease runs out.
+            control.plane.resign().await;
+            Ok(())
+        }
     }
 }
 
@@ -186,6 +190,15 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     })?;
     platform::init_tracing();
     let data_dir = platform::absolute(args.data_dir)?;
+    // An agent already running on this data directory hands the node over (an upgrade in
+    // place): its listening sockets, then its instances.
+    let mut takeover = platform::handover::Takeover::connect(&data_dir)?;
+    if takeover.is_some() {
+        platform::announce(&format!(
+            "taking the node over from the agent running on {}",
+            data_dir.display()
+        ));
+    }
     let name = args.name.unwrap_or_else(hostname);
     let api_addr: SocketAddr = match &args.api_addr {
         Some(addr) => addr.parse().map_err(|_| {
@@ -229,7 +242,12 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     let mesh_addr = args
         .mesh_addr
         .unwrap_or_else(|| format!("{advertise}:7443"));
-    let peer_listener = bind("mesh", &mesh_addr).await?;
+    let peer_listener = platform::handover::listener(
+        &mut takeover.as_mut(),
+        "mesh-peers",
+        bind("mesh", &mesh_addr),
+    )
+    .await?;
     config.mesh_addr = Some(peer_listener.local_addr()?.to_string());
     let join_token = config
         .token
@@ -239,23 +257,51 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     config.control_ca = ca.clone();
     let table = strata_mesh::RoutingTable::new();
     let metrics = platform::NodeMetrics::new();
-    let started =
-        platform::start_agent(config, table.clone(), &metrics, Some(peer_listener)).await?;
+    let started = platform::start_agent(
+        config,
+        table.clone(),
+        &metrics,
+        Some(peer_listener),
+        takeover.as_mut(),
+    )
+    .await?;
     let (agent, agent_task, access) = (started.agent, started.task, started.access);
     let ingress_addr = args
         .ingress_addr
         .unwrap_or_else(|| format!("{advertise}:8080"));
-    let ingress = bind("ingress", &ingress_addr).await?;
+    let ingress = platform::handover::listener(
+        &mut takeover.as_mut(),
+        "ingress",
+        bind("ingress", &ingress_addr),
+    )
+    .await?;
     let ingress_local = ingress.local_addr()?;
     let peering = started.identity.map(|identity| platform::Peering {
         node: &name,
         identity,
         instances_listen_on: "127.0.0.1",
     });
-    platform::start_ingress(&access, table, ingress, &metrics, peering)?;
+    platform::start_ingress(&access, table.clone(), ingress, &metrics, peering)?;
+    if let Some(takeover) = takeover {
+        // Accept once the routing table is loaded: until then the old agent serves.
+        let mut routes = table.subscribe();
+        let loaded =
+            tokio::time::timeout(Duration::from_secs(10), routes.wait_for(|g| *g > 0)).await;
+        if loaded.is_err() {
+            tracing::warn!("no routing table after 10 s; taking the node over anyway");
+        }
+        takeover.done()?;
+        platform::announce("took the node over; the agent before this one stops");
+    }
     println!("agent: {} (node {name})", agent.agent_url());
     println!("ingress: http://{ingress_local}");
+    let successor = platform::handover::serve(&data_dir, agent.clone());
     tokio::select! {
+        handed = successor => {
+            handed?;
+            hand_off(args.stop_timeout).await;
+            Ok(())
+        }
         result = agent_task => match result {
             Ok(Err(error)) => Err(Failure::Failed(anyhow!("{error}"))),
             other => Err(Failure::Failed(anyhow!("the node agent stopped: {other:?}"))),
@@ -273,6 +319,21 @@ pub async fn agent(args: AgentArgs) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// After a new agent process took the node over: accept no more, let the connections this
+/// process still serves end after their next answer (at most `timeout`), and go, leaving
+/// the instances to the new process.
+async fn hand_off(timeout: Duration) {
+    strata_mesh::handover::stop_accepting();
+    let deadline = tokio::time::Instant::now() + timeout.min(Duration::from_secs(30));
+    while strata_mesh::handover::connections_open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    platform::announce(&format!(
+        "handed the node over to the new agent process ({} connection(s) still open); stopping",
+        strata_mesh::handover::connections_open()
+    ));
 }
 
 /// A graceful leave: the control plane moves this node's instances elsewhere (replacements

@@ -57,7 +57,7 @@ pub async fn run(args: DevArgs) -> CliResult {
     let table = RoutingTable::new();
     let metrics = platform::NodeMetrics::new();
     // One node: every instance is local, no inter-node port.
-    let started = platform::start_agent(agent_config, table.clone(), &metrics, None).await?;
+    let started = platform::start_agent(agent_config, table.clone(), &metrics, None, None).await?;
     let (agent, agent_task) = (started.agent, started.task);
     platform::start_ingress(&started.access, table, ingress_listener, &metrics, None)?;
 

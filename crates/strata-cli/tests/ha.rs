@@ -21,6 +21,8 @@ use strata_core::api::ServiceStatus;
 use strata_store::testing::{etcd_unavailable, EtcdServer};
 use strata_testkit::{AgentProcess, ServerProcess};
 
+const HOST: &str = "hello.dev.localhost";
+
 fn server(dir: &Path, store: &str) -> ServerProcess {
     ServerProcess::start(&common::strata_bin(), dir, Some(store))
 }
@@ -588,4 +590,103 @@ fn a_live_cluster_backed_up_under_deploys_restores_and_serves() {
         "{}",
         String::from_utf8_lossy(&whoami.stderr)
     );
+}
+
+/// Servers upgraded one at a time (SIGTERM, started again on the same data directory and
+/// address) while requests flow and deploys go on: not one request fails, every deploy is
+/// acknowledged, and a leader that stops gives the lead up at once (it resigns rather than
+/// letting its lease run out).
+#[test]
+fn servers_roll_one_at_a_time_with_no_failed_request() {
+    let Some(_serial) = serial_with_etcd() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let etcd = EtcdServer::cluster(1);
+    let store = etcd.url("/strata-roll");
+    let ports: Vec<u16> = (0..3).map(|_| strata_testkit::free_port()).collect();
+    let start = |i: usize| {
+        let addr = format!("127.0.0.1:{}", ports[i]);
+        ServerProcess::start_with(
+            &common::strata_bin(),
+            &root.path().join(format!("s{i}")),
+            Some(&store),
+            &["--api-addr", &addr],
+        )
+    };
+    let mut servers: Vec<ServerProcess> = (0..3).map(start).collect();
+    let addrs = servers
+        .iter()
+        .map(|s| s.api.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    wait_until(Duration::from_secs(20), "a leader is elected", || {
+        leader_id(&servers[0].api, &servers[0]).is_some()
+    });
+    let agent = agent(&root.path().join("agent"), &addrs, &servers[0].token());
+    let output = cli(
+        &addrs,
+        &[
+            "deploy",
+            hello_spec(root.path(), 2, "before the roll")
+                .to_str()
+                .unwrap(),
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert!(output.status.success(), "{}", common::stderr(&output));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loads: Vec<_> = (0..2)
+        .map(|_| strata_testkit::request_loop(HOST, agent.ingress.clone(), stop.clone()))
+        .collect();
+    let mut resigned = 0;
+    for i in 0..3 {
+        let leader = leader_id(&servers[(i + 1) % 3].api, &servers[(i + 1) % 3]);
+        let was_leader = leader.as_deref() == Some(servers[i].id().as_str());
+        let exit = servers[i].terminate(Duration::from_secs(10));
+        assert!(
+            exit.is_some_and(|s| s.success()),
+            "server {i} stops: {exit:?}"
+        );
+        if was_leader {
+            assert!(
+                servers[i].log().contains("gave up the lead"),
+                "{}",
+                servers[i].log()
+            );
+            resigned += 1;
+        }
+        servers[i] = start(i);
+        let greeting = format!("rolled {i}");
+        let output = deploy(&addrs, &hello_spec(root.path(), 2, &greeting));
+        assert!(
+            output.status.success(),
+            "a deploy while server {i} restarts: {}",
+            common::stderr(&output)
+        );
+    }
+    let get = curl::get_via(&agent.ingress);
+    wait_or_explain(
+        Duration::from_secs(60),
+        "the last deploy serves",
+        || get("http://hello.dev.localhost/").is_some_and(|body| body.starts_with("rolled 2")),
+        || logs_of(&servers, Some(&agent)),
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut failures, mut ok) = (Vec::new(), 0);
+    for load in loads {
+        let (failed, succeeded) = load.join().unwrap();
+        failures.extend(failed);
+        ok += succeeded;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} requests failed during the roll: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok > 100, "{ok}");
+    assert!(resigned >= 1, "a leader was stopped, and resigned");
 }

@@ -106,6 +106,8 @@ pub struct ElectionConfig {
     pub api_url: String,
     /// The leader's lease. etcd rounds it up to whole seconds with a minimum near 2 s.
     pub lease_ttl: Duration,
+    /// Cleared when the server stops: it campaigns no more (see [`crate::ControlPlane::resign`]).
+    pub standing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Campaigns forever, publishing the current term (`None` while not leader) on `terms`.
@@ -115,6 +117,9 @@ pub async fn campaign(
     terms: watch::Sender<Option<LeaderTerm>>,
 ) {
     loop {
+        if !config.standing.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         match try_lead(&store, &config).await {
             Ok(Some(term)) => {
                 tracing::info!(server = %config.server_id, term = term.revision, "elected leader");

@@ -22,6 +22,7 @@
 //!   the cluster CA) each connection is: the control plane's API and a node's own.
 
 pub mod balance;
+pub mod handover;
 pub mod identity;
 pub mod ingress;
 pub mod metrics;

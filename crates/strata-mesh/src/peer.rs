@@ -62,6 +62,7 @@ impl PeerListener {
             let acceptor = TlsAcceptor::from(self.identity.current().server);
             let this = self.clone();
             tokio::spawn(async move {
+                let _open = crate::handover::OpenConnection::new();
                 let stream =
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => stream,
@@ -76,7 +77,11 @@ impl PeerListener {
                     };
                 let service = hyper::service::service_fn(move |request| {
                     let this = this.clone();
-                    async move { Ok::<_, std::convert::Infallible>(this.handle(request, peer).await) }
+                    async move {
+                        let mut response = this.handle(request, peer).await;
+                        crate::handover::mark(&mut response);
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 });
                 if let Err(error) = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)

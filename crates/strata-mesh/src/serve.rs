@@ -42,6 +42,7 @@ pub async fn serve_tls_current(
         let acceptor = tokio_rustls::TlsAcceptor::from(current());
         let router = router.clone();
         tokio::spawn(async move {
+            let _open = crate::handover::OpenConnection::new();
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
@@ -74,7 +75,12 @@ async fn serve_connection<S>(
         if let Some(peer) = &peer {
             request.extensions_mut().insert(peer.clone());
         }
-        tower::ServiceExt::oneshot(router.clone(), request)
+        let response = tower::ServiceExt::oneshot(router.clone(), request);
+        async move {
+            let mut response = response.await?;
+            crate::handover::mark(&mut response);
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection_with_upgrades(TokioIo::new(stream), service)

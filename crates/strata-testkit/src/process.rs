@@ -49,11 +49,11 @@ impl ServerProcess {
     ) -> ServerProcess {
         std::fs::create_dir_all(dir).expect("server dir");
         let mut command = Command::new(strata);
-        command
-            .args(["server", "--data-dir"])
-            .arg(dir)
-            .args(["--api-addr", "127.0.0.1:0"])
-            .args(flags);
+        command.args(["server", "--data-dir"]).arg(dir);
+        if !flags.contains(&"--api-addr") {
+            command.args(["--api-addr", "127.0.0.1:0"]);
+        }
+        command.args(flags);
         if let Some(store) = store {
             command.args(["--store", store]);
         }
@@ -113,6 +113,22 @@ impl ServerProcess {
         }
     }
 
+    /// SIGTERM, then waits (at most `limit`, then SIGKILL) for the server to exit.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -168,6 +184,24 @@ impl AgentProcess {
             ingress,
             dir: dir.to_path_buf(),
         }
+    }
+}
+
+impl AgentProcess {
+    /// Waits (at most `limit`) for the agent to exit by itself: its exit status, or `None`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

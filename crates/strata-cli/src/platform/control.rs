@@ -242,6 +242,8 @@ pub struct ControlPlaneTasks {
     /// The cluster's join token (for a node's first credential only).
     pub token: String,
     pub api: JoinHandle<std::io::Result<()>>,
+    /// The control plane itself (to resign the lead when the server stops).
+    pub plane: Arc<strata_control::ControlPlane>,
 }
 
 /// How a control plane is started.
@@ -457,6 +459,7 @@ pub async fn start_control_plane(
         api_url,
         token,
         api,
+        plane,
     })
 }
 

@@ -7,6 +7,7 @@
 //!   against the join token, its credential, its certificate, the TLS of its own API).
 
 mod control;
+pub mod handover;
 mod node;
 mod trust;
 

@@ -88,11 +88,15 @@ pub struct StartedAgent {
 /// wasm guests' outbound calls resolve service names with `table` (the node's routing table).
 /// The agent's API serves `metrics` at `/metrics`. With `peer_listener` (at the config's
 /// `mesh_addr`), the node gets its certificate and takes calls from other nodes' proxies there.
+///
+/// With `takeover`, the node's listeners come from the agent process before this one, which
+/// is asked to let go of the node right before this one registers ([`super::handover`]).
 pub async fn start_agent(
     mut config: AgentConfig,
     table: Arc<RoutingTable>,
     metrics: &NodeMetrics,
     peer_listener: Option<TcpListener>,
+    mut takeover: Option<&mut super::handover::Takeover>,
 ) -> Result<StartedAgent, Failure> {
     // The join token only gets the node its credential; from here on the node presents that,
     // and, where it has a certificate (a cluster node), its certificate instead.
@@ -108,6 +112,7 @@ pub async fn start_agent(
         metrics,
         events.clone(),
         control.clone(),
+        &mut takeover,
     )
     .await?;
     let identity = match peer_listener {
@@ -136,7 +141,11 @@ pub async fn start_agent(
         // Containers reach the mesh proxy at the bridge's gateway, the one way out of their
         // namespace; their HTTP_PROXY is pointed there.
         let at = std::net::SocketAddr::from((container.gateway(), mesh.address.port()));
-        match TcpListener::bind(at).await {
+        let bound = super::handover::listener(&mut takeover, "mesh-gateway", async {
+            TcpListener::bind(at).await.map_err(Failure::from)
+        })
+        .await;
+        match bound {
             Ok(listener) => {
                 let proxy = mesh.proxy.clone();
                 serve_on_threads("mesh-gateway", listener, proxy_threads(), move |l| {
@@ -146,7 +155,9 @@ pub async fn start_agent(
                     tracing::warn!(%error, "containers cannot reach the mesh proxy");
                 }
             }
-            Err(error) => tracing::warn!(%error, %at, "containers cannot reach the mesh proxy"),
+            Err(Failure::Failed(error) | Failure::BadInput(error)) => {
+                tracing::warn!(%error, %at, "containers cannot reach the mesh proxy")
+            }
         }
         drivers.push(container);
     }
@@ -168,7 +179,15 @@ pub async fn start_agent(
         None => None,
     };
     config.api_https = api_tls.is_some();
+    if let Some(inherited) = takeover.as_deref_mut().and_then(|t| t.take("api")) {
+        config.listener = strata_agent::InheritedListener::new(inherited);
+    }
     let (agent, listener) = Agent::start_with_drivers(config, drivers).await?;
+    super::handover::offer("api", &listener)?;
+    // The agent before this one lets go of the node now: this one registers next.
+    if let Some(takeover) = takeover {
+        takeover.quiesce()?;
+    }
     let task = match api_tls {
         Some(current) => {
             let from_control_plane: strata_agent::logs::FromControlPlane =
@@ -258,6 +277,7 @@ async fn start_mesh_proxy(
     metrics: &NodeMetrics,
     events: EventReporter,
     control: ControlClient,
+    takeover: &mut Option<&mut super::handover::Takeover>,
 ) -> Result<MeshEndpoint, Failure> {
     let keys = CallerKeys::load_or_create(&agent_dir.join("mesh.key"))
         .with_context(|| format!("cannot keep the mesh key in {}", agent_dir.display()))?;
@@ -265,16 +285,19 @@ async fn start_mesh_proxy(
     let kept_port = std::fs::read_to_string(&port_file)
         .ok()
         .and_then(|p| p.trim().parse::<u16>().ok());
-    let listener = match kept_port {
-        Some(port) => match TcpListener::bind(("127.0.0.1", port)).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(%error, port, "the mesh proxy's port is taken; instances started before must be restarted to reach it");
-                TcpListener::bind(("127.0.0.1", 0)).await?
-            }
-        },
-        None => TcpListener::bind(("127.0.0.1", 0)).await?,
-    };
+    let listener = super::handover::listener(takeover, "mesh-proxy", async {
+        Ok(match kept_port {
+            Some(port) => match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::warn!(%error, port, "the mesh proxy's port is taken; instances started before must be restarted to reach it");
+                    TcpListener::bind(("127.0.0.1", 0)).await?
+                }
+            },
+            None => TcpListener::bind(("127.0.0.1", 0)).await?,
+        })
+    })
+    .await?;
     let address = listener.local_addr()?;
     std::fs::write(&port_file, address.port().to_string())
         .with_context(|| format!("cannot write {}", port_file.display()))?;

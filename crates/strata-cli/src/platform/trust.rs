@@ -88,7 +88,7 @@ pub async fn control_plane_ca(
             )));
         }
         // Said at the first failure and every 5 s after (or when the cause changes).
-        if attempts % 10 == 0 || last != told {
+        if attempts.is_multiple_of(10) || last != told {
             tracing::warn!(
                 "joining: cannot fetch the cluster CA from {last}; asking again every 0.5 s for up to a minute"
             );
@@ -137,7 +137,7 @@ pub(super) async fn node_credential(config: &AgentConfig) -> Result<String, Fail
             }
             Err(error) => {
                 // Said at the first failure and every 5 s after.
-                if attempts % 10 == 0 {
+                if attempts.is_multiple_of(10) {
                     tracing::warn!(
                         "joining {}: no node credential yet ({error}); asking again every 0.5 s for up to a minute",
                         config.control_url

@@ -138,6 +138,8 @@ pub struct ControlPlane {
     traffic: Traffic,
     /// This server's terms as leader, as the election publishes them.
     terms: tokio::sync::watch::Sender<Option<LeaderTerm>>,
+    /// Whether this server stands for election (until it stops).
+    standing: Arc<std::sync::atomic::AtomicBool>,
     /// What controllers' writes are checked against.
     fence: Fence,
     /// Tokens and node credentials: who a request is.
@@ -213,6 +215,7 @@ impl ControlPlane {
             traffic: Traffic::new(clock.clone()),
             fence,
             terms,
+            standing: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             store,
             blobs,
             config,
@@ -227,6 +230,7 @@ impl ControlPlane {
             server_id: self.config.server_id.clone(),
             api_url: self.config.api_url.clone(),
             lease_ttl: self.config.lease_ttl,
+            standing: self.standing.clone(),
         };
         tokio::spawn(crate::leader::campaign(
             self.store.clone(),
@@ -250,6 +254,22 @@ impl ControlPlane {
                 }
             }
         });
+    }
+
+    /// The server is stopping: it stands for election no more and, if it leads, gives the
+    /// lead up now (its lease revoked, `/leader` deleted), so another server takes over at
+    /// once instead of when the lease expires.
+    pub async fn resign(&self) {
+        self.standing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Some(term) = self.term() {
+            match self.store.revoke_lease(term.lease).await {
+                Ok(()) => tracing::info!(term = term.revision, "gave up the lead"),
+                Err(error) => {
+                    tracing::warn!(%error, "could not give up the lead; another server takes it when the lease expires")
+                }
+            }
+        }
     }
 
     /// This server's current term as leader, if it leads.

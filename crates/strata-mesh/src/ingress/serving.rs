@@ -64,9 +64,14 @@ where
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         tokio::spawn(async move {
+            let _open = crate::handover::OpenConnection::new();
             let service = hyper::service::service_fn(move |request| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler(request, peer).await) }
+                async move {
+                    let mut response = handler(request, peer).await;
+                    crate::handover::mark(&mut response);
+                    Ok::<_, Infallible>(response)
+                }
             });
             if let Err(error) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -80,9 +85,19 @@ where
 
 /// The next connection on `listener`. A failed accept (out of file descriptors and the like)
 /// is logged as `what` and retried after a moment: it never ends the serving.
+/// While this process holds its listeners it waits; once it stops accepting
+/// ([`crate::handover`]), it waits forever: the listening socket is the new process's.
 pub(crate) async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, SocketAddr) {
     loop {
-        match listener.accept().await {
+        if !crate::handover::may_accept().await {
+            return std::future::pending().await;
+        }
+        let accepted = tokio::select! {
+            biased;
+            _ = crate::handover::stopped() => std::future::pending().await,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
             Ok(accepted) => return accepted,
             Err(error) => {
                 tracing::warn!(%error, "{what}");

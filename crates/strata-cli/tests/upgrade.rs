@@ -1,0 +1,112 @@
+//! An agent upgraded in place: a new `strata agent` binary started on the running agent's
+//! data directory takes the node over (its listening sockets by SCM_RIGHTS, then its
+//! instances) while requests keep coming, and not one fails.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_core::api::ServiceStatus;
+use strata_testkit::{request_loop, AgentProcess, ServerProcess};
+
+const HOST: &str = "hello.dev.localhost";
+
+fn cli(server: &ServerProcess, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::strata_bin())
+        .args(args)
+        .env("STRATA_ADDR", &server.api)
+        .output()
+        .unwrap()
+}
+
+/// The service's instances and the node's epoch.
+fn instances_and_epoch(server: &ServerProcess) -> (Vec<String>, u64) {
+    let status: Vec<ServiceStatus> =
+        serde_json::from_slice(&cli(server, &["status", "hello", "--json"]).stdout).unwrap();
+    let mut ids: Vec<String> = status[0]
+        .instances
+        .iter()
+        .map(|v| v.instance.id.to_string())
+        .collect();
+    ids.sort();
+    let nodes: Vec<serde_json::Value> =
+        serde_json::from_slice(&cli(server, &["node", "ls", "--json"]).stdout).unwrap();
+    (ids, nodes[0]["epoch"].as_u64().unwrap())
+}
+
+#[test]
+fn replacing_the_agent_binary_under_load_fails_no_request() {
+    let root = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&common::strata_bin(), &root.path().join("server"), None);
+    // The binary running, and the one replacing it (then replaced in turn).
+    let binaries: Vec<std::path::PathBuf> = ["v1", "v2"]
+        .iter()
+        .map(|version| {
+            let dir = root.path().join(version);
+            std::fs::create_dir_all(&dir).unwrap();
+            let copy = dir.join("strata");
+            std::fs::copy(common::strata_bin(), &copy).unwrap();
+            copy
+        })
+        .collect();
+    let agent_dir = root.path().join("agent");
+    let mut running = AgentProcess::start(&binaries[0], &agent_dir, &server.api, &server.token());
+    let spec = common::hello_spec(root.path(), 2, "upgraded");
+    let deployed = cli(
+        &server,
+        &["deploy", spec.to_str().unwrap(), "--timeout", "60s"],
+    );
+    assert!(deployed.status.success(), "{}", common::stderr(&deployed));
+    let before = instances_and_epoch(&server);
+    assert_eq!(before.0.len(), 2);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = (0..4)
+        .map(|_| request_loop(HOST, running.ingress.clone(), stop.clone()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Twice: v1 -> v2, then v2 -> v1.
+    for round in 0..2 {
+        let started = Instant::now();
+        let next = AgentProcess::start(
+            &binaries[(round + 1) % 2],
+            &agent_dir,
+            &server.api,
+            &server.token(),
+        );
+        assert_eq!(next.ingress, running.ingress, "the same listening socket");
+        let exit = running.wait_exit(Duration::from_secs(30));
+        assert!(
+            exit.is_some_and(|status| status.success()),
+            "the old agent hands over and exits: {exit:?}\n{}",
+            std::fs::read_to_string(agent_dir.join("agent.log")).unwrap_or_default()
+        );
+        eprintln!("round {round}: takeover in {:?}", started.elapsed());
+        running = next;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (mut failures, mut ok) = (Vec::new(), 0);
+    for load in loads {
+        let (failed, succeeded) = load.join().unwrap();
+        failures.extend(failed);
+        ok += succeeded;
+    }
+    let log = std::fs::read_to_string(agent_dir.join("agent.log")).unwrap_or_default();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during the upgrades: {:?}\n{log}",
+        failures.len(),
+        failures.len() + ok,
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok > 100, "{ok} requests");
+    // The same instances, never restarted, and the node kept its epoch (no re-registration
+    // storm, no failover).
+    assert_eq!(instances_and_epoch(&server), before, "{log}");
+    let events = common::stdout(&cli(&server, &["events"]));
+    assert!(!events.contains("node.down"), "{events}");
+    assert!(!events.contains("instance.stopped"), "{events}");
+}
