@@ -384,6 +384,7 @@ impl Agent {
             drivers: self.drivers.keys().copied().collect(),
             last_epoch,
             mesh_addr: self.config.mesh_addr.clone(),
+            agent_version: Some(strata_core::version::VERSION.to_string()),
         };
         let node = self.client.register(&request).await?;
         self.epoch.store(node.epoch, Ordering::SeqCst);

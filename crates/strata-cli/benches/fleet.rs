@@ -144,6 +144,7 @@ async fn join(api: &str, join_token: &str, ca: &str, name: NodeName) -> SimNode 
         drivers: vec![strata_core::spec::DriverKind::Exec],
         last_epoch: None,
         mesh_addr: Some("127.0.0.1:9".into()),
+        agent_version: None,
     };
     let node = again(&name, || client.register(&registration)).await;
     SimNode {

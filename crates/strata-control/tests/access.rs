@@ -359,6 +359,7 @@ async fn a_node_gets_certificates_only_for_its_own_address() {
             drivers: vec![],
             last_epoch: None,
             mesh_addr: Some("127.0.0.5:7443".into()),
+            agent_version: None,
         })
         .send()
         .await

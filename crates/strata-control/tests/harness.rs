@@ -248,6 +248,42 @@ async fn a_down_node_is_removed_by_hand_or_forgotten_after_the_forget_period() {
     assert!(again.to_string().contains("no node"), "{again}");
 }
 
+/// The version skew rule at registration: an agent newer than the servers is refused (told
+/// to upgrade the servers first); one of the servers' own version is taken.
+#[tokio::test]
+async fn an_agent_newer_than_the_servers_is_refused() {
+    let h = Harness::start(&["n1"]).await;
+    let node = h.plane.nodes().await.unwrap()[0].clone();
+    let with_version = |version: &str| strata_core::api::RegisterNode {
+        name: node.name.clone(),
+        agent_url: node.agent_url.clone(),
+        labels: node.labels.clone(),
+        capacity: node.capacity,
+        drivers: node.drivers.clone(),
+        last_epoch: Some(node.epoch),
+        mesh_addr: None,
+        agent_version: Some(version.to_string()),
+    };
+    let error = h
+        .plane
+        .register_node(with_version("99.0.0"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, strata_control::ControlError::BadRequest { .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("upgrade the servers first"),
+        "{error}"
+    );
+    let taken = h
+        .plane
+        .register_node(with_version(strata_core::version::VERSION))
+        .await
+        .unwrap();
+    assert_eq!(taken.epoch, node.epoch);
+}
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_nodes_name_is_not_taken_by_an_agent_elsewhere() {
     use strata_core::api::RegisterNode;
@@ -262,6 +298,7 @@ async fn a_live_nodes_name_is_not_taken_by_an_agent_elsewhere() {
         drivers: holder.drivers.clone(),
         last_epoch,
         mesh_addr: None,
+        agent_version: None,
     };
     // A clone elsewhere, while the node is alive: refused, naming where the node is.
     let refused = h

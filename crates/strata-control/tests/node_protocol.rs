@@ -305,6 +305,7 @@ async fn register_n1(plane: &ControlPlane) -> strata_core::Node {
             drivers: vec![],
             last_epoch: None,
             mesh_addr: None,
+            agent_version: None,
         })
         .await
         .unwrap();

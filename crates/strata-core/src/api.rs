@@ -83,6 +83,10 @@ pub struct RegisterNode {
     /// takes none (a single-node `strata dev`).
     #[serde(default)]
     pub mesh_addr: Option<String>,
+    /// The agent's version ([`crate::version::VERSION`]), checked against the servers' by
+    /// the version skew rule; `None`: an agent from before versions were sent.
+    #[serde(default)]
+    pub agent_version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod model;
 pub mod names;
 pub mod spec;
+pub mod version;
 
 pub use actor::Actor;
 pub use event_kind::EventKind;

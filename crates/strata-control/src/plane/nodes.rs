@@ -9,6 +9,14 @@ impl ControlPlane {
     /// was never declared down keeps it, and re-adopts its instances; otherwise its epoch
     /// moves on and instances placed under the old one are fenced.
     pub async fn register_node(&self, request: RegisterNode) -> Result<Node, ControlError> {
+        if let Some(refusal) = request.agent_version.as_deref().and_then(|agent| {
+            strata_core::version::skew_refusal(agent, strata_core::version::VERSION)
+        }) {
+            return Err(ControlError::bad_request(
+                format!("node `{}` cannot register: {refusal}", request.name),
+                Some("docs/operations.md, \"Upgrades\", gives the order".to_string()),
+            ));
+        }
         let key = keys::node(&request.name);
         let what = format!("node `{}`", request.name);
         let alive = self.heartbeats.heard_from_recently(&request.name);
@@ -596,6 +604,7 @@ mod tests {
             drivers: vec![],
             last_epoch,
             mesh_addr: None,
+            agent_version: None,
         };
         let stored = |epoch, state, draining| Node {
             epoch,

@@ -48,6 +48,7 @@ impl FakeAgent {
                 drivers: vec![strata_core::spec::DriverKind::Exec],
                 last_epoch,
                 mesh_addr: None,
+                agent_version: None,
             })
             .await
             .unwrap()
