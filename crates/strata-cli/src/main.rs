@@ -12,6 +12,7 @@ mod deploy_cmd;
 mod dev;
 mod env_cmd;
 mod image_cmd;
+mod install_cmd;
 mod platform;
 mod store_cmd;
 
@@ -133,6 +134,9 @@ enum Command {
     },
     /// Run a node: join a control plane and run the instances it assigns, with an ingress.
     Agent(cluster::AgentArgs),
+    /// Install `strata server` or `strata agent` as a systemd service with the flags after
+    /// `--` (checked now), and make its data directory.
+    Install(install_cmd::InstallArgs),
     /// Back up and restore the whole state (also: move a one-machine install onto etcd).
     Store {
         #[command(subcommand)]
@@ -537,6 +541,7 @@ async fn run(cli: Cli) -> CliResult {
             .await
         }
         Command::Agent(args) => cluster::agent(args).await,
+        Command::Install(args) => install_cmd::run(args),
         Command::Store {
             action:
                 StoreAction::Export {
