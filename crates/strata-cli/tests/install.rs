@@ -171,3 +171,79 @@ fn the_units_install_writes_start_a_server_and_an_agent_that_joins() {
         );
     }
 }
+
+/// The Debian package the project's script builds: the binary, both units reading their
+/// flags from /etc/default (kept across upgrades as conffiles), the docs, the shared
+/// libraries' packages as dependencies; the flags it ships are ones the commands accept.
+#[test]
+fn the_debian_package_holds_the_binary_units_and_flags_that_parse() {
+    let out = tempfile::tempdir().unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/package-deb.sh");
+    let built = Command::new("bash")
+        .arg(&script)
+        .arg("--binary")
+        .arg(common::strata_bin())
+        .arg("--out")
+        .arg(out.path())
+        .args(["--compress", "none"])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", common::stderr(&built));
+    let package = common::stdout(&built).trim().to_string();
+    assert!(package.ends_with(".deb"), "{package}");
+    let field = |name: &str| {
+        common::stdout(
+            &Command::new("dpkg-deb")
+                .args(["--field", &package, name])
+                .output()
+                .unwrap(),
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(field("Package"), "strata");
+    assert_eq!(field("Version"), env!("CARGO_PKG_VERSION"));
+    assert!(field("Depends").contains("libc6"), "{}", field("Depends"));
+
+    let root = out.path().join("root");
+    let extracted = Command::new("dpkg-deb")
+        .args(["-x", &package])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(extracted.status.success(), "{}", common::stderr(&extracted));
+    for role in ["server", "agent"] {
+        let unit =
+            std::fs::read_to_string(root.join(format!("lib/systemd/system/strata-{role}.service")))
+                .unwrap();
+        assert!(
+            unit.contains(&format!("EnvironmentFile=/etc/default/strata-{role}"))
+                && unit.contains(&format!(
+                    "ExecStart=/usr/bin/strata {role} $STRATA_{}_FLAGS",
+                    role.to_uppercase()
+                )),
+            "{unit}"
+        );
+        // The flags shipped parse as `strata ROLE` flags.
+        let defaults =
+            std::fs::read_to_string(root.join(format!("etc/default/strata-{role}"))).unwrap();
+        let flags = defaults
+            .lines()
+            .find_map(|l| l.split_once("_FLAGS=").map(|(_, v)| v.trim_matches('"')))
+            .unwrap();
+        let mut args = vec![role.to_string(), "--print".into(), "--".into()];
+        args.extend(flags.split_whitespace().map(str::to_string));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = install(&args);
+        assert!(
+            output.status.success(),
+            "{role}: {flags}: {}",
+            common::stderr(&output)
+        );
+    }
+    let binary = root.join("usr/bin/strata");
+    let version = Command::new(&binary).arg("--version").output().unwrap();
+    assert!(common::stdout(&version).contains(env!("CARGO_PKG_VERSION")));
+    assert!(root.join("usr/share/doc/strata/operations.md").exists());
+}
