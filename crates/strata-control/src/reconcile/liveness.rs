@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use strata_core::{keys, EventKind, Node, NodeName, NodeState};
 use strata_sched::liveness::node_state;
-use strata_store::Txn;
+use strata_store::{StoreError, Txn};
 
 use crate::plane::{encode, ControlPlane};
 use crate::ControlError;
@@ -33,6 +33,8 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
     // when it lost and won again between two of its turns (or while it waited on the store).
     let mut term_before = None;
     let mut warned = None;
+    // Whether the last pass was held back by a store that did not answer (one event a spell).
+    let mut store_paused = false;
     let mut wake_at = tokio::time::Instant::now() + tick;
     let mut forget_at = tokio::time::Instant::now() + FORGET_EVERY;
     loop {
@@ -100,7 +102,18 @@ pub async fn run_liveness(plane: Arc<ControlPlane>) {
                 );
             }
             match judge_liveness(&plane, judged).await {
-                Ok(()) | Err(ControlError::NotLeader) => {}
+                Ok(()) | Err(ControlError::NotLeader) => store_paused = false,
+                Err(ControlError::Store(StoreError::Unavailable(why))) => {
+                    plane.heartbeats().forgive_until(judged);
+                    if !store_paused {
+                        store_paused = true;
+                        tracing::warn!(%why, "liveness paused: no node is marked down while the store is unavailable or slow");
+                        record_pause(
+                            &plane,
+                            format!("liveness paused: {why}; no node is marked down until it answers, and then every node has {} ms to be heard from", plane.config.liveness.down_after_ms),
+                        );
+                    }
+                }
                 Err(error) => tracing::warn!(%error, "liveness pass failed"),
             }
         }
@@ -182,6 +195,24 @@ pub async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), Contro
     };
     if changes.is_empty() {
         return Ok(());
+    }
+    // A node is marked down on evidence that it went silent, not the control plane: while
+    // the store does not answer promptly, no node is (its beats may be lost behind the
+    // store: a registration it could not make, a reply it could not get), and every node's
+    // silence is forgiven up to now, so it gets a full grace period once the store is back.
+    if changes
+        .iter()
+        .any(|(_, _, next, _)| *next == NodeState::Down)
+    {
+        let limit = Duration::from_millis(plane.config.liveness.suspect_after_ms.max(100));
+        let answered = tokio::time::timeout(limit, plane.store().revision()).await;
+        if !matches!(answered, Ok(Ok(_))) {
+            plane.heartbeats().forgive_until(now);
+            return Err(ControlError::Store(StoreError::Unavailable(format!(
+                "the store did not answer within {} ms",
+                limit.as_millis()
+            ))));
+        }
     }
     let written: Vec<Result<bool, ControlError>> = futures::stream::iter(changes)
         .map(|(node, revision, next, last)| {

@@ -110,12 +110,20 @@ pub struct Harness {
 impl Harness {
     /// A leading control plane with `nodes` registered and heartbeating.
     pub async fn start(nodes: &[&str]) -> Harness {
+        Self::start_with(nodes, |store| store).await
+    }
+
+    /// [`Harness::start`] on the store `wrap` makes of the embedded one (a test's wrapper).
+    pub async fn start_with(
+        nodes: &[&str],
+        wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(
+        let store: Arc<dyn Store> = wrap(Arc::new(
             RedbStore::open(&dir.path().join("store.redb"))
                 .await
                 .unwrap(),
-        );
+        ));
         let clock = Arc::new(ManualClock::starting_at(1_700_000_000_000));
         let plane = Self::server(&store, &clock, dir.path(), "s1").await;
         let mut harness = Harness {
