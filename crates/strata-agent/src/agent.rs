@@ -402,7 +402,11 @@ impl Agent {
                     tracing::info!(node = %node.name, epoch = node.epoch, "registered");
                     return Ok(());
                 }
-                Err(error) if error.is_permanent() => return Err(AgentError::Control(error)),
+                // A refusal, or the name held by a live node elsewhere (a cloned machine):
+                // asking again cannot help, and must not fight the node that holds it.
+                Err(error) if error.is_permanent() || error.status() == Some(409) => {
+                    return Err(AgentError::Control(error))
+                }
                 Err(error) => {
                     tracing::warn!(%error, "registration failed; retrying in {delay:?}");
                     tokio::time::sleep(delay).await;

@@ -484,6 +484,85 @@ fn an_agent_checks_the_server_and_a_wrong_token_is_refused() {
     }
 }
 
+/// Two agents with one name (a cloned machine): a second one is refused, told where the
+/// node is, and stops, whether it comes with the join token or with a copy of the node's
+/// credential; the node keeps its epoch and registered once (no re-registration storm).
+#[test]
+fn a_second_agent_with_a_live_nodes_name_is_refused_and_stops() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, api, token) = loopback_server(&dir.path().join("server"));
+    let first = strata_testkit::AgentProcess::start(
+        &common::strata_bin(),
+        &dir.path().join("first"),
+        &api,
+        &token,
+    );
+    let cli = |args: &[&str]| {
+        std::process::Command::new(common::strata_bin())
+            .args(args)
+            .env("STRATA_ADDR", &api)
+            .output()
+            .unwrap()
+    };
+    let node = || -> serde_json::Value {
+        let nodes: Vec<serde_json::Value> =
+            serde_json::from_slice(&cli(&["node", "ls", "--json"]).stdout).unwrap();
+        nodes.into_iter().find(|n| n["name"] == "local").unwrap()
+    };
+    let held_at = node()["agent_url"].as_str().unwrap().to_string();
+    // A clone with the node's credential, as a copied data directory has it.
+    let clone_dir = dir.path().join("clone/agent");
+    std::fs::create_dir_all(&clone_dir).unwrap();
+    std::fs::copy(
+        dir.path().join("first/node-credential"),
+        clone_dir.join("node-credential"),
+    )
+    .unwrap();
+    for (what, data_dir) in [
+        ("with the join token", dir.path().join("second/agent")),
+        ("with the node's credential", clone_dir),
+    ] {
+        let mut second = std::process::Command::new(common::strata_bin())
+            .args([
+                "agent", "--join", &api, "--token", &token, "--name", "local",
+            ])
+            .args(["--api-addr", "127.0.0.1:0", "--ingress-addr", "127.0.0.1:0"])
+            .args(["--mesh-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = second.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = second.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut said = String::new();
+        std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut said).unwrap();
+        assert_eq!(status.and_then(|s| s.code()), Some(1), "{what}: {said}");
+        assert!(
+            said.contains(&format!("is alive at {held_at}")),
+            "{what}: {said}"
+        );
+    }
+    let node = node();
+    assert_eq!(node["epoch"], 1, "{node}");
+    assert_eq!(node["state"], "ready", "{node}");
+    let events = common::stdout(&cli(&["events"]));
+    assert_eq!(events.matches("node.registered").count(), 1, "{events}");
+    drop(first);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 /// `strata agent --join api` with `token`, stopped after `time`: what it said by then.
 fn join_for(api: &str, token: &str, dir: &std::path::Path, time: Duration) -> String {
     std::fs::create_dir_all(dir).unwrap();

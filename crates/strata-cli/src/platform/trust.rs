@@ -128,6 +128,18 @@ pub(super) async fn node_credential(config: &AgentConfig) -> Result<String, Fail
                     config.control_url
                 )));
             }
+            // The name is a live node's elsewhere: another --name, or wait until it is down.
+            Err(strata_agent::client::ClientError::Refused {
+                status: 409,
+                message,
+                ..
+            }) => {
+                return Err(Failure::Failed(anyhow!(
+                    "node {} cannot join {}: {message}",
+                    config.name,
+                    config.control_url
+                )));
+            }
             Err(error) if error.is_permanent() || tokio::time::Instant::now() >= deadline => {
                 return Err(Failure::Failed(anyhow!(
                     "node {} cannot join {}: {error}",

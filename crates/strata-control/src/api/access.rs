@@ -35,8 +35,18 @@ pub async fn node_credential(
         ));
     }
     if caller.principal == Principal::Bootstrap && plane.heartbeats().heard_from_recently(&name) {
+        let at = match strata_core::NodeName::new(name.clone()) {
+            Ok(node) => plane
+                .nodes()
+                .await?
+                .into_iter()
+                .find(|n| n.name == node)
+                .map(|n| format!(" at {}", n.agent_url))
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
         return Err(ControlError::Conflict {
-            message: format!("node `{name}` is alive; the join token cannot take its name"),
+            message: format!("node `{name}` is alive{at}; the join token cannot take its name"),
             hint: Some(
                 "start the agent with its own data directory (it keeps the node's credential), or give this node another --name; a node whose agent is gone can join again once it is down"
                     .to_string(),
