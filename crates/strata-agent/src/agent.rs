@@ -622,17 +622,20 @@ impl Agent {
         for task in self.loops.lock().expect("loops lock").drain(..) {
             task.abort();
         }
-        let supervisors: Vec<Supervisor> = self
-            .supervisors
+        for supervisor in self.take_supervisors() {
+            // Aborted, not stopped: the process goes on, only its watcher here ends.
+            supervisor.task.abort();
+        }
+    }
+
+    /// Every supervisor, no longer this agent's.
+    fn take_supervisors(&self) -> Vec<Supervisor> {
+        self.supervisors
             .lock()
             .expect("supervisors lock")
             .drain()
             .map(|(_, s)| s)
-            .collect();
-        for supervisor in supervisors {
-            // Aborted, not stopped: the process goes on, only its watcher here ends.
-            supervisor.task.abort();
-        }
+            .collect()
     }
 
     /// How many instances this agent runs (supervisors not finished).
@@ -649,13 +652,7 @@ impl Agent {
     /// running for the next agent to adopt).
     pub async fn stop_all(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
-        let supervisors: Vec<Supervisor> = self
-            .supervisors
-            .lock()
-            .expect("supervisors lock")
-            .drain()
-            .map(|(_, s)| s)
-            .collect();
+        let supervisors = self.take_supervisors();
         for supervisor in &supervisors {
             supervisor.stop();
         }

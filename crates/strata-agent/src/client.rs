@@ -293,6 +293,9 @@ impl ControlClient {
                     .map_err(|e| fail(format!("cannot write: {e}")))?;
             }
             file.sync_all().await.map_err(|e| fail(e.to_string()))?;
+            // Closed before it is renamed into place: a program still open for writing
+            // cannot be executed (ETXTBSY), and another instance may start it at once.
+            drop(file.into_std().await);
             let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
             if actual != digest {
                 return Err(fail(format!("downloaded bytes have digest {actual}")));

@@ -130,16 +130,7 @@ fn etcd_leader_loss(kills: usize) -> Option<(usize, usize, usize)> {
 fn agent_upgrades(upgrades: usize) -> (usize, usize, Vec<f64>) {
     let root = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&common::strata_bin(), &root.path().join("server"), None);
-    let binaries: Vec<std::path::PathBuf> = ["v1", "v2"]
-        .iter()
-        .map(|version| {
-            let dir = root.path().join(version);
-            std::fs::create_dir_all(&dir).unwrap();
-            let copy = dir.join("strata");
-            std::fs::copy(common::strata_bin(), &copy).unwrap();
-            copy
-        })
-        .collect();
+    let binaries = strata_testkit::binary_copies(&common::strata_bin(), root.path(), &["v1", "v2"]);
     let agent_dir = root.path().join("agent");
     let mut running = AgentProcess::start(&binaries[0], &agent_dir, &server.api, &server.token());
     let spec = common::hello_spec(root.path(), 2, "Upgraded");
@@ -205,7 +196,11 @@ fn backup(services: usize) -> (f64, f64, f64, u64) {
     let timed = |what: &str, command: &mut Command| {
         let started = Instant::now();
         let output = command.output().expect("strata runs");
-        assert!(output.status.success(), "{what}: {}", common::stderr(&output));
+        assert!(
+            output.status.success(),
+            "{what}: {}",
+            common::stderr(&output)
+        );
         started.elapsed().as_secs_f64()
     };
     let passphrase = "a benchmark passphrase";
@@ -260,6 +255,9 @@ fn main() {
         println!("| {scenario} | export (live, via a server) | {export:.2} s |");
         println!("| {scenario} | verify | {verify:.2} s |");
         println!("| {scenario} | import into a fresh etcd namespace | {import:.2} s |");
-        println!("| {scenario} | file | {:.1} MiB |", bytes as f64 / 1048576.0);
+        println!(
+            "| {scenario} | file | {:.1} MiB |",
+            bytes as f64 / 1048576.0
+        );
     }
 }

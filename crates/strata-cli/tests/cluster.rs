@@ -401,15 +401,8 @@ fn join(api: &str, token: &str, dir: &std::path::Path) -> std::process::Output {
     std::process::Command::new(common::strata_bin())
         .args(["agent", "--join", api, "--name", "intruder", "--token-file"])
         .arg(&token_file)
-        .args([
-            "--api-addr",
-            "127.0.0.1:0",
-            "--ingress-addr",
-            "127.0.0.1:0",
-            "--mesh-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+        .args(common::AGENT_ON_LOOPBACK)
+        .arg("--data-dir")
         .arg(dir.join("agent"))
         .output()
         .unwrap()
@@ -527,8 +520,8 @@ fn a_second_agent_with_a_live_nodes_name_is_refused_and_stops() {
             .args([
                 "agent", "--join", &api, "--token", &token, "--name", "local",
             ])
-            .args(["--api-addr", "127.0.0.1:0", "--ingress-addr", "127.0.0.1:0"])
-            .args(["--mesh-addr", "127.0.0.1:0", "--data-dir"])
+            .args(common::AGENT_ON_LOOPBACK)
+            .arg("--data-dir")
             .arg(&data_dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -571,8 +564,8 @@ fn join_for(api: &str, token: &str, dir: &std::path::Path, time: Duration) -> St
         .args([
             "agent", "--join", api, "--name", "hopeful", "--token", token,
         ])
-        .args(["--api-addr", "127.0.0.1:0", "--ingress-addr", "127.0.0.1:0"])
-        .args(["--mesh-addr", "127.0.0.1:0", "--data-dir"])
+        .args(common::AGENT_ON_LOOPBACK)
+        .arg("--data-dir")
         .arg(dir.join("agent"))
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

@@ -43,6 +43,21 @@ fn servers_on_etcd(
     (etcd, servers)
 }
 
+/// Once `servers` elected a leader: their addresses (comma-separated) and an agent joined to
+/// them all, in `root/agent`.
+fn joined(root: &Path, servers: &[ServerProcess]) -> (String, AgentProcess) {
+    let addrs = servers
+        .iter()
+        .map(|s| s.api.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    wait_until(Duration::from_secs(20), "a leader is elected", || {
+        leader_id(&servers[0].api, &servers[0]).is_some()
+    });
+    let agent = agent(&root.join("agent"), &addrs, &servers[0].token());
+    (addrs, agent)
+}
+
 /// Runs `command`, which must succeed (`what` names it otherwise); its output.
 #[track_caller]
 fn run_ok(what: &str, command: &mut Command) -> std::process::Output {
@@ -153,15 +168,7 @@ fn killing_the_leader_loses_no_acknowledged_write() {
     };
     let root = tempfile::tempdir().unwrap();
     let (_etcd, mut servers) = servers_on_etcd(root.path(), 3, "/strata-ha", 3);
-    let addrs = servers
-        .iter()
-        .map(|s| s.api.clone())
-        .collect::<Vec<_>>()
-        .join(",");
-    wait_until(Duration::from_secs(20), "a leader is elected", || {
-        leader_id(&servers[0].api, &servers[0]).is_some()
-    });
-    let agent = agent(&root.path().join("agent"), &addrs, &servers[0].token());
+    let (addrs, agent) = joined(root.path(), &servers);
 
     // Deploys and scale changes go on while the leader is killed.
     let mut acknowledged: Vec<(u32, String)> = Vec::new();
@@ -615,15 +622,7 @@ fn servers_roll_one_at_a_time_with_no_failed_request() {
         )
     };
     let mut servers: Vec<ServerProcess> = (0..3).map(start).collect();
-    let addrs = servers
-        .iter()
-        .map(|s| s.api.clone())
-        .collect::<Vec<_>>()
-        .join(",");
-    wait_until(Duration::from_secs(20), "a leader is elected", || {
-        leader_id(&servers[0].api, &servers[0]).is_some()
-    });
-    let agent = agent(&root.path().join("agent"), &addrs, &servers[0].token());
+    let (addrs, agent) = joined(root.path(), &servers);
     let output = cli(
         &addrs,
         &[

@@ -97,7 +97,7 @@ fn the_units_install_writes_start_a_server_and_an_agent_that_joins() {
     let token_file = root.path().join("join-token");
     std::fs::write(&token_file, &token).unwrap();
     let agent_dir = root.path().join("agent");
-    let output = install(&[
+    let flags = [
         "agent",
         "--unit-dir",
         units.to_str().unwrap(),
@@ -110,13 +110,8 @@ fn the_units_install_writes_start_a_server_and_an_agent_that_joins() {
         "installed",
         "--data-dir",
         agent_dir.to_str().unwrap(),
-        "--api-addr",
-        "127.0.0.1:0",
-        "--ingress-addr",
-        "127.0.0.1:0",
-        "--mesh-addr",
-        "127.0.0.1:0",
-    ]);
+    ];
+    let output = install(&[&flags[..], &common::AGENT_ON_LOOPBACK[..]].concat());
     assert!(output.status.success(), "{}", common::stderr(&output));
     let unit = std::fs::read_to_string(units.join("strata-agent.service")).unwrap();
     assert!(unit.contains("KillMode=process"), "{unit}");

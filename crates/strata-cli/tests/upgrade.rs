@@ -41,16 +41,7 @@ fn replacing_the_agent_binary_under_load_fails_no_request() {
     let root = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&common::strata_bin(), &root.path().join("server"), None);
     // The binary running, and the one replacing it (then replaced in turn).
-    let binaries: Vec<std::path::PathBuf> = ["v1", "v2"]
-        .iter()
-        .map(|version| {
-            let dir = root.path().join(version);
-            std::fs::create_dir_all(&dir).unwrap();
-            let copy = dir.join("strata");
-            std::fs::copy(common::strata_bin(), &copy).unwrap();
-            copy
-        })
-        .collect();
+    let binaries = strata_testkit::binary_copies(&common::strata_bin(), root.path(), &["v1", "v2"]);
     let agent_dir = root.path().join("agent");
     let mut running = AgentProcess::start(&binaries[0], &agent_dir, &server.api, &server.token());
     let spec = common::hello_spec(root.path(), 2, "upgraded");
@@ -109,4 +100,88 @@ fn replacing_the_agent_binary_under_load_fails_no_request() {
     let events = common::stdout(&cli(&server, &["events"]));
     assert!(!events.contains("node.down"), "{events}");
     assert!(!events.contains("instance.stopped"), "{events}");
+}
+
+/// The instances' processes, from the agent's records in `agent_dir`: (instance, pid).
+fn recorded_pids(agent_dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(agent_dir.join("instances"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("record.json")) else {
+            continue;
+        };
+        let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+        found.push((
+            record["instance_id"].as_str().unwrap().to_string(),
+            record["process"]["pid"].as_u64().unwrap(),
+        ));
+    }
+    found.sort();
+    found
+}
+
+/// `--keep-instances`: SIGTERM leaves the node's instances running, and the next agent on the
+/// data directory re-adopts the very processes (a restart that keeps instances; the server
+/// here gives the node 10 s before it would count as down).
+#[test]
+fn sigterm_with_keep_instances_leaves_the_processes_to_the_next_agent() {
+    let root = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(
+        &common::strata_bin(),
+        &root.path().join("server"),
+        None,
+        &["--suspect-after", "5s", "--down-after", "10s"],
+    );
+    let agent_dir = root.path().join("agent");
+    // The node's API at one address, as a host's is: a restart is the same node.
+    let api_addr = format!("127.0.0.1:{}", strata_testkit::free_port());
+    let agent = AgentProcess::start_with(
+        &common::strata_bin(),
+        &agent_dir,
+        &server.api,
+        &server.token(),
+        &["--keep-instances", "--api-addr", &api_addr],
+    );
+    let spec = common::hello_spec(root.path(), 2, "kept");
+    let deployed = cli(
+        &server,
+        &["deploy", spec.to_str().unwrap(), "--timeout", "60s"],
+    );
+    assert!(deployed.status.success(), "{}", common::stderr(&deployed));
+    let before = instances_and_epoch(&server);
+    let pids = recorded_pids(&agent_dir);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+
+    drop(agent); // SIGTERM
+    for (id, pid) in &pids {
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{id} keeps running without its agent"
+        );
+    }
+    let _next = AgentProcess::start_with(
+        &common::strata_bin(),
+        &agent_dir,
+        &server.api,
+        &server.token(),
+        &["--api-addr", &api_addr],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let log = std::fs::read_to_string(agent_dir.join("agent.log")).unwrap_or_default();
+        if log.matches("re-adopted").count() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(agent_dir.join("agent.log")).unwrap_or_default();
+    assert_eq!(recorded_pids(&agent_dir), pids, "the same processes\n{log}");
+    assert_eq!(
+        instances_and_epoch(&server),
+        before,
+        "{log}\n{}",
+        common::stdout(&cli(&server, &["events"]))
+    );
 }

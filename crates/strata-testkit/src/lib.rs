@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 pub mod fixtures;
 mod process;
 
-pub use process::{request_loop, AgentProcess, ServerProcess};
+pub use process::{binary_copies, request_loop, terminate, wait_exit, AgentProcess, ServerProcess};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -367,18 +367,7 @@ impl Cluster {
         i: usize,
         limit: Duration,
     ) -> Option<std::process::ExitStatus> {
-        let mut agent = self.nodes[i].agent.take()?;
-        let _ = kill(Pid::from_raw(agent.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = agent.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = agent.kill();
-        let _ = agent.wait();
-        None
+        crate::process::terminate(self.nodes[i].agent.take()?, limit)
     }
 
     /// Waits until `count` nodes are ready.

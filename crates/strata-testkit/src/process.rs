@@ -27,6 +27,44 @@ fn spawn(command: &mut Command, log: &Path) -> Child {
         .expect("strata starts")
 }
 
+/// Waits (at most `limit`) for `child` to exit: its status, or `None` if it still runs.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// SIGTERM to `child`, then waits (at most `limit`, then SIGKILL) for it to exit.
+pub fn terminate(mut child: Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let status = wait_exit(&mut child, limit);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
+}
+
+/// Copies of the `strata` binary, one per name in `versions` (`ROOT/VERSION/strata`): the
+/// binary running and the ones replacing it, in an upgrade.
+pub fn binary_copies(strata: &Path, root: &Path, versions: &[&str]) -> Vec<PathBuf> {
+    versions
+        .iter()
+        .map(|version| {
+            let dir = root.join(version);
+            std::fs::create_dir_all(&dir).expect("a directory for the copy");
+            let copy = dir.join("strata");
+            std::fs::copy(strata, &copy).expect("the binary copies");
+            copy
+        })
+        .collect()
+}
+
 /// A `strata server`.
 pub struct ServerProcess {
     child: Option<Child>,
@@ -115,18 +153,7 @@ impl ServerProcess {
 
     /// SIGTERM, then waits (at most `limit`, then SIGKILL) for the server to exit.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        terminate(self.child.take()?, limit)
     }
 
     pub fn kill9(&mut self) {
@@ -158,18 +185,33 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn start(strata: &Path, dir: &Path, join: &str, token: &str) -> AgentProcess {
+        Self::start_with(strata, dir, join, token, &[])
+    }
+
+    /// [`AgentProcess::start`] with more `strata agent` flags.
+    pub fn start_with(
+        strata: &Path,
+        dir: &Path,
+        join: &str,
+        token: &str,
+        flags: &[&str],
+    ) -> AgentProcess {
         std::fs::create_dir_all(dir).expect("agent dir");
         let mut command = Command::new(strata);
+        command.args(["agent", "--join", join, "--token", token, "--name", "local"]);
+        if !flags.contains(&"--api-addr") {
+            command.args(["--api-addr", "127.0.0.1:0"]);
+        }
         command
-            .args(["agent", "--join", join, "--token", token, "--name", "local"])
             .args([
-                "--api-addr",
-                "127.0.0.1:0",
                 "--ingress-addr",
+                "127.0.0.1:0",
+                "--mesh-addr",
                 "127.0.0.1:0",
                 "--data-dir",
             ])
-            .arg(dir);
+            .arg(dir)
+            .args(flags);
         let log = dir.join("agent.log");
         let mut child = spawn(&mut command, &log);
         let ingress = read_announcements(
@@ -190,14 +232,7 @@ impl AgentProcess {
 impl AgentProcess {
     /// Waits (at most `limit`) for the agent to exit by itself: its exit status, or `None`.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        wait_exit(&mut self.child, limit)
     }
 
     pub fn pid(&self) -> u32 {

@@ -68,6 +68,16 @@ pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf
     path
 }
 
+/// `strata agent` flags that put its API, ingress and inter-node port on free loopback ports.
+pub const AGENT_ON_LOOPBACK: [&str; 6] = [
+    "--api-addr",
+    "127.0.0.1:0",
+    "--ingress-addr",
+    "127.0.0.1:0",
+    "--mesh-addr",
+    "127.0.0.1:0",
+];
+
 /// A spec for the example service with the given settings, written into `dir`.
 pub fn hello_spec(dir: &Path, replicas: u32, greeting: &str) -> PathBuf {
     let spec = service_toml(

@@ -88,6 +88,35 @@ impl ControlPlane {
         Ok(false)
     }
 
+    /// Sets one of a node's flags (`flag` picks it) to `value`: the node and whether it
+    /// changed, or `None` when there is no such node.
+    async fn set_node_flag(
+        &self,
+        name: &NodeName,
+        flag: impl Fn(&mut Node) -> &mut bool + Send + Sync,
+        value: bool,
+    ) -> Result<Option<(Node, bool)>, ControlError> {
+        self.update_cas(
+            &keys::node(name),
+            &format!("node `{name}`"),
+            Writer::Api,
+            |found: Option<Node>| {
+                Ok(match found {
+                    None => Change::Keep(None),
+                    Some(mut node) => {
+                        if *flag(&mut node) == value {
+                            Change::Keep(Some((node, false)))
+                        } else {
+                            *flag(&mut node) = value;
+                            Change::Write(node.clone(), Some((node, true)))
+                        }
+                    }
+                })
+            },
+        )
+        .await
+    }
+
     /// Starts or ends a drain of a node. A drain moves the node's instances elsewhere with no
     /// downtime (replacements first) and keeps new work off it.
     pub async fn set_draining(
@@ -96,25 +125,8 @@ impl ControlPlane {
         draining: bool,
         actor: &Actor,
     ) -> Result<Node, ControlError> {
-        let key = keys::node(name);
         let changed = self
-            .update_cas(
-                &key,
-                &format!("node `{name}`"),
-                Writer::Api,
-                |found: Option<Node>| {
-                    Ok(match found {
-                        None => Change::Keep(None),
-                        Some(node) if node.draining == draining => {
-                            Change::Keep(Some((node, false)))
-                        }
-                        Some(mut node) => {
-                            node.draining = draining;
-                            Change::Write(node.clone(), Some((node, true)))
-                        }
-                    })
-                },
-            )
+            .set_node_flag(name, |node| &mut node.draining, draining)
             .await?;
         let Some((node, changed)) = changed else {
             let names: Vec<String> = self
@@ -149,23 +161,8 @@ impl ControlPlane {
     /// The node's agent is stopping: its instances move elsewhere (replacements first, as in
     /// a drain) before it stops them. Its next registration takes new work again.
     pub async fn set_leaving(&self, name: &NodeName) -> Result<Node, ControlError> {
-        let key = keys::node(name);
         let changed = self
-            .update_cas(
-                &key,
-                &format!("node `{name}`"),
-                Writer::Api,
-                |found: Option<Node>| {
-                    Ok(match found {
-                        None => Change::Keep(None),
-                        Some(node) if node.leaving => Change::Keep(Some((node, false))),
-                        Some(mut node) => {
-                            node.leaving = true;
-                            Change::Write(node.clone(), Some((node, true)))
-                        }
-                    })
-                },
-            )
+            .set_node_flag(name, |node| &mut node.leaving, true)
             .await?;
         let Some((node, changed)) = changed else {
             return Err(ControlError::not_found(format!("node `{name}`"), None));
