@@ -129,16 +129,8 @@ fn etcd_leader_loss(kills: usize) -> Option<(usize, usize, usize)> {
 /// Scenario 2: (requests, failed, takeover times in ms).
 fn agent_upgrades(upgrades: usize) -> (usize, usize, Vec<f64>) {
     let root = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(&common::strata_bin(), &root.path().join("server"), None);
-    let binaries = strata_testkit::binary_copies(&common::strata_bin(), root.path(), &["v1", "v2"]);
+    let (server, binaries, mut running) = common::serving_hello_to_upgrade(root.path(), "Upgraded");
     let agent_dir = root.path().join("agent");
-    let mut running = AgentProcess::start(&binaries[0], &agent_dir, &server.api, &server.token());
-    let spec = common::hello_spec(root.path(), 2, "Upgraded");
-    let output = cli(
-        &server.api,
-        &["deploy", spec.to_str().unwrap(), "--timeout", "60s"],
-    );
-    assert!(output.status.success(), "{}", common::stderr(&output));
     let stop = Arc::new(AtomicBool::new(false));
     let loads: Vec<_> = (0..4)
         .map(|_| request_loop(HOST, running.ingress.clone(), stop.clone()))

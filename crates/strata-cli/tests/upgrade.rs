@@ -39,17 +39,9 @@ fn instances_and_epoch(server: &ServerProcess) -> (Vec<String>, u64) {
 #[test]
 fn replacing_the_agent_binary_under_load_fails_no_request() {
     let root = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(&common::strata_bin(), &root.path().join("server"), None);
     // The binary running, and the one replacing it (then replaced in turn).
-    let binaries = strata_testkit::binary_copies(&common::strata_bin(), root.path(), &["v1", "v2"]);
+    let (server, binaries, mut running) = common::serving_hello_to_upgrade(root.path(), "upgraded");
     let agent_dir = root.path().join("agent");
-    let mut running = AgentProcess::start(&binaries[0], &agent_dir, &server.api, &server.token());
-    let spec = common::hello_spec(root.path(), 2, "upgraded");
-    let deployed = cli(
-        &server,
-        &["deploy", spec.to_str().unwrap(), "--timeout", "60s"],
-    );
-    assert!(deployed.status.success(), "{}", common::stderr(&deployed));
     let before = instances_and_epoch(&server);
     assert_eq!(before.0.len(), 2);
 

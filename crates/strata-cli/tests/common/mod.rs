@@ -93,6 +93,35 @@ pub fn hello_spec(dir: &Path, replicas: u32, greeting: &str) -> PathBuf {
     )
 }
 
+/// The start of an agent upgrade in `root`: a server on the embedded store, two copies of
+/// the binary (`v1` running, `v2` to replace it), and an agent of `v1` serving hello twice
+/// (`greeting`), its data in `root/agent`.
+pub fn serving_hello_to_upgrade(
+    root: &Path,
+    greeting: &str,
+) -> (
+    strata_testkit::ServerProcess,
+    Vec<PathBuf>,
+    strata_testkit::AgentProcess,
+) {
+    let server = strata_testkit::ServerProcess::start(&strata_bin(), &root.join("server"), None);
+    let binaries = strata_testkit::binary_copies(&strata_bin(), root, &["v1", "v2"]);
+    let agent = strata_testkit::AgentProcess::start(
+        &binaries[0],
+        &root.join("agent"),
+        &server.api,
+        &server.token(),
+    );
+    let spec = hello_spec(root, 2, greeting);
+    let deployed = Command::new(strata_bin())
+        .args(["deploy", spec.to_str().unwrap(), "--timeout", "60s"])
+        .env("STRATA_ADDR", &server.api)
+        .output()
+        .unwrap();
+    assert!(deployed.status.success(), "{}", stderr(&deployed));
+    (server, binaries, agent)
+}
+
 /// A `strata dev` in `dir` with the example service deployed from [`hello_spec`].
 pub fn dev_serving_hello(dir: &Path, replicas: u32, greeting: &str) -> Dev {
     let dev = Dev::start(dir);
