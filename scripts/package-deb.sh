@@ -87,7 +87,15 @@ cat > "$stage/DEBIAN/postinst" <<'EOF'
 set -e
 mkdir -p /var/lib/strata/server /var/lib/strata/agent /etc/strata
 chmod 0700 /var/lib/strata/server /var/lib/strata/agent /etc/strata
-if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload || true
+    # An upgrade: a running agent hands its node to the new binary (no request fails, no
+    # instance restarts); a running server restarts (it gives up the lead first).
+    if [ "$1" = configure ] && [ -n "${2:-}" ]; then
+        if systemctl is-active --quiet strata-agent; then systemctl reload strata-agent || true; fi
+        systemctl try-restart strata-server || true
+    fi
+fi
 EOF
 cat > "$stage/DEBIAN/prerm" <<'EOF'
 #!/bin/sh

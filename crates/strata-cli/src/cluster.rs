@@ -293,30 +293,61 @@ pub async fn agent(args: AgentArgs) -> CliResult {
         takeover.done()?;
         platform::announce("took the node over; the agent before this one stops");
     }
-    println!("agent: {} (node {name})", agent.agent_url());
-    println!("ingress: http://{ingress_local}");
+    // Said on standard output for whoever started the agent; one that went away (a pipe
+    // closed) is no reason to stop.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "agent: {} (node {name})", agent.agent_url());
+        let _ = writeln!(out, "ingress: http://{ingress_local}");
+        let _ = out.flush();
+    }
+    // Under systemd (Type=notify): this process is the service's, and it is up.
+    if let Err(error) = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::MainPid(std::process::id()),
+            sd_notify::NotifyState::Ready,
+        ],
+    ) {
+        tracing::warn!(%error, "cannot tell systemd the agent is ready");
+    }
     let successor = platform::handover::serve(&data_dir, agent.clone());
-    tokio::select! {
-        handed = successor => {
-            handed?;
-            hand_off(args.stop_timeout).await;
-            Ok(())
-        }
-        result = agent_task => match result {
-            Ok(Err(error)) => Err(Failure::Failed(anyhow!("{error}"))),
-            other => Err(Failure::Failed(anyhow!("the node agent stopped: {other:?}"))),
-        },
-        _ = platform::shutdown_signal() => {
-            if args.keep_instances {
-                platform::announce(&format!(
-                    "stopping; {} instance(s) keep running for the next agent on {} to adopt",
-                    agent.instance_count(),
-                    data_dir.display()
-                ));
+    tokio::pin!(successor);
+    let mut agent_task = agent_task;
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            handed = &mut successor => {
+                handed?;
+                hand_off(args.stop_timeout).await;
                 return Ok(());
             }
-            leave(&agent, &access.client, &name, args.stop_timeout).await;
-            Ok(())
+            result = &mut agent_task => return match result {
+                Ok(Err(error)) => Err(Failure::Failed(anyhow!("{error}"))),
+                other => Err(Failure::Failed(anyhow!("the node agent stopped: {other:?}"))),
+            },
+            _ = hangups.recv() => {
+                // `systemctl reload`: the binary on disk (an upgrade) takes the node over.
+                match platform::handover::start_successor() {
+                    Ok(pid) => platform::announce(&format!(
+                        "SIGHUP: started the agent binary on disk again (pid {pid}); it takes the node over"
+                    )),
+                    Err(error) => tracing::warn!(%error, "SIGHUP: cannot start the agent binary again"),
+                }
+            }
+            _ = platform::shutdown_signal() => {
+                if args.keep_instances {
+                    platform::announce(&format!(
+                        "stopping; {} instance(s) keep running for the next agent on {} to adopt",
+                        agent.instance_count(),
+                        data_dir.display()
+                    ));
+                    return Ok(());
+                }
+                leave(&agent, &access.client, &name, args.stop_timeout).await;
+                return Ok(());
+            }
         }
     }
 }

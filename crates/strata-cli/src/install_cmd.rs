@@ -6,8 +6,11 @@
 //!
 //! The agent's unit stops only the agent (`KillMode=process`): on SIGTERM it moves its
 //! instances off the node itself, and with `--keep-instances` it leaves them running for the
-//! next agent. The stop timeout is longer than the agent's `--stop-timeout`, so systemd never
-//! kills a leave half-way. `Delegate=yes` lets the agent manage its containers' cgroups.
+//! next agent. `systemctl reload` is an upgrade in place: the agent starts the binary on disk
+//! again, which takes the node over and tells systemd it is the service's process now
+//! (`Type=notify`, `NotifyAccess=all`). The stop timeout is longer than the agent's
+//! `--stop-timeout`, so systemd never kills a leave half-way. `Delegate=yes` lets the agent
+//! manage its containers' cgroups.
 
 use std::path::{Path, PathBuf};
 
@@ -222,10 +225,14 @@ fn unit(role: Role, exec_start: &str, environment_file: Option<&str>) -> String 
         .map(|file| format!("EnvironmentFile={file}\n"))
         .unwrap_or_default();
     let role_specific = match role {
+        // The agent says when it is up, and which process it is after `systemctl reload`
+        // started the binary on disk again to take the node over (an upgrade in place).
         // Only the agent stops: it moves its instances off the node (or leaves them, with
         // --keep-instances); 90 s is longer than its --stop-timeout of 60 s.
-        Role::Agent => "KillMode=process\nTimeoutStopSec=90\nDelegate=yes\n",
-        Role::Server => "TimeoutStopSec=30\n",
+        Role::Agent => {
+            "Type=notify\nNotifyAccess=all\nExecReload=/bin/kill -HUP $MAINPID\nKillMode=process\nTimeoutStopSec=90\nDelegate=yes\n"
+        }
+        Role::Server => "Type=simple\nTimeoutStopSec=30\n",
     };
     format!(
         "# Written by `strata install {name}`.\n\
@@ -236,7 +243,6 @@ fn unit(role: Role, exec_start: &str, environment_file: Option<&str>) -> String 
          After=network-online.target\n\
          \n\
          [Service]\n\
-         Type=simple\n\
          {environment}\
          ExecStart={exec_start}\n\
          Restart=always\n\

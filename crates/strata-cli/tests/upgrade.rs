@@ -177,3 +177,111 @@ fn sigterm_with_keep_instances_leaves_the_processes_to_the_next_agent() {
         common::stdout(&cli(&server, &["events"]))
     );
 }
+
+/// What systemd would read from its notify socket within `limit`: the next message.
+fn notified(socket: &std::os::unix::net::UnixDatagram, limit: Duration) -> String {
+    socket.set_read_timeout(Some(limit)).unwrap();
+    let mut buffer = [0u8; 4096];
+    let length = socket.recv(&mut buffer).expect("a notification");
+    String::from_utf8_lossy(&buffer[..length]).into_owned()
+}
+
+/// `systemctl reload` (SIGHUP): the agent starts the binary now on disk (an upgrade replaced
+/// it, as dpkg does: written beside it, renamed over it), which takes the node over and tells
+/// systemd that it is the service's process now. No request fails; the instances and the
+/// node's epoch stay.
+#[test]
+fn sighup_hands_the_node_to_the_binary_now_on_disk() {
+    let root = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&common::strata_bin(), &root.path().join("server"), None);
+    let versions = strata_testkit::binary_copies(&common::strata_bin(), root.path(), &["v1", "v2"]);
+    let installed_dir = root.path().join("usr/bin");
+    std::fs::create_dir_all(&installed_dir).unwrap();
+    let installed = installed_dir.join("strata");
+    std::fs::copy(&versions[0], &installed).unwrap();
+    let socket_path = root.path().join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    let agent_dir = root.path().join("agent");
+    let mut agent = AgentProcess::start_with_env(
+        &installed,
+        &agent_dir,
+        &server.api,
+        &server.token(),
+        &[],
+        &[("NOTIFY_SOCKET", socket_path.as_path())],
+    );
+    let first = notified(&systemd, Duration::from_secs(10));
+    assert!(
+        first.contains("READY=1") && first.contains(&format!("MAINPID={}", agent.pid())),
+        "{first}"
+    );
+    let spec = common::hello_spec(root.path(), 2, "reloaded");
+    let deployed = cli(
+        &server,
+        &["deploy", spec.to_str().unwrap(), "--timeout", "60s"],
+    );
+    assert!(deployed.status.success(), "{}", common::stderr(&deployed));
+    let before = instances_and_epoch(&server);
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = (0..2)
+        .map(|_| request_loop(HOST, agent.ingress.clone(), stop.clone()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let staged = installed_dir.join("strata.dpkg-new");
+    std::fs::copy(&versions[1], &staged).unwrap();
+    std::fs::rename(&staged, &installed).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let exit = agent.wait_exit(Duration::from_secs(30));
+    let log = std::fs::read_to_string(agent_dir.join("agent.log")).unwrap_or_default();
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}\n{log}");
+    let second = notified(&systemd, Duration::from_secs(10));
+    let new_pid: i32 = second
+        .lines()
+        .find_map(|l| l.strip_prefix("MAINPID="))
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("{second}"));
+    assert!(second.contains("READY=1"), "{second}");
+    assert_ne!(new_pid as u32, agent.pid());
+    let running = std::fs::read_link(format!("/proc/{new_pid}/exe")).unwrap();
+    assert_eq!(running, installed, "the new binary, not the replaced one");
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let (mut failures, mut ok) = (Vec::new(), 0);
+    for load in loads {
+        let (failed, succeeded) = load.join().unwrap();
+        failures.extend(failed);
+        ok += succeeded;
+    }
+    let after = instances_and_epoch(&server);
+    // The new agent is no child of this test: stopped by signal (it stops its instances,
+    // being the only node), waited for by its /proc entry.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(new_pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{new_pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !gone() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !gone() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(new_pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(failures.is_empty(), "{failures:?}\n{log}");
+    assert!(ok > 20, "{ok}");
+    assert_eq!(after, before);
+}

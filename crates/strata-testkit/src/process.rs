@@ -196,8 +196,21 @@ impl AgentProcess {
         token: &str,
         flags: &[&str],
     ) -> AgentProcess {
+        Self::start_with_env(strata, dir, join, token, flags, &[])
+    }
+
+    /// [`AgentProcess::start_with`] with more environment variables.
+    pub fn start_with_env(
+        strata: &Path,
+        dir: &Path,
+        join: &str,
+        token: &str,
+        flags: &[&str],
+        env: &[(&str, &Path)],
+    ) -> AgentProcess {
         std::fs::create_dir_all(dir).expect("agent dir");
         let mut command = Command::new(strata);
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         command.args(["agent", "--join", join, "--token", token, "--name", "local"]);
         if !flags.contains(&"--api-addr") {
             command.args(["--api-addr", "127.0.0.1:0"]);

@@ -169,6 +169,28 @@ impl Takeover {
     }
 }
 
+/// Starts this process's binary again, as it is on disk now (an upgrade replaced it), with
+/// this process's arguments: the new process takes the node over (SIGHUP, `systemctl
+/// reload`). Its pid.
+pub fn start_successor() -> std::io::Result<u32> {
+    let mut args = std::env::args_os();
+    let invoked = args.next().map(PathBuf::from).unwrap_or_default();
+    // A path as invoked names the file on disk now; /proc/self/exe would name the replaced
+    // one ("... (deleted)").
+    let program = if invoked.components().count() > 1 {
+        invoked
+    } else {
+        let exe = std::env::current_exe()?;
+        let shown = exe.to_string_lossy();
+        PathBuf::from(shown.trim_end_matches(" (deleted)"))
+    };
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .spawn()?;
+    Ok(child.id())
+}
+
 /// What the old agent does for each step its successor asks.
 pub trait Predecessor: Send + Sync + 'static {
     /// Stop acting for the node; the instances keep running.
