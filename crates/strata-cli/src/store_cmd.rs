@@ -191,7 +191,9 @@ async fn write_from_store(
     out: impl Write,
     sealer: Option<Sealer>,
 ) -> Result<usize, Failure> {
-    let page = store.list_page("/", None, 0).await?;
+    let page = store
+        .snapshot_without(&strata_control::backup::format::RUNTIME_PREFIXES)
+        .await?;
     let mut writer = Writer::start(out, page.revision, "store", sealer)?;
     let blob_store = strata_control::blobs::BlobStore::open(&data_dir.join("blobs"))?;
     let mut digests = Vec::new();

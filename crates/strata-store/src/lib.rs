@@ -321,6 +321,17 @@ pub trait Store: Send + Sync + 'static {
         Ok(existed)
     }
 
+    /// Every key but those under the `skipped` prefixes, all read at one revision: a
+    /// consistent snapshot of the store without the parts the caller does not want (a backup
+    /// leaves out a fleet's million instance records). Backends read around the skipped
+    /// prefixes; this default reads everything at once and drops them.
+    async fn snapshot_without(&self, skipped: &[&str]) -> Result<Page, StoreError> {
+        let mut page = self.list_page("/", None, 0).await?;
+        page.kvs
+            .retain(|kv| !skipped.iter().any(|prefix| kv.key.starts_with(prefix)));
+        Ok(page)
+    }
+
     /// Every key under `prefix`, read page by page.
     async fn list(&self, prefix: &str) -> Result<Page, StoreError> {
         let mut all = Vec::new();

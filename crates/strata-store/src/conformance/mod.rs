@@ -41,7 +41,7 @@ pub use lease::{
     keep_alive_extends_lease, lease_expiry_deletes_keys, put_without_lease_detaches,
     revoke_deletes_at_once, unknown_lease_is_rejected,
 };
-pub use listing::{list_page_order_and_prefix, list_pagination};
+pub use listing::{list_page_order_and_prefix, list_pagination, snapshot_without_skips_prefixes};
 pub use watch::{
     watch_compacted, watch_deletes, watch_from_zero_sees_only_new, watch_prefix_filtering,
     watch_replays_then_continues_live, watch_txn_events_share_revision,
@@ -110,6 +110,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         delete_resets_create_revision,
         list_page_order_and_prefix,
         list_pagination,
+        snapshot_without_skips_prefixes,
         watch_from_zero_sees_only_new,
         watch_replays_then_continues_live,
         watch_prefix_filtering,

@@ -61,6 +61,112 @@ impl Shared {
         Ok(Page::of(kvs, revision, resp.more))
     }
 
+    /// Every key under `/` but those under the `skipped` prefixes: the ranges between them,
+    /// each read in pages, all at the first one's revision (read again from the start if
+    /// that revision is compacted meanwhile).
+    pub(super) async fn snapshot_without(&self, skipped: &[&str]) -> Result<Page, StoreError> {
+        const ATTEMPTS: usize = 3;
+        let Some((start, end)) = self.range("/") else {
+            return Ok(Page::of(Vec::new(), self.revision().await?, false));
+        };
+        let mut holes: Vec<(Vec<u8>, Vec<u8>)> = skipped
+            .iter()
+            .filter_map(|prefix| self.range(prefix))
+            .collect();
+        holes.sort();
+        // The ranges of `[start, end)` outside every hole.
+        let mut pieces = Vec::new();
+        let mut from = start;
+        for (hole_start, hole_end) in holes {
+            if hole_start > from {
+                pieces.push((from.clone(), hole_start));
+            }
+            if hole_end > from {
+                from = hole_end;
+            }
+        }
+        if before_end(&from, &end) {
+            pieces.push((from, end));
+        }
+        'attempt: for _ in 0..ATTEMPTS {
+            let mut kvs = Vec::new();
+            let mut at = None;
+            for (piece_start, piece_end) in &pieces {
+                match self
+                    .read_range(piece_start.clone(), piece_end.clone(), "snapshot", at)
+                    .await
+                {
+                    Ok(Some((page, revision))) => {
+                        at = Some(revision);
+                        kvs.extend(page);
+                    }
+                    Ok(None) => continue 'attempt,
+                    Err(error) => return Err(error),
+                }
+            }
+            let revision = match at {
+                Some(revision) => rev_out(revision),
+                None => self.revision().await?,
+            };
+            return Ok(Page::of(kvs, revision, false));
+        }
+        Err(StoreError::Backend(format!(
+            "etcd snapshot failed: the revision being read was compacted {ATTEMPTS} times in a row"
+        )))
+    }
+
+    /// Every key in `[start, end)` in pages at revision `at` (`None`: the first page's):
+    /// the keys and that revision, or `None` if the revision was compacted meanwhile.
+    async fn read_range(
+        &self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        what: &str,
+        at: Option<i64>,
+    ) -> Result<Option<(Vec<crate::KeyValue>, i64)>, StoreError> {
+        let mut kvs = Vec::new();
+        let mut revision = at;
+        let mut from = start;
+        loop {
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(i64::try_from(LIST_PAGE).unwrap_or(i64::MAX));
+            if let Some(revision) = revision {
+                options = options.with_revision(revision);
+            }
+            let resp = match self
+                .call(true, || {
+                    let (mut kv, key, options) = (self.kv.clone(), from.clone(), options.clone());
+                    async move { kv.get(key, Some(options)).await }
+                })
+                .await
+            {
+                Ok(resp) => resp.0,
+                Err(f) if revision.is_some() && f.is_compacted() => return Ok(None),
+                Err(f) => return Err(self.fail(what, f)),
+            };
+            let read_at = match revision {
+                Some(read_at) => read_at,
+                None => {
+                    let read_at = rev_in(header_revision(resp.header.as_ref(), what)?);
+                    revision = Some(read_at);
+                    read_at
+                }
+            };
+            if let Some(last) = resp.kvs.last() {
+                from = last.key.clone();
+                from.push(0);
+            }
+            let done = !resp.more || resp.kvs.is_empty();
+            for kv in resp.kvs {
+                kvs.push(self.kv_out(kv)?);
+            }
+            if done {
+                return Ok(Some((kvs, read_at)));
+            }
+        }
+    }
+
     /// Every key in `[start, end)`, read in pages at one revision.
     async fn read_all(&self, start: Vec<u8>, end: Vec<u8>, what: &str) -> Result<Page, StoreError> {
         const ATTEMPTS: usize = 3;

@@ -316,6 +316,11 @@ impl Store for EtcdStore {
         Ok(resp.deleted() > 0)
     }
 
+    /// The ranges between the skipped prefixes, all at one revision.
+    async fn snapshot_without(&self, skipped: &[&str]) -> Result<Page, StoreError> {
+        self.shared.snapshot_without(skipped).await
+    }
+
     /// One consistent read: pages of [`LIST_PAGE`] keys, all at the first page's revision.
     async fn list(&self, prefix: &str) -> Result<Page, StoreError> {
         self.list_page(prefix, None, 0).await

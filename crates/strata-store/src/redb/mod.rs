@@ -306,6 +306,21 @@ impl Store for RedbStore {
         .await
     }
 
+    /// One read transaction that jumps over the skipped prefixes.
+    async fn snapshot_without(&self, skipped: &[&str]) -> Result<Page, StoreError> {
+        let skipped: Vec<String> = skipped.iter().map(|s| s.to_string()).collect();
+        self.blocking(move |inner| {
+            inner.read(|txn| {
+                let revision = current_revision(&txn.open_table(META).map_err(backend)?)?;
+                let kv = txn.open_table(KV).map_err(backend)?;
+                let skipped: Vec<&str> = skipped.iter().map(String::as_str).collect();
+                let kvs = tables::scan_skipping(&kv, &skipped)?;
+                Ok(Page::of(kvs, revision, false))
+            })
+        })
+        .await
+    }
+
     /// Unlike the provided method, reads every key in one snapshot.
     async fn list(&self, prefix: &str) -> Result<Page, StoreError> {
         self.list_page(prefix, None, 0).await

@@ -69,6 +69,47 @@ pub(super) fn read_kv(
 }
 
 /// Keys under `prefix` after `start_after`, at most `limit` (0: all), and whether more follow.
+/// Every key under `/` but those under the `skipped` prefixes, jumping over each skipped
+/// range instead of reading it.
+pub(super) fn scan_skipping(
+    kv: &impl ReadableTable<&'static str, &'static [u8]>,
+    skipped: &[&str],
+) -> Result<Vec<KeyValue>, StoreError> {
+    let mut kvs = Vec::new();
+    let mut lower = "/".to_string();
+    loop {
+        let mut resume_at = None;
+        for entry in kv.range::<&str>(lower.as_str()..).map_err(backend)? {
+            let (key, value) = entry.map_err(backend)?;
+            let key = key.value();
+            if !key.starts_with('/') {
+                break;
+            }
+            if let Some(prefix) = skipped.iter().find(|prefix| key.starts_with(**prefix)) {
+                resume_at = Some(past_prefix(prefix));
+                break;
+            }
+            kvs.push(codec::decode_kv(key, value.value())?);
+        }
+        match resume_at {
+            Some(next) => lower = next,
+            None => return Ok(kvs),
+        }
+    }
+}
+
+/// The first string after every string that starts with `prefix` (an ASCII prefix).
+fn past_prefix(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < 0x7f {
+            bytes.push(last + 1);
+            return String::from_utf8(bytes).expect("ASCII stays UTF-8");
+        }
+    }
+    "\u{7f}".to_string()
+}
+
 pub(super) fn scan_prefix(
     kv: &impl ReadableTable<&'static str, &'static [u8]>,
     prefix: &str,
