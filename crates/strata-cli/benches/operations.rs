@@ -153,13 +153,8 @@ fn agent_upgrades(upgrades: usize) -> (usize, usize, Vec<f64>) {
         std::thread::sleep(Duration::from_secs(1));
     }
     stop.store(true, Ordering::SeqCst);
-    let (mut failed, mut ok) = (0, 0);
-    for load in loads {
-        let (failures, succeeded) = load.join().unwrap();
-        failed += failures.len();
-        ok += succeeded;
-    }
-    (ok + failed, failed, times)
+    let (failures, ok) = strata_testkit::join_request_loops(loads);
+    (ok + failures.len(), failures.len(), times)
 }
 
 /// Scenario 3: (export s, verify s, import s, bytes) for `services` services.

@@ -674,12 +674,7 @@ fn servers_roll_one_at_a_time_with_no_failed_request() {
         || logs_of(&servers, Some(&agent)),
     );
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (mut failures, mut ok) = (Vec::new(), 0);
-    for load in loads {
-        let (failed, succeeded) = load.join().unwrap();
-        failures.extend(failed);
-        ok += succeeded;
-    }
+    let (failures, ok) = strata_testkit::join_request_loops(loads);
     assert!(
         failures.is_empty(),
         "{} requests failed during the roll: {:?}",

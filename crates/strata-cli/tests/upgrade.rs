@@ -71,12 +71,7 @@ fn replacing_the_agent_binary_under_load_fails_no_request() {
         std::thread::sleep(Duration::from_millis(500));
     }
     stop.store(true, Ordering::SeqCst);
-    let (mut failures, mut ok) = (Vec::new(), 0);
-    for load in loads {
-        let (failed, succeeded) = load.join().unwrap();
-        failures.extend(failed);
-        ok += succeeded;
-    }
+    let (failures, ok) = strata_testkit::join_request_loops(loads);
     let log = std::fs::read_to_string(agent_dir.join("agent.log")).unwrap_or_default();
     assert!(
         failures.is_empty(),
@@ -251,12 +246,7 @@ fn sighup_hands_the_node_to_the_binary_now_on_disk() {
     assert_eq!(running, installed, "the new binary, not the replaced one");
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
-    let (mut failures, mut ok) = (Vec::new(), 0);
-    for load in loads {
-        let (failed, succeeded) = load.join().unwrap();
-        failures.extend(failed);
-        ok += succeeded;
-    }
+    let (failures, ok) = strata_testkit::join_request_loops(loads);
     let after = instances_and_epoch(&server);
     // The new agent is no child of this test: stopped by signal (it stops its instances,
     // being the only node), waited for by its /proc entry.

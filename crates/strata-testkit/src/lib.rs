@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 pub mod fixtures;
 mod process;
 
-pub use process::{binary_copies, request_loop, terminate, wait_exit, AgentProcess, ServerProcess};
+pub use process::{
+    binary_copies, join_request_loops, request_loop, terminate, wait_exit, AgentProcess,
+    ServerProcess,
+};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

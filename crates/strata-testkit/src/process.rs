@@ -265,6 +265,19 @@ impl Drop for AgentProcess {
     }
 }
 
+/// Waits for every request loop: all their failures, and how many requests succeeded.
+pub fn join_request_loops(
+    loops: Vec<std::thread::JoinHandle<(Vec<String>, usize)>>,
+) -> (Vec<String>, usize) {
+    let (mut failures, mut ok) = (Vec::new(), 0);
+    for handle in loops {
+        let (failed, succeeded) = handle.join().expect("a request loop");
+        failures.extend(failed);
+        ok += succeeded;
+    }
+    (failures, ok)
+}
+
 /// GETs `http://HOST:PORT/` through `ingress` every 5-10 ms until `stop` (at most 60 s);
 /// returns the failures (status and body, or the error) and the number of successes.
 pub fn request_loop(

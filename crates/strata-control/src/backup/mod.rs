@@ -95,7 +95,10 @@ impl ControlPlane {
         };
         // One read at one revision: the snapshot is consistent however busy the cluster is.
         // Runtime facts are not even read (a fleet's instance records would be most of it).
-        let page = self.store.snapshot_without(&format::RUNTIME_PREFIXES).await?;
+        let page = self
+            .store
+            .snapshot_without(&format::RUNTIME_PREFIXES)
+            .await?;
         let digests: Vec<String> = page
             .kvs
             .iter()

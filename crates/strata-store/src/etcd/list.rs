@@ -170,53 +170,17 @@ impl Shared {
     /// Every key in `[start, end)`, read in pages at one revision.
     async fn read_all(&self, start: Vec<u8>, end: Vec<u8>, what: &str) -> Result<Page, StoreError> {
         const ATTEMPTS: usize = 3;
-        'attempt: for _ in 0..ATTEMPTS {
-            let mut kvs = Vec::new();
-            let mut revision: Option<i64> = None;
-            let mut from = start.clone();
-            loop {
-                let mut options = GetOptions::new()
-                    .with_range(end.clone())
-                    .with_limit(i64::try_from(LIST_PAGE).unwrap_or(i64::MAX));
-                if let Some(revision) = revision {
-                    options = options.with_revision(revision);
-                }
-                let resp = match self
-                    .call(true, || {
-                        let (mut kv, key, options) =
-                            (self.kv.clone(), from.clone(), options.clone());
-                        async move { kv.get(key, Some(options)).await }
-                    })
-                    .await
-                {
-                    Ok(resp) => resp.0,
-                    // The history at our revision was compacted between two pages: start over.
-                    Err(f) if revision.is_some() && f.is_compacted() => continue 'attempt,
-                    Err(f) => return Err(self.fail(what, f)),
-                };
-                let at = match revision {
-                    Some(at) => at,
-                    None => {
-                        let at = rev_in(header_revision(resp.header.as_ref(), what)?);
-                        revision = Some(at);
-                        at
-                    }
-                };
-                if let Some(last) = resp.kvs.last() {
-                    from = last.key.clone();
-                    from.push(0);
-                }
-                let done = !resp.more || resp.kvs.is_empty();
-                for kv in resp.kvs {
-                    kvs.push(self.kv_out(kv)?);
-                }
-                if done {
-                    return Ok(Page {
-                        kvs,
-                        revision: rev_out(at),
-                        next: None,
-                    });
-                }
+        for _ in 0..ATTEMPTS {
+            // The history at the first page's revision compacted between two pages: again.
+            if let Some((kvs, at)) = self
+                .read_range(start.clone(), end.clone(), what, None)
+                .await?
+            {
+                return Ok(Page {
+                    kvs,
+                    revision: rev_out(at),
+                    next: None,
+                });
             }
         }
         Err(StoreError::Backend(format!(
