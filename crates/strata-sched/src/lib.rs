@@ -14,7 +14,9 @@ pub mod liveness;
 pub mod placement;
 pub mod plan;
 pub mod quota;
+pub mod tally;
 
 pub use deploy::{plan_deploy, DeployCurrent, DeployPlan, DeployWant};
 pub use placement::{place, Demand, NodeView, PlacementError, Placer};
 pub use plan::{plan_service, NodeStates, Readiness, ServicePlan, StopReason};
+pub use tally::{plan_by_tally, ServiceTally, Standing};

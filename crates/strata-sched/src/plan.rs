@@ -12,6 +12,8 @@ use std::hash::BuildHasher;
 
 use strata_core::{DesiredState, InstanceId, InstanceRef, InstanceState, NodeName, NodeState};
 
+use crate::tally::Standing;
+
 /// Why an instance is being stopped (recorded in the event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -92,7 +94,8 @@ pub fn plan_service(
     readiness: Readiness,
 ) -> ServicePlan {
     let mut plan = ServicePlan::default();
-    let lost = |state: Option<NodeState>| matches!(state, None | Some(NodeState::Down));
+    let standing =
+        |view: &InstanceRef<'_>| Standing::of(view, node_states.state_of(&view.instance.node));
 
     // Instances already asked to stop: forget them once their agent says they are done, or
     // once their node is gone (the agent fences them if it comes back).
@@ -100,7 +103,7 @@ pub fn plan_service(
         .iter()
         .partition(|view| view.instance.desired == DesiredState::Stopped);
     for view in stopping {
-        if view.state().is_terminal() || lost(node_states.state_of(&view.instance.node)) {
+        if standing(view) == (Standing::Stopping { done: true }) {
             plan.forget.push(view.instance.id.clone());
         }
     }
@@ -118,17 +121,15 @@ pub fn plan_service(
     let mut current = Vec::new();
     let mut old = Vec::new();
     for view in wanted {
-        let node = node_states.state_of(&view.instance.node);
-        if lost(node) {
-            plan.stop
-                .push((view.instance.id.clone(), StopReason::NodeLost));
-        } else if view.state() == InstanceState::Failed {
-            plan.stop
-                .push((view.instance.id.clone(), StopReason::FailedToStart));
-        } else if view.instance.release == release && node != Some(NodeState::Draining) {
-            current.push(view);
-        } else {
-            old.push(view);
+        match standing(view) {
+            Standing::Lost => plan
+                .stop
+                .push((view.instance.id.clone(), StopReason::NodeLost)),
+            Standing::Failed => plan
+                .stop
+                .push((view.instance.id.clone(), StopReason::FailedToStart)),
+            Standing::Placed { release: r } if r == release => current.push(view),
+            _ => old.push(view),
         }
     }
 

@@ -6,8 +6,10 @@
 use std::collections::{HashMap, HashSet};
 
 use strata_core::spec::PortSpec;
-use strata_core::{DesiredState, Instance, InstanceId, NodeName, NodeState, Service};
-use strata_sched::{plan_service, Demand, NodeView, Placer, Readiness};
+use strata_core::{DesiredState, InstanceId, NodeName, NodeState, Service};
+use strata_sched::{
+    plan_by_tally, plan_service, Demand, NodeView, Placer, Readiness, ServiceTally,
+};
 
 use crate::reflector::{ClusterState, ServiceKey};
 
@@ -81,7 +83,8 @@ pub struct PassPlanner {
     /// a key once, and what one held is freed once).
     stopping: HashSet<InstanceId>,
     pass: PassPlan,
-    /// Instances of the services planned so far.
+    /// Instances looked at so far (for a service planned by its counts: the ones it stops
+    /// and the nodes it is on).
     pub planned_instances: usize,
 }
 
@@ -118,41 +121,65 @@ impl PassPlanner {
     }
 
     fn plan_service(&mut self, state: &ClusterState, id: ServiceKey, now: u64) {
+        let service = state.service(&id).map(|s| &s.value);
+        let desired_release = service.map(|s| s.desired_release);
+        let replicas = service.map_or(0, |s| s.replicas);
+        let release =
+            desired_release.and_then(|number| state.release(&id.0, &id.1, number).cloned());
+        let no_instances = ServiceTally::default();
+        let tally = state.tally(&id).unwrap_or(&no_instances);
+        // A settled service's plan is decided by its counts, without a look at each of its
+        // instances (a node's death among a thousand services of a thousand instances is then
+        // a thousand small plans, not a million instance views).
+        let (plan, holding) = match plan_by_tally(tally, desired_release, replicas) {
+            Some(plan) => {
+                // Where it runs matters only to place more (spread).
+                let holding: Vec<(usize, u32)> = match plan.start {
+                    0 => Vec::new(),
+                    _ => tally
+                        .holding()
+                        .filter_map(|(node, count)| Some((self.placer.position(node)?, count)))
+                        .collect(),
+                };
+                self.planned_instances += plan.stop.len() + holding.len();
+                (plan, holding)
+            }
+            None => {
+                let instances = state.instances_of(&id);
+                self.planned_instances += instances.len();
+                let min_ready_ms = release
+                    .as_ref()
+                    .map_or(strata_core::spec::DEFAULT_MIN_READY_MS, |r| {
+                        r.spec.min_ready_ms
+                    });
+                let readiness = Readiness { now, min_ready_ms };
+                let plan = plan_service(
+                    desired_release,
+                    replicas,
+                    &instances,
+                    &self.node_states,
+                    readiness,
+                );
+                let mut holding: HashMap<usize, u32> = HashMap::new();
+                for view in &instances {
+                    if view.instance.desired == DesiredState::Running {
+                        if let Some(node) = self.placer.position(&view.instance.node) {
+                            *holding.entry(node).or_default() += 1;
+                        }
+                    }
+                }
+                (plan, holding.into_iter().collect())
+            }
+        };
         let Self {
-            node_states,
             placer,
             stopping,
             pass,
-            planned_instances,
+            ..
         } = self;
-        let instances = state.instances_of(&id);
-        *planned_instances += instances.len();
-        let service = state.service(&id).map(|s| &s.value);
-        let desired_release = service.map(|s| s.desired_release);
-        let release =
-            desired_release.and_then(|number| state.release(&id.0, &id.1, number).cloned());
-        let min_ready_ms = release
-            .as_ref()
-            .map_or(strata_core::spec::DEFAULT_MIN_READY_MS, |r| {
-                r.spec.min_ready_ms
-            });
-        let plan = plan_service(
-            desired_release,
-            service.map_or(0, |s| s.replicas),
-            &instances,
-            node_states,
-            Readiness { now, min_ready_ms },
-        );
         if let Some(at) = plan.recheck_at {
             pass.rechecks.push((id.clone(), at));
         }
-        let by_id: HashMap<&InstanceId, &Instance> = match plan.stop.is_empty() {
-            true => HashMap::new(),
-            false => instances
-                .iter()
-                .map(|v| (&v.instance.id, v.instance))
-                .collect(),
-        };
         for (stopped, why) in &plan.stop {
             if !stopping.insert(stopped.clone()) {
                 continue;
@@ -160,7 +187,7 @@ impl PassPlanner {
             pass.stops.push((stopped.clone(), why.describe()));
             // What it held is free for this pass's placements: a crash-looping instance of a
             // superseded release must not keep its replacement's fixed port.
-            let Some(i) = by_id.get(stopped) else {
+            let Some(i) = state.instance(stopped).map(|i| &i.value) else {
                 continue;
             };
             let held = state.release(&i.env, &i.service, i.release);
@@ -181,15 +208,6 @@ impl PassPlanner {
         let (Some(service), Some(release)) = (service, release) else {
             return;
         };
-        let mut holding: HashMap<usize, u32> = HashMap::new();
-        for view in &instances {
-            if view.instance.desired == DesiredState::Running {
-                if let Some(node) = placer.position(&view.instance.node) {
-                    *holding.entry(node).or_default() += 1;
-                }
-            }
-        }
-        let holding: Vec<(usize, u32)> = holding.into_iter().collect();
         let demand = Demand {
             resources: release.spec.resources,
             driver: release.spec.driver,

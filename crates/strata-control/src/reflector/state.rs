@@ -13,7 +13,10 @@ use strata_core::{
     keys, ConfigVersion, DesiredState, EnvName, Instance, InstanceId, InstanceRef, InstanceStatus,
     InstanceView, Node, NodeName, NodeState, Release, Resources, Service, ServiceName,
 };
+use strata_sched::ServiceTally;
 use strata_store::{KeyValue, Revision, WatchEvent};
+
+mod tallies;
 
 /// A record and the revision it was last written at (what a compare-and-swap needs).
 #[derive(Debug, Clone)]
@@ -90,6 +93,8 @@ pub struct ClusterState {
     /// without walking all it holds.
     by_node_revision: HashMap<NodeName, BTreeMap<Revision, Vec<InstanceId>>>,
     by_service: HashMap<ServiceKey, BTreeSet<InstanceId>>,
+    /// Each service's instances counted by standing (see `tallies.rs`).
+    tallies: HashMap<ServiceKey, ServiceTally>,
     load: HashMap<NodeName, NodeLoad>,
     /// The revision of the last change to each node's instances (what its agent must run).
     node_changed: HashMap<NodeName, Revision>,
@@ -201,13 +206,15 @@ impl ClusterState {
                     return;
                 }
                 self.mark_instance_service(&id);
+                let before = self.standing_of(&id);
                 self.statuses.insert(
-                    id,
+                    id.clone(),
                     Box::new(Versioned {
                         value: status,
                         revision,
                     }),
                 );
+                self.restand(&id, before);
             }
         } else if key.starts_with(keys::NODES) {
             if let Some(node) = self.decode::<Node>(kv) {
@@ -218,11 +225,17 @@ impl ClusterState {
                 {
                     return;
                 }
-                let seen_before = self
+                let before = self
                     .nodes
                     .get(&node.name)
-                    .map(|n| as_instances_see_it(n.value.effective_state()));
-                if seen_before == Some(as_instances_see_it(node.effective_state())) {
+                    .map(|n| n.value.effective_state());
+                let recount =
+                    tallies::node_change_moves_standings(before, Some(node.effective_state()));
+                let on_node = match recount {
+                    true => self.standings_on(&node.name),
+                    false => Vec::new(),
+                };
+                if !recount {
                     // Its instances are planned as before (a ready node turned suspect, or
                     // back): only what waits for a node may care.
                     self.dirty.nodes = true;
@@ -245,6 +258,9 @@ impl ClusterState {
                 );
                 if before.is_none() {
                     self.node_set_version = next_version();
+                }
+                for (id, before) in on_node {
+                    self.restand(&id, before);
                 }
             }
         } else if key.starts_with(keys::SERVICES) {
@@ -288,6 +304,7 @@ impl ClusterState {
             if held.instance.revision >= revision {
                 return;
             }
+            self.uncount_standing(id);
             let held = self.instances.remove(id).expect("just found");
             self.unindex(&held);
             let instance = held.instance.value;
@@ -297,12 +314,18 @@ impl ClusterState {
             self.dirty.services.insert((instance.env, instance.service));
         } else if let Some(id) = key.strip_prefix(keys::STATUS) {
             if self.statuses.get(id).is_some_and(|s| s.revision < revision) {
+                let before = self.standing_of(id);
                 self.statuses.remove(id);
+                self.restand(id, before);
                 self.mark_instance_service(id);
             }
         } else if let Some(name) = key.strip_prefix(keys::NODES) {
             if self.nodes.get(name).is_some_and(|n| n.revision < revision) {
+                let on_node = self.standings_on(name);
                 self.nodes.remove(name);
+                for (id, before) in on_node {
+                    self.restand(&id, before);
+                }
                 self.unready.remove(name);
                 self.node_set_version = next_version();
                 self.node_records_version = next_version();
@@ -336,6 +359,7 @@ impl ClusterState {
             if held.instance.revision >= revision {
                 return;
             }
+            self.uncount_standing(&instance.id);
             let held = self.instances.remove(&instance.id).expect("just found");
             self.unindex(&held);
             let was_on = &held.instance.value.node;
@@ -388,7 +412,9 @@ impl ClusterState {
                 load.static_ports.insert(port, instance.id.clone());
             }
         }
-        self.instances.insert(instance.id.clone(), Box::new(held));
+        let id = instance.id.clone();
+        self.instances.insert(id.clone(), Box::new(held));
+        self.count_standing(&id);
     }
 
     /// Remembers that `id` left `node` at `revision` (the oldest go past [`REMOVALS_KEPT`]).

@@ -18,6 +18,10 @@ use strata_core::{NodeName, NodeState, Resources};
 
 use super::{refusal, Demand, NodeView, PlacementError};
 
+/// Up to how many instances of a service already placed somewhere [`Placer::place`] places
+/// without ranking the nodes it holds.
+const FEW: usize = 4;
+
 /// A node without instances of the service in the free-memory index: free memory, name rank,
 /// index.
 type IdleKey = (u64, usize, usize);
@@ -140,6 +144,9 @@ impl Placer {
         count: usize,
         holding: &[(usize, u32)],
     ) -> Result<Vec<usize>, (Vec<usize>, PlacementError)> {
+        if count <= FEW && !holding.is_empty() {
+            return self.place_few(demand, count, holding);
+        }
         let mut service = Service {
             demand,
             busy: vec![BTreeSet::new(); self.zones.len()],
@@ -197,6 +204,104 @@ impl Placer {
         // The next service starts with no instances anywhere: the nodes go back to the index.
         for index in service.taken {
             self.nodes[index].instances_of_service = 0;
+            self.index(index);
+        }
+        match error {
+            None => Ok(chosen),
+            Some(error) => Err((chosen, error)),
+        }
+    }
+
+    /// [`Placer::place`] for a few instances of a service that runs on many nodes already
+    /// (a replacement after a node's death): rather than take every node the service holds
+    /// out of the index and rank them (a thousand nodes for one instance), each instance looks
+    /// at every zone's first idle node and at every node of the service. Same decisions.
+    fn place_few(
+        &mut self,
+        demand: &Demand,
+        count: usize,
+        holding: &[(usize, u32)],
+    ) -> Result<Vec<usize>, (Vec<usize>, PlacementError)> {
+        let mut load = vec![0u32; self.zones.len()];
+        let mut marked = Vec::with_capacity(holding.len() + count);
+        for &(index, instances) in holding {
+            if instances == 0 || self.nodes[index].instances_of_service > 0 {
+                continue;
+            }
+            self.nodes[index].instances_of_service = instances;
+            marked.push(index);
+            let zone = self.zone_of[index];
+            if self.zones[zone].counted {
+                load[zone] += instances;
+            }
+        }
+        let mut chosen = Vec::with_capacity(count);
+        let mut error = None;
+        for _ in 0..count {
+            let mut best: Option<(BusyKeyWithLoad, usize)> = None;
+            let mut consider = |key: BusyKeyWithLoad, index: usize| {
+                if best.as_ref().is_none_or(|b| key < b.0) {
+                    best = Some((key, index));
+                }
+            };
+            for (zone, nodes) in self.zones.iter().enumerate() {
+                let first = nodes.idle.iter().find(|(_, _, index)| {
+                    self.nodes[*index].instances_of_service == 0
+                        && refusal(&self.nodes[*index], demand).is_none()
+                });
+                if let Some(&(free, name, index)) = first {
+                    consider((0, load[zone], free, name), index);
+                }
+            }
+            for &index in &marked {
+                let node = &self.nodes[index];
+                if refusal(node, demand).is_none() {
+                    let zone = self.zone_of[index];
+                    let key = (
+                        node.instances_of_service,
+                        load[zone],
+                        node.free().memory_bytes,
+                        self.name_rank[index],
+                    );
+                    consider(key, index);
+                }
+            }
+            let Some((_, index)) = best else {
+                error = Some(PlacementError {
+                    placed: chosen.len(),
+                    wanted: count,
+                    refusals: self
+                        .nodes
+                        .iter()
+                        .filter_map(|node| {
+                            refusal(node, demand).map(|why| (node.name.clone(), why))
+                        })
+                        .collect(),
+                });
+                break;
+            };
+            // Out of the index under its old free memory; back in under its new one below.
+            self.unindex(index);
+            let node = &mut self.nodes[index];
+            node.allocated = node.allocated + demand.resources;
+            if node.instances_of_service == 0 {
+                marked.push(index);
+            }
+            node.instances_of_service += 1;
+            if let Some(port) = demand.static_port {
+                node.static_ports
+                    .insert(port, "another instance placed now".to_string());
+            }
+            let zone = self.zone_of[index];
+            if self.zones[zone].counted {
+                load[zone] += 1;
+            }
+            chosen.push(index);
+        }
+        for &index in &marked {
+            self.nodes[index].instances_of_service = 0;
+        }
+        for &index in &chosen {
             self.index(index);
         }
         match error {

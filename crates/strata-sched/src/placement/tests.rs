@@ -278,7 +278,11 @@ fn the_indexed_ranking_decides_as_the_scan_of_every_node() {
             node.instances_of_service = rng.gen_range(0..3);
         }
         let want = random_demand(&mut rng);
-        let count = rng.gen_range(0..60);
+        // Often a few (a replacement: placed without ranking the service's nodes).
+        let count = match rng.gen_bool(0.4) {
+            true => rng.gen_range(0..=4),
+            false => rng.gen_range(0..60),
+        };
         let mut by_index = nodes.clone();
         let mut by_scan = nodes;
         let placed = match place(&mut by_index, &want, count) {
@@ -324,7 +328,10 @@ fn a_placer_kept_across_services_decides_as_the_scan_of_every_node() {
                 }
             } else {
                 let want = random_demand(&mut rng);
-                let count = rng.gen_range(0..20);
+                let count = match rng.gen_bool(0.4) {
+                    true => rng.gen_range(0..=4),
+                    false => rng.gen_range(0..20),
+                };
                 let mut holding: Vec<(usize, u32)> = Vec::new();
                 for index in 0..by_scan.len() {
                     if rng.gen_bool(0.2) {

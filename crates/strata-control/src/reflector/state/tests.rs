@@ -368,3 +368,90 @@ fn removals_from_a_node_are_known_from_the_listing_on_and_up_to_a_bound() {
     assert_eq!(removed(&state, newest).map(|ids| ids.len()), Some(0));
     assert_eq!(removed(&state, newest - 3).map(|ids| ids.len()), Some(1));
 }
+
+/// Every service's tally, kept change by change, is what counting its instances now gives.
+fn assert_tallies_are_recounts(state: &ClusterState, step: &str) {
+    let node_states: HashMap<NodeName, NodeState> = state
+        .nodes()
+        .map(|n| (n.value.name.clone(), n.value.effective_state()))
+        .collect();
+    let services: BTreeSet<ServiceKey> = state
+        .services_with_instances()
+        .chain(state.tallies.keys())
+        .cloned()
+        .collect();
+    for service in services {
+        let recount = ServiceTally::of(&state.instances_of(&service), &node_states);
+        let kept = state.tally(&service).cloned().unwrap_or_default();
+        assert_eq!(kept, recount, "{service:?} after {step}");
+    }
+}
+
+#[test]
+fn tallies_follow_instances_reports_and_node_states_in_any_order() {
+    use rand::{Rng, SeedableRng};
+    use strata_core::{InstanceState, InstanceStatus};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(24);
+    let node_names = ["n1", "n2", "n3"];
+    let ids = ["a", "b", "c", "d", "e", "f"];
+    for round in 0..300 {
+        let mut state = ClusterState::default();
+        let mut revision: Revision = 0;
+        for step in 0..60 {
+            revision += 1;
+            // Now and then an event comes late (a listing overlapping the watch): older
+            // than what the state holds for its key, it must change nothing.
+            let at = match rng.gen_bool(0.1) {
+                true => revision.saturating_sub(rng.gen_range(1..6)),
+                false => revision,
+            };
+            let id = ids[rng.gen_range(0..ids.len())];
+            let node = node_names[rng.gen_range(0..node_names.len())];
+            let event = match rng.gen_range(0..7) {
+                0 | 1 => {
+                    let desired = match rng.gen_bool(0.7) {
+                        true => DesiredState::Running,
+                        false => DesiredState::Stopped,
+                    };
+                    let service = ["web", "api"][rng.gen_range(0..2)];
+                    let mut i = instance(id, service, node, desired);
+                    i.release = rng.gen_range(1..3);
+                    placed(&i, at)
+                }
+                2 => delete(keys::instance(id), at),
+                3 => {
+                    let states = [
+                        InstanceState::Running,
+                        InstanceState::Failed,
+                        InstanceState::Stopped,
+                        InstanceState::Starting,
+                    ];
+                    let status = InstanceStatus::new(
+                        InstanceId::new(id).unwrap(),
+                        NodeName::new(node).unwrap(),
+                        states[rng.gen_range(0..states.len())],
+                        "",
+                    );
+                    put(keys::status(id), &status, at)
+                }
+                4 => delete(keys::status(id), at),
+                5 => {
+                    let WatchEvent::Put(mut kv) =
+                        crate::reflector::fixtures::node(node, "z", 64, at)
+                    else {
+                        unreachable!()
+                    };
+                    let mut record: strata_core::Node = serde_json::from_slice(&kv.value).unwrap();
+                    record.state = [NodeState::Ready, NodeState::Suspect, NodeState::Down]
+                        [rng.gen_range(0..3)];
+                    record.draining = rng.gen_bool(0.2);
+                    kv.value = serde_json::to_vec(&record).unwrap();
+                    WatchEvent::Put(kv)
+                }
+                _ => delete(keys::node(node), at),
+            };
+            state.apply(&event);
+            assert_tallies_are_recounts(&state, &format!("round {round} step {step}: {event:?}"));
+        }
+    }
+}
