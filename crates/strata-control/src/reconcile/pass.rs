@@ -76,7 +76,7 @@ pub fn plan_pass(
 /// between parts (a million instances take about a second to plan) and plan each service
 /// over the state as it is then.
 pub struct PassPlanner {
-    node_states: HashMap<NodeName, NodeState>,
+    node_states: HashMap<NodeName, NodeState, foldhash::fast::RandomState>,
     /// The nodes ranked for placement, kept across the pass's services.
     placer: Placer,
     /// The instances this pass stops: each once, whatever the reasons (a transaction writes

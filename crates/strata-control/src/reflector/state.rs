@@ -62,12 +62,16 @@ impl Dirty {
     }
 }
 
+/// The state's tables: a fast hash seeded per process (a million instances are looked up by
+/// id on every pass, report and query; the keys are names the cluster gave or accepted).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct ClusterState {
     /// Every change up to this revision is applied.
     revision: Revision,
-    nodes: HashMap<NodeName, Versioned<Node>>,
+    nodes: FastMap<NodeName, Versioned<Node>>,
     /// Nodes whose state is not ready (suspect, down, draining): what a liveness pass looks
     /// at besides the nodes gone silent.
     unready: BTreeSet<NodeName>,
@@ -79,28 +83,28 @@ pub struct ClusterState {
     services: BTreeMap<ServiceKey, Versioned<Service>>,
     /// Releases and config versions by key: written once (releases' specs rewritten only to
     /// drop config), so shared.
-    releases: HashMap<String, Arc<Release>>,
-    configs: HashMap<String, Arc<ConfigVersion>>,
+    releases: FastMap<String, Arc<Release>>,
+    configs: FastMap<String, Arc<ConfigVersion>>,
     /// Boxed, as `statuses`: the tables then hold a key and a pointer each, so growing one
     /// (a rehash of a million entries, under the state's write lock) moves little memory
     /// and stalls readers briefly rather than for a second.
-    instances: HashMap<InstanceId, Box<Held>>,
-    statuses: HashMap<InstanceId, Box<Versioned<InstanceStatus>>>,
+    instances: FastMap<InstanceId, Box<Held>>,
+    statuses: FastMap<InstanceId, Box<Versioned<InstanceStatus>>>,
     /// Each node's instances, with the revision each was last written at (so a node's
     /// changes since a revision are found without looking up each instance).
-    by_node: HashMap<NodeName, BTreeMap<InstanceId, Revision>>,
+    by_node: FastMap<NodeName, BTreeMap<InstanceId, Revision>>,
     /// The same, ordered by revision: what changed on a node since a revision, found
     /// without walking all it holds.
-    by_node_revision: HashMap<NodeName, BTreeMap<Revision, Vec<InstanceId>>>,
-    by_service: HashMap<ServiceKey, BTreeSet<InstanceId>>,
+    by_node_revision: FastMap<NodeName, BTreeMap<Revision, Vec<InstanceId>>>,
+    by_service: FastMap<ServiceKey, BTreeSet<InstanceId>>,
     /// Each service's instances counted by standing (see `tallies.rs`).
-    tallies: HashMap<ServiceKey, ServiceTally>,
-    load: HashMap<NodeName, NodeLoad>,
+    tallies: FastMap<ServiceKey, ServiceTally>,
+    load: FastMap<NodeName, NodeLoad>,
     /// The revision of the last change to each node's instances (what its agent must run).
-    node_changed: HashMap<NodeName, Revision>,
+    node_changed: FastMap<NodeName, Revision>,
     /// Each node's recent removals, so a blocking query can answer with what left the node
     /// rather than with every id that stayed.
-    removals: HashMap<NodeName, NodeRemovals>,
+    removals: FastMap<NodeName, NodeRemovals>,
     /// The revision this state was first complete to (its listing's): what left a node
     /// before it is not known here.
     history_from: Option<Revision>,

@@ -32,7 +32,9 @@ type BusyKey = (u32, u64, usize, usize);
 /// Nodes kept ranked for placing one service after another.
 pub struct Placer {
     nodes: Vec<NodeView>,
-    by_name: HashMap<NodeName, usize>,
+    /// Looked up for every node each service of a pass is on: a fast hash, seeded per
+    /// process (the names are those of nodes that joined with the cluster's token).
+    by_name: HashMap<NodeName, usize, foldhash::fast::RandomState>,
     /// Each node's position in name order (the last tie-breaker).
     name_rank: Vec<usize>,
     /// Each node's zone (an index into `zones`; zone 0 holds the nodes without a zone).
@@ -223,6 +225,9 @@ impl Placer {
         holding: &[(usize, u32)],
     ) -> Result<Vec<usize>, (Vec<usize>, PlacementError)> {
         let mut load = vec![0u32; self.zones.len()];
+        // Per zone, the nodes of its index that hold none of the service (a zone where the
+        // service is on every node is not searched).
+        let mut unmarked: Vec<usize> = self.zones.iter().map(|z| z.idle.len()).collect();
         let mut marked = Vec::with_capacity(holding.len() + count);
         for &(index, instances) in holding {
             if instances == 0 || self.nodes[index].instances_of_service > 0 {
@@ -234,36 +239,40 @@ impl Placer {
             if self.zones[zone].counted {
                 load[zone] += instances;
             }
+            if self.nodes[index].state == NodeState::Ready {
+                unmarked[zone] -= 1;
+            }
         }
         let mut chosen = Vec::with_capacity(count);
         let mut error = None;
         for _ in 0..count {
             let mut best: Option<(BusyKeyWithLoad, usize)> = None;
-            let mut consider = |key: BusyKeyWithLoad, index: usize| {
-                if best.as_ref().is_none_or(|b| key < b.0) {
-                    best = Some((key, index));
-                }
-            };
             for (zone, nodes) in self.zones.iter().enumerate() {
+                if unmarked[zone] == 0 {
+                    continue;
+                }
                 let first = nodes.idle.iter().find(|(_, _, index)| {
                     self.nodes[*index].instances_of_service == 0
                         && refusal(&self.nodes[*index], demand).is_none()
                 });
                 if let Some(&(free, name, index)) = first {
-                    consider((0, load[zone], free, name), index);
+                    let key = (0, load[zone], free, name);
+                    if best.as_ref().is_none_or(|b| key < b.0) {
+                        best = Some((key, index));
+                    }
                 }
             }
             for &index in &marked {
                 let node = &self.nodes[index];
-                if refusal(node, demand).is_none() {
-                    let zone = self.zone_of[index];
-                    let key = (
-                        node.instances_of_service,
-                        load[zone],
-                        node.free().memory_bytes,
-                        self.name_rank[index],
-                    );
-                    consider(key, index);
+                let key = (
+                    node.instances_of_service,
+                    load[self.zone_of[index]],
+                    node.free().memory_bytes,
+                    self.name_rank[index],
+                );
+                // Whether the node can take it is asked only of a node that would be best.
+                if best.as_ref().is_none_or(|b| key < b.0) && refusal(node, demand).is_none() {
+                    best = Some((key, index));
                 }
             }
             let Some((_, index)) = best else {
@@ -282,17 +291,18 @@ impl Placer {
             };
             // Out of the index under its old free memory; back in under its new one below.
             self.unindex(index);
+            let zone = self.zone_of[index];
             let node = &mut self.nodes[index];
             node.allocated = node.allocated + demand.resources;
             if node.instances_of_service == 0 {
                 marked.push(index);
+                unmarked[zone] -= 1;
             }
             node.instances_of_service += 1;
             if let Some(port) = demand.static_port {
                 node.static_ports
                     .insert(port, "another instance placed now".to_string());
             }
-            let zone = self.zone_of[index];
             if self.zones[zone].counted {
                 load[zone] += 1;
             }
