@@ -285,6 +285,48 @@ async fn statuses_reported_together_are_stored_in_order_with_an_event_per_change
     assert_eq!(after.ready_since, before.ready_since);
 }
 
+#[tokio::test]
+async fn a_report_of_many_is_stored_whole_and_an_instance_reported_twice_keeps_its_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(dir.path()).await;
+    let ids: Vec<String> = (0..100).map(|i| format!("a-{i:03}")).collect();
+    for id in &ids {
+        put(&plane, &instance(id, "n1", DesiredState::Running)).await;
+    }
+    let n1 = NodeName::from_static("n1");
+    // A hundred instances, each once: several transactions, in flight together.
+    let report = ids[..60]
+        .iter()
+        .map(|id| status(id, "n1", InstanceState::Running))
+        .collect();
+    plane.report_statuses(&n1, report).await.unwrap();
+    for id in &ids[..60] {
+        assert_eq!(
+            stored_status(&plane, id).await.state,
+            InstanceState::Running,
+            "{id}"
+        );
+    }
+    // Forty instances starting, then running, then failing, in one report: each instance's
+    // statuses fall in different transactions and the last one it reported is what stays.
+    let report = [
+        InstanceState::Starting,
+        InstanceState::Running,
+        InstanceState::Failed,
+    ]
+    .into_iter()
+    .flat_map(|state| ids[60..].iter().map(move |id| status(id, "n1", state)))
+    .collect();
+    plane.report_statuses(&n1, report).await.unwrap();
+    for id in &ids[60..] {
+        assert_eq!(
+            stored_status(&plane, id).await.state,
+            InstanceState::Failed,
+            "{id}"
+        );
+    }
+}
+
 /// Registers node `n1` and waits for the plane's reflector to hold it.
 /// A control plane that leads, with node n1 registered.
 async fn leading_with_n1(dir: &std::path::Path) -> (Arc<ControlPlane>, strata_core::Node) {

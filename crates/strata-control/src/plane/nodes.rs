@@ -298,8 +298,8 @@ impl ControlPlane {
         }
     }
 
-    /// Stores what `node` reports of its instances, in order, a transaction for each
-    /// [`STATUSES_PER_TXN`], with an event for each change of state (routine steps of one
+    /// Stores what `node` reports of its instances, in order (for each instance), a
+    /// transaction for each [`STATUSES_PER_TXN`], with an event for each change of state (routine steps of one
     /// service folded into one). Statuses of instances no longer wanted, or placed on
     /// another node, are not stored: the answer names them (the agent stops them).
     pub async fn report_statuses(
@@ -307,9 +307,33 @@ impl ControlPlane {
         node: &NodeName,
         statuses: Vec<InstanceStatus>,
     ) -> Result<StatusReportsStored, ControlError> {
+        use futures::{StreamExt, TryStreamExt};
+        type ReportWrite<'a> = std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<StatusReportsStored, ControlError>>
+                    + Send
+                    + 'a,
+            >,
+        >;
         let mut stored = StatusReportsStored::default();
+        // Transactions in flight together share the store's disk syncs (a node reporting a
+        // thousand new instances at once waits for one or two, not twenty-five); an instance
+        // reported twice keeps its order, its statuses then going one transaction after
+        // another.
+        let mut seen = std::collections::HashSet::with_capacity(statuses.len());
+        let at_once = match statuses.iter().all(|s| seen.insert(&s.id)) {
+            true => REPORT_TXNS_AT_ONCE,
+            false => 1,
+        };
+        let mut writes: Vec<ReportWrite<'_>> = Vec::new();
         for chunk in statuses.chunks(STATUSES_PER_TXN) {
-            let part = self.report_some_statuses(node, chunk).await?;
+            writes.push(Box::pin(self.report_some_statuses(node, chunk)));
+        }
+        let parts: Vec<StatusReportsStored> = futures::stream::iter(writes)
+            .buffered(at_once)
+            .try_collect()
+            .await?;
+        for part in parts {
             for id in part.not_wanted {
                 if !stored.not_wanted.contains(&id) {
                     stored.not_wanted.push(id);
@@ -511,6 +535,9 @@ pub(crate) fn stop_event(instance: &Instance, why: &str) -> Event {
 /// How many statuses one transaction stores: each takes a put and two compares, and an event
 /// another put and compare, within etcd's default limit of 128 of each per transaction.
 const STATUSES_PER_TXN: usize = 40;
+
+/// How many of one report's transactions are in flight at once.
+const REPORT_TXNS_AT_ONCE: usize = 8;
 
 /// What a status report is judged on, by instance: its record and its last stored status,
 /// each with the revision it was read at (`None`: there is none).
