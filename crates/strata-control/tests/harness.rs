@@ -143,6 +143,42 @@ async fn a_new_leader_finishes_the_rollout_the_old_one_began() {
 /// (etcd's 128 operations, which the embedded store enforces too): a report of 100 changes
 /// of state, and the deletion of a service with more releases than one transaction holds.
 #[tokio::test(flavor = "multi_thread")]
+async fn a_dead_nodes_records_are_forgotten_a_few_batches_a_pass_until_none_is_left() {
+    let mut h = Harness::start(&["n1", "n2"]).await;
+    let small = "[service.web.resources]\ncpu = \"1m\"\nmemory = \"1Mi\"\n";
+    h.deploy(&format!("{}{small}", spec(300, "v1"))).await;
+    h.step().await;
+    let on_n1 = |views: &[strata_core::InstanceView]| {
+        views.iter().filter(|v| v.instance.node == "n1").count()
+    };
+    assert_eq!(on_n1(&h.instances("web").await), 150);
+    h.kill("n1");
+    for _ in 0..20 {
+        if h.node_state("n1").await == NodeState::Down {
+            break;
+        }
+        h.advance(100);
+        h.step().await;
+    }
+    assert_eq!(h.node_state("n1").await, NodeState::Down);
+    // The pass that saw it down replaced its 150 and asked them to stop; their records go a
+    // few batches a pass (120), so writes that matter are not queued behind them.
+    let wanted = h.wanted("web").await;
+    assert_eq!(wanted.len(), 300);
+    assert!(wanted.iter().all(|(_, node)| node == "n2"));
+    assert_eq!(on_n1(&h.instances("web").await), 150);
+    h.step().await;
+    assert_eq!(
+        on_n1(&h.instances("web").await),
+        30,
+        "120 forgotten in one pass"
+    );
+    h.step().await;
+    assert_eq!(on_n1(&h.instances("web").await), 0, "the rest in the next");
+    assert_eq!(h.instances("web").await.len(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn large_reports_and_deletes_fit_the_transactions_etcd_takes() {
     use strata_core::{InstanceState, InstanceStatus, NodeName};
     let small = |replicas: u32, version: &str| {

@@ -39,6 +39,9 @@ const PLAN_PART_INSTANCES: usize = 20_000;
 /// default limit of 128 operations per transaction).
 const PLACEMENT_BATCH: usize = 60;
 
+/// How many stopped instances' records a pass deletes at most (the rest wait for the next).
+const FORGETS_PER_PASS: usize = 2 * PLACEMENT_BATCH;
+
 /// How many of a pass's transactions are in flight at once: concurrent transactions share a
 /// disk sync (the embedded store's group commit; etcd batches its raft proposals likewise),
 /// where one after another each waits for its own.
@@ -192,13 +195,45 @@ async fn apply(
     plan: PassPlan,
     now: u64,
 ) -> Result<(), ControlError> {
-    let mut stops: Vec<Write<'_, ()>> = Vec::new();
+    // Placements on nodes where nothing stops go with the stops (a node's death is then
+    // one round of writes, not two); those on a node where something stops wait for the
+    // stops, and the records of instances done go last (nothing waits for them).
+    let (after_stops, with_stops): (Vec<Placement>, Vec<Placement>) = plan
+        .placements
+        .into_iter()
+        .partition(|p| plan.stopped_on.contains(&p.node));
+    let mut stops: Vec<Write<'_, bool>> = Vec::new();
     for batch in plan.stops.chunks(PLACEMENT_BATCH) {
-        stops.push(Box::pin(stop_instances(plane, batch, now)));
+        stops.push(Box::pin(async move {
+            stop_instances(plane, batch, now).await.map(|()| true)
+        }));
     }
-    concurrently(stops).await?;
+    for batch in with_stops.chunks(PLACEMENT_BATCH) {
+        stops.push(Box::pin(create_instances(plane, batch, now)));
+    }
+    let mut committed = concurrently(stops).await?;
+    let mut placements: Vec<Write<'_, bool>> = Vec::new();
+    for batch in after_stops.chunks(PLACEMENT_BATCH) {
+        placements.push(Box::pin(create_instances(plane, batch, now)));
+    }
+    committed.extend(concurrently(placements).await?);
+    // Forgetting is not urgent, and a node's death leaves a record to forget for each of its
+    // instances: a pass forgets a few batches and plans the rest's services again at once,
+    // so the writes that matter (reports of replacements running) are not queued behind a
+    // thousand deletes.
+    let mut forget = plan.forgets;
+    let later = forget.split_off(forget.len().min(FORGETS_PER_PASS));
+    if !later.is_empty() {
+        let state = plane.reflector().read();
+        for id in &later {
+            if let Some(i) = state.instance(id) {
+                let service = (i.value.env.clone(), i.value.service.clone());
+                memory.rechecks.insert(service, now);
+            }
+        }
+    }
     let mut forgets: Vec<Write<'_, ()>> = Vec::new();
-    for batch in plan.forgets.chunks(PLACEMENT_BATCH) {
+    for batch in forget.chunks(PLACEMENT_BATCH) {
         let txn = batch.iter().fold(Txn::new(), |txn, id| {
             txn.delete(keys::instance(id)).delete(keys::status(id))
         });
@@ -207,11 +242,6 @@ async fn apply(
         }));
     }
     concurrently(forgets).await?;
-    let mut placements: Vec<Write<'_, bool>> = Vec::new();
-    for batch in plan.placements.chunks(PLACEMENT_BATCH) {
-        placements.push(Box::pin(create_instances(plane, batch, now)));
-    }
-    let committed = concurrently(placements).await?;
     if committed.contains(&false) {
         // Nothing in the work queue says these are still missing: plan everything next.
         memory.last_full = None;

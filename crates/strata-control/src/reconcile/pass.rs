@@ -3,7 +3,7 @@
 //! and the starts are placed on nodes (what earlier services of the same pass placed counts).
 //! The caller applies the result to the store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use strata_core::spec::PortSpec;
 use strata_core::{DesiredState, InstanceId, NodeName, NodeState, Service};
@@ -36,6 +36,9 @@ pub struct PlacementOutcome {
 pub struct PassPlan {
     /// Instances to stop, with why (each once).
     pub stops: Vec<(InstanceId, &'static str)>,
+    /// The nodes those instances are on: a placement there waits for the stops (what they
+    /// free, a fixed port, is its to take); one elsewhere need not.
+    pub stopped_on: BTreeSet<NodeName>,
     /// Stopped-and-done instances whose records go.
     pub forgets: Vec<InstanceId>,
     pub placements: Vec<Placement>,
@@ -190,6 +193,9 @@ impl PassPlanner {
             let Some(i) = state.instance(stopped).map(|i| &i.value) else {
                 continue;
             };
+            if !pass.stopped_on.contains(&i.node) {
+                pass.stopped_on.insert(i.node.clone());
+            }
             let held = state.release(&i.env, &i.service, i.release);
             let node = placer.position(&i.node);
             if let (Some(release), Some(node), DesiredState::Running) = (held, node, i.desired) {

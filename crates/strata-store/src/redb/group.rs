@@ -131,6 +131,12 @@ fn commit_queued(inner: &Inner) {
         let started = std::time::Instant::now();
         let written = inner.write_group(&txns);
         let took = started.elapsed();
+        tracing::trace!(
+            took_ms = took.as_millis() as u64,
+            transactions = txns.len(),
+            writes = txns.iter().map(|t| t.ops.len()).sum::<usize>(),
+            "group commit"
+        );
         if took >= SLOW_COMMIT {
             let ops: usize = txns.iter().map(|t| t.ops.len()).sum();
             tracing::warn!(
