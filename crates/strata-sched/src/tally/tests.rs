@@ -77,12 +77,14 @@ fn full_plan(views: &[InstanceView], release: Option<u64>, replicas: u32) -> Ser
     plan_service(release, replicas, &borrowed, &node_states(), readiness)
 }
 
+/// (case, instances, desired release, replicas, whether the tally decides)
+type Case = (&'static str, Vec<InstanceView>, Option<u64>, u32, bool);
+
 #[test]
 fn the_tally_decides_settled_services_and_leaves_the_rest_to_the_full_plan() {
     use InstanceState::*;
     let up = |id, node| view(id, 1, node, true, Some(Running));
-    // (case, instances, desired release, replicas, whether the tally decides)
-    let cases: Vec<(&str, Vec<InstanceView>, Option<u64>, u32, bool)> = vec![
+    let cases: Vec<Case> = vec![
         ("nothing yet: place them all", vec![], Some(1), 3, true),
         (
             "settled",
