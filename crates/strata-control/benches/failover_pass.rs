@@ -219,6 +219,17 @@ fn apply(state: &mut ClusterState, writer: &mut Writer, plan: &PassPlan) -> Vec<
     placed
 }
 
+/// One line of the table.
+fn row(pass: &str, planned: usize, plan: &PassPlan, plan_ms: f64, apply_ms: Option<f64>) {
+    println!(
+        "| {pass} | {planned} | {} | {} | {} | {plan_ms:.1} | {} |",
+        plan.stops.len(),
+        plan.forgets.len(),
+        plan.placements.len(),
+        apply_ms.map_or("-".to_string(), |ms| format!("{ms:.1}"))
+    );
+}
+
 fn main() {
     let args = args();
     let mut writer = Writer { revision: 0 };
@@ -246,22 +257,19 @@ fn main() {
     let applying = Instant::now();
     let placed = apply(&mut state, &mut writer, &plan);
     let apply_ms = applying.elapsed().as_secs_f64() * 1000.0;
-    println!(
-        "| node down (its record: {node_ms:.1} ms) | {planned} | {} | {} | {} | {plan_ms:.1} | {apply_ms:.1} |",
-        plan.stops.len(),
-        plan.forgets.len(),
-        plan.placements.len()
-    );
+    let name = format!("node down (its record: {node_ms:.1} ms)");
+    row(&name, planned, &plan, plan_ms, Some(apply_ms));
 
     let (plan, planned, plan_ms) = pass(&mut state);
     let applying = Instant::now();
     apply(&mut state, &mut writer, &plan);
     let apply_ms = applying.elapsed().as_secs_f64() * 1000.0;
-    println!(
-        "| woken by its own writes | {planned} | {} | {} | {} | {plan_ms:.1} | {apply_ms:.1} |",
-        plan.stops.len(),
-        plan.forgets.len(),
-        plan.placements.len()
+    row(
+        "woken by its own writes",
+        planned,
+        &plan,
+        plan_ms,
+        Some(apply_ms),
     );
 
     let applying = Instant::now();
@@ -271,10 +279,6 @@ fn main() {
     }
     let reports_ms = applying.elapsed().as_secs_f64() * 1000.0;
     let (plan, planned, plan_ms) = pass(&mut state);
-    println!(
-        "| woken by the replacements' reports (applied in {reports_ms:.1} ms) | {planned} | {} | {} | {} | {plan_ms:.1} | - |",
-        plan.stops.len(),
-        plan.forgets.len(),
-        plan.placements.len()
-    );
+    let name = format!("woken by the replacements' reports (applied in {reports_ms:.1} ms)");
+    row(&name, planned, &plan, plan_ms, None);
 }

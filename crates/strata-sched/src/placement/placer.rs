@@ -173,17 +173,7 @@ impl Placer {
         let mut error = None;
         for _ in 0..count {
             let Some(index) = self.take_best(&mut service) else {
-                error = Some(PlacementError {
-                    placed: chosen.len(),
-                    wanted: count,
-                    refusals: self
-                        .nodes
-                        .iter()
-                        .filter_map(|node| {
-                            refusal(node, demand).map(|why| (node.name.clone(), why))
-                        })
-                        .collect(),
-                });
+                error = Some(self.short(demand, chosen.len(), count));
                 break;
             };
             let node = &mut self.nodes[index];
@@ -276,17 +266,7 @@ impl Placer {
                 }
             }
             let Some((_, index)) = best else {
-                error = Some(PlacementError {
-                    placed: chosen.len(),
-                    wanted: count,
-                    refusals: self
-                        .nodes
-                        .iter()
-                        .filter_map(|node| {
-                            refusal(node, demand).map(|why| (node.name.clone(), why))
-                        })
-                        .collect(),
-                });
+                error = Some(self.short(demand, chosen.len(), count));
                 break;
             };
             // Out of the index under its old free memory; back in under its new one below.
@@ -317,6 +297,20 @@ impl Placer {
         match error {
             None => Ok(chosen),
             Some(error) => Err((chosen, error)),
+        }
+    }
+
+    /// Why only `placed` of `wanted` instances needing `demand` found a node: every node's
+    /// refusal.
+    fn short(&self, demand: &Demand, placed: usize, wanted: usize) -> PlacementError {
+        PlacementError {
+            placed,
+            wanted,
+            refusals: self
+                .nodes
+                .iter()
+                .filter_map(|node| refusal(node, demand).map(|why| (node.name.clone(), why)))
+                .collect(),
         }
     }
 
