@@ -139,7 +139,7 @@ pub async fn reconcile_once(
         for id in &services {
             memory.rechecks.remove(id);
         }
-        (services, PassPlanner::new(&state))
+        (services, PassPlanner::default())
     };
     // Planned a part at a time, letting go of the state between parts: a pass over a million
     // instances would otherwise hold it (and stall the reflector, the heartbeat receiver

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use strata_core::spec::PortSpec;
-use strata_core::{DesiredState, InstanceId, NodeName, NodeState, Service};
+use strata_core::{DesiredState, InstanceId, NodeName, NodeState, Resources, Service};
 use strata_sched::{
     plan_by_tally, plan_service, Demand, NodeView, Placer, Readiness, ServiceTally,
 };
@@ -69,19 +69,25 @@ pub fn plan_pass(
     services: impl IntoIterator<Item = ServiceKey>,
     now: u64,
 ) -> PassPlan {
-    let mut planner = PassPlanner::new(state);
+    let mut planner = PassPlanner::default();
     planner.plan(state, services, now);
     planner.finish()
 }
 
-/// A pass planned a part at a time: the nodes are read once, and what earlier parts placed
-/// or stopped counts for later ones, so a pass over many services can let go of the state
+/// A pass planned a part at a time: the nodes are read once (when a service first needs
+/// them), and what earlier parts placed or stopped counts for later ones, so a pass over many services can let go of the state
 /// between parts (a million instances take about a second to plan) and plan each service
 /// over the state as it is then.
+#[derive(Default)]
 pub struct PassPlanner {
-    node_states: HashMap<NodeName, NodeState, foldhash::fast::RandomState>,
-    /// The nodes ranked for placement, kept across the pass's services.
-    placer: Placer,
+    /// Each node's state, for the services planned in full (read when the first is).
+    node_states: Option<HashMap<NodeName, NodeState, foldhash::fast::RandomState>>,
+    /// The nodes ranked for placement, kept across the pass's services: built when a
+    /// service first needs a node (ranking 10,000 nodes costs 12 ms, and most passes place
+    /// nothing).
+    placer: Option<Placer>,
+    /// What the pass's stops freed before the placer was built, given back when it is.
+    freed: Vec<(NodeName, Resources, Option<u16>)>,
     /// The instances this pass stops: each once, whatever the reasons (a transaction writes
     /// a key once, and what one held is freed once).
     stopping: HashSet<InstanceId>,
@@ -92,20 +98,6 @@ pub struct PassPlanner {
 }
 
 impl PassPlanner {
-    /// A planner over the nodes of `state`.
-    pub fn new(state: &ClusterState) -> Self {
-        Self {
-            node_states: state
-                .nodes()
-                .map(|n| (n.value.name.clone(), n.value.effective_state()))
-                .collect(),
-            placer: Placer::new(node_views(state)),
-            stopping: HashSet::new(),
-            pass: PassPlan::default(),
-            planned_instances: 0,
-        }
-    }
-
     /// What the parts planned so far decided.
     pub fn finish(self) -> PassPlan {
         self.pass
@@ -134,50 +126,38 @@ impl PassPlanner {
         // A settled service's plan is decided by its counts, without a look at each of its
         // instances (a node's death among a thousand services of a thousand instances is then
         // a thousand small plans, not a million instance views).
-        let (plan, holding) = match plan_by_tally(tally, desired_release, replicas) {
+        let mut instances = None;
+        let plan = match plan_by_tally(tally, desired_release, replicas) {
             Some(plan) => {
-                // Where it runs matters only to place more (spread).
-                let holding: Vec<(usize, u32)> = match plan.start {
-                    0 => Vec::new(),
-                    _ => tally
-                        .holding()
-                        .filter_map(|(node, count)| Some((self.placer.position(node)?, count)))
-                        .collect(),
-                };
-                self.planned_instances += plan.stop.len() + holding.len();
-                (plan, holding)
+                self.planned_instances += plan.stop.len();
+                plan
             }
             None => {
-                let instances = state.instances_of(&id);
-                self.planned_instances += instances.len();
+                let all = state.instances_of(&id);
+                self.planned_instances += all.len();
                 let min_ready_ms = release
                     .as_ref()
                     .map_or(strata_core::spec::DEFAULT_MIN_READY_MS, |r| {
                         r.spec.min_ready_ms
                     });
                 let readiness = Readiness { now, min_ready_ms };
-                let plan = plan_service(
-                    desired_release,
-                    replicas,
-                    &instances,
-                    &self.node_states,
-                    readiness,
-                );
-                let mut holding: HashMap<usize, u32> = HashMap::new();
-                for view in &instances {
-                    if view.instance.desired == DesiredState::Running {
-                        if let Some(node) = self.placer.position(&view.instance.node) {
-                            *holding.entry(node).or_default() += 1;
-                        }
-                    }
-                }
-                (plan, holding.into_iter().collect())
+                let node_states = self.node_states.get_or_insert_with(|| {
+                    state
+                        .nodes()
+                        .map(|n| (n.value.name.clone(), n.value.effective_state()))
+                        .collect()
+                });
+                let plan = plan_service(desired_release, replicas, &all, node_states, readiness);
+                instances = Some(all);
+                plan
             }
         };
         let Self {
             placer,
+            freed,
             stopping,
             pass,
+            planned_instances,
             ..
         } = self;
         if let Some(at) = plan.recheck_at {
@@ -197,13 +177,20 @@ impl PassPlanner {
                 pass.stopped_on.insert(i.node.clone());
             }
             let held = state.release(&i.env, &i.service, i.release);
-            let node = placer.position(&i.node);
-            if let (Some(release), Some(node), DesiredState::Running) = (held, node, i.desired) {
+            if let (Some(release), DesiredState::Running) = (held, i.desired) {
                 let port = match release.spec.port {
                     PortSpec::Fixed(port) => Some(port),
                     PortSpec::Auto => None,
                 };
-                placer.release(node, release.spec.resources, port);
+                let resources = release.spec.resources;
+                match placer {
+                    Some(placer) => {
+                        if let Some(node) = placer.position(&i.node) {
+                            placer.release(node, resources, port);
+                        }
+                    }
+                    None => freed.push((i.node.clone(), resources, port)),
+                }
             }
         }
         pass.forgets.extend(plan.forget);
@@ -213,6 +200,29 @@ impl PassPlanner {
         }
         let (Some(service), Some(release)) = (service, release) else {
             return;
+        };
+        let placer = placer.get_or_insert_with(|| ranked(state, freed));
+        // Where the service runs already (spread).
+        let holding: Vec<(usize, u32)> = match &instances {
+            Some(instances) => {
+                let mut holding: HashMap<usize, u32> = HashMap::new();
+                for view in instances {
+                    if view.instance.desired == DesiredState::Running {
+                        if let Some(node) = placer.position(&view.instance.node) {
+                            *holding.entry(node).or_default() += 1;
+                        }
+                    }
+                }
+                holding.into_iter().collect()
+            }
+            None => {
+                let holding: Vec<(usize, u32)> = tally
+                    .holding()
+                    .filter_map(|(node, count)| Some((placer.position(node)?, count)))
+                    .collect();
+                *planned_instances += holding.len();
+                holding
+            }
         };
         let demand = Demand {
             resources: release.spec.resources,
@@ -245,6 +255,18 @@ impl PassPlanner {
             error,
         });
     }
+}
+
+/// The nodes of `state` ranked for placement, with what this pass's stops so far `freed`
+/// given back.
+fn ranked(state: &ClusterState, freed: &mut Vec<(NodeName, Resources, Option<u16>)>) -> Placer {
+    let mut placer = Placer::new(node_views(state));
+    for (node, resources, port) in freed.drain(..) {
+        if let Some(index) = placer.position(&node) {
+            placer.release(index, resources, port);
+        }
+    }
+    placer
 }
 
 /// Every node with what it has given to wanted instances.

@@ -143,7 +143,7 @@ fn a_pass_planned_a_part_at_a_time_decides_what_one_planned_at_once_does() {
         placed(&instance("old", "gone", "a1", Running), 5),
     ]);
     let at_once = plan_pass(&state, every_service(&state), 1_000);
-    let mut planner = PassPlanner::new(&state);
+    let mut planner = PassPlanner::default();
     for id in every_service(&state) {
         planner.plan(&state, [id], 1_000);
     }
