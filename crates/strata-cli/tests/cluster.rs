@@ -498,10 +498,22 @@ fn a_second_agent_with_a_live_nodes_name_is_refused_and_stops() {
             .output()
             .unwrap()
     };
+    // The node as the server lists it, once the first agent's registration shows (the agent
+    // announces its ingress before it has registered).
     let node = || -> serde_json::Value {
-        let nodes: Vec<serde_json::Value> =
-            serde_json::from_slice(&cli(&["node", "ls", "--json"]).stdout).unwrap();
-        nodes.into_iter().find(|n| n["name"] == "local").unwrap()
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let nodes: Vec<serde_json::Value> =
+                serde_json::from_slice(&cli(&["node", "ls", "--json"]).stdout).unwrap_or_default();
+            if let Some(node) = nodes.into_iter().find(|n| n["name"] == "local") {
+                return node;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node `local` never registered"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     };
     let held_at = node()["agent_url"].as_str().unwrap().to_string();
     // A clone with the node's credential, as a copied data directory has it.
