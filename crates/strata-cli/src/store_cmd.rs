@@ -24,7 +24,83 @@ use strata_store::{Store, Txn};
 
 use crate::api::Api;
 use crate::platform::{open_store, server_id, EtcdArgs};
-use crate::{CliResult, Failure};
+use crate::{ApiArgs, CliResult, Failure, StoreTlsArgs};
+
+/// Where `strata store` reads or writes a server's state.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StateFlags {
+    /// The server's data directory: its embedded store and its artifacts.
+    #[arg(long, default_value = ".strata")]
+    pub(crate) data_dir: PathBuf,
+    /// The state is on etcd instead of the embedded store: etcd://HOST:PORT[,...]/NAMESPACE
+    /// (etcds://... for TLS).
+    #[arg(long)]
+    pub(crate) store: Option<String>,
+    #[command(flatten)]
+    pub(crate) store_tls: StoreTlsArgs,
+}
+
+/// The passphrase that seals (or opens) a backup's secrets.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PassphraseFlags {
+    /// Read the passphrase from this file (its first line); else STRATA_BACKUP_PASSPHRASE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum StoreAction {
+    /// Back up the whole state, consistent at one store revision, with every artifact: from
+    /// the servers at --addr (a live cluster), or, with --data-dir or --store, from the store
+    /// itself. Instances, nodes and other runtime facts are left out: a restored cluster
+    /// places its services afresh.
+    Export {
+        /// Read the store directly: this data directory's embedded store (stop its server
+        /// first) and artifacts.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Read the store directly: etcd://HOST:PORT[,...]/NAMESPACE (etcds:// for TLS);
+        /// artifacts come from --data-dir.
+        #[arg(long)]
+        store: Option<String>,
+        #[command(flatten)]
+        store_tls: StoreTlsArgs,
+        /// Write here (mode 0600, after it verified) instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Also back up the cluster's secrets (join token, CA key, credential key, API token
+        /// hashes), sealed with a passphrase, so a restore keeps its nodes and tokens.
+        #[arg(long)]
+        include_secrets: bool,
+        #[command(flatten)]
+        passphrase: PassphraseFlags,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Check a backup whole: format, every line, artifacts against their names, the end
+    /// line's counts and digest, and, with the passphrase, the sealed secrets.
+    Verify {
+        file: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseFlags,
+    },
+    /// Restore a backup into a store (empty unless --force) and a server's data directory
+    /// (made if missing). The whole file is verified before anything is written.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        state: StateFlags,
+        /// Import even if the target already has services.
+        #[arg(long)]
+        force: bool,
+        /// Restore a backup with sealed secrets without them (a server on it makes new ones,
+        /// and nodes join again).
+        #[arg(long)]
+        without_secrets: bool,
+        #[command(flatten)]
+        passphrase: PassphraseFlags,
+    },
+}
 
 /// Where an export reads the state.
 pub enum Source {
