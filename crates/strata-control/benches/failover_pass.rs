@@ -168,28 +168,36 @@ fn fleet(args: &Args, writer: &mut Writer) -> ClusterState {
     state
 }
 
-/// How many times each pass is planned (over the same state; the median is reported).
-const ROUNDS: usize = 5;
+/// How many times each pass is planned (over the same state; the median is reported):
+/// `FAILOVER_PASS_ROUNDS`, to profile the plans rather than the state's building, or 5.
+fn rounds() -> usize {
+    std::env::var("FAILOVER_PASS_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5)
+        .max(1)
+}
 
 /// Plans what the reflector marked dirty, as a pass that is not a full one does.
 fn pass(state: &mut ClusterState) -> (PassPlan, usize, f64) {
     let dirty = state.take_dirty();
     let services: Vec<ServiceKey> = dirty.services.into_iter().collect();
     let count = services.len();
-    let mut times = Vec::with_capacity(ROUNDS);
+    let rounds = rounds();
+    let mut times = Vec::with_capacity(rounds);
     let mut plan = PassPlan::default();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         let started = Instant::now();
         plan = plan_pass(state, services.iter().cloned(), NOW);
         times.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
-    (plan, count, times[ROUNDS / 2])
+    (plan, count, times[rounds / 2])
 }
 
 /// Writes what a pass decided; the ids it placed.
 fn apply(state: &mut ClusterState, writer: &mut Writer, plan: &PassPlan) -> Vec<Instance> {
-    for (id, _) in &plan.stops {
+    for (id, _) in plan.stops.iter().chain(&plan.lost) {
         let mut instance = state.instance(id).unwrap().value.clone();
         instance.desired = DesiredState::Stopped;
         instance.stop_requested_at = Some(NOW);
@@ -223,7 +231,7 @@ fn apply(state: &mut ClusterState, writer: &mut Writer, plan: &PassPlan) -> Vec<
 fn row(pass: &str, planned: usize, plan: &PassPlan, plan_ms: f64, apply_ms: Option<f64>) {
     println!(
         "| {pass} | {planned} | {} | {} | {} | {plan_ms:.1} | {} |",
-        plan.stops.len(),
+        plan.stops.len() + plan.lost.len(),
         plan.forgets.len(),
         plan.placements.len(),
         apply_ms.map_or("-".to_string(), |ms| format!("{ms:.1}"))

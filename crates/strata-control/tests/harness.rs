@@ -98,6 +98,43 @@ async fn a_dead_node_is_replaced_and_its_old_instance_fenced_when_it_returns() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_lost_nodes_instances_serve_no_one_from_the_moment_it_is_down() {
+    let mut h = Harness::start(&["n1", "n2", "n3"]).await;
+    h.deploy(&spec(2, "v1")).await;
+    h.step().await;
+    h.run_for(1_100).await;
+    assert_eq!(h.available("web").await, 2);
+    let victim = h.wanted("web").await[0].1.clone();
+    let routed = |table: &strata_core::api::RouteTable| -> usize {
+        table.routes.iter().map(|r| r.endpoints.len()).sum()
+    };
+    assert_eq!(routed(&h.plane.routes().await.unwrap()), 2);
+    h.kill(&victim);
+    // Judged down, and no reconcile pass since: its instance is still wanted and last said
+    // it ran, but neither the routes nor the service's status count it.
+    for _ in 0..7 {
+        h.advance(100);
+        h.beat_and_judge().await;
+    }
+    assert_eq!(h.node_state(&victim).await, NodeState::Down);
+    let on_victim: Vec<_> = h
+        .instances("web")
+        .await
+        .into_iter()
+        .filter(|v| v.instance.node == victim.as_str())
+        .collect();
+    assert_eq!(on_victim.len(), 1);
+    assert_eq!(on_victim[0].instance.desired, DesiredState::Running);
+    assert_eq!(h.available("web").await, 1);
+    assert_eq!(routed(&h.plane.routes().await.unwrap()), 1);
+    // The pass replaces it and marks it stopped (after the placement).
+    h.step().await;
+    let wanted = h.wanted("web").await;
+    assert_eq!(wanted.len(), 2);
+    assert!(wanted.iter().all(|(_, node)| *node != victim), "{wanted:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_new_leader_finishes_the_rollout_the_old_one_began() {
     let mut h = Harness::start(&["n1", "n2"]).await;
     h.deploy(&spec(2, "v1")).await;

@@ -14,6 +14,10 @@
 //! plans, not a million instance views. Anything else (a rollout, a drain, a scale-down, a
 //! deleted service) is left to the full plan. A randomized test holds the two to the same
 //! answers.
+//!
+//! A tally counts instances by node under whatever key its keeper names nodes by: the
+//! control plane gives each node name a small number once (hashing a million names on a
+//! node's death cost its failover pass more than its plan), tests use the names.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -60,9 +64,10 @@ impl Standing {
     }
 }
 
-/// One service's instances counted by standing, and by node (see the module docs).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServiceTally {
+/// One service's instances counted by standing, and by node, each node named by an `N` (see
+/// the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceTally<N = NodeName> {
     /// Instances asked to stop and not yet forgotten.
     stopping: u32,
     /// Of those, the ones that can be forgotten, by id.
@@ -76,10 +81,24 @@ pub struct ServiceTally {
     /// Wanted instances on nodes that take work, by release.
     placed: BTreeMap<u64, u32>,
     /// Wanted instances (whatever their standing) by node: what spread counts.
-    nodes: BTreeMap<NodeName, u32>,
+    nodes: BTreeMap<N, u32>,
 }
 
-impl ServiceTally {
+impl<N> Default for ServiceTally<N> {
+    fn default() -> Self {
+        ServiceTally {
+            stopping: 0,
+            done: BTreeSet::new(),
+            lost: BTreeSet::new(),
+            failed: BTreeSet::new(),
+            draining: 0,
+            placed: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+        }
+    }
+}
+
+impl ServiceTally<NodeName> {
     /// The tally of `instances`, their nodes' states read from `node_states`.
     pub fn of(instances: &[InstanceRef<'_>], node_states: &impl NodeStates) -> ServiceTally {
         let mut tally = ServiceTally::default();
@@ -89,9 +108,11 @@ impl ServiceTally {
         }
         tally
     }
+}
 
+impl<N: Ord + Clone> ServiceTally<N> {
     /// Counts instance `id` on `node` as standing so.
-    pub fn add(&mut self, id: &InstanceId, node: &NodeName, standing: Standing) {
+    pub fn add(&mut self, id: &InstanceId, node: &N, standing: Standing) {
         match standing {
             Standing::Stopping { done } => {
                 self.stopping += 1;
@@ -118,7 +139,7 @@ impl ServiceTally {
     }
 
     /// Takes back what [`ServiceTally::add`] counted for the same arguments.
-    pub fn remove(&mut self, id: &InstanceId, node: &NodeName, standing: Standing) {
+    pub fn remove(&mut self, id: &InstanceId, node: &N, standing: Standing) {
         match standing {
             Standing::Stopping { done } => {
                 self.stopping = self.stopping.saturating_sub(1);
@@ -156,9 +177,22 @@ impl ServiceTally {
         self.stopping == 0 && self.nodes.is_empty()
     }
 
-    /// The nodes holding wanted instances, with how many each holds, in name order.
-    pub fn holding(&self) -> impl Iterator<Item = (&NodeName, u32)> + '_ {
+    /// The nodes holding wanted instances, with how many each holds, in key order.
+    pub fn holding(&self) -> impl Iterator<Item = (&N, u32)> + '_ {
         self.nodes.iter().map(|(node, count)| (node, *count))
+    }
+
+    /// The same counts with each node named by `rename` (two nodes must not get one name).
+    pub fn map_nodes<M: Ord>(&self, mut rename: impl FnMut(&N) -> M) -> ServiceTally<M> {
+        ServiceTally {
+            stopping: self.stopping,
+            done: self.done.clone(),
+            lost: self.lost.clone(),
+            failed: self.failed.clone(),
+            draining: self.draining,
+            placed: self.placed.clone(),
+            nodes: self.nodes.iter().map(|(n, c)| (rename(n), *c)).collect(),
+        }
     }
 
     /// How many instances are counted (wanted or stopping).
@@ -173,8 +207,8 @@ impl ServiceTally {
 /// more of them than `replicas`. Then the plan forgets the stopped instances that are done,
 /// stops the lost and failed ones, and starts what is missing; nothing waits on a rollout.
 /// `None`: plan the service in full.
-pub fn plan_by_tally(
-    tally: &ServiceTally,
+pub fn plan_by_tally<N>(
+    tally: &ServiceTally<N>,
     desired_release: Option<u64>,
     replicas: u32,
 ) -> Option<ServicePlan> {

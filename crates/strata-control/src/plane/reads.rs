@@ -55,11 +55,17 @@ impl ControlPlane {
                 r.spec.min_ready_ms
             });
         let now = self.now();
-        let available = instances
-            .iter()
-            .filter(|v| v.instance.release == service.desired_release)
-            .filter(|v| v.is_available(now, min_ready_ms))
-            .count() as u32;
+        // An instance on a lost node serves no one, whatever it last reported (its record
+        // is marked stopped just after its replacement is placed).
+        let available = {
+            let state = self.reflector.read();
+            instances
+                .iter()
+                .filter(|v| v.instance.release == service.desired_release)
+                .filter(|v| v.is_available(now, min_ready_ms))
+                .filter(|v| !state.node_lost(&v.instance.node))
+                .count() as u32
+        };
         let port = self
             .config
             .ingress_port
@@ -174,7 +180,7 @@ impl ControlPlane {
                 let endpoint_nodes: BTreeMap<String, String> = status
                     .instances
                     .iter()
-                    .filter(|v| v.is_routable())
+                    .filter(|v| v.is_routable() && live_nodes.contains(&v.instance.node))
                     .filter_map(|v| {
                         let address = v.status.as_ref()?.address.clone()?;
                         Some((address, v.instance.node.to_string()))

@@ -163,7 +163,7 @@ pub async fn reconcile_once(
     let planned_instances = planner.planned_instances;
     let plan = planner.finish();
     let planned_ms = planning.elapsed().as_millis() as u64;
-    let (stops, placements) = (plan.stops.len(), plan.placements.len());
+    let (stops, placements) = (plan.stops.len() + plan.lost.len(), plan.placements.len());
     if full {
         memory.last_full = Some(monotonic);
     }
@@ -195,28 +195,35 @@ async fn apply(
     plan: PassPlan,
     now: u64,
 ) -> Result<(), ControlError> {
-    // Placements on nodes where nothing stops go with the stops (a node's death is then
-    // one round of writes, not two); those on a node where something stops wait for the
-    // stops, and the records of instances done go last (nothing waits for them).
+    // What serves sooner goes first. Placements on nodes where nothing stops go with the
+    // stops (one round of writes, not two); those on a node where something stops wait for
+    // the stops (what they free is theirs to take). The instances lost with their nodes are
+    // marked stopped after that: their nodes take no work and serve no traffic, and on a
+    // node's death they are half the writes. The records of instances done go last.
     let (after_stops, with_stops): (Vec<Placement>, Vec<Placement>) = plan
         .placements
         .into_iter()
         .partition(|p| plan.stopped_on.contains(&p.node));
-    let mut stops: Vec<Write<'_, bool>> = Vec::new();
+    let mut first: Vec<Write<'_, bool>> = Vec::new();
     for batch in plan.stops.chunks(PLACEMENT_BATCH) {
-        stops.push(Box::pin(async move {
+        first.push(Box::pin(async move {
             stop_instances(plane, batch, now).await.map(|()| true)
         }));
     }
     for batch in with_stops.chunks(PLACEMENT_BATCH) {
-        stops.push(Box::pin(create_instances(plane, batch, now)));
+        first.push(Box::pin(create_instances(plane, batch, now)));
     }
-    let mut committed = concurrently(stops).await?;
-    let mut placements: Vec<Write<'_, bool>> = Vec::new();
+    let mut committed = concurrently(first).await?;
+    let mut then: Vec<Write<'_, bool>> = Vec::new();
     for batch in after_stops.chunks(PLACEMENT_BATCH) {
-        placements.push(Box::pin(create_instances(plane, batch, now)));
+        then.push(Box::pin(create_instances(plane, batch, now)));
     }
-    committed.extend(concurrently(placements).await?);
+    for batch in plan.lost.chunks(PLACEMENT_BATCH) {
+        then.push(Box::pin(async move {
+            stop_instances(plane, batch, now).await.map(|()| true)
+        }));
+    }
+    committed.extend(concurrently(then).await?);
     // Forgetting is not urgent, and a node's death leaves a record to forget for each of its
     // instances: a pass forgets a few batches and plans the rest's services again at once,
     // so the writes that matter (reports of replacements running) are not queued behind a

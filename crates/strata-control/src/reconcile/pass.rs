@@ -8,10 +8,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use strata_core::spec::PortSpec;
 use strata_core::{DesiredState, InstanceId, NodeName, NodeState, Resources, Service};
 use strata_sched::{
-    plan_by_tally, plan_service, Demand, NodeView, Placer, Readiness, ServiceTally,
+    plan_by_tally, plan_service, Demand, NodeView, Placer, Readiness, ServiceTally, StopReason,
 };
 
-use crate::reflector::{ClusterState, ServiceKey};
+use crate::reflector::{ClusterState, NodeSlot, ServiceKey};
 
 /// An instance to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +34,15 @@ pub struct PlacementOutcome {
 /// What one pass decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassPlan {
-    /// Instances to stop, with why (each once).
+    /// Instances to stop on nodes that take work, with why (each once).
     pub stops: Vec<(InstanceId, &'static str)>,
     /// The nodes those instances are on: a placement there waits for the stops (what they
     /// free, a fixed port, is its to take); one elsewhere need not.
     pub stopped_on: BTreeSet<NodeName>,
+    /// Instances lost with their node, to mark stopped (each once, with why): nothing waits
+    /// for these (their node takes no work and serves no traffic), so they are written
+    /// after the placements that replace them.
+    pub lost: Vec<(InstanceId, &'static str)>,
     /// Stopped-and-done instances whose records go.
     pub forgets: Vec<InstanceId>,
     pub placements: Vec<Placement>,
@@ -85,7 +89,7 @@ pub struct PassPlanner {
     /// The nodes ranked for placement, kept across the pass's services: built when a
     /// service first needs a node (ranking 10,000 nodes costs 12 ms, and most passes place
     /// nothing).
-    placer: Option<Placer>,
+    placer: Option<Ranked>,
     /// What the pass's stops freed before the placer was built, given back when it is.
     freed: Vec<(NodeName, Resources, Option<u16>)>,
     /// The instances this pass stops: each once, whatever the reasons (a transaction writes
@@ -167,6 +171,10 @@ impl PassPlanner {
             if !stopping.insert(stopped.clone()) {
                 continue;
             }
+            if *why == StopReason::NodeLost {
+                pass.lost.push((stopped.clone(), why.describe()));
+                continue;
+            }
             pass.stops.push((stopped.clone(), why.describe()));
             // What it held is free for this pass's placements: a crash-looping instance of a
             // superseded release must not keep its replacement's fixed port.
@@ -184,9 +192,9 @@ impl PassPlanner {
                 };
                 let resources = release.spec.resources;
                 match placer {
-                    Some(placer) => {
-                        if let Some(node) = placer.position(&i.node) {
-                            placer.release(node, resources, port);
+                    Some(ranked) => {
+                        if let Some(node) = ranked.placer.position(&i.node) {
+                            ranked.placer.release(node, resources, port);
                         }
                     }
                     None => freed.push((i.node.clone(), resources, port)),
@@ -201,14 +209,14 @@ impl PassPlanner {
         let (Some(service), Some(release)) = (service, release) else {
             return;
         };
-        let placer = placer.get_or_insert_with(|| ranked(state, freed));
+        let ranked = placer.get_or_insert_with(|| Ranked::new(state, freed));
         // Where the service runs already (spread).
         let holding: Vec<(usize, u32)> = match &instances {
             Some(instances) => {
                 let mut holding: HashMap<usize, u32> = HashMap::new();
                 for view in instances {
                     if view.instance.desired == DesiredState::Running {
-                        if let Some(node) = placer.position(&view.instance.node) {
+                        if let Some(node) = ranked.placer.position(&view.instance.node) {
                             *holding.entry(node).or_default() += 1;
                         }
                     }
@@ -218,7 +226,7 @@ impl PassPlanner {
             None => {
                 let holding: Vec<(usize, u32)> = tally
                     .holding()
-                    .filter_map(|(node, count)| Some((placer.position(node)?, count)))
+                    .filter_map(|(slot, count)| Some((ranked.position(state, *slot)?, count)))
                     .collect();
                 *planned_instances += holding.len();
                 holding
@@ -233,6 +241,7 @@ impl PassPlanner {
             },
             constraints: release.spec.constraints.clone(),
         };
+        let placer = &mut ranked.placer;
         let (placed, error) = match placer.place(&demand, plan.start as usize, &holding) {
             Ok(placed) => (placed, None),
             Err((placed, error)) => (placed, Some(error.to_string())),
@@ -257,16 +266,42 @@ impl PassPlanner {
     }
 }
 
-/// The nodes of `state` ranked for placement, with what this pass's stops so far `freed`
-/// given back.
-fn ranked(state: &ClusterState, freed: &mut Vec<(NodeName, Resources, Option<u16>)>) -> Placer {
-    let mut placer = Placer::new(node_views(state));
-    for (node, resources, port) in freed.drain(..) {
-        if let Some(index) = placer.position(&node) {
-            placer.release(index, resources, port);
+/// The nodes ranked for placement, and where each numbered node is among them.
+struct Ranked {
+    placer: Placer,
+    /// Each node number's place in `placer` (a thousand services of a thousand instances
+    /// name a million nodes by number on a node's death: looked up, not hashed).
+    by_slot: Vec<Option<usize>>,
+}
+
+impl Ranked {
+    /// The nodes of `state` ranked for placement, with what this pass's stops so far `freed`
+    /// given back.
+    fn new(state: &ClusterState, freed: &mut Vec<(NodeName, Resources, Option<u16>)>) -> Ranked {
+        let mut placer = Placer::new(node_views(state));
+        for (node, resources, port) in freed.drain(..) {
+            if let Some(index) = placer.position(&node) {
+                placer.release(index, resources, port);
+            }
+        }
+        let mut by_slot = vec![None; state.slot_count()];
+        for (index, node) in placer.nodes().iter().enumerate() {
+            if let Some(slot) = state.node_slot(&node.name) {
+                by_slot[slot.index()] = Some(index);
+            }
+        }
+        Ranked { placer, by_slot }
+    }
+
+    /// Where node number `slot` is in the placer (`None`: not a node it places on).
+    fn position(&self, state: &ClusterState, slot: NodeSlot) -> Option<usize> {
+        match self.by_slot.get(slot.index()) {
+            Some(index) => *index,
+            // Numbered after the placer was built (the state is let go between a pass's
+            // parts): by name.
+            None => self.placer.position(state.slot_name(slot)),
         }
     }
-    placer
 }
 
 /// Every node with what it has given to wanted instances.

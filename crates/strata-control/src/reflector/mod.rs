@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 pub(crate) mod fixtures;
 mod state;
 
-pub use state::{ClusterState, Dirty, NodeLoad, ServiceKey, Versioned, FOLLOWED};
+pub use state::{ClusterState, Dirty, NodeLoad, NodeSlot, ServiceKey, Versioned, FOLLOWED};
 
 /// See the module docs.
 pub struct Reflector {

@@ -16,7 +16,10 @@ use strata_core::{
 use strata_sched::ServiceTally;
 use strata_store::{KeyValue, Revision, WatchEvent};
 
+mod slots;
 mod tallies;
+
+pub use slots::NodeSlot;
 
 /// A record and the revision it was last written at (what a compare-and-swap needs).
 #[derive(Debug, Clone)]
@@ -97,8 +100,9 @@ pub struct ClusterState {
     /// without walking all it holds.
     by_node_revision: FastMap<NodeName, BTreeMap<Revision, Vec<InstanceId>>>,
     by_service: FastMap<ServiceKey, BTreeSet<InstanceId>>,
-    /// Each service's instances counted by standing (see `tallies.rs`).
-    tallies: FastMap<ServiceKey, ServiceTally>,
+    /// Each service's instances counted by standing (see `tallies.rs`), nodes by number.
+    tallies: FastMap<ServiceKey, ServiceTally<NodeSlot>>,
+    slots: slots::NodeSlots,
     load: FastMap<NodeName, NodeLoad>,
     /// The revision of the last change to each node's instances (what its agent must run).
     node_changed: FastMap<NodeName, Revision>,

@@ -203,6 +203,16 @@ impl Harness {
     /// One round: live agents heartbeat and sync, liveness is judged, the reconciler makes a
     /// pass, and agents apply what it asked.
     pub async fn step(&mut self) {
+        self.beat_and_judge().await;
+        reconcile_once(&self.plane, &self.memory).await.unwrap();
+        for agent in self.agents.values_mut() {
+            agent.sync(&self.plane).await;
+        }
+    }
+
+    /// The first half of a step: the live agents beat and sync, and liveness judges the
+    /// nodes; no reconcile pass.
+    pub async fn beat_and_judge(&mut self) {
         Self::elected(&self.plane).await;
         for agent in self.agents.values_mut().filter(|a| a.alive) {
             let reregister = self
@@ -216,10 +226,6 @@ impl Harness {
         judge_liveness(&self.plane, self.plane.monotonic_ms())
             .await
             .unwrap();
-        reconcile_once(&self.plane, &self.memory).await.unwrap();
-        for agent in self.agents.values_mut() {
-            agent.sync(&self.plane).await;
-        }
     }
 
     /// Moves time on by `ms` (wall and monotonic clocks alike).

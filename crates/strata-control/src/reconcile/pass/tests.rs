@@ -194,3 +194,33 @@ fn a_fixed_port_freed_by_a_stop_is_placed_again_in_the_same_pass() {
     assert_eq!(pass.stops.len(), 1, "{pass:?}");
     assert_eq!(spread(&pass), counts(&[("a1", 1)]), "{pass:?}");
 }
+
+#[test]
+fn an_instance_lost_with_its_node_is_stopped_after_its_replacement_and_frees_nothing() {
+    let mut down = match node("b1", "b", 1000, 2) {
+        WatchEvent::Put(kv) => kv,
+        other => panic!("{other:?}"),
+    };
+    let mut record: strata_core::Node = serde_json::from_slice(&down.value).unwrap();
+    record.state = strata_core::NodeState::Down;
+    down.value = serde_json::to_vec(&record).unwrap();
+    let state = state_of(&[
+        node("a1", "a", 1000, 1),
+        WatchEvent::Put(down),
+        release("web", 1, SMALL),
+        service("web", 1, 2, 3),
+        placed(&instance("x", "web", "a1", Running), 4),
+        placed(&instance("y", "web", "b1", Running), 5),
+    ]);
+    let pass = plan_pass(&state, [key("web")], 1_000);
+    assert_eq!(
+        pass.lost,
+        [(
+            strata_core::InstanceId::new("y").unwrap(),
+            "node lost; replaced elsewhere"
+        )]
+    );
+    assert!(pass.stops.is_empty(), "{:?}", pass.stops);
+    assert!(pass.stopped_on.is_empty(), "{:?}", pass.stopped_on);
+    assert_eq!(spread(&pass), counts(&[("a1", 1)]));
+}

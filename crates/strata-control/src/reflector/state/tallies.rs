@@ -4,10 +4,10 @@
 //! of its tally before anything it depends on changes (the instance, its report, its node's
 //! state) and counted again after.
 
-use strata_core::{InstanceId, InstanceRef, NodeState};
+use strata_core::{InstanceId, InstanceRef, NodeName, NodeState};
 use strata_sched::{ServiceTally, Standing};
 
-use super::{as_instances_see_it, ClusterState, ServiceKey};
+use super::{as_instances_see_it, ClusterState, NodeSlot, ServiceKey};
 
 /// Whether instance standings change when a node goes from `before` to `after` (`None`: no
 /// such node).
@@ -19,9 +19,25 @@ pub(super) fn node_change_moves_standings(
 }
 
 impl ClusterState {
-    /// Service `id`'s tally (`None`: it has no instances).
-    pub fn tally(&self, id: &ServiceKey) -> Option<&ServiceTally> {
+    /// Service `id`'s tally (`None`: it has no instances), nodes by number
+    /// ([`ClusterState::node_slot`]).
+    pub fn tally(&self, id: &ServiceKey) -> Option<&ServiceTally<NodeSlot>> {
         self.tallies.get(id)
+    }
+
+    /// Node `name`'s number in the tallies (`None`: no instance was ever on it).
+    pub fn node_slot(&self, name: &NodeName) -> Option<NodeSlot> {
+        self.slots.get(name)
+    }
+
+    /// The node numbered `slot`.
+    pub fn slot_name(&self, slot: NodeSlot) -> &NodeName {
+        self.slots.name(slot)
+    }
+
+    /// How many node numbers were given: a vector this long holds one entry per slot.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
     }
 
     /// Counts instance `id`'s standing in its service's tally as the state is now.
@@ -33,6 +49,14 @@ impl ClusterState {
     /// changes.
     pub(super) fn uncount_standing(&mut self, id: &str) {
         self.tally_standing(id, false);
+    }
+
+    /// Whether node `name` is down or gone: what was placed there is lost (serves no one,
+    /// to be replaced), whatever it last reported.
+    pub fn node_lost(&self, name: &NodeName) -> bool {
+        self.nodes
+            .get(name)
+            .is_none_or(|n| n.value.effective_state() == NodeState::Down)
     }
 
     /// Instance `id`'s standing as the state is now (`None`: no such instance).
@@ -70,13 +94,14 @@ impl ClusterState {
         };
         let instance = &held.instance.value;
         let key = (instance.env.clone(), instance.service.clone());
+        let slot = self.slots.intern(&instance.node);
         if add {
             self.tallies
                 .entry(key)
                 .or_default()
-                .add(&instance.id, &instance.node, standing);
+                .add(&instance.id, &slot, standing);
         } else if let Some(tally) = self.tallies.get_mut(&key) {
-            tally.remove(&instance.id, &instance.node, standing);
+            tally.remove(&instance.id, &slot, standing);
             if tally.is_empty() {
                 self.tallies.remove(&key);
             }

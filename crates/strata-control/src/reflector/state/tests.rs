@@ -382,7 +382,10 @@ fn assert_tallies_are_recounts(state: &ClusterState, step: &str) {
         .collect();
     for service in services {
         let recount = ServiceTally::of(&state.instances_of(&service), &node_states);
-        let kept = state.tally(&service).cloned().unwrap_or_default();
+        let kept = state
+            .tally(&service)
+            .map(|tally| tally.map_nodes(|slot| state.slot_name(*slot).clone()))
+            .unwrap_or_default();
         assert_eq!(kept, recount, "{service:?} after {step}");
     }
 }
