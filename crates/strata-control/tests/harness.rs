@@ -34,6 +34,30 @@ async fn a_deploy_spreads_its_instances_and_counts_them_available_after_min_read
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_instances_a_batch_places_for_a_service_have_consecutive_ids() {
+    // Side by side in the store's key order: a batch rewrites a few pages, not one each.
+    let mut h = Harness::start(&["n1", "n2", "n3"]).await;
+    h.deploy(&spec(12, "v1")).await;
+    h.step().await;
+    let mut suffixes: Vec<u32> = h
+        .instances("web")
+        .await
+        .iter()
+        .map(|v| {
+            let id = v.instance.id.as_str();
+            assert!(id.starts_with("web-1-"), "{id}");
+            u32::from_str_radix(&id["web-1-".len()..], 16).unwrap()
+        })
+        .collect();
+    assert_eq!(suffixes.len(), 12);
+    suffixes.sort_unstable();
+    // Consecutive modulo 2^24: at most one gap, where the run wraps past 0xffffff.
+    let gaps = suffixes.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    let wraps = suffixes[0] == 0 && suffixes[11] == 0xff_ffff;
+    assert!(gaps == 0 || (gaps == 1 && wraps), "{suffixes:x?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_stops_an_old_instance_only_once_its_replacement_was_ready_for_min_ready() {
     let mut h = Harness::start(&["n1", "n2"]).await;
     h.deploy(&spec(2, "v1")).await;

@@ -8,11 +8,11 @@
 //!
 //! [`Dirty`]: crate::reflector::Dirty
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_core::{keys, DesiredState, EventKind, Instance, InstanceId};
+use strata_core::{keys, DesiredState, EventKind, Instance, InstanceId, ServiceName};
 use strata_store::Txn;
 use tokio::sync::Mutex;
 
@@ -342,15 +342,23 @@ async fn create_instances(
 ) -> Result<bool, ControlError> {
     let mut txn = Txn::new();
     let mut events = Vec::with_capacity(batch.len());
-    // Ids are random (24 bits a release): one already held, or drawn twice in this batch
-    // (a service of a thousand has a few per cent chance of it), is drawn again.
+    // An id's suffix is 24 bits. A service's instances placed in one batch take consecutive
+    // suffixes from a random start, so their records sit side by side in the store (the
+    // embedded store then rewrites a few B-tree pages for the batch, not one page per
+    // instance: 8 µs a write rather than 48 at two million records, by the `group_commit`
+    // bench). One already held, or taken in this batch, is passed over.
     let mut ids = HashSet::with_capacity(batch.len());
+    let mut next_suffix: HashMap<(&ServiceName, u64), u32> = HashMap::new();
     {
         let state = plane.reflector().read();
         for placement in batch {
             let service = &placement.service;
+            let suffix = next_suffix
+                .entry((&service.name, placement.release))
+                .or_insert_with(rand::random);
             let id = loop {
-                let id = InstanceId::for_release(&service.name, placement.release, rand::random());
+                let id = InstanceId::for_release(&service.name, placement.release, *suffix);
+                *suffix = suffix.wrapping_add(1);
                 if !ids.contains(&id) && state.instance(&id).is_none() {
                     ids.insert(id.clone());
                     break id;
