@@ -645,3 +645,47 @@ async fn releases_stored_with_config_are_rewritten_without_it() {
     let stored: strata_core::Release = serde_json::from_slice(&stored.value).unwrap();
     assert_eq!(stored.spec, release.spec.without_config());
 }
+
+/// A deploy sent as JSON (no parser on the way) is checked by the server as a spec file
+/// would be: the health check's SSRF, a platform setting through config and a replica count
+/// past the cap are refused with the key and the fix, and nothing is stored.
+#[tokio::test]
+async fn a_deploy_that_skipped_the_parser_is_checked_by_the_server() {
+    let api = start().await;
+    let deployer = token(&api.plane, "deployer", Role::Deployer, &["dev"]).await;
+    let valid = strata_core::spec::parse(
+        "strata.toml",
+        "[service.web]\ncommand = [\"web\"]\n[service.web.health]\npath = \"/healthz\"\n",
+    )
+    .unwrap()
+    .services
+    .remove(0);
+    type Change = fn(&mut serde_json::Value);
+    let table: [(&str, Change); 3] = [
+        ("health.path", |spec| {
+            spec["health"]["path"] = "@127.0.0.1:9999/x".into()
+        }),
+        ("config", |spec| {
+            spec["config"]["STRATA_CONTAINER_CAPABILITIES"] = "SYS_ADMIN".into()
+        }),
+        ("scale.replicas", |spec| {
+            spec["scale"]["replicas"] = 100_000.into()
+        }),
+    ];
+    for (key, change) in table {
+        let mut spec = serde_json::to_value(&valid).unwrap();
+        change(&mut spec);
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/envs/dev/deploy", api.url))
+            .bearer_auth(&deployer)
+            .json(&serde_json::json!({ "services": [{ "spec": spec }] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{key}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(&format!("`{key}`")), "{key}: {body}");
+        assert!(body.contains("service `web`"), "{body}");
+    }
+    assert!(api.plane.services(None).await.unwrap().is_empty());
+}

@@ -76,6 +76,11 @@ impl ControlPlane {
 
     pub(super) async fn validate(&self, item: &DeployService) -> Result<(), ControlError> {
         let spec = &item.spec;
+        // The spec arrived as JSON, whatever client sent it: checked as the parser checks a
+        // spec file.
+        strata_core::spec::check_received(spec).map_err(|refused| {
+            ControlError::bad_request(refused.to_string(), Some(refused.hint))
+        })?;
         match spec.driver {
             DriverKind::Wasm => self.validate_wasm(item).await?,
             DriverKind::Container => self.validate_image(item).await?,

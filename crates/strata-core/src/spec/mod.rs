@@ -16,7 +16,7 @@ mod error;
 mod parse;
 
 pub use error::{SpecError, SpecErrors};
-pub use parse::{locate, parse, parse_size};
+pub use parse::{check_received, locate, parse, parse_size, ReceivedSpecError};
 
 use crate::model::Resources;
 

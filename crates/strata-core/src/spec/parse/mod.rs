@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
 
+pub use received::{check_received, ReceivedSpecError};
 use toml_edit::{ImDocument, Item, Key, TableLike, TomlError, Value};
 
 use super::error::{line_col, SpecError, SpecErrors};
@@ -27,6 +28,7 @@ mod mesh;
 mod names;
 mod placement;
 mod probes;
+mod received;
 mod runtime;
 mod scale;
 mod schema;

@@ -65,33 +65,12 @@ impl<'s> Checker<'s> {
             Some((k, i)) => {
                 let p = path.child("path");
                 self.string(&p, k, i, "a string", "`path = \"/healthz\"`")
-                    .and_then(|(s, span)| {
-                        let problem = if let Some((_, rest)) = s.split_once("://") {
-                            let only = rest.find('/').map_or("/", |i| &rest[i..]);
-                            Some((
-                                format!("`{p}` must be a path, not a URL"),
-                                format!("write just the path: `path = {}`", quote(only)),
-                            ))
-                        } else if !s.starts_with('/') {
-                            Some((
-                                format!("`{p}` must start with `/`, found {}", quote(s)),
-                                format!("write `path = {}`", quote(&format!("/{}", s.trim()))),
-                            ))
-                        } else if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                            Some((
-                                format!("`{p}` must not contain spaces, found {}", quote(s)),
-                                "percent-encode spaces as %20".into(),
-                            ))
-                        } else {
+                    .and_then(|(s, span)| match probe_path_problem(&p.to_string(), s) {
+                        Some((message, hint)) => {
+                            self.push(span, Some(p.to_string()), message, Some(hint));
                             None
-                        };
-                        match problem {
-                            Some((message, hint)) => {
-                                self.push(span, Some(p.to_string()), message, Some(hint));
-                                None
-                            }
-                            None => Some(Some(s.to_string())),
                         }
+                        None => Some(Some(s.to_string())),
                     })
             }
         };
@@ -152,5 +131,30 @@ impl<'s> Checker<'s> {
             healthy_threshold: healthy_threshold?,
             unhealthy_threshold: unhealthy_threshold?,
         })
+    }
+}
+
+/// Why `value` cannot be a probe's `path` (the key at `at`), with a hint; `None` if it can. A
+/// probe requests `http://ADDRESS{path}` of the instance: anything but a path (a URL, or
+/// `@host/...`, which would make the node fetch another host) is refused.
+pub(super) fn probe_path_problem(at: &str, value: &str) -> Option<(String, String)> {
+    if let Some((_, rest)) = value.split_once("://") {
+        let only = rest.find('/').map_or("/", |i| &rest[i..]);
+        Some((
+            format!("`{at}` must be a path, not a URL"),
+            format!("write just the path: `path = {}`", quote(only)),
+        ))
+    } else if !value.starts_with('/') {
+        Some((
+            format!("`{at}` must start with `/`, found {}", quote(value)),
+            format!("write `path = {}`", quote(&format!("/{}", value.trim()))),
+        ))
+    } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some((
+            format!("`{at}` must not contain spaces, found {}", quote(value)),
+            "percent-encode spaces as %20".into(),
+        ))
+    } else {
+        None
     }
 }
