@@ -689,3 +689,57 @@ async fn a_deploy_that_skipped_the_parser_is_checked_by_the_server() {
     }
     assert!(api.plane.services(None).await.unwrap().is_empty());
 }
+
+/// One environment cannot take over another's traffic: a route host that is another
+/// service's platform name, or that another service serves, is refused with who owns it.
+#[tokio::test]
+async fn a_route_host_of_another_service_is_refused_with_its_owner() {
+    let api = start().await;
+    let admin = token(&api.plane, "admin", Role::Admin, &[]).await;
+    let deploy = |env: &'static str, spec: &'static str| {
+        let (url, admin) = (api.url.clone(), admin.clone());
+        async move {
+            let services: Vec<_> = strata_core::spec::parse("strata.toml", spec)
+                .unwrap()
+                .services
+                .into_iter()
+                .map(|spec| serde_json::json!({ "spec": spec }))
+                .collect();
+            reqwest::Client::new()
+                .post(format!("{url}/v1/envs/{env}/deploy"))
+                .bearer_auth(&admin)
+                .json(&serde_json::json!({ "services": services }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let shop =
+        "[service.web]\ncommand = [\"web\"]\n[service.web.route]\nhosts = [\"shop.example.com\"]\n";
+    assert_eq!(deploy("dev", shop).await.status(), 200);
+    assert_eq!(
+        deploy("dev", "[service.backend]\ncommand = [\"b\"]\n")
+            .await
+            .status(),
+        200
+    );
+    let hijacks = [
+        (
+            "[service.web]\ncommand = [\"w\"]\n[service.web.route]\nhosts = [\"backend.dev.localhost\"]\n",
+            "is the name of service `backend` in environment `dev`",
+        ),
+        (
+            "[service.api]\ncommand = [\"a\"]\n[service.api.route]\nhosts = [\"shop.example.com\"]\n",
+            "is served by service `web` in environment `dev`",
+        ),
+    ];
+    for (spec, says) in hijacks {
+        let response = deploy("zz", spec).await;
+        assert_eq!(response.status(), 400);
+        let body = response.text().await.unwrap();
+        assert!(body.contains(says), "{body}");
+    }
+    // Its owner deploys it again, changed: still its own.
+    let again = "[service.web]\ncommand = [\"web\", \"v2\"]\n[service.web.route]\nhosts = [\"shop.example.com\"]\n";
+    assert_eq!(deploy("dev", again).await.status(), 200);
+}

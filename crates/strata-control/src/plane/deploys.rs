@@ -29,6 +29,7 @@ impl ControlPlane {
                 ));
             }
         }
+        self.check_route_hosts(env, &request.services).await?;
         let demands: Vec<strata_sched::quota::ServiceDemand> = request
             .services
             .iter()
@@ -72,6 +73,48 @@ impl ControlPlane {
             env: env.clone(),
             services,
         })
+    }
+
+    /// Refuses a route host another service serves, or that is another service's platform
+    /// name (see [`super::hosts`]).
+    async fn check_route_hosts(
+        &self,
+        env: &EnvName,
+        services: &[DeployService],
+    ) -> Result<(), ControlError> {
+        self.reflector_caught_up().await?;
+        let mut owners: BTreeMap<String, super::hosts::Owner> = BTreeMap::new();
+        {
+            let state = self.reflector.read();
+            for service in state.services() {
+                let service = &service.value;
+                let Some(release) =
+                    state.release(&service.env, &service.name, service.desired_release)
+                else {
+                    continue;
+                };
+                for host in &release.spec.route.hosts {
+                    owners.insert(host.clone(), (service.env.clone(), service.name.clone()));
+                }
+            }
+        }
+        // This deploy's services take theirs over (a host may move between them); two of
+        // them naming one host is refused below.
+        for item in services {
+            let claimant = (env.clone(), item.spec.name.clone());
+            owners.retain(|_, owner| *owner != claimant);
+        }
+        for item in services {
+            let claimant = (env.clone(), item.spec.name.clone());
+            for host in &item.spec.route.hosts {
+                if let Some((message, hint)) = super::hosts::host_refusal(&claimant, host, &owners)
+                {
+                    return Err(ControlError::bad_request(message, Some(hint)));
+                }
+                owners.insert(host.clone(), claimant.clone());
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn validate(&self, item: &DeployService) -> Result<(), ControlError> {

@@ -44,6 +44,7 @@ use crate::traffic::Traffic;
 use crate::{now_millis, ControlError};
 
 mod deploys;
+pub mod hosts;
 pub mod lifecycle;
 mod nodes;
 
