@@ -19,18 +19,18 @@ struct Args {
 }
 
 fn args() -> Args {
-    let given: Vec<String> = std::env::args().skip(1).collect();
-    let value = |name: &str, default: usize| {
+    let given: Vec<String> = std::env::args().collect();
+    let number = |flag: &str, default: usize| -> usize {
         given
-            .iter()
-            .position(|a| a == name)
-            .and_then(|i| given.get(i + 1))
-            .and_then(|v| v.parse().ok())
+            .windows(2)
+            .find(|pair| pair[0] == flag)
+            .and_then(|pair| pair[1].parse().ok())
             .unwrap_or(default)
     };
     Args {
-        keys: value("--keys", 2_000_000),
-        rounds: value("--rounds", 20),
+        // At least 40 statuses a node for the rewrites by node (1,000 nodes).
+        keys: number("--keys", 2_000_000).max(100_000),
+        rounds: number("--rounds", 20),
     }
 }
 
@@ -73,8 +73,8 @@ enum Kind {
 impl Kind {
     fn describe(self) -> &'static str {
         match self {
-            Kind::NewScattered => "new records under random ids (placements today)",
-            Kind::NewConsecutive => "new records of one service, consecutive ids",
+            Kind::NewScattered => "new records under random ids (placements before consecutive ids)",
+            Kind::NewConsecutive => "new records of one service, consecutive ids (placements now)",
             Kind::RewriteScattered => {
                 "records rewritten, keyed by random id (status reports today)"
             }
@@ -178,8 +178,10 @@ async fn main() {
                         Kind::RewriteByNode => {
                             let node = scatter(batch) % NODES;
                             let per_node = half / NODES;
-                            let slot = (scatter(batch) % per_node.max(1)) / 40 * 40 + i;
-                            (by_node(node, slot.min(per_node - 1)), record(slot))
+                            // 40 adjacent statuses of the node (it holds at least 40).
+                            let groups = (per_node / 40).max(1);
+                            let slot = scatter(batch) % groups * 40 + i;
+                            (by_node(node, slot), record(slot))
                         }
                         Kind::Append => {
                             event_seq += 1;

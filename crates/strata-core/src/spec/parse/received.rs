@@ -33,39 +33,25 @@ pub fn check_received(spec: &ServiceSpec) -> Result<(), ReceivedSpecError> {
         problem,
         hint,
     };
-    let mut integers: Vec<(Section, &str, &str, i64)> = vec![(
-        Section::Scale,
-        "replicas",
-        "scale.replicas",
-        i64::from(spec.scale.replicas),
-    )];
-    let mut durations: Vec<(Section, &str, &str, u64)> = vec![
-        (
-            Section::Service,
-            "min_ready",
-            "min_ready",
-            spec.min_ready_ms,
-        ),
-        (
-            Section::Service,
-            "stop_timeout",
-            "stop_timeout",
-            spec.stop_timeout_ms,
-        ),
+    // (table, key, value) of every integer and duration the schema bounds.
+    use Section::{Container, Health, Liveness, Mesh, Scale, Slo, Wasm};
+    let mut integers: Vec<(Section, &str, i64)> =
+        vec![(Scale, "replicas", spec.scale.replicas.into())];
+    let mut durations: Vec<(Section, &str, u64)> = vec![
+        (Section::Service, "min_ready", spec.min_ready_ms),
+        (Section::Service, "stop_timeout", spec.stop_timeout_ms),
     ];
     if let Some(autoscale) = &spec.scale.autoscale {
-        integers.push((Section::Scale, "min", "scale.min", autoscale.min.into()));
-        integers.push((Section::Scale, "max", "scale.max", autoscale.max.into()));
+        integers.push((Scale, "min", autoscale.min.into()));
+        integers.push((Scale, "max", autoscale.max.into()));
         integers.push((
-            Section::Scale,
+            Scale,
             "target_concurrency",
-            "scale.target_concurrency",
             autoscale.target_concurrency.into(),
         ));
         durations.push((
-            Section::Scale,
+            Scale,
             "scale_to_zero_after",
-            "scale.scale_to_zero_after",
             autoscale.scale_to_zero_after_ms,
         ));
         if autoscale.min > autoscale.max {
@@ -81,68 +67,51 @@ pub fn check_received(spec: &ServiceSpec) -> Result<(), ReceivedSpecError> {
             ));
         }
     }
-    if let Some(health) = &spec.health {
-        if let Some(problem) = probe_path_problem("health.path", &health.path) {
-            return Err(refuse("health.path", problem));
-        }
-        durations.push((
-            Section::Health,
-            "interval",
-            "health.interval",
-            health.interval_ms,
-        ));
-        durations.push((
-            Section::Health,
-            "timeout",
-            "health.timeout",
-            health.timeout_ms,
-        ));
-        integers.push((
-            Section::Health,
-            "healthy_threshold",
-            "health.healthy_threshold",
-            health.healthy_threshold.into(),
-        ));
-        integers.push((
-            Section::Health,
-            "unhealthy_threshold",
-            "health.unhealthy_threshold",
-            health.unhealthy_threshold.into(),
-        ));
-    }
-    if let Some(liveness) = &spec.liveness {
-        if let Some(path) = &liveness.path {
-            if let Some(problem) = probe_path_problem("liveness.path", path) {
-                return Err(refuse("liveness.path", problem));
+    let probes = [
+        spec.health.as_ref().map(|h| {
+            let thresholds = [
+                ("healthy_threshold", h.healthy_threshold),
+                ("unhealthy_threshold", h.unhealthy_threshold),
+            ];
+            (
+                Health,
+                Some(&h.path),
+                h.interval_ms,
+                h.timeout_ms,
+                thresholds.to_vec(),
+            )
+        }),
+        spec.liveness.as_ref().map(|l| {
+            let thresholds = [("unhealthy_threshold", l.unhealthy_threshold)];
+            (
+                Liveness,
+                l.path.as_ref(),
+                l.interval_ms,
+                l.timeout_ms,
+                thresholds.to_vec(),
+            )
+        }),
+    ];
+    for (section, path, interval, timeout, thresholds) in probes.into_iter().flatten() {
+        if let Some(path) = path {
+            let key = shown(section, "path");
+            if let Some(problem) = probe_path_problem(&key, path) {
+                return Err(refuse(&key, problem));
             }
         }
-        let interval = liveness.interval_ms;
-        durations.push((Section::Liveness, "interval", "liveness.interval", interval));
-        durations.push((
-            Section::Liveness,
-            "timeout",
-            "liveness.timeout",
-            liveness.timeout_ms,
-        ));
-        integers.push((
-            Section::Liveness,
-            "unhealthy_threshold",
-            "liveness.unhealthy_threshold",
-            liveness.unhealthy_threshold.into(),
-        ));
+        durations.push((section, "interval", interval));
+        durations.push((section, "timeout", timeout));
+        for (name, value) in thresholds {
+            integers.push((section, name, value.into()));
+        }
     }
     if let Some(wasm) = &spec.wasm {
         only_for(spec, DriverKind::Wasm, "wasm").map_err(|p| refuse("wasm", p))?;
         if let Some(ms) = wasm.request_timeout_ms {
-            durations.push((Section::Wasm, "request_timeout", "wasm.request_timeout", ms));
+            durations.push((Wasm, "request_timeout", ms));
         }
         if let Some(n) = wasm.max_concurrency {
-            integers.push((
-                Section::Wasm,
-                "max_concurrency",
-                "wasm.max_concurrency",
-                n.into(),
-            ));
+            integers.push((Wasm, "max_concurrency", n.into()));
         }
     }
     if let Some(container) = &spec.container {
@@ -162,23 +131,13 @@ pub fn check_received(spec: &ServiceSpec) -> Result<(), ReceivedSpecError> {
             }
         }
         if let Some(pids) = container.pids {
-            integers.push((Section::Container, "pids", "container.pids", pids.into()));
+            integers.push((Container, "pids", pids.into()));
         }
     }
     if let Some(mesh) = &spec.mesh {
         let timeout = mesh.request_timeout_ms;
-        durations.push((
-            Section::Mesh,
-            "request_timeout",
-            "mesh.request_timeout",
-            timeout,
-        ));
-        integers.push((
-            Section::Mesh,
-            "retries",
-            "mesh.retries",
-            mesh.retries.into(),
-        ));
+        durations.push((Mesh, "request_timeout", timeout));
+        integers.push((Mesh, "retries", mesh.retries.into()));
         if mesh.retry_budget_permille > 1_000 {
             return Err(refuse(
                 "mesh.retry_budget",
@@ -215,39 +174,34 @@ pub fn check_received(spec: &ServiceSpec) -> Result<(), ReceivedSpecError> {
     }
     if let Some(p99) = spec.slo.as_ref().and_then(|slo| slo.p99_ms) {
         let p99 = i64::try_from(p99).unwrap_or(i64::MAX);
-        integers.push((Section::Slo, "p99_ms", "slo.p99_ms", p99));
+        integers.push((Slo, "p99_ms", p99));
     }
-    for (section, name, key, value) in integers {
-        if let Rule::Integer { min, max, hint, .. } = section.key(name).rule {
-            if !(min..=max).contains(&value) {
-                return Err(refuse(
-                    key,
-                    (
-                        format!("`{key}` is {value}, out of range"),
-                        hint.to_string(),
-                    ),
-                ));
+    // Out of the schema's bounds: (value as shown, the schema's hint).
+    let bounded = integers
+        .into_iter()
+        .filter_map(|(section, name, value)| match section.key(name).rule {
+            Rule::Integer { min, max, hint, .. } if !(min..=max).contains(&value) => {
+                Some((section, name, value.to_string(), hint))
             }
-        }
-    }
-    for (section, name, key, ms) in durations {
-        if let Rule::Duration {
-            min_ms,
-            max_ms,
-            hint,
-            ..
-        } = section.key(name).rule
-        {
-            if !(min_ms..=max_ms).contains(&ms) {
-                return Err(refuse(
-                    key,
-                    (
-                        format!("`{key}` is {ms} ms, out of range"),
-                        hint.to_string(),
-                    ),
-                ));
-            }
-        }
+            _ => None,
+        })
+        .chain(durations.into_iter().filter_map(
+            |(section, name, ms)| match section.key(name).rule {
+                Rule::Duration {
+                    min_ms,
+                    max_ms,
+                    hint,
+                    ..
+                } if !(min_ms..=max_ms).contains(&ms) => {
+                    Some((section, name, format!("{ms} ms"), hint))
+                }
+                _ => None,
+            },
+        ));
+    if let Some((section, name, value, hint)) = bounded.into_iter().next() {
+        let key = shown(section, name);
+        let problem = format!("`{key}` is {value}, out of range");
+        return Err(refuse(&key, (problem, hint.to_string())));
     }
     let cpu = spec.resources.cpu_millis;
     if !(1..=MAX_CPU_MILLIS).contains(&cpu) {
@@ -336,6 +290,15 @@ pub fn check_received(spec: &ServiceSpec) -> Result<(), ReceivedSpecError> {
         }
     }
     Ok(())
+}
+
+/// Key `name` of `section` as a spec file writes it under the service (`health.interval`,
+/// `min_ready`).
+fn shown(section: Section, name: &str) -> String {
+    match section {
+        Section::Service => name.to_string(),
+        _ => format!("{}.{name}", section.name()),
+    }
 }
 
 /// A `[section]` only services of `driver` may have.
