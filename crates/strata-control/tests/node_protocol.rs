@@ -70,10 +70,19 @@ async fn store_release(plane: &ControlPlane) {
         .unwrap();
 }
 
+/// The status the store holds for instance `id`, under whatever node (`None`: none).
+async fn status_in_store(plane: &ControlPlane, id: &str) -> Option<InstanceStatus> {
+    let statuses = plane.store().list(keys::STATUS).await.unwrap();
+    let kv = statuses
+        .kvs
+        .into_iter()
+        .find(|kv| keys::status_id(&kv.key) == Some(id))?;
+    Some(serde_json::from_slice(&kv.value).unwrap())
+}
+
 /// The status the store holds for instance `id`.
 async fn stored_status(plane: &ControlPlane, id: &str) -> InstanceStatus {
-    let kv = plane.store().get(&keys::status(id)).await.unwrap().unwrap();
-    serde_json::from_slice(&kv.value).unwrap()
+    status_in_store(plane, id).await.expect("a stored status")
 }
 
 fn status(id: &str, node: &str, state: InstanceState) -> InstanceStatus {
@@ -249,12 +258,7 @@ async fn statuses_reported_together_are_stored_in_order_with_an_event_per_change
         assert!(kept.ready_since.is_some(), "{id}: running since when");
     }
     for id in ["b-1", "gone-1"] {
-        assert!(plane
-            .store()
-            .get(&keys::status(id))
-            .await
-            .unwrap()
-            .is_none());
+        assert!(status_in_store(&plane, id).await.is_none(), "{id}");
     }
     // a-1: started, healthy (once, though reported running twice); a-2: healthy. The two
     // that became healthy together are told in one event.
