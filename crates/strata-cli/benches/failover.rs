@@ -73,7 +73,7 @@ async fn observe(
             {
                 down = Some(ms);
             }
-            if let Some(id) = strata_core::keys::status_id(&change.key) {
+            if let Some(id) = change.key.strip_prefix("/status/") {
                 if value["state"] == "running"
                     && value["node"] != victim
                     && !known.contains(id)

@@ -162,11 +162,7 @@ fn fleet(args: &Args, writer: &mut Writer) -> ClusterState {
                 stop_requested_at: None,
             };
             writer.put(&mut state, keys::instance(&id), &instance);
-            writer.put(
-                &mut state,
-                keys::instance_status(&instance),
-                &running(&id, &node),
-            );
+            writer.put(&mut state, keys::status(&id), &running(&id, &node));
         }
     }
     state
@@ -208,9 +204,8 @@ fn apply(state: &mut ClusterState, writer: &mut Writer, plan: &PassPlan) -> Vec<
         writer.put(state, keys::instance(id), &instance);
     }
     for id in &plan.forgets {
-        let status_key = keys::instance_status(&state.instance(id).unwrap().value);
         writer.delete(state, keys::instance(id));
-        writer.delete(state, status_key);
+        writer.delete(state, keys::status(id));
     }
     let mut placed = Vec::new();
     for (n, placement) in plan.placements.iter().enumerate() {
@@ -288,7 +283,7 @@ fn main() {
     let applying = Instant::now();
     for instance in &placed {
         let status = running(&instance.id, &instance.node);
-        writer.put(&mut state, keys::instance_status(instance), &status);
+        writer.put(&mut state, keys::status(&instance.id), &status);
     }
     let reports_ms = applying.elapsed().as_secs_f64() * 1000.0;
     let (plan, planned, plan_ms) = pass(&mut state);

@@ -159,47 +159,6 @@ async fn a_lost_nodes_instances_serve_no_one_from_the_moment_it_is_down() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn statuses_stored_under_the_old_key_layout_are_moved_and_kept() {
-    use strata_core::keys;
-    let mut h = Harness::start(&["n1", "n2"]).await;
-    h.deploy(&spec(2, "v1")).await;
-    h.run_for(1_100).await;
-    assert_eq!(h.available("web").await, 2);
-    // A server of the version before stored one instance's status as `/status/{id}` (and a
-    // status of an instance long gone, too).
-    let store = h.plane.store().clone();
-    let views = h.instances("web").await;
-    let moved = &views[0];
-    let key = keys::instance_status(&moved.instance);
-    let value = store.get(&key).await.unwrap().unwrap().value;
-    let old_key = format!("{}{}", keys::STATUS, moved.instance.id);
-    let orphan = format!("{}web-9-000000", keys::STATUS);
-    let mut gone: serde_json::Value = serde_json::from_slice(&value).unwrap();
-    gone["id"] = "web-9-000000".into();
-    let txn = strata_store::Txn::new()
-        .delete(&key)
-        .put(&old_key, value)
-        .put(&orphan, serde_json::to_vec(&gone).unwrap());
-    assert!(store.txn(txn).await.unwrap().is_committed());
-    h.step().await;
-    assert!(store.get(&old_key).await.unwrap().is_none(), "moved");
-    assert!(
-        store.get(&orphan).await.unwrap().is_none(),
-        "its instance is gone"
-    );
-    assert!(
-        store.get(&key).await.unwrap().is_some(),
-        "kept under its node"
-    );
-    assert_eq!(
-        h.available("web").await,
-        2,
-        "nothing changed for the instance"
-    );
-    assert!(h.plane.reflector().read().old_status_keys().is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn a_new_leader_finishes_the_rollout_the_old_one_began() {
     let mut h = Harness::start(&["n1", "n2"]).await;
     h.deploy(&spec(2, "v1")).await;

@@ -70,19 +70,10 @@ async fn store_release(plane: &ControlPlane) {
         .unwrap();
 }
 
-/// The status the store holds for instance `id`, under whatever node (`None`: none).
-async fn status_in_store(plane: &ControlPlane, id: &str) -> Option<InstanceStatus> {
-    let statuses = plane.store().list(keys::STATUS).await.unwrap();
-    let kv = statuses
-        .kvs
-        .into_iter()
-        .find(|kv| keys::status_id(&kv.key) == Some(id))?;
-    Some(serde_json::from_slice(&kv.value).unwrap())
-}
-
 /// The status the store holds for instance `id`.
 async fn stored_status(plane: &ControlPlane, id: &str) -> InstanceStatus {
-    status_in_store(plane, id).await.expect("a stored status")
+    let kv = plane.store().get(&keys::status(id)).await.unwrap().unwrap();
+    serde_json::from_slice(&kv.value).unwrap()
 }
 
 fn status(id: &str, node: &str, state: InstanceState) -> InstanceStatus {
@@ -258,7 +249,12 @@ async fn statuses_reported_together_are_stored_in_order_with_an_event_per_change
         assert!(kept.ready_since.is_some(), "{id}: running since when");
     }
     for id in ["b-1", "gone-1"] {
-        assert!(status_in_store(&plane, id).await.is_none(), "{id}");
+        assert!(plane
+            .store()
+            .get(&keys::status(id))
+            .await
+            .unwrap()
+            .is_none());
     }
     // a-1: started, healthy (once, though reported running twice); a-2: healthy. The two
     // that became healthy together are told in one event.

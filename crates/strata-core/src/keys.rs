@@ -14,11 +14,7 @@ pub const RELEASES: &str = "/releases/";
 pub const CONFIGS: &str = "/configs/";
 /// `/instances/{id}`: an [`crate::Instance`], the control plane's desired instance.
 pub const INSTANCES: &str = "/instances/";
-/// `/status/{node}/{created_at:016}/{id}`: an [`crate::InstanceStatus`], what the instance's
-/// agent observed ([`status`]). Keyed by node and by when the instance was placed, so the
-/// statuses a node reports together (instances placed together start together) are adjacent
-/// in the store: a report rewrites a few pages of its B-tree, not one page per instance.
-/// Stores written before this layout kept `/status/{id}`; a server moves those at start.
+/// `/status/{id}`: an [`crate::InstanceStatus`], what the instance's agent observed.
 pub const STATUS: &str = "/status/";
 /// `/nodes/{name}`: a [`crate::Node`].
 pub const NODES: &str = "/nodes/";
@@ -116,22 +112,8 @@ pub fn configs_of(env: &str, service: &str) -> String {
 pub fn instance(id: &str) -> String {
     format!("{INSTANCES}{id}")
 }
-/// The key of the status of instance `id` on `node`, placed at `created_at` (see [`STATUS`]).
-pub fn status(node: &str, created_at: u64, id: &str) -> String {
-    format!("{STATUS}{node}/{created_at:016}/{id}")
-}
-/// The key of `instance`'s status.
-pub fn instance_status(instance: &crate::Instance) -> String {
-    status(&instance.node, instance.created_at, &instance.id)
-}
-/// The instance a status key is of, in this layout or the one before (`/status/{id}`).
-pub fn status_id(key: &str) -> Option<&str> {
-    key.strip_prefix(STATUS)?.rsplit('/').next()
-}
-/// Whether a status key is in the layout before [`STATUS`]'s (`/status/{id}`).
-pub fn is_old_status_key(key: &str) -> bool {
-    key.strip_prefix(STATUS)
-        .is_some_and(|rest| !rest.contains('/'))
+pub fn status(id: &str) -> String {
+    format!("{STATUS}{id}")
 }
 pub fn node(name: &str) -> String {
     format!("{NODES}{name}")
@@ -160,26 +142,6 @@ mod tests {
         assert!(release("dev", "a", 9) < release("dev", "a", 10));
         assert!(event(99) < event(100));
         assert_eq!(last_segment(&instance("x-1")), "x-1");
-    }
-
-    #[test]
-    fn a_nodes_statuses_sort_by_when_their_instances_were_placed() {
-        let key = status("n1", 1_765_000_000_000, "web-1-00ab12");
-        assert_eq!(key, "/status/n1/0001765000000000/web-1-00ab12");
-        assert_eq!(status_id(&key), Some("web-1-00ab12"));
-        assert!(!is_old_status_key(&key));
-        // Placed together, adjacent, whatever their services; a later placement after.
-        let together = [
-            status("n1", 5, "zeta-1-000001"),
-            status("n1", 5, "alpha-1-000001"),
-        ];
-        let later = status("n1", 6, "alpha-1-000002");
-        assert!(together.iter().all(|k| *k < later));
-        assert!(status("n1", 99, "a") < status("n2", 0, "a"));
-        // The layout before: `/status/{id}`.
-        assert_eq!(status_id("/status/web-1-00ab12"), Some("web-1-00ab12"));
-        assert!(is_old_status_key("/status/web-1-00ab12"));
-        assert_eq!(status_id("/instances/web-1-00ab12"), None);
     }
 
     #[test]

@@ -399,7 +399,7 @@ impl ControlPlane {
             // Only a wanted instance's status is read (or stored).
             let current = match &instance {
                 Some((instance, _)) if instance.node == *node => {
-                    self.get::<InstanceStatus>(&keys::instance_status(instance))
+                    self.get::<InstanceStatus>(&keys::status(&status.id))
                         .await?
                 }
                 _ => None,
@@ -458,16 +458,14 @@ impl ControlPlane {
         // Each instance's last status, once (a key is written once per transaction), guarded:
         // every record this report was judged on is as read.
         for (id, status) in &latest {
-            let (Some((instance, instance_revision)), current) = &records[*id] else {
-                continue;
-            };
+            let (instance, current) = &records[*id];
+            let instance_revision = instance.as_ref().map_or(0, |(_, revision)| *revision);
             let status_revision = current.as_ref().map_or(0, |(_, revision)| *revision);
             let status = status.as_ref().expect("a report's own status");
-            let key = keys::instance_status(instance);
             txn = txn
-                .when(keys::instance(id), *instance_revision)
-                .when(&key, status_revision)
-                .put(key, encode(status));
+                .when(keys::instance(id), instance_revision)
+                .when(keys::status(id), status_revision)
+                .put(keys::status(id), encode(status));
         }
         let changed = !events.is_empty();
         let events = crate::event_log::fold_routine_progress(events);

@@ -241,22 +241,14 @@ async fn apply(
     }
     let mut forgets: Vec<Write<'_, ()>> = Vec::new();
     for batch in forget.chunks(PLACEMENT_BATCH) {
-        let txn = {
-            let state = plane.reflector().read();
-            batch.iter().fold(Txn::new(), |txn, id| {
-                let txn = txn.delete(keys::instance(id));
-                match state.instance(id) {
-                    Some(held) => txn.delete(keys::instance_status(&held.value)),
-                    None => txn,
-                }
-            })
-        };
+        let txn = batch.iter().fold(Txn::new(), |txn, id| {
+            txn.delete(keys::instance(id)).delete(keys::status(id))
+        });
         forgets.push(Box::pin(async move {
             plane.controller_txn(txn).await.map(|_| ())
         }));
     }
     concurrently(forgets).await?;
-    move_old_status_keys(plane).await?;
     if committed.contains(&false) {
         // Nothing in the work queue says these are still missing: plan everything next.
         memory.last_full = None;
@@ -285,48 +277,6 @@ async fn apply(
             plane.event_log().record(event).await;
             memory.placement_errors.insert(key, message);
         }
-    }
-    Ok(())
-}
-
-/// How many statuses stored under the key layout before `keys::STATUS`'s a pass moves at
-/// most (in transactions of 30: two compares and two writes each).
-const OLD_STATUSES_PER_PASS: usize = 120;
-
-/// Moves statuses stored under the key layout before `keys::STATUS`'s (`/status/{id}`, by a
-/// server of an earlier version) to their key by node (or deletes them, their instance
-/// gone), a few a pass, each guarded by the revisions the reflector holds (a conflict waits
-/// for the next pass).
-async fn move_old_status_keys(plane: &ControlPlane) -> Result<(), ControlError> {
-    let txns: Vec<Txn> = {
-        let state = plane.reflector().read();
-        let old: Vec<(&String, &(InstanceId, u64))> = state
-            .old_status_keys()
-            .iter()
-            .take(OLD_STATUSES_PER_PASS)
-            .collect();
-        old.chunks(30)
-            .map(|batch| {
-                batch.iter().fold(Txn::new(), |txn, (old_key, (id, at))| {
-                    let txn = txn.when(*old_key, *at).delete(*old_key);
-                    // Moved only when the status the reflector holds is the old key's (a
-                    // newer one under the new key stays as it is).
-                    let status = state.status(id).filter(|s| s.revision == *at);
-                    match (status, state.instance(id)) {
-                        (Some(status), Some(instance))
-                            if instance.value.node == status.value.node =>
-                        {
-                            let key = keys::instance_status(&instance.value);
-                            txn.when(&key, 0).put(key, encode(&status.value))
-                        }
-                        _ => txn,
-                    }
-                })
-            })
-            .collect()
-    };
-    for txn in txns {
-        plane.controller_txn(txn).await?;
     }
     Ok(())
 }

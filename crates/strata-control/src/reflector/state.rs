@@ -101,9 +101,6 @@ pub struct ClusterState {
     /// without walking all it holds.
     by_node_revision: FastMap<NodeName, BTreeMap<Revision, Vec<InstanceId>>>,
     by_service: FastMap<ServiceKey, BTreeSet<InstanceId>>,
-    /// Statuses stored under the key layout before `keys::STATUS`'s, by key, with the
-    /// instance each names and the key's revision: the leader moves them (normally none).
-    old_status_keys: BTreeMap<String, (InstanceId, Revision)>,
     /// Each service's instances counted by standing (see `tallies.rs`), nodes by number.
     tallies: FastMap<ServiceKey, ServiceTally<NodeSlot>>,
     slots: slots::NodeSlots,
@@ -210,10 +207,6 @@ impl ClusterState {
         } else if key.starts_with(keys::STATUS) {
             if let Some(status) = self.decode::<InstanceStatus>(kv) {
                 let id = status.id.clone();
-                if keys::is_old_status_key(key) {
-                    self.old_status_keys
-                        .insert(key.to_string(), (id.clone(), revision));
-                }
                 if self
                     .statuses
                     .get(&id)
@@ -329,9 +322,6 @@ impl ClusterState {
             self.touched_nodes.insert(instance.node.clone());
             self.dirty.services.insert((instance.env, instance.service));
         } else if let Some(id) = keys::status_id(key) {
-            if keys::is_old_status_key(key) {
-                self.old_status_keys.remove(key);
-            }
             if self.statuses.get(id).is_some_and(|s| s.revision < revision) {
                 let before = self.standing_of(id);
                 self.statuses.remove(id);

@@ -131,12 +131,6 @@ impl ClusterState {
         self.load.get(node).cloned().unwrap_or_default()
     }
 
-    /// Statuses stored under the key layout before `keys::STATUS`'s, by key, with the
-    /// instance each names and the key's revision (normally none: the leader moves them).
-    pub fn old_status_keys(&self) -> &std::collections::BTreeMap<String, (InstanceId, Revision)> {
-        &self.old_status_keys
-    }
-
     /// The revision of the last change to what `node` must run (0: none seen).
     pub fn node_changed(&self, node: &str) -> Revision {
         self.node_changed.get(node).copied().unwrap_or(0)

@@ -152,10 +152,10 @@ fn a_status_joins_its_instance_and_dirties_its_service() {
             "",
         )
     };
-    state.apply(&put(keys::instance_status(&a), &status, 6));
+    state.apply(&put(keys::status("a"), &status, 6));
     assert_eq!(state.take_dirty().services.len(), 1);
     assert!(state.instances_of(&web())[0].status.is_some());
-    state.apply(&delete(keys::instance_status(&a), 7));
+    state.apply(&delete(keys::status("a"), 7));
     assert!(state.instances_of(&web())[0].status.is_none());
 }
 
@@ -435,9 +435,9 @@ fn tallies_follow_instances_reports_and_node_states_in_any_order() {
                         states[rng.gen_range(0..states.len())],
                         "",
                     );
-                    put(keys::status(node, 0, id), &status, at)
+                    put(keys::status(id), &status, at)
                 }
-                4 => delete(keys::status(node, 0, id), at),
+                4 => delete(keys::status(id), at),
                 5 => {
                     let WatchEvent::Put(mut kv) =
                         crate::reflector::fixtures::node(node, "z", 64, at)
