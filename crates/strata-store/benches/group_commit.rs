@@ -68,6 +68,9 @@ enum Kind {
     RewriteByNode,
     /// Keys that only grow (events).
     Append,
+    /// Transactions of one write each, to keys that only grow: what a transaction costs
+    /// besides its writes.
+    AppendAlone,
 }
 
 impl Kind {
@@ -80,12 +83,14 @@ impl Kind {
             }
             Kind::RewriteByNode => "records rewritten, one node's, keyed by node",
             Kind::Append => "keys that only grow (events)",
+            Kind::AppendAlone => "keys that only grow, one a transaction",
         }
     }
 
     fn per_txn(self) -> usize {
         match self {
             Kind::RewriteScattered | Kind::RewriteByNode => 40,
+            Kind::AppendAlone => 1,
             _ => 60,
         }
     }
@@ -148,6 +153,7 @@ async fn main() {
         Kind::RewriteScattered,
         Kind::RewriteByNode,
         Kind::Append,
+        Kind::AppendAlone,
     ];
     for kind in kinds {
         let per_txn = kind.per_txn();
@@ -183,7 +189,7 @@ async fn main() {
                             let slot = scatter(batch) % groups * 40 + i;
                             (by_node(node, slot), record(slot))
                         }
-                        Kind::Append => {
+                        Kind::Append | Kind::AppendAlone => {
                             event_seq += 1;
                             (format!("/events/{event_seq:020}"), record(event_seq))
                         }
