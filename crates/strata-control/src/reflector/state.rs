@@ -321,7 +321,7 @@ impl ClusterState {
             self.node_changed.insert(instance.node.clone(), revision);
             self.touched_nodes.insert(instance.node.clone());
             self.dirty.services.insert((instance.env, instance.service));
-        } else if let Some(id) = keys::status_id(key) {
+        } else if let Some(id) = key.strip_prefix(keys::STATUS) {
             if self.statuses.get(id).is_some_and(|s| s.revision < revision) {
                 let before = self.standing_of(id);
                 self.statuses.remove(id);
