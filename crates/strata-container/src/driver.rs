@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -351,6 +352,10 @@ impl ContainerDriver {
             for d in [&rootfs, &upper, &work] {
                 std::fs::create_dir_all(d).map_err(|e| ContainerError::io("create", d, e))?;
             }
+            // Only the agent's user may enter it: a host user must not reach the image's
+            // files through the mounted root (a setuid-root binary, a secret in a layer).
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| ContainerError::io("restrict", &dir, e))?;
             mount_overlay(&image.lower_dirs, &upper, &work, &rootfs)?;
             let mut env: BTreeMap<String, String> = BTreeMap::new();
             env.insert("PATH".into(), bundle::DEFAULT_PATH.into());
@@ -628,11 +633,13 @@ fn mount_overlay(
         upper.display(),
         work.display()
     );
+    // No setuid binary of an image raises anyone's privileges through this mount, and no
+    // device node in a layer opens a host device (the container's /dev is its own tmpfs).
     nix::mount::mount(
         Some("overlay"),
         target,
         Some("overlay"),
-        nix::mount::MsFlags::empty(),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
         Some(options.as_str()),
     )
     .map_err(|errno| ContainerError::Mount {

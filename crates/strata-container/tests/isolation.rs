@@ -8,6 +8,7 @@
 //! closure of its shared libraries (read with `ldd`), nothing else.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -680,4 +681,51 @@ async fn an_instance_reaches_the_mesh_proxy_but_not_another_instance() {
         log.contains("PEER-BLOCKED") && !log.contains("PEER-CONNECTED"),
         "another instance's address {web_address}:{web_port}: {log}"
     );
+}
+
+/// A host user cannot use a running container's root: its directory is the agent's alone,
+/// and the root is mounted nosuid and nodev, so an image's setuid-root binary raises no one
+/// (the escape: an unprivileged host user runs `rootfs/bin/id` of an image where it is
+/// setuid root).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_user_cannot_run_an_images_setuid_binary() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let node = node_with(&[(&host_tool("id"), "/bin/id")]);
+    let setuid = node.dir.path().join("layer/bin/id");
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let spec = node.spec("suid-1", "echo ready; sleep 30", defaults());
+    let handle = node.driver.start(&spec).await.expect("container starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !node.log("suid-1").contains("ready") {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dir = spec.work_dir.join("container");
+    let rootfs = dir.join("rootfs");
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", dir.display());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(rootfs.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} is not mounted", rootfs.display()));
+    let options: Vec<&str> = line.split(' ').nth(5).unwrap().split(',').collect();
+    assert!(options.contains(&"nosuid"), "{line}");
+    assert!(options.contains(&"nodev"), "{line}");
+    // As nobody: the directory cannot be entered.
+    let as_nobody = |path: &Path| {
+        use std::os::unix::process::CommandExt;
+        Command::new(path).arg("-u").uid(65534).gid(65534).output()
+    };
+    let refused = as_nobody(&rootfs.join("bin/id")).expect_err("nobody entered the root");
+    assert_eq!(refused.kind(), std::io::ErrorKind::PermissionDenied);
+    // Were the directory opened to everyone, the mount still gives no one root.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ran = as_nobody(&rootfs.join("bin/id")).expect("runs once the directory is open");
+    assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), "65534");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    handle.stop(Duration::from_secs(5)).await;
 }

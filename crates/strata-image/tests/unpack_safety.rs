@@ -691,3 +691,17 @@ fn a_layer_made_by_gnu_tar_unpacks() {
         );
     }
 }
+
+/// Unpacked layers keep setuid bits and owners: only the store's owner may enter them, even
+/// in a store made before (opening it restricts the directory again).
+#[test]
+fn only_the_stores_owner_enters_its_layers() {
+    let temp = tempfile::tempdir().unwrap();
+    let root = temp.path().join("store");
+    ImageStore::open(&root).unwrap();
+    let layers = root.join("layers");
+    assert_eq!(fs::metadata(&layers).unwrap().mode() & 0o777, 0o700);
+    fs::set_permissions(&layers, fs::Permissions::from_mode(0o755)).unwrap();
+    ImageStore::open(&root).unwrap();
+    assert_eq!(fs::metadata(&layers).unwrap().mode() & 0o777, 0o700);
+}

@@ -76,7 +76,9 @@ enum Kind {
 impl Kind {
     fn describe(self) -> &'static str {
         match self {
-            Kind::NewScattered => "new records under random ids (placements before consecutive ids)",
+            Kind::NewScattered => {
+                "new records under random ids (placements before consecutive ids)"
+            }
             Kind::NewConsecutive => "new records of one service, consecutive ids (placements now)",
             Kind::RewriteScattered => {
                 "records rewritten, keyed by random id (status reports today)"

@@ -14,6 +14,7 @@ mod images;
 mod layers;
 
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -93,6 +94,11 @@ impl ImageStore {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(io_err("create the directory", &path))?;
         }
+        // Unpacked layers keep their files' owners and modes (a setuid-root binary stays
+        // one): only the store's owner may enter them.
+        let layers = root.join("layers");
+        fs::set_permissions(&layers, fs::Permissions::from_mode(0o700))
+            .map_err(io_err("restrict the directory", &layers))?;
         Ok(ImageStore {
             root,
             limits: UnpackLimits::default(),
