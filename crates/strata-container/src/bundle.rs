@@ -13,11 +13,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use nix::sched::CloneFlags;
 use oci_spec::runtime::{
     Arch, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespace,
     LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccomp,
-    LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder, ProcessBuilder, RootBuilder,
-    Spec, SpecBuilder, UserBuilder,
+    LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompOperator,
+    LinuxSyscallBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::ContainerError;
@@ -119,6 +120,39 @@ pub fn default_seccomp() -> Result<LinuxSeccomp, ContainerError> {
         .errno_ret(libc_eperm())
         .build()
         .map_err(spec_error)?;
+    let mut syscalls = vec![denied];
+    // `clone` may not make namespaces (a user namespace would give the instance a root of
+    // its own, from which the kernel's attack surface is wider; `unshare` and `setns` are
+    // denied above): one rule a flag, as a condition compares one value.
+    for flag in CLONE_NAMESPACE_FLAGS {
+        let flag = flag.bits() as u64;
+        let set = LinuxSeccompArgBuilder::default()
+            .index(0usize)
+            .value(flag)
+            .value_two(flag)
+            .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+            .build()
+            .map_err(spec_error)?;
+        syscalls.push(
+            LinuxSyscallBuilder::default()
+                .names(vec!["clone".to_string()])
+                .action(LinuxSeccompAction::ScmpActErrno)
+                .errno_ret(libc_eperm())
+                .args(vec![set])
+                .build()
+                .map_err(spec_error)?,
+        );
+    }
+    // `clone3` takes its flags in memory a filter cannot read: it is "not implemented", and
+    // the C library falls back to `clone`, which is filtered.
+    syscalls.push(
+        LinuxSyscallBuilder::default()
+            .names(vec!["clone3".to_string()])
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(nix::errno::Errno::ENOSYS as u32)
+            .build()
+            .map_err(spec_error)?,
+    );
     LinuxSeccompBuilder::default()
         .default_action(LinuxSeccompAction::ScmpActAllow)
         .architectures(vec![
@@ -126,11 +160,21 @@ pub fn default_seccomp() -> Result<LinuxSeccomp, ContainerError> {
             Arch::ScmpArchX86,
             Arch::ScmpArchX32,
         ])
-        .syscalls(vec![denied])
+        .syscalls(syscalls)
         .build()
         .map_err(spec_error)
 }
 
+/// The `clone` flags that make a namespace.
+const CLONE_NAMESPACE_FLAGS: [CloneFlags; 7] = [
+    CloneFlags::CLONE_NEWNS,
+    CloneFlags::CLONE_NEWCGROUP,
+    CloneFlags::CLONE_NEWUTS,
+    CloneFlags::CLONE_NEWIPC,
+    CloneFlags::CLONE_NEWUSER,
+    CloneFlags::CLONE_NEWPID,
+    CloneFlags::CLONE_NEWNET,
+];
 fn libc_eperm() -> u32 {
     nix::errno::Errno::EPERM as u32
 }

@@ -729,3 +729,43 @@ async fn a_host_user_cannot_run_an_images_setuid_binary() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     handle.stop(Duration::from_secs(5)).await;
 }
+
+/// An instance cannot make namespaces: `unshare -U`, `clone` with a namespace flag (a user
+/// namespace would give it a root of its own) and `clone3` (whose flags a filter cannot
+/// read) are refused, while a plain `clone` (fork) works.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_cannot_make_namespaces() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let node = node_with(&[
+        (&host_tool("perl"), "/bin/perl"),
+        (&host_tool("unshare"), "/bin/unshare"),
+    ]);
+    // clone is syscall 56 and clone3 435 on x86_64; 17 is SIGCHLD.
+    let perl = r#"
+        sub try_clone { my ($name, $flags) = @_;
+            my $r = syscall(56, $flags | 17, 0, 0, 0, 0);
+            exit 0 if $r == 0;
+            if ($r > 0) { waitpid($r, 0); print "$name: made\n" } else { print "$name: $!\n" } }
+        try_clone("clone NEWUSER", 0x10000000);
+        try_clone("clone NEWNET", 0x40000000);
+        try_clone("clone NEWNS", 0x00020000);
+        try_clone("plain clone", 0);
+        syscall(435, 0, 0); print "clone3: $!\n";
+    "#;
+    let script = format!("unshare -U true; echo \"unshare -U: $?\"; perl -e '{perl}'");
+    let spec = node.spec("ns-1", &script, defaults());
+    assert_eq!(node.run(&spec).await.code, Some(0), "{}", node.log("ns-1"));
+    let log = node.log("ns-1");
+    for refused in ["clone NEWUSER", "clone NEWNET", "clone NEWNS"] {
+        assert!(
+            log.contains(&format!("{refused}: Operation not permitted")),
+            "{refused}: {log}"
+        );
+    }
+    assert!(!log.contains("unshare -U: 0"), "{log}");
+    assert!(log.contains("plain clone: made"), "{log}");
+    assert!(log.contains("clone3: Function not implemented"), "{log}");
+}
