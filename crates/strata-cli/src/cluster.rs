@@ -114,6 +114,11 @@ pub struct AgentArgs {
     /// Node labels, KEY=VALUE, comma-separated or repeated (e.g. zone=eu-1).
     #[arg(long)]
     pub labels: Vec<String>,
+    /// A Linux capability past the ordinary set (SYS_ADMIN, NET_ADMIN, SYS_PTRACE, ...) that
+    /// container services may be granted on this node, comma-separated or repeated. Without
+    /// it, they are placed elsewhere, and refused here.
+    #[arg(long, value_name = "CAPABILITY")]
+    pub allow_capability: Vec<String>,
     /// The IP address other nodes reach this one at (its ingress, API and inter-node port;
     /// instances listen on loopback, reached through the node's proxies).
     #[arg(long, default_value = "127.0.0.1")]
@@ -141,6 +146,30 @@ pub struct AgentArgs {
     /// adopt (an upgrade of the agent in place) instead of moving them off the node.
     #[arg(long)]
     pub keep_instances: bool,
+}
+
+/// `SYS_ADMIN,NET_ADMIN` (and repeated flags) -> the labels that allow them (see
+/// `strata_core::capability`).
+pub fn capability_labels(values: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    use strata_core::capability::{allowance_label, needs_allowance, ALLOWED};
+    let mut labels = BTreeMap::new();
+    for item in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        if item.is_empty() {
+            continue;
+        }
+        let upper = item.to_ascii_uppercase();
+        let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+        if !strata_core::spec::is_capability(bare) {
+            return Err(Failure::BadInput(anyhow!(
+                "error: --allow-capability `{item}` is not a Linux capability
+  hint: name it as capabilities(7) does, without CAP_, e.g. --allow-capability SYS_ADMIN"
+            )));
+        }
+        if needs_allowance(bare) {
+            labels.insert(allowance_label(bare), ALLOWED.to_string());
+        }
+    }
+    Ok(labels)
 }
 
 /// `zone=a,disk=ssd` (and repeated flags) -> labels.
@@ -181,7 +210,8 @@ fn hostname() -> String {
 }
 
 pub async fn agent(args: AgentArgs) -> CliResult {
-    let labels = parse_labels(&args.labels)?;
+    let mut labels = parse_labels(&args.labels)?;
+    labels.extend(capability_labels(&args.allow_capability)?);
     let advertise: std::net::IpAddr = args.advertise_addr.parse().map_err(|_| {
         Failure::BadInput(anyhow!(
             "error: --advertise-addr `{}` is not an IP address\n  hint: the address other nodes reach this one at, e.g. 10.0.0.2",
@@ -488,5 +518,29 @@ pub async fn node_drain(api: &Api, name: &str, drain: bool, timeout: Duration) -
             )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_allowed_capability_becomes_the_label_that_allows_it() {
+        let allowed =
+            capability_labels(&["sys_admin,CAP_NET_ADMIN".into(), "CHOWN".into()]).unwrap();
+        let keys: Vec<&str> = allowed.keys().map(String::as_str).collect();
+        // CHOWN is ordinary: every node grants it, no label needed.
+        assert_eq!(
+            keys,
+            [
+                "capabilities.strata/NET_ADMIN",
+                "capabilities.strata/SYS_ADMIN"
+            ]
+        );
+        assert!(matches!(
+            capability_labels(&["ROOT".into()]),
+            Err(Failure::BadInput(_))
+        ));
     }
 }

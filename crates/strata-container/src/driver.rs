@@ -1,7 +1,7 @@
 //! [`ContainerDriver`]: prepares an instance (root, cgroup, network, bundle), runs it in the
 //! container shim ([`crate::shim`]) under the `exec` driver's supervision, forwards its port, and cleans up after it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +33,9 @@ pub struct ContainerConfig {
     pub bridge: String,
     pub gateway: Ipv4Addr,
     pub prefix_len: u8,
+    /// The capabilities past the ordinary set this node allows (`strata agent
+    /// --allow-capability`; see `strata_core::capability`): any other is refused at start.
+    pub allowed_capabilities: BTreeSet<String>,
 }
 
 impl ContainerConfig {
@@ -44,6 +47,7 @@ impl ContainerConfig {
             bridge: crate::net::DEFAULT_BRIDGE.into(),
             gateway: crate::net::DEFAULT_GATEWAY,
             prefix_len: crate::net::DEFAULT_PREFIX_LEN,
+            allowed_capabilities: BTreeSet::new(),
         }
     }
 }
@@ -294,6 +298,8 @@ impl ContainerDriver {
                 "instance {id} has no container settings (is its service's driver `container`?)"
             )));
         };
+        // Before anything is made for it: a capability this node does not allow.
+        let granted = capabilities(&settings.capabilities, &self.config.allowed_capabilities)?;
         let limits = Limits {
             memory_bytes: settings.memory_bytes,
             cpu_millis: settings.cpu_millis,
@@ -403,7 +409,7 @@ impl ContainerDriver {
                 hostname: id.chars().take(63).collect(),
                 netns: instance_net.netns_path(),
                 cgroups_path: cgroup.runtime_path(),
-                capabilities: capabilities(&settings.capabilities)?,
+                capabilities: granted,
             })?;
             bundle::write(&dir.join("bundle"), &runtime_spec)?;
             // A mark of an earlier run's OOM kill must not name this run's end.
@@ -602,8 +608,12 @@ fn bytes(n: u64) -> String {
     n.to_string()
 }
 
-/// The spec's capability names (`NET_BIND_SERVICE`, with or without `CAP_`) as OCI's.
-fn capabilities(names: &[String]) -> Result<Vec<oci_spec::runtime::Capability>, ContainerError> {
+/// The spec's capability names (`NET_BIND_SERVICE`, with or without `CAP_`) as OCI's; one
+/// past the ordinary set that this node does not allow is refused.
+fn capabilities(
+    names: &[String],
+    allowed: &BTreeSet<String>,
+) -> Result<Vec<oci_spec::runtime::Capability>, ContainerError> {
     names
         .iter()
         .map(|name| name.trim())
@@ -611,11 +621,17 @@ fn capabilities(names: &[String]) -> Result<Vec<oci_spec::runtime::Capability>, 
         .map(|name| {
             let bare = name.to_ascii_uppercase();
             let bare = bare.strip_prefix("CAP_").unwrap_or(&bare).to_string();
-            bare.parse().map_err(|_| {
+            let capability = bare.parse().map_err(|_| {
                 ContainerError::Config(format!(
                     "[container] capabilities: `{name}` is not a Linux capability"
                 ))
-            })
+            })?;
+            if strata_core::capability::needs_allowance(&bare) && !allowed.contains(&bare) {
+                return Err(ContainerError::Config(format!(
+                    "[container] capabilities: {bare} is not allowed on this node; its agent grants it only when started with --allow-capability {bare}"
+                )));
+            }
+            Ok(capability)
         })
         .collect()
 }
@@ -678,15 +694,24 @@ mod tests {
     fn capabilities_from_the_environment() {
         use oci_spec::runtime::Capability;
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(capabilities(&[]).unwrap(), vec![]);
+        let none = BTreeSet::new();
+        assert_eq!(capabilities(&[], &none).unwrap(), vec![]);
         assert_eq!(
-            capabilities(&names(&["NET_BIND_SERVICE", " cap_chown"])).unwrap(),
+            capabilities(&names(&["NET_BIND_SERVICE", " cap_chown"]), &none).unwrap(),
             vec![Capability::NetBindService, Capability::Chown]
         );
-        assert!(capabilities(&names(&["FLY"]))
+        assert!(capabilities(&names(&["FLY"]), &none)
             .unwrap_err()
             .to_string()
             .contains("`FLY`"));
+        // Past the ordinary set: only where the node allows it.
+        let refused = capabilities(&names(&["SYS_ADMIN"]), &none).unwrap_err();
+        assert!(refused.to_string().contains("--allow-capability SYS_ADMIN"));
+        let allowed = BTreeSet::from(["SYS_ADMIN".to_string()]);
+        assert_eq!(
+            capabilities(&names(&["cap_sys_admin"]), &allowed).unwrap(),
+            vec![Capability::SysAdmin]
+        );
     }
 
     #[test]

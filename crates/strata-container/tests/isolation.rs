@@ -90,19 +90,23 @@ fn node() -> Node {
 
 /// A node whose image also holds each `(binary, at)` (with its libraries).
 fn node_with(binaries: &[(&Path, &str)]) -> Node {
+    node_allowing(binaries, &[])
+}
+
+/// The same, on a node that allows the capabilities `allowed` past the ordinary set.
+fn node_allowing(binaries: &[(&Path, &str)], allowed: &[&str]) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let root = base_root(dir.path());
     for (binary, at) in binaries {
         install(&root, binary, at);
     }
-    let driver = ContainerDriver::new(
-        ContainerConfig::new(
-            dir.path().join("state"),
-            vec![env!("CARGO_BIN_EXE_strata-container-shim").to_string()],
-        ),
-        Arc::new(OneLayer(root)),
-    )
-    .expect("container driver starts");
+    let mut config = ContainerConfig::new(
+        dir.path().join("state"),
+        vec![env!("CARGO_BIN_EXE_strata-container-shim").to_string()],
+    );
+    config.allowed_capabilities = allowed.iter().map(|c| c.to_string()).collect();
+    let driver =
+        ContainerDriver::new(config, Arc::new(OneLayer(root))).expect("container driver starts");
     Node { dir, driver }
 }
 
@@ -421,6 +425,22 @@ async fn no_capabilities_unless_granted() {
     );
     assert_eq!(node.run(&spec).await.code, Some(0));
     assert_eq!(effective(&node.log("caps-3")), "0000000000000000");
+    // Past the ordinary set, only on a node that allows it: refused here...
+    let sys_admin = || ContainerSettings {
+        capabilities: vec!["SYS_ADMIN".into()],
+        ..defaults()
+    };
+    let spec = node.spec("caps-4", "cat /proc/self/status", sys_admin());
+    let refused = node.driver.start(&spec).await.err().expect("refused");
+    assert!(
+        refused.to_string().contains("--allow-capability SYS_ADMIN"),
+        "{refused}"
+    );
+    // ...granted where the node allows it (SYS_ADMIN is capability 21: bit 0x200000).
+    let allowing = node_allowing(&[], &["SYS_ADMIN"]);
+    let spec = allowing.spec("caps-5", "cat /proc/self/status", sys_admin());
+    assert_eq!(allowing.run(&spec).await.code, Some(0));
+    assert_eq!(effective(&allowing.log("caps-5")), "0000000000200000");
     // And whatever it was granted, it cannot gain more, and its syscalls are filtered.
     let log = node.log("caps-1");
     let field = |name: &str| {

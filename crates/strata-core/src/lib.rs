@@ -10,6 +10,7 @@ mod actor;
 pub mod api;
 pub mod auth;
 pub mod beat;
+pub mod capability;
 mod event_kind;
 pub mod keys;
 pub mod model;

@@ -137,7 +137,8 @@ pub async fn start_agent(
     };
     let wasm = wasm_driver(&config.data_dir, table, events, mesh.clone())?;
     let mut drivers = vec![wasm];
-    if let Some(container) = container_driver(&config.data_dir) {
+    let allowed = strata_core::capability::allowed_by(&config.labels);
+    if let Some(container) = container_driver(&config.data_dir, allowed) {
         // Containers reach the mesh proxy at the bridge's gateway, the one way out of their
         // namespace; their HTTP_PROXY is pointed there.
         let at = std::net::SocketAddr::from((container.gateway(), mesh.address.port()));
@@ -413,8 +414,12 @@ pub fn start_ingress(
 
 /// The node's `container` driver, when this node can run containers (root, iproute2,
 /// nftables, cgroups); otherwise the node does not offer it (placement then puts container
-/// services elsewhere) and the log says why. Images live in `DATA_DIR/images`.
-fn container_driver(agent_dir: &Path) -> Option<Arc<strata_container::ContainerDriver>> {
+/// services elsewhere) and the log says why. Images live in `DATA_DIR/images`. Of the
+/// capabilities past the ordinary set it grants only those `allowed` (the node's labels).
+fn container_driver(
+    agent_dir: &Path,
+    allowed: std::collections::BTreeSet<String>,
+) -> Option<Arc<strata_container::ContainerDriver>> {
     if !nix::unistd::geteuid().is_root() {
         tracing::info!("this node does not run containers: the agent is not root");
         return None;
@@ -434,7 +439,8 @@ fn container_driver(agent_dir: &Path) -> Option<Arc<strata_container::ContainerD
             return None;
         }
     };
-    let config = strata_container::ContainerConfig::new(agent_dir.join("containers"), shim);
+    let mut config = strata_container::ContainerConfig::new(agent_dir.join("containers"), shim);
+    config.allowed_capabilities = allowed;
     match strata_container::ContainerDriver::new(
         config,
         Arc::new(strata_container::StoreImages::new(images)),

@@ -10,7 +10,7 @@ impl ControlPlane {
     pub async fn deploy(
         &self,
         env: &EnvName,
-        request: DeployRequest,
+        mut request: DeployRequest,
         actor: &Actor,
     ) -> Result<DeployResponse, ControlError> {
         if request.services.is_empty() {
@@ -30,6 +30,12 @@ impl ControlPlane {
             }
         }
         self.check_route_hosts(env, &request.services).await?;
+        // A capability past the ordinary set is granted only on nodes that allow it: their
+        // label joins the service's constraints (see `strata_core::capability`).
+        for item in &mut request.services {
+            let required = strata_core::capability::required_labels(&item.spec);
+            item.spec.constraints.extend(required);
+        }
         let demands: Vec<strata_sched::quota::ServiceDemand> = request
             .services
             .iter()

@@ -16,7 +16,7 @@ mod error;
 mod parse;
 
 pub use error::{SpecError, SpecErrors};
-pub use parse::{check_received, locate, parse, parse_size, ReceivedSpecError};
+pub use parse::{check_received, is_capability, locate, parse, parse_size, ReceivedSpecError};
 
 use crate::model::Resources;
 

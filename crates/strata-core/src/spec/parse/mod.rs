@@ -54,6 +54,11 @@ const DEFAULT_TIMEOUT_MS: u64 = 500;
 const DEFAULT_HEALTHY_THRESHOLD: u32 = 1;
 const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
 const DEFAULT_REPLICAS: u32 = 1;
+/// Whether `name` is a Linux capability as capabilities(7) names it, without `CAP_`.
+pub fn is_capability(name: &str) -> bool {
+    CAPABILITIES.contains(&name)
+}
+
 /// Linux capabilities (capabilities(7)), without the `CAP_` prefix.
 const CAPABILITIES: [&str; 41] = [
     "AUDIT_CONTROL",
