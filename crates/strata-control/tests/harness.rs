@@ -132,7 +132,9 @@ async fn a_lost_nodes_instances_serve_no_one_from_the_moment_it_is_down() {
     let routed = |table: &strata_core::api::RouteTable| -> usize {
         table.routes.iter().map(|r| r.endpoints.len()).sum()
     };
-    assert_eq!(routed(&h.plane.routes().await.unwrap()), 2);
+    let table = h.plane.routes().await.unwrap();
+    assert_eq!(routed(&table), 2);
+    assert!(table.routes[0].running_on.contains(&victim));
     h.kill(&victim);
     // Judged down, and no reconcile pass since: its instance is still wanted and last said
     // it ran, but neither the routes nor the service's status count it.
@@ -150,7 +152,12 @@ async fn a_lost_nodes_instances_serve_no_one_from_the_moment_it_is_down() {
     assert_eq!(on_victim.len(), 1);
     assert_eq!(on_victim[0].instance.desired, DesiredState::Running);
     assert_eq!(h.available("web").await, 1);
-    assert_eq!(routed(&h.plane.routes().await.unwrap()), 1);
+    let table = h.plane.routes().await.unwrap();
+    assert_eq!(routed(&table), 1);
+    // Nor may its node call others as `web` any more (the mesh believes a node's word for
+    // its caller only for a service that runs there).
+    assert!(!table.routes[0].running_on.contains(&victim), "{table:?}");
+    assert_eq!(table.routes[0].running_on.len(), 1);
     // The pass replaces it and marks it stopped (after the placement).
     h.step().await;
     let wanted = h.wanted("web").await;

@@ -1,7 +1,7 @@
 //! The wire types of the control plane's HTTP API, shared by the server, the agent, the
 //! ingress and the CLI so they cannot drift apart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -354,6 +354,11 @@ pub struct Route {
     /// its requests are retried elsewhere.
     #[serde(default)]
     pub draining: Vec<String>,
+    /// The nodes holding its wanted instances (starting or serving): the only nodes whose
+    /// proxies may call other services as this one (a node's word for its caller is believed
+    /// only for services it runs).
+    #[serde(default)]
+    pub running_on: BTreeSet<String>,
 }
 
 fn public_by_default() -> bool {

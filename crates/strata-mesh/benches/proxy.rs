@@ -85,6 +85,7 @@ fn route(endpoint: SocketAddr, node: &str) -> Route {
         endpoint_nodes: BTreeMap::from([(endpoint.to_string(), node.to_string())]),
         scale_from_zero: false,
         draining: Vec::new(),
+        running_on: Default::default(),
     }
 }
 

@@ -4,7 +4,9 @@
 //! (`strata-endpoint`), which must be one of this node's for the requested service; the
 //! caller's identity (`strata-caller`, vouched for by the calling node's certificate) is
 //! checked against the callee's policy again here, so a node never delivers a call its own
-//! policy view forbids.
+//! policy view forbids; and a node's word for its caller is believed only for a service it
+//! runs (the caller's route lists the nodes holding its instances), so a compromised node
+//! cannot call as a service that has no instance on it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,10 +77,21 @@ impl PeerListener {
                             return;
                         }
                     };
+                // The calling node, as its certificate names it (verified against the CA
+                // in the handshake).
+                let calling_node: Option<Arc<str>> = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|cert| crate::identity::node_of_certificate(cert.as_ref()))
+                    .map(Arc::from);
                 let service = hyper::service::service_fn(move |request| {
                     let this = this.clone();
+                    let calling_node = calling_node.clone();
                     async move {
-                        let mut response = this.handle(request, peer).await;
+                        let mut response =
+                            this.handle(request, peer, calling_node.as_deref()).await;
                         crate::handover::mark(&mut response);
                         Ok::<_, std::convert::Infallible>(response)
                     }
@@ -93,7 +106,12 @@ impl PeerListener {
         }
     }
 
-    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        calling_node: Option<&str>,
+    ) -> Response<ProxyBody> {
         let Some(endpoint) = request
             .headers()
             .get(ENDPOINT_HEADER)
@@ -135,14 +153,16 @@ impl PeerListener {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let allowed = match &caller {
-            Some(caller) => policy::decide(caller, &route).inspect_err(|rule| {
-                (self.on_denial)(Denial {
-                    env: route.env.to_string(),
-                    caller: caller.clone(),
-                    callee: route.service.to_string(),
-                    rule: rule.clone(),
-                });
-            }),
+            Some(caller) => policy::decide(caller, &route)
+                .and_then(|()| self.vouched_for(caller, &route, calling_node))
+                .inspect_err(|rule| {
+                    (self.on_denial)(Denial {
+                        env: route.env.to_string(),
+                        caller: caller.clone(),
+                        callee: route.service.to_string(),
+                        rule: rule.clone(),
+                    });
+                }),
             None if route.public => Ok(()),
             None => Err(format!("{} is not public", route.service)),
         };
@@ -153,5 +173,27 @@ impl PeerListener {
             );
         }
         self.ingress.deliver(request, peer, &route, &endpoint).await
+    }
+
+    /// Whether `calling_node` may speak for `caller` (a service of `route`'s environment): it
+    /// holds an instance of it, by this node's routing table.
+    fn vouched_for(
+        &self,
+        caller: &str,
+        route: &strata_core::api::Route,
+        calling_node: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(node) = calling_node else {
+            return Err(format!(
+                "the calling peer is not a node and cannot call as `{caller}`"
+            ));
+        };
+        let host = strata_core::api::default_host(caller, &route.env);
+        match self.table.lookup(&host) {
+            Some(callers) if callers.running_on.contains(node) => Ok(()),
+            _ => Err(format!(
+                "node {node} runs no instance of `{caller}` and cannot call as it"
+            )),
+        }
     }
 }

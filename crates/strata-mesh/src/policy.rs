@@ -32,6 +32,7 @@ mod tests {
             endpoint_nodes: Default::default(),
             scale_from_zero: false,
             draining: Vec::new(),
+            running_on: Default::default(),
         }
     }
 

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,9 +77,14 @@ async fn two_nodes() -> TwoNodes {
         endpoint_nodes: BTreeMap::from([(instance.to_string(), "node-b".to_string())]),
         ..common::route(service, vec![instance.to_string()])
     };
+    // The caller: `web` runs on node-a (its only instance there), so node-a may call as it.
+    let web = Route {
+        running_on: BTreeSet::from(["node-a".to_string()]),
+        ..common::route("web", vec![])
+    };
     let table = RouteTable {
         revision: 1,
-        routes: vec![route("db", false), route("site", true)],
+        routes: vec![route("db", false), route("site", true), web],
         peers: BTreeMap::from([("node-b".to_string(), peer_b.to_string())]),
     };
     // Each node has its own table, fed the same routes.
@@ -308,14 +313,21 @@ async fn a_call_a_peer_refuses_as_misdirected_goes_to_another_instance() {
     let peer_b = peer_listener.local_addr().unwrap();
     let table = |endpoints: Vec<SocketAddr>| RouteTable {
         revision: endpoints.len() as u64,
-        routes: vec![Route {
-            public: false,
-            endpoint_nodes: endpoints
-                .iter()
-                .map(|e| (e.to_string(), "node-b".to_string()))
-                .collect(),
-            ..common::route("db", endpoints.iter().map(|e| e.to_string()).collect())
-        }],
+        routes: vec![
+            Route {
+                public: false,
+                endpoint_nodes: endpoints
+                    .iter()
+                    .map(|e| (e.to_string(), "node-b".to_string()))
+                    .collect(),
+                ..common::route("db", endpoints.iter().map(|e| e.to_string()).collect())
+            },
+            // The caller, `web`, runs on node-a.
+            Route {
+                running_on: BTreeSet::from(["node-a".to_string()]),
+                ..common::route("web", vec![])
+            },
+        ],
         peers: BTreeMap::from([("node-b".to_string(), peer_b.to_string())]),
     };
     let table_a = RoutingTable::new();
@@ -355,4 +367,46 @@ async fn a_call_a_peer_refuses_as_misdirected_goes_to_another_instance() {
     }
     assert_eq!(known_reached.load(std::sync::atomic::Ordering::SeqCst), 30);
     assert_eq!(unknown_reached.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// A request sent straight to node-b's inter-node port over mutual TLS as `node` (a member
+/// of the cluster), calling `db` as `caller`; the answer's status line and body.
+async fn call_as(nodes: &TwoNodes, node: &str, caller: &str) -> String {
+    let (configs, _) = identity(&nodes.ca, node, Duration::from_secs(3600));
+    let connector = tokio_rustls::TlsConnector::from(configs.client.clone());
+    let stream = TcpStream::connect(nodes.peer_b).await.unwrap();
+    let name = ServerName::IpAddress("127.0.0.1".parse::<std::net::IpAddr>().unwrap().into());
+    let mut tls = connector.connect(name, stream).await.unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: db.dev.localhost\r\nstrata-endpoint: {}\r\nstrata-caller: {caller}\r\nConnection: close\r\n\r\n",
+        nodes.instance
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer))
+        .await
+        .expect("answered in time")
+        .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A node of the cluster that forges its caller is refused where the call arrives: node-b
+/// believes a node's word for its caller only for a service that node runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_caller_is_refused_by_the_callees_node() {
+    let nodes = two_nodes().await;
+    // node-c runs no instance of `web`, which `db` allows: refused, whatever it says.
+    let forged = call_as(&nodes, "node-c", "web").await;
+    assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
+    assert!(
+        forged.contains("node node-c runs no instance of `web`"),
+        "{forged}"
+    );
+    // node-a runs `web`: the same call is delivered.
+    let vouched = call_as(&nodes, "node-a", "web").await;
+    assert!(vouched.starts_with("HTTP/1.1 200"), "{vouched}");
+    assert!(vouched.contains("caller=web"), "{vouched}");
+    // And what `db`'s policy forbids is refused even from a node that could speak for it.
+    let forbidden = call_as(&nodes, "node-a", "site").await;
+    assert!(forbidden.starts_with("HTTP/1.1 403"), "{forbidden}");
 }

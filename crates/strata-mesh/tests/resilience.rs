@@ -248,6 +248,7 @@ async fn a_draining_instance_finishes_its_requests_and_a_gone_one_is_left() {
             desired: 1,
             limits: limits(0, 200),
             draining,
+            running_on: Default::default(),
             ..common::route("web", endpoints)
         }])
     };

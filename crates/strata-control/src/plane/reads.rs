@@ -187,6 +187,17 @@ impl ControlPlane {
                     })
                     .collect();
                 let endpoints = endpoint_nodes.keys().cloned().collect();
+                // Wanted, or being stopped and not yet ended (an instance draining its last
+                // requests may still call others).
+                let running_on = status
+                    .instances
+                    .iter()
+                    .filter(|v| {
+                        v.instance.desired == DesiredState::Running || !v.state().is_terminal()
+                    })
+                    .filter(|v| live_nodes.contains(&v.instance.node))
+                    .map(|v| v.instance.node.to_string())
+                    .collect();
                 // Being stopped on a live node: its requests in flight finish there.
                 let draining = status
                     .instances
@@ -228,6 +239,7 @@ impl ControlPlane {
                         .autoscale
                         .is_some_and(|bounds| bounds.min == 0),
                     draining,
+                    running_on,
                 })
             })
             .collect();

@@ -29,6 +29,7 @@ pub fn route(service: &'static str, endpoints: Vec<String>) -> Route {
         endpoint_nodes: Default::default(),
         scale_from_zero: false,
         draining: Vec::new(),
+        running_on: Default::default(),
     }
 }
 
