@@ -15,6 +15,35 @@ use crate::leader::Fence;
 use crate::plane::encode;
 use crate::ControlError;
 
+/// The server's log lines for `events` (kind and message each): a routine step that more
+/// than [`FOLDED_NAMED`] events of different services tell (a node's report as it starts a
+/// thousand instances, one of each service) is one line naming the first few; anything
+/// else is a line an event. The events themselves stay one per service in the event log.
+pub fn log_lines(events: &[Event]) -> Vec<(EventKind, String)> {
+    let mut routine: std::collections::BTreeMap<EventKind, Vec<&str>> = Default::default();
+    for event in events.iter().filter(|e| e.kind.is_routine_progress()) {
+        routine.entry(event.kind).or_default().push(&event.message);
+    }
+    let mut lines = Vec::new();
+    let mut told = BTreeSet::new();
+    for event in events {
+        match routine.get(&event.kind) {
+            Some(messages) if messages.len() > FOLDED_NAMED => {
+                if told.insert(event.kind) {
+                    let named = messages[..FOLDED_NAMED].join("; ");
+                    let more = messages.len() - FOLDED_NAMED;
+                    lines.push((
+                        event.kind,
+                        format!("{} of them: {named}; and {more} more", messages.len()),
+                    ));
+                }
+            }
+            _ => lines.push((event.kind, event.message.clone())),
+        }
+    }
+    lines
+}
+
 /// The event log of one server.
 pub struct EventLog {
     store: Arc<dyn Store>,
@@ -256,6 +285,39 @@ pub async fn run_retention(plane: Arc<crate::ControlPlane>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_reports_routine_steps_of_many_services_are_one_log_line() {
+        let event = |kind, service: &str| {
+            let mut e = super::event(kind, format!("{service}-1-a: step"));
+            e.service = Some(strata_core::ServiceName::new(service).unwrap());
+            e
+        };
+        let services = ["a", "b", "c", "d", "e", "f", "g"];
+        // (events, lines expected)
+        let many: Vec<Event> = services
+            .iter()
+            .map(|s| event(EventKind::InstanceHealthy, s))
+            .chain([event(EventKind::InstanceFailed, "x")])
+            .collect();
+        let few: Vec<Event> = services[..3]
+            .iter()
+            .map(|s| event(EventKind::InstanceHealthy, s))
+            .collect();
+        let lines = super::log_lines(&many);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0].0, EventKind::InstanceHealthy);
+        assert!(
+            lines[0]
+                .1
+                .starts_with("7 of them: a-1-a: step; b-1-a: step"),
+            "{lines:?}"
+        );
+        assert!(lines[0].1.ends_with("; and 2 more"), "{lines:?}");
+        // A problem is never folded.
+        assert_eq!(lines[1], (EventKind::InstanceFailed, "x-1-a: step".into()));
+        assert_eq!(super::log_lines(&few).len(), 3);
+    }
+
     use super::*;
     use strata_store::RedbStore;
 

@@ -469,8 +469,7 @@ impl ControlPlane {
         }
         let changed = !events.is_empty();
         let events = crate::event_log::fold_routine_progress(events);
-        let logged: Vec<(EventKind, String)> =
-            events.iter().map(|e| (e.kind, e.message.clone())).collect();
+        let logged = crate::event_log::log_lines(&events);
         for event in events {
             txn = self.events.stage(txn, event);
         }
