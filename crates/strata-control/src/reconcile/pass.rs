@@ -89,7 +89,7 @@ pub struct PassPlanner {
     /// The nodes ranked for placement, kept across the pass's services: built when a
     /// service first needs a node (ranking 10,000 nodes costs 12 ms, and most passes place
     /// nothing).
-    placer: Option<Ranked>,
+    ranked: Option<Ranked>,
     /// What the pass's stops freed before the placer was built, given back when it is.
     freed: Vec<(NodeName, Resources, Option<u16>)>,
     /// The instances this pass stops: each once, whatever the reasons (a transaction writes
@@ -157,7 +157,7 @@ impl PassPlanner {
             }
         };
         let Self {
-            placer,
+            ranked,
             freed,
             stopping,
             pass,
@@ -191,7 +191,7 @@ impl PassPlanner {
                     PortSpec::Auto => None,
                 };
                 let resources = release.spec.resources;
-                match placer {
+                match ranked {
                     Some(ranked) => {
                         if let Some(node) = ranked.placer.position(&i.node) {
                             ranked.placer.release(node, resources, port);
@@ -209,7 +209,7 @@ impl PassPlanner {
         let (Some(service), Some(release)) = (service, release) else {
             return;
         };
-        let ranked = placer.get_or_insert_with(|| Ranked::new(state, freed));
+        let ranked = ranked.get_or_insert_with(|| Ranked::new(state, freed));
         // Where the service runs already (spread).
         let holding: Vec<(usize, u32)> = match &instances {
             Some(instances) => {
