@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use strata_core::api::Assignment;
+use strata_core::secret::SecretTarget;
 use strata_core::spec::PortSpec;
 use strata_core::{
     now_millis, restart_backoff_ms, ExitInfo, InstanceState, InstanceStatus, NodeName,
@@ -513,6 +514,19 @@ impl Run {
         if let Some(digest) = &release.artifact_digest {
             env.insert("STRATA_ARTIFACT_DIGEST".into(), digest.clone());
         }
+        // Secrets last: the spec checks keep them from a configured or platform name.
+        let mut secret_files = Vec::new();
+        for secret in &self.assignment.secrets {
+            match &secret.target {
+                SecretTarget::Env(name) => {
+                    env.insert(name.clone(), secret.value.clone());
+                }
+                SecretTarget::File(path) => secret_files.push(strata_runtime::SecretFile {
+                    path: path.clone(),
+                    value: secret.value.clone(),
+                }),
+            }
+        }
         // The platform's settings, typed, from the validated spec: never through `env`.
         let settings = match spec.driver {
             strata_core::spec::DriverKind::Exec => DriverSettings::Exec,
@@ -536,6 +550,7 @@ impl Run {
         };
         let start = StartSpec {
             instance_id: self.id().to_string(),
+            secret_files,
             name: self.assignment.instance.service.to_string(),
             program,
             args,

@@ -118,6 +118,7 @@ async fn main() {
         let port = strata_testkit::free_port();
         let spec = StartSpec {
             instance_id: format!("bench-{run}"),
+            secret_files: Vec::new(),
             name: "bench".into(),
             program: archive.clone(),
             args: vec![],
@@ -184,6 +185,7 @@ async fn main() {
             netns: peer_net.netns_path(),
             cgroups_path: format!("/strata-bench-peer/{run}"),
             capabilities: vec![],
+            secret_files: vec![],
         })
         .unwrap();
         let mut json = serde_json::to_value(&spec).unwrap();

@@ -41,6 +41,9 @@ pub struct BundleSpec {
     pub cgroups_path: String,
     /// Capabilities the service asked for, e.g. `CAP_NET_BIND_SERVICE`; none by default.
     pub capabilities: Vec<oci_spec::runtime::Capability>,
+    /// Secret files: each host file (on the bundle's tmpfs) bound read-only at its path in
+    /// the container.
+    pub secret_files: Vec<(PathBuf, String)>,
 }
 
 /// Syscalls the default profile refuses with `EPERM`: the ones Docker's and Podman's default
@@ -283,10 +286,31 @@ pub fn runtime_spec(bundle: &BundleSpec) -> Result<Spec, ContainerError> {
                 .map_err(spec_error)?,
         )
         .process(process)
-        .mounts(oci_spec::runtime::get_default_mounts())
+        .mounts(mounts(bundle)?)
         .linux(linux)
         .build()
         .map_err(spec_error)
+}
+
+/// The default mounts (`/proc`, `/dev`, ...) and a read-only bind of each secret file.
+fn mounts(bundle: &BundleSpec) -> Result<Vec<oci_spec::runtime::Mount>, ContainerError> {
+    let mut mounts = oci_spec::runtime::get_default_mounts();
+    for (source, destination) in &bundle.secret_files {
+        mounts.push(
+            oci_spec::runtime::MountBuilder::default()
+                .destination(PathBuf::from(destination))
+                .typ("bind")
+                .source(source.clone())
+                .options(
+                    ["rbind", "ro", "nosuid", "nodev", "noexec"]
+                        .map(String::from)
+                        .to_vec(),
+                )
+                .build()
+                .map_err(spec_error)?,
+        );
+    }
+    Ok(mounts)
 }
 
 /// Writes `config.json` into `dir`.
@@ -314,6 +338,7 @@ mod tests {
             netns: "/var/run/netns/strata-abc".into(),
             cgroups_path: "/strata/hello-1/ctr".into(),
             capabilities: vec![],
+            secret_files: vec![],
         }
     }
 

@@ -160,8 +160,9 @@ impl Prepared {
         }
         let _ = std::fs::remove_dir_all(&state);
         self.cgroup.remove();
-        let rootfs = self.dir.join("rootfs");
-        let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+        for mounted in ["rootfs", "bundle"] {
+            let _ = nix::mount::umount2(&self.dir.join(mounted), nix::mount::MntFlags::MNT_DETACH);
+        }
         self.network.detach(&self.instance_net);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -399,6 +400,14 @@ impl ContainerDriver {
                 )));
             }
             args.shrink_to_fit();
+            // The bundle holds the instance's environment (its secrets among it) and its
+            // secret files: on a tmpfs only root enters, never on the node's disk.
+            let bundle_dir = dir.join("bundle");
+            std::fs::create_dir_all(&bundle_dir)
+                .map_err(|e| ContainerError::io("create", &bundle_dir, e))?;
+            mount_bundle_tmpfs(&bundle_dir)?;
+            let secret_files =
+                write_secret_files(&bundle_dir, &spec.secret_files, image.uid, image.gid)?;
             let runtime_spec = bundle::runtime_spec(&bundle::BundleSpec {
                 rootfs: rootfs.clone(),
                 args,
@@ -410,8 +419,9 @@ impl ContainerDriver {
                 netns: instance_net.netns_path(),
                 cgroups_path: cgroup.runtime_path(),
                 capabilities: granted,
+                secret_files,
             })?;
-            bundle::write(&dir.join("bundle"), &runtime_spec)?;
+            bundle::write(&bundle_dir, &runtime_spec)?;
             // A mark of an earlier run's OOM kill must not name this run's end.
             let _ = std::fs::remove_file(dir.join("bundle").join(crate::shim::OOM_KILLED_MARK));
             Ok(())
@@ -433,6 +443,7 @@ impl ContainerDriver {
         ]);
         let run = StartSpec {
             instance_id: id.to_string(),
+            secret_files: Vec::new(),
             name: spec.name.clone(),
             program: PathBuf::from(&self.config.shim[0]),
             args,
@@ -634,6 +645,53 @@ fn capabilities(
             Ok(capability)
         })
         .collect()
+}
+
+/// Mounts a small tmpfs at `dir` (mode 0700: root only; no devices, setuid or programs).
+fn mount_bundle_tmpfs(dir: &Path) -> Result<(), ContainerError> {
+    use nix::mount::MsFlags;
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("size=4m,mode=0700"),
+    )
+    .map_err(|errno| ContainerError::Mount {
+        path: dir.display().to_string(),
+        reason: format!("tmpfs: {}", errno.desc()),
+    })
+}
+
+/// Writes each secret file into the bundle's tmpfs (readable by the instance's user only)
+/// and returns `(host file, path in the container)` for each.
+fn write_secret_files(
+    bundle_dir: &Path,
+    files: &[strata_runtime::SecretFile],
+    uid: u32,
+    gid: u32,
+) -> Result<Vec<(PathBuf, String)>, ContainerError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bound = Vec::with_capacity(files.len());
+    if files.is_empty() {
+        return Ok(bound);
+    }
+    let secrets = bundle_dir.join("secrets");
+    std::fs::create_dir_all(&secrets).map_err(|e| ContainerError::io("create", &secrets, e))?;
+    for (index, file) in files.iter().enumerate() {
+        let host = secrets.join(index.to_string());
+        let written = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o400)
+            .open(&host)
+            .and_then(|mut out| out.write_all(file.value.as_bytes()))
+            .and_then(|()| std::os::unix::fs::chown(&host, Some(uid), Some(gid)));
+        written.map_err(|e| ContainerError::io("write a secret file", &host, e))?;
+        bound.push((host, file.path.clone()));
+    }
+    Ok(bound)
 }
 
 fn mount_overlay(

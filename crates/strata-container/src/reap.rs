@@ -1,5 +1,5 @@
-//! Reaping what an agent killed before it cleaned up left on the host: overlay root mounts of
-//! containers that are dead (their cgroup is gone, or has been empty for a while) and empty
+//! Reaping what an agent killed before it cleaned up left on the host: the overlay root and
+//! tmpfs bundle mounts of containers that are dead (their cgroup is gone, or has been empty for a while) and empty
 //! cgroups. Network namespaces and mesh ports are
 //! reaped by [`crate::net::NodeNetwork::reap_orphans`].
 //!
@@ -25,18 +25,28 @@ pub struct RootMount {
     pub instance_dir: PathBuf,
 }
 
-/// The overlay mounts of instances' roots (`.../instances/<id>/work/container/rootfs`) in a
-/// mountinfo text. Mount points are unescaped (`\040` is a space).
+/// What a container driver mounts per instance: its overlay root and its bundle's tmpfs
+/// (filesystem type, mount point below the instance's `work` directory).
+const INSTANCE_MOUNTS: [(&str, &str); 2] = [
+    ("overlay", "container/rootfs"),
+    ("tmpfs", "container/bundle"),
+];
+
+/// The mounts of instances' roots (`.../instances/<id>/work/container/rootfs`, overlay) and
+/// bundles (`.../container/bundle`, tmpfs) in a mountinfo text. Mount points are unescaped
+/// (`\040` is a space).
 pub fn root_mounts(mountinfo: &str) -> Vec<RootMount> {
     mountinfo
         .lines()
         .filter_map(|line| {
             let (mount, source) = line.split_once(" - ")?;
-            if source.split_whitespace().next() != Some("overlay") {
-                return None;
-            }
+            let fs_type = source.split_whitespace().next()?;
             let mount_point = PathBuf::from(unescape(mount.split_whitespace().nth(4)?));
-            let container = mount_point.strip_suffix_path("container/rootfs")?;
+            let container = INSTANCE_MOUNTS.iter().find_map(|(kind, suffix)| {
+                (*kind == fs_type)
+                    .then(|| mount_point.strip_suffix_path(suffix))
+                    .flatten()
+            })?;
             let instance_dir = container.strip_suffix_path("work")?;
             let instance = instance_dir.file_name()?.to_str()?.to_string();
             (instance_dir.parent()?.file_name()? == "instances").then_some(RootMount {
@@ -115,6 +125,8 @@ mod tests {
 303 22 0:54 / /var/lib/docker/overlay2/abc/merged rw - overlay overlay rw
 304 22 0:55 / /tmp/x/agent/instances/web-1-abc/work/container/rootfs rw - tmpfs tmpfs rw
 305 22 0:56 / /tmp/x/other/web-1-abc/work/container/rootfs rw - overlay overlay rw
+306 22 0:57 / /tmp/x/data/agent/instances/web-1-abc/work/container/bundle rw - tmpfs tmpfs rw,size=4096k
+307 22 0:58 / /tmp/x/data/agent/instances/web-1-abc/work/container/bundle rw - overlay overlay rw
 ";
         let found = root_mounts(mountinfo);
         assert_eq!(
@@ -131,6 +143,12 @@ mod tests {
                     mount_point: "/tmp/with space/agent/instances/db-2-def/work/container/rootfs"
                         .into(),
                     instance_dir: "/tmp/with space/agent/instances/db-2-def".into(),
+                },
+                RootMount {
+                    instance: "web-1-abc".into(),
+                    mount_point: "/tmp/x/data/agent/instances/web-1-abc/work/container/bundle"
+                        .into(),
+                    instance_dir: "/tmp/x/data/agent/instances/web-1-abc".into(),
                 },
             ]
         );

@@ -139,6 +139,7 @@ impl Node {
         }
         StartSpec {
             instance_id: id.to_string(),
+            secret_files: Vec::new(),
             name: "isolated".into(),
             program: self.dir.path().join("image.tar"),
             args: vec!["/bin/sh".into(), "-c".into(), script.into()],
@@ -788,4 +789,45 @@ async fn an_instance_cannot_make_namespaces() {
     assert!(!log.contains("unshare -U: 0"), "{log}");
     assert!(log.contains("plain clone: made"), "{log}");
     assert!(log.contains("clone3: Function not implemented"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_reach_the_instance_from_a_tmpfs_and_never_the_nodes_disk() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let node = node();
+    let mut spec = node.spec_with(
+        "secret-1",
+        "echo env=$DB_PASSWORD; cat /run/secrets/db; echo; ls -ln /run/secrets/db; \
+         (echo x > /run/secrets/db) 2>/dev/null && echo writable || echo read-only; sleep 1",
+        defaults(),
+        &[("DB_PASSWORD", "env-s3cret")],
+    );
+    spec.secret_files = vec![strata_runtime::SecretFile {
+        path: "/run/secrets/db".into(),
+        value: "file-s3cret".into(),
+    }];
+    assert!(!format!("{spec:?}").contains("s3cret"), "{spec:?}");
+    let handle = node.driver.start(&spec).await.expect("container starts");
+    // While it runs, its bundle (config.json with the environment, the secret files) is a
+    // tmpfs: nothing of it is on the node's disk.
+    let bundle = spec.work_dir.join("container/bundle");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounted = mountinfo
+        .lines()
+        .find(|l| l.contains(&format!(" {} ", bundle.display())))
+        .unwrap_or_else(|| panic!("no mount at {}", bundle.display()));
+    assert!(mounted.contains(" - tmpfs "), "{mounted}");
+    let exit = tokio::time::timeout(Duration::from_secs(60), handle.wait())
+        .await
+        .expect("ends");
+    let log = node.log("secret-1");
+    assert_eq!(exit.code, Some(0), "{log}");
+    assert!(log.contains("env=env-s3cret"), "{log}");
+    assert!(log.contains("file-s3cret"), "{log}");
+    assert!(log.contains("-r-------- "), "only its user reads it: {log}");
+    assert!(log.contains("read-only"), "{log}");
+    assert_cleaned("secret-1", &spec.work_dir);
 }

@@ -149,6 +149,11 @@ pub fn route_action(
         }
         ("GET", "/v1/audit") => Action::ReadAudit,
         ("POST", "/v1/backup") => Action::Backup,
+        ("PUT", "/v1/envs/{env}/services/{service}/secrets/{name}")
+        | ("DELETE", "/v1/envs/{env}/services/{service}/secrets/{name}") => Action::WriteSecrets,
+        ("GET", "/v1/envs/{env}/services/{service}/secrets") => Action::ListSecrets,
+        ("POST", "/v1/secrets/rotate-key") => Action::RotateSecretsKey,
+        ("GET", "/v1/secrets/keys") => Action::CopySecretsKeys,
         ("GET", "/v1/whoami") => Action::WhoAmI,
         _ => return None,
     };

@@ -58,6 +58,11 @@ use crate::api;
         api::whoami,
         api::cluster_ca,
         api::metrics,
+        api::set_secret,
+        api::list_secrets,
+        api::remove_secret,
+        api::rotate_secrets_key,
+        api::secrets_keys,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

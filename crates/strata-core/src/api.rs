@@ -242,6 +242,10 @@ pub struct Assignment {
     pub instance: Instance,
     pub release: Release,
     pub config: ConfigVersion,
+    /// The values of the secrets the release names, at the versions it pins: only in the
+    /// node's own assignments, only for an instance it must run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<crate::secret::DeliveredSecret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

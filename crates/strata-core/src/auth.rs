@@ -187,6 +187,14 @@ pub enum Action {
     ManageTokens,
     /// Take a backup of the whole state (its secrets only sealed).
     Backup,
+    /// Set or remove a service's secrets (values go in, never come out).
+    WriteSecrets,
+    /// List a service's secrets: names, versions, who set them when (never values).
+    ListSecrets,
+    /// Re-seal the secrets' data key under a new key-encryption key.
+    RotateSecretsKey,
+    /// Copy the key-encryption keys from a server that has them (servers only).
+    CopySecretsKeys,
     /// A node's first credential, for node `node` (the join token's only use).
     JoinNode { node: String },
     /// What only node `node` itself may do: register, heartbeat, fetch its assignments,
@@ -215,16 +223,19 @@ impl Action {
             | Action::UploadBlob
             | Action::DownloadBlob
             | Action::Wake
-            | Action::ReadLogs => Role::Deployer,
+            | Action::ReadLogs
+            | Action::WriteSecrets
+            | Action::ListSecrets => Role::Deployer,
             Action::ReadRoutes
             | Action::SetPolicy
             | Action::SetQuota
             | Action::ManageNodes
             | Action::ReadAudit => Role::Operator,
-            Action::ManageTokens | Action::Backup => Role::Admin,
-            Action::JoinNode { .. } | Action::ActAsNode { .. } | Action::ReportStatus => {
-                return None
-            }
+            Action::ManageTokens | Action::Backup | Action::RotateSecretsKey => Role::Admin,
+            Action::JoinNode { .. }
+            | Action::ActAsNode { .. }
+            | Action::ReportStatus
+            | Action::CopySecretsKeys => return None,
         })
     }
 
@@ -241,6 +252,7 @@ impl Action {
                 | Action::ReadAudit
                 | Action::ManageTokens
                 | Action::Backup
+                | Action::RotateSecretsKey
         )
     }
 }
@@ -309,9 +321,11 @@ pub fn authorize(principal: &Principal, action: &Action, env: Option<&str>) -> D
             | Action::ReadNodes
             | Action::ReadRoutes
             | Action::Watch
-            | Action::WhoAmI => Decision::Allow,
+            | Action::WhoAmI
+            | Action::CopySecretsKeys => Decision::Allow,
             _ => Decision::Forbidden {
-                reason: "servers only copy artifacts and read state from each other".into(),
+                reason: "servers only copy artifacts and keys and read state from each other"
+                    .into(),
             },
         },
         Principal::User { name, role, envs } => {
@@ -568,6 +582,18 @@ mod tests {
             ("the join token cannot deploy", Principal::Bootstrap, Deploy, Some("dev"), false),
             ("a server copies blobs", Principal::Server { id: "s".into() }, DownloadBlob, None, true),
             ("a server cannot deploy", Principal::Server { id: "s".into() }, Deploy, Some("dev"), false),
+            ("a deployer sets its env's secrets", user(Role::Deployer, &["dev"]), WriteSecrets, Some("dev"), true),
+            ("a deployer for dev cannot set prod's secrets", user(Role::Deployer, &["dev"]), WriteSecrets, Some("prod"), false),
+            ("a viewer cannot set secrets", user(Role::Viewer, &[]), WriteSecrets, Some("dev"), false),
+            ("a viewer cannot list secrets", user(Role::Viewer, &[]), ListSecrets, Some("dev"), false),
+            ("a deployer lists its env's secrets", user(Role::Deployer, &["dev"]), ListSecrets, Some("dev"), true),
+            ("a node cannot set secrets", node("n1"), WriteSecrets, Some("dev"), false),
+            ("an admin rotates the secrets key", user(Role::Admin, &[]), RotateSecretsKey, None, true),
+            ("an admin scoped to dev cannot rotate it", user(Role::Admin, &["dev"]), RotateSecretsKey, None, false),
+            ("an operator cannot rotate it", user(Role::Operator, &[]), RotateSecretsKey, None, false),
+            ("a server copies the secrets keys", Principal::Server { id: "s".into() }, CopySecretsKeys, None, true),
+            ("an admin cannot copy the secrets keys", user(Role::Admin, &[]), CopySecretsKeys, None, false),
+            ("a node cannot copy the secrets keys", node("n1"), CopySecretsKeys, None, false),
         ];
         for (name, principal, action, env, allowed) in cases {
             let decision = authorize(&principal, &action, env);

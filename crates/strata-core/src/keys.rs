@@ -28,6 +28,12 @@ pub const TOKENS: &str = "/auth/tokens/";
 pub const AUDIT: &str = "/audit/";
 /// The key the control plane derives node and server credentials with (HMAC-SHA256).
 pub const CREDENTIAL_KEY: &str = "/cluster/credential-key";
+/// `/secrets/{env}/{service}/{name}`: a [`crate::secret::SecretRecord`] (values sealed, never
+/// plain).
+pub const SECRETS: &str = "/secrets/";
+/// The cluster's data key for secrets, sealed under a key-encryption key kept outside the
+/// store (the servers' `--secrets-key-file`).
+pub const SECRETS_KEY: &str = "/cluster/secrets-key";
 /// The cluster's join token.
 pub const JOIN_TOKEN: &str = "/cluster/join-token";
 /// `/logs/{id}`: a [`crate::LogTail`], the last lines of an instance's log that its node
@@ -56,7 +62,7 @@ pub enum Readers {
 
 /// Every prefix of the store with who may read it; a key under no prefix here is read by
 /// no one (`crate::auth::may_read_key` applies this table).
-pub const READERS: [(&str, Readers); 17] = [
+pub const READERS: [(&str, Readers); 19] = [
     (ENVS, Readers::ByEnvironment),
     (SERVICES, Readers::ByEnvironment),
     (RELEASES, Readers::ByEnvironment),
@@ -72,6 +78,8 @@ pub const READERS: [(&str, Readers); 17] = [
     (AUDIT, Readers::Nobody),
     (CREDENTIAL_KEY, Readers::Nobody),
     (JOIN_TOKEN, Readers::Nobody),
+    (SECRETS, Readers::Nobody),
+    (SECRETS_KEY, Readers::Nobody),
     (LOGS, Readers::Nobody),
     (LEADER, Readers::Nobody),
 ];
@@ -108,6 +116,12 @@ pub fn config(env: &str, service: &str, version: u64) -> String {
 }
 pub fn configs_of(env: &str, service: &str) -> String {
     format!("{CONFIGS}{env}/{service}/")
+}
+pub fn secret(env: &str, service: &str, name: &str) -> String {
+    format!("{SECRETS}{env}/{service}/{name}")
+}
+pub fn secrets_of(env: &str, service: &str) -> String {
+    format!("{SECRETS}{env}/{service}/")
 }
 pub fn instance(id: &str) -> String {
     format!("{INSTANCES}{id}")
@@ -153,6 +167,8 @@ mod tests {
             (event(7), Readers::Cluster),
             (log_tail("web-1-abc"), Readers::Nobody),
             (token("ci"), Readers::Nobody),
+            (secret("prod", "web", "DB_PASSWORD"), Readers::Nobody),
+            (SECRETS_KEY.to_string(), Readers::Nobody),
             (audit(1), Readers::Nobody),
             (CLUSTER_CA.to_string(), Readers::Nobody),
             (LEADER.to_string(), Readers::Nobody),

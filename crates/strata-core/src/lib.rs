@@ -15,6 +15,7 @@ mod event_kind;
 pub mod keys;
 pub mod model;
 pub mod names;
+pub mod secret;
 pub mod spec;
 pub mod version;
 

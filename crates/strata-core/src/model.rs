@@ -125,6 +125,13 @@ pub struct Release {
     /// `sha256:<hex>` of the artifact, when the service has one.
     pub artifact_digest: Option<String>,
     pub config_version: u64,
+    /// The version of each secret the spec names that this release runs with (a secret set
+    /// anew makes a new release, as changed configuration does).
+    ///
+    /// Omitted from the JSON when empty, so releases stored before it existed still read the
+    /// same.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, u64>,
     /// `sha256:<hex>` over the spec (without config) and the artifact digest.
     pub spec_hash: String,
     pub spec: ServiceSpec,

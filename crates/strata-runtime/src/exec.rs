@@ -42,6 +42,12 @@ impl Driver for ExecDriver {
     }
 
     async fn start(&self, spec: &StartSpec) -> Result<Box<dyn InstanceHandle>, DriverError> {
+        spec.refuse_secret_files("exec")
+            .map_err(|message| DriverError::Spawn {
+                instance: spec.instance_id.clone(),
+                program: spec.program.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, message),
+            })?;
         let log_error = |source| DriverError::Log {
             instance: spec.instance_id.clone(),
             path: spec.log_path.display().to_string(),
@@ -278,6 +284,7 @@ mod tests {
     fn spec(dir: &std::path::Path, script: &str) -> StartSpec {
         StartSpec {
             instance_id: "t-1".into(),
+            secret_files: Vec::new(),
             name: "t".into(),
             program: "/bin/sh".into(),
             args: vec!["-c".into(), script.into()],

@@ -21,8 +21,9 @@ pub mod code;
 pub mod exec;
 pub mod sockets;
 
-/// Everything a driver needs to start one instance.
-#[derive(Debug, Clone)]
+/// Everything a driver needs to start one instance. Its `Debug` names the environment's
+/// variables, never their values (some are secrets).
+#[derive(Clone)]
 pub struct StartSpec {
     pub instance_id: String,
     /// What the instance's process is called where the driver can name it (`ps`, `top`): its
@@ -31,15 +32,64 @@ pub struct StartSpec {
     /// The program: an artifact in the node's cache, or a host command's program.
     pub program: PathBuf,
     pub args: Vec<String>,
-    /// Environment of the instance: its configuration plus `PORT` and `STRATA_*`. Never
-    /// read for a platform setting: those come in `settings`.
+    /// Environment of the instance: its configuration and secrets delivered as variables,
+    /// plus `PORT` and `STRATA_*`. Never read for a platform setting: those come in
+    /// `settings`.
     pub env: BTreeMap<String, String>,
+    /// Secrets delivered as files: each on a tmpfs only the instance sees, at its path.
+    /// Only a driver with its own filesystem for the instance (container) can; the others
+    /// refuse to start an instance with one.
+    pub secret_files: Vec<SecretFile>,
     /// What the platform sets for the instance, from its validated spec.
     pub settings: DriverSettings,
     /// Where the instance's stdout and stderr go (appended).
     pub log_path: PathBuf,
     /// The instance's own scratch directory (its working directory).
     pub work_dir: PathBuf,
+}
+
+impl std::fmt::Debug for StartSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartSpec")
+            .field("instance_id", &self.instance_id)
+            .field("name", &self.name)
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("secret_files", &self.secret_files)
+            .field("settings", &self.settings)
+            .field("log_path", &self.log_path)
+            .field("work_dir", &self.work_dir)
+            .finish()
+    }
+}
+
+/// A secret the instance reads from a file; `Debug` shows the path only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// Where the instance finds it (absolute, in the instance's own filesystem).
+    pub path: String,
+    pub value: String,
+}
+
+impl std::fmt::Debug for SecretFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretFile({}, <redacted>)", self.path)
+    }
+}
+
+impl StartSpec {
+    /// Refuses an instance with secret files, for drivers that cannot show a file to one
+    /// instance only.
+    pub fn refuse_secret_files(&self, driver: &str) -> Result<(), String> {
+        match self.secret_files.first() {
+            None => Ok(()),
+            Some(file) => Err(format!(
+                "the {driver} driver cannot deliver a secret as a file ({}); deliver it as an environment variable",
+                file.path
+            )),
+        }
+    }
 }
 
 /// The platform's settings of one instance, built from its validated spec. They never travel

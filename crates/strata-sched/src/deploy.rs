@@ -5,9 +5,12 @@
 //!
 //! - Configuration is versioned apart: a new version only when the values' hash changed.
 //! - A new release when what runs changed (the spec's hash: program, artifact, driver
-//!   settings, ...) or the configuration version did; the same spec and values make none.
+//!   settings, ...), the configuration version did, or a secret's version did; the same
+//!   spec, values and secrets make none.
 //! - Scale is not part of a release: a fixed service takes the spec's count; an autoscaled
 //!   one keeps the autoscaler's, clamped into the new bounds.
+
+use std::collections::BTreeMap;
 
 use strata_core::spec::{AutoscaleSpec, ScaleSpec, SloSpec};
 use strata_core::{ConfigVersion, Release, Service};
@@ -19,6 +22,8 @@ pub struct DeployWant<'a> {
     pub spec_hash: &'a str,
     /// `config_hash` of the configuration for the environment deployed to.
     pub config_hash: &'a str,
+    /// The version of each secret the spec names, as a new release would run them.
+    pub secrets: &'a BTreeMap<String, u64>,
     pub scale: &'a ScaleSpec,
     pub slo: Option<SloSpec>,
 }
@@ -62,7 +67,9 @@ pub fn plan_deploy(current: DeployCurrent<'_>, want: &DeployWant<'_>) -> DeployP
         _ => (latest_config + 1, true),
     };
     let same_release = current.release.is_some_and(|release| {
-        release.spec_hash == want.spec_hash && release.config_version == config_version
+        release.spec_hash == want.spec_hash
+            && release.config_version == config_version
+            && release.secrets == *want.secrets
     });
     let new_release = (!same_release).then(|| current.service.map_or(0, |s| s.latest_release) + 1);
     let stored_autoscale: Option<AutoscaleSpec> = current.service.and_then(|s| s.autoscale);
@@ -129,6 +136,7 @@ mod tests {
             number: 3,
             artifact_digest: None,
             config_version,
+            secrets: BTreeMap::new(),
             spec_hash: spec_hash.into(),
             spec,
             created_at: 0,
@@ -253,6 +261,7 @@ mod tests {
                 &DeployWant {
                     spec_hash,
                     config_hash,
+                    secrets: &BTreeMap::new(),
                     scale: &scale,
                     slo: None,
                 },
@@ -275,10 +284,42 @@ mod tests {
             &DeployWant {
                 spec_hash: "spec-a",
                 config_hash: "cfg-a",
+                secrets: &BTreeMap::new(),
                 scale: &scale(2, None),
                 slo: None,
             },
         );
         assert!(same.is_noop());
+    }
+
+    #[test]
+    fn a_new_secret_version_is_a_new_release_and_the_same_ones_are_not() {
+        let fixed = service(2, None);
+        let mut current_release = release("spec-a", 2);
+        current_release.secrets = BTreeMap::from([("DB".to_string(), 1)]);
+        let current_config = config(2, "cfg-a");
+        let current = DeployCurrent {
+            service: Some(&fixed),
+            release: Some(&current_release),
+            config: Some(&current_config),
+        };
+        let plan = |secrets: &BTreeMap<String, u64>| {
+            plan_deploy(
+                current,
+                &DeployWant {
+                    spec_hash: "spec-a",
+                    config_hash: "cfg-a",
+                    secrets,
+                    scale: &scale(2, None),
+                    slo: None,
+                },
+            )
+        };
+        let same = BTreeMap::from([("DB".to_string(), 1)]);
+        assert!(plan(&same).is_noop());
+        let newer = BTreeMap::from([("DB".to_string(), 2)]);
+        assert_eq!(plan(&newer).new_release, Some(5));
+        assert!(!plan(&newer).new_config, "secrets are not configuration");
+        assert_eq!(plan(&BTreeMap::new()).new_release, Some(5), "one dropped");
     }
 }

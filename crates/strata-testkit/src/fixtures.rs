@@ -28,6 +28,7 @@ pub fn release(env: &str, service: &str, number: u64, spec: ServiceSpec) -> Rele
         number,
         artifact_digest: None,
         config_version: 1,
+        secrets: Default::default(),
         spec_hash: String::new(),
         spec,
         created_at: 0,

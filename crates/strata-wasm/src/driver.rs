@@ -163,6 +163,7 @@ impl Driver for WasmDriver {
             source: std::io::Error::new(kind, message),
         };
         let invalid = |message: String| fail(std::io::ErrorKind::InvalidInput, message);
+        spec.refuse_secret_files("wasm").map_err(invalid)?;
 
         let settings = match &spec.settings {
             DriverSettings::Wasm(settings) => settings.clone(),

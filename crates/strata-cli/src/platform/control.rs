@@ -267,6 +267,11 @@ pub struct PlaneFlags {
     /// How long events are kept (`strata events`, what status explains with).
     #[arg(long, default_value = "1d", value_parser = crate::humantime_duration)]
     pub event_retention: Duration,
+    /// The file of key-encryption keys services' secrets are sealed under, outside the
+    /// store (made 0600 at the first start; default DATA_DIR/secrets.key). Keep a copy apart
+    /// from the store and its backups: without it no secret opens.
+    #[arg(long, value_name = "FILE")]
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 pub struct ControlSettings<'a> {
@@ -336,6 +341,11 @@ pub async fn start_control_plane(
             node_cert_ttl: settings.node_cert_ttl,
             scale_down_window: settings.plane.scale_down_window,
             forget_down_after_ms: settings.plane.forget_down_after.as_millis() as u64,
+            secrets_key_file: settings
+                .plane
+                .secrets_key_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join("secrets.key")),
         },
     )?;
     let ca = plane
@@ -420,6 +430,7 @@ pub async fn start_control_plane(
     }
     plane.start_election();
     tokio::spawn(strata_control::replicate::run(plane.clone()));
+    tokio::spawn(strata_control::secrets::follow_keys(plane.clone()));
     tokio::spawn(strata_control::audit::run_retention(plane.clone()));
     tokio::spawn(strata_control::logs::run_retention(plane.clone()));
     tokio::spawn(strata_control::event_log::run_retention(plane.clone()));

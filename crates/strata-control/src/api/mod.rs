@@ -29,9 +29,11 @@ mod access;
 mod events;
 pub mod forward;
 mod nodes;
+mod secrets;
 pub use access::*;
 pub use events::*;
 pub use nodes::*;
+pub use secrets::*;
 
 type Plane = State<Arc<ControlPlane>>;
 
@@ -147,6 +149,16 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
             get(list_releases),
         )
         .route("/v1/envs/{env}/services/{service}/logs", get(service_logs))
+        .route(
+            "/v1/envs/{env}/services/{service}/secrets",
+            get(list_secrets),
+        )
+        .route(
+            "/v1/envs/{env}/services/{service}/secrets/{name}",
+            put(set_secret).delete(remove_secret),
+        )
+        .route("/v1/secrets/rotate-key", post(rotate_secrets_key))
+        .route("/v1/secrets/keys", get(secrets_keys))
         .route("/v1/services", get(list_all_services))
         .route("/v1/instances", get(list_instances))
         .route("/v1/instances/{id}/status", put(report_status))

@@ -10,8 +10,8 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::aead::KeyInit;
+use chacha20poly1305::XChaCha20Poly1305;
 use serde::{Deserialize, Serialize};
 
 /// The only key derivation function written.
@@ -123,43 +123,16 @@ impl Sealer {
 
     /// The value of `key` from its sealed form.
     pub fn open_value(&self, key: &str, sealed: &str) -> Result<Vec<u8>, SealError> {
-        let bytes = BASE64.decode(sealed).map_err(|_| SealError::Altered {
-            key: key.to_string(),
-        })?;
-        if bytes.len() < 24 {
-            return Err(SealError::Altered {
+        crate::secrets::cipher::open(&self.cipher, key.as_bytes(), sealed).ok_or_else(|| {
+            SealError::Altered {
                 key: key.to_string(),
-            });
-        }
-        let (nonce, ciphertext) = bytes.split_at(24);
-        self.cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: key.as_bytes(),
-                },
-            )
-            .map_err(|_| SealError::Altered {
-                key: key.to_string(),
-            })
+            }
+        })
     }
 }
 
 fn seal_with(cipher: &XChaCha20Poly1305, key: &str, value: &[u8]) -> String {
-    let nonce: [u8; 24] = rand::random();
-    let ciphertext = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: value,
-                aad: key.as_bytes(),
-            },
-        )
-        .expect("XChaCha20-Poly1305 seals any length a backup holds");
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&ciphertext);
-    BASE64.encode(out)
+    crate::secrets::cipher::seal(cipher, key.as_bytes(), value)
 }
 
 /// Argon2id of the passphrase with the header's salt and costs.

@@ -30,6 +30,12 @@ impl ControlPlane {
             }
         }
         self.check_route_hosts(env, &request.services).await?;
+        // Every secret a spec names must be set before anything is written (checked again,
+        // for its versions, as each service is written).
+        for item in &request.services {
+            self.secret_versions(env, &item.spec.name, item.spec.secrets.keys())
+                .await?;
+        }
         // A capability past the ordinary set is granted only on nodes that allow it: their
         // label joins the service's constraints (see `strata_core::capability`).
         for item in &mut request.services {
@@ -245,6 +251,9 @@ impl ControlPlane {
         let values = item.spec.config_for(env);
         let values_hash = config_hash(&values);
         let spec_hash = item.spec.spec_hash(item.artifact_digest.as_deref());
+        let secrets = self
+            .secret_versions(env, &name, item.spec.secrets.keys())
+            .await?;
         for _ in 0..CAS_ATTEMPTS {
             let now = now_millis();
             let existing: Option<(Service, u64)> = self.get(&service_key).await?;
@@ -285,6 +294,7 @@ impl ControlPlane {
                 &DeployWant {
                     spec_hash: &spec_hash,
                     config_hash: &values_hash,
+                    secrets: &secrets,
                     scale: &item.spec.scale,
                     slo: item.spec.slo,
                 },
@@ -321,6 +331,7 @@ impl ControlPlane {
                     number,
                     artifact_digest: item.artifact_digest.clone(),
                     config_version: plan.config_version,
+                    secrets: secrets.clone(),
                     spec_hash: spec_hash.clone(),
                     // Configuration lives in its ConfigVersion only.
                     spec: item.spec.without_config(),

@@ -99,6 +99,9 @@ pub struct ControlConfig {
     /// How long a node stays listed once down, silent and empty, before the leader forgets
     /// it (0: never; `strata node rm` removes one at once).
     pub forget_down_after_ms: u64,
+    /// The file of key-encryption keys the secrets' data key is sealed under (made 0600 at
+    /// the first start; `--secrets-key-file`, default `DATA_DIR/secrets.key`).
+    pub secrets_key_file: PathBuf,
 }
 
 /// The default of [`ControlConfig::forget_down_after_ms`]: a day.
@@ -153,6 +156,8 @@ pub struct ControlPlane {
     refusals: crate::guard::RefusalFolder,
     /// The cluster's state kept current from the store's watch (what the hot paths read).
     reflector: Arc<crate::reflector::Reflector>,
+    /// The key-encryption keys and, once opened, the secrets' data key.
+    pub(crate) secrets: crate::secrets::SecretsKeeper,
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, ControlError> {
@@ -193,10 +198,13 @@ impl ControlPlane {
             config.credential_key.clone(),
             config.join_token.clone(),
         );
+        let secrets = crate::secrets::SecretsKeeper::open(&config.secrets_key_file)
+            .map_err(|error| ControlError::Internal(format!("{error}; {}", error.hint())))?;
         let terms = tokio::sync::watch::channel(None).0;
         let fence = Fence::new(store.clone(), terms.subscribe());
         Ok(Arc::new(Self {
             reflector: crate::reflector::Reflector::start(store.clone()),
+            secrets,
             credentials,
             audit_counter: AtomicU64::new(0),
             watchers: crate::guard::Watchers::default(),

@@ -187,6 +187,7 @@ impl ControlPlane {
     /// node, not a listing).
     pub async fn assignments(&self, node: &NodeName) -> Result<Assignments, ControlError> {
         self.reflector_caught_up().await?;
+        self.secrets_ready().await;
         Ok(self.assignments_now(node))
     }
 
@@ -207,6 +208,7 @@ impl ControlPlane {
         removals: bool,
     ) -> Assignments {
         self.reflector.node_changed_after(node, index, wait).await;
+        self.secrets_ready().await;
         self.assignments_since(node, index, removals)
     }
 
@@ -257,10 +259,26 @@ impl ControlPlane {
                 unrunnable.push(id.clone());
                 continue;
             };
+            // Values only for an instance the node must run (a stopping one started with
+            // them already).
+            let secrets = match instance.desired {
+                DesiredState::Running => {
+                    match self.deliver_secrets(release, |key| state.secret(key)) {
+                        Ok(secrets) => secrets,
+                        Err(why) => {
+                            tracing::error!(instance = %id, "cannot give the instance its secrets: {why}");
+                            unrunnable.push(id.clone());
+                            continue;
+                        }
+                    }
+                }
+                DesiredState::Stopped => Vec::new(),
+            };
             assignments.push(Assignment {
                 instance: instance.clone(),
                 release: release.as_ref().clone(),
                 config: config.as_ref().clone(),
+                secrets,
             });
         }
         Assignments {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use strata_core::spec::PortSpec;
 use strata_core::{
-    keys, ConfigVersion, DesiredState, EnvName, Instance, InstanceId, InstanceStatus, Node,
-    NodeName, NodeState, Release, Resources, Service, ServiceName,
+    keys, secret::SecretRecord, ConfigVersion, DesiredState, EnvName, Instance, InstanceId,
+    InstanceStatus, Node, NodeName, NodeState, Release, Resources, Service, ServiceName,
 };
 use strata_sched::ServiceTally;
 use strata_store::{KeyValue, Revision, WatchEvent};
@@ -89,6 +89,8 @@ pub struct ClusterState {
     /// drop config), so shared.
     releases: FastMap<String, Arc<Release>>,
     configs: FastMap<String, Arc<ConfigVersion>>,
+    /// Secrets by key, their values sealed (opened only for a node's assignments).
+    secrets: FastMap<String, Arc<SecretRecord>>,
     /// Boxed, as `statuses`: the tables then hold a key and a pointer each, so growing one
     /// (a rehash of a million entries, under the state's write lock) moves little memory
     /// and stalls readers briefly rather than for a second.
@@ -151,11 +153,12 @@ fn as_instances_see_it(state: NodeState) -> NodeState {
 }
 
 /// The prefixes the state follows.
-pub const FOLLOWED: [&str; 6] = [
+pub const FOLLOWED: [&str; 7] = [
     keys::NODES,
     keys::SERVICES,
     keys::RELEASES,
     keys::CONFIGS,
+    keys::SECRETS,
     keys::INSTANCES,
     keys::STATUS,
 ];
@@ -302,6 +305,10 @@ impl ClusterState {
             if let Some(config) = self.decode::<ConfigVersion>(kv) {
                 self.configs.insert(key.to_string(), Arc::new(config));
             }
+        } else if key.starts_with(keys::SECRETS) {
+            if let Some(secret) = self.decode::<SecretRecord>(kv) {
+                self.secrets.insert(key.to_string(), Arc::new(secret));
+            }
         }
     }
 
@@ -360,6 +367,8 @@ impl ClusterState {
             }
         } else if key.starts_with(keys::CONFIGS) {
             self.configs.remove(key);
+        } else if key.starts_with(keys::SECRETS) {
+            self.secrets.remove(key);
         }
     }
 

@@ -123,6 +123,14 @@ pub struct ServiceSpec {
     /// hash the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mesh: Option<MeshSettings>,
+    /// `[secrets]`: the secrets an instance gets, by name, and where (an environment
+    /// variable or a file). Only names: values are set apart (`strata secret set`), sealed,
+    /// and reach only the node running an instance.
+    ///
+    /// Omitted from the JSON when empty, so releases stored before it existed still read and
+    /// hash the same.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, crate::secret::SecretTarget>,
     /// `[slo]`: the service level objective the autoscaler defends and `strata status` reports
     /// attainment and error budget against (absent: none).
     ///

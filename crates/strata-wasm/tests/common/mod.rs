@@ -163,6 +163,7 @@ pub fn spec(
     env.insert("STRATA_SERVICE".into(), name.into());
     StartSpec {
         instance_id: format!("{name}-1"),
+        secret_files: Vec::new(),
         name: name.to_string(),
         program: program.to_path_buf(),
         args: Vec::new(),

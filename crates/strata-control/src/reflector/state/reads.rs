@@ -48,6 +48,11 @@ impl ClusterState {
         self.releases.get(&keys::release(env, service, number))
     }
 
+    /// A secret's record (values sealed) by its store key.
+    pub fn secret(&self, key: &str) -> Option<&strata_core::secret::SecretRecord> {
+        self.secrets.get(key).map(Arc::as_ref)
+    }
+
     pub fn config(&self, env: &str, service: &str, version: u64) -> Option<&Arc<ConfigVersion>> {
         self.configs.get(&keys::config(env, service, version))
     }

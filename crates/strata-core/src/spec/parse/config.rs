@@ -24,34 +24,8 @@ impl<'s> Checker<'s> {
                 continue;
             };
             let p = path.child(name);
-            if !is_env_name(name) {
-                self.push(
-                    k.span(),
-                    Some(p.to_string()),
-                    format!("`{name}` is not a valid environment variable name"),
-                    Some(format!(
-                        "config keys become environment variables: letters, digits and `_`, not starting with a digit, like `{}`",
-                        suggest_env_name(name)
-                    )),
-                );
-                continue;
-            }
-            if name == "PORT" {
-                self.push(
-                    k.span(),
-                    Some(p.to_string()),
-                    "`PORT` is set by the platform and cannot be configured".into(),
-                    Some("to choose the port, set `port = 8080` on the service".into()),
-                );
-                continue;
-            }
-            if name == "HOST" || name.starts_with("STRATA_") {
-                self.push(
-                    k.span(),
-                    Some(p.to_string()),
-                    format!("`{name}` is set by the platform and cannot be configured"),
-                    Some("`HOST` and names starting with `STRATA_` are the platform's (`STRATA_SERVICE`, `STRATA_ENV`, ...); rename it".into()),
-                );
+            if let Some((message, hint)) = secrets::env_var_problem(name) {
+                self.push(k.span(), Some(p.to_string()), message, Some(hint));
                 continue;
             }
             let text = match value_item {

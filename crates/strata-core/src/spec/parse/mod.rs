@@ -32,6 +32,7 @@ mod received;
 mod runtime;
 mod scale;
 mod schema;
+mod secrets;
 mod service;
 mod slo;
 mod syntax;

@@ -5,7 +5,9 @@
 //! probe paths, capabilities, host names, config names and node labels are the parser's own
 //! functions, so the two cannot drift apart.
 
-use super::names::{check_host, is_env_name, is_label_key, is_label_part};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::names::{check_host, is_label_key, is_label_part};
 use super::probes::probe_path_problem;
 use super::schema::{Rule, Section};
 use super::text::quote;
@@ -252,16 +254,43 @@ pub fn check_received(spec: &ServiceSpec) -> Result<(), ReceivedSpecError> {
     );
     for (key, values) in configs {
         for name in values.keys() {
-            if !is_env_name(name) || name == "HOST" || name.starts_with("STRATA_") {
-                return Err(refuse(
-                    &key,
-                    (
-                        format!("`{key}`: {} cannot be set", quote(name)),
-                        "config names are environment variable names (letters, digits, `_`, not first a digit); `HOST` and names starting with `STRATA_` are the platform's".into(),
-                    ),
-                ));
+            if let Some((problem, hint)) = super::secrets::env_var_problem(name) {
+                return Err(refuse(&key, (format!("`{key}`: {problem}"), hint)));
             }
         }
+    }
+    for (name, target) in &spec.secrets {
+        let key = format!("secrets.{name}");
+        if !crate::secret::is_secret_name(name) {
+            return Err(refuse(
+                "secrets",
+                (
+                    format!("`secrets`: {} is not a valid secret name", quote(name)),
+                    crate::secret::SECRET_NAME_RULE.into(),
+                ),
+            ));
+        }
+        let problem = match target {
+            crate::secret::SecretTarget::Env(var) => super::secrets::env_var_problem(var),
+            crate::secret::SecretTarget::File(path) => crate::secret::file_path_problem(path)
+                .map(|p| (p, "put secret files under `/run/secrets/`".to_string())),
+        };
+        if let Some((problem, hint)) = problem {
+            return Err(refuse(&key, (format!("`{key}`: {problem}"), hint)));
+        }
+    }
+    let config_names: BTreeSet<&str> = spec
+        .config
+        .keys()
+        .chain(spec.env_config.values().flat_map(BTreeMap::keys))
+        .map(String::as_str)
+        .collect();
+    if let Some((name, problem, hint)) =
+        super::secrets::delivery_problems(&spec.secrets, &config_names, spec.driver)
+            .into_iter()
+            .next()
+    {
+        return Err(refuse(&format!("secrets.{name}"), (problem, hint)));
     }
     for env in spec.env_config.keys() {
         if crate::EnvName::new(env).is_err() {

@@ -189,6 +189,7 @@ const SERVICE: &[KeyDef] = &[
     table("container", "container settings"),
     table("mesh", "calls through the mesh"),
     table("slo", "objectives").aliases(&["sla", "slos", "objective", "objectives"]),
+    table("secrets", "secrets an instance gets, and where").aliases(&["secret"]),
 ];
 
 const SCALE: &[KeyDef] = &[

@@ -175,6 +175,12 @@ impl<'s> Checker<'s> {
         let container = self.container(field("container"), &path, driver);
         let mesh = self.mesh(field("mesh"), &path);
         let slo = self.slo(field("slo"), &path);
+        let config_names: BTreeSet<&str> = config
+            .keys()
+            .chain(env_config.values().flat_map(BTreeMap::keys))
+            .map(String::as_str)
+            .collect();
+        let secrets = self.secrets(field("secrets"), &path, driver, &config_names);
 
         Some(ServiceSpec {
             // Checked above (the problem is already reported).
@@ -198,6 +204,7 @@ impl<'s> Checker<'s> {
             container,
             mesh,
             slo,
+            secrets,
         })
     }
 

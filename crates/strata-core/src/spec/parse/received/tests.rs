@@ -1,4 +1,5 @@
 use super::*;
+use crate::secret::SecretTarget;
 use crate::spec::{ContainerSettings, HealthSpec, LivenessSpec, WasmLimits};
 
 /// Services the parser accepts, every section used.
@@ -30,6 +31,8 @@ allow_from = ["api"]
 retries = 2
 [service.web.slo]
 p99_ms = 300
+[service.web.secrets]
+DB = { env = "DB_PASSWORD" }
 
 [service.box]
 driver = "container"
@@ -37,6 +40,8 @@ artifact = "box.tar"
 [service.box.container]
 capabilities = ["NET_BIND_SERVICE"]
 pids = 64
+[service.box.secrets]
+tls = { file = "/run/secrets/tls" }
 
 [service.fn]
 driver = "wasm"
@@ -150,6 +155,26 @@ fn a_received_spec_is_refused_where_the_parser_would_refuse_its_text() {
                 request_timeout_ms: None,
                 max_concurrency: None,
             })
+        }),
+        ("web", "secrets.DB", |s| {
+            s.secrets
+                .insert("DB".into(), SecretTarget::Env("STRATA_DB".into()));
+        }),
+        ("web", "secrets.DB", |s| {
+            s.secrets
+                .insert("DB".into(), SecretTarget::Env("GREETING".into()));
+        }),
+        ("web", "secrets.DB", |s| {
+            s.secrets
+                .insert("DB".into(), SecretTarget::File("/run/secrets/db".into()));
+        }),
+        ("web", "secrets", |s| {
+            s.secrets
+                .insert("../x".into(), SecretTarget::Env("X".into()));
+        }),
+        ("box", "secrets.tls", |s| {
+            s.secrets
+                .insert("tls".into(), SecretTarget::File("/proc/self/mem".into()));
         }),
         ("fn", "wasm.max_concurrency", |s| {
             s.wasm.as_mut().unwrap().max_concurrency = Some(0)

@@ -434,7 +434,7 @@ fn bad_values_point_at_the_value() {
             "[service.hello.config]\nLOG-LEVEL = \"debug\"\n",
             (4, 1, "service.hello.config.LOG-LEVEL",
              "`LOG-LEVEL` is not a valid environment variable name",
-             "config keys become environment variables: letters, digits and `_`, not starting with a digit, like `LOG_LEVEL`"),
+             "an environment variable's name is letters, digits and `_`, not starting with a digit, like `LOG_LEVEL`"),
         ),
         (
             "[service.hello.config]\nPORT = 80\n",

@@ -52,6 +52,9 @@ unhealthy_threshold = 4
 cpu = 0.5
 memory = "128Mi"
 
+[service.hello.secrets]
+API_KEY = { env = "API_KEY" }
+
 [service.hello.slo]
 p99_ms = 250
 error_rate = 0.001
@@ -193,6 +196,10 @@ fn full_spec_parses_with_every_key() {
                     error_rate: Some(Ratio::from_ppm(1_000)),
                     availability: Some(Ratio::from_ppm(999_000)),
                 }),
+                secrets: BTreeMap::from([(
+                    "API_KEY".to_string(),
+                    crate::secret::SecretTarget::Env("API_KEY".into()),
+                )]),
             },
             ServiceSpec {
                 name: crate::ServiceName::from_static("static"),
@@ -229,6 +236,7 @@ fn full_spec_parses_with_every_key() {
                 container: None,
                 mesh: None,
                 slo: None,
+                secrets: BTreeMap::new(),
             },
         ]
     );

@@ -81,7 +81,7 @@ fn the_schema_is_consistent() {
                 Rule::Table => assert!(
                     section == Section::Environment
                         || Section::nested().any(|s| s.name() == def.name)
-                        || matches!(def.name, "config" | "environments"),
+                        || matches!(def.name, "config" | "environments" | "secrets"),
                     "`{}` is a table with no section",
                     def.name
                 ),
