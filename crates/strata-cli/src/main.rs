@@ -14,6 +14,7 @@ mod env_cmd;
 mod image_cmd;
 mod install_cmd;
 mod platform;
+mod secret_cmd;
 mod store_cmd;
 
 use std::path::PathBuf;
@@ -246,6 +247,13 @@ enum Command {
         service: String,
         #[arg(long, default_value = "dev")]
         env: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Services' secrets: set (the value from stdin), ls (never values), rm, rotate-key.
+    Secret {
+        #[command(subcommand)]
+        action: secret_cmd::SecretAction,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -617,6 +625,9 @@ async fn run(cli: Cli) -> CliResult {
                 follow,
             )
             .await
+        }
+        Command::Secret { action, api } => {
+            secret_cmd::run(&api::Api::new(&api.addr), action).await
         }
         Command::Token { action, api } => {
             access_cmd::token(&api::Api::new(&api.addr), action).await

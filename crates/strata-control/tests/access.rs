@@ -744,3 +744,94 @@ async fn a_route_host_of_another_service_is_refused_with_its_owner() {
     let again = "[service.web]\ncommand = [\"web\", \"v2\"]\n[service.web.route]\nhosts = [\"shop.example.com\"]\n";
     assert_eq!(deploy("dev", again).await.status(), 200);
 }
+
+/// What `path` answers `credential` within a moment (streams are read until they pause).
+async fn read_all(api: &Api, path: &str, credential: &str) -> String {
+    use futures::StreamExt;
+    let Ok(response) = reqwest::Client::new()
+        .get(format!("{}{path}", api.url))
+        .bearer_auth(credential)
+        .send()
+        .await
+    else {
+        return String::new();
+    };
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(
+        deadline.min(tokio::time::Instant::now() + Duration::from_millis(500)),
+        body.next(),
+    )
+    .await
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_route_gives_a_secret_value_back_to_anyone() {
+    let api = start().await;
+    let admin = token(&api.plane, "admin", Role::Admin, &[]).await;
+    let client = reqwest::Client::new();
+    let secret_url = format!("{}/v1/envs/dev/services/web/secrets/DB", api.url);
+    let set = client
+        .put(&secret_url)
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({ "value": "hunter2-over-http" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let set: serde_json::Value = set.json().await.unwrap();
+    assert_eq!(set["version"], 1);
+    // A body that does not parse is refused without being quoted back.
+    let refused = client
+        .put(&secret_url)
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(r#"{"value": 987654321}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(!refused.text().await.unwrap().contains("987654321"));
+    let spec = "[service.web]\ncommand = [\"web\"]\n[service.web.secrets]\nDB = { env = \"DB_PASSWORD\" }\n";
+    let services = strata_core::spec::parse("strata.toml", spec)
+        .unwrap()
+        .services
+        .into_iter()
+        .map(|spec| strata_core::api::DeployService {
+            spec,
+            artifact_digest: None,
+        })
+        .collect();
+    api.plane
+        .deploy(
+            &strata_core::EnvName::from_static("dev"),
+            strata_core::api::DeployRequest { services },
+            &strata_core::Actor::User("admin".into()),
+        )
+        .await
+        .unwrap();
+    // Every GET route, as the admin and as a node: no value.
+    let node = api.plane.credentials().node_credential("n1");
+    let mut read = 0;
+    for (method, route) in documented_routes(&api.url).await {
+        if method != reqwest::Method::GET {
+            continue;
+        }
+        let (path, _) = concrete(&route);
+        for credential in [&admin, &node] {
+            let text = read_all(&api, &path, credential).await;
+            assert!(!text.contains("hunter2"), "{path} gave the value: {text}");
+            read += 1;
+        }
+    }
+    assert!(read > 40, "{read} reads");
+    let text = read_all(&api, "/v1/envs/dev/services/web/secrets", &admin).await;
+    assert!(text.contains("\"DB\"") && text.contains("\"set_by\":\"admin\""), "{text}");
+    let audit = read_all(&api, "/v1/audit", &admin).await;
+    assert!(audit.contains("web DB v1") && !audit.contains("hunter2"), "{audit}");
+}

@@ -292,6 +292,6 @@ impl Harness {
 }
 
 /// The environment the harness deploys to.
-fn dev() -> EnvName {
+pub fn dev() -> EnvName {
     EnvName::from_static("dev")
 }
