@@ -234,6 +234,9 @@ pub async fn export(source: Source, output: Option<&Path>, passphrase: Option<&[
             None => String::new(),
         }
     );
+    eprintln!(
+        "services' secrets are in it sealed under the servers' secrets key file (--secrets-key-file): a restore opens them only with that file; keep a copy of it apart from the backup"
+    );
     if summary.sealed > 0 {
         eprintln!(
             "{} secret keys are sealed: keep the passphrase apart from the file",

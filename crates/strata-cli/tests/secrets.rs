@@ -147,4 +147,13 @@ async fn a_secret_set_from_stdin_reaches_the_instance_and_nothing_else() {
     answers(&dev, "Psst-v3").await;
     let holding = files_holding(&data, b"Psst");
     assert!(holding.is_empty(), "files holding a value: {holding:?}");
+
+    // A backup carries them, sealed (no passphrase needed for that: the key file opens them).
+    let backup = dir.path().join("backup.jsonl");
+    let exported = dev.cli(&["store", "export", "--output", backup.to_str().unwrap()]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    assert!(stderr(&exported).contains("secrets key file"), "{}", stderr(&exported));
+    let text = std::fs::read_to_string(&backup).unwrap();
+    assert!(text.contains("/secrets/dev/hello/greeting") && text.contains("/cluster/secrets-key"));
+    assert!(!text.contains("Psst"));
 }

@@ -39,10 +39,15 @@ pub fn backed_up(key: &str) -> bool {
 
 /// Whether `key` holds a secret: every key no one may read through the API (the join token
 /// and credential key, the CA with its private key, API tokens' hashes, and any key under a
-/// prefix this code does not know), except the audit log. In a backup a secret is only
-/// sealed, and only when asked.
+/// prefix this code does not know), except the audit log and services' secrets. In a backup
+/// a secret is only sealed, and only when asked. Services' secrets and their data key are
+/// already ciphertext under the servers' key file, outside the store: they are always kept
+/// as they are (a restore opens them with that file).
 pub fn secret(key: &str) -> bool {
-    keys::readers(key) == keys::Readers::Nobody && !key.starts_with(keys::AUDIT)
+    keys::readers(key) == keys::Readers::Nobody
+        && !key.starts_with(keys::AUDIT)
+        && !key.starts_with(keys::SECRETS)
+        && key != keys::SECRETS_KEY
 }
 
 /// The first line.

@@ -34,6 +34,11 @@ fn state() -> Vec<(String, Vec<u8>)> {
             br#"{"size":25,"holders":["s1"]}"#.to_vec(),
         ),
         ("/events/0000000000000001".into(), b"null".to_vec()),
+        (
+            "/secrets/dev/web/DB".into(),
+            br#"{"versions":[{"sealed":"c2VhbGVk"}]}"#.to_vec(),
+        ),
+        ("/cluster/secrets-key".into(), br#"{"kek":"kek-1"}"#.to_vec()),
     ]
 }
 
@@ -79,6 +84,11 @@ fn a_backup_holds_intent_and_history_and_leaves_runtime_facts_and_unsealed_secre
             "/audit/0000000000000001",
             &format!("/blobs/{}", artifact_digest(ARTIFACT)),
             "/events/0000000000000001",
+            // Services' secrets and their data key are ciphertext under a key outside the
+            // store: always kept (a restore without them would lose what no one can make
+            // again), never sealed twice.
+            "/secrets/dev/web/DB",
+            "/cluster/secrets-key",
         ]
     );
     // Values come back byte for byte (JSON, non-JSON, and JSON null).
@@ -107,7 +117,7 @@ fn a_backup_holds_intent_and_history_and_leaves_runtime_facts_and_unsealed_secre
             summary.artifacts,
             summary.sealed
         ),
-        (42, 5, 1, 0)
+        (42, 7, 1, 0)
     );
 }
 
