@@ -626,9 +626,7 @@ async fn run(cli: Cli) -> CliResult {
             )
             .await
         }
-        Command::Secret { action, api } => {
-            secret_cmd::run(&api::Api::new(&api.addr), action).await
-        }
+        Command::Secret { action, api } => secret_cmd::run(&api::Api::new(&api.addr), action).await,
         Command::Token { action, api } => {
             access_cmd::token(&api::Api::new(&api.addr), action).await
         }

@@ -95,7 +95,11 @@ async fn a_secret_set_from_stdin_reaches_the_instance_and_nothing_else() {
     let dev = Dev::start(&data);
     let set = set_greeting(&dev, "Psst-v1");
     assert!(set.status.success(), "{}", stderr(&set));
-    assert!(stdout(&set).contains("version 1 (no release runs with it yet"), "{}", stdout(&set));
+    assert!(
+        stdout(&set).contains("version 1 (no release runs with it yet"),
+        "{}",
+        stdout(&set)
+    );
     dev.deploy(&spec(dir.path()), &[]);
     answers(&dev, "Psst-v1").await;
 
@@ -107,7 +111,10 @@ async fn a_secret_set_from_stdin_reaches_the_instance_and_nothing_else() {
     assert_eq!(infos.len(), 1);
     assert_eq!((infos[0].name.as_str(), infos[0].version), ("greeting", 1));
     let table = stdout(&dev.cli(&["secret", "ls", "hello"]));
-    assert!(table.contains("greeting") && table.contains("admin"), "{table}");
+    assert!(
+        table.contains("greeting") && table.contains("admin"),
+        "{table}"
+    );
     for args in [
         &["status", "hello", "--json"][..],
         &["events", "--json"],
@@ -116,7 +123,11 @@ async fn a_secret_set_from_stdin_reaches_the_instance_and_nothing_else() {
     ] {
         let output = dev.cli(args);
         let text = format!("{}{}", stdout(&output), stderr(&output));
-        assert!(!text.contains("Psst"), "`strata {}` shows it: {text}", args.join(" "));
+        assert!(
+            !text.contains("Psst"),
+            "`strata {}` shows it: {text}",
+            args.join(" ")
+        );
     }
     assert!(!dev.log().contains("Psst"), "the server or agent logged it");
     let holding = files_holding(&data, b"Psst");
@@ -124,13 +135,21 @@ async fn a_secret_set_from_stdin_reaches_the_instance_and_nothing_else() {
 
     // A new value rolls the service out.
     let set = set_greeting(&dev, "Psst-v2");
-    assert!(stdout(&set).contains("version 2; release 2 rolls it out"), "{}", stdout(&set));
+    assert!(
+        stdout(&set).contains("version 2; release 2 rolls it out"),
+        "{}",
+        stdout(&set)
+    );
     answers(&dev, "Psst-v2").await;
 
     // In use, it cannot be removed; a bad name is bad input.
     let rm = dev.cli(&["secret", "rm", "hello", "greeting"]);
     assert_eq!(rm.status.code(), Some(1), "{}", stderr(&rm));
-    assert!(stderr(&rm).contains("without `secrets.greeting`"), "{}", stderr(&rm));
+    assert!(
+        stderr(&rm).contains("without `secrets.greeting`"),
+        "{}",
+        stderr(&rm)
+    );
     let bad = dev.cli(&["secret", "rm", "hello", "no/such"]);
     assert_ne!(bad.status.code(), Some(0));
 
@@ -152,7 +171,11 @@ async fn a_secret_set_from_stdin_reaches_the_instance_and_nothing_else() {
     let backup = dir.path().join("backup.jsonl");
     let exported = dev.cli(&["store", "export", "--output", backup.to_str().unwrap()]);
     assert!(exported.status.success(), "{}", stderr(&exported));
-    assert!(stderr(&exported).contains("secrets key file"), "{}", stderr(&exported));
+    assert!(
+        stderr(&exported).contains("secrets key file"),
+        "{}",
+        stderr(&exported)
+    );
     let text = std::fs::read_to_string(&backup).unwrap();
     assert!(text.contains("/secrets/dev/hello/greeting") && text.contains("/cluster/secrets-key"));
     assert!(!text.contains("Psst"));

@@ -831,7 +831,13 @@ async fn no_route_gives_a_secret_value_back_to_anyone() {
     }
     assert!(read > 40, "{read} reads");
     let text = read_all(&api, "/v1/envs/dev/services/web/secrets", &admin).await;
-    assert!(text.contains("\"DB\"") && text.contains("\"set_by\":\"admin\""), "{text}");
+    assert!(
+        text.contains("\"DB\"") && text.contains("\"set_by\":\"admin\""),
+        "{text}"
+    );
     let audit = read_all(&api, "/v1/audit", &admin).await;
-    assert!(audit.contains("web DB v1") && !audit.contains("hunter2"), "{audit}");
+    assert!(
+        audit.contains("web DB v1") && !audit.contains("hunter2"),
+        "{audit}"
+    );
 }

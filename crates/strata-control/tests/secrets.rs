@@ -76,7 +76,10 @@ async fn a_secret_reaches_only_the_node_running_it_sealed_everywhere_else_and_a_
     // At rest, in releases, events and everything else the store holds: no value.
     let text = store_text(&harness).await;
     assert!(!text.contains("hunter2"), "a value in the store");
-    assert!(text.contains("/secrets/dev/web/DB"), "the sealed record is there");
+    assert!(
+        text.contains("/secrets/dev/web/DB"),
+        "the sealed record is there"
+    );
     let listed = plane.list_secrets(&dev(), &web()).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].version, listed[0].set_by.as_str()), (1, "alice"));
@@ -121,7 +124,10 @@ async fn a_deploy_naming_an_unset_secret_is_refused_and_a_secret_in_use_is_not_r
     let harness = Harness::start(&["a"]).await;
     Harness::elected(&harness.plane).await;
     let plane = harness.plane.clone();
-    let spec = strata_core::spec::parse("s.toml", SPEC).unwrap().services.remove(0);
+    let spec = strata_core::spec::parse("s.toml", SPEC)
+        .unwrap()
+        .services
+        .remove(0);
     let refused = plane
         .deploy(
             &dev(),
@@ -136,13 +142,18 @@ async fn a_deploy_naming_an_unset_secret_is_refused_and_a_secret_in_use_is_not_r
         .await
         .unwrap_err();
     assert!(
-        refused.to_string().contains("uses secret `DB`, which is not set")
+        refused
+            .to_string()
+            .contains("uses secret `DB`, which is not set")
             && refused
                 .hint()
                 .is_some_and(|h| h.contains("strata secret set web DB --env dev")),
         "{refused}"
     );
-    assert!(plane.services(Some(&dev())).await.unwrap().is_empty(), "nothing written");
+    assert!(
+        plane.services(Some(&dev())).await.unwrap().is_empty(),
+        "nothing written"
+    );
     plane
         .set_secret(&dev(), &web(), "DB", "x", &alice())
         .await
@@ -227,22 +238,25 @@ async fn the_key_encryption_key_rotates_and_a_server_lacking_it_copies_it_from_a
     assert!(after.contains(&rotated.kek) && after.contains(&rotated.previous));
     assert_ne!(keyfile, after);
     // The store's data key is sealed under the new key now; the value did not change.
-    let sealed = store.get(strata_core::keys::SECRETS_KEY).await.unwrap().unwrap();
+    let sealed = store
+        .get(strata_core::keys::SECRETS_KEY)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(String::from_utf8_lossy(&sealed.value).contains(&rotated.kek));
 
     // A restarted server with its key file opens it (and can set a new version).
     drop(s1.clone());
     let restarted =
-        strata_control::ControlPlane::new(store.clone(), common::config(dir.path(), "s1"))
-            .unwrap();
+        strata_control::ControlPlane::new(store.clone(), common::config(dir.path(), "s1")).unwrap();
     restarted
         .set_secret(&dev(), &web(), "DB", "hunter3", &alice())
         .await
         .unwrap();
 
     // A new server without the key copies it from s1 over the API (servers only).
-    let s2 = strata_control::ControlPlane::new(store.clone(), common::config(dir.path(), "s2"))
-        .unwrap();
+    let s2 =
+        strata_control::ControlPlane::new(store.clone(), common::config(dir.path(), "s2")).unwrap();
     let set = tokio::time::timeout(
         Duration::from_secs(10),
         s2.set_secret(&dev(), &web(), "DB", "hunter4", &alice()),
@@ -261,7 +275,11 @@ async fn the_key_encryption_key_rotates_and_a_server_lacking_it_copies_it_from_a
             .await
             .unwrap(),
     );
-    let sealed = store.get(strata_core::keys::SECRETS_KEY).await.unwrap().unwrap();
+    let sealed = store
+        .get(strata_core::keys::SECRETS_KEY)
+        .await
+        .unwrap()
+        .unwrap();
     lonely_store
         .put(strata_core::keys::SECRETS_KEY, sealed.value)
         .await
@@ -274,7 +292,9 @@ async fn the_key_encryption_key_rotates_and_a_server_lacking_it_copies_it_from_a
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains(&rotated.kek) && error.contains("s3/secrets.key") && error.contains("copy the key file from s1"),
+        error.contains(&rotated.kek)
+            && error.contains("s3/secrets.key")
+            && error.contains("copy the key file from s1"),
         "{error}"
     );
     assert!(!error.contains("hunter"));

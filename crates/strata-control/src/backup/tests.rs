@@ -38,7 +38,10 @@ fn state() -> Vec<(String, Vec<u8>)> {
             "/secrets/dev/web/DB".into(),
             br#"{"versions":[{"sealed":"c2VhbGVk"}]}"#.to_vec(),
         ),
-        ("/cluster/secrets-key".into(), br#"{"kek":"kek-1"}"#.to_vec()),
+        (
+            "/cluster/secrets-key".into(),
+            br#"{"kek":"kek-1"}"#.to_vec(),
+        ),
     ]
 }
 
