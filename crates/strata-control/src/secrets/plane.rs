@@ -97,9 +97,10 @@ impl ControlPlane {
         })
     }
 
-    /// Opens the data key if the cluster has one (before a node's assignments are read).
+    /// Opens the data key if the cluster has secrets (before a node's assignments are read;
+    /// no store read while there are none, or once it is open).
     pub(crate) async fn secrets_ready(&self) {
-        if self.secrets.data_key().is_some() {
+        if self.secrets.data_key().is_some() || !self.reflector().read().has_secrets() {
             return;
         }
         if let Err(error) = self.data_key(false).await {
@@ -466,12 +467,13 @@ impl ControlPlane {
 /// until the task is dropped.
 pub async fn follow_keys(plane: Arc<ControlPlane>) {
     loop {
-        let start = match plane.store.get(SECRETS_KEY).await {
-            Ok(found) => {
-                if let Some(kv) = &found {
+        // A listing gives the revision it was read at: the watch starts right after it.
+        let start = match plane.store.list(SECRETS_KEY).await {
+            Ok(page) => {
+                if let Some(kv) = page.kvs.iter().find(|kv| kv.key == SECRETS_KEY) {
                     ensure_key(&plane, kv).await;
                 }
-                found.map_or(0, |kv| kv.mod_revision)
+                page.revision
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot read the secrets data key");

@@ -48,6 +48,11 @@ impl ClusterState {
         self.releases.get(&keys::release(env, service, number))
     }
 
+    /// Whether any service has a secret record.
+    pub fn has_secrets(&self) -> bool {
+        !self.secrets.is_empty()
+    }
+
     /// A secret's record (values sealed) by its store key.
     pub fn secret(&self, key: &str) -> Option<&strata_core::secret::SecretRecord> {
         self.secrets.get(key).map(Arc::as_ref)
