@@ -529,7 +529,12 @@ impl Run {
         }
         // The platform's settings, typed, from the validated spec: never through `env`.
         let settings = match spec.driver {
-            strata_core::spec::DriverKind::Exec => DriverSettings::Exec,
+            strata_core::spec::DriverKind::Exec => {
+                DriverSettings::Exec(strata_runtime::ExecSettings {
+                    memory_bytes: Some(spec.resources.memory_bytes),
+                    cpu_millis: Some(spec.resources.cpu_millis),
+                })
+            }
             strata_core::spec::DriverKind::Wasm => {
                 let limits = spec.wasm.unwrap_or_default();
                 DriverSettings::Wasm(WasmSettings {

@@ -119,6 +119,11 @@ pub struct AgentArgs {
     /// it, they are placed elsewhere, and refused here.
     #[arg(long, value_name = "CAPABILITY")]
     pub allow_capability: Vec<String>,
+    /// Run exec instances sandboxed: each as its own user, in its own cgroup, mount and
+    /// network namespaces, the host read-only (needs what containers need: root, cgroups,
+    /// nftables).
+    #[arg(long, value_enum, default_value = "on")]
+    pub exec_sandbox: platform::ExecSandbox,
     /// The IP address other nodes reach this one at (its ingress, API and inter-node port;
     /// instances listen on loopback, reached through the node's proxies).
     #[arg(long, default_value = "127.0.0.1")]
@@ -293,6 +298,7 @@ pub async fn agent(args: AgentArgs) -> CliResult {
         &metrics,
         Some(peer_listener),
         takeover.as_mut(),
+        args.exec_sandbox,
     )
     .await?;
     let (agent, agent_task, access) = (started.agent, started.task, started.access);

@@ -22,6 +22,7 @@ pub struct DevArgs {
     pub data_dir: PathBuf,
     pub api_addr: String,
     pub ingress_addr: String,
+    pub exec_sandbox: platform::ExecSandbox,
     pub plane: platform::PlaneFlags,
 }
 
@@ -57,7 +58,15 @@ pub async fn run(args: DevArgs) -> CliResult {
     let table = RoutingTable::new();
     let metrics = platform::NodeMetrics::new();
     // One node: every instance is local, no inter-node port.
-    let started = platform::start_agent(agent_config, table.clone(), &metrics, None, None).await?;
+    let started = platform::start_agent(
+        agent_config,
+        table.clone(),
+        &metrics,
+        None,
+        None,
+        args.exec_sandbox,
+    )
+    .await?;
     let (agent, agent_task) = (started.agent, started.task);
     platform::start_ingress(&started.access, table, ingress_listener, &metrics, None)?;
 

@@ -85,6 +85,10 @@ enum Command {
         /// Where the ingress listens (it serves http://SERVICE.ENV.localhost/).
         #[arg(long, default_value = "127.0.0.1:8080")]
         ingress_addr: String,
+        /// Run exec instances sandboxed, as a cluster's nodes do: each as its own user, in its
+        /// own cgroup, mount and network namespaces, the host read-only (needs root).
+        #[arg(long, value_enum, default_value = "on")]
+        exec_sandbox: platform::ExecSandbox,
         #[command(flatten)]
         plane: platform::PlaneFlags,
     },
@@ -427,12 +431,14 @@ async fn run(cli: Cli) -> CliResult {
             data_dir,
             api_addr,
             ingress_addr,
+            exec_sandbox,
             plane,
         } => {
             dev::run(dev::DevArgs {
                 data_dir,
                 api_addr,
                 ingress_addr,
+                exec_sandbox,
                 plane,
             })
             .await

@@ -185,7 +185,8 @@ async fn main() {
             netns: peer_net.netns_path(),
             cgroups_path: format!("/strata-bench-peer/{run}"),
             capabilities: vec![],
-            secret_files: vec![],
+            extra_mounts: vec![],
+            readonly_root: false,
         })
         .unwrap();
         let mut json = serde_json::to_value(&spec).unwrap();

@@ -41,9 +41,11 @@ pub struct BundleSpec {
     pub cgroups_path: String,
     /// Capabilities the service asked for, e.g. `CAP_NET_BIND_SERVICE`; none by default.
     pub capabilities: Vec<oci_spec::runtime::Capability>,
-    /// Secret files: each host file (on the bundle's tmpfs) bound read-only at its path in
-    /// the container.
-    pub secret_files: Vec<(PathBuf, String)>,
+    /// Mounts past the defaults (`/proc`, `/dev`, ...), in order: secret files, and a
+    /// sandboxed exec instance's own directories.
+    pub extra_mounts: Vec<oci_spec::runtime::Mount>,
+    /// The root is mounted read-only (a sandboxed exec instance sees the host's root so).
+    pub readonly_root: bool,
 }
 
 /// Syscalls the default profile refuses with `EPERM`: the ones Docker's and Podman's default
@@ -281,7 +283,7 @@ pub fn runtime_spec(bundle: &BundleSpec) -> Result<Spec, ContainerError> {
         .root(
             RootBuilder::default()
                 .path(bundle.rootfs.clone())
-                .readonly(false)
+                .readonly(bundle.readonly_root)
                 .build()
                 .map_err(spec_error)?,
         )
@@ -292,25 +294,58 @@ pub fn runtime_spec(bundle: &BundleSpec) -> Result<Spec, ContainerError> {
         .map_err(spec_error)
 }
 
-/// The default mounts (`/proc`, `/dev`, ...) and a read-only bind of each secret file.
+/// The default mounts (`/proc`, `/dev`, ...), then the bundle's own.
 fn mounts(bundle: &BundleSpec) -> Result<Vec<oci_spec::runtime::Mount>, ContainerError> {
     let mut mounts = oci_spec::runtime::get_default_mounts();
-    for (source, destination) in &bundle.secret_files {
-        mounts.push(
-            oci_spec::runtime::MountBuilder::default()
-                .destination(PathBuf::from(destination))
-                .typ("bind")
-                .source(source.clone())
-                .options(
-                    ["rbind", "ro", "nosuid", "nodev", "noexec"]
-                        .map(String::from)
-                        .to_vec(),
-                )
-                .build()
-                .map_err(spec_error)?,
-        );
-    }
+    mounts.extend(bundle.extra_mounts.iter().cloned());
     Ok(mounts)
+}
+
+/// A bind of the host's `source` at `destination`: read-only unless `writable`; never devices
+/// or setuid; programs only if `programs`.
+pub fn bind(
+    source: &Path,
+    destination: &Path,
+    writable: bool,
+    programs: bool,
+) -> Result<oci_spec::runtime::Mount, ContainerError> {
+    let mut options = vec![
+        "bind",
+        if writable { "rw" } else { "ro" },
+        "nosuid",
+        "nodev",
+    ];
+    if !programs {
+        options.push("noexec");
+    }
+    oci_spec::runtime::MountBuilder::default()
+        .destination(destination.to_path_buf())
+        .typ("bind")
+        .source(source.to_path_buf())
+        .options(options.into_iter().map(String::from).collect::<Vec<_>>())
+        .build()
+        .map_err(spec_error)
+}
+
+/// A fresh tmpfs at `destination` (world-writable with the sticky bit, like `/tmp`, when
+/// `shared`; else only its owner's), at most `size`.
+pub fn tmpfs(
+    destination: &Path,
+    shared: bool,
+    size: &str,
+) -> Result<oci_spec::runtime::Mount, ContainerError> {
+    let mode = if shared { "mode=1777" } else { "mode=0755" };
+    oci_spec::runtime::MountBuilder::default()
+        .destination(destination.to_path_buf())
+        .typ("tmpfs")
+        .source(PathBuf::from("tmpfs"))
+        .options(
+            ["nosuid", "nodev", mode, &format!("size={size}")]
+                .map(String::from)
+                .to_vec(),
+        )
+        .build()
+        .map_err(spec_error)
 }
 
 /// Writes `config.json` into `dir`.
@@ -338,7 +373,8 @@ mod tests {
             netns: "/var/run/netns/strata-abc".into(),
             cgroups_path: "/strata/hello-1/ctr".into(),
             capabilities: vec![],
-            secret_files: vec![],
+            extra_mounts: vec![],
+            readonly_root: false,
         }
     }
 

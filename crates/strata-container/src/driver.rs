@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,15 +11,16 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use strata_core::spec::DriverKind;
 use strata_runtime::exec::ExecDriver;
-use strata_runtime::{Driver, DriverError, DriverSettings, Exit, InstanceHandle, StartSpec};
+use strata_runtime::{Driver, DriverError, Exit, InstanceHandle, StartSpec};
 use tokio::task::JoinHandle;
 
 use crate::cgroup::{Hierarchy, InstanceCgroup, Limits};
 use crate::net::{InstanceNetwork, NodeNetwork};
-use crate::{bundle, ContainerError, ImageSource};
+use crate::prepare::Root;
+use crate::{ContainerError, ImageSource};
 
 /// The most processes and threads of an instance unless its spec says (`[container] pids`).
-const DEFAULT_PIDS: u64 = 1024;
+pub(crate) const DEFAULT_PIDS: u64 = 1024;
 
 /// How the node runs containers.
 #[derive(Debug, Clone)]
@@ -54,11 +54,11 @@ impl ContainerConfig {
 
 /// Runs instances as containers.
 pub struct ContainerDriver {
-    config: ContainerConfig,
-    network: NodeNetwork,
-    cgroups: Hierarchy,
-    images: Arc<dyn ImageSource>,
-    exec: ExecDriver,
+    pub(crate) config: ContainerConfig,
+    pub(crate) network: NodeNetwork,
+    pub(crate) cgroups: Hierarchy,
+    pub(crate) images: Arc<dyn ImageSource>,
+    pub(crate) exec: ExecDriver,
     usage: Arc<ImageUsage>,
 }
 
@@ -120,35 +120,39 @@ impl Drop for ContainerDriver {
 
 /// What a later agent needs to re-adopt (or clean up after) a container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct ContainerRecord {
-    exec: serde_json::Value,
-    network: InstanceNetwork,
-    memory_bytes: u64,
-    cpu_millis: u64,
-    pids: u64,
+pub(crate) struct ContainerRecord {
+    pub(crate) exec: serde_json::Value,
+    pub(crate) network: InstanceNetwork,
+    pub(crate) memory_bytes: u64,
+    pub(crate) cpu_millis: u64,
+    pub(crate) pids: u64,
     /// The instance's container directory (bundle, rootfs, upper).
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Where the node forwards from, and the container's port.
-    listen: SocketAddr,
-    port: u16,
-    /// The image's id in the image source (kept from garbage collection while it runs).
+    pub(crate) listen: SocketAddr,
+    pub(crate) port: u16,
+    /// The image's id in the image source (kept from garbage collection while it runs);
+    /// empty for a sandboxed exec instance.
     #[serde(default)]
-    image: String,
+    pub(crate) image: String,
+    /// The host user a sandboxed exec instance runs as (`None`: a container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) uid: Option<u32>,
 }
 
 /// Everything made for one instance; [`Prepared::cleanup`] undoes it all.
-struct Prepared {
-    id: String,
-    runtime_root: PathBuf,
-    network: NodeNetwork,
-    instance_net: InstanceNetwork,
-    cgroup: InstanceCgroup,
-    dir: PathBuf,
+pub(crate) struct Prepared {
+    pub(crate) id: String,
+    pub(crate) runtime_root: PathBuf,
+    pub(crate) network: NodeNetwork,
+    pub(crate) instance_net: InstanceNetwork,
+    pub(crate) cgroup: InstanceCgroup,
+    pub(crate) dir: PathBuf,
 }
 
 impl Prepared {
     /// Removes the runtime's state, the root mount, the network and the cgroup. Idempotent.
-    fn cleanup(&self) {
+    pub(crate) fn cleanup(&self) {
         // The shim deletes its container when the container ends; state left behind means
         // the shim itself was killed, and the container may still run: kill and delete it.
         let state = self.runtime_root.join(&self.id);
@@ -164,7 +168,14 @@ impl Prepared {
             let _ = nix::mount::umount2(&self.dir.join(mounted), nix::mount::MntFlags::MNT_DETACH);
         }
         self.network.detach(&self.instance_net);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // Never through a mount still there: a sandboxed exec instance's root is the host's.
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let still = crate::reap::mounted_below(&mountinfo, &self.dir);
+        if still.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            tracing::error!(instance = %self.id, mounts = ?still, "cannot unmount the instance's mounts; its directory stays");
+        }
     }
 }
 
@@ -257,11 +268,11 @@ impl ContainerDriver {
         })
     }
 
-    fn runtime_root(&self) -> PathBuf {
+    pub(crate) fn runtime_root(&self) -> PathBuf {
         self.config.state_dir.join("runtime")
     }
 
-    fn prepared(&self, id: &str, record: &ContainerRecord) -> Prepared {
+    pub(crate) fn prepared(&self, id: &str, record: &ContainerRecord) -> Prepared {
         Prepared {
             id: id.to_string(),
             runtime_root: self.runtime_root(),
@@ -280,182 +291,7 @@ impl ContainerDriver {
         }
     }
 
-    fn prepare(
-        &self,
-        spec: &StartSpec,
-    ) -> Result<(Prepared, ContainerRecord, StartSpec), ContainerError> {
-        let id = spec.instance_id.as_str();
-        let image = self.images.resolve(&spec.program)?;
-        if image.lower_dirs.is_empty() {
-            return Err(ContainerError::Image(format!(
-                "{} has no layers",
-                spec.program.display()
-            )));
-        }
-        // Limits and privileges come from the spec, typed; the environment is the
-        // application's and grants nothing.
-        let DriverSettings::Container(settings) = &spec.settings else {
-            return Err(ContainerError::Config(format!(
-                "instance {id} has no container settings (is its service's driver `container`?)"
-            )));
-        };
-        // Before anything is made for it: a capability this node does not allow.
-        let granted = capabilities(&settings.capabilities, &self.config.allowed_capabilities)?;
-        let limits = Limits {
-            memory_bytes: settings.memory_bytes,
-            cpu_millis: settings.cpu_millis,
-            pids: settings.pids.unwrap_or(DEFAULT_PIDS),
-        };
-        let port: u16 = spec
-            .env
-            .get("PORT")
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| ContainerError::Config("the instance has no PORT".into()))?;
-        let bind_host = spec
-            .env
-            .get("HOST")
-            .cloned()
-            .unwrap_or_else(|| "127.0.0.1".into());
-        let listen: SocketAddr = format!("{bind_host}:{port}")
-            .parse()
-            .map_err(|_| ContainerError::Config(format!("cannot listen on {bind_host}:{port}")))?;
-        let dir = spec.work_dir.join("container");
-        let record_base = |network: InstanceNetwork| ContainerRecord {
-            exec: serde_json::Value::Null,
-            network,
-            memory_bytes: limits.memory_bytes,
-            cpu_millis: limits.cpu_millis,
-            pids: limits.pids,
-            dir: dir.clone(),
-            listen,
-            port,
-            image: image.id.clone(),
-        };
-        // A previous attempt of the same instance may have left things behind.
-        let stale = self.prepared(
-            id,
-            &record_base(InstanceNetwork {
-                netns: String::new(),
-                host_veth: String::new(),
-                address: Ipv4Addr::UNSPECIFIED,
-            }),
-        );
-        stale.cleanup();
-
-        let cgroup = InstanceCgroup::create(&self.cgroups, id, limits)?;
-        let instance_net = match self.network.attach(id) {
-            Ok(net) => net,
-            Err(error) => {
-                cgroup.remove();
-                return Err(error);
-            }
-        };
-        let record = record_base(instance_net.clone());
-        let prepared = self.prepared(id, &record);
-        let made = (|| {
-            let rootfs = dir.join("rootfs");
-            let upper = dir.join("upper");
-            let work = dir.join("overlay-work");
-            for d in [&rootfs, &upper, &work] {
-                std::fs::create_dir_all(d).map_err(|e| ContainerError::io("create", d, e))?;
-            }
-            // Only the agent's user may enter it: a host user must not reach the image's
-            // files through the mounted root (a setuid-root binary, a secret in a layer).
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| ContainerError::io("restrict", &dir, e))?;
-            mount_overlay(&image.lower_dirs, &upper, &work, &rootfs)?;
-            let mut env: BTreeMap<String, String> = BTreeMap::new();
-            env.insert("PATH".into(), bundle::DEFAULT_PATH.into());
-            env.extend(image.env.iter().cloned());
-            env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-            // Inside its own namespace the instance listens on every address it has.
-            env.insert("HOST".into(), "0.0.0.0".into());
-            // Its loopback is its own: the node's mesh proxy is at the bridge's gateway.
-            for key in ["HTTP_PROXY", "http_proxy"] {
-                if let Some(url) = env.get_mut(key) {
-                    *url = url.replace("@127.0.0.1:", &format!("@{}:", self.network.gateway()));
-                }
-            }
-            let mut args: Vec<String> = if spec.args.is_empty() {
-                image
-                    .entrypoint
-                    .iter()
-                    .chain(image.cmd.iter())
-                    .cloned()
-                    .collect()
-            } else if image.entrypoint.is_empty() {
-                spec.args.clone()
-            } else {
-                image
-                    .entrypoint
-                    .iter()
-                    .chain(spec.args.iter())
-                    .cloned()
-                    .collect()
-            };
-            if args.is_empty() {
-                return Err(ContainerError::Image(format!(
-                    "{} names no program to run (no entrypoint or cmd) and the spec gives no args",
-                    spec.program.display()
-                )));
-            }
-            args.shrink_to_fit();
-            // The bundle holds the instance's environment (its secrets among it) and its
-            // secret files: on a tmpfs only root enters, never on the node's disk.
-            let bundle_dir = dir.join("bundle");
-            std::fs::create_dir_all(&bundle_dir)
-                .map_err(|e| ContainerError::io("create", &bundle_dir, e))?;
-            mount_bundle_tmpfs(&bundle_dir)?;
-            let secret_files =
-                write_secret_files(&bundle_dir, &spec.secret_files, image.uid, image.gid)?;
-            let runtime_spec = bundle::runtime_spec(&bundle::BundleSpec {
-                rootfs: rootfs.clone(),
-                args,
-                env,
-                cwd: image.working_dir.clone().unwrap_or_else(|| "/".into()),
-                uid: image.uid,
-                gid: image.gid,
-                hostname: id.chars().take(63).collect(),
-                netns: instance_net.netns_path(),
-                cgroups_path: cgroup.runtime_path(),
-                capabilities: granted,
-                secret_files,
-            })?;
-            bundle::write(&bundle_dir, &runtime_spec)?;
-            // A mark of an earlier run's OOM kill must not name this run's end.
-            let _ = std::fs::remove_file(dir.join("bundle").join(crate::shim::OOM_KILLED_MARK));
-            Ok(())
-        })();
-        if let Err(error) = made {
-            prepared.cleanup();
-            return Err(error);
-        }
-        let runtime_root = self.runtime_root();
-        std::fs::create_dir_all(&runtime_root)
-            .map_err(|e| ContainerError::io("create", &runtime_root, e))?;
-        let mut args: Vec<String> = self.config.shim[1..].to_vec();
-        args.extend([
-            "--root".into(),
-            runtime_root.display().to_string(),
-            "--bundle".into(),
-            dir.join("bundle").display().to_string(),
-            id.to_string(),
-        ]);
-        let run = StartSpec {
-            instance_id: id.to_string(),
-            secret_files: Vec::new(),
-            name: spec.name.clone(),
-            program: PathBuf::from(&self.config.shim[0]),
-            args,
-            env: BTreeMap::new(),
-            log_path: spec.log_path.clone(),
-            work_dir: dir.join("bundle"),
-            settings: DriverSettings::Exec,
-        };
-        Ok((prepared, record, run))
-    }
-
-    fn handle(
+    pub(crate) fn handle(
         &self,
         inner: Box<dyn InstanceHandle>,
         prepared: Prepared,
@@ -501,7 +337,7 @@ impl Driver for ContainerDriver {
             let this = self;
             let spec = spec.clone();
             // Mounts, namespaces and cgroups are blocking calls.
-            tokio::task::block_in_place(|| this.prepare(&spec)).map_err(failed)?
+            tokio::task::block_in_place(|| this.prepare(&spec, &Root::Image)).map_err(failed)?
         };
         let inner = match self.exec.start(&run).await {
             Ok(inner) => inner,
@@ -619,109 +455,6 @@ fn bytes(n: u64) -> String {
     n.to_string()
 }
 
-/// The spec's capability names (`NET_BIND_SERVICE`, with or without `CAP_`) as OCI's; one
-/// past the ordinary set that this node does not allow is refused.
-fn capabilities(
-    names: &[String],
-    allowed: &BTreeSet<String>,
-) -> Result<Vec<oci_spec::runtime::Capability>, ContainerError> {
-    names
-        .iter()
-        .map(|name| name.trim())
-        .filter(|name| !name.is_empty())
-        .map(|name| {
-            let bare = name.to_ascii_uppercase();
-            let bare = bare.strip_prefix("CAP_").unwrap_or(&bare).to_string();
-            let capability = bare.parse().map_err(|_| {
-                ContainerError::Config(format!(
-                    "[container] capabilities: `{name}` is not a Linux capability"
-                ))
-            })?;
-            if strata_core::capability::needs_allowance(&bare) && !allowed.contains(&bare) {
-                return Err(ContainerError::Config(format!(
-                    "[container] capabilities: {bare} is not allowed on this node; its agent grants it only when started with --allow-capability {bare}"
-                )));
-            }
-            Ok(capability)
-        })
-        .collect()
-}
-
-/// Mounts a small tmpfs at `dir` (mode 0700: root only; no devices, setuid or programs).
-fn mount_bundle_tmpfs(dir: &Path) -> Result<(), ContainerError> {
-    use nix::mount::MsFlags;
-    nix::mount::mount(
-        Some("tmpfs"),
-        dir,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("size=4m,mode=0700"),
-    )
-    .map_err(|errno| ContainerError::Mount {
-        path: dir.display().to_string(),
-        reason: format!("tmpfs: {}", errno.desc()),
-    })
-}
-
-/// Writes each secret file into the bundle's tmpfs (readable by the instance's user only)
-/// and returns `(host file, path in the container)` for each.
-fn write_secret_files(
-    bundle_dir: &Path,
-    files: &[strata_runtime::SecretFile],
-    uid: u32,
-    gid: u32,
-) -> Result<Vec<(PathBuf, String)>, ContainerError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut bound = Vec::with_capacity(files.len());
-    if files.is_empty() {
-        return Ok(bound);
-    }
-    let secrets = bundle_dir.join("secrets");
-    std::fs::create_dir_all(&secrets).map_err(|e| ContainerError::io("create", &secrets, e))?;
-    for (index, file) in files.iter().enumerate() {
-        let host = secrets.join(index.to_string());
-        let written = std::fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o400)
-            .open(&host)
-            .and_then(|mut out| out.write_all(file.value.as_bytes()))
-            .and_then(|()| std::os::unix::fs::chown(&host, Some(uid), Some(gid)));
-        written.map_err(|e| ContainerError::io("write a secret file", &host, e))?;
-        bound.push((host, file.path.clone()));
-    }
-    Ok(bound)
-}
-
-fn mount_overlay(
-    lower: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-) -> Result<(), ContainerError> {
-    let lowerdir: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lowerdir.join(":"),
-        upper.display(),
-        work.display()
-    );
-    // No setuid binary of an image raises anyone's privileges through this mount, and no
-    // device node in a layer opens a host device (the container's /dev is its own tmpfs).
-    nix::mount::mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-        Some(options.as_str()),
-    )
-    .map_err(|errno| ContainerError::Mount {
-        path: target.display().to_string(),
-        reason: format!("overlayfs: {}", errno.desc()),
-    })
-}
-
 /// Forwards connections to `listen` (the node's address for the instance) to `target` (the
 /// container's address), until aborted.
 fn forward(listen: SocketAddr, target: SocketAddr) -> std::io::Result<JoinHandle<()>> {
@@ -747,30 +480,6 @@ fn forward(listen: SocketAddr, target: SocketAddr) -> std::io::Result<JoinHandle
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn capabilities_from_the_environment() {
-        use oci_spec::runtime::Capability;
-        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let none = BTreeSet::new();
-        assert_eq!(capabilities(&[], &none).unwrap(), vec![]);
-        assert_eq!(
-            capabilities(&names(&["NET_BIND_SERVICE", " cap_chown"]), &none).unwrap(),
-            vec![Capability::NetBindService, Capability::Chown]
-        );
-        assert!(capabilities(&names(&["FLY"]), &none)
-            .unwrap_err()
-            .to_string()
-            .contains("`FLY`"));
-        // Past the ordinary set: only where the node allows it.
-        let refused = capabilities(&names(&["SYS_ADMIN"]), &none).unwrap_err();
-        assert!(refused.to_string().contains("--allow-capability SYS_ADMIN"));
-        let allowed = BTreeSet::from(["SYS_ADMIN".to_string()]);
-        assert_eq!(
-            capabilities(&names(&["cap_sys_admin"]), &allowed).unwrap(),
-            vec![Capability::SysAdmin]
-        );
-    }
 
     #[test]
     fn memory_is_written_as_the_spec_writes_it() {

@@ -32,13 +32,16 @@ pub mod cgroup;
 mod driver;
 pub mod images;
 pub mod net;
+mod prepare;
 pub mod reap;
+pub mod sandbox;
 pub mod shim;
 
 use std::path::{Path, PathBuf};
 
 pub use driver::{ContainerConfig, ContainerDriver};
 pub use images::StoreImages;
+pub use sandbox::{SandboxConfig, SandboxedExec};
 
 /// What the driver needs of an image: its unpacked layers and how to run it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -25,16 +25,18 @@ pub struct RootMount {
     pub instance_dir: PathBuf,
 }
 
-/// What a container driver mounts per instance: its overlay root and its bundle's tmpfs
-/// (filesystem type, mount point below the instance's `work` directory).
-const INSTANCE_MOUNTS: [(&str, &str); 2] = [
-    ("overlay", "container/rootfs"),
-    ("tmpfs", "container/bundle"),
+/// What a container driver mounts per instance, below the instance's directory: a
+/// container's overlay root and bundle tmpfs, a sandboxed exec instance's bind of the host's
+/// root (whatever its filesystem) and bundle tmpfs. `None`: any filesystem type.
+const INSTANCE_MOUNTS: [(Option<&str>, &str); 4] = [
+    (Some("overlay"), "work/container/rootfs"),
+    (Some("tmpfs"), "work/container/bundle"),
+    (None, "sandbox/rootfs"),
+    (Some("tmpfs"), "sandbox/bundle"),
 ];
 
-/// The mounts of instances' roots (`.../instances/<id>/work/container/rootfs`, overlay) and
-/// bundles (`.../container/bundle`, tmpfs) in a mountinfo text. Mount points are unescaped
-/// (`\040` is a space).
+/// The mounts of instances' roots and bundles (see `INSTANCE_MOUNTS`) in a mountinfo text.
+/// Mount points are unescaped (`\040` is a space).
 pub fn root_mounts(mountinfo: &str) -> Vec<RootMount> {
     mountinfo
         .lines()
@@ -42,12 +44,11 @@ pub fn root_mounts(mountinfo: &str) -> Vec<RootMount> {
             let (mount, source) = line.split_once(" - ")?;
             let fs_type = source.split_whitespace().next()?;
             let mount_point = PathBuf::from(unescape(mount.split_whitespace().nth(4)?));
-            let container = INSTANCE_MOUNTS.iter().find_map(|(kind, suffix)| {
-                (*kind == fs_type)
+            let instance_dir = INSTANCE_MOUNTS.iter().find_map(|(kind, suffix)| {
+                kind.is_none_or(|kind| kind == fs_type)
                     .then(|| mount_point.strip_suffix_path(suffix))
                     .flatten()
             })?;
-            let instance_dir = container.strip_suffix_path("work")?;
             let instance = instance_dir.file_name()?.to_str()?.to_string();
             (instance_dir.parent()?.file_name()? == "instances").then_some(RootMount {
                 instance,
@@ -55,6 +56,18 @@ pub fn root_mounts(mountinfo: &str) -> Vec<RootMount> {
                 instance_dir,
             })
         })
+        .collect()
+}
+
+/// The mount points at or below `dir` in a mountinfo text.
+pub fn mounted_below(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mount, _) = line.split_once(" - ")?;
+            Some(PathBuf::from(unescape(mount.split_whitespace().nth(4)?)))
+        })
+        .filter(|point| point.starts_with(dir))
         .collect()
 }
 
@@ -127,6 +140,8 @@ mod tests {
 305 22 0:56 / /tmp/x/other/web-1-abc/work/container/rootfs rw - overlay overlay rw
 306 22 0:57 / /tmp/x/data/agent/instances/web-1-abc/work/container/bundle rw - tmpfs tmpfs rw,size=4096k
 307 22 0:58 / /tmp/x/data/agent/instances/web-1-abc/work/container/bundle rw - overlay overlay rw
+308 22 8:1 / /tmp/x/data/agent/instances/job-3-ghi/sandbox/rootfs ro - ext4 /dev/sda1 rw
+309 22 0:59 / /tmp/x/data/agent/instances/job-3-ghi/sandbox/bundle rw - tmpfs tmpfs rw
 ";
         let found = root_mounts(mountinfo);
         assert_eq!(
@@ -150,7 +165,26 @@ mod tests {
                         .into(),
                     instance_dir: "/tmp/x/data/agent/instances/web-1-abc".into(),
                 },
+                RootMount {
+                    instance: "job-3-ghi".into(),
+                    mount_point: "/tmp/x/data/agent/instances/job-3-ghi/sandbox/rootfs".into(),
+                    instance_dir: "/tmp/x/data/agent/instances/job-3-ghi".into(),
+                },
+                RootMount {
+                    instance: "job-3-ghi".into(),
+                    mount_point: "/tmp/x/data/agent/instances/job-3-ghi/sandbox/bundle".into(),
+                    instance_dir: "/tmp/x/data/agent/instances/job-3-ghi".into(),
+                },
             ]
         );
+        assert_eq!(
+            mounted_below(
+                mountinfo,
+                Path::new("/tmp/x/data/agent/instances/job-3-ghi")
+            )
+            .len(),
+            2
+        );
+        assert!(mounted_below(mountinfo, Path::new("/tmp/x/data/agent/instances/none")).is_empty());
     }
 }

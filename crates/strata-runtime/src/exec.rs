@@ -291,7 +291,7 @@ mod tests {
             env: BTreeMap::from([("GREETING".to_string(), "hi".to_string())]),
             log_path: dir.join("out.log"),
             work_dir: dir.join("work"),
-            settings: DriverSettings::Exec,
+            settings: DriverSettings::default(),
         }
     }
 

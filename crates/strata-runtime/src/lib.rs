@@ -95,12 +95,27 @@ impl StartSpec {
 /// The platform's settings of one instance, built from its validated spec. They never travel
 /// through the instance's environment, so nothing the application configures can change
 /// them (a `[config]` entry named like a setting is just an environment variable).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriverSettings {
-    #[default]
-    Exec,
+    Exec(ExecSettings),
     Wasm(WasmSettings),
     Container(ContainerSettings),
+}
+
+impl Default for DriverSettings {
+    fn default() -> Self {
+        DriverSettings::Exec(ExecSettings::default())
+    }
+}
+
+/// An exec instance's limits, applied where the node sandboxes exec instances (their own
+/// cgroup); `None`: no limit (an unsandboxed process).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecSettings {
+    /// The cgroup's memory limit (`resources.memory`).
+    pub memory_bytes: Option<u64>,
+    /// The cgroup's CPU quota, in thousandths of a CPU (`resources.cpu`).
+    pub cpu_millis: Option<u64>,
 }
 
 /// A wasm instance's limits; `None` keeps the driver's default.

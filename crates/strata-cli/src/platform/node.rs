@@ -84,6 +84,16 @@ pub struct StartedAgent {
     pub access: ControlAccess,
 }
 
+/// Whether a node runs its exec instances sandboxed (`--exec-sandbox`): each as its own user,
+/// in its own cgroup and namespaces, the host read-only (`strata_container::sandbox`). It needs
+/// what containers need (root, cgroups, nftables); a node without it runs them unsandboxed
+/// and says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecSandbox {
+    On,
+    Off,
+}
+
 /// Starts a node agent with the `exec`, `wasm` and (when the node can) `container` drivers;
 /// wasm guests' outbound calls resolve service names with `table` (the node's routing table).
 /// The agent's API serves `metrics` at `/metrics`. With `peer_listener` (at the config's
@@ -97,6 +107,7 @@ pub async fn start_agent(
     metrics: &NodeMetrics,
     peer_listener: Option<TcpListener>,
     mut takeover: Option<&mut super::handover::Takeover>,
+    exec_sandbox: ExecSandbox,
 ) -> Result<StartedAgent, Failure> {
     // The join token only gets the node its credential; from here on the node presents that,
     // and, where it has a certificate (a cluster node), its certificate instead.
@@ -160,7 +171,22 @@ pub async fn start_agent(
                 tracing::warn!(%error, %at, "containers cannot reach the mesh proxy")
             }
         }
+        if exec_sandbox == ExecSandbox::On {
+            let sandbox = strata_container::SandboxConfig::new(&config.data_dir);
+            tracing::info!(
+                uids = ?sandbox.uids,
+                "exec instances run sandboxed: each as its own user, in its own cgroup and namespaces, the host read-only"
+            );
+            drivers.push(Arc::new(strata_container::SandboxedExec::new(
+                container.clone(),
+                sandbox,
+            )));
+        } else {
+            tracing::warn!("exec instances run unsandboxed (--exec-sandbox off): as the agent's user, seeing the node as it does");
+        }
         drivers.push(container);
+    } else if exec_sandbox == ExecSandbox::On {
+        tracing::warn!("exec instances run unsandboxed: this node cannot run containers (see above), which the sandbox is made of");
     }
     config.mesh = Some(MeshAccess::new(move |env, service| {
         mesh.keys.proxy_url(mesh.address, env, service)

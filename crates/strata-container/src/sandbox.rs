@@ -1,0 +1,287 @@
+//! [`SandboxedExec`]: the `exec` driver of a node that can run containers. An exec instance
+//! runs its program as it would unsandboxed (the host's programs and libraries, its code in
+//! its working directory), but in the box a container gets, as systemd's `DynamicUser`,
+//! `ProtectSystem=strict` and `PrivateTmp`, and a network namespace, would put it:
+//!
+//! - its own unprivileged host user, from a range no account uses ([`SandboxConfig::uids`]),
+//!   owning its working directory and nothing else;
+//! - its own cgroup with the spec's memory and CPU and a pids limit (an OOM kill reported as a
+//!   container's);
+//! - its own mount namespace: the host's root filesystem read-only (that one mount: nothing
+//!   mounted below it, so no `/run`, no other instance's root), `/tmp` and `/var/tmp`
+//!   private, the agent's directories (credentials, keys, other instances) and home
+//!   directories covered by empty tmpfs;
+//! - its own PID, IPC and UTS namespaces (it sees its own processes only; no
+//!   `/proc/PID/environ` of another instance or the agent);
+//! - its own network namespace, reaching only the node's mesh proxy (at the bridge's
+//!   gateway), its port forwarded from the node's address as a container's is;
+//! - no capabilities, the containers' seccomp profile, `no_new_privs`.
+//!
+//! What it still shares with the host: the kernel, the host's files outside the hidden
+//! directories, readable as any unprivileged user reads them, and CPU time beyond its quota's
+//! share (docs/security.md).
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use strata_core::spec::DriverKind;
+use strata_runtime::{Driver, DriverError, Exit, InstanceHandle, StartSpec};
+
+use crate::driver::ContainerRecord;
+use crate::prepare::{HostRoot, Root};
+use crate::ContainerDriver;
+
+/// The host users sandboxed instances run as unless configured: 65,536 ids inside the range
+/// systemd leaves to containers (524288-1879048191), far from accounts and from the
+/// 100000-range `/etc/subuid` hands out.
+pub const DEFAULT_UIDS: Range<u32> = 1_600_000_000..1_600_065_536;
+
+/// How a node sandboxes exec instances.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The host users (and groups, the same ids) instances run as, one each.
+    pub uids: Range<u32>,
+    /// Host directories no instance may see (the agent's data directory, homes).
+    pub hidden: Vec<PathBuf>,
+}
+
+impl SandboxConfig {
+    /// The default range, hiding `agent_dir` and the home directories.
+    pub fn new(agent_dir: impl Into<PathBuf>) -> SandboxConfig {
+        let mut hidden = vec![agent_dir.into()];
+        for home in ["/root", "/home"] {
+            let home = PathBuf::from(home);
+            if home.is_dir() {
+                hidden.push(home);
+            }
+        }
+        SandboxConfig {
+            uids: DEFAULT_UIDS,
+            hidden,
+        }
+    }
+}
+
+/// Which instance holds which user.
+#[derive(Debug, Default)]
+struct Uids {
+    held: Mutex<BTreeMap<u32, String>>,
+}
+
+impl Uids {
+    /// A free user of `range` for `instance`: the same one each time while it is free (by a
+    /// hash of the id), the next free one otherwise; `None` when all are taken.
+    fn take(&self, range: &Range<u32>, instance: &str) -> Option<u32> {
+        let size = u64::from(range.end.saturating_sub(range.start));
+        if size == 0 {
+            return None;
+        }
+        let mut held = self.held.lock().expect("not poisoned");
+        if let Some((uid, _)) = held.iter().find(|(_, who)| *who == instance) {
+            return Some(*uid);
+        }
+        let hash = instance.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        for step in 0..size {
+            let uid = range.start + ((hash + step) % size) as u32;
+            if let std::collections::btree_map::Entry::Vacant(free) = held.entry(uid) {
+                free.insert(instance.to_string());
+                return Some(uid);
+            }
+        }
+        None
+    }
+
+    /// `instance` holds `uid` (re-adopted after an agent restart).
+    fn claim(&self, uid: u32, instance: &str) {
+        self.held
+            .lock()
+            .expect("not poisoned")
+            .insert(uid, instance.to_string());
+    }
+
+    fn release(&self, instance: &str) {
+        self.held
+            .lock()
+            .expect("not poisoned")
+            .retain(|_, who| who != instance);
+    }
+}
+
+/// The sandboxed `exec` driver (see the module docs).
+pub struct SandboxedExec {
+    containers: Arc<ContainerDriver>,
+    config: SandboxConfig,
+    uids: Arc<Uids>,
+}
+
+impl SandboxedExec {
+    pub fn new(containers: Arc<ContainerDriver>, config: SandboxConfig) -> SandboxedExec {
+        SandboxedExec {
+            containers,
+            config,
+            uids: Arc::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for SandboxedExec {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Exec
+    }
+
+    async fn start(&self, spec: &StartSpec) -> Result<Box<dyn InstanceHandle>, DriverError> {
+        let id = spec.instance_id.clone();
+        let failed = |message: String| DriverError::Spawn {
+            instance: id.clone(),
+            program: spec.program.display().to_string(),
+            source: std::io::Error::other(message),
+        };
+        let uid = self.uids.take(&self.config.uids, &id).ok_or_else(|| {
+            failed(format!(
+                "no free user for a sandboxed instance: all {} of {}..{} are taken",
+                self.config.uids.len(),
+                self.config.uids.start,
+                self.config.uids.end
+            ))
+        })?;
+        let root = Root::Host(HostRoot {
+            uid,
+            hidden: self.config.hidden.clone(),
+        });
+        let prepared = {
+            let containers = &self.containers;
+            let spec = spec.clone();
+            tokio::task::block_in_place(|| containers.prepare(&spec, &root))
+        };
+        let (prepared, record, run) = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                self.uids.release(&id);
+                return Err(failed(error.to_string()));
+            }
+        };
+        let inner = match self.containers.exec.start(&run).await {
+            Ok(inner) => inner,
+            Err(error) => {
+                prepared.cleanup();
+                self.uids.release(&id);
+                return Err(error);
+            }
+        };
+        match self.containers.handle(inner, prepared, record) {
+            Ok(handle) => Ok(Box::new(Sandboxed {
+                inner: handle,
+                uids: self.uids.clone(),
+                id,
+            })),
+            Err(error) => {
+                self.uids.release(&id);
+                Err(error)
+            }
+        }
+    }
+
+    async fn adopt(
+        &self,
+        instance_id: &str,
+        record: &serde_json::Value,
+    ) -> Result<Option<Box<dyn InstanceHandle>>, DriverError> {
+        let uid = serde_json::from_value::<ContainerRecord>(record.clone())
+            .ok()
+            .and_then(|record| record.uid);
+        let Some(uid) = uid else {
+            return Err(DriverError::Record {
+                instance: instance_id.to_string(),
+                reason: "not a sandboxed instance's record (no user)".into(),
+            });
+        };
+        self.uids.claim(uid, instance_id);
+        match Driver::adopt(&*self.containers, instance_id, record).await {
+            Ok(Some(inner)) => Ok(Some(Box::new(Sandboxed {
+                inner,
+                uids: self.uids.clone(),
+                id: instance_id.to_string(),
+            }))),
+            other => {
+                self.uids.release(instance_id);
+                other
+            }
+        }
+    }
+}
+
+/// A sandboxed instance: a container's handle that gives its user back when it ends.
+struct Sandboxed {
+    inner: Box<dyn InstanceHandle>,
+    uids: Arc<Uids>,
+    id: String,
+}
+
+#[async_trait]
+impl InstanceHandle for Sandboxed {
+    fn pid(&self) -> Option<u32> {
+        self.inner.pid()
+    }
+
+    async fn wait(&self) -> Exit {
+        let exit = self.inner.wait().await;
+        self.uids.release(&self.id);
+        exit
+    }
+
+    async fn stop(&self, grace: Duration) -> Exit {
+        let exit = self.inner.stop(grace).await;
+        self.uids.release(&self.id);
+        exit
+    }
+
+    fn record(&self) -> serde_json::Value {
+        self.inner.record()
+    }
+
+    fn program_address(&self) -> Option<std::net::SocketAddr> {
+        self.inner.program_address()
+    }
+
+    fn processes(&self) -> Vec<u32> {
+        self.inner.processes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_instance_holds_its_own_user_until_it_ends() {
+        let uids = Uids::default();
+        let range = 1000..1004;
+        let a = uids.take(&range, "web-1").unwrap();
+        assert_eq!(uids.take(&range, "web-1"), Some(a), "the same while held");
+        let others: Vec<u32> = ["web-2", "web-3", "web-4"]
+            .iter()
+            .map(|id| uids.take(&range, id).unwrap())
+            .collect();
+        let mut all = others.clone();
+        all.push(a);
+        all.sort();
+        assert_eq!(
+            all,
+            vec![1000, 1001, 1002, 1003],
+            "all distinct, all in range"
+        );
+        assert_eq!(uids.take(&range, "web-5"), None, "none left");
+        uids.release("web-2");
+        assert_eq!(uids.take(&range, "web-5"), Some(others[0]));
+        uids.claim(7, "adopted");
+        assert_eq!(uids.take(&(7..8), "other"), None);
+        assert_eq!(uids.take(&(0..0), "x"), None);
+    }
+}
