@@ -164,6 +164,9 @@ enum Command {
         /// The OCI bundle.
         #[arg(long)]
         bundle: PathBuf,
+        /// Forward the node's address for the instance to the container's: LISTEN=TARGET.
+        #[arg(long)]
+        forward: Option<String>,
         /// The container's id.
         id: String,
     },
@@ -394,8 +397,14 @@ fn main() -> ExitCode {
     };
     // The shim creates processes with a raw clone3: it must stay single-threaded, so it runs
     // before (and instead of) the tokio runtime.
-    if let Command::ContainerShim { root, bundle, id } = &cli.command {
-        let code = strata_container::shim::run(root, bundle, id);
+    if let Command::ContainerShim {
+        root,
+        bundle,
+        forward,
+        id,
+    } = &cli.command
+    {
+        let code = strata_container::shim::start(root, bundle, id, forward.as_deref());
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     platform::set_log_format(cli.log_format);

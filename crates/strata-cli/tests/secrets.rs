@@ -65,11 +65,21 @@ async fn answers(dev: &Dev, greeting: &str) {
     panic!("hello never answered {greeting}:\n{}", dev.log());
 }
 
-/// Every file under `dir` whose bytes hold `needle`.
+/// Every file under `dir` whose bytes hold `needle` (not below a mount point: an instance's
+/// root is no file of the platform's).
 fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts: Vec<std::path::PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(4))
+        .map(std::path::PathBuf::from)
+        .collect();
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
+        if path != dir && mounts.contains(&path) {
+            continue;
+        }
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };

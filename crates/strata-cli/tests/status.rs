@@ -70,7 +70,8 @@ async fn a_program_on_the_wrong_port_is_named_with_what_it_listens_on() {
         err.contains("release 1 did not finish rolling out within 6s"),
         "{err}"
     );
-    let expected = format!("(listening on: 127.0.0.1:{wrong_port})");
+    // On its address: 127.0.0.1 unsandboxed, 0.0.0.0 in its own network namespace.
+    let expected = format!(":{wrong_port})");
     assert!(err.contains("nothing listens on PORT="), "{err}");
     assert!(err.contains(&expected), "{err}");
     assert!(err.contains("starting"), "{err}");

@@ -298,23 +298,13 @@ impl ContainerDriver {
         mut record: ContainerRecord,
     ) -> Result<Box<dyn InstanceHandle>, DriverError> {
         record.exec = inner.record();
-        let target = SocketAddr::from((record.network.address, record.port));
-        let forwarder = match forward(record.listen, target) {
-            Ok(task) => task,
-            Err(error) => {
-                return Err(DriverError::Spawn {
-                    instance: prepared.id.clone(),
-                    program: format!("port forward {} -> {target}", record.listen),
-                    source: error,
-                })
-            }
-        };
+        // The node's port is forwarded by the shim (`shim::forward`), which outlives an
+        // agent replaced in place: nothing here holds it.
         self.usage.start(&prepared.id, &record.image);
         Ok(Box::new(ContainerHandle {
             inner,
             prepared: Arc::new(prepared),
             record,
-            forwarder,
             finished: tokio::sync::Mutex::new(None),
             usage: self.usage.clone(),
         }))
@@ -379,7 +369,6 @@ struct ContainerHandle {
     inner: Box<dyn InstanceHandle>,
     prepared: Arc<Prepared>,
     record: ContainerRecord,
-    forwarder: JoinHandle<()>,
     finished: tokio::sync::Mutex<Option<Exit>>,
     usage: Arc<ImageUsage>,
 }
@@ -391,7 +380,6 @@ impl ContainerHandle {
         if let Some(exit) = finished.as_ref() {
             return exit.clone();
         }
-        self.forwarder.abort();
         let killed = exit.signal == Some(9) || exit.code == Some(128 + 9);
         let marked = self
             .prepared
@@ -453,28 +441,6 @@ fn bytes(n: u64) -> String {
         }
     }
     n.to_string()
-}
-
-/// Forwards connections to `listen` (the node's address for the instance) to `target` (the
-/// container's address), until aborted.
-fn forward(listen: SocketAddr, target: SocketAddr) -> std::io::Result<JoinHandle<()>> {
-    let std_listener = std::net::TcpListener::bind(listen)?;
-    std_listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(std_listener)?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let _ = inbound.set_nodelay(true);
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                    let _ = outbound.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    }))
 }
 
 #[cfg(test)]

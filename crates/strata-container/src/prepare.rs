@@ -28,6 +28,9 @@ pub(crate) enum Root {
 pub(crate) struct HostRoot {
     /// The unprivileged host user (and group) it runs as, its own.
     pub uid: u32,
+    /// The directory its mounts are made in (below `reap::SANDBOXES`, outside the agent's
+    /// data directory).
+    pub dir: PathBuf,
     /// Directories of the host it must not see (the agent's data), each covered by an empty
     /// tmpfs; its own instance directory is bound back in.
     pub hidden: Vec<PathBuf>,
@@ -72,14 +75,10 @@ impl ContainerDriver {
             .parse()
             .map_err(|_| ContainerError::Config(format!("cannot listen on {bind_host}:{port}")))?;
         // A container's things sit in its working directory; a sandboxed exec instance's
-        // beside it (its working directory is its own, bound into it).
+        // outside the agent's data directory (its root is the host's).
         let dir = match root {
             Root::Image => spec.work_dir.join("container"),
-            Root::Host(_) => spec
-                .work_dir
-                .parent()
-                .unwrap_or(&spec.work_dir)
-                .join("sandbox"),
+            Root::Host(host) => host.dir.clone(),
         };
         let limits = parts.limits;
         let record_base = |network: InstanceNetwork| ContainerRecord {
@@ -119,6 +118,15 @@ impl ContainerDriver {
         let record = record_base(instance_net.clone());
         let prepared = self.prepared(id, &record);
         let made = (|| {
+            // The agent's directory of sandboxes, root's alone.
+            if let (Root::Host(_), Some(parent)) = (root, dir.parent()) {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .map_err(|e| ContainerError::io("create", parent, e))?;
+            }
             let rootfs = dir.join("rootfs");
             std::fs::create_dir_all(&rootfs)
                 .map_err(|e| ContainerError::io("create", &rootfs, e))?;
@@ -190,6 +198,11 @@ impl ContainerDriver {
             runtime_root.display().to_string(),
             "--bundle".into(),
             dir.join("bundle").display().to_string(),
+            "--forward".into(),
+            format!(
+                "{listen}={}",
+                SocketAddr::from((instance_net.address, port))
+            ),
             id.to_string(),
         ]);
         let run = StartSpec {

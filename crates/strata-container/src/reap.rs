@@ -21,19 +21,35 @@ pub const MIN_AGE: Duration = Duration::from_secs(10);
 pub struct RootMount {
     pub instance: String,
     pub mount_point: PathBuf,
-    /// The instance's directory in its agent's data directory (`.../instances/<id>`).
+    /// The directory the mount is made in for the instance: a container's in its agent's data
+    /// directory (`.../instances/<id>`), a sandboxed exec instance's below [`SANDBOXES`].
     pub instance_dir: PathBuf,
 }
 
-/// What a container driver mounts per instance, below the instance's directory: a
-/// container's overlay root and bundle tmpfs, a sandboxed exec instance's bind of the host's
-/// root (whatever its filesystem) and bundle tmpfs. `None`: any filesystem type.
-const INSTANCE_MOUNTS: [(Option<&str>, &str); 4] = [
-    (Some("overlay"), "work/container/rootfs"),
-    (Some("tmpfs"), "work/container/bundle"),
-    (None, "sandbox/rootfs"),
-    (Some("tmpfs"), "sandbox/bundle"),
+/// Where sandboxed exec instances' roots are mounted (`/run/strata/sandbox/AGENT/ID`): outside
+/// every agent's data directory, so nothing walking one (a backup, `du`, `cp -a`) walks into
+/// the host's root through an instance's.
+pub const SANDBOXES: &str = "/run/strata/sandbox";
+
+/// What a container driver mounts per instance: a container's overlay root and bundle tmpfs
+/// below its directory in the agent's data directory, and a sandboxed exec instance's bind of
+/// the host's root (whatever its filesystem) and bundle tmpfs below [`SANDBOXES`].
+/// `(filesystem type, None for any; mount point below the instance's directory; the
+/// instance's directory is below)`.
+const INSTANCE_MOUNTS: [(Option<&str>, &str, Below); 4] = [
+    (Some("overlay"), "work/container/rootfs", Below::Instances),
+    (Some("tmpfs"), "work/container/bundle", Below::Instances),
+    (None, "rootfs", Below::Sandboxes),
+    (Some("tmpfs"), "bundle", Below::Sandboxes),
 ];
+
+#[derive(Clone, Copy)]
+enum Below {
+    /// An agent's `instances` directory.
+    Instances,
+    /// An agent's directory in [`SANDBOXES`].
+    Sandboxes,
+}
 
 /// The mounts of instances' roots and bundles (see `INSTANCE_MOUNTS`) in a mountinfo text.
 /// Mount points are unescaped (`\040` is a space).
@@ -44,13 +60,20 @@ pub fn root_mounts(mountinfo: &str) -> Vec<RootMount> {
             let (mount, source) = line.split_once(" - ")?;
             let fs_type = source.split_whitespace().next()?;
             let mount_point = PathBuf::from(unescape(mount.split_whitespace().nth(4)?));
-            let instance_dir = INSTANCE_MOUNTS.iter().find_map(|(kind, suffix)| {
-                kind.is_none_or(|kind| kind == fs_type)
-                    .then(|| mount_point.strip_suffix_path(suffix))
-                    .flatten()
+            let instance_dir = INSTANCE_MOUNTS.iter().find_map(|(kind, suffix, below)| {
+                if !kind.is_none_or(|kind| kind == fs_type) {
+                    return None;
+                }
+                let dir = mount_point.strip_suffix_path(suffix)?;
+                let parent = dir.parent()?;
+                let fits = match below {
+                    Below::Instances => parent.file_name()? == "instances",
+                    Below::Sandboxes => parent.parent()? == Path::new(SANDBOXES),
+                };
+                fits.then_some(dir)
             })?;
             let instance = instance_dir.file_name()?.to_str()?.to_string();
-            (instance_dir.parent()?.file_name()? == "instances").then_some(RootMount {
+            Some(RootMount {
                 instance,
                 mount_point,
                 instance_dir,
@@ -140,8 +163,9 @@ mod tests {
 305 22 0:56 / /tmp/x/other/web-1-abc/work/container/rootfs rw - overlay overlay rw
 306 22 0:57 / /tmp/x/data/agent/instances/web-1-abc/work/container/bundle rw - tmpfs tmpfs rw,size=4096k
 307 22 0:58 / /tmp/x/data/agent/instances/web-1-abc/work/container/bundle rw - overlay overlay rw
-308 22 8:1 / /tmp/x/data/agent/instances/job-3-ghi/sandbox/rootfs ro - ext4 /dev/sda1 rw
-309 22 0:59 / /tmp/x/data/agent/instances/job-3-ghi/sandbox/bundle rw - tmpfs tmpfs rw
+308 22 8:1 / /run/strata/sandbox/0a1b2c3d/job-3-ghi/rootfs ro - ext4 /dev/sda1 rw
+309 22 0:59 / /run/strata/sandbox/0a1b2c3d/job-3-ghi/bundle rw - tmpfs tmpfs rw
+310 22 8:1 / /run/strata/elsewhere/x/job-4/rootfs ro - ext4 /dev/sda1 rw
 ";
         let found = root_mounts(mountinfo);
         assert_eq!(
@@ -167,20 +191,20 @@ mod tests {
                 },
                 RootMount {
                     instance: "job-3-ghi".into(),
-                    mount_point: "/tmp/x/data/agent/instances/job-3-ghi/sandbox/rootfs".into(),
-                    instance_dir: "/tmp/x/data/agent/instances/job-3-ghi".into(),
+                    mount_point: "/run/strata/sandbox/0a1b2c3d/job-3-ghi/rootfs".into(),
+                    instance_dir: "/run/strata/sandbox/0a1b2c3d/job-3-ghi".into(),
                 },
                 RootMount {
                     instance: "job-3-ghi".into(),
-                    mount_point: "/tmp/x/data/agent/instances/job-3-ghi/sandbox/bundle".into(),
-                    instance_dir: "/tmp/x/data/agent/instances/job-3-ghi".into(),
+                    mount_point: "/run/strata/sandbox/0a1b2c3d/job-3-ghi/bundle".into(),
+                    instance_dir: "/run/strata/sandbox/0a1b2c3d/job-3-ghi".into(),
                 },
             ]
         );
         assert_eq!(
             mounted_below(
                 mountinfo,
-                Path::new("/tmp/x/data/agent/instances/job-3-ghi")
+                Path::new("/run/strata/sandbox/0a1b2c3d/job-3-ghi")
             )
             .len(),
             2

@@ -118,14 +118,22 @@ pub struct SandboxedExec {
     containers: Arc<ContainerDriver>,
     config: SandboxConfig,
     uids: Arc<Uids>,
+    /// This agent's directory below `reap::SANDBOXES` (named by a hash of its container
+    /// state directory: several agents may share a host).
+    mounts: PathBuf,
 }
 
 impl SandboxedExec {
     pub fn new(containers: Arc<ContainerDriver>, config: SandboxConfig) -> SandboxedExec {
+        use sha2::Digest;
+        let agent =
+            sha2::Sha256::digest(containers.config.state_dir.as_os_str().as_encoded_bytes());
+        let mounts = PathBuf::from(crate::reap::SANDBOXES).join(hex::encode(&agent[..4]));
         SandboxedExec {
             containers,
             config,
             uids: Arc::default(),
+            mounts,
         }
     }
 }
@@ -143,6 +151,14 @@ impl Driver for SandboxedExec {
             program: spec.program.display().to_string(),
             source: std::io::Error::other(message),
         };
+        // As the exec driver would: a program that is not there fails the start, saying so.
+        if let Err(source) = find_program(spec) {
+            return Err(DriverError::Spawn {
+                instance: id.clone(),
+                program: spec.program.display().to_string(),
+                source,
+            });
+        }
         let uid = self.uids.take(&self.config.uids, &id).ok_or_else(|| {
             failed(format!(
                 "no free user for a sandboxed instance: all {} of {}..{} are taken",
@@ -153,6 +169,7 @@ impl Driver for SandboxedExec {
         })?;
         let root = Root::Host(HostRoot {
             uid,
+            dir: self.mounts.join(&id),
             hidden: self.config.hidden.clone(),
         });
         let prepared = {
@@ -215,6 +232,62 @@ impl Driver for SandboxedExec {
             }
         }
     }
+}
+
+/// Where `spec`'s program is on the host: an absolute path, one relative to its working
+/// directory, or a name on the agent's `PATH` (the instance's own `PATH` is the same).
+fn find_program(spec: &StartSpec) -> std::io::Result<PathBuf> {
+    let program = &spec.program;
+    let found = if program.is_absolute() {
+        Some(program.clone())
+    } else if program.components().count() > 1 {
+        Some(spec.work_dir.join(program))
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    let path = match found {
+        Some(path) if path.is_file() => path,
+        _ => return Err(std::io::Error::from(nix::errno::Errno::ENOENT)),
+    };
+    // What the kernel would refuse at exec, refused here with its errno, so the start fails
+    // with the same reason as an unsandboxed one (not inside the shim, as a crash).
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::metadata(&path)?.permissions().mode() & 0o111 == 0 {
+        return Err(std::io::Error::from(nix::errno::Errno::EACCES));
+    }
+    if elf_for_another_machine(&path) {
+        return Err(std::io::Error::from(nix::errno::Errno::ENOEXEC));
+    }
+    Ok(path)
+}
+
+/// Whether `path` is an ELF file for another machine than this one.
+fn elf_for_another_machine(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    let read = std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut header));
+    if read.is_err() || !header.starts_with(b"\x7fELF") {
+        return false;
+    }
+    let machine = match header[5] {
+        2 => u16::from_be_bytes([header[18], header[19]]),
+        _ => u16::from_le_bytes([header[18], header[19]]),
+    };
+    let ours = match std::env::consts::ARCH {
+        "x86_64" => 62,
+        "aarch64" => 183,
+        "x86" => 3,
+        "arm" => 40,
+        "riscv64" => 243,
+        "s390x" => 22,
+        "powerpc64" => 21,
+        _ => return false,
+    };
+    machine != ours
 }
 
 /// A sandboxed instance: a container's handle that gives its user back when it ends.

@@ -1,7 +1,8 @@
 //! The container shim: the small process that creates one container with youki's
 //! `libcontainer`, in-process, and then stands for it until it ends.
 //!
-//! The node runs it as `strata container-shim --root DIR --bundle DIR ID` (the `strata` binary
+//! The node runs it as `strata container-shim --root DIR --bundle DIR [--forward LISTEN=TARGET]
+//! ID` (the `strata` binary
 //! re-executing itself; tests use the `strata-container-shim` binary of this crate, which is
 //! the same function). It is a process of its own because:
 //! - libcontainer creates the container's processes with a raw `clone3`, which is only sound
@@ -16,11 +17,18 @@
 //! signal ended it, as a shell reports it). A container that cannot be created exits 125 with
 //! the reason on stderr, which is the instance's log.
 //!
+//! With `--forward LISTEN=TARGET` it also forwards the node's address for the instance
+//! (`LISTEN`, bound before anything is created: a port taken fails the start) to the
+//! container's (`TARGET`), for as long as the container runs. The forwarder lives here, not
+//! in the agent, so that an agent replaced in place (`SIGHUP`, `--keep-instances`) leaves
+//! every instance reachable while the next one starts.
+//!
 //! Why libcontainer rather than `runc run`: runc is a Go program that re-executes itself to
 //! enter the namespaces (`runc init`); creating the same container from Rust in one process
 //! saves most of that, which is what lets a node start a container faster than `runc run`
 //! does (docs/benchmarks.md has the figures).
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -48,12 +56,14 @@ const FORWARDED: [Signal; 6] = [
 pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
     let mut root = None;
     let mut bundle = None;
+    let mut forward = None;
     let mut id = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--root" => root = args.next(),
             "--bundle" => bundle = args.next(),
+            "--forward" => forward = args.next(),
             _ if id.is_none() && !arg.starts_with('-') => id = Some(arg),
             other => {
                 eprintln!("strata container-shim: unexpected argument `{other}`");
@@ -62,15 +72,65 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         }
     }
     let (Some(root), Some(bundle), Some(id)) = (root, bundle, id) else {
-        eprintln!("usage: strata container-shim --root DIR --bundle DIR ID");
+        eprintln!(
+            "usage: strata container-shim --root DIR --bundle DIR [--forward LISTEN=TARGET] ID"
+        );
         return 2;
     };
-    run(Path::new(&root), Path::new(&bundle), &id)
+    start(
+        Path::new(&root),
+        Path::new(&bundle),
+        &id,
+        forward.as_deref(),
+    )
 }
 
-/// Creates container `id` from `bundle` (state under `root`), runs it to its end and returns
-/// the exit code to leave with.
-pub fn run(root: &Path, bundle: &Path, id: &str) -> i32 {
+/// Runs the shim for container `id`: binds `forward`'s listening address (`LISTEN=TARGET`),
+/// then [`run`]s the container. Returns the process's exit code.
+pub fn start(root: &Path, bundle: &Path, id: &str, forward: Option<&str>) -> i32 {
+    let forward = match forward.map(parse_forward) {
+        None => None,
+        Some(Ok(pair)) => Some(pair),
+        Some(Err(why)) => {
+            eprintln!("strata container-shim: --forward: {why}");
+            return 2;
+        }
+    };
+    // Bound first (no thread yet: libcontainer's clone3 needs a single-threaded process), so a
+    // port another process holds fails the start at once.
+    let forward = match forward {
+        None => None,
+        Some((listen, target)) => match std::net::TcpListener::bind(listen) {
+            Ok(listener) => Some((listener, target)),
+            Err(error) => {
+                eprintln!("strata container-shim: cannot listen on {listen}: {error}");
+                return EXIT_CANNOT_CREATE;
+            }
+        },
+    };
+    run(root, bundle, id, forward)
+}
+
+/// `LISTEN=TARGET`, both `IP:PORT`.
+fn parse_forward(text: &str) -> Result<(SocketAddr, SocketAddr), String> {
+    let (listen, target) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not LISTEN=TARGET"))?;
+    let address = |a: &str| {
+        a.parse::<SocketAddr>()
+            .map_err(|_| format!("`{a}` is not IP:PORT"))
+    };
+    Ok((address(listen)?, address(target)?))
+}
+
+/// Creates container `id` from `bundle` (state under `root`), forwards `forward`'s listener
+/// to its target while it runs, runs it to its end and returns the exit code to leave with.
+pub fn run(
+    root: &Path,
+    bundle: &Path,
+    id: &str,
+    forward: Option<(std::net::TcpListener, SocketAddr)>,
+) -> i32 {
     // libcontainer reports through `tracing`; its errors belong in the instance's log. (Its
     // warnings, such as syscalls of the seccomp profile this architecture lacks, do not.)
     // STRATA_SHIM_LOG=debug shows every step, with timestamps, to see where a start goes.
@@ -101,7 +161,18 @@ pub fn run(root: &Path, bundle: &Path, id: &str) -> i32 {
         let _ = container.delete(true);
         return EXIT_CANNOT_CREATE;
     };
-    let code = supervise(init);
+    // Signals are blocked before the forwarder's thread starts, so it inherits the mask and
+    // every forwarded signal reaches `supervise`.
+    let signals = block_signals();
+    if let Some((listener, target)) = forward {
+        if let Err(error) = std::thread::Builder::new()
+            .name("forward".into())
+            .spawn(move || serve_forward(listener, target))
+        {
+            eprintln!("strata container-shim: cannot forward the instance's port: {error}");
+        }
+    }
+    let code = supervise(init, &signals);
     // Killed: the kernel counts an OOM kill only in the container's own cgroup, which the
     // delete below removes; say so in the bundle for the driver, which names the reason.
     if code == 128 + Signal::SIGKILL as i32 && container_oom_killed(bundle) {
@@ -164,19 +235,62 @@ fn create_and_start(root: &Path, bundle: &Path, id: &str) -> Result<Container, S
     Ok(container)
 }
 
-/// Forwards signals to `init` until it ends; returns its exit code (`128 + signal` if a
-/// signal ended it).
-fn supervise(init: Pid) -> i32 {
+/// Blocks the signals the shim forwards (and SIGCHLD): they queue up for [`supervise`]
+/// instead of ending the shim. (The container was started before this, so it does not
+/// inherit the mask.)
+fn block_signals() -> SigSet {
     let mut signals = SigSet::empty();
     for signal in FORWARDED {
         signals.add(signal);
     }
     signals.add(Signal::SIGCHLD);
-    // Blocked, the signals queue up for `wait` below instead of ending the shim. (The
-    // container was started before this, so it does not inherit the mask.)
     if let Err(errno) = signals.thread_block() {
         eprintln!("strata container-shim: cannot block signals: {errno}");
     }
+    signals
+}
+
+/// Forwards every connection `listener` takes to `target`, until the process ends.
+fn serve_forward(listener: std::net::TcpListener, target: SocketAddr) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("strata container-shim: cannot forward the instance's port: {error}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("strata container-shim: cannot forward the instance's port: {error}");
+                return;
+            }
+        };
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = inbound.set_nodelay(true);
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = outbound.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+}
+
+/// Forwards signals to `init` until it ends; returns its exit code (`128 + signal` if a
+/// signal ended it).
+fn supervise(init: Pid, signals: &SigSet) -> i32 {
     loop {
         // Reap every child that ended; the container's first process is the one that counts.
         loop {

@@ -84,6 +84,10 @@ pub struct StartedAgent {
     pub access: ControlAccess,
 }
 
+/// The label of a node that runs exec instances sandboxed (`[placement] labels = {
+/// "sandbox.strata/exec" = "on" }` keeps a service on such nodes).
+pub const EXEC_SANDBOX_LABEL: &str = "sandbox.strata/exec";
+
 /// Whether a node runs its exec instances sandboxed (`--exec-sandbox`): each as its own user,
 /// in its own cgroup and namespaces, the host read-only (`strata_container::sandbox`). It needs
 /// what containers need (root, cgroups, nftables); a node without it runs them unsandboxed
@@ -181,6 +185,10 @@ pub async fn start_agent(
                 container.clone(),
                 sandbox,
             )));
+            // Said in the node's labels, so a service can ask for sandboxed nodes only.
+            config
+                .labels
+                .insert(EXEC_SANDBOX_LABEL.to_string(), "on".to_string());
         } else {
             tracing::warn!("exec instances run unsandboxed (--exec-sandbox off): as the agent's user, seeing the node as it does");
         }

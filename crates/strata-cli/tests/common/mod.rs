@@ -483,6 +483,38 @@ pub fn kill_instances(data_dir: &Path) {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+    // A container's or sandboxed exec instance's processes live on in their own session
+    // when their shim is killed: every process of the instance's cgroup goes too.
+    let Ok(entries) = std::fs::read_dir(data_dir.join("agent/instances")) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let id = entry.file_name();
+        for controller in ["pids", "memory", "cpu", "unified"] {
+            let mut dirs = vec![Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join("strata")
+                .join(&id)];
+            while let Some(dir) = dirs.pop() {
+                let Ok(children) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                dirs.extend(
+                    children
+                        .filter_map(Result::ok)
+                        .filter(|c| c.path().is_dir())
+                        .map(|c| c.path()),
+                );
+                let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Pids of the instances an agent recorded as running.
@@ -494,7 +526,12 @@ pub fn recorded_pids(data_dir: &Path) -> Vec<u32> {
         .filter_map(Result::ok)
         .filter_map(|e| std::fs::read(e.path().join("record.json")).ok())
         .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .filter_map(|v| v["process"]["pid"].as_u64())
+        .filter_map(|v| {
+            // An exec instance's own pid; a container's (or sandboxed one's) shim's.
+            v["process"]["pid"]
+                .as_u64()
+                .or_else(|| v["process"]["exec"]["pid"].as_u64())
+        })
         .map(|pid| pid as u32)
         .collect()
 }
