@@ -102,7 +102,11 @@ fn recorded_pids(agent_dir: &std::path::Path) -> Vec<(String, u64)> {
         let record: serde_json::Value = serde_json::from_str(&text).unwrap();
         found.push((
             record["instance_id"].as_str().unwrap().to_string(),
-            record["process"]["pid"].as_u64().unwrap(),
+            // An exec instance's own pid; a sandboxed one's shim's.
+            record["process"]["pid"]
+                .as_u64()
+                .or_else(|| record["process"]["exec"]["pid"].as_u64())
+                .unwrap(),
         ));
     }
     found.sort();
