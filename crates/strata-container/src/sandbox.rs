@@ -205,6 +205,11 @@ impl Driver for SandboxedExec {
         }
     }
 
+    async fn shutdown(&self) {
+        // This agent's directory of sandboxes, once none is left in it (kept instances are).
+        let _ = std::fs::remove_dir(&self.mounts);
+    }
+
     async fn adopt(
         &self,
         instance_id: &str,

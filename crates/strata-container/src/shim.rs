@@ -252,6 +252,7 @@ fn block_signals() -> SigSet {
 
 /// Forwards every connection `listener` takes to `target`, until the process ends.
 fn serve_forward(listener: std::net::TcpListener, target: SocketAddr) {
+    // One thread: two workers measured no faster on a loaded node (docs/benchmarks.md).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
