@@ -12,31 +12,17 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strata_container::{
-    ContainerConfig, ContainerDriver, ContainerError, ImageSource, ResolvedImage, SandboxConfig,
-    SandboxedExec,
-};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{hello_bin, until_ready, NoImages};
+use strata_container::{ContainerConfig, ContainerDriver, SandboxConfig, SandboxedExec};
 use strata_runtime::exec::ExecDriver;
 use strata_runtime::{Driver, DriverSettings, ExecSettings, StartSpec};
-
-struct NoImages;
-
-impl ImageSource for NoImages {
-    fn resolve(&self, artifact: &Path) -> Result<ResolvedImage, ContainerError> {
-        Err(ContainerError::Image(format!(
-            "no image {}",
-            artifact.display()
-        )))
-    }
-}
-
-fn hello_bin() -> PathBuf {
-    strata_testkit::workspace_bin("hello", "cargo build --release -p hello")
-}
 
 fn spec(dir: &Path, id: &str) -> StartSpec {
     let port = strata_testkit::free_port();
@@ -61,33 +47,6 @@ fn spec(dir: &Path, id: &str) -> StartSpec {
 
 fn port(spec: &StartSpec) -> SocketAddr {
     format!("127.0.0.1:{}", spec.env["PORT"]).parse().unwrap()
-}
-
-fn answers(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut answer = [0u8; 12];
-    stream.read_exact(&mut answer).is_ok() && answer.starts_with(b"HTTP/1.1 200")
-}
-
-/// Milliseconds from `since` until `addr` answers (polling every 0.5 ms, at most 10 s).
-fn until_ready(since: Instant, addr: SocketAddr) -> f64 {
-    let deadline = since + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if answers(addr) {
-            return since.elapsed().as_secs_f64() * 1000.0;
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    panic!("{addr} did not answer within 10 s");
 }
 
 /// Starts `runs` instances one after another with `driver`, each until it answers, then

@@ -14,49 +14,20 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{hello_bin, until_ready};
 use strata_container::bundle::{runtime_spec, BundleSpec};
 use strata_container::net::NodeNetwork;
 use strata_container::{ContainerConfig, ContainerDriver, StoreImages};
 use strata_image::{ImageStore, JeosOptions, Tag};
 use strata_runtime::{Driver, StartSpec};
-
-fn hello_bin() -> PathBuf {
-    strata_testkit::workspace_bin("hello", "cargo build --release -p hello")
-}
-
-fn answers(addr: SocketAddr) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-    else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut answer = [0u8; 12];
-    stream.read_exact(&mut answer).is_ok() && answer.starts_with(b"HTTP/1.1 200")
-}
-
-/// Milliseconds from `since` until `addr` answers 200 (polling every 0.5 ms, at most 10 s).
-fn until_ready(since: Instant, addr: SocketAddr) -> f64 {
-    let deadline = since + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if answers(addr) {
-            return since.elapsed().as_secs_f64() * 1000.0;
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    panic!("{addr} did not answer within 10 s");
-}
 
 fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));

@@ -14,6 +14,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{hello_bin, http_get, leased_address};
 use strata_container::{
     ContainerConfig, ContainerDriver, ContainerError, ImageSource, ResolvedImage,
 };
@@ -333,13 +336,6 @@ async fn an_instance_cannot_connect_to_the_host_but_its_port_is_reached() {
 }
 
 /// The example service's binary, built beside this test by `cargo build --workspace --bins`.
-fn hello_bin() -> PathBuf {
-    strata_testkit::workspace_bin(
-        "hello",
-        "build it with `cargo build -p hello` (scripts/test.sh does)",
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_node_reaches_the_instance_port() {
     if !can_run() {
@@ -371,19 +367,6 @@ async fn the_node_reaches_the_instance_port() {
         exit.reason.as_deref(),
         Some("killed: memory limit 64Mi reached")
     );
-}
-
-fn http_get(addr: &str) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: hello\r\nConnection: close\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    if answer.is_empty() {
-        return Err(std::io::Error::other("empty answer"));
-    }
-    Ok(answer)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -503,10 +486,21 @@ async fn stopping_forwards_sigterm_and_leaves_nothing_behind() {
     }
     let shim = handle.pid().expect("the shim has a pid");
     let state = node.dir.path().join("state/runtime/stop-2/state.json");
-    let state_json = std::fs::read_to_string(&state).expect("the runtime keeps state");
-    let container_pid = serde_json::from_str::<serde_json::Value>(&state_json).unwrap()["pid"]
-        .as_i64()
-        .expect("the state names the container's pid");
+    // The runtime rewrites its state in place as the container starts: read it until whole.
+    let container_pid = loop {
+        let state_json = std::fs::read_to_string(&state).unwrap_or_default();
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&state_json) {
+            break value["pid"]
+                .as_i64()
+                .expect("the state names the container's pid");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no whole state in {}",
+            state.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(shim as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -631,23 +625,6 @@ async fn the_node_makes_cgroup_moves_cheap() {
 }
 
 /// The address leased to `instance` under the driver's state directory.
-fn leased_address(state: &Path, instance: &str) -> Option<String> {
-    let mut dirs = vec![state.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if dir.file_name().is_some_and(|n| n == "leases")
-                && std::fs::read_to_string(&path).is_ok_and(|text| text.contains(instance))
-            {
-                return Some(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-    }
-    None
-}
-
 /// A container reaches the node's mesh proxy port on the gateway (the one way out) and
 /// nothing else: not another instance, even on the same bridge (its bridge port is isolated,
 /// and where the host passes bridged traffic through netfilter, the forward chain drops it

@@ -11,28 +11,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{hello_bin, http_get, leased_address, NoImages};
 use strata_container::sandbox::DEFAULT_UIDS;
-use strata_container::{
-    ContainerConfig, ContainerDriver, ContainerError, ImageSource, ResolvedImage, SandboxConfig,
-    SandboxedExec,
-};
+use strata_container::{ContainerConfig, ContainerDriver, SandboxConfig, SandboxedExec};
 use strata_runtime::{Driver, DriverSettings, ExecSettings, StartSpec};
 
 /// One test at a time, from making its driver on: they share the node's bridge and firewall
 /// (a driver starting sets the firewall's table afresh).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A sandbox needs no image.
-struct NoImages;
-
-impl ImageSource for NoImages {
-    fn resolve(&self, artifact: &Path) -> Result<ResolvedImage, ContainerError> {
-        Err(ContainerError::Image(format!(
-            "no image {}",
-            artifact.display()
-        )))
-    }
-}
 
 struct Node {
     dir: tempfile::TempDir,
@@ -130,26 +118,6 @@ fn assert_cleaned(work_dir: &Path) {
         !instance_dir.join("sandbox").exists(),
         "sandbox left behind"
     );
-}
-
-fn hello_bin() -> PathBuf {
-    strata_testkit::workspace_bin(
-        "hello",
-        "build it with `cargo build -p hello` (scripts/test.sh does)",
-    )
-}
-
-fn http_get(addr: &str) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: hello\r\nConnection: close\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    if answer.is_empty() {
-        return Err(std::io::Error::other("empty answer"));
-    }
-    Ok(answer)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -270,24 +238,6 @@ async fn another_instances_environment_and_files_are_out_of_reach() {
         log.contains("instances: prober\n"),
         "sees only its own: {log}"
     );
-}
-
-/// The leased address of `instance` in the driver's state (where the network records it).
-fn leased_address(state: &Path, instance: &str) -> Option<String> {
-    let mut dirs = vec![state.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if dir.file_name().is_some_and(|n| n == "leases")
-                && std::fs::read_to_string(&path).is_ok_and(|text| text.contains(instance))
-            {
-                return Some(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -90,6 +90,27 @@ async fn token(plane: &ControlPlane, name: &str, role: Role, envs: &[&str]) -> S
         .token
 }
 
+/// Deploys the services of `spec` (TOML) to `env`, as an admin.
+async fn deploy(api: &Api, env: &'static str, spec: &str) {
+    let services = strata_core::spec::parse("strata.toml", spec)
+        .unwrap()
+        .services
+        .into_iter()
+        .map(|spec| strata_core::api::DeployService {
+            spec,
+            artifact_digest: None,
+        })
+        .collect();
+    api.plane
+        .deploy(
+            &strata_core::EnvName::from_static(env),
+            strata_core::api::DeployRequest { services },
+            &strata_core::Actor::User("admin".into()),
+        )
+        .await
+        .unwrap();
+}
+
 /// What the watch streams from revision 1 to `credential` within a moment (the history
 /// replay, then nothing new), as text.
 async fn watched_history(api: &Api, credential: &str) -> String {
@@ -456,23 +477,7 @@ API_KEY = "s3cret-everywhere"
 [service.web.environments.prod.config]
 API_KEY = "s3cret-in-prod"
 "#;
-    let services = strata_core::spec::parse("strata.toml", spec)
-        .unwrap()
-        .services
-        .into_iter()
-        .map(|spec| strata_core::api::DeployService {
-            spec,
-            artifact_digest: None,
-        })
-        .collect();
-    api.plane
-        .deploy(
-            &strata_core::EnvName::from_static("prod"),
-            strata_core::api::DeployRequest { services },
-            &strata_core::Actor::User("admin".into()),
-        )
-        .await
-        .unwrap();
+    deploy(&api, "prod", spec).await;
     let viewer = token(&api.plane, "viewer", Role::Viewer, &[]).await;
     let dev_deployer = token(&api.plane, "dev-deployer", Role::Deployer, &["dev"]).await;
     let admin = token(&api.plane, "admin", Role::Admin, &[]).await;
@@ -798,23 +803,7 @@ async fn no_route_gives_a_secret_value_back_to_anyone() {
     assert_eq!(refused.status(), 400);
     assert!(!refused.text().await.unwrap().contains("987654321"));
     let spec = "[service.web]\ncommand = [\"web\"]\n[service.web.secrets]\nDB = { env = \"DB_PASSWORD\" }\n";
-    let services = strata_core::spec::parse("strata.toml", spec)
-        .unwrap()
-        .services
-        .into_iter()
-        .map(|spec| strata_core::api::DeployService {
-            spec,
-            artifact_digest: None,
-        })
-        .collect();
-    api.plane
-        .deploy(
-            &strata_core::EnvName::from_static("dev"),
-            strata_core::api::DeployRequest { services },
-            &strata_core::Actor::User("admin".into()),
-        )
-        .await
-        .unwrap();
+    deploy(&api, "dev", spec).await;
     // Every GET route, as the admin and as a node: no value.
     let node = api.plane.credentials().node_credential("n1");
     let mut read = 0;
