@@ -251,10 +251,12 @@ impl ControlPlane {
         let values = item.spec.config_for(env);
         let values_hash = config_hash(&values);
         let spec_hash = item.spec.spec_hash(item.artifact_digest.as_deref());
-        let secrets = self
-            .secret_versions(env, &name, item.spec.secrets.keys())
-            .await?;
         for _ in 0..CAS_ATTEMPTS {
+            // Read each attempt, and compared at the write: a version set meanwhile makes
+            // the attempt start over rather than pin the older one.
+            let secrets = self
+                .secret_versions(env, &name, item.spec.secrets.keys())
+                .await?;
             let now = now_millis();
             let existing: Option<(Service, u64)> = self.get(&service_key).await?;
             let (mut service, revision) = match existing {
@@ -294,7 +296,7 @@ impl ControlPlane {
                 &DeployWant {
                     spec_hash: &spec_hash,
                     config_hash: &values_hash,
-                    secrets: &secrets,
+                    secrets: &secrets.versions,
                     scale: &item.spec.scale,
                     slo: item.spec.slo,
                 },
@@ -307,7 +309,7 @@ impl ControlPlane {
                     replicas: service.replicas,
                 });
             }
-            let mut txn = Txn::new().when(&service_key, revision);
+            let mut txn = secrets.guard(Txn::new().when(&service_key, revision));
             if plan.new_config {
                 let record = ConfigVersion {
                     env: env.clone(),
@@ -331,7 +333,7 @@ impl ControlPlane {
                     number,
                     artifact_digest: item.artifact_digest.clone(),
                     config_version: plan.config_version,
-                    secrets: secrets.clone(),
+                    secrets: secrets.versions.clone(),
                     spec_hash: spec_hash.clone(),
                     // Configuration lives in its ConfigVersion only.
                     spec: item.spec.without_config(),

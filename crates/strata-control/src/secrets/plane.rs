@@ -20,6 +20,23 @@ use crate::plane::{decode, encode, CAS_ATTEMPTS};
 use crate::replicate::ServerRecord;
 use crate::{ControlError, ControlPlane};
 
+/// The secret versions a new release runs with, and the revisions they were read at.
+#[derive(Debug, Default)]
+pub(crate) struct SecretVersions {
+    pub versions: BTreeMap<String, u64>,
+    /// `(store key, mod revision)` of each record read.
+    pub read_at: Vec<(String, u64)>,
+}
+
+impl SecretVersions {
+    /// `txn`, guarded by every record being as it was read.
+    pub fn guard(&self, txn: Txn) -> Txn {
+        self.read_at
+            .iter()
+            .fold(txn, |txn, (key, revision)| txn.when(key, *revision))
+    }
+}
+
 fn not_set(env: &EnvName, service: &ServiceName, name: &str) -> ControlError {
     ControlError::not_found(
         format!("secret `{name}` of service `{service}` in environment `{env}`"),
@@ -302,22 +319,29 @@ impl ControlPlane {
         })
     }
 
-    /// The versions of the secrets `spec_secrets` names, as a new release of the service
-    /// runs them: each one's newest. Refused, naming the first, when one is not set.
+    /// The versions of the secrets `names` names, as a new release of the service runs
+    /// them: each one's newest, with the store revision of each record read (for a write to
+    /// compare against, so a version set meanwhile is never lost under an older one). Refused,
+    /// naming the first, when one is not set.
     pub(crate) async fn secret_versions(
         &self,
         env: &EnvName,
         service: &ServiceName,
         names: impl Iterator<Item = &String>,
-    ) -> Result<BTreeMap<String, u64>, ControlError> {
-        let mut versions = BTreeMap::new();
+    ) -> Result<SecretVersions, ControlError> {
+        let mut versions = SecretVersions::default();
         for name in names {
-            let record: Option<(SecretRecord, u64)> =
-                self.get(&keys::secret(env, service, name)).await?;
-            match record.and_then(|(r, _)| r.newest().filter(|_| r.is_set()).map(|v| v.version))
-            {
-                Some(version) => {
-                    versions.insert(name.clone(), version);
+            let key = keys::secret(env, service, name);
+            let record: Option<(SecretRecord, u64)> = self.get(&key).await?;
+            let newest = record.and_then(|(r, revision)| {
+                r.newest()
+                    .filter(|_| r.is_set())
+                    .map(|v| (v.version, revision))
+            });
+            match newest {
+                Some((version, revision)) => {
+                    versions.versions.insert(name.clone(), version);
+                    versions.read_at.push((key, revision));
                 }
                 None => {
                     return Err(ControlError::bad_request(
