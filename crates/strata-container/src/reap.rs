@@ -145,7 +145,31 @@ pub fn reap(cgroups: &Hierarchy) -> (usize, usize) {
             }
         }
     }
+    reap_sandbox_dirs(cgroups);
     (mounts, cgroups.reap_empty(MIN_AGE))
+}
+
+/// Removes what agents killed before they cleaned up left below [`SANDBOXES`]: an instance's
+/// directory once nothing is mounted below it and its cgroup is abandoned (one being set up
+/// has a young cgroup), then each agent's directory left empty.
+fn reap_sandbox_dirs(cgroups: &Hierarchy) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let Ok(agents) = std::fs::read_dir(SANDBOXES) else {
+        return;
+    };
+    for agent in agents.flatten() {
+        if let Ok(instances) = std::fs::read_dir(agent.path()) {
+            for instance in instances.flatten() {
+                let id = instance.file_name().to_string_lossy().into_owned();
+                if mounted_below(&mountinfo, &instance.path()).is_empty()
+                    && cgroups.abandoned(&id, MIN_AGE)
+                {
+                    let _ = std::fs::remove_dir_all(instance.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(agent.path());
+    }
 }
 
 #[cfg(test)]
