@@ -6,6 +6,7 @@ mod document;
 mod keys;
 mod scale;
 mod schema;
+mod secrets;
 mod sections;
 
 const FULL: &str = r#"# Every key, set.
