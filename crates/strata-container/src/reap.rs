@@ -54,12 +54,8 @@ enum Below {
 /// The mounts of instances' roots and bundles (see `INSTANCE_MOUNTS`) in a mountinfo text.
 /// Mount points are unescaped (`\040` is a space).
 pub fn root_mounts(mountinfo: &str) -> Vec<RootMount> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (mount, source) = line.split_once(" - ")?;
-            let fs_type = source.split_whitespace().next()?;
-            let mount_point = PathBuf::from(unescape(mount.split_whitespace().nth(4)?));
+    mounts(mountinfo)
+        .filter_map(|(mount_point, fs_type)| {
             let instance_dir = INSTANCE_MOUNTS.iter().find_map(|(kind, suffix, below)| {
                 if !kind.is_none_or(|kind| kind == fs_type) {
                     return None;
@@ -84,14 +80,22 @@ pub fn root_mounts(mountinfo: &str) -> Vec<RootMount> {
 
 /// The mount points at or below `dir` in a mountinfo text.
 pub fn mounted_below(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (mount, _) = line.split_once(" - ")?;
-            Some(PathBuf::from(unescape(mount.split_whitespace().nth(4)?)))
-        })
+    mounts(mountinfo)
+        .map(|(point, _)| point)
         .filter(|point| point.starts_with(dir))
         .collect()
+}
+
+/// Each mount of a mountinfo text: its mount point (unescaped) and filesystem type.
+fn mounts(mountinfo: &str) -> impl Iterator<Item = (PathBuf, &str)> {
+    mountinfo.lines().filter_map(|line| {
+        let (mount, source) = line.split_once(" - ")?;
+        let fs_type = source.split_whitespace().next()?;
+        Some((
+            PathBuf::from(unescape(mount.split_whitespace().nth(4)?)),
+            fs_type,
+        ))
+    })
 }
 
 trait StripSuffixPath {

@@ -148,11 +148,7 @@ impl Keyring {
     fn save(&self) -> Result<(), KeyringError> {
         let file = KeyringFile {
             active: self.active.clone(),
-            keys: self
-                .keys
-                .iter()
-                .map(|(id, key)| (id.clone(), BASE64.encode(key.0)))
-                .collect(),
+            keys: self.export(),
         };
         let text = serde_json::to_string_pretty(&file).expect("a keyring serializes");
         let fresh = self.path.with_extension("new");

@@ -114,6 +114,34 @@ impl ControlPlane {
         })
     }
 
+    /// The data key, made if the cluster has none yet.
+    async fn data_key_made(&self) -> Result<Arc<DataKey>, ControlError> {
+        self.data_key(true).await?.ok_or_else(|| {
+            ControlError::Internal("the secrets data key was neither found nor made".into())
+        })
+    }
+
+    /// The service as stored, with its revision and its desired release (`None`: no such
+    /// service): what setting or removing one of its secrets decides by.
+    async fn service_and_desired(
+        &self,
+        env: &EnvName,
+        service: &ServiceName,
+    ) -> Result<Option<(Service, u64, Option<Release>)>, ControlError> {
+        let Some((stored, revision)) = self.get::<Service>(&keys::service(env, service)).await?
+        else {
+            return Ok(None);
+        };
+        let desired: Option<(Release, u64)> = self
+            .get(&keys::release(env, service, stored.desired_release))
+            .await?;
+        Ok(Some((
+            stored,
+            revision,
+            desired.map(|(release, _)| release),
+        )))
+    }
+
     /// Opens the data key if the cluster has secrets (before a node's assignments are read;
     /// no store read while there are none, or once it is open).
     pub(crate) async fn secrets_ready(&self) {
@@ -158,7 +186,7 @@ impl ControlPlane {
                 Some("encode binary values (base64) and decode them in the service".to_string()),
             ));
         }
-        let data_key = self.data_key(true).await?.expect("made when absent");
+        let data_key = self.data_key_made().await?;
         let key = keys::secret(env, service, name);
         let service_key = keys::service(env, service);
         for _ in 0..CAS_ATTEMPTS {
@@ -193,15 +221,11 @@ impl ControlPlane {
             let mut txn = Txn::new().when(&key, revision).put(&key, encode(&record));
             // The service's release with the new version, if it runs with the secret.
             let mut release = None;
-            let existing: Option<(Service, u64)> = self.get(&service_key).await?;
-            if let Some((mut stored_service, service_revision)) = existing {
-                let desired: Option<(Release, u64)> = self
-                    .get(&keys::release(env, service, stored_service.desired_release))
-                    .await?;
+            if let Some((mut stored_service, service_revision, desired)) =
+                self.service_and_desired(env, service).await?
+            {
                 txn = txn.when(&service_key, service_revision);
-                if let Some((mut next, _)) =
-                    desired.filter(|(r, _)| r.spec.secrets.contains_key(name))
-                {
+                if let Some(mut next) = desired.filter(|r| r.secrets.contains_key(name)) {
                     let number = stored_service.latest_release + 1;
                     next.number = number;
                     next.secrets.insert(name.to_string(), version);
@@ -279,13 +303,10 @@ impl ControlPlane {
                 return Err(not_set(env, service, name));
             }
             let mut txn = Txn::new().when(&key, revision);
-            if let Some((stored_service, service_revision)) =
-                self.get::<Service>(&service_key).await?
+            if let Some((stored_service, service_revision, desired)) =
+                self.service_and_desired(env, service).await?
             {
-                let desired: Option<(Release, u64)> = self
-                    .get(&keys::release(env, service, stored_service.desired_release))
-                    .await?;
-                if desired.is_some_and(|(r, _)| r.secrets.contains_key(name)) {
+                if desired.is_some_and(|r| r.secrets.contains_key(name)) {
                     return Err(ControlError::Conflict {
                         message: format!(
                             "release {} of `{service}` runs with secret `{name}`",
@@ -359,7 +380,7 @@ impl ControlPlane {
     /// Seals the data key under a fresh key-encryption key (added to this server's key file
     /// first). No value is re-sealed and nothing restarts; other servers copy the new key.
     pub async fn rotate_secrets_key(&self, actor: &Actor) -> Result<KeyRotated, ControlError> {
-        let data_key = self.data_key(true).await?.expect("made when absent");
+        let data_key = self.data_key_made().await?;
         let (kek_id, kek) = self
             .secrets
             .keyring()
