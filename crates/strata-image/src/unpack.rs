@@ -46,6 +46,7 @@ use filetime::FileTime;
 use tar::EntryType;
 
 use crate::error::{io_err, ImageError};
+use crate::ids::IdShift;
 
 /// The prefix of an OCI whiteout file name.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -190,11 +191,13 @@ pub(crate) fn unpack_tar<R: Read>(
     what: &str,
     limits: &UnpackLimits,
     is_root: bool,
+    shift: Option<IdShift>,
 ) -> Result<UnpackStats, ImageError> {
     let mut unpacker = Unpacker {
         root,
         what,
         is_root,
+        shift,
         regular_files: HashSet::new(),
         dirs: BTreeMap::new(),
         stats: UnpackStats::default(),
@@ -239,6 +242,8 @@ struct Unpacker<'a> {
     root: &'a Path,
     what: &'a str,
     is_root: bool,
+    /// Owners are shifted into this host range (a user namespace's layers), if any.
+    shift: Option<IdShift>,
     /// Regular files unpacked so far (relative paths): the only valid hard link targets.
     regular_files: HashSet<PathBuf>,
     /// Directories and their mode and mtime, applied at the end (deepest first) so that a
@@ -293,10 +298,28 @@ impl Unpacker<'_> {
                 )
             })
         };
+        let (mut uid, mut gid) = (id(header.uid(), "uid")?, id(header.gid(), "gid")?);
+        if let Some(shift) = self.shift {
+            let host = |value: u32, which: &str| {
+                shift.host_id(value).ok_or_else(|| {
+                    self.refuse(
+                        entry,
+                        format!(
+                            "its {which} {value} is past the {} ids a container's user namespace \
+                             maps; rebuild the image with ids below {}, or run the service with \
+                             `userns = false` on a node that allows it (--allow-host-root)",
+                            shift.size, shift.size
+                        ),
+                    )
+                })
+            };
+            uid = host(uid, "uid")?;
+            gid = host(gid, "gid")?;
+        }
         Ok(Meta {
             mode: header.mode().map_err(|e| self.corrupt(entry, e))? & 0o7777,
-            uid: id(header.uid(), "uid")?,
-            gid: id(header.gid(), "gid")?,
+            uid,
+            gid,
             mtime: header.mtime().map_err(|e| self.corrupt(entry, e))?,
         })
     }
@@ -408,11 +431,24 @@ impl Unpacker<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     fs::create_dir(&path).map_err(io_err("create the directory", &path))?;
+                    self.own_by_root(&path)?;
                 }
                 Err(e) => return Err(ImageError::io("inspect", &path, e)),
             }
         }
         Ok(path)
+    }
+
+    /// Gives a directory the archive did not describe (the layer's root, a missing parent)
+    /// to the image's root: host root, or the shifted root of a user namespace's layer.
+    fn own_by_root(&self, path: &Path) -> Result<(), ImageError> {
+        match self.shift {
+            Some(shift) if self.is_root => {
+                std::os::unix::fs::lchown(path, Some(shift.base), Some(shift.base))
+                    .map_err(io_err("chown", path))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Checks, without creating anything, that `components` name an existing regular file
@@ -658,6 +694,7 @@ impl Unpacker<'_> {
     /// archive said otherwise.
     fn finish(&mut self) -> Result<(), ImageError> {
         self.dirs.entry(PathBuf::new()).or_insert((0o755, 0));
+        self.own_by_root(self.root)?;
         let dirs = std::mem::take(&mut self.dirs);
         for (relative, (mode, mtime)) in dirs.iter().rev() {
             let path = self.root.join(relative);

@@ -705,3 +705,102 @@ fn only_the_stores_owner_enters_its_layers() {
     ImageStore::open(&root).unwrap();
     assert_eq!(fs::metadata(&layers).unwrap().mode() & 0o777, 0o700);
 }
+
+/// For containers in a user namespace: a layer unpacked for a host range has every owner
+/// shifted into it (the directories the archive does not describe too: they are the image
+/// root's), beside the unshifted tree; an owner past the range is refused, naming the entry
+/// and the fix, and leaves nothing; garbage collection removes the shifted trees with the
+/// layer.
+#[test]
+fn layers_for_a_user_namespace_have_their_owners_shifted_into_its_range() {
+    if !is_root() {
+        eprintln!("not root: skipping (shifting owners needs chown)");
+        return;
+    }
+    use strata_image::{IdShift, ImageConfigSpec};
+    let temp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(temp.path().join("store")).unwrap();
+    let tar = TarBuilder::new()
+        .file_owned("etc/app.conf", b"conf", 0o640, 0, 1000, 1_700_000_000)
+        .file_owned("home/app/data", b"data", 0o600, 1000, 1000, 1_700_000_000)
+        .finish();
+    let layer = store.add_layer(&tar[..]).unwrap();
+    let image = store
+        .put_image(&[layer.clone()], &ImageConfigSpec::default(), None)
+        .unwrap();
+    let shift = IdShift {
+        base: 1_700_000_000,
+        size: 65536,
+    };
+    let shifted = store
+        .lower_dirs_shifted(&image.digest, Some(shift))
+        .unwrap();
+    let plain = store.lower_dirs(&image.digest).unwrap();
+    assert_eq!(plain, [store.layer_dir(&layer)]);
+    assert_ne!(shifted, plain, "a tree of its own");
+    let owner = |path: &Path| {
+        let meta = fs::symlink_metadata(path).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    let root = &shifted[0];
+    assert_eq!(
+        owner(&root.join("etc/app.conf")),
+        (1_700_000_000, 1_700_001_000)
+    );
+    assert_eq!(
+        owner(&root.join("home/app/data")),
+        (1_700_001_000, 1_700_001_000)
+    );
+    for undescribed in ["", "etc", "home", "home/app"] {
+        assert_eq!(
+            owner(&root.join(undescribed)),
+            (1_700_000_000, 1_700_000_000),
+            "`{undescribed}`"
+        );
+    }
+    assert_eq!(owner(&plain[0].join("home/app/data")), (1000, 1000));
+    // Asked again: the same tree.
+    assert_eq!(
+        store
+            .lower_dirs_shifted(&image.digest, Some(shift))
+            .unwrap(),
+        shifted
+    );
+
+    // An owner the namespace does not map.
+    let past = TarBuilder::new()
+        .file_owned("srv/big", b"x", 0o644, 70000, 0, 1_700_000_000)
+        .finish();
+    let past_layer = store.add_layer(&past[..]).unwrap();
+    let past_image = store
+        .put_image(&[past_layer], &ImageConfigSpec::default(), None)
+        .unwrap();
+    let error = store
+        .lower_dirs_shifted(&past_image.digest, Some(shift))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("`srv/big`"), "{error}");
+    assert!(error.contains("uid 70000"), "{error}");
+    assert!(error.contains("userns = false"), "{error}");
+    assert!(
+        !layers_dir_entries(&store)
+            .iter()
+            .any(|e| e.starts_with('.')),
+        "nothing left of the refused unpack: {:?}",
+        layers_dir_entries(&store)
+    );
+
+    // Collected with its layer.
+    let report = store.gc(&[]).unwrap();
+    assert!(report.layers_removed.contains(&layer), "{report:?}");
+    assert!(!root.exists() && !plain[0].exists());
+    assert_eq!(
+        report
+            .layers_removed
+            .iter()
+            .filter(|l| **l == layer)
+            .count(),
+        1,
+        "one layer, however many trees"
+    );
+}

@@ -86,14 +86,19 @@ impl ImageStore {
                 if self.remove_leftover(&name, &path, &mut report)? {
                     continue;
                 }
-                if !is_sha256_hex(&name) || layers.contains(&name) {
+                // A layer's trees: `<hex>` and, shifted for user namespaces, `<hex>.ids-...`.
+                let hex = match name.split_once('.') {
+                    Some((hex, _)) if !blobs => hex.to_string(),
+                    _ => name.clone(),
+                };
+                if !is_sha256_hex(&hex) || layers.contains(&hex) {
                     continue;
                 }
                 report.bytes_freed += remove_tree(&path, !self.is_root)?;
-                let digest = LayerDigest::from_hex_unchecked(name);
+                let digest = LayerDigest::from_hex_unchecked(hex);
                 if blobs {
                     report.blobs_removed.push(digest);
-                } else {
+                } else if !report.layers_removed.contains(&digest) {
                     report.layers_removed.push(digest);
                 }
             }

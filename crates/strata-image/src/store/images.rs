@@ -10,6 +10,7 @@ use super::files::{read_dir, write_atomic};
 use super::{ImageStore, RemoveReport, ToReference, TMP_PREFIX};
 use crate::digest::{is_sha256_hex, LayerDigest, ManifestDigest};
 use crate::error::{io_err, ImageError};
+use crate::ids::IdShift;
 use crate::manifest::{
     now_rfc3339, Image, ImageConfigSpec, LayerRef, Manifest, Platform, MANIFEST_SCHEMA_VERSION,
 };
@@ -357,12 +358,23 @@ impl ImageStore {
         &self,
         image: &(impl ToReference + ?Sized),
     ) -> Result<Vec<PathBuf>, ImageError> {
+        self.lower_dirs_shifted(image, None)
+    }
+
+    /// [`Self::lower_dirs`] with the files' owners shifted into a user namespace's host range
+    /// (`shift`), each layer unpacked so once and shared by every container of that range.
+    /// An owner past the range is refused, naming the entry.
+    pub fn lower_dirs_shifted(
+        &self,
+        image: &(impl ToReference + ?Sized),
+        shift: Option<IdShift>,
+    ) -> Result<Vec<PathBuf>, ImageError> {
         let _lock = self.lock(false)?;
         let digest = self.resolve(&image.to_reference()?)?;
         let manifest = self.read_manifest(&digest)?;
         let mut dirs = Vec::with_capacity(manifest.layers.len());
         for layer in manifest.layers.iter().rev() {
-            dirs.push(self.unpack_unlocked(&layer.digest)?);
+            dirs.push(self.unpack_unlocked(&layer.digest, shift)?);
         }
         Ok(dirs)
     }

@@ -13,6 +13,7 @@ use super::files::RemoveOnDrop;
 use super::{ImageStore, TMP_PREFIX};
 use crate::digest::{HashingReader, HashingWriter, LayerDigest};
 use crate::error::{io_err, sniff, ImageError};
+use crate::ids::IdShift;
 use crate::unpack::{display_path, unpack_tar, LimitCounter};
 
 /// A blob being written: hashed as it goes to a temporary file of `blobs/sha256/`.
@@ -201,11 +202,22 @@ impl ImageStore {
     /// refused, or whose blob does not match its digest, leaves nothing behind.
     pub fn unpack(&self, layer: &LayerDigest) -> Result<PathBuf, ImageError> {
         let _lock = self.lock(false)?;
-        self.unpack_unlocked(layer)
+        self.unpack_unlocked(layer, None)
     }
 
-    pub(crate) fn unpack_unlocked(&self, layer: &LayerDigest) -> Result<PathBuf, ImageError> {
-        let target = self.layer_dir(layer);
+    /// Unpacks the layer with its owners shifted (`shift`: for containers in a user
+    /// namespace) into a directory of its own, once per shift; `None` is [`Self::unpack`].
+    pub(crate) fn unpack_unlocked(
+        &self,
+        layer: &LayerDigest,
+        shift: Option<IdShift>,
+    ) -> Result<PathBuf, ImageError> {
+        let target = match shift {
+            None => self.layer_dir(layer),
+            Some(shift) => self
+                .layers_dir()
+                .join(format!("{}{}", layer.hex(), shift.dir_suffix())),
+        };
         if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
             return Ok(target);
         }
@@ -224,7 +236,7 @@ impl ImageStore {
         };
         let what = format!("layer {layer}");
         let mut reader = HashingReader::new(BufReader::with_capacity(1 << 16, blob));
-        unpack_tar(&mut reader, &temp, &what, &self.limits, self.is_root)?;
+        unpack_tar(&mut reader, &temp, &what, &self.limits, self.is_root, shift)?;
         let (hex, _) = reader
             .finish()
             .map_err(io_err("read", &self.blob_path(layer)))?;
