@@ -549,6 +549,7 @@ impl Run {
                     memory_bytes: spec.resources.memory_bytes,
                     cpu_millis: spec.resources.cpu_millis,
                     pids: container.pids.map(u64::from),
+                    host_root: container.host_root(),
                     capabilities: container.capabilities,
                 })
             }

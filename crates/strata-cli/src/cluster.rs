@@ -119,6 +119,11 @@ pub struct AgentArgs {
     /// it, they are placed elsewhere, and refused here.
     #[arg(long, value_name = "CAPABILITY")]
     pub allow_capability: Vec<String>,
+    /// Let container services run without a user namespace (`[container] userns = false`):
+    /// their root is then this host's root. Without it, they are placed elsewhere, and
+    /// refused here.
+    #[arg(long)]
+    pub allow_host_root: bool,
     /// Run exec instances sandboxed: each as its own user, in its own cgroup, mount and
     /// network namespaces, the host read-only (needs what containers need: root, cgroups,
     /// nftables).
@@ -217,6 +222,12 @@ fn hostname() -> String {
 pub async fn agent(args: AgentArgs) -> CliResult {
     let mut labels = parse_labels(&args.labels)?;
     labels.extend(capability_labels(&args.allow_capability)?);
+    if args.allow_host_root {
+        labels.insert(
+            strata_core::capability::HOST_ROOT_LABEL.to_string(),
+            strata_core::capability::ALLOWED.to_string(),
+        );
+    }
     let advertise: std::net::IpAddr = args.advertise_addr.parse().map_err(|_| {
         Failure::BadInput(anyhow!(
             "error: --advertise-addr `{}` is not an IP address\n  hint: the address other nodes reach this one at, e.g. 10.0.0.2",

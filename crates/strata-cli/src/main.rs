@@ -167,6 +167,9 @@ enum Command {
         /// Forward the node's address for the instance to the container's: LISTEN=TARGET.
         #[arg(long)]
         forward: Option<String>,
+        /// The network namespace to create the container in (a path).
+        #[arg(long)]
+        netns: Option<PathBuf>,
         /// The container's id.
         id: String,
     },
@@ -401,10 +404,12 @@ fn main() -> ExitCode {
         root,
         bundle,
         forward,
+        netns,
         id,
     } = &cli.command
     {
-        let code = strata_container::shim::start(root, bundle, id, forward.as_deref());
+        let code =
+            strata_container::shim::start(root, bundle, id, netns.as_deref(), forward.as_deref());
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     platform::set_log_format(cli.log_format);

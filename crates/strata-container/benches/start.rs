@@ -105,6 +105,7 @@ async fn main() {
                     cpu_millis: 1000,
                     pids: None,
                     capabilities: Vec::new(),
+                    host_root: false,
                 },
             ),
         };

@@ -2,7 +2,9 @@
 //! the instance's root file system.
 //!
 //! What every container gets, whatever its image says: new pid, mount, uts, ipc and cgroup
-//! namespaces and the instance's own network namespace (made by [`crate::net`]); no
+//! namespaces, a user namespace unless its node lets it run as the host's root (its root is
+//! then an unprivileged host user), and the instance's own network namespace (made by
+//! [`crate::net`], which the shim enters before it creates the container); no
 //! capabilities at all unless the service asks for some; `no_new_privs`; the default seccomp
 //! profile ([`default_seccomp`]); a device cgroup that denies every device but the runtime's
 //! standard set (null, zero, full, random, urandom, tty, ptmx); `/proc` paths that leak host
@@ -15,13 +17,13 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{
-    Arch, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespace,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccomp,
+    Arch, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxIdMappingBuilder,
+    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccomp,
     LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompOperator,
     LinuxSyscallBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
-use crate::ContainerError;
+use crate::{ContainerError, IdShift};
 
 /// What the bundle is made from.
 #[derive(Debug, Clone)]
@@ -35,8 +37,9 @@ pub struct BundleSpec {
     pub uid: u32,
     pub gid: u32,
     pub hostname: String,
-    /// `/var/run/netns/NAME` of the instance's network namespace.
-    pub netns: PathBuf,
+    /// The user namespace's mapping: container id N is host id `base + N` (`None`: the
+    /// host's ids, no user namespace).
+    pub userns: Option<IdShift>,
     /// The runtime's cgroup, below the instance's parent cgroup.
     pub cgroups_path: String,
     /// Capabilities the service asked for, e.g. `CAP_NET_BIND_SERVICE`; none by default.
@@ -240,20 +243,37 @@ pub fn runtime_spec(bundle: &BundleSpec) -> Result<Spec, ContainerError> {
         )
         .build()
         .map_err(spec_error)?;
-    let namespaces = vec![
+    // The network namespace is not here: the shim enters the instance's before it creates
+    // the container, which inherits it. (libcontainer enters a namespace named by path only
+    // after it made the user namespace, from which the node's namespace cannot be entered.)
+    let mut namespaces = vec![
         namespace(LinuxNamespaceType::Pid, None)?,
         namespace(LinuxNamespaceType::Mount, None)?,
         namespace(LinuxNamespaceType::Uts, None)?,
         namespace(LinuxNamespaceType::Ipc, None)?,
         namespace(LinuxNamespaceType::Cgroup, None)?,
-        namespace(LinuxNamespaceType::Network, Some(&bundle.netns))?,
     ];
+    if bundle.userns.is_some() {
+        namespaces.insert(0, namespace(LinuxNamespaceType::User, None)?);
+    }
     let deny_devices = LinuxDeviceCgroupBuilder::default()
         .allow(false)
         .access("rwm")
         .build()
         .map_err(spec_error)?;
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default();
+    if let Some(shift) = bundle.userns {
+        let mapping = LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(shift.base)
+            .size(shift.size)
+            .build()
+            .map_err(spec_error)?;
+        linux = linux
+            .uid_mappings(vec![mapping])
+            .gid_mappings(vec![mapping]);
+    }
+    let linux = linux
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(&bundle.cgroups_path))
         .resources(
@@ -294,9 +314,31 @@ pub fn runtime_spec(bundle: &BundleSpec) -> Result<Spec, ContainerError> {
         .map_err(spec_error)
 }
 
-/// The default mounts (`/proc`, `/dev`, ...), then the bundle's own.
+/// The default mounts (`/proc`, `/dev`, ...), then the bundle's own. In a user namespace,
+/// `/sys` is the host's, bound read-only (recursively, without devices, setuid or programs):
+/// the kernel lets only the owner of a network namespace mount a sysfs in it, and the node's
+/// namespace for the instance is not the container's to own (what runc and rootless Podman
+/// fall back to). The default `/sys/fs/cgroup` mount, after it, covers the host's cgroup
+/// trees with the container's own cgroups.
 fn mounts(bundle: &BundleSpec) -> Result<Vec<oci_spec::runtime::Mount>, ContainerError> {
     let mut mounts = oci_spec::runtime::get_default_mounts();
+    if bundle.userns.is_some() {
+        for mount in &mut mounts {
+            if mount.typ().as_deref() == Some("sysfs") {
+                *mount = oci_spec::runtime::MountBuilder::default()
+                    .destination(PathBuf::from("/sys"))
+                    .typ("none")
+                    .source(PathBuf::from("/sys"))
+                    .options(
+                        ["rbind", "ro", "nosuid", "nodev", "noexec"]
+                            .map(String::from)
+                            .to_vec(),
+                    )
+                    .build()
+                    .map_err(spec_error)?;
+            }
+        }
+    }
     mounts.extend(bundle.extra_mounts.iter().cloned());
     Ok(mounts)
 }
@@ -370,7 +412,7 @@ mod tests {
             uid: 0,
             gid: 0,
             hostname: "hello-1".into(),
-            netns: "/var/run/netns/strata-abc".into(),
+            userns: None,
             cgroups_path: "/strata/hello-1/ctr".into(),
             capabilities: vec![],
             extra_mounts: vec![],
@@ -404,16 +446,12 @@ mod tests {
             .iter()
             .map(|n| n["type"].as_str().unwrap())
             .collect();
-        for wanted in ["pid", "mount", "uts", "ipc", "network", "cgroup"] {
+        for wanted in ["pid", "mount", "uts", "ipc", "cgroup"] {
             assert!(namespaces.contains(&wanted), "{wanted} in {namespaces:?}");
         }
-        let network = json["linux"]["namespaces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["type"] == "network")
-            .unwrap();
-        assert_eq!(network["path"], "/var/run/netns/strata-abc");
+        // The shim enters the network namespace; without a mapping, no user namespace.
+        assert!(!namespaces.contains(&"network"), "{namespaces:?}");
+        assert!(!namespaces.contains(&"user"), "{namespaces:?}");
         assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
         let denied = &json["linux"]["seccomp"]["syscalls"][0];
         assert_eq!(denied["action"], "SCMP_ACT_ERRNO");
@@ -433,6 +471,50 @@ mod tests {
         );
         assert!(json["linux"]["maskedPaths"].as_array().unwrap().len() > 3);
         assert_eq!(json["linux"]["cgroupsPath"], "/strata/hello-1/ctr");
+    }
+
+    #[test]
+    fn a_user_namespace_maps_root_to_the_nodes_range_and_binds_sys() {
+        let mut bundle = example();
+        bundle.userns = Some(IdShift {
+            base: 1_700_000_000,
+            size: 65536,
+        });
+        let json = serde_json::to_value(runtime_spec(&bundle).unwrap()).unwrap();
+        assert_eq!(json["linux"]["namespaces"][0]["type"], "user");
+        let mapping =
+            serde_json::json!([{"containerID": 0, "hostID": 1_700_000_000u32, "size": 65536}]);
+        assert_eq!(json["linux"]["uidMappings"], mapping);
+        assert_eq!(json["linux"]["gidMappings"], mapping);
+        let sys = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert_eq!(sys["source"], "/sys");
+        assert_eq!(
+            sys["options"],
+            serde_json::json!(["rbind", "ro", "nosuid", "nodev", "noexec"])
+        );
+        assert!(
+            !json["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["type"] == "sysfs"),
+            "no sysfs of its own"
+        );
+        // After the bind of /sys, the container's own cgroups cover the host's.
+        let mounts = json["mounts"].as_array().unwrap();
+        let at = |destination: &str| {
+            mounts
+                .iter()
+                .position(|m| m["destination"] == destination)
+                .unwrap()
+        };
+        assert!(at("/sys") < at("/sys/fs/cgroup"));
+        assert_eq!(mounts[at("/sys/fs/cgroup")]["type"], "cgroup");
     }
 
     #[test]

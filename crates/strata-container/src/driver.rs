@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::cgroup::{Hierarchy, InstanceCgroup, Limits};
 use crate::net::{InstanceNetwork, NodeNetwork};
 use crate::prepare::Root;
-use crate::{ContainerError, ImageSource};
+use crate::{ContainerError, IdShift, ImageSource};
 
 /// The most processes and threads of an instance unless its spec says (`[container] pids`).
 pub(crate) const DEFAULT_PIDS: u64 = 1024;
@@ -36,7 +36,20 @@ pub struct ContainerConfig {
     /// The capabilities past the ordinary set this node allows (`strata agent
     /// --allow-capability`; see `strata_core::capability`): any other is refused at start.
     pub allowed_capabilities: BTreeSet<String>,
+    /// The host ids a container's user namespace maps its ids to (container root is host id
+    /// `base`); `None`: containers share the host's ids (no user namespace at all).
+    pub userns: Option<IdShift>,
+    /// Whether a service may run without a user namespace, its root the host's (`[container]
+    /// userns = false`; `strata agent --allow-host-root`). Refused at start otherwise.
+    pub allow_host_root: bool,
 }
+
+/// The host ids containers' user namespaces map to by default: 65,536 ids from 1,700,000,000
+/// (past any login user, apart from the exec sandbox's range at 1,600,000,000).
+pub const DEFAULT_USERNS: IdShift = IdShift {
+    base: 1_700_000_000,
+    size: 65_536,
+};
 
 impl ContainerConfig {
     /// `shim` is the program (and first arguments) that runs [`crate::shim`].
@@ -48,6 +61,8 @@ impl ContainerConfig {
             gateway: crate::net::DEFAULT_GATEWAY,
             prefix_len: crate::net::DEFAULT_PREFIX_LEN,
             allowed_capabilities: BTreeSet::new(),
+            userns: Some(DEFAULT_USERNS),
+            allow_host_root: false,
         }
     }
 }
@@ -126,8 +141,12 @@ pub(crate) struct ContainerRecord {
     pub(crate) memory_bytes: u64,
     pub(crate) cpu_millis: u64,
     pub(crate) pids: u64,
-    /// The instance's container directory (bundle, rootfs, upper).
+    /// The instance's directory of mounts: its root and its bundle (below `reap::SANDBOXES`;
+    /// in its work directory before user namespaces, with its upper directory).
     pub(crate) dir: PathBuf,
+    /// A container's writable layer (`upper`, `overlay-work`), on the node's disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) upper: Option<PathBuf>,
     /// Where the node forwards from, and the container's port.
     pub(crate) listen: SocketAddr,
     pub(crate) port: u16,
@@ -148,6 +167,7 @@ pub(crate) struct Prepared {
     pub(crate) instance_net: InstanceNetwork,
     pub(crate) cgroup: InstanceCgroup,
     pub(crate) dir: PathBuf,
+    pub(crate) upper: Option<PathBuf>,
 }
 
 impl Prepared {
@@ -173,6 +193,9 @@ impl Prepared {
         let still = crate::reap::mounted_below(&mountinfo, &self.dir);
         if still.is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
+            if let Some(upper) = &self.upper {
+                let _ = std::fs::remove_dir_all(upper);
+            }
         } else {
             tracing::error!(instance = %self.id, mounts = ?still, "cannot unmount the instance's mounts; its directory stays");
         }
@@ -288,7 +311,22 @@ impl ContainerDriver {
                 },
             ),
             dir: record.dir.clone(),
+            upper: record.upper.clone(),
         }
+    }
+
+    /// Where instance `id`'s root and bundle are mounted while it runs (`ID/rootfs`,
+    /// `ID/bundle`).
+    pub fn mounts_of(&self, id: &str) -> PathBuf {
+        self.mounts_dir().join(id)
+    }
+
+    /// This agent's directory of instance mounts below [`crate::reap::SANDBOXES`] (named by
+    /// a hash of its state directory: several agents may share a host).
+    pub(crate) fn mounts_dir(&self) -> PathBuf {
+        use sha2::Digest;
+        let agent = sha2::Sha256::digest(self.config.state_dir.as_os_str().as_encoded_bytes());
+        PathBuf::from(crate::reap::SANDBOXES).join(hex::encode(&agent[..4]))
     }
 
     pub(crate) fn handle(

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use strata_image::{ImageStore, ImportOptions, ManifestDigest};
 
-use crate::{ContainerError, ImageSource, ResolvedImage};
+use crate::{ContainerError, IdShift, ImageSource, ResolvedImage};
 
 pub struct StoreImages {
     store: ImageStore,
@@ -67,7 +67,11 @@ impl StoreImages {
 }
 
 impl ImageSource for StoreImages {
-    fn resolve(&self, artifact: &Path) -> Result<ResolvedImage, ContainerError> {
+    fn resolve(
+        &self,
+        artifact: &Path,
+        shift: Option<IdShift>,
+    ) -> Result<ResolvedImage, ContainerError> {
         let digest = self.import(artifact)?;
         let image = self
             .store
@@ -75,7 +79,7 @@ impl ImageSource for StoreImages {
             .map_err(|e| ContainerError::Image(e.to_string()))?;
         let lower_dirs = self
             .store
-            .lower_dirs(&digest)
+            .lower_dirs_shifted(&digest, shift)
             .map_err(|e| ContainerError::Image(e.to_string()))?;
         let config = image.manifest.config;
         let (uid, gid) = user_ids(config.user.as_deref())?;

@@ -39,9 +39,10 @@ pub mod shim;
 
 use std::path::{Path, PathBuf};
 
-pub use driver::{ContainerConfig, ContainerDriver};
+pub use driver::{ContainerConfig, ContainerDriver, DEFAULT_USERNS};
 pub use images::StoreImages;
 pub use sandbox::{SandboxConfig, SandboxedExec};
+pub use strata_image::IdShift;
 
 /// What the driver needs of an image: its unpacked layers and how to run it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,7 +62,13 @@ pub struct ResolvedImage {
 
 /// Turns an instance's artifact (the file the node downloaded) into an image.
 pub trait ImageSource: Send + Sync {
-    fn resolve(&self, artifact: &Path) -> Result<ResolvedImage, ContainerError>;
+    /// The image of `artifact`, its layers' files owned as a user namespace that maps its ids
+    /// by `shift` needs them (`None`: as the image says, for a container without one).
+    fn resolve(
+        &self,
+        artifact: &Path,
+        shift: Option<IdShift>,
+    ) -> Result<ResolvedImage, ContainerError>;
 
     /// Frees every image but `keep` (ids from [`ResolvedImage::id`]) and what only they use;
     /// returns a summary for the log.

@@ -2,6 +2,11 @@
 //! the host's root read-only for a sandboxed exec instance), cgroup, network namespace and
 //! bundle (on a tmpfs, with its secret files), undone by [`Prepared::cleanup`] when anything
 //! fails.
+//!
+//! A container runs in a user namespace unless its service opts out on a node that allows
+//! it: its layers are the image store's shifted copies, and what the container's root must
+//! reach on the host is its own (the directory of its mounts, its bundle, its upper layer's
+//! root, its secret files), owned by the node range's first id.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -13,7 +18,7 @@ use strata_runtime::{DriverSettings, StartSpec};
 use crate::cgroup::{InstanceCgroup, Limits};
 use crate::driver::{ContainerDriver, ContainerRecord, Prepared, DEFAULT_PIDS};
 use crate::net::InstanceNetwork;
-use crate::{bundle, ContainerError};
+use crate::{bundle, ContainerError, IdShift};
 
 /// What an instance's root is.
 pub(crate) enum Root {
@@ -49,6 +54,8 @@ struct RootParts {
     /// The overlay's lower layers, or `None` for the host's root.
     lower_dirs: Option<Vec<PathBuf>>,
     image: String,
+    /// The user namespace's mapping (`None`: the host's ids).
+    userns: Option<IdShift>,
 }
 
 impl ContainerDriver {
@@ -74,12 +81,18 @@ impl ContainerDriver {
         let listen: SocketAddr = format!("{bind_host}:{port}")
             .parse()
             .map_err(|_| ContainerError::Config(format!("cannot listen on {bind_host}:{port}")))?;
-        // A container's things sit in its working directory; a sandboxed exec instance's
-        // outside the agent's data directory (its root is the host's).
+        // The instance's mounts (root, bundle) sit outside the agent's data directory, whose
+        // path a container's root in a user namespace could not walk; a container's writable
+        // layer sits in its working directory, on the node's disk.
         let dir = match root {
-            Root::Image => spec.work_dir.join("container"),
+            Root::Image => self.mounts_dir().join(id),
             Root::Host(host) => host.dir.clone(),
         };
+        let upper_dir = match root {
+            Root::Image => Some(spec.work_dir.join("container")),
+            Root::Host(_) => None,
+        };
+        let shift = parts.userns;
         let limits = parts.limits;
         let record_base = |network: InstanceNetwork| ContainerRecord {
             exec: serde_json::Value::Null,
@@ -88,6 +101,7 @@ impl ContainerDriver {
             cpu_millis: limits.cpu_millis,
             pids: limits.pids,
             dir: dir.clone(),
+            upper: upper_dir.clone(),
             listen,
             port,
             image: parts.image.clone(),
@@ -118,33 +132,49 @@ impl ContainerDriver {
         let record = record_base(instance_net.clone());
         let prepared = self.prepared(id, &record);
         let made = (|| {
-            // The agent's directory of sandboxes, root's alone.
-            if let (Root::Host(_), Some(parent)) = (root, dir.parent()) {
+            // The agent's directory of instance mounts: passable (a container's root in a
+            // user namespace walks to its own), not listable.
+            if let Some(parent) = dir.parent() {
                 use std::os::unix::fs::DirBuilderExt;
                 std::fs::DirBuilder::new()
                     .recursive(true)
-                    .mode(0o700)
+                    .mode(0o711)
                     .create(parent)
                     .map_err(|e| ContainerError::io("create", parent, e))?;
+                // (Made 0700 by agents before user namespaces.)
+                for passable in [parent, Path::new(crate::reap::SANDBOXES)] {
+                    std::fs::set_permissions(passable, std::fs::Permissions::from_mode(0o711))
+                        .map_err(|e| ContainerError::io("open the way through", passable, e))?;
+                }
             }
             let rootfs = dir.join("rootfs");
             std::fs::create_dir_all(&rootfs)
                 .map_err(|e| ContainerError::io("create", &rootfs, e))?;
-            // Only the agent's user may enter it: a host user must not reach the instance's
-            // files through the mounted root (a setuid-root binary, a secret in a layer).
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| ContainerError::io("restrict", &dir, e))?;
-            match &parts.lower_dirs {
-                Some(lower) => {
-                    let upper = dir.join("upper");
-                    let work = dir.join("overlay-work");
+            // Only root (and the container's own root, in its user namespace) may enter it: a
+            // host user must not reach the instance's files through the mounted root (a
+            // setuid binary, a secret in a layer).
+            restrict(&dir, shift)?;
+            match (&parts.lower_dirs, &upper_dir) {
+                (Some(lower), Some(upper_dir)) => {
+                    let upper = upper_dir.join("upper");
+                    let work = upper_dir.join("overlay-work");
                     for d in [&upper, &work] {
                         std::fs::create_dir_all(d)
                             .map_err(|e| ContainerError::io("create", d, e))?;
                     }
+                    // The writable layer on disk is root's alone (it holds what the image's
+                    // setuid binaries become when written); the root of the container's tree
+                    // is its root's.
+                    restrict(upper_dir, None)?;
+                    if let Some(shift) = shift {
+                        std::os::unix::fs::chown(&upper, Some(shift.base), Some(shift.base))
+                            .map_err(|e| {
+                                ContainerError::io("give to the container's root", &upper, e)
+                            })?;
+                    }
                     mount_overlay(lower, &upper, &work, &rootfs)?;
                 }
-                None => bind_host_root(&rootfs)?,
+                _ => bind_host_root(&rootfs)?,
             }
             let mut env = parts.env.clone();
             // Inside its own namespace the instance listens on every address it has.
@@ -160,13 +190,17 @@ impl ContainerDriver {
             let bundle_dir = dir.join("bundle");
             std::fs::create_dir_all(&bundle_dir)
                 .map_err(|e| ContainerError::io("create", &bundle_dir, e))?;
-            mount_bundle_tmpfs(&bundle_dir)?;
+            mount_bundle_tmpfs(&bundle_dir, shift)?;
             let mut mounts = parts.mounts.clone();
+            let (host_uid, host_gid) = match shift {
+                None => (parts.uid, parts.gid),
+                Some(shift) => (shift.base + parts.uid, shift.base + parts.gid),
+            };
             mounts.extend(write_secret_files(
                 &bundle_dir,
                 &spec.secret_files,
-                parts.uid,
-                parts.gid,
+                host_uid,
+                host_gid,
             )?);
             let runtime_spec = bundle::runtime_spec(&bundle::BundleSpec {
                 rootfs: rootfs.clone(),
@@ -176,7 +210,7 @@ impl ContainerDriver {
                 uid: parts.uid,
                 gid: parts.gid,
                 hostname: id.chars().take(63).collect(),
-                netns: instance_net.netns_path(),
+                userns: shift,
                 cgroups_path: cgroup.runtime_path(),
                 capabilities: parts.capabilities.clone(),
                 extra_mounts: mounts,
@@ -198,6 +232,8 @@ impl ContainerDriver {
             runtime_root.display().to_string(),
             "--bundle".into(),
             dir.join("bundle").display().to_string(),
+            "--netns".into(),
+            instance_net.netns_path().display().to_string(),
             "--forward".into(),
             format!(
                 "{listen}={}",
@@ -224,13 +260,6 @@ impl ContainerDriver {
         let id = spec.instance_id.as_str();
         match root {
             Root::Image => {
-                let image = self.images.resolve(&spec.program)?;
-                if image.lower_dirs.is_empty() {
-                    return Err(ContainerError::Image(format!(
-                        "{} has no layers",
-                        spec.program.display()
-                    )));
-                }
                 // Limits and privileges come from the spec, typed; the environment is the
                 // application's and grants nothing.
                 let DriverSettings::Container(settings) = &spec.settings else {
@@ -241,6 +270,35 @@ impl ContainerDriver {
                 // Before anything is made for it: a capability this node does not allow.
                 let capabilities =
                     capabilities(&settings.capabilities, &self.config.allowed_capabilities)?;
+                let userns = if settings.host_root {
+                    if !self.config.allow_host_root {
+                        return Err(ContainerError::Config(
+                            "[container] userns = false: this node does not run containers as the host's root; its agent allows it only when started with --allow-host-root".into(),
+                        ));
+                    }
+                    None
+                } else {
+                    self.config.userns
+                };
+                let image = self.images.resolve(&spec.program, userns)?;
+                if image.lower_dirs.is_empty() {
+                    return Err(ContainerError::Image(format!(
+                        "{} has no layers",
+                        spec.program.display()
+                    )));
+                }
+                if let Some(shift) = userns {
+                    if shift.host_id(image.uid).is_none() || shift.host_id(image.gid).is_none() {
+                        return Err(ContainerError::Image(format!(
+                            "{} runs as {}:{}, past the {} ids a container's user namespace maps; build it with a user below {}, or set `userns = false` on a node that allows it (--allow-host-root)",
+                            spec.program.display(),
+                            image.uid,
+                            image.gid,
+                            shift.size,
+                            shift.size
+                        )));
+                    }
+                }
                 let mut env: BTreeMap<String, String> = BTreeMap::new();
                 env.insert("PATH".into(), bundle::DEFAULT_PATH.into());
                 env.extend(image.env.iter().cloned());
@@ -283,6 +341,7 @@ impl ContainerDriver {
                     },
                     lower_dirs: Some(image.lower_dirs),
                     image: image.id,
+                    userns,
                 })
             }
             Root::Host(host) => self.host_parts(spec, host),
@@ -350,6 +409,7 @@ impl ContainerDriver {
             },
             lower_dirs: None,
             image: String::new(),
+            userns: None,
         })
     }
 }
@@ -434,15 +494,27 @@ pub(crate) fn capabilities(
         .collect()
 }
 
-/// Mounts a small tmpfs at `dir` (mode 0700: root only; no devices, setuid or programs).
-fn mount_bundle_tmpfs(dir: &Path) -> Result<(), ContainerError> {
+/// Makes `dir` enterable by root alone (mode 0700), or by the container's root too when its
+/// user namespace is `shift` (then it owns it).
+fn restrict(dir: &Path, shift: Option<IdShift>) -> Result<(), ContainerError> {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| ContainerError::io("restrict", dir, e))?;
+    let owner = shift.map_or(0, |shift| shift.base);
+    std::os::unix::fs::chown(dir, Some(owner), Some(owner))
+        .map_err(|e| ContainerError::io("give to the container's root", dir, e))
+}
+
+/// Mounts a small tmpfs at `dir` (mode 0700: root only, or the container's root in its user
+/// namespace `shift`, which binds its secret files from it; no devices, setuid or programs).
+fn mount_bundle_tmpfs(dir: &Path, shift: Option<IdShift>) -> Result<(), ContainerError> {
     use nix::mount::MsFlags;
+    let owner = shift.map_or(0, |shift| shift.base);
     nix::mount::mount(
         Some("tmpfs"),
         dir,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("size=4m,mode=0700"),
+        Some(format!("size=4m,mode=0700,uid={owner},gid={owner}").as_str()),
     )
     .map_err(|errno| ContainerError::Mount {
         path: dir.display().to_string(),

@@ -125,10 +125,7 @@ pub struct SandboxedExec {
 
 impl SandboxedExec {
     pub fn new(containers: Arc<ContainerDriver>, config: SandboxConfig) -> SandboxedExec {
-        use sha2::Digest;
-        let agent =
-            sha2::Sha256::digest(containers.config.state_dir.as_os_str().as_encoded_bytes());
-        let mounts = PathBuf::from(crate::reap::SANDBOXES).join(hex::encode(&agent[..4]));
+        let mounts = containers.mounts_dir();
         SandboxedExec {
             containers,
             config,

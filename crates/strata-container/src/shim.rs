@@ -1,8 +1,8 @@
 //! The container shim: the small process that creates one container with youki's
 //! `libcontainer`, in-process, and then stands for it until it ends.
 //!
-//! The node runs it as `strata container-shim --root DIR --bundle DIR [--forward LISTEN=TARGET]
-//! ID` (the `strata` binary
+//! The node runs it as `strata container-shim --root DIR --bundle DIR [--netns PATH]
+//! [--forward LISTEN=TARGET] ID` (the `strata` binary
 //! re-executing itself; tests use the `strata-container-shim` binary of this crate, which is
 //! the same function). It is a process of its own because:
 //! - libcontainer creates the container's processes with a raw `clone3`, which is only sound
@@ -10,7 +10,10 @@
 //! - a container must outlive an agent restart and be re-adopted: the agent supervises the
 //!   shim like any `exec` instance (process group, log file, pid record).
 //!
-//! What it does: create and start the container from the bundle (namespaces, pivot_root into
+//! What it does: enter the instance's network namespace (`--netns`, which the container then
+//! inherits: libcontainer would enter a namespace named in the bundle only from inside the
+//! container's user namespace, which may not enter the node's), create and start the
+//! container from the bundle (namespaces, pivot_root into
 //! the overlayfs root, capabilities, `no_new_privs`, seccomp, the `ctr` cgroup), then forward
 //! SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the container's first process,
 //! reap it, delete the container's state and exit with its status (`128 + signal` when a
@@ -57,6 +60,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
     let mut root = None;
     let mut bundle = None;
     let mut forward = None;
+    let mut netns = None;
     let mut id = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -64,6 +68,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
             "--root" => root = args.next(),
             "--bundle" => bundle = args.next(),
             "--forward" => forward = args.next(),
+            "--netns" => netns = args.next(),
             _ if id.is_none() && !arg.starts_with('-') => id = Some(arg),
             other => {
                 eprintln!("strata container-shim: unexpected argument `{other}`");
@@ -73,7 +78,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
     }
     let (Some(root), Some(bundle), Some(id)) = (root, bundle, id) else {
         eprintln!(
-            "usage: strata container-shim --root DIR --bundle DIR [--forward LISTEN=TARGET] ID"
+            "usage: strata container-shim --root DIR --bundle DIR [--netns PATH] [--forward LISTEN=TARGET] ID"
         );
         return 2;
     };
@@ -81,13 +86,21 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> i32 {
         Path::new(&root),
         Path::new(&bundle),
         &id,
+        netns.as_deref().map(Path::new),
         forward.as_deref(),
     )
 }
 
 /// Runs the shim for container `id`: binds `forward`'s listening address (`LISTEN=TARGET`),
-/// then [`run`]s the container. Returns the process's exit code.
-pub fn start(root: &Path, bundle: &Path, id: &str, forward: Option<&str>) -> i32 {
+/// then [`run`]s the container in network namespace `netns` (a path, as `ip netns` binds
+/// them; `None`: the shim's own). Returns the process's exit code.
+pub fn start(
+    root: &Path,
+    bundle: &Path,
+    id: &str,
+    netns: Option<&Path>,
+    forward: Option<&str>,
+) -> i32 {
     let forward = match forward.map(parse_forward) {
         None => None,
         Some(Ok(pair)) => Some(pair),
@@ -108,7 +121,7 @@ pub fn start(root: &Path, bundle: &Path, id: &str, forward: Option<&str>) -> i32
             }
         },
     };
-    run(root, bundle, id, forward)
+    run(root, bundle, id, netns, forward)
 }
 
 /// `LISTEN=TARGET`, both `IP:PORT`.
@@ -123,12 +136,14 @@ fn parse_forward(text: &str) -> Result<(SocketAddr, SocketAddr), String> {
     Ok((address(listen)?, address(target)?))
 }
 
-/// Creates container `id` from `bundle` (state under `root`), forwards `forward`'s listener
-/// to its target while it runs, runs it to its end and returns the exit code to leave with.
+/// Creates container `id` from `bundle` (state under `root`) in network namespace `netns`,
+/// forwards `forward`'s listener to its target while it runs, runs it to its end and returns
+/// the exit code to leave with.
 pub fn run(
     root: &Path,
     bundle: &Path,
     id: &str,
+    netns: Option<&Path>,
     forward: Option<(std::net::TcpListener, SocketAddr)>,
 ) -> i32 {
     // libcontainer reports through `tracing`; its errors belong in the instance's log. (Its
@@ -144,7 +159,18 @@ pub fn run(
         .with_ansi(false)
         .with_target(false)
         .try_init();
-    let mut container = match create_and_start(root, bundle, id) {
+    let created = match netns.map(NetnsVisit::enter).transpose() {
+        Ok(visit) => {
+            let created = create_and_start(root, bundle, id);
+            // Back home: the forwarder's connections leave from the node's namespace.
+            if let Some(Err(reason)) = visit.map(NetnsVisit::leave) {
+                eprintln!("strata container-shim: {reason}");
+            }
+            created
+        }
+        Err(reason) => Err(reason),
+    };
+    let mut container = match created {
         Ok(container) => container,
         Err(reason) => {
             eprintln!("strata container-shim: cannot start container {id}: {reason}");
@@ -217,6 +243,41 @@ fn container_oom_killed(bundle: &Path) -> bool {
             crate::cgroup::counts_oom_kills(&std::fs::read_to_string(file).unwrap_or_default())
         })
     })
+}
+
+/// The shim inside an instance's network namespace, for as long as it creates the container.
+struct NetnsVisit {
+    home: std::fs::File,
+}
+
+impl NetnsVisit {
+    fn enter(netns: &Path) -> Result<NetnsVisit, String> {
+        let home = std::fs::File::open("/proc/thread-self/ns/net")
+            .map_err(|error| format!("cannot open the shim's network namespace: {error}"))?;
+        let target = std::fs::File::open(netns).map_err(|error| {
+            format!(
+                "cannot open the instance's network namespace {}: {error}",
+                netns.display()
+            )
+        })?;
+        nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|errno| {
+            format!(
+                "cannot enter the instance's network namespace {}: {}",
+                netns.display(),
+                errno.desc()
+            )
+        })?;
+        Ok(NetnsVisit { home })
+    }
+
+    fn leave(self) -> Result<(), String> {
+        nix::sched::setns(&self.home, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|errno| {
+            format!(
+                "cannot return to the node's network namespace: {}",
+                errno.desc()
+            )
+        })
+    }
 }
 
 fn create_and_start(root: &Path, bundle: &Path, id: &str) -> Result<Container, String> {

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{hello_bin, http_get, leased_address};
+use common::{hello_bin, http_get, leased_address, shifted_copy};
 use strata_container::{
-    ContainerConfig, ContainerDriver, ContainerError, ImageSource, ResolvedImage,
+    ContainerConfig, ContainerDriver, ContainerError, IdShift, ImageSource, ResolvedImage,
 };
 use strata_runtime::{ContainerSettings, Driver, DriverSettings, StartSpec};
 
@@ -74,9 +74,17 @@ fn base_root(dir: &Path) -> PathBuf {
 struct OneLayer(PathBuf);
 
 impl ImageSource for OneLayer {
-    fn resolve(&self, _artifact: &Path) -> Result<ResolvedImage, ContainerError> {
+    fn resolve(
+        &self,
+        _artifact: &Path,
+        shift: Option<IdShift>,
+    ) -> Result<ResolvedImage, ContainerError> {
+        let layer = match shift {
+            None => self.0.clone(),
+            Some(shift) => shifted_copy(&self.0, shift),
+        };
         Ok(ResolvedImage {
-            lower_dirs: vec![self.0.clone()],
+            lower_dirs: vec![layer],
             ..ResolvedImage::default()
         })
     }
@@ -98,6 +106,16 @@ fn node_with(binaries: &[(&Path, &str)]) -> Node {
 
 /// The same, on a node that allows the capabilities `allowed` past the ordinary set.
 fn node_allowing(binaries: &[(&Path, &str)], allowed: &[&str]) -> Node {
+    node_configured(binaries, |config| {
+        config.allowed_capabilities = allowed.iter().map(|c| c.to_string()).collect();
+    })
+}
+
+/// A node whose image also holds `binaries`, configured by `configure`.
+fn node_configured(
+    binaries: &[(&Path, &str)],
+    configure: impl FnOnce(&mut ContainerConfig),
+) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let root = base_root(dir.path());
     for (binary, at) in binaries {
@@ -107,7 +125,7 @@ fn node_allowing(binaries: &[(&Path, &str)], allowed: &[&str]) -> Node {
         dir.path().join("state"),
         vec![env!("CARGO_BIN_EXE_strata-container-shim").to_string()],
     );
-    config.allowed_capabilities = allowed.iter().map(|c| c.to_string()).collect();
+    configure(&mut config);
     let driver =
         ContainerDriver::new(config, Arc::new(OneLayer(root))).expect("container driver starts");
     Node { dir, driver }
@@ -120,6 +138,7 @@ fn defaults() -> ContainerSettings {
         cpu_millis: 1000,
         pids: None,
         capabilities: Vec::new(),
+        host_root: false,
     }
 }
 
@@ -172,13 +191,15 @@ impl Node {
                     self.log(&spec.instance_id)
                 )
             });
-        assert_cleaned(&spec.instance_id, &spec.work_dir);
+        assert_cleaned(&spec.instance_id, &spec.work_dir, &self.driver);
         exit
     }
 }
 
 /// Nothing of an ended instance is left: cgroup, root mount, container directory.
-fn assert_cleaned(id: &str, work_dir: &Path) {
+fn assert_cleaned(id: &str, work_dir: &Path, driver: &ContainerDriver) {
+    let mounts_of = driver.mounts_of(id);
+    assert!(!mounts_of.exists(), "{} left behind", mounts_of.display());
     for controller in ["memory", "pids", "cpu"] {
         let cgroup = Path::new("/sys/fs/cgroup")
             .join(controller)
@@ -187,10 +208,13 @@ fn assert_cleaned(id: &str, work_dir: &Path) {
         assert!(!cgroup.exists(), "{} left behind", cgroup.display());
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(&work_dir.display().to_string()),
-        "mount left behind"
-    );
+    for dir in [work_dir, &mounts_of] {
+        assert!(
+            !mounts.contains(&dir.display().to_string()),
+            "mount left behind below {}",
+            dir.display()
+        );
+    }
     assert!(
         !work_dir.join("container").exists(),
         "container directory left behind"
@@ -297,7 +321,7 @@ async fn a_fork_bomb_stops_at_the_pids_limit() {
         .sum();
     let log = node.log("bomb-1");
     let exit = handle.stop(Duration::from_secs(2)).await;
-    assert_cleaned("bomb-1", &spec.work_dir);
+    assert_cleaned("bomb-1", &spec.work_dir, &node.driver);
     assert!(log.contains("Cannot fork"), "forks were refused: {log}");
     assert!(!log.contains("spawned"), "200 processes started: {log}");
     assert!(refused > 0, "the pids limit refused no fork");
@@ -358,7 +382,7 @@ async fn the_node_reaches_the_instance_port() {
         }
     }
     let exit = handle.stop(Duration::from_secs(5)).await;
-    assert_cleaned("web-1", &spec.work_dir);
+    assert_cleaned("web-1", &spec.work_dir, &node.driver);
     let answer =
         answer.unwrap_or_else(|| panic!("no answer on port {port}: {}", node.log("web-1")));
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -367,6 +391,120 @@ async fn the_node_reaches_the_instance_port() {
         exit.reason.as_deref(),
         Some("killed: memory limit 64Mi reached")
     );
+}
+
+/// A file of the host only its root may read, which a container sees (through `/sys`).
+fn host_root_only_file() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let slab = std::fs::read_dir("/sys/kernel/slab").expect("/sys/kernel/slab");
+    slab.flatten()
+        .map(|entry| entry.path().join("objects"))
+        .find(|path| {
+            std::fs::metadata(path).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o777 == 0o400)
+        })
+        .expect("a root-only file in /sys/kernel/slab")
+}
+
+/// The `Uid:` line of a `/proc/PID/status`: real, effective, saved, filesystem.
+fn uids(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .map(|ids| {
+            ids.split_whitespace()
+                .map(|id| id.parse().unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A container's root is an unprivileged user of the host (its user namespace maps it to the
+/// node's range): seen from the host its processes and the files it writes belong to the
+/// range's first id, and with DAC_OVERRIDE granted it still cannot read a file only the host's
+/// root may read, which a container run as the host's root (`userns = false`, on a node that
+/// allows it) reads. Through the host's `/sys` (bound read-only in a user namespace) it sees
+/// only its own cgroups. On a node that does not allow it, `userns = false` is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_containers_root_is_an_unprivileged_user_of_the_host() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let secret = host_root_only_file();
+    let script = format!(
+        "cat /proc/self/uid_map; cat /proc/self/status; echo x > /made-here; \
+         echo \"cgroups: [$(ls -A /sys/fs/cgroup/memory /sys/fs/cgroup/pids)]\"; \
+         (cat {} > /dev/null 2>&1) && echo 'host file: read' || echo 'host file: refused'; \
+         echo ready; sleep 30",
+        secret.display()
+    );
+    let allowing = node_configured(&[], |config| {
+        config.allow_host_root = true;
+        config.allowed_capabilities = ["DAC_OVERRIDE".to_string()].into();
+    });
+    let with_dac = |host_root| ContainerSettings {
+        capabilities: vec!["DAC_OVERRIDE".into()],
+        host_root,
+        ..defaults()
+    };
+    let mut seen = Vec::new();
+    for (id, host_root) in [("userns-1", false), ("hostroot-1", true)] {
+        let spec = allowing.spec(id, &script, with_dac(host_root));
+        let handle = allowing
+            .driver
+            .start(&spec)
+            .await
+            .expect("container starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !allowing.log(id).contains("ready") {
+            assert!(
+                Instant::now() < deadline,
+                "never ready: {}",
+                allowing.log(id)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let log = allowing.log(id);
+        assert_eq!(uids(&log), [0, 0, 0, 0], "root inside: {log}");
+        // Seen from the host.
+        let pid = *handle.processes().first().expect("a process");
+        let on_host = uids(&std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap());
+        let made = std::fs::metadata(spec.work_dir.join("container/upper/made-here")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        seen.push((log, on_host, made.uid()));
+        // Its first process is a shell, which ignores SIGTERM as a namespace's init.
+        handle.stop(Duration::from_millis(300)).await;
+    }
+    let (userns_log, userns_uids, userns_file) = &seen[0];
+    assert!(
+        userns_log.starts_with("         0 1700000000      65536"),
+        "{userns_log}"
+    );
+    assert_eq!(userns_uids, &[1_700_000_000; 4], "{userns_log}");
+    assert_eq!(*userns_file, 1_700_000_000);
+    assert!(userns_log.contains("host file: refused"), "{userns_log}");
+    // Through the bind of the host's /sys it sees its own cgroups, not the node's.
+    let cgroups = userns_log.split("cgroups: [").nth(1).unwrap();
+    assert!(cgroups.contains("pids.max"), "{userns_log}");
+    assert!(!cgroups.contains("strata"), "{userns_log}");
+    let (host_log, host_uids, host_file) = &seen[1];
+    assert!(
+        host_log.starts_with("         0          0 4294967295"),
+        "{host_log}"
+    );
+    assert_eq!(host_uids, &[0; 4], "{host_log}");
+    assert_eq!(*host_file, 0);
+    assert!(host_log.contains("host file: read"), "{host_log}");
+
+    // A node that does not allow it refuses it, saying how.
+    let strict = node();
+    let spec = strict.spec("hostroot-2", "true", with_dac(true));
+    let refused = strict.driver.start(&spec).await.err().expect("refused");
+    assert!(
+        refused.to_string().contains("--allow-host-root"),
+        "{refused}"
+    );
+    assert_cleaned("hostroot-2", &spec.work_dir, &strict.driver);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -701,7 +839,7 @@ async fn a_host_user_cannot_run_an_images_setuid_binary() {
         assert!(Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let dir = spec.work_dir.join("container");
+    let dir = node.driver.mounts_of("suid-1");
     let rootfs = dir.join("rootfs");
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{}", dir.display());
@@ -790,7 +928,7 @@ async fn secrets_reach_the_instance_from_a_tmpfs_and_never_the_nodes_disk() {
     let handle = node.driver.start(&spec).await.expect("container starts");
     // While it runs, its bundle (config.json with the environment, the secret files) is a
     // tmpfs: nothing of it is on the node's disk.
-    let bundle = spec.work_dir.join("container/bundle");
+    let bundle = node.driver.mounts_of("secret-1").join("bundle");
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let mounted = mountinfo
         .lines()
@@ -806,5 +944,5 @@ async fn secrets_reach_the_instance_from_a_tmpfs_and_never_the_nodes_disk() {
     assert!(log.contains("file-s3cret"), "{log}");
     assert!(log.contains("-r-------- "), "only its user reads it: {log}");
     assert!(log.contains("read-only"), "{log}");
-    assert_cleaned("secret-1", &spec.work_dir);
+    assert_cleaned("secret-1", &spec.work_dir, &node.driver);
 }

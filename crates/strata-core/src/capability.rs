@@ -5,7 +5,8 @@
 //! as a node label, `capabilities.strata/SYS_ADMIN = allowed`, so placement needs nothing
 //! new: the control plane adds that label to the constraints of a service that asks for the
 //! capability, and the node's container driver refuses it anyway when its node does not
-//! allow it.
+//! allow it. Running a container as the host's root (`userns = false`: no user namespace)
+//! is allowed the same way (`--allow-host-root`, label `sandbox.strata/host-root`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -56,17 +57,32 @@ pub fn allowed_by(labels: &BTreeMap<String, String>) -> BTreeSet<String> {
         .collect()
 }
 
-/// The node labels `spec`'s instances need for the capabilities it asks for.
+/// The node label that allows containers without a user namespace (their root the host's
+/// root): `strata agent --allow-host-root`.
+pub const HOST_ROOT_LABEL: &str = "sandbox.strata/host-root";
+
+/// Whether a node with `labels` lets a container run as the host's root (`userns = false`).
+pub fn allows_host_root(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(HOST_ROOT_LABEL).map(String::as_str) == Some(ALLOWED)
+}
+
+/// The node labels `spec`'s instances need for the capabilities it asks for, and for running
+/// as the host's root (`userns = false`).
 pub fn required_labels(spec: &ServiceSpec) -> BTreeMap<String, String> {
     if spec.driver != DriverKind::Container {
         return BTreeMap::new();
     }
-    spec.container
+    let mut labels: BTreeMap<String, String> = spec
+        .container
         .iter()
         .flat_map(|settings| &settings.capabilities)
         .filter(|capability| needs_allowance(capability))
         .map(|capability| (allowance_label(capability), ALLOWED.to_string()))
-        .collect()
+        .collect();
+    if spec.container.as_ref().is_some_and(|c| c.host_root()) {
+        labels.insert(HOST_ROOT_LABEL.to_string(), ALLOWED.to_string());
+    }
+    labels
 }
 
 #[cfg(test)]
@@ -108,6 +124,20 @@ mod tests {
             assert_eq!(keys, labels, "{caps}");
             assert!(required.values().all(|v| v == ALLOWED));
         }
+        // Host root: only where the node allows it.
+        let host_root = required_labels(&spec(
+            "[service.box]\ndriver = \"container\"\nartifact = \"b.tar\"\n[service.box.container]\nuserns = false\n",
+        ));
+        assert_eq!(
+            host_root,
+            BTreeMap::from([(HOST_ROOT_LABEL.to_string(), ALLOWED.to_string())])
+        );
+        assert!(allows_host_root(&host_root));
+        assert!(!allows_host_root(&BTreeMap::new()));
+        let explicit_userns = required_labels(&spec(
+            "[service.box]\ndriver = \"container\"\nartifact = \"b.tar\"\n[service.box.container]\nuserns = true\n",
+        ));
+        assert!(explicit_userns.is_empty());
         // Not a container: nothing (the spec cannot grant it any capability).
         assert!(required_labels(&spec("[service.web]\ncommand = [\"w\"]\n")).is_empty());
     }

@@ -140,6 +140,9 @@ pub struct ContainerSettings {
     pub pids: Option<u64>,
     /// Linux capabilities beyond none (`[container] capabilities`), as the spec names them.
     pub capabilities: Vec<String>,
+    /// No user namespace: root in the container is the host's root (`[container] userns =
+    /// false`), which the node must allow.
+    pub host_root: bool,
 }
 
 /// How an instance ended.

@@ -153,7 +153,8 @@ pub async fn start_agent(
     let wasm = wasm_driver(&config.data_dir, table, events, mesh.clone())?;
     let mut drivers = vec![wasm];
     let allowed = strata_core::capability::allowed_by(&config.labels);
-    if let Some(container) = container_driver(&config.data_dir, allowed) {
+    let host_root = strata_core::capability::allows_host_root(&config.labels);
+    if let Some(container) = container_driver(&config.data_dir, allowed, host_root) {
         // Containers reach the mesh proxy at the bridge's gateway, the one way out of their
         // namespace; their HTTP_PROXY is pointed there.
         let at = std::net::SocketAddr::from((container.gateway(), mesh.address.port()));
@@ -449,10 +450,13 @@ pub fn start_ingress(
 /// The node's `container` driver, when this node can run containers (root, iproute2,
 /// nftables, cgroups); otherwise the node does not offer it (placement then puts container
 /// services elsewhere) and the log says why. Images live in `DATA_DIR/images`. Of the
-/// capabilities past the ordinary set it grants only those `allowed` (the node's labels).
+/// capabilities past the ordinary set it grants only those `allowed` (the node's labels);
+/// containers run in user namespaces, without one only if the node's labels allow it
+/// (`host_root`).
 fn container_driver(
     agent_dir: &Path,
     allowed: std::collections::BTreeSet<String>,
+    host_root: bool,
 ) -> Option<Arc<strata_container::ContainerDriver>> {
     if !nix::unistd::geteuid().is_root() {
         tracing::info!("this node does not run containers: the agent is not root");
@@ -475,6 +479,7 @@ fn container_driver(
     };
     let mut config = strata_container::ContainerConfig::new(agent_dir.join("containers"), shim);
     config.allowed_capabilities = allowed;
+    config.allow_host_root = host_root;
     match strata_container::ContainerDriver::new(
         config,
         Arc::new(strata_container::StoreImages::new(images)),

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use strata_container::{ContainerError, ImageSource, ResolvedImage};
+use strata_container::{ContainerError, IdShift, ImageSource, ResolvedImage};
 
 /// The example service's binary (`cargo build -p hello`, or `--release` for benchmarks).
 pub fn hello_bin() -> PathBuf {
@@ -83,10 +83,50 @@ pub fn leased_address(state: &Path, instance: &str) -> Option<String> {
 pub struct NoImages;
 
 impl ImageSource for NoImages {
-    fn resolve(&self, artifact: &Path) -> Result<ResolvedImage, ContainerError> {
+    fn resolve(
+        &self,
+        artifact: &Path,
+        _shift: Option<IdShift>,
+    ) -> Result<ResolvedImage, ContainerError> {
         Err(ContainerError::Image(format!(
             "no image {}",
             artifact.display()
         )))
     }
+}
+
+/// A copy of the layer `dir` beside it with every owner shifted by `shift` (as the image
+/// store unpacks layers for a user namespace), made once; modes (setuid bits too) kept.
+pub fn shifted_copy(dir: &Path, shift: IdShift) -> PathBuf {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let copy = dir.with_file_name(format!(
+        "{}-ids-{}",
+        dir.file_name().unwrap().to_string_lossy(),
+        shift.base
+    ));
+    if copy.exists() {
+        return copy;
+    }
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -a {}", dir.display());
+    let mut stack = vec![copy.clone()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let host = |id: u32| shift.host_id(id).expect("an id the namespace maps");
+        std::os::unix::fs::lchown(&path, Some(host(meta.uid())), Some(host(meta.gid()))).unwrap();
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+        if !meta.file_type().is_symlink() {
+            // chown clears setuid and setgid: put the mode back.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+                .unwrap();
+        }
+    }
+    copy
 }

@@ -188,6 +188,17 @@ pub struct ContainerSettings {
     /// The most processes and threads of one instance (driver default: 1024).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<u32>,
+    /// `Some(false)`: the container's root is the host's root (no user namespace), only on
+    /// nodes that allow it; unset or `true`: root in the container is an unprivileged host user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<bool>,
+}
+
+impl ContainerSettings {
+    /// Whether the container runs as the host's root (`userns = false`).
+    pub fn host_root(&self) -> bool {
+        self.userns == Some(false)
+    }
 }
 
 /// Limits of a `wasm` service: each request runs in a fresh instance, so these bound one

@@ -91,6 +91,9 @@ impl<'s> Checker<'s> {
         if let Some((k, i)) = table.get_key_value("pids") {
             settings.pids = self.integer_key(&path, (k, i), Section::Container, "pids");
         }
+        if let Some((k, i)) = table.get_key_value("userns") {
+            settings.userns = self.boolean(&path.child("userns"), k, i, false);
+        }
         Some(settings)
     }
 

@@ -340,6 +340,8 @@ const CONTAINER: &[KeyDef] = &[
             example: 1024,
             hint: "pids is how many processes and threads an instance may have at once, from 1 to 1000000",
         }),
+    key("userns", "boolean", "`true`")
+        .doc("root in the container is an unprivileged host user; `false` (host root) only on nodes started with --allow-host-root"),
 ];
 
 const MESH: &[KeyDef] = &[

@@ -148,6 +148,7 @@ fn a_received_spec_is_refused_where_the_parser_would_refuse_its_text() {
             s.container = Some(ContainerSettings {
                 capabilities: vec!["SYS_ADMIN".into()],
                 pids: None,
+                userns: None,
             })
         }),
         ("box", "wasm", |s| {

@@ -105,19 +105,23 @@ fn wasm_limits() {
 #[test]
 fn container_settings() {
     let source = "[service.db]\ndriver = \"container\"\nartifact = \"db.tar\"\n\
-                  [service.db.container]\ncapabilities = [\"net_bind_service\", \"CAP_CHOWN\"]\npids = 64\n";
+                  [service.db.container]\ncapabilities = [\"net_bind_service\", \"CAP_CHOWN\"]\npids = 64\nuserns = false\n";
     let spec = parse("strata.toml", source).unwrap();
     assert_eq!(
         spec.services[0].container,
         Some(ContainerSettings {
             capabilities: vec!["NET_BIND_SERVICE".into(), "CHOWN".into()],
             pids: Some(64),
+            userns: Some(false),
         })
     );
+    assert!(spec.services[0].container.as_ref().unwrap().host_root());
     let cases = [
         ("driver = \"wasm\"\nartifact = \"a.wasm\"\ncontainer.pids = 2\n", "uses the `wasm` driver"),
         ("driver = \"container\"\nartifact = \"a.tar\"\ncontainer.capabilities = [\"NET_BIND\"]\n", "did you mean `NET_BIND_SERVICE`"),
         ("driver = \"container\"\nartifact = \"a.tar\"\ncontainer.pids = 0\n", "from 1 to 1000000"),
+        ("driver = \"container\"\nartifact = \"a.tar\"\ncontainer.userns = \"false\"\n", "write it without quotes: `userns = false`"),
+        ("driver = \"container\"\nartifact = \"a.tar\"\ncontainer.usernamespace = false\n", "userns"),
     ];
     for (body, expected) in cases {
         let source = format!("[service.db]\n{body}");
