@@ -182,6 +182,24 @@ pub fn capability_labels(values: &[String]) -> Result<BTreeMap<String, String>, 
     Ok(labels)
 }
 
+/// A node's labels: its own (`--labels`), those allowing capabilities
+/// (`--allow-capability`) and running containers as the host's root (`--allow-host-root`).
+pub fn node_labels(
+    labels: &[String],
+    capabilities: &[String],
+    host_root: bool,
+) -> Result<BTreeMap<String, String>, Failure> {
+    let mut all = parse_labels(labels)?;
+    all.extend(capability_labels(capabilities)?);
+    if host_root {
+        all.insert(
+            strata_core::capability::HOST_ROOT_LABEL.to_string(),
+            strata_core::capability::ALLOWED.to_string(),
+        );
+    }
+    Ok(all)
+}
+
 /// `zone=a,disk=ssd` (and repeated flags) -> labels.
 pub fn parse_labels(values: &[String]) -> Result<BTreeMap<String, String>, Failure> {
     let mut labels = BTreeMap::new();
@@ -220,14 +238,7 @@ fn hostname() -> String {
 }
 
 pub async fn agent(args: AgentArgs) -> CliResult {
-    let mut labels = parse_labels(&args.labels)?;
-    labels.extend(capability_labels(&args.allow_capability)?);
-    if args.allow_host_root {
-        labels.insert(
-            strata_core::capability::HOST_ROOT_LABEL.to_string(),
-            strata_core::capability::ALLOWED.to_string(),
-        );
-    }
+    let labels = node_labels(&args.labels, &args.allow_capability, args.allow_host_root)?;
     let advertise: std::net::IpAddr = args.advertise_addr.parse().map_err(|_| {
         Failure::BadInput(anyhow!(
             "error: --advertise-addr `{}` is not an IP address\n  hint: the address other nodes reach this one at, e.g. 10.0.0.2",
@@ -541,6 +552,16 @@ pub async fn node_drain(api: &Api, name: &str, drain: bool, timeout: Duration) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowing_host_root_labels_the_node() {
+        let labels = node_labels(&["zone=a".into()], &["SYS_ADMIN".into()], true).unwrap();
+        assert!(strata_core::capability::allows_host_root(&labels));
+        assert_eq!(labels["zone"], "a");
+        assert_eq!(labels["capabilities.strata/SYS_ADMIN"], "allowed");
+        let strict = node_labels(&["zone=a".into()], &[], false).unwrap();
+        assert!(!strata_core::capability::allows_host_root(&strict));
+    }
 
     #[test]
     fn an_allowed_capability_becomes_the_label_that_allows_it() {
