@@ -318,10 +318,7 @@ async fn main() {
         "Strata container driver, userns = false (the host's root)",
         &mut strata_host_root_ms,
     );
-    row(
-        "runc run -d, no user namespace",
-        &mut runc_host_root_ms,
-    );
+    row("runc run -d, no user namespace", &mut runc_host_root_ms);
     println!(
         "\nStrata / runc (median): {:.2}x; Strata's first start of the image (import + unpack): {:.1} ms",
         strata_median / runc_median,
