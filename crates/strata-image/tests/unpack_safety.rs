@@ -726,7 +726,11 @@ fn layers_for_a_user_namespace_have_their_owners_shifted_into_its_range() {
         .finish();
     let layer = store.add_layer(&tar[..]).unwrap();
     let image = store
-        .put_image(&[layer.clone()], &ImageConfigSpec::default(), None)
+        .put_image(
+            std::slice::from_ref(&layer),
+            &ImageConfigSpec::default(),
+            None,
+        )
         .unwrap();
     let shift = IdShift {
         base: 1_700_000_000,
