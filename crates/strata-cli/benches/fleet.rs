@@ -16,7 +16,8 @@
 //!       [--store etcd] [--heartbeat-ms 100] [--sync-ms 10000] [--start-ms 50] [--http-beats]
 //!
 //! It prints what it measured and, last, one JSON object (`nodes`, `instances`, `register_s`,
-//! `place_ack_s`, `failover_s`, `server_cpu_pct`, `server_rss_mib`, `api_p99_ms`) so scripts
+//! `place_ack_s`, `failover_s` (a node's process dies), `failover_quiet_s` (a node's machine
+//! goes quiet), `server_cpu_pct`, `server_rss_mib`, `api_p99_ms`) so scripts
 //! can compare runs. `--store etcd` needs etcd (Debian's etcd-server).
 
 use std::collections::{BTreeSet, HashMap};
@@ -110,6 +111,9 @@ struct SimNode {
     told: tokio::sync::Notify,
     /// Heartbeats and syncs only while alive; cleared to simulate its death.
     alive: Arc<AtomicBool>,
+    /// Its sync loop, aborted (its blocking query's stream closed under it) when its process
+    /// "dies"; left to end on its own when its machine goes quiet.
+    sync: Mutex<Option<tokio::task::AbortHandle>>,
     /// Its instances whose running report the server acknowledged (and not stopped since).
     serving: AtomicUsize,
     /// Reports statuses in batches, as the agent does.
@@ -154,6 +158,7 @@ async fn join(api: &str, join_token: &str, ca: &str, name: NodeName) -> SimNode 
         name: name.clone(),
         epoch: AtomicU64::new(node.epoch),
         alive: Arc::new(AtomicBool::new(true)),
+        sync: Mutex::new(None),
         serving: AtomicUsize::new(0),
         statuses: StatusReporter::start(client.clone(), name.clone()),
         client,
@@ -186,7 +191,8 @@ where
 /// datagrams leave from [`pump`]), when told to register again, or every beat with
 /// `--http-beats`. Told to register again, it does.
 async fn run(node: Arc<SimNode>, args: Arc<Args>, latencies: Latencies) {
-    tokio::spawn(follow_assignments(node.clone(), args.clone()));
+    let sync = tokio::spawn(follow_assignments(node.clone(), args.clone()));
+    *node.sync.lock().unwrap() = Some(sync.abort_handle());
     let period = if args.http_beats {
         args.heartbeat
     } else {
@@ -378,10 +384,10 @@ fn status(node: &SimNode, id: InstanceId, state: InstanceState) -> InstanceStatu
 }
 
 /// Instances serving (their running report acknowledged), not on `except`.
-fn serving(nodes: &[Arc<SimNode>], except: Option<&NodeName>) -> usize {
+fn serving(nodes: &[Arc<SimNode>], except: &[NodeName]) -> usize {
     nodes
         .iter()
-        .filter(|n| Some(&n.name) != except)
+        .filter(|n| !except.contains(&n.name))
         .map(|n| n.serving.load(Ordering::SeqCst))
         .sum()
 }
@@ -391,7 +397,7 @@ fn serving(nodes: &[Arc<SimNode>], except: Option<&NodeName>) -> usize {
 async fn until_serving(
     nodes: &[Arc<SimNode>],
     count: usize,
-    except: Option<&NodeName>,
+    except: &[NodeName],
     start: Instant,
     limit: Duration,
 ) -> Option<f64> {
@@ -409,6 +415,46 @@ async fn until_serving(
         last as f64 / limit.as_secs_f64()
     );
     None
+}
+
+/// Kills `victim` (its process, `crash`: its sync loop aborted, which closes its blocking
+/// query's stream; or its machine: it just goes quiet) and returns the seconds until all
+/// `instances` serve again on nodes not `dead` (to which it is added).
+async fn failover(
+    nodes: &[Arc<SimNode>],
+    victim: Option<Arc<SimNode>>,
+    crash: bool,
+    dead: &mut Vec<NodeName>,
+    instances: usize,
+) -> Option<f64> {
+    let node = victim?;
+    dead.push(node.name.clone());
+    let held = node.serving.load(Ordering::SeqCst);
+    node.alive.store(false, Ordering::SeqCst);
+    if crash {
+        if let Some(sync) = node.sync.lock().unwrap().take() {
+            sync.abort();
+        }
+    }
+    let failed = until_serving(
+        nodes,
+        instances,
+        dead,
+        Instant::now(),
+        Duration::from_secs(60),
+    )
+    .await;
+    println!(
+        "node {} with {held} instances {}; all {instances} serving elsewhere after {}",
+        node.name,
+        if crash {
+            "died (its process)"
+        } else {
+            "went quiet (its machine)"
+        },
+        failed.map_or_else(|| "more than 60 s".to_string(), |s| format!("{s:.2} s"))
+    );
+    failed
 }
 
 /// Says which wanted instances the server does not hold running (at most five), and on
@@ -613,7 +659,7 @@ async fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(600),
     );
-    let place_ack_s = until_serving(&nodes, args.instances, None, placing, limit).await;
+    let place_ack_s = until_serving(&nodes, args.instances, &[], placing, limit).await;
     if place_ack_s.is_none() {
         not_serving(&admin, &server.api, &nodes).await;
     }
@@ -626,33 +672,16 @@ async fn main() {
         (server_rss_mib - idle_rss).max(0.0) * 1024.0 / args.instances.max(1) as f64
     );
 
-    // Failover: a node with instances dies (no more heartbeats or reports).
-    let victim = nodes
+    // Failover: a node with instances dies (no more heartbeats or reports), twice: its
+    // process dies (its connection closes under its blocking query), then another node's
+    // machine goes quiet (its connection stays open as far as the server can tell).
+    let mut victims = nodes
         .iter()
-        .find(|n| n.serving.load(Ordering::SeqCst) > 0)
+        .filter(|n| n.serving.load(Ordering::SeqCst) > 0)
         .cloned();
-    let failover_s = match victim {
-        Some(node) => {
-            let held = node.serving.load(Ordering::SeqCst);
-            node.alive.store(false, Ordering::SeqCst);
-            let failed = until_serving(
-                &nodes,
-                args.instances,
-                Some(&node.name),
-                Instant::now(),
-                Duration::from_secs(60),
-            )
-            .await;
-            println!(
-                "node {} with {held} instances died; all {} serving elsewhere after {}",
-                node.name,
-                args.instances,
-                failed.map_or_else(|| "more than 60 s".to_string(), |s| format!("{s:.2} s"))
-            );
-            failed
-        }
-        None => None,
-    };
+    let mut dead: Vec<NodeName> = Vec::new();
+    let failover_s = failover(&nodes, victims.next(), true, &mut dead, args.instances).await;
+    let failover_quiet_s = failover(&nodes, victims.next(), false, &mut dead, args.instances).await;
 
     println!(
         "calls sent again after a failure (joins, status reports): {}; told to register again: {}, registered again: {}",
@@ -674,6 +703,7 @@ async fn main() {
         "register_s": register_s,
         "place_ack_s": place_ack_s,
         "failover_s": failover_s,
+        "failover_quiet_s": failover_quiet_s,
         "server_cpu_pct": server_cpu_pct,
         "sim_cpu_pct": sim_cpu_pct,
         "idle_beats_dropped": dropped,

@@ -1,13 +1,16 @@
 //! Nodes' heartbeats, kept in memory on the server that leads: when each node was last heard
 //! from, on the monotonic clock. A heartbeat costs no store write and wakes no watcher; after a
 //! restart or a change of leader every node gets a full grace period (as Nomad resets TTLs on
-//! a new leader). Liveness is judged from these by [`crate::reconcile::judge_liveness`].
+//! a new leader). Liveness is judged from these by [`crate::reconcile::judge_liveness`], with
+//! whether each node's agent still holds its blocking query open here ([`HeldQuery`]): a
+//! query its caller abandoned says the agent's connection broke.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use strata_core::NodeName;
+pub use strata_sched::liveness::Connection;
 
 use crate::clock::Clock;
 
@@ -53,13 +56,18 @@ impl DatagramOutcome {
 }
 
 /// One node's beats: when it was last heard from and how many datagrams it sent since its
-/// last HTTP heartbeat. The datagram receiver keeps each node's slot at hand, so a beat
-/// costs two atomic writes, no lock.
+/// last HTTP heartbeat, and whether its agent's blocking query is held. The datagram
+/// receiver keeps each node's slot at hand, so a beat costs two atomic writes, no lock.
 #[derive(Debug, Default)]
 pub struct BeatSlot {
     /// Monotonic ms of the last beat, plus one (0: never).
     last: AtomicU64,
     datagrams: AtomicU64,
+    /// The node's blocking assignments queries this server holds open.
+    open_queries: AtomicU64,
+    /// When the node's last query was abandoned by its caller, with none open since
+    /// (monotonic ms, plus one; 0: not abandoned).
+    abandoned: AtomicU64,
 }
 
 impl BeatSlot {
@@ -76,6 +84,52 @@ impl BeatSlot {
     /// When the node last beat (monotonic ms), if it has since this process started.
     pub fn last(&self) -> Option<u64> {
         self.last.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// Whether the node's agent still waits on this server: its connection broke if its
+    /// last query was abandoned by its caller and none was opened since.
+    pub fn connection(&self) -> Connection {
+        if self.abandoned.load(Ordering::SeqCst) > 0 {
+            Connection::Abandoned
+        } else {
+            Connection::Held
+        }
+    }
+
+    fn query_opened(&self) {
+        self.open_queries.fetch_add(1, Ordering::SeqCst);
+        self.abandoned.store(0, Ordering::SeqCst);
+    }
+
+    /// A query closed: answered, or abandoned by its caller at `abandoned_at`.
+    fn query_closed(&self, abandoned_at: Option<u64>) {
+        let open = self.open_queries.fetch_sub(1, Ordering::SeqCst) - 1;
+        if let (0, Some(at)) = (open, abandoned_at) {
+            self.abandoned.store(at + 1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A node's blocking query held open by this server ([`Heartbeats::query_held`]): dropped
+/// before [`HeldQuery::answered`], it was abandoned by its caller (the connection that
+/// carried it closed), which liveness takes as a sign the node's agent is gone.
+pub struct HeldQuery {
+    slot: Arc<BeatSlot>,
+    clock: Arc<dyn Clock>,
+    answered: bool,
+}
+
+impl HeldQuery {
+    /// The query is answered: its caller will open the next.
+    pub fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for HeldQuery {
+    fn drop(&mut self) {
+        let abandoned_at = (!self.answered).then(|| self.clock.monotonic_ms());
+        self.slot.query_closed(abandoned_at);
     }
 }
 
@@ -135,6 +189,36 @@ impl Heartbeats {
             .entry(node.to_string())
             .or_default()
             .clone()
+    }
+
+    /// A blocking query of `node`'s held open until the returned guard is answered or
+    /// dropped (see [`HeldQuery`]).
+    pub fn query_held(&self, node: &str) -> HeldQuery {
+        let slot = self.slot(node);
+        slot.query_opened();
+        HeldQuery {
+            slot,
+            clock: self.clock.clone(),
+            answered: false,
+        }
+    }
+
+    /// How many of `node`'s blocking queries this server holds open now.
+    pub fn open_queries(&self, node: &str) -> u64 {
+        self.slots
+            .read()
+            .expect("heartbeats lock")
+            .get(node)
+            .map_or(0, |slot| slot.open_queries.load(Ordering::SeqCst))
+    }
+
+    /// Whether `node`'s agent still waits on this server ([`BeatSlot::connection`]).
+    pub fn connection(&self, node: &str) -> Connection {
+        self.slots
+            .read()
+            .expect("heartbeats lock")
+            .get(node)
+            .map_or(Connection::Held, |slot| slot.connection())
     }
 
     /// Notes a heartbeat of `node` now.
@@ -254,12 +338,14 @@ impl Heartbeats {
         self.led_since.load(Ordering::SeqCst)
     }
 
-    /// Forgives every node's silence up to `now` (used when this process itself stalled).
+    /// Forgives every node's silence up to `now` (used when this process itself stalled),
+    /// and the queries abandoned before it (a stalled server's callers give up on it).
     pub fn forgive_until(&self, now: u64) {
         for slot in self.slots.read().expect("heartbeats lock").values() {
             if slot.last().is_some() {
                 slot.beat(now);
             }
+            slot.abandoned.store(0, Ordering::SeqCst);
         }
     }
 }
@@ -295,6 +381,32 @@ mod tests {
             beats.read_up_to(read);
             assert_eq!(beats.judged_now(now), judged, "{what}");
         }
+    }
+
+    #[test]
+    fn a_query_dropped_unanswered_is_abandoned_until_the_next_one_opens() {
+        let clock = Arc::new(ManualClock::starting_at(0));
+        let beats = Heartbeats::new(clock.clone(), 600);
+        assert_eq!(beats.connection("n1"), Connection::Held, "never asked");
+        beats.query_held("n1").answered();
+        assert_eq!(beats.connection("n1"), Connection::Held, "answered");
+        // Two open at once (a retry beside a slow one): one abandoned while the other is
+        // open says nothing; the last one abandoned does.
+        let first = beats.query_held("n1");
+        let second = beats.query_held("n1");
+        drop(first);
+        assert_eq!(beats.connection("n1"), Connection::Held);
+        drop(second);
+        assert_eq!(beats.connection("n1"), Connection::Abandoned);
+        // The agent asks again: held.
+        let next = beats.query_held("n1");
+        assert_eq!(beats.connection("n1"), Connection::Held);
+        drop(next);
+        assert_eq!(beats.connection("n1"), Connection::Abandoned);
+        // A server that stalled forgives what its callers gave up on meanwhile.
+        beats.note("n1");
+        beats.forgive_until(clock.monotonic_ms());
+        assert_eq!(beats.connection("n1"), Connection::Held);
     }
 
     #[test]

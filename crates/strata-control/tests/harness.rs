@@ -121,6 +121,57 @@ async fn a_dead_node_is_replaced_and_its_old_instance_fenced_when_it_returns() {
     assert_eq!(h.wanted("web").await.len(), 2);
 }
 
+/// A node whose agent's connection broke (its blocking query abandoned by the caller, as
+/// when the agent's process dies) is down once silent past the suspect threshold (300 ms);
+/// one gone quiet with its query still open waits out the down threshold (600 ms).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_agent_dropped_its_blocking_query_is_down_sooner() {
+    let mut h = Harness::start(&["n1", "n2", "n3"]).await;
+    h.deploy(&spec(3, "v1")).await;
+    h.step().await;
+    let hold = |node: &str| {
+        let plane = h.plane.clone();
+        let name = strata_core::NodeName::new(node).unwrap();
+        tokio::spawn(async move {
+            let index = plane.assignments(&name).await.unwrap().revision;
+            plane
+                .assignments_after(&name, index, std::time::Duration::from_secs(60), true)
+                .await
+        })
+    };
+    let crashed = hold("n1");
+    let quiet = hold("n2");
+    for _ in 0..200 {
+        let beats = h.plane.heartbeats();
+        if beats.open_queries("n1") == 1 && beats.open_queries("n2") == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        h.plane.heartbeats().open_queries("n1"),
+        1,
+        "the query is held"
+    );
+    // n1's process dies: no beat, and its connection closes under its query. n2 goes quiet.
+    h.kill("n1");
+    crashed.abort();
+    assert!(crashed.await.unwrap_err().is_cancelled());
+    h.kill("n2");
+    h.run_for(300).await;
+    assert_eq!(h.node_state("n1").await, NodeState::Down);
+    assert_eq!(h.node_state("n2").await, NodeState::Suspect);
+    assert_eq!(h.node_state("n3").await, NodeState::Ready);
+    h.run_for(300).await;
+    assert_eq!(h.node_state("n2").await, NodeState::Down);
+    quiet.abort();
+    // n1's replacement runs elsewhere.
+    h.step().await;
+    let wanted = h.wanted("web").await;
+    assert_eq!(wanted.len(), 3);
+    assert!(wanted.iter().all(|(_, node)| node == "n3"), "{wanted:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_nodes_instances_serve_no_one_from_the_moment_it_is_down() {
     let mut h = Harness::start(&["n1", "n2", "n3"]).await;

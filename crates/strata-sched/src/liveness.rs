@@ -34,15 +34,33 @@ impl Default for LivenessThresholds {
     }
 }
 
+/// Whether a node's agent still waits on the control plane: a node's agent holds a blocking
+/// query of its assignments open all the time; when the connection that carried it breaks
+/// (the agent's process died, its machine reset the connection), the server sees the query
+/// abandoned by its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// A query is open, or answered and not abandoned since: nothing says the agent is gone.
+    Held,
+    /// The node's last query was abandoned by its caller, and none was opened since.
+    Abandoned,
+}
+
 /// The liveness a node should have now (ready, suspect or down; drains are a separate flag).
+/// Silence past `down_after_ms` makes a node down; so does silence past `suspect_after_ms`
+/// once its agent's connection broke ([`Connection::Abandoned`]): a process that died is
+/// known dead sooner than a machine gone quiet, whose connection may still look open.
 pub fn node_state(
     current: NodeState,
     last_heartbeat: Millis,
     now: Millis,
     thresholds: LivenessThresholds,
+    connection: Connection,
 ) -> NodeState {
     let silence = now.saturating_sub(last_heartbeat);
-    if silence >= thresholds.down_after_ms {
+    if silence >= thresholds.down_after_ms
+        || (silence >= thresholds.suspect_after_ms && connection == Connection::Abandoned)
+    {
         NodeState::Down
     } else if current == NodeState::Down {
         // A down node stays down until it registers again (new epoch): fenced.
@@ -153,21 +171,29 @@ mod tests {
             suspect_after_ms: 300,
             down_after_ms: 1000,
         };
+        use Connection::{Abandoned, Held};
         let table = [
-            (Ready, 0, 100, Ready),
-            (Ready, 0, 300, Suspect),
-            (Suspect, 0, 999, Suspect),
-            (Suspect, 900, 1000, Ready),
-            (Ready, 0, 1000, Down),
-            (Down, 900, 1000, Down),
-            (Down, 0, 500, Down),
-            (Ready, 2000, 1000, Ready), // clock skew: heartbeat "in the future"
+            (Ready, 0, 100, Held, Ready),
+            (Ready, 0, 300, Held, Suspect),
+            (Suspect, 0, 999, Held, Suspect),
+            (Suspect, 900, 1000, Held, Ready),
+            (Ready, 0, 1000, Held, Down),
+            (Down, 900, 1000, Held, Down),
+            (Down, 0, 500, Held, Down),
+            (Ready, 2000, 1000, Held, Ready), // clock skew: heartbeat "in the future"
+            // Its agent's connection broke: down once silent past the suspect threshold.
+            (Ready, 0, 299, Abandoned, Ready),
+            (Ready, 0, 300, Abandoned, Down),
+            (Suspect, 0, 450, Abandoned, Down),
+            // Still beating (its next query on its way): nothing changes.
+            (Ready, 900, 1000, Abandoned, Ready),
+            (Suspect, 900, 1000, Abandoned, Ready),
         ];
-        for (current, last, now, want) in table {
+        for (current, last, now, connection, want) in table {
             assert_eq!(
-                node_state(current, last, now, t),
+                node_state(current, last, now, t, connection),
                 want,
-                "{current:?} {last} {now}"
+                "{current:?} {last} {now} {connection:?}"
             );
         }
     }

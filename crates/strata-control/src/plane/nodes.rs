@@ -207,9 +207,14 @@ impl ControlPlane {
         wait: std::time::Duration,
         removals: bool,
     ) -> Assignments {
+        // Dropped unanswered (its caller's connection closed), the query tells liveness the
+        // node's agent is gone.
+        let held = self.heartbeats().query_held(node.as_str());
         self.reflector.node_changed_after(node, index, wait).await;
         self.secrets_ready().await;
-        self.assignments_since(node, index, removals)
+        let answer = self.assignments_since(node, index, removals);
+        held.answered();
+        answer
     }
 
     /// What `node` must run, as the reflector holds it now.

@@ -188,7 +188,13 @@ pub async fn judge_liveness(plane: &ControlPlane, now: u64) -> Result<(), Contro
                 // (it was marked down at once, and registered again, every 100 ms).
                 let recorded = now.saturating_sub(wall_now.saturating_sub(node.last_heartbeat));
                 let last = heartbeats.last(name).unwrap_or(led_since).max(recorded);
-                let next = node_state(node.state, last, now, thresholds);
+                let next = node_state(
+                    node.state,
+                    last,
+                    now,
+                    thresholds,
+                    heartbeats.connection(name),
+                );
                 (next != node.state).then(|| (node.clone(), versioned.revision, next, last))
             })
             .collect()
