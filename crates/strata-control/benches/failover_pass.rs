@@ -143,6 +143,7 @@ fn fleet(args: &Args, writer: &mut Writer) -> ClusterState {
             autoscale: None,
             slo: None,
             scaled_at: 0,
+            served: Vec::new(),
             created_at: 0,
             updated_at: 0,
         };

@@ -112,7 +112,8 @@ pub fn route_action(
     let action = match (method.as_str(), route) {
         ("GET", "/metrics") => Action::ReadServerMetrics,
         ("GET", "/v1/envs") | ("GET", "/v1/services") | ("GET", "/v1/instances") => Action::Read,
-        ("POST", "/v1/envs/{env}/deploy") => Action::Deploy,
+        ("POST", "/v1/envs/{env}/deploy")
+        | ("POST", "/v1/envs/{env}/services/{service}/rollback") => Action::Deploy,
         ("PUT", "/v1/envs/{env}/policy") => Action::SetPolicy,
         ("PUT", "/v1/envs/{env}/quota") => Action::SetQuota,
         ("GET", "/v1/envs/{env}/services")

@@ -24,6 +24,7 @@ use crate::api;
         api::wake_service,
         api::node_certificate,
         api::list_releases,
+        api::rollback_service,
         api::service_logs,
         api::list_instances,
         api::report_status,

@@ -630,3 +630,84 @@ async fn no_node_is_marked_down_while_the_store_is_slow() {
     assert_eq!(h.node_state("n2").await, NodeState::Down);
     assert_eq!(h.node_state("n1").await, NodeState::Ready);
 }
+
+/// A rollback goes back to the release that served in full before (release 1 here), rolled
+/// out as any release, with an event that says who and why; two in a row go back and forth;
+/// a release that does not exist, the one running, or one whose configuration is gone are
+/// refused with nothing changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_rolls_the_release_that_served_out_again_and_says_why() {
+    use strata_core::api::RollbackRequest;
+    use strata_core::{Actor, ServiceName};
+    let mut h = Harness::start(&["n1", "n2", "n3"]).await;
+    let web = ServiceName::new("web").unwrap();
+    let dev = common::harness::dev();
+    h.deploy(&spec(2, "v1")).await;
+    h.step().await;
+    h.run_for(1_100).await;
+    // Release 2 replaces release 1, which served in full.
+    assert_eq!(h.deploy(&spec(2, "v2")).await.services[0].release, 2);
+    h.run_for(2_500).await;
+    let releases = |w: &[(u64, String)]| w.iter().map(|(r, _)| *r).collect::<Vec<_>>();
+    assert_eq!(releases(&h.wanted("web").await), [2, 2]);
+
+    let alice = Actor::User("alice".into());
+    let back = RollbackRequest {
+        to: None,
+        reason: Some("release 2 answers 500s".into()),
+    };
+    let rolled = h.plane.rollback(&dev, &web, &back, &alice).await.unwrap();
+    assert_eq!((rolled.from, rolled.to), (2, 1));
+    h.run_for(2_500).await;
+    assert_eq!(releases(&h.wanted("web").await), [1, 1]);
+    assert_eq!(h.available("web").await, 2);
+    let events = h.plane.events(None, 100).await.unwrap();
+    let told = events
+        .iter()
+        .find(|e| e.kind == strata_core::EventKind::ServiceRolledBack)
+        .expect("a service.rolled_back event");
+    assert_eq!(
+        told.message,
+        "web: rolled back from release 2 to release 1: release 2 answers 500s"
+    );
+    assert_eq!(told.actor, alice);
+
+    // Refused, nothing changed.
+    let refused = |to: u64| RollbackRequest {
+        to: Some(to),
+        reason: None,
+    };
+    for (to, word) in [(1, "already runs release 1"), (9, "has no release 9")] {
+        let error = h
+            .plane
+            .rollback(&dev, &web, &refused(to), &alice)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(word), "{error}");
+    }
+    // Again, with no release named: back to 2 (it served in full too), as `rollout undo`.
+    let again = RollbackRequest::default();
+    let rolled = h.plane.rollback(&dev, &web, &again, &alice).await.unwrap();
+    assert_eq!((rolled.from, rolled.to), (1, 2));
+    h.run_for(2_500).await;
+    assert_eq!(releases(&h.wanted("web").await), [2, 2]);
+    // A release whose configuration is no longer kept cannot run as it was.
+    h.store
+        .delete(&strata_core::keys::config("dev", "web", 1))
+        .await
+        .unwrap();
+    let error = h
+        .plane
+        .rollback(&dev, &web, &refused(1), &alice)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("its configuration (version 1) is no longer kept"),
+        "{error}"
+    );
+    assert_eq!(releases(&h.wanted("web").await), [2, 2]);
+    // A later deploy continues the numbering.
+    assert_eq!(h.deploy(&spec(2, "v3")).await.services[0].release, 3);
+}

@@ -47,6 +47,28 @@ pub struct DeployedService {
     pub replicas: u32,
 }
 
+/// Roll a service back to one of its releases, as it was (artifact, configuration, secrets'
+/// versions).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RollbackRequest {
+    /// The release to go back to; unset: the newest one that served in full before the
+    /// one running now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
+    /// Why, for the event and the audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What a rollback did: the service now wants release `to` (it wanted `from`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RolledBack {
+    pub env: EnvName,
+    pub name: ServiceName,
+    pub from: u64,
+    pub to: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeployResponse {
     pub env: EnvName,

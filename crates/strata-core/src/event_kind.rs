@@ -33,6 +33,7 @@ event_kinds! {
     ServiceScaled = "service.scaled": "A service's instance count or bounds changed by a deploy or by hand.",
     ServiceAutoscaled = "service.autoscaled": "The autoscaler changed a service's instance count.",
     ServiceDeleted = "service.deleted": "A service was deleted.",
+    ServiceRolledBack = "service.rolled_back": "A service was rolled back to an earlier release, and why.",
     EnvPolicy = "env.policy": "An environment's default call policy changed.",
     EnvQuota = "env.quota": "An environment's quota changed.",
     SecretSet = "secret.set": "A service's secret got a new version (never its value); a new release rolls out if the service uses it.",

@@ -112,8 +112,25 @@ pub struct Service {
     /// When `replicas` last changed (a change is given time to show before the next).
     #[serde(default)]
     pub scaled_at: Millis,
+    /// The releases that were serving in full when another took their place, oldest first
+    /// (the last [`Service::SERVED_KEPT`]): where a rollback goes by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub served: Vec<u64>,
     pub created_at: Millis,
     pub updated_at: Millis,
+}
+
+impl Service {
+    /// How many served releases a service remembers.
+    pub const SERVED_KEPT: usize = 20;
+
+    /// Notes that `release` was serving in full when it was replaced.
+    pub fn note_served(&mut self, release: u64) {
+        self.served.retain(|r| *r != release);
+        self.served.push(release);
+        let extra = self.served.len().saturating_sub(Self::SERVED_KEPT);
+        self.served.drain(..extra);
+    }
 }
 
 /// An immutable, numbered release: what runs, with which configuration.
@@ -136,6 +153,9 @@ pub struct Release {
     pub spec_hash: String,
     pub spec: ServiceSpec,
     pub created_at: Millis,
+    /// Who made it: the deploy's caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 /// A version of a service's configuration in one environment, kept apart from the artifact and

@@ -110,6 +110,7 @@ mod tests {
             autoscale: autoscale.map(|(min, max)| bounds(min, max)),
             slo: None,
             scaled_at: 0,
+            served: Vec::new(),
             created_at: 0,
             updated_at: 0,
         }
@@ -140,6 +141,7 @@ mod tests {
             spec_hash: spec_hash.into(),
             spec,
             created_at: 0,
+            created_by: None,
         }
     }
 

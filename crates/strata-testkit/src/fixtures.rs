@@ -32,5 +32,6 @@ pub fn release(env: &str, service: &str, number: u64, spec: ServiceSpec) -> Rele
         spec_hash: String::new(),
         spec,
         created_at: 0,
+        created_by: None,
     }
 }

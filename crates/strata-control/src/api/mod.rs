@@ -18,7 +18,7 @@ use strata_core::api::{
     DeployRequest, DeployResponse, EnvPolicyRequest, ErrorBody, RouteTable, ScaleRequest,
     ServiceMetrics, ServiceStatus, SloReport, WatchChange,
 };
-use strata_core::{EnvName, Environment, InstanceView, Release, Service, ServiceName};
+use strata_core::{EnvName, Environment, InstanceView, Service, ServiceName};
 use strata_store::{StoreError, WatchEvent};
 use utoipa::{IntoParams, OpenApi};
 
@@ -29,10 +29,12 @@ mod access;
 mod events;
 pub mod forward;
 mod nodes;
+mod releases;
 mod secrets;
 pub use access::*;
 pub use events::*;
 pub use nodes::*;
+pub use releases::*;
 pub use secrets::*;
 
 type Plane = State<Arc<ControlPlane>>;
@@ -147,6 +149,10 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route(
             "/v1/envs/{env}/services/{service}/releases",
             get(list_releases),
+        )
+        .route(
+            "/v1/envs/{env}/services/{service}/rollback",
+            post(rollback_service),
         )
         .route("/v1/envs/{env}/services/{service}/logs", get(service_logs))
         .route(
@@ -406,17 +412,6 @@ pub async fn delete_service(
         .delete_service(&env, &service, &caller.actor())
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A service's releases, oldest first.
-#[utoipa::path(get, path = "/v1/envs/{env}/services/{service}/releases",
-    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
-    responses((status = 200, body = [Release]), (status = 404, body = ErrorBody)))]
-pub async fn list_releases(
-    State(plane): Plane,
-    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
-) -> Result<Json<Vec<Release>>, ControlError> {
-    Ok(Json(plane.releases(&env, &service).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -272,6 +272,7 @@ impl ControlPlane {
                         autoscale: item.spec.scale.autoscale,
                         slo: item.spec.slo,
                         scaled_at: now,
+                        served: Vec::new(),
                         created_at: now,
                         updated_at: now,
                     },
@@ -338,8 +339,13 @@ impl ControlPlane {
                     // Configuration lives in its ConfigVersion only.
                     spec: item.spec.without_config(),
                     created_at: now,
+                    created_by: Some(actor.to_string()),
                 };
                 txn = txn.put(keys::release(env, &name, number), encode(&release));
+                // The release it replaces is one to roll back to if it served in full.
+                if revision != 0 && self.serves_in_full(&service) {
+                    service.note_served(service.desired_release);
+                }
                 service.latest_release = number;
                 service.desired_release = number;
                 new_release = Some(release);

@@ -50,6 +50,7 @@ mod nodes;
 
 pub(crate) use nodes::stop_event;
 mod reads;
+mod rollbacks;
 
 /// How many times a read-modify-write is retried when another writer got there first.
 pub(crate) const CAS_ATTEMPTS: usize = 16;

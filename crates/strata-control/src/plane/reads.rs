@@ -19,6 +19,26 @@ impl ControlPlane {
         Ok(self.reflector.read().views())
     }
 
+    /// Whether `service`'s desired release serves in full now: as many of its instances
+    /// available (healthy past `min_ready`, on live nodes) as it wants, and at least one.
+    pub(crate) fn serves_in_full(&self, service: &Service) -> bool {
+        let state = self.reflector.read();
+        let Some(release) = state.release(&service.env, &service.name, service.desired_release)
+        else {
+            return false;
+        };
+        let (now, min_ready_ms) = (self.now(), release.spec.min_ready_ms);
+        let key = (service.env.clone(), service.name.clone());
+        let available = state
+            .instances_of(&key)
+            .iter()
+            .filter(|r| r.instance.release == service.desired_release)
+            .filter(|r| r.is_available(now, min_ready_ms))
+            .filter(|r| !state.node_lost(&r.instance.node))
+            .count();
+        service.replicas > 0 && available >= service.replicas as usize
+    }
+
     pub async fn service_status(
         &self,
         env: &EnvName,

@@ -77,6 +77,7 @@ pub fn service(name: &str, release: u64, replicas: u32, revision: Revision) -> W
         autoscale: None,
         slo: None,
         scaled_at: 0,
+        served: Vec::new(),
         created_at: 0,
         updated_at: 0,
     };

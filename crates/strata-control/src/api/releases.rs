@@ -1,0 +1,46 @@
+//! Releases routes: a service's release history (readers of the environment) and rollback to
+//! one of its releases (deployers of the environment).
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use strata_core::api::{ErrorBody, RollbackRequest, RolledBack};
+use strata_core::{EnvName, Release, ServiceName};
+
+use super::{ApiJson, ApiPath, Plane};
+use crate::guard::{AuditNote, Caller};
+use crate::ControlError;
+
+/// A service's releases, oldest first.
+#[utoipa::path(get, path = "/v1/envs/{env}/services/{service}/releases",
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
+    responses((status = 200, body = [Release]), (status = 404, body = ErrorBody)))]
+pub async fn list_releases(
+    State(plane): Plane,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
+) -> Result<Json<Vec<Release>>, ControlError> {
+    Ok(Json(plane.releases(&env, &service).await?))
+}
+
+/// Rolls a service back to one of its releases as it was (default: the newest that served
+/// in full before the one it runs), rolled out as any release; refused with nothing changed
+/// when that release, its artifact, configuration or a secret's version is gone.
+#[utoipa::path(post, path = "/v1/envs/{env}/services/{service}/rollback",
+    request_body = RollbackRequest,
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
+    responses((status = 200, body = RolledBack), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn rollback_service(
+    caller: Caller,
+    State(plane): Plane,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
+    ApiJson(request): ApiJson<RollbackRequest>,
+) -> Result<Response, ControlError> {
+    let rolled = plane
+        .rollback(&env, &service, &request, &caller.actor())
+        .await?;
+    let note = format!("{service} #{} -> #{}", rolled.from, rolled.to);
+    let mut response = Json(rolled).into_response();
+    response.extensions_mut().insert(AuditNote(note));
+    Ok(response)
+}
