@@ -177,12 +177,33 @@ pub async fn deploy(
     if detach {
         return Ok(());
     }
-    let mut failures = Vec::new();
-    let bars: Vec<(String, u64, ProgressBar)> = response
+    let rollouts: Vec<(String, u64, u32)> = response
         .services
         .iter()
-        .map(|s| {
-            let bar = progress.add(ProgressBar::new(u64::from(s.replicas)));
+        .map(|s| (s.name.to_string(), s.release, s.replicas))
+        .collect();
+    follow_rollouts(api, env, &rollouts, started, timeout, "deploy").await
+}
+
+/// Follows each `(service, release, replicas)` rollout until the release serves, fails (a
+/// crash loop with its last log lines, a placement that failed) or `timeout` passes (each
+/// instance's state and reason): bars on a terminal, a line a change otherwise. `what`
+/// names the command in the failure ("deploy failed: ...").
+pub async fn follow_rollouts(
+    api: &Api,
+    env: &str,
+    rollouts: &[(String, u64, u32)],
+    started: u64,
+    timeout: Duration,
+    what: &str,
+) -> CliResult {
+    let progress = MultiProgress::new();
+    let tty = std::io::stderr().is_terminal();
+    let mut failures = Vec::new();
+    let bars: Vec<(String, u64, ProgressBar)> = rollouts
+        .iter()
+        .map(|(name, release, replicas)| {
+            let bar = progress.add(ProgressBar::new(u64::from(*replicas)));
             bar.set_style(
                 ProgressStyle::with_template(
                     "{prefix:>12} {spinner} [{bar:20}] {pos}/{len} available  {msg}",
@@ -190,11 +211,11 @@ pub async fn deploy(
                 .expect("valid template")
                 .progress_chars("=> "),
             );
-            bar.set_prefix(s.name.to_string());
+            bar.set_prefix(name.clone());
             if !tty {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
             }
-            (s.name.to_string(), s.release, bar)
+            (name.clone(), *release, bar)
         })
         .collect();
     let deadline = Instant::now() + timeout;
@@ -271,7 +292,7 @@ pub async fn deploy(
         Ok(())
     } else {
         Err(Failure::Failed(anyhow!(
-            "deploy failed:\n{}",
+            "{what} failed:\n{}",
             failures.join("\n")
         )))
     }

@@ -14,6 +14,7 @@ mod env_cmd;
 mod image_cmd;
 mod install_cmd;
 mod platform;
+mod release_cmd;
 mod secret_cmd;
 mod store_cmd;
 
@@ -42,10 +43,10 @@ struct Cli {
 }
 
 #[derive(Debug, clap::Args)]
-struct ApiArgs {
+pub(crate) struct ApiArgs {
     /// The control plane's API.
     #[arg(long, env = "STRATA_ADDR", default_value = DEFAULT_ADDR, global = true)]
-    addr: String,
+    pub(crate) addr: String,
 }
 
 /// TLS to the etcd store (`--store etcds://...`).
@@ -260,6 +261,12 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// A service's releases, newest first: who made each when, its artifact, configuration
+    /// version and spec, and whether it runs, served or was rolled back from.
+    Releases(release_cmd::ReleasesArgs),
+    /// Roll a service back to one of its releases as it was (default: the newest that served
+    /// in full before the one running), followed until it serves.
+    Rollback(release_cmd::RollbackArgs),
     /// Services' secrets: set (the value from stdin), ls (never values), rm, rotate-key.
     Secret {
         #[command(subcommand)]
@@ -630,6 +637,8 @@ async fn run(cli: Cli) -> CliResult {
         Command::Delete { service, env, api } => {
             commands::delete(&api::Api::new(&api.addr), &service, &env).await
         }
+        Command::Releases(args) => release_cmd::releases(args).await,
+        Command::Rollback(args) => release_cmd::rollback(args).await,
         Command::Events {
             service,
             limit,

@@ -82,7 +82,8 @@ mod tests {
     fn rollback_targets() {
         let all = [1, 2, 3, 4, 5];
         // (desired, served, existing, --to, target or a word of the refusal)
-        let table: [(u64, &[u64], &[u64], Option<u64>, Result<u64, &str>); 9] = [
+        type Case<'a> = (u64, &'a [u64], &'a [u64], Option<u64>, Result<u64, &'a str>);
+        let table: [Case; 9] = [
             (3, &[1, 2], &all, None, Ok(2)),
             // Release 4 never served in full (replaced mid-rollout): passed over.
             (5, &[1, 2, 3], &all, None, Ok(3)),

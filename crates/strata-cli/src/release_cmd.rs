@@ -1,0 +1,168 @@
+//! `strata releases` (a service's release history) and `strata rollback` (back to one of its
+//! releases as it was, followed until it serves, as a deploy is).
+
+use std::time::Duration;
+
+use clap::Args;
+use strata_core::api::{RollbackRequest, RolledBack, ServiceStatus};
+use strata_core::Release;
+
+use crate::api::Api;
+use crate::ApiArgs;
+use crate::CliResult;
+
+/// `strata releases SERVICE`.
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    service: String,
+    #[arg(long, default_value = "dev")]
+    env: String,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// `strata rollback SERVICE`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    service: String,
+    #[arg(long, default_value = "dev")]
+    env: String,
+    /// The release to go back to (default: the newest one that served in full before the
+    /// one running now).
+    #[arg(long, value_name = "N")]
+    to: Option<u64>,
+    /// Why, for the event and the audit log.
+    #[arg(long)]
+    reason: Option<String>,
+    /// How long to follow the rollout.
+    #[arg(long, default_value = "5m", value_parser = crate::humantime_duration)]
+    timeout: Duration,
+    /// Return once the rollback is recorded, without following the rollout.
+    #[arg(long)]
+    detach: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// What a release is to its service now.
+fn standing(release: &Release, status: &ServiceStatus) -> &'static str {
+    let service = &status.service;
+    if release.number == service.desired_release {
+        "running"
+    } else if service.served.contains(&release.number) {
+        "served"
+    } else if release.number > service.desired_release {
+        "rolled back"
+    } else {
+        "superseded"
+    }
+}
+
+pub async fn releases(args: ReleasesArgs) -> CliResult {
+    let api = Api::new(&args.api.addr);
+    let (env, service) = (&args.env, &args.service);
+    let status: ServiceStatus = api
+        .get(&format!("/v1/envs/{env}/services/{service}"))
+        .await?;
+    let releases: Vec<Release> = api
+        .get(&format!("/v1/envs/{env}/services/{service}/releases"))
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&releases)?);
+        return Ok(());
+    }
+    println!(
+        "{:>7}  {:<11}  {:<20}  {:<16}  {:>6}  {:<19}  SPEC",
+        "RELEASE", "STATE", "CREATED", "BY", "CONFIG", "ARTIFACT"
+    );
+    for release in releases.iter().rev() {
+        let artifact = release
+            .artifact_digest
+            .as_deref()
+            .map_or("-".to_string(), |d| short(d, 19));
+        println!(
+            "{:>7}  {:<11}  {:<20}  {:<16}  {:>6}  {:<19}  {}",
+            release.number,
+            standing(release, &status),
+            crate::access_cmd::format_time(release.created_at),
+            release.created_by.as_deref().unwrap_or("-"),
+            release.config_version,
+            artifact,
+            short(&release.spec_hash, 19)
+        );
+    }
+    Ok(())
+}
+
+/// `sha256:0123456789ab` of a digest.
+fn short(digest: &str, width: usize) -> String {
+    digest.chars().take(width).collect()
+}
+
+pub async fn rollback(args: RollbackArgs) -> CliResult {
+    let api = Api::new(&args.api.addr);
+    let (env, service) = (&args.env, &args.service);
+    let started = strata_control::now_millis();
+    let rolled: RolledBack = api
+        .post(
+            &format!("/v1/envs/{env}/services/{service}/rollback"),
+            &RollbackRequest {
+                to: args.to,
+                reason: args.reason.clone(),
+            },
+        )
+        .await?;
+    eprintln!(
+        "{service}: rolling back from release {} to release {}",
+        rolled.from, rolled.to
+    );
+    if args.detach {
+        return Ok(());
+    }
+    let status: ServiceStatus = api
+        .get(&format!("/v1/envs/{env}/services/{service}"))
+        .await?;
+    let rollouts = [(service.clone(), rolled.to, status.service.replicas)];
+    crate::deploy_cmd::follow_rollouts(&api, env, &rollouts, started, args.timeout, "rollback")
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_stands_as_the_service_says() {
+        let mut status: ServiceStatus = serde_json::from_value(serde_json::json!({
+            "service": {"env": "dev", "name": "web", "desired_release": 3, "latest_release": 5,
+                "latest_config": 1, "replicas": 2, "served": [1, 2], "created_at": 0, "updated_at": 0},
+            "release": null, "instances": [], "hosts": [], "available": 2
+        }))
+        .unwrap();
+        let spec = strata_core::spec::parse(
+            "s.toml",
+            "[service.web]
+command = [\"w\"]
+",
+        )
+        .unwrap()
+        .services
+        .remove(0);
+        let release =
+            |number| strata_testkit::fixtures::release("dev", "web", number, spec.clone());
+        let table = [
+            (1, "served"),
+            (2, "served"),
+            (3, "running"),
+            (4, "rolled back"),
+            (5, "rolled back"),
+        ];
+        for (number, want) in table {
+            assert_eq!(standing(&release(number), &status), want, "{number}");
+        }
+        status.service.served.clear();
+        assert_eq!(standing(&release(1), &status), "superseded");
+    }
+}
