@@ -51,10 +51,10 @@ fn standing(release: &Release, status: &ServiceStatus) -> &'static str {
     let service = &status.service;
     if release.number == service.desired_release {
         "running"
-    } else if service.served.contains(&release.number) {
-        "served"
     } else if release.number > service.desired_release {
         "rolled back"
+    } else if service.served.contains(&release.number) {
+        "served"
     } else {
         "superseded"
     }

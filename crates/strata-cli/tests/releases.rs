@@ -1,0 +1,102 @@
+//! Releases end to end: `strata releases` lists a service's history, `strata rollback` goes
+//! back to the release that served before with no failed request, says why in the events,
+//! and refuses a release that does not exist (exit 2, nothing changed).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+const HOST: &str = "hello.dev.localhost";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_goes_back_to_the_release_that_served_with_no_failed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dev_serving_hello(dir.path(), 2, "One");
+    let second = hello_spec(dir.path(), 2, "Two, broken");
+    let err = stderr(&dev.deploy(&second, &[]));
+    assert!(err.contains("release 2 created"), "{err}");
+    assert!(rolled_out_to(&dev.status("hello"), 2));
+
+    // Under load, back to release 1.
+    let client = dev.client(&[HOST]);
+    let url = dev.url(HOST, "/");
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut failures, mut ones) = (Vec::new(), 0);
+            // Bounded: at most 20,000 requests, and it ends when told to.
+            for _ in 0..20_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                match client.get(&url).send().await {
+                    Ok(response) if response.status() == 200 => {
+                        let body = response.text().await.unwrap_or_default();
+                        ones += usize::from(body.contains("(release 1)"));
+                    }
+                    Ok(response) => failures.push(response.status().to_string()),
+                    Err(error) => failures.push(error.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (failures, ones)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rolled = dev.cli(&["rollback", "hello", "--reason", "release 2 is broken"]);
+    let err = stderr(&rolled);
+    assert!(rolled.status.success(), "{err}\n{}", dev.log());
+    assert!(
+        err.contains("rolling back from release 2 to release 1"),
+        "{err}"
+    );
+    assert!(err.contains("release 1 is serving"), "{err}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (failures, ones) = load.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "failed requests during the rollback: {failures:?}\n{}",
+        dev.log()
+    );
+    assert!(ones > 0, "release 1 never answered");
+    let status = dev.status("hello");
+    assert_eq!(status.service.desired_release, 1);
+    assert!(rolled_out_to(&status, 1));
+
+    // The history, and why.
+    let listed = stdout(&dev.cli(&["releases", "hello"]));
+    let row = |number: &str| {
+        listed
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(number))
+            .unwrap_or_else(|| panic!("no release {number}: {listed}"))
+            .to_string()
+    };
+    assert!(row("1").contains("running"), "{listed}");
+    assert!(row("2").contains("rolled back"), "{listed}");
+    assert!(row("1").contains("admin"), "who made it: {listed}");
+    let json: Vec<strata_core::Release> =
+        serde_json::from_slice(&dev.cli(&["releases", "hello", "--json"]).stdout).unwrap();
+    assert_eq!(json.iter().map(|r| r.number).collect::<Vec<_>>(), [1, 2]);
+    let events = stdout(&dev.cli(&["events", "hello"]));
+    assert!(
+        events.contains("rolled back from release 2 to release 1: release 2 is broken"),
+        "{events}"
+    );
+
+    // A release that does not exist: bad input, nothing changed.
+    let refused = dev.cli(&["rollback", "hello", "--to", "9"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("has no release 9"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(dev.status("hello").service.desired_release, 1);
+}
