@@ -46,8 +46,11 @@ pub struct RollbackArgs {
     api: ApiArgs,
 }
 
-/// What a release is to its service now.
-fn standing(release: &Release, status: &ServiceStatus) -> &'static str {
+/// What a release is to its service now (`None`: the service was deleted).
+fn standing(release: &Release, status: Option<&ServiceStatus>) -> &'static str {
+    let Some(status) = status else {
+        return "deleted";
+    };
     let service = &status.service;
     if release.number == service.desired_release {
         "running"
@@ -63,12 +66,22 @@ fn standing(release: &Release, status: &ServiceStatus) -> &'static str {
 pub async fn releases(args: ReleasesArgs) -> CliResult {
     let api = Api::new(&args.api.addr);
     let (env, service) = (&args.env, &args.service);
-    let status: ServiceStatus = api
-        .get(&format!("/v1/envs/{env}/services/{service}"))
-        .await?;
+    // The history outlives the service: a deleted one's releases are listed too.
     let releases: Vec<Release> = api
         .get(&format!("/v1/envs/{env}/services/{service}/releases"))
         .await?;
+    let status: Option<ServiceStatus> =
+        match api.get(&format!("/v1/envs/{env}/services/{service}")).await {
+            Ok(status) => Some(status),
+            Err(error) => {
+                let services: Vec<ServiceStatus> =
+                    api.get(&format!("/v1/envs/{env}/services")).await?;
+                if services.iter().any(|s| s.service.name == service.as_str()) {
+                    return Err(error);
+                }
+                None
+            }
+        };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&releases)?);
         return Ok(());
@@ -85,7 +98,7 @@ pub async fn releases(args: ReleasesArgs) -> CliResult {
         println!(
             "{:>7}  {:<11}  {:<20}  {:<16}  {:>6}  {:<19}  {}",
             release.number,
-            standing(release, &status),
+            standing(release, status.as_ref()),
             crate::access_cmd::format_time(release.created_at),
             release.created_by.as_deref().unwrap_or("-"),
             release.config_version,
@@ -160,9 +173,10 @@ command = [\"w\"]
             (5, "rolled back"),
         ];
         for (number, want) in table {
-            assert_eq!(standing(&release(number), &status), want, "{number}");
+            assert_eq!(standing(&release(number), Some(&status)), want, "{number}");
         }
         status.service.served.clear();
-        assert_eq!(standing(&release(1), &status), "superseded");
+        assert_eq!(standing(&release(1), Some(&status)), "superseded");
+        assert_eq!(standing(&release(1), None), "deleted");
     }
 }

@@ -1,6 +1,7 @@
 //! Releases end to end: `strata releases` lists a service's history, `strata rollback` goes
 //! back to the release that served before with no failed request, says why in the events,
-//! and refuses a release that does not exist (exit 2, nothing changed).
+//! and refuses a release that does not exist (exit 2, nothing changed); the history outlives
+//! `strata delete`, and a later deploy continues its numbering.
 
 mod common;
 
@@ -99,4 +100,12 @@ async fn a_rollback_goes_back_to_the_release_that_served_with_no_failed_request(
         stderr(&refused)
     );
     assert_eq!(dev.status("hello").service.desired_release, 1);
+
+    // Deleted, its history stays; deployed again, the numbering goes on.
+    dev.delete("hello");
+    let listed = stdout(&dev.cli(&["releases", "hello"]));
+    assert_eq!(listed.matches("deleted").count(), 2, "{listed}");
+    let again = hello_spec(dir.path(), 1, "Three");
+    let err = stderr(&dev.deploy(&again, &[]));
+    assert!(err.contains("release 3 created"), "{err}");
 }

@@ -298,7 +298,7 @@ async fn a_dead_nodes_records_are_forgotten_a_few_batches_a_pass_until_none_is_l
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn large_reports_and_deletes_fit_the_transactions_etcd_takes() {
+async fn large_reports_fit_the_transactions_etcd_takes_and_a_deleted_services_history_stays() {
     use strata_core::{InstanceState, InstanceStatus, NodeName};
     let small = |replicas: u32, version: &str| {
         format!(
@@ -330,7 +330,8 @@ async fn large_reports_and_deletes_fit_the_transactions_etcd_takes() {
     let states: Vec<InstanceState> = h.instances("web").await.iter().map(|v| v.state()).collect();
     assert_eq!(states, vec![InstanceState::Unhealthy; 100]);
 
-    // 130 releases, then the service is deleted with every one of them.
+    // 130 releases, then the service is deleted: its history stays, and a deploy of the
+    // name goes on from it.
     for version in 2..=130 {
         h.deploy(&small(0, &format!("v{version}"))).await;
     }
@@ -342,9 +343,19 @@ async fn large_reports_and_deletes_fit_the_transactions_etcd_takes() {
         .delete_service(&env, &web, &strata_core::Actor::User("test".into()))
         .await
         .unwrap();
-    assert!(h.store.list(&releases).await.unwrap().kvs.is_empty());
-    let configs = strata_core::keys::configs_of(&env, &web);
-    assert!(h.store.list(&configs).await.unwrap().kvs.is_empty());
+    assert!(h
+        .store
+        .get(&strata_core::keys::service(&env, &web))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(h.store.list(&releases).await.unwrap().kvs.len(), 130);
+    assert_eq!(h.plane.releases(&env, &web).await.unwrap().len(), 130);
+    h.step().await;
+    assert!(h.wanted("web").await.is_empty(), "its instances stop");
+    let again = h.deploy(&small(1, "v1")).await;
+    assert_eq!(again.services[0].release, 131);
+    assert!(again.services[0].created);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -34,6 +34,9 @@ pub struct DeployCurrent<'a> {
     pub service: Option<&'a Service>,
     pub release: Option<&'a Release>,
     pub config: Option<&'a ConfigVersion>,
+    /// Without a service: the newest release and configuration version numbers its name
+    /// has from before it was deleted (its history stays; numbers are never reused).
+    pub numbered_before: (u64, u64),
 }
 
 /// What to write.
@@ -61,7 +64,8 @@ impl DeployPlan {
 }
 
 pub fn plan_deploy(current: DeployCurrent<'_>, want: &DeployWant<'_>) -> DeployPlan {
-    let latest_config = current.service.map_or(0, |s| s.latest_config);
+    let (releases_before, configs_before) = current.numbered_before;
+    let latest_config = current.service.map_or(configs_before, |s| s.latest_config);
     let (config_version, new_config) = match current.config {
         Some(config) if config.hash == want.config_hash => (config.version, false),
         _ => (latest_config + 1, true),
@@ -71,7 +75,12 @@ pub fn plan_deploy(current: DeployCurrent<'_>, want: &DeployWant<'_>) -> DeployP
             && release.config_version == config_version
             && release.secrets == *want.secrets
     });
-    let new_release = (!same_release).then(|| current.service.map_or(0, |s| s.latest_release) + 1);
+    let new_release = (!same_release).then(|| {
+        current
+            .service
+            .map_or(releases_before, |s| s.latest_release)
+            + 1
+    });
     let stored_autoscale: Option<AutoscaleSpec> = current.service.and_then(|s| s.autoscale);
     let replicas = match (&want.scale.autoscale, &stored_autoscale, current.service) {
         (Some(bounds), Some(_), Some(service)) => service.replicas.clamp(bounds.min, bounds.max),
@@ -173,6 +182,7 @@ mod tests {
             service: Some(service),
             release: Some(&current_release),
             config: Some(&current_config),
+            numbered_before: (0, 0),
         };
         // (name, current, spec hash, config hash, scale, plan)
         #[allow(clippy::type_complexity)]
@@ -191,6 +201,17 @@ mod tests {
                 "cfg-a",
                 scale(2, None),
                 (1, true, Some(1), 2, false, false),
+            ),
+            (
+                "a new service of a name deleted after release 130 and config 7",
+                DeployCurrent {
+                    numbered_before: (130, 7),
+                    ..DeployCurrent::default()
+                },
+                "spec-a",
+                "cfg-a",
+                scale(2, None),
+                (8, true, Some(131), 2, false, false),
             ),
             (
                 "the same again",
@@ -304,6 +325,7 @@ mod tests {
             service: Some(&fixed),
             release: Some(&current_release),
             config: Some(&current_config),
+            numbered_before: (0, 0),
         };
         let plan = |secrets: &BTreeMap<String, u64>| {
             plan_deploy(

@@ -266,8 +266,9 @@ impl ControlPlane {
                         env: env.clone(),
                         name: name.clone(),
                         desired_release: 0,
-                        latest_release: 0,
-                        latest_config: 0,
+                        // A name deleted before goes on from its history's numbers.
+                        latest_release: self.newest_number(&keys::releases_of(env, &name)).await?,
+                        latest_config: self.newest_number(&keys::configs_of(env, &name)).await?,
                         replicas: item.spec.scale.replicas,
                         autoscale: item.spec.scale.autoscale,
                         slo: item.spec.slo,
@@ -293,6 +294,7 @@ impl ControlPlane {
                     service: (revision != 0).then_some(&service),
                     release: current_release.as_ref(),
                     config: latest_config.as_ref(),
+                    numbered_before: (service.latest_release, service.latest_config),
                 },
                 &DeployWant {
                     spec_hash: &spec_hash,
@@ -382,8 +384,9 @@ impl ControlPlane {
         })
     }
 
-    /// Deletes a service: its instances are stopped by the reconciler; its releases and
-    /// configs are removed.
+    /// Deletes a service: its instances are stopped by the reconciler. Its releases and
+    /// configuration versions stay, as its history (`strata releases`): a later deploy of the
+    /// name continues their numbering.
     pub async fn delete_service(
         &self,
         env: &EnvName,
@@ -391,26 +394,8 @@ impl ControlPlane {
         actor: &Actor,
     ) -> Result<(), ControlError> {
         let key = keys::service(env, name);
-        if self.store.get(&key).await?.is_none() {
+        if !self.store.delete(&key).await? {
             return Err(self.service_not_found(env, name).await);
-        }
-        // The service first (with it its releases are unreachable); then its releases and
-        // configs, a transaction's worth at a time. A release left behind by a crash
-        // meanwhile is overwritten by the next deploy of the name.
-        let mut keys_left = vec![key];
-        for prefix in [keys::releases_of(env, name), keys::configs_of(env, name)] {
-            keys_left.extend(
-                self.store
-                    .list(&prefix)
-                    .await?
-                    .kvs
-                    .into_iter()
-                    .map(|kv| kv.key),
-            );
-        }
-        for batch in keys_left.chunks(strata_store::MAX_TXN_OPS) {
-            let txn = batch.iter().fold(Txn::new(), |txn, key| txn.delete(key));
-            self.store.txn(txn).await?;
         }
         let mut event =
             crate::event_log::event(EventKind::ServiceDeleted, format!("{name}: deleted"));
@@ -420,6 +405,20 @@ impl ControlPlane {
         self.event_log().record(event).await;
         self.kick.notify_one();
         Ok(())
+    }
+
+    /// The newest number under `prefix` (releases or configuration versions of a service;
+    /// 0: none).
+    pub(super) async fn newest_number(&self, prefix: &str) -> Result<u64, ControlError> {
+        Ok(self
+            .store
+            .list(prefix)
+            .await?
+            .kvs
+            .iter()
+            .filter_map(|kv| kv.key.strip_prefix(prefix)?.parse().ok())
+            .max()
+            .unwrap_or(0))
     }
 
     pub(super) async fn service_not_found(

@@ -134,15 +134,18 @@ impl ControlPlane {
         env: &EnvName,
         name: &ServiceName,
     ) -> Result<Vec<Release>, ControlError> {
-        if self.store.get(&keys::service(env, name)).await?.is_none() {
-            return Err(self.service_not_found(env, name).await);
-        }
-        Ok(self
+        // A deleted service's releases stay: its history, and the numbers a later deploy of
+        // the name continues from.
+        let releases: Vec<Release> = self
             .list(&keys::releases_of(env, name))
             .await?
             .into_iter()
             .map(|(r, _)| without_config(r))
-            .collect())
+            .collect();
+        if releases.is_empty() && self.store.get(&keys::service(env, name)).await?.is_none() {
+            return Err(self.service_not_found(env, name).await);
+        }
+        Ok(releases)
     }
 
     pub async fn events(
