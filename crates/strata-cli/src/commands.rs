@@ -154,6 +154,34 @@ pub async fn logs(
     Ok(())
 }
 
+/// `strata scale SERVICE [N] [--min M --max X]`.
+pub async fn scale(
+    api: &Api,
+    service: &str,
+    env: &str,
+    request: strata_core::api::ScaleRequest,
+) -> CliResult {
+    if request.replicas.is_none() && request.min.is_none() && request.max.is_none() {
+        return Err(Failure::BadInput(anyhow::anyhow!(
+            "error: say what to change: strata scale {service} N, or --min M --max X"
+        )));
+    }
+    let scaled: strata_core::Service = api
+        .put(
+            &format!("/v1/envs/{env}/services/{service}/scale"),
+            &request,
+        )
+        .await?;
+    match scaled.autoscale {
+        Some(bounds) => println!(
+            "{service}: {} instance(s), autoscaled {}..{}",
+            scaled.replicas, bounds.min, bounds.max
+        ),
+        None => println!("{service}: {} instance(s)", scaled.replicas),
+    }
+    Ok(())
+}
+
 pub async fn delete(api: &Api, service: &str, env: &str) -> CliResult {
     api.delete(&format!("/v1/envs/{env}/services/{service}"))
         .await?;

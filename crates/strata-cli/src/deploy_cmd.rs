@@ -12,7 +12,9 @@ use anyhow::{anyhow, Context};
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
-use strata_core::api::{DeployRequest, DeployResponse, DeployService, EventList, ServiceStatus};
+use strata_core::api::{
+    DeployPreview, DeployRequest, DeployResponse, DeployService, EventList, ServiceStatus,
+};
 use strata_core::spec::{self, SpecError, SpecErrors};
 use strata_core::{DesiredState, InstanceState, InstanceView};
 
@@ -124,6 +126,45 @@ fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
     let size = std::io::copy(&mut file, &mut hasher)
         .with_context(|| format!("cannot read {}", path.display()))?;
     Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
+}
+
+/// `strata deploy --dry-run` and `strata diff`: what the deploy would change, service by
+/// service, with nothing uploaded or changed (artifacts are compared by digest).
+pub async fn preview(api: &Api, file: &Path, env: &str) -> CliResult {
+    let (parsed, artifacts) = load_spec(file)?;
+    let mut services = Vec::new();
+    for service in parsed.services {
+        let digest = match artifacts.get(&service.name).map(|upload| &upload.path) {
+            Some(path) => Some(sha256_file(path)?.0),
+            None => None,
+        };
+        services.push(DeployService {
+            spec: service,
+            artifact_digest: digest,
+        });
+    }
+    let preview: DeployPreview = api
+        .post(
+            &format!("/v1/envs/{env}/deploy/preview"),
+            &DeployRequest { services },
+        )
+        .await?;
+    for service in &preview.services {
+        println!("{}:", service.name);
+        for line in &service.changes {
+            println!("  {line}");
+        }
+    }
+    let changing = preview
+        .services
+        .iter()
+        .filter(|s| s.changes != ["unchanged"])
+        .count();
+    eprintln!(
+        "{changing} of {} service(s) would change in {env}; nothing was changed (services not in the file are not touched)",
+        preview.services.len()
+    );
+    Ok(())
 }
 
 pub async fn deploy(

@@ -202,6 +202,18 @@ enum Command {
         /// Return once the releases are created, without waiting for the rollout.
         #[arg(long)]
         detach: bool,
+        /// Say what the deploy would change, service by service, and change nothing (as
+        /// `strata diff`).
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// What deploying a spec file would change, service by service (nothing is changed).
+    Diff {
+        file: PathBuf,
+        #[arg(long, default_value = "dev")]
+        env: String,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -578,8 +590,12 @@ async fn run(cli: Cli) -> CliResult {
             env,
             timeout,
             detach,
+            dry_run: false,
             api,
         } => deploy_cmd::deploy(&api::Api::new(&api.addr), &file, &env, timeout, detach).await,
+        Command::Deploy { file, env, api, .. } | Command::Diff { file, env, api } => {
+            deploy_cmd::preview(&api::Api::new(&api.addr), &file, &env).await
+        }
         Command::Status {
             service,
             env,
@@ -613,26 +629,8 @@ async fn run(cli: Cli) -> CliResult {
             env,
             api,
         } => {
-            if replicas.is_none() && min.is_none() && max.is_none() {
-                return Err(Failure::BadInput(anyhow::anyhow!(
-                    "error: say what to change: strata scale {service} N, or --min M --max X"
-                )));
-            }
-            let api = api::Api::new(&api.addr);
-            let scaled: strata_core::Service = api
-                .put(
-                    &format!("/v1/envs/{env}/services/{service}/scale"),
-                    &strata_core::api::ScaleRequest { replicas, min, max },
-                )
-                .await?;
-            match scaled.autoscale {
-                Some(bounds) => println!(
-                    "{service}: {} instance(s), autoscaled {}..{}",
-                    scaled.replicas, bounds.min, bounds.max
-                ),
-                None => println!("{service}: {} instance(s)", scaled.replicas),
-            }
-            Ok(())
+            let request = strata_core::api::ScaleRequest { replicas, min, max };
+            commands::scale(&api::Api::new(&api.addr), &service, &env, request).await
         }
         Command::Delete { service, env, api } => {
             commands::delete(&api::Api::new(&api.addr), &service, &env).await

@@ -109,3 +109,39 @@ async fn a_rollback_goes_back_to_the_release_that_served_with_no_failed_request(
     let err = stderr(&dev.deploy(&again, &[]));
     assert!(err.contains("release 3 created"), "{err}");
 }
+
+/// `strata deploy --dry-run` and `strata diff` say what would change (a new release and
+/// why, configuration key names but never values, scale) and change nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_says_what_would_change_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dev_serving_hello(dir.path(), 2, "One");
+    let changed = hello_spec(dir.path(), 3, "Secret-ish greeting");
+    for args in [
+        vec!["deploy", changed.to_str().unwrap(), "--dry-run"],
+        vec!["diff", changed.to_str().unwrap()],
+    ] {
+        let output = dev.cli(&args);
+        let (out, err) = (stdout(&output), stderr(&output));
+        assert!(output.status.success(), "{args:?}: {err}");
+        assert!(out.contains("hello:"), "{out}");
+        assert!(out.contains("new release 2 (runs 1 now)"), "{out}");
+        assert!(
+            out.contains("config: ~GREETING (values not shown)"),
+            "{out}"
+        );
+        assert!(out.contains("replicas 2 -> 3"), "{out}");
+        assert!(
+            !out.contains("Secret-ish") && !err.contains("Secret-ish"),
+            "{out}{err}"
+        );
+        assert!(err.contains("nothing was changed"), "{err}");
+    }
+    let status = dev.status("hello");
+    assert_eq!(status.service.desired_release, 1);
+    assert_eq!(status.service.replicas, 2);
+    // The same spec as running: unchanged.
+    let same = hello_spec(dir.path(), 2, "One");
+    let out = stdout(&dev.cli(&["diff", same.to_str().unwrap()]));
+    assert!(out.contains("  unchanged"), "{out}");
+}

@@ -113,6 +113,7 @@ pub fn route_action(
         ("GET", "/metrics") => Action::ReadServerMetrics,
         ("GET", "/v1/envs") | ("GET", "/v1/services") | ("GET", "/v1/instances") => Action::Read,
         ("POST", "/v1/envs/{env}/deploy")
+        | ("POST", "/v1/envs/{env}/deploy/preview")
         | ("POST", "/v1/envs/{env}/services/{service}/rollback") => Action::Deploy,
         ("PUT", "/v1/envs/{env}/policy") => Action::SetPolicy,
         ("PUT", "/v1/envs/{env}/quota") => Action::SetQuota,
@@ -163,9 +164,11 @@ pub fn route_action(
 
 /// Whether a successful call is audited: every change, except nodes' own steady reports
 /// (heartbeats, traffic, events, instance status), which are many a second and change
-/// nothing a person decided. Every refused call is audited regardless.
+/// nothing a person decided, and a deploy's preview, which changes nothing. Every refused
+/// call is audited regardless.
 pub fn audited(method: &Method, route: &str) -> bool {
-    let changes = !matches!(*method, Method::GET | Method::HEAD);
+    let changes =
+        !matches!(*method, Method::GET | Method::HEAD) && route != "/v1/envs/{env}/deploy/preview";
     let telemetry = matches!(
         route,
         "/v1/nodes/{name}/heartbeat"

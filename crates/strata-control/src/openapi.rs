@@ -25,6 +25,7 @@ use crate::api;
         api::node_certificate,
         api::list_releases,
         api::rollback_service,
+        api::preview_deploy,
         api::service_logs,
         api::list_instances,
         api::report_status,

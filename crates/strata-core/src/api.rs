@@ -47,6 +47,23 @@ pub struct DeployedService {
     pub replicas: u32,
 }
 
+/// What a deploy would change, service by service (`strata deploy --dry-run`, `strata diff`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeployPreview {
+    pub env: EnvName,
+    pub services: Vec<ServicePreview>,
+}
+
+/// One service of a [`DeployPreview`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServicePreview {
+    pub name: ServiceName,
+    /// The release the deploy would make; `None`: the one running stays.
+    pub new_release: Option<u64>,
+    /// What changes, a line each (configuration values never shown).
+    pub changes: Vec<String>,
+}
+
 /// Roll a service back to one of its releases, as it was (artifact, configuration, secrets'
 /// versions).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

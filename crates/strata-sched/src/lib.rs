@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod liveness;
 pub mod placement;
 pub mod plan;
+pub mod preview;
 pub mod quota;
 pub mod rollback;
 pub mod tally;

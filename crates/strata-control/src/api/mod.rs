@@ -133,6 +133,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/envs", get(list_envs))
         .route("/v1/envs/{env}/deploy", post(deploy))
+        .route("/v1/envs/{env}/deploy/preview", post(preview_deploy))
         .route("/v1/envs/{env}/policy", put(set_env_policy))
         .route("/v1/envs/{env}/quota", put(set_env_quota))
         .route("/v1/envs/{env}/services", get(list_services))

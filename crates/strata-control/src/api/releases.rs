@@ -1,10 +1,10 @@
-//! Releases routes: a service's release history (readers of the environment) and rollback to
-//! one of its releases (deployers of the environment).
+//! Releases routes: a service's release history (readers of the environment), rollback to
+//! one of its releases and a deploy's preview (deployers of the environment).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use strata_core::api::{ErrorBody, RollbackRequest, RolledBack};
+use strata_core::api::{DeployPreview, DeployRequest, ErrorBody, RollbackRequest, RolledBack};
 use strata_core::{EnvName, Release, ServiceName};
 
 use super::{ApiJson, ApiPath, Plane};
@@ -43,4 +43,16 @@ pub async fn rollback_service(
     let mut response = Json(rolled).into_response();
     response.extensions_mut().insert(AuditNote(note));
     Ok(response)
+}
+
+/// What a deploy would change, service by service, with nothing written.
+#[utoipa::path(post, path = "/v1/envs/{env}/deploy/preview", request_body = DeployRequest,
+    params(("env" = String, Path, description = "environment")),
+    responses((status = 200, body = DeployPreview), (status = 400, body = ErrorBody)))]
+pub async fn preview_deploy(
+    State(plane): Plane,
+    ApiPath(env): ApiPath<EnvName>,
+    ApiJson(request): ApiJson<DeployRequest>,
+) -> Result<Json<DeployPreview>, ControlError> {
+    Ok(Json(plane.preview(&env, &request).await?))
 }

@@ -49,6 +49,7 @@ pub mod lifecycle;
 mod nodes;
 
 pub(crate) use nodes::stop_event;
+mod preview;
 mod reads;
 mod rollbacks;
 

@@ -441,13 +441,18 @@ impl ServiceSpec {
     /// apart), scale (changing replicas or the autoscaling bounds is not a new release) and the
     /// SLO (changing an objective does not roll instances).
     pub fn spec_hash(&self, artifact_digest: Option<&str>) -> String {
-        let mut shape = self.clone();
-        shape.config.clear();
-        shape.env_config.clear();
+        let json =
+            serde_json::to_vec(&(self.release_shape(), artifact_digest)).expect("spec serializes");
+        sha256_digest(&json)
+    }
+
+    /// What of the spec makes a release: all but configuration (versioned apart), scale and
+    /// SLO (a deploy changes those without a new release).
+    pub fn release_shape(&self) -> ServiceSpec {
+        let mut shape = self.without_config();
         shape.scale = ScaleSpec::fixed(0);
         shape.slo = None;
-        let json = serde_json::to_vec(&(shape, artifact_digest)).expect("spec serializes");
-        sha256_digest(&json)
+        shape
     }
 }
 
