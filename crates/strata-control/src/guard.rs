@@ -114,7 +114,8 @@ pub fn route_action(
         ("GET", "/v1/envs") | ("GET", "/v1/services") | ("GET", "/v1/instances") => Action::Read,
         ("POST", "/v1/envs/{env}/deploy")
         | ("POST", "/v1/envs/{env}/deploy/preview")
-        | ("POST", "/v1/envs/{env}/services/{service}/rollback") => Action::Deploy,
+        | ("POST", "/v1/envs/{env}/services/{service}/rollback")
+        | ("POST", "/v1/envs/{env}/services/{service}/promote") => Action::Deploy,
         ("PUT", "/v1/envs/{env}/policy") => Action::SetPolicy,
         ("PUT", "/v1/envs/{env}/quota") => Action::SetQuota,
         ("GET", "/v1/envs/{env}/services")

@@ -26,6 +26,7 @@ use crate::api;
         api::list_releases,
         api::rollback_service,
         api::preview_deploy,
+        api::promote_service,
         api::service_logs,
         api::list_instances,
         api::report_status,

@@ -722,3 +722,129 @@ async fn a_rollback_rolls_the_release_that_served_out_again_and_says_why() {
     // A later deploy continues the numbering.
     assert_eq!(h.deploy(&spec(2, "v3")).await.services[0].release, 3);
 }
+
+/// A promotion deploys the source release's spec (and artifact) into the target with the
+/// target's own configuration and scale, records where it came from, and changes nothing when
+/// promoted again; refused from the same environment, into one the service was never
+/// deployed to, for a release the source does not run, or before the soak.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promotion_takes_the_tested_spec_and_the_targets_own_configuration() {
+    use strata_core::api::{DeployRequest, DeployService, PromoteRequest};
+    use strata_core::{Actor, EnvName, Origin, ServiceName};
+    let mut h = Harness::start(&["n1", "n2", "n3"]).await;
+    let (dev, prod) = (EnvName::from_static("dev"), EnvName::from_static("prod"));
+    let web = ServiceName::from_static("web");
+    let alice = Actor::User("alice".into());
+    let with_config = |version: &str, greeting: &str, replicas: u32| {
+        let text = format!(
+            "{}[service.web.config]\nGREETING = \"{greeting}\"\n",
+            spec(replicas, version)
+        );
+        strata_core::spec::parse("s.toml", &text)
+            .unwrap()
+            .services
+            .remove(0)
+    };
+    let promote = |from: &EnvName, release: Option<u64>, soak_s: Option<u64>| PromoteRequest {
+        from: from.clone(),
+        release,
+        soak_s,
+        force: false,
+    };
+    // Never deployed to prod: refused.
+    h.deploy(&spec(2, "v1")).await;
+    h.run_for(1_200).await;
+    let error = h
+        .plane
+        .promote(&prod, &web, &promote(&dev, None, Some(0)), &alice)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("never been deployed to prod"), "{error}");
+    // prod gets its own configuration and scale from a first deploy of the spec.
+    let first = DeployRequest {
+        services: vec![DeployService {
+            spec: with_config("v1", "hello from prod", 3),
+            artifact_digest: None,
+        }],
+    };
+    h.plane.deploy(&prod, first, &alice).await.unwrap();
+    // dev moves on to v2, tested there.
+    let v2 = DeployRequest {
+        services: vec![DeployService {
+            spec: with_config("v2", "hello from dev", 2),
+            artifact_digest: None,
+        }],
+    };
+    h.plane.deploy(&dev, v2, &alice).await.unwrap();
+    h.run_for(2_500).await;
+    // The soak (default 10 min) is not over: refused.
+    let error = h
+        .plane
+        .promote(&prod, &web, &promote(&dev, None, None), &alice)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("less than the 600 s soak"), "{error}");
+    let error = h
+        .plane
+        .promote(&prod, &web, &promote(&dev, Some(1), Some(0)), &alice)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not the one dev runs"), "{error}");
+    let error = h
+        .plane
+        .promote(&dev, &web, &promote(&dev, None, Some(0)), &alice)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("the same environment"), "{error}");
+
+    let promoted = h
+        .plane
+        .promote(&prod, &web, &promote(&dev, None, Some(0)), &alice)
+        .await
+        .unwrap();
+    assert!(promoted.created);
+    assert_eq!(
+        promoted.from,
+        Origin {
+            env: dev.clone(),
+            release: 2
+        }
+    );
+    assert_eq!(promoted.replicas, 3, "prod's scale kept");
+    let releases = h.plane.releases(&prod, &web).await.unwrap();
+    let (source, target) = (
+        &h.plane.releases(&dev, &web).await.unwrap()[1],
+        releases.last().unwrap(),
+    );
+    assert_eq!(target.number, promoted.release);
+    assert_eq!(target.promoted_from, Some(promoted.from.clone()));
+    assert_eq!(target.spec.command, source.spec.command, "the tested spec");
+    assert_eq!(target.spec_hash, source.spec_hash);
+    let config = h
+        .store
+        .get(&strata_core::keys::config(
+            "prod",
+            "web",
+            target.config_version,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let config: strata_core::ConfigVersion = serde_json::from_slice(&config.value).unwrap();
+    assert_eq!(
+        config.values["GREETING"], "hello from prod",
+        "prod's configuration"
+    );
+    // Promoted again: nothing changes.
+    let again = h
+        .plane
+        .promote(&prod, &web, &promote(&dev, None, Some(0)), &alice)
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.release, promoted.release);
+}

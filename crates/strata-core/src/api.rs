@@ -64,6 +64,37 @@ pub struct ServicePreview {
     pub changes: Vec<String>,
 }
 
+/// Promote a service's release from another environment into this one: its exact artifact
+/// and spec, with this environment's configuration and secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PromoteRequest {
+    /// The environment promoted from.
+    pub from: EnvName,
+    /// The release there (default: the one it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<u64>,
+    /// How long the release must have served there, in full and within its SLO, in seconds
+    /// (default 600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak_s: Option<u64>,
+    /// Promote even when the release does not serve in full, soaked too little or missed its
+    /// SLO.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What a promotion did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Promoted {
+    pub env: EnvName,
+    pub name: ServiceName,
+    /// The release it runs now (new, or the same one when nothing changed).
+    pub release: u64,
+    pub created: bool,
+    pub replicas: u32,
+    pub from: crate::Origin,
+}
+
 /// Roll a service back to one of its releases, as it was (artifact, configuration, secrets'
 /// versions).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

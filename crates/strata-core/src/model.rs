@@ -156,6 +156,17 @@ pub struct Release {
     /// Who made it: the deploy's caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// The release it was promoted from (`strata promote`): same artifact and spec, this
+    /// environment's configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<Origin>,
+}
+
+/// Where a promoted release came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Origin {
+    pub env: EnvName,
+    pub release: u64,
 }
 
 /// A version of a service's configuration in one environment, kept apart from the artifact and

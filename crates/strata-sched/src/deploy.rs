@@ -151,6 +151,7 @@ mod tests {
             spec,
             created_at: 0,
             created_by: None,
+            promoted_from: None,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod liveness;
 pub mod placement;
 pub mod plan;
 pub mod preview;
+pub mod promotion;
 pub mod quota;
 pub mod rollback;
 pub mod tally;

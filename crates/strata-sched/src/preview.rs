@@ -164,6 +164,7 @@ mod tests {
             spec,
             created_at: 0,
             created_by: None,
+            promoted_from: None,
         }
     }
 

@@ -33,5 +33,6 @@ pub fn release(env: &str, service: &str, number: u64, spec: ServiceSpec) -> Rele
         spec,
         created_at: 0,
         created_by: None,
+        promoted_from: None,
     }
 }

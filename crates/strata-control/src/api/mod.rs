@@ -155,6 +155,10 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
             "/v1/envs/{env}/services/{service}/rollback",
             post(rollback_service),
         )
+        .route(
+            "/v1/envs/{env}/services/{service}/promote",
+            post(promote_service),
+        )
         .route("/v1/envs/{env}/services/{service}/logs", get(service_logs))
         .route(
             "/v1/envs/{env}/services/{service}/secrets",

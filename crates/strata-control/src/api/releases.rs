@@ -1,10 +1,13 @@
 //! Releases routes: a service's release history (readers of the environment), rollback to
-//! one of its releases and a deploy's preview (deployers of the environment).
+//! one of its releases, promotion of another environment's release (deployers of the
+//! environment, who must also read the one promoted from) and a deploy's preview.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use strata_core::api::{DeployPreview, DeployRequest, ErrorBody, RollbackRequest, RolledBack};
+use strata_core::api::{
+    DeployPreview, DeployRequest, ErrorBody, PromoteRequest, Promoted, RollbackRequest, RolledBack,
+};
 use strata_core::{EnvName, Release, ServiceName};
 
 use super::{ApiJson, ApiPath, Plane};
@@ -55,4 +58,48 @@ pub async fn preview_deploy(
     ApiJson(request): ApiJson<DeployRequest>,
 ) -> Result<Json<DeployPreview>, ControlError> {
     Ok(Json(plane.preview(&env, &request).await?))
+}
+
+/// Promotes a release of another environment into this one: its artifact and spec as they
+/// were tested, this environment's configuration, secrets and scale. Refused, unless forced,
+/// when it does not serve in full there, soaked too little or missed its SLO.
+#[utoipa::path(post, path = "/v1/envs/{env}/services/{service}/promote",
+    request_body = PromoteRequest,
+    params(("env" = String, Path, description = "environment promoted into"), ("service" = String, Path, description = "service")),
+    responses((status = 200, body = Promoted), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn promote_service(
+    caller: Caller,
+    State(plane): Plane,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
+    ApiJson(request): ApiJson<PromoteRequest>,
+) -> Result<Response, ControlError> {
+    // The gate let the caller deploy to `env`; it must also see what it promotes.
+    let source = request.from.as_str();
+    if let strata_core::auth::Decision::Forbidden { reason }
+    | strata_core::auth::Decision::Unauthenticated { hint: reason } =
+        strata_core::auth::authorize(
+            &caller.principal,
+            &strata_core::auth::Action::Read,
+            Some(source),
+        )
+    {
+        return Err(ControlError::Forbidden {
+            message: format!("cannot promote from {source}: {reason}"),
+            hint: format!("ask for a token that may read {source}"),
+        });
+    }
+    let promoted = plane
+        .promote(&env, &service, &request, &caller.actor())
+        .await?;
+    let note = format!(
+        "{service} {}#{} -> {env}#{}{}",
+        promoted.from.env,
+        promoted.from.release,
+        promoted.release,
+        if request.force { " (forced)" } else { "" }
+    );
+    let mut response = Json(promoted).into_response();
+    response.extensions_mut().insert(AuditNote(note));
+    Ok(response)
 }

@@ -10,8 +10,19 @@ impl ControlPlane {
     pub async fn deploy(
         &self,
         env: &EnvName,
+        request: DeployRequest,
+        actor: &Actor,
+    ) -> Result<DeployResponse, ControlError> {
+        self.deploy_from(env, request, actor, None).await
+    }
+
+    /// [`Self::deploy`], its new releases recording `origin` (a promotion's source).
+    pub(super) async fn deploy_from(
+        &self,
+        env: &EnvName,
         mut request: DeployRequest,
         actor: &Actor,
+        origin: Option<&Origin>,
     ) -> Result<DeployResponse, ControlError> {
         if request.services.is_empty() {
             return Err(ControlError::bad_request(
@@ -74,7 +85,7 @@ impl ControlPlane {
             let deploys: Vec<_> = request
                 .services
                 .into_iter()
-                .map(|item| self.deploy_one(env, item, actor))
+                .map(|item| self.deploy_one(env, item, actor, origin))
                 .collect();
             let results: Vec<Result<DeployedService, ControlError>> =
                 futures::stream::iter(deploys).buffered(16).collect().await;
@@ -245,6 +256,7 @@ impl ControlPlane {
         env: &EnvName,
         item: DeployService,
         actor: &Actor,
+        origin: Option<&Origin>,
     ) -> Result<DeployedService, ControlError> {
         let name = item.spec.name.clone();
         let service_key = keys::service(env, &name);
@@ -342,6 +354,7 @@ impl ControlPlane {
                     spec: item.spec.without_config(),
                     created_at: now,
                     created_by: Some(actor.to_string()),
+                    promoted_from: origin.cloned(),
                 };
                 txn = txn.put(keys::release(env, &name, number), encode(&release));
                 // The release it replaces is one to roll back to if it served in full.

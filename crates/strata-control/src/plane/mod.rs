@@ -27,7 +27,7 @@ use strata_core::spec::{config_hash, DriverKind};
 use strata_core::{
     keys, Actor, CallPolicy, ConfigVersion, DesiredState, EnvName, Environment, Event, EventKind,
     Instance, InstanceId, InstanceState, InstanceStatus, InstanceView, Node, NodeName, NodeState,
-    Release, Service, ServiceName,
+    Origin, Release, Service, ServiceName,
 };
 use strata_sched::liveness::LivenessThresholds;
 use strata_sched::{plan_deploy, DeployCurrent, DeployWant};
@@ -50,6 +50,7 @@ mod nodes;
 
 pub(crate) use nodes::stop_event;
 mod preview;
+mod promotions;
 mod reads;
 mod rollbacks;
 
