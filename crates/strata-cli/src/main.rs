@@ -279,6 +279,9 @@ enum Command {
     /// Roll a service back to one of its releases as it was (default: the newest that served
     /// in full before the one running), followed until it serves.
     Rollback(release_cmd::RollbackArgs),
+    /// Promote a service's release from one environment into another: the artifact and spec
+    /// as tested there, the target's configuration, secrets and scale.
+    Promote(release_cmd::PromoteArgs),
     /// Services' secrets: set (the value from stdin), ls (never values), rm, rotate-key.
     Secret {
         #[command(subcommand)]
@@ -637,6 +640,7 @@ async fn run(cli: Cli) -> CliResult {
         }
         Command::Releases(args) => release_cmd::releases(args).await,
         Command::Rollback(args) => release_cmd::rollback(args).await,
+        Command::Promote(args) => release_cmd::promote(args).await,
         Command::Events {
             service,
             limit,

@@ -1,10 +1,11 @@
-//! `strata releases` (a service's release history) and `strata rollback` (back to one of its
-//! releases as it was, followed until it serves, as a deploy is).
+//! `strata releases` (a service's release history), `strata rollback` (back to one of its
+//! releases as it was) and `strata promote` (another environment's release, as tested there,
+//! with this one's configuration), each followed until it serves, as a deploy is.
 
 use std::time::Duration;
 
 use clap::Args;
-use strata_core::api::{RollbackRequest, RolledBack, ServiceStatus};
+use strata_core::api::{PromoteRequest, Promoted, RollbackRequest, RolledBack, ServiceStatus};
 use strata_core::Release;
 
 use crate::api::Api;
@@ -40,6 +41,35 @@ pub struct RollbackArgs {
     #[arg(long, default_value = "5m", value_parser = crate::humantime_duration)]
     timeout: Duration,
     /// Return once the rollback is recorded, without following the rollout.
+    #[arg(long)]
+    detach: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// `strata promote SERVICE --from ENV --to ENV`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    service: String,
+    /// The environment promoted from.
+    #[arg(long)]
+    from: String,
+    /// The environment promoted into.
+    #[arg(long)]
+    to: String,
+    /// The release to promote (default: the one running in --from).
+    #[arg(long, value_name = "N")]
+    release: Option<u64>,
+    /// How long it must have served in --from, in full and within its SLO.
+    #[arg(long, default_value = "10m", value_parser = crate::humantime_duration)]
+    soak: Duration,
+    /// Promote even when it does not serve in full, soaked too little or missed its SLO.
+    #[arg(long)]
+    force: bool,
+    /// How long to follow the rollout.
+    #[arg(long, default_value = "5m", value_parser = crate::humantime_duration)]
+    timeout: Duration,
+    /// Return once the release is made, without following the rollout.
     #[arg(long)]
     detach: bool,
     #[command(flatten)]
@@ -139,6 +169,51 @@ pub async fn rollback(args: RollbackArgs) -> CliResult {
         .await?;
     let rollouts = [(service.clone(), rolled.to, status.service.replicas)];
     crate::deploy_cmd::follow_rollouts(&api, env, &rollouts, started, args.timeout, "rollback")
+        .await
+}
+
+pub async fn promote(args: PromoteArgs) -> CliResult {
+    let api = Api::new(&args.api.addr);
+    let (to, service) = (&args.to, &args.service);
+    if args.from == *to {
+        return Err(crate::Failure::BadInput(anyhow::anyhow!(
+            "error: --from and --to are both {to}: promote into another environment"
+        )));
+    }
+    let from = strata_core::EnvName::new(&args.from).map_err(|e| {
+        crate::Failure::BadInput(anyhow::anyhow!("error: --from {}: {e}", args.from))
+    })?;
+    let started = strata_control::now_millis();
+    let promoted: Promoted = api
+        .post(
+            &format!("/v1/envs/{to}/services/{service}/promote"),
+            &PromoteRequest {
+                from,
+                release: args.release,
+                soak_s: Some(args.soak.as_secs()),
+                force: args.force,
+            },
+        )
+        .await?;
+    let origin = format!("release {} of {}", promoted.from.release, promoted.from.env);
+    if !promoted.created {
+        eprintln!(
+            "{service}: {to} already runs {origin} (release {}): nothing to do",
+            promoted.release
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "{service}: {origin} promoted to {to} as release {} ({} replica{})",
+        promoted.release,
+        promoted.replicas,
+        if promoted.replicas == 1 { "" } else { "s" }
+    );
+    if args.detach {
+        return Ok(());
+    }
+    let rollouts = [(service.clone(), promoted.release, promoted.replicas)];
+    crate::deploy_cmd::follow_rollouts(&api, to, &rollouts, started, args.timeout, "promotion")
         .await
 }
 

@@ -145,3 +145,82 @@ async fn a_dry_run_says_what_would_change_and_changes_nothing() {
     let out = stdout(&dev.cli(&["diff", same.to_str().unwrap()]));
     assert!(out.contains("  unchanged"), "{out}");
 }
+
+/// `strata promote` takes staging's release (its spec as tested) into prod with prod's own
+/// configuration and scale, after the soak (refused before it), and prod's release says
+/// where it came from.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promotion_brings_the_tested_release_with_the_targets_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(&dir.path().join("data"));
+    let spec = |name: &str, greeting: &str, more: &str| {
+        write_file(
+            dir.path(),
+            name,
+            service_toml("hello", &hello_bin(), greeting, more),
+        )
+    };
+    let staging_one = spec("staging-1.toml", "from staging", "");
+    let prod_first = spec("prod.toml", "from prod", "");
+    let staging_two = spec(
+        "staging-2.toml",
+        "from staging, two",
+        "[service.hello.resources]\nmemory = \"96Mi\"",
+    );
+    for (file, env) in [
+        (&staging_one, "staging"),
+        (&prod_first, "prod"),
+        (&staging_two, "staging"),
+    ] {
+        let output = dev.deploy(file, &["--env", env]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    // The soak (10 min by default) is not over.
+    let early = dev.cli(&["promote", "hello", "--from", "staging", "--to", "prod"]);
+    assert_eq!(early.status.code(), Some(1), "{}", stderr(&early));
+    assert!(
+        stderr(&early).contains("less than the 600 s soak"),
+        "{}",
+        stderr(&early)
+    );
+
+    let promoted = dev.cli(&[
+        "promote", "hello", "--from", "staging", "--to", "prod", "--soak", "0s",
+    ]);
+    let err = stderr(&promoted);
+    assert!(promoted.status.success(), "{err}\n{}", dev.log());
+    assert!(
+        err.contains("release 2 of staging promoted to prod as release 2"),
+        "{err}"
+    );
+    assert!(err.contains("release 2 is serving"), "{err}");
+    let host = "hello.prod.localhost";
+    let body = dev
+        .client(&[host])
+        .get(dev.url(host, "/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("from prod"), "prod's configuration: {body}");
+    let releases: Vec<strata_core::Release> = serde_json::from_slice(
+        &dev.cli(&["releases", "hello", "--env", "prod", "--json"])
+            .stdout,
+    )
+    .unwrap();
+    let last = releases.last().unwrap();
+    assert_eq!(last.spec.resources.memory_bytes, 96 << 20, "staging's spec");
+    let origin = last.promoted_from.as_ref().expect("where it came from");
+    assert_eq!((origin.env.as_str(), origin.release), ("staging", 2));
+    // Promoted again: nothing to do.
+    let again = dev.cli(&[
+        "promote", "hello", "--from", "staging", "--to", "prod", "--soak", "0s",
+    ]);
+    assert!(
+        stderr(&again).contains("nothing to do"),
+        "{}",
+        stderr(&again)
+    );
+}
