@@ -1,4 +1,4 @@
-//! `strata env`: list environments, set their call policy and their quota.
+//! `strata env`: list environments, set their call policy and their quota, protect them.
 
 use clap::Subcommand;
 
@@ -34,6 +34,11 @@ pub enum EnvAction {
         #[arg(value_parser = ["allow", "deny"])]
         policy: String,
     },
+    /// Protect an environment: only `strata promote` changes it (a direct deploy needs an
+    /// admin). Admins only.
+    Protect { env: String },
+    /// Open a protected environment to direct deploys again. Admins only.
+    Unprotect { env: String },
 }
 
 pub async fn run(api: &Api, action: EnvAction) -> CliResult {
@@ -44,12 +49,16 @@ pub async fn run(api: &Api, action: EnvAction) -> CliResult {
                 println!("{}", serde_json::to_string_pretty(&envs)?);
                 return Ok(());
             }
-            println!("{:<20} {:<8} QUOTA", "ENVIRONMENT", "CALLS");
+            println!(
+                "{:<20} {:<8} {:<10} QUOTA",
+                "ENVIRONMENT", "CALLS", "PROTECTED"
+            );
             for env in envs {
                 println!(
-                    "{:<20} {:<8} {}",
+                    "{:<20} {:<8} {:<10} {}",
                     env.name,
                     env.default_policy,
+                    if env.protected { "yes" } else { "no" },
                     show_quota(env.quota.as_ref())
                 );
             }
@@ -96,7 +105,28 @@ pub async fn run(api: &Api, action: EnvAction) -> CliResult {
             );
             Ok(())
         }
+        EnvAction::Protect { env } => protect(api, &env, true).await,
+        EnvAction::Unprotect { env } => protect(api, &env, false).await,
     }
+}
+
+/// `strata env protect|unprotect ENV`.
+async fn protect(api: &Api, env: &str, protected: bool) -> CliResult {
+    let updated: strata_core::Environment = api
+        .put(
+            &format!("/v1/envs/{env}/protection"),
+            &strata_core::api::ProtectionRequest { protected },
+        )
+        .await?;
+    if updated.protected {
+        println!(
+            "environment {}: protected; only `strata promote` changes it (or an admin's deploy)",
+            updated.name
+        );
+    } else {
+        println!("environment {}: open to direct deploys", updated.name);
+    }
+    Ok(())
 }
 
 fn show_quota(quota: Option<&strata_core::Quota>) -> String {

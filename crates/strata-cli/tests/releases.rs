@@ -175,6 +175,20 @@ async fn a_promotion_brings_the_tested_release_with_the_targets_configuration() 
         let output = dev.deploy(file, &["--env", env]);
         assert!(output.status.success(), "{}", stderr(&output));
     }
+    // prod is protected from here on: promotion still changes it.
+    let protect = dev.cli(&["env", "protect", "prod"]);
+    assert!(
+        stdout(&protect).contains("environment prod: protected"),
+        "{}",
+        stderr(&protect)
+    );
+    let listed = stdout(&dev.cli(&["env", "ls"]));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("prod") && l.contains("yes")),
+        "{listed}"
+    );
     // The soak (10 min by default) is not over.
     let early = dev.cli(&["promote", "hello", "--from", "staging", "--to", "prod"]);
     assert_eq!(early.status.code(), Some(1), "{}", stderr(&early));

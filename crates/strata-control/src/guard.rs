@@ -118,6 +118,7 @@ pub fn route_action(
         | ("POST", "/v1/envs/{env}/services/{service}/promote") => Action::Deploy,
         ("PUT", "/v1/envs/{env}/policy") => Action::SetPolicy,
         ("PUT", "/v1/envs/{env}/quota") => Action::SetQuota,
+        ("PUT", "/v1/envs/{env}/protection") => Action::ProtectEnv,
         ("GET", "/v1/envs/{env}/services")
         | ("GET", "/v1/envs/{env}/services/{service}")
         | ("GET", "/v1/envs/{env}/services/{service}/slo")

@@ -27,6 +27,7 @@ use crate::api;
         api::rollback_service,
         api::preview_deploy,
         api::promote_service,
+        api::set_env_protection,
         api::service_logs,
         api::list_instances,
         api::report_status,

@@ -830,3 +830,124 @@ async fn no_route_gives_a_secret_value_back_to_anyone() {
         "{audit}"
     );
 }
+
+/// A protected environment changes by promotion: a deployer's direct deploy is refused
+/// (403, saying how), its promotion goes through, an admin may still deploy, and only an
+/// admin protects or opens an environment.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_protected_environment_changes_only_by_promotion_or_an_admin() {
+    let api = start().await;
+    let admin = token(&api.plane, "root", Role::Admin, &[]).await;
+    let deployer = token(&api.plane, "ci", Role::Deployer, &["staging", "prod"]).await;
+    let operator = token(&api.plane, "ops", Role::Operator, &[]).await;
+    let spec = |greeting: &str| {
+        serde_json::json!({"services": [{
+            "spec": serde_json::to_value(
+                strata_core::spec::parse(
+                    "s.toml",
+                    &format!("[service.web]\ncommand = [\"web\"]\n[service.web.config]\nGREETING = \"{greeting}\"\n"),
+                )
+                .unwrap()
+                .services
+                .remove(0),
+            )
+            .unwrap(),
+            "artifact_digest": null
+        }]})
+    };
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, credential: &str, body: serde_json::Value| {
+        http.request(method, format!("{}{path}", api.url))
+            .bearer_auth(credential)
+            .json(&body)
+            .send()
+    };
+    use reqwest::Method;
+    // Both environments get the service from its spec; then prod is protected.
+    for env in ["staging", "prod"] {
+        let deployed = call(
+            Method::POST,
+            &format!("/v1/envs/{env}/deploy"),
+            &deployer,
+            spec(env),
+        )
+        .await
+        .unwrap();
+        assert_eq!(deployed.status(), 200, "{}", deployed.text().await.unwrap());
+    }
+    let protect = serde_json::json!({"protected": true});
+    for (who, credential, status) in [
+        ("a deployer", &deployer, 403),
+        ("an operator", &operator, 403),
+        ("an admin", &admin, 200),
+    ] {
+        let answer = call(
+            Method::PUT,
+            "/v1/envs/prod/protection",
+            credential,
+            protect.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.status(), status, "{who}");
+    }
+    let refused = call(
+        Method::POST,
+        "/v1/envs/prod/deploy",
+        &deployer,
+        spec("changed"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 403);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("environment prod is protected"), "{body}");
+    assert!(body.contains("strata promote"), "{body}");
+    // staging moves on; its release is promoted into prod by the same deployer.
+    let moved = call(Method::POST, "/v1/envs/staging/deploy", &deployer, {
+        let mut next = spec("staging");
+        next["services"][0]["spec"]["command"] = serde_json::json!(["web", "--v2"]);
+        next
+    })
+    .await
+    .unwrap();
+    assert_eq!(moved.status(), 200);
+    let promote = serde_json::json!({"from": "staging", "force": true});
+    let promoted = call(
+        Method::POST,
+        "/v1/envs/prod/services/web/promote",
+        &deployer,
+        promote,
+    )
+    .await
+    .unwrap();
+    assert_eq!(promoted.status(), 200, "{}", promoted.text().await.unwrap());
+    // An admin may still deploy directly; opened again, anyone who may deploy does.
+    let by_admin = call(Method::POST, "/v1/envs/prod/deploy", &admin, spec("hotfix"))
+        .await
+        .unwrap();
+    assert_eq!(by_admin.status(), 200);
+    let open = call(
+        Method::PUT,
+        "/v1/envs/prod/protection",
+        &admin,
+        serde_json::json!({"protected": false}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(open.status(), 200);
+    let again = call(
+        Method::POST,
+        "/v1/envs/prod/deploy",
+        &deployer,
+        spec("later"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.status(), 200);
+    let events = api.plane.events(None, 100).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.kind == strata_core::EventKind::EnvProtection
+            && e.message.contains("only promotion changes it")));
+}

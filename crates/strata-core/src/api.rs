@@ -95,6 +95,12 @@ pub struct Promoted {
     pub from: crate::Origin,
 }
 
+/// Protect an environment (only promotion changes it) or open it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProtectionRequest {
+    pub protected: bool,
+}
+
 /// Roll a service back to one of its releases, as it was (artifact, configuration, secrets'
 /// versions).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

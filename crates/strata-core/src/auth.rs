@@ -179,6 +179,9 @@ pub enum Action {
     SetPolicy,
     /// Set an environment's quota.
     SetQuota,
+    /// Protect an environment (only promotion changes it) or open it again; deploy directly
+    /// to a protected one.
+    ProtectEnv,
     /// Drain or undrain a node.
     ManageNodes,
     /// Read the audit log.
@@ -231,7 +234,10 @@ impl Action {
             | Action::SetQuota
             | Action::ManageNodes
             | Action::ReadAudit => Role::Operator,
-            Action::ManageTokens | Action::Backup | Action::RotateSecretsKey => Role::Admin,
+            Action::ManageTokens
+            | Action::Backup
+            | Action::RotateSecretsKey
+            | Action::ProtectEnv => Role::Admin,
             Action::JoinNode { .. }
             | Action::ActAsNode { .. }
             | Action::ReportStatus
@@ -557,6 +563,8 @@ mod tests {
             ("an operator scoped to dev cannot drain nodes", user(Role::Operator, &["dev"]), ManageNodes, None, false),
             ("an operator sets policy", user(Role::Operator, &["dev"]), SetPolicy, Some("dev"), true),
             ("an operator sets quotas", user(Role::Operator, &[]), SetQuota, Some("dev"), true),
+            ("an operator cannot protect an environment", user(Role::Operator, &[]), ProtectEnv, Some("prod"), false),
+            ("an admin protects one", user(Role::Admin, &[]), ProtectEnv, Some("prod"), true),
             ("an operator scoped to dev cannot set dev's quota", user(Role::Operator, &["dev"]), SetQuota, Some("dev"), false),
             ("an operator reads the audit log", user(Role::Operator, &[]), ReadAudit, None, true),
             ("an operator cannot make tokens", user(Role::Operator, &[]), ManageTokens, None, false),

@@ -36,6 +36,7 @@ event_kinds! {
     ServiceRolledBack = "service.rolled_back": "A service was rolled back to an earlier release, and why.",
     EnvPolicy = "env.policy": "An environment's default call policy changed.",
     EnvQuota = "env.quota": "An environment's quota changed.",
+    EnvProtection = "env.protection": "An environment was protected (only promotion changes it) or opened again.",
     SecretSet = "secret.set": "A service's secret got a new version (never its value); a new release rolls out if the service uses it.",
     SecretRemoved = "secret.removed": "A service's secret was removed.",
     SecretsKeyRotated = "secrets.key_rotated": "The secrets' data key was sealed under a new key-encryption key.",

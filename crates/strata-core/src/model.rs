@@ -24,6 +24,10 @@ pub struct Environment {
     /// The most its services may use (`None`: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Quota>,
+    /// Only promotion (`strata promote`) changes its releases; a direct deploy needs an
+    /// admin (`strata env protect`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
 }
 
 /// The most an environment's services may use together; each limit is optional. A service

@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use strata_core::api::{
-    DeployRequest, DeployResponse, EnvPolicyRequest, ErrorBody, RouteTable, ScaleRequest,
-    ServiceMetrics, ServiceStatus, SloReport, WatchChange,
+    EnvPolicyRequest, ErrorBody, RouteTable, ScaleRequest, ServiceMetrics, ServiceStatus,
+    SloReport, WatchChange,
 };
 use strata_core::{EnvName, Environment, InstanceView, Service, ServiceName};
 use strata_store::{StoreError, WatchEvent};
@@ -135,6 +135,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/envs/{env}/deploy", post(deploy))
         .route("/v1/envs/{env}/deploy/preview", post(preview_deploy))
         .route("/v1/envs/{env}/policy", put(set_env_policy))
+        .route("/v1/envs/{env}/protection", put(set_env_protection))
         .route("/v1/envs/{env}/quota", put(set_env_quota))
         .route("/v1/envs/{env}/services", get(list_services))
         .route(
@@ -347,28 +348,6 @@ pub async fn wake_service(
     }
     plane.wake(&env, &service).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Deploys services: creates a release for every changed one and rolls it out.
-#[utoipa::path(post, path = "/v1/envs/{env}/deploy", request_body = DeployRequest,
-    params(("env" = String, Path, description = "environment")),
-    responses((status = 200, body = DeployResponse), (status = 400, body = ErrorBody)))]
-pub async fn deploy(
-    caller: Caller,
-    State(plane): Plane,
-    ApiPath(env): ApiPath<EnvName>,
-    ApiJson(request): ApiJson<DeployRequest>,
-) -> Result<Response, ControlError> {
-    let deployed = plane.deploy(&env, request, &caller.actor()).await?;
-    let note = deployed
-        .services
-        .iter()
-        .map(|s| format!("{}#{} x{}", s.name, s.release, s.replicas))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut response = Json(deployed).into_response();
-    response.extensions_mut().insert(AuditNote(note));
-    Ok(response)
 }
 
 /// Lists the services of one environment with their instances.

@@ -1,18 +1,73 @@
-//! Releases routes: a service's release history (readers of the environment), rollback to
-//! one of its releases, promotion of another environment's release (deployers of the
-//! environment, who must also read the one promoted from) and a deploy's preview.
+//! Change routes: deploys and their previews (deployers; an admin for a protected
+//! environment), a service's release history (readers of the environment), rollback to one
+//! of its releases, promotion of another environment's release (deployers of the
+//! environment, who must also read the one promoted from), and environments' protection
+//! (admins).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use strata_core::api::{
-    DeployPreview, DeployRequest, ErrorBody, PromoteRequest, Promoted, RollbackRequest, RolledBack,
+    DeployPreview, DeployRequest, DeployResponse, ErrorBody, PromoteRequest, Promoted,
+    ProtectionRequest, RollbackRequest, RolledBack,
 };
-use strata_core::{EnvName, Release, ServiceName};
+use strata_core::auth::{authorize, Action, Decision};
+use strata_core::{EnvName, Environment, Release, ServiceName};
 
 use super::{ApiJson, ApiPath, Plane};
 use crate::guard::{AuditNote, Caller};
 use crate::ControlError;
+
+/// Deploys services: creates a release for every changed one and rolls it out.
+#[utoipa::path(post, path = "/v1/envs/{env}/deploy", request_body = DeployRequest,
+    params(("env" = String, Path, description = "environment")),
+    responses((status = 200, body = DeployResponse), (status = 400, body = ErrorBody)))]
+pub async fn deploy(
+    caller: Caller,
+    State(plane): Plane,
+    ApiPath(env): ApiPath<EnvName>,
+    ApiJson(request): ApiJson<DeployRequest>,
+) -> Result<Response, ControlError> {
+    // A protected environment changes by promotion; a direct deploy needs an admin.
+    if plane.env_protected(&env).await?
+        && authorize(&caller.principal, &Action::ProtectEnv, Some(&env)) != Decision::Allow
+    {
+        return Err(ControlError::Forbidden {
+            message: format!("environment {env} is protected: only promotion changes it"),
+            hint: format!(
+                "promote a tested release (`strata promote SERVICE --from ENV --to {env}`), or ask an admin"
+            ),
+        });
+    }
+    let deployed = plane.deploy(&env, request, &caller.actor()).await?;
+    let note = deployed
+        .services
+        .iter()
+        .map(|s| format!("{}#{} x{}", s.name, s.release, s.replicas))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut response = Json(deployed).into_response();
+    response.extensions_mut().insert(AuditNote(note));
+    Ok(response)
+}
+
+/// Protects an environment (only promotion changes it; a direct deploy needs an admin) or
+/// opens it again (admins).
+#[utoipa::path(put, path = "/v1/envs/{env}/protection", request_body = ProtectionRequest,
+    params(("env" = String, Path, description = "environment")),
+    responses((status = 200, body = Environment), (status = 403, body = ErrorBody)))]
+pub async fn set_env_protection(
+    caller: Caller,
+    State(plane): Plane,
+    ApiPath(env): ApiPath<EnvName>,
+    ApiJson(request): ApiJson<ProtectionRequest>,
+) -> Result<Json<Environment>, ControlError> {
+    Ok(Json(
+        plane
+            .set_env_protection(&env, request.protected, &caller.actor())
+            .await?,
+    ))
+}
 
 /// A service's releases, oldest first.
 #[utoipa::path(get, path = "/v1/envs/{env}/services/{service}/releases",

@@ -73,6 +73,7 @@ impl ControlPlane {
                 created_at: now_millis(),
                 default_policy: CallPolicy::default(),
                 quota: None,
+                protected: false,
             };
             self.store
                 .txn(Txn::new().when(&env_key, 0).put(&env_key, encode(&record)))
@@ -475,6 +476,32 @@ impl ControlPlane {
         .await
     }
 
+    /// Protects environment `env` (only promotion changes it; a direct deploy needs an admin)
+    /// or opens it again.
+    pub async fn set_env_protection(
+        &self,
+        env: &EnvName,
+        protected: bool,
+        actor: &Actor,
+    ) -> Result<Environment, ControlError> {
+        self.update_environment(env, actor, EventKind::EnvProtection, |record| {
+            record.protected = protected;
+            match protected {
+                true => format!("environment {env}: protected; only promotion changes it"),
+                false => format!("environment {env}: no longer protected"),
+            }
+        })
+        .await
+    }
+
+    /// Whether environment `env` is protected.
+    pub async fn env_protected(&self, env: &EnvName) -> Result<bool, ControlError> {
+        Ok(self
+            .get::<Environment>(&keys::env(env))
+            .await?
+            .is_some_and(|(record, _)| record.protected))
+    }
+
     /// Changes environment `env`'s record (made if it does not exist) with `change`, which
     /// returns the message of the `kind` event recorded once the change is written
     /// (compare-and-swap on the record's revision).
@@ -497,6 +524,7 @@ impl ControlPlane {
                         created_at: now_millis(),
                         default_policy: CallPolicy::default(),
                         quota: None,
+                        protected: false,
                     });
                     let message = change(&mut record);
                     Ok(Change::Write(record.clone(), (record, message)))
