@@ -261,6 +261,7 @@ pub async fn follow_rollouts(
         .collect();
     let deadline = Instant::now() + timeout;
     let mut pending: Vec<usize> = (0..bars.len()).collect();
+    let mut told_recreate = std::collections::BTreeSet::new();
     let mut last_line: BTreeMap<String, String> = BTreeMap::new();
     while !pending.is_empty() {
         let mut still = Vec::new();
@@ -288,6 +289,15 @@ pub async fn follow_rollouts(
                 bar.abandon_with_message("failed");
                 failures.push(crash_report(api, env, name, &crash).await);
                 continue;
+            }
+            if !told_recreate.contains(name) && recreating(api, name, started).await {
+                told_recreate.insert(name.clone());
+                let _ = progress.println(format!(
+                    "{name}: no node can take release {release} beside the old instances (a fixed port or capacity only they hold): each old instance stops before its replacement starts, one at a time (recreate)"
+                ));
+                if !tty {
+                    eprintln!("{name}: recreating: each old instance stops before its replacement starts, one at a time");
+                }
             }
             if let Some(message) = placement_failure(api, name, started).await {
                 bar.abandon_with_message("failed");
@@ -551,4 +561,20 @@ async fn placement_failure(api: &Api, name: &str, since: u64) -> Option<String> 
         .rev()
         .find(|e| e.kind == strata_core::EventKind::PlacementFailed && e.at >= since)
         .map(|e| e.message)
+}
+
+/// Whether the control plane had to stop an old instance of `name` before its replacement
+/// could be placed since `since` (a recreate: a fixed port or capacity only it held).
+async fn recreating(api: &Api, name: &str, since: u64) -> bool {
+    let Ok(events) = api
+        .get::<EventList>(&format!("/v1/events?service={name}&limit=50"))
+        .await
+    else {
+        return false;
+    };
+    events.events.iter().any(|e| {
+        e.kind == strata_core::EventKind::InstanceStop
+            && e.at >= since
+            && e.message.contains("recreate:")
+    })
 }

@@ -238,3 +238,29 @@ async fn a_promotion_brings_the_tested_release_with_the_targets_configuration() 
         stderr(&again)
     );
 }
+
+/// A service with a fixed port on the only node changes by recreating (its replacement
+/// cannot start beside it): the deploy says so and ends serving the new release, instead of
+/// waiting forever for a port its old instance holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixed_port_service_on_one_node_is_recreated_and_the_deploy_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(&dir.path().join("data"));
+    let port = strata_testkit::free_port();
+    let spec = |name: &str, greeting: &str| {
+        write_file(
+            dir.path(),
+            name,
+            service_toml("hello", &hello_bin(), greeting, &format!("port = {port}")),
+        )
+    };
+    let first = dev.deploy(&spec("one.toml", "One"), &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = dev.deploy(&spec("two.toml", "Two"), &["--timeout", "60s"]);
+    let err = stderr(&second);
+    assert!(second.status.success(), "{err}\n{}", dev.log());
+    assert!(err.contains("recreating"), "{err}");
+    assert!(err.contains("release 2 is serving"), "{err}");
+    let status = dev.status("hello");
+    assert!(rolled_out_to(&status, 2));
+}

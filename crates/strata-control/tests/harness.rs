@@ -848,3 +848,72 @@ async fn a_promotion_takes_the_tested_spec_and_the_targets_own_configuration() {
     assert!(!again.created);
     assert_eq!(again.release, promoted.release);
 }
+
+/// A service with a fixed port on one node cannot roll (its replacement has nowhere to go):
+/// its old instance stops first, as a recreate does, and the new release runs. With two
+/// nodes, one at a time. A release no node can take at all stops nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixed_port_service_recreates_when_no_node_can_take_its_replacement() {
+    let fixed = |replicas: u32, version: &str, more: &str| {
+        format!(
+            "[service.redis]\ncommand = [\"redis\", \"{version}\"]\nport = 6379\n{more}[service.redis.scale]\nreplicas = {replicas}\n"
+        )
+    };
+    let releases = |w: &[(u64, String)]| w.iter().map(|(r, _)| *r).collect::<Vec<_>>();
+    // One node.
+    let mut h = Harness::start(&["n1"]).await;
+    h.deploy(&fixed(1, "v1", "")).await;
+    h.step().await;
+    h.run_for(1_200).await;
+    h.deploy(&fixed(1, "v2", "")).await;
+    h.run_for(2_500).await;
+    assert_eq!(releases(&h.wanted("redis").await), [2]);
+    assert_eq!(h.available("redis").await, 1);
+    let events = h.plane.events(None, 200).await.unwrap();
+    assert!(
+        events.iter().any(|e| e
+            .message
+            .contains("recreate: no node can take its replacement")),
+        "the stop says why"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.kind == strata_core::EventKind::PlacementFailed),
+        "not a placement failure"
+    );
+
+    // Two nodes, two replicas: one at a time, never both old ones stopped together.
+    let mut h = Harness::start(&["n1", "n2"]).await;
+    h.deploy(&fixed(2, "v1", "")).await;
+    h.step().await;
+    h.run_for(1_200).await;
+    h.deploy(&fixed(2, "v2", "")).await;
+    let mut fewest_wanted = usize::MAX;
+    for _ in 0..40 {
+        h.run_for(100).await;
+        fewest_wanted = fewest_wanted.min(h.wanted("redis").await.len());
+    }
+    assert_eq!(releases(&h.wanted("redis").await), [2, 2]);
+    assert_eq!(h.available("redis").await, 2);
+    assert!(fewest_wanted >= 1, "one at a time");
+
+    // A release no node can take (a label none has): the old one keeps serving.
+    h.deploy(&fixed(
+        2,
+        "v3",
+        "[service.redis.placement]\nlabels = { zone = \"mars\" }\n",
+    ))
+    .await;
+    h.run_for(1_000).await;
+    assert_eq!(
+        releases(&h.wanted("redis").await),
+        [2, 2],
+        "release 2 keeps running"
+    );
+    let events = h.plane.events(None, 200).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.kind == strata_core::EventKind::PlacementFailed
+            && e.message.contains("zone=mars")));
+}

@@ -6,7 +6,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use strata_core::spec::PortSpec;
-use strata_core::{DesiredState, InstanceId, NodeName, NodeState, Resources, Service};
+use strata_core::{DesiredState, InstanceId, InstanceRef, NodeName, NodeState, Resources, Service};
+use strata_sched::placement::fits_once_freed;
 use strata_sched::{
     plan_by_tally, plan_service, Demand, NodeView, Placer, Readiness, ServiceTally, StopReason,
 };
@@ -242,10 +243,41 @@ impl PassPlanner {
             constraints: release.spec.constraints.clone(),
         };
         let placer = &mut ranked.placer;
-        let (placed, error) = match placer.place(&demand, plan.start as usize, &holding) {
+        let (placed, mut error) = match placer.place(&demand, plan.start as usize, &holding) {
             Ok(placed) => (placed, None),
             Err((placed, error)) => (placed, Some(error.to_string())),
         };
+        // No node takes the new release beside the old one (a fixed port, or capacity, only
+        // the old instances hold): an old instance stops first, as a recreate does, one at a
+        // time (the next once the last replacement is available). Not a placement failure.
+        if let (Some(_), Some(all)) = (&error, &instances) {
+            let made_room = room_to_make(all, release.number, release.spec.min_ready_ms, now)
+                .filter(|old| !stopping.contains(&old.instance.id))
+                .find(|old| {
+                    // Only where its leaving lets the replacement in (not for a constraint
+                    // no node meets, where stopping it would only take it away).
+                    let Some(held) = state.release(
+                        &old.instance.env,
+                        &old.instance.service,
+                        old.instance.release,
+                    ) else {
+                        return false;
+                    };
+                    let port = match held.spec.port {
+                        PortSpec::Fixed(port) => Some(port),
+                        PortSpec::Auto => None,
+                    };
+                    placer.position(&old.instance.node).is_some_and(|at| {
+                        fits_once_freed(&placer.nodes()[at], &demand, held.spec.resources, port)
+                    })
+                });
+            if let Some(old) = made_room {
+                stopping.insert(old.instance.id.clone());
+                pass.stops.push((old.instance.id.clone(), RECREATE));
+                pass.stopped_on.insert(old.instance.node.clone());
+                error = None;
+            }
+        }
         for index in placed {
             let node = placer.nodes()[index].name.clone();
             let Some(record) = state.node(&node) else {
@@ -264,6 +296,35 @@ impl PassPlanner {
             error,
         });
     }
+}
+
+/// Why an old instance stops before its replacement is placed.
+const RECREATE: &str =
+    "recreate: no node can take its replacement beside it (a fixed port, or capacity, it holds); stopped first";
+
+/// The old instances that may stop so that release `release`'s replacement can be placed,
+/// best first (not serving, then oldest): none while a replacement is not yet available (one
+/// at a time, as a rolling recreate).
+pub(crate) fn room_to_make<'a, 'b>(
+    instances: &'a [InstanceRef<'b>],
+    release: u64,
+    min_ready_ms: u64,
+    now: u64,
+) -> impl Iterator<Item = &'a InstanceRef<'b>> {
+    let running = |v: &&InstanceRef<'_>| v.instance.desired == DesiredState::Running;
+    let waiting = instances
+        .iter()
+        .filter(running)
+        .filter(|v| v.instance.release == release)
+        .any(|v| !v.is_available(now, min_ready_ms));
+    let mut old: Vec<&InstanceRef<'b>> = instances
+        .iter()
+        .filter(running)
+        .filter(|v| v.instance.release != release)
+        .filter(|_| !waiting)
+        .collect();
+    old.sort_by_key(|v| (v.is_routable(), v.instance.created_at));
+    old.into_iter()
 }
 
 /// The nodes ranked for placement, and where each numbered node is among them.

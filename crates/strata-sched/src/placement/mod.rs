@@ -115,6 +115,22 @@ fn refusal(node: &NodeView, demand: &Demand) -> Option<String> {
     None
 }
 
+/// Whether an instance of `demand` would fit on `node` once an instance holding `freed` (and
+/// the fixed port `freed_port`) left it: what a recreate may stop an old instance for.
+pub fn fits_once_freed(
+    node: &NodeView,
+    demand: &Demand,
+    freed: Resources,
+    freed_port: Option<u16>,
+) -> bool {
+    let mut after = node.clone();
+    after.allocated = after.allocated.saturating_sub(freed);
+    if let Some(port) = freed_port {
+        after.static_ports.remove(&port);
+    }
+    refusal(&after, demand).is_none()
+}
+
 fn mebibytes(bytes: u64) -> String {
     format!("{}Mi", bytes / (1024 * 1024))
 }
