@@ -917,3 +917,23 @@ async fn a_fixed_port_service_recreates_when_no_node_can_take_its_replacement() 
         .any(|e| e.kind == strata_core::EventKind::PlacementFailed
             && e.message.contains("zone=mars")));
 }
+
+/// `[rollout] strategy = "recreate"`: every old instance stops in the pass that places the
+/// new ones, rather than once they serve.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recreate_strategy_stops_the_old_release_at_once() {
+    let recreated = |version: &str| {
+        format!(
+            "{}[service.web.rollout]\nstrategy = \"recreate\"\n",
+            spec(2, version)
+        )
+    };
+    let mut h = Harness::start(&["n1", "n2"]).await;
+    h.deploy(&recreated("v1")).await;
+    h.step().await;
+    h.run_for(1_200).await;
+    h.deploy(&recreated("v2")).await;
+    h.step().await;
+    let releases: Vec<u64> = h.wanted("web").await.iter().map(|(r, _)| *r).collect();
+    assert_eq!(releases, [2, 2], "the old ones stopped with the first pass");
+}

@@ -76,11 +76,13 @@ impl<S: BuildHasher> NodeStates for HashMap<NodeName, NodeState, S> {
 }
 
 /// When instances count as available to a rollout: healthy for `min_ready_ms` at `now` (the
-/// control plane's clock, as `InstanceStatus::ready_since`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// control plane's clock, as `InstanceStatus::ready_since`); and whether old instances wait
+/// for them at all (`recreate`: the release's `[rollout] strategy`, old ones stop at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Readiness {
     pub now: u64,
     pub min_ready_ms: u64,
+    pub recreate: bool,
 }
 
 /// Plans one service. `desired_release` is `None` when the service was deleted.
@@ -162,15 +164,22 @@ pub fn plan_service(
     // new instances count once available (healthy for `min_ready`), and old ones that serve
     // nothing (crash-looping, starting, unhealthy) are never kept, so they hold no port or
     // capacity the new release needs.
-    let Readiness { now, min_ready_ms } = readiness;
+    let Readiness {
+        now,
+        min_ready_ms,
+        recreate,
+    } = readiness;
     let available_current = current
         .iter()
         .filter(|view| view.is_available(now, min_ready_ms))
         .count();
     let serving_old = old.iter().filter(|view| view.is_routable()).count();
-    let keep_old = wanted_count
-        .saturating_sub(available_current)
-        .min(serving_old);
+    let keep_old = match recreate {
+        true => 0,
+        false => wanted_count
+            .saturating_sub(available_current)
+            .min(serving_old),
+    };
     let stop_old = old.len() - keep_old;
     if stop_old > 0 {
         old.sort_by(serving_last);
@@ -198,6 +207,7 @@ mod tests {
     const LONG_READY: Readiness = Readiness {
         now: 1_000_000,
         min_ready_ms: 1_000,
+        recreate: false,
     };
 
     /// `(id, release, state, desired running?, node)`
@@ -424,7 +434,11 @@ mod tests {
             (20_000, 30_000, false, Some(40_000)),
         ];
         for (now, min_ready_ms, stops, recheck_at) in table {
-            let readiness = Readiness { now, min_ready_ms };
+            let readiness = Readiness {
+                now,
+                min_ready_ms,
+                recreate: false,
+            };
             let plan = plan_service(Some(2), 1, &borrowed(&instances), &nodes, readiness);
             assert_eq!(
                 !plan.stop.is_empty(),
@@ -441,9 +455,40 @@ mod tests {
         let readiness = Readiness {
             now: 99_000,
             min_ready_ms: 1_000,
+            recreate: false,
         };
         let plan = plan_service(Some(2), 1, &borrowed(&instances), &nodes, readiness);
         assert!(plan.stop.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn a_recreate_stops_every_old_instance_at_once() {
+        let nodes: BTreeMap<NodeName, NodeState> =
+            [(NodeName::from_static("n1"), NodeState::Ready)].into();
+        let rows = vec![
+            ("a", 1, InstanceState::Running, true, "n1"),
+            ("b", 1, InstanceState::Running, true, "n1"),
+        ];
+        let instances = views(&rows);
+        let recreate = Readiness {
+            recreate: true,
+            ..LONG_READY
+        };
+        let plan = plan_service(Some(2), 2, &borrowed(&instances), &nodes, recreate);
+        assert_eq!(plan.start, 2);
+        let mut stopped: Vec<(&str, StopReason)> = plan
+            .stop
+            .iter()
+            .map(|(id, why)| (id.as_str(), *why))
+            .collect();
+        stopped.sort_by_key(|(id, _)| *id);
+        assert_eq!(
+            stopped,
+            [("a", StopReason::Superseded), ("b", StopReason::Superseded)]
+        );
+        // Rolling, the same state keeps both until their replacements serve.
+        let rolling = plan_service(Some(2), 2, &borrowed(&instances), &nodes, LONG_READY);
+        assert!(rolling.stop.is_empty(), "{rolling:?}");
     }
 
     #[test]

@@ -145,7 +145,16 @@ impl PassPlanner {
                     .map_or(strata_core::spec::DEFAULT_MIN_READY_MS, |r| {
                         r.spec.min_ready_ms
                     });
-                let readiness = Readiness { now, min_ready_ms };
+                let recreate = release.as_ref().is_some_and(|r| {
+                    r.spec.rollout.is_some_and(|rollout| {
+                        rollout.strategy == strata_core::spec::RolloutStrategy::Recreate
+                    })
+                });
+                let readiness = Readiness {
+                    now,
+                    min_ready_ms,
+                    recreate,
+                };
                 let node_states = self.node_states.get_or_insert_with(|| {
                     state
                         .nodes()

@@ -116,6 +116,9 @@ pub struct ServiceSpec {
     /// `[container]`: what a container service may do beyond the default isolation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerSettings>,
+    /// `[rollout]`: how a new release replaces the old one (absent: rolling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSpec>,
     /// `[mesh]`: who may call the service through the mesh, and how the proxy calls it
     /// (absent: the defaults, see [`ServiceSpec::mesh_settings`]).
     ///
@@ -177,6 +180,25 @@ impl Default for MeshSettings {
             max_concurrent: Self::DEFAULT_MAX_CONCURRENT,
         }
     }
+}
+
+/// How a new release replaces the old one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutStrategy {
+    /// New instances first; old ones stop once their replacements are available (and, when
+    /// no node can take a replacement beside an old instance, that one stops first).
+    #[default]
+    Rolling,
+    /// Every old instance stops at once, then the new ones start: a moment with none.
+    Recreate,
+}
+
+/// `[service.NAME.rollout]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RolloutSpec {
+    #[serde(default)]
+    pub strategy: RolloutStrategy,
 }
 
 /// Settings of a `container` service beyond `resources`.

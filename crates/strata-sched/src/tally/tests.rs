@@ -73,6 +73,7 @@ fn full_plan(views: &[InstanceView], release: Option<u64>, replicas: u32) -> Ser
     let readiness = Readiness {
         now: 1_000_000,
         min_ready_ms: 1_000,
+        recreate: false,
     };
     plan_service(release, replicas, &borrowed, &node_states(), readiness)
 }

@@ -1,6 +1,7 @@
 //! `[resources]`, `[wasm]` and `[container]`: what an instance may use and do.
 
 use super::*;
+use crate::spec::{RolloutSpec, RolloutStrategy};
 
 impl<'s> Checker<'s> {
     pub(super) fn resources(&mut self, entry: Option<(&Key, &Item)>, service: &Path) -> Resources {
@@ -46,6 +47,43 @@ impl<'s> Checker<'s> {
                 self.integer_key(&path, (k, i), Section::Wasm, "max_concurrency");
         }
         Some(limits)
+    }
+
+    /// `[rollout]`: how a new release replaces the old one.
+    pub(super) fn rollout(
+        &mut self,
+        entry: Option<(&Key, &Item)>,
+        service: &Path,
+    ) -> Option<RolloutSpec> {
+        let (path, table) = self.open_section(entry?, service, Section::Rollout, None, None)?;
+        let mut rollout = RolloutSpec::default();
+        if let Some((k, i)) = table.get_key_value("strategy") {
+            let p = path.child("strategy");
+            if let Some((s, span)) = self.string(&p, k, i, "a string", "`strategy = \"recreate\"`")
+            {
+                match s {
+                    "rolling" => rollout.strategy = RolloutStrategy::Rolling,
+                    "recreate" => rollout.strategy = RolloutStrategy::Recreate,
+                    other => {
+                        let strategies = ["rolling", "recreate"];
+                        let hint = match closest(other, &strategies) {
+                            Some(s) => format!(
+                                "did you mean `{s}`? The strategies are {}",
+                                list(&strategies)
+                            ),
+                            None => format!("the strategies are {}", list(&strategies)),
+                        };
+                        self.push(
+                            span,
+                            Some(p.to_string()),
+                            format!("`{p}`: unknown strategy `{other}`"),
+                            Some(hint),
+                        );
+                    }
+                }
+            }
+        }
+        Some(rollout)
     }
 
     /// `[container]`: what a container service may do beyond the default isolation.

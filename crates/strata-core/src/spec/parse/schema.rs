@@ -20,6 +20,7 @@ pub(super) enum Section {
     Container,
     Mesh,
     Slo,
+    Rollout,
     Environment,
 }
 
@@ -189,6 +190,8 @@ const SERVICE: &[KeyDef] = &[
     table("container", "container settings"),
     table("mesh", "calls through the mesh"),
     table("slo", "objectives").aliases(&["sla", "slos", "objective", "objectives"]),
+    table("rollout", "how a new release replaces the old one")
+        .aliases(&["deploy", "deployment", "update", "strategy"]),
     table("secrets", "secrets an instance gets, and where").aliases(&["secret"]),
 ];
 
@@ -344,6 +347,9 @@ const CONTAINER: &[KeyDef] = &[
         .doc("root in the container is an unprivileged host user; `false` (host root) only on nodes started with --allow-host-root"),
 ];
 
+const ROLLOUT: &[KeyDef] = &[key("strategy", "string", "`\"rolling\"`")
+    .doc("`rolling`: new instances first, old ones stop once replacements serve; `recreate`: old ones stop first")];
+
 const MESH: &[KeyDef] = &[
     key("allow_from", "array of strings", "unset")
         .doc("the services allowed to call this one")
@@ -434,7 +440,7 @@ const fn section(
 }
 
 /// Every table, in the order of [`Section`]'s variants (a test holds the two together).
-pub(super) const SECTIONS: [SectionDef; 12] = [
+pub(super) const SECTIONS: [SectionDef; 13] = [
     section(Section::Service, "", SERVICE, ""),
     section(Section::Scale, "scale", SCALE, "`replicas = 2`"),
     section(Section::Route, "route", ROUTE, "`public = true`"),
@@ -486,6 +492,12 @@ pub(super) const SECTIONS: [SectionDef; 12] = [
         "slo",
         SLO,
         "`availability = 0.999` and `p99_ms = 300`",
+    ),
+    section(
+        Section::Rollout,
+        "rollout",
+        ROLLOUT,
+        "`strategy = \"recreate\"`",
     ),
     // Per-environment values: `[service.NAME.environments.ENV]`.
     section(Section::Environment, "environments", ENVIRONMENT, ""),

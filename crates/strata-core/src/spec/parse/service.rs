@@ -175,6 +175,7 @@ impl<'s> Checker<'s> {
         let container = self.container(field("container"), &path, driver);
         let mesh = self.mesh(field("mesh"), &path);
         let slo = self.slo(field("slo"), &path);
+        let rollout = self.rollout(field("rollout"), &path);
         let config_names: BTreeSet<&str> = config
             .keys()
             .chain(env_config.values().flat_map(BTreeMap::keys))
@@ -204,6 +205,7 @@ impl<'s> Checker<'s> {
             container,
             mesh,
             slo,
+            rollout,
             secrets,
         })
     }

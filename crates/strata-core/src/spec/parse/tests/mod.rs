@@ -197,6 +197,7 @@ fn full_spec_parses_with_every_key() {
                     error_rate: Some(Ratio::from_ppm(1_000)),
                     availability: Some(Ratio::from_ppm(999_000)),
                 }),
+                rollout: None,
                 secrets: BTreeMap::from([(
                     "API_KEY".to_string(),
                     crate::secret::SecretTarget::Env("API_KEY".into()),
@@ -237,6 +238,7 @@ fn full_spec_parses_with_every_key() {
                 container: None,
                 mesh: None,
                 slo: None,
+                rollout: None,
                 secrets: BTreeMap::new(),
             },
         ]

@@ -650,3 +650,31 @@ fn empty_constraints_leave_the_json_and_hash_unchanged() {
     // Placement is part of what defines a release.
     assert_ne!(spec.spec_hash(None), before);
 }
+
+#[test]
+fn rollout_strategy() {
+    use crate::spec::{RolloutSpec, RolloutStrategy};
+    let source =
+        "[service.db]\ncommand = [\"db\"]\n[service.db.rollout]\nstrategy = \"recreate\"\n";
+    let spec = parse("strata.toml", source).unwrap();
+    assert_eq!(
+        spec.services[0].rollout,
+        Some(RolloutSpec {
+            strategy: RolloutStrategy::Recreate
+        })
+    );
+    let cases = [
+        (
+            "rollout.strategy = \"recreat\"\n",
+            "did you mean `recreate`?",
+        ),
+        ("rollout.strategy = \"blue-green\"\n", "the strategies are"),
+        ("rollout.strategy = 3\n", "a string"),
+        ("rollout.steps = [\"5%\"]\n", "steps"),
+    ];
+    for (body, expected) in cases {
+        let source = format!("[service.db]\ncommand = [\"db\"]\n{body}");
+        let text = parse("strata.toml", &source).unwrap_err().to_string();
+        assert!(text.contains(expected), "{body:?}: {text}");
+    }
+}
