@@ -128,14 +128,27 @@ fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
     Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
 }
 
-/// `strata deploy --dry-run` and `strata diff`: what the deploy would change, service by
-/// service, with nothing uploaded or changed (artifacts are compared by digest).
-pub async fn preview(api: &Api, file: &Path, env: &str) -> CliResult {
+/// The spec file's services with their artifacts' digests; with `uploads`, each artifact the
+/// control plane lacks is uploaded first (its progress shown there).
+async fn deploy_services(
+    api: &Api,
+    file: &Path,
+    uploads: Option<&MultiProgress>,
+) -> Result<Vec<DeployService>, Failure> {
     let (parsed, artifacts) = load_spec(file)?;
+    let tty = std::io::stderr().is_terminal();
     let mut services = Vec::new();
     for service in parsed.services {
         let digest = match artifacts.get(&service.name).map(|upload| &upload.path) {
-            Some(path) => Some(sha256_file(path)?.0),
+            Some(path) => {
+                let (digest, size) = sha256_file(path)?;
+                if let Some(progress) = uploads {
+                    if !api.blob_exists(&digest).await? {
+                        upload(api, progress, tty, &service.name, path, &digest, size).await?;
+                    }
+                }
+                Some(digest)
+            }
             None => None,
         };
         services.push(DeployService {
@@ -143,6 +156,13 @@ pub async fn preview(api: &Api, file: &Path, env: &str) -> CliResult {
             artifact_digest: digest,
         });
     }
+    Ok(services)
+}
+
+/// `strata deploy --dry-run` and `strata diff`: what the deploy would change, service by
+/// service, with nothing uploaded or changed (artifacts are compared by digest).
+pub async fn preview(api: &Api, file: &Path, env: &str) -> CliResult {
+    let services = deploy_services(api, file, None).await?;
     let preview: DeployPreview = api
         .post(
             &format!("/v1/envs/{env}/deploy/preview"),
@@ -174,26 +194,8 @@ pub async fn deploy(
     timeout: Duration,
     detach: bool,
 ) -> CliResult {
-    let (parsed, artifacts) = load_spec(file)?;
     let progress = MultiProgress::new();
-    let tty = std::io::stderr().is_terminal();
-    let mut services = Vec::new();
-    for service in parsed.services {
-        let digest = match artifacts.get(&service.name).map(|upload| &upload.path) {
-            Some(path) => {
-                let (digest, size) = sha256_file(path)?;
-                if !api.blob_exists(&digest).await? {
-                    upload(api, &progress, tty, &service.name, path, &digest, size).await?;
-                }
-                Some(digest)
-            }
-            None => None,
-        };
-        services.push(DeployService {
-            spec: service,
-            artifact_digest: digest,
-        });
-    }
+    let services = deploy_services(api, file, Some(&progress)).await?;
     let started = strata_control::now_millis();
     let response: DeployResponse = api
         .post(

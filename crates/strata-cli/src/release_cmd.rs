@@ -37,14 +37,21 @@ pub struct RollbackArgs {
     /// Why, for the event and the audit log.
     #[arg(long)]
     reason: Option<String>,
+    #[command(flatten)]
+    follow: FollowArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// How a change is followed until it serves.
+#[derive(Debug, Args)]
+pub struct FollowArgs {
     /// How long to follow the rollout.
     #[arg(long, default_value = "5m", value_parser = crate::humantime_duration)]
     timeout: Duration,
-    /// Return once the rollback is recorded, without following the rollout.
+    /// Return once the change is recorded, without following the rollout.
     #[arg(long)]
     detach: bool,
-    #[command(flatten)]
-    api: ApiArgs,
 }
 
 /// `strata promote SERVICE --from ENV --to ENV`.
@@ -66,12 +73,8 @@ pub struct PromoteArgs {
     /// Promote even when it does not serve in full, soaked too little or missed its SLO.
     #[arg(long)]
     force: bool,
-    /// How long to follow the rollout.
-    #[arg(long, default_value = "5m", value_parser = crate::humantime_duration)]
-    timeout: Duration,
-    /// Return once the release is made, without following the rollout.
-    #[arg(long)]
-    detach: bool,
+    #[command(flatten)]
+    follow: FollowArgs,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -161,15 +164,22 @@ pub async fn rollback(args: RollbackArgs) -> CliResult {
         "{service}: rolling back from release {} to release {}",
         rolled.from, rolled.to
     );
-    if args.detach {
+    if args.follow.detach {
         return Ok(());
     }
     let status: ServiceStatus = api
         .get(&format!("/v1/envs/{env}/services/{service}"))
         .await?;
     let rollouts = [(service.clone(), rolled.to, status.service.replicas)];
-    crate::deploy_cmd::follow_rollouts(&api, env, &rollouts, started, args.timeout, "rollback")
-        .await
+    crate::deploy_cmd::follow_rollouts(
+        &api,
+        env,
+        &rollouts,
+        started,
+        args.follow.timeout,
+        "rollback",
+    )
+    .await
 }
 
 pub async fn promote(args: PromoteArgs) -> CliResult {
@@ -209,12 +219,19 @@ pub async fn promote(args: PromoteArgs) -> CliResult {
         promoted.replicas,
         if promoted.replicas == 1 { "" } else { "s" }
     );
-    if args.detach {
+    if args.follow.detach {
         return Ok(());
     }
     let rollouts = [(service.clone(), promoted.release, promoted.replicas)];
-    crate::deploy_cmd::follow_rollouts(&api, to, &rollouts, started, args.timeout, "promotion")
-        .await
+    crate::deploy_cmd::follow_rollouts(
+        &api,
+        to,
+        &rollouts,
+        started,
+        args.follow.timeout,
+        "promotion",
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,52 +205,22 @@ async fn a_new_release_rolls_out_without_a_failed_request() {
     let client = dev.client(&[HOST]);
     let url = dev.url(HOST, "/");
     let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let loop_task = {
-        let (stop, ok) = (stop.clone(), ok.clone());
-        tokio::spawn(async move {
-            let mut failures = Vec::new();
-            let mut seen_two = false;
-            // Bounded: at most 20,000 requests, and it ends when told to.
-            for _ in 0..20_000 {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                match client.get(&url).send().await {
-                    Ok(response) if response.status() == 200 => {
-                        let body = response.text().await.unwrap_or_default();
-                        seen_two |= body.contains("(release 2)");
-                        ok.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Ok(response) => failures.push(format!(
-                        "{} {}",
-                        response.status(),
-                        response.text().await.unwrap_or_default()
-                    )),
-                    Err(error) => failures.push(error.to_string()),
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (failures, seen_two)
-        })
-    };
+    let loop_task = request_loop(client, url, "(release 2)", stop.clone());
     let second = hello_spec(dir.path(), 2, "Two, changed");
     let err = stderr(&dev.deploy(&second, &[]));
     assert!(err.contains("release 2 created"), "{err}");
     // Keep the load on a little after the rollout, across the old instances' stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
-    let (failures, seen_two) = loop_task.await.unwrap();
+    let seen = loop_task.await.unwrap();
     assert!(
-        failures.is_empty(),
-        "failed requests during rollout: {failures:?}\n{}",
+        seen.failures.is_empty(),
+        "failed requests during rollout: {:?}\n{}",
+        seen.failures,
         dev.log()
     );
-    assert!(seen_two, "release 2 never served");
-    assert!(
-        ok.load(Ordering::SeqCst) > 50,
-        "the request loop barely ran"
-    );
+    assert!(seen.marked > 0, "release 2 never served");
+    assert!(seen.ok > 50, "the request loop barely ran");
 
     let status = dev.status("hello");
     assert_eq!(status.service.desired_release, 2);

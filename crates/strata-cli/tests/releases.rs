@@ -26,28 +26,7 @@ async fn a_rollback_goes_back_to_the_release_that_served_with_no_failed_request(
     let client = dev.client(&[HOST]);
     let url = dev.url(HOST, "/");
     let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let (mut failures, mut ones) = (Vec::new(), 0);
-            // Bounded: at most 20,000 requests, and it ends when told to.
-            for _ in 0..20_000 {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                match client.get(&url).send().await {
-                    Ok(response) if response.status() == 200 => {
-                        let body = response.text().await.unwrap_or_default();
-                        ones += usize::from(body.contains("(release 1)"));
-                    }
-                    Ok(response) => failures.push(response.status().to_string()),
-                    Err(error) => failures.push(error.to_string()),
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (failures, ones)
-        })
-    };
+    let load = request_loop(client, url, "(release 1)", stop.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rolled = dev.cli(&["rollback", "hello", "--reason", "release 2 is broken"]);
     let err = stderr(&rolled);
@@ -59,13 +38,14 @@ async fn a_rollback_goes_back_to_the_release_that_served_with_no_failed_request(
     assert!(err.contains("release 1 is serving"), "{err}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
-    let (failures, ones) = load.await.unwrap();
+    let seen = load.await.unwrap();
     assert!(
-        failures.is_empty(),
-        "failed requests during the rollback: {failures:?}\n{}",
+        seen.failures.is_empty(),
+        "failed requests during the rollback: {:?}\n{}",
+        seen.failures,
         dev.log()
     );
-    assert!(ones > 0, "release 1 never answered");
+    assert!(seen.marked > 0, "release 1 never answered");
     let status = dev.status("hello");
     assert_eq!(status.service.desired_release, 1);
     assert!(rolled_out_to(&status, 1));

@@ -585,3 +585,47 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// What a request loop saw: the requests that failed (status and body, or the error), how
+/// many were answered 200, and how many of those bodies held its marker.
+pub struct LoadSeen {
+    pub failures: Vec<String>,
+    pub ok: u64,
+    pub marked: u64,
+}
+
+/// GETs `url` every 5 ms (at most 20,000 times) until `stop` is set; what it saw.
+pub fn request_loop(
+    client: reqwest::Client,
+    url: String,
+    marker: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<LoadSeen> {
+    tokio::spawn(async move {
+        let mut seen = LoadSeen {
+            failures: Vec::new(),
+            ok: 0,
+            marked: 0,
+        };
+        for _ in 0..20_000 {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            match client.get(&url).send().await {
+                Ok(response) if response.status() == 200 => {
+                    let body = response.text().await.unwrap_or_default();
+                    seen.ok += 1;
+                    seen.marked += u64::from(body.contains(marker));
+                }
+                Ok(response) => seen.failures.push(format!(
+                    "{} {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                )),
+                Err(error) => seen.failures.push(error.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen
+    })
+}

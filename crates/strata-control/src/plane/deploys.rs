@@ -162,12 +162,7 @@ impl ControlPlane {
                 ),
             )),
             (_, Some(digest)) => {
-                let recorded = self
-                    .store
-                    .get(&format!("{}{digest}", crate::replicate::BLOBS))
-                    .await?
-                    .is_some();
-                if !self.blobs.exists(digest).await? && !recorded {
+                if !self.artifact_known(digest).await? {
                     return Err(ControlError::bad_request(
                         format!(
                             "service `{}`: artifact {digest} was never uploaded",
@@ -419,6 +414,16 @@ impl ControlPlane {
         self.event_log().record(event).await;
         self.kick.notify_one();
         Ok(())
+    }
+
+    /// Whether artifact `digest` is on this server, or recorded as held by another.
+    pub(super) async fn artifact_known(&self, digest: &str) -> Result<bool, ControlError> {
+        let recorded = self
+            .store
+            .get(&format!("{}{digest}", crate::replicate::BLOBS))
+            .await?
+            .is_some();
+        Ok(recorded || self.blobs.exists(digest).await?)
     }
 
     /// The newest number under `prefix` (releases or configuration versions of a service;

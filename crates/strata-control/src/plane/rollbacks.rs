@@ -116,12 +116,7 @@ impl ControlPlane {
     async fn check_release_runnable(&self, release: &Release) -> Result<(), ControlError> {
         let (env, name, number) = (&release.env, &release.service, release.number);
         if let Some(digest) = &release.artifact_digest {
-            let recorded = self
-                .store
-                .get(&format!("{}{digest}", crate::replicate::BLOBS))
-                .await?
-                .is_some();
-            if !self.blobs.exists(digest).await? && !recorded {
+            if !self.artifact_known(digest).await? {
                 return Err(ControlError::Conflict {
                     message: format!(
                         "release {number} of {name} cannot run as it was: its artifact {digest} is no longer kept"
