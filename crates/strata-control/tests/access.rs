@@ -922,6 +922,14 @@ async fn a_protected_environment_changes_only_by_promotion_or_an_admin() {
     .await
     .unwrap();
     assert_eq!(promoted.status(), 200, "{}", promoted.text().await.unwrap());
+    // Nor may a deployer delete a service of it.
+    let delete = http
+        .delete(format!("{}/v1/envs/prod/services/web", api.url))
+        .bearer_auth(&deployer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 403);
     // An admin may still deploy directly; opened again, anyone who may deploy does.
     let by_admin = call(Method::POST, "/v1/envs/prod/deploy", &admin, spec("hotfix"))
         .await

@@ -383,21 +383,6 @@ pub async fn get_service(
     Ok(Json(plane.service_status(&env, &service).await?))
 }
 
-/// Deletes a service; its instances are stopped.
-#[utoipa::path(delete, path = "/v1/envs/{env}/services/{service}",
-    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete_service(
-    caller: Caller,
-    State(plane): Plane,
-    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
-) -> Result<StatusCode, ControlError> {
-    plane
-        .delete_service(&env, &service, &caller.actor())
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct LogParams {
     /// Lines from the end of each instance's log (default 100).

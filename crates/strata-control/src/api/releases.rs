@@ -5,6 +5,7 @@
 //! (admins).
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use strata_core::api::{
@@ -28,17 +29,7 @@ pub async fn deploy(
     ApiPath(env): ApiPath<EnvName>,
     ApiJson(request): ApiJson<DeployRequest>,
 ) -> Result<Response, ControlError> {
-    // A protected environment changes by promotion; a direct deploy needs an admin.
-    if plane.env_protected(&env).await?
-        && authorize(&caller.principal, &Action::ProtectEnv, Some(&env)) != Decision::Allow
-    {
-        return Err(ControlError::Forbidden {
-            message: format!("environment {env} is protected: only promotion changes it"),
-            hint: format!(
-                "promote a tested release (`strata promote SERVICE --from ENV --to {env}`), or ask an admin"
-            ),
-        });
-    }
+    protected_unless_admin(&plane, &caller, &env, "deploy to").await?;
     let deployed = plane.deploy(&env, request, &caller.actor()).await?;
     let note = deployed
         .services
@@ -49,6 +40,45 @@ pub async fn deploy(
     let mut response = Json(deployed).into_response();
     response.extensions_mut().insert(AuditNote(note));
     Ok(response)
+}
+
+/// A protected environment changes by promotion: deploying to it directly, or deleting a
+/// service of it, needs an admin.
+async fn protected_unless_admin(
+    plane: &crate::ControlPlane,
+    caller: &Caller,
+    env: &EnvName,
+    what: &str,
+) -> Result<(), ControlError> {
+    if plane.env_protected(env).await?
+        && authorize(&caller.principal, &Action::ProtectEnv, Some(env)) != Decision::Allow
+    {
+        return Err(ControlError::Forbidden {
+            message: format!(
+                "environment {env} is protected: only promotion changes it (an admin may {what} it)"
+            ),
+            hint: format!(
+                "promote a tested release (`strata promote SERVICE --from ENV --to {env}`), or ask an admin"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Deletes a service (its instances are stopped; its releases stay, as its history).
+#[utoipa::path(delete, path = "/v1/envs/{env}/services/{service}",
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_service(
+    caller: Caller,
+    State(plane): Plane,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
+) -> Result<StatusCode, ControlError> {
+    protected_unless_admin(&plane, &caller, &env, "delete a service of").await?;
+    plane
+        .delete_service(&env, &service, &caller.actor())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Protects an environment (only promotion changes it; a direct deploy needs an admin) or
@@ -131,13 +161,8 @@ pub async fn promote_service(
 ) -> Result<Response, ControlError> {
     // The gate let the caller deploy to `env`; it must also see what it promotes.
     let source = request.from.as_str();
-    if let strata_core::auth::Decision::Forbidden { reason }
-    | strata_core::auth::Decision::Unauthenticated { hint: reason } =
-        strata_core::auth::authorize(
-            &caller.principal,
-            &strata_core::auth::Action::Read,
-            Some(source),
-        )
+    if let Decision::Forbidden { reason } | Decision::Unauthenticated { hint: reason } =
+        authorize(&caller.principal, &Action::Read, Some(source))
     {
         return Err(ControlError::Forbidden {
             message: format!("cannot promote from {source}: {reason}"),
