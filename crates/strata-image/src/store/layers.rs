@@ -14,7 +14,8 @@ use super::{ImageStore, TMP_PREFIX};
 use crate::digest::{HashingReader, HashingWriter, LayerDigest};
 use crate::error::{io_err, sniff, ImageError};
 use crate::ids::IdShift;
-use crate::unpack::{display_path, unpack_tar, LimitCounter};
+use crate::limits::{display_path, LimitCounter};
+use crate::unpack::unpack_tar;
 
 /// A blob being written: hashed as it goes to a temporary file of `blobs/sha256/`.
 pub(crate) type BlobWriter = HashingWriter<BufWriter<File>>;

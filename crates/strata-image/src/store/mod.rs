@@ -21,8 +21,8 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::digest::{LayerDigest, ManifestDigest};
 use crate::error::{io_err, ImageError};
+use crate::limits::UnpackLimits;
 use crate::reference::{Reference, Tag};
-use crate::unpack::UnpackLimits;
 
 pub use gc::GcReport;
 pub(crate) use layers::Compression;
