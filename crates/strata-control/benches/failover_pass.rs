@@ -144,6 +144,7 @@ fn fleet(args: &Args, writer: &mut Writer) -> ClusterState {
             slo: None,
             scaled_at: 0,
             served: Vec::new(),
+            rollout: None,
             created_at: 0,
             updated_at: 0,
         };

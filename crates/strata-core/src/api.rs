@@ -215,6 +215,23 @@ pub struct ServiceWindow {
     /// Latency to the response's headers, over the window's requests.
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// While a progressive rollout splits the service's traffic: each release's attempts
+    /// (a retried request is one attempt at each instance it went to), so a failing canary
+    /// shows though its requests' retries succeed elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<ReleaseWindow>,
+}
+
+/// One release's attempts in a metrics window (see [`ServiceWindow::releases`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseWindow {
+    pub release: u64,
+    /// Attempts sent to its instances that were answered or failed.
+    pub attempts: u64,
+    /// Of those, answered 5xx or not answered at all.
+    pub failures: u64,
+    /// Latency to the response's headers over its attempts.
+    pub p99_ms: f64,
 }
 
 /// New output of a node's instances, shipped to the control plane every few seconds.
@@ -439,6 +456,55 @@ pub struct Route {
     /// only for services it runs).
     #[serde(default)]
     pub running_on: BTreeSet<String>,
+    /// While a progressive rollout brings in a new release: the share of requests its
+    /// instances get (the rest go to the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<TrafficSplit>,
+}
+
+/// How a route's traffic is split between a rollout's new release and the stable one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TrafficSplit {
+    /// The new release.
+    pub release: u64,
+    /// The release serving before it.
+    pub stable: u64,
+    /// The new release's share of requests, in percent.
+    pub weight: u8,
+    /// Its routed instances (a subset of the route's `endpoints`).
+    pub endpoints: Vec<String>,
+}
+
+impl TrafficSplit {
+    /// The release whose instance `endpoint` is.
+    pub fn release_of(&self, endpoint: &str) -> u64 {
+        if self.endpoints.iter().any(|e| e == endpoint) {
+            self.release
+        } else {
+            self.stable
+        }
+    }
+}
+
+/// `GET /v1/envs/{env}/services/{service}/rollout`: a service's progressive rollout (going
+/// on, or the last one's outcome), with its instances and the last analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RolloutStatus {
+    pub env: String,
+    pub service: String,
+    pub rollout: Option<crate::Rollout>,
+    /// Instances of the new release wanted now, and of those available.
+    pub wanted: u32,
+    pub available: u32,
+    /// The traffic of each release since the current weight took effect (its attempts).
+    pub traffic: Vec<ReleaseWindow>,
+}
+
+/// `POST /v1/envs/{env}/services/{service}/rollout/{action}`: why (for the event).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RolloutActionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 fn public_by_default() -> bool {

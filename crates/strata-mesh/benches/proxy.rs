@@ -86,6 +86,7 @@ fn route(endpoint: SocketAddr, node: &str) -> Route {
         scale_from_zero: false,
         draining: Vec::new(),
         running_on: Default::default(),
+        split: None,
     }
 }
 

@@ -32,6 +32,7 @@ pub mod proxy;
 pub mod resilience;
 pub mod routes;
 pub mod serve;
+pub mod split;
 
 pub use ingress::{Ingress, IngressConfig};
 pub use metrics::MeshMetrics;

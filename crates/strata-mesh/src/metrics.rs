@@ -3,11 +3,11 @@
 //! requests in flight and retries. Registered in the process's Prometheus registry and served
 //! at `/metrics` (OpenMetrics text) by the node's agent.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use strata_core::api::ServiceWindow;
+use strata_core::api::{ReleaseWindow, ServiceWindow};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -59,6 +59,23 @@ struct Window {
     errors: u64,
     /// Microseconds, 1 us to 1 h, 3 significant digits.
     latency: hdrhistogram::Histogram<u64>,
+    /// While a rollout splits the service's traffic: each release's attempts.
+    releases: BTreeMap<u64, Attempts>,
+}
+
+/// One release's attempts in the current window.
+struct Attempts {
+    attempts: u64,
+    failures: u64,
+    latency: hdrhistogram::Histogram<u64>,
+}
+
+fn latency_window() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+fn micros(elapsed: std::time::Duration) -> u64 {
+    (elapsed.as_micros() as u64).clamp(1, 3_600_000_000)
 }
 
 impl Window {
@@ -66,8 +83,8 @@ impl Window {
         Self {
             requests: 0,
             errors: 0,
-            latency: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                .expect("valid histogram bounds"),
+            latency: latency_window(),
+            releases: BTreeMap::new(),
         }
     }
 }
@@ -139,6 +156,32 @@ impl MeshMetrics {
         }
     }
 
+    /// One attempt of a request at an instance of `release` of `service` (while a rollout
+    /// splits its traffic) ended after `elapsed`: `ok` when answered, not 5xx.
+    pub fn attempted(
+        &self,
+        env: &str,
+        service: &str,
+        release: u64,
+        elapsed: std::time::Duration,
+        ok: bool,
+    ) {
+        let mut windows = self.window.lock().expect("not poisoned");
+        let window = windows
+            .entry(ServiceLabels::new(env, service))
+            .or_insert_with(Window::new);
+        let attempts = window.releases.entry(release).or_insert_with(|| Attempts {
+            attempts: 0,
+            failures: 0,
+            latency: latency_window(),
+        });
+        attempts.attempts += 1;
+        if !ok {
+            attempts.failures += 1;
+        }
+        let _ = attempts.latency.record(micros(elapsed));
+    }
+
     pub fn retried(&self, env: &str, service: &str) {
         self.retries
             .get_or_create(&ServiceLabels::new(env, service))
@@ -194,6 +237,16 @@ impl MeshMetrics {
                     in_flight,
                     p50_ms: window.latency.value_at_quantile(0.5) as f64 / 1000.0,
                     p99_ms: window.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                    releases: window
+                        .releases
+                        .into_iter()
+                        .map(|(release, attempts)| ReleaseWindow {
+                            release,
+                            attempts: attempts.attempts,
+                            failures: attempts.failures,
+                            p99_ms: attempts.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                        })
+                        .collect(),
                 }
             })
             .collect();
@@ -222,9 +275,7 @@ impl RequestTimer {
             if status >= 500 {
                 window.errors += 1;
             }
-            let _ = window
-                .latency
-                .record((elapsed.as_micros() as u64).clamp(1, 3_600_000_000));
+            let _ = window.latency.record(micros(elapsed));
         }
         let code = format!("{}xx", status / 100);
         self.metrics
@@ -325,5 +376,35 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn attempts_are_counted_by_release_apart_from_requests() {
+        let mut registry = Registry::default();
+        let metrics = MeshMetrics::register(&mut registry);
+        // A request failed at the canary (release 3) and was retried at the stable (2).
+        let request = metrics.start("dev", "web");
+        metrics.attempted("dev", "web", 3, std::time::Duration::from_millis(5), false);
+        metrics.attempted("dev", "web", 2, std::time::Duration::from_millis(7), true);
+        request.finish(200);
+        metrics.attempted("dev", "web", 3, std::time::Duration::from_millis(2), true);
+        let window = metrics.take_window();
+        let web = window.iter().find(|w| w.service == "web").unwrap();
+        assert_eq!(
+            (web.requests, web.errors),
+            (1, 0),
+            "the caller saw one success"
+        );
+        let by_release: Vec<(u64, u64, u64)> = web
+            .releases
+            .iter()
+            .map(|r| (r.release, r.attempts, r.failures))
+            .collect();
+        assert_eq!(by_release, [(2, 1, 0), (3, 2, 1)]);
+        assert!(web.releases[0].p99_ms >= 6.9, "{:?}", web.releases);
+        assert!(
+            metrics.take_window().is_empty(),
+            "a new window begins empty"
+        );
     }
 }

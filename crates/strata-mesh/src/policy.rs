@@ -33,6 +33,7 @@ mod tests {
             scale_from_zero: false,
             draining: Vec::new(),
             running_on: Default::default(),
+            split: None,
         }
     }
 

@@ -80,6 +80,7 @@ async fn two_nodes() -> TwoNodes {
     // The caller: `web` runs on node-a (its only instance there), so node-a may call as it.
     let web = Route {
         running_on: BTreeSet::from(["node-a".to_string()]),
+        split: None,
         ..common::route("web", vec![])
     };
     let table = RouteTable {
@@ -325,6 +326,7 @@ async fn a_call_a_peer_refuses_as_misdirected_goes_to_another_instance() {
             // The caller, `web`, runs on node-a.
             Route {
                 running_on: BTreeSet::from(["node-a".to_string()]),
+                split: None,
                 ..common::route("web", vec![])
             },
         ],

@@ -249,6 +249,7 @@ async fn a_draining_instance_finishes_its_requests_and_a_gone_one_is_left() {
             limits: limits(0, 200),
             draining,
             running_on: Default::default(),
+            split: None,
             ..common::route("web", endpoints)
         }])
     };

@@ -120,6 +120,7 @@ mod tests {
             slo: None,
             scaled_at: 0,
             served: Vec::new(),
+            rollout: None,
             created_at: 0,
             updated_at: 0,
         }

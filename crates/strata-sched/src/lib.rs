@@ -9,6 +9,7 @@
 //! functions and apply the result.
 
 pub mod autoscale;
+pub mod canary;
 pub mod deploy;
 pub mod liveness;
 pub mod placement;
@@ -21,5 +22,7 @@ pub mod tally;
 
 pub use deploy::{plan_deploy, DeployCurrent, DeployPlan, DeployWant};
 pub use placement::{place, Demand, NodeView, PlacementError, Placer};
-pub use plan::{plan_service, NodeStates, Readiness, ServicePlan, StopReason};
+pub use plan::{
+    plan_service, plan_service_beside, Beside, NodeStates, Readiness, ServicePlan, StopReason,
+};
 pub use tally::{plan_by_tally, ServiceTally, Standing};

@@ -48,6 +48,9 @@ impl StopReason {
 pub struct ServicePlan {
     /// How many instances of the desired release to place.
     pub start: u32,
+    /// How many instances of the release a progressive rollout brings in beside the desired
+    /// one to place.
+    pub start_beside: u32,
     /// Instances whose desired state becomes stopped, with why.
     pub stop: Vec<(InstanceId, StopReason)>,
     /// Stopped-and-done instances whose records can be deleted.
@@ -85,12 +88,41 @@ pub struct Readiness {
     pub recreate: bool,
 }
 
+/// A release a progressive rollout (canary, blue-green) brings in beside the desired one,
+/// and how many of its instances the rollout's step wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Beside {
+    pub release: u64,
+    pub instances: u32,
+}
+
 /// Plans one service. `desired_release` is `None` when the service was deleted.
 /// `node_states` gives the effective state of every node an instance is on (missing: down;
 /// see `Node::effective_state`).
 pub fn plan_service(
     desired_release: Option<u64>,
     replicas: u32,
+    instances: &[InstanceRef<'_>],
+    node_states: &impl NodeStates,
+    readiness: Readiness,
+) -> ServicePlan {
+    plan_service_beside(
+        desired_release,
+        replicas,
+        None,
+        instances,
+        node_states,
+        readiness,
+    )
+}
+
+/// [`plan_service`] while a progressive rollout brings `beside`'s release in: its
+/// instances are kept at the step's count (started, or the extra stopped), apart from the
+/// desired release's `replicas`; without `beside`, they are old instances as any other.
+pub fn plan_service_beside(
+    desired_release: Option<u64>,
+    replicas: u32,
+    beside: Option<Beside>,
     instances: &[InstanceRef<'_>],
     node_states: &impl NodeStates,
     readiness: Readiness,
@@ -121,7 +153,9 @@ pub fn plan_service(
     // Lost or failed instances are stopped and replaced. Instances on a draining node are
     // moved like old ones: replaced first, stopped once their replacements serve.
     let mut current = Vec::new();
+    let mut incoming = Vec::new();
     let mut old = Vec::new();
+    let beside = beside.filter(|beside| beside.release != release);
     for view in wanted {
         match standing(view) {
             Standing::Lost => plan
@@ -131,6 +165,9 @@ pub fn plan_service(
                 .stop
                 .push((view.instance.id.clone(), StopReason::FailedToStart)),
             Standing::Placed { release: r } if r == release => current.push(view),
+            Standing::Placed { release: r } if beside.is_some_and(|b| b.release == r) => {
+                incoming.push(view)
+            }
             _ => old.push(view),
         }
     }
@@ -147,6 +184,19 @@ pub fn plan_service(
             .cmp(&key(b))
             .then_with(|| a.instance.id.cmp(&b.instance.id))
     };
+    if let Some(beside) = beside {
+        let wanted = beside.instances as usize;
+        if incoming.len() < wanted {
+            plan.start_beside = (wanted - incoming.len()) as u32;
+        } else if incoming.len() > wanted {
+            let extra = incoming.len() - wanted;
+            incoming.sort_by(serving_last);
+            for view in incoming.iter().take(extra) {
+                plan.stop
+                    .push((view.instance.id.clone(), StopReason::ScaleDown));
+            }
+        }
+    }
     let wanted_count = replicas as usize;
     if current.len() < wanted_count {
         plan.start = (wanted_count - current.len()) as u32;
@@ -489,6 +539,111 @@ mod tests {
         // Rolling, the same state keeps both until their replacements serve.
         let rolling = plan_service(Some(2), 2, &borrowed(&instances), &nodes, LONG_READY);
         assert!(rolling.stop.is_empty(), "{rolling:?}");
+    }
+
+    #[test]
+    fn a_progressive_rollout_keeps_its_new_release_at_the_steps_count_beside_the_stable() {
+        use InstanceState::*;
+        let nodes: BTreeMap<NodeName, NodeState> =
+            [(NodeName::from_static("n1"), NodeState::Ready)].into();
+        let stable = |id| (id, 1, Running, true, "n1");
+        let canary = |id| (id, 2, Running, true, "n1");
+        let beside = |instances| {
+            Some(Beside {
+                release: 2,
+                instances,
+            })
+        };
+        // (name, beside, rows, start, start_beside, stops)
+        #[allow(clippy::type_complexity)]
+        let cases: Vec<(
+            &str,
+            Option<Beside>,
+            Vec<Row>,
+            u32,
+            u32,
+            Vec<(&str, StopReason)>,
+        )> = vec![
+            (
+                "the step's instance starts, the stable ones stay",
+                beside(1),
+                vec![stable("a"), stable("b")],
+                0,
+                1,
+                vec![],
+            ),
+            (
+                "at the step's count nothing moves",
+                beside(1),
+                vec![stable("a"), stable("b"), canary("c")],
+                0,
+                0,
+                vec![],
+            ),
+            (
+                "a bigger step starts more",
+                beside(2),
+                vec![stable("a"), stable("b"), canary("c")],
+                0,
+                1,
+                vec![],
+            ),
+            (
+                "a stable instance lost is replaced by the stable release",
+                beside(1),
+                vec![stable("a"), canary("c")],
+                1,
+                0,
+                vec![],
+            ),
+            (
+                "more than the step wants: the extra stop",
+                beside(1),
+                vec![
+                    stable("a"),
+                    stable("b"),
+                    canary("c"),
+                    ("d", 2, Starting, true, "n1"),
+                ],
+                0,
+                0,
+                vec![("d", StopReason::ScaleDown)],
+            ),
+            (
+                "rolled back: the new release's instances are old ones",
+                None,
+                vec![stable("a"), stable("b"), canary("c")],
+                0,
+                0,
+                vec![("c", StopReason::Superseded)],
+            ),
+        ];
+        for (name, beside, rows, start, start_beside, stops) in cases {
+            let instances = views(&rows);
+            let plan = plan_service_beside(
+                Some(1),
+                2,
+                beside,
+                &borrowed(&instances),
+                &nodes,
+                LONG_READY,
+            );
+            let stopped: Vec<(&str, StopReason)> = plan
+                .stop
+                .iter()
+                .map(|(id, why)| (id.as_str(), *why))
+                .collect();
+            assert_eq!(
+                (plan.start, plan.start_beside, stopped),
+                (start, start_beside, stops),
+                "{name}"
+            );
+        }
+        // Succeeded: the new release is the desired one and the old stable ones stop once
+        // it is available in full.
+        let instances = views(&[stable("a"), stable("b"), canary("c"), canary("d")]);
+        let plan = plan_service(Some(2), 2, &borrowed(&instances), &nodes, LONG_READY);
+        assert_eq!(plan.stop.len(), 2, "{plan:?}");
     }
 
     #[test]

@@ -73,6 +73,7 @@ mod tests {
             slo: None,
             scaled_at: 0,
             served: served.to_vec(),
+            rollout: None,
             created_at: 0,
             updated_at: 0,
         }

@@ -239,6 +239,7 @@ pub fn plan_by_tally<N>(
     }
     Some(ServicePlan {
         start: replicas - placed,
+        start_beside: 0,
         stop,
         forget: tally.done.iter().cloned().collect(),
         recheck_at: None,

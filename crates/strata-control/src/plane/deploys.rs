@@ -282,6 +282,7 @@ impl ControlPlane {
                         slo: item.spec.slo,
                         scaled_at: now,
                         served: Vec::new(),
+                        rollout: None,
                         created_at: now,
                         updated_at: now,
                     },

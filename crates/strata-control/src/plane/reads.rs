@@ -210,6 +210,24 @@ impl ControlPlane {
                     })
                     .collect();
                 let endpoints = endpoint_nodes.keys().cloned().collect();
+                // A progressive rollout's new release gets its share of the requests.
+                let split = status
+                    .service
+                    .rollout
+                    .as_ref()
+                    .filter(|rollout| rollout.is_active())
+                    .map(|rollout| strata_core::api::TrafficSplit {
+                        release: rollout.release,
+                        stable: rollout.stable,
+                        weight: rollout.weight,
+                        endpoints: status
+                            .instances
+                            .iter()
+                            .filter(|v| v.instance.release == rollout.release)
+                            .filter_map(|v| v.status.as_ref()?.address.clone())
+                            .filter(|address| endpoint_nodes.contains_key(address))
+                            .collect(),
+                    });
                 // Wanted, or being stopped and not yet ended (an instance draining its last
                 // requests may still call others).
                 let running_on = status
@@ -263,6 +281,7 @@ impl ControlPlane {
                         .is_some_and(|bounds| bounds.min == 0),
                     draining,
                     running_on,
+                    split,
                 })
             })
             .collect();

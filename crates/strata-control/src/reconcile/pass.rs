@@ -6,10 +6,13 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use strata_core::spec::PortSpec;
-use strata_core::{DesiredState, InstanceId, InstanceRef, NodeName, NodeState, Resources, Service};
+use strata_core::{
+    DesiredState, InstanceId, InstanceRef, NodeName, NodeState, Release, Resources, Service,
+};
 use strata_sched::placement::fits_once_freed;
 use strata_sched::{
-    plan_by_tally, plan_service, Demand, NodeView, Placer, Readiness, ServiceTally, StopReason,
+    plan_by_tally, plan_service_beside, Beside, Demand, NodeView, Placer, Readiness, ServiceTally,
+    StopReason,
 };
 
 use crate::reflector::{ClusterState, NodeSlot, ServiceKey};
@@ -128,11 +131,23 @@ impl PassPlanner {
             desired_release.and_then(|number| state.release(&id.0, &id.1, number).cloned());
         let no_instances = ServiceTally::default();
         let tally = state.tally(&id).unwrap_or(&no_instances);
+        // A progressive rollout's new release, at its step's count beside the desired one.
+        let beside = service
+            .and_then(|s| s.rollout.as_ref())
+            .filter(|rollout| rollout.is_active())
+            .map(|rollout| Beside {
+                release: rollout.release,
+                instances: rollout.wanted_instances(replicas),
+            });
         // A settled service's plan is decided by its counts, without a look at each of its
         // instances (a node's death among a thousand services of a thousand instances is then
         // a thousand small plans, not a million instance views).
         let mut instances = None;
-        let plan = match plan_by_tally(tally, desired_release, replicas) {
+        let by_tally = match beside {
+            Some(_) => None,
+            None => plan_by_tally(tally, desired_release, replicas),
+        };
+        let plan = match by_tally {
             Some(plan) => {
                 self.planned_instances += plan.stop.len();
                 plan
@@ -146,7 +161,7 @@ impl PassPlanner {
                         r.spec.min_ready_ms
                     });
                 let recreate = release.as_ref().is_some_and(|r| {
-                    r.spec.rollout.is_some_and(|rollout| {
+                    r.spec.rollout.as_ref().is_some_and(|rollout| {
                         rollout.strategy == strata_core::spec::RolloutStrategy::Recreate
                     })
                 });
@@ -161,7 +176,14 @@ impl PassPlanner {
                         .map(|n| (n.value.name.clone(), n.value.effective_state()))
                         .collect()
                 });
-                let plan = plan_service(desired_release, replicas, &all, node_states, readiness);
+                let plan = plan_service_beside(
+                    desired_release,
+                    replicas,
+                    beside,
+                    &all,
+                    node_states,
+                    readiness,
+                );
                 instances = Some(all);
                 plan
             }
@@ -171,7 +193,6 @@ impl PassPlanner {
             freed,
             stopping,
             pass,
-            planned_instances,
             ..
         } = self;
         if let Some(at) = plan.recheck_at {
@@ -212,16 +233,61 @@ impl PassPlanner {
             }
         }
         pass.forgets.extend(plan.forget);
-        if plan.start == 0 {
+        if plan.start == 0 && plan.start_beside == 0 {
             pass.settled.push(id);
             return;
         }
-        let (Some(service), Some(release)) = (service, release) else {
+        let Some(service) = service else {
             return;
         };
+        if let Some(release) = release.filter(|_| plan.start > 0) {
+            self.place(
+                state, &id, service, &release, plan.start, &instances, tally, now,
+            );
+        }
+        let rollout_release = beside
+            .filter(|_| plan.start_beside > 0)
+            .and_then(|beside| state.release(&id.0, &id.1, beside.release).cloned());
+        if let Some(release) = rollout_release {
+            self.place(
+                state,
+                &id,
+                service,
+                &release,
+                plan.start_beside,
+                &None,
+                tally,
+                now,
+            );
+        }
+    }
+
+    /// Places `count` instances of `release` of `service`. `instances`: the service's, when
+    /// its plan looked at each (then, if no node takes the release beside an old instance,
+    /// that one may stop first); else where it runs comes from its `tally`.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        state: &ClusterState,
+        id: &ServiceKey,
+        service: &Service,
+        release: &Release,
+        count: u32,
+        instances: &Option<Vec<InstanceRef<'_>>>,
+        tally: &ServiceTally<NodeSlot>,
+        now: u64,
+    ) {
+        let Self {
+            ranked,
+            freed,
+            stopping,
+            pass,
+            planned_instances,
+            ..
+        } = self;
         let ranked = ranked.get_or_insert_with(|| Ranked::new(state, freed));
         // Where the service runs already (spread).
-        let holding: Vec<(usize, u32)> = match &instances {
+        let holding: Vec<(usize, u32)> = match instances {
             Some(instances) => {
                 let mut holding: HashMap<usize, u32> = HashMap::new();
                 for view in instances {
@@ -252,14 +318,14 @@ impl PassPlanner {
             constraints: release.spec.constraints.clone(),
         };
         let placer = &mut ranked.placer;
-        let (placed, mut error) = match placer.place(&demand, plan.start as usize, &holding) {
+        let (placed, mut error) = match placer.place(&demand, count as usize, &holding) {
             Ok(placed) => (placed, None),
             Err((placed, error)) => (placed, Some(error.to_string())),
         };
         // No node takes the new release beside the old one (a fixed port, or capacity, only
         // the old instances hold): an old instance stops first, as a recreate does, one at a
         // time (the next once the last replacement is available). Not a placement failure.
-        if let (Some(_), Some(all)) = (&error, &instances) {
+        if let (Some(_), Some(all)) = (&error, instances) {
             let made_room = room_to_make(all, release.number, release.spec.min_ready_ms, now)
                 .filter(|old| !stopping.contains(&old.instance.id))
                 .find(|old| {
@@ -300,7 +366,7 @@ impl PassPlanner {
             });
         }
         pass.outcomes.push(PlacementOutcome {
-            service: id,
+            service: id.clone(),
             release: release.number,
             error,
         });

@@ -78,6 +78,7 @@ pub fn service(name: &str, release: u64, replicas: u32, revision: Revision) -> W
         slo: None,
         scaled_at: 0,
         served: Vec::new(),
+        rollout: None,
         created_at: 0,
         updated_at: 0,
     };

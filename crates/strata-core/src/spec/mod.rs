@@ -192,13 +192,139 @@ pub enum RolloutStrategy {
     Rolling,
     /// Every old instance stops at once, then the new ones start: a moment with none.
     Recreate,
+    /// The new release takes a growing share of the traffic, step by step, while its
+    /// requests are compared with the stable release's; a failed analysis rolls it back.
+    Canary,
+    /// The new release starts in full beside the stable one, with no traffic; then all the
+    /// traffic switches to it, and back if its analysis fails.
+    #[serde(rename = "blue-green")]
+    BlueGreen,
+}
+
+impl RolloutStrategy {
+    /// Whether the new release is brought in by the rollout controller, analysed against
+    /// the stable one (canary, blue-green), rather than by the reconciler alone.
+    pub fn is_progressive(self) -> bool {
+        matches!(self, RolloutStrategy::Canary | RolloutStrategy::BlueGreen)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutStrategy::Rolling => "rolling",
+            RolloutStrategy::Recreate => "recreate",
+            RolloutStrategy::Canary => "canary",
+            RolloutStrategy::BlueGreen => "blue-green",
+        }
+    }
 }
 
 /// `[service.NAME.rollout]`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RolloutSpec {
     #[serde(default)]
     pub strategy: RolloutStrategy,
+    /// Canary: the new release's share of the traffic at each step, in percent, increasing,
+    /// the last 100 (default 5, 25, 50, 100). Blue-green: 100, one switch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<u8>,
+    /// How long each step's traffic is analysed before the next step (canary, blue-green).
+    #[serde(
+        default = "RolloutSpec::default_step_interval_ms",
+        skip_serializing_if = "RolloutSpec::is_default_step_interval"
+    )]
+    pub step_interval_ms: u64,
+    /// What the new release's requests must meet (canary, blue-green).
+    #[serde(default, skip_serializing_if = "CanaryCriteria::is_default")]
+    pub analysis: CanaryCriteria,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        RolloutSpec {
+            strategy: RolloutStrategy::Rolling,
+            steps: Vec::new(),
+            step_interval_ms: Self::DEFAULT_STEP_INTERVAL_MS,
+            analysis: CanaryCriteria::default(),
+        }
+    }
+}
+
+impl RolloutSpec {
+    pub const DEFAULT_STEP_INTERVAL_MS: u64 = 30_000;
+    /// A canary's steps when the spec names none.
+    pub const DEFAULT_CANARY_STEPS: [u8; 4] = [5, 25, 50, 100];
+
+    fn default_step_interval_ms() -> u64 {
+        Self::DEFAULT_STEP_INTERVAL_MS
+    }
+
+    fn is_default_step_interval(ms: &u64) -> bool {
+        *ms == Self::DEFAULT_STEP_INTERVAL_MS
+    }
+
+    /// The traffic shares a progressive rollout goes through, in percent: the spec's steps,
+    /// the canary's default ones, or one switch for blue-green.
+    pub fn traffic_steps(&self) -> Vec<u8> {
+        match self.strategy {
+            RolloutStrategy::BlueGreen => vec![100],
+            _ if !self.steps.is_empty() => self.steps.clone(),
+            _ => Self::DEFAULT_CANARY_STEPS.to_vec(),
+        }
+    }
+}
+
+/// What a canary's (or a blue-green's new release's) requests must meet, compared with the
+/// stable release's over the same seconds; unset limits come from the service's `[slo]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CanaryCriteria {
+    /// The most the new release's error rate may exceed the stable's by (default: the
+    /// `[slo]`'s `error_rate`, else 1%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<Ratio>,
+    /// The p99 latency (ms) the new release must stay under unless the stable is as slow
+    /// (default: the `[slo]`'s `p99_ms`, else latency is not judged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p99_ms: Option<u64>,
+    /// Requests the new release must have answered in a step before it is judged (fewer:
+    /// the step waits, and says so).
+    #[serde(default = "CanaryCriteria::default_min_requests")]
+    pub min_requests: u32,
+}
+
+impl Default for CanaryCriteria {
+    fn default() -> Self {
+        CanaryCriteria {
+            max_error_rate: None,
+            max_p99_ms: None,
+            min_requests: Self::DEFAULT_MIN_REQUESTS,
+        }
+    }
+}
+
+impl CanaryCriteria {
+    pub const DEFAULT_MIN_REQUESTS: u32 = 20;
+    /// The error-rate margin when neither the analysis nor the `[slo]` sets one: 1%.
+    pub const DEFAULT_MAX_ERROR_RATE: Ratio = Ratio::from_ppm(10_000);
+
+    fn default_min_requests() -> u32 {
+        Self::DEFAULT_MIN_REQUESTS
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The limits in force for a service with `slo`: the analysis's own, else the SLO's.
+    pub fn with_slo(self, slo: Option<&SloSpec>) -> CanaryCriteria {
+        CanaryCriteria {
+            max_error_rate: self
+                .max_error_rate
+                .or(slo.and_then(|slo| slo.error_rate))
+                .or(Some(Self::DEFAULT_MAX_ERROR_RATE)),
+            max_p99_ms: self.max_p99_ms.or(slo.and_then(|slo| slo.p99_ms)),
+            min_requests: self.min_requests,
+        }
+    }
 }
 
 /// Settings of a `container` service beyond `resources`.

@@ -116,11 +116,13 @@ impl Ingress {
             let Some(route) = current else {
                 break;
             };
-            let candidates: Vec<&String> = route
-                .endpoints
-                .iter()
-                .filter(|e| !tried.contains(e))
-                .collect();
+            let candidates = crate::split::candidates(
+                &route.endpoints,
+                route.split.as_ref(),
+                &tried,
+                attempt,
+                (rand::random::<u32>() % 100) as u8,
+            );
             if candidates.is_empty() {
                 break;
             }
@@ -158,6 +160,7 @@ impl Ingress {
                 Err(error) => return plain(StatusCode::BAD_REQUEST, format!("strata: {error}\n")),
             };
             let pending = self.balancer.start(&endpoint);
+            let attempt_started = std::time::Instant::now();
             let outcome = match (&via, self.peering.get()) {
                 (Some(_), Some(peering)) => {
                     let client = peering.client(self.id);
@@ -181,13 +184,34 @@ impl Ingress {
                 tracing::debug!(%last_error, "misdirected through a peer");
                 continue;
             }
-            match &outcome {
+            let answered_well = match &outcome {
                 Attempt::Answered(response) => {
-                    pending.answered(!response.status().is_server_error())
+                    let ok = !response.status().is_server_error();
+                    pending.answered(ok);
+                    Some(ok)
                 }
-                Attempt::Failed(_) => pending.failed(),
+                Attempt::Failed(_) => {
+                    pending.failed();
+                    Some(false)
+                }
                 // Withdrawn by the platform: says nothing about the instance.
-                Attempt::Withdrawn => drop(pending),
+                Attempt::Withdrawn => {
+                    drop(pending);
+                    None
+                }
+            };
+            // While a rollout splits the traffic, each attempt counts for its release: the
+            // analysis sees a canary's failures though a retry answers the caller.
+            if let (Some(split), Some(metrics), Some(ok)) =
+                (&route.split, &self.metrics, answered_well)
+            {
+                metrics.attempted(
+                    &route.env,
+                    &route.service,
+                    split.release_of(&endpoint),
+                    attempt_started.elapsed(),
+                    ok,
+                );
             }
             match outcome {
                 Attempt::Answered(response) => {

@@ -30,6 +30,7 @@ pub fn route(service: &'static str, endpoints: Vec<String>) -> Route {
         scale_from_zero: false,
         draining: Vec::new(),
         running_on: Default::default(),
+        split: None,
     }
 }
 

@@ -59,13 +59,16 @@ impl<'s> Checker<'s> {
         let mut rollout = RolloutSpec::default();
         if let Some((k, i)) = table.get_key_value("strategy") {
             let p = path.child("strategy");
-            if let Some((s, span)) = self.string(&p, k, i, "a string", "`strategy = \"recreate\"`")
-            {
+            if let Some((s, span)) = self.string(&p, k, i, "a string", "`strategy = \"canary\"`") {
                 match s {
                     "rolling" => rollout.strategy = RolloutStrategy::Rolling,
                     "recreate" => rollout.strategy = RolloutStrategy::Recreate,
+                    "canary" => rollout.strategy = RolloutStrategy::Canary,
+                    "blue-green" | "blue_green" | "bluegreen" => {
+                        rollout.strategy = RolloutStrategy::BlueGreen
+                    }
                     other => {
-                        let strategies = ["rolling", "recreate"];
+                        let strategies = ["rolling", "recreate", "canary", "blue-green"];
                         let hint = match closest(other, &strategies) {
                             Some(s) => format!(
                                 "did you mean `{s}`? The strategies are {}",
@@ -83,7 +86,160 @@ impl<'s> Checker<'s> {
                 }
             }
         }
+        let progressive = rollout.strategy.is_progressive();
+        // The analysis keys mean something only to a progressive rollout.
+        for name in [
+            "steps",
+            "step_interval",
+            "max_error_rate",
+            "max_p99_ms",
+            "min_requests",
+        ] {
+            let Some((k, i)) = table.get_key_value(name) else {
+                continue;
+            };
+            let p = path.child(name);
+            let only_canary = name == "steps";
+            if !progressive || (only_canary && rollout.strategy == RolloutStrategy::BlueGreen) {
+                let (message, hint) = if only_canary {
+                    (
+                        format!(
+                            "`{p}` applies to `strategy = \"canary\"`, not `{}`",
+                            rollout.strategy.as_str()
+                        ),
+                        "steps are a canary's shares of the traffic; set `strategy = \"canary\"` or remove `steps` (blue-green switches all the traffic at once)",
+                    )
+                } else {
+                    (
+                        format!(
+                            "`{p}` applies to `strategy = \"canary\"` or `\"blue-green\"`, not `{}`",
+                            rollout.strategy.as_str()
+                        ),
+                        "the analysis judges a canary's or a blue-green's new release; set one of those strategies or remove the key",
+                    )
+                };
+                self.push(
+                    i.span().or_else(|| k.span()),
+                    Some(p.to_string()),
+                    message,
+                    Some(hint.to_string()),
+                );
+                continue;
+            }
+            match name {
+                "steps" => {
+                    if let Some(steps) = self.traffic_steps(&p, k, i) {
+                        rollout.steps = steps;
+                    }
+                }
+                "step_interval" => {
+                    if let Some(ms) =
+                        self.duration_key(&path, (k, i), Section::Rollout, "step_interval")
+                    {
+                        rollout.step_interval_ms = ms;
+                    }
+                }
+                "max_error_rate" => {
+                    rollout.analysis.max_error_rate = self.ratio(
+                        &p,
+                        k,
+                        i,
+                        "0.01",
+                        "max_error_rate is how much more of the new release's requests may fail than the stable release's, between 0 and 1 (exclusive): for example `max_error_rate = 0.01` (1%)",
+                    );
+                }
+                "max_p99_ms" => {
+                    rollout.analysis.max_p99_ms = self
+                        .integer_key(&path, (k, i), Section::Rollout, "max_p99_ms")
+                        .map(u64::from);
+                }
+                _ => {
+                    if let Some(n) =
+                        self.integer_key(&path, (k, i), Section::Rollout, "min_requests")
+                    {
+                        rollout.analysis.min_requests = n;
+                    }
+                }
+            }
+        }
+        if rollout.strategy == RolloutStrategy::Canary && rollout.steps.is_empty() {
+            rollout.steps = RolloutSpec::DEFAULT_CANARY_STEPS.to_vec();
+        }
         Some(rollout)
+    }
+
+    /// A canary's `steps`: percentages (`"25%"` or `25`), each 1 to 100, increasing, the last
+    /// 100.
+    fn traffic_steps(&mut self, path: &Path, key: &Key, item: &Item) -> Option<Vec<u8>> {
+        const EXAMPLE: &str = "`steps = [\"5%\", \"25%\", \"50%\", \"100%\"]`";
+        let Some(array) = item.as_array() else {
+            self.type_error(
+                path,
+                key,
+                item,
+                "an array of percentages",
+                format!("for example {EXAMPLE}"),
+            );
+            return None;
+        };
+        let mut steps: Vec<u8> = Vec::new();
+        for value in array.iter() {
+            let span = value.span().or_else(|| item.span());
+            let percent = match value {
+                Value::String(s) => {
+                    let text = s.value().trim();
+                    text.strip_suffix('%')
+                        .unwrap_or(text)
+                        .trim()
+                        .parse::<i64>()
+                        .ok()
+                }
+                Value::Integer(n) => Some(*n.value()),
+                _ => None,
+            };
+            let Some(percent) = percent.filter(|p| (1..=100).contains(p)) else {
+                let shown = self.raw(value.span()).unwrap_or("?").to_string();
+                self.push(
+                    span,
+                    Some(path.to_string()),
+                    format!("`{path}`: step {shown} is not a percentage from 1% to 100%"),
+                    Some(format!("each step is the new release's share of the traffic; for example {EXAMPLE}")),
+                );
+                return None;
+            };
+            let percent = percent as u8;
+            if let Some(&last) = steps.last() {
+                if percent <= last {
+                    self.push(
+                        span,
+                        Some(path.to_string()),
+                        format!(
+                            "`{path}`: the steps must increase, but {percent}% follows {last}%"
+                        ),
+                        Some(format!(
+                            "list each share once, smallest first; for example {EXAMPLE}"
+                        )),
+                    );
+                    return None;
+                }
+            }
+            steps.push(percent);
+        }
+        if steps.last() != Some(&100) {
+            let last = steps
+                .last()
+                .map_or("nothing".to_string(), |last| format!("{last}%"));
+            self.push(
+                item.span().or_else(|| key.span()),
+                Some(path.to_string()),
+                format!("`{path}` must end at 100%, but ends at {last}"),
+                Some(format!(
+                    "the last step gives the new release all the traffic; for example {EXAMPLE}"
+                )),
+            );
+            return None;
+        }
+        Some(steps)
     }
 
     /// `[container]`: what a container service may do beyond the default isolation.

@@ -347,8 +347,44 @@ const CONTAINER: &[KeyDef] = &[
         .doc("root in the container is an unprivileged host user; `false` (host root) only on nodes started with --allow-host-root"),
 ];
 
-const ROLLOUT: &[KeyDef] = &[key("strategy", "string", "`\"rolling\"`")
-    .doc("`rolling`: new instances first, old ones stop once replacements serve; `recreate`: old ones stop first")];
+const ROLLOUT: &[KeyDef] = &[
+    key("strategy", "string", "`\"rolling\"`")
+        .doc("`rolling`: new instances first, old ones stop once replacements serve; `recreate`: old ones stop first; `canary`: the new release takes a growing share of the traffic, analysed against the stable one; `blue-green`: the new release starts in full, then takes all the traffic at once")
+        .aliases(&["type", "kind", "mode"]),
+    key("steps", "array of percentages", "`[\"5%\", \"25%\", \"50%\", \"100%\"]`")
+        .doc("canary: the new release's share of the traffic at each step, increasing, ending at 100%")
+        .aliases(&["weights", "stages", "traffic"]),
+    key("step_interval", "duration", "`\"30s\"`")
+        .doc("canary, blue-green: how long each step's traffic is analysed before the next")
+        .rule(Rule::Duration {
+            min_ms: 1_000,
+            max_ms: 86_400_000,
+            example: "30s",
+            hint: "it is how long each step is analysed, from 1s to 24h; for example `step_interval = \"1m\"`",
+        })
+        .aliases(&["interval", "step_duration", "pause", "analysis_interval"]),
+    key("max_error_rate", "float", "the `[slo]` error_rate, else 0.01")
+        .doc("canary, blue-green: the most the new release's error rate may exceed the stable release's by")
+        .aliases(&["error_rate", "errors", "max_errors"]),
+    key("max_p99_ms", "integer", "the `[slo]` p99_ms, else unset")
+        .doc("canary, blue-green: the p99 latency the new release must stay under (unless the stable release is as slow)")
+        .rule(Rule::Integer {
+            min: 1,
+            max: 600_000,
+            example: 300,
+            hint: "max_p99_ms is in milliseconds, from 1 to 600000",
+        })
+        .aliases(&["p99_ms", "p99", "max_p99", "latency_ms"]),
+    key("min_requests", "integer", "`20`")
+        .doc("canary, blue-green: requests the new release must answer in a step before it is judged")
+        .rule(Rule::Integer {
+            min: 1,
+            max: 1_000_000,
+            example: 100,
+            hint: "min_requests is how many requests a step needs before it is judged, from 1 to 1000000",
+        })
+        .aliases(&["min_request_count", "minimum_requests", "requests"]),
+];
 
 const MESH: &[KeyDef] = &[
     key("allow_from", "array of strings", "unset")
