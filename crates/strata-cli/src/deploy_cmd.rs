@@ -209,13 +209,24 @@ pub async fn deploy(
         } else {
             "unchanged"
         };
-        eprintln!(
-            "{}: release {} {what} ({} replica{})",
-            service.name,
-            service.release,
-            service.replicas,
-            if service.replicas == 1 { "" } else { "s" }
-        );
+        match service.rollout {
+            Some(new) => eprintln!(
+                "{}: release {new} {}rolling out beside release {} ({} replica{}); `strata rollout status {}` follows it",
+                service.name,
+                if service.created { "created, " } else { "" },
+                service.release,
+                service.replicas,
+                if service.replicas == 1 { "" } else { "s" },
+                service.name
+            ),
+            None => eprintln!(
+                "{}: release {} {what} ({} replica{})",
+                service.name,
+                service.release,
+                service.replicas,
+                if service.replicas == 1 { "" } else { "s" }
+            ),
+        }
     }
     if detach {
         return Ok(());
@@ -223,9 +234,40 @@ pub async fn deploy(
     let rollouts: Vec<(String, u64, u32)> = response
         .services
         .iter()
+        .filter(|s| s.rollout.is_none())
         .map(|s| (s.name.to_string(), s.release, s.replicas))
         .collect();
-    follow_rollouts(api, env, &rollouts, started, timeout, "deploy").await
+    // Canaries and blue-greens are followed step by step, beside the others.
+    let progressive = response.services.iter().filter_map(|s| {
+        let release = s.rollout?;
+        Some(crate::rollout_cmd::follow(
+            api, env, &s.name, release, started, timeout,
+        ))
+    });
+    let (plain, progressive) = futures::join!(
+        async {
+            if rollouts.is_empty() {
+                Ok(())
+            } else {
+                follow_rollouts(api, env, &rollouts, started, timeout, "deploy").await
+            }
+        },
+        futures::future::join_all(progressive)
+    );
+    let mut failures: Vec<String> = Vec::new();
+    for result in std::iter::once(plain).chain(progressive) {
+        match result {
+            Ok(()) => {}
+            Err(Failure::Failed(error)) | Err(Failure::BadInput(error)) => {
+                failures.push(error.to_string())
+            }
+        }
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(Failure::Failed(anyhow!("{}", failures.remove(0)))),
+        _ => Err(Failure::Failed(anyhow!("{}", failures.join("\n")))),
+    }
 }
 
 /// Follows each `(service, release, replicas)` rollout until the release serves, fails (a

@@ -15,6 +15,7 @@ mod image_cmd;
 mod install_cmd;
 mod platform;
 mod release_cmd;
+mod rollout_cmd;
 mod secret_cmd;
 mod store_cmd;
 
@@ -282,6 +283,13 @@ enum Command {
     /// Promote a service's release from one environment into another: the artifact and spec
     /// as tested there, the target's configuration, secrets and scale.
     Promote(release_cmd::PromoteArgs),
+    /// A service's canary or blue-green rollout: status, pause, resume, abort.
+    Rollout {
+        #[command(subcommand)]
+        action: rollout_cmd::RolloutCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Services' secrets: set (the value from stdin), ls (never values), rm, rotate-key.
     Secret {
         #[command(subcommand)]
@@ -658,6 +666,9 @@ async fn run(cli: Cli) -> CliResult {
             .await
         }
         Command::Secret { action, api } => secret_cmd::run(&api::Api::new(&api.addr), action).await,
+        Command::Rollout { action, api } => {
+            rollout_cmd::run(&api::Api::new(&api.addr), action).await
+        }
         Command::Token { action, api } => {
             access_cmd::token(&api::Api::new(&api.addr), action).await
         }

@@ -80,11 +80,29 @@ pub struct PromoteArgs {
 }
 
 /// What a release is to its service now (`None`: the service was deleted).
-fn standing(release: &Release, status: Option<&ServiceStatus>) -> &'static str {
+fn standing(release: &Release, status: Option<&ServiceStatus>) -> String {
     let Some(status) = status else {
-        return "deleted";
+        return "deleted".into();
     };
     let service = &status.service;
+    let rollout = service
+        .rollout
+        .as_ref()
+        .filter(|rollout| rollout.release == release.number);
+    match rollout {
+        Some(rollout) if rollout.is_active() => {
+            return match rollout.strategy {
+                strata_core::spec::RolloutStrategy::BlueGreen => {
+                    format!("green {}%", rollout.weight)
+                }
+                _ => format!("canary {}%", rollout.weight),
+            }
+        }
+        Some(rollout) if rollout.phase == strata_core::RolloutPhase::Aborted => {
+            return "aborted".into()
+        }
+        _ => {}
+    }
     if release.number == service.desired_release {
         "running"
     } else if release.number > service.desired_release {
@@ -94,6 +112,7 @@ fn standing(release: &Release, status: Option<&ServiceStatus>) -> &'static str {
     } else {
         "superseded"
     }
+    .into()
 }
 
 pub async fn releases(args: ReleasesArgs) -> CliResult {
@@ -267,6 +286,25 @@ command = [\"w\"]
         for (number, want) in table {
             assert_eq!(standing(&release(number), Some(&status)), want, "{number}");
         }
+        let mut canary = status.clone();
+        canary.service.rollout = Some(strata_core::Rollout {
+            release: 4,
+            stable: 3,
+            strategy: strata_core::spec::RolloutStrategy::Canary,
+            steps: vec![5, 100],
+            step: 0,
+            weight: 5,
+            weight_since: 0,
+            phase: strata_core::RolloutPhase::Progressing,
+            message: String::new(),
+            started_at: 0,
+            started_by: None,
+            updated_at: 0,
+        });
+        assert_eq!(standing(&release(4), Some(&canary)), "canary 5%");
+        assert_eq!(standing(&release(3), Some(&canary)), "running");
+        canary.service.rollout.as_mut().unwrap().phase = strata_core::RolloutPhase::RolledBack;
+        assert_eq!(standing(&release(4), Some(&canary)), "rolled back");
         status.service.served.clear();
         assert_eq!(standing(&release(1), Some(&status)), "superseded");
         assert_eq!(standing(&release(1), None), "deleted");

@@ -115,7 +115,8 @@ pub fn route_action(
         ("POST", "/v1/envs/{env}/deploy")
         | ("POST", "/v1/envs/{env}/deploy/preview")
         | ("POST", "/v1/envs/{env}/services/{service}/rollback")
-        | ("POST", "/v1/envs/{env}/services/{service}/promote") => Action::Deploy,
+        | ("POST", "/v1/envs/{env}/services/{service}/promote")
+        | ("POST", "/v1/envs/{env}/services/{service}/rollout/{action}") => Action::Deploy,
         ("PUT", "/v1/envs/{env}/policy") => Action::SetPolicy,
         ("PUT", "/v1/envs/{env}/quota") => Action::SetQuota,
         ("PUT", "/v1/envs/{env}/protection") => Action::ProtectEnv,
@@ -123,6 +124,7 @@ pub fn route_action(
         | ("GET", "/v1/envs/{env}/services/{service}")
         | ("GET", "/v1/envs/{env}/services/{service}/slo")
         | ("GET", "/v1/envs/{env}/services/{service}/releases")
+        | ("GET", "/v1/envs/{env}/services/{service}/rollout")
         | ("GET", "/v1/envs/{env}/services/{service}/metrics") => Action::Read,
         ("DELETE", "/v1/envs/{env}/services/{service}") => Action::Delete,
         ("PUT", "/v1/envs/{env}/services/{service}/scale") => Action::Scale,

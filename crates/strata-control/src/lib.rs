@@ -37,6 +37,7 @@ pub mod quota;
 pub mod reconcile;
 pub mod reflector;
 pub mod replicate;
+pub mod rollouts;
 pub mod secrets;
 pub mod traffic;
 

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use strata_core::api::{MetricsReport, SecondSample, ServiceMetrics, SloReport};
+use strata_sched::canary::{p99_over_seconds, ReleaseTraffic};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -111,6 +112,17 @@ pub struct TrafficLog {
 struct Second {
     sample: SecondSample,
     in_flight_by_node: BTreeMap<String, i64>,
+    /// While a rollout splits the service's traffic: each release's attempts that second.
+    releases: BTreeMap<u64, ReleaseSecond>,
+}
+
+/// One release's attempts in one second, over every node.
+#[derive(Debug, Default)]
+struct ReleaseSecond {
+    attempts: u64,
+    failures: u64,
+    /// The highest node p99 of that second.
+    p99_ms: f64,
 }
 
 impl TrafficLog {
@@ -133,7 +145,16 @@ impl TrafficLog {
                     p99_ms: 0.0,
                 },
                 in_flight_by_node: BTreeMap::new(),
+                releases: BTreeMap::new(),
             });
+            for release in &window.releases {
+                let second = entry.releases.entry(release.release).or_default();
+                second.attempts += release.attempts;
+                second.failures += release.failures;
+                if release.attempts > 0 {
+                    second.p99_ms = second.p99_ms.max(release.p99_ms);
+                }
+            }
             entry.sample.requests += window.requests;
             entry.sample.errors += window.errors;
             entry
@@ -172,6 +193,39 @@ impl TrafficLog {
                 })
                 .unwrap_or_default(),
         }
+    }
+}
+
+impl TrafficLog {
+    /// Each release's attempts at `service` from `from_ms` on (only while a rollout split its
+    /// traffic): summed, with the p99 over the seconds ([`p99_over_seconds`]).
+    pub fn releases(
+        &self,
+        env: &str,
+        service: &str,
+        from_ms: u64,
+    ) -> BTreeMap<u64, ReleaseTraffic> {
+        let mut per_second: BTreeMap<u64, (ReleaseTraffic, Vec<f64>)> = BTreeMap::new();
+        let Some(seconds) = self.seconds.get(&(env.to_string(), service.to_string())) else {
+            return BTreeMap::new();
+        };
+        for second in seconds.range(from_ms..).map(|(_, s)| s) {
+            for (release, counts) in &second.releases {
+                let (traffic, p99s) = per_second.entry(*release).or_default();
+                traffic.attempts += counts.attempts;
+                traffic.failures += counts.failures;
+                if counts.attempts > 0 {
+                    p99s.push(counts.p99_ms);
+                }
+            }
+        }
+        per_second
+            .into_iter()
+            .map(|(release, (traffic, p99s))| {
+                let p99_ms = p99_over_seconds(p99s);
+                (release, ReleaseTraffic { p99_ms, ..traffic })
+            })
+            .collect()
     }
 }
 
@@ -241,7 +295,36 @@ mod tests {
             in_flight,
             p50_ms: p99_ms / 2.0,
             p99_ms,
+            releases: Vec::new(),
         }
+    }
+
+    #[test]
+    fn each_releases_attempts_add_up_over_nodes_and_seconds() {
+        use strata_core::api::ReleaseWindow;
+        let attempts = |release, attempts, failures, p99_ms| ReleaseWindow {
+            release,
+            attempts,
+            failures,
+            p99_ms,
+        };
+        let mut log = TrafficLog::default();
+        let mut a = window("web", 10, 0, 0, 5.0);
+        a.releases = vec![attempts(2, 9, 0, 5.0), attempts(3, 2, 1, 40.0)];
+        let mut b = window("web", 10, 0, 0, 5.0);
+        b.releases = vec![attempts(2, 10, 0, 6.0), attempts(3, 1, 1, 50.0)];
+        log.record(10_100, "node-a", &report(vec![a.clone()]));
+        log.record(10_200, "node-b", &report(vec![b]));
+        log.record(11_100, "node-a", &report(vec![a]));
+        let releases = log.releases("dev", "web", 10_000);
+        let canary = releases[&3];
+        assert_eq!((canary.attempts, canary.failures), (5, 3));
+        // Per second the highest node p99 (50, then 40); over the seconds the 90th percentile.
+        assert_eq!(canary.p99_ms, Some(50.0));
+        assert_eq!((releases[&2].attempts, releases[&2].failures), (28, 0));
+        // From a later second on, only that second counts.
+        assert_eq!(log.releases("dev", "web", 11_000)[&3].attempts, 2);
+        assert!(log.releases("dev", "other", 0).is_empty());
     }
 
     fn report(windows: Vec<ServiceWindow>) -> MetricsReport {

@@ -27,6 +27,8 @@ use crate::api;
         api::rollback_service,
         api::preview_deploy,
         api::promote_service,
+        api::rollout_status,
+        api::steer_rollout,
         api::set_env_protection,
         api::service_logs,
         api::list_instances,

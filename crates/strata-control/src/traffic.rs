@@ -37,6 +37,20 @@ impl Traffic {
         self.since(env, service, from)
     }
 
+    /// Each release's attempts at a service from `from_ms` on, while a rollout split its
+    /// traffic.
+    pub fn releases_since(
+        &self,
+        env: &str,
+        service: &str,
+        from_ms: u64,
+    ) -> std::collections::BTreeMap<u64, strata_sched::canary::ReleaseTraffic> {
+        self.log
+            .lock()
+            .expect("traffic lock")
+            .releases(env, service, from_ms)
+    }
+
     /// A service's traffic per second from `from_ms` on (at most what the log keeps).
     pub fn since(&self, env: &str, service: &str, from_ms: u64) -> ServiceMetrics {
         self.log

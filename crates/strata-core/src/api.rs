@@ -45,6 +45,10 @@ pub struct DeployedService {
     /// Whether this deploy made a new release (false: spec, artifact and config unchanged).
     pub created: bool,
     pub replicas: u32,
+    /// The release a progressive rollout (canary, blue-green) brings in beside `release`,
+    /// while it does (`strata rollout status` follows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<u64>,
 }
 
 /// What a deploy would change, service by service (`strata deploy --dry-run`, `strata diff`).

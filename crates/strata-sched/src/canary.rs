@@ -236,7 +236,7 @@ pub fn next(rollout: &Rollout, facts: &Facts) -> Decision {
 }
 
 fn seconds(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         format!("{:.1} s", ms as f64 / 1000.0)

@@ -9,6 +9,9 @@
 //! requests at once and the others queue, as a server with N workers does: more load than
 //! its instances can take shows as latency.
 //!
+//! With `FAIL_RATE=0.3` in its configuration, `GET /` answers 500 to that share of requests
+//! (evenly: every third or so), as a bad release would: what a canary's analysis catches.
+//!
 //! `GET /call/SERVICE` calls another service of its environment by name, `http://SERVICE/`,
 //! and returns what it said (with the status it answered): the application names the
 //! service; the platform's mesh proxy (`HTTP_PROXY`, which the HTTP client honours) finds an
@@ -42,15 +45,30 @@ async fn main() -> std::io::Result<()> {
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|n| *n > 0)
         .map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n)));
+    let fail_rate = std::env::var("FAIL_RATE")
+        .ok()
+        .and_then(|rate| rate.trim().parse::<f64>().ok())
+        .filter(|rate| (0.0..=1.0).contains(rate))
+        .unwrap_or(0.0);
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let app = Router::new()
         .route(
             "/",
             get(move |headers: axum::http::HeaderMap| async move {
+                // Request n fails when the share of failures so far falls behind the rate.
+                let n = answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as f64;
+                if ((n + 1.0) * fail_rate).floor() > (n * fail_rate).floor() {
+                    return (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("failing on purpose (FAIL_RATE={fail_rate}): {reply}"),
+                    );
+                }
                 // The mesh says which service called (never the caller itself).
-                match headers.get("strata-caller").and_then(|v| v.to_str().ok()) {
+                let body = match headers.get("strata-caller").and_then(|v| v.to_str().ok()) {
                     Some(caller) => format!("{} (called by {caller})\n", reply.trim_end()),
                     None => reply.clone(),
-                }
+                };
+                (StatusCode::OK, body)
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))

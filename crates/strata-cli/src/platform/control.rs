@@ -466,6 +466,7 @@ pub async fn start_control_plane(
     tokio::spawn(reconcile::run(plane.clone()));
     tokio::spawn(reconcile::run_liveness(plane.clone()));
     tokio::spawn(strata_control::autoscaler::run(plane.clone()));
+    tokio::spawn(strata_control::rollouts::run(plane.clone()));
     Ok(ControlPlaneTasks {
         api_url,
         token,

@@ -160,6 +160,14 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
             "/v1/envs/{env}/services/{service}/promote",
             post(promote_service),
         )
+        .route(
+            "/v1/envs/{env}/services/{service}/rollout",
+            get(rollout_status),
+        )
+        .route(
+            "/v1/envs/{env}/services/{service}/rollout/{action}",
+            post(steer_rollout),
+        )
         .route("/v1/envs/{env}/services/{service}/logs", get(service_logs))
         .route(
             "/v1/envs/{env}/services/{service}/secrets",

@@ -10,10 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use strata_core::api::{
     DeployPreview, DeployRequest, DeployResponse, ErrorBody, PromoteRequest, Promoted,
-    ProtectionRequest, RollbackRequest, RolledBack,
+    ProtectionRequest, RollbackRequest, RolledBack, RolloutActionRequest, RolloutStatus,
 };
 use strata_core::auth::{authorize, Action, Decision};
-use strata_core::{EnvName, Environment, Release, ServiceName};
+use strata_core::{EnvName, Environment, Release, Rollout, ServiceName};
+
+use crate::rollouts::RolloutAction;
 
 use super::{ApiJson, ApiPath, Plane};
 use crate::guard::{AuditNote, Caller};
@@ -129,6 +131,53 @@ pub async fn rollback_service(
         .await?;
     let note = format!("{service} #{} -> #{}", rolled.from, rolled.to);
     let mut response = Json(rolled).into_response();
+    response.extensions_mut().insert(AuditNote(note));
+    Ok(response)
+}
+
+/// A service's progressive rollout (canary, blue-green): going on, or the last one's
+/// outcome, with its new release's instances and each release's traffic since its share.
+#[utoipa::path(get, path = "/v1/envs/{env}/services/{service}/rollout",
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service")),
+    responses((status = 200, body = RolloutStatus), (status = 404, body = ErrorBody)))]
+pub async fn rollout_status(
+    State(plane): Plane,
+    ApiPath((env, service)): ApiPath<(EnvName, ServiceName)>,
+) -> Result<Json<RolloutStatus>, ControlError> {
+    Ok(Json(plane.rollout_status(&env, &service).await?))
+}
+
+/// Pauses (holds the step; a failed analysis still rolls back), resumes, or aborts (the new
+/// release out, the stable one alone) a service's rollout.
+#[utoipa::path(post, path = "/v1/envs/{env}/services/{service}/rollout/{action}",
+    request_body = RolloutActionRequest,
+    params(("env" = String, Path, description = "environment"), ("service" = String, Path, description = "service"),
+        ("action" = String, Path, description = "pause, resume or abort")),
+    responses((status = 200, body = Rollout), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn steer_rollout(
+    caller: Caller,
+    State(plane): Plane,
+    ApiPath((env, service, action)): ApiPath<(EnvName, ServiceName, String)>,
+    ApiJson(request): ApiJson<RolloutActionRequest>,
+) -> Result<Response, ControlError> {
+    let Some(steer) = RolloutAction::parse(&action) else {
+        return Err(ControlError::not_found(
+            format!("rollout action `{action}`"),
+            Some("the actions are pause, resume and abort".to_string()),
+        ));
+    };
+    let reason = request.reason.as_deref().map(str::trim).unwrap_or("");
+    if reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+        return Err(ControlError::bad_request(
+            "the reason is over 200 characters or holds control characters",
+            Some("say why in one line".to_string()),
+        ));
+    }
+    let rollout = plane
+        .steer_rollout(&env, &service, steer, Some(reason), &caller.actor())
+        .await?;
+    let note = format!("{service} {action} #{}", rollout.release);
+    let mut response = Json(rollout).into_response();
     response.extensions_mut().insert(AuditNote(note));
     Ok(response)
 }

@@ -266,8 +266,8 @@ impl ControlPlane {
                 .secret_versions(env, &name, item.spec.secrets.keys())
                 .await?;
             let now = now_millis();
-            let existing: Option<(Service, u64)> = self.get(&service_key).await?;
-            let (mut service, revision) = match existing {
+            let stored = self.stored_service(env, &name).await?;
+            let (mut service, revision) = match stored.service {
                 Some(found) => found,
                 None => (
                     Service {
@@ -275,8 +275,8 @@ impl ControlPlane {
                         name: name.clone(),
                         desired_release: 0,
                         // A name deleted before goes on from its history's numbers.
-                        latest_release: self.newest_number(&keys::releases_of(env, &name)).await?,
-                        latest_config: self.newest_number(&keys::configs_of(env, &name)).await?,
+                        latest_release: stored.numbered_before.0,
+                        latest_config: stored.numbered_before.1,
                         replicas: item.spec.scale.replicas,
                         autoscale: item.spec.scale.autoscale,
                         slo: item.spec.slo,
@@ -289,21 +289,12 @@ impl ControlPlane {
                     0,
                 ),
             };
-            let current_release: Option<Release> = self
-                .get(&keys::release(env, &name, service.desired_release))
-                .await?
-                .map(|(release, _)| release);
-            let latest_config: Option<ConfigVersion> = self
-                .get(&keys::config(env, &name, service.latest_config))
-                .await?
-                .map(|(config, _)| config);
-
             let plan = plan_deploy(
                 DeployCurrent {
                     service: (revision != 0).then_some(&service),
-                    release: current_release.as_ref(),
-                    config: latest_config.as_ref(),
-                    numbered_before: (service.latest_release, service.latest_config),
+                    release: stored.release.as_ref(),
+                    config: stored.latest_config.as_ref(),
+                    numbered_before: stored.numbered_before,
                 },
                 &DeployWant {
                     spec_hash: &spec_hash,
@@ -319,6 +310,7 @@ impl ControlPlane {
                     release: service.desired_release,
                     created: false,
                     replicas: service.replicas,
+                    rollout: service.rollout_release(),
                 });
             }
             let mut txn = secrets.guard(Txn::new().when(&service_key, revision));
@@ -354,12 +346,35 @@ impl ControlPlane {
                     promoted_from: origin.cloned(),
                 };
                 txn = txn.put(keys::release(env, &name, number), encode(&release));
-                // The release it replaces is one to roll back to if it served in full.
-                if revision != 0 && self.serves_in_full(&service) {
-                    service.note_served(service.desired_release);
-                }
                 service.latest_release = number;
-                service.desired_release = number;
+                let progressive = item
+                    .spec
+                    .rollout
+                    .as_ref()
+                    .filter(|rollout| rollout.strategy.is_progressive());
+                match progressive {
+                    // Brought in beside the stable release by the rollout controller (a
+                    // first deploy has nothing to compare with: it starts at once).
+                    Some(spec) if revision != 0 && service.desired_release != 0 => {
+                        self.room_for_both_releases(&item.spec, plan.replicas)?;
+                        service.rollout = Some(crate::rollouts::begin(
+                            number,
+                            service.desired_release,
+                            spec,
+                            now,
+                            actor,
+                        ));
+                    }
+                    _ => {
+                        // The release it replaces is one to roll back to if it served in
+                        // full.
+                        if revision != 0 && self.serves_in_full(&service) {
+                            service.note_served(service.desired_release);
+                        }
+                        service.desired_release = number;
+                        super::progressive::abort_rollout(&mut service, number, now);
+                    }
+                }
                 new_release = Some(release);
             }
             if plan.scaled {
@@ -374,7 +389,19 @@ impl ControlPlane {
             event.actor = actor.clone();
             let (kind, message) = (event.kind, event.message.clone());
             // The event is written with the change it tells of, in the same transaction.
-            let txn = self.event_log().stage(txn, event);
+            let mut txn = self.event_log().stage(txn, event);
+            if let Some(rollout) = service.rollout.as_ref().filter(|r| {
+                r.is_active() && Some(r.release) == new_release.as_ref().map(|n| n.number)
+            }) {
+                let mut started = crate::event_log::event(
+                    EventKind::RolloutStarted,
+                    format!("{name}: {}", rollout.message),
+                );
+                started.env = Some(env.clone());
+                started.service = Some(name.clone());
+                started.actor = actor.clone();
+                txn = self.event_log().stage(txn, started);
+            }
             match self.store.txn(txn).await? {
                 TxnOutcome::Committed(_) => {
                     tracing::info!(%kind, service = %name, "{message}");
@@ -383,6 +410,7 @@ impl ControlPlane {
                         release: service.desired_release,
                         created: new_release.is_some(),
                         replicas: service.replicas,
+                        rollout: service.rollout_release(),
                     });
                 }
                 TxnOutcome::Conflict { .. } => continue,
@@ -441,7 +469,7 @@ impl ControlPlane {
             .unwrap_or(0))
     }
 
-    pub(super) async fn service_not_found(
+    pub(crate) async fn service_not_found(
         &self,
         env: &EnvName,
         name: &ServiceName,

@@ -50,9 +50,11 @@ mod nodes;
 
 pub(crate) use nodes::stop_event;
 mod preview;
+mod progressive;
 mod promotions;
 mod reads;
 mod rollbacks;
+mod stored;
 
 /// How many times a read-modify-write is retried when another writer got there first.
 pub(crate) const CAS_ATTEMPTS: usize = 16;

@@ -5,7 +5,7 @@
 
 use strata_core::api::{DeployPreview, DeployRequest, ServicePreview};
 use strata_core::spec::config_hash;
-use strata_core::{keys, ConfigVersion, EnvName, Release, Service};
+use strata_core::{keys, ConfigVersion, EnvName};
 use strata_sched::preview::{describe_changes, Incoming, Running};
 use strata_sched::{plan_deploy, DeployCurrent, DeployWant};
 
@@ -34,24 +34,13 @@ impl ControlPlane {
             })?;
             let name = &spec.name;
             let secrets = self.secret_versions(env, name, spec.secrets.keys()).await?;
-            let service: Option<Service> =
-                self.get(&keys::service(env, name)).await?.map(|(s, _)| s);
-            let numbered_before = match &service {
-                Some(service) => (service.latest_release, service.latest_config),
-                None => (
-                    self.newest_number(&keys::releases_of(env, name)).await?,
-                    self.newest_number(&keys::configs_of(env, name)).await?,
-                ),
-            };
-            let desired = service.as_ref().map_or(0, |s| s.desired_release);
-            let release: Option<Release> = self
-                .get(&keys::release(env, name, desired))
-                .await?
-                .map(|(r, _)| r);
-            let latest_config: Option<ConfigVersion> = self
-                .get(&keys::config(env, name, numbered_before.1))
-                .await?
-                .map(|(c, _)| c);
+            let stored = self.stored_service(env, name).await?;
+            let (service, release, latest_config, numbered_before) = (
+                stored.service.map(|(service, _)| service),
+                stored.release,
+                stored.latest_config,
+                stored.numbered_before,
+            );
             let running_config: Option<ConfigVersion> = match &release {
                 Some(release) => self
                     .get(&keys::config(env, name, release.config_version))

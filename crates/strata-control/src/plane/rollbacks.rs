@@ -38,6 +38,32 @@ impl ControlPlane {
             let Some((mut service, revision)) = self.get::<Service>(&service_key).await? else {
                 return Err(self.service_not_found(env, name).await);
             };
+            // A progressive rollout going on is what a plain rollback takes back: its new
+            // release out, the stable one alone.
+            if let (Some(canary), None) = (service.rollout_release(), request.to) {
+                let why = match reason {
+                    "" => "rolled back".to_string(),
+                    why => format!("rolled back: {why}"),
+                };
+                self.steer_rollout(
+                    env,
+                    name,
+                    crate::rollouts::RolloutAction::Abort,
+                    Some(&why),
+                    actor,
+                )
+                .await?;
+                let (service, _) = self
+                    .get::<Service>(&service_key)
+                    .await?
+                    .ok_or_else(|| ControlError::Internal(format!("{name} vanished")))?;
+                return Ok(RolledBack {
+                    env: env.clone(),
+                    name: name.clone(),
+                    from: canary,
+                    to: service.desired_release,
+                });
+            }
             let existing = self.release_numbers(env, name).await?;
             let target = rollback_target(&service, &existing, request.to).map_err(|refusal| {
                 ControlError::bad_request(refusal.message, Some(refusal.hint))
@@ -56,8 +82,10 @@ impl ControlPlane {
             if self.serves_in_full(&service) {
                 service.note_served(from);
             }
+            let now = now_millis();
             service.desired_release = target;
-            service.updated_at = now_millis();
+            service.updated_at = now;
+            super::progressive::abort_rollout(&mut service, target, now);
             let message = match reason {
                 "" => format!("{name}: rolled back from release {from} to release {target}"),
                 why => {
