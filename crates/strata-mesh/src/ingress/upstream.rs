@@ -94,10 +94,13 @@ impl Ingress {
         // instance, so going elsewhere spends none of the service's retry budget (which
         // guards instances against retry storms).
         let mut misdirected_before = false;
+        // Whether the retry about to be made was already charged to the budget.
+        let mut retry_paid = false;
         for attempt in 0..=route.limits.retries {
             if attempt > 0 {
                 let permille = route.limits.retry_budget_permille;
                 if !misdirected_before
+                    && !std::mem::take(&mut retry_paid)
                     && !self.limiter.try_retry(&route.env, &route.service, permille)
                 {
                     last_error.push_str("; not retried: the service's retry budget is spent");
@@ -212,6 +215,31 @@ impl Ingress {
                     attempt_started.elapsed(),
                     ok,
                 );
+            }
+            // A progressive rollout's new release answered 5xx to a request safe to send
+            // again: the stable release gets it (within the retry budget), so callers do not
+            // pay for a bad canary while its analysis catches it.
+            let canary_failed = matches!(&outcome, Attempt::Answered(response)
+                if response.status().is_server_error()
+                    && idempotent
+                    && attempt < route.limits.retries
+                    && route.split.as_ref().is_some_and(|split| split.release_of(&endpoint) == split.release));
+            if canary_failed {
+                let permille = route.limits.retry_budget_permille;
+                if !self.limiter.try_retry(&route.env, &route.service, permille) {
+                    // No budget: the caller gets the answer as it was.
+                    if let Attempt::Answered(response) = outcome {
+                        let (mut parts, body) = response.into_parts();
+                        strip_hop_by_hop(&mut parts.headers);
+                        return Response::from_parts(parts, body.boxed());
+                    }
+                }
+                retry_paid = true;
+                last_error = format!(
+                    "instance {endpoint} of the release being rolled out answered a server error"
+                );
+                tracing::debug!(%last_error, "retried on the stable release");
+                continue;
             }
             match outcome {
                 Attempt::Answered(response) => {
