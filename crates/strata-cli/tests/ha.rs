@@ -684,3 +684,111 @@ fn servers_roll_one_at_a_time_with_no_failed_request() {
     assert!(ok > 100, "{ok}");
     assert!(resigned >= 1, "a leader was stopped, and resigned");
 }
+
+/// A canary goes on where it was when the leader is killed mid-step: the rollout is in the
+/// store, and the new leader's controller takes it from its step to the end.
+#[test]
+fn a_canary_survives_the_leaders_death_and_goes_on_at_its_step() {
+    let Some(_serial) = serial_with_etcd() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let (_etcd, mut servers) = servers_on_etcd(root.path(), 1, "/strata-canary", 3);
+    let (addrs, agent) = joined(root.path(), &servers);
+    let spec = |greeting: &str| {
+        let toml = common::service_toml(
+            "hello",
+            &common::hello_bin(),
+            greeting,
+            "[service.hello.scale]\nreplicas = 2\n[service.hello.rollout]\nstrategy = \"canary\"\nsteps = [\"50%\", \"100%\"]\nstep_interval = \"4s\"\nmin_requests = 10",
+        );
+        common::write_file(
+            root.path(),
+            &format!("canary-{}.toml", greeting.len()),
+            toml,
+        )
+    };
+    run_ok(
+        "deploy v1",
+        &mut Command::new(common::strata_bin())
+            .args(["deploy", spec("One").to_str().unwrap()])
+            .env("STRATA_ADDR", &addrs),
+    );
+    // Traffic, through the node's ingress, for the analysis to judge.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, ingress) = (stop.clone(), agent.ingress.clone());
+        std::thread::spawn(move || {
+            let client = curl::get_via(&ingress);
+            let mut answered = 0u32;
+            for _ in 0..20_000 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                answered += u32::from(client("http://hello.dev.localhost/").is_some());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            answered
+        })
+    };
+    let deployed = deploy(&addrs, &spec("Two"));
+    assert!(deployed.status.success(), "{}", common::stderr(&deployed));
+    // Asked of any server still running (they share the store, the token and the CA).
+    let rollout = |servers: &[ServerProcess]| -> Option<strata_core::Rollout> {
+        let with = servers.iter().find(|s| s.is_running())?;
+        let status: strata_core::api::RolloutStatus = serde_json::from_slice(&curl_api(
+            &with.api,
+            "/v1/envs/dev/services/hello/rollout",
+            with,
+        ))
+        .ok()?;
+        status.rollout
+    };
+    wait_or_explain(
+        Duration::from_secs(30),
+        "release 2 takes 50% of the traffic",
+        || rollout(&servers).is_some_and(|r| r.weight == 50),
+        || logs_of(&servers, Some(&agent)),
+    );
+    let before = rollout(&servers).unwrap();
+    let leader = leader_id(&servers[0].api, &servers[0]).unwrap();
+    let index = servers.iter().position(|s| s.id() == leader).unwrap();
+    servers[index].kill9();
+    let other = (index + 1) % 3;
+    wait_or_explain(
+        Duration::from_secs(30),
+        "a new leader",
+        || leader_id(&servers[other].api, &servers[other]).is_some_and(|id| id != leader),
+        || logs_of(&servers, Some(&agent)),
+    );
+    // The new leader goes on from the step the old one reached, never from the start.
+    let after = rollout(&servers).unwrap();
+    assert_eq!(after.started_at, before.started_at, "the same rollout");
+    assert!(
+        after.step >= before.step && after.weight >= 50,
+        "{before:?} then {after:?}"
+    );
+    wait_or_explain(
+        Duration::from_secs(60),
+        "the canary passes its steps under the new leader",
+        || rollout(&servers).is_some_and(|r| r.phase == strata_core::RolloutPhase::Succeeded),
+        || {
+            format!(
+                "{:?}\n{}",
+                rollout(&servers),
+                logs_of(&servers, Some(&agent))
+            )
+        },
+    );
+    let events = String::from_utf8_lossy(&cli(&addrs, &["events", "hello"]).stdout).into_owned();
+    assert_eq!(events.matches("rollout.started").count(), 1, "{events}");
+    let client = curl::get_via(&agent.ingress);
+    wait_or_explain(
+        Duration::from_secs(30),
+        "release 2 serves alone",
+        || client("http://hello.dev.localhost/").is_some_and(|body| body.starts_with("Two")),
+        || logs_of(&servers, Some(&agent)),
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(load.join().unwrap() > 50, "the load was answered");
+}
