@@ -594,7 +594,7 @@ fn waiting_report(status: &ServiceStatus, release: u64, placement: Option<&str>)
     lines.join("\n")
 }
 
-async fn placement_failure(api: &Api, name: &str, since: u64) -> Option<String> {
+pub(crate) async fn placement_failure(api: &Api, name: &str, since: u64) -> Option<String> {
     let events: EventList = api
         .get(&format!("/v1/events?service={name}&limit=20"))
         .await

@@ -199,6 +199,11 @@ pub async fn follow(
             }
             RolloutPhase::Progressing | RolloutPhase::Paused => {}
         }
+        if let Some(message) = crate::deploy_cmd::placement_failure(api, service, started).await {
+            return Err(Failure::Failed(anyhow::anyhow!(
+                "deploy failed: {service}: {message}\n  the rollout of release {release} waits for room (the stable release serves); `strata rollout abort {service} --env {env}` takes it back"
+            )));
+        }
         if Instant::now() >= deadline {
             return Err(Failure::Failed(anyhow::anyhow!(
                 "deploy failed: {service}: the rollout of release {release} did not end within {} (it goes on; `strata rollout status {service} --env {env}`): {}",

@@ -18,7 +18,8 @@
 //!   would have at the stable release's error rate plus `max_error_rate`, by more than chance
 //!   explains (three standard deviations of that count, plus one): a healthy canary is not
 //!   rolled back for one unlucky error in twenty, a canary failing 30% of its requests is
-//!   within its first twenty.
+//!   within its first twenty. Failures already past what `min_requests` requests would
+//!   tolerate fail it before it answered that many (they would then too).
 //! - **Latency**: with a p99 limit, the new release fails when its p99 is over the limit and
 //!   over 1.2 times the stable release's p99 over the same seconds (a slow backend that slows
 //!   both is not the canary's fault).
@@ -88,21 +89,25 @@ pub fn analyse(
         ),
         None => new.describe(release),
     };
-    if new.attempts < u64::from(criteria.min_requests) {
-        return Verdict::TooLittle(format!(
-            "{numbers}; {} requests are needed to judge it",
-            criteria.min_requests
-        ));
-    }
     let margin = criteria
         .max_error_rate
         .unwrap_or(CanaryCriteria::DEFAULT_MAX_ERROR_RATE)
         .as_f64();
     let allowed_rate = (stable.map_or(0.0, ReleaseTraffic::error_rate) + margin).min(1.0);
-    let n = new.attempts as f64;
-    let expected = allowed_rate * n;
-    let tolerated = expected + 3.0 * (n * allowed_rate * (1.0 - allowed_rate)).sqrt() + 1.0;
-    if new.failures as f64 > tolerated {
+    // The failures chance explains among `n` requests at the allowed rate. It grows with
+    // `n`: failures past what `min_requests` would tolerate fail the release before it has
+    // answered that many, as they would once it had.
+    let tolerated =
+        |n: f64| allowed_rate * n + 3.0 * (n * allowed_rate * (1.0 - allowed_rate)).sqrt() + 1.0;
+    let judged = new.attempts.max(u64::from(criteria.min_requests));
+    let too_many = new.failures as f64 > tolerated(judged as f64);
+    if !too_many && new.attempts < u64::from(criteria.min_requests) {
+        return Verdict::TooLittle(format!(
+            "{numbers}; {} requests are needed to judge it",
+            criteria.min_requests
+        ));
+    }
+    if too_many {
         let compared = match stable {
             Some(_) => format!("{:.1}% more than the stable release's", margin * 100.0),
             None => format!("{:.1}%", margin * 100.0),

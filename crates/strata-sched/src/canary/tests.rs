@@ -31,10 +31,24 @@ fn analysis_table() {
     )> = vec![
         (
             "too few requests to judge",
-            traffic(19, 19, None),
+            traffic(19, 2, None),
             None,
             one_percent,
             "little",
+        ),
+        (
+            "failures past what twenty would tolerate fail before twenty",
+            traffic(10, 3, None),
+            None,
+            one_percent,
+            "fail",
+        ),
+        (
+            "all of the first few failing fails at once",
+            traffic(3, 3, None),
+            None,
+            one_percent,
+            "fail",
         ),
         (
             "a clean canary passes",
