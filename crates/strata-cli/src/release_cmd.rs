@@ -104,15 +104,49 @@ fn standing(release: &Release, status: Option<&ServiceStatus>) -> String {
         _ => {}
     }
     if release.number == service.desired_release {
-        "running"
-    } else if release.number > service.desired_release {
-        "rolled back"
-    } else if service.served.contains(&release.number) {
-        "served"
-    } else {
-        "superseded"
+        // Honest about a release that does not start: none of its instances serves and
+        // some crash or fail.
+        let of_it = status
+            .instances
+            .iter()
+            .filter(|v| v.instance.release == release.number)
+            .filter(|v| v.instance.desired == strata_core::DesiredState::Running);
+        let (mut serving, mut failing) = (false, false);
+        for view in of_it {
+            serving |= view.is_routable();
+            failing |= matches!(
+                view.state(),
+                strata_core::InstanceState::Backoff | strata_core::InstanceState::Failed
+            );
+        }
+        return if failing && !serving {
+            "failing"
+        } else {
+            "running"
+        }
+        .into();
+    }
+    match service.ending_of(release.number).map(|end| end.how) {
+        Some(strata_core::ReleaseEnding::Superseded) | None
+            if service.served.contains(&release.number) =>
+        {
+            "served"
+        }
+        Some(how) => how.as_str(),
+        // Records from before endings were kept.
+        None if release.number > service.desired_release => "rolled back",
+        None => "superseded",
     }
     .into()
+}
+
+/// Why a release ended, as the service recorded it (empty when it did not, or before it was
+/// kept).
+fn why(release: &Release, status: Option<&ServiceStatus>) -> String {
+    status
+        .and_then(|status| status.service.ending_of(release.number))
+        .map(|end| end.why.clone())
+        .unwrap_or_default()
 }
 
 pub async fn releases(args: ReleasesArgs) -> CliResult {
@@ -139,8 +173,8 @@ pub async fn releases(args: ReleasesArgs) -> CliResult {
         return Ok(());
     }
     println!(
-        "{:>7}  {:<11}  {:<20}  {:<16}  {:>6}  {:<19}  SPEC",
-        "RELEASE", "STATE", "CREATED", "BY", "CONFIG", "ARTIFACT"
+        "{:>7}  {:<11}  {:<20}  {:<16}  {:>6}  {:<19}  {:<19}  WHY",
+        "RELEASE", "STATE", "CREATED", "BY", "CONFIG", "ARTIFACT", "SPEC"
     );
     for release in releases.iter().rev() {
         let artifact = release
@@ -148,14 +182,15 @@ pub async fn releases(args: ReleasesArgs) -> CliResult {
             .as_deref()
             .map_or("-".to_string(), |d| short(d, 19));
         println!(
-            "{:>7}  {:<11}  {:<20}  {:<16}  {:>6}  {:<19}  {}",
+            "{:>7}  {:<11}  {:<20}  {:<16}  {:>6}  {:<19}  {:<19}  {}",
             release.number,
             standing(release, status.as_ref()),
             crate::access_cmd::format_time(release.created_at),
             release.created_by.as_deref().unwrap_or("-"),
             release.config_version,
             artifact,
-            short(&release.spec_hash, 19)
+            short(&release.spec_hash, 19),
+            why(release, status.as_ref())
         );
     }
     Ok(())
@@ -305,6 +340,56 @@ command = [\"w\"]
         assert_eq!(standing(&release(3), Some(&canary)), "running");
         canary.service.rollout.as_mut().unwrap().phase = strata_core::RolloutPhase::RolledBack;
         assert_eq!(standing(&release(4), Some(&canary)), "rolled back");
+        // Recorded endings say how, and why.
+        canary.service.note_ended(
+            4,
+            strata_core::ReleaseEnding::Failed,
+            "canary analysis failed".into(),
+            9,
+        );
+        assert_eq!(standing(&release(4), Some(&canary)), "failed");
+        assert_eq!(why(&release(4), Some(&canary)), "canary analysis failed");
+        canary.service.note_ended(
+            2,
+            strata_core::ReleaseEnding::Superseded,
+            "replaced by release 3".into(),
+            9,
+        );
+        assert_eq!(standing(&release(2), Some(&canary)), "served");
+        canary.service.note_ended(
+            1,
+            strata_core::ReleaseEnding::RolledBack,
+            "rolled back to release 0 by ops".into(),
+            9,
+        );
+        assert_eq!(standing(&release(1), Some(&canary)), "rolled back");
+        // The running release whose instances crash and none serves is failing.
+        let crashing = |id: &str, state| strata_core::InstanceView {
+            instance: strata_core::Instance {
+                id: strata_core::InstanceId::new(id).unwrap(),
+                env: strata_core::EnvName::from_static("dev"),
+                service: strata_core::ServiceName::from_static("web"),
+                release: 3,
+                node: strata_core::NodeName::from_static("n1"),
+                node_epoch: 1,
+                desired: strata_core::DesiredState::Running,
+                created_at: 0,
+                stop_requested_at: None,
+            },
+            status: Some(strata_core::InstanceStatus::new(
+                strata_core::InstanceId::new(id).unwrap(),
+                strata_core::NodeName::from_static("n1"),
+                state,
+                "",
+            )),
+        };
+        let mut failing = status.clone();
+        failing.instances = vec![crashing("web-3-a", strata_core::InstanceState::Backoff)];
+        assert_eq!(standing(&release(3), Some(&failing)), "failing");
+        failing
+            .instances
+            .push(crashing("web-3-b", strata_core::InstanceState::Starting));
+        assert_eq!(standing(&release(3), Some(&failing)), "failing");
         status.service.served.clear();
         assert_eq!(standing(&release(1), Some(&status)), "superseded");
         assert_eq!(standing(&release(1), None), "deleted");

@@ -89,9 +89,9 @@ async fn a_failing_canary_is_rolled_back_while_the_stable_serves_and_a_good_one_
     );
     let releases = stdout(&dev.cli(&["releases", "hello"]));
     assert!(
-        releases
-            .lines()
-            .any(|l| l.trim_start().starts_with('2') && l.contains("rolled back")),
+        releases.lines().any(|l| l.trim_start().starts_with('2')
+            && l.contains("failed")
+            && l.contains("canary analysis failed at 25% of the traffic")),
         "{releases}"
     );
     let events = stdout(&dev.cli(&["events", "hello"]));

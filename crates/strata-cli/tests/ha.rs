@@ -710,7 +710,7 @@ fn a_canary_survives_the_leaders_death_and_goes_on_at_its_step() {
     };
     run_ok(
         "deploy v1",
-        &mut Command::new(common::strata_bin())
+        Command::new(common::strata_bin())
             .args(["deploy", spec("One").to_str().unwrap()])
             .env("STRATA_ADDR", &addrs),
     );

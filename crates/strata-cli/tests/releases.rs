@@ -61,6 +61,10 @@ async fn a_rollback_goes_back_to_the_release_that_served_with_no_failed_request(
     };
     assert!(row("1").contains("running"), "{listed}");
     assert!(row("2").contains("rolled back"), "{listed}");
+    assert!(
+        row("2").contains("rolled back to release 1 by admin: release 2 is broken"),
+        "why: {listed}"
+    );
     assert!(row("1").contains("admin"), "who made it: {listed}");
     let json: Vec<strata_core::Release> =
         serde_json::from_slice(&dev.cli(&["releases", "hello", "--json"]).stdout).unwrap();

@@ -145,6 +145,8 @@ fn fleet(args: &Args, writer: &mut Writer) -> ClusterState {
             scaled_at: 0,
             served: Vec::new(),
             rollout: None,
+            desired_since: 0,
+            ended: Vec::new(),
             created_at: 0,
             updated_at: 0,
         };

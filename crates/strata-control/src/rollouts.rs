@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use strata_core::api::{ReleaseWindow, RolloutStatus};
 use strata_core::spec::{CanaryCriteria, RolloutSpec};
-use strata_core::{keys, Actor, EnvName, EventKind, Rollout, RolloutPhase, Service, ServiceName};
+use strata_core::{
+    keys, Actor, EnvName, EventKind, ReleaseEnding, Rollout, RolloutPhase, Service, ServiceName,
+};
 use strata_sched::canary::{analyse, next, Decision, Facts, ReleaseTraffic};
 use strata_store::{Txn, TxnOutcome};
 
@@ -182,7 +184,16 @@ async fn apply(
             if plane.serves_in_full(&service) {
                 service.note_served(service.desired_release);
             }
-            service.desired_release = rollout.release;
+            service.make_desired(
+                rollout.release,
+                now,
+                ReleaseEnding::Superseded,
+                format!(
+                    "replaced by release {} once its {} passed",
+                    rollout.release,
+                    rollout.strategy.as_str()
+                ),
+            );
             rollout.phase = RolloutPhase::Succeeded;
             rollout.weight = 100;
             (EventKind::RolloutSucceeded, message)
@@ -190,6 +201,12 @@ async fn apply(
         Decision::RollBack(message) => {
             rollout.phase = RolloutPhase::RolledBack;
             rollout.weight = 0;
+            service.note_ended(
+                rollout.release,
+                ReleaseEnding::Failed,
+                format!("{} {message}", rollout.strategy.as_str()),
+                now,
+            );
             (EventKind::RolloutRolledBack, message)
         }
     };
@@ -309,13 +326,17 @@ impl ControlPlane {
                 RolloutAction::Abort => {
                     rollout.phase = RolloutPhase::Aborted;
                     rollout.weight = 0;
-                    (
-                        EventKind::RolloutAborted,
-                        format!(
-                            "aborted {by}: release {} is taken out, release {} serves alone",
-                            rollout.release, rollout.stable
-                        ),
-                    )
+                    let message = format!(
+                        "aborted {by}: release {} is taken out, release {} serves alone",
+                        rollout.release, rollout.stable
+                    );
+                    service.note_ended(
+                        rollout.release,
+                        ReleaseEnding::Aborted,
+                        format!("{} {message}", rollout.strategy.as_str()),
+                        now,
+                    );
+                    (EventKind::RolloutAborted, message)
                 }
             };
             rollout.message = message.clone();

@@ -146,6 +146,13 @@ async fn a_good_canary_goes_through_its_steps_to_all_the_traffic() {
         status.service.served.contains(&1),
         "release 1 served in full"
     );
+    let ended = status
+        .service
+        .ending_of(1)
+        .expect("release 1's end is recorded");
+    assert_eq!(ended.how, strata_core::ReleaseEnding::Superseded);
+    assert!(ended.why.contains("once its canary passed"), "{ended:?}");
+    assert!(status.service.desired_since > 0);
     assert!(route(&h).await.split.is_none());
     let kinds: Vec<String> = h
         .plane
@@ -188,6 +195,12 @@ async fn a_failing_canary_is_rolled_back_at_once_and_the_stable_release_serves_a
         .await
         .unwrap();
     assert_eq!(status.service.desired_release, 1);
+    let ended = status
+        .service
+        .ending_of(2)
+        .expect("release 2's end is recorded");
+    assert_eq!(ended.how, strata_core::ReleaseEnding::Failed);
+    assert!(ended.why.contains("30.0%"), "{ended:?}");
     let events = h.plane.events(Some("web"), 100).await.unwrap();
     let rolled_back = events
         .iter()
@@ -314,6 +327,17 @@ async fn a_rollback_during_a_canary_takes_the_canary_out() {
         .unwrap();
     assert_eq!((rolled.from, rolled.to), (2, 1));
     assert_eq!(rollout(&h).await.phase, RolloutPhase::Aborted);
+    let status = h
+        .plane
+        .service_status(&dev(), &ServiceName::from_static("web"))
+        .await
+        .unwrap();
+    let ended = status.service.ending_of(2).unwrap();
+    assert_eq!(ended.how, strata_core::ReleaseEnding::Aborted);
+    assert!(
+        ended.why.contains("by ops: rolled back: pager"),
+        "{ended:?}"
+    );
     run_for(&mut h, 300).await;
     assert!(h.wanted("web").await.iter().all(|(r, _)| *r == 1));
 }

@@ -124,13 +124,89 @@ pub struct Service {
     /// going on or the last one's outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// When `desired_release` last changed (0 for records from before it was kept: the
+    /// release's creation counts then).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub desired_since: Millis,
+    /// How releases stopped being the service's (or its rollout's), and why: the last
+    /// [`Service::SERVED_KEPT`], oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ended: Vec<ReleaseEnd>,
     pub created_at: Millis,
     pub updated_at: Millis,
+}
+
+fn is_zero(value: &Millis) -> bool {
+    *value == 0
+}
+
+/// How a release stopped being a service's, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseEnd {
+    pub release: u64,
+    pub how: ReleaseEnding,
+    /// Who or what ended it, and why (a rollback's reason, a canary's numbers).
+    pub why: String,
+    pub at: Millis,
+}
+
+/// How a release stopped being a service's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseEnding {
+    /// Another release was deployed (or promoted, or passed its canary) in its place.
+    Superseded,
+    /// Rolled back from, by a person.
+    RolledBack,
+    /// Its canary or blue-green analysis failed: taken out by the platform.
+    Failed,
+    /// Its canary or blue-green was stopped by a person or replaced by another release.
+    Aborted,
+}
+
+impl ReleaseEnding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseEnding::Superseded => "superseded",
+            ReleaseEnding::RolledBack => "rolled back",
+            ReleaseEnding::Failed => "failed",
+            ReleaseEnding::Aborted => "aborted",
+        }
+    }
 }
 
 impl Service {
     /// How many served releases a service remembers.
     pub const SERVED_KEPT: usize = 20;
+
+    /// Notes how `release` ended and why (the newest of a release's endings is kept).
+    pub fn note_ended(&mut self, release: u64, how: ReleaseEnding, why: String, at: Millis) {
+        self.ended.retain(|end| end.release != release);
+        self.ended.push(ReleaseEnd {
+            release,
+            how,
+            why,
+            at,
+        });
+        let extra = self.ended.len().saturating_sub(Self::SERVED_KEPT);
+        self.ended.drain(..extra);
+    }
+
+    /// How `release` ended, if it did.
+    pub fn ending_of(&self, release: u64) -> Option<&ReleaseEnd> {
+        self.ended.iter().rev().find(|end| end.release == release)
+    }
+
+    /// Makes `release` the desired one at `at`; the one it replaces ended as `how`, for `why`.
+    pub fn make_desired(&mut self, release: u64, at: Millis, how: ReleaseEnding, why: String) {
+        let previous = self.desired_release;
+        if previous != 0 && previous != release {
+            self.note_ended(previous, how, why, at);
+        }
+        self.ended.retain(|end| end.release != release);
+        self.desired_release = release;
+        self.desired_since = at;
+    }
 
     /// Notes that `release` was serving in full when it was replaced.
     pub fn note_served(&mut self, release: u64) {

@@ -108,13 +108,11 @@ pub fn analyse(
         ));
     }
     if too_many {
-        let compared = match stable {
-            Some(_) => format!("{:.1}% more than the stable release's", margin * 100.0),
+        let allowed = match stable {
+            Some(_) => format!("{:.1}% over the stable release's rate", margin * 100.0),
             None => format!("{:.1}%", margin * 100.0),
         };
-        return Verdict::Fail(format!(
-            "{numbers}: more errors than the {compared} allowed"
-        ));
+        return Verdict::Fail(format!("{numbers}: more errors than allowed ({allowed})"));
     }
     if let (Some(limit), Some(p99)) = (criteria.max_p99_ms, new.p99_ms) {
         let limit = limit as f64;

@@ -121,6 +121,8 @@ mod tests {
             scaled_at: 0,
             served: Vec::new(),
             rollout: None,
+            desired_since: 0,
+            ended: Vec::new(),
             created_at: 0,
             updated_at: 0,
         }

@@ -74,6 +74,8 @@ mod tests {
             scaled_at: 0,
             served: served.to_vec(),
             rollout: None,
+            desired_since: 0,
+            ended: Vec::new(),
             created_at: 0,
             updated_at: 0,
         }

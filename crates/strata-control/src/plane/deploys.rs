@@ -283,6 +283,8 @@ impl ControlPlane {
                         scaled_at: now,
                         served: Vec::new(),
                         rollout: None,
+                        desired_since: 0,
+                        ended: Vec::new(),
                         created_at: now,
                         updated_at: now,
                     },
@@ -371,7 +373,18 @@ impl ControlPlane {
                         if revision != 0 && self.serves_in_full(&service) {
                             service.note_served(service.desired_release);
                         }
-                        service.desired_release = number;
+                        let origin = match origin {
+                            Some(from) => {
+                                format!(" (promoted from release {} of {})", from.release, from.env)
+                            }
+                            None => String::new(),
+                        };
+                        service.make_desired(
+                            number,
+                            now,
+                            strata_core::ReleaseEnding::Superseded,
+                            format!("replaced by release {number}{origin}, deployed by {actor}"),
+                        );
                         super::progressive::abort_rollout(&mut service, number, now);
                     }
                 }

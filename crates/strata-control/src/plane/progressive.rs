@@ -55,13 +55,16 @@ impl ControlPlane {
 
 /// Ends `service`'s progressive rollout, if one goes on, as release `by` takes its place.
 pub(super) fn abort_rollout(service: &mut Service, by: u64, now: u64) {
-    if let Some(rollout) = service.rollout.as_mut().filter(|r| r.is_active()) {
-        rollout.phase = strata_core::RolloutPhase::Aborted;
-        rollout.weight = 0;
-        rollout.message = format!(
-            "aborted: release {by} took the place of release {}",
-            rollout.release
-        );
-        rollout.updated_at = now;
-    }
+    let Some(rollout) = service.rollout.as_mut().filter(|r| r.is_active()) else {
+        return;
+    };
+    rollout.phase = strata_core::RolloutPhase::Aborted;
+    rollout.weight = 0;
+    rollout.message = format!(
+        "aborted: release {by} took the place of release {}",
+        rollout.release
+    );
+    rollout.updated_at = now;
+    let (release, why) = (rollout.release, rollout.message.clone());
+    service.note_ended(release, strata_core::ReleaseEnding::Aborted, why, now);
 }

@@ -65,7 +65,11 @@ impl ControlPlane {
             let health = SourceHealth {
                 runs_it: source.desired_release == number,
                 serves_in_full: self.serves_in_full(&source),
-                served_ms: self.now().saturating_sub(release.created_at),
+                // Since it became the desired release (a canary's time beside the stable
+                // one, or its wait before a rollback back to it, does not count).
+                served_ms: self
+                    .now()
+                    .saturating_sub(release.created_at.max(source.desired_since)),
                 slo: slo.as_ref(),
             };
             if let Some((message, hint)) = promotion_refusal(name, from, number, soak_ms, &health) {

@@ -83,9 +83,13 @@ impl ControlPlane {
                 service.note_served(from);
             }
             let now = now_millis();
-            service.desired_release = target;
-            service.updated_at = now;
+            let why = match reason {
+                "" => format!("rolled back to release {target} by {actor}"),
+                why => format!("rolled back to release {target} by {actor}: {why}"),
+            };
             super::progressive::abort_rollout(&mut service, target, now);
+            service.make_desired(target, now, strata_core::ReleaseEnding::RolledBack, why);
+            service.updated_at = now;
             let message = match reason {
                 "" => format!("{name}: rolled back from release {from} to release {target}"),
                 why => {

@@ -79,6 +79,8 @@ pub fn service(name: &str, release: u64, replicas: u32, revision: Revision) -> W
         scaled_at: 0,
         served: Vec::new(),
         rollout: None,
+        desired_since: 0,
+        ended: Vec::new(),
         created_at: 0,
         updated_at: 0,
     };
