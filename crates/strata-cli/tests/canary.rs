@@ -143,4 +143,29 @@ async fn a_failing_canary_is_rolled_back_while_the_stable_serves_and_a_good_one_
     let refused = dev.cli(&["rollout", "pause", "hello"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("no rollout going on"));
+
+    // A canary of a fixed-port service on this one node cannot run both releases: refused
+    // before anything changes (exit 2), saying what to do instead.
+    let port = free_port();
+    let fixed = |greeting: &str| {
+        let toml = service_toml(
+            "db",
+            &hello_bin(),
+            greeting,
+            &format!("port = {port}\n[service.db.rollout]\nstrategy = \"canary\""),
+        );
+        write_file(dir.path(), &format!("db-{}.toml", greeting.len()), toml)
+    };
+    dev.deploy(&fixed("One"), &[]);
+    let err = dev.deploy_fails(&fixed("Two!"), &[], 2);
+    assert!(
+        err.contains("a canary of a service with a fixed port")
+            && err.contains("strategy = \"rolling\""),
+        "{err}"
+    );
+    assert_eq!(
+        dev.status("db").service.latest_release,
+        1,
+        "nothing changed"
+    );
 }
