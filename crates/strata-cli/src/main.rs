@@ -19,6 +19,8 @@ mod rollout_cmd;
 mod secret_cmd;
 mod store_cmd;
 
+use store_cmd::StoreTlsArgs;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,29 +50,6 @@ pub(crate) struct ApiArgs {
     /// The control plane's API.
     #[arg(long, env = "STRATA_ADDR", default_value = DEFAULT_ADDR, global = true)]
     pub(crate) addr: String,
-}
-
-/// TLS to the etcd store (`--store etcds://...`).
-#[derive(Debug, clap::Args)]
-struct StoreTlsArgs {
-    /// PEM file of the CA that signed the etcd members' certificates, for an etcds:// --store
-    /// (default: the system's trust roots).
-    #[arg(long, value_name = "FILE", requires = "store")]
-    store_ca: Option<PathBuf>,
-    /// PEM file of the client certificate to present to etcd: mutual TLS, for an etcd run with
-    /// --client-cert-auth. Needs --store-key.
-    #[arg(long, value_name = "FILE", requires_all = ["store", "store_key"])]
-    store_cert: Option<PathBuf>,
-    /// PEM file of the private key of --store-cert.
-    #[arg(long, value_name = "FILE", requires_all = ["store", "store_cert"])]
-    store_key: Option<PathBuf>,
-}
-
-impl StoreTlsArgs {
-    /// The etcd store of `--store` with these files, or `None` for the embedded store.
-    fn with_url(self, url: Option<String>) -> Result<Option<platform::EtcdArgs>, Failure> {
-        platform::EtcdArgs::from_flags(url, self.store_ca, self.store_cert, self.store_key)
-    }
 }
 
 #[derive(Debug, Subcommand)]

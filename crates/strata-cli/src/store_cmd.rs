@@ -23,8 +23,34 @@ use strata_control::backup::{
 use strata_store::{Store, Txn};
 
 use crate::api::Api;
-use crate::platform::{open_store, server_id, EtcdArgs};
-use crate::{ApiArgs, CliResult, Failure, StoreTlsArgs};
+use crate::platform::{self, open_store, server_id, EtcdArgs};
+use crate::{ApiArgs, CliResult, Failure};
+
+/// TLS to the etcd store (`--store etcds://...`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct StoreTlsArgs {
+    /// PEM file of the CA that signed the etcd members' certificates, for an etcds:// --store
+    /// (default: the system's trust roots).
+    #[arg(long, value_name = "FILE", requires = "store")]
+    store_ca: Option<PathBuf>,
+    /// PEM file of the client certificate to present to etcd: mutual TLS, for an etcd run with
+    /// --client-cert-auth. Needs --store-key.
+    #[arg(long, value_name = "FILE", requires_all = ["store", "store_key"])]
+    store_cert: Option<PathBuf>,
+    /// PEM file of the private key of --store-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["store", "store_cert"])]
+    store_key: Option<PathBuf>,
+}
+
+impl StoreTlsArgs {
+    /// The etcd store of `--store` with these files, or `None` for the embedded store.
+    pub(crate) fn with_url(
+        self,
+        url: Option<String>,
+    ) -> Result<Option<platform::EtcdArgs>, Failure> {
+        platform::EtcdArgs::from_flags(url, self.store_ca, self.store_cert, self.store_key)
+    }
+}
 
 /// Where `strata store` reads or writes a server's state.
 #[derive(Debug, clap::Args)]

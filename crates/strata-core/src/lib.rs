@@ -15,6 +15,7 @@ mod event_kind;
 pub mod keys;
 pub mod model;
 pub mod names;
+pub mod rollout;
 pub mod secret;
 pub mod spec;
 pub mod version;
@@ -23,6 +24,7 @@ pub use actor::Actor;
 pub use event_kind::EventKind;
 pub use model::*;
 pub use names::{EnvName, InstanceId, InvalidName, NodeName, ServiceName};
+pub use rollout::{Rollout, RolloutPhase};
 pub use spec::{ServiceSpec, SpecError, SpecFile};
 
 /// Milliseconds since the Unix epoch, now: what records' timestamps are (`Millis`).
