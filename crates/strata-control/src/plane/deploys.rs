@@ -359,6 +359,8 @@ impl ControlPlane {
                     // first deploy has nothing to compare with: it starts at once).
                     Some(spec) if revision != 0 && service.desired_release != 0 => {
                         self.room_for_both_releases(&item.spec, plan.replicas)?;
+                        // A rollout going on ends: this release takes its new one's place.
+                        super::progressive::abort_rollout(&mut service, number, now);
                         service.rollout = Some(crate::rollouts::begin(
                             number,
                             service.desired_release,
