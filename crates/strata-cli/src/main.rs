@@ -5,6 +5,7 @@
 
 mod access_cmd;
 mod api;
+mod archive_cmd;
 mod cluster;
 mod commands;
 mod context;
@@ -262,6 +263,11 @@ enum Command {
     /// Promote a service's release from one environment into another: the artifact and spec
     /// as tested there, the target's configuration, secrets and scale.
     Promote(release_cmd::PromoteArgs),
+    /// Forensic archives of decommissioned nodes: verify one offline.
+    Archive {
+        #[command(subcommand)]
+        action: archive_cmd::ArchiveCommand,
+    },
     /// A service's canary or blue-green rollout: status, pause, resume, abort.
     Rollout {
         #[command(subcommand)]
@@ -645,6 +651,7 @@ async fn run(cli: Cli) -> CliResult {
             .await
         }
         Command::Secret { action, api } => secret_cmd::run(&api::Api::new(&api.addr), action).await,
+        Command::Archive { action } => archive_cmd::run(action),
         Command::Rollout { action, api } => {
             rollout_cmd::run(&api::Api::new(&api.addr), action).await
         }
