@@ -115,7 +115,8 @@ fn make_data(root: &Path, bytes: u64) -> u64 {
             std::fs::File::create(instance.join(format!("f-{index}"))).unwrap(),
         );
         let mut left = size;
-        let text = index % 2 == 0;
+        // Every other round of the four sizes is text: half the bytes compress.
+        let text = (index / sizes.len()) % 2 == 0;
         while left > 0 {
             let chunk: Vec<u8> = if text {
                 format!(

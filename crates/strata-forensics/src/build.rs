@@ -45,7 +45,12 @@ impl ArchiveBuilder {
             inner: BufWriter::with_capacity(1 << 20, file),
             hasher: Sha256::new(),
         };
-        let encoder = zstd::Encoder::new(hashing, ZSTD_LEVEL)
+        let mut encoder = zstd::Encoder::new(hashing, ZSTD_LEVEL)
+            .map_err(|e| ForensicsError::io(payload_path.display(), e))?;
+        // Compression on workers of its own, beside this thread's reading and hashing.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        encoder
+            .multithread(workers)
             .map_err(|e| ForensicsError::io(payload_path.display(), e))?;
         let mut payload = tar::Builder::new(encoder);
         payload.follow_symlinks(false);
