@@ -10,14 +10,14 @@
 #   scripts/deps.sh containers  the build's, nftables, iproute2 (what `strata dev` needs to
 #                            run container services)
 #   scripts/deps.sh bench   + wrk (the load generator of the benchmarks), runc (the
-#                            container start benchmark's peer) and nginx (the mesh proxy
-#                            benchmark's peer)
+#                            container start benchmark's peer), nginx (the mesh proxy
+#                            benchmark's peer) and zstd (the forensic archive benchmark's)
 set -euo pipefail
 want=(protobuf-compiler libseccomp-dev pkg-config)
 case "${1:-build}" in
   test) want+=(etcd-server iproute2 nftables redis-server redis-tools python3) ;;
   containers) want+=(nftables iproute2) ;;
-  bench) want+=(etcd-server iproute2 runc nftables redis-server redis-tools python3 wrk nginx) ;;
+  bench) want+=(etcd-server iproute2 runc nftables redis-server redis-tools python3 wrk nginx zstd) ;;
 esac
 
 missing=()
