@@ -1,6 +1,7 @@
-//! `strata archive verify FILE`: a forensic archive checked offline, against the cluster CA's
-//! certificate alone: the node's certificate, its signature, the control plane's
-//! countersignature and every file (`strata_forensics`).
+//! `strata archive ls|get|verify`: the forensic archives the control plane keeps, listed and
+//! fetched (operators), and one checked offline against the cluster CA's certificate alone:
+//! the node's certificate, its signature, the control plane's countersignature and every
+//! file (`strata_forensics`).
 
 use std::path::PathBuf;
 
@@ -11,6 +12,17 @@ use crate::{CliResult, Failure};
 
 #[derive(Debug, Subcommand)]
 pub enum ArchiveCommand {
+    /// The archives the control plane keeps, oldest first.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch archive ID (as `ls` names it) into FILE; verify it with `verify`.
+    Get {
+        id: String,
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
+    },
     /// Check an archive offline: both signatures and every file's hash; says which part or
     /// file fails (exit 1).
     Verify {
@@ -26,8 +38,56 @@ pub enum ArchiveCommand {
     },
 }
 
-pub fn run(command: ArchiveCommand) -> CliResult {
+pub async fn run(api: &crate::api::Api, command: ArchiveCommand) -> CliResult {
     match command {
+        ArchiveCommand::Ls { json } => {
+            let records: Vec<strata_core::archive::ArchiveRecord> = api.get("/v1/archives").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&records)?);
+                return Ok(());
+            }
+            println!(
+                "{:<28}  {:<12}  {:<9}  {:>6}  {:>12}  {:<20}  DIGEST",
+                "ID", "NODE", "SUBJECT", "FILES", "BYTES", "STORED"
+            );
+            for record in &records {
+                println!(
+                    "{:<28}  {:<12}  {:<9}  {:>6}  {:>12}  {:<20}  {}",
+                    record.id,
+                    record.node,
+                    record.subject,
+                    record.files,
+                    record.bytes,
+                    crate::access_cmd::format_time(record.stored_at),
+                    record.digest.chars().take(19).collect::<String>()
+                );
+            }
+            Ok(())
+        }
+        ArchiveCommand::Get { id, output } => {
+            use futures::StreamExt;
+            use tokio::io::AsyncWriteExt;
+            let response = api.stream(&format!("/v1/archives/{id}")).await?;
+            let temp = output.with_extension("part");
+            let mut file = tokio::fs::File::create(&temp)
+                .await
+                .map_err(|e| Failure::BadInput(anyhow!("error: -o {}: {e}", output.display())))?;
+            let mut body = response.bytes_stream();
+            let mut written = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| anyhow!("fetching archive {id}: {e}"))?;
+                written += chunk.len() as u64;
+                file.write_all(&chunk).await?;
+            }
+            file.sync_all().await?;
+            tokio::fs::rename(&temp, &output).await?;
+            eprintln!(
+                "archive {id}: {written} bytes in {}; `strata archive verify {} --ca CA.pem` checks it",
+                output.display(),
+                output.display()
+            );
+            Ok(())
+        }
         ArchiveCommand::Verify {
             file,
             ca,

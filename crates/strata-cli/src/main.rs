@@ -263,10 +263,12 @@ enum Command {
     /// Promote a service's release from one environment into another: the artifact and spec
     /// as tested there, the target's configuration, secrets and scale.
     Promote(release_cmd::PromoteArgs),
-    /// Forensic archives of decommissioned nodes: verify one offline.
+    /// Forensic archives of nodes: ls, get, and verify one offline.
     Archive {
         #[command(subcommand)]
         action: archive_cmd::ArchiveCommand,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// A service's canary or blue-green rollout: status, pause, resume, abort.
     Rollout {
@@ -651,7 +653,9 @@ async fn run(cli: Cli) -> CliResult {
             .await
         }
         Command::Secret { action, api } => secret_cmd::run(&api::Api::new(&api.addr), action).await,
-        Command::Archive { action } => archive_cmd::run(action),
+        Command::Archive { action, api } => {
+            archive_cmd::run(&api::Api::new(&api.addr), action).await
+        }
         Command::Rollout { action, api } => {
             rollout_cmd::run(&api::Api::new(&api.addr), action).await
         }

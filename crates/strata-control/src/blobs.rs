@@ -110,6 +110,67 @@ impl BlobStore {
     }
 }
 
+impl BlobStore {
+    /// Receives a stream of bytes into a temporary file of the store (at most `limit`), for
+    /// a blob whose digest is known only once it was checked and changed (a forensic archive,
+    /// countersigned); [`BlobStore::keep`] puts it in place.
+    pub async fn receive<S, E>(&self, mut body: S, limit: u64) -> Result<PathBuf, ControlError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let temp_path = self.dir.join(format!(
+            ".upload-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let io = |error: std::io::Error| ControlError::Internal(format!("writing blob: {error}"));
+        let mut file = tokio::fs::File::create(&temp_path).await.map_err(io)?;
+        let mut size = 0u64;
+        let result: Result<(), ControlError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|error| {
+                    ControlError::bad_request(format!("upload interrupted: {error}"), None)
+                })?;
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(too_large(limit));
+                }
+                file.write_all(&chunk).await.map_err(io)?;
+            }
+            file.sync_all().await.map_err(io)
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(temp_path),
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&temp_path).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Keeps the file `received` made as the blob of its bytes' digest: (digest, size).
+    pub async fn keep(&self, received: &Path) -> Result<(String, u64), ControlError> {
+        let io = |error: std::io::Error| ControlError::Internal(format!("keeping blob: {error}"));
+        let path = received.to_path_buf();
+        let (digest, size) =
+            tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
+                let mut file = std::fs::File::open(&path)?;
+                let mut hasher = Sha256::new();
+                let size = std::io::copy(&mut file, &mut hasher)?;
+                Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
+            })
+            .await
+            .map_err(|e| ControlError::Internal(format!("hashing blob: {e}")))?
+            .map_err(io)?;
+        tokio::fs::rename(received, self.path(&digest)?)
+            .await
+            .map_err(io)?;
+        Ok((digest, size))
+    }
+}
+
 /// The refusal of an artifact over `--max-artifact-size`.
 pub fn too_large(limit: u64) -> ControlError {
     ControlError::TooLarge {

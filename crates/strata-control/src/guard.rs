@@ -141,10 +141,13 @@ pub fn route_action(
         | ("POST", "/v1/nodes/{name}/certificate")
         | ("POST", "/v1/nodes/{name}/leave")
         | ("PUT", "/v1/nodes/{name}/status")
+        | ("PUT", "/v1/nodes/{name}/archive")
         | ("GET", "/v1/nodes/{name}/assignments") => Action::ActAsNode { node: node() },
         ("POST", "/v1/nodes/{name}/drain")
         | ("POST", "/v1/nodes/{name}/undrain")
-        | ("DELETE", "/v1/nodes/{name}") => Action::ManageNodes,
+        | ("DELETE", "/v1/nodes/{name}")
+        | ("GET", "/v1/archives")
+        | ("GET", "/v1/archives/{id}") => Action::ManageNodes,
         ("GET", "/v1/routes") => Action::ReadRoutes,
         ("GET", "/v1/events") | ("GET", "/v1/events/follow") => Action::ReadEvents,
         ("GET", "/v1/watch") => Action::Watch,

@@ -69,6 +69,9 @@ use crate::api;
         api::remove_secret,
         api::rotate_secrets_key,
         api::secrets_keys,
+        api::put_node_archive,
+        api::list_archives,
+        api::get_archive,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

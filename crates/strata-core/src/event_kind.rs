@@ -65,6 +65,7 @@ event_kinds! {
     NodeDraining = "node.draining": "A node's instances move elsewhere.",
     NodeUndrained = "node.undrained": "A node takes new work again.",
     NodeLeaving = "node.leaving": "A node's agent is stopping: its instances move elsewhere first.",
+    NodeArchived = "node.archived": "A node's forensic archive was verified, countersigned and stored.",
     NodeRemoved = "node.removed": "A down node's record was removed (by hand, or down past the forget period).",
     LeaderElected = "leader.elected": "A server became the leader.",
     LivenessPaused = "liveness.paused": "The leader judged no node for a gap that was its own (it stalled, or lost beats it cannot attribute).",

@@ -41,6 +41,9 @@ pub const JOIN_TOKEN: &str = "/cluster/join-token";
 pub const LOGS: &str = "/logs/";
 /// `/blobs/{digest}`: which servers hold an uploaded artifact.
 pub const BLOBS: &str = "/blobs/";
+/// `/archives/{id}`: a [`crate::archive::ArchiveRecord`], a forensic archive the control plane
+/// verified, countersigned and keeps (its bytes in the blob store).
+pub const ARCHIVES: &str = "/archives/";
 /// `/servers/{id}`: a server of the control plane and its API address.
 pub const SERVERS: &str = "/servers/";
 /// The leader's lease-bound record (the election).
@@ -62,7 +65,7 @@ pub enum Readers {
 
 /// Every prefix of the store with who may read it; a key under no prefix here is read by
 /// no one (`crate::auth::may_read_key` applies this table).
-pub const READERS: [(&str, Readers); 19] = [
+pub const READERS: [(&str, Readers); 20] = [
     (ENVS, Readers::ByEnvironment),
     (SERVICES, Readers::ByEnvironment),
     (RELEASES, Readers::ByEnvironment),
@@ -82,6 +85,7 @@ pub const READERS: [(&str, Readers); 19] = [
     (SECRETS_KEY, Readers::Nobody),
     (LOGS, Readers::Nobody),
     (LEADER, Readers::Nobody),
+    (ARCHIVES, Readers::Nobody),
 ];
 
 /// Who may read `key` ([`Readers::Nobody`] for a key under no known prefix).
@@ -90,6 +94,10 @@ pub fn readers(key: &str) -> Readers {
         .iter()
         .find(|(prefix, _)| key.starts_with(prefix))
         .map_or(Readers::Nobody, |(_, readers)| *readers)
+}
+
+pub fn archive(id: &str) -> String {
+    format!("{ARCHIVES}{id}")
 }
 
 pub fn log_tail(id: &str) -> String {
@@ -172,6 +180,7 @@ mod tests {
             (audit(1), Readers::Nobody),
             (CLUSTER_CA.to_string(), Readers::Nobody),
             (LEADER.to_string(), Readers::Nobody),
+            (archive("n1-1765000000000"), Readers::Nobody),
             ("/somewhere/new".to_string(), Readers::Nobody),
         ];
         for (key, want) in table {

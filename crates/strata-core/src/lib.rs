@@ -8,6 +8,7 @@
 
 mod actor;
 pub mod api;
+pub mod archive;
 pub mod auth;
 pub mod beat;
 pub mod capability;

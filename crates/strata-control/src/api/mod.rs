@@ -26,12 +26,14 @@ use crate::guard::{AuditNote, Caller};
 use crate::{ControlError, ControlPlane};
 
 mod access;
+mod archives;
 mod events;
 pub mod forward;
 mod nodes;
 mod releases;
 mod secrets;
 pub use access::*;
+pub use archives::*;
 pub use events::*;
 pub use nodes::*;
 pub use releases::*;
@@ -177,6 +179,9 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
             "/v1/envs/{env}/services/{service}/secrets/{name}",
             put(set_secret).delete(remove_secret),
         )
+        .route("/v1/nodes/{name}/archive", put(put_node_archive))
+        .route("/v1/archives", get(list_archives))
+        .route("/v1/archives/{id}", get(get_archive))
         .route("/v1/secrets/rotate-key", post(rotate_secrets_key))
         .route("/v1/secrets/keys", get(secrets_keys))
         .route("/v1/services", get(list_all_services))

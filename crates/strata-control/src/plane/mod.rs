@@ -43,6 +43,7 @@ use crate::leader::{ElectionConfig, Fence, LeaderTerm};
 use crate::traffic::Traffic;
 use crate::{now_millis, ControlError};
 
+mod archives;
 mod deploys;
 pub mod hosts;
 pub mod lifecycle;

@@ -1,0 +1,142 @@
+//! Forensic archives nodes send (`strata_forensics`): each verified in full against the
+//! cluster CA (the node's certificate, its signature, every file), refused unless made by
+//! the node that sends it, countersigned by the CA, kept in the blob store (copied to another
+//! server as artifacts are) and recorded; listed and fetched by operators.
+
+use futures::Stream;
+use strata_core::archive::ArchiveRecord;
+use strata_core::{keys, EventKind, NodeName};
+use strata_forensics::{countersign, ForensicsError, Signer};
+
+use super::{encode, ControlPlane};
+use crate::ControlError;
+
+impl ControlPlane {
+    /// Takes node `node`'s archive from `body`: verified, countersigned, kept and recorded.
+    /// Nothing is kept of an archive that does not verify, or that another node made.
+    pub async fn store_node_archive<S, E>(
+        &self,
+        node: &NodeName,
+        body: S,
+    ) -> Result<ArchiveRecord, ControlError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let received = self
+            .blobs()
+            .receive(body, self.config().max_artifact_size)
+            .await?;
+        let result = self.countersigned(node, &received).await;
+        let verified = match result {
+            Ok(verified) => verified,
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&received).await;
+                return Err(error);
+            }
+        };
+        let (digest, size) = self.blobs().keep(&received).await?;
+        self.note_blob_held(&digest, size).await?;
+        // Acknowledged once a second server holds it too (if there is one): the node may
+        // wipe what it archived once this answers.
+        self.await_blob_copy(&digest).await?;
+        let origin = &verified.manifest.origin;
+        let record = ArchiveRecord {
+            id: ArchiveRecord::id_of(node, origin.created_at),
+            node: node.to_string(),
+            subject: origin.subject.clone(),
+            digest,
+            size,
+            files: verified.manifest.files.len() as u64,
+            bytes: verified.manifest.bytes,
+            kernel: origin.kernel.clone(),
+            strata_version: origin.strata_version.clone(),
+            releases: origin.releases.clone(),
+            made_at: origin.created_at,
+            stored_at: self.now(),
+        };
+        self.store
+            .put(&keys::archive(&record.id), encode(&record))
+            .await?;
+        let mut event = crate::event_log::event(
+            EventKind::NodeArchived,
+            format!(
+                "node {node}: archive {} stored ({} files, {} bytes, {}), countersigned",
+                record.id, record.files, record.bytes, record.digest
+            ),
+        );
+        event.node = Some(node.clone());
+        self.event_log().record(event).await;
+        Ok(record)
+    }
+
+    /// Verifies the archive at `path` was made by `node` and countersigns it.
+    async fn countersigned(
+        &self,
+        node: &NodeName,
+        path: &std::path::Path,
+    ) -> Result<strata_forensics::Verified, ControlError> {
+        let ca = self.identity().cluster_ca().await?.to_json();
+        let (cert, key) = (
+            ca["cert"].as_str().unwrap_or_default().to_string(),
+            ca["key"].as_str().unwrap_or_default().to_string(),
+        );
+        let path = path.to_path_buf();
+        let verified = tokio::task::spawn_blocking(move || {
+            let signer = Signer::from_pem("the cluster CA's key", &cert, &key)?;
+            countersign(&path, &signer)
+        })
+        .await
+        .map_err(|e| ControlError::Internal(format!("verifying an archive: {e}")))?
+        .map_err(|error| match error {
+            ForensicsError::Io { .. } | ForensicsError::BadKey { .. } => {
+                ControlError::Internal(format!("countersigning an archive: {error}"))
+            }
+            refused => ControlError::bad_request(
+                format!("node {node}'s archive does not verify: {refused}"),
+                Some("make the archive again; nothing of this one was kept".to_string()),
+            ),
+        })?;
+        if verified.manifest.origin.node != node.as_str() {
+            return Err(ControlError::Forbidden {
+                message: format!(
+                    "node {node} sent an archive made by node {}",
+                    verified.manifest.origin.node
+                ),
+                hint: "a node sends only its own archives".into(),
+            });
+        }
+        Ok(verified)
+    }
+
+    /// Every archive kept, oldest first.
+    pub async fn archives(&self) -> Result<Vec<ArchiveRecord>, ControlError> {
+        let mut records: Vec<ArchiveRecord> = self
+            .list::<ArchiveRecord>(keys::ARCHIVES)
+            .await?
+            .into_iter()
+            .map(|(record, _)| record)
+            .collect();
+        records.sort_by_key(|r| (r.stored_at, r.id.clone()));
+        Ok(records)
+    }
+
+    /// Archive `id`'s record and the path of its bytes on this server (fetched from another
+    /// server first if only that one holds them).
+    pub async fn archive_file(
+        &self,
+        id: &str,
+    ) -> Result<(ArchiveRecord, std::path::PathBuf), ControlError> {
+        let Some((record, _)) = self.get::<ArchiveRecord>(&keys::archive(id)).await? else {
+            return Err(ControlError::not_found(
+                format!("archive {id}"),
+                Some("`strata archive ls` lists them".to_string()),
+            ));
+        };
+        if !self.blobs().exists(&record.digest).await? {
+            self.fetch_blob_from_peers(&record.digest).await?;
+        }
+        let path = self.blobs().path(&record.digest)?;
+        Ok((record, path))
+    }
+}
