@@ -1,8 +1,8 @@
 //! Forensic archive throughput: a node's instance data (1 GiB by default: half log-like text,
-//! half incompressible bytes, in files of 64 KiB to 64 MiB) archived, countersigned and
-//! verified with `strata_forensics`, beside `tar -c | zstd -3` and `zstd -d | tar -t` of the
-//! same data in the same run (what an operator would do by hand, without hashes or
-//! signatures).
+//! half incompressible bytes, in files of 64 KiB to 64 MiB) archived, countersigned, verified
+//! and wiped with `strata_forensics`, beside `tar -c | zstd -3`, `zstd -d | tar -t` and
+//! `shred -n 0 -z -u` of the same data in the same run (what an operator would do by hand,
+//! without hashes, signatures or a check of the wipe).
 //!
 //!   cargo bench -p strata-forensics --bench archive [-- --mib 1024]
 
@@ -15,7 +15,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use strata_forensics::{countersign, verify, ArchiveBuilder, Origin, Signer};
+use strata_forensics::{countersign, verify, wipe, ArchiveBuilder, Origin, Signer};
 
 fn main() {
     let mib: u64 = std::env::args()
@@ -69,6 +69,24 @@ fn main() {
     let untar_s = started.elapsed().as_secs_f64();
     let plain_size = std::fs::metadata(&plain).unwrap().len();
 
+    // The wipe, beside shred's one pass of zeros (then removal) on a copy of the same data.
+    let copy = dir.path().join("copy");
+    shell(&format!("cp -a {} {}", data.display(), copy.display()));
+    sync();
+    let started = Instant::now();
+    let report = wipe(&data).unwrap();
+    sync();
+    let wipe_s = started.elapsed().as_secs_f64();
+    assert_eq!(report.bytes, written);
+    let started = Instant::now();
+    shell(&format!(
+        "find {} -type f -exec shred -n 0 -z -u {{}} + && rm -r {}",
+        copy.display(),
+        copy.display()
+    ));
+    sync();
+    let shred_s = started.elapsed().as_secs_f64();
+
     let mib_s = |seconds: f64| written as f64 / (1 << 20) as f64 / seconds;
     println!(
         "{} MiB in {} files; archive {:.0} MiB, tar | zstd {:.0} MiB",
@@ -92,6 +110,11 @@ fn main() {
         "| verify offline (every file's hash) | {verify_s:.2} s ({:.0} MiB/s) | {untar_s:.2} s to list ({:.0} MiB/s) |",
         mib_s(verify_s),
         mib_s(untar_s)
+    );
+    println!(
+        "| wipe (zeros, synced, read back, removed) | {wipe_s:.2} s ({:.0} MiB/s) | `shred -n 0 -z -u`: {shred_s:.2} s ({:.0} MiB/s, not read back) |",
+        mib_s(wipe_s),
+        mib_s(shred_s)
     );
 }
 

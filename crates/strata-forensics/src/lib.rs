@@ -18,18 +18,22 @@
 //! payload's digest, and every file against the manifest (its bytes, size, mode, owner and
 //! time), and says exactly which part or file fails. Building ([`ArchiveBuilder`]) streams:
 //! each file is read once, hashed as it is compressed, never held in memory whole.
+//!
+//! Once an archive is kept, [`wipe`] overwrites and removes what was archived.
 
 mod build;
 mod error;
 mod manifest;
 mod sign;
 mod verify;
+mod wipe;
 
 pub use build::{ArchiveBuilder, Built};
 pub use error::ForensicsError;
 pub use manifest::{FileEntry, FileKind, Manifest, Origin};
 pub use sign::{countersign, Signer};
 pub use verify::{verify, Verified};
+pub use wipe::{wipe, WipeReport};
 
 /// The parts of an archive, by their names in its outer tar.
 pub mod parts {
