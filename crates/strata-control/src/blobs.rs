@@ -57,17 +57,53 @@ impl BlobStore {
     }
 
     /// Stores a stream of bytes as `digest`, verifying it. Returns the size.
-    pub async fn put<S, E>(
-        &self,
-        digest: &str,
-        mut body: S,
-        limit: u64,
-    ) -> Result<u64, ControlError>
+    pub async fn put<S, E>(&self, digest: &str, body: S, limit: u64) -> Result<u64, ControlError>
     where
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let final_path = self.path(digest)?;
+        let (temp_path, size, actual) = self.receive_hashed(body, limit).await?;
+        let io = |error: std::io::Error| ControlError::Internal(format!("writing blob: {error}"));
+        let kept = if actual != digest {
+            Err(ControlError::bad_request(
+                format!("uploaded bytes have digest {actual}, not {digest}"),
+                Some(
+                    "the file changed during upload, or the digest is wrong; deploy again"
+                        .to_string(),
+                ),
+            ))
+        } else {
+            tokio::fs::rename(&temp_path, &final_path).await.map_err(io)
+        };
+        if kept.is_err() {
+            let _ = tokio::fs::remove_file(&temp_path).await;
+        }
+        kept.map(|()| size)
+    }
+
+    /// Receives a stream of bytes into a temporary file of the store (at most `limit`), for
+    /// a blob whose digest is known only once it was checked and changed (a forensic archive,
+    /// countersigned); [`BlobStore::keep`] puts it in place.
+    pub async fn receive<S, E>(&self, body: S, limit: u64) -> Result<PathBuf, ControlError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        Ok(self.receive_hashed(body, limit).await?.0)
+    }
+
+    /// Streams `body` into a new temporary file of the store, at most `limit` bytes and synced:
+    /// its path, size and digest. Nothing is left of a stream that fails.
+    async fn receive_hashed<S, E>(
+        &self,
+        mut body: S,
+        limit: u64,
+    ) -> Result<(PathBuf, u64, String), ControlError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
         let temp_path = self.dir.join(format!(
             ".upload-{}-{}",
             std::process::id(),
@@ -89,60 +125,15 @@ impl BlobStore {
                 }
                 file.write_all(&chunk).await.map_err(io)?;
             }
-            file.sync_all().await.map_err(io)?;
-            let actual = format!("sha256:{}", hex::encode(hasher.finalize_reset()));
-            if actual != digest {
-                return Err(ControlError::bad_request(
-                    format!("uploaded bytes have digest {actual}, not {digest}"),
-                    Some(
-                        "the file changed during upload, or the digest is wrong; deploy again"
-                            .to_string(),
-                    ),
-                ));
-            }
-            tokio::fs::rename(&temp_path, &final_path).await.map_err(io)
-        }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&temp_path).await;
-        }
-        result.map(|()| size)
-    }
-}
-
-impl BlobStore {
-    /// Receives a stream of bytes into a temporary file of the store (at most `limit`), for
-    /// a blob whose digest is known only once it was checked and changed (a forensic archive,
-    /// countersigned); [`BlobStore::keep`] puts it in place.
-    pub async fn receive<S, E>(&self, mut body: S, limit: u64) -> Result<PathBuf, ControlError>
-    where
-        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
-        let temp_path = self.dir.join(format!(
-            ".upload-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        let io = |error: std::io::Error| ControlError::Internal(format!("writing blob: {error}"));
-        let mut file = tokio::fs::File::create(&temp_path).await.map_err(io)?;
-        let mut size = 0u64;
-        let result: Result<(), ControlError> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|error| {
-                    ControlError::bad_request(format!("upload interrupted: {error}"), None)
-                })?;
-                size += chunk.len() as u64;
-                if size > limit {
-                    return Err(too_large(limit));
-                }
-                file.write_all(&chunk).await.map_err(io)?;
-            }
             file.sync_all().await.map_err(io)
         }
         .await;
         match result {
-            Ok(()) => Ok(temp_path),
+            Ok(()) => Ok((
+                temp_path,
+                size,
+                format!("sha256:{}", hex::encode(hasher.finalize())),
+            )),
             Err(error) => {
                 let _ = tokio::fs::remove_file(&temp_path).await;
                 Err(error)
