@@ -103,13 +103,38 @@ fn look(plane: &ControlPlane, id: &ServiceKey) -> Option<Looked> {
     let rollout = service.rollout.as_ref().filter(|r| r.is_active())?;
     let release = state.release(&id.0, &id.1, rollout.release)?;
     let spec = release.spec.rollout.clone().unwrap_or_default();
-    let available = state
+    let of_release: Vec<_> = state
         .instances_of(id)
-        .iter()
+        .into_iter()
         .filter(|v| v.instance.release == rollout.release)
+        .filter(|v| v.instance.desired == strata_core::DesiredState::Running)
+        .collect();
+    let available = of_release
+        .iter()
         .filter(|v| v.is_available(now, release.spec.min_ready_ms))
         .filter(|v| !state.node_lost(&v.instance.node))
         .count() as u32;
+    // An instance that failed for good, or keeps crashing: the release does not start.
+    let failing = of_release.iter().find_map(|v| {
+        let status = v.status?;
+        let crashed = status.restarts >= strata_sched::canary::CRASHES_BEFORE_ROLLBACK;
+        let failed = status.state == strata_core::InstanceState::Failed;
+        (failed || crashed).then(|| {
+            let last = status.last_exit.as_ref().map_or(String::new(), |exit| {
+                format!(", last exit: {}", exit.description)
+            });
+            format!(
+                "instance {} {} ({}{last})",
+                v.instance.id,
+                if failed {
+                    "failed".to_string()
+                } else {
+                    format!("crashed {} times", status.restarts)
+                },
+                status.message
+            )
+        })
+    });
     let verdict = (rollout.weight > 0).then(|| {
         let traffic = plane
             .traffic()
@@ -123,6 +148,7 @@ fn look(plane: &ControlPlane, id: &ServiceKey) -> Option<Looked> {
             available,
             verdict,
             interval_ms: spec.step_interval_ms,
+            failing,
         },
         revision: record.revision,
         service,

@@ -121,3 +121,18 @@ async fn a_request_not_safe_to_repeat_gets_the_canarys_answer() {
     assert_eq!(response.status(), 500);
     assert_eq!(stable_hits.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_no_stable_instance_left_the_canarys_answer_is_the_callers() {
+    let (canary, hits, _c) = server(StatusCode::INTERNAL_SERVER_ERROR, "canary").await;
+    let (proxy, _metrics, _p) = proxy_with_split(vec![], canary, 100).await;
+    let (client, url) = common::client("web", proxy, Duration::from_secs(10));
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        500,
+        "the answer, not a 502 for a retry never made"
+    );
+    assert_eq!(response.text().await.unwrap(), "canary");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}

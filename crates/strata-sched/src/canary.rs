@@ -145,7 +145,14 @@ pub struct Facts {
     pub verdict: Option<Verdict>,
     /// How long each step is analysed.
     pub interval_ms: u64,
+    /// Why the new release's instances do not start, if they do not: one failed for good,
+    /// or crashed [`CRASHES_BEFORE_ROLLBACK`] times (no analysis ever judges a release whose
+    /// instances never take traffic).
+    pub failing: Option<String>,
 }
+
+/// Restarts after which a crashing instance of the new release rolls the rollout back.
+pub const CRASHES_BEFORE_ROLLBACK: u32 = 3;
 
 /// The controller's next move.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,6 +188,12 @@ pub fn next(rollout: &Rollout, facts: &Facts) -> Decision {
         return Decision::RollBack(format!(
             "analysis failed at {}% of the traffic: {numbers}",
             rollout.weight
+        ));
+    }
+    if let Some(why) = &facts.failing {
+        return Decision::RollBack(format!(
+            "release {}'s instances do not start: {why}",
+            rollout.release
         ));
     }
     let wait = |message: String| {
@@ -227,8 +240,11 @@ pub fn next(rollout: &Rollout, facts: &Facts) -> Decision {
             step: rollout.step + 1,
             message: format!("{step_name} passed: {numbers}"),
         },
-        Some(Verdict::TooLittle(numbers)) => wait(format!(
-            "{step_name}: too little traffic to judge ({numbers}); waiting for more"
+        // Without the counts, which change with every request: the record is written
+        // once for the wait, not at each tick (`strata rollout status` shows the counts).
+        Some(Verdict::TooLittle(_)) => wait(format!(
+            "{step_name}: too little traffic to judge release {}; waiting for more requests",
+            rollout.release
         )),
         // Fail was handled above; no verdict: no traffic measured at all.
         _ => wait(format!(

@@ -2,6 +2,7 @@
 //! events, nodes and the routing table.
 
 use super::*;
+use strata_core::RolloutPhase;
 
 impl ControlPlane {
     pub async fn environments(&self) -> Result<Vec<Environment>, ControlError> {
@@ -210,24 +211,36 @@ impl ControlPlane {
                     })
                     .collect();
                 let endpoints = endpoint_nodes.keys().cloned().collect();
-                // A progressive rollout's new release gets its share of the requests.
-                let split = status
-                    .service
-                    .rollout
-                    .as_ref()
-                    .filter(|rollout| rollout.is_active())
-                    .map(|rollout| strata_core::api::TrafficSplit {
-                        release: rollout.release,
-                        stable: rollout.stable,
-                        weight: rollout.weight,
-                        endpoints: status
+                // A progressive rollout's new release gets its share of the requests; once
+                // it ended, the losing release gets none at once, while its instances are
+                // still being stopped.
+                let split = status.service.rollout.as_ref().and_then(|rollout| {
+                    let routed_of = |release: u64| -> Vec<String> {
+                        status
                             .instances
                             .iter()
-                            .filter(|v| v.instance.release == rollout.release)
+                            .filter(|v| v.instance.release == release)
                             .filter_map(|v| v.status.as_ref()?.address.clone())
                             .filter(|address| endpoint_nodes.contains_key(address))
-                            .collect(),
-                    });
+                            .collect()
+                    };
+                    let weight = match rollout.phase {
+                        _ if rollout.is_active() => rollout.weight,
+                        RolloutPhase::Succeeded if !routed_of(rollout.stable).is_empty() => 100,
+                        RolloutPhase::RolledBack | RolloutPhase::Aborted
+                            if !routed_of(rollout.release).is_empty() =>
+                        {
+                            0
+                        }
+                        _ => return None,
+                    };
+                    Some(strata_core::api::TrafficSplit {
+                        release: rollout.release,
+                        stable: rollout.stable,
+                        weight,
+                        endpoints: routed_of(rollout.release),
+                    })
+                });
                 // Wanted, or being stopped and not yet ended (an instance draining its last
                 // requests may still call others).
                 let running_on = status

@@ -219,11 +219,19 @@ impl Ingress {
             // A progressive rollout's new release answered 5xx to a request safe to send
             // again: the stable release gets it (within the retry budget), so callers do not
             // pay for a bad canary while its analysis catches it.
+            // Only where a stable instance is left to try: otherwise the caller gets the
+            // answer as it was.
             let canary_failed = matches!(&outcome, Attempt::Answered(response)
-                if response.status().is_server_error()
-                    && idempotent
-                    && attempt < route.limits.retries
-                    && route.split.as_ref().is_some_and(|split| split.release_of(&endpoint) == split.release));
+            if response.status().is_server_error()
+                && idempotent
+                && attempt < route.limits.retries
+                && route.split.as_ref().is_some_and(|split| {
+                    split.release_of(&endpoint) == split.release
+                        && route
+                            .endpoints
+                            .iter()
+                            .any(|e| !tried.contains(e) && !split.endpoints.contains(e))
+                }));
             if canary_failed {
                 let permille = route.limits.retry_budget_permille;
                 if !self.limiter.try_retry(&route.env, &route.service, permille) {

@@ -185,6 +185,7 @@ fn facts(now: u64, available: u32, verdict: Option<Verdict>) -> Facts {
         available,
         verdict,
         interval_ms: 30_000,
+        failing: None,
     }
 }
 
@@ -314,6 +315,42 @@ fn controller_table() {
         };
         assert_eq!((got, got_number), (kind, number), "{name}: {decision:?}");
     }
+}
+
+#[test]
+fn a_new_release_whose_instances_do_not_start_is_rolled_back_before_any_traffic() {
+    let crashing = Facts {
+        failing: Some("web-3-a crashed 3 times: exit 1".into()),
+        ..facts(0, 0, None)
+    };
+    let decision = next(&rollout(0, 0, RolloutPhase::Progressing), &crashing);
+    assert!(
+        matches!(&decision, Decision::RollBack(why) if why.contains("do not start") && why.contains("exit 1")),
+        "{decision:?}"
+    );
+    // Paused too: a paused rollout does not keep a crashing release.
+    assert!(matches!(
+        next(&rollout(1, 25, RolloutPhase::Paused), &crashing),
+        Decision::RollBack(_)
+    ));
+}
+
+#[test]
+fn waiting_for_traffic_is_recorded_once_however_the_counts_move() {
+    let mut waiting = rollout(1, 25, RolloutPhase::Progressing);
+    let little = |n: u64| {
+        Some(Verdict::TooLittle(format!(
+            "release 3: 0 of {n} requests failed"
+        )))
+    };
+    let Decision::Wait(message) = next(&waiting, &facts(40_000, 3, little(5))) else {
+        panic!("waits");
+    };
+    waiting.message = message;
+    assert_eq!(
+        next(&waiting, &facts(41_000, 3, little(7))),
+        Decision::Nothing
+    );
 }
 
 #[test]

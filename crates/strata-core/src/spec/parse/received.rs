@@ -107,6 +107,20 @@ pub fn check_received(spec: &ServiceSpec) -> Result<(), ReceivedSpecError> {
             integers.push((section, name, value.into()));
         }
     }
+    if let Some(rollout) = &spec.rollout {
+        rollout_problem(rollout).map_err(|(key, problem)| refuse(key, problem))?;
+        if rollout.strategy.is_progressive() {
+            durations.push((Section::Rollout, "step_interval", rollout.step_interval_ms));
+            integers.push((
+                Section::Rollout,
+                "min_requests",
+                rollout.analysis.min_requests.into(),
+            ));
+            if let Some(ms) = rollout.analysis.max_p99_ms {
+                integers.push((Section::Rollout, "max_p99_ms", ms as i64));
+            }
+        }
+    }
     if let Some(wasm) = &spec.wasm {
         only_for(spec, DriverKind::Wasm, "wasm").map_err(|p| refuse("wasm", p))?;
         if let Some(ms) = wasm.request_timeout_ms {
@@ -346,6 +360,47 @@ fn only_for(spec: &ServiceSpec, driver: DriverKind, section: &str) -> Result<(),
             driver.as_str()
         ),
     ))
+}
+
+/// A `[rollout]` the parser would not have made: steps a canary cannot go through (none past
+/// 100%, not increasing, not ending at 100%), or steps on another strategy.
+fn rollout_problem(
+    rollout: &crate::spec::RolloutSpec,
+) -> Result<(), (&'static str, (String, String))> {
+    use crate::spec::RolloutStrategy;
+    let steps = &rollout.steps;
+    let hint = || {
+        "steps are the new release's shares of the traffic, from 1% to 100%, increasing, the last 100%: for example [5, 25, 50, 100]".to_string()
+    };
+    match rollout.strategy {
+        RolloutStrategy::Canary => {
+            let increasing = steps.windows(2).all(|pair| pair[0] < pair[1]);
+            let in_range = steps.iter().all(|step| (1..=100).contains(step));
+            if steps.last() != Some(&100) || !increasing || !in_range {
+                return Err((
+                    "rollout.steps",
+                    (
+                        format!("`rollout.steps` {steps:?} cannot be gone through"),
+                        hint(),
+                    ),
+                ));
+            }
+        }
+        _ if !steps.is_empty() => {
+            return Err((
+                "rollout.steps",
+                (
+                    format!(
+                        "`rollout.steps` applies to `strategy = \"canary\"`, not `{}`",
+                        rollout.strategy.as_str()
+                    ),
+                    "remove `steps`, or set `strategy = \"canary\"`".to_string(),
+                ),
+            ))
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]

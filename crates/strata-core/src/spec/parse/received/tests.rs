@@ -99,6 +99,28 @@ fn a_received_spec_is_refused_where_the_parser_would_refuse_its_text() {
             s.health.as_mut().unwrap().unhealthy_threshold = 0
         }),
         ("web", "min_ready", |s| s.min_ready_ms = 48 * 3_600_000),
+        ("web", "rollout.steps", |s| {
+            s.rollout = Some(canary(vec![0, 100]));
+        }),
+        ("web", "rollout.steps", |s| {
+            s.rollout = Some(canary(vec![5]));
+        }),
+        ("web", "rollout.steps", |s| {
+            s.rollout = Some(canary(vec![50, 25, 100]));
+        }),
+        ("web", "rollout.steps", |s| {
+            s.rollout = Some(canary(vec![]));
+        }),
+        ("web", "rollout.min_requests", |s| {
+            let mut rollout = canary(vec![100]);
+            rollout.analysis.min_requests = 0;
+            s.rollout = Some(rollout);
+        }),
+        ("web", "rollout.step_interval", |s| {
+            let mut rollout = canary(vec![100]);
+            rollout.step_interval_ms = 0;
+            s.rollout = Some(rollout);
+        }),
         ("web", "resources.cpu", |s| s.resources.cpu_millis = 0),
         ("web", "resources.memory", |s| s.resources.memory_bytes = 10),
         ("web", "route.hosts", |s| {
@@ -227,5 +249,14 @@ fn the_examples_are_accepted_when_received() {
         for spec in crate::spec::parse(path, &text).unwrap().services {
             assert_eq!(check_received(&spec), Ok(()), "{path}: {}", spec.name);
         }
+    }
+}
+
+/// A canary rollout with `steps`, the rest its defaults.
+fn canary(steps: Vec<u8>) -> crate::spec::RolloutSpec {
+    crate::spec::RolloutSpec {
+        strategy: crate::spec::RolloutStrategy::Canary,
+        steps,
+        ..crate::spec::RolloutSpec::default()
     }
 }
