@@ -71,6 +71,22 @@ async fn a_nodes_archive_is_verified_countersigned_and_kept() {
     assert_eq!(record.id, "n1-1765000000000");
     assert_eq!((record.node.as_str(), record.files), ("n1", 4));
     assert_eq!(record.releases, ["dev/web#2"]);
+    // Sent again (its answer lost): the same record; other contents at the same time: refused.
+    let again = h
+        .plane
+        .store_node_archive(&n1, body(archive_bytes(dir.path(), "n1", &signer)))
+        .await
+        .unwrap();
+    assert_eq!(again, record);
+    let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(other.path().join("data")).unwrap();
+    std::fs::write(other.path().join("data/else.txt"), "other contents").unwrap();
+    let error = h
+        .plane
+        .store_node_archive(&n1, body(archive_bytes(other.path(), "n1", &signer)))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("kept as it was"), "{error}");
     let listed = h.plane.archives().await.unwrap();
     assert_eq!(listed, std::slice::from_ref(&record));
     // Kept countersigned: it verifies offline against the CA alone.

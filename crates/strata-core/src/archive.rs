@@ -18,6 +18,9 @@ pub struct ArchiveRecord {
     pub digest: String,
     /// The archive file's size.
     pub size: u64,
+    /// `sha256:<hex>` of its payload, as its manifest says: what identifies the archive's
+    /// contents (the file's digest changes with each countersignature).
+    pub payload_digest: String,
     /// Files archived, and their bytes before compression.
     pub files: u64,
     pub bytes: u64,

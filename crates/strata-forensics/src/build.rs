@@ -125,8 +125,10 @@ impl ArchiveBuilder {
             }
             FileKind::File => {
                 let file = File::open(source).map_err(io)?;
+                // Exactly the size the header says, even if the file grows meanwhile; one
+                // that shrank is refused (its entry would break the payload).
                 let mut reader = HashingReader {
-                    inner: file,
+                    inner: file.take(meta.len()),
                     hasher: Sha256::new(),
                     read: 0,
                 };
@@ -134,6 +136,13 @@ impl ArchiveBuilder {
                 self.payload
                     .append_data(&mut header, name, &mut reader)
                     .map_err(io)?;
+                if reader.read != meta.len() {
+                    return Err(io(std::io::Error::other(format!(
+                        "it shrank from {} to {} bytes while it was archived",
+                        meta.len(),
+                        reader.read
+                    ))));
+                }
                 entry.size = reader.read;
                 entry.sha256 = Some(format!("sha256:{}", hex::encode(reader.hasher.finalize())));
                 self.bytes += entry.size;

@@ -89,11 +89,9 @@ pub fn countersign(path: &Path, ca: &Signer) -> Result<Verified, ForensicsError>
         .write(true)
         .open(path)
         .map_err(io)?;
-    // A tar ends with two zero blocks: the countersignature goes in their place.
-    let end = file.seek(SeekFrom::End(0)).map_err(io)?;
-    let at = end
-        .checked_sub(1024)
-        .ok_or_else(|| ForensicsError::NotAnArchive("too short".into()))?;
+    // After the last part come the tar's end blocks (zeros, as verifying checked): the
+    // countersignature goes in their place.
+    let at = verified.end_of_parts;
     file.set_len(at).map_err(io)?;
     file.seek(SeekFrom::Start(at)).map_err(io)?;
     let mut archive = tar::Builder::new(file);

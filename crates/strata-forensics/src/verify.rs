@@ -21,6 +21,8 @@ pub struct Verified {
     pub countersigned: bool,
     pub(crate) manifest_bytes: Vec<u8>,
     pub(crate) node_signature: Vec<u8>,
+    /// Where its last part ends in the file (the tar's end blocks follow).
+    pub(crate) end_of_parts: u64,
 }
 
 /// The small parts, read whole.
@@ -34,8 +36,10 @@ struct Parts {
     payload: Option<(String, Result<(), ForensicsError>)>,
 }
 
-/// The most a small part may be (a manifest of a million files is about 300 MiB).
-const SMALL_PART_MAX: u64 = 1 << 30;
+/// The most a manifest may be (a manifest of a million files is about 300 MiB).
+const MANIFEST_MAX: u64 = 512 << 20;
+/// The most a certificate or a signature may be (they are a few hundred bytes).
+const SMALL_PART_MAX: u64 = 64 << 10;
 
 /// Verifies the archive at `path` against the CA certificate `ca_pem`; with `countersigned`,
 /// an archive the control plane did not countersign fails. The first failure found, in this
@@ -46,6 +50,8 @@ pub fn verify(path: &Path, ca_pem: &str, countersigned: bool) -> Result<Verified
     let file = std::fs::File::open(path).map_err(io)?;
     let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, file));
     let mut found = Parts::default();
+    // Where the last part ends: only the tar's zero blocks may follow it.
+    let mut end_of_parts = 0u64;
     let entries = archive
         .entries()
         .map_err(|e| ForensicsError::NotAnArchive(e.to_string()))?;
@@ -56,8 +62,9 @@ pub fn verify(path: &Path, ca_pem: &str, countersigned: bool) -> Result<Verified
             .map_err(|e| ForensicsError::NotAnArchive(e.to_string()))?
             .to_string_lossy()
             .into_owned();
-        let mut small = || -> Result<Vec<u8>, ForensicsError> {
-            if entry.size() > SMALL_PART_MAX {
+        end_of_parts = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
+        let mut small = |max: u64| -> Result<Vec<u8>, ForensicsError> {
+            if entry.size() > max {
                 return Err(ForensicsError::NotAnArchive(format!(
                     "`{name}` is too large"
                 )));
@@ -66,12 +73,31 @@ pub fn verify(path: &Path, ca_pem: &str, countersigned: bool) -> Result<Verified
             entry.read_to_end(&mut bytes).map_err(io)?;
             Ok(bytes)
         };
+        let once = |seen: bool| match seen {
+            true => Err(ForensicsError::NotAnArchive(format!(
+                "`{name}` appears twice"
+            ))),
+            false => Ok(()),
+        };
         match name.as_str() {
-            parts::MANIFEST => found.manifest = Some(small()?),
-            parts::NODE_CERTIFICATE => found.certificate = Some(small()?),
-            parts::NODE_SIGNATURE => found.node_signature = Some(small()?),
-            parts::COUNTERSIGNATURE => found.countersignature = Some(small()?),
+            parts::MANIFEST => {
+                once(found.manifest.is_some())?;
+                found.manifest = Some(small(MANIFEST_MAX)?)
+            }
+            parts::NODE_CERTIFICATE => {
+                once(found.certificate.is_some())?;
+                found.certificate = Some(small(SMALL_PART_MAX)?)
+            }
+            parts::NODE_SIGNATURE => {
+                once(found.node_signature.is_some())?;
+                found.node_signature = Some(small(SMALL_PART_MAX)?)
+            }
+            parts::COUNTERSIGNATURE => {
+                once(found.countersignature.is_some())?;
+                found.countersignature = Some(small(SMALL_PART_MAX)?)
+            }
             parts::PAYLOAD => {
+                once(found.payload.is_some())?;
                 let manifest: Option<Manifest> = found
                     .manifest
                     .as_deref()
@@ -82,7 +108,7 @@ pub fn verify(path: &Path, ca_pem: &str, countersigned: bool) -> Result<Verified
                     read: 0,
                 };
                 let files = match &manifest {
-                    Some(manifest) => check_files(&mut hashing, &manifest.files),
+                    Some(manifest) => check_files(&mut hashing, manifest),
                     None => Err(ForensicsError::MissingPart(parts::MANIFEST)),
                 };
                 // Whatever the files said, the digest covers every byte.
@@ -96,6 +122,18 @@ pub fn verify(path: &Path, ca_pem: &str, countersigned: bool) -> Result<Verified
                 )))
             }
         }
+    }
+    drop(archive);
+    // Nothing but zeros after the last part (the tar's end): bytes hidden past it would be
+    // shown by other tools and judged by none.
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(end_of_parts)).map_err(io)?;
+    let mut tail = Vec::new();
+    file.take(1 << 20).read_to_end(&mut tail).map_err(io)?;
+    if tail.len() >= 1 << 20 || tail.iter().any(|b| *b != 0) {
+        return Err(ForensicsError::NotAnArchive(
+            "there are bytes after the archive's end".into(),
+        ));
     }
     let manifest_bytes = found
         .manifest
@@ -162,6 +200,7 @@ pub fn verify(path: &Path, ca_pem: &str, countersigned: bool) -> Result<Verified
         manifest,
         manifest_bytes,
         node_signature,
+        end_of_parts,
     })
 }
 
@@ -190,10 +229,20 @@ fn node_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<Strin
 /// Reads the payload (a zstd-compressed tar) from `compressed` and checks each entry against
 /// `files`: every one present, with the bytes, size, mode, owner and time recorded, and
 /// nothing else.
-fn check_files(compressed: impl Read, files: &[FileEntry]) -> Result<(), ForensicsError> {
+fn check_files(compressed: impl Read, manifest: &Manifest) -> Result<(), ForensicsError> {
+    let files = &manifest.files;
     let bad = |e: std::io::Error| ForensicsError::BadPayload(e.to_string());
     let decoder = zstd::Decoder::new(compressed).map_err(bad)?;
-    let mut payload = tar::Archive::new(decoder);
+    // No more than the manifest's files and their tar headers: a payload that decompresses
+    // to more is refused when it passes that, not after.
+    let most = manifest
+        .bytes
+        .saturating_add((files.len() as u64 + 4).saturating_mul(3 * 512))
+        .saturating_add(1 << 20);
+    let mut payload = tar::Archive::new(Bounded {
+        inner: decoder,
+        left: most,
+    });
     let mut expected: BTreeMap<&str, &FileEntry> =
         files.iter().map(|f| (f.path.as_str(), f)).collect();
     // Where the payload stopped reading, if it breaks: after this file.
@@ -287,5 +336,21 @@ fn check_files(compressed: impl Read, files: &[FileEntry]) -> Result<(), Forensi
     match expected.into_keys().next() {
         Some(missing) => Err(ForensicsError::FileMissing(missing.to_string())),
         None => Ok(()),
+    }
+}
+
+/// Reads through to `inner`, failing once more than `left` bytes came out of it.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::other("the payload decompresses to more than its manifest holds")
+        })?;
+        Ok(n)
     }
 }

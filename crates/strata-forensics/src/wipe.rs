@@ -49,7 +49,7 @@ fn wipe_entry(path: &Path, report: &mut WipeReport) -> Result<(), ForensicsError
         std::fs::remove_dir(path).map_err(io)?;
         report.other += 1;
     } else if meta.is_file() {
-        report.bytes += overwrite(path, meta.len())?;
+        report.bytes += overwrite(path)?;
         std::fs::remove_file(path).map_err(io)?;
         report.files += 1;
     } else {
@@ -59,14 +59,19 @@ fn wipe_entry(path: &Path, report: &mut WipeReport) -> Result<(), ForensicsError
     Ok(())
 }
 
-/// Overwrites the `len` bytes of the file at `path` with zeros, syncs, and reads them back.
-fn overwrite(path: &Path, len: u64) -> Result<u64, ForensicsError> {
+/// Overwrites the file at `path` with zeros to its length, syncs, and reads them back. The
+/// file is opened without following a link (one put in its place meanwhile is refused, never
+/// followed) and measured once open.
+fn overwrite(path: &Path) -> Result<u64, ForensicsError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let io = |e| ForensicsError::io(path.display(), e);
     let mut file = OpenOptions::new()
         .write(true)
         .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(path)
         .map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
     let zeros = vec![0u8; CHUNK];
     let mut left = len;
     while left > 0 {

@@ -299,3 +299,40 @@ fn replace_part(from: &Path, to: &Path, name: &str, bytes: &[u8]) {
     }
     out.finish().unwrap();
 }
+
+#[test]
+fn bytes_past_the_end_or_a_part_twice_are_refused_and_never_countersigned() {
+    let (dir, out, ca) = countersigned_archive();
+    // Bytes hidden after the tar's end.
+    let hidden = dir.path().join("hidden.strata-archive");
+    let mut bytes = std::fs::read(&out).unwrap();
+    bytes.extend_from_slice(b"an unsigned note");
+    std::fs::write(&hidden, &bytes).unwrap();
+    let error = verify(&hidden, &ca.0, true).unwrap_err();
+    assert!(
+        error.to_string().contains("bytes after the archive's end"),
+        "{error}"
+    );
+    assert!(countersign(&hidden, &ca_signer(&ca)).is_err());
+    // A second manifest after the signed one.
+    let twice = dir.path().join("twice.strata-archive");
+    let mut archive = tar::Archive::new(std::fs::File::open(&out).unwrap());
+    let mut rebuilt = tar::Builder::new(std::fs::File::create(&twice).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let header = entry.header().clone();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).unwrap();
+        rebuilt.append(&header, content.as_slice()).unwrap();
+    }
+    let manifest = part(&out, parts::MANIFEST);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(manifest.len() as u64);
+    header.set_mode(0o444);
+    rebuilt
+        .append_data(&mut header, parts::MANIFEST, manifest.as_slice())
+        .unwrap();
+    rebuilt.finish().unwrap();
+    let error = verify(&twice, &ca.0, true).unwrap_err();
+    assert!(error.to_string().contains("appears twice"), "{error}");
+}

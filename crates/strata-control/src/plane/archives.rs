@@ -35,6 +35,13 @@ impl ControlPlane {
                 return Err(error);
             }
         };
+        // Sent before (its answer lost), or other contents under the same name: decided
+        // before anything is kept (and again at the record's write, for a race).
+        let id = ArchiveRecord::id_of(node, verified.manifest.origin.created_at);
+        if let Some((kept, _)) = self.get::<ArchiveRecord>(&keys::archive(&id)).await? {
+            let _ = tokio::fs::remove_file(&received).await;
+            return already_sent(node, kept, &verified.manifest.payload_sha256);
+        }
         let (digest, size) = self.blobs().keep(&received).await?;
         self.note_blob_held(&digest, size).await?;
         // Acknowledged once a second server holds it too (if there is one): the node may
@@ -47,6 +54,7 @@ impl ControlPlane {
             subject: origin.subject.clone(),
             digest,
             size,
+            payload_digest: verified.manifest.payload_sha256.clone(),
             files: verified.manifest.files.len() as u64,
             bytes: verified.manifest.bytes,
             kernel: origin.kernel.clone(),
@@ -55,9 +63,21 @@ impl ControlPlane {
             made_at: origin.created_at,
             stored_at: self.now(),
         };
-        self.store
-            .put(&keys::archive(&record.id), encode(&record))
-            .await?;
+        // Evidence is never replaced: an archive of the same node and time is the same
+        // archive (sent again), or refused.
+        let key = keys::archive(&record.id);
+        let txn = strata_store::Txn::new()
+            .when(&key, 0)
+            .put(&key, encode(&record));
+        if let strata_store::TxnOutcome::Conflict { .. } = self.store.txn(txn).await? {
+            let Some((kept, _)) = self.get::<ArchiveRecord>(&key).await? else {
+                return Err(ControlError::Conflict {
+                    message: format!("archive {} changed while it was stored", record.id),
+                    hint: Some("send it again".to_string()),
+                });
+            };
+            return already_sent(node, kept, &record.payload_digest);
+        }
         let mut event = crate::event_log::event(
             EventKind::NodeArchived,
             format!(
@@ -139,4 +159,23 @@ impl ControlPlane {
         let path = self.blobs().path(&record.digest)?;
         Ok((record, path))
     }
+}
+
+/// The answer to an archive whose name is taken: the kept one if it holds the same payload
+/// (sent again), a refusal otherwise (evidence is never replaced).
+fn already_sent(
+    node: &NodeName,
+    kept: ArchiveRecord,
+    payload_digest: &str,
+) -> Result<ArchiveRecord, ControlError> {
+    if kept.payload_digest == payload_digest {
+        return Ok(kept);
+    }
+    Err(ControlError::Conflict {
+        message: format!(
+            "node {node} already sent archive {} with other contents; it is kept as it was",
+            kept.id
+        ),
+        hint: Some("an archive is never replaced; make a new one".to_string()),
+    })
 }
