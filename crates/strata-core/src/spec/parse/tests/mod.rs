@@ -4,6 +4,7 @@ use super::*;
 
 mod document;
 mod keys;
+mod rollout;
 mod scale;
 mod schema;
 mod secrets;
