@@ -248,7 +248,5 @@ async fn fetch_ca(base: &str) -> Result<String, Failure> {
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
 pub fn format_time(ms: u64) -> String {
-    let time = std::time::UNIX_EPOCH + Duration::from_millis(ms);
-    let text = humantime::format_rfc3339_seconds(time).to_string();
-    text.trim_end_matches('Z').replace('T', " ")
+    strata_core::utc_time(ms)
 }

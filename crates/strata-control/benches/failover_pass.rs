@@ -90,6 +90,7 @@ fn node(i: usize, state: NodeState) -> Node {
         state,
         draining: false,
         leaving: false,
+        decommission: None,
         mesh_addr: None,
         last_heartbeat: 0,
         registered_at: 0,

@@ -276,7 +276,13 @@ impl Receiver {
                     datagram,
                     *from,
                     version,
-                    |name| state.node(name).map(|n| (n.value.epoch, n.value.state)),
+                    // A node revoked (decommissioned unreachable) beats for nothing.
+                    |name| {
+                        state
+                            .node(name)
+                            .filter(|_| state.revoked(name).is_none())
+                            .map(|n| (n.value.epoch, n.value.state))
+                    },
                     leads,
                     leader,
                     now,

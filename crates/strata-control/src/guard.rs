@@ -142,10 +142,16 @@ pub fn route_action(
         | ("POST", "/v1/nodes/{name}/leave")
         | ("PUT", "/v1/nodes/{name}/status")
         | ("PUT", "/v1/nodes/{name}/archive")
+        | ("POST", "/v1/nodes/{name}/decommission/progress")
+        | ("GET", "/v1/nodes/{name}/history")
         | ("GET", "/v1/nodes/{name}/assignments") => Action::ActAsNode { node: node() },
+        ("GET", "/v1/nodes/{name}/decommission") | ("GET", "/v1/decommissions") => {
+            Action::ReadNodes
+        }
         ("POST", "/v1/nodes/{name}/drain")
         | ("POST", "/v1/nodes/{name}/undrain")
         | ("DELETE", "/v1/nodes/{name}")
+        | ("POST", "/v1/nodes/{name}/decommission")
         | ("GET", "/v1/archives")
         | ("GET", "/v1/archives/{id}") => Action::ManageNodes,
         ("GET", "/v1/routes") => Action::ReadRoutes,
@@ -290,6 +296,24 @@ pub async fn gate(
         };
         return refuse(&plane, audit, error).await;
     };
+    // A decommissioned node's credential, certificates and name are refused for good (so
+    // is joining again under its name).
+    let as_node = match (&principal, &action) {
+        (Principal::Node { name }, _) | (_, Action::JoinNode { node: name }) => Some(name),
+        _ => None,
+    };
+    if let Some(revoked) = as_node.and_then(|name| plane.revocation(name)) {
+        let error = ControlError::Forbidden {
+            message: format!(
+                "node {} was {} at {}: its credential, certificates and name are revoked",
+                revoked.name,
+                revoked.why,
+                strata_core::utc_time(revoked.revoked_at)
+            ),
+            hint: "a machine joins again under a new name (`strata agent --name NEW`)".into(),
+        };
+        return refuse(&plane, audit, error).await;
+    }
     match authorize(&principal, &action, env.as_deref()) {
         Decision::Allow => {}
         Decision::Unauthenticated { hint } => {

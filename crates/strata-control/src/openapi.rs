@@ -72,6 +72,11 @@ use crate::api;
         api::put_node_archive,
         api::list_archives,
         api::get_archive,
+        api::decommission_node,
+        api::decommission_status,
+        api::list_decommissions,
+        api::decommission_progress,
+        api::node_history,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -367,6 +367,10 @@ pub struct Assignments {
     /// no longer run (their service deleted with its releases).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<crate::InstanceId>,
+    /// The node is being decommissioned (`strata node decommission`): once it holds no
+    /// instance, its agent archives what it held, sends the archive, then wipes its data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decommission: Option<crate::decommission::Decommissioning>,
 }
 
 impl Assignments {
@@ -552,6 +556,10 @@ pub struct RouteTable {
     /// Where each node's proxy takes calls from other nodes (mutual TLS), by node name.
     #[serde(default)]
     pub peers: BTreeMap<String, String>,
+    /// Nodes whose identity is revoked (decommissioned): a node's inter-node port refuses
+    /// their certificates, however valid.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub revoked: std::collections::BTreeSet<String>,
 }
 
 /// A node's request for its certificate (agents only).

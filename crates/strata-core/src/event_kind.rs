@@ -66,6 +66,8 @@ event_kinds! {
     NodeUndrained = "node.undrained": "A node takes new work again.",
     NodeLeaving = "node.leaving": "A node's agent is stopping: its instances move elsewhere first.",
     NodeArchived = "node.archived": "A node's forensic archive was verified, countersigned and stored.",
+    NodeDecommissioning = "node.decommissioning": "A node's decommission moved on: drained, archiving, wiping, or failed (with the reason).",
+    NodeDecommissioned = "node.decommissioned": "A node was decommissioned: archived and wiped (or revoked unreachable); its identity is revoked.",
     NodeRemoved = "node.removed": "A down node's record was removed (by hand, or down past the forget period).",
     LeaderElected = "leader.elected": "A server became the leader.",
     LivenessPaused = "liveness.paused": "The leader judged no node for a gap that was its own (it stalled, or lost beats it cannot attribute).",

@@ -44,6 +44,12 @@ pub const BLOBS: &str = "/blobs/";
 /// `/archives/{id}`: a [`crate::archive::ArchiveRecord`], a forensic archive the control plane
 /// verified, countersigned and keeps (its bytes in the blob store).
 pub const ARCHIVES: &str = "/archives/";
+/// `/decommissions/{node}`: a [`crate::decommission::DecommissionRecord`], kept once a node
+/// is decommissioned.
+pub const DECOMMISSIONS: &str = "/decommissions/";
+/// `/revoked/nodes/{name}`: a [`crate::decommission::RevokedNode`]: its credential,
+/// certificates and name are refused for good.
+pub const REVOKED_NODES: &str = "/revoked/nodes/";
 /// `/servers/{id}`: a server of the control plane and its API address.
 pub const SERVERS: &str = "/servers/";
 /// The leader's lease-bound record (the election).
@@ -65,7 +71,7 @@ pub enum Readers {
 
 /// Every prefix of the store with who may read it; a key under no prefix here is read by
 /// no one (`crate::auth::may_read_key` applies this table).
-pub const READERS: [(&str, Readers); 20] = [
+pub const READERS: [(&str, Readers); 22] = [
     (ENVS, Readers::ByEnvironment),
     (SERVICES, Readers::ByEnvironment),
     (RELEASES, Readers::ByEnvironment),
@@ -86,6 +92,8 @@ pub const READERS: [(&str, Readers); 20] = [
     (LOGS, Readers::Nobody),
     (LEADER, Readers::Nobody),
     (ARCHIVES, Readers::Nobody),
+    (DECOMMISSIONS, Readers::Cluster),
+    (REVOKED_NODES, Readers::Cluster),
 ];
 
 /// Who may read `key` ([`Readers::Nobody`] for a key under no known prefix).
@@ -94,6 +102,14 @@ pub fn readers(key: &str) -> Readers {
         .iter()
         .find(|(prefix, _)| key.starts_with(prefix))
         .map_or(Readers::Nobody, |(_, readers)| *readers)
+}
+
+pub fn decommission(node: &str) -> String {
+    format!("{DECOMMISSIONS}{node}")
+}
+
+pub fn revoked_node(name: &str) -> String {
+    format!("{REVOKED_NODES}{name}")
 }
 
 pub fn archive(id: &str) -> String {

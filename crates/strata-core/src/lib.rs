@@ -12,6 +12,7 @@ pub mod archive;
 pub mod auth;
 pub mod beat;
 pub mod capability;
+pub mod decommission;
 mod event_kind;
 pub mod keys;
 pub mod model;
@@ -27,6 +28,14 @@ pub use model::*;
 pub use names::{EnvName, InstanceId, InvalidName, NodeName, ServiceName};
 pub use rollout::{Rollout, RolloutPhase};
 pub use spec::{ServiceSpec, SpecError, SpecFile};
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC), as messages and tables show
+/// a time.
+pub fn utc_time(ms: Millis) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let text = humantime::format_rfc3339_seconds(time).to_string();
+    text.trim_end_matches('Z').replace('T', " ")
+}
 
 /// Milliseconds since the Unix epoch, now: what records' timestamps are (`Millis`).
 pub fn now_millis() -> Millis {

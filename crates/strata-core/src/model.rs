@@ -598,6 +598,10 @@ pub struct Node {
     /// Where its proxy takes calls from other nodes (mutual TLS).
     #[serde(default)]
     pub mesh_addr: Option<String>,
+    /// Set by `strata node decommission`: the node drains, archives what it held, wipes it
+    /// and leaves for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decommission: Option<crate::decommission::Decommissioning>,
     pub last_heartbeat: Millis,
     pub registered_at: Millis,
 }
@@ -606,7 +610,9 @@ impl Node {
     /// The state placement and planning act on: liveness, with a drain on a live node.
     pub fn effective_state(&self) -> NodeState {
         match self.state {
-            NodeState::Ready | NodeState::Suspect if self.draining || self.leaving => {
+            NodeState::Ready | NodeState::Suspect
+                if self.draining || self.leaving || self.decommission.is_some() =>
+            {
                 NodeState::Draining
             }
             state => state,

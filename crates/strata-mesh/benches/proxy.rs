@@ -112,6 +112,7 @@ async fn strata(upstream: SocketAddr, ca: &ClusterCa) -> (SocketAddr, SocketAddr
         revision: 1,
         routes: vec![route(upstream, "node-a")],
         peers: BTreeMap::new(),
+        revoked: Default::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let one_hop = listener.local_addr().unwrap();
@@ -128,6 +129,7 @@ async fn strata(upstream: SocketAddr, ca: &ClusterCa) -> (SocketAddr, SocketAddr
         revision: 1,
         routes: vec![route(upstream, "node-b")],
         peers: BTreeMap::from([("node-b".to_string(), peer_b.to_string())]),
+        revoked: Default::default(),
     };
     let identity = |node: &str| {
         let (cert, key, not_after) = node_certificate(ca, node);

@@ -86,6 +86,11 @@ impl PeerListener {
                     .and_then(|chain| chain.first())
                     .and_then(|cert| crate::identity::node_of_certificate(cert.as_ref()))
                     .map(Arc::from);
+                // A decommissioned node's certificate is refused, however valid.
+                if let Some(node) = calling_node.as_deref().filter(|n| this.table.is_revoked(n)) {
+                    tracing::warn!(%peer, node, "inter-node connection refused: the node's identity is revoked (decommissioned)");
+                    return;
+                }
                 let service = hyper::service::service_fn(move |request| {
                     let this = this.clone();
                     let calling_node = calling_node.clone();

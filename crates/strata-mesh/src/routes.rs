@@ -13,6 +13,8 @@ pub struct RoutingTable {
     current: RwLock<Arc<HashMap<String, Arc<Route>>>>,
     /// Node -> where its proxy takes calls from other nodes.
     peers: RwLock<Arc<std::collections::BTreeMap<String, String>>>,
+    /// Nodes whose identity is revoked.
+    revoked: RwLock<Arc<std::collections::BTreeSet<String>>>,
     /// Bumped at every update, so in-flight requests can notice their instance was withdrawn.
     changes: tokio::sync::watch::Sender<u64>,
 }
@@ -22,6 +24,7 @@ impl Default for RoutingTable {
         Self {
             current: RwLock::default(),
             peers: RwLock::default(),
+            revoked: RwLock::default(),
             changes: tokio::sync::watch::channel(0).0,
         }
     }
@@ -48,6 +51,11 @@ impl RoutingTable {
     /// Where node `node`'s proxy takes calls from other nodes.
     pub fn peer(&self, node: &str) -> Option<String> {
         self.peers.read().expect("routes lock").get(node).cloned()
+    }
+
+    /// Whether node `node`'s identity is revoked (it was decommissioned).
+    pub fn is_revoked(&self, node: &str) -> bool {
+        self.revoked.read().expect("routes lock").contains(node)
     }
 
     pub fn lookup(&self, host: &str) -> Option<Arc<Route>> {
@@ -100,6 +108,7 @@ impl RoutingTable {
         }
         *self.current.write().expect("routes lock") = Arc::new(by_host);
         *self.peers.write().expect("routes lock") = Arc::new(table.peers.clone());
+        *self.revoked.write().expect("routes lock") = Arc::new(table.revoked.clone());
         self.changes.send_modify(|generation| *generation += 1);
     }
 }

@@ -87,6 +87,7 @@ async fn two_nodes() -> TwoNodes {
         revision: 1,
         routes: vec![route("db", false), route("site", true), web],
         peers: BTreeMap::from([("node-b".to_string(), peer_b.to_string())]),
+        revoked: Default::default(),
     };
     // Each node has its own table, fed the same routes.
     let table_a = RoutingTable::new();
@@ -331,6 +332,7 @@ async fn a_call_a_peer_refuses_as_misdirected_goes_to_another_instance() {
             },
         ],
         peers: BTreeMap::from([("node-b".to_string(), peer_b.to_string())]),
+        revoked: Default::default(),
     };
     let table_a = RoutingTable::new();
     table_a.replace(&table(vec![unknown, known]));

@@ -10,6 +10,7 @@
 
 pub mod autoscale;
 pub mod canary;
+pub mod decommission;
 pub mod deploy;
 pub mod liveness;
 pub mod placement;

@@ -27,6 +27,7 @@ use crate::{ControlError, ControlPlane};
 
 mod access;
 mod archives;
+mod decommissions;
 mod events;
 pub mod forward;
 mod nodes;
@@ -34,6 +35,7 @@ mod releases;
 mod secrets;
 pub use access::*;
 pub use archives::*;
+pub use decommissions::*;
 pub use events::*;
 pub use nodes::*;
 pub use releases::*;
@@ -180,6 +182,16 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
             put(set_secret).delete(remove_secret),
         )
         .route("/v1/nodes/{name}/archive", put(put_node_archive))
+        .route(
+            "/v1/nodes/{name}/decommission",
+            post(decommission_node).get(decommission_status),
+        )
+        .route(
+            "/v1/nodes/{name}/decommission/progress",
+            post(decommission_progress),
+        )
+        .route("/v1/nodes/{name}/history", get(node_history))
+        .route("/v1/decommissions", get(list_decommissions))
         .route("/v1/archives", get(list_archives))
         .route("/v1/archives/{id}", get(get_archive))
         .route("/v1/secrets/rotate-key", post(rotate_secrets_key))

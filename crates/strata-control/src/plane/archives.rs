@@ -23,6 +23,7 @@ impl ControlPlane {
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        self.check_archive_may_come(node)?;
         let received = self
             .blobs()
             .receive(body, self.config().max_artifact_size)
@@ -40,7 +41,9 @@ impl ControlPlane {
         let id = ArchiveRecord::id_of(node, verified.manifest.origin.created_at);
         if let Some((kept, _)) = self.get::<ArchiveRecord>(&keys::archive(&id)).await? {
             let _ = tokio::fs::remove_file(&received).await;
-            return already_sent(node, kept, &verified.manifest.payload_sha256);
+            let kept = already_sent(node, kept, &verified.manifest.payload_sha256)?;
+            self.archive_kept_for_decommission(node, &kept).await?;
+            return Ok(kept);
         }
         let (digest, size) = self.blobs().keep(&received).await?;
         self.note_blob_held(&digest, size).await?;
@@ -76,7 +79,9 @@ impl ControlPlane {
                     hint: Some("send it again".to_string()),
                 });
             };
-            return already_sent(node, kept, &record.payload_digest);
+            let kept = already_sent(node, kept, &record.payload_digest)?;
+            self.archive_kept_for_decommission(node, &kept).await?;
+            return Ok(kept);
         }
         let mut event = crate::event_log::event(
             EventKind::NodeArchived,
@@ -87,6 +92,7 @@ impl ControlPlane {
         );
         event.node = Some(node.clone());
         self.event_log().record(event).await;
+        self.archive_kept_for_decommission(node, &record).await?;
         Ok(record)
     }
 

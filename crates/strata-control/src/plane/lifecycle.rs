@@ -62,13 +62,10 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// The down nodes to forget now (down, silent and empty past the forget period), by the
-    /// plane's wall clock.
+    /// The down nodes to forget now (down, silent and empty past the forget period, or at
+    /// once when revoked unreachable), by the plane's wall clock.
     pub fn nodes_to_forget(&self) -> Vec<NodeName> {
         let forget_after = self.config.forget_down_after_ms;
-        if forget_after == 0 {
-            return Vec::new();
-        }
         let now = self.now();
         let state = self.reflector.read();
         // Only down nodes can go: the rest (nearly all) cost no count of what they hold.
@@ -77,7 +74,14 @@ impl ControlPlane {
             .filter(|n| n.value.state == NodeState::Down)
             .filter(|n| {
                 let remains = self.remains(&state, &n.value);
-                forget_now(remains, n.value.last_heartbeat, now, forget_after)
+                // A node revoked unreachable goes as soon as nothing of it is left.
+                let revoked = n.value.decommission.as_ref().is_some_and(|d| {
+                    d.phase == strata_core::decommission::DecommissionPhase::Revoked
+                });
+                match revoked {
+                    true => removal_refusal(&n.value.name, remains).is_none(),
+                    false => forget_now(remains, n.value.last_heartbeat, now, forget_after),
+                }
             })
             .map(|n| n.value.name.clone())
             .collect()

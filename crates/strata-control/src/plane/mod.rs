@@ -44,6 +44,7 @@ use crate::traffic::Traffic;
 use crate::{now_millis, ControlError};
 
 mod archives;
+mod decommissions;
 mod deploys;
 pub mod hosts;
 pub mod lifecycle;

@@ -295,6 +295,7 @@ impl ControlPlane {
                 Some(removed) => removed.into_iter().cloned().chain(unrunnable).collect(),
                 None => Vec::new(),
             },
+            decommission: state.node(node).and_then(|n| n.value.decommission.clone()),
         }
     }
 
@@ -630,6 +631,8 @@ fn registered(existing: Option<&Node>, request: &RegisterNode, now: u64) -> Node
         state: NodeState::Ready,
         draining: existing.is_some_and(|n| n.draining),
         leaving: false,
+        // An agent that restarts while its node is decommissioned goes on with it.
+        decommission: existing.and_then(|n| n.decommission.clone()),
         mesh_addr: request.mesh_addr.clone(),
         last_heartbeat: now,
         registered_at: existing.map_or(now, |n| n.registered_at),

@@ -298,10 +298,17 @@ impl ControlPlane {
                 })
             })
             .collect();
+        let revoked = self
+            .reflector
+            .read()
+            .revoked_nodes()
+            .map(|r| r.name.clone())
+            .collect();
         Ok(RouteTable {
             revision,
             routes,
             peers,
+            revoked,
         })
     }
 

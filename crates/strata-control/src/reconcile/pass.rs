@@ -308,15 +308,7 @@ impl PassPlanner {
                 holding
             }
         };
-        let demand = Demand {
-            resources: release.spec.resources,
-            driver: release.spec.driver,
-            static_port: match release.spec.port {
-                PortSpec::Fixed(port) => Some(port),
-                PortSpec::Auto => None,
-            },
-            constraints: release.spec.constraints.clone(),
-        };
+        let demand = Demand::of(&release.spec);
         let placer = &mut ranked.placer;
         let (placed, mut error) = match placer.place(&demand, count as usize, &holding) {
             Ok(placed) => (placed, None),
@@ -441,7 +433,7 @@ impl Ranked {
 }
 
 /// Every node with what it has given to wanted instances.
-fn node_views(state: &ClusterState) -> Vec<NodeView> {
+pub(crate) fn node_views(state: &ClusterState) -> Vec<NodeView> {
     state
         .nodes()
         .map(|versioned| {

@@ -58,6 +58,7 @@ pub fn node(name: &str, zone: &str, memory_mib: u64, revision: Revision) -> Watc
         state: strata_core::NodeState::Ready,
         draining: false,
         leaving: false,
+        decommission: None,
         mesh_addr: None,
         last_heartbeat: 0,
         registered_at: 0,

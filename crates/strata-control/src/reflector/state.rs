@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
+use strata_core::decommission::RevokedNode;
 use strata_core::spec::PortSpec;
 use strata_core::{
     keys, secret::SecretRecord, ConfigVersion, DesiredState, EnvName, Instance, InstanceId,
@@ -120,6 +121,8 @@ pub struct ClusterState {
     dirty: Dirty,
     /// Records that did not decode, by key (reported once each by the reflector).
     corrupt: Vec<(String, String)>,
+    /// Nodes whose identity is revoked (decommissioned): refused by the API and the mesh.
+    revoked: BTreeMap<NodeName, RevokedNode>,
 }
 
 /// The most removals kept per node: a node that asks after more than this many left since
@@ -153,7 +156,7 @@ fn as_instances_see_it(state: NodeState) -> NodeState {
 }
 
 /// The prefixes the state follows.
-pub const FOLLOWED: [&str; 7] = [
+pub const FOLLOWED: [&str; 8] = [
     keys::NODES,
     keys::SERVICES,
     keys::RELEASES,
@@ -161,6 +164,7 @@ pub const FOLLOWED: [&str; 7] = [
     keys::SECRETS,
     keys::INSTANCES,
     keys::STATUS,
+    keys::REVOKED_NODES,
 ];
 
 impl ClusterState {
@@ -228,6 +232,12 @@ impl ClusterState {
                 );
                 self.restand(&id, before);
             }
+        } else if key.starts_with(keys::REVOKED_NODES) {
+            if let Some(revoked) = self.decode::<RevokedNode>(kv) {
+                if let Ok(name) = NodeName::new(revoked.name.clone()) {
+                    self.revoked.insert(name, revoked);
+                }
+            }
         } else if key.starts_with(keys::NODES) {
             if let Some(node) = self.decode::<Node>(kv) {
                 if self
@@ -241,6 +251,15 @@ impl ClusterState {
                     .nodes
                     .get(&node.name)
                     .map(|n| n.value.effective_state());
+                // Its agent learns a decommission's phases with its assignments.
+                let decommission_moved = self
+                    .nodes
+                    .get(&node.name)
+                    .is_none_or(|n| n.value.decommission != node.decommission);
+                if decommission_moved && node.decommission.is_some() {
+                    self.node_changed.insert(node.name.clone(), revision);
+                    self.touched_nodes.insert(node.name.clone());
+                }
                 let recount =
                     tallies::node_change_moves_standings(before, Some(node.effective_state()));
                 let on_node = match recount {
@@ -313,7 +332,9 @@ impl ClusterState {
     }
 
     fn delete(&mut self, key: &str, revision: Revision) {
-        if let Some(id) = key.strip_prefix(keys::INSTANCES) {
+        if let Some(name) = key.strip_prefix(keys::REVOKED_NODES) {
+            self.revoked.remove(name);
+        } else if let Some(id) = key.strip_prefix(keys::INSTANCES) {
             let Some(held) = self.instances.get(id) else {
                 return;
             };

@@ -40,6 +40,7 @@ pub fn table(routes: Vec<Route>) -> RouteTable {
         revision: 1,
         routes,
         peers: Default::default(),
+        revoked: Default::default(),
     }
 }
 

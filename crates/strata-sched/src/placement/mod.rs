@@ -51,6 +51,21 @@ pub struct Demand {
     pub constraints: BTreeMap<String, String>,
 }
 
+impl Demand {
+    /// What one instance of a release with `spec` needs.
+    pub fn of(spec: &strata_core::ServiceSpec) -> Demand {
+        Demand {
+            resources: spec.resources,
+            driver: spec.driver,
+            static_port: match spec.port {
+                strata_core::spec::PortSpec::Fixed(port) => Some(port),
+                strata_core::spec::PortSpec::Auto => None,
+            },
+            constraints: spec.constraints.clone(),
+        }
+    }
+}
+
 /// Why some instances could not be placed. Names every node and why it was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlacementError {

@@ -9,6 +9,8 @@ use strata_core::{
 };
 use strata_store::Revision;
 
+use strata_core::decommission::RevokedNode;
+
 use super::{ClusterState, NodeLoad, ServiceKey, Versioned};
 
 impl ClusterState {
@@ -142,6 +144,16 @@ impl ClusterState {
     }
 
     /// The revision of the last change to what `node` must run (0: none seen).
+    /// Node `name`'s revocation, if it was decommissioned.
+    pub fn revoked(&self, name: &str) -> Option<&RevokedNode> {
+        self.revoked.get(name)
+    }
+
+    /// Every revoked node, by name.
+    pub fn revoked_nodes(&self) -> impl Iterator<Item = &RevokedNode> {
+        self.revoked.values()
+    }
+
     pub fn node_changed(&self, node: &str) -> Revision {
         self.node_changed.get(node).copied().unwrap_or(0)
     }

@@ -171,6 +171,7 @@ fn a_node_change_dirties_its_instances_services_and_a_relisting_touches_every_no
         state: NodeState::Ready,
         draining: false,
         leaving: false,
+        decommission: None,
         mesh_addr: None,
         last_heartbeat: 0,
         registered_at: 0,
