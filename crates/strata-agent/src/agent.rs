@@ -21,6 +21,8 @@ use crate::status::Reported;
 
 /// The longest an assignments query is held open by the control plane when nothing changes.
 pub const ASSIGNMENTS_WAIT: Duration = Duration::from_secs(10);
+/// Where the log shipper's task is among [`Agent`]'s loops (after heartbeats and sync).
+pub(crate) const SHIPPER_LOOP: usize = 2;
 use crate::logs::InstanceLiveness;
 use crate::supervisor::{read_records, Adopted, AgentDirs, Supervisor, SupervisorContext};
 
@@ -49,6 +51,9 @@ pub struct AgentConfig {
     pub control_ca: Option<String>,
     /// The agent's own API is served over TLS (its URL is `https://`).
     pub api_https: bool,
+    /// The node's certificate and key as they are now (renewed): what signs its forensic
+    /// archive when it is decommissioned. `None`: a node without a certificate.
+    pub node_key: Option<crate::decommission::NodeKey>,
     /// A client to use instead of one made from `control_url`, `token` and `control_ca`: one
     /// shared with the node's other parts, so that once it presents the node's certificate
     /// they all do.
@@ -141,6 +146,7 @@ impl AgentConfig {
             control_ca: None,
             client: None,
             api_https: false,
+            node_key: None,
             mesh: None,
             mesh_addr: None,
             listener: InheritedListener::default(),
@@ -166,17 +172,19 @@ pub enum AgentError {
 
 /// A running agent.
 pub struct Agent {
-    config: AgentConfig,
-    client: ControlClient,
+    pub(crate) config: AgentConfig,
+    pub(crate) client: ControlClient,
     ctx: Arc<SupervisorContext>,
-    drivers: BTreeMap<DriverKind, Arc<dyn Driver>>,
+    pub(crate) drivers: BTreeMap<DriverKind, Arc<dyn Driver>>,
     supervisors: Arc<StdMutex<HashMap<InstanceId, Supervisor>>>,
     epoch: AtomicU64,
     agent_url: String,
     /// Set by [`Agent::stop_all`]: no new instance starts after it.
     shutting_down: AtomicBool,
     /// The loops [`Agent::run_serving`] started (heartbeats, assignments, log shipping).
-    loops: StdMutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub(crate) loops: StdMutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// How far the node's decommission went, if one was asked for.
+    pub(crate) decommission: crate::decommission::DecommissionState,
 }
 
 struct Liveness(Arc<StdMutex<HashMap<InstanceId, Supervisor>>>);
@@ -294,6 +302,7 @@ impl Agent {
             agent_url,
             shutting_down: AtomicBool::new(false),
             loops: StdMutex::new(Vec::new()),
+            decommission: Default::default(),
         });
         Ok((agent, listener))
     }
@@ -521,6 +530,7 @@ impl Agent {
                     // nothing new: ask it only every second.
                     let unchanged = index == Some(found.revision);
                     let revision = found.revision;
+                    let decommission = found.decommission.clone();
                     let Some(assignments) = found.merged_with(&held) else {
                         // It names an instance this node never got: read everything.
                         index = None;
@@ -531,7 +541,8 @@ impl Agent {
                         .iter()
                         .map(|a| (a.instance.id.clone(), a.clone()))
                         .collect();
-                    self.sync(assignments).await;
+                    self.sync(assignments.clone()).await;
+                    self.follow_decommission(decommission.as_ref(), &assignments);
                     if unchanged && asked.elapsed() < Duration::from_millis(50) {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }

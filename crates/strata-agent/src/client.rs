@@ -263,6 +263,56 @@ impl ControlClient {
         self.check("watch", response).await
     }
 
+    /// Sends node `node`'s forensic archive at `path`: answered once the control plane
+    /// verified, countersigned and kept it (on a second server too, where there is one).
+    pub async fn put_archive(
+        &self,
+        node: &str,
+        path: &Path,
+    ) -> Result<strata_core::archive::ArchiveRecord, ClientError> {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        self.call_for("archive", |http, base| {
+            // Opened for each attempt: a server that failed is passed over with a fresh body.
+            let body = match std::fs::File::open(path) {
+                Ok(file) => reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(
+                    tokio::fs::File::from_std(file),
+                )),
+                Err(_) => reqwest::Body::from(Vec::new()),
+            };
+            http.put(format!("{base}/v1/nodes/{node}/archive"))
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body)
+        })
+        .await
+    }
+
+    /// Reports a step of this node's decommission.
+    pub async fn decommission_progress(
+        &self,
+        node: &str,
+        progress: &strata_core::decommission::DecommissionProgress,
+    ) -> Result<strata_core::decommission::DecommissionStatus, ClientError> {
+        self.call_for("decommission progress", |http, base| {
+            http.post(format!("{base}/v1/nodes/{node}/decommission/progress"))
+                .timeout(Duration::from_secs(30))
+                .json(progress)
+        })
+        .await
+    }
+
+    /// The events about this node and the audit records of its calls, for its archive.
+    pub async fn node_history(
+        &self,
+        node: &str,
+    ) -> Result<strata_core::decommission::NodeHistory, ClientError> {
+        self.call_for("node history", |http, base| {
+            http.get(format!("{base}/v1/nodes/{node}/history"))
+                .timeout(Duration::from_secs(60))
+        })
+        .await
+    }
+
     /// Downloads a blob into `dest` (atomically: a temporary file renamed into place), checking
     /// its digest.
     pub async fn download(&self, digest: &str, dest: &Path) -> Result<(), ClientError> {

@@ -14,10 +14,12 @@
 //! instance's lifecycle), [`health`] (checks), [`logs`] (the agent's own API serving logs),
 //! [`events`] (what the node observes, folded and sent to the event log), [`shipper`] (the
 //! last lines of every instance's log, kept by the control plane past the node's death),
-//! [`status`] (instances' statuses, reported in batches).
+//! [`status`] (instances' statuses, reported in batches), [`decommission`] (the node archives
+//! what it held, then wipes it, when it is decommissioned).
 
 pub mod beats;
 pub mod client;
+pub mod decommission;
 pub mod events;
 pub mod health;
 pub mod logs;

@@ -4,14 +4,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use strata_agent::AgentConfig;
-use strata_core::{InstanceView, Node};
 use strata_sched::liveness::LivenessThresholds;
 
-use crate::api::Api;
 use crate::platform::{self, bind};
 use crate::{CliResult, Failure};
 
@@ -381,6 +379,14 @@ pub async fn agent(args: AgentArgs) -> CliResult {
                 hand_off(args.stop_timeout).await;
                 return Ok(());
             }
+            done = agent.decommissioned() => {
+                platform::announce(&format!(
+                    "node {name} decommissioned: archive {} kept; {} file(s), {} bytes wiped; its identity is revoked. This agent stops.",
+                    done.archive, done.wipe.files, done.wipe.bytes
+                ));
+                agent.stop_all().await;
+                return Ok(());
+            }
             result = &mut agent_task => return match result {
                 Ok(Err(error)) => Err(Failure::Failed(anyhow!("{error}"))),
                 other => Err(Failure::Failed(anyhow!("the node agent stopped: {other:?}"))),
@@ -463,90 +469,6 @@ async fn leave(
         platform::announce("every instance moved to other nodes; stopping");
     }
     agent.stop_all().await;
-}
-
-pub async fn node_ls(api: &Api, json: bool) -> CliResult {
-    let nodes: Vec<Node> = api.get("/v1/nodes").await?;
-    let instances: Vec<InstanceView> = api.get("/v1/instances").await?;
-    if json {
-        let rows: Vec<serde_json::Value> = nodes
-            .iter()
-            .map(|node| {
-                let mut value = serde_json::to_value(node).expect("node serializes");
-                let ids: Vec<&str> = instances
-                    .iter()
-                    .filter(|v| v.instance.node == node.name)
-                    .map(|v| v.instance.id.as_str())
-                    .collect();
-                value["instances"] = serde_json::json!(ids);
-                value["effective_state"] =
-                    serde_json::to_value(node.effective_state()).expect("state serializes");
-                value
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    println!(
-        "{:<16} {:<26} {:<10} {:>5} {:>9}  LABELS",
-        "NODE", "AGENT", "STATE", "EPOCH", "INSTANCES"
-    );
-    for node in &nodes {
-        let count = instances
-            .iter()
-            .filter(|v| v.instance.node == node.name)
-            .count();
-        let labels: Vec<String> = node
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        println!(
-            "{:<16} {:<26} {:<10} {:>5} {:>9}  {}",
-            node.name,
-            node.agent_url,
-            format!("{:?}", node.effective_state()).to_lowercase(),
-            node.epoch,
-            count,
-            labels.join(",")
-        );
-    }
-    Ok(())
-}
-
-/// `strata node rm NODE`: removes a down node's record.
-pub async fn node_rm(api: &Api, name: &str) -> CliResult {
-    api.delete(&format!("/v1/nodes/{name}")).await?;
-    eprintln!("node {name}: removed");
-    Ok(())
-}
-
-pub async fn node_drain(api: &Api, name: &str, drain: bool, timeout: Duration) -> CliResult {
-    let path = if drain { "drain" } else { "undrain" };
-    let _node: Node = api
-        .post(&format!("/v1/nodes/{name}/{path}"), &serde_json::json!({}))
-        .await?;
-    if !drain {
-        eprintln!("node {name}: undrained; it takes new work again");
-        return Ok(());
-    }
-    eprintln!("node {name}: draining; moving its instances (replacements start first)");
-    let deadline = Instant::now() + timeout;
-    loop {
-        let instances: Vec<InstanceView> = api.get("/v1/instances").await?;
-        let left = instances.iter().filter(|v| v.instance.node == name).count();
-        if left == 0 {
-            eprintln!("node {name}: drained");
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(Failure::Failed(anyhow!(
-                "node {name}: {left} instance(s) still there after {}; see `strata status` and `strata events`",
-                humantime::format_duration(timeout)
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod dev;
 mod env_cmd;
 mod image_cmd;
 mod install_cmd;
+mod node_cmd;
 mod platform;
 mod release_cmd;
 mod rollout_cmd;
@@ -165,7 +166,7 @@ enum Command {
     /// List, drain and undrain nodes.
     Node {
         #[command(subcommand)]
-        action: NodeAction,
+        action: node_cmd::NodeAction,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -347,27 +348,6 @@ enum Command {
 enum ServerAction {
     /// Print the join token agents need (from --data-dir).
     Token,
-}
-
-#[derive(Debug, Subcommand)]
-enum NodeAction {
-    /// List nodes: name, agent address, state, epoch, instances, labels.
-    Ls {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Move every instance off a node with no downtime, and keep new work off it.
-    Drain {
-        node: String,
-        /// Give up waiting after this long.
-        #[arg(long, default_value = "2m", value_parser = humantime_duration)]
-        timeout: std::time::Duration,
-    },
-    /// Let a drained node take work again.
-    Undrain { node: String },
-    /// Remove a down node from the cluster's records (refused while it is alive or holds
-    /// instances). Down nodes are also forgotten after the server's --forget-down-after.
-    Rm { node: String },
 }
 
 pub(crate) fn size_bytes(text: &str) -> Result<u64, String> {
@@ -570,19 +550,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Image { action } => image_cmd::run(action),
         Command::ContainerShim { .. } => unreachable!("the shim runs before the runtime starts"),
         Command::Env { action, api } => env_cmd::run(&api::Api::new(&api.addr), action).await,
-        Command::Node { action, api } => {
-            let api = api::Api::new(&api.addr);
-            match action {
-                NodeAction::Ls { json } => cluster::node_ls(&api, json).await,
-                NodeAction::Drain { node, timeout } => {
-                    cluster::node_drain(&api, &node, true, timeout).await
-                }
-                NodeAction::Undrain { node } => {
-                    cluster::node_drain(&api, &node, false, std::time::Duration::ZERO).await
-                }
-                NodeAction::Rm { node } => cluster::node_rm(&api, &node).await,
-            }
-        }
+        Command::Node { action, api } => node_cmd::run(&api::Api::new(&api.addr), action).await,
         Command::Deploy {
             file,
             env,

@@ -75,6 +75,9 @@ pub struct ContainerDriver {
     pub(crate) images: Arc<dyn ImageSource>,
     pub(crate) exec: ExecDriver,
     usage: Arc<ImageUsage>,
+    /// Set once the node is decommissioned: a stopping container's writable layer stays
+    /// for the node's archive (the wipe removes it after).
+    keep_writable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Which image each running instance uses, and when each image was last used: what image
@@ -168,6 +171,8 @@ pub(crate) struct Prepared {
     pub(crate) cgroup: InstanceCgroup,
     pub(crate) dir: PathBuf,
     pub(crate) upper: Option<PathBuf>,
+    /// Keep the writable layer (its `upper/`) at cleanup: see [`ContainerDriver`].
+    pub(crate) keep_writable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Prepared {
@@ -194,7 +199,12 @@ impl Prepared {
         if still.is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
             if let Some(upper) = &self.upper {
-                let _ = std::fs::remove_dir_all(upper);
+                if self.keep_writable.load(std::sync::atomic::Ordering::SeqCst) {
+                    // The layer stays for the node's archive; overlayfs's scratch space goes.
+                    let _ = std::fs::remove_dir_all(upper.join("overlay-work"));
+                } else {
+                    let _ = std::fs::remove_dir_all(upper);
+                }
             }
         } else {
             tracing::error!(instance = %self.id, mounts = ?still, "cannot unmount the instance's mounts; its directory stays");
@@ -247,6 +257,7 @@ impl ContainerDriver {
             images,
             exec: ExecDriver,
             usage: Arc::default(),
+            keep_writable: Arc::default(),
         })
     }
 
@@ -312,6 +323,7 @@ impl ContainerDriver {
             ),
             dir: record.dir.clone(),
             upper: record.upper.clone(),
+            keep_writable: self.keep_writable.clone(),
         }
     }
 
@@ -400,6 +412,11 @@ impl Driver for ContainerDriver {
     async fn shutdown(&self) {
         let network = self.network.clone();
         let _ = tokio::task::spawn_blocking(move || network.close()).await;
+    }
+
+    fn keep_writable_layers(&self) {
+        self.keep_writable
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

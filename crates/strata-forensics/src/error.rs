@@ -48,7 +48,8 @@ pub enum ForensicsError {
 }
 
 impl ForensicsError {
-    pub(crate) fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+    /// An IO error on `path`.
+    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
         ForensicsError::Io {
             path: path.to_string(),
             source,

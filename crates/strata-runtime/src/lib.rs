@@ -248,4 +248,9 @@ pub trait Driver: Send + Sync {
     /// Releases what the driver holds for the node (not its instances: those are stopped, or
     /// left running for the next agent, by the agent). Called once when the agent stops.
     async fn shutdown(&self) {}
+    /// From now on an instance that stops keeps what it wrote (a container's writable
+    /// layer): the node is being decommissioned, and its archive holds it. Drivers that
+    /// delete nothing an instance wrote (exec and wasm keep its working directory) need not
+    /// do anything.
+    fn keep_writable_layers(&self) {}
 }

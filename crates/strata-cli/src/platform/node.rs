@@ -197,6 +197,12 @@ pub async fn start_agent(
     } else if exec_sandbox == ExecSandbox::On {
         tracing::warn!("exec instances run unsandboxed: this node cannot run containers (see above), which the sandbox is made of");
     }
+    // What signs the node's forensic archive if it is decommissioned: its certificate and
+    // key as they are then (renewed in between).
+    let current = certificates.clone();
+    config.node_key = Some(strata_agent::decommission::NodeKey::new(move || {
+        current.borrow().clone()
+    }));
     config.mesh = Some(MeshAccess::new(move |env, service| {
         mesh.keys.proxy_url(mesh.address, env, service)
     }));
