@@ -78,6 +78,7 @@ impl ControlPlane {
         } else {
             self.begin_decommission(name, request.force, &stranded, actor)
                 .await?;
+            self.stop_stranded(name, &stranded).await?;
         }
         self.kick.notify_one();
         self.decommission_status(name).await
@@ -142,6 +143,56 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Stops, of each service in `stranded`, the instances on node `name` no other node can
+    /// take (a forced decommission): the rest move as in a drain.
+    async fn stop_stranded(&self, name: &NodeName, stranded: &[Stranded]) -> Result<(), ControlError> {
+        let mut to_stop = Vec::new();
+        {
+            let state = self.reflector.read();
+            for service in stranded {
+                let ids = state
+                    .instance_revisions_on(name)
+                    .filter_map(|(id, _)| state.instance(id))
+                    .map(|i| &i.value)
+                    .filter(|i| {
+                        i.desired == DesiredState::Running
+                            && format!("{}/{}", i.env, i.service) == service.service
+                    })
+                    .take(service.stranded)
+                    .map(|i| i.id.clone());
+                to_stop.extend(ids);
+            }
+        }
+        for id in to_stop {
+            let key = keys::instance(&id);
+            let now = self.now();
+            let stopped = self
+                .update_cas(
+                    &key,
+                    &format!("instance `{id}`"),
+                    Writer::Api,
+                    |found: Option<strata_core::Instance>| {
+                        Ok(match found {
+                            Some(mut instance) if instance.desired != DesiredState::Stopped => {
+                                instance.desired = DesiredState::Stopped;
+                                instance.stop_requested_at = Some(now);
+                                Change::Write(instance.clone(), Some(instance))
+                            }
+                            _ => Change::Keep(None),
+                        })
+                    },
+                )
+                .await?;
+            if let Some(instance) = stopped {
+                let why = format!("node {name} is decommissioned (--force) and no other node can take it");
+                self.event_log()
+                    .record(super::stop_event(&instance, &why))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
     /// Revokes node `name` now, with nothing archived or wiped (it cannot be reached, or an
     /// operator forced it): its record says so, and the node's record goes once its
     /// instances are replaced and gone.
@@ -203,6 +254,7 @@ impl ControlPlane {
         &self,
         name: &NodeName,
     ) -> Result<DecommissionStatus, ControlError> {
+        self.reflector_caught_up().await?;
         let running = {
             let state = self.reflector.read();
             state.node(name).map(|node| DecommissionStatus {

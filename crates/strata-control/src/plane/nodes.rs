@@ -17,6 +17,17 @@ impl ControlPlane {
                 Some("docs/operations.md, \"Upgrades\", gives the order".to_string()),
             ));
         }
+        if let Some(revoked) = self.revocation(&request.name) {
+            return Err(ControlError::Forbidden {
+                message: format!(
+                    "node {} was {} at {}: its name is revoked",
+                    revoked.name,
+                    revoked.why,
+                    strata_core::utc_time(revoked.revoked_at)
+                ),
+                hint: "a machine joins again under a new name (`strata agent --name NEW`)".into(),
+            });
+        }
         let key = keys::node(&request.name);
         let what = format!("node `{}`", request.name);
         let alive = self.heartbeats.heard_from_recently(&request.name);
