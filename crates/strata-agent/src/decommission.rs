@@ -6,7 +6,7 @@
 //!    agent says it is archiving, reads its slice of the cluster's history, and archives its
 //!    data directory with it (`strata_forensics`: every instance's log and working directory,
 //!    containers' writable layers, its own state), signed with the node's key. Left out: its
-//!    private keys, and the caches of content-addressed images and artifacts the control
+//!    private keys and credential, and the caches of content-addressed images and artifacts the control
 //!    plane holds (named by digest in the releases the archive lists).
 //! 3. It sends the archive, again and again while the control plane cannot be reached; the
 //!    control plane answers once it verified, countersigned and kept it.
@@ -54,9 +54,10 @@ impl std::fmt::Debug for NodeKey {
 /// Entries of the data directory the archive leaves out: the node's private keys (the
 /// archive is read by people; the node is revoked after), the work directory of the
 /// decommission itself, and caches of content-addressed data the control plane holds.
-const LEFT_OUT: [&str; 6] = [
+const LEFT_OUT: [&str; 7] = [
     "tls/node.key",
     "mesh.key",
+    "node-credential",
     DECOMMISSION_DIR,
     "images",
     "wasm-cache",
@@ -415,6 +416,7 @@ mod tests {
         for file in [
             "epoch",
             "mesh.key",
+            "node-credential",
             "tls/node.key",
             "tls/node.crt",
             "instances/web-1/output.log",
@@ -455,6 +457,7 @@ mod tests {
         }
         for left in [
             "mesh.key",
+            "node-credential",
             "tls/node.key",
             "images",
             "artifacts",

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use common::harness::Harness;
 use strata_core::decommission::{
-    DecommissionOutcome, DecommissionPhase, DecommissionProgress, DecommissionRequest,
-    WipeSummary,
+    DecommissionOutcome, DecommissionPhase, DecommissionProgress, DecommissionRequest, WipeSummary,
 };
 use strata_core::{Actor, DesiredState, EventKind, NodeName, NodeState};
 use strata_forensics::{ArchiveBuilder, Origin, Signer};
@@ -92,7 +91,10 @@ async fn a_decommissioned_node_drains_archives_wipes_and_is_revoked() {
         .decommission_progress(&n2, &DecommissionProgress::Archiving)
         .await
         .unwrap_err();
-    assert!(early.to_string().contains("still runs 1 instance"), "{early}");
+    assert!(
+        early.to_string().contains("still runs 1 instance"),
+        "{early}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let refused = h
         .plane
@@ -243,9 +245,9 @@ async fn a_decommission_that_would_strand_work_asks_for_force_and_stops_it_then(
     assert!(h.wanted("web").await.is_empty(), "stopped with the node");
     let events = h.plane.events(None, 100).await.unwrap();
     assert!(
-        events
-            .iter()
-            .any(|e| e.message.contains("decommissioned (--force) and no other node can take it")),
+        events.iter().any(|e| e
+            .message
+            .contains("decommissioned (--force) and no other node can take it")),
         "{events:#?}"
     );
     // Nothing runs on it now: it may archive.

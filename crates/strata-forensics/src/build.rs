@@ -236,7 +236,9 @@ impl ArchiveBuilder {
             .map_err(|e| out_io(e.into_error()))?
             .sync_all()
             .map_err(out_io)?;
-        std::fs::remove_file(&payload_path).map_err(io)?;
+        // Wiped, not only removed: it holds what was archived, and a filesystem keeps a
+        // removed file's blocks as they were.
+        crate::wipe::wipe_file(&payload_path)?;
         let size = std::fs::metadata(&out).map_err(out_io)?.len();
         Ok(Built {
             path: out,

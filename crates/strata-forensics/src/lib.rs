@@ -33,7 +33,7 @@ pub use error::ForensicsError;
 pub use manifest::{FileEntry, FileKind, Manifest, Origin};
 pub use sign::{countersign, Signer};
 pub use verify::{verify, Verified};
-pub use wipe::{wipe, WipeReport};
+pub use wipe::{wipe, wipe_file, WipeReport};
 
 /// The parts of an archive, by their names in its outer tar.
 pub mod parts {

@@ -39,6 +39,13 @@ pub fn wipe(root: &Path) -> Result<WipeReport, ForensicsError> {
     Ok(report)
 }
 
+/// Wipes one regular file (overwritten with zeros, synced, read back, removed): its length.
+pub fn wipe_file(path: &Path) -> Result<u64, ForensicsError> {
+    let bytes = overwrite(path)?;
+    std::fs::remove_file(path).map_err(|e| ForensicsError::io(path.display(), e))?;
+    Ok(bytes)
+}
+
 fn wipe_entry(path: &Path, report: &mut WipeReport) -> Result<(), ForensicsError> {
     let io = |e| ForensicsError::io(path.display(), e);
     let meta = std::fs::symlink_metadata(path).map_err(io)?;

@@ -246,6 +246,12 @@ impl Cluster {
     /// Starts a server on the host side of a new bridge and one agent per node, each in its
     /// own namespace; returns once every node has registered.
     pub fn start(options: Options) -> Cluster {
+        Self::start_preparing(options, |_| {})
+    }
+
+    /// [`Cluster::start`], with `prepare` called on each node before its agent starts (e.g.
+    /// to mount a filesystem of its own on its data directory).
+    pub fn start_preparing(options: Options, mut prepare: impl FnMut(&Node)) -> Cluster {
         let id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let a = 100 + rand::random::<u8>() % 100;
         let b = rand::random::<u8>();
@@ -321,10 +327,24 @@ impl Cluster {
         cluster.token = found[1].clone();
         cluster.server = Some(server);
         for i in 0..cluster.nodes.len() {
+            prepare(&cluster.nodes[i]);
             cluster.start_agent(i);
         }
         cluster.wait_ready(cluster.nodes.len(), Duration::from_secs(30));
         cluster
+    }
+
+    /// Waits (at most `limit`) for node `i`'s agent to exit by itself: its exit status.
+    pub fn wait_agent_exit(
+        &mut self,
+        i: usize,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let status = crate::process::wait_exit(self.nodes[i].agent.as_mut()?, limit);
+        if status.is_some() {
+            self.nodes[i].agent = None;
+        }
+        status
     }
 
     /// Starts (or restarts) node `i`'s agent, on its existing data directory.

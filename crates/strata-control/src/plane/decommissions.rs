@@ -145,7 +145,11 @@ impl ControlPlane {
 
     /// Stops, of each service in `stranded`, the instances on node `name` no other node can
     /// take (a forced decommission): the rest move as in a drain.
-    async fn stop_stranded(&self, name: &NodeName, stranded: &[Stranded]) -> Result<(), ControlError> {
+    async fn stop_stranded(
+        &self,
+        name: &NodeName,
+        stranded: &[Stranded],
+    ) -> Result<(), ControlError> {
         let mut to_stop = Vec::new();
         {
             let state = self.reflector.read();
@@ -184,7 +188,9 @@ impl ControlPlane {
                 )
                 .await?;
             if let Some(instance) = stopped {
-                let why = format!("node {name} is decommissioned (--force) and no other node can take it");
+                let why = format!(
+                    "node {name} is decommissioned (--force) and no other node can take it"
+                );
                 self.event_log()
                     .record(super::stop_event(&instance, &why))
                     .await;
