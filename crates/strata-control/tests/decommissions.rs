@@ -255,6 +255,38 @@ async fn a_decommission_that_would_strand_work_asks_for_force_and_stops_it_then(
         .decommission_progress(&n2, &DecommissionProgress::Archiving)
         .await
         .unwrap();
+    // A step that fails: the node stays decommissioning, with the reason; asked again, it
+    // starts over.
+    let failed = h
+        .plane
+        .decommission_progress(
+            &n2,
+            &DecommissionProgress::Failed {
+                reason: "wipe: /data/x: Input/output error".into(),
+            },
+        )
+        .await
+        .unwrap()
+        .running
+        .unwrap();
+    assert_eq!(failed.phase, DecommissionPhase::Failed);
+    assert_eq!(
+        failed.reason.as_deref(),
+        Some("wipe: /data/x: Input/output error")
+    );
+    let nodes = h.plane.nodes().await.unwrap();
+    assert!(nodes.iter().any(|n| n.name == n2), "still there");
+    let again = h
+        .plane
+        .decommission_node(&n2, &forced, &operator())
+        .await
+        .unwrap()
+        .running
+        .unwrap();
+    assert_eq!(
+        (again.phase, again.reason),
+        (DecommissionPhase::Draining, None)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
