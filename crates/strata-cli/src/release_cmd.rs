@@ -375,6 +375,7 @@ command = [\"w\"]
                 desired: strata_core::DesiredState::Running,
                 created_at: 0,
                 stop_requested_at: None,
+                quarantine: None,
             },
             status: Some(strata_core::InstanceStatus::new(
                 strata_core::InstanceId::new(id).unwrap(),

@@ -165,6 +165,7 @@ fn fleet(args: &Args, writer: &mut Writer) -> ClusterState {
                 desired: DesiredState::Running,
                 created_at: 0,
                 stop_requested_at: None,
+                quarantine: None,
             };
             writer.put(&mut state, keys::instance(&id), &instance);
             writer.put(&mut state, keys::status(&id), &running(&id, &node));
@@ -225,6 +226,7 @@ fn apply(state: &mut ClusterState, writer: &mut Writer, plan: &PassPlan) -> Vec<
             desired: DesiredState::Running,
             created_at: NOW,
             stop_requested_at: None,
+            quarantine: None,
         };
         writer.put(state, keys::instance(&id), &instance);
         placed.push(instance);

@@ -152,6 +152,7 @@ pub fn route_action(
         | ("POST", "/v1/nodes/{name}/undrain")
         | ("DELETE", "/v1/nodes/{name}")
         | ("POST", "/v1/nodes/{name}/decommission")
+        | ("POST", "/v1/instances/{id}/quarantine")
         | ("GET", "/v1/archives")
         | ("GET", "/v1/archives/{id}") => Action::ManageNodes,
         ("GET", "/v1/routes") => Action::ReadRoutes,

@@ -77,6 +77,7 @@ use crate::api;
         api::list_decommissions,
         api::decommission_progress,
         api::node_history,
+        api::quarantine_instance,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -6,15 +6,12 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::forensics::{body, node_archive};
 use common::harness::Harness;
 use strata_core::decommission::{
     DecommissionOutcome, DecommissionPhase, DecommissionProgress, DecommissionRequest, WipeSummary,
 };
 use strata_core::{Actor, DesiredState, EventKind, NodeName, NodeState};
-use strata_forensics::{ArchiveBuilder, Origin, Signer};
-use strata_mesh::identity::node_key_and_csr;
 
 fn spec(replicas: u32, zone: Option<&str>) -> String {
     let constraint = zone
@@ -27,40 +24,6 @@ fn spec(replicas: u32, zone: Option<&str>) -> String {
 
 fn operator() -> Actor {
     Actor::User("ops".to_string())
-}
-
-/// An archive node `node` made of a small data directory, signed with a certificate of the
-/// plane's CA; its bytes.
-async fn node_archive(h: &Harness, node: &str, dir: &std::path::Path) -> Vec<u8> {
-    let ca = h.plane.identity().cluster_ca().await.unwrap();
-    let (key, csr) = node_key_and_csr(node).unwrap();
-    let signed = ca
-        .sign_node(&csr, node, None, Duration::from_secs(3600))
-        .unwrap();
-    let signer = Signer::from_pem("node key", &signed.cert_pem, &key).unwrap();
-    let data = dir.join("data");
-    std::fs::create_dir_all(data.join("instances/web-1")).unwrap();
-    std::fs::write(data.join("instances/web-1/output.log"), "canary-7f3a\n").unwrap();
-    let out = dir.join("node.strata-archive");
-    let mut builder = ArchiveBuilder::create(
-        &out,
-        Origin {
-            node: node.into(),
-            subject: "node".into(),
-            created_at: strata_core::now_millis(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    builder.add_path(&data, "data").unwrap();
-    builder.finish(&signer).unwrap();
-    std::fs::read(out).unwrap()
-}
-
-fn body(
-    bytes: Vec<u8>,
-) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin {
-    futures::stream::iter(vec![Ok(bytes::Bytes::from(bytes))])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,7 +61,7 @@ async fn a_decommissioned_node_drains_archives_wipes_and_is_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let refused = h
         .plane
-        .store_node_archive(&n2, body(node_archive(&h, "n2", dir.path()).await))
+        .store_node_archive(&n2, body(node_archive(&h, "n2", "node", dir.path()).await))
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("still draining"), "{refused}");
@@ -140,7 +103,7 @@ async fn a_decommissioned_node_drains_archives_wipes_and_is_revoked() {
     );
     let record = h
         .plane
-        .store_node_archive(&n2, body(node_archive(&h, "n2", dir.path()).await))
+        .store_node_archive(&n2, body(node_archive(&h, "n2", "node", dir.path()).await))
         .await
         .unwrap();
     let wiping = h.plane.decommission_status(&n2).await.unwrap();

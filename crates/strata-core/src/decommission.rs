@@ -1,6 +1,7 @@
 //! Decommissioning a node: the phases a node goes through as it leaves service for good
 //! (drained, archived, wiped), what is kept once it is gone (the decommission record), and
-//! the revocation of its identity.
+//! the revocation of its identity; and the quarantine of one instance (frozen, archived,
+//! stopped).
 //!
 //! The phases live in the node's record ([`crate::Node::decommission`]) while it runs, so the
 //! agent learns them with its assignments; the record ([`DecommissionRecord`]) and the
@@ -111,6 +112,17 @@ pub struct RevokedNode {
     pub revoked_at: Millis,
     pub by: String,
     pub why: String,
+}
+
+/// An instance taken out of service for investigation (`strata instance quarantine`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Quarantine {
+    /// Who asked (`token:NAME`), and when.
+    pub requested_by: String,
+    pub requested_at: Millis,
+    /// The archive of it, once kept (`strata archive get ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
 }
 
 /// `POST /v1/nodes/{name}/decommission`: what an operator asks.

@@ -58,6 +58,7 @@ event_kinds! {
     InstanceFailed = "instance.failed": "An instance failed for good.",
     InstanceStopping = "instance.stopping": "An instance drains before it stops.",
     InstanceStopped = "instance.stopped": "An instance stopped.",
+    InstanceQuarantined = "instance.quarantined": "An instance was quarantined: out of routing, frozen and archived by its node, then stopped.",
     NodeRegistered = "node.registered": "A node registered (or re-registered).",
     NodeReady = "node.ready": "A node is heard from again.",
     NodeSuspect = "node.suspect": "A node went silent: no new work goes there.",

@@ -300,6 +300,10 @@ pub struct Instance {
     pub created_at: Millis,
     /// When `desired` became `Stopped`.
     pub stop_requested_at: Option<Millis>,
+    /// Set by `strata instance quarantine`: out of routing at once; its agent freezes it,
+    /// archives it, then stops it (the service gets a replacement meanwhile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<crate::decommission::Quarantine>,
 }
 
 /// The lifecycle of an instance as its agent sees it.

@@ -281,6 +281,7 @@ mod tests {
                     },
                     created_at: i as u64,
                     stop_requested_at: None,
+                    quarantine: None,
                 },
                 status: Some(InstanceStatus {
                     address: Some("127.0.0.1:1".into()),

@@ -17,6 +17,7 @@ pub fn instance(id: &str, service: &str, node: &str, desired: DesiredState) -> I
         desired,
         created_at: 0,
         stop_requested_at: None,
+        quarantine: None,
     }
 }
 

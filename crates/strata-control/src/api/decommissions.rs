@@ -1,6 +1,6 @@
 //! Decommissions: an operator starts one (`strata node decommission`), anyone who may read
 //! nodes follows it, and the node itself reports its steps and reads its history for its
-//! archive.
+//! archive. Quarantines: an operator takes one instance out of service for investigation.
 
 use axum::extract::State;
 use axum::Json;
@@ -8,7 +8,7 @@ use strata_core::api::ErrorBody;
 use strata_core::decommission::{
     DecommissionProgress, DecommissionRecord, DecommissionRequest, DecommissionStatus, NodeHistory,
 };
-use strata_core::NodeName;
+use strata_core::{Instance, InstanceId, NodeName};
 
 use super::{ApiJson, ApiPath, Plane};
 use crate::guard::Caller;
@@ -83,4 +83,17 @@ pub async fn node_history(
         });
     }
     Ok(Json(plane.node_history(&name).await?))
+}
+
+/// Quarantines an instance (operators): out of routing at once, a replacement started; its
+/// node freezes it, archives it (signed, countersigned, kept) and then stops it.
+#[utoipa::path(post, path = "/v1/instances/{id}/quarantine",
+    params(("id" = String, Path, description = "instance id")),
+    responses((status = 200, body = Instance), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn quarantine_instance(
+    caller: Caller,
+    State(plane): Plane,
+    ApiPath(id): ApiPath<InstanceId>,
+) -> Result<Json<Instance>, ControlError> {
+    Ok(Json(plane.quarantine_instance(&id, &caller.actor()).await?))
 }

@@ -199,6 +199,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/v1/services", get(list_all_services))
         .route("/v1/instances", get(list_instances))
         .route("/v1/instances/{id}/status", put(report_status))
+        .route("/v1/instances/{id}/quarantine", post(quarantine_instance))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{name}", axum::routing::delete(remove_node))
         .route("/v1/nodes/{name}/register", post(register_node))

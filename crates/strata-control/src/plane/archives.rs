@@ -42,7 +42,7 @@ impl ControlPlane {
         if let Some((kept, _)) = self.get::<ArchiveRecord>(&keys::archive(&id)).await? {
             let _ = tokio::fs::remove_file(&received).await;
             let kept = already_sent(node, kept, &verified.manifest.payload_sha256)?;
-            self.archive_kept_for_decommission(node, &kept).await?;
+            self.archive_kept(node, &kept).await?;
             return Ok(kept);
         }
         let (digest, size) = self.blobs().keep(&received).await?;
@@ -80,7 +80,7 @@ impl ControlPlane {
                 });
             };
             let kept = already_sent(node, kept, &record.payload_digest)?;
-            self.archive_kept_for_decommission(node, &kept).await?;
+            self.archive_kept(node, &kept).await?;
             return Ok(kept);
         }
         let mut event = crate::event_log::event(
@@ -92,8 +92,18 @@ impl ControlPlane {
         );
         event.node = Some(node.clone());
         self.event_log().record(event).await;
-        self.archive_kept_for_decommission(node, &record).await?;
+        self.archive_kept(node, &record).await?;
         Ok(record)
+    }
+
+    /// What a kept archive moves on: a decommission, or a quarantine.
+    async fn archive_kept(
+        &self,
+        node: &NodeName,
+        record: &ArchiveRecord,
+    ) -> Result<(), ControlError> {
+        self.archive_kept_for_decommission(node, record).await?;
+        self.archive_kept_for_quarantine(node, record).await
     }
 
     /// Verifies the archive at `path` was made by `node` and countersigns it.

@@ -54,6 +54,7 @@ pub(crate) use nodes::stop_event;
 mod preview;
 mod progressive;
 mod promotions;
+mod quarantines;
 mod reads;
 mod rollbacks;
 mod stored;

@@ -242,21 +242,25 @@ impl ControlPlane {
                     })
                 });
                 // Wanted, or being stopped and not yet ended (an instance draining its last
-                // requests may still call others).
+                // requests may still call others); never a quarantined one (its node's word
+                // for it is not taken).
                 let running_on = status
                     .instances
                     .iter()
                     .filter(|v| {
                         v.instance.desired == DesiredState::Running || !v.state().is_terminal()
                     })
+                    .filter(|v| v.instance.quarantine.is_none())
                     .filter(|v| live_nodes.contains(&v.instance.node))
                     .map(|v| v.instance.node.to_string())
                     .collect();
-                // Being stopped on a live node: its requests in flight finish there.
+                // Being stopped on a live node: its requests in flight finish there (not a
+                // quarantined one's: it is out of routing at once).
                 let draining = status
                     .instances
                     .iter()
                     .filter(|v| v.instance.desired == DesiredState::Stopped)
+                    .filter(|v| v.instance.quarantine.is_none())
                     .filter(|v| {
                         matches!(v.state(), InstanceState::Running | InstanceState::Stopping)
                     })

@@ -374,6 +374,7 @@ async fn create_instances(
                 desired: DesiredState::Running,
                 created_at: now,
                 stop_requested_at: None,
+                quarantine: None,
             };
             let key = keys::instance(&id);
             txn = txn.when(&key, 0).put(&key, encode(&instance));

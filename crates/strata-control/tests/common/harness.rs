@@ -81,6 +81,15 @@ impl FakeAgent {
                     self.running.insert(instance.id.clone());
                     Some(self.status(&instance.id, InstanceState::Running, "healthy"))
                 }
+                // Quarantined: frozen and kept until its archive is (as an agent does).
+                (DesiredState::Stopped, true)
+                    if instance
+                        .quarantine
+                        .as_ref()
+                        .is_some_and(|q| q.archive.is_none()) =>
+                {
+                    None
+                }
                 (DesiredState::Stopped, true) => {
                     self.running.remove(&instance.id);
                     Some(self.status(&instance.id, InstanceState::Stopped, "stopped"))

@@ -28,4 +28,5 @@ pub fn config(dir: &std::path::Path, id: &str) -> ControlConfig {
         secrets_key_file: dir.join(id).join("secrets.key"),
     }
 }
+pub mod forensics;
 pub mod harness;

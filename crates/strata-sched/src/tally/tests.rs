@@ -50,6 +50,7 @@ fn view(
             },
             created_at: 0,
             stop_requested_at: None,
+            quarantine: None,
         },
         status: state.map(|state| InstanceStatus {
             address: Some("127.0.0.1:1".into()),
