@@ -286,6 +286,7 @@ impl Agent {
             drain_delay: config.drain_delay,
             mesh: config.mesh.clone(),
             statuses: crate::status::StatusReporter::start(client.clone(), config.name.clone()),
+            node_key: config.node_key.clone(),
         });
         let mut drivers: BTreeMap<DriverKind, Arc<dyn Driver>> = BTreeMap::new();
         drivers.insert(DriverKind::Exec, Arc::new(ExecDriver));
@@ -575,7 +576,16 @@ impl Agent {
                     a.instance.desired == DesiredState::Running && a.instance.node_epoch >= epoch
                 });
                 if !keep {
-                    supervisor.stop();
+                    // Quarantined: frozen and archived before it stops (until its archive is
+                    // kept; then a plain stop).
+                    let quarantine = wanted
+                        .get(id.as_str())
+                        .and_then(|a| a.instance.quarantine.clone())
+                        .filter(|q| q.archive.is_none());
+                    match quarantine {
+                        Some(order) => supervisor.quarantine(order),
+                        None => supervisor.stop(),
+                    }
                 }
             }
             for assignment in &assignments {

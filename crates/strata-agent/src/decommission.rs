@@ -40,7 +40,7 @@ impl NodeKey {
         Self(Arc::new(current))
     }
 
-    fn current(&self) -> Option<(String, String)> {
+    pub(crate) fn current(&self) -> Option<(String, String)> {
         (self.0)()
     }
 }

@@ -15,7 +15,8 @@
 //! [`events`] (what the node observes, folded and sent to the event log), [`shipper`] (the
 //! last lines of every instance's log, kept by the control plane past the node's death),
 //! [`status`] (instances' statuses, reported in batches), [`decommission`] (the node archives
-//! what it held, then wipes it, when it is decommissioned).
+//! what it held, then wipes it, when it is decommissioned), `quarantine` (an instance frozen
+//! and archived before it stops).
 
 pub mod beats;
 pub mod client;
@@ -23,6 +24,7 @@ pub mod decommission;
 pub mod events;
 pub mod health;
 pub mod logs;
+mod quarantine;
 pub mod shipper;
 pub mod status;
 pub mod supervisor;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use strata_core::api::Assignment;
+use strata_core::decommission::Quarantine;
 use strata_core::secret::SecretTarget;
 use strata_core::spec::PortSpec;
 use strata_core::{
@@ -76,6 +77,8 @@ pub struct SupervisorContext {
     pub mesh: Option<crate::agent::MeshAccess>,
     /// Sends statuses to the control plane, batched with the node's other instances'.
     pub statuses: crate::status::StatusReporter,
+    /// What signs the archive of a quarantined instance (`None`: a node without one).
+    pub node_key: Option<crate::decommission::NodeKey>,
 }
 
 /// A running instance re-adopted after an agent restart.
@@ -87,6 +90,8 @@ pub struct Adopted {
 /// The agent's handle on one supervisor task.
 pub struct Supervisor {
     stop: watch::Sender<bool>,
+    /// Set before a stop that is a quarantine: the instance is frozen and archived first.
+    quarantine: Arc<std::sync::Mutex<Option<Quarantine>>>,
     pub status: Arc<Mutex<InstanceStatus>>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -108,21 +113,38 @@ impl Supervisor {
                 "assigned",
             )
         }));
+        let quarantine = Arc::new(std::sync::Mutex::new(None));
         let run = Run {
             ctx,
             driver,
             assignment,
             status: status.clone(),
             stop: stop_rx,
+            quarantine: quarantine.clone(),
             reported: true,
         };
         let task = tokio::spawn(run.run(adopted));
-        Self { stop, status, task }
+        Self {
+            stop,
+            quarantine,
+            status,
+            task,
+        }
     }
 
     /// Asks the instance to drain and stop. Idempotent.
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// Asks the instance to stop as a quarantine: frozen, archived (sent to the control
+    /// plane), then stopped. Idempotent.
+    pub fn quarantine(&self, order: Quarantine) {
+        self.quarantine
+            .lock()
+            .expect("quarantine lock")
+            .get_or_insert(order);
+        self.stop();
     }
 
     pub fn is_finished(&self) -> bool {
@@ -145,6 +167,7 @@ struct Run {
     assignment: Assignment,
     status: Arc<Mutex<InstanceStatus>>,
     stop: watch::Receiver<bool>,
+    quarantine: Arc<std::sync::Mutex<Option<Quarantine>>>,
     /// Whether the last report reached the control plane.
     reported: bool,
 }
@@ -447,6 +470,27 @@ impl Run {
 
     async fn drain_and_stop(&mut self, handle: &dyn InstanceHandle) -> Exit {
         let grace = Duration::from_millis(self.assignment.release.spec.stop_timeout_ms);
+        let quarantine = self.quarantine.lock().expect("quarantine lock").clone();
+        if let Some(order) = quarantine {
+            // Out of routing already: frozen, archived, then stopped (thawed first: a frozen
+            // process cannot die under cgroup v1).
+            self.set(
+                InstanceState::Stopping,
+                "quarantined: freezing and archiving".into(),
+                |_| {},
+            )
+            .await;
+            let archived =
+                crate::quarantine::archive_instance(&self.ctx, handle, &self.assignment, &order)
+                    .await;
+            let _ = handle.freeze(false);
+            let mut exit = handle.stop(grace).await;
+            exit.reason = Some(match archived {
+                Ok(archive) => format!("quarantined: archive {archive} kept"),
+                Err(why) => format!("quarantined, but not archived: {why}"),
+            });
+            return exit;
+        }
         self.set(InstanceState::Stopping, "draining".into(), |_| {})
             .await;
         tokio::time::sleep(self.ctx.drain_delay).await;

@@ -14,6 +14,7 @@ mod dev;
 mod env_cmd;
 mod image_cmd;
 mod install_cmd;
+mod instance_cmd;
 mod node_cmd;
 mod platform;
 mod release_cmd;
@@ -163,7 +164,7 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// List, drain and undrain nodes.
+    /// List, drain, undrain, remove and decommission nodes.
     Node {
         #[command(subcommand)]
         action: node_cmd::NodeAction,
@@ -264,7 +265,14 @@ enum Command {
     /// Promote a service's release from one environment into another: the artifact and spec
     /// as tested there, the target's configuration, secrets and scale.
     Promote(release_cmd::PromoteArgs),
-    /// Forensic archives of nodes: ls, get, and verify one offline.
+    /// One instance taken out of service for investigation (quarantine).
+    Instance {
+        #[command(subcommand)]
+        action: instance_cmd::InstanceAction,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Forensic archives of nodes and instances: ls, get, and verify one offline.
     Archive {
         #[command(subcommand)]
         action: archive_cmd::ArchiveCommand,
@@ -621,6 +629,9 @@ async fn run(cli: Cli) -> CliResult {
             .await
         }
         Command::Secret { action, api } => secret_cmd::run(&api::Api::new(&api.addr), action).await,
+        Command::Instance { action, api } => {
+            instance_cmd::run(&api::Api::new(&api.addr), action).await
+        }
         Command::Archive { action, api } => {
             archive_cmd::run(&api::Api::new(&api.addr), action).await
         }

@@ -486,6 +486,13 @@ impl InstanceHandle for ContainerHandle {
     fn processes(&self) -> Vec<u32> {
         self.prepared.cgroup.processes()
     }
+
+    fn freeze(&self, frozen: bool) -> Result<&'static str, String> {
+        self.prepared
+            .cgroup
+            .freeze(frozen)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// `64Mi`-style, as the spec writes memory.

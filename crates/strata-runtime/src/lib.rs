@@ -232,6 +232,25 @@ pub trait InstanceHandle: Send + Sync {
     fn processes(&self) -> Vec<u32> {
         self.pid().map(sockets::process_tree).unwrap_or_default()
     }
+    /// Freezes (`frozen`) or thaws every process of the instance, for a quarantine to archive
+    /// it as it was: says how. By default each process is stopped (SIGSTOP) or continued
+    /// (SIGCONT); drivers with a cgroup per instance use the cgroup freezer. An instance that
+    /// lives in the agent's own process (wasm) cannot be frozen.
+    fn freeze(&self, frozen: bool) -> Result<&'static str, String> {
+        let processes = self.processes();
+        if processes.is_empty() {
+            return Err("the instance has no process of its own to freeze".to_string());
+        }
+        let signal = if frozen {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        for pid in processes {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+        }
+        Ok(if frozen { "SIGSTOP" } else { "SIGCONT" })
+    }
 }
 
 /// A way to run instances.
