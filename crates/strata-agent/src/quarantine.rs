@@ -55,6 +55,9 @@ pub(crate) async fn archive_instance(
 ) -> Result<String, String> {
     let instance = &assignment.instance;
     let id = instance.id.to_string();
+    // Out of routing already: as a drain does, the nodes' proxies are given the time to
+    // learn it before the instance stops answering.
+    tokio::time::sleep(ctx.drain_delay).await;
     let frozen_by = match handle.freeze(true) {
         Ok(how) => how.to_string(),
         Err(why) => format!("not frozen: {why}"),

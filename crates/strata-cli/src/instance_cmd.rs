@@ -63,7 +63,10 @@ async fn quarantine(api: &Api, id: &str, timeout: Duration, detach: bool) -> Cli
             // Stopped and forgotten already: its archive, if one was kept.
             let subject = format!("instance:{id}");
             let kept: Vec<strata_core::archive::ArchiveRecord> = api.get("/v1/archives").await?;
-            archive = kept.into_iter().find(|r| r.subject == subject).map(|r| r.id);
+            archive = kept
+                .into_iter()
+                .find(|r| r.subject == subject)
+                .map(|r| r.id);
         }
         match (found, archive) {
             (_, Some(archive)) => {
@@ -73,10 +76,12 @@ async fn quarantine(api: &Api, id: &str, timeout: Duration, detach: bool) -> Cli
                 );
                 return Ok(());
             }
-            (None, None) => return Err(Failure::Failed(anyhow!(
+            (None, None) => {
+                return Err(Failure::Failed(anyhow!(
                 "instance {id} stopped with no archive kept\n  hint: `strata events {}` says why",
                 instance.service
-            ))),
+            )))
+            }
             (Some(_), None) => {}
         }
         if started.elapsed() >= timeout {

@@ -19,11 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::cluster::wait_until;
+use common::forensics::{canary_spec, contains, payload_files, CANARY_FILE, CANARY_LOG};
 use strata_testkit::{request_loop, Cluster, Options};
 
 const HOST: &str = "keeper.dev.localhost";
-const CANARY_LOG: &str = "canary-4d1e-written-to-the-log";
-const CANARY_FILE: &str = "canary-9b2c-written-to-a-work-file";
 
 /// Why the test cannot run here, if so.
 fn unavailable() -> Option<String> {
@@ -79,35 +78,6 @@ fn mount_image_on(dir: &Path) -> PathBuf {
     image
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
-}
-
-fn spec(dir: &Path) -> PathBuf {
-    let hello = common::hello_bin();
-    let command = format!(
-        "echo {CANARY_LOG}; echo {CANARY_FILE} > notes.txt; exec {}",
-        hello.display()
-    );
-    let spec = format!(
-        r#"
-[service.keeper]
-command = ["/bin/sh", "-c", "{command}"]
-[service.keeper.scale]
-replicas = 2
-[service.keeper.config]
-GREETING = "kept"
-[service.keeper.health]
-path = "/healthz"
-interval = "200ms"
-timeout = "200ms"
-"#
-    );
-    common::write_file(dir, "keeper.toml", spec)
-}
-
 /// A client of `base` trusting the cluster CA and presenting `identity`.
 fn client_with(ca: &[u8], identity: reqwest::Identity) -> reqwest::Client {
     reqwest::Client::builder()
@@ -144,7 +114,7 @@ fn a_decommissioned_node_is_archived_wiped_and_revoked() {
     let image = image.expect("node-1's image");
     let data_dir = cluster.nodes[1].data_dir.clone();
     let _mounted = Mounted(data_dir.clone());
-    common::cluster::deploy(&cluster, &spec(cluster.root.path()));
+    common::cluster::deploy(&cluster, &canary_spec(cluster.root.path(), "keeper"));
     // One instance on each node (spread); each wrote its canaries.
     wait_until(
         &cluster,
@@ -319,26 +289,4 @@ fn a_decommissioned_node_is_archived_wiped_and_revoked() {
         "{}",
         common::stderr(&rejoin)
     );
-}
-
-/// The files of an archive's payload: path and bytes.
-fn payload_files(archive: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut outer = tar::Archive::new(std::fs::File::open(archive).unwrap());
-    for entry in outer.entries().unwrap() {
-        let entry = entry.unwrap();
-        if entry.path().unwrap().to_string_lossy() != strata_forensics::parts::PAYLOAD {
-            continue;
-        }
-        let mut inner = tar::Archive::new(zstd::Decoder::new(entry).unwrap());
-        let mut files = Vec::new();
-        for file in inner.entries().unwrap() {
-            let mut file = file.unwrap();
-            let path = file.path().unwrap().to_string_lossy().into_owned();
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
-            files.push((path, bytes));
-        }
-        return files;
-    }
-    panic!("no payload in {}", archive.display());
 }

@@ -120,6 +120,9 @@ pub async fn start_agent(
     let control = control_client(&config, config.token.as_deref());
     config.client = Some(control.clone());
     let (certificates_tx, certificates) = tokio::sync::watch::channel(None);
+    // What signs the node's forensic archives: its certificate where it presents one, else
+    // one of its own (below).
+    let mut signing = certificates.clone();
     let events = EventReporter::start(control.clone(), config.name.to_string());
     let mesh = start_mesh_proxy(
         &config.data_dir,
@@ -132,7 +135,7 @@ pub async fn start_agent(
     .await?;
     let identity = match peer_listener {
         Some(listener) => {
-            let identity = node_identity(&config, control.clone(), certificates_tx).await?;
+            let identity = node_identity(&config, control.clone(), certificates_tx, true).await?;
             mesh.forwarder
                 .enable_peering(&config.name, identity.clone());
             mesh.forwarder.instances_listen_on(&config.bind_host);
@@ -148,7 +151,19 @@ pub async fn start_agent(
             })?;
             Some(identity)
         }
-        None => None,
+        None => {
+            // No inter-node port (`strata dev`): a certificate all the same, to sign what
+            // the node archives (a quarantine), presented to no one (and kept apart from
+            // `certificates`, which the node's clients present).
+            let (signing_tx, signing_rx) = tokio::sync::watch::channel(None);
+            signing = signing_rx;
+            if let Err(Failure::Failed(error) | Failure::BadInput(error)) =
+                node_identity(&config, control.clone(), signing_tx, false).await
+            {
+                tracing::warn!(error = %format!("{error:#}"), "no node certificate: this node cannot sign forensic archives");
+            }
+            None
+        }
     };
     let wasm = wasm_driver(&config.data_dir, table, events, mesh.clone())?;
     let mut drivers = vec![wasm];
@@ -199,7 +214,7 @@ pub async fn start_agent(
     }
     // What signs the node's forensic archive if it is decommissioned: its certificate and
     // key as they are then (renewed in between).
-    let current = certificates.clone();
+    let current = signing;
     config.node_key = Some(strata_agent::decommission::NodeKey::new(move || {
         current.borrow().clone()
     }));

@@ -183,11 +183,25 @@ pub struct ControlAccess {
 /// presented to the control plane from then on (mutual TLS: `client` and every clone of it,
 /// and whoever watches `certificates`). The key, the certificate and the CA are also written
 /// to `DATA_DIR/tls/` for operators to inspect.
+///
+/// With `present` false (a node with no inter-node port: `strata dev`), the certificate only
+/// signs what the node archives (a quarantine); the node goes on with its credential.
 pub(super) async fn node_identity(
     config: &AgentConfig,
     client: ControlClient,
     certificates: tokio::sync::watch::Sender<Option<NodePem>>,
+    present: bool,
 ) -> Result<Arc<NodeIdentity>, Failure> {
+    let present = move |client: &ControlClient,
+                        certificates: &tokio::sync::watch::Sender<Option<NodePem>>,
+                        pem: NodePem| {
+        if present {
+            self::present(client, certificates, pem)
+        } else {
+            certificates.send_replace(Some(pem));
+            Ok(())
+        }
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let (configs, issued_at, pem) = loop {
         match request_certificate(&client, config).await {

@@ -8,7 +8,9 @@
 //! - `hang-after MS`: serves for MS milliseconds, then stops answering while it keeps running
 //!   (a deadlocked server; connections still queue in the kernel's backlog);
 //! - `serve`: serves on `HOST:PORT`, like a well-behaved service;
-//! - `eat-memory`: serves, and takes memory (1 MiB a millisecond, touched) until it is killed.
+//! - `eat-memory`: serves, and takes memory (1 MiB a millisecond, touched) until it is killed;
+//! - `write-file PATH TEXT`: writes TEXT to PATH (as an instance leaves data in its writable
+//!   layer), says so, then serves.
 //!
 //! Standard library only, so that a JEOS image of it holds just it and its libc.
 
@@ -30,6 +32,17 @@ fn main() {
         Some("hang-after") => (port, Some(Duration::from_millis(number(1)))),
         Some("wrong-port") => (number(1).to_string(), None),
         Some("serve") => (port, None),
+        Some("write-file") => {
+            let (Some(path), Some(text)) = (args.get(1), args.get(2)) else {
+                usage()
+            };
+            if let Err(error) = std::fs::write(path, format!("{text}\n")) {
+                eprintln!("misbehave: cannot write {path}: {error}");
+                std::process::exit(2)
+            }
+            println!("misbehave: wrote {path}");
+            (port, None)
+        }
         Some("eat-memory") => {
             std::thread::spawn(eat_memory);
             (port, None)
@@ -88,7 +101,7 @@ fn answer(mut stream: TcpStream) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: misbehave exit-after MS | hang-after MS | wrong-port PORT | serve | eat-memory"
+        "usage: misbehave exit-after MS | hang-after MS | wrong-port PORT | serve | eat-memory | write-file PATH TEXT"
     );
     std::process::exit(2)
 }

@@ -1,0 +1,61 @@
+//! What the forensics tests share: services that write known canary strings, and the files
+//! of an archive's payload.
+
+use std::path::{Path, PathBuf};
+
+pub const CANARY_LOG: &str = "canary-4d1e-written-to-the-log";
+pub const CANARY_FILE: &str = "canary-9b2c-written-to-a-work-file";
+
+/// Whether `needle` is somewhere in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+/// A spec of exec service `name` (2 replicas): each instance writes [`CANARY_LOG`] to its
+/// log and [`CANARY_FILE`] to `notes.txt` in its working directory, then serves hello.
+pub fn canary_spec(dir: &Path, name: &str) -> PathBuf {
+    let hello = super::hello_bin();
+    let command = format!(
+        "echo {CANARY_LOG}; echo {CANARY_FILE} > notes.txt; exec {}",
+        hello.display()
+    );
+    let spec = format!(
+        r#"
+[service.{name}]
+command = ["/bin/sh", "-c", "{command}"]
+[service.{name}.scale]
+replicas = 2
+[service.{name}.config]
+GREETING = "kept"
+[service.{name}.health]
+path = "/healthz"
+interval = "200ms"
+timeout = "200ms"
+"#
+    );
+    super::write_file(dir, &format!("{name}.toml"), spec)
+}
+
+/// The files of an archive's payload: path and bytes.
+pub fn payload_files(archive: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut outer = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for entry in outer.entries().unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().unwrap().to_string_lossy() != strata_forensics::parts::PAYLOAD {
+            continue;
+        }
+        let mut inner = tar::Archive::new(zstd::Decoder::new(entry).unwrap());
+        let mut files = Vec::new();
+        for file in inner.entries().unwrap() {
+            let mut file = file.unwrap();
+            let path = file.path().unwrap().to_string_lossy().into_owned();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
+            files.push((path, bytes));
+        }
+        return files;
+    }
+    panic!("no payload in {}", archive.display());
+}
