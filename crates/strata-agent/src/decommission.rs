@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use strata_core::api::Assignment;
 use strata_core::decommission::{
-    DecommissionPhase, DecommissionProgress, Decommissioning, NodeHistory, WipeSummary,
+    DecommissionPhase, DecommissionProgress, Decommissioning, NodeHistory, WipeScope, WipeSummary,
 };
 use strata_core::DesiredState;
 
@@ -161,10 +161,10 @@ impl Agent {
         {
             return;
         }
-        let archive = order.archive.clone();
+        let (archive, scope) = (order.archive.clone(), order.wipe);
         let agent = self.clone();
         tokio::spawn(async move {
-            let outcome = agent.decommission_steps(phase, archive).await;
+            let outcome = agent.decommission_steps(phase, archive, scope).await;
             match outcome {
                 Ok(done) => {
                     tracing::warn!(archive = %done.archive, files = done.wipe.files, bytes = done.wipe.bytes, "node decommissioned: archived, wiped, revoked");
@@ -188,6 +188,7 @@ impl Agent {
         self: &Arc<Self>,
         phase: DecommissionPhase,
         kept: Option<String>,
+        scope: WipeScope,
     ) -> Result<Decommissioned, Stop> {
         let archive = match (phase, kept) {
             // Kept already (asked again after a failed wipe, or this agent restarted).
@@ -222,11 +223,25 @@ impl Agent {
             .await
             .map_err(|e| Stop::Failed(format!("wipe: {e}")))?
             .map_err(|e| Stop::Failed(format!("wipe: {e}")))?;
-        let wipe = WipeSummary {
+        let mut wipe = WipeSummary {
             files: wiped.files,
             bytes: wiped.bytes,
             other: wiped.other,
+            ..Default::default()
         };
+        if scope == WipeScope::Device {
+            let root = self.config.data_dir.clone();
+            let device =
+                tokio::task::spawn_blocking(move || strata_forensics::wipe_device_under(&root))
+                    .await
+                    .map_err(|e| Stop::Failed(format!("device wipe: {e}")))?
+                    .map_err(|e| Stop::Failed(format!("device wipe: {e}")))?;
+            if device.detached_while_busy {
+                tracing::warn!(device = %device.device.display(), "the data directory was still in use: detached, not unmounted");
+            }
+            wipe.device = Some(device.device.display().to_string());
+            wipe.device_bytes = device.bytes;
+        }
         self.report_until_answered(&DecommissionProgress::Wiped { wipe: wipe.clone() })
             .await
             .map_err(|e| Stop::Failed(format!("the wipe's report was refused: {e}")))?;

@@ -38,6 +38,32 @@ pub enum ArchiveCommand {
     },
 }
 
+/// Fetches archive `id` into `output` (written beside it, then renamed into place).
+pub async fn fetch(api: &crate::api::Api, id: &str, output: &std::path::Path) -> CliResult {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let response = api.stream(&format!("/v1/archives/{id}")).await?;
+    let temp = output.with_extension("part");
+    let mut file = tokio::fs::File::create(&temp)
+        .await
+        .map_err(|e| Failure::BadInput(anyhow!("error: {}: {e}", output.display())))?;
+    let mut body = response.bytes_stream();
+    let mut written = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| anyhow!("fetching archive {id}: {e}"))?;
+        written += chunk.len() as u64;
+        file.write_all(&chunk).await?;
+    }
+    file.sync_all().await?;
+    tokio::fs::rename(&temp, output).await?;
+    eprintln!(
+        "archive {id}: {written} bytes in {}; `strata archive verify {} --ca CA.pem` checks it",
+        output.display(),
+        output.display()
+    );
+    Ok(())
+}
+
 pub async fn run(api: &crate::api::Api, command: ArchiveCommand) -> CliResult {
     match command {
         ArchiveCommand::Ls { json } => {
@@ -64,30 +90,7 @@ pub async fn run(api: &crate::api::Api, command: ArchiveCommand) -> CliResult {
             }
             Ok(())
         }
-        ArchiveCommand::Get { id, output } => {
-            use futures::StreamExt;
-            use tokio::io::AsyncWriteExt;
-            let response = api.stream(&format!("/v1/archives/{id}")).await?;
-            let temp = output.with_extension("part");
-            let mut file = tokio::fs::File::create(&temp)
-                .await
-                .map_err(|e| Failure::BadInput(anyhow!("error: -o {}: {e}", output.display())))?;
-            let mut body = response.bytes_stream();
-            let mut written = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| anyhow!("fetching archive {id}: {e}"))?;
-                written += chunk.len() as u64;
-                file.write_all(&chunk).await?;
-            }
-            file.sync_all().await?;
-            tokio::fs::rename(&temp, &output).await?;
-            eprintln!(
-                "archive {id}: {written} bytes in {}; `strata archive verify {} --ca CA.pem` checks it",
-                output.display(),
-                output.display()
-            );
-            Ok(())
-        }
+        ArchiveCommand::Get { id, output } => fetch(api, &id, &output).await,
         ArchiveCommand::Verify {
             file,
             ca,

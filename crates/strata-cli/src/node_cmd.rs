@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use clap::Subcommand;
 use strata_core::decommission::{
-    DecommissionOutcome, DecommissionRecord, DecommissionRequest, DecommissionStatus,
+    DecommissionOutcome, DecommissionRecord, DecommissionRequest, DecommissionStatus, WipeScope,
 };
 use strata_core::{InstanceView, Node};
 
@@ -48,6 +48,14 @@ pub enum NodeAction {
         /// Start it and return at once.
         #[arg(long)]
         detach: bool,
+        /// What the node wipes once its archive is kept: `files` (every file of its data
+        /// directory) or `device` (then the whole device the data directory has to itself).
+        #[arg(long, default_value = "files", value_parser = wipe_scope)]
+        wipe: WipeScope,
+        /// Also fetch the node's archive into this directory once it is kept (it stays in
+        /// the control plane's blob store as well).
+        #[arg(long, value_name = "DIR")]
+        archive_to: Option<std::path::PathBuf>,
     },
     /// The decommissioned nodes: how each ended, its archive and its wipe.
     Decommissions {
@@ -68,9 +76,28 @@ pub async fn run(api: &Api, action: NodeAction) -> CliResult {
             unreachable,
             timeout,
             detach,
+            wipe,
+            archive_to,
         } => {
-            let request = DecommissionRequest { force, unreachable };
-            decommission(api, &node, &request, timeout, detach).await
+            if let Some(dir) = archive_to.as_ref().filter(|dir| !dir.is_dir()) {
+                return Err(Failure::BadInput(anyhow!(
+                    "error: --archive-to {}: not a directory",
+                    dir.display()
+                )));
+            }
+            let request = DecommissionRequest {
+                force,
+                unreachable,
+                wipe,
+            };
+            let archive = decommission(api, &node, &request, timeout, detach).await?;
+            match (archive, archive_to) {
+                (Some(id), Some(dir)) => {
+                    let path = dir.join(format!("{id}.strata-archive"));
+                    crate::archive_cmd::fetch(api, &id, &path).await
+                }
+                _ => Ok(()),
+            }
         }
         NodeAction::Decommissions { json } => decommissions(api, json).await,
     }
@@ -160,6 +187,14 @@ async fn node_drain(api: &Api, name: &str, drain: bool, timeout: Duration) -> Cl
     }
 }
 
+fn wipe_scope(text: &str) -> Result<WipeScope, String> {
+    match text {
+        "files" => Ok(WipeScope::Files),
+        "device" => Ok(WipeScope::Device),
+        other => Err(format!("`{other}`: say `files` or `device`")),
+    }
+}
+
 /// A node's state as `node ls` shows it: its liveness, or its decommission's phase.
 fn state_word(node: &Node) -> String {
     match &node.decommission {
@@ -169,15 +204,15 @@ fn state_word(node: &Node) -> String {
 }
 
 /// `strata node decommission NODE`: starts it, then says each phase as it comes, until the
-/// node is decommissioned (exit 0), its decommission failed (1, with the reason) or
-/// `timeout` passed (1; it goes on).
+/// node is decommissioned (exit 0; its archive's id, if it has one), its decommission
+/// failed (1, with the reason) or `timeout` passed (1; it goes on).
 async fn decommission(
     api: &Api,
     name: &str,
     request: &DecommissionRequest,
     timeout: Duration,
     detach: bool,
-) -> CliResult {
+) -> Result<Option<String>, Failure> {
     let started = Instant::now();
     let mut status: DecommissionStatus = api
         .post(&format!("/v1/nodes/{name}/decommission"), request)
@@ -186,7 +221,7 @@ async fn decommission(
     loop {
         if let Some(record) = &status.finished {
             eprintln!("{}", finished_line(record));
-            return Ok(());
+            return Ok(record.archive.clone());
         }
         let Some(running) = &status.running else {
             return Err(Failure::Failed(anyhow!(
@@ -223,7 +258,7 @@ async fn decommission(
             said = line;
         }
         if detach {
-            return Ok(());
+            return Ok(None);
         }
         if started.elapsed() >= timeout {
             return Err(Failure::Failed(anyhow!(
@@ -239,8 +274,14 @@ async fn decommission(
 fn finished_line(record: &DecommissionRecord) -> String {
     match (record.outcome, &record.archive, &record.wipe) {
         (DecommissionOutcome::Wiped, Some(archive), Some(wipe)) => format!(
-            "node {}: decommissioned: archive {archive} kept (`strata archive get {archive}`); {} file(s), {} bytes wiped; its identity is revoked",
-            record.node, wipe.files, wipe.bytes
+            "node {}: decommissioned: archive {archive} kept (`strata archive get {archive}`); {} file(s), {} bytes wiped{}; its identity is revoked",
+            record.node,
+            wipe.files,
+            wipe.bytes,
+            match &wipe.device {
+                Some(device) => format!(", then device {device} ({} bytes)", wipe.device_bytes),
+                None => String::new(),
+            }
         ),
         _ => format!("node {}: decommissioned: {}", record.node, record.note),
     }

@@ -1,11 +1,12 @@
 //! Decommissioning a real node: `strata server` and two `strata agent`s, each in its own
 //! network namespace, the second node's data directory on an ext4 image the test makes and
 //! loop-mounts. Its instances write known canary strings to their working directories and
-//! logs; `strata node decommission` moves them (no request fails), the node archives what it
-//! held, the control plane keeps the archive, and the node wipes its data and stops. Then:
-//! `strata archive ls|get|verify` find and verify the archive and the canaries are in it; a
-//! scan of the image's raw bytes finds none of them; the node's certificate is refused by the
-//! other node's mesh port and by the API, and joining again under its name is refused.
+//! logs; `strata node decommission --wipe device --archive-to DIR` moves them (no request
+//! fails), the node archives what it held, the control plane keeps the archive (the CLI
+//! fetches a copy), and the node wipes its files, then its device, and stops. Then: `strata
+//! archive ls|get|verify` find and verify the archive and the canaries are in it; a scan of
+//! the image's raw bytes finds none of them; the node's certificate is refused by the other
+//! node's mesh port and by the API, and joining again under its name is refused.
 //!
 //! Needs root (namespaces, mounts) and mkfs.ext4; skips with the reason elsewhere, unless
 //! STRATA_REQUIRE_ROOT=1 (CI), where skipping fails.
@@ -160,7 +161,19 @@ fn a_decommissioned_node_is_archived_wiped_and_revoked() {
     let stop = Arc::new(AtomicBool::new(false));
     let load = request_loop(HOST, cluster.nodes[0].ingress(), stop.clone());
     std::thread::sleep(Duration::from_millis(300));
-    let output = cluster.cli(&["node", "decommission", "node-1", "--timeout", "120s"]);
+    let fetched = cluster.root.path().join("fetched");
+    std::fs::create_dir(&fetched).unwrap();
+    let output = cluster.cli(&[
+        "node",
+        "decommission",
+        "node-1",
+        "--timeout",
+        "120s",
+        "--wipe",
+        "device",
+        "--archive-to",
+        fetched.to_str().unwrap(),
+    ]);
     stop.store(true, Ordering::SeqCst);
     let said = common::stderr(&output);
     assert!(
@@ -169,7 +182,9 @@ fn a_decommissioned_node_is_archived_wiped_and_revoked() {
         cluster.logs()
     );
     assert!(
-        said.contains("draining") && said.contains("decommissioned: archive node-1-"),
+        said.contains("draining")
+            && said.contains("decommissioned: archive node-1-")
+            && said.contains("then device /dev/loop"),
         "{said}"
     );
     let (failures, ok) = load.join().unwrap();
@@ -208,6 +223,9 @@ fn a_decommissioned_node_is_archived_wiped_and_revoked() {
         file.to_str().unwrap(),
     ]);
     assert!(got.status.success(), "{}", common::stderr(&got));
+    // --archive-to fetched the same archive.
+    let copy = fetched.join(format!("{}.strata-archive", records[0].id));
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&file).unwrap());
     let ca_file = cluster.root.path().join("server/ca.pem");
     let verified = cluster.cli(&[
         "archive",

@@ -91,6 +91,7 @@ async fn a_decommissioned_node_drains_archives_wipes_and_is_revoked() {
         files: 12,
         bytes: 4096,
         other: 5,
+        ..Default::default()
     };
     let too_soon = h
         .plane
@@ -197,6 +198,7 @@ async fn a_decommission_that_would_strand_work_asks_for_force_and_stops_it_then(
     let forced = DecommissionRequest {
         force: true,
         unreachable: false,
+        ..Default::default()
     };
     let started = h
         .plane
@@ -262,6 +264,7 @@ async fn a_node_that_cannot_be_reached_is_revoked_as_unreachable_and_forgotten()
     let unreachable = DecommissionRequest {
         force: false,
         unreachable: true,
+        ..Default::default()
     };
     // Alive: it can archive itself; --unreachable is refused unless forced.
     let refused = h

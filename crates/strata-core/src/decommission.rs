@@ -28,8 +28,23 @@ pub struct Decommissioning {
     /// Why it failed ([`DecommissionPhase::Failed`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What the node wipes once its archive is kept.
+    #[serde(default)]
+    pub wipe: WipeScope,
     /// When the phase began.
     pub since: Millis,
+}
+
+/// What a decommissioned node wipes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WipeScope {
+    /// Every file of its data directory (overwritten, synced, read back, removed).
+    #[default]
+    Files,
+    /// The files, then the whole device the data directory has to itself (unmounted,
+    /// overwritten, read back): its journal, free blocks and file names too.
+    Device,
 }
 
 /// Where a decommission is.
@@ -70,6 +85,11 @@ pub struct WipeSummary {
     pub bytes: u64,
     /// Directories, links and other entries removed.
     pub other: u64,
+    /// With `--wipe device`: the device overwritten, and its size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default)]
+    pub device_bytes: u64,
 }
 
 /// How a decommission ended.
@@ -134,6 +154,9 @@ pub struct DecommissionRequest {
     /// The node cannot be reached: revoke it now, with no archive and no wipe.
     #[serde(default)]
     pub unreachable: bool,
+    /// What the node wipes once its archive is kept.
+    #[serde(default)]
+    pub wipe: WipeScope,
 }
 
 /// How a decommission stands: the node's record while it runs, the record once it ended.

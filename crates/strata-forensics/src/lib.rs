@@ -19,9 +19,11 @@
 //! time), and says exactly which part or file fails. Building ([`ArchiveBuilder`]) streams:
 //! each file is read once, hashed as it is compressed, never held in memory whole.
 //!
-//! Once an archive is kept, [`wipe`] overwrites and removes what was archived.
+//! Once an archive is kept, [`wipe`] overwrites and removes what was archived, and
+//! [`wipe_device_under`] the whole device a data directory has to itself.
 
 mod build;
+mod device;
 mod error;
 mod manifest;
 mod sign;
@@ -29,6 +31,7 @@ mod verify;
 mod wipe;
 
 pub use build::{ArchiveBuilder, Built};
+pub use device::{device_of, wipe_device, wipe_device_under, DeviceWipe};
 pub use error::ForensicsError;
 pub use manifest::{FileEntry, FileKind, Manifest, Origin};
 pub use sign::{countersign, Signer};

@@ -76,7 +76,7 @@ impl ControlPlane {
         if request.unreachable {
             self.revoke_unreachable(name, request.force, actor).await?;
         } else {
-            self.begin_decommission(name, request.force, &stranded, actor)
+            self.begin_decommission(name, request, &stranded, actor)
                 .await?;
             self.stop_stranded(name, &stranded).await?;
         }
@@ -89,10 +89,11 @@ impl ControlPlane {
     async fn begin_decommission(
         &self,
         name: &NodeName,
-        force: bool,
+        request: &DecommissionRequest,
         stranded: &[Stranded],
         actor: &Actor,
     ) -> Result<(), ControlError> {
+        let force = request.force;
         let now = self.now();
         let by = actor.to_string();
         let node = self
@@ -115,6 +116,7 @@ impl ControlPlane {
                         force,
                         archive,
                         reason: None,
+                        wipe: request.wipe,
                         since: now,
                     });
                     Ok(Change::Write(node.clone(), node))
@@ -233,6 +235,7 @@ impl ControlPlane {
                 force,
                 archive: None,
                 reason: Some(note.clone()),
+                wipe: Default::default(),
                 since: now,
             });
             let txn = Txn::new()
