@@ -31,17 +31,14 @@ pub struct DeviceWipe {
 /// text (the last mount at `dir` wins: mounts stack). `None`: `dir` is not a mount point.
 pub fn device_of(mountinfo: &str, dir: &Path) -> Option<(PathBuf, String)> {
     let dir = dir.to_string_lossy();
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (mount, rest) = line.split_once(" - ")?;
-            let point = unescape(mount.split_whitespace().nth(4)?);
-            let mut rest = rest.split_whitespace();
-            let fstype = rest.next()?.to_string();
-            let source = unescape(rest.next()?);
-            (point == dir).then(|| (PathBuf::from(source), fstype))
-        })
-        .last()
+    mountinfo.lines().rev().find_map(|line| {
+        let (mount, rest) = line.split_once(" - ")?;
+        let point = unescape(mount.split_whitespace().nth(4)?);
+        let mut rest = rest.split_whitespace();
+        let fstype = rest.next()?.to_string();
+        let source = unescape(rest.next()?);
+        (point == dir).then(|| (PathBuf::from(source), fstype))
+    })
 }
 
 /// Mountinfo escapes spaces, tabs, newlines and backslashes as `\ooo`.
@@ -51,7 +48,7 @@ fn unescape(field: &str) -> String {
     while let Some(c) = chars.next() {
         if c == '\\' {
             let octal: String = chars.by_ref().take(3).collect();
-            if let Some(byte) = u8::from_str_radix(&octal, 8).ok() {
+            if let Ok(byte) = u8::from_str_radix(&octal, 8) {
                 out.push(byte as char);
                 continue;
             }
@@ -161,8 +158,9 @@ mod tests {
 99 22 0:55 / /tmp/with\\040space rw - tmpfs tmpfs rw
 100 98 7:4 / /var/lib/strata rw - xfs /dev/loop4 rw
 ";
-        // (case, directory, want)
-        let cases: [(&str, &str, Option<(&str, &str)>); 4] = [
+        /// (case, directory, the device and filesystem type wanted)
+        type Case<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>);
+        let cases: [Case; 4] = [
             ("the root filesystem", "/", Some(("/dev/sda1", "ext4"))),
             (
                 "stacked: the last mount wins",

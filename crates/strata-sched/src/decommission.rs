@@ -43,7 +43,7 @@ impl std::fmt::Display for Stranded {
 pub fn what_would_stop(leaving: &NodeName, nodes: &[NodeView], held: &[Held]) -> Vec<Stranded> {
     let others: Vec<NodeView> = nodes
         .iter()
-        .filter(|node| &node.name != leaving)
+        .filter(|node| node.name != *leaving)
         .cloned()
         .collect();
     if held.is_empty() {
@@ -202,14 +202,15 @@ mod tests {
         port_taken
             .static_ports
             .insert(8080, "instance edge-1 (dev/edge release 1)".into());
-        // (case, nodes, held, per service stranded of held, a reason contains)
-        let cases: Vec<(
-            &str,
+        /// (case, nodes, held, per service stranded of held, a reason contains)
+        type Case = (
+            &'static str,
             Vec<NodeView>,
             Vec<Held>,
-            Vec<(&str, usize, usize)>,
-            &str,
-        )> = vec![
+            Vec<(&'static str, usize, usize)>,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "another node takes everything",
                 vec![node("a", &[Exec], 1024), node("b", &[Exec], 1024)],
@@ -310,8 +311,16 @@ mod tests {
             unreachable: true,
         };
         use NodeState::{Down, Ready, Suspect};
-        // (case, state, heard recently, asked, stranded, refused with a message containing)
-        let cases: Vec<(&str, NodeState, bool, Asked, &[Stranded], Option<&str>)> = vec![
+        /// (case, state, heard recently, asked, stranded, refused with a message containing)
+        type Case<'a> = (
+            &'a str,
+            NodeState,
+            bool,
+            Asked,
+            &'a [Stranded],
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "a ready node, nothing stranded",
                 Ready,

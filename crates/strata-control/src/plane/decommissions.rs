@@ -239,8 +239,8 @@ impl ControlPlane {
                 since: now,
             });
             let txn = Txn::new()
-                .when(&keys::node(name), revision)
-                .put(&keys::node(name), encode(&node));
+                .when(keys::node(name), revision)
+                .put(keys::node(name), encode(&node));
             let txn = revoke_in(txn, name, &record, "decommissioned as unreachable");
             let mut event = crate::event_log::event(
                 EventKind::NodeDecommissioned,
@@ -513,8 +513,8 @@ impl ControlPlane {
                 note: String::new(),
             };
             let mut txn = Txn::new()
-                .when(&keys::node(name), revision)
-                .delete(&keys::node(name));
+                .when(keys::node(name), revision)
+                .delete(keys::node(name));
             let held: Vec<String> = self
                 .reflector
                 .read()
@@ -522,7 +522,7 @@ impl ControlPlane {
                 .map(|(id, _)| id.to_string())
                 .collect();
             for id in held {
-                txn = txn.delete(&keys::instance(&id)).delete(&keys::status(&id));
+                txn = txn.delete(keys::instance(&id)).delete(keys::status(&id));
             }
             let txn = revoke_in(txn, name, &record, "decommissioned");
             let mut event = crate::event_log::event(
@@ -579,10 +579,10 @@ fn revoke_in(txn: Txn, name: &NodeName, record: &DecommissionRecord, why: &str) 
         by: record.requested_by.clone(),
         why: why.to_string(),
     };
-    txn.when(&keys::revoked_node(name), 0)
-        .put(&keys::revoked_node(name), encode(&revoked))
-        .when(&keys::decommission(name), 0)
-        .put(&keys::decommission(name), encode(record))
+    txn.when(keys::revoked_node(name), 0)
+        .put(keys::revoked_node(name), encode(&revoked))
+        .when(keys::decommission(name), 0)
+        .put(keys::decommission(name), encode(record))
 }
 
 fn finished(name: &NodeName, record: DecommissionRecord) -> DecommissionStatus {

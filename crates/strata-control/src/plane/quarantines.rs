@@ -96,7 +96,7 @@ impl ControlPlane {
                     let Some(quarantine) = instance.quarantine.as_mut() else {
                         return Ok(Change::Keep(None));
                     };
-                    if &instance.node != node || quarantine.archive.is_some() {
+                    if instance.node != node || quarantine.archive.is_some() {
                         return Ok(Change::Keep(None));
                     }
                     quarantine.archive = Some(record.id.clone());
