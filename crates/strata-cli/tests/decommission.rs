@@ -13,70 +13,21 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::cluster::wait_until;
-use common::forensics::{canary_spec, contains, payload_files, CANARY_FILE, CANARY_LOG};
+use common::forensics::{canary_spec, payload_files, CANARY_FILE, CANARY_LOG};
+use strata_testkit::disk::{contains, LoopMount};
 use strata_testkit::{request_loop, Cluster, Options};
 
 const HOST: &str = "keeper.dev.localhost";
 
 /// Why the test cannot run here, if so.
 fn unavailable() -> Option<String> {
-    if let Some(why) = strata_testkit::unavailable() {
-        return Some(why);
-    }
-    let mkfs = Command::new("sh")
-        .args(["-c", "command -v mkfs.ext4"])
-        .output();
-    if !mkfs.is_ok_and(|o| o.status.success()) {
-        return Some("mkfs.ext4 is not installed (e2fsprogs)".into());
-    }
-    None
-}
-
-fn run(what: &str, command: &mut Command) {
-    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Unmounts the node's filesystem when dropped (declared after the cluster, so dropped
-/// before it).
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// `dir` on a fresh 256 MiB ext4 image beside it (`dir.img`).
-fn mount_image_on(dir: &Path) -> PathBuf {
-    let image = dir.with_extension("img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(256 << 20)
-        .unwrap();
-    run(
-        "mkfs.ext4",
-        Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image),
-    );
-    run(
-        "mount",
-        Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&image)
-            .arg(dir),
-    );
-    image
+    strata_testkit::unavailable().or_else(strata_testkit::disk::cannot_loop_mount)
 }
 
 /// A client of `base` trusting the cluster CA and presenting `identity`.
@@ -99,7 +50,7 @@ fn a_decommissioned_node_is_archived_wiped_and_revoked() {
         eprintln!("SKIPPED: decommission test {why}");
         return;
     }
-    let mut image = None;
+    let mut disk = None;
     let mut cluster = Cluster::start_preparing(
         Options {
             strata: common::strata_bin(),
@@ -108,13 +59,15 @@ fn a_decommissioned_node_is_archived_wiped_and_revoked() {
         },
         |node| {
             if node.name == "node-1" {
-                image = Some(mount_image_on(&node.data_dir));
+                let image = node.data_dir.with_extension("img");
+                disk = Some(LoopMount::new(&image, &node.data_dir, 256 << 20));
             }
         },
     );
-    let image = image.expect("node-1's image");
+    // Declared after the cluster: unmounted before it goes.
+    let disk = disk.expect("node-1's disk");
+    let image = disk.image.clone();
     let data_dir = cluster.nodes[1].data_dir.clone();
-    let _mounted = Mounted(data_dir.clone());
     common::cluster::deploy(&cluster, &canary_spec(cluster.root.path(), "keeper"));
     // One instance on each node (spread); each wrote its canaries.
     wait_until(
@@ -133,8 +86,7 @@ fn a_decommissioned_node_is_archived_wiped_and_revoked() {
             })
         },
     );
-    run("sync", &mut Command::new("sync"));
-    let raw = std::fs::read(&image).unwrap();
+    let raw = disk.raw_bytes();
     for canary in [CANARY_LOG, CANARY_FILE] {
         assert!(
             contains(&raw, canary.as_bytes()),
@@ -261,7 +213,7 @@ fn a_decommissioned_node_is_archived_wiped_and_revoked() {
     );
 
     // Nothing of what it held is left in the raw bytes of its disk.
-    drop(_mounted);
+    drop(disk);
     let raw = std::fs::read(&image).unwrap();
     for canary in [CANARY_LOG, CANARY_FILE] {
         assert!(

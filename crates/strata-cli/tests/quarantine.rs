@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::forensics::{canary_spec, contains, payload_files, CANARY_FILE, CANARY_LOG};
+use common::forensics::{canary_spec, payload_files, CANARY_FILE, CANARY_LOG};
 use common::Dev;
+use strata_testkit::disk::contains;
 
 const CONTAINER_CANARY: &str = "canary-61f0-in-a-writable-layer";
 

@@ -7,13 +7,11 @@
 //! more than the node's data).
 
 use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::ForensicsError;
-
-const CHUNK: usize = 1 << 20;
 
 /// What a device wipe did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +78,9 @@ pub fn wipe_device_under(dir: &Path) -> Result<DeviceWipe, ForensicsError> {
             device.display()
         )));
     }
+    // Opened before it is unmounted: a loop device mounted with `-o loop` is let go when
+    // its last user is (autoclear), and this keeps it until the wipe is done.
+    let mut file = open_device(&device)?;
     nix::unistd::sync();
     let detached_while_busy = match nix::mount::umount(&dir) {
         Ok(()) => false,
@@ -90,7 +91,7 @@ pub fn wipe_device_under(dir: &Path) -> Result<DeviceWipe, ForensicsError> {
         }
         Err(e) => return Err(ForensicsError::io(dir.display(), e.into())),
     };
-    let bytes = wipe_device(&device)?;
+    let bytes = zero_device(&mut file, &device)?;
     Ok(DeviceWipe {
         device,
         bytes,
@@ -101,22 +102,22 @@ pub fn wipe_device_under(dir: &Path) -> Result<DeviceWipe, ForensicsError> {
 /// Overwrites `device` (a block device, or an image file) with zeros to its end, synced,
 /// dropped from the page cache and read back: its size.
 pub fn wipe_device(device: &Path) -> Result<u64, ForensicsError> {
-    let io = |e| ForensicsError::io(device.display(), e);
-    let mut file = OpenOptions::new()
+    zero_device(&mut open_device(device)?, device)
+}
+
+fn open_device(device: &Path) -> Result<std::fs::File, ForensicsError> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .open(device)
-        .map_err(io)?;
+        .map_err(|e| ForensicsError::io(device.display(), e))
+}
+
+/// [`wipe_device`] of `file`, opened on `device`.
+fn zero_device(file: &mut std::fs::File, device: &Path) -> Result<u64, ForensicsError> {
+    let io = |e| ForensicsError::io(device.display(), e);
     let len = file.seek(SeekFrom::End(0)).map_err(io)?;
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    let zeros = vec![0u8; CHUNK];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
-        file.write_all(&zeros[..n]).map_err(io)?;
-        left -= n as u64;
-    }
-    file.sync_all().map_err(io)?;
+    crate::wipe::zero_fill(file, len).map_err(io)?;
     // Read from the device, not from the pages just written.
     nix::fcntl::posix_fadvise(
         file.as_raw_fd(),
@@ -125,24 +126,15 @@ pub fn wipe_device(device: &Path) -> Result<u64, ForensicsError> {
         nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
     )
     .map_err(|e| io(e.into()))?;
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    let mut buffer = vec![0u8; CHUNK];
-    let mut offset = 0u64;
-    while offset < len {
-        let n = file.read(&mut buffer).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        if let Some(at) = buffer[..n].iter().position(|b| *b != 0) {
-            return Err(ForensicsError::FileChanged {
-                path: device.display().to_string(),
-                field: "wiped bytes",
-                expected: "zeros".into(),
-                found: format!("a non-zero byte at offset {}", offset + at as u64),
-            });
-        }
-        offset += n as u64;
-    }
+    crate::wipe::check_zeroed(file, len).map_err(|at| match at {
+        Some(at) => ForensicsError::FileChanged {
+            path: device.display().to_string(),
+            field: "wiped bytes",
+            expected: "zeros".into(),
+            found: format!("a non-zero byte at offset {at}"),
+        },
+        None => ForensicsError::io(device.display(), std::io::Error::other("reading back")),
+    })?;
     Ok(len)
 }
 
@@ -185,8 +177,9 @@ mod tests {
     fn an_image_is_zero_after_its_wipe() {
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("disk.img");
-        let mut bytes = vec![7u8; 3 * CHUNK + 123];
-        bytes[CHUNK + 5..CHUNK + 11].copy_from_slice(b"canary");
+        let chunk = 1 << 20;
+        let mut bytes = vec![7u8; 3 * chunk + 123];
+        bytes[chunk + 5..chunk + 11].copy_from_slice(b"canary");
         std::fs::write(&image, &bytes).unwrap();
         assert_eq!(wipe_device(&image).unwrap(), bytes.len() as u64);
         let after = std::fs::read(&image).unwrap();

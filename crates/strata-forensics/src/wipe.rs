@@ -79,14 +79,7 @@ fn overwrite(path: &Path) -> Result<u64, ForensicsError> {
         .open(path)
         .map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
-    let zeros = vec![0u8; CHUNK];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
-        file.write_all(&zeros[..n]).map_err(io)?;
-        left -= n as u64;
-    }
-    file.sync_all().map_err(io)?;
+    zero_fill(&mut file, len).map_err(io)?;
     check_zeroed(&mut file, len).map_err(|e| match e {
         Some(at) => ForensicsError::FileChanged {
             path: path.display().to_string(),
@@ -99,8 +92,21 @@ fn overwrite(path: &Path) -> Result<u64, ForensicsError> {
     Ok(len)
 }
 
+/// Writes `len` zeros from the start of `file` and syncs them to its device.
+pub(crate) fn zero_fill(file: &mut File, len: u64) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    let zeros = vec![0u8; CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()
+}
+
 /// `Err(Some(offset))` of the first byte that is not zero; `Err(None)` if it cannot read.
-fn check_zeroed(file: &mut File, len: u64) -> Result<(), Option<u64>> {
+pub(crate) fn check_zeroed(file: &mut File, len: u64) -> Result<(), Option<u64>> {
     file.seek(SeekFrom::Start(0)).map_err(|_| None)?;
     let mut buffer = vec![0u8; CHUNK];
     let mut offset = 0u64;

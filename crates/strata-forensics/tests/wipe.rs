@@ -3,10 +3,8 @@
 //! scanned and hold none of them. Needs root (mounts); skips with the reason elsewhere,
 //! unless STRATA_REQUIRE_ROOT=1 (CI), where skipping fails.
 
-use std::path::Path;
-use std::process::Command;
-
-use strata_forensics::wipe;
+use strata_forensics::{wipe, wipe_device_under};
+use strata_testkit::disk::{cannot_loop_mount, contains, LoopMount};
 
 const CANARIES: [&str; 3] = [
     "canary-3f9a-instance-wrote-this",
@@ -14,89 +12,51 @@ const CANARIES: [&str; 3] = [
     "canary-e02d-in-a-big-file",
 ];
 
-fn run(what: &str, command: &mut Command) {
-    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+/// Whether the test runs here: it skips (saying why) where it cannot mount, unless
+/// STRATA_REQUIRE_ROOT=1 (CI), where it fails.
+fn can_run(test: &str) -> bool {
+    let Some(why) = cannot_loop_mount() else {
+        return true;
+    };
+    if std::env::var("STRATA_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
+        panic!("STRATA_REQUIRE_ROOT=1 but {test} cannot run: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    false
 }
 
-/// Whether the test can mount; the reason it cannot otherwise.
-fn can_mount() -> Result<(), String> {
-    // /proc/self belongs to the process's effective user.
-    let euid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
-    if euid != 0 {
-        return Err("not running as root (the test loop-mounts an ext4 image)".into());
-    }
-    for tool in ["mkfs.ext4", "mount", "umount"] {
-        if Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .map_or(true, |o| !o.status.success())
-        {
-            return Err(format!("{tool} is not installed (e2fsprogs, mount)"));
-        }
-    }
-    Ok(())
-}
-
-/// Unmounts `mountpoint` when dropped, whatever the test did.
-struct Mounted<'a>(&'a Path);
-
-impl Drop for Mounted<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0).status();
-    }
-}
-
-#[test]
-fn after_a_wipe_the_raw_bytes_of_the_filesystem_hold_none_of_what_was_written() {
-    if let Err(why) = can_mount() {
-        if std::env::var("STRATA_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
-            panic!("STRATA_REQUIRE_ROOT=1 but the wipe test cannot run: {why}");
-        }
-        eprintln!("SKIPPED: {why}");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("node-data.img");
-    let mountpoint = dir.path().join("mnt");
-    std::fs::create_dir(&mountpoint).unwrap();
-    let file = std::fs::File::create(&image).unwrap();
-    file.set_len(64 << 20).unwrap();
-    drop(file);
-    run(
-        "mkfs.ext4",
-        Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image),
-    );
-    run(
-        "mount",
-        Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&image)
-            .arg(&mountpoint),
-    );
-    let mounted = Mounted(&mountpoint);
-    // What a node's data directory holds: instances' work directories and logs, a big file.
-    let work = mountpoint.join("instances/web-1/work");
+/// What a node's data directory holds, written under `root`: instances' work directories
+/// and logs, a big file, a link.
+fn write_node_data(root: &std::path::Path) {
+    let work = root.join("instances/web-1/work");
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("notes.txt"), format!("{}\n", CANARIES[0])).unwrap();
     std::fs::write(
-        mountpoint.join("instances/web-1/stdout.log"),
+        root.join("instances/web-1/stdout.log"),
         format!("hello: {}\n", CANARIES[1]).repeat(1000),
     )
     .unwrap();
     let mut big = vec![b'x'; 8 << 20];
     big[4 << 20..(4 << 20) + CANARIES[2].len()].copy_from_slice(CANARIES[2].as_bytes());
     std::fs::write(work.join("big.bin"), &big).unwrap();
-    std::os::unix::fs::symlink("work/notes.txt", mountpoint.join("instances/web-1/latest"))
-        .unwrap();
-    run("sync", &mut Command::new("sync"));
+    std::os::unix::fs::symlink("work/notes.txt", root.join("instances/web-1/latest")).unwrap();
+}
+
+#[test]
+fn after_a_wipe_the_raw_bytes_of_the_filesystem_hold_none_of_what_was_written() {
+    if !can_run("the wipe test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LoopMount::new(
+        &dir.path().join("node-data.img"),
+        &dir.path().join("mnt"),
+        64 << 20,
+    );
+    let mountpoint = disk.mountpoint.clone();
+    write_node_data(&mountpoint);
     // Before: the raw image holds every canary (the scan finds what is there).
-    let before = std::fs::read(&image).unwrap();
+    let before = disk.raw_bytes();
     for canary in CANARIES {
         assert!(contains(&before, canary.as_bytes()), "{canary} not written");
     }
@@ -114,7 +74,8 @@ fn after_a_wipe_the_raw_bytes_of_the_filesystem_hold_none_of_what_was_written() 
         .filter(|name| name != "lost+found")
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    drop(mounted);
+    let image = disk.image.clone();
+    drop(disk);
 
     let after = std::fs::read(&image).unwrap();
     for canary in CANARIES {
@@ -125,8 +86,29 @@ fn after_a_wipe_the_raw_bytes_of_the_filesystem_hold_none_of_what_was_written() 
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
+#[test]
+fn a_device_wipe_leaves_every_byte_of_the_device_zero() {
+    if !can_run("the device wipe test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LoopMount::new(
+        &dir.path().join("node-data.img"),
+        &dir.path().join("mnt"),
+        32 << 20,
+    );
+    write_node_data(&disk.mountpoint);
+    wipe(&disk.mountpoint).unwrap();
+    let device = wipe_device_under(&disk.mountpoint).unwrap();
+    assert!(
+        device.device.to_string_lossy().starts_with("/dev/loop"),
+        "{device:?}"
+    );
+    assert_eq!(device.bytes, 32 << 20);
+    assert!(!device.detached_while_busy);
+    let image = disk.image.clone();
+    drop(disk);
+    // The journal, the free blocks, the directories' names: all zero now.
+    let after = std::fs::read(&image).unwrap();
+    assert!(after.iter().all(|b| *b == 0), "a non-zero byte is left");
 }

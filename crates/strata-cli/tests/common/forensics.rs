@@ -6,13 +6,6 @@ use std::path::{Path, PathBuf};
 pub const CANARY_LOG: &str = "canary-4d1e-written-to-the-log";
 pub const CANARY_FILE: &str = "canary-9b2c-written-to-a-work-file";
 
-/// Whether `needle` is somewhere in `haystack`.
-pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
-}
-
 /// A spec of exec service `name` (2 replicas): each instance writes [`CANARY_LOG`] to its
 /// log and [`CANARY_FILE`] to `notes.txt` in its working directory, then serves hello.
 pub fn canary_spec(dir: &Path, name: &str) -> PathBuf {

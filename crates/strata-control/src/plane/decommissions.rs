@@ -365,39 +365,29 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         let now = self.now();
         let moved = self
-            .update_cas(
-                &keys::node(name),
-                &format!("node `{name}`"),
-                Writer::Api,
-                |found: Option<Node>| {
-                    let Some(mut node) = found else {
-                        return Err(ControlError::not_found(format!("node `{name}`"), None));
-                    };
-                    let Some(running) = node.decommission.as_mut() else {
-                        return Err(not_decommissioning(name));
-                    };
-                    if running.phase == phase && running.reason == reason {
-                        return Ok(Change::Keep(false));
-                    }
-                    if !from(running.phase) {
-                        return Err(ControlError::Conflict {
-                            message: format!(
-                                "node {name}'s decommission is {}, not a step before {}",
-                                running.phase.as_str(),
-                                phase.as_str()
-                            ),
-                            hint: Some(format!(
-                                "`strata node decommission {name}` says how it stands"
-                            )),
-                        });
-                    }
-                    running.phase = phase;
-                    running.reason = reason.clone();
-                    running.since = now;
-                    Ok(Change::Write(node, true))
-                },
-            )
-            .await?;
+            .change_decommission(name, |running| {
+                if running.phase == phase && running.reason == reason {
+                    return Ok(false);
+                }
+                if !from(running.phase) {
+                    return Err(ControlError::Conflict {
+                        message: format!(
+                            "node {name}'s decommission is {}, not a step before {}",
+                            running.phase.as_str(),
+                            phase.as_str()
+                        ),
+                        hint: Some(format!(
+                            "`strata node decommission {name}` says how it stands"
+                        )),
+                    });
+                }
+                running.phase = phase;
+                running.reason = reason.clone();
+                running.since = now;
+                Ok(true)
+            })
+            .await?
+            .ok_or_else(|| not_decommissioning(name))?;
         if moved {
             let what = match (&phase, &reason) {
                 (DecommissionPhase::Failed, Some(reason)) => {
@@ -442,30 +432,20 @@ impl ControlPlane {
         }
         let now = self.now();
         let moved = self
-            .update_cas(
-                &keys::node(name),
-                &format!("node `{name}`"),
-                Writer::Api,
-                |found: Option<Node>| {
-                    let Some(mut node) = found else {
-                        return Ok(Change::Keep(false));
-                    };
-                    let Some(running) = node.decommission.as_mut() else {
-                        return Ok(Change::Keep(false));
-                    };
-                    if running.archive.as_deref() == Some(record.id.as_str())
-                        || running.phase == DecommissionPhase::Revoked
-                    {
-                        return Ok(Change::Keep(false));
-                    }
-                    running.phase = DecommissionPhase::Wiping;
-                    running.archive = Some(record.id.clone());
-                    running.reason = None;
-                    running.since = now;
-                    Ok(Change::Write(node, true))
-                },
-            )
-            .await?;
+            .change_decommission(name, |running| {
+                if running.archive.as_deref() == Some(record.id.as_str())
+                    || running.phase == DecommissionPhase::Revoked
+                {
+                    return Ok(false);
+                }
+                running.phase = DecommissionPhase::Wiping;
+                running.archive = Some(record.id.clone());
+                running.reason = None;
+                running.since = now;
+                Ok(true)
+            })
+            .await?
+            .unwrap_or(false);
         if moved {
             self.note_decommission(
                 name,
@@ -558,6 +538,33 @@ impl ControlPlane {
         };
         let audit = crate::audit::read(&self.store, &query).await?;
         Ok(NodeHistory { events, audit })
+    }
+
+    /// Node `name`'s decommission as `change` leaves it (written when it says it changed
+    /// something): whether it did; `None` when the node has none (or is gone).
+    async fn change_decommission(
+        &self,
+        name: &NodeName,
+        mut change: impl FnMut(&mut Decommissioning) -> Result<bool, ControlError> + Send,
+    ) -> Result<Option<bool>, ControlError> {
+        self.update_cas(
+            &keys::node(name),
+            &format!("node `{name}`"),
+            Writer::Api,
+            |found: Option<Node>| {
+                let Some(mut node) = found else {
+                    return Ok(Change::Keep(None));
+                };
+                let Some(running) = node.decommission.as_mut() else {
+                    return Ok(Change::Keep(None));
+                };
+                Ok(match change(running)? {
+                    true => Change::Write(node, Some(true)),
+                    false => Change::Keep(Some(false)),
+                })
+            },
+        )
+        .await
     }
 
     async fn note_decommission(&self, name: &NodeName, actor: Actor, what: String) {
