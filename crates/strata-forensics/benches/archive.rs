@@ -2,7 +2,9 @@
 //! half incompressible bytes, in files of 64 KiB to 64 MiB) archived, countersigned, verified
 //! and wiped with `strata_forensics`, beside `tar -c | zstd -3`, `zstd -d | tar -t` and
 //! `shred -n 0 -z -u` of the same data in the same run (what an operator would do by hand,
-//! without hashes, signatures or a check of the wipe).
+//! without hashes, signatures or a check of the wipe); and the device wipe (`wipe_device`:
+//! zeros to the end, synced, read back past the page cache) of an image of the same size,
+//! beside `dd if=/dev/zero conv=fsync` over it.
 //!
 //!   cargo bench -p strata-forensics --bench archive [-- --mib 1024]
 
@@ -15,7 +17,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use strata_forensics::{countersign, verify, wipe, ArchiveBuilder, Origin, Signer};
+use strata_forensics::{countersign, verify, wipe, wipe_device, ArchiveBuilder, Origin, Signer};
 
 fn main() {
     let mib: u64 = std::env::args()
@@ -87,6 +89,23 @@ fn main() {
     sync();
     let shred_s = started.elapsed().as_secs_f64();
 
+    // A device of the same size (an image file: the same writes, syncs and reads).
+    let image = dir.path().join("device.img");
+    shell(&format!(
+        "head -c {written} /dev/urandom > {} && sync",
+        image.display()
+    ));
+    let started = Instant::now();
+    assert_eq!(wipe_device(&image).unwrap(), written);
+    let device_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    shell(&format!(
+        "dd if=/dev/zero of={} bs=1M count={} conv=fsync,notrunc status=none",
+        image.display(),
+        written >> 20
+    ));
+    let dd_s = started.elapsed().as_secs_f64();
+
     let mib_s = |seconds: f64| written as f64 / (1 << 20) as f64 / seconds;
     println!(
         "{} MiB in {} files; archive {:.0} MiB, tar | zstd {:.0} MiB",
@@ -115,6 +134,11 @@ fn main() {
         "| wipe (zeros, synced, read back, removed) | {wipe_s:.2} s ({:.0} MiB/s) | `shred -n 0 -z -u`: {shred_s:.2} s ({:.0} MiB/s, not read back) |",
         mib_s(wipe_s),
         mib_s(shred_s)
+    );
+    println!(
+        "| device wipe (zeros, synced, read back from the device) | {device_s:.2} s ({:.0} MiB/s) | `dd conv=fsync`: {dd_s:.2} s ({:.0} MiB/s, not read back) |",
+        mib_s(device_s),
+        mib_s(dd_s)
     );
 }
 
