@@ -77,6 +77,9 @@ pub struct Decommissioned {
     /// The archive the control plane keeps (`strata archive get ID`).
     pub archive: String,
     pub wipe: WipeSummary,
+    /// The files are wiped; the device (`--wipe device`) is next, once the agent's host let
+    /// go of everything under the data directory: [`Agent::finish_device_wipe`].
+    pub device_pending: bool,
 }
 
 /// How far this agent went with its node's decommission.
@@ -167,7 +170,11 @@ impl Agent {
             let outcome = agent.decommission_steps(phase, archive, scope).await;
             match outcome {
                 Ok(done) => {
-                    tracing::warn!(archive = %done.archive, files = done.wipe.files, bytes = done.wipe.bytes, "node decommissioned: archived, wiped, revoked");
+                    let what = match done.device_pending {
+                        true => "node archived and its files wiped; its device is next",
+                        false => "node decommissioned: archived, wiped, revoked",
+                    };
+                    tracing::warn!(archive = %done.archive, files = done.wipe.files, bytes = done.wipe.bytes, "{what}");
                     agent.decommission.done.send_replace(Some(done));
                 }
                 Err(Stop::NotYet(why)) => {
@@ -190,6 +197,11 @@ impl Agent {
         kept: Option<String>,
         scope: WipeScope,
     ) -> Result<Decommissioned, Stop> {
+        if scope == WipeScope::Device {
+            // Refused now rather than after the archive and the files' wipe.
+            strata_forensics::check_own_device(&self.config.data_dir)
+                .map_err(|e| Stop::Failed(format!("--wipe device: {e}")))?;
+        }
         let archive = match (phase, kept) {
             // Kept already (asked again after a failed wipe, or this agent restarted).
             (DecommissionPhase::Wiping, Some(kept)) => kept,
@@ -223,29 +235,69 @@ impl Agent {
             .await
             .map_err(|e| Stop::Failed(format!("wipe: {e}")))?
             .map_err(|e| Stop::Failed(format!("wipe: {e}")))?;
-        let mut wipe = WipeSummary {
+        let wipe = WipeSummary {
             files: wiped.files,
             bytes: wiped.bytes,
             other: wiped.other,
             ..Default::default()
         };
         if scope == WipeScope::Device {
-            let root = self.config.data_dir.clone();
-            let device =
-                tokio::task::spawn_blocking(move || strata_forensics::wipe_device_under(&root))
-                    .await
-                    .map_err(|e| Stop::Failed(format!("device wipe: {e}")))?
-                    .map_err(|e| Stop::Failed(format!("device wipe: {e}")))?;
-            if device.detached_while_busy {
-                tracing::warn!(device = %device.device.display(), "the data directory was still in use: detached, not unmounted");
-            }
-            wipe.device = Some(device.device.display().to_string());
-            wipe.device_bytes = device.bytes;
+            return Ok(Decommissioned {
+                archive,
+                wipe,
+                device_pending: true,
+            });
         }
-        self.report_until_answered(&DecommissionProgress::Wiped { wipe: wipe.clone() })
+        self.report_wiped(&wipe).await.map_err(Stop::Failed)?;
+        Ok(Decommissioned {
+            archive,
+            wipe,
+            device_pending: false,
+        })
+    }
+
+    /// The last step of a decommission with `--wipe device`, once the agent's host let go
+    /// of every file under the data directory (its listeners, its own files): the device is
+    /// wiped (`strata_forensics::wipe_device_under`) and the wipe reported. A failure is
+    /// reported too, and the node stays decommissioning with it.
+    pub async fn finish_device_wipe(&self, done: Decommissioned) -> Result<Decommissioned, String> {
+        let root = self.config.data_dir.clone();
+        let wiped = tokio::task::spawn_blocking(move || strata_forensics::wipe_device_under(&root))
             .await
-            .map_err(|e| Stop::Failed(format!("the wipe's report was refused: {e}")))?;
-        Ok(Decommissioned { archive, wipe })
+            .map_err(|e| e.to_string())
+            .and_then(|wiped| wiped.map_err(|e| e.to_string()));
+        let device = match wiped {
+            Ok(device) => device,
+            Err(why) => {
+                let reason = format!("device wipe: {why}");
+                let failed = DecommissionProgress::Failed {
+                    reason: reason.clone(),
+                };
+                let _ = self.report_until_answered(&failed).await;
+                return Err(reason);
+            }
+        };
+        let mut wipe = done.wipe;
+        wipe.device = Some(device.device.display().to_string());
+        wipe.device_bytes = device.bytes;
+        self.report_wiped(&wipe).await?;
+        Ok(Decommissioned {
+            archive: done.archive,
+            wipe,
+            device_pending: false,
+        })
+    }
+
+    /// Reports the wipe: the end. The control plane revokes the node as it takes it, so a
+    /// report sent again because its answer was lost is refused as the node's (403): that
+    /// refusal says it was taken.
+    async fn report_wiped(&self, wipe: &WipeSummary) -> Result<(), String> {
+        let wiped = DecommissionProgress::Wiped { wipe: wipe.clone() };
+        match self.report_until_answered(&wiped).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.status() == Some(403) => Ok(()),
+            Err(error) => Err(format!("the wipe's report was refused: {error}")),
+        }
     }
 
     /// Waits until the node runs nothing and is asked to run nothing.

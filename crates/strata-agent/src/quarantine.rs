@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use strata_core::api::Assignment;
@@ -16,10 +16,6 @@ use strata_core::decommission::Quarantine;
 use strata_runtime::InstanceHandle;
 
 use crate::supervisor::SupervisorContext;
-
-/// How long a quarantine keeps sending its archive to a control plane out of reach before
-/// it stops the instance without one.
-const SEND_FOR: Duration = Duration::from_secs(120);
 
 /// What the archive says of the quarantine itself (`quarantine.json`).
 #[derive(Debug, Serialize)]
@@ -122,17 +118,14 @@ pub(crate) async fn archive_instance(
     sent
 }
 
-/// Sends the archive until the control plane keeps it (at most [`SEND_FOR`] while it cannot
-/// be reached).
+/// Sends the archive until the control plane keeps it or refuses it: while it cannot be
+/// reached the instance stays frozen, its evidence kept, however long that is.
 async fn send(ctx: &SupervisorContext, path: &Path) -> Result<String, String> {
-    let started = Instant::now();
     let mut delay = Duration::from_millis(200);
     loop {
         match ctx.client.put_archive(ctx.node.as_str(), path).await {
             Ok(record) => return Ok(record.id),
-            Err(error)
-                if error.status().is_none_or(|s| s >= 500) && started.elapsed() < SEND_FOR =>
-            {
+            Err(error) if error.status().is_none_or(|s| s >= 500 || s == 429) => {
                 tracing::warn!(%error, "quarantine: the archive was not taken; sending it again in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));

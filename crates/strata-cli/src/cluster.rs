@@ -368,25 +368,17 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     ) {
         tracing::warn!(%error, "cannot tell systemd the agent is ready");
     }
-    let successor = platform::handover::serve(&data_dir, agent.clone());
-    tokio::pin!(successor);
+    let mut successor = Box::pin(platform::handover::serve(&data_dir, agent.clone()));
     let mut agent_task = agent_task;
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    loop {
+    let done = loop {
         tokio::select! {
             handed = &mut successor => {
                 handed?;
                 hand_off(args.stop_timeout).await;
                 return Ok(());
             }
-            done = agent.decommissioned() => {
-                platform::announce(&format!(
-                    "node {name} decommissioned: archive {} kept; {} file(s), {} bytes wiped; its identity is revoked. This agent stops.",
-                    done.archive, done.wipe.files, done.wipe.bytes
-                ));
-                agent.stop_all().await;
-                return Ok(());
-            }
+            done = agent.decommissioned() => break done,
             result = &mut agent_task => return match result {
                 Ok(Err(error)) => Err(Failure::Failed(anyhow!("{error}"))),
                 other => Err(Failure::Failed(anyhow!("the node agent stopped: {other:?}"))),
@@ -413,7 +405,27 @@ pub async fn agent(args: AgentArgs) -> CliResult {
                 return Ok(());
             }
         }
-    }
+    };
+    // Decommissioned. Nothing of this process may hold a file under the data directory
+    // when its device is wiped: the handover listener goes, the drivers shut down.
+    drop(successor);
+    agent.stop_all().await;
+    let done = match done.device_pending {
+        true => agent
+            .finish_device_wipe(done)
+            .await
+            .map_err(|why| Failure::Failed(anyhow!("node {name}: {why}")))?,
+        false => done,
+    };
+    let device = match &done.wipe.device {
+        Some(device) => format!(", then device {device}"),
+        None => String::new(),
+    };
+    platform::announce(&format!(
+        "node {name} decommissioned: archive {} kept; {} file(s), {} bytes wiped{device}; its identity is revoked. This agent stops.",
+        done.archive, done.wipe.files, done.wipe.bytes
+    ));
+    Ok(())
 }
 
 /// After a new agent process took the node over: accept no more, let the connections this

@@ -82,6 +82,14 @@ async fn quarantine(api: &Api, id: &str, timeout: Duration, detach: bool) -> Cli
                 instance.service
             )))
             }
+            // Stopped and no archive: it was not kept (the events say why).
+            (Some(view), None) if view.state().is_terminal() => {
+                return Err(Failure::Failed(anyhow!(
+                    "instance {id} stopped with no archive kept: {}\n  hint: `strata events {}` says more",
+                    view.status.as_ref().map_or("", |s| s.message.as_str()),
+                    instance.service
+                )))
+            }
             (Some(_), None) => {}
         }
         if started.elapsed() >= timeout {

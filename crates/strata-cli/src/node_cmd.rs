@@ -79,11 +79,18 @@ pub async fn run(api: &Api, action: NodeAction) -> CliResult {
             wipe,
             archive_to,
         } => {
-            if let Some(dir) = archive_to.as_ref().filter(|dir| !dir.is_dir()) {
-                return Err(Failure::BadInput(anyhow!(
-                    "error: --archive-to {}: not a directory",
-                    dir.display()
-                )));
+            if let Some(dir) = archive_to.as_ref() {
+                if !dir.is_dir() {
+                    return Err(Failure::BadInput(anyhow!(
+                        "error: --archive-to {}: not a directory",
+                        dir.display()
+                    )));
+                }
+                if detach || unreachable {
+                    return Err(Failure::BadInput(anyhow!(
+                        "error: --archive-to fetches the archive once it is kept: not with --detach (fetch it later with `strata archive get`) nor --unreachable (nothing is archived)"
+                    )));
+                }
             }
             let request = DecommissionRequest {
                 force,

@@ -339,7 +339,7 @@ fn sigterm_moves_a_nodes_instances_before_its_agent_stops() {
     assert_eq!(serving_nodes(&cluster), [survivor_name]);
     let events = common::stdout(&cluster.cli(&["events"]));
     assert!(events.contains("node.leaving"), "{events}");
-    let log = std::fs::read_to_string(cluster.nodes[victim].data_dir.join("agent.log")).unwrap();
+    let log = std::fs::read_to_string(cluster.nodes[victim].log_path()).unwrap();
     assert!(log.contains("every instance moved to other nodes"), "{log}");
 
     // Back, it takes work again.

@@ -48,6 +48,20 @@ async fn a_decommissioned_node_drains_archives_wipes_and_is_revoked() {
         .await
         .unwrap();
     assert_eq!(again.running.unwrap().requested_at, running.requested_at);
+    // Asked again with other options: refused, saying which apply.
+    let other = DecommissionRequest {
+        wipe: strata_core::decommission::WipeScope::Device,
+        ..Default::default()
+    };
+    let refused = h
+        .plane
+        .decommission_node(&n2, &other, &operator())
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("already, with --wipe files"),
+        "{refused}"
+    );
     // While it runs an instance: no archive, no "archiving".
     let early = h
         .plane
@@ -66,6 +80,15 @@ async fn a_decommissioned_node_drains_archives_wipes_and_is_revoked() {
         .unwrap_err();
     assert!(refused.to_string().contains("still draining"), "{refused}");
     assert!(h.plane.archives().await.unwrap().is_empty());
+    // An instance's archive (a quarantine on the draining node) is taken all the same.
+    let instance_dir = tempfile::tempdir().unwrap();
+    h.plane
+        .store_node_archive(
+            &n2,
+            body(node_archive(&h, "n2", "instance:web-1-000001", instance_dir.path()).await),
+        )
+        .await
+        .unwrap();
     // It drains with no loss of service: the replacement serves before the instance stops.
     for _ in 0..40 {
         h.advance(100);
@@ -317,4 +340,46 @@ async fn a_node_that_cannot_be_reached_is_revoked_as_unreachable_and_forgotten()
         .await
         .iter()
         .all(|v| v.instance.node != victim || v.instance.desired == DesiredState::Stopped));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_lost_after_its_archive_was_kept_is_revoked_with_the_archive_named() {
+    let mut h = Harness::start(&["n1", "n2"]).await;
+    let n2 = NodeName::from_static("n2");
+    h.plane
+        .decommission_node(&n2, &DecommissionRequest::default(), &operator())
+        .await
+        .unwrap();
+    h.run_for(300).await;
+    h.plane
+        .decommission_progress(&n2, &DecommissionProgress::Archiving)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kept = h
+        .plane
+        .store_node_archive(&n2, body(node_archive(&h, "n2", "node", dir.path()).await))
+        .await
+        .unwrap();
+    // It dies while wiping: revoked unreachable, its record naming the archive it sent.
+    h.kill("n2");
+    h.run_for(700).await;
+    let unreachable = DecommissionRequest {
+        unreachable: true,
+        ..Default::default()
+    };
+    let record = h
+        .plane
+        .decommission_node(&n2, &unreachable, &operator())
+        .await
+        .unwrap()
+        .finished
+        .unwrap();
+    assert_eq!(record.outcome, DecommissionOutcome::Unreachable);
+    assert_eq!(record.archive.as_deref(), Some(kept.id.as_str()));
+    assert!(
+        record.note.contains("unreachable while wiping") && record.note.contains(&kept.id),
+        "{}",
+        record.note
+    );
 }

@@ -20,23 +20,68 @@ pub struct DeviceWipe {
     pub device: PathBuf,
     /// Its size: every byte of it is now zero.
     pub bytes: u64,
-    /// The filesystem was still in use (a file held open) and was detached rather than
-    /// unmounted: what is written through what was open lands on the zeroed device after.
-    pub detached_while_busy: bool,
 }
 
-/// The device mounted at `dir` and its filesystem's type, from `/proc/self/mountinfo`'s
-/// text (the last mount at `dir` wins: mounts stack). `None`: `dir` is not a mount point.
-pub fn device_of(mountinfo: &str, dir: &Path) -> Option<(PathBuf, String)> {
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mount {
+    /// `major:minor` of the filesystem's device.
+    device_number: String,
+    /// What part of the filesystem is mounted (`/`: all of it).
+    root: String,
+    point: String,
+    source: String,
+}
+
+fn mounts(mountinfo: &str) -> Vec<Mount> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mount, rest) = line.split_once(" - ")?;
+            let mut fields = mount.split_whitespace();
+            let device_number = fields.nth(2)?.to_string();
+            let root = unescape(fields.next()?);
+            let point = unescape(fields.next()?);
+            let source = unescape(rest.split_whitespace().nth(1)?);
+            Some(Mount {
+                device_number,
+                root,
+                point,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// The block device `dir` has to itself, from `/proc/self/mountinfo`'s text: `dir` must be
+/// the mount point of a whole filesystem (not a bind mount of part of one, nor a
+/// subvolume), mounted nowhere else, from a device under `/dev`. Why not, otherwise.
+pub fn own_device(mountinfo: &str, dir: &Path) -> Result<PathBuf, String> {
+    let all = mounts(mountinfo);
     let dir = dir.to_string_lossy();
-    mountinfo.lines().rev().find_map(|line| {
-        let (mount, rest) = line.split_once(" - ")?;
-        let point = unescape(mount.split_whitespace().nth(4)?);
-        let mut rest = rest.split_whitespace();
-        let fstype = rest.next()?.to_string();
-        let source = unescape(rest.next()?);
-        (point == dir).then(|| (PathBuf::from(source), fstype))
-    })
+    // Mounts stack: the last one at `dir` is what it shows.
+    let Some(mount) = all.iter().rev().find(|m| m.point == dir) else {
+        return Err("not a filesystem of its own: a device wipe would erase more than the node's data (mount the data directory on its own disk, partition or image)".into());
+    };
+    if mount.root != "/" {
+        return Err(format!(
+            "{} of the filesystem on {} is mounted here, not all of it: a device wipe would erase the rest",
+            mount.root, mount.source
+        ));
+    }
+    if let Some(other) = all
+        .iter()
+        .find(|m| m.device_number == mount.device_number && m.point != mount.point)
+    {
+        return Err(format!(
+            "the filesystem on {} is mounted at {} too: a device wipe would erase it there",
+            mount.source, other.point
+        ));
+    }
+    if !mount.source.starts_with("/dev/") {
+        return Err(format!("mounted from {}, not a block device", mount.source));
+    }
+    Ok(PathBuf::from(&mount.source))
 }
 
 /// Mountinfo escapes spaces, tabs, newlines and backslashes as `\ooo`.
@@ -59,56 +104,74 @@ fn unescape(field: &str) -> String {
     out
 }
 
-/// Unmounts the filesystem at `dir` (its own) and overwrites its device: see the module.
-pub fn wipe_device_under(dir: &Path) -> Result<DeviceWipe, ForensicsError> {
+/// Whether `dir` is a filesystem of its own that [`wipe_device_under`] would take; why not.
+pub fn check_own_device(dir: &Path) -> Result<PathBuf, ForensicsError> {
     let refuse = |why: String| ForensicsError::io(dir.display(), std::io::Error::other(why));
     let dir = dir
         .canonicalize()
         .map_err(|e| ForensicsError::io(dir.display(), e))?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| ForensicsError::io("/proc/self/mountinfo", e))?;
-    let Some((device, _fstype)) = device_of(&mountinfo, &dir) else {
-        return Err(refuse(
-            "not a filesystem of its own: a device wipe would erase more than the node's data (mount the data directory on its own disk, partition or image)".into(),
-        ));
-    };
-    if !device.starts_with("/dev/") {
-        return Err(refuse(format!(
-            "mounted from {}, not a block device",
-            device.display()
-        )));
-    }
+    own_device(&mountinfo, &dir).map_err(refuse)
+}
+
+/// Unmounts the filesystem at `dir` (its own: [`own_device`]) and overwrites its device:
+/// see the module. Refused while anything still holds a file of it open (it is never
+/// detached and wiped under a live filesystem).
+pub fn wipe_device_under(dir: &Path) -> Result<DeviceWipe, ForensicsError> {
+    let device = check_own_device(dir)?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| ForensicsError::io(dir.display(), e))?;
+    let refuse = |why: String| ForensicsError::io(dir.display(), std::io::Error::other(why));
     // Opened before it is unmounted: a loop device mounted with `-o loop` is let go when
     // its last user is (autoclear), and this keeps it until the wipe is done.
-    let mut file = open_device(&device)?;
+    let mut file = open_device(&device, false)?;
     nix::unistd::sync();
-    let detached_while_busy = match nix::mount::umount(&dir) {
-        Ok(()) => false,
-        Err(nix::errno::Errno::EBUSY) => {
-            nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH)
-                .map_err(|e| ForensicsError::io(dir.display(), e.into()))?;
-            true
+    let mut tries = 0;
+    loop {
+        match nix::mount::umount(&dir) {
+            Ok(()) => break,
+            // What held it may be closing: a few seconds, then refused.
+            Err(nix::errno::Errno::EBUSY) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(nix::errno::Errno::EBUSY) => {
+                return Err(refuse(format!(
+                    "still in use after 5 s, so not unmounted: stop what holds files under it (`fuser -vm {}`), then decommission the node again",
+                    dir.display()
+                )))
+            }
+            Err(e) => return Err(ForensicsError::io(dir.display(), e.into())),
         }
-        Err(e) => return Err(ForensicsError::io(dir.display(), e.into())),
-    };
+    }
+    // No filesystem may hold the device any more (the kernel refuses an exclusive open
+    // while one does).
+    open_device(&device, true).map_err(|_| {
+        refuse(format!(
+            "{} is still held by a filesystem after the unmount; not wiped",
+            device.display()
+        ))
+    })?;
     let bytes = zero_device(&mut file, &device)?;
-    Ok(DeviceWipe {
-        device,
-        bytes,
-        detached_while_busy,
-    })
+    Ok(DeviceWipe { device, bytes })
 }
 
 /// Overwrites `device` (a block device, or an image file) with zeros to its end, synced,
 /// dropped from the page cache and read back: its size.
 pub fn wipe_device(device: &Path) -> Result<u64, ForensicsError> {
-    zero_device(&mut open_device(device)?, device)
+    zero_device(&mut open_device(device, false)?, device)
 }
 
-fn open_device(device: &Path) -> Result<std::fs::File, ForensicsError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
+fn open_device(device: &Path, exclusive: bool) -> Result<std::fs::File, ForensicsError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    if exclusive {
+        options.custom_flags(nix::fcntl::OFlag::O_EXCL.bits());
+    }
+    options
         .open(device)
         .map_err(|e| ForensicsError::io(device.display(), e))
 }
@@ -143,33 +206,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_device_of_a_mount_point() {
+    fn only_a_filesystem_of_its_own_is_a_device_to_wipe() {
         let mountinfo = "\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 98 22 7:3 / /var/lib/strata rw,relatime shared:40 - ext4 /dev/loop3 rw
 99 22 0:55 / /tmp/with\\040space rw - tmpfs tmpfs rw
-100 98 7:4 / /var/lib/strata rw - xfs /dev/loop4 rw
+100 22 8:1 /srv/strata /srv/bound rw - ext4 /dev/sda1 rw
+101 22 8:2 / /data/a rw - xfs /dev/sdb rw
+102 22 8:2 / /data/b rw - xfs /dev/sdb rw
+103 22 7:5 / /stacked rw - ext4 /dev/loop5 rw
+104 103 7:6 / /stacked rw - ext4 /dev/loop6 rw
 ";
-        /// (case, directory, the device and filesystem type wanted)
-        type Case<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>);
-        let cases: [Case; 4] = [
-            ("the root filesystem", "/", Some(("/dev/sda1", "ext4"))),
+        // (case, directory, the device, or what the refusal says)
+        let cases = [
+            ("its own", "/var/lib/strata", Ok("/dev/loop3")),
+            ("stacked: the last mount wins", "/stacked", Ok("/dev/loop6")),
             (
-                "stacked: the last mount wins",
-                "/var/lib/strata",
-                Some(("/dev/loop4", "xfs")),
+                "not a mount point",
+                "/var/lib",
+                Err("not a filesystem of its own"),
             ),
             (
-                "escaped spaces",
+                "the root filesystem, mounted part of elsewhere",
+                "/",
+                Err("mounted at /srv/bound too"),
+            ),
+            (
+                "a bind mount of part of a filesystem",
+                "/srv/bound",
+                Err("/srv/strata of the filesystem on /dev/sda1"),
+            ),
+            ("mounted twice", "/data/a", Err("mounted at /data/b too")),
+            (
+                "not a block device",
                 "/tmp/with space",
-                Some(("tmpfs", "tmpfs")),
+                Err("mounted from tmpfs"),
             ),
-            ("not a mount point", "/var/lib", None),
         ];
         for (case, dir, want) in cases {
-            let got = device_of(mountinfo, Path::new(dir));
-            let want = want.map(|(d, t)| (PathBuf::from(d), t.to_string()));
-            assert_eq!(got, want, "{case}");
+            let got = own_device(mountinfo, Path::new(dir));
+            match (want, got) {
+                (Ok(want), Ok(got)) => assert_eq!(got, PathBuf::from(want), "{case}"),
+                (Err(want), Err(got)) => assert!(got.contains(want), "{case}: {got}"),
+                (want, got) => panic!("{case}: wanted {want:?}, got {got:?}"),
+            }
         }
     }
 

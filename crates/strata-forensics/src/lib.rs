@@ -31,7 +31,7 @@ mod verify;
 mod wipe;
 
 pub use build::{ArchiveBuilder, Built};
-pub use device::{device_of, wipe_device, wipe_device_under, DeviceWipe};
+pub use device::{check_own_device, own_device, wipe_device, wipe_device_under, DeviceWipe};
 pub use error::ForensicsError;
 pub use manifest::{FileEntry, FileKind, Manifest, Origin};
 pub use sign::{countersign, Signer};

@@ -117,6 +117,13 @@ impl PeerListener {
         peer: SocketAddr,
         calling_node: Option<&str>,
     ) -> Response<ProxyBody> {
+        // Revoked while its connection was open: nothing more on it.
+        if let Some(node) = calling_node.filter(|n| self.table.is_revoked(n)) {
+            return plain(
+                StatusCode::FORBIDDEN,
+                format!("strata: node {node}'s identity is revoked (decommissioned)\n"),
+            );
+        }
         let Some(endpoint) = request
             .headers()
             .get(ENDPOINT_HEADER)

@@ -12,6 +12,8 @@ use crate::placement::{Demand, NodeView, Placer};
 pub struct Held {
     /// `env/service`, as the refusal names it.
     pub service: String,
+    /// Of this release (two may share the node during a rollout).
+    pub release: u64,
     pub demand: Demand,
     /// Its running instances on the node.
     pub instances: usize,
@@ -21,6 +23,7 @@ pub struct Held {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stranded {
     pub service: String,
+    pub release: u64,
     /// Instances that would find no node, of those the node holds.
     pub stranded: usize,
     pub held: usize,
@@ -66,6 +69,7 @@ pub fn what_would_stop(leaving: &NodeName, nodes: &[NodeView], held: &[Held]) ->
             };
             stranded.push(Stranded {
                 service: service.service.clone(),
+                release: service.release,
                 stranded: service.instances - placed.len(),
                 held: service.instances,
                 why,
@@ -172,6 +176,7 @@ mod tests {
     fn held(service: &str, driver: DriverKind, mem_mi: u64, instances: usize) -> Held {
         Held {
             service: service.to_string(),
+            release: 1,
             demand: Demand {
                 resources: Resources {
                     cpu_millis: 100,
@@ -293,6 +298,7 @@ mod tests {
         let name = NodeName::from_static("b");
         let stranded = [Stranded {
             service: "dev/web".into(),
+            release: 1,
             stranded: 1,
             held: 1,
             why: "it is the only node".into(),

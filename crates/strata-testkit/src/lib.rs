@@ -199,6 +199,12 @@ pub struct Node {
 }
 
 impl Node {
+    /// Where its agent's log goes: beside its data directory, not in it (a decommission
+    /// wipes that, its device too).
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.with_extension("log")
+    }
+
     /// The node's ingress.
     pub fn ingress(&self) -> String {
         format!("{}:8080", self.ip)
@@ -351,7 +357,7 @@ impl Cluster {
     /// Starts (or restarts) node `i`'s agent, on its existing data directory.
     pub fn start_agent(&mut self, i: usize) {
         let node = &self.nodes[i];
-        let log = node.data_dir.join("agent.log");
+        let log = node.log_path();
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &node.netns])
@@ -499,7 +505,7 @@ impl Cluster {
             text.push_str(&format!(
                 "\n--- {} ---\n{}",
                 node.name,
-                std::fs::read_to_string(node.data_dir.join("agent.log")).unwrap_or_default()
+                std::fs::read_to_string(node.log_path()).unwrap_or_default()
             ));
         }
         text

@@ -23,12 +23,16 @@ impl ControlPlane {
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        self.check_archive_may_come(node)?;
         let received = self
             .blobs()
             .receive(body, self.config().max_artifact_size)
             .await?;
         let result = self.countersigned(node, &received).await;
+        // A node's own archive only once it runs nothing (an instance's, any time).
+        let result = result.and_then(|verified| match verified.manifest.origin.subject.as_str() {
+            "node" => self.check_archive_may_come(node).map(|()| verified),
+            _ => Ok(verified),
+        });
         let verified = match result {
             Ok(verified) => verified,
             Err(error) => {

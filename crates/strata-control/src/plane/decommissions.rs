@@ -54,11 +54,24 @@ impl ControlPlane {
             };
             (node.value.clone(), stranded_by(&state, name))
         };
-        let running = node.decommission.as_ref().map(|d| d.phase);
-        match running {
-            Some(DecommissionPhase::Revoked) => return self.decommission_status(name).await,
-            Some(phase) if phase != DecommissionPhase::Failed && !request.unreachable => {
+        match node.decommission.as_ref() {
+            Some(running) if running.phase == DecommissionPhase::Revoked => {
                 return self.decommission_status(name).await
+            }
+            Some(running) if running.phase != DecommissionPhase::Failed && !request.unreachable => {
+                if (running.force, running.wipe) != (request.force, request.wipe) {
+                    return Err(ControlError::Conflict {
+                        message: format!(
+                            "node {name} is being decommissioned already, with --wipe {} {}",
+                            wipe_word(running.wipe),
+                            if running.force { "and --force" } else { "without --force" }
+                        ),
+                        hint: Some(format!(
+                            "`strata node decommission {name}` with the same options follows it; other options apply if it fails and is asked again"
+                        )),
+                    });
+                }
+                return self.decommission_status(name).await;
             }
             _ => {}
         }
@@ -66,7 +79,10 @@ impl ControlPlane {
             force: request.force,
             unreachable: request.unreachable,
         };
-        let heard = self.heartbeats.heard_from_recently(name);
+        // Heartbeats are counted on the leader; any server reads the leader's judgement in
+        // the record (a ready node is heard from).
+        let heard = self.heartbeats.heard_from_recently(name)
+            || node.state == strata_core::NodeState::Ready;
         if let Some((message, hint)) = refusal(name, node.state, heard, asked, &stranded) {
             return Err(ControlError::Conflict {
                 message,
@@ -152,20 +168,23 @@ impl ControlPlane {
         name: &NodeName,
         stranded: &[Stranded],
     ) -> Result<(), ControlError> {
-        let mut to_stop = Vec::new();
+        let mut to_stop: Vec<strata_core::InstanceId> = Vec::new();
         {
             let state = self.reflector.read();
             for service in stranded {
-                let ids = state
+                let ids: Vec<_> = state
                     .instance_revisions_on(name)
                     .filter_map(|(id, _)| state.instance(id))
                     .map(|i| &i.value)
                     .filter(|i| {
                         i.desired == DesiredState::Running
+                            && i.release == service.release
                             && format!("{}/{}", i.env, i.service) == service.service
+                            && !to_stop.contains(&i.id)
                     })
                     .take(service.stranded)
-                    .map(|i| i.id.clone());
+                    .map(|i| i.id.clone())
+                    .collect();
                 to_stop.extend(ids);
             }
         }
@@ -201,9 +220,9 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Revokes node `name` now, with nothing archived or wiped (it cannot be reached, or an
-    /// operator forced it): its record says so, and the node's record goes once its
-    /// instances are replaced and gone.
+    /// Revokes node `name` now, with nothing (more) archived or wiped (it cannot be reached,
+    /// or an operator forced it): its record says so, naming an archive kept before, and the
+    /// node's record goes once its instances are replaced and gone.
     async fn revoke_unreachable(
         &self,
         name: &NodeName,
@@ -211,29 +230,38 @@ impl ControlPlane {
         actor: &Actor,
     ) -> Result<(), ControlError> {
         let now = self.now();
-        let note =
-            "unreachable: nothing of it was archived or wiped; its identity is revoked".to_string();
-        let record = DecommissionRecord {
-            node: name.to_string(),
-            outcome: DecommissionOutcome::Unreachable,
-            requested_by: actor.to_string(),
-            requested_at: now,
-            finished_at: now,
-            archive: None,
-            wipe: None,
-            force,
-            note: note.clone(),
-        };
         for _ in 0..ATTEMPTS {
             let Some((mut node, revision)) = self.get::<Node>(&keys::node(name)).await? else {
                 return Err(ControlError::not_found(format!("node `{name}`"), None));
+            };
+            // A decommission that got as far as a kept archive says so, and keeps it named.
+            let running = node.decommission.as_ref();
+            let archive = running.and_then(|d| d.archive.clone());
+            let note = match (&archive, running.map(|d| d.phase)) {
+                (Some(archive), Some(phase)) => format!(
+                    "unreachable while {}: archive {archive} was kept; its wipe was not reported; its identity is revoked",
+                    phase.as_str()
+                ),
+                _ => "unreachable: nothing of it was archived or wiped; its identity is revoked"
+                    .to_string(),
+            };
+            let record = DecommissionRecord {
+                node: name.to_string(),
+                outcome: DecommissionOutcome::Unreachable,
+                requested_by: actor.to_string(),
+                requested_at: now,
+                finished_at: now,
+                archive: archive.clone(),
+                wipe: None,
+                force,
+                note: note.clone(),
             };
             node.decommission = Some(Decommissioning {
                 phase: DecommissionPhase::Revoked,
                 requested_by: actor.to_string(),
                 requested_at: now,
                 force,
-                archive: None,
+                archive,
                 reason: Some(note.clone()),
                 wipe: Default::default(),
                 since: now,
@@ -592,6 +620,13 @@ fn revoke_in(txn: Txn, name: &NodeName, record: &DecommissionRecord, why: &str) 
         .put(keys::decommission(name), encode(record))
 }
 
+fn wipe_word(scope: strata_core::decommission::WipeScope) -> &'static str {
+    match scope {
+        strata_core::decommission::WipeScope::Files => "files",
+        strata_core::decommission::WipeScope::Device => "device",
+    }
+}
+
 fn finished(name: &NodeName, record: DecommissionRecord) -> DecommissionStatus {
     DecommissionStatus {
         node: name.to_string(),
@@ -643,6 +678,7 @@ fn stranded_by(state: &ClusterState, name: &NodeName) -> Vec<Stranded> {
         held.entry((service.clone(), instance.release))
             .or_insert_with(|| Held {
                 service,
+                release: instance.release,
                 demand: Demand::of(&release.spec),
                 instances: 0,
             })

@@ -33,8 +33,13 @@ impl ControlPlane {
             });
         }
         let key = keys::node(name);
+        let revoked = self.revocation(name).is_some();
         let why = match &by {
             Remover::Operator(_) => "removed by hand".to_string(),
+            Remover::Leader if revoked => {
+                "revoked (decommissioned unreachable) and its instances replaced; forgotten"
+                    .to_string()
+            }
             Remover::Leader => format!(
                 "down for more than {}; forgotten",
                 whole_units(self.config.forget_down_after_ms)

@@ -186,13 +186,22 @@ impl ControlPlane {
             .collect();
         let services = self.services(None).await?;
         let nodes = self.nodes().await?;
+        let revoked: std::collections::BTreeSet<String> = self
+            .reflector
+            .read()
+            .revoked_nodes()
+            .map(|r| r.name.clone())
+            .collect();
+        // A revoked node (decommissioned; or revoked unreachable, and perhaps still running)
+        // serves no one and is no one's peer from the moment it is revoked.
         let live_nodes: std::collections::BTreeSet<NodeName> = nodes
             .iter()
-            .filter(|node| node.state != NodeState::Down)
+            .filter(|node| node.state != NodeState::Down && !revoked.contains(node.name.as_str()))
             .map(|node| node.name.clone())
             .collect();
         let peers: BTreeMap<String, String> = nodes
             .into_iter()
+            .filter(|node| !revoked.contains(node.name.as_str()))
             .filter_map(|node| Some((node.name.to_string(), node.mesh_addr?)))
             .collect();
         let routes = services
@@ -301,12 +310,6 @@ impl ControlPlane {
                     split,
                 })
             })
-            .collect();
-        let revoked = self
-            .reflector
-            .read()
-            .revoked_nodes()
-            .map(|r| r.name.clone())
             .collect();
         Ok(RouteTable {
             revision,
