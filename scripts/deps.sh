@@ -6,7 +6,8 @@
 #                            tests put nodes in network namespaces), nftables (the container
 #                            network's isolation), redis (the container example packages
 #                            Debian's redis-server), python3 (code shipped with a command:
-#                            docs/spec.md's `command = ["python3", "app.py"]`)
+#                            docs/spec.md's `command = ["python3", "app.py"]`), e2fsprogs
+#                            (the forensics tests wipe loop-mounted ext4 images)
 #   scripts/deps.sh containers  the build's, nftables, iproute2 (what `strata dev` needs to
 #                            run container services)
 #   scripts/deps.sh bench   + wrk (the load generator of the benchmarks), runc (the
@@ -15,7 +16,7 @@
 set -euo pipefail
 want=(protobuf-compiler libseccomp-dev pkg-config)
 case "${1:-build}" in
-  test) want+=(etcd-server iproute2 nftables redis-server redis-tools python3) ;;
+  test) want+=(etcd-server iproute2 nftables redis-server redis-tools python3 e2fsprogs) ;;
   containers) want+=(nftables iproute2) ;;
   bench) want+=(etcd-server iproute2 runc nftables redis-server redis-tools python3 wrk nginx zstd) ;;
 esac

@@ -5,7 +5,7 @@
 //! 2. Once the node runs nothing (its instances moved to other nodes, replacements first), the
 //!    agent says it is archiving, reads its slice of the cluster's history, and archives its
 //!    data directory with it (`strata_forensics`: every instance's log and working directory,
-//!    containers' writable layers, its own state), signed with the node's key. Left out: its
+//!    containers' writable layers, its own state and log), signed with the node's key. Left out: its
 //!    private keys and credential, and the caches of content-addressed images and artifacts the control
 //!    plane holds (named by digest in the releases the archive lists).
 //! 3. It sends the archive, again and again while the control plane cannot be reached; the
@@ -220,8 +220,9 @@ impl Agent {
                 record.id
             }
         };
-        // Nothing reads the data directory from here on (heartbeats and the assignments
-        // query touch none of it).
+        // Nothing writes the data directory from here on (heartbeats and the assignments
+        // query touch none of it; the agent's own log, in the archive, is kept no more).
+        crate::own_log::stop();
         if let Some(shipper) = self
             .loops
             .lock()

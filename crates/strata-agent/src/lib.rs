@@ -16,7 +16,7 @@
 //! last lines of every instance's log, kept by the control plane past the node's death),
 //! [`status`] (instances' statuses, reported in batches), [`decommission`] (the node archives
 //! what it held, then wipes it, when it is decommissioned), `quarantine` (an instance frozen
-//! and archived before it stops).
+//! and archived before it stops), [`own_log`] (the agent's log kept in its data directory).
 
 pub mod beats;
 pub mod client;
@@ -24,6 +24,7 @@ pub mod decommission;
 pub mod events;
 pub mod health;
 pub mod logs;
+pub mod own_log;
 mod quarantine;
 pub mod shipper;
 pub mod status;

@@ -36,7 +36,7 @@ pub async fn server(args: ServerArgs) -> CliResult {
             args.suspect_after
         )));
     }
-    platform::init_tracing();
+    platform::init_tracing(false);
     let data_dir = platform::absolute(args.data_dir)?;
     let listener = bind("api", &args.api_addr).await?;
     let liveness = LivenessThresholds {
@@ -243,8 +243,9 @@ pub async fn agent(args: AgentArgs) -> CliResult {
             args.advertise_addr
         ))
     })?;
-    platform::init_tracing();
+    platform::init_tracing(true);
     let data_dir = platform::absolute(args.data_dir)?;
+    strata_agent::own_log::keep_in(&data_dir);
     // An agent already running on this data directory hands the node over (an upgrade in
     // place): its listening sockets, then its instances.
     let mut takeover = platform::handover::Takeover::connect(&data_dir)?;
@@ -409,6 +410,7 @@ pub async fn agent(args: AgentArgs) -> CliResult {
     // Decommissioned. Nothing of this process may hold a file under the data directory
     // when its device is wiped: the handover listener goes, the drivers shut down.
     drop(successor);
+    platform::handover::stop_offering(&data_dir);
     agent.stop_all().await;
     let done = match done.device_pending {
         true => agent

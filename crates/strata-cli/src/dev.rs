@@ -27,7 +27,7 @@ pub struct DevArgs {
 }
 
 pub async fn run(args: DevArgs) -> CliResult {
-    platform::init_tracing();
+    platform::init_tracing(false);
     let data_dir = platform::absolute(args.data_dir)?;
     let api_listener = bind("api", &args.api_addr).await?;
     let ingress_listener = bind("ingress", &args.ingress_addr).await?;

@@ -59,6 +59,8 @@ fn a_decommissioned_node_is_archived_wiped_and_revoked() {
         },
         |node| {
             if node.name == "node-1" {
+                // Its agent unmounts the disk to wipe it: in the host's mount namespace.
+                node.host_mounts = true;
                 let image = node.data_dir.with_extension("img");
                 disk = Some(LoopMount::new(&image, &node.data_dir, 256 << 20));
             }
@@ -221,6 +223,11 @@ fn a_decommissioned_node_is_archived_wiped_and_revoked() {
             "{canary} is still on the image's raw bytes"
         );
     }
+    // Nor anything else: the device itself was wiped (journal, free blocks, names).
+    assert!(
+        raw.iter().all(|b| *b == 0),
+        "a non-zero byte is left on the device"
+    );
 
     // Its identity is revoked: the other node's mesh port and the API refuse its certificate.
     let after =

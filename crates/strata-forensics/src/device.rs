@@ -138,10 +138,14 @@ pub fn wipe_device_under(dir: &Path) -> Result<DeviceWipe, ForensicsError> {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             Err(nix::errno::Errno::EBUSY) => {
+                let held = holders(&dir);
                 return Err(refuse(format!(
-                    "still in use after 5 s, so not unmounted: stop what holds files under it (`fuser -vm {}`), then decommission the node again",
-                    dir.display()
-                )))
+                    "still in use after 5 s, so not unmounted ({}): stop what holds files under it, then decommission the node again",
+                    match held.is_empty() {
+                        true => format!("`fuser -vm {}` says by whom", dir.display()),
+                        false => format!("held by {}", held.join("; ")),
+                    }
+                )));
             }
             Err(e) => return Err(ForensicsError::io(dir.display(), e.into())),
         }
@@ -156,6 +160,62 @@ pub fn wipe_device_under(dir: &Path) -> Result<DeviceWipe, ForensicsError> {
     })?;
     let bytes = zero_device(&mut file, &device)?;
     Ok(DeviceWipe { device, bytes })
+}
+
+/// The processes holding something under `dir` (a working directory, a root, an open file,
+/// a mapped file), as `/proc` shows them: "pid 42 (strata): fd 7 -> /data/agent.log".
+fn holders(dir: &Path) -> Vec<String> {
+    let under = |path: &Path| path.starts_with(dir);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<String> = mounts(&mountinfo)
+        .into_iter()
+        .filter(|m| Path::new(&m.point) != dir && under(Path::new(&m.point)))
+        .map(|m| format!("a mount at {} (from {})", m.point, m.source))
+        .collect();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for process in processes.flatten() {
+        let name = process.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let proc = process.path();
+        let comm = std::fs::read_to_string(proc.join("comm")).unwrap_or_default();
+        let mut held: Vec<String> = Vec::new();
+        for link in ["cwd", "root", "exe"] {
+            if std::fs::read_link(proc.join(link)).is_ok_and(|p| under(&p)) {
+                held.push(link.to_string());
+            }
+        }
+        for fd in std::fs::read_dir(proc.join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                if under(&target) {
+                    held.push(format!(
+                        "fd {} -> {}",
+                        fd.file_name().to_string_lossy(),
+                        target.display()
+                    ));
+                }
+            }
+        }
+        let maps = std::fs::read_to_string(proc.join("maps")).unwrap_or_default();
+        if let Some(mapped) = maps
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(5))
+            .find(|path| under(Path::new(path)))
+        {
+            held.push(format!("maps {mapped}"));
+        }
+        if !held.is_empty() {
+            found.push(format!("pid {name} ({}): {}", comm.trim(), held.join(", ")));
+        }
+    }
+    found
 }
 
 /// Overwrites `device` (a block device, or an image file) with zeros to its end, synced,

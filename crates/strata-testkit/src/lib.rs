@@ -195,6 +195,10 @@ pub struct Node {
     pub ip: Ipv4Addr,
     pub data_dir: PathBuf,
     pub labels: String,
+    /// Its agent runs in the host's mount namespace (entering only the node's network
+    /// namespace), so that what it mounts and unmounts is the host's: a data directory of its
+    /// own, wiped down to its device.
+    pub host_mounts: bool,
     agent: Option<Child>,
 }
 
@@ -258,7 +262,7 @@ impl Cluster {
 
     /// [`Cluster::start`], with `prepare` called on each node before its agent starts (e.g.
     /// to mount a filesystem of its own on its data directory).
-    pub fn start_preparing(options: Options, mut prepare: impl FnMut(&Node)) -> Cluster {
+    pub fn start_preparing(options: Options, mut prepare: impl FnMut(&mut Node)) -> Cluster {
         let id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
         let a = 100 + rand::random::<u8>() % 100;
         let b = rand::random::<u8>();
@@ -308,6 +312,7 @@ impl Cluster {
                 ip: node_ip,
                 data_dir,
                 labels: labels.clone(),
+                host_mounts: false,
                 agent: None,
             });
         }
@@ -334,7 +339,7 @@ impl Cluster {
         cluster.token = found[1].clone();
         cluster.server = Some(server);
         for i in 0..cluster.nodes.len() {
-            prepare(&cluster.nodes[i]);
+            prepare(&mut cluster.nodes[i]);
             cluster.start_agent(i);
         }
         cluster.wait_ready(cluster.nodes.len(), Duration::from_secs(30));
@@ -358,9 +363,23 @@ impl Cluster {
     pub fn start_agent(&mut self, i: usize) {
         let node = &self.nodes[i];
         let log = node.log_path();
-        let mut command = Command::new("ip");
+        // `ip netns exec` gives the agent a mount namespace of its own (with the network
+        // namespace's /sys); `nsenter --net` keeps the host's.
+        let mut command = match node.host_mounts {
+            true => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net=/run/netns/{}", node.netns))
+                    .arg("--");
+                command
+            }
+            false => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", &node.netns]);
+                command
+            }
+        };
         command
-            .args(["netns", "exec", &node.netns])
             .arg(&self.strata)
             .args(["agent", "--join", &self.api, "--name", &node.name])
             // The join token through the environment, as an operator keeps it off argv.

@@ -42,6 +42,10 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 /// The listening sockets this process offers a successor, by name.
 static OFFERED: Mutex<Vec<(String, OwnedFd)>> = Mutex::new(Vec::new());
 
+/// The handover socket's listener (a second descriptor of it), while it is offered: what
+/// [`stop_offering`] shuts down.
+static OFFERING: Mutex<Option<UnixListener>> = Mutex::new(None);
+
 /// Offers `listener` (a copy of it) to the next agent process as `name`.
 pub fn offer(name: &str, listener: &impl AsFd) -> std::io::Result<()> {
     let copy = listener.as_fd().try_clone_to_owned()?;
@@ -217,6 +221,7 @@ pub async fn serve(data_dir: &Path, agent: Arc<dyn Predecessor>) -> Result<(), F
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
+    *OFFERING.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener.try_clone()?);
     // A thread of its own, not the runtime's blocking pool: the runtime does not wait for it
     // when the agent exits another way.
     let (outcome, taken) = tokio::sync::oneshot::channel();
@@ -226,6 +231,8 @@ pub async fn serve(data_dir: &Path, agent: Arc<dyn Predecessor>) -> Result<(), F
             let result = loop {
                 let (stream, _) = match listener.accept() {
                     Ok(accepted) => accepted,
+                    // Shut down by `stop_offering`: the listener goes with this thread.
+                    Err(_) if OFFERING.lock().is_ok_and(|o| o.is_none()) => return,
                     Err(error) => {
                         tracing::warn!(%error, "handover socket accept failed");
                         std::thread::sleep(Duration::from_millis(100));
@@ -233,8 +240,10 @@ pub async fn serve(data_dir: &Path, agent: Arc<dyn Predecessor>) -> Result<(), F
                     }
                 };
                 match hand_over(stream, agent.as_ref()) {
-                    Ok(true) => break Ok(()),
-                    Ok(false) => continue,
+                    Ok(Visit::TookOver) => break Ok(()),
+                    Ok(Visit::WentAway) => continue,
+                    // This process asks it to let go of the socket (its node is gone).
+                    Ok(Visit::Stop) => return,
                     Err(error) => break Err(error),
                 }
             };
@@ -245,14 +254,41 @@ pub async fn serve(data_dir: &Path, agent: Arc<dyn Predecessor>) -> Result<(), F
         .map_err(|_| Failure::Failed(anyhow!("the handover thread ended")))?
 }
 
-/// One successor's takeover: `Ok(true)` when it serves now, `Ok(false)` when it went away
-/// before this process let go of anything.
-fn hand_over(stream: UnixStream, agent: &dyn Predecessor) -> Result<bool, Failure> {
+/// What came of one connection to the handover socket.
+enum Visit {
+    /// A successor serves now.
+    TookOver,
+    /// It went away before this process let go of anything.
+    WentAway,
+    /// Someone asked it to stop offering (a `bye`).
+    Stop,
+}
+
+/// Stops offering this process's listeners (its node was decommissioned): the handover
+/// socket is shut down and closed (its thread ends), and with it the last thing this process
+/// held in the data directory.
+pub fn stop_offering(data_dir: &Path) {
+    let offering = OFFERING.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(listener) = offering {
+        // Wakes the thread's `accept` with an error; it sees nothing is offered, and goes.
+        let _ = rustix::net::shutdown(&listener, rustix::net::Shutdown::Both);
+    }
+    let _ = std::fs::remove_file(socket_path(data_dir));
+}
+
+/// One connection to the handover socket: a successor's takeover, or this process's own
+/// request to stop.
+fn hand_over(stream: UnixStream, agent: &dyn Predecessor) -> Result<Visit, Failure> {
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut successor = BufReader::new(stream);
     let mut line = String::new();
-    if successor.read_line(&mut line).unwrap_or(0) == 0 || line.trim() != "hello" {
-        return Ok(false);
+    if successor.read_line(&mut line).unwrap_or(0) == 0 {
+        return Ok(Visit::WentAway);
+    }
+    match line.trim() {
+        "hello" => {}
+        "bye" => return Ok(Visit::Stop),
+        _ => return Ok(Visit::WentAway),
     }
     {
         let offered = OFFERED.lock().expect("offered lock");
@@ -264,7 +300,7 @@ fn hand_over(stream: UnixStream, agent: &dyn Predecessor) -> Result<bool, Failur
     line.clear();
     if successor.read_line(&mut line).unwrap_or(0) == 0 || line.trim() != "quiesce" {
         tracing::warn!("the new agent process went away before taking the node over");
-        return Ok(false);
+        return Ok(Visit::WentAway);
     }
     agent.quiesce();
     successor.get_mut().write_all(b"quiet\n")?;
@@ -274,7 +310,7 @@ fn hand_over(stream: UnixStream, agent: &dyn Predecessor) -> Result<bool, Failur
             "the new agent process went away during the takeover; the instances keep running for the next agent to adopt"
         )));
     }
-    Ok(true)
+    Ok(Visit::TookOver)
 }
 
 /// The most listeners one handover carries.

@@ -79,20 +79,31 @@ pub fn announce(message: &str) {
     }
 }
 
-pub fn init_tracing() {
+/// Logs to standard error (text, or JSON with `--log-format json`), and with `own_log` (an
+/// agent) to the agent's own log file too (`strata_agent::own_log`).
+pub fn init_tracing(own_log: bool) {
     use std::io::IsTerminal;
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
             "warn,strata::platform=info,strata::cluster=info,strata::dev=info,strata_control=info,strata_agent=info,strata_mesh=info,strata_wasm=info,strata_cli=info",
         )
     });
+    let writer = match own_log {
+        true => BoxMakeWriter::new(std::io::stderr.and(strata_agent::own_log::writer)),
+        false => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false);
     match LOG_FORMAT.get().copied().unwrap_or_default() {
         LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .with_ansi(
+                !own_log
+                    && std::io::stderr().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
             .init(),
         LogFormat::Json => builder
             .json()

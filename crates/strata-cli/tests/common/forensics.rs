@@ -6,27 +6,27 @@ use std::path::{Path, PathBuf};
 pub const CANARY_LOG: &str = "canary-4d1e-written-to-the-log";
 pub const CANARY_FILE: &str = "canary-9b2c-written-to-a-work-file";
 
-/// A spec of exec service `name` (2 replicas): each instance writes [`CANARY_LOG`] to its
-/// log and [`CANARY_FILE`] to `notes.txt` in its working directory, then serves hello.
+/// A spec of exec service `name` (2 replicas, the test kit's `misbehave` as its artifact,
+/// so that it runs where the node keeps artifacts, sandboxed or not): each instance writes
+/// [`CANARY_LOG`] to its log and [`CANARY_FILE`] to `notes.txt` in its working directory,
+/// then serves.
 pub fn canary_spec(dir: &Path, name: &str) -> PathBuf {
-    let hello = super::hello_bin();
-    let command = format!(
-        "echo {CANARY_LOG}; echo {CANARY_FILE} > notes.txt; exec {}",
-        hello.display()
-    );
+    let program = super::misbehave_bin();
     let spec = format!(
         r#"
 [service.{name}]
-command = ["/bin/sh", "-c", "{command}"]
+artifact = "{}"
+args = ["write-file", "notes.txt", "{CANARY_FILE}"]
 [service.{name}.scale]
 replicas = 2
 [service.{name}.config]
-GREETING = "kept"
+SAY = "{CANARY_LOG}"
 [service.{name}.health]
 path = "/healthz"
 interval = "200ms"
 timeout = "200ms"
-"#
+"#,
+        program.display()
     );
     super::write_file(dir, &format!("{name}.toml"), spec)
 }

@@ -12,6 +12,8 @@
 //! - `write-file PATH TEXT`: writes TEXT to PATH (as an instance leaves data in its writable
 //!   layer), says so, then serves.
 //!
+//! With `SAY` in its environment, it first prints that line (what an instance logs).
+//!
 //! Standard library only, so that a JEOS image of it holds just it and its libc.
 
 use std::io::{Read, Write};
@@ -20,6 +22,9 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Ok(line) = std::env::var("SAY") {
+        println!("{line}");
+    }
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port = std::env::var("PORT").unwrap_or_else(|_| "8000".into());
     let number = |i: usize| -> u64 {
