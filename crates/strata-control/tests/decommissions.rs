@@ -162,16 +162,10 @@ async fn a_decommissioned_node_drains_archives_wipes_and_is_revoked() {
     assert_eq!(revoked.by, "ops");
     let rejoined = h
         .plane
-        .register_node(strata_core::api::RegisterNode {
-            name: n2.clone(),
-            agent_url: "http://n2.invalid:7701".into(),
-            labels: Default::default(),
-            capacity: Default::default(),
-            drivers: vec![],
-            last_epoch: None,
-            mesh_addr: None,
-            agent_version: None,
-        })
+        .register_node(strata_core::api::RegisterNode::bare(
+            n2.clone(),
+            "http://n2.invalid:7701",
+        ))
         .await
         .unwrap_err();
     assert!(

@@ -339,16 +339,10 @@ async fn leading_with_n1(dir: &std::path::Path) -> (Arc<ControlPlane>, strata_co
 
 async fn register_n1(plane: &ControlPlane) -> strata_core::Node {
     let node = plane
-        .register_node(strata_core::api::RegisterNode {
-            name: NodeName::from_static("n1"),
-            agent_url: "http://127.0.0.1:9".into(),
-            labels: Default::default(),
-            capacity: Default::default(),
-            drivers: vec![],
-            last_epoch: None,
-            mesh_addr: None,
-            agent_version: None,
-        })
+        .register_node(strata_core::api::RegisterNode::bare(
+            NodeName::from_static("n1"),
+            "http://127.0.0.1:9",
+        ))
         .await
         .unwrap();
     assert!(eventually(|| plane.reflector().read().node("n1").is_some()).await);

@@ -169,6 +169,23 @@ pub struct RegisterNode {
     pub agent_version: Option<String>,
 }
 
+impl RegisterNode {
+    /// Node `name`'s registration from an agent at `agent_url` with nothing else said: no
+    /// labels, capacity, drivers, inter-node port, last epoch or version.
+    pub fn bare(name: NodeName, agent_url: impl Into<String>) -> Self {
+        RegisterNode {
+            name,
+            agent_url: agent_url.into(),
+            labels: BTreeMap::new(),
+            capacity: Resources::default(),
+            drivers: Vec::new(),
+            last_epoch: None,
+            mesh_addr: None,
+            agent_version: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Registered {
     pub node: Node,
