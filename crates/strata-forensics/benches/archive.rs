@@ -4,7 +4,7 @@
 //! `shred -n 0 -z -u` of the same data in the same run (what an operator would do by hand,
 //! without hashes, signatures or a check of the wipe); and the device wipe (`wipe_device`:
 //! zeros to the end, synced, read back past the page cache) of an image of the same size,
-//! beside `dd if=/dev/zero conv=fsync` over it.
+//! beside `dd if=/dev/zero conv=fsync` over it and `dd iflag=direct | cmp` of it with zeros.
 //!
 //!   cargo bench -p strata-forensics --bench archive [-- --mib 1024]
 
@@ -105,6 +105,13 @@ fn main() {
         written >> 20
     ));
     let dd_s = started.elapsed().as_secs_f64();
+    // The same check by hand: read back past the page cache, compared with zeros.
+    let started = Instant::now();
+    shell(&format!(
+        "dd if={} iflag=direct bs=1M status=none | cmp -n {written} - /dev/zero",
+        image.display()
+    ));
+    let cmp_s = started.elapsed().as_secs_f64();
 
     let mib_s = |seconds: f64| written as f64 / (1 << 20) as f64 / seconds;
     println!(
@@ -136,9 +143,10 @@ fn main() {
         mib_s(shred_s)
     );
     println!(
-        "| device wipe (zeros, synced, read back from the device) | {device_s:.2} s ({:.0} MiB/s) | `dd conv=fsync`: {dd_s:.2} s ({:.0} MiB/s, not read back) |",
+        "| device wipe (zeros, synced, read back from the device) | {device_s:.2} s ({:.0} MiB/s) | `dd conv=fsync` {dd_s:.2} s, then `dd iflag=direct | cmp` {cmp_s:.2} s: {:.2} s ({:.0} MiB/s) |",
         mib_s(device_s),
-        mib_s(dd_s)
+        dd_s + cmp_s,
+        mib_s(dd_s + cmp_s)
     );
 }
 

@@ -109,13 +109,16 @@ pub(crate) fn zero_fill(file: &mut File, len: u64) -> std::io::Result<()> {
 pub(crate) fn check_zeroed(file: &mut File, len: u64) -> Result<(), Option<u64>> {
     file.seek(SeekFrom::Start(0)).map_err(|_| None)?;
     let mut buffer = vec![0u8; CHUNK];
+    let zeros = vec![0u8; CHUNK];
     let mut offset = 0u64;
     while offset < len {
         let n = file.read(&mut buffer).map_err(|_| None)?;
         if n == 0 {
             break;
         }
-        if let Some(at) = buffer[..n].iter().position(|b| *b != 0) {
+        // Compared as a whole (memcmp); searched byte by byte only when it differs.
+        if buffer[..n] != zeros[..n] {
+            let at = buffer[..n].iter().position(|b| *b != 0).unwrap_or(0);
             return Err(Some(offset + at as u64));
         }
         offset += n as u64;
