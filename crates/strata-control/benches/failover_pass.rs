@@ -78,22 +78,16 @@ impl Writer {
 
 fn node(i: usize, state: NodeState) -> Node {
     Node {
-        name: node_name(i),
-        agent_url: String::new(),
         labels: [("zone".to_string(), format!("zone-{}", i % 4))].into(),
-        capacity: Resources {
-            cpu_millis: 1_000_000,
-            memory_bytes: 1024 * 1024 * MI,
-        },
-        drivers: vec![strata_core::spec::DriverKind::Exec],
-        epoch: 1,
         state,
-        draining: false,
-        leaving: false,
-        decommission: None,
-        mesh_addr: None,
-        last_heartbeat: 0,
-        registered_at: 0,
+        ..Node::ready(
+            node_name(i),
+            Resources {
+                cpu_millis: 1_000_000,
+                memory_bytes: 1024 * 1024 * MI,
+            },
+            vec![strata_core::spec::DriverKind::Exec],
+        )
     }
 }
 
@@ -135,21 +129,15 @@ fn fleet(args: &Args, writer: &mut Writer) -> ClusterState {
             &release,
         );
         let service = Service {
-            env: EnvName::from_static("fleet"),
-            name: name.clone(),
             desired_release: 1,
             latest_release: 1,
             latest_config: 1,
-            replicas: args.replicas as u32,
-            autoscale: None,
-            slo: None,
-            scaled_at: 0,
-            served: Vec::new(),
-            rollout: None,
-            desired_since: 0,
-            ended: Vec::new(),
-            created_at: 0,
-            updated_at: 0,
+            ..Service::new(
+                EnvName::from_static("fleet"),
+                name.clone(),
+                args.replicas as u32,
+                0,
+            )
         };
         writer.put(&mut state, keys::service("fleet", name.as_str()), &service);
         for i in 0..args.replicas {

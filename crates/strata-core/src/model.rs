@@ -180,6 +180,28 @@ impl Service {
     /// How many served releases a service remembers.
     pub const SERVED_KEPT: usize = 20;
 
+    /// A service with no release yet, `replicas` wanted, nothing else said (no autoscaling,
+    /// SLO, rollout or history), made at `now`.
+    pub fn new(env: EnvName, name: ServiceName, replicas: u32, now: Millis) -> Service {
+        Service {
+            env,
+            name,
+            desired_release: 0,
+            latest_release: 0,
+            latest_config: 0,
+            replicas,
+            autoscale: None,
+            slo: None,
+            scaled_at: now,
+            served: Vec::new(),
+            rollout: None,
+            desired_since: 0,
+            ended: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Notes how `release` ended and why (the newest of a release's endings is kept).
     pub fn note_ended(&mut self, release: u64, how: ReleaseEnding, why: String, at: Millis) {
         self.ended.retain(|end| end.release != release);
@@ -611,6 +633,30 @@ pub struct Node {
 }
 
 impl Node {
+    /// A ready node of epoch 1 with `capacity` and `drivers`, nothing else said (no labels,
+    /// no agent URL, never heard from).
+    pub fn ready(
+        name: NodeName,
+        capacity: Resources,
+        drivers: Vec<crate::spec::DriverKind>,
+    ) -> Node {
+        Node {
+            name,
+            agent_url: String::new(),
+            labels: BTreeMap::new(),
+            capacity,
+            drivers,
+            epoch: 1,
+            state: NodeState::Ready,
+            draining: false,
+            leaving: false,
+            decommission: None,
+            mesh_addr: None,
+            last_heartbeat: 0,
+            registered_at: 0,
+        }
+    }
+
     /// The state placement and planning act on: liveness, with a drain on a live node.
     pub fn effective_state(&self) -> NodeState {
         match self.state {

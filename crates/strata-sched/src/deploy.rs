@@ -110,21 +110,16 @@ mod tests {
 
     fn service(replicas: u32, autoscale: Option<(u32, u32)>) -> Service {
         Service {
-            env: strata_core::EnvName::from_static("dev"),
-            name: strata_core::ServiceName::from_static("web"),
             desired_release: 3,
             latest_release: 4,
             latest_config: 2,
-            replicas,
             autoscale: autoscale.map(|(min, max)| bounds(min, max)),
-            slo: None,
-            scaled_at: 0,
-            served: Vec::new(),
-            rollout: None,
-            desired_since: 0,
-            ended: Vec::new(),
-            created_at: 0,
-            updated_at: 0,
+            ..Service::new(
+                strata_core::EnvName::from_static("dev"),
+                strata_core::ServiceName::from_static("web"),
+                replicas,
+                0,
+            )
         }
     }
 

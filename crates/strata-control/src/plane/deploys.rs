@@ -271,22 +271,12 @@ impl ControlPlane {
                 Some(found) => found,
                 None => (
                     Service {
-                        env: env.clone(),
-                        name: name.clone(),
-                        desired_release: 0,
                         // A name deleted before goes on from its history's numbers.
                         latest_release: stored.numbered_before.0,
                         latest_config: stored.numbered_before.1,
-                        replicas: item.spec.scale.replicas,
                         autoscale: item.spec.scale.autoscale,
                         slo: item.spec.slo,
-                        scaled_at: now,
-                        served: Vec::new(),
-                        rollout: None,
-                        desired_since: 0,
-                        ended: Vec::new(),
-                        created_at: now,
-                        updated_at: now,
+                        ..Service::new(env.clone(), name.clone(), item.spec.scale.replicas, now)
                     },
                     0,
                 ),

@@ -46,22 +46,15 @@ pub fn placed(i: &Instance, revision: Revision) -> WatchEvent {
 /// A ready node of epoch 1 in `zone`, with room for `memory_mib` MiB and 64 cores.
 pub fn node(name: &str, zone: &str, memory_mib: u64, revision: Revision) -> WatchEvent {
     let node = strata_core::Node {
-        name: NodeName::new(name).unwrap(),
-        agent_url: String::new(),
         labels: [("zone".to_string(), zone.to_string())].into(),
-        capacity: strata_core::Resources {
-            cpu_millis: 64_000,
-            memory_bytes: memory_mib * MI,
-        },
-        drivers: vec![strata_core::spec::DriverKind::Exec],
-        epoch: 1,
-        state: strata_core::NodeState::Ready,
-        draining: false,
-        leaving: false,
-        decommission: None,
-        mesh_addr: None,
-        last_heartbeat: 0,
-        registered_at: 0,
+        ..strata_core::Node::ready(
+            NodeName::new(name).unwrap(),
+            strata_core::Resources {
+                cpu_millis: 64_000,
+                memory_bytes: memory_mib * MI,
+            },
+            vec![strata_core::spec::DriverKind::Exec],
+        )
     };
     put(keys::node(name), &node, revision)
 }
@@ -69,21 +62,15 @@ pub fn node(name: &str, zone: &str, memory_mib: u64, revision: Revision) -> Watc
 /// Service `name` of dev wanting `replicas` of release `release`.
 pub fn service(name: &str, release: u64, replicas: u32, revision: Revision) -> WatchEvent {
     let service = strata_core::Service {
-        env: EnvName::from_static("dev"),
-        name: ServiceName::new(name).unwrap(),
         desired_release: release,
         latest_release: release,
         latest_config: 1,
-        replicas,
-        autoscale: None,
-        slo: None,
-        scaled_at: 0,
-        served: Vec::new(),
-        rollout: None,
-        desired_since: 0,
-        ended: Vec::new(),
-        created_at: 0,
-        updated_at: 0,
+        ..strata_core::Service::new(
+            EnvName::from_static("dev"),
+            ServiceName::new(name).unwrap(),
+            replicas,
+            0,
+        )
     };
     put(keys::service("dev", name), &service, revision)
 }

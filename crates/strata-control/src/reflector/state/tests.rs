@@ -161,21 +161,11 @@ fn a_status_joins_its_instance_and_dirties_its_service() {
 
 #[test]
 fn a_node_change_dirties_its_instances_services_and_a_relisting_touches_every_node() {
-    let node = Node {
-        name: NodeName::from_static("n1"),
-        agent_url: String::new(),
-        labels: Default::default(),
-        capacity: Resources::default(),
-        drivers: vec![DriverKind::Exec],
-        epoch: 1,
-        state: NodeState::Ready,
-        draining: false,
-        leaving: false,
-        decommission: None,
-        mesh_addr: None,
-        last_heartbeat: 0,
-        registered_at: 0,
-    };
+    let node = Node::ready(
+        NodeName::from_static("n1"),
+        Resources::default(),
+        vec![DriverKind::Exec],
+    );
     let mut state = state_of(&[put(keys::node("n1"), &node, 3)]);
     let dirty = state.take_dirty();
     assert!(
