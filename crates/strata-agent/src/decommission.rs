@@ -290,13 +290,15 @@ impl Agent {
     }
 
     /// Reports the wipe: the end. The control plane revokes the node as it takes it, so a
-    /// report sent again because its answer was lost is refused as the node's (403): that
-    /// refusal says it was taken.
+    /// report sent again because its answer was lost is refused as a revoked node's (403,
+    /// saying so): that refusal says it was taken.
     async fn report_wiped(&self, wipe: &WipeSummary) -> Result<(), String> {
         let wiped = DecommissionProgress::Wiped { wipe: wipe.clone() };
         match self.report_until_answered(&wiped).await {
             Ok(()) => Ok(()),
-            Err(error) if error.status() == Some(403) => Ok(()),
+            Err(error) if error.status() == Some(403) && error.to_string().contains("revoked") => {
+                Ok(())
+            }
             Err(error) => Err(format!("the wipe's report was refused: {error}")),
         }
     }
