@@ -10,14 +10,7 @@ mod common;
 
 use common::cluster::{deploy, node_state, wait_until};
 
-/// These tests each start several processes (servers, agents, etcd members): run them one at
-/// a time so that, on a small machine, their timing reflects the platform and not each other.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    HEAVY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use common::serial;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -4,14 +4,7 @@
 
 mod common;
 
-/// These tests each start several processes (servers, agents, etcd members): run them one at
-/// a time so that, on a small machine, their timing reflects the platform and not each other.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    HEAVY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use common::serial;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -69,6 +69,16 @@ pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf
     path
 }
 
+/// Tests that each start several processes (servers, agents, etcd members) run one at a
+/// time within their test binary, so that on a small machine their timing reflects the
+/// platform and not each other: each holds this while it runs.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// `strata agent` flags that put its API, ingress and inter-node port on free loopback ports.
 pub const AGENT_ON_LOOPBACK: [&str; 6] = [
     "--api-addr",
