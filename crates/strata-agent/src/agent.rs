@@ -542,8 +542,8 @@ impl Agent {
                         .iter()
                         .map(|a| (a.instance.id.clone(), a.clone()))
                         .collect();
-                    self.sync(assignments.clone()).await;
                     self.follow_decommission(decommission.as_ref(), &assignments);
+                    self.sync(assignments).await;
                     if unchanged && asked.elapsed() < Duration::from_millis(50) {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }

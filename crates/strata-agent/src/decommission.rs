@@ -316,40 +316,20 @@ impl Agent {
         &self,
         progress: &DecommissionProgress,
     ) -> Result<(), ClientError> {
-        let mut delay = Duration::from_millis(200);
-        loop {
-            match self
-                .client
+        until_answered("decommission progress", || {
+            self.client
                 .decommission_progress(&self.config.name, progress)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(error) if retryable(&error) => {
-                    tracing::warn!(%error, "decommission: cannot report; trying again in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn history_until_answered(&self) -> Result<NodeHistory, Stop> {
-        let mut delay = Duration::from_millis(200);
-        loop {
-            match self.client.node_history(&self.config.name).await {
-                Ok(history) => return Ok(history),
-                Err(error) if retryable(&error) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
-                Err(error) => {
-                    return Err(Stop::Failed(format!(
-                        "cannot read the node's history: {error}"
-                    )))
-                }
-            }
-        }
+        until_answered("node history", || {
+            self.client.node_history(&self.config.name)
+        })
+        .await
+        .map_err(|error| Stop::Failed(format!("cannot read the node's history: {error}")))
     }
 
     /// Archives the data directory with `history`, signed by the node's key.
@@ -361,23 +341,15 @@ impl Agent {
             ));
         };
         let root = self.config.data_dir.clone();
-        let origin = strata_forensics::Origin {
-            node: self.config.name.to_string(),
-            subject: "node".into(),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map(|k| k.trim().to_string())
-                .unwrap_or_default(),
-            strata_version: strata_core::version::VERSION.to_string(),
-            releases: self
-                .decommission
-                .ran
-                .lock()
-                .expect("ran lock")
-                .iter()
-                .cloned()
-                .collect(),
-            created_at: strata_core::now_millis(),
-        };
+        let ran = self
+            .decommission
+            .ran
+            .lock()
+            .expect("ran lock")
+            .iter()
+            .cloned()
+            .collect();
+        let origin = origin(self.config.name.as_str(), "node".into(), ran);
         tokio::task::spawn_blocking(move || {
             archive_data_dir(&root, origin, &history, &certificate, &key)
         })
@@ -388,25 +360,54 @@ impl Agent {
 
     /// Sends the archive until the control plane keeps it.
     async fn send_archive(&self, path: &Path) -> Result<strata_core::archive::ArchiveRecord, Stop> {
-        let mut delay = Duration::from_millis(200);
-        loop {
-            match self.client.put_archive(&self.config.name, path).await {
-                Ok(record) => return Ok(record),
-                Err(error) if retryable(&error) => {
-                    tracing::warn!(%error, "decommission: the archive was not taken; sending it again in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
-                Err(error) if error.status() == Some(409) => {
-                    return Err(Stop::NotYet(error.to_string()))
-                }
-                Err(error) => {
-                    return Err(Stop::Failed(format!(
-                        "the control plane refused the archive: {error}"
-                    )))
-                }
+        until_answered("archive", || {
+            self.client.put_archive(&self.config.name, path)
+        })
+        .await
+        .map_err(|error| match error.status() {
+            Some(409) => Stop::NotYet(error.to_string()),
+            _ => Stop::Failed(format!("the control plane refused the archive: {error}")),
+        })
+    }
+}
+
+/// Calls `call` until the control plane answers it, however long it is out of reach or
+/// failing on its side (pausing 0.2 s, then twice as long each time, at most
+/// [`RETRY_MAX`]): its answer, or its refusal. `what` names the call in the log.
+pub(crate) async fn until_answered<T, F, Fut>(what: &str, mut call: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match call().await {
+            Err(error) if retryable(&error) => {
+                tracing::warn!(%error, "{what}: the control plane did not take it; sending it again in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
             }
+            answer => return answer,
         }
+    }
+}
+
+/// What the archive's manifest says of where it was made: `node`, of `subject`, its
+/// kernel, this Strata version, the releases it ran, now.
+pub(crate) fn origin(
+    node: &str,
+    subject: String,
+    releases: Vec<String>,
+) -> strata_forensics::Origin {
+    strata_forensics::Origin {
+        node: node.to_string(),
+        subject,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|k| k.trim().to_string())
+            .unwrap_or_default(),
+        strata_version: strata_core::version::VERSION.to_string(),
+        releases,
+        created_at: strata_core::now_millis(),
     }
 }
 

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Serialize;
 use strata_core::api::Assignment;
@@ -62,19 +61,14 @@ pub(crate) async fn archive_instance(
     let Some((certificate, key)) = ctx.node_key.as_ref().and_then(|k| k.current()) else {
         return Err("this node has no certificate to sign an archive with".into());
     };
-    let origin = strata_forensics::Origin {
-        node: ctx.node.to_string(),
-        subject: format!("instance:{id}"),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|k| k.trim().to_string())
-            .unwrap_or_default(),
-        strata_version: strata_core::version::VERSION.to_string(),
-        releases: vec![format!(
+    let origin = crate::decommission::origin(
+        ctx.node.as_str(),
+        format!("instance:{id}"),
+        vec![format!(
             "{}/{}#{}",
             instance.env, instance.service, instance.release
         )],
-        created_at: strata_core::now_millis(),
-    };
+    );
     let requested_by = order.requested_by.clone();
     let requested_at = order.requested_at;
     let service = format!("{}/{}", instance.env, instance.service);
@@ -121,18 +115,12 @@ pub(crate) async fn archive_instance(
 /// Sends the archive until the control plane keeps it or refuses it: while it cannot be
 /// reached the instance stays frozen, its evidence kept, however long that is.
 async fn send(ctx: &SupervisorContext, path: &Path) -> Result<String, String> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match ctx.client.put_archive(ctx.node.as_str(), path).await {
-            Ok(record) => return Ok(record.id),
-            Err(error) if error.status().is_none_or(|s| s >= 500 || s == 429) => {
-                tracing::warn!(%error, "quarantine: the archive was not taken; sending it again in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => return Err(format!("the archive was not kept: {error}")),
-        }
-    }
+    crate::decommission::until_answered("quarantine archive", || {
+        ctx.client.put_archive(ctx.node.as_str(), path)
+    })
+    .await
+    .map(|record| record.id)
+    .map_err(|error| format!("the archive was not kept: {error}"))
 }
 
 /// Builds the archive at `out`: the instance's directory, `quarantine.json`, and `files`.

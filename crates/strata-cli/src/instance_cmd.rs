@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use clap::Subcommand;
-use strata_core::{Instance, InstanceView};
+use strata_core::api::ServiceStatus;
+use strata_core::Instance;
 
 use crate::api::Api;
 use crate::{CliResult, Failure};
@@ -54,8 +55,14 @@ async fn quarantine(api: &Api, id: &str, timeout: Duration, detach: bool) -> Cli
         return Ok(());
     }
     loop {
-        let instances: Vec<InstanceView> = api.get("/v1/instances").await?;
-        let found = instances.iter().find(|v| v.instance.id == id);
+        // The instance's service only, not every instance of the cluster.
+        let status: ServiceStatus = api
+            .get(&format!(
+                "/v1/envs/{}/services/{}",
+                instance.env, instance.service
+            ))
+            .await?;
+        let found = status.instances.iter().find(|v| v.instance.id == id);
         let mut archive = found
             .and_then(|v| v.instance.quarantine.as_ref())
             .and_then(|q| q.archive.clone());

@@ -50,7 +50,7 @@ pub enum NodeAction {
         detach: bool,
         /// What the node wipes once its archive is kept: `files` (every file of its data
         /// directory) or `device` (then the whole device the data directory has to itself).
-        #[arg(long, default_value = "files", value_parser = wipe_scope)]
+        #[arg(long, default_value = "files", value_parser = str::parse::<WipeScope>)]
         wipe: WipeScope,
         /// Also fetch the node's archive into this directory once it is kept (it stays in
         /// the control plane's blob store as well).
@@ -191,14 +191,6 @@ async fn node_drain(api: &Api, name: &str, drain: bool, timeout: Duration) -> Cl
             )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn wipe_scope(text: &str) -> Result<WipeScope, String> {
-    match text {
-        "files" => Ok(WipeScope::Files),
-        "device" => Ok(WipeScope::Device),
-        other => Err(format!("`{other}`: say `files` or `device`")),
     }
 }
 

@@ -47,6 +47,28 @@ pub enum WipeScope {
     Device,
 }
 
+impl WipeScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WipeScope::Files => "files",
+            WipeScope::Device => "device",
+        }
+    }
+}
+
+impl std::str::FromStr for WipeScope {
+    type Err = String;
+
+    /// `files` or `device`, as `--wipe` takes them.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "files" => Ok(WipeScope::Files),
+            "device" => Ok(WipeScope::Device),
+            other => Err(format!("`{other}`: say `files` or `device`")),
+        }
+    }
+}
+
 /// Where a decommission is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -63,7 +63,7 @@ impl ControlPlane {
                     return Err(ControlError::Conflict {
                         message: format!(
                             "node {name} is being decommissioned already, with --wipe {} {}",
-                            wipe_word(running.wipe),
+                            running.wipe.as_str(),
                             if running.force { "and --force" } else { "without --force" }
                         ),
                         hint: Some(format!(
@@ -188,34 +188,9 @@ impl ControlPlane {
                 to_stop.extend(ids);
             }
         }
+        let why = format!("node {name} is decommissioned (--force) and no other node can take it");
         for id in to_stop {
-            let key = keys::instance(&id);
-            let now = self.now();
-            let stopped = self
-                .update_cas(
-                    &key,
-                    &format!("instance `{id}`"),
-                    Writer::Api,
-                    |found: Option<strata_core::Instance>| {
-                        Ok(match found {
-                            Some(mut instance) if instance.desired != DesiredState::Stopped => {
-                                instance.desired = DesiredState::Stopped;
-                                instance.stop_requested_at = Some(now);
-                                Change::Write(instance.clone(), Some(instance))
-                            }
-                            _ => Change::Keep(None),
-                        })
-                    },
-                )
-                .await?;
-            if let Some(instance) = stopped {
-                let why = format!(
-                    "node {name} is decommissioned (--force) and no other node can take it"
-                );
-                self.event_log()
-                    .record(super::stop_event(&instance, &why))
-                    .await;
-            }
+            self.request_stop(&id, &why, Writer::Api).await?;
         }
         Ok(())
     }
@@ -618,13 +593,6 @@ fn revoke_in(txn: Txn, name: &NodeName, record: &DecommissionRecord, why: &str) 
         .put(keys::revoked_node(name), encode(&revoked))
         .when(keys::decommission(name), 0)
         .put(keys::decommission(name), encode(record))
-}
-
-fn wipe_word(scope: strata_core::decommission::WipeScope) -> &'static str {
-    match scope {
-        strata_core::decommission::WipeScope::Files => "files",
-        strata_core::decommission::WipeScope::Device => "device",
-    }
 }
 
 fn finished(name: &NodeName, record: DecommissionRecord) -> DecommissionStatus {

@@ -521,19 +521,21 @@ impl ControlPlane {
         Ok(Ok(stored))
     }
 
-    /// Marks an instance as no longer wanted (idempotent). Fails, rather than giving up
+    /// Marks an instance as no longer wanted (idempotent), written as `writer` (a controller,
+    /// fenced; or an API call), with an event saying `why`. Fails, rather than giving up
     /// silently, if the record keeps changing.
     pub(crate) async fn request_stop(
         &self,
         id: &InstanceId,
         why: &str,
+        writer: Writer,
     ) -> Result<(), ControlError> {
         let key = keys::instance(id);
         let stopped = self
             .update_cas(
                 &key,
                 &format!("instance `{id}`"),
-                Writer::Controller,
+                writer,
                 |found: Option<Instance>| {
                     Ok(match found {
                         Some(mut instance) if instance.desired != DesiredState::Stopped => {

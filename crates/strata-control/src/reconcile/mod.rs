@@ -328,7 +328,9 @@ async fn stop_instances(
         return Ok(());
     }
     for (id, why) in batch {
-        plane.request_stop(id, why).await?;
+        plane
+            .request_stop(id, why, crate::cas::Writer::Controller)
+            .await?;
     }
     Ok(())
 }
