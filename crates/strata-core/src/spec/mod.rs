@@ -141,6 +141,55 @@ pub struct ServiceSpec {
     /// JSON when absent, so releases stored before it existed still read the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<SloSpec>,
+    /// `[forensics]`: what the platform keeps of an instance that fails (absent: nothing).
+    ///
+    /// Omitted from the JSON when absent, so releases stored before it existed still read and
+    /// hash the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forensics: Option<ForensicsSpec>,
+}
+
+/// `[forensics]`: an instance that crashes, is killed for its memory or restarted by its
+/// liveness check is archived by its node before it starts again (its log, working directory,
+/// a container's writable layer, and why it ended), signed and kept by the control plane for
+/// `keep`, then removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ForensicsSpec {
+    pub archive_on: ArchiveOn,
+    /// How long the control plane keeps each such archive, in milliseconds.
+    pub keep_ms: u64,
+}
+
+impl ForensicsSpec {
+    /// `keep` when the table does not say: seven days.
+    pub const DEFAULT_KEEP_MS: u64 = 7 * 24 * 3_600_000;
+
+    /// Whether an instance that failed is archived.
+    pub fn archives_failures(spec: Option<&ForensicsSpec>) -> bool {
+        spec.is_some_and(|f| f.archive_on == ArchiveOn::Failure)
+    }
+}
+
+/// When an instance is archived without an operator asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveOn {
+    /// Each time it ends on its own (crash, OOM kill) or is restarted by its liveness check.
+    Failure,
+    /// Never (as without the table).
+    Never,
+}
+
+impl ArchiveOn {
+    pub const NAMES: [&'static str; 2] = ["failure", "never"];
+
+    pub fn parse(name: &str) -> Option<ArchiveOn> {
+        match name {
+            "failure" => Some(ArchiveOn::Failure),
+            "never" => Some(ArchiveOn::Never),
+            _ => None,
+        }
+    }
 }
 
 /// How the mesh treats calls to a service: who may make them, and the deadline, retries and

@@ -3,7 +3,7 @@
 //! The text is parsed with `toml_edit`, whose tree keeps the byte span of every key and value,
 //! and then checked against the schema ([`schema`]: per table, the keys it allows with their
 //! type, default, bounds and aliases). Each section of a service has its file (`service`,
-//! `scale`, `probes`, `runtime`, `mesh`, `slo`, `placement`, `config`); typed values are read
+//! `scale`, `probes`, `runtime`, `mesh`, `slo`, `forensics`, `placement`, `config`); typed values are read
 //! in `values`. Every problem becomes a [`SpecError`] pointing at the exact key or value, with a
 //! hint; all of them are collected in one pass and returned sorted by position. docs/spec.md
 //! describes the format for users, and a test holds its key tables against the schema.
@@ -23,6 +23,7 @@ use super::{
 use crate::model::Resources;
 
 mod config;
+mod forensics;
 mod keys;
 mod mesh;
 mod names;

@@ -121,6 +121,9 @@ pub fn check_received(spec: &ServiceSpec) -> Result<(), ReceivedSpecError> {
             }
         }
     }
+    if let Some(forensics) = &spec.forensics {
+        durations.push((Section::Forensics, "keep", forensics.keep_ms));
+    }
     if let Some(wasm) = &spec.wasm {
         only_for(spec, DriverKind::Wasm, "wasm").map_err(|p| refuse("wasm", p))?;
         if let Some(ms) = wasm.request_timeout_ms {

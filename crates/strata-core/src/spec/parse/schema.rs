@@ -21,6 +21,7 @@ pub(super) enum Section {
     Mesh,
     Slo,
     Rollout,
+    Forensics,
     Environment,
 }
 
@@ -193,6 +194,8 @@ const SERVICE: &[KeyDef] = &[
     table("rollout", "how a new release replaces the old one")
         .aliases(&["deploy", "deployment", "update", "strategy"]),
     table("secrets", "secrets an instance gets, and where").aliases(&["secret"]),
+    table("forensics", "what is archived of an instance that fails")
+        .aliases(&["forensic", "archive", "archives", "postmortem"]),
 ];
 
 const SCALE: &[KeyDef] = &[
@@ -448,6 +451,21 @@ const SLO: &[KeyDef] = &[
         .aliases(&["uptime", "available", "target", "objective"]),
 ];
 
+const FORENSICS: &[KeyDef] = &[
+    key("archive_on", "string", "required")
+        .doc("`\"failure\"`: archive an instance each time it crashes, is killed for its memory or restarted by its liveness check; `\"never\"`")
+        .aliases(&["on", "when", "trigger", "archive"]),
+    key("keep", "duration", "`\"7d\"`")
+        .doc("how long the control plane keeps each such archive before it is removed")
+        .rule(Rule::Duration {
+            min_ms: 60_000,
+            max_ms: 3_650 * 86_400_000,
+            example: "7d",
+            hint: "it is how long each archive is kept, from 1m to 87600h (ten years); for example `keep = \"30d\"`",
+        })
+        .aliases(&["retention", "retain", "ttl", "keep_for", "expire_after"]),
+];
+
 const ENVIRONMENT: &[KeyDef] = &[table("config", "environment variables in this environment")];
 
 /// A table of a service: its name, its keys, the keys a "write it as a table" hint shows, and
@@ -476,7 +494,7 @@ const fn section(
 }
 
 /// Every table, in the order of [`Section`]'s variants (a test holds the two together).
-pub(super) const SECTIONS: [SectionDef; 13] = [
+pub(super) const SECTIONS: [SectionDef; 14] = [
     section(Section::Service, "", SERVICE, ""),
     section(Section::Scale, "scale", SCALE, "`replicas = 2`"),
     section(Section::Route, "route", ROUTE, "`public = true`"),
@@ -534,6 +552,12 @@ pub(super) const SECTIONS: [SectionDef; 13] = [
         "rollout",
         ROLLOUT,
         "`strategy = \"recreate\"`",
+    ),
+    section(
+        Section::Forensics,
+        "forensics",
+        FORENSICS,
+        "`archive_on = \"failure\"` and `keep = \"7d\"`",
     ),
     // Per-environment values: `[service.NAME.environments.ENV]`.
     section(Section::Environment, "environments", ENVIRONMENT, ""),

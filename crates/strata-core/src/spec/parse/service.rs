@@ -176,6 +176,7 @@ impl<'s> Checker<'s> {
         let mesh = self.mesh(field("mesh"), &path);
         let slo = self.slo(field("slo"), &path);
         let rollout = self.rollout(field("rollout"), &path);
+        let forensics = self.forensics(field("forensics"), &path);
         let config_names: BTreeSet<&str> = config
             .keys()
             .chain(env_config.values().flat_map(BTreeMap::keys))
@@ -207,6 +208,7 @@ impl<'s> Checker<'s> {
             slo,
             rollout,
             secrets,
+            forensics,
         })
     }
 

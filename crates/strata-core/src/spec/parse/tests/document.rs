@@ -291,7 +291,7 @@ fn positions_locate_and_at() {
     );
     assert_eq!(
         locate(FULL, &["service", "static", "route", "public"]),
-        Some((55, 11))
+        Some((59, 11))
     );
     assert_eq!(locate(FULL, &["service", "hello", "nope"]), None);
     assert_eq!(locate("not toml [", &["service"]), None);

@@ -3,6 +3,7 @@
 use super::*;
 
 mod document;
+mod forensics;
 mod keys;
 mod rollout;
 mod scale;
@@ -61,6 +62,10 @@ API_KEY = { env = "API_KEY" }
 p99_ms = 250
 error_rate = 0.001
 availability = 0.999
+
+[service.hello.forensics]
+archive_on = "failure"
+keep = "14d"
 
 [service.static]
 command = ["python3", "-m", "http.server"]
@@ -203,6 +208,10 @@ fn full_spec_parses_with_every_key() {
                     "API_KEY".to_string(),
                     crate::secret::SecretTarget::Env("API_KEY".into()),
                 )]),
+                forensics: Some(crate::spec::ForensicsSpec {
+                    archive_on: crate::spec::ArchiveOn::Failure,
+                    keep_ms: 14 * 86_400_000,
+                }),
             },
             ServiceSpec {
                 name: crate::ServiceName::from_static("static"),
@@ -241,6 +250,7 @@ fn full_spec_parses_with_every_key() {
                 slo: None,
                 rollout: None,
                 secrets: BTreeMap::new(),
+                forensics: None,
             },
         ]
     );
