@@ -31,5 +31,6 @@ pub mod status;
 pub mod supervisor;
 
 mod agent;
+mod launch;
 
 pub use agent::{Agent, AgentConfig, AgentError, InheritedListener, MeshAccess};

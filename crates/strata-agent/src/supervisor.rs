@@ -5,7 +5,6 @@
 //! The supervisor persists a record of the running process (driver record and port) next to
 //! the instance's log, so a later agent can re-adopt it.
 
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,14 +13,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use strata_core::api::Assignment;
 use strata_core::decommission::Quarantine;
-use strata_core::secret::SecretTarget;
 use strata_core::spec::PortSpec;
 use strata_core::{
     now_millis, restart_backoff_ms, ExitInfo, InstanceState, InstanceStatus, NodeName,
 };
-use strata_runtime::{
-    ContainerSettings, Driver, DriverSettings, Exit, InstanceHandle, StartSpec, WasmSettings,
-};
+use strata_runtime::{Driver, Exit, InstanceHandle, StartSpec};
 use tokio::sync::{watch, Mutex};
 
 use crate::client::ControlClient;
@@ -540,64 +536,9 @@ impl Run {
                 free_port(&self.ctx.bind_host).map_err(|e| format!("no free port: {e}"))?
             }
         };
-        let mut env: BTreeMap<String, String> = self.assignment.config.values.clone();
-        let instance = &self.assignment.instance;
-        env.insert("PORT".into(), port.to_string());
-        env.insert("HOST".into(), self.ctx.bind_host.clone());
-        env.insert("STRATA_SERVICE".into(), instance.service.to_string());
-        env.insert("STRATA_ENV".into(), instance.env.to_string());
-        env.insert("STRATA_INSTANCE".into(), instance.id.to_string());
-        env.insert("STRATA_RELEASE".into(), instance.release.to_string());
-        // Other services, by name, through the node's mesh proxy (not for wasm: its outbound
-        // hook is its only way out and goes through the proxy itself).
-        if spec.driver != strata_core::spec::DriverKind::Wasm {
-            if let Some(mesh) = &self.ctx.mesh {
-                env.extend(mesh.instance_env(&instance.env, &instance.service));
-            }
-        }
-        if let Some(digest) = &release.artifact_digest {
-            env.insert("STRATA_ARTIFACT_DIGEST".into(), digest.clone());
-        }
-        // Secrets last: the spec checks keep them from a configured or platform name.
-        let mut secret_files = Vec::new();
-        for secret in &self.assignment.secrets {
-            match &secret.target {
-                SecretTarget::Env(name) => {
-                    env.insert(name.clone(), secret.value.clone());
-                }
-                SecretTarget::File(path) => secret_files.push(strata_runtime::SecretFile {
-                    path: path.clone(),
-                    value: secret.value.clone(),
-                }),
-            }
-        }
-        // The platform's settings, typed, from the validated spec: never through `env`.
-        let settings = match spec.driver {
-            strata_core::spec::DriverKind::Exec => {
-                DriverSettings::Exec(strata_runtime::ExecSettings {
-                    memory_bytes: Some(spec.resources.memory_bytes),
-                    cpu_millis: Some(spec.resources.cpu_millis),
-                })
-            }
-            strata_core::spec::DriverKind::Wasm => {
-                let limits = spec.wasm.unwrap_or_default();
-                DriverSettings::Wasm(WasmSettings {
-                    memory_bytes: Some(spec.resources.memory_bytes),
-                    request_timeout_ms: limits.request_timeout_ms,
-                    max_concurrency: limits.max_concurrency,
-                })
-            }
-            strata_core::spec::DriverKind::Container => {
-                let container = spec.container.clone().unwrap_or_default();
-                DriverSettings::Container(ContainerSettings {
-                    memory_bytes: spec.resources.memory_bytes,
-                    cpu_millis: spec.resources.cpu_millis,
-                    pids: container.pids.map(u64::from),
-                    host_root: container.host_root(),
-                    capabilities: container.capabilities,
-                })
-            }
-        };
+        let (env, secret_files) =
+            crate::launch::environment(&self.ctx, &self.assignment, port);
+        let settings = crate::launch::driver_settings(spec);
         let start = StartSpec {
             instance_id: self.id().to_string(),
             secret_files,

@@ -109,6 +109,7 @@ async fn main() {
                         pids: None,
                         capabilities: Vec::new(),
                         host_root,
+                        keep_writable_layer: false,
                     },
                 ),
             };

@@ -160,6 +160,10 @@ pub(crate) struct ContainerRecord {
     /// The host user a sandboxed exec instance runs as (`None`: a container).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) uid: Option<u32>,
+    /// Its writable layer stays when it ends, for its failure's archive
+    /// ([`strata_runtime::ContainerSettings::keep_writable_layer`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) keep_writable_layer: bool,
 }
 
 /// Everything made for one instance; [`Prepared::cleanup`] undoes it all.
@@ -173,6 +177,9 @@ pub(crate) struct Prepared {
     pub(crate) upper: Option<PathBuf>,
     /// Keep the writable layer (its `upper/`) at cleanup: see [`ContainerDriver`].
     pub(crate) keep_writable: Arc<std::sync::atomic::AtomicBool>,
+    /// Keep this instance's writable layer at cleanup, until
+    /// [`Prepared::discard_writable_layer`]: its failures are archived.
+    pub(crate) keep_own_writable: bool,
 }
 
 impl Prepared {
@@ -199,8 +206,8 @@ impl Prepared {
         if still.is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
             if let Some(upper) = &self.upper {
-                if self.keep_writable.load(std::sync::atomic::Ordering::SeqCst) {
-                    // The layer stays for the node's archive; overlayfs's scratch space goes.
+                if self.node_keeps_writable() || self.keep_own_writable {
+                    // The layer stays for an archive; overlayfs's scratch space goes.
                     let _ = std::fs::remove_dir_all(upper.join("overlay-work"));
                 } else {
                     let _ = std::fs::remove_dir_all(upper);
@@ -208,6 +215,27 @@ impl Prepared {
             }
         } else {
             tracing::error!(instance = %self.id, mounts = ?still, "cannot unmount the instance's mounts; its directory stays");
+        }
+    }
+
+    fn node_keeps_writable(&self) -> bool {
+        self.keep_writable.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Removes a writable layer kept at cleanup (unless the node keeps every layer for its
+    /// decommission's archive), never through a mount.
+    pub(crate) fn discard_writable_layer(&self) {
+        let Some(upper) = &self.upper else {
+            return;
+        };
+        if self.node_keeps_writable() {
+            return;
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if crate::reap::mounted_below(&mountinfo, &self.dir).is_empty()
+            && crate::reap::mounted_below(&mountinfo, upper).is_empty()
+        {
+            let _ = std::fs::remove_dir_all(upper);
         }
     }
 }
@@ -324,6 +352,7 @@ impl ContainerDriver {
             dir: record.dir.clone(),
             upper: record.upper.clone(),
             keep_writable: self.keep_writable.clone(),
+            keep_own_writable: record.keep_writable_layer,
         }
     }
 
@@ -444,7 +473,8 @@ impl ContainerHandle {
             .exists();
         if killed && (marked || self.prepared.cgroup.oom_killed()) {
             exit.reason = Some(format!(
-                "killed: memory limit {} reached",
+                "{} {} reached",
+                strata_runtime::OOM_KILLED,
                 bytes(self.prepared.cgroup.limits().memory_bytes)
             ));
         }
@@ -492,6 +522,10 @@ impl InstanceHandle for ContainerHandle {
             .cgroup
             .freeze(frozen)
             .map_err(|e| e.to_string())
+    }
+
+    fn discard_writable_layer(&self) {
+        self.prepared.discard_writable_layer();
     }
 }
 

@@ -94,7 +94,12 @@ impl ContainerDriver {
         };
         let shift = parts.userns;
         let limits = parts.limits;
+        let keep_writable_layer = matches!(
+            &spec.settings,
+            strata_runtime::DriverSettings::Container(c) if c.keep_writable_layer
+        );
         let record_base = |network: InstanceNetwork| ContainerRecord {
+            keep_writable_layer,
             exec: serde_json::Value::Null,
             network,
             memory_bytes: limits.memory_bytes,
@@ -110,8 +115,9 @@ impl ContainerDriver {
                 Root::Host(host) => Some(host.uid),
             },
         };
-        // A previous attempt of the same instance may have left things behind.
-        let stale = self.prepared(
+        // A previous attempt of the same instance may have left things behind (a writable
+        // layer kept for its failure's archive too: every start begins from the image).
+        let mut stale = self.prepared(
             id,
             &record_base(InstanceNetwork {
                 netns: String::new(),
@@ -119,6 +125,7 @@ impl ContainerDriver {
                 address: Ipv4Addr::UNSPECIFIED,
             }),
         );
+        stale.keep_own_writable = false;
         stale.cleanup();
 
         let cgroup = InstanceCgroup::create(&self.cgroups, id, limits)?;

@@ -139,6 +139,7 @@ fn defaults() -> ContainerSettings {
         pids: None,
         capabilities: Vec::new(),
         host_root: false,
+        keep_writable_layer: false,
     }
 }
 
@@ -280,6 +281,53 @@ async fn a_memory_hog_is_oom_killed_and_reported_as_such() {
         node.log("hog-1")
     );
     assert!(!node.log("hog-1").contains("survived"));
+    assert!(exit.oom_killed(), "{exit:?}");
+}
+
+/// A service whose failures are archived: its container's writable layer stays when it ends,
+/// until it is discarded (once archived) or the instance starts again, which begins from the
+/// image as ever; the rest of the container is cleaned up at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_writable_layer_stays_until_discarded_or_the_next_start() {
+    if !can_run() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let node = node();
+    let keep = ContainerSettings {
+        keep_writable_layer: true,
+        ..defaults()
+    };
+    let ended = |script: &str| {
+        let spec = node.spec("keep-1", script, keep.clone());
+        async move {
+            let handle = node.driver.start(&spec).await.expect("container starts");
+            let exit = tokio::time::timeout(Duration::from_secs(60), handle.wait())
+                .await
+                .expect("the container ends");
+            (spec, handle, exit)
+        }
+    };
+    let (spec, handle, exit) = ended("echo canary-kept > /written; exit 3").await;
+    assert_eq!(exit.code, Some(3), "{}", node.log("keep-1"));
+    let upper = spec.work_dir.join("container").join("upper");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("written")).unwrap(),
+        "canary-kept\n"
+    );
+    assert!(!spec.work_dir.join("container").join("overlay-work").exists());
+    assert!(!node.driver.mounts_of("keep-1").exists());
+    handle.discard_writable_layer();
+    assert_cleaned("keep-1", &spec.work_dir, &node.driver);
+
+    // Kept again and not discarded: the next start does not see it.
+    let (spec, _handle, _) = ended("echo canary-kept > /written; exit 3").await;
+    assert!(spec.work_dir.join("container/upper/written").exists());
+    let (spec, handle, exit) = ended("cat /written 2>/dev/null || echo fresh-root").await;
+    assert_eq!(exit.code, Some(0));
+    assert!(node.log("keep-1").ends_with("fresh-root\n"), "{}", node.log("keep-1"));
+    handle.discard_writable_layer();
+    assert_cleaned("keep-1", &spec.work_dir, &node.driver);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -143,6 +143,10 @@ pub struct ContainerSettings {
     /// No user namespace: root in the container is the host's root (`[container] userns =
     /// false`), which the node must allow.
     pub host_root: bool,
+    /// Keep the writable layer when the container ends, until
+    /// [`InstanceHandle::discard_writable_layer`] (or the instance's next start): the
+    /// service archives its failures (`[forensics] archive_on = "failure"`).
+    pub keep_writable_layer: bool,
 }
 
 /// How an instance ended.
@@ -156,7 +160,17 @@ pub struct Exit {
     pub reason: Option<String>,
 }
 
+/// How [`Exit::reason`] begins for an instance killed for reaching its memory limit.
+pub const OOM_KILLED: &str = "killed: memory limit";
+
 impl Exit {
+    /// Whether it was killed for reaching its memory limit (as its driver tells).
+    pub fn oom_killed(&self) -> bool {
+        self.reason
+            .as_deref()
+            .is_some_and(|reason| reason.starts_with(OOM_KILLED))
+    }
+
     pub fn describe(&self) -> String {
         if let Some(reason) = &self.reason {
             return reason.clone();
@@ -251,6 +265,11 @@ pub trait InstanceHandle: Send + Sync {
         }
         Ok(if frozen { "SIGSTOP" } else { "SIGCONT" })
     }
+
+    /// Removes what the instance wrote that its driver kept after it ended
+    /// ([`ContainerSettings::keep_writable_layer`]), once it is archived. Idempotent; a node
+    /// being decommissioned keeps it all the same (its archive holds it).
+    fn discard_writable_layer(&self) {}
 }
 
 /// A way to run instances.
