@@ -354,6 +354,8 @@ impl Agent {
         };
         let server = serve(router);
         self.register_until_accepted().await?;
+        // Before any instance can fail again: what its outbox held when it last stopped.
+        crate::failure::send_outbox(&self.client, &self.config.name, &self.ctx.dirs);
         self.adopt_existing().await;
         let loops = [
             tokio::spawn(self.clone().heartbeat_loop()),

@@ -393,7 +393,9 @@ where
 }
 
 /// What the archive's manifest says of where it was made: `node`, of `subject`, its
-/// kernel, this Strata version, the releases it ran, now.
+/// kernel, this Strata version, the releases it ran, now (a millisecond later than any
+/// archive made before by this process: a node's archive is named by the millisecond it was
+/// made, and two instances may fail in the same one).
 pub(crate) fn origin(
     node: &str,
     subject: String,
@@ -407,8 +409,21 @@ pub(crate) fn origin(
             .unwrap_or_default(),
         strata_version: strata_core::version::VERSION.to_string(),
         releases,
-        created_at: strata_core::now_millis(),
+        created_at: unique_millis(),
     }
+}
+
+/// Now, in milliseconds, and never the same twice in this process.
+fn unique_millis() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = strata_core::now_millis();
+    let previous = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(now.max(last + 1))
+        })
+        .expect("the update always answers");
+    now.max(previous + 1)
 }
 
 /// Whether asking again may help: the control plane out of reach, or failing on its side.

@@ -31,6 +31,7 @@ pub mod status;
 pub mod supervisor;
 
 mod agent;
+mod failure;
 mod launch;
 
 pub use agent::{Agent, AgentConfig, AgentError, InheritedListener, MeshAccess};

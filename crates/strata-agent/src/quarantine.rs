@@ -91,15 +91,10 @@ pub(crate) async fn archive_instance(
             frozen_by,
             processes: entries,
         };
-        build(
-            &building,
-            origin,
-            &instance_dir,
-            &note,
-            files,
-            &certificate,
-            &key,
-        )
+        let note = serde_json::to_vec_pretty(&note).unwrap_or_default();
+        let mut files = files;
+        files.insert(0, ("quarantine.json".to_string(), note));
+        build(&building, origin, &instance_dir, files, &certificate, &key)
     })
     .await
     .map_err(|e| format!("archiving: {e}"))?
@@ -123,12 +118,13 @@ async fn send(ctx: &SupervisorContext, path: &Path) -> Result<String, String> {
     .map_err(|error| format!("the archive was not kept: {error}"))
 }
 
-/// Builds the archive at `out`: the instance's directory, `quarantine.json`, and `files`.
-fn build(
+/// Builds an instance's archive at `out`, signed with the node's `certificate` and `key`:
+/// the instance's directory (under `instance/`) and `files` (what the archive says of itself:
+/// `quarantine.json`, `failure.json`, a `/proc` snapshot).
+pub(crate) fn build(
     out: &Path,
     origin: strata_forensics::Origin,
     instance_dir: &Path,
-    note: &QuarantineNote<'_>,
     files: Vec<(String, Vec<u8>)>,
     certificate: &str,
     key: &str,
@@ -143,8 +139,6 @@ fn build(
     if instance_dir.exists() {
         builder.add_path(instance_dir, "instance")?;
     }
-    let note = serde_json::to_vec_pretty(note).unwrap_or_default();
-    builder.add_bytes("quarantine.json", &note, 0o644, made_at)?;
     for (name, bytes) in files {
         builder.add_bytes(&name, &bytes, 0o644, made_at)?;
     }

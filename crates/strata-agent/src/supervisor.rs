@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use strata_core::api::Assignment;
 use strata_core::decommission::Quarantine;
-use strata_core::spec::PortSpec;
+use strata_core::spec::{DriverKind, ForensicsSpec, PortSpec};
 use strata_core::{
     now_millis, restart_backoff_ms, ExitInfo, InstanceState, InstanceStatus, NodeName,
 };
@@ -118,6 +118,7 @@ impl Supervisor {
             stop: stop_rx,
             quarantine: quarantine.clone(),
             reported: true,
+            failures: Default::default(),
         };
         let task = tokio::spawn(run.run(adopted));
         Self {
@@ -166,6 +167,8 @@ struct Run {
     quarantine: Arc<std::sync::Mutex<Option<Quarantine>>>,
     /// Whether the last report reached the control plane.
     reported: bool,
+    /// Which of its failures are archived (`[forensics] archive_on = "failure"`).
+    failures: crate::failure::FailureBudget,
 }
 
 enum Ended {
@@ -288,6 +291,7 @@ impl Run {
             }
             match self.watch_running(handle.as_ref(), addr, port).await {
                 Ended::Stopped(exit) => {
+                    handle.discard_writable_layer();
                     let message = format!("stopped: {}", exit.describe());
                     self.set(InstanceState::Stopped, message, |s| {
                         s.last_exit = Some(exit_info(&exit));
@@ -303,12 +307,15 @@ impl Run {
                     consecutive_crashes += 1;
                     restarts += 1;
                     let delay = restart_backoff_ms(consecutive_crashes - 1);
-                    let message = format!(
-                        "crashed: {} after {:.1}s; restart {restarts} in {delay} ms",
-                        exit.describe(),
-                        started_at.elapsed().as_secs_f64()
-                    );
+                    let ran_for = started_at.elapsed();
                     self.forget_record();
+                    let crashed = format!(
+                        "crashed: {} after {:.1}s",
+                        exit.describe(),
+                        ran_for.as_secs_f64()
+                    );
+                    // Out of routing first; then, while it backs off, archived.
+                    let message = format!("{crashed}; restart {restarts} in {delay} ms");
                     self.set(InstanceState::Backoff, message, |s| {
                         s.last_exit = Some(exit_info(&exit));
                         s.restarts = restarts;
@@ -316,7 +323,16 @@ impl Run {
                         s.address = None;
                     })
                     .await;
-                    if self.sleep_or_stop(Duration::from_millis(delay)).await {
+                    let backoff = Instant::now();
+                    let archived = self.archive_failure(&exit, ran_for, restarts).await;
+                    handle.discard_writable_layer();
+                    if !archived.is_empty() {
+                        let message =
+                            format!("{crashed}{archived}; restart {restarts} in {delay} ms");
+                        self.set(InstanceState::Backoff, message, |_| {}).await;
+                    }
+                    let delay = Duration::from_millis(delay).saturating_sub(backoff.elapsed());
+                    if self.sleep_or_stop(delay).await {
                         self.set(
                             InstanceState::Stopped,
                             "stopped while waiting to restart".into(),
@@ -326,6 +342,40 @@ impl Run {
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    /// Archives the instance that failed with `exit` when its service asks for it (sent to
+    /// the control plane in the background): what its status says of that, if anything.
+    async fn archive_failure(&mut self, exit: &Exit, ran_for: Duration, restarts: u32) -> String {
+        let spec = &self.assignment.release.spec;
+        if !ForensicsSpec::archives_failures(spec.forensics.as_ref())
+            || spec.driver == DriverKind::Wasm
+        {
+            return String::new();
+        }
+        let Some(left_out) = self.failures.admit(Instant::now()) else {
+            return format!(
+                "; not archived ({} archives in {} minutes already)",
+                crate::failure::PER_WINDOW,
+                crate::failure::WINDOW.as_secs() / 60
+            );
+        };
+        let failure = crate::failure::Failure {
+            exit,
+            ran_for,
+            restarts,
+            left_out,
+        };
+        match crate::failure::archive(&self.ctx, &self.assignment, failure).await {
+            Ok(path) => {
+                crate::failure::send_later(self.ctx.client.clone(), self.ctx.node.clone(), path);
+                "; archived".to_string()
+            }
+            Err(why) => {
+                tracing::warn!(instance = %self.id(), %why, "cannot archive the failed instance");
+                format!("; not archived: {why}")
             }
         }
     }
@@ -536,8 +586,7 @@ impl Run {
                 free_port(&self.ctx.bind_host).map_err(|e| format!("no free port: {e}"))?
             }
         };
-        let (env, secret_files) =
-            crate::launch::environment(&self.ctx, &self.assignment, port);
+        let (env, secret_files) = crate::launch::environment(&self.ctx, &self.assignment, port);
         let settings = crate::launch::driver_settings(spec);
         let start = StartSpec {
             instance_id: self.id().to_string(),

@@ -315,7 +315,11 @@ async fn a_kept_writable_layer_stays_until_discarded_or_the_next_start() {
         std::fs::read_to_string(upper.join("written")).unwrap(),
         "canary-kept\n"
     );
-    assert!(!spec.work_dir.join("container").join("overlay-work").exists());
+    assert!(!spec
+        .work_dir
+        .join("container")
+        .join("overlay-work")
+        .exists());
     assert!(!node.driver.mounts_of("keep-1").exists());
     handle.discard_writable_layer();
     assert_cleaned("keep-1", &spec.work_dir, &node.driver);
@@ -325,7 +329,11 @@ async fn a_kept_writable_layer_stays_until_discarded_or_the_next_start() {
     assert!(spec.work_dir.join("container/upper/written").exists());
     let (spec, handle, exit) = ended("cat /written 2>/dev/null || echo fresh-root").await;
     assert_eq!(exit.code, Some(0));
-    assert!(node.log("keep-1").ends_with("fresh-root\n"), "{}", node.log("keep-1"));
+    assert!(
+        node.log("keep-1").ends_with("fresh-root\n"),
+        "{}",
+        node.log("keep-1")
+    );
     handle.discard_writable_layer();
     assert_cleaned("keep-1", &spec.work_dir, &node.driver);
 }
