@@ -294,9 +294,6 @@ pub async fn current_leader(store: &Arc<dyn Store>) -> Option<LeaderRecord> {
     serde_json::from_slice(&kv.value).ok()
 }
 
-/// On the leader, every minute: `prune(plane, before)` drops the `what` older than their
-/// retention (`before` = now minus `retention(config)`), and says how many went. Followers
-/// skip their turn. Runs until the task is dropped.
 /// Deletes the keys under `prefix` that sort before `cutoff` (records keyed by time), a page
 /// of 500 to a transaction; returns how many went.
 pub async fn delete_keys_before(
@@ -331,6 +328,9 @@ pub async fn delete_keys_before(
     }
 }
 
+/// On the leader, every minute: `prune(plane, before)` drops the `what` older than their
+/// retention (`before` = now minus `retention(config)`), and says how many went. Followers
+/// skip their turn. Runs until the task is dropped.
 pub async fn prune_on_leader<F, Fut>(
     plane: std::sync::Arc<crate::ControlPlane>,
     what: &'static str,

@@ -1,8 +1,11 @@
-//! Artifacts across servers. Each server keeps artifact bytes on its own disk; the store
-//! records which servers hold each one (`/blobs/{digest}`) and where each server is
-//! (`/servers/{id}`). Every server copies every artifact it lacks from a holder as soon as it
-//! learns of it (a watch), so any server can serve any artifact to an agent, and an artifact
-//! survives the loss of the server it was uploaded to.
+//! Artifacts (and forensic archives) across servers. Each server keeps blob bytes on its own
+//! disk; the store records which servers hold each one (`/blobs/{digest}`) and where each
+//! server is (`/servers/{id}`). Every server copies every blob it lacks from a holder as soon
+//! as it learns of it (a watch), so any server can serve any artifact to an agent, and a blob
+//! survives the loss of the server it was uploaded to. A blob whose record is deleted (an
+//! archive past its keep) is wiped by every server as it sees the delete, and a server that
+//! was away wipes, when it lists the blobs again, every copy no record names (past
+//! [`UNRECORDED_GRACE`], so that an upload between its bytes and its record is left alone).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,6 +22,8 @@ pub use strata_core::keys::{BLOBS, SERVERS};
 
 /// How long an upload waits for a second server to copy the artifact.
 pub const COPY_WAIT: Duration = Duration::from_secs(15);
+/// How old a copy no record names must be before it is wiped.
+pub const UNRECORDED_GRACE: Duration = Duration::from_secs(3600);
 
 /// Which servers hold an artifact.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +116,21 @@ impl ControlPlane {
         }
     }
 
+    /// Wipes this server's copy of `digest`, if it has one (its record is gone).
+    pub async fn forget_blob_copy(&self, digest: &str) {
+        let Ok(path) = self.blobs.path(digest) else {
+            return;
+        };
+        let wiped = tokio::task::spawn_blocking(move || match path.exists() {
+            true => strata_forensics::wipe_file(&path).map(|_| ()),
+            false => Ok(()),
+        })
+        .await;
+        if let Ok(Err(error)) = wiped {
+            tracing::warn!(%error, digest, "cannot wipe a blob no longer recorded");
+        }
+    }
+
     /// Copies `digest` from a server that holds it into this server's blob store.
     pub async fn fetch_blob_from_peers(&self, digest: &str) -> Result<(), ControlError> {
         let key = format!("{BLOBS}{digest}");
@@ -171,6 +191,15 @@ pub async fn run(plane: Arc<ControlPlane>) {
         for kv in &listing.kvs {
             copy_if_missing(&plane, &kv.key).await;
         }
+        let recorded: BTreeSet<&str> = listing
+            .kvs
+            .iter()
+            .map(|kv| kv.key.trim_start_matches(BLOBS))
+            .collect();
+        for digest in plane.blobs.unrecorded(&recorded, UNRECORDED_GRACE).await {
+            tracing::info!(%digest, "wiping a blob no record names");
+            plane.forget_blob_copy(&digest).await;
+        }
         let Ok(mut changes) = plane.store.watch(BLOBS, listing.revision + 1).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -178,7 +207,9 @@ pub async fn run(plane: Arc<ControlPlane>) {
         while let Some(change) = changes.next().await {
             match change {
                 Ok(WatchEvent::Put(kv)) => copy_if_missing(&plane, &kv.key).await,
-                Ok(_) => {}
+                Ok(WatchEvent::Delete { key, .. }) => {
+                    plane.forget_blob_copy(key.trim_start_matches(BLOBS)).await
+                }
                 Err(_) => break,
             }
         }

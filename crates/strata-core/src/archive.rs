@@ -12,7 +12,8 @@ pub struct ArchiveRecord {
     /// `NODE-MADE_AT` (milliseconds): what `strata archive get` takes.
     pub id: String,
     pub node: String,
-    /// What was archived: `node`, or `instance:ID`.
+    /// What was archived: `node` (a decommission), `instance:ID` (a quarantine), or
+    /// `failure:ID` (an instance that failed, `[forensics] archive_on = "failure"`).
     pub subject: String,
     /// `sha256:<hex>` of the archive file, countersigned (the blob it is kept as).
     pub digest: String,
@@ -32,7 +33,14 @@ pub struct ArchiveRecord {
     /// When the node made it, and when the control plane stored it.
     pub made_at: Millis,
     pub stored_at: Millis,
+    /// When it is removed (a failure's archive, after its service's `keep`); `None`: kept
+    /// until removed by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Millis>,
 }
+
+/// The subject of an instance's archive made because it failed.
+pub const FAILURE_SUBJECT: &str = "failure:";
 
 impl ArchiveRecord {
     /// The id of node `node`'s archive made at `made_at`.

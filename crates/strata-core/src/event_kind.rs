@@ -67,6 +67,7 @@ event_kinds! {
     NodeUndrained = "node.undrained": "A node takes new work again.",
     NodeLeaving = "node.leaving": "A node's agent is stopping: its instances move elsewhere first.",
     NodeArchived = "node.archived": "A node's forensic archive was verified, countersigned and stored.",
+    ArchiveExpired = "archive.expired": "A forensic archive past its keep was removed: its record, and its bytes on every server.",
     NodeDecommissioning = "node.decommissioning": "A node's decommission moved on: drained, archiving, wiping, or failed (with the reason).",
     NodeDecommissioned = "node.decommissioned": "A node was decommissioned: archived and wiped (or revoked unreachable); its identity is revoked.",
     NodeRemoved = "node.removed": "A down node's record was removed (by hand, or down past the forget period).",

@@ -434,6 +434,9 @@ pub async fn start_control_plane(
     tokio::spawn(strata_control::audit::run_retention(plane.clone()));
     tokio::spawn(strata_control::logs::run_retention(plane.clone()));
     tokio::spawn(strata_control::event_log::run_retention(plane.clone()));
+    tokio::spawn(strata_control::plane::archives::run_retention(
+        plane.clone(),
+    ));
     let mut router = strata_control::api::router(plane.clone());
     if settings.local_only {
         let port = api_addr.port();

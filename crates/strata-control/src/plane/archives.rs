@@ -4,8 +4,9 @@
 //! server as artifacts are) and recorded; listed and fetched by operators.
 
 use futures::Stream;
-use strata_core::archive::ArchiveRecord;
-use strata_core::{keys, EventKind, NodeName};
+use strata_core::archive::{ArchiveRecord, FAILURE_SUBJECT};
+use strata_core::spec::ForensicsSpec;
+use strata_core::{keys, EventKind, NodeName, Release};
 use strata_forensics::{countersign, ForensicsError, Signer};
 
 use super::{encode, ControlPlane};
@@ -55,6 +56,11 @@ impl ControlPlane {
         // wipe what it archived once this answers.
         self.await_blob_copy(&digest).await?;
         let origin = &verified.manifest.origin;
+        let stored_at = self.now();
+        let expires_at = match origin.subject.starts_with(FAILURE_SUBJECT) {
+            true => Some(stored_at + self.failure_archive_keep(&origin.releases).await?),
+            false => None,
+        };
         let record = ArchiveRecord {
             id: ArchiveRecord::id_of(node, origin.created_at),
             node: node.to_string(),
@@ -68,7 +74,8 @@ impl ControlPlane {
             strata_version: origin.strata_version.clone(),
             releases: origin.releases.clone(),
             made_at: origin.created_at,
-            stored_at: self.now(),
+            stored_at,
+            expires_at,
         };
         // Evidence is never replaced: an archive of the same node and time is the same
         // archive (sent again), or refused.
@@ -87,11 +94,15 @@ impl ControlPlane {
             self.archive_kept(node, &kept).await?;
             return Ok(kept);
         }
+        let kept_until = match record.expires_at {
+            Some(at) => format!(", kept until {}", strata_core::utc_time(at)),
+            None => String::new(),
+        };
         let mut event = crate::event_log::event(
             EventKind::NodeArchived,
             format!(
-                "node {node}: archive {} stored ({} files, {} bytes, {}), countersigned",
-                record.id, record.files, record.bytes, record.digest
+                "node {node}: archive {} of {} stored ({} files, {} bytes, {}), countersigned{kept_until}",
+                record.id, record.subject, record.files, record.bytes, record.digest
             ),
         );
         event.node = Some(node.clone());
@@ -108,6 +119,55 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         self.archive_kept_for_decommission(node, record).await?;
         self.archive_kept_for_quarantine(node, record).await
+    }
+
+    /// How long a failure's archive is kept: its release's `[forensics] keep`, as the
+    /// release the archive names (`env/service#N`) says; the default where it names none
+    /// that is kept (or one without the table).
+    async fn failure_archive_keep(&self, releases: &[String]) -> Result<u64, ControlError> {
+        let named = releases.first().and_then(|release| {
+            let (service, number) = release.split_once('#')?;
+            let (env, service) = service.split_once('/')?;
+            Some(keys::release(env, service, number.parse().ok()?))
+        });
+        let spec = match named {
+            Some(key) => self.get::<Release>(&key).await?.map(|(r, _)| r.spec),
+            None => None,
+        };
+        Ok(spec
+            .and_then(|spec| spec.forensics)
+            .map_or(ForensicsSpec::DEFAULT_KEEP_MS, |f| f.keep_ms))
+    }
+
+    /// Removes every archive whose keep ended by `now` (milliseconds): its record and its
+    /// blob's record in one write each, and this server's copy of its bytes (wiped; the other
+    /// servers wipe theirs as they see the blob's record go). The leader's, fenced.
+    pub async fn prune_expired_archives(&self, now: u64) -> Result<usize, ControlError> {
+        let expired: Vec<ArchiveRecord> = self
+            .archives()
+            .await?
+            .into_iter()
+            .filter(|record| record.expires_at.is_some_and(|at| at <= now))
+            .collect();
+        for record in &expired {
+            let txn = strata_store::Txn::new()
+                .delete(keys::archive(&record.id))
+                .delete(format!("{}{}", keys::BLOBS, record.digest));
+            self.controller_txn(txn).await?;
+            self.forget_blob_copy(&record.digest).await;
+            let mut event = crate::event_log::event(
+                EventKind::ArchiveExpired,
+                format!(
+                    "archive {} of {} removed: its keep ended {}",
+                    record.id,
+                    record.subject,
+                    strata_core::utc_time(record.expires_at.unwrap_or(now))
+                ),
+            );
+            event.node = NodeName::new(record.node.clone()).ok();
+            self.event_log().record(event).await;
+        }
+        Ok(expired.len())
     }
 
     /// Verifies the archive at `path` was made by `node` and countersigns it.
@@ -198,4 +258,15 @@ fn already_sent(
         ),
         hint: Some("an archive is never replaced; make a new one".to_string()),
     })
+}
+
+/// On the leader, every minute: removes the archives whose keep has ended.
+pub async fn run_retention(plane: std::sync::Arc<ControlPlane>) {
+    crate::leader::prune_on_leader(
+        plane,
+        "forensic archives",
+        |_| std::time::Duration::ZERO,
+        |plane, now| async move { plane.prune_expired_archives(now).await },
+    )
+    .await
 }

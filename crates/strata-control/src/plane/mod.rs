@@ -43,7 +43,7 @@ use crate::leader::{ElectionConfig, Fence, LeaderTerm};
 use crate::traffic::Traffic;
 use crate::{now_millis, ControlError};
 
-mod archives;
+pub mod archives;
 mod decommissions;
 mod deploys;
 pub mod hosts;

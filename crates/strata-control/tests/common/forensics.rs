@@ -18,6 +18,20 @@ pub async fn node_archive(
     subject: &str,
     dir: &std::path::Path,
 ) -> Vec<u8> {
+    let origin = Origin {
+        node: node.into(),
+        subject: subject.into(),
+        created_at: strata_core::now_millis(),
+        ..Default::default()
+    };
+    archive_of(h, origin, dir).await
+}
+
+/// An archive of a small data directory with `origin`, signed by its node with a
+/// certificate of the plane's CA; its bytes.
+pub async fn archive_of(h: &Harness, origin: Origin, dir: &std::path::Path) -> Vec<u8> {
+    let node = origin.node.clone();
+    let node = node.as_str();
     let ca = h.plane.identity().cluster_ca().await.unwrap();
     let (key, csr) = node_key_and_csr(node).unwrap();
     let signed = ca
@@ -28,16 +42,7 @@ pub async fn node_archive(
     std::fs::create_dir_all(data.join("instances/web-1")).unwrap();
     std::fs::write(data.join("instances/web-1/output.log"), "canary-7f3a\n").unwrap();
     let out = dir.join("node.strata-archive");
-    let mut builder = ArchiveBuilder::create(
-        &out,
-        Origin {
-            node: node.into(),
-            subject: subject.into(),
-            created_at: strata_core::now_millis(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut builder = ArchiveBuilder::create(&out, origin).unwrap();
     builder.add_path(&data, "data").unwrap();
     builder.finish(&signer).unwrap();
     std::fs::read(out).unwrap()
