@@ -72,19 +72,31 @@ pub async fn run(api: &crate::api::Api, command: ArchiveCommand) -> CliResult {
                 println!("{}", serde_json::to_string_pretty(&records)?);
                 return Ok(());
             }
+            // Subjects name an instance (`failure:web-1-3f9a2c`): as wide as the widest.
+            let subject_width = records
+                .iter()
+                .map(|r| r.subject.len())
+                .max()
+                .unwrap_or(0)
+                .max("SUBJECT".len());
             println!(
-                "{:<28}  {:<12}  {:<9}  {:>6}  {:>12}  {:<20}  DIGEST",
-                "ID", "NODE", "SUBJECT", "FILES", "BYTES", "STORED"
+                "{:<28}  {:<12}  {:<subject_width$}  {:>6}  {:>12}  {:<20}  {:<20}  DIGEST",
+                "ID", "NODE", "SUBJECT", "FILES", "BYTES", "STORED", "EXPIRES"
             );
             for record in &records {
+                let expires = match record.expires_at {
+                    Some(at) => crate::access_cmd::format_time(at),
+                    None => "never".to_string(),
+                };
                 println!(
-                    "{:<28}  {:<12}  {:<9}  {:>6}  {:>12}  {:<20}  {}",
+                    "{:<28}  {:<12}  {:<subject_width$}  {:>6}  {:>12}  {:<20}  {:<20}  {}",
                     record.id,
                     record.node,
                     record.subject,
                     record.files,
                     record.bytes,
                     crate::access_cmd::format_time(record.stored_at),
+                    expires,
                     record.digest.chars().take(19).collect::<String>()
                 );
             }

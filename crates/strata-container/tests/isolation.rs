@@ -298,6 +298,7 @@ async fn a_kept_writable_layer_stays_until_discarded_or_the_next_start() {
         keep_writable_layer: true,
         ..defaults()
     };
+    let node = &node;
     let ended = |script: &str| {
         let spec = node.spec("keep-1", script, keep.clone());
         async move {

@@ -12,7 +12,9 @@
 //! - `write-file PATH TEXT`: writes TEXT to PATH (as an instance leaves data in its writable
 //!   layer), says so, then serves.
 //!
-//! With `SAY` in its environment, it first prints that line (what an instance logs).
+//! With `SAY` in its environment, it first prints that line (what an instance logs); with
+//! `WRITE_PATH` and `WRITE_TEXT`, it first writes that text to that file (what an instance
+//! leaves behind, whatever its mode).
 //!
 //! Standard library only, so that a JEOS image of it holds just it and its libc.
 
@@ -24,6 +26,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Ok(line) = std::env::var("SAY") {
         println!("{line}");
+    }
+    if let (Ok(path), Ok(text)) = (std::env::var("WRITE_PATH"), std::env::var("WRITE_TEXT")) {
+        write_file(&path, &text);
     }
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port = std::env::var("PORT").unwrap_or_else(|_| "8000".into());
@@ -41,11 +46,7 @@ fn main() {
             let (Some(path), Some(text)) = (args.get(1), args.get(2)) else {
                 usage()
             };
-            if let Err(error) = std::fs::write(path, format!("{text}\n")) {
-                eprintln!("misbehave: cannot write {path}: {error}");
-                std::process::exit(2)
-            }
-            println!("misbehave: wrote {path}");
+            write_file(path, text);
             (port, None)
         }
         Some("eat-memory") => {
@@ -85,6 +86,14 @@ fn main() {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+fn write_file(path: &str, text: &str) {
+    if let Err(error) = std::fs::write(path, format!("{text}\n")) {
+        eprintln!("misbehave: cannot write {path}: {error}");
+        std::process::exit(2)
+    }
+    println!("misbehave: wrote {path}");
 }
 
 fn eat_memory() {
