@@ -24,6 +24,7 @@ pub const ASSIGNMENTS_WAIT: Duration = Duration::from_secs(10);
 /// Where the log shipper's task is among [`Agent`]'s loops (after heartbeats and sync).
 pub(crate) const SHIPPER_LOOP: usize = 2;
 use crate::logs::InstanceLiveness;
+use crate::quarantine;
 use crate::supervisor::{read_records, Adopted, AgentDirs, Supervisor, SupervisorContext};
 
 /// How an agent is set up.
@@ -453,17 +454,21 @@ impl Agent {
                     continue;
                 }
             };
+            // Wanted running, or quarantined and not archived yet (it is then archived as
+            // if this agent had never stopped).
             let assignment = assignments
                 .iter()
                 .find(|a| {
                     a.instance.id == record.instance_id
-                        && a.instance.desired == DesiredState::Running
+                        && (a.instance.desired == DesiredState::Running
+                            || quarantine::pending(a).is_some())
                 })
                 .cloned();
             match assignment {
                 Some(assignment) => {
                     tracing::info!(instance = %record.instance_id, pid = ?handle.pid(), "re-adopted");
                     let id = assignment.instance.id.clone();
+                    let quarantine = quarantine::pending(&assignment);
                     let supervisor = Supervisor::spawn(
                         self.ctx.clone(),
                         driver,
@@ -473,6 +478,9 @@ impl Agent {
                             port: record.port,
                         }),
                     );
+                    if let Some(order) = quarantine {
+                        supervisor.quarantine(order);
+                    }
                     self.supervisors
                         .lock()
                         .expect("supervisors lock")
@@ -580,11 +588,7 @@ impl Agent {
                 if !keep {
                     // Quarantined: frozen and archived before it stops (until its archive is
                     // kept; then a plain stop).
-                    let quarantine = wanted
-                        .get(id.as_str())
-                        .and_then(|a| a.instance.quarantine.clone())
-                        .filter(|q| q.archive.is_none());
-                    match quarantine {
+                    match wanted.get(id.as_str()).and_then(|a| quarantine::pending(a)) {
                         Some(order) => supervisor.quarantine(order),
                         None => supervisor.stop(),
                     }

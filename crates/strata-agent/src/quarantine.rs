@@ -40,6 +40,15 @@ struct ProcessEntry {
     cmdline: Vec<String>,
 }
 
+/// The quarantine `assignment` asks for, while its archive is not kept yet.
+pub(crate) fn pending(assignment: &Assignment) -> Option<Quarantine> {
+    assignment
+        .instance
+        .quarantine
+        .clone()
+        .filter(|q| q.archive.is_none())
+}
+
 /// Freezes the instance, archives it and sends the archive: the archive's id. The instance
 /// stays frozen (its caller thaws and stops it).
 pub(crate) async fn archive_instance(

@@ -4,8 +4,12 @@
 //! service gets a replacement. The archive verifies offline and holds the canaries, the
 //! frozen processes with their memory maps and connections, and how they were frozen.
 //!
-//! Needs root (containers); skips with the reason elsewhere, unless STRATA_REQUIRE_ROOT=1
-//! (CI), where skipping fails.
+//! A node whose agent stops between learning of a quarantine and archiving (a kill -9 of
+//! `strata dev` within the drain delay) archives the instance once it is back, as it re-adopts
+//! it: the evidence is not lost to the restart.
+//!
+//! The first test needs root (containers); it skips with the reason elsewhere, unless
+//! STRATA_REQUIRE_ROOT=1 (CI), where skipping fails.
 
 mod common;
 
@@ -162,4 +166,60 @@ interval = "200ms"
             )
         });
     assert!(contains(&layer.1, CONTAINER_CANARY.as_bytes()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quarantine_cut_short_by_an_agent_restart_is_archived_once_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("dev");
+    let mut dev = Dev::start(&data_dir);
+    dev.deploy(&canary_spec(dir.path(), "keeper"), &[]);
+    let status = dev.status("keeper");
+    let view = status
+        .instances
+        .iter()
+        .find(|v| v.is_routable())
+        .expect("a routable instance");
+    let suspect = view.instance.id.to_string();
+    let pid = view.status.as_ref().and_then(|s| s.pid).expect("its pid");
+    let output = dev.cli(&["instance", "quarantine", &suspect, "--detach"]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    // Within the drain delay (500 ms) the node waits before it freezes and archives.
+    dev.kill9();
+    assert!(common::alive(pid), "the instance outlives its agent");
+    let records = |dev: &Dev| -> Vec<strata_core::archive::ArchiveRecord> {
+        serde_json::from_slice(&dev.cli(&["archive", "ls", "--json"]).stdout).unwrap_or_default()
+    };
+
+    let dev = Dev::start(&data_dir);
+    let subject = format!("instance:{suspect}");
+    dev.eventually(Duration::from_secs(30), "the quarantine's archive", || {
+        records(&dev).iter().any(|r| r.subject == subject)
+    })
+    .await;
+    dev.eventually(
+        Duration::from_secs(30),
+        "the suspect stopped, replaced",
+        || {
+            let now = dev.status("keeper");
+            now.instances.iter().filter(|v| v.is_routable()).count() == 2
+                && now
+                    .instances
+                    .iter()
+                    .all(|v| v.instance.id != suspect.as_str())
+        },
+    )
+    .await;
+    let record = records(&dev)
+        .into_iter()
+        .find(|r| r.subject == subject)
+        .unwrap();
+    let file = dir.path().join("suspect.strata-archive");
+    let got = dev.cli(&["archive", "get", &record.id, "-o", file.to_str().unwrap()]);
+    assert!(got.status.success(), "{}", common::stderr(&got));
+    let payload = payload_files(&file);
+    assert!(payload
+        .iter()
+        .any(|(_, bytes)| contains(bytes, CANARY_LOG.as_bytes())));
+    assert!(payload.iter().any(|(p, _)| p == "quarantine.json"));
 }
