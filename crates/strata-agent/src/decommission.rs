@@ -494,6 +494,75 @@ fn add_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::ControlClient;
+
+    /// A control plane on loopback whose archive route answers `status` for its first
+    /// `failing` calls, then keeps the archive: its address and the bodies it was sent.
+    async fn control_plane(
+        failing: usize,
+        status: axum::http::StatusCode,
+    ) -> (String, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+        use axum::response::IntoResponse;
+        let bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let seen = bodies.clone();
+        let app = axum::Router::new().route(
+            "/v1/nodes/{name}/archive",
+            axum::routing::put(move |body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let mut bodies = seen.lock().unwrap();
+                    bodies.push(body.to_vec());
+                    if bodies.len() <= failing {
+                        return (status, "not now").into_response();
+                    }
+                    let record = strata_core::archive::ArchiveRecord {
+                        id: "n1-1".into(),
+                        node: "n1".into(),
+                        subject: "node".into(),
+                        digest: "sha256:00".into(),
+                        size: body.len() as u64,
+                        payload_digest: "sha256:01".into(),
+                        files: 1,
+                        bytes: 1,
+                        kernel: String::new(),
+                        strata_version: String::new(),
+                        releases: Vec::new(),
+                        made_at: 1,
+                        stored_at: 2,
+                        expires_at: None,
+                    };
+                    (axum::http::StatusCode::CREATED, axum::Json(record)).into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{address}"), bodies)
+    }
+
+    #[tokio::test]
+    async fn an_archive_is_sent_again_until_kept_and_a_refusal_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n1.strata-archive");
+        std::fs::write(&path, b"archive bytes").unwrap();
+        // Failing on its side: sent again, whole each time, until kept.
+        let (url, bodies) = control_plane(2, axum::http::StatusCode::SERVICE_UNAVAILABLE).await;
+        let client = ControlClient::new(&url, None);
+        let kept = until_answered("archive", || client.put_archive("n1", &path))
+            .await
+            .unwrap();
+        assert_eq!(kept.id, "n1-1");
+        let bodies = bodies.lock().unwrap().clone();
+        assert_eq!(bodies.len(), 3);
+        assert!(bodies.iter().all(|b| b == b"archive bytes"));
+        // Refused (it does not verify): that is the answer, at once.
+        let (url, bodies) = control_plane(1, axum::http::StatusCode::BAD_REQUEST).await;
+        let client = ControlClient::new(&url, None);
+        let refused = until_answered("archive", || client.put_archive("n1", &path)).await;
+        assert_eq!(refused.unwrap_err().status(), Some(400));
+        assert_eq!(bodies.lock().unwrap().len(), 1);
+    }
 
     #[test]
     fn what_the_archive_leaves_out() {
