@@ -489,6 +489,7 @@ impl Agent {
                 None => {
                     tracing::info!(instance = %record.instance_id, "found an instance no longer assigned; stopping it");
                     handle.stop(Duration::from_secs(5)).await;
+                    handle.discard_writable_layer();
                     let _ = std::fs::remove_file(self.ctx.dirs.record(&record.instance_id));
                 }
             }

@@ -3,10 +3,11 @@
 //! container's writable layer, kept past its end for this) and `failure.json` (how it ended),
 //! signed by the node's key like a quarantine's archive, under the subject `failure:ID`.
 //!
-//! The restart does not wait for the control plane: the archive is made into the node's
-//! outbox (`DATA_DIR/.outbox/`) and sent from there until it is kept, then wiped; an agent
-//! that starts sends what its outbox still holds. A crash loop is archived at most
-//! [`PER_WINDOW`] times in [`WINDOW`] per instance ([`FailureBudget`]).
+//! The restart waits for the archive to be made, not for the control plane: it is made into
+//! the node's outbox (`DATA_DIR/.outbox/`) and sent from there until it is kept, then wiped;
+//! an agent that starts sends what its outbox still holds. A crash loop is archived at most
+//! [`PER_WINDOW`] times in [`WINDOW`] per instance ([`FailureBudget`]), and nothing more is
+//! archived while the outbox holds [`OUTBOX_LIMIT`] bytes.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ use crate::supervisor::{AgentDirs, SupervisorContext};
 
 /// Where archives wait to be sent, under the data directory.
 pub const OUTBOX: &str = ".outbox";
+/// The most the outbox holds: past it, failures are not archived until it is sent.
+pub const OUTBOX_LIMIT: u64 = 1 << 30;
 /// At most this many archives of one instance in any [`WINDOW`].
 pub const PER_WINDOW: usize = 3;
 pub const WINDOW: Duration = Duration::from_secs(600);
@@ -89,19 +92,15 @@ pub(crate) async fn archive(
     assignment: &Assignment,
     failure: Failure<'_>,
 ) -> Result<PathBuf, String> {
-    let Some((certificate, key)) = ctx.node_key.as_ref().and_then(|k| k.current()) else {
-        return Err("this node has no certificate to sign an archive with".into());
-    };
+    let (origin, certificate, key) = crate::quarantine::signed_as(ctx, "failure", assignment)?;
+    let waiting = outbox_bytes(&ctx.dirs);
+    if waiting >= OUTBOX_LIMIT {
+        return Err(format!(
+            "the node's outbox holds {waiting} bytes not yet sent (at most {OUTBOX_LIMIT}); is the control plane reachable?"
+        ));
+    }
     let instance = &assignment.instance;
     let id = instance.id.to_string();
-    let origin = crate::decommission::origin(
-        ctx.node.as_str(),
-        format!("failure:{id}"),
-        vec![format!(
-            "{}/{}#{}",
-            instance.env, instance.service, instance.release
-        )],
-    );
     let note = FailureNote {
         instance: &id,
         service: format!("{}/{}", instance.env, instance.service),
@@ -179,6 +178,19 @@ const ARCHIVE: &str = "strata-archive";
 
 fn outbox(dirs: &AgentDirs) -> PathBuf {
     dirs.root.join(OUTBOX)
+}
+
+/// The bytes the outbox holds.
+fn outbox_bytes(dirs: &AgentDirs) -> u64 {
+    std::fs::read_dir(outbox(dirs))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -67,17 +67,7 @@ pub(crate) async fn archive_instance(
         Err(why) => format!("not frozen: {why}"),
     };
     let processes = handle.processes();
-    let Some((certificate, key)) = ctx.node_key.as_ref().and_then(|k| k.current()) else {
-        return Err("this node has no certificate to sign an archive with".into());
-    };
-    let origin = crate::decommission::origin(
-        ctx.node.as_str(),
-        format!("instance:{id}"),
-        vec![format!(
-            "{}/{}#{}",
-            instance.env, instance.service, instance.release
-        )],
-    );
+    let (origin, certificate, key) = signed_as(ctx, "instance", assignment)?;
     let requested_by = order.requested_by.clone();
     let requested_at = order.requested_at;
     let service = format!("{}/{}", instance.env, instance.service);
@@ -114,6 +104,28 @@ pub(crate) async fn archive_instance(
         tracing::warn!(%error, "cannot wipe the quarantine archive's local copy");
     }
     sent
+}
+
+/// What an archive of `assignment`'s instance says of its origin (its subject
+/// `KIND:ID`, the release it ran), and the node's certificate and key to sign it with.
+pub(crate) fn signed_as(
+    ctx: &SupervisorContext,
+    kind: &str,
+    assignment: &Assignment,
+) -> Result<(strata_forensics::Origin, String, String), String> {
+    let Some((certificate, key)) = ctx.node_key.as_ref().and_then(|k| k.current()) else {
+        return Err("this node has no certificate to sign an archive with".into());
+    };
+    let instance = &assignment.instance;
+    let origin = crate::decommission::origin(
+        ctx.node.as_str(),
+        format!("{kind}:{}", instance.id),
+        vec![format!(
+            "{}/{}#{}",
+            instance.env, instance.service, instance.release
+        )],
+    );
+    Ok((origin, certificate, key))
 }
 
 /// Sends the archive until the control plane keeps it or refuses it: while it cannot be

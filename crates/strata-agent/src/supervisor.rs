@@ -371,7 +371,7 @@ impl Run {
         match crate::failure::archive(&self.ctx, &self.assignment, failure).await {
             Ok(path) => {
                 crate::failure::send_later(self.ctx.client.clone(), self.ctx.node.clone(), path);
-                "; archived".to_string()
+                "; archived to the node's outbox".to_string()
             }
             Err(why) => {
                 tracing::warn!(instance = %self.id(), %why, "cannot archive the failed instance");

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::forensics::{canary_spec, payload_files, CANARY_FILE, CANARY_LOG};
+use common::forensics::{canary_spec, fetched_and_verified, replaced, CANARY_FILE, CANARY_LOG};
 use common::Dev;
 use strata_testkit::disk::contains;
 
@@ -51,15 +51,7 @@ async fn quarantine_one(
         "{said}"
     );
     // The service is whole again: a replacement serves, the suspect is gone.
-    dev.eventually(Duration::from_secs(30), "a replacement serves", || {
-        let now = dev.status(service);
-        now.instances.iter().filter(|v| v.is_routable()).count() == 2
-            && now
-                .instances
-                .iter()
-                .all(|v| v.instance.id != suspect.as_str())
-    })
-    .await;
+    replaced(dev, service, &suspect).await;
     stop.store(true, Ordering::SeqCst);
     let seen = load.await.unwrap();
     assert!(
@@ -78,18 +70,7 @@ async fn quarantine_one(
         .find(|r| r.subject == subject)
         .unwrap_or_else(|| panic!("no archive of {suspect}: {records:?}"));
     let file = dev.data_dir.join(format!("{suspect}.strata-archive"));
-    let got = dev.cli(&["archive", "get", &record.id, "-o", file.to_str().unwrap()]);
-    assert!(got.status.success(), "{}", common::stderr(&got));
-    let ca = dev.data_dir.join("ca.pem");
-    let verified = dev.cli(&[
-        "archive",
-        "verify",
-        file.to_str().unwrap(),
-        "--ca",
-        ca.to_str().unwrap(),
-    ]);
-    assert!(verified.status.success(), "{}", common::stderr(&verified));
-    let payload = payload_files(&file);
+    let payload = fetched_and_verified(dev, &record.id, &file);
     let named = |pattern: &dyn Fn(&str) -> bool| payload.iter().any(|(p, _)| pattern(p));
     assert!(named(&|p| p.starts_with("proc/") && p.ends_with("/maps")));
     assert!(named(&|p| p.starts_with("net/") && p.ends_with("/tcp")));
@@ -191,33 +172,24 @@ async fn a_quarantine_cut_short_by_an_agent_restart_is_archived_once_it_is_back(
         serde_json::from_slice(&dev.cli(&["archive", "ls", "--json"]).stdout).unwrap_or_default()
     };
 
+    let restarted_at = strata_core::now_millis();
     let dev = Dev::start(&data_dir);
     let subject = format!("instance:{suspect}");
     dev.eventually(Duration::from_secs(30), "the quarantine's archive", || {
         records(&dev).iter().any(|r| r.subject == subject)
     })
     .await;
-    dev.eventually(
-        Duration::from_secs(30),
-        "the suspect stopped, replaced",
-        || {
-            let now = dev.status("keeper");
-            now.instances.iter().filter(|v| v.is_routable()).count() == 2
-                && now
-                    .instances
-                    .iter()
-                    .all(|v| v.instance.id != suspect.as_str())
-        },
-    )
-    .await;
+    replaced(&dev, "keeper", &suspect).await;
     let record = records(&dev)
         .into_iter()
         .find(|r| r.subject == subject)
         .unwrap();
+    assert!(
+        record.made_at >= restarted_at,
+        "archived before the kill: this run shows nothing ({record:?})"
+    );
     let file = dir.path().join("suspect.strata-archive");
-    let got = dev.cli(&["archive", "get", &record.id, "-o", file.to_str().unwrap()]);
-    assert!(got.status.success(), "{}", common::stderr(&got));
-    let payload = payload_files(&file);
+    let payload = fetched_and_verified(&dev, &record.id, &file);
     assert!(payload
         .iter()
         .any(|(_, bytes)| contains(bytes, CANARY_LOG.as_bytes())));

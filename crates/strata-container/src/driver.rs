@@ -428,10 +428,12 @@ impl Driver for ContainerDriver {
                 instance: instance_id.to_string(),
                 reason: error.to_string(),
             })?;
-        let prepared = self.prepared(instance_id, &record);
+        let mut prepared = self.prepared(instance_id, &record);
         match self.exec.adopt(instance_id, &record.exec).await? {
             Some(inner) => self.handle(inner, prepared, record).map(Some),
             None => {
+                // It ended while no agent watched: nothing archives it, nothing is kept.
+                prepared.keep_own_writable = false;
                 prepared.cleanup();
                 Ok(None)
             }

@@ -160,37 +160,6 @@ impl BlobStore {
             .map_err(io)?;
         Ok((digest, size))
     }
-
-    /// The digests of the blobs on this server's disk that `recorded` does not name and that
-    /// were written more than `grace` ago (uploads in progress are not blobs yet).
-    pub async fn unrecorded(
-        &self,
-        recorded: &std::collections::BTreeSet<&str>,
-        grace: std::time::Duration,
-    ) -> Vec<String> {
-        let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await else {
-            return Vec::new();
-        };
-        let mut found = Vec::new();
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
-            if parse_digest(&digest).is_err() || recorded.contains(digest.as_str()) {
-                continue;
-            }
-            let old = entry
-                .metadata()
-                .await
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|at| at.elapsed().ok())
-                .is_some_and(|age| age >= grace);
-            if old {
-                found.push(digest);
-            }
-        }
-        found.sort();
-        found
-    }
 }
 
 /// The refusal of an artifact over `--max-artifact-size`.

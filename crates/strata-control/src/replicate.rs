@@ -2,10 +2,15 @@
 //! disk; the store records which servers hold each one (`/blobs/{digest}`) and where each
 //! server is (`/servers/{id}`). Every server copies every blob it lacks from a holder as soon
 //! as it learns of it (a watch), so any server can serve any artifact to an agent, and a blob
-//! survives the loss of the server it was uploaded to. A blob whose record is deleted (an
-//! archive past its keep) is wiped by every server as it sees the delete, and a server that
-//! was away wipes, when it lists the blobs again, every copy no record names (past
-//! [`UNRECORDED_GRACE`], so that an upload between its bytes and its record is left alone).
+//! survives the loss of the server it was uploaded to.
+//!
+//! A blob removed past its keep (a forensic archive's) has its record deleted and a tombstone
+//! written (`/expired-blobs/{digest}`) in one write: every server wipes its copy as it sees
+//! the delete, and a server that was away wipes the copies the tombstones name when it lists
+//! the blobs again. A copy fetched while its record was deleted is not recorded again (its
+//! holder is added only to a record that is still there) and is wiped. A blob nothing records
+//! is never wiped on that ground alone (a store restored from an older backup, or a server
+//! started on the wrong store, must not cost the disk its evidence).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,18 +23,29 @@ use strata_store::{Txn, WatchEvent};
 use crate::plane::{decode, encode};
 use crate::{ControlError, ControlPlane};
 
-pub use strata_core::keys::{BLOBS, SERVERS};
+pub use strata_core::keys::{BLOBS, EXPIRED_BLOBS, SERVERS};
 
 /// How long an upload waits for a second server to copy the artifact.
 pub const COPY_WAIT: Duration = Duration::from_secs(15);
-/// How old a copy no record names must be before it is wiped.
-pub const UNRECORDED_GRACE: Duration = Duration::from_secs(3600);
+/// How long a tombstone of an expired blob is kept (a server away longer keeps its copy).
+pub const TOMBSTONE_KEEP_MS: u64 = 30 * 86_400_000;
 
-/// Which servers hold an artifact.
+/// Which servers hold a blob, and what it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRecord {
     pub size: u64,
     pub holders: BTreeSet<String>,
+    /// A forensic archive's bytes: served only to other servers (operators fetch it with
+    /// `strata archive get`), never to nodes or deployers as artifacts are.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archive: bool,
+}
+
+/// What a blob is, as its uploader says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobKind {
+    Artifact,
+    Archive,
 }
 
 /// Where a server is.
@@ -52,15 +68,47 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Records that this server holds `digest`.
-    pub async fn note_blob_held(&self, digest: &str, size: u64) -> Result<(), ControlError> {
+    /// Records that this server holds `digest`, uploaded to it as `kind`.
+    pub async fn note_blob_held(
+        &self,
+        digest: &str,
+        size: u64,
+        kind: BlobKind,
+    ) -> Result<(), ControlError> {
+        self.add_blob_holder(digest, size, Some(kind)).await
+    }
+
+    /// Records that this server copied `digest` from another: only while the blob's record
+    /// is there ([`ControlError::NotFound`] once it was removed, past its keep).
+    pub async fn note_blob_copied(&self, digest: &str, size: u64) -> Result<(), ControlError> {
+        self.add_blob_holder(digest, size, None).await
+    }
+
+    /// Adds this server to the holders of `digest` (of `size`): a record made when `kind`
+    /// says what it is (an upload), only one that is still there otherwise (a copy: a record
+    /// deleted meanwhile, its blob expired, is not made again: [`ControlError::NotFound`]).
+    async fn add_blob_holder(
+        &self,
+        digest: &str,
+        size: u64,
+        kind: Option<BlobKind>,
+    ) -> Result<(), ControlError> {
         let key = format!("{BLOBS}{digest}");
         for _ in 0..16 {
             let current = self.store.get(&key).await?;
             let revision = current.as_ref().map(|kv| kv.mod_revision).unwrap_or(0);
-            let mut record: BlobRecord = match &current {
-                Some(kv) => decode(kv)?,
-                None => BlobRecord::default(),
+            let mut record: BlobRecord = match (&current, kind) {
+                (Some(kv), _) => decode(kv)?,
+                (None, Some(kind)) => BlobRecord {
+                    archive: kind == BlobKind::Archive,
+                    ..BlobRecord::default()
+                },
+                (None, None) => {
+                    return Err(ControlError::not_found(
+                        format!("blob {digest} (removed while it was copied)"),
+                        None,
+                    ))
+                }
             };
             if !record.holders.insert(self.config.server_id.clone()) {
                 return Ok(());
@@ -78,6 +126,31 @@ impl ControlPlane {
         Err(ControlError::Internal(format!(
             "could not record blob {digest}"
         )))
+    }
+
+    /// Whether `caller` may have blob `digest`: one the store records (a copy on disk that no
+    /// record names is not served: an upload whose record failed is sent again), and a
+    /// forensic archive's only to another server.
+    pub async fn may_serve_blob(
+        &self,
+        digest: &str,
+        caller: &strata_core::auth::Principal,
+    ) -> Result<(), ControlError> {
+        let Some(kv) = self.store.get(&format!("{BLOBS}{digest}")).await? else {
+            return Err(ControlError::not_found(
+                format!("blob {digest}"),
+                Some("upload it again (a deploy does)".to_string()),
+            ));
+        };
+        let record: BlobRecord = decode(&kv)?;
+        let server = matches!(caller, strata_core::auth::Principal::Server { .. });
+        if record.archive && !server {
+            return Err(ControlError::Forbidden {
+                message: format!("blob {digest} is a forensic archive"),
+                hint: "operators fetch archives with `strata archive get ID`".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Waits (at most [`COPY_WAIT`]) until a second server holds `digest`, when another
@@ -160,7 +233,11 @@ impl ControlPlane {
                             self.config.max_artifact_size,
                         )
                         .await?;
-                    self.note_blob_held(digest, size).await?;
+                    if let Err(error) = self.note_blob_copied(digest, size).await {
+                        // Removed while it was copied: the copy goes too.
+                        self.forget_blob_copy(digest).await;
+                        return Err(error);
+                    }
                     return Ok(());
                 }
                 Ok(response) => last_error = format!("{url}: HTTP {}", response.status()),
@@ -173,8 +250,9 @@ impl ControlPlane {
     }
 }
 
-/// Keeps this server's blob store complete: copies every artifact recorded in the store that
-/// it lacks. Runs until the task is dropped.
+/// Keeps this server's blob store as the store records it: copies every blob recorded that
+/// it lacks, and wipes every copy of a blob removed (as it sees the record deleted, and at
+/// each listing those the tombstones name). Runs until the task is dropped.
 pub async fn run(plane: Arc<ControlPlane>) {
     if let Err(error) = plane.announce_server().await {
         tracing::warn!(%error, "cannot announce this server");
@@ -191,14 +269,16 @@ pub async fn run(plane: Arc<ControlPlane>) {
         for kv in &listing.kvs {
             copy_if_missing(&plane, &kv.key).await;
         }
-        let recorded: BTreeSet<&str> = listing
-            .kvs
-            .iter()
-            .map(|kv| kv.key.trim_start_matches(BLOBS))
-            .collect();
-        for digest in plane.blobs.unrecorded(&recorded, UNRECORDED_GRACE).await {
-            tracing::info!(%digest, "wiping a blob no record names");
-            plane.forget_blob_copy(&digest).await;
+        // Removed past their keep while this server was away (or its watch broke).
+        match plane.store.list(EXPIRED_BLOBS).await {
+            Ok(expired) => {
+                for kv in &expired.kvs {
+                    plane
+                        .forget_blob_copy(kv.key.trim_start_matches(EXPIRED_BLOBS))
+                        .await;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot list expired blobs"),
         }
         let Ok(mut changes) = plane.store.watch(BLOBS, listing.revision + 1).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -8,17 +8,42 @@ mod common;
 
 use common::forensics::{archive_of, body};
 use common::harness::Harness;
+use strata_control::replicate::BlobKind;
+use strata_core::auth::{EnvScope, Principal, Role};
 use strata_core::{EventKind, NodeName};
 use strata_forensics::Origin;
 
 const HOUR: u64 = 3_600_000;
 
+/// The ids of the archives kept, oldest first.
+async fn kept(h: &Harness) -> Vec<String> {
+    let archives = h.plane.archives().await.unwrap();
+    archives.into_iter().map(|a| a.id).collect()
+}
+
+/// Whether `path` is gone within 5 s.
+async fn gone(path: &std::path::Path) -> bool {
+    for _ in 0..100 {
+        if !path.exists() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Removes what expired by the harness's clock: how many.
+async fn prune(h: &Harness) -> usize {
+    h.plane.prune_expired_archives(h.plane.now()).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failures_archive_is_kept_for_its_releases_keep_then_removed_with_its_bytes() {
     let h = Harness::start(&["n1"]).await;
-    h.deploy(
+    h.deploy(concat!(
         "[service.web]\ncommand = [\"web\"]\n[service.web.forensics]\narchive_on = \"failure\"\nkeep = \"2h\"\n",
-    )
+        "[service.api]\ncommand = [\"api\"]\n[service.api.forensics]\narchive_on = \"failure\"\nkeep = \"1m\"\n",
+    ))
     .await;
     let node = NodeName::new("n1").unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -48,69 +73,93 @@ async fn a_failures_archive_is_kept_for_its_releases_keep_then_removed_with_its_
     // A release that is not kept (or names no `keep`): the default, seven days.
     let unnamed = store(2, "failure:web-9-bbbb", "dev/nope#4").await;
     assert_eq!(unnamed.expires_at, Some(unnamed.stored_at + 7 * 24 * HOUR));
+    // Only the release of the instance's own service and number counts: a node naming
+    // another service's gets the default, not that service's keep.
+    let misnamed = store(4, "failure:web-1-cccc", "dev/api#1").await;
+    assert_eq!(
+        misnamed.expires_at,
+        Some(misnamed.stored_at + 7 * 24 * HOUR)
+    );
+    let api = store(5, "failure:api-1-dddd", "dev/api#1").await;
+    assert_eq!(api.expires_at, Some(api.stored_at + 60_000));
     // A quarantine's archive is kept until removed by hand.
     let quarantine = store(3, "instance:web-1-aaaa", "dev/web#1").await;
     assert_eq!(quarantine.expires_at, None);
+    // Its bytes go to other servers only (operators fetch it with `strata archive get`):
+    // never to a node or a deployer, as an artifact would.
+    let node_principal = Principal::Node { name: "n1".into() };
+    let deployer = Principal::User {
+        name: "ci".into(),
+        role: Role::Deployer,
+        envs: EnvScope::All,
+    };
+    let server = Principal::Server { id: "s2".into() };
+    for refused in [&node_principal, &deployer] {
+        let error = h
+            .plane
+            .may_serve_blob(&failure.digest, refused)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("forensic archive"), "{error}");
+    }
+    h.plane
+        .may_serve_blob(&failure.digest, &server)
+        .await
+        .unwrap();
     let bytes = h.plane.blobs().path(&failure.digest).unwrap();
     assert!(bytes.exists());
 
-    // Before its keep ends, nothing goes.
-    h.advance(2 * HOUR - 1);
-    assert_eq!(
-        h.plane.prune_expired_archives(h.plane.now()).await.unwrap(),
-        0
-    );
+    // Each goes at its keep's end, not a millisecond before: api's after a minute, web's
+    // after two hours.
+    h.advance(60_000 - 1);
+    assert_eq!(prune(&h).await, 0);
     h.advance(1);
+    assert_eq!(prune(&h).await, 1);
+    h.advance(2 * HOUR - 60_000 - 1);
+    assert_eq!(prune(&h).await, 0);
+    h.advance(1);
+    assert_eq!(prune(&h).await, 1);
     assert_eq!(
-        h.plane.prune_expired_archives(h.plane.now()).await.unwrap(),
-        1
+        kept(&h).await,
+        [
+            unnamed.id.clone(),
+            quarantine.id.clone(),
+            misnamed.id.clone()
+        ]
     );
-    let left: Vec<String> = h
-        .plane
-        .archives()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| a.id)
-        .collect();
-    assert_eq!(left, [unnamed.id.clone(), quarantine.id.clone()]);
     assert!(!bytes.exists(), "this server's copy is wiped");
     let blob_key = format!("{}{}", strata_core::keys::BLOBS, failure.digest);
     assert!(h.plane.store().get(&blob_key).await.unwrap().is_none());
     assert!(h.plane.archive_file(&failure.id).await.is_err());
+    assert!(h
+        .plane
+        .may_serve_blob(&failure.digest, &server)
+        .await
+        .is_err());
     let events = h.plane.events(None, 100).await.unwrap();
     let expired: Vec<&str> = events
         .iter()
         .filter(|e| e.kind == EventKind::ArchiveExpired)
         .map(|e| e.message.as_str())
         .collect();
-    assert_eq!(expired.len(), 1, "{expired:?}");
-    assert!(expired[0].contains(&failure.id), "{expired:?}");
-    // Again: nothing more to do.
-    assert_eq!(
-        h.plane.prune_expired_archives(h.plane.now()).await.unwrap(),
-        0
+    assert_eq!(expired.len(), 2, "{expired:?}");
+    assert!(
+        expired.iter().any(|e| e.contains(&failure.id)),
+        "{expired:?}"
     );
+    assert!(expired.iter().any(|e| e.contains(&api.id)), "{expired:?}");
+    // Again: nothing more to do.
+    assert_eq!(prune(&h).await, 0);
     // The rest go at their own time; the quarantine's never.
     h.advance(7 * 24 * HOUR);
-    assert_eq!(
-        h.plane.prune_expired_archives(h.plane.now()).await.unwrap(),
-        1
-    );
-    let left: Vec<String> = h
-        .plane
-        .archives()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| a.id)
-        .collect();
-    assert_eq!(left, [quarantine.id]);
+    assert_eq!(prune(&h).await, 2);
+    assert_eq!(kept(&h).await, [quarantine.id]);
 }
 
 /// Every server wipes its copy of an archive past its keep: one that sees the delete at once,
-/// one that was away when it lists the blobs again (a copy no record names, older than the
-/// grace; a fresh one, maybe an upload between its bytes and its record, stays).
+/// /// one that was away when it lists the blobs again (the tombstone names it; a blob that no
+/// record names and no tombstone either stays). A copy finished after its record went is not
+/// recorded again.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_server_wipes_its_copy_of_an_expired_archive() {
     let h = Harness::start(&["n1"]).await;
@@ -145,7 +194,7 @@ async fn every_server_wipes_its_copy_of_an_expired_archive() {
             .await
             .unwrap();
         server
-            .note_blob_held(&record.digest, kept.len() as u64)
+            .note_blob_held(&record.digest, kept.len() as u64, BlobKind::Archive)
             .await
             .unwrap();
     }
@@ -156,49 +205,38 @@ async fn every_server_wipes_its_copy_of_an_expired_archive() {
     assert!(near_copy.exists());
 
     h.advance(HOUR);
-    assert_eq!(
-        h.plane.prune_expired_archives(h.plane.now()).await.unwrap(),
-        1
-    );
-    let mut wiped = false;
-    for _ in 0..100 {
-        wiped = !near_copy.exists();
-        if wiped {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(wiped, "the server watching wipes its copy");
+    assert_eq!(prune(&h).await, 1);
+    assert!(gone(&near_copy).await, "the server watching wipes its copy");
+    // A copy that finishes now is not recorded again (nothing would ever remove it).
+    let late = near
+        .note_blob_copied(&record.digest, kept.len() as u64)
+        .await;
+    assert!(late.is_err(), "{late:?}");
+    let blob_key = format!("{}{}", strata_core::keys::BLOBS, record.digest);
+    assert!(h.store.get(&blob_key).await.unwrap().is_none());
     replicating.abort();
 
-    // The server that was away: its copy is older than the grace; beside it a fresh blob
-    // no record names yet.
-    let old = std::time::SystemTime::now() - strata_control::replicate::UNRECORDED_GRACE * 2;
-    std::fs::File::options()
-        .write(true)
-        .open(&away_copy)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
-    let fresh = b"an upload whose record is not written yet";
-    let fresh_digest = format!(
+    // The server that was away: the tombstone names its copy. Beside it an old blob that no
+    // record names (a store restored from an older backup, say): never wiped on that ground.
+    let unrecorded = b"a blob no record names";
+    let unrecorded_digest = format!(
         "sha256:{}",
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(fresh))
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(unrecorded))
     );
     away.blobs()
-        .put(&fresh_digest, body(fresh.to_vec()), u64::MAX)
+        .put(&unrecorded_digest, body(unrecorded.to_vec()), u64::MAX)
         .await
         .unwrap();
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(away.blobs().path(&unrecorded_digest).unwrap())
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
     let replicating = tokio::spawn(strata_control::replicate::run(away.clone()));
-    let mut wiped = false;
-    for _ in 0..100 {
-        wiped = !away_copy.exists();
-        if wiped {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let wiped = gone(&away_copy).await;
     replicating.abort();
-    assert!(wiped, "the server back wipes the copy no record names");
-    assert!(away.blobs().exists(&fresh_digest).await.unwrap());
+    assert!(wiped, "the server back wipes the copy the tombstone names");
+    assert!(away.blobs().exists(&unrecorded_digest).await.unwrap());
 }

@@ -44,6 +44,9 @@ pub const BLOBS: &str = "/blobs/";
 /// `/archives/{id}`: a [`crate::archive::ArchiveRecord`], a forensic archive the control plane
 /// verified, countersigned and keeps (its bytes in the blob store).
 pub const ARCHIVES: &str = "/archives/";
+/// `/expired-blobs/{digest}`: when a blob was removed past its keep (a forensic archive's), so
+/// that a server away at the time wipes its copy when it is back; kept 30 days.
+pub const EXPIRED_BLOBS: &str = "/expired-blobs/";
 /// `/decommissions/{node}`: a [`crate::decommission::DecommissionRecord`], kept once a node
 /// is decommissioned.
 pub const DECOMMISSIONS: &str = "/decommissions/";
@@ -71,7 +74,7 @@ pub enum Readers {
 
 /// Every prefix of the store with who may read it; a key under no prefix here is read by
 /// no one (`crate::auth::may_read_key` applies this table).
-pub const READERS: [(&str, Readers); 22] = [
+pub const READERS: [(&str, Readers); 23] = [
     (ENVS, Readers::ByEnvironment),
     (SERVICES, Readers::ByEnvironment),
     (RELEASES, Readers::ByEnvironment),
@@ -92,6 +95,7 @@ pub const READERS: [(&str, Readers); 22] = [
     (LOGS, Readers::Nobody),
     (LEADER, Readers::Nobody),
     (ARCHIVES, Readers::Nobody),
+    (EXPIRED_BLOBS, Readers::Nobody),
     (DECOMMISSIONS, Readers::Cluster),
     (REVOKED_NODES, Readers::Cluster),
 ];

@@ -52,3 +52,34 @@ pub fn payload_files(archive: &Path) -> Vec<(String, Vec<u8>)> {
     }
     panic!("no payload in {}", archive.display());
 }
+
+/// Fetches archive `id` to `file` with `strata archive get` and verifies it offline against
+/// the dev server's CA; its payload's files.
+pub fn fetched_and_verified(dev: &super::Dev, id: &str, file: &Path) -> Vec<(String, Vec<u8>)> {
+    let got = dev.cli(&["archive", "get", id, "-o", file.to_str().unwrap()]);
+    assert!(got.status.success(), "{}", super::stderr(&got));
+    let ca = dev.data_dir.join("ca.pem");
+    let verified = dev.cli(&[
+        "archive",
+        "verify",
+        file.to_str().unwrap(),
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(verified.status.success(), "{}", super::stderr(&verified));
+    payload_files(file)
+}
+
+/// Waits (30 s at most) until `service` has two routable instances, none of them `suspect`.
+pub async fn replaced(dev: &super::Dev, service: &str, suspect: &str) {
+    dev.eventually(
+        std::time::Duration::from_secs(30),
+        "the suspect stopped, a replacement serving",
+        || {
+            let now = dev.status(service);
+            now.instances.iter().filter(|v| v.is_routable()).count() == 2
+                && now.instances.iter().all(|v| v.instance.id != suspect)
+        },
+    )
+    .await;
+}

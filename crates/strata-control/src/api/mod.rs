@@ -629,7 +629,9 @@ pub async fn put_blob(
     }
     let stream = body.into_data_stream();
     let size = plane.blobs().put(&digest, stream, limit).await?;
-    plane.note_blob_held(&digest, size).await?;
+    plane
+        .note_blob_held(&digest, size, crate::replicate::BlobKind::Artifact)
+        .await?;
     // Acknowledged once a second server holds it too (if there is one), so that losing this
     // server right after does not lose the artifact a release names.
     plane.await_blob_copy(&digest).await?;
@@ -641,10 +643,12 @@ pub async fn put_blob(
     params(("digest" = String, Path, description = "sha256:<hex>")),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ErrorBody)))]
 pub async fn get_blob(
+    caller: Caller,
     State(plane): Plane,
     Path(digest): Path<String>,
 ) -> Result<Response, ControlError> {
     let path = plane.blobs().path(&digest)?;
+    plane.may_serve_blob(&digest, &caller.principal).await?;
     if !plane.blobs().exists(&digest).await? {
         // Uploaded to another server and not copied here yet: fetch it now.
         plane.fetch_blob_from_peers(&digest).await?;
@@ -666,10 +670,12 @@ pub async fn get_blob(
     params(("digest" = String, Path, description = "sha256:<hex>")),
     responses((status = 200), (status = 404)))]
 pub async fn head_blob(
+    caller: Caller,
     State(plane): Plane,
     Path(digest): Path<String>,
 ) -> Result<StatusCode, ControlError> {
     plane.blobs().path(&digest)?;
+    plane.may_serve_blob(&digest, &caller.principal).await?;
     if plane.blobs().exists(&digest).await? {
         return Ok(StatusCode::OK);
     }

@@ -10,6 +10,7 @@ use strata_core::{keys, EventKind, NodeName, Release};
 use strata_forensics::{countersign, ForensicsError, Signer};
 
 use super::{encode, ControlPlane};
+use crate::replicate::BlobKind;
 use crate::ControlError;
 
 impl ControlPlane {
@@ -50,17 +51,22 @@ impl ControlPlane {
             self.archive_kept(node, &kept).await?;
             return Ok(kept);
         }
+        let origin = &verified.manifest.origin;
+        let expires_at = match origin.subject.strip_prefix(FAILURE_SUBJECT) {
+            Some(instance) => Some(
+                self.now().saturating_add(
+                    self.failure_archive_keep(instance, &origin.releases)
+                        .await?,
+                ),
+            ),
+            None => None,
+        };
         let (digest, size) = self.blobs().keep(&received).await?;
-        self.note_blob_held(&digest, size).await?;
+        self.note_blob_held(&digest, size, BlobKind::Archive)
+            .await?;
         // Acknowledged once a second server holds it too (if there is one): the node may
         // wipe what it archived once this answers.
         self.await_blob_copy(&digest).await?;
-        let origin = &verified.manifest.origin;
-        let stored_at = self.now();
-        let expires_at = match origin.subject.starts_with(FAILURE_SUBJECT) {
-            true => Some(stored_at + self.failure_archive_keep(&origin.releases).await?),
-            false => None,
-        };
         let record = ArchiveRecord {
             id: ArchiveRecord::id_of(node, origin.created_at),
             node: node.to_string(),
@@ -74,7 +80,7 @@ impl ControlPlane {
             strata_version: origin.strata_version.clone(),
             releases: origin.releases.clone(),
             made_at: origin.created_at,
-            stored_at,
+            stored_at: self.now(),
             expires_at,
         };
         // Evidence is never replaced: an archive of the same node and time is the same
@@ -121,14 +127,24 @@ impl ControlPlane {
         self.archive_kept_for_quarantine(node, record).await
     }
 
-    /// How long a failure's archive is kept: its release's `[forensics] keep`, as the
-    /// release the archive names (`env/service#N`) says; the default where it names none
-    /// that is kept (or one without the table).
-    async fn failure_archive_keep(&self, releases: &[String]) -> Result<u64, ControlError> {
+    /// How long the archive of failed instance `instance` is kept: the `[forensics] keep` of
+    /// the release it ran. The node names the release (`env/service#N`); only one of the
+    /// service and release number the instance's id carries (`SERVICE-N-SUFFIX`) counts, so
+    /// that a node cannot give its archive another service's keep. The default where it
+    /// names none such that is kept (or one without the table).
+    async fn failure_archive_keep(
+        &self,
+        instance: &str,
+        releases: &[String],
+    ) -> Result<u64, ControlError> {
         let named = releases.first().and_then(|release| {
             let (service, number) = release.split_once('#')?;
             let (env, service) = service.split_once('/')?;
-            Some(keys::release(env, service, number.parse().ok()?))
+            let number: u64 = number.parse().ok()?;
+            let mut id = instance.rsplitn(3, '-');
+            let (_suffix, of_id, service_of_id) = (id.next()?, id.next()?, id.next()?);
+            (service_of_id == service && of_id.parse() == Ok(number))
+                .then(|| keys::release(env, service, number))
         });
         let spec = match named {
             Some(key) => self.get::<Release>(&key).await?.map(|(r, _)| r.spec),
@@ -152,7 +168,11 @@ impl ControlPlane {
         for record in &expired {
             let txn = strata_store::Txn::new()
                 .delete(keys::archive(&record.id))
-                .delete(format!("{}{}", keys::BLOBS, record.digest));
+                .delete(format!("{}{}", keys::BLOBS, record.digest))
+                .put(
+                    &format!("{}{}", keys::EXPIRED_BLOBS, record.digest),
+                    encode(&now),
+                );
             self.controller_txn(txn).await?;
             self.forget_blob_copy(&record.digest).await;
             let mut event = crate::event_log::event(
@@ -166,6 +186,22 @@ impl ControlPlane {
             );
             event.node = NodeName::new(record.node.clone()).ok();
             self.event_log().record(event).await;
+        }
+        // Tombstones past their keep: a server away longer than that keeps its copy.
+        let tombstones = self.store.list(keys::EXPIRED_BLOBS).await?.kvs;
+        let old: Vec<&str> = tombstones
+            .iter()
+            .filter(|kv| {
+                let at: u64 = serde_json::from_slice(&kv.value).unwrap_or(0);
+                at.saturating_add(crate::replicate::TOMBSTONE_KEEP_MS) <= now
+            })
+            .map(|kv| kv.key.as_str())
+            .collect();
+        for page in old.chunks(strata_store::MAX_TXN_OPS) {
+            let txn = page
+                .iter()
+                .fold(strata_store::Txn::new(), |txn, key| txn.delete(*key));
+            self.controller_txn(txn).await?;
         }
         Ok(expired.len())
     }

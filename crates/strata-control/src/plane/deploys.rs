@@ -450,14 +450,18 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Whether artifact `digest` is on this server, or recorded as held by another.
+    /// Whether artifact `digest` is recorded as held by a server (uploaded, and no archive).
     pub(super) async fn artifact_known(&self, digest: &str) -> Result<bool, ControlError> {
-        let recorded = self
+        let Some(kv) = self
             .store
             .get(&format!("{}{digest}", crate::replicate::BLOBS))
             .await?
-            .is_some();
-        Ok(recorded || self.blobs.exists(digest).await?)
+        else {
+            return Ok(false);
+        };
+        // A forensic archive is no artifact (nodes are not given its bytes).
+        let record: crate::replicate::BlobRecord = super::decode(&kv)?;
+        Ok(!record.archive)
     }
 
     /// The newest number under `prefix` (releases or configuration versions of a service;
