@@ -52,13 +52,15 @@ impl ControlPlane {
             return Ok(kept);
         }
         let origin = &verified.manifest.origin;
+        // Decided before anything is kept (a failure here leaves no blob behind).
+        let stored_at = self.now();
         let expires_at = match origin.subject.strip_prefix(FAILURE_SUBJECT) {
-            Some(instance) => Some(
-                self.now().saturating_add(
-                    self.failure_archive_keep(instance, &origin.releases)
-                        .await?,
-                ),
-            ),
+            Some(instance) => {
+                let keep = self
+                    .failure_archive_keep(instance, &origin.releases)
+                    .await?;
+                Some(stored_at.saturating_add(keep))
+            }
             None => None,
         };
         let (digest, size) = self.blobs().keep(&received).await?;
@@ -80,7 +82,7 @@ impl ControlPlane {
             strata_version: origin.strata_version.clone(),
             releases: origin.releases.clone(),
             made_at: origin.created_at,
-            stored_at: self.now(),
+            stored_at,
             expires_at,
         };
         // Evidence is never replaced: an archive of the same node and time is the same
