@@ -172,7 +172,7 @@ impl ControlPlane {
                 .delete(keys::archive(&record.id))
                 .delete(format!("{}{}", keys::BLOBS, record.digest))
                 .put(
-                    &format!("{}{}", keys::EXPIRED_BLOBS, record.digest),
+                    format!("{}{}", keys::EXPIRED_BLOBS, record.digest),
                     encode(&now),
                 );
             self.controller_txn(txn).await?;
