@@ -17,7 +17,8 @@
 //!
 //! It prints what it measured and, last, one JSON object (`nodes`, `instances`, `register_s`,
 //! `place_ack_s`, `failover_s` (a node's process dies), `failover_quiet_s` (a node's machine
-//! goes quiet), `server_cpu_pct`, `server_rss_mib`, `api_p99_ms`) so scripts
+//! goes quiet; each until the node is judged down and all instances serve elsewhere),
+//! `server_cpu_pct`, `server_rss_mib`, `api_p99_ms`) so scripts
 //! can compare runs. `--store etcd` needs etcd (Debian's etcd-server).
 
 use std::collections::{BTreeSet, HashMap};
@@ -418,9 +419,11 @@ async fn until_serving(
 }
 
 /// Kills `victim` (its process, `crash`: its sync loop aborted, which closes its blocking
-/// query's stream; or its machine: it just goes quiet) and returns the seconds until all
-/// `instances` serve again on nodes not `dead` (to which it is added).
+/// query's stream; or its machine: it just goes quiet) and returns the seconds until it is
+/// judged down and all `instances` serve again on nodes not `dead` (to which it is added),
+/// both: its instances' standbys may serve before it is judged down.
 async fn failover(
+    (admin, api): (&reqwest::Client, &str),
     nodes: &[Arc<SimNode>],
     victim: Option<Arc<SimNode>>,
     crash: bool,
@@ -430,6 +433,7 @@ async fn failover(
     let node = victim?;
     dead.push(node.name.clone());
     let held = node.serving.load(Ordering::SeqCst);
+    let killed_at = strata_core::now_millis();
     node.alive.store(false, Ordering::SeqCst);
     if crash {
         if let Some(sync) = node.sync.lock().unwrap().take() {
@@ -444,17 +448,39 @@ async fn failover(
         Duration::from_secs(60),
     )
     .await;
+    // When the server judged it down, from its event log (asked once, after the fact, so
+    // that the asking costs the failover nothing).
+    let down = judged_down_at(admin, api, &node.name)
+        .await
+        .map(|at| at.saturating_sub(killed_at) as f64 / 1000.0);
     println!(
-        "node {} with {held} instances {}; all {instances} serving elsewhere after {}",
+        "node {} with {held} instances {}; judged down after {}; all {instances} serving elsewhere after {}",
         node.name,
         if crash {
             "died (its process)"
         } else {
             "went quiet (its machine)"
         },
+        down.map_or_else(|| "(not found in the events)".to_string(), |s| format!("{s:.2} s")),
         failed.map_or_else(|| "more than 60 s".to_string(), |s| format!("{s:.2} s"))
     );
-    failed
+    Some(failed?.max(down?))
+}
+
+/// When (ms) the server's event log says `node` went down, if it does (its last 5,000
+/// events).
+async fn judged_down_at(admin: &reqwest::Client, api: &str, node: &NodeName) -> Option<u64> {
+    let response = admin
+        .get(format!("{api}/v1/events?limit=5000"))
+        .send()
+        .await
+        .ok()?;
+    let list: strata_core::api::EventList = response.json().await.ok()?;
+    list.events
+        .iter()
+        .filter(|e| e.kind == strata_core::EventKind::NodeDown && e.node.as_ref() == Some(node))
+        .map(|e| e.at)
+        .next_back()
 }
 
 /// Says which wanted instances the server does not hold running (at most five), and on
@@ -680,8 +706,17 @@ async fn main() {
         .filter(|n| n.serving.load(Ordering::SeqCst) > 0)
         .cloned();
     let mut dead: Vec<NodeName> = Vec::new();
-    let failover_s = failover(&nodes, victims.next(), true, &mut dead, args.instances).await;
-    let failover_quiet_s = failover(&nodes, victims.next(), false, &mut dead, args.instances).await;
+    let api = (&admin, server.api.as_str());
+    let failover_s = failover(api, &nodes, victims.next(), true, &mut dead, args.instances).await;
+    let failover_quiet_s = failover(
+        api,
+        &nodes,
+        victims.next(),
+        false,
+        &mut dead,
+        args.instances,
+    )
+    .await;
 
     println!(
         "calls sent again after a failure (joins, status reports): {}; told to register again: {}, registered again: {}",
