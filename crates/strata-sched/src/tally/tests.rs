@@ -256,8 +256,7 @@ fn an_instance_on_a_suspect_node_gets_a_standby_when_the_pass_allows() {
     use InstanceState::*;
     let up = |id, node| view(id, 1, node, true, Some(Running));
     // (case, instances, replicas, standbys, starts by the tally (None: the full plan's))
-    type StandbyCase = (&'static str, Vec<InstanceView>, u32, bool, Option<u32>);
-    let cases: Vec<StandbyCase> = vec![
+    let cases: Vec<(&str, Vec<InstanceView>, u32, bool, Option<u32>)> = vec![
         (
             "one at risk: one standby",
             vec![up("a", "ready"), up("b", "suspect")],
