@@ -26,4 +26,4 @@ pub use placement::{place, Demand, NodeView, PlacementError, Placer};
 pub use plan::{
     plan_service, plan_service_beside, Beside, NodeStates, Readiness, ServicePlan, StopReason,
 };
-pub use tally::{plan_by_tally, standbys_allowed, ServiceTally, Standing};
+pub use tally::{plan_by_tally, ServiceTally, Standing};

@@ -81,14 +81,11 @@ impl<S: BuildHasher> NodeStates for HashMap<NodeName, NodeState, S> {
 /// When instances count as available to a rollout: healthy for `min_ready_ms` at `now` (the
 /// control plane's clock, as `InstanceStatus::ready_since`); and whether old instances wait
 /// for them at all (`recreate`: the release's `[rollout] strategy`, old ones stop at once).
-/// `standbys`: whether the instances of the desired release on suspect nodes get standbys
-/// elsewhere (the pass decides, [`crate::tally::standbys_allowed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Readiness {
     pub now: u64,
     pub min_ready_ms: u64,
     pub recreate: bool,
-    pub standbys: bool,
 }
 
 /// A release a progressive rollout (canary, blue-green) brings in beside the desired one,
@@ -158,8 +155,6 @@ pub fn plan_service_beside(
     let mut current = Vec::new();
     let mut incoming = Vec::new();
     let mut old = Vec::new();
-    // The desired release's instances on suspect nodes.
-    let mut at_risk = 0;
     let beside = beside.filter(|beside| beside.release != release);
     for view in wanted {
         match standing(view) {
@@ -170,13 +165,7 @@ pub fn plan_service_beside(
                 .stop
                 .push((view.instance.id.clone(), StopReason::FailedToStart)),
             Standing::Placed { release: r } if r == release => current.push(view),
-            Standing::AtRisk { release: r } if r == release => {
-                at_risk += 1;
-                current.push(view)
-            }
-            Standing::Placed { release: r } | Standing::AtRisk { release: r }
-                if beside.is_some_and(|b| b.release == r) =>
-            {
+            Standing::Placed { release: r } if beside.is_some_and(|b| b.release == r) => {
                 incoming.push(view)
             }
             _ => old.push(view),
@@ -209,16 +198,10 @@ pub fn plan_service_beside(
         }
     }
     let wanted_count = replicas as usize;
-    // With standbys, an instance on a suspect node is wanted twice: there, and elsewhere
-    // (once its node is back, the newest, the standbys, are the extra ones).
-    let with_standbys = match readiness.standbys {
-        true => wanted_count + at_risk,
-        false => wanted_count,
-    };
-    if current.len() < with_standbys {
-        plan.start = (with_standbys - current.len()) as u32;
-    } else if current.len() > with_standbys {
-        let extra = current.len() - with_standbys;
+    if current.len() < wanted_count {
+        plan.start = (wanted_count - current.len()) as u32;
+    } else if current.len() > wanted_count {
+        let extra = current.len() - wanted_count;
         current.sort_by(serving_last);
         for view in current.iter().take(extra) {
             plan.stop
@@ -235,7 +218,6 @@ pub fn plan_service_beside(
         now,
         min_ready_ms,
         recreate,
-        ..
     } = readiness;
     let available_current = current
         .iter()
@@ -276,7 +258,6 @@ mod tests {
         now: 1_000_000,
         min_ready_ms: 1_000,
         recreate: false,
-        standbys: false,
     };
 
     /// `(id, release, state, desired running?, node)`
@@ -508,7 +489,6 @@ mod tests {
                 now,
                 min_ready_ms,
                 recreate: false,
-                standbys: false,
             };
             let plan = plan_service(Some(2), 1, &borrowed(&instances), &nodes, readiness);
             assert_eq!(
@@ -527,7 +507,6 @@ mod tests {
             now: 99_000,
             min_ready_ms: 1_000,
             recreate: false,
-            standbys: false,
         };
         let plan = plan_service(Some(2), 1, &borrowed(&instances), &nodes, readiness);
         assert!(plan.stop.is_empty(), "{plan:?}");

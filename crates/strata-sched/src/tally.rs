@@ -37,12 +37,8 @@ pub enum Standing {
     Failed,
     /// Wanted, on a draining node: to be moved like an instance of an old release.
     Draining,
-    /// Wanted, on a node that takes work, of `release`.
+    /// Wanted, on a node that takes work (ready or suspect), of `release`.
     Placed { release: u64 },
-    /// Wanted, on a suspect node (silent for a moment: maybe dead), of `release`: planned
-    /// as placed, and, where the pass allows standbys, doubled elsewhere ahead of its
-    /// node's death (see [`standbys_allowed`]).
-    AtRisk { release: u64 },
 }
 
 impl Standing {
@@ -60,10 +56,6 @@ impl Standing {
             Standing::Failed
         } else if node == Some(NodeState::Draining) {
             Standing::Draining
-        } else if node == Some(NodeState::Suspect) {
-            Standing::AtRisk {
-                release: instance.instance.release,
-            }
         } else {
             Standing::Placed {
                 release: instance.instance.release,
@@ -86,10 +78,8 @@ pub struct ServiceTally<N = NodeName> {
     failed: BTreeSet<InstanceId>,
     /// Wanted instances on draining nodes.
     draining: u32,
-    /// Wanted instances on nodes that take work (suspect ones included), by release.
+    /// Wanted instances on nodes that take work, by release.
     placed: BTreeMap<u64, u32>,
-    /// Of those, the ones on suspect nodes, by release.
-    at_risk: BTreeMap<u64, u32>,
     /// Wanted instances (whatever their standing) by node: what spread counts.
     nodes: BTreeMap<N, u32>,
 }
@@ -103,7 +93,6 @@ impl<N> Default for ServiceTally<N> {
             failed: BTreeSet::new(),
             draining: 0,
             placed: BTreeMap::new(),
-            at_risk: BTreeMap::new(),
             nodes: BTreeMap::new(),
         }
     }
@@ -140,10 +129,6 @@ impl<N: Ord + Clone> ServiceTally<N> {
             }
             Standing::Draining => self.draining += 1,
             Standing::Placed { release } => *self.placed.entry(release).or_default() += 1,
-            Standing::AtRisk { release } => {
-                *self.placed.entry(release).or_default() += 1;
-                *self.at_risk.entry(release).or_default() += 1;
-            }
         }
         match self.nodes.get_mut(node) {
             Some(count) => *count += 1,
@@ -170,10 +155,13 @@ impl<N: Ord + Clone> ServiceTally<N> {
                 self.failed.remove(id);
             }
             Standing::Draining => self.draining = self.draining.saturating_sub(1),
-            Standing::Placed { release } => take_one(&mut self.placed, release),
-            Standing::AtRisk { release } => {
-                take_one(&mut self.placed, release);
-                take_one(&mut self.at_risk, release);
+            Standing::Placed { release } => {
+                if let Some(count) = self.placed.get_mut(&release) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.placed.remove(&release);
+                    }
+                }
             }
         }
         if let Some(count) = self.nodes.get_mut(node) {
@@ -203,7 +191,6 @@ impl<N: Ord + Clone> ServiceTally<N> {
             failed: self.failed.clone(),
             draining: self.draining,
             placed: self.placed.clone(),
-            at_risk: self.at_risk.clone(),
             nodes: self.nodes.iter().map(|(n, c)| (rename(n), *c)).collect(),
         }
     }
@@ -212,25 +199,6 @@ impl<N: Ord + Clone> ServiceTally<N> {
     pub fn instances(&self) -> usize {
         self.stopping as usize + self.nodes.values().map(|n| *n as usize).sum::<usize>()
     }
-}
-
-/// Counts one less of `release` in `counts` (none left: no entry).
-fn take_one(counts: &mut BTreeMap<u64, u32>, release: u64) {
-    if let Some(count) = counts.get_mut(&release) {
-        *count -= 1;
-        if *count == 0 {
-            counts.remove(&release);
-        }
-    }
-}
-
-/// Whether a pass places standbys for the instances on suspect nodes: when few nodes are
-/// suspect at once (at most one in ten of `nodes`, or one node of fewer). A node that goes
-/// silent is most often dead, and its instances' replacements, placed while it is only
-/// suspect, serve by the time it is judged down; many nodes silent at once is most often the
-/// network or the control plane itself, and doubling their work then would make it worse.
-pub fn standbys_allowed(suspect: usize, nodes: usize) -> bool {
-    suspect > 0 && suspect * 10 <= nodes.max(10)
 }
 
 /// What [`plan_service`](crate::plan_service) would decide for a service with `tally`, when
@@ -243,19 +211,12 @@ pub fn plan_by_tally<N>(
     tally: &ServiceTally<N>,
     desired_release: Option<u64>,
     replicas: u32,
-    standbys: bool,
 ) -> Option<ServicePlan> {
     let release = desired_release?;
     if tally.draining > 0 || tally.placed.keys().any(|r| *r != release) {
         return None;
     }
     let placed = tally.placed.get(&release).copied().unwrap_or(0);
-    // With standbys, an instance on a suspect node is wanted twice: there, and elsewhere.
-    let at_risk = match standbys {
-        true => tally.at_risk.get(&release).copied().unwrap_or(0),
-        false => 0,
-    };
-    let replicas = replicas + at_risk;
     if placed > replicas {
         return None;
     }

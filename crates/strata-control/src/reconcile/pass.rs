@@ -11,8 +11,8 @@ use strata_core::{
 };
 use strata_sched::placement::fits_once_freed;
 use strata_sched::{
-    plan_by_tally, plan_service_beside, standbys_allowed, Beside, Demand, NodeView, Placer,
-    Readiness, ServiceTally, StopReason,
+    plan_by_tally, plan_service_beside, Beside, Demand, NodeView, Placer, Readiness, ServiceTally,
+    StopReason,
 };
 
 use crate::reflector::{ClusterState, NodeSlot, ServiceKey};
@@ -90,9 +90,6 @@ pub fn plan_pass(
 pub struct PassPlanner {
     /// Each node's state, for the services planned in full (read when the first is).
     node_states: Option<HashMap<NodeName, NodeState, foldhash::fast::RandomState>>,
-    /// Whether instances on suspect nodes get standbys this pass (decided once, when the
-    /// first service is planned: `strata_sched::standbys_allowed`).
-    standbys: Option<bool>,
     /// The nodes ranked for placement, kept across the pass's services: built when a
     /// service first needs a node (ranking 10,000 nodes costs 12 ms, and most passes place
     /// nothing).
@@ -146,17 +143,9 @@ impl PassPlanner {
         // instances (a node's death among a thousand services of a thousand instances is then
         // a thousand small plans, not a million instance views).
         let mut instances = None;
-        let standbys = *self.standbys.get_or_insert_with(|| {
-            let (mut suspect, mut nodes) = (0, 0);
-            for node in state.nodes() {
-                nodes += 1;
-                suspect += usize::from(node.value.effective_state() == NodeState::Suspect);
-            }
-            standbys_allowed(suspect, nodes)
-        });
         let by_tally = match beside {
             Some(_) => None,
-            None => plan_by_tally(tally, desired_release, replicas, standbys),
+            None => plan_by_tally(tally, desired_release, replicas),
         };
         let plan = match by_tally {
             Some(plan) => {
@@ -180,7 +169,6 @@ impl PassPlanner {
                     now,
                     min_ready_ms,
                     recreate,
-                    standbys,
                 };
                 let node_states = self.node_states.get_or_insert_with(|| {
                     state

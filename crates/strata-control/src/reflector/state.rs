@@ -144,6 +144,17 @@ fn next_version() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// A node's state as the plan of the instances on it sees it: a suspect node's instances are
+/// planned as a ready node's (only a down node's are replaced, only a draining node's moved),
+/// so a node turning suspect, or ready again, does not make its services planned again (at
+/// a thousand services on a node, a second of a pass on the way to a failover).
+fn as_instances_see_it(state: NodeState) -> NodeState {
+    match state {
+        NodeState::Suspect => NodeState::Ready,
+        other => other,
+    }
+}
+
 /// The prefixes the state follows.
 pub const FOLLOWED: [&str; 8] = [
     keys::NODES,
@@ -256,8 +267,8 @@ impl ClusterState {
                     false => Vec::new(),
                 };
                 if !recount {
-                    // Its instances are planned as before (its state did not change): only
-                    // what waits for a node may care.
+                    // Its instances are planned as before (a ready node turned suspect, or
+                    // back): only what waits for a node may care.
                     self.dirty.nodes = true;
                 } else {
                     self.node_changed_services(&node.name);

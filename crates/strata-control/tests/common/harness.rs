@@ -255,11 +255,6 @@ impl Harness {
         self.agents.get_mut(node).unwrap().alive = false;
     }
 
-    /// The node's agent beats again after a silence, as it ran (never judged down).
-    pub fn resume(&mut self, node: &str) {
-        self.agents.get_mut(node).unwrap().alive = true;
-    }
-
     /// The node's agent comes back and registers with the epoch it ran under.
     pub async fn revive(&mut self, node: &str) {
         let (last, name) = (self.agents[node].epoch, self.agents[node].name.clone());

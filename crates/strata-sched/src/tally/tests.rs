@@ -60,43 +60,23 @@ fn view(
     }
 }
 
-fn tally_plan_with(
-    views: &[InstanceView],
-    release: Option<u64>,
-    replicas: u32,
-    standbys: bool,
-) -> Option<ServicePlan> {
+fn tally_plan(views: &[InstanceView], release: Option<u64>, replicas: u32) -> Option<ServicePlan> {
     let borrowed: Vec<InstanceRef<'_>> = views.iter().map(InstanceView::borrowed).collect();
     plan_by_tally(
         &ServiceTally::of(&borrowed, &node_states()),
         release,
         replicas,
-        standbys,
     )
 }
 
-fn tally_plan(views: &[InstanceView], release: Option<u64>, replicas: u32) -> Option<ServicePlan> {
-    tally_plan_with(views, release, replicas, false)
-}
-
-fn full_plan_with(
-    views: &[InstanceView],
-    release: Option<u64>,
-    replicas: u32,
-    standbys: bool,
-) -> ServicePlan {
+fn full_plan(views: &[InstanceView], release: Option<u64>, replicas: u32) -> ServicePlan {
     let borrowed: Vec<InstanceRef<'_>> = views.iter().map(InstanceView::borrowed).collect();
     let readiness = Readiness {
         now: 1_000_000,
         min_ready_ms: 1_000,
         recreate: false,
-        standbys,
     };
     plan_service(release, replicas, &borrowed, &node_states(), readiness)
-}
-
-fn full_plan(views: &[InstanceView], release: Option<u64>, replicas: u32) -> ServicePlan {
-    full_plan_with(views, release, replicas, false)
 }
 
 /// (case, instances, desired release, replicas, whether the tally decides)
@@ -204,13 +184,12 @@ fn whenever_the_tally_decides_it_decides_as_the_full_plan() {
             .collect();
         let release = [Some(1), Some(1), Some(1), Some(2), None][rng.gen_range(0..5)];
         let replicas = rng.gen_range(0..12);
-        let standbys = rng.gen_bool(0.5);
-        if let Some(plan) = tally_plan_with(&views, release, replicas, standbys) {
+        if let Some(plan) = tally_plan(&views, release, replicas) {
             decided += 1;
             assert_eq!(
                 plan,
-                full_plan_with(&views, release, replicas, standbys),
-                "round {round}: {views:#?} release {release:?} replicas {replicas} standbys {standbys}"
+                full_plan(&views, release, replicas),
+                "round {round}: {views:#?} release {release:?} replicas {replicas}"
             );
         }
     }
@@ -235,8 +214,6 @@ fn adding_and_removing_a_standing_gives_back_the_tally_before() {
         Standing::Failed,
         Standing::Draining,
         Standing::Placed { release: 2 },
-        Standing::AtRisk { release: 1 },
-        Standing::AtRisk { release: 2 },
     ] {
         tally.add(&a, &n2, standing);
         assert_ne!(tally, before, "{standing:?} counts");
@@ -246,95 +223,4 @@ fn adding_and_removing_a_standing_gives_back_the_tally_before() {
     tally.remove(&a, &n1, Standing::Placed { release: 1 });
     assert!(tally.is_empty());
     assert_eq!(tally, ServiceTally::default());
-}
-
-/// Standbys: an instance of the desired release on a suspect node is wanted there and
-/// elsewhere, when the pass allows standbys; once its node is back, the newest are the extra
-/// ones (the full plan's to choose); once it is down, it is stopped and nothing more starts.
-#[test]
-fn an_instance_on_a_suspect_node_gets_a_standby_when_the_pass_allows() {
-    use InstanceState::*;
-    let up = |id, node| view(id, 1, node, true, Some(Running));
-    // (case, instances, replicas, standbys, starts by the tally (None: the full plan's))
-    let cases: Vec<(&str, Vec<InstanceView>, u32, bool, Option<u32>)> = vec![
-        (
-            "one at risk: one standby",
-            vec![up("a", "ready"), up("b", "suspect")],
-            2,
-            true,
-            Some(1),
-        ),
-        (
-            "standbys not allowed: nothing",
-            vec![up("a", "ready"), up("b", "suspect")],
-            2,
-            false,
-            Some(0),
-        ),
-        (
-            "its standby placed: settled",
-            vec![up("a", "ready"), up("b", "suspect"), up("c", "ready-too")],
-            2,
-            true,
-            Some(0),
-        ),
-        (
-            "its node back: the extra is the full plan's to stop",
-            vec![up("a", "ready"), up("b", "ready"), up("c", "ready-too")],
-            2,
-            true,
-            None,
-        ),
-        (
-            "standbys no longer allowed: the extra is the full plan's",
-            vec![up("a", "ready"), up("b", "suspect"), up("c", "ready-too")],
-            2,
-            false,
-            None,
-        ),
-        (
-            "its node down: stopped, its standby serves",
-            vec![up("a", "ready"), up("b", "down"), up("c", "ready-too")],
-            2,
-            true,
-            Some(0),
-        ),
-    ];
-    for (name, views, replicas, standbys, starts) in cases {
-        let by_tally = tally_plan_with(&views, Some(1), replicas, standbys);
-        assert_eq!(by_tally.as_ref().map(|p| p.start), starts, "{name}");
-        let full = full_plan_with(&views, Some(1), replicas, standbys);
-        if let Some(plan) = by_tally {
-            assert_eq!(plan, full, "{name}");
-        }
-    }
-    // Back from suspect: the standby (newest) is the one stopped.
-    let mut views = vec![up("a", "ready"), up("b", "ready"), up("c", "ready-too")];
-    views[2].instance.created_at = 10;
-    let plan = full_plan_with(&views, Some(1), 2, true);
-    let stopped: Vec<&str> = plan.stop.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(stopped, ["c"]);
-}
-
-#[test]
-fn standbys_only_while_few_nodes_are_suspect() {
-    // (suspect, nodes, allowed)
-    let table = [
-        (0, 100, false),
-        (1, 1, true),
-        (1, 3, true),
-        (2, 3, false),
-        (1, 10, true),
-        (10, 100, true),
-        (11, 100, false),
-        (1_000, 10_000, true),
-        (1_001, 10_000, false),
-    ];
-    for (suspect, nodes, allowed) in table {
-        assert_eq!(
-            standbys_allowed(suspect, nodes),
-            allowed,
-            "{suspect} of {nodes}"
-        );
-    }
 }

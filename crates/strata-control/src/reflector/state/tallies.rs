@@ -7,16 +7,15 @@
 use strata_core::{InstanceId, InstanceRef, NodeName, NodeState};
 use strata_sched::{ServiceTally, Standing};
 
-use super::{ClusterState, NodeSlot, ServiceKey};
+use super::{as_instances_see_it, ClusterState, NodeSlot, ServiceKey};
 
 /// Whether instance standings change when a node goes from `before` to `after` (`None`: no
-/// such node): any change of its state does (a suspect node's instances are at risk, and get
-/// standbys: `Standing::AtRisk`).
+/// such node).
 pub(super) fn node_change_moves_standings(
     before: Option<NodeState>,
     after: Option<NodeState>,
 ) -> bool {
-    before != after
+    before.map(as_instances_see_it) != after.map(as_instances_see_it)
 }
 
 impl ClusterState {

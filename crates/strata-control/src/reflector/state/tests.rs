@@ -178,13 +178,12 @@ fn a_node_change_dirties_its_instances_services_and_a_relisting_touches_every_no
         4,
     ));
     state.take_dirty();
-    // (state, draining, whether web is planned again): every change of the node's state as
-    // its instances see it (suspect: at risk, given standbys; down; draining) is a change,
-    // and only that (a draining node that turns suspect still drains).
+    // (state, draining, whether web is planned again): a suspect node's instances are
+    // planned as a ready node's; going down, draining or coming back from either is a change.
     let table = [
-        (NodeState::Suspect, false, true),
-        (NodeState::Ready, false, true),
-        (NodeState::Suspect, false, true),
+        (NodeState::Suspect, false, false),
+        (NodeState::Ready, false, false),
+        (NodeState::Suspect, false, false),
         (NodeState::Down, false, true),
         (NodeState::Down, false, false),
         (NodeState::Ready, false, true),
