@@ -421,7 +421,7 @@ async fn until_serving(
 /// Kills `victim` (its process, `crash`: its sync loop aborted, which closes its blocking
 /// query's stream; or its machine: it just goes quiet) and returns the seconds until it is
 /// judged down and all `instances` serve again on nodes not `dead` (to which it is added),
-/// both: its instances' standbys may serve before it is judged down.
+/// the later of the two.
 async fn failover(
     (admin, api): (&reqwest::Client, &str),
     nodes: &[Arc<SimNode>],
