@@ -467,11 +467,11 @@ async fn failover(
     Some(failed?.max(down?))
 }
 
-/// When (ms) the server's event log says `node` went down, if it does (its last 5,000
-/// events).
+/// When (ms) the server's event log says `node` went down, if it does (its last 100,000
+/// events: a node holding thousands of instances is followed by an event for each).
 async fn judged_down_at(admin: &reqwest::Client, api: &str, node: &NodeName) -> Option<u64> {
     let response = admin
-        .get(format!("{api}/v1/events?limit=5000"))
+        .get(format!("{api}/v1/events?limit=100000"))
         .send()
         .await
         .ok()?;
