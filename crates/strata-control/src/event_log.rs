@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use strata_core::api::NodeEvent;
 use strata_core::{keys, Actor, EnvName, Event, EventKind, NodeName, ServiceName};
-use strata_store::{Store, Txn};
+use strata_store::{Store, StoreError, Txn};
 
 use crate::clock::Clock;
 use crate::leader::Fence;
@@ -52,6 +52,50 @@ pub struct EventLog {
     server_id: String,
     /// Events written in the same millisecond, for unique sequence numbers.
     counter: AtomicU64,
+}
+
+/// The pauses before each new attempt at an event the store could not take (about 30 s in
+/// all: an etcd election takes a few seconds).
+const EVENT_RETRIES: [std::time::Duration; 6] = [
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+    std::time::Duration::from_secs(8),
+    std::time::Duration::from_secs(15),
+];
+
+/// Writes one event: a controller's fenced by its term, any other as it is.
+struct EventWriter {
+    store: Arc<dyn Store>,
+    fence: Fence,
+    from_controller: bool,
+}
+
+impl EventWriter {
+    /// Writes `event` at `key` unless something is there already (then it was written, by
+    /// an attempt whose answer was lost).
+    async fn write(&self, key: &str, event: &Event) -> Result<(), ControlError> {
+        let txn = Txn::new().when(key, 0).put(key, encode(event));
+        match self.from_controller {
+            true => self.fence.txn(txn).await.map(|_| ()),
+            false => self
+                .store
+                .txn(txn)
+                .await
+                .map(|_| ())
+                .map_err(ControlError::from),
+        }
+    }
+}
+
+/// Says `event` in the server's log, as it was recorded.
+fn logged(event: &Event) {
+    // Fields as plain values: a service only when there is one.
+    match &event.service {
+        Some(service) => tracing::info!(kind = %event.kind, %service, "{}", event.message),
+        None => tracing::info!(kind = %event.kind, "{}", event.message),
+    }
 }
 
 /// A controller's event of `kind`; set its env, service, instance or node as it concerns.
@@ -178,27 +222,31 @@ impl EventLog {
     pub async fn record(&self, event: Event) {
         let from_controller = event.actor.is_controller();
         let (key, event) = self.stamp(event);
-        let txn = Txn::new().when(&key, 0).put(&key, encode(&event));
-        let written = if from_controller {
-            self.fence.txn(txn).await.map(|_| ())
-        } else {
-            self.store
-                .txn(txn)
-                .await
-                .map(|_| ())
-                .map_err(ControlError::from)
+        let writer = EventWriter {
+            store: self.store.clone(),
+            fence: self.fence.clone(),
+            from_controller,
         };
-        match written {
-            Ok(()) => {
-                // Fields as plain values: a service only when there is one.
-                match &event.service {
-                    Some(service) => {
-                        tracing::info!(kind = %event.kind, %service, "{}", event.message)
-                    }
-                    None => tracing::info!(kind = %event.kind, "{}", event.message),
-                }
-            }
+        match writer.write(&key, &event).await {
+            Ok(()) => logged(&event),
             Err(ControlError::NotLeader) => {}
+            // The store is electing a leader or out of reach: the event is sent again in the
+            // background for a while (its key, written only if absent, keeps it from being
+            // written twice), rather than lost to the outage it may be telling of.
+            Err(ControlError::Store(StoreError::Unavailable(_))) => {
+                tokio::spawn(async move {
+                    for delay in EVENT_RETRIES {
+                        tokio::time::sleep(delay).await;
+                        match writer.write(&key, &event).await {
+                            Ok(()) => return logged(&event),
+                            Err(ControlError::Store(StoreError::Unavailable(_))) => continue,
+                            Err(ControlError::NotLeader) => return,
+                            Err(error) => return tracing::warn!(%error, "could not record event"),
+                        }
+                    }
+                    tracing::warn!(kind = %event.kind, "could not record event: the store stayed unavailable");
+                });
+            }
             Err(error) => tracing::warn!(%error, "could not record event"),
         }
     }
