@@ -8,72 +8,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::faulty_store::FaultyStore;
 use common::harness::Harness;
 use strata_core::{EventKind, NodeName};
-use strata_store::{Op, Store, StoreError, Txn};
-
-/// A store that refuses, as unavailable, the next `failing` transactions writing an event.
-struct EventsUnavailable {
-    inner: Arc<dyn Store>,
-    failing: Arc<AtomicUsize>,
-}
-
-#[async_trait::async_trait]
-impl Store for EventsUnavailable {
-    async fn get(&self, key: &str) -> Result<Option<strata_store::KeyValue>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn txn(&self, txn: Txn) -> Result<strata_store::TxnOutcome, StoreError> {
-        let writes_event = txn.ops.iter().any(
-            |op| matches!(op, Op::Put { key, .. } if key.starts_with(strata_core::keys::EVENTS)),
-        );
-        let refused = writes_event
-            && self
-                .failing
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-        if refused {
-            return Err(StoreError::Unavailable("electing a leader".into()));
-        }
-        self.inner.txn(txn).await
-    }
-    async fn list_page(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<strata_store::Page, StoreError> {
-        self.inner.list_page(prefix, start_after, limit).await
-    }
-    async fn watch(
-        &self,
-        prefix: &str,
-        from: strata_store::Revision,
-    ) -> Result<strata_store::WatchStream, StoreError> {
-        self.inner.watch(prefix, from).await
-    }
-    async fn revision(&self) -> Result<strata_store::Revision, StoreError> {
-        self.inner.revision().await
-    }
-    async fn grant_lease(&self, ttl: Duration) -> Result<strata_store::LeaseId, StoreError> {
-        self.inner.grant_lease(ttl).await
-    }
-    async fn keep_alive(&self, lease: strata_store::LeaseId) -> Result<(), StoreError> {
-        self.inner.keep_alive(lease).await
-    }
-    async fn revoke_lease(&self, lease: strata_store::LeaseId) -> Result<(), StoreError> {
-        self.inner.revoke_lease(lease).await
-    }
-}
+use strata_store::{Op, StoreError};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_the_store_could_not_take_is_sent_again_once_it_is_back() {
     let failing = Arc::new(AtomicUsize::new(0));
     let refusals = failing.clone();
+    // The store refuses, as unavailable, the next `failing` transactions writing an event.
     let h = Harness::start_with(&["n1"], move |inner| {
-        Arc::new(EventsUnavailable {
-            inner,
-            failing: refusals,
+        Arc::new(FaultyStore {
+            txn_fault: Box::new(move |txn| {
+                let writes_event = txn.ops.iter().any(|op| {
+                    matches!(op, Op::Put { key, .. } if key.starts_with(strata_core::keys::EVENTS))
+                });
+                let refused = writes_event
+                    && refusals
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                refused.then(|| StoreError::Unavailable("electing a leader".into()))
+            }),
+            ..FaultyStore::new(inner)
         })
     })
     .await;

@@ -541,68 +541,6 @@ async fn a_registration_through_another_server_counts_as_a_sign_of_life() {
     );
 }
 
-/// The embedded store, whose `revision` (what a liveness pass asks before it marks a node
-/// down) stalls for a second while `stalled` is set: a store that is slow or unavailable.
-struct StallingStore {
-    inner: std::sync::Arc<dyn strata_store::Store>,
-    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[async_trait::async_trait]
-impl strata_store::Store for StallingStore {
-    async fn get(
-        &self,
-        key: &str,
-    ) -> Result<Option<strata_store::KeyValue>, strata_store::StoreError> {
-        self.inner.get(key).await
-    }
-    async fn txn(
-        &self,
-        txn: strata_store::Txn,
-    ) -> Result<strata_store::TxnOutcome, strata_store::StoreError> {
-        self.inner.txn(txn).await
-    }
-    async fn list_page(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<strata_store::Page, strata_store::StoreError> {
-        self.inner.list_page(prefix, start_after, limit).await
-    }
-    async fn watch(
-        &self,
-        prefix: &str,
-        from: strata_store::Revision,
-    ) -> Result<strata_store::WatchStream, strata_store::StoreError> {
-        self.inner.watch(prefix, from).await
-    }
-    async fn revision(&self) -> Result<strata_store::Revision, strata_store::StoreError> {
-        if self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
-        self.inner.revision().await
-    }
-    async fn grant_lease(
-        &self,
-        ttl: std::time::Duration,
-    ) -> Result<strata_store::LeaseId, strata_store::StoreError> {
-        self.inner.grant_lease(ttl).await
-    }
-    async fn keep_alive(
-        &self,
-        lease: strata_store::LeaseId,
-    ) -> Result<(), strata_store::StoreError> {
-        self.inner.keep_alive(lease).await
-    }
-    async fn revoke_lease(
-        &self,
-        lease: strata_store::LeaseId,
-    ) -> Result<(), strata_store::StoreError> {
-        self.inner.revoke_lease(lease).await
-    }
-}
-
 /// No node is marked down while the store does not answer promptly: a silent node stays
 /// suspect, the pass says why, and once the store answers again every node gets a full
 /// grace period before a real death is caught.
@@ -610,10 +548,17 @@ impl strata_store::Store for StallingStore {
 async fn no_node_is_marked_down_while_the_store_is_slow() {
     let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stalled.clone();
+    // The embedded store, whose `revision` (what a liveness pass asks before it marks a node
+    // down) stalls for a second while `stalled` is set: a store slow or unavailable.
     let mut h = Harness::start_with(&["n1", "n2"], move |inner| {
-        std::sync::Arc::new(StallingStore {
-            inner,
-            stalled: flag,
+        std::sync::Arc::new(common::faulty_store::FaultyStore {
+            revision_delay: Box::new(move || {
+                match flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    true => std::time::Duration::from_secs(1),
+                    false => std::time::Duration::ZERO,
+                }
+            }),
+            ..common::faulty_store::FaultyStore::new(inner)
         })
     })
     .await;

@@ -28,5 +28,6 @@ pub fn config(dir: &std::path::Path, id: &str) -> ControlConfig {
         secrets_key_file: dir.join(id).join("secrets.key"),
     }
 }
+pub mod faulty_store;
 pub mod forensics;
 pub mod harness;
