@@ -485,6 +485,10 @@ pub struct Route {
     /// instances get (the rest go to the others).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<TrafficSplit>,
+    /// A `protocol = "tcp"` service: the port its callers dial (`NAME:PORT`), which its
+    /// instances listen on. `None`: an HTTP service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_port: Option<u16>,
 }
 
 /// How a route's traffic is split between a rollout's new release and the stable one.

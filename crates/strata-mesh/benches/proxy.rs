@@ -84,6 +84,7 @@ fn route(endpoint: SocketAddr, node: &str) -> Route {
         limits: Default::default(),
         endpoint_nodes: BTreeMap::from([(endpoint.to_string(), node.to_string())]),
         scale_from_zero: false,
+        tcp_port: None,
         draining: Vec::new(),
         running_on: Default::default(),
         split: None,

@@ -31,6 +31,7 @@ mod tests {
             limits: Default::default(),
             endpoint_nodes: Default::default(),
             scale_from_zero: false,
+            tcp_port: None,
             draining: Vec::new(),
             running_on: Default::default(),
             split: None,

@@ -18,6 +18,7 @@ use strata_mesh::{Ingress, IngressConfig, RoutingTable};
 fn table(endpoints: Vec<String>) -> RouteTable {
     common::table(vec![Route {
         scale_from_zero: true,
+        tcp_port: None,
         ..common::route("lazy", endpoints)
     }])
 }

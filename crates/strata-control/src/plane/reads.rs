@@ -2,6 +2,7 @@
 //! events, nodes and the routing table.
 
 use super::*;
+use strata_core::spec::{PortSpec, Protocol};
 use strata_core::RolloutPhase;
 
 impl ControlPlane {
@@ -308,6 +309,10 @@ impl ControlPlane {
                     draining,
                     running_on,
                     split,
+                    tcp_port: match (release.spec.protocol, release.spec.port) {
+                        (Protocol::Tcp, PortSpec::Fixed(port)) => Some(port),
+                        _ => None,
+                    },
                 })
             })
             .collect();

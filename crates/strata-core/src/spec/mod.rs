@@ -54,6 +54,32 @@ pub enum PortSpec {
     Fixed(u16),
 }
 
+/// What a service speaks, so how the mesh carries calls to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// HTTP: callers use `http://NAME/` through the node's proxy (`HTTP_PROXY`); requests are
+    /// balanced, retried and bounded one by one.
+    #[default]
+    Http,
+    /// Any protocol over TCP (Redis, PostgreSQL, NATS, ...): callers dial `NAME:PORT`; each
+    /// connection is balanced and carried whole.
+    Tcp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Tcp => "tcp",
+        }
+    }
+
+    pub fn is_http(&self) -> bool {
+        *self == Protocol::Http
+    }
+}
+
 /// A parsed spec file: one or more services, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SpecFile {
@@ -74,6 +100,10 @@ pub struct ServiceSpec {
     /// Arguments appended to the artifact or command.
     pub args: Vec<String>,
     pub port: PortSpec,
+    /// What the service speaks (`protocol`). Omitted from the JSON when `http`, so releases
+    /// stored before it existed still read and hash the same.
+    #[serde(default, skip_serializing_if = "Protocol::is_http")]
+    pub protocol: Protocol,
     pub scale: ScaleSpec,
     pub route: RouteSpec,
     /// Configuration for every environment (injected as environment variables at start).

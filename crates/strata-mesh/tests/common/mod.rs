@@ -28,6 +28,7 @@ pub fn route(service: &'static str, endpoints: Vec<String>) -> Route {
         limits: Default::default(),
         endpoint_nodes: Default::default(),
         scale_from_zero: false,
+        tcp_port: None,
         draining: Vec::new(),
         running_on: Default::default(),
         split: None,

@@ -18,7 +18,8 @@ use toml_edit::{ImDocument, Item, Key, TableLike, TomlError, Value};
 use super::error::{line_col, SpecError, SpecErrors};
 use super::{
     AutoscaleSpec, ContainerSettings, DriverKind, HealthSpec, LivenessSpec, MeshSettings, PortSpec,
-    Ratio, RouteSpec, ScaleSpec, ServiceSpec, SloSpec, SpecFile, WasmLimits, DEFAULT_MIN_READY_MS,
+    Protocol, Ratio, RouteSpec, ScaleSpec, ServiceSpec, SloSpec, SpecFile, WasmLimits,
+    DEFAULT_MIN_READY_MS,
 };
 use crate::model::Resources;
 
@@ -29,6 +30,7 @@ mod mesh;
 mod names;
 mod placement;
 mod probes;
+mod protocol;
 mod received;
 mod runtime;
 mod scale;

@@ -121,6 +121,11 @@ pub fn check_received(spec: &ServiceSpec) -> Result<(), ReceivedSpecError> {
             }
         }
     }
+    if let Some((key, problem, hint)) =
+        super::protocol::protocol_problem(spec.protocol, spec.driver, spec.port, spec.route.public)
+    {
+        return Err(refuse(key, (problem, hint)));
+    }
     if let Some(forensics) = &spec.forensics {
         durations.push((Section::Forensics, "keep", forensics.keep_ms));
     }

@@ -163,6 +163,9 @@ const SERVICE: &[KeyDef] = &[
         .doc("arguments appended")
         .aliases(&["arguments", "argv"]),
     key("port", "`\"auto\"` or integer", "`\"auto\"`").doc("where each instance listens"),
+    key("protocol", "string", "`\"http\"`")
+        .doc("what it speaks: http, or tcp for any protocol (callers dial NAME:PORT)")
+        .aliases(&["proto"]),
     key("stop_timeout", "duration", "`\"5s\"`")
         .doc("time between SIGTERM and SIGKILL")
         .rule(Rule::Duration {

@@ -144,6 +144,10 @@ impl<'s> Checker<'s> {
                 .unwrap_or(PortSpec::Auto),
         };
 
+        let protocol = field("protocol")
+            .and_then(|(k, i)| self.protocol(&path.child("protocol"), k, i))
+            .unwrap_or_default();
+
         let stop_timeout_ms = match field("stop_timeout") {
             None => DEFAULT_STOP_TIMEOUT_MS,
             Some(entry) => self
@@ -184,7 +188,7 @@ impl<'s> Checker<'s> {
             .collect();
         let secrets = self.secrets(field("secrets"), &path, driver, &config_names);
 
-        Some(ServiceSpec {
+        let mut spec = ServiceSpec {
             // Checked above (the problem is already reported).
             name: crate::ServiceName::new(name).ok()?,
             driver: driver.unwrap_or(DriverKind::Exec),
@@ -192,6 +196,7 @@ impl<'s> Checker<'s> {
             command: command.unwrap_or_default(),
             args,
             port,
+            protocol,
             scale,
             route,
             config,
@@ -209,7 +214,9 @@ impl<'s> Checker<'s> {
             rollout,
             secrets,
             forensics,
-        })
+        };
+        self.check_protocol(&path, table, &mut spec);
+        Some(spec)
     }
 
     // -- typed values ---------------------------------------------------------------------------

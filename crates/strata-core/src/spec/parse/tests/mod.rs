@@ -5,6 +5,7 @@ use super::*;
 mod document;
 mod forensics;
 mod keys;
+mod protocol;
 mod rollout;
 mod scale;
 mod schema;
@@ -152,6 +153,7 @@ fn full_spec_parses_with_every_key() {
                 command: vec![],
                 args: vec!["--verbose".into()],
                 port: PortSpec::Fixed(8080),
+                protocol: Protocol::Http,
                 scale: ScaleSpec {
                     replicas: 2,
                     autoscale: Some(AutoscaleSpec {
@@ -220,6 +222,7 @@ fn full_spec_parses_with_every_key() {
                 command: vec!["python3".into(), "-m".into(), "http.server".into()],
                 args: vec![],
                 port: PortSpec::Auto,
+                protocol: Protocol::Http,
                 scale: ScaleSpec {
                     replicas: 0,
                     autoscale: Some(AutoscaleSpec {
