@@ -295,6 +295,24 @@ impl ContainerDriver {
         self.network.allow_mesh_port(port)
     }
 
+    /// Sends instances' TCP connections to service addresses (`range`) to the node's TCP
+    /// proxy at [`ContainerDriver::gateway`]`:port`.
+    pub fn redirect_service_addresses(
+        &self,
+        range: (Ipv4Addr, u8),
+        port: u16,
+    ) -> Result<(), ContainerError> {
+        self.network.redirect_service_addresses(range, port)
+    }
+
+    /// The environment and service of the instance at `address` on the node's bridge.
+    pub fn caller_at(&self, address: std::net::IpAddr) -> Option<(String, String)> {
+        match address {
+            std::net::IpAddr::V4(address) => self.network.caller_at(address),
+            std::net::IpAddr::V6(_) => None,
+        }
+    }
+
     /// The node's address on the container bridge.
     pub fn gateway(&self) -> Ipv4Addr {
         self.network.gateway()

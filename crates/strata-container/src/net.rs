@@ -6,7 +6,10 @@
 //! connection the instance opens is dropped: to the host's own listeners (nftables `input`),
 //! through the host to anywhere (`forward`), and to other instances on the bridge (bridge
 //! ports are `isolated`). Exactly one way out is open: the node's mesh proxy, at the bridge's
-//! gateway address on the proxy's port ([`NodeNetwork::allow_mesh_port`]).
+//! gateway address on the proxy's port ([`NodeNetwork::allow_mesh_port`]); and through it,
+//! to TCP services by name: the node's resolver at the gateway (UDP 53), and connections to
+//! service addresses, which the firewall redirects to the node's TCP proxy
+//! ([`NodeNetwork::redirect_service_addresses`]).
 //!
 //! The kernel is driven with iproute2 (`ip`) and nftables (`nft`), the tools every Linux
 //! distribution ships for this; each call's failure is reported with the command and what it
@@ -33,8 +36,9 @@ pub struct NodeNetwork {
     filling: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
     pool_size: usize,
-    /// The mesh proxy port this node opened in `mesh_ports`, closed again with the driver.
-    mesh_port: Arc<Mutex<Option<u16>>>,
+    /// The mesh proxy ports this node opened in `mesh_ports` (its HTTP proxy's, its TCP
+    /// proxy's), closed again with the driver.
+    mesh_ports: Arc<Mutex<Vec<u16>>>,
     /// Host-wide: one file per namespace a driver made, naming the lease that owns it.
     registry: PathBuf,
 }
@@ -110,7 +114,7 @@ impl NodeNetwork {
             filling: Arc::default(),
             closed: Arc::default(),
             pool_size: DEFAULT_POOL_SIZE,
-            mesh_port: Arc::default(),
+            mesh_ports: Arc::default(),
             registry: PathBuf::from(NETNS_REGISTRY),
         };
         // Pooled namespaces an earlier agent made and nobody claimed.
@@ -216,8 +220,54 @@ impl NodeNetwork {
         nft(&format!(
             "add element inet strata mesh_ports {{ {port} }}\n"
         ))?;
-        *self.mesh_port.lock().expect("not poisoned") = Some(port);
+        self.mesh_ports.lock().expect("not poisoned").push(port);
         Ok(())
+    }
+
+    /// Sends every TCP connection an instance opens to an address in `range` (the service
+    /// addresses) to the node's TCP proxy at the gateway's `port`, which reads where it was
+    /// dialled from the connection (`SO_ORIGINAL_DST`). One node's proxy per bridge: the
+    /// last agent to call this takes them.
+    pub fn redirect_service_addresses(
+        &self,
+        range: (Ipv4Addr, u8),
+        port: u16,
+    ) -> Result<(), ContainerError> {
+        self.allow_mesh_port(port)?;
+        nft(&format!(
+            "flush chain inet strata prerouting\n\
+             add rule inet strata prerouting iifname \"{bridge}\" ip daddr {network}/{prefix} meta l4proto tcp redirect to :{port}\n",
+            bridge = self.bridge,
+            network = range.0,
+            prefix = range.1,
+        ))
+    }
+
+    /// Records, with the lease of `address`, which service of which environment the instance
+    /// holding it is: how the node's proxies know who opens a connection from it.
+    pub fn name_caller(
+        &self,
+        address: Ipv4Addr,
+        env: &str,
+        service: &str,
+    ) -> Result<(), ContainerError> {
+        let path = self.leases.join(address.to_string());
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ContainerError::io("read lease", &path, e))?;
+        let mut lines: Vec<&str> = text.lines().take(3).collect();
+        lines.resize(3, "");
+        let caller = format!("{env} {service}");
+        lines.push(&caller);
+        std::fs::write(&path, lines.join("\n") + "\n")
+            .map_err(|e| ContainerError::io("write lease", &path, e))
+    }
+
+    /// The environment and service of the instance holding `address` on this bridge, if
+    /// one does and it was named ([`NodeNetwork::name_caller`]).
+    pub fn caller_at(&self, address: Ipv4Addr) -> Option<(String, String)> {
+        let text = std::fs::read_to_string(self.leases.join(address.to_string())).ok()?;
+        let (env, service) = text.lines().nth(3)?.split_once(' ')?;
+        Some((env.to_string(), service.to_string()))
     }
 
     /// Removes the namespaces kept ready and the mesh port it opened, and stops making more
@@ -231,7 +281,7 @@ impl NodeNetwork {
         while self.filling.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        if let Some(port) = self.mesh_port.lock().expect("not poisoned").take() {
+        for port in std::mem::take(&mut *self.mesh_ports.lock().expect("not poisoned")) {
             let _ = nft(&format!(
                 "delete element inet strata mesh_ports {{ {port} }}\n"
             ));
@@ -467,10 +517,12 @@ pub fn firewall(bridge: &str, gateway: Ipv4Addr) -> String {
 add set inet strata mesh_ports {{ type inet_service; }}
 add chain inet strata input {{ type filter hook input priority 0; policy accept; }}
 add chain inet strata forward {{ type filter hook forward priority 0; policy accept; }}
+add chain inet strata prerouting {{ type nat hook prerouting priority -100; policy accept; }}
 flush chain inet strata input
 flush chain inet strata forward
 add rule inet strata input iifname "{bridge}" ct state established,related accept
 add rule inet strata input iifname "{bridge}" ip daddr {gateway} tcp dport @mesh_ports accept
+add rule inet strata input iifname "{bridge}" ip daddr {gateway} udp dport 53 accept
 add rule inet strata input iifname "{bridge}" drop
 add rule inet strata forward iifname "{bridge}" drop
 add rule inet strata forward oifname "{bridge}" drop
@@ -611,7 +663,7 @@ mod tests {
             filling: Arc::default(),
             closed: Arc::default(),
             pool_size: 0,
-            mesh_port: Arc::default(),
+            mesh_ports: Arc::default(),
             registry: dir.path().join("registry"),
         };
         let mut seen = std::collections::BTreeSet::new();

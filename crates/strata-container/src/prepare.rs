@@ -136,6 +136,16 @@ impl ContainerDriver {
                 return Err(error);
             }
         };
+        // Who opens connections from this address, for the node's proxies.
+        if let (Some(env), Some(service)) =
+            (spec.env.get("STRATA_ENV"), spec.env.get("STRATA_SERVICE"))
+        {
+            if let Err(error) = self.network.name_caller(instance_net.address, env, service) {
+                cgroup.remove();
+                self.network.detach(&instance_net);
+                return Err(error);
+            }
+        }
         let record = record_base(instance_net.clone());
         let prepared = self.prepared(id, &record);
         let made = (|| {
@@ -199,6 +209,10 @@ impl ContainerDriver {
                 .map_err(|e| ContainerError::io("create", &bundle_dir, e))?;
             mount_bundle_tmpfs(&bundle_dir, shift)?;
             let mut mounts = parts.mounts.clone();
+            // Names resolve through the node's resolver at the gateway: TCP services by name.
+            if let Some(resolver) = resolver_conf(&bundle_dir, &rootfs, self.network.gateway())? {
+                mounts.push(resolver);
+            }
             let (host_uid, host_gid) = match shift {
                 None => (parts.uid, parts.gid),
                 Some(shift) => (shift.base + parts.uid, shift.base + parts.gid),
@@ -527,6 +541,39 @@ fn mount_bundle_tmpfs(dir: &Path, shift: Option<IdShift>) -> Result<(), Containe
         path: dir.display().to_string(),
         reason: format!("tmpfs: {}", errno.desc()),
     })
+}
+
+/// Writes `resolv.conf` naming the node's resolver at `gateway` into the bundle's tmpfs, and
+/// returns its read-only bind at `/etc/resolv.conf`; none when the instance's root has a
+/// symbolic link there (a host using systemd-resolved: binding through it would reach into
+/// directories the instance's root does not have), which is logged.
+fn resolver_conf(
+    bundle_dir: &Path,
+    rootfs: &Path,
+    gateway: Ipv4Addr,
+) -> Result<Option<oci_spec::runtime::Mount>, ContainerError> {
+    use std::os::unix::fs::PermissionsExt;
+    let inside = rootfs.join("etc/resolv.conf");
+    if inside
+        .symlink_metadata()
+        .is_ok_and(|meta| meta.file_type().is_symlink())
+    {
+        tracing::warn!(path = %inside.display(), "the instance's /etc/resolv.conf is a symbolic link: it does not resolve service names");
+        return Ok(None);
+    }
+    let path = bundle_dir.join("resolv.conf");
+    std::fs::write(
+        &path,
+        format!("nameserver {gateway}\noptions ndots:1 timeout:1 attempts:3\n"),
+    )
+    .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)))
+    .map_err(|e| ContainerError::io("write", &path, e))?;
+    Ok(Some(bundle::bind(
+        &path,
+        Path::new("/etc/resolv.conf"),
+        false,
+        false,
+    )?))
 }
 
 /// Writes each secret file into the bundle's tmpfs (readable by the instance's user only)

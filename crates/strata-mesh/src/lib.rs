@@ -18,6 +18,9 @@
 //! - [`proxy`]: the node's mesh proxy: instances call other services by name through it
 //!   (`HTTP_PROXY` with the caller's credentials); it authenticates the caller, applies
 //!   [`policy`] (403 and an audit event for a forbidden call) and forwards like the ingress.
+//! - [`tcp`]: services that speak any protocol over TCP, called by name (`redis:6379`): the
+//!   node's resolver, service addresses, and the TCP proxy that applies policy and carries
+//!   each connection to an instance, across nodes over mutual TLS.
 //! - [`serve`]: an HTTP API over TLS that knows which node or server (by its certificate of
 //!   the cluster CA) each connection is: the control plane's API and a node's own.
 
@@ -33,6 +36,7 @@ pub mod resilience;
 pub mod routes;
 pub mod serve;
 pub mod split;
+pub mod tcp;
 
 pub use ingress::{Ingress, IngressConfig};
 pub use metrics::MeshMetrics;

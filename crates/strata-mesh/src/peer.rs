@@ -6,7 +6,9 @@
 //! checked against the callee's policy again here, so a node never delivers a call its own
 //! policy view forbids; and a node's word for its caller is believed only for a service it
 //! runs (the caller's route lists the nodes holding its instances), so a compromised node
-//! cannot call as a service that has no instance on it.
+//! cannot call as a service that has no instance on it. A TCP connection to an instance of a
+//! `protocol = "tcp"` service comes as an upgrade (`Upgrade: strata-tcp`) checked the same
+//! way, then carries the connection's bytes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -101,8 +103,10 @@ impl PeerListener {
                         Ok::<_, std::convert::Infallible>(response)
                     }
                 });
+                // With upgrades: a TCP connection is carried on its own TLS connection.
                 if let Err(error) = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
                     .await
                 {
                     tracing::debug!(%error, "inter-node connection ended");
@@ -183,6 +187,9 @@ impl PeerListener {
                 StatusCode::FORBIDDEN,
                 format!("strata: call to `{}` refused ({rule})\n", route.service),
             );
+        }
+        if crate::ingress::is_tcp_upgrade(&request) {
+            return self.ingress.deliver_tcp(request, &route, &endpoint).await;
         }
         self.ingress.deliver(request, peer, &route, &endpoint).await
     }

@@ -16,6 +16,11 @@
 //! and returns what it said (with the status it answered): the application names the
 //! service; the platform's mesh proxy (`HTTP_PROXY`, which the HTTP client honours) finds an
 //! instance, retries, and decides whether the call is allowed. No addresses, no retry loop.
+//!
+//! `GET /call-tcp/NAME:PORT?send=LINE` dials a TCP service by name (`redis:6379`), sends
+//! LINE (default `PING`) with `\r\n`, and returns the first line it answers: the name
+//! resolves to an address the node's proxy answers for that service. With `MODE=tcp-echo` it
+//! is such a service itself: on `PORT` it answers each line with `GREETING (INSTANCE): LINE`.
 
 use std::net::SocketAddr;
 
@@ -39,6 +44,9 @@ async fn main() -> std::io::Result<()> {
     let instance = std::env::var("STRATA_INSTANCE").unwrap_or_else(|_| "local".into());
     let release = std::env::var("STRATA_RELEASE").unwrap_or_else(|_| "-".into());
     let reply = format!("{greeting} from {instance} (release {release})\n");
+    if std::env::var("MODE").as_deref() == Ok("tcp-echo") {
+        return tcp_echo(&host, port, format!("{greeting} ({instance})")).await;
+    }
 
     let slots = std::env::var("WORK_SLOTS")
         .ok()
@@ -73,6 +81,7 @@ async fn main() -> std::io::Result<()> {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/call/{service}", get(call))
+        .route("/call-tcp/{target}", get(call_tcp))
         .route(
             "/work/{ms}",
             get(move |Path(ms): Path<u64>| {
@@ -119,5 +128,65 @@ async fn call(Path(service): Path<String>) -> (StatusCode, String) {
             StatusCode::BAD_GATEWAY,
             format!("calling {service}: {error}\n"),
         ),
+    }
+}
+
+/// Dials `target` (`NAME:PORT`) by name, sends one line and relays the first line answered.
+async fn call_tcp(
+    Path(target): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> (StatusCode, String) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let line = query.get("send").map_or("PING", String::as_str);
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&target).await?;
+        stream.write_all(format!("{line}\r\n").as_bytes()).await?;
+        let mut answer = String::new();
+        tokio::io::BufReader::new(stream)
+            .read_line(&mut answer)
+            .await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), exchange).await {
+        Ok(Ok(answer)) if !answer.is_empty() => (StatusCode::OK, answer),
+        Ok(Ok(_)) => (
+            StatusCode::BAD_GATEWAY,
+            format!("calling {target}: the connection closed without an answer\n"),
+        ),
+        Ok(Err(error)) => (
+            StatusCode::BAD_GATEWAY,
+            format!("calling {target}: {error}\n"),
+        ),
+        Err(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("calling {target}: no answer within 5 s\n"),
+        ),
+    }
+}
+
+/// `MODE=tcp-echo`: answers each line on `host:port` with `GREETING (INSTANCE): LINE`, until
+/// SIGTERM.
+async fn tcp_echo(host: &str, port: u16, greeting: String) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((host, port)).await?;
+    println!("hello: echoing lines on tcp {host}:{port}");
+    let greeting = std::sync::Arc::new(greeting);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = term.recv() => return Ok(()),
+        };
+        let greeting = greeting.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = tokio::io::BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let answer = format!("{greeting}: {}\n", line.trim_end());
+                if write.write_all(answer.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        });
     }
 }

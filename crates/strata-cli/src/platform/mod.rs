@@ -9,6 +9,7 @@
 mod control;
 pub mod handover;
 mod node;
+mod tcp_mesh;
 mod trust;
 
 pub use control::*;

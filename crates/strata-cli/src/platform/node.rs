@@ -33,15 +33,18 @@ use crate::Failure;
 pub struct NodeMetrics {
     registry: Arc<prometheus_client::registry::Registry>,
     mesh: MeshMetrics,
+    tcp: strata_mesh::tcp::metrics::TcpMetrics,
 }
 
 impl NodeMetrics {
     pub fn new() -> Self {
         let mut registry = prometheus_client::registry::Registry::default();
         let mesh = MeshMetrics::register(&mut registry);
+        let tcp = strata_mesh::tcp::metrics::TcpMetrics::register(&mut registry);
         Self {
             registry: Arc::new(registry),
             mesh,
+            tcp,
         }
     }
 
@@ -165,6 +168,7 @@ pub async fn start_agent(
             None
         }
     };
+    let (tcp_table, tcp_events) = (table.clone(), events.clone());
     let wasm = wasm_driver(&config.data_dir, table, events, mesh.clone())?;
     let mut drivers = vec![wasm];
     let allowed = strata_core::capability::allowed_by(&config.labels);
@@ -190,6 +194,19 @@ pub async fn start_agent(
             Err(Failure::Failed(error) | Failure::BadInput(error)) => {
                 tracing::warn!(%error, %at, "containers cannot reach the mesh proxy")
             }
+        }
+        let tcp = super::tcp_mesh::start(
+            &config.data_dir,
+            &container,
+            mesh.forwarder.clone(),
+            tcp_table,
+            metrics.tcp.clone(),
+            denial_reporter(tcp_events),
+            &mut takeover,
+        )
+        .await;
+        if let Err(Failure::Failed(error) | Failure::BadInput(error)) = tcp {
+            tracing::warn!(error = %format!("{error:#}"), "instances cannot call TCP services by name");
         }
         if exec_sandbox == ExecSandbox::On {
             let sandbox = strata_container::SandboxConfig::new(&config.data_dir);

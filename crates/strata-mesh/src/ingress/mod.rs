@@ -23,6 +23,7 @@ mod clients;
 mod cold_start;
 mod headers;
 mod serving;
+mod tcp;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ use headers::{request_host, strip_hop_by_hop, upstream_request};
 
 pub(crate) use serving::{accept, serve_http1};
 pub use serving::{proxy_threads, serve_on_threads};
+pub use tcp::{is_tcp_upgrade, TCP_UPGRADE};
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
