@@ -4,6 +4,8 @@
 //! `other` (the example's HTTP server), whose `GET /call-tcp/echo:7000?send=LINE` dials
 //! `echo:7000` as any program would: the name resolves through the node's resolver, the
 //! connection goes through the node's TCP proxy, which knows the caller by its address.
+//! Then across nodes of a real cluster (agents in network namespaces): the connection leaves
+//! the caller's node over the inter-node port's mutual TLS.
 
 mod common;
 
@@ -41,6 +43,7 @@ async fn a_tcp_service_is_called_by_name_and_policy_decides_who_may() {
     if !strata_testkit::containers_available("the tcp mesh test") {
         return;
     }
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
     let spec = spec(dir.path());
@@ -145,6 +148,108 @@ async fn a_tcp_service_is_called_by_name_and_policy_decides_who_may() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(answered.contains("Echo 2 ("), "{answered}\n{}", dev.log());
+}
+
+/// `front` on node-0 dials `echo:7000`, whose only instance runs on node-1: the connection
+/// crosses to node-1's inter-node port (mutual TLS), which delivers it (counted there);
+/// `other` on node-0 is refused by node-0's proxy before anything leaves the node.
+#[test]
+fn a_tcp_connection_by_name_crosses_nodes_over_mutual_tls() {
+    let _serial = serial();
+    if let Some(why) = strata_testkit::unavailable() {
+        eprintln!("SKIPPED: cluster tests {why}");
+        return;
+    }
+    if !strata_testkit::containers_available("the tcp mesh cluster test") {
+        return;
+    }
+    // The agents keep the host's mounts (its cgroups: instances run sandboxed, each in a
+    // network namespace of its own on its node's bridge).
+    let options = strata_testkit::Options {
+        strata: strata_bin(),
+        node_labels: vec!["zone=z0".into(), "zone=z1".into()],
+        server_args: vec![],
+    };
+    let cluster = strata_testkit::Cluster::start_preparing(options, |node| node.host_mounts = true);
+    let placed = |spec: String, service: &str, zone: &str| {
+        format!("{spec}[service.{service}.placement]\nlabels = {{ zone = \"{zone}\" }}\n")
+    };
+    let text = std::fs::read_to_string(spec(cluster.root.path())).unwrap();
+    let mut parts = text.split("\n[service.").map(str::to_string);
+    let echo = parts.next().unwrap();
+    let rest: Vec<String> = parts.map(|p| format!("\n[service.{p}")).collect();
+    // The three services as in strata dev, echo on node-1, its callers on node-0.
+    let mut sections = vec![placed(echo, "echo", "z1")];
+    for part in rest {
+        match part.trim_start().strip_prefix("[service.") {
+            Some(head) if head.starts_with("front]") => sections.push(placed(part, "front", "z0")),
+            Some(head) if head.starts_with("other]") => sections.push(placed(part, "other", "z0")),
+            _ => sections.push(part),
+        }
+    }
+    let spec = write_file(cluster.root.path(), "tcp-cluster.toml", sections.concat());
+    common::cluster::deploy(&cluster, &spec);
+
+    let ingress = cluster.nodes[0].ingress();
+    let call = |from: &str, line: &str| {
+        let output = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "8", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Host: {from}.dev.localhost"))
+            .arg(format!("http://{ingress}/call-tcp/echo:7000?send={line}"))
+            .output()
+            .expect("curl runs");
+        let text = stdout(&output);
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+        (status.to_string(), body.to_string())
+    };
+    // Routes reach every node within a watch round trip; a few tries at most.
+    let mut last = (String::new(), String::new());
+    for _ in 0..50 {
+        last = call("front", "across");
+        if last.0 == "200" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(last.0, "200", "{}\n{}", last.1, cluster.logs());
+    assert!(last.1.starts_with("Echo (echo-"), "{}", last.1);
+    assert!(last.1.trim_end().ends_with(": across"), "{}", last.1);
+
+    // It went through node-1's inter-node port: node-1 counted a delivery for echo.
+    let credential =
+        std::fs::read_to_string(cluster.nodes[1].data_dir.join("node-credential")).unwrap();
+    let api_key = strata_core::auth::node_api_key(credential.trim());
+    let metrics = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "5", "--cacert"])
+        .arg(cluster.nodes[1].data_dir.join("tls/ca.crt"))
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {api_key}"))
+        .arg(format!("https://{}:7701/metrics", cluster.nodes[1].ip))
+        .output()
+        .expect("curl runs");
+    let metrics = stdout(&metrics);
+    let delivered = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("strata_proxy_peer_deliveries_total") && l.contains("service=\"echo\"")
+        })
+        .unwrap_or_else(|| panic!("node-1 counted no delivery for echo:\n{metrics}"));
+    assert!(!delivered.ends_with(" 0"), "{delivered}");
+
+    // `other` may not: refused on node-0, an event, nothing delivered on node-1 for it.
+    let (status, body) = call("other", "secret");
+    assert_eq!(status, "502", "{body}");
+    common::cluster::wait_until(
+        &cluster,
+        Duration::from_secs(10),
+        "the policy.denied event",
+        || {
+            let events = stdout(&cluster.cli(&["events", "--limit", "200"]));
+            events.contains("policy.denied") && events.contains("other called echo: refused")
+        },
+    );
+    let logs = stdout(&cluster.cli(&["logs", "echo", "--tail", "100"]));
+    assert!(!logs.contains("secret"), "{logs}");
 }
 
 /// The node's /metrics (the agent's API serves it).

@@ -83,10 +83,12 @@ impl NodeNetwork {
         std::fs::create_dir_all(&leases).map_err(|e| ContainerError::io("create", &leases, e))?;
         // Several agents of one host (tests, `strata dev` beside an agent) may get here at
         // once: losing the race to create the bridge or its address is success.
-        let bridge_path = Path::new("/sys/class/net").join(bridge);
-        if !bridge_path.exists() {
+        // Asked of the kernel (netlink), not of /sys: an agent may run in a network namespace
+        // whose /sys it does not see (entered with `nsenter --net`).
+        let bridge_exists = || run("ip", &["link", "show", "dev", bridge]).is_ok();
+        if !bridge_exists() {
             if let Err(error) = run("ip", &["link", "add", bridge, "type", "bridge"]) {
-                if !bridge_path.exists() {
+                if !bridge_exists() {
                     return Err(error);
                 }
             }
