@@ -63,11 +63,29 @@ struct TwoNodes {
     peer_b: SocketAddr,
     identity_b: Arc<NodeIdentity>,
     instance: SocketAddr,
+    /// node-b's instance of `cache`, a TCP service: it echoes what it is sent.
+    echo: SocketAddr,
+}
+
+/// A TCP instance that sends back every byte it gets.
+async fn echo_instance() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    address
 }
 
 async fn two_nodes() -> TwoNodes {
     let ca = ClusterCa::generate().unwrap();
     let instance = instance().await;
+    let echo = echo_instance().await;
     let peer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peer_b = peer_listener.local_addr().unwrap();
     let route = |service: &'static str, public: bool| Route {
@@ -85,7 +103,16 @@ async fn two_nodes() -> TwoNodes {
     };
     let table = RouteTable {
         revision: 1,
-        routes: vec![route("db", false), route("site", true), web],
+        routes: vec![
+            route("db", false),
+            route("site", true),
+            web,
+            Route {
+                tcp_port: Some(echo.port()),
+                endpoint_nodes: BTreeMap::from([(echo.to_string(), "node-b".to_string())]),
+                ..route("cache", false)
+            },
+        ],
         peers: BTreeMap::from([("node-b".to_string(), peer_b.to_string())]),
         revoked: Default::default(),
     };
@@ -119,6 +146,7 @@ async fn two_nodes() -> TwoNodes {
         peer_b,
         identity_b,
         instance,
+        echo,
     }
 }
 
@@ -413,4 +441,65 @@ async fn a_forged_caller_is_refused_by_the_callees_node() {
     // And what `db`'s policy forbids is refused even from a node that could speak for it.
     let forbidden = call_as(&nodes, "node-a", "site").await;
     assert!(forbidden.starts_with("HTTP/1.1 403"), "{forbidden}");
+}
+
+/// Asks node-b's inter-node port, as node `node` for `caller`, to carry a TCP connection to
+/// `service`'s instance `endpoint`; the answer's head, and the TLS stream.
+async fn carry_as(
+    nodes: &TwoNodes,
+    node: &str,
+    caller: &str,
+    service: &str,
+    endpoint: SocketAddr,
+) -> (String, tokio_rustls::client::TlsStream<TcpStream>) {
+    let (configs, _) = identity(&nodes.ca, node, Duration::from_secs(3600));
+    let connector = tokio_rustls::TlsConnector::from(configs.client.clone());
+    let stream = TcpStream::connect(nodes.peer_b).await.unwrap();
+    let name = ServerName::IpAddress("127.0.0.1".parse::<std::net::IpAddr>().unwrap().into());
+    let mut tls = connector.connect(name, stream).await.unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {service}.dev.localhost\r\nstrata-endpoint: {endpoint}\r\nstrata-caller: {caller}\r\nConnection: upgrade\r\nUpgrade: strata-tcp\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    // The head, byte by byte up to its blank line (what follows is the carried stream's).
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    (String::from_utf8_lossy(&head).into_owned(), tls)
+}
+
+/// A TCP connection carried between nodes is checked as a call is: a node that forges its
+/// caller is refused, as is a caller the service's policy forbids and a connection to an
+/// HTTP service; a node that runs the caller gets the bytes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_carried_tcp_connection_is_checked_as_a_call_is() {
+    let nodes = two_nodes().await;
+    let (forged, _) = carry_as(&nodes, "node-c", "web", "cache", nodes.echo).await;
+    assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
+    let (forbidden, _) = carry_as(&nodes, "node-a", "site", "cache", nodes.echo).await;
+    assert!(forbidden.starts_with("HTTP/1.1 403"), "{forbidden}");
+    let (http, _) = carry_as(&nodes, "node-a", "web", "db", nodes.instance).await;
+    assert!(http.starts_with("HTTP/1.1 400"), "{http}");
+    // Another service's instance named under `cache`: not one of its instances here.
+    let (misdirected, _) = carry_as(&nodes, "node-a", "web", "cache", nodes.instance).await;
+    assert!(misdirected.starts_with("HTTP/1.1 421"), "{misdirected}");
+
+    let (head, mut tls) = carry_as(&nodes, "node-a", "web", "cache", nodes.echo).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: strata-tcp"),
+        "{head}"
+    );
+    tls.write_all(b"PING\r\n").await.unwrap();
+    let mut echoed = [0u8; 6];
+    tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut echoed))
+        .await
+        .expect("echoed in time")
+        .unwrap();
+    assert_eq!(&echoed, b"PING\r\n");
 }
