@@ -226,7 +226,8 @@ public = false
 
 /// A server nobody on the project wrote: Debian's redis-server, packaged with `--jeos` (its
 /// binary and libraries, nothing else), deployed as a container service and used with
-/// redis-cli through the node's port.
+/// redis-cli through the node's port; and called by name, `redis:PORT`, by the example
+/// service (sandboxed in its own network namespace) through the node's TCP proxy.
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_packaged_with_jeos_serves_through_the_node() {
     if !can_run() {
@@ -260,10 +261,10 @@ driver = "container"
 artifact = "{tar}"
 args = ["--port", "{port}", "--protected-mode", "no", "--save", "", "--appendonly", "no"]
 port = {port}
-[service.redis.route]
-public = false
-"#,
-            tar = tar.display()
+protocol = "tcp"
+{front}"#,
+            tar = tar.display(),
+            front = service_toml("front", &hello_bin(), "Front", ""),
         ),
     );
     let dev = Dev::start(&dir.path().join("data"));
@@ -287,4 +288,21 @@ public = false
     assert_eq!(pong, "PONG", "{}", dev.log());
     assert_eq!(cli(&["set", "platform", "strata"]), "OK");
     assert_eq!(cli(&["get", "platform"]), "strata");
+
+    // By name from another service: `GET platform` in redis' inline protocol.
+    let client = dev.client(&["front.dev.localhost"]);
+    let url = dev.url(
+        "front.dev.localhost",
+        &format!("/call-tcp/redis:{port}?send=GET%20platform"),
+    );
+    let mut answer = String::new();
+    for _ in 0..50 {
+        answer = text_of(client.get(&url)).await;
+        if answer.starts_with('$') {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A bulk string's header: 6 bytes ("strata") follow.
+    assert_eq!(answer.trim(), "$6", "{answer}\n{}", dev.log());
 }
