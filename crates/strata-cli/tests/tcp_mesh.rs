@@ -43,7 +43,6 @@ async fn a_tcp_service_is_called_by_name_and_policy_decides_who_may() {
     if !strata_testkit::containers_available("the tcp mesh test") {
         return;
     }
-    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start(dir.path());
     let spec = spec(dir.path());
@@ -155,7 +154,6 @@ async fn a_tcp_service_is_called_by_name_and_policy_decides_who_may() {
 /// `other` on node-0 is refused by node-0's proxy before anything leaves the node.
 #[test]
 fn a_tcp_connection_by_name_crosses_nodes_over_mutual_tls() {
-    let _serial = serial();
     if let Some(why) = strata_testkit::unavailable() {
         eprintln!("SKIPPED: cluster tests {why}");
         return;
