@@ -162,7 +162,12 @@ public = false
     let events = dev
         .events_until(&["hog"], reached, Duration::from_secs(60))
         .await;
-    assert!(events.contains(reached), "{events}\n{}", dev.log());
+    assert!(
+        events.contains(reached),
+        "{events}\n{}\nhog's log: {}",
+        dev.log(),
+        stdout(&dev.cli(&["logs", "hog", "--tail", "30"]))
+    );
 
     // Not an image: refused at deploy (exit 2), saying what it is; web keeps serving.
     let junk = dir.path().join("junk.tar");

@@ -295,14 +295,10 @@ impl ContainerDriver {
         self.network.allow_mesh_port(port)
     }
 
-    /// Sends instances' TCP connections to service addresses (`range`) to the node's TCP
-    /// proxy at [`ContainerDriver::gateway`]`:port`.
-    pub fn redirect_service_addresses(
-        &self,
-        range: (Ipv4Addr, u8),
-        port: u16,
-    ) -> Result<(), ContainerError> {
-        self.network.redirect_service_addresses(range, port)
+    /// From now on this node's instances reach its resolver and TCP proxy for them, on the
+    /// gateway at `ports` (TCP services by name).
+    pub fn serve_by_name(&self, ports: crate::net::ByName) -> Result<(), ContainerError> {
+        self.network.serve_by_name(ports)
     }
 
     /// The environment and service of the instance at `address` on the node's bridge.
@@ -473,17 +469,37 @@ struct ContainerHandle {
     inner: Box<dyn InstanceHandle>,
     prepared: Arc<Prepared>,
     record: ContainerRecord,
-    finished: tokio::sync::Mutex<Option<Exit>>,
+    /// The exit, named once (before anything is removed), and whether everything the
+    /// instance had is removed yet.
+    finished: tokio::sync::Mutex<Option<(Exit, bool)>>,
     usage: Arc<ImageUsage>,
 }
 
 impl ContainerHandle {
     /// Once the runtime has exited: says why (an OOM kill by name) and removes everything.
-    async fn finish(&self, mut exit: Exit) -> Exit {
+    /// Safe to cancel (a supervisor's `select!` drops its wait when another branch wins): why
+    /// is read and kept before the first await that removes what it is read from (the
+    /// shim's mark, the cgroup), and a removal cut short is done again by the next call.
+    async fn finish(&self, exit: Exit) -> Exit {
         let mut finished = self.finished.lock().await;
-        if let Some(exit) = finished.as_ref() {
-            return exit.clone();
-        }
+        let exit = match finished.as_ref() {
+            Some((exit, true)) => return exit.clone(),
+            Some((exit, false)) => exit.clone(),
+            None => {
+                let exit = self.named(exit);
+                *finished = Some((exit.clone(), false));
+                exit
+            }
+        };
+        let prepared = self.prepared.clone();
+        let _ = tokio::task::spawn_blocking(move || prepared.cleanup()).await;
+        self.usage.end(&self.prepared.id);
+        *finished = Some((exit.clone(), true));
+        exit
+    }
+
+    /// `exit` with its reason when the kernel killed the container at its memory limit.
+    fn named(&self, mut exit: Exit) -> Exit {
         let killed = exit.signal == Some(9) || exit.code == Some(128 + 9);
         let marked = self
             .prepared
@@ -498,10 +514,6 @@ impl ContainerHandle {
                 bytes(self.prepared.cgroup.limits().memory_bytes)
             ));
         }
-        let prepared = self.prepared.clone();
-        let _ = tokio::task::spawn_blocking(move || prepared.cleanup()).await;
-        self.usage.end(&self.prepared.id);
-        *finished = Some(exit.clone());
         exit
     }
 }

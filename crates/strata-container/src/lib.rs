@@ -11,7 +11,8 @@
 //!    an `exec` instance (its own process group, logs straight to the instance's log file,
 //!    re-adopted after an agent restart);
 //! 6. forwards the instance's port on the node (`HOST:PORT`, as for every driver) to the
-//!    container's address, so the routing table works unchanged. Health checks skip the
+//!    container's address, so the routing table works unchanged: on loopback in the kernel
+//!    (nftables, [`net`]), otherwise in the shim. Health checks skip the
 //!    forwarder and go to the container's own address (`program_address`): the forwarder
 //!    accepts even when nothing listens inside.
 //!

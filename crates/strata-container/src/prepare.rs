@@ -146,6 +146,11 @@ impl ContainerDriver {
                 return Err(error);
             }
         }
+        // The node port leads to the instance in the kernel where it can (loopback); the
+        // shim still holds the port, and forwards it itself where the kernel does not.
+        if let Err(error) = self.network.forward_port(&instance_net, listen, port) {
+            tracing::warn!(%error, instance = id, "the node port is forwarded in userspace");
+        }
         let record = record_base(instance_net.clone());
         let prepared = self.prepared(id, &record);
         let made = (|| {

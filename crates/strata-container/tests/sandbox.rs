@@ -271,6 +271,11 @@ async fn an_instance_is_served_at_its_node_port_and_reaches_only_the_mesh_proxy(
     });
     assert!(named, "{pids:?}");
     let address = leased_address(&node.agent().join("containers"), "web").expect("a lease");
+    // The node port leads to it in the kernel (no process copies its bytes), until it stops.
+    let translation = format!(
+        "[{{\"concat\": [\"127.0.0.1\", {port}]}}, {{\"concat\": [\"{address}\", {port}]}}]"
+    );
+    assert!(translations().contains(&translation), "{}", translations());
     let gateway = node.containers.gateway();
     let proxy = std::net::TcpListener::bind((gateway, 0)).expect("gateway address");
     let proxy_port = proxy.local_addr().unwrap().port();
@@ -291,6 +296,7 @@ async fn an_instance_is_served_at_its_node_port_and_reaches_only_the_mesh_proxy(
     let log = node.log("prober");
     let _ = handle.stop(Duration::from_secs(5)).await;
     assert_cleaned(&web.work_dir);
+    assert!(!translations().contains(&translation), "{}", translations());
     assert_eq!(exit.code, Some(0), "{log}");
     assert!(log.contains("PROXY-CONNECTED"), "the mesh proxy: {log}");
     assert!(
@@ -301,6 +307,61 @@ async fn an_instance_is_served_at_its_node_port_and_reaches_only_the_mesh_proxy(
         log.contains("PEER-BLOCKED"),
         "another instance's address: {log}"
     );
+}
+
+/// The node ports' translations in the kernel (nftables' `node_ports` map, as JSON).
+fn translations() -> String {
+    let listing = std::process::Command::new("nft")
+        .args(["-j", "list", "map", "inet", "strata", "node_ports"])
+        .output()
+        .expect("nft runs");
+    String::from_utf8_lossy(&listing.stdout).into_owned()
+}
+
+/// A node port's translation left behind by an agent killed before it cleaned up (its
+/// instance's lease gone) is removed by the next agent that starts on the host; a running
+/// instance's, even another agent's, is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_translation_left_behind_is_reaped_and_a_live_ones_kept() {
+    let _serial = SERIAL.lock().await;
+    let Some(node) = Node::start() else {
+        return;
+    };
+    let web = node.spec("web", hello_bin().to_str().unwrap(), &[], &[]);
+    let port = web.env["PORT"].clone();
+    let handle = node.driver.start(&web).await.expect("starts");
+    let live = format!("[{{\"concat\": [\"127.0.0.1\", {port}]}}");
+    assert!(translations().contains(&live), "{}", translations());
+    // What a killed agent leaves: a translation whose owner's lease is gone.
+    let orphan_port = strata_testkit::free_port();
+    let added = std::process::Command::new("nft")
+        .arg(format!(
+            "add element inet strata node_ports {{ 127.0.0.1 . {orphan_port} : 10.89.250.250 . 80 }}"
+        ))
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let registry = std::path::Path::new("/run/strata/node-ports");
+    std::fs::create_dir_all(registry).unwrap();
+    std::fs::write(
+        registry.join(format!("127.0.0.1:{orphan_port}")),
+        node.dir
+            .path()
+            .join("gone/10.89.250.250")
+            .display()
+            .to_string(),
+    )
+    .unwrap();
+    let orphan = format!("[{{\"concat\": [\"127.0.0.1\", {orphan_port}]}}");
+    assert!(translations().contains(&orphan));
+    // Another agent starts on the host (a driver of its own, its own data directory).
+    let next = Node::start().expect("the host ran the first");
+    assert!(!translations().contains(&orphan), "{}", translations());
+    assert!(!registry.join(format!("127.0.0.1:{orphan_port}")).exists());
+    assert!(translations().contains(&live), "{}", translations());
+    drop(next);
+    let _ = handle.stop(Duration::from_secs(5)).await;
+    assert!(!translations().contains(&live), "{}", translations());
 }
 
 #[tokio::test(flavor = "multi_thread")]

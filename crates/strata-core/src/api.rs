@@ -491,6 +491,12 @@ pub struct Route {
     pub tcp_port: Option<u16>,
 }
 
+/// Where a node gives out service addresses (TCP services by name): 10.90.0.0/16, beside the
+/// container network's 10.89.0.0/16. An address stands for one `protocol = "tcp"` service on
+/// one node only; instances reach it through their default route (the node), where the
+/// firewall sends it to the node's TCP proxy.
+pub const SERVICE_ADDRESSES: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(10, 90, 0, 0), 16);
+
 /// How a route's traffic is split between a rollout's new release and the stable one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TrafficSplit {

@@ -6,7 +6,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use strata_mesh::ingress::{proxy_threads, serve_on_threads, Ingress};
 use strata_mesh::proxy::Caller;
@@ -18,9 +17,10 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use crate::Failure;
 
-/// Starts the node's resolver and TCP proxy for the instances on `container`'s bridge.
-/// Fails only if the proxy's listener cannot be had; a resolver port taken is retried in the
-/// background (an agent handing over to the next holds it until it exits).
+/// Starts the node's resolver and TCP proxy for the instances on `container`'s bridge, on
+/// ports of the gateway the kernel redirects this node's instances to (their DNS queries to
+/// the gateway's port 53, their connections to service addresses): several agents of one host
+/// may share the bridge, each serving its own instances.
 pub async fn start(
     data_dir: &Path,
     container: &Arc<strata_container::ContainerDriver>,
@@ -46,35 +46,24 @@ pub async fn start(
         TcpListener::bind((gateway, 0)).await.map_err(Failure::from)
     })
     .await?;
-    let port = listener.local_addr()?.port();
+    let tcp_proxy_port = listener.local_addr()?.port();
+    let resolver = UdpSocket::bind((gateway, 0)).await?;
+    let resolver_port = resolver.local_addr()?.port();
     let serving = proxy.clone();
     serve_on_threads("tcp-proxy", listener, proxy_threads(), move |l| {
         serving.clone().serve(l)
     })?;
-    if let Err(error) = container.redirect_service_addresses(SERVICE_RANGE, port) {
-        tracing::warn!(%error, "instances cannot call TCP services by name");
-        return Ok(());
-    }
     let (env_proxy, name_proxy) = (proxy.clone(), proxy);
     let env_of: dns::EnvOf = Arc::new(move |address| env_proxy.env_of(address));
     let lookup: dns::NameLookup = Arc::new(move |env, name| name_proxy.address_for(env, name));
-    tokio::spawn(async move {
-        let mut said = false;
-        loop {
-            match UdpSocket::bind((gateway, 53)).await {
-                Ok(socket) => {
-                    tracing::info!(%gateway, port, "instances resolve TCP services by name here; their connections go to the tcp proxy");
-                    dns::serve(socket, env_of, lookup).await;
-                    return;
-                }
-                Err(error) => {
-                    if !std::mem::replace(&mut said, true) {
-                        tracing::warn!(%error, %gateway, "the resolver for instances cannot listen yet; trying again every second");
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    });
+    tokio::spawn(dns::serve(resolver, env_of, lookup));
+    // Last: the kernel sends this node's instances here only once both answer.
+    container
+        .serve_by_name(strata_container::net::ByName {
+            resolver_port,
+            tcp_proxy_port,
+        })
+        .map_err(|error| Failure::Failed(anyhow::anyhow!(error)))?;
+    tracing::info!(%gateway, resolver_port, tcp_proxy_port, "instances resolve TCP services by name and reach them through the node's tcp proxy");
     Ok(())
 }

@@ -16,10 +16,8 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-/// Where service addresses are taken from: 10.90.0.0/16, beside the container network's
-/// 10.89.0.0/16. Inside an instance's namespace it is reached through the default route (the
-/// node), and nothing else on the node uses it.
-pub const SERVICE_RANGE: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 90, 0, 0), 16);
+/// Where service addresses are taken from ([`strata_core::api::SERVICE_ADDRESSES`]).
+pub const SERVICE_RANGE: (Ipv4Addr, u8) = strata_core::api::SERVICE_ADDRESSES;
 
 /// `(environment, service)`.
 pub type ServiceKey = (String, String);

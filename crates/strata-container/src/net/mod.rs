@@ -9,7 +9,7 @@
 //! gateway address on the proxy's port ([`NodeNetwork::allow_mesh_port`]); and through it,
 //! to TCP services by name: the node's resolver at the gateway (UDP 53), and connections to
 //! service addresses, which the firewall redirects to the node's TCP proxy
-//! ([`NodeNetwork::redirect_service_addresses`]).
+//! ([`NodeNetwork::serve_by_name`]).
 //!
 //! The kernel is driven with iproute2 (`ip`) and nftables (`nft`), the tools every Linux
 //! distribution ships for this; each call's failure is reported with the command and what it
@@ -22,6 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::ContainerError;
+
+mod by_name;
+mod node_ports;
+
+pub use by_name::ByName;
 
 /// The node's container network.
 #[derive(Debug, Clone)]
@@ -39,6 +44,8 @@ pub struct NodeNetwork {
     /// The mesh proxy ports this node opened in `mesh_ports` (its HTTP proxy's, its TCP
     /// proxy's), closed again with the driver.
     mesh_ports: Arc<Mutex<Vec<u16>>>,
+    /// Where this agent's resolver and TCP proxy for its instances listen, once they do.
+    by_name: Arc<Mutex<Option<by_name::ByName>>>,
     /// Host-wide: one file per namespace a driver made, naming the lease that owns it.
     registry: PathBuf,
 }
@@ -106,6 +113,9 @@ impl NodeNetwork {
             }
         }
         run("ip", &["link", "set", bridge, "up"])?;
+        // Node ports are forwarded to instances in the kernel (`node_ports`): a connection to
+        // 127.0.0.1 leaves through the bridge, which the kernel allows only with this.
+        node_ports::allow_loopback_sources(bridge)?;
         nft(&firewall(bridge, gateway))?;
         let network = Self {
             bridge: bridge.to_string(),
@@ -117,6 +127,7 @@ impl NodeNetwork {
             closed: Arc::default(),
             pool_size: DEFAULT_POOL_SIZE,
             mesh_ports: Arc::default(),
+            by_name: Arc::default(),
             registry: PathBuf::from(NETNS_REGISTRY),
         };
         // Pooled namespaces an earlier agent made and nobody claimed.
@@ -125,7 +136,7 @@ impl NodeNetwork {
                 network.detach(&stale);
             }
         }
-        let reaped = network.reap_orphans();
+        let reaped = network.reap_orphans() + network.reap_forwards();
         if reaped > 0 {
             tracing::info!(
                 reaped,
@@ -138,7 +149,8 @@ impl NodeNetwork {
 
     /// Removes what agents killed before they cleaned up left on this host: `strata-*`
     /// namespaces whose owning lease is gone (its data directory deleted, or the lease freed),
-    /// and `mesh_ports` elements no process listens on any more. Returns how many.
+    /// and `mesh_ports` and `resolver_ports` elements no process listens on any more. Returns
+    /// how many.
     pub fn reap_orphans(&self) -> usize {
         let mut reaped = 0;
         let names: Vec<String> = std::fs::read_dir("/var/run/netns")
@@ -159,16 +171,17 @@ impl NodeNetwork {
                 reaped += 1;
             }
         }
-        if let Ok(listing) = output(
-            "nft",
-            &["-j", "list", "set", "inet", "strata", "mesh_ports"],
-        ) {
-            let listening = listening_ports();
+        let sets = [
+            ("mesh_ports", listening_ports()),
+            ("resolver_ports", bound_udp_ports()),
+        ];
+        for (set, in_use) in sets {
+            let Ok(listing) = output("nft", &["-j", "list", "set", "inet", "strata", set]) else {
+                continue;
+            };
             for port in set_elements(&listing) {
-                if !listening.contains(&port) {
-                    let _ = nft(&format!(
-                        "delete element inet strata mesh_ports {{ {port} }}\n"
-                    ));
+                if !in_use.contains(&port) {
+                    let _ = nft(&format!("delete element inet strata {set} {{ {port} }}\n"));
                     reaped += 1;
                 }
             }
@@ -226,52 +239,6 @@ impl NodeNetwork {
         Ok(())
     }
 
-    /// Sends every TCP connection an instance opens to an address in `range` (the service
-    /// addresses) to the node's TCP proxy at the gateway's `port`, which reads where it was
-    /// dialled from the connection (`SO_ORIGINAL_DST`). One node's proxy per bridge: the
-    /// last agent to call this takes them.
-    pub fn redirect_service_addresses(
-        &self,
-        range: (Ipv4Addr, u8),
-        port: u16,
-    ) -> Result<(), ContainerError> {
-        self.allow_mesh_port(port)?;
-        nft(&format!(
-            "flush chain inet strata prerouting\n\
-             add rule inet strata prerouting iifname \"{bridge}\" ip daddr {network}/{prefix} meta l4proto tcp redirect to :{port}\n",
-            bridge = self.bridge,
-            network = range.0,
-            prefix = range.1,
-        ))
-    }
-
-    /// Records, with the lease of `address`, which service of which environment the instance
-    /// holding it is: how the node's proxies know who opens a connection from it.
-    pub fn name_caller(
-        &self,
-        address: Ipv4Addr,
-        env: &str,
-        service: &str,
-    ) -> Result<(), ContainerError> {
-        let path = self.leases.join(address.to_string());
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| ContainerError::io("read lease", &path, e))?;
-        let mut lines: Vec<&str> = text.lines().take(3).collect();
-        lines.resize(3, "");
-        let caller = format!("{env} {service}");
-        lines.push(&caller);
-        std::fs::write(&path, lines.join("\n") + "\n")
-            .map_err(|e| ContainerError::io("write lease", &path, e))
-    }
-
-    /// The environment and service of the instance holding `address` on this bridge, if
-    /// one does and it was named ([`NodeNetwork::name_caller`]).
-    pub fn caller_at(&self, address: Ipv4Addr) -> Option<(String, String)> {
-        let text = std::fs::read_to_string(self.leases.join(address.to_string())).ok()?;
-        let (env, service) = text.lines().nth(3)?.split_once(' ')?;
-        Some((env.to_string(), service.to_string()))
-    }
-
     /// Removes the namespaces kept ready and the mesh port it opened, and stops making more
     /// namespaces (the driver is going away).
     pub fn close(&self) {
@@ -283,6 +250,7 @@ impl NodeNetwork {
         while self.filling.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        self.close_by_name();
         for port in std::mem::take(&mut *self.mesh_ports.lock().expect("not poisoned")) {
             let _ = nft(&format!(
                 "delete element inet strata mesh_ports {{ {port} }}\n"
@@ -399,6 +367,8 @@ impl NodeNetwork {
 
     /// Removes the instance's namespace and veth and frees its address. Idempotent.
     pub fn detach(&self, network: &InstanceNetwork) {
+        self.unforward(network.address);
+        self.unredirect(network.address);
         self.detach_names(&network.netns, &network.host_veth);
         let _ = std::fs::remove_file(self.leases.join(network.address.to_string()));
     }
@@ -495,6 +465,16 @@ fn listening_ports() -> std::collections::BTreeSet<u16> {
         .collect()
 }
 
+/// The UDP ports something is bound to in this network namespace.
+fn bound_udp_ports() -> std::collections::BTreeSet<u16> {
+    let v4 = procfs::net::udp().unwrap_or_default();
+    let v6 = procfs::net::udp6().unwrap_or_default();
+    v4.into_iter()
+        .chain(v6)
+        .map(|entry| entry.local_address.port())
+        .collect()
+}
+
 fn lease_text(holder: &str, network: &InstanceNetwork) -> String {
     format!("{holder}\n{}\n{}\n", network.netns, network.host_veth)
 }
@@ -514,17 +494,32 @@ fn rand_u64() -> u64 {
 /// The nftables rules of the node's container network. The chains' rules are replaced as a
 /// whole; the set of mesh proxy ports is kept (each agent of the host adds its own port).
 pub fn firewall(bridge: &str, gateway: Ipv4Addr) -> String {
+    let (network, prefix) = strata_core::api::SERVICE_ADDRESSES;
+    let services = format!("{network}/{prefix}");
     format!(
         r#"add table inet strata
 add set inet strata mesh_ports {{ type inet_service; }}
 add chain inet strata input {{ type filter hook input priority 0; policy accept; }}
 add chain inet strata forward {{ type filter hook forward priority 0; policy accept; }}
 add chain inet strata prerouting {{ type nat hook prerouting priority -100; policy accept; }}
+add map inet strata tcp_proxies {{ type ipv4_addr : inet_service; }}
+add map inet strata resolvers {{ type ipv4_addr : inet_service; }}
+add set inet strata resolver_ports {{ type inet_service; }}
+flush chain inet strata prerouting
+add rule inet strata prerouting iifname "{bridge}" ip daddr {services} meta l4proto tcp redirect to ip saddr map @tcp_proxies
+add rule inet strata prerouting iifname "{bridge}" ip daddr {gateway} udp dport 53 redirect to ip saddr map @resolvers
+add map inet strata node_ports {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}
+add chain inet strata output_nat {{ type nat hook output priority -100; policy accept; }}
+add chain inet strata postrouting {{ type nat hook postrouting priority 100; policy accept; }}
+flush chain inet strata output_nat
+flush chain inet strata postrouting
+add rule inet strata output_nat meta l4proto tcp dnat ip to ip daddr . tcp dport map @node_ports
+add rule inet strata postrouting oifname "{bridge}" ip saddr 127.0.0.0/8 masquerade
 flush chain inet strata input
 flush chain inet strata forward
 add rule inet strata input iifname "{bridge}" ct state established,related accept
 add rule inet strata input iifname "{bridge}" ip daddr {gateway} tcp dport @mesh_ports accept
-add rule inet strata input iifname "{bridge}" ip daddr {gateway} udp dport 53 accept
+add rule inet strata input iifname "{bridge}" ip daddr {gateway} udp dport @resolver_ports accept
 add rule inet strata input iifname "{bridge}" drop
 add rule inet strata forward iifname "{bridge}" drop
 add rule inet strata forward oifname "{bridge}" drop
@@ -666,6 +661,7 @@ mod tests {
             closed: Arc::default(),
             pool_size: 0,
             mesh_ports: Arc::default(),
+            by_name: Arc::default(),
             registry: dir.path().join("registry"),
         };
         let mut seen = std::collections::BTreeSet::new();
