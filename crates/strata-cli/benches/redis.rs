@@ -1,7 +1,8 @@
 //! Redis through Strata against redis-server alone, measured with redis-benchmark as a user
 //! would (50 clients, SET and GET, `-n` requests each), in one run:
 //!
-//! - **bare**: Debian's redis-server on the host's loopback, pinned to CPU 1 (`taskset`);
+//! - **bare**: Debian's redis-server on the host's loopback, held to one CPU by a CFS quota
+//!   (a cgroup of its own, `cpu.cfs_quota_us` = the period), as a container's `cpu = 1` is;
 //! - **node port**: the same redis-server packaged with `--jeos`, a container service on
 //!   `strata dev` with `cpu = 1` (the same share), reached at the node's `127.0.0.1:PORT`,
 //!   which the kernel translates to the container (nftables, no copy);
@@ -9,8 +10,8 @@
 //!   in its own network namespace), `redis:PORT` by name: the node's resolver, its TCP proxy
 //!   (policy, balancing; one copy in userspace), then the node port.
 //!
-//! The host's redis-benchmark runs pinned to CPU 0 (the instance's can run anywhere: its
-//! sandbox is its own). Each row is the median of RUNS runs.
+//! The clients run unpinned, as the servers do; the instance running redis-benchmark has
+//! `cpu = 1` too. Each row is the median of RUNS runs.
 //!
 //! ```sh
 //! cargo build --release --workspace --bins
@@ -79,14 +80,12 @@ fn parse(csv: &str) -> Option<(Figures, Figures)> {
     Some((row("SET")?, row("GET")?))
 }
 
-/// redis-benchmark from the host, on CPU 0.
+/// redis-benchmark from the host.
 fn from_host(tool: &Path, port: u16) -> (Figures, Figures) {
-    let output = Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(tool)
+    let output = Command::new(tool)
         .args(benchmark_args("127.0.0.1", port))
         .output()
-        .expect("taskset runs redis-benchmark");
+        .expect("redis-benchmark runs");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     parse(&text).unwrap_or_else(|| panic!("redis-benchmark said: {text}{}", stderr(&output)))
 }
@@ -209,6 +208,8 @@ memory = "256Mi"
                 r#"
 [service.client-{run}]
 command = ["sh", "-c", "{tool} {args}; echo BENCHMARK-DONE; sleep 3600"]
+[service.client-{run}.resources]
+cpu = 1.0
 "#,
                 tool = tool.display()
             ),
@@ -235,7 +236,7 @@ command = ["sh", "-c", "{tool} {args}; echo BENCHMARK-DONE; sleep 3600"]
     }
 
     let rows = [
-        ("bare redis-server (CPU 1)", medians(&bare_runs)),
+        ("bare redis-server (1 CPU quota)", medians(&bare_runs)),
         ("Strata, node port (kernel DNAT)", medians(&node_port_runs)),
         (
             "Strata, by name from an instance (TCP proxy)",
