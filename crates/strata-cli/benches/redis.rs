@@ -169,28 +169,10 @@ async fn main() {
     let bare_runs = bare(&server, &tool, runs);
 
     let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("images");
-    build_jeos(&images, &server, &[], "redis:1");
-    let tar = dir.path().join("redis.tar");
-    save_image(&images, "redis:1", &tar);
-    let port = free_port();
-    let spec = write_file(
+    let (spec, port) = redis_service(
         dir.path(),
-        "redis.toml",
-        format!(
-            r#"
-[service.redis]
-driver = "container"
-artifact = "{tar}"
-args = ["--port", "{port}", "--protected-mode", "no", "--save", "", "--appendonly", "no"]
-port = {port}
-protocol = "tcp"
-[service.redis.resources]
-cpu = 1.0
-memory = "256Mi"
-"#,
-            tar = tar.display()
-        ),
+        &server,
+        "[service.redis.resources]\ncpu = 1.0\nmemory = \"256Mi\"\n",
     );
     let dev = Dev::start(&dir.path().join("data"));
     dev.deploy(&spec, &["--timeout", "60s"]);

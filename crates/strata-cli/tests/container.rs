@@ -250,28 +250,8 @@ async fn redis_packaged_with_jeos_serves_through_the_node() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("images");
-    let built = build_jeos(&images, &redis, &[], "redis:1");
-    assert!(built.contains("redis:1 sha256:"), "{built}");
-    let tar = dir.path().join("redis.tar");
-    save_image(&images, "redis:1", &tar);
-    let port = free_port();
-    let spec = write_file(
-        dir.path(),
-        "redis.toml",
-        format!(
-            r#"
-[service.redis]
-driver = "container"
-artifact = "{tar}"
-args = ["--port", "{port}", "--protected-mode", "no", "--save", "", "--appendonly", "no"]
-port = {port}
-protocol = "tcp"
-{front}"#,
-            tar = tar.display(),
-            front = service_toml("front", &hello_bin(), "Front", ""),
-        ),
-    );
+    let front = service_toml("front", &hello_bin(), "Front", "");
+    let (spec, port) = redis_service(dir.path(), &redis, &front);
     let dev = Dev::start(&dir.path().join("data"));
     dev.deploy(&spec, &["--timeout", "60s"]);
     let cli = |args: &[&str]| {

@@ -401,14 +401,20 @@ async fn a_call_a_peer_refuses_as_misdirected_goes_to_another_instance() {
     assert_eq!(unknown_reached.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
-/// A request sent straight to node-b's inter-node port over mutual TLS as `node` (a member
-/// of the cluster), calling `db` as `caller`; the answer's status line and body.
-async fn call_as(nodes: &TwoNodes, node: &str, caller: &str) -> String {
+/// A connection to node-b's inter-node port over mutual TLS, as `node` (a member of the
+/// cluster, with a certificate of its CA).
+async fn connect_as(nodes: &TwoNodes, node: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
     let (configs, _) = identity(&nodes.ca, node, Duration::from_secs(3600));
     let connector = tokio_rustls::TlsConnector::from(configs.client.clone());
     let stream = TcpStream::connect(nodes.peer_b).await.unwrap();
     let name = ServerName::IpAddress("127.0.0.1".parse::<std::net::IpAddr>().unwrap().into());
-    let mut tls = connector.connect(name, stream).await.unwrap();
+    connector.connect(name, stream).await.unwrap()
+}
+
+/// A request sent straight to node-b's inter-node port over mutual TLS as `node` (a member
+/// of the cluster), calling `db` as `caller`; the answer's status line and body.
+async fn call_as(nodes: &TwoNodes, node: &str, caller: &str) -> String {
+    let mut tls = connect_as(nodes, node).await;
     let request = format!(
         "GET / HTTP/1.1\r\nHost: db.dev.localhost\r\nstrata-endpoint: {}\r\nstrata-caller: {caller}\r\nConnection: close\r\n\r\n",
         nodes.instance
@@ -452,11 +458,7 @@ async fn carry_as(
     service: &str,
     endpoint: SocketAddr,
 ) -> (String, tokio_rustls::client::TlsStream<TcpStream>) {
-    let (configs, _) = identity(&nodes.ca, node, Duration::from_secs(3600));
-    let connector = tokio_rustls::TlsConnector::from(configs.client.clone());
-    let stream = TcpStream::connect(nodes.peer_b).await.unwrap();
-    let name = ServerName::IpAddress("127.0.0.1".parse::<std::net::IpAddr>().unwrap().into());
-    let mut tls = connector.connect(name, stream).await.unwrap();
+    let mut tls = connect_as(nodes, node).await;
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {service}.dev.localhost\r\nstrata-endpoint: {endpoint}\r\nstrata-caller: {caller}\r\nConnection: upgrade\r\nUpgrade: strata-tcp\r\n\r\n"
     );

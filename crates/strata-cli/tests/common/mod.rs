@@ -177,6 +177,34 @@ pub fn misbehave_image(dir: &Path) -> PathBuf {
     tar
 }
 
+/// Debian's redis-server (at `server`) packaged with `--jeos` into `dir`, and a spec of it as
+/// a `tcp` container service listening on a free port with `more` (TOML) after it: the spec
+/// and the port.
+pub fn redis_service(dir: &Path, server: &Path, more: &str) -> (PathBuf, u16) {
+    let images = dir.join("images");
+    let built = build_jeos(&images, server, &[], "redis:1");
+    assert!(built.contains("redis:1 sha256:"), "{built}");
+    let tar = dir.join("redis.tar");
+    save_image(&images, "redis:1", &tar);
+    let port = free_port();
+    let spec = write_file(
+        dir,
+        "redis.toml",
+        format!(
+            r#"
+[service.redis]
+driver = "container"
+artifact = "{tar}"
+args = ["--port", "{port}", "--protected-mode", "no", "--save", "", "--appendonly", "no"]
+port = {port}
+protocol = "tcp"
+{more}"#,
+            tar = tar.display()
+        ),
+    );
+    (spec, port)
+}
+
 /// A temporary directory holding [`misbehave_image`]'s tar, and the tar; `None` (the test
 /// skips, saying why) where this host cannot run containers.
 pub fn misbehave_image_dir(test: &str) -> Option<(tempfile::TempDir, PathBuf)> {

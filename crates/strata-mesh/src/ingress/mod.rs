@@ -151,6 +151,15 @@ impl Ingress {
         let _ = self.instance_host.set(host.to_string());
     }
 
+    /// An instance among `candidates` (non-empty) by the balancer, noted as `tried`.
+    fn pick(&self, candidates: &[&String], tried: &mut Vec<String>) -> String {
+        let endpoint =
+            self.balancer
+                .pick(std::time::Instant::now(), candidates, rand::random::<usize>);
+        tried.push(endpoint.clone());
+        endpoint
+    }
+
     /// Where to connect for `endpoint`, an instance of this node.
     fn local_target(&self, endpoint: &str) -> String {
         match (self.instance_host.get(), endpoint.rsplit_once(':')) {

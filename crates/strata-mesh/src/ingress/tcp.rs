@@ -65,12 +65,7 @@ impl Ingress {
             if candidates.is_empty() {
                 break;
             }
-            let endpoint = self.balancer.pick(
-                std::time::Instant::now(),
-                &candidates,
-                rand::random::<usize>,
-            );
-            tried.push(endpoint.clone());
+            let endpoint = self.pick(&candidates, &mut tried);
             let pending = self.balancer.start(&endpoint);
             let opened = match self.via_peer(&route, &endpoint) {
                 Some(proxy) => self.tunnel(&proxy, &host, &endpoint, caller).await,

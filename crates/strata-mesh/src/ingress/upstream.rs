@@ -129,12 +129,7 @@ impl Ingress {
             if candidates.is_empty() {
                 break;
             }
-            let endpoint = self.balancer.pick(
-                std::time::Instant::now(),
-                &candidates,
-                rand::random::<usize>,
-            );
-            tried.push(endpoint.clone());
+            let endpoint = self.pick(&candidates, &mut tried);
             if self.requests.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
                 let routed = self.table.endpoints();
                 self.balancer.retain(|e| routed.contains(e));
