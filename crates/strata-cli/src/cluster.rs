@@ -137,6 +137,14 @@ pub struct AgentArgs {
     /// Where this node's ingress listens (default ADVERTISE_ADDR:8080).
     #[arg(long)]
     pub ingress_addr: Option<String>,
+    /// Serve HTTPS on the ingress (HTTP/2 or HTTP/1.1) with the certificates of this
+    /// directory: each NAME.crt (PEM, leaf first) with its NAME.key, chosen by the name asked
+    /// (SNI; a wildcard covers one label).
+    #[arg(long)]
+    pub tls_cert_dir: Option<PathBuf>,
+    /// Where the ingress serves HTTPS with --tls-cert-dir (default ADVERTISE_ADDR:8443).
+    #[arg(long)]
+    pub https_addr: Option<String>,
     /// Where this node's proxy takes calls from other nodes' proxies, mutual TLS only
     /// (default ADVERTISE_ADDR:7443).
     #[arg(long)]
@@ -243,6 +251,17 @@ pub async fn agent(args: AgentArgs) -> CliResult {
             args.advertise_addr
         ))
     })?;
+    // Read before anything starts: a certificate that cannot serve is bad input, said at once.
+    let certificates = match &args.tls_cert_dir {
+        Some(dir) => Some(
+            strata_mesh::ingress::tls::IngressCertificates::from_dir(dir).map_err(|error| {
+                Failure::BadInput(anyhow!(
+                    "error: --tls-cert-dir: {error}\n  hint: each NAME.crt (PEM, leaf first) needs its own NAME.key beside it"
+                ))
+            })?,
+        ),
+        None => None,
+    };
     platform::init_tracing(true);
     let data_dir = platform::absolute(args.data_dir)?;
     strata_agent::own_log::keep_in(&data_dir);
@@ -338,7 +357,23 @@ pub async fn agent(args: AgentArgs) -> CliResult {
         identity,
         instances_listen_on: "127.0.0.1",
     });
-    platform::start_ingress(&access, table.clone(), ingress, &metrics, peering)?;
+    let https = match certificates {
+        Some(certificates) => {
+            let addr = args
+                .https_addr
+                .clone()
+                .unwrap_or_else(|| format!("{advertise}:8443"));
+            let listener = platform::handover::listener(
+                &mut takeover.as_mut(),
+                "ingress-tls",
+                bind("ingress (https)", &addr),
+            )
+            .await?;
+            Some((listener, certificates.server_config()))
+        }
+        None => None,
+    };
+    platform::start_ingress(&access, table.clone(), ingress, https, &metrics, peering)?;
     if let Some(takeover) = takeover {
         // Accept once the routing table is loaded: until then the old agent serves.
         let mut routes = table.subscribe();

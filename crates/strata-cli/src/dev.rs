@@ -22,6 +22,7 @@ pub struct DevArgs {
     pub data_dir: PathBuf,
     pub api_addr: String,
     pub ingress_addr: String,
+    pub https_addr: String,
     pub exec_sandbox: platform::ExecSandbox,
     pub plane: platform::PlaneFlags,
 }
@@ -32,6 +33,12 @@ pub async fn run(args: DevArgs) -> CliResult {
     let api_listener = bind("api", &args.api_addr).await?;
     let ingress_listener = bind("ingress", &args.ingress_addr).await?;
     let ingress_local = ingress_listener.local_addr()?;
+    let https_listener = bind("ingress (https)", &args.https_addr).await?;
+    let https_local = https_listener.local_addr()?;
+    // HTTPS for `*.localhost` with certificates of a CA of this machine's, kept beside the
+    // data (trust `ingress-ca.crt` to browse without a warning).
+    let certificates = strata_mesh::ingress::tls::IngressCertificates::local(&data_dir)
+        .map_err(|error| Failure::Failed(anyhow!(error)))?;
     // On loopback the API answers only to its own address (no DNS rebinding, no cross-site
     // requests); on another address it is the operator's choice to expose it.
     let local_only = api_listener.local_addr()?.ip().is_loopback();
@@ -68,11 +75,22 @@ pub async fn run(args: DevArgs) -> CliResult {
     )
     .await?;
     let (agent, agent_task) = (started.agent, started.task);
-    platform::start_ingress(&started.access, table, ingress_listener, &metrics, None)?;
+    platform::start_ingress(
+        &started.access,
+        table,
+        ingress_listener,
+        Some((https_listener, certificates.server_config())),
+        &metrics,
+        None,
+    )?;
 
     let api_url = &control.api_url;
     println!("api: {api_url}");
     println!("ingress: http://{ingress_local}");
+    println!(
+        "ingress (https): https://{https_local} (certificates of {})",
+        data_dir.join("ingress-ca.crt").display()
+    );
     println!("data: {}", data_dir.display());
     platform::announce(&format!(
         "strata dev is up. Deploy with `strata deploy FILE` (STRATA_ADDR={api_url}); services are served at http://SERVICE.dev.localhost:{}/",

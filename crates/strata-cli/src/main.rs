@@ -69,6 +69,10 @@ enum Command {
         /// Where the ingress listens (it serves http://SERVICE.ENV.localhost/).
         #[arg(long, default_value = "127.0.0.1:8080")]
         ingress_addr: String,
+        /// Where the ingress serves HTTPS (HTTP/2 or HTTP/1.1), with a certificate for each
+        /// `*.localhost` name made by a CA of this machine's (DATA_DIR/ingress-ca.crt).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        https_addr: String,
         /// Run exec instances sandboxed, as a cluster's nodes do: each as its own user, in its
         /// own cgroup, mount and network namespaces, the host read-only (needs root).
         #[arg(long, value_enum, default_value = "on")]
@@ -450,6 +454,7 @@ async fn run(cli: Cli) -> CliResult {
             data_dir,
             api_addr,
             ingress_addr,
+            https_addr,
             exec_sandbox,
             plane,
         } => {
@@ -457,6 +462,7 @@ async fn run(cli: Cli) -> CliResult {
                 data_dir,
                 api_addr,
                 ingress_addr,
+                https_addr,
                 exec_sandbox,
                 plane,
             })

@@ -449,6 +449,7 @@ pub fn start_ingress(
     access: &ControlAccess,
     table: Arc<RoutingTable>,
     listener: TcpListener,
+    https: Option<(TcpListener, strata_mesh::ingress::tls::ServerTls)>,
     metrics: &NodeMetrics,
     peering: Option<Peering<'_>>,
 ) -> Result<(), Failure> {
@@ -477,6 +478,13 @@ pub fn start_ingress(
     if let Some(peering) = peering {
         ingress.enable_peering(peering.node, peering.identity);
         ingress.instances_listen_on(peering.instances_listen_on);
+    }
+    if let Some((listener, tls)) = https {
+        let serving = ingress.clone();
+        serve_on_threads("ingress-tls", listener, proxy_threads(), move |l| {
+            serving.clone().serve_tls(l, tls.clone())
+        })
+        .context("cannot start the ingress's HTTPS threads")?;
     }
     serve_on_threads("ingress", listener, proxy_threads(), move |l| {
         ingress.clone().serve(l)

@@ -238,6 +238,8 @@ pub struct Dev {
     pub data_dir: PathBuf,
     pub api: String,
     pub ingress: SocketAddr,
+    /// The ingress's HTTPS port (certificates of `DATA_DIR/ingress-ca.crt`).
+    pub https: SocketAddr,
 }
 
 impl Dev {
@@ -257,6 +259,7 @@ impl Dev {
             .args(["dev", "--data-dir"])
             .arg(data_dir)
             .args(["--api-addr", "127.0.0.1:0", "--ingress-addr", "127.0.0.1:0"])
+            .args(["--https-addr", "127.0.0.1:0"])
             .args(flags)
             .stdout(Stdio::piped())
             .stderr(log)
@@ -273,8 +276,9 @@ impl Dev {
         });
         let mut api = None;
         let mut ingress = None;
+        let mut https = None;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while api.is_none() || ingress.is_none() {
+        while api.is_none() || ingress.is_none() || https.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).unwrap_or_else(|_| {
                 panic!(
@@ -288,12 +292,16 @@ impl Dev {
             if let Some(url) = line.strip_prefix("ingress: http://") {
                 ingress = Some(url.parse().unwrap());
             }
+            if let Some(rest) = line.strip_prefix("ingress (https): https://") {
+                https = rest.split(' ').next().and_then(|a| a.parse().ok());
+            }
         }
         Dev {
             child: Some(child),
             data_dir: data_dir.to_path_buf(),
             api: api.unwrap(),
             ingress: ingress.unwrap(),
+            https: https.unwrap(),
         }
     }
 

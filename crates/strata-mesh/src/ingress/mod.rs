@@ -24,6 +24,7 @@ mod cold_start;
 mod headers;
 mod serving;
 mod tcp;
+pub mod tls;
 mod upstream;
 
 use std::net::SocketAddr;
