@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 API_ADDR=${STRATA_API_ADDR:-127.0.0.1:7700}
 INGRESS_ADDR=${STRATA_INGRESS_ADDR:-127.0.0.1:8080}
+HTTPS_ADDR=${STRATA_HTTPS_ADDR:-127.0.0.1:8443}
 DATA_DIR=${STRATA_DATA_DIR:-.strata}
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: $1 is missing. $2" >&2; exit 1; }; }
@@ -38,7 +39,7 @@ echo "==> building the wasm example (adds the wasm32-wasip2 target with rustup i
 CARGO_BUILD_QUIET=1 bash examples/hello-wasm/build.sh
 
 echo "==> starting strata dev (data in $DATA_DIR)"
-"$strata" dev --data-dir "$DATA_DIR" --api-addr "$API_ADDR" --ingress-addr "$INGRESS_ADDR" &
+"$strata" dev --data-dir "$DATA_DIR" --api-addr "$API_ADDR" --ingress-addr "$INGRESS_ADDR" --https-addr "$HTTPS_ADDR" &
 dev_pid=$!
 trap 'kill -TERM $dev_pid 2>/dev/null; wait $dev_pid 2>/dev/null' INT TERM EXIT
 
@@ -65,6 +66,7 @@ echo "        curl ${url}call/backend   (hello calling a private service by name
 echo "        curl http://greeter.dev.localhost:$ingress_port/            (wasm)"
 echo "        curl http://front.dev.localhost:$ingress_port/call/greeter  (wasm calling wasm by name)"
 [ -n "$containers" ] && echo "        curl http://hello-container.dev.localhost:$ingress_port/   (a container)"
+echo "        curl --cacert $DATA_DIR/ingress-ca.crt https://hello.dev.localhost:${HTTPS_ADDR##*:}/   (HTTPS, HTTP/2)"
 echo "        $strata status   (STRATA_ADDR=http://$API_ADDR)"
 echo "Ctrl-C stops strata dev and its instances."
 wait $dev_pid

@@ -263,8 +263,12 @@ impl Ingress {
     /// Serves connections from `listener` until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         let ingress = self.clone();
-        serve_http1(listener, move |request, peer| {
+        serve_http1(listener, move |mut request: Request<Incoming>, peer| {
             let ingress = ingress.clone();
+            // Said by the ingress, never taken from the client.
+            request
+                .headers_mut()
+                .insert("x-forwarded-proto", HeaderValue::from_static("http"));
             async move { ingress.handle(request, peer).await }
         })
         .await
