@@ -469,32 +469,38 @@ struct ContainerHandle {
     inner: Box<dyn InstanceHandle>,
     prepared: Arc<Prepared>,
     record: ContainerRecord,
-    /// The exit, named once (before anything is removed), and whether everything the
-    /// instance had is removed yet.
-    finished: tokio::sync::Mutex<Option<(Exit, bool)>>,
+    /// The exit, named once (before anything is removed), and a receiver that turns `true`
+    /// once everything the instance had is removed (by one task, whoever waits for it).
+    finished: tokio::sync::Mutex<Option<(Exit, tokio::sync::watch::Receiver<bool>)>>,
     usage: Arc<ImageUsage>,
 }
 
 impl ContainerHandle {
     /// Once the runtime has exited: says why (an OOM kill by name) and removes everything.
     /// Safe to cancel (a supervisor's `select!` drops its wait when another branch wins): why
-    /// is read and kept before the first await that removes what it is read from (the
-    /// shim's mark, the cgroup), and a removal cut short is done again by the next call.
+    /// is read and kept before anything it is read from (the shim's mark, the cgroup) is
+    /// removed, and the removal runs once, in a task of its own, which every call awaits.
     async fn finish(&self, exit: Exit) -> Exit {
-        let mut finished = self.finished.lock().await;
-        let exit = match finished.as_ref() {
-            Some((exit, true)) => return exit.clone(),
-            Some((exit, false)) => exit.clone(),
-            None => {
-                let exit = self.named(exit);
-                *finished = Some((exit.clone(), false));
-                exit
+        let (exit, mut removed) = {
+            let mut finished = self.finished.lock().await;
+            match finished.as_ref() {
+                Some((exit, removed)) => (exit.clone(), removed.clone()),
+                None => {
+                    let exit = self.named(exit);
+                    let (done, removed) = tokio::sync::watch::channel(false);
+                    let (prepared, usage) = (self.prepared.clone(), self.usage.clone());
+                    tokio::spawn(async move {
+                        let id = prepared.id.clone();
+                        let _ = tokio::task::spawn_blocking(move || prepared.cleanup()).await;
+                        usage.end(&id);
+                        let _ = done.send(true);
+                    });
+                    *finished = Some((exit.clone(), removed.clone()));
+                    (exit, removed)
+                }
             }
         };
-        let prepared = self.prepared.clone();
-        let _ = tokio::task::spawn_blocking(move || prepared.cleanup()).await;
-        self.usage.end(&self.prepared.id);
-        *finished = Some((exit.clone(), true));
+        let _ = removed.wait_for(|removed| *removed).await;
         exit
     }
 

@@ -35,6 +35,12 @@ impl RoutingTable {
         Arc::new(Self::default())
     }
 
+    /// Whether the table was loaded at least once (until then, no name is known to be
+    /// unknown).
+    pub fn loaded(&self) -> bool {
+        *self.changes.borrow() > 0
+    }
+
     /// A receiver that wakes at every update of the table.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()

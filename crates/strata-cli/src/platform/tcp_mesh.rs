@@ -53,10 +53,11 @@ pub async fn start(
     serve_on_threads("tcp-proxy", listener, proxy_threads(), move |l| {
         serving.clone().serve(l)
     })?;
-    let (env_proxy, name_proxy) = (proxy.clone(), proxy);
+    let (env_proxy, ready_proxy, name_proxy) = (proxy.clone(), proxy.clone(), proxy);
     let env_of: dns::EnvOf = Arc::new(move |address| env_proxy.env_of(address));
+    let ready: dns::Ready = Arc::new(move || ready_proxy.ready());
     let lookup: dns::NameLookup = Arc::new(move |env, name| name_proxy.address_for(env, name));
-    tokio::spawn(dns::serve(resolver, env_of, lookup));
+    tokio::spawn(dns::serve(resolver, env_of, ready, lookup));
     // Last: the kernel sends this node's instances here only once both answer.
     container
         .serve_by_name(strata_container::net::ByName {

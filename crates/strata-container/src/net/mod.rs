@@ -370,7 +370,48 @@ impl NodeNetwork {
         self.unforward(network.address);
         self.unredirect(network.address);
         self.detach_names(&network.netns, &network.host_veth);
-        let _ = std::fs::remove_file(self.leases.join(network.address.to_string()));
+        let lease = self.leases.join(network.address.to_string());
+        let claim = self.address_claim(network.address);
+        if std::fs::read_to_string(&claim).is_ok_and(|owner| Path::new(owner.trim()) == lease) {
+            let _ = std::fs::remove_file(&claim);
+        }
+        let _ = std::fs::remove_file(&lease);
+    }
+
+    /// Claims `address` for the lease at `lease` host-wide: several agents of one host may
+    /// share the bridge, and an address (who a connection comes from) must be one instance's.
+    /// `false` when a live lease of another agent holds it; a claim whose lease is gone is
+    /// taken over.
+    fn claim_host_wide(&self, address: Ipv4Addr, lease: &Path) -> bool {
+        let claim = self.address_claim(address);
+        if let Some(dir) = claim.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        // Made whole, then linked into place (which fails if it exists): never seen empty.
+        let whole = claim.with_file_name(format!("{address}.{}.partial", std::process::id()));
+        let made = std::fs::write(&whole, lease.display().to_string())
+            .and_then(|()| std::fs::hard_link(&whole, &claim));
+        let _ = std::fs::remove_file(&whole);
+        match made {
+            Ok(()) => true,
+            Err(_) => {
+                let owner = std::fs::read_to_string(&claim).unwrap_or_default();
+                let owner = Path::new(owner.trim());
+                if owner == lease || !owner.exists() {
+                    std::fs::write(&claim, lease.display().to_string()).is_ok()
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    /// Host-wide: the claim on `address` of this bridge, naming the lease that holds it.
+    fn address_claim(&self, address: Ipv4Addr) -> PathBuf {
+        self.registry
+            .with_file_name("addresses")
+            .join(&self.bridge)
+            .join(address.to_string())
     }
 
     fn detach_names(&self, netns: &str, host_veth: &str) {
@@ -414,6 +455,11 @@ impl NodeNetwork {
                 .create_new(true)
                 .open(&path)
             {
+                Ok(_) if !self.claim_host_wide(address, &path) => {
+                    // Another agent of this host holds it on the shared bridge.
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
                 Ok(_) => {
                     let network = InstanceNetwork {
                         netns: netns.to_string(),

@@ -44,21 +44,30 @@ impl NodeNetwork {
         if !listen.ip().is_loopback() {
             return Ok(false);
         }
-        // Recorded first, in the lease and host-wide (several agents may share a bridge): a
-        // translation is never left without a record that names its owner.
-        self.set_lease_entry(network.address, "forward", &listen.to_string())?;
         let registry = self.forwards_registry();
         let owner = registry.join(listen.to_string());
         let lease = self.leases.join(network.address.to_string());
+        // A live instance holds this node port: not taken from it (the start then fails
+        // when its shim cannot bind the port).
+        if owned_forward(&owner, &listen.to_string()).is_some_and(|holder| holder != lease) {
+            return Ok(false);
+        }
+        // Recorded first, in the lease and host-wide (several agents may share a bridge): a
+        // translation is never left without a record that names its owner.
+        self.set_lease_entry(network.address, "forward", &listen.to_string())?;
         std::fs::create_dir_all(&registry)
             .and_then(|()| std::fs::write(&owner, lease.display().to_string()))
             .map_err(|e| ContainerError::io("record the owner of", &owner, e))?;
-        nft(&format!(
-            "add element inet strata node_ports {{ {} . {} : {} . {port} }}\n",
-            listen.ip(),
-            listen.port(),
+        // Replaced whatever a dead owner left there, or added.
+        let key = format!("{} . {}", listen.ip(), listen.port());
+        let add = format!(
+            "add element inet strata node_ports {{ {key} : {} . {port} }}\n",
             network.address
-        ))?;
+        );
+        nft(&format!(
+            "delete element inet strata node_ports {{ {key} }}\n{add}"
+        ))
+        .or_else(|_| nft(&add))?;
         Ok(true)
     }
 
@@ -70,6 +79,12 @@ impl NodeNetwork {
         else {
             return;
         };
+        // Only this instance's: the port may be another's by now.
+        let owner = self.forwards_registry().join(listen.to_string());
+        let lease = self.leases.join(address.to_string());
+        if owned_forward(&owner, &listen.to_string()) != Some(lease) {
+            return;
+        }
         let _ = nft(&format!(
             "delete element inet strata node_ports {{ {} . {} }}\n",
             listen.ip(),
@@ -92,11 +107,7 @@ impl NodeNetwork {
         let mut reaped = 0;
         for (listen, _) in map_elements(&listing) {
             let owner = registry.join(listen.to_string());
-            let owned = std::fs::read_to_string(&owner)
-                .ok()
-                .and_then(|lease| std::fs::read_to_string(lease.trim()).ok())
-                .is_some_and(|lease| entry(&lease, "forward") == Some(listen.to_string().as_str()));
-            if !owned {
+            if owned_forward(&owner, &listen.to_string()).is_none() {
                 let _ = nft(&format!(
                     "delete element inet strata node_ports {{ {} . {} }}\n",
                     listen.ip(),
@@ -151,9 +162,21 @@ impl NodeNetwork {
         let path = self.leases.join(address.to_string());
         let text = std::fs::read_to_string(&path)
             .map_err(|e| ContainerError::io("read lease", &path, e))?;
-        std::fs::write(&path, with_entry(&text, key, value))
+        // Whole or not at all: another agent of the host may read it at any moment (to judge
+        // whether a namespace or a translation is owned).
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, with_entry(&text, key, value))
+            .and_then(|()| std::fs::rename(&partial, &path))
             .map_err(|e| ContainerError::io("write lease", &path, e))
     }
+}
+
+/// The lease that holds the node port `listen`, by its host-wide record `owner`, if that
+/// lease still exists and records it.
+fn owned_forward(owner: &std::path::Path, listen: &str) -> Option<std::path::PathBuf> {
+    let lease = std::path::PathBuf::from(std::fs::read_to_string(owner).ok()?.trim());
+    let text = std::fs::read_to_string(&lease).ok()?;
+    (entry(&text, "forward") == Some(listen)).then_some(lease)
 }
 
 /// Entry `key` of a lease's text (a line `KEY VALUE` past the first three).

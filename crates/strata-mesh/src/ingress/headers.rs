@@ -99,7 +99,25 @@ pub(super) fn upstream_request(
     if let Ok(value) = HeaderValue::from_str(host) {
         headers.insert("x-forwarded-host", value);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    // Said by the ingress that took the request (its plain or its TLS port), never by a
+    // client: both set it before routing; anything else is `http`.
+    let proto = match parts
+        .headers
+        .get("x-forwarded-proto")
+        .map(HeaderValue::as_bytes)
+    {
+        Some(b"https") => "https",
+        _ => "http",
+    };
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    // HTTP/2 names the host in `:authority`, not `Host`: the instance (and a peer node, which
+    // routes by it) gets it as `Host`, never the upstream's address.
+    if !headers.contains_key(header::HOST) {
+        let authority = parts.uri.authority().map(|a| a.as_str()).unwrap_or(host);
+        if let Ok(value) = HeaderValue::from_str(authority) {
+            headers.insert(header::HOST, value);
+        }
+    }
     Ok(request)
 }
 
@@ -148,5 +166,69 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         let names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, vec!["x-kept"]);
+    }
+
+    #[test]
+    fn the_upstream_gets_the_host_and_the_scheme_the_ingress_took_the_request_with() {
+        let peer: SocketAddr = "10.0.0.9:5000".parse().unwrap();
+        // (request's Host header, request URI, its X-Forwarded-Proto) -> (Host, proto) sent on
+        let table = [
+            // HTTP/1.1 through the plain port: Host kept as sent.
+            (
+                Some("hello.dev.localhost:8080"),
+                "/",
+                Some("http"),
+                "hello.dev.localhost:8080",
+                "http",
+            ),
+            // HTTP/2 through the TLS port: no Host, the authority; https kept.
+            (
+                None,
+                "https://hello.dev.localhost:8443/",
+                Some("https"),
+                "hello.dev.localhost:8443",
+                "https",
+            ),
+            // No authority either: the routed host.
+            (None, "/", Some("https"), "hello.dev.localhost", "https"),
+            // Anything else a request carries is `http`.
+            (
+                Some("hello.dev.localhost"),
+                "/",
+                Some("ftp"),
+                "hello.dev.localhost",
+                "http",
+            ),
+            (
+                Some("hello.dev.localhost"),
+                "/",
+                None,
+                "hello.dev.localhost",
+                "http",
+            ),
+        ];
+        for (host, uri, proto, want_host, want_proto) in table {
+            let mut builder = Request::builder().uri(uri);
+            if let Some(host) = host {
+                builder = builder.header(header::HOST, host);
+            }
+            if let Some(proto) = proto {
+                builder = builder.header("x-forwarded-proto", proto);
+            }
+            let (parts, ()) = builder.body(()).unwrap().into_parts();
+            let upstream = upstream_request(
+                &parts,
+                &Bytes::new(),
+                "127.0.0.1:9000",
+                None,
+                "hello.dev.localhost",
+                peer,
+                Audience::Public,
+            )
+            .unwrap();
+            let headers = upstream.headers();
+            assert_eq!(headers[header::HOST], want_host, "{uri}");
+            assert_eq!(headers["x-forwarded-proto"], want_proto, "{uri}");
+        }
     }
 }

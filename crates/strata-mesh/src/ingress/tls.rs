@@ -182,6 +182,9 @@ fn dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
+/// The most certificates the local CA keeps made at once.
+const MAX_LOCAL_CERTIFICATES: usize = 1024;
+
 /// `strata dev`'s local CA and the certificates it made.
 #[derive(Debug)]
 struct LocalCa {
@@ -220,6 +223,10 @@ impl LocalCa {
         let mut made = self.made.lock().expect("local CA lock");
         if let Some(found) = made.get(name) {
             return Some(found.clone());
+        }
+        // Bounded: a client asking for ever new names makes the cache start over.
+        if made.len() >= MAX_LOCAL_CERTIFICATES {
+            made.clear();
         }
         let certified = match self.issue(name) {
             Ok(certified) => Arc::new(certified),
@@ -262,6 +269,11 @@ fn make_local_ca() -> Result<(String, String), rcgen::Error> {
     );
     params.distinguished_name = name;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    // Whoever trusts it trusts it for `localhost` names only, whoever holds its key.
+    params.name_constraints = Some(rcgen::NameConstraints {
+        permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName("localhost".into())],
+        excluded_subtrees: vec![],
+    });
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::DigitalSignature,
@@ -281,7 +293,11 @@ fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .and_then(|mut file| {
+            // A file that was there keeps its mode through `open`: made private all the same.
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            file.write_all(text.as_bytes())
+        })
         .map_err(|e| file_error(path, e))
 }
 

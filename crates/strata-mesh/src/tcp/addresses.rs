@@ -177,7 +177,7 @@ mod tests {
         // Full: a seventh service gets none; the others keep theirs.
         assert_eq!(addresses.address_of("dev", "s6"), None);
         assert_eq!(addresses.address_of("dev", "s0"), Some(given[0]));
-        // Another environment's service of the same name is another service.
+        // The range's own address stands for nothing.
         assert_eq!(addresses.service_at(Ipv4Addr::new(10, 90, 0, 0)), None);
 
         // After a restart (the file read again), the same addresses.

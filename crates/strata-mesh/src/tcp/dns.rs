@@ -25,11 +25,18 @@ pub type NameLookup = Arc<dyn Fn(&str, &str) -> Option<Ipv4Addr> + Send + Sync>;
 /// The environment of the instance at a source address, if it is one of this node's.
 pub type EnvOf = Arc<dyn Fn(IpAddr) -> Option<String> + Send + Sync>;
 
+/// Whether the node knows its services yet (its routing table was loaded once): until then
+/// a name is not known to be unknown, and the answer is SERVFAIL (tried again), never a
+/// NXDOMAIN a client would cache.
+pub type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// The answer to the DNS message `query`, from an instance of `env` (`None`: not an instance
-/// of this node, refused); `None` when `query` is not a DNS query at all (dropped).
+/// of this node, refused), the node's services known (`ready`) or not; `None` when `query`
+/// is not a DNS query at all (dropped).
 pub fn answer(
     query: &[u8],
     env: Option<&str>,
+    ready: bool,
     lookup: &dyn Fn(&str, &str) -> Option<Ipv4Addr>,
 ) -> Option<Vec<u8>> {
     let request = Message::from_vec(query).ok()?;
@@ -46,6 +53,7 @@ pub fn answer(
         .set_authoritative(true);
     response.add_queries(request.queries().to_vec());
     let code = match (request.op_code(), env, request.queries()) {
+        (OpCode::Query, Some(_), [_]) if !ready => ResponseCode::ServFail,
         (OpCode::Query, Some(env), [question]) => {
             let asked = question.name().to_ascii().to_ascii_lowercase();
             let name = asked.trim_end_matches('.');
@@ -85,7 +93,7 @@ pub fn service_named<'n>(name: &'n str, env: &str) -> Option<&'n str> {
 }
 
 /// Answers queries on `socket` until the task is dropped.
-pub async fn serve(socket: UdpSocket, env_of: EnvOf, lookup: NameLookup) {
+pub async fn serve(socket: UdpSocket, env_of: EnvOf, ready: Ready, lookup: NameLookup) {
     let mut buffer = vec![0u8; 4096];
     loop {
         let (length, from): (usize, SocketAddr) = match socket.recv_from(&mut buffer).await {
@@ -97,7 +105,7 @@ pub async fn serve(socket: UdpSocket, env_of: EnvOf, lookup: NameLookup) {
             }
         };
         let env = env_of(from.ip());
-        if let Some(reply) = answer(&buffer[..length], env.as_deref(), &*lookup) {
+        if let Some(reply) = answer(&buffer[..length], env.as_deref(), ready(), &*lookup) {
             if let Err(error) = socket.send_to(&reply, from).await {
                 tracing::debug!(%error, %from, "resolver answer not sent");
             }
@@ -205,7 +213,7 @@ mod tests {
             ("redis.", RecordType::A, None, ResponseCode::Refused, None),
         ];
         for (name, kind, env, code, address) in table {
-            let reply = answer(&query(name, *kind), *env, &lookup).expect("a reply");
+            let reply = answer(&query(name, *kind), *env, true, &lookup).expect("a reply");
             let reply = Message::from_vec(&reply).unwrap();
             assert_eq!(reply.response_code(), *code, "{name} {kind:?} from {env:?}");
             assert_eq!(reply.id(), 7);
@@ -227,11 +235,21 @@ mod tests {
 
     #[test]
     fn garbage_and_answers_get_no_reply() {
-        assert!(answer(b"", Some("dev"), &lookup).is_none());
-        assert!(answer(&[0xff; 64], Some("dev"), &lookup).is_none());
+        assert!(answer(b"", Some("dev"), true, &lookup).is_none());
+        assert!(answer(&[0xff; 64], Some("dev"), true, &lookup).is_none());
         let mut reply = Message::from_vec(&query("redis.", RecordType::A)).unwrap();
         reply.set_message_type(MessageType::Response);
-        assert!(answer(&reply.to_vec().unwrap(), Some("dev"), &lookup).is_none());
+        assert!(answer(&reply.to_vec().unwrap(), Some("dev"), true, &lookup).is_none());
+    }
+
+    #[test]
+    fn before_the_services_are_known_a_name_is_not_said_unknown() {
+        for name in ["redis.", "nobody."] {
+            let reply = answer(&query(name, RecordType::A), Some("dev"), false, &lookup).unwrap();
+            let reply = Message::from_vec(&reply).unwrap();
+            assert_eq!(reply.response_code(), ResponseCode::ServFail, "{name}");
+            assert!(reply.answers().is_empty());
+        }
     }
 
     #[test]

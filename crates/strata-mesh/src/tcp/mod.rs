@@ -73,6 +73,11 @@ impl TcpProxy {
         self.addresses.address_of(env, service)
     }
 
+    /// Whether the node knows its services yet, for the resolver.
+    pub fn ready(&self) -> bool {
+        self.table.loaded()
+    }
+
     /// The environment of the instance at `address`, for the resolver.
     pub fn env_of(&self, address: IpAddr) -> Option<String> {
         (self.caller_of)(address).map(|caller| caller.env)
@@ -105,9 +110,10 @@ impl TcpProxy {
             return;
         };
         if env != caller.env {
+            // Told in the caller's environment: another environment learns nothing of it.
             self.refuse(
                 &caller,
-                &env,
+                &caller.env,
                 &service,
                 format!("`{}` is in environment `{}`, `{service}` in `{env}`: services call their own environment's only", caller.service, caller.env),
             );
